@@ -1,0 +1,12 @@
+// Without the CUDA target (native/cuda), asking for the CUDA backend is a clear error.
+#include "core/backend.h"
+
+#ifndef L2E_WITH_CUDA
+namespace l2e {
+std::unique_ptr<Backend> make_cuda_backend() {
+  throw Error(
+      "device 'cuda' is not available: this build of llama2-embedding has no CUDA backend "
+      "(rebuild with nvcc on the PATH: `L2E_CUDA=1 npm run build:native`)");
+}
+}  // namespace l2e
+#endif

@@ -1,0 +1,21 @@
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/model.h"
+
+namespace l2e {
+
+// One tensor's bytes in a safetensors file (absolute offset), as validated by the TS loader.
+struct TensorSource {
+  std::string name;  // model parameter name (prefix already stripped)
+  std::string path;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  DType dtype = DType::F32;
+};
+
+void read_file_range(const std::string& path, uint64_t offset, uint64_t length, void* dst);
+void load_tensor(Model& model, const TensorSource& src);
+
+}  // namespace l2e

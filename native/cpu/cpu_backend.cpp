@@ -1,0 +1,162 @@
+// The CPU backend: host memory, fp32 activations, the reference kernels of cpu/kernels.h.
+#include <cmath>
+#include <cstdlib>
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/backend.h"
+#include "cpu/kernels.h"
+#include "cpu/parallel.h"
+
+namespace l2e {
+namespace {
+
+float* F(const Buf& b) { return b.f32(); }
+const int32_t* I(const Buf& b) { return b.i32(); }
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  DType act_dtype() const override { return DType::F32; }
+
+  Buf alloc(size_t numel, DType dtype) override {
+    Buf b;
+    b.numel = numel;
+    b.dtype = dtype;
+    const size_t bytes = std::max<size_t>(64, (b.bytes() + 63) / 64 * 64);
+    b.ptr = std::aligned_alloc(64, bytes);
+    if (!b.ptr) throw Error("out of host memory allocating " + std::to_string(bytes) + " bytes");
+    return b;
+  }
+  void free(Buf& b) override {
+    std::free(b.ptr);
+    b.ptr = nullptr;
+    b.numel = 0;
+  }
+  void zero(Buf& b) override { std::memset(b.ptr, 0, b.bytes()); }
+
+  void upload(Buf& dst, const void* host, size_t numel, DType host_dtype) override {
+    if (numel > dst.numel) throw Error("upload: source larger than destination");
+    if (host_dtype == dst.dtype) {
+      std::memcpy(dst.ptr, host, numel * dtype_size(dst.dtype));
+      return;
+    }
+    if (dst.dtype != DType::F32) throw Error("cpu backend holds only F32 and I32 buffers");
+    float* d = dst.f32();
+    const uint16_t* h = static_cast<const uint16_t*>(host);
+    if (host_dtype == DType::BF16)
+      for (size_t i = 0; i < numel; i++) d[i] = bf16_to_f32(h[i]);
+    else if (host_dtype == DType::F16)
+      for (size_t i = 0; i < numel; i++) d[i] = f16_to_f32(h[i]);
+    else
+      throw Error(std::string("upload: cannot convert ") + dtype_name(host_dtype) + " to F32");
+  }
+  void download(const Buf& src, float* host) override {
+    if (src.dtype != DType::F32) throw Error("download: cpu buffers are F32");
+    std::memcpy(host, src.ptr, src.numel * 4);
+  }
+  void download_i32(const Buf& src, int32_t* host) override { std::memcpy(host, src.ptr, src.numel * 4); }
+  void copy(Buf& dst, const Buf& src) override {
+    if (dst.numel != src.numel || dst.dtype != src.dtype) throw Error("copy: buffers differ in size or dtype");
+    std::memcpy(dst.ptr, src.ptr, src.bytes());
+  }
+
+  // ---- forward ----
+  void embedding(const Buf& ids, int T, const Buf& table, int H, Buf& out) override {
+    cpu::embedding_fwd(I(ids), T, F(table), H, F(out));
+  }
+  void rmsnorm(const Buf& x, const Buf& w, int T, int H, float eps, Buf& y, Buf& rstd) override {
+    cpu::rmsnorm_fwd(F(x), F(w), T, H, eps, F(y), F(rstd));
+  }
+  void linear(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y, bool accumulate) override {
+    cpu::linear_fwd(F(x), F(W), bias ? F(*bias) : nullptr, T, K, N, F(y), accumulate);
+  }
+  void rope(Buf& x, const Buf& positions, int T, int heads, int hd, float theta, float sign) override {
+    cpu::rope_fwd(F(x), I(positions), T, heads, hd, theta, sign);
+  }
+  void attention(const Buf& q, const Buf& k, const Buf& v, const Batch& batch, int nh, int nkv, int hd, Buf& out,
+                 Buf& lse) override {
+    cpu::attention_fwd(F(q), F(k), F(v), I(batch.cu_seqlens), batch.B, nh, nkv, hd, F(out), F(lse));
+  }
+  void swiglu(const Buf& gate, const Buf& up, size_t n, Buf& out) override {
+    cpu::swiglu_fwd(F(gate), F(up), int64_t(n), F(out));
+  }
+  void add_inplace(Buf& x, const Buf& y, size_t n) override {
+    float* a = F(x);
+    const float* b = F(y);
+    parallel_for(int64_t(n), [&](int64_t s, int64_t e, int) {
+      for (int64_t i = s; i < e; i++) a[i] += b[i];
+    }, 16384);
+  }
+  void pool(const Buf& x, const Batch& batch, int P, Pooling mode, Buf& out) override {
+    cpu::pool_fwd(F(x), I(batch.cu_seqlens), batch.B, P, int(mode), F(out));
+  }
+  void l2norm(const Buf& x, int B, int P, bool normalize, Buf& y, Buf& norm) override {
+    cpu::l2norm_fwd(F(x), B, P, normalize, F(y), F(norm));
+  }
+
+  // ---- backward ----
+  void embedding_backward(const Buf& ids, int T, const Buf& dout, int H, Buf& dtable) override {
+    cpu::embedding_bwd(I(ids), T, F(dout), H, F(dtable));
+  }
+  void rmsnorm_backward(const Buf& x, const Buf& w, const Buf& rstd, const Buf& dy, int T, int H, Buf& dx, Buf& dw,
+                        bool accumulate_dx) override {
+    cpu::rmsnorm_bwd(F(x), F(w), F(rstd), F(dy), T, H, F(dx), F(dw), accumulate_dx);
+  }
+  void linear_backward(const Buf& x, const Buf& W, const Buf& dy, int T, int K, int N, Buf* dx, Buf& dW, Buf* dbias,
+                       bool accumulate_dx) override {
+    cpu::linear_bwd(F(x), F(W), F(dy), T, K, N, dx ? F(*dx) : nullptr, F(dW), dbias ? F(*dbias) : nullptr,
+                    accumulate_dx);
+  }
+  void attention_backward(const Buf& q, const Buf& k, const Buf& v, const Buf& out, const Buf& lse, const Buf& dout,
+                          const Batch& batch, int nh, int nkv, int hd, Buf& dq, Buf& dk, Buf& dv) override {
+    cpu::attention_bwd(F(q), F(k), F(v), F(out), F(lse), F(dout), I(batch.cu_seqlens), batch.B, nh, nkv, hd, F(dq),
+                       F(dk), F(dv));
+  }
+  void swiglu_backward(const Buf& gate, const Buf& up, const Buf& dout, size_t n, Buf& dgate, Buf& dup) override {
+    cpu::swiglu_bwd(F(gate), F(up), F(dout), int64_t(n), F(dgate), F(dup));
+  }
+  void pool_backward(const Buf& dout, const Batch& batch, int P, Pooling mode, Buf& dx) override {
+    cpu::pool_bwd(F(dout), I(batch.cu_seqlens), batch.B, P, int(mode), F(dx));
+  }
+  void l2norm_backward(const Buf& y, const Buf& norm, const Buf& dy, int B, int P, bool normalize,
+                       Buf& dx) override {
+    cpu::l2norm_bwd(F(y), F(norm), F(dy), B, P, normalize, F(dx));
+  }
+
+  // ---- loss and optimizer ----
+  float infonce(const Buf& q, const Buf& p, int B, int G, int P, float temperature, bool in_batch, Buf& scores,
+                Buf& dq, Buf& dp) override {
+    return cpu::infonce(F(q), F(p), B, G, P, temperature, in_batch, F(scores), F(dq), F(dp));
+  }
+  double sumsq(const Buf& x, size_t n) override {
+    const float* a = F(x);
+    std::vector<double> part(num_threads(), 0.0);
+    parallel_for(int64_t(n), [&](int64_t s, int64_t e, int t) {
+      double acc = 0;
+      for (int64_t i = s; i < e; i++) acc += double(a[i]) * double(a[i]);
+      part[t] += acc;
+    }, 65536);
+    double total = 0;
+    for (double v : part) total += v;
+    return total;
+  }
+  void scale(Buf& x, size_t n, float s) override {
+    float* a = F(x);
+    parallel_for(int64_t(n), [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; i++) a[i] *= s;
+    }, 65536);
+  }
+  void adamw(Buf& w, const Buf& g, Buf& m, Buf& v, size_t n, float lr, float beta1, float beta2, float eps,
+             float weight_decay, int step, Buf* shadow) override {
+    (void)shadow;  // the CPU trains its fp32 weights directly
+    cpu::adamw(F(w), F(g), F(m), F(v), int64_t(n), lr, beta1, beta2, eps, weight_decay, step);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace l2e

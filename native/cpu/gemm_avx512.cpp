@@ -1,0 +1,132 @@
+// AVX-512 sgemm micro-kernel: a 14 x 32 tile held in 28 zmm accumulators; each k step loads two
+// vectors of packed B and broadcasts fourteen values of packed A (31 of the 32 zmm registers).
+// Edge columns are written with masked loads/stores, so no tile is ever spilled.
+#include <immintrin.h>
+
+#include "cpu/gemm_kernels.h"
+
+namespace l2e {
+namespace gemm {
+namespace {
+
+constexpr int MR = 14, NR = 32;
+
+__attribute__((target("avx512f"))) void micro_avx512(int64_t kc, const float* a, const float* b,
+                                                     float* c, int64_t ldc, int mr, int nr,
+                                                     float alpha, float beta) {
+  // Start pulling the C tile in now so the write-back at the end does not stall on it.
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; i++) {
+    if (i >= mr) break;
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+  }
+  __m512 acc[MR][2];
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; k++, a += MR, b += NR) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
+  const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF)
+                       : nr > 16 ? __mmask16((1u << (nr - 16)) - 1)
+                                 : __mmask16(0);
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; i++) {
+    if (i >= mr) break;
+    float* row = c + i * ldc;
+    __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+    if (beta != 0.0f) {
+      r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), r0);
+      r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), r1);
+    }
+    _mm512_mask_storeu_ps(row, m0, r0);
+    _mm512_mask_storeu_ps(row + 16, m1, r1);
+  }
+}
+
+// In-register transpose of a 16 x 16 block: r[i] holds row i; afterwards r[j] holds column j.
+__attribute__((target("avx512f"))) inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved within each 128-bit lane
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int g = 0; g < 16; g += 4) {  // u[g + c], lane L: rows g..g+3 of column 4L + c
+    const __m512d t0 = _mm512_castps_pd(t[g]), t1 = _mm512_castps_pd(t[g + 1]);
+    const __m512d t2 = _mm512_castps_pd(t[g + 2]), t3 = _mm512_castps_pd(t[g + 3]);
+    u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  for (int c = 0; c < 4; c++) {  // 4 x 4 transpose of 128-bit lanes across u[c], u[4+c], u[8+c], u[12+c]
+    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44), v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+    r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+    r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+    r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+    r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+  }
+}
+
+// dst[k][i] = src[i*ld + k] for i < n, zero for n <= i < W: 16 source rows at a time are loaded
+// 16 k wide, transposed in registers and stored as 16 consecutive k rows of the sliver.
+__attribute__((target("avx512f"))) void pack_transpose_avx512(const float* src, int64_t ld, int n,
+                                                               int64_t kc, int W, float* dst) {
+  for (int i0 = 0; i0 < W; i0 += 16) {
+    const int rows = n - i0 < 0 ? 0 : (n - i0 > 16 ? 16 : n - i0);
+    const int lanes = W - i0 > 16 ? 16 : W - i0;
+    const __mmask16 lane_mask = __mmask16((1u << lanes) - 1);
+    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+      const int ks = kc - k0 > 16 ? 16 : int(kc - k0);
+      const __mmask16 k_mask = __mmask16((1u << ks) - 1);
+      __m512 r[16];
+      for (int i = 0; i < 16; i++) {
+        if (i < rows) {
+          const float* row = src + (i0 + i) * ld + k0;
+          _mm_prefetch(reinterpret_cast<const char*>(row + 64), _MM_HINT_T0);
+          r[i] = _mm512_maskz_loadu_ps(k_mask, row);
+        } else {
+          r[i] = _mm512_setzero_ps();
+        }
+      }
+      transpose16(r);
+      for (int k = 0; k < ks; k++) _mm512_mask_storeu_ps(dst + (k0 + k) * W + i0, lane_mask, r[k]);
+    }
+  }
+}
+
+// dst[k][j] = src[k*ld + j] for j < n, zero for n <= j < W.
+__attribute__((target("avx512f"))) void pack_copy_avx512(const float* src, int64_t ld, int n,
+                                                         int64_t kc, int W, float* dst) {
+  for (int j0 = 0; j0 < W; j0 += 16) {
+    const int cols = n - j0 < 0 ? 0 : (n - j0 > 16 ? 16 : n - j0);
+    const int lanes = W - j0 > 16 ? 16 : W - j0;
+    const __mmask16 col_mask = __mmask16((1u << cols) - 1), lane_mask = __mmask16((1u << lanes) - 1);
+    for (int64_t k = 0; k < kc; k++)
+      _mm512_mask_storeu_ps(dst + k * W + j0, lane_mask, _mm512_maskz_loadu_ps(col_mask, src + k * ld + j0));
+  }
+}
+
+}  // namespace
+
+const KernelInfo& avx512_kernel() {
+  #ifndef TUNE_KC
+#define TUNE_KC 256
+#define TUNE_MC 336
+#define TUNE_NC 4096
+#endif
+  static const KernelInfo info{"avx512", MR, NR, TUNE_KC, TUNE_MC, TUNE_NC, micro_avx512, pack_transpose_avx512, pack_copy_avx512};
+  return info;
+}
+
+}  // namespace gemm
+}  // namespace l2e

@@ -1,0 +1,14 @@
+// A small persistent thread pool for the CPU backend: parallel_for splits [0, n) into one contiguous
+// range per worker (the caller's thread is one of them). Nested calls run serially.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace l2e {
+
+// Number of threads used (L2E_NUM_THREADS, else std::thread::hardware_concurrency()).
+int num_threads();
+// fn(begin, end, thread_index) over disjoint ranges covering [0, n); grain = minimum range size.
+void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t grain = 1);
+
+}  // namespace l2e

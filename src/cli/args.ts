@@ -1,0 +1,121 @@
+// A small, strict command-line parser shared by every `l2e` command: --name value, --name=value,
+// boolean flags, repeated options, positionals; unknown options are errors that name the option.
+
+export type OptionKind = 'string' | 'number' | 'integer' | 'boolean' | 'list';
+
+export interface OptionSpec {
+  kind: OptionKind;
+  /** One-line help text. */
+  help: string;
+  default?: string | number | boolean;
+  /** Shown in help as the value's name, e.g. DIR. */
+  metavar?: string;
+  required?: boolean;
+}
+
+export type OptionSpecs = Record<string, OptionSpec>;
+export type ParsedValue = string | number | boolean | string[] | undefined;
+
+export interface ParsedArgs {
+  options: Record<string, ParsedValue>;
+  positionals: string[];
+  help: boolean;
+}
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+function toNumber(name: string, raw: string, integer: boolean): number {
+  const v = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(v)) throw new UsageError(`--${name} expects a number, got "${raw}"`);
+  if (integer && !Number.isInteger(v)) throw new UsageError(`--${name} expects an integer, got "${raw}"`);
+  return v;
+}
+
+export function parseArgs(argv: string[], specs: OptionSpecs): ParsedArgs {
+  const options: Record<string, ParsedValue> = {};
+  const positionals: string[] = [];
+  let help = false;
+  for (const [name, spec] of Object.entries(specs)) {
+    if (spec.kind === 'list') options[name] = [];
+    else if (spec.default !== undefined) options[name] = spec.default;
+    else if (spec.kind === 'boolean') options[name] = false;
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') {
+      help = true;
+      continue;
+    }
+    if (arg === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('--')) {
+      positionals.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    let name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+    let inline: string | undefined = eq >= 0 ? arg.slice(eq + 1) : undefined;
+    let negated = false;
+    if (!(name in specs) && name.startsWith('no-') && specs[name.slice(3)]?.kind === 'boolean') {
+      name = name.slice(3);
+      negated = true;
+    }
+    const spec = specs[name];
+    if (!spec) throw new UsageError(`unknown option --${name}`);
+    if (spec.kind === 'boolean') {
+      if (inline !== undefined && !['true', 'false', '1', '0'].includes(inline)) {
+        throw new UsageError(`--${name} is a flag; got "${inline}"`);
+      }
+      const v = inline === undefined ? true : inline === 'true' || inline === '1';
+      options[name] = negated ? !v : v;
+      continue;
+    }
+    if (inline === undefined) {
+      if (i + 1 >= argv.length) throw new UsageError(`--${name} needs a value`);
+      inline = argv[++i]!;
+    }
+    if (spec.kind === 'string') options[name] = inline;
+    else if (spec.kind === 'list') (options[name] as string[]).push(...inline.split(',').filter((s) => s !== ''));
+    else options[name] = toNumber(name, inline, spec.kind === 'integer');
+  }
+  if (!help) {
+    for (const [name, spec] of Object.entries(specs)) {
+      if (spec.required && options[name] === undefined) throw new UsageError(`--${name} is required`);
+    }
+  }
+  return { options, positionals, help };
+}
+
+export function formatOptions(specs: OptionSpecs): string {
+  const rows = Object.entries(specs).map(([name, s]) => {
+    const flag = s.kind === 'boolean' ? `--${name}` : `--${name} ${s.metavar ?? (s.kind === 'string' || s.kind === 'list' ? 'VALUE' : 'N')}`;
+    const dflt = s.default !== undefined && s.kind !== 'boolean' ? ` (default ${s.default})` : '';
+    const req = s.required ? ' (required)' : '';
+    return [flag, `${s.help}${req}${dflt}`] as const;
+  });
+  const width = Math.max(...rows.map(([f]) => f.length), 10);
+  return rows.map(([f, h]) => `  ${f.padEnd(width)}  ${h}`).join('\n');
+}
+
+/** Typed accessors for parsed options (the specs guarantee the kinds). */
+export const opt = {
+  str(p: ParsedArgs, name: string): string | undefined {
+    const v = p.options[name];
+    return typeof v === 'string' ? v : undefined;
+  },
+  num(p: ParsedArgs, name: string): number | undefined {
+    const v = p.options[name];
+    return typeof v === 'number' ? v : undefined;
+  },
+  bool(p: ParsedArgs, name: string): boolean {
+    return p.options[name] === true;
+  },
+  list(p: ParsedArgs, name: string): string[] {
+    const v = p.options[name];
+    return Array.isArray(v) ? v : [];
+  },
+};

@@ -1,0 +1,45 @@
+// `l2e combine`: concatenate (and optionally shuffle) JSONL pair files, validating every line.
+import { combineFiles } from '../data/combine.js';
+import { opt, UsageError } from './args.js';
+import type { Command } from './command.js';
+import { ProgressBar } from './progress.js';
+
+export const command: Command = {
+  name: 'combine',
+  summary: 'concatenate / shuffle JSONL pair files, validating every line',
+  usage: `Usage: l2e combine A.jsonl B.jsonl ... --output ALL.jsonl [--shuffle --seed N] [--memory-mb 256]
+
+Streams every input, checks each line is {"query": str, "pos": [str], "neg": [str]} (errors name
+file:line; --skip-bad-lines counts and drops them instead) and writes one file atomically. With
+--shuffle, inputs larger than the memory budget are shuffled externally (random buckets on disk,
+each shuffled in memory). The order depends only on the seed, the inputs and --memory-mb.`,
+  options: {
+    output: { kind: 'string', help: 'combined JSONL file', metavar: 'FILE', required: true },
+    shuffle: { kind: 'boolean', help: 'shuffle all rows (uniform permutation)' },
+    seed: { kind: 'integer', help: 'shuffle seed', default: 42 },
+    'memory-mb': { kind: 'integer', help: 'memory budget for shuffling, MiB', default: 256 },
+    'skip-bad-lines': { kind: 'boolean', help: 'count and drop invalid lines instead of failing' },
+  },
+  async run(args) {
+    if (args.positionals.length === 0) throw new UsageError('give at least one input file');
+    const memoryMb = opt.num(args, 'memory-mb')!;
+    if (memoryMb < 1) throw new UsageError('--memory-mb must be at least 1');
+    const bar = new ProgressBar({ label: 'combine', total: 100, unit: '%' });
+    const result = await combineFiles(args.positionals, {
+      output: opt.str(args, 'output')!,
+      shuffle: opt.bool(args, 'shuffle'),
+      seed: opt.num(args, 'seed'),
+      memoryMb,
+      skipBadLines: opt.bool(args, 'skip-bad-lines'),
+      onProgress: (done, total) => bar.update(total > 0 ? Math.round((100 * done) / total) : 100),
+    });
+    bar.finish();
+    const width = Math.max(...result.files.map((f) => f.file.length), 4);
+    const lines = result.files.map(
+      (f) => `  ${f.file.padEnd(width)}  ${String(f.rows).padStart(10)} rows` + (f.badLines ? `  ${f.badLines} bad lines dropped` : ''),
+    );
+    const how = result.buckets === 0 ? '' : result.buckets === 1 ? ' (shuffled in memory)' : ` (shuffled through ${result.buckets} buckets)`;
+    process.stdout.write(`${lines.join('\n')}\n  ${'total'.padEnd(width)}  ${String(result.rows).padStart(10)} rows → ${opt.str(args, 'output')}${how}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,10 @@
+// Every `l2e` sub-command, in the order `l2e --help` lists them.
+import type { Command } from './command.js';
+
+export async function loadCommands(): Promise<Command[]> {
+  const modules = await Promise.all([
+    import('./encode.js'),
+    import('./tokenize.js'),
+  ]);
+  return modules.map((m) => m.command);
+}

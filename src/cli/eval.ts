@@ -1,0 +1,76 @@
+// `l2e eval`: the notebook metrics (positive/negative score, top-1/3/5/10) for test files.
+import { writeFileAtomic } from '../util/atomic.js';
+import { evaluateFile, formatTable, type FileEvaluation } from '../eval/evaluate.js';
+import { openEmbeddingSource } from '../eval/source.js';
+import type { Metrics } from '../eval/metrics.js';
+import { opt, UsageError } from './args.js';
+import type { Command } from './command.js';
+import { ProgressBar } from './progress.js';
+
+export const command: Command = {
+  name: 'eval',
+  summary: 'evaluate a model (or precomputed embeddings) on JSONL test files',
+  usage: `Usage: l2e eval --model DIR --test FILE.jsonl [FILE2 ...] [--limit 1000] [--json OUT]
+       l2e eval --embeddings FILE [--texts FILE] --test FILE.jsonl [...]
+
+The pool is every distinct stripped string of the first --limit rows; "positive score" is the mean
+cos(query, pos) over their (row, pos) pairs, "negative score" the mean 1 - cos(query, neg); topK is
+the share of (query, pos) pairs of the whole file whose query ranks in the top K of the pool by
+cosine to the positive (K+1 when the positive itself is in the top K). Vectors come from the model
+or from --embeddings: JSONL {"text","embedding"} or a float32/float64 .npy with --texts (one text per
+line, or a JSON array). --json writes {"<test name>": {metrics}} (name = file basename).`,
+  options: {
+    model: { kind: 'string', help: 'model folder or hub id', metavar: 'DIR' },
+    embeddings: { kind: 'string', help: 'precomputed vectors: .jsonl or .npy', metavar: 'FILE' },
+    texts: { kind: 'string', help: 'texts of the .npy rows', metavar: 'FILE' },
+    test: { kind: 'list', help: 'test JSONL files (repeatable; more may follow as positionals)', metavar: 'FILE' },
+    limit: { kind: 'integer', help: 'rows that define the pool and the scores', default: 1000 },
+    json: { kind: 'string', help: 'write the metrics as JSON here', metavar: 'OUT' },
+    'batch-size': { kind: 'integer', help: 'texts per encode batch', default: 32 },
+    'max-length': { kind: 'integer', help: 'truncation in tokens, BOS included', default: 8192 },
+    device: { kind: 'string', help: 'cpu or cuda', default: 'cpu' },
+  },
+  async run(args) {
+    // `--test a.jsonl b.jsonl`: files after the first come through as positionals
+    const tests = [...opt.list(args, 'test'), ...args.positionals];
+    if (tests.length === 0) throw new UsageError('--test FILE is required');
+    const limit = opt.num(args, 'limit')!;
+    if (limit < 1) throw new UsageError('--limit must be at least 1');
+    const device = opt.str(args, 'device');
+    if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got ${device}`);
+    const source = await openEmbeddingSource({
+      model: opt.str(args, 'model'),
+      embeddings: opt.str(args, 'embeddings'),
+      textsFile: opt.str(args, 'texts'),
+      batchSize: opt.num(args, 'batch-size'),
+      maxLength: opt.num(args, 'max-length'),
+      device,
+    });
+    const results: FileEvaluation[] = [];
+    try {
+      for (const file of tests) {
+        let bar: ProgressBar | undefined;
+        results.push(
+          await evaluateFile(file, source, {
+            limit,
+            onProgress: (done, total) => {
+              bar ??= new ProgressBar({ label: `embed ${file}`, total });
+              bar.update(done);
+            },
+          }),
+        );
+        bar?.finish();
+      }
+    } finally {
+      source.close();
+    }
+    process.stdout.write(formatTable(results));
+    const jsonOut = opt.str(args, 'json');
+    if (jsonOut) {
+      const obj: Record<string, Metrics> = {};
+      for (const r of results) obj[r.name] = r.metrics;
+      writeFileAtomic(jsonOut, JSON.stringify(obj, null, 2) + '\n');
+    }
+    return 0;
+  },
+};

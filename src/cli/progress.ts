@@ -1,0 +1,61 @@
+// A progress bar on stderr, drawn only when stderr is a terminal (and not under CI): long work shows
+// done/total, rate and ETA; otherwise silent so logs stay clean.
+
+export interface ProgressOptions {
+  label: string;
+  total: number;
+  unit?: string;
+  stream?: NodeJS.WriteStream;
+}
+
+export class ProgressBar {
+  private readonly start = Date.now();
+  private last = 0;
+  private done = 0;
+  private extra = '';
+  private readonly enabled: boolean;
+  private readonly stream: NodeJS.WriteStream;
+
+  constructor(private readonly opts: ProgressOptions) {
+    this.stream = opts.stream ?? process.stderr;
+    this.enabled = Boolean(this.stream.isTTY) && !process.env['CI'];
+  }
+
+  /** Sets the count done so far, with optional extra text (e.g. "loss 0.41"). */
+  update(done: number, extra = ''): void {
+    this.done = done;
+    this.extra = extra;
+    const now = Date.now();
+    if (this.enabled && (now - this.last > 100 || done >= this.opts.total)) {
+      this.last = now;
+      this.draw();
+    }
+  }
+
+  finish(): void {
+    if (this.enabled) {
+      this.draw();
+      this.stream.write('\n');
+    }
+  }
+
+  private draw(): void {
+    const { total, label, unit = '' } = this.opts;
+    const frac = total > 0 ? Math.min(1, this.done / total) : 0;
+    const width = 24;
+    const filled = Math.round(frac * width);
+    const secs = (Date.now() - this.start) / 1000;
+    const rate = secs > 0 ? this.done / secs : 0;
+    const eta = rate > 0 ? (total - this.done) / rate : 0;
+    const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
+    const line = `${label} ${bar} ${this.done}/${total}${unit} ${rate.toFixed(1)}${unit}/s ETA ${formatSeconds(eta)} ${this.extra}`;
+    this.stream.write(`\r${line.slice(0, (this.stream.columns ?? 120) - 1)}\x1b[K`);
+  }
+}
+
+export function formatSeconds(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return '?';
+  const m = Math.floor(s / 60);
+  const sec = Math.round(s % 60);
+  return m > 0 ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+}

@@ -1,0 +1,161 @@
+// Concatenates JSONL pair files into one, validating every line ({query: str, pos: [str], neg: [str]}),
+// optionally shuffled. Streaming throughout; a shuffle of more data than the memory budget is an
+// external shuffle: every line goes to one of K temporary bucket files chosen at random, then each
+// bucket (small enough for memory) is shuffled in memory and appended to the output. A uniformly
+// random bucket followed by a uniform shuffle inside each bucket gives a uniform permutation.
+// The result is a function of the inputs, the seed and K (K = 1 when everything fits in memory).
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { AtomicWriter } from '../util/atomic.js';
+import { Rng } from '../util/random.js';
+import { LineError, pairRowProblem, readLines } from './jsonl.js';
+
+export interface CombineOptions {
+  output: string;
+  shuffle?: boolean;
+  seed?: number;
+  /** Memory budget for the shuffle, in MiB (default 256). */
+  memoryMb?: number;
+  /** Count and drop invalid lines instead of failing on the first one. */
+  skipBadLines?: boolean;
+  /** Where bucket files go (default: beside the output). */
+  tmpDir?: string;
+  /** Called with (bytes read so far, total input bytes). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface FileCount {
+  file: string;
+  rows: number;
+  badLines: number;
+}
+
+export interface CombineResult {
+  files: FileCount[];
+  rows: number;
+  /** Bucket files used by the shuffle (1 = in memory; 0 = no shuffle). */
+  buckets: number;
+}
+
+/** JS strings of mostly non-Latin text take ~2 bytes per UTF-8 byte plus per-string overhead. */
+const MEMORY_PER_INPUT_BYTE = 3;
+
+export async function combineFiles(inputs: string[], opts: CombineOptions): Promise<CombineResult> {
+  if (inputs.length === 0) throw new Error('combine: no input files');
+  const out = resolve(opts.output);
+  for (const f of inputs) {
+    if (resolve(f) === out) throw new Error(`combine: the output ${opts.output} is also an input`);
+  }
+  const totalBytes = inputs.reduce((sum, f) => {
+    try {
+      return sum + statSync(f).size;
+    } catch {
+      throw new Error(`${f}: no such file`);
+    }
+  }, 0);
+  const budget = Math.max(1, opts.memoryMb ?? 256) * 1024 * 1024;
+  const buckets = opts.shuffle ? Math.max(1, Math.ceil((totalBytes * MEMORY_PER_INPUT_BYTE) / budget)) : 0;
+  const rng = new Rng(opts.seed ?? 42);
+  const writer = new AtomicWriter(opts.output);
+  const files: FileCount[] = [];
+  let readBytes = 0;
+  let tmp: string | undefined;
+  // Output lines are batched into ~1 MiB writes.
+  let outBuf: string[] = [];
+  let outBytes = 0;
+  const emit = async (line: string): Promise<void> => {
+    outBuf.push(line, '\n');
+    outBytes += line.length + 1;
+    if (outBytes >= 1 << 20) await drain();
+  };
+  const drain = async (): Promise<void> => {
+    if (outBuf.length) await writer.write(outBuf.join(''));
+    outBuf = [];
+    outBytes = 0;
+  };
+  try {
+    // Each valid line goes to `sink`: the output (no shuffle), memory (K = 1) or a bucket file.
+    const inMemory: string[] = [];
+    const pending: string[][] = [];
+    const pendingBytes: number[] = [];
+    let bucketFiles: string[] = [];
+    if (buckets > 1) {
+      tmp = mkdtempSync(join(opts.tmpDir ?? dirname(out), '.l2e-combine-'));
+      bucketFiles = Array.from({ length: buckets }, (_, i) => join(tmp!, `bucket-${i}.jsonl`));
+      for (let i = 0; i < buckets; i++) {
+        pending.push([]);
+        pendingBytes.push(0);
+      }
+    }
+    const flushLimit = Math.max(64 * 1024, Math.floor(budget / (4 * Math.max(1, buckets))));
+    const flush = (b: number): void => {
+      if (pending[b]!.length === 0) return;
+      appendFileSync(bucketFiles[b]!, pending[b]!.join(''));
+      pending[b] = [];
+      pendingBytes[b] = 0;
+    };
+    const sink = async (line: string): Promise<void> => {
+      if (buckets === 0) await emit(line);
+      else if (buckets === 1) inMemory.push(line);
+      else {
+        const b = rng.int(buckets);
+        pending[b]!.push(line + '\n');
+        pendingBytes[b]! += line.length + 1;
+        if (pendingBytes[b]! >= flushLimit) flush(b);
+      }
+    };
+
+    for (const file of inputs) {
+      const count: FileCount = { file, rows: 0, badLines: 0 };
+      for await (const { line, text, bytes } of readLines(file)) {
+        readBytes += bytes;
+        const trimmed = text.trim();
+        if (trimmed === '') continue;
+        let problem: string | null;
+        try {
+          problem = pairRowProblem(JSON.parse(trimmed));
+        } catch (err) {
+          problem = `invalid JSON (${err instanceof Error ? err.message : String(err)})`;
+        }
+        if (problem) {
+          if (!opts.skipBadLines) throw new LineError(file, line, `${problem} (use --skip-bad-lines to drop such lines)`);
+          count.badLines++;
+          continue;
+        }
+        count.rows++;
+        await sink(trimmed);
+        if (count.rows % 10000 === 0) opts.onProgress?.(readBytes, totalBytes);
+      }
+      files.push(count);
+    }
+    opts.onProgress?.(totalBytes, totalBytes);
+
+    if (buckets === 1) {
+      rng.shuffle(inMemory);
+      for (const line of inMemory) await emit(line);
+    } else if (buckets > 1) {
+      for (let b = 0; b < buckets; b++) flush(b);
+      for (const bf of bucketFiles) {
+        let text: string;
+        try {
+          text = readFileSync(bf, 'utf8');
+        } catch {
+          continue; // no line landed in this bucket
+        }
+        const lines = text.split('\n');
+        lines.pop(); // after the final '\n'
+        rng.shuffle(lines);
+        for (const line of lines) await emit(line);
+        rmSync(bf, { force: true });
+      }
+    }
+    await drain();
+    await writer.commit();
+  } catch (err) {
+    writer.abort();
+    throw err;
+  } finally {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  }
+  return { files, rows: files.reduce((s, f) => s + f.rows, 0), buckets };
+}

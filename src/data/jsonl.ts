@@ -1,0 +1,141 @@
+// Streaming line and JSONL readers with bounded memory: the file is read in chunks, split on '\n'
+// at the byte level (so a multi-byte UTF-8 character split across chunks is never corrupted), and
+// each line is decoded on its own. Errors name `file:line`. Shared by eval, mining, combine and the
+// training data loader.
+import { createReadStream } from 'node:fs';
+
+/** An error about one line of an input file; `message` starts with `file:line:`. */
+export class LineError extends Error {
+  override name = 'LineError';
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly reason: string,
+  ) {
+    super(`${file}:${line}: ${reason}`);
+  }
+}
+
+export interface LineReadOptions {
+  /** Longest line accepted, in bytes (default 64 MiB): a bound on memory for a file without newlines. */
+  maxLineBytes?: number;
+  /** Read chunk size in bytes (default 1 MiB). */
+  chunkBytes?: number;
+}
+
+export interface TextLine {
+  /** 1-based line number in the file. */
+  line: number;
+  /** The line without its '\n' (and without a trailing '\r'). */
+  text: string;
+  /** Bytes of the line in the file including its terminator: lets callers measure progress. */
+  bytes: number;
+}
+
+const NEWLINE = 0x0a;
+
+/** Yields every line of a UTF-8 text file (a leading BOM is dropped), including blank ones. */
+export async function* readLines(file: string, opts: LineReadOptions = {}): AsyncGenerator<TextLine> {
+  const maxLine = opts.maxLineBytes ?? 64 * 1024 * 1024;
+  const stream = createReadStream(file, { highWaterMark: opts.chunkBytes ?? 1024 * 1024 });
+  let pending: Buffer[] = []; // pieces of the current, unfinished line
+  let pendingBytes = 0;
+  let lineNo = 0;
+  const decode = (buf: Buffer): string => {
+    let text = buf.toString('utf8');
+    if (lineNo === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    if (text.endsWith('\r')) text = text.slice(0, -1);
+    return text;
+  };
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let start = 0;
+      for (;;) {
+        const nl = chunk.indexOf(NEWLINE, start);
+        if (nl < 0) break;
+        lineNo++;
+        const piece = chunk.subarray(start, nl);
+        const whole = pendingBytes ? Buffer.concat([...pending, piece]) : piece;
+        if (whole.length > maxLine) throw new LineError(file, lineNo, `line longer than ${maxLine} bytes`);
+        pending = [];
+        pendingBytes = 0;
+        yield { line: lineNo, text: decode(whole), bytes: whole.length + 1 };
+        start = nl + 1;
+      }
+      if (start < chunk.length) {
+        pending.push(chunk.subarray(start));
+        pendingBytes += chunk.length - start;
+        if (pendingBytes > maxLine) throw new LineError(file, lineNo + 1, `line longer than ${maxLine} bytes`);
+      }
+    }
+  } catch (err) {
+    if (err instanceof LineError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new Error(`${file}: no such file`);
+    throw new Error(`${file}: could not read: ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    stream.destroy();
+  }
+  if (pendingBytes > 0) {
+    lineNo++;
+    const whole = Buffer.concat(pending);
+    yield { line: lineNo, text: decode(whole), bytes: whole.length };
+  }
+}
+
+export interface JsonLine<T = unknown> {
+  /** 1-based line number in the file. */
+  line: number;
+  value: T;
+  /** The line's text as read (useful to copy it through unchanged). */
+  text: string;
+  bytes: number;
+}
+
+/** Yields the parsed value of every non-blank line; a line that is not JSON is a LineError. */
+export async function* readJsonl(file: string, opts: LineReadOptions = {}): AsyncGenerator<JsonLine> {
+  for await (const { line, text, bytes } of readLines(file, opts)) {
+    if (text.trim() === '') continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      throw new LineError(file, line, `invalid JSON (${err instanceof Error ? err.message : String(err)})`);
+    }
+    yield { line, value, text, bytes };
+  }
+}
+
+/** A parsed JSONL training/test row: `{"query": str, "pos": [str], "neg": [str]}`. */
+export interface PairRow {
+  query: string;
+  pos: string[];
+  neg: string[];
+}
+
+/**
+ * Checks that `value` is a pair row; returns the reason it is not, or null when it is.
+ * Extra keys are allowed (they are carried along by tools that copy lines through).
+ */
+export function pairRowProblem(value: unknown): string | null {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return 'expected a JSON object';
+  const v = value as Record<string, unknown>;
+  if (typeof v['query'] !== 'string') return v['query'] === undefined ? 'missing "query"' : '"query" must be a string';
+  for (const key of ['pos', 'neg'] as const) {
+    const list = v[key];
+    if (list === undefined) return `missing "${key}"`;
+    if (!Array.isArray(list)) return `"${key}" must be an array of strings`;
+    const bad = list.findIndex((s) => typeof s !== 'string');
+    if (bad >= 0) return `"${key}"[${bad}] must be a string`;
+  }
+  return null;
+}
+
+/** Yields validated pair rows; the first invalid line is a LineError naming the field. */
+export async function* readPairRows(file: string, opts: LineReadOptions = {}): AsyncGenerator<JsonLine<PairRow>> {
+  for await (const row of readJsonl(file, opts)) {
+    const problem = pairRowProblem(row.value);
+    if (problem) throw new LineError(file, row.line, problem);
+    yield row as JsonLine<PairRow>;
+  }
+}

@@ -1,0 +1,196 @@
+// Embeddings computed elsewhere, looked up by text: JSONL lines {"text": str, "embedding": [numbers]}
+// (what `l2e encode` writes) or a 2-D float32/float64 .npy matrix plus a texts file (one text per line,
+// or a JSON array) giving each row's text. Texts are matched after .trim(), like the eval pool.
+import { readFileSync } from 'node:fs';
+import { Embeddings } from '../model/embeddings.js';
+import { LineError, readJsonl } from '../data/jsonl.js';
+
+export class VectorTable {
+  private readonly index = new Map<string, number>();
+  private chunks: Float32Array[] = [];
+  private data: Float32Array | undefined;
+  rows = 0;
+
+  constructor(
+    readonly dim: number,
+    readonly source: string,
+  ) {}
+
+  /** Adds a row for `text` unless the text already has one (the first vector wins). */
+  add(text: string, vec: Float32Array): void {
+    const key = text.trim();
+    if (this.index.has(key)) return;
+    this.index.set(key, this.rows++);
+    this.chunks.push(vec);
+    this.data = undefined;
+  }
+
+  has(text: string): boolean {
+    return this.index.has(text.trim());
+  }
+
+  /** The vectors of `texts`, in order; a text without a vector is an error naming it. */
+  embeddingsFor(texts: readonly string[]): Embeddings {
+    const all = this.matrix();
+    const out = new Embeddings(texts.length, this.dim);
+    texts.forEach((t, i) => {
+      const r = this.index.get(t.trim());
+      if (r === undefined) throw new Error(`${this.source}: no embedding for the text ${JSON.stringify(clip(t))}`);
+      out.data.set(all.subarray(r * this.dim, (r + 1) * this.dim), i * this.dim);
+    });
+    return out;
+  }
+
+  private matrix(): Float32Array {
+    if (!this.data) {
+      const m = new Float32Array(this.rows * this.dim);
+      let off = 0;
+      for (const c of this.chunks) {
+        m.set(c, off);
+        off += c.length;
+      }
+      this.chunks = [m];
+      this.data = m;
+    }
+    return this.data;
+  }
+}
+
+function clip(s: string): string {
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+/** Loads a vector table: `.npy` (needs `textsFile`) or JSONL {"text","embedding"}. */
+export async function loadVectorTable(file: string, opts: { textsFile?: string } = {}): Promise<VectorTable> {
+  if (file.endsWith('.npy')) {
+    if (!opts.textsFile) throw new Error(`${file}: a .npy matrix needs --texts FILE naming each row's text`);
+    return loadNpyTable(file, opts.textsFile);
+  }
+  return loadJsonlTable(file);
+}
+
+async function loadJsonlTable(file: string): Promise<VectorTable> {
+  let table: VectorTable | undefined;
+  for await (const { line, value } of readJsonl(file)) {
+    const v = value as { text?: unknown; embedding?: unknown } | null;
+    if (!v || typeof v !== 'object' || typeof v.text !== 'string' || !Array.isArray(v.embedding)) {
+      throw new LineError(file, line, 'expected {"text": string, "embedding": [numbers]}');
+    }
+    const emb = v.embedding as unknown[];
+    if (!table) {
+      if (emb.length === 0) throw new LineError(file, line, 'empty embedding');
+      table = new VectorTable(emb.length, file);
+    }
+    if (emb.length !== table.dim) {
+      throw new LineError(file, line, `embedding has ${emb.length} values, expected ${table.dim} (from the first line)`);
+    }
+    const vec = new Float32Array(emb.length);
+    for (let i = 0; i < emb.length; i++) {
+      const x = emb[i];
+      vec[i] = typeof x === 'number' ? x : NaN;
+      if (!Number.isFinite(vec[i])) throw new LineError(file, line, `embedding[${i}] is not a finite float32 (${JSON.stringify(x)})`);
+    }
+    table.add(v.text, vec);
+  }
+  if (!table) throw new Error(`${file}: no embeddings`);
+  return table;
+}
+
+export interface NpyMatrix {
+  rows: number;
+  cols: number;
+  data: Float32Array;
+}
+
+/** Parses a .npy holding a 2-D little-endian float32 or float64 matrix (C or Fortran order). */
+export function parseNpy(bytes: Uint8Array, name = 'npy'): NpyMatrix {
+  const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
+  if (bytes.length < 10 || magic.some((b, i) => bytes[i] !== b)) throw new Error(`${name}: not a .npy file`);
+  const major = bytes[6]!;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let headerLen: number;
+  let start: number;
+  if (major === 1) {
+    headerLen = dv.getUint16(8, true);
+    start = 10;
+  } else if (major === 2 || major === 3) {
+    if (bytes.length < 12) throw new Error(`${name}: truncated .npy header`);
+    headerLen = dv.getUint32(8, true);
+    start = 12;
+  } else {
+    throw new Error(`${name}: unsupported .npy version ${major}`);
+  }
+  if (start + headerLen > bytes.length) throw new Error(`${name}: truncated .npy header`);
+  const header = Buffer.from(bytes.subarray(start, start + headerLen)).toString(major === 3 ? 'utf8' : 'latin1');
+  const descr = /'descr'\s*:\s*'([^']*)'/.exec(header)?.[1];
+  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
+  const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (descr === undefined || fortran === undefined || shapeText === undefined) {
+    throw new Error(`${name}: malformed .npy header ${JSON.stringify(header.trim())}`);
+  }
+  const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s !== '').map(Number);
+  if (shape.length !== 2 || shape.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new Error(`${name}: expected a 2-D matrix, got shape (${shapeText})`);
+  }
+  const [rows, cols] = shape as [number, number];
+  const width = descr === '<f4' ? 4 : descr === '<f8' ? 8 : 0;
+  if (width === 0) throw new Error(`${name}: dtype ${descr} is not supported (use little-endian float32 '<f4' or float64 '<f8')`);
+  const body = start + headerLen;
+  if (bytes.length - body < rows * cols * width) {
+    throw new Error(`${name}: data is truncated (${bytes.length - body} bytes for ${rows}x${cols} ${descr})`);
+  }
+  const data = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      // C order: element (i, j) at i*cols + j; Fortran order: at j*rows + i
+      const e = fortran === 'True' ? j * rows + i : i * cols + j;
+      data[i * cols + j] = width === 4 ? dv.getFloat32(body + e * 4, true) : dv.getFloat64(body + e * 8, true);
+    }
+  }
+  return { rows, cols, data };
+}
+
+/** Texts of a --texts file: a JSON array of strings, or one text per line (a trailing empty line ignored). */
+export function readTextsFile(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new Error(`${file}: no such file`);
+  }
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  if (text.trimStart().startsWith('[')) {
+    let arr: unknown;
+    try {
+      arr = JSON.parse(text);
+    } catch (err) {
+      throw new Error(`${file}: invalid JSON array (${err instanceof Error ? err.message : String(err)})`);
+    }
+    if (!Array.isArray(arr) || arr.some((s) => typeof s !== 'string')) throw new Error(`${file}: expected a JSON array of strings`);
+    return arr as string[];
+  }
+  const lines = text.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
+  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
+
+function loadNpyTable(file: string, textsFile: string): VectorTable {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file);
+  } catch {
+    throw new Error(`${file}: no such file`);
+  }
+  const m = parseNpy(bytes, file);
+  const texts = readTextsFile(textsFile);
+  if (texts.length !== m.rows) throw new Error(`${file} has ${m.rows} rows but ${textsFile} has ${texts.length} texts`);
+  if (m.cols === 0) throw new Error(`${file}: embeddings have 0 columns`);
+  const table = new VectorTable(m.cols, file);
+  for (let i = 0; i < m.rows; i++) {
+    const vec = m.data.subarray(i * m.cols, (i + 1) * m.cols);
+    const bad = vec.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw new Error(`${file}: row ${i} (text #${i + 1} of ${textsFile}) has a non-finite value at column ${bad}`);
+    table.add(texts[i]!, vec);
+  }
+  return table;
+}

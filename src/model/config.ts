@@ -1,0 +1,249 @@
+// Reads and validates a Llama embedding model's config.json, in both the transformers 4.x layout
+// (`rope_theta` at top level) and the 5.x layout (`rope_parameters: {rope_theta, rope_type}`, `head_dim`),
+// and writes a 4.x-style config for a saved embedding model.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type Pooling = 'mean' | 'cls';
+
+export interface LlamaConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  maxPositionEmbeddings: number;
+  /** Output size of `dense_layer` (key `embedding_size`), or null when the config says nothing. */
+  denseSize: number | null;
+  pooling: Pooling;
+  normalized: boolean;
+  temperature: number | null;
+  bosTokenId: number;
+  eosTokenId: number;
+  /** Pad id; the recipe pads with unk (id 0) when the config has none. */
+  padTokenId: number;
+  /** The parsed JSON as read, for fields this interface does not carry. */
+  raw: Record<string, unknown>;
+}
+
+/**
+ * The config key that carries the dense layer's output size. The original models hard-code 1536 and
+ * store no key; we write `embedding_size` (and also accept `dense_size` when reading).
+ */
+export const DENSE_SIZE_KEY = 'embedding_size';
+
+const DEFAULT_ROPE_THETA = 10000;
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Field readers that fail with the file and field named. */
+class Fields {
+  constructor(
+    private readonly obj: Record<string, unknown>,
+    private readonly where: string,
+  ) {}
+
+  fail(field: string, what: string): never {
+    throw new Error(`${this.where}: field "${field}" ${what}`);
+  }
+
+  has(field: string): boolean {
+    return this.obj[field] !== undefined && this.obj[field] !== null;
+  }
+
+  positiveInt(field: string, fallback?: number): number {
+    const v = this.obj[field];
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      this.fail(field, 'is missing');
+    }
+    if (typeof v !== 'number' || !Number.isSafeInteger(v)) this.fail(field, `must be an integer, got ${JSON.stringify(v)}`);
+    if (v <= 0) this.fail(field, `must be positive, got ${v}`);
+    return v;
+  }
+
+  nonNegativeInt(field: string, fallback: number): number {
+    let v = this.obj[field];
+    if (v === undefined || v === null) return fallback;
+    // Some configs list several EOS ids; the first is the one a tokenizer appends.
+    if (Array.isArray(v) && v.length > 0) v = v[0];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+      this.fail(field, `must be a non-negative integer, got ${JSON.stringify(this.obj[field])}`);
+    }
+    return v;
+  }
+
+  positiveNumber(field: string, fallback: number): number {
+    const v = this.obj[field];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) this.fail(field, `must be a positive number, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  boolean(field: string, fallback: boolean): boolean {
+    const v = this.obj[field];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'boolean') this.fail(field, `must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  string(field: string, fallback: string): string {
+    const v = this.obj[field];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'string') this.fail(field, `must be a string, got ${JSON.stringify(v)}`);
+    return v;
+  }
+}
+
+/** A rope type we implement: the plain HF "rotate-half" rotary embedding. */
+function isDefaultRope(ropeType: unknown): boolean {
+  return ropeType === undefined || ropeType === null || ropeType === 'default';
+}
+
+function readRopeTheta(f: Fields, raw: Record<string, unknown>, where: string): number {
+  const scaling = raw['rope_scaling'];
+  if (scaling !== undefined && scaling !== null) {
+    const type = isRecord(scaling) ? (scaling['rope_type'] ?? scaling['type']) : scaling;
+    if (!isRecord(scaling) || !isDefaultRope(type)) {
+      throw new Error(
+        `${where}: field "rope_scaling" ${JSON.stringify(scaling)} is not supported (only plain rotary embeddings, rope_type "default")`,
+      );
+    }
+  }
+  const params = raw['rope_parameters'];
+  if (params !== undefined && params !== null) {
+    if (!isRecord(params)) throw new Error(`${where}: field "rope_parameters" must be an object`);
+    const type = params['rope_type'] ?? params['type'];
+    if (!isDefaultRope(type)) {
+      throw new Error(
+        `${where}: field "rope_parameters.rope_type" ${JSON.stringify(type)} is not supported (only "default")`,
+      );
+    }
+    const pf = new Fields(params, where);
+    if (pf.has('rope_theta')) return pf.positiveNumber('rope_theta', DEFAULT_ROPE_THETA);
+  }
+  return f.positiveNumber('rope_theta', DEFAULT_ROPE_THETA);
+}
+
+/** Validates a parsed (or raw text) config; `fileName` names the source in every error. */
+export function parseConfig(json: string | Record<string, unknown>, fileName: string): LlamaConfig {
+  let raw: unknown = json;
+  if (typeof json === 'string') {
+    try {
+      raw = JSON.parse(json);
+    } catch (err) {
+      throw new Error(`${fileName}: invalid JSON (${(err as Error).message})`);
+    }
+  }
+  if (!isRecord(raw)) throw new Error(`${fileName}: expected a JSON object`);
+  const f: Fields = new Fields(raw, fileName); // explicit type: lets `f.fail` (never) narrow
+
+  const modelType = f.string('model_type', 'llama');
+  if (modelType !== 'llama') f.fail('model_type', `must be "llama", got ${JSON.stringify(modelType)}`);
+  const act = f.string('hidden_act', 'silu');
+  if (act !== 'silu') f.fail('hidden_act', `${JSON.stringify(act)} is not supported (only "silu")`);
+  if (f.boolean('attention_bias', false)) f.fail('attention_bias', 'true is not supported (Llama projections have no bias)');
+  if (f.boolean('mlp_bias', false)) f.fail('mlp_bias', 'true is not supported (Llama projections have no bias)');
+
+  const vocabSize = f.positiveInt('vocab_size');
+  const hiddenSize = f.positiveInt('hidden_size');
+  const intermediateSize = f.positiveInt('intermediate_size');
+  const numLayers = f.positiveInt('num_hidden_layers');
+  const numHeads = f.positiveInt('num_attention_heads');
+  const numKvHeads = f.positiveInt('num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0) {
+    f.fail('num_key_value_heads', `(${numKvHeads}) must divide num_attention_heads (${numHeads})`);
+  }
+  let headDim: number;
+  if (f.has('head_dim')) {
+    headDim = f.positiveInt('head_dim');
+  } else {
+    if (hiddenSize % numHeads !== 0) {
+      f.fail('hidden_size', `(${hiddenSize}) must be divisible by num_attention_heads (${numHeads}) when head_dim is absent`);
+    }
+    headDim = hiddenSize / numHeads;
+  }
+  if (headDim % 2 !== 0) f.fail('head_dim', `(${headDim}) must be even for rotary embeddings`);
+
+  const denseKey = f.has(DENSE_SIZE_KEY) ? DENSE_SIZE_KEY : 'dense_size';
+  const denseSize = f.has(denseKey) ? f.positiveInt(denseKey) : null;
+
+  const pooling = f.string('sentence_pooling_method', 'mean');
+  if (pooling !== 'mean' && pooling !== 'cls') {
+    f.fail('sentence_pooling_method', `must be "mean" or "cls", got ${JSON.stringify(pooling)}`);
+  }
+  const temperature = f.has('temperature') ? f.positiveNumber('temperature', 1) : null;
+
+  return {
+    vocabSize,
+    hiddenSize,
+    intermediateSize,
+    numLayers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    rmsNormEps: f.positiveNumber('rms_norm_eps', 1e-6),
+    ropeTheta: readRopeTheta(f, raw, fileName),
+    maxPositionEmbeddings: f.positiveInt('max_position_embeddings', 2048),
+    denseSize,
+    pooling,
+    normalized: f.boolean('normalized', true),
+    temperature,
+    bosTokenId: f.nonNegativeInt('bos_token_id', 1),
+    eosTokenId: f.nonNegativeInt('eos_token_id', 2),
+    padTokenId: f.nonNegativeInt('pad_token_id', 0),
+    raw,
+  };
+}
+
+/** Reads and validates `dir/config.json`. */
+export function readConfig(dir: string): LlamaConfig {
+  const file = join(dir, 'config.json');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`${file}: cannot read config (${(err as Error).message})`);
+  }
+  return parseConfig(text, file);
+}
+
+/**
+ * A transformers-4.x-style config.json object for a saved embedding model. `extra` is merged last
+ * (e.g. `{ torch_dtype: 'bfloat16' }`). The dense size goes under `embedding_size` (DENSE_SIZE_KEY).
+ */
+export function configToJson(cfg: LlamaConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    architectures: ['LlamaModelEmbedding'],
+    model_type: 'llama',
+    vocab_size: cfg.vocabSize,
+    hidden_size: cfg.hiddenSize,
+    intermediate_size: cfg.intermediateSize,
+    num_hidden_layers: cfg.numLayers,
+    num_attention_heads: cfg.numHeads,
+    num_key_value_heads: cfg.numKvHeads,
+    head_dim: cfg.headDim,
+    hidden_act: 'silu',
+    max_position_embeddings: cfg.maxPositionEmbeddings,
+    rms_norm_eps: cfg.rmsNormEps,
+    rope_theta: cfg.ropeTheta,
+    rope_scaling: null,
+    attention_bias: false,
+    mlp_bias: false,
+    tie_word_embeddings: false,
+    bos_token_id: cfg.bosTokenId,
+    eos_token_id: cfg.eosTokenId,
+    pad_token_id: cfg.padTokenId,
+    sentence_pooling_method: cfg.pooling,
+    normalized: cfg.normalized,
+    temperature: cfg.temperature,
+  };
+  if (cfg.denseSize !== null) out[DENSE_SIZE_KEY] = cfg.denseSize;
+  return { ...out, ...extra };
+}

@@ -1,0 +1,287 @@
+// EmbeddingModel: a Llama2 embedding model loaded into the native addon, with its tokenizer.
+// Texts are tokenised here, grouped into packed batches of similar length (no padding), encoded by
+// native code off the main thread, and returned in input order.
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { readConfig, type LlamaConfig } from './config.js';
+import { Embeddings } from './embeddings.js';
+import { TextTokenizer } from './tokenizer.js';
+import { openWeights, parameterNames } from './weights.js';
+import { nativeAddon } from '../native.js';
+import { Rng } from '../util/random.js';
+
+export type Device = 'cpu' | 'cuda';
+
+/** The native model object (native/addon/model_binding.cpp). */
+export interface NativeModel {
+  readonly device: string;
+  readonly disposed: boolean;
+  params(): { name: string; shape: number[]; numel: number; offset: number }[];
+  loadTensors(sources: { name: string; path: string; offset: number; length: number; dtype: string }[]): Promise<void>;
+  setTensor(name: string, data: Float32Array): void;
+  getTensor(name: string): Float32Array;
+  encode(ids: Int32Array, cuSeqlens: Int32Array, wantHidden?: boolean): Promise<{ embeddings: Float32Array; hidden?: Float32Array }>;
+  dispose(): void;
+}
+
+export interface NativeModelConfig {
+  vocab: number;
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  dense: number;
+  rmsEps: number;
+  ropeTheta: number;
+  pooling: 'mean' | 'cls';
+  normalized: boolean;
+}
+
+interface ModelAddon {
+  NativeModel: new (config: NativeModelConfig, device: string) => NativeModel;
+}
+
+/** Width of the dense projection when neither the checkpoint nor the options say (the published models). */
+export const DEFAULT_DENSE_SIZE = 1536;
+/** The recipe's truncation length for queries and passages. */
+export const DEFAULT_MAX_LENGTH = 8192;
+
+export interface LoadOptions {
+  device?: Device;
+  /** Dense layer width when the checkpoint has none (a base LlamaForCausalLM); default 1536. */
+  denseSize?: number;
+  /** Seed of the new dense layer's initialisation when the checkpoint has none. */
+  seed?: number;
+  /** Use only the first N decoder layers of the checkpoint (e.g. 2 of Llama2-7B's 32 for "600M"). */
+  numLayers?: number;
+  /** Hugging Face Hub cache folder, for `org/name` model ids. */
+  cacheDir?: string;
+  revision?: string;
+  /** Called with a one-line notice (e.g. "dense_layer initialised"). Default: stderr. */
+  onNotice?: (message: string) => void;
+}
+
+export interface EncodeOptions {
+  /** Texts per packed batch (default 32). */
+  batchSize?: number;
+  /** Truncation length in tokens, BOS included (default 8192). */
+  maxLength?: number;
+  /** Upper bound on tokens per packed batch, to bound memory (default 32768). */
+  maxBatchTokens?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export class EmbeddingModel {
+  private nativeModel: NativeModel | null;
+
+  private constructor(
+    readonly config: LlamaConfig,
+    readonly tokenizer: TextTokenizer,
+    native: NativeModel,
+    /** Width of the embeddings (dense_layer output). */
+    readonly dim: number,
+    /** Folder the model was loaded from (null for a model created in memory). */
+    readonly dir: string | null,
+    readonly device: Device,
+  ) {
+    this.nativeModel = native;
+  }
+
+  /**
+   * Loads a model folder (config.json, *.safetensors, tokenizer.json) or a Hugging Face model id
+   * (`org/name`, resolved through the hub cache, downloaded when missing).
+   */
+  static async load(dirOrName: string, options: LoadOptions = {}): Promise<EmbeddingModel> {
+    const dir = await resolveModelDir(dirOrName, options);
+    let config = readConfig(dir);
+    if (options.numLayers !== undefined) {
+      if (!Number.isInteger(options.numLayers) || options.numLayers < 1 || options.numLayers > config.numLayers) {
+        throw new Error(`numLayers must be an integer in [1, ${config.numLayers}] for ${dir}`);
+      }
+      config = { ...config, numLayers: options.numLayers };
+    }
+    const weights = openWeights(dir, config, { ignoreExtraLayers: options.numLayers !== undefined });
+    const tokenizer = TextTokenizer.fromDir(dir);
+    if (tokenizer.vocabSize > config.vocabSize) {
+      throw new Error(
+        `${dir}: tokenizer.json has ${tokenizer.vocabSize} tokens but config.json says vocab_size ${config.vocabSize}`,
+      );
+    }
+    const dense = weights.denseSize ?? options.denseSize ?? config.denseSize ?? DEFAULT_DENSE_SIZE;
+    const device = options.device ?? 'cpu';
+    const native = createNative(config, dense, device);
+    try {
+      await native.loadTensors(
+        weights.tensors.map((t) => ({ name: t.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype })),
+      );
+      if (!weights.hasDense) {
+        initDenseLayer(native, config.hiddenSize, dense, options.seed ?? 0);
+        (options.onNotice ?? defaultNotice)(
+          `${dir} has no dense_layer (a base causal-LM checkpoint): initialised a new ${config.hiddenSize}→${dense} ` +
+            `dense layer like nn.Linear's default (uniform ±1/√${config.hiddenSize}, seed ${options.seed ?? 0})`,
+        );
+      }
+    } catch (err) {
+      native.dispose();
+      throw err;
+    }
+    return new EmbeddingModel({ ...config, denseSize: dense }, tokenizer, native, dense, dir, device);
+  }
+
+  /** A model with random weights (tests, benchmarks, the demo's starting point). */
+  static create(config: LlamaConfig, tokenizer: TextTokenizer, options: { seed?: number; device?: Device } = {}): EmbeddingModel {
+    const dense = config.denseSize ?? DEFAULT_DENSE_SIZE;
+    const device = options.device ?? 'cpu';
+    const native = createNative(config, dense, device);
+    const rng = new Rng(options.seed ?? 0, 1);
+    for (const p of parameterNames(config, dense)) {
+      const n = p.shape.reduce((a, b) => a * b, 1);
+      const data = new Float32Array(n);
+      if (p.name.endsWith('layernorm.weight') || p.name === 'norm.weight') {
+        data.fill(1);
+      } else if (p.name.startsWith('dense_layer.')) {
+        continue; // below, like nn.Linear
+      } else {
+        // Llama's initializer_range 0.02, as a uniform of the same standard deviation
+        const a = 0.02 * Math.sqrt(3);
+        for (let i = 0; i < n; i++) data[i] = (rng.next() * 2 - 1) * a;
+      }
+      native.setTensor(p.name, data);
+    }
+    initDenseLayer(native, config.hiddenSize, dense, options.seed ?? 0);
+    return new EmbeddingModel({ ...config, denseSize: dense }, tokenizer, native, dense, null, device);
+  }
+
+  /** The native model; throws once disposed. */
+  get native(): NativeModel {
+    if (!this.nativeModel || this.nativeModel.disposed) throw new Error('this EmbeddingModel has been disposed');
+    return this.nativeModel;
+  }
+
+  get disposed(): boolean {
+    return !this.nativeModel || this.nativeModel.disposed;
+  }
+
+  /** Token ids of each text (BOS prepended, truncated at maxLength). */
+  tokenize(texts: string[], maxLength = DEFAULT_MAX_LENGTH): Int32Array[] {
+    return texts.map((t) => this.tokenizer.encode(t, maxLength));
+  }
+
+  /** Embeddings of `texts`, in input order (one row per text). */
+  async encode(texts: string[], options: EncodeOptions = {}): Promise<Embeddings> {
+    const native = this.native;
+    if (!Array.isArray(texts)) throw new TypeError('encode: texts must be an array of strings');
+    texts.forEach((t, i) => {
+      if (typeof t !== 'string') throw new TypeError(`encode: texts[${i}] is not a string`);
+    });
+    const maxLength = options.maxLength ?? DEFAULT_MAX_LENGTH;
+    const ids = this.tokenize(texts, maxLength);
+    const out = new Embeddings(texts.length, this.dim);
+    let done = 0;
+    for (const batch of planBatches(ids, options.batchSize ?? 32, options.maxBatchTokens ?? 32768)) {
+      const { tokens, cuSeqlens } = packBatch(batch.map((i) => ids[i]!));
+      const { embeddings } = await native.encode(tokens, cuSeqlens);
+      batch.forEach((row, j) => out.data.set(embeddings.subarray(j * this.dim, (j + 1) * this.dim), row * this.dim));
+      done += batch.length;
+      options.onProgress?.(done, texts.length);
+    }
+    return out;
+  }
+
+  /** Frees the native memory. Calls in flight finish first; later calls throw. */
+  dispose(): void {
+    this.nativeModel?.dispose();
+    this.nativeModel = null;
+  }
+}
+
+/** Concatenates sequences into one packed batch with cumulative offsets. */
+export function packBatch(seqs: Int32Array[]): { tokens: Int32Array; cuSeqlens: Int32Array } {
+  const cuSeqlens = new Int32Array(seqs.length + 1);
+  for (let i = 0; i < seqs.length; i++) cuSeqlens[i + 1] = cuSeqlens[i]! + seqs[i]!.length;
+  const tokens = new Int32Array(cuSeqlens[seqs.length]!);
+  seqs.forEach((s, i) => tokens.set(s, cuSeqlens[i]!));
+  return { tokens, cuSeqlens };
+}
+
+/**
+ * Groups text indices into batches of similar length (sorted by token count, longest first), at most
+ * `batchSize` texts and `maxTokens` tokens each (a single longer text still gets its own batch).
+ */
+export function planBatches(ids: Int32Array[], batchSize: number, maxTokens: number): number[][] {
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
+  const order = ids.map((_, i) => i).sort((a, b) => ids[b]!.length - ids[a]!.length || a - b);
+  const batches: number[][] = [];
+  let cur: number[] = [];
+  let tokens = 0;
+  for (const i of order) {
+    const len = ids[i]!.length;
+    if (cur.length > 0 && (cur.length >= batchSize || tokens + len > maxTokens)) {
+      batches.push(cur);
+      cur = [];
+      tokens = 0;
+    }
+    cur.push(i);
+    tokens += len;
+  }
+  if (cur.length > 0) batches.push(cur);
+  return batches;
+}
+
+function createNative(config: LlamaConfig, dense: number, device: Device): NativeModel {
+  const { NativeModel } = nativeAddon<ModelAddon>();
+  return new NativeModel(
+    {
+      vocab: config.vocabSize,
+      hidden: config.hiddenSize,
+      intermediate: config.intermediateSize,
+      layers: config.numLayers,
+      heads: config.numHeads,
+      kvHeads: config.numKvHeads,
+      headDim: config.headDim,
+      dense,
+      rmsEps: config.rmsNormEps,
+      ropeTheta: config.ropeTheta,
+      pooling: config.pooling,
+      normalized: config.normalized,
+    },
+    device,
+  );
+}
+
+/** nn.Linear's default init: weight and bias uniform in ±1/√fan_in (kaiming_uniform with a = √5). */
+function initDenseLayer(native: NativeModel, hidden: number, dense: number, seed: number): void {
+  const rng = new Rng(seed, 7);
+  const bound = 1 / Math.sqrt(hidden);
+  const w = new Float32Array(dense * hidden);
+  for (let i = 0; i < w.length; i++) w[i] = (rng.next() * 2 - 1) * bound;
+  const b = new Float32Array(dense);
+  for (let i = 0; i < b.length; i++) b[i] = (rng.next() * 2 - 1) * bound;
+  native.setTensor('dense_layer.weight', w);
+  native.setTensor('dense_layer.bias', b);
+}
+
+function defaultNotice(message: string): void {
+  process.stderr.write(`llama2-embedding: ${message}\n`);
+}
+
+async function resolveModelDir(dirOrName: string, options: LoadOptions): Promise<string> {
+  if (typeof dirOrName !== 'string' || dirOrName === '') throw new Error('EmbeddingModel.load: a model folder or hub id is required');
+  const local = resolve(dirOrName);
+  if (existsSync(local)) {
+    if (!statSync(local).isDirectory()) throw new Error(`${local} is not a model folder`);
+    return local;
+  }
+  // Not a local folder: an `org/name` hub id resolves through the cache (and downloads when missing).
+  if (/^[\w.-]+\/[\w.-]+$/.test(dirOrName)) {
+    return resolveHubModel(dirOrName, options);
+  }
+  throw new Error(`model folder not found: ${local}`);
+}
+
+// Hub ids resolve through the Hugging Face cache (src/hub); replaced when the hub client lands.
+async function resolveHubModel(name: string, _options: LoadOptions): Promise<string> {
+  throw new Error(`model folder not found: ${resolve(name)} (hub ids are not supported yet)`);
+}

@@ -1,0 +1,405 @@
+// safetensors files: validated header reading (the header only, never the data) and an atomic writer.
+// Layout: u64 little-endian header length N, N bytes of UTF-8 JSON {name: {dtype, shape, data_offsets}},
+// then the data section; data_offsets are relative to the data section's start.
+import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { endianness } from 'node:os';
+export type DType = 'F32' | 'F16' | 'BF16';
+
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = { F32: 4, F16: 2, BF16: 2 };
+
+/** Sizes of dtypes we recognise but do not load, so errors can say "unsupported" rather than "unknown". */
+const UNSUPPORTED_DTYPES = new Set(['F64', 'F8_E4M3', 'F8_E5M2', 'I8', 'I16', 'I32', 'I64', 'U8', 'U16', 'U32', 'U64', 'BOOL']);
+
+/** Headers beyond this are refused: real ones are a few hundred KB. */
+export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+export interface TensorEntry {
+  name: string;
+  /** Absolute path of the file holding the tensor. */
+  file: string;
+  dtype: DType;
+  shape: number[];
+  /** Absolute byte offset of the tensor's data in the file. */
+  offset: number;
+  byteLength: number;
+}
+
+export interface SafetensorsHeader {
+  file: string;
+  fileSize: number;
+  /** Absolute offset of the data section (8 + header length). */
+  dataOffset: number;
+  /** In header order. */
+  tensors: TensorEntry[];
+  byName: Map<string, TensorEntry>;
+  metadata: Record<string, string>;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isNonNegativeInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Reads exactly `length` bytes at `position`, or fails naming the file. */
+function readExactly(fd: number, length: number, position: number, file: string): Buffer {
+  const buf = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, buf, done, length - done, position + done);
+    if (n === 0) throw new Error(`${file}: unexpected end of file`);
+    done += n;
+  }
+  return buf;
+}
+
+function parseEntry(file: string, name: string, value: unknown, dataOffset: number, dataSize: number): TensorEntry {
+  const where = `${file}: tensor "${name}"`;
+  if (!isRecord(value)) throw new Error(`${where}: entry must be an object`);
+  const { dtype, shape, data_offsets: offsets } = value;
+  if (typeof dtype !== 'string') throw new Error(`${where}: dtype must be a string`);
+  if (!(dtype in DTYPE_BYTES)) {
+    if (UNSUPPORTED_DTYPES.has(dtype)) throw new Error(`${where}: unsupported dtype ${dtype} (supported: F32, F16, BF16)`);
+    throw new Error(`${where}: unknown dtype ${JSON.stringify(dtype)}`);
+  }
+  if (!Array.isArray(shape) || !shape.every(isNonNegativeInt)) {
+    throw new Error(`${where}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegativeInt)) {
+    throw new Error(`${where}: data_offsets must be two non-negative integers, got ${JSON.stringify(offsets)}`);
+  }
+  const [begin, end] = offsets as [number, number];
+  if (begin > end) throw new Error(`${where}: data_offsets [${begin}, ${end}] has begin > end`);
+  if (end > dataSize) {
+    throw new Error(`${where}: data_offsets end ${end} is past the data section (${dataSize} bytes; file truncated?)`);
+  }
+  let elements = 1;
+  for (const d of shape as number[]) elements *= d;
+  const expected = elements * DTYPE_BYTES[dtype as DType];
+  if (!Number.isSafeInteger(expected) || expected !== end - begin) {
+    throw new Error(`${where}: ${dtype} shape [${shape.join(', ')}] needs ${expected} bytes but data_offsets span ${end - begin}`);
+  }
+  return { name, file, dtype: dtype as DType, shape: [...(shape as number[])], offset: dataOffset + begin, byteLength: end - begin };
+}
+
+/** Reads and validates a safetensors header without reading the data. Entries carry absolute offsets. */
+export function readSafetensorsHeader(path: string): SafetensorsHeader {
+  const file = resolve(path);
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    throw new Error(`${file}: cannot open safetensors file (${(err as Error).message})`);
+  }
+  try {
+    const fileSize = fstatSync(fd).size;
+    if (fileSize < 8) throw new Error(`${file}: ${fileSize} bytes is too short for a safetensors file (needs an 8-byte header length)`);
+    const n = readExactly(fd, 8, 0, file).readBigUInt64LE(0);
+    if (n > BigInt(fileSize - 8)) throw new Error(`${file}: header length ${n} is past the end of the file (${fileSize} bytes)`);
+    if (n > BigInt(MAX_HEADER_BYTES)) throw new Error(`${file}: header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+    const headerLength = Number(n);
+    const bytes = readExactly(fd, headerLength, 8, file);
+
+    let json: unknown;
+    try {
+      json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    } catch (err) {
+      throw new Error(`${file}: header is not valid UTF-8 JSON (${(err as Error).message})`);
+    }
+    if (!isRecord(json)) throw new Error(`${file}: header must be a JSON object`);
+
+    const dataOffset = 8 + headerLength;
+    const dataSize = fileSize - dataOffset;
+    const metadata: Record<string, string> = {};
+    const tensors: TensorEntry[] = [];
+    for (const [name, value] of Object.entries(json)) {
+      if (name === '__metadata__') {
+        if (!isRecord(value)) throw new Error(`${file}: __metadata__ must be an object of strings`);
+        for (const [k, v] of Object.entries(value)) {
+          if (typeof v !== 'string') throw new Error(`${file}: __metadata__ value for "${k}" must be a string`);
+          metadata[k] = v;
+        }
+        continue;
+      }
+      tensors.push(parseEntry(file, name, value, dataOffset, dataSize));
+    }
+
+    // No two tensors may share bytes: sorted by (begin, end), each must start at or after the last end.
+    const sorted = [...tensors].sort((a, b) => a.offset - b.offset || a.byteLength - b.byteLength);
+    for (let i = 1; i < sorted.length; i++) {
+      const prev = sorted[i - 1];
+      const cur = sorted[i];
+      if (cur.offset < prev.offset + prev.byteLength) {
+        throw new Error(`${file}: tensor "${cur.name}" overlaps tensor "${prev.name}"`);
+      }
+    }
+    return { file, fileSize, dataOffset, tensors, byName: new Map(tensors.map((t) => [t.name, t])), metadata };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface SafetensorsIndex {
+  indexFile: string;
+  /** Absolute shard paths, in first-seen order. */
+  files: string[];
+  /** Each weight_map tensor, from its shard's header. */
+  tensors: Map<string, TensorEntry>;
+  metadata: Record<string, unknown>;
+}
+
+/**
+ * Reads a sharded checkpoint's index (`model.safetensors.index.json`): every shard must lie inside the
+ * index's folder and exist, and each tensor must be in the shard its weight_map names.
+ */
+export function readSafetensorsIndex(indexPath: string): SafetensorsIndex {
+  const indexFile = resolve(indexPath);
+  const folder = dirname(indexFile);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(indexFile, 'utf8'));
+  } catch (err) {
+    throw new Error(`${indexFile}: cannot read index (${(err as Error).message})`);
+  }
+  if (!isRecord(json) || !isRecord(json['weight_map'])) throw new Error(`${indexFile}: expected an object with a "weight_map" object`);
+  const metadata = isRecord(json['metadata']) ? json['metadata'] : {};
+
+  const realFolder = realpathSync(folder);
+  const headers = new Map<string, SafetensorsHeader>();
+  const shardFor = (tensor: string, shard: string): SafetensorsHeader => {
+    const known = headers.get(shard);
+    if (known) return known;
+    const where = `${indexFile}: tensor "${tensor}"`;
+    const abs = resolve(folder, shard);
+    const rel = relative(folder, abs);
+    if (isAbsolute(shard) || rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
+      throw new Error(`${where}: shard "${shard}" is outside the model folder`);
+    }
+    let real: string;
+    try {
+      real = realpathSync(abs);
+    } catch {
+      throw new Error(`${where}: shard file "${shard}" does not exist`);
+    }
+    const realRel = relative(realFolder, real);
+    if (realRel.startsWith('..') || isAbsolute(realRel)) throw new Error(`${where}: shard "${shard}" links outside the model folder`);
+    if (!statSync(real).isFile()) throw new Error(`${where}: shard "${shard}" is not a file`);
+    const header = readSafetensorsHeader(abs);
+    headers.set(shard, header);
+    return header;
+  };
+
+  const tensors = new Map<string, TensorEntry>();
+  for (const [name, shard] of Object.entries(json['weight_map'])) {
+    if (typeof shard !== 'string' || shard === '') throw new Error(`${indexFile}: tensor "${name}": shard must be a file name`);
+    const entry = shardFor(name, shard).byName.get(name);
+    if (!entry) throw new Error(`${indexFile}: tensor "${name}" is not in its shard "${shard}"`);
+    tensors.set(name, entry);
+  }
+  return { indexFile, files: [...headers.values()].map((h) => h.file), tensors, metadata };
+}
+
+export interface TensorToWrite {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** Float32Array values (converted for F16/BF16), or Uint16Array raw half bits for F16/BF16. */
+  data: Float32Array | Uint16Array;
+}
+
+function tensorBytes(t: TensorToWrite, where: string): Uint8Array {
+  let elements = 1;
+  for (const d of t.shape) {
+    if (!isNonNegativeInt(d)) throw new Error(`${where}: shape must be non-negative integers, got [${t.shape.join(', ')}]`);
+    elements *= d;
+  }
+  if (t.data.length !== elements) throw new Error(`${where}: shape [${t.shape.join(', ')}] needs ${elements} values, got ${t.data.length}`);
+  let arr: Float32Array | Uint16Array;
+  if (t.dtype === 'F32') {
+    if (!(t.data instanceof Float32Array)) throw new Error(`${where}: F32 data must be a Float32Array`);
+    arr = t.data;
+  } else if (t.dtype === 'F16' || t.dtype === 'BF16') {
+    arr = t.data instanceof Float32Array ? (t.dtype === 'F16' ? f32ToF16(t.data) : f32ToBf16(t.data)) : t.data;
+  } else {
+    throw new Error(`${where}: unsupported dtype ${String(t.dtype)}`);
+  }
+  return new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
+}
+
+/**
+ * Writes a safetensors file atomically: a temp file in the same folder, fsync, then rename over `path`.
+ * A failed write leaves any existing file untouched. Tensors are stored in the order given.
+ */
+export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
+  const file = resolve(path);
+  if (endianness() !== 'LE') throw new Error('writeSafetensors: big-endian hosts are not supported');
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length > 0) header['__metadata__'] = metadata;
+  const payloads: Uint8Array[] = [];
+  let offset = 0;
+  for (const t of tensors) {
+    const where = `${file}: tensor "${t.name}"`;
+    if (t.name === '' || t.name === '__metadata__') throw new Error(`${where}: invalid tensor name`);
+    if (t.name in header) throw new Error(`${where}: duplicate tensor name`);
+    const bytes = tensorBytes(t, where);
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };
+    payloads.push(bytes);
+    offset += bytes.byteLength;
+  }
+  // Pad the JSON with spaces so the data section starts 8-byte aligned.
+  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  const padded = Math.ceil((8 + json.length) / 8) * 8 - 8;
+  if (padded > json.length) json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
+  const lengthBytes = Buffer.alloc(8);
+  lengthBytes.writeBigUInt64LE(BigInt(json.length));
+
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'wx');
+    writeAll(fd, lengthBytes);
+    writeAll(fd, json);
+    for (const p of payloads) writeAll(fd, p);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, file);
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // the temp file was never created
+    }
+    throw new Error(`${file}: cannot write safetensors file (${(err as Error).message})`);
+  }
+  syncFolder(dirname(file));
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  let done = 0;
+  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+}
+
+/** Makes the rename durable; best effort (not every platform can fsync a folder). */
+function syncFolder(folder: string): void {
+  try {
+    const fd = openSync(folder, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // ignored: durability of the folder entry is an optimisation, the data itself was fsynced
+  }
+}
+
+// ---- float32 <-> half conversions (round to nearest, ties to even; NaN stays NaN) ----
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+function bitsOf(x: number): number {
+  f32Scratch[0] = x;
+  return u32Scratch[0];
+}
+
+function fromBits(bits: number): number {
+  u32Scratch[0] = bits;
+  return f32Scratch[0];
+}
+
+/** bfloat16 bits of one float32 value. */
+export function f32ToBf16Bits(x: number): number {
+  const b = bitsOf(x);
+  if ((b & 0x7fffffff) > 0x7f800000) return ((b >>> 16) | 0x40) & 0xffff; // NaN: keep it quiet
+  // Adding 0x7fff plus the lowest kept bit rounds to nearest, ties to even.
+  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** IEEE half bits of one float32 value. */
+export function f32ToF16Bits(x: number): number {
+  const b = bitsOf(x);
+  const sign = (b >>> 16) & 0x8000;
+  const exp = (b >>> 23) & 0xff;
+  let mant = b & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 | (mant >>> 13) : 0);
+  const e = exp - 127 + 15; // half's biased exponent
+  if (e >= 0x1f) return sign | 0x7c00; // overflow: infinity
+  if (e <= 0) {
+    // half subnormal (or zero): shift the full 24-bit significand down to units of 2^-24
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const kept = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    return sign | (kept + (rest > half || (rest === half && (kept & 1) !== 0) ? 1 : 0));
+  }
+  const h = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  // a carry out of the mantissa correctly bumps the exponent (up to infinity)
+  return sign | (h + (rest > 0x1000 || (rest === 0x1000 && (h & 1) !== 0) ? 1 : 0));
+}
+
+export function bf16BitsToF32(h: number): number {
+  return fromBits((h & 0xffff) << 16);
+}
+
+export function f16BitsToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant !== 0 ? NaN : sign * Infinity;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+export function f32ToBf16(src: Float32Array): Uint16Array {
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = f32ToBf16Bits(src[i]);
+  return out;
+}
+
+export function f32ToF16(src: Float32Array): Uint16Array {
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = f32ToF16Bits(src[i]);
+  return out;
+}
+
+export function bf16ToF32(src: Uint16Array): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = bf16BitsToF32(src[i]);
+  return out;
+}
+
+export function f16ToF32(src: Uint16Array): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = f16BitsToF32(src[i]);
+  return out;
+}
+
+/** Reads one tensor's values as float32 (small tensors, tests and checks; the native side reads the big ones). */
+export function readTensorF32(entry: TensorEntry): Float32Array {
+  const fd = openSync(entry.file, 'r');
+  let bytes: Buffer;
+  try {
+    bytes = readExactly(fd, entry.byteLength, entry.offset, entry.file);
+  } finally {
+    closeSync(fd);
+  }
+  const n = entry.byteLength / DTYPE_BYTES[entry.dtype];
+  if (entry.dtype === 'F32') {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = bytes.readFloatLE(i * 4);
+    return out;
+  }
+  const bits = new Uint16Array(n);
+  for (let i = 0; i < n; i++) bits[i] = bytes.readUInt16LE(i * 2);
+  return entry.dtype === 'F16' ? f16ToF32(bits) : bf16ToF32(bits);
+}

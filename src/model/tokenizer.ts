@@ -1,0 +1,250 @@
+// Text → token ids for the embedding model: a Hugging Face tokenizer.json run by the pure-JS
+// @huggingface/tokenizers, with the recipe's framing done here (BOS prepended, no EOS, truncation at
+// maxLength counting the special tokens, no padding — batching packs sequences instead).
+//
+// We always encode WITHOUT the tokenizer.json post-processor and add BOS/EOS ourselves from
+// tokenizer_config.json: Llama tokenizer.json files carry a TemplateProcessing that already adds <s>,
+// and transformers rewrites it from add_bos_token/add_eos_token; doing the framing in one place gives
+// exactly one BOS whatever the file says, and honours the config like transformers does.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { createPrefixCutter, type PrefixCutter } from './tokenizer-prefix.js';
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function readJsonFile(path: string, required: boolean): Json | null {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new Error(`tokenizer: cannot read ${path} (${msg})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new Error(`tokenizer: ${path} is not valid JSON (${msg})`);
+  }
+  if (!isObject(parsed)) throw new Error(`tokenizer: ${path} must hold a JSON object`);
+  return parsed;
+}
+
+/** tokenizer_config.json names tokens either as strings or as AddedToken objects `{content: ...}`. */
+function tokenName(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (isObject(value) && typeof value['content'] === 'string') return value['content'];
+  return null;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+}
+
+/**
+ * @huggingface/tokenizers 0.2.0 treats Split's MergedWithNext/MergedWithPrevious like Isolated (the
+ * delimiter becomes its own piece), which breaks Llama files that split on "▁" that way. Both
+ * behaviours equal an Isolated split on a regex whose every match is one delimiter plus the text up
+ * to the next one (after it, for MergedWithPrevious), so rewrite them into that before loading.
+ */
+function rewritePreTokenizer(preTokenizer: unknown): unknown {
+  if (!isObject(preTokenizer)) return preTokenizer;
+  if (preTokenizer['type'] === 'Sequence' && Array.isArray(preTokenizer['pretokenizers'])) {
+    return { ...preTokenizer, pretokenizers: preTokenizer['pretokenizers'].map(rewritePreTokenizer) };
+  }
+  if (preTokenizer['type'] !== 'Split') return preTokenizer;
+  const behavior = String(preTokenizer['behavior'] ?? '').toLowerCase();
+  if (behavior !== 'mergedwithnext' && behavior !== 'mergedwithprevious' && behavior !== 'contiguous') {
+    return preTokenizer;
+  }
+  const pattern = preTokenizer['pattern'];
+  if (preTokenizer['invert'] || !isObject(pattern) || typeof pattern['String'] !== 'string' || behavior === 'contiguous') {
+    throw new Error(`tokenizer: unsupported Split pre-tokenizer ${JSON.stringify(preTokenizer)}`);
+  }
+  const delim = escapeRegExp(pattern['String']);
+  // one code point: a plain negated class (fast); longer delimiters: a tempered dot
+  const notDelim = Array.from(pattern['String']).length === 1 ? `[^${delim}]` : `(?:(?!${delim})[\\s\\S])`;
+  const regex = behavior === 'mergedwithnext' ? `${delim}${notDelim}*` : `${notDelim}*${delim}`;
+  return { type: 'Split', pattern: { Regex: regex }, behavior: 'Isolated', invert: false };
+}
+
+const SPACE_PIECE = '\u2581'; // "▁", SentencePiece's visible space
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const ANY_SURROGATE = /[\uD800-\uDFFF]/;
+
+/** Replaces unpaired UTF-16 surrogates with U+FFFD so that normalising and byte fallback never fail. */
+export function toWellFormed(text: string): string {
+  return ANY_SURROGATE.test(text) ? text.replace(LONE_SURROGATE, '\uFFFD') : text;
+}
+
+/** First guess of characters per token when cutting long texts (real texts average ~4). */
+const CUT_CHARS_PER_TOKEN = 8;
+
+export interface TextTokenizerOptions {
+  /** Prepend BOS (tokenizer_config `add_bos_token`, default true). */
+  addBos?: boolean;
+  /** Append EOS (tokenizer_config `add_eos_token`, default false). */
+  addEos?: boolean;
+}
+
+export class TextTokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number;
+  readonly eosId: number;
+  readonly unkId: number;
+  /** Padding id: the config's pad_token when it exists, else unk (the recipe pads with unk = 0). */
+  readonly padId: number;
+  readonly addBos: boolean;
+  readonly addEos: boolean;
+  private readonly tokenizer: Tokenizer;
+  private readonly cutter: PrefixCutter | null;
+
+  /** Loads `dir/tokenizer.json` (required) and `dir/tokenizer_config.json` (optional). */
+  static fromDir(dir: string, options: TextTokenizerOptions = {}): TextTokenizer {
+    const tokenizerJson = readJsonFile(join(dir, 'tokenizer.json'), true) as Json;
+    const config = readJsonFile(join(dir, 'tokenizer_config.json'), false) ?? {};
+    return new TextTokenizer(tokenizerJson, config, options);
+  }
+
+  /** Builds from parsed tokenizer.json / tokenizer_config.json objects; options override the config. */
+  constructor(tokenizerJson: Json, config: Json = {}, options: TextTokenizerOptions = {}) {
+    if (!isObject(tokenizerJson['model'])) throw new Error('tokenizer: tokenizer.json has no "model" object');
+    const loadable: Json = {
+      normalizer: null,
+      pre_tokenizer: null,
+      post_processor: null,
+      decoder: null,
+      added_tokens: [],
+      ...tokenizerJson,
+    };
+    this.cutter = createPrefixCutter(tokenizerJson);
+    loadable['pre_tokenizer'] = rewritePreTokenizer(loadable['pre_tokenizer']) ?? this.wordSplitter();
+    // the post-processor never runs (see the header): drop it so nothing can add tokens behind our back
+    loadable['post_processor'] = null;
+    this.tokenizer = new Tokenizer(loadable, config);
+
+    let maxId = -1;
+    for (const id of this.tokenizer.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    this.vocabSize = maxId + 1;
+
+    this.addBos = options.addBos ?? (typeof config['add_bos_token'] === 'boolean' ? config['add_bos_token'] : true);
+    this.addEos = options.addEos ?? (typeof config['add_eos_token'] === 'boolean' ? config['add_eos_token'] : false);
+    const modelUnk = (tokenizerJson['model'] as Json)['unk_token'];
+    this.unkId = this.idOf(tokenName(config['unk_token']) ?? tokenName(modelUnk) ?? '<unk>', false);
+    this.bosId = this.idOf(tokenName(config['bos_token']) ?? '<s>', this.addBos);
+    this.eosId = this.idOf(tokenName(config['eos_token']) ?? '</s>', this.addEos);
+    const pad = tokenName(config['pad_token']);
+    const padId = pad === null ? undefined : this.tokenizer.token_to_id(pad);
+    this.padId = padId ?? (this.unkId >= 0 ? this.unkId : 0);
+  }
+
+  /** Number of special tokens framing every sequence. */
+  get specialCount(): number {
+    return (this.addBos ? 1 : 0) + (this.addEos ? 1 : 0);
+  }
+
+  /**
+   * Token ids of one text: [BOS] + text ids (+ [EOS]), at most maxLength ids in all.
+   * maxLength may be Infinity for no truncation.
+   */
+  encode(text: string, maxLength: number): Int32Array {
+    if (typeof text !== 'string') throw new TypeError(`tokenizer: text must be a string, got ${typeof text}`);
+    const special = this.specialCount;
+    if (!(maxLength === Infinity || (Number.isInteger(maxLength) && maxLength >= Math.max(1, special)))) {
+      throw new RangeError(`tokenizer: maxLength must be an integer >= ${Math.max(1, special)} or Infinity, got ${maxLength}`);
+    }
+    const budget = maxLength - special; // ids left for the text itself
+    const body = this.encodeBody(toWellFormed(text), budget);
+    const kept = Math.min(body.length, budget);
+    const out = new Int32Array(kept + special);
+    let at = 0;
+    if (this.addBos) out[at++] = this.bosId;
+    for (let i = 0; i < kept; i++) {
+      const id = body[i];
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+        throw new Error(`tokenizer: produced id ${id} outside the vocabulary [0, ${this.vocabSize}) for text ${JSON.stringify(text.slice(0, 80))}`);
+      }
+      out[at++] = id;
+    }
+    if (this.addEos) out[at++] = this.eosId;
+    return out;
+  }
+
+  encodeBatch(texts: readonly string[], maxLength: number): Int32Array[] {
+    return texts.map((text) => this.encode(text, maxLength));
+  }
+
+  /** Text of ids; special tokens are skipped unless asked for. */
+  decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return '';
+    return this.tokenizer.decode(Array.from(ids), {
+      skip_special_tokens: options.skipSpecialTokens ?? true,
+      clean_up_tokenization_spaces: false,
+    });
+  }
+
+  /** Throws when this tokenizer can produce ids that a model with `modelVocabSize` embeddings lacks. */
+  assertFitsModel(modelVocabSize: number): void {
+    if (this.vocabSize > modelVocabSize) {
+      throw new Error(`tokenizer: vocabulary has ${this.vocabSize} ids but the model embeds only ${modelVocabSize}`);
+    }
+  }
+
+  /** Id of a token string, or undefined when the vocabulary lacks it. */
+  tokenToId(token: string): number | undefined {
+    return this.tokenizer.token_to_id(token);
+  }
+
+  /**
+   * Speed only, same ids: without a pre-tokeniser (Llama 2) the whole text is one BPE word, slow and
+   * never cached. When no merge joins another character to a following "▁" (true of Llama 2: its
+   * pieces are "▁"* then non-"▁" characters), every "non-▁ | ▁" boundary is a safe cut in the sense
+   * of tokenizer-prefix.ts, so BPE of the text equals BPE of its words split there, concatenated;
+   * splitting there lets the model's word cache hit on common words.
+   */
+  private wordSplitter(): Json | null {
+    if (this.cutter === null || this.cutter.canJoinBefore(SPACE_PIECE.codePointAt(0) as number)) return null;
+    return { type: 'Split', pattern: { Regex: `${SPACE_PIECE}*[^${SPACE_PIECE}]+|${SPACE_PIECE}+` }, behavior: 'Isolated', invert: false };
+  }
+
+  private idOf(token: string, required: boolean): number {
+    const id = this.tokenizer.token_to_id(token);
+    if (id === undefined) {
+      if (required) throw new Error(`tokenizer: special token ${JSON.stringify(token)} is not in the vocabulary`);
+      return -1;
+    }
+    return id;
+  }
+
+  private encodeRaw(text: string): number[] {
+    if (text.length === 0) return [];
+    return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /**
+   * Ids of the text without special tokens, at least the first `limit` of them exactly. Long texts are
+   * cut first at a point proven not to change the ids before it (tokenizer-prefix.ts); when the kept
+   * prefix yields fewer than `limit` ids it is doubled and encoded again.
+   */
+  private encodeBody(text: string, limit: number): number[] {
+    if (limit <= 0) return [];
+    if (this.cutter === null || !Number.isFinite(limit)) return this.encodeRaw(text);
+    let from = Math.max(64, limit * CUT_CHARS_PER_TOKEN);
+    while (from < text.length) {
+      const cut = this.cutter.findCut(text, from);
+      if (cut < 0) break;
+      const ids = this.encodeRaw(text.slice(0, cut));
+      if (ids.length >= limit) return ids;
+      from = cut * 2;
+    }
+    return this.encodeRaw(text);
+  }
+}

@@ -1,0 +1,160 @@
+// Finds a model folder's safetensors weights and checks every tensor's name and shape against the config.
+// The result is an index of byte ranges (absolute file offsets) that the native reader preads.
+import { existsSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { LlamaConfig } from './config.js';
+import { readSafetensorsHeader, readSafetensorsIndex, type DType, type TensorEntry } from './safetensors.js';
+
+export interface WeightEntry {
+  /** Canonical name, without a `model.` prefix. */
+  name: string;
+  file: string;
+  dtype: DType;
+  shape: number[];
+  offset: number;
+  byteLength: number;
+}
+
+export interface WeightIndex {
+  /** In parameterNames() order; dense_layer.* only when hasDense. */
+  tensors: WeightEntry[];
+  hasDense: boolean;
+  /** The dense layer's output size: from the file when present, else the config's (null when unknown). */
+  denseSize: number | null;
+  /** Absolute paths of the safetensors files read. */
+  files: string[];
+}
+
+export interface ParameterSpec {
+  name: string;
+  shape: number[];
+}
+
+/**
+ * Every parameter of the embedding model in the fixed order the native side and training use:
+ * embed_tokens; per layer input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down;
+ * norm; then dense_layer weight and bias when denseSize is not null.
+ */
+export function parameterNames(config: LlamaConfig, denseSize: number | null): ParameterSpec[] {
+  const { vocabSize: V, hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim } = config;
+  const q = numHeads * headDim;
+  const kv = numKvHeads * headDim;
+  const out: ParameterSpec[] = [{ name: 'embed_tokens.weight', shape: [V, H] }];
+  for (let l = 0; l < config.numLayers; l++) {
+    const p = `layers.${l}.`;
+    out.push(
+      { name: `${p}input_layernorm.weight`, shape: [H] },
+      { name: `${p}self_attn.q_proj.weight`, shape: [q, H] },
+      { name: `${p}self_attn.k_proj.weight`, shape: [kv, H] },
+      { name: `${p}self_attn.v_proj.weight`, shape: [kv, H] },
+      { name: `${p}self_attn.o_proj.weight`, shape: [H, q] },
+      { name: `${p}post_attention_layernorm.weight`, shape: [H] },
+      { name: `${p}mlp.gate_proj.weight`, shape: [I, H] },
+      { name: `${p}mlp.up_proj.weight`, shape: [I, H] },
+      { name: `${p}mlp.down_proj.weight`, shape: [H, I] },
+    );
+  }
+  out.push({ name: 'norm.weight', shape: [H] });
+  if (denseSize !== null) {
+    out.push({ name: 'dense_layer.weight', shape: [denseSize, H] }, { name: 'dense_layer.bias', shape: [denseSize] });
+  }
+  return out;
+}
+
+/** Tensors a causal-LM checkpoint carries that the embedding model has no use for. */
+function isIgnored(name: string): boolean {
+  return name === 'lm_head.weight' || name.startsWith('lm_head.') || name.endsWith('.rotary_emb.inv_freq');
+}
+
+export interface OpenWeightsOptions {
+  /** Skip layers at or past config.numLayers (e.g. keep the first 2 layers of a 7B checkpoint). Default false. */
+  ignoreExtraLayers?: boolean;
+}
+
+interface Found {
+  files: string[];
+  tensors: TensorEntry[];
+  /** What errors call the source (the file, or the index for sharded checkpoints). */
+  source: string;
+}
+
+function findTensors(dir: string): Found {
+  const single = join(dir, 'model.safetensors');
+  if (existsSync(single)) {
+    const h = readSafetensorsHeader(single);
+    return { files: [h.file], tensors: h.tensors, source: h.file };
+  }
+  const indexFile = join(dir, 'model.safetensors.index.json');
+  if (existsSync(indexFile)) {
+    const idx = readSafetensorsIndex(indexFile);
+    return { files: idx.files, tensors: [...idx.tensors.values()], source: idx.indexFile };
+  }
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith('.safetensors')).sort();
+  } catch (err) {
+    throw new Error(`${dir}: cannot list model folder (${(err as Error).message})`);
+  }
+  if (names.length === 1) {
+    const h = readSafetensorsHeader(join(dir, names[0]));
+    return { files: [h.file], tensors: h.tensors, source: h.file };
+  }
+  if (names.length === 0) throw new Error(`${dir}: no weights found (expected model.safetensors or model.safetensors.index.json)`);
+  throw new Error(`${dir}: several .safetensors files (${names.join(', ')}) and no model.safetensors.index.json to say which`);
+}
+
+/** Opens a model folder's weights and validates them against `config`. */
+export function openWeights(dir: string, config: LlamaConfig, options: OpenWeightsOptions = {}): WeightIndex {
+  const folder = resolve(dir);
+  const found = findTensors(folder);
+  const where = (t: TensorEntry) => `${t.file}: tensor "${t.name}"`;
+
+  // Canonical name -> entry, with the `model.` prefix of causal-LM checkpoints stripped.
+  const byName = new Map<string, TensorEntry>();
+  for (const t of found.tensors) {
+    if (isIgnored(t.name)) continue;
+    const name = t.name.startsWith('model.') ? t.name.slice('model.'.length) : t.name;
+    if (isIgnored(name)) continue;
+    const layer = /^layers\.(\d+)\./.exec(name);
+    if (layer && Number(layer[1]) >= config.numLayers) {
+      if (options.ignoreExtraLayers) continue;
+      throw new Error(`${where(t)}: layer ${layer[1]} is beyond the config's num_hidden_layers = ${config.numLayers}`);
+    }
+    if (byName.has(name)) throw new Error(`${where(t)}: duplicates "${byName.get(name)?.name}" once the "model." prefix is removed`);
+    byName.set(name, t);
+  }
+
+  const denseW = byName.get('dense_layer.weight');
+  const denseB = byName.get('dense_layer.bias');
+  if ((denseW === undefined) !== (denseB === undefined)) {
+    const present = (denseW ?? denseB) as TensorEntry;
+    const missing = denseW ? 'dense_layer.bias' : 'dense_layer.weight';
+    throw new Error(`${where(present)}: found without "${missing}" (the dense layer needs both)`);
+  }
+  const hasDense = denseW !== undefined;
+  let denseSize = config.denseSize;
+  if (denseW) {
+    if (denseW.shape.length !== 2) {
+      throw new Error(`${where(denseW)}: expected shape [dense, ${config.hiddenSize}], got [${denseW.shape.join(', ')}]`);
+    }
+    const fileSize = denseW.shape[0];
+    if (config.denseSize !== null && fileSize !== config.denseSize) {
+      throw new Error(`${where(denseW)}: has ${fileSize} outputs but the config says ${config.denseSize}`);
+    }
+    denseSize = fileSize;
+  }
+
+  const tensors: WeightEntry[] = [];
+  for (const spec of parameterNames(config, hasDense ? denseSize : null)) {
+    const t = byName.get(spec.name);
+    if (!t) throw new Error(`${found.source}: tensor "${spec.name}" is missing (expected shape [${spec.shape.join(', ')}])`);
+    const same = t.shape.length === spec.shape.length && t.shape.every((d, i) => d === spec.shape[i]);
+    if (!same) throw new Error(`${where(t)}: expected shape [${spec.shape.join(', ')}], got [${t.shape.join(', ')}]`);
+    tensors.push({ name: spec.name, file: t.file, dtype: t.dtype, shape: t.shape, offset: t.offset, byteLength: t.byteLength });
+    byName.delete(spec.name);
+  }
+  const [extra] = byName.values();
+  if (extra) throw new Error(`${where(extra)}: unexpected tensor (not a parameter of this Llama model)`);
+
+  return { tensors, hasDense, denseSize, files: found.files };
+}

@@ -1,0 +1,89 @@
+// A small seeded PRNG (xoshiro128**, seeded through splitmix32) so every sampled choice — mined
+// pairs, shuffles, training groups — is reproducible from one integer seed, in any JS runtime.
+
+function splitmix32(state: { s: number }): number {
+  state.s = (state.s + 0x9e3779b9) | 0;
+  let z = state.s;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+  return (z ^ (z >>> 16)) >>> 0;
+}
+
+export class Rng {
+  private a: number;
+  private b: number;
+  private c: number;
+  private d: number;
+
+  /** `seed` is any integer (reduced mod 2^32); `stream` picks an independent sequence for the same seed. */
+  constructor(seed: number, stream = 0) {
+    if (!Number.isFinite(seed) || !Number.isFinite(stream)) throw new Error(`Rng: seed must be a finite number, got ${seed}`);
+    const st = { s: (Math.trunc(seed) ^ Math.imul(Math.trunc(stream) + 1, 0x27d4eb2f)) | 0 };
+    // mix the high bits of large seeds in too
+    st.s = (st.s ^ Math.trunc(seed / 0x100000000)) | 0;
+    this.a = splitmix32(st);
+    this.b = splitmix32(st);
+    this.c = splitmix32(st);
+    this.d = splitmix32(st);
+    if ((this.a | this.b | this.c | this.d) === 0) this.a = 1; // the all-zero state is a fixed point
+  }
+
+  /** Uniform 32-bit unsigned integer. */
+  nextU32(): number {
+    const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
+    const t = this.b << 9;
+    this.c ^= this.a;
+    this.d ^= this.b;
+    this.b ^= this.c;
+    this.a ^= this.d;
+    this.c ^= t;
+    this.d = rotl(this.d, 11);
+    return result;
+  }
+
+  /** Uniform float in [0, 1) with 53 random bits. */
+  next(): number {
+    const hi = this.nextU32() >>> 5; // 27 bits
+    const lo = this.nextU32() >>> 6; // 26 bits
+    return (hi * 67108864 + lo) / 9007199254740992;
+  }
+
+  /** Uniform integer in [0, n), unbiased (rejection sampling); n ≤ 2^32. */
+  int(n: number): number {
+    if (!Number.isInteger(n) || n <= 0 || n > 0x100000000) throw new RangeError(`Rng.int: bad bound ${n}`);
+    const limit = 0x100000000 - (0x100000000 % n); // largest multiple of n that fits
+    for (;;) {
+      const x = this.nextU32();
+      if (x < limit) return x % n;
+    }
+  }
+
+  /** Shuffles `arr` in place (Fisher–Yates) and returns it. */
+  shuffle<T>(arr: T[]): T[] {
+    for (let i = arr.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      const tmp = arr[i]!;
+      arr[i] = arr[j]!;
+      arr[j] = tmp;
+    }
+    return arr;
+  }
+
+  /** `k` distinct items of `arr` in random order (all of them, shuffled, when k ≥ length); `arr` is untouched. */
+  sample<T>(arr: readonly T[], k: number): T[] {
+    const copy = arr.slice();
+    const m = Math.min(k, copy.length);
+    // partial Fisher–Yates: only the first m positions are drawn
+    for (let i = 0; i < m; i++) {
+      const j = i + this.int(copy.length - i);
+      const tmp = copy[i]!;
+      copy[i] = copy[j]!;
+      copy[j] = tmp;
+    }
+    return copy.slice(0, m);
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}

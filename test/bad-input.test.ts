@@ -1,0 +1,72 @@
+// Bad input at the model level: each a clear error naming what is wrong, never a crash.
+// (Malformed safetensors and configs are covered in safetensors.test.ts and config.test.ts.)
+import { afterAll, describe, expect, it } from 'vitest';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EmbeddingModel } from '../src/model/embedding-model.js';
+import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
+import { hasTinyMha, skipNote } from './helpers/fixture.js';
+
+describe.skipIf(!hasTinyMha)(`bad input to EmbeddingModel ${hasTinyMha ? '' : skipNote('the shared tokenizer')}`, () => {
+  afterAll(() => removeTempDirs());
+
+  it('missing folder, config, weights, tokenizer', async () => {
+    await expect(EmbeddingModel.load('/nonexistent/model-dir')).rejects.toThrow(/model folder not found: \/nonexistent\/model-dir/);
+    const noConfig = writeTinyModel(makeTempDir()).dir;
+    rmSync(join(noConfig, 'config.json'));
+    await expect(EmbeddingModel.load(noConfig)).rejects.toThrow(/config\.json/);
+    const noWeights = writeTinyModel(makeTempDir()).dir;
+    rmSync(join(noWeights, 'model.safetensors'));
+    await expect(EmbeddingModel.load(noWeights)).rejects.toThrow(/no weights found/);
+    const noTok = writeTinyModel(makeTempDir(), { tokenizer: false }).dir;
+    await expect(EmbeddingModel.load(noTok)).rejects.toThrow(/tokenizer\.json/);
+  });
+
+  it('weights whose shapes disagree with the config name the tensor', async () => {
+    const dir = writeTinyModel(makeTempDir(), { intermediate: 48 }).dir;
+    const cfg = JSON.parse(JSON.stringify(await import(join(dir, 'config.json'), { with: { type: 'json' } }))).default;
+    cfg.intermediate_size = 40;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    await expect(EmbeddingModel.load(dir)).rejects.toThrow(/gate_proj/);
+  });
+
+  it('token ids outside the vocabulary are rejected by native code with a message', async () => {
+    const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
+    await expect(m.native.encode(Int32Array.from([1, 5, 99999]), Int32Array.from([0, 3]))).rejects.toThrow(
+      /token id 99999 .* outside the vocabulary/,
+    );
+    await expect(m.native.encode(Int32Array.from([1, -1]), Int32Array.from([0, 2]))).rejects.toThrow(/outside the vocabulary/);
+    await expect(m.native.encode(Int32Array.from([1, 2]), Int32Array.from([0, 3]))).rejects.toThrow(/cu_seqlens/);
+    await expect(m.native.encode(Int32Array.from([1, 2]), Int32Array.from([0, 0, 2]))).rejects.toThrow(/empty/);
+    m.dispose();
+  });
+
+  it('empty, whitespace, lone-surrogate and 1 MB texts encode to finite unit vectors (long ones truncated)', async () => {
+    const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
+    const huge = 'kata '.repeat(210_000); // ~1 MB
+    const texts = ['', '   \t\n ', 'a\ud800b', '\udc00', huge];
+    const ids = m.tokenize(texts, 128);
+    expect(ids[0]).toEqual(Int32Array.from([1]));
+    expect(ids[4]!.length).toBe(128);
+    const emb = await m.encode(texts, { maxLength: 128 });
+    for (let i = 0; i < texts.length; i++) {
+      const row = emb.row(i);
+      expect(row.every(Number.isFinite)).toBe(true);
+      expect(Math.hypot(...row)).toBeCloseTo(1, 5);
+    }
+    m.dispose();
+  });
+
+  it('encode after dispose is an error, not a crash', async () => {
+    const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
+    m.dispose();
+    await expect(m.encode(['a'])).rejects.toThrow(/disposed/);
+    expect(() => m.native).toThrow(/disposed/);
+  });
+
+  it('non-string texts are a TypeError naming the index', async () => {
+    const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
+    await expect(m.encode(['a', 3 as unknown as string])).rejects.toThrow(/texts\[1\]/);
+    m.dispose();
+  });
+});

@@ -1,0 +1,80 @@
+// `combine`: counts, validation (file:line, --skip-bad-lines), shuffle is a permutation, the same
+// seed gives the same order, and the external (bucketed) shuffle path.
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { combineFiles } from '../src/data/combine.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'l2e-combine-'));
+const row = (i: number): string => JSON.stringify({ query: `q${i} ${'x'.repeat(i % 50)}`, pos: [`p${i}`], neg: [`n${i}`, 'shared'] });
+function makeFile(name: string, from: number, to: number, extra = ''): string {
+  const f = join(dir, name);
+  const lines: string[] = [];
+  for (let i = from; i < to; i++) lines.push(row(i));
+  writeFileSync(f, lines.join('\n') + '\n' + extra);
+  return f;
+}
+const readOut = (f: string): string[] => readFileSync(f, 'utf8').split('\n').filter((l) => l !== '');
+
+describe('combine', () => {
+  const a = makeFile('a.jsonl', 0, 300);
+  const b = makeFile('b.jsonl', 300, 1000, '\n\n'); // trailing blank lines are skipped
+
+  it('concatenates in order and counts rows per file', async () => {
+    const out = join(dir, 'all.jsonl');
+    const res = await combineFiles([a, b], { output: out });
+    expect(res.files.map((f) => [f.rows, f.badLines])).toEqual([[300, 0], [700, 0]]);
+    expect(res.rows).toBe(1000);
+    expect(res.buckets).toBe(0);
+    expect(readOut(out)).toEqual(Array.from({ length: 1000 }, (_, i) => row(i)));
+  });
+
+  it('shuffles to a permutation, deterministically for a seed (in memory)', async () => {
+    const o1 = join(dir, 's1.jsonl'), o2 = join(dir, 's2.jsonl'), o3 = join(dir, 's3.jsonl');
+    await combineFiles([a, b], { output: o1, shuffle: true, seed: 5 });
+    await combineFiles([a, b], { output: o2, shuffle: true, seed: 5 });
+    await combineFiles([a, b], { output: o3, shuffle: true, seed: 6 });
+    const l1 = readOut(o1);
+    expect(readOut(o2)).toEqual(l1);
+    expect(readOut(o3)).not.toEqual(l1);
+    expect([...l1].sort()).toEqual(Array.from({ length: 1000 }, (_, i) => row(i)).sort());
+    expect(l1).not.toEqual(Array.from({ length: 1000 }, (_, i) => row(i)));
+  });
+
+  it('shuffles externally through buckets when the input exceeds the memory budget', async () => {
+    const big = makeFile('big.jsonl', 0, 30000); // ~2 MiB
+    const tmp = mkdtempSync(join(dir, 'tmp-'));
+    const o1 = join(dir, 'e1.jsonl'), o2 = join(dir, 'e2.jsonl');
+    const r1 = await combineFiles([big], { output: o1, shuffle: true, seed: 9, memoryMb: 1, tmpDir: tmp });
+    const r2 = await combineFiles([big], { output: o2, shuffle: true, seed: 9, memoryMb: 1, tmpDir: tmp });
+    expect(r1.buckets).toBeGreaterThan(1);
+    const l1 = readOut(o1);
+    expect(readOut(o2)).toEqual(l1);
+    const want = Array.from({ length: 30000 }, (_, i) => row(i));
+    expect([...l1].sort()).toEqual([...want].sort());
+    // well mixed: rows from the first tenth of the input are spread over the whole output
+    const firstTenth = new Set(want.slice(0, 3000));
+    const positions = l1.map((l, i) => (firstTenth.has(l) ? i : -1)).filter((i) => i >= 0);
+    expect(Math.max(...positions)).toBeGreaterThan(27000);
+    expect(Math.min(...positions)).toBeLessThan(3000);
+    expect(readdirSync(tmp)).toEqual([]); // bucket files removed
+    expect(r2.rows).toBe(30000);
+  });
+
+  it('names file:line for a bad line, or counts it with skipBadLines', async () => {
+    const bad = join(dir, 'bad.jsonl');
+    writeFileSync(bad, [row(1), '{"query": "q", "pos": "p", "neg": []}', 'not json', '[1]', row(2), '{"query":"q","pos":[]}'].join('\n'));
+    const out = join(dir, 'bad-out.jsonl');
+    await expect(combineFiles([a, bad], { output: out })).rejects.toThrow(`${bad}:2: "pos" must be an array of strings`);
+    expect(existsSync(out)).toBe(false); // nothing half-written
+    const res = await combineFiles([bad], { output: out, skipBadLines: true });
+    expect(res.files[0]).toEqual({ file: bad, rows: 2, badLines: 4 });
+    expect(readOut(out)).toEqual([row(1), row(2)]);
+  });
+
+  it('refuses to overwrite an input and reports a missing file', async () => {
+    await expect(combineFiles([a], { output: a })).rejects.toThrow(/also an input/);
+    await expect(combineFiles([join(dir, 'nope.jsonl')], { output: join(dir, 'x.jsonl') })).rejects.toThrow(/no such file/);
+  });
+});

@@ -1,0 +1,190 @@
+// Our sgemm (native/cpu/gemm*.cpp) against a float64 reference, for every micro-kernel this CPU
+// runs, all four transpose combinations, odd sizes, alpha/beta, padded strides, and shapes that
+// cross the cache blocks (k > kc, rows > mc) and the two-thread split.
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it, afterAll } from 'vitest';
+
+import { nativeAddon, packageRoot } from '../src/native.js';
+
+interface GemmNatives {
+  sgemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
+  ): void;
+  gemmKernel(): string;
+  setGemmKernel(name: string): void;
+}
+
+const addon = nativeAddon<GemmNatives>();
+const KERNELS = ['avx512', 'avx2', 'scalar'] as const; // best first
+const defaultKernel = addon.gemmKernel();
+// Every kernel at or below the automatic choice runs on this CPU.
+const supported = KERNELS.slice(KERNELS.indexOf(defaultKernel as (typeof KERNELS)[number]));
+
+afterAll(() => addon.setGemmKernel(defaultKernel));
+
+/** Deterministic uniform numbers in [-1, 1) (mulberry32). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  };
+}
+
+/** A rows x cols matrix with row stride ld; the padding holds `pad` (NaN for inputs: must never be used). */
+function matrix(rows: number, cols: number, ld: number, rand: () => number, pad: number): Float32Array {
+  const m = new Float32Array(Math.max(1, rows * ld)).fill(pad);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) m[r * ld + c] = rand();
+  return m;
+}
+
+interface Case {
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  alpha: number;
+  beta: number;
+  pad: number; // extra elements per row in A, B and C
+}
+
+/**
+ * Runs one case and checks every element of C (and that C's padding is untouched).
+ * Tolerance: the float32 result is a sum of K products with at most K roundings in the dot
+ * product, plus a couple per cache block of k (alpha scaling, adding onto C) and the beta term,
+ * so |c - exact| <= gamma_n * (|alpha| sum_k |a_ik b_kj| + |beta c_ij|), gamma_n = n u / (1 - n u),
+ * u = 2^-24, with n = 2K + 8 a safe over-count. This is a rigorous bound, not a fudge factor, yet
+ * dropping or doubling a single product (the usual edge/packing bug) exceeds it by orders of magnitude.
+ */
+function checkCase(c: Case, seed: number): void {
+  const { transA, transB, M, N, K, alpha, beta, pad } = c;
+  const rand = rng(seed);
+  const [aRows, aCols] = transA ? [K, M] : [M, K];
+  const [bRows, bCols] = transB ? [N, K] : [K, N];
+  const lda = aCols + pad, ldb = bCols + pad, ldc = N + pad;
+  const A = matrix(aRows, aCols, lda, rand, NaN);
+  const B = matrix(bRows, bCols, ldb, rand, NaN);
+  const SENTINEL = 12345;
+  // beta == 0: C's old contents must be ignored, so make them NaN.
+  const C = matrix(M, N, ldc, beta === 0 ? () => NaN : rand, SENTINEL);
+  const C0 = C.slice();
+  addon.sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+
+  const a = (i: number, k: number) => (transA ? A[k * lda + i] : A[i * lda + k]);
+  const b = (k: number, j: number) => (transB ? B[j * ldb + k] : B[k * ldb + j]);
+  const u = 2 ** -24, n = 2 * K + 8, gamma = (n * u) / (1 - n * u);
+  let worst = 0;
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let exact = 0, mag = 0;
+      for (let k = 0; k < K; k++) {
+        const p = a(i, k) * b(k, j);
+        exact += p;
+        mag += Math.abs(p);
+      }
+      const old = beta === 0 ? 0 : C0[i * ldc + j];
+      exact = alpha * exact + beta * old;
+      const bound = gamma * (Math.abs(alpha) * mag + Math.abs(beta * old)) + 1e-30;
+      const got = C[i * ldc + j];
+      const err = Math.abs(got - exact);
+      if (!(err <= bound)) {
+        throw new Error(
+          `C[${i},${j}] = ${got}, expected ${exact} (err ${err} > bound ${bound}) for ${JSON.stringify(c)}`,
+        );
+      }
+      worst = Math.max(worst, err / bound);
+    }
+    for (let j = N; j < ldc; j++) if (C[i * ldc + j] !== SENTINEL) throw new Error(`C padding written at [${i},${j}]`);
+  }
+  expect(worst).toBeLessThanOrEqual(1);
+}
+
+const TRANSPOSES: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
+// [M, N, K]: odd sizes around the 14/6/4-row and 32/16/8-col tiles, degenerate 1s, and big enough
+// products to take the two-thread path (> 2 MFLOP).
+const SHAPES: [number, number, number][] = [
+  [1, 1, 1], [7, 33, 65], [33, 7, 1], [65, 100, 33], [100, 65, 257], [1, 257, 100], [257, 1, 100],
+  [15, 31, 17], [29, 47, 3], [257, 257, 7], [130, 200, 120],
+];
+// Cross every cache block: k > kc (256, accumulating onto C), rows > mc (336), cols > nc (4096).
+const BLOCK_SHAPES: [number, number, number][] = [[400, 45, 600], [9, 4200, 20]];
+
+describe.each(supported.map((k) => [k]))('sgemm with the %s kernel', (kernel) => {
+  it('selects the kernel', () => {
+    addon.setGemmKernel(kernel);
+    expect(addon.gemmKernel()).toBe(kernel);
+  });
+
+  it.each(TRANSPOSES)('matches float64 on odd shapes (transA=%s, transB=%s)', (transA, transB) => {
+    addon.setGemmKernel(kernel);
+    SHAPES.forEach(([M, N, K], s) => {
+      const alpha = [1, -0.75, 2.5][s % 3];
+      const beta = [0, 1, -0.5, 0.25][s % 4];
+      checkCase({ transA, transB, M, N, K, alpha, beta, pad: s % 2 === 0 ? 0 : 3 }, 1000 + s);
+    });
+  });
+
+  it.each(TRANSPOSES)('matches float64 across cache blocks (transA=%s, transB=%s)', (transA, transB) => {
+    addon.setGemmKernel(kernel);
+    BLOCK_SHAPES.forEach(([M, N, K], s) => {
+      checkCase({ transA, transB, M, N, K, alpha: 0.5, beta: s === 0 ? 0 : 1.5, pad: 5 }, 2000 + s);
+    });
+  });
+
+  it('treats K = 0 and alpha = 0 as C = beta C, and beta = 0 as write-only', () => {
+    addon.setGemmKernel(kernel);
+    const A = new Float32Array(6).fill(NaN), B = new Float32Array(6).fill(NaN);
+    const C = new Float32Array([1, 2, 3, 4]);
+    addon.sgemm(false, false, 2, 2, 0, 1, A, 1, B, 2, 2, C, 2);
+    expect(Array.from(C)).toEqual([2, 4, 6, 8]);
+    C.fill(NaN);
+    addon.sgemm(false, false, 2, 2, 0, 1, A, 1, B, 2, 0, C, 2);
+    expect(Array.from(C)).toEqual([0, 0, 0, 0]);
+    const A1 = new Float32Array([1, 2]), B1 = new Float32Array([3, 4]);
+    C.set([1, 1, 1, 1]);
+    addon.sgemm(false, false, 2, 2, 1, 0, A1, 1, B1, 2, 3, C, 2);
+    expect(Array.from(C)).toEqual([3, 3, 3, 3]);
+  });
+});
+
+describe('sgemm kernel selection and argument checks', () => {
+  it('reports a known kernel and refuses unknown or unsupported ones', () => {
+    expect(KERNELS).toContain(defaultKernel);
+    expect(() => addon.setGemmKernel('sse9')).toThrow(/unknown kernel/);
+    for (const k of KERNELS.slice(0, KERNELS.indexOf(defaultKernel as (typeof KERNELS)[number])))
+      expect(() => addon.setGemmKernel(k)).toThrow(/does not support/);
+  });
+
+  it('honours L2E_GEMM_KERNEL in a fresh process', () => {
+    const load = `const a = process.env.L2E_ADDON ? require(process.env.L2E_ADDON) : require('node-gyp-build')(${JSON.stringify(packageRoot)}); process.stdout.write(a.gemmKernel());`;
+    for (const k of supported) {
+      const r = spawnSync(process.execPath, ['-e', load], {
+        cwd: packageRoot,
+        env: { ...process.env, L2E_GEMM_KERNEL: k },
+        encoding: 'utf8',
+      });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe(k);
+    }
+  });
+
+  it('throws clear errors for arrays too small for their strides', () => {
+    const f = (n: number) => new Float32Array(n);
+    // A is 3x4 with lda 5: needs 2*5 + 4 = 14 elements.
+    expect(() => addon.sgemm(false, false, 3, 2, 4, 1, f(13), 5, f(8), 2, 0, f(6), 2)).toThrow(
+      /A has 13 elements but a 3x4 matrix with row stride 5 needs 14/,
+    );
+    // transB: B is [N=2, K=4] with ldb 4: needs 8.
+    expect(() => addon.sgemm(false, true, 3, 2, 4, 1, f(12), 4, f(7), 4, 0, f(6), 2)).toThrow(/B has 7 elements/);
+    expect(() => addon.sgemm(false, false, 3, 2, 4, 1, f(12), 4, f(8), 2, 0, f(5), 2)).toThrow(/C has 5 elements/);
+    expect(() => addon.sgemm(false, false, 3, 2, 4, 1, f(12), 3, f(8), 2, 0, f(6), 2)).toThrow(/lda = 3 is less than/);
+    expect(() => addon.sgemm(false, false, 3, 2, 1.5, 1, f(12), 4, f(8), 2, 0, f(6), 2)).toThrow(/K must be a non-negative integer/);
+    const wrongType = new Float64Array(12) as unknown as Float32Array;
+    expect(() => addon.sgemm(false, false, 3, 2, 4, 1, wrongType, 4, f(8), 2, 0, f(6), 2)).toThrow(/A must be a Float32Array/);
+  });
+});

@@ -1,0 +1,40 @@
+// Locating ../shared/fixtures (present for developers and CI; absent elsewhere: tests skip).
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const sharedDir = resolve(repoRoot, '..', 'shared');
+export const tinyMha = join(sharedDir, 'fixtures', 'tiny-mha');
+export const hasTinyMha = existsSync(join(tinyMha, 'case.json'));
+export const poolsDir = join(sharedDir, 'data', 'pools');
+export const hasPools = existsSync(poolsDir);
+export const skipNote = (what: string) => `(skipped: ${what} not found beside the repo at ../shared)`;
+
+export interface FixtureCase {
+  queries: string[];
+  passages: string[];
+  group_size: number;
+  temperature: number;
+  max_len: number;
+  q_ids: number[][];
+  p_ids: number[][];
+  tokenizer_cases: { text: string; ids: number[] }[];
+}
+
+export function readCase(dir: string): FixtureCase {
+  return JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8')) as FixtureCase;
+}
+
+/** ‖a − b‖ / ‖b‖ over float arrays; NaN anywhere gives NaN (which never passes a `<` check). */
+export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i]! - b[i]!;
+    num += d * d;
+    den += b[i]! * b[i]!;
+  }
+  return Math.sqrt(num) / Math.sqrt(den);
+}

@@ -1,0 +1,66 @@
+// The streaming line / JSONL reader: chunk boundaries inside multi-byte characters, CRLF, BOM, a
+// last line without '\n', the line-length bound, and errors naming file:line.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { LineError, readJsonl, readLines, readPairRows } from '../src/data/jsonl.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'l2e-jsonl-'));
+async function collect<T>(gen: AsyncGenerator<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of gen) out.push(x);
+  return out;
+}
+
+describe('readLines', () => {
+  it('splits on newlines at the byte level, whatever the chunk size', async () => {
+    const f = join(dir, 'multi.txt');
+    const lines = ['\ufeffsaya suka 😀 makan', 'épée — 中文', '', 'windows\r', 'last without newline'];
+    writeFileSync(f, lines.join('\n'));
+    for (const chunkBytes of [1, 2, 3, 7, 1 << 20]) {
+      const got = await collect(readLines(f, { chunkBytes }));
+      expect(got.map((l) => l.text)).toEqual(['saya suka 😀 makan', 'épée — 中文', '', 'windows', 'last without newline']);
+      expect(got.map((l) => l.line)).toEqual([1, 2, 3, 4, 5]);
+      expect(got.reduce((s, l) => s + l.bytes, 0)).toBe(Buffer.byteLength(lines.join('\n')));
+    }
+  });
+
+  it('bounds the line length and names the line', async () => {
+    const f = join(dir, 'long.txt');
+    writeFileSync(f, 'short\n' + 'x'.repeat(5000) + '\nafter\n');
+    await expect(collect(readLines(f, { maxLineBytes: 1000, chunkBytes: 256 }))).rejects.toThrow(`${f}:2: line longer than 1000 bytes`);
+  });
+
+  it('reports a missing file', async () => {
+    await expect(collect(readLines(join(dir, 'missing.txt')))).rejects.toThrow(/no such file/);
+  });
+});
+
+describe('readJsonl', () => {
+  it('yields parsed values with line numbers, skipping blank lines', async () => {
+    const f = join(dir, 'ok.jsonl');
+    writeFileSync(f, '{"a":1}\n\n  \n{"a":2}\r\n[3]');
+    const got = await collect(readJsonl(f, { chunkBytes: 3 }));
+    expect(got.map((r) => [r.line, r.value])).toEqual([[1, { a: 1 }], [4, { a: 2 }], [5, [3]]]);
+  });
+
+  it('throws a LineError naming file:line for invalid JSON', async () => {
+    const f = join(dir, 'bad.jsonl');
+    writeFileSync(f, '{"a":1}\n{"a":\n');
+    const err = await collect(readJsonl(f)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LineError);
+    expect((err as LineError).line).toBe(2);
+    expect((err as LineError).message).toMatch(new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:2: invalid JSON`));
+  });
+
+  it('readPairRows validates the row shape', async () => {
+    const f = join(dir, 'pairs.jsonl');
+    writeFileSync(f, '{"query":"q","pos":["p"],"neg":[],"extra":1}\n{"query":1,"pos":[],"neg":[]}\n');
+    await expect(collect(readPairRows(f))).rejects.toThrow(`${f}:2: "query" must be a string`);
+    writeFileSync(f, '{"query":"q","pos":["p"]}\n');
+    await expect(collect(readPairRows(f))).rejects.toThrow(`${f}:1: missing "neg"`);
+    writeFileSync(f, '"just a string"\n');
+    await expect(collect(readPairRows(f))).rejects.toThrow(`${f}:1: expected a JSON object`);
+  });
+});

@@ -1,0 +1,104 @@
+// Native exact k-NN against a direct JS computation: both metrics, tile edges (pool > one 2048
+// block, odd dim), exact tie order on integer data, clamping and bad input.
+import { describe, expect, it } from 'vitest';
+import { Embeddings } from '../src/model/embeddings.js';
+import { knn } from '../src/eval/knn.js';
+import { Rng } from '../src/util/random.js';
+
+function randomMatrix(rows: number, dim: number, rng: Rng, gen: () => number = () => rng.next() * 2 - 1): Embeddings {
+  const e = new Embeddings(rows, dim);
+  for (let i = 0; i < e.data.length; i++) e.data[i] = gen();
+  return e;
+}
+
+function score(a: Float32Array, b: Float32Array, metric: 'cosine' | 'euclidean'): number {
+  let dot = 0, na = 0, nb = 0, d2 = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+    d2 += (a[i]! - b[i]!) ** 2;
+  }
+  if (metric === 'euclidean') return Math.sqrt(d2);
+  return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0;
+}
+
+/** Brute force: all pool rows ordered best first, ties to the lower index. */
+function bruteForce(q: Float32Array, pool: Embeddings, metric: 'cosine' | 'euclidean'): { idx: number; s: number }[] {
+  const all = Array.from({ length: pool.rows }, (_, j) => ({ idx: j, s: score(q, pool.row(j), metric) }));
+  const sign = metric === 'cosine' ? -1 : 1;
+  return all.sort((a, b) => sign * (a.s - b.s) || a.idx - b.idx);
+}
+
+describe('knn', () => {
+  for (const metric of ['cosine', 'euclidean'] as const) {
+    it(`matches brute force (${metric}, several pool tiles, odd dim)`, async () => {
+      const rng = new Rng(7);
+      const queries = randomMatrix(40, 37, rng);
+      const pool = randomMatrix(4500, 37, rng);
+      const k = 9;
+      const res = await knn(queries, pool, k, { metric });
+      expect(res.k).toBe(k);
+      expect(res.indices.length).toBe(40 * k);
+      for (let i = 0; i < queries.rows; i++) {
+        const ref = bruteForce(queries.row(i), pool, metric);
+        for (let t = 0; t < k; t++) {
+          const idx = res.indices[i * k + t]!;
+          const s = res.scores[i * k + t]!;
+          expect(Number.isFinite(s)).toBe(true);
+          // the reported score is the true score of the reported row, and the t-th best score overall
+          expect(Math.abs(s - score(queries.row(i), pool.row(idx), metric))).toBeLessThan(2e-4);
+          expect(Math.abs(s - ref[t]!.s)).toBeLessThan(2e-4);
+        }
+        // near-exact ties aside, the neighbour sets agree
+        const got = new Set(Array.from(res.indices.subarray(i * k, (i + 1) * k)));
+        const overlap = ref.slice(0, k).filter((r) => got.has(r.idx)).length;
+        expect(overlap).toBeGreaterThanOrEqual(k - 1);
+      }
+    });
+  }
+
+  it('breaks euclidean ties by the lower index (exact integer data)', async () => {
+    const rng = new Rng(3);
+    const gen = (): number => rng.int(3) - 1; // values in {-1, 0, 1}: many exact ties
+    const queries = randomMatrix(30, 6, rng, gen);
+    const pool = randomMatrix(2500, 6, rng, gen);
+    const k = 12;
+    const res = await knn(queries, pool, k, { metric: 'euclidean' });
+    for (let i = 0; i < queries.rows; i++) {
+      const ref = bruteForce(queries.row(i), pool, 'euclidean').slice(0, k);
+      expect(Array.from(res.indices.subarray(i * k, (i + 1) * k))).toEqual(ref.map((r) => r.idx));
+    }
+  });
+
+  it('orders duplicate vectors by index (cosine) and reports similarity 1 for them', async () => {
+    const pool = new Embeddings(8, 3, Float32Array.from([
+      0, 1, 0, 1, 0, 0, 3, 4, 0, 0, 0, 1, 0.6, 0.8, 0, 1, 1, 1, 0, 2, 0, 0.3, 0.4, 0,
+    ]));
+    const queries = new Embeddings(1, 3, Float32Array.from([6, 8, 0]));
+    const res = await knn(queries, pool, 4, { metric: 'cosine' });
+    // rows 2, 4 and 7 point the same way as the query
+    expect(Array.from(res.indices)).toEqual([2, 4, 7, 5]);
+    for (let t = 0; t < 3; t++) expect(res.scores[t]).toBeCloseTo(1, 6);
+    expect(res.scores[3]).toBeCloseTo(14 / (10 * Math.sqrt(3)), 5);
+  });
+
+  it('gives zero vectors similarity 0 and clamps k to the pool size', async () => {
+    const pool = new Embeddings(3, 2, Float32Array.from([1, 0, 0, 0, -1, 0]));
+    const queries = new Embeddings(2, 2, Float32Array.from([1, 0, 0, 0]));
+    const res = await knn(queries, pool, 10, { metric: 'cosine' });
+    expect(res.k).toBe(3);
+    expect(Array.from(res.indices)).toEqual([0, 1, 2, 0, 1, 2]);
+    expect(Array.from(res.scores)).toEqual([1, 0, -1, 0, 0, 0]);
+  });
+
+  it('rejects NaN/Inf, dim mismatch and an empty pool', async () => {
+    const pool = new Embeddings(3, 2, Float32Array.from([1, 0, NaN, 0, 1, 1]));
+    const q = new Embeddings(1, 2, Float32Array.from([1, 0]));
+    await expect(knn(q, pool, 1)).rejects.toThrow(/pool row 1 has a non-finite value/);
+    const qInf = new Embeddings(1, 2, Float32Array.from([Infinity, 0]));
+    await expect(knn(qInf, new Embeddings(1, 2), 1, { metric: 'euclidean' })).rejects.toThrow(/queries row 0/);
+    await expect(knn(q, new Embeddings(2, 3), 1)).rejects.toThrow(/dim/);
+    await expect(knn(q, new Embeddings(0, 2), 1)).rejects.toThrow(/empty/);
+  });
+});

@@ -1,0 +1,163 @@
+// Evaluation metrics: a hand-computed case, the `limit` cut, a randomized comparison with a direct
+// O(N²) computation of the notebook definitions, and bad test files.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Embeddings } from '../src/model/embeddings.js';
+import { buildTestSet, computeMetrics, isTopKHit, readTestSet, type TestRow } from '../src/eval/metrics.js';
+import { Rng } from '../src/util/random.js';
+
+const vec2: Record<string, number[]> = { a: [1, 0], b: [0.8, 0.6], c: [0, 1], d: [-1, 0] };
+const handRows: TestRow[] = [
+  { query: 'a', pos: ['b'], neg: ['c'] },
+  { query: ' b ', pos: ['a', 'd'], neg: [] },
+];
+
+function vectorsFor(pool: string[], table: Record<string, number[]>): Embeddings {
+  const dim = Object.values(table)[0]!.length;
+  const e = new Embeddings(pool.length, dim);
+  pool.forEach((t, i) => e.data.set(table[t]!, i * dim));
+  return e;
+}
+
+describe('metrics: hand-computed', () => {
+  it('scores per (row, pos) pair and applies the self-match allowance', async () => {
+    const set = await buildTestSet('hand', handRows, 1000);
+    expect(set.pool).toEqual(['a', 'b', 'c', 'd']);
+    const m = await computeMetrics(set, vectorsFor(set.pool, vec2));
+    // pairs: cos(a,b)=0.8, cos(b,a)=0.8, cos(b,d)=-0.8 -> mean over pairs 0.8/3
+    expect(m['positive score']).toBeCloseTo(0.8 / 3, 6);
+    expect(m['negative score']).toBeCloseTo(1, 6); // 1 - cos(a, c)
+    // (b,d): ranking by cos to d is d, c, b, a -> misses top1 (k grows to 2: d, c), hits top3
+    expect(m.top1).toBeCloseTo(2 / 3, 12);
+    expect(m.top3).toBe(1);
+    expect(m.top5).toBe(1);
+    expect(m.top10).toBe(1);
+    expect(Object.keys(m)).toEqual(['positive score', 'negative score', 'top1', 'top3', 'top5', 'top10']);
+  });
+
+  it('builds the pool from the first `limit` rows but counts top-k pairs over the whole file', async () => {
+    const set = await buildTestSet('hand', handRows, 1);
+    expect(set.pool).toEqual(['a', 'b', 'c']);
+    expect(set.rows.length).toBe(1);
+    expect(Array.from(set.pairs)).toEqual([0, 1, 1, 0]); // (b, d) dropped: d is not in the pool
+    const m = await computeMetrics(set, vectorsFor(set.pool, vec2));
+    expect(m['positive score']).toBeCloseTo(0.8, 6);
+    expect(m.top1).toBe(1);
+  });
+
+  it('isTopKHit: k grows by one only when the positive is inside the top k', () => {
+    expect(isTopKHit([5, 9, 2], 9, 5, 1)).toBe(true); // positive first, query second
+    expect(isTopKHit([7, 9, 5], 9, 5, 1)).toBe(false);
+    expect(isTopKHit([7, 5, 9], 9, 5, 2)).toBe(true);
+    expect(isTopKHit([7, 9, 5], 9, 5, 2)).toBe(true);
+    expect(isTopKHit([7, 8, 9], 9, 5, 2)).toBe(false);
+  });
+});
+
+describe('metrics: randomized against a direct computation', () => {
+  it('agrees with an O(N²) implementation of the definitions', async () => {
+    const rng = new Rng(11);
+    const words = Array.from({ length: 70 }, (_, i) => `text ${i}`);
+    const pick = (): string => {
+      const w = words[rng.int(words.length)]!;
+      const r = rng.int(10);
+      return r === 0 ? `  ${w}\n` : r === 1 ? '   ' : w; // padding and empty strings too
+    };
+    const rows: TestRow[] = Array.from({ length: 120 }, () => ({
+      query: pick(),
+      pos: Array.from({ length: 1 + rng.int(3) }, pick),
+      neg: Array.from({ length: rng.int(4) }, pick),
+    }));
+    const dim = 16;
+    const table: Record<string, number[]> = {};
+    for (const w of words) table[w] = Array.from({ length: dim }, () => rng.next() * 2 - 1);
+    const limit = 60;
+
+    // direct computation
+    const pool: string[] = [];
+    for (const r of rows.slice(0, limit)) {
+      for (const s of [r.query, ...r.pos, ...r.neg]) if (s.trim() && !pool.includes(s.trim())) pool.push(s.trim());
+    }
+    const cos = (x: string, y: string): number => {
+      const a = table[x]!, b = table[y]!;
+      let d = 0, na = 0, nb = 0;
+      for (let i = 0; i < dim; i++) {
+        d += a[i]! * b[i]!;
+        na += a[i]! ** 2;
+        nb += b[i]! ** 2;
+      }
+      return d / Math.sqrt(na * nb);
+    };
+    const posScores: number[] = [];
+    const negScores: number[] = [];
+    for (const r of rows.slice(0, limit)) {
+      const q = r.query.trim();
+      if (!pool.includes(q)) continue;
+      for (const p of r.pos) if (p.trim()) posScores.push(cos(q, p.trim()));
+      for (const n of r.neg) if (n.trim()) negScores.push(1 - cos(q, n.trim()));
+    }
+    const hits = [0, 0, 0, 0];
+    let pairs = 0;
+    for (const r of rows) {
+      const q = r.query.trim();
+      if (!pool.includes(q)) continue;
+      for (const p0 of r.pos) {
+        const p = p0.trim();
+        if (!pool.includes(p)) continue;
+        pairs++;
+        const ranked = pool.map((t, i) => ({ i, s: cos(p, t) })).sort((x, y) => y.s - x.s || x.i - y.i);
+        [1, 3, 5, 10].forEach((k, j) => {
+          let top = ranked.slice(0, k).map((x) => pool[x.i]);
+          if (top.includes(p)) top = ranked.slice(0, k + 1).map((x) => pool[x.i]);
+          if (top.includes(q)) hits[j]!++;
+        });
+      }
+    }
+    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+    const set = await buildTestSet('random', rows, limit);
+    expect(set.pool).toEqual(pool);
+    const m = await computeMetrics(set, vectorsFor(set.pool, table));
+    expect(pairs).toBeGreaterThan(100);
+    expect(m['positive score']).toBeCloseTo(mean(posScores), 6);
+    expect(m['negative score']).toBeCloseTo(mean(negScores), 6);
+    expect(m.top1).toBeCloseTo(hits[0]! / pairs, 12);
+    expect(m.top3).toBeCloseTo(hits[1]! / pairs, 12);
+    expect(m.top5).toBeCloseTo(hits[2]! / pairs, 12);
+    expect(m.top10).toBeCloseTo(hits[3]! / pairs, 12);
+    expect(m.top1).toBeLessThan(m.top10);
+  });
+});
+
+describe('metrics: bad input', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l2e-metrics-'));
+  it('names file:line for a row missing a field or with a wrong type', async () => {
+    const f = join(dir, 'missing.jsonl');
+    writeFileSync(f, '{"query":"a","pos":["b"],"neg":[]}\n\n{"query":"a","neg":[]}\n');
+    await expect(readTestSet(f)).rejects.toThrow(`${f}:3: missing "pos"`);
+    const g = join(dir, 'type.jsonl');
+    writeFileSync(g, '{"query":"a","pos":["b", 3],"neg":[]}\n');
+    await expect(readTestSet(g)).rejects.toThrow(`${g}:1: "pos"[1] must be a string`);
+    const h = join(dir, 'json.jsonl');
+    writeFileSync(h, '{"query":"a","pos":["b"],"neg":[]}\n{"query": \n');
+    await expect(readTestSet(h)).rejects.toThrow(`${h}:2: invalid JSON`);
+  });
+
+  it('rejects an empty pool, no pairs, and a vector count that does not match the pool', async () => {
+    const empty = await buildTestSet('empty', [{ query: ' ', pos: [''], neg: [] }]);
+    await expect(computeMetrics(empty, new Embeddings(0, 2))).rejects.toThrow(/pool is empty/);
+    const nopos = await buildTestSet('nopos', [{ query: 'a', pos: [], neg: ['c'] }]);
+    await expect(computeMetrics(nopos, vectorsFor(nopos.pool, vec2))).rejects.toThrow(/no \(query, pos\) pair/);
+    const set = await buildTestSet('hand', handRows);
+    await expect(computeMetrics(set, new Embeddings(3, 2))).rejects.toThrow(/3 vectors for a pool of 4/);
+  });
+
+  it('reports a null negative score when there are no negatives', async () => {
+    const set = await buildTestSet('noneg', [{ query: 'a', pos: ['b'], neg: [] }]);
+    const m = await computeMetrics(set, vectorsFor(set.pool, vec2));
+    expect(m['negative score']).toBeNull();
+    expect(m['positive score']).toBeCloseTo(0.8, 6);
+  });
+});
