@@ -1,7 +1,10 @@
 // The fixture harness's work (scripts/fixture-check.mjs): reproduce what transformers computed for a
-// fixture folder's case.json and write our tensors for comparison.
+// fixture folder's case.json — embeddings, the InfoNCE loss and every parameter's gradient — and
+// write our tensors under the reference's names for comparison.
 import { EmbeddingModel, packBatch } from './model/embedding-model.js';
 import { writeSafetensors, type TensorToWrite } from './model/safetensors.js';
+import { gradStep } from './train/grad-step.js';
+import { trainNatives } from './train/native-train.js';
 
 export interface FixtureCaseInput {
   queries: string[];
@@ -43,8 +46,22 @@ export async function runFixtureCase(dir: string, fx: FixtureCaseInput, outPath:
       const { embeddings } = await model.native.encode(tokens, cuSeqlens);
       tensors.push({ name, dtype: 'F32', shape: [ids.length, model.dim], data: embeddings });
     }
+    // loss and every parameter's gradient for the case's contrastive batch (in-batch negatives)
+    const nat = trainNatives();
+    nat.trainInit(model.native);
+    const { loss } = await gradStep(model.native, model.dim, qIds, pIds, {
+      groupSize: fx.group_size,
+      temperature: fx.temperature,
+      inBatchNegatives: true,
+      chunkTokens: Infinity,
+    });
+    tensors.push({ name: 'loss', dtype: 'F32', shape: [1], data: Float32Array.of(loss) });
+    const grads = nat.trainGetBuffer(model.native, 'grads');
+    for (const p of model.native.params()) {
+      tensors.push({ name: `grad.${p.name}`, dtype: 'F32', shape: p.shape, data: grads.slice(p.offset, p.offset + p.numel) });
+    }
     writeSafetensors(outPath, tensors);
-    return `wrote ${tensors.map((t) => `${t.name} [${t.shape.join(',')}]`).join(', ')} to ${outPath}`;
+    return `wrote q_emb, p_emb, loss (${loss.toFixed(6)}) and ${tensors.length - 3} gradients to ${outPath}`;
   } finally {
     model.dispose();
   }

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "core/model.h"
+#include "core/train_state.h"
 
 namespace l2e {
 
@@ -15,7 +16,9 @@ struct ModelState {
   std::mutex mu;  // one operation on a model at a time
   std::unique_ptr<Model> model;
   Activations acts;  // reused between calls of the same shape
+  std::unique_ptr<TrainState> train;  // created by trainInit; destroyed before the model
   ~ModelState() {
+    train.reset();
     if (model) model->free_activations(acts);
   }
 };

@@ -1,0 +1,100 @@
+// Backward pass of the Llama2 embedding model over the op table, from d loss / d emb [B,P] back to
+// every parameter (gradients ACCUMULATE into `grads`, laid out like the parameter buffer, so
+// GradCache chunks and gradient accumulation just call this repeatedly). Needs the activations of a
+// forward(keep = true) of the same batch.
+//
+// Per layer, with x_mid = x_in + o(attn(rope(q(h1)), rope(k(h1)), v(h1))), h1 = norm1(x_in),
+//                     x_out = x_mid + down(silu(gate(h2)) * up(h2)),   h2 = norm2(x_mid):
+//   d x_mid = d x_out + norm2ᵀ(gateᵀ d gate + upᵀ d up)        (residual + MLP branch)
+//   d x_in  = d x_mid + norm1ᵀ(qᵀ rope⁻¹(dq) + kᵀ rope⁻¹(dk) + vᵀ dv)
+#include <deque>
+
+#include "core/model.h"
+
+namespace l2e {
+
+namespace {
+// Scratch buffers of one backward call, freed on every exit path.
+struct Scratch {
+  Backend& be;
+  std::deque<Buf> bufs;  // a deque: references to earlier buffers stay valid
+  explicit Scratch(Backend& b) : be(b) {}
+  Buf& get(size_t n, DType dt) {
+    bufs.push_back(be.alloc(n, dt));
+    return bufs.back();
+  }
+  ~Scratch() {
+    for (auto& b : bufs) be.free(b);
+  }
+};
+}  // namespace
+
+void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& grads) {
+  if (!a.keep || a.T != batch.T || a.B != batch.B || int(a.layers.size()) != cfg_.layers)
+    throw Error("backward needs the kept activations of a forward pass over the same batch");
+  if (grads.numel != params_.numel) throw Error("gradient buffer does not match the parameters");
+  Backend& be = *be_;
+  const int T = batch.T, B = batch.B, H = cfg_.hidden, I = cfg_.intermediate, nh = cfg_.heads, nkv = cfg_.kv_heads,
+            hd = cfg_.head_dim, P = cfg_.dense;
+  const int qd = nh * hd, kvd = nkv * hd;
+  const DType ad = be.act_dtype();
+  auto W = [&](size_t off, size_t n) { return view(params_, off, n); };
+  auto G = [&](size_t off, size_t n) { return view(grads, off, n); };
+
+  Scratch s(be);
+  Buf& d_pooled = s.get(size_t(B) * P, ad);  // [B,P]
+  Buf& d_proj = s.get(size_t(T) * P, ad);    // [T,P]
+  Buf& dx = s.get(size_t(T) * H, ad);        // [T,H] gradient of the residual stream
+  Buf& d_mid = s.get(size_t(T) * H, ad);     // [T,H]
+  Buf& d_h = s.get(size_t(T) * H, ad);       // [T,H] gradient of a norm's output
+  Buf& d_act = s.get(size_t(T) * I, ad);     // [T,I]
+  Buf& d_gate = s.get(size_t(T) * I, ad);    // [T,I]
+  Buf& d_up = s.get(size_t(T) * I, ad);      // [T,I]
+  Buf& d_attn = s.get(size_t(T) * qd, ad);   // [T,nh*hd]
+  Buf& dq = s.get(size_t(T) * qd, ad);       // [T,nh*hd]
+  Buf& dk = s.get(size_t(T) * kvd, ad);      // [T,nkv*hd]
+  Buf& dv = s.get(size_t(T) * kvd, ad);      // [T,nkv*hd]
+
+  // --- head: L2 norm, pooling, dense, final norm ---
+  be.l2norm_backward(a.emb, a.norm, d_emb, B, P, cfg_.normalized, d_pooled);  // d_pooled [B,P]
+  be.pool_backward(d_pooled, batch, P, cfg_.pooling, d_proj);                  // d_proj [T,P]
+  Buf gdb = G(off_dense_b_, P);
+  Buf gdw = G(off_dense_w_, size_t(P) * H);
+  be.linear_backward(a.hidden, W(off_dense_w_, size_t(P) * H), d_proj, T, H, P, &d_h, gdw, &gdb, false);
+  Buf gnorm = G(off_norm_, H);
+  be.rmsnorm_backward(a.x_last, W(off_norm_, H), a.rstd_f, d_h, T, H, dx, gnorm, false);  // dx [T,H]
+
+  // --- layers, last to first ---
+  for (int l = cfg_.layers - 1; l >= 0; l--) {
+    LayerActs& L = a.layers[l];
+    const LayerParams& lp = layer_offsets_[l];
+    // MLP branch: x_out = x_mid + down(act)
+    Buf gdown = G(lp.down, size_t(H) * I);
+    be.linear_backward(L.act, W(lp.down, size_t(H) * I), dx, T, I, H, &d_act, gdown, nullptr, false);  // d_act [T,I]
+    be.swiglu_backward(L.gate, L.up, d_act, size_t(T) * I, d_gate, d_up);
+    Buf ggate = G(lp.gate, size_t(I) * H), gup = G(lp.up, size_t(I) * H);
+    be.linear_backward(L.h2, W(lp.gate, size_t(I) * H), d_gate, T, H, I, &d_h, ggate, nullptr, false);
+    be.linear_backward(L.h2, W(lp.up, size_t(I) * H), d_up, T, H, I, &d_h, gup, nullptr, true);     // d_h2 [T,H]
+    be.copy(d_mid, dx);                                                                             // residual
+    Buf gpost = G(lp.post_norm, H);
+    be.rmsnorm_backward(L.x_mid, W(lp.post_norm, H), L.rstd2, d_h, T, H, d_mid, gpost, true);       // d_mid [T,H]
+
+    // attention branch: x_mid = x_in + o(attn)
+    Buf go = G(lp.o, size_t(H) * qd);
+    be.linear_backward(L.attn, W(lp.o, size_t(H) * qd), d_mid, T, qd, H, &d_attn, go, nullptr, false);
+    be.attention_backward(L.q, L.k, L.v, L.attn, L.lse, d_attn, batch, nh, nkv, hd, dq, dk, dv);
+    be.rope(dq, batch.positions, T, nh, hd, cfg_.rope_theta, -1.0f);  // rotation is orthogonal: R⁻¹ = Rᵀ
+    be.rope(dk, batch.positions, T, nkv, hd, cfg_.rope_theta, -1.0f);
+    Buf gq = G(lp.q, size_t(qd) * H), gk = G(lp.k, size_t(kvd) * H), gv = G(lp.v, size_t(kvd) * H);
+    be.linear_backward(L.h1, W(lp.q, size_t(qd) * H), dq, T, H, qd, &d_h, gq, nullptr, false);
+    be.linear_backward(L.h1, W(lp.k, size_t(kvd) * H), dk, T, H, kvd, &d_h, gk, nullptr, true);
+    be.linear_backward(L.h1, W(lp.v, size_t(kvd) * H), dv, T, H, kvd, &d_h, gv, nullptr, true);     // d_h1 [T,H]
+    be.copy(dx, d_mid);                                                                             // residual
+    Buf gin = G(lp.in_norm, H);
+    be.rmsnorm_backward(L.x_in, W(lp.in_norm, H), L.rstd1, d_h, T, H, dx, gin, true);              // d x_in
+  }
+  Buf gemb = G(off_embed_, size_t(cfg_.vocab) * H);
+  be.embedding_backward(batch.ids, T, dx, H, gemb);
+}
+
+}  // namespace l2e

@@ -1,0 +1,175 @@
+#include "core/train_state.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace l2e {
+
+TrainState::TrainState(Model& m) : model_(m) {
+  Backend& be = model_.backend();
+  const size_t n = model_.num_params();
+  grads_ = be.alloc(n, DType::F32);
+  m_ = be.alloc(n, DType::F32);
+  v_ = be.alloc(n, DType::F32);
+  be.zero(grads_);
+  be.zero(m_);
+  be.zero(v_);
+}
+
+TrainState::~TrainState() {
+  release_chunks();
+  Backend& be = model_.backend();
+  be.free(grads_);
+  be.free(m_);
+  be.free(v_);
+}
+
+void TrainState::free_kept(Kept& k) {
+  model_.free_activations(k.acts);
+  model_.free_batch(k.batch);
+}
+
+void TrainState::release_chunks() {
+  for (auto& [id, k] : kept_) free_kept(k);
+  kept_.clear();
+}
+
+std::vector<float> TrainState::forward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu,
+                                             bool keep) {
+  const int B = int(cu.size()) - 1;
+  auto old = kept_.find(id);
+  if (old != kept_.end()) {
+    free_kept(old->second);
+    kept_.erase(old);
+  }
+  Kept k;
+  k.batch = model_.make_batch(ids.data(), int(ids.size()), cu.data(), B);
+  std::vector<float> emb(size_t(B) * model_.config().dense);
+  try {
+    // keep = false still needs backward-ready activations only if kept; encode-style otherwise
+    model_.forward(k.batch, k.acts, keep);
+    model_.backend().download(k.acts.emb, emb.data());
+  } catch (...) {
+    free_kept(k);
+    throw;
+  }
+  if (keep) {
+    kept_.emplace(id, std::move(k));
+  } else {
+    free_kept(k);
+  }
+  return emb;
+}
+
+void TrainState::backward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu,
+                                const std::vector<float>& d_emb) {
+  const int B = int(cu.size()) - 1;
+  const size_t P = model_.config().dense;
+  if (d_emb.size() != size_t(B) * P) throw Error("backward_chunk: embedding gradient has the wrong size");
+  Kept k;
+  auto it = kept_.find(id);
+  if (it != kept_.end()) {
+    k = std::move(it->second);
+    kept_.erase(it);
+    if (k.batch.T != int(ids.size()) || k.batch.B != B) {
+      free_kept(k);
+      throw Error("backward_chunk: chunk " + std::to_string(id) + " differs from its forward pass");
+    }
+  } else {
+    // GradCache: the chunk's activations were not kept, so run its forward again (same weights,
+    // same inputs: the same activations) and keep them this time.
+    k.batch = model_.make_batch(ids.data(), int(ids.size()), cu.data(), B);
+    try {
+      model_.forward(k.batch, k.acts, true);
+    } catch (...) {
+      free_kept(k);
+      throw;
+    }
+  }
+  Backend& be = model_.backend();
+  Buf d = be.alloc(size_t(B) * P, be.act_dtype());
+  try {
+    be.upload(d, d_emb.data(), d_emb.size(), DType::F32);
+    model_.backward(k.batch, k.acts, d, grads_);
+  } catch (...) {
+    be.free(d);
+    free_kept(k);
+    throw;
+  }
+  be.free(d);
+  free_kept(k);
+}
+
+float TrainState::infonce(const std::vector<float>& q, const std::vector<float>& p, int B, int G, float temperature,
+                          bool in_batch, std::vector<float>& dq, std::vector<float>& dp, std::vector<float>& scores) {
+  const int P = model_.config().dense;
+  if (q.size() != size_t(B) * P || p.size() != size_t(B) * G * P) throw Error("infonce: embedding sizes do not match B, G");
+  Backend& be = model_.backend();
+  Buf bq = be.alloc(q.size(), DType::F32), bp = be.alloc(p.size(), DType::F32);
+  Buf bs = be.alloc(size_t(B) * B * G, DType::F32), bdq = be.alloc(q.size(), DType::F32),
+      bdp = be.alloc(p.size(), DType::F32);
+  float loss;
+  try {
+    be.upload(bq, q.data(), q.size(), DType::F32);
+    be.upload(bp, p.data(), p.size(), DType::F32);
+    loss = be.infonce(bq, bp, B, G, P, temperature, in_batch, bs, bdq, bdp);
+    dq.resize(q.size());
+    dp.resize(p.size());
+    scores.resize(bs.numel);
+    be.download(bdq, dq.data());
+    be.download(bdp, dp.data());
+    be.download(bs, scores.data());
+  } catch (...) {
+    for (Buf* b : {&bq, &bp, &bs, &bdq, &bdp}) be.free(*b);
+    throw;
+  }
+  for (Buf* b : {&bq, &bp, &bs, &bdq, &bdp}) be.free(*b);
+  return loss;
+}
+
+double TrainState::grad_norm() { return std::sqrt(model_.backend().sumsq(grads_, grads_.numel)); }
+
+StepResult TrainState::step(const OptimizerHyper& h) {
+  Backend& be = model_.backend();
+  StepResult r;
+  r.grad_norm = grad_norm();
+  if (!std::isfinite(r.grad_norm)) {
+    r.skipped = true;
+    zero_grads();
+    return r;
+  }
+  // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is < 1
+  if (h.max_grad_norm > 0) {
+    const double coef = double(h.max_grad_norm) / (r.grad_norm + 1e-6);
+    if (coef < 1.0) be.scale(grads_, grads_.numel, float(coef));
+  }
+  // AdamW per tensor: like the Hugging Face Trainer, biases and norm weights get no weight decay.
+  Buf& w = model_.param_buffer();
+  for (const ParamInfo& p : model_.params()) {
+    const bool no_decay = p.name.find("bias") != std::string::npos || p.name.find("norm") != std::string::npos;
+    Buf pw = model_.view(w, p.offset, p.numel), pg = model_.view(grads_, p.offset, p.numel),
+        pm = model_.view(m_, p.offset, p.numel), pv = model_.view(v_, p.offset, p.numel);
+    be.adamw(pw, pg, pm, pv, p.numel, h.lr, h.beta1, h.beta2, h.eps, no_decay ? 0.0f : h.weight_decay, h.step, nullptr);
+  }
+  zero_grads();
+  return r;
+}
+
+void TrainState::zero_grads() { model_.backend().zero(grads_); }
+
+Buf& TrainState::buffer(const char* which) {
+  if (std::strcmp(which, "grads") == 0) return grads_;
+  if (std::strcmp(which, "m") == 0) return m_;
+  if (std::strcmp(which, "v") == 0) return v_;
+  throw Error(std::string("unknown training buffer '") + which + "'");
+}
+
+void TrainState::get_buffer(const char* which, float* host) { model_.backend().download(buffer(which), host); }
+
+void TrainState::set_buffer(const char* which, const float* host, size_t n) {
+  Buf& b = buffer(which);
+  if (n != b.numel) throw Error("training buffer size mismatch: expected " + std::to_string(b.numel) + ", got " + std::to_string(n));
+  model_.backend().upload(b, host, n, DType::F32);
+}
+
+}  // namespace l2e

@@ -1,0 +1,65 @@
+// The native half of a training step (TypeScript drives the loop; see DESIGN.md §2, GradCache):
+//   1. forward_chunk() each chunk of queries / passages to embeddings (keeping activations when the
+//      whole step fits in memory);
+//   2. infonce() over the whole batch: loss and d loss / d embeddings;
+//   3. backward_chunk() each chunk seeded by its embedding gradients (re-running its forward when
+//      its activations were not kept); gradients accumulate;
+//   4. step(): global-norm clipping, AdamW, gradients zeroed.
+// Gradients and AdamW moments are single buffers with the parameter buffer's layout.
+#pragma once
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "core/model.h"
+
+namespace l2e {
+
+struct OptimizerHyper {
+  float lr = 2e-5f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+  float max_grad_norm = 0.5f;  // <= 0: no clipping
+  int step = 1;                // 1-based AdamW step (bias correction)
+};
+
+struct StepResult {
+  double grad_norm = 0;  // before clipping
+  bool skipped = false;  // non-finite gradient: no update was made
+};
+
+class TrainState {
+ public:
+  explicit TrainState(Model& m);
+  ~TrainState();
+
+  // Embeddings [B,P] of one chunk. keep: hold its activations for backward_chunk(id).
+  std::vector<float> forward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu, bool keep);
+  // Accumulates parameter gradients from d loss / d emb of chunk `id` (recomputing if not kept).
+  void backward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu,
+                      const std::vector<float>& d_emb);
+  // InfoNCE on host-side embeddings (small): fills dq, dp, scores; returns the loss.
+  float infonce(const std::vector<float>& q, const std::vector<float>& p, int B, int G, float temperature,
+                bool in_batch, std::vector<float>& dq, std::vector<float>& dp, std::vector<float>& scores);
+  double grad_norm();
+  StepResult step(const OptimizerHyper& h);
+  void zero_grads();
+  void release_chunks();
+
+  // Optimizer moments and gradients to / from the host (checkpoints, tests).
+  void get_buffer(const char* which, float* host);  // "grads" | "m" | "v"
+  void set_buffer(const char* which, const float* host, size_t n);
+  size_t size() const { return model_.num_params(); }
+
+ private:
+  struct Kept {
+    Batch batch;
+    Activations acts;
+  };
+  Buf& buffer(const char* which);
+  void free_kept(Kept& k);
+
+  Model& model_;
+  Buf grads_, m_, v_;
+  std::map<int, Kept> kept_;
+};
+
+}  // namespace l2e
