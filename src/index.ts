@@ -7,3 +7,4 @@ export { readConfig, parseConfig, configToJson } from './model/config.js';
 export type { LlamaConfig, Pooling } from './model/config.js';
 export { readSafetensorsHeader, writeSafetensors } from './model/safetensors.js';
 export { openWeights, parameterNames } from './model/weights.js';
+export { nativeAddonPath } from './native.js';

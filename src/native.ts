@@ -1,5 +1,10 @@
-// Loads the native addon once (prebuilt binary or local build, through node-gyp-build). Each module
-// declares the typed shape of the natives it uses and reads them through nativeAddon<T>().
+// Loads the native addon once. Order:
+//   1. L2E_ADDON, a .node file named explicitly (a separate build folder);
+//   2. the CUDA prebuilt (prebuilds/cuda/<platform>-<arch>/l2e.node) when this machine has an NVIDIA
+//      driver and the binary reports a usable GPU and cuBLAS — otherwise a one-line notice and on;
+//   3. node-gyp-build: a local build (build/Release) or the CPU prebuilt (prebuilds/<platform>-<arch>).
+// Each module declares the typed shape of the natives it uses and reads them through nativeAddon<T>().
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,20 +13,55 @@ const require = createRequire(import.meta.url);
 /** Package root: this file lives in src/ (tests) or dist/ (built). */
 export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
+interface CudaProbe {
+  cudaStatus?: () => { compiled: boolean; usable: boolean; reason: string };
+}
+
 let cached: unknown;
+let loadedFrom = '';
+
+function loadCudaPrebuilt(): unknown {
+  if (process.env['L2E_DEVICE'] === 'cpu') return undefined;
+  const file = join(packageRoot, 'prebuilds', 'cuda', `${process.platform}-${process.arch}`, 'l2e.node');
+  if (!existsSync(file) || !existsSync('/dev/nvidiactl')) return undefined;
+  try {
+    const mod = require(file) as CudaProbe;
+    const status = mod.cudaStatus?.();
+    if (status?.usable) {
+      loadedFrom = file;
+      return mod;
+    }
+    process.stderr.write(
+      `llama2-embedding: CUDA prebuilt not used (${status?.reason ?? 'it reports no CUDA status'}); using the CPU build\n`,
+    );
+  } catch (err) {
+    process.stderr.write(
+      `llama2-embedding: CUDA prebuilt failed to load (${err instanceof Error ? err.message : String(err)}); using the CPU build\n`,
+    );
+  }
+  return undefined;
+}
 
 function load(): unknown {
   if (cached === undefined) {
-    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    const explicit = process.env['L2E_ADDON'];
     try {
-      // L2E_ADDON names a .node file to load instead (a separate build folder, a CUDA build).
-      const explicit = process.env['L2E_ADDON'];
-      cached = explicit ? require(explicit) : nodeGypBuild(packageRoot);
+      if (explicit) {
+        cached = require(explicit);
+        loadedFrom = explicit;
+      } else {
+        cached = loadCudaPrebuilt();
+        if (cached === undefined) {
+          const nodeGypBuild = require('node-gyp-build') as { (dir: string): unknown; resolve(dir: string): string };
+          loadedFrom = nodeGypBuild.resolve(packageRoot);
+          cached = nodeGypBuild(packageRoot);
+        }
+      }
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       throw new Error(
         `llama2-embedding: the native addon could not be loaded (${msg}). ` +
-          'Build it with `npm run build:native` (cmake-js) or `npx node-gyp rebuild`.',
+          'Rebuild it with `npm rebuild llama2-embedding` (node-gyp) or `npm run build:native` (cmake-js) in the package folder.',
       );
     }
   }
@@ -31,4 +71,10 @@ function load(): unknown {
 /** The addon, typed by the caller's view of the functions it needs. */
 export function nativeAddon<T>(): T {
   return load() as T;
+}
+
+/** The path of the loaded addon binary (after the first nativeAddon() call). */
+export function nativeAddonPath(): string {
+  load();
+  return loadedFrom;
 }

@@ -4,7 +4,8 @@
 // nh / nkv = query / key-value heads, hd = head dim, I = MLP width, P = embedding width.
 //
 // Activation buffers use the backend's activation dtype (F32 on the CPU, BF16 on CUDA); norms'
-// reciprocal std, softmax log-sum-exp, losses and optimizer state are always F32.
+// reciprocal std, softmax log-sum-exp, pooled and normalised embeddings (and their gradients),
+// losses, weight gradients and optimizer state are always F32.
 // "accumulate" arguments add into the output instead of overwriting it (gradients of shared inputs).
 #pragma once
 #include <memory>
@@ -31,6 +32,9 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
   virtual DType act_dtype() const = 0;
+  // dtype of the model's parameter buffer (CPU: F32; CUDA: BF16, trained through F32 master weights
+  // that TrainState keeps and AdamW's `shadow` argument copies back).
+  virtual DType param_dtype() const { return DType::F32; }
 
   // ---- memory ----
   virtual Buf alloc(size_t numel, DType dtype) = 0;  // contents undefined
@@ -101,6 +105,14 @@ class Backend {
   virtual void adamw(Buf& w, const Buf& g, Buf& m, Buf& v, size_t n, float lr, float beta1,
                      float beta2, float eps, float weight_decay, int step, Buf* shadow) = 0;
 };
+
+struct CudaStatus {
+  bool compiled = false;  // this binary has the CUDA backend
+  bool usable = false;    // a GPU, its driver and cuBLAS were found
+  std::string reason;     // why not usable (empty when usable)
+};
+// Probes the CUDA backend without creating one (cheap; used to choose the CUDA prebuilt at load time).
+CudaStatus cuda_status();
 
 std::unique_ptr<Backend> make_cpu_backend();
 // Throws Error with a clear message when the CUDA backend is not compiled in or no GPU is usable.

@@ -3,6 +3,12 @@
 
 #ifndef L2E_WITH_CUDA
 namespace l2e {
+CudaStatus cuda_status() {
+  CudaStatus s;
+  s.reason = "this build has no CUDA backend";
+  return s;
+}
+
 std::unique_ptr<Backend> make_cuda_backend() {
   throw Error(
       "device 'cuda' is not available: this build of llama2-embedding has no CUDA backend "

@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// `npm install` hook: use a prebuilt binary (prebuilds/<platform>-<arch>/, made by `npm run prebuildify`)
+// when one loads on this machine; otherwise build from source with node-gyp (binding.gyp), saying why.
+'use strict';
+const { spawnSync } = require('child_process');
+const path = require('path');
+
+const root = path.join(__dirname, '..');
+
+function tryPrebuilt() {
+  let file;
+  try {
+    file = require('node-gyp-build').resolve(root);
+  } catch (err) {
+    return { ok: false, why: `no prebuilt binary for ${process.platform}-${process.arch}` };
+  }
+  if (!file || !file.includes(`${path.sep}prebuilds${path.sep}`)) {
+    return { ok: false, why: `no prebuilt binary for ${process.platform}-${process.arch}` };
+  }
+  // load it in a child process: a broken binary must not take this process down
+  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)})`], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    const msg = (r.stderr || '').trim().split('\n').find((l) => /Error|error/.test(l)) || `exit code ${r.status}`;
+    return { ok: false, why: `the prebuilt binary ${path.relative(root, file)} does not load (${msg.trim()})` };
+  }
+  return { ok: true, file };
+}
+
+function buildFromSource(why) {
+  console.error(`llama2-embedding: ${why}; building the native addon from source with node-gyp (needs python3, make and a C++17 compiler)`);
+  // npm passes its bundled node-gyp in npm_config_node_gyp; fall back to one on the PATH
+  const gyp = process.env.npm_config_node_gyp;
+  const cmd = gyp ? process.execPath : 'node-gyp';
+  const args = gyp ? [gyp, 'rebuild'] : ['rebuild'];
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
+  if (r.error || r.status !== 0) {
+    console.error(
+      'llama2-embedding: the source build failed. Install a C++ compiler, make and python3 ' +
+        '(Debian/Ubuntu: apt-get install build-essential python3), or use a platform with a prebuilt binary.',
+    );
+    process.exit(r.status || 1);
+  }
+}
+
+if (process.env.npm_config_build_from_source === 'true') {
+  buildFromSource('--build-from-source was given');
+} else {
+  const p = tryPrebuilt();
+  if (p.ok) console.error(`llama2-embedding: using the prebuilt binary ${path.relative(root, p.file)}`);
+  else buildFromSource(p.why);
+}
