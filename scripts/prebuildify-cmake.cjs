@@ -2,12 +2,17 @@
 // prebuildify has no cmake-js backend: it runs `<node-gyp> rebuild --target=… --arch=… --release`
 // and then collects build/Release/*.node. This stand-in, passed as --node-gyp, runs cmake-js instead
 // (CMakeLists.txt; the CUDA target when L2E_CUDA=1). prebuildify's arguments are not needed: we build
-// for the running Node with N-API, which every Node since 8 loads.
+// for the running Node with N-API, which every Node since 8 loads. This is the CPU prebuilt: CUDA is
+// off (the CUDA prebuilt has its own script, prebuildify-cuda.cjs).
 'use strict';
 const { spawnSync } = require('child_process');
 const path = require('path');
 
 const root = path.join(__dirname, '..');
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-const r = spawnSync(process.execPath, [cmakeJs, 'rebuild', '--out', 'build'], { cwd: root, stdio: 'inherit' });
+const r = spawnSync(process.execPath, [cmakeJs, 'rebuild', '--out', 'build'], {
+  cwd: root,
+  stdio: 'inherit',
+  env: { ...process.env, L2E_CUDA: '0' },
+});
 process.exit(r.status === null ? 1 : r.status);

@@ -111,8 +111,11 @@ const SHAPES: [number, number, number][] = [
   [1, 1, 1], [7, 33, 65], [33, 7, 1], [65, 100, 33], [100, 65, 257], [1, 257, 100], [257, 1, 100],
   [15, 31, 17], [29, 47, 3], [257, 257, 7], [130, 200, 120],
 ];
-// Cross every cache block: k > kc (256, accumulating onto C), rows > mc (336), cols > nc (4096).
-const BLOCK_SHAPES: [number, number, number][] = [[400, 45, 600], [9, 4200, 20]];
+// Cross every cache block and every way of sharing the work between threads: k > kc (512 at most,
+// so later k blocks accumulate onto C) with C cut into row bands; cols > nc (4096, single-threaded
+// at this size); a small M cut into column bands; and a shared packed op(B) over 4M floats
+// (K x N = 4.4M), split into column blocks.
+const BLOCK_SHAPES: [number, number, number][] = [[600, 45, 600], [9, 4200, 20], [20, 3000, 40], [3, 4000, 1100]];
 
 describe.each(supported.map((k) => [k]))('sgemm with the %s kernel', (kernel) => {
   it('selects the kernel', () => {
@@ -132,7 +135,7 @@ describe.each(supported.map((k) => [k]))('sgemm with the %s kernel', (kernel) =>
   it.each(TRANSPOSES)('matches float64 across cache blocks (transA=%s, transB=%s)', (transA, transB) => {
     addon.setGemmKernel(kernel);
     BLOCK_SHAPES.forEach(([M, N, K], s) => {
-      checkCase({ transA, transB, M, N, K, alpha: 0.5, beta: s === 0 ? 0 : 1.5, pad: 5 }, 2000 + s);
+      checkCase({ transA, transB, M, N, K, alpha: 0.5, beta: s % 2 === 1 ? 1.5 : 0, pad: 5 }, 2000 + s);
     });
   });
 

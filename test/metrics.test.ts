@@ -1,13 +1,15 @@
 // Evaluation metrics: a hand-computed case, the `limit` cut, a randomized comparison with a direct
 // O(N²) computation of the notebook definitions, and bad test files.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Embeddings } from '../src/model/embeddings.js';
 import { buildTestSet, computeMetrics, isTopKHit, readTestSet, type TestRow } from '../src/eval/metrics.js';
 import { Rng } from '../src/util/random.js';
 
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const vec2: Record<string, number[]> = { a: [1, 0], b: [0.8, 0.6], c: [0, 1], d: [-1, 0] };
 const handRows: TestRow[] = [
   { query: 'a', pos: ['b'], neg: ['c'] },
@@ -45,6 +47,13 @@ describe('metrics: hand-computed', () => {
     const m = await computeMetrics(set, vectorsFor(set.pool, vec2));
     expect(m['positive score']).toBeCloseTo(0.8, 6);
     expect(m.top1).toBe(1);
+  });
+
+  it("strips strings like Python's str.strip()", async () => {
+    const { pyStrip } = await import('../src/eval/strip.js');
+    expect(pyStrip('\x1c\t a b \x85\u3000')).toBe('a b');
+    expect(pyStrip('\ufeffa\u200b')).toBe('\ufeffa\u200b'); // not whitespace to Python
+    expect(pyStrip(' \n ')).toBe('');
   });
 
   it('isTopKHit: k grows by one only when the positive is inside the top k', () => {
@@ -159,5 +168,94 @@ describe('metrics: bad input', () => {
     const m = await computeMetrics(set, vectorsFor(set.pool, vec2));
     expect(m['negative score']).toBeNull();
     expect(m['positive score']).toBeCloseTo(0.8, 6);
+  });
+});
+
+// With a real model: the tiny fixture from ../shared (skipped when absent). The eval of a model
+// must equal the eval of the same model's vectors written to a file and read back.
+const sharedDir = resolve(repoRoot, '../shared');
+const tinyModel = join(sharedDir, 'fixtures', 'tiny-mha');
+describe.skipIf(!existsSync(join(tinyModel, 'model.safetensors')))('metrics: with the tiny-mha model (../shared fixture)', () => {
+  it('gives the same metrics from the model and from its exported vectors', async () => {
+    const { openEmbeddingSource, tableSource } = await import('../src/eval/source.js');
+    const { evaluateFile } = await import('../src/eval/evaluate.js');
+    const { loadVectorTable } = await import('../src/eval/vectors.js');
+    const texts = (JSON.parse(readFileSync(join(tinyModel, 'case.json'), 'utf8')) as { tokenizer_cases: { text: string }[] }).tokenizer_cases
+      .map((c) => c.text.trim())
+      .filter((t, i, all) => t !== '' && all.indexOf(t) === i);
+    const n = Math.floor(texts.length / 3);
+    const dir = mkdtempSync(join(tmpdir(), 'l2e-metrics-model-'));
+    const testFile = join(dir, 'tiny-test.jsonl');
+    writeFileSync(testFile, Array.from({ length: n }, (_, i) => JSON.stringify({ query: texts[i], pos: [texts[i + n]], neg: [texts[i + 2 * n]] })).join('\n'));
+
+    const source = await openEmbeddingSource({ model: tinyModel, maxLength: 64 });
+    let fromModel;
+    let pool: string[];
+    try {
+      fromModel = await evaluateFile(testFile, source);
+      pool = (await readTestSet(testFile)).pool;
+      const vectors = await source.embed(pool);
+      writeFileSync(join(dir, 'emb.jsonl'), pool.map((t, i) => JSON.stringify({ text: t, embedding: Array.from(vectors.row(i)) })).join('\n'));
+    } finally {
+      source.close();
+    }
+    expect(fromModel.name).toBe('tiny-test');
+    expect(fromModel.poolSize).toBe(3 * n);
+    const m = fromModel.metrics;
+    for (const v of Object.values(m)) {
+      expect(Number.isFinite(v)).toBe(true);
+    }
+    expect(m['positive score']).toBeGreaterThanOrEqual(-1);
+    expect(m['positive score']).toBeLessThanOrEqual(1);
+    expect(m.top1).toBeLessThanOrEqual(m.top10);
+    const fromFile = await evaluateFile(testFile, tableSource(await loadVectorTable(join(dir, 'emb.jsonl'))));
+    expect(fromFile.metrics).toEqual(m);
+  });
+});
+
+describe('eval: precomputed vectors (.npy / JSONL)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l2e-vectors-'));
+  function npy(descr: string, shape: [number, number], values: number[], fortran = false): Buffer {
+    let header = `{'descr': '${descr}', 'fortran_order': ${fortran ? 'True' : 'False'}, 'shape': (${shape[0]}, ${shape[1]}), }`;
+    header = header.padEnd(Math.ceil((header.length + 11) / 64) * 64 - 11) + '\n';
+    const width = descr.endsWith('8') ? 8 : 4;
+    const body = Buffer.alloc(values.length * width);
+    values.forEach((v, i) => (width === 8 ? body.writeDoubleLE(v, i * 8) : body.writeFloatLE(v, i * 4)));
+    const pre = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
+    return Buffer.concat([pre, Buffer.from(header, 'latin1'), body]);
+  }
+
+  it('reads float32 / float64, C and Fortran order, with texts as lines or a JSON array', async () => {
+    const { parseNpy, loadVectorTable } = await import('../src/eval/vectors.js');
+    expect(Array.from(parseNpy(npy('<f4', [2, 3], [1, 2, 3, 4, 5, 6])).data)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Array.from(parseNpy(npy('<f8', [2, 3], [1, 4, 2, 5, 3, 6], true)).data)).toEqual([1, 2, 3, 4, 5, 6]);
+    writeFileSync(join(dir, 'v.npy'), npy('<f8', [4, 2], [1, 0, 0.8, 0.6, 0, 1, -1, 0]));
+    writeFileSync(join(dir, 'texts.txt'), 'a\nb\nc\nd\n');
+    writeFileSync(join(dir, 'texts.json'), JSON.stringify(['a', 'b', 'c', 'd']));
+    for (const t of ['texts.txt', 'texts.json']) {
+      const table = await loadVectorTable(join(dir, 'v.npy'), { textsFile: join(dir, t) });
+      const set = await buildTestSet('hand', handRows);
+      const m = await computeMetrics(set, table.embeddingsFor(set.pool));
+      expect(m['positive score']).toBeCloseTo(0.8 / 3, 6);
+    }
+  });
+
+  it('names the missing text, the bad row, and malformed files', async () => {
+    const { parseNpy, loadVectorTable } = await import('../src/eval/vectors.js');
+    writeFileSync(join(dir, 'three.txt'), 'a\nb\nc\n');
+    writeFileSync(join(dir, 'v3.npy'), npy('<f4', [3, 2], [1, 0, 0.8, 0.6, 0, 1]));
+    const table = await loadVectorTable(join(dir, 'v3.npy'), { textsFile: join(dir, 'three.txt') });
+    const set = await buildTestSet('hand', handRows);
+    expect(() => table.embeddingsFor(set.pool)).toThrow(/no embedding for the text "d"/);
+    writeFileSync(join(dir, 'nan.npy'), npy('<f4', [3, 2], [1, 0, NaN, 0.6, 0, 1]));
+    await expect(loadVectorTable(join(dir, 'nan.npy'), { textsFile: join(dir, 'three.txt') })).rejects.toThrow(/row 1 \(text #2 of .*three.txt\) has a non-finite value/);
+    await expect(loadVectorTable(join(dir, 'v.npy'), { textsFile: join(dir, 'three.txt') })).rejects.toThrow(/has 4 rows but .*three.txt has 3 texts/);
+    await expect(loadVectorTable(join(dir, 'v3.npy'))).rejects.toThrow(/needs --texts/);
+    expect(() => parseNpy(npy('>f4', [1, 1], [1]))).toThrow(/not supported/);
+    expect(() => parseNpy(Buffer.from('hello world'))).toThrow(/not a .npy/);
+    expect(() => parseNpy(npy('<f4', [2, 2], [1, 2, 3]))).toThrow(/truncated/);
+    const jsonl = join(dir, 'inf.jsonl');
+    writeFileSync(jsonl, '{"text":"a","embedding":[1,0]}\n{"text":"b","embedding":[1e999,0]}\n');
+    await expect(loadVectorTable(jsonl)).rejects.toThrow(`${jsonl}:2: embedding[0] is not a finite float32`);
   });
 });

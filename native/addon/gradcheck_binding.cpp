@@ -1,5 +1,6 @@
 // Test hooks for the CPU backward kernels, the loss and the optimizer (all synchronous, small):
-//   gradcheckOps() -> string[]
+//   gradcheckOps() -> string[] (every op runs in gradcheckFloat; "attention_tiles" is too large for
+//       finite differences and is meant for gradcheckFloat only)
 //   gradcheck(op, seed) -> {maxRelError, maxAbsError, auxError, hasNaN, inputs: [{name, relError, ...}]}
 //       double-precision analytic gradients vs float64 central differences (h = 1e-6) of
 //       L = sum(R * forward(inputs)) for every input of the op (gradcheck_ops.h).
@@ -132,7 +133,10 @@ Napi::Object with_case(Napi::Env env, const std::string& op, uint32_t seed, Fn&&
   if (op == "rope") return fn(RopeCase(r), r);
   if (op == "attention") return fn(AttentionCase(r, random_lengths(r, 3, 1, 7), 4, 2, 8), r);  // GQA
   if (op == "attention_mha") return fn(AttentionCase(r, random_lengths(r, 3, 1, 7), 2, 2, 4), r);
-  if (op == "attention_long") return fn(AttentionCase(r, {67, 3}, 2, 1, 4), r);  // > one key block
+  if (op == "attention_long") return fn(AttentionCase(r, {67, 3}, 2, 1, 4), r);  // > one 64-row tile
+  // several tiles, a sequence of exactly one tile, GQA group 4 (too big for finite differences:
+  // gradcheckFloat only)
+  if (op == "attention_tiles") return fn(AttentionCase(r, {150, 64, 1}, 4, 1, 8), r);
   if (op == "swiglu") return fn(SwigluCase(r), r);
   if (op == "pool_mean") return fn(PoolCase(r, 0), r);
   if (op == "pool_cls") return fn(PoolCase(r, 1), r);
@@ -143,9 +147,10 @@ Napi::Object with_case(Napi::Env env, const std::string& op, uint32_t seed, Fn&&
   throw Napi::Error::New(env, "gradcheck: unknown op '" + op + "'");
 }
 
-const char* const kOps[] = {"embedding", "rmsnorm",        "linear",    "linear_large", "rope",
-                            "attention", "attention_mha",  "attention_long", "swiglu",  "pool_mean",
-                            "pool_cls",  "l2norm",         "l2norm_off", "infonce",    "infonce_group"};
+const char* const kOps[] = {"embedding",      "rmsnorm",         "linear",        "linear_large",
+                            "rope",           "attention",       "attention_mha", "attention_long",
+                            "attention_tiles", "swiglu",         "pool_mean",     "pool_cls",
+                            "l2norm",         "l2norm_off",      "infonce",       "infonce_group"};
 
 std::string op_arg(const Napi::CallbackInfo& info, const char* fn) {
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber())

@@ -73,7 +73,7 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend) : cfg_(cf
                               off(p + "mlp.gate_proj.weight"), off(p + "mlp.up_proj.weight"),
                               off(p + "mlp.down_proj.weight")});
   }
-  params_ = be_->alloc(total, DType::F32);
+  params_ = be_->alloc(total, be_->param_dtype());
   be_->zero(params_);
 }
 
@@ -171,9 +171,9 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
   a.rstd_f = be_->alloc(T, DType::F32);
   a.hidden = be_->alloc(T * H, ad);
   a.proj = be_->alloc(T * P, ad);
-  a.pooled = be_->alloc(B * P, ad);
+  a.pooled = be_->alloc(B * P, DType::F32);  // pooling sums in fp32 (as the original's float mask did)
   a.norm = be_->alloc(B, DType::F32);
-  a.emb = be_->alloc(B * P, ad);
+  a.emb = be_->alloc(B * P, DType::F32);
 }
 
 void Model::free_activations(Activations& a) {

@@ -59,9 +59,9 @@ struct Activations {
   Buf rstd_f;  // [T]
   Buf hidden;  // [T,H] final norm output (the HF last_hidden_state)
   Buf proj;    // [T,P] dense_layer(hidden)
-  Buf pooled;  // [B,P]
+  Buf pooled;  // [B,P] F32
   Buf norm;    // [B] F32
-  Buf emb;     // [B,P] L2-normalised embeddings
+  Buf emb;     // [B,P] F32 L2-normalised embeddings
 };
 
 class Model {

@@ -42,7 +42,7 @@ void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& 
   auto G = [&](size_t off, size_t n) { return view(grads, off, n); };
 
   Scratch s(be);
-  Buf& d_pooled = s.get(size_t(B) * P, ad);  // [B,P]
+  Buf& d_pooled = s.get(size_t(B) * P, DType::F32);  // [B,P] (pooled is F32 on every backend)
   Buf& d_proj = s.get(size_t(T) * P, ad);    // [T,P]
   Buf& dx = s.get(size_t(T) * H, ad);        // [T,H] gradient of the residual stream
   Buf& d_mid = s.get(size_t(T) * H, ad);     // [T,H]

@@ -14,6 +14,11 @@ TrainState::TrainState(Model& m) : model_(m) {
   be.zero(grads_);
   be.zero(m_);
   be.zero(v_);
+  if (model_.param_buffer().dtype != DType::F32) {
+    // master copy of the (bf16) parameters; gradients and moments are F32 already
+    master_ = be.alloc(n, DType::F32);
+    be.copy(master_, model_.param_buffer());
+  }
 }
 
 TrainState::~TrainState() {
@@ -22,6 +27,7 @@ TrainState::~TrainState() {
   be.free(grads_);
   be.free(m_);
   be.free(v_);
+  if (!master_.empty()) be.free(master_);
 }
 
 void TrainState::free_kept(Kept& k) {
@@ -87,7 +93,7 @@ void TrainState::backward_chunk(int id, const std::vector<int32_t>& ids, const s
     }
   }
   Backend& be = model_.backend();
-  Buf d = be.alloc(size_t(B) * P, be.act_dtype());
+  Buf d = be.alloc(size_t(B) * P, DType::F32);  // d loss / d emb: emb is F32 on every backend
   try {
     be.upload(d, d_emb.data(), d_emb.size(), DType::F32);
     model_.backward(k.batch, k.acts, d, grads_);
@@ -144,12 +150,16 @@ StepResult TrainState::step(const OptimizerHyper& h) {
     if (coef < 1.0) be.scale(grads_, grads_.numel, float(coef));
   }
   // AdamW per tensor: like the Hugging Face Trainer, biases and norm weights get no weight decay.
-  Buf& w = model_.param_buffer();
+  // With master weights, AdamW steps the F32 master and writes the model's low-precision copy.
+  Buf& params = model_.param_buffer();
+  Buf& w = master_.empty() ? params : master_;
   for (const ParamInfo& p : model_.params()) {
     const bool no_decay = p.name.find("bias") != std::string::npos || p.name.find("norm") != std::string::npos;
     Buf pw = model_.view(w, p.offset, p.numel), pg = model_.view(grads_, p.offset, p.numel),
         pm = model_.view(m_, p.offset, p.numel), pv = model_.view(v_, p.offset, p.numel);
-    be.adamw(pw, pg, pm, pv, p.numel, h.lr, h.beta1, h.beta2, h.eps, no_decay ? 0.0f : h.weight_decay, h.step, nullptr);
+    Buf shadow = model_.view(params, p.offset, p.numel);
+    be.adamw(pw, pg, pm, pv, p.numel, h.lr, h.beta1, h.beta2, h.eps, no_decay ? 0.0f : h.weight_decay, h.step,
+             master_.empty() ? nullptr : &shadow);
   }
   zero_grads();
   return r;
@@ -161,6 +171,7 @@ Buf& TrainState::buffer(const char* which) {
   if (std::strcmp(which, "grads") == 0) return grads_;
   if (std::strcmp(which, "m") == 0) return m_;
   if (std::strcmp(which, "v") == 0) return v_;
+  if (std::strcmp(which, "master") == 0 && !master_.empty()) return master_;  // F32 master weights (CUDA)
   throw Error(std::string("unknown training buffer '") + which + "'");
 }
 

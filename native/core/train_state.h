@@ -45,7 +45,7 @@ class TrainState {
   void release_chunks();
 
   // Optimizer moments and gradients to / from the host (checkpoints, tests).
-  void get_buffer(const char* which, float* host);  // "grads" | "m" | "v"
+  void get_buffer(const char* which, float* host);  // "grads" | "m" | "v" | "master" (bf16 models only)
   void set_buffer(const char* which, const float* host, size_t n);
   size_t size() const { return model_.num_params(); }
 
@@ -58,7 +58,10 @@ class TrainState {
   void free_kept(Kept& k);
 
   Model& model_;
-  Buf grads_, m_, v_;
+  // master_: F32 master weights when the model's parameters are not F32 (CUDA keeps BF16 weights
+  // for the forward; AdamW updates master_ and writes the BF16 copy). Empty on the CPU, where AdamW
+  // updates the F32 parameters directly.
+  Buf grads_, m_, v_, master_;
   std::map<int, Kept> kept_;
 };
 

@@ -7,6 +7,7 @@
 
 #include "core/backend.h"
 #include "cpu/kernels.h"
+#include "cpu/op_timing.h"
 #include "cpu/parallel.h"
 
 namespace l2e {
@@ -157,6 +158,7 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+// Wrapped in the per-op timer only when the benchmark runner enabled it (cpu/op_timing.h).
+std::unique_ptr<Backend> make_cpu_backend() { return maybe_timed(std::make_unique<CpuBackend>()); }
 
 }  // namespace l2e

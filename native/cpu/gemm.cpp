@@ -2,9 +2,12 @@
 // [mc x kc] blocks of MR-tall row slivers (packing absorbs the transposes and zero-pads the edges),
 // and a register-blocked micro-kernel (gemm_avx512/avx2/scalar.cpp) sweeps each block. Loops:
 //   jc (nc cols of C) -> pc (kc of K; B panel stays in L3) -> ic (mc rows; A block stays in L2)
-//   -> jr (NR cols; B sliver stays in L1) -> ir (MR rows) -> micro-kernel.
-// Threads: C is cut into one rectangle per worker, each running the loops above on its own packing
-// buffers, so there is a single fork/join per call and no barrier inside.
+//   -> jr (NR cols; B sliver stays in L1/L2) -> ir (MR rows) -> micro-kernel.
+// Threads (gemm_threaded): C is cut into row bands (and column bands when M is small), a few per
+// thread, that the threads take from a shared counter, so a core that is busy elsewhere simply
+// takes fewer bands. Packed op(B) is shared: whichever thread first needs a group of slivers packs
+// it, the others wait for it (rarely: each thread starts at a different group), so nothing is
+// packed twice and there is no barrier.
 #include "cpu/gemm.h"
 
 #include <algorithm>
@@ -12,7 +15,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "core/tensor.h"
 #include "cpu/gemm_kernels.h"
@@ -101,13 +108,22 @@ void pack_a(const KernelInfo& ker, const View& a, int64_t m, int64_t kc, float* 
 // dst <- k [0, kc) x cols [0, n) of op(B) as NR-wide slivers, each [kc][NR] with zero-padded cols.
 void pack_b(const KernelInfo& ker, const View& b, int64_t kc, int64_t n, float* dst) {
   const int NR = ker.nr;
-  for (int64_t j0 = 0; j0 < n; j0 += NR, dst += NR * kc) {
-    const int nr = int(std::min<int64_t>(NR, n - j0));
-    if (!b.trans)  // row k of op(B) is contiguous in j
-      (ker.pack_copy ? ker.pack_copy : pack_copy_portable)(b.p + j0, b.ld, nr, kc, NR, dst);
-    else  // column j of op(B) is contiguous in k
-      (ker.pack_transpose ? ker.pack_transpose : pack_transpose_portable)(b.p + j0 * b.ld, b.ld, nr, kc, NR, dst);
+  if (!b.trans) {  // row k of op(B) is contiguous in j
+    // A few rows at a time across all slivers, so that B is read along its rows (streaming, which
+    // the hardware prefetcher follows) rather than down one sliver's column of far-apart rows.
+    constexpr int64_t kRows = 16;
+    const PackCopy copy = ker.pack_copy ? ker.pack_copy : pack_copy_portable;
+    for (int64_t k0 = 0; k0 < kc; k0 += kRows) {
+      const int64_t ks = std::min(kRows, kc - k0);
+      float* d = dst + k0 * NR;
+      for (int64_t j0 = 0; j0 < n; j0 += NR, d += NR * kc)
+        copy(b.p + k0 * b.ld + j0, b.ld, int(std::min<int64_t>(NR, n - j0)), ks, NR, d);
+    }
+    return;
   }
+  for (int64_t j0 = 0; j0 < n; j0 += NR, dst += NR * kc)  // column j of op(B) is contiguous in k
+    (ker.pack_transpose ? ker.pack_transpose : pack_transpose_portable)(
+        b.p + j0 * b.ld, b.ld, int(std::min<int64_t>(NR, n - j0)), kc, NR, dst);
 }
 
 View sub(const View& v, int64_t r0, int64_t c0) {
@@ -115,11 +131,17 @@ View sub(const View& v, int64_t r0, int64_t c0) {
   return {v.p + off, v.ld, v.trans};
 }
 
-// One thread's share: C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C, with K > 0.
+// Equal k blocks (K = 768 with kc 512 runs as 2 x 384, not 512 + 256), rounded up to 16 floats.
+int64_t balanced_kc(const KernelInfo& ker, int64_t K) {
+  const int64_t k_blocks = (K + ker.kc - 1) / ker.kc;
+  return std::min(K, ((K + k_blocks - 1) / k_blocks + 15) / 16 * 16);
+}
+
+// Single-threaded: C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C, with K > 0.
 void gemm_block(const KernelInfo& ker, const View& a, const View& b, int64_t M, int64_t N,
                 int64_t K, float alpha, float beta, float* C, int64_t ldc) {
   const int MR = ker.mr, NR = ker.nr;
-  const int64_t kc_max = std::min(ker.kc, K);
+  const int64_t kc_max = balanced_kc(ker, K);
   const int64_t mc_max = std::min(ker.mc, (M + MR - 1) / MR * MR);
   const int64_t nc_max = std::min(ker.nc, (N + NR - 1) / NR * NR);
   float* pa = t_pack_a.reserve(size_t(mc_max * kc_max));
@@ -157,25 +179,102 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
   }
 }
 
-// Cuts M x N into tm x tn rectangles (tm * tn = threads) that are as square as possible in tiles.
-void split_grid(int threads, int64_t M, int64_t N, int MR, int NR, int& tm, int& tn) {
-  double best = 1e300;
-  tm = threads, tn = 1;
-  for (int d = 1; d <= threads; d++) {
-    if (threads % d) continue;
-    const int64_t rows = (M + d - 1) / d, cols = (N + threads / d - 1) / (threads / d);
-    if (d > 1 && (M + MR - 1) / MR < d) continue;                   // fewer row tiles than parts
-    if (threads / d > 1 && (N + NR - 1) / NR < threads / d) continue;  // fewer col tiles than parts
-    const double skew = std::fabs(std::log(double(std::max<int64_t>(rows, 1)) / double(std::max<int64_t>(cols, 1))));
-    if (skew < best) best = skew, tm = d, tn = threads / d;
-  }
-}
+// A shared packed op(B) above this many floats (16 MB) is split into column blocks.
+constexpr int64_t kSharedPanelFloats = int64_t(4) << 20;
+// Slivers packed together (one claim): op(B) is then read along 8 * NR contiguous floats per row.
+constexpr int64_t kGroupSlivers = 8;
+// Bands per thread: enough for a busy core to hand work to an idle one, few enough that op(A)
+// blocks stay large.
+constexpr int64_t kBandsPerThread = 3;
 
-// [begin, end) of part p of n items cut into `parts` runs aligned to `unit`.
-void part_range(int64_t n, int parts, int p, int unit, int64_t& begin, int64_t& end) {
-  const int64_t units = (n + unit - 1) / unit;
-  begin = std::min(n, units * p / parts * unit);
-  end = std::min(n, units * (p + 1) / parts * unit);
+thread_local PackBuffer t_shared_b;
+
+// Threaded: C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C, with K > 0, on `threads` workers.
+void gemm_threaded(const KernelInfo& ker, const View& a, const View& b, int64_t M, int64_t N,
+                   int64_t K, float alpha, float beta, float* C, int64_t ldc, int threads) {
+  const int MR = ker.mr, NR = ker.nr;
+  const int64_t kc_max = balanced_kc(ker, K);
+  const int64_t k_blocks = (K + kc_max - 1) / kc_max;
+  // Row bands of whole MR tiles, at most mc rows (an op(A) block per band and k block), a multiple
+  // of the thread count, with the tiles spread evenly (no small last band to leave a core idle).
+  const int64_t want = kBandsPerThread * threads;
+  const int64_t row_tiles = (M + MR - 1) / MR;
+  const int64_t max_band_tiles = std::max<int64_t>(1, ker.mc / MR);
+  int64_t bands = std::max(want, (row_tiles + max_band_tiles - 1) / max_band_tiles);
+  bands = std::min(row_tiles, (bands + threads - 1) / threads * threads);
+  const int64_t band_rows = (row_tiles + bands - 1) / bands * MR;  // the tallest band
+  // Column block: all of K by nc columns of op(B), packed once and shared.
+  const int64_t group_cols = kGroupSlivers * NR;
+  const int64_t nc_cap = std::max(group_cols, kSharedPanelFloats / K / group_cols * group_cols);
+  const int64_t nc_max = std::min(nc_cap, (N + NR - 1) / NR * NR);
+  float* panel = t_shared_b.reserve(size_t(K * nc_max));
+  const int64_t max_groups = (nc_max / NR + kGroupSlivers - 1) / kGroupSlivers;
+  // Per (k block, sliver group): 0 not packed, 1 being packed, 2 ready.
+  std::unique_ptr<std::atomic<int>[]> state(new std::atomic<int>[size_t(k_blocks * max_groups)]);
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+
+  for (int64_t jc = 0; jc < N; jc += nc_max) {
+    const int64_t nc = std::min(nc_max, N - jc);
+    const int64_t slivers = (nc + NR - 1) / NR, groups = (slivers + kGroupSlivers - 1) / kGroupSlivers;
+    // Few bands (small M): cut the columns too, at the price of packing each op(A) band again.
+    const int64_t col_bands = bands >= want ? 1 : std::min(slivers, (want + bands - 1) / bands);
+    const int64_t tasks = bands * col_bands;
+    for (int64_t i = 0; i < k_blocks * groups; i++) state[size_t(i)].store(0, std::memory_order_relaxed);
+    std::atomic<int64_t> next{0};
+
+    // op(B) rows [pc, pc + kc) of sliver group g, packed by whoever gets there first.
+    auto ensure_group = [&](int64_t p, int64_t g, int64_t pc, int64_t kc, float* block) {
+      std::atomic<int>& st = state[size_t(p * groups + g)];
+      if (st.load(std::memory_order_acquire) == 2) return;
+      int expected = 0;
+      if (st.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+        const int64_t j0 = g * group_cols;
+        pack_b(ker, sub(b, pc, jc + j0), kc, std::min(group_cols, nc - j0), block + j0 * kc);
+        st.store(2, std::memory_order_release);
+        return;
+      }
+      while (st.load(std::memory_order_acquire) != 2) std::this_thread::yield();
+    };
+
+    auto worker = [&](int t) {
+      float* pa = t_pack_a.reserve(size_t(band_rows * kc_max));
+      for (int64_t task; (task = next.fetch_add(1)) < tasks;) {
+        const int64_t rb = task / col_bands, cb = task % col_bands;
+        const int64_t m0 = row_tiles * rb / bands * MR, m1 = std::min(M, row_tiles * (rb + 1) / bands * MR);
+        const int64_t s0 = slivers * cb / col_bands, s1 = slivers * (cb + 1) / col_bands;
+        const int64_t start = (s1 - s0) * t / threads;  // threads begin on different groups
+        for (int64_t p = 0; p < k_blocks; p++) {
+          const int64_t pc = p * kc_max, kc = std::min(kc_max, K - pc);
+          float* block = panel + pc * nc_max;  // k block p: slivers of [kc][NR], nc_max / NR of them
+          pack_a(ker, sub(a, m0, pc), m1 - m0, kc, pa);
+          for (int64_t q = 0; q < s1 - s0; q++) {
+            const int64_t s = s0 + (start + q) % (s1 - s0);
+            ensure_group(p, s / kGroupSlivers, pc, kc, block);
+            const int nr = int(std::min<int64_t>(NR, nc - s * NR));
+            for (int64_t ir = 0; ir < m1 - m0; ir += MR) {
+              const int mr = int(std::min<int64_t>(MR, m1 - m0 - ir));
+              ker.micro(kc, pa + ir * kc, block + s * NR * kc, C + (m0 + ir) * ldc + jc + s * NR, ldc,
+                        mr, nr, alpha, p == 0 ? beta : 1.0f);
+            }
+          }
+        }
+      }
+    };
+
+    // An exception must not escape a pool thread (that would terminate the process): keep it
+    // and rethrow it here. Only reserve() throws, before a worker claims any group.
+    parallel_for(threads, [&](int64_t begin, int64_t end, int) {
+      for (int64_t t = begin; t < end; t++) {
+        try {
+          worker(int(t));
+        } catch (...) {
+          errors[size_t(t)] = std::current_exception();
+        }
+      }
+    });
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
+  }
 }
 
 }  // namespace
@@ -215,18 +314,7 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
     gemm::gemm_block(ker, a, b, M, N, K, alpha, beta, C, ldc);
     return;
   }
-  int tm, tn;
-  gemm::split_grid(threads, M, N, ker.mr, ker.nr, tm, tn);
-  parallel_for(int64_t(tm) * tn, [&](int64_t begin, int64_t end, int) {
-    for (int64_t p = begin; p < end; p++) {
-      int64_t m0, m1, n0, n1;
-      gemm::part_range(M, tm, int(p / tn), ker.mr, m0, m1);
-      gemm::part_range(N, tn, int(p % tn), ker.nr, n0, n1);
-      if (m0 >= m1 || n0 >= n1) continue;
-      gemm::gemm_block(ker, gemm::sub(a, m0, 0), gemm::sub(b, 0, n0), m1 - m0, n1 - n0, K, alpha,
-                       beta, C + m0 * ldc + n0, ldc);
-    }
-  });
+  gemm::gemm_threaded(ker, a, b, M, N, K, alpha, beta, C, ldc, threads);
 }
 
 const char* gemm_kernel_name() { return gemm::active_kernel().name; }

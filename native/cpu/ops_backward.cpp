@@ -34,10 +34,19 @@ void embedding_bwd(const int32_t* ids, int T, const S* dout, int H, S* dtable) {
 // RMSNorm: y_i = w_i x_i r, r = (mean_j x_j^2 + eps)^(-1/2), dr/dx_i = -r^3 x_i / H. With g_i = w_i dy_i:
 //   dx_i = r g_i - (r^3 / H) x_i sum_j g_j x_j
 //   dw_i += sum_t dy_ti x_ti r_t
-// dx is row-parallel; dw (a reduction over tokens) is column-parallel.
+// dx is row-parallel; dw (a reduction over tokens) is column-parallel. dx may alias dy.
 template <typename S>
 void rmsnorm_bwd(const S* x, const S* w, const S* rstd, const S* dy, int T, int H, S* dx, S* dw,
                  bool accumulate_dx) {
+  // dw first: then dx may overwrite dy in place (each dx row reads its dy row before writing it)
+  parallel_for(H, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t t = 0; t < T; t++) {
+      const S* xr = x + t * H;
+      const S* gr = dy + t * H;
+      const S r = rstd[t];
+      for (int64_t c = c0; c < c1; c++) dw[c] += gr[c] * xr[c] * r;
+    }
+  }, 64);
   parallel_for(T, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; t++) {
       const S* xr = x + t * H;    // [H]
@@ -53,14 +62,6 @@ void rmsnorm_bwd(const S* x, const S* w, const S* rstd, const S* dy, int T, int 
         for (int i = 0; i < H; i++) dxr[i] = r * w[i] * gr[i] - c * xr[i];
     }
   }, grain_for(H));
-  parallel_for(H, [&](int64_t c0, int64_t c1, int) {
-    for (int64_t t = 0; t < T; t++) {
-      const S* xr = x + t * H;
-      const S* gr = dy + t * H;
-      const S r = rstd[t];
-      for (int64_t c = c0; c < c1; c++) dw[c] += gr[c] * xr[c] * r;
-    }
-  }, 64);
 }
 
 // dbias[n] += sum_t dy[t,n], column-parallel (shared by both linear paths).

@@ -128,6 +128,10 @@ void pool_fwd(const S* x, const int32_t* cu, int B, int P, int mode, S* out) {
     for (int64_t b = b0; b < b1; b++) {
       const int64_t s = cu[b], e = cu[b + 1];
       S* o = out + b * P;
+      if (e <= s) {  // empty sequence: nothing to pool, zeros rather than a read past its end
+        std::fill(o, o + P, S(0));
+        continue;
+      }
       if (mode == 1 || e - s == 1) {
         std::memcpy(o, x + s * P, sizeof(S) * P);
         continue;

@@ -11,11 +11,12 @@
 //   Ties in the ranking go to the lower pool index (pool order = first appearance in the file).
 //   topK = hits / pairs.
 //
-// Strings are compared after `.trim()` (Python's strip of whitespace) everywhere, so a query with
-// stray spaces still finds its pool entry.
+// Strings are compared after Python's str.strip() (pyStrip) everywhere, as the notebooks did, so a
+// query with stray spaces still finds its pool entry.
 import { Embeddings } from '../model/embeddings.js';
 import { readPairRows } from '../data/jsonl.js';
 import { gatherRows, knn } from './knn.js';
+import { pyStrip } from './strip.js';
 
 export const TOP_KS = [1, 3, 5, 10] as const;
 
@@ -62,7 +63,7 @@ export async function buildTestSet(
   const index = new Map<string, number>();
   const pool: string[] = [];
   const add = (s: string): void => {
-    const t = s.trim();
+    const t = pyStrip(s);
     if (t !== '' && !index.has(t)) {
       index.set(t, pool.length);
       pool.push(t);
@@ -86,20 +87,20 @@ export async function buildTestSet(
   for (const r of head) collectPairs(r, index, pairs);
   for (const x of tailPairs) pairs.push(x);
   const ids = (list: string[]): number[] =>
-    list.map((s) => index.get(s.trim())).filter((i): i is number => i !== undefined);
+    list.map((s) => index.get(pyStrip(s))).filter((i): i is number => i !== undefined);
   const testRows: TestSet['rows'] = [];
   for (const r of head) {
-    const q = index.get(r.query.trim());
+    const q = index.get(pyStrip(r.query));
     if (q !== undefined) testRows.push({ query: q, pos: ids(r.pos), neg: ids(r.neg) });
   }
   return { name, pool, rows: testRows, pairs: Int32Array.from(pairs), fileRows: n };
 }
 
 function collectPairs(row: TestRow, index: Map<string, number>, out: number[]): void {
-  const q = index.get(row.query.trim());
+  const q = index.get(pyStrip(row.query));
   if (q === undefined) return;
   for (const s of row.pos) {
-    const p = index.get(s.trim());
+    const p = index.get(pyStrip(s));
     if (p !== undefined) out.push(q, p);
   }
 }

@@ -1,9 +1,10 @@
 // Embeddings computed elsewhere, looked up by text: JSONL lines {"text": str, "embedding": [numbers]}
 // (what `l2e encode` writes) or a 2-D float32/float64 .npy matrix plus a texts file (one text per line,
-// or a JSON array) giving each row's text. Texts are matched after .trim(), like the eval pool.
+// or a JSON array) giving each row's text. Texts are matched after pyStrip, like the eval pool.
 import { readFileSync } from 'node:fs';
 import { Embeddings } from '../model/embeddings.js';
 import { LineError, readJsonl } from '../data/jsonl.js';
+import { pyStrip } from './strip.js';
 
 export class VectorTable {
   private readonly index = new Map<string, number>();
@@ -18,7 +19,7 @@ export class VectorTable {
 
   /** Adds a row for `text` unless the text already has one (the first vector wins). */
   add(text: string, vec: Float32Array): void {
-    const key = text.trim();
+    const key = pyStrip(text);
     if (this.index.has(key)) return;
     this.index.set(key, this.rows++);
     this.chunks.push(vec);
@@ -26,7 +27,7 @@ export class VectorTable {
   }
 
   has(text: string): boolean {
-    return this.index.has(text.trim());
+    return this.index.has(pyStrip(text));
   }
 
   /** The vectors of `texts`, in order; a text without a vector is an error naming it. */
@@ -34,7 +35,7 @@ export class VectorTable {
     const all = this.matrix();
     const out = new Embeddings(texts.length, this.dim);
     texts.forEach((t, i) => {
-      const r = this.index.get(t.trim());
+      const r = this.index.get(pyStrip(t));
       if (r === undefined) throw new Error(`${this.source}: no embedding for the text ${JSON.stringify(clip(t))}`);
       out.data.set(all.subarray(r * this.dim, (r + 1) * this.dim), i * this.dim);
     });

@@ -276,12 +276,9 @@ async function resolveModelDir(dirOrName: string, options: LoadOptions): Promise
   }
   // Not a local folder: an `org/name` hub id resolves through the cache (and downloads when missing).
   if (/^[\w.-]+\/[\w.-]+$/.test(dirOrName)) {
-    return resolveHubModel(dirOrName, options);
+    const { resolveModel } = await import('../hub/resolve.js');
+    return resolveModel(dirOrName, { cacheDir: options.cacheDir, revision: options.revision });
   }
   throw new Error(`model folder not found: ${local}`);
 }
 
-// Hub ids resolve through the Hugging Face cache (src/hub); replaced when the hub client lands.
-async function resolveHubModel(name: string, _options: LoadOptions): Promise<string> {
-  throw new Error(`model folder not found: ${resolve(name)} (hub ids are not supported yet)`);
-}

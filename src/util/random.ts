@@ -28,6 +28,20 @@ export class Rng {
     if ((this.a | this.b | this.c | this.d) === 0) this.a = 1; // the all-zero state is a fixed point
   }
 
+  /** The generator's internal state (four uint32), for checkpoints; setState restores it exactly. */
+  getState(): [number, number, number, number] {
+    return [this.a >>> 0, this.b >>> 0, this.c >>> 0, this.d >>> 0];
+  }
+
+  /** Restores a state returned by getState(). */
+  setState(state: readonly number[]): void {
+    if (state.length !== 4 || !state.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff)) {
+      throw new Error(`Rng.setState: expected four uint32 values, got ${JSON.stringify(state)}`);
+    }
+    if (state.every((x) => x === 0)) throw new Error('Rng.setState: the all-zero state is invalid');
+    [this.a, this.b, this.c, this.d] = [state[0]! | 0, state[1]! | 0, state[2]! | 0, state[3]! | 0];
+  }
+
   /** Uniform 32-bit unsigned integer. */
   nextU32(): number {
     const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;

@@ -1,0 +1,38 @@
+#!/bin/bash
+# The one GPU-machine run (no build there): GPU tests, our benchmarks, the reference Python stack on the
+# same card, and a ratio table last.
+# Prepare on the development machine:  npx cmake-js compile --out build   (nvcc present: CUDA on)
+#                                      ../shared/gpu/pack.sh
+# Run on the GPU machine, from the repo root:  bash bench/gpu-run.sh [tests|bench|all]
+#   tests: the GPU test suites only; bench: ours + the reference stack + the table; all (default): both.
+#   (A device command may run 10 minutes: with a cold machine, run `tests` and `bench` as two calls.)
+# Knobs: SKIP_TESTS=1, SKIP_OURS=1, SKIP_REF=1, OUT=folder (default $OUT or /tmp/l2e-gpu).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source .gpu/on-device.sh
+# the tests find fixtures and pools at ../shared, as on the development machine
+[ -e ../shared ] || ln -s "$PWD/.gpu/shared" ../shared 2>/dev/null || echo "note: cannot link ../shared; fixture tests will skip"
+PHASE=${1:-all}
+[ "$PHASE" = bench ] && SKIP_TESTS=1
+[ "$PHASE" = tests ] && SKIP_OURS=1 && SKIP_REF=1
+RES=${OUT:-/tmp/l2e-gpu}
+mkdir -p "$RES"
+export L2E_ADDON=${L2E_ADDON:-$PWD/build/Release/l2e.node}
+node -e 'const i = require(process.env.L2E_ADDON).cudaInfo?.(); console.log("addon cudaInfo:", JSON.stringify(i))'
+
+if [ -z "${SKIP_TESTS:-}" ]; then
+  echo "== GPU tests"
+  timeout 420 node node_modules/vitest/vitest.mjs run test/gpu test/cuda-build.test.ts 2>&1 | tee "$RES/gpu-tests.log" | grep -v "^ *✓" | tail -60
+fi
+if [ -z "${SKIP_OURS:-}" ]; then
+  echo "== ours"
+  POOLS_DIR=.gpu/shared/data/pools timeout 200 node bench/gpu-bench.mjs --out "$RES/ours.json" 2>&1 | tee "$RES/ours.log"
+fi
+if [ -z "${SKIP_REF:-}" ]; then
+  echo "== reference stack (PyTorch + transformers, SDPA)"
+  MODELS=${MODELS:-warm:2,600m:2,1b:4} OUT="$RES" timeout 330 python3 .gpu/shared/reference_stack.py .gpu/shared/data/pools/*.json 2>&1 | tee "$RES/ref.log" | tail -40
+fi
+if [ "$PHASE" != tests ]; then
+  echo "== ratios (same card, same run)"
+  node bench/gpu-bench.mjs --table "$RES/ours.json" "$RES/anchor.json"
+fi

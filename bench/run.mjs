@@ -1,0 +1,176 @@
+// Microbenchmark runner (npm run bench): single CPU kernels of the op table, our GEMM next to numpy,
+// attention at long lengths, whole-model encode next to an eager NumPy baseline, and the CPU training
+// step with the share of time spent in each op.
+//
+// usage: node bench/run.mjs [--filter REGEX] [--quick] [--samples N] [--json FILE] [--compare FILE.json] [--list]
+//   --filter   run only cases whose name matches (e.g. 'op/linear', '^encode/', 'train')
+//   --quick    a short run: fewer samples, smaller workloads
+//   --json     write the results (statistics in seconds, throughputs, extras) to FILE
+//   --compare  print speedups against the results of an earlier --json run
+// The addon is loaded like src/native.ts loads it: L2E_ADDON if set, else node-gyp-build on the repo
+// root. Encode and training need the text pools (../shared/data/pools) for the real length mix; they
+// are skipped, with a message, when the pools are absent.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { allCases } from './lib/cases.mjs';
+import { formatRate, printComparison, printResults, printTable, summarize } from './lib/stats.mjs';
+import { loadLengthMix } from './lib/workloads.mjs';
+
+const require = createRequire(import.meta.url);
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+function parseArgs(argv) {
+  const opts = { filter: null, filterText: null, quick: false, samples: null, json: null, compare: null, list: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--filter') (opts.filterText = value()), (opts.filter = new RegExp(opts.filterText));
+    else if (a === '--quick') opts.quick = true;
+    else if (a === '--samples') opts.samples = Number(value());
+    else if (a === '--json') opts.json = value();
+    else if (a === '--compare') opts.compare = value();
+    else if (a === '--list') opts.list = true;
+    else if (a === '--help' || a === '-h') {
+      console.log('usage: node bench/run.mjs [--filter REGEX] [--quick] [--samples N] [--json FILE] [--compare FILE.json] [--list]');
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a} (see --help)`);
+  }
+  if (opts.samples !== null && !(Number.isInteger(opts.samples) && opts.samples > 0)) throw new Error('--samples must be a positive integer');
+  opts.samples ??= opts.quick ? 3 : 7;
+  // native kernels: `samples` samples of >= minSampleSeconds each, after `warmup` calls
+  opts.native = { samples: opts.samples, warmup: opts.quick ? 1 : 2, minSampleSeconds: opts.quick ? 0.005 : 0.05 };
+  return opts;
+}
+
+function loadAddon() {
+  const explicit = process.env.L2E_ADDON;
+  return explicit ? require(explicit) : require('node-gyp-build')(repoRoot);
+}
+
+function printSummary(results) {
+  const byName = new Map(results.map((r) => [r.name, r]));
+  const summary = {};
+
+  const gemmRows = results
+    .filter((r) => r.name.startsWith('gemm/ours/'))
+    .map((r) => {
+      const n = r.name.split('/')[2];
+      const numpy = byName.get(`gemm/numpy/${n}`);
+      return { n, ours: r.rate.value, numpy: numpy?.rate.value ?? null };
+    });
+  if (gemmRows.length > 0) {
+    console.log('\nGEMM (fp32, n x n x n), GFLOP/s');
+    printTable(gemmRows, [
+      { title: 'n', get: (r) => r.n, right: true },
+      { title: 'ours', get: (r) => r.ours.toFixed(1), right: true },
+      { title: 'numpy', get: (r) => (r.numpy == null ? '-' : r.numpy.toFixed(1)), right: true },
+      { title: 'ours/numpy', get: (r) => (r.numpy == null ? '-' : (r.ours / r.numpy).toFixed(2)), right: true },
+    ]);
+    summary.gemm = gemmRows.map((r) => ({ ...r, ratio: r.numpy == null ? null : r.ours / r.numpy }));
+  }
+
+  const ours = byName.get('encode/ours/h512');
+  const numpy = byName.get('encode/numpy/h512');
+  if (ours && numpy) {
+    const ratio = ours.extra.textsPerSecond / numpy.extra.textsPerSecond;
+    console.log(
+      `\nencode: ours ${ours.extra.textsPerSecond.toFixed(1)} texts/s (${ours.extra.realTokensPerSecond.toFixed(0)} real tok/s), ` +
+        `numpy padded ${numpy.extra.textsPerSecond.toFixed(1)} texts/s -> ours/numpy ${ratio.toFixed(2)}x (target >= 2x); ` +
+        `max |ours - numpy| on the first batch = ${numpy.extra.maxAbsDiffVsOurs?.toExponential(2) ?? '-'}`,
+    );
+    summary.encode = { ours: ours.extra.textsPerSecond, numpy: numpy.extra.textsPerSecond, ratio };
+  }
+
+  const train = byName.get('train/step/h512');
+  if (train) {
+    console.log(
+      `\ntrain step: ${train.extra.tokensPerSecond.toFixed(0)} real tok/s, ${train.extra.stepsPerSecond.toFixed(2)} steps/s ` +
+        `(${train.extra.steps} steps, ${train.extra.realTokens} tokens); time per op:`,
+    );
+    printTable(train.extra.opShares, [
+      { title: 'op', get: (r) => r.op },
+      { title: 'calls', get: (r) => r.calls, right: true },
+      { title: 'seconds', get: (r) => r.seconds.toFixed(3), right: true },
+      { title: 'share', get: (r) => `${(100 * r.share).toFixed(1)}%`, right: true },
+    ]);
+    summary.train = { tokensPerSecond: train.extra.tokensPerSecond, opShares: train.extra.opShares };
+  }
+  return summary;
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const addon = loadAddon();
+  const poolsDir = resolve(repoRoot, '../shared/data/pools');
+  const skipped = [];
+  const ctx = {
+    addon,
+    opts,
+    repoRoot,
+    mix: loadLengthMix(poolsDir),
+    cache: {},
+    skip: (msg) => {
+      skipped.push(msg);
+      console.warn(`skipped: ${msg}`);
+    },
+  };
+  let cases = allCases(ctx);
+  if (opts.filter) cases = cases.filter((c) => opts.filter.test(c.name));
+  if (opts.list) {
+    for (const c of cases) console.log(c.name);
+    return;
+  }
+  if (!ctx.mix && cases.some((c) => c.needsMix)) {
+    ctx.skip(`encode and training benchmarks: no text pools at ${poolsDir} (their length mix is the workload)`);
+    cases = cases.filter((c) => !c.needsMix);
+  }
+  if (cases.length === 0) throw new Error(`no benchmark case matches ${opts.filterText ?? 'the selection'} (see --list)`);
+
+  const meta = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    threads: process.env.L2E_NUM_THREADS ?? null,
+    gemmKernel: addon.gemmKernel(),
+    quick: opts.quick,
+    samples: opts.samples,
+    filter: opts.filterText,
+  };
+  console.log(`l2e bench: ${meta.cpu}, ${meta.cores} cores, gemm kernel ${meta.gemmKernel}${opts.quick ? ', quick' : ''}`);
+
+  const results = [];
+  for (const c of cases) {
+    process.stderr.write(`  ${c.name} ...`);
+    const r = await c.run(ctx);
+    if (!r) {
+      process.stderr.write(' skipped\n');
+      continue;
+    }
+    const row = { name: c.name, shape: c.shape ?? c.shapeOf?.() ?? '', ...summarize(r.samples), rate: r.rate ?? null, extra: r.extra ?? {} };
+    process.stderr.write(` ${formatRate(row.rate) || `${(row.median_s * 1e3).toFixed(3)} ms`}\n`);
+    results.push(row);
+  }
+
+  console.log('');
+  printResults(results);
+  const summary = printSummary(results);
+  let comparison = null;
+  if (opts.compare) comparison = printComparison(results, JSON.parse(readFileSync(opts.compare, 'utf8')), opts.compare);
+  if (skipped.length > 0) console.log(`\nskipped: ${skipped.join('; ')}`);
+  if (opts.json) {
+    writeFileSync(opts.json, JSON.stringify({ meta, results, summary, comparison, skipped }, null, 2) + '\n');
+    console.log(`\nwrote ${opts.json}`);
+  }
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

@@ -1,0 +1,182 @@
+// Flash-attention forward, causal, var-len, GQA, bf16 tensor cores (mma.sync m16n8k16), hd 64 / 128.
+//
+// Block = 4 warps = 64 query rows of one (sequence, head); each warp owns 16 rows. Keys stream in
+// tiles of 64 through shared memory; per tile, with scores in the log2 domain (s2 = q.k scale log2 e):
+//   m_new = max(m, max_j s2_j),  c = 2^(m - m_new),  l = c l + sum_j 2^(s2_j - m_new),
+//   o = c o + sum_j bf16(2^(s2_j - m_new)) v_j
+// and at the end o /= l, lse = (m + log2 l) ln 2 (natural log, as the op table defines it).
+// Masked scores (key > query, key past the sequence) are -inf. No S x S matrix is formed.
+#include "cuda/attention_launch.h"
+#include "cuda/cuda_check.h"
+#include "cuda/mma.cuh"
+
+namespace l2e {
+namespace cuda {
+
+namespace {
+
+constexpr int kRows = 64;   // query rows per block
+constexpr int kKeys = 64;   // keys per tile
+constexpr int kWarps = 4;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+template <int D>
+__global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
+                                                                 const bf16* __restrict__ v, const int32_t* cu, int B,
+                                                                 int T, int nh, int nkv, float scale_log2,
+                                                                 bf16* __restrict__ out, float* __restrict__ lse) {
+  constexpr int LD = D + 8;  // padded row stride: conflict-free fragment loads
+  extern __shared__ uint4 smem_raw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smem_raw);  // [kRows][LD]
+  bf16* sK = sQ + kRows * LD;                     // [kKeys][LD]
+  bf16* sV = sK + kKeys * LD;                     // [kKeys][LD]
+  __shared__ int info[2];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t4 = lane & 3;
+  const int h = blockIdx.y, kvh = h / (nh / nkv);
+  if (tid == 0) {
+    int seq = -1, start = 0;
+    if (!find_tile(cu, B, kRows, blockIdx.x, seq, start)) seq = -1;
+    info[0] = seq;
+    info[1] = start;
+  }
+  __syncthreads();
+  if (info[0] < 0) return;
+  const int seq = info[0], q0 = info[1];
+  const int base = cu[seq], len = cu[seq + 1] - base;
+  const size_t qs = size_t(nh) * D, ks = size_t(nkv) * D;  // row strides
+  const bf16* qh = q + size_t(base) * qs + size_t(h) * D;
+  const bf16* kh = k + size_t(base) * ks + size_t(kvh) * D;
+  const bf16* vh = v + size_t(base) * ks + size_t(kvh) * D;
+
+  load_tile<D>(sQ, LD, qh, qs, q0, kRows, len, tid, kWarps * 32);
+  __syncthreads();
+  const int r0 = warp * 16;
+  uint32_t qf[D / 16][4];  // this warp's 16 query rows as A fragments
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) load_a(qf[kk], sQ, LD, r0, kk * 16, lane);
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const int row[2] = {q0 + r0 + g, q0 + r0 + g + 8};  // this thread's two query rows (sequence-relative)
+
+  const int kend = min(len, q0 + kRows);  // causal: keys up to the block's last query
+  for (int k0 = 0; k0 < kend; k0 += kKeys) {
+    __syncthreads();  // the previous tile is no longer read
+    load_tile<D>(sK, LD, kh, ks, k0, kKeys, len, tid, kWarps * 32);
+    load_tile<D>(sV, LD, vh, ks, k0, kKeys, len, tid, kWarps * 32);
+    __syncthreads();
+
+    float s[kKeys / 8][4];  // S = Q K^T for 16 rows x 64 keys
+#pragma unroll
+    for (int j = 0; j < kKeys / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+#pragma unroll
+      for (int j = 0; j < kKeys / 8; j++) {
+        uint32_t b0, b1;
+        load_b_nk(b0, b1, sK, LD, j * 8, kk * 16, lane);
+        mma_bf16(s[j], qf[kk], b0, b1);
+      }
+
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < kKeys / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          const int key = k0 + j * 8 + 2 * t4 + e;
+          float val = s[j][2 * rr + e] * scale_log2;
+          if (key > row[rr] || key >= len) val = -INFINITY;
+          s[j][2 * rr + e] = val;
+          mx = fmaxf(mx, val);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mnew = fmaxf(m[rr], mx);
+      const float ref = mnew == -INFINITY ? 0.0f : mnew;  // fully masked row (padding): keep 0, not NaN
+      const float corr = exp2f(m[rr] - ref);
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < kKeys / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          const float p = exp2f(s[j][2 * rr + e] - ref);
+          s[j][2 * rr + e] = p;
+          sum += p;
+        }
+      l[rr] = l[rr] * corr + sum;  // per-thread partial; the quad's partials are summed at the end
+      m[rr] = mnew;
+#pragma unroll
+      for (int n = 0; n < D / 8; n++) {
+        o[n][2 * rr] *= corr;
+        o[n][2 * rr + 1] *= corr;
+      }
+    }
+
+    // O += P V: P's C tiles (keys 16kk..16kk+15 = n-tiles 2kk, 2kk+1) are the A fragment.
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; kk++) {
+      uint32_t a[4];
+      a[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+      a[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+      a[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      a[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+      for (int n = 0; n < D / 8; n += 2) {
+        uint32_t b[4];
+        load_b_kn_x2(b, sV, LD, kk * 16, n * 8, lane);
+        mma_bf16(o[n], a, b[0], b[1]);
+        mma_bf16(o[n + 1], a, b[2], b[3]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++) {
+    float lsum = l[rr];
+    lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
+    lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
+    if (row[rr] >= len) continue;
+    const float inv = 1.0f / lsum;
+    bf16* orow = out + size_t(base + row[rr]) * qs + size_t(h) * D;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++)
+      *reinterpret_cast<uint32_t*>(orow + n * 8 + 2 * t4) = pack_bf16(o[n][2 * rr] * inv, o[n][2 * rr + 1] * inv);
+    if (t4 == 0) lse[size_t(h) * T + base + row[rr]] = (m[rr] + log2f(lsum)) * kLn2;
+  }
+}
+
+template <int D>
+void launch(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv, void* out,
+            float* lse, cudaStream_t s) {
+  const size_t smem = size_t(kRows + 2 * kKeys) * (D + 8) * sizeof(bf16);
+  static bool attr_set = false;  // per device function; harmless to repeat
+  if (!attr_set) {
+    L2E_CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    attr_set = true;
+  }
+  const float scale_log2 = kLog2e / sqrtf(float(D));
+  dim3 grid(unsigned((T + kRows - 1) / kRows + B), unsigned(nh));
+  flash_fwd_kernel<D><<<grid, kWarps * 32, smem, s>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
+                                                      static_cast<const bf16*>(v), cu, B, T, nh, nkv, scale_log2,
+                                                      static_cast<bf16*>(out), lse);
+  check_launch("flash_attention_forward");
+}
+
+}  // namespace
+
+void flash_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
+               void* out, float* lse, cudaStream_t s) {
+  if (hd == 64) launch<64>(q, k, v, cu, B, T, nh, nkv, out, lse, s);
+  else if (hd == 128) launch<128>(q, k, v, cu, B, T, nh, nkv, out, lse, s);
+  else throw Error("flash attention: head_dim " + std::to_string(hd) + " has no tensor-core kernel");
+}
+
+}  // namespace cuda
+}  // namespace l2e

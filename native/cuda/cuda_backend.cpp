@@ -1,0 +1,368 @@
+// The CUDA backend: device memory from a caching pool, bf16 activations and weights, fp32 for norms'
+// rstd, attention lse, pooled embeddings, losses, weight gradients and optimizer state. GEMMs go
+// through cuBLAS (opened at run time), everything else through our kernels (kernels.h). All work is
+// queued on one stream per backend; host transfers synchronise it.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <vector>
+
+#include "core/backend.h"
+#include "cpu/kernels.h"
+#include "cuda/blas.h"
+#include "cuda/cublas_loader.h"
+#include "cuda/cuda_check.h"
+#include "cuda/device_pool.h"
+#include "cuda/kernels.h"
+
+namespace l2e {
+namespace {
+
+using namespace cuda;
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+
+void need(const Buf& b, DType t, const char* op, const char* arg) {
+  if (b.dtype != t)
+    throw Error(std::string("cuda ") + op + ": " + arg + " must be " + dtype_name(t) + ", got " + dtype_name(b.dtype));
+}
+
+// The double a Python user would have typed for this float (see cpu/adamw.cpp).
+double typed_decimal(float f) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof(buf) - 1, f);
+  *res.ptr = '\0';
+  return std::strtod(buf, nullptr);
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend() {
+    L2E_CUDA_CHECK(cudaSetDevice(0));
+    L2E_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    try {
+      pool_ = std::make_unique<DevicePool>(stream_);
+      blas_ = std::make_unique<Blas>(stream_);  // throws when cuBLAS cannot be opened
+    } catch (...) {
+      pool_.reset();
+      cudaStreamDestroy(stream_);
+      throw;
+    }
+    deterministic_ = env_flag("L2E_DETERMINISTIC");
+    simple_attention_ = env_flag("L2E_CUDA_SIMPLE_ATTENTION");
+  }
+  ~CudaBackend() override {
+    if (scratch_) pool_->free(scratch_);
+    blas_.reset();
+    pool_.reset();
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda"; }
+  DType act_dtype() const override { return DType::BF16; }
+  DType param_dtype() const override { return DType::BF16; }
+
+  // ---- memory ----
+  Buf alloc(size_t numel, DType dtype) override {
+    Buf b;
+    b.numel = numel;
+    b.dtype = dtype;
+    b.ptr = pool_->alloc(std::max<size_t>(b.bytes(), 256));
+    return b;
+  }
+  void free(Buf& b) override {
+    pool_->free(b.ptr);
+    b.ptr = nullptr;
+    b.numel = 0;
+  }
+  void zero(Buf& b) override { L2E_CUDA_CHECK(cudaMemsetAsync(b.ptr, 0, b.bytes(), stream_)); }
+
+  void upload(Buf& dst, const void* host, size_t numel, DType host_dtype) override {
+    if (numel > dst.numel) throw Error("upload: source larger than destination");
+    if (host_dtype == dst.dtype) {
+      L2E_CUDA_CHECK(cudaMemcpyAsync(dst.ptr, host, numel * dtype_size(dst.dtype), cudaMemcpyHostToDevice, stream_));
+      L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      return;
+    }
+    if (dst.dtype != DType::BF16 && dst.dtype != DType::F32)
+      throw Error(std::string("upload: cannot convert ") + dtype_name(host_dtype) + " to " + dtype_name(dst.dtype));
+    // convert on the host in chunks (bounded staging memory), rounding to nearest even like the CPU
+    constexpr size_t kChunk = size_t(1) << 22;
+    std::vector<uint32_t> stage(std::min(numel, kChunk));
+    for (size_t s0 = 0; s0 < numel; s0 += kChunk) {
+      const size_t n = std::min(kChunk, numel - s0);
+      for (size_t i = 0; i < n; i++) {
+        const float f = host_value(host, host_dtype, s0 + i);
+        if (dst.dtype == DType::BF16) reinterpret_cast<uint16_t*>(stage.data())[i] = f32_to_bf16(f);
+        else std::memcpy(&stage[i], &f, 4);
+      }
+      const size_t es = dtype_size(dst.dtype);
+      L2E_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst.ptr) + s0 * es, stage.data(), n * es,
+                                     cudaMemcpyHostToDevice, stream_));
+      L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the staging buffer is reused
+    }
+  }
+
+  void download(const Buf& src, float* host) override {
+    if (src.dtype == DType::F32) {
+      L2E_CUDA_CHECK(cudaMemcpyAsync(host, src.ptr, src.numel * 4, cudaMemcpyDeviceToHost, stream_));
+      L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      return;
+    }
+    if (src.dtype != DType::BF16 && src.dtype != DType::F16)
+      throw Error(std::string("download: cannot convert ") + dtype_name(src.dtype) + " to F32");
+    std::vector<uint16_t> stage(src.numel);
+    L2E_CUDA_CHECK(cudaMemcpyAsync(stage.data(), src.ptr, src.numel * 2, cudaMemcpyDeviceToHost, stream_));
+    L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (src.dtype == DType::BF16)
+      for (size_t i = 0; i < src.numel; i++) host[i] = bf16_to_f32(stage[i]);
+    else
+      for (size_t i = 0; i < src.numel; i++) host[i] = f16_to_f32(stage[i]);
+  }
+  void download_i32(const Buf& src, int32_t* host) override {
+    need(src, DType::I32, "download_i32", "src");
+    L2E_CUDA_CHECK(cudaMemcpyAsync(host, src.ptr, src.numel * 4, cudaMemcpyDeviceToHost, stream_));
+    L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void copy(Buf& dst, const Buf& src) override {
+    if (dst.numel != src.numel) throw Error("copy: buffers differ in size");
+    if (dst.dtype == src.dtype) {
+      L2E_CUDA_CHECK(cudaMemcpyAsync(dst.ptr, src.ptr, src.bytes(), cudaMemcpyDeviceToDevice, stream_));
+      return;
+    }
+    convert(dst.ptr, dst.dtype, src.ptr, src.dtype, src.numel, stream_);
+  }
+  void synchronize() override { L2E_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  // ---- forward ----
+  void embedding(const Buf& ids, int T, const Buf& table, int H, Buf& out) override {
+    need(table, DType::BF16, "embedding", "table");
+    need(out, DType::BF16, "embedding", "out");
+    embedding_fwd(ids.i32(), T, table.ptr, H, out.ptr, stream_);
+  }
+  void rmsnorm(const Buf& x, const Buf& w, int T, int H, float eps, Buf& y, Buf& rstd) override {
+    for (const Buf* b : std::initializer_list<const Buf*>{&x, &w, &y}) need(*b, DType::BF16, "rmsnorm", "x, w and y");
+    need(rstd, DType::F32, "rmsnorm", "rstd");
+    rmsnorm_fwd(x.ptr, w.ptr, T, H, eps, y.ptr, rstd.f32(), stream_);
+  }
+  void linear(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y, bool accumulate) override {
+    need(x, DType::BF16, "linear", "x");
+    need(W, DType::BF16, "linear", "W");
+    if (T <= 0) return;
+    float beta = accumulate ? 1.0f : 0.0f;
+    if (bias) {
+      need(*bias, DType::BF16, "linear", "bias");
+      need(y, DType::BF16, "linear", "y (with a bias)");
+      if (accumulate) {  // y += x W^T + b: add the bias rows first, then accumulate the product
+        Buf rows = alloc(size_t(T) * N, DType::BF16);
+        fill_rows_bf16(rows.ptr, bias->ptr, T, N, stream_);
+        cuda::add_inplace(y.ptr, rows.ptr, DType::BF16, rows.numel, stream_);
+        free(rows);
+      } else {  // y = b, then y = x W^T + 1 y: one rounding of (product + bias)
+        fill_rows_bf16(y.ptr, bias->ptr, T, N, stream_);
+        beta = 1.0f;
+      }
+    }
+    blas_->linear(x.ptr, W.ptr, T, K, N, y.ptr, y.dtype, beta);
+  }
+  void rope(Buf& x, const Buf& positions, int T, int heads, int hd, float theta, float sign) override {
+    need(x, DType::BF16, "rope", "x");
+    std::vector<float> inv(static_cast<size_t>(hd / 2));
+    cpu::rope_inv_freq(hd, theta, inv.data());  // the CPU's float32 inverse frequencies
+    cuda::rope(x.ptr, positions.i32(), T, heads, hd, inv.data(), sign, stream_);
+  }
+  void attention(const Buf& q, const Buf& k, const Buf& v, const Batch& batch, int nh, int nkv, int hd, Buf& out,
+                 Buf& lse) override {
+    for (const Buf* b : std::initializer_list<const Buf*>{&q, &k, &v, &out}) need(*b, DType::BF16, "attention", "q, k, v and out");
+    need(lse, DType::F32, "attention", "lse");
+    attention_fwd(q.ptr, k.ptr, v.ptr, batch.cu_seqlens.i32(), batch.B, batch.T, nh, nkv, hd, out.ptr, lse.f32(),
+                  simple_attention_, stream_);
+  }
+  void swiglu(const Buf& gate, const Buf& up, size_t n, Buf& out) override {
+    for (const Buf* b : std::initializer_list<const Buf*>{&gate, &up, &out}) need(*b, DType::BF16, "swiglu", "gate, up and out");
+    swiglu_fwd(gate.ptr, up.ptr, n, out.ptr, stream_);
+  }
+  void add_inplace(Buf& x, const Buf& y, size_t n) override {
+    if (x.dtype != y.dtype) throw Error("cuda add_inplace: x and y differ in dtype");
+    cuda::add_inplace(x.ptr, y.ptr, x.dtype, n, stream_);
+  }
+  void pool(const Buf& x, const Batch& batch, int P, Pooling mode, Buf& out) override {
+    pool_fwd(x.ptr, x.dtype, batch.cu_seqlens.i32(), batch.B, P, int(mode), out.ptr, out.dtype, stream_);
+  }
+  void l2norm(const Buf& x, int B, int P, bool normalize, Buf& y, Buf& norm) override {
+    need(norm, DType::F32, "l2norm", "norm");
+    l2norm_fwd(x.ptr, x.dtype, B, P, normalize, y.ptr, y.dtype, norm.f32(), stream_);
+  }
+
+  // ---- backward ----
+  void embedding_backward(const Buf& ids, int T, const Buf& dout, int H, Buf& dtable) override {
+    need(dout, DType::BF16, "embedding_backward", "dout");
+    need(dtable, DType::F32, "embedding_backward", "dtable");
+    embedding_bwd(ids.i32(), T, dout.ptr, H, dtable.f32(), deterministic_, stream_);
+  }
+  void rmsnorm_backward(const Buf& x, const Buf& w, const Buf& rstd, const Buf& dy, int T, int H, Buf& dx, Buf& dw,
+                        bool accumulate_dx) override {
+    for (const Buf* b : std::initializer_list<const Buf*>{&x, &w, &dy, &dx}) need(*b, DType::BF16, "rmsnorm_backward", "x, w, dy and dx");
+    need(dw, DType::F32, "rmsnorm_backward", "dw");
+    // dw first: dx may overwrite dy in place
+    rmsnorm_weight_grad(x.ptr, dy.ptr, rstd.f32(), T, H, dw.f32(), scratch_f32(column_sums_workspace(T, H)), stream_);
+    rmsnorm_bwd_dx(x.ptr, w.ptr, rstd.f32(), dy.ptr, T, H, dx.ptr, accumulate_dx, stream_);
+  }
+  void linear_backward(const Buf& x, const Buf& W, const Buf& dy, int T, int K, int N, Buf* dx, Buf& dW, Buf* dbias,
+                       bool accumulate_dx) override {
+    for (const Buf* b : std::initializer_list<const Buf*>{&x, &W, &dy}) need(*b, DType::BF16, "linear_backward", "x, W and dy");
+    if (T <= 0) return;
+    if (dx) blas_->linear_dx(dy.ptr, W.ptr, T, K, N, dx->ptr, dx->dtype, accumulate_dx ? 1.0f : 0.0f);
+    blas_->linear_dw(dy.ptr, x.ptr, T, K, N, dW.ptr, dW.dtype);
+    if (dbias) {
+      need(*dbias, DType::F32, "linear_backward", "dbias");
+      bias_grad(dy.ptr, T, N, dbias->f32(), scratch_f32(column_sums_workspace(T, N)), stream_);
+    }
+  }
+  void attention_backward(const Buf& q, const Buf& k, const Buf& v, const Buf& out, const Buf& lse, const Buf& dout,
+                          const Batch& batch, int nh, int nkv, int hd, Buf& dq, Buf& dk, Buf& dv) override {
+    for (const Buf* b : std::initializer_list<const Buf*>{&q, &k, &v, &out, &dout, &dq, &dk, &dv})
+      need(*b, DType::BF16, "attention_backward", "q, k, v, out, dout, dq, dk and dv");
+    need(lse, DType::F32, "attention_backward", "lse");
+    float* D = scratch_f32(size_t(nh) * batch.T * sizeof(float));
+    attention_bwd(q.ptr, k.ptr, v.ptr, out.ptr, lse.f32(), dout.ptr, batch.cu_seqlens.i32(), batch.B, batch.T, nh, nkv,
+                  hd, dq.ptr, dk.ptr, dv.ptr, D, simple_attention_, stream_);
+  }
+  void swiglu_backward(const Buf& gate, const Buf& up, const Buf& dout, size_t n, Buf& dgate, Buf& dup) override {
+    for (const Buf* b : std::initializer_list<const Buf*>{&gate, &up, &dout, &dgate, &dup}) need(*b, DType::BF16, "swiglu_backward", "all buffers");
+    swiglu_bwd(gate.ptr, up.ptr, dout.ptr, n, dgate.ptr, dup.ptr, stream_);
+  }
+  void pool_backward(const Buf& dout, const Batch& batch, int P, Pooling mode, Buf& dx) override {
+    pool_bwd(dout.ptr, dout.dtype, batch.cu_seqlens.i32(), batch.B, batch.T, P, int(mode), dx.ptr, dx.dtype, stream_);
+  }
+  void l2norm_backward(const Buf& y, const Buf& norm, const Buf& dy, int B, int P, bool normalize, Buf& dx) override {
+    need(norm, DType::F32, "l2norm_backward", "norm");
+    l2norm_bwd(y.ptr, y.dtype, norm.f32(), dy.ptr, dy.dtype, B, P, normalize, dx.ptr, dx.dtype, stream_);
+  }
+
+  // ---- loss and optimizer ----
+  float infonce(const Buf& q, const Buf& p, int B, int G, int P, float temperature, bool in_batch, Buf& scores,
+                Buf& dq, Buf& dp) override {
+    for (const Buf* b : std::initializer_list<const Buf*>{&q, &p, &scores, &dq, &dp}) need(*b, DType::F32, "infonce", "all buffers");
+    if (B <= 0) return 0.0f;
+    void* ws = scratch_f32(infonce_workspace(B, G));
+    const double* row_loss = cuda::infonce(q.f32(), p.f32(), B, G, P, temperature, in_batch, scores.f32(), dq.f32(),
+                                           dp.f32(), ws, stream_);
+    std::vector<double> host(static_cast<size_t>(B));
+    L2E_CUDA_CHECK(cudaMemcpyAsync(host.data(), row_loss, host.size() * sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    double total = 0;
+    for (double v : host) total += v;
+    return float(total / B);
+  }
+  double sumsq(const Buf& x, size_t n) override {
+    need(x, DType::F32, "sumsq", "x");
+    if (n == 0) return 0.0;
+    const int blocks = sumsq_blocks(n);
+    double* partials = reinterpret_cast<double*>(scratch_f32(size_t(blocks) * sizeof(double)));
+    sumsq_partials(x.f32(), n, partials, stream_);
+    std::vector<double> host(static_cast<size_t>(blocks));
+    L2E_CUDA_CHECK(cudaMemcpyAsync(host.data(), partials, host.size() * sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    double total = 0;
+    for (double v : host) total += v;
+    return total;
+  }
+  void scale(Buf& x, size_t n, float s) override {
+    need(x, DType::F32, "scale", "x");
+    scale_f32(x.f32(), n, s, stream_);
+  }
+  void adamw(Buf& w, const Buf& g, Buf& m, Buf& v, size_t n, float lr_f, float beta1_f, float beta2_f, float eps_f,
+             float weight_decay_f, int step, Buf* shadow) override {
+    for (const Buf* b : std::initializer_list<const Buf*>{&w, &g, &m, &v}) need(*b, DType::F32, "adamw", "w, g, m and v");
+    if (shadow) need(*shadow, DType::BF16, "adamw", "shadow");
+    // scalars exactly as cpu/adamw.cpp derives them (Python doubles, then float32)
+    const double lr = typed_decimal(lr_f), beta1 = typed_decimal(beta1_f), beta2 = typed_decimal(beta2_f);
+    const double eps = typed_decimal(eps_f), wd = typed_decimal(weight_decay_f);
+    const double bc1 = 1.0 - std::pow(beta1, double(step));
+    const double bc2 = 1.0 - std::pow(beta2, double(step));
+    AdamwScalars a;
+    a.decay = float(1.0 - lr * wd);
+    a.lerp_w = float(1.0 - beta1);
+    a.lerp_small = std::fabs(a.lerp_w) < 0.5f;
+    a.b2 = float(beta2);
+    a.one_minus_b2 = float(1.0 - beta2);
+    a.bc2_sqrt = float(std::sqrt(bc2));
+    a.eps = float(eps);
+    a.neg_step = float(-(lr / bc1));
+    a.decays = wd != 0.0;
+    cuda::adamw(w.f32(), g.f32(), m.f32(), v.f32(), n, a, shadow ? shadow->ptr : nullptr, stream_);
+  }
+
+ private:
+  static float host_value(const void* host, DType t, size_t i) {
+    switch (t) {
+      case DType::F32: return static_cast<const float*>(host)[i];
+      case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(host)[i]);
+      case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(host)[i]);
+      default: throw Error(std::string("upload: cannot convert ") + dtype_name(t));
+    }
+  }
+
+  // A workspace of at least `bytes`, valid until the next call (all work is on one stream, in order).
+  float* scratch_f32(size_t bytes) {
+    if (bytes > scratch_bytes_) {
+      if (scratch_) pool_->free(scratch_);
+      scratch_ = nullptr;
+      scratch_ = pool_->alloc(bytes);
+      scratch_bytes_ = bytes;
+    }
+    return static_cast<float*>(scratch_);
+  }
+
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<DevicePool> pool_;
+  std::unique_ptr<Blas> blas_;
+  void* scratch_ = nullptr;
+  size_t scratch_bytes_ = 0;
+  bool deterministic_ = false, simple_attention_ = false;
+};
+
+}  // namespace
+
+CudaStatus cuda_status() {
+  CudaStatus s;
+  s.compiled = true;
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    s.reason = std::string("no CUDA GPU is usable: ") + (e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device found");
+    cudaGetLastError();
+    return s;
+  }
+  try {
+    cuda::cublas();  // opens libcublas once
+  } catch (const std::exception& ex) {
+    s.reason = ex.what();
+    return s;
+  }
+  s.usable = true;
+  return s;
+}
+
+std::unique_ptr<Backend> make_cuda_backend() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    const std::string why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device found";
+    cudaGetLastError();  // do not leave the error sticky for later calls
+    throw Error("device 'cuda' requested but no CUDA GPU is usable: " + why);
+  }
+  return std::make_unique<CudaBackend>();
+}
+
+}  // namespace l2e

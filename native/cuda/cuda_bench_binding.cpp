@@ -1,0 +1,94 @@
+// cudaBenchAttention({lens, nh, nkv, hd, reps, backward}) -> {seconds, flops, tflops}
+// Times the CUDA backend's attention forward (or forward + backward) on random bf16 inputs of a packed
+// batch, on the device only (no host copies inside the timed loop): the median of `reps` runs, each
+// ended by a stream synchronisation. flops counts the causal half: 4·S²·hd·nh/2 per sequence for the
+// forward, 3.5× that for forward + backward (the convention of shared/bench/reference_stack.py).
+// CUDA builds only (bench/gpu-bench.mjs).
+#include <napi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include "addon/registry.h"
+#include "core/backend.h"
+
+namespace l2e {
+namespace {
+
+Napi::Value CudaBenchAttention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Array lens_js = o.Get("lens").As<Napi::Array>();
+  const int nh = o.Get("nh").As<Napi::Number>().Int32Value(), nkv = o.Get("nkv").As<Napi::Number>().Int32Value();
+  const int hd = o.Get("hd").As<Napi::Number>().Int32Value(), reps = o.Get("reps").As<Napi::Number>().Int32Value();
+  const bool backward = o.Get("backward").ToBoolean().Value();
+  try {
+    std::unique_ptr<Backend> be = make_cuda_backend();
+    std::vector<int32_t> cu(1, 0), pos;
+    double flops = 0;
+    for (uint32_t i = 0; i < lens_js.Length(); i++) {
+      const int L = lens_js.Get(i).As<Napi::Number>().Int32Value();
+      cu.push_back(cu.back() + L);
+      for (int p = 0; p < L; p++) pos.push_back(p);
+      flops += 4.0 * double(L) * L * hd * nh / 2;
+    }
+    if (backward) flops *= 3.5;
+    const int B = int(cu.size()) - 1, T = cu.back();
+    Batch bt;
+    bt.B = B;
+    bt.T = T;
+    bt.cu_seqlens = be->alloc(cu.size(), DType::I32);
+    bt.positions = be->alloc(pos.size(), DType::I32);
+    be->upload(bt.cu_seqlens, cu.data(), cu.size(), DType::I32);
+    be->upload(bt.positions, pos.data(), pos.size(), DType::I32);
+    auto rnd = [&](size_t n) {
+      std::vector<float> h(n);
+      uint64_t s = 0x9e3779b97f4a7c15ull;
+      for (auto& x : h) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x = float(int64_t(s >> 40) - (1 << 23)) / float(1 << 23);
+      }
+      Buf b = be->alloc(n, DType::BF16);
+      be->upload(b, h.data(), n, DType::F32);
+      return b;
+    };
+    const size_t qn = size_t(T) * nh * hd, kn = size_t(T) * nkv * hd;
+    Buf q = rnd(qn), k = rnd(kn), v = rnd(kn), dout = rnd(qn);
+    Buf out = be->alloc(qn, DType::BF16), lse = be->alloc(size_t(nh) * T, DType::F32);
+    Buf dq = be->alloc(qn, DType::BF16), dk = be->alloc(kn, DType::BF16), dv = be->alloc(kn, DType::BF16);
+    auto run = [&] {
+      be->attention(q, k, v, bt, nh, nkv, hd, out, lse);
+      if (backward) be->attention_backward(q, k, v, out, lse, dout, bt, nh, nkv, hd, dq, dk, dv);
+    };
+    for (int w = 0; w < 3; w++) run();
+    be->synchronize();
+    std::vector<double> times;
+    for (int r = 0; r < std::max(1, reps); r++) {
+      const auto t0 = std::chrono::steady_clock::now();
+      run();
+      be->synchronize();
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(times.begin(), times.end());
+    for (Buf* b : {&q, &k, &v, &dout, &out, &lse, &dq, &dk, &dv, &bt.cu_seqlens, &bt.positions}) be->free(*b);
+    const double t = times[times.size() / 2];
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("seconds", t);
+    res.Set("flops", flops);
+    res.Set("tflops", flops / t / 1e12);
+    return res;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+void register_cuda_bench(Napi::Env env, Napi::Object exports) {
+  exports.Set("cudaBenchAttention", Napi::Function::New(env, CudaBenchAttention, "cudaBenchAttention"));
+}
+
+}  // namespace
+
+L2E_REGISTER(cuda_bench, register_cuda_bench);
+
+}  // namespace l2e

@@ -1,0 +1,85 @@
+// Host-side launchers of the CUDA kernels (one .cu file per job). Pointers are device pointers;
+// "bf16" arguments hold __nv_bfloat16 data, passed as void* so this header stays plain C++.
+// Every launcher enqueues on `s` and checks the launch; none synchronises.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace l2e {
+namespace cuda {
+
+// ---- elementwise.cu ----
+void convert(void* dst, DType dst_t, const void* src, DType src_t, size_t n, cudaStream_t s);
+void add_inplace(void* x, const void* y, DType t, size_t n, cudaStream_t s);          // x += y
+void scale_f32(float* x, size_t n, float a, cudaStream_t s);                            // x *= a
+void fill_rows_bf16(void* y, const void* row, int T, int N, cudaStream_t s);            // y[t,:] = row
+void swiglu_fwd(const void* gate, const void* up, size_t n, void* out, cudaStream_t s);  // bf16
+void swiglu_bwd(const void* gate, const void* up, const void* dout, size_t n, void* dgate, void* dup,
+                cudaStream_t s);  // bf16
+
+// ---- embedding.cu ----
+void embedding_fwd(const int32_t* ids, int T, const void* table, int H, void* out, cudaStream_t s);  // bf16
+// dtable[ids[t],:] += dout[t,:] (dout bf16, dtable F32). deterministic: per-column ownership in
+// token order (the CPU's summation order) instead of atomics.
+void embedding_bwd(const int32_t* ids, int T, const void* dout, int H, float* dtable, bool deterministic,
+                   cudaStream_t s);
+
+// ---- rmsnorm.cu ---- (x, w, y, dy, dx bf16; rstd F32)
+void rmsnorm_fwd(const void* x, const void* w, int T, int H, float eps, void* y, float* rstd, cudaStream_t s);
+void rmsnorm_bwd_dx(const void* x, const void* w, const float* rstd, const void* dy, int T, int H, void* dx,
+                    bool accumulate, cudaStream_t s);
+
+// ---- column_sums.cu ---- out[c] += sum_t f(t, c) over T rows, deterministic (fixed-order partials).
+size_t column_sums_workspace(int T, int N);  // bytes
+void bias_grad(const void* dy, int T, int N, float* dbias, float* workspace, cudaStream_t s);  // f = dy (bf16)
+void rmsnorm_weight_grad(const void* x, const void* dy, const float* rstd, int T, int H, float* dw,
+                         float* workspace, cudaStream_t s);  // f = dy x rstd
+
+// ---- rope.cu ---- in place on bf16 x [T, heads*hd]; inv_freq[hd/2] computed on the host.
+void rope(void* x, const int32_t* positions, int T, int heads, int hd, const float* inv_freq_host, float sign,
+          cudaStream_t s);
+
+// ---- pool_l2.cu ---- (x / out / y / dy / dx dtypes F32 or BF16; norm F32)
+void pool_fwd(const void* x, DType xt, const int32_t* cu, int B, int P, int mode, void* out, DType ot,
+              cudaStream_t s);
+void pool_bwd(const void* dout, DType dt, const int32_t* cu, int B, int T, int P, int mode, void* dx, DType xt,
+              cudaStream_t s);
+void l2norm_fwd(const void* x, DType xt, int B, int P, bool normalize, void* y, DType yt, float* norm,
+                cudaStream_t s);
+void l2norm_bwd(const void* y, DType yt, const float* norm, const void* dy, DType dyt, int B, int P,
+                bool normalize, void* dx, DType dxt, cudaStream_t s);
+
+// ---- attention_*.cu ---- causal var-len GQA attention, bf16 q/k/v/out, lse [nh, T] F32 (natural log).
+// Tensor-core kernels for hd 64 and 128 (sm_80+), a simple kernel for any other hd <= 256.
+bool attention_has_fast_path(int hd);
+void attention_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv,
+                   int hd, void* out, float* lse, bool force_simple, cudaStream_t s);
+// workspace: nh*T floats (D_i = dO_i . o_i).
+void attention_bwd(const void* q, const void* k, const void* v, const void* out, const float* lse,
+                   const void* dout, const int32_t* cu, int B, int T, int nh, int nkv, int hd, void* dq, void* dk,
+                   void* dv, float* workspace, bool force_simple, cudaStream_t s);
+
+// ---- infonce.cu ---- q [B,P], p [B*G,P] F32; scores [B,B*G], dq, dp F32; workspace: see infonce_workspace.
+size_t infonce_workspace(int B, int G);  // bytes
+// Enqueues the loss; row_loss (B doubles, inside the workspace) is returned for the host to sum.
+const double* infonce(const float* q, const float* p, int B, int G, int P, float temperature, bool in_batch,
+                      float* scores, float* dq, float* dp, void* workspace, cudaStream_t s);
+
+// ---- optimizer.cu ----
+// Partial sums of squares (double) of n floats into `partials` (sumsq_blocks(n) doubles).
+int sumsq_blocks(size_t n);
+void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s);
+// AdamW with scalars prepared on the host exactly as the CPU kernel prepares them (cpu/adamw.cpp).
+struct AdamwScalars {
+  float decay, lerp_w, b2, one_minus_b2, bc2_sqrt, eps, neg_step;
+  bool lerp_small, decays;
+};
+void adamw(float* w, const float* g, float* m, float* v, size_t n, const AdamwScalars& a, void* shadow_bf16,
+           cudaStream_t s);
+
+}  // namespace cuda
+}  // namespace l2e

@@ -1,0 +1,88 @@
+// `l2e mine`: mine {query, pos, neg} training rows from a corpus by embedding distance.
+import { openEmbeddingSource } from '../eval/source.js';
+import { mineToFile } from '../mine/run.js';
+import { opt, UsageError } from './args.js';
+import type { Command } from './command.js';
+import { ProgressBar } from './progress.js';
+
+export const command: Command = {
+  name: 'mine',
+  summary: 'mine positive / negative pairs from a corpus by embedding distance',
+  usage: `Usage: l2e mine (--model DIR | --embeddings FILE [--texts FILE]) --input FILE --output pairs.jsonl
+                --pos-threshold X --neg-threshold Y [--metric euclidean|cosine] [--max-pos 6] [--max-neg 5]
+                [--seed N] [--fields a,b,c] [--k N] [--random-negatives]
+
+Every distinct text is a query. Among its --k nearest texts, positives are at distance <= X and
+negatives at distance > Y ("hard" negatives; --random-negatives tops rows up with random texts
+beyond Y). Distance is Euclidean on the vectors, or 1 - cos with --metric cosine; X <= Y is
+required. Candidates equal to the query or of one character are dropped; up to --max-pos / --max-neg
+are sampled (seeded); rows without a positive or a negative are skipped and counted. With --fields,
+each input row's fields are versions of one text (e.g. original, English, Malay): they are one
+another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json array / object of texts.`,
+  options: {
+    model: { kind: 'string', help: 'model folder or hub id', metavar: 'DIR' },
+    embeddings: { kind: 'string', help: 'precomputed vectors: .jsonl or .npy', metavar: 'FILE' },
+    texts: { kind: 'string', help: 'texts of the .npy rows', metavar: 'FILE' },
+    input: { kind: 'string', help: 'corpus to mine', metavar: 'FILE', required: true },
+    output: { kind: 'string', help: 'pairs JSONL', metavar: 'FILE', required: true },
+    'pos-threshold': { kind: 'number', help: 'positives at distance <= X', metavar: 'X', required: true },
+    'neg-threshold': { kind: 'number', help: 'negatives at distance > Y', metavar: 'Y', required: true },
+    metric: { kind: 'string', help: 'euclidean or cosine (distance 1 - cos)', default: 'euclidean' },
+    'max-pos': { kind: 'integer', help: 'positives per row at most', default: 6 },
+    'max-neg': { kind: 'integer', help: 'negatives per row at most', default: 5 },
+    seed: { kind: 'integer', help: 'sampling seed', default: 42 },
+    fields: { kind: 'list', help: 'JSONL fields holding versions of one text (comma-separated)', metavar: 'a,b,c' },
+    k: { kind: 'integer', help: 'nearest neighbours examined per text', default: 100 },
+    'random-negatives': { kind: 'boolean', help: 'top negatives up with random texts beyond Y' },
+    'batch-size': { kind: 'integer', help: 'texts per encode batch', default: 32 },
+    'max-length': { kind: 'integer', help: 'truncation in tokens, BOS included', default: 8192 },
+    device: { kind: 'string', help: 'cpu or cuda', default: 'cpu' },
+  },
+  async run(args) {
+    const metric = opt.str(args, 'metric');
+    if (metric !== 'euclidean' && metric !== 'cosine') throw new UsageError(`--metric must be euclidean or cosine, got ${metric}`);
+    const device = opt.str(args, 'device');
+    if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got ${device}`);
+    const pos = opt.num(args, 'pos-threshold')!;
+    const neg = opt.num(args, 'neg-threshold')!;
+    if (pos > neg) throw new UsageError(`--pos-threshold ${pos} must not exceed --neg-threshold ${neg} (both are distances)`);
+    const source = await openEmbeddingSource({
+      model: opt.str(args, 'model'),
+      embeddings: opt.str(args, 'embeddings'),
+      textsFile: opt.str(args, 'texts'),
+      batchSize: opt.num(args, 'batch-size'),
+      maxLength: opt.num(args, 'max-length'),
+      device,
+    });
+    const bars: Record<string, ProgressBar> = {};
+    try {
+      const output = opt.str(args, 'output')!;
+      const fields = opt.list(args, 'fields');
+      const r = await mineToFile(source, {
+        input: opt.str(args, 'input')!,
+        output,
+        fields: fields.length ? fields : undefined,
+        posThreshold: pos,
+        negThreshold: neg,
+        metric,
+        maxPos: opt.num(args, 'max-pos'),
+        maxNeg: opt.num(args, 'max-neg'),
+        seed: opt.num(args, 'seed'),
+        k: opt.num(args, 'k'),
+        randomNegatives: opt.bool(args, 'random-negatives'),
+        onStage: (stage, done, total) => {
+          const bar = (bars[stage] ??= new ProgressBar({ label: stage, total }));
+          bar.update(done);
+          if (done >= total) bar.finish();
+        },
+      });
+      process.stdout.write(
+        `${r.rows} input rows, ${r.texts} distinct texts → ${r.written} rows written to ${output}\n` +
+          `skipped: ${r.skippedNoPos} without a positive, ${r.skippedNoNeg} without a negative, ${r.skippedShort} too short\n`,
+      );
+      return 0;
+    } finally {
+      source.close();
+    }
+  },
+};

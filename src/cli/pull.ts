@@ -1,0 +1,50 @@
+// `l2e pull`: download a model or dataset repo from the Hugging Face Hub into the shared cache.
+import { snapshotDownload } from '../hub/download.js';
+import { MODEL_FILES } from '../hub/resolve.js';
+import { opt, UsageError } from './args.js';
+import type { Command } from './command.js';
+import { ProgressBar } from './progress.js';
+
+export const command: Command = {
+  name: 'pull',
+  summary: 'download a model or dataset from the Hugging Face Hub into the cache',
+  usage: `Usage: l2e pull <org/name> [--revision R] [--include GLOB ...] [--repo-type model|dataset] [--cache-dir D]
+
+Downloads into the huggingface_hub cache layout ({cache}/models--org--name/{blobs,snapshots,refs}),
+shared with Python tools. Default cache: $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub.
+Honours HF_ENDPOINT and HF_TOKEN (private or gated repos). Partial downloads resume; LFS files are
+checked against their sha256. Models default to ${MODEL_FILES.join(' ')}; --include '*' takes all.
+Prints the snapshot folder.`,
+  options: {
+    revision: { kind: 'string', help: 'branch, tag or commit', default: 'main' },
+    include: { kind: 'list', help: 'glob of files to fetch (repeatable)', metavar: 'GLOB' },
+    'repo-type': { kind: 'string', help: 'model or dataset', default: 'model' },
+    'cache-dir': { kind: 'string', help: 'cache folder', metavar: 'D' },
+  },
+  async run(args) {
+    if (args.positionals.length !== 1) throw new UsageError('give one repo id, e.g. mesolitica/llama2-embedding-600m-8k');
+    const repoType = opt.str(args, 'repo-type');
+    if (repoType !== 'model' && repoType !== 'dataset') throw new UsageError(`--repo-type must be model or dataset, got ${repoType}`);
+    const include = opt.list(args, 'include');
+    const bars = new Map<string, ProgressBar>();
+    const result = await snapshotDownload(args.positionals[0]!, {
+      revision: opt.str(args, 'revision'),
+      repoType,
+      include: include.length ? include : repoType === 'model' ? MODEL_FILES : undefined,
+      cacheDir: opt.str(args, 'cache-dir'),
+      onProgress: (file, done, total) => {
+        let bar = bars.get(file);
+        if (!bar) bars.set(file, (bar = new ProgressBar({ label: file, total: total ?? 0, unit: 'B' })));
+        bar.update(done);
+        if (total !== undefined && done >= total) {
+          bar.finish();
+          bars.delete(file);
+        }
+      },
+    });
+    for (const bar of bars.values()) bar.finish();
+    process.stderr.write(`${result.files.length} files (${result.downloaded.length} downloaded) at ${result.commit}\n`);
+    process.stdout.write(`${result.dir}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,272 @@
+// Training rows and contrastive groups (DESIGN.md §1): rows `{"query": str, "pos": [str], "neg": [str]}`
+// are streamed from a JSONL file (bounded memory: one line at a time plus the shuffle buffer), shuffled
+// through a bounded buffer, and turned into groups of G passages = 1 random positive + (G−1) random
+// negatives, the negative list repeated first when it is shorter than G−1 (FlagEmbedding's rule).
+//
+// Everything random derives from (seed, epoch), so an epoch replays identically: resuming at "epoch e,
+// n groups consumed" re-reads the epoch and replays (without yielding) the first n groups.
+//
+// Rows that cannot make a group are skipped and counted, never fatal:
+//   - `pos` empty: there is nothing to score against (FlagEmbedding would crash on random.choice);
+//   - `neg` empty while G > 1: FlagEmbedding would crash too (ceil((G−1)/0)). We skip the row rather than
+//     borrow other rows' positives: a borrowed "negative" may well be a paraphrase of the positive, and
+//     in-batch negatives already supply other rows' passages. With G = 1 negatives are not needed.
+import { createReadStream } from 'node:fs';
+import { LineError, pairRowProblem, readLines, type PairRow } from './jsonl.js';
+import { Rng } from '../util/random.js';
+
+export type TrainRow = PairRow;
+
+/** One query and its G passages; passages[0] is the positive (the InfoNCE target). */
+export interface TrainGroup {
+  query: string;
+  passages: string[];
+}
+
+/** Rows as a file path, an (async) iterable, or a function returning a fresh one per epoch. */
+export type RowSource =
+  | string
+  | Iterable<unknown>
+  | AsyncIterable<unknown>
+  | (() => Iterable<unknown> | AsyncIterable<unknown>);
+
+export interface PairDataOptions {
+  /** Passages per query (1 positive + G−1 negatives). */
+  groupSize: number;
+  seed: number;
+  /** Rows held for shuffling; 0 or 1 reads in file order (for pre-shuffled files). Default 10000. */
+  shuffleBuffer?: number;
+  /** Count and skip malformed lines instead of failing on the first one. */
+  skipBadLines?: boolean;
+  /** Longest line accepted, in bytes (default 64 MiB). */
+  maxLineBytes?: number;
+}
+
+/** Counts for one pass over the data. */
+export interface DataStats {
+  /** Rows that produced groups. */
+  rows: number;
+  /** Malformed lines skipped (only with skipBadLines). */
+  badLines: number;
+  /** Rows skipped because `pos` is empty. */
+  noPositive: number;
+  /** Rows skipped because `neg` is empty and G > 1. */
+  noNegative: number;
+}
+
+/** Where a reader stands: enough to resume exactly (see PairData.groups). */
+export interface DataPosition {
+  epoch: number;
+  /** Groups consumed in this epoch. */
+  groups: number;
+  /** State of the epoch's group-sampling RNG after those groups (checked on resume). */
+  rngState: number[];
+}
+
+const SHUFFLE_STREAM = 0x5f1;
+const GROUP_STREAM = 0x6a7;
+
+/**
+ * FlagEmbedding's group: one random positive, then G−1 distinct draws from the negatives, the list
+ * repeated ceil((G−1)/len) times first when it is too short. `row.neg` must be non-empty when G > 1.
+ */
+export function sampleGroup(row: TrainRow, groupSize: number, rng: Rng): TrainGroup {
+  const positive = row.pos[rng.int(row.pos.length)]!;
+  const want = groupSize - 1;
+  if (want === 0) return { query: row.query, passages: [positive] };
+  let pool = row.neg;
+  if (pool.length < want) {
+    const times = Math.ceil(want / pool.length);
+    pool = Array.from({ length: times }, () => row.neg).flat();
+  }
+  return { query: row.query, passages: [positive, ...rng.sample(pool, want)] };
+}
+
+/** A training data source: yields the groups of one epoch, deterministically for (seed, epoch). */
+export class PairData {
+  readonly groupSize: number;
+  readonly seed: number;
+  readonly shuffleBuffer: number;
+  readonly skipBadLines: boolean;
+  /** Counts of the epoch being read (reset when an epoch starts). */
+  stats: DataStats = emptyStats();
+  private groupRng: Rng | null = null;
+
+  constructor(
+    readonly source: RowSource,
+    private readonly options: PairDataOptions,
+  ) {
+    if (!Number.isInteger(options.groupSize) || options.groupSize < 1) {
+      throw new Error(`groupSize must be a positive integer, got ${options.groupSize}`);
+    }
+    this.groupSize = options.groupSize;
+    this.seed = options.seed;
+    this.shuffleBuffer = options.shuffleBuffer ?? 10000;
+    if (!Number.isInteger(this.shuffleBuffer) || this.shuffleBuffer < 0) {
+      throw new Error(`shuffleBuffer must be a non-negative integer, got ${this.shuffleBuffer}`);
+    }
+    this.skipBadLines = options.skipBadLines ?? false;
+  }
+
+  /** A name for messages: the file, or "rows". */
+  get name(): string {
+    return typeof this.source === 'string' ? this.source : 'training rows';
+  }
+
+  /** The current epoch's group RNG state (after the groups yielded so far). */
+  rngState(): number[] {
+    return this.groupRng ? this.groupRng.getState() : [];
+  }
+
+  /**
+   * The groups of epoch `epoch` (0-based), after skipping the first `skip` (replayed, so the RNG ends
+   * where it was). With `expectRngState` (a saved DataPosition's), the replayed state must match it:
+   * otherwise the data, seed or group size changed since the checkpoint. An epoch with no usable row
+   * is an error that says why.
+   */
+  async *groups(epoch: number, skip = 0, expectRngState?: readonly number[]): AsyncGenerator<TrainGroup> {
+    this.stats = emptyStats();
+    const rng = new Rng(this.seed, GROUP_STREAM + epoch * 2);
+    this.groupRng = rng;
+    let index = 0;
+    const check = (): void => {
+      const expected = expectRngState;
+      if (expected === undefined || expected.length === 0) return;
+      const now = rng.getState();
+      if (now.some((x, i) => x !== expected[i])) {
+        throw new Error(
+          `${this.name}: cannot resume at group ${skip} of epoch ${epoch + 1}: replaying the data does not reproduce the ` +
+            'checkpoint\'s sampling state (did the data, seed or group size change?)',
+        );
+      }
+      expectRngState = undefined;
+    };
+    for await (const row of this.shuffled(epoch)) {
+      if (index === skip) check();
+      const group = sampleGroup(row, this.groupSize, rng);
+      if (index++ < skip) continue;
+      yield group;
+    }
+    if (this.stats.rows === 0) throw new Error(this.emptyMessage(epoch));
+    if (index < skip) {
+      throw new Error(`${this.name}: cannot resume at group ${skip} of epoch ${epoch + 1}: the data now yields only ${index} (did the data change?)`);
+    }
+    if (index === skip) check();
+  }
+
+  private emptyMessage(epoch: number): string {
+    const s = this.stats;
+    const skipped = s.badLines + s.noPositive + s.noNegative;
+    if (skipped === 0) {
+      return epoch > 0 && typeof this.source !== 'string' && typeof this.source !== 'function' && !Array.isArray(this.source)
+        ? `${this.name}: the data source yielded nothing in epoch ${epoch + 1}; a one-shot iterable cannot be re-read — pass a file, an array or a function returning a fresh iterable`
+        : `${this.name}: no training rows (the data is empty)`;
+    }
+    return (
+      `${this.name}: no usable training rows: ${s.badLines} malformed, ${s.noPositive} with an empty "pos", ` +
+      `${s.noNegative} with an empty "neg" (group size ${this.groupSize} needs negatives)`
+    );
+  }
+
+  /** Valid rows in buffer-shuffled order (or file order with a buffer ≤ 1). */
+  private async *shuffled(epoch: number): AsyncGenerator<TrainRow> {
+    const size = this.shuffleBuffer;
+    if (size <= 1) {
+      yield* this.rows();
+      return;
+    }
+    const rng = new Rng(this.seed, SHUFFLE_STREAM + epoch * 2);
+    const buffer: TrainRow[] = [];
+    for await (const row of this.rows()) {
+      if (buffer.length < size) {
+        buffer.push(row);
+        continue;
+      }
+      // emit a random buffered row and keep the new one in its place
+      const j = rng.int(size);
+      const out = buffer[j]!;
+      buffer[j] = row;
+      yield out;
+    }
+    rng.shuffle(buffer);
+    yield* buffer;
+  }
+
+  /** Valid rows in source order; malformed ones throw (or are counted with skipBadLines). */
+  private async *rows(): AsyncGenerator<TrainRow> {
+    for await (const item of this.items()) {
+      const value = item.value;
+      const problem = item.parseError ?? pairRowProblem(value);
+      if (problem !== null) {
+        if (!this.skipBadLines) throw new LineError(item.where, item.line, problem);
+        this.stats.badLines++;
+        continue;
+      }
+      const row = value as TrainRow;
+      if (row.pos.length === 0) {
+        this.stats.noPositive++;
+        continue;
+      }
+      if (row.neg.length === 0 && this.groupSize > 1) {
+        this.stats.noNegative++;
+        continue;
+      }
+      this.stats.rows++;
+      // keep only the three fields: extra keys could hold large data we need not buffer
+      yield { query: row.query, pos: row.pos, neg: row.neg };
+    }
+  }
+
+  private async *items(): AsyncGenerator<{ where: string; line: number; value?: unknown; parseError?: string }> {
+    const src = this.source;
+    if (typeof src === 'string') {
+      for await (const { line, text } of readLines(src, { maxLineBytes: this.options.maxLineBytes })) {
+        if (text.trim() === '') continue;
+        try {
+          yield { where: src, line, value: JSON.parse(text) as unknown };
+        } catch (err) {
+          yield { where: src, line, parseError: `invalid JSON (${err instanceof Error ? err.message : String(err)})` };
+        }
+      }
+      return;
+    }
+    const iterable = typeof src === 'function' ? src() : src;
+    let n = 0;
+    for await (const value of iterable as AsyncIterable<unknown>) {
+      yield { where: 'row', line: ++n, value };
+    }
+  }
+}
+
+function emptyStats(): DataStats {
+  return { rows: 0, badLines: 0, noPositive: 0, noNegative: 0 };
+}
+
+/**
+ * Non-blank lines of a file, counted on bytes without parsing (fast even for millions of lines):
+ * an estimate of the rows per epoch for schedules and progress (bad or skipped rows are included).
+ */
+export async function countLines(file: string): Promise<number> {
+  let count = 0;
+  let lineBytes = 0; // bytes of the current line so far (a lone '\r' counts as blank)
+  const stream = createReadStream(file, { highWaterMark: 1 << 20 });
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let start = 0;
+      for (let nl = chunk.indexOf(0x0a, start); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
+        lineBytes += nl - start;
+        if (lineBytes > 1 || (lineBytes === 1 && chunk[nl - 1] !== 0x0d)) count++;
+        lineBytes = 0;
+        start = nl + 1;
+      }
+      lineBytes += chunk.length - start;
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new Error(`${file}: no such file`);
+    throw err;
+  } finally {
+    stream.destroy();
+  }
+  return lineBytes > 0 ? count + 1 : count;
+}

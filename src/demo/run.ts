@@ -1,0 +1,165 @@
+// The demo: the whole product on the CPU, offline, in a few minutes. It builds English ↔ Malay pairs
+// from CLDR, a small Llama2 embedding model with the real Llama 2 tokenizer (random init), evaluates
+// it with the published metrics, trains it with the recipe's objective (InfoNCE, in-batch + hard
+// negatives, temperature 0.02, group 3, AdamW), evaluates again, and writes everything to a folder.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { EmbeddingModel } from '../model/embedding-model.js';
+import { parseConfig } from '../model/config.js';
+import { TextTokenizer } from '../model/tokenizer.js';
+import { buildTestSet, computeMetrics, type Metrics } from '../eval/metrics.js';
+import { Trainer, type StepInfo } from '../train/trainer.js';
+import { saveModel } from '../train/checkpoint.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { buildDemoPairs } from './data.js';
+import { writeLlamaTokenizer } from './llama-tokenizer.js';
+import { beforeAfterSvg, lossCurveSvg } from './svg.js';
+import type { PairRow } from '../data/jsonl.js';
+
+export interface DemoOptions {
+  output: string;
+  /** Optimizer steps (default DEMO_DEFAULTS.steps). */
+  steps?: number;
+  /** Start from this model folder instead of a new random one. */
+  model?: string;
+  seed?: number;
+  lr?: number;
+  batchSize?: number;
+  /** Architecture of the new model. */
+  layers?: number;
+  hidden?: number;
+  heads?: number;
+  onStep?: (info: StepInfo) => void;
+  onNotice?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface DemoResult {
+  before: Metrics;
+  after: Metrics;
+  losses: number[];
+  trainRows: number;
+  testRows: number;
+  seconds: number;
+  modelDir: string;
+}
+
+/** The demo's defaults: sized to finish in a few minutes on 2 CPU cores. */
+export const DEMO_DEFAULTS = {
+  steps: 1200,
+  seed: 42,
+  lr: 3e-3,
+  batchSize: 8,
+  layers: 4,
+  hidden: 256,
+  heads: 8,
+  maxLength: 64,
+} as const;
+
+function writeJsonl(file: string, rows: PairRow[]): void {
+  writeFileAtomic(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+}
+
+async function evaluate(model: EmbeddingModel, rows: PairRow[]): Promise<Metrics> {
+  const set = await buildTestSet('demo-test', rows, 1000);
+  const emb = await model.encode(set.pool, { batchSize: 64, maxLength: DEMO_DEFAULTS.maxLength });
+  return computeMetrics(set, emb);
+}
+
+export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+  const started = Date.now();
+  const notice = o.onNotice ?? ((m: string) => process.stderr.write(`${m}\n`));
+  const out = resolve(o.output);
+  mkdirSync(out, { recursive: true });
+  const seed = o.seed ?? DEMO_DEFAULTS.seed;
+
+  // 1. data: English ↔ Malay pairs from CLDR, split by concept
+  const data = await buildDemoPairs({ seed });
+  const trainFile = join(out, 'train.jsonl');
+  writeJsonl(trainFile, data.train);
+  writeJsonl(join(out, 'test.jsonl'), data.test);
+  notice(`data: ${data.concepts} CLDR concepts → ${data.train.length} train rows, ${data.test.length} test rows (${out})`);
+
+  // 2. model: a given folder, or a new random one with the real Llama 2 tokenizer
+  let model: EmbeddingModel;
+  let tokenizerDir: string;
+  if (o.model) {
+    model = await EmbeddingModel.load(o.model, { onNotice: notice, seed });
+    tokenizerDir = model.dir!;
+  } else {
+    tokenizerDir = join(out, 'tokenizer');
+    await writeLlamaTokenizer(tokenizerDir);
+    const hidden = o.hidden ?? DEMO_DEFAULTS.hidden;
+    const config = parseConfig(
+      {
+        model_type: 'llama',
+        architectures: ['LlamaModelEmbedding'],
+        hidden_act: 'silu',
+        vocab_size: 32000,
+        hidden_size: hidden,
+        intermediate_size: Math.round((hidden * 8) / 3 / 8) * 8, // Llama's ≈ 8/3 × hidden
+        num_hidden_layers: o.layers ?? DEMO_DEFAULTS.layers,
+        num_attention_heads: o.heads ?? DEMO_DEFAULTS.heads,
+        rms_norm_eps: 1e-5,
+        max_position_embeddings: 4096,
+        rope_theta: 10000,
+        embedding_size: hidden,
+        sentence_pooling_method: 'mean',
+        normalized: true,
+        temperature: 0.02,
+      },
+      'demo config',
+    );
+    model = EmbeddingModel.create(config, TextTokenizer.fromDir(tokenizerDir), { seed });
+    notice(
+      `model: ${config.numLayers} layers, hidden ${config.hiddenSize}, ${config.numHeads} heads, dense ${model.dim}, ` +
+        `random init, Llama 2 tokenizer (32,000 pieces)`,
+    );
+  }
+  try {
+    // 3. before
+    const before = await evaluate(model, data.test);
+    // 4. train with the recipe's objective
+    const losses: number[] = [];
+    const trainer = new Trainer(model, {
+      batchSize: o.batchSize ?? DEMO_DEFAULTS.batchSize,
+      groupSize: 3,
+      temperature: 0.02,
+      lr: o.lr ?? DEMO_DEFAULTS.lr,
+      schedule: 'cosine',
+      warmupRatio: 0.05,
+      maxSteps: o.steps ?? DEMO_DEFAULTS.steps,
+      queryMaxLen: DEMO_DEFAULTS.maxLength,
+      passageMaxLen: DEMO_DEFAULTS.maxLength,
+      seed,
+      shuffleBuffer: 10_000,
+    });
+    await trainer.fit(trainFile, {
+      onStep: (info) => {
+        losses.push(info.loss);
+        o.onStep?.(info);
+      },
+      onNotice: notice,
+      signal: o.signal,
+    });
+    // 5. after, and everything written
+    const after = await evaluate(model, data.test);
+    const modelDir = join(out, 'model');
+    saveModel(model, modelDir, { tokenizerDir });
+    writeFileAtomic(join(out, 'metrics.json'), JSON.stringify({ before, after }, null, 2) + '\n');
+    writeFileAtomic(join(out, 'loss.svg'), lossCurveSvg(losses));
+    writeFileAtomic(join(out, 'metrics.svg'), beforeAfterSvg({ ...before }, { ...after }));
+    writeFileSync(join(out, 'losses.json'), JSON.stringify(losses) + '\n');
+    return {
+      before,
+      after,
+      losses,
+      trainRows: data.train.length,
+      testRows: data.test.length,
+      seconds: (Date.now() - started) / 1000,
+      modelDir,
+    };
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,42 @@
+// The Hugging Face Hub cache layout, shared with huggingface_hub (so either tool reuses the other's
+// downloads):  {cache}/{models|datasets}--{org}--{name}/
+//                 blobs/<etag>                 file contents, named by git blob sha1 or LFS sha256
+//                 snapshots/<commit>/<path>    relative symlinks (or copies) into blobs/
+//                 refs/<revision>              the commit a branch or tag pointed to when last fetched
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+export type RepoType = 'model' | 'dataset';
+
+/** $HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. */
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env['HF_HUB_CACHE']) return env['HF_HUB_CACHE'];
+  if (env['HF_HOME']) return join(env['HF_HOME'], 'hub');
+  return join(env['XDG_CACHE_HOME'] || join(homedir(), '.cache'), 'huggingface', 'hub');
+}
+
+export function checkRepoId(repoId: string): void {
+  if (!/^(?:[\w.-]+\/)?[\w.-]+$/.test(repoId) || repoId.includes('--') || repoId.includes('..')) {
+    throw new Error(`"${repoId}" is not a Hugging Face repo id (expected org/name)`);
+  }
+}
+
+export function repoFolder(cacheDir: string, repoId: string, type: RepoType): string {
+  return join(cacheDir, `${type}s--${repoId.split('/').join('--')}`);
+}
+
+export const isCommitHash = (rev: string): boolean => /^[0-9a-f]{40}$/.test(rev);
+
+/** The cached snapshot folder of `revision` (a branch, tag or commit), or undefined when not cached. */
+export function cachedSnapshot(cacheDir: string, repoId: string, type: RepoType, revision: string): string | undefined {
+  const folder = repoFolder(cacheDir, repoId, type);
+  let commit = revision;
+  if (!isCommitHash(revision)) {
+    const ref = join(folder, 'refs', revision);
+    if (!existsSync(ref)) return undefined;
+    commit = readFileSync(ref, 'utf8').trim();
+  }
+  const snap = join(folder, 'snapshots', commit);
+  return existsSync(snap) ? snap : undefined;
+}

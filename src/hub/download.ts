@@ -1,0 +1,234 @@
+// Downloads a repo snapshot from the Hugging Face Hub into the shared cache layout (cache.ts):
+//   1. GET {endpoint}/api/{models|datasets}/{repo}/revision/{rev}?blobs=true → commit sha + siblings
+//      (each with rfilename, size, blobId = git blob sha1, and lfs.sha256 for LFS files);
+//   2. for each wanted file: blobs/<lfs sha256 | blobId>, fetched from
+//      {endpoint}/[datasets/]{repo}/resolve/{commit}/{file} into blobs/<etag>.incomplete, resumed with a
+//      Range request after a dropped connection, size-checked, sha256-verified for LFS files, renamed;
+//   3. snapshots/<commit>/<file> → relative symlink to the blob (a copy where symlinks fail),
+//      refs/<revision> ← commit.
+import { createHash } from 'node:crypto';
+import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { checkRepoId, defaultCacheDir, repoFolder, type RepoType } from './cache.js';
+import { getJson, HubError, openUrl, statusError, withRetries, type RetryPolicy } from './http.js';
+
+export interface SnapshotOptions {
+  revision?: string;
+  repoType?: RepoType;
+  /** Glob patterns (fnmatch-style: * and ? match any character including '/'); default: every file. */
+  include?: string[];
+  cacheDir?: string;
+  /** Default $HF_ENDPOINT or https://huggingface.co. */
+  endpoint?: string;
+  /** Default $HF_TOKEN. */
+  token?: string;
+  retry?: RetryPolicy;
+  /** Bytes done / total of one file; called at start (done 0), during, and at the end. */
+  onProgress?: (file: string, done: number, total: number | undefined) => void;
+}
+
+export interface RepoFile {
+  path: string;
+  size?: number;
+  blobId?: string;
+  sha256?: string;
+}
+
+export interface SnapshotResult {
+  dir: string;
+  commit: string;
+  files: string[];
+  /** Files fetched now (the rest were already in the cache). */
+  downloaded: string[];
+}
+
+function endpointOf(opts: SnapshotOptions): string {
+  return (opts.endpoint ?? process.env['HF_ENDPOINT'] ?? 'https://huggingface.co').replace(/\/+$/, '');
+}
+
+/** fnmatch-style glob → RegExp (whole-string match). */
+export function globToRegExp(glob: string): RegExp {
+  let re = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*') re += '.*';
+    else if (c === '?') re += '.';
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 1);
+      if (end < 0) re += '\\[';
+      else {
+        const body = glob.slice(i + 1, end);
+        re += `[${body.startsWith('!') ? '^' + body.slice(1) : body}]`;
+        i = end;
+      }
+    } else re += c.replace(/[.+^${}()|\\/]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+/** The commit and file list of a repo at a revision. */
+export async function repoInfo(repoId: string, opts: SnapshotOptions = {}): Promise<{ commit: string; files: RepoFile[] }> {
+  checkRepoId(repoId);
+  const type = opts.repoType ?? 'model';
+  const revision = opts.revision ?? 'main';
+  const url = `${endpointOf(opts)}/api/${type}s/${repoId}/revision/${encodeURIComponent(revision)}?blobs=true`;
+  const what = `${type} repo ${repoId} (revision ${revision})`;
+  const info = (await getJson({ url, token: opts.token ?? process.env['HF_TOKEN'], what }, opts.retry)) as {
+    sha?: unknown;
+    siblings?: unknown;
+  };
+  if (typeof info.sha !== 'string' || !Array.isArray(info.siblings)) {
+    throw new HubError(`${what}: unexpected answer from ${url} (no "sha" / "siblings")`);
+  }
+  const files: RepoFile[] = [];
+  for (const s of info.siblings as Record<string, unknown>[]) {
+    if (typeof s?.['rfilename'] !== 'string') continue;
+    const lfs = s['lfs'] as { sha256?: unknown; size?: unknown } | undefined;
+    const size = typeof lfs?.size === 'number' ? lfs.size : typeof s['size'] === 'number' ? s['size'] : undefined;
+    files.push({
+      path: s['rfilename'],
+      size,
+      blobId: typeof s['blobId'] === 'string' ? s['blobId'] : undefined,
+      sha256: typeof lfs?.sha256 === 'string' ? lfs.sha256 : undefined,
+    });
+  }
+  return { commit: info.sha, files };
+}
+
+function resolveUrl(endpoint: string, repoId: string, type: RepoType, commit: string, file: string): string {
+  const prefix = type === 'dataset' ? '/datasets' : '';
+  return `${endpoint}${prefix}/${repoId}/resolve/${encodeURIComponent(commit)}/${file.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+/** The blob name huggingface_hub would use: the LFS sha256, else the git blob id; else asks the server (ETag). */
+async function etagOf(f: RepoFile, url: string, token: string | undefined, what: string, retry: RetryPolicy | undefined): Promise<string> {
+  if (f.sha256) return f.sha256;
+  if (f.blobId) return f.blobId;
+  return withRetries(what, retry ?? {}, async () => {
+    const res = await openUrl({ url, token, what, method: 'HEAD' });
+    res.resume();
+    const err = statusError(res.statusCode ?? 0, what, url);
+    if (err) throw err;
+    const raw = (res.headers['x-linked-etag'] ?? res.headers['etag']) as string | undefined;
+    if (!raw) throw new HubError(`${what}: the server sent no ETag`);
+    return raw.replace(/^W\//, '').replace(/"/g, '');
+  });
+}
+
+async function sha256OfFile(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 }) as AsyncIterable<Buffer>) h.update(chunk);
+  return h.digest('hex');
+}
+
+/** Downloads `url` into `blob` (resuming `blob`.incomplete), checking size and sha256. */
+async function downloadBlob(
+  url: string,
+  blob: string,
+  f: RepoFile,
+  token: string | undefined,
+  what: string,
+  opts: SnapshotOptions,
+): Promise<void> {
+  const incomplete = `${blob}.incomplete`;
+  await withRetries(what, opts.retry ?? {}, async () => {
+    let offset = existsSync(incomplete) ? statSync(incomplete).size : 0;
+    if (f.size !== undefined && offset > f.size) {
+      rmSync(incomplete, { force: true });
+      offset = 0;
+    }
+    if (f.size !== undefined && offset === f.size && offset > 0) return; // already complete, only unverified
+    const res = await openUrl({ url, token, what, headers: offset > 0 ? { range: `bytes=${offset}-` } : {} });
+    const status = res.statusCode ?? 0;
+    const err = statusError(status, what, url);
+    if (err) {
+      res.resume();
+      if (status !== 416) throw err;
+      // a stale partial the server cannot continue: drop it and start over on the next attempt
+      rmSync(incomplete, { force: true });
+      throw Object.assign(new Error(err.message), { code: 'PARTIAL' });
+    }
+    if (offset > 0 && status !== 206) offset = 0; // the server ignored the range: take the whole body
+    const length = Number(res.headers['content-length'] ?? NaN);
+    const total = f.size ?? (Number.isFinite(length) ? offset + length : undefined);
+    const out = createWriteStream(incomplete, { flags: offset > 0 ? 'a' : 'w' });
+    let done = offset;
+    opts.onProgress?.(f.path, done, total);
+    try {
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+        done += chunk.length;
+        opts.onProgress?.(f.path, done, total);
+      }
+    } finally {
+      await new Promise<void>((r) => out.end(() => r()));
+    }
+    if (total !== undefined && done < total) {
+      throw Object.assign(new Error(`connection closed after ${done} of ${total} bytes`), { code: 'PARTIAL' });
+    }
+  });
+  const size = statSync(incomplete).size;
+  if (f.size !== undefined && size !== f.size) {
+    rmSync(incomplete, { force: true });
+    throw new HubError(`${what}: downloaded ${size} bytes, expected ${f.size}`);
+  }
+  if (f.sha256) {
+    const got = await sha256OfFile(incomplete);
+    if (got !== f.sha256) {
+      rmSync(incomplete, { force: true });
+      throw new HubError(`${what}: sha256 mismatch (expected ${f.sha256}, got ${got}); the partial file was removed, try again`);
+    }
+  }
+  renameSync(incomplete, blob);
+}
+
+function linkIntoSnapshot(blob: string, target: string): void {
+  mkdirSync(dirname(target), { recursive: true });
+  rmSync(target, { force: true });
+  try {
+    symlinkSync(relative(dirname(target), blob), target);
+  } catch {
+    copyFileSync(blob, target); // no symlinks here (e.g. Windows without developer mode)
+  }
+}
+
+/** Downloads (or finds in the cache) the files of `repoId` at a revision; returns the snapshot folder. */
+export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
+  const type = opts.repoType ?? 'model';
+  const revision = opts.revision ?? 'main';
+  const token = opts.token ?? process.env['HF_TOKEN'];
+  const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  const { commit, files } = await repoInfo(repoId, opts);
+  const patterns = (opts.include ?? []).map(globToRegExp);
+  const wanted = patterns.length ? files.filter((f) => patterns.some((p) => p.test(f.path))) : files;
+  if (wanted.length === 0) {
+    throw new HubError(`${type} repo ${repoId} has no file matching ${(opts.include ?? []).join(', ')} at revision ${revision}`);
+  }
+  const folder = repoFolder(cacheDir, repoId, type);
+  const blobs = join(folder, 'blobs');
+  const snapshot = join(folder, 'snapshots', commit);
+  mkdirSync(blobs, { recursive: true });
+  const endpoint = endpointOf(opts);
+  const downloaded: string[] = [];
+  for (const f of wanted) {
+    if (f.path.split('/').some((part) => part === '..' || part === '')) throw new HubError(`${repoId}: refusing the file path "${f.path}"`);
+    const url = resolveUrl(endpoint, repoId, type, commit, f.path);
+    const what = `file ${f.path} of ${type} repo ${repoId}`;
+    const etag = await etagOf(f, url, token, what, opts.retry);
+    if (!/^[\w.-]+$/.test(etag)) throw new HubError(`${what}: unusable ETag "${etag}"`);
+    const blob = join(blobs, etag);
+    if (!existsSync(blob) || (f.size !== undefined && statSync(blob).size !== f.size)) {
+      await downloadBlob(url, blob, f, token, what, opts);
+      downloaded.push(f.path);
+    } else {
+      opts.onProgress?.(f.path, statSync(blob).size, statSync(blob).size);
+    }
+    linkIntoSnapshot(blob, join(snapshot, f.path));
+  }
+  if (revision !== commit) {
+    const ref = join(folder, 'refs', revision);
+    mkdirSync(dirname(ref), { recursive: true });
+    writeFileSync(ref, commit);
+  }
+  return { dir: snapshot, commit, files: wanted.map((f) => f.path), downloaded };
+}

@@ -1,0 +1,126 @@
+// Minimal HTTP(S) GET for the Hub client over node's http/https: redirects followed (the token is
+// dropped when a redirect leaves the original host, e.g. to a CDN), status codes turned into
+// HubErrors with advice, 5xx and dropped connections retried with a short backoff.
+import http from 'node:http';
+import https from 'node:https';
+
+export class HubError extends Error {
+  override name = 'HubError';
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface HubRequest {
+  url: string;
+  token?: string;
+  headers?: Record<string, string>;
+  method?: 'GET' | 'HEAD';
+  /** Socket idle time before the request fails (default 60 s). */
+  idleTimeoutMs?: number;
+  /** What the request is for, used in error messages ("repo org/name", "file config.json of org/name"). */
+  what: string;
+}
+
+export interface RetryPolicy {
+  /** Attempts in all (default 4). */
+  attempts?: number;
+  /** First backoff in ms, doubled each time (default 500). */
+  delayMs?: number;
+}
+
+const MAX_REDIRECTS = 10;
+
+/** Sends one request, following redirects; resolves with the final response (status < 300 or error statuses). */
+export function openUrl(req: HubRequest): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const origin = new URL(req.url).host;
+    const go = (url: URL, hops: number): void => {
+      const lib = url.protocol === 'https:' ? https : url.protocol === 'http:' ? http : undefined;
+      if (!lib) return reject(new HubError(`unsupported URL ${url.href}`));
+      const headers: Record<string, string> = { 'user-agent': 'llama2-embedding', ...req.headers };
+      if (req.token && url.host === origin) headers['authorization'] = `Bearer ${req.token}`;
+      const r = lib.request(url, { method: req.method ?? 'GET', headers }, (res) => {
+        const status = res.statusCode ?? 0;
+        const location = res.headers.location;
+        if (status >= 300 && status < 400 && location) {
+          res.resume();
+          if (hops >= MAX_REDIRECTS) return reject(new HubError(`too many redirects for ${req.what}`));
+          return go(new URL(location, url), hops + 1);
+        }
+        resolve(res);
+      });
+      // an idle connection (no bytes for a minute) is an error, retried like a dropped one
+      r.setTimeout(req.idleTimeoutMs ?? 60_000, () => {
+        r.destroy(Object.assign(new Error(`no data for ${Math.round((req.idleTimeoutMs ?? 60_000) / 1000)} s`), { code: 'ETIMEDOUT' }));
+      });
+      r.on('error', (e: NodeJS.ErrnoException) => {
+        const msg = `could not reach ${url.host} for ${req.what} (${e.message}); check the network connection or HF_ENDPOINT`;
+        reject(Object.assign(new Error(msg), { code: e.code }));
+      });
+      r.end();
+    };
+    go(new URL(req.url), 0);
+  });
+}
+
+/** Turns an error status into a HubError with advice; undefined for success. */
+export function statusError(status: number, what: string, url: string): HubError | undefined {
+  if (status < 400) return undefined;
+  if (status === 401 || status === 403) {
+    return new HubError(
+      `access to ${what} was refused (HTTP ${status}): the repo is private or gated, or the token lacks access. ` +
+        'Set HF_TOKEN to a Hugging Face token that can read it (and accept the repo terms on the website if it is gated).',
+      status,
+    );
+  }
+  if (status === 404) return new HubError(`${what} was not found (HTTP 404, ${url}): check the name, the revision and --repo-type`, status);
+  if (status === 416) return new HubError(`${what}: the server refused the byte range (HTTP 416)`, status);
+  return new HubError(`${what}: HTTP ${status} from ${url}`, status);
+}
+
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof HubError) return err.status !== undefined && err.status >= 500;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return ['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ERR_STREAM_PREMATURE_CLOSE', 'PARTIAL'].includes(code ?? '');
+}
+
+/** Runs `fn` until it succeeds or fails with a non-retryable error or runs out of attempts. */
+export async function withRetries<T>(what: string, policy: RetryPolicy, fn: () => Promise<T>): Promise<T> {
+  const attempts = Math.max(1, policy.attempts ?? 4);
+  let delay = policy.delayMs ?? 500;
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isRetryable(err) || i >= attempts) {
+        if (isRetryable(err)) {
+          const msg = err instanceof Error ? err.message : String(err);
+          throw new HubError(`${what}: failed after ${attempts} attempts (${msg}); the Hub may be down, try again later`, (err as HubError).status);
+        }
+        throw err;
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      delay *= 2;
+    }
+  }
+}
+
+/** GET a JSON document. */
+export async function getJson(req: HubRequest, policy: RetryPolicy = {}): Promise<unknown> {
+  return withRetries(req.what, policy, async () => {
+    const res = await openUrl(req);
+    const err = statusError(res.statusCode ?? 0, req.what, req.url);
+    const chunks: Buffer[] = [];
+    for await (const c of res as AsyncIterable<Buffer>) chunks.push(c);
+    if (err) throw err;
+    try {
+      return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    } catch {
+      throw new HubError(`${req.what}: the Hub answered with something that is not JSON (${req.url})`);
+    }
+  });
+}

@@ -1,0 +1,83 @@
+// The corpus to mine: distinct stripped texts (the pool) and, for multi-field rows such as
+// {"left": ..., "en": ..., "ms": ...}, the groups of texts that are versions of one another.
+// Inputs: JSONL (a "text" field, or the fields named), plain text one per line, or a .json file
+// holding an array of strings or an object whose keys are the texts (the shared eval pools).
+import { readFileSync } from 'node:fs';
+import { LineError, readLines } from '../data/jsonl.js';
+import { pyStrip } from '../eval/strip.js';
+
+export interface Corpus {
+  /** Distinct stripped non-empty texts, in order of first appearance. */
+  texts: string[];
+  /** For multi-field input: each row's versions as text indices (rows with fewer than 2 dropped). */
+  groups: number[][];
+  /** Input rows read. */
+  rows: number;
+}
+
+export async function readCorpus(file: string, fields: string[] = ['text']): Promise<Corpus> {
+  if (fields.length === 0) fields = ['text'];
+  const index = new Map<string, number>();
+  const texts: string[] = [];
+  const groups: number[][] = [];
+  const add = (s: string): number | undefined => {
+    const t = pyStrip(s);
+    if (t === '') return undefined;
+    let i = index.get(t);
+    if (i === undefined) {
+      i = texts.length;
+      index.set(t, i);
+      texts.push(t);
+    }
+    return i;
+  };
+  let rows = 0;
+
+  if (file.endsWith('.json')) {
+    let value: unknown;
+    try {
+      value = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new Error(`${file}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const list = Array.isArray(value) ? value : value && typeof value === 'object' ? Object.keys(value) : null;
+    if (!list || list.some((s) => typeof s !== 'string')) throw new Error(`${file}: expected a JSON array of strings or an object keyed by text`);
+    for (const s of list as string[]) add(s);
+    return { texts, groups, rows: list.length };
+  }
+
+  let mode: 'jsonl' | 'plain' | undefined;
+  for await (const { line, text } of readLines(file)) {
+    if (mode === undefined) {
+      if (text.trim() === '') continue;
+      mode = text.trimStart().startsWith('{') ? 'jsonl' : 'plain';
+    }
+    if (text.trim() === '') continue;
+    rows++;
+    if (mode === 'plain') {
+      add(text);
+      continue;
+    }
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch (err) {
+      throw new LineError(file, line, `invalid JSON (${err instanceof Error ? err.message : String(err)})`);
+    }
+    if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new LineError(file, line, 'expected a JSON object');
+    const rec = obj as Record<string, unknown>;
+    const ids: number[] = [];
+    for (const f of fields) {
+      const v = rec[f];
+      if (v === undefined || v === null) {
+        if (fields.length === 1) throw new LineError(file, line, `missing "${f}"`);
+        continue; // a version that this row lacks
+      }
+      if (typeof v !== 'string') throw new LineError(file, line, `"${f}" must be a string`);
+      const id = add(v);
+      if (id !== undefined && !ids.includes(id)) ids.push(id);
+    }
+    if (fields.length > 1 && ids.length > 1) groups.push(ids);
+  }
+  return { texts, groups, rows };
+}

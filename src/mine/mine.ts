@@ -1,0 +1,181 @@
+// Pair mining (the original notebooks, DESIGN.md §1): every text of the corpus is a query; its k
+// nearest pool vectors are found exactly (knn), then
+//   positives = neighbours at distance ≤ posThreshold (the query itself excluded),
+//   negatives = neighbours at distance  > negThreshold among the same k nearest — "hard" negatives:
+//               the closest texts that are still clearly different. With `randomNegatives`, rows
+//               short of maxNeg are topped up with random pool texts beyond negThreshold.
+// Distance: Euclidean on the vectors (the notebooks: 0.45 / 0.8 on unit vectors), or for
+// metric 'cosine' the cosine distance 1 − cos (so thresholds are distances in both metrics and
+// posThreshold ≤ negThreshold is required in both).
+// Candidates equal to the query or of length ≤ 1 (code points) are dropped; versions of one row of a
+// multi-field corpus are positives of one another whatever their distance (and never negatives).
+// Up to maxPos / maxNeg are sampled (versions first); rows with no positive or no negative are
+// skipped and counted. Sampling uses a PRNG seeded by (seed, query index), so the output depends
+// only on the corpus, the vectors and the options — not on block sizes or threads.
+import type { Embeddings } from '../model/embeddings.js';
+import type { PairRow } from '../data/jsonl.js';
+import { gatherRows, knn, type KnnMetric } from '../eval/knn.js';
+import { Rng } from '../util/random.js';
+import type { Corpus } from './corpus.js';
+
+export interface MineOptions {
+  posThreshold: number;
+  negThreshold: number;
+  metric?: KnnMetric;
+  maxPos?: number;
+  maxNeg?: number;
+  seed?: number;
+  /** Nearest neighbours examined per query (default 100). */
+  k?: number;
+  randomNegatives?: boolean;
+  /** Queries searched per knn call (memory: block × k results). */
+  queryBlock?: number;
+}
+
+export interface MineStats {
+  queries: number;
+  written: number;
+  skippedNoPos: number;
+  skippedNoNeg: number;
+  /** Queries of length ≤ 1, never mined. */
+  skippedShort: number;
+}
+
+export function validateMineOptions(o: MineOptions): Required<MineOptions> {
+  const full: Required<MineOptions> = {
+    metric: 'euclidean',
+    maxPos: 6,
+    maxNeg: 5,
+    seed: 42,
+    k: 100,
+    randomNegatives: false,
+    queryBlock: 1024,
+    ...o,
+  };
+  const { posThreshold: x, negThreshold: y } = full;
+  if (!Number.isFinite(x) || !Number.isFinite(y) || x < 0 || y < 0) {
+    throw new Error(`thresholds must be non-negative numbers (got pos ${x}, neg ${y})`);
+  }
+  if (x > y) {
+    throw new Error(
+      `--pos-threshold ${x} is above --neg-threshold ${y}: positives (distance ≤ pos) and negatives ` +
+        `(distance > neg) would overlap; both are ${full.metric === 'cosine' ? 'cosine distances (1 − cos)' : 'Euclidean distances'}`,
+    );
+  }
+  if (full.metric !== 'euclidean' && full.metric !== 'cosine') throw new Error(`unknown metric ${String(full.metric)}`);
+  for (const key of ['maxPos', 'maxNeg', 'k', 'queryBlock'] as const) {
+    if (!Number.isInteger(full[key]) || full[key] < 1) throw new Error(`${key} must be a positive integer, got ${full[key]}`);
+  }
+  return full;
+}
+
+const isShort = (s: string): boolean => {
+  let n = 0;
+  for (const _ of s) if (++n > 1) return false; // code points, not UTF-16 units
+  return true;
+};
+
+export async function minePairs(
+  corpus: Corpus,
+  vectors: Embeddings,
+  options: MineOptions,
+  emit: (row: PairRow) => Promise<void> | void,
+  onProgress?: (done: number, total: number) => void,
+): Promise<MineStats> {
+  const o = validateMineOptions(options);
+  const { texts } = corpus;
+  if (texts.length === 0) throw new Error('the corpus is empty');
+  if (vectors.rows !== texts.length) throw new Error(`${vectors.rows} vectors for ${texts.length} texts`);
+  const siblings = siblingLists(corpus);
+  const stats: MineStats = { queries: texts.length, written: 0, skippedNoPos: 0, skippedNoNeg: 0, skippedShort: 0 };
+  const usable = (q: number, j: number): boolean => j !== q && texts[j] !== texts[q] && !isShort(texts[j]!);
+  const kk = Math.min(o.k + 1, texts.length); // +1: the query itself is usually its own nearest
+  const cosine = o.metric === 'cosine';
+
+  for (let start = 0; start < texts.length; start += o.queryBlock) {
+    const block = Array.from({ length: Math.min(o.queryBlock, texts.length - start) }, (_, i) => start + i);
+    const res = await knn(gatherRows(vectors, block), vectors, kk, { metric: o.metric });
+    for (let b = 0; b < block.length; b++) {
+      const q = block[b]!;
+      if (isShort(texts[q]!)) {
+        stats.skippedShort++;
+        continue;
+      }
+      const rng = new Rng(o.seed, q);
+      const sib = siblings.get(q) ?? [];
+      const sibSet = new Set(sib);
+      const nearPos: number[] = [];
+      const nearNeg: number[] = [];
+      for (let t = 0; t < res.k; t++) {
+        const j = res.indices[b * res.k + t]!;
+        if (!usable(q, j) || sibSet.has(j)) continue;
+        const s = res.scores[b * res.k + t]!;
+        const dist = cosine ? 1 - s : s;
+        if (dist <= o.posThreshold) nearPos.push(j);
+        else if (dist > o.negThreshold) nearNeg.push(j);
+      }
+      const versions = sib.filter((j) => usable(q, j));
+      const pos = rng.sample(versions, o.maxPos);
+      if (pos.length < o.maxPos) pos.push(...rng.sample(nearPos, o.maxPos - pos.length));
+      const neg = rng.sample(nearNeg, o.maxNeg);
+      if (o.randomNegatives && neg.length < o.maxNeg) {
+        topUpRandomNegatives(q, neg, o.maxNeg, vectors, rng, (j) => usable(q, j) && !sibSet.has(j), o);
+      }
+      if (pos.length === 0) stats.skippedNoPos++;
+      else if (neg.length === 0) stats.skippedNoNeg++;
+      else {
+        await emit({ query: texts[q]!, pos: pos.map((j) => texts[j]!), neg: neg.map((j) => texts[j]!) });
+        stats.written++;
+      }
+    }
+    onProgress?.(start + block.length, texts.length);
+  }
+  return stats;
+}
+
+/** For each text index, the other versions from every row it appears in. */
+function siblingLists(corpus: Corpus): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  for (const g of corpus.groups) {
+    for (const a of g) {
+      let list = out.get(a);
+      if (!list) out.set(a, (list = []));
+      for (const b of g) if (b !== a && !list.includes(b)) list.push(b);
+    }
+  }
+  return out;
+}
+
+/** Random pool texts beyond the negative threshold, checked by computing their distance directly. */
+function topUpRandomNegatives(
+  q: number,
+  neg: number[],
+  maxNeg: number,
+  vectors: Embeddings,
+  rng: Rng,
+  allowed: (j: number) => boolean,
+  o: Required<MineOptions>,
+): void {
+  const qv = vectors.row(q);
+  const chosen = new Set(neg);
+  for (let tries = 0; neg.length < maxNeg && tries < 20 * maxNeg; tries++) {
+    const j = rng.int(vectors.rows);
+    if (chosen.has(j) || !allowed(j)) continue;
+    if (distance(qv, vectors.row(j), o.metric) > o.negThreshold) {
+      neg.push(j);
+      chosen.add(j);
+    }
+  }
+}
+
+export function distance(a: Float32Array, b: Float32Array, metric: KnnMetric): number {
+  let dot = 0, na = 0, nb = 0, d2 = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+    d2 += (a[i]! - b[i]!) * (a[i]! - b[i]!);
+  }
+  if (metric === 'euclidean') return Math.sqrt(d2);
+  return 1 - (na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0);
+}

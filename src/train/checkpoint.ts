@@ -1,0 +1,206 @@
+// Saved models and training checkpoints.
+//
+// A saved model is a Hugging Face folder that EmbeddingModel.load (and the original Python stack)
+// reads: config.json (Llama fields + sentence_pooling_method, normalized, temperature, embedding_size),
+// model.safetensors (F32, LlamaModel names at top level plus dense_layer.*), tokenizer files.
+//
+// A checkpoint is OUTPUT/checkpoint-<step>/: a saved model plus optimizer.safetensors (AdamW moments
+// exp_avg / exp_avg_sq as flat F32 tensors laid out like the native parameter offsets) and
+// trainer_state.json (step, schedule, data position, RNG state, options). It is built in a temp folder
+// and renamed into place, so a failed write never damages the previous checkpoint.
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { EmbeddingModel } from '../model/embedding-model.js';
+import { configToJson } from '../model/config.js';
+import { readSafetensorsHeader, writeSafetensors, type TensorEntry } from '../model/safetensors.js';
+import { writeFileAtomic } from '../util/atomic.js';
+
+/** Tokenizer files copied with a model when they exist (tokenizer.json is required). */
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
+
+export interface SaveModelOptions {
+  /** Folder holding the tokenizer files; default the model's own folder (required for in-memory models). */
+  tokenizerDir?: string | null;
+  /** Written as config.json's `temperature` (default the model config's value). */
+  temperature?: number | null;
+  /** Refuse (NonFiniteWeightsError) to write weights holding NaN or ±Inf. */
+  requireFinite?: boolean;
+}
+
+/** A model about to be saved holds NaN/Inf weights (training diverged). */
+export class NonFiniteWeightsError extends Error {
+  override name = 'NonFiniteWeightsError';
+  constructor(readonly tensor: string) {
+    super(`the weights of "${tensor}" contain NaN or Inf`);
+  }
+}
+
+function allFinite(data: Float32Array): boolean {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) return false;
+  return true;
+}
+
+/** Writes `model` to `dir` in the Hugging Face layout (each file atomically). */
+export function saveModel(model: EmbeddingModel, dir: string, options: SaveModelOptions = {}): void {
+  const tokenizerDir = options.tokenizerDir ?? model.dir;
+  if (!tokenizerDir) {
+    throw new Error('saveModel: this model was created in memory and has no tokenizer files: pass tokenizerDir (a folder with tokenizer.json)');
+  }
+  mkdirSync(dir, { recursive: true });
+  const native = model.native;
+  const tensors = native.params().map((p) => {
+    const data = native.getTensor(p.name);
+    if (options.requireFinite && !allFinite(data)) throw new NonFiniteWeightsError(p.name);
+    return { name: p.name, dtype: 'F32' as const, shape: p.shape, data };
+  });
+  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  const temperature = options.temperature === undefined ? model.config.temperature : options.temperature;
+  const config = configToJson({ ...model.config, denseSize: model.dim }, { temperature, torch_dtype: 'float32' });
+  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  if (resolve(tokenizerDir) === resolve(dir)) return;
+  if (!existsSync(join(tokenizerDir, 'tokenizer.json'))) {
+    throw new Error(`saveModel: ${join(tokenizerDir, 'tokenizer.json')} is missing (the tokenizer to save with the model)`);
+  }
+  for (const name of TOKENIZER_FILES) {
+    const from = join(tokenizerDir, name);
+    if (!existsSync(from)) continue;
+    try {
+      copyFileSync(from, join(dir, name));
+    } catch (err) {
+      throw new Error(`saveModel: could not copy ${from}: ${(err as Error).message}`);
+    }
+  }
+}
+
+export interface CheckpointInfo {
+  step: number;
+  dir: string;
+}
+
+const CHECKPOINT_RE = /^checkpoint-(\d+)$/;
+
+/** Checkpoints in `outputDir`, oldest first (by step). Folders without trainer_state.json are ignored. */
+export function listCheckpoints(outputDir: string): CheckpointInfo[] {
+  if (!existsSync(outputDir)) return [];
+  return readdirSync(outputDir)
+    .map((name) => ({ name, m: CHECKPOINT_RE.exec(name) }))
+    .filter((e) => e.m !== null && existsSync(join(outputDir, e.name, 'trainer_state.json')))
+    .map((e) => ({ step: Number(e.m![1]), dir: join(outputDir, e.name) }))
+    .sort((a, b) => a.step - b.step);
+}
+
+export function latestCheckpoint(outputDir: string): CheckpointInfo | null {
+  return listCheckpoints(outputDir).at(-1) ?? null;
+}
+
+export interface CheckpointContents {
+  model: EmbeddingModel;
+  /** AdamW first and second moments, flat (native parameter offsets). */
+  moments: { m: Float32Array; v: Float32Array };
+  /** Serialisable trainer state (trainer_state.json). */
+  state: object;
+  temperature: number | null;
+  tokenizerDir: string | null;
+}
+
+/**
+ * Writes OUTPUT/checkpoint-<step> atomically (temp folder, then rename) and prunes the oldest beyond
+ * `saveTotalLimit` (0 or undefined keeps all). Weights holding NaN/Inf are refused (NonFiniteWeightsError).
+ * On failure the temp folder is removed, earlier
+ * checkpoints are untouched, and the error names the step and the last checkpoint still intact.
+ */
+export function saveCheckpoint(outputDir: string, step: number, c: CheckpointContents, saveTotalLimit?: number): string {
+  const final = join(outputDir, `checkpoint-${step}`);
+  const tmp = join(outputDir, `.checkpoint-${step}.tmp-${process.pid}`);
+  try {
+    mkdirSync(outputDir, { recursive: true });
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp);
+    saveModel(c.model, tmp, { tokenizerDir: c.tokenizerDir, temperature: c.temperature, requireFinite: true });
+    const n = c.moments.m.length;
+    writeSafetensors(
+      join(tmp, 'optimizer.safetensors'),
+      [
+        { name: 'exp_avg', dtype: 'F32', shape: [n], data: c.moments.m },
+        { name: 'exp_avg_sq', dtype: 'F32', shape: [n], data: c.moments.v },
+      ],
+      { format: 'l2e-adamw' },
+    );
+    writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(c.state, null, 2) + '\n');
+    if (existsSync(final)) {
+      // a checkpoint of the same step (an earlier run): swap, then drop the old one
+      const old = join(outputDir, `.checkpoint-${step}.old-${process.pid}`);
+      renameSync(final, old);
+      renameSync(tmp, final);
+      rmSync(old, { recursive: true, force: true });
+    } else {
+      renameSync(tmp, final);
+    }
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    if (err instanceof NonFiniteWeightsError) throw err;
+    const previous = listCheckpoints(outputDir).filter((x) => x.step !== step).at(-1);
+    const kept = previous ? `; the previous checkpoint ${previous.dir} is intact` : '';
+    throw new Error(`could not save the checkpoint of step ${step} to ${final}: ${(err as Error).message}${kept}`);
+  }
+  if (saveTotalLimit !== undefined && saveTotalLimit > 0) {
+    const all = listCheckpoints(outputDir);
+    for (const old of all.slice(0, Math.max(0, all.length - saveTotalLimit))) rmSync(old.dir, { recursive: true, force: true });
+  }
+  return final;
+}
+
+/** Reads an F32 tensor's data (little-endian host) straight into a Float32Array. */
+export function readF32(entry: TensorEntry): Float32Array {
+  if (entry.dtype !== 'F32') throw new Error(`${entry.file}: tensor "${entry.name}" is ${entry.dtype}, expected F32`);
+  const out = new Float32Array(entry.byteLength / 4);
+  const bytes = new Uint8Array(out.buffer);
+  const fd = openSync(entry.file, 'r');
+  try {
+    let done = 0;
+    while (done < bytes.length) {
+      const n = readSync(fd, bytes, done, Math.min(bytes.length - done, 1 << 30), entry.offset + done);
+      if (n === 0) throw new Error(`${entry.file}: unexpected end of file`);
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
+
+/** Copies a checkpoint's weights into `model` (names and shapes must match). */
+export function loadCheckpointWeights(model: EmbeddingModel, dir: string): void {
+  const header = readSafetensorsHeader(join(dir, 'model.safetensors'));
+  for (const p of model.native.params()) {
+    const t = header.byName.get(p.name);
+    if (!t) throw new Error(`${header.file}: tensor "${p.name}" is missing`);
+    if (t.shape.join(',') !== p.shape.join(',')) {
+      throw new Error(`${header.file}: tensor "${p.name}" has shape [${t.shape}] but the model expects [${p.shape}]`);
+    }
+    model.native.setTensor(p.name, readF32(t));
+  }
+}
+
+/** A checkpoint's AdamW moments; their length must equal the model's parameter count. */
+export function loadCheckpointMoments(dir: string, numel: number): { m: Float32Array; v: Float32Array } {
+  const header = readSafetensorsHeader(join(dir, 'optimizer.safetensors'));
+  const get = (name: string): Float32Array => {
+    const t = header.byName.get(name);
+    if (!t) throw new Error(`${header.file}: tensor "${name}" is missing`);
+    if (t.byteLength !== numel * 4) throw new Error(`${header.file}: "${name}" holds ${t.byteLength / 4} values, the model has ${numel} parameters`);
+    return readF32(t);
+  };
+  return { m: get('exp_avg'), v: get('exp_avg_sq') };
+}
+
+export function readTrainerState(dir: string): Record<string, unknown> {
+  const file = join(dir, 'trainer_state.json');
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
+    return v as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`${file}: cannot read trainer state (${(err as Error).message})`);
+  }
+}

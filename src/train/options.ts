@@ -1,0 +1,127 @@
+// Trainer options: the recipe's values as defaults (DESIGN.md §1), and their validation.
+import { DEFAULT_MAX_LENGTH } from '../model/embedding-model.js';
+import { parseSchedule, type ScheduleName } from './schedule.js';
+
+export interface TrainerOptions {
+  /** Queries per optimizer micro-batch (recipe: 8). */
+  batchSize?: number;
+  /** Passages per query: 1 positive + G−1 negatives (recipe: 3). */
+  groupSize?: number;
+  /** InfoNCE temperature (recipe: 0.02). */
+  temperature?: number;
+  /** Score each query against every passage of the batch (recipe: true). */
+  inBatchNegatives?: boolean;
+  /** Peak learning rate (recipe: 2e-5). */
+  lr?: number;
+  schedule?: ScheduleName;
+  /** Warm-up optimizer steps (wins over warmupRatio when > 0). */
+  warmupSteps?: number;
+  /** Warm-up as a fraction of the total optimizer steps (HF: ceil(ratio · total)). */
+  warmupRatio?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** AdamW decoupled weight decay (recipe: 0); never applied to biases and norm weights. */
+  weightDecay?: number;
+  /** Global gradient-norm clipping (recipe: 0.5); 0 disables. */
+  maxGradNorm?: number;
+  /** Truncation of queries / passages in tokens, BOS included (recipe: 8192 each). */
+  queryMaxLen?: number;
+  passageMaxLen?: number;
+  /** GradCache token budget of one forward/backward chunk; a step larger than this recomputes. */
+  chunkTokens?: number;
+  /** Micro-batches per optimizer step (gradients scaled by 1/N). */
+  gradientAccumulationSteps?: number;
+  /** Passes over the data (ignored when maxSteps > 0, which trains until that step, like HF). */
+  epochs?: number;
+  /** Stop after this optimizer step (0 = run the epochs). */
+  maxSteps?: number;
+  /** Seed of shuffling and group sampling. */
+  seed?: number;
+  /** Rows held for shuffling; 0 keeps file order (pre-shuffled data). */
+  shuffleBuffer?: number;
+  skipBadLines?: boolean;
+  /** Folder for checkpoints and the final model; without it nothing is written. */
+  outputDir?: string;
+  /** Checkpoint every N optimizer steps and at the end (0 = only when interrupted). */
+  saveSteps?: number;
+  /** Keep only the newest N checkpoints (0 = all). */
+  saveTotalLimit?: number;
+  /** Continue from the newest checkpoint in outputDir (true) or from the given checkpoint folder. */
+  resume?: boolean | string;
+  /** Append one JSON object per optimizer step to this file. */
+  logFile?: string;
+  /** Tokenizer files to save with the model (default the model's own folder). */
+  tokenizerDir?: string;
+}
+
+export type ResolvedOptions = Required<Omit<TrainerOptions, 'outputDir' | 'logFile' | 'tokenizerDir' | 'resume'>> &
+  Pick<TrainerOptions, 'outputDir' | 'logFile' | 'tokenizerDir' | 'resume'>;
+
+export const RECIPE_DEFAULTS = {
+  batchSize: 8,
+  groupSize: 3,
+  temperature: 0.02,
+  inBatchNegatives: true,
+  lr: 2e-5,
+  schedule: 'constant',
+  warmupSteps: 0,
+  warmupRatio: 0,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0,
+  maxGradNorm: 0.5,
+  queryMaxLen: DEFAULT_MAX_LENGTH,
+  passageMaxLen: DEFAULT_MAX_LENGTH,
+  chunkTokens: 16384,
+  gradientAccumulationSteps: 1,
+  epochs: 1,
+  maxSteps: 0,
+  seed: 42,
+  shuffleBuffer: 10000,
+  skipBadLines: false,
+  saveSteps: 0,
+  saveTotalLimit: 0,
+} as const satisfies Partial<TrainerOptions>;
+
+export function resolveOptions(o: TrainerOptions): ResolvedOptions {
+  const defined = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as TrainerOptions;
+  const r = { ...RECIPE_DEFAULTS, ...defined } as ResolvedOptions;
+  const positiveInt = (name: keyof TrainerOptions, min: number): void => {
+    const v = r[name as keyof ResolvedOptions];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new Error(`${name} must be an integer ≥ ${min}, got ${String(v)}`);
+  };
+  const positive = (name: keyof TrainerOptions, allowZero: boolean): void => {
+    const v = r[name as keyof ResolvedOptions];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) {
+      throw new Error(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${String(v)}`);
+    }
+  };
+  positiveInt('batchSize', 1);
+  positiveInt('groupSize', 1);
+  positiveInt('gradientAccumulationSteps', 1);
+  positiveInt('epochs', 1);
+  positiveInt('maxSteps', 0);
+  positiveInt('warmupSteps', 0);
+  positiveInt('shuffleBuffer', 0);
+  positiveInt('saveSteps', 0);
+  positiveInt('saveTotalLimit', 0);
+  positiveInt('queryMaxLen', 1);
+  positiveInt('passageMaxLen', 1);
+  positiveInt('seed', -0x80000000);
+  positive('temperature', false);
+  positive('lr', true);
+  positive('eps', false);
+  positive('weightDecay', true);
+  positive('maxGradNorm', true);
+  positive('warmupRatio', true);
+  positive('chunkTokens', false);
+  if (r.warmupRatio > 1) throw new Error(`warmupRatio must be in [0, 1], got ${r.warmupRatio}`);
+  for (const b of ['beta1', 'beta2'] as const) {
+    if (!(r[b] >= 0 && r[b] < 1)) throw new Error(`${b} must be in [0, 1), got ${r[b]}`);
+  }
+  parseSchedule(r.schedule);
+  if (r.resume && !r.outputDir && typeof r.resume !== 'string') throw new Error('resume needs outputDir (where the checkpoints are)');
+  return r;
+}

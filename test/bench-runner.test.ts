@@ -1,0 +1,92 @@
+// The microbenchmark runner (bench/run.mjs) end to end on one cheap kernel: the --json file's shape
+// and --compare against it. Timings themselves are never asserted (shared machines are noisy).
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const repoRoot = resolve(import.meta.dirname, '..');
+const runner = join(repoRoot, 'bench', 'run.mjs');
+const CASE = 'op/l2norm_fwd/h512';
+
+interface ResultRow {
+  name: string;
+  shape: string;
+  samples: number;
+  median_s: number;
+  min_s: number;
+  max_s: number;
+  q1_s: number;
+  q3_s: number;
+  rate: { value: number; unit: string } | null;
+  extra: Record<string, unknown>;
+}
+interface BenchFile {
+  meta: { quick: boolean; samples: number; gemmKernel: string; filter: string | null };
+  results: ResultRow[];
+  summary: Record<string, unknown>;
+  comparison: { name: string; before_s: number; after_s: number; speedup: number }[] | null;
+  skipped: string[];
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'l2e-bench-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function readJson(path: string): BenchFile {
+  return JSON.parse(readFileSync(path, 'utf8')) as BenchFile;
+}
+
+describe('bench/run.mjs', () => {
+  const first = join(dir, 'first.json');
+
+  it('times one selected kernel and writes its statistics', async () => {
+    const { stdout } = await run(process.execPath, [runner, '--quick', '--filter', `^${CASE}$`, '--json', first], {
+      cwd: repoRoot,
+    });
+    expect(stdout).toContain(CASE);
+    const out = readJson(first);
+    expect(out.meta.quick).toBe(true);
+    expect(out.meta.filter).toBe(`^${CASE}$`);
+    expect(typeof out.meta.gemmKernel).toBe('string');
+    expect(out.results.map((r) => r.name)).toEqual([CASE]);
+    const r = out.results[0]!;
+    expect(r.samples).toBe(out.meta.samples);
+    for (const v of [r.median_s, r.min_s, r.max_s, r.q1_s, r.q3_s]) {
+      expect(Number.isFinite(v)).toBe(true);
+      expect(v).toBeGreaterThan(0);
+    }
+    expect(r.min_s).toBeLessThanOrEqual(r.q1_s);
+    expect(r.q1_s).toBeLessThanOrEqual(r.median_s);
+    expect(r.median_s).toBeLessThanOrEqual(r.q3_s);
+    expect(r.q3_s).toBeLessThanOrEqual(r.max_s);
+    expect(r.shape).toContain('P=1536');
+    expect(Number(r.extra['inner'])).toBeGreaterThanOrEqual(1);
+    expect(out.comparison).toBeNull();
+    expect(Array.isArray(out.skipped)).toBe(true);
+  });
+
+  it('compares a run with an earlier --json file', async () => {
+    const second = join(dir, 'second.json');
+    const { stdout } = await run(
+      process.execPath,
+      [runner, '--quick', '--filter', `^${CASE}$`, '--compare', first, '--json', second],
+      { cwd: repoRoot },
+    );
+    expect(stdout).toContain('speedup');
+    const out = readJson(second);
+    expect(out.comparison).toHaveLength(1);
+    const c = out.comparison![0]!;
+    expect(c.name).toBe(CASE);
+    expect(c.before_s).toBe(readJson(first).results[0]!.median_s);
+    expect(c.speedup).toBeCloseTo(c.before_s / c.after_s, 10);
+  });
+
+  it('fails with a clear message when nothing matches the filter', async () => {
+    await expect(run(process.execPath, [runner, '--quick', '--filter', '^no-such-case$'], { cwd: repoRoot })).rejects.toThrow(
+      /no benchmark case matches/,
+    );
+  });
+});

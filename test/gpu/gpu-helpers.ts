@@ -1,0 +1,137 @@
+// Shared by the GPU suites: whether a CUDA GPU is usable (else every suite skips with the reason),
+// running one op on both backends, bf16 rounding and seeded random inputs.
+import { nativeAddon } from '../../src/native.js';
+import type { NativeModel, NativeModelConfig } from '../../src/model/embedding-model.js';
+import { Rng } from '../../src/util/random.js';
+
+export type OpArgs = Record<string, number | boolean | Float32Array | Int32Array>;
+export type OpResult = Record<string, Float32Array> & { value?: number };
+
+export interface GpuAddon {
+  NativeModel: new (config: NativeModelConfig, device: string) => NativeModel;
+  backendOp?: (device: string, op: string, args: OpArgs) => OpResult;
+  cudaInfo?: () => { usable: boolean; error?: string; name?: string; freeBytes?: number; totalBytes?: number };
+}
+
+export function addon(): GpuAddon {
+  return nativeAddon<GpuAddon>();
+}
+
+/**
+ * L2E_GPU_TESTS_ON_CPU=1 runs these suites with 'cpu' standing in for 'cuda' (every comparison is then
+ * CPU vs CPU): a self-check of the harness and its op arguments on machines without a GPU.
+ */
+export const cudaDevice: 'cpu' | 'cuda' = process.env['L2E_GPU_TESTS_ON_CPU'] === '1' ? 'cpu' : 'cuda';
+
+/** Tries to create a tiny model on 'cuda': the one test of "a GPU, its driver and cuBLAS work". */
+function probe(): { usable: boolean; reason: string } {
+  if (cudaDevice === 'cpu') return { usable: true, reason: '' };
+  try {
+    const a = addon();
+    const m = new a.NativeModel(
+      { vocab: 8, hidden: 16, intermediate: 16, layers: 1, heads: 2, kvHeads: 2, headDim: 8, dense: 4, rmsEps: 1e-5, ropeTheta: 1e4, pooling: 'mean', normalized: true },
+      'cuda',
+    );
+    m.dispose();
+    if (!a.backendOp) return { usable: false, reason: 'the addon has no backendOp test hook' };
+    return { usable: true, reason: '' };
+  } catch (err) {
+    return { usable: false, reason: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+export const gpu = probe();
+export const gpuNote = gpu.usable ? '' : `(skipped: no usable CUDA GPU — ${gpu.reason})`;
+
+export function runOp(device: 'cpu' | 'cuda', op: string, args: OpArgs): OpResult {
+  return addon().backendOp!(device === 'cuda' ? cudaDevice : 'cpu', op, args);
+}
+
+/** Round to the nearest bfloat16 (ties to even), as the CUDA backend stores activations and weights. */
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+export function bf16(x: number): number {
+  f32[0] = x;
+  const u = u32[0]!;
+  if ((u & 0x7fffffff) > 0x7f800000) return x;
+  u32[0] = ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16;
+  return f32[0]!;
+}
+export function bf16Array(a: Float32Array): Float32Array {
+  return a.map(bf16);
+}
+
+/** Uniform in [-scale, scale), rounded to bf16 so both backends see the same values. */
+export function randBf16(rng: Rng, n: number, scale = 1, offset = 0): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = bf16(offset + (rng.next() * 2 - 1) * scale);
+  return a;
+}
+
+export function randInt(rng: Rng, n: number, hi: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.floor(rng.next() * hi);
+  return a;
+}
+
+export function cuSeqlens(lens: number[]): Int32Array {
+  const cu = new Int32Array(lens.length + 1);
+  lens.forEach((l, i) => (cu[i + 1] = cu[i]! + l));
+  return cu;
+}
+
+/** ‖a − b‖ / ‖b‖; NaN anywhere (or in the lengths) gives NaN, which fails every `<` bound. */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return NaN;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i]! - b[i]!;
+    num += d * d;
+    den += b[i]! * b[i]!;
+  }
+  return den === 0 ? (num === 0 ? 0 : Infinity) : Math.sqrt(num) / Math.sqrt(den);
+}
+
+export function hasNaN(a: ArrayLike<number>): boolean {
+  for (let i = 0; i < a.length; i++) if (Number.isNaN(a[i]!)) return true;
+  return false;
+}
+
+/** Row-wise cosine similarity of two [rows, dim] matrices; the smallest. */
+export function minRowCosine(a: Float32Array, b: Float32Array, dim: number): number {
+  let worst = 1;
+  for (let r = 0; r * dim < a.length; r++) {
+    let ab = 0;
+    let aa = 0;
+    let bb = 0;
+    for (let c = 0; c < dim; c++) {
+      const x = a[r * dim + c]!;
+      const y = b[r * dim + c]!;
+      ab += x * y;
+      aa += x * x;
+      bb += y * y;
+    }
+    const cos = ab / Math.sqrt(aa * bb);
+    worst = Number.isNaN(cos) ? NaN : Math.min(worst, cos);
+    if (Number.isNaN(worst)) return NaN;
+  }
+  return worst;
+}
+
+/** Sets every parameter of `models` to the same seeded random bf16 values (norm weights around 1). */
+export function randomWeights(models: NativeModel[], seed: number): void {
+  const rng = new Rng(seed, 3);
+  for (const p of models[0]!.params()) {
+    const isNorm = p.name.endsWith('norm.weight');
+    const fanIn = p.shape.length === 2 ? p.shape[1]! : 1;
+    const scale = isNorm ? 0.1 : p.name.startsWith('embed_tokens') ? 1 : 1 / Math.sqrt(fanIn);
+    const data = randBf16(rng, p.numel, scale, isNorm ? 1 : 0);
+    for (const m of models) m.setTensor(p.name, data);
+  }
+}
+
+/** Makes a CPU model's weights exactly the bf16 values the CUDA model holds. */
+export function roundWeightsToBf16(m: NativeModel): void {
+  for (const p of m.params()) m.setTensor(p.name, bf16Array(m.getTensor(p.name)));
+}

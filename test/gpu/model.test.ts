@@ -1,0 +1,96 @@
+// Whole-model encode on CUDA vs the CPU backend: the tiny-mha fixture (hd 16: the simple attention
+// kernel), random models with hd 64 (MHA) and hd 128 (GQA) that run the tensor-core kernels, and the
+// published 600M shape (hidden 4096, 32 heads, MLP 11008, 2 layers) with random weights. The CPU
+// model gets exactly the bf16 weights the GPU holds, so only the arithmetic differs; length mixes
+// include 1-token and 8192-token sequences. Device memory must come back after dispose().
+//
+// Bounds: every layer adds bf16 roundings of ~2^-9 relative to the residual stream, attention and the
+// MLP a few more; after 2-4 layers and the head a normwise error of 3e-2 on the embeddings leaves
+// every embedding's cosine to the fp32 one above 0.999 (what retrieval cares about).
+import { afterAll, describe, expect, it } from 'vitest';
+import type { NativeModel, NativeModelConfig } from '../../src/model/embedding-model.js';
+import { EmbeddingModel } from '../../src/model/embedding-model.js';
+import { Rng } from '../../src/util/random.js';
+import { hasTinyMha, skipNote, tinyMha } from '../helpers/fixture.js';
+import { addon, cudaDevice, cuSeqlens, gpu, gpuNote, minRowCosine, randInt, randomWeights, relErr, roundWeightsToBf16 } from './gpu-helpers.js';
+
+const EMB_REL = 3e-2;
+const EMB_COS = 0.999;
+
+function config(hidden: number, heads: number, kvHeads: number, intermediate: number, layers: number, vocab: number, dense: number): NativeModelConfig {
+  return { vocab, hidden, intermediate, layers, heads, kvHeads, headDim: hidden / heads, dense, rmsEps: 1e-5, ropeTheta: 10000, pooling: 'mean', normalized: true };
+}
+
+/** Packed random ids (BOS = 1 first) for the given lengths. */
+function batch(rng: Rng, lens: number[], vocab: number): { ids: Int32Array; cu: Int32Array } {
+  const cu = cuSeqlens(lens);
+  const ids = randInt(rng, cu[lens.length]!, vocab);
+  for (let i = 0; i < lens.length; i++) ids[cu[i]!] = 1;
+  return { ids, cu };
+}
+
+async function compareEncode(cpu: NativeModel, cuda: NativeModel, lens: number[], vocab: number, dense: number, seed: number): Promise<void> {
+  const { ids, cu } = batch(new Rng(seed, 9), lens, vocab);
+  const a = await cpu.encode(ids, cu);
+  const b = await cuda.encode(ids, cu);
+  expect(relErr(b.embeddings, a.embeddings), `lengths ${lens.join(',')}`).toBeLessThan(EMB_REL);
+  expect(minRowCosine(b.embeddings, a.embeddings, dense)).toBeGreaterThan(EMB_COS);
+}
+
+describe.skipIf(!gpu.usable)(`CUDA model encode vs CPU ${gpuNote}`, () => {
+  const { NativeModel: Native } = addon();
+  const live: NativeModel[] = [];
+  afterAll(() => live.forEach((m) => m.dispose()));
+
+  it.skipIf(!hasTinyMha)(`tiny-mha fixture, lengths 1 … 8192 ${hasTinyMha ? '' : skipNote('fixtures/tiny-mha')}`, async () => {
+    const cpu = await EmbeddingModel.load(tinyMha, { device: 'cpu' });
+    const cuda = await EmbeddingModel.load(tinyMha, { device: cudaDevice });
+    try {
+      roundWeightsToBf16(cpu.native);
+      const vocab = cpu.config.vocabSize;
+      await compareEncode(cpu.native, cuda.native, [1, 2, 7, 33, 100], vocab, cpu.dim, 1);
+      await compareEncode(cpu.native, cuda.native, [8192], vocab, cpu.dim, 2);
+      await compareEncode(cpu.native, cuda.native, [1], vocab, cpu.dim, 3);
+      // texts through the tokenizer, too
+      const texts = ['Saya suka makan nasi lemak.', 'ok', 'The quick brown fox jumps over the lazy dog '.repeat(20)];
+      const ea = await cpu.encode(texts);
+      const eb = await cuda.encode(texts);
+      expect(relErr(eb.data, ea.data)).toBeLessThan(EMB_REL);
+    } finally {
+      cpu.dispose();
+      cuda.dispose();
+    }
+  });
+
+  it.each([
+    ['hd 64 MHA', config(256, 4, 4, 512, 2, 1000, 128)],
+    ['hd 128 GQA 4/2, 3 layers', config(512, 4, 2, 1024, 3, 1000, 256)],
+  ])('random %s: mixed lengths and one 8192-token text', async (_n, cfg) => {
+    const cpu = new Native(cfg, 'cpu');
+    const cuda = new Native(cfg, cudaDevice);
+    live.push(cpu, cuda);
+    randomWeights([cpu, cuda], 5);
+    await compareEncode(cpu, cuda, [1, 3, 17, 64, 65, 130, 500], cfg.vocab, cfg.dense, 4);
+    await compareEncode(cpu, cuda, [8192], cfg.vocab, cfg.dense, 6);
+  });
+
+  it('the 600M shape (hidden 4096, 32 heads, MLP 11008, 2 layers), random weights; memory returned on dispose', async () => {
+    const info = addon().cudaInfo?.();
+    const freeBefore = info?.usable ? info.freeBytes! : NaN;
+    const cfg = config(4096, 32, 32, 11008, 2, 32000, 1536);
+    const cpu = new Native(cfg, 'cpu');
+    const cuda = new Native(cfg, cudaDevice);
+    try {
+      randomWeights([cpu, cuda], 7);
+      await compareEncode(cpu, cuda, [1, 9, 33, 120, 517], cfg.vocab, cfg.dense, 8);
+    } finally {
+      cpu.dispose();
+      cuda.dispose();
+    }
+    if (cudaDevice === 'cuda') {
+      const freeAfter = addon().cudaInfo!().freeBytes!;
+      // all of the model's ~1.1 GB of bf16 weights and its activations must be back (64 MiB slack)
+      expect(freeAfter).toBeGreaterThan(freeBefore - 64 * 2 ** 20);
+    }
+  }, 600_000);
+});

@@ -1,0 +1,192 @@
+// Every CUDA op against the CPU op on the same fresh random inputs (ggml test-backend-ops style).
+// Inputs are rounded to bf16 first, so both backends see identical values and only the arithmetic
+// differs. Outputs are poisoned with NaN before each call (native/addon/backend_ops_binding.cpp), and
+// relErr is NaN when any element is, which fails every bound.
+//
+// Bounds (normwise ‖cuda − cpu‖ / ‖cpu‖):
+//  - a result stored in bf16 carries a relative rounding error of at most 2^-9 per element; a
+//    quantity rounded twice (transformers' RMSNorm order, bias added to a rounded product) at most
+//    ~2^-8. Dot products accumulate in fp32 (cuBLAS COMPUTE_32F, our mma), whose error ~K·2^-24 is
+//    far below that for K ≤ 11008, so: EXACT_BF16 = 2^-8 ≈ 3.9e-3 per stored result, 2^-7 with a
+//    double rounding.
+//  - attention: P is rounded to bf16 before P·V (as flash-attention does): another 2^-9 per weight,
+//    averaged over keys: ATTN = 1e-2. Backward: dS = P (dP − D) subtracts nearly equal numbers when
+//    the softmax is peaked, which can amplify those roundings: ATTN_BWD = 3e-2.
+//  - fp32-only ops (pooling sums, L2 norm, loss, optimizer): 1e-5 or exact.
+import { describe, expect, it } from 'vitest';
+import { Rng } from '../../src/util/random.js';
+import { bf16Array, cudaDevice, cuSeqlens, gpu, gpuNote, hasNaN, randBf16, randInt, relErr, runOp, type OpArgs } from './gpu-helpers.js';
+
+const EXACT_BF16 = 2 ** -8;
+const DOUBLE_ROUNDED = 2 ** -7;
+const ATTN = 1e-2;
+const ATTN_BWD = 3e-2;
+const F32 = 1e-5;
+
+function compare(op: string, args: OpArgs, bounds: Record<string, number>): void {
+  const cpu = runOp('cpu', op, args);
+  const cuda = runOp('cuda', op, args);
+  for (const [name, bound] of Object.entries(bounds)) {
+    expect(cpu[name], `${op}: cpu output ${name}`).toBeDefined();
+    expect(hasNaN(cpu[name]!), `${op}: cpu ${name} has NaN`).toBe(false);
+    const err = relErr(cuda[name]!, cpu[name]!);
+    expect(err, `${op}: ${name} relative error ${err}`).toBeLessThanOrEqual(bound);
+  }
+}
+
+describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
+  const rng = new Rng(20240611, 1);
+
+  it('embedding (bf16 gather: exact)', () => {
+    const T = 40, H = 96, V = 50;
+    compare('embedding', { ids: randInt(rng, T, V), table: randBf16(rng, V * H), T, H }, { out: 0 });
+  });
+
+  it.each([64, 172, 4096])('rmsnorm H=%i', (H) => {
+    const T = 33;
+    compare('rmsnorm', { x: randBf16(rng, T * H, 2), w: randBf16(rng, H, 0.2, 1), T, H, eps: 1e-5 }, { y: DOUBLE_ROUNDED, rstd: F32 });
+  });
+
+  it.each([
+    [37, 256, 172, false, false],
+    [5, 4096, 1536, true, false],
+    [64, 172, 64, false, true],
+    [1, 11008, 256, false, false],
+  ])('linear T=%i K=%i N=%i bias=%s accumulate=%s', (T, K, N, bias, accumulate) => {
+    const args: OpArgs = { x: randBf16(rng, T * K), W: randBf16(rng, N * K, 1 / Math.sqrt(K)), T, K, N, accumulate };
+    if (bias) args['bias'] = randBf16(rng, N, 0.5);
+    if (accumulate) args['y'] = randBf16(rng, T * N);
+    compare('linear', args, { y: bias || accumulate ? DOUBLE_ROUNDED : EXACT_BF16 });
+  });
+
+  it.each([[64, 1], [128, 1], [128, -1], [16, 1]])('rope hd=%i sign=%i (positions up to 8191)', (hd, sign) => {
+    const T = 64, heads = 3;
+    const positions = randInt(rng, T, 8192);
+    positions[0] = 0;
+    compare('rope', { x: randBf16(rng, T * heads * hd), positions, T, heads, hd, theta: 10000, sign }, { x: EXACT_BF16 });
+  });
+
+  const attnCases: [string, number, number, number, number[]][] = [
+    ['hd64 MHA mixed lengths', 64, 4, 4, [1, 17, 64, 65, 130]],
+    ['hd128 GQA 4/2', 128, 4, 2, [1, 3, 200, 333]],
+    ['hd128 GQA 4/1 long', 128, 4, 1, [1000]],
+    ['hd16 (simple kernel)', 16, 4, 1, [5, 40, 1]],
+    ['hd128 one 8192-token sequence', 128, 2, 1, [8192]],
+  ];
+  function attnInputs(hd: number, nh: number, nkv: number, lens: number[]): OpArgs {
+    const cu = cuSeqlens(lens);
+    const T = cu[lens.length]!;
+    return { q: randBf16(rng, T * nh * hd, 2), k: randBf16(rng, T * nkv * hd, 2), v: randBf16(rng, T * nkv * hd), cu, nh, nkv, hd };
+  }
+
+  it.each(attnCases)('attention forward: %s', (_name, hd, nh, nkv, lens) => {
+    compare('attention', attnInputs(hd, nh, nkv, lens), { out: ATTN, lse: 1e-4 });
+  });
+
+  it('swiglu and residual add', () => {
+    const n = 10007;
+    compare('swiglu', { gate: randBf16(rng, n, 4), up: randBf16(rng, n, 2), n }, { out: DOUBLE_ROUNDED });
+    compare('add', { x: randBf16(rng, n), y: randBf16(rng, n) }, { x: EXACT_BF16 });
+  });
+
+  it.each([0, 1])('pool mode %i (1-token and long sequences)', (mode) => {
+    const P = 96, cu = cuSeqlens([1, 5, 300, 2]);
+    compare('pool', { x: randBf16(rng, cu[4]! * P), cu, P, mode }, { out: F32 });
+  });
+
+  it.each([true, false])('l2norm normalize=%s', (normalize) => {
+    const B = 6, P = 1536;
+    compare('l2norm', { x: randBf16(rng, B * P), B, P, normalize }, { y: F32, norm: F32 });
+  });
+
+  // ---- backward ----
+  it('embedding_backward (repeated ids)', () => {
+    const T = 300, H = 64, V = 20;
+    compare('embedding_backward', { ids: randInt(rng, T, V), dout: randBf16(rng, T * H), dtable: randBf16(rng, V * H), T, H }, { dtable: F32 });
+  });
+
+  it.each([[64, false], [4096, true]])('rmsnorm_backward H=%i accumulate=%s', (H, accumulate) => {
+    const T = 29;
+    const x = randBf16(rng, T * H, 2);
+    const w = randBf16(rng, H, 0.2, 1);
+    const { rstd } = runOp('cpu', 'rmsnorm', { x, w, T, H, eps: 1e-5 });
+    const args: OpArgs = { x, w, rstd: rstd!, dy: randBf16(rng, T * H), dw: randBf16(rng, H), T, H, accumulate };
+    if (accumulate) args['dx'] = randBf16(rng, T * H);
+    compare('rmsnorm_backward', args, { dx: DOUBLE_ROUNDED, dw: 1e-4 });
+  });
+
+  it.each([
+    [37, 256, 172, true, false],
+    [300, 64, 1536, true, true],
+    [3, 4096, 512, false, false],
+  ])('linear_backward T=%i K=%i N=%i bias=%s accumulate=%s', (T, K, N, bias, accumulate) => {
+    const args: OpArgs = {
+      x: randBf16(rng, T * K), W: randBf16(rng, N * K, 1 / Math.sqrt(K)), dy: randBf16(rng, T * N),
+      dW: randBf16(rng, N * K), T, K, N, accumulate,
+    };
+    if (bias) args['dbias'] = randBf16(rng, N);
+    if (accumulate) args['dx'] = randBf16(rng, T * K);
+    const bounds: Record<string, number> = { dx: accumulate ? DOUBLE_ROUNDED : EXACT_BF16, dW: 1e-4 };
+    if (bias) bounds['dbias'] = 1e-4;
+    compare('linear_backward', args, bounds);
+  });
+
+  it.each(attnCases)('attention backward: %s', (_name, hd, nh, nkv, lens) => {
+    const a = attnInputs(hd, nh, nkv, lens);
+    // out and lse from the CPU forward (out rounded to bf16, as the CUDA forward would store it)
+    const fwd = runOp('cpu', 'attention', a);
+    const T = (a['cu'] as Int32Array)[lens.length]!;
+    const args: OpArgs = { ...a, out: bf16Array(fwd['out']!), lse: fwd['lse']!, dout: randBf16(rng, T * nh * hd) };
+    compare('attention_backward', args, { dq: ATTN_BWD, dk: ATTN_BWD, dv: ATTN_BWD });
+  });
+
+  it('swiglu_backward', () => {
+    const n = 5003;
+    compare('swiglu_backward', { gate: randBf16(rng, n, 4), up: randBf16(rng, n, 2), dout: randBf16(rng, n), n }, { dgate: EXACT_BF16, dup: EXACT_BF16 });
+  });
+
+  it.each([0, 1])('pool_backward mode %i', (mode) => {
+    const P = 64, cu = cuSeqlens([1, 7, 129]);
+    compare('pool_backward', { dout: randBf16(rng, 3 * P), cu, P, mode }, { dx: EXACT_BF16 });
+  });
+
+  it.each([true, false])('l2norm_backward normalize=%s', (normalize) => {
+    const B = 5, P = 1536;
+    const { y, norm } = runOp('cpu', 'l2norm', { x: randBf16(rng, B * P), B, P, normalize });
+    compare('l2norm_backward', { y: y!, norm: norm!, dy: randBf16(rng, B * P), B, P, normalize }, { dx: F32 });
+  });
+
+  // ---- loss and optimizer ----
+  it.each([true, false])('infonce inBatch=%s', (inBatch) => {
+    const B = 8, G = 3, P = 1536;
+    const unit = (n: number) => runOp('cpu', 'l2norm', { x: randBf16(rng, n * P), B: n, P, normalize: true })['y']!;
+    const args: OpArgs = { q: unit(B), p: unit(B * G), B, G, P, temperature: 0.02, inBatch };
+    const cpu = runOp('cpu', 'infonce', args);
+    const cuda = runOp('cuda', 'infonce', args);
+    expect(Math.abs(cuda.value! - cpu.value!) / Math.abs(cpu.value!)).toBeLessThan(1e-6);
+    for (const k of ['dq', 'dp']) expect(relErr(cuda[k]!, cpu[k]!)).toBeLessThan(F32);
+    const finite = (a: Float32Array) => a.filter(Number.isFinite);
+    expect(relErr(finite(cuda['scores']!), finite(cpu['scores']!))).toBeLessThan(1e-6);
+    expect(cuda['scores']!.filter((s) => s === -Infinity).length).toBe(cpu['scores']!.filter((s) => s === -Infinity).length);
+  });
+
+  it('sumsq and scale', () => {
+    const x = randBf16(rng, 1_000_003, 3);
+    const a = runOp('cpu', 'sumsq', { x }).value!;
+    const b = runOp('cuda', 'sumsq', { x }).value!;
+    expect(Math.abs(a - b) / a).toBeLessThan(1e-12);
+    compare('scale', { x, s: 0.37 }, { x: 0 });
+  });
+
+  it('fused AdamW is bit-identical to the CPU step and writes the bf16 copy', () => {
+    const n = 100_003;
+    const args: OpArgs = {
+      w: randBf16(rng, n), g: randBf16(rng, n, 1e-2), m: randBf16(rng, n, 1e-3), v: randBf16(rng, n, 1e-5, 1e-5),
+      lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 3, withShadow: true,
+    };
+    const cpu = runOp('cpu', 'adamw', args);
+    const cuda = runOp('cuda', 'adamw', args);
+    for (const k of ['w', 'm', 'v']) expect(relErr(cuda[k]!, cpu[k]!), k).toBe(0);
+    if (cudaDevice === 'cuda') expect(relErr(cuda['shadow']!, bf16Array(cuda['w']!))).toBe(0); // cpu: no shadow
+  });
+});

@@ -1,0 +1,110 @@
+// A training step on CUDA vs the CPU backend: embeddings of the kept forward, parameter gradients
+// from the same d loss / d embeddings (so the comparison is not blurred by the loss's 1/temperature
+// = 50 amplification), the whole GradCache step's loss on the tiny-mha fixture, and AdamW over fp32
+// master weights writing the bf16 copy. CPU weights are the GPU's bf16 values.
+//
+// Bounds: gradients flow back through the same bf16 activations as the forward plus bf16 rounding of
+// every backward activation (dx, dq, dk, dv, ...), and weight gradients are fp32 sums of bf16
+// products: GRAD_REL = 5e-2 normwise per tensor (embedding rows: only rows that were used).
+import { describe, expect, it } from 'vitest';
+import type { NativeModel, NativeModelConfig } from '../../src/model/embedding-model.js';
+import { EmbeddingModel } from '../../src/model/embedding-model.js';
+import { gradStep } from '../../src/train/grad-step.js';
+import { trainNatives } from '../../src/train/native-train.js';
+import { Rng } from '../../src/util/random.js';
+import { hasTinyMha, readCase, skipNote, tinyMha } from '../helpers/fixture.js';
+import { addon, cudaDevice, cuSeqlens, gpu, gpuNote, randBf16, randInt, randomWeights, relErr, roundWeightsToBf16 } from './gpu-helpers.js';
+
+const GRAD_REL = 5e-2;
+
+interface MasterBuffers {
+  trainGetBuffer(model: NativeModel, which: string): Float32Array;
+}
+
+async function gradsFor(m: NativeModel, ids: Int32Array, cu: Int32Array, dEmb: Float32Array): Promise<{ emb: Float32Array; grads: Float32Array }> {
+  const nat = trainNatives();
+  nat.trainInit(m);
+  nat.trainSetBuffer(m, 'grads', new Float32Array(nat.trainGetBuffer(m, 'grads').length));
+  const emb = await nat.trainForward(m, 0, ids, cu, true);
+  await nat.trainBackward(m, 0, ids, cu, dEmb);
+  return { emb, grads: nat.trainGetBuffer(m, 'grads') };
+}
+
+function compareGrads(m: NativeModel, a: Float32Array, b: Float32Array): void {
+  for (const p of m.params()) {
+    const ga = a.subarray(p.offset, p.offset + p.numel);
+    const gb = b.subarray(p.offset, p.offset + p.numel);
+    expect(relErr(gb, ga), p.name).toBeLessThan(GRAD_REL);
+  }
+}
+
+describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
+  const { NativeModel: Native } = addon();
+
+  it.each([
+    ['hd 64 GQA 4/2', { vocab: 500, hidden: 256, intermediate: 512, layers: 2, heads: 4, kvHeads: 2, headDim: 64, dense: 128 }],
+    ['hd 128 MHA', { vocab: 500, hidden: 256, intermediate: 384, layers: 2, heads: 2, kvHeads: 2, headDim: 128, dense: 64 }],
+  ])('gradients of every parameter, random %s model', async (_n, shape) => {
+    const cfg: NativeModelConfig = { ...shape, rmsEps: 1e-5, ropeTheta: 10000, pooling: 'mean', normalized: true };
+    const cpu = new Native(cfg, 'cpu');
+    const cuda = new Native(cfg, cudaDevice);
+    try {
+      randomWeights([cpu, cuda], 11);
+      const rng = new Rng(12, 1);
+      const lens = [1, 5, 40, 70, 200];
+      const cu = cuSeqlens(lens);
+      const ids = randInt(rng, cu[lens.length]!, cfg.vocab);
+      const dEmb = randBf16(rng, lens.length * cfg.dense);
+      const a = await gradsFor(cpu, ids, cu, dEmb);
+      const b = await gradsFor(cuda, ids, cu, dEmb);
+      expect(relErr(b.emb, a.emb)).toBeLessThan(3e-2);
+      compareGrads(cpu, a.grads, b.grads);
+    } finally {
+      cpu.dispose();
+      cuda.dispose();
+    }
+  });
+
+  it.skipIf(!hasTinyMha)(`tiny-mha: the GradCache step's loss and gradients, then AdamW on master weights ${hasTinyMha ? '' : skipNote('fixtures/tiny-mha')}`, async () => {
+    const fx = readCase(tinyMha);
+    const cpu = await EmbeddingModel.load(tinyMha, { device: 'cpu' });
+    const cuda = await EmbeddingModel.load(tinyMha, { device: cudaDevice });
+    const nat = trainNatives();
+    try {
+      roundWeightsToBf16(cpu.native);
+      const run = async (m: EmbeddingModel) => {
+        nat.trainInit(m.native);
+        nat.trainSetBuffer(m.native, 'grads', new Float32Array(nat.trainGetBuffer(m.native, 'grads').length));
+        const r = await gradStep(m.native, m.dim, m.tokenize(fx.queries, fx.max_len), m.tokenize(fx.passages, fx.max_len), {
+          groupSize: fx.group_size, temperature: fx.temperature, inBatchNegatives: true, chunkTokens: Infinity,
+        });
+        return { loss: r.loss, grads: nat.trainGetBuffer(m.native, 'grads') };
+      };
+      const a = await run(cpu);
+      const b = await run(cuda);
+      expect(Math.abs(b.loss - a.loss) / Math.abs(a.loss)).toBeLessThan(5e-2);
+      compareGrads(cpu.native, a.grads, b.grads);
+
+      const hyper = { lr: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0.5, step: 1 };
+      const sa = await nat.trainStep(cpu.native, hyper);
+      const sb = await nat.trainStep(cuda.native, hyper);
+      expect(Math.abs(sb.gradNorm - sa.gradNorm) / sa.gradNorm).toBeLessThan(5e-2);
+      if (cudaDevice === 'cuda') {
+        // the bf16 weights the forward reads are exactly the rounded fp32 master weights
+        const master = (nat as unknown as MasterBuffers).trainGetBuffer(cuda.native, 'master');
+        for (const p of cuda.native.params()) {
+          const w = cuda.native.getTensor(p.name);
+          const m = master.subarray(p.offset, p.offset + p.numel);
+          let worst = 0;
+          for (let i = 0; i < w.length; i++) worst = Math.max(worst, Math.abs(w[i]! - m[i]!) / Math.max(Math.abs(m[i]!), 1e-30));
+          expect(worst, p.name).toBeLessThanOrEqual(2 ** -8);
+        }
+      }
+      // both moved the same way: the updated weights agree to bf16 precision
+      for (const p of cpu.native.params()) expect(relErr(cuda.native.getTensor(p.name), cpu.native.getTensor(p.name)), p.name).toBeLessThan(1e-2);
+    } finally {
+      cpu.dispose();
+      cuda.dispose();
+    }
+  });
+});

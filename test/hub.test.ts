@@ -1,0 +1,198 @@
+// The Hub client against a local HTTP server speaking the Hub API: listing, the cache layout,
+// a connection dropped mid-file (resumed with Range), sha256 mismatch, 401 / 404 / 500, tokens,
+// HF_ENDPOINT, datasets, and resolveModel's cache-first lookup.
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { snapshotDownload, globToRegExp } from '../src/hub/download.js';
+import { resolveModel } from '../src/hub/resolve.js';
+import { defaultCacheDir } from '../src/hub/cache.js';
+
+const gitBlobId = (b: Buffer): string => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+interface FakeFile { path: string; body: Buffer; lfs: boolean; badSha?: boolean; missing?: boolean }
+const COMMIT = 'a'.repeat(40);
+const weights = randomBytes(300_000);
+const repos: Record<string, FakeFile[]> = {
+  'models/org/tiny': [
+    { path: 'config.json', body: Buffer.from('{"hidden_size": 8}'), lfs: false },
+    { path: 'model.safetensors', body: weights, lfs: true },
+    { path: 'sub/dir/tokenizer.json', body: Buffer.from('{"model": {}}'), lfs: false },
+    { path: 'README.md', body: Buffer.from('# tiny'), lfs: false },
+  ],
+  'models/org/badsha': [{ path: 'model.safetensors', body: randomBytes(1000), lfs: true, badSha: true }],
+  'models/org/gone': [{ path: 'config.json', body: Buffer.from('{}'), lfs: false, missing: true }],
+  'models/org/gated': [{ path: 'config.json', body: Buffer.from('{"gated": true}'), lfs: false }],
+  'models/org/flaky2': [{ path: 'config.json', body: Buffer.from('{"flaky": 2}'), lfs: false }],
+  'datasets/org/ds': [{ path: 'data/train.jsonl', body: Buffer.from('{"query":"q","pos":["p"],"neg":[]}\n'), lfs: false }],
+};
+
+const log: { url: string; range?: string; auth?: string }[] = [];
+let dropped = 0;
+let flaky2Failures = 0;
+let server: http.Server;
+let endpoint = '';
+
+function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const url = new URL(req.url!, 'http://x');
+  log.push({ url: url.pathname, range: req.headers.range, auth: req.headers.authorization });
+  const api = /^\/api\/(models|datasets)\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(url.pathname);
+  const resolveM = /^\/(?:(datasets)\/)?([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
+  const repoKey = api ? `${api[1]}/${api[2]}` : resolveM ? `${resolveM[1] ?? 'models'}/${resolveM[2]}` : '';
+  if (repoKey === 'models/org/private') return void res.writeHead(401).end('{"error":"unauthorized"}');
+  if (repoKey === 'models/org/flaky') return void res.writeHead(500).end('oops');
+  if (repoKey === 'models/org/flaky2' && api && flaky2Failures++ < 1) return void res.writeHead(502).end('bad gateway');
+  if (repoKey === 'models/org/gated' && req.headers.authorization !== 'Bearer s3cret') return void res.writeHead(403).end();
+  const files = repos[repoKey];
+  if (api) {
+    if (!files) return void res.writeHead(404).end('{"error":"Repository not found"}');
+    const siblings = files.map((f) => ({
+      rfilename: f.path,
+      size: f.lfs ? 134 : f.body.length,
+      blobId: gitBlobId(f.lfs ? Buffer.from('pointer ' + f.path) : f.body),
+      ...(f.lfs ? { lfs: { sha256: f.badSha ? 'f'.repeat(64) : sha256(f.body), size: f.body.length, pointerSize: 134 } } : {}),
+    }));
+    res.writeHead(200, { 'content-type': 'application/json' });
+    return void res.end(JSON.stringify({ id: api[2], sha: COMMIT, siblings }));
+  }
+  if (resolveM && files) {
+    const f = files.find((x) => x.path === decodeURIComponent(resolveM[4]!));
+    if (!f || f.missing) return void res.writeHead(404).end('Entry not found');
+    if (f.lfs) return void res.writeHead(302, { location: `/cdn/${repoKey}/${f.path}` }).end();
+    return void res.writeHead(200, { 'content-length': f.body.length, etag: `"${gitBlobId(f.body)}"` }).end(f.body);
+  }
+  const cdn = /^\/cdn\/(\w+\/[^/]+\/[^/]+)\/(.+)$/.exec(url.pathname);
+  if (cdn) {
+    const f = repos[cdn[1]!]!.find((x) => x.path === cdn[2])!;
+    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (range) {
+      const start = Number(range[1]);
+      res.writeHead(206, { 'content-length': f.body.length - start, 'content-range': `bytes ${start}-${f.body.length - 1}/${f.body.length}` });
+      return void res.end(f.body.subarray(start));
+    }
+    res.writeHead(200, { 'content-length': f.body.length });
+    if (f.body.length > 100_000 && dropped++ === 0) {
+      // send part of the file, then drop the connection
+      res.write(f.body.subarray(0, 120_000), () => setTimeout(() => req.socket.destroy(), 20));
+      return;
+    }
+    return void res.end(f.body);
+  }
+  res.writeHead(404).end();
+}
+
+beforeAll(async () => {
+  server = http.createServer(handle);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
+});
+
+const fastRetry = { attempts: 3, delayMs: 1 };
+const newCache = (): string => mkdtempSync(join(tmpdir(), 'l2e-hub-'));
+
+describe('hub: snapshot download', () => {
+  it('downloads into the huggingface_hub layout, resuming a dropped connection with Range', async () => {
+    const cache = newCache();
+    const progress: number[] = [];
+    const r = await snapshotDownload('org/tiny', {
+      endpoint, cacheDir: cache, retry: fastRetry,
+      onProgress: (file, done) => file === 'model.safetensors' && progress.push(done),
+    });
+    const folder = join(cache, 'models--org--tiny');
+    expect(r.dir).toBe(join(folder, 'snapshots', COMMIT));
+    expect(r.downloaded.sort()).toEqual(['README.md', 'config.json', 'model.safetensors', 'sub/dir/tokenizer.json']);
+    expect(readFileSync(join(folder, 'refs', 'main'), 'utf8')).toBe(COMMIT);
+    expect(readFileSync(join(r.dir, 'model.safetensors')).equals(weights)).toBe(true);
+    expect(readFileSync(join(r.dir, 'sub/dir/tokenizer.json'), 'utf8')).toBe('{"model": {}}');
+    expect(lstatSync(join(r.dir, 'config.json')).isSymbolicLink()).toBe(true);
+    // blobs are named by LFS sha256 / git blob id, and no .incomplete is left
+    expect(readdirSync(join(folder, 'blobs')).sort()).toEqual(
+      [sha256(weights), ...repos['models/org/tiny']!.filter((f) => !f.lfs).map((f) => gitBlobId(f.body))].sort(),
+    );
+    const ranged = log.filter((l) => l.url.startsWith('/cdn/models/org/tiny') && l.range);
+    expect(ranged.length).toBe(1);
+    expect(Number(/bytes=(\d+)-/.exec(ranged[0]!.range!)![1])).toBeGreaterThan(0);
+    expect(progress[progress.length - 1]).toBe(weights.length);
+
+    // a second pull finds everything cached
+    const again = await snapshotDownload('org/tiny', { endpoint, cacheDir: cache });
+    expect(again.downloaded).toEqual([]);
+  });
+
+  it('honours --include globs, HF_ENDPOINT and dataset repos', async () => {
+    const cache = newCache();
+    const old = process.env['HF_ENDPOINT'];
+    process.env['HF_ENDPOINT'] = endpoint;
+    try {
+      const r = await snapshotDownload('org/tiny', { cacheDir: cache, include: ['*.json'] });
+      expect(r.files.sort()).toEqual(['config.json', 'sub/dir/tokenizer.json']);
+      const d = await snapshotDownload('org/ds', { cacheDir: cache, repoType: 'dataset' });
+      expect(d.dir).toBe(join(cache, 'datasets--org--ds', 'snapshots', COMMIT));
+      expect(readFileSync(join(d.dir, 'data/train.jsonl'), 'utf8')).toContain('"query"');
+    } finally {
+      if (old === undefined) delete process.env['HF_ENDPOINT'];
+      else process.env['HF_ENDPOINT'] = old;
+    }
+    expect(globToRegExp('*.safetensors').test('model-00001-of-00002.safetensors')).toBe(true);
+    expect(globToRegExp('model-?.bin').test('model-1.bin')).toBe(true);
+    expect(globToRegExp('*.json').test('config.jsonl')).toBe(false);
+  });
+
+  it('rejects a file whose sha256 does not match and keeps nothing of it', async () => {
+    const cache = newCache();
+    await expect(snapshotDownload('org/badsha', { endpoint, cacheDir: cache })).rejects.toThrow(/model.safetensors.*sha256 mismatch/);
+    expect(readdirSync(join(cache, 'models--org--badsha', 'blobs'))).toEqual([]);
+  });
+
+  it('explains 401/403 (set HF_TOKEN) and sends the token', async () => {
+    const cache = newCache();
+    await expect(snapshotDownload('org/private', { endpoint, cacheDir: cache })).rejects.toThrow(/HTTP 401.*HF_TOKEN/);
+    await expect(snapshotDownload('org/gated', { endpoint, cacheDir: cache, token: '' })).rejects.toThrow(/HTTP 403.*HF_TOKEN/);
+    const r = await snapshotDownload('org/gated', { endpoint, cacheDir: cache, token: 's3cret' });
+    expect(readFileSync(join(r.dir, 'config.json'), 'utf8')).toBe('{"gated": true}');
+  });
+
+  it('names the repo or the file on 404', async () => {
+    const cache = newCache();
+    await expect(snapshotDownload('org/nothing', { endpoint, cacheDir: cache })).rejects.toThrow(/model repo org\/nothing \(revision main\) was not found/);
+    await expect(snapshotDownload('org/gone', { endpoint, cacheDir: cache })).rejects.toThrow(/file config.json of model repo org\/gone was not found/);
+  });
+
+  it('retries 5xx a few times, then fails clearly', async () => {
+    const cache = newCache();
+    const before = log.filter((l) => l.url.includes('org/flaky/')).length;
+    await expect(snapshotDownload('org/flaky', { endpoint, cacheDir: cache, retry: fastRetry })).rejects.toThrow(/failed after 3 attempts.*HTTP 500/);
+    expect(log.filter((l) => l.url.includes('org/flaky/')).length - before).toBe(3);
+    const r = await snapshotDownload('org/flaky2', { endpoint, cacheDir: cache, retry: fastRetry });
+    expect(r.files).toEqual(['config.json']);
+  });
+});
+
+describe('hub: resolveModel', () => {
+  it('returns a folder as is, a cached id without the network, and downloads otherwise', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'l2e-model-'));
+    expect(await resolveModel(dir)).toBe(dir);
+    const cache = newCache();
+    const snap = await resolveModel('org/tiny', { endpoint, cacheDir: cache, retry: fastRetry });
+    expect(existsSync(join(snap, 'config.json'))).toBe(true);
+    expect(existsSync(join(snap, 'README.md'))).toBe(false); // only what a model needs
+    // cached: an unreachable endpoint is never asked
+    expect(await resolveModel('org/tiny', { endpoint: 'http://127.0.0.1:9', cacheDir: cache })).toBe(snap);
+    await expect(resolveModel('not a/valid id', { cacheDir: cache })).rejects.toThrow(/model folder not found/);
+  });
+
+  it('finds the default cache folder from the environment', () => {
+    expect(defaultCacheDir({ HF_HUB_CACHE: '/a' })).toBe('/a');
+    expect(defaultCacheDir({ HF_HOME: '/h' })).toBe(join('/h', 'hub'));
+    expect(defaultCacheDir({ XDG_CACHE_HOME: '/x' })).toBe(join('/x', 'huggingface', 'hub'));
+  });
+});

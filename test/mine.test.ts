@@ -1,0 +1,193 @@
+// Pair mining: thresholds in both metrics, self / short-text exclusion, sampling bounds and
+// determinism, multi-field versions as positives, skip counts, end to end through a file of
+// precomputed embeddings, and bad input.
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { Embeddings } from '../src/model/embeddings.js';
+import type { PairRow } from '../src/data/jsonl.js';
+import { readCorpus, type Corpus } from '../src/mine/corpus.js';
+import { distance, minePairs, type MineOptions } from '../src/mine/mine.js';
+import { mineToFile } from '../src/mine/run.js';
+import { loadVectorTable } from '../src/eval/vectors.js';
+import { tableSource } from '../src/eval/source.js';
+
+// 20 texts on the unit circle 0.1 rad apart: |i-j| <= 4 is within 0.45 (Euclidean), |i-j| >= 9 beyond 0.8.
+// Plus "x" (one character, next to t0) and "lonely" (opposite side: no positive).
+const angles: [string, number][] = [...Array.from({ length: 20 }, (_, i) => [`t${i}`, i * 0.1] as [string, number]), ['x', 0.02], ['lonely', Math.PI]];
+const corpus: Corpus = { texts: angles.map(([t]) => t), groups: [], rows: angles.length };
+const vectors = new Embeddings(angles.length, 2, Float32Array.from(angles.flatMap(([, a]) => [Math.cos(a), Math.sin(a)])));
+const idx = (t: string): number => corpus.texts.indexOf(t);
+
+async function mine(opts: MineOptions, c: Corpus = corpus, v: Embeddings = vectors) {
+  const rows: PairRow[] = [];
+  const stats = await minePairs(c, v, opts, (r) => {
+    rows.push(r);
+  });
+  return { rows, stats };
+}
+
+describe('mine', () => {
+  for (const [metric, X, Y] of [['euclidean', 0.45, 0.8], ['cosine', 0.1, 0.32]] as const) {
+    it(`keeps positives within ${X} and negatives beyond ${Y} (${metric})`, async () => {
+      const { rows, stats } = await mine({ posThreshold: X, negThreshold: Y, metric, maxPos: 3, maxNeg: 2 });
+      expect(stats).toMatchObject({ queries: 22, written: 20, skippedNoPos: 1, skippedNoNeg: 0, skippedShort: 1 });
+      for (const r of rows) {
+        const q = idx(r.query);
+        const eligiblePos = corpus.texts.filter((t, j) => /^t/.test(t) && j !== q && Math.abs(j - q) <= 4);
+        const eligibleNeg = corpus.texts.filter((t, j) => t !== r.query && t !== 'x' && (t === 'lonely' || Math.abs(j - q) >= 9));
+        expect(r.pos.length).toBe(Math.min(3, eligiblePos.length));
+        expect(r.neg.length).toBe(Math.min(2, eligibleNeg.length));
+        expect(new Set(r.pos).size).toBe(r.pos.length);
+        for (const p of r.pos) {
+          expect(eligiblePos).toContain(p);
+          expect(distance(vectors.row(q), vectors.row(idx(p)), metric)).toBeLessThanOrEqual(X);
+        }
+        for (const n of r.neg) {
+          expect(eligibleNeg).toContain(n);
+          expect(distance(vectors.row(q), vectors.row(idx(n)), metric)).toBeGreaterThan(Y);
+        }
+        expect(r.pos).not.toContain('x'); // length <= 1 is never a candidate
+      }
+    });
+  }
+
+  it('is deterministic for a seed and varies with it', async () => {
+    const opts = { posThreshold: 0.45, negThreshold: 0.8, maxPos: 2, maxNeg: 2, seed: 3 };
+    const a = await mine(opts);
+    const b = await mine({ ...opts, queryBlock: 5 }); // block size does not matter
+    const c = await mine({ ...opts, seed: 4 });
+    expect(b.rows).toEqual(a.rows);
+    expect(c.rows).not.toEqual(a.rows);
+  });
+
+  it('counts rows without negatives when k is too small to reach beyond the threshold', async () => {
+    const { stats } = await mine({ posThreshold: 0.45, negThreshold: 0.8, k: 3 });
+    expect(stats.written).toBe(0);
+    expect(stats.skippedNoNeg).toBe(20);
+    expect(stats.skippedNoPos).toBe(1);
+  });
+
+  it('random negatives top rows up beyond the threshold', async () => {
+    const { rows, stats } = await mine({ posThreshold: 0.45, negThreshold: 0.8, k: 3, maxNeg: 2, randomNegatives: true });
+    expect(stats.written).toBe(20);
+    for (const r of rows) {
+      expect(r.neg.length).toBeGreaterThan(0);
+      for (const n of r.neg) expect(distance(vectors.row(idx(r.query)), vectors.row(idx(n)), 'euclidean')).toBeGreaterThan(0.8);
+    }
+  });
+
+  it('makes the versions of a multi-field row mutual positives, never negatives', async () => {
+    const c: Corpus = { ...corpus, groups: [[idx('t0'), idx('t15')]] };
+    const { rows } = await mine({ posThreshold: 0.45, negThreshold: 0.8, maxPos: 6, maxNeg: 20 }, c);
+    const r0 = rows.find((r) => r.query === 't0')!;
+    const r15 = rows.find((r) => r.query === 't15')!;
+    expect(r0.pos).toContain('t15');
+    expect(r0.neg).not.toContain('t15');
+    expect(r15.pos).toContain('t0');
+    expect(r15.neg).not.toContain('t0');
+    expect(rows.find((r) => r.query === 't5')!.pos).not.toContain('t15');
+  });
+
+  it('rejects pos-threshold above neg-threshold, an empty corpus and mismatched vectors', async () => {
+    await expect(mine({ posThreshold: 0.9, negThreshold: 0.8 })).rejects.toThrow(/above --neg-threshold/);
+    await expect(mine({ posThreshold: 0.9, negThreshold: 0.8, metric: 'cosine' })).rejects.toThrow(/cosine distances/);
+    await expect(mine({ posThreshold: 0.1, negThreshold: 0.8 }, { texts: [], groups: [], rows: 0 }, new Embeddings(0, 2))).rejects.toThrow(/empty/);
+    await expect(mine({ posThreshold: 0.1, negThreshold: 0.8 }, corpus, new Embeddings(3, 2))).rejects.toThrow(/3 vectors for 22 texts/);
+  });
+});
+
+describe('mine: files', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l2e-mine-'));
+  const embFile = join(dir, 'emb.jsonl');
+  writeFileSync(embFile, angles.map(([t, a]) => JSON.stringify({ text: t, embedding: [Math.cos(a), Math.sin(a)] })).join('\n') + '\n');
+
+  it('mines a JSONL corpus with fields end to end, the same for the same seed', async () => {
+    const input = join(dir, 'corpus.jsonl');
+    const lines = angles.map(([t]) => ({ left: t, en: t === 't0' ? 't15' : null }));
+    writeFileSync(input, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+    const c = await readCorpus(input, ['left', 'en']);
+    expect(c.texts.length).toBe(22);
+    expect(c.texts.slice(0, 3)).toEqual(['t0', 't15', 't1']); // order of first appearance
+    expect(c.groups).toEqual([[0, 1]]);
+    const source = tableSource(await loadVectorTable(embFile));
+    const out1 = join(dir, 'pairs1.jsonl'), out2 = join(dir, 'pairs2.jsonl');
+    const opts = { input, fields: ['left', 'en'], posThreshold: 0.45, negThreshold: 0.8, maxPos: 2, seed: 1 };
+    const r1 = await mineToFile(source, { ...opts, output: out1 });
+    await mineToFile(source, { ...opts, output: out2 });
+    expect(r1.written).toBe(20);
+    const text = readFileSync(out1, 'utf8');
+    expect(readFileSync(out2, 'utf8')).toBe(text);
+    const rows = text.trim().split('\n').map((l) => JSON.parse(l) as PairRow);
+    expect(rows.find((r) => r.query === 't0')!.pos).toContain('t15');
+  });
+
+  it('reads plain text and .json pools', async () => {
+    const plain = join(dir, 'plain.txt');
+    writeFileSync(plain, 'satu\n dua \n\nsatu\ntiga');
+    expect((await readCorpus(plain)).texts).toEqual(['satu', 'dua', 'tiga']);
+    const pool = join(dir, 'pool.json');
+    writeFileSync(pool, JSON.stringify({ 'a b': 0, 'c d': 1 }));
+    expect((await readCorpus(pool)).texts).toEqual(['a b', 'c d']);
+  });
+
+  it('errors on a text without a vector, bad vectors, and bad thresholds before writing', async () => {
+    const input = join(dir, 'extra.txt');
+    writeFileSync(input, 't1\nt2\nnot embedded\n');
+    const out = join(dir, 'never.jsonl');
+    const source = tableSource(await loadVectorTable(embFile));
+    await expect(mineToFile(source, { input, output: out, posThreshold: 0.4, negThreshold: 0.8 })).rejects.toThrow(/no embedding for the text "not embedded"/);
+    await expect(mineToFile(source, { input, output: out, posThreshold: 0.9, negThreshold: 0.8 })).rejects.toThrow(/above/);
+    expect(existsSync(out)).toBe(false);
+    const bad = join(dir, 'bad.jsonl');
+    writeFileSync(bad, '{"text":"a","embedding":[1,0]}\n{"text":"b","embedding":[1]}\n');
+    await expect(loadVectorTable(bad)).rejects.toThrow(`${bad}:2: embedding has 1 values, expected 2`);
+    writeFileSync(bad, '{"text":"a","embedding":[1,0]}\n{"text":"b","embedding":[1e39, 0]}\n');
+    await expect(loadVectorTable(bad)).rejects.toThrow(`${bad}:2: embedding[0] is not a finite float32`);
+    writeFileSync(bad, '{"text":"a","embedding":[1,null]}\n');
+    await expect(loadVectorTable(bad)).rejects.toThrow(`${bad}:1: embedding[1] is not a finite float32 (null)`);
+  });
+});
+
+// With a real model: the tiny fixture from ../shared (skipped when absent).
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const tinyModel = join(resolve(repoRoot, '../shared'), 'fixtures', 'tiny-mha');
+describe.skipIf(!existsSync(join(tinyModel, 'model.safetensors')))('mine: with the tiny-mha model (../shared fixture)', () => {
+  it('mines with the thresholds it was given, reproducibly', async () => {
+    const { openEmbeddingSource } = await import('../src/eval/source.js');
+    const dir = mkdtempSync(join(tmpdir(), 'l2e-mine-model-'));
+    const texts = (JSON.parse(readFileSync(join(tinyModel, 'case.json'), 'utf8')) as { tokenizer_cases: { text: string }[] }).tokenizer_cases
+      .map((c) => c.text.trim())
+      .filter((t, i, all) => t.length > 1 && all.indexOf(t) === i);
+    const input = join(dir, 'corpus.jsonl'); // JSONL: some texts hold newlines
+    writeFileSync(input, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+    const source = await openEmbeddingSource({ model: tinyModel, maxLength: 64 });
+    try {
+      const vecs = await source.embed(texts);
+      // thresholds from the distance distribution of this random model: 5% and 50% quantiles
+      const d: number[] = [];
+      for (let i = 0; i < texts.length; i++) for (let j = i + 1; j < texts.length; j++) d.push(distance(vecs.row(i), vecs.row(j), 'cosine'));
+      d.sort((a, b) => a - b);
+      const X = d[Math.floor(d.length * 0.05)]!, Y = d[Math.floor(d.length * 0.5)]!;
+      const opts = { input, posThreshold: X, negThreshold: Y, metric: 'cosine' as const, k: 60, seed: 7, encodeBlock: 50 };
+      const r = await mineToFile(source, { ...opts, output: join(dir, 'a.jsonl') });
+      await mineToFile(source, { ...opts, output: join(dir, 'b.jsonl') });
+      expect(r.written).toBeGreaterThan(0);
+      expect(r.written + r.skippedNoPos + r.skippedNoNeg + r.skippedShort).toBe(texts.length);
+      const out = readFileSync(join(dir, 'a.jsonl'), 'utf8');
+      expect(readFileSync(join(dir, 'b.jsonl'), 'utf8')).toBe(out);
+      const at = new Map(texts.map((t, i) => [t, i]));
+      for (const row of out.trim().split('\n').map((l) => JSON.parse(l) as PairRow)) {
+        const q = vecs.row(at.get(row.query)!);
+        for (const p of row.pos) expect(distance(q, vecs.row(at.get(p)!), 'cosine')).toBeLessThanOrEqual(X + 1e-5);
+        for (const n of row.neg) expect(distance(q, vecs.row(at.get(n)!), 'cosine')).toBeGreaterThan(Y - 1e-5);
+        expect(row.pos.length).toBeLessThanOrEqual(6);
+        expect(row.neg.length).toBeLessThanOrEqual(5);
+      }
+    } finally {
+      source.close();
+    }
+  });
+});

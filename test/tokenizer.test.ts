@@ -1,0 +1,147 @@
+// TextTokenizer against the shared fixture's reference ids (made with Hugging Face tokenizers), plus
+// the framing rules (BOS/EOS from tokenizer_config.json, truncation counting them) and hostile texts.
+import { afterAll, describe, expect, it } from 'vitest';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TextTokenizer, toWellFormed } from '../src/model/tokenizer.js';
+import { createPrefixCutter } from '../src/model/tokenizer-prefix.js';
+import { hasTinyMha, readCase, skipNote, tinyMha } from './helpers/fixture.js';
+
+const tempDirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'l2e-tok-'));
+  tempDirs.push(dir);
+  return dir;
+}
+afterAll(() => tempDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** A folder holding the fixture's tokenizer.json and, when given, a tokenizer_config.json. */
+function fixtureWithConfig(config?: Record<string, unknown>): string {
+  const dir = tempDir();
+  copyFileSync(join(tinyMha, 'tokenizer.json'), join(dir, 'tokenizer.json'));
+  if (config) writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+  return dir;
+}
+
+const list = (ids: Int32Array): number[] => Array.from(ids);
+
+describe('TextTokenizer errors (no fixture needed)', () => {
+  it('names the missing tokenizer.json', () => {
+    const dir = tempDir();
+    expect(() => TextTokenizer.fromDir(dir)).toThrow(join(dir, 'tokenizer.json'));
+  });
+
+  it('names a tokenizer.json that is not JSON', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'tokenizer.json'), '{"model": ');
+    expect(() => TextTokenizer.fromDir(dir)).toThrow(/tokenizer\.json is not valid JSON/);
+  });
+
+  it('replaces lone surrogates and keeps pairs', () => {
+    expect(toWellFormed('a\uD800b')).toBe('a\uFFFDb');
+    expect(toWellFormed('\uDC00x\uD83D')).toBe('\uFFFDx\uFFFD');
+    expect(toWellFormed('ok 😀')).toBe('ok 😀');
+  });
+});
+
+describe.skipIf(!hasTinyMha)(`TextTokenizer on tiny-mha ${hasTinyMha ? '' : skipNote('fixtures/tiny-mha')}`, () => {
+  const c = hasTinyMha ? readCase(tinyMha) : null;
+  const tok = hasTinyMha ? TextTokenizer.fromDir(tinyMha) : null;
+
+  it('reports the special ids and vocabulary', () => {
+    expect(tok!.vocabSize).toBe(2000);
+    expect([tok!.unkId, tok!.bosId, tok!.eosId, tok!.padId]).toEqual([0, 1, 2, 0]);
+    expect([tok!.addBos, tok!.addEos]).toEqual([true, false]);
+  });
+
+  it('queries and passages give q_ids / p_ids at max_len', () => {
+    expect(c!.queries.map((q) => list(tok!.encode(q, c!.max_len)))).toEqual(c!.q_ids);
+    expect(c!.passages.map((p) => list(tok!.encode(p, c!.max_len)))).toEqual(c!.p_ids);
+    expect(tok!.encodeBatch(c!.passages, c!.max_len).map(list)).toEqual(c!.p_ids);
+  });
+
+  it('all tokenizer_cases match exactly (they were made untruncated: longest 193 ids)', () => {
+    const cases = c!.tokenizer_cases;
+    expect(cases.length).toBe(200);
+    for (const { text, ids } of cases) expect(list(tok!.encode(text, Infinity)), text).toEqual(ids);
+    // the same at the recipe's maxLength 8192, which none of them reaches
+    expect(cases.map((x) => list(tok!.encode(x.text, 8192)))).toEqual(cases.map((x) => x.ids));
+  });
+
+  it('never adds a second BOS although the file post-processor adds <s>', () => {
+    for (const { text } of c!.tokenizer_cases.slice(0, 50)) {
+      const ids = tok!.encode(text, 512);
+      expect(ids[0]).toBe(1);
+      expect(ids[1]).not.toBe(1);
+    }
+  });
+
+  it('truncation counts BOS (and EOS when added)', () => {
+    const long = c!.tokenizer_cases.reduce((a, b) => (b.ids.length > a.ids.length ? b : a));
+    for (const n of [1, 2, 5, 64]) {
+      expect(list(tok!.encode(long.text, n))).toEqual(long.ids.slice(0, n));
+    }
+    const withEos = TextTokenizer.fromDir(fixtureWithConfig({ add_eos_token: true }));
+    expect(list(withEos.encode(long.text, 5))).toEqual([...long.ids.slice(0, 4), 2]);
+    expect(() => withEos.encode(long.text, 1)).toThrow(/maxLength/);
+    expect(() => tok!.encode(long.text, 0)).toThrow(/maxLength/);
+    expect(() => tok!.encode(long.text, 3.5)).toThrow(/maxLength/);
+  });
+
+  it('honours add_bos_token / add_eos_token from tokenizer_config.json', () => {
+    const text = c!.tokenizer_cases[0].text;
+    const body = c!.tokenizer_cases[0].ids.slice(1);
+    const noBos = TextTokenizer.fromDir(fixtureWithConfig({ add_bos_token: false }));
+    expect(list(noBos.encode(text, 512))).toEqual(body);
+    const both = TextTokenizer.fromDir(fixtureWithConfig({ add_bos_token: true, add_eos_token: true }));
+    expect(list(both.encode(text, 512))).toEqual([1, ...body, 2]);
+    const eosOnly = TextTokenizer.fromDir(fixtureWithConfig({ add_bos_token: false, add_eos_token: true }));
+    expect(list(eosOnly.encode(text, 512))).toEqual([...body, 2]);
+    // AddedToken-object form of token names, and pad_token picked up
+    const named = TextTokenizer.fromDir(
+      fixtureWithConfig({ bos_token: { content: '<s>' }, eos_token: '</s>', pad_token: '</s>' }),
+    );
+    expect([named.bosId, named.eosId, named.padId]).toEqual([1, 2, 2]);
+    // an invalid tokenizer_config.json is named
+    const bad = fixtureWithConfig();
+    writeFileSync(join(bad, 'tokenizer_config.json'), 'nope');
+    expect(() => TextTokenizer.fromDir(bad)).toThrow(/tokenizer_config\.json is not valid JSON/);
+  });
+
+  it('handles empty, whitespace-only and lone-surrogate texts', () => {
+    expect(list(tok!.encode('', 64))).toEqual([1]);
+    const spaces = list(tok!.encode('   ', 64));
+    expect(spaces[0]).toBe(1);
+    expect(spaces.length).toBeGreaterThan(1);
+    expect(list(tok!.encode('\t\n', 64)).length).toBeGreaterThan(1);
+    const lone = list(tok!.encode('a\uD800b\uDC00', 64));
+    expect(lone).toEqual(list(tok!.encode('a\uFFFDb\uFFFD', 64)));
+    expect(tok!.encodeBatch(['', ' ', '\uD83D'], 8).every((ids) => ids[0] === 1)).toBe(true);
+  });
+
+  it('decodes back to the text', () => {
+    const text = c!.tokenizer_cases[0].text;
+    expect(tok!.decode(tok!.encode(text, 512))).toBe(text);
+    expect(tok!.decode([])).toBe('');
+  });
+
+  it('cuts 1 MB texts before encoding without changing the kept ids', () => {
+    const words = c!.tokenizer_cases.map((x) => x.text).join(' ');
+    const big = words.repeat(Math.ceil((1 << 20) / words.length));
+    expect(big.length).toBeGreaterThanOrEqual(1 << 20);
+    const reference = list(tok!.encode(big.slice(0, 40_000), Infinity));
+    for (const n of [64, 512, 2048]) expect(list(tok!.encode(big, n))).toEqual(reference.slice(0, n));
+    // the cut really happens for this file: right after a word, before the next "▁"
+    const json = JSON.parse(readFileSync(join(tinyMha, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+    const cutter = createPrefixCutter(json)!;
+    expect(cutter).not.toBeNull();
+    const cut = cutter.findCut('abc def', 1);
+    expect(cut).toBeGreaterThan(0);
+    expect(cut).toBeLessThanOrEqual(3);
+    expect(cutter.findCut('a', 1)).toBe(-1);
+    // a text with no space at all: cuts fall between characters no merge joins, or nowhere
+    const glued = c!.tokenizer_cases.map((x) => x.text.replace(/\s+/g, '')).join('').repeat(4);
+    expect(list(tok!.encode(glued, 64))).toEqual(list(tok!.encode(glued, Infinity)).slice(0, 64));
+  });
+});

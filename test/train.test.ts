@@ -1,0 +1,205 @@
+// The Trainer on a tiny random model: checkpoints and bitwise resume, the saved model reloading to
+// identical embeddings, gradient accumulation, divergence and failed writes keeping the last good
+// checkpoint, interruption, pruning.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EmbeddingModel } from '../src/model/embedding-model.js';
+import { readSafetensorsHeader } from '../src/model/safetensors.js';
+import { listCheckpoints, saveModel } from '../src/train/checkpoint.js';
+import { trainNatives } from '../src/train/native-train.js';
+import { Trainer, TrainingDivergedError, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
+import { topicData } from './helpers/trainData.js';
+import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
+
+const hasTokenizer = existsSync(sharedTokenizer);
+const quiet = { onNotice: (): void => {} };
+
+describe.skipIf(!hasTokenizer)(`Trainer ${hasTokenizer ? '' : '(skipped: ../shared tokenizer not found)'}`, () => {
+  let modelDir: string;
+  let dataFile: string;
+  const base: TrainerOptions = { batchSize: 4, groupSize: 3, lr: 1e-3, seed: 1, shuffleBuffer: 16, maxGradNorm: 1 };
+
+  beforeAll(() => {
+    const root = makeTempDir();
+    modelDir = join(root, 'model');
+    writeTinyModel(modelDir, { hidden: 32, layers: 2, dense: 16, seed: 2 });
+    dataFile = join(root, 'data.jsonl');
+    writeFileSync(dataFile, topicData(10, 40, 4).rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  });
+  afterAll(() => removeTempDirs());
+
+  async function run(options: TrainerOptions, steps: StepInfo[] = [], signalAt?: number): Promise<{ model: EmbeddingModel; steps: StepInfo[] }> {
+    const model = await EmbeddingModel.load(modelDir);
+    const controller = new AbortController();
+    const trainer = new Trainer(model, { ...base, ...options });
+    await trainer.fit(dataFile, {
+      ...quiet,
+      signal: controller.signal,
+      onStep: (s) => {
+        steps.push(s);
+        if (s.step === signalAt) controller.abort();
+      },
+    });
+    return { model, steps };
+  }
+
+  it('13 steps straight = 3 steps, interrupted, + resume to 13 (across an epoch): bitwise identical losses and weights', async () => {
+    // 40 rows / batch 4 = 10 steps per epoch; max 13 crosses an epoch boundary too
+    const straight = await run({ maxSteps: 13 });
+    const out = makeTempDir();
+    const first = await run({ maxSteps: 13, outputDir: out }, [], 3);
+    expect(first.steps).toHaveLength(3);
+    expect(listCheckpoints(out).map((c) => c.step)).toEqual([3]);
+    expect(existsSync(join(out, 'model.safetensors'))).toBe(false); // aborted: no final model
+    first.model.dispose();
+    const second = await run({ maxSteps: 13, outputDir: out, resume: true, saveSteps: 5 });
+    const losses = [...first.steps, ...second.steps].map((s) => s.loss);
+    expect(second.steps[0]!.step).toBe(4);
+    expect(losses).toEqual(straight.steps.map((s) => s.loss));
+    expect(losses.every(Number.isFinite)).toBe(true);
+    for (const p of straight.model.native.params()) {
+      expect(second.model.native.getTensor(p.name), p.name).toEqual(straight.model.native.getTensor(p.name));
+    }
+    // checkpoints at 3 (interrupt), 5, 10 (saveSteps) and 13 (the end)
+    expect(listCheckpoints(out).map((c) => c.step)).toEqual([3, 5, 10, 13]);
+    const state = JSON.parse(readFileSync(join(out, 'checkpoint-13', 'trainer_state.json'), 'utf8'));
+    expect(state.globalStep).toBe(13);
+    expect(state.data.position).toMatchObject({ epoch: 1, groups: 12 });
+    expect(state.schedule).toMatchObject({ name: 'constant', baseLr: 1e-3 });
+    const opt = readSafetensorsHeader(join(out, 'checkpoint-13', 'optimizer.safetensors'));
+    expect(opt.tensors.map((t) => t.name)).toEqual(['exp_avg', 'exp_avg_sq']);
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) expect(existsSync(join(out, 'checkpoint-13', f)), f).toBe(true);
+    straight.model.dispose();
+    second.model.dispose();
+  });
+
+  it('resume also matches when checkpoints come from saveSteps mid-epoch (fresh process state)', async () => {
+    const straight = await run({ maxSteps: 6 });
+    const out = makeTempDir();
+    const a = await run({ maxSteps: 3, outputDir: out, saveSteps: 3 });
+    a.model.dispose();
+    const b = await run({ maxSteps: 6, outputDir: out, resume: true });
+    expect([...a.steps, ...b.steps].map((s) => s.loss)).toEqual(straight.steps.map((s) => s.loss));
+    straight.model.dispose();
+    b.model.dispose();
+  });
+
+  it('the final model in OUTPUT reloads with EmbeddingModel.load to identical embeddings', async () => {
+    const out = makeTempDir();
+    const { model } = await run({ maxSteps: 2, outputDir: out, temperature: 0.05 });
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(config).toMatchObject({ sentence_pooling_method: 'mean', normalized: true, temperature: 0.05, embedding_size: 16 });
+    const names = readSafetensorsHeader(join(out, 'model.safetensors')).tensors.map((t) => t.name);
+    expect(names).toContain('embed_tokens.weight');
+    expect(names).toContain('dense_layer.bias');
+    expect(names.some((n) => n.startsWith('model.'))).toBe(false);
+    const texts = ['apa khabar', 'the quick brown fox', 'saya suka makan nasi lemak'];
+    const reloaded = await EmbeddingModel.load(out);
+    expect((await reloaded.encode(texts)).data).toEqual((await model.encode(texts)).data);
+    // saveModel of an in-memory model needs a tokenizer folder; with one it round-trips too
+    const mem = EmbeddingModel.create(model.config, model.tokenizer, { seed: 3 });
+    expect(() => saveModel(mem, makeTempDir())).toThrow(/created in memory.*tokenizerDir/);
+    const memDir = makeTempDir();
+    saveModel(mem, memDir, { tokenizerDir: modelDir });
+    const memBack = await EmbeddingModel.load(memDir);
+    expect((await memBack.encode(texts)).data).toEqual((await mem.encode(texts)).data);
+    for (const m of [model, reloaded, mem, memBack]) m.dispose();
+  });
+
+  it('gradient accumulation 2 × (B/2) gives the gradients of one step of B (no in-batch negatives)', async () => {
+    const nat = trainNatives();
+    const moments = async (options: TrainerOptions): Promise<{ m: Float32Array; loss: number }> => {
+      const model = await EmbeddingModel.load(modelDir);
+      let loss = NaN;
+      // maxGradNorm 0: no clipping, so after one AdamW step m = (1 − β1) · g exactly
+      await new Trainer(model, { ...base, maxGradNorm: 0, inBatchNegatives: false, maxSteps: 1, ...options }).fit(dataFile, {
+        ...quiet,
+        onStep: (s) => (loss = s.loss),
+      });
+      const m = nat.trainGetBuffer(model.native, 'm');
+      model.dispose();
+      return { m, loss };
+    };
+    const whole = await moments({ batchSize: 8 });
+    const accumulated = await moments({ batchSize: 4, gradientAccumulationSteps: 2 });
+    expect(Math.abs(accumulated.loss - whole.loss)).toBeLessThan(1e-5 * whole.loss);
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < whole.m.length; i++) {
+      num += (accumulated.m[i]! - whole.m[i]!) ** 2;
+      den += whole.m[i]! ** 2;
+    }
+    expect(den).toBeGreaterThan(0);
+    expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
+  });
+
+  it('GradCache chunking (recomputing each chunk) trains like one chunk, within float tolerance', async () => {
+    const whole = await run({ maxSteps: 3 });
+    const chunked = await run({ maxSteps: 3, chunkTokens: 24 });
+    chunked.steps.forEach((s, i) => expect(Math.abs(s.loss - whole.steps[i]!.loss)).toBeLessThan(1e-4 * whole.steps[i]!.loss));
+    whole.model.dispose();
+    chunked.model.dispose();
+  });
+
+  it('a NaN loss stops training with a clear error and keeps the last good checkpoint', async () => {
+    const out = makeTempDir();
+    const model = await EmbeddingModel.load(modelDir);
+    const trainer = new Trainer(model, { ...base, maxSteps: 10, outputDir: out, saveSteps: 2 });
+    const poison = (): void => model.native.setTensor('norm.weight', new Float32Array(32).fill(NaN));
+    const err = await trainer
+      .fit(dataFile, { ...quiet, onStep: (s) => s.step === 3 && poison() })
+      .then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(TrainingDivergedError);
+    expect((err as Error).message).toMatch(/training diverged at step 4: the loss is NaN.*last good checkpoint is .*checkpoint-2/);
+    expect(listCheckpoints(out).map((c) => c.step)).toEqual([2]);
+    expect(existsSync(join(out, 'model.safetensors'))).toBe(false);
+    // weights turning NaN right at a checkpoint step are never saved
+    const out2 = makeTempDir();
+    const t2 = new Trainer(model, { ...base, maxSteps: 10, outputDir: out2, saveSteps: 2 });
+    model.native.setTensor('norm.weight', new Float32Array(32).fill(1));
+    const err2 = await t2.fit(dataFile, { ...quiet, onStep: (s) => s.step === 4 && poison() }).then(() => null, (e: unknown) => e);
+    expect((err2 as Error).message).toMatch(/diverged at step 4: the weights of "norm.weight" contain NaN.*checkpoint-2/);
+    expect(listCheckpoints(out2).map((c) => c.step)).toEqual([2]);
+    model.dispose();
+  });
+
+  it('a failed checkpoint write reports a clear error and leaves the previous checkpoint intact', async () => {
+    const out = makeTempDir();
+    const src = makeTempDir();
+    writeTinyModel(src, { hidden: 32, layers: 2, dense: 16, seed: 2 });
+    const model = await EmbeddingModel.load(src);
+    const trainer = new Trainer(model, { ...base, maxSteps: 6, outputDir: out, saveSteps: 2 });
+    // the tokenizer vanishes from the source folder: the checkpoint at step 4 fails half-written
+    const err = await trainer
+      .fit(dataFile, { ...quiet, onStep: (s) => s.step === 3 && rmSync(join(src, 'tokenizer.json')) })
+      .then(() => null, (e: unknown) => e);
+    expect((err as Error).message).toMatch(/could not save the checkpoint of step 4 .*tokenizer\.json is missing.*previous checkpoint .*checkpoint-2 is intact/);
+    expect(readdirSync(out)).toEqual(['checkpoint-2']); // no temp folder left behind
+    const back = await EmbeddingModel.load(join(out, 'checkpoint-2'));
+    back.dispose();
+    model.dispose();
+  });
+
+  it('saveTotalLimit keeps the newest checkpoints; resume without checkpoints is an error', async () => {
+    const out = makeTempDir();
+    const { model } = await run({ maxSteps: 5, outputDir: out, saveSteps: 1, saveTotalLimit: 2 });
+    expect(listCheckpoints(out).map((c) => c.step)).toEqual([4, 5]);
+    model.dispose();
+    await expect(run({ maxSteps: 2, outputDir: makeTempDir(), resume: true })).rejects.toThrow(/resume: no checkpoint-<step> folder/);
+  });
+
+  it('epochs without maxSteps: ceil(rows / B) steps per epoch, reported lr and epoch progress', async () => {
+    const { model, steps } = await run({ epochs: 2, batchSize: 6, schedule: 'linear', warmupSteps: 2 });
+    // 40 rows / 6 = 6 full batches + 1 of 4 → 7 steps per epoch
+    expect(steps.map((s) => s.step)).toEqual(Array.from({ length: 14 }, (_, i) => i + 1));
+    expect(steps[0]!.totalSteps).toBe(14);
+    expect(steps[0]!.lr).toBe(0);
+    expect(steps[1]!.lr).toBeCloseTo(0.5e-3, 12);
+    expect(steps[13]!.lr).toBeCloseTo(1e-3 / 12, 12);
+    expect(steps[6]!.epoch).toBe(1);
+    expect(steps[13]!.epoch).toBe(2);
+    expect(steps.every((s) => s.tokensPerSecond > 0 && s.tokens > 0 && s.gradNorm > 0)).toBe(true);
+    model.dispose();
+  });
+});
