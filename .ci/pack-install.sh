@@ -25,7 +25,7 @@ cd "$work/app"
 # npm 11 runs a dependency's install script only when the project allows it
 # (a tarball dependency is named by its file: spec there)
 echo "{\"name\":\"app\",\"version\":\"1.0.0\",\"type\":\"module\",\"private\":true,\"allowScripts\":{\"file:$work/$tarball\":true}}" > package.json
-PATH="$nocc" npm install --no-audit --no-fund "$work/$tarball" 2>&1 | tee "$work/install.log"
+PATH="$nocc" npm install --no-audit --no-fund --foreground-scripts "$work/$tarball" 2>&1 | tee "$work/install.log"
 grep -q "using the prebuilt binary" "$work/install.log" || { echo "pack-install: the prebuilt binary was not used" >&2; exit 1; }
 fixture="$root/../shared/fixtures/tiny-mha"
 cat > check.mjs <<'JS'
