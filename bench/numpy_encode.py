@@ -1,6 +1,6 @@
 """Eager NumPy baseline of the embedding model's encode, for bench/run.mjs: prints one JSON object.
 
-usage: python3 bench/numpy_encode.py --model DIR [--repeats 3] [--out-embeddings FILE]
+usage: python3 bench/numpy_encode.py --model DIR [--repeats 3] [--batches N] [--out-embeddings FILE]
 DIR holds model.safetensors (float32, LlamaModel key names + dense_layer), config.json (ours: vocab,
 hidden, intermediate, layers, heads, kvHeads, headDim, dense, rmsEps, ropeTheta) and batches.json (a list
 of batches, each a list of token-id lists). Every batch runs the way a padded PyTorch stack runs it:
@@ -119,9 +119,12 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out-embeddings")
+    ap.add_argument("--batches", type=int, default=0, help="use only the first N batches (0: all)")
     args = ap.parse_args()
     cfg = json.load(open(os.path.join(args.model, "config.json")))
     batches = [pad(b) for b in json.load(open(os.path.join(args.model, "batches.json")))]
+    if args.batches > 0:
+        batches = batches[: args.batches]
     model = Model(cfg, read_safetensors(os.path.join(args.model, "model.safetensors")))
     first = model.encode(*batches[0])  # warm-up: threads, page faults
     if args.out_embeddings:

@@ -23,7 +23,7 @@ export const command: Command = {
 
 Builds English ↔ Malay pairs from Unicode CLDR data (emoji names and keywords; territory, language
 and script names — from the npm packages cldr-annotations-full and cldr-localenames-full), a small
-Llama2 embedding model (4 layers, hidden 256, 8 heads, dense 256, random init) with the real
+Llama2 embedding model (2 layers, hidden 128, 8 heads, dense 256, random init) with the real
 Llama 2 tokenizer, evaluates it on held-out concepts with the published metrics, trains it with the
 recipe's objective (InfoNCE with in-batch and hard negatives, temperature 0.02, group size 3,
 AdamW), evaluates again and prints a before/after table. Written to DIR: train.jsonl, test.jsonl,
@@ -33,7 +33,7 @@ model/ (Hugging Face layout), metrics.json, loss.svg, metrics.svg.`,
     steps: { kind: 'integer', help: 'optimizer steps', default: DEMO_DEFAULTS.steps },
     model: { kind: 'string', help: 'start from this model folder instead of a new random model', metavar: 'DIR' },
     seed: { kind: 'integer', help: 'seed of the data split, the model and the sampling', default: DEMO_DEFAULTS.seed },
-    lr: { kind: 'number', help: 'peak learning rate (cosine schedule, 5% warm-up)', default: DEMO_DEFAULTS.lr },
+    lr: { kind: 'number', help: 'peak learning rate (cosine schedule after a 50-step warm-up)', default: DEMO_DEFAULTS.lr },
     'batch-size': { kind: 'integer', help: 'queries per step', default: DEMO_DEFAULTS.batchSize },
   },
   async run(args) {

@@ -45,14 +45,19 @@ export interface DemoResult {
 }
 
 /** The demo's defaults: sized to finish in a few minutes on 2 CPU cores. */
+// Measured on the demo data (held-out concepts): 2 layers at hidden 128 learn the word-level
+// correspondences fastest; 4 layers or hidden 256 fit the training pairs more slowly and carried over
+// less to held-out concepts in the same number of steps; lr 2e-3 and 3e-3 were worse than 1e-3.
 export const DEMO_DEFAULTS = {
-  steps: 1200,
+  steps: 3000,
   seed: 42,
-  lr: 3e-3,
+  lr: 1e-3,
+  warmupSteps: 50,
   batchSize: 8,
-  layers: 4,
-  hidden: 256,
+  layers: 2,
+  hidden: 128,
   heads: 8,
+  dense: 256,
   maxLength: 64,
 } as const;
 
@@ -103,7 +108,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         rms_norm_eps: 1e-5,
         max_position_embeddings: 4096,
         rope_theta: 10000,
-        embedding_size: hidden,
+        embedding_size: DEMO_DEFAULTS.dense,
         sentence_pooling_method: 'mean',
         normalized: true,
         temperature: 0.02,
@@ -127,7 +132,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       temperature: 0.02,
       lr: o.lr ?? DEMO_DEFAULTS.lr,
       schedule: 'cosine',
-      warmupRatio: 0.05,
+      warmupSteps: DEMO_DEFAULTS.warmupSteps,
       maxSteps: o.steps ?? DEMO_DEFAULTS.steps,
       queryMaxLen: DEMO_DEFAULTS.maxLength,
       passageMaxLen: DEMO_DEFAULTS.maxLength,
