@@ -20,24 +20,26 @@ interface CudaProbe {
 let cached: unknown;
 let loadedFrom = '';
 
-function loadCudaPrebuilt(): unknown {
+/**
+ * The CUDA prebuilt of `root` when it exists, this machine has an NVIDIA driver (`driverPresent`) and
+ * the binary reports a usable GPU; otherwise undefined, with a one-line notice when one was present
+ * but could not be used. Exported for tests.
+ */
+export function loadCudaPrebuilt(
+  root: string,
+  opts: { driverPresent?: boolean; notice?: (message: string) => void } = {},
+): { module: unknown; file: string } | undefined {
+  const notice = opts.notice ?? ((m: string) => process.stderr.write(`${m}\n`));
   if (process.env['L2E_DEVICE'] === 'cpu') return undefined;
-  const file = join(packageRoot, 'prebuilds', 'cuda', `${process.platform}-${process.arch}`, 'l2e.node');
-  if (!existsSync(file) || !existsSync('/dev/nvidiactl')) return undefined;
+  const file = join(root, 'prebuilds', 'cuda', `${process.platform}-${process.arch}`, 'l2e.node');
+  if (!existsSync(file) || !(opts.driverPresent ?? existsSync('/dev/nvidiactl'))) return undefined;
   try {
     const mod = require(file) as CudaProbe;
     const status = mod.cudaStatus?.();
-    if (status?.usable) {
-      loadedFrom = file;
-      return mod;
-    }
-    process.stderr.write(
-      `llama2-embedding: CUDA prebuilt not used (${status?.reason ?? 'it reports no CUDA status'}); using the CPU build\n`,
-    );
+    if (status?.usable) return { module: mod, file };
+    notice(`llama2-embedding: CUDA prebuilt not used (${status?.reason ?? 'it reports no CUDA status'}); using the CPU build`);
   } catch (err) {
-    process.stderr.write(
-      `llama2-embedding: CUDA prebuilt failed to load (${err instanceof Error ? err.message : String(err)}); using the CPU build\n`,
-    );
+    notice(`llama2-embedding: CUDA prebuilt failed to load (${err instanceof Error ? err.message : String(err)}); using the CPU build`);
   }
   return undefined;
 }
@@ -50,8 +52,11 @@ function load(): unknown {
         cached = require(explicit);
         loadedFrom = explicit;
       } else {
-        cached = loadCudaPrebuilt();
-        if (cached === undefined) {
+        const cuda = loadCudaPrebuilt(packageRoot);
+        if (cuda) {
+          cached = cuda.module;
+          loadedFrom = cuda.file;
+        } else {
           const nodeGypBuild = require('node-gyp-build') as { (dir: string): unknown; resolve(dir: string): string };
           loadedFrom = nodeGypBuild.resolve(packageRoot);
           cached = nodeGypBuild(packageRoot);
