@@ -40,7 +40,7 @@ model/ (Hugging Face layout), metrics.json, loss.svg, metrics.svg.`,
     const output = resolve(opt.str(args, 'output')!);
     const steps = opt.num(args, 'steps')!;
     if (steps < 1) throw new Error('--steps must be at least 1');
-    const bar = new ProgressBar({ label: 'train', total: steps });
+    const bar = new ProgressBar({ label: 'train', total: steps, plainLines: true });
     const ac = new AbortController();
     const onSigint = (): void => ac.abort();
     process.once('SIGINT', onSigint);

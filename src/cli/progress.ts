@@ -1,11 +1,14 @@
 // A progress bar on stderr, drawn only when stderr is a terminal (and not under CI): long work shows
-// done/total, rate and ETA; otherwise silent so logs stay clean.
+// done/total, rate and ETA. Elsewhere it is silent, or with `plainLines` writes one plain line at
+// every tenth of the work, so logs show progress without carriage-return noise.
 
 export interface ProgressOptions {
   label: string;
   total: number;
   unit?: string;
   stream?: NodeJS.WriteStream;
+  /** When not drawing a bar, print a plain line at each 10% of the work. */
+  plainLines?: boolean;
 }
 
 export class ProgressBar {
@@ -15,6 +18,7 @@ export class ProgressBar {
   private extra = '';
   private readonly enabled: boolean;
   private readonly stream: NodeJS.WriteStream;
+  private lastTenth = 0;
 
   constructor(private readonly opts: ProgressOptions) {
     this.stream = opts.stream ?? process.stderr;
@@ -29,6 +33,12 @@ export class ProgressBar {
     if (this.enabled && (now - this.last > 100 || done >= this.opts.total)) {
       this.last = now;
       this.draw();
+    } else if (!this.enabled && this.opts.plainLines && this.opts.total > 0) {
+      const tenth = Math.floor((10 * done) / this.opts.total);
+      if (tenth > this.lastTenth) {
+        this.lastTenth = tenth;
+        this.stream.write(`${this.line()}\n`);
+      }
     }
   }
 
@@ -40,6 +50,10 @@ export class ProgressBar {
   }
 
   private draw(): void {
+    this.stream.write(`\r${this.line(true).slice(0, (this.stream.columns ?? 120) - 1)}\x1b[K`);
+  }
+
+  private line(withBar = false): string {
     const { total, label, unit = '' } = this.opts;
     const frac = total > 0 ? Math.min(1, this.done / total) : 0;
     const width = 24;
@@ -47,9 +61,8 @@ export class ProgressBar {
     const secs = (Date.now() - this.start) / 1000;
     const rate = secs > 0 ? this.done / secs : 0;
     const eta = rate > 0 ? (total - this.done) / rate : 0;
-    const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
-    const line = `${label} ${bar} ${this.done}/${total}${unit} ${rate.toFixed(1)}${unit}/s ETA ${formatSeconds(eta)} ${this.extra}`;
-    this.stream.write(`\r${line.slice(0, (this.stream.columns ?? 120) - 1)}\x1b[K`);
+    const bar = withBar ? ' ' + '█'.repeat(filled) + '░'.repeat(width - filled) : '';
+    return `${label}${bar} ${this.done}/${total}${unit} ${rate.toFixed(1)}${unit}/s ETA ${formatSeconds(eta)} ${this.extra}`;
   }
 }
 

@@ -138,7 +138,7 @@ async function run(args: ParsedArgs): Promise<number> {
       signal: controller.signal,
       onNotice: (m) => process.stderr.write(`${bar ? '\n' : ''}l2e train: ${m}\n`),
       onStep: (s) => {
-        bar ??= new ProgressBar({ label: 'train', total: s.totalSteps ?? s.step });
+        bar ??= new ProgressBar({ label: 'train', total: s.totalSteps ?? s.step, plainLines: true });
         bar.update(s.step, `loss ${s.loss.toFixed(4)} lr ${s.lr.toExponential(2)} ${Math.round(s.tokensPerSecond)} tok/s`);
       },
     });
