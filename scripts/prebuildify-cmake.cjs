@@ -5,14 +5,6 @@
 // for the running Node with N-API, which every Node since 8 loads. This is the CPU prebuilt: CUDA is
 // off (the CUDA prebuilt has its own script, prebuildify-cuda.cjs).
 'use strict';
-const { spawnSync } = require('child_process');
-const path = require('path');
+const { cmakeRebuild } = require('./cmake-rebuild.cjs');
 
-const root = path.join(__dirname, '..');
-const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-const r = spawnSync(process.execPath, [cmakeJs, 'rebuild', '--out', 'build'], {
-  cwd: root,
-  stdio: 'inherit',
-  env: { ...process.env, L2E_CUDA: '0' },
-});
-process.exit(r.status === null ? 1 : r.status);
+process.exit(cmakeRebuild(false));

@@ -4,18 +4,12 @@
 // (node-gyp-build ignores that folder: "cuda" is no platform.) Run after `npm run prebuildify`:
 // it leaves build/ holding the CUDA build.
 'use strict';
-const { spawnSync } = require('child_process');
 const { copyFileSync, mkdirSync } = require('fs');
 const path = require('path');
+const { cmakeRebuild, root } = require('./cmake-rebuild.cjs');
 
-const root = path.join(__dirname, '..');
-const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-const r = spawnSync(process.execPath, [cmakeJs, 'rebuild', '--out', 'build'], {
-  cwd: root,
-  stdio: 'inherit',
-  env: { ...process.env, L2E_CUDA: '1' },
-});
-if (r.status !== 0) process.exit(r.status === null ? 1 : r.status);
+const status = cmakeRebuild(true);
+if (status !== 0) process.exit(status);
 const dir = path.join(root, 'prebuilds', 'cuda', `${process.platform}-${process.arch}`);
 mkdirSync(dir, { recursive: true });
 copyFileSync(path.join(root, 'build', 'Release', 'l2e.node'), path.join(dir, 'l2e.node'));

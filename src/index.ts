@@ -6,23 +6,35 @@ export { TextTokenizer } from './model/tokenizer.js';
 export { readConfig, parseConfig, configToJson } from './model/config.js';
 export type { LlamaConfig, Pooling } from './model/config.js';
 export { readSafetensorsHeader, writeSafetensors } from './model/safetensors.js';
+export type { SafetensorsHeader, TensorEntry, TensorToWrite } from './model/safetensors.js';
 export { openWeights, parameterNames } from './model/weights.js';
+export type { WeightIndex, OpenWeightsOptions, ParameterSpec } from './model/weights.js';
 export { nativeAddonPath } from './native.js';
 // training
 export { Trainer, TrainingDivergedError } from './train/trainer.js';
 export type { TrainerOptions, StepInfo, FitOptions, FitResult } from './train/trainer.js';
+export type { ScheduleName } from './train/schedule.js';
 export { saveModel } from './train/checkpoint.js';
+export type { SaveModelOptions } from './train/checkpoint.js';
 export { PairData, sampleGroup } from './data/pairs.js';
-export { readJsonl, readPairRows } from './data/jsonl.js';
-export type { PairRow } from './data/jsonl.js';
+export type { PairDataOptions, DataStats, RowSource, TrainGroup } from './data/pairs.js';
+export { readJsonl, readPairRows, LineError } from './data/jsonl.js';
+export type { PairRow, JsonLine } from './data/jsonl.js';
 export { combineFiles } from './data/combine.js';
+export type { CombineOptions, CombineResult } from './data/combine.js';
 // evaluation and mining
 export { knn } from './eval/knn.js';
 export type { KnnMetric, KnnResult } from './eval/knn.js';
 export { computeMetrics, readTestSet, buildTestSet } from './eval/metrics.js';
 export type { Metrics, TestSet } from './eval/metrics.js';
 export { minePairs } from './mine/mine.js';
+export type { MineOptions, MineStats } from './mine/mine.js';
+export { readCorpus } from './mine/corpus.js';
+export type { Corpus } from './mine/corpus.js';
 // hub
 export { snapshotDownload } from './hub/download.js';
+export type { SnapshotOptions, SnapshotResult } from './hub/download.js';
 export { resolveModel } from './hub/resolve.js';
+export type { ResolveOptions } from './hub/resolve.js';
+export { HubError } from './hub/http.js';
 export { Rng } from './util/random.js';

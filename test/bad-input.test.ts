@@ -70,3 +70,18 @@ describe.skipIf(!hasTinyMha)(`bad input to EmbeddingModel ${hasTinyMha ? '' : sk
     m.dispose();
   });
 });
+
+describe.skipIf(!hasTinyMha)(`native batch validation ${hasTinyMha ? '' : skipNote('the shared tokenizer')}`, () => {
+  afterAll(() => removeTempDirs());
+
+  // Regression: an interior cu_seqlens entry past the token count used to overrun the positions
+  // buffer before the (valid) last entry was checked.
+  it('an interior cu_seqlens entry past the token count is an error, not a heap overrun', async () => {
+    const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
+    await expect(m.native.encode(Int32Array.from([1, 2, 3, 4, 5]), Int32Array.from([0, 100000, 5]))).rejects.toThrow(
+      /past the token count/,
+    );
+    await expect(m.native.encode(Int32Array.from([1, 2, 3]), Int32Array.from([0, -2147483648, 3]))).rejects.toThrow(/empty/);
+    m.dispose();
+  });
+});

@@ -97,8 +97,15 @@ struct Ctx {
   Buf& out_f32(size_t n, const char* init = nullptr) { return output(n, DType::F32, init); }
   // Batch from args.cu (Int32Array of cumulative lengths); positions restart per sequence.
   Batch batch() {
-    Napi::Int32Array cu = arg("cu").As<Napi::Int32Array>();
+    Napi::Value cv = arg("cu");
+    if (!cv.IsTypedArray() || cv.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throw Error("backendOp: 'cu' must be an Int32Array");
+    Napi::Int32Array cu = cv.As<Napi::Int32Array>();
     const int B = int(cu.ElementLength()) - 1;
+    // cu indexes pos[] below: it must hold at least [0] and never decrease
+    if (B < 0 || cu[0] != 0) throw Error("backendOp: 'cu' must start with 0");
+    for (int b = 0; b < B; b++)
+      if (cu[b + 1] < cu[b]) throw Error("backendOp: 'cu' must be non-decreasing");
     Batch bt;
     bt.B = B;
     bt.T = cu[B];

@@ -192,8 +192,12 @@ Napi::Object infonce_typed(const Napi::CallbackInfo& info, int B, int G, int P, 
   if (q.ElementLength() != size_t(B) * P || p.ElementLength() != size_t(B) * G * P)
     throw Napi::RangeError::New(env, "gradcheckInfonce: q must hold B*P values and p B*G*P values");
   TA scores = TA::New(env, size_t(B) * B * G), dq = TA::New(env, size_t(B) * P), dp = TA::New(env, size_t(B) * G * P);
-  const S loss = l2e::cpu::infonce<S>(q.Data(), p.Data(), B, G, P, S(tau), in_batch, scores.Data(), dq.Data(),
-                                      dp.Data());
+  S loss;
+  try {  // its scratch allocation may throw std::bad_alloc, which must reach JS as an Error
+    loss = l2e::cpu::infonce<S>(q.Data(), p.Data(), B, G, P, S(tau), in_batch, scores.Data(), dq.Data(), dp.Data());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
   Napi::Object res = Napi::Object::New(env);
   res.Set("loss", double(loss));
   res.Set("scores", scores);

@@ -3,6 +3,7 @@
 // search finishes, so JS cannot collect them while native code reads them.
 #include <napi.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@ class KnnWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
+      if (nq_ > INT64_MAX / k_) throw l2e::Error("knn: nq * k is too large");
       indices_.resize(size_t(nq_ * k_));
       scores_.resize(size_t(nq_ * k_));
       l2e::knn_search(q_, nq_, p_, np_, dim_, k_, metric_, indices_.data(), scores_.data());
@@ -87,8 +89,12 @@ Napi::Value Knn(const Napi::CallbackInfo& info) {
   if (m != "cosine" && m != "euclidean") throw Napi::TypeError::New(env, "knn: metric must be 'cosine' or 'euclidean'");
   if (dim == 0) throw Napi::RangeError::New(env, "knn: dim must be positive");
   if (np == 0) throw Napi::RangeError::New(env, "knn: the pool is empty");
-  if (size_t(nq * dim) != q.ElementLength()) throw Napi::RangeError::New(env, "knn: queries length is not nq*dim");
-  if (size_t(np * dim) != p.ElementLength()) throw Napi::RangeError::New(env, "knn: pool length is not np*dim");
+  // Divided, not multiplied: nq * dim can overflow int64 and wrap onto the array's length.
+  if (q.ElementLength() % size_t(dim) != 0 || q.ElementLength() / size_t(dim) != size_t(nq))
+    throw Napi::RangeError::New(env, "knn: queries length is not nq*dim");
+  if (p.ElementLength() % size_t(dim) != 0 || p.ElementLength() / size_t(dim) != size_t(np))
+    throw Napi::RangeError::New(env, "knn: pool length is not np*dim");
+  if (np > INT32_MAX) throw Napi::RangeError::New(env, "knn: pool larger than 2^31 rows");
   if (k < 1 || k > np) throw Napi::RangeError::New(env, "knn: k must be in [1, np]");
   auto* w = new KnnWorker(env, q, p, nq, np, dim, k, m == "cosine" ? l2e::KnnMetric::Cosine : l2e::KnnMetric::Euclidean);
   Napi::Promise promise = w->promise();

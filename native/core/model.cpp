@@ -114,8 +114,12 @@ Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
   std::vector<int32_t> pos(T);
   int max_len = 0;
   for (int b = 0; b < B; b++) {
+    // Compared, not subtracted (cu[b+1] - cu[b] can overflow), and bounded by T before pos[] is
+    // written: cu = [0, 100, 5] with T = 5 would otherwise overrun it before the last entry is seen.
+    if (cu[b + 1] <= cu[b]) throw Error("sequence " + std::to_string(b) + " of the batch is empty (every text has at least BOS)");
+    if (cu[b + 1] > T) throw Error("cu_seqlens[" + std::to_string(b + 1) + "] = " + std::to_string(cu[b + 1]) +
+                                   " is past the token count " + std::to_string(T));
     const int len = cu[b + 1] - cu[b];
-    if (len <= 0) throw Error("sequence " + std::to_string(b) + " of the batch is empty (every text has at least BOS)");
     max_len = std::max(max_len, len);
     for (int i = 0; i < len; i++) pos[cu[b] + i] = i;
   }
@@ -127,19 +131,23 @@ Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
   bt.B = B;
   bt.T = T;
   bt.max_len = max_len;
-  bt.ids = be_->alloc(T, DType::I32);
-  bt.positions = be_->alloc(T, DType::I32);
-  bt.cu_seqlens = be_->alloc(B + 1, DType::I32);
-  be_->upload(bt.ids, ids, T, DType::I32);
-  be_->upload(bt.positions, pos.data(), T, DType::I32);
-  be_->upload(bt.cu_seqlens, cu, B + 1, DType::I32);
+  try {  // an allocation or upload that fails must not leak the buffers allocated before it
+    bt.ids = be_->alloc(T, DType::I32);
+    bt.positions = be_->alloc(T, DType::I32);
+    bt.cu_seqlens = be_->alloc(B + 1, DType::I32);
+    be_->upload(bt.ids, ids, T, DType::I32);
+    be_->upload(bt.positions, pos.data(), T, DType::I32);
+    be_->upload(bt.cu_seqlens, cu, B + 1, DType::I32);
+  } catch (...) {
+    free_batch(bt);
+    throw;
+  }
   return bt;
 }
 
 void Model::free_batch(Batch& b) {
-  be_->free(b.ids);
-  be_->free(b.positions);
-  be_->free(b.cu_seqlens);
+  for (Buf* buf : {&b.ids, &b.positions, &b.cu_seqlens})
+    if (!buf->empty()) be_->free(*buf);
 }
 
 void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
@@ -147,9 +155,6 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
   const DType ad = be_->act_dtype();
   const size_t H = cfg_.hidden, I = cfg_.intermediate, qd = size_t(cfg_.heads) * cfg_.head_dim,
                kvd = size_t(cfg_.kv_heads) * cfg_.head_dim, P = cfg_.dense;
-  a.T = T;
-  a.B = B;
-  a.keep = keep;
   a.layers.resize(keep ? cfg_.layers : 1);
   for (auto& L : a.layers) {
     L.x_in = be_->alloc(T * H, ad);
@@ -174,6 +179,11 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
   a.pooled = be_->alloc(B * P, DType::F32);  // pooling sums in fp32 (as the original's float mask did)
   a.norm = be_->alloc(B, DType::F32);
   a.emb = be_->alloc(B * P, DType::F32);
+  // The shape is recorded only once every buffer exists: if an allocation above throws, a.T stays 0
+  // and the next forward reallocates instead of reusing a half-built set (null buffers).
+  a.T = T;
+  a.B = B;
+  a.keep = keep;
 }
 
 void Model::free_activations(Activations& a) {

@@ -137,6 +137,8 @@ double TrainState::grad_norm() { return std::sqrt(model_.backend().sumsq(grads_,
 
 StepResult TrainState::step(const OptimizerHyper& h) {
   Backend& be = model_.backend();
+  // AdamW's bias correction divides by 1 - beta1^step: step 0 (or less) would write NaN/Inf weights.
+  if (h.step < 1) throw Error("optimizer step is 1-based, got " + std::to_string(h.step));
   StepResult r;
   r.grad_norm = grad_norm();
   if (!std::isfinite(r.grad_norm)) {

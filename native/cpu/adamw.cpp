@@ -12,6 +12,8 @@
 // Python scalars are doubles while our hyper-parameters arrive as float, and double(0.9f) != 0.9.
 // The scalar math therefore runs on the shortest decimal that round-trips each float (0.9f -> 0.9),
 // which is the number the user typed. No multiply-add may be fused except the one ATen's lerp fuses.
+#include <immintrin.h>
+
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -36,6 +38,64 @@ double typed_decimal(float f) {
   return std::strtod(buf, nullptr);
 }
 
+// The per-element update with constants already rounded as PyTorch rounds them.
+struct AdamwConsts {
+  float decay, lerp_w, b2, one_minus_b2, bc2_sqrt, eps, neg_step;
+  bool decays, lerp_small;
+};
+
+// One element, in PyTorch's order. Only the lerp is fused (std::fma), like ATen's lerp.
+inline void adamw_one(float& w, float g, float& m, float& v, const AdamwConsts& k) {
+  float wi = w;
+  if (k.decays) wi = wi * k.decay;
+  const float diff = g - m;
+  const float mi = k.lerp_small ? std::fma(k.lerp_w, diff, m) : std::fma(k.lerp_w - 1.0f, diff, g);
+  float vi = v * k.b2;
+  const float gg = k.one_minus_b2 * g;
+  vi = vi + gg * g;
+  const float denom = std::sqrt(vi) / k.bc2_sqrt + k.eps;
+  const float num = k.neg_step * mi;
+  w = wi + num / denom;
+  m = mi;
+  v = vi;
+}
+
+void adamw_scalar(float* w, const float* g, float* m, float* v, int64_t b, int64_t e, const AdamwConsts& k) {
+  for (int64_t i = b; i < e; i++) adamw_one(w[i], g[i], m[i], v[i], k);
+}
+
+// The same operations on 8 lanes: IEEE mul/add/sub/div/sqrt are correctly rounded per lane and the
+// one FMA is the lerp's, so every lane equals adamw_one bit for bit (test/gradcheck.test.ts checks
+// the result against a float32 replay of PyTorch).
+__attribute__((target("avx2,fma"))) void adamw_avx2(float* w, const float* g, float* m, float* v, int64_t b,
+                                                   int64_t e, const AdamwConsts& k) {
+  const __m256 decay = _mm256_set1_ps(k.decay), lerp_w = _mm256_set1_ps(k.lerp_small ? k.lerp_w : k.lerp_w - 1.0f);
+  const __m256 b2 = _mm256_set1_ps(k.b2), omb2 = _mm256_set1_ps(k.one_minus_b2);
+  const __m256 bc2s = _mm256_set1_ps(k.bc2_sqrt), eps = _mm256_set1_ps(k.eps), neg_step = _mm256_set1_ps(k.neg_step);
+  int64_t i = b;
+  for (; i + 8 <= e; i += 8) {
+    __m256 wi = _mm256_loadu_ps(w + i);
+    const __m256 gi = _mm256_loadu_ps(g + i);
+    __m256 mi = _mm256_loadu_ps(m + i);
+    __m256 vi = _mm256_loadu_ps(v + i);
+    if (k.decays) wi = _mm256_mul_ps(wi, decay);
+    const __m256 diff = _mm256_sub_ps(gi, mi);
+    mi = _mm256_fmadd_ps(lerp_w, diff, k.lerp_small ? mi : gi);
+    vi = _mm256_add_ps(_mm256_mul_ps(vi, b2), _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
+    const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2s), eps);
+    wi = _mm256_add_ps(wi, _mm256_div_ps(_mm256_mul_ps(neg_step, mi), denom));
+    _mm256_storeu_ps(w + i, wi);
+    _mm256_storeu_ps(m + i, mi);
+    _mm256_storeu_ps(v + i, vi);
+  }
+  adamw_scalar(w, g, m, v, i, e, k);
+}
+
+bool has_avx2_fma() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+
 }  // namespace
 
 void adamw(float* w, const float* g, float* m, float* v, int64_t n, float lr_f, float beta1_f, float beta2_f,
@@ -44,36 +104,20 @@ void adamw(float* w, const float* g, float* m, float* v, int64_t n, float lr_f, 
   const double eps = typed_decimal(eps_f), wd = typed_decimal(weight_decay_f);
   const double bc1 = 1.0 - std::pow(beta1, double(step));
   const double bc2 = 1.0 - std::pow(beta2, double(step));
-  const float decay = float(1.0 - lr * wd);
-  const float lerp_w = float(1.0 - beta1);  // ATen lerp: small weight -> start + w (end - start)
-  const bool lerp_small = std::fabs(lerp_w) < 0.5f;
-  const float b2 = float(beta2), one_minus_b2 = float(1.0 - beta2);
-  const float bc2_sqrt = float(std::sqrt(bc2));
-  const float eps32 = float(eps);
-  const float neg_step = float(-(lr / bc1));
-  const bool decays = wd != 0.0;
-
+  AdamwConsts k;
+  k.decay = float(1.0 - lr * wd);
+  k.lerp_w = float(1.0 - beta1);  // ATen lerp: small weight -> start + w (end - start)
+  k.lerp_small = std::fabs(k.lerp_w) < 0.5f;
+  k.b2 = float(beta2);
+  k.one_minus_b2 = float(1.0 - beta2);
+  k.bc2_sqrt = float(std::sqrt(bc2));
+  k.eps = float(eps);
+  k.neg_step = float(-(lr / bc1));
+  k.decays = wd != 0.0;
+  const bool simd = has_avx2_fma();
   parallel_for(n, [&](int64_t b, int64_t e, int) {
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#endif
-    for (int64_t i = b; i < e; i++) {
-      float wi = w[i];
-      const float gi = g[i];
-      if (decays) wi = wi * decay;
-      float mi = m[i];
-      const float diff = gi - mi;
-      mi = lerp_small ? std::fma(lerp_w, diff, mi) : std::fma(lerp_w - 1.0f, diff, gi);
-      float vi = v[i] * b2;
-      const float gg = one_minus_b2 * gi;
-      vi = vi + gg * gi;
-      const float denom = std::sqrt(vi) / bc2_sqrt + eps32;
-      const float num = neg_step * mi;
-      wi = wi + num / denom;
-      w[i] = wi;
-      m[i] = mi;
-      v[i] = vi;
-    }
+    if (simd) adamw_avx2(w, g, m, v, b, e, k);
+    else adamw_scalar(w, g, m, v, b, e, k);
   }, 16384);
 }
 

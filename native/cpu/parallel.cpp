@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -105,11 +106,21 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& f
     return;
   }
   const int64_t chunk = (n + parts - 1) / parts;
+  // An exception escaping a pool thread would terminate the process, and one escaping the caller's
+  // share would leave the workers running a destroyed job: keep the first and rethrow it here.
+  std::exception_ptr error;
+  std::mutex error_mu;
   std::function<void(int)> job = [&](int i) {
     int64_t b = int64_t(i) * chunk, e = std::min(n, b + chunk);
-    if (b < e) fn(b, e, i);
+    try {
+      if (b < e) fn(b, e, i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(error_mu);
+      if (!error) error = std::current_exception();
+    }
   };
   pool().run(int(parts), job);
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace l2e

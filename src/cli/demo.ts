@@ -1,7 +1,7 @@
 // `l2e demo`: the whole product on the built-in default, offline, on the CPU.
 import { resolve } from 'node:path';
 import { runDemo, DEMO_DEFAULTS } from '../demo/run.js';
-import { opt } from './args.js';
+import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
 import type { Metrics } from '../eval/metrics.js';
@@ -39,7 +39,7 @@ model/ (Hugging Face layout), metrics.json, loss.svg, metrics.svg.`,
   async run(args) {
     const output = resolve(opt.str(args, 'output')!);
     const steps = opt.num(args, 'steps')!;
-    if (steps < 1) throw new Error('--steps must be at least 1');
+    if (steps < 1) throw new UsageError('--steps must be at least 1');
     const bar = new ProgressBar({ label: 'train', total: steps, plainLines: true });
     const ac = new AbortController();
     const onSigint = (): void => ac.abort();

@@ -1,11 +1,12 @@
 // `l2e encode`: embeddings of a file of texts, as JSONL {"text","embedding"} or a float32 .npy.
 import { AtomicWriter, writeFileAtomic } from '../util/atomic.js';
 import { npyBytes } from '../util/npy.js';
-import { EmbeddingModel, DEFAULT_MAX_LENGTH } from '../model/embedding-model.js';
+import { EmbeddingModel } from '../model/embedding-model.js';
 import { opt } from './args.js';
 import type { Command } from './command.js';
 import { readTexts } from './io.js';
 import { ProgressBar } from './progress.js';
+import { deviceOf, ENCODE_OPTIONS, positiveInt } from './source-options.js';
 
 export const command: Command = {
   name: 'encode',
@@ -21,21 +22,21 @@ or a Hugging Face id (org/name) already pulled into the cache.`,
     input: { kind: 'string', help: 'texts: JSONL with "text" or plain lines', metavar: 'FILE', required: true },
     output: { kind: 'string', help: 'output .jsonl or .npy', metavar: 'FILE', required: true },
     field: { kind: 'string', help: 'JSONL field holding the text', default: 'text' },
-    'batch-size': { kind: 'integer', help: 'texts per packed batch', default: 32 },
-    'max-length': { kind: 'integer', help: 'truncation in tokens, BOS included', default: DEFAULT_MAX_LENGTH },
-    device: { kind: 'string', help: 'cpu or cuda', default: 'cpu' },
+    ...ENCODE_OPTIONS,
   },
   async run(args) {
     const output = opt.str(args, 'output')!;
+    // usage errors before any work
+    const device = deviceOf(args);
+    const batchSize = positiveInt(args, 'batch-size');
+    const maxLength = positiveInt(args, 'max-length');
     const texts = await readTexts(opt.str(args, 'input')!, opt.str(args, 'field'));
-    const device = opt.str(args, 'device');
-    if (device !== 'cpu' && device !== 'cuda') throw new Error(`--device must be cpu or cuda, got ${device}`);
     const model = await EmbeddingModel.load(opt.str(args, 'model')!, { device });
     try {
       const bar = new ProgressBar({ label: 'encode', total: texts.length });
       const emb = await model.encode(texts, {
-        batchSize: opt.num(args, 'batch-size'),
-        maxLength: opt.num(args, 'max-length'),
+        batchSize,
+        maxLength,
         onProgress: (done) => bar.update(done),
       });
       bar.finish();

@@ -1,11 +1,11 @@
 // `l2e eval`: the notebook metrics (positive/negative score, top-1/3/5/10) for test files.
 import { writeFileAtomic } from '../util/atomic.js';
 import { evaluateFile, formatTable, type FileEvaluation } from '../eval/evaluate.js';
-import { openEmbeddingSource } from '../eval/source.js';
 import type { Metrics } from '../eval/metrics.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
+import { ENCODE_OPTIONS, openSourceFromArgs, SOURCE_OPTIONS } from './source-options.js';
 
 export const command: Command = {
   name: 'eval',
@@ -20,15 +20,11 @@ cosine to the positive (K+1 when the positive itself is in the top K). Vectors c
 or from --embeddings: JSONL {"text","embedding"} or a float32/float64 .npy with --texts (one text per
 line, or a JSON array). --json writes {"<test name>": {metrics}} (name = file basename).`,
   options: {
-    model: { kind: 'string', help: 'model folder or hub id', metavar: 'DIR' },
-    embeddings: { kind: 'string', help: 'precomputed vectors: .jsonl or .npy', metavar: 'FILE' },
-    texts: { kind: 'string', help: 'texts of the .npy rows', metavar: 'FILE' },
+    ...SOURCE_OPTIONS,
     test: { kind: 'list', help: 'test JSONL files (repeatable; more may follow as positionals)', metavar: 'FILE' },
     limit: { kind: 'integer', help: 'rows that define the pool and the scores', default: 1000 },
     json: { kind: 'string', help: 'write the metrics as JSON here', metavar: 'OUT' },
-    'batch-size': { kind: 'integer', help: 'texts per encode batch', default: 32 },
-    'max-length': { kind: 'integer', help: 'truncation in tokens, BOS included', default: 8192 },
-    device: { kind: 'string', help: 'cpu or cuda', default: 'cpu' },
+    ...ENCODE_OPTIONS,
   },
   async run(args) {
     // `--test a.jsonl b.jsonl`: files after the first come through as positionals
@@ -36,16 +32,7 @@ line, or a JSON array). --json writes {"<test name>": {metrics}} (name = file ba
     if (tests.length === 0) throw new UsageError('--test FILE is required');
     const limit = opt.num(args, 'limit')!;
     if (limit < 1) throw new UsageError('--limit must be at least 1');
-    const device = opt.str(args, 'device');
-    if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got ${device}`);
-    const source = await openEmbeddingSource({
-      model: opt.str(args, 'model'),
-      embeddings: opt.str(args, 'embeddings'),
-      textsFile: opt.str(args, 'texts'),
-      batchSize: opt.num(args, 'batch-size'),
-      maxLength: opt.num(args, 'max-length'),
-      device,
-    });
+    const source = await openSourceFromArgs(args);
     const results: FileEvaluation[] = [];
     try {
       for (const file of tests) {

@@ -1,9 +1,9 @@
 // `l2e mine`: mine {query, pos, neg} training rows from a corpus by embedding distance.
-import { openEmbeddingSource } from '../eval/source.js';
 import { mineToFile } from '../mine/run.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
+import { ENCODE_OPTIONS, openSourceFromArgs, SOURCE_OPTIONS } from './source-options.js';
 
 export const command: Command = {
   name: 'mine',
@@ -20,9 +20,7 @@ are sampled (seeded); rows without a positive or a negative are skipped and coun
 each input row's fields are versions of one text (e.g. original, English, Malay): they are one
 another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json array / object of texts.`,
   options: {
-    model: { kind: 'string', help: 'model folder or hub id', metavar: 'DIR' },
-    embeddings: { kind: 'string', help: 'precomputed vectors: .jsonl or .npy', metavar: 'FILE' },
-    texts: { kind: 'string', help: 'texts of the .npy rows', metavar: 'FILE' },
+    ...SOURCE_OPTIONS,
     input: { kind: 'string', help: 'corpus to mine', metavar: 'FILE', required: true },
     output: { kind: 'string', help: 'pairs JSONL', metavar: 'FILE', required: true },
     'pos-threshold': { kind: 'number', help: 'positives at distance <= X', metavar: 'X', required: true },
@@ -34,26 +32,15 @@ another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json 
     fields: { kind: 'list', help: 'JSONL fields holding versions of one text (comma-separated)', metavar: 'a,b,c' },
     k: { kind: 'integer', help: 'nearest neighbours examined per text', default: 100 },
     'random-negatives': { kind: 'boolean', help: 'top negatives up with random texts beyond Y' },
-    'batch-size': { kind: 'integer', help: 'texts per encode batch', default: 32 },
-    'max-length': { kind: 'integer', help: 'truncation in tokens, BOS included', default: 8192 },
-    device: { kind: 'string', help: 'cpu or cuda', default: 'cpu' },
+    ...ENCODE_OPTIONS,
   },
   async run(args) {
     const metric = opt.str(args, 'metric');
     if (metric !== 'euclidean' && metric !== 'cosine') throw new UsageError(`--metric must be euclidean or cosine, got ${metric}`);
-    const device = opt.str(args, 'device');
-    if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got ${device}`);
     const pos = opt.num(args, 'pos-threshold')!;
     const neg = opt.num(args, 'neg-threshold')!;
     if (pos > neg) throw new UsageError(`--pos-threshold ${pos} must not exceed --neg-threshold ${neg} (both are distances)`);
-    const source = await openEmbeddingSource({
-      model: opt.str(args, 'model'),
-      embeddings: opt.str(args, 'embeddings'),
-      textsFile: opt.str(args, 'texts'),
-      batchSize: opt.num(args, 'batch-size'),
-      maxLength: opt.num(args, 'max-length'),
-      device,
-    });
+    const source = await openSourceFromArgs(args);
     const bars: Record<string, ProgressBar> = {};
     try {
       const output = opt.str(args, 'output')!;

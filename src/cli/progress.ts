@@ -19,6 +19,7 @@ export class ProgressBar {
   private readonly enabled: boolean;
   private readonly stream: NodeJS.WriteStream;
   private lastTenth = 0;
+  private finished = false;
 
   constructor(private readonly opts: ProgressOptions) {
     this.stream = opts.stream ?? process.stderr;
@@ -27,6 +28,7 @@ export class ProgressBar {
 
   /** Sets the count done so far, with optional extra text (e.g. "loss 0.41"). */
   update(done: number, extra = ''): void {
+    if (this.finished) return; // a caller may report the final count more than once
     this.done = done;
     this.extra = extra;
     const now = Date.now();
@@ -43,6 +45,8 @@ export class ProgressBar {
   }
 
   finish(): void {
+    if (this.finished) return;
+    this.finished = true;
     if (this.enabled) {
       this.draw();
       this.stream.write('\n');

@@ -7,6 +7,7 @@ import { Trainer } from '../train/trainer.js';
 import { opt, UsageError, type ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { formatSeconds, ProgressBar } from './progress.js';
+import { deviceOf } from './source-options.js';
 
 const d = RECIPE_DEFAULTS;
 
@@ -66,8 +67,7 @@ A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
 };
 
 async function run(args: ParsedArgs): Promise<number> {
-  const device = opt.str(args, 'device');
-  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got ${device}`);
+  const device = deviceOf(args);
   let schedule;
   try {
     schedule = parseSchedule(opt.str(args, 'schedule')!);

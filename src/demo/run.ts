@@ -2,7 +2,7 @@
 // from CLDR, a small Llama2 embedding model with the real Llama 2 tokenizer (random init), evaluates
 // it with the published metrics, trains it with the recipe's objective (InfoNCE, in-batch + hard
 // negatives, temperature 0.02, group 3, AdamW), evaluates again, and writes everything to a folder.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EmbeddingModel } from '../model/embedding-model.js';
 import { parseConfig } from '../model/config.js';
@@ -154,7 +154,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     writeFileAtomic(join(out, 'metrics.json'), JSON.stringify({ before, after }, null, 2) + '\n');
     writeFileAtomic(join(out, 'loss.svg'), lossCurveSvg(losses));
     writeFileAtomic(join(out, 'metrics.svg'), beforeAfterSvg({ ...before }, { ...after }));
-    writeFileSync(join(out, 'losses.json'), JSON.stringify(losses) + '\n');
+    writeFileAtomic(join(out, 'losses.json'), JSON.stringify(losses) + '\n');
     return {
       before,
       after,

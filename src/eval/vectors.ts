@@ -156,8 +156,8 @@ export function readTextsFile(file: string): string[] {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
-  } catch {
-    throw new Error(`${file}: no such file`);
+  } catch (err) {
+    throw new Error(`${file}: cannot read (${err instanceof Error ? err.message : String(err)})`);
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   if (text.trimStart().startsWith('[')) {
@@ -179,8 +179,8 @@ function loadNpyTable(file: string, textsFile: string): VectorTable {
   let bytes: Uint8Array;
   try {
     bytes = readFileSync(file);
-  } catch {
-    throw new Error(`${file}: no such file`);
+  } catch (err) {
+    throw new Error(`${file}: cannot read (${err instanceof Error ? err.message : String(err)})`);
   }
   const m = parseNpy(bytes, file);
   const texts = readTextsFile(textsFile);

@@ -7,9 +7,11 @@
 //   3. snapshots/<commit>/<file> → relative symlink to the blob (a copy where symlinks fail),
 //      refs/<revision> ← commit.
 import { createHash } from 'node:crypto';
-import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { checkRepoId, defaultCacheDir, repoFolder, type RepoType } from './cache.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { getJson, HubError, openUrl, statusError, withRetries, type RetryPolicy } from './http.js';
 
 export interface SnapshotOptions {
@@ -152,17 +154,24 @@ async function downloadBlob(
     const length = Number(res.headers['content-length'] ?? NaN);
     const total = f.size ?? (Number.isFinite(length) ? offset + length : undefined);
     const out = createWriteStream(incomplete, { flags: offset > 0 ? 'a' : 'w' });
+    // a write error (disk full, permissions) must reject here, not crash the process as an unhandled
+    // 'error' event or leave the loop waiting for a 'drain' that never comes
+    let writeError: Error | undefined;
+    out.on('error', (e) => (writeError ??= e));
     let done = offset;
     opts.onProgress?.(f.path, done, total);
     try {
       for await (const chunk of res as AsyncIterable<Buffer>) {
-        if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+        if (writeError) break;
+        if (!out.write(chunk)) await once(out, 'drain').catch(() => undefined);
         done += chunk.length;
         opts.onProgress?.(f.path, done, total);
       }
     } finally {
+      if (writeError) res.destroy();
       await new Promise<void>((r) => out.end(() => r()));
     }
+    if (writeError) throw new HubError(`${what}: could not write ${incomplete} (${writeError.message})`);
     if (total !== undefined && done < total) {
       throw Object.assign(new Error(`connection closed after ${done} of ${total} bytes`), { code: 'PARTIAL' });
     }
@@ -228,7 +237,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   if (revision !== commit) {
     const ref = join(folder, 'refs', revision);
     mkdirSync(dirname(ref), { recursive: true });
-    writeFileSync(ref, commit);
+    writeFileAtomic(ref, commit); // other tools (huggingface_hub) may read it at any moment
   }
   return { dir: snapshot, commit, files: wanted.map((f) => f.path), downloaded };
 }

@@ -28,7 +28,8 @@ export async function embedInBlocks(
 ): Promise<Embeddings> {
   let out: Embeddings | undefined;
   for (let start = 0; start < texts.length; start += block) {
-    const part = await source.embed(texts.slice(start, start + block));
+    // progress within the block too: one block on a large model can take minutes
+    const part = await source.embed(texts.slice(start, start + block), (done) => onProgress?.(start + done, texts.length));
     out ??= new Embeddings(texts.length, part.dim);
     if (part.dim !== out.dim) throw new Error(`embedding width changed from ${out.dim} to ${part.dim}`);
     out.data.set(part.data, start * out.dim);

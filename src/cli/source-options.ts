@@ -1,0 +1,47 @@
+// Options shared by the commands that embed texts (encode, eval, mine), so their names, defaults and
+// help read the same everywhere, and the checks that turn bad values into usage errors.
+import { DEFAULT_MAX_LENGTH, type Device } from '../model/embedding-model.js';
+import { openEmbeddingSource, type EmbeddingSource } from '../eval/source.js';
+import { opt, UsageError, type OptionSpecs, type ParsedArgs } from './args.js';
+
+/** Where vectors come from: a model, or a table of precomputed embeddings. */
+export const SOURCE_OPTIONS: OptionSpecs = {
+  model: { kind: 'string', help: 'model folder or hub id', metavar: 'DIR' },
+  embeddings: { kind: 'string', help: 'precomputed vectors: .jsonl or .npy', metavar: 'FILE' },
+  texts: { kind: 'string', help: 'texts of the .npy rows', metavar: 'FILE' },
+};
+
+/** How a model encodes. */
+export const ENCODE_OPTIONS: OptionSpecs = {
+  'batch-size': { kind: 'integer', help: 'texts per packed encode batch', default: 32 },
+  'max-length': { kind: 'integer', help: 'truncation in tokens, BOS included', default: DEFAULT_MAX_LENGTH },
+  device: { kind: 'string', help: 'cpu or cuda', default: 'cpu' },
+};
+
+export function deviceOf(args: ParsedArgs): Device {
+  const device = opt.str(args, 'device');
+  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got ${device}`);
+  return device;
+}
+
+/** The value of a positive integer option (undefined when unset). */
+export function positiveInt(args: ParsedArgs, name: string): number | undefined {
+  const v = opt.num(args, name);
+  if (v !== undefined && v < 1) throw new UsageError(`--${name} must be at least 1, got ${v}`);
+  return v;
+}
+
+/** Opens --model or --embeddings [--texts] with the encode options. */
+export function openSourceFromArgs(args: ParsedArgs): Promise<EmbeddingSource> {
+  const model = opt.str(args, 'model');
+  const embeddings = opt.str(args, 'embeddings');
+  if ((model === undefined) === (embeddings === undefined)) throw new UsageError('give exactly one of --model DIR or --embeddings FILE');
+  return openEmbeddingSource({
+    model,
+    embeddings,
+    textsFile: opt.str(args, 'texts'),
+    batchSize: positiveInt(args, 'batch-size'),
+    maxLength: positiveInt(args, 'max-length'),
+    device: deviceOf(args),
+  });
+}

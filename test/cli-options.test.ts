@@ -1,0 +1,93 @@
+// Shared CLI options (encode / eval / mine): bad values are usage errors (exit 2, help shown) before
+// any work; mine's embedding progress moves within a block; a progress bar finishes once.
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { main } from '../src/cli/main.js';
+import { ProgressBar } from '../src/cli/progress.js';
+import { embedInBlocks } from '../src/mine/run.js';
+import { Embeddings } from '../src/model/embeddings.js';
+import type { EmbeddingSource } from '../src/eval/source.js';
+
+async function l2e(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
+  try {
+    return { code: await main(args), out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+describe('shared encode options', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('encode: an unknown --device is a usage error', async () => {
+    const r = await l2e('encode', '--model', 'm', '--input', 'in.txt', '--output', 'o.npy', '--device', 'tpu');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--device must be cpu or cuda, got tpu/);
+    expect(r.err).toMatch(/Usage: l2e encode/);
+  });
+
+  it('eval and mine: --batch-size 0 and both --model and --embeddings are usage errors', async () => {
+    const bad = await l2e('eval', '--model', 'm', '--test', 't.jsonl', '--batch-size', '0');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--batch-size must be at least 1, got 0/);
+    const both = await l2e('mine', '--model', 'm', '--embeddings', 'e.jsonl', '--input', 'c.txt', '--output', 'o.jsonl',
+      '--pos-threshold', '0.4', '--neg-threshold', '0.8');
+    expect(both.code).toBe(2);
+    expect(both.err).toMatch(/exactly one of --model DIR or --embeddings FILE/);
+  });
+
+  it('encode, eval and mine document the same --batch-size / --max-length / --device', async () => {
+    const lines: string[][] = [];
+    for (const c of ['encode', 'eval', 'mine']) {
+      const { out } = await l2e(c, '--help'); // one at a time: l2e() spies on process.stdout
+      lines.push(out.split('\n').filter((l) => /^  --(batch-size|max-length|device) /.test(l)).map((l) => l.trim().replace(/\s+/g, ' ')));
+    }
+    expect(lines[0]).toHaveLength(3);
+    expect(lines[1]).toEqual(lines[0]);
+    expect(lines[2]).toEqual(lines[0]);
+  });
+});
+
+describe('progress', () => {
+  it('embedInBlocks reports progress inside a block', async () => {
+    const source: EmbeddingSource = {
+      embed: async (texts, onProgress) => {
+        const e = new Embeddings(texts.length, 2);
+        for (let i = 0; i < texts.length; i++) onProgress?.(i + 1, texts.length);
+        return e;
+      },
+      close: () => {},
+    };
+    const seen: number[] = [];
+    const texts = Array.from({ length: 5 }, (_, i) => `t${i}`);
+    const out = await embedInBlocks(texts, source, 3, (done, total) => {
+      expect(total).toBe(5);
+      seen.push(done);
+    });
+    expect(out.rows).toBe(5);
+    expect(seen).toContain(1);
+    expect(seen).toContain(2);
+    expect(seen[seen.length - 1]).toBe(5);
+  });
+
+  it('ProgressBar.finish draws once however often it is called', () => {
+    let text = '';
+    const stream = { isTTY: true, columns: 80, write: (s: string) => ((text += s), true) } as unknown as NodeJS.WriteStream;
+    const ci = process.env['CI'];
+    delete process.env['CI'];
+    try {
+      const bar = new ProgressBar({ label: 'x', total: 2, stream });
+      bar.update(2);
+      bar.finish();
+      bar.update(2);
+      bar.finish();
+      expect(text.split('\n')).toHaveLength(2); // one finished line, then nothing
+    } finally {
+      if (ci !== undefined) process.env['CI'] = ci;
+    }
+  });
+});
