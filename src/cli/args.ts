@@ -11,6 +11,8 @@ export interface OptionSpec {
   /** Shown in help as the value's name, e.g. DIR. */
   metavar?: string;
   required?: boolean;
+  /** A 'string' option that may stand alone (`--json` as well as `--json FILE`): then its value is ''. */
+  optionalValue?: boolean;
 }
 
 export type OptionSpecs = Record<string, OptionSpec>;
@@ -75,8 +77,10 @@ export function parseArgs(argv: string[], specs: OptionSpecs): ParsedArgs {
       continue;
     }
     if (inline === undefined) {
-      if (i + 1 >= argv.length) throw new UsageError(`--${name} needs a value`);
-      inline = argv[++i]!;
+      const next = argv[i + 1];
+      if (spec.optionalValue && (next === undefined || next.startsWith('--'))) inline = '';
+      else if (next === undefined) throw new UsageError(`--${name} needs a value`);
+      else inline = argv[++i]!;
     }
     if (spec.kind === 'string') options[name] = inline;
     else if (spec.kind === 'list') (options[name] as string[]).push(...inline.split(',').filter((s) => s !== ''));
@@ -92,7 +96,8 @@ export function parseArgs(argv: string[], specs: OptionSpecs): ParsedArgs {
 
 export function formatOptions(specs: OptionSpecs): string {
   const rows = Object.entries(specs).map(([name, s]) => {
-    const flag = s.kind === 'boolean' ? `--${name}` : `--${name} ${s.metavar ?? (s.kind === 'string' || s.kind === 'list' ? 'VALUE' : 'N')}`;
+    const meta = s.metavar ?? (s.kind === 'string' || s.kind === 'list' ? 'VALUE' : 'N');
+    const flag = s.kind === 'boolean' ? `--${name}` : `--${name} ${s.optionalValue ? `[${meta}]` : meta}`;
     const dflt = s.default !== undefined && s.kind !== 'boolean' ? ` (default ${s.default})` : '';
     const req = s.required ? ' (required)' : '';
     return [flag, `${s.help}${req}${dflt}`] as const;

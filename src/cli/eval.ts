@@ -10,7 +10,7 @@ import { ENCODE_OPTIONS, openSourceFromArgs, SOURCE_OPTIONS } from './source-opt
 export const command: Command = {
   name: 'eval',
   summary: 'evaluate a model (or precomputed embeddings) on JSONL test files',
-  usage: `Usage: l2e eval --model DIR --test FILE.jsonl [FILE2 ...] [--limit 1000] [--json OUT]
+  usage: `Usage: l2e eval --model DIR --test FILE.jsonl [FILE2 ...] [--limit 1000] [--json [OUT]]
        l2e eval --embeddings FILE [--texts FILE] --test FILE.jsonl [...]
 
 The pool is every distinct stripped string of the first --limit rows; "positive score" is the mean
@@ -18,12 +18,13 @@ cos(query, pos) over their (row, pos) pairs, "negative score" the mean 1 - cos(q
 the share of (query, pos) pairs of the whole file whose query ranks in the top K of the pool by
 cosine to the positive (K+1 when the positive itself is in the top K). Vectors come from the model
 or from --embeddings: JSONL {"text","embedding"} or a float32/float64 .npy with --texts (one text per
-line, or a JSON array). --json writes {"<test name>": {metrics}} (name = file basename).`,
+line, or a JSON array). --json writes {"<test name>": {metrics}} (name = file basename) to OUT, or alone prints it on stdout
+(and the table on stderr).`,
   options: {
     ...SOURCE_OPTIONS,
     test: { kind: 'list', help: 'test JSONL files (repeatable; more may follow as positionals)', metavar: 'FILE' },
     limit: { kind: 'integer', help: 'rows that define the pool and the scores', default: 1000 },
-    json: { kind: 'string', help: 'write the metrics as JSON here', metavar: 'OUT' },
+    json: { kind: 'string', help: 'write the metrics as JSON to OUT (alone: to stdout)', metavar: 'OUT', optionalValue: true },
     ...ENCODE_OPTIONS,
   },
   async run(args) {
@@ -51,12 +52,15 @@ line, or a JSON array). --json writes {"<test name>": {metrics}} (name = file ba
     } finally {
       source.close();
     }
-    process.stdout.write(formatTable(results));
     const jsonOut = opt.str(args, 'json');
-    if (jsonOut) {
-      const obj: Record<string, Metrics> = {};
-      for (const r of results) obj[r.name] = r.metrics;
-      writeFileAtomic(jsonOut, JSON.stringify(obj, null, 2) + '\n');
+    const obj: Record<string, Metrics> = {};
+    for (const r of results) obj[r.name] = r.metrics;
+    if (jsonOut === '') {
+      process.stderr.write(formatTable(results));
+      process.stdout.write(JSON.stringify(obj, null, 2) + '\n');
+    } else {
+      process.stdout.write(formatTable(results));
+      if (jsonOut !== undefined) writeFileAtomic(jsonOut, JSON.stringify(obj, null, 2) + '\n');
     }
     return 0;
   },

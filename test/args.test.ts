@@ -1,0 +1,36 @@
+// The CLI option parser: values, flags, negation, lists, optional values, and clear usage errors.
+import { describe, expect, it } from 'vitest';
+import { parseArgs, UsageError, type OptionSpecs } from '../src/cli/args.js';
+
+const specs: OptionSpecs = {
+  model: { kind: 'string', help: 'm', required: true },
+  steps: { kind: 'integer', help: 's', default: 3 },
+  lr: { kind: 'number', help: 'l' },
+  shuffle: { kind: 'boolean', help: 'b', default: true },
+  fields: { kind: 'list', help: 'f' },
+  json: { kind: 'string', help: 'j', optionalValue: true },
+};
+
+describe('parseArgs', () => {
+  it('reads values, flags, negations, lists and positionals', () => {
+    const p = parseArgs(['--model', 'dir', '--steps=5', '--lr', '1e-3', '--no-shuffle', '--fields', 'a,b', '--fields=c', 'x.jsonl'], specs);
+    expect(p.options).toMatchObject({ model: 'dir', steps: 5, lr: 1e-3, shuffle: false, fields: ['a', 'b', 'c'] });
+    expect(p.positionals).toEqual(['x.jsonl']);
+  });
+
+  it('an optional-value option stands alone or takes the next argument', () => {
+    expect(parseArgs(['--model', 'm', '--json'], specs).options['json']).toBe('');
+    expect(parseArgs(['--json', '--model', 'm'], specs).options['json']).toBe('');
+    expect(parseArgs(['--model', 'm', '--json', 'out.json'], specs).options['json']).toBe('out.json');
+    expect(parseArgs(['--model', 'm'], specs).options['json']).toBeUndefined();
+  });
+
+  it('says what is wrong', () => {
+    expect(() => parseArgs(['--model'], specs)).toThrow(UsageError);
+    expect(() => parseArgs(['--model', 'm', '--steps', '1.5'], specs)).toThrow(/--steps expects an integer/);
+    expect(() => parseArgs(['--model', 'm', '--lr', 'fast'], specs)).toThrow(/--lr expects a number/);
+    expect(() => parseArgs(['--model', 'm', '--bogus'], specs)).toThrow(/unknown option --bogus/);
+    expect(() => parseArgs([], specs)).toThrow(/--model is required/);
+    expect(parseArgs(['--help'], specs).help).toBe(true); // help needs no required option
+  });
+});
