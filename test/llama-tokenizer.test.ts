@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { TextTokenizer } from '../src/model/tokenizer.js';
 import { buildLlamaTokenizerJson, writeLlamaTokenizer } from '../src/demo/llama-tokenizer.js';
 import { hasPools, poolsDir } from './helpers/fixture.js';
+import { seededRandom } from './helpers/tinyModel.js';
 
 interface ReferenceTokenizer {
   encode(text: string, addBos?: boolean): number[];
@@ -25,17 +26,8 @@ beforeAll(async () => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Small deterministic PRNG (mulberry32) so the generated strings are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Small deterministic PRNG so the generated strings are the same on every run. */
+const rng = seededRandom;
 
 const WORDS = [
   'saya', 'tak', 'boleh', 'makan', 'nasi', 'lemak', 'kat', 'KL', 'lah', 'weh', 'The', 'government', 'said',

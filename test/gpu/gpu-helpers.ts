@@ -80,18 +80,7 @@ export function cuSeqlens(lens: number[]): Int32Array {
   return cu;
 }
 
-/** ‖a − b‖ / ‖b‖; NaN anywhere (or in the lengths) gives NaN, which fails every `<` bound. */
-export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) return NaN;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = a[i]! - b[i]!;
-    num += d * d;
-    den += b[i]! * b[i]!;
-  }
-  return den === 0 ? (num === 0 ? 0 : Infinity) : Math.sqrt(num) / Math.sqrt(den);
-}
+export { relError as relErr } from '../helpers/fixture.js';
 
 export function hasNaN(a: ArrayLike<number>): boolean {
   for (let i = 0; i < a.length; i++) if (Number.isNaN(a[i]!)) return true;
