@@ -2,7 +2,7 @@
 # The one GPU-machine run (no build there): GPU tests, our benchmarks, the reference Python stack on the
 # same card, and a ratio table last.
 # Prepare on the development machine:  npx cmake-js compile --out build   (nvcc present: CUDA on)
-#                                      ../shared/gpu/pack.sh
+#                                      bash bench/gpu-pack.sh   (checks the addon, then ../shared/gpu/pack.sh)
 # Run on the GPU machine, from the repo root:  bash bench/gpu-run.sh [tests|bench|all]
 #   tests: the GPU test suites only; bench: ours + the reference stack + the table; all (default): both.
 #   (A device command may run 10 minutes: with a cold machine, run `tests` and `bench` as two calls.)
