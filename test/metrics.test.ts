@@ -1,10 +1,10 @@
 // Evaluation metrics: a hand-computed case, the `limit` cut, a randomized comparison with a direct
 // O(N²) computation of the notebook definitions, and bad test files.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { Embeddings } from '../src/model/embeddings.js';
 import { buildTestSet, computeMetrics, isTopKHit, readTestSet, type TestRow } from '../src/eval/metrics.js';
 import { Rng } from '../src/util/random.js';
@@ -215,6 +215,7 @@ describe.skipIf(!existsSync(join(tinyModel, 'model.safetensors')))('metrics: wit
 
 describe('eval: precomputed vectors (.npy / JSONL)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'l2e-vectors-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   function npy(descr: string, shape: [number, number], values: number[], fortran = false): Buffer {
     let header = `{'descr': '${descr}', 'fortran_order': ${fortran ? 'True' : 'False'}, 'shape': (${shape[0]}, ${shape[1]}), }`;
     header = header.padEnd(Math.ceil((header.length + 11) / 64) * 64 - 11) + '\n';

@@ -1,7 +1,7 @@
 // Pair mining: thresholds in both metrics, self / short-text exclusion, sampling bounds and
 // determinism, multi-field versions as positives, skip counts, end to end through a file of
 // precomputed embeddings, and bad input.
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,7 @@ import type { PairRow } from '../src/data/jsonl.js';
 import { readCorpus, type Corpus } from '../src/mine/corpus.js';
 import { distance, minePairs, type MineOptions } from '../src/mine/mine.js';
 import { mineToFile } from '../src/mine/run.js';
+import { FileStore } from '../src/mine/store.js';
 import { loadVectorTable } from '../src/eval/vectors.js';
 import { tableSource } from '../src/eval/source.js';
 
@@ -189,5 +190,76 @@ describe.skipIf(!existsSync(join(tinyModel, 'model.safetensors')))('mine: with t
     } finally {
       source.close();
     }
+  });
+});
+
+describe('mine with vectors larger than the memory budget', () => {
+  // 400 texts of 2048-wide vectors (3.2 MB) against a 1 MiB budget: the vectors go to a temp file,
+  // the pool is searched in blocks of 64 rows and the running top k merged across blocks.
+  const n = 400;
+  const dim = 2048;
+  const texts = Array.from({ length: n }, (_, i) => `text ${i}`);
+  const big: Corpus = { texts, groups: [], rows: n };
+  // clusters of 8 nearby unit vectors (so there are positives), plus exact duplicates for ties
+  const data = new Float32Array(n * dim);
+  let s = 7;
+  const rand = (): number => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+  const centres = Array.from({ length: n / 8 }, () => Float32Array.from({ length: dim }, rand));
+  for (let i = 0; i < n; i++) {
+    const c = centres[Math.floor(i / 8)]!;
+    let norm = 0;
+    for (let d = 0; d < dim; d++) {
+      const v = i % 8 === 7 ? data[(i - 1) * dim + d]! : c[d]! + 0.3 * rand(); // every 8th duplicates its neighbour
+      data[i * dim + d] = v;
+      norm += v * v;
+    }
+    norm = Math.sqrt(norm);
+    if (i % 8 !== 7) for (let d = 0; d < dim; d++) data[i * dim + d] /= norm;
+  }
+  const inMemory = new Embeddings(n, dim, data);
+
+  for (const metric of ['euclidean', 'cosine'] as const) {
+    it(`gives exactly the in-memory result (${metric})`, async () => {
+      const opts: MineOptions = metric === 'euclidean'
+        ? { posThreshold: 0.45, negThreshold: 0.8, metric, k: 20, maxPos: 3, maxNeg: 3, seed: 5 }
+        : { posThreshold: 0.1, negThreshold: 0.32, metric, k: 20, maxPos: 3, maxNeg: 3, seed: 5 };
+      const expected = await mine(opts, big, inMemory);
+      expect(expected.stats.written).toBeGreaterThan(n / 2);
+      const store = new FileStore(n, dim);
+      try {
+        for (let i = 0; i < n; i += 150) store.append(new Embeddings(Math.min(150, n - i), dim, data.subarray(i * dim, Math.min(n, i + 150) * dim)));
+        const rows: PairRow[] = [];
+        const stats = await minePairs(big, store, { ...opts, memoryMb: 1, queryBlock: 100 }, (r) => {
+          rows.push(r);
+        });
+        expect(stats).toEqual(expected.stats);
+        expect(rows).toEqual(expected.rows);
+      } finally {
+        store.close();
+      }
+    });
+  }
+
+  it('mineToFile keeps the vectors in a temp file past the budget and writes the same pairs', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'l2e-mine-big-'));
+    const input = join(dir, 'corpus.txt');
+    writeFileSync(input, texts.join('\n') + '\n');
+    const byText = new Map(texts.map((t, i) => [t, i]));
+    const source = {
+      dim,
+      async embed(batch: string[]): Promise<Embeddings> {
+        const out = new Embeddings(batch.length, dim);
+        batch.forEach((t, r) => out.data.set(inMemory.row(byText.get(t)!), r * dim));
+        return out;
+      },
+      close(): void {},
+    };
+    const opts = { input, posThreshold: 0.45, negThreshold: 0.8, k: 20, seed: 5, encodeBlock: 64 };
+    await mineToFile(source, { ...opts, output: join(dir, 'a.jsonl'), memoryMb: 1 });
+    await mineToFile(source, { ...opts, output: join(dir, 'b.jsonl'), memoryMb: 4096 });
+    const a = readFileSync(join(dir, 'a.jsonl'), 'utf8');
+    expect(a.length).toBeGreaterThan(100);
+    expect(a).toBe(readFileSync(join(dir, 'b.jsonl'), 'utf8'));
+    expect(readdirSync(tmpdir()).filter((f) => f.startsWith('l2e-mine-store-'))).toEqual([]); // temp files removed
   });
 });

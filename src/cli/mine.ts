@@ -32,6 +32,7 @@ another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json 
     fields: { kind: 'list', help: 'JSONL fields holding versions of one text (comma-separated)', metavar: 'a,b,c' },
     k: { kind: 'integer', help: 'nearest neighbours examined per text', default: 100 },
     'random-negatives': { kind: 'boolean', help: 'top negatives up with random texts beyond Y' },
+    'memory-mb': { kind: 'integer', help: 'memory for the vectors; more are kept in a temp file and searched in blocks', default: 4096 },
     ...ENCODE_OPTIONS,
   },
   async run(args) {
@@ -57,6 +58,7 @@ another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json 
         seed: opt.num(args, 'seed'),
         k: opt.num(args, 'k'),
         randomNegatives: opt.bool(args, 'random-negatives'),
+        memoryMb: opt.num(args, 'memory-mb'),
         onStage: (stage, done, total) => {
           const bar = (bars[stage] ??= new ProgressBar({ label: stage, total }));
           bar.update(done);

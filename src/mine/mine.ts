@@ -12,11 +12,14 @@
 // Up to maxPos / maxNeg are sampled (versions first); rows with no positive or no negative are
 // skipped and counted. Sampling uses a PRNG seeded by (seed, query index), so the output depends
 // only on the corpus, the vectors and the options — not on block sizes or threads.
-import type { Embeddings } from '../model/embeddings.js';
+// The vectors may live in memory or in a file (store.ts): the search then runs block by block, each
+// query block against the pool in blocks, merging the running top k, so memory stays bounded.
+import { Embeddings } from '../model/embeddings.js';
 import type { PairRow } from '../data/jsonl.js';
-import { gatherRows, knn, type KnnMetric } from '../eval/knn.js';
+import { knn, type KnnMetric } from '../eval/knn.js';
 import { Rng } from '../util/random.js';
 import type { Corpus } from './corpus.js';
+import { MemoryStore, type VectorStore } from './store.js';
 
 export interface MineOptions {
   posThreshold: number;
@@ -30,6 +33,8 @@ export interface MineOptions {
   randomNegatives?: boolean;
   /** Queries searched per knn call (memory: block × k results). */
   queryBlock?: number;
+  /** Memory for vector blocks when the vectors are in a file (MiB, default 1024). */
+  memoryMb?: number;
 }
 
 export interface MineStats {
@@ -50,6 +55,7 @@ export function validateMineOptions(o: MineOptions): Required<MineOptions> {
     k: 100,
     randomNegatives: false,
     queryBlock: 1024,
+    memoryMb: 1024,
     ...o,
   };
   const { posThreshold: x, negThreshold: y } = full;
@@ -63,7 +69,7 @@ export function validateMineOptions(o: MineOptions): Required<MineOptions> {
     );
   }
   if (full.metric !== 'euclidean' && full.metric !== 'cosine') throw new Error(`unknown metric ${String(full.metric)}`);
-  for (const key of ['maxPos', 'maxNeg', 'k', 'queryBlock'] as const) {
+  for (const key of ['maxPos', 'maxNeg', 'k', 'queryBlock', 'memoryMb'] as const) {
     if (!Number.isInteger(full[key]) || full[key] < 1) throw new Error(`${key} must be a positive integer, got ${full[key]}`);
   }
   return full;
@@ -75,9 +81,57 @@ const isShort = (s: string): boolean => {
   return true;
 };
 
+/** The k best pool rows of each query of a block, merged across pool blocks. */
+interface TopK {
+  k: number;
+  indices: Int32Array; // [queries × k]
+  scores: Float32Array;
+}
+
+/**
+ * Exact k nearest of `queries` over the whole store, scanning the pool in blocks of `poolRows` and
+ * merging the running best lists (ties keep the lower index, like a single knn call).
+ */
+async function searchStore(queries: Embeddings, store: VectorStore, k: number, poolRows: number, metric: KnnMetric): Promise<TopK> {
+  const nq = queries.rows;
+  let best: TopK | undefined;
+  const better = metric === 'cosine' ? (a: number, b: number) => a > b : (a: number, b: number) => a < b;
+  for (let p0 = 0; p0 < store.rows; p0 += poolRows) {
+    const pool = store.read(p0, Math.min(poolRows, store.rows - p0));
+    const res = await knn(queries, pool, k, { metric });
+    if (!best) {
+      const indices = res.indices.map((j) => j + p0);
+      best = { k: res.k, indices, scores: res.scores };
+      continue;
+    }
+    const kk = Math.min(k, best.k + res.k);
+    const indices = new Int32Array(nq * kk);
+    const scores = new Float32Array(nq * kk);
+    for (let q = 0; q < nq; q++) {
+      let a = 0;
+      let b = 0;
+      for (let t = 0; t < kk; t++) {
+        const takeB = a >= best.k || (b < res.k && better(res.scores[q * res.k + b]!, best.scores[q * best.k + a]!));
+        if (takeB) {
+          indices[q * kk + t] = res.indices[q * res.k + b]! + p0;
+          scores[q * kk + t] = res.scores[q * res.k + b]!;
+          b++;
+        } else {
+          indices[q * kk + t] = best.indices[q * best.k + a]!;
+          scores[q * kk + t] = best.scores[q * best.k + a]!;
+          a++;
+        }
+      }
+    }
+    best = { k: kk, indices, scores };
+  }
+  if (!best) throw new Error('the pool is empty');
+  return best;
+}
+
 export async function minePairs(
   corpus: Corpus,
-  vectors: Embeddings,
+  vectors: Embeddings | VectorStore,
   options: MineOptions,
   emit: (row: PairRow) => Promise<void> | void,
   onProgress?: (done: number, total: number) => void,
@@ -85,18 +139,27 @@ export async function minePairs(
   const o = validateMineOptions(options);
   const { texts } = corpus;
   if (texts.length === 0) throw new Error('the corpus is empty');
-  if (vectors.rows !== texts.length) throw new Error(`${vectors.rows} vectors for ${texts.length} texts`);
+  const store = vectors instanceof Embeddings ? new MemoryStore(vectors) : vectors;
+  if (store.rows !== texts.length) throw new Error(`${store.rows} vectors for ${texts.length} texts`);
+  // In memory the pool is one block; from a file, half the budget holds a pool block and a quarter
+  // the query block (larger query blocks mean fewer passes over the file).
+  const rowBytes = store.dim * 4;
+  const budget = o.memoryMb * 1024 * 1024;
+  const inMemory = store instanceof MemoryStore;
+  const poolRows = inMemory ? store.rows : Math.max(1, Math.floor(budget / 2 / rowBytes));
+  const queryRows = inMemory ? o.queryBlock : Math.max(o.queryBlock, Math.floor(budget / 4 / rowBytes));
   const siblings = siblingLists(corpus);
   const stats: MineStats = { queries: texts.length, written: 0, skippedNoPos: 0, skippedNoNeg: 0, skippedShort: 0 };
   const usable = (q: number, j: number): boolean => j !== q && texts[j] !== texts[q] && !isShort(texts[j]!);
   const kk = Math.min(o.k + 1, texts.length); // +1: the query itself is usually its own nearest
   const cosine = o.metric === 'cosine';
 
-  for (let start = 0; start < texts.length; start += o.queryBlock) {
-    const block = Array.from({ length: Math.min(o.queryBlock, texts.length - start) }, (_, i) => start + i);
-    const res = await knn(gatherRows(vectors, block), vectors, kk, { metric: o.metric });
-    for (let b = 0; b < block.length; b++) {
-      const q = block[b]!;
+  for (let start = 0; start < texts.length; start += queryRows) {
+    const count = Math.min(queryRows, texts.length - start);
+    const qvecs = store.read(start, count);
+    const res = await searchStore(qvecs, store, kk, poolRows, o.metric);
+    for (let b = 0; b < count; b++) {
+      const q = start + b;
       if (isShort(texts[q]!)) {
         stats.skippedShort++;
         continue;
@@ -119,7 +182,7 @@ export async function minePairs(
       if (pos.length < o.maxPos) pos.push(...rng.sample(nearPos, o.maxPos - pos.length));
       const neg = rng.sample(nearNeg, o.maxNeg);
       if (o.randomNegatives && neg.length < o.maxNeg) {
-        topUpRandomNegatives(q, neg, o.maxNeg, vectors, rng, (j) => usable(q, j) && !sibSet.has(j), o);
+        topUpRandomNegatives(qvecs.row(b), neg, o.maxNeg, store, rng, (j) => usable(q, j) && !sibSet.has(j), o);
       }
       if (pos.length === 0) stats.skippedNoPos++;
       else if (neg.length === 0) stats.skippedNoNeg++;
@@ -128,7 +191,7 @@ export async function minePairs(
         stats.written++;
       }
     }
-    onProgress?.(start + block.length, texts.length);
+    onProgress?.(start + count, texts.length);
   }
   return stats;
 }
@@ -148,20 +211,19 @@ function siblingLists(corpus: Corpus): Map<number, number[]> {
 
 /** Random pool texts beyond the negative threshold, checked by computing their distance directly. */
 function topUpRandomNegatives(
-  q: number,
+  qv: Float32Array,
   neg: number[],
   maxNeg: number,
-  vectors: Embeddings,
+  vectors: VectorStore,
   rng: Rng,
   allowed: (j: number) => boolean,
   o: Required<MineOptions>,
 ): void {
-  const qv = vectors.row(q);
   const chosen = new Set(neg);
   for (let tries = 0; neg.length < maxNeg && tries < 20 * maxNeg; tries++) {
     const j = rng.int(vectors.rows);
     if (chosen.has(j) || !allowed(j)) continue;
-    if (distance(qv, vectors.row(j), o.metric) > o.negThreshold) {
+    if (distance(qv, vectors.read(j, 1).row(0), o.metric) > o.negThreshold) {
       neg.push(j);
       chosen.add(j);
     }

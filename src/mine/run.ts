@@ -4,6 +4,7 @@ import type { EmbeddingSource } from '../eval/source.js';
 import { AtomicWriter } from '../util/atomic.js';
 import { readCorpus } from './corpus.js';
 import { minePairs, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
+import { FileStore, MemoryStore, type VectorStore } from './store.js';
 
 export interface MineRunOptions extends MineOptions {
   input: string;
@@ -19,38 +20,62 @@ export interface MineRunResult extends MineStats {
   rows: number;
 }
 
-/** Embeds `texts` block by block into one matrix. */
+/** Embeds `texts` block by block into one matrix in memory. */
 export async function embedInBlocks(
   texts: string[],
   source: EmbeddingSource,
   block: number,
   onProgress?: (done: number, total: number) => void,
 ): Promise<Embeddings> {
-  let out: Embeddings | undefined;
-  for (let start = 0; start < texts.length; start += block) {
-    // progress within the block too: one block on a large model can take minutes
-    const part = await source.embed(texts.slice(start, start + block), (done) => onProgress?.(start + done, texts.length));
-    out ??= new Embeddings(texts.length, part.dim);
-    if (part.dim !== out.dim) throw new Error(`embedding width changed from ${out.dim} to ${part.dim}`);
-    out.data.set(part.data, start * out.dim);
-    onProgress?.(Math.min(start + block, texts.length), texts.length);
+  const store = await embedToStore(texts, source, block, Infinity, onProgress);
+  return (store as MemoryStore).matrix;
+}
+
+/**
+ * Embeds `texts` block by block into a vector store: one matrix in memory when all vectors fit in
+ * half of `memoryMb`, else a temp file (then mining reads it back in blocks).
+ */
+export async function embedToStore(
+  texts: string[],
+  source: EmbeddingSource,
+  block: number,
+  memoryMb: number,
+  onProgress?: (done: number, total: number) => void,
+): Promise<VectorStore> {
+  let store: MemoryStore | FileStore | undefined;
+  try {
+    for (let start = 0; start < texts.length; start += block) {
+      const part = await source.embed(texts.slice(start, start + block), (done) => onProgress?.(start + done, texts.length));
+      if (!store) {
+        const bytes = texts.length * part.dim * 4;
+        store = bytes <= (memoryMb * 1024 * 1024) / 2 ? new MemoryStore(new Embeddings(texts.length, part.dim)) : new FileStore(texts.length, part.dim);
+      }
+      if (part.dim !== store.dim) throw new Error(`embedding width changed from ${store.dim} to ${part.dim}`);
+      if (store instanceof MemoryStore) store.matrix.data.set(part.data, start * store.dim);
+      else store.append(part);
+      onProgress?.(Math.min(start + block, texts.length), texts.length);
+    }
+  } catch (err) {
+    store?.close();
+    throw err;
   }
-  if (!out) throw new Error('nothing to embed');
-  return out;
+  if (!store) throw new Error('nothing to embed');
+  return store;
 }
 
 export async function mineToFile(source: EmbeddingSource, opts: MineRunOptions): Promise<MineRunResult> {
   validateMineOptions(opts); // fail on bad thresholds before any embedding work
   const corpus = await readCorpus(opts.input, opts.fields);
   if (corpus.texts.length === 0) throw new Error(`${opts.input}: no texts`);
-  const vectors = await embedInBlocks(corpus.texts, source, opts.encodeBlock ?? 4096, (d, t) => opts.onStage?.('embed', d, t));
+  const memoryMb = opts.memoryMb ?? 4096;
+  const vectors = await embedToStore(corpus.texts, source, opts.encodeBlock ?? 4096, memoryMb, (d, t) => opts.onStage?.('embed', d, t));
   const writer = new AtomicWriter(opts.output);
   try {
     let buf: string[] = [];
     const stats = await minePairs(
       corpus,
       vectors,
-      opts,
+      { ...opts, memoryMb },
       async (row) => {
         buf.push(JSON.stringify(row) + '\n');
         if (buf.length >= 512) {
@@ -66,5 +91,7 @@ export async function mineToFile(source: EmbeddingSource, opts: MineRunOptions):
   } catch (err) {
     writer.abort();
     throw err;
+  } finally {
+    vectors.close();
   }
 }

@@ -1,0 +1,75 @@
+// Where mining keeps the corpus vectors: in memory when they fit the budget, otherwise in a temp file
+// of float32 rows read back block by block — so a corpus whose vectors exceed memory (a million
+// 1536-wide vectors are 6 GB) is mined with bounded memory.
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Embeddings } from '../model/embeddings.js';
+
+export interface VectorStore {
+  readonly rows: number;
+  readonly dim: number;
+  /** Rows [start, start + count) as a matrix (a copy or a view). */
+  read(start: number, count: number): Embeddings;
+  close(): void;
+}
+
+/** All vectors in one matrix. */
+export class MemoryStore implements VectorStore {
+  constructor(readonly matrix: Embeddings) {}
+  get rows(): number {
+    return this.matrix.rows;
+  }
+  get dim(): number {
+    return this.matrix.dim;
+  }
+  read(start: number, count: number): Embeddings {
+    const d = this.dim;
+    return new Embeddings(count, d, this.matrix.data.subarray(start * d, (start + count) * d));
+  }
+  close(): void {}
+}
+
+/** Vectors appended to a temp file (float32, row-major) and read back by row ranges. */
+export class FileStore implements VectorStore {
+  private readonly dir: string;
+  private readonly fd: number;
+  private written = 0;
+
+  constructor(
+    readonly rows: number,
+    readonly dim: number,
+    parent = tmpdir(),
+  ) {
+    this.dir = mkdtempSync(join(parent, 'l2e-mine-store-'));
+    this.fd = openSync(join(this.dir, 'vectors.f32'), 'w+');
+  }
+
+  /** Appends the next rows (in order). */
+  append(block: Embeddings): void {
+    if (block.dim !== this.dim) throw new Error(`vector store: width ${block.dim}, expected ${this.dim}`);
+    if (this.written + block.rows > this.rows) throw new Error('vector store: more rows than declared');
+    const bytes = new Uint8Array(block.data.buffer, block.data.byteOffset, block.data.byteLength);
+    let off = 0;
+    while (off < bytes.length) off += writeSync(this.fd, bytes, off, bytes.length - off, this.written * this.dim * 4 + off);
+    this.written += block.rows;
+  }
+
+  read(start: number, count: number): Embeddings {
+    if (start < 0 || start + count > this.written) throw new RangeError(`vector store: rows [${start}, ${start + count}) not written`);
+    const out = new Embeddings(count, this.dim);
+    const bytes = new Uint8Array(out.data.buffer);
+    let off = 0;
+    while (off < bytes.length) {
+      const n = readSync(this.fd, bytes, off, bytes.length - off, start * this.dim * 4 + off);
+      if (n <= 0) throw new Error('vector store: unexpected end of the temp file');
+      off += n;
+    }
+    return out;
+  }
+
+  close(): void {
+    closeSync(this.fd);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
