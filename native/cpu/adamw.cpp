@@ -9,14 +9,13 @@
 //   denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)              denom = sqrt(v) / f32(bc2_sqrt) + f32(eps)
 //   param.addcdiv_(exp_avg, denom, value=-step_size)              w = w + (f32(-step_size) * m) / denom
 //
-// Python scalars are doubles while our hyper-parameters arrive as float, and double(0.9f) != 0.9.
-// The scalar math therefore runs on the shortest decimal that round-trips each float (0.9f -> 0.9),
-// which is the number the user typed. No multiply-add may be fused except the one ATen's lerp fuses.
+// The scalars (Python doubles rounded to float32) come from core/adamw_scalars.cpp, shared with the
+// CUDA backend. No multiply-add may be fused except the one ATen's lerp fuses.
 #include <immintrin.h>
 
-#include <charconv>
 #include <cmath>
-#include <cstdlib>
+
+#include "core/adamw_scalars.h"
 
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
@@ -30,22 +29,9 @@ namespace cpu {
 
 namespace {
 
-// The double a Python user would have passed for this float: its shortest round-trip decimal.
-double typed_decimal(float f) {
-  char buf[64];
-  auto res = std::to_chars(buf, buf + sizeof(buf) - 1, f);
-  *res.ptr = '\0';
-  return std::strtod(buf, nullptr);
-}
-
-// The per-element update with constants already rounded as PyTorch rounds them.
-struct AdamwConsts {
-  float decay, lerp_w, b2, one_minus_b2, bc2_sqrt, eps, neg_step;
-  bool decays, lerp_small;
-};
 
 // One element, in PyTorch's order. Only the lerp is fused (std::fma), like ATen's lerp.
-inline void adamw_one(float& w, float g, float& m, float& v, const AdamwConsts& k) {
+inline void adamw_one(float& w, float g, float& m, float& v, const AdamwScalars& k) {
   float wi = w;
   if (k.decays) wi = wi * k.decay;
   const float diff = g - m;
@@ -60,7 +46,7 @@ inline void adamw_one(float& w, float g, float& m, float& v, const AdamwConsts& 
   v = vi;
 }
 
-void adamw_scalar(float* w, const float* g, float* m, float* v, int64_t b, int64_t e, const AdamwConsts& k) {
+void adamw_scalar(float* w, const float* g, float* m, float* v, int64_t b, int64_t e, const AdamwScalars& k) {
   for (int64_t i = b; i < e; i++) adamw_one(w[i], g[i], m[i], v[i], k);
 }
 
@@ -68,7 +54,7 @@ void adamw_scalar(float* w, const float* g, float* m, float* v, int64_t b, int64
 // one FMA is the lerp's, so every lane equals adamw_one bit for bit (test/gradcheck.test.ts checks
 // the result against a float32 replay of PyTorch).
 __attribute__((target("avx2,fma"))) void adamw_avx2(float* w, const float* g, float* m, float* v, int64_t b,
-                                                   int64_t e, const AdamwConsts& k) {
+                                                   int64_t e, const AdamwScalars& k) {
   const __m256 decay = _mm256_set1_ps(k.decay), lerp_w = _mm256_set1_ps(k.lerp_small ? k.lerp_w : k.lerp_w - 1.0f);
   const __m256 b2 = _mm256_set1_ps(k.b2), omb2 = _mm256_set1_ps(k.one_minus_b2);
   const __m256 bc2s = _mm256_set1_ps(k.bc2_sqrt), eps = _mm256_set1_ps(k.eps), neg_step = _mm256_set1_ps(k.neg_step);
@@ -100,20 +86,7 @@ bool has_avx2_fma() {
 
 void adamw(float* w, const float* g, float* m, float* v, int64_t n, float lr_f, float beta1_f, float beta2_f,
            float eps_f, float weight_decay_f, int step) {
-  const double lr = typed_decimal(lr_f), beta1 = typed_decimal(beta1_f), beta2 = typed_decimal(beta2_f);
-  const double eps = typed_decimal(eps_f), wd = typed_decimal(weight_decay_f);
-  const double bc1 = 1.0 - std::pow(beta1, double(step));
-  const double bc2 = 1.0 - std::pow(beta2, double(step));
-  AdamwConsts k;
-  k.decay = float(1.0 - lr * wd);
-  k.lerp_w = float(1.0 - beta1);  // ATen lerp: small weight -> start + w (end - start)
-  k.lerp_small = std::fabs(k.lerp_w) < 0.5f;
-  k.b2 = float(beta2);
-  k.one_minus_b2 = float(1.0 - beta2);
-  k.bc2_sqrt = float(std::sqrt(bc2));
-  k.eps = float(eps);
-  k.neg_step = float(-(lr / bc1));
-  k.decays = wd != 0.0;
+  const AdamwScalars k = adamw_scalars(lr_f, beta1_f, beta2_f, eps_f, weight_decay_f, step);
   const bool simd = has_avx2_fma();
   parallel_for(n, [&](int64_t b, int64_t e, int) {
     if (simd) adamw_avx2(w, g, m, v, b, e, k);

@@ -5,7 +5,6 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -34,14 +33,6 @@ bool env_flag(const char* name) {
 void need(const Buf& b, DType t, const char* op, const char* arg) {
   if (b.dtype != t)
     throw Error(std::string("cuda ") + op + ": " + arg + " must be " + dtype_name(t) + ", got " + dtype_name(b.dtype));
-}
-
-// The double a Python user would have typed for this float (see cpu/adamw.cpp).
-double typed_decimal(float f) {
-  char buf[64];
-  auto res = std::to_chars(buf, buf + sizeof(buf) - 1, f);
-  *res.ptr = '\0';
-  return std::strtod(buf, nullptr);
 }
 
 class CudaBackend final : public Backend {
@@ -285,21 +276,7 @@ class CudaBackend final : public Backend {
              float weight_decay_f, int step, Buf* shadow) override {
     for (const Buf* b : std::initializer_list<const Buf*>{&w, &g, &m, &v}) need(*b, DType::F32, "adamw", "w, g, m and v");
     if (shadow) need(*shadow, DType::BF16, "adamw", "shadow");
-    // scalars exactly as cpu/adamw.cpp derives them (Python doubles, then float32)
-    const double lr = typed_decimal(lr_f), beta1 = typed_decimal(beta1_f), beta2 = typed_decimal(beta2_f);
-    const double eps = typed_decimal(eps_f), wd = typed_decimal(weight_decay_f);
-    const double bc1 = 1.0 - std::pow(beta1, double(step));
-    const double bc2 = 1.0 - std::pow(beta2, double(step));
-    AdamwScalars a;
-    a.decay = float(1.0 - lr * wd);
-    a.lerp_w = float(1.0 - beta1);
-    a.lerp_small = std::fabs(a.lerp_w) < 0.5f;
-    a.b2 = float(beta2);
-    a.one_minus_b2 = float(1.0 - beta2);
-    a.bc2_sqrt = float(std::sqrt(bc2));
-    a.eps = float(eps);
-    a.neg_step = float(-(lr / bc1));
-    a.decays = wd != 0.0;
+    const AdamwScalars a = adamw_scalars(lr_f, beta1_f, beta2_f, eps_f, weight_decay_f, step);  // as the CPU
     cuda::adamw(w.f32(), g.f32(), m.f32(), v.f32(), n, a, shadow ? shadow->ptr : nullptr, stream_);
   }
 

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/adamw_scalars.h"
 #include "core/tensor.h"
 
 namespace l2e {
@@ -74,10 +75,6 @@ const double* infonce(const float* q, const float* p, int B, int G, int P, float
 int sumsq_blocks(size_t n);
 void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s);
 // AdamW with scalars prepared on the host exactly as the CPU kernel prepares them (cpu/adamw.cpp).
-struct AdamwScalars {
-  float decay, lerp_w, b2, one_minus_b2, bc2_sqrt, eps, neg_step;
-  bool lerp_small, decays;
-};
 void adamw(float* w, const float* g, float* m, float* v, size_t n, const AdamwScalars& a, void* shadow_bf16,
            cudaStream_t s);
 
