@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../src/cli/main.js';
 import { ProgressBar } from '../src/cli/progress.js';
-import { embedInBlocks } from '../src/mine/run.js';
+import { embedToStore } from '../src/mine/run.js';
 import { Embeddings } from '../src/model/embeddings.js';
 import type { EmbeddingSource } from '../src/eval/source.js';
 
@@ -53,7 +53,7 @@ describe('shared encode options', () => {
 });
 
 describe('progress', () => {
-  it('embedInBlocks reports progress inside a block', async () => {
+  it('embedToStore reports progress inside a block', async () => {
     const source: EmbeddingSource = {
       embed: async (texts, onProgress) => {
         const e = new Embeddings(texts.length, 2);
@@ -64,11 +64,12 @@ describe('progress', () => {
     };
     const seen: number[] = [];
     const texts = Array.from({ length: 5 }, (_, i) => `t${i}`);
-    const out = await embedInBlocks(texts, source, 3, (done, total) => {
+    const out = await embedToStore(texts, source, 3, 1024, (done, total) => {
       expect(total).toBe(5);
       seen.push(done);
     });
     expect(out.rows).toBe(5);
+    out.close();
     expect(seen).toContain(1);
     expect(seen).toContain(2);
     expect(seen[seen.length - 1]).toBe(5);

@@ -20,17 +20,6 @@ export interface MineRunResult extends MineStats {
   rows: number;
 }
 
-/** Embeds `texts` block by block into one matrix in memory. */
-export async function embedInBlocks(
-  texts: string[],
-  source: EmbeddingSource,
-  block: number,
-  onProgress?: (done: number, total: number) => void,
-): Promise<Embeddings> {
-  const store = await embedToStore(texts, source, block, Infinity, onProgress);
-  return (store as MemoryStore).matrix;
-}
-
 /**
  * Embeds `texts` block by block into a vector store: one matrix in memory when all vectors fit in
  * half of `memoryMb`, else a temp file (then mining reads it back in blocks).
