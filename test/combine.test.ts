@@ -69,7 +69,7 @@ describe('combine', () => {
     await expect(combineFiles([a, bad], { output: out })).rejects.toThrow(`${bad}:2: "pos" must be an array of strings`);
     expect(existsSync(out)).toBe(false); // nothing half-written
     const res = await combineFiles([bad], { output: out, skipBadLines: true });
-    expect(res.files[0]).toEqual({ file: bad, rows: 2, badLines: 4 });
+    expect(res.files[0]).toEqual({ file: bad, rows: 2, badLines: 4, firstBadLines: [2, 3, 4, 6] });
     expect(readOut(out)).toEqual([row(1), row(2)]);
   });
 

@@ -40,6 +40,11 @@ each shuffled in memory). The order depends only on the seed, the inputs and --m
     );
     const how = result.buckets === 0 ? '' : result.buckets === 1 ? ' (shuffled in memory)' : ` (shuffled through ${result.buckets} buckets)`;
     process.stdout.write(`${lines.join('\n')}\n  ${'total'.padEnd(width)}  ${String(result.rows).padStart(10)} rows → ${opt.str(args, 'output')}${how}\n`);
+    const bad = result.files.filter((f) => f.badLines > 0);
+    if (bad.length) {
+      const where = bad.map((f) => `${f.file}:${f.firstBadLines.join(',')}${f.badLines > f.firstBadLines.length ? ',…' : ''}`);
+      process.stderr.write(`skipped ${bad.reduce((s, f) => s + f.badLines, 0)} bad lines (${where.join('; ')})\n`);
+    }
     return 0;
   },
 };

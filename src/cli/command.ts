@@ -15,4 +15,9 @@ export function commandHelp(cmd: Command): string {
   return `${cmd.usage.trim()}\n\nOptions:\n${formatOptions(cmd.options)}\n  --help  show this help\n`;
 }
 
+/** The usage synopsis: the usage text up to its first blank line. */
+export function usageLines(cmd: Command): string {
+  return cmd.usage.trim().split(/\n\s*\n/)[0]!;
+}
+
 export { parseArgs };

@@ -1,21 +1,15 @@
 // `l2e`: the command-line entry point. Dispatches to sub-commands; errors become one clear line on
 // stderr and a non-zero exit code, never a stack trace for user mistakes.
-import { commandHelp, parseArgs } from './command.js';
-import { UsageError } from './args.js';
+import { commandHelp, parseArgs, usageLines, type Command } from './command.js';
+import { closest, UsageError } from './args.js';
 import { loadCommands } from './commands.js';
 
 export async function main(argv: string[]): Promise<number> {
   const commands = await loadCommands();
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    const width = Math.max(...commands.map((c) => c.name.length));
-    process.stdout.write(
-      'l2e — train, run, evaluate and mine with Llama2 sentence-embedding models\n\n' +
-        'Usage: l2e <command> [options]   (l2e <command> --help for its options)\n\nCommands:\n' +
-        commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n') +
-        '\n',
-    );
-    return name ? 0 : 1;
+    process.stdout.write(overview(commands));
+    return 0;
   }
   if (name === '--version') {
     const { readFileSync } = await import('node:fs');
@@ -26,7 +20,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   const cmd = commands.find((c) => c.name === name);
   if (!cmd) {
-    process.stderr.write(`l2e: unknown command "${name}" (see l2e --help)\n`);
+    const near = closest(name, commands.map((c) => c.name));
+    process.stderr.write(`l2e: unknown command "${name}"${near ? ` (did you mean "${near}"?)` : ''}\nRun 'l2e --help' for the commands.\n`);
     return 2;
   }
   try {
@@ -38,12 +33,23 @@ export async function main(argv: string[]): Promise<number> {
     return await cmd.run(args);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`l2e ${name}: ${err.message}\n\n${commandHelp(cmd)}`);
+      process.stderr.write(`l2e ${name}: ${err.message}\n${usageLines(cmd)}\nRun 'l2e ${name} --help' for all options.\n`);
       return 2;
     }
-    const msg = err instanceof Error ? err.message : String(err);
+    // library errors may name the operation ("combine: ..."); the prefix already names the command
+    const msg = (err instanceof Error ? err.message : String(err)).replace(new RegExp(`^${name}: `), '');
     process.stderr.write(`l2e ${name}: error: ${msg}\n`);
     if (process.env['L2E_DEBUG'] && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return 1;
   }
+}
+
+function overview(commands: Command[]): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return (
+    'l2e — train, run, evaluate and mine with Llama2 sentence-embedding models\n\n' +
+    'Usage: l2e <command> [options]   (l2e <command> --help for its options)\n\nCommands:\n' +
+    commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n') +
+    '\n'
+  );
 }

@@ -28,7 +28,12 @@ export interface FileCount {
   file: string;
   rows: number;
   badLines: number;
+  /** Line numbers of the first few bad lines (at most FIRST_BAD_LINES). */
+  firstBadLines: number[];
 }
+
+/** Bad lines whose numbers are kept for the report. */
+export const FIRST_BAD_LINES = 5;
 
 export interface CombineResult {
   files: FileCount[];
@@ -106,7 +111,7 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
     };
 
     for (const file of inputs) {
-      const count: FileCount = { file, rows: 0, badLines: 0 };
+      const count: FileCount = { file, rows: 0, badLines: 0, firstBadLines: [] };
       for await (const { line, text, bytes } of readLines(file)) {
         readBytes += bytes;
         const trimmed = text.trim();
@@ -119,7 +124,7 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
         }
         if (problem) {
           if (!opts.skipBadLines) throw new LineError(file, line, `${problem} (use --skip-bad-lines to drop such lines)`);
-          count.badLines++;
+          if (count.badLines++ < FIRST_BAD_LINES) count.firstBadLines.push(line);
           continue;
         }
         count.rows++;

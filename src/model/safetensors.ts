@@ -5,6 +5,7 @@ import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, real
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { endianness } from 'node:os';
+import { fsReason } from '../util/fs-error.js';
 export type DType = 'F32' | 'F16' | 'BF16';
 
 export const DTYPE_BYTES: Readonly<Record<DType, number>> = { F32: 4, F16: 2, BF16: 2 };
@@ -275,7 +276,7 @@ export function writeSafetensors(path: string, tensors: TensorToWrite[], metadat
     } catch {
       // the temp file was never created
     }
-    throw new Error(`${file}: cannot write safetensors file (${(err as Error).message})`);
+    throw new Error(`${file}: cannot write safetensors file (${fsReason(err, file)})`);
   }
   syncFolder(dirname(file));
 }

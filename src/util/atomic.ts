@@ -3,6 +3,7 @@
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { fsReason } from './fs-error.js';
 
 export function tempPathFor(target: string): string {
   return join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now().toString(36)}`);
@@ -27,8 +28,7 @@ export function writeFileAtomic(target: string, data: string | Uint8Array | Uint
   } catch (err) {
     if (fd !== undefined) closeSync(fd);
     rmSync(tmp, { force: true });
-    const msg = err instanceof Error ? err.message : String(err);
-    throw new Error(`could not write ${target}: ${msg}`);
+    throw new Error(`could not write ${target}: ${fsReason(err, target)}`);
   }
 }
 
@@ -51,7 +51,7 @@ export class AtomicWriter {
 
   /** Writes a chunk, waiting for the stream to drain when its buffer is full. */
   async write(chunk: string | Uint8Array): Promise<void> {
-    if (this.failed) throw new Error(`could not write ${this.target}: ${this.failed.message}`);
+    if (this.failed) throw new Error(`could not write ${this.target}: ${fsReason(this.failed, this.target)}`);
     if (!this.stream.write(chunk)) {
       await new Promise<void>((resolve, reject) => {
         const onDrain = (): void => {
@@ -60,7 +60,7 @@ export class AtomicWriter {
         };
         const onError = (e: Error): void => {
           this.stream.off('drain', onDrain);
-          reject(new Error(`could not write ${this.target}: ${e.message}`));
+          reject(new Error(`could not write ${this.target}: ${fsReason(e, this.target)}`));
         };
         this.stream.once('drain', onDrain);
         this.stream.once('error', onError);
@@ -73,11 +73,11 @@ export class AtomicWriter {
       this.stream.end((err?: Error | null) => (err ? reject(err) : resolve()));
     }).catch((e: unknown) => {
       this.abortSync();
-      throw new Error(`could not write ${this.target}: ${e instanceof Error ? e.message : String(e)}`);
+      throw new Error(`could not write ${this.target}: ${fsReason(e, this.target)}`);
     });
     if (this.failed) {
       this.abortSync();
-      throw new Error(`could not write ${this.target}: ${this.failed.message}`);
+      throw new Error(`could not write ${this.target}: ${fsReason(this.failed, this.target)}`);
     }
     const fd = openSync(this.tmp, 'r+');
     try {

@@ -1,0 +1,97 @@
+// What the CLI says when a user gets something wrong: a short hint instead of the whole help, "did
+// you mean" for typos, `l2e` alone prints help, no doubled prefixes, no temp-file names, skipped
+// lines counted with their line numbers.
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { closest, editDistance, parseArgs } from '../src/cli/args.js';
+import { loadCommands } from '../src/cli/commands.js';
+import { l2e } from './helpers/cli.js';
+import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+
+afterAll(() => removeTempDirs());
+
+const row = (q: string): string => JSON.stringify({ query: q, pos: [`${q} pos`], neg: [`${q} neg`] });
+
+describe('usage errors', () => {
+  it('print the message, the usage synopsis and a hint, not the whole help', async () => {
+    const r = await l2e('encode', '--model', 'm', '--input', 'in.txt', '--output', 'o.npy', '--device', 'tpu');
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    const lines = r.err.trimEnd().split('\n');
+    expect(lines[0]).toBe('l2e encode: --device must be cpu or cuda, got tpu');
+    expect(lines[1]).toMatch(/^Usage: l2e encode /);
+    expect(lines[lines.length - 1]).toBe("Run 'l2e encode --help' for all options.");
+    expect(r.err).not.toMatch(/Options:/);
+  });
+
+  it('an unknown option suggests the nearest one', async () => {
+    const r = await l2e('encode', '--model', 'm', '--input', 'i', '--output', 'o.npy', '--bach-size', '4');
+    expect(r.code).toBe(2);
+    expect(r.err.split('\n')[0]).toBe('l2e encode: unknown option --bach-size (did you mean --batch-size?)');
+    const far = await l2e('encode', '--zzzzzz');
+    expect(far.err.split('\n')[0]).toBe('l2e encode: unknown option --zzzzzz');
+  });
+
+  it('an unknown command suggests the nearest one', async () => {
+    const r = await l2e('encod');
+    expect(r.code).toBe(2);
+    expect(r.err).toBe('l2e: unknown command "encod" (did you mean "encode"?)\nRun \'l2e --help\' for the commands.\n');
+    const far = await l2e('frobnicate');
+    expect(far.err).toBe('l2e: unknown command "frobnicate"\nRun \'l2e --help\' for the commands.\n');
+  });
+
+  it('closest() takes near misses and unique prefixes only', () => {
+    expect(editDistance('bach-size', 'batch-size')).toBe(1);
+    expect(editDistance('mien', 'mine')).toBe(1); // a transposition
+    expect(closest('trian', ['train', 'tokenize'])).toBe('train');
+    expect(closest('tok', ['train', 'tokenize'])).toBe('tokenize');
+    expect(closest('xyz', ['train', 'tokenize'])).toBeUndefined();
+    expect(() => parseArgs(['--shufle'], { shuffle: { kind: 'boolean', help: '' } })).toThrow('unknown option --shufle (did you mean --shuffle?)');
+  });
+});
+
+describe('help', () => {
+  it('`l2e` alone prints the command list and exits 0', async () => {
+    const r = await l2e();
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^l2e — train, run, evaluate and mine/);
+    for (const c of await loadCommands()) expect(r.out).toContain(`  ${c.name} `);
+  });
+});
+
+describe('error lines', () => {
+  it('name the command once (no "l2e combine: error: combine: ...")', async () => {
+    const dir = makeTempDir();
+    const a = join(dir, 'a.jsonl');
+    writeFileSync(a, row('x') + '\n');
+    const r = await l2e('combine', a, '--output', a);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`l2e combine: error: the output ${a} is also an input\n`);
+  });
+
+  it('never name the temp file of an atomic write', async () => {
+    const dir = makeTempDir();
+    const a = join(dir, 'a.jsonl');
+    writeFileSync(a, row('x') + '\n');
+    const out = join(dir, 'missing', 'all.jsonl');
+    const r = await l2e('combine', a, '--output', out);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`l2e combine: error: could not write ${out}: the folder ${join(dir, 'missing')} does not exist\n`);
+    expect(r.err).not.toMatch(/\.tmp-/);
+  });
+
+  it('skipped bad lines are reported at the end with their line numbers', async () => {
+    const dir = makeTempDir();
+    const a = join(dir, 'a.jsonl');
+    const lines = [row('1'), '{bad', row('3'), '{"query": 1}', row('5'), 'x', 'y', 'z', 'w', row('10')];
+    writeFileSync(a, lines.join('\n') + '\n');
+    const b = join(dir, 'b.jsonl');
+    writeFileSync(b, [row('b1'), 'oops'].join('\n') + '\n');
+    mkdirSync(join(dir, 'out'));
+    const r = await l2e('combine', a, b, '--output', join(dir, 'out', 'all.jsonl'), '--skip-bad-lines');
+    expect(r.code).toBe(0);
+    expect(r.err.trimEnd().split('\n').pop()).toBe(`skipped 7 bad lines (${a}:2,4,6,7,8,…; ${b}:2)`);
+    expect(readdirSync(join(dir, 'out'))).toEqual(['all.jsonl']);
+  });
+});
