@@ -1,6 +1,6 @@
 // `l2e demo`: the whole product on the built-in default, offline, on the CPU.
 import { resolve } from 'node:path';
-import { runDemo, DEMO_DEFAULTS } from '../demo/run.js';
+import { demoLearned, runDemo, DEMO_DEFAULTS, type DemoResult } from '../demo/run.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
@@ -16,10 +16,29 @@ function table(before: Metrics, after: Metrics): string {
   return [line(['metric', 'before', 'after']), line(w.map((n) => '-'.repeat(n))), ...rows.map(line)].join('\n');
 }
 
+const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
+
+/** What the demo prints on stdout at the end: the before/after table, or why there is none. */
+export function demoReport(r: DemoResult, output: string): string {
+  const f = (v: number | null): string => (v === null ? '—' : v.toFixed(4));
+  const loss = `loss: first 50 steps ${mean(r.losses.slice(0, 50)).toFixed(3)} → last 50 steps ${mean(r.losses.slice(-50)).toFixed(3)}; ${r.losses.length} steps in ${r.seconds.toFixed(0)} s\n`;
+  const wrote = `wrote ${output}/{train.jsonl,test.jsonl,model/,metrics.json,loss.svg,metrics.svg}\n`;
+  if (!demoLearned(r.before, r.after)) {
+    return (
+      `\nNot learned yet: after ${r.losses.length} steps the model retrieves held-out translations no better than ` +
+      `the random model did (top1 ${f(r.after.top1)} vs ${f(r.before.top1)} before, top10 ${f(r.after.top10)} vs ${f(r.before.top10)} before).\n` +
+      `This is not a result: run more steps (the default --steps ${DEMO_DEFAULTS.steps} takes a few minutes on 2 cores).\n\n` +
+      loss +
+      wrote
+    );
+  }
+  return `\nRetrieval on ${r.testRows} held-out rows (concepts never seen in training):\n\n${table(r.before, r.after)}\n\n` + loss + wrote;
+}
+
 export const command: Command = {
   name: 'demo',
   summary: 'train, evaluate and save a small Malay–English model offline (the built-in default)',
-  usage: `Usage: l2e demo [--output DIR] [--steps N] [--model DIR]
+  usage: `Usage: l2e demo [--output DIR] [--steps N] [--model DIR] [--seed N] [--lr X] [--batch-size N]
 
 Builds English ↔ Malay pairs from Unicode CLDR data (emoji names and keywords; territory, language
 and script names — from the npm packages cldr-annotations-full and cldr-localenames-full), a small
@@ -27,13 +46,16 @@ Llama2 embedding model (2 layers, hidden 128, 8 heads, dense 256, random init) w
 Llama 2 tokenizer, evaluates it on held-out concepts with the published metrics, trains it with the
 recipe's objective (InfoNCE with in-batch and hard negatives, temperature 0.02, group size 3,
 AdamW), evaluates again and prints a before/after table. Written to DIR: train.jsonl, test.jsonl,
-model/ (Hugging Face layout), metrics.json, loss.svg, metrics.svg.`,
+model/ (Hugging Face layout), metrics.json, loss.svg, metrics.svg. A run too short to learn (the
+model no better than before on top-1 and top-10) says so instead of printing the table. The data
+and tokenizer packages are development dependencies; when missing, the demo prints the one npm
+command that installs them.`,
   options: {
     output: { kind: 'string', help: 'output folder', metavar: 'DIR', default: 'l2e-demo' },
     steps: { kind: 'integer', help: 'optimizer steps', default: DEMO_DEFAULTS.steps },
     model: { kind: 'string', help: 'start from this model folder instead of a new random model', metavar: 'DIR' },
     seed: { kind: 'integer', help: 'seed of the data split, the model and the sampling', default: DEMO_DEFAULTS.seed },
-    lr: { kind: 'number', help: 'peak learning rate (cosine schedule after a 50-step warm-up)', default: DEMO_DEFAULTS.lr },
+    lr: { kind: 'number', help: 'peak learning rate (cosine schedule after a 50-step warm-up)', metavar: 'X', default: DEMO_DEFAULTS.lr },
     'batch-size': { kind: 'integer', help: 'queries per step', default: DEMO_DEFAULTS.batchSize },
   },
   async run(args) {
@@ -57,14 +79,7 @@ model/ (Hugging Face layout), metrics.json, loss.svg, metrics.svg.`,
         onNotice: (m) => process.stderr.write(`${m}\n`),
       });
       bar.finish();
-      const last = r.losses.slice(-50);
-      const first = r.losses.slice(0, 50);
-      const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
-      process.stdout.write(
-        `\nRetrieval on ${r.testRows} held-out rows (concepts never seen in training):\n\n${table(r.before, r.after)}\n\n` +
-          `loss: first 50 steps ${mean(first).toFixed(3)} → last 50 steps ${mean(last).toFixed(3)}; ${r.losses.length} steps in ${r.seconds.toFixed(0)} s\n` +
-          `wrote ${output}/{train.jsonl,test.jsonl,model/,metrics.json,loss.svg,metrics.svg}\n`,
-      );
+      process.stdout.write(demoReport(r, output));
       return 0;
     } finally {
       process.off('SIGINT', onSigint);

@@ -10,6 +10,7 @@ import { Embeddings } from '../model/embeddings.js';
 import { knn } from '../eval/knn.js';
 import { Rng } from '../util/random.js';
 import type { PairRow } from '../data/jsonl.js';
+import { demoInstallCommand } from './packages.js';
 
 const require = createRequire(import.meta.url);
 
@@ -33,8 +34,6 @@ export interface DemoDataOptions {
   negatives?: number;
 }
 
-const CLDR_PACKAGES = ['cldr-annotations-full', 'cldr-localenames-full'];
-
 function requireCldr<T>(path: string): T {
   try {
     return require(path) as T;
@@ -42,7 +41,7 @@ function requireCldr<T>(path: string): T {
     if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') {
       throw new Error(
         `the demo builds its data from Unicode CLDR packages that are not installed (${path.split('/')[0]}). ` +
-          `Install them with: npm install --no-save ${CLDR_PACKAGES.join(' ')}`,
+          `Install the demo's packages with: ${demoInstallCommand()}`,
       );
     }
     throw err;

@@ -14,6 +14,7 @@
 // added tokens.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { demoInstallCommand } from './packages.js';
 
 const SPACE_PIECE = '\u2581'; // "▁", SentencePiece's visible space
 const LLAMA_VOCAB_SIZE = 32000;
@@ -32,7 +33,7 @@ async function loadLlamaTokenizerJs(): Promise<LlamaTokenizerJsData> {
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     throw new Error(
-      `the Llama tokenizer demo needs the package llama-tokenizer-js: run \`npm install llama-tokenizer-js\` (${msg})`,
+      `the Llama tokenizer demo needs the package llama-tokenizer-js (${msg}). Install the demo's packages with: ${demoInstallCommand()}`,
     );
   }
   const data = mod.default as Partial<LlamaTokenizerJsData> | undefined;

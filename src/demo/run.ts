@@ -13,6 +13,7 @@ import { saveModel } from '../train/checkpoint.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { buildDemoPairs } from './data.js';
 import { writeLlamaTokenizer } from './llama-tokenizer.js';
+import { checkDemoPackages } from './packages.js';
 import { beforeAfterSvg, lossCurveSvg } from './svg.js';
 import type { PairRow } from '../data/jsonl.js';
 
@@ -61,6 +62,16 @@ export const DEMO_DEFAULTS = {
   maxLength: 64,
 } as const;
 
+/**
+ * Whether the trained model retrieves held-out translations better than the random one did: top-1
+ * and top-10 both above "before". Too few steps (warm-up alone is 50) leave the model where it was or
+ * worse, and a before/after table would then read like a result.
+ */
+export function demoLearned(before: Metrics, after: Metrics): boolean {
+  const better = (k: 'top1' | 'top10'): boolean => (after[k] ?? 0) > (before[k] ?? 0);
+  return better('top1') && better('top10');
+}
+
 function writeJsonl(file: string, rows: PairRow[]): void {
   writeFileAtomic(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
 }
@@ -74,6 +85,7 @@ async function evaluate(model: EmbeddingModel, rows: PairRow[]): Promise<Metrics
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const started = Date.now();
   const notice = o.onNotice ?? ((m: string) => process.stderr.write(`${m}\n`));
+  checkDemoPackages(); // before any work or any file written
   const out = resolve(o.output);
   mkdirSync(out, { recursive: true });
   const seed = o.seed ?? DEMO_DEFAULTS.seed;

@@ -1,0 +1,93 @@
+// The demo's rough edges: one npm command installs all three of its packages (asked for before any
+// work), a run too short to learn says so instead of printing a table that reads like a result, and
+// its usage line names every option.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadCommands } from '../src/cli/commands.js';
+import { demoReport } from '../src/cli/demo.js';
+import { checkDemoPackages, DEMO_PACKAGES, demoInstallCommand, missingDemoPackages } from '../src/demo/packages.js';
+import { demoLearned, type DemoResult } from '../src/demo/run.js';
+import type { Metrics } from '../src/eval/metrics.js';
+import { l2e } from './helpers/cli.js';
+import { makeTempDir, repoRoot } from './helpers/tinyModel.js';
+
+const metrics = (top1: number, top10: number): Metrics => ({
+  'positive score': 0.6,
+  'negative score': 0.45,
+  top1,
+  top3: top1,
+  top5: top10,
+  top10,
+});
+
+const result = (before: Metrics, after: Metrics, steps: number): DemoResult => ({
+  before,
+  after,
+  losses: Array.from({ length: steps }, (_, i) => 3 - i / steps),
+  trainRows: 4000,
+  testRows: 460,
+  seconds: 2,
+  modelDir: '/x/model',
+});
+
+describe('demo packages', () => {
+  it('one command installs all three, at the versions package.json names, and the README shows it', () => {
+    const cmd = demoInstallCommand();
+    expect(cmd).toBe('npm install --no-save cldr-annotations-full@48 cldr-localenames-full@48 llama-tokenizer-js@1');
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
+    for (const p of DEMO_PACKAGES) expect(Object.keys(pkg.devDependencies)).toContain(p);
+    expect(readFileSync(join(repoRoot, 'README.md'), 'utf8')).toContain(`\`${cmd}\``);
+  });
+
+  it('missing packages are all named before any work, with the one command', () => {
+    expect(missingDemoPackages()).toEqual([]); // installed here as development dependencies
+    const without = (gone: string[]) => (name: string): void => {
+      if (gone.includes(name)) throw new Error(`Cannot find module '${name}'`);
+    };
+    expect(() => checkDemoPackages(without(['cldr-annotations-full', 'llama-tokenizer-js']))).toThrow(
+      'the demo needs packages that are not installed (cldr-annotations-full, llama-tokenizer-js): its data comes from ' +
+        'Unicode CLDR and its tokenizer from llama-tokenizer-js. Install all three with: ' +
+        'npm install --no-save cldr-annotations-full@48 cldr-localenames-full@48 llama-tokenizer-js@1',
+    );
+    expect(() => checkDemoPackages(without([]))).not.toThrow();
+  });
+});
+
+describe('demo report', () => {
+  it('a run that ends no better than before says so instead of printing the table', () => {
+    const r = result(metrics(0.078, 0.111), metrics(0.07, 0.12), 20);
+    expect(demoLearned(r.before, r.after)).toBe(false);
+    const text = demoReport(r, '/x');
+    expect(text).not.toMatch(/metric\s+before\s+after/);
+    expect(text).toContain(
+      'Not learned yet: after 20 steps the model retrieves held-out translations no better than the random model did ' +
+        '(top1 0.0700 vs 0.0780 before, top10 0.1200 vs 0.1110 before).\n' +
+        'This is not a result: run more steps (the default --steps 3000 takes a few minutes on 2 cores).',
+    );
+  });
+
+  it('a run that learned prints the before/after table', () => {
+    const r = result(metrics(0.078, 0.111), metrics(0.167, 0.411), 3000);
+    expect(demoLearned(r.before, r.after)).toBe(true);
+    const text = demoReport(r, '/x');
+    expect(text).toMatch(/Retrieval on 460 held-out rows/);
+    expect(text).toMatch(/\ntop1 +0\.0780 +0\.1670\n/);
+    expect(text).not.toMatch(/Not learned/);
+  });
+
+  it("the usage line names every demo option", async () => {
+    const demo = (await loadCommands()).find((c) => c.name === 'demo')!;
+    const r = await l2e('demo', '--help');
+    const usage = r.out.split('\n')[0]!;
+    for (const name of Object.keys(demo.options)) expect(usage, name).toContain(`--${name}`);
+  });
+
+  it('l2e demo --steps 2 runs end to end and says it has not learned', async () => {
+    const out = makeTempDir('l2e-demo-short-');
+    const r = await l2e('demo', '--output', out, '--steps', '2');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^\nNot learned yet: after 2 steps /);
+    expect(existsSync(join(out, 'metrics.json'))).toBe(true);
+  }, 300_000);
+});
