@@ -2,15 +2,11 @@
 // attention at long lengths, whole-model encode next to an eager NumPy baseline, and the CPU training
 // step with the share of time spent in each op.
 //
-// usage: node bench/run.mjs [--filter REGEX] [--quick] [--samples N] [--json FILE] [--compare FILE.json] [--list]
-//   --filter   run only cases whose name matches (e.g. 'op/linear', '^encode/', 'train')
-//   --quick    a short run: fewer samples, smaller workloads
-//   --json     write the results (statistics in seconds, throughputs, extras) to FILE
-//   --compare  print speedups against the results of an earlier --json run
+// Options and environment: see HELP below (node bench/run.mjs --help).
 // The addon is loaded like src/native.ts loads it: L2E_ADDON if set, else node-gyp-build on the repo
-// root. Encode and training need the text pools (../shared/data/pools) for the real length mix; they
-// are skipped, with a message, when the pools are absent.
-import { readFileSync, writeFileSync } from 'node:fs';
+// root. Encode and training need text pools for the real length mix (--pools DIR, else $L2E_POOLS,
+// else ../shared/data/pools); they are skipped, with a message, when there are none.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -21,9 +17,37 @@ import { loadLengthMix } from './lib/workloads.mjs';
 
 const require = createRequire(import.meta.url);
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+const DEFAULT_POOLS = resolve(repoRoot, '../shared/data/pools');
+
+const HELP = `usage: npm run bench -- [options]      (or: node bench/run.mjs [options])
+
+Times single CPU kernels of the op table (op/...), our GEMM next to NumPy/OpenBLAS (gemm/...),
+attention at long lengths, whole-model encode next to an eager NumPy implementation (encode/...) and
+the CPU training step with the time share of every op (train/...). Prints a table of median times
+(and throughputs), then a summary.
+
+options:
+  --filter REGEX      run only the cases whose name matches (e.g. 'op/linear', '^encode/', 'train')
+  --list              list the case names (after --filter) and exit
+  --quick             a short run: 3 samples, shorter samples, smaller workloads (a smoke test)
+  --samples N         samples per case (default 7, --quick 3)
+  --json FILE         write the results (statistics in seconds, throughputs, extras, metadata) to FILE
+  --compare OLD.json  print speedups against an earlier --json file
+  --pools DIR         text pools (JSON objects keyed by text) whose length mix the encode and training
+                      cases use; default $L2E_POOLS, else ../shared/data/pools; without pools those
+                      cases are skipped
+  -h, --help          this help
+
+environment:
+  L2E_POOLS           the pools folder when --pools is not given
+  L2E_ADDON           load this addon file instead of the build in the repository
+  L2E_NUM_THREADS     CPU threads of the native backend (default: all cores)
+  L2E_GEMM_KERNEL     force a GEMM kernel (e.g. scalar) to compare against the SIMD one
+The NumPy baselines need python3 with numpy; without it they are skipped.
+`;
 
 function parseArgs(argv) {
-  const opts = { filter: null, filterText: null, quick: false, samples: null, json: null, compare: null, list: false };
+  const opts = { filter: null, filterText: null, quick: false, samples: null, json: null, compare: null, list: false, pools: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -36,11 +60,19 @@ function parseArgs(argv) {
     else if (a === '--json') opts.json = value();
     else if (a === '--compare') opts.compare = value();
     else if (a === '--list') opts.list = true;
+    else if (a === '--pools') opts.pools = value();
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node bench/run.mjs [--filter REGEX] [--quick] [--samples N] [--json FILE] [--compare FILE.json] [--list]');
+      process.stdout.write(HELP);
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (see --help)`);
   }
+  if (opts.pools !== null) {
+    opts.pools = resolve(opts.pools);
+    if (!existsSync(opts.pools)) throw new Error(`--pools ${opts.pools}: no such folder`);
+  } else if (process.env.L2E_POOLS) {
+    opts.pools = resolve(process.env.L2E_POOLS);
+    if (!existsSync(opts.pools)) throw new Error(`L2E_POOLS=${process.env.L2E_POOLS}: no such folder`);
+  } else opts.pools = DEFAULT_POOLS;
   if (opts.samples !== null && !(Number.isInteger(opts.samples) && opts.samples > 0)) throw new Error('--samples must be a positive integer');
   opts.samples ??= opts.quick ? 3 : 7;
   // native kernels: `samples` samples of >= minSampleSeconds each, after `warmup` calls
@@ -107,7 +139,7 @@ function printSummary(results) {
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const addon = loadAddon();
-  const poolsDir = resolve(repoRoot, '../shared/data/pools');
+  const poolsDir = opts.pools;
   const skipped = [];
   const ctx = {
     addon,
@@ -127,7 +159,7 @@ async function main() {
     return;
   }
   if (!ctx.mix && cases.some((c) => c.needsMix)) {
-    ctx.skip(`encode and training benchmarks: no text pools at ${poolsDir} (their length mix is the workload)`);
+    ctx.skip(`encode and training benchmarks: no text pools at ${poolsDir} (their length mix is the workload; give --pools DIR or set L2E_POOLS)`);
     cases = cases.filter((c) => !c.needsMix);
   }
   if (cases.length === 0) throw new Error(`no benchmark case matches ${opts.filterText ?? 'the selection'} (see --list)`);
@@ -142,6 +174,7 @@ async function main() {
     quick: opts.quick,
     samples: opts.samples,
     filter: opts.filterText,
+    pools: ctx.mix ? { dir: poolsDir, texts: ctx.mix.length } : null,
   };
   console.log(`l2e bench: ${meta.cpu}, ${meta.cores} cores, gemm kernel ${meta.gemmKernel}${opts.quick ? ', quick' : ''}`);
 

@@ -1,7 +1,7 @@
 // The microbenchmark runner (bench/run.mjs) end to end on one cheap kernel: the --json file's shape
 // and --compare against it. Timings themselves are never asserted (shared machines are noisy).
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -25,7 +25,7 @@ interface ResultRow {
   extra: Record<string, unknown>;
 }
 interface BenchFile {
-  meta: { quick: boolean; samples: number; gemmKernel: string; filter: string | null };
+  meta: { quick: boolean; samples: number; gemmKernel: string; filter: string | null; pools: { dir: string; texts: number } | null };
   results: ResultRow[];
   summary: Record<string, unknown>;
   comparison: { name: string; before_s: number; after_s: number; speedup: number }[] | null;
@@ -88,5 +88,30 @@ describe('bench/run.mjs', () => {
     await expect(run(process.execPath, [runner, '--quick', '--filter', '^no-such-case$'], { cwd: repoRoot })).rejects.toThrow(
       /no benchmark case matches/,
     );
+  });
+
+  it('takes the text pools from --pools DIR or L2E_POOLS, and refuses a missing folder', async () => {
+    const pools = join(dir, 'pools');
+    mkdirSync(pools);
+    writeFileSync(join(pools, 'a.json'), JSON.stringify({ 'satu dua tiga': 1, 'empat lima': 1, ' ': 1 }));
+    writeFileSync(join(pools, 'b.json'), JSON.stringify({ 'enam tujuh lapan sembilan': 1 }));
+    const viaFlag = join(dir, 'flag.json');
+    await run(process.execPath, [runner, '--quick', '--filter', `^${CASE}$`, '--pools', pools, '--json', viaFlag], { cwd: repoRoot });
+    expect(readJson(viaFlag).meta.pools).toEqual({ dir: pools, texts: 3 }); // the blank text is not one
+    const viaEnv = join(dir, 'env.json');
+    await run(process.execPath, [runner, '--quick', '--filter', `^${CASE}$`, '--json', viaEnv], {
+      cwd: repoRoot,
+      env: { ...process.env, L2E_POOLS: pools },
+    });
+    expect(readJson(viaEnv).meta.pools).toEqual({ dir: pools, texts: 3 });
+    const missing = join(dir, 'no-pools');
+    await expect(run(process.execPath, [runner, '--quick', '--pools', missing], { cwd: repoRoot })).rejects.toThrow(`--pools ${missing}: no such folder`);
+  });
+
+  it('--help documents every option and environment variable', async () => {
+    const { stdout } = await run(process.execPath, [runner, '--help'], { cwd: repoRoot });
+    for (const o of ['--filter', '--list', '--quick', '--samples', '--json', '--compare', '--pools', 'L2E_POOLS', 'L2E_ADDON', 'L2E_NUM_THREADS']) {
+      expect(stdout, o).toContain(o);
+    }
   });
 });
