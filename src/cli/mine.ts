@@ -1,5 +1,6 @@
 // `l2e mine`: mine {query, pos, neg} training rows from a corpus by embedding distance.
-import { mineToFile } from '../mine/run.js';
+import { corpusNeighbourStats, mineToFile } from '../mine/run.js';
+import { formatNeighbourStats, parseThreshold, type Threshold } from '../mine/stats.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
@@ -11,6 +12,7 @@ export const command: Command = {
   usage: `Usage: l2e mine (--model DIR | --embeddings FILE [--texts FILE]) --input FILE --output pairs.jsonl
                 --pos-threshold X --neg-threshold Y [--metric euclidean|cosine] [--max-pos 6] [--max-neg 5]
                 [--seed N] [--fields a,b,c] [--k N] [--random-negatives]
+       l2e mine (--model DIR | --embeddings FILE [--texts FILE]) --input FILE --stats [--metric M] [--k N]
 
 Every distinct text is a query. Among its --k nearest texts, positives are at distance <= X and
 negatives at distance > Y ("hard" negatives; --random-negatives tops rows up with random texts
@@ -18,13 +20,19 @@ beyond Y). Distance is Euclidean on the vectors, or 1 - cos with --metric cosine
 required. Candidates equal to the query or of one character are dropped; up to --max-pos / --max-neg
 are sampled (seeded); rows without a positive or a negative are skipped and counted. With --fields,
 each input row's fields are versions of one text (e.g. original, English, Malay): they are one
-another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json array / object of texts.`,
+another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json array / object of texts.
+
+Choosing thresholds: --stats is a dry run that embeds the corpus and prints percentiles of the
+distances from each text to its nearest and to its --k nearest texts, and writes nothing. A
+threshold may also be a percentile of those k-nearest distances: --pos-threshold p5 takes as
+positives the closest 5% of candidates (up to 10,000 evenly spaced texts are measured).`,
   options: {
     ...SOURCE_OPTIONS,
     input: { kind: 'string', help: 'corpus to mine', metavar: 'FILE', required: true },
-    output: { kind: 'string', help: 'pairs JSONL', metavar: 'FILE', required: true },
-    'pos-threshold': { kind: 'number', help: 'positives at distance <= X', metavar: 'X', required: true },
-    'neg-threshold': { kind: 'number', help: 'negatives at distance > Y', metavar: 'Y', required: true },
+    output: { kind: 'string', help: 'pairs JSONL (required unless --stats)', metavar: 'FILE' },
+    'pos-threshold': { kind: 'string', help: 'positives at distance <= X; pN = the N-th percentile of the k-nearest distances', metavar: 'X' },
+    'neg-threshold': { kind: 'string', help: 'negatives at distance > Y; pN as for --pos-threshold', metavar: 'Y' },
+    stats: { kind: 'boolean', help: 'dry run: print the percentiles of the nearest-neighbour distances, write nothing' },
     metric: { kind: 'string', help: 'euclidean or cosine (distance 1 - cos)', default: 'euclidean' },
     'max-pos': { kind: 'integer', help: 'positives per row at most', default: 6 },
     'max-neg': { kind: 'integer', help: 'negatives per row at most', default: 5 },
@@ -38,14 +46,49 @@ another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json 
   async run(args) {
     const metric = opt.str(args, 'metric');
     if (metric !== 'euclidean' && metric !== 'cosine') throw new UsageError(`--metric must be euclidean or cosine, got ${metric}`);
-    const pos = opt.num(args, 'pos-threshold')!;
-    const neg = opt.num(args, 'neg-threshold')!;
-    if (pos > neg) throw new UsageError(`--pos-threshold ${pos} must not exceed --neg-threshold ${neg} (both are distances)`);
-    const source = await openSourceFromArgs(args);
+    const stats = opt.bool(args, 'stats');
+    const fields = opt.list(args, 'fields');
     const bars: Record<string, ProgressBar> = {};
+    const onStage = (stage: string, done: number, total: number): void => {
+      const bar = (bars[stage] ??= new ProgressBar({ label: stage, total, plainLines: true }));
+      bar.update(done);
+      if (done >= total) bar.finish();
+    };
+    if (stats) {
+      const source = await openSourceFromArgs(args);
+      try {
+        const s = await corpusNeighbourStats(source, {
+          input: opt.str(args, 'input')!,
+          fields: fields.length ? fields : undefined,
+          metric,
+          k: opt.num(args, 'k'),
+          memoryMb: opt.num(args, 'memory-mb'),
+          onStage,
+        });
+        process.stdout.write(formatNeighbourStats(s));
+        return 0;
+      } finally {
+        source.close();
+      }
+    }
+    const threshold = (flag: string): Threshold => {
+      const raw = opt.str(args, flag);
+      if (raw === undefined) throw new UsageError(`--${flag} is required (or --stats to see the distances first)`);
+      try {
+        return parseThreshold(raw, `--${flag}`);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+    };
+    const pos = threshold('pos-threshold');
+    const neg = threshold('neg-threshold');
+    if (typeof pos === 'number' && typeof neg === 'number' && pos > neg) {
+      throw new UsageError(`--pos-threshold ${pos} must not exceed --neg-threshold ${neg} (both are distances)`);
+    }
+    const output = opt.str(args, 'output');
+    if (output === undefined) throw new UsageError('--output is required (or --stats for a dry run)');
+    const source = await openSourceFromArgs(args);
     try {
-      const output = opt.str(args, 'output')!;
-      const fields = opt.list(args, 'fields');
       const r = await mineToFile(source, {
         input: opt.str(args, 'input')!,
         output,
@@ -59,11 +102,8 @@ another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json 
         k: opt.num(args, 'k'),
         randomNegatives: opt.bool(args, 'random-negatives'),
         memoryMb: opt.num(args, 'memory-mb'),
-        onStage: (stage, done, total) => {
-          const bar = (bars[stage] ??= new ProgressBar({ label: stage, total }));
-          bar.update(done);
-          if (done >= total) bar.finish();
-        },
+        onStage,
+        onThresholds: (p, n) => process.stderr.write(`thresholds: --pos-threshold ${p.toFixed(4)} --neg-threshold ${n.toFixed(4)} (from the percentiles)\n`),
       });
       process.stdout.write(
         `${r.rows} input rows, ${r.texts} distinct texts → ${r.written} rows written to ${output}\n` +

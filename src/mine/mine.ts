@@ -75,14 +75,15 @@ export function validateMineOptions(o: MineOptions): Required<MineOptions> {
   return full;
 }
 
-const isShort = (s: string): boolean => {
+/** A text of at most one code point (never mined, never a candidate). */
+export const isShort = (s: string): boolean => {
   let n = 0;
   for (const _ of s) if (++n > 1) return false; // code points, not UTF-16 units
   return true;
 };
 
 /** The k best pool rows of each query of a block, merged across pool blocks. */
-interface TopK {
+export interface TopK {
   k: number;
   indices: Int32Array; // [queries × k]
   scores: Float32Array;
@@ -92,7 +93,7 @@ interface TopK {
  * Exact k nearest of `queries` over the whole store, scanning the pool in blocks of `poolRows` and
  * merging the running best lists (ties keep the lower index, like a single knn call).
  */
-async function searchStore(queries: Embeddings, store: VectorStore, k: number, poolRows: number, metric: KnnMetric): Promise<TopK> {
+export async function searchStore(queries: Embeddings, store: VectorStore, k: number, poolRows: number, metric: KnnMetric): Promise<TopK> {
   const nq = queries.rows;
   let best: TopK | undefined;
   const better = metric === 'cosine' ? (a: number, b: number) => a > b : (a: number, b: number) => a < b;

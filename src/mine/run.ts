@@ -4,12 +4,18 @@ import type { EmbeddingSource } from '../eval/source.js';
 import { AtomicWriter } from '../util/atomic.js';
 import { readCorpus } from './corpus.js';
 import { minePairs, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
+import { neighbourStats, resolveThreshold, type NeighbourStats, type Threshold } from './stats.js';
 import { FileStore, MemoryStore, type VectorStore } from './store.js';
 
-export interface MineRunOptions extends MineOptions {
+export interface MineRunOptions extends Omit<MineOptions, 'posThreshold' | 'negThreshold'> {
   input: string;
   output: string;
   fields?: string[];
+  /** Distances, or percentiles of the corpus's k-nearest distances (stats.ts). */
+  posThreshold: Threshold;
+  negThreshold: Threshold;
+  /** Called with the thresholds as distances when either was a percentile. */
+  onThresholds?: (pos: number, neg: number, stats: NeighbourStats) => void;
   /** Texts embedded per call (progress and memory granularity). */
   encodeBlock?: number;
   onStage?: (stage: 'embed' | 'mine', done: number, total: number) => void;
@@ -52,12 +58,46 @@ export async function embedToStore(
   return store;
 }
 
-export async function mineToFile(source: EmbeddingSource, opts: MineRunOptions): Promise<MineRunResult> {
-  validateMineOptions(opts); // fail on bad thresholds before any embedding work
+/** Reads and embeds the corpus of `opts.input` and measures its nearest-neighbour distances (a dry run). */
+export async function corpusNeighbourStats(
+  source: EmbeddingSource,
+  opts: Pick<MineRunOptions, 'input' | 'fields' | 'k' | 'metric' | 'memoryMb' | 'encodeBlock' | 'onStage'>,
+): Promise<NeighbourStats> {
   const corpus = await readCorpus(opts.input, opts.fields);
   if (corpus.texts.length === 0) throw new Error(`${opts.input}: no texts`);
   const memoryMb = opts.memoryMb ?? 4096;
   const vectors = await embedToStore(corpus.texts, source, opts.encodeBlock ?? 4096, memoryMb, (d, t) => opts.onStage?.('embed', d, t));
+  try {
+    return await neighbourStats(corpus, vectors, { k: opts.k, metric: opts.metric, memoryMb });
+  } finally {
+    vectors.close();
+  }
+}
+
+export async function mineToFile(source: EmbeddingSource, run: MineRunOptions): Promise<MineRunResult> {
+  // fail on bad thresholds before any embedding work (a percentile is checked once it is a distance)
+  const { posThreshold: pos, negThreshold: neg } = run;
+  if (typeof pos !== 'number' && typeof neg !== 'number' && pos.percentile > neg.percentile) {
+    throw new Error(`--pos-threshold p${pos.percentile} is above --neg-threshold p${neg.percentile}: positives and negatives would overlap`);
+  }
+  const known = { pos: typeof pos === 'number' ? pos : 0, neg: typeof neg === 'number' ? neg : typeof pos === 'number' ? pos : 0 };
+  validateMineOptions({ ...run, posThreshold: known.pos, negThreshold: known.neg });
+  const corpus = await readCorpus(run.input, run.fields);
+  if (corpus.texts.length === 0) throw new Error(`${run.input}: no texts`);
+  const memoryMb = run.memoryMb ?? 4096;
+  const vectors = await embedToStore(corpus.texts, source, run.encodeBlock ?? 4096, memoryMb, (d, t) => run.onStage?.('embed', d, t));
+  let opts: MineRunOptions & MineOptions;
+  try {
+    if (typeof pos === 'number' && typeof neg === 'number') opts = { ...run, posThreshold: pos, negThreshold: neg };
+    else {
+      const stats = await neighbourStats(corpus, vectors, { k: run.k, metric: run.metric, memoryMb });
+      opts = { ...run, posThreshold: resolveThreshold(pos, stats), negThreshold: resolveThreshold(neg, stats) };
+      run.onThresholds?.(opts.posThreshold, opts.negThreshold, stats);
+    }
+  } catch (err) {
+    vectors.close();
+    throw err;
+  }
   const writer = new AtomicWriter(opts.output);
   try {
     let buf: string[] = [];

@@ -1,0 +1,107 @@
+// Choosing mining thresholds: `l2e mine --stats` (a dry run) prints the percentiles of the
+// nearest-neighbour distances, and thresholds may be given as those percentiles (`p10`). The corpus
+// is six texts on a line (x = 0, 1, 3, 6, 10, 15) so every distance is known by hand. Also: mine
+// prints plain progress lines when stderr is not a terminal.
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseThreshold, percentile } from '../src/mine/stats.js';
+import { l2e } from './helpers/cli.js';
+import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+
+const X = [0, 1, 3, 6, 10, 15];
+let dir: string;
+let corpus: string;
+let vectors: string;
+
+beforeAll(() => {
+  dir = makeTempDir();
+  corpus = join(dir, 'corpus.txt');
+  vectors = join(dir, 'vectors.jsonl');
+  writeFileSync(corpus, X.map((x) => `t${x}`).join('\n') + '\n');
+  writeFileSync(vectors, X.map((x) => JSON.stringify({ text: `t${x}`, embedding: [x, 0] })).join('\n') + '\n');
+});
+afterAll(() => removeTempDirs());
+
+describe('percentiles', () => {
+  it('interpolate linearly between closest ranks (numpy default)', () => {
+    const xs = [1, 2, 3, 4, 10];
+    expect(percentile(xs, 0)).toBe(1);
+    expect(percentile(xs, 50)).toBe(3);
+    expect(percentile(xs, 100)).toBe(10);
+    expect(percentile(xs, 90)).toBeCloseTo(7.6, 12); // rank 3.6: 4 + 0.6 × 6
+    expect(percentile([], 50)).toBeNaN();
+  });
+
+  it('thresholds are distances or pN', () => {
+    expect(parseThreshold('0.45', '--pos-threshold')).toBe(0.45);
+    expect(parseThreshold('p10', '--pos-threshold')).toEqual({ percentile: 10 });
+    expect(parseThreshold('P2.5', '--pos-threshold')).toEqual({ percentile: 2.5 });
+    expect(() => parseThreshold('p120', '--neg-threshold')).toThrow('--neg-threshold p120: a percentile is between p0 and p100');
+    expect(() => parseThreshold('near', '--pos-threshold')).toThrow(
+      '--pos-threshold expects a distance (e.g. 0.45) or a percentile of the neighbour distances (e.g. p10), got "near"',
+    );
+  });
+});
+
+describe('l2e mine --stats', () => {
+  it('prints the percentiles of the nearest and the k nearest distances and writes nothing', async () => {
+    const before = readdirSync(dir).sort();
+    const r = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--stats', '--k', '2');
+    expect(r.err).not.toMatch(/error/);
+    expect(r.code).toBe(0);
+    // k = 2 by hand: nearest 1,1,2,3,4,5; the two nearest 1,3 | 1,2 | 2,3 | 3,4 | 4,5 | 5,9
+    const lines = r.out.split('\n');
+    expect(lines[0]).toBe('Euclidean distance to the k = 2 nearest texts (6 texts):');
+    expect(lines[1]!.trim().split(/\s+/)).toEqual(['p1', 'p5', 'p10', 'p25', 'p50', 'p75', 'p90', 'p95', 'p99']);
+    expect(lines[2]!.trim().split(/\s+/)).toEqual(['nearest', '1.0000', '1.0000', '1.0000', '1.2500', '2.5000', '3.7500', '4.5000', '4.7500', '4.9500']);
+    expect(lines[3]!.trim().split(/\s+/)).toEqual(['all', '2', 'nearest', '1.0000', '1.0000', '1.1000', '2.0000', '3.0000', '4.2500', '5.0000', '6.8000', '8.5600']);
+    expect(r.out).toContain('e.g. --pos-threshold p5 --neg-threshold p50');
+    expect(readdirSync(dir).sort()).toEqual(before);
+  });
+
+  it('percentile thresholds mine exactly what the distances they stand for mine', async () => {
+    // k = 5 (all pairs): the 30 distances' p10 is 2 and p70 is 9
+    const a = join(dir, 'by-percentile.jsonl');
+    const b = join(dir, 'by-distance.jsonl');
+    const common = ['--embeddings', vectors, '--input', corpus, '--k', '5', '--max-pos', '2', '--max-neg', '2'];
+    const r1 = await l2e('mine', ...common, '--output', a, '--pos-threshold', 'p10', '--neg-threshold', 'p70');
+    expect(r1.code).toBe(0);
+    expect(r1.err).toContain('thresholds: --pos-threshold 2.0000 --neg-threshold 9.0000 (from the percentiles)\n');
+    const r2 = await l2e('mine', ...common, '--output', b, '--pos-threshold', '2', '--neg-threshold', '9');
+    expect(r2.code).toBe(0);
+    const rows = readFileSync(a, 'utf8');
+    expect(rows).toBe(readFileSync(b, 'utf8'));
+    const first = rows.split('\n').map((l) => (l ? (JSON.parse(l) as { query: string; pos: string[]; neg: string[] }) : null))[0]!;
+    expect(first.query).toBe('t0');
+    expect(first.pos).toEqual(['t1']);
+    expect(first.neg.length).toBeGreaterThan(0);
+    for (const n of first.neg) expect(['t10', 't15']).toContain(n);
+  });
+
+  it('says what is missing or wrong', async () => {
+    const out = join(dir, 'never.jsonl');
+    const none = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--output', out);
+    expect(none.code).toBe(2);
+    expect(none.err.split('\n')[0]).toBe('l2e mine: --pos-threshold is required (or --stats to see the distances first)');
+    const order = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--output', out, '--pos-threshold', 'p50', '--neg-threshold', 'p10');
+    expect(order.code).toBe(1);
+    expect(order.err).toBe('l2e mine: error: --pos-threshold p50 is above --neg-threshold p10: positives and negatives would overlap\n');
+    const noOut = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--pos-threshold', '1', '--neg-threshold', '2');
+    expect(noOut.err.split('\n')[0]).toBe('l2e mine: --output is required (or --stats for a dry run)');
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('prints plain progress lines for embedding and mining when stderr is not a terminal', async () => {
+    const tty = process.stderr.isTTY;
+    process.stderr.isTTY = false;
+    try {
+      const r = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--output', join(dir, 'p.jsonl'), '--pos-threshold', '2', '--neg-threshold', '9');
+      expect(r.code).toBe(0);
+      expect(r.err).toMatch(/^embed 6\/6 /m);
+      expect(r.err).toMatch(/^mine 6\/6 /m);
+    } finally {
+      process.stderr.isTTY = tty;
+    }
+  });
+});
