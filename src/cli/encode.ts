@@ -33,7 +33,7 @@ or a Hugging Face id (org/name) already pulled into the cache.`,
     const texts = await readTexts(opt.str(args, 'input')!, opt.str(args, 'field'));
     const model = await EmbeddingModel.load(opt.str(args, 'model')!, { device });
     try {
-      const bar = new ProgressBar({ label: 'encode', total: texts.length });
+      const bar = new ProgressBar({ label: 'encode', total: texts.length, plainLines: true });
       const emb = await model.encode(texts, {
         batchSize,
         maxLength,
