@@ -81,6 +81,16 @@ describe('error lines', () => {
     expect(r.err).not.toMatch(/\.tmp-/);
   });
 
+  it('never name the bucket folder of an external shuffle', async () => {
+    const dir = makeTempDir();
+    const a = join(dir, 'a.jsonl');
+    writeFileSync(a, Array.from({ length: 4000 }, (_, i) => row(`baris ${i} `.repeat(10))).join('\n') + '\n'); // > 1 MiB / 3
+    const out = join(dir, 'missing', 'all.jsonl');
+    const r = await l2e('combine', a, '--output', out, '--shuffle', '--memory-mb', '1');
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`l2e combine: error: could not write ${out}: the folder ${join(dir, 'missing')} does not exist\n`);
+  });
+
   it('skipped bad lines are reported at the end with their line numbers', async () => {
     const dir = makeTempDir();
     const a = join(dir, 'a.jsonl');

@@ -7,6 +7,7 @@
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { AtomicWriter } from '../util/atomic.js';
+import { fsReason } from '../util/fs-error.js';
 import { Rng } from '../util/random.js';
 import { LineError, pairRowProblem, readLines } from './jsonl.js';
 
@@ -41,6 +42,9 @@ export interface CombineResult {
   /** Bucket files used by the shuffle (1 = in memory; 0 = no shuffle). */
   buckets: number;
 }
+
+/** The bucket folder's name (a temp folder beside the output). */
+const BUCKET_PREFIX = '.l2e-combine-';
 
 /** JS strings of mostly non-Latin text take ~2 bytes per UTF-8 byte plus per-string overhead. */
 const MEMORY_PER_INPUT_BYTE = 3;
@@ -85,7 +89,7 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
     const pendingBytes: number[] = [];
     let bucketFiles: string[] = [];
     if (buckets > 1) {
-      tmp = mkdtempSync(join(opts.tmpDir ?? dirname(out), '.l2e-combine-'));
+      tmp = mkdtempSync(join(opts.tmpDir ?? dirname(out), BUCKET_PREFIX));
       bucketFiles = Array.from({ length: buckets }, (_, i) => join(tmp!, `bucket-${i}.jsonl`));
       for (let i = 0; i < buckets; i++) {
         pending.push([]);
@@ -158,6 +162,8 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
     await writer.commit();
   } catch (err) {
     writer.abort();
+    // a failure on the shuffle's bucket files is a failure to write the output: say so, not the temp path
+    if ((err as NodeJS.ErrnoException).path?.includes(BUCKET_PREFIX)) throw new Error(`could not write ${opts.output}: ${fsReason(err, opts.output)}`);
     throw err;
   } finally {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
