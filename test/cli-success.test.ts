@@ -248,3 +248,26 @@ describe('l2e combine', () => {
     expect([...got].sort()).toEqual(['a1', 'a2', 'a3', 'b1', 'b2'].map(line).sort());
   });
 });
+
+describe('l2e train', () => {
+  it('trains, saves a model that encodes, and reports skipped lines at the end of the run', async () => {
+    const data = join(dir, 'train.jsonl');
+    const good = TEST_ROWS.map((r) => JSON.stringify(r));
+    writeFileSync(data, [good[0], '{"query": 1}', good[1], 'not json', good[2], JSON.stringify({ query: 'q', pos: [], neg: ['n'] })].join('\n') + '\n');
+    const out = join(dir, 'trained');
+    const r = await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--batch-size', '3', '--max-steps', '2',
+      '--skip-bad-lines', '--save-steps', '0', '--query-max-len', '16', '--passage-max-len', '16');
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/l2e train: 2 steps .*model saved to /);
+    expect(r.err.trimEnd().split('\n').pop()).toBe(
+      `l2e train: skipped 2 malformed lines (${data}:2,4), 1 rows with an empty "pos", 0 with an empty "neg" (in the last epoch read)`,
+    );
+    const trained = await EmbeddingModel.load(out);
+    try {
+      const e = await trained.encode(['apa khabar']);
+      expect(Math.hypot(...e.row(0))).toBeCloseTo(1, 5);
+    } finally {
+      trained.dispose();
+    }
+  });
+});

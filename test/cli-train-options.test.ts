@@ -22,7 +22,7 @@ vi.mock('../src/train/trainer.js', async (importOriginal) => ({
     }
     async fit(file: string) {
       seen.fit.push(file);
-      return { step: 1, stoppedBy: 'maxSteps', lastLoss: 0.5, stats: { rows: 1, badLines: 0, noPositive: 0, noNegative: 0 }, checkpoint: null, modelDir: 'out' };
+      return { step: 1, stoppedBy: 'maxSteps', lastLoss: 0.5, stats: { rows: 1, badLines: 0, firstBadLines: [], noPositive: 0, noNegative: 0 }, checkpoint: null, modelDir: 'out' };
     }
   },
 }));

@@ -139,7 +139,7 @@ describe('PairData', () => {
     const d = new PairData(file, { groupSize: 2, seed: 1, shuffleBuffer: 0 });
     const got = await collect(d);
     expect(got.map((g) => g.query)).toEqual(['a', 'd']);
-    expect(d.stats).toEqual({ rows: 2, badLines: 0, noPositive: 1, noNegative: 1 });
+    expect(d.stats).toEqual({ rows: 2, badLines: 0, firstBadLines: [], noPositive: 1, noNegative: 1 });
     const g1 = new PairData(file, { groupSize: 1, seed: 1, shuffleBuffer: 0 });
     expect((await collect(g1)).map((g) => g.query)).toEqual(['a', 'c', 'd']);
   });
@@ -161,6 +161,7 @@ describe('PairData', () => {
       const lenient = new PairData(file, { groupSize: 2, seed: 1, skipBadLines: true });
       expect((await collect(lenient)).length).toBe(2);
       expect(lenient.stats.badLines).toBe(1);
+      expect(lenient.stats.firstBadLines).toEqual([2]);
     }
   });
 

@@ -4,6 +4,7 @@ import { RECIPE_DEFAULTS } from '../train/options.js';
 import { parseSchedule } from '../train/schedule.js';
 import { latestCheckpoint } from '../train/checkpoint.js';
 import { Trainer } from '../train/trainer.js';
+import type { DataStats } from '../data/pairs.js';
 import { opt, UsageError, type ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { formatSeconds, ProgressBar } from './progress.js';
@@ -65,6 +66,17 @@ A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
   },
   run,
 };
+
+/** Rows the last epoch read skipped, with the first malformed lines' numbers (at the end of every run). */
+function reportSkipped(s: DataStats, data: string): void {
+  if (s.badLines + s.noPositive + s.noNegative === 0) return;
+  const more = s.badLines > s.firstBadLines.length ? ',…' : '';
+  const where = s.badLines ? ` (${data}:${s.firstBadLines.join(',')}${more})` : '';
+  process.stderr.write(
+    `l2e train: skipped ${s.badLines} malformed lines${where}, ${s.noPositive} rows with an empty "pos", ` +
+      `${s.noNegative} with an empty "neg" (in the last epoch read)\n`,
+  );
+}
 
 async function run(args: ParsedArgs): Promise<number> {
   const device = deviceOf(args);
@@ -154,6 +166,7 @@ async function run(args: ParsedArgs): Promise<number> {
     process.stderr.write(
       `l2e train: ${result.step} steps (${took}), last loss ${result.lastLoss.toFixed(4)}; model saved to ${result.modelDir}\n`,
     );
+    reportSkipped(result.stats, opt.str(args, 'data')!);
     return 0;
   } finally {
     process.off('SIGINT', onSigint);

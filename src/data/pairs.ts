@@ -48,6 +48,8 @@ export interface DataStats {
   rows: number;
   /** Malformed lines skipped (only with skipBadLines). */
   badLines: number;
+  /** Line numbers (rows, for an iterable source) of the first few malformed lines skipped. */
+  firstBadLines: number[];
   /** Rows skipped because `pos` is empty. */
   noPositive: number;
   /** Rows skipped because `neg` is empty and G > 1. */
@@ -199,7 +201,7 @@ export class PairData {
       const problem = item.parseError ?? pairRowProblem(value);
       if (problem !== null) {
         if (!this.skipBadLines) throw new LineError(item.where, item.line, problem);
-        this.stats.badLines++;
+        if (this.stats.badLines++ < FIRST_BAD_LINES) this.stats.firstBadLines.push(item.line);
         continue;
       }
       const row = value as TrainRow;
@@ -238,8 +240,11 @@ export class PairData {
   }
 }
 
+/** Malformed lines whose numbers are kept for the report. */
+const FIRST_BAD_LINES = 5;
+
 function emptyStats(): DataStats {
-  return { rows: 0, badLines: 0, noPositive: 0, noNegative: 0 };
+  return { rows: 0, badLines: 0, firstBadLines: [], noPositive: 0, noNegative: 0 };
 }
 
 /**
