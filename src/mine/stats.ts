@@ -122,7 +122,8 @@ export function formatNeighbourStats(s: NeighbourStats): string {
   return (
     `${what} to the k = ${s.k} nearest texts${sampled}:\n` +
     rows.map(fmt).join('\n') +
-    `\n\nPositives are taken at distance <= --pos-threshold and negatives beyond --neg-threshold, among the ` +
-    `${s.k} nearest ("all" row). A threshold may be given as a percentile of that row, e.g. --pos-threshold p5 --neg-threshold p50.\n`
+    `\n\nMining takes positives at distance <= --pos-threshold and negatives beyond --neg-threshold among\n` +
+    `the ${s.k} nearest (the "all" row). A threshold may be a percentile of that row,\n` +
+    `e.g. --pos-threshold p5 --neg-threshold p50.\n`
   );
 }
