@@ -2,7 +2,7 @@
 import { Embeddings } from '../model/embeddings.js';
 import type { EmbeddingSource } from '../eval/source.js';
 import { AtomicWriter } from '../util/atomic.js';
-import { readCorpus } from './corpus.js';
+import { readCorpus, type Corpus } from './corpus.js';
 import { minePairs, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
 import { neighbourStats, resolveThreshold, type NeighbourStats, type Threshold } from './stats.js';
 import { FileStore, MemoryStore, type VectorStore } from './store.js';
@@ -58,15 +58,23 @@ export async function embedToStore(
   return store;
 }
 
-/** Reads and embeds the corpus of `opts.input` and measures its nearest-neighbour distances (a dry run). */
-export async function corpusNeighbourStats(
-  source: EmbeddingSource,
-  opts: Pick<MineRunOptions, 'input' | 'fields' | 'k' | 'metric' | 'memoryMb' | 'encodeBlock' | 'onStage'>,
-): Promise<NeighbourStats> {
+type CorpusOptions = Pick<MineRunOptions, 'input' | 'fields' | 'memoryMb' | 'encodeBlock' | 'onStage'>;
+
+/** Reads the corpus of `opts.input` and embeds it into a vector store. */
+async function embedCorpus(source: EmbeddingSource, opts: CorpusOptions): Promise<{ corpus: Corpus; vectors: VectorStore; memoryMb: number }> {
   const corpus = await readCorpus(opts.input, opts.fields);
   if (corpus.texts.length === 0) throw new Error(`${opts.input}: no texts`);
   const memoryMb = opts.memoryMb ?? 4096;
   const vectors = await embedToStore(corpus.texts, source, opts.encodeBlock ?? 4096, memoryMb, (d, t) => opts.onStage?.('embed', d, t));
+  return { corpus, vectors, memoryMb };
+}
+
+/** Reads and embeds the corpus of `opts.input` and measures its nearest-neighbour distances (a dry run). */
+export async function corpusNeighbourStats(
+  source: EmbeddingSource,
+  opts: CorpusOptions & Pick<MineRunOptions, 'k' | 'metric'>,
+): Promise<NeighbourStats> {
+  const { corpus, vectors, memoryMb } = await embedCorpus(source, opts);
   try {
     return await neighbourStats(corpus, vectors, { k: opts.k, metric: opts.metric, memoryMb });
   } finally {
@@ -82,10 +90,7 @@ export async function mineToFile(source: EmbeddingSource, run: MineRunOptions): 
   }
   const known = { pos: typeof pos === 'number' ? pos : 0, neg: typeof neg === 'number' ? neg : typeof pos === 'number' ? pos : 0 };
   validateMineOptions({ ...run, posThreshold: known.pos, negThreshold: known.neg });
-  const corpus = await readCorpus(run.input, run.fields);
-  if (corpus.texts.length === 0) throw new Error(`${run.input}: no texts`);
-  const memoryMb = run.memoryMb ?? 4096;
-  const vectors = await embedToStore(corpus.texts, source, run.encodeBlock ?? 4096, memoryMb, (d, t) => run.onStage?.('embed', d, t));
+  const { corpus, vectors, memoryMb } = await embedCorpus(source, run);
   let opts: MineRunOptions & MineOptions;
   try {
     if (typeof pos === 'number' && typeof neg === 'number') opts = { ...run, posThreshold: pos, negThreshold: neg };
