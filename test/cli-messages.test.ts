@@ -58,6 +58,13 @@ describe('help', () => {
     expect(r.out).toMatch(/^l2e — train, run, evaluate and mine/);
     for (const c of await loadCommands()) expect(r.out).toContain(`  ${c.name} `);
   });
+
+  it('`l2e help COMMAND` prints that command\'s help', async () => {
+    const r = await l2e('help', 'mine');
+    expect(r.code).toBe(0);
+    expect(r.out).toBe((await l2e('mine', '--help')).out);
+    expect(r.out).toMatch(/^Usage: l2e mine /);
+  });
 });
 
 describe('error lines', () => {

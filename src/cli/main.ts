@@ -8,7 +8,8 @@ export async function main(argv: string[]): Promise<number> {
   const commands = await loadCommands();
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(overview(commands));
+    const about = name === 'help' ? commands.find((c) => c.name === rest[0]) : undefined; // `l2e help encode`
+    process.stdout.write(about ? commandHelp(about) : overview(commands));
     return 0;
   }
   if (name === '--version') {
