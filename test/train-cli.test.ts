@@ -172,6 +172,8 @@ describe.skipIf(!hasTokenizer)(`l2e train ${hasTokenizer ? '' : '(skipped: ../sh
       expect(rate).toBeLessThanOrEqual((done - 10) / inSteps + 0.05);
       expect(rate).toBeGreaterThanOrEqual((done - 10) / wall - 0.05);
     }
+    // plain progress lines (no terminal): notices between them without blank lines
+    if (!process.stderr.isTTY) expect(r.err).not.toContain('\n\n');
     expect(r.err).toMatch(/^l2e train: 10 steps in \S+ \([\d.]+ steps\/s: steps 11–20, resumed from step 10\), last loss \d\.\d{4}; model saved to /m);
   });
 

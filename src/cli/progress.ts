@@ -34,6 +34,11 @@ export class ProgressBar {
     if (opts.total > 0) this.lastTenth = Math.floor((10 * this.initial) / opts.total);
   }
 
+  /** Whether a bar is being redrawn in place (a terminal): other output should start on a new line. */
+  get drawing(): boolean {
+    return this.enabled;
+  }
+
   /** Sets the count done so far, with optional extra text (e.g. "loss 0.41"). */
   update(done: number, extra = ''): void {
     if (this.finished) return; // a caller may report the final count more than once

@@ -176,7 +176,7 @@ async function run(args: ParsedArgs): Promise<number> {
     const started = Date.now();
     const result = await trainer.fit(opt.str(args, 'data')!, {
       signal: controller.signal,
-      onNotice: (m) => process.stderr.write(`${bar ? '\n' : ''}l2e train: ${m}\n`),
+      onNotice: (m) => process.stderr.write(`${(bar as ProgressBar | null)?.drawing ? '\n' : ''}l2e train: ${m}\n`),
       onStart: (s) => {
         bar = new ProgressBar({ label: 'train', total: s.totalSteps ?? 0, initial: s.step, plainLines: true });
       },
