@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { checkpointsToKeep, listCheckpoints, listRunCheckpoints, readTrainerState } from '../src/train/checkpoint.js';
 import { folderBytes, formatBytes } from '../src/train/disk.js';
-import { readRunRecord } from '../src/train/run.js';
+import { dataIdentity, readRunRecord } from '../src/train/run.js';
 import { Trainer, TrainerOptionError, type FitResult, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
 import { snapshot } from './helpers/folderSnapshot.js';
@@ -194,6 +194,25 @@ describe.skipIf(!hasTokenizer)(`Trainer runs and their output folder ${hasTokeni
       expect(r.notices).toContain(`step ${c.step}: checkpoint saved to ${c.dir} (${formatBytes(folderBytes(c.dir))})`);
     }
     expect(new Trainer(r.model, {}).options.saveTotalLimit).toBe(3);
+  });
+
+  it('the data fingerprint: a small file’s sha256; a large file’s sampled blocks and size', async () => {
+    const dir = makeTempDir();
+    const big = join(dir, 'big.jsonl');
+    const bytes = Buffer.alloc(3_000_000);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = 97 + (i % 26);
+    writeFileSync(big, bytes);
+    const id = await dataIdentity(big);
+    expect(id).toMatchObject({ source: big, bytes: 3_000_000 });
+    cpSync(big, join(dir, 'copy.jsonl'));
+    expect((await dataIdentity(join(dir, 'copy.jsonl'))).sha256).toBe(id.sha256);
+    for (const at of [0, 1_400_000, 2_999_999]) {
+      const changed = Buffer.from(bytes);
+      changed[at] = 10;
+      writeFileSync(big, changed);
+      expect((await dataIdentity(big)).sha256, `byte ${at}`).not.toBe(id.sha256);
+    }
+    expect(await dataIdentity(join(dir, 'missing.jsonl'))).toEqual({ source: join(dir, 'missing.jsonl'), bytes: null, sha256: null });
   });
 
   it('checkpointsToKeep: the newest N plus the best by mean loss; 0 keeps all; unknown losses are never best', () => {

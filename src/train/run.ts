@@ -1,14 +1,14 @@
 // A training run's identity and the output folder it owns.
 //
 // Every run gets an id. Its checkpoints record it (trainer_state.json `run`: id, start time, the data's
-// path, size and sha256) with the options, and OUTPUT/training_run.json names the run that owns the
+// path, size and fingerprint) with the options, and OUTPUT/training_run.json names the run that owns the
 // folder (and the step of the final model written there, if any). So a new run never silently mixes
 // with an old one: a folder holding a model or checkpoints is refused unless the caller resumes or
 // overwrites; resuming takes the newest checkpoint of the owning run, not a higher step of another;
 // and a resume whose hyper-parameters or data differ from the checkpoint's is refused with the
 // differences named (unless allowed).
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { RowSource } from '../data/pairs.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -27,11 +27,42 @@ export interface RunRecord {
   finalModelStep: number | null;
 }
 
-/** What a run trains on: a file's resolved path, size and sha256; an array's length and hash. */
+/** What a run trains on: a file's resolved path, size and fingerprint; an array's length and hash. */
 export interface DataIdentity {
   source: string;
   bytes: number | null;
+  /** sha256 of a file up to 1 MiB (else of 16 evenly spaced 64 KiB blocks), or of an array's rows as JSON lines. */
   sha256: string | null;
+}
+
+const BLOCK = 64 * 1024;
+const BLOCKS = 16;
+
+/**
+ * A file's fingerprint: the sha256 of its content up to BLOCKS × BLOCK bytes; beyond that, of BLOCKS
+ * blocks spread evenly from the first byte to the last (with the size also recorded, an edit that keeps
+ * the size and misses every block goes unnoticed; hashing a many-GB file at each start would cost minutes).
+ */
+function fileFingerprint(file: string, size: number): string {
+  const hash = createHash('sha256');
+  const fd = openSync(file, 'r');
+  try {
+    const whole = size <= BLOCK * BLOCKS;
+    const buf = Buffer.alloc(whole ? size : BLOCK);
+    const offsets = whole ? [0] : Array.from({ length: BLOCKS }, (_, i) => Math.floor((i * (size - BLOCK)) / (BLOCKS - 1)));
+    for (const at of offsets) {
+      let done = 0;
+      while (done < buf.length) {
+        const n = readSync(fd, buf, done, buf.length - done, at + done);
+        if (n === 0) break;
+        done += n;
+      }
+      hash.update(buf.subarray(0, done));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }
 
 /** Stored in each checkpoint's trainer_state.json as `run`. */
@@ -71,9 +102,9 @@ export function writeRunRecord(outputDir: string, record: RunRecord): void {
 
 export async function dataIdentity(data: RowSource): Promise<DataIdentity> {
   if (typeof data === 'string') {
-    const hash = createHash('sha256');
-    for await (const chunk of createReadStream(data)) hash.update(chunk as Buffer);
-    return { source: resolve(data), bytes: statSync(data).size, sha256: hash.digest('hex') };
+    if (!existsSync(data)) return { source: resolve(data), bytes: null, sha256: null }; // reading it will say so
+    const size = statSync(data).size;
+    return { source: resolve(data), bytes: size, sha256: fileFingerprint(data, size) };
   }
   if (Array.isArray(data)) {
     const hash = createHash('sha256');
@@ -100,7 +131,8 @@ export function configChanges(state: Record<string, unknown>, now: ResolvedOptio
     if (saved[key] !== now[key]) changes.push({ option: key, was: String(saved[key]), now: String(now[key]) });
   }
   const before = (state['run'] as { data?: DataIdentity } | undefined)?.data;
-  if (before?.sha256 && data.sha256 && before.sha256 !== data.sha256) {
+  const differ = before?.sha256 && data.sha256 && (before.sha256 !== data.sha256 || before.bytes !== data.bytes);
+  if (before && differ) {
     const was = before.source === data.source ? `${before.source} as it was` : before.source;
     changes.push({ option: 'data', was, now: before.source === data.source ? 'its content changed' : `${data.source}, other content` });
   }
