@@ -34,10 +34,11 @@ the data file and the settings). A folder that holds a model or checkpoints is r
 AdamW moments, schedule, data position; --resume DIR: from that checkpoint) up to the given
 --max-steps / --epochs, and says which checkpoint; without --model it loads the model from it.
 Resuming with other settings (batch size, lr, group size, seed, ...) or other data is refused,
-naming the differences, unless --allow-changed-config. When the checkpoint is already at or past
---max-steps there is nothing to do and nothing is written. --overwrite starts a new run there:
-the old run's checkpoints are removed as the new run saves its own, its model when the new one
-is written. The final model is written to OUTPUT in the Hugging Face layout.
+naming the differences, unless --allow-changed-config. When the checkpoint is already past
+--max-steps (or at it, with its final model written) there is nothing to do and nothing is
+written. --overwrite starts a new run there: the old run's checkpoints are removed as the new run
+saves its own, its model when the new one is written. The final model is written to OUTPUT in the
+Hugging Face layout.
 
 --log appends one JSON object per optimizer step:
 {step, loss, lr, gradNorm, tokensPerSecond, tokens, epoch, totalSteps}.
