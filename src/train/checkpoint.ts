@@ -133,7 +133,7 @@ export function listRunCheckpoints(outputDir: string): RunCheckpoint[] {
     try {
       state = readTrainerState(c.dir);
     } catch {
-      // an unreadable state belongs to no run: never resumed from, never pruned
+      // an unreadable state belongs to no run: never resumed from, never pruned by a run's limit
     }
     const run = state['run'] as { id?: unknown } | undefined;
     const loss = state['meanLoss'];
