@@ -46,8 +46,8 @@ export interface TrainerOptions {
   /** Checkpoint every N optimizer steps and at the end (0 = only when interrupted). */
   saveSteps?: number;
   /**
-   * Keep the newest N checkpoints of this run plus its best one (0 = all). The best checkpoint is the
-   * one with the lowest mean training loss over the steps since the checkpoint before it.
+   * Keep the newest N checkpoints of this run plus its best one (default 3; 0 = all). The best checkpoint
+   * is the one with the lowest mean training loss over the steps since the checkpoint before it.
    */
   saveTotalLimit?: number;
   /**
