@@ -11,8 +11,8 @@ export { openWeights, parameterNames } from './model/weights.js';
 export type { WeightIndex, OpenWeightsOptions, ParameterSpec } from './model/weights.js';
 export { nativeAddonPath } from './native.js';
 // training
-export { Trainer, TrainingDivergedError } from './train/trainer.js';
-export type { TrainerOptions, StepInfo, FitOptions, FitResult } from './train/trainer.js';
+export { Trainer, TrainingDivergedError, TrainerOptionError } from './train/trainer.js';
+export type { TrainerOptions, TrainerContext, StepInfo, FitOptions, FitResult } from './train/trainer.js';
 export type { ScheduleName } from './train/schedule.js';
 export { saveModel } from './train/checkpoint.js';
 export type { SaveModelOptions } from './train/checkpoint.js';

@@ -22,7 +22,7 @@ vi.mock('../src/train/trainer.js', async (importOriginal) => ({
     }
     async fit(file: string) {
       seen.fit.push(file);
-      return { step: 1, stoppedBy: 'maxSteps', lastLoss: 0.5, stats: { rows: 1, badLines: 0, firstBadLines: [], noPositive: 0, noNegative: 0 }, checkpoint: null, modelDir: 'out' };
+      return { step: 1, startStep: 0, seconds: 1, runId: 'r', stoppedBy: 'maxSteps', lastLoss: 0.5, stats: { rows: 1, badLines: 0, firstBadLines: [], noPositive: 0, noNegative: 0 }, checkpoint: null, modelDir: 'out' };
     }
   },
 }));
@@ -66,6 +66,9 @@ const TABLE: [string[], Where, string, unknown][] = [
   [['--save-steps', '11'], 'trainer', 'saveSteps', 11],
   [['--save-total-limit', '2'], 'trainer', 'saveTotalLimit', 2],
   [['--resume'], 'trainer', 'resume', true],
+  [['--resume', 'ckpt-dir', '--model', 'm'], 'trainer', 'resume', 'ckpt-dir'],
+  [['--overwrite'], 'trainer', 'overwrite', true],
+  [['--allow-changed-config'], 'trainer', 'allowChangedConfig', true],
   [['--seed', '13'], 'trainer', 'seed', 13],
   [['--seed', '13'], 'load', 'seed', 13],
   [['--log', 'steps.jsonl'], 'trainer', 'logFile', 'steps.jsonl'],

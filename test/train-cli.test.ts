@@ -1,12 +1,13 @@
 // `l2e train` end to end on a tiny model, in-process through main(argv): the JSONL log, checkpoints,
 // --resume up to a new --max-steps, SIGINT saving a checkpoint, bad data naming file:line, --help.
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { listCheckpoints } from '../src/train/checkpoint.js';
 import { topicData } from './helpers/trainData.js';
+import { snapshot } from './helpers/folderSnapshot.js';
 import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
 
 const hasTokenizer = existsSync(sharedTokenizer);
@@ -26,7 +27,7 @@ async function l2e(...args: string[]): Promise<{ code: number; out: string; err:
   }
 }
 
-function logLines(file: string): { step: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number }[] {
+function logLines(file: string): { step: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; tokens: number }[] {
   return readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 }
 
@@ -66,7 +67,7 @@ describe.skipIf(!hasTokenizer)(`l2e train ${hasTokenizer ? '' : '(skipped: ../sh
     // continue without --model: loaded from the newest checkpoint
     const r2 = await l2e('train', ...common, '--resume', '--max-steps', '6');
     expect(r2.code).toBe(0);
-    expect(r2.err).toMatch(/resuming from .*checkpoint-4: step 4/);
+    expect(r2.err).toMatch(/resuming run \S+ from .*checkpoint-4: step 4/);
     lines = logLines(log);
     expect(lines.map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(listCheckpoints(out).map((c) => c.step)).toEqual([2, 4, 6]);
@@ -105,6 +106,88 @@ describe.skipIf(!hasTokenizer)(`l2e train ${hasTokenizer ? '' : '(skipped: ../sh
     const u = await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--schedule', 'exp');
     expect(u.code).toBe(2);
     expect(u.err).toMatch(/unknown lr schedule "exp"/);
+  });
+
+  it('a used --output is refused naming the flags; --resume past --max-steps has nothing to do and writes nothing', async () => {
+    const out = join(makeTempDir(), 'run');
+    const common = ['--data', data, '--output', out, '--batch-size', '4', '--lr', '1e-3', '--save-steps', '2'];
+    expect((await l2e('train', '--model', modelDir, ...common, '--max-steps', '4')).code).toBe(0);
+    const runId = JSON.parse(readFileSync(join(out, 'training_run.json'), 'utf8')).runId as string;
+    const before = snapshot(out);
+    const again = await l2e('train', '--model', modelDir, ...common, '--max-steps', '2');
+    expect(again.code).toBe(1);
+    expect(again.err).toBe(
+      `l2e train: error: ${out} already holds a trained model and 2 checkpoints (checkpoint-2 … checkpoint-4) of run ${runId}: ` +
+        'use --resume to continue that run, --overwrite to replace it, or another --output\n',
+    );
+    const past = await l2e('train', ...common, '--resume', '--max-steps', '2');
+    expect(past.code).toBe(0);
+    expect(past.err).toContain(
+      `l2e train: nothing to do: ${join(out, 'checkpoint-4')} is at step 4, past --max-steps 2; nothing was written (raise --max-steps to train further)\n`,
+    );
+    expect(past.err).not.toMatch(/NaN|model saved/);
+    const changed = await l2e('train', ...common, '--resume', '--max-steps', '6', '--batch-size', '8', '--seed', '3');
+    expect(changed.code).toBe(1);
+    expect(changed.err).toContain(
+      `it was trained with other settings: --batch-size 4 (now 8), --seed 42 (now 3); resume with the same values, or use --allow-changed-config to continue with the new ones\n`,
+    );
+    expect(snapshot(out)).toEqual(before);
+    const allowed = await l2e('train', ...common, '--resume', '--max-steps', '5', '--seed', '3', '--allow-changed-config');
+    expect(allowed.code).toBe(0);
+    expect(allowed.err).toContain('l2e train: continuing with changed settings: --seed 42 (now 3)\n');
+    const over = await l2e('train', '--model', modelDir, ...common, '--max-steps', '2', '--overwrite');
+    expect(over.code).toBe(0);
+    expect(over.err).toContain('l2e train: removed 2 checkpoints of the replaced run (checkpoint-4, checkpoint-5)\n');
+  });
+
+  it('--resume DIR continues from that checkpoint of the run, reproducing the same model', async () => {
+    const out = makeTempDir();
+    const common = ['--data', data, '--output', out, '--batch-size', '4', '--lr', '1e-3', '--save-steps', '2', '--max-steps', '4'];
+    expect((await l2e('train', '--model', modelDir, ...common)).code).toBe(0);
+    const first = readFileSync(join(out, 'model.safetensors'));
+    const r = await l2e('train', ...common, '--resume', join(out, 'checkpoint-2'));
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(new RegExp(`resuming run \\S+ from ${join(out, 'checkpoint-2')}: step 2,`));
+    expect(r.err).toMatch(/2 steps in \S+ \([\d.]+ steps\/s: steps 3–4, resumed from step 2\)/);
+    expect(readFileSync(join(out, 'model.safetensors'))).toEqual(first);
+  });
+
+  it('value errors name the flag', async () => {
+    const out = makeTempDir();
+    const r = await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--batch-size', '0');
+    expect(r.code).toBe(2);
+    expect(r.err.split('\n')[0]).toBe('l2e train: --batch-size must be an integer ≥ 1, got 0');
+    const w = await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--adam-beta2', '1');
+    expect(w.err.split('\n')[0]).toBe('l2e train: --adam-beta2 must be in [0, 1), got 1');
+    expect(readdirSync(out)).toEqual([]);
+  });
+
+  it('after --resume, progress rate and ETA count only this run’s steps, and so does the summary', async () => {
+    const out = makeTempDir();
+    const log = join(out, 'log.jsonl');
+    const common = ['--data', data, '--output', out, '--batch-size', '4', '--lr', '1e-3', '--save-steps', '10', '--log', log];
+    expect((await l2e('train', '--model', modelDir, ...common, '--max-steps', '10')).code).toBe(0);
+    const t0 = performance.now();
+    const r = await l2e('train', ...common, '--resume', '--max-steps', '20');
+    const wall = (performance.now() - t0) / 1000;
+    expect(r.code).toBe(0);
+    // seconds spent in each step, from the log: tokens / (tokens per second)
+    const stepSeconds = new Map(logLines(log).map((l) => [l.step, l.tokens / l.tokensPerSecond]));
+    const lines = [...r.err.matchAll(/^train (\d+)\/20 ([\d.]+)\/s ETA (\S+) /gm)];
+    expect(lines.map((m) => Number(m[1]))).toEqual([12, 14, 16, 18, 20]);
+    for (const m of lines) {
+      const done = Number(m[1]);
+      const rate = Number(m[2]);
+      let inSteps = 0;
+      for (let s = 11; s <= done; s++) inSteps += stepSeconds.get(s)!;
+      // the bar runs from just before step 11: at most this run's steps over their own time (less the 1 ms
+      // resolution of the bar's clock), at least over the whole call
+      expect(rate).toBeLessThanOrEqual((done - 10) / Math.max(inSteps - 0.001, 1e-6) + 0.05);
+      expect(rate).toBeGreaterThanOrEqual((done - 10) / wall - 0.05);
+    }
+    // plain progress lines (no terminal): notices between them without blank lines
+    if (!process.stderr.isTTY) expect(r.err).not.toContain('\n\n');
+    expect(r.err).toMatch(/^l2e train: 10 steps in \S+ \([\d.]+ steps\/s: steps 11–20, resumed from step 10\), last loss \d\.\d{4}; model saved to /m);
   });
 
   it('--help explains the options', async () => {

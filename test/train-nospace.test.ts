@@ -1,11 +1,14 @@
-// A checkpoint write that runs out of disk space (a small tmpfs, mounted when the test runs as root)
-// fails with a clear error and leaves the previous checkpoint intact, with no temp folder behind.
-import { afterAll, describe, expect, it } from 'vitest';
+// Real small disks (a tmpfs, mounted when the test runs as root): a disk that cannot hold a checkpoint
+// and the final model is refused before training; one that fills up refuses the next checkpoint
+// before writing it; and when the free space cannot be known, a write that hits ENOSPC still fails
+// with a clear error and leaves the previous checkpoint intact, with no temp folder behind.
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { listCheckpoints } from '../src/train/checkpoint.js';
+import { folderBytes, freeBytes } from '../src/train/disk.js';
 import { Trainer, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
 import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
@@ -16,14 +19,10 @@ function tryMount(dir: string, bytes: number): boolean {
   return spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir]).status === 0;
 }
 
-function folderBytes(dir: string): number {
-  let n = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    n += e.isDirectory() ? folderBytes(p) : statSync(p).size;
-  }
-  return n;
-}
+vi.mock('../src/train/disk.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../src/train/disk.js')>();
+  return { ...actual, freeBytes: vi.fn(actual.freeBytes) };
+});
 
 const canRun = existsSync(sharedTokenizer) && process.platform === 'linux' && process.getuid?.() === 0;
 
@@ -33,8 +32,13 @@ describe.skipIf(!canRun)(`checkpoint on a full disk ${canRun ? '' : '(skipped: n
     for (const m of mounts) spawnSync('umount', [m]);
     removeTempDirs();
   });
+  afterEach(async () => {
+    const actual = await vi.importActual<typeof import('../src/train/disk.js')>('../src/train/disk.js');
+    vi.mocked(freeBytes).mockImplementation(actual.freeBytes);
+  });
 
-  it('ENOSPC while saving keeps the previous checkpoint and says so', async (ctx) => {
+  /** A tiny model, data, and the size of one checkpoint and one final model measured on a normal disk. */
+  async function setup(): Promise<{ modelDir: string; data: string; opts: TrainerOptions; one: number; final: number }> {
     const root = makeTempDir();
     const modelDir = join(root, 'model');
     writeTinyModel(modelDir, { hidden: 32, layers: 2, dense: 16, seed: 2 });
@@ -48,6 +52,45 @@ describe.skipIf(!canRun)(`checkpoint on a full disk ${canRun ? '' : '(skipped: n
     await new Trainer(m0, { ...opts, maxSteps: 2, outputDir: probe }).fit(data, { onNotice: () => {} });
     m0.dispose();
     const one = folderBytes(join(probe, 'checkpoint-2'));
+    const final = statSync(join(probe, 'model.safetensors')).size + statSync(join(probe, 'tokenizer.json')).size;
+    return { modelDir, data, opts, one, final };
+  }
+
+  it('a disk too small for a checkpoint and the final model is refused before training', async (ctx) => {
+    const { modelDir, data, opts, one } = await setup();
+    const disk = join(makeTempDir(), 'disk');
+    if (!tryMount(disk, Math.ceil(one / 4096) * 4096)) ctx.skip(); // mount not permitted here
+    mounts.push(disk);
+    const model = await EmbeddingModel.load(modelDir);
+    const err = await new Trainer(model, { ...opts, maxSteps: 6, outputDir: disk })
+      .fit(data, { onNotice: () => {} })
+      .then(() => null, (e: unknown) => e);
+    model.dispose();
+    expect((err as Error).message).toMatch(new RegExp(`^not enough disk space for ${disk}: a checkpoint takes about .* but only .* is free there`));
+    expect(readdirSync(disk)).toEqual([]);
+  });
+
+  it('a disk that fills up refuses the next checkpoint before writing it', async (ctx) => {
+    const { modelDir, data, opts, one, final } = await setup();
+    const disk = join(makeTempDir(), 'disk');
+    // room for a checkpoint, the final model and a margin, but not for a second checkpoint
+    if (!tryMount(disk, Math.ceil((one + final + 256 * 1024) / 4096) * 4096)) ctx.skip();
+    mounts.push(disk);
+    const model = await EmbeddingModel.load(modelDir);
+    const err = await new Trainer(model, { ...opts, maxSteps: 6, outputDir: disk })
+      .fit(data, { onNotice: () => {} })
+      .then(() => null, (e: unknown) => e);
+    model.dispose();
+    expect((err as Error).message).toMatch(
+      new RegExp(`^could not save the checkpoint of step 4 to ${disk}/checkpoint-4: not enough disk space \\(it takes about .*, .* is free\\); the previous checkpoint ${disk}/checkpoint-2 is intact$`),
+    );
+    expect(readdirSync(disk).sort()).toEqual(['checkpoint-2', 'training_run.json']);
+  });
+
+  it('ENOSPC while saving (free space unknown) keeps the previous checkpoint and says so', async (ctx) => {
+    const { modelDir, data, opts, one } = await setup();
+    vi.mocked(freeBytes).mockReturnValue(null);
+    const root = makeTempDir();
 
     // a disk with room for one checkpoint and a half
     const disk = join(root, 'disk');
@@ -63,7 +106,7 @@ describe.skipIf(!canRun)(`checkpoint on a full disk ${canRun ? '' : '(skipped: n
     expect((err as Error).message).toMatch(/ENOSPC|no space/i);
     expect((err as Error).message).toMatch(/checkpoint-2 is intact/);
     expect(listCheckpoints(disk).map((c) => c.step)).toEqual([2]);
-    expect(readdirSync(disk)).toEqual(['checkpoint-2']); // no temp folder left behind
+    expect(readdirSync(disk).sort()).toEqual(['checkpoint-2', 'training_run.json']); // no temp folder left behind
     const back = await EmbeddingModel.load(join(disk, 'checkpoint-2'));
     const e = await back.encode(['yang untuk']);
     expect(e.row(0).every(Number.isFinite)).toBe(true);

@@ -1,6 +1,8 @@
 // A progress bar on stderr, drawn only when stderr is a terminal (and not under CI): long work shows
 // done/total, rate and ETA. Elsewhere it is silent, or with `plainLines` writes one plain line at
-// every tenth of the work, so logs show progress without carriage-return noise.
+// every tenth of the work, so logs show progress without carriage-return noise. Rate and ETA count
+// only the work this bar has seen: work done before it started (`initial`, e.g. the steps before a
+// resume) is shown in done/total but is not counted as done in this bar's time.
 
 export interface ProgressOptions {
   label: string;
@@ -9,12 +11,15 @@ export interface ProgressOptions {
   stream?: NodeJS.WriteStream;
   /** When not drawing a bar, print a plain line at each 10% of the work. */
   plainLines?: boolean;
+  /** Work already done before this bar started (default 0): counted in done/total, not in the rate. */
+  initial?: number;
 }
 
 export class ProgressBar {
   private readonly start = Date.now();
   private last = 0;
-  private done = 0;
+  private done: number;
+  private readonly initial: number;
   private extra = '';
   private readonly enabled: boolean;
   private readonly stream: NodeJS.WriteStream;
@@ -24,6 +29,14 @@ export class ProgressBar {
   constructor(private readonly opts: ProgressOptions) {
     this.stream = opts.stream ?? process.stderr;
     this.enabled = Boolean(this.stream.isTTY) && !process.env['CI'];
+    this.initial = opts.initial ?? 0;
+    this.done = this.initial;
+    if (opts.total > 0) this.lastTenth = Math.floor((10 * this.initial) / opts.total);
+  }
+
+  /** Whether a bar is being redrawn in place (a terminal): other output should start on a new line. */
+  get drawing(): boolean {
+    return this.enabled;
   }
 
   /** Sets the count done so far, with optional extra text (e.g. "loss 0.41"). */
@@ -63,7 +76,7 @@ export class ProgressBar {
     const width = 24;
     const filled = Math.round(frac * width);
     const secs = (Date.now() - this.start) / 1000;
-    const rate = secs > 0 ? this.done / secs : 0;
+    const rate = secs > 0 ? (this.done - this.initial) / secs : 0;
     const eta = rate > 0 ? (total - this.done) / rate : 0;
     const bar = withBar ? ' ' + '█'.repeat(filled) + '░'.repeat(width - filled) : '';
     return `${label}${bar} ${this.done}/${total}${unit} ${rate.toFixed(1)}${unit}/s ETA ${formatSeconds(eta)} ${this.extra}`;

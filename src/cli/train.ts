@@ -1,10 +1,10 @@
 // `l2e train`: contrastive fine-tuning (the recipe of DESIGN.md §1) with checkpoints, resume and a JSONL log.
 import { EmbeddingModel } from '../model/embedding-model.js';
-import { RECIPE_DEFAULTS } from '../train/options.js';
+import { RECIPE_DEFAULTS, TrainerOptionError, type OptionNamer, type TrainerOptions } from '../train/options.js';
 import { parseSchedule } from '../train/schedule.js';
-import { latestCheckpoint } from '../train/checkpoint.js';
-import { Trainer } from '../train/trainer.js';
 import type { DataStats } from '../data/pairs.js';
+import { findResumeCheckpoint } from '../train/run.js';
+import { Trainer, type FitResult } from '../train/trainer.js';
 import { opt, UsageError, type ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { formatSeconds, ProgressBar } from './progress.js';
@@ -23,11 +23,26 @@ negatives, the negative list repeated when too short). Rows with an empty "pos",
 "neg" when the group needs negatives, are skipped and counted. Defaults are the recipe's.
 
 Checkpoints go to OUTPUT/checkpoint-<step>/ every --save-steps steps, at the end, and when
-interrupted (Ctrl-C finishes the current step, saves, and exits). --resume continues from the
-newest checkpoint in --output (weights, AdamW moments, schedule, data position) up to the
-given --max-steps / --epochs; without --model it loads the model from that checkpoint.
-The final model is written to OUTPUT in the Hugging Face layout. --log appends one JSON object
-per optimizer step: {step, loss, lr, gradNorm, tokensPerSecond, tokens, epoch, totalSteps}.
+interrupted (Ctrl-C finishes the current step, saves, and exits); each holds the weights and the
+AdamW moments (about 3 × the model) and its size is printed. --save-total-limit N keeps the newest
+N checkpoints of the run plus its best one: the checkpoint with the lowest mean training loss over
+the steps since the checkpoint before it. Training stops before it starts when the disk cannot
+hold a checkpoint and the final model.
+
+OUTPUT belongs to one run (its id is in OUTPUT/training_run.json and in every checkpoint, with
+the data file and the settings). A folder that holds a model or checkpoints is refused unless
+--resume or --overwrite is given. --resume continues the run from its newest checkpoint (weights,
+AdamW moments, schedule, data position; --resume DIR: from that checkpoint) up to the given
+--max-steps / --epochs, and says which checkpoint; without --model it loads the model from it.
+Resuming with other settings (batch size, lr, group size, seed, ...) or other data is refused,
+naming the differences, unless --allow-changed-config. When the checkpoint is already past
+--max-steps (or at it, with its final model written) there is nothing to do and nothing is
+written. --overwrite starts a new run there: the old run's checkpoints are removed as the new run
+saves its own, its model when the new one is written. The final model is written to OUTPUT in the
+Hugging Face layout.
+
+--log appends one JSON object per optimizer step:
+{step, loss, lr, gradNorm, tokensPerSecond, tokens, epoch, totalSteps}.
 A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
   options: {
     model: { kind: 'string', help: 'model folder or hub id to start from', metavar: 'DIR' },
@@ -52,8 +67,19 @@ A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
     'chunk-tokens': { kind: 'integer', help: 'GradCache chunk budget in tokens (bounds activation memory)', default: d.chunkTokens },
     'gradient-accumulation-steps': { kind: 'integer', help: 'micro-batches per optimizer step', default: d.gradientAccumulationSteps },
     'save-steps': { kind: 'integer', help: 'checkpoint every N steps and at the end (0 = only on Ctrl-C)', default: 500 },
-    'save-total-limit': { kind: 'integer', help: 'keep only the newest N checkpoints (0 = all)', default: d.saveTotalLimit },
-    resume: { kind: 'boolean', help: 'continue from the newest checkpoint in --output' },
+    'save-total-limit': {
+      kind: 'integer',
+      help: 'keep the newest N checkpoints of the run plus its best (lowest mean loss since the checkpoint before; 0 = keep all)',
+      default: d.saveTotalLimit,
+    },
+    resume: {
+      kind: 'string',
+      help: "continue the run in --output from its newest checkpoint (or from checkpoint folder DIR)",
+      metavar: 'DIR',
+      optionalValue: true,
+    },
+    overwrite: { kind: 'boolean', help: 'start a new run in an --output that holds another run (replacing it)' },
+    'allow-changed-config': { kind: 'boolean', help: 'let --resume continue with settings or data other than the checkpoint\'s' },
     seed: { kind: 'integer', help: 'seed of shuffling and group sampling', default: d.seed },
     log: { kind: 'string', help: 'append per-step JSON objects to this file', metavar: 'FILE' },
     'in-batch-negatives': { kind: 'boolean', help: 'score queries against every passage of the batch (--no-in-batch-negatives: own group only)', default: true },
@@ -78,6 +104,41 @@ function reportSkipped(s: DataStats, data: string): void {
   );
 }
 
+/** The flag of each Trainer option: options are read from these flags and messages name them. */
+const FLAGS = {
+  batchSize: 'batch-size',
+  groupSize: 'group-size',
+  temperature: 'temperature',
+  inBatchNegatives: 'in-batch-negatives',
+  lr: 'lr',
+  warmupSteps: 'warmup-steps',
+  warmupRatio: 'warmup-ratio',
+  beta1: 'adam-beta1',
+  beta2: 'adam-beta2',
+  eps: 'adam-epsilon',
+  weightDecay: 'weight-decay',
+  maxGradNorm: 'max-grad-norm',
+  queryMaxLen: 'query-max-len',
+  passageMaxLen: 'passage-max-len',
+  chunkTokens: 'chunk-tokens',
+  gradientAccumulationSteps: 'gradient-accumulation-steps',
+  epochs: 'epochs',
+  maxSteps: 'max-steps',
+  seed: 'seed',
+  shuffleBuffer: 'shuffle-buffer',
+  skipBadLines: 'skip-bad-lines',
+  outputDir: 'output',
+  saveSteps: 'save-steps',
+  saveTotalLimit: 'save-total-limit',
+  overwrite: 'overwrite',
+  allowChangedConfig: 'allow-changed-config',
+  logFile: 'log',
+} as const satisfies Partial<Record<keyof TrainerOptions, string>>;
+
+const OTHER_FLAGS: Record<string, string> = { schedule: 'schedule', resume: 'resume', data: 'data' };
+
+export const flagOf: OptionNamer = (option) => `--${(FLAGS as Record<string, string>)[option] ?? OTHER_FLAGS[option] ?? option}`;
+
 async function run(args: ParsedArgs): Promise<number> {
   const device = deviceOf(args);
   let schedule;
@@ -87,13 +148,16 @@ async function run(args: ParsedArgs): Promise<number> {
     throw new UsageError((err as Error).message);
   }
   const output = opt.str(args, 'output')!;
-  const resume = opt.bool(args, 'resume');
+  const resumeArg = opt.str(args, 'resume');
+  const resume = resumeArg === undefined ? false : resumeArg === '' ? true : resumeArg;
   let modelDir = opt.str(args, 'model');
   if (!modelDir) {
-    const latest = resume ? latestCheckpoint(output) : null;
-    if (!latest) throw new UsageError(resume ? `--model is required: no checkpoint found in ${output}` : '--model is required');
-    modelDir = latest.dir;
+    if (!resume) throw new UsageError('--model is required');
+    modelDir = typeof resume === 'string' ? resume : findResumeCheckpoint(output, flagOf).dir;
   }
+  const options: TrainerOptions = { schedule, resume };
+  for (const [key, flag] of Object.entries(FLAGS)) (options as Record<string, unknown>)[key] = args.options[flag];
+  if (!opt.bool(args, 'shuffle')) options.shuffleBuffer = 0;
   const model = await EmbeddingModel.load(modelDir, {
     device,
     numLayers: opt.num(args, 'num-layers'),
@@ -113,49 +177,29 @@ async function run(args: ParsedArgs): Promise<number> {
   };
   process.on('SIGINT', onSigint);
   try {
-    const trainer = new Trainer(model, {
-      batchSize: opt.num(args, 'batch-size'),
-      groupSize: opt.num(args, 'group-size'),
-      temperature: opt.num(args, 'temperature'),
-      inBatchNegatives: opt.bool(args, 'in-batch-negatives'),
-      lr: opt.num(args, 'lr'),
-      schedule,
-      warmupSteps: opt.num(args, 'warmup-steps'),
-      warmupRatio: opt.num(args, 'warmup-ratio'),
-      beta1: opt.num(args, 'adam-beta1'),
-      beta2: opt.num(args, 'adam-beta2'),
-      eps: opt.num(args, 'adam-epsilon'),
-      weightDecay: opt.num(args, 'weight-decay'),
-      maxGradNorm: opt.num(args, 'max-grad-norm'),
-      queryMaxLen: opt.num(args, 'query-max-len'),
-      passageMaxLen: opt.num(args, 'passage-max-len'),
-      chunkTokens: opt.num(args, 'chunk-tokens'),
-      gradientAccumulationSteps: opt.num(args, 'gradient-accumulation-steps'),
-      epochs: opt.num(args, 'epochs'),
-      maxSteps: opt.num(args, 'max-steps'),
-      seed: opt.num(args, 'seed'),
-      shuffleBuffer: opt.bool(args, 'shuffle') ? opt.num(args, 'shuffle-buffer') : 0,
-      skipBadLines: opt.bool(args, 'skip-bad-lines'),
-      outputDir: output,
-      saveSteps: opt.num(args, 'save-steps'),
-      saveTotalLimit: opt.num(args, 'save-total-limit'),
-      resume,
-      logFile: opt.str(args, 'log'),
+    let trainer: Trainer;
+    try {
       // a model resumed from a checkpoint folder carries the tokenizer files itself
-      tokenizerDir: model.dir ?? undefined,
-    });
+      trainer = new Trainer(model, { ...options, tokenizerDir: model.dir ?? undefined }, { optionName: flagOf });
+    } catch (err) {
+      if (err instanceof TrainerOptionError) throw new UsageError(err.message);
+      throw err;
+    }
     let bar: ProgressBar | null = null;
     const started = Date.now();
     const result = await trainer.fit(opt.str(args, 'data')!, {
       signal: controller.signal,
-      onNotice: (m) => process.stderr.write(`${bar ? '\n' : ''}l2e train: ${m}\n`),
+      onNotice: (m) => process.stderr.write(`${(bar as ProgressBar | null)?.drawing ? '\n' : ''}l2e train: ${m}\n`),
+      onStart: (s) => {
+        bar = new ProgressBar({ label: 'train', total: s.totalSteps ?? 0, initial: s.step, plainLines: true });
+      },
       onStep: (s) => {
-        bar ??= new ProgressBar({ label: 'train', total: s.totalSteps ?? s.step, plainLines: true });
-        bar.update(s.step, `loss ${s.loss.toFixed(4)} lr ${s.lr.toExponential(2)} ${Math.round(s.tokensPerSecond)} tok/s`);
+        bar?.update(s.step, `loss ${s.loss.toFixed(4)} lr ${s.lr.toExponential(2)} ${Math.round(s.tokensPerSecond)} tok/s`);
       },
     });
     (bar as ProgressBar | null)?.finish();
     const took = formatSeconds((Date.now() - started) / 1000);
+    if (result.stoppedBy === 'alreadyDone') return 0; // the trainer said why; nothing was written
     if (result.stoppedBy === 'aborted') {
       process.stderr.write(
         `l2e train: stopped at step ${result.step} (${took})` +
@@ -163,13 +207,27 @@ async function run(args: ParsedArgs): Promise<number> {
       );
       return 130;
     }
-    process.stderr.write(
-      `l2e train: ${result.step} steps (${took}), last loss ${result.lastLoss.toFixed(4)}; model saved to ${result.modelDir}\n`,
-    );
+    process.stderr.write(`l2e train: ${summary(result, took)}; model saved to ${result.modelDir}\n`);
     reportSkipped(result.stats, opt.str(args, 'data')!);
     return 0;
   } finally {
     process.off('SIGINT', onSigint);
     model.dispose();
   }
+}
+
+/**
+ * "4 steps in 12s (0.35 steps/s), last loss 0.4213", and after a resume
+ * "2 steps in 5s (0.41 steps/s: steps 5–6, resumed from step 4), last loss 0.4102": only this run's steps
+ * are counted as this run's, and its speed is over the time spent in them.
+ */
+export function summary(r: Pick<FitResult, 'step' | 'startStep' | 'seconds' | 'lastLoss'>, took: string): string {
+  const steps = r.step - r.startStep;
+  const perSecond = r.seconds > 0 ? steps / r.seconds : 0;
+  const rate = perSecond > 0 ? `${perSecond.toFixed(perSecond >= 100 ? 0 : perSecond >= 10 ? 1 : 2)} steps/s` : '';
+  const resumed =
+    r.startStep === 0 ? '' : steps > 0 ? `steps ${r.startStep + 1}–${r.step}, resumed from step ${r.startStep}` : `the run was already at step ${r.step}`;
+  const detail = [rate, resumed].filter((x) => x !== '').join(': ');
+  const loss = steps > 0 ? `, last loss ${r.lastLoss.toFixed(4)}` : '';
+  return `${steps} step${steps === 1 ? '' : 's'} in ${took}${detail ? ` (${detail})` : ''}${loss}`;
 }

@@ -6,14 +6,17 @@
 //
 // A checkpoint is OUTPUT/checkpoint-<step>/: a saved model plus optimizer.safetensors (AdamW moments
 // exp_avg / exp_avg_sq as flat F32 tensors laid out like the native parameter offsets) and
-// trainer_state.json (step, schedule, data position, RNG state, options). It is built in a temp folder
-// and renamed into place, so a failed write never damages the previous checkpoint.
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync } from 'node:fs';
+// trainer_state.json (step, schedule, data position, RNG state, options, the run's identity and the mean
+// loss since the checkpoint before). It is built in a temp folder and renamed into place, so a failed
+// write never damages the previous checkpoint. Pruning keeps a run's newest checkpoints plus its best:
+// the one with the lowest mean training loss since the checkpoint before it.
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { EmbeddingModel } from '../model/embedding-model.js';
 import { configToJson } from '../model/config.js';
 import { readSafetensorsHeader, writeSafetensors, type TensorEntry } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { folderBytes } from './disk.js';
 
 /** Tokenizer files copied with a model when they exist (tokenizer.json is required). */
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
@@ -72,6 +75,20 @@ export function saveModel(model: EmbeddingModel, dir: string, options: SaveModel
   }
 }
 
+/**
+ * Bytes a checkpoint (weights + the two AdamW moments, F32, + tokenizer files) and a saved model (weights
+ * + tokenizer files) of `numel` parameters take, with 64 KiB for headers, config and trainer state.
+ */
+export function plannedBytes(numel: number, tokenizerDir: string | null): { checkpoint: number; model: number } {
+  let tokenizer = 0;
+  for (const name of TOKENIZER_FILES) {
+    const file = tokenizerDir ? join(tokenizerDir, name) : null;
+    if (file && existsSync(file)) tokenizer += statSync(file).size;
+  }
+  const small = 64 * 1024;
+  return { checkpoint: 12 * numel + tokenizer + small, model: 4 * numel + tokenizer + small };
+}
+
 export interface CheckpointInfo {
   step: number;
   dir: string;
@@ -93,6 +110,75 @@ export function latestCheckpoint(outputDir: string): CheckpointInfo | null {
   return listCheckpoints(outputDir).at(-1) ?? null;
 }
 
+/** Every checkpoint-<step> folder in `outputDir`, complete or not (what a new run would collide with). */
+export function checkpointFolders(outputDir: string): string[] {
+  if (!existsSync(outputDir)) return [];
+  return readdirSync(outputDir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && CHECKPOINT_RE.test(e.name))
+    .map((e) => e.name)
+    .sort((a, b) => Number(CHECKPOINT_RE.exec(a)![1]) - Number(CHECKPOINT_RE.exec(b)![1]));
+}
+
+export interface RunCheckpoint extends CheckpointInfo {
+  /** The run that wrote it (null: written before runs were recorded, or unreadable). */
+  runId: string | null;
+  /** Mean training loss over the steps since the checkpoint before it (null: unknown). */
+  meanLoss: number | null;
+}
+
+/** listCheckpoints with each checkpoint's run id and mean loss from its trainer_state.json. */
+export function listRunCheckpoints(outputDir: string): RunCheckpoint[] {
+  return listCheckpoints(outputDir).map((c) => {
+    let state: Record<string, unknown> = {};
+    try {
+      state = readTrainerState(c.dir);
+    } catch {
+      // an unreadable state belongs to no run: never resumed from, never pruned by a run's limit
+    }
+    const run = state['run'] as { id?: unknown } | undefined;
+    const loss = state['meanLoss'];
+    return {
+      ...c,
+      runId: typeof run?.id === 'string' ? run.id : null,
+      meanLoss: typeof loss === 'number' && Number.isFinite(loss) ? loss : null,
+    };
+  });
+}
+
+/**
+ * Steps to keep of one run's checkpoints under `limit` (0 keeps all): the newest `limit`, plus the
+ * best (lowest mean loss; the newer one on a tie) when it is older than those.
+ */
+export function checkpointsToKeep(checkpoints: readonly { step: number; meanLoss: number | null }[], limit: number): Set<number> {
+  const byStep = [...checkpoints].sort((a, b) => a.step - b.step);
+  if (limit <= 0) return new Set(byStep.map((c) => c.step));
+  const keep = new Set(byStep.slice(-limit).map((c) => c.step));
+  let best: { step: number; meanLoss: number } | null = null;
+  for (const c of byStep) if (c.meanLoss !== null && (best === null || c.meanLoss <= best.meanLoss)) best = { step: c.step, meanLoss: c.meanLoss };
+  if (best) keep.add(best.step);
+  return keep;
+}
+
+/**
+ * Removes run `runId`'s checkpoints beyond checkpointsToKeep(limit) and, with `removeOtherRuns`, every
+ * other checkpoint folder (complete or not). Returns the folders removed, of this run and of others.
+ */
+export function pruneCheckpoints(
+  outputDir: string,
+  runId: string,
+  limit: number,
+  removeOtherRuns: boolean,
+): { pruned: string[]; otherRuns: string[] } {
+  const all = listRunCheckpoints(outputDir);
+  const mine = all.filter((c) => c.runId === runId);
+  const keep = checkpointsToKeep(mine, limit);
+  const pruned = mine.filter((c) => !keep.has(c.step)).map((c) => c.dir);
+  const mineDirs = new Set(mine.map((c) => c.dir));
+  const otherRuns = removeOtherRuns ? checkpointFolders(outputDir).map((name) => join(outputDir, name)).filter((d) => !mineDirs.has(d)) : [];
+  for (const dir of [...pruned, ...otherRuns]) rmSync(dir, { recursive: true, force: true });
+  return { pruned, otherRuns };
+}
+
 export interface CheckpointContents {
   model: EmbeddingModel;
   /** AdamW first and second moments, flat (native parameter offsets). */
@@ -104,13 +190,13 @@ export interface CheckpointContents {
 }
 
 /**
- * Writes OUTPUT/checkpoint-<step> atomically (temp folder, then rename) and prunes the oldest beyond
- * `saveTotalLimit` (0 or undefined keeps all). Weights holding NaN/Inf are refused (NonFiniteWeightsError).
- * On failure the temp folder is removed, earlier
- * checkpoints are untouched, and the error names the step and the last checkpoint still intact.
+ * Writes OUTPUT/checkpoint-<step> atomically (temp folder, then rename) and returns it with its size in
+ * bytes. Weights holding NaN/Inf are refused (NonFiniteWeightsError). On failure the temp folder is
+ * removed, earlier checkpoints are untouched, and the error names the step and the last checkpoint still intact.
  */
-export function saveCheckpoint(outputDir: string, step: number, c: CheckpointContents, saveTotalLimit?: number): string {
+export function saveCheckpoint(outputDir: string, step: number, c: CheckpointContents): { dir: string; bytes: number } {
   const final = join(outputDir, `checkpoint-${step}`);
+  let bytes = 0;
   const tmp = join(outputDir, `.checkpoint-${step}.tmp-${process.pid}`);
   try {
     mkdirSync(outputDir, { recursive: true });
@@ -127,6 +213,7 @@ export function saveCheckpoint(outputDir: string, step: number, c: CheckpointCon
       { format: 'l2e-adamw' },
     );
     writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(c.state, null, 2) + '\n');
+    bytes = folderBytes(tmp);
     if (existsSync(final)) {
       // a checkpoint of the same step (an earlier run): swap, then drop the old one
       const old = join(outputDir, `.checkpoint-${step}.old-${process.pid}`);
@@ -143,11 +230,7 @@ export function saveCheckpoint(outputDir: string, step: number, c: CheckpointCon
     const kept = previous ? `; the previous checkpoint ${previous.dir} is intact` : '';
     throw new Error(`could not save the checkpoint of step ${step} to ${final}: ${(err as Error).message}${kept}`);
   }
-  if (saveTotalLimit !== undefined && saveTotalLimit > 0) {
-    const all = listCheckpoints(outputDir);
-    for (const old of all.slice(0, Math.max(0, all.length - saveTotalLimit))) rmSync(old.dir, { recursive: true, force: true });
-  }
-  return final;
+  return { dir: final, bytes };
 }
 
 /** Reads an F32 tensor's data (little-endian host) straight into a Float32Array. */

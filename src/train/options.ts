@@ -45,18 +45,72 @@ export interface TrainerOptions {
   outputDir?: string;
   /** Checkpoint every N optimizer steps and at the end (0 = only when interrupted). */
   saveSteps?: number;
-  /** Keep only the newest N checkpoints (0 = all). */
+  /**
+   * Keep the newest N checkpoints of this run plus its best one (default 3; 0 = all). The best checkpoint
+   * is the one with the lowest mean training loss over the steps since the checkpoint before it.
+   */
   saveTotalLimit?: number;
-  /** Continue from the newest checkpoint in outputDir (true) or from the given checkpoint folder. */
+  /**
+   * Continue from the newest checkpoint of the run that owns outputDir (true), or from the given
+   * checkpoint folder. Without it (or `overwrite`), an outputDir holding a model or checkpoints is refused.
+   */
   resume?: boolean | string;
+  /** Start a new run in an outputDir that holds another run: its checkpoints go as this run saves its own. */
+  overwrite?: boolean;
+  /** Resume even when hyper-parameters or data differ from the checkpoint's (the new values are used). */
+  allowChangedConfig?: boolean;
   /** Append one JSON object per optimizer step to this file. */
   logFile?: string;
   /** Tokenizer files to save with the model (default the model's own folder). */
   tokenizerDir?: string;
 }
 
-export type ResolvedOptions = Required<Omit<TrainerOptions, 'outputDir' | 'logFile' | 'tokenizerDir' | 'resume'>> &
-  Pick<TrainerOptions, 'outputDir' | 'logFile' | 'tokenizerDir' | 'resume'>;
+/** Options that say where and how a run is kept, not what it computes. */
+type RunControl = 'outputDir' | 'logFile' | 'tokenizerDir' | 'resume' | 'overwrite' | 'allowChangedConfig';
+
+export type ResolvedOptions = Required<Omit<TrainerOptions, RunControl>> & Pick<TrainerOptions, RunControl>;
+
+/**
+ * Options that define what a run computes: resuming with any of them changed is refused unless
+ * allowChangedConfig (epochs / maxSteps may change: that is what resuming is for; chunkTokens only
+ * bounds memory).
+ */
+export const RUN_DEFINING_OPTIONS = [
+  'batchSize',
+  'groupSize',
+  'temperature',
+  'inBatchNegatives',
+  'lr',
+  'schedule',
+  'warmupSteps',
+  'warmupRatio',
+  'beta1',
+  'beta2',
+  'eps',
+  'weightDecay',
+  'maxGradNorm',
+  'queryMaxLen',
+  'passageMaxLen',
+  'gradientAccumulationSteps',
+  'seed',
+  'shuffleBuffer',
+] as const satisfies readonly (keyof TrainerOptions)[];
+
+/** How messages name an option: the option itself for library callers, the flag for the CLI. */
+export type OptionNamer = (option: string) => string;
+
+export const optionItself: OptionNamer = (option) => option;
+
+/** An option value is invalid; `option` is the TrainerOptions key, the message names it as the caller knows it. */
+export class TrainerOptionError extends Error {
+  override name = 'TrainerOptionError';
+  constructor(
+    readonly option: keyof TrainerOptions,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 export const RECIPE_DEFAULTS = {
   batchSize: 8,
@@ -82,20 +136,23 @@ export const RECIPE_DEFAULTS = {
   shuffleBuffer: 10000,
   skipBadLines: false,
   saveSteps: 0,
-  saveTotalLimit: 0,
+  saveTotalLimit: 3,
 } as const satisfies Partial<TrainerOptions>;
 
-export function resolveOptions(o: TrainerOptions): ResolvedOptions {
+export function resolveOptions(o: TrainerOptions, optionName: OptionNamer = optionItself): ResolvedOptions {
   const defined = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as TrainerOptions;
   const r = { ...RECIPE_DEFAULTS, ...defined } as ResolvedOptions;
+  const fail = (name: keyof TrainerOptions, rest: string): never => {
+    throw new TrainerOptionError(name, `${optionName(name)} ${rest}`);
+  };
   const positiveInt = (name: keyof TrainerOptions, min: number): void => {
     const v = r[name as keyof ResolvedOptions];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new Error(`${name} must be an integer ≥ ${min}, got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(name, `must be an integer ≥ ${min}, got ${String(v)}`);
   };
   const positive = (name: keyof TrainerOptions, allowZero: boolean): void => {
     const v = r[name as keyof ResolvedOptions];
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) {
-      throw new Error(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${String(v)}`);
+      fail(name, `must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${String(v)}`);
     }
   };
   positiveInt('batchSize', 1);
@@ -117,11 +174,18 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   positive('maxGradNorm', true);
   positive('warmupRatio', true);
   positive('chunkTokens', false);
-  if (r.warmupRatio > 1) throw new Error(`warmupRatio must be in [0, 1], got ${r.warmupRatio}`);
+  if (r.warmupRatio > 1) fail('warmupRatio', `must be in [0, 1], got ${r.warmupRatio}`);
   for (const b of ['beta1', 'beta2'] as const) {
-    if (!(r[b] >= 0 && r[b] < 1)) throw new Error(`${b} must be in [0, 1), got ${r[b]}`);
+    if (!(r[b] >= 0 && r[b] < 1)) fail(b, `must be in [0, 1), got ${r[b]}`);
   }
-  parseSchedule(r.schedule);
-  if (r.resume && !r.outputDir && typeof r.resume !== 'string') throw new Error('resume needs outputDir (where the checkpoints are)');
+  try {
+    parseSchedule(r.schedule);
+  } catch (err) {
+    throw new TrainerOptionError('schedule', `${optionName('schedule')}: ${(err as Error).message}`);
+  }
+  if (r.resume && !r.outputDir && typeof r.resume !== 'string') {
+    fail('resume', `needs ${optionName('outputDir')} (where the checkpoints are)`);
+  }
+  if (r.resume && r.overwrite) fail('overwrite', `and ${optionName('resume')} exclude each other: continue the run, or replace it`);
   return r;
 }

@@ -4,25 +4,33 @@
 //   clipping + AdamW at the schedule's lr. Checkpoints every saveSteps, on interruption and at the end;
 //   the final model goes to outputDir in the Hugging Face layout. Resuming restores weights, moments,
 //   step, schedule and data position, so an interrupted run continues bit for bit.
+// The output folder belongs to one run at a time (run.ts): a used folder is refused unless resuming or
+// overwriting, a resume must match the checkpoint's settings, and nothing is written when there is
+// nothing left to do. Disk space is checked before anything is written (a checkpoint holds the weights
+// and two AdamW moments: about 3 × the model).
 import { appendFileSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel } from '../model/embedding-model.js';
 import { countLines, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
 import { gradStep } from './grad-step.js';
 import { trainNatives, type TrainNatives } from './native-train.js';
-import { resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
+import { optionItself, resolveOptions, type OptionNamer, type ResolvedOptions, type TrainerOptions } from './options.js';
 import { learningRate, warmupSteps, type ScheduleSpec } from './schedule.js';
 import {
-  latestCheckpoint,
   loadCheckpointMoments,
   NonFiniteWeightsError,
   loadCheckpointWeights,
-  readTrainerState,
+  pruneCheckpoints,
   saveCheckpoint,
+  plannedBytes,
   saveModel,
 } from './checkpoint.js';
+import { formatBytes, freeBytes } from './disk.js';
+import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
+import { nothingToDo, planResume, STATE_FORMAT, type Position, type Resume } from './resume.js';
 
-export type { TrainerOptions } from './options.js';
+export type { TrainerOptions, OptionNamer } from './options.js';
+export { TrainerOptionError } from './options.js';
 
 /** What the per-step callback (and the JSONL log) receives, once per optimizer step. */
 export interface StepInfo {
@@ -47,14 +55,28 @@ export interface FitOptions {
   onStep?: (info: StepInfo) => void;
   /** Aborting stops training after the current optimizer step (and saves a checkpoint when outputDir is set). */
   signal?: AbortSignal;
-  /** One-line notices (resume, skipped rows); default stderr. */
+  /** One-line notices (resume, checkpoints saved, skipped rows); default stderr. */
   onNotice?: (message: string) => void;
+  /** Called once, just before this run's first step: the step it starts after (0, or the resumed one). */
+  onStart?: (info: { step: number; totalSteps: number | null; runId: string }) => void;
+}
+
+export interface TrainerContext {
+  /** How messages name options (default the TrainerOptions key; the CLI passes its flags). */
+  optionName?: OptionNamer;
 }
 
 export interface FitResult {
   /** Optimizer steps done in all (including those before a resume). */
   step: number;
-  stoppedBy: 'epochs' | 'maxSteps' | 'aborted';
+  /** The step this run started after: 0, or the resumed checkpoint's (steps of this run = step − startStep). */
+  startStep: number;
+  /** 'alreadyDone': a resume found nothing left to train and wrote nothing. */
+  stoppedBy: 'epochs' | 'maxSteps' | 'aborted' | 'alreadyDone';
+  /** Seconds spent in this run's steps (first step's start to last step's end; 0 when none ran). */
+  seconds: number;
+  /** The run's id (recorded in its checkpoints and in OUTPUT/training_run.json). */
+  runId: string;
   /** Loss of the last step (NaN when no step ran). */
   lastLoss: number;
   /** Counts of the last epoch read. */
@@ -80,34 +102,49 @@ export class TrainingDivergedError extends Error {
   }
 }
 
-const STATE_FORMAT = 'llama2-embedding-trainer-state';
-
-interface Position {
-  step: number;
-  epoch: number;
-  /** Groups consumed in `epoch`. */
-  groups: number;
-  rngState: number[];
-}
 
 export class Trainer {
   readonly options: ResolvedOptions;
   private readonly nat: TrainNatives;
+  private readonly optionName: OptionNamer;
   private lastCheckpoint: string | null = null;
+  private run: RunIdentity = { id: '', startedAt: '', data: { source: '', bytes: null, sha256: null } };
+  /** Started with overwrite: checkpoints of the run it replaces go as this one saves its own. */
+  private replacing = false;
+  /** Loss sum and steps since the last checkpoint (its mean loss decides the best checkpoint). */
+  private window = { loss: 0, steps: 0 };
 
   constructor(
     readonly model: EmbeddingModel,
     options: TrainerOptions = {},
+    context: TrainerContext = {},
   ) {
-    this.options = resolveOptions(options);
+    this.optionName = context.optionName ?? optionItself;
+    this.options = resolveOptions(options, this.optionName);
     this.nat = trainNatives();
   }
 
   async fit(data: RowSource, fit: FitOptions = {}): Promise<FitResult> {
     const o = this.options;
+    const n = this.optionName;
     const notice = fit.onNotice ?? ((m: string) => process.stderr.write(`llama2-embedding: ${m}\n`));
     const native = this.model.native;
     const pairs = new PairData(data, { groupSize: o.groupSize, seed: o.seed, shuffleBuffer: o.shuffleBuffer, skipBadLines: o.skipBadLines });
+
+    // whose folder this is, and where this run starts: refusals come before anything is written
+    const identity: DataIdentity = o.outputDir || o.resume ? await dataIdentity(data) : { source: pairs.name, bytes: null, sha256: null };
+    this.run = { id: newRunId(), startedAt: new Date().toISOString(), data: identity };
+    this.replacing = false;
+    this.window = { loss: 0, steps: 0 };
+    this.lastCheckpoint = null;
+    let resumed: Resume | null = null;
+    if (o.resume) {
+      resumed = planResume(o, n, identity, notice);
+      if (resumed.run) this.run = { ...resumed.run, data: identity };
+    } else if (o.outputDir) {
+      if (!o.overwrite) refuseUsedOutput(o.outputDir, n);
+      this.replacing = Boolean(o.overwrite);
+    }
 
     this.nat.trainInit(native);
     const numel = this.nat.trainGetBuffer(native, 'grads').length;
@@ -115,12 +152,36 @@ export class Trainer {
     for (const b of ['grads', 'm', 'v'] as const) this.nat.trainSetBuffer(native, b, zeros);
 
     let pos: Position = { step: 0, epoch: 0, groups: 0, rngState: [] };
-    if (o.resume) pos = this.restore(notice);
+    if (resumed) {
+      pos = this.restore(resumed);
+      notice(`resuming run ${this.run.id} from ${resumed.point.dir}: step ${pos.step}, epoch ${pos.epoch + 1}, ${pos.groups} groups into it`);
+      const done = nothingToDo(o, n, pos, resumed.point.dir, this.run.id);
+      if (done) {
+        notice(done);
+        return {
+          step: pos.step,
+          startStep: pos.step,
+          stoppedBy: 'alreadyDone',
+          seconds: 0,
+          runId: this.run.id,
+          lastLoss: NaN,
+          stats: pairs.stats,
+          checkpoint: resumed.point.dir,
+          modelDir: null,
+        };
+      }
+    }
+    const startStep = pos.step;
+    if (o.outputDir) {
+      this.checkDisk(numel);
+      const record = readRunRecord(o.outputDir);
+      if (record?.runId !== this.run.id) writeRunRecord(o.outputDir, { runId: this.run.id, startedAt: this.run.startedAt, finalModelStep: null });
+    }
 
     const rowsPerEpoch = await estimateRows(data);
     const totalSteps = this.totalSteps(rowsPerEpoch);
     if (o.schedule !== 'constant' && totalSteps === null) {
-      throw new Error(`the ${o.schedule} schedule needs the total steps: set maxSteps (the data's length is unknown)`);
+      throw new Error(`the ${o.schedule} schedule needs the total steps: set ${n('maxSteps')} (the data's length is unknown)`);
     }
     const schedule: ScheduleSpec = {
       name: o.schedule,
@@ -133,6 +194,9 @@ export class Trainer {
     let lastLoss = NaN;
     let stoppedBy: FitResult['stoppedBy'] = o.maxSteps > 0 ? 'maxSteps' : 'epochs';
     if (o.logFile) mkdirSync(dirname(o.logFile), { recursive: true });
+    let firstStarted: number | null = null;
+    let lastEnded: number | null = null;
+    if (!stepsDone() && (o.maxSteps > 0 || pos.epoch < o.epochs)) fit.onStart?.({ step: pos.step, totalSteps, runId: this.run.id });
 
     training: for (; !stepsDone() && (o.maxSteps > 0 || pos.epoch < o.epochs); pos = { ...pos, epoch: pos.epoch + 1, groups: 0, rngState: [] }) {
       if (fit.signal?.aborted) {
@@ -145,6 +209,7 @@ export class Trainer {
         while (!epochEnded && !stepsDone()) {
           // one optimizer step: up to N micro-batches (fewer at the epoch's end)
           const started = performance.now();
+          firstStarted ??= started;
           let micro = 0;
           let lossSum = 0;
           let tokens = 0;
@@ -185,7 +250,10 @@ export class Trainer {
           pos.step = step;
           pos.rngState = pairs.rngState();
           lastLoss = lossSum / micro;
-          const seconds = (performance.now() - started) / 1000;
+          this.window.loss += lastLoss;
+          this.window.steps++;
+          lastEnded = performance.now();
+          const seconds = (lastEnded - started) / 1000;
           const info: StepInfo = {
             step,
             loss: lastLoss,
@@ -221,18 +289,71 @@ export class Trainer {
 
     let modelDir: string | null = null;
     if (o.outputDir && stoppedBy !== 'aborted') {
-      if (o.saveSteps > 0 && pos.step > 0 && !this.lastCheckpoint?.endsWith(`checkpoint-${pos.step}`)) {
+      if (o.saveSteps > 0 && pos.step > 0 && !this.checkpointedAt(pos.step)) {
         this.checkpoint(pos, pairs, schedule, notice);
       }
+      this.ensureSpace(this.sizes(numel).model, `could not write the final model to ${o.outputDir}`);
       try {
         saveModel(this.model, o.outputDir, { tokenizerDir: o.tokenizerDir, temperature: o.temperature, requireFinite: true });
       } catch (err) {
         if (err instanceof NonFiniteWeightsError) throw new TrainingDivergedError(pos.step, err.message, this.lastCheckpoint);
         throw err;
       }
+      writeRunRecord(o.outputDir, { runId: this.run.id, startedAt: this.run.startedAt, finalModelStep: pos.step });
+      if (this.replacing) this.prune(notice);
       modelDir = o.outputDir;
     }
-    return { step: pos.step, stoppedBy, lastLoss, stats: pairs.stats, checkpoint: this.lastCheckpoint, modelDir };
+    const seconds = firstStarted !== null && lastEnded !== null ? (lastEnded - firstStarted) / 1000 : 0;
+    return {
+      step: pos.step,
+      startStep,
+      stoppedBy,
+      seconds,
+      runId: this.run.id,
+      lastLoss,
+      stats: pairs.stats,
+      checkpoint: this.lastCheckpoint,
+      modelDir,
+    };
+  }
+
+  /** Whether the newest checkpoint written or resumed from is of `step`. */
+  private checkpointedAt(step: number): boolean {
+    return this.lastCheckpoint !== null && basename(this.lastCheckpoint) === `checkpoint-${step}`;
+  }
+
+  private sizes(numel: number): { checkpoint: number; model: number } {
+    return plannedBytes(numel, this.options.tokenizerDir ?? this.model.dir);
+  }
+
+  /** Refuses, before anything is written, an output disk that cannot hold a checkpoint and the final model. */
+  private checkDisk(numel: number): void {
+    const o = this.options;
+    const free = freeBytes(o.outputDir!);
+    const { checkpoint, model } = this.sizes(numel);
+    if (free === null || free >= checkpoint + model) return;
+    throw new Error(
+      `not enough disk space for ${o.outputDir}: a checkpoint takes about ${formatBytes(checkpoint)} (weights and AdamW moments) ` +
+        `and the final model ${formatBytes(model)}, but only ${formatBytes(free)} is free there; ` +
+        `free some space or use another ${this.optionName('outputDir')}`,
+    );
+  }
+
+  /** Throws `what: not enough disk space…` when the output disk has less than `bytes` free. */
+  private ensureSpace(bytes: number, what: string): void {
+    const free = freeBytes(this.options.outputDir!);
+    if (free === null || free >= bytes) return;
+    const kept = this.lastCheckpoint ? `; the previous checkpoint ${this.lastCheckpoint} is intact` : '';
+    throw new Error(`${what}: not enough disk space (it takes about ${formatBytes(bytes)}, ${formatBytes(free)} is free)${kept}`);
+  }
+
+  /** Applies saveTotalLimit to this run's checkpoints (and removes a replaced run's). */
+  private prune(notice: (m: string) => void): void {
+    const o = this.options;
+    const { otherRuns } = pruneCheckpoints(o.outputDir!, this.run.id, o.saveTotalLimit, this.replacing);
+    if (otherRuns.length > 0) {
+      notice(`removed ${otherRuns.length} checkpoint${otherRuns.length === 1 ? '' : 's'} of the replaced run (${otherRuns.map((d) => basename(d)).join(', ')})`);
+    }
   }
 
   /** Planned optimizer steps: maxSteps, or epochs × ceil(ceil(rows / B) / N); null when rows are unknown. */
@@ -247,65 +368,47 @@ export class Trainer {
   private checkpoint(pos: Position, pairs: PairData, schedule: ScheduleSpec, notice: (m: string) => void): void {
     const o = this.options;
     const native = this.model.native;
+    const numel = this.nat.trainGetBuffer(native, 'grads').length;
+    this.ensureSpace(this.sizes(numel).checkpoint, `could not save the checkpoint of step ${pos.step} to ${join(o.outputDir!, `checkpoint-${pos.step}`)}`);
     const state = {
       format: STATE_FORMAT,
       version: 1,
       globalStep: pos.step,
+      run: this.run,
+      /** Mean training loss over the steps since the previous checkpoint (decides the best checkpoint). */
+      meanLoss: this.window.steps > 0 ? this.window.loss / this.window.steps : null,
+      lossSteps: this.window.steps,
       data: {
         source: pairs.name,
         position: { epoch: pos.epoch, groups: pos.groups, rngState: pos.rngState },
         stats: pairs.stats,
       },
       schedule,
-      options: { ...o, resume: undefined },
+      options: { ...o, resume: undefined, overwrite: undefined, allowChangedConfig: undefined },
     };
+    let saved: { dir: string; bytes: number };
     try {
-      this.lastCheckpoint = saveCheckpoint(
-        o.outputDir!,
-        pos.step,
-        {
-          model: this.model,
-          moments: { m: this.nat.trainGetBuffer(native, 'm'), v: this.nat.trainGetBuffer(native, 'v') },
-          state,
-          temperature: o.temperature,
-          tokenizerDir: o.tokenizerDir ?? null,
-        },
-        o.saveTotalLimit,
-      );
+      saved = saveCheckpoint(o.outputDir!, pos.step, {
+        model: this.model,
+        moments: { m: this.nat.trainGetBuffer(native, 'm'), v: this.nat.trainGetBuffer(native, 'v') },
+        state,
+        temperature: o.temperature,
+        tokenizerDir: o.tokenizerDir ?? null,
+      });
     } catch (err) {
       // the step's update produced NaN/Inf weights: never checkpoint them
       if (err instanceof NonFiniteWeightsError) throw new TrainingDivergedError(pos.step, err.message, this.lastCheckpoint);
       throw err;
     }
-    notice(`step ${pos.step}: checkpoint saved to ${this.lastCheckpoint}`);
+    this.lastCheckpoint = saved.dir;
+    this.window = { loss: 0, steps: 0 };
+    notice(`step ${pos.step}: checkpoint saved to ${saved.dir} (${formatBytes(saved.bytes)})`);
+    this.prune(notice);
   }
 
-  /** Loads weights, moments and position from the checkpoint named by options.resume. */
-  private restore(notice: (m: string) => void): Position {
-    const o = this.options;
-    let dir: string;
-    if (typeof o.resume === 'string') {
-      dir = o.resume;
-    } else {
-      const latest = latestCheckpoint(o.outputDir!);
-      if (!latest) throw new Error(`resume: no checkpoint-<step> folder with trainer_state.json in ${o.outputDir}`);
-      dir = latest.dir;
-    }
-    const state = readTrainerState(dir);
-    if (state['format'] !== STATE_FORMAT) throw new Error(`${dir}/trainer_state.json: not a llama2-embedding trainer state`);
-    const data = state['data'] as { position?: { epoch?: unknown; groups?: unknown; rngState?: unknown } } | undefined;
-    const p = data?.position;
-    const step = state['globalStep'];
-    if (
-      typeof step !== 'number' ||
-      !p ||
-      typeof p.epoch !== 'number' ||
-      typeof p.groups !== 'number' ||
-      !Array.isArray(p.rngState) ||
-      !p.rngState.every((x) => typeof x === 'number')
-    ) {
-      throw new Error(`${dir}/trainer_state.json: missing or malformed globalStep / data.position`);
-    }
+  /** Loads the resume checkpoint's weights and AdamW moments; returns its position. */
+  private restore(resume: Resume): Position {
+    const dir = resume.point.dir;
     const native = this.model.native;
     loadCheckpointWeights(this.model, dir);
     const numel = this.nat.trainGetBuffer(native, 'grads').length;
@@ -313,8 +416,7 @@ export class Trainer {
     this.nat.trainSetBuffer(native, 'm', m);
     this.nat.trainSetBuffer(native, 'v', v);
     this.lastCheckpoint = dir;
-    notice(`resuming from ${dir}: step ${step}, epoch ${p.epoch + 1}, ${p.groups} groups into it`);
-    return { step, epoch: p.epoch, groups: p.groups, rngState: p.rngState as number[] };
+    return { ...resume.position };
   }
 }
 

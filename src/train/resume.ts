@@ -1,0 +1,116 @@
+// Deciding a resume, before anything is loaded or written: which checkpoint (the newest of the run that
+// owns the output folder, or one named), whether the current options and data match it (differences
+// are refused, naming them, unless allowChangedConfig), where in the data it stands, and whether
+// anything is left to do.
+import { existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { readTrainerState } from './checkpoint.js';
+import type { OptionNamer, ResolvedOptions } from './options.js';
+import {
+  configChanges,
+  describeChanges,
+  findResumeCheckpoint,
+  readRunRecord,
+  refuseUsedOutput,
+  type ConfigChange,
+  type DataIdentity,
+  type ResumePoint,
+  type RunIdentity,
+} from './run.js';
+
+export const STATE_FORMAT = 'llama2-embedding-trainer-state';
+
+/** Where training stands: enough to continue bit for bit. */
+export interface Position {
+  step: number;
+  epoch: number;
+  /** Groups consumed in `epoch`. */
+  groups: number;
+  rngState: number[];
+}
+
+export interface Resume {
+  point: ResumePoint;
+  position: Position;
+  /** The checkpoint's run (null: written before runs were recorded; the resume becomes a new run). */
+  run: Pick<RunIdentity, 'id' | 'startedAt'> | null;
+  /** Differences from the checkpoint's settings that allowChangedConfig let through. */
+  changes: ConfigChange[];
+}
+
+/** What decides the order and sampling of groups: changing it means the saved sampling state cannot be replayed. */
+const SAMPLING = new Set(['seed', 'groupSize', 'shuffleBuffer', 'data']);
+
+/** The checkpoint options.resume names, checked against the options and `data`; notices say what was decided. */
+export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: DataIdentity, notice: (m: string) => void): Resume {
+  const n = optionName;
+  const point: ResumePoint =
+    typeof o.resume === 'string' ? { dir: o.resume, runId: null, otherRuns: [] } : findResumeCheckpoint(o.outputDir!, n);
+  const state = readTrainerState(point.dir);
+  if (state['format'] !== STATE_FORMAT) throw new Error(`${point.dir}/trainer_state.json: not a llama2-embedding trainer state`);
+  const saved = state['run'] as Partial<RunIdentity> | undefined;
+  const run = typeof saved?.id === 'string' ? { id: saved.id, startedAt: typeof saved.startedAt === 'string' ? saved.startedAt : '' } : null;
+  if (typeof o.resume === 'string' && o.outputDir) {
+    // continuing a run named by its checkpoint: the output folder must not belong to another run
+    const owner = readRunRecord(o.outputDir)?.runId;
+    if (owner !== undefined && owner !== run?.id) refuseUsedOutput(o.outputDir, n);
+  }
+  const changes = configChanges(state, o, data);
+  if (changes.length > 0) {
+    const list = describeChanges(changes, n);
+    if (!o.allowChangedConfig) {
+      throw new Error(
+        `cannot resume from ${point.dir}: it was trained with other settings: ${list}; ` +
+          `resume with the same values, or use ${n('allowChangedConfig')} to continue with the new ones`,
+      );
+    }
+    notice(`continuing with changed settings: ${list}`);
+  }
+  if (point.otherRuns.length > 0) {
+    const k = point.otherRuns.length;
+    notice(`ignoring ${k} checkpoint${k === 1 ? '' : 's'} of other runs in ${o.outputDir} (${point.otherRuns.map((c) => basename(c.dir)).join(', ')})`);
+  }
+  const position = positionOf(state, point.dir);
+  if (changes.some((c) => SAMPLING.has(c.option))) position.rngState = [];
+  return { point, position, run, changes };
+}
+
+function positionOf(state: Record<string, unknown>, dir: string): Position {
+  const data = state['data'] as { position?: { epoch?: unknown; groups?: unknown; rngState?: unknown } } | undefined;
+  const p = data?.position;
+  const step = state['globalStep'];
+  if (
+    typeof step !== 'number' ||
+    !p ||
+    typeof p.epoch !== 'number' ||
+    typeof p.groups !== 'number' ||
+    !Array.isArray(p.rngState) ||
+    !p.rngState.every((x) => typeof x === 'number')
+  ) {
+    throw new Error(`${dir}/trainer_state.json: missing or malformed globalStep / data.position`);
+  }
+  return { step, epoch: p.epoch, groups: p.groups, rngState: p.rngState as number[] };
+}
+
+/**
+ * Why a resumed run has nothing left to do (null: it has). Reaching the target exactly with no final
+ * model of that step written yet still has one thing to do: write it.
+ */
+export function nothingToDo(o: ResolvedOptions, optionName: OptionNamer, pos: Position, dir: string, runId: string): string | null {
+  const n = optionName;
+  const byStep = o.maxSteps > 0;
+  const reached = byStep ? pos.step >= o.maxSteps : pos.epoch >= o.epochs;
+  if (!reached) return null;
+  const past = byStep ? pos.step > o.maxSteps : pos.epoch > o.epochs;
+  const untouched = 'nothing was written';
+  if (past) {
+    const where = byStep ? `at step ${pos.step}, past ${n('maxSteps')} ${o.maxSteps}` : `${pos.epoch} epochs in, past ${n('epochs')} ${o.epochs}`;
+    return `nothing to do: ${dir} is ${where}; ${untouched} (raise ${n(byStep ? 'maxSteps' : 'epochs')} to train further)`;
+  }
+  const record = o.outputDir ? readRunRecord(o.outputDir) : null;
+  const finalWritten = record?.runId === runId && record.finalModelStep === pos.step && existsSync(join(o.outputDir!, 'model.safetensors'));
+  if (o.outputDir && !finalWritten) return null;
+  const target = byStep ? `${n('maxSteps')} ${o.maxSteps}` : `${n('epochs')} ${o.epochs}`;
+  const model = o.outputDir ? ` and its final model is in ${o.outputDir}` : '';
+  return `nothing to do: ${dir} has reached ${target}${model}; ${untouched}`;
+}

@@ -1,0 +1,210 @@
+// A training run's identity and the output folder it owns.
+//
+// Every run gets an id. Its checkpoints record it (trainer_state.json `run`: id, start time, the data's
+// path, size and fingerprint) with the options, and OUTPUT/training_run.json names the run that owns the
+// folder (and the step of the final model written there, if any). So a new run never silently mixes
+// with an old one: a folder holding a model or checkpoints is refused unless the caller resumes or
+// overwrites; resuming takes the newest checkpoint of the owning run, not a higher step of another;
+// and a resume whose hyper-parameters or data differ from the checkpoint's is refused with the
+// differences named (unless allowed).
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { RowSource } from '../data/pairs.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { checkpointFolders, listRunCheckpoints, type RunCheckpoint } from './checkpoint.js';
+import { RUN_DEFINING_OPTIONS, type OptionNamer, type ResolvedOptions } from './options.js';
+
+export const RUN_FILE = 'training_run.json';
+const RUN_FORMAT = 'llama2-embedding-training-run';
+
+/** OUTPUT/training_run.json: the run that owns the folder. */
+export interface RunRecord {
+  runId: string;
+  /** ISO time the run started. */
+  startedAt: string;
+  /** Step of the final model written to the folder by this run (null: none yet). */
+  finalModelStep: number | null;
+}
+
+/** What a run trains on: a file's resolved path, size and fingerprint; an array's length and hash. */
+export interface DataIdentity {
+  source: string;
+  bytes: number | null;
+  /** sha256 of a file up to 1 MiB (else of 16 evenly spaced 64 KiB blocks), or of an array's rows as JSON lines. */
+  sha256: string | null;
+}
+
+const BLOCK = 64 * 1024;
+const BLOCKS = 16;
+
+/**
+ * A file's fingerprint: the sha256 of its content up to BLOCKS × BLOCK bytes; beyond that, of BLOCKS
+ * blocks spread evenly from the first byte to the last (with the size also recorded, an edit that keeps
+ * the size and misses every block goes unnoticed; hashing a many-GB file at each start would cost minutes).
+ */
+function fileFingerprint(file: string, size: number): string {
+  const hash = createHash('sha256');
+  const fd = openSync(file, 'r');
+  try {
+    const whole = size <= BLOCK * BLOCKS;
+    const buf = Buffer.alloc(whole ? size : BLOCK);
+    const offsets = whole ? [0] : Array.from({ length: BLOCKS }, (_, i) => Math.floor((i * (size - BLOCK)) / (BLOCKS - 1)));
+    for (const at of offsets) {
+      let done = 0;
+      while (done < buf.length) {
+        const n = readSync(fd, buf, done, buf.length - done, at + done);
+        if (n === 0) break;
+        done += n;
+      }
+      hash.update(buf.subarray(0, done));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+/** Stored in each checkpoint's trainer_state.json as `run`. */
+export interface RunIdentity {
+  id: string;
+  startedAt: string;
+  data: DataIdentity;
+}
+
+/** 20261130-153800-7f3a9c: sortable by start time, unique by the random tail. */
+export function newRunId(now = new Date()): string {
+  const t = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `${t}-${randomBytes(3).toString('hex')}`;
+}
+
+export function readRunRecord(outputDir: string): RunRecord | null {
+  const file = join(outputDir, RUN_FILE);
+  if (!existsSync(file)) return null;
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    if (v['format'] !== RUN_FORMAT || typeof v['runId'] !== 'string') throw new Error(`not a ${RUN_FORMAT} record`);
+    const step = v['finalModelStep'];
+    return {
+      runId: v['runId'],
+      startedAt: typeof v['startedAt'] === 'string' ? v['startedAt'] : '',
+      finalModelStep: typeof step === 'number' ? step : null,
+    };
+  } catch (err) {
+    throw new Error(`${file}: cannot read the training run record (${(err as Error).message}); remove it to start over`);
+  }
+}
+
+export function writeRunRecord(outputDir: string, record: RunRecord): void {
+  mkdirSync(outputDir, { recursive: true });
+  writeFileAtomic(join(outputDir, RUN_FILE), JSON.stringify({ format: RUN_FORMAT, version: 1, ...record }, null, 2) + '\n');
+}
+
+export async function dataIdentity(data: RowSource): Promise<DataIdentity> {
+  if (typeof data === 'string') {
+    if (!existsSync(data)) return { source: resolve(data), bytes: null, sha256: null }; // reading it will say so
+    const size = statSync(data).size;
+    return { source: resolve(data), bytes: size, sha256: fileFingerprint(data, size) };
+  }
+  if (Array.isArray(data)) {
+    const hash = createHash('sha256');
+    for (const row of data as unknown[]) hash.update(JSON.stringify(row) + '\n');
+    return { source: `${data.length} rows in memory`, bytes: null, sha256: hash.digest('hex') };
+  }
+  return { source: 'an iterable of rows', bytes: null, sha256: null };
+}
+
+/** One difference between a checkpoint's run and the resuming one. */
+export interface ConfigChange {
+  /** A TrainerOptions key, or 'data'. */
+  option: string;
+  was: string;
+  now: string;
+}
+
+/** Differences in the run-defining options (and the data's content) between a saved state and now. */
+export function configChanges(state: Record<string, unknown>, now: ResolvedOptions, data: DataIdentity): ConfigChange[] {
+  const changes: ConfigChange[] = [];
+  const saved = (state['options'] ?? {}) as Record<string, unknown>;
+  for (const key of RUN_DEFINING_OPTIONS) {
+    if (!(key in saved)) continue;
+    if (saved[key] !== now[key]) changes.push({ option: key, was: String(saved[key]), now: String(now[key]) });
+  }
+  const before = (state['run'] as { data?: DataIdentity } | undefined)?.data;
+  const differ = before?.sha256 && data.sha256 && (before.sha256 !== data.sha256 || before.bytes !== data.bytes);
+  if (before && differ) {
+    const was = before.source === data.source ? `${before.source} as it was` : before.source;
+    changes.push({ option: 'data', was, now: before.source === data.source ? 'its content changed' : `${data.source}, other content` });
+  }
+  return changes;
+}
+
+/** "--batch-size 4 (now 8), --lr 0.001 (now 0.002)" */
+export function describeChanges(changes: readonly ConfigChange[], optionName: OptionNamer): string {
+  return changes.map((c) => `${optionName(c.option)} ${c.was} (now ${c.now})`).join(', ');
+}
+
+/** The checkpoint a resume continues from, and the checkpoints of other runs it passed over. */
+export interface ResumePoint {
+  dir: string;
+  /** The run it belongs to (null: written before runs were recorded). */
+  runId: string | null;
+  otherRuns: RunCheckpoint[];
+}
+
+const names = (cs: readonly { dir: string }[]): string => cs.map((c) => c.dir.split(/[\\/]/).at(-1)).join(', ');
+
+/** The newest checkpoint of the run that owns `outputDir` (training_run.json; else its only run). */
+export function findResumeCheckpoint(outputDir: string, optionName: OptionNamer): ResumePoint {
+  const all = listRunCheckpoints(outputDir);
+  if (all.length === 0) throw new Error(`${optionName('resume')}: no checkpoint-<step> folder with trainer_state.json in ${outputDir}`);
+  const record = readRunRecord(outputDir);
+  let runId: string | null;
+  if (record) {
+    runId = record.runId;
+  } else {
+    const ids = [...new Set(all.map((c) => c.runId))];
+    if (ids.length > 1) {
+      throw new Error(
+        `${optionName('resume')}: ${outputDir} holds checkpoints of ${ids.length} runs and no ${RUN_FILE} says which is current: ` +
+          `name the checkpoint folder to continue from (${names(all)})`,
+      );
+    }
+    runId = ids[0]!;
+  }
+  const mine = all.filter((c) => c.runId === runId);
+  const otherRuns = all.filter((c) => c.runId !== runId);
+  const newest = mine.at(-1);
+  if (!newest) {
+    throw new Error(
+      `${optionName('resume')}: ${outputDir} holds no checkpoint of its run ${runId} (it saved none); ` +
+        `the checkpoints there (${names(otherRuns)}) belong to other runs: name one to continue from it`,
+    );
+  }
+  return { dir: newest.dir, runId, otherRuns };
+}
+
+/**
+ * Refuses to start a new run in a folder that holds a model or checkpoints (of run `owner`, if known):
+ * the caller must resume, overwrite or choose another folder.
+ */
+export function refuseUsedOutput(outputDir: string, optionName: OptionNamer): void {
+  const model = existsSync(join(outputDir, 'model.safetensors'));
+  const folders = checkpointFolders(outputDir);
+  if (!model && folders.length === 0) return;
+  const owner = readRunRecord(outputDir)?.runId;
+  const held = [
+    model ? 'a trained model' : '',
+    folders.length === 0
+      ? ''
+      : folders.length === 1
+        ? `1 checkpoint (${folders[0]})`
+        : `${folders.length} checkpoints (${folders[0]} … ${folders.at(-1)})`,
+  ]
+    .filter((s) => s !== '')
+    .join(' and ');
+  throw new Error(
+    `${outputDir} already holds ${held}${owner ? ` of run ${owner}` : ''}: use ${optionName('resume')} to continue that run, ` +
+      `${optionName('overwrite')} to replace it, or another ${optionName('outputDir')}`,
+  );
+}

@@ -1,0 +1,150 @@
+// Atomic writes replace only regular files (or create new ones): a symbolic link keeps being a link
+// and its target is written atomically; FIFOs, devices and /proc/self/fd/N links are written through,
+// never replaced by a regular file.
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  closeSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  readdirSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  constants,
+} from 'node:fs';
+import { join } from 'node:path';
+import { AtomicWriter, writeFileAtomic } from '../src/util/atomic.js';
+import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+
+afterAll(() => removeTempDirs());
+
+/** Both writers, so every case covers the one-shot and the streaming form. */
+const writers: [string, (target: string, text: string) => Promise<void>][] = [
+  ['writeFileAtomic', async (target, text) => writeFileAtomic(target, text)],
+  [
+    'AtomicWriter',
+    async (target, text) => {
+      const w = new AtomicWriter(target);
+      await w.write(text.slice(0, 3));
+      await w.write(text.slice(3));
+      await w.commit();
+    },
+  ],
+];
+
+/** Reads what a FIFO receives: a `cat` child started before the write (given up after 20 s). */
+function fifoReader(fifo: string): Promise<string> {
+  const child = spawn('timeout', ['20', 'cat', fifo]);
+  let got = '';
+  child.stdout.on('data', (d: Buffer) => (got += d.toString()));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', () => resolve(got));
+  });
+}
+
+describe.each(writers)('%s', (_name, write) => {
+  it('replaces a regular file atomically and creates a missing one, leaving no temp file', async () => {
+    const dir = makeTempDir();
+    writeFileSync(join(dir, 'a.txt'), 'old');
+    await write(join(dir, 'a.txt'), 'new text');
+    await write(join(dir, 'b.txt'), 'fresh');
+    expect(readFileSync(join(dir, 'a.txt'), 'utf8')).toBe('new text');
+    expect(readFileSync(join(dir, 'b.txt'), 'utf8')).toBe('fresh');
+    expect(readdirSync(dir).sort()).toEqual(['a.txt', 'b.txt']);
+  });
+
+  it('a symbolic link stays a link; its target (through a chain of links) is written', async () => {
+    const dir = makeTempDir();
+    mkdirSync(join(dir, 'real'));
+    writeFileSync(join(dir, 'real', 'out.txt'), 'old');
+    symlinkSync('real/out.txt', join(dir, 'link1'));
+    symlinkSync(join(dir, 'link1'), join(dir, 'link2'));
+    await write(join(dir, 'link2'), 'through the links');
+    expect(lstatSync(join(dir, 'link2')).isSymbolicLink()).toBe(true);
+    expect(lstatSync(join(dir, 'link1')).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(join(dir, 'link1'))).toBe('real/out.txt');
+    expect(readFileSync(join(dir, 'real', 'out.txt'), 'utf8')).toBe('through the links');
+    expect(readdirSync(join(dir, 'real'))).toEqual(['out.txt']);
+    expect(readdirSync(dir).sort()).toEqual(['link1', 'link2', 'real']);
+  });
+
+  it('a dangling symbolic link stays a link and its target is created', async () => {
+    const dir = makeTempDir();
+    symlinkSync('missing.txt', join(dir, 'link'));
+    await write(join(dir, 'link'), 'created');
+    expect(lstatSync(join(dir, 'link')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(dir, 'missing.txt'), 'utf8')).toBe('created');
+  });
+
+  it.skipIf(process.platform === 'win32')('a FIFO is written through, not replaced', async () => {
+    const dir = makeTempDir();
+    const fifo = join(dir, 'pipe');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const received = fifoReader(fifo);
+    await write(fifo, 'down the pipe');
+    expect(await received).toBe('down the pipe');
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+    expect(readdirSync(dir)).toEqual(['pipe']);
+  });
+
+  it('a character device (a /dev/null node, or a link to /dev/null) is written through, not replaced', async () => {
+    const dir = makeTempDir();
+    const node = join(dir, 'null');
+    // root can make a private /dev/null node (major 1, minor 3); others test through a link to /dev/null
+    const made = process.getuid?.() === 0 && spawnSync('mknod', [node, 'c', '1', '3']).status === 0;
+    if (!made) symlinkSync('/dev/null', node);
+    await write(node, 'into the void');
+    if (made) expect(lstatSync(node).isCharacterDevice()).toBe(true);
+    else expect(readlinkSync(node)).toBe('/dev/null');
+    expect(statSync(node).isCharacterDevice()).toBe(true);
+    expect(statSync('/dev/null').isCharacterDevice()).toBe(true);
+    expect(readdirSync(dir)).toEqual(['null']);
+  });
+
+  it.skipIf(process.platform !== 'linux')('/proc/self/fd/N (what /dev/stdout points to) writes to the open file, appending', async () => {
+    const dir = makeTempDir();
+    const file = join(dir, 'redirected.txt');
+    writeFileSync(file, 'earlier output\n');
+    const inode = statSync(file).ino;
+    const fd = openSync(file, 'a');
+    try {
+      await write(`/proc/self/fd/${fd}`, 'vectors\n');
+    } finally {
+      closeSync(fd);
+    }
+    expect(readFileSync(file, 'utf8')).toBe('earlier output\nvectors\n');
+    expect(statSync(file).ino).toBe(inode);
+    expect(readdirSync(dir)).toEqual(['redirected.txt']);
+  });
+
+  it.skipIf(process.platform !== 'linux')('/proc/self/fd/N of a pipe writes into the pipe', async () => {
+    const dir = makeTempDir();
+    const fifo = join(dir, 'pipe');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const rfd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const wfd = openSync(fifo, 'w');
+    try {
+      await write(`/proc/self/fd/${wfd}`, 'via the fd');
+      const buf = Buffer.alloc(64);
+      const n = readSync(rfd, buf, 0, buf.length, null);
+      expect(buf.subarray(0, n).toString()).toBe('via the fd');
+    } finally {
+      closeSync(wfd);
+      closeSync(rfd);
+    }
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+  });
+
+  it('a folder is refused with a clear error', async () => {
+    const dir = makeTempDir();
+    mkdirSync(join(dir, 'sub'));
+    await expect(write(join(dir, 'sub'), 'x')).rejects.toThrow(`could not write ${join(dir, 'sub')}: it is a folder`);
+    expect(readdirSync(dir)).toEqual(['sub']);
+  });
+});

@@ -1,0 +1,249 @@
+// The Trainer's output folder belongs to one run: a used folder is refused unless resuming or
+// overwriting; resume takes the newest checkpoint of the owning run and says which; a resume with
+// nothing left to do writes nothing; changed settings or data are refused, naming them; checkpoints
+// record the run; saveTotalLimit (default 3) keeps the newest plus the best; option errors name the
+// option as the caller knows it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { EmbeddingModel } from '../src/model/embedding-model.js';
+import { checkpointsToKeep, listCheckpoints, listRunCheckpoints, readTrainerState } from '../src/train/checkpoint.js';
+import { folderBytes, formatBytes } from '../src/train/disk.js';
+import { dataIdentity, readRunRecord } from '../src/train/run.js';
+import { Trainer, TrainerOptionError, type FitResult, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
+import { topicData } from './helpers/trainData.js';
+import { snapshot } from './helpers/folderSnapshot.js';
+import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
+
+const hasTokenizer = existsSync(sharedTokenizer);
+
+interface Ran {
+  result: FitResult;
+  steps: StepInfo[];
+  notices: string[];
+  model: EmbeddingModel;
+}
+
+describe.skipIf(!hasTokenizer)(`Trainer runs and their output folder ${hasTokenizer ? '' : '(skipped: ../shared tokenizer not found)'}`, () => {
+  let modelDir: string;
+  let dataFile: string;
+  const base: TrainerOptions = { batchSize: 4, groupSize: 3, lr: 1e-3, seed: 1, shuffleBuffer: 16 };
+
+  beforeAll(() => {
+    const root = makeTempDir();
+    modelDir = join(root, 'model');
+    writeTinyModel(modelDir, { hidden: 32, layers: 2, dense: 16, seed: 2 });
+    dataFile = join(root, 'data.jsonl');
+    writeFileSync(dataFile, topicData(10, 40, 4).rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  });
+  afterAll(() => removeTempDirs());
+
+  /** One fit on a fresh copy of the tiny model; `abortAt` stops after that step. The model is disposed unless `keep`. */
+  async function fitRun(options: TrainerOptions, o: { abortAt?: number; keep?: boolean; data?: string } = {}): Promise<Ran> {
+    const model = await EmbeddingModel.load(modelDir);
+    const steps: StepInfo[] = [];
+    const notices: string[] = [];
+    const controller = new AbortController();
+    try {
+      const result = await new Trainer(model, { ...base, ...options }).fit(o.data ?? dataFile, {
+        signal: controller.signal,
+        onNotice: (m) => notices.push(m),
+        onStep: (s) => {
+          steps.push(s);
+          if (s.step === o.abortAt) controller.abort();
+        },
+      });
+      return { result, steps, notices, model };
+    } finally {
+      if (!o.keep) model.dispose();
+    }
+  }
+
+  it('a used outputDir is refused, naming what it holds and whose it is, and is left untouched', async () => {
+    const out = makeTempDir();
+    const a = await fitRun({ maxSteps: 4, outputDir: out, saveSteps: 2 });
+    expect(readRunRecord(out)).toMatchObject({ runId: a.result.runId, finalModelStep: 4 });
+    const before = snapshot(out);
+    await expect(fitRun({ maxSteps: 3, outputDir: out })).rejects.toThrow(
+      `${out} already holds a trained model and 2 checkpoints (checkpoint-2 … checkpoint-4) of run ${a.result.runId}: ` +
+        'use resume to continue that run, overwrite to replace it, or another outputDir',
+    );
+    expect(snapshot(out)).toEqual(before);
+
+    // an interrupted run (one checkpoint, no model) is protected too
+    const out2 = makeTempDir();
+    const b = await fitRun({ maxSteps: 10, outputDir: out2 }, { abortAt: 2 });
+    await expect(fitRun({ maxSteps: 3, outputDir: out2 })).rejects.toThrow(
+      `${out2} already holds 1 checkpoint (checkpoint-2) of run ${b.result.runId}: use resume to continue that run, overwrite to replace it, or another outputDir`,
+    );
+    await expect(fitRun({ maxSteps: 3, outputDir: out2, resume: true, overwrite: true })).rejects.toThrow(
+      'overwrite and resume exclude each other: continue the run, or replace it',
+    );
+  });
+
+  it('overwrite starts a new run: the old run’s checkpoints go as the new one saves its own, its model when the new one is written', async () => {
+    const out = makeTempDir();
+    const a = await fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2 });
+    const b = await fitRun({ maxSteps: 3, outputDir: out, saveSteps: 1, overwrite: true }, { keep: true });
+    expect(b.result.runId).not.toBe(a.result.runId);
+    expect(b.notices).toContain('removed 3 checkpoints of the replaced run (checkpoint-2, checkpoint-4, checkpoint-6)');
+    expect(listRunCheckpoints(out).map((c) => [c.step, c.runId])).toEqual([1, 2, 3].map((s) => [s, b.result.runId]));
+    expect(readRunRecord(out)).toMatchObject({ runId: b.result.runId, finalModelStep: 3 });
+    const saved = await EmbeddingModel.load(out);
+    for (const p of saved.native.params()) expect(saved.native.getTensor(p.name), p.name).toEqual(b.model.native.getTensor(p.name));
+    saved.dispose();
+    b.model.dispose();
+  });
+
+  it('resume takes the newest checkpoint of the run that owns the folder, not a higher step of another run, and says which', async () => {
+    const straight = await fitRun({ maxSteps: 5 });
+    const outA = makeTempDir();
+    await fitRun({ maxSteps: 6, outputDir: outA, saveSteps: 2 });
+    const outB = makeTempDir();
+    const b = await fitRun({ maxSteps: 100, outputDir: outB, saveSteps: 1 }, { abortAt: 3 });
+    cpSync(join(outA, 'checkpoint-6'), join(outB, 'checkpoint-6'), { recursive: true }); // another run's, further on
+    const c = await fitRun({ maxSteps: 5, outputDir: outB, resume: true, saveSteps: 1 });
+    expect(c.notices).toContain(`ignoring 1 checkpoint of other runs in ${outB} (checkpoint-6)`);
+    expect(c.notices).toContain(`resuming run ${b.result.runId} from ${join(outB, 'checkpoint-3')}: step 3, epoch 1, 12 groups into it`);
+    expect(c.steps.map((s) => s.step)).toEqual([4, 5]);
+    expect(c.result).toMatchObject({ runId: b.result.runId, startStep: 3, step: 5, stoppedBy: 'maxSteps' });
+    expect([...b.steps, ...c.steps].map((s) => s.loss)).toEqual(straight.steps.map((s) => s.loss));
+    // the other run's checkpoint is neither resumed from nor pruned
+    expect(existsSync(join(outB, 'checkpoint-6', 'trainer_state.json'))).toBe(true);
+  });
+
+  it('resume with the checkpoint at or past maxSteps: nothing to do, and nothing is written', async () => {
+    const out = makeTempDir();
+    await fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2 });
+    const before = snapshot(out);
+    const past = await fitRun({ maxSteps: 4, outputDir: out, resume: true });
+    expect(past.steps).toEqual([]);
+    expect(past.result).toMatchObject({ stoppedBy: 'alreadyDone', step: 6, startStep: 6, modelDir: null, seconds: 0 });
+    expect(past.notices.at(-1)).toBe(
+      `nothing to do: ${join(out, 'checkpoint-6')} is at step 6, past maxSteps 4; nothing was written (raise maxSteps to train further)`,
+    );
+    const same = await fitRun({ maxSteps: 6, outputDir: out, resume: true });
+    expect(same.result.stoppedBy).toBe('alreadyDone');
+    expect(same.notices.at(-1)).toBe(`nothing to do: ${join(out, 'checkpoint-6')} has reached maxSteps 6 and its final model is in ${out}; nothing was written`);
+    expect(snapshot(out)).toEqual(before);
+  });
+
+  it('interrupted right at the last step: resume trains nothing and writes the final model from the checkpoint', async () => {
+    const out = makeTempDir();
+    await fitRun({ maxSteps: 4, outputDir: out }, { abortAt: 4 });
+    expect(existsSync(join(out, 'model.safetensors'))).toBe(false);
+    const r = await fitRun({ maxSteps: 4, outputDir: out, resume: true });
+    expect(r.steps).toEqual([]);
+    expect(r.result).toMatchObject({ stoppedBy: 'maxSteps', step: 4, startStep: 4, modelDir: out });
+    expect(readFileSync(join(out, 'model.safetensors'))).toEqual(readFileSync(join(out, 'checkpoint-4', 'model.safetensors')));
+    expect(readRunRecord(out)?.finalModelStep).toBe(4);
+  });
+
+  it('resuming with other settings or data is refused, naming each difference; allowChangedConfig continues with the new ones', async () => {
+    const out = makeTempDir();
+    await fitRun({ maxSteps: 2, outputDir: out, saveSteps: 2 });
+    const ckpt = join(out, 'checkpoint-2');
+    const before = snapshot(out);
+    await expect(fitRun({ maxSteps: 4, outputDir: out, resume: true, batchSize: 8, lr: 2e-3, seed: 7 })).rejects.toThrow(
+      `cannot resume from ${ckpt}: it was trained with other settings: batchSize 4 (now 8), lr 0.001 (now 0.002), seed 1 (now 7); ` +
+        'resume with the same values, or use allowChangedConfig to continue with the new ones',
+    );
+    const other = join(makeTempDir(), 'other.jsonl');
+    writeFileSync(other, readFileSync(dataFile, 'utf8').split('\n').slice(1).join('\n'));
+    await expect(fitRun({ maxSteps: 4, outputDir: out, resume: true, groupSize: 2 }, { data: other })).rejects.toThrow(
+      `cannot resume from ${ckpt}: it was trained with other settings: groupSize 3 (now 2), data ${resolve(dataFile)} (now ${resolve(other)}, other content); ` +
+        'resume with the same values, or use allowChangedConfig to continue with the new ones',
+    );
+    expect(snapshot(out)).toEqual(before);
+    // settings that do not change what is computed (or are what resuming changes) are not differences
+    const ok = await fitRun({ maxSteps: 4, outputDir: out, resume: true, lr: 2e-3, allowChangedConfig: true, chunkTokens: 64, saveSteps: 1 });
+    expect(ok.notices).toContain('continuing with changed settings: lr 0.001 (now 0.002)');
+    expect(ok.steps.map((s) => [s.step, s.lr])).toEqual([
+      [3, 2e-3],
+      [4, 2e-3],
+    ]);
+  });
+
+  it('a checkpoint records its run: id, start, the data file (path, size, sha256), the options and its mean loss', async () => {
+    const out = makeTempDir();
+    const r = await fitRun({ maxSteps: 5, outputDir: out, saveSteps: 3 });
+    const state = readTrainerState(join(out, 'checkpoint-3'));
+    expect(state['run']).toEqual({
+      id: r.result.runId,
+      startedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      data: { source: resolve(dataFile), bytes: statSync(dataFile).size, sha256: createHash('sha256').update(readFileSync(dataFile)).digest('hex') },
+    });
+    expect(r.result.runId).toMatch(/^\d{8}-\d{6}-[0-9a-f]{6}$/);
+    expect(state['options']).toMatchObject({ batchSize: 4, lr: 1e-3, seed: 1, groupSize: 3 });
+    const mean = (a: StepInfo[]): number => a.reduce((x, s) => x + s.loss, 0) / a.length;
+    expect(state['meanLoss']).toBe(mean(r.steps.slice(0, 3)));
+    expect(state['lossSteps']).toBe(3);
+    expect(readTrainerState(join(out, 'checkpoint-5'))['meanLoss']).toBe(mean(r.steps.slice(3, 5)));
+  });
+
+  it('saveTotalLimit defaults to 3: the newest 3 checkpoints of the run plus its best are kept, and each one’s size is said', async () => {
+    const out = makeTempDir();
+    const r = await fitRun({ maxSteps: 8, outputDir: out, saveSteps: 1 });
+    // saveSteps 1: each checkpoint's mean loss is its step's loss; the best is the lowest (the newer on a tie)
+    let best = r.steps[0]!;
+    for (const s of r.steps) if (s.loss <= best.loss) best = s;
+    const expected = [...new Set([6, 7, 8, best.step])].sort((x, y) => x - y);
+    expect(listCheckpoints(out).map((c) => c.step)).toEqual(expected);
+    for (const c of listCheckpoints(out)) {
+      expect(r.notices).toContain(`step ${c.step}: checkpoint saved to ${c.dir} (${formatBytes(folderBytes(c.dir))})`);
+    }
+    expect(new Trainer(r.model, {}).options.saveTotalLimit).toBe(3);
+  });
+
+  it('the data fingerprint: a small file’s sha256; a large file’s sampled blocks and size', async () => {
+    const dir = makeTempDir();
+    const big = join(dir, 'big.jsonl');
+    const bytes = Buffer.alloc(3_000_000);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = 97 + (i % 26);
+    writeFileSync(big, bytes);
+    const id = await dataIdentity(big);
+    expect(id).toMatchObject({ source: big, bytes: 3_000_000 });
+    cpSync(big, join(dir, 'copy.jsonl'));
+    expect((await dataIdentity(join(dir, 'copy.jsonl'))).sha256).toBe(id.sha256);
+    for (const at of [0, 1_400_000, 2_999_999]) {
+      const changed = Buffer.from(bytes);
+      changed[at] = 10;
+      writeFileSync(big, changed);
+      expect((await dataIdentity(big)).sha256, `byte ${at}`).not.toBe(id.sha256);
+    }
+    expect(await dataIdentity(join(dir, 'missing.jsonl'))).toEqual({ source: join(dir, 'missing.jsonl'), bytes: null, sha256: null });
+  });
+
+  it('checkpointsToKeep: the newest N plus the best by mean loss; 0 keeps all; unknown losses are never best', () => {
+    const cs = [
+      { step: 10, meanLoss: 0.9 },
+      { step: 20, meanLoss: 0.2 },
+      { step: 30, meanLoss: 0.5 },
+      { step: 40, meanLoss: null },
+      { step: 50, meanLoss: 0.4 },
+    ];
+    expect([...checkpointsToKeep(cs, 2)].sort((a, b) => a - b)).toEqual([20, 40, 50]);
+    expect([...checkpointsToKeep(cs, 4)].sort((a, b) => a - b)).toEqual([20, 30, 40, 50]);
+    expect([...checkpointsToKeep(cs, 0)].sort((a, b) => a - b)).toEqual([10, 20, 30, 40, 50]);
+    expect([...checkpointsToKeep([{ step: 1, meanLoss: 0.3 }, { step: 2, meanLoss: 0.3 }, { step: 3, meanLoss: 0.5 }], 1)]).toEqual([3, 2]);
+  });
+
+  it('option errors name the option as the caller knows it (the key here, a flag for the CLI)', async () => {
+    const model = await EmbeddingModel.load(modelDir);
+    try {
+      let err: unknown = null;
+      try {
+        new Trainer(model, { batchSize: 0 });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(TrainerOptionError);
+      expect((err as TrainerOptionError).option).toBe('batchSize');
+      expect((err as Error).message).toBe('batchSize must be an integer ≥ 1, got 0');
+      expect(() => new Trainer(model, { lr: -1 }, { optionName: (o) => `<${o}>` })).toThrow('<lr> must be a non-negative number, got -1');
+    } finally {
+      model.dispose();
+    }
+  });
+});
