@@ -44,6 +44,17 @@ export function loadCudaPrebuilt(
   return undefined;
 }
 
+/** The error a failed addon load throws (exported for tests). */
+export function addonLoadError(err: unknown): Error {
+  const msg = err instanceof Error ? err.message : String(err);
+  // A bad L2E_CPU_ISA fails the load on purpose (native/cpu/isa.h): say that, not "rebuild".
+  if (msg.startsWith('L2E_CPU_ISA=')) return new Error(`llama2-embedding: ${msg}`);
+  return new Error(
+    `llama2-embedding: the native addon could not be loaded (${msg}). ` +
+      'Rebuild it with `npm rebuild llama2-embedding` (node-gyp) or `npm run build:native` (cmake-js) in the package folder.',
+  );
+}
+
 function load(): unknown {
   if (cached === undefined) {
     const explicit = process.env['L2E_ADDON'];
@@ -63,11 +74,7 @@ function load(): unknown {
         }
       }
     } catch (err) {
-      const msg = err instanceof Error ? err.message : String(err);
-      throw new Error(
-        `llama2-embedding: the native addon could not be loaded (${msg}). ` +
-          'Rebuild it with `npm rebuild llama2-embedding` (node-gyp) or `npm run build:native` (cmake-js) in the package folder.',
-      );
+      throw addonLoadError(err);
     }
   }
   return cached;

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { makeTempDir, removeTempDirs, writeTinyModel, type TinyModelOptions } from './helpers/tinyModel.js';
 import { referenceEmbedding } from './helpers/reference-forward.js';
-import { hasTinyMha, relError, skipNote } from './helpers/fixture.js';
+import { relError } from './helpers/fixture.js';
 
 const texts = ['Saya suka makan nasi lemak.', 'x', '', 'The quick brown fox jumps over the lazy dog, kata orang.'];
 
@@ -25,7 +25,7 @@ async function checkAgainstReference(o: TinyModelOptions, tol: number): Promise<
   }
 }
 
-describe.skipIf(!hasTinyMha)(`model shapes and layouts ${hasTinyMha ? '' : skipNote('the shared tokenizer')}`, () => {
+describe('model shapes and layouts', () => {
   afterAll(() => removeTempDirs());
 
   it('MHA, mean pooling, 4.x config', () => checkAgainstReference({ seed: 1 }, 1e-5));

@@ -18,6 +18,7 @@ import {
 } from '../src/model/safetensors.js';
 import { openWeights, parameterNames } from '../src/model/weights.js';
 import { makeTempDir, removeTempDirs, seededRandom, tinyMhaDir, writeTinyModel } from './helpers/tinyModel.js';
+import { tinyTokenizerJson } from './helpers/tinyTokenizer.js';
 
 afterAll(removeTempDirs);
 
@@ -359,13 +360,17 @@ describe('weights: openWeights', () => {
 });
 
 describe('test helper: writeTinyModel', () => {
-  it('is deterministic for a seed and copies the tokenizer when shared exists', () => {
+  it('is deterministic for a seed and writes a tokenizer (the shared one when it exists, else a generated one)', () => {
     const a = writeTinyModel(makeTempDir(), { seed: 3 });
     const b = writeTinyModel(makeTempDir(), { seed: 3 });
     const c = writeTinyModel(makeTempDir(), { seed: 4, tokenizer: false });
     expect(a.weights.get('norm.weight')).toEqual(b.weights.get('norm.weight'));
     expect(a.weights.get('norm.weight')).not.toEqual(c.weights.get('norm.weight'));
-    expect(a.hasTokenizer).toBe(existsSync(join(tinyMhaDir, 'tokenizer.json')));
+    expect(a.hasTokenizer).toBe(true);
+    const shared = join(tinyMhaDir, 'tokenizer.json');
+    const written = readFileSync(join(a.dir, 'tokenizer.json'), 'utf8');
+    expect(written).toBe(existsSync(shared) ? readFileSync(shared, 'utf8') : JSON.stringify(tinyTokenizerJson()));
+    expect(c.hasTokenizer).toBe(false);
     expect(existsSync(join(c.dir, 'tokenizer.json'))).toBe(false);
   });
 });

@@ -17,6 +17,7 @@
 
 #include "core/adamw_scalars.h"
 
+#include "cpu/isa.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
 
@@ -77,17 +78,12 @@ __attribute__((target("avx2,fma"))) void adamw_avx2(float* w, const float* g, fl
   adamw_scalar(w, g, m, v, i, e, k);
 }
 
-bool has_avx2_fma() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
-
 }  // namespace
 
 void adamw(float* w, const float* g, float* m, float* v, int64_t n, float lr_f, float beta1_f, float beta2_f,
            float eps_f, float weight_decay_f, int step) {
   const AdamwScalars k = adamw_scalars(lr_f, beta1_f, beta2_f, eps_f, weight_decay_f, step);
-  const bool simd = has_avx2_fma();
+  const bool simd = isa_allows(Isa::avx2);
   parallel_for(n, [&](int64_t b, int64_t e, int) {
     if (simd) adamw_avx2(w, g, m, v, b, e, k);
     else adamw_scalar(w, g, m, v, b, e, k);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cpu/gemm.h"
+#include "cpu/isa.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
 
@@ -110,8 +111,7 @@ __attribute__((target("avx2,fma"))) float exp_shift_sum_avx2(float* x, int n, fl
 using ExpShiftSum = float (*)(float*, int, float);
 ExpShiftSum pick_exp_shift_sum() {
 #if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return exp_shift_sum_avx2;
+  if (isa_allows(Isa::avx2)) return exp_shift_sum_avx2;
 #endif
   return exp_shift_sum_plain;
 }

@@ -23,33 +23,21 @@
 
 #include "core/tensor.h"
 #include "cpu/gemm_kernels.h"
+#include "cpu/isa.h"
 #include "cpu/parallel.h"
 
 namespace l2e {
 namespace gemm {
 namespace {
 
-bool cpu_supports(const std::string& name) {
-  __builtin_cpu_init();
-  if (name == "avx512") return __builtin_cpu_supports("avx512f");
-  if (name == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return name == "scalar";
-}
-
-const KernelInfo* kernel_by_name(const std::string& name) {
-  if (name == "avx512") return &avx512_kernel();
-  if (name == "avx2") return &avx2_kernel();
-  if (name == "scalar") return &scalar_kernel();
-  return nullptr;
-}
-
-// Best kernel this CPU runs, unless L2E_GEMM_KERNEL names a supported one.
-const KernelInfo* default_kernel() {
-  const char* forced = std::getenv("L2E_GEMM_KERNEL");
-  if (forced && *forced && kernel_by_name(forced) && cpu_supports(forced)) return kernel_by_name(forced);
-  for (const char* name : {"avx512", "avx2"})
-    if (cpu_supports(name)) return kernel_by_name(name);
-  return &scalar_kernel();
+// The micro-kernel of each instruction-set level (cpu/isa.h).
+const KernelInfo& kernel_for(cpu::Isa isa) {
+  switch (isa) {
+    case cpu::Isa::avx512: return avx512_kernel();
+    case cpu::Isa::avx2: return avx2_kernel();
+    case cpu::Isa::scalar: break;
+  }
+  return scalar_kernel();
 }
 
 std::atomic<const KernelInfo*> g_kernel{nullptr};
@@ -282,7 +270,7 @@ void gemm_threaded(const KernelInfo& ker, const View& a, const View& b, int64_t 
 const KernelInfo& active_kernel() {
   const KernelInfo* k = g_kernel.load(std::memory_order_acquire);
   if (!k) {
-    k = default_kernel();
+    k = &kernel_for(cpu::active_isa());
     g_kernel.store(k, std::memory_order_release);
   }
   return *k;
@@ -290,10 +278,15 @@ const KernelInfo& active_kernel() {
 
 void set_kernel(const char* name) {
   const std::string n = name ? name : "";
-  const KernelInfo* k = kernel_by_name(n);
-  if (!k) throw Error("sgemm: unknown kernel '" + n + "' (expected avx512, avx2 or scalar)");
-  if (!cpu_supports(n)) throw Error("sgemm: this CPU does not support the '" + n + "' kernel");
-  g_kernel.store(k, std::memory_order_release);
+  for (cpu::Isa isa : {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512}) {
+    if (n != cpu::isa_name(isa)) continue;
+    if (!cpu::isa_allows(isa))
+      throw Error("sgemm: the '" + n + "' kernel is not available (instruction set in use: " +
+                  cpu::isa_name(cpu::active_isa()) + ")");
+    g_kernel.store(&kernel_for(isa), std::memory_order_release);
+    return;
+  }
+  throw Error("sgemm: unknown kernel '" + n + "' (expected avx512, avx2 or scalar)");
 }
 
 }  // namespace gemm

@@ -11,7 +11,7 @@ namespace l2e {
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
-// "avx512", "avx2" or "scalar": the micro-kernel sgemm uses on this CPU (L2E_GEMM_KERNEL overrides).
+// "avx512", "avx2" or "scalar": the micro-kernel sgemm uses on this CPU (that of cpu/isa.h's active_isa(), which L2E_CPU_ISA sets).
 const char* gemm_kernel_name();
 
 }  // namespace l2e

@@ -28,13 +28,14 @@ struct KernelInfo {
   PackCopy pack_copy;
 };
 
-// Each is only valid to call on a CPU that supports it (see cpu_supports).
+// Each is only valid to call on a CPU that supports it (see cpu/isa.h).
 const KernelInfo& avx512_kernel();
 const KernelInfo& avx2_kernel();
 const KernelInfo& scalar_kernel();
 
-// The kernel sgemm uses now; set_kernel("avx512" | "avx2" | "scalar") overrides the automatic
-// choice (and L2E_GEMM_KERNEL) and throws l2e::Error for an unknown or unsupported name.
+// The kernel sgemm uses now: the one of cpu::active_isa(), unless set_kernel("avx512" | "avx2" |
+// "scalar") picked another for a test (at most the level in use; l2e::Error for an unknown name or
+// a level above it).
 const KernelInfo& active_kernel();
 void set_kernel(const char* name);
 

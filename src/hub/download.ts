@@ -25,6 +25,8 @@ export interface SnapshotOptions {
   /** Default $HF_TOKEN. */
   token?: string;
   retry?: RetryPolicy;
+  /** A connection that sends nothing for this long is dropped and retried (default 60 s). */
+  idleTimeoutMs?: number;
   /** Bytes done / total of one file; called at start (done 0), during, and at the end. */
   onProgress?: (file: string, done: number, total: number | undefined) => void;
 }
@@ -75,7 +77,7 @@ export async function repoInfo(repoId: string, opts: SnapshotOptions = {}): Prom
   const revision = opts.revision ?? 'main';
   const url = `${endpointOf(opts)}/api/${type}s/${repoId}/revision/${encodeURIComponent(revision)}?blobs=true`;
   const what = `${type} repo ${repoId} (revision ${revision})`;
-  const info = (await getJson({ url, token: opts.token ?? process.env['HF_TOKEN'], what }, opts.retry)) as {
+  const info = (await getJson({ url, token: opts.token ?? process.env['HF_TOKEN'], what, idleTimeoutMs: opts.idleTimeoutMs }, opts.retry)) as {
     sha?: unknown;
     siblings?: unknown;
   };
@@ -103,11 +105,11 @@ function resolveUrl(endpoint: string, repoId: string, type: RepoType, commit: st
 }
 
 /** The blob name huggingface_hub would use: the LFS sha256, else the git blob id; else asks the server (ETag). */
-async function etagOf(f: RepoFile, url: string, token: string | undefined, what: string, retry: RetryPolicy | undefined): Promise<string> {
+async function etagOf(f: RepoFile, url: string, token: string | undefined, what: string, opts: SnapshotOptions): Promise<string> {
   if (f.sha256) return f.sha256;
   if (f.blobId) return f.blobId;
-  return withRetries(what, retry ?? {}, async () => {
-    const res = await openUrl({ url, token, what, method: 'HEAD' });
+  return withRetries(what, opts.retry ?? {}, async () => {
+    const res = await openUrl({ url, token, what, method: 'HEAD', idleTimeoutMs: opts.idleTimeoutMs });
     res.resume();
     const err = statusError(res.statusCode ?? 0, what, url);
     if (err) throw err;
@@ -123,7 +125,33 @@ async function sha256OfFile(path: string): Promise<string> {
   return h.digest('hex');
 }
 
-/** Downloads `url` into `blob` (resuming `blob`.incomplete), checking size and sha256. */
+/** The git blob id of a file: sha1 of "blob <size>\0" and the bytes (what the Hub lists as blobId). */
+async function gitBlobIdOfFile(path: string): Promise<string> {
+  const h = createHash('sha1').update(`blob ${statSync(path).size}\0`);
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 }) as AsyncIterable<Buffer>) h.update(chunk);
+  return h.digest('hex');
+}
+
+/** Why the downloaded bytes are not the file (size, LFS sha256, else git blob id), or undefined. */
+async function verifyError(path: string, f: RepoFile): Promise<string | undefined> {
+  const size = statSync(path).size;
+  if (f.size !== undefined && size !== f.size) return `downloaded ${size} bytes, expected ${f.size}`;
+  if (f.sha256) {
+    const got = await sha256OfFile(path);
+    return got === f.sha256 ? undefined : `sha256 mismatch (expected ${f.sha256}, got ${got})`;
+  }
+  if (f.blobId) {
+    const got = await gitBlobIdOfFile(path);
+    return got === f.blobId ? undefined : `git blob id mismatch (expected ${f.blobId}, got ${got})`;
+  }
+  return undefined;
+}
+
+/**
+ * Downloads `url` into `blob` (resuming `blob`.incomplete), checking size and checksum. A partial
+ * left by an earlier run may hold other bytes (another revision, a crash mid-write): when the
+ * resumed file fails its check it is dropped and the file fetched whole, once.
+ */
 async function downloadBlob(
   url: string,
   blob: string,
@@ -133,6 +161,23 @@ async function downloadBlob(
   opts: SnapshotOptions,
 ): Promise<void> {
   const incomplete = `${blob}.incomplete`;
+  const stale = existsSync(incomplete);
+  await fetchInto(url, incomplete, f, token, what, opts);
+  let bad = await verifyError(incomplete, f);
+  if (bad && stale) {
+    rmSync(incomplete, { force: true });
+    await fetchInto(url, incomplete, f, token, what, opts);
+    bad = await verifyError(incomplete, f);
+  }
+  if (bad) {
+    rmSync(incomplete, { force: true });
+    throw new HubError(`${what}: ${bad}; the partial file was removed, try again`);
+  }
+  renameSync(incomplete, blob);
+}
+
+/** Fetches `url` into `incomplete`, continuing what it holds with a Range request; retried. */
+async function fetchInto(url: string, incomplete: string, f: RepoFile, token: string | undefined, what: string, opts: SnapshotOptions): Promise<void> {
   await withRetries(what, opts.retry ?? {}, async () => {
     let offset = existsSync(incomplete) ? statSync(incomplete).size : 0;
     if (f.size !== undefined && offset > f.size) {
@@ -140,7 +185,7 @@ async function downloadBlob(
       offset = 0;
     }
     if (f.size !== undefined && offset === f.size && offset > 0) return; // already complete, only unverified
-    const res = await openUrl({ url, token, what, headers: offset > 0 ? { range: `bytes=${offset}-` } : {} });
+    const res = await openUrl({ url, token, what, headers: offset > 0 ? { range: `bytes=${offset}-` } : {}, idleTimeoutMs: opts.idleTimeoutMs });
     const status = res.statusCode ?? 0;
     const err = statusError(status, what, url);
     if (err) {
@@ -176,19 +221,6 @@ async function downloadBlob(
       throw Object.assign(new Error(`connection closed after ${done} of ${total} bytes`), { code: 'PARTIAL' });
     }
   });
-  const size = statSync(incomplete).size;
-  if (f.size !== undefined && size !== f.size) {
-    rmSync(incomplete, { force: true });
-    throw new HubError(`${what}: downloaded ${size} bytes, expected ${f.size}`);
-  }
-  if (f.sha256) {
-    const got = await sha256OfFile(incomplete);
-    if (got !== f.sha256) {
-      rmSync(incomplete, { force: true });
-      throw new HubError(`${what}: sha256 mismatch (expected ${f.sha256}, got ${got}); the partial file was removed, try again`);
-    }
-  }
-  renameSync(incomplete, blob);
 }
 
 function linkIntoSnapshot(blob: string, target: string): void {
@@ -223,7 +255,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
     if (f.path.split('/').some((part) => part === '..' || part === '')) throw new HubError(`${repoId}: refusing the file path "${f.path}"`);
     const url = resolveUrl(endpoint, repoId, type, commit, f.path);
     const what = `file ${f.path} of ${type} repo ${repoId}`;
-    const etag = await etagOf(f, url, token, what, opts.retry);
+    const etag = await etagOf(f, url, token, what, opts);
     if (!/^[\w.-]+$/.test(etag)) throw new HubError(`${what}: unusable ETag "${etag}"`);
     const blob = join(blobs, etag);
     if (!existsSync(blob) || (f.size !== undefined && statSync(blob).size !== f.size)) {

@@ -54,8 +54,10 @@ export function openUrl(req: HubRequest): Promise<http.IncomingMessage> {
         resolve(res);
       });
       // an idle connection (no bytes for a minute) is an error, retried like a dropped one
-      r.setTimeout(req.idleTimeoutMs ?? 60_000, () => {
-        r.destroy(Object.assign(new Error(`no data for ${Math.round((req.idleTimeoutMs ?? 60_000) / 1000)} s`), { code: 'ETIMEDOUT' }));
+      const idle = req.idleTimeoutMs ?? 60_000;
+      r.setTimeout(idle, () => {
+        const span = idle < 1000 ? `${idle} ms` : `${Math.round(idle / 1000)} s`;
+        r.destroy(Object.assign(new Error(`no data for ${span}`), { code: 'ETIMEDOUT' }));
       });
       r.on('error', (e: NodeJS.ErrnoException) => {
         const msg = `could not reach ${url.host} for ${req.what} (${e.message}); check the network connection or HF_ENDPOINT`;

@@ -8,7 +8,7 @@ import { snapshotDownload, type SnapshotOptions } from './download.js';
 /** What a model needs: configs, tokenizer, safetensors weights (not .bin / .h5 / .onnx duplicates). */
 export const MODEL_FILES = ['*.json', '*.safetensors', 'tokenizer.model'];
 
-export interface ResolveOptions extends Pick<SnapshotOptions, 'endpoint' | 'token' | 'retry' | 'onProgress'> {
+export interface ResolveOptions extends Pick<SnapshotOptions, 'endpoint' | 'token' | 'retry' | 'idleTimeoutMs' | 'onProgress'> {
   cacheDir?: string;
   revision?: string;
 }

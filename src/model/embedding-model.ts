@@ -177,7 +177,7 @@ export class EmbeddingModel {
       if (typeof t !== 'string') throw new TypeError(`encode: texts[${i}] is not a string`);
     });
     const maxLength = options.maxLength ?? DEFAULT_MAX_LENGTH;
-    const ids = this.tokenize(texts, maxLength);
+    const ids = await this.tokenizer.encodeBatchAsync(texts, maxLength); // large inputs: not one long block
     const out = new Embeddings(texts.length, this.dim);
     let done = 0;
     for (const batch of planBatches(ids, options.batchSize ?? 32, options.maxBatchTokens ?? 32768)) {

@@ -222,6 +222,25 @@ export class TextTokenizer {
     return texts.map((text) => this.encode(text, maxLength));
   }
 
+  /**
+   * encodeBatch without holding the event loop: tokenises for at most `sliceMs` at a time (default
+   * 10 ms), then lets timers and I/O run (setImmediate) before going on. For large corpora, where
+   * encodeBatch would block the process for seconds.
+   */
+  async encodeBatchAsync(texts: readonly string[], maxLength: number, options: { sliceMs?: number } = {}): Promise<Int32Array[]> {
+    const sliceMs = options.sliceMs ?? 10;
+    const out: Int32Array[] = new Array<Int32Array>(texts.length);
+    let start = performance.now();
+    for (let i = 0; i < texts.length; i++) {
+      out[i] = this.encode(texts[i]!, maxLength);
+      if (performance.now() - start >= sliceMs && i + 1 < texts.length) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        start = performance.now();
+      }
+    }
+    return out;
+  }
+
   /** Text of ids; special tokens are skipped unless asked for. */
   decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {
     if (ids.length === 0) return '';

@@ -1,10 +1,12 @@
-// Locating ../shared/fixtures (present for developers and CI; absent elsewhere: tests skip).
+// Locating ../shared/fixtures (present for developers and CI; absent elsewhere: the transformers-made
+// golden checks skip, while the model tests run on in-repo random models and a generated tokenizer).
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const sharedDir = resolve(repoRoot, '..', 'shared');
+// L2E_TEST_SHARED=/nowhere runs the suite as a bare clone would (without ../shared).
+export const sharedDir = process.env['L2E_TEST_SHARED'] ? resolve(process.env['L2E_TEST_SHARED']) : resolve(repoRoot, '..', 'shared');
 export const tinyMha = join(sharedDir, 'fixtures', 'tiny-mha');
 export const hasTinyMha = existsSync(join(tinyMha, 'case.json'));
 export const poolsDir = join(sharedDir, 'data', 'pools');

@@ -1,16 +1,16 @@
 // Writes a tiny random Llama embedding model folder (config.json + safetensors weights, and the shared
-// tokenizer when ../shared exists) for tests. Values are deterministic for a seed.
+// tokenizer when ../shared exists, else the generated one of tinyTokenizer.ts) for tests. Values are deterministic for a seed.
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseConfig, type LlamaConfig } from '../../src/model/config.js';
 import { writeSafetensors, type DType, type TensorToWrite } from '../../src/model/safetensors.js';
 import { parameterNames } from '../../src/model/weights.js';
+import { tinyMha } from './fixture.js';
+import { writeTinyTokenizer } from './tinyTokenizer.js';
 
-export const repoRoot = resolve(fileURLToPath(import.meta.url), '../../..');
-export const sharedDir = resolve(repoRoot, '../shared');
-export const tinyMhaDir = join(sharedDir, 'fixtures/tiny-mha');
+export { repoRoot, sharedDir } from './fixture.js';
+export const tinyMhaDir = tinyMha;
 export const sharedTokenizer = join(tinyMhaDir, 'tokenizer.json');
 
 export interface TinyModelOptions {
@@ -33,7 +33,7 @@ export interface TinyModelOptions {
   layout?: '4.x' | '5.x';
   /** Explicit head_dim (written in both layouts). */
   headDim?: number;
-  /** Copy the shared tokenizer.json when it exists. Default true. */
+  /** Write a tokenizer.json: the shared one when it exists, else a generated one. Default true. */
   tokenizer?: boolean;
   /** Extra/overriding config.json fields. */
   configExtra?: Record<string, unknown>;
@@ -154,10 +154,10 @@ export function writeTinyModel(dir: string, o: TinyModelOptions = {}): TinyModel
     writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2));
   }
 
-  let hasTokenizer = false;
-  if ((o.tokenizer ?? true) && existsSync(sharedTokenizer)) {
-    copyFileSync(sharedTokenizer, join(dir, 'tokenizer.json'));
-    hasTokenizer = true;
+  const hasTokenizer = o.tokenizer ?? true;
+  if (hasTokenizer) {
+    if (existsSync(sharedTokenizer)) copyFileSync(sharedTokenizer, join(dir, 'tokenizer.json'));
+    else writeTinyTokenizer(dir);
   }
   return { dir, config, configJson, weights, hasTokenizer };
 }

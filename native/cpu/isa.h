@@ -1,0 +1,50 @@
+// The one CPU instruction-set switch. The CPU is probed once; every SIMD kernel (GEMM micro-kernel,
+// AdamW, softmax, ...) asks here which path to take instead of probing for itself, so that one
+// override, L2E_CPU_ISA=scalar|avx2|avx512, moves them all together (CI runs the op and gradient
+// tests once per level this way, so the scalar fallbacks are tested too).
+//
+// Levels are ordered: avx512 implies avx2 (AVX2 + FMA) implies scalar. Extra features that some
+// kernels may use (bf16 dot products, int8 VNNI) are flags on top of a level, and the override caps
+// them too: under L2E_CPU_ISA=avx2 the AVX-512 extensions read as absent.
+//
+// Adding a kernel: write the variants with __attribute__((target(...))), then pick once, e.g.
+//   static const Fn fn = cpu::isa_allows(cpu::Isa::avx512) && cpu::cpu_features().avx512_bf16 ? a : b;
+// Adding a level: extend Isa, kIsaNames and probe_level() in isa.cpp.
+#pragma once
+
+namespace l2e {
+namespace cpu {
+
+enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2 };
+
+// What the kernels may use: the CPU's features capped by the level in use.
+struct CpuFeatures {
+  bool avx2 = false;         // AVX2 + FMA
+  bool avx512 = false;       // AVX-512 F
+  bool avx512_bf16 = false;  // AVX512_BF16 (vdpbf16ps)
+  bool avx512_vnni = false;  // AVX512_VNNI (vpdpbusd on zmm)
+  bool avx_vnni = false;     // AVX-VNNI (vpdpbusd, VEX-encoded, ymm)
+};
+
+// "scalar", "avx2" or "avx512".
+const char* isa_name(Isa isa);
+
+// The best level this CPU (and OS) runs, ignoring any override.
+Isa best_isa();
+
+// The level in use: L2E_CPU_ISA when set, else best_isa(). Decided once, on the first call.
+// Throws l2e::Error for an unknown L2E_CPU_ISA value or one this CPU lacks, on every call, so the
+// addon's load (which calls it first) fails with that message rather than a kernel later.
+Isa active_isa();
+
+// Whether kernels may use `level` (level <= active_isa()).
+bool isa_allows(Isa level);
+
+// The features of active_isa() (the CPU's own, with everything above the level cleared).
+const CpuFeatures& cpu_features();
+
+// The CPU's features without the cap (for reports).
+const CpuFeatures& cpu_features_uncapped();
+
+}  // namespace cpu
+}  // namespace l2e
