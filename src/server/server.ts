@@ -210,6 +210,13 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     metrics.latency.observe({ route }, reply.elapsedTime / 1000);
   });
 
+  // While closing, responses end their connections (else a keep-alive client holds close() open).
+  let closingNow = false;
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (closingNow) void reply.header('connection', 'close');
+    return payload;
+  });
+
   registerRoutes(app, state);
 
   await app.listen({ host: o.host, port: o.port });
@@ -272,6 +279,7 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     corpusReady,
     close() {
       closing ??= (async () => {
+        closingNow = true;
         state.corpus?.cancel();
         await app.close(); // stops accepting; in-flight requests finish first
         await state.loaded?.batcher.idle(); // the corpus's batches, if it is still being embedded
