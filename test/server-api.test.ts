@@ -109,7 +109,7 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
   it('/health, /info and /metrics', async () => {
     expect(await (await fetch(`${s.url}/health`)).json()).toEqual({ status: 'ok' });
     const info = (await (await fetch(`${s.url}/info`)).json()) as Record<string, unknown>;
-    expect(info).toMatchObject({ model: 'tiny', dim: model.dim, max_length: 16, device: 'cpu', batching: true, corpus: null });
+    expect(info).toMatchObject({ model: 'tiny', dim: model.dim, max_length: 16, device: 'cpu', batching: true, max_batch_tokens: 2048, corpus: null });
     expect(info['version']).toMatch(/^\d+\.\d+\.\d+/);
     const metrics = await getText(`${s.url}/metrics`);
     expect(metricValue(metrics, 'l2e_http_requests_total{route="/health",status="200"}')).toBe(1);
