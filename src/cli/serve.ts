@@ -78,19 +78,25 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     loading.catch(() => {}); // reported through handle.ready below
     const handle = await serve(loading, { ...options, corpus });
     process.stderr.write(`listening on ${handle.url} (model loading…)\n`);
+    let onSignal: ((signal: NodeJS.Signals) => void) | undefined;
     const stopped = new Promise<void>((resolve) => {
-      const stop = (signal: string): void => {
+      onSignal = (signal) => {
         process.stderr.write(`${signal}: finishing requests in flight, then exiting\n`);
         void handle.close().then(resolve);
       };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', onSignal);
+      process.once('SIGINT', onSignal);
     });
+    const unhook = (): void => {
+      process.off('SIGTERM', onSignal!);
+      process.off('SIGINT', onSignal!);
+    };
     let model: EmbeddingModel;
     try {
       await handle.ready;
       model = await loading;
     } catch (err) {
+      unhook();
       await handle.close();
       throw err;
     }
@@ -100,6 +106,7 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
       (err: unknown) => process.stderr.write(`corpus: ${err instanceof Error ? err.message : String(err)}\n`),
     );
     await stopped;
+    unhook();
     model.dispose();
     process.stderr.write('stopped\n');
     return 0;
