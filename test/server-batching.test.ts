@@ -271,4 +271,33 @@ describe.skipIf(!hasTokenizer)(`dynamic batching over HTTP ${hasTokenizer ? '' :
       await s.handle.close();
     }
   });
+
+  it('a large response is serialised without blocking the event loop', async () => {
+    const wide = await tinyModel({ dense: 1536 });
+    const s = await serveOn(wide, { maxInputs: 1024 });
+    try {
+      const inputs = Array.from({ length: 1024 }, (_, i) => `t${i}`);
+      const rows = (await wide.encode(inputs)).toArrays();
+      const t0 = performance.now();
+      JSON.stringify(rows.map((r) => Array.from(r)));
+      const syncMs = performance.now() - t0;
+      expect(syncMs).toBeGreaterThan(150);
+      const body = JSON.stringify({ inputs });
+      const h = monitorEventLoopDelay({ resolution: 1 });
+      h.enable();
+      // fetch resolves at the response's headers, after the server has built the JSON; parsing it
+      // here (the client's work, on this same thread) is left out of the measure
+      const res = await fetch(`${s.url}/embed`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      h.disable();
+      expect(res.status).toBe(200);
+      const got = (await res.json()) as number[][];
+      expect(got).toHaveLength(1024);
+      expectRows([got[0]!, got[1023]!], [rows[0]!, rows[1023]!]);
+      expect(h.max / 1e6).toBeLessThan(syncMs / 3);
+    } finally {
+      await s.handle.close();
+      wide.dispose();
+    }
+  });
+
 });

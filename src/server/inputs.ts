@@ -5,8 +5,8 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { TextTokenizer } from '../model/tokenizer.js';
 import { badField, overLimit } from './errors.js';
 
-/** Longest stretch of tokenising between two yields to the event loop. */
-export const TOKENIZE_SLICE_MS = 4;
+/** Longest stretch of work (tokenising, serialising) between two yields to the event loop. */
+export const EVENT_LOOP_SLICE_MS = 4;
 
 export interface InputLimits {
   /** Most inputs in one request. */
@@ -130,7 +130,7 @@ export async function toModelInputs(
       ids = tokenizer.encode(text, limits.maxLength);
     }
     out.push(ids);
-    if (performance.now() - sliceStart >= TOKENIZE_SLICE_MS) {
+    if (performance.now() - sliceStart >= EVENT_LOOP_SLICE_MS) {
       await yieldToLoop();
       if (signal?.aborted) throw signal.reason;
       sliceStart = performance.now();

@@ -6,6 +6,7 @@
 //   GET  /health /info /metrics, and the page (GET / and /app.js).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cosine } from '../eval/metrics.js';
 import { packageRoot } from '../native.js';
@@ -97,6 +98,30 @@ function base64Row(row: Float32Array): string {
   return Buffer.from(row.buffer, row.byteOffset, row.byteLength).toString('base64');
 }
 
+/**
+ * A JSON list with one item per row, streamed in chunks of ~64 KB as the socket takes them: 2048 rows
+ * of 1536 floats is tens of megabytes of JSON, which one JSON.stringify (and the string it makes)
+ * would hold the event loop for.
+ */
+function rowsStream(head: string, rows: Float32Array, n: number, dim: number, item: (i: number, row: Float32Array) => string, tail: string): Readable {
+  return Readable.from(
+    (function* () {
+      let buf = `${head}[`;
+      for (let i = 0; i < n; i++) {
+        buf += (i > 0 ? ',' : '') + item(i, rowOf(rows, dim, i));
+        if (buf.length >= 65536) {
+          yield buf;
+          buf = '';
+        }
+      }
+      yield `${buf}]${tail}`;
+    })(),
+    { objectMode: false },
+  );
+}
+
+const floats = (row: Float32Array): string => JSON.stringify(Array.from(row));
+
 function pageFile(name: string): Buffer {
   return readFileSync(join(packageRoot, 'public', name));
 }
@@ -162,12 +187,10 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
     const truncate = optBool(body, 'truncate', false);
     const inputs = readInputs(body['input'], 'input', state.limits, true);
     const { rows, n, tokens, dim } = await embedInputs(state, inputs, truncate, 'input', reply);
-    const data = [];
-    for (let i = 0; i < n; i++) {
-      const row = rowOf(rows, dim, i);
-      data.push({ object: 'embedding', index: i, embedding: format === 'base64' ? base64Row(row) : Array.from(row) });
-    }
-    return { object: 'list', data, model: o.modelName, usage: { prompt_tokens: tokens, total_tokens: tokens } };
+    const item = (i: number, row: Float32Array): string =>
+      `{"object":"embedding","index":${i},"embedding":${format === 'base64' ? `"${base64Row(row)}"` : floats(row)}}`;
+    const tail = `,"model":${JSON.stringify(o.modelName)},"usage":${JSON.stringify({ prompt_tokens: tokens, total_tokens: tokens })}}`;
+    return reply.type('application/json; charset=utf-8').send(rowsStream('{"object":"list","data":', rows, n, dim, item, tail));
   });
 
   app.post('/embed', async (req, reply) => {
@@ -181,12 +204,8 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
     }
     const inputs = readInputs(body['inputs'], 'inputs', state.limits, false);
     const { rows, n, dim } = await embedInputs(state, inputs, truncate, 'inputs', reply);
-    const out: number[][] = [];
-    for (let i = 0; i < n; i++) {
-      const row = rowOf(rows, dim, i);
-      out.push(Array.from(normalize && !model.config.normalized ? l2normalize(row) : row));
-    }
-    return out;
+    const item = (_i: number, row: Float32Array): string => floats(normalize && !model.config.normalized ? l2normalize(row) : row);
+    return reply.type('application/json; charset=utf-8').send(rowsStream('', rows, n, dim, item, ''));
   });
 
   app.post('/similarity', async (req, reply) => {

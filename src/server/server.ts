@@ -168,7 +168,7 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
   const app: FastifyInstance = Fastify({
     bodyLimit: o.maxBodyBytes,
     forceCloseConnections: 'idle',
-    return503OnClosing: true,
+    return503OnClosing: false, // our onRequest hook answers, in our error shape
     logger: false,
   });
 
@@ -203,7 +203,9 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     void reply.code(404).send(new ApiError(404, `no route ${req.method} ${req.url.split('?')[0]}`, null, 'not_found').body());
   });
 
+  let closingNow = false;
   app.addHook('onRequest', async (req: FastifyRequest) => {
+    if (closingNow) throw new ApiError(503, 'the server is shutting down', null, 'shutting_down', 'overloaded_error', 5);
     if (!o.apiKey || PUBLIC_PATHS.has(req.url.split('?')[0]!)) return;
     const auth = req.headers.authorization ?? '';
     const m = /^Bearer\s+(.+)$/i.exec(auth);
@@ -218,7 +220,6 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
   });
 
   // While closing, responses end their connections (else a keep-alive client holds close() open).
-  let closingNow = false;
   app.addHook('onSend', async (_req, reply, payload) => {
     if (closingNow) void reply.header('connection', 'close');
     return payload;
