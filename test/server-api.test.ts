@@ -8,6 +8,7 @@ import type { EmbeddingModel } from '../src/model/embedding-model.js';
 import { cosine } from '../src/eval/metrics.js';
 import { hasTokenizer, getText, metricValue, postJson, serveOn, tinyModel, type OpenAIError, type Served } from './helpers/server.js';
 import { removeTempDirs } from './helpers/tinyModel.js';
+import { serve } from '../src/server/server.js';
 import { skipNote } from './helpers/fixture.js';
 
 const TEXTS = ['Selamat pagi, apa khabar?', 'Good morning', 'saya suka makan nasi lemak dengan sambal pedas', 'x'];
@@ -117,6 +118,36 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
     expect(metricValue(metrics, 'l2e_queue_tokens')).toBe(0);
     expect(metrics).toContain('# TYPE l2e_batch_requests histogram');
     expect(metrics).toContain('# TYPE l2e_http_request_duration_seconds histogram');
+  });
+
+  it('/health is 503 "loading" until the model promise resolves, and API calls say so', async () => {
+    let resolveModel!: (m: EmbeddingModel) => void;
+    const pending = new Promise<EmbeddingModel>((r) => (resolveModel = r));
+    const handle = await serve(pending, { port: 0 });
+    try {
+      const h = await fetch(`${handle.url}/health`);
+      expect([h.status, await h.json()]).toEqual([503, { status: 'loading' }]);
+      const r = await postJson<OpenAIError>(`${handle.url}/v1/embeddings`, { input: 'a' });
+      expect(r.status).toBe(503);
+      expect(r.headers.get('retry-after')).toBe('2');
+      expect(r.body.error).toEqual({ message: 'the model is still loading', type: 'overloaded_error', param: null, code: 'loading' });
+      resolveModel(model);
+      await handle.ready;
+      expect((await fetch(`${handle.url}/health`)).status).toBe(200);
+      expect((await postJson(`${handle.url}/v1/embeddings`, { input: 'a' })).status).toBe(200);
+    } finally {
+      await handle.close();
+    }
+    const failing = await serve(Promise.reject(new Error('no such model')), { port: 0 });
+    try {
+      await expect(failing.ready).rejects.toThrow('no such model');
+      const h = await fetch(`${failing.url}/health`);
+      expect([h.status, await h.json()]).toEqual([500, { status: 'failed', error: 'no such model' }]);
+      const r = await postJson<OpenAIError>(`${failing.url}/embed`, { inputs: 'a' });
+      expect([r.status, r.body.error.message]).toEqual([500, 'the model failed to load: no such model']);
+    } finally {
+      await failing.close();
+    }
   });
 
   it('with an API key: 401 without it, 200 with it; the page and /health stay open', async () => {
