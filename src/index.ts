@@ -38,3 +38,6 @@ export { resolveModel } from './hub/resolve.js';
 export type { ResolveOptions } from './hub/resolve.js';
 export { HubError } from './hub/http.js';
 export { Rng } from './util/random.js';
+// serving
+export { serve } from './server/server.js';
+export type { ServeOptions, ServerHandle } from './server/server.js';

@@ -11,6 +11,7 @@ export async function loadCommands(): Promise<Command[]> {
     import('./mine.js'),
     import('./combine.js'),
     import('./pull.js'),
+    import('./serve.js'),
   ]);
   return modules.map((m) => m.command);
 }

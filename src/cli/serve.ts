@@ -1,0 +1,114 @@
+// `l2e serve`: the embeddings server (OpenAI- and TEI-compatible, dynamic batching, search page) until
+// SIGTERM or SIGINT, which stop accepting, finish the requests in flight and exit 0.
+import { readCorpus } from '../mine/corpus.js';
+import { EmbeddingModel } from '../model/embedding-model.js';
+import { serve } from '../server/server.js';
+import { opt, UsageError } from './args.js';
+import type { Command } from './command.js';
+import { deviceOf, positiveInt } from './source-options.js';
+
+export const command: Command = {
+  name: 'serve',
+  summary: 'embeddings server: OpenAI and TEI endpoints, dynamic batching, search page',
+  usage: `Usage: l2e serve --model DIR|org/name [--device cpu|cuda] [--host 127.0.0.1] [--port 8080]
+                 [--corpus FILE] [--api-key KEY] [limits…]
+
+Serves the model over HTTP until SIGTERM/SIGINT (then finishes the requests in flight, exits 0):
+  POST /v1/embeddings  OpenAI's shape (point an OpenAI client's base URL at http://HOST:PORT/v1)
+  POST /embed          TEI's shape {"inputs", "normalize", "truncate"}
+  POST /similarity     TEI's shape {"inputs": {"source_sentence", "sentences"}} → cosine scores
+  GET  /health /info /metrics (Prometheus), and GET / a search page over --corpus.
+Concurrent requests are merged into packed batches of at most --max-batch-tokens, waiting at most
+--max-wait-ms for company; beyond --max-queue-tokens waiting, requests get 503 with Retry-After.
+The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --host says otherwise.`,
+  options: {
+    model: { kind: 'string', help: 'model folder or hub id', metavar: 'DIR', required: true },
+    device: { kind: 'string', help: 'cpu or cuda', default: 'cpu' },
+    host: { kind: 'string', help: 'address to listen on', default: '127.0.0.1' },
+    port: { kind: 'integer', help: 'port (0: any free port)', default: 8080 },
+    'api-key': { kind: 'string', help: 'require "Authorization: Bearer KEY" (or set L2E_API_KEY)', metavar: 'KEY' },
+    corpus: { kind: 'string', help: 'texts for the search page: JSONL, plain lines or a .json list', metavar: 'FILE' },
+    'corpus-field': { kind: 'string', help: 'JSONL field holding the corpus text', default: 'text' },
+    'corpus-vectors': { kind: 'string', help: '.npy of the corpus vectors: read if present, else written', metavar: 'FILE' },
+    'max-batch-tokens': { kind: 'integer', help: 'tokens per packed batch (default 2048 on cpu, 16384 on cuda)' },
+    'max-wait-ms': { kind: 'number', help: 'longest wait for more requests before a batch', default: 5 },
+    'max-queue-tokens': { kind: 'integer', help: 'tokens allowed to wait (beyond: 503)', default: 262144 },
+    batching: { kind: 'boolean', help: 'merge concurrent requests (--no-batching: one request per batch)', default: true },
+    'max-length': { kind: 'integer', help: 'tokens per input, BOS included (longer: 413 unless truncate)', default: 8192 },
+    'max-inputs': { kind: 'integer', help: 'inputs per request', default: 2048 },
+    'max-chars': { kind: 'integer', help: 'characters per text', default: 65536 },
+    'max-body-bytes': { kind: 'integer', help: 'request body size limit', default: 16 * 1024 * 1024 },
+    'request-timeout-ms': { kind: 'integer', help: 'drop a request not answered within this long (503)', default: 60000 },
+  },
+  async run(args) {
+    const device = deviceOf(args);
+    const port = opt.num(args, 'port')!;
+    if (port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535], got ${port}`);
+    const maxWaitMs = opt.num(args, 'max-wait-ms')!;
+    if (maxWaitMs < 0) throw new UsageError(`--max-wait-ms must be ≥ 0, got ${maxWaitMs}`);
+    const int = (name: string): number => positiveInt(args, name)!;
+    const options = {
+      host: opt.str(args, 'host')!,
+      port,
+      apiKey: opt.str(args, 'api-key') ?? process.env['L2E_API_KEY'],
+      maxBatchTokens: positiveInt(args, 'max-batch-tokens'),
+      maxWaitMs,
+      maxQueueTokens: int('max-queue-tokens'),
+      batching: opt.bool(args, 'batching'),
+      maxLength: int('max-length'),
+      maxInputs: int('max-inputs'),
+      maxChars: int('max-chars'),
+      maxBodyBytes: int('max-body-bytes'),
+      requestTimeoutMs: int('request-timeout-ms'),
+      corpusVectors: opt.str(args, 'corpus-vectors'),
+      onLog: (line: string) => process.stderr.write(`${line}\n`),
+    };
+    if (options.maxQueueTokens < options.maxLength) {
+      throw new UsageError(`--max-queue-tokens (${options.maxQueueTokens}) must be at least --max-length (${options.maxLength})`);
+    }
+    let corpus: string[] | undefined;
+    const corpusFile = opt.str(args, 'corpus');
+    if (corpusFile !== undefined) {
+      corpus = (await readCorpus(corpusFile, [opt.str(args, 'corpus-field')!])).texts;
+      if (corpus.length === 0) throw new Error(`${corpusFile}: no texts`);
+      process.stderr.write(`corpus: ${corpus.length} texts from ${corpusFile}\n`);
+    }
+
+    const loading = EmbeddingModel.load(opt.str(args, 'model')!, { device });
+    loading.catch(() => {}); // reported through handle.ready below
+    const handle = await serve(loading, { ...options, corpus });
+    process.stderr.write(`listening on ${handle.url} (model loading…)\n`);
+    let onSignal: ((signal: NodeJS.Signals) => void) | undefined;
+    const stopped = new Promise<void>((resolve) => {
+      onSignal = (signal) => {
+        process.stderr.write(`${signal}: finishing requests in flight, then exiting\n`);
+        void handle.close().then(resolve);
+      };
+      process.once('SIGTERM', onSignal);
+      process.once('SIGINT', onSignal);
+    });
+    const unhook = (): void => {
+      process.off('SIGTERM', onSignal!);
+      process.off('SIGINT', onSignal!);
+    };
+    let model: EmbeddingModel;
+    try {
+      await handle.ready;
+      model = await loading;
+    } catch (err) {
+      unhook();
+      await handle.close();
+      throw err;
+    }
+    process.stderr.write(`ready: ${model.dim}-dim embeddings on ${model.device}; open ${handle.url}/ for the search page\n`);
+    handle.corpusReady.then(
+      () => corpus && process.stderr.write(`corpus: ready (${corpus.length} texts)\n`),
+      (err: unknown) => process.stderr.write(`corpus: ${err instanceof Error ? err.message : String(err)}\n`),
+    );
+    await stopped;
+    unhook();
+    model.dispose();
+    process.stderr.write('stopped\n');
+    return 0;
+  },
+};

@@ -1,0 +1,140 @@
+// Request inputs → model inputs. Texts are checked against the limits and tokenised in slices of a few
+// milliseconds with a yield to the event loop between slices, so a request of many long texts never
+// holds up the others (or /health). Token-id inputs are checked against the vocabulary.
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import type { TextTokenizer } from '../model/tokenizer.js';
+import { badField, overLimit } from './errors.js';
+
+/** Longest stretch of work (tokenising, serialising) between two yields to the event loop. */
+export const EVENT_LOOP_SLICE_MS = 4;
+
+export interface InputLimits {
+  /** Most inputs in one request. */
+  maxInputs: number;
+  /** Most characters (UTF-16 code units) in one text. */
+  maxChars: number;
+  /** Most tokens of one input, BOS included (the model's truncation length). */
+  maxLength: number;
+}
+
+/** A request's inputs: texts, or token-id sequences sent as they are to the model. */
+export type Inputs = ({ kind: 'texts'; texts: string[] } | { kind: 'ids'; ids: number[][] }) & {
+  /** A lone string or id list (errors name the field itself, not field[0]). */
+  single: boolean;
+};
+
+/**
+ * Reads an OpenAI-style `input` (or TEI `inputs`): a string, an array of strings, an array of token
+ * ids, or an array of token-id arrays. `field` names it in errors.
+ */
+export function readInputs(value: unknown, field: string, limits: InputLimits, allowIds: boolean): Inputs {
+  const shape = allowIds
+    ? `'${field}' must be a string, an array of strings, or an array of token-id arrays`
+    : `'${field}' must be a string or an array of strings`;
+  if (value === undefined || value === null) throw badField(field, `'${field}' is required`, 'missing_field');
+  let inputs: Inputs;
+  if (typeof value === 'string') {
+    inputs = { kind: 'texts', texts: [value], single: true };
+  } else if (Array.isArray(value)) {
+    if (value.length === 0) throw badField(field, `'${field}' must not be empty`, 'empty_input');
+    if (typeof value[0] === 'string') {
+      value.forEach((v, i) => {
+        if (typeof v !== 'string') throw badField(`${field}[${i}]`, `'${field}[${i}]' must be a string, got ${typeName(v)}`, 'invalid_type');
+      });
+      inputs = { kind: 'texts', texts: value as string[], single: false };
+    } else if (allowIds && typeof value[0] === 'number') {
+      inputs = { kind: 'ids', ids: [checkIds(value, field)], single: true };
+    } else if (allowIds && Array.isArray(value[0])) {
+      inputs = {
+        kind: 'ids',
+        ids: value.map((v, i) => {
+          if (!Array.isArray(v)) throw badField(`${field}[${i}]`, `'${field}[${i}]' must be an array of token ids, got ${typeName(v)}`, 'invalid_type');
+          return checkIds(v, `${field}[${i}]`);
+        }),
+        single: false,
+      };
+    } else {
+      throw badField(`${field}[0]`, `${shape}; '${field}[0]' is ${typeName(value[0])}`, 'invalid_type');
+    }
+  } else {
+    throw badField(field, `${shape}, got ${typeName(value)}`, 'invalid_type');
+  }
+  const n = inputs.kind === 'texts' ? inputs.texts.length : inputs.ids.length;
+  if (n > limits.maxInputs) throw overLimit(field, `'${field}' has ${n} items; the limit is ${limits.maxInputs} per request`);
+  if (inputs.kind === 'texts') {
+    inputs.texts.forEach((t, i) => {
+      const name = inputs.single ? field : `${field}[${i}]`;
+      if (t.length === 0) throw badField(name, `'${name}' must not be an empty string`, 'empty_input');
+      if (t.length > limits.maxChars) throw overLimit(name, `'${name}' has ${t.length} characters; the limit is ${limits.maxChars}`);
+    });
+  }
+  return inputs;
+}
+
+function checkIds(list: unknown[], field: string): number[] {
+  if (list.length === 0) throw badField(field, `'${field}' must not be empty`, 'empty_input');
+  list.forEach((v, i) => {
+    if (typeof v !== 'number' || !Number.isInteger(v)) {
+      throw badField(`${field}[${i}]`, `'${field}[${i}]' must be an integer token id, got ${typeName(v)}`, 'invalid_type');
+    }
+  });
+  return list as number[];
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'number' && !Number.isInteger(v)) return `the number ${v}`;
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/**
+ * The model inputs of `inputs`: texts tokenised (BOS prepended) in event-loop-friendly slices, ids
+ * checked against the vocabulary. Over `maxLength` tokens: cut when `truncate`, else a 413 naming
+ * the input.
+ */
+export async function toModelInputs(
+  inputs: Inputs,
+  tokenizer: TextTokenizer,
+  vocabSize: number,
+  limits: InputLimits,
+  truncate: boolean,
+  field: string,
+  signal?: AbortSignal,
+): Promise<Int32Array[]> {
+  const name = (i: number): string => (inputs.single ? field : `${field}[${i}]`);
+  const tooLong = (i: number): Error =>
+    overLimit(
+      name(i),
+      `'${name(i)}' is longer than the model's limit of ${limits.maxLength} tokens; send "truncate": true to cut it`,
+    );
+  if (inputs.kind === 'ids') {
+    return inputs.ids.map((seq, i) => {
+      const bad = seq.findIndex((id) => id < 0 || id >= vocabSize);
+      if (bad >= 0) {
+        throw badField(`${name(i)}[${bad}]`, `'${name(i)}[${bad}]' is ${seq[bad]}, outside the vocabulary [0, ${vocabSize})`);
+      }
+      if (seq.length > limits.maxLength && !truncate) throw tooLong(i);
+      return Int32Array.from(seq.length > limits.maxLength ? seq.slice(0, limits.maxLength) : seq);
+    });
+  }
+  const out: Int32Array[] = [];
+  const n = inputs.texts.length;
+  let sliceStart = performance.now();
+  for (let i = 0; i < n; i++) {
+    const text = inputs.texts[i]!;
+    // one token past the limit tells whether the text fits (the tokenizer cuts long texts cheaply)
+    let ids = tokenizer.encode(text, limits.maxLength + 1);
+    if (ids.length > limits.maxLength) {
+      if (!truncate) throw tooLong(i);
+      ids = tokenizer.encode(text, limits.maxLength);
+    }
+    out.push(ids);
+    if (performance.now() - sliceStart >= EVENT_LOOP_SLICE_MS) {
+      await yieldToLoop();
+      if (signal?.aborted) throw signal.reason;
+      sliceStart = performance.now();
+    }
+  }
+  return out;
+}

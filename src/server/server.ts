@@ -1,0 +1,299 @@
+// `serve(model, options)`: the embeddings server on fastify. Routes (see routes.ts) speak OpenAI's and
+// TEI's shapes; every text goes through one Batcher (dynamic batching, bounded queue); every error is
+// JSON in OpenAI's error shape. close() stops accepting, lets in-flight requests finish, then resolves.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { DEFAULT_MAX_LENGTH, type Device, type EmbeddingModel } from '../model/embedding-model.js';
+import { packageRoot } from '../native.js';
+import { Batcher } from './batcher.js';
+import { CorpusIndex } from './corpus.js';
+import { ApiError } from './errors.js';
+import type { InputLimits } from './inputs.js';
+import { ServerMetrics } from './metrics.js';
+import { registerRoutes } from './routes.js';
+
+export interface ServeOptions {
+  /** Default 127.0.0.1 (loopback only). */
+  host?: string;
+  /** Default 8080; 0 picks a free port (see handle.port). */
+  port?: number;
+  /** When set, every API route needs `Authorization: Bearer KEY` (the page and /health do not). */
+  apiKey?: string;
+  /** Tokens per packed batch (default by device: DEFAULT_MAX_BATCH_TOKENS). */
+  maxBatchTokens?: number;
+  /** Longest wait for more requests before a batch starts (default 5 ms). */
+  maxWaitMs?: number;
+  /** Tokens allowed to wait; beyond, 503 with Retry-After (default 262144). */
+  maxQueueTokens?: number;
+  /** Merge concurrent requests into shared batches (default true); false encodes each alone. */
+  batching?: boolean;
+  /** Inputs per request (default 2048). */
+  maxInputs?: number;
+  /** Characters per text (default 65536). */
+  maxChars?: number;
+  /** Request body bytes (default 16 MiB). */
+  maxBodyBytes?: number;
+  /** Tokens per input, BOS included (default 8192); longer → 413 unless the request asks to truncate. */
+  maxLength?: number;
+  /** A request not answered within this long is dropped with a 503 (default 60000 ms). */
+  requestTimeoutMs?: number;
+  /** Texts for the search page. */
+  corpus?: string[];
+  /** A .npy of the corpus vectors: read when it exists, written after embedding otherwise. */
+  corpusVectors?: string;
+  /** The `model` name in responses (default: the model folder's name). */
+  modelName?: string;
+  /** One-line notices (listening, corpus progress); default: none. */
+  onLog?: (line: string) => void;
+}
+
+export interface ServerHandle {
+  /** http://host:port */
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  /** Resolves when the model is loaded (and rejects when loading fails). */
+  readonly ready: Promise<void>;
+  /** Resolves when the corpus is embedded (at once without one). */
+  readonly corpusReady: Promise<void>;
+  /** Stops accepting connections, finishes requests in flight, then resolves. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Options with their defaults filled in. */
+export type ResolvedOptions = Required<Omit<ServeOptions, 'apiKey' | 'corpus' | 'corpusVectors' | 'modelName' | 'onLog'>> &
+  Pick<ServeOptions, 'apiKey' | 'corpusVectors'> & { modelName: string; onLog: (line: string) => void };
+
+/** What a route needs: the loaded model and its batcher (null while loading). */
+export interface ServerState {
+  options: ResolvedOptions;
+  limits: InputLimits;
+  metrics: ServerMetrics;
+  version: string;
+  loaded: { model: EmbeddingModel; batcher: Batcher } | null;
+  corpus: CorpusIndex | null;
+  /** Why the model could not be loaded. */
+  failed: Error | null;
+}
+
+/**
+ * Tokens per packed batch by device. On the CPU backend a packed batch's throughput falls once its
+ * activations leave the caches (measured with the demo's model shape: 18k tokens/s at ~450 tokens per
+ * batch, 8k at ~28k), while a GPU wants large batches.
+ */
+export const DEFAULT_MAX_BATCH_TOKENS: Record<Device, number> = { cpu: 2048, cuda: 16384 };
+
+const PUBLIC_PATHS = new Set(['/', '/index.html', '/app.js', '/health']);
+
+function positive(name: string, v: number, integer = true): number {
+  if (!(v > 0) || (integer && !Number.isInteger(v))) throw new Error(`serve: ${name} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
+  return v;
+}
+
+function resolveOptions(o: ServeOptions): ResolvedOptions {
+  const r = {
+    host: o.host ?? '127.0.0.1',
+    port: o.port ?? 8080,
+    apiKey: o.apiKey === '' ? undefined : o.apiKey,
+    maxBatchTokens: o.maxBatchTokens === undefined ? 0 : positive('maxBatchTokens', o.maxBatchTokens), // 0: by device, at load
+    maxWaitMs: o.maxWaitMs ?? 5,
+    maxQueueTokens: positive('maxQueueTokens', o.maxQueueTokens ?? 262144),
+    batching: o.batching ?? true,
+    maxInputs: positive('maxInputs', o.maxInputs ?? 2048),
+    maxChars: positive('maxChars', o.maxChars ?? 65536),
+    maxBodyBytes: positive('maxBodyBytes', o.maxBodyBytes ?? 16 * 1024 * 1024),
+    maxLength: positive('maxLength', o.maxLength ?? DEFAULT_MAX_LENGTH),
+    requestTimeoutMs: positive('requestTimeoutMs', o.requestTimeoutMs ?? 60000),
+    corpusVectors: o.corpusVectors,
+    modelName: o.modelName ?? 'l2e',
+    onLog: o.onLog ?? (() => {}),
+  };
+  if (!(r.maxWaitMs >= 0)) throw new Error(`serve: maxWaitMs must be ≥ 0, got ${r.maxWaitMs}`);
+  if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) throw new Error(`serve: port must be an integer in [0, 65535], got ${r.port}`);
+  if (r.maxQueueTokens < r.maxLength) {
+    throw new Error(`serve: maxQueueTokens (${r.maxQueueTokens}) must be at least maxLength (${r.maxLength}), or a single long text could never be queued`);
+  }
+  return r;
+}
+
+function readVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function sameKey(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+/** Fastify's own errors (body limits, media type, …) in our shape and words. */
+function toApiError(err: unknown, maxBodyBytes: number): ApiError {
+  if (err instanceof ApiError) return err;
+  const e = err as { code?: string; statusCode?: number; message?: string };
+  switch (e.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ApiError(413, `the request body is larger than the limit of ${maxBodyBytes} bytes`, null, 'body_too_large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ApiError(415, 'the request body must be JSON (Content-Type: application/json)', null, 'unsupported_media_type');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ApiError(400, 'the request body is empty; send a JSON object', null, 'empty_body');
+  }
+  if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) return new ApiError(e.statusCode, e.message ?? 'bad request', null, e.code ?? null);
+  return new ApiError(500, `internal error: ${e.message ?? String(err)}`, null, 'internal_error');
+}
+
+/**
+ * Starts the server for `model` (or a promise of it: the server listens at once, and answers 503 with
+ * /health "loading" until it resolves). The caller keeps ownership of the model (dispose it after close()).
+ */
+export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, options: ServeOptions = {}): Promise<ServerHandle> {
+  const o = resolveOptions(options);
+  const metrics = new ServerMetrics();
+  const state: ServerState = {
+    options: o,
+    limits: { maxInputs: o.maxInputs, maxChars: o.maxChars, maxLength: o.maxLength },
+    metrics,
+    version: readVersion(),
+    loaded: null,
+    corpus: options.corpus ? new CorpusIndex(options.corpus) : null,
+    failed: null,
+  };
+
+  const app: FastifyInstance = Fastify({
+    bodyLimit: o.maxBodyBytes,
+    forceCloseConnections: 'idle',
+    return503OnClosing: false, // our onRequest hook answers, in our error shape
+    logger: false,
+  });
+
+  // JSON bodies only: strict UTF-8 first (invalid bytes are an error, not silently replaced), then JSON.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body: Buffer, done) => {
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+    } catch {
+      done(new ApiError(400, 'the request body is not valid UTF-8', null, 'invalid_utf8'), undefined);
+      return;
+    }
+    if (text.trim() === '') {
+      done(new ApiError(400, 'the request body is empty; send a JSON object', null, 'empty_body'), undefined);
+      return;
+    }
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      done(new ApiError(400, `the request body is not valid JSON (${(err as Error).message})`, null, 'invalid_json'), undefined);
+    }
+  });
+
+  app.setErrorHandler((err, _req, reply) => {
+    const api = toApiError(err, o.maxBodyBytes);
+    if (api.status >= 500 && api.code === 'internal_error') o.onLog(`error: ${api.message}`);
+    if (api.retryAfter !== undefined) void reply.header('retry-after', String(api.retryAfter));
+    void reply.code(api.status).send(api.body());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send(new ApiError(404, `no route ${req.method} ${req.url.split('?')[0]}`, null, 'not_found').body());
+  });
+
+  let closingNow = false;
+  app.addHook('onRequest', async (req: FastifyRequest) => {
+    if (closingNow) throw new ApiError(503, 'the server is shutting down', null, 'shutting_down', 'overloaded_error', 5);
+    if (!o.apiKey || PUBLIC_PATHS.has(req.url.split('?')[0]!)) return;
+    const auth = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(.+)$/i.exec(auth);
+    if (!m || !sameKey(m[1]!.trim(), o.apiKey)) {
+      throw new ApiError(401, 'a valid API key is required: send "Authorization: Bearer KEY"', null, 'invalid_api_key');
+    }
+  });
+  app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics.requests.inc({ route, status: String(reply.statusCode) });
+    metrics.latency.observe({ route }, reply.elapsedTime / 1000);
+  });
+
+  // While closing, responses end their connections (else a keep-alive client holds close() open).
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (closingNow) void reply.header('connection', 'close');
+    return payload;
+  });
+
+  registerRoutes(app, state);
+
+  await app.listen({ host: o.host, port: o.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : o.port;
+  const hostForUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
+
+  const ready = Promise.resolve(model).then(
+    (m) => {
+      if (!options.modelName && m.dir) o.modelName = basename(m.dir);
+      if (o.maxBatchTokens === 0) o.maxBatchTokens = DEFAULT_MAX_BATCH_TOKENS[m.device];
+      const batcher: Batcher = new Batcher(
+        (tokens, cuSeqlens) => m.native.encode(tokens, cuSeqlens).then((r) => r.embeddings),
+        m.dim,
+        { maxBatchTokens: o.maxBatchTokens, maxWaitMs: o.maxWaitMs, maxQueueTokens: o.maxQueueTokens, merge: o.batching },
+        metrics.batcherEvents(() => batcher.tokensPerSecond),
+      );
+      state.loaded = { model: m, batcher };
+    },
+    (err: unknown) => {
+      state.failed = err instanceof Error ? err : new Error(String(err));
+      throw state.failed;
+    },
+  );
+  const corpusReady = ready.then(async () => {
+    const corpus = state.corpus;
+    if (!corpus) return;
+    const { model: m, batcher } = state.loaded!;
+    let lastShown = -1;
+    try {
+      await corpus.build({
+        batcher,
+        tokenizer: m.tokenizer,
+        vocabSize: m.config.vocabSize,
+        dim: m.dim,
+        maxLength: o.maxLength,
+        vectorsFile: o.corpusVectors,
+        onProgress: (done, total) => {
+          const tenth = Math.floor((done / total) * 10);
+          if (tenth !== lastShown) {
+            lastShown = tenth;
+            o.onLog(`corpus: embedded ${done}/${total} texts`);
+          }
+        },
+      });
+    } catch (err) {
+      corpus.error = err instanceof Error ? err : new Error(String(err));
+      throw corpus.error;
+    }
+  });
+  // a failure is reported through the handle's promises and /health; never an unhandled rejection
+  ready.catch(() => {});
+  corpusReady.catch(() => {});
+
+  let closing: Promise<void> | null = null;
+  return {
+    url: `http://${hostForUrl}:${port}`,
+    host: o.host,
+    port,
+    ready,
+    corpusReady,
+    close() {
+      closing ??= (async () => {
+        closingNow = true;
+        state.corpus?.cancel();
+        await app.close(); // stops accepting; in-flight requests finish first
+        await state.loaded?.batcher.idle(); // the corpus's batches, if it is still being embedded
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,250 @@
+// `serve()`'s API on loopback with a tiny random model: OpenAI's and TEI's shapes give model.encode's
+// vectors, the official openai client works with only a base URL, /health /info /metrics, the API key,
+// and every bad input is a 4xx in OpenAI's error shape naming the field.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'node:http';
+import OpenAI from 'openai';
+import type { EmbeddingModel } from '../src/model/embedding-model.js';
+import { cosine } from '../src/eval/metrics.js';
+import { hasTokenizer, getText, metricValue, postJson, serveOn, tinyModel, type OpenAIError, type Served } from './helpers/server.js';
+import { removeTempDirs } from './helpers/tinyModel.js';
+import { serve } from '../src/server/server.js';
+import { skipNote } from './helpers/fixture.js';
+
+const TEXTS = ['Selamat pagi, apa khabar?', 'Good morning', 'saya suka makan nasi lemak dengan sambal pedas', 'x'];
+
+function expectClose(got: ArrayLike<number>, want: Float32Array): void {
+  expect(got.length).toBe(want.length);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+  expect(worst).toBeLessThan(1e-6);
+}
+
+describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('the shared tokenizer')}`, () => {
+  let model: EmbeddingModel;
+  let s: Served;
+  let keyed: Served;
+
+  beforeAll(async () => {
+    model = await tinyModel();
+    s = await serveOn(model, { maxInputs: 8, maxChars: 200, maxLength: 16, maxQueueTokens: 64, maxBodyBytes: 4096, modelName: 'tiny' });
+    keyed = await serveOn(model, { apiKey: 'sekret' });
+  });
+  afterAll(async () => {
+    await s?.handle.close();
+    await keyed?.handle.close();
+    model?.dispose();
+    removeTempDirs();
+  });
+
+  it('POST /v1/embeddings answers in OpenAI shape with model.encode vectors (float and base64)', async () => {
+    const want = await model.encode(TEXTS);
+    const r = await postJson<{ object: string; model: string; data: { object: string; index: number; embedding: number[] }[]; usage: Record<string, number> }>(
+      `${s.url}/v1/embeddings`,
+      { input: TEXTS, model: 'whatever' },
+    );
+    expect(r.status).toBe(200);
+    expect(r.body.object).toBe('list');
+    expect(r.body.model).toBe('tiny');
+    expect(r.body.data.map((d) => [d.object, d.index])).toEqual(TEXTS.map((_, i) => ['embedding', i]));
+    r.body.data.forEach((d, i) => expectClose(d.embedding, want.row(i)));
+    const tokens = model.tokenize(TEXTS).reduce((a, x) => a + x.length, 0);
+    expect(r.body.usage).toEqual({ prompt_tokens: tokens, total_tokens: tokens });
+
+    const b = await postJson<{ data: { embedding: string }[] }>(`${s.url}/v1/embeddings`, { input: TEXTS[0], encoding_format: 'base64' });
+    expect(b.status).toBe(200);
+    const bytes = Buffer.from(b.body.data[0]!.embedding, 'base64');
+    expectClose(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), want.row(0));
+  });
+
+  it('takes token-id inputs as the model sees them', async () => {
+    const ids = model.tokenize([TEXTS[2]!])[0]!;
+    const want = await model.encode([TEXTS[2]!]);
+    const one = await postJson<{ data: { embedding: number[] }[] }>(`${s.url}/v1/embeddings`, { input: Array.from(ids) });
+    expect(one.status).toBe(200);
+    expectClose(one.body.data[0]!.embedding, want.row(0));
+    const many = await postJson<{ data: { embedding: number[] }[] }>(`${s.url}/v1/embeddings`, { input: [Array.from(ids), Array.from(ids)] });
+    expect(many.body.data).toHaveLength(2);
+    expectClose(many.body.data[1]!.embedding, want.row(0));
+  });
+
+  it('the official openai client works with only a base URL', async () => {
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const want = await model.encode(TEXTS.slice(0, 2));
+    const r = await client.embeddings.create({ model: 'tiny', input: TEXTS.slice(0, 2) });
+    expect(r.data).toHaveLength(2);
+    r.data.forEach((d, i) => expectClose(d.embedding, want.row(i)));
+    const asFloats = await client.embeddings.create({ model: 'tiny', input: TEXTS[0]!, encoding_format: 'float' });
+    expectClose(asFloats.data[0]!.embedding, want.row(0));
+  });
+
+  it('POST /embed (TEI) and POST /similarity', async () => {
+    const want = await model.encode(TEXTS);
+    const r = await postJson<number[][]>(`${s.url}/embed`, { inputs: TEXTS });
+    expect(r.status).toBe(200);
+    r.body.forEach((row, i) => expectClose(row, want.row(i)));
+    const one = await postJson<number[][]>(`${s.url}/embed`, { inputs: TEXTS[1], normalize: false });
+    expectClose(one.body[0]!, want.row(1));
+
+    const sim = await postJson<number[]>(`${s.url}/similarity`, { inputs: { source_sentence: TEXTS[0], sentences: TEXTS.slice(1) } });
+    expect(sim.status).toBe(200);
+    expect(sim.body).toHaveLength(3);
+    sim.body.forEach((score, i) => expect(Math.abs(score - cosine(want.row(0), want.row(i + 1)))).toBeLessThan(1e-6));
+  });
+
+  it('over-long texts: 413 naming the input, or cut when truncate is asked (as encode cuts them)', async () => {
+    const long = 'perkataan '.repeat(15);
+    const r = await postJson<OpenAIError>(`${s.url}/embed`, { inputs: ['ok', long] });
+    expect(r.status).toBe(413);
+    expect(r.body.error).toEqual({
+      message: `'inputs[1]' is longer than the model's limit of 16 tokens; send "truncate": true to cut it`,
+      type: 'invalid_request_error',
+      param: 'inputs[1]',
+      code: 'over_limit',
+    });
+    const cut = await postJson<number[][]>(`${s.url}/embed`, { inputs: ['ok', long], truncate: true });
+    expect(cut.status).toBe(200);
+    expectClose(cut.body[1]!, (await model.encode([long], { maxLength: 16 })).row(0));
+  });
+
+  it('/health, /info and /metrics', async () => {
+    expect(await (await fetch(`${s.url}/health`)).json()).toEqual({ status: 'ok' });
+    const info = (await (await fetch(`${s.url}/info`)).json()) as Record<string, unknown>;
+    expect(info).toMatchObject({ model: 'tiny', dim: model.dim, max_length: 16, device: 'cpu', batching: true, max_batch_tokens: 2048, corpus: null });
+    expect(info['version']).toMatch(/^\d+\.\d+\.\d+/);
+    const metrics = await getText(`${s.url}/metrics`);
+    expect(metricValue(metrics, 'l2e_http_requests_total{route="/health",status="200"}')).toBe(1);
+    expect(metricValue(metrics, 'l2e_texts_total')).toBeGreaterThan(0);
+    expect(metricValue(metrics, 'l2e_queue_tokens')).toBe(0);
+    expect(metrics).toContain('# TYPE l2e_batch_requests histogram');
+    expect(metrics).toContain('# TYPE l2e_http_request_duration_seconds histogram');
+  });
+
+  it('/health is 503 "loading" until the model promise resolves, and API calls say so', async () => {
+    let resolveModel!: (m: EmbeddingModel) => void;
+    const pending = new Promise<EmbeddingModel>((r) => (resolveModel = r));
+    const handle = await serve(pending, { port: 0 });
+    try {
+      const h = await fetch(`${handle.url}/health`);
+      expect([h.status, await h.json()]).toEqual([503, { status: 'loading' }]);
+      const r = await postJson<OpenAIError>(`${handle.url}/v1/embeddings`, { input: 'a' });
+      expect(r.status).toBe(503);
+      expect(r.headers.get('retry-after')).toBe('2');
+      expect(r.body.error).toEqual({ message: 'the model is still loading', type: 'overloaded_error', param: null, code: 'loading' });
+      resolveModel(model);
+      await handle.ready;
+      expect((await fetch(`${handle.url}/health`)).status).toBe(200);
+      expect((await postJson(`${handle.url}/v1/embeddings`, { input: 'a' })).status).toBe(200);
+    } finally {
+      await handle.close();
+    }
+    const failing = await serve(Promise.reject(new Error('no such model')), { port: 0 });
+    try {
+      await expect(failing.ready).rejects.toThrow('no such model');
+      const h = await fetch(`${failing.url}/health`);
+      expect([h.status, await h.json()]).toEqual([500, { status: 'failed', error: 'no such model' }]);
+      const r = await postJson<OpenAIError>(`${failing.url}/embed`, { inputs: 'a' });
+      expect([r.status, r.body.error.message]).toEqual([500, 'the model failed to load: no such model']);
+    } finally {
+      await failing.close();
+    }
+  });
+
+  it('with an API key: 401 without it, 200 with it; the page and /health stay open', async () => {
+    const none = await postJson<OpenAIError>(`${keyed.url}/v1/embeddings`, { input: 'a' });
+    expect(none.status).toBe(401);
+    expect(none.body.error).toEqual({
+      message: 'a valid API key is required: send "Authorization: Bearer KEY"',
+      type: 'authentication_error',
+      param: null,
+      code: 'invalid_api_key',
+    });
+    const wrong = await postJson(`${keyed.url}/v1/embeddings`, { input: 'a' }, { authorization: 'Bearer nope' });
+    expect(wrong.status).toBe(401);
+    expect((await fetch(`${keyed.url}/metrics`)).status).toBe(401);
+    const ok = await postJson(`${keyed.url}/v1/embeddings`, { input: 'a' }, { authorization: 'Bearer sekret' });
+    expect(ok.status).toBe(200);
+    const client = new OpenAI({ baseURL: `${keyed.url}/v1`, apiKey: 'sekret', maxRetries: 0 });
+    expect((await client.embeddings.create({ model: 'm', input: 'a' })).data).toHaveLength(1);
+    expect((await fetch(`${keyed.url}/health`)).status).toBe(200);
+    expect((await fetch(`${keyed.url}/`)).status).toBe(200);
+  });
+
+  describe('bad input: a 4xx in OpenAI error shape naming the field', () => {
+    const cases: [string, string, unknown, number, string, string | null][] = [
+      ['malformed JSON', '/v1/embeddings', '{"input": [', 400, 'the request body is not valid JSON (Unexpected end of JSON input)', null],
+      ['a body that is not an object', '/v1/embeddings', '[1, 2]', 400, 'the request body must be a JSON object', null],
+      ['an empty body', '/embed', '', 400, 'the request body is empty; send a JSON object', null],
+      ['input missing', '/v1/embeddings', { model: 'm' }, 400, `'input' is required`, 'input'],
+      ['input a number', '/v1/embeddings', { input: 5 }, 400, `'input' must be a string, an array of strings, or an array of token-id arrays, got a number`, 'input'],
+      ['input an object', '/embed', { inputs: { a: 1 } }, 400, `'inputs' must be a string or an array of strings, got an object`, 'inputs'],
+      ['a mixed array', '/v1/embeddings', { input: ['a', 3] }, 400, `'input[1]' must be a string, got a number`, 'input[1]'],
+      ['token ids in TEI', '/embed', { inputs: [1, 2] }, 400, `'inputs' must be a string or an array of strings; 'inputs[0]' is a number`, 'inputs[0]'],
+      ['a fractional token id', '/v1/embeddings', { input: [[1, 2.5]] }, 400, `'input[0][1]' must be an integer token id, got the number 2.5`, 'input[0][1]'],
+      ['a token id outside the vocabulary', '/v1/embeddings', { input: [1, 5000] }, 400, `'input[1]' is 5000, outside the vocabulary [0, 2000)`, 'input[1]'],
+      ['empty input array', '/v1/embeddings', { input: [] }, 400, `'input' must not be empty`, 'input'],
+      ['an empty string', '/v1/embeddings', { input: '' }, 400, `'input' must not be an empty string`, 'input'],
+      ['an empty string in a list', '/embed', { inputs: ['a', ''] }, 400, `'inputs[1]' must not be an empty string`, 'inputs[1]'],
+      ['too many inputs', '/v1/embeddings', { input: Array(9).fill('a') }, 413, `'input' has 9 items; the limit is 8 per request`, 'input'],
+      ['a text over the character limit', '/v1/embeddings', { input: ['a', 'b'.repeat(201)] }, 413, `'input[1]' has 201 characters; the limit is 200`, 'input[1]'],
+      ['a body over the byte limit', '/v1/embeddings', { input: 'a'.repeat(5000) }, 413, 'the request body is larger than the limit of 4096 bytes', null],
+      ['dimensions not the model\'s', '/v1/embeddings', { input: 'a', dimensions: 8 }, 400, `'dimensions' is 8 but this model only gives 16-dimensional embeddings`, 'dimensions'],
+      ['dimensions a string', '/v1/embeddings', { input: 'a', dimensions: '16' }, 400, `'dimensions' must be an integer, got "16"`, 'dimensions'],
+      ['an unknown encoding_format', '/v1/embeddings', { input: 'a', encoding_format: 'int8' }, 400, `'encoding_format' must be "float" or "base64", got "int8"`, 'encoding_format'],
+      ['model not a string', '/v1/embeddings', { input: 'a', model: 3 }, 400, `'model' must be a string, got 3`, 'model'],
+      ['normalize not a boolean', '/embed', { inputs: 'a', normalize: 'yes' }, 400, `'normalize' must be true or false, got "yes"`, 'normalize'],
+      ['truncate not a boolean', '/embed', { inputs: 'a', truncate: 1 }, 400, `'truncate' must be true or false, got 1`, 'truncate'],
+      ['similarity without sentences', '/similarity', { inputs: { source_sentence: 'a' } }, 400, `'inputs.sentences' is required`, 'inputs.sentences'],
+      ['similarity with a number as source', '/similarity', { inputs: { source_sentence: 1, sentences: ['a'] } }, 400, `'inputs.source_sentence' must be a string, got 1`, 'inputs.source_sentence'],
+      ['search without a corpus', '/search', { query: 'a' }, 404, 'no corpus is loaded: start the server with --corpus FILE', null],
+    ];
+    it.each(cases)('%s', async (_name, path, body, status, message, param) => {
+      const r = await postJson<OpenAIError>(`${s.url}${path}`, body);
+      expect(r.status).toBe(status);
+      expect(r.body.error.message).toBe(message);
+      expect(r.body.error.param).toBe(param);
+      expect(r.body.error.type).toBe('invalid_request_error');
+    });
+
+    it('a request over the queue limit', async () => {
+      const texts = Array<string>(8).fill('perkataan '.repeat(3));
+      const tokens = model.tokenize(texts, 16).reduce((a, x) => a + x.length, 0);
+      expect(tokens).toBeGreaterThan(64);
+      const r = await postJson<OpenAIError>(`${s.url}/v1/embeddings`, { input: texts, truncate: true });
+      expect(r.status).toBe(413);
+      expect(r.body.error.message).toBe(`'input' has ${tokens} tokens; one request may hold at most 64`);
+      expect(r.body.error.param).toBe('input');
+    });
+
+    it('invalid UTF-8 in the body', async () => {
+      const bytes = Buffer.concat([Buffer.from('{"input": "ab'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]);
+      const r = await postJson<OpenAIError>(`${s.url}/v1/embeddings`, bytes);
+      expect(r.status).toBe(400);
+      expect(r.body.error).toEqual({ message: 'the request body is not valid UTF-8', type: 'invalid_request_error', param: null, code: 'invalid_utf8' });
+    });
+
+    it('a body that is not JSON, an unknown route', async () => {
+      const r = await fetch(`${s.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello' });
+      expect(r.status).toBe(415);
+      expect(((await r.json()) as OpenAIError).error.message).toBe('the request body must be JSON (Content-Type: application/json)');
+      const nf = await fetch(`${s.url}/v2/nothing`);
+      expect(nf.status).toBe(404);
+      expect(((await nf.json()) as OpenAIError).error.message).toBe('no route GET /v2/nothing');
+    });
+
+    it('a body cut short by the client is not a crash: the server goes on answering', async () => {
+      await new Promise<void>((resolve) => {
+        const u = new URL(`${s.url}/v1/embeddings`);
+        const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': '100' } });
+        req.on('error', () => resolve());
+        req.write('{"input": "a');
+        setTimeout(() => {
+          req.destroy();
+          resolve();
+        }, 50);
+      });
+      const ok = await postJson(`${s.url}/v1/embeddings`, { input: 'a' });
+      expect(ok.status).toBe(200);
+    });
+  });
+});

@@ -1,0 +1,120 @@
+// `l2e serve` as a process (the built CLI, bin/l2e.js over dist/): it listens, answers, and on SIGTERM
+// stops accepting, finishes the request in flight and exits 0. Also its --help and usage errors.
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { main } from '../src/cli/main.js';
+import { hasTokenizer, postJson } from './helpers/server.js';
+import { makeTempDir, removeTempDirs, repoRoot, writeTinyModel } from './helpers/tinyModel.js';
+import { skipNote } from './helpers/fixture.js';
+
+const hasDist = existsSync(join(repoRoot, 'dist', 'cli', 'main.js'));
+
+async function l2e(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
+  try {
+    return { code: await main(args), out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+/** Resolves with the first stderr match of `re` (rejects when the process exits first). */
+function waitFor(child: ChildProcess, stderr: { text: string }, re: RegExp, ms = 60000): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    const check = (): boolean => {
+      const m = re.exec(stderr.text);
+      if (m) {
+        cleanup();
+        resolve(m);
+      }
+      return !!m;
+    };
+    const onExit = (code: number | null): void => {
+      cleanup();
+      reject(new Error(`l2e serve exited (${code}) before ${re}: ${stderr.text}`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no ${re} within ${ms} ms: ${stderr.text}`));
+    }, ms);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      child.stderr!.off('data', check);
+      child.off('exit', onExit);
+    };
+    child.stderr!.on('data', check);
+    child.on('exit', onExit);
+    check();
+  });
+}
+
+afterAll(() => removeTempDirs());
+
+describe('l2e serve options', () => {
+  it('--help explains the endpoints and the limits', async () => {
+    const r = await l2e('serve', '--help');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('Usage: l2e serve --model DIR|org/name');
+    expect(r.out).toContain('POST /v1/embeddings');
+    expect(r.out).toContain('--max-queue-tokens');
+    expect(r.out).toContain('--no-batching');
+  });
+
+  it('bad option values are usage errors naming the flag', async () => {
+    const port = await l2e('serve', '--model', 'x', '--port', '70000');
+    expect(port.code).toBe(2);
+    expect(port.err.split('\n')[0]).toBe('l2e serve: --port must be in [0, 65535], got 70000');
+    const queue = await l2e('serve', '--model', 'x', '--max-queue-tokens', '100', '--max-length', '512');
+    expect(queue.code).toBe(2);
+    expect(queue.err.split('\n')[0]).toBe('l2e serve: --max-queue-tokens (100) must be at least --max-length (512)');
+    const missing = await l2e('serve', '--model', '/nonexistent/model', '--port', '0');
+    expect(missing.code).toBe(1);
+    expect(missing.err.split('\n').at(-2)).toBe('l2e serve: error: model folder not found: /nonexistent/model');
+    expect(process.listenerCount('SIGTERM')).toBe(0);
+    const dev = await l2e('serve', '--model', 'x', '--device', 'tpu');
+    expect(dev.err.split('\n')[0]).toBe('l2e serve: --device must be cpu or cuda, got tpu');
+  });
+});
+
+describe.skipIf(!hasTokenizer || !hasDist)(
+  `l2e serve process ${!hasTokenizer ? skipNote('the shared tokenizer') : hasDist ? '' : '(skipped: dist/ not built; npm run build:ts)'}`,
+  () => {
+    it('SIGTERM: stops accepting, finishes the request in flight, exits 0', async () => {
+      const dir = makeTempDir('l2e-serve-cli-');
+      writeTinyModel(dir, { seed: 5 });
+      const child = spawn(process.execPath, [join(repoRoot, 'bin', 'l2e.js'), 'serve', '--model', dir, '--port', '0', '--max-wait-ms', '1500'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const stderr = { text: '' };
+      child.stderr!.setEncoding('utf8');
+      child.stderr!.on('data', (s: string) => (stderr.text += s));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      try {
+        const [, url] = await waitFor(child, stderr, /listening on (http:\/\/127\.0\.0\.1:\d+)/);
+        await waitFor(child, stderr, /ready: 16-dim embeddings on cpu/);
+        // the batch waits 1.5 s for company: SIGTERM arrives while the request is queued
+        const inFlight = postJson<{ data: unknown[] }>(`${url}/v1/embeddings`, { input: ['satu', 'dua', 'tiga'] });
+        await new Promise((r) => setTimeout(r, 300));
+        const killedAt = performance.now();
+        child.kill('SIGTERM');
+        await waitFor(child, stderr, /SIGTERM: finishing requests in flight, then exiting/);
+        const reply = await inFlight;
+        expect(reply.status).toBe(200);
+        expect(reply.body.data).toHaveLength(3);
+        expect(await exited).toBe(0);
+        // the client's keep-alive connection must not hold the exit back (fastify's 72 s keepAliveTimeout)
+        expect(performance.now() - killedAt).toBeLessThan(15000);
+        expect(stderr.text).toContain('stopped\n');
+        await expect(fetch(`${url}/health`)).rejects.toThrow('fetch failed');
+      } finally {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+    });
+  },
+);
