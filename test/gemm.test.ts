@@ -4,7 +4,8 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it, afterAll } from 'vitest';
 
-import { nativeAddon, packageRoot } from '../src/native.js';
+import { packageRoot } from '../src/native.js';
+import { testingAddon, testingAddonPath } from './helpers/testing-addon.mjs';
 
 interface GemmNatives {
   sgemm(
@@ -15,7 +16,7 @@ interface GemmNatives {
   setGemmKernel(name: string): void;
 }
 
-const addon = nativeAddon<GemmNatives>();
+const addon = testingAddon<GemmNatives>();
 const KERNELS = ['avx512', 'avx2', 'scalar'] as const; // best first
 const defaultKernel = addon.gemmKernel();
 // Every kernel at or below the automatic choice runs on this CPU.
@@ -164,7 +165,7 @@ describe('sgemm kernel selection and argument checks', () => {
   });
 
   it('honours L2E_GEMM_KERNEL in a fresh process', () => {
-    const load = `const a = process.env.L2E_ADDON ? require(process.env.L2E_ADDON) : require('node-gyp-build')(${JSON.stringify(packageRoot)}); process.stdout.write(a.gemmKernel());`;
+    const load = `process.stdout.write(require(${JSON.stringify(testingAddonPath())}).gemmKernel());`;
     for (const k of supported) {
       const r = spawnSync(process.execPath, ['-e', load], {
         cwd: packageRoot,
