@@ -1,6 +1,6 @@
 // Every CUDA op against the CPU op on the same fresh random inputs (ggml test-backend-ops style).
 // Inputs are rounded to bf16 first, so both backends see identical values and only the arithmetic
-// differs. Outputs are poisoned with NaN before each call (native/addon/backend_ops_binding.cpp), and
+// differs. Outputs are poisoned with NaN before each call (native/testing/backend_ops_binding.cpp), and
 // relErr is NaN when any element is, which fails every bound.
 //
 // Bounds (normwise ‖cuda − cpu‖ / ‖cpu‖):
