@@ -1,19 +1,18 @@
 // sgemm throughput: our addon's sgemm next to numpy (OpenBLAS) for square n x n x n products.
 // usage: node bench/gemm.mjs [--sizes 512,1024,2048] [--repeats 7] [--threads N]
 //                            [--kernel avx512|avx2|scalar] [--no-numpy] [--json FILE]
-// The addon is loaded like src/native.ts does: L2E_ADDON if set, else node-gyp-build on the repo root.
+// sgemm is a test hook: the addon is the test addon (test/helpers/testing-addon.mjs).
 // --threads N sets L2E_NUM_THREADS for us and OPENBLAS_NUM_THREADS for numpy (default: all cores).
 // Besides wall-clock GFLOP/s it reports GFLOP per CPU-second of the process: on a machine shared
 // with other work that is the fairer view of single-threaded runs (time spent descheduled is not
 // counted), while multi-threaded OpenBLAS also counts its spin-waiting.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { testingAddon } from '../test/helpers/testing-addon.mjs';
 
-const require = createRequire(import.meta.url);
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 function parseArgs(argv) {
@@ -32,8 +31,7 @@ function parseArgs(argv) {
 }
 
 function loadAddon() {
-  const explicit = process.env.L2E_ADDON;
-  return explicit ? require(explicit) : require('node-gyp-build')(repoRoot);
+  return testingAddon();
 }
 
 function median(xs) {

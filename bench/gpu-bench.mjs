@@ -6,16 +6,16 @@
 // the recipe step (8 queries x group 3, in-batch negatives, temperature 0.02, clip 0.5, AdamW);
 // long-sequence training; causal attention d128 at S = 512 / 2048 / 8192 (fwd and fwd+bwd).
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { testingAddon } from '../test/helpers/testing-addon.mjs';
 
-const require = createRequire(import.meta.url);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 
+// the test addon (the shipped addon's functions plus cudaBenchAttention)
 function loadAddon() {
-  return require(process.env.L2E_ADDON ?? join(root, 'build/Release/l2e.node'));
+  return testingAddon();
 }
 
 // ---- the length mix (as reference_stack.py draws it) ----
@@ -54,7 +54,7 @@ function createModel(a, layers) {
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 const usedBytes = (a) => {
-  const i = a.cudaInfo();
+  const i = a.cudaStatus();
   return i.totalBytes - i.freeBytes;
 };
 
@@ -115,8 +115,8 @@ async function trainBench(a, m, lengths, base) {
 
 async function measure() {
   const a = loadAddon();
-  const info = a.cudaInfo();
-  if (!info.usable) throw new Error(`no usable GPU: ${info.error}`);
+  const info = a.cudaStatus();
+  if (!info.usable) throw new Error(`no usable GPU: ${info.reason}`);
   const res = { device: info.name };
   console.log(`# ${info.name}`);
   for (const [S, B] of [[512, 32], [2048, 8], [8192, 2]]) {

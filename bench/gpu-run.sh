@@ -31,7 +31,7 @@ if [ -z "${L2E_CUBLAS:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.s
     echo "note: no libcublas.so.13/.12 found; set L2E_CUBLAS to its path"
   fi
 fi
-node -e 'const i = require(process.env.L2E_ADDON).cudaInfo?.(); console.log("addon cudaInfo:", JSON.stringify(i))'
+node -e 'const i = require(process.env.L2E_ADDON).cudaStatus(); console.log("addon cudaStatus:", JSON.stringify(i))'
 
 if [ -z "${SKIP_TESTS:-}" ]; then
   echo "== GPU tests"

@@ -3,19 +3,18 @@
 // step with the share of time spent in each op.
 //
 // Options and environment: see HELP below (node bench/run.mjs --help).
-// The addon is loaded like src/native.ts loads it: L2E_ADDON if set, else node-gyp-build on the repo
-// root. Encode and training need text pools for the real length mix (--pools DIR, else $L2E_POOLS,
+// The addon is the test addon (test/helpers/testing-addon.mjs: the shipped addon's functions plus the
+// bench hooks, so the per-op timer sees the models it creates). Encode and training need text pools for the real length mix (--pools DIR, else $L2E_POOLS,
 // else ../shared/data/pools); they are skipped, with a message, when there are none.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { testingAddon } from '../test/helpers/testing-addon.mjs';
 import { allCases } from './lib/cases.mjs';
 import { formatRate, printComparison, printResults, printTable, summarize } from './lib/stats.mjs';
 import { loadLengthMix } from './lib/workloads.mjs';
 
-const require = createRequire(import.meta.url);
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_POOLS = resolve(repoRoot, '../shared/data/pools');
 
@@ -40,9 +39,9 @@ options:
 
 environment:
   L2E_POOLS           the pools folder when --pools is not given
-  L2E_ADDON           load this addon file instead of the build in the repository
+  L2E_TESTING_ADDON   load this test addon file instead of the build in the repository
   L2E_NUM_THREADS     CPU threads of the native backend (default: all cores)
-  L2E_GEMM_KERNEL     force a GEMM kernel (e.g. scalar) to compare against the SIMD one
+  L2E_CPU_ISA         force an instruction set (scalar, avx2, avx512) to compare against the best one
 The NumPy baselines need python3 with numpy; without it they are skipped.
 `;
 
@@ -81,8 +80,7 @@ function parseArgs(argv) {
 }
 
 function loadAddon() {
-  const explicit = process.env.L2E_ADDON;
-  return explicit ? require(explicit) : require('node-gyp-build')(repoRoot);
+  return testingAddon();
 }
 
 function printSummary(results) {

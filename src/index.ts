@@ -9,7 +9,8 @@ export { readSafetensorsHeader, writeSafetensors } from './model/safetensors.js'
 export type { SafetensorsHeader, TensorEntry, TensorToWrite } from './model/safetensors.js';
 export { openWeights, parameterNames } from './model/weights.js';
 export type { WeightIndex, OpenWeightsOptions, ParameterSpec } from './model/weights.js';
-export { nativeAddonPath } from './native.js';
+export { cudaStatus, nativeAddonPath } from './native.js';
+export type { CudaStatus } from './native.js';
 // training
 export { Trainer, TrainingDivergedError, TrainerOptionError } from './train/trainer.js';
 export type { TrainerOptions, TrainerContext, StepInfo, FitOptions, FitResult } from './train/trainer.js';

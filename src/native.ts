@@ -13,8 +13,25 @@ const require = createRequire(import.meta.url);
 /** Package root: this file lives in src/ (tests) or dist/ (built). */
 export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
+/** Whether the CUDA backend can run here: the addon's one answer (native/addon/cuda_info_binding.cpp). */
+export interface CudaStatus {
+  /** This build has the CUDA backend. */
+  compiled: boolean;
+  /** A GPU, its driver and cuBLAS were found: `{ device: 'cuda' }` works. */
+  usable: boolean;
+  /** Why not usable ('' when usable). */
+  reason: string;
+  /** CUDA devices seen. */
+  devices: number;
+  /** The first device, when usable. */
+  name?: string;
+  computeCapability?: string;
+  freeBytes?: number;
+  totalBytes?: number;
+}
+
 interface CudaProbe {
-  cudaStatus?: () => { compiled: boolean; usable: boolean; reason: string };
+  cudaStatus?: () => CudaStatus;
 }
 
 let cached: unknown;
@@ -83,6 +100,14 @@ function load(): unknown {
 /** The addon, typed by the caller's view of the functions it needs. */
 export function nativeAddon<T>(): T {
   return load() as T;
+}
+
+/**
+ * Whether device 'cuda' can be used with the loaded addon, and if not, why (a CPU-only build, no GPU
+ * or driver, no cuBLAS). Cheap, and never throws for a missing GPU.
+ */
+export function cudaStatus(): CudaStatus {
+  return nativeAddon<{ cudaStatus(): CudaStatus }>().cudaStatus();
 }
 
 /** The path of the loaded addon binary (after the first nativeAddon() call). */

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { testingAddon } from './helpers/testing-addon.mjs';
 
 const run = promisify(execFile);
 const repoRoot = resolve(import.meta.dirname, '..');
@@ -84,6 +85,21 @@ describe('bench/run.mjs', () => {
     expect(c.speedup).toBeCloseTo(c.before_s / c.after_s, 10);
   });
 
+  it('has a kernel and a case for every op of the op table (core/ops.def, through backendOps)', async () => {
+    const addon = testingAddon<{ backendOps(): string[]; benchOps(): string[] }>();
+    const kernels = addon.benchOps();
+    const { stdout } = await run(process.execPath, [runner, '--list'], { cwd: repoRoot });
+    const cases = stdout.split('\n');
+    // <op>_fwd / <op>_bwd for an op with a backward (bench_binding.cpp's names), else the op's name
+    const kernelOf = (op: string): string =>
+      op.endsWith('_backward') ? `${op.slice(0, -'_backward'.length)}_bwd` : kernels.includes(`${op}_fwd`) ? `${op}_fwd` : op;
+    const ops = addon.backendOps();
+    expect(ops.length).toBeGreaterThanOrEqual(20);
+    const noKernel = ops.filter((op) => !kernels.includes(kernelOf(op)));
+    const noCase = ops.filter((op) => !cases.some((c) => c.startsWith(`op/${kernelOf(op)}/`)));
+    expect({ noKernel, noCase }).toEqual({ noKernel: [], noCase: [] });
+  });
+
   it('fails with a clear message when nothing matches the filter', async () => {
     await expect(run(process.execPath, [runner, '--quick', '--filter', '^no-such-case$'], { cwd: repoRoot })).rejects.toThrow(
       /no benchmark case matches/,
@@ -110,7 +126,7 @@ describe('bench/run.mjs', () => {
 
   it('--help documents every option and environment variable', async () => {
     const { stdout } = await run(process.execPath, [runner, '--help'], { cwd: repoRoot });
-    for (const o of ['--filter', '--list', '--quick', '--samples', '--json', '--compare', '--pools', 'L2E_POOLS', 'L2E_ADDON', 'L2E_NUM_THREADS']) {
+    for (const o of ['--filter', '--list', '--quick', '--samples', '--json', '--compare', '--pools', 'L2E_POOLS', 'L2E_TESTING_ADDON', 'L2E_NUM_THREADS']) {
       expect(stdout, o).toContain(o);
     }
   });

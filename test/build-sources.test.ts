@@ -7,21 +7,36 @@ import { join } from 'node:path';
 import { repoRoot } from './helpers/fixture.js';
 
 const require = createRequire(import.meta.url);
-const { nativeSources, dirs } = require('../scripts/native-sources.cjs') as {
+const { nativeSources, testingSources, dirs, testingDir } = require('../scripts/native-sources.cjs') as {
   nativeSources: () => string[];
+  testingSources: () => string[];
   dirs: string[];
+  testingDir: string;
 };
 
 describe('native build sources', () => {
-  it('binding.gyp uses the shared source list', () => {
+  it('binding.gyp uses the shared source lists: the addon\'s and the test addon\'s', () => {
     const gyp = readFileSync(join(repoRoot, 'binding.gyp'), 'utf8');
-    expect(gyp).toContain('<!@(node scripts/native-sources.cjs)');
+    expect(gyp).toContain('"sources": ["<!@(node scripts/native-sources.cjs)"]');
+    expect(gyp).toContain('"sources": ["<!@(node scripts/native-sources.cjs testing)"]');
   });
 
-  it('CMakeLists.txt globs exactly the folders of the shared list', () => {
+  it('CMakeLists.txt globs exactly the folders of the shared list, and native/testing for the test addon only', () => {
     const cmake = readFileSync(join(repoRoot, 'CMakeLists.txt'), 'utf8');
-    const globbed = [...cmake.matchAll(/\$\{CMAKE_SOURCE_DIR\}\/(native\/[a-z]+)\/\*\.cpp/g)].map((m) => m[1]);
-    expect(globbed.sort()).toEqual([...dirs].sort());
+    const glob = (block: string): string[] =>
+      [...block.matchAll(/\$\{CMAKE_SOURCE_DIR\}\/(native\/[a-z]+)\/\*\.cpp/g)].map((m) => m[1]!);
+    const addonBlock = /file\(GLOB L2E_CORE_SOURCES[^)]*\)/.exec(cmake)![0];
+    const testingBlock = /file\(GLOB L2E_TESTING_SOURCES[^)]*\)/.exec(cmake)![0];
+    expect(glob(addonBlock).sort()).toEqual([...dirs].sort());
+    expect(glob(testingBlock)).toEqual([testingDir]);
+    expect(glob(cmake).sort()).toEqual([...dirs, testingDir].sort());
+  });
+
+  it('the test addon builds the addon\'s sources and native/testing\'s', () => {
+    const own = testingSources().filter((f) => !nativeSources().includes(f));
+    expect(testingSources().slice(0, nativeSources().length)).toEqual(nativeSources());
+    expect(own).toContain('native/testing/backend_ops_binding.cpp');
+    for (const f of own) expect(f.startsWith(`${testingDir}/`)).toBe(true);
   });
 
   it('the list is every C++ source under those folders, found independently (a file the builds would skip fails)', () => {

@@ -3,12 +3,12 @@
 // GPU or driver), or names the missing cuBLAS — and never crashes the process.
 import { describe, expect, it } from 'vitest';
 import { EmbeddingModel, type NativeModelConfig } from '../src/model/embedding-model.js';
+import { cudaStatus } from '../src/index.js';
 import { nativeAddon } from '../src/native.js';
 import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 
 interface Addon {
   NativeModel: new (config: NativeModelConfig, device: string) => { dispose(): void };
-  cudaInfo?: () => { usable: boolean; error?: string };
 }
 
 const tiny: NativeModelConfig = {
@@ -34,12 +34,24 @@ describe('device cuda without a usable GPU', () => {
     expect(() => new NativeModel(tiny, 'cuda')).toThrow(clearError);
   });
 
-  // a CPU-only build has no cudaInfo (the test above covers its error)
-  const hasCudaInfo = typeof nativeAddon<Addon>().cudaInfo === 'function';
-  it.skipIf(works || !hasCudaInfo)(`a CUDA build without a GPU says why (cudaInfo)${hasCudaInfo ? '' : ' (skipped: a CPU-only build)'}`, () => {
-    const info = nativeAddon<Addon>().cudaInfo!();
-    expect(info.usable).toBe(false);
-    expect(() => new (nativeAddon<Addon>().NativeModel)(tiny, 'cuda')).toThrow(/no CUDA GPU is usable|libcublas/);
+  it.skipIf(works)('cudaStatus() says why, in the words the backend throws', () => {
+    const status = cudaStatus();
+    expect(status.usable).toBe(false);
+    expect(status.name).toBeUndefined();
+    if (!status.compiled) {
+      expect(status.reason).toBe('this build has no CUDA backend');
+      expect(status.devices).toBe(0);
+    } else {
+      expect(status.reason).toMatch(/^no CUDA GPU is usable: |libcublas/);
+      expect(() => new (nativeAddon<Addon>().NativeModel)(tiny, 'cuda')).toThrow(`device 'cuda' requested but ${status.reason}`);
+    }
+  });
+
+  it.skipIf(!works)('cudaStatus() of a usable GPU names the device and its memory', () => {
+    const status = cudaStatus();
+    expect(status).toMatchObject({ compiled: true, usable: true, reason: '' });
+    expect(status.devices).toBeGreaterThan(0);
+    expect(typeof status.name).toBe('string');
   });
 
   it.skipIf(works)("EmbeddingModel.load(dir, {device: 'cuda'}) rejects", async () => {

@@ -3,7 +3,7 @@
 // cross the cache blocks (k > kc, rows > mc) and the two-thread split.
 import { describe, expect, it, afterAll } from 'vitest';
 
-import { nativeAddon } from '../src/native.js';
+import { testingAddon } from './helpers/testing-addon.mjs';
 
 interface GemmNatives {
   sgemm(
@@ -14,7 +14,7 @@ interface GemmNatives {
   setGemmKernel(name: string): void;
 }
 
-const addon = nativeAddon<GemmNatives>();
+const addon = testingAddon<GemmNatives>();
 const KERNELS = ['avx512', 'avx2', 'scalar'] as const; // best first
 const defaultKernel = addon.gemmKernel();
 // Every kernel at or below the automatic choice runs on this CPU.

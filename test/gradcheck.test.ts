@@ -1,6 +1,6 @@
 // Backward kernels, InfoNCE and AdamW of the CPU backend (native/cpu/ops_backward.cpp,
 // attention_backward.cpp, loss.cpp, adamw.cpp) through the test hooks of
-// native/addon/gradcheck_binding.cpp.
+// native/testing/gradcheck_binding.cpp (in the test addon).
 //
 // gradcheck(op): in double precision, analytic gradients of L = sum(R * f(inputs)) vs float64 central
 // differences with h = 1e-6. The truncation error is O(h^2) ~ 1e-12 and the round-off
@@ -8,7 +8,7 @@
 // a wrong term gives O(1e-2) or more. The bound 1e-5 sits far from both.
 import { describe, expect, it } from 'vitest';
 
-import { nativeAddon } from '../src/native.js';
+import { testingAddon } from './helpers/testing-addon.mjs';
 
 interface TensorReport {
   name: string;
@@ -44,7 +44,7 @@ interface GradcheckNatives {
   ): void;
 }
 
-const addon = nativeAddon<GradcheckNatives>();
+const addon = testingAddon<GradcheckNatives>();
 
 const OPS = [
   'embedding', 'rmsnorm', 'linear', 'linear_large', 'rope', 'attention', 'attention_mha',
@@ -59,6 +59,25 @@ const DOUBLE_BOUND = 1e-5;
 // float kernels vs double kernels: float32 rounding of O(10..100)-term sums gives ~1e-7 relative
 // (measured <= 4e-7); 1e-5 still flags any real difference between the two paths.
 const FLOAT_BOUND = 1e-5;
+
+describe('coverage of the op table (core/ops.def, through backendOps)', () => {
+  // checked here against PyTorch's formula rather than by a gradient check
+  const OWN_TEST: Record<string, string> = { adamw: 'gradcheckAdamw, below' };
+  // no backward kernel to check: the gradient clipping pass (sumsq, scale) and the residual adds,
+  // whose gradient is the identity
+  const NO_BACKWARD = ['add_inplace', 'sumsq', 'scale'];
+
+  it('every op and its backward have a gradient check (a case named after the forward op)', () => {
+    const ops = testingAddon<{ backendOps(): string[] }>().backendOps();
+    expect(ops.length).toBeGreaterThanOrEqual(20);
+    const cases = addon.gradcheckOps();
+    const forwardOf = (op: string): string => (op.endsWith('_backward') ? op.slice(0, -'_backward'.length) : op);
+    const checked = (op: string): boolean => cases.some((c) => c === forwardOf(op) || c.startsWith(`${forwardOf(op)}_`));
+    const missing = ops.filter((op) => !checked(op) && !(op in OWN_TEST) && !NO_BACKWARD.includes(op));
+    expect(missing).toEqual([]);
+    for (const op of [...Object.keys(OWN_TEST), ...NO_BACKWARD]) expect(ops).toContain(op);
+  });
+});
 
 describe('gradcheck: analytic vs central differences (double)', () => {
   it('lists exactly the ops tested here', () => {

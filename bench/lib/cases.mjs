@@ -38,7 +38,7 @@ function numpyEnv() {
   return env;
 }
 
-// ---- single kernels, timed natively (native/addon/bench_binding.cpp) ----
+// ---- single kernels, timed natively (native/testing/bench_binding.cpp) ----
 
 /** Shapes of the kernels at one model width: the tokens of `lens` packed, as the model calls them. */
 function opShapes(set, lens, w) {
@@ -67,6 +67,10 @@ function opShapes(set, lens, w) {
       ['l2norm_bwd', { B: lens.length, P: w.P }, null],
       ['infonce', { B: 8, G: 3, P: w.P }, null],
       ['adamw', { n: w.params }, (t) => ({ value: w.params / t / 1e6, unit: 'Mparam/s' })],
+      // the gradient clipping pass and the residual adds
+      ['sumsq', { n: w.params }, (t) => ({ value: w.params / t / 1e6, unit: 'Mparam/s' })],
+      ['scale', { n: w.params }, (t) => ({ value: w.params / t / 1e6, unit: 'Mparam/s' })],
+      ['add_inplace', { n: T * w.H }, tok],
     );
   }
   return s.map(([op, dims, rate]) => ({

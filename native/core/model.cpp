@@ -112,7 +112,6 @@ Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
   if (B <= 0) throw Error("batch has no sequences");
   if (cu[0] != 0 || cu[B] != T) throw Error("cu_seqlens must start at 0 and end at the token count");
   std::vector<int32_t> pos(T);
-  int max_len = 0;
   for (int b = 0; b < B; b++) {
     // Compared, not subtracted (cu[b+1] - cu[b] can overflow), and bounded by T before pos[] is
     // written: cu = [0, 100, 5] with T = 5 would otherwise overrun it before the last entry is seen.
@@ -120,7 +119,6 @@ Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
     if (cu[b + 1] > T) throw Error("cu_seqlens[" + std::to_string(b + 1) + "] = " + std::to_string(cu[b + 1]) +
                                    " is past the token count " + std::to_string(T));
     const int len = cu[b + 1] - cu[b];
-    max_len = std::max(max_len, len);
     for (int i = 0; i < len; i++) pos[cu[b] + i] = i;
   }
   for (int t = 0; t < T; t++)
@@ -130,7 +128,6 @@ Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
   Batch bt;
   bt.B = B;
   bt.T = T;
-  bt.max_len = max_len;
   try {  // an allocation or upload that fails must not leak the buffers allocated before it
     bt.ids = be_->alloc(T, DType::I32);
     bt.positions = be_->alloc(T, DType::I32);

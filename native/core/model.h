@@ -95,7 +95,6 @@ class Model {
   // Implemented in core/model_backward.cpp.
   void backward(const Batch& batch, Activations& acts, const Buf& d_emb, Buf& grads);
 
-  LayerParams layer_params(int l) const { return layer_offsets_[l]; }
 
   // A view of the parameter buffer at an element offset (no ownership).
   Buf view(const Buf& base, size_t offset, size_t numel) const;

@@ -57,7 +57,6 @@ class CpuBackend final : public Backend {
     if (src.dtype != DType::F32) throw Error("download: cpu buffers are F32");
     std::memcpy(host, src.ptr, src.numel * 4);
   }
-  void download_i32(const Buf& src, int32_t* host) override { std::memcpy(host, src.ptr, src.numel * 4); }
   void copy(Buf& dst, const Buf& src) override {
     if (dst.numel != src.numel || dst.dtype != src.dtype) throw Error("copy: buffers differ in size or dtype");
     std::memcpy(dst.ptr, src.ptr, src.bytes());
@@ -70,8 +69,8 @@ class CpuBackend final : public Backend {
   void rmsnorm(const Buf& x, const Buf& w, int T, int H, float eps, Buf& y, Buf& rstd) override {
     cpu::rmsnorm_fwd(F(x), F(w), T, H, eps, F(y), F(rstd));
   }
-  void linear(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y, bool accumulate) override {
-    cpu::linear_fwd(F(x), F(W), bias ? F(*bias) : nullptr, T, K, N, F(y), accumulate);
+  void linear(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y) override {
+    cpu::linear_fwd(F(x), F(W), bias ? F(*bias) : nullptr, T, K, N, F(y));
   }
   void rope(Buf& x, const Buf& positions, int T, int heads, int hd, float theta, float sign) override {
     cpu::rope_fwd(F(x), I(positions), T, heads, hd, theta, sign);

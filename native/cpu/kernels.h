@@ -12,9 +12,9 @@ template <typename S>
 void embedding_fwd(const int32_t* ids, int T, const S* table, int H, S* out);
 template <typename S>
 void rmsnorm_fwd(const S* x, const S* w, int T, int H, float eps, S* y, S* rstd);
-// y[T,N] = x[T,K] W[N,K]^T (+ bias) (+ y if accumulate); float goes through sgemm.
+// y[T,N] = x[T,K] W[N,K]^T (+ bias); float goes through sgemm.
 template <typename S>
-void linear_fwd(const S* x, const S* W, const S* bias, int T, int K, int N, S* y, bool accumulate);
+void linear_fwd(const S* x, const S* W, const S* bias, int T, int K, int N, S* y);
 template <typename S>
 void rope_fwd(S* x, const int32_t* positions, int T, int heads, int hd, float theta, float sign);
 template <typename S>

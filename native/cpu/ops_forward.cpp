@@ -41,31 +41,23 @@ void rmsnorm_fwd(const S* x, const S* w, int T, int H, float eps, S* y, S* rstd)
 }
 
 template <>
-void linear_fwd<float>(const float* x, const float* W, const float* bias, int T, int K, int N, float* y,
-                       bool accumulate) {
-  // y[T,N] = x[T,K] W[N,K]^T : A = x (no transpose), B = W^T (W stored [N,K] -> transB)
-  if (bias && !accumulate) {
+void linear_fwd<float>(const float* x, const float* W, const float* bias, int T, int K, int N, float* y) {
+  // y[T,N] = x[T,K] W[N,K]^T : A = x (no transpose), B = W^T (W stored [N,K] -> transB); with a
+  // bias, y starts as the bias rows and the product is added onto them
+  if (bias)
     for (int64_t t = 0; t < T; t++) std::memcpy(y + t * N, bias, sizeof(float) * N);
-    sgemm(false, true, T, N, K, 1.0f, x, K, W, K, 1.0f, y, N);
-    return;
-  }
-  sgemm(false, true, T, N, K, 1.0f, x, K, W, K, accumulate ? 1.0f : 0.0f, y, N);
-  if (bias) {
-    for (int64_t t = 0; t < T; t++)
-      for (int n = 0; n < N; n++) y[t * N + n] += bias[n];
-  }
+  sgemm(false, true, T, N, K, 1.0f, x, K, W, K, bias ? 1.0f : 0.0f, y, N);
 }
 
 template <>
-void linear_fwd<double>(const double* x, const double* W, const double* bias, int T, int K, int N, double* y,
-                        bool accumulate) {
+void linear_fwd<double>(const double* x, const double* W, const double* bias, int T, int K, int N, double* y) {
   // reference path for the double-precision gradient checks: plain dot products
   parallel_for(T, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; t++)
       for (int n = 0; n < N; n++) {
         double s = bias ? bias[n] : 0.0;
         for (int k = 0; k < K; k++) s += x[t * K + k] * W[int64_t(n) * K + k];
-        y[t * N + n] = accumulate ? y[t * N + n] + s : s;
+        y[t * N + n] = s;
       }
   });
 }

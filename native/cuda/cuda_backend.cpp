@@ -119,11 +119,6 @@ class CudaBackend final : public Backend {
     else
       for (size_t i = 0; i < src.numel; i++) host[i] = f16_to_f32(stage[i]);
   }
-  void download_i32(const Buf& src, int32_t* host) override {
-    need(src, DType::I32, "download_i32", "src");
-    L2E_CUDA_CHECK(cudaMemcpyAsync(host, src.ptr, src.numel * 4, cudaMemcpyDeviceToHost, stream_));
-    L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
   void copy(Buf& dst, const Buf& src) override {
     if (dst.numel != src.numel) throw Error("copy: buffers differ in size");
     if (dst.dtype == src.dtype) {
@@ -145,23 +140,16 @@ class CudaBackend final : public Backend {
     need(rstd, DType::F32, "rmsnorm", "rstd");
     rmsnorm_fwd(x.ptr, w.ptr, T, H, eps, y.ptr, rstd.f32(), stream_);
   }
-  void linear(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y, bool accumulate) override {
+  void linear(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y) override {
     need(x, DType::BF16, "linear", "x");
     need(W, DType::BF16, "linear", "W");
     if (T <= 0) return;
-    float beta = accumulate ? 1.0f : 0.0f;
-    if (bias) {
+    float beta = 0.0f;
+    if (bias) {  // y = b, then y = x W^T + 1 y: one rounding of (product + bias)
       need(*bias, DType::BF16, "linear", "bias");
       need(y, DType::BF16, "linear", "y (with a bias)");
-      if (accumulate) {  // y += x W^T + b: add the bias rows first, then accumulate the product
-        Buf rows = alloc(size_t(T) * N, DType::BF16);
-        fill_rows_bf16(rows.ptr, bias->ptr, T, N, stream_);
-        cuda::add_inplace(y.ptr, rows.ptr, DType::BF16, rows.numel, stream_);
-        free(rows);
-      } else {  // y = b, then y = x W^T + 1 y: one rounding of (product + bias)
-        fill_rows_bf16(y.ptr, bias->ptr, T, N, stream_);
-        beta = 1.0f;
-      }
+      fill_rows_bf16(y.ptr, bias->ptr, T, N, stream_);
+      beta = 1.0f;
     }
     blas_->linear(x.ptr, W.ptr, T, K, N, y.ptr, y.dtype, beta);
   }
@@ -321,24 +309,31 @@ CudaStatus cuda_status() {
     cudaGetLastError();
     return s;
   }
+  s.devices = n;
+  cudaDeviceProp prop{};
+  cudaError_t d = cudaGetDeviceProperties(&prop, 0);
+  if (d == cudaSuccess) d = cudaSetDevice(0);
+  if (d == cudaSuccess) d = cudaMemGetInfo(&s.free_bytes, &s.total_bytes);
+  if (d != cudaSuccess) {
+    s.reason = std::string("no CUDA GPU is usable: ") + cudaGetErrorString(d);
+    cudaGetLastError();
+    return s;
+  }
   try {
     cuda::cublas();  // opens libcublas once
   } catch (const std::exception& ex) {
     s.reason = ex.what();
     return s;
   }
+  s.name = prop.name;
+  s.compute_capability = std::to_string(prop.major) + "." + std::to_string(prop.minor);
   s.usable = true;
   return s;
 }
 
 std::unique_ptr<Backend> make_cuda_backend() {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess || n == 0) {
-    const std::string why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device found";
-    cudaGetLastError();  // do not leave the error sticky for later calls
-    throw Error("device 'cuda' requested but no CUDA GPU is usable: " + why);
-  }
+  const CudaStatus s = cuda_status();
+  if (!s.usable) throw Error("device 'cuda' requested but " + s.reason);
   return std::make_unique<CudaBackend>();
 }
 

@@ -1,6 +1,6 @@
 // Shared by the GPU suites: whether a CUDA GPU is usable (else every suite skips with the reason),
 // running one op on both backends, bf16 rounding and seeded random inputs.
-import { nativeAddon } from '../../src/native.js';
+import { testingAddon } from '../helpers/testing-addon.mjs';
 import type { NativeModel, NativeModelConfig } from '../../src/model/embedding-model.js';
 import { Rng } from '../../src/util/random.js';
 
@@ -10,11 +10,12 @@ export type OpResult = Record<string, Float32Array> & { value?: number };
 export interface GpuAddon {
   NativeModel: new (config: NativeModelConfig, device: string) => NativeModel;
   backendOp?: (device: string, op: string, args: OpArgs) => OpResult;
-  cudaInfo?: () => { usable: boolean; error?: string; name?: string; freeBytes?: number; totalBytes?: number };
+  cudaStatus: () => { compiled: boolean; usable: boolean; reason: string; freeBytes?: number; totalBytes?: number };
 }
 
+/** The test addon: the shipped addon's functions and the backendOp hook. */
 export function addon(): GpuAddon {
-  return nativeAddon<GpuAddon>();
+  return testingAddon<GpuAddon>();
 }
 
 /**

@@ -75,8 +75,8 @@ describe.skipIf(!gpu.usable)(`CUDA model encode vs CPU ${gpuNote}`, () => {
   });
 
   it('the 600M shape (hidden 4096, 32 heads, MLP 11008, 2 layers), random weights; memory returned on dispose', async () => {
-    const info = addon().cudaInfo?.();
-    const freeBefore = info?.usable ? info.freeBytes! : NaN;
+    const info = addon().cudaStatus();
+    const freeBefore = info.usable ? info.freeBytes! : NaN;
     const cfg = config(4096, 32, 32, 11008, 2, 32000, 1536);
     const cpu = new Native(cfg, 'cpu');
     const cuda = new Native(cfg, cudaDevice);
@@ -88,7 +88,7 @@ describe.skipIf(!gpu.usable)(`CUDA model encode vs CPU ${gpuNote}`, () => {
       cuda.dispose();
     }
     if (cudaDevice === 'cuda') {
-      const freeAfter = addon().cudaInfo!().freeBytes!;
+      const freeAfter = addon().cudaStatus().freeBytes!;
       // all of the model's ~1.1 GB of bf16 weights and its activations must be back (64 MiB slack)
       expect(freeAfter).toBeGreaterThan(freeBefore - 64 * 2 ** 20);
     }

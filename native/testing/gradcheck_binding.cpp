@@ -19,7 +19,7 @@
 #include <cstring>
 #include <string>
 
-#include "addon/gradcheck_ops.h"
+#include "testing/gradcheck_ops.h"
 #include "addon/registry.h"
 
 namespace {

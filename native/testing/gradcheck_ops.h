@@ -73,7 +73,7 @@ double max_abs_diff(const Vec<S>& a, const Vec<S>& b) {
 
 // A packed var-len batch: sequences of the given lengths, positions restarting at 0.
 struct VarLen {
-  int B = 0, T = 0, max_len = 0;
+  int B = 0, T = 0;
   std::vector<int32_t> cu, pos;
   explicit VarLen(const std::vector<int>& lens) {
     B = int(lens.size());
@@ -81,7 +81,6 @@ struct VarLen {
     for (int L : lens) {
       for (int i = 0; i < L; i++) pos.push_back(i);
       cu.push_back(cu.back() + L);
-      max_len = std::max(max_len, L);
     }
     T = cu.back();
   }
@@ -157,7 +156,7 @@ struct LinearCase {
   template <class S>
   Vec<S> forward(const Tensors<S>& in) const {
     Vec<S> y(static_cast<size_t>(T) * N);
-    cpu::linear_fwd(in[0].data(), in[1].data(), in[2].data(), T, K, N, y.data(), false);
+    cpu::linear_fwd(in[0].data(), in[1].data(), in[2].data(), T, K, N, y.data());
     return y;
   }
   template <class S>

@@ -5,7 +5,8 @@
 //       `warmup` untimed calls, then `samples` samples of `inner` back-to-back calls each (inner is
 //       chosen so one sample lasts >= minSampleSeconds); perCall[s] = sample seconds / inner.
 //       dims: numbers T, H, K, N, V, heads, nh, nkv, hd, n, P, B, G as the op needs, and
-//       lens: number[] (sequence lengths of a packed batch) for the var-len ops.
+//       lens: number[] (sequence lengths of a packed batch) for the var-len ops. Names: <op>_fwd and
+//       <op>_bwd for an op of core/ops.def and its <op>_backward, else the op's own name.
 //   setOpTiming(on) / opTimings() -> [{op, calls, seconds}] / resetOpTimings()
 //       the CPU backend's per-op timer (cpu/op_timing.h); it applies to models created after
 //       setOpTiming(true).
@@ -19,9 +20,10 @@
 #include <string>
 #include <vector>
 
-#include "addon/gradcheck_ops.h"  // Rng, VarLen
+#include "testing/gradcheck_ops.h"  // Rng, VarLen
 #include "addon/registry.h"
 #include "cpu/kernels.h"
+#include "core/backend.h"
 #include "cpu/op_timing.h"
 
 namespace {
@@ -102,7 +104,7 @@ std::unique_ptr<Bench> make_bench(const std::string& name, const Dims& d) {
     const int T = d.get(name, "T"), K = d.get(name, "K"), N = d.get(name, "N");
     float *x = F(size_t(T) * K), *W = F(size_t(N) * K, 1.0f / std::sqrt(float(K))), *bias = F(size_t(N));
     float* y = F(size_t(T) * N);
-    if (name == "linear_fwd") b->run = [=] { cpu::linear_fwd(x, W, bias, T, K, N, y, false); };
+    if (name == "linear_fwd") b->run = [=] { cpu::linear_fwd(x, W, bias, T, K, N, y); };
     else {
       float *dx = F(size_t(T) * K), *dW = F(size_t(N) * K), *db = F(size_t(N));
       b->run = [=] { cpu::linear_bwd(x, W, y, T, K, N, dx, dW, db, false); };  // y plays dy
@@ -171,6 +173,15 @@ std::unique_ptr<Bench> make_bench(const std::string& name, const Dims& d) {
     float *w = F(size_t(n)), *g = F(size_t(n), 1e-3f), *m = F(size_t(n), 0.0f), *v = F(size_t(n), 0.0f);
     auto step = std::make_shared<int>(0);
     b->run = [=] { cpu::adamw(w, g, m, v, n, 2e-5f, 0.9f, 0.999f, 1e-8f, 0.0f, ++*step); };
+  } else if (name == "add_inplace" || name == "sumsq" || name == "scale") {
+    // loops of the CPU backend itself (no cpu/kernels.h function): timed through a CPU backend over
+    // these host buffers
+    const int64_t n = d.get(name, "n");
+    l2e::Buf x{F(size_t(n)), size_t(n), l2e::DType::F32}, y{F(size_t(n)), size_t(n), l2e::DType::F32};
+    std::shared_ptr<l2e::Backend> be = l2e::make_cpu_backend();
+    if (name == "add_inplace") b->run = [=]() mutable { be->add_inplace(x, y, size_t(n)); };
+    else if (name == "sumsq") b->run = [=] { be->sumsq(x, size_t(n)); };
+    else b->run = [=]() mutable { be->scale(x, size_t(n), 0.999f); };
   } else {
     throw l2e::Error("benchOp: unknown op '" + name + "'");
   }
@@ -180,7 +191,8 @@ std::unique_ptr<Bench> make_bench(const std::string& name, const Dims& d) {
 const std::vector<std::string> kOps = {
     "embedding_fwd", "embedding_bwd", "rmsnorm_fwd", "rmsnorm_bwd", "linear_fwd", "linear_bwd",
     "rope_fwd",      "rope_bwd",      "attention_fwd", "attention_bwd", "swiglu_fwd", "swiglu_bwd",
-    "pool_fwd",      "pool_bwd",      "l2norm_fwd",  "l2norm_bwd",  "infonce",    "adamw"};
+    "pool_fwd",      "pool_bwd",      "l2norm_fwd",  "l2norm_bwd",  "infonce",    "adamw",
+    "add_inplace",   "sumsq",         "scale"};
 
 class BenchWorker final : public Napi::AsyncWorker {
  public:
