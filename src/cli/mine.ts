@@ -1,7 +1,10 @@
 // `l2e mine`: mine {query, pos, neg} training rows from a corpus by embedding distance.
+import { corpusFormatOf } from '../mine/corpus.js';
 import { mineToFile } from '../mine/run.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
+import { STDIO } from '../util/output.js';
+import { FORMAT_OPTION, inputFormat } from './io.js';
 import { ProgressBar } from './progress.js';
 import { ENCODE_OPTIONS, openSourceFromArgs, SOURCE_OPTIONS } from './source-options.js';
 
@@ -18,11 +21,14 @@ beyond Y). Distance is Euclidean on the vectors, or 1 - cos with --metric cosine
 required. Candidates equal to the query or of one character are dropped; up to --max-pos / --max-neg
 are sampled (seeded); rows without a positive or a negative are skipped and counted. With --fields,
 each input row's fields are versions of one text (e.g. original, English, Malay): they are one
-another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json array / object of texts.`,
+another's positives. Input by name: .jsonl ("text" or --fields), .txt (one text per line), or a .json
+array / object of texts; --format text|jsonl forces one. "-" reads stdin (with --format) or writes
+the pairs to stdout (the summary goes to stderr).`,
   options: {
     ...SOURCE_OPTIONS,
-    input: { kind: 'string', help: 'corpus to mine', metavar: 'FILE', required: true },
-    output: { kind: 'string', help: 'pairs JSONL', metavar: 'FILE', required: true },
+    input: { kind: 'string', help: 'corpus to mine (.jsonl, .txt, .json; - for stdin)', metavar: 'FILE', required: true },
+    format: FORMAT_OPTION,
+    output: { kind: 'string', help: 'pairs JSONL; - for stdout', metavar: 'FILE', required: true },
     'pos-threshold': { kind: 'number', help: 'positives at distance <= X', metavar: 'X', required: true },
     'neg-threshold': { kind: 'number', help: 'negatives at distance > Y', metavar: 'Y', required: true },
     metric: { kind: 'string', help: 'euclidean or cosine (distance 1 - cos)', default: 'euclidean' },
@@ -41,13 +47,18 @@ another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json 
     const pos = opt.num(args, 'pos-threshold')!;
     const neg = opt.num(args, 'neg-threshold')!;
     if (pos > neg) throw new UsageError(`--pos-threshold ${pos} must not exceed --neg-threshold ${neg} (both are distances)`);
+    const input = opt.str(args, 'input')!;
+    const forced = opt.str(args, 'format');
+    // by name (.jsonl, .txt, .json) unless forced; other names and stdin need --format (a usage error)
+    const format = forced !== undefined ? inputFormat(input, forced) : (corpusFormatOf(input) ?? inputFormat(input));
     const source = await openSourceFromArgs(args);
     const bars: Record<string, ProgressBar> = {};
     try {
       const output = opt.str(args, 'output')!;
       const fields = opt.list(args, 'fields');
       const r = await mineToFile(source, {
-        input: opt.str(args, 'input')!,
+        input,
+        format,
         output,
         fields: fields.length ? fields : undefined,
         posThreshold: pos,
@@ -65,8 +76,9 @@ another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json 
           if (done >= total) bar.finish();
         },
       });
-      process.stdout.write(
-        `${r.rows} input rows, ${r.texts} distinct texts → ${r.written} rows written to ${output}\n` +
+      // with the pairs on stdout, the summary goes to stderr
+      (output === STDIO ? process.stderr : process.stdout).write(
+        `${r.rows} input rows, ${r.texts} distinct texts → ${r.written} rows written to ${output === STDIO ? 'stdout' : output}\n` +
           `skipped: ${r.skippedNoPos} without a positive, ${r.skippedNoNeg} without a negative, ${r.skippedShort} too short\n`,
       );
       return 0;

@@ -1,13 +1,16 @@
 // `mine` end to end: read the corpus, embed it in blocks, mine every text, write JSONL atomically.
 import { Embeddings } from '../model/embeddings.js';
 import type { EmbeddingSource } from '../eval/source.js';
-import { AtomicWriter } from '../util/atomic.js';
-import { readCorpus } from './corpus.js';
+import { openOutput } from '../util/output.js';
+import { readCorpus, type CorpusFormat } from './corpus.js';
 import { minePairs, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
 import { FileStore, MemoryStore, type VectorStore } from './store.js';
 
 export interface MineRunOptions extends MineOptions {
+  /** The corpus (`-`: stdin); its format by name unless `format` is given. */
   input: string;
+  format?: CorpusFormat;
+  /** The pairs JSONL (`-`: stdout). */
   output: string;
   fields?: string[];
   /** Texts embedded per call (progress and memory granularity). */
@@ -54,11 +57,11 @@ export async function embedToStore(
 
 export async function mineToFile(source: EmbeddingSource, opts: MineRunOptions): Promise<MineRunResult> {
   validateMineOptions(opts); // fail on bad thresholds before any embedding work
-  const corpus = await readCorpus(opts.input, opts.fields);
+  const corpus = await readCorpus(opts.input, opts.fields, opts.format);
   if (corpus.texts.length === 0) throw new Error(`${opts.input}: no texts`);
   const memoryMb = opts.memoryMb ?? 4096;
   const vectors = await embedToStore(corpus.texts, source, opts.encodeBlock ?? 4096, memoryMb, (d, t) => opts.onStage?.('embed', d, t));
-  const writer = new AtomicWriter(opts.output);
+  const writer = openOutput(opts.output);
   try {
     let buf: string[] = [];
     const stats = await minePairs(
