@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { main } from '../src/cli/main.js';
 import { embeddingLine, embeddingOutputFormat, inputFormat, readTexts } from '../src/cli/io.js';
+import { readTextsFile } from '../src/eval/vectors.js';
 import { float32ArrayJson, float32Text } from '../src/util/float32-text.js';
 import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 import { hasTinyMha, skipNote } from './helpers/fixture.js';
@@ -99,6 +100,14 @@ describe('input and output formats', () => {
     await expect(readTexts(txt, { format: 'jsonl' })).rejects.toThrow(
       `${txt}:1: not valid JSON (${why}); for plain texts use a .txt name or --format text`,
     );
+  });
+
+  it('eval --texts: a .txt file whose first line starts with [ is lines, a .json file an array', () => {
+    const dir = makeTempDir();
+    writeFileSync(join(dir, 't.txt'), '[catatan] satu\ndua\n');
+    expect(readTextsFile(join(dir, 't.txt'))).toEqual(['[catatan] satu', 'dua']);
+    writeFileSync(join(dir, 't.json'), '["a", "b"]');
+    expect(readTextsFile(join(dir, 't.json'))).toEqual(['a', 'b']);
   });
 
   it('output extensions other than .jsonl / .npy / - are refused', () => {
