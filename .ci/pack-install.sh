@@ -44,6 +44,40 @@ m.dispose();
 JS
 PATH="$nocc" node check.mjs "$fixture"
 PATH="$nocc" npx l2e --help | head -3
+# CommonJS: require() of the package (Node's require(esm), see "engines"), and TypeScript compiled
+# both ways against the published types: ESM (module nodenext in a "type": "module" app) and CommonJS
+# (a "type": "commonjs" folder), each then run.
+cat > check.cjs <<'JS'
+const { EmbeddingModel, knn, similarity } = require('llama2-embedding');
+if (typeof EmbeddingModel.load !== 'function' || typeof knn !== 'function') { console.error('require: exports missing'); process.exit(1); }
+console.log(`pack-install: require() works, similarity([1,0],[1,1]) = ${similarity([1, 0], [1, 1]).toFixed(4)}`);
+JS
+PATH="$nocc" node check.cjs
+tsc="$root/node_modules/typescript/bin/tsc"
+cat > lib-use.ts <<'TS'
+import { knn, similarity, Embeddings, type KnnMatch, type KnnResult } from 'llama2-embedding';
+export async function top(): Promise<KnnMatch[]> {
+  const e = new Embeddings(2, 2, Float32Array.of(1, 0, 0.6, 0.8));
+  const r: KnnResult = await knn(e, e, 1, { excludeSelf: true });
+  const s: number = similarity(e.row(0), e.row(1));
+  return r.neighbors(0).map((m) => ({ index: m.index, score: Number((m.score + s - s).toFixed(4)) }));
+}
+top().then((m) => console.log(`pack-install: TypeScript ${process.argv[2]} build ran: ${JSON.stringify(m)}`));
+TS
+# esm: nodenext in a "type": "module" folder; cjs: nodenext in a "type": "commonjs" folder (TS >= 5.8
+# types require() of ES modules); classic: "module": "commonjs" with node10 resolution (as tsc --init).
+for kind in esm cjs classic; do
+  mkdir -p "ts-$kind" && cp lib-use.ts "ts-$kind/"
+  case $kind in
+    esm) type=module; mod='"module":"nodenext","moduleResolution":"nodenext"' ;;
+    cjs) type=commonjs; mod='"module":"nodenext","moduleResolution":"nodenext"' ;;
+    classic) type=commonjs; mod='"module":"commonjs","moduleResolution":"node10","esModuleInterop":true' ;;
+  esac
+  echo "{\"type\":\"$type\"}" > "ts-$kind/package.json"
+  echo "{\"compilerOptions\":{$mod,\"target\":\"es2022\",\"strict\":true,\"typeRoots\":[\"$root/node_modules/@types\"],\"types\":[\"node\"],\"outDir\":\"out\"},\"files\":[\"lib-use.ts\"]}" > "ts-$kind/tsconfig.json"
+  (cd "ts-$kind" && PATH="$nocc" node "$tsc" -p . && PATH="$nocc" node out/lib-use.js "$kind")
+done
+grep -q 'require("llama2-embedding")' ts-cjs/out/lib-use.js && grep -q 'require("llama2-embedding")' ts-classic/out/lib-use.js || { echo "pack-install: the CommonJS build does not require() the package" >&2; exit 1; }
 # A broken prebuilt: the install hook says so and falls back to a source build, which here (no
 # compiler) fails with a message saying what to install.
 pkg="$work/app/node_modules/llama2-embedding"

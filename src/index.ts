@@ -1,6 +1,6 @@
 // Public API of llama2-embedding.
 export { EmbeddingModel, DEFAULT_DENSE_SIZE, DEFAULT_MAX_LENGTH, packBatch, planBatches } from './model/embedding-model.js';
-export type { Device, EncodeOptions, LoadOptions } from './model/embedding-model.js';
+export type { BatchInfo, Device, EncodeOptions, LoadOptions } from './model/embedding-model.js';
 export { Embeddings } from './model/embeddings.js';
 export { TextTokenizer } from './model/tokenizer.js';
 export { readConfig, parseConfig, configToJson } from './model/config.js';
@@ -24,8 +24,8 @@ export type { PairRow, JsonLine } from './data/jsonl.js';
 export { combineFiles } from './data/combine.js';
 export type { CombineOptions, CombineResult } from './data/combine.js';
 // evaluation and mining
-export { knn } from './eval/knn.js';
-export type { KnnMetric, KnnResult } from './eval/knn.js';
+export { knn, similarity } from './eval/knn.js';
+export type { KnnMatch, KnnMetric, KnnOptions, KnnResult } from './eval/knn.js';
 export { computeMetrics, readTestSet, buildTestSet } from './eval/metrics.js';
 export type { Metrics, TestSet } from './eval/metrics.js';
 export { minePairs } from './mine/mine.js';

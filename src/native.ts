@@ -6,7 +6,7 @@
 // Each module declares the typed shape of the natives it uses and reads them through nativeAddon<T>().
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
@@ -66,10 +66,7 @@ export function addonLoadError(err: unknown): Error {
   const msg = err instanceof Error ? err.message : String(err);
   // A bad L2E_CPU_ISA fails the load on purpose (native/cpu/isa.h): say that, not "rebuild".
   if (msg.startsWith('L2E_CPU_ISA=')) return new Error(`llama2-embedding: ${msg}`);
-  return new Error(
-    `llama2-embedding: the native addon could not be loaded (${msg}). ` +
-      'Rebuild it with `npm rebuild llama2-embedding` (node-gyp) or `npm run build:native` (cmake-js) in the package folder.',
-  );
+  return new Error(`llama2-embedding: the native addon could not be loaded (${msg}). Rebuild it: ${buildCommand(packageRoot, false)}`);
 }
 
 function load(): unknown {
@@ -95,6 +92,18 @@ function load(): unknown {
     }
   }
   return cached;
+}
+
+/**
+ * The command that builds the addon (with the CUDA backend when `cuda`) for the package at `root`:
+ * in a checkout, the npm scripts; in an installed dependency (whose dev tools such as cmake-js are
+ * absent), `npm rebuild` from the app, or cmake-js fetched by npx in the package folder.
+ */
+export function buildCommand(root: string, cuda: boolean): string {
+  const installed = root.split(sep).includes('node_modules');
+  if (!installed) return cuda ? '`L2E_CUDA=1 npm run build:native` (needs nvcc and cmake)' : '`npm run build:gyp` or `npm run build:native`';
+  if (!cuda) return '`npm rebuild llama2-embedding` in your project';
+  return `\`cd ${root} && L2E_CUDA=1 npx --yes cmake-js compile --out build\` (needs nvcc and cmake)`;
 }
 
 /** The addon, typed by the caller's view of the functions it needs. */

@@ -78,9 +78,11 @@ describe('l2e encode', () => {
     const out = join(dir, 'field.jsonl');
     const r = await l2e('encode', '--model', modelDir, '--input', input, '--output', out, '--field', 'body');
     expect(r.code).toBe(0);
-    const rows = readFileSync(out, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { text: string; embedding: number[] });
+    const rows = readFileSync(out, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { id: number; body: string; text: string; embedding: number[] });
     const texts = TEXTS.filter((t) => t);
-    expect(rows.map((x) => x.text)).toEqual(texts);
+    expect(rows.map((x) => x.body)).toEqual(texts); // the input row's fields are carried through
+    expect(rows.map((x) => x.id)).toEqual(texts.map((_, i) => i));
+    expect(rows.map((x) => x.text)).toEqual(texts.map((t) => `${t}!`));
     expectRowsClose(rows.map((x) => x.embedding), await alone(texts));
   });
 

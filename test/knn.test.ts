@@ -2,7 +2,7 @@
 // block, odd dim), exact tie order on integer data, clamping and bad input.
 import { describe, expect, it } from 'vitest';
 import { Embeddings } from '../src/model/embeddings.js';
-import { knn } from '../src/eval/knn.js';
+import { knn, similarity } from '../src/eval/knn.js';
 import { Rng } from '../src/util/random.js';
 
 function randomMatrix(rows: number, dim: number, rng: Rng, gen: () => number = () => rng.next() * 2 - 1): Embeddings {
@@ -100,5 +100,51 @@ describe('knn', () => {
     await expect(knn(qInf, new Embeddings(1, 2), 1, { metric: 'euclidean' })).rejects.toThrow(/queries row 0/);
     await expect(knn(q, new Embeddings(2, 3), 1)).rejects.toThrow(/dim/);
     await expect(knn(q, new Embeddings(0, 2), 1)).rejects.toThrow(/empty/);
+  });
+});
+
+describe('knn result shape, excludeSelf and similarity', () => {
+  it('neighbors(q) and matches() give {index, score} per query, equal to the flat arrays', async () => {
+    const pool = new Embeddings(3, 2, Float32Array.from([1, 0, 0, 1, 1, 1]));
+    const queries = new Embeddings(2, 2, Float32Array.from([1, 0, 0, 2]));
+    const res = await knn(queries, pool, 2);
+    const s = Math.SQRT1_2;
+    expect(res.neighbors(0).map((m) => m.index)).toEqual([0, 2]);
+    expect(res.neighbors(0)[1]!.score).toBeCloseTo(s, 6);
+    expect(res.matches().map((ms) => ms.map((m) => m.index))).toEqual([[0, 2], [1, 2]]);
+    expect(res.matches().flat().map((m) => m.score)).toEqual(Array.from(res.scores));
+    expect(() => res.neighbors(2)).toThrow('knn: query 2 out of range [0, 2)');
+  });
+
+  it('excludeSelf leaves each row out of its own neighbours, also among exact duplicates', async () => {
+    const rng = new Rng(3);
+    const emb = randomMatrix(50, 8, rng);
+    emb.data.set(emb.row(4), 9 * 8); // row 9 duplicates row 4
+    const k = 5;
+    const res = await knn(emb, emb, k, { excludeSelf: true });
+    expect(res.k).toBe(k);
+    for (let q = 0; q < emb.rows; q++) {
+      const ref = bruteForce(emb.row(q), emb, 'cosine').filter((r) => r.idx !== q).slice(0, k);
+      expect(res.neighbors(q).map((m) => m.index)).toEqual(ref.map((r) => r.idx));
+    }
+    expect(res.neighbors(4)[0]).toEqual({ index: 9, score: expect.closeTo(1, 6) as unknown as number });
+    expect(res.neighbors(9)[0]!.index).toBe(4);
+    const all = await knn(emb, emb, 100, { excludeSelf: true, metric: 'euclidean' });
+    expect(all.k).toBe(49); // clamped to the other rows
+    await expect(knn(emb, randomMatrix(10, 8, rng), 2, { excludeSelf: true })).rejects.toThrow(
+      "knn: excludeSelf needs the queries to be the pool's rows, got 50 queries for 10 pool rows",
+    );
+    const one = await knn(new Embeddings(1, 2, Float32Array.of(1, 0)), new Embeddings(1, 2, Float32Array.of(1, 0)), 3, { excludeSelf: true });
+    expect(one.k).toBe(0);
+    expect(one.matches()).toEqual([]);
+  });
+
+  it('similarity is the cosine of two vectors, 0 with a zero vector', () => {
+    expect(similarity([3, 4], [6, 8])).toBeCloseTo(1, 12);
+    expect(similarity(Float32Array.of(1, 0), Float32Array.of(0, 2))).toBe(0);
+    expect(similarity([1, 1], [-1, 0])).toBeCloseTo(-Math.SQRT1_2, 12);
+    expect(similarity([0, 0], [1, 2])).toBe(0);
+    expect(() => similarity([1], [1, 2])).toThrow('similarity: vectors of lengths 1 and 2');
+    expect(() => similarity([NaN, 1], [1, 2])).toThrow('similarity: a vector has a non-finite value');
   });
 });

@@ -2,6 +2,7 @@
 import { combineFiles } from '../data/combine.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
+import { STDIO } from '../util/output.js';
 import { ProgressBar } from './progress.js';
 
 export const command: Command = {
@@ -12,9 +13,10 @@ export const command: Command = {
 Streams every input, checks each line is {"query": str, "pos": [str], "neg": [str]} (errors name
 file:line; --skip-bad-lines counts and drops them instead) and writes one file atomically. With
 --shuffle, inputs larger than the memory budget are shuffled externally (random buckets on disk,
-each shuffled in memory). The order depends only on the seed, the inputs and --memory-mb.`,
+each shuffled in memory). The order depends only on the seed, the inputs and --memory-mb.
+"-" as an input reads stdin; --output - writes to stdout (the summary then goes to stderr).`,
   options: {
-    output: { kind: 'string', help: 'combined JSONL file', metavar: 'FILE', required: true },
+    output: { kind: 'string', help: 'combined JSONL file; - for stdout', metavar: 'FILE', required: true },
     shuffle: { kind: 'boolean', help: 'shuffle all rows (uniform permutation)' },
     seed: { kind: 'integer', help: 'shuffle seed', default: 42 },
     'memory-mb': { kind: 'integer', help: 'memory budget for shuffling, MiB', default: 256 },
@@ -39,7 +41,11 @@ each shuffled in memory). The order depends only on the seed, the inputs and --m
       (f) => `  ${f.file.padEnd(width)}  ${String(f.rows).padStart(10)} rows` + (f.badLines ? `  ${f.badLines} bad lines dropped` : ''),
     );
     const how = result.buckets === 0 ? '' : result.buckets === 1 ? ' (shuffled in memory)' : ` (shuffled through ${result.buckets} buckets)`;
-    process.stdout.write(`${lines.join('\n')}\n  ${'total'.padEnd(width)}  ${String(result.rows).padStart(10)} rows → ${opt.str(args, 'output')}${how}\n`);
+    const output = opt.str(args, 'output')!;
+    const toStdout = output === STDIO; // the data stream: the summary goes to stderr
+    (toStdout ? process.stderr : process.stdout).write(
+      `${lines.join('\n')}\n  ${'total'.padEnd(width)}  ${String(result.rows).padStart(10)} rows → ${toStdout ? 'stdout' : output}${how}\n`,
+    );
     const bad = result.files.filter((f) => f.badLines > 0);
     if (bad.length) {
       const where = bad.map((f) => `${f.file}:${f.firstBadLines.join(',')}${f.badLines > f.firstBadLines.length ? ',…' : ''}`);

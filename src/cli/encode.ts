@@ -1,63 +1,109 @@
 // `l2e encode`: embeddings of a file of texts, as JSONL {"text","embedding"} or a float32 .npy.
-import { AtomicWriter, writeFileAtomic } from '../util/atomic.js';
-import { npyBytes } from '../util/npy.js';
-import { EmbeddingModel } from '../model/embedding-model.js';
+import { EmbeddingModel, type BatchInfo, type EncodeOptions } from '../model/embedding-model.js';
+import type { Embeddings } from '../model/embeddings.js';
+import { STDIO } from '../util/output.js';
 import { opt } from './args.js';
 import type { Command } from './command.js';
-import { readTexts } from './io.js';
-import { ProgressBar } from './progress.js';
+import { embeddingOutputFormat, FORMAT_OPTION, inputFormat, readTexts, writeEmbeddings } from './io.js';
+import { formatSeconds, ProgressBar } from './progress.js';
 import { deviceOf, ENCODE_OPTIONS, positiveInt } from './source-options.js';
 
 export const command: Command = {
   name: 'encode',
   summary: 'embed texts with a model (JSONL or .npy output)',
-  usage: `Usage: l2e encode --model DIR --input FILE --output FILE [--batch-size N] [--max-length N]
+  usage: `Usage: l2e encode --model DIR --input FILE --output FILE [--format text|jsonl] [--batch-size N] [--max-length N]
 
-Embeds every text of FILE. Input: JSONL with a "text" field, or plain text one per line.
-Output: JSONL lines {"text", "embedding"}, or a float32 .npy matrix (rows in input order) when
-the output name ends in .npy. The model is a folder (config.json, *.safetensors, tokenizer.json)
-or a Hugging Face id (org/name) already pulled into the cache.`,
+Embeds every text of FILE. Input: a .txt file holds one text per line, a .jsonl file one object per
+line with a "text" field (--field to name another); --format forces either (needed for other names
+and for stdin). Every line of a .txt is a text (a blank line an empty one, so row i is line i; CRLF
+or LF); blank lines of a .jsonl are skipped. Output by name: .jsonl writes one line per text, the input
+row's fields (e.g. "id") plus "embedding" (plain-text input: {"text", "embedding"}), each value the
+shortest decimal that reads back as the same float32; .npy writes a float32 matrix, rows in input
+order. Other names are refused. "-" reads stdin / writes JSONL to stdout (messages go to stderr).
+The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging Face id (org/name).`,
   options: {
     model: { kind: 'string', help: 'model folder or hub id', metavar: 'DIR', required: true },
-    input: { kind: 'string', help: 'texts: JSONL with "text" or plain lines', metavar: 'FILE', required: true },
-    output: { kind: 'string', help: 'output .jsonl or .npy', metavar: 'FILE', required: true },
+    input: { kind: 'string', help: 'texts: .txt (one per line) or .jsonl; - for stdin', metavar: 'FILE', required: true },
+    output: { kind: 'string', help: 'output .jsonl or .npy; - for JSONL on stdout', metavar: 'FILE', required: true },
+    format: FORMAT_OPTION,
     field: { kind: 'string', help: 'JSONL field holding the text', default: 'text' },
     ...ENCODE_OPTIONS,
   },
   async run(args) {
     const output = opt.str(args, 'output')!;
+    const input = opt.str(args, 'input')!;
     // usage errors before any work
     const device = deviceOf(args);
     const batchSize = positiveInt(args, 'batch-size');
     const maxLength = positiveInt(args, 'max-length');
-    const texts = await readTexts(opt.str(args, 'input')!, opt.str(args, 'field'));
+    const outFormat = embeddingOutputFormat(output);
+    const format = inputFormat(input, opt.str(args, 'format'));
+    const texts = await readTexts(input, { field: opt.str(args, 'field'), format });
     const model = await EmbeddingModel.load(opt.str(args, 'model')!, { device });
     try {
-      const bar = new ProgressBar({ label: 'encode', total: texts.length, plainLines: true });
-      const emb = await model.encode(texts, {
-        batchSize,
-        maxLength,
-        onProgress: (done) => bar.update(done),
-      });
+      const bar = new ProgressBar({ label: 'encode', total: texts.texts.length, plainLines: true });
+      const emb = await encodeWithHeartbeat(model, texts.texts, { batchSize, maxLength }, bar);
       bar.finish();
-      if (output.endsWith('.npy')) {
-        writeFileAtomic(output, npyBytes(emb.data, emb.rows, emb.dim));
-      } else {
-        const w = new AtomicWriter(output);
-        try {
-          for (let i = 0; i < texts.length; i++) {
-            await w.write(JSON.stringify({ text: texts[i], embedding: Array.from(emb.row(i)) }) + '\n');
-          }
-          await w.commit();
-        } catch (err) {
-          w.abort();
-          throw err;
-        }
-      }
-      process.stderr.write(`encoded ${texts.length} texts (${emb.dim} dims) → ${output}\n`);
+      await writeEmbeddings(output, outFormat, texts, emb);
+      process.stderr.write(`encoded ${texts.texts.length} texts (${emb.dim} dims) → ${output === STDIO ? 'stdout' : output}\n`);
       return 0;
     } finally {
       model.dispose();
     }
   },
 };
+
+export interface HeartbeatOptions {
+  /** How often a running batch is reported (default 10 s). */
+  intervalMs?: number;
+  /** Where plain lines go when the bar is not drawn (default stderr). */
+  write?: (line: string) => void;
+  /** Whether the bar is drawn (a terminal): then the batch shows in the bar, else as plain lines. */
+  drawn?: boolean;
+}
+
+/**
+ * `model.encode` with a heartbeat: while one packed batch runs (a single long text can take
+ * minutes), its size and elapsed time are reported every `intervalMs`, in the bar on a terminal and
+ * as plain lines elsewhere, so long work never looks like a hang.
+ */
+export async function encodeWithHeartbeat(
+  model: { encode(texts: string[], options: EncodeOptions): Promise<Embeddings> },
+  texts: string[],
+  options: EncodeOptions,
+  bar: ProgressBar,
+  hb: HeartbeatOptions = {},
+): Promise<Embeddings> {
+  const intervalMs = hb.intervalMs ?? 10_000;
+  const write = hb.write ?? ((line: string) => process.stderr.write(line));
+  const drawn = hb.drawn ?? (Boolean(process.stderr.isTTY) && !process.env['CI']);
+  let current: BatchInfo | undefined;
+  let started = 0;
+  let done = 0;
+  const describe = (b: BatchInfo): string =>
+    `batch ${b.index + 1}/${b.batches} (${b.texts} text${b.texts === 1 ? '' : 's'}, ${b.tokens} tokens) running ${formatSeconds((Date.now() - started) / 1000)}`;
+  const timer = setInterval(
+    () => {
+      if (!current) return;
+      if (drawn) bar.update(done, describe(current));
+      else write(`encode: ${current.done}/${current.total} texts done, ${describe(current)}\n`);
+    },
+    drawn ? Math.min(intervalMs, 1000) : intervalMs,
+  );
+  try {
+    return await model.encode(texts, {
+      ...options,
+      onBatch: (b) => {
+        current = b;
+        started = Date.now();
+      },
+      onProgress: (d) => {
+        done = d;
+        current = undefined;
+        bar.update(d);
+      },
+    });
+  } finally {
+    clearInterval(timer);
+  }
+}

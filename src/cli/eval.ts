@@ -1,5 +1,5 @@
 // `l2e eval`: the notebook metrics (positive/negative score, top-1/3/5/10) for test files.
-import { writeFileAtomic } from '../util/atomic.js';
+import { STDIO, writeOutput } from '../util/output.js';
 import { evaluateFile, formatTable, type FileEvaluation } from '../eval/evaluate.js';
 import type { Metrics } from '../eval/metrics.js';
 import { opt, UsageError } from './args.js';
@@ -18,13 +18,13 @@ cos(query, pos) over their (row, pos) pairs, "negative score" the mean 1 - cos(q
 the share of (query, pos) pairs of the whole file whose query ranks in the top K of the pool by
 cosine to the positive (K+1 when the positive itself is in the top K). Vectors come from the model
 or from --embeddings: JSONL {"text","embedding"} or a float32/float64 .npy with --texts (one text per
-line, or a JSON array). --json writes {"<test name>": {metrics}} (name = file basename) to OUT, or alone prints it on stdout
-(and the table on stderr).`,
+line, or a JSON array). --json writes {"<test name>": {metrics}} (name = file basename) to OUT; alone
+or with OUT "-" it prints the JSON on stdout and the table on stderr.`,
   options: {
     ...SOURCE_OPTIONS,
     test: { kind: 'list', help: 'test JSONL files (repeatable; more may follow as positionals)', metavar: 'FILE' },
     limit: { kind: 'integer', help: 'rows that define the pool and the scores', default: 1000 },
-    json: { kind: 'string', help: 'write the metrics as JSON to OUT (alone: to stdout)', metavar: 'OUT', optionalValue: true },
+    json: { kind: 'string', help: 'write the metrics as JSON to OUT (alone or -: to stdout)', metavar: 'OUT', optionalValue: true },
     ...ENCODE_OPTIONS,
   },
   async run(args) {
@@ -55,12 +55,12 @@ line, or a JSON array). --json writes {"<test name>": {metrics}} (name = file ba
     const jsonOut = opt.str(args, 'json');
     const obj: Record<string, Metrics> = {};
     for (const r of results) obj[r.name] = r.metrics;
-    if (jsonOut === '') {
+    if (jsonOut === '' || jsonOut === STDIO) {
       process.stderr.write(formatTable(results));
-      process.stdout.write(JSON.stringify(obj, null, 2) + '\n');
+      await writeOutput(STDIO, JSON.stringify(obj, null, 2) + '\n');
     } else {
       process.stdout.write(formatTable(results));
-      if (jsonOut !== undefined) writeFileAtomic(jsonOut, JSON.stringify(obj, null, 2) + '\n');
+      if (jsonOut !== undefined) await writeOutput(jsonOut, JSON.stringify(obj, null, 2) + '\n');
     }
     return 0;
   },

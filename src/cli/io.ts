@@ -1,41 +1,123 @@
-// Reading text inputs for the CLI: JSONL with a `text` field, or plain text one per line.
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
+// Text inputs and embedding outputs of the CLI. Formats are decided by the file name (or forced with
+// --format), never guessed from the content: a .txt line that starts with `{` is still a text.
+// `-` is standard input / standard output.
+import { extname } from 'node:path';
+import { LineError, readLines } from '../data/jsonl.js';
+import type { Embeddings } from '../model/embeddings.js';
+import { float32ArrayJson } from '../util/float32-text.js';
+import { npyBytes } from '../util/npy.js';
+import { openOutput, STDIO, writeOutput } from '../util/output.js';
+import { UsageError } from './args.js';
+import type { OptionSpec } from './args.js';
+
+export type TextFormat = 'text' | 'jsonl';
+
+/** The --format option of the commands that read texts. */
+export const FORMAT_OPTION: OptionSpec = {
+  kind: 'string',
+  help: 'input format: text (one per line) or jsonl; default from the extension (.txt / .jsonl)',
+  metavar: 'text|jsonl',
+};
+
+const TEXT_EXTENSIONS = ['.txt', '.text'];
+const JSONL_EXTENSIONS = ['.jsonl', '.ndjson'];
+
+/** The format of input `path`: `forced` when given, else by extension; `-` and other names need --format. */
+export function inputFormat(path: string, forced?: string): TextFormat {
+  if (forced !== undefined) {
+    if (forced !== 'text' && forced !== 'jsonl') throw new UsageError(`--format must be text or jsonl, got ${forced}`);
+    return forced;
+  }
+  const ext = extname(path).toLowerCase();
+  if (TEXT_EXTENSIONS.includes(ext)) return 'text';
+  if (JSONL_EXTENSIONS.includes(ext)) return 'jsonl';
+  if (path === STDIO) throw new UsageError('reading texts from stdin (-): give --format text or --format jsonl');
+  throw new UsageError(
+    `cannot tell the format of ${path} from its name: use .txt (one text per line) or .jsonl, or give --format text|jsonl`,
+  );
+}
+
+export interface TextInput {
+  texts: string[];
+  /** JSONL input: each line's object, so that its other fields (an id, ...) can be carried through. */
+  records?: Record<string, unknown>[];
+}
 
 /**
- * Reads texts from `path`: each line is either a JSON object with a string `field` (JSONL) or, when
- * the file's first non-empty line is not a JSON object, a plain text. Errors name file:line.
+ * Reads texts from `path` (`-`: stdin). Text format: one text per line, every line (a blank line is an
+ * empty text, so output row i is input line i; CRLF and LF both end a line); JSONL: one object per line
+ * with a string `field`, blank lines skipped. Errors name file:line.
  */
-export async function readTexts(path: string, field = 'text'): Promise<string[]> {
-  const rl = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
+export async function readTexts(path: string, opts: { field?: string; format: TextFormat }): Promise<TextInput> {
+  const field = opts.field ?? 'text';
   const texts: string[] = [];
-  let mode: 'jsonl' | 'plain' | undefined;
-  let lineNo = 0;
-  try {
-    for await (const line of rl) {
-      lineNo++;
-      if (mode === undefined) {
-        if (line.trim() === '') continue;
-        mode = line.trimStart().startsWith('{') ? 'jsonl' : 'plain';
-      }
-      if (mode === 'plain') {
-        texts.push(line);
-        continue;
-      }
-      if (line.trim() === '') continue;
-      let obj: unknown;
-      try {
-        obj = JSON.parse(line);
-      } catch (e) {
-        throw new Error(`${path}:${lineNo}: not valid JSON (${(e as Error).message})`);
-      }
-      const v = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[field] : undefined;
-      if (typeof v !== 'string') throw new Error(`${path}:${lineNo}: expected a JSON object with a string "${field}" field`);
-      texts.push(v);
+  const records: Record<string, unknown>[] | undefined = opts.format === 'jsonl' ? [] : undefined;
+  const name = path === STDIO ? 'stdin' : path;
+  for await (const { line, text } of readLines(path)) {
+    if (!records) {
+      texts.push(text);
+      continue;
     }
+    if (text.trim() === '') continue;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch (e) {
+      const hint = path === STDIO ? '--format text' : 'a .txt name or --format text';
+      throw new LineError(name, line, `not valid JSON (${(e as Error).message}); for plain texts use ${hint}`);
+    }
+    const v = typeof obj === 'object' && obj !== null && !Array.isArray(obj) ? (obj as Record<string, unknown>)[field] : undefined;
+    if (typeof v !== 'string') throw new LineError(name, line, `expected a JSON object with a string "${field}" field`);
+    texts.push(v);
+    records.push(obj as Record<string, unknown>);
+  }
+  return { texts, records };
+}
+
+export type EmbeddingFormat = 'jsonl' | 'npy';
+
+/** The output format of `encode` from the output name; other extensions are refused. */
+export function embeddingOutputFormat(path: string): EmbeddingFormat {
+  if (path === STDIO) return 'jsonl';
+  const ext = extname(path).toLowerCase();
+  if (JSONL_EXTENSIONS.includes(ext)) return 'jsonl';
+  if (ext === '.npy') return 'npy';
+  throw new UsageError(
+    `--output ${path}: unknown extension${ext ? ` ${ext}` : ''}; use .jsonl (one {"text", "embedding"} per line), ` +
+      '.npy (float32 matrix) or - (JSONL on stdout)',
+  );
+}
+
+/**
+ * One JSONL line per text: the input row's fields (JSONL input) or {"text"}, plus "embedding" with
+ * each value as the shortest text that reads back as the same float32.
+ */
+export function embeddingLine(text: string, record: Record<string, unknown> | undefined, vector: ArrayLike<number>): string {
+  const { embedding: _replaced, ...fields } = record ?? {};
+  const head = JSON.stringify('text' in fields ? fields : { ...fields, text });
+  return `${head.length > 2 ? `${head.slice(0, -1)},` : '{'}"embedding":${float32ArrayJson(vector)}}\n`;
+}
+
+/** Writes the embeddings of `input` to `output` (`-`: JSONL on stdout) in `format`. */
+export async function writeEmbeddings(output: string, format: EmbeddingFormat, input: TextInput, emb: Embeddings): Promise<void> {
+  if (format === 'npy') {
+    await writeOutput(output, npyBytes(emb.data, emb.rows, emb.dim));
+    return;
+  }
+  const w = openOutput(output);
+  try {
+    let buf = '';
+    for (let i = 0; i < input.texts.length; i++) {
+      buf += embeddingLine(input.texts[i]!, input.records?.[i], emb.row(i));
+      if (buf.length >= 1 << 20) {
+        await w.write(buf);
+        buf = '';
+      }
+    }
+    if (buf) await w.write(buf);
+    await w.commit();
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`input file not found: ${path}`);
+    w.abort();
     throw err;
   }
-  return texts;
 }

@@ -1,8 +1,11 @@
 // `l2e mine`: mine {query, pos, neg} training rows from a corpus by embedding distance.
+import { corpusFormatOf } from '../mine/corpus.js';
 import { corpusNeighbourStats, mineToFile } from '../mine/run.js';
 import { formatNeighbourStats, parseThreshold, type Threshold } from '../mine/stats.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
+import { STDIO } from '../util/output.js';
+import { FORMAT_OPTION, inputFormat } from './io.js';
 import { ProgressBar } from './progress.js';
 import { ENCODE_OPTIONS, openSourceFromArgs, SOURCE_OPTIONS } from './source-options.js';
 
@@ -20,7 +23,9 @@ beyond Y). Distance is Euclidean on the vectors, or 1 - cos with --metric cosine
 required. Candidates equal to the query or of one character are dropped; up to --max-pos / --max-neg
 are sampled (seeded); rows without a positive or a negative are skipped and counted. With --fields,
 each input row's fields are versions of one text (e.g. original, English, Malay): they are one
-another's positives. Input: JSONL ("text" or --fields), plain lines, or a .json array / object of texts.
+another's positives. Input by name: .jsonl ("text" or --fields), .txt (one text per line), or a .json
+array / object of texts; --format text|jsonl forces one. "-" reads stdin (with --format) or writes
+the pairs to stdout (the summary goes to stderr).
 
 Choosing thresholds: --stats is a dry run that embeds the corpus and prints percentiles of the
 distances from each text to its nearest and to its --k nearest texts, and writes nothing. A
@@ -28,8 +33,9 @@ threshold may also be a percentile of those k-nearest distances: --pos-threshold
 positives the closest 5% of candidates (up to 10,000 evenly spaced texts are measured).`,
   options: {
     ...SOURCE_OPTIONS,
-    input: { kind: 'string', help: 'corpus to mine', metavar: 'FILE', required: true },
-    output: { kind: 'string', help: 'pairs JSONL (required unless --stats)', metavar: 'FILE' },
+    input: { kind: 'string', help: 'corpus to mine (.jsonl, .txt, .json; - for stdin)', metavar: 'FILE', required: true },
+    format: FORMAT_OPTION,
+    output: { kind: 'string', help: 'pairs JSONL; - for stdout (required unless --stats)', metavar: 'FILE' },
     'pos-threshold': { kind: 'string', help: 'positives at distance <= X; pN = the N-th percentile of the k-nearest distances', metavar: 'X' },
     'neg-threshold': { kind: 'string', help: 'negatives at distance > Y; pN as for --pos-threshold', metavar: 'Y' },
     stats: { kind: 'boolean', help: 'dry run: print the percentiles of the nearest-neighbour distances, write nothing' },
@@ -48,6 +54,10 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     if (metric !== 'euclidean' && metric !== 'cosine') throw new UsageError(`--metric must be euclidean or cosine, got ${metric}`);
     const stats = opt.bool(args, 'stats');
     const fields = opt.list(args, 'fields');
+    const input = opt.str(args, 'input')!;
+    const forced = opt.str(args, 'format');
+    // by name (.jsonl, .txt, .json) unless forced; other names and stdin need --format (a usage error)
+    const format = forced !== undefined ? inputFormat(input, forced) : (corpusFormatOf(input) ?? inputFormat(input));
     const bars: Record<string, ProgressBar> = {};
     const onStage = (stage: string, done: number, total: number): void => {
       const bar = (bars[stage] ??= new ProgressBar({ label: stage, total, plainLines: true }));
@@ -58,7 +68,8 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
       const source = await openSourceFromArgs(args);
       try {
         const s = await corpusNeighbourStats(source, {
-          input: opt.str(args, 'input')!,
+          input,
+          format,
           fields: fields.length ? fields : undefined,
           metric,
           k: opt.num(args, 'k'),
@@ -90,7 +101,8 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     const source = await openSourceFromArgs(args);
     try {
       const r = await mineToFile(source, {
-        input: opt.str(args, 'input')!,
+        input,
+        format,
         output,
         fields: fields.length ? fields : undefined,
         posThreshold: pos,
@@ -105,8 +117,9 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
         onStage,
         onThresholds: (p, n) => process.stderr.write(`thresholds: --pos-threshold ${p.toFixed(4)} --neg-threshold ${n.toFixed(4)} (from the percentiles)\n`),
       });
-      process.stdout.write(
-        `${r.rows} input rows, ${r.texts} distinct texts → ${r.written} rows written to ${output}\n` +
+      // with the pairs on stdout, the summary goes to stderr
+      (output === STDIO ? process.stderr : process.stdout).write(
+        `${r.rows} input rows, ${r.texts} distinct texts → ${r.written} rows written to ${output === STDIO ? 'stdout' : output}\n` +
           `skipped: ${r.skippedNoPos} without a positive, ${r.skippedNoNeg} without a negative, ${r.skippedShort} too short\n`,
       );
       return 0;

@@ -14,7 +14,8 @@ export const SOURCE_OPTIONS: OptionSpecs = {
 /** How a model encodes. */
 export const ENCODE_OPTIONS: OptionSpecs = {
   'batch-size': { kind: 'integer', help: 'texts per packed encode batch', default: 32 },
-  'max-length': { kind: 'integer', help: 'truncation in tokens, BOS included', default: DEFAULT_MAX_LENGTH },
+  // no parsed default, so that the model can tell an explicit length above its positions (warned about)
+  'max-length': { kind: 'integer', help: `truncation in tokens, BOS included (default ${DEFAULT_MAX_LENGTH})`, metavar: 'N' },
   device: { kind: 'string', help: 'cpu or cuda', default: 'cpu' },
 };
 

@@ -6,12 +6,13 @@
 // The result is a function of the inputs, the seed and K (K = 1 when everything fits in memory).
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { AtomicWriter } from '../util/atomic.js';
 import { fsReason } from '../util/fs-error.js';
+import { openOutput } from '../util/output.js';
 import { Rng } from '../util/random.js';
 import { LineError, pairRowProblem, readLines } from './jsonl.js';
 
 export interface CombineOptions {
+  /** The combined file (`-`: stdout); an input `-` is stdin. */
   output: string;
   shuffle?: boolean;
   seed?: number;
@@ -53,11 +54,11 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
   if (inputs.length === 0) throw new Error('combine: no input files');
   const out = resolve(opts.output);
   for (const f of inputs) {
-    if (resolve(f) === out) throw new Error(`combine: the output ${opts.output} is also an input`);
+    if (opts.output !== '-' && f !== '-' && resolve(f) === out) throw new Error(`combine: the output ${opts.output} is also an input`);
   }
   const totalBytes = inputs.reduce((sum, f) => {
     try {
-      return sum + statSync(f).size;
+      return sum + (f === '-' ? 0 : statSync(f).size); // stdin: size unknown
     } catch {
       throw new Error(`${f}: no such file`);
     }
@@ -65,7 +66,7 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
   const budget = Math.max(1, opts.memoryMb ?? 256) * 1024 * 1024;
   const buckets = opts.shuffle ? Math.max(1, Math.ceil((totalBytes * MEMORY_PER_INPUT_BYTE) / budget)) : 0;
   const rng = new Rng(opts.seed ?? 42);
-  const writer = new AtomicWriter(opts.output);
+  const writer = openOutput(opts.output); // `-`: stdout
   const files: FileCount[] = [];
   let readBytes = 0;
   let tmp: string | undefined;

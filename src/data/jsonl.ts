@@ -34,10 +34,14 @@ export interface TextLine {
 
 const NEWLINE = 0x0a;
 
-/** Yields every line of a UTF-8 text file (a leading BOM is dropped), including blank ones. */
-export async function* readLines(file: string, opts: LineReadOptions = {}): AsyncGenerator<TextLine> {
+/**
+ * Yields every line of a UTF-8 text file (a leading BOM is dropped), including blank ones. The file
+ * `-` is standard input (named "stdin" in errors).
+ */
+export async function* readLines(path: string, opts: LineReadOptions = {}): AsyncGenerator<TextLine> {
   const maxLine = opts.maxLineBytes ?? 64 * 1024 * 1024;
-  const stream = createReadStream(file, { highWaterMark: opts.chunkBytes ?? 1024 * 1024 });
+  const file = path === '-' ? 'stdin' : path;
+  const stream = path === '-' ? process.stdin : createReadStream(path, { highWaterMark: opts.chunkBytes ?? 1024 * 1024 });
   let pending: Buffer[] = []; // pieces of the current, unfinished line
   let pendingBytes = 0;
   let lineNo = 0;

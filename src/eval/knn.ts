@@ -2,6 +2,7 @@
 // blocked sgemm + per-row partial selection, both cores, memory bounded by tiles (never N×N).
 import { Embeddings } from '../model/embeddings.js';
 import { nativeAddon } from '../native.js';
+import { cosine } from './metrics.js';
 
 export type KnnMetric = 'cosine' | 'euclidean';
 
@@ -17,42 +18,98 @@ interface KnnNative {
   ): Promise<{ indices: Int32Array; scores: Float32Array }>;
 }
 
+/** One neighbour of a query: a pool row and its score. */
+export interface KnnMatch {
+  /** Row of the pool. */
+  index: number;
+  /** Cosine similarity, or Euclidean distance with metric 'euclidean'. */
+  score: number;
+}
+
 export interface KnnResult {
-  /** Neighbours per query: min(k, pool rows). */
+  /** Neighbours per query: min(k, pool rows) (one fewer with excludeSelf). */
   k: number;
-  /** [queries × k] pool row indices, best first (ties: lower index first). */
+  /** [queries × k] pool row indices, best first (ties: lower index first): the fast flat form. */
   indices: Int32Array;
   /** [queries × k] cosine similarity (descending) or Euclidean distance (ascending). */
   scores: Float32Array;
+  /** The neighbours of query `q`, best first. */
+  neighbors(q: number): KnnMatch[];
+  /** The neighbours of every query: `matches()[q][j]` is query q's (j+1)-th nearest pool row. */
+  matches(): KnnMatch[][];
+}
+
+export interface KnnOptions {
+  metric?: KnnMetric;
+  /**
+   * The queries are the pool's own rows (query i is pool row i, e.g. `knn(emb, emb, k, ...)`): leave
+   * each query's own row out of its neighbours. Needs as many query rows as pool rows.
+   */
+  excludeSelf?: boolean;
 }
 
 /**
  * The k nearest pool rows of every query row. k larger than the pool is clamped to the pool size
  * (see `result.k`). Cosine treats a zero vector as similarity 0 to everything.
  */
-export async function knn(
-  queries: Embeddings,
-  pool: Embeddings,
-  k: number,
-  opts: { metric?: KnnMetric } = {},
-): Promise<KnnResult> {
+export async function knn(queries: Embeddings, pool: Embeddings, k: number, opts: KnnOptions = {}): Promise<KnnResult> {
   const metric = opts.metric ?? 'cosine';
   if (metric !== 'cosine' && metric !== 'euclidean') throw new Error(`knn: unknown metric "${String(metric)}"`);
   if (queries.dim !== pool.dim) throw new Error(`knn: queries have dim ${queries.dim}, pool has dim ${pool.dim}`);
   if (pool.rows === 0) throw new Error('knn: the pool is empty');
   if (!Number.isInteger(k) || k < 1) throw new Error(`knn: k must be a positive integer, got ${k}`);
-  const kk = Math.min(k, pool.rows);
-  if (queries.rows === 0) return { k: kk, indices: new Int32Array(0), scores: new Float32Array(0) };
-  const { indices, scores } = await nativeAddon<KnnNative>().knn(
-    queries.data,
-    queries.rows,
-    pool.data,
-    pool.rows,
-    pool.dim,
-    kk,
-    metric,
-  );
-  return { k: kk, indices, scores };
+  const self = opts.excludeSelf === true;
+  if (self && queries.rows !== pool.rows) {
+    throw new Error(`knn: excludeSelf needs the queries to be the pool's rows, got ${queries.rows} queries for ${pool.rows} pool rows`);
+  }
+  const kk = Math.min(k, self ? pool.rows - 1 : pool.rows);
+  if (queries.rows === 0 || kk === 0) return knnResult(kk, new Int32Array(0), new Float32Array(0));
+  // with excludeSelf, one more is searched: the query's own row is usually among them
+  const searched = self ? kk + 1 : kk;
+  const { indices, scores } = await nativeAddon<KnnNative>().knn(queries.data, queries.rows, pool.data, pool.rows, pool.dim, searched, metric);
+  if (!self) return knnResult(kk, indices, scores);
+  const outIdx = new Int32Array(queries.rows * kk);
+  const outScores = new Float32Array(queries.rows * kk);
+  for (let q = 0; q < queries.rows; q++) {
+    let o = 0;
+    for (let j = 0; j < searched && o < kk; j++) {
+      const at = q * searched + j;
+      if (indices[at] === q) continue;
+      outIdx[q * kk + o] = indices[at]!;
+      outScores[q * kk + o] = scores[at]!;
+      o++;
+    }
+  }
+  return knnResult(kk, outIdx, outScores);
+}
+
+function knnResult(k: number, indices: Int32Array, scores: Float32Array): KnnResult {
+  const queries = k === 0 ? 0 : indices.length / k;
+  const neighbors = (q: number): KnnMatch[] => {
+    if (!Number.isInteger(q) || q < 0 || (q >= queries && k > 0)) throw new RangeError(`knn: query ${q} out of range [0, ${queries})`);
+    const out: KnnMatch[] = [];
+    for (let j = 0; j < k; j++) out.push({ index: indices[q * k + j]!, score: scores[q * k + j]! });
+    return out;
+  };
+  return {
+    k,
+    indices,
+    scores,
+    neighbors,
+    matches: () => Array.from({ length: queries }, (_, q) => neighbors(q)),
+  };
+}
+
+/**
+ * Cosine similarity of two vectors (embedding rows, arrays), in float64; 0 when either is all zeros,
+ * as in knn. The models' embeddings are unit length, so this is also their dot product.
+ */
+export function similarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`similarity: vectors of lengths ${a.length} and ${b.length}`);
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(a[i]!) || !Number.isFinite(b[i]!)) throw new Error('similarity: a vector has a non-finite value');
+  }
+  return cosine(a, b);
 }
 
 /** Rows `rows` of `emb` gathered into a new matrix (for searching with a subset as queries). */

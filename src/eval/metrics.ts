@@ -116,7 +116,7 @@ export async function readTestSet(file: string, limit = 1000, name = file): Prom
 }
 
 /** cos(a, b) in double precision; 0 when either vector is zero. */
-export function cosine(a: Float32Array, b: Float32Array): number {
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let dot = 0;
   let na = 0;
   let nb = 0;

@@ -151,7 +151,10 @@ export function parseNpy(bytes: Uint8Array, name = 'npy'): NpyMatrix {
   return { rows, cols, data };
 }
 
-/** Texts of a --texts file: a JSON array of strings, or one text per line (a trailing empty line ignored). */
+/**
+ * Texts of a --texts file: a .json file holds a JSON array of strings, any other one text per line
+ * (a trailing empty line ignored), whatever its first character.
+ */
 export function readTextsFile(file: string): string[] {
   let text: string;
   try {
@@ -160,7 +163,7 @@ export function readTextsFile(file: string): string[] {
     throw new Error(`${file}: cannot read (${err instanceof Error ? err.message : String(err)})`);
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  if (text.trimStart().startsWith('[')) {
+  if (file.toLowerCase().endsWith('.json')) {
     let arr: unknown;
     try {
       arr = JSON.parse(text);

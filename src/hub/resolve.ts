@@ -1,7 +1,8 @@
 // resolveModel: a model argument as a local folder. An existing folder is used as is; an "org/name"
-// id resolves to its cached snapshot (no network when cached), else it is downloaded first.
-import { existsSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+// id resolves to its cached snapshot (no network when cached), else it is downloaded first (not with
+// HF_HUB_OFFLINE=1). A name that is neither says what was tried: the folder, then the Hub id.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir } from './cache.js';
 import { snapshotDownload, type SnapshotOptions } from './download.js';
 
@@ -11,11 +12,29 @@ export const MODEL_FILES = ['*.json', '*.safetensors', 'tokenizer.model'];
 export interface ResolveOptions extends Pick<SnapshotOptions, 'endpoint' | 'token' | 'retry' | 'idleTimeoutMs' | 'onProgress'> {
   cacheDir?: string;
   revision?: string;
+  /** No downloads: only a local folder or a cached snapshot (default: HF_HUB_OFFLINE is 1/true/yes/on). */
+  offline?: boolean;
+}
+
+/** Whether HF_HUB_OFFLINE asks for no network, as huggingface_hub reads it. */
+export function hubOffline(env: NodeJS.ProcessEnv = process.env): boolean {
+  return ['1', 'true', 'yes', 'on'].includes((env['HF_HUB_OFFLINE'] ?? '').trim().toLowerCase());
 }
 
 export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {}): Promise<string> {
   const local = resolve(nameOrDir);
-  if (existsSync(local) && statSync(local).isDirectory()) return local;
+  if (existsSync(local)) {
+    if (!statSync(local).isDirectory()) throw new Error(`${local} is not a model folder`);
+    if (!existsSync(join(local, 'config.json'))) {
+      // e.g. the demo's output folder, whose model is in model/
+      const inner = modelSubfolders(local);
+      if (inner.length > 0) {
+        const hint = inner.map((d) => relative(process.cwd(), d) + '/').join(' or ');
+        throw new Error(`${local} holds no config.json; the model is in a subfolder: use ${hint}`);
+      }
+    }
+    return local;
+  }
   try {
     checkRepoId(nameOrDir);
   } catch {
@@ -25,6 +44,29 @@ export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {})
   const revision = opts.revision ?? 'main';
   const cached = cachedSnapshot(cacheDir, nameOrDir, 'model', revision);
   if (cached && existsSync(join(cached, 'config.json'))) return cached;
-  const result = await snapshotDownload(nameOrDir, { ...opts, cacheDir, revision, repoType: 'model', include: MODEL_FILES });
-  return result.dir;
+  // A typo'd local path ("l2e-demo/modl") looks like an id: name both readings in the error.
+  const first = nameOrDir.split('/')[0]!;
+  const localHint = existsSync(first) && statSync(first).isDirectory() ? ` (${first}/ is a local folder: is the rest of the name misspelt?)` : '';
+  const notFolder = `model folder not found: ${local}${localHint}; tried "${nameOrDir}" as a Hugging Face id`;
+  if (opts.offline ?? hubOffline()) {
+    throw new Error(`${notFolder}: not in the cache ${cacheDir}, and HF_HUB_OFFLINE is set, so it was not downloaded`);
+  }
+  try {
+    const result = await snapshotDownload(nameOrDir, { ...opts, cacheDir, revision, repoType: 'model', include: MODEL_FILES });
+    return result.dir;
+  } catch (err) {
+    throw new Error(`${notFolder}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/** Folders directly inside `dir` that hold a config.json. */
+function modelSubfolders(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && existsSync(join(dir, e.name, 'config.json')))
+      .map((e) => join(dir, e.name))
+      .sort();
+  } catch {
+    return [];
+  }
 }

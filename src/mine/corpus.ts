@@ -1,8 +1,10 @@
 // The corpus to mine: distinct stripped texts (the pool) and, for multi-field rows such as
 // {"left": ..., "en": ..., "ms": ...}, the groups of texts that are versions of one another.
 // Inputs: JSONL (a "text" field, or the fields named), plain text one per line, or a .json file
-// holding an array of strings or an object whose keys are the texts (the shared eval pools).
+// holding an array of strings or an object whose keys are the texts (the shared eval pools). The
+// format comes from the name (.jsonl / .ndjson, .txt / .text, .json) unless given; `-` is stdin.
 import { readFileSync } from 'node:fs';
+import { extname } from 'node:path';
 import { LineError, readLines } from '../data/jsonl.js';
 import { pyStrip } from '../eval/strip.js';
 
@@ -15,7 +17,22 @@ export interface Corpus {
   rows: number;
 }
 
-export async function readCorpus(file: string, fields: string[] = ['text']): Promise<Corpus> {
+export type CorpusFormat = 'jsonl' | 'text' | 'json';
+
+/** The corpus format of `file` by its name; undefined when the name does not say. */
+export function corpusFormatOf(file: string): CorpusFormat | undefined {
+  const ext = extname(file).toLowerCase();
+  if (ext === '.json') return 'json';
+  if (ext === '.jsonl' || ext === '.ndjson') return 'jsonl';
+  if (ext === '.txt' || ext === '.text') return 'text';
+  return undefined;
+}
+
+export async function readCorpus(file: string, fields: string[] = ['text'], format?: CorpusFormat): Promise<Corpus> {
+  const fmt = format ?? corpusFormatOf(file);
+  if (fmt === undefined) {
+    throw new Error(`cannot tell the format of ${file === '-' ? 'stdin' : file} from its name: use .jsonl, .txt or .json, or give --format text|jsonl`);
+  }
   if (fields.length === 0) fields = ['text'];
   const index = new Map<string, number>();
   const texts: string[] = [];
@@ -33,10 +50,10 @@ export async function readCorpus(file: string, fields: string[] = ['text']): Pro
   };
   let rows = 0;
 
-  if (file.endsWith('.json')) {
+  if (fmt === 'json') {
     let value: unknown;
     try {
-      value = JSON.parse(readFileSync(file, 'utf8'));
+      value = JSON.parse(readFileSync(file === '-' ? 0 : file, 'utf8'));
     } catch (err) {
       throw new Error(`${file}: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -46,15 +63,11 @@ export async function readCorpus(file: string, fields: string[] = ['text']): Pro
     return { texts, groups, rows: list.length };
   }
 
-  let mode: 'jsonl' | 'plain' | undefined;
+  const name = file === '-' ? 'stdin' : file;
   for await (const { line, text } of readLines(file)) {
-    if (mode === undefined) {
-      if (text.trim() === '') continue;
-      mode = text.trimStart().startsWith('{') ? 'jsonl' : 'plain';
-    }
     if (text.trim() === '') continue;
     rows++;
-    if (mode === 'plain') {
+    if (fmt === 'text') {
       add(text);
       continue;
     }
@@ -62,18 +75,18 @@ export async function readCorpus(file: string, fields: string[] = ['text']): Pro
     try {
       obj = JSON.parse(text);
     } catch (err) {
-      throw new LineError(file, line, `invalid JSON (${err instanceof Error ? err.message : String(err)})`);
+      throw new LineError(name, line, `invalid JSON (${err instanceof Error ? err.message : String(err)})`);
     }
-    if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new LineError(file, line, 'expected a JSON object');
+    if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new LineError(name, line, 'expected a JSON object');
     const rec = obj as Record<string, unknown>;
     const ids: number[] = [];
     for (const f of fields) {
       const v = rec[f];
       if (v === undefined || v === null) {
-        if (fields.length === 1) throw new LineError(file, line, `missing "${f}"`);
+        if (fields.length === 1) throw new LineError(name, line, `missing "${f}"`);
         continue; // a version that this row lacks
       }
-      if (typeof v !== 'string') throw new LineError(file, line, `"${f}" must be a string`);
+      if (typeof v !== 'string') throw new LineError(name, line, `"${f}" must be a string`);
       const id = add(v);
       if (id !== undefined && !ids.includes(id)) ids.push(id);
     }

@@ -1,14 +1,17 @@
 // `mine` end to end: read the corpus, embed it in blocks, mine every text, write JSONL atomically.
 import { Embeddings } from '../model/embeddings.js';
 import type { EmbeddingSource } from '../eval/source.js';
-import { AtomicWriter } from '../util/atomic.js';
-import { readCorpus, type Corpus } from './corpus.js';
+import { openOutput } from '../util/output.js';
+import { readCorpus, type Corpus, type CorpusFormat } from './corpus.js';
 import { minePairs, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
 import { neighbourStats, resolveThreshold, type NeighbourStats, type Threshold } from './stats.js';
 import { FileStore, MemoryStore, type VectorStore } from './store.js';
 
 export interface MineRunOptions extends Omit<MineOptions, 'posThreshold' | 'negThreshold'> {
+  /** The corpus (`-`: stdin); its format by name unless `format` is given. */
   input: string;
+  format?: CorpusFormat;
+  /** The pairs JSONL (`-`: stdout). */
   output: string;
   fields?: string[];
   /** Distances, or percentiles of the corpus's k-nearest distances (stats.ts). */
@@ -58,11 +61,11 @@ export async function embedToStore(
   return store;
 }
 
-type CorpusOptions = Pick<MineRunOptions, 'input' | 'fields' | 'memoryMb' | 'encodeBlock' | 'onStage'>;
+type CorpusOptions = Pick<MineRunOptions, 'input' | 'format' | 'fields' | 'memoryMb' | 'encodeBlock' | 'onStage'>;
 
 /** Reads the corpus of `opts.input` and embeds it into a vector store. */
 async function embedCorpus(source: EmbeddingSource, opts: CorpusOptions): Promise<{ corpus: Corpus; vectors: VectorStore; memoryMb: number }> {
-  const corpus = await readCorpus(opts.input, opts.fields);
+  const corpus = await readCorpus(opts.input, opts.fields, opts.format);
   if (corpus.texts.length === 0) throw new Error(`${opts.input}: no texts`);
   const memoryMb = opts.memoryMb ?? 4096;
   const vectors = await embedToStore(corpus.texts, source, opts.encodeBlock ?? 4096, memoryMb, (d, t) => opts.onStage?.('embed', d, t));
@@ -103,7 +106,7 @@ export async function mineToFile(source: EmbeddingSource, run: MineRunOptions): 
     vectors.close();
     throw err;
   }
-  const writer = new AtomicWriter(opts.output);
+  const writer = openOutput(opts.output); // `-`: stdout
   try {
     let buf: string[] = [];
     const stats = await minePairs(

@@ -1,13 +1,11 @@
 // EmbeddingModel: a Llama2 embedding model loaded into the native addon, with its tokenizer.
 // Texts are tokenised here, grouped into packed batches of similar length (no padding), encoded by
 // native code off the main thread, and returned in input order.
-import { existsSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { readConfig, type LlamaConfig } from './config.js';
 import { Embeddings } from './embeddings.js';
 import { TextTokenizer } from './tokenizer.js';
 import { openWeights, parameterNames } from './weights.js';
-import { nativeAddon } from '../native.js';
+import { buildCommand, nativeAddon, packageRoot } from '../native.js';
 import { Rng } from '../util/random.js';
 
 export type Device = 'cpu' | 'cuda';
@@ -41,6 +39,7 @@ export interface NativeModelConfig {
 
 interface ModelAddon {
   NativeModel: new (config: NativeModelConfig, device: string) => NativeModel;
+  cudaStatus?: () => { compiled: boolean; usable: boolean; reason: string };
 }
 
 /** Width of the dense projection when neither the checkpoint nor the options say (the published models). */
@@ -71,6 +70,20 @@ export interface EncodeOptions {
   /** Upper bound on tokens per packed batch, to bound memory (default 32768). */
   maxBatchTokens?: number;
   onProgress?: (done: number, total: number) => void;
+  /** Called before each packed batch goes to native code (a batch of long texts can take minutes). */
+  onBatch?: (batch: BatchInfo) => void;
+}
+
+export interface BatchInfo {
+  /** 0-based index of this batch among `batches`. */
+  index: number;
+  batches: number;
+  /** Texts and tokens in this batch. */
+  texts: number;
+  tokens: number;
+  /** Texts encoded before this batch, of `total`. */
+  done: number;
+  total: number;
 }
 
 export class EmbeddingModel {
@@ -85,6 +98,7 @@ export class EmbeddingModel {
     /** Folder the model was loaded from (null for a model created in memory). */
     readonly dir: string | null,
     readonly device: Device,
+    private readonly notice: (message: string) => void = defaultNotice,
   ) {
     this.nativeModel = native;
   }
@@ -127,7 +141,7 @@ export class EmbeddingModel {
       native.dispose();
       throw err;
     }
-    return new EmbeddingModel({ ...config, denseSize: dense }, tokenizer, native, dense, dir, device);
+    return new EmbeddingModel({ ...config, denseSize: dense }, tokenizer, native, dense, dir, device, options.onNotice);
   }
 
   /** A model with random weights (tests, benchmarks, the demo's starting point). */
@@ -178,16 +192,38 @@ export class EmbeddingModel {
     });
     const maxLength = options.maxLength ?? DEFAULT_MAX_LENGTH;
     const ids = await this.tokenizer.encodeBatchAsync(texts, maxLength); // large inputs: not one long block
+    this.warnBeyondPositions(ids, options.maxLength);
     const out = new Embeddings(texts.length, this.dim);
     let done = 0;
-    for (const batch of planBatches(ids, options.batchSize ?? 32, options.maxBatchTokens ?? 32768)) {
+    const batches = planBatches(ids, options.batchSize ?? 32, options.maxBatchTokens ?? 32768);
+    for (const [index, batch] of batches.entries()) {
       const { tokens, cuSeqlens } = packBatch(batch.map((i) => ids[i]!));
+      options.onBatch?.({ index, batches: batches.length, texts: batch.length, tokens: tokens.length, done, total: texts.length });
       const { embeddings } = await native.encode(tokens, cuSeqlens);
       batch.forEach((row, j) => out.data.set(embeddings.subarray(j * this.dim, (j + 1) * this.dim), row * this.dim));
       done += batch.length;
       options.onProgress?.(done, texts.length);
     }
     return out;
+  }
+
+  /**
+   * Positions beyond max_position_embeddings were never trained (rotary embeddings extrapolate):
+   * says so when asked for a longer maxLength, or when texts are longer (once per model).
+   */
+  private warnedPositions = false;
+  private warnBeyondPositions(ids: Int32Array[], maxLength: number | undefined): void {
+    const limit = this.config.maxPositionEmbeddings;
+    if (this.warnedPositions) return;
+    const longer = ids.reduce((n, t) => n + (t.length > limit ? 1 : 0), 0);
+    if (maxLength === undefined ? longer === 0 : maxLength <= limit) return;
+    this.warnedPositions = true;
+    const asked = maxLength === undefined ? '' : `max length ${maxLength} is above the model's max_position_embeddings ${limit}; `;
+    const found = longer > 0 ? `${longer} of ${ids.length} texts are longer than ${limit} tokens; ` : '';
+    this.notice(
+      `${asked}${found}positions beyond ${limit} were not trained and embeddings of longer texts may be poor ` +
+        `(truncate with --max-length ${limit} / maxLength: ${limit})`,
+    );
   }
 
   /** Frees the native memory. Calls in flight finish first; later calls throw. */
@@ -231,7 +267,9 @@ export function planBatches(ids: Int32Array[], batchSize: number, maxTokens: num
 }
 
 function createNative(config: LlamaConfig, dense: number, device: Device): NativeModel {
-  const { NativeModel } = nativeAddon<ModelAddon>();
+  const addon = nativeAddon<ModelAddon>();
+  if (device === 'cuda' && addon.cudaStatus?.().compiled === false) throw new Error(cudaMissingMessage(packageRoot));
+  const { NativeModel } = addon;
   return new NativeModel(
     {
       vocab: config.vocabSize,
@@ -263,22 +301,18 @@ function initDenseLayer(native: NativeModel, hidden: number, dense: number, seed
   native.setTensor('dense_layer.bias', b);
 }
 
+/** The error for device 'cuda' with an addon built without CUDA: the build command for where the package is. */
+export function cudaMissingMessage(root: string): string {
+  return `device 'cuda' is not available: this build of llama2-embedding has no CUDA backend; build it with ${buildCommand(root, true)}`;
+}
+
 function defaultNotice(message: string): void {
   process.stderr.write(`llama2-embedding: ${message}\n`);
 }
 
 async function resolveModelDir(dirOrName: string, options: LoadOptions): Promise<string> {
   if (typeof dirOrName !== 'string' || dirOrName === '') throw new Error('EmbeddingModel.load: a model folder or hub id is required');
-  const local = resolve(dirOrName);
-  if (existsSync(local)) {
-    if (!statSync(local).isDirectory()) throw new Error(`${local} is not a model folder`);
-    return local;
-  }
-  // Not a local folder: an `org/name` hub id resolves through the cache (and downloads when missing).
-  if (/^[\w.-]+\/[\w.-]+$/.test(dirOrName)) {
-    const { resolveModel } = await import('../hub/resolve.js');
-    return resolveModel(dirOrName, { cacheDir: options.cacheDir, revision: options.revision });
-  }
-  throw new Error(`model folder not found: ${local}`);
+  // a local folder, else a Hub id through the cache (downloaded when missing, unless HF_HUB_OFFLINE)
+  const { resolveModel } = await import('../hub/resolve.js');
+  return resolveModel(dirOrName, { cacheDir: options.cacheDir, revision: options.revision });
 }
-

@@ -1,0 +1,205 @@
+// CLI inputs and outputs: formats by file name (--format to force), JSONL fields carried through,
+// unknown output extensions refused, float32 text, and `-` for stdin / stdout with nothing but the
+// data on stdout.
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { main } from '../src/cli/main.js';
+import { embeddingLine, embeddingOutputFormat, inputFormat, readTexts } from '../src/cli/io.js';
+import { readTextsFile } from '../src/eval/vectors.js';
+import { float32ArrayJson, float32Text } from '../src/util/float32-text.js';
+import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
+import { hasTinyMha, skipNote } from './helpers/fixture.js';
+
+/** Runs `l2e args` in process with `stdin` as standard input; stdout and stderr captured. */
+async function l2e(args: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const capture = (append: (s: string) => void) => (s: string | Uint8Array, ...rest: unknown[]): boolean => {
+    append(typeof s === 'string' ? s : Buffer.from(s).toString('utf8'));
+    const cb = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
+    cb?.();
+    return true;
+  };
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation(capture((s) => (out += s)) as typeof process.stdout.write);
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation(capture((s) => (err += s)) as typeof process.stderr.write);
+  const i = stdin === undefined ? undefined : vi.spyOn(process, 'stdin', 'get').mockReturnValue(Readable.from([Buffer.from(stdin)]) as typeof process.stdin);
+  try {
+    return { code: await main(args), out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+    i?.mockRestore();
+  }
+}
+
+afterEach(() => vi.restoreAllMocks());
+afterAll(() => removeTempDirs());
+
+describe('float32 text', () => {
+  it('is the shortest decimal that reads back as the same float32', () => {
+    expect(float32Text(0.1)).toBe('0.1'); // float64 text of fround(0.1) is 0.10000000149011612
+    expect(String(Math.fround(0.1))).toBe('0.10000000149011612');
+    expect(float32Text(-0)).toBe('0');
+    expect(float32Text(1e-45)).toBe('1e-45'); // the smallest subnormal
+    expect(float32Text(3.4028234663852886e38)).toBe('3.4028235e+38');
+    expect(() => float32Text(NaN)).toThrow('float32Text: NaN is not a finite number');
+    // random values: round trip exact, and one digit fewer never does
+    let seed = 7;
+    const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 2 ** ((seed % 160) - 80); // both the fast and the exact path
+    for (let n = 0; n < 20000; n++) {
+      const v = Math.fround(rand());
+      const s = float32Text(v);
+      expect(Math.fround(Number(s))).toBe(v);
+      const digits = Number(s).toExponential().split('e')[0]!.replace(/[-.]/g, '').length;
+      if (digits > 1) expect(Math.fround(Number(v.toPrecision(digits - 1)))).not.toBe(v);
+    }
+  });
+
+  it('a JSONL embedding line is at most half the size of float64 text', () => {
+    const row = new Float32Array(64).map((_, i) => Math.fround(Math.sin(i + 1) / 8));
+    const f32 = float32ArrayJson(row);
+    const f64 = JSON.stringify(Array.from(row));
+    expect(JSON.parse(f32).map(Math.fround)).toEqual(Array.from(row));
+    expect(f32.length).toBeLessThan(f64.length / 1.5);
+  });
+});
+
+describe('input and output formats', () => {
+  it('input format comes from the name, --format forces it, and other names are refused', () => {
+    expect(inputFormat('a.txt')).toBe('text');
+    expect(inputFormat('a.JSONL')).toBe('jsonl');
+    expect(inputFormat('a.txt', 'jsonl')).toBe('jsonl');
+    expect(() => inputFormat('a.csv')).toThrow(
+      'cannot tell the format of a.csv from its name: use .txt (one text per line) or .jsonl, or give --format text|jsonl',
+    );
+    expect(() => inputFormat('-')).toThrow('reading texts from stdin (-): give --format text or --format jsonl');
+    expect(() => inputFormat('a.txt', 'csv')).toThrow('--format must be text or jsonl, got csv');
+  });
+
+  it('a .txt file whose lines start with { is read as text; JSONL keeps its rows', async () => {
+    const dir = makeTempDir();
+    const txt = join(dir, 'notes.txt');
+    writeFileSync(txt, '{not json} but a text\nkedua\n\n');
+    // every line of a .txt is a text, a blank one too (row i = line i)
+    expect(await readTexts(txt, { format: 'text' })).toEqual({ texts: ['{not json} but a text', 'kedua', ''], records: undefined });
+    const jl = join(dir, 'rows.jsonl');
+    writeFileSync(jl, '{"id": 7, "text": "satu"}\n{"id": "b", "text": "dua", "lang": "ms"}\n');
+    expect(await readTexts(jl, { format: 'jsonl' })).toEqual({
+      texts: ['satu', 'dua'],
+      records: [{ id: 7, text: 'satu' }, { id: 'b', text: 'dua', lang: 'ms' }],
+    });
+    const why = ((): string => {
+      try {
+        JSON.parse('{not json} but a text');
+      } catch (e) {
+        return (e as Error).message; // its wording differs between Node versions
+      }
+      return '';
+    })();
+    await expect(readTexts(txt, { format: 'jsonl' })).rejects.toThrow(
+      `${txt}:1: not valid JSON (${why}); for plain texts use a .txt name or --format text`,
+    );
+  });
+
+  it('eval --texts: a .txt file whose first line starts with [ is lines, a .json file an array', () => {
+    const dir = makeTempDir();
+    writeFileSync(join(dir, 't.txt'), '[catatan] satu\ndua\n');
+    expect(readTextsFile(join(dir, 't.txt'))).toEqual(['[catatan] satu', 'dua']);
+    writeFileSync(join(dir, 't.json'), '["a", "b"]');
+    expect(readTextsFile(join(dir, 't.json'))).toEqual(['a', 'b']);
+  });
+
+  it('output extensions other than .jsonl / .npy / - are refused', () => {
+    expect(embeddingOutputFormat('v.npy')).toBe('npy');
+    expect(embeddingOutputFormat('-')).toBe('jsonl');
+    expect(() => embeddingOutputFormat('x.csv')).toThrow(
+      '--output x.csv: unknown extension .csv; use .jsonl (one {"text", "embedding"} per line), .npy (float32 matrix) or - (JSONL on stdout)',
+    );
+    expect(() => embeddingOutputFormat('vectors')).toThrow('--output vectors: unknown extension; use .jsonl');
+  });
+
+  it('an embedding line carries the input fields, replacing an old "embedding"', () => {
+    const v = Float32Array.of(0.1, -0.25);
+    expect(embeddingLine('satu', { id: 7, text: 'satu', embedding: [9] }, v)).toBe('{"id":7,"text":"satu","embedding":[0.1,-0.25]}\n');
+    expect(embeddingLine('satu', undefined, v)).toBe('{"text":"satu","embedding":[0.1,-0.25]}\n');
+    expect(embeddingLine('dua', { id: 'x', body: 'dua' }, v)).toBe('{"id":"x","body":"dua","text":"dua","embedding":[0.1,-0.25]}\n');
+  });
+
+  it('encode refuses --output x.csv before loading the model', async () => {
+    const r = await l2e(['encode', '--model', 'no-such-model', '--input', 'in.txt', '--output', 'x.csv']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('--output x.csv: unknown extension .csv; use .jsonl');
+    expect(existsSync('x.csv')).toBe(false);
+  });
+});
+
+describe.skipIf(!hasTinyMha)(`encode with a model ${hasTinyMha ? '' : skipNote('the shared tokenizer')}`, () => {
+  const dir = makeTempDir();
+  const model = writeTinyModel(join(dir, 'model')).dir;
+
+  it('JSONL input: fields carried through; vectors as float32 text', async () => {
+    const input = join(dir, 'in.jsonl');
+    writeFileSync(input, '{"id": 1, "text": "Selamat pagi"}\n{"id": 2, "text": "apa khabar", "src": "x"}\n');
+    const out = join(dir, 'out.jsonl');
+    const r = await l2e(['encode', '--model', model, '--input', input, '--output', out]);
+    expect(r.err).toContain(`encoded 2 texts (16 dims) → ${out}`);
+    expect(r.code).toBe(0);
+    const rows = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows.map((x) => [x['id'], x['text'], x['src']])).toEqual([[1, 'Selamat pagi', undefined], [2, 'apa khabar', 'x']]);
+    const npy = join(dir, 'out.npy');
+    await l2e(['encode', '--model', model, '--input', input, '--output', npy]);
+    const m = readFileSync(npy);
+    const data = new Float32Array(m.buffer.slice(m.byteOffset + 128, m.byteOffset + m.length));
+    expect((rows[1]!['embedding'] as number[]).map(Math.fround)).toEqual(Array.from(data.subarray(16, 32))); // exactly the float32 values
+    expect(readFileSync(out, 'utf8')).not.toMatch(/\d{10}/); // no float64 tails
+  });
+
+  it('encode --input - --output -: stdin to stdout, and nothing else on stdout', async () => {
+    const r = await l2e(['encode', '--model', model, '--input', '-', '--format', 'text', '--output', '-'], '{"a": 1}\nSelamat pagi\n');
+    expect(r.code).toBe(0);
+    const lines = r.out.trim().split('\n').map((l) => JSON.parse(l) as { text: string; embedding: number[] });
+    expect(lines.map((l) => l.text)).toEqual(['{"a": 1}', 'Selamat pagi']);
+    expect(lines[1]!.embedding).toHaveLength(16);
+    expect(r.err).toContain('encoded 2 texts (16 dims) → stdout');
+    const noFormat = await l2e(['encode', '--model', model, '--input', '-', '--output', '-'], 'x\n');
+    expect(noFormat.code).toBe(2);
+    expect(noFormat.err).toContain('reading texts from stdin (-): give --format text or --format jsonl');
+  });
+
+  it('eval --json - prints only the JSON on stdout', async () => {
+    const test = join(dir, 'test.jsonl');
+    writeFileSync(test, '{"query": "satu", "pos": ["dua"], "neg": ["tiga"]}\n{"query": "empat", "pos": ["lima"], "neg": ["enam"]}\n');
+    const r = await l2e(['eval', '--model', model, '--test', test, '--json', '-']);
+    expect(r.code).toBe(0);
+    expect(Object.keys(JSON.parse(r.out) as object)).toEqual(['test']);
+    expect(r.err).toContain('top1');
+  });
+
+  it('mine and combine write to stdout with "-" and put their summaries on stderr', async () => {
+    const corpus = join(dir, 'corpus.txt');
+    writeFileSync(corpus, 'satu\ndua\ntiga\nempat\nlima\n');
+    const m = await l2e(['mine', '--model', model, '--input', corpus, '--output', '-', '--metric', 'cosine', '--pos-threshold', '2', '--neg-threshold', '2']);
+    expect(m.code).toBe(0);
+    expect(m.out).toBe('');
+    expect(m.err).toContain('5 input rows, 5 distinct texts → 0 rows written to stdout');
+    const pairs = join(dir, 'p.jsonl');
+    writeFileSync(pairs, '{"query": "q", "pos": ["p"], "neg": ["n"]}\n');
+    const c = await l2e(['combine', pairs, '-', '--output', '-'], '{"query": "q2", "pos": ["p2"], "neg": []}\n');
+    expect(c.code).toBe(0);
+    expect(c.out).toBe('{"query": "q", "pos": ["p"], "neg": ["n"]}\n{"query": "q2", "pos": ["p2"], "neg": []}\n');
+    expect(c.err).toMatch(/total +2 rows → stdout/);
+  });
+
+  it('mine reads a .txt corpus whose lines start with { as texts, and stdin with --format', async () => {
+    const corpus = join(dir, 'braces.txt');
+    writeFileSync(corpus, '{satu}\ndua\n');
+    const out = join(dir, 'mined.jsonl');
+    const r = await l2e(['mine', '--model', model, '--input', corpus, '--output', out, '--pos-threshold', '100', '--neg-threshold', '100']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('2 input rows, 2 distinct texts');
+    const s = await l2e(['mine', '--model', model, '--input', '-', '--format', 'text', '--output', out, '--pos-threshold', '100', '--neg-threshold', '100'], 'a\nb\nc\n');
+    expect(s.out).toContain('3 input rows, 3 distinct texts');
+  });
+});
