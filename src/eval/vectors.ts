@@ -141,6 +141,8 @@ export function parseNpy(bytes: Uint8Array, name = 'npy'): NpyMatrix {
     throw new Error(`${name}: data is truncated (${bytes.length - body} bytes for ${rows}x${cols} ${descr})`);
   }
   const data = new Float32Array(rows * cols);
+  // an empty matrix has nothing to read: (10^12, 0) must not loop over 10^12 empty rows
+  if (data.length === 0) return { rows, cols, data };
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) {
       // C order: element (i, j) at i*cols + j; Fortran order: at j*rows + i

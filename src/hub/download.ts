@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { checkRepoId, defaultCacheDir, repoFolder, type RepoType } from './cache.js';
+import { checkRepoId, defaultCacheDir, isCommitHash, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { getJson, HubError, openUrl, statusError, withRetries, type RetryPolicy } from './http.js';
 
@@ -82,6 +82,8 @@ export async function repoInfo(repoId: string, opts: SnapshotOptions = {}): Prom
   if (typeof info.sha !== 'string' || !Array.isArray(info.siblings)) {
     throw new HubError(`${what}: unexpected answer from ${url} (no "sha" / "siblings")`);
   }
+  // the commit names a folder of the cache: only a real commit hash may (never "../x")
+  if (!isCommitHash(info.sha)) throw new HubError(`${what}: unexpected answer from ${url} (commit ${JSON.stringify(info.sha)} is not a 40-digit hex hash)`);
   const files: RepoFile[] = [];
   for (const s of info.siblings as Record<string, unknown>[]) {
     if (typeof s?.['rfilename'] !== 'string') continue;
@@ -224,7 +226,8 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
     const url = resolveUrl(endpoint, repoId, type, commit, f.path);
     const what = `file ${f.path} of ${type} repo ${repoId}`;
     const etag = await etagOf(f, url, token, what, opts.retry);
-    if (!/^[\w.-]+$/.test(etag)) throw new HubError(`${what}: unusable ETag "${etag}"`);
+    // the ETag names a file in blobs/: "." and ".." would name folders
+    if (!/^[\w.-]+$/.test(etag) || etag === '.' || etag === '..') throw new HubError(`${what}: unusable ETag "${etag}"`);
     const blob = join(blobs, etag);
     if (!existsSync(blob) || (f.size !== undefined && statSync(blob).size !== f.size)) {
       await downloadBlob(url, blob, f, token, what, opts);
