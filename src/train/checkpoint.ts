@@ -14,6 +14,7 @@ import type { EmbeddingModel } from '../model/embedding-model.js';
 import { configToJson } from '../model/config.js';
 import { readSafetensorsHeader, writeSafetensors, type TensorEntry } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { processAlive } from '../util/process.js';
 
 /** Tokenizer files copied with a model when they exist (tokenizer.json is required). */
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
@@ -114,6 +115,7 @@ export function saveCheckpoint(outputDir: string, step: number, c: CheckpointCon
   const tmp = join(outputDir, `.checkpoint-${step}.tmp-${process.pid}`);
   try {
     mkdirSync(outputDir, { recursive: true });
+    removeStaleCheckpointTemps(outputDir);
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp);
     saveModel(c.model, tmp, { tokenizerDir: c.tokenizerDir, temperature: c.temperature, requireFinite: true });
@@ -148,6 +150,21 @@ export function saveCheckpoint(outputDir: string, step: number, c: CheckpointCon
     for (const old of all.slice(0, Math.max(0, all.length - saveTotalLimit))) rmSync(old.dir, { recursive: true, force: true });
   }
   return final;
+}
+
+/**
+ * Folders a killed run left behind (its pid is gone): `.checkpoint-N.tmp-PID`, a checkpoint half
+ * written, is removed; `.checkpoint-N.old-PID`, a whole checkpoint set aside while being replaced,
+ * is put back when no checkpoint-N took its place, else removed.
+ */
+function removeStaleCheckpointTemps(outputDir: string): void {
+  for (const name of readdirSync(outputDir)) {
+    const m = /^\.checkpoint-(\d+)\.(tmp|old)-(\d+)$/.exec(name);
+    if (!m || processAlive(Number(m[3]))) continue;
+    const final = join(outputDir, `checkpoint-${m[1]}`);
+    if (m[2] === 'old' && !existsSync(final)) renameSync(join(outputDir, name), final);
+    else rmSync(join(outputDir, name), { recursive: true, force: true });
+  }
 }
 
 /** Reads an F32 tensor's data (little-endian host) straight into a Float32Array. */

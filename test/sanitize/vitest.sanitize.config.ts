@@ -8,6 +8,15 @@ export default mergeConfig(
   defineConfig({
     test: {
       setupFiles: ['test/sanitize/setup.ts'],
+      exclude: [
+        '**/node_modules/**',
+        // long learning runs over the same native code as train.test.ts and golden-grad.test.ts,
+        // 5x slower under ASan (over 5 minutes each): not worth the CI time
+        'test/train-learning.test.ts',
+        'test/demo.test.ts',
+        // kill -9 of CLI children: process behaviour, not memory; their children would run under ASan too
+        'test/crash/**',
+      ],
       // gc() before each leak check, so objects only waiting for a finalizer are freed first
       execArgv: ['--expose-gc'],
       // native code runs 2-5x slower under ASan
