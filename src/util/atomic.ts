@@ -1,15 +1,33 @@
 // Outputs are written atomically: into a temp file beside the target, fsync'd, then renamed over it,
 // so an interrupted or failed write never leaves a half-written file in the target's place.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { processAlive } from './process.js';
 
 export function tempPathFor(target: string): string {
   return join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now().toString(36)}`);
 }
 
+/** Removes the temp files of `target` that a killed writer left (a tempPathFor name whose pid is gone). */
+export function removeStaleTemps(target: string): void {
+  const prefix = `.${basename(target)}.tmp-`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(target));
+  } catch {
+    return; // no folder yet: nothing stale
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = /^(\d+)-[0-9a-z]+$/.exec(name.slice(prefix.length))?.[1];
+    if (pid !== undefined && !processAlive(Number(pid))) rmSync(join(dirname(target), name), { force: true });
+  }
+}
+
 /** Writes `data` to `target` atomically (temp file + fsync + rename). */
 export function writeFileAtomic(target: string, data: string | Uint8Array | Uint8Array[]): void {
+  removeStaleTemps(target);
   const tmp = tempPathFor(target);
   let fd: number | undefined;
   try {
@@ -42,6 +60,7 @@ export class AtomicWriter {
   private failed: Error | undefined;
 
   constructor(readonly target: string) {
+    removeStaleTemps(target);
     this.tmp = tempPathFor(target);
     this.stream = createWriteStream(this.tmp);
     this.stream.on('error', (e) => {
