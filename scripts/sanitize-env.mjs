@@ -49,7 +49,6 @@ export function sanitizerEnv(addon) {
   return {
     ...process.env,
     L2E_ADDON: addon,
-    L2E_DEVICE: 'cpu',
     // libasan must come first in the process; the addon brings libubsan in itself
     LD_PRELOAD: [runtime('libasan.so'), runtime('libubsan.so'), process.env.LD_PRELOAD].filter(Boolean).join(':'),
     ASAN_OPTIONS: [
