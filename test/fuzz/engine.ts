@@ -27,7 +27,7 @@ export interface FuzzTarget {
   setup?: () => Promise<void>;
   /** Longest input generated (default 4096 bytes). */
   maxLen?: number;
-  /** A run taking longer is a finding (a hang or an unbounded loop). Default 2000 ms. */
+  /** A run taking longer is a finding (a hang or an unbounded loop). Default 5000 ms (generous: runs share 2 cores, under ASan too). */
   slowMs?: number;
 }
 
@@ -56,7 +56,7 @@ export async function check(target: FuzzTarget, data: Uint8Array): Promise<strin
     }
   }
   const ms = performance.now() - t0;
-  const slow = target.slowMs ?? 2000;
+  const slow = target.slowMs ?? 5000;
   if (ms > slow) return `slow: ${ms.toFixed(0)} ms (limit ${slow} ms)`;
   return null;
 }

@@ -282,7 +282,7 @@ export const tokenizerBytes: FuzzTarget = {
     }
   },
   accept: () => false, // a string never makes the tokenizer throw
-  slowMs: 5000,
+  slowMs: 10_000,
 };
 
 // ---- checkpoint folder reader ----
@@ -378,7 +378,7 @@ export const hubResponses: FuzzTarget = {
     text(http('200 OK', '', JSON.stringify({ sha: SHA, siblings: [{ rfilename: 'w.safetensors', lfs: { sha256: 'ab'.repeat(32), size: 3 } }] }))),
   ],
   dictionary: ['\r\n', 'location: ', 'content-length: ', 'transfer-encoding: chunked\r\n', '"sha"', '"siblings"', '"rfilename"', '"lfs"', '"sha256"', '"size"', '"blobId"', '"../', 'HTTP/1.1 ', '301', '416', '500', '\0'],
-  slowMs: 5000,
+  slowMs: 10_000,
   run: async (data) => {
     const p = await hubServer();
     const base = `http://127.0.0.1:${p}/api/models/org/name/revision/main`;
