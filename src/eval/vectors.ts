@@ -133,6 +133,8 @@ export function parseNpy(bytes: Uint8Array, name = 'npy'): NpyMatrix {
   if (shape.length !== 2 || shape.some((d) => !Number.isInteger(d) || d < 0)) {
     throw new Error(`${name}: expected a 2-D matrix, got shape (${shapeText})`);
   }
+  // past 2^53 a dimension is no longer the number written: (0, 9007199254740993) read as ...992
+  if (shape.some((d) => !Number.isSafeInteger(d))) throw new Error(`${name}: shape (${shapeText}) is too large`);
   const [rows, cols] = shape as [number, number];
   const width = descr === '<f4' ? 4 : descr === '<f8' ? 8 : 0;
   if (width === 0) throw new Error(`${name}: dtype ${descr} is not supported (use little-endian float32 '<f4' or float64 '<f8')`);
