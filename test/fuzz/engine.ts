@@ -105,12 +105,16 @@ export class Coverage {
     return out;
   }
 
+  /** Every range ever listed, per function: a later run that does not list one ran it as often as its parent. */
+  private readonly known = new Map<string, Set<string>>();
+
   /**
    * Features since the last take. V8 reports, per function that ran, the function's range and each
-   * nested range whose count differs from its parent's (a branch not taken shows as a count-0
-   * range; a branch taken as often as its parent is not listed). So `blocks` is the set of ranges
-   * listed (a new one means a new branch structure was reached) and `counts` adds each one's
-   * bucketed count (1, 2, 3, 4-7, 8-15, 16-31, 32-127, 128+; 0 for not run).
+   * nested range whose count differs from its enclosing range's (a branch not taken is a count-0
+   * range; a branch taken exactly as often as its parent is not listed, and then gets its parent's
+   * count here: the innermost listed range around it). `blocks`: each range of those functions,
+   * taken or not (range:1 / range:0); `counts`: each listed range with its bucketed hit count (1, 2,
+   * 3, 4-7, 8-15, 16-31, 32-127, 128+).
    */
   take(): { blocks: Set<string>; counts: Set<string> } {
     const res = this.post('Profiler.takePreciseCoverage') as { result: ScriptCoverage[] };
@@ -119,11 +123,27 @@ export class Coverage {
     for (const s of res.result) {
       if (!this.include(s.url)) continue;
       for (const f of s.functions) {
-        if (!f.ranges[0] || f.ranges[0].count === 0) continue;
+        const fn = f.ranges[0];
+        if (!fn || fn.count === 0) continue;
+        const fnKey = `${s.url}:${fn.startOffset}:${fn.endOffset}`;
+        let known = this.known.get(fnKey);
+        if (!known) this.known.set(fnKey, (known = new Set()));
+        const listed = new Set<string>();
         for (const r of f.ranges) {
-          const key = `${s.url}:${r.startOffset}:${r.endOffset}`;
-          blocks.add(key);
-          counts.add(`${key}:${bucket(r.count)}`);
+          const key = `${r.startOffset}:${r.endOffset}`;
+          listed.add(key);
+          known.add(key);
+          blocks.add(`${s.url}:${key}:${r.count > 0 ? 1 : 0}`);
+          counts.add(`${s.url}:${key}:${bucket(r.count)}`);
+        }
+        for (const key of known) {
+          if (listed.has(key)) continue;
+          const [start, end] = key.split(':').map(Number) as [number, number];
+          let inner = fn;
+          for (const r of f.ranges) {
+            if (r.startOffset <= start && end <= r.endOffset && r.endOffset - r.startOffset < inner.endOffset - inner.startOffset) inner = r;
+          }
+          blocks.add(`${s.url}:${key}:${inner.count > 0 ? 1 : 0}`);
         }
       }
     }
