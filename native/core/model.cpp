@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/host_memory.h"
+
 namespace l2e {
 
 void ModelConfig::validate() const {
@@ -72,6 +74,11 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend) : cfg_(cf
                               off(p + "self_attn.o_proj.weight"), off(p + "post_attention_layernorm.weight"),
                               off(p + "mlp.gate_proj.weight"), off(p + "mlp.up_proj.weight"),
                               off(p + "mlp.down_proj.weight")});
+  }
+  // sizes in 64-bit before any allocation: a config far larger than RAM is refused here, by name
+  if (be_->name() == "cpu") {
+    check_host_memory(uint64_t(total) * dtype_size(be_->param_dtype()),
+                      "the model's " + std::to_string(total) + " parameters");
   }
   params_ = be_->alloc(total, be_->param_dtype());
   be_->zero(params_);
@@ -152,6 +159,14 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
   const DType ad = be_->act_dtype();
   const size_t H = cfg_.hidden, I = cfg_.intermediate, qd = size_t(cfg_.heads) * cfg_.head_dim,
                kvd = size_t(cfg_.kv_heads) * cfg_.head_dim, P = cfg_.dense;
+  if (be_->name() == "cpu") {
+    // every buffer below, added up first: one batch too large must not be allocated half-way
+    const uint64_t t = uint64_t(T), per_layer = t * (4 * H + 2 * qd + 2 * kvd + 3 * I) * dtype_size(ad) + t * (2 + cfg_.heads) * 4;
+    const uint64_t rest = t * (2 * H + P) * dtype_size(ad) + t * 4 + uint64_t(B) * (2 * P + 1) * 4;
+    check_host_memory(per_layer * (keep ? uint64_t(cfg_.layers) : 1) + rest,
+                      "a batch of " + std::to_string(T) + " tokens (" + std::to_string(B) + " texts)",
+                      ": use smaller batches (--max-batch-tokens, --batch-size)");
+  }
   a.layers.resize(keep ? cfg_.layers : 1);
   for (auto& L : a.layers) {
     L.x_in = be_->alloc(T * H, ad);

@@ -3,11 +3,14 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/host_memory.h"
+
 namespace l2e {
 
 TrainState::TrainState(Model& m) : model_(m) {
   Backend& be = model_.backend();
   const size_t n = model_.num_params();
+  if (be.name() == "cpu") check_host_memory(uint64_t(n) * 3 * 4, "training (gradients and AdamW moments of " + std::to_string(n) + " parameters)");
   grads_ = be.alloc(n, DType::F32);
   m_ = be.alloc(n, DType::F32);
   v_ = be.alloc(n, DType::F32);
