@@ -1,4 +1,4 @@
-// cudaStatus() -> {compiled, usable, reason}: whether this binary can run the CUDA backend here.
+// cudaStatus() -> {compiled, usable, emulated, reason}: whether this binary can run the CUDA backend here.
 #include <napi.h>
 
 #include "addon/registry.h"
@@ -18,6 +18,7 @@ Napi::Value CudaStatusJs(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("compiled", s.compiled);
   o.Set("usable", s.usable);
+  o.Set("emulated", s.emulated);
   o.Set("reason", s.reason);
   return o;
 }

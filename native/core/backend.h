@@ -109,6 +109,7 @@ class Backend {
 struct CudaStatus {
   bool compiled = false;  // this binary has the CUDA backend
   bool usable = false;    // a GPU, its driver and cuBLAS were found
+  bool emulated = false;  // the CUDA emulation build: kernels run on the CPU (native/cuda/emulation)
   std::string reason;     // why not usable (empty when usable)
 };
 // Probes the CUDA backend without creating one (cheap; used to choose the CUDA prebuilt at load time).

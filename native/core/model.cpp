@@ -100,12 +100,18 @@ void Model::set_param(const std::string& name, const void* host, size_t numel, D
   if (numel != p.numel)
     throw Error("parameter " + name + " has " + std::to_string(p.numel) + " values, got " + std::to_string(numel));
   Buf dst = view(params_, p.offset, p.numel);
+  if (master_) {
+    Buf m = view(*master_, p.offset, p.numel);
+    be_->upload(m, host, numel, host_dtype);  // F32 source values kept exactly
+    be_->copy(dst, m);                        // the forward's copy: rounded to nearest even
+    return;
+  }
   be_->upload(dst, host, numel, host_dtype);
 }
 
 void Model::get_param(const std::string& name, float* host) {
   const ParamInfo& p = param(name);
-  be_->download(view(params_, p.offset, p.numel), host);
+  be_->download(view(master_ ? *master_ : params_, p.offset, p.numel), host);
 }
 
 Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {

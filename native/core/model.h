@@ -78,9 +78,13 @@ class Model {
   Buf& param_buffer() { return params_; }
   size_t num_params() const { return params_.numel; }
 
-  // Host F32 (or BF16/F16 bits) data into the named tensor.
+  // Host F32 (or BF16/F16 bits) data into the named tensor. With an F32 master attached (training
+  // on a backend whose parameters are BF16), the master is written and the parameter becomes its
+  // rounding, and get_param reads the master: every write and read of a weight goes through here.
   void set_param(const std::string& name, const void* host, size_t numel, DType host_dtype);
   void get_param(const std::string& name, float* host);
+  // TrainState attaches its master (same layout as the parameters) and detaches it (nullptr).
+  void attach_master(Buf* master) { master_ = master; }
 
   // Uploads ids / cu_seqlens into a device batch (positions derived: restart at 0 per sequence).
   // Validates ids < vocab and cu_seqlens monotone; throws Error naming the problem.
@@ -109,6 +113,7 @@ class Model {
   std::vector<LayerParams> layer_offsets_;
   size_t off_embed_ = 0, off_norm_ = 0, off_dense_w_ = 0, off_dense_b_ = 0;
   Buf params_;
+  Buf* master_ = nullptr;  // owned by the TrainState, when one exists and keeps one
 };
 
 }  // namespace l2e

@@ -18,12 +18,14 @@ TrainState::TrainState(Model& m) : model_(m) {
     // master copy of the (bf16) parameters; gradients and moments are F32 already
     master_ = be.alloc(n, DType::F32);
     be.copy(master_, model_.param_buffer());
+    model_.attach_master(&master_);  // from now on setTensor / loadTensors write the master too
   }
 }
 
 TrainState::~TrainState() {
   release_chunks();
   Backend& be = model_.backend();
+  if (!master_.empty()) model_.attach_master(nullptr);
   be.free(grads_);
   be.free(m_);
   be.free(v_);
@@ -183,6 +185,7 @@ void TrainState::set_buffer(const char* which, const float* host, size_t n) {
   Buf& b = buffer(which);
   if (n != b.numel) throw Error("training buffer size mismatch: expected " + std::to_string(b.numel) + ", got " + std::to_string(n));
   model_.backend().upload(b, host, n, DType::F32);
+  if (&b == &master_) model_.backend().copy(model_.param_buffer(), master_);  // the forward's copy follows
 }
 
 }  // namespace l2e

@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                           const float* __restrict__ Dvec, const int32_t* cu, int B, int T, int nh, int nkv,
                           float scale_log2, float scale, bf16* __restrict__ dk, bf16* __restrict__ dv) {
   constexpr int kQ = DkdvShape<D>::kQ, LD = DkdvShape<D>::LD;
-  extern __shared__ uint4 smem_raw[];
+  L2E_DYNAMIC_SHARED(uint4, smem_raw);
   bf16* sK = reinterpret_cast<bf16*>(smem_raw);  // [64][LD]
   bf16* sV = sK + kBlockRows * LD;               // [64][LD]
   bf16* sQ = sV + kBlockRows * LD;               // [kQ][LD]
@@ -165,7 +165,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                         const int32_t* cu, int B, int T, int nh, int nkv, float scale_log2, float scale,
                         bf16* __restrict__ dq) {
   constexpr int LD = D + 8;
-  extern __shared__ uint4 smem_raw[];
+  L2E_DYNAMIC_SHARED(uint4, smem_raw);
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw);  // [64][LD]
   bf16* sdO = sQ + kBlockRows * LD;              // [64][LD]
   bf16* sK = sdO + kBlockRows * LD;              // [kTile][LD]
@@ -282,10 +282,10 @@ void launch(const void* q, const void* k, const void* v, const void* dout, const
   const unsigned tiles = unsigned((T + kBlockRows - 1) / kBlockRows + B);
   const bf16 *qp = static_cast<const bf16*>(q), *kp = static_cast<const bf16*>(k), *vp = static_cast<const bf16*>(v),
              *dop = static_cast<const bf16*>(dout);
-  flash_bwd_dkdv_kernel<D><<<dim3(tiles, unsigned(nkv)), kWarps * 32, smem_kv, s>>>(
+  L2E_LAUNCH(flash_bwd_dkdv_kernel<D>, dim3(tiles, unsigned(nkv)), kWarps * 32, smem_kv, s)(
       qp, kp, vp, dop, lse, Dvec, cu, B, T, nh, nkv, scale_log2, scale, static_cast<bf16*>(dk), static_cast<bf16*>(dv));
   check_launch("flash_attention_backward_dkdv");
-  flash_bwd_dq_kernel<D><<<dim3(tiles, unsigned(nh)), kWarps * 32, smem_q, s>>>(
+  L2E_LAUNCH(flash_bwd_dq_kernel<D>, dim3(tiles, unsigned(nh)), kWarps * 32, smem_q, s)(
       qp, kp, vp, dop, lse, Dvec, cu, B, T, nh, nkv, scale_log2, scale, static_cast<bf16*>(dq));
   check_launch("flash_attention_backward_dq");
 }

@@ -40,7 +40,7 @@ void attention_bwd(const void* q, const void* k, const void* v, const void* out,
                    void* dv, float* workspace, bool force_simple, cudaStream_t s) {
   if (T == 0) return;
   const size_t rows = size_t(T) * nh;
-  row_dot_kernel<<<grid_for(rows * 32, 256, 1u << 30), 256, 0, s>>>(static_cast<const bf16*>(dout),
+  L2E_LAUNCH(row_dot_kernel, grid_for(rows * 32, 256, 1u << 30), 256, 0, s)(static_cast<const bf16*>(dout),
                                                                     static_cast<const bf16*>(out), T, nh, hd, workspace);
   check_launch("attention_backward_rowdot");
   if (!force_simple && attention_has_fast_path(hd))

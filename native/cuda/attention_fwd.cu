@@ -27,7 +27,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __re
                                                                  int T, int nh, int nkv, float scale_log2,
                                                                  bf16* __restrict__ out, float* __restrict__ lse) {
   constexpr int LD = D + 8;  // padded row stride: conflict-free fragment loads
-  extern __shared__ uint4 smem_raw[];
+  L2E_DYNAMIC_SHARED(uint4, smem_raw);
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw);  // [kRows][LD]
   bf16* sK = sQ + kRows * LD;                     // [kKeys][LD]
   bf16* sV = sK + kKeys * LD;                     // [kKeys][LD]
@@ -163,7 +163,7 @@ void launch(const void* q, const void* k, const void* v, const int32_t* cu, int 
   }
   const float scale_log2 = kLog2e / sqrtf(float(D));
   dim3 grid(unsigned((T + kRows - 1) / kRows + B), unsigned(nh));
-  flash_fwd_kernel<D><<<grid, kWarps * 32, smem, s>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
+  L2E_LAUNCH(flash_fwd_kernel<D>, grid, kWarps * 32, smem, s)(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
                                                       static_cast<const bf16*>(v), cu, B, T, nh, nkv, scale_log2,
                                                       static_cast<bf16*>(out), lse);
   check_launch("flash_attention_forward");

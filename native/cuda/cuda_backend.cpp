@@ -314,6 +314,9 @@ class CudaBackend final : public Backend {
 CudaStatus cuda_status() {
   CudaStatus s;
   s.compiled = true;
+#ifdef L2E_CUDA_EMULATION
+  s.emulated = true;
+#endif
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {

@@ -1,4 +1,4 @@
-// cudaInfo() -> {usable, error?, devices, name?, freeBytes?, totalBytes?}: what the GPU tests and
+// cudaInfo() -> {usable, emulated, error?, devices, name?, freeBytes?, totalBytes?}: what the GPU tests and
 // benchmarks need to know about the device (memory returned after dispose, which card ran).
 // Only in CUDA builds; never throws for a missing GPU (usable: false with the reason).
 #include <cuda_runtime_api.h>
@@ -12,6 +12,11 @@ namespace {
 Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
+#ifdef L2E_CUDA_EMULATION
+  o.Set("emulated", true);
+#else
+  o.Set("emulated", false);
+#endif
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {
