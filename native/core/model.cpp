@@ -99,6 +99,7 @@ void Model::set_param(const std::string& name, const void* host, size_t numel, D
   const ParamInfo& p = param(name);
   if (numel != p.numel)
     throw Error("parameter " + name + " has " + std::to_string(p.numel) + " values, got " + std::to_string(numel));
+  f32_sources_.erase(name);
   Buf dst = view(params_, p.offset, p.numel);
   if (master_) {
     Buf m = view(*master_, p.offset, p.numel);

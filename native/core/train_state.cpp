@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
+
+#include "core/weights_io.h"
 
 namespace l2e {
 
@@ -18,6 +21,19 @@ TrainState::TrainState(Model& m) : model_(m) {
     // master copy of the (bf16) parameters; gradients and moments are F32 already
     master_ = be.alloc(n, DType::F32);
     be.copy(master_, model_.param_buffer());
+    // parameters loaded from F32 files: the master starts from the file's values, not their rounding
+    try {
+      for (const auto& [name, src] : model_.f32_sources()) {
+        const ParamInfo& p = model_.param(name);
+        std::vector<float> values(p.numel);
+        read_file_range(src.path, src.offset, uint64_t(p.numel) * 4, values.data());
+        Buf m = model_.view(master_, p.offset, p.numel);
+        be.upload(m, values.data(), p.numel, DType::F32);
+      }
+    } catch (...) {  // the file changed or went away since loading: nothing allocated here survives
+      for (Buf* b : {&grads_, &m_, &v_, &master_}) be.free(*b);
+      throw;
+    }
     model_.attach_master(&master_);  // from now on setTensor / loadTensors write the master too
   }
 }

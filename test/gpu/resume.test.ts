@@ -12,10 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../../src/model/embedding-model.js';
+import { readSafetensorsHeader, readTensorF32 } from '../../src/model/safetensors.js';
+import { trainNatives } from '../../src/train/native-train.js';
 import { Trainer, type StepInfo, type TrainerOptions } from '../../src/train/trainer.js';
 import { topicData } from '../helpers/trainData.js';
 import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from '../helpers/tinyModel.js';
-import { cudaDevice, gpu, gpuNote } from './gpu-helpers.js';
+import { bf16Array, cudaDevice, gpu, gpuNote } from './gpu-helpers.js';
 
 const hasTokenizer = existsSync(sharedTokenizer);
 
@@ -65,4 +67,22 @@ describe.skipIf(!gpu.usable || !hasTokenizer)(`CUDA training resume ${gpuNote}${
       b.model.dispose();
     }
   }, 600_000);
+
+  it('the fp32 master starts from the F32 file values (not their bf16 rounding); the bf16 copy is their rounding', async () => {
+    const model = await EmbeddingModel.load(modelDir, { device: cudaDevice });
+    try {
+      const file = new Map(readSafetensorsHeader(join(modelDir, 'model.safetensors')).tensors.map((t) => [t.name, readTensorF32(t)]));
+      for (const p of model.native.params()) expect(model.native.getTensor(p.name), p.name).toEqual(bf16Array(file.get(p.name)!));
+      trainNatives().trainInit(model.native);
+      let differs = 0;
+      for (const p of model.native.params()) {
+        const values = file.get(p.name)!;
+        expect(model.native.getTensor(p.name), p.name).toEqual(values); // getTensor reads the master while training
+        if (bf16Array(values).some((v, i) => v !== values[i])) differs++;
+      }
+      expect(differs).toBeGreaterThan(0); // the file's values are not bf16 already: the test can fail
+    } finally {
+      model.dispose();
+    }
+  });
 });

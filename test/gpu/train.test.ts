@@ -127,7 +127,8 @@ describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
     const cuda = await EmbeddingModel.load(tinyMha, { device: cudaDevice });
     const nat = trainNatives();
     try {
-      roundWeightsToBf16(cpu.native);
+      // both start from the file's fp32 values: the CPU's weights, the CUDA master (its forward: their bf16 rounding)
+      nat.trainInit(cuda.native);
       const hyper = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0, step: 1 };
       const losses: Record<string, number[]> = { cpu: [], cuda: [] };
       const before = cuda.native.params().map((p) => cuda.native.getTensor(p.name));
