@@ -88,22 +88,5 @@ __device__ __forceinline__ void load_tile(bf16* tile, int ld, const bf16* src, s
   }
 }
 
-// Var-len scheduling: block `idx` of a launch covering every sequence in tiles of `rows` rows, heaviest
-// (last) tiles of each sequence first. Sets seq, tile start and length; returns false past the end.
-// Called by one thread; O(B).
-__device__ __forceinline__ bool find_tile(const int32_t* cu, int B, int rows, int idx, int& seq, int& start) {
-  for (int b = 0; b < B; b++) {
-    const int len = cu[b + 1] - cu[b];
-    const int tiles = (len + rows - 1) / rows;
-    if (idx < tiles) {
-      seq = b;
-      start = (tiles - 1 - idx) * rows;
-      return true;
-    }
-    idx -= tiles;
-  }
-  return false;
-}
-
 }  // namespace cuda
 }  // namespace l2e
