@@ -11,10 +11,19 @@ if [ ! -f "$addon" ]; then
   echo "gpu-pack: no $addon — build it first: L2E_CUDA=1 npx cmake-js compile --out build" >&2
   exit 1
 fi
-if ! node -e "process.exit(require('./$addon').cudaStatus().compiled ? 0 : 1)"; then
-  echo "gpu-pack: $addon has no CUDA backend — rebuild with: L2E_CUDA=1 npx cmake-js compile --out build" >&2
-  exit 1
-fi
+# a real CUDA addon: compiled with the CUDA backend and not the CPU emulation build
+check_addon() {
+  node -e "
+    const s = require(require('path').resolve(process.argv[1])).cudaStatus?.();
+    if (!s || !s.compiled) { console.error('gpu-pack: ' + process.argv[1] + ' has no CUDA backend — rebuild with: L2E_CUDA=1 npx cmake-js compile --out build'); process.exit(1); }
+    if (s.emulated) { console.error('gpu-pack: ' + process.argv[1] + ' is the CPU emulation build — rebuild with: L2E_CUDA=1 npx cmake-js compile --out build'); process.exit(1); }
+  " "$1"
+}
+check_addon "$addon"
+# the test addon (native/testing: backendOp and the other hooks the GPU suites use), from the same build
+testing=build/Release/testing/l2e_testing.node
+[ -f "$testing" ] || { echo "gpu-pack: no $testing — build it first: L2E_CUDA=1 npx cmake-js compile --out build" >&2; exit 1; }
+check_addon "$testing"
 aside=$(mktemp -d "$root/.gpu-aside.XXXXXX")
 restore() {
   for d in "$aside"/*; do [ -e "$d" ] && mv "$d" node_modules/; done
@@ -25,3 +34,16 @@ for p in cldr-annotations-full cldr-localenames-full cldr-core llama-tokenizer-j
   if [ -d "node_modules/$p" ]; then mv "node_modules/$p" "$aside/"; fi
 done
 "$root/../shared/gpu/pack.sh"
+# what was packed is what runs: check the copy, not only build/Release
+packed=$(ls .gpu/addon/*.node)
+if [ "$packed" != ".gpu/addon/l2e.node" ]; then
+  echo "gpu-pack: .gpu/addon should hold exactly l2e.node, holds: $packed" >&2
+  exit 1
+fi
+check_addon .gpu/addon/l2e.node
+cmp -s "$addon" .gpu/addon/l2e.node || { echo "gpu-pack: .gpu/addon/l2e.node differs from $addon" >&2; exit 1; }
+mkdir -p .gpu/testing
+xz -T2 -6 -c "$testing" > .gpu/testing/l2e_testing.node.xz
+size=$(du -sm .gpu | cut -f1)
+[ "$size" -lt 62 ] || { echo "gpu-pack: .gpu is ${size} MiB with the test addon: over what a run may carry" >&2; exit 1; }
+echo "gpu-pack: packed $addon and $testing (CUDA backend, not emulated); .gpu is ${size} MiB"

@@ -106,13 +106,20 @@ void Model::set_param(const std::string& name, const void* host, size_t numel, D
   const ParamInfo& p = param(name);
   if (numel != p.numel)
     throw Error("parameter " + name + " has " + std::to_string(p.numel) + " values, got " + std::to_string(numel));
+  f32_sources_.erase(name);
   Buf dst = view(params_, p.offset, p.numel);
+  if (master_) {
+    Buf m = view(*master_, p.offset, p.numel);
+    be_->upload(m, host, numel, host_dtype);  // F32 source values kept exactly
+    be_->copy(dst, m);                        // the forward's copy: rounded to nearest even
+    return;
+  }
   be_->upload(dst, host, numel, host_dtype);
 }
 
 void Model::get_param(const std::string& name, float* host) {
   const ParamInfo& p = param(name);
-  be_->download(view(params_, p.offset, p.numel), host);
+  be_->download(view(master_ ? *master_ : params_, p.offset, p.numel), host);
 }
 
 Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
@@ -142,6 +149,10 @@ Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
     be_->upload(bt.ids, ids, T, DType::I32);
     be_->upload(bt.positions, pos.data(), T, DType::I32);
     be_->upload(bt.cu_seqlens, cu, B + 1, DType::I32);
+    const std::vector<int32_t> tiles = attention_tiles(cu, B);
+    bt.num_tiles = int(tiles.size() / 2);
+    bt.tiles = be_->alloc(tiles.size(), DType::I32);
+    be_->upload(bt.tiles, tiles.data(), tiles.size(), DType::I32);
   } catch (...) {
     free_batch(bt);
     throw;
@@ -150,8 +161,21 @@ Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
 }
 
 void Model::free_batch(Batch& b) {
-  for (Buf* buf : {&b.ids, &b.positions, &b.cu_seqlens})
+  for (Buf* buf : {&b.ids, &b.positions, &b.cu_seqlens, &b.tiles})
     if (!buf->empty()) be_->free(*buf);
+}
+
+std::vector<int32_t> attention_tiles(const int32_t* cu, int B) {
+  std::vector<int32_t> t;
+  for (int b = 0; b < B; b++) {
+    const int len = cu[b + 1] - cu[b];
+    for (int start = (len - 1) / kAttentionTileRows * kAttentionTileRows; len > 0 && start >= 0;
+         start -= kAttentionTileRows) {
+      t.push_back(b);
+      t.push_back(start);
+    }
+  }
+  return t;
 }
 
 void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
