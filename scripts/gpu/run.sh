@@ -2,8 +2,8 @@
 # The one GPU-machine run (no build there): GPU tests, our benchmarks, the reference Python stack on the
 # same card, and a ratio table last.
 # Prepare on the development machine:  npx cmake-js compile --out build   (nvcc present: CUDA on)
-#                                      bash bench/gpu-pack.sh   (checks the addon, then ../shared/gpu/pack.sh)
-# Run on the GPU machine, from the repo root:  bash bench/gpu-run.sh [tests|bench|all]
+#                                      bash scripts/gpu/pack.sh   (checks the addon, then ../shared/gpu/pack.sh)
+# Run on the GPU machine, from the repo root:  bash scripts/gpu/run.sh [tests|bench|all]
 #   tests: the GPU test suites only; bench: ours + the reference stack + the table; all (default): both.
 #   (A device command may run 10 minutes: with a cold machine, run `tests` and `bench` as two calls.)
 # Knobs: SKIP_TESTS=1, SKIP_OURS=1, SKIP_REF=1, OUT=folder (default $OUT or /tmp/l2e-gpu),
@@ -11,7 +11,7 @@
 # Stops at once, with the reason, when CUDA is not usable (driver, cuBLAS, an addon without CUDA or
 # the emulation build): every GPU suite would only skip.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 source .gpu/on-device.sh
 # the tests find fixtures and pools at ../shared, as on the development machine
 SHARED=${L2E_SHARED:-$PWD/.gpu/shared}

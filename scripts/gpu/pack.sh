@@ -2,7 +2,7 @@
 # Packs .gpu/ for a run on the GPU machine with ../shared/gpu/pack.sh, after checking that
 # build/Release holds a CUDA-enabled addon. Packages only the demo and the tokenizer tests use
 # (CLDR data, llama-tokenizer-js: ~90 MiB unpacked) are set aside meanwhile, so that .gpu stays
-# under the 60 MiB a run may carry. Then, on the device:  bash bench/gpu-run.sh tests|bench
+# under the 60 MiB a run may carry. Then, on the device:  bash scripts/gpu/run.sh tests|bench
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 cd "$root"
