@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { addonLoadError, nativeAddon, nativeAddonPath, packageRoot } from '../src/native.js';
+import { addonLoadError, buildCommand, nativeAddon, nativeAddonPath, packageRoot } from '../src/native.js';
 import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
 
 interface Features {
@@ -86,8 +86,7 @@ describe('CPU instruction set', () => {
     expect(r.stderr).toContain(`Error: ${expected}\n`);
     expect(addonLoadError(new Error(expected)).message).toBe(`llama2-embedding: ${expected}`);
     expect(addonLoadError(new Error('libfoo.so: cannot open')).message).toBe(
-      'llama2-embedding: the native addon could not be loaded (libfoo.so: cannot open). ' +
-        'Rebuild it with `npm rebuild llama2-embedding` (node-gyp) or `npm run build:native` (cmake-js) in the package folder.',
+      `llama2-embedding: the native addon could not be loaded (libfoo.so: cannot open). Rebuild it: ${buildCommand(packageRoot, false)}`,
     );
   });
 });
