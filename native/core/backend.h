@@ -27,6 +27,8 @@ struct Batch {
 
 enum class Pooling : int { Mean = 0, Cls = 1 };
 
+struct LowpMatrix;  // a weight matrix held in bf16 / int8 for inference (core/lowp.h)
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -73,6 +75,18 @@ class Backend {
   virtual void pool(const Buf& x, const Batch& batch, int P, Pooling mode, Buf& out) = 0;
   // y[b,:] = x[b,:] / max(||x[b,:]||, 1e-12); norm[b] saved (F32). If !normalize, y = x, norm = 1.
   virtual void l2norm(const Buf& x, int B, int P, bool normalize, Buf& y, Buf& norm) = 0;
+
+  // ---- reduced-precision inference (core/lowp.h; the CPU backend only) ----
+  // y[T,N] = x[T,K] W^T (+ bias[N]) with W (Gemm layout) in bf16 / int8.
+  virtual void linear_lowp(const Buf& x, const LowpMatrix& W, const Buf* bias, int T, Buf& y) {
+    (void)x, (void)W, (void)bias, (void)T, (void)y;
+    throw Error(name() + " backend: bf16 / int8 weights are CPU-only (load with precision 'fp32')");
+  }
+  // out[t,:] = table[ids[t],:] from a Rows-layout table.
+  virtual void embedding_lowp(const Buf& ids, int T, const LowpMatrix& table, Buf& out) {
+    (void)ids, (void)T, (void)table, (void)out;
+    throw Error(name() + " backend: bf16 / int8 weights are CPU-only (load with precision 'fp32')");
+  }
 
   // ---- backward (filled in by the training work; see core/model_backward.cpp) ----
   virtual void embedding_backward(const Buf& ids, int T, const Buf& dout, int H, Buf& dtable) = 0;

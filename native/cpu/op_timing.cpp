@@ -65,6 +65,14 @@ class TimedBackend final : public Backend {
     Scope s(kRmsnorm);
     b_->rmsnorm(x, w, T, H, eps, y, rstd);
   }
+  void linear_lowp(const Buf& x, const LowpMatrix& W, const Buf* bias, int T, Buf& y) override {
+    Scope s(kLinear);
+    b_->linear_lowp(x, W, bias, T, y);
+  }
+  void embedding_lowp(const Buf& ids, int T, const LowpMatrix& table, Buf& out) override {
+    Scope s(kEmbedding);
+    b_->embedding_lowp(ids, T, table, out);
+  }
   void linear(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y, bool accumulate) override {
     Scope s(kLinear);
     b_->linear(x, W, bias, T, K, N, y, accumulate);

@@ -6,7 +6,7 @@ import { opt } from './args.js';
 import type { Command } from './command.js';
 import { readTexts } from './io.js';
 import { ProgressBar } from './progress.js';
-import { deviceOf, ENCODE_OPTIONS, positiveInt } from './source-options.js';
+import { deviceOf, ENCODE_OPTIONS, positiveInt, precisionOf } from './source-options.js';
 
 export const command: Command = {
   name: 'encode',
@@ -28,10 +28,11 @@ or a Hugging Face id (org/name) already pulled into the cache.`,
     const output = opt.str(args, 'output')!;
     // usage errors before any work
     const device = deviceOf(args);
+    const precision = precisionOf(args);
     const batchSize = positiveInt(args, 'batch-size');
     const maxLength = positiveInt(args, 'max-length');
     const texts = await readTexts(opt.str(args, 'input')!, opt.str(args, 'field'));
-    const model = await EmbeddingModel.load(opt.str(args, 'model')!, { device });
+    const model = await EmbeddingModel.load(opt.str(args, 'model')!, { device, precision });
     try {
       const bar = new ProgressBar({ label: 'encode', total: texts.length });
       const emb = await model.encode(texts, {
