@@ -3,9 +3,13 @@
 //              y?: Float32Array [T*N]) -> Float32Array y = x W^T with W converted as a model would
 //   (core/lowp.h) and the named micro-kernel ("scalar", "avx2", "avx512"; null: the one picked).
 //   lowpKernels() -> { bf16: string[], int8: string[], picked: { bf16, int8 } } on this CPU.
+//   lowpGemmSeconds(precision, kernel | null, T, N, K, reps) -> seconds per call of linear_lowp on
+//   random data (W packed once, outside the timing): the bench's GEMM rows.
 #include <napi.h>
 
+#include <chrono>
 #include <string>
+#include <vector>
 
 #include "addon/registry.h"
 #include "core/lowp.h"
@@ -71,7 +75,34 @@ Napi::Value LowpKernels(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value LowpGemmSeconds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 6 || !info[0].IsString()) throw Napi::TypeError::New(env, "lowpGemmSeconds(precision, kernel, T, N, K, reps)");
+  const int64_t T = dim(info, 2, "T"), N = dim(info, 3, "N"), K = dim(info, 4, "K"), reps = dim(info, 5, "reps");
+  const std::string kernel = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  try {
+    const Precision p = parse_precision(info[0].As<Napi::String>().Utf8Value());
+    std::vector<float> x(size_t(T * K)), y(size_t(T * N));
+    uint32_t s = 12345;
+    auto next = [&] { return float((s = s * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f; };
+    for (auto& v : x) v = next();
+    LowpMatrix m;
+    lowp_pack(m, p, LowpMatrix::Layout::Gemm, N, K, [&](int64_t, float* out) {
+      for (int64_t k = 0; k < K; k++) out[k] = next() * 0.05f;
+    });
+    const char* kn = kernel.empty() ? nullptr : kernel.c_str();
+    lowp::linear_lowp(x.data(), T, m, y.data(), kn);  // warm-up
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t r = 0; r < reps; r++) lowp::linear_lowp(x.data(), T, m, y.data(), kn);
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return Napi::Number::New(env, sec / double(reps));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
 void register_lowp(Napi::Env env, Napi::Object exports) {
+  exports.Set("lowpGemmSeconds", Napi::Function::New(env, LowpGemmSeconds));
   exports.Set("lowpLinear", Napi::Function::New(env, LowpLinear));
   exports.Set("lowpKernels", Napi::Function::New(env, LowpKernels));
 }

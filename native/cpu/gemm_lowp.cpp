@@ -1,6 +1,6 @@
 // Driver of the reduced-precision GEMM (gemm_lowp.h). W is packed once at load (core/lowp.h), so
 // only x is packed per call, all of it at once: tiles of MR rows, [tile][kg][MR] uint32 (bf16
-// pairs or u8 quads), rows past T and k past K zero. C is then cut into row bands (a band's tiles
+// pairs or u8 quads) or [tile][kg][2][MR] float, rows past T and k past K zero. C is then cut into row bands (a band's tiles
 // of one k block stay in L2) times column chunks of slivers, a few tasks per thread taken from a
 // shared counter; each task sweeps k blocks (a W sliver's k block, 32 KB, stays in L1/L2) ->
 // slivers -> tiles. Between k blocks the int8 kernels keep their int32 sums in C itself.
@@ -41,17 +41,21 @@ struct Scratch {
 thread_local Scratch<uint32_t> t_packed_x;
 thread_local Scratch<float> t_token_scale;
 
-// Packs x[T,K] into tiles of mr rows of k-groups; int8 also writes each token's scale.
-void pack_x(const float* x, int64_t T, int64_t K, int64_t kg, int mr, bool int8, uint32_t* dst, float* scales) {
+enum class XForm { Bf16Pairs, F32Pairs, U8Quads };
+
+// Packs x[T,K] into tiles of mr rows of k-groups (gemm_lowp.h); int8 also writes each token's scale.
+void pack_x(const float* x, int64_t T, int64_t K, int64_t kg, int mr, XForm form, uint32_t* dst, float* scales) {
+  const bool int8 = form == XForm::U8Quads;
+  const int64_t words = form == XForm::F32Pairs ? 2 : 1;  // uint32 words per (row, k-group)
   const int64_t tiles = (T + mr - 1) / mr;
   parallel_for(tiles, [&](int64_t t0, int64_t t1, int) {
     std::vector<uint8_t> q(int8 ? size_t(kg * 4) : 0);
     for (int64_t t = t0; t < t1; t++) {
-      uint32_t* tile = dst + t * kg * mr;
+      uint32_t* tile = dst + t * kg * mr * words;
       for (int i = 0; i < mr; i++) {
         const int64_t r = t * mr + i;
         if (r >= T) {
-          for (int64_t g = 0; g < kg; g++) tile[g * mr + i] = 0;
+          for (int64_t g = 0; g < kg * words; g++) tile[g * mr + i] = 0;
           continue;
         }
         const float* row = x + r * K;
@@ -63,6 +67,9 @@ void pack_x(const float* x, int64_t T, int64_t K, int64_t kg, int mr, bool int8,
             std::memcpy(&v, q.data() + g * 4, 4);
             tile[g * mr + i] = v;
           }
+        } else if (form == XForm::F32Pairs) {
+          float* f = reinterpret_cast<float*>(tile);
+          for (int64_t k = 0; k < 2 * kg; k++) f[k * mr + i] = k < K ? row[k] : 0.0f;
         } else {
           for (int64_t g = 0; g < kg; g++) {
             const int64_t k = 2 * g;
@@ -89,11 +96,13 @@ void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const
     throw Error(std::string("linear: no ") + precision_name(W.precision) + " kernel '" + kernel_name +
                 "' on this CPU");
   const int mr = int8 ? ki->mr : kb->mr;
+  const XForm form = int8 ? XForm::U8Quads : kb->x_bf16 ? XForm::Bf16Pairs : XForm::F32Pairs;
+  const int64_t words = form == XForm::F32Pairs ? 2 : 1;
   const int64_t N = W.N, K = W.K, kg = W.Kg;
   const int64_t tiles = (T + mr - 1) / mr, slivers = W.slivers();
-  uint32_t* px = t_packed_x.reserve(size_t(tiles * mr * kg));
+  uint32_t* px = t_packed_x.reserve(size_t(tiles * mr * kg * words));
   float* scales = int8 ? t_token_scale.reserve(size_t(tiles * mr)) : nullptr;
-  pack_x(x, T, K, kg, mr, int8, px, scales);
+  pack_x(x, T, K, kg, mr, form, px, scales);
 
   const double flops = 2.0 * double(T) * double(N) * double(K);
   const int threads = flops < 2e6 ? 1 : num_threads();
@@ -121,7 +130,7 @@ void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const
         for (int64_t t = t0; t < t1; t++) {
           const int64_t row = t * mr;
           const int rows = int(std::min<int64_t>(mr, T - row));
-          const uint32_t* a = px + (t * kg + g0) * mr;
+          const uint32_t* a = px + (t * kg + g0) * mr * words;
           float* c = y + row * N + col;
           if (int8) {
             const Int8Epilogue ep{scales + row, W.scale + col, W.colsum + col};

@@ -1,7 +1,9 @@
 // GEMM on reduced-precision weights (core/lowp.h Gemm layout): y[T,N] = x[T,K] W[N,K]^T, x and y
-// fp32. bf16: x is rounded to bf16 and multiplied with vdpbf16ps into fp32 accumulators
-// (gemm_bf16.cpp). int8: x is quantised per token to u8 and multiplied with vpdpbusd into int32
-// accumulators, dequantised to fp32 at the end (gemm_int8.cpp, which has the math).
+// fp32. bf16 (gemm_bf16.cpp): either x is rounded to bf16 too and multiplied with vdpbf16ps, or x
+// stays fp32 and the bf16 weights are widened in registers for fp32 FMAs (picked by default where
+// vdpbf16ps is no faster than two FMAs: see gemm_bf16.cpp). int8: x is quantised per token to u8
+// and multiplied with vpdpbusd into int32 accumulators, dequantised to fp32 at the end
+// (gemm_int8.cpp, which has the math).
 // Micro-kernels are chosen at run time (pick_bf16_kernel / pick_int8_kernel), each with a scalar
 // reference that tests compare against.
 #pragma once
@@ -14,7 +16,8 @@ namespace lowp {
 
 // One register tile C[mr, nr] (row stride ldc; mr <= MR, nr <= 32) over kg k-groups of packed
 // operands: a = [kg][MR] uint32 (one k-group of one row each: 2 bf16 or 4 u8, row i of the tile
-// at [g*MR + i]), b = [kg][32] uint32 (one sliver of W). Rows mr..MR-1 of a are zero padding.
+// at [g*MR + i]) or, for bf16 kernels with fp32 x, [kg][2][MR] float (x[i][2g+e] at
+// [(2g+e)*MR + i]); b = [kg][32] uint32 (one sliver of W). Rows mr..MR-1 of a are zero padding.
 //   bf16: C = (first ? 0 : C) + a b
 //   int8: acc = (first ? 0 : C as int32 bits) + a b; when last, C = float(acc - 128 colsum[j])
 //         * (a_scale[i] * w_scale[j]), else C keeps acc as int32 bits (the k blocks in between).
@@ -32,6 +35,7 @@ struct Bf16Kernel {
   const char* name;
   int mr;
   Bf16Micro micro;
+  bool x_bf16;  // x rounded to bf16 (vdpbf16ps); else x stays fp32
 };
 struct Int8Kernel {
   const char* name;
