@@ -54,6 +54,22 @@ function bf16(v: number): number {
   return f32[0];
 }
 
+interface NativeModelT {
+  loadTensors(s: object[], chunkBytes?: number): Promise<void>;
+  getTensor(name: string): Float32Array;
+  dispose(): void;
+}
+
+/** The NativeModel config of a loaded model (as createNative builds it). */
+function nativeConfig(m: EmbeddingModel): Record<string, unknown> {
+  const c = m.config;
+  return {
+    vocab: c.vocabSize, hidden: c.hiddenSize, intermediate: c.intermediateSize, layers: c.numLayers, heads: c.numHeads,
+    kvHeads: c.numKvHeads, headDim: c.headDim, dense: m.dim, rmsEps: c.rmsNormEps, ropeTheta: c.ropeTheta,
+    pooling: c.pooling, normalized: c.normalized,
+  };
+}
+
 describe.skipIf(!hasTokenizer)('precision as a load option', () => {
   let tiny: TinyModel;
   const input = texts();
@@ -130,13 +146,8 @@ describe.skipIf(!hasTokenizer)('precision as a load option', () => {
   it('the scalar kernels (L2E_CPU_ISA=scalar, a child process) give the same embeddings: int8 bit for bit, bf16 within cosine 0.99999', async () => {
     const fp = await EmbeddingModel.load(tiny.dir);
     const { tokens, cuSeqlens } = packBatch(fp.tokenize(input));
-    const c = fp.config;
-    const config = {
-      vocab: c.vocabSize, hidden: c.hiddenSize, intermediate: c.intermediateSize, layers: c.numLayers, heads: c.numHeads,
-      kvHeads: c.numKvHeads, headDim: c.headDim, dense: SHAPE.dense, rmsEps: c.rmsNormEps, ropeTheta: c.ropeTheta,
-      pooling: c.pooling, normalized: c.normalized,
-    };
-    const sources = openWeights(tiny.dir, c).tensors.map((t) => ({ name: t.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype }));
+    const config = nativeConfig(fp);
+    const sources = openWeights(tiny.dir, fp.config).tensors.map((t) => ({ name: t.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype }));
     fp.dispose();
     const job = JSON.stringify({ config, sources, tokens: Array.from(tokens), cu: Array.from(cuSeqlens) });
     // the same encode in this process (best kernels) and in a child limited to the scalar ones
@@ -164,6 +175,29 @@ describe.skipIf(!hasTokenizer)('precision as a load option', () => {
     expect(scalar.int8).toEqual(best.int8);
     // bf16: the fp32 sums differ in order, which can flip a bf16 rounding of the next layer's input
     expect(Math.min(...cosines(Float32Array.from(scalar.bf16), Float32Array.from(best.bf16), SHAPE.dense))).toBeGreaterThan(0.99999);
+  });
+
+  it('reading tensors in small pieces (whole rows, not whole tensors) loads the same weights at every precision', async () => {
+    const { nativeAddon } = await import('../src/native.js');
+    const { NativeModel } = nativeAddon<{ NativeModel: new (c: object, d: string, p: string) => NativeModelT }>();
+    for (const dtype of ['F32', 'BF16'] as const) {
+      const t = writeTinyModel(makeTempDir(), { ...SHAPE, seed: 8, dtype });
+      const fp = await EmbeddingModel.load(t.dir);
+      const config = nativeConfig(fp);
+      const names = fp.native.params().map((p) => p.name);
+      fp.dispose();
+      const sources = openWeights(t.dir, t.config).tensors.map((w) => ({ name: w.name, path: w.file, offset: w.offset, length: w.byteLength, dtype: w.dtype }));
+      for (const precision of ['fp32', 'bf16', 'int8']) {
+        const whole = new NativeModel(config, 'cpu', precision);
+        const pieces = new NativeModel(config, 'cpu', precision);
+        await whole.loadTensors(sources);
+        await pieces.loadTensors(sources, 1000); // 1000 bytes: a few rows, never a whole tensor
+        const differ = names.filter((n) => !Buffer.from(pieces.getTensor(n).buffer).equals(Buffer.from(whole.getTensor(n).buffer)));
+        expect(differ).toEqual([]);
+        whole.dispose();
+        pieces.dispose();
+      }
+    }
   });
 
   it('a model created in memory converts too, and training refuses it', async () => {

@@ -137,7 +137,8 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
     return out;
   }
 
-  // loadTensors([{name, path, offset, length, dtype}]) -> Promise<void>
+  // loadTensors([{name, path, offset, length, dtype}], chunkBytes?) -> Promise<void>; chunkBytes
+  // (tests) is the size of the pieces tensors are read in.
   Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto st = state(env);
@@ -154,9 +155,11 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
       s.dtype = parse_dtype(env, o.Get("dtype").As<Napi::String>().Utf8Value());
       sources->push_back(std::move(s));
     }
+    const double chunk = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 16777216.0;
+    if (!(chunk >= 1)) throw Napi::RangeError::New(env, "loadTensors: chunkBytes must be at least 1");
     return run_async(
-        env, st, [sources](ModelState& s) {
-          for (const auto& src : *sources) load_tensor(*s.model, src);
+        env, st, [sources, chunk](ModelState& s) {
+          for (const auto& src : *sources) load_tensor(*s.model, src, size_t(chunk));
         },
         [](Napi::Env e) { return e.Undefined(); });
   }

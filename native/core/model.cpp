@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace l2e {
 
@@ -156,35 +157,59 @@ void Model::set_param(const std::string& name, const void* host, size_t numel, D
   const ParamInfo& p = param(name);
   if (numel != p.numel)
     throw Error("parameter " + name + " has " + std::to_string(p.numel) + " values, got " + std::to_string(numel));
+  const size_t esize = dtype_size(host_dtype);
+  set_param_chunked(name, host_dtype, (size_t(16) << 20) / esize, [&](size_t first, size_t count, void* dst) {
+    std::memcpy(dst, static_cast<const char*>(host) + first * esize, count * esize);
+  });
+}
+
+void Model::set_param_chunked(const std::string& name, DType host_dtype, size_t chunk, const ChunkReader& read) {
+  const ParamInfo& p = param(name);
+  if (host_dtype != DType::F32 && host_dtype != DType::BF16 && host_dtype != DType::F16)
+    throw Error(std::string("parameter ") + name + ": cannot convert " + dtype_name(host_dtype));
+  const size_t esize = dtype_size(host_dtype);
+  const size_t row = p.shape.size() == 2 ? size_t(p.shape[1]) : p.numel;
+  const size_t rows_per_chunk = std::max<size_t>(1, std::min(p.numel, chunk) / row);
+  std::vector<char> staging(std::min(p.numel, rows_per_chunk * row) * esize);
   const size_t i = prec_ == Precision::F32 ? 0 : index_of(p.offset);
   if (prec_ != Precision::F32 && lowp_[i]) {
-    // Converted row by row from the host data: no fp32 copy of the matrix is ever made.
+    // Converted row by row as the chunks arrive: no fp32 copy of the matrix is ever made.
     const int64_t N = p.shape[0], K = p.shape[1];
-    auto row = [&](int64_t n, float* out) {
+    int64_t first_row = 0, loaded = 0;  // rows [first_row, first_row + loaded) are in staging
+    auto row_of = [&](int64_t n, float* out) {
+      if (n >= first_row + loaded) {
+        first_row = n;
+        loaded = std::min<int64_t>(int64_t(rows_per_chunk), N - n);
+        read(size_t(n) * size_t(K), size_t(loaded) * size_t(K), staging.data());
+      }
+      const char* src = staging.data() + size_t(n - first_row) * size_t(K) * esize;
       if (host_dtype == DType::F32) {
-        std::memcpy(out, static_cast<const float*>(host) + n * K, size_t(K) * 4);
+        std::memcpy(out, src, size_t(K) * 4);
         return;
       }
-      const uint16_t* h = static_cast<const uint16_t*>(host) + n * K;
+      const uint16_t* h = reinterpret_cast<const uint16_t*>(src);
       if (host_dtype == DType::BF16)
         for (int64_t k = 0; k < K; k++) out[k] = bf16_to_f32(h[k]);
-      else if (host_dtype == DType::F16)
-        for (int64_t k = 0; k < K; k++) out[k] = f16_to_f32(h[k]);
       else
-        throw Error(std::string("parameter ") + name + ": cannot convert " + dtype_name(host_dtype));
+        for (int64_t k = 0; k < K; k++) out[k] = f16_to_f32(h[k]);
     };
     auto m = std::make_unique<LowpMatrix>();
     const bool table = name == "embed_tokens.weight";
     try {
-      lowp_pack(*m, prec_, table ? LowpMatrix::Layout::Rows : LowpMatrix::Layout::Gemm, N, K, row);
+      lowp_pack(*m, prec_, table ? LowpMatrix::Layout::Rows : LowpMatrix::Layout::Gemm, N, K, row_of);
     } catch (const Error& e) {
       throw Error("parameter " + name + " (" + precision_name(prec_) + "): " + e.what());
     }
     lowp_[i] = std::move(m);
     return;
   }
-  Buf dst = prec_ == Precision::F32 ? view(params_, p.offset, p.numel) : view(params_, storage_[i], p.numel);
-  be_->upload(dst, host, numel, host_dtype);
+  const size_t base = prec_ == Precision::F32 ? p.offset : storage_[i];
+  for (size_t first = 0; first < p.numel; first += rows_per_chunk * row) {
+    const size_t count = std::min(rows_per_chunk * row, p.numel - first);
+    read(first, count, staging.data());
+    Buf dst = view(params_, base + first, count);
+    be_->upload(dst, staging.data(), count, host_dtype);
+  }
 }
 
 void Model::get_param(const std::string& name, float* host) {

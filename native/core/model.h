@@ -6,6 +6,7 @@
 // bf16 / int8 precision (inference only, CPU) holds its weight matrices converted (core/lowp.h)
 // and only the vectors (norms, dense bias) in that buffer, packed without the matrices' room.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -87,6 +88,11 @@ class Model {
 
   // Host F32 (or BF16/F16 bits) data into the named tensor.
   void set_param(const std::string& name, const void* host, size_t numel, DType host_dtype);
+  // The same, pulling the data in pieces: read(first, count, dst) writes elements [first, first +
+  // count) of the tensor (host_dtype) to dst, for count <= chunk. Whole rows of a matrix at a time,
+  // so loading never holds more than one chunk of any tensor besides the model's own copy.
+  using ChunkReader = std::function<void(size_t first, size_t count, void* dst)>;
+  void set_param_chunked(const std::string& name, DType host_dtype, size_t chunk, const ChunkReader& read);
   void get_param(const std::string& name, float* host);
 
   // Uploads ids / cu_seqlens into a device batch (positions derived: restart at 0 per sequence).

@@ -27,7 +27,8 @@ export interface NativeModel {
   /** Bytes the weights occupy as held (fp32 buffer + converted matrices). */
   readonly weightBytes: number;
   params(): { name: string; shape: number[]; numel: number; offset: number }[];
-  loadTensors(sources: { name: string; path: string; offset: number; length: number; dtype: string }[]): Promise<void>;
+  /** chunkBytes (tests): the size of the pieces each tensor is read in (default 16 MB). */
+  loadTensors(sources: { name: string; path: string; offset: number; length: number; dtype: string }[], chunkBytes?: number): Promise<void>;
   setTensor(name: string, data: Float32Array): void;
   getTensor(name: string): Float32Array;
   encode(ids: Int32Array, cuSeqlens: Int32Array, wantHidden?: boolean): Promise<{ embeddings: Float32Array; hidden?: Float32Array }>;
