@@ -289,7 +289,7 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
     L.h2 = be_->alloc(T * H, ad);
     L.gate = be_->alloc(T * I, ad);
     L.up = be_->alloc(T * I, ad);
-    L.act = be_->alloc(T * I, ad);
+    if (keep) L.act = be_->alloc(T * I, ad);  // encode computes act in place of gate
   }
   a.x_last = be_->alloc(T * H, ad);
   a.rstd_f = be_->alloc(T, DType::F32);
@@ -338,25 +338,26 @@ void Model::forward(const Batch& batch, Activations& a, bool keep) {
     const LayerParams& lp = layer_offsets_[l];
     // --- attention block ---
     be.rmsnorm(L.x_in, W(lp.in_norm, H), T, H, cfg_.rms_eps, L.h1, L.rstd1);  // h1 [T,H]
-    linear(L.h1, lp.q, nullptr, T, H, qd, L.q);           // q [T,nh*hd]
-    linear(L.h1, lp.k, nullptr, T, H, kvd, L.k);         // k [T,nkv*hd]
-    linear(L.h1, lp.v, nullptr, T, H, kvd, L.v);         // v [T,nkv*hd]
+    linear(L.h1, lp.q, nullptr, T, H, qd, L.q);                                   // q [T,nh*hd]
+    linear(L.h1, lp.k, nullptr, T, H, kvd, L.k);                                  // k [T,nkv*hd]
+    linear(L.h1, lp.v, nullptr, T, H, kvd, L.v);                                  // v [T,nkv*hd]
     be.rope(L.q, batch.positions, T, nh, hd, cfg_.rope_theta, 1.0f);
     be.rope(L.k, batch.positions, T, nkv, hd, cfg_.rope_theta, 1.0f);
     be.attention(L.q, L.k, L.v, batch, nh, nkv, hd, L.attn, L.lse);             // attn [T,nh*hd]
-    linear(L.attn, lp.o, nullptr, T, qd, H, L.x_mid);      // x_mid [T,H]
+    linear(L.attn, lp.o, nullptr, T, qd, H, L.x_mid);                             // x_mid [T,H]
     be.add_inplace(L.x_mid, L.x_in, size_t(T) * H);                               // + residual
     // --- MLP block ---
     be.rmsnorm(L.x_mid, W(lp.post_norm, H), T, H, cfg_.rms_eps, L.h2, L.rstd2); // h2 [T,H]
-    linear(L.h2, lp.gate, nullptr, T, H, I, L.gate);        // gate [T,I]
-    linear(L.h2, lp.up, nullptr, T, H, I, L.up);            // up [T,I]
-    be.swiglu(L.gate, L.up, size_t(T) * I, L.act);                                // act [T,I]
-    linear(L.act, lp.down, nullptr, T, I, H, x_out);         // x_out [T,H]
+    linear(L.h2, lp.gate, nullptr, T, H, I, L.gate);                              // gate [T,I]
+    linear(L.h2, lp.up, nullptr, T, H, I, L.up);                                  // up [T,I]
+    Buf& act = keep ? L.act : L.gate;  // encode: act overwrites gate (elementwise, in place)
+    be.swiglu(L.gate, L.up, size_t(T) * I, act);                                  // act [T,I]
+    linear(act, lp.down, nullptr, T, I, H, x_out);                                // x_out [T,H]
     be.add_inplace(x_out, L.x_mid, size_t(T) * H);                                // + residual
   }
   be.rmsnorm(a.x_last, W(off_norm_, H), T, H, cfg_.rms_eps, a.hidden, a.rstd_f);  // hidden [T,H]
   Buf bias = W(off_dense_b_, P);
-  linear(a.hidden, off_dense_w_, &bias, T, H, P, a.proj);    // proj [T,P]
+  linear(a.hidden, off_dense_w_, &bias, T, H, P, a.proj);                         // proj [T,P]
   be.pool(a.proj, batch, P, cfg_.pooling, a.pooled);                              // pooled [B,P]
   be.l2norm(a.pooled, batch.B, P, cfg_.normalized, a.emb, a.norm);                // emb [B,P]
 }

@@ -52,7 +52,7 @@ struct LayerActs {
   Buf x_mid;   // [T,H] x_in + o_proj(attn)
   Buf rstd2;   // [T]
   Buf h2;      // [T,H] post_attention_layernorm(x_mid)
-  Buf gate, up, act;  // [T,I]; act = silu(gate) * up
+  Buf gate, up, act;  // [T,I]; act = silu(gate) * up (kept only for backward: encode writes it over gate)
 };
 
 struct Activations {
