@@ -140,6 +140,7 @@ async function child(jobFile) {
   const model = new addon.NativeModel(job.config, 'cpu', job.precision);
   await model.loadTensors(job.sources);
   const loadSeconds = now() - t0;
+  const peakRssLoad = process.resourceUsage().maxRSS * 1024;
   const batches = job.batches.map((b) => ({ tokens: Int32Array.from(b.tokens), cuSeqlens: Int32Array.from(b.cuSeqlens) }));
   const single = { tokens: Int32Array.from(job.single), cuSeqlens: Int32Array.from([0, job.single.length]) };
   await model.encode(single.tokens, single.cuSeqlens); // warm-up: thread pool, buffers
@@ -168,6 +169,7 @@ async function child(jobFile) {
     latency20: median(latencies),
     weightBytes: model.weightBytes,
     peakRss: process.resourceUsage().maxRSS * 1024,
+    peakRssLoad,
     ops,
   };
   model.dispose();
@@ -243,6 +245,7 @@ async function main() {
       loadSeconds: median(rs.map((r) => r.loadSeconds)),
       weightBytes: rs[0].weightBytes,
       peakRss: median(rs.map((r) => r.peakRss)),
+      peakRssLoad: median(rs.map((r) => r.peakRssLoad)),
       minCos: cos ? Math.min(...cos) : null,
       meanCos: cos ? cos.reduce((a, b) => a + b, 0) / cos.length : null,
       samples: rs.map((r) => r.tokensPerSecond),
@@ -260,6 +263,7 @@ async function main() {
     { title: 'weights GB', get: (r) => gb(r.weightBytes), right: true },
     { title: 'peak RSS GB', get: (r) => gb(r.peakRss), right: true },
     { title: 'RSS/weights', get: (r) => (r.peakRss / r.weightBytes).toFixed(2), right: true },
+    { title: 'peak RSS by load end', get: (r) => gb(r.peakRssLoad), right: true },
     { title: 'load s', get: (r) => r.loadSeconds.toFixed(1), right: true },
     { title: 'cos min / mean', get: (r) => (r.minCos == null ? '-' : `${r.minCos.toFixed(6)} / ${r.meanCos.toFixed(6)}`), right: true },
   ]);

@@ -261,5 +261,20 @@ describe.skipIf(!hasTokenizer)('precision as a load option', () => {
     } finally {
       e.mockRestore();
     }
+    // eval and mine take the same option (one definition, src/cli/source-options.ts)
+    const helpLines: string[] = [];
+    for (const c of ['encode', 'eval', 'mine']) {
+      let out = '';
+      const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
+      try {
+        await main([c, '--help']);
+      } finally {
+        o.mockRestore();
+      }
+      helpLines.push(out.split('\n').find((l) => /^  --precision /.test(l))?.trim().replace(/\s+/g, ' ') ?? `${c}: no --precision`);
+    }
+    expect(helpLines[0]).toMatch(/fp32, bf16 .* or int8/);
+    expect(helpLines[1]).toBe(helpLines[0]);
+    expect(helpLines[2]).toBe(helpLines[0]);
   });
 });
