@@ -211,6 +211,14 @@ describe.each(kernels.bf16)('bf16 kernel %s', (kernel) => {
 });
 
 describe('int8 weights', () => {
+  it('refuses rows too long for exact int32 sums (K > 66000)', () => {
+    const K = 66001;
+    expect(() => addon.lowpLinear('int8', null, new Float32Array(K), 1, new Float32Array(K), 1, K)).toThrow(
+      'int8: rows of 66001 values are too long for int32 sums (at most 66000)',
+    );
+    expect(addon.lowpLinear('int8', null, new Float32Array(66000).fill(1), 1, new Float32Array(66000).fill(1), 1, 66000)[0]).toBe(66000);
+  });
+
   it('refuses a weight row with NaN, naming the row', () => {
     const W = new Float32Array(6).fill(0.5);
     W[4] = NaN;

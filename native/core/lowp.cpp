@@ -72,6 +72,9 @@ void lowp_pack(LowpMatrix& m, Precision p, LowpMatrix::Layout layout, int64_t N,
                const std::function<void(int64_t, float*)>& row) {
   if (p == Precision::F32) throw Error("lowp_pack: fp32 weights are not converted");
   if (m.data) throw Error("lowp_pack: matrix already holds weights");
+  // int8 sums |u q| <= 255 * 127 per k in int32 (cpu/gemm_int8.cpp): K must stay below 66,000
+  if (p == Precision::Int8 && K > 66000)
+    throw Error("int8: rows of " + std::to_string(K) + " values are too long for int32 sums (at most 66000)");
   m.precision = p;
   m.layout = layout;
   m.N = N;
