@@ -27,6 +27,8 @@ struct Batch {
 
 enum class Pooling : int { Mean = 0, Cls = 1 };
 
+struct LowpMatrix;  // a weight matrix held in bf16 / int8 for inference (core/lowp.h)
+
 class Backend {
  public:
   virtual ~Backend() = default;

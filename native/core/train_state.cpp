@@ -6,6 +6,7 @@
 namespace l2e {
 
 TrainState::TrainState(Model& m) : model_(m) {
+  (void)model_.param_buffer();  // throws for a model held in bf16 / int8 (inference only)
   Backend& be = model_.backend();
   const size_t n = model_.num_params();
   grads_ = be.alloc(n, DType::F32);
