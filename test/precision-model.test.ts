@@ -13,6 +13,7 @@ import { main } from '../src/cli/main.js';
 import { EmbeddingModel, packBatch, type Precision } from '../src/model/embedding-model.js';
 import { openWeights } from '../src/model/weights.js';
 import { packageRoot } from '../src/native.js';
+import { saveModel } from '../src/train/checkpoint.js';
 import { trainNatives } from '../src/train/native-train.js';
 import { makeTempDir, removeTempDirs, sharedDir, writeTinyModel, type TinyModel } from './helpers/tinyModel.js';
 
@@ -215,6 +216,22 @@ describe.skipIf(!hasTokenizer)('precision as a load option', () => {
       "this model was loaded in int8 for inference; training needs fp32 weights (load it with precision 'fp32')",
     );
     for (const m of [fp, mem, ref]) m.dispose();
+  });
+
+  it('saveModel refuses a bf16 / int8 model (it would write the rounded values as fp32) and writes nothing', async () => {
+    for (const precision of ['bf16', 'int8'] as const) {
+      const m = await EmbeddingModel.load(tiny.dir, { precision });
+      const out = join(makeTempDir(), 'saved');
+      try {
+        expect(() => saveModel(m, out)).toThrow(
+          `saveModel: this model holds its weights in ${precision} (loaded with precision '${precision}'), and saving would ` +
+            "write those rounded values as if they were the fp32 weights: save a model loaded with precision 'fp32'",
+        );
+        expect(existsSync(out)).toBe(false);
+      } finally {
+        m.dispose();
+      }
+    }
   });
 
   it('an unknown precision, or one on CUDA, is a clear error', async () => {
