@@ -12,7 +12,7 @@ import { testingAddon, testingAddonPath } from './helpers/testing-addon.mjs';
 // every export of native/testing/*.cpp
 const HOOKS = [
   'backendOp', 'backendOps', 'benchOp', 'benchOps', 'cudaBenchAttention', 'gemmKernel', 'gradcheck',
-  'gradcheckAdamw', 'gradcheckFloat', 'gradcheckInfonce', 'gradcheckOps', 'opTimings', 'resetOpTimings',
+  'gradcheckAdamw', 'gradcheckFloat', 'gradcheckInfonce', 'gradcheckOps', 'lowpKernels', 'lowpLinear', 'opTimings', 'resetOpTimings',
   'setGemmKernel', 'setOpTiming', 'sgemm',
 ];
 

@@ -60,6 +60,11 @@ function opShapes(set, lens, w) {
     ['swiglu_bwd', { n: T * w.I }, tok],
     ['pool_fwd', { lens, P: w.P }, tok],
     ['pool_bwd', { lens, P: w.P }, tok],
+    // reduced-precision inference (bits 16: bf16, 8: int8); the name says which
+    ...[16, 8].flatMap((bits) => [
+      ['linear_lowp', { T, K: w.H, N: w.I, bits }, (t) => ({ value: (2 * T * w.H * w.I) / t / 1e9, unit: 'GFLOP/s' })],
+      ['embedding_lowp', { T, H: w.H, V: 32000, bits }, tok],
+    ]),
   ];
   if (w.small) {
     s.push(
@@ -74,7 +79,7 @@ function opShapes(set, lens, w) {
     );
   }
   return s.map(([op, dims, rate]) => ({
-    name: `op/${op}/${set}`,
+    name: `op/${op}/${set}${dims.bits ? `-${dims.bits === 16 ? 'bf16' : 'int8'}` : ''}`,
     shape: describeDims(dims),
     run: async (ctx) => {
       const r = await ctx.addon.benchOp(op, dims, ctx.opts.native);

@@ -81,6 +81,8 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("encode", &NativeModel::Encode),
                         InstanceMethod("dispose", &NativeModel::Dispose),
                         InstanceAccessor("device", &NativeModel::Device, nullptr),
+                        InstanceAccessor("precision", &NativeModel::PrecisionName, nullptr),
+                        InstanceAccessor("weightBytes", &NativeModel::WeightBytes, nullptr),
                         InstanceAccessor("disposed", &NativeModel::Disposed, nullptr)});
   }
 
@@ -104,13 +106,14 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
     cfg.pooling = pooling == "cls" ? Pooling::Cls : Pooling::Mean;
     cfg.normalized = c.Get("normalized").IsBoolean() ? c.Get("normalized").As<Napi::Boolean>().Value() : true;
     device_ = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "cpu";
+    const std::string precision = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "fp32";
     try {
       std::unique_ptr<Backend> be;
       if (device_ == "cpu") be = make_cpu_backend();
       else if (device_ == "cuda") be = make_cuda_backend();
       else throw Error("unknown device '" + device_ + "' (expected 'cpu' or 'cuda')");
       state_ = std::make_shared<ModelState>();
-      state_->model = std::make_unique<Model>(cfg, std::move(be));
+      state_->model = std::make_unique<Model>(cfg, std::move(be), parse_precision(precision));
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
@@ -140,7 +143,8 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
     return out;
   }
 
-  // loadTensors([{name, path, offset, length, dtype}]) -> Promise<void>
+  // loadTensors([{name, path, offset, length, dtype}], chunkBytes?) -> Promise<void>; chunkBytes
+  // (tests) is the size of the pieces tensors are read in.
   Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto st = state(env);
@@ -157,9 +161,11 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
       s.dtype = parse_dtype(env, o.Get("dtype").As<Napi::String>().Utf8Value());
       sources->push_back(std::move(s));
     }
+    const double chunk = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 16777216.0;
+    if (!(chunk >= 1)) throw Napi::RangeError::New(env, "loadTensors: chunkBytes must be at least 1");
     return run_async(
-        env, st, [sources](ModelState& s) {
-          for (const auto& src : *sources) load_tensor(*s.model, src);
+        env, st, [sources, chunk](ModelState& s) {
+          for (const auto& src : *sources) load_tensor(*s.model, src, size_t(chunk));
         },
         [](Napi::Env e) { return e.Undefined(); });
   }
@@ -258,6 +264,12 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
   }
   Napi::Value Device(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_); }
   Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !state_); }
+  Napi::Value PrecisionName(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), precision_name(state(info.Env())->model->precision()));
+  }
+  Napi::Value WeightBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(state(info.Env())->model->weight_bytes()));
+  }
 
   std::shared_ptr<ModelState> state_;
   std::string device_;

@@ -38,6 +38,8 @@ std::vector<int32_t> attention_tiles(const int32_t* cu, int B);
 
 enum class Pooling : int { Mean = 0, Cls = 1 };
 
+struct LowpMatrix;  // a weight matrix held in bf16 / int8 for inference (core/lowp.h)
+
 class Backend {
  public:
   virtual ~Backend() = default;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/host_memory.h"
 
@@ -58,10 +59,26 @@ std::vector<ParamInfo> param_layout(const ModelConfig& c) {
   return out;
 }
 
-Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend) : cfg_(cfg), be_(std::move(backend)) {
+Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision precision)
+    : cfg_(cfg), be_(std::move(backend)), prec_(precision) {
   cfg_.validate();
   layout_ = param_layout(cfg_);
   size_t total = layout_.back().offset + layout_.back().numel;
+  total_params_ = total;
+  if (prec_ != Precision::F32) {
+    if (be_->name() != "cpu")
+      throw Error(std::string("precision '") + precision_name(prec_) + "' is for the CPU device; the " + be_->name() +
+                  " backend runs its own precision (load with precision 'fp32')");
+    // Matrices are converted as they are set; params_ keeps the vectors, packed.
+    size_t off = 0;
+    for (const auto& p : layout_) {
+      const bool matrix = p.shape.size() == 2;
+      storage_.push_back(matrix ? size_t(-1) : off);
+      lowp_.push_back(matrix ? std::make_unique<LowpMatrix>() : nullptr);
+      if (!matrix) off += (p.numel + 15) / 16 * 16;
+    }
+    total = off;
+  }
   auto off = [&](const std::string& n) { return param(n).offset; };
   off_embed_ = off("embed_tokens.weight");
   off_norm_ = off("norm.weight");
@@ -88,6 +105,47 @@ Model::~Model() {
   if (!params_.empty()) be_->free(params_);
 }
 
+Buf& Model::param_buffer() {
+  if (prec_ != Precision::F32)
+    throw Error(std::string("this model was loaded in ") + precision_name(prec_) +
+                " for inference; training needs fp32 weights (load it with precision 'fp32')");
+  return params_;
+}
+
+size_t Model::weight_bytes() const {
+  size_t n = params_.bytes();
+  for (const auto& m : lowp_)
+    if (m) n += m->bytes();
+  return n;
+}
+
+size_t Model::index_of(size_t layout_offset) const {
+  for (size_t i = 0; i < layout_.size(); i++)
+    if (layout_[i].offset == layout_offset && layout_[i].numel > 0) return i;
+  throw Error("model: no parameter at offset " + std::to_string(layout_offset));
+}
+
+const LowpMatrix* Model::lowp_at(size_t off) const {
+  if (prec_ == Precision::F32) return nullptr;
+  return lowp_[index_of(off)].get();
+}
+
+Buf Model::weight(size_t off, size_t numel) const {
+  if (prec_ == Precision::F32) return view(params_, off, numel);
+  const size_t i = index_of(off);
+  if (lowp_[i]) throw Error("model: " + layout_[i].name + " is held in " + precision_name(prec_));
+  return view(params_, storage_[i], numel);
+}
+
+void Model::linear(const Buf& x, size_t w_off, const Buf* bias, int T, int K, int N, Buf& y) {
+  if (const LowpMatrix* m = lowp_at(w_off)) {
+    if (!m->data) throw Error("model: " + layout_[index_of(w_off)].name + " was never set");
+    be_->linear_lowp(x, *m, bias, T, y);
+  } else {
+    be_->linear(x, weight(w_off, size_t(N) * K), bias, T, K, N, y);
+  }
+}
+
 const ParamInfo& Model::param(const std::string& name) const {
   for (const auto& p : layout_)
     if (p.name == name) return p;
@@ -106,20 +164,82 @@ void Model::set_param(const std::string& name, const void* host, size_t numel, D
   const ParamInfo& p = param(name);
   if (numel != p.numel)
     throw Error("parameter " + name + " has " + std::to_string(p.numel) + " values, got " + std::to_string(numel));
+  const size_t esize = dtype_size(host_dtype);
+  set_param_chunked(name, host_dtype, (size_t(16) << 20) / esize, [&](size_t first, size_t count, void* dst) {
+    std::memcpy(dst, static_cast<const char*>(host) + first * esize, count * esize);
+  });
+}
+
+void Model::set_param_chunked(const std::string& name, DType host_dtype, size_t chunk, const ChunkReader& read) {
+  const ParamInfo& p = param(name);
+  if (host_dtype != DType::F32 && host_dtype != DType::BF16 && host_dtype != DType::F16)
+    throw Error(std::string("parameter ") + name + ": cannot convert " + dtype_name(host_dtype));
+  const size_t esize = dtype_size(host_dtype);
+  const size_t row = p.shape.size() == 2 ? size_t(p.shape[1]) : p.numel;
+  const size_t rows_per_chunk = std::max<size_t>(1, std::min(p.numel, chunk) / row);
+  std::vector<char> staging(std::min(p.numel, rows_per_chunk * row) * esize);
   f32_sources_.erase(name);
-  Buf dst = view(params_, p.offset, p.numel);
-  if (master_) {
-    Buf m = view(*master_, p.offset, p.numel);
-    be_->upload(m, host, numel, host_dtype);  // F32 source values kept exactly
-    be_->copy(dst, m);                        // the forward's copy: rounded to nearest even
+  const size_t i = prec_ == Precision::F32 ? 0 : index_of(p.offset);
+  if (prec_ != Precision::F32 && lowp_[i]) {
+    // Converted row by row as the chunks arrive: no fp32 copy of the matrix is ever made.
+    const int64_t N = p.shape[0], K = p.shape[1];
+    int64_t first_row = 0, loaded = 0;  // rows [first_row, first_row + loaded) are in staging
+    auto row_of = [&](int64_t n, float* out) {
+      if (n >= first_row + loaded) {
+        first_row = n;
+        loaded = std::min<int64_t>(int64_t(rows_per_chunk), N - n);
+        read(size_t(n) * size_t(K), size_t(loaded) * size_t(K), staging.data());
+      }
+      const char* src = staging.data() + size_t(n - first_row) * size_t(K) * esize;
+      if (host_dtype == DType::F32) {
+        std::memcpy(out, src, size_t(K) * 4);
+        return;
+      }
+      const uint16_t* h = reinterpret_cast<const uint16_t*>(src);
+      if (host_dtype == DType::BF16)
+        for (int64_t k = 0; k < K; k++) out[k] = bf16_to_f32(h[k]);
+      else
+        for (int64_t k = 0; k < K; k++) out[k] = f16_to_f32(h[k]);
+    };
+    auto m = std::make_unique<LowpMatrix>();
+    const bool table = name == "embed_tokens.weight";
+    try {
+      lowp_pack(*m, prec_, table ? LowpMatrix::Layout::Rows : LowpMatrix::Layout::Gemm, N, K, row_of);
+    } catch (const Error& e) {
+      throw Error("parameter " + name + " (" + precision_name(prec_) + "): " + e.what());
+    }
+    lowp_[i] = std::move(m);
     return;
   }
-  be_->upload(dst, host, numel, host_dtype);
+  const size_t base = prec_ == Precision::F32 ? p.offset : storage_[i];
+  // With an F32 master attached (training; fp32 models only), the master is written, keeping F32
+  // source values exactly, and the parameter becomes its rounding (nearest even).
+  Buf& target = master_ ? *master_ : params_;
+  for (size_t first = 0; first < p.numel; first += rows_per_chunk * row) {
+    const size_t count = std::min(rows_per_chunk * row, p.numel - first);
+    read(first, count, staging.data());
+    Buf dst = view(target, base + first, count);
+    be_->upload(dst, staging.data(), count, host_dtype);
+  }
+  if (master_) {
+    Buf dst = view(params_, p.offset, p.numel);
+    be_->copy(dst, view(*master_, p.offset, p.numel));  // the forward's copy: rounded to nearest even
+  }
 }
 
 void Model::get_param(const std::string& name, float* host) {
   const ParamInfo& p = param(name);
-  be_->download(view(master_ ? *master_ : params_, p.offset, p.numel), host);
+  if (prec_ == Precision::F32) {
+    be_->download(view(master_ ? *master_ : params_, p.offset, p.numel), host);
+    return;
+  }
+  const size_t i = index_of(p.offset);
+  if (const LowpMatrix* m = lowp_[i].get()) {
+    if (!m->data) throw Error("model: " + name + " was never set");
+    for (int64_t n = 0; n < m->N; n++) lowp_unpack_row(*m, n, host + n * m->K);
+    return;
+  }
+  be_->download(view(params_, storage_[i], p.numel), host);
 }
 
 Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
@@ -206,7 +326,7 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
     L.h2 = be_->alloc(T * H, ad);
     L.gate = be_->alloc(T * I, ad);
     L.up = be_->alloc(T * I, ad);
-    L.act = be_->alloc(T * I, ad);
+    if (keep) L.act = be_->alloc(T * I, ad);  // encode computes act in place of gate
   }
   a.x_last = be_->alloc(T * H, ad);
   a.rstd_f = be_->alloc(T, DType::F32);
@@ -242,9 +362,12 @@ void Model::forward(const Batch& batch, Activations& a, bool keep) {
   const int T = batch.T, H = cfg_.hidden, I = cfg_.intermediate, nh = cfg_.heads, nkv = cfg_.kv_heads,
             hd = cfg_.head_dim, P = cfg_.dense;
   const int qd = nh * hd, kvd = nkv * hd;
-  auto W = [&](size_t off, size_t n) { return view(params_, off, n); };
+  auto W = [&](size_t off, size_t n) { return weight(off, n); };
 
-  be.embedding(batch.ids, T, W(off_embed_, size_t(cfg_.vocab) * H), H, a.layers[0].x_in);  // [T,H]
+  if (const LowpMatrix* table = lowp_at(off_embed_))
+    be.embedding_lowp(batch.ids, T, *table, a.layers[0].x_in);                    // [T,H]
+  else
+    be.embedding(batch.ids, T, W(off_embed_, size_t(cfg_.vocab) * H), H, a.layers[0].x_in);  // [T,H]
   for (int l = 0; l < cfg_.layers; l++) {
     LayerActs& L = a.layers[keep ? l : 0];
     // The layer's output: the next layer's x_in (kept), x_last after the last layer, or x_in in place.
@@ -252,25 +375,26 @@ void Model::forward(const Batch& batch, Activations& a, bool keep) {
     const LayerParams& lp = layer_offsets_[l];
     // --- attention block ---
     be.rmsnorm(L.x_in, W(lp.in_norm, H), T, H, cfg_.rms_eps, L.h1, L.rstd1);  // h1 [T,H]
-    be.linear(L.h1, W(lp.q, size_t(qd) * H), nullptr, T, H, qd, L.q);           // q [T,nh*hd]
-    be.linear(L.h1, W(lp.k, size_t(kvd) * H), nullptr, T, H, kvd, L.k);         // k [T,nkv*hd]
-    be.linear(L.h1, W(lp.v, size_t(kvd) * H), nullptr, T, H, kvd, L.v);         // v [T,nkv*hd]
+    linear(L.h1, lp.q, nullptr, T, H, qd, L.q);                                   // q [T,nh*hd]
+    linear(L.h1, lp.k, nullptr, T, H, kvd, L.k);                                  // k [T,nkv*hd]
+    linear(L.h1, lp.v, nullptr, T, H, kvd, L.v);                                  // v [T,nkv*hd]
     be.rope(L.q, batch.positions, T, nh, hd, cfg_.rope_theta, 1.0f);
     be.rope(L.k, batch.positions, T, nkv, hd, cfg_.rope_theta, 1.0f);
     be.attention(L.q, L.k, L.v, batch, nh, nkv, hd, L.attn, L.lse);             // attn [T,nh*hd]
-    be.linear(L.attn, W(lp.o, size_t(H) * qd), nullptr, T, qd, H, L.x_mid);      // x_mid [T,H]
+    linear(L.attn, lp.o, nullptr, T, qd, H, L.x_mid);                             // x_mid [T,H]
     be.add_inplace(L.x_mid, L.x_in, size_t(T) * H);                               // + residual
     // --- MLP block ---
     be.rmsnorm(L.x_mid, W(lp.post_norm, H), T, H, cfg_.rms_eps, L.h2, L.rstd2); // h2 [T,H]
-    be.linear(L.h2, W(lp.gate, size_t(I) * H), nullptr, T, H, I, L.gate);        // gate [T,I]
-    be.linear(L.h2, W(lp.up, size_t(I) * H), nullptr, T, H, I, L.up);            // up [T,I]
-    be.swiglu(L.gate, L.up, size_t(T) * I, L.act);                                // act [T,I]
-    be.linear(L.act, W(lp.down, size_t(H) * I), nullptr, T, I, H, x_out);         // x_out [T,H]
+    linear(L.h2, lp.gate, nullptr, T, H, I, L.gate);                              // gate [T,I]
+    linear(L.h2, lp.up, nullptr, T, H, I, L.up);                                  // up [T,I]
+    Buf& act = keep ? L.act : L.gate;  // encode: act overwrites gate (elementwise, in place)
+    be.swiglu(L.gate, L.up, size_t(T) * I, act);                                  // act [T,I]
+    linear(act, lp.down, nullptr, T, I, H, x_out);                                // x_out [T,H]
     be.add_inplace(x_out, L.x_mid, size_t(T) * H);                                // + residual
   }
   be.rmsnorm(a.x_last, W(off_norm_, H), T, H, cfg_.rms_eps, a.hidden, a.rstd_f);  // hidden [T,H]
   Buf bias = W(off_dense_b_, P);
-  be.linear(a.hidden, W(off_dense_w_, size_t(P) * H), &bias, T, H, P, a.proj);    // proj [T,P]
+  linear(a.hidden, off_dense_w_, &bias, T, H, P, a.proj);                         // proj [T,P]
   be.pool(a.proj, batch, P, cfg_.pooling, a.pooled);                              // pooled [B,P]
   be.l2norm(a.pooled, batch.B, P, cfg_.normalized, a.emb, a.norm);                // emb [B,P]
 }

@@ -2,14 +2,18 @@
 //   tokens -> embed -> [RMSNorm -> attention (rotary, causal, GQA) -> +residual ->
 //   RMSNorm -> SwiGLU MLP -> +residual] x L -> RMSNorm -> dense (+bias) -> pool -> L2 norm
 // Parameters live in ONE buffer (and gradients / optimizer moments in buffers of the same layout),
-// each tensor at a fixed offset, in the canonical order of param_layout().
+// each tensor at a fixed offset, in the canonical order of param_layout(). A model built with a
+// bf16 / int8 precision (inference only, CPU) holds its weight matrices converted (core/lowp.h)
+// and only the vectors (norms, dense bias) in that buffer, packed without the matrices' room.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/backend.h"
+#include "core/lowp.h"
 
 namespace l2e {
 
@@ -49,7 +53,7 @@ struct LayerActs {
   Buf x_mid;   // [T,H] x_in + o_proj(attn)
   Buf rstd2;   // [T]
   Buf h2;      // [T,H] post_attention_layernorm(x_mid)
-  Buf gate, up, act;  // [T,I]; act = silu(gate) * up
+  Buf gate, up, act;  // [T,I]; act = silu(gate) * up (kept only for backward: encode writes it over gate)
 };
 
 struct Activations {
@@ -67,7 +71,7 @@ struct Activations {
 
 class Model {
  public:
-  Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend);
+  Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision precision = Precision::F32);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -76,13 +80,22 @@ class Model {
   Backend& backend() { return *be_; }
   const std::vector<ParamInfo>& params() const { return layout_; }
   const ParamInfo& param(const std::string& name) const;
-  Buf& param_buffer() { return params_; }
-  size_t num_params() const { return params_.numel; }
+  // Training only: an fp32 model's parameter buffer (full layout), or Error for bf16 / int8 models.
+  Buf& param_buffer();
+  size_t num_params() const { return total_params_; }
+  Precision precision() const { return prec_; }
+  // Bytes the weights occupy as held (fp32 buffer + converted matrices).
+  size_t weight_bytes() const;
 
   // Host F32 (or BF16/F16 bits) data into the named tensor. With an F32 master attached (training
   // on a backend whose parameters are BF16), the master is written and the parameter becomes its
   // rounding, and get_param reads the master: every write and read of a weight goes through here.
   void set_param(const std::string& name, const void* host, size_t numel, DType host_dtype);
+  // The same, pulling the data in pieces: read(first, count, dst) writes elements [first, first +
+  // count) of the tensor (host_dtype) to dst, for count <= chunk. Whole rows of a matrix at a time,
+  // so loading never holds more than one chunk of any tensor besides the model's own copy.
+  using ChunkReader = std::function<void(size_t first, size_t count, void* dst)>;
+  void set_param_chunked(const std::string& name, DType host_dtype, size_t chunk, const ChunkReader& read);
   void get_param(const std::string& name, float* host);
   // TrainState attaches its master (same layout as the parameters) and detaches it (nullptr).
   void attach_master(Buf* master) { master_ = master; }
@@ -115,6 +128,10 @@ class Model {
 
  private:
   void alloc_acts(Activations& a, int T, int B, bool keep);
+  // The fp32 tensor at layout offset off (where params_ holds it), or its converted matrix.
+  Buf weight(size_t off, size_t numel) const;
+  const LowpMatrix* lowp_at(size_t off) const;
+  void linear(const Buf& x, size_t w_off, const Buf* bias, int T, int K, int N, Buf& y);
 
   ModelConfig cfg_;
   std::unique_ptr<Backend> be_;
@@ -124,6 +141,13 @@ class Model {
   Buf params_;
   Buf* master_ = nullptr;  // owned by the TrainState, when one exists and keeps one
   std::map<std::string, F32Source> f32_sources_;
+  size_t total_params_ = 0;
+  Precision prec_ = Precision::F32;
+  // bf16 / int8 models: per parameter (layout order), its offset in params_ (vectors) or its
+  // converted matrix; params_ then holds the vectors only.
+  std::vector<size_t> storage_;
+  std::vector<std::unique_ptr<LowpMatrix>> lowp_;
+  size_t index_of(size_t layout_offset) const;
 };
 
 }  // namespace l2e

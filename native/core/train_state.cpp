@@ -11,6 +11,7 @@
 namespace l2e {
 
 TrainState::TrainState(Model& m) : model_(m) {
+  (void)model_.param_buffer();  // throws for a model held in bf16 / int8 (inference only)
   Backend& be = model_.backend();
   const size_t n = model_.num_params();
   if (be.name() == "cpu") check_host_memory(uint64_t(n) * 3 * 4, "training (gradients and AdamW moments of " + std::to_string(n) + " parameters)");

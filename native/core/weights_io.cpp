@@ -38,7 +38,7 @@ void read_file_range(const std::string& path, uint64_t offset, uint64_t length, 
   ::close(fd);
 }
 
-void load_tensor(Model& model, const TensorSource& src) {
+void load_tensor(Model& model, const TensorSource& src, size_t chunk_bytes) {
   const ParamInfo& p = model.param(src.name);
   const size_t esize = dtype_size(src.dtype);
   if (src.dtype != DType::F32 && src.dtype != DType::F16 && src.dtype != DType::BF16)
@@ -46,10 +46,12 @@ void load_tensor(Model& model, const TensorSource& src) {
   if (src.length != uint64_t(p.numel) * esize)
     throw Error(src.path + ": tensor " + src.name + " has " + std::to_string(src.length) + " bytes, the model expects " +
                 std::to_string(uint64_t(p.numel) * esize));
-  std::vector<char> staging(src.length);
-  read_file_range(src.path, src.offset, src.length, staging.data());
-  model.set_param(src.name, staging.data(), p.numel, src.dtype);
-  if (src.dtype == DType::F32 && model.param_buffer().dtype != DType::F32)
+  // In pieces: loading holds one piece, never a whole tensor, besides the model.
+  const size_t chunk = std::max<size_t>(1, chunk_bytes / esize);
+  model.set_param_chunked(src.name, src.dtype, chunk, [&](size_t first, size_t count, void* dst) {
+    read_file_range(src.path, src.offset + uint64_t(first) * esize, uint64_t(count) * esize, dst);
+  });
+  if (src.dtype == DType::F32 && model.precision() == Precision::F32 && model.param_buffer().dtype != DType::F32)
     model.remember_f32_source(src.name, Model::F32Source{src.path, src.offset});
 }
 

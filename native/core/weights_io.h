@@ -16,6 +16,7 @@ struct TensorSource {
 };
 
 void read_file_range(const std::string& path, uint64_t offset, uint64_t length, void* dst);
-void load_tensor(Model& model, const TensorSource& src);
+// Reads the tensor in pieces of about chunk_bytes (whole rows; 16 MB unless a test says otherwise).
+void load_tensor(Model& model, const TensorSource& src, size_t chunk_bytes = size_t(16) << 20);
 
 }  // namespace l2e

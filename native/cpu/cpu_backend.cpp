@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/lowp.h"
+#include "cpu/gemm_lowp.h"
 #include "cpu/kernels.h"
 #include "cpu/op_timing.h"
 #include "cpu/parallel.h"
@@ -71,6 +73,23 @@ class CpuBackend final : public Backend {
   }
   void linear(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y) override {
     cpu::linear_fwd(F(x), F(W), bias ? F(*bias) : nullptr, T, K, N, F(y));
+  }
+  void linear_lowp(const Buf& x, const LowpMatrix& W, const Buf* bias, int T, Buf& y) override {
+    lowp::linear_lowp(F(x), T, W, F(y));
+    if (!bias) return;
+    float* out = F(y);
+    const float* b = F(*bias);
+    const int64_t N = W.N;
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t n = 0; n < N; n++) out[t * N + n] += b[n];
+  }
+  void embedding_lowp(const Buf& ids, int T, const LowpMatrix& table, Buf& out) override {
+    const int32_t* id = I(ids);
+    float* o = F(out);
+    const int64_t H = table.K;
+    parallel_for(T, [&](int64_t s, int64_t e, int) {
+      for (int64_t t = s; t < e; t++) lowp_unpack_row(table, id[t], o + t * H);
+    }, 16);
   }
   void rope(Buf& x, const Buf& positions, int T, int heads, int hd, float theta, float sign) override {
     cpu::rope_fwd(F(x), I(positions), T, heads, hd, theta, sign);

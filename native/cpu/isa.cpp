@@ -20,6 +20,7 @@ CpuFeatures probe() {
   __builtin_cpu_init();
   f.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   f.avx512 = f.avx2 && __builtin_cpu_supports("avx512f");
+  f.avx512_bw = f.avx512 && __builtin_cpu_supports("avx512bw");
   f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
   f.avx512_vnni = f.avx512 && __builtin_cpu_supports("avx512vnni");
   f.avx_vnni = f.avx2 && __builtin_cpu_supports("avxvnni");
@@ -30,7 +31,7 @@ CpuFeatures probe() {
 Isa level_of(const CpuFeatures& f) { return f.avx512 ? Isa::avx512 : f.avx2 ? Isa::avx2 : Isa::scalar; }
 
 CpuFeatures capped(CpuFeatures f, Isa level) {
-  if (level < Isa::avx512) f.avx512 = f.avx512_bf16 = f.avx512_vnni = false;
+  if (level < Isa::avx512) f.avx512 = f.avx512_bw = f.avx512_bf16 = f.avx512_vnni = false;
   if (level < Isa::avx2) f.avx2 = f.avx_vnni = false;
   return f;
 }

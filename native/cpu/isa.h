@@ -21,6 +21,7 @@ enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2 };
 struct CpuFeatures {
   bool avx2 = false;         // AVX2 + FMA
   bool avx512 = false;       // AVX-512 F
+  bool avx512_bw = false;    // AVX512_BW (byte/word ops: the bf16 widening kernel)
   bool avx512_bf16 = false;  // AVX512_BF16 (vdpbf16ps)
   bool avx512_vnni = false;  // AVX512_VNNI (vpdpbusd on zmm)
   bool avx_vnni = false;     // AVX-VNNI (vpdpbusd, VEX-encoded, ymm)

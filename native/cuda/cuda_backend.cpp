@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/lowp.h"
 #include "cpu/kernels.h"
 #include "cuda/blas.h"
 #include "cuda/cublas_loader.h"
@@ -153,6 +154,9 @@ class CudaBackend final : public Backend {
     }
     blas_->linear(x.ptr, W.ptr, T, K, N, y.ptr, y.dtype, beta);
   }
+  // bf16 / int8 weights are the CPU's (core/lowp.h); a CUDA model runs its weights in bf16 already
+  void linear_lowp(const Buf&, const LowpMatrix&, const Buf*, int, Buf&) override { throw Error(lowp_cpu_only("cuda")); }
+  void embedding_lowp(const Buf&, int, const LowpMatrix&, Buf&) override { throw Error(lowp_cpu_only("cuda")); }
   void rope(Buf& x, const Buf& positions, int T, int heads, int hd, float theta, float sign) override {
     need(x, DType::BF16, "rope", "x");
     std::vector<float> inv(static_cast<size_t>(hd / 2));

@@ -18,6 +18,7 @@
 
 #include "addon/registry.h"
 #include "core/backend.h"
+#include "core/lowp.h"
 
 namespace l2e {
 namespace {
@@ -94,6 +95,22 @@ struct Ctx {
   }
   Buf& out_act(size_t n, const char* init = nullptr) { return output(n, be.act_dtype(), init); }
   Buf& out_f32(size_t n, const char* init = nullptr) { return output(n, DType::F32, init); }
+  // args[k] (a Float32Array [N*K] on the host) converted to args.precision ('bf16' | 'int8') as a
+  // model's load would, in the given layout. The matrix stays on the host (the CPU backend's only).
+  LowpMatrix& lowp(const char* k, LowpMatrix::Layout layout, int N, int K) {
+    Napi::Value v = arg(k);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw Error(std::string("backendOp: '") + k + "' must be a Float32Array");
+    Napi::Float32Array a = v.As<Napi::Float32Array>();
+    if (a.ElementLength() != size_t(N) * size_t(K))
+      throw Error(std::string("backendOp: '") + k + "' must have N*K elements");
+    const float* w = a.Data();
+    lowps.emplace_back();
+    lowp_pack(lowps.back(), parse_precision(arg("precision").As<Napi::String>().Utf8Value()), layout, N, K,
+              [&](int64_t n, float* out) { std::copy(w + n * K, w + (n + 1) * K, out); });
+    return lowps.back();
+  }
+  std::deque<LowpMatrix> lowps;
   // Batch from args.cu (Int32Array of cumulative lengths); positions restart per sequence.
   Batch batch() {
     Napi::Value cv = arg("cu");
@@ -205,6 +222,26 @@ void run_l2norm(Ctx& c) {
   c.be.l2norm(x, B, P, c.flag("normalize", true), y, norm);
   c.result("y", y);
   c.result("norm", norm);
+}
+
+// args.precision: 'bf16' | 'int8'; W / table are fp32 on the host, converted as at load.
+void run_linear_lowp(Ctx& c) {
+  const int T = c.num("T"), K = c.num("K"), N = c.num("N");
+  Buf& x = c.f32("x");
+  const LowpMatrix& W = c.lowp("W", LowpMatrix::Layout::Gemm, N, K);
+  Buf* bias = c.has("bias") ? &c.f32("bias") : nullptr;
+  Buf& y = c.out_f32(size_t(T) * N);
+  c.be.linear_lowp(x, W, bias, T, y);
+  c.result("y", y);
+}
+
+void run_embedding_lowp(Ctx& c) {
+  const int T = c.num("T"), H = c.num("H"), V = c.num("V");
+  Buf& ids = c.in("ids", DType::I32);
+  const LowpMatrix& table = c.lowp("table", LowpMatrix::Layout::Rows, V, H);
+  Buf& out = c.out_f32(size_t(T) * H);
+  c.be.embedding_lowp(ids, T, table, out);
+  c.result("out", out);
 }
 
 void run_embedding_backward(Ctx& c) {
@@ -331,7 +368,7 @@ Napi::Value BackendOp(const Napi::CallbackInfo& info) {
     auto it = ops().find(op);
     if (it == ops().end()) throw Error("backendOp: unknown op '" + op + "'");
     Backend& be = backend_for(device);
-    Ctx c{env, be, info[2].As<Napi::Object>(), Napi::Object::New(env), {}, {}};
+    Ctx c{env, be, info[2].As<Napi::Object>(), Napi::Object::New(env), {}, {}, {}};
     it->second(c);
     be.synchronize();
     return c.out;

@@ -4,7 +4,7 @@
 //       allocates random inputs of the given shape once, then times the fp32 CPU kernel natively:
 //       `warmup` untimed calls, then `samples` samples of `inner` back-to-back calls each (inner is
 //       chosen so one sample lasts >= minSampleSeconds); perCall[s] = sample seconds / inner.
-//       dims: numbers T, H, K, N, V, heads, nh, nkv, hd, n, P, B, G as the op needs, and
+//       dims: numbers T, H, K, N, V, heads, nh, nkv, hd, n, P, B, G, bits as the op needs, and
 //       lens: number[] (sequence lengths of a packed batch) for the var-len ops. Names: <op>_fwd and
 //       <op>_bwd for an op of core/ops.def and its <op>_backward, else the op's own name.
 //   setOpTiming(on) / opTimings() -> [{op, calls, seconds}] / resetOpTimings()
@@ -24,6 +24,7 @@
 #include "addon/registry.h"
 #include "cpu/kernels.h"
 #include "core/backend.h"
+#include "core/lowp.h"
 #include "cpu/op_timing.h"
 
 namespace {
@@ -182,6 +183,29 @@ std::unique_ptr<Bench> make_bench(const std::string& name, const Dims& d) {
     if (name == "add_inplace") b->run = [=]() mutable { be->add_inplace(x, y, size_t(n)); };
     else if (name == "sumsq") b->run = [=] { be->sumsq(x, size_t(n)); };
     else b->run = [=]() mutable { be->scale(x, size_t(n), 0.999f); };
+  } else if (name == "linear_lowp" || name == "embedding_lowp") {
+    // reduced-precision inference (core/lowp.h), through a CPU backend; dims.bits = 16 (bf16) or 8 (int8)
+    const int bits = d.get(name, "bits");
+    if (bits != 16 && bits != 8) throw l2e::Error("benchOp " + name + ": dims.bits must be 16 (bf16) or 8 (int8)");
+    const l2e::Precision p = bits == 16 ? l2e::Precision::BF16 : l2e::Precision::Int8;
+    const int T = d.get(name, "T");
+    const bool gemm = name == "linear_lowp";
+    const int N = gemm ? d.get(name, "N") : d.get(name, "V"), K = gemm ? d.get(name, "K") : d.get(name, "H");
+    auto W = std::make_shared<l2e::LowpMatrix>();
+    const float wscale = 1.0f / std::sqrt(float(K));
+    l2e::lowp_pack(*W, p, gemm ? l2e::LowpMatrix::Layout::Gemm : l2e::LowpMatrix::Layout::Rows, N, K,
+                   [&](int64_t, float* out) {
+                     for (int64_t k = 0; k < K; k++) out[k] = wscale * float(r.uniform());
+                   });
+    std::shared_ptr<l2e::Backend> be = l2e::make_cpu_backend();
+    l2e::Buf y{F(size_t(T) * (gemm ? N : K)), size_t(T) * size_t(gemm ? N : K), l2e::DType::F32};
+    if (gemm) {
+      l2e::Buf x{F(size_t(T) * K), size_t(T) * K, l2e::DType::F32}, bias{F(size_t(N)), size_t(N), l2e::DType::F32};
+      b->run = [=]() mutable { be->linear_lowp(x, *W, &bias, T, y); };
+    } else {
+      l2e::Buf ids{Ids(size_t(T), N), size_t(T), l2e::DType::I32};
+      b->run = [=]() mutable { be->embedding_lowp(ids, T, *W, y); };
+    }
   } else {
     throw l2e::Error("benchOp: unknown op '" + name + "'");
   }
@@ -192,7 +216,7 @@ const std::vector<std::string> kOps = {
     "embedding_fwd", "embedding_bwd", "rmsnorm_fwd", "rmsnorm_bwd", "linear_fwd", "linear_bwd",
     "rope_fwd",      "rope_bwd",      "attention_fwd", "attention_bwd", "swiglu_fwd", "swiglu_bwd",
     "pool_fwd",      "pool_bwd",      "l2norm_fwd",  "l2norm_bwd",  "infonce",    "adamw",
-    "add_inplace",   "sumsq",         "scale"};
+    "add_inplace",   "sumsq",         "scale",         "linear_lowp",   "embedding_lowp"};
 
 class BenchWorker final : public Napi::AsyncWorker {
  public:

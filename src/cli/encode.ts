@@ -6,7 +6,7 @@ import { opt } from './args.js';
 import type { Command } from './command.js';
 import { embeddingOutputFormat, FORMAT_OPTION, inputFormat, readTexts, writeEmbeddings } from './io.js';
 import { formatSeconds, ProgressBar } from './progress.js';
-import { deviceOf, ENCODE_OPTIONS, positiveInt } from './source-options.js';
+import { deviceOf, ENCODE_OPTIONS, positiveInt, precisionOf } from './source-options.js';
 
 export const command: Command = {
   name: 'encode',
@@ -34,12 +34,13 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
     const input = opt.str(args, 'input')!;
     // usage errors before any work
     const device = deviceOf(args);
+    const precision = precisionOf(args);
     const batchSize = positiveInt(args, 'batch-size');
     const maxLength = positiveInt(args, 'max-length');
     const outFormat = embeddingOutputFormat(output);
     const format = inputFormat(input, opt.str(args, 'format'));
     const texts = await readTexts(input, { field: opt.str(args, 'field'), format });
-    const model = await EmbeddingModel.load(opt.str(args, 'model')!, { device });
+    const model = await EmbeddingModel.load(opt.str(args, 'model')!, { device, precision });
     try {
       const bar = new ProgressBar({ label: 'encode', total: texts.texts.length, plainLines: true });
       const emb = await encodeWithHeartbeat(model, texts.texts, { batchSize, maxLength }, bar);

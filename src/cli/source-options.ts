@@ -1,6 +1,6 @@
 // Options shared by the commands that embed texts (encode, eval, mine), so their names, defaults and
 // help read the same everywhere, and the checks that turn bad values into usage errors.
-import { DEFAULT_MAX_LENGTH, type Device } from '../model/embedding-model.js';
+import { DEFAULT_MAX_LENGTH, PRECISIONS, type Device, type Precision } from '../model/embedding-model.js';
 import { openEmbeddingSource, type EmbeddingSource } from '../eval/source.js';
 import { opt, UsageError, type OptionSpecs, type ParsedArgs } from './args.js';
 
@@ -17,7 +17,15 @@ export const ENCODE_OPTIONS: OptionSpecs = {
   // no parsed default, so that the model can tell an explicit length above its positions (warned about)
   'max-length': { kind: 'integer', help: `truncation in tokens, BOS included (default ${DEFAULT_MAX_LENGTH})`, metavar: 'N' },
   device: { kind: 'string', help: 'cpu or cuda', default: 'cpu' },
+  precision: { kind: 'string', help: 'CPU weights: fp32, bf16 (½ the memory) or int8 (¼), converted at load', default: 'fp32' },
 };
+
+export function precisionOf(args: ParsedArgs): Precision {
+  const p = opt.str(args, 'precision');
+  const found = PRECISIONS.find((x) => x === p);
+  if (found === undefined) throw new UsageError(`--precision must be fp32, bf16 or int8, got ${p}`);
+  return found;
+}
 
 export function deviceOf(args: ParsedArgs): Device {
   const device = opt.str(args, 'device');
@@ -44,5 +52,6 @@ export function openSourceFromArgs(args: ParsedArgs): Promise<EmbeddingSource> {
     batchSize: positiveInt(args, 'batch-size'),
     maxLength: positiveInt(args, 'max-length'),
     device: deviceOf(args),
+    precision: precisionOf(args),
   });
 }

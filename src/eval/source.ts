@@ -15,6 +15,7 @@ export interface SourceOptions {
   batchSize?: number;
   maxLength?: number;
   device?: 'cpu' | 'cuda';
+  precision?: 'fp32' | 'bf16' | 'int8';
   cacheDir?: string;
 }
 
@@ -25,7 +26,7 @@ export async function openEmbeddingSource(opts: SourceOptions): Promise<Embeddin
   }
   if (opts.embeddings !== undefined) return tableSource(await loadVectorTable(opts.embeddings, { textsFile: opts.textsFile }));
   const { EmbeddingModel } = await import('../model/embedding-model.js');
-  const model = await EmbeddingModel.load(opts.model!, { device: opts.device, cacheDir: opts.cacheDir });
+  const model = await EmbeddingModel.load(opts.model!, { device: opts.device, precision: opts.precision, cacheDir: opts.cacheDir });
   return {
     embed: (texts, onProgress) =>
       model.encode(texts, { batchSize: opts.batchSize, maxLength: opts.maxLength, onProgress }),

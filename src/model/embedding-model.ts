@@ -9,13 +9,24 @@ import { buildCommand, nativeAddon, packageRoot } from '../native.js';
 import { Rng } from '../util/random.js';
 
 export type Device = 'cpu' | 'cuda';
+/**
+ * How the CPU holds the weight matrices: fp32, or converted once at load to bf16 (round to nearest
+ * even) or int8 (symmetric, one scale per output channel) and held only in that form, for
+ * inference (native/core/lowp.h). Norms and the dense bias stay fp32; training needs fp32.
+ */
+export type Precision = 'fp32' | 'bf16' | 'int8';
+export const PRECISIONS: readonly Precision[] = ['fp32', 'bf16', 'int8'];
 
 /** The native model object (native/addon/model_binding.cpp). */
 export interface NativeModel {
   readonly device: string;
   readonly disposed: boolean;
+  readonly precision: Precision;
+  /** Bytes the weights occupy as held (fp32 buffer + converted matrices). */
+  readonly weightBytes: number;
   params(): { name: string; shape: number[]; numel: number; offset: number }[];
-  loadTensors(sources: { name: string; path: string; offset: number; length: number; dtype: string }[]): Promise<void>;
+  /** chunkBytes (tests): the size of the pieces each tensor is read in (default 16 MB). */
+  loadTensors(sources: { name: string; path: string; offset: number; length: number; dtype: string }[], chunkBytes?: number): Promise<void>;
   setTensor(name: string, data: Float32Array): void;
   getTensor(name: string): Float32Array;
   encode(ids: Int32Array, cuSeqlens: Int32Array, wantHidden?: boolean): Promise<{ embeddings: Float32Array; hidden?: Float32Array }>;
@@ -38,7 +49,7 @@ export interface NativeModelConfig {
 }
 
 interface ModelAddon {
-  NativeModel: new (config: NativeModelConfig, device: string) => NativeModel;
+  NativeModel: new (config: NativeModelConfig, device: string, precision: Precision) => NativeModel;
   cudaStatus?: () => { compiled: boolean; usable: boolean; reason: string };
 }
 
@@ -49,6 +60,8 @@ export const DEFAULT_MAX_LENGTH = 8192;
 
 export interface LoadOptions {
   device?: Device;
+  /** Weights as fp32 (default), or converted at load to bf16 or int8 (CPU, inference only). */
+  precision?: Precision;
   /** Dense layer width when the checkpoint has none (a base LlamaForCausalLM); default 1536. */
   denseSize?: number;
   /** Seed of the new dense layer's initialisation when the checkpoint has none. */
@@ -125,7 +138,7 @@ export class EmbeddingModel {
     }
     const dense = weights.denseSize ?? options.denseSize ?? config.denseSize ?? DEFAULT_DENSE_SIZE;
     const device = options.device ?? 'cpu';
-    const native = createNative(config, dense, device);
+    const native = createNative(config, dense, device, options.precision);
     try {
       await native.loadTensors(
         weights.tensors.map((t) => ({ name: t.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype })),
@@ -145,10 +158,14 @@ export class EmbeddingModel {
   }
 
   /** A model with random weights (tests, benchmarks, the demo's starting point). */
-  static create(config: LlamaConfig, tokenizer: TextTokenizer, options: { seed?: number; device?: Device } = {}): EmbeddingModel {
+  static create(
+    config: LlamaConfig,
+    tokenizer: TextTokenizer,
+    options: { seed?: number; device?: Device; precision?: Precision } = {},
+  ): EmbeddingModel {
     const dense = config.denseSize ?? DEFAULT_DENSE_SIZE;
     const device = options.device ?? 'cpu';
-    const native = createNative(config, dense, device);
+    const native = createNative(config, dense, device, options.precision);
     const rng = new Rng(options.seed ?? 0, 1);
     for (const p of parameterNames(config, dense)) {
       const n = p.shape.reduce((a, b) => a * b, 1);
@@ -172,6 +189,11 @@ export class EmbeddingModel {
   get native(): NativeModel {
     if (!this.nativeModel || this.nativeModel.disposed) throw new Error('this EmbeddingModel has been disposed');
     return this.nativeModel;
+  }
+
+  /** How the weights are held ('fp32' unless loaded with another precision). */
+  get precision(): Precision {
+    return this.native.precision;
   }
 
   get disposed(): boolean {
@@ -266,7 +288,13 @@ export function planBatches(ids: Int32Array[], batchSize: number, maxTokens: num
   return batches;
 }
 
-function createNative(config: LlamaConfig, dense: number, device: Device): NativeModel {
+function createNative(config: LlamaConfig, dense: number, device: Device, precision: Precision = 'fp32'): NativeModel {
+  if (!PRECISIONS.includes(precision)) {
+    throw new Error(`precision must be one of ${PRECISIONS.join(', ')}, got ${String(precision)}`);
+  }
+  if (precision !== 'fp32' && device !== 'cpu') {
+    throw new Error(`precision '${precision}' is for the CPU device (the CUDA backend runs its weights in bf16 already)`);
+  }
   const addon = nativeAddon<ModelAddon>();
   if (device === 'cuda' && addon.cudaStatus?.().compiled === false) throw new Error(cudaMissingMessage(packageRoot));
   const { NativeModel } = addon;
@@ -286,6 +314,7 @@ function createNative(config: LlamaConfig, dense: number, device: Device): Nativ
       normalized: config.normalized,
     },
     device,
+    precision,
   );
 }
 

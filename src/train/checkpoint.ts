@@ -70,8 +70,15 @@ function allFinite(data: Float32Array): boolean {
   return true;
 }
 
-/** Writes `model` to `dir` in the Hugging Face layout (each file atomically). */
+/** Writes `model` to `dir` in the Hugging Face layout (each file atomically); an fp32 model only. */
 export function saveModel(model: EmbeddingModel, dir: string, options: SaveModelOptions = {}): void {
+  if (model.precision !== 'fp32') {
+    const p = model.precision;
+    throw new Error(
+      `saveModel: this model holds its weights in ${p} (loaded with precision '${p}'), and saving would write those ` +
+        "rounded values as if they were the fp32 weights: save a model loaded with precision 'fp32'",
+    );
+  }
   const tokenizerDir = options.tokenizerDir ?? model.dir;
   if (!options.tokenizerFiles && !tokenizerDir) {
     throw new Error('saveModel: this model was created in memory and has no tokenizer files: pass tokenizerDir (a folder with tokenizer.json)');

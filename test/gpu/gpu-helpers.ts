@@ -4,7 +4,7 @@ import { testingAddon } from '../helpers/testing-addon.mjs';
 import type { NativeModel, NativeModelConfig } from '../../src/model/embedding-model.js';
 import { Rng } from '../../src/util/random.js';
 
-export type OpArgs = Record<string, number | boolean | Float32Array | Int32Array>;
+export type OpArgs = Record<string, number | boolean | string | Float32Array | Int32Array>;
 export type OpResult = Record<string, Float32Array> & { value?: number };
 
 export interface GpuAddon {

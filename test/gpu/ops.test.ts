@@ -228,6 +228,26 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     if (cudaDevice === 'cuda') expect(relErr(cuda['shadow']!, bf16Array(cuda['w']!))).toBe(0); // cpu: no shadow
   });
 
+  // bf16 / int8 weights are an inference format of the CPU backend (core/lowp.h): on CUDA both ops
+  // refuse, in these words, rather than compute something unchecked. The CPU side runs them.
+  it('linear_lowp and embedding_lowp: CPU-only, refused by the CUDA backend by name', () => {
+    const rng = new Rng(41);
+    const T = 5, K = 32, N = 24, V = 40;
+    for (const precision of ['bf16', 'int8']) {
+      const linear: OpArgs = { T, K, N, precision, x: randBf16(rng, T * K), W: randBf16(rng, N * K) };
+      const embedding: OpArgs = { T, H: K, V, precision, ids: Int32Array.from({ length: T }, (_, i) => (i * 7) % V), table: randBf16(rng, V * K) };
+      expect(runOp('cpu', 'linear_lowp', linear)['y']!.every(Number.isFinite)).toBe(true);
+      expect(runOp('cpu', 'embedding_lowp', embedding)['out']!.every(Number.isFinite)).toBe(true);
+      if (cudaDevice === 'cuda') {
+        const refusal = "cuda backend: bf16 / int8 weights are CPU-only (load with precision 'fp32')";
+        expect(() => runOp('cuda', 'linear_lowp', linear)).toThrow(refusal);
+        expect(() => runOp('cuda', 'embedding_lowp', embedding)).toThrow(refusal);
+      }
+    }
+    compared.add('linear_lowp');
+    compared.add('embedding_lowp');
+  });
+
   // Last: every op the test hook offers was compared above (a new op needs its comparison here).
   it('every op of backendOps() was compared', () => {
     expect([...compared].sort()).toEqual([...addon().backendOps!()].sort());

@@ -1,0 +1,211 @@
+// int8 GEMM micro-kernels (driver: gemm_lowp.cpp) and the per-token quantisation of activations.
+// The math, for one output y[t,n] = sum_k x[t,k] W[n,k]:
+//   weights (core/lowp.h), per output channel: W[n,k] ≈ sw[n] q[n,k], q in [-127, 127] (s8);
+//   activations, per token (quantize_token): x[t,k] ≈ sa[t] p[t,k], p in [-127, 127], stored
+//   offset by 128 as u8: u[t,k] = p[t,k] + 128 in [1, 255], because vpdpbusd multiplies an
+//   unsigned byte by a signed one: acc[j] += sum_{e<4} u8(a[4j+e]) * s8(b[4j+e]) (int32).
+//   sum_k u q = sum_k p q + 128 sum_k q[n,k] = sum_k p q + 128 colsum[n], so
+//   y[t,n] ≈ sa[t] sw[n] (acc - 128 colsum[n]),
+// computed in the epilogue as float(acc - 128 colsum[n]) * (sa[t] * sw[n]). The int32 sums are
+// exact: |u q| <= 255 * 127, so |acc| <= K * 32385 < 2^31 for K < 66,000 (the 4-byte vpdpbusd
+// sum cannot overflow either), and padding (k >= K) has q = 0. Every kernel computes the same
+// int32 and the same two fp32 roundings, so all agree with the scalar reference bit for bit.
+//   avx512_vnni: 14 x 32 tile in 28 zmm accumulators.
+//   avx_vnni (VEX, 256-bit; CPUs with AVX-VNNI but no AVX-512): 6 x 32 as two 6 x 16 halves.
+//   scalar: the reference, plain C++ over a 4 x 32 tile.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "cpu/gemm_lowp.h"
+#include "cpu/isa.h"
+
+namespace l2e {
+namespace lowp {
+
+float quantize_token(const float* x, int64_t K, uint8_t* q) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t k = 0; k < K; k++) {
+    finite = finite && std::isfinite(x[k]);
+    amax = std::max(amax, std::fabs(x[k]));
+  }
+  if (!finite) {
+    std::memset(q, 128, size_t(K));
+    return std::nanf("");
+  }
+  if (amax == 0.0f) {
+    std::memset(q, 128, size_t(K));
+    return 0.0f;
+  }
+  const float inv = 127.0f / amax;
+  for (int64_t k = 0; k < K; k++)
+    q[k] = uint8_t(int(std::clamp(std::nearbyint(x[k] * inv), -127.0f, 127.0f)) + 128);
+  return amax / 127.0f;
+}
+
+namespace {
+
+inline int32_t dot4(uint32_t u, uint32_t s) {
+  int32_t sum = 0;
+  for (int e = 0; e < 4; e++) sum += int32_t((u >> (8 * e)) & 0xffu) * int32_t(int8_t((s >> (8 * e)) & 0xffu));
+  return sum;
+}
+
+inline int32_t as_i32(float f) {
+  int32_t i;
+  std::memcpy(&i, &f, 4);
+  return i;
+}
+inline float as_f32(int32_t i) {
+  float f;
+  std::memcpy(&f, &i, 4);
+  return f;
+}
+
+// Scalar epilogue / store of one element; the SIMD kernels do the same two roundings.
+inline float dequant(int32_t acc, int32_t colsum, float sa, float sw) {
+  return float(acc - 128 * colsum) * (sa * sw);
+}
+
+constexpr int kScalarMR = 4;
+
+void micro_int8_scalar(int64_t kg, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int mr, int nr,
+                       bool first, const Int8Epilogue* last) {
+  int32_t acc[kScalarMR][kSliver];
+  for (int i = 0; i < kScalarMR; i++)
+    for (int j = 0; j < kSliver; j++) acc[i][j] = (first || i >= mr || j >= nr) ? 0 : as_i32(c[i * ldc + j]);
+  for (int64_t g = 0; g < kg; g++, a += kScalarMR, b += kSliver)
+    for (int i = 0; i < kScalarMR; i++)
+      for (int j = 0; j < kSliver; j++) acc[i][j] += dot4(a[i], b[j]);
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++)
+      c[i * ldc + j] = last ? dequant(acc[i][j], last->colsum[j], last->a_scale[i], last->w_scale[j]) : as_f32(acc[i][j]);
+}
+
+constexpr int kZmmMR = 14;
+
+__attribute__((target("avx512f,avx512vnni"))) void micro_int8_avx512(int64_t kg, const uint32_t* a,
+                                                                     const uint32_t* b, float* c, int64_t ldc,
+                                                                     int mr, int nr, bool first,
+                                                                     const Int8Epilogue* last) {
+  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
+  const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
+  __m512i acc[kZmmMR][2];
+#pragma GCC unroll 14
+  for (int i = 0; i < kZmmMR; i++) {
+    if (first || i >= mr) {
+      acc[i][0] = acc[i][1] = _mm512_setzero_si512();
+    } else {
+      acc[i][0] = _mm512_maskz_loadu_epi32(m0, c + i * ldc);
+      acc[i][1] = _mm512_maskz_loadu_epi32(m1, c + i * ldc + 16);
+    }
+  }
+  for (int64_t g = 0; g < kg; g++, a += kZmmMR, b += kSliver) {
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kSliver), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kSliver + 16), _MM_HINT_T0);
+    const __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 16);
+#pragma GCC unroll 14
+    for (int i = 0; i < kZmmMR; i++) {
+      const __m512i ai = _mm512_set1_epi32(int(a[i]));
+      acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], ai, b0);
+      acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], ai, b1);
+    }
+  }
+  if (!last) {
+#pragma GCC unroll 14
+    for (int i = 0; i < kZmmMR; i++) {
+      if (i >= mr) break;
+      _mm512_mask_storeu_epi32(c + i * ldc, m0, acc[i][0]);
+      _mm512_mask_storeu_epi32(c + i * ldc + 16, m1, acc[i][1]);
+    }
+    return;
+  }
+  const __m512i corr0 = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m0, last->colsum), 7);
+  const __m512i corr1 = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m1, last->colsum + 16), 7);
+  const __m512 sw0 = _mm512_maskz_loadu_ps(m0, last->w_scale), sw1 = _mm512_maskz_loadu_ps(m1, last->w_scale + 16);
+#pragma GCC unroll 14
+  for (int i = 0; i < kZmmMR; i++) {
+    if (i >= mr) break;
+    const __m512 sa = _mm512_set1_ps(last->a_scale[i]);
+    const __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][0], corr0)), _mm512_mul_ps(sa, sw0));
+    const __m512 y1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][1], corr1)), _mm512_mul_ps(sa, sw1));
+    _mm512_mask_storeu_ps(c + i * ldc, m0, y0);
+    _mm512_mask_storeu_ps(c + i * ldc + 16, m1, y1);
+  }
+}
+
+constexpr int kYmmMR = 6;
+
+// One 6 x 16 half (columns h*16 .. h*16+15) of the 6 x 32 tile, on a full 16-column block held in
+// t (row stride 32): the AVX-VNNI kernel works on a local tile so edges need no masked stores.
+__attribute__((target("avx2,fma,avxvnni"))) void half_avxvnni(int64_t kg, const uint32_t* a, const uint32_t* b,
+                                                              int32_t* t) {
+  __m256i acc[kYmmMR][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < kYmmMR; i++) {
+    acc[i][0] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + i * kSliver));
+    acc[i][1] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + i * kSliver + 8));
+  }
+  for (int64_t g = 0; g < kg; g++, a += kYmmMR, b += kSliver) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 8));
+#pragma GCC unroll 6
+    for (int i = 0; i < kYmmMR; i++) {
+      const __m256i ai = _mm256_set1_epi32(int(a[i]));
+      acc[i][0] = _mm256_dpbusd_avx_epi32(acc[i][0], ai, b0);
+      acc[i][1] = _mm256_dpbusd_avx_epi32(acc[i][1], ai, b1);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < kYmmMR; i++) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + i * kSliver), acc[i][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + i * kSliver + 8), acc[i][1]);
+  }
+}
+
+void micro_int8_avxvnni(int64_t kg, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int mr, int nr,
+                        bool first, const Int8Epilogue* last) {
+  alignas(64) int32_t t[kYmmMR][kSliver];
+  for (int i = 0; i < kYmmMR; i++)
+    for (int j = 0; j < kSliver; j++) t[i][j] = (first || i >= mr || j >= nr) ? 0 : as_i32(c[i * ldc + j]);
+  half_avxvnni(kg, a, b, &t[0][0]);
+  if (nr > 16) half_avxvnni(kg, a, b + 16, &t[0][16]);
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++)
+      c[i * ldc + j] = last ? dequant(t[i][j], last->colsum[j], last->a_scale[i], last->w_scale[j]) : as_f32(t[i][j]);
+}
+
+const Int8Kernel kScalar{"scalar", kScalarMR, micro_int8_scalar};
+const Int8Kernel kAvxVnni{"avx2", kYmmMR, micro_int8_avxvnni};
+const Int8Kernel kAvx512{"avx512", kZmmMR, micro_int8_avx512};
+
+// Through the one ISA switch (cpu/isa.h): a kernel runs when the level in use allows its features.
+bool supported(const Int8Kernel& k) {
+  const cpu::CpuFeatures& f = cpu::cpu_features();
+  if (&k == &kAvx512) return f.avx512 && f.avx512_vnni;
+  if (&k == &kAvxVnni) return f.avx2 && f.avx_vnni;
+  return true;
+}
+
+}  // namespace
+
+const Int8Kernel* int8_kernel(const char* name) {
+  for (const Int8Kernel* k : {&kScalar, &kAvxVnni, &kAvx512})
+    if (std::strcmp(k->name, name) == 0) return supported(*k) ? k : nullptr;
+  return nullptr;
+}
+
+const Int8Kernel& pick_int8_kernel() {
+  // The widest kernel the ISA level allows (AVX-VNNI under avx2, or where AVX-512 lacks VNNI).
+  static const Int8Kernel* chosen = supported(kAvx512) ? &kAvx512 : supported(kAvxVnni) ? &kAvxVnni : &kScalar;
+  return *chosen;
+}
+
+}  // namespace lowp
+}  // namespace l2e

@@ -1,0 +1,166 @@
+// Driver of the reduced-precision GEMM (gemm_lowp.h). W is packed once at load (core/lowp.h), so
+// only x is packed per call. C is cut into row bands (a band's tiles of one k block stay in L2)
+// times column chunks of slivers, a few tasks per thread taken from a shared counter; each task
+// packs its band of x (tiles of MR rows, [tile][kg][MR] uint32 of bf16 pairs or u8 quads, or
+// [tile][kg][2][MR] float; rows past T and k past K zero), then sweeps k blocks (a W sliver's k
+// block, 32 KB, stays in L1/L2) -> slivers -> tiles. Between k blocks the int8 kernels keep their
+// int32 sums in C itself.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "cpu/gemm_lowp.h"
+#include "cpu/parallel.h"
+
+namespace l2e {
+namespace lowp {
+namespace {
+
+constexpr int64_t kBlockGroups = 256;  // k groups per block: 32 KB of one W sliver
+constexpr int64_t kBandRows = 224;     // rows of x per band: 224 x 256 x 4 B = 224 KB per k block
+constexpr int64_t kTasksPerThread = 3;
+
+template <typename T>
+struct Scratch {
+  T* data = nullptr;
+  size_t capacity = 0;
+  T* reserve(size_t n) {
+    if (n > capacity) {
+      std::free(data);
+      data = static_cast<T*>(std::aligned_alloc(64, std::max<size_t>(64, (n * sizeof(T) + 63) / 64 * 64)));
+      if (!data) throw Error("linear: out of memory for packed activations");
+      capacity = n;
+    }
+    return data;
+  }
+  ~Scratch() { std::free(data); }
+};
+thread_local Scratch<uint32_t> t_packed_x;
+thread_local Scratch<float> t_token_scale;
+thread_local std::vector<uint8_t> t_quads;
+
+enum class XForm { Bf16Pairs, F32Pairs, U8Quads };
+
+// Packs tiles [t0, t1) of x[T,K] (mr rows of k-groups each, gemm_lowp.h) to dst; int8 also writes
+// the tokens' scales to scales[0 .. (t1 - t0) mr).
+void pack_tiles(const float* x, int64_t T, int64_t K, int64_t kg, int mr, XForm form, int64_t t0, int64_t t1,
+                uint32_t* dst, float* scales, std::vector<uint8_t>& q) {
+  const bool int8 = form == XForm::U8Quads;
+  const int64_t words = form == XForm::F32Pairs ? 2 : 1;  // uint32 words per (row, k-group)
+  if (int8) q.resize(size_t(kg * 4));
+  for (int64_t t = t0; t < t1; t++) {
+    uint32_t* tile = dst + (t - t0) * kg * mr * words;
+    for (int i = 0; i < mr; i++) {
+      const int64_t r = t * mr + i;
+      if (r >= T) {
+        for (int64_t g = 0; g < kg * words; g++) tile[g * mr + i] = 0;
+        continue;
+      }
+      const float* row = x + r * K;
+      if (int8) {
+        scales[r - t0 * mr] = quantize_token(row, K, q.data());
+        std::fill(q.begin() + K, q.end(), uint8_t(0));  // k >= K meets zero weights
+        for (int64_t g = 0; g < kg; g++) {
+          uint32_t v;
+          std::memcpy(&v, q.data() + g * 4, 4);
+          tile[g * mr + i] = v;
+        }
+      } else if (form == XForm::F32Pairs) {
+        float* f = reinterpret_cast<float*>(tile);
+        for (int64_t k = 0; k < 2 * kg; k++) f[k * mr + i] = k < K ? row[k] : 0.0f;
+      } else {
+        for (int64_t g = 0; g < kg; g++) {
+          const int64_t k = 2 * g;
+          const uint32_t l = f32_to_bf16(row[k]), h = k + 1 < K ? f32_to_bf16(row[k + 1]) : 0u;
+          tile[g * mr + i] = l | (h << 16);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const char* kernel_name) {
+  if (W.layout != LowpMatrix::Layout::Gemm) throw Error("linear: weight matrix is not in the GEMM layout");
+  if (T <= 0 || W.N <= 0) return;
+  const bool int8 = W.precision == Precision::Int8;
+  const Bf16Kernel* kb = nullptr;
+  const Int8Kernel* ki = nullptr;
+  if (int8) ki = kernel_name ? int8_kernel(kernel_name) : &pick_int8_kernel();
+  else kb = kernel_name ? bf16_kernel(kernel_name) : &pick_bf16_kernel();
+  if (!kb && !ki)
+    throw Error(std::string("linear: no ") + precision_name(W.precision) + " kernel '" + kernel_name +
+                "' on this CPU");
+  const int mr = int8 ? ki->mr : kb->mr;
+  const XForm form = int8 ? XForm::U8Quads : kb->x_bf16 ? XForm::Bf16Pairs : XForm::F32Pairs;
+  const int64_t words = form == XForm::F32Pairs ? 2 : 1;
+  const int64_t N = W.N, K = W.K, kg = W.Kg;
+  const int64_t tiles = (T + mr - 1) / mr, slivers = W.slivers();
+
+  const double flops = 2.0 * double(T) * double(N) * double(K);
+  const int threads = flops < 2e6 ? 1 : num_threads();
+  const int64_t band_tiles = std::max<int64_t>(1, kBandRows / mr);
+  const int64_t bands = (tiles + band_tiles - 1) / band_tiles;
+  const int64_t want = kTasksPerThread * threads;
+  const int64_t chunks = std::min(slivers, std::max<int64_t>(1, (want + bands - 1) / bands));
+  const int64_t tasks = bands * chunks;
+  const int64_t kblocks = (kg + kBlockGroups - 1) / kBlockGroups;
+  const uint32_t* wd = static_cast<const uint32_t*>(W.data);
+  std::atomic<int64_t> next{0};
+  std::vector<std::exception_ptr> errors(size_t(std::max(threads, 1)));
+
+  // A task packs its band of x into its thread's buffers (again when a band is split in column
+  // chunks: only when x is short), so no more than a band per thread is ever packed.
+  auto task = [&](int64_t id) {
+    const int64_t band = id / chunks, chunk = id % chunks;
+    const int64_t t0 = band * band_tiles, t1 = std::min(tiles, t0 + band_tiles);
+    const int64_t s0 = slivers * chunk / chunks, s1 = slivers * (chunk + 1) / chunks;
+    uint32_t* px = t_packed_x.reserve(size_t(band_tiles * mr * kg * words));
+    float* scales = int8 ? t_token_scale.reserve(size_t(band_tiles * mr)) : nullptr;
+    pack_tiles(x, T, K, kg, mr, form, t0, t1, px, scales, t_quads);
+    for (int64_t p = 0; p < kblocks; p++) {
+      const int64_t g0 = p * kBlockGroups, gn = std::min(kBlockGroups, kg - g0);
+      const bool first = p == 0, last_block = p + 1 == kblocks;
+      for (int64_t s = s0; s < s1; s++) {
+        const uint32_t* b = wd + (s * kg + g0) * kSliver;
+        const int64_t col = s * kSliver;
+        const int nr = int(std::min<int64_t>(kSliver, N - col));
+        for (int64_t t = t0; t < t1; t++) {
+          const int64_t row = t * mr;
+          const int rows = int(std::min<int64_t>(mr, T - row));
+          const uint32_t* a = px + ((t - t0) * kg + g0) * mr * words;
+          float* c = y + row * N + col;
+          if (int8) {
+            const Int8Epilogue ep{scales + (row - t0 * mr), W.scale + col, W.colsum + col};
+            ki->micro(gn, a, b, c, N, rows, nr, first, last_block ? &ep : nullptr);
+          } else {
+            kb->micro(gn, a, b, c, N, rows, nr, first);
+          }
+        }
+      }
+    }
+  };
+  if (threads <= 1) {
+    for (int64_t id = 0; id < tasks; id++) task(id);
+    return;
+  }
+  parallel_for(threads, [&](int64_t begin, int64_t end, int) {
+    for (int64_t t = begin; t < end; t++) {
+      try {
+        for (int64_t id; (id = next.fetch_add(1)) < tasks;) task(id);
+      } catch (...) {
+        errors[size_t(t)] = std::current_exception();
+      }
+    }
+  });
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace lowp
+}  // namespace l2e
