@@ -10,12 +10,11 @@ import { listCheckpoints, saveModel } from '../src/train/checkpoint.js';
 import { trainNatives } from '../src/train/native-train.js';
 import { Trainer, TrainingDivergedError, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
-import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 
-const hasTokenizer = existsSync(sharedTokenizer);
 const quiet = { onNotice: (): void => {} };
 
-describe.skipIf(!hasTokenizer)(`Trainer ${hasTokenizer ? '' : '(skipped: ../shared tokenizer not found)'}`, () => {
+describe('Trainer', () => {
   let modelDir: string;
   let dataFile: string;
   const base: TrainerOptions = { batchSize: 4, groupSize: 3, lr: 1e-3, seed: 1, shuffleBuffer: 16, maxGradNorm: 1, saveTotalLimit: 0 };
