@@ -1,10 +1,10 @@
 // safetensors files: validated header reading (the header only, never the data) and an atomic writer.
 // Layout: u64 little-endian header length N, N bytes of UTF-8 JSON {name: {dtype, shape, data_offsets}},
 // then the data section; data_offsets are relative to the data section's start.
-import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { endianness } from 'node:os';
+import { writeFileAtomic } from '../util/atomic.js';
 import { fsReason } from '../util/fs-error.js';
 export type DType = 'F32' | 'F16' | 'BF16';
 
@@ -232,8 +232,8 @@ function tensorBytes(t: TensorToWrite, where: string): Uint8Array {
 }
 
 /**
- * Writes a safetensors file atomically: a temp file in the same folder, fsync, then rename over `path`.
- * A failed write leaves any existing file untouched. Tensors are stored in the order given.
+ * Writes a safetensors file atomically (util/atomic.ts: a temp file beside it, fsync, rename; a link
+ * stays a link). A failed write leaves any existing file untouched. Tensors are stored in the order given.
  */
 export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
   const file = resolve(path);
@@ -258,46 +258,7 @@ export function writeSafetensors(path: string, tensors: TensorToWrite[], metadat
   const lengthBytes = Buffer.alloc(8);
   lengthBytes.writeBigUInt64LE(BigInt(json.length));
 
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = openSync(tmp, 'wx');
-    writeAll(fd, lengthBytes);
-    writeAll(fd, json);
-    for (const p of payloads) writeAll(fd, p);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, file);
-  } catch (err) {
-    if (fd !== undefined) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // the temp file was never created
-    }
-    throw new Error(`${file}: cannot write safetensors file (${fsReason(err, file)})`);
-  }
-  syncFolder(dirname(file));
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
-}
-
-/** Makes the rename durable; best effort (not every platform can fsync a folder). */
-function syncFolder(folder: string): void {
-  try {
-    const fd = openSync(folder, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    // ignored: durability of the folder entry is an optimisation, the data itself was fsynced
-  }
+  writeFileAtomic(path, [lengthBytes, json, ...payloads]);
 }
 
 // ---- float32 <-> half conversions (round to nearest, ties to even; NaN stays NaN) ----
