@@ -2,11 +2,11 @@
 // identical embeddings, gradient accumulation, divergence and failed writes keeping the last good
 // checkpoint, interruption, pruning.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { readSafetensorsHeader } from '../src/model/safetensors.js';
-import { listCheckpoints, saveModel } from '../src/train/checkpoint.js';
+import { listCheckpoints, saveCheckpoint, saveModel } from '../src/train/checkpoint.js';
 import { trainNatives } from '../src/train/native-train.js';
 import { Trainer, TrainingDivergedError, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
@@ -199,6 +199,39 @@ describe('Trainer', () => {
     expect(steps[6]!.epoch).toBe(1);
     expect(steps[13]!.epoch).toBe(2);
     expect(steps.every((s) => s.tokensPerSecond > 0 && s.tokens > 0 && s.gradNorm > 0)).toBe(true);
+    model.dispose();
+  });
+});
+
+describe('saveCheckpoint errors', () => {
+  afterAll(() => removeTempDirs());
+
+  it('name the checkpoint folder, never its temp folder', async () => {
+    const src = makeTempDir();
+    writeTinyModel(src, { hidden: 32, layers: 1, dense: 16, seed: 4 });
+    const model = await EmbeddingModel.load(src);
+    const tok = makeTempDir();
+    mkdirSync(join(tok, 'tokenizer.json')); // exists, but cannot be copied
+    const out = makeTempDir();
+    const n = model.native.params().reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+    let err: unknown;
+    try {
+      saveCheckpoint(out, 7, {
+        model,
+        moments: { m: new Float32Array(n), v: new Float32Array(n) },
+        state: {},
+        temperature: null,
+        tokenizerDir: tok,
+      });
+    } catch (e) {
+      err = e;
+    }
+    const msg = (err as Error).message;
+    expect(msg).toBe(
+      `could not save the checkpoint of step 7 to ${join(out, 'checkpoint-7')}: saveModel: could not copy ${join(tok, 'tokenizer.json')}: ` +
+        `EISDIR: illegal operation on a directory, copyfile '${join(tok, 'tokenizer.json')}' -> '${join(out, 'checkpoint-7', 'tokenizer.json')}'`,
+    );
+    expect(readdirSync(out)).toEqual([]);
     model.dispose();
   });
 });

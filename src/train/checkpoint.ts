@@ -228,7 +228,9 @@ export function saveCheckpoint(outputDir: string, step: number, c: CheckpointCon
     if (err instanceof NonFiniteWeightsError) throw err;
     const previous = listCheckpoints(outputDir).filter((x) => x.step !== step).at(-1);
     const kept = previous ? `; the previous checkpoint ${previous.dir} is intact` : '';
-    throw new Error(`could not save the checkpoint of step ${step} to ${final}: ${(err as Error).message}${kept}`);
+    // the temp folder's name means nothing to the user: name the checkpoint folder it was to become
+    const reason = (err as Error).message.replaceAll(tmp, final);
+    throw new Error(`could not save the checkpoint of step ${step} to ${final}: ${reason}${kept}`);
   }
   return { dir: final, bytes };
 }
