@@ -33,7 +33,7 @@ export interface MineOptions {
   randomNegatives?: boolean;
   /** Queries searched per knn call (memory: block × k results). */
   queryBlock?: number;
-  /** Memory for vector blocks when the vectors are in a file (MiB, default 1024). */
+  /** Memory for vector blocks when the vectors are in a file (MiB, default MINE_DEFAULTS.memoryMb). */
   memoryMb?: number;
 }
 
@@ -46,18 +46,21 @@ export interface MineStats {
   skippedShort: number;
 }
 
+/** The defaults of mining, here only: `l2e mine` shows and uses these. */
+export const MINE_DEFAULTS = {
+  metric: 'euclidean',
+  maxPos: 6,
+  maxNeg: 5,
+  seed: 42,
+  k: 100,
+  randomNegatives: false,
+  queryBlock: 1024,
+  /** MiB for the vectors (and for vector blocks when they are in a temp file). */
+  memoryMb: 4096,
+} as const satisfies Omit<Required<MineOptions>, 'posThreshold' | 'negThreshold'>;
+
 export function validateMineOptions(o: MineOptions): Required<MineOptions> {
-  const full: Required<MineOptions> = {
-    metric: 'euclidean',
-    maxPos: 6,
-    maxNeg: 5,
-    seed: 42,
-    k: 100,
-    randomNegatives: false,
-    queryBlock: 1024,
-    memoryMb: 1024,
-    ...o,
-  };
+  const full: Required<MineOptions> = { ...MINE_DEFAULTS, ...o };
   const { posThreshold: x, negThreshold: y } = full;
   if (!Number.isFinite(x) || !Number.isFinite(y) || x < 0 || y < 0) {
     throw new Error(`thresholds must be non-negative numbers (got pos ${x}, neg ${y})`);
