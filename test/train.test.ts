@@ -1,12 +1,12 @@
 // The Trainer on a tiny random model: checkpoints and bitwise resume, the saved model reloading to
 // identical embeddings, gradient accumulation, divergence and failed writes keeping the last good
 // checkpoint, interruption, pruning.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { readSafetensorsHeader } from '../src/model/safetensors.js';
-import { listCheckpoints, saveCheckpoint, saveModel } from '../src/train/checkpoint.js';
+import { listCheckpoints, loadCheckpointWeights, saveCheckpoint, saveModel } from '../src/train/checkpoint.js';
 import { trainNatives } from '../src/train/native-train.js';
 import { Trainer, TrainingDivergedError, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
@@ -233,5 +233,38 @@ describe('saveCheckpoint errors', () => {
     );
     expect(readdirSync(out)).toEqual([]);
     model.dispose();
+  });
+});
+
+describe('loadCheckpointWeights', () => {
+  afterAll(() => removeTempDirs());
+
+  it('loads through the native safetensors loader, bit for bit, and refuses a non-F32 tensor', async () => {
+    const a = makeTempDir();
+    writeTinyModel(a, { hidden: 32, layers: 2, dense: 16, seed: 5 });
+    const b = makeTempDir();
+    writeTinyModel(b, { hidden: 32, layers: 2, dense: 16, seed: 6 });
+    const from = await EmbeddingModel.load(a);
+    const into = await EmbeddingModel.load(b);
+    const ckpt = makeTempDir();
+    saveModel(from, ckpt);
+    const set = vi.spyOn(into.native, 'setTensor');
+    const load = vi.spyOn(into.native, 'loadTensors');
+    await loadCheckpointWeights(into, ckpt);
+    expect(set).not.toHaveBeenCalled();
+    expect(load).toHaveBeenCalledTimes(1);
+    expect(load.mock.calls[0]![0].map((s) => s.name)).toEqual(into.native.params().map((p) => p.name));
+    for (const p of from.native.params()) {
+      const x = from.native.getTensor(p.name);
+      const y = into.native.getTensor(p.name);
+      expect(Buffer.from(y.buffer, y.byteOffset, y.byteLength).equals(Buffer.from(x.buffer, x.byteOffset, x.byteLength)), p.name).toBe(true);
+    }
+    const half = makeTempDir();
+    writeTinyModel(half, { hidden: 32, layers: 2, dense: 16, seed: 5, dtype: 'F16' });
+    await expect(loadCheckpointWeights(into, half)).rejects.toThrow(
+      `${join(half, 'model.safetensors')}: tensor "embed_tokens.weight" is F16, expected F32`,
+    );
+    from.dispose();
+    into.dispose();
   });
 });

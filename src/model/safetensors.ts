@@ -47,15 +47,16 @@ function isNonNegativeInt(v: unknown): v is number {
 }
 
 /** Reads exactly `length` bytes at `position`, or fails naming the file. */
-function readExactly(fd: number, length: number, position: number, file: string): Buffer {
-  const buf = Buffer.alloc(length);
+/** `length` bytes at `position` of `fd`, into `into` when given (a view of it is returned). */
+function readExactly(fd: number, length: number, position: number, file: string, into?: Uint8Array): Buffer {
+  const buf = into ?? Buffer.alloc(length);
   let done = 0;
   while (done < length) {
-    const n = readSync(fd, buf, done, length - done, position + done);
+    const n = readSync(fd, buf, done, Math.min(length - done, 1 << 30), position + done);
     if (n === 0) throw new Error(`${file}: unexpected end of file`);
     done += n;
   }
-  return buf;
+  return Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
 function parseEntry(file: string, name: string, value: unknown, dataOffset: number, dataSize: number): TensorEntry {
@@ -346,22 +347,24 @@ export function f16ToF32(src: Uint16Array): Float32Array {
   return out;
 }
 
-/** Reads one tensor's values as float32 (small tensors, tests and checks; the native side reads the big ones). */
+/**
+ * Reads one tensor's values as float32 (checks, tests and the AdamW moments of a checkpoint; model
+ * weights are read by the native side). F32 data is read straight into the result (little-endian host).
+ */
 export function readTensorF32(entry: TensorEntry): Float32Array {
+  const n = entry.byteLength / DTYPE_BYTES[entry.dtype];
   const fd = openSync(entry.file, 'r');
-  let bytes: Buffer;
   try {
-    bytes = readExactly(fd, entry.byteLength, entry.offset, entry.file);
+    if (entry.dtype === 'F32') {
+      const out = new Float32Array(n);
+      readExactly(fd, entry.byteLength, entry.offset, entry.file, new Uint8Array(out.buffer));
+      return out;
+    }
+    const bytes = readExactly(fd, entry.byteLength, entry.offset, entry.file);
+    const bits = new Uint16Array(n);
+    for (let i = 0; i < n; i++) bits[i] = bytes.readUInt16LE(i * 2);
+    return entry.dtype === 'F16' ? f16ToF32(bits) : bf16ToF32(bits);
   } finally {
     closeSync(fd);
   }
-  const n = entry.byteLength / DTYPE_BYTES[entry.dtype];
-  if (entry.dtype === 'F32') {
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = bytes.readFloatLE(i * 4);
-    return out;
-  }
-  const bits = new Uint16Array(n);
-  for (let i = 0; i < n; i++) bits[i] = bytes.readUInt16LE(i * 2);
-  return entry.dtype === 'F16' ? f16ToF32(bits) : bf16ToF32(bits);
 }
