@@ -1,7 +1,7 @@
 // `l2e mine`: mine {query, pos, neg} training rows from a corpus by embedding distance.
 import { corpusFormatOf } from '../mine/corpus.js';
 import { corpusNeighbourStats, mineToFile } from '../mine/run.js';
-import { MINE_DEFAULTS } from '../mine/mine.js';
+import { MINE_DEFAULTS, thresholdOverlap } from '../mine/mine.js';
 import { formatNeighbourStats, parseThreshold, type Threshold } from '../mine/stats.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
@@ -94,9 +94,8 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     };
     const pos = threshold('pos-threshold');
     const neg = threshold('neg-threshold');
-    if (typeof pos === 'number' && typeof neg === 'number' && pos > neg) {
-      throw new UsageError(`--pos-threshold ${pos} must not exceed --neg-threshold ${neg} (both are distances)`);
-    }
+    const overlap = thresholdOverlap(pos, neg, metric);
+    if (overlap) throw new UsageError(overlap);
     const output = opt.str(args, 'output');
     if (output === undefined) throw new UsageError('--output is required (or --stats for a dry run)');
     const source = await openSourceFromArgs(args);
