@@ -133,7 +133,7 @@ describe('bench/run.mjs', () => {
 });
 
 describe('bench/ uses the library', () => {
-  it('loads no addon of its own and re-implements neither the RNG, the packing nor the safetensors writer', () => {
+  it('loads no addon of its own and re-implements neither the RNG, the packing, the random weights nor the safetensors writer', () => {
     const files = readdirSync(join(repoRoot, 'bench'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.mjs'));
     expect(files.length).toBeGreaterThan(3);
     const own: Record<string, RegExp> = {
@@ -141,6 +141,7 @@ describe('bench/ uses the library', () => {
       'an RNG': /0x6d2b79f5|Math\.imul|1103515245/,
       'a safetensors writer': /writeBigUInt64LE|data_offsets/,
       'a packer': /cu\[i \+ 1\]|cuSeqlens\[i \+ 1\]/,
+      'a weight initialiser': /setTensor\(/,
     };
     const found = files.flatMap((f) => {
       const text = readFileSync(join(repoRoot, 'bench', f), 'utf8');

@@ -1,9 +1,9 @@
 // Workloads of the benchmarks: the real length mix of the text pools, the random benchmark model
 // (created in the addon and, for the NumPy baseline, written as safetensors), and packed batches.
-// The RNG, the packing and the safetensors writer are the package's own (dist/, from `npm run build:ts`).
+// The RNG, the packing, the random weights and the safetensors writer are the package's own (dist/, from `npm run build:ts`).
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { packBatch } from '../../dist/model/embedding-model.js';
+import { initRandomWeights, packBatch } from '../../dist/model/embedding-model.js';
 import { writeSafetensors } from '../../dist/model/safetensors.js';
 import { Rng } from '../../dist/util/random.js';
 
@@ -59,24 +59,18 @@ export const BENCH_MODEL = {
 };
 
 /**
- * A NativeModel with random weights (norms 1, projections uniform with Llama's std 0.02, the dense
- * layer like nn.Linear's default). Returns it with its tensors, for writing the NumPy copy.
+ * A NativeModel of `addon` (the test addon) with the library's random weights (initRandomWeights: norms 1,
+ * projections uniform with Llama's std 0.02, the dense layer like nn.Linear's default).
  */
 export function createRandomModel(addon, config, seed, device = 'cpu') {
   const model = new addon.NativeModel(config, device);
-  const rng = makeRng(seed);
-  const tensors = [];
-  for (const p of model.params()) {
-    const data = new Float32Array(p.numel);
-    if (p.name.endsWith('layernorm.weight') || p.name === 'norm.weight') data.fill(1);
-    else {
-      const a = p.name.startsWith('dense_layer.') ? 1 / Math.sqrt(config.hidden) : 0.02 * Math.sqrt(3);
-      for (let i = 0; i < data.length; i++) data[i] = (rng() * 2 - 1) * a;
-    }
-    model.setTensor(p.name, data);
-    tensors.push({ name: p.name, shape: p.shape, data });
-  }
-  return { model, tensors };
+  initRandomWeights(model, config.hidden, seed);
+  return { model };
+}
+
+/** A model's tensors as float32 on the host (for writing the NumPy copy). */
+export function modelTensors(model) {
+  return model.params().map((p) => ({ name: p.name, shape: p.shape, data: model.getTensor(p.name) }));
 }
 
 /** Writes float32 tensors as a .safetensors file, with the library's writer. */
