@@ -1,4 +1,4 @@
-// GPU benchmark driver (run by bench/gpu-run.sh on the GPU machine; loads the addon directly, no build):
+// GPU benchmark driver (run by scripts/gpu/run.sh on the GPU machine; loads the addon directly, no build):
 //   node bench/gpu-bench.mjs --out ours.json            measure our CUDA backend
 //   node bench/gpu-bench.mjs --table ours.json anchor.json   print the ratio table vs reference_stack.py
 // Workloads mirror shared/bench/reference_stack.py: the 600M and 1B shapes with random weights; token

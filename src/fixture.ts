@@ -30,8 +30,8 @@ export function firstIdDifference(side: string, ours: Int32Array[], ref: number[
   return null;
 }
 
-export async function runFixtureCase(dir: string, fx: FixtureCaseInput, outPath: string): Promise<string> {
-  const model = await EmbeddingModel.load(dir, { onNotice: () => {} });
+export async function runFixtureCase(dir: string, fx: FixtureCaseInput, outPath: string, device: 'cpu' | 'cuda' = 'cpu'): Promise<string> {
+  const model = await EmbeddingModel.load(dir, { onNotice: () => {}, device });
   try {
     const qIds = model.tokenize(fx.queries, fx.max_len);
     const pIds = model.tokenize(fx.passages, fx.max_len);

@@ -195,6 +195,26 @@ describe('Trainer runs and their output folder', () => {
     expect(new Trainer(r.model, {}).options.saveTotalLimit).toBe(3);
   });
 
+  it('a run resumed from a checkpoint folder keeps saving after pruning removes that folder (its tokenizer is read at the start)', async () => {
+    const out = makeTempDir();
+    await fitRun({ maxSteps: 3, outputDir: out, saveSteps: 1 });
+    // as `l2e train --resume` without --model: the model (and its tokenizer) come from the checkpoint
+    const from = listCheckpoints(out).at(-1)!;
+    const model = await EmbeddingModel.load(from.dir);
+    try {
+      const notices: string[] = [];
+      const result = await new Trainer(model, { ...base, maxSteps: 9, outputDir: out, saveSteps: 1, resume: true }).fit(dataFile, {
+        onNotice: (m) => notices.push(m),
+      });
+      expect(result.step).toBe(9);
+      expect(existsSync(from.dir)).toBe(false); // pruned while the run went on
+      for (const c of listCheckpoints(out)) expect(readFileSync(join(c.dir, 'tokenizer.json'))).toEqual(readFileSync(join(modelDir, 'tokenizer.json')));
+      expect(readFileSync(join(out, 'tokenizer.json'))).toEqual(readFileSync(join(modelDir, 'tokenizer.json')));
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('the data fingerprint: a small file’s sha256; a large file’s sampled blocks and size', async () => {
     const dir = makeTempDir();
     const big = join(dir, 'big.jsonl');

@@ -1,4 +1,4 @@
-// cudaStatus() -> {compiled, usable, reason, devices, name?, computeCapability?, freeBytes?, totalBytes?}:
+// cudaStatus() -> {compiled, usable, emulated, reason, devices, name?, computeCapability?, freeBytes?, totalBytes?}:
 // the one way to ask whether this binary can run the CUDA backend here (core/backend.h cuda_status()).
 // Never throws for a missing GPU or a CPU-only build: usable is false and reason says why. When
 // usable, the first device's name, compute capability and free / total memory come with it.
@@ -22,6 +22,7 @@ Napi::Value CudaStatusJs(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("compiled", s.compiled);
   o.Set("usable", s.usable);
+  o.Set("emulated", s.emulated);
   o.Set("reason", s.reason);
   o.Set("devices", s.devices);
   if (s.usable) {

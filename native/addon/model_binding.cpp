@@ -48,7 +48,13 @@ class Worker final : public Napi::AsyncWorker {
 int get_int(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
   if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("model config: ") + key + " must be a number");
-  return v.As<Napi::Number>().Int32Value();
+  // Int32Value() would wrap 4294967297 to 1: a size past int range is refused, not truncated
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= -2147483648.0 && d <= 2147483647.0) || d != double(int64_t(d))) {
+    throw Napi::RangeError::New(o.Env(), std::string("model config: ") + key + " must be an integer below 2^31, got " +
+                                             v.ToString().Utf8Value());
+  }
+  return int(d);
 }
 
 float get_float(const Napi::Object& o, const char* key) {

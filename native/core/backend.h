@@ -11,6 +11,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -23,7 +24,17 @@ struct Batch {
   Buf ids;            // I32 [T]
   Buf positions;      // I32 [T], restart at 0 per sequence
   Buf cu_seqlens;     // I32 [B+1]
+  // The attention tile schedule, computed once per batch on the host (attention_tiles): I32
+  // [2 * num_tiles], (sequence, first row) of each tile of kAttentionTileRows rows. Used by the CUDA
+  // flash kernels (one block per tile and head); the CPU ignores it.
+  Buf tiles;
+  int num_tiles = 0;
 };
+
+constexpr int kAttentionTileRows = 64;
+// Tiles of kAttentionTileRows rows covering every sequence of cu [B+1]: per sequence its last (most
+// keys under the causal mask, so the longest-running) tile first. Pairs (sequence, first row).
+std::vector<int32_t> attention_tiles(const int32_t* cu, int B);
 
 enum class Pooling : int { Mean = 0, Cls = 1 };
 
@@ -54,6 +65,7 @@ class Backend {
 struct CudaStatus {
   bool compiled = false;  // this binary has the CUDA backend
   bool usable = false;    // a GPU, its driver and cuBLAS were found
+  bool emulated = false;  // the CUDA emulation build: kernels run on the CPU (native/cuda/emulation)
   std::string reason;     // why not usable (empty when usable)
   int devices = 0;        // CUDA devices seen
   // the first device, when usable

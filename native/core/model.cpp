@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/host_memory.h"
+
 namespace l2e {
 
 void ModelConfig::validate() const {
@@ -73,6 +75,11 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend) : cfg_(cf
                               off(p + "mlp.gate_proj.weight"), off(p + "mlp.up_proj.weight"),
                               off(p + "mlp.down_proj.weight")});
   }
+  // sizes in 64-bit before any allocation: a config far larger than RAM is refused here, by name
+  if (be_->name() == "cpu") {
+    check_host_memory(uint64_t(total) * dtype_size(be_->param_dtype()),
+                      "the model's " + std::to_string(total) + " parameters");
+  }
   params_ = be_->alloc(total, be_->param_dtype());
   be_->zero(params_);
 }
@@ -99,13 +106,20 @@ void Model::set_param(const std::string& name, const void* host, size_t numel, D
   const ParamInfo& p = param(name);
   if (numel != p.numel)
     throw Error("parameter " + name + " has " + std::to_string(p.numel) + " values, got " + std::to_string(numel));
+  f32_sources_.erase(name);
   Buf dst = view(params_, p.offset, p.numel);
+  if (master_) {
+    Buf m = view(*master_, p.offset, p.numel);
+    be_->upload(m, host, numel, host_dtype);  // F32 source values kept exactly
+    be_->copy(dst, m);                        // the forward's copy: rounded to nearest even
+    return;
+  }
   be_->upload(dst, host, numel, host_dtype);
 }
 
 void Model::get_param(const std::string& name, float* host) {
   const ParamInfo& p = param(name);
-  be_->download(view(params_, p.offset, p.numel), host);
+  be_->download(view(master_ ? *master_ : params_, p.offset, p.numel), host);
 }
 
 Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
@@ -135,6 +149,10 @@ Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
     be_->upload(bt.ids, ids, T, DType::I32);
     be_->upload(bt.positions, pos.data(), T, DType::I32);
     be_->upload(bt.cu_seqlens, cu, B + 1, DType::I32);
+    const std::vector<int32_t> tiles = attention_tiles(cu, B);
+    bt.num_tiles = int(tiles.size() / 2);
+    bt.tiles = be_->alloc(tiles.size(), DType::I32);
+    be_->upload(bt.tiles, tiles.data(), tiles.size(), DType::I32);
   } catch (...) {
     free_batch(bt);
     throw;
@@ -143,8 +161,21 @@ Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
 }
 
 void Model::free_batch(Batch& b) {
-  for (Buf* buf : {&b.ids, &b.positions, &b.cu_seqlens})
+  for (Buf* buf : {&b.ids, &b.positions, &b.cu_seqlens, &b.tiles})
     if (!buf->empty()) be_->free(*buf);
+}
+
+std::vector<int32_t> attention_tiles(const int32_t* cu, int B) {
+  std::vector<int32_t> t;
+  for (int b = 0; b < B; b++) {
+    const int len = cu[b + 1] - cu[b];
+    for (int start = (len - 1) / kAttentionTileRows * kAttentionTileRows; len > 0 && start >= 0;
+         start -= kAttentionTileRows) {
+      t.push_back(b);
+      t.push_back(start);
+    }
+  }
+  return t;
 }
 
 void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
@@ -152,6 +183,14 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
   const DType ad = be_->act_dtype();
   const size_t H = cfg_.hidden, I = cfg_.intermediate, qd = size_t(cfg_.heads) * cfg_.head_dim,
                kvd = size_t(cfg_.kv_heads) * cfg_.head_dim, P = cfg_.dense;
+  if (be_->name() == "cpu") {
+    // every buffer below, added up first: one batch too large must not be allocated half-way
+    const uint64_t t = uint64_t(T), per_layer = t * (4 * H + 2 * qd + 2 * kvd + 3 * I) * dtype_size(ad) + t * (2 + cfg_.heads) * 4;
+    const uint64_t rest = t * (2 * H + P) * dtype_size(ad) + t * 4 + uint64_t(B) * (2 * P + 1) * 4;
+    check_host_memory(per_layer * (keep ? uint64_t(cfg_.layers) : 1) + rest,
+                      "a batch of " + std::to_string(T) + " tokens (" + std::to_string(B) + " texts)",
+                      ": use smaller batches (--max-batch-tokens, --batch-size)");
+  }
   a.layers.resize(keep ? cfg_.layers : 1);
   for (auto& L : a.layers) {
     L.x_in = be_->alloc(T * H, ad);

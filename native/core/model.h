@@ -4,6 +4,7 @@
 // Parameters live in ONE buffer (and gradients / optimizer moments in buffers of the same layout),
 // each tensor at a fixed offset, in the canonical order of param_layout().
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,9 +79,22 @@ class Model {
   Buf& param_buffer() { return params_; }
   size_t num_params() const { return params_.numel; }
 
-  // Host F32 (or BF16/F16 bits) data into the named tensor.
+  // Host F32 (or BF16/F16 bits) data into the named tensor. With an F32 master attached (training
+  // on a backend whose parameters are BF16), the master is written and the parameter becomes its
+  // rounding, and get_param reads the master: every write and read of a weight goes through here.
   void set_param(const std::string& name, const void* host, size_t numel, DType host_dtype);
   void get_param(const std::string& name, float* host);
+  // TrainState attaches its master (same layout as the parameters) and detaches it (nullptr).
+  void attach_master(Buf* master) { master_ = master; }
+  // Where a parameter's exact F32 values can be read again (byte offset in an F32 file), when the
+  // parameters themselves hold their BF16 rounding: a master created later starts from those values.
+  // load_tensor records it; any other write of the parameter forgets it.
+  struct F32Source {
+    std::string path;
+    uint64_t offset = 0;
+  };
+  void remember_f32_source(const std::string& name, const F32Source& src) { f32_sources_[name] = src; }
+  const std::map<std::string, F32Source>& f32_sources() const { return f32_sources_; }
 
   // Uploads ids / cu_seqlens into a device batch (positions derived: restart at 0 per sequence).
   // Validates ids < vocab and cu_seqlens monotone; throws Error naming the problem.
@@ -108,6 +122,8 @@ class Model {
   std::vector<LayerParams> layer_offsets_;
   size_t off_embed_ = 0, off_norm_ = 0, off_dense_w_ = 0, off_dense_b_ = 0;
   Buf params_;
+  Buf* master_ = nullptr;  // owned by the TrainState, when one exists and keeps one
+  std::map<std::string, F32Source> f32_sources_;
 };
 
 }  // namespace l2e

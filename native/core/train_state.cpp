@@ -2,12 +2,18 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
+
+#include "core/weights_io.h"
+
+#include "core/host_memory.h"
 
 namespace l2e {
 
 TrainState::TrainState(Model& m) : model_(m) {
   Backend& be = model_.backend();
   const size_t n = model_.num_params();
+  if (be.name() == "cpu") check_host_memory(uint64_t(n) * 3 * 4, "training (gradients and AdamW moments of " + std::to_string(n) + " parameters)");
   grads_ = be.alloc(n, DType::F32);
   m_ = be.alloc(n, DType::F32);
   v_ = be.alloc(n, DType::F32);
@@ -18,12 +24,27 @@ TrainState::TrainState(Model& m) : model_(m) {
     // master copy of the (bf16) parameters; gradients and moments are F32 already
     master_ = be.alloc(n, DType::F32);
     be.copy(master_, model_.param_buffer());
+    // parameters loaded from F32 files: the master starts from the file's values, not their rounding
+    try {
+      for (const auto& [name, src] : model_.f32_sources()) {
+        const ParamInfo& p = model_.param(name);
+        std::vector<float> values(p.numel);
+        read_file_range(src.path, src.offset, uint64_t(p.numel) * 4, values.data());
+        Buf m = model_.view(master_, p.offset, p.numel);
+        be.upload(m, values.data(), p.numel, DType::F32);
+      }
+    } catch (...) {  // the file changed or went away since loading: nothing allocated here survives
+      for (Buf* b : {&grads_, &m_, &v_, &master_}) be.free(*b);
+      throw;
+    }
+    model_.attach_master(&master_);  // from now on setTensor / loadTensors write the master too
   }
 }
 
 TrainState::~TrainState() {
   release_chunks();
   Backend& be = model_.backend();
+  if (!master_.empty()) model_.attach_master(nullptr);
   be.free(grads_);
   be.free(m_);
   be.free(v_);
@@ -183,6 +204,7 @@ void TrainState::set_buffer(const char* which, const float* host, size_t n) {
   Buf& b = buffer(which);
   if (n != b.numel) throw Error("training buffer size mismatch: expected " + std::to_string(b.numel) + ", got " + std::to_string(n));
   model_.backend().upload(b, host, n, DType::F32);
+  if (&b == &master_) model_.backend().copy(model_.param_buffer(), master_);  // the forward's copy follows
 }
 
 }  // namespace l2e

@@ -49,6 +49,8 @@ void load_tensor(Model& model, const TensorSource& src) {
   std::vector<char> staging(src.length);
   read_file_range(src.path, src.offset, src.length, staging.data());
   model.set_param(src.name, staging.data(), p.numel, src.dtype);
+  if (src.dtype == DType::F32 && model.param_buffer().dtype != DType::F32)
+    model.remember_f32_source(src.name, Model::F32Source{src.path, src.offset});
 }
 
 }  // namespace l2e

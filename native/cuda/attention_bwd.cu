@@ -13,6 +13,7 @@
 //         diagonal and accumulates dQ += dS K.
 // That recomputes S and dP once more than a single fused kernel would (7 GEMMs instead of 5) in
 // exchange for no fp32 atomics and no dQ workspace.
+#include "core/backend.h"
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
 #include "cuda/mma.cuh"
@@ -23,7 +24,8 @@ namespace cuda {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kBlockRows = 64;  // keys per dkdv block, queries per dq block (16 per warp)
+constexpr int kBlockRows = 64;  // keys per dkdv block, queries per dq block (16 per warp): one schedule tile
+static_assert(kBlockRows == kAttentionTileRows, "the flash backward takes one schedule tile per block");
 constexpr int kTile = 64;       // keys per tile in the dq kernel
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -38,30 +40,21 @@ template <int D>
 __global__ void __launch_bounds__(kWarps * 32)
     flash_bwd_dkdv_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                           const bf16* __restrict__ dout, const float* __restrict__ lse,
-                          const float* __restrict__ Dvec, const int32_t* cu, int B, int T, int nh, int nkv,
-                          float scale_log2, float scale, bf16* __restrict__ dk, bf16* __restrict__ dv) {
+                          const float* __restrict__ Dvec, const int32_t* cu, const int32_t* tiles, int T, int nh,
+                          int nkv, float scale_log2, float scale, bf16* __restrict__ dk, bf16* __restrict__ dv) {
   constexpr int kQ = DkdvShape<D>::kQ, LD = DkdvShape<D>::LD;
-  extern __shared__ uint4 smem_raw[];
+  L2E_DYNAMIC_SHARED(uint4, smem_raw);
   bf16* sK = reinterpret_cast<bf16*>(smem_raw);  // [64][LD]
   bf16* sV = sK + kBlockRows * LD;               // [64][LD]
   bf16* sQ = sV + kBlockRows * LD;               // [kQ][LD]
   bf16* sdO = sQ + kQ * LD;                      // [kQ][LD]
   float* sLse = reinterpret_cast<float*>(sdO + kQ * LD);  // [kQ] lse * log2 e
   float* sD = sLse + kQ;                                   // [kQ]
-  __shared__ int info[2];
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t4 = lane & 3;
   const int kvh = blockIdx.y, group = nh / nkv;
-  if (tid == 0) {
-    int seq = -1, start = 0;
-    if (!find_tile(cu, B, kBlockRows, blockIdx.x, seq, start)) seq = -1;
-    info[0] = seq;
-    info[1] = start;
-  }
-  __syncthreads();
-  if (info[0] < 0) return;
-  const int seq = info[0], k0 = info[1];
+  const int seq = tiles[2 * blockIdx.x], k0 = tiles[2 * blockIdx.x + 1];
   const int base = cu[seq], len = cu[seq + 1] - base;
   const size_t qs = size_t(nh) * D, ks = size_t(nkv) * D;
   load_tile<D>(sK, LD, k + size_t(base) * ks + size_t(kvh) * D, ks, k0, kBlockRows, len, tid, kWarps * 32);
@@ -162,28 +155,19 @@ template <int D>
 __global__ void __launch_bounds__(kWarps * 32)
     flash_bwd_dq_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                         const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ Dvec,
-                        const int32_t* cu, int B, int T, int nh, int nkv, float scale_log2, float scale,
-                        bf16* __restrict__ dq) {
+                        const int32_t* cu, const int32_t* tiles, int T, int nh, int nkv, float scale_log2,
+                        float scale, bf16* __restrict__ dq) {
   constexpr int LD = D + 8;
-  extern __shared__ uint4 smem_raw[];
+  L2E_DYNAMIC_SHARED(uint4, smem_raw);
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw);  // [64][LD]
   bf16* sdO = sQ + kBlockRows * LD;              // [64][LD]
   bf16* sK = sdO + kBlockRows * LD;              // [kTile][LD]
   bf16* sV = sK + kTile * LD;                    // [kTile][LD]
-  __shared__ int info[2];
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t4 = lane & 3;
   const int h = blockIdx.y, kvh = h / (nh / nkv);
-  if (tid == 0) {
-    int seq = -1, start = 0;
-    if (!find_tile(cu, B, kBlockRows, blockIdx.x, seq, start)) seq = -1;
-    info[0] = seq;
-    info[1] = start;
-  }
-  __syncthreads();
-  if (info[0] < 0) return;
-  const int seq = info[0], q0 = info[1];
+  const int seq = tiles[2 * blockIdx.x], q0 = tiles[2 * blockIdx.x + 1];
   const int base = cu[seq], len = cu[seq + 1] - base;
   const size_t qs = size_t(nh) * D, ks = size_t(nkv) * D;
   load_tile<D>(sQ, LD, q + size_t(base) * qs + size_t(h) * D, qs, q0, kBlockRows, len, tid, kWarps * 32);
@@ -267,7 +251,9 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 template <int D>
 void launch(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
-            const int32_t* cu, int B, int T, int nh, int nkv, void* dq, void* dk, void* dv, cudaStream_t s) {
+            const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles, int num_tiles, void* dq, void* dk, void* dv,
+            cudaStream_t s) {
+  if (num_tiles == 0) return;
   const size_t smem_kv = DkdvShape<D>::smem;
   const size_t smem_q = size_t(2 * kBlockRows + 2 * kTile) * (D + 8) * sizeof(bf16);
   static bool attr_set = false;
@@ -279,24 +265,23 @@ void launch(const void* q, const void* k, const void* v, const void* dout, const
     attr_set = true;
   }
   const float scale = 1.0f / sqrtf(float(D)), scale_log2 = scale * kLog2e;
-  const unsigned tiles = unsigned((T + kBlockRows - 1) / kBlockRows + B);
   const bf16 *qp = static_cast<const bf16*>(q), *kp = static_cast<const bf16*>(k), *vp = static_cast<const bf16*>(v),
              *dop = static_cast<const bf16*>(dout);
-  flash_bwd_dkdv_kernel<D><<<dim3(tiles, unsigned(nkv)), kWarps * 32, smem_kv, s>>>(
-      qp, kp, vp, dop, lse, Dvec, cu, B, T, nh, nkv, scale_log2, scale, static_cast<bf16*>(dk), static_cast<bf16*>(dv));
+  L2E_LAUNCH(flash_bwd_dkdv_kernel<D>, dim3(unsigned(num_tiles), unsigned(nkv)), kWarps * 32, smem_kv, s)(
+      qp, kp, vp, dop, lse, Dvec, cu, tiles, T, nh, nkv, scale_log2, scale, static_cast<bf16*>(dk), static_cast<bf16*>(dv));
   check_launch("flash_attention_backward_dkdv");
-  flash_bwd_dq_kernel<D><<<dim3(tiles, unsigned(nh)), kWarps * 32, smem_q, s>>>(
-      qp, kp, vp, dop, lse, Dvec, cu, B, T, nh, nkv, scale_log2, scale, static_cast<bf16*>(dq));
+  L2E_LAUNCH(flash_bwd_dq_kernel<D>, dim3(unsigned(num_tiles), unsigned(nh)), kWarps * 32, smem_q, s)(
+      qp, kp, vp, dop, lse, Dvec, cu, tiles, T, nh, nkv, scale_log2, scale, static_cast<bf16*>(dq));
   check_launch("flash_attention_backward_dq");
 }
 
 }  // namespace
 
 void flash_bwd(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
-               const int32_t* cu, int B, int T, int nh, int nkv, int hd, void* dq, void* dk, void* dv,
-               cudaStream_t s) {
-  if (hd == 64) launch<64>(q, k, v, dout, lse, Dvec, cu, B, T, nh, nkv, dq, dk, dv, s);
-  else if (hd == 128) launch<128>(q, k, v, dout, lse, Dvec, cu, B, T, nh, nkv, dq, dk, dv, s);
+               const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles, void* dq,
+               void* dk, void* dv, cudaStream_t s) {
+  if (hd == 64) launch<64>(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq, dk, dv, s);
+  else if (hd == 128) launch<128>(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq, dk, dv, s);
   else throw Error("flash attention backward: head_dim " + std::to_string(hd) + " has no tensor-core kernel");
 }
 

@@ -29,22 +29,24 @@ __global__ void row_dot_kernel(const bf16* dout, const bf16* out, int T, int nh,
 bool attention_has_fast_path(int hd) { return hd == 64 || hd == 128; }
 
 void attention_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv,
-                   int hd, void* out, float* lse, bool force_simple, cudaStream_t s) {
+                   int hd, const int32_t* tiles, int num_tiles, void* out, float* lse, bool force_simple,
+                   cudaStream_t s) {
   if (T == 0) return;
-  if (!force_simple && attention_has_fast_path(hd)) flash_fwd(q, k, v, cu, B, T, nh, nkv, hd, out, lse, s);
+  if (!force_simple && attention_has_fast_path(hd)) flash_fwd(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
   else simple_fwd(q, k, v, cu, B, T, nh, nkv, hd, out, lse, s);
 }
 
 void attention_bwd(const void* q, const void* k, const void* v, const void* out, const float* lse,
-                   const void* dout, const int32_t* cu, int B, int T, int nh, int nkv, int hd, void* dq, void* dk,
-                   void* dv, float* workspace, bool force_simple, cudaStream_t s) {
+                   const void* dout, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
+                   const int32_t* tiles, int num_tiles, void* dq, void* dk, void* dv, float* workspace,
+                   bool force_simple, cudaStream_t s) {
   if (T == 0) return;
   const size_t rows = size_t(T) * nh;
-  row_dot_kernel<<<grid_for(rows * 32, 256, 1u << 30), 256, 0, s>>>(static_cast<const bf16*>(dout),
+  L2E_LAUNCH(row_dot_kernel, grid_for(rows * 32, 256, 1u << 30), 256, 0, s)(static_cast<const bf16*>(dout),
                                                                     static_cast<const bf16*>(out), T, nh, hd, workspace);
   check_launch("attention_backward_rowdot");
   if (!force_simple && attention_has_fast_path(hd))
-    flash_bwd(q, k, v, dout, lse, workspace, cu, B, T, nh, nkv, hd, dq, dk, dv, s);
+    flash_bwd(q, k, v, dout, lse, workspace, cu, T, nh, nkv, hd, tiles, num_tiles, dq, dk, dv, s);
   else
     simple_bwd(q, k, v, dout, lse, workspace, cu, B, T, nh, nkv, hd, dq, dk, dv, s);
 }

@@ -6,6 +6,7 @@
 //   o = c o + sum_j bf16(2^(s2_j - m_new)) v_j
 // and at the end o /= l, lse = (m + log2 l) ln 2 (natural log, as the op table defines it).
 // Masked scores (key > query, key past the sequence) are -inf. No S x S matrix is formed.
+#include "core/backend.h"
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
 #include "cuda/mma.cuh"
@@ -15,7 +16,8 @@ namespace cuda {
 
 namespace {
 
-constexpr int kRows = 64;   // query rows per block
+constexpr int kRows = 64;   // query rows per block: one tile of the batch's schedule
+static_assert(kRows == kAttentionTileRows, "the flash forward takes one schedule tile per block");
 constexpr int kKeys = 64;   // keys per tile
 constexpr int kWarps = 4;
 constexpr float kLog2e = 1.4426950408889634f;
@@ -23,28 +25,20 @@ constexpr float kLn2 = 0.6931471805599453f;
 
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
-                                                                 const bf16* __restrict__ v, const int32_t* cu, int B,
-                                                                 int T, int nh, int nkv, float scale_log2,
+                                                                 const bf16* __restrict__ v, const int32_t* cu,
+                                                                 const int32_t* tiles, int T, int nh, int nkv,
+                                                                 float scale_log2,
                                                                  bf16* __restrict__ out, float* __restrict__ lse) {
   constexpr int LD = D + 8;  // padded row stride: conflict-free fragment loads
-  extern __shared__ uint4 smem_raw[];
+  L2E_DYNAMIC_SHARED(uint4, smem_raw);
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw);  // [kRows][LD]
   bf16* sK = sQ + kRows * LD;                     // [kKeys][LD]
   bf16* sV = sK + kKeys * LD;                     // [kKeys][LD]
-  __shared__ int info[2];
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t4 = lane & 3;
   const int h = blockIdx.y, kvh = h / (nh / nkv);
-  if (tid == 0) {
-    int seq = -1, start = 0;
-    if (!find_tile(cu, B, kRows, blockIdx.x, seq, start)) seq = -1;
-    info[0] = seq;
-    info[1] = start;
-  }
-  __syncthreads();
-  if (info[0] < 0) return;
-  const int seq = info[0], q0 = info[1];
+  const int seq = tiles[2 * blockIdx.x], q0 = tiles[2 * blockIdx.x + 1];
   const int base = cu[seq], len = cu[seq + 1] - base;
   const size_t qs = size_t(nh) * D, ks = size_t(nkv) * D;  // row strides
   const bf16* qh = q + size_t(base) * qs + size_t(h) * D;
@@ -153,8 +147,9 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __re
 }
 
 template <int D>
-void launch(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv, void* out,
-            float* lse, cudaStream_t s) {
+void launch(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles,
+            int num_tiles, void* out, float* lse, cudaStream_t s) {
+  if (num_tiles == 0) return;
   const size_t smem = size_t(kRows + 2 * kKeys) * (D + 8) * sizeof(bf16);
   static bool attr_set = false;  // per device function; harmless to repeat
   if (!attr_set) {
@@ -162,19 +157,19 @@ void launch(const void* q, const void* k, const void* v, const int32_t* cu, int 
     attr_set = true;
   }
   const float scale_log2 = kLog2e / sqrtf(float(D));
-  dim3 grid(unsigned((T + kRows - 1) / kRows + B), unsigned(nh));
-  flash_fwd_kernel<D><<<grid, kWarps * 32, smem, s>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
-                                                      static_cast<const bf16*>(v), cu, B, T, nh, nkv, scale_log2,
+  const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(nh));
+  L2E_LAUNCH(flash_fwd_kernel<D>, grid, kWarps * 32, smem, s)(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
+                                                      static_cast<const bf16*>(v), cu, tiles, T, nh, nkv, scale_log2,
                                                       static_cast<bf16*>(out), lse);
   check_launch("flash_attention_forward");
 }
 
 }  // namespace
 
-void flash_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
-               void* out, float* lse, cudaStream_t s) {
-  if (hd == 64) launch<64>(q, k, v, cu, B, T, nh, nkv, out, lse, s);
-  else if (hd == 128) launch<128>(q, k, v, cu, B, T, nh, nkv, out, lse, s);
+void flash_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, int hd,
+               const int32_t* tiles, int num_tiles, void* out, float* lse, cudaStream_t s) {
+  if (hd == 64) launch<64>(q, k, v, cu, T, nh, nkv, tiles, num_tiles, out, lse, s);
+  else if (hd == 128) launch<128>(q, k, v, cu, T, nh, nkv, tiles, num_tiles, out, lse, s);
   else throw Error("flash attention: head_dim " + std::to_string(hd) + " has no tensor-core kernel");
 }
 

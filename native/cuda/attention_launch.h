@@ -8,10 +8,12 @@ namespace l2e {
 namespace cuda {
 
 // Tensor-core flash attention (attention_fwd.cu / attention_bwd.cu), hd 64 or 128.
-void flash_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
-               void* out, float* lse, cudaStream_t s);
+// tiles: num_tiles (sequence, first row) pairs of kAttentionTileRows rows (core/backend.h), one block each.
+void flash_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, int hd,
+               const int32_t* tiles, int num_tiles, void* out, float* lse, cudaStream_t s);
 void flash_bwd(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
-               const int32_t* cu, int B, int T, int nh, int nkv, int hd, void* dq, void* dk, void* dv, cudaStream_t s);
+               const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles, void* dq,
+               void* dk, void* dv, cudaStream_t s);
 
 // One thread per row, fp32, any hd <= 256 (attention_simple.cu): small models and cross-checks.
 void simple_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv, int hd,

@@ -124,7 +124,7 @@ void simple_fwd(const void* q, const void* k, const void* v, const int32_t* cu, 
                 void* out, float* lse, cudaStream_t s) {
   check_hd(hd);
   const size_t n = size_t(T) * nh;
-  fwd_kernel<<<grid_for(n, 128), 128, 0, s>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
+  L2E_LAUNCH(fwd_kernel, grid_for(n, 128), 128, 0, s)(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
                                                static_cast<const bf16*>(v), cu, B, T, nh, nkv, hd,
                                                1.0f / sqrtf(float(hd)), static_cast<bf16*>(out), lse);
   check_launch("attention_simple_forward");
@@ -137,10 +137,10 @@ void simple_bwd(const void* q, const void* k, const void* v, const void* dout, c
   const float scale = 1.0f / sqrtf(float(hd));
   const bf16 *qp = static_cast<const bf16*>(q), *kp = static_cast<const bf16*>(k), *vp = static_cast<const bf16*>(v),
              *gp = static_cast<const bf16*>(dout);
-  dq_kernel<<<grid_for(size_t(T) * nh, 128), 128, 0, s>>>(qp, kp, vp, gp, lse, Dvec, cu, B, T, nh, nkv, hd, scale,
+  L2E_LAUNCH(dq_kernel, grid_for(size_t(T) * nh, 128), 128, 0, s)(qp, kp, vp, gp, lse, Dvec, cu, B, T, nh, nkv, hd, scale,
                                                           static_cast<bf16*>(dq));
   check_launch("attention_simple_backward_dq");
-  dkdv_kernel<<<grid_for(size_t(T) * nkv, 128), 128, 0, s>>>(qp, kp, vp, gp, lse, Dvec, cu, B, T, nh, nkv, hd, scale,
+  L2E_LAUNCH(dkdv_kernel, grid_for(size_t(T) * nkv, 128), 128, 0, s)(qp, kp, vp, gp, lse, Dvec, cu, B, T, nh, nkv, hd, scale,
                                                              static_cast<bf16*>(dk), static_cast<bf16*>(dv));
   check_launch("attention_simple_backward_dkdv");
 }

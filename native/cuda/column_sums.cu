@@ -66,9 +66,9 @@ void column_sums(Term f, int T, int N, float* out, float* workspace, cudaStream_
   const int chunks = chunks_for(T);
   const int rows = (T + chunks - 1) / chunks;
   dim3 grid((N + kCols - 1) / kCols, chunks), block(kCols, kRowLanes);
-  partial_kernel<<<grid, block, 0, s>>>(f, T, N, rows, workspace);
+  L2E_LAUNCH(partial_kernel, grid, block, 0, s)(f, T, N, rows, workspace);
   check_launch("column_sums");
-  finish_kernel<<<(N + 255) / 256, 256, 0, s>>>(workspace, chunks, N, out);
+  L2E_LAUNCH(finish_kernel, (N + 255) / 256, 256, 0, s)(workspace, chunks, N, out);
   check_launch("column_sums_finish");
 }
 

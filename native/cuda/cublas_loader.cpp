@@ -20,6 +20,16 @@ void resolve(void* lib, const char* name, Fn& out, bool required, const std::str
   if (!out && required) throw Error("cuBLAS library " + path + " has no symbol " + name);
 }
 
+#ifdef L2E_CUDA_EMULATION
+}  // namespace
+}  // namespace cuda
+namespace emu {
+cuda::Cublas emulated_cublas();  // emulation/cublas.cpp: cublasGemmEx from its documented contract
+}  // namespace emu
+namespace cuda {
+namespace {
+Cublas load() { return emu::emulated_cublas(); }
+#else
 Cublas load() {
   std::vector<std::string> names;
   const char* env = std::getenv("L2E_CUBLAS");
@@ -47,6 +57,7 @@ Cublas load() {
       "libcublas.so.13/.12 not found — install the CUDA 12/13 cuBLAS runtime or set L2E_CUBLAS to the path of "
       "libcublas.so (tried:" + tried + ")");
 }
+#endif
 
 }  // namespace
 

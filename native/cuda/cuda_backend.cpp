@@ -163,8 +163,8 @@ class CudaBackend final : public Backend {
                  Buf& lse) override {
     for (const Buf* b : std::initializer_list<const Buf*>{&q, &k, &v, &out}) need(*b, DType::BF16, "attention", "q, k, v and out");
     need(lse, DType::F32, "attention", "lse");
-    attention_fwd(q.ptr, k.ptr, v.ptr, batch.cu_seqlens.i32(), batch.B, batch.T, nh, nkv, hd, out.ptr, lse.f32(),
-                  simple_attention_, stream_);
+    attention_fwd(q.ptr, k.ptr, v.ptr, batch.cu_seqlens.i32(), batch.B, batch.T, nh, nkv, hd, batch.tiles.i32(),
+                  batch.num_tiles, out.ptr, lse.f32(), simple_attention_, stream_);
   }
   void swiglu(const Buf& gate, const Buf& up, size_t n, Buf& out) override {
     for (const Buf* b : std::initializer_list<const Buf*>{&gate, &up, &out}) need(*b, DType::BF16, "swiglu", "gate, up and out");
@@ -214,7 +214,7 @@ class CudaBackend final : public Backend {
     need(lse, DType::F32, "attention_backward", "lse");
     float* D = scratch_f32(size_t(nh) * batch.T * sizeof(float));
     attention_bwd(q.ptr, k.ptr, v.ptr, out.ptr, lse.f32(), dout.ptr, batch.cu_seqlens.i32(), batch.B, batch.T, nh, nkv,
-                  hd, dq.ptr, dk.ptr, dv.ptr, D, simple_attention_, stream_);
+                  hd, batch.tiles.i32(), batch.num_tiles, dq.ptr, dk.ptr, dv.ptr, D, simple_attention_, stream_);
   }
   void swiglu_backward(const Buf& gate, const Buf& up, const Buf& dout, size_t n, Buf& dgate, Buf& dup) override {
     for (const Buf* b : std::initializer_list<const Buf*>{&gate, &up, &dout, &dgate, &dup}) need(*b, DType::BF16, "swiglu_backward", "all buffers");
@@ -302,6 +302,9 @@ class CudaBackend final : public Backend {
 CudaStatus cuda_status() {
   CudaStatus s;
   s.compiled = true;
+#ifdef L2E_CUDA_EMULATION
+  s.emulated = true;
+#endif
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {

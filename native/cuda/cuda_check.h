@@ -3,6 +3,8 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "core/tensor.h"
@@ -14,8 +16,21 @@ inline void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw Error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
 }
 
-// After a <<<...>>> launch: configuration errors show up here, execution errors at the next sync.
-inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
+// L2E_CUDA_SYNC=1: synchronise after every launch, so that an execution error names its kernel.
+inline bool sync_after_launch() {
+  static const bool on = [] {
+    const char* v = std::getenv("L2E_CUDA_SYNC");
+    return v && *v && std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+// After a launch: configuration errors show up here, execution errors at the next sync (at once
+// with L2E_CUDA_SYNC=1).
+inline void check_launch(const char* kernel) {
+  check(cudaGetLastError(), kernel);
+  if (sync_after_launch()) check(cudaDeviceSynchronize(), kernel);
+}
 
 }  // namespace cuda
 }  // namespace l2e

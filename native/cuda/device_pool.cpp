@@ -12,6 +12,10 @@ constexpr size_t kGranule = size_t(2) << 20;  // above: multiples of 2 MiB
 }  // namespace
 
 size_t DevicePool::rounded(size_t bytes) {
+#ifdef L2E_CUDA_EMULATION
+  // exact sizes (16-byte multiples), so that the emulator's guard page follows the requested bytes
+  return (bytes + 15) / 16 * 16;
+#endif
   if (bytes <= kSmall) {
     size_t r = 512;
     while (r < bytes) r <<= 1;
@@ -57,6 +61,9 @@ void DevicePool::free(void* p) {
   if (!p) return;
   auto it = live_.find(p);
   if (it == live_.end()) return;  // not ours: ignore rather than corrupt the cache
+#ifdef L2E_CUDA_EMULATION
+  cudaMemsetAsync(p, 0xff, it->second, stream_);  // a reused block reads as NaN until written
+#endif
   cache_.emplace(it->second, p);
   cached_bytes_ += it->second;
   live_bytes_ -= it->second;

@@ -1,8 +1,20 @@
 // Small device helpers shared by the kernels: bf16 <-> float element access for templated kernels,
 // warp / block sums, and a grid-stride loop. Included by .cu files only.
+//
+// Kernel launches are written L2E_LAUNCH(kernel, grid, block, smem, stream)(args...) and dynamic
+// shared memory L2E_DYNAMIC_SHARED(type, name): with nvcc these are <<<...>>> and extern __shared__;
+// in the CPU emulation build (L2E_CUDA_EMULATION, native/cuda/emulation) a call into the emulator.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+
+#ifdef L2E_CUDA_EMULATION
+#define L2E_LAUNCH(kernel, grid, block, smem, stream) L2E_EMU_LAUNCH(kernel, grid, block, smem, stream)
+#define L2E_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(::l2e::emu::dynamic_shared())
+#else
+#define L2E_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
+#define L2E_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
 
 #include <cstdint>
 

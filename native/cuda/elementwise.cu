@@ -61,9 +61,9 @@ void convert(void* dst, DType dst_t, const void* src, DType src_t, size_t n, cud
   if (n == 0) return;
   const unsigned g = grid_for(n, kThreads);
   if (dst_t == DType::BF16 && src_t == DType::F32)
-    convert_kernel<<<g, kThreads, 0, s>>>(static_cast<bf16*>(dst), static_cast<const float*>(src), n);
+    L2E_LAUNCH(convert_kernel, g, kThreads, 0, s)(static_cast<bf16*>(dst), static_cast<const float*>(src), n);
   else if (dst_t == DType::F32 && src_t == DType::BF16)
-    convert_kernel<<<g, kThreads, 0, s>>>(static_cast<float*>(dst), static_cast<const bf16*>(src), n);
+    L2E_LAUNCH(convert_kernel, g, kThreads, 0, s)(static_cast<float*>(dst), static_cast<const bf16*>(src), n);
   else
     throw Error(std::string("cuda convert: unsupported ") + dtype_name(src_t) + " -> " + dtype_name(dst_t));
   check_launch("convert");
@@ -73,9 +73,9 @@ void add_inplace(void* x, const void* y, DType t, size_t n, cudaStream_t s) {
   if (n == 0) return;
   const unsigned g = grid_for(n, kThreads);
   if (t == DType::BF16)
-    add_kernel<<<g, kThreads, 0, s>>>(static_cast<bf16*>(x), static_cast<const bf16*>(y), n);
+    L2E_LAUNCH(add_kernel, g, kThreads, 0, s)(static_cast<bf16*>(x), static_cast<const bf16*>(y), n);
   else if (t == DType::F32)
-    add_kernel<<<g, kThreads, 0, s>>>(static_cast<float*>(x), static_cast<const float*>(y), n);
+    L2E_LAUNCH(add_kernel, g, kThreads, 0, s)(static_cast<float*>(x), static_cast<const float*>(y), n);
   else
     throw Error(std::string("cuda add_inplace: unsupported dtype ") + dtype_name(t));
   check_launch("add_inplace");
@@ -83,21 +83,21 @@ void add_inplace(void* x, const void* y, DType t, size_t n, cudaStream_t s) {
 
 void scale_f32(float* x, size_t n, float a, cudaStream_t s) {
   if (n == 0) return;
-  scale_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(x, n, a);
+  L2E_LAUNCH(scale_kernel, grid_for(n, kThreads), kThreads, 0, s)(x, n, a);
   check_launch("scale");
 }
 
 void fill_rows_bf16(void* y, const void* row, int T, int N, cudaStream_t s) {
   const size_t n = size_t(T) * size_t(N);
   if (n == 0) return;
-  fill_rows_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(static_cast<bf16*>(y), static_cast<const bf16*>(row),
+  L2E_LAUNCH(fill_rows_kernel, grid_for(n, kThreads), kThreads, 0, s)(static_cast<bf16*>(y), static_cast<const bf16*>(row),
                                                                n, N);
   check_launch("fill_rows");
 }
 
 void swiglu_fwd(const void* gate, const void* up, size_t n, void* out, cudaStream_t s) {
   if (n == 0) return;
-  swiglu_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(static_cast<const bf16*>(gate),
+  L2E_LAUNCH(swiglu_kernel, grid_for(n, kThreads), kThreads, 0, s)(static_cast<const bf16*>(gate),
                                                             static_cast<const bf16*>(up), n, static_cast<bf16*>(out));
   check_launch("swiglu");
 }
@@ -105,7 +105,7 @@ void swiglu_fwd(const void* gate, const void* up, size_t n, void* out, cudaStrea
 void swiglu_bwd(const void* gate, const void* up, const void* dout, size_t n, void* dgate, void* dup,
                 cudaStream_t s) {
   if (n == 0) return;
-  swiglu_bwd_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(
+  L2E_LAUNCH(swiglu_bwd_kernel, grid_for(n, kThreads), kThreads, 0, s)(
       static_cast<const bf16*>(gate), static_cast<const bf16*>(up), static_cast<const bf16*>(dout), n,
       static_cast<bf16*>(dgate), static_cast<bf16*>(dup));
   check_launch("swiglu_backward");

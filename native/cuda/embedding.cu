@@ -41,7 +41,7 @@ __global__ void scatter_ordered_kernel(const int32_t* ids, int T, const bf16* do
 void embedding_fwd(const int32_t* ids, int T, const void* table, int H, void* out, cudaStream_t s) {
   const size_t n = size_t(T) * size_t(H);
   if (n == 0) return;
-  gather_kernel<<<grid_for(n, 256), 256, 0, s>>>(ids, n, static_cast<const bf16*>(table), H, static_cast<bf16*>(out));
+  L2E_LAUNCH(gather_kernel, grid_for(n, 256), 256, 0, s)(ids, n, static_cast<const bf16*>(table), H, static_cast<bf16*>(out));
   check_launch("embedding");
 }
 
@@ -50,9 +50,9 @@ void embedding_bwd(const int32_t* ids, int T, const void* dout, int H, float* dt
   const size_t n = size_t(T) * size_t(H);
   if (n == 0) return;
   if (deterministic) {
-    scatter_ordered_kernel<<<(H + 127) / 128, 128, 0, s>>>(ids, T, static_cast<const bf16*>(dout), H, dtable);
+    L2E_LAUNCH(scatter_ordered_kernel, (H + 127) / 128, 128, 0, s)(ids, T, static_cast<const bf16*>(dout), H, dtable);
   } else {
-    scatter_atomic_kernel<<<grid_for(n, 256), 256, 0, s>>>(ids, n, static_cast<const bf16*>(dout), H, dtable);
+    L2E_LAUNCH(scatter_atomic_kernel, grid_for(n, 256), 256, 0, s)(ids, n, static_cast<const bf16*>(dout), H, dtable);
   }
   check_launch("embedding_backward");
 }

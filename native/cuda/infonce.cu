@@ -97,13 +97,13 @@ const double* infonce(const float* q, const float* p, int B, int G, int P, float
   double* row_loss = S + size_t(B) * NP;
   const double inv_tau = 1.0 / double(temperature);
   const size_t pairs = size_t(B) * NP;
-  scores_kernel<<<grid_for(pairs * 32, 256, 1u << 30), 256, 0, s>>>(q, p, B, G, P, inv_tau, in_batch, scores, S);
+  L2E_LAUNCH(scores_kernel, grid_for(pairs * 32, 256, 1u << 30), 256, 0, s)(q, p, B, G, P, inv_tau, in_batch, scores, S);
   check_launch("infonce_scores");
-  softmax_kernel<<<B, 256, 0, s>>>(B, G, S, row_loss);
+  L2E_LAUNCH(softmax_kernel, B, 256, 0, s)(B, G, S, row_loss);
   check_launch("infonce_softmax");
-  grad_kernel<<<grid_for(size_t(B) * P, 256), 256, 0, s>>>(S, NP, 1, B, NP, p, P, inv_tau, dq);    // dq = dS p
+  L2E_LAUNCH(grad_kernel, grid_for(size_t(B) * P, 256), 256, 0, s)(S, NP, 1, B, NP, p, P, inv_tau, dq);    // dq = dS p
   check_launch("infonce_dq");
-  grad_kernel<<<grid_for(size_t(NP) * P, 256), 256, 0, s>>>(S, 1, NP, NP, B, q, P, inv_tau, dp);   // dp = dS^T q
+  L2E_LAUNCH(grad_kernel, grid_for(size_t(NP) * P, 256), 256, 0, s)(S, 1, NP, NP, B, q, P, inv_tau, dp);   // dp = dS^T q
   check_launch("infonce_dp");
   return row_loss;
 }

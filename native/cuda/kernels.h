@@ -57,12 +57,15 @@ void l2norm_bwd(const void* y, DType yt, const float* norm, const void* dy, DTyp
 // ---- attention_*.cu ---- causal var-len GQA attention, bf16 q/k/v/out, lse [nh, T] F32 (natural log).
 // Tensor-core kernels for hd 64 and 128 (sm_80+), a simple kernel for any other hd <= 256.
 bool attention_has_fast_path(int hd);
+// tiles: the batch's tile schedule (Batch::tiles, num_tiles pairs), read by the flash kernels.
 void attention_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv,
-                   int hd, void* out, float* lse, bool force_simple, cudaStream_t s);
+                   int hd, const int32_t* tiles, int num_tiles, void* out, float* lse, bool force_simple,
+                   cudaStream_t s);
 // workspace: nh*T floats (D_i = dO_i . o_i).
 void attention_bwd(const void* q, const void* k, const void* v, const void* out, const float* lse,
-                   const void* dout, const int32_t* cu, int B, int T, int nh, int nkv, int hd, void* dq, void* dk,
-                   void* dv, float* workspace, bool force_simple, cudaStream_t s);
+                   const void* dout, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
+                   const int32_t* tiles, int num_tiles, void* dq, void* dk, void* dv, float* workspace,
+                   bool force_simple, cudaStream_t s);
 
 // ---- infonce.cu ---- q [B,P], p [B*G,P] F32; scores [B,B*G], dq, dp F32; workspace: see infonce_workspace.
 size_t infonce_workspace(int B, int G);  // bytes

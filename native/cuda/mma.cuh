@@ -10,16 +10,24 @@
 // to bf16: that is how P = softmax(S) feeds P V without a trip through shared memory.
 #pragma once
 #include "cuda/device_utils.cuh"
+#ifdef L2E_CUDA_EMULATION
+#include "cuda/emulation/ptx.h"
+#endif
 
 namespace l2e {
 namespace cuda {
 
 __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef L2E_CUDA_EMULATION
+  const uint32_t b[2] = {b0, b1};
+  ::l2e::emu::ptx::mma_m16n8k16_bf16_f32(c, a, b, c);
+#else
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
 }
 
 __device__ __forceinline__ uint32_t ld_pair(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
@@ -57,9 +65,13 @@ __device__ __forceinline__ void load_b_kn_x2(uint32_t (&b)[4], const bf16* tile,
                                              int lane) {
   const bf16* p = tile + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0 + (lane >> 4) * 8;
   const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
+#ifdef L2E_CUDA_EMULATION
+  ::l2e::emu::ptx::ldmatrix_m8n8_b16(b, 4, true, addr);
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
                : "r"(addr));
+#endif
 }
 
 // Copies rows [row0, row0+rows) of a [*, stride] bf16 matrix (columns [col0, col0+D)) into a
@@ -74,23 +86,6 @@ __device__ __forceinline__ void load_tile(bf16* tile, int ld, const bf16* src, s
     if (row0 + r < valid) v = *reinterpret_cast<const uint4*>(src + size_t(row0 + r) * stride + col);
     *reinterpret_cast<uint4*>(tile + r * ld + col) = v;
   }
-}
-
-// Var-len scheduling: block `idx` of a launch covering every sequence in tiles of `rows` rows, heaviest
-// (last) tiles of each sequence first. Sets seq, tile start and length; returns false past the end.
-// Called by one thread; O(B).
-__device__ __forceinline__ bool find_tile(const int32_t* cu, int B, int rows, int idx, int& seq, int& start) {
-  for (int b = 0; b < B; b++) {
-    const int len = cu[b + 1] - cu[b];
-    const int tiles = (len + rows - 1) / rows;
-    if (idx < tiles) {
-      seq = b;
-      start = (tiles - 1 - idx) * rows;
-      return true;
-    }
-    idx -= tiles;
-  }
-  return false;
 }
 
 }  // namespace cuda

@@ -55,14 +55,14 @@ __global__ void adamw_kernel(float* w, const float* g, float* m, float* v, size_
 int sumsq_blocks(size_t n) { return int(grid_for(n, kSumThreads, kMaxSumBlocks)); }
 
 void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s) {
-  sumsq_kernel<<<sumsq_blocks(n), kSumThreads, 0, s>>>(x, n, partials);
+  L2E_LAUNCH(sumsq_kernel, sumsq_blocks(n), kSumThreads, 0, s)(x, n, partials);
   check_launch("sumsq");
 }
 
 void adamw(float* w, const float* g, float* m, float* v, size_t n, const AdamwScalars& a, void* shadow_bf16,
            cudaStream_t s) {
   if (n == 0) return;
-  adamw_kernel<<<grid_for(n, 256), 256, 0, s>>>(w, g, m, v, n, a, static_cast<bf16*>(shadow_bf16));
+  L2E_LAUNCH(adamw_kernel, grid_for(n, 256), 256, 0, s)(w, g, m, v, n, a, static_cast<bf16*>(shadow_bf16));
   check_launch("adamw");
 }
 

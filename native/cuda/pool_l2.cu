@@ -116,7 +116,7 @@ void pool_fwd(const void* x, DType xt, const int32_t* cu, int B, int P, int mode
   const size_t n = size_t(B) * P;
   if (n == 0) return;
   dispatch2(xt, x, ot, out, [&](auto* xp, auto* op) {
-    pool_kernel<<<grid_for(n, 256), 256, 0, s>>>(xp, cu, B, P, mode, op);
+    L2E_LAUNCH(pool_kernel, grid_for(n, 256), 256, 0, s)(xp, cu, B, P, mode, op);
   });
   check_launch("pool");
 }
@@ -128,7 +128,7 @@ void pool_bwd(const void* dout, DType dt, const int32_t* cu, int B, int T, int P
   const size_t n = size_t(T) * P;
   if (n == 0) return;
   dispatch2(dt, dout, xt, dx, [&](auto* dp, auto* xp) {
-    pool_bwd_kernel<<<grid_for(n, 256), 256, 0, s>>>(dp, cu, B, T, P, mode, xp);
+    L2E_LAUNCH(pool_bwd_kernel, grid_for(n, 256), 256, 0, s)(dp, cu, B, T, P, mode, xp);
   });
   check_launch("pool_backward");
 }
@@ -138,7 +138,7 @@ void l2norm_fwd(const void* x, DType xt, int B, int P, bool normalize, void* y, 
   need(xt, "l2norm");
   need(yt, "l2norm");
   if (B == 0) return;
-  dispatch2(xt, x, yt, y, [&](auto* xp, auto* yp) { l2norm_kernel<<<B, 256, 0, s>>>(xp, P, normalize, yp, norm); });
+  dispatch2(xt, x, yt, y, [&](auto* xp, auto* yp) { L2E_LAUNCH(l2norm_kernel, B, 256, 0, s)(xp, P, normalize, yp, norm); });
   check_launch("l2norm");
 }
 
@@ -151,7 +151,7 @@ void l2norm_bwd(const void* y, DType yt, const float* norm, const void* dy, DTyp
   if (yt != dyt) throw Error("cuda l2norm_backward: y and dy must have the same dtype");
   dispatch2(yt, y, dxt, dx, [&](auto* yp, auto* dp) {
     using G = std::remove_const_t<std::remove_pointer_t<decltype(yp)>>;
-    l2norm_bwd_kernel<<<B, 256, 0, s>>>(yp, norm, static_cast<const G*>(dy), P, normalize, dp);
+    L2E_LAUNCH(l2norm_bwd_kernel, B, 256, 0, s)(yp, norm, static_cast<const G*>(dy), P, normalize, dp);
   });
   check_launch("l2norm_backward");
 }

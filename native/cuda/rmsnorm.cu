@@ -55,7 +55,7 @@ __global__ void rmsnorm_bwd_dx_kernel(const bf16* x, const bf16* w, const float*
 
 void rmsnorm_fwd(const void* x, const void* w, int T, int H, float eps, void* y, float* rstd, cudaStream_t s) {
   if (T == 0) return;
-  rmsnorm_fwd_kernel<<<T, kThreads, 0, s>>>(static_cast<const bf16*>(x), static_cast<const bf16*>(w), H, eps,
+  L2E_LAUNCH(rmsnorm_fwd_kernel, T, kThreads, 0, s)(static_cast<const bf16*>(x), static_cast<const bf16*>(w), H, eps,
                                             static_cast<bf16*>(y), rstd);
   check_launch("rmsnorm");
 }
@@ -63,7 +63,7 @@ void rmsnorm_fwd(const void* x, const void* w, int T, int H, float eps, void* y,
 void rmsnorm_bwd_dx(const void* x, const void* w, const float* rstd, const void* dy, int T, int H, void* dx,
                     bool accumulate, cudaStream_t s) {
   if (T == 0) return;
-  rmsnorm_bwd_dx_kernel<<<T, kThreads, 0, s>>>(static_cast<const bf16*>(x), static_cast<const bf16*>(w), rstd,
+  L2E_LAUNCH(rmsnorm_bwd_dx_kernel, T, kThreads, 0, s)(static_cast<const bf16*>(x), static_cast<const bf16*>(w), rstd,
                                                static_cast<const bf16*>(dy), H, static_cast<bf16*>(dx), accumulate);
   check_launch("rmsnorm_backward");
 }

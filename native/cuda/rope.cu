@@ -49,7 +49,7 @@ void rope(void* x, const int32_t* positions, int T, int heads, int hd, const flo
   if (hd / 2 > kMaxHalf) throw Error("cuda rope: head_dim above 256 is not supported");
   InvFreq inv{};
   for (int i = 0; i < hd / 2; i++) inv.v[i] = inv_freq_host[i];
-  rope_kernel<<<T, 128, 0, s>>>(static_cast<bf16*>(x), positions, heads, hd, inv, sign);
+  L2E_LAUNCH(rope_kernel, T, 128, 0, s)(static_cast<bf16*>(x), positions, heads, hd, inv, sign);
   check_launch("rope");
 }
 

@@ -41,6 +41,10 @@ Napi::Value CudaBenchAttention(const Napi::CallbackInfo& info) {
     bt.cu_seqlens = be->alloc(cu.size(), DType::I32);
     bt.positions = be->alloc(pos.size(), DType::I32);
     be->upload(bt.cu_seqlens, cu.data(), cu.size(), DType::I32);
+    const std::vector<int32_t> tiles = attention_tiles(cu.data(), B);
+    bt.num_tiles = int(tiles.size() / 2);
+    bt.tiles = be->alloc(std::max<size_t>(1, tiles.size()), DType::I32);
+    if (!tiles.empty()) be->upload(bt.tiles, tiles.data(), tiles.size(), DType::I32);
     be->upload(bt.positions, pos.data(), pos.size(), DType::I32);
     auto rnd = [&](size_t n) {
       std::vector<float> h(n);
@@ -71,7 +75,7 @@ Napi::Value CudaBenchAttention(const Napi::CallbackInfo& info) {
       times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     std::sort(times.begin(), times.end());
-    for (Buf* b : {&q, &k, &v, &dout, &out, &lse, &dq, &dk, &dv, &bt.cu_seqlens, &bt.positions}) be->free(*b);
+    for (Buf* b : {&q, &k, &v, &dout, &out, &lse, &dq, &dk, &dv, &bt.cu_seqlens, &bt.positions, &bt.tiles}) be->free(*b);
     const double t = times[times.size() / 2];
     Napi::Object res = Napi::Object::New(env);
     res.Set("seconds", t);

@@ -4,10 +4,11 @@
 // bucket (small enough for memory) is shuffled in memory and appended to the output. A uniformly
 // random bucket followed by a uniform shuffle inside each bucket gives a uniform permutation.
 // The result is a function of the inputs, the seed and K (K = 1 when everything fits in memory).
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fsReason } from '../util/fs-error.js';
 import { openOutput } from '../util/output.js';
+import { processAlive } from '../util/process.js';
 import { Rng } from '../util/random.js';
 import { LineError, pairRowProblem, readLines } from './jsonl.js';
 
@@ -50,6 +51,14 @@ const BUCKET_PREFIX = '.l2e-combine-';
 /** JS strings of mostly non-Latin text take ~2 bytes per UTF-8 byte plus per-string overhead. */
 const MEMORY_PER_INPUT_BYTE = 3;
 
+/** Bucket folders of combine runs that were killed (their pid is gone). */
+function removeStaleBucketDirs(parent: string): void {
+  for (const name of readdirSync(parent)) {
+    const m = /^\.l2e-combine-(\d+)-\w+$/.exec(name);
+    if (m && !processAlive(Number(m[1]))) rmSync(join(parent, name), { recursive: true, force: true });
+  }
+}
+
 export async function combineFiles(inputs: string[], opts: CombineOptions): Promise<CombineResult> {
   if (inputs.length === 0) throw new Error('combine: no input files');
   const out = resolve(opts.output);
@@ -90,7 +99,10 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
     const pendingBytes: number[] = [];
     let bucketFiles: string[] = [];
     if (buckets > 1) {
-      tmp = mkdtempSync(join(opts.tmpDir ?? dirname(out), BUCKET_PREFIX));
+      const parent = opts.tmpDir ?? dirname(out);
+      removeStaleBucketDirs(parent);
+      // the pid in the name lets a later run remove the folder of one that was killed
+      tmp = mkdtempSync(join(parent, `.l2e-combine-${process.pid}-`));
       bucketFiles = Array.from({ length: buckets }, (_, i) => join(tmp!, `bucket-${i}.jsonl`));
       for (let i = 0; i < buckets; i++) {
         pending.push([]);

@@ -4,14 +4,17 @@
 //   2. for each wanted file: blobs/<lfs sha256 | blobId>, fetched from
 //      {endpoint}/[datasets/]{repo}/resolve/{commit}/{file} into blobs/<etag>.incomplete, resumed with a
 //      Range request after a dropped connection, size-checked, sha256-verified for LFS files, renamed;
+//      blobs/<etag>.lock (holding the pid) makes a second process wait rather than write the same
+//      .incomplete; a killed holder's lock is taken over and its .incomplete resumed;
 //   3. snapshots/<commit>/<file> → relative symlink to the blob (a copy where symlinks fail),
 //      refs/<revision> ← commit.
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { checkRepoId, defaultCacheDir, repoFolder, type RepoType } from './cache.js';
+import { checkRepoId, defaultCacheDir, isCommitHash, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { processAlive } from '../util/process.js';
 import { getJson, HubError, openUrl, statusError, withRetries, type RetryPolicy } from './http.js';
 
 export interface SnapshotOptions {
@@ -29,6 +32,8 @@ export interface SnapshotOptions {
   idleTimeoutMs?: number;
   /** Bytes done / total of one file; called at start (done 0), during, and at the end. */
   onProgress?: (file: string, done: number, total: number | undefined) => void;
+  /** Called when another process is fetching the same file and this one waits for it. */
+  onWait?: (file: string) => void;
 }
 
 export interface RepoFile {
@@ -84,6 +89,8 @@ export async function repoInfo(repoId: string, opts: SnapshotOptions = {}): Prom
   if (typeof info.sha !== 'string' || !Array.isArray(info.siblings)) {
     throw new HubError(`${what}: unexpected answer from ${url} (no "sha" / "siblings")`);
   }
+  // the commit names a folder of the cache: only a real commit hash may (never "../x")
+  if (!isCommitHash(info.sha)) throw new HubError(`${what}: unexpected answer from ${url} (commit ${JSON.stringify(info.sha)} is not a 40-digit hex hash)`);
   const files: RepoFile[] = [];
   for (const s of info.siblings as Record<string, unknown>[]) {
     if (typeof s?.['rfilename'] !== 'string') continue;
@@ -123,6 +130,41 @@ async function sha256OfFile(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 }) as AsyncIterable<Buffer>) h.update(chunk);
   return h.digest('hex');
+}
+
+/**
+ * Takes `blob`.lock (created exclusively, holding our pid) so that one process at a time fetches a
+ * blob: another `l2e pull` of the same file waits for it, then finds the blob done. A lock whose
+ * process is gone (killed) is taken over, and its `.incomplete` resumed. Returns the release.
+ */
+async function lockBlob(blob: string, what: string, onWait: () => void): Promise<() => void> {
+  const lock = `${blob}.lock`;
+  let waited = false;
+  for (;;) {
+    try {
+      writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
+      return () => rmSync(lock, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new HubError(`${what}: cannot create ${lock} (${(err as Error).message})`);
+    }
+    let holder = NaN;
+    try {
+      holder = Number.parseInt(readFileSync(lock, 'utf8'), 10);
+    } catch {
+      continue; // released between our two calls: try again
+    }
+    // a dead holder's lock is stale; so is one still without a pid after 10 s (killed between
+    // creating the file and writing to it)
+    const pidless = !(Number.isInteger(holder) && holder > 0);
+    const stale = pidless ? Date.now() - (statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > 10_000 : holder !== process.pid && !processAlive(holder);
+    if (stale) {
+      rmSync(lock, { force: true });
+      continue;
+    }
+    if (!waited) onWait();
+    waited = true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** The git blob id of a file: sha1 of "blob <size>\0" and the bytes (what the Hub lists as blobId). */
@@ -256,14 +298,23 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
     const url = resolveUrl(endpoint, repoId, type, commit, f.path);
     const what = `file ${f.path} of ${type} repo ${repoId}`;
     const etag = await etagOf(f, url, token, what, opts);
-    if (!/^[\w.-]+$/.test(etag)) throw new HubError(`${what}: unusable ETag "${etag}"`);
+    // the ETag names a file in blobs/: "." and ".." would name folders
+    if (!/^[\w.-]+$/.test(etag) || etag === '.' || etag === '..') throw new HubError(`${what}: unusable ETag "${etag}"`);
     const blob = join(blobs, etag);
-    if (!existsSync(blob) || (f.size !== undefined && statSync(blob).size !== f.size)) {
-      await downloadBlob(url, blob, f, token, what, opts);
-      downloaded.push(f.path);
-    } else {
-      opts.onProgress?.(f.path, statSync(blob).size, statSync(blob).size);
+    const missing = (): boolean => !existsSync(blob) || (f.size !== undefined && statSync(blob).size !== f.size);
+    if (missing()) {
+      const release = await lockBlob(blob, what, () => opts.onWait?.(f.path));
+      try {
+        // another process may have fetched it while we waited for the lock
+        if (missing()) {
+          await downloadBlob(url, blob, f, token, what, opts);
+          downloaded.push(f.path);
+        }
+      } finally {
+        release();
+      }
     }
+    if (!downloaded.includes(f.path)) opts.onProgress?.(f.path, statSync(blob).size, statSync(blob).size);
     linkIntoSnapshot(blob, join(snapshot, f.path));
   }
   if (revision !== commit) {

@@ -49,7 +49,13 @@ export function openUrl(req: HubRequest): Promise<http.IncomingMessage> {
         if (status >= 300 && status < 400 && location) {
           res.resume();
           if (hops >= MAX_REDIRECTS) return reject(new HubError(`too many redirects for ${req.what}`));
-          return go(new URL(location, url), hops + 1);
+          let next: URL;
+          try {
+            next = new URL(location, url);
+          } catch {
+            return reject(new HubError(`${req.what}: ${url.host} redirected to an invalid URL ${JSON.stringify(location)}`));
+          }
+          return go(next, hops + 1);
         }
         resolve(res);
       });

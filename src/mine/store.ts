@@ -1,10 +1,11 @@
 // Where mining keeps the corpus vectors: in memory when they fit the budget, otherwise in a temp file
 // of float32 rows read back block by block — so a corpus whose vectors exceed memory (a million
 // 1536-wide vectors are 6 GB) is mined with bounded memory.
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Embeddings } from '../model/embeddings.js';
+import { processAlive } from '../util/process.js';
 
 export interface VectorStore {
   readonly rows: number;
@@ -30,6 +31,14 @@ export class MemoryStore implements VectorStore {
   close(): void {}
 }
 
+/** Stores of mining runs that were killed (their pid is gone). */
+function removeStaleStores(parent: string): void {
+  for (const name of readdirSync(parent)) {
+    const m = /^l2e-mine-store-(\d+)-\w+$/.exec(name);
+    if (m && !processAlive(Number(m[1]))) rmSync(join(parent, name), { recursive: true, force: true });
+  }
+}
+
 /** Vectors appended to a temp file (float32, row-major) and read back by row ranges. */
 export class FileStore implements VectorStore {
   private readonly dir: string;
@@ -41,7 +50,9 @@ export class FileStore implements VectorStore {
     readonly dim: number,
     parent = tmpdir(),
   ) {
-    this.dir = mkdtempSync(join(parent, 'l2e-mine-store-'));
+    removeStaleStores(parent);
+    // the pid in the name lets a later run remove the store of one that was killed
+    this.dir = mkdtempSync(join(parent, `l2e-mine-store-${process.pid}-`));
     this.fd = openSync(join(this.dir, 'vectors.f32'), 'w+');
   }
 

@@ -10,20 +10,47 @@
 // loss since the checkpoint before). It is built in a temp folder and renamed into place, so a failed
 // write never damages the previous checkpoint. Pruning keeps a run's newest checkpoints plus its best:
 // the one with the lowest mean training loss since the checkpoint before it.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { EmbeddingModel } from '../model/embedding-model.js';
 import { configToJson } from '../model/config.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { folderBytes } from './disk.js';
+import { processAlive } from '../util/process.js';
 
 /** Tokenizer files copied with a model when they exist (tokenizer.json is required). */
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
 
+/** Tokenizer files read into memory (name → bytes), tokenizer.json first. */
+export type TokenizerFiles = [name: string, data: Buffer][];
+
+/**
+ * Reads the tokenizer files of `dir` (tokenizer.json required). A trainer reads them once, at its start:
+ * the folder may be a checkpoint that its own pruning later removes.
+ */
+export function readTokenizerFiles(dir: string): TokenizerFiles {
+  if (!existsSync(join(dir, 'tokenizer.json'))) {
+    throw new Error(`saveModel: ${join(dir, 'tokenizer.json')} is missing (the tokenizer to save with the model)`);
+  }
+  const files: TokenizerFiles = [];
+  for (const name of TOKENIZER_FILES) {
+    const from = join(dir, name);
+    if (!existsSync(from)) continue;
+    try {
+      files.push([name, readFileSync(from)]);
+    } catch (err) {
+      throw new Error(`saveModel: could not read ${from}: ${(err as Error).message}`);
+    }
+  }
+  return files;
+}
+
 export interface SaveModelOptions {
   /** Folder holding the tokenizer files; default the model's own folder (required for in-memory models). */
   tokenizerDir?: string | null;
+  /** The tokenizer files themselves (readTokenizerFiles), in place of tokenizerDir. */
+  tokenizerFiles?: TokenizerFiles;
   /** Written as config.json's `temperature` (default the model config's value). */
   temperature?: number | null;
   /** Refuse (NonFiniteWeightsError) to write weights holding NaN or ±Inf. */
@@ -46,7 +73,7 @@ function allFinite(data: Float32Array): boolean {
 /** Writes `model` to `dir` in the Hugging Face layout (each file atomically). */
 export function saveModel(model: EmbeddingModel, dir: string, options: SaveModelOptions = {}): void {
   const tokenizerDir = options.tokenizerDir ?? model.dir;
-  if (!tokenizerDir) {
+  if (!options.tokenizerFiles && !tokenizerDir) {
     throw new Error('saveModel: this model was created in memory and has no tokenizer files: pass tokenizerDir (a folder with tokenizer.json)');
   }
   mkdirSync(dir, { recursive: true });
@@ -60,19 +87,8 @@ export function saveModel(model: EmbeddingModel, dir: string, options: SaveModel
   const temperature = options.temperature === undefined ? model.config.temperature : options.temperature;
   const config = configToJson({ ...model.config, denseSize: model.dim }, { temperature, torch_dtype: 'float32' });
   writeFileAtomic(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
-  if (resolve(tokenizerDir) === resolve(dir)) return;
-  if (!existsSync(join(tokenizerDir, 'tokenizer.json'))) {
-    throw new Error(`saveModel: ${join(tokenizerDir, 'tokenizer.json')} is missing (the tokenizer to save with the model)`);
-  }
-  for (const name of TOKENIZER_FILES) {
-    const from = join(tokenizerDir, name);
-    if (!existsSync(from)) continue;
-    try {
-      copyFileSync(from, join(dir, name));
-    } catch (err) {
-      throw new Error(`saveModel: could not copy ${from}: ${(err as Error).message}`);
-    }
-  }
+  if (!options.tokenizerFiles && resolve(tokenizerDir!) === resolve(dir)) return;
+  for (const [name, data] of options.tokenizerFiles ?? readTokenizerFiles(tokenizerDir!)) writeFileAtomic(join(dir, name), data);
 }
 
 /**
@@ -186,7 +202,9 @@ export interface CheckpointContents {
   /** Serialisable trainer state (trainer_state.json). */
   state: object;
   temperature: number | null;
-  tokenizerDir: string | null;
+  /** The tokenizer files (read at the start of the run), else the folder holding them. */
+  tokenizerFiles?: TokenizerFiles;
+  tokenizerDir?: string | null;
 }
 
 /**
@@ -200,9 +218,10 @@ export function saveCheckpoint(outputDir: string, step: number, c: CheckpointCon
   const tmp = join(outputDir, `.checkpoint-${step}.tmp-${process.pid}`);
   try {
     mkdirSync(outputDir, { recursive: true });
+    removeStaleCheckpointTemps(outputDir);
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp);
-    saveModel(c.model, tmp, { tokenizerDir: c.tokenizerDir, temperature: c.temperature, requireFinite: true });
+    saveModel(c.model, tmp, { tokenizerFiles: c.tokenizerFiles, tokenizerDir: c.tokenizerDir, temperature: c.temperature, requireFinite: true });
     const n = c.moments.m.length;
     writeSafetensors(
       join(tmp, 'optimizer.safetensors'),
@@ -233,6 +252,21 @@ export function saveCheckpoint(outputDir: string, step: number, c: CheckpointCon
     throw new Error(`could not save the checkpoint of step ${step} to ${final}: ${reason}${kept}`);
   }
   return { dir: final, bytes };
+}
+
+/**
+ * Folders a killed run left behind (its pid is gone): `.checkpoint-N.tmp-PID`, a checkpoint half
+ * written, is removed; `.checkpoint-N.old-PID`, a whole checkpoint set aside while being replaced,
+ * is put back when no checkpoint-N took its place, else removed.
+ */
+function removeStaleCheckpointTemps(outputDir: string): void {
+  for (const name of readdirSync(outputDir)) {
+    const m = /^\.checkpoint-(\d+)\.(tmp|old)-(\d+)$/.exec(name);
+    if (!m || processAlive(Number(m[3]))) continue;
+    const final = join(outputDir, `checkpoint-${m[1]}`);
+    if (m[2] === 'old' && !existsSync(final)) renameSync(join(outputDir, name), final);
+    else rmSync(join(outputDir, name), { recursive: true, force: true });
+  }
 }
 
 /**

@@ -21,6 +21,8 @@ import {
   NonFiniteWeightsError,
   loadCheckpointWeights,
   pruneCheckpoints,
+  readTokenizerFiles,
+  type TokenizerFiles,
   saveCheckpoint,
   plannedBytes,
   saveModel,
@@ -111,6 +113,8 @@ export class Trainer {
   private run: RunIdentity = { id: '', startedAt: '', data: { source: '', bytes: null, sha256: null } };
   /** Started with overwrite: checkpoints of the run it replaces go as this one saves its own. */
   private replacing = false;
+  /** The tokenizer files saved with every checkpoint and the final model (read when fit starts). */
+  private tokenizerFiles: TokenizerFiles | undefined;
   /** Loss sum and steps since the last checkpoint (its mean loss decides the best checkpoint). */
   private window = { loss: 0, steps: 0 };
 
@@ -145,6 +149,10 @@ export class Trainer {
       if (!o.overwrite) refuseUsedOutput(o.outputDir, n);
       this.replacing = Boolean(o.overwrite);
     }
+
+    // read once now: the folder may be a checkpoint of this run that its pruning removes later
+    const tokenizerDir = o.tokenizerDir ?? this.model.dir;
+    this.tokenizerFiles = o.outputDir && tokenizerDir ? readTokenizerFiles(tokenizerDir) : undefined;
 
     this.nat.trainInit(native);
     const numel = this.nat.trainGetBuffer(native, 'grads').length;
@@ -294,7 +302,7 @@ export class Trainer {
       }
       this.ensureSpace(this.sizes(numel).model, `could not write the final model to ${o.outputDir}`);
       try {
-        saveModel(this.model, o.outputDir, { tokenizerDir: o.tokenizerDir, temperature: o.temperature, requireFinite: true });
+        saveModel(this.model, o.outputDir, { tokenizerDir: o.tokenizerDir, tokenizerFiles: this.tokenizerFiles, temperature: o.temperature, requireFinite: true });
       } catch (err) {
         if (err instanceof NonFiniteWeightsError) throw new TrainingDivergedError(pos.step, err.message, this.lastCheckpoint);
         throw err;
@@ -393,6 +401,7 @@ export class Trainer {
         moments: { m: this.nat.trainGetBuffer(native, 'm'), v: this.nat.trainGetBuffer(native, 'v') },
         state,
         temperature: o.temperature,
+        tokenizerFiles: this.tokenizerFiles,
         tokenizerDir: o.tokenizerDir ?? null,
       });
     } catch (err) {

@@ -5,13 +5,30 @@
 // followed and the file it ends at is written atomically, so the link stays a link. FIFOs, devices,
 // sockets and the /proc/self/fd/N links behind /dev/stdout are written through (opened for appending,
 // as a shell's `>>` would): replacing them would put a regular file where a pipe or /dev/null was.
-import { closeSync, fsyncSync, lstatSync, openSync, readlinkSync, realpathSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fsReason } from './fs-error.js';
+import { processAlive } from './process.js';
 
 export function tempPathFor(target: string): string {
   return join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now().toString(36)}`);
+}
+
+/** Removes the temp files of `target` that a killed writer left (a tempPathFor name whose pid is gone). */
+export function removeStaleTemps(target: string): void {
+  const prefix = `.${basename(target)}.tmp-`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(target));
+  } catch {
+    return; // no folder yet: nothing stale
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = /^(\d+)-[0-9a-z]+$/.exec(name.slice(prefix.length))?.[1];
+    if (pid !== undefined && !processAlive(Number(pid))) rmSync(join(dirname(target), name), { force: true });
+  }
 }
 
 /** How a target is written: `atomic` at `path` (temp + rename), or `through` by opening `path`. */
@@ -74,6 +91,7 @@ export function writeFileAtomic(target: string, data: string | Uint8Array | Uint
   } catch (err) {
     throw failure(target, err, null);
   }
+  if (mode.kind === 'atomic') removeStaleTemps(mode.path);
   const tmp = mode.kind === 'atomic' ? tempPathFor(mode.path) : null;
   let fd: number | undefined;
   try {
@@ -120,6 +138,7 @@ export class AtomicWriter {
       throw failure(target, err, null);
     }
     this.path = mode.path;
+    if (mode.kind === 'atomic') removeStaleTemps(mode.path);
     this.tmp = mode.kind === 'atomic' ? tempPathFor(mode.path) : null;
     this.stream = this.tmp ? createWriteStream(this.tmp) : createWriteStream(mode.path, { flags: 'a' });
     this.stream.on('error', (e) => {

@@ -63,6 +63,8 @@ export function parseNpy(bytes: Uint8Array, name = 'npy'): NpyMatrix {
   if (shape.length !== 2 || shape.some((d) => !Number.isInteger(d) || d < 0)) {
     throw new Error(`${name}: expected a 2-D matrix, got shape (${shapeText})`);
   }
+  // past 2^53 a dimension is no longer the number written: (0, 9007199254740993) read as ...992
+  if (shape.some((d) => !Number.isSafeInteger(d))) throw new Error(`${name}: shape (${shapeText}) is too large`);
   const [rows, cols] = shape as [number, number];
   const width = descr === '<f4' ? 4 : descr === '<f8' ? 8 : 0;
   if (width === 0) throw new Error(`${name}: dtype ${descr} is not supported (use little-endian float32 '<f4' or float64 '<f8')`);
@@ -71,6 +73,8 @@ export function parseNpy(bytes: Uint8Array, name = 'npy'): NpyMatrix {
     throw new Error(`${name}: data is truncated (${bytes.length - body} bytes for ${rows}x${cols} ${descr})`);
   }
   const data = new Float32Array(rows * cols);
+  // an empty matrix has nothing to read: (10^12, 0) must not loop over 10^12 empty rows
+  if (data.length === 0) return { rows, cols, data };
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) {
       // C order: element (i, j) at i*cols + j; Fortran order: at j*rows + i

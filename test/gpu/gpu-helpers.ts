@@ -10,7 +10,8 @@ export type OpResult = Record<string, Float32Array> & { value?: number };
 export interface GpuAddon {
   NativeModel: new (config: NativeModelConfig, device: string) => NativeModel;
   backendOp?: (device: string, op: string, args: OpArgs) => OpResult;
-  cudaStatus: () => { compiled: boolean; usable: boolean; reason: string; freeBytes?: number; totalBytes?: number };
+  backendOps?: () => string[];
+  cudaStatus: () => { compiled: boolean; usable: boolean; emulated: boolean; reason: string; freeBytes?: number; totalBytes?: number };
 }
 
 /** The test addon: the shipped addon's functions and the backendOp hook. */
@@ -42,6 +43,18 @@ function probe(): { usable: boolean; reason: string } {
 }
 
 export const gpu = probe();
+
+/**
+ * The addon is the CUDA emulation build (L2E_CUDA_EMULATE=1, loaded through L2E_ADDON): the kernels
+ * run on the CPU, thousands of times slower, so sizes that only make sense on a GPU shrink (never a
+ * structural case: tiles, lengths 1, GQA, head dims stay).
+ */
+export const emulated = cudaDevice === 'cuda' && gpu.usable && addon().cudaStatus().emulated === true;
+
+/** `onGpu` on a real GPU, `underEmulation` in the emulation build. */
+export function sized<T>(onGpu: T, underEmulation: T): T {
+  return emulated ? underEmulation : onGpu;
+}
 export const gpuNote = gpu.usable ? '' : `(skipped: no usable CUDA GPU — ${gpu.reason})`;
 
 export function runOp(device: 'cpu' | 'cuda', op: string, args: OpArgs): OpResult {
@@ -86,6 +99,34 @@ export { relError as relErr } from '../helpers/fixture.js';
 export function hasNaN(a: ArrayLike<number>): boolean {
   for (let i = 0; i < a.length; i++) if (Number.isNaN(a[i]!)) return true;
   return false;
+}
+
+/**
+ * The largest per-row relative error max_r ‖a_r − b_r‖ / max(‖b_r‖, ρ) over rows of `dim` values (b is
+ * the reference), so that an error confined to a few rows (one warp's, one tile's) cannot hide in a
+ * norm over the whole tensor. ρ, the RMS row norm of b, keeps rows whose reference is (nearly) zero
+ * (dq of a sequence's first token is exactly 0 on the CPU) from dividing by zero. NaN if any is NaN.
+ */
+export function maxRowRelErr(a: Float32Array, b: Float32Array, dim: number): number {
+  const rows = b.length / dim;
+  let total = 0;
+  for (let i = 0; i < b.length; i++) total += b[i]! * b[i]!;
+  const rho = Math.sqrt(total / rows);
+  let worst = 0;
+  for (let r = 0; r < rows; r++) {
+    let d = 0;
+    let n = 0;
+    for (let c = 0; c < dim; c++) {
+      const x = a[r * dim + c]!;
+      const y = b[r * dim + c]!;
+      d += (x - y) * (x - y);
+      n += y * y;
+    }
+    const e = Math.sqrt(d) / Math.max(Math.sqrt(n), rho);
+    if (Number.isNaN(e)) return NaN;
+    worst = Math.max(worst, e);
+  }
+  return worst;
 }
 
 /** Row-wise cosine similarity of two [rows, dim] matrices; the smallest. */

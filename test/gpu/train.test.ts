@@ -12,10 +12,15 @@ import { EmbeddingModel } from '../../src/model/embedding-model.js';
 import { gradStep } from '../../src/train/grad-step.js';
 import { trainNatives } from '../../src/train/native-train.js';
 import { Rng } from '../../src/util/random.js';
+import { nativeAddon } from '../../src/native.js';
 import { hasTinyMha, readCase, skipNote, tinyMha } from '../helpers/fixture.js';
-import { addon, cudaDevice, cuSeqlens, gpu, gpuNote, randBf16, randInt, randomWeights, relErr, roundWeightsToBf16 } from './gpu-helpers.js';
+import { addon, cudaDevice, type GpuAddon, cuSeqlens, gpu, gpuNote, randBf16, randInt, randomWeights, relErr, roundWeightsToBf16, sized } from './gpu-helpers.js';
 
 const GRAD_REL = 5e-2;
+const TRAJ_LOSS = 2e-2;
+const MIN_DROP = 0.5;
+const TRAJ_WEIGHTS = 0.15;
+const MIN_MOVE = [2 ** -9, 1e-4]; // [matrices and biases, norm weights]
 
 interface MasterBuffers {
   trainGetBuffer(model: NativeModel, which: string): Float32Array;
@@ -39,7 +44,8 @@ function compareGrads(m: NativeModel, a: Float32Array, b: Float32Array): void {
 }
 
 describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
-  const { NativeModel: Native } = addon();
+  // the shipped addon's models: trainNatives() (src/train) works on those, not the test addon's
+  const { NativeModel: Native } = nativeAddon<GpuAddon>();
 
   it.each([
     ['hd 64 GQA 4/2', { vocab: 500, hidden: 256, intermediate: 512, layers: 2, heads: 4, kvHeads: 2, headDim: 64, dense: 128 }],
@@ -51,7 +57,7 @@ describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
     try {
       randomWeights([cpu, cuda], 11);
       const rng = new Rng(12, 1);
-      const lens = [1, 5, 40, 70, 200];
+      const lens = sized([1, 5, 40, 70, 200], [1, 5, 40, 70, 130]); // emulation: the kernels run on the CPU
       const cu = cuSeqlens(lens);
       const ids = randInt(rng, cu[lens.length]!, cfg.vocab);
       const dEmb = randBf16(rng, lens.length * cfg.dense);
@@ -102,6 +108,53 @@ describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
       }
       // both moved the same way: the updated weights agree to bf16 precision
       for (const p of cpu.native.params()) expect(relErr(cuda.native.getTensor(p.name), cpu.native.getTensor(p.name)), p.name).toBeLessThan(1e-2);
+    } finally {
+      cpu.dispose();
+      cuda.dispose();
+    }
+  });
+
+  // An optimizer step that did nothing (or wrote stale weights back) would pass a single step at
+  // lr 1e-5, below the bf16 resolution of the weights. Here lr 1e-4 moves every matrix and bias by
+  // more than 2^-9 normwise (half a bf16 spacing: the bf16 copies change; measured 3.4e-3 to 1.2e-2)
+  // in 3 steps on the same batch; norm weights (~1, spacing 2^-7) by more than 1e-4 (measured 2.3e-4)
+  // in the fp32 master. At temperature 0.02 the loss falls from ~20 to ~2
+  // and amplifies the bf16 differences (the two trajectories' step-3 losses differ by ~10%), so the
+  // losses are compared against the starting loss: within TRAJ_LOSS = 2% of it at every step
+  // (measured 0.1%, 0.4%, 1.2%), falling by half at least; each tensor stays closer to the CPU's
+  // than TRAJ_WEIGHTS = 0.15 times the distance it moved (measured 0.005 to 0.05).
+  it.skipIf(!hasTinyMha)(`tiny-mha: 3 AdamW steps at lr 1e-4 follow the CPU trajectory ${hasTinyMha ? '' : skipNote('fixtures/tiny-mha')}`, async () => {
+    const fx = readCase(tinyMha);
+    const cpu = await EmbeddingModel.load(tinyMha, { device: 'cpu' });
+    const cuda = await EmbeddingModel.load(tinyMha, { device: cudaDevice });
+    const nat = trainNatives();
+    try {
+      // both start from the file's fp32 values: the CPU's weights, the CUDA master (its forward: their bf16 rounding)
+      nat.trainInit(cuda.native);
+      const hyper = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0, step: 1 };
+      const losses: Record<string, number[]> = { cpu: [], cuda: [] };
+      const before = cuda.native.params().map((p) => cuda.native.getTensor(p.name));
+      for (let step = 1; step <= 3; step++) {
+        for (const [name, m] of [['cpu', cpu], ['cuda', cuda]] as const) {
+          nat.trainInit(m.native);
+          const r = await gradStep(m.native, m.dim, m.tokenize(fx.queries, fx.max_len), m.tokenize(fx.passages, fx.max_len), {
+            groupSize: fx.group_size, temperature: fx.temperature, inBatchNegatives: true, chunkTokens: Infinity,
+          });
+          losses[name]!.push(r.loss);
+          await nat.trainStep(m.native, { ...hyper, step });
+        }
+      }
+      for (let i = 0; i < 3; i++) expect(Math.abs(losses['cuda']![i]! - losses['cpu']![i]!) / losses['cpu']![0]!, `step ${i + 1}`).toBeLessThan(TRAJ_LOSS);
+      expect(losses['cuda']![2]!).toBeLessThan(losses['cuda']![0]! * (1 - MIN_DROP));
+      const params = cuda.native.params();
+      for (let i = 0; i < params.length; i++) {
+        const p = params[i]!;
+        const after = cuda.native.getTensor(p.name);
+        const moved = relErr(after, before[i]!);
+        const apart = relErr(after, cpu.native.getTensor(p.name));
+        expect(moved, `${p.name} moved`).toBeGreaterThan(MIN_MOVE[p.name.includes("norm") ? 1 : 0]!);
+        expect(apart, `${p.name} vs cpu`).toBeLessThan(TRAJ_WEIGHTS * moved);
+      }
     } finally {
       cpu.dispose();
       cuda.dispose();

@@ -2,22 +2,34 @@
 # The one GPU-machine run (no build there): GPU tests, our benchmarks, the reference Python stack on the
 # same card, and a ratio table last.
 # Prepare on the development machine:  npx cmake-js compile --out build   (nvcc present: CUDA on)
-#                                      bash bench/gpu-pack.sh   (checks the addon, then ../shared/gpu/pack.sh)
-# Run on the GPU machine, from the repo root:  bash bench/gpu-run.sh [tests|bench|all]
+#                                      bash scripts/gpu/pack.sh   (checks the addon, then ../shared/gpu/pack.sh)
+# Run on the GPU machine, from the repo root:  bash scripts/gpu/run.sh [tests|bench|all]
 #   tests: the GPU test suites only; bench: ours + the reference stack + the table; all (default): both.
 #   (A device command may run 10 minutes: with a cold machine, run `tests` and `bench` as two calls.)
-# Knobs: SKIP_TESTS=1, SKIP_OURS=1, SKIP_REF=1, OUT=folder (default $OUT or /tmp/l2e-gpu).
+# Knobs: SKIP_TESTS=1, SKIP_OURS=1, SKIP_REF=1, OUT=folder (default $OUT or /tmp/l2e-gpu),
+#   L2E_SHARED=folder: the shared fixtures and pools (default .gpu/shared, linked as ../shared).
+# Stops at once, with the reason, when CUDA is not usable (driver, cuBLAS, an addon without CUDA or
+# the emulation build): every GPU suite would only skip.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 source .gpu/on-device.sh
 # the tests find fixtures and pools at ../shared, as on the development machine
-[ -e ../shared ] || ln -s "$PWD/.gpu/shared" ../shared 2>/dev/null || echo "note: cannot link ../shared; fixture tests will skip"
+SHARED=${L2E_SHARED:-$PWD/.gpu/shared}
+[ -d "$SHARED" ] || { echo "gpu-run: shared folder $SHARED not found (set L2E_SHARED)" >&2; exit 1; }
+[ -e ../shared ] || ln -s "$SHARED" ../shared 2>/dev/null || echo "note: cannot link ../shared; fixture tests will skip"
+export NO_COLOR=1 FORCE_COLOR=0  # plain test output in the logs
 PHASE=${1:-all}
 [ "$PHASE" = bench ] && SKIP_TESTS=1
 [ "$PHASE" = tests ] && SKIP_OURS=1 && SKIP_REF=1
 RES=${OUT:-/tmp/l2e-gpu}
 mkdir -p "$RES"
 export L2E_ADDON=${L2E_ADDON:-$PWD/build/Release/l2e.node}
+# the test addon the GPU suites load (test/helpers/testing-addon.mjs), packed by gpu-pack.sh
+if [ -z "${L2E_TESTING_ADDON:-}" ] && [ -f .gpu/testing/l2e_testing.node.xz ]; then
+  mkdir -p build/Release/testing
+  xz -dc .gpu/testing/l2e_testing.node.xz > build/Release/testing/l2e_testing.node
+fi
+export L2E_TESTING_ADDON=${L2E_TESTING_ADDON:-$PWD/build/Release/testing/l2e_testing.node}
 # The addon dlopens libcublas.so.13/.12 at run time. When the loader's cache has neither (a toolkit not
 # registered with ldconfig; PyTorch's wheel keeps its own copy), put the first folder that holds one
 # (and its libcublasLt) on LD_LIBRARY_PATH, or every CUDA test skips with "libcublas ... not found".
@@ -31,7 +43,15 @@ if [ -z "${L2E_CUBLAS:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.s
     echo "note: no libcublas.so.13/.12 found; set L2E_CUBLAS to its path"
   fi
 fi
-node -e 'const i = require(process.env.L2E_ADDON).cudaStatus(); console.log("addon cudaStatus:", JSON.stringify(i))'
+node -e '
+  const a = require(process.env.L2E_ADDON);
+  const s = a.cudaStatus?.();
+  console.log("addon cudaStatus:", JSON.stringify(s));
+  const why = !s || !s.compiled ? "the addon has no CUDA backend (" + process.env.L2E_ADDON + ")"
+    : s.emulated ? "the addon is the CPU emulation build"
+    : !s.usable ? s.reason : "";
+  if (why) { console.error("gpu-run: CUDA is not usable: " + why); process.exit(1); }
+' || exit 1
 
 if [ -z "${SKIP_TESTS:-}" ]; then
   echo "== GPU tests"
@@ -39,11 +59,11 @@ if [ -z "${SKIP_TESTS:-}" ]; then
 fi
 if [ -z "${SKIP_OURS:-}" ]; then
   echo "== ours"
-  POOLS_DIR=.gpu/shared/data/pools timeout 200 node bench/gpu-bench.mjs --out "$RES/ours.json" 2>&1 | tee "$RES/ours.log"
+  POOLS_DIR=$SHARED/data/pools timeout 200 node bench/gpu-bench.mjs --out "$RES/ours.json" 2>&1 | tee "$RES/ours.log"
 fi
 if [ -z "${SKIP_REF:-}" ]; then
   echo "== reference stack (PyTorch + transformers, SDPA)"
-  MODELS=${MODELS:-warm:2,600m:2,1b:4} OUT="$RES" timeout 330 python3 .gpu/shared/reference_stack.py .gpu/shared/data/pools/*.json 2>&1 | tee "$RES/ref.log" | tail -40
+  MODELS=${MODELS:-warm:2,600m:2,1b:4} OUT="$RES" timeout 330 python3 "$SHARED/reference_stack.py" "$SHARED"/data/pools/*.json 2>&1 | tee "$RES/ref.log" | tail -40
 fi
 if [ "$PHASE" != tests ]; then
   echo "== ratios (same card, same run)"

@@ -1,0 +1,55 @@
+#include "core/host_memory.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/tensor.h"
+
+namespace l2e {
+
+uint64_t host_memory_available() {
+  uint64_t avail = 0;
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f)) {
+      unsigned long long kb = 0;
+      if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+        avail = uint64_t(kb) * 1024;
+        break;
+      }
+    }
+    std::fclose(f);
+  }
+  if (avail == 0) {
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) avail = uint64_t(pages) * uint64_t(page);
+  }
+  if (const char* limit = std::getenv("L2E_HOST_MEMORY_LIMIT_MB")) {
+    char* end = nullptr;
+    const unsigned long long mb = std::strtoull(limit, &end, 10);
+    if (end != limit && *end == '\0') {
+      const uint64_t cap = uint64_t(mb) << 20;
+      if (avail == 0 || cap < avail) avail = cap;
+    }
+  }
+  return avail;
+}
+
+std::string format_bytes(uint64_t bytes) {
+  char buf[64];
+  if (bytes >= (uint64_t(1) << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", double(bytes) / double(uint64_t(1) << 30));
+  else if (bytes >= (uint64_t(1) << 20)) std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / double(uint64_t(1) << 20));
+  else std::snprintf(buf, sizeof buf, "%llu bytes", static_cast<unsigned long long>(bytes));
+  return buf;
+}
+
+void check_host_memory(uint64_t bytes, const std::string& what, const std::string& advice) {
+  const uint64_t avail = host_memory_available();
+  if (avail == 0 || bytes <= avail) return;
+  throw Error(what + " needs " + format_bytes(bytes) + " of host memory but only " + format_bytes(avail) + " is available" + advice);
+}
+
+}  // namespace l2e

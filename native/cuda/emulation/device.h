@@ -1,0 +1,155 @@
+// CUDA emulation build: the device side of CUDA C++ for kernels compiled as C++ (L2E_CUDA_EMULATION).
+//
+// Execution model (runtime.cpp): a launch runs its blocks one after another; a block runs each of its
+// threads as a fiber (its own small stack) on one OS thread, switching only where CUDA threads must
+// meet: __syncthreads and the warp-synchronous operations (shuffles, mma.sync, ldmatrix). Between
+// those points a thread runs alone, which is a legal CUDA schedule. Misuse is an error of the launch
+// (cudaGetLastError names the kernel), never a hang:
+//   - a __syncthreads that some threads of the block do not reach (they exited, or wait elsewhere);
+//   - a warp-synchronous operation with a mask other than the full warp, or that not every lane of
+//     the warp reaches, or lanes meeting at different operations;
+//   - an ldmatrix address outside the block's shared memory or not 16-byte aligned.
+// Out-of-bounds global or dynamic-shared accesses hit a guard page and abort with the kernel's name.
+#pragma once
+#include <math.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <tuple>
+#include <utility>
+
+#include "cuda_runtime_api.h"
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static thread_local  // one block at a time per OS thread
+
+struct uint3 {
+  unsigned x, y, z;
+};
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
+
+namespace l2e {
+namespace emu {
+
+// The CUDA thread a fiber runs.
+struct ThreadCtx {
+  uint3 thread_idx, block_idx;
+  dim3 block_dim, grid_dim;
+};
+ThreadCtx& ctx();  // the current fiber's
+
+void syncthreads();
+// Warp-synchronous exchange: this lane publishes `in` (bytes of payload), waits for all 32 lanes of
+// its warp at the same operation `op`, and returns the 32 published payloads (slot[lane]).
+struct WarpSlot {
+  uint64_t v[4];
+};
+const WarpSlot* warp_exchange(unsigned mask, const char* op, const WarpSlot& in);
+unsigned lane_id();
+unsigned warp_id();               // the warp of the current thread within its block
+uint64_t warp_generation();       // counts the warp's completed exchanges (changes at each one)
+[[noreturn]] void fail(const char* what);  // ends the launch with this error
+
+// Dynamic (extern __shared__) memory of the running block, and shared-window offsets (cvta).
+void* dynamic_shared();
+size_t dynamic_shared_size();
+size_t shared_offset(const void* p);  // fails unless p lies in the block's dynamic shared memory
+
+float atomic_add(float* p, float v);
+
+// ---- launches ----
+class Launch {
+ public:
+  Launch(const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t s)
+      : name_(name), grid_(grid), block_(block), smem_(smem), stream_(s) {}
+  template <typename Fn>
+  struct Bound {
+    const Launch* l;
+    Fn fn;
+    template <typename... A>
+    void operator()(A... args) const {
+      auto tup = std::make_tuple(args...);
+      const Fn& f = fn;
+      l->run([&f, &tup] { std::apply(f, tup); });  // each thread gets copies of the arguments
+    }
+  };
+  template <typename Fn>
+  Bound<Fn> with(Fn fn) const { return Bound<Fn>{this, fn}; }
+
+ private:
+  struct Body {
+    virtual void operator()() const = 0;
+  };
+  template <typename F>
+  struct BodyOf final : Body {
+    F f;
+    explicit BodyOf(F g) : f(g) {}
+    void operator()() const override { f(); }
+  };
+  template <typename F>
+  void run(F f) const {
+    BodyOf<F> b(f);
+    execute(b);
+  }
+  void execute(const Body& body) const;
+  friend struct Runner;
+  const char* name_;
+  dim3 grid_, block_;
+  size_t smem_;
+  cudaStream_t stream_;
+};
+
+}  // namespace emu
+}  // namespace l2e
+
+#define threadIdx (::l2e::emu::ctx().thread_idx)
+#define blockIdx (::l2e::emu::ctx().block_idx)
+#define blockDim (::l2e::emu::ctx().block_dim)
+#define gridDim (::l2e::emu::ctx().grid_dim)
+
+inline void __syncthreads() { ::l2e::emu::syncthreads(); }
+
+// __shfl_xor_sync (CUDA C++ Programming Guide, "Warp Shuffle Functions"): lane i receives var from
+// lane i ^ laneMask (width 32); every lane named in mask must execute it.
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T var, int laneMask) {
+  static_assert(sizeof(T) <= sizeof(::l2e::emu::WarpSlot), "shuffle payload too large");
+  ::l2e::emu::WarpSlot in{};
+  __builtin_memcpy(&in, &var, sizeof(T));
+  const ::l2e::emu::WarpSlot* all = ::l2e::emu::warp_exchange(mask, "__shfl_xor_sync", in);
+  T out;
+  __builtin_memcpy(&out, &all[(::l2e::emu::lane_id() ^ unsigned(laneMask)) & 31u], sizeof(T));
+  return out;
+}
+
+inline float atomicAdd(float* p, float v) { return ::l2e::emu::atomic_add(p, v); }
+
+inline size_t __cvta_generic_to_shared(const void* p) { return ::l2e::emu::shared_offset(p); }
+
+// Math and round-to-nearest intrinsics (CUDA Math API). The emulated kernels are compiled with
+// -ffp-contract=off, so each of these is one IEEE operation, as on the GPU.
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return std::sqrt(a); }
+inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
+inline float __expf(float x) { return std::exp(x); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+
+#define L2E_EMU_LAUNCH(kernel, grid, block, smem, stream) \
+  ::l2e::emu::Launch(#kernel, (grid), (block), (smem), (stream)).with([](auto... a_) { kernel(a_...); })

@@ -1,0 +1,111 @@
+// PTX instructions of the emulation build (see ptx.h for the ISA sections). Every lane publishes its
+// operands, the warp meets (a missing lane or a partial mask is an error), and each lane computes
+// what the ISA says its destination registers hold.
+#include "ptx.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cuda_bf16.h"
+#include "device.h"
+
+namespace l2e {
+namespace emu {
+namespace ptx {
+
+namespace {
+
+float half_of(uint32_t reg, int hi) {  // element 0 of a .b32 pair is its low 16 bits
+  __nv_bfloat16 h;
+  h.__x = uint16_t(hi ? reg >> 16 : reg & 0xffffu);
+  return __bfloat162float(h);
+}
+
+}  // namespace
+
+// "Matrix Fragments for mma.m16n8k16 with floating point type" (.bf16), with groupID = laneid >> 2
+// and threadID_in_group = laneid % 4; each .b32 register holds two consecutive elements a_i, a_i+1:
+//   A: a_i, i = 0..7:   row = groupID for i in {0,1,4,5}, groupID + 8 otherwise;
+//                       col = 2 threadID_in_group + (i & 1), + 8 for i >= 4
+//   B: b_i, i = 0..3:   row (k) = 2 threadID_in_group + (i & 1), + 8 for i >= 2;  col (n) = groupID
+//   C, D: c_i, i = 0..3: row = groupID, + 8 for i >= 2;  col = 2 threadID_in_group + (i & 1)
+// The inverse maps: A(r, k) is in lane (r % 8) * 4 + (k % 8) / 2, element 4[k >= 8] + 2[r >= 8] + k % 2;
+// B(k, n) is in lane n * 4 + (k % 8) / 2, element 2[k >= 8] + k % 2.
+void mma_m16n8k16_bf16_f32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4]) {
+  WarpSlot in{};
+  uint32_t words[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+  std::memcpy(in.v, words, sizeof(words));
+  const WarpSlot* all = warp_exchange(0xffffffffu, "mma.sync.m16n8k16", in);
+  // The first lane of the warp to continue decodes the whole of A and B for all (per warp, per exchange).
+  struct Decoded {
+    uint64_t gen = ~uint64_t(0);
+    float A[16][16], B[16][8];
+  };
+  static thread_local std::vector<Decoded> cache;
+  const unsigned w = warp_id();
+  if (cache.size() <= w) cache.resize(w + 1);
+  Decoded& dec = cache[w];
+  if (dec.gen != warp_generation()) {
+    dec.gen = warp_generation();
+    auto word = [&](unsigned lane, int i) {
+      uint32_t x;
+      std::memcpy(&x, reinterpret_cast<const char*>(all[lane].v) + 4 * i, 4);
+      return x;
+    };
+    for (int r = 0; r < 16; r++)
+      for (int k = 0; k < 16; k++) {
+        const int i = (k >= 8 ? 4 : 0) + (r >= 8 ? 2 : 0) + (k & 1);
+        dec.A[r][k] = half_of(word(unsigned((r % 8) * 4 + (k % 8) / 2), i / 2), i & 1);
+      }
+    for (int k = 0; k < 16; k++)
+      for (int n = 0; n < 8; n++) {
+        const int i = (k >= 8 ? 2 : 0) + (k & 1);
+        dec.B[k][n] = half_of(word(unsigned(n * 4 + (k % 8) / 2), 4 + i / 2), i & 1);
+      }
+  }
+  const unsigned lane = lane_id();
+  const int g = int(lane >> 2), t = int(lane & 3);
+  float out[4];
+  for (int i = 0; i < 4; i++) {
+    const int r = g + (i >= 2 ? 8 : 0), n = 2 * t + (i & 1);
+    float acc = 0.0f;  // bf16 x bf16 products are exact in fp32; the sum is fp32
+    for (int k = 0; k < 16; k++) acc += dec.A[r][k] * dec.B[k][n];
+    out[i] = c[i] + acc;
+  }
+  for (int i = 0; i < 4; i++) d[i] = out[i];
+}
+
+// "Warp-level matrix load instruction: ldmatrix", .m8n8 .b16: each matrix is 8 rows of 8 16-bit
+// elements, a row being 16 contiguous bytes at an address supplied by one thread: threads 0-7 give
+// the rows of matrix 0 (.x1), 8-15 of matrix 1 (.x2), 16-23 and 24-31 of matrices 2 and 3 (.x4).
+// Destination register m of each thread holds two elements of matrix m: row = laneid >> 2 and
+// columns 2 (laneid % 4) + {0, 1}; with .trans the matrix is read column-wise, i.e. rows
+// 2 (laneid % 4) + {0, 1} of column laneid >> 2. Addresses must be 16-byte aligned.
+void ldmatrix_m8n8_b16(uint32_t* d, int count, bool trans, unsigned addr) {
+  if (count != 1 && count != 2 && count != 4) fail("ldmatrix: .num must be .x1, .x2 or .x4");
+  WarpSlot in{};
+  in.v[0] = addr;
+  const WarpSlot* all = warp_exchange(0xffffffffu, trans ? "ldmatrix.trans" : "ldmatrix", in);
+  const char* base = static_cast<const char*>(dynamic_shared());
+  const size_t size = dynamic_shared_size();
+  const unsigned lane = lane_id();
+  for (int m = 0; m < count; m++) {
+    auto elem = [&](int row, int col) {
+      const uint64_t row_addr = all[8 * m + row].v[0];
+      if (row_addr % 16 != 0) fail("ldmatrix: row address not 16-byte aligned");
+      if (row_addr + 16 > size) fail("ldmatrix: row address outside the block's shared memory");
+      uint16_t x;
+      std::memcpy(&x, base + row_addr + 2 * col, 2);
+      return uint32_t(x);
+    };
+    const int g = int(lane >> 2), t = int(lane & 3);
+    const uint32_t lo = trans ? elem(2 * t, g) : elem(g, 2 * t);
+    const uint32_t hi = trans ? elem(2 * t + 1, g) : elem(g, 2 * t + 1);
+    d[m] = lo | (hi << 16);
+  }
+}
+
+}  // namespace ptx
+}  // namespace emu
+}  // namespace l2e

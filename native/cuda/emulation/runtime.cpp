@@ -1,0 +1,547 @@
+// The CPU side of the CUDA emulation build: device memory, streams and errors (cuda_runtime_api.h),
+// and kernel execution with one fiber per CUDA thread (device.h explains the model).
+//
+// Fibers: each OS thread that launches kernels keeps a pool of fibers with 64 KiB stacks (a guard
+// page below each). A fiber is started once with makecontext; afterwards fibers and the scheduler
+// switch with _setjmp/_longjmp, which save only registers (swapcontext would make a system call per
+// switch, and a flash-attention block switches millions of times). A fiber loops: run the kernel
+// body for the CUDA thread it is given, report done, wait for the next block.
+//
+// Loud failures: allocations are filled with 0xff bytes (NaN as f32 and as bf16), a freed block's
+// pages are unmapped, and a guard page follows every allocation and the dynamic shared memory, so an
+// out-of-bounds access faults; the SIGSEGV handler then names the kernel, block and thread and aborts.
+#undef _FORTIFY_SOURCE  // its longjmp check rejects jumps between fiber stacks, which is the point here
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "device.h"
+
+namespace l2e {
+namespace emu {
+
+namespace {
+
+size_t page_size() {
+  static const size_t p = size_t(sysconf(_SC_PAGESIZE));
+  return p;
+}
+size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+// ---- errors (per host thread, like the runtime's last error) ----
+thread_local cudaError_t tl_last = cudaSuccess;
+thread_local std::string tl_message;  // the details of the last error set (code tl_message_code)
+thread_local cudaError_t tl_message_code = cudaSuccess;
+
+cudaError_t set_error(cudaError_t e, const std::string& message) {
+  tl_last = e;
+  tl_message = message;
+  tl_message_code = e;
+  return e;
+}
+
+// ---- device memory ----
+constexpr size_t kNominalMemory = size_t(16) << 30;  // what cudaMemGetInfo reports as the total
+
+struct Allocation {
+  char* map;
+  size_t map_bytes;
+  size_t bytes;
+};
+std::mutex g_mem_mu;
+std::map<uintptr_t, Allocation> g_allocs;  // by user pointer
+size_t g_live = 0;
+
+// The allocation holding [p, p + n), or nullptr.
+const Allocation* find_range(const void* p, size_t n) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  auto it = g_allocs.upper_bound(a);
+  if (it == g_allocs.begin()) return nullptr;
+  --it;
+  if (a + n > it->first + it->second.bytes) return nullptr;
+  return &it->second;
+}
+
+// ---- fibers ----
+constexpr size_t kStack = 64 * 1024;
+enum State { kReady, kWarpWait, kBlockWait, kDone, kFailed };
+
+struct Fiber {
+  jmp_buf jb;
+  ucontext_t uc;
+  char* map = nullptr;  // guard page + stack
+  bool fresh = true;    // must be (re)started with makecontext
+  State state = kReady;
+  const char* op = nullptr;  // the warp operation it waits at
+  unsigned linear = 0, phase = 0;
+  ThreadCtx c{};
+};
+
+struct Worker {
+  std::vector<std::unique_ptr<Fiber>> fibers;
+  jmp_buf sched;
+  Fiber* cur = nullptr;
+  const void* body = nullptr;
+  void (*call)(const void*) = nullptr;
+  const char* kernel = nullptr;
+  char* smem_map = nullptr;
+  size_t smem_cap = 0, smem_size = 0;
+  char* smem = nullptr;
+  std::vector<WarpSlot> slots;
+  std::vector<uint64_t> warp_gen;
+  bool failed = false;
+  std::string error;
+  bool altstack = false;
+};
+thread_local Worker W;
+
+void fiber_main() {
+  for (;;) {
+    Fiber* f = W.cur;
+    W.call(W.body);
+    f->state = kDone;
+    if (!_setjmp(f->jb)) _longjmp(W.sched, 1);
+  }
+}
+
+void start_context(Fiber* f) {
+  getcontext(&f->uc);
+  f->uc.uc_stack.ss_sp = f->map + page_size();
+  f->uc.uc_stack.ss_size = kStack;
+  f->uc.uc_link = nullptr;
+  makecontext(&f->uc, fiber_main, 0);
+}
+
+void resume(Fiber* f) {
+  W.cur = f;
+  if (!_setjmp(W.sched)) {
+    if (f->fresh) {
+      f->fresh = false;
+      start_context(f);
+      setcontext(&f->uc);
+    }
+    _longjmp(f->jb, 1);
+  }
+  W.cur = nullptr;
+}
+
+void yield(Fiber* f) {
+  if (!_setjmp(f->jb)) _longjmp(W.sched, 1);
+}
+
+Fiber* new_fiber() {
+  auto f = std::make_unique<Fiber>();
+  void* m = mmap(nullptr, kStack + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return nullptr;
+  f->map = static_cast<char*>(m);
+  mprotect(f->map, page_size(), PROT_NONE);  // stack overflow faults
+  W.fibers.push_back(std::move(f));
+  return W.fibers.back().get();
+}
+
+// ---- SIGSEGV: name the kernel ----
+struct sigaction g_old_segv;
+std::once_flag g_segv_once;
+
+void put(const char* s) {
+  ssize_t r = write(2, s, strlen(s));
+  (void)r;
+}
+void put_u(unsigned long v) {
+  char b[24];
+  int i = 23;
+  b[i] = 0;
+  do b[--i] = char('0' + v % 10); while ((v /= 10) && i > 0);
+  put(b + i);
+}
+
+void on_segv(int sig, siginfo_t* info, void* uctx) {
+  if (W.kernel) {
+    put("l2e CUDA emulation: out-of-bounds memory access (or stack overflow) in kernel ");
+    put(W.kernel);
+    if (W.cur) {
+      const ThreadCtx& c = W.cur->c;
+      put(", block (");
+      put_u(c.block_idx.x), put(","), put_u(c.block_idx.y), put(","), put_u(c.block_idx.z);
+      put("), thread (");
+      put_u(c.thread_idx.x), put(","), put_u(c.thread_idx.y), put(","), put_u(c.thread_idx.z);
+      put(")");
+    }
+    put("\n");
+    abort();
+  }
+  if (g_old_segv.sa_flags & SA_SIGINFO) {
+    if (g_old_segv.sa_sigaction) g_old_segv.sa_sigaction(sig, info, uctx);
+    return;
+  }
+  if (g_old_segv.sa_handler == SIG_IGN) return;
+  if (g_old_segv.sa_handler != SIG_DFL && g_old_segv.sa_handler) {
+    g_old_segv.sa_handler(sig);
+    return;
+  }
+  signal(SIGSEGV, SIG_DFL);  // returning re-raises the fault with the default action
+}
+
+void install_segv_handler() {
+  std::call_once(g_segv_once, [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &g_old_segv);
+  });
+  if (!W.altstack) {  // the handler must not run on an overflowed fiber stack
+    stack_t ss{};
+    ss.ss_size = 64 * 1024;
+    ss.ss_sp = malloc(ss.ss_size);
+    ss.ss_flags = 0;
+    stack_t old{};
+    if (sigaltstack(nullptr, &old) == 0 && !(old.ss_flags & SS_DISABLE)) {
+      free(ss.ss_sp);  // the thread already has one
+    } else {
+      sigaltstack(&ss, nullptr);
+    }
+    W.altstack = true;
+  }
+}
+
+std::string dims(uint3 d) {
+  return "(" + std::to_string(d.x) + "," + std::to_string(d.y) + "," + std::to_string(d.z) + ")";
+}
+
+bool ensure_shared(size_t bytes) {
+  const size_t cap = round_up(bytes == 0 ? 1 : bytes, page_size());
+  if (cap > W.smem_cap) {
+    if (W.smem_map) munmap(W.smem_map, W.smem_cap + page_size());
+    void* m = mmap(nullptr, cap + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+      W.smem_map = nullptr;
+      W.smem_cap = 0;
+      return false;
+    }
+    W.smem_map = static_cast<char*>(m);
+    W.smem_cap = cap;
+    mprotect(W.smem_map + cap, page_size(), PROT_NONE);
+  }
+  W.smem_size = bytes;
+  W.smem = W.smem_map + W.smem_cap - bytes;  // ends at the guard page
+  return true;
+}
+
+// Runs one block; false (with W.error) when it failed.
+bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
+  const unsigned n = block.x * block.y * block.z;
+  while (W.fibers.size() < n)
+    if (!new_fiber()) {
+      W.error = "cannot map fiber stacks";
+      return false;
+    }
+  const unsigned warps = (n + 31) / 32;
+  W.slots.assign(size_t(warps) * 64, WarpSlot{});
+  if (W.warp_gen.size() < warps) W.warp_gen.resize(warps, 0);
+  std::memset(W.smem, 0xff, W.smem_size);  // uninitialised shared memory reads as NaN
+  for (unsigned i = 0; i < n; i++) {
+    Fiber* f = W.fibers[i].get();
+    f->state = kReady;
+    f->phase = 0;
+    f->linear = i;
+    f->c.thread_idx = uint3{i % block.x, (i / block.x) % block.y, i / (block.x * block.y)};
+    f->c.block_idx = block_idx;
+    f->c.block_dim = block;
+    f->c.grid_dim = grid;
+  }
+  auto abandon = [&] {  // fibers left mid-kernel restart from scratch next time
+    for (unsigned i = 0; i < n; i++)
+      if (W.fibers[i]->state != kDone) W.fibers[i]->fresh = true;
+    return false;
+  };
+  for (;;) {
+    for (unsigned i = 0; i < n; i++) {
+      Fiber* f = W.fibers[i].get();
+      if (f->state != kReady) continue;
+      resume(f);
+      if (W.failed) return abandon();
+    }
+    bool released = false;
+    for (unsigned w = 0; w < warps; w++) {
+      const unsigned lo = w * 32, hi = std::min(n, lo + 32);
+      unsigned waiting = 0;
+      const char* op = nullptr;
+      for (unsigned i = lo; i < hi; i++) {
+        Fiber* f = W.fibers[i].get();
+        if (f->state != kWarpWait) continue;
+        if (op && std::strcmp(op, f->op) != 0) {
+          W.error = std::string("lanes of warp ") + std::to_string(w) + " meet at different warp-synchronous operations (" +
+                    op + " and " + f->op + ")";
+          return abandon();
+        }
+        op = f->op;
+        waiting++;
+      }
+      if (waiting == 0) continue;
+      if (waiting < hi - lo) {
+        W.error = std::string(op) + " reached by " + std::to_string(waiting) + " of the " + std::to_string(hi - lo) +
+                  " lanes of warp " + std::to_string(w) + " (the others exited or wait at __syncthreads)";
+        return abandon();
+      }
+      for (unsigned i = lo; i < hi; i++) W.fibers[i]->state = kReady;
+      W.warp_gen[w]++;
+      released = true;
+    }
+    if (released) continue;
+    unsigned at_barrier = 0, done = 0;
+    for (unsigned i = 0; i < n; i++) {
+      if (W.fibers[i]->state == kBlockWait) at_barrier++;
+      else if (W.fibers[i]->state == kDone) done++;
+    }
+    if (at_barrier == 0) return true;  // every thread finished
+    if (done > 0) {
+      W.error = "__syncthreads reached by " + std::to_string(at_barrier) + " of " + std::to_string(n) +
+                " threads (the others exited)";
+      return abandon();
+    }
+    for (unsigned i = 0; i < n; i++) W.fibers[i]->state = kReady;
+  }
+}
+
+std::map<const void*, int> g_max_smem;
+
+}  // namespace
+
+// ---- device side ----
+ThreadCtx& ctx() { return W.cur->c; }
+
+unsigned lane_id() { return W.cur->linear & 31u; }
+unsigned warp_id() { return W.cur->linear / 32u; }
+uint64_t warp_generation() { return W.warp_gen[W.cur->linear / 32u]; }
+
+[[noreturn]] void fail(const char* what) {
+  Fiber* f = W.cur;
+  if (!f) {
+    fprintf(stderr, "l2e CUDA emulation: %s (outside a kernel)\n", what);
+    abort();
+  }
+  W.failed = true;
+  W.error = what;
+  f->state = kFailed;
+  yield(f);
+  abort();  // never resumed
+}
+
+void syncthreads() {
+  Fiber* f = W.cur;
+  f->state = kBlockWait;
+  yield(f);
+}
+
+const WarpSlot* warp_exchange(unsigned mask, const char* op, const WarpSlot& in) {
+  Fiber* f = W.cur;
+  const unsigned n = f->c.block_dim.x * f->c.block_dim.y * f->c.block_dim.z;
+  const unsigned w = f->linear / 32, lanes = std::min(32u, n - w * 32);
+  const unsigned full = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
+  if (mask != full) {
+    static thread_local std::string msg;
+    msg = std::string(op) + " with a partial mask (the emulation requires every lane of the warp)";
+    fail(msg.c_str());
+  }
+  WarpSlot* slots = &W.slots[(size_t(w) * 2 + f->phase) * 32];
+  slots[f->linear & 31u] = in;
+  f->op = op;
+  f->state = kWarpWait;
+  yield(f);
+  f->phase ^= 1u;  // two slot sets alternate: nobody writes these again before everyone has read them
+  return slots;
+}
+
+void* dynamic_shared() { return W.smem; }
+size_t dynamic_shared_size() { return W.smem_size; }
+
+size_t shared_offset(const void* p) {
+  const char* c = static_cast<const char*>(p);
+  if (c < W.smem || c >= W.smem + W.smem_size) fail("address outside the block's shared memory (cvta.to.shared)");
+  return size_t(c - W.smem);
+}
+
+float atomic_add(float* p, float v) {
+  float old, want;
+  __atomic_load(p, &old, __ATOMIC_RELAXED);
+  do want = old + v;
+  while (!__atomic_compare_exchange(p, &old, &want, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+  return old;
+}
+
+cudaError_t set_max_dynamic_shared(const void* kernel, int bytes) {
+  if (bytes < 0 || size_t(bytes) > kMaxDynamicShared)
+    return set_error(cudaErrorInvalidValue, "cudaFuncSetAttribute: " + std::to_string(bytes) +
+                                                " bytes of dynamic shared memory exceed the device's limit");
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  g_max_smem[kernel] = bytes;
+  return cudaSuccess;
+}
+
+void Launch::execute(const Body& body) const {
+  const std::string name = name_;
+  const unsigned n = block_.x * block_.y * block_.z;
+  if (n == 0 || n > 1024 || block_.z > 64 || grid_.x == 0 || grid_.y == 0 || grid_.z == 0 || grid_.y > 65535 ||
+      grid_.z > 65535) {
+    set_error(cudaErrorInvalidConfiguration, "invalid configuration argument: kernel " + name + " launched with grid " +
+                                                 dims(uint3{grid_.x, grid_.y, grid_.z}) + " and block " +
+                                                 dims(uint3{block_.x, block_.y, block_.z}));
+    return;
+  }
+  if (smem_ > kMaxDynamicShared) {
+    set_error(cudaErrorInvalidValue, "kernel " + name + ": " + std::to_string(smem_) +
+                                         " bytes of dynamic shared memory exceed the device's limit");
+    return;
+  }
+  (void)stream_;
+  install_segv_handler();
+  if (!ensure_shared(smem_)) {
+    set_error(cudaErrorMemoryAllocation, "kernel " + name + ": cannot map shared memory");
+    return;
+  }
+  W.body = &body;
+  W.call = [](const void* b) { (*static_cast<const Body*>(b))(); };
+  W.kernel = name_;
+  W.failed = false;
+  for (unsigned z = 0; z < grid_.z; z++)
+    for (unsigned y = 0; y < grid_.y; y++)
+      for (unsigned x = 0; x < grid_.x; x++) {
+        const uint3 b{x, y, z};
+        if (!run_block(b, block_, grid_)) {
+          set_error(cudaErrorLaunchFailure, "kernel " + name + " failed in block " + dims(b) + ": " + W.error);
+          W.kernel = nullptr;
+          W.failed = false;
+          return;
+        }
+      }
+  W.kernel = nullptr;
+}
+
+}  // namespace emu
+}  // namespace l2e
+
+using namespace l2e::emu;
+
+// ---- runtime API ----
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+  return device == 0 ? cudaSuccess : set_error(cudaErrorInvalidValue, "invalid device ordinal");
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return set_error(cudaErrorInvalidValue, "invalid device ordinal");
+  *prop = cudaDeviceProp{};
+  std::snprintf(prop->name, sizeof(prop->name), "CUDA emulation on the CPU");
+  prop->major = 9;
+  prop->minor = 0;
+  prop->totalGlobalMem = kNominalMemory;
+  prop->sharedMemPerBlockOptin = kMaxDynamicShared;
+  prop->multiProcessorCount = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  *total_bytes = kNominalMemory;
+  *free_bytes = g_live > kNominalMemory ? 0 : kNominalMemory - g_live;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  *p = nullptr;
+  const size_t ps = page_size();
+  const size_t user = round_up(bytes == 0 ? 1 : bytes, 16);
+  const size_t data = round_up(user, ps);
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  if (g_live + user > kNominalMemory) return set_error(cudaErrorMemoryAllocation, "out of memory");
+  void* m = mmap(nullptr, data + ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return set_error(cudaErrorMemoryAllocation, "out of memory");
+  char* map = static_cast<char*>(m);
+  mprotect(map + data, ps, PROT_NONE);  // reading past the end faults
+  char* u = map + data - user;
+  std::memset(u, 0xff, user);  // NaN as f32 and as bf16
+  g_allocs[reinterpret_cast<uintptr_t>(u)] = Allocation{map, data + ps, user};
+  g_live += user;
+  *p = u;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFree(void* p) {
+  if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
+  if (it == g_allocs.end()) return set_error(cudaErrorInvalidValue, "cudaFree of a pointer cudaMalloc did not return");
+  munmap(it->second.map, it->second.map_bytes);  // a use after free faults
+  g_live -= it->second.bytes;
+  g_allocs.erase(it);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+  if (bytes == 0) return cudaSuccess;
+  {
+    std::lock_guard<std::mutex> lock(g_mem_mu);
+    const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if (dst_dev && !find_range(dst, bytes))
+      return set_error(cudaErrorInvalidValue, "cudaMemcpy: destination range is not inside one device allocation");
+    if (src_dev && !find_range(src, bytes))
+      return set_error(cudaErrorInvalidValue, "cudaMemcpy: source range is not inside one device allocation");
+  }
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
+  if (bytes == 0) return cudaSuccess;
+  {
+    std::lock_guard<std::mutex> lock(g_mem_mu);
+    if (!find_range(dst, bytes))
+      return set_error(cudaErrorInvalidValue, "cudaMemset: range is not inside one device allocation");
+  }
+  std::memset(dst, value, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+  *s = reinterpret_cast<cudaStream_t>(new char(0));
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  delete reinterpret_cast<char*>(s);
+  return cudaSuccess;
+}
+// Every operation has completed when it returns: synchronisation has nothing to wait for.
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = tl_last;
+  tl_last = cudaSuccess;
+  return e;
+}
+
+const char* cudaGetErrorString(cudaError_t e) {
+  if (e != cudaSuccess && e == tl_message_code) return tl_message.c_str();
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+  }
+  return "unknown error";
+}

@@ -1,0 +1,117 @@
+// cudaEmulationSelfTest(name) -> string: small kernels that check the emulator itself (emulation
+// build only; test/gpu/emulation.test.ts). "ok" or the launch's error message:
+//   mma       one mma.sync m16n8k16 with distinct A, B, C values against D = A B + C computed here
+//             from the matrices (each lane's fragments placed by the PTX ISA tables, ptx.cpp);
+//   ldmatrix  ldmatrix .x4 and .x4.trans of four 8x8 matrices in shared memory, every register checked;
+//   divergent_barrier  __syncthreads reached by half of the block (must fail, not hang);
+//   partial_mask       a shuffle with a mask of 16 lanes (must fail);
+//   out_of_warp        half a warp at a shuffle, the other half exited (must fail).
+#include <napi.h>
+
+#include <cstring>
+#include <string>
+
+#include "addon/registry.h"
+#include "cuda_bf16.h"
+#include "cuda_runtime.h"
+#include "ptx.h"
+
+namespace l2e {
+namespace emu {
+namespace {
+
+// A(r, k) = (r - 2k) / 8, B(k, n) = (k + 3n) / 16, C(r, n) = r n / 4: small integers over powers of
+// two, exact in bf16 and in fp32 sums, so D must match exactly.
+float Aval(int r, int k) { return float(r - 2 * k) / 8.0f; }
+float Bval(int k, int n) { return float(k + 3 * n) / 16.0f; }
+float Cval(int r, int n) { return float(r * n) / 4.0f; }
+uint32_t pack(float lo, float hi) {
+  return uint32_t(__float2bfloat16_rn(lo).__x) | (uint32_t(__float2bfloat16_rn(hi).__x) << 16);
+}
+
+void mma_kernel(int* bad) {
+  const int lane = int(threadIdx.x), g = lane >> 2, t = lane & 3;
+  uint32_t a[4], b[2];
+  // PTX ISA "Matrix Fragments for mma.m16n8k16 with floating point type" (see ptx.cpp)
+  a[0] = pack(Aval(g, 2 * t), Aval(g, 2 * t + 1));
+  a[1] = pack(Aval(g + 8, 2 * t), Aval(g + 8, 2 * t + 1));
+  a[2] = pack(Aval(g, 2 * t + 8), Aval(g, 2 * t + 9));
+  a[3] = pack(Aval(g + 8, 2 * t + 8), Aval(g + 8, 2 * t + 9));
+  b[0] = pack(Bval(2 * t, g), Bval(2 * t + 1, g));
+  b[1] = pack(Bval(2 * t + 8, g), Bval(2 * t + 9, g));
+  float c[4] = {Cval(g, 2 * t), Cval(g, 2 * t + 1), Cval(g + 8, 2 * t), Cval(g + 8, 2 * t + 1)}, d[4];
+  ptx::mma_m16n8k16_bf16_f32(d, a, b, c);
+  for (int i = 0; i < 4; i++) {
+    const int r = g + (i >= 2 ? 8 : 0), n = 2 * t + (i & 1);
+    float want = Cval(r, n);
+    for (int k = 0; k < 16; k++) want += Aval(r, k) * Bval(k, n);
+    if (d[i] != want) bad[1] = 1;
+  }
+}
+
+// Matrix m, element (row, col) = 1000 m + 10 row + col (as a 16-bit integer pattern).
+void ldmatrix_kernel(int* bad) {
+  uint16_t* s = static_cast<uint16_t*>(dynamic_shared());  // 4 matrices, rows of 8, row stride 16
+  const int lane = int(threadIdx.x), g = lane >> 2, t = lane & 3;
+  for (int e = lane; e < 4 * 8 * 16; e += 32) {
+    const int m = e / 128, row = (e / 16) % 8, col = e % 16;
+    s[e] = uint16_t(col < 8 ? 1000 * m + 10 * row + col : 0xdead);
+  }
+  __syncthreads();
+  const unsigned addr = unsigned(shared_offset(s + (lane / 8) * 128 + (lane % 8) * 16));
+  uint32_t d[4], dt[4];
+  ptx::ldmatrix_m8n8_b16(d, 4, false, addr);
+  ptx::ldmatrix_m8n8_b16(dt, 4, true, addr);
+  for (int m = 0; m < 4; m++) {
+    auto v = [&](int row, int col) { return uint32_t(1000 * m + 10 * row + col); };
+    if (d[m] != (v(g, 2 * t) | (v(g, 2 * t + 1) << 16))) bad[0] = 1;
+    if (dt[m] != (v(2 * t, g) | (v(2 * t + 1, g) << 16))) bad[0] = 1;
+  }
+}
+
+void divergent_barrier_kernel(int*) {
+  if (threadIdx.x < 32) __syncthreads();
+}
+
+void partial_mask_kernel(int*) {
+  if (threadIdx.x < 16) (void)__shfl_xor_sync(0xffffu, 1.0f, 1);
+}
+
+void out_of_warp_kernel(int*) {
+  if (threadIdx.x < 16) (void)__shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+
+std::string run(const std::string& name) {
+  int* bad = nullptr;
+  if (cudaMalloc(reinterpret_cast<void**>(&bad), 2 * sizeof(int)) != cudaSuccess) return "cudaMalloc failed";
+  cudaMemsetAsync(bad, 0, 2 * sizeof(int), nullptr);
+  if (name == "mma") L2E_EMU_LAUNCH(mma_kernel, 1, 32, 0, nullptr)(bad);
+  else if (name == "ldmatrix") L2E_EMU_LAUNCH(ldmatrix_kernel, 1, 32, 4 * 8 * 16 * 2, nullptr)(bad);
+  else if (name == "divergent_barrier") L2E_EMU_LAUNCH(divergent_barrier_kernel, 1, 64, 0, nullptr)(bad);
+  else if (name == "partial_mask") L2E_EMU_LAUNCH(partial_mask_kernel, 1, 32, 0, nullptr)(bad);
+  else if (name == "out_of_warp") L2E_EMU_LAUNCH(out_of_warp_kernel, 1, 32, 0, nullptr)(bad);
+  else {
+    cudaFree(bad);
+    return "unknown self-test '" + name + "'";
+  }
+  const cudaError_t e = cudaGetLastError();
+  std::string r = e == cudaSuccess ? "ok" : cudaGetErrorString(e);
+  if (e == cudaSuccess && (bad[0] || bad[1])) r = "wrong values";
+  cudaFree(bad);
+  return r;
+}
+
+Napi::Value SelfTest(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), run(info[0].As<Napi::String>().Utf8Value()));
+}
+
+void register_selftest(Napi::Env env, Napi::Object exports) {
+  exports.Set("cudaEmulationSelfTest", Napi::Function::New(env, SelfTest, "cudaEmulationSelfTest"));
+}
+
+}  // namespace
+
+L2E_REGISTER(cuda_emulation_selftest, register_selftest);
+
+}  // namespace emu
+}  // namespace l2e

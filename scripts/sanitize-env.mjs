@@ -1,0 +1,73 @@
+// The ASan + UBSan addon (build-asan/) and the environment that runs Node against it; shared by
+// scripts/test-sanitize.mjs (the test suite) and scripts/fuzz.mjs --sanitize (the fuzz pass).
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+
+/** A sanitizer runtime shipped with g++ (libasan.so, libubsan.so), or exit 2 saying how to get it. */
+function runtime(name) {
+  const r = spawnSync(process.env.CXX || 'g++', [`-print-file-name=${name}`], { encoding: 'utf8' });
+  const file = (r.stdout || '').trim();
+  if (r.status !== 0 || !file.startsWith('/') || !existsSync(file)) {
+    console.error(`sanitizers: ${name} not found (g++ -print-file-name=${name} gave "${file}"); install gcc's sanitizer runtimes (Debian: libasan8 libubsan1)`);
+    process.exit(2);
+  }
+  return file;
+}
+
+/**
+ * Builds (incrementally) build-asan/Release/l2e.node with -DL2E_SANITIZE=ON, CPU only; returns its
+ * path. L2E_SANITIZE_CMAKE adds cmake-js flags: the hook for running GPU suites under the sanitizers
+ * once an emulated GPU backend exists (e.g. L2E_SANITIZE_CMAKE="--CDL2E_CUDA_EMULATION=ON").
+ */
+export function buildSanitized() {
+  const extra = (process.env.L2E_SANITIZE_CMAKE || '').split(/\s+/).filter(Boolean);
+  const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+  console.error(`sanitizers: building build-asan/ (ASan + UBSan)${extra.length ? ` with ${extra.join(' ')}` : ''}`);
+  const build = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', 'build-asan', '--CDL2E_SANITIZE=ON', ...extra], {
+    cwd: root,
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, L2E_CUDA: process.env.L2E_SANITIZE_CUDA ?? '0' },
+  });
+  if (build.status !== 0) process.exit(build.status ?? 1);
+  const addon = join(root, 'build-asan', 'Release', 'l2e.node');
+  if (!existsSync(addon)) {
+    console.error(`sanitizers: the build did not produce ${addon}`);
+    process.exit(1);
+  }
+  return addon;
+}
+
+/** process.env plus what makes every Node process load `addon` under ASan + UBSan. */
+export function sanitizerEnv(addon) {
+  const supp = join(root, 'test', 'sanitize', 'lsan.supp');
+  return {
+    ...process.env,
+    L2E_ADDON: addon,
+    // libasan must come first in the process; the addon brings libubsan in itself
+    LD_PRELOAD: [runtime('libasan.so'), runtime('libubsan.so'), process.env.LD_PRELOAD].filter(Boolean).join(':'),
+    ASAN_OPTIONS: [
+      'halt_on_error=1',
+      'exitcode=86',
+      'detect_leaks=1',
+      // leaks are checked per test file in the test process (test/sanitize/setup.ts), not at the
+      // exit of every tool a test starts (sh, mount, node children)
+      'leak_check_at_exit=0',
+      // a huge malloc is a null we report as an error (the addon checks sizes first anyway)
+      'allocator_may_return_null=1',
+      // Node itself is not built with ASan: mismatches between its allocator pairs are not ours
+      'new_delete_type_mismatch=0',
+      'alloc_dealloc_mismatch=0',
+      'detect_odr_violation=0',
+      // allocation stacks cut to 6 frames: see test/sanitize/lsan.supp (access stacks stay whole)
+      'malloc_context_size=6',
+    ].join(':'),
+    UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1:exitcode=87',
+    LSAN_OPTIONS: `suppressions=${supp}:print_suppressions=0`,
+  };
+}

@@ -1,0 +1,11 @@
+// Whether a process id is alive on this machine: how lock files and temp files named by their
+// writer's pid are found stale after that writer was killed.
+export function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}

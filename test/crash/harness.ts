@@ -1,0 +1,84 @@
+// Kill tests: run the real CLI (bin/l2e.js, i.e. dist/) in a child process and SIGKILL it at a random
+// moment drawn from a fixed seed, many times; each test then checks what a kill -9 may leave behind.
+// L2E_CRASH_TRIALS sets the number of trials per test (default: CI-sized, see each test).
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from '../helpers/fixture.js';
+
+export const l2eBin = join(repoRoot, 'bin', 'l2e.js');
+
+export function trialCount(ciDefault: number): number {
+  const v = Number(process.env['L2E_CRASH_TRIALS'] ?? ciDefault);
+  return Number.isInteger(v) && v > 0 ? v : ciDefault;
+}
+
+/** Newest modification time under `dir` (files only), 0 when there is none. */
+function newest(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) t = Math.max(t, newest(p));
+    else if (e.isFile()) t = Math.max(t, statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+/** The CLI runs the compiled dist/: rebuild it when a source file is newer (a test run after an edit). */
+export function ensureDist(): void {
+  const dist = join(repoRoot, 'dist', 'cli', 'main.js');
+  if (existsSync(dist) && newest(join(repoRoot, 'src')) <= newest(join(repoRoot, 'dist'))) return;
+  const r = spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
+    cwd: repoRoot,
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`building dist/ for the kill tests failed:\n${r.stdout}${r.stderr}`);
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Whether we killed it (false: it finished before the kill time). */
+  killed: boolean;
+}
+
+/** Runs `l2e ...args`; with `killAfterMs`, SIGKILLs it then unless it has finished. */
+export function runL2e(args: string[], opts: { env?: NodeJS.ProcessEnv; killAfterMs?: number; onSpawn?: () => void } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [l2eBin, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    let killed = false;
+    const timer =
+      opts.killAfterMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            killed = child.kill('SIGKILL');
+          }, opts.killAfterMs);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, killed: killed && signal === 'SIGKILL' });
+    });
+    opts.onSpawn?.();
+  });
+}
+
+/** Deterministic kill times: mulberry32 over [lo, hi) ms. */
+export function killTimes(seed: number, n: number, lo: number, hi: number): number[] {
+  let a = seed >>> 0;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    const r = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    out.push(Math.round(lo + r * (hi - lo)));
+  }
+  return out;
+}

@@ -1,0 +1,47 @@
+// `npm run fuzz -- --seconds N [--target NAME] [--seed S] [--keep]` (scripts/fuzz.mjs): runs every
+// target for N seconds in this vitest worker. A finding fails the run and is written to
+// test/fuzz/crashes/<target>/; with --keep, inputs that reached new coverage join the corpus.
+// Before each input runs it is written to $L2E_FUZZ_STATE/<target>.current, so when native code
+// kills the process, scripts/fuzz.mjs finds the input and keeps it as a crash.
+import { afterAll, describe, expect, it } from 'vitest';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fuzz } from './engine.js';
+import { keepInput, keptInputs } from './corpus.js';
+import { closeHubServer, removeScratch, targets } from './targets.js';
+
+const seconds = Number(process.env['L2E_FUZZ_SECONDS'] ?? '0');
+const only = process.env['L2E_FUZZ_TARGET'] ?? '';
+const seed = Number(process.env['L2E_FUZZ_SEED'] ?? '1');
+const keep = process.env['L2E_FUZZ_KEEP'] === '1';
+const state = process.env['L2E_FUZZ_STATE'] ?? '';
+const report = process.env['L2E_FUZZ_REPORT'] ?? '';
+
+afterAll(async () => {
+  await closeHubServer();
+  removeScratch();
+});
+
+const stats: Record<string, unknown> = {};
+
+describe.runIf(seconds > 0)('fuzz', () => {
+  for (const t of targets.filter((x) => only === '' || only.split(',').includes(x.name))) {
+    it(t.name, async () => {
+      const current = state ? join(state, `${t.name}.current`) : undefined;
+      const corpus = [...keptInputs('corpus', t.name), ...keptInputs('crashes', t.name)].map((k) => k.data);
+      const s = await fuzz(t, {
+        seconds,
+        seed,
+        corpus,
+        currentFile: current,
+        onNewInput: keep ? (d) => keepInput('corpus', t.name, d) : undefined,
+      });
+      if (current) rmSync(current, { force: true });
+      const kept = s.findings.map((f) => keepInput('crashes', t.name, f.input));
+      stats[t.name] = { execs: s.execs, corpus: s.corpus, features: s.features, findings: s.findings.length };
+      if (report) writeFileSync(report, JSON.stringify(stats, null, 2) + '\n');
+      console.log(`fuzz ${t.name}: ${s.execs} execs in ${seconds} s, corpus ${s.corpus}, ${s.features} coverage features, ${s.findings.length} findings`);
+      expect(s.findings.map((f, i) => `${kept[i]}: ${f.reason}`)).toEqual([]);
+    }, (seconds + 120) * 1000);
+  }
+});

@@ -1,0 +1,27 @@
+// `npm run test:sanitize` (scripts/test-sanitize.mjs): the test suite against the ASan + UBSan addon
+// in build-asan/ (L2E_ADDON), with a LeakSanitizer check after every test file (setup.ts).
+import { defineConfig, mergeConfig } from 'vitest/config';
+import base from '../../vitest.config.js';
+
+export default mergeConfig(
+  base,
+  defineConfig({
+    test: {
+      setupFiles: ['test/sanitize/setup.ts'],
+      exclude: [
+        '**/node_modules/**',
+        // long learning runs over the same native code as train.test.ts and golden-grad.test.ts,
+        // 5x slower under ASan (over 5 minutes each): not worth the CI time
+        'test/train-learning.test.ts',
+        'test/demo.test.ts',
+        // kill -9 of CLI children: process behaviour, not memory; their children would run under ASan too
+        'test/crash/**',
+      ],
+      // gc() before each leak check, so objects only waiting for a finalizer are freed first
+      execArgv: ['--expose-gc'],
+      // native code runs 2-5x slower under ASan
+      testTimeout: 600_000,
+      hookTimeout: 600_000,
+    },
+  }),
+);
