@@ -9,6 +9,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
+import { BENCH_MODEL, createRandomModel, makeRng, pack, randomSequences } from './lib/workloads.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -27,29 +28,20 @@ function poolLengths() {
   return out;
 }
 const tokLen = (c) => Math.min(512, 1 + Math.max(1, Math.round(c / 3.5)));
-let seed = 12345;
-const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+const rand = makeRng(12345);
 const pick = (a) => a[Math.floor(rand() * a.length)];
 
+/** Random ids (BOS first) for sequences of lengths `lens`, packed by the library. */
 function packed(lens, vocab = 32000) {
-  const cu = new Int32Array(lens.length + 1);
-  lens.forEach((l, i) => (cu[i + 1] = cu[i] + l));
-  const ids = new Int32Array(cu[lens.length]);
-  for (let i = 0; i < ids.length; i++) ids[i] = 3 + Math.floor(rand() * (vocab - 3));
-  for (let i = 0; i < lens.length; i++) ids[cu[i]] = 1;
+  const seqs = randomSequences(lens, vocab, rand);
+  for (const s of seqs) s[0] = 1;
+  const { tokens: ids, cuSeqlens: cu } = pack(seqs);
   return { ids, cu, tokens: ids.length };
 }
 
 function createModel(a, layers) {
-  const cfg = { vocab: 32000, hidden: 4096, intermediate: 11008, layers, heads: 32, kvHeads: 32, headDim: 128, dense: 1536, rmsEps: 1e-5, ropeTheta: 10000, pooling: 'mean', normalized: true };
-  const m = new a.NativeModel(cfg, 'cuda');
-  for (const p of m.params()) {
-    const d = new Float32Array(p.numel);
-    const s = p.name.endsWith('norm.weight') ? 0 : 0.02;
-    for (let i = 0; i < d.length; i++) d[i] = (p.name.endsWith('norm.weight') ? 1 : 0) + s * (rand() * 2 - 1);
-    m.setTensor(p.name, d);
-  }
-  return m;
+  const cfg = { ...BENCH_MODEL, hidden: 4096, intermediate: 11008, layers, heads: 32, kvHeads: 32, headDim: 128 };
+  return createRandomModel(a, cfg, 12345, 'cuda').model;
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;

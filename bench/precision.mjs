@@ -12,7 +12,9 @@
 // loaded like a checkpoint, through NativeModel.loadTensors. Peers (llama.cpp through
 // node-llama-cpp) are not run yet: their row says why.
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readSafetensorsHeader, writeSafetensors } from '../dist/model/safetensors.js';
+import { parameterNames } from '../dist/model/weights.js';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,26 +54,11 @@ function parseArgs(argv) {
   return o;
 }
 
-/** The model's tensors in the native layout order (names and shapes as model.params() reports them). */
+/** The model's tensors in the native layout order: the library's parameter list for this shape. */
 function tensorSpecs(c) {
-  const qd = c.heads * c.headDim, kvd = c.kvHeads * c.headDim;
-  const out = [{ name: 'embed_tokens.weight', shape: [c.vocab, c.hidden] }];
-  for (let l = 0; l < c.layers; l++) {
-    const p = `layers.${l}.`;
-    out.push(
-      { name: `${p}input_layernorm.weight`, shape: [c.hidden] },
-      { name: `${p}self_attn.q_proj.weight`, shape: [qd, c.hidden] },
-      { name: `${p}self_attn.k_proj.weight`, shape: [kvd, c.hidden] },
-      { name: `${p}self_attn.v_proj.weight`, shape: [kvd, c.hidden] },
-      { name: `${p}self_attn.o_proj.weight`, shape: [c.hidden, qd] },
-      { name: `${p}post_attention_layernorm.weight`, shape: [c.hidden] },
-      { name: `${p}mlp.gate_proj.weight`, shape: [c.intermediate, c.hidden] },
-      { name: `${p}mlp.up_proj.weight`, shape: [c.intermediate, c.hidden] },
-      { name: `${p}mlp.down_proj.weight`, shape: [c.hidden, c.intermediate] },
-    );
-  }
-  out.push({ name: 'norm.weight', shape: [c.hidden] }, { name: 'dense_layer.weight', shape: [c.dense, c.hidden] }, { name: 'dense_layer.bias', shape: [c.dense] });
-  return out;
+  const { hidden, intermediate, layers, heads, kvHeads, headDim, vocab, dense } = c;
+  const config = { vocabSize: vocab, hiddenSize: hidden, intermediateSize: intermediate, numLayers: layers, numHeads: heads, numKvHeads: kvHeads, headDim };
+  return parameterNames(config, dense);
 }
 
 /**
@@ -81,46 +68,31 @@ function tensorSpecs(c) {
  */
 function writeRandomWeights(c, seed) {
   const specs = tensorSpecs(c);
-  const header = {};
-  let offset = 0;
-  for (const s of specs) {
-    const bytes = s.shape.reduce((a, b) => a * b, 1) * 4;
-    header[s.name] = { dtype: 'F32', shape: s.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let json = Buffer.from(JSON.stringify(header), 'utf8');
-  json = Buffer.concat([json, Buffer.alloc(Math.ceil((8 + json.length) / 8) * 8 - 8 - json.length, 0x20)]);
-  const dataStart = 8 + json.length;
   const file = join(os.tmpdir(), `l2e-bench-precision-h${c.hidden}-l${c.layers}-v${c.vocab}-s${seed}.safetensors`);
-  const sources = specs.map((s) => ({
-    name: s.name, path: file, offset: dataStart + header[s.name].data_offsets[0],
-    length: header[s.name].data_offsets[1] - header[s.name].data_offsets[0], dtype: 'F32',
-  }));
-  if (existsSync(file) && statSync(file).size === dataStart + offset) return sources;
-  console.error(`writing random weights (${(offset / 1e9).toFixed(2)} GB) to ${file} ...`);
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w');
-  try {
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(json.length));
-    writeSync(fd, len);
-    writeSync(fd, json);
-    const rng = makeRng(seed);
-    for (const s of specs) {
-      const n = s.shape.reduce((a, b) => a * b, 1);
-      const data = new Float32Array(n);
-      if (s.name.endsWith('layernorm.weight') || s.name === 'norm.weight') data.fill(1);
-      else {
-        const a = s.name.startsWith('dense_layer.') ? 1 / Math.sqrt(c.hidden) : 0.02 * Math.sqrt(3);
-        for (let i = 0; i < n; i++) data[i] = (rng() * 2 - 1) * a;
-      }
-      writeSync(fd, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+  const bytes = specs.reduce((sum, s) => sum + s.shape.reduce((a, b) => a * b, 1) * 4, 0);
+  const sourcesOf = () =>
+    readSafetensorsHeader(file).tensors.map((t) => ({ name: t.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype }));
+  if (existsSync(file)) {
+    try {
+      const sources = sourcesOf();
+      if (sources.reduce((sum, t) => sum + t.length, 0) === bytes) return sources;
+    } catch {
+      // an unreadable or other file: written again below
     }
-  } finally {
-    closeSync(fd);
   }
-  renameSync(tmp, file);
-  return sources;
+  console.error(`writing random weights (${(bytes / 1e9).toFixed(2)} GB) to ${file} ...`);
+  const rng = makeRng(seed);
+  const tensors = specs.map((s) => {
+    const data = new Float32Array(s.shape.reduce((a, b) => a * b, 1));
+    if (s.name.endsWith('layernorm.weight') || s.name === 'norm.weight') data.fill(1);
+    else {
+      const a = s.name.startsWith('dense_layer.') ? 1 / Math.sqrt(c.hidden) : 0.02 * Math.sqrt(3);
+      for (let i = 0; i < data.length; i++) data[i] = (rng() * 2 - 1) * a;
+    }
+    return { name: s.name, dtype: 'F32', shape: s.shape, data };
+  });
+  writeSafetensors(file, tensors); // the library's writer (atomic)
+  return sourcesOf();
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;

@@ -1,7 +1,7 @@
 // The microbenchmark runner (bench/run.mjs) end to end on one cheap kernel: the --json file's shape
 // and --compare against it. Timings themselves are never asserted (shared machines are noisy).
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -129,5 +129,29 @@ describe('bench/run.mjs', () => {
     for (const o of ['--filter', '--list', '--quick', '--samples', '--json', '--compare', '--pools', 'L2E_POOLS', 'L2E_TESTING_ADDON', 'L2E_NUM_THREADS']) {
       expect(stdout, o).toContain(o);
     }
+  });
+});
+
+describe('bench/ uses the library', () => {
+  it('loads no addon of its own and re-implements neither the RNG, the packing, the random weights nor the safetensors writer', () => {
+    const files = readdirSync(join(repoRoot, 'bench'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.mjs'));
+    expect(files.length).toBeGreaterThan(3);
+    const own: Record<string, RegExp> = {
+      'an addon loader': /node-gyp-build|createRequire|\.node['"]/,
+      'an RNG': /0x6d2b79f5|Math\.imul|1103515245/,
+      'a safetensors writer': /writeBigUInt64LE|data_offsets/,
+      'a packer': /cu\[i \+ 1\]|cuSeqlens\[i \+ 1\]/,
+      'a weight initialiser': /setTensor\(/,
+    };
+    const found = files.flatMap((f) => {
+      const text = readFileSync(join(repoRoot, 'bench', f), 'utf8');
+      return Object.entries(own).filter(([, re]) => re.test(text)).map(([what]) => `${f}: ${what}`);
+    });
+    expect(found).toEqual([]);
+  });
+
+  it('bench/knn.mjs runs the package knn()', async () => {
+    const { stdout } = await run(process.execPath, [join(repoRoot, 'bench', 'knn.mjs'), '--n', '300', '--q', '300', '--dim', '32', '--metric', 'cosine']);
+    expect(stdout).toContain('self ranked first: 300/300');
   });
 });

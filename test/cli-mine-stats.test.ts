@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseThreshold, percentile } from '../src/mine/stats.js';
+import { validateMineOptions } from '../src/mine/mine.js';
 import { l2e } from './helpers/cli.js';
 import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
 
@@ -85,8 +86,14 @@ describe('l2e mine --stats', () => {
     expect(none.code).toBe(2);
     expect(none.err.split('\n')[0]).toBe('l2e mine: --pos-threshold is required (or --stats to see the distances first)');
     const order = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--output', out, '--pos-threshold', 'p50', '--neg-threshold', 'p10');
-    expect(order.code).toBe(1);
-    expect(order.err).toBe('l2e mine: error: --pos-threshold p50 is above --neg-threshold p10: positives and negatives would overlap\n');
+    expect(order.code).toBe(2);
+    expect(order.err.split('\n')[0]).toBe('l2e mine: --pos-threshold p50 is above --neg-threshold p10: positives and negatives would overlap');
+    // one check of the threshold order: the CLI and the library say the same
+    const dist = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--output', out, '--metric', 'cosine', '--pos-threshold', '0.8', '--neg-threshold', '0.3');
+    const words =
+      '--pos-threshold 0.8 is above --neg-threshold 0.3: positives (distance ≤ pos) and negatives (distance > neg) would overlap; both are cosine distances (1 − cos)';
+    expect([dist.code, dist.err.split('\n')[0]]).toEqual([2, `l2e mine: ${words}`]);
+    expect(() => validateMineOptions({ posThreshold: 0.8, negThreshold: 0.3, metric: 'cosine' })).toThrow(words);
     const noOut = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--pos-threshold', '1', '--neg-threshold', '2');
     expect(noOut.err.split('\n')[0]).toBe('l2e mine: --output is required (or --stats for a dry run)');
     expect(existsSync(out)).toBe(false);

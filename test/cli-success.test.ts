@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { writeLlamaTokenizer } from '../src/demo/llama-tokenizer.js';
 import { evaluateFile } from '../src/eval/evaluate.js';
-import { parseNpy } from '../src/eval/vectors.js';
+import { parseNpy } from '../src/util/npy.js';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { l2e } from './helpers/cli.js';
 import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';

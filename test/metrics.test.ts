@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Embeddings } from '../src/model/embeddings.js';
 import { buildTestSet, computeMetrics, isTopKHit, readTestSet, type TestRow } from '../src/eval/metrics.js';
 import { Rng } from '../src/util/random.js';
+import { npyHeader, parseNpy } from '../src/util/npy.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const vec2: Record<string, number[]> = { a: [1, 0], b: [0.8, 0.6], c: [0, 1], d: [-1, 0] };
@@ -217,17 +218,14 @@ describe('eval: precomputed vectors (.npy / JSONL)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'l2e-vectors-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   function npy(descr: string, shape: [number, number], values: number[], fortran = false): Buffer {
-    let header = `{'descr': '${descr}', 'fortran_order': ${fortran ? 'True' : 'False'}, 'shape': (${shape[0]}, ${shape[1]}), }`;
-    header = header.padEnd(Math.ceil((header.length + 11) / 64) * 64 - 11) + '\n';
     const width = descr.endsWith('8') ? 8 : 4;
     const body = Buffer.alloc(values.length * width);
     values.forEach((v, i) => (width === 8 ? body.writeDoubleLE(v, i * 8) : body.writeFloatLE(v, i * 4)));
-    const pre = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
-    return Buffer.concat([pre, Buffer.from(header, 'latin1'), body]);
+    return Buffer.concat([npyHeader(descr, shape[0], shape[1], fortran), body]);
   }
 
   it('reads float32 / float64, C and Fortran order, with texts as lines or a JSON array', async () => {
-    const { parseNpy, loadVectorTable } = await import('../src/eval/vectors.js');
+    const { loadVectorTable } = await import('../src/eval/vectors.js');
     expect(Array.from(parseNpy(npy('<f4', [2, 3], [1, 2, 3, 4, 5, 6])).data)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(Array.from(parseNpy(npy('<f8', [2, 3], [1, 4, 2, 5, 3, 6], true)).data)).toEqual([1, 2, 3, 4, 5, 6]);
     writeFileSync(join(dir, 'v.npy'), npy('<f8', [4, 2], [1, 0, 0.8, 0.6, 0, 1, -1, 0]));
@@ -242,7 +240,7 @@ describe('eval: precomputed vectors (.npy / JSONL)', () => {
   });
 
   it('names the missing text, the bad row, and malformed files', async () => {
-    const { parseNpy, loadVectorTable } = await import('../src/eval/vectors.js');
+    const { loadVectorTable } = await import('../src/eval/vectors.js');
     writeFileSync(join(dir, 'three.txt'), 'a\nb\nc\n');
     writeFileSync(join(dir, 'v3.npy'), npy('<f4', [3, 2], [1, 0, 0.8, 0.6, 0, 1]));
     const table = await loadVectorTable(join(dir, 'v3.npy'), { textsFile: join(dir, 'three.txt') });

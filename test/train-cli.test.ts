@@ -8,9 +8,8 @@ import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { listCheckpoints } from '../src/train/checkpoint.js';
 import { topicData } from './helpers/trainData.js';
 import { snapshot } from './helpers/folderSnapshot.js';
-import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 
-const hasTokenizer = existsSync(sharedTokenizer);
 
 /** Runs `l2e ...args` and returns the exit code with what it wrote. */
 async function l2e(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -31,7 +30,7 @@ function logLines(file: string): { step: number; loss: number; lr: number; gradN
   return readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 }
 
-describe.skipIf(!hasTokenizer)(`l2e train ${hasTokenizer ? '' : '(skipped: ../shared tokenizer not found)'}`, () => {
+describe('l2e train', () => {
   let modelDir: string;
   let data: string;
   beforeAll(() => {

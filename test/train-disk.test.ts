@@ -10,16 +10,15 @@ import { TOKENIZER_FILES, listCheckpoints } from '../src/train/checkpoint.js';
 import { formatBytes, freeBytes } from '../src/train/disk.js';
 import { Trainer, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
-import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 
 vi.mock('../src/train/disk.js', async (importOriginal) => {
   const actual = await importOriginal<typeof import('../src/train/disk.js')>();
   return { ...actual, freeBytes: vi.fn(actual.freeBytes) };
 });
 
-const hasTokenizer = existsSync(sharedTokenizer);
 
-describe.skipIf(!hasTokenizer)(`training and disk space ${hasTokenizer ? '' : '(skipped: ../shared tokenizer not found)'}`, () => {
+describe('training and disk space', () => {
   let modelDir: string;
   let data: string;
   const opts: TrainerOptions = { batchSize: 4, groupSize: 3, lr: 1e-3, seed: 1, shuffleBuffer: 16 };

@@ -9,6 +9,8 @@ import { topicData } from './helpers/trainData.js';
 import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
 import { existsSync } from 'node:fs';
 
+// its topic keywords are single tokens of the shared tokenizer; the generated one spells them letter by
+// letter and 150 steps do not learn them, so this one check of learning needs ../shared
 const hasTokenizer = existsSync(sharedTokenizer);
 
 async function accuracy(model: EmbeddingModel, pairs: { query: string; pos: string }[]): Promise<number> {

@@ -14,9 +14,8 @@ import { dataIdentity, readRunRecord } from '../src/train/run.js';
 import { Trainer, TrainerOptionError, type FitResult, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
 import { snapshot } from './helpers/folderSnapshot.js';
-import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 
-const hasTokenizer = existsSync(sharedTokenizer);
 
 interface Ran {
   result: FitResult;
@@ -25,7 +24,7 @@ interface Ran {
   model: EmbeddingModel;
 }
 
-describe.skipIf(!hasTokenizer)(`Trainer runs and their output folder ${hasTokenizer ? '' : '(skipped: ../shared tokenizer not found)'}`, () => {
+describe('Trainer runs and their output folder', () => {
   let modelDir: string;
   let dataFile: string;
   const base: TrainerOptions = { batchSize: 4, groupSize: 3, lr: 1e-3, seed: 1, shuffleBuffer: 16 };

@@ -1,21 +1,20 @@
 // The Trainer on a tiny random model: checkpoints and bitwise resume, the saved model reloading to
 // identical embeddings, gradient accumulation, divergence and failed writes keeping the last good
 // checkpoint, interruption, pruning.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { readSafetensorsHeader } from '../src/model/safetensors.js';
-import { listCheckpoints, saveModel } from '../src/train/checkpoint.js';
+import { listCheckpoints, loadCheckpointWeights, saveCheckpoint, saveModel } from '../src/train/checkpoint.js';
 import { trainNatives } from '../src/train/native-train.js';
 import { Trainer, TrainingDivergedError, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
-import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 
-const hasTokenizer = existsSync(sharedTokenizer);
 const quiet = { onNotice: (): void => {} };
 
-describe.skipIf(!hasTokenizer)(`Trainer ${hasTokenizer ? '' : '(skipped: ../shared tokenizer not found)'}`, () => {
+describe('Trainer', () => {
   let modelDir: string;
   let dataFile: string;
   const base: TrainerOptions = { batchSize: 4, groupSize: 3, lr: 1e-3, seed: 1, shuffleBuffer: 16, maxGradNorm: 1, saveTotalLimit: 0 };
@@ -202,5 +201,70 @@ describe.skipIf(!hasTokenizer)(`Trainer ${hasTokenizer ? '' : '(skipped: ../shar
     expect(steps[13]!.epoch).toBe(2);
     expect(steps.every((s) => s.tokensPerSecond > 0 && s.tokens > 0 && s.gradNorm > 0)).toBe(true);
     model.dispose();
+  });
+});
+
+describe('saveCheckpoint errors', () => {
+  afterAll(() => removeTempDirs());
+
+  it('name the checkpoint folder, never its temp folder', async () => {
+    const src = makeTempDir();
+    writeTinyModel(src, { hidden: 32, layers: 1, dense: 16, seed: 4 });
+    const model = await EmbeddingModel.load(src);
+    const out = makeTempDir();
+    const n = model.native.params().reduce((a, p) => a + p.numel, 0);
+    let err: unknown;
+    try {
+      saveCheckpoint(out, 7, {
+        model,
+        moments: { m: new Float32Array(n), v: new Float32Array(n) },
+        state: {},
+        temperature: null,
+        // a file that cannot be written inside the checkpoint's temp folder
+        tokenizerFiles: [['no/such/tokenizer.json', Buffer.from('{}')]],
+      });
+    } catch (e) {
+      err = e;
+    }
+    const final = join(out, 'checkpoint-7');
+    expect((err as Error).message).toBe(
+      `could not save the checkpoint of step 7 to ${final}: could not write ${join(final, 'no/such/tokenizer.json')}: ` +
+        `the folder ${join(final, 'no/such')} does not exist`,
+    );
+    expect(readdirSync(out)).toEqual([]);
+    model.dispose();
+  });
+});
+
+describe('loadCheckpointWeights', () => {
+  afterAll(() => removeTempDirs());
+
+  it('loads through the native safetensors loader, bit for bit, and refuses a non-F32 tensor', async () => {
+    const a = makeTempDir();
+    writeTinyModel(a, { hidden: 32, layers: 2, dense: 16, seed: 5 });
+    const b = makeTempDir();
+    writeTinyModel(b, { hidden: 32, layers: 2, dense: 16, seed: 6 });
+    const from = await EmbeddingModel.load(a);
+    const into = await EmbeddingModel.load(b);
+    const ckpt = makeTempDir();
+    saveModel(from, ckpt);
+    const set = vi.spyOn(into.native, 'setTensor');
+    const load = vi.spyOn(into.native, 'loadTensors');
+    await loadCheckpointWeights(into, ckpt);
+    expect(set).not.toHaveBeenCalled();
+    expect(load).toHaveBeenCalledTimes(1);
+    expect(load.mock.calls[0]![0].map((s) => s.name)).toEqual(into.native.params().map((p) => p.name));
+    for (const p of from.native.params()) {
+      const x = from.native.getTensor(p.name);
+      const y = into.native.getTensor(p.name);
+      expect(Buffer.from(y.buffer, y.byteOffset, y.byteLength).equals(Buffer.from(x.buffer, x.byteOffset, x.byteLength)), p.name).toBe(true);
+    }
+    const half = makeTempDir();
+    writeTinyModel(half, { hidden: 32, layers: 2, dense: 16, seed: 5, dtype: 'F16' });
+    await expect(loadCheckpointWeights(into, half)).rejects.toThrow(
+      `${join(half, 'model.safetensors')}: tensor "embed_tokens.weight" is F16, expected F32`,
+    );
+    from.dispose();
+    into.dispose();
   });
 });

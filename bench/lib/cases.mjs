@@ -9,6 +9,7 @@ import {
   createRandomModel,
   drawLengths,
   makeRng,
+  modelTensors,
   pack,
   randomSequences,
   writeSafetensorsF32,
@@ -199,10 +200,10 @@ function encodeWorkload(ctx) {
     const rng = makeRng(7);
     const nb = ctx.opts.quick ? 2 : 8; // batches of 64 texts (the eager baseline is slow: keep it bounded)
     const batches = Array.from({ length: nb }, () => randomSequences(drawLengths(ctx.mix, 64, rng), BENCH_MODEL.vocab, rng));
-    const { model, tensors } = createRandomModel(ctx.addon, BENCH_MODEL, 42);
+    const { model } = createRandomModel(ctx.addon, BENCH_MODEL, 42);
     const texts = nb * 64;
     const tokens = sum(batches.map((b) => sum(b.map((s) => s.length))));
-    ctx.cache.encode = { model, tensors, batches, texts, tokens, packed: batches.map(pack) };
+    ctx.cache.encode = { model, batches, texts, tokens, packed: batches.map(pack) };
   }
   return ctx.cache.encode;
 }
@@ -241,7 +242,7 @@ function encodeCases(ctx) {
         const w = encodeWorkload(ctx);
         const dir = mkdtempSync(join(tmpdir(), 'l2e-bench-'));
         try {
-          writeSafetensorsF32(join(dir, 'model.safetensors'), w.tensors);
+          writeSafetensorsF32(join(dir, 'model.safetensors'), modelTensors(w.model));
           writeFileSync(join(dir, 'config.json'), JSON.stringify(BENCH_MODEL));
           writeFileSync(join(dir, 'batches.json'), JSON.stringify(w.batches.map((b) => b.map((s) => Array.from(s)))));
           const embPath = join(dir, 'first.f32');

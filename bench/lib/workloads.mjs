@@ -1,18 +1,16 @@
 // Workloads of the benchmarks: the real length mix of the text pools, the random benchmark model
 // (created in the addon and, for the NumPy baseline, written as safetensors), and packed batches.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+// The RNG, the packing, the random weights and the safetensors writer are the package's own (dist/, from `npm run build:ts`).
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { initRandomWeights, packBatch } from '../../dist/model/embedding-model.js';
+import { writeSafetensors } from '../../dist/model/safetensors.js';
+import { Rng } from '../../dist/util/random.js';
 
-/** Deterministic uniform [0, 1) generator (mulberry32): the same draws on every run. */
+/** Uniform [0, 1) draws of the library's generator (src/util/random.ts): the same on every run. */
 export function makeRng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 /**
@@ -41,14 +39,8 @@ export function randomSequences(lengths, vocab, rng) {
   return lengths.map((L) => Int32Array.from({ length: L }, () => 3 + Math.floor(rng() * (vocab - 3))));
 }
 
-/** Concatenated tokens and cumulative offsets of a packed batch. */
-export function pack(seqs) {
-  const cu = new Int32Array(seqs.length + 1);
-  seqs.forEach((s, i) => (cu[i + 1] = cu[i] + s.length));
-  const tokens = new Int32Array(cu[seqs.length]);
-  seqs.forEach((s, i) => tokens.set(s, cu[i]));
-  return { tokens, cuSeqlens: cu };
-}
+/** Concatenated tokens and cumulative offsets of a packed batch: the library's packing. */
+export const pack = packBatch;
 
 /** The benchmark model: a random Llama2 of 4 layers, hidden 512, 8 heads (MLP ratio of Llama2-7B). */
 export const BENCH_MODEL = {
@@ -67,39 +59,21 @@ export const BENCH_MODEL = {
 };
 
 /**
- * A NativeModel with random weights (norms 1, projections uniform with Llama's std 0.02, the dense
- * layer like nn.Linear's default). Returns it with its tensors, for writing the NumPy copy.
+ * A NativeModel of `addon` (the test addon) with the library's random weights (initRandomWeights: norms 1,
+ * projections uniform with Llama's std 0.02, the dense layer like nn.Linear's default).
  */
-export function createRandomModel(addon, config, seed) {
-  const model = new addon.NativeModel(config, 'cpu');
-  const rng = makeRng(seed);
-  const tensors = [];
-  for (const p of model.params()) {
-    const data = new Float32Array(p.numel);
-    if (p.name.endsWith('layernorm.weight') || p.name === 'norm.weight') data.fill(1);
-    else {
-      const a = p.name.startsWith('dense_layer.') ? 1 / Math.sqrt(config.hidden) : 0.02 * Math.sqrt(3);
-      for (let i = 0; i < data.length; i++) data[i] = (rng() * 2 - 1) * a;
-    }
-    model.setTensor(p.name, data);
-    tensors.push({ name: p.name, shape: p.shape, data });
-  }
-  return { model, tensors };
+export function createRandomModel(addon, config, seed, device = 'cpu') {
+  const model = new addon.NativeModel(config, device);
+  initRandomWeights(model, config.hidden, seed);
+  return { model };
 }
 
-/** Writes float32 tensors as a .safetensors file (8-byte header length, JSON header, raw data). */
+/** A model's tensors as float32 on the host (for writing the NumPy copy). */
+export function modelTensors(model) {
+  return model.params().map((p) => ({ name: p.name, shape: p.shape, data: model.getTensor(p.name) }));
+}
+
+/** Writes float32 tensors as a .safetensors file, with the library's writer. */
 export function writeSafetensorsF32(path, tensors) {
-  const header = {};
-  let offset = 0;
-  for (const t of tensors) {
-    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
-  }
-  let json = Buffer.from(JSON.stringify(header), 'utf8');
-  const padTo = Math.ceil((8 + json.length) / 8) * 8 - 8; // data section 8-byte aligned
-  json = Buffer.concat([json, Buffer.alloc(padTo - json.length, 0x20)]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  const parts = [len, json, ...tensors.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))];
-  writeFileSync(path, Buffer.concat(parts));
+  writeSafetensors(path, tensors.map((t) => ({ name: t.name, dtype: 'F32', shape: t.shape, data: t.data })));
 }

@@ -2,7 +2,7 @@
 // --format), never guessed from the content: a .txt line that starts with `{` is still a text.
 // `-` is standard input / standard output.
 import { extname } from 'node:path';
-import { LineError, readLines } from '../data/jsonl.js';
+import { readTextRows, type TextFormat } from '../data/texts.js';
 import type { Embeddings } from '../model/embeddings.js';
 import { float32ArrayJson } from '../util/float32-text.js';
 import { npyBytes } from '../util/npy.js';
@@ -10,7 +10,7 @@ import { openOutput, STDIO, writeOutput } from '../util/output.js';
 import { UsageError } from './args.js';
 import type { OptionSpec } from './args.js';
 
-export type TextFormat = 'text' | 'jsonl';
+export type { TextFormat };
 
 /** The --format option of the commands that read texts. */
 export const FORMAT_OPTION: OptionSpec = {
@@ -49,27 +49,11 @@ export interface TextInput {
  * with a string `field`, blank lines skipped. Errors name file:line.
  */
 export async function readTexts(path: string, opts: { field?: string; format: TextFormat }): Promise<TextInput> {
-  const field = opts.field ?? 'text';
   const texts: string[] = [];
   const records: Record<string, unknown>[] | undefined = opts.format === 'jsonl' ? [] : undefined;
-  const name = path === STDIO ? 'stdin' : path;
-  for await (const { line, text } of readLines(path)) {
-    if (!records) {
-      texts.push(text);
-      continue;
-    }
-    if (text.trim() === '') continue;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(text);
-    } catch (e) {
-      const hint = path === STDIO ? '--format text' : 'a .txt name or --format text';
-      throw new LineError(name, line, `not valid JSON (${(e as Error).message}); for plain texts use ${hint}`);
-    }
-    const v = typeof obj === 'object' && obj !== null && !Array.isArray(obj) ? (obj as Record<string, unknown>)[field] : undefined;
-    if (typeof v !== 'string') throw new LineError(name, line, `expected a JSON object with a string "${field}" field`);
-    texts.push(v);
-    records.push(obj as Record<string, unknown>);
+  for await (const row of readTextRows(path, opts.format, [opts.field ?? 'text'])) {
+    texts.push(row.values[0]!);
+    if (records && row.record) records.push(row.record);
   }
   return { texts, records };
 }

@@ -1,6 +1,7 @@
 // `l2e mine`: mine {query, pos, neg} training rows from a corpus by embedding distance.
 import { corpusFormatOf } from '../mine/corpus.js';
 import { corpusNeighbourStats, mineToFile } from '../mine/run.js';
+import { MINE_DEFAULTS, thresholdOverlap } from '../mine/mine.js';
 import { formatNeighbourStats, parseThreshold, type Threshold } from '../mine/stats.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
@@ -39,14 +40,14 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     'pos-threshold': { kind: 'string', help: 'positives at distance <= X; pN = the N-th percentile of the k-nearest distances', metavar: 'X' },
     'neg-threshold': { kind: 'string', help: 'negatives at distance > Y; pN as for --pos-threshold', metavar: 'Y' },
     stats: { kind: 'boolean', help: 'dry run: print the percentiles of the nearest-neighbour distances, write nothing' },
-    metric: { kind: 'string', help: 'euclidean or cosine (distance 1 - cos)', default: 'euclidean' },
-    'max-pos': { kind: 'integer', help: 'positives per row at most', default: 6 },
-    'max-neg': { kind: 'integer', help: 'negatives per row at most', default: 5 },
-    seed: { kind: 'integer', help: 'sampling seed', default: 42 },
+    metric: { kind: 'string', help: 'euclidean or cosine (distance 1 - cos)', default: MINE_DEFAULTS.metric },
+    'max-pos': { kind: 'integer', help: 'positives per row at most', default: MINE_DEFAULTS.maxPos },
+    'max-neg': { kind: 'integer', help: 'negatives per row at most', default: MINE_DEFAULTS.maxNeg },
+    seed: { kind: 'integer', help: 'sampling seed', default: MINE_DEFAULTS.seed },
     fields: { kind: 'list', help: 'JSONL fields holding versions of one text (comma-separated)', metavar: 'a,b,c' },
-    k: { kind: 'integer', help: 'nearest neighbours examined per text', default: 100 },
+    k: { kind: 'integer', help: 'nearest neighbours examined per text', default: MINE_DEFAULTS.k },
     'random-negatives': { kind: 'boolean', help: 'top negatives up with random texts beyond Y' },
-    'memory-mb': { kind: 'integer', help: 'memory for the vectors; more are kept in a temp file and searched in blocks', default: 4096 },
+    'memory-mb': { kind: 'integer', help: 'memory for the vectors; more are kept in a temp file and searched in blocks', default: MINE_DEFAULTS.memoryMb },
     ...ENCODE_OPTIONS,
   },
   async run(args) {
@@ -93,9 +94,8 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     };
     const pos = threshold('pos-threshold');
     const neg = threshold('neg-threshold');
-    if (typeof pos === 'number' && typeof neg === 'number' && pos > neg) {
-      throw new UsageError(`--pos-threshold ${pos} must not exceed --neg-threshold ${neg} (both are distances)`);
-    }
+    const overlap = thresholdOverlap(pos, neg, metric);
+    if (overlap) throw new UsageError(overlap);
     const output = opt.str(args, 'output');
     if (output === undefined) throw new UsageError('--output is required (or --stats for a dry run)');
     const source = await openSourceFromArgs(args);

@@ -66,7 +66,7 @@ A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
     'passage-max-len': { kind: 'integer', help: 'passage truncation in tokens (BOS included)', default: d.passageMaxLen },
     'chunk-tokens': { kind: 'integer', help: 'GradCache chunk budget in tokens (bounds activation memory)', default: d.chunkTokens },
     'gradient-accumulation-steps': { kind: 'integer', help: 'micro-batches per optimizer step', default: d.gradientAccumulationSteps },
-    'save-steps': { kind: 'integer', help: 'checkpoint every N steps and at the end (0 = only on Ctrl-C)', default: 500 },
+    'save-steps': { kind: 'integer', help: 'checkpoint every N steps and at the end (0 = only on Ctrl-C)', default: d.saveSteps },
     'save-total-limit': {
       kind: 'integer',
       help: 'keep the newest N checkpoints of the run plus its best (lowest mean loss since the checkpoint before; 0 = keep all)',

@@ -53,7 +53,13 @@ const MEMORY_PER_INPUT_BYTE = 3;
 
 /** Bucket folders of combine runs that were killed (their pid is gone). */
 function removeStaleBucketDirs(parent: string): void {
-  for (const name of readdirSync(parent)) {
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return; // no folder (yet): nothing stale; creating the bucket folder then says what is wrong
+  }
+  for (const name of names) {
     const m = /^\.l2e-combine-(\d+)-\w+$/.exec(name);
     if (m && !processAlive(Number(m[1]))) rmSync(join(parent, name), { recursive: true, force: true });
   }

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Embeddings } from '../model/embeddings.js';
 import { LineError, readJsonl } from '../data/jsonl.js';
 import { pyStrip } from './strip.js';
+import { parseNpy } from '../util/npy.js';
 
 export class VectorTable {
   private readonly index = new Map<string, number>();
@@ -95,64 +96,6 @@ async function loadJsonlTable(file: string): Promise<VectorTable> {
   }
   if (!table) throw new Error(`${file}: no embeddings`);
   return table;
-}
-
-export interface NpyMatrix {
-  rows: number;
-  cols: number;
-  data: Float32Array;
-}
-
-/** Parses a .npy holding a 2-D little-endian float32 or float64 matrix (C or Fortran order). */
-export function parseNpy(bytes: Uint8Array, name = 'npy'): NpyMatrix {
-  const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
-  if (bytes.length < 10 || magic.some((b, i) => bytes[i] !== b)) throw new Error(`${name}: not a .npy file`);
-  const major = bytes[6]!;
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let headerLen: number;
-  let start: number;
-  if (major === 1) {
-    headerLen = dv.getUint16(8, true);
-    start = 10;
-  } else if (major === 2 || major === 3) {
-    if (bytes.length < 12) throw new Error(`${name}: truncated .npy header`);
-    headerLen = dv.getUint32(8, true);
-    start = 12;
-  } else {
-    throw new Error(`${name}: unsupported .npy version ${major}`);
-  }
-  if (start + headerLen > bytes.length) throw new Error(`${name}: truncated .npy header`);
-  const header = Buffer.from(bytes.subarray(start, start + headerLen)).toString(major === 3 ? 'utf8' : 'latin1');
-  const descr = /'descr'\s*:\s*'([^']*)'/.exec(header)?.[1];
-  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
-  const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    throw new Error(`${name}: malformed .npy header ${JSON.stringify(header.trim())}`);
-  }
-  const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s !== '').map(Number);
-  if (shape.length !== 2 || shape.some((d) => !Number.isInteger(d) || d < 0)) {
-    throw new Error(`${name}: expected a 2-D matrix, got shape (${shapeText})`);
-  }
-  // past 2^53 a dimension is no longer the number written: (0, 9007199254740993) read as ...992
-  if (shape.some((d) => !Number.isSafeInteger(d))) throw new Error(`${name}: shape (${shapeText}) is too large`);
-  const [rows, cols] = shape as [number, number];
-  const width = descr === '<f4' ? 4 : descr === '<f8' ? 8 : 0;
-  if (width === 0) throw new Error(`${name}: dtype ${descr} is not supported (use little-endian float32 '<f4' or float64 '<f8')`);
-  const body = start + headerLen;
-  if (bytes.length - body < rows * cols * width) {
-    throw new Error(`${name}: data is truncated (${bytes.length - body} bytes for ${rows}x${cols} ${descr})`);
-  }
-  const data = new Float32Array(rows * cols);
-  // an empty matrix has nothing to read: (10^12, 0) must not loop over 10^12 empty rows
-  if (data.length === 0) return { rows, cols, data };
-  for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) {
-      // C order: element (i, j) at i*cols + j; Fortran order: at j*rows + i
-      const e = fortran === 'True' ? j * rows + i : i * cols + j;
-      data[i * cols + j] = width === 4 ? dv.getFloat32(body + e * 4, true) : dv.getFloat64(body + e * 8, true);
-    }
-  }
-  return { rows, cols, data };
 }
 
 /**

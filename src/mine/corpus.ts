@@ -5,7 +5,7 @@
 // format comes from the name (.jsonl / .ndjson, .txt / .text, .json) unless given; `-` is stdin.
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
-import { LineError, readLines } from '../data/jsonl.js';
+import { readTextRows } from '../data/texts.js';
 import { pyStrip } from '../eval/strip.js';
 
 export interface Corpus {
@@ -63,31 +63,14 @@ export async function readCorpus(file: string, fields: string[] = ['text'], form
     return { texts, groups, rows: list.length };
   }
 
-  const name = file === '-' ? 'stdin' : file;
-  for await (const { line, text } of readLines(file)) {
-    if (text.trim() === '') continue;
+  // the one reader of text inputs keeps a .txt's blank lines as empty texts: the corpus drops them,
+  // and (in add) empty and repeated texts, itself
+  for await (const { values } of readTextRows(file, fmt, fields)) {
+    if (fmt === 'text' && values[0]!.trim() === '') continue;
     rows++;
-    if (fmt === 'text') {
-      add(text);
-      continue;
-    }
-    let obj: unknown;
-    try {
-      obj = JSON.parse(text);
-    } catch (err) {
-      throw new LineError(name, line, `invalid JSON (${err instanceof Error ? err.message : String(err)})`);
-    }
-    if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new LineError(name, line, 'expected a JSON object');
-    const rec = obj as Record<string, unknown>;
     const ids: number[] = [];
-    for (const f of fields) {
-      const v = rec[f];
-      if (v === undefined || v === null) {
-        if (fields.length === 1) throw new LineError(name, line, `missing "${f}"`);
-        continue; // a version that this row lacks
-      }
-      if (typeof v !== 'string') throw new LineError(name, line, `"${f}" must be a string`);
-      const id = add(v);
+    for (const v of values) {
+      const id = v === undefined ? undefined : add(v);
       if (id !== undefined && !ids.includes(id)) ids.push(id);
     }
     if (fields.length > 1 && ids.length > 1) groups.push(ids);

@@ -20,6 +20,7 @@ import { knn, type KnnMetric } from '../eval/knn.js';
 import { Rng } from '../util/random.js';
 import type { Corpus } from './corpus.js';
 import { MemoryStore, type VectorStore } from './store.js';
+import type { Threshold } from './stats.js';
 
 export interface MineOptions {
   posThreshold: number;
@@ -33,7 +34,7 @@ export interface MineOptions {
   randomNegatives?: boolean;
   /** Queries searched per knn call (memory: block × k results). */
   queryBlock?: number;
-  /** Memory for vector blocks when the vectors are in a file (MiB, default 1024). */
+  /** Memory for vector blocks when the vectors are in a file (MiB, default MINE_DEFAULTS.memoryMb). */
   memoryMb?: number;
 }
 
@@ -46,28 +47,45 @@ export interface MineStats {
   skippedShort: number;
 }
 
+/** The defaults of mining, here only: `l2e mine` shows and uses these. */
+export const MINE_DEFAULTS = {
+  metric: 'euclidean',
+  maxPos: 6,
+  maxNeg: 5,
+  seed: 42,
+  k: 100,
+  randomNegatives: false,
+  queryBlock: 1024,
+  /** MiB for the vectors (and for vector blocks when they are in a temp file). */
+  memoryMb: 4096,
+} as const satisfies Omit<Required<MineOptions>, 'posThreshold' | 'negThreshold'>;
+
+/**
+ * The one check that positives (distance ≤ pos) and negatives (distance > neg) cannot overlap: the
+ * message when pos is above neg, else undefined. Two percentiles compare as percentiles; a percentile
+ * and a distance only once the percentile is resolved to a distance.
+ */
+export function thresholdOverlap(pos: Threshold, neg: Threshold, metric: KnnMetric = MINE_DEFAULTS.metric): string | undefined {
+  if (typeof pos === 'number' && typeof neg === 'number' && pos > neg) {
+    return (
+      `--pos-threshold ${pos} is above --neg-threshold ${neg}: positives (distance ≤ pos) and negatives ` +
+      `(distance > neg) would overlap; both are ${metric === 'cosine' ? 'cosine distances (1 − cos)' : 'Euclidean distances'}`
+    );
+  }
+  if (typeof pos !== 'number' && typeof neg !== 'number' && pos.percentile > neg.percentile) {
+    return `--pos-threshold p${pos.percentile} is above --neg-threshold p${neg.percentile}: positives and negatives would overlap`;
+  }
+  return undefined;
+}
+
 export function validateMineOptions(o: MineOptions): Required<MineOptions> {
-  const full: Required<MineOptions> = {
-    metric: 'euclidean',
-    maxPos: 6,
-    maxNeg: 5,
-    seed: 42,
-    k: 100,
-    randomNegatives: false,
-    queryBlock: 1024,
-    memoryMb: 1024,
-    ...o,
-  };
+  const full: Required<MineOptions> = { ...MINE_DEFAULTS, ...o };
   const { posThreshold: x, negThreshold: y } = full;
   if (!Number.isFinite(x) || !Number.isFinite(y) || x < 0 || y < 0) {
     throw new Error(`thresholds must be non-negative numbers (got pos ${x}, neg ${y})`);
   }
-  if (x > y) {
-    throw new Error(
-      `--pos-threshold ${x} is above --neg-threshold ${y}: positives (distance ≤ pos) and negatives ` +
-        `(distance > neg) would overlap; both are ${full.metric === 'cosine' ? 'cosine distances (1 − cos)' : 'Euclidean distances'}`,
-    );
-  }
+  const overlap = thresholdOverlap(x, y, full.metric);
+  if (overlap) throw new Error(overlap);
   if (full.metric !== 'euclidean' && full.metric !== 'cosine') throw new Error(`unknown metric ${String(full.metric)}`);
   for (const key of ['maxPos', 'maxNeg', 'k', 'queryBlock', 'memoryMb'] as const) {
     if (!Number.isInteger(full[key]) || full[key] < 1) throw new Error(`${key} must be a positive integer, got ${full[key]}`);

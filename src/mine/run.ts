@@ -3,7 +3,7 @@ import { Embeddings } from '../model/embeddings.js';
 import type { EmbeddingSource } from '../eval/source.js';
 import { openOutput } from '../util/output.js';
 import { readCorpus, type Corpus, type CorpusFormat } from './corpus.js';
-import { minePairs, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
+import { MINE_DEFAULTS, minePairs, thresholdOverlap, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
 import { neighbourStats, resolveThreshold, type NeighbourStats, type Threshold } from './stats.js';
 import { FileStore, MemoryStore, type VectorStore } from './store.js';
 
@@ -67,7 +67,7 @@ type CorpusOptions = Pick<MineRunOptions, 'input' | 'format' | 'fields' | 'memor
 async function embedCorpus(source: EmbeddingSource, opts: CorpusOptions): Promise<{ corpus: Corpus; vectors: VectorStore; memoryMb: number }> {
   const corpus = await readCorpus(opts.input, opts.fields, opts.format);
   if (corpus.texts.length === 0) throw new Error(`${opts.input}: no texts`);
-  const memoryMb = opts.memoryMb ?? 4096;
+  const memoryMb = opts.memoryMb ?? MINE_DEFAULTS.memoryMb;
   const vectors = await embedToStore(corpus.texts, source, opts.encodeBlock ?? 4096, memoryMb, (d, t) => opts.onStage?.('embed', d, t));
   return { corpus, vectors, memoryMb };
 }
@@ -88,9 +88,8 @@ export async function corpusNeighbourStats(
 export async function mineToFile(source: EmbeddingSource, run: MineRunOptions): Promise<MineRunResult> {
   // fail on bad thresholds before any embedding work (a percentile is checked once it is a distance)
   const { posThreshold: pos, negThreshold: neg } = run;
-  if (typeof pos !== 'number' && typeof neg !== 'number' && pos.percentile > neg.percentile) {
-    throw new Error(`--pos-threshold p${pos.percentile} is above --neg-threshold p${neg.percentile}: positives and negatives would overlap`);
-  }
+  const overlap = thresholdOverlap(pos, neg, run.metric);
+  if (overlap) throw new Error(overlap);
   const known = { pos: typeof pos === 'number' ? pos : 0, neg: typeof neg === 'number' ? neg : typeof pos === 'number' ? pos : 0 };
   validateMineOptions({ ...run, posThreshold: known.pos, negThreshold: known.neg });
   const { corpus, vectors, memoryMb } = await embedCorpus(source, run);

@@ -8,7 +8,7 @@
 import { Embeddings } from '../model/embeddings.js';
 import type { KnnMetric } from '../eval/knn.js';
 import type { Corpus } from './corpus.js';
-import { isShort, searchStore } from './mine.js';
+import { isShort, MINE_DEFAULTS, searchStore } from './mine.js';
 import { MemoryStore, type VectorStore } from './store.js';
 
 /** A threshold given as a distance, or as a percentile (0-100) of the k-nearest distances. */
@@ -59,7 +59,7 @@ export interface NeighbourStatsOptions {
   metric?: KnnMetric;
   /** Queries measured at most (evenly spaced over the corpus); default 10,000. */
   sample?: number;
-  /** Memory for vector blocks when the vectors are in a file (MiB, default 1024). */
+  /** Memory for vector blocks when the vectors are in a file (MiB, default MINE_DEFAULTS.memoryMb). */
   memoryMb?: number;
 }
 
@@ -76,7 +76,7 @@ export async function neighbourStats(corpus: Corpus, store: VectorStore, o: Neig
     if (!isShort(texts[q]!)) picks.push(q); // short texts are never mined
   }
   const rowBytes = store.dim * 4;
-  const poolRows = store instanceof MemoryStore ? store.rows : Math.max(1, Math.floor(((o.memoryMb ?? 1024) * 1024 * 1024) / 2 / rowBytes));
+  const poolRows = store instanceof MemoryStore ? store.rows : Math.max(1, Math.floor(((o.memoryMb ?? MINE_DEFAULTS.memoryMb) * 1024 * 1024) / 2 / rowBytes));
   const kk = Math.min(k + 1, n); // +1: the query itself
   const nearest: number[] = [];
   const all: number[] = [];

@@ -4,7 +4,7 @@
 import { readConfig, type LlamaConfig } from './config.js';
 import { Embeddings } from './embeddings.js';
 import { TextTokenizer } from './tokenizer.js';
-import { openWeights, parameterNames } from './weights.js';
+import { openWeights } from './weights.js';
 import { buildCommand, nativeAddon, packageRoot } from '../native.js';
 import { Rng } from '../util/random.js';
 
@@ -166,22 +166,7 @@ export class EmbeddingModel {
     const dense = config.denseSize ?? DEFAULT_DENSE_SIZE;
     const device = options.device ?? 'cpu';
     const native = createNative(config, dense, device, options.precision);
-    const rng = new Rng(options.seed ?? 0, 1);
-    for (const p of parameterNames(config, dense)) {
-      const n = p.shape.reduce((a, b) => a * b, 1);
-      const data = new Float32Array(n);
-      if (p.name.endsWith('layernorm.weight') || p.name === 'norm.weight') {
-        data.fill(1);
-      } else if (p.name.startsWith('dense_layer.')) {
-        continue; // below, like nn.Linear
-      } else {
-        // Llama's initializer_range 0.02, as a uniform of the same standard deviation
-        const a = 0.02 * Math.sqrt(3);
-        for (let i = 0; i < n; i++) data[i] = (rng.next() * 2 - 1) * a;
-      }
-      native.setTensor(p.name, data);
-    }
-    initDenseLayer(native, config.hiddenSize, dense, options.seed ?? 0);
+    initRandomWeights(native, config.hiddenSize, options.seed ?? 0);
     return new EmbeddingModel({ ...config, denseSize: dense }, tokenizer, native, dense, null, device);
   }
 
@@ -318,8 +303,32 @@ function createNative(config: LlamaConfig, dense: number, device: Device, precis
   );
 }
 
+/**
+ * Random weights for every parameter of `native` (EmbeddingModel.create; benchmarks call it on a model
+ * of the test addon): norms 1, projections and embeddings uniform with Llama's std 0.02
+ * (initializer_range), the dense layer like nn.Linear's default. Deterministic for a seed.
+ */
+export function initRandomWeights(native: Pick<NativeModel, 'params' | 'setTensor'>, hidden: number, seed: number): void {
+  const rng = new Rng(seed, 1);
+  let dense = 0;
+  for (const p of native.params()) {
+    if (p.name === 'dense_layer.weight') dense = p.shape[0]!;
+    if (p.name.startsWith('dense_layer.')) continue; // below, like nn.Linear
+    const data = new Float32Array(p.numel);
+    if (p.name.endsWith('layernorm.weight') || p.name === 'norm.weight') {
+      data.fill(1);
+    } else {
+      // Llama's initializer_range 0.02, as a uniform of the same standard deviation
+      const a = 0.02 * Math.sqrt(3);
+      for (let i = 0; i < p.numel; i++) data[i] = (rng.next() * 2 - 1) * a;
+    }
+    native.setTensor(p.name, data);
+  }
+  initDenseLayer(native, hidden, dense, seed);
+}
+
 /** nn.Linear's default init: weight and bias uniform in ±1/√fan_in (kaiming_uniform with a = √5). */
-function initDenseLayer(native: NativeModel, hidden: number, dense: number, seed: number): void {
+function initDenseLayer(native: Pick<NativeModel, 'setTensor'>, hidden: number, dense: number, seed: number): void {
   const rng = new Rng(seed, 7);
   const bound = 1 / Math.sqrt(hidden);
   const w = new Float32Array(dense * hidden);

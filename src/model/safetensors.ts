@@ -1,10 +1,10 @@
 // safetensors files: validated header reading (the header only, never the data) and an atomic writer.
 // Layout: u64 little-endian header length N, N bytes of UTF-8 JSON {name: {dtype, shape, data_offsets}},
 // then the data section; data_offsets are relative to the data section's start.
-import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { endianness } from 'node:os';
+import { writeFileAtomic } from '../util/atomic.js';
 import { fsReason } from '../util/fs-error.js';
 export type DType = 'F32' | 'F16' | 'BF16';
 
@@ -47,15 +47,16 @@ function isNonNegativeInt(v: unknown): v is number {
 }
 
 /** Reads exactly `length` bytes at `position`, or fails naming the file. */
-function readExactly(fd: number, length: number, position: number, file: string): Buffer {
-  const buf = Buffer.alloc(length);
+/** `length` bytes at `position` of `fd`, into `into` when given (a view of it is returned). */
+function readExactly(fd: number, length: number, position: number, file: string, into?: Uint8Array): Buffer {
+  const buf = into ?? Buffer.alloc(length);
   let done = 0;
   while (done < length) {
-    const n = readSync(fd, buf, done, length - done, position + done);
+    const n = readSync(fd, buf, done, Math.min(length - done, 1 << 30), position + done);
     if (n === 0) throw new Error(`${file}: unexpected end of file`);
     done += n;
   }
-  return buf;
+  return Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
 function parseEntry(file: string, name: string, value: unknown, dataOffset: number, dataSize: number): TensorEntry {
@@ -232,8 +233,8 @@ function tensorBytes(t: TensorToWrite, where: string): Uint8Array {
 }
 
 /**
- * Writes a safetensors file atomically: a temp file in the same folder, fsync, then rename over `path`.
- * A failed write leaves any existing file untouched. Tensors are stored in the order given.
+ * Writes a safetensors file atomically (util/atomic.ts: a temp file beside it, fsync, rename; a link
+ * stays a link). A failed write leaves any existing file untouched. Tensors are stored in the order given.
  */
 export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
   const file = resolve(path);
@@ -258,46 +259,7 @@ export function writeSafetensors(path: string, tensors: TensorToWrite[], metadat
   const lengthBytes = Buffer.alloc(8);
   lengthBytes.writeBigUInt64LE(BigInt(json.length));
 
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = openSync(tmp, 'wx');
-    writeAll(fd, lengthBytes);
-    writeAll(fd, json);
-    for (const p of payloads) writeAll(fd, p);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, file);
-  } catch (err) {
-    if (fd !== undefined) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // the temp file was never created
-    }
-    throw new Error(`${file}: cannot write safetensors file (${fsReason(err, file)})`);
-  }
-  syncFolder(dirname(file));
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
-}
-
-/** Makes the rename durable; best effort (not every platform can fsync a folder). */
-function syncFolder(folder: string): void {
-  try {
-    const fd = openSync(folder, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    // ignored: durability of the folder entry is an optimisation, the data itself was fsynced
-  }
+  writeFileAtomic(path, [lengthBytes, json, ...payloads]);
 }
 
 // ---- float32 <-> half conversions (round to nearest, ties to even; NaN stays NaN) ----
@@ -385,22 +347,24 @@ export function f16ToF32(src: Uint16Array): Float32Array {
   return out;
 }
 
-/** Reads one tensor's values as float32 (small tensors, tests and checks; the native side reads the big ones). */
+/**
+ * Reads one tensor's values as float32 (checks, tests and the AdamW moments of a checkpoint; model
+ * weights are read by the native side). F32 data is read straight into the result (little-endian host).
+ */
 export function readTensorF32(entry: TensorEntry): Float32Array {
+  const n = entry.byteLength / DTYPE_BYTES[entry.dtype];
   const fd = openSync(entry.file, 'r');
-  let bytes: Buffer;
   try {
-    bytes = readExactly(fd, entry.byteLength, entry.offset, entry.file);
+    if (entry.dtype === 'F32') {
+      const out = new Float32Array(n);
+      readExactly(fd, entry.byteLength, entry.offset, entry.file, new Uint8Array(out.buffer));
+      return out;
+    }
+    const bytes = readExactly(fd, entry.byteLength, entry.offset, entry.file);
+    const bits = new Uint16Array(n);
+    for (let i = 0; i < n; i++) bits[i] = bytes.readUInt16LE(i * 2);
+    return entry.dtype === 'F16' ? f16ToF32(bits) : bf16ToF32(bits);
   } finally {
     closeSync(fd);
   }
-  const n = entry.byteLength / DTYPE_BYTES[entry.dtype];
-  if (entry.dtype === 'F32') {
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = bytes.readFloatLE(i * 4);
-    return out;
-  }
-  const bits = new Uint16Array(n);
-  for (let i = 0; i < n; i++) bits[i] = bytes.readUInt16LE(i * 2);
-  return entry.dtype === 'F16' ? f16ToF32(bits) : bf16ToF32(bits);
 }

@@ -3,12 +3,11 @@
 // vectors; searched with the exact native k-NN (cosine).
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseNpy } from '../eval/vectors.js';
+import { npyBytes, parseNpy } from '../util/npy.js';
 import { knn } from '../eval/knn.js';
 import { Embeddings } from '../model/embeddings.js';
 import type { TextTokenizer } from '../model/tokenizer.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { npyBytes } from '../util/npy.js';
 import { QueueFullError, type Batcher } from './batcher.js';
 import { toModelInputs } from './inputs.js';
 

@@ -10,11 +10,11 @@
 // loss since the checkpoint before). It is built in a temp folder and renamed into place, so a failed
 // write never damages the previous checkpoint. Pruning keeps a run's newest checkpoints plus its best:
 // the one with the lowest mean training loss since the checkpoint before it.
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { EmbeddingModel } from '../model/embedding-model.js';
 import { configToJson } from '../model/config.js';
-import { readSafetensorsHeader, writeSafetensors, type TensorEntry } from '../model/safetensors.js';
+import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { folderBytes } from './disk.js';
 import { processAlive } from '../util/process.js';
@@ -254,7 +254,9 @@ export function saveCheckpoint(outputDir: string, step: number, c: CheckpointCon
     if (err instanceof NonFiniteWeightsError) throw err;
     const previous = listCheckpoints(outputDir).filter((x) => x.step !== step).at(-1);
     const kept = previous ? `; the previous checkpoint ${previous.dir} is intact` : '';
-    throw new Error(`could not save the checkpoint of step ${step} to ${final}: ${(err as Error).message}${kept}`);
+    // the temp folder's name means nothing to the user: name the checkpoint folder it was to become
+    const reason = (err as Error).message.replaceAll(tmp, final);
+    throw new Error(`could not save the checkpoint of step ${step} to ${final}: ${reason}${kept}`);
   }
   return { dir: final, bytes };
 }
@@ -274,36 +276,22 @@ function removeStaleCheckpointTemps(outputDir: string): void {
   }
 }
 
-/** Reads an F32 tensor's data (little-endian host) straight into a Float32Array. */
-export function readF32(entry: TensorEntry): Float32Array {
-  if (entry.dtype !== 'F32') throw new Error(`${entry.file}: tensor "${entry.name}" is ${entry.dtype}, expected F32`);
-  const out = new Float32Array(entry.byteLength / 4);
-  const bytes = new Uint8Array(out.buffer);
-  const fd = openSync(entry.file, 'r');
-  try {
-    let done = 0;
-    while (done < bytes.length) {
-      const n = readSync(fd, bytes, done, Math.min(bytes.length - done, 1 << 30), entry.offset + done);
-      if (n === 0) throw new Error(`${entry.file}: unexpected end of file`);
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return out;
-}
-
-/** Copies a checkpoint's weights into `model` (names and shapes must match). */
-export function loadCheckpointWeights(model: EmbeddingModel, dir: string): void {
+/**
+ * Loads a checkpoint's weights into `model` through the native safetensors loader, as EmbeddingModel.load
+ * does (names, shapes and dtype F32 checked first, so nothing is half-loaded by a wrong file).
+ */
+export async function loadCheckpointWeights(model: EmbeddingModel, dir: string): Promise<void> {
   const header = readSafetensorsHeader(join(dir, 'model.safetensors'));
-  for (const p of model.native.params()) {
+  const sources = model.native.params().map((p) => {
     const t = header.byName.get(p.name);
     if (!t) throw new Error(`${header.file}: tensor "${p.name}" is missing`);
     if (t.shape.join(',') !== p.shape.join(',')) {
       throw new Error(`${header.file}: tensor "${p.name}" has shape [${t.shape}] but the model expects [${p.shape}]`);
     }
-    model.native.setTensor(p.name, readF32(t));
-  }
+    if (t.dtype !== 'F32') throw new Error(`${header.file}: tensor "${p.name}" is ${t.dtype}, expected F32`);
+    return { name: p.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype };
+  });
+  await model.native.loadTensors(sources);
 }
 
 /** A checkpoint's AdamW moments; their length must equal the model's parameter count. */
@@ -312,8 +300,9 @@ export function loadCheckpointMoments(dir: string, numel: number): { m: Float32A
   const get = (name: string): Float32Array => {
     const t = header.byName.get(name);
     if (!t) throw new Error(`${header.file}: tensor "${name}" is missing`);
+    if (t.dtype !== 'F32') throw new Error(`${header.file}: tensor "${name}" is ${t.dtype}, expected F32`);
     if (t.byteLength !== numel * 4) throw new Error(`${header.file}: "${name}" holds ${t.byteLength / 4} values, the model has ${numel} parameters`);
-    return readF32(t);
+    return readTensorF32(t);
   };
   return { m: get('exp_avg'), v: get('exp_avg_sq') };
 }

@@ -135,7 +135,7 @@ export const RECIPE_DEFAULTS = {
   seed: 42,
   shuffleBuffer: 10000,
   skipBadLines: false,
-  saveSteps: 0,
+  saveSteps: 500,
   saveTotalLimit: 3,
 } as const satisfies Partial<TrainerOptions>;
 

@@ -161,7 +161,7 @@ export class Trainer {
 
     let pos: Position = { step: 0, epoch: 0, groups: 0, rngState: [] };
     if (resumed) {
-      pos = this.restore(resumed);
+      pos = await this.restore(resumed);
       notice(`resuming run ${this.run.id} from ${resumed.point.dir}: step ${pos.step}, epoch ${pos.epoch + 1}, ${pos.groups} groups into it`);
       const done = nothingToDo(o, n, pos, resumed.point.dir, this.run.id);
       if (done) {
@@ -416,10 +416,10 @@ export class Trainer {
   }
 
   /** Loads the resume checkpoint's weights and AdamW moments; returns its position. */
-  private restore(resume: Resume): Position {
+  private async restore(resume: Resume): Promise<Position> {
     const dir = resume.point.dir;
     const native = this.model.native;
-    loadCheckpointWeights(this.model, dir);
+    await loadCheckpointWeights(this.model, dir);
     const numel = this.nat.trainGetBuffer(native, 'grads').length;
     const { m, v } = loadCheckpointMoments(dir, numel);
     this.nat.trainSetBuffer(native, 'm', m);

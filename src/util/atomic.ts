@@ -62,6 +62,20 @@ export function writeModeFor(target: string): WriteMode {
   throw new Error('too many levels of symbolic links');
 }
 
+/** Makes a rename durable; best effort (not every platform can fsync a folder). */
+function syncFolder(folder: string): void {
+  try {
+    const fd = openSync(folder, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // ignored: durability of the folder entry is an optimisation, the data itself was fsynced
+  }
+}
+
 function failure(target: string, err: unknown, tmp: string | null): Error {
   // the temp file's name means nothing to the user: fsReason drops the path Node's message ends with
   let msg = fsReason(err, target);
@@ -91,7 +105,10 @@ export function writeFileAtomic(target: string, data: string | Uint8Array | Uint
     if (tmp) fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
-    if (tmp) renameSync(tmp, mode.path);
+    if (tmp) {
+      renameSync(tmp, mode.path);
+      syncFolder(dirname(mode.path));
+    }
   } catch (err) {
     if (fd !== undefined) closeSync(fd);
     if (tmp) rmSync(tmp, { force: true });
@@ -167,6 +184,7 @@ export class AtomicWriter {
       closeSync(fd);
     }
     renameSync(this.tmp, this.path);
+    syncFolder(dirname(this.path));
   }
 
   abort(): void {

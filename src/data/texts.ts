@@ -1,0 +1,47 @@
+// The one reader of text inputs (encode's texts, mine's and serve's corpora). The format is given,
+// never guessed from the content. Plain text: every line is one row, a blank line an empty text (so row
+// i is line i; CRLF and LF both end a line). JSONL: one object per line, blank lines skipped; its
+// `fields` hold strings (with one field it must be there; with several a row may lack some).
+// What a reader does with empty or repeated texts is its own business, done where it is used.
+import { LineError, readLines } from './jsonl.js';
+
+export type TextFormat = 'text' | 'jsonl';
+
+export interface TextRow {
+  /** 1-based line number. */
+  line: number;
+  /** One value per field (plain text: the line); undefined where a JSONL row lacks that field. */
+  values: (string | undefined)[];
+  /** JSONL: the row's object, so that its other fields can be carried through. */
+  record?: Record<string, unknown>;
+}
+
+/** The rows of `path` (`-`: stdin) in `format`; errors name file:line. */
+export async function* readTextRows(path: string, format: TextFormat, fields: string[] = ['text']): AsyncGenerator<TextRow> {
+  const name = path === '-' ? 'stdin' : path;
+  if (fields.length === 0) fields = ['text'];
+  for await (const { line, text } of readLines(path)) {
+    if (format === 'text') {
+      yield { line, values: [text] };
+      continue;
+    }
+    if (text.trim() === '') continue;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch (e) {
+      const hint = path === '-' ? '--format text' : 'a .txt name or --format text';
+      throw new LineError(name, line, `not valid JSON (${(e as Error).message}); for plain texts use ${hint}`);
+    }
+    const record = typeof obj === 'object' && obj !== null && !Array.isArray(obj) ? (obj as Record<string, unknown>) : undefined;
+    const values = fields.map((f) => {
+      const v = record?.[f];
+      if (typeof v === 'string') return v;
+      if (fields.length === 1) throw new LineError(name, line, `expected a JSON object with a string "${f}" field`);
+      if (!record) throw new LineError(name, line, 'expected a JSON object');
+      if (v === undefined || v === null) return undefined; // a version that this row lacks
+      throw new LineError(name, line, `"${f}" must be a string`);
+    });
+    yield { line, values, record };
+  }
+}
