@@ -6,19 +6,8 @@ import { ProgressBar } from '../src/cli/progress.js';
 import { embedToStore } from '../src/mine/run.js';
 import { Embeddings } from '../src/model/embeddings.js';
 import type { EmbeddingSource } from '../src/eval/source.js';
+import { l2e } from './helpers/cli.js';
 
-async function l2e(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
 
 describe('shared encode options', () => {
   afterEach(() => vi.restoreAllMocks());

@@ -8,21 +8,10 @@ import { main } from '../src/cli/main.js';
 import { hasTokenizer, postJson } from './helpers/server.js';
 import { makeTempDir, removeTempDirs, repoRoot, writeTinyModel } from './helpers/tinyModel.js';
 import { skipNote } from './helpers/fixture.js';
+import { l2e } from './helpers/cli.js';
 
 const hasDist = existsSync(join(repoRoot, 'dist', 'cli', 'main.js'));
 
-async function l2e(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
 
 /** Resolves with the first stderr match of `re` (rejects when the process exits first). */
 function waitFor(child: ChildProcess, stderr: { text: string }, re: RegExp, ms = 60000): Promise<RegExpExecArray> {
