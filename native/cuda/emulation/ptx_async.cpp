@@ -1,0 +1,106 @@
+// cp.async of the emulation build (ptx_async.h gives the ISA sections and the model).
+//
+// State per CUDA thread of the running block: the copies issued since its last commit_group (not
+// yet in a group) and its committed groups, oldest first. Blocks run one after another on an OS
+// thread, so the state is per OS thread and is reset when a different block (index, grid, shared
+// memory) first uses it; copies a finished block never waited for are dropped with it (their
+// shared memory is gone).
+#include "ptx_async.h"
+
+#include <cstring>
+#include <deque>
+#include <vector>
+
+#include "device.h"
+
+namespace l2e {
+namespace emu {
+namespace ptx {
+
+namespace {
+
+struct Copy {
+  unsigned dst;
+  int bytes;
+  unsigned char data[16];  // the source bytes read at issue, zero-filled past src-size
+};
+using Group = std::vector<Copy>;
+struct ThreadQueue {
+  Group open;                // issued, not yet committed
+  std::deque<Group> groups;  // committed, oldest first
+};
+struct BlockState {
+  unsigned bx = ~0u, by = ~0u, bz = ~0u, gx = 0, gy = 0, gz = 0;
+  const void* smem = nullptr;
+  std::vector<ThreadQueue> threads;
+};
+thread_local BlockState tl_block;
+
+ThreadQueue& queue() {
+  const ThreadCtx& c = ctx();
+  BlockState& b = tl_block;
+  if (b.bx != c.block_idx.x || b.by != c.block_idx.y || b.bz != c.block_idx.z || b.gx != c.grid_dim.x ||
+      b.gy != c.grid_dim.y || b.gz != c.grid_dim.z || b.smem != dynamic_shared()) {
+    b.bx = c.block_idx.x, b.by = c.block_idx.y, b.bz = c.block_idx.z;
+    b.gx = c.grid_dim.x, b.gy = c.grid_dim.y, b.gz = c.grid_dim.z;
+    b.smem = dynamic_shared();
+    b.threads.assign(size_t(c.block_dim.x) * c.block_dim.y * c.block_dim.z, ThreadQueue{});
+  }
+  const size_t tid = (size_t(c.thread_idx.z) * c.block_dim.y + c.thread_idx.y) * c.block_dim.x + c.thread_idx.x;
+  return b.threads[tid];
+}
+
+void land(const Group& g) {
+  char* base = static_cast<char*>(dynamic_shared());
+  for (const Copy& c : g) std::memcpy(base + c.dst, c.data, size_t(c.bytes));
+}
+
+}  // namespace
+
+// "cp.async": cp-size is 4, 8 or 16 for .ca and 16 for .cg; src-size, when given, is at most
+// cp-size, and the cp-size - src-size bytes after it are written as zeros. The copy is weak and
+// asynchronous: it is complete only once a cp.async.wait_group / wait_all of the issuing thread
+// (or an mbarrier, not modelled) says so. dst and src must be aligned to cp-size.
+void cp_async(bool cg, unsigned dst, const void* src, int cp_size, int src_size) {
+  if (cp_size != 4 && cp_size != 8 && cp_size != 16) fail("cp.async: cp-size must be 4, 8 or 16");
+  if (cg && cp_size != 16) fail("cp.async.cg: cp-size must be 16");
+  if (src_size < 0 || src_size > cp_size) fail("cp.async: src-size must lie in [0, cp-size]");
+  if (dst % unsigned(cp_size) != 0 || reinterpret_cast<uintptr_t>(src) % uintptr_t(cp_size) != 0)
+    fail("cp.async: address not aligned to cp-size");
+  if (size_t(dst) + size_t(cp_size) > dynamic_shared_size())
+    fail("cp.async: destination outside the block's shared memory");
+  ThreadQueue& q = queue();
+  Copy c{dst, cp_size, {}};
+  if (src_size > 0) std::memcpy(c.data, src, size_t(src_size));  // a bad source faults here, at issue
+  q.open.push_back(c);
+  std::memset(static_cast<char*>(dynamic_shared()) + dst, 0xff, size_t(cp_size));  // poison until it lands
+}
+
+// "cp.async.commit_group": the thread's cp.async operations not yet in a group become one new
+// cp.async-group (possibly empty).
+void cp_async_commit_group() {
+  ThreadQueue& q = queue();
+  q.groups.push_back(std::move(q.open));
+  q.open.clear();
+}
+
+// "cp.async.wait_group / cp.async.wait_all": wait_group N waits until at most the N most recent
+// groups of the executing thread are pending and all prior ones are complete (N = 0: all committed
+// groups). Copies not yet committed are not waited for. wait_all is commit_group then wait_group 0.
+void cp_async_wait_group(int n) {
+  if (n < 0) fail("cp.async.wait_group: N must be a non-negative constant");
+  ThreadQueue& q = queue();
+  while (q.groups.size() > size_t(n)) {
+    land(q.groups.front());
+    q.groups.pop_front();
+  }
+}
+
+void cp_async_wait_all() {
+  cp_async_commit_group();
+  cp_async_wait_group(0);
+}
+
+}  // namespace ptx
+}  // namespace emu
+}  // namespace l2e

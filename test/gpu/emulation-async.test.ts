@@ -1,0 +1,36 @@
+// The emulator's cp.async (native/cuda/emulation/ptx_async.cpp) checks itself: copy sizes, zero fill,
+// commit and wait groups, and that the asynchrony is modelled (a copy lands only at its wait), so a
+// pipeline with one wait too few is caught (a planted bug) instead of passing by luck. Emulation build
+// only; elsewhere the suite says why it skips.
+import { describe, expect, it } from 'vitest';
+import { addon, emulated } from './gpu-helpers.js';
+
+interface AsyncSelfTest {
+  cudaEmulationAsyncSelfTest(name: string): string;
+}
+
+describe.skipIf(!emulated)(`CUDA emulation cp.async ${emulated ? '' : '(skipped: not the CUDA emulation build)'}`, () => {
+  const run = (name: string): string => (addon() as unknown as AsyncSelfTest).cudaEmulationAsyncSelfTest(name);
+
+  it('sizes 16/8/4, src-size zero fill, wait_group N and wait_all land exactly the groups the PTX ISA says', () => {
+    expect(run('groups')).toBe('ok');
+  });
+
+  it('a two-stage pipeline with the right waits sums every tile exactly', () => {
+    expect(run('pipeline')).toBe('ok');
+  });
+
+  it('the same pipeline with one wait too few (planted bug) computes wrong values', () => {
+    expect(run('pipeline_missing_wait')).toBe('wrong values');
+  });
+
+  it('cp.async.cg of 8 bytes is a launch error', () => {
+    expect(run('cg_size')).toBe('kernel cg_size_kernel failed in block (0,0,0): cp.async.cg: cp-size must be 16');
+  });
+
+  it('a destination not aligned to cp-size is a launch error', () => {
+    expect(run('misaligned')).toBe(
+      'kernel misaligned_kernel failed in block (0,0,0): cp.async: address not aligned to cp-size',
+    );
+  });
+});
