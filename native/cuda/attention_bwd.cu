@@ -5,14 +5,16 @@
 //   dS_ij = P_ij (dP_ij - D_i)          (softmax Jacobian)
 //   dV_j = sum_i P_ij dO_i     dK_j = scale sum_i dS_ij q_i     dQ_i = scale sum_j dS_ij k_j
 // GQA: a kv head serves nh/nkv query heads, so its dK, dV sum over them.
-// Two kernels, both without atomics (deterministic):
-//   dkdv: block = 64 keys of one (sequence, kv head), warp = 16 keys; it walks the group's query heads
-//         and the query tiles at or after its keys, holding S^T = K Q^T, dP^T = V dO^T in registers
-//         and accumulating dV += P^T dO, dK += dS^T Q.
-//   dq:   block = 64 queries of one (sequence, head), like the forward; walks the key tiles up to the
-//         diagonal and accumulates dQ += dS K.
-// That recomputes S and dP once more than a single fused kernel would (7 GEMMs instead of 5) in
-// exchange for no fp32 atomics and no dQ workspace.
+//
+// One pass: a block owns 64 keys of one (sequence, kv head) (warp = 16 keys), keeps their K, V in
+// shared memory and dK, dV in registers, and walks the group's query heads and the query tiles at or
+// after its keys through a two-stage cp.async pipeline (Q, dO, lse, D of the next tile land while
+// this one is computed). Five matrix products per tile, each operand an ldmatrix of a swizzled tile:
+//   S^T = K Q^T,  dP^T = V dO^T          (registers; P^T, dS^T from them, masked on the diagonal only)
+//   dV += P^T dO,  dK += dS^T Q          (P^T, dS^T as A fragments straight from the C tiles)
+//   dQ_tile = dS K                       (dS^T through shared memory; fp32 atomics into dq_accum)
+// dq_accum [T, nh, hd] (zeroed here) is then scaled into bf16 dq. Not deterministic (the atomics'
+// order); the sum is fp32.
 #include "core/backend.h"
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
@@ -24,32 +26,34 @@ namespace cuda {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kBlockRows = 64;  // keys per dkdv block, queries per dq block (16 per warp): one schedule tile
-static_assert(kBlockRows == kAttentionTileRows, "the flash backward takes one schedule tile per block");
-constexpr int kTile = 64;       // keys per tile in the dq kernel
+constexpr int kKeys = 64;  // keys per block (16 per warp): one schedule tile
+static_assert(kKeys == kAttentionTileRows, "the flash backward takes one schedule tile per block");
 constexpr float kLog2e = 1.4426950408889634f;
 
 template <int D>
-struct DkdvShape {
+struct BwdShape {
   static constexpr int kQ = D == 128 ? 32 : 64;  // query rows per tile (register budget at hd 128)
-  static constexpr int LD = D + 8;
-  static constexpr size_t smem = size_t(2 * kBlockRows + 2 * kQ) * LD * sizeof(bf16) + 2 * kQ * sizeof(float);
+  // K, V; two stages of Q, dO [kQ][D] and lse, D [kQ]; dS^T [kKeys][kQ]
+  static constexpr size_t stage = size_t(2 * kQ * D) * sizeof(bf16) + 2 * kQ * sizeof(float);
+  static constexpr size_t smem = size_t(2 * kKeys * D) * sizeof(bf16) + 2 * stage + size_t(kKeys * kQ) * sizeof(bf16);
 };
 
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32)
-    flash_bwd_dkdv_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-                          const bf16* __restrict__ dout, const float* __restrict__ lse,
-                          const float* __restrict__ Dvec, const int32_t* cu, const int32_t* tiles, int T, int nh,
-                          int nkv, float scale_log2, float scale, bf16* __restrict__ dk, bf16* __restrict__ dv) {
-  constexpr int kQ = DkdvShape<D>::kQ, LD = DkdvShape<D>::LD;
+    flash_bwd_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                     const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ Dvec,
+                     const int32_t* cu, const int32_t* tiles, int T, int nh, int nkv, float scale_log2,
+                     float scale, float* __restrict__ dq_accum, bf16* __restrict__ dk, bf16* __restrict__ dv) {
+  constexpr int kQ = BwdShape<D>::kQ;
   L2E_DYNAMIC_SHARED(uint4, smem_raw);
-  bf16* sK = reinterpret_cast<bf16*>(smem_raw);  // [64][LD]
-  bf16* sV = sK + kBlockRows * LD;               // [64][LD]
-  bf16* sQ = sV + kBlockRows * LD;               // [kQ][LD]
-  bf16* sdO = sQ + kQ * LD;                      // [kQ][LD]
-  float* sLse = reinterpret_cast<float*>(sdO + kQ * LD);  // [kQ] lse * log2 e
-  float* sD = sLse + kQ;                                   // [kQ]
+  bf16* sK = reinterpret_cast<bf16*>(smem_raw);  // [kKeys][D]
+  bf16* sV = sK + kKeys * D;                     // [kKeys][D]
+  char* stages = reinterpret_cast<char*>(sV + kKeys * D);
+  bf16* sdS = reinterpret_cast<bf16*>(stages + 2 * BwdShape<D>::stage);  // dS^T [kKeys][kQ]
+  auto sQ = [&](int st) { return reinterpret_cast<bf16*>(stages + st * BwdShape<D>::stage); };  // [kQ][D]
+  auto sdO = [&](int st) { return sQ(st) + kQ * D; };                                             // [kQ][D]
+  auto sLse = [&](int st) { return reinterpret_cast<float*>(sdO(st) + kQ * D); };                 // [kQ]
+  auto sD = [&](int st) { return sLse(st) + kQ; };                                                 // [kQ]
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t4 = lane & 3;
@@ -57,8 +61,26 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int seq = tiles[2 * blockIdx.x], k0 = tiles[2 * blockIdx.x + 1];
   const int base = cu[seq], len = cu[seq + 1] - base;
   const size_t qs = size_t(nh) * D, ks = size_t(nkv) * D;
-  load_tile<D>(sK, LD, k + size_t(base) * ks + size_t(kvh) * D, ks, k0, kBlockRows, len, tid, kWarps * 32);
-  load_tile<D>(sV, LD, v + size_t(base) * ks + size_t(kvh) * D, ks, k0, kBlockRows, len, tid, kWarps * 32);
+  const int nq = (len - k0 + kQ - 1) / kQ;  // query tiles at or after k0 (earlier queries see none of these keys)
+  const int items = group * nq;             // (head, query tile) pairs, head-major
+
+  auto issue = [&](int it) {  // item it's Q, dO, lse, D into stage it % 2, as one group
+    if (it < items) {
+      const int h = kvh * group + it / nq, i0 = k0 + (it % nq) * kQ, st = it % 2;
+      cp_tile<D>(sQ(st), q + size_t(base) * qs + size_t(h) * D, qs, i0, kQ, len, tid, kWarps * 32);
+      cp_tile<D>(sdO(st), dout + size_t(base) * qs + size_t(h) * D, qs, i0, kQ, len, tid, kWarps * 32);
+      for (int r = tid; r < kQ; r += kWarps * 32) {
+        const bool ok = i0 + r < len;
+        const size_t at = size_t(h) * T + base + (ok ? i0 + r : 0);
+        cp_async4(sLse(st) + r, lse + at, ok ? 4 : 0);
+        cp_async4(sD(st) + r, Dvec + at, ok ? 4 : 0);
+      }
+    }
+    cp_async_commit();
+  };
+  cp_tile<D>(sK, k + size_t(base) * ks + size_t(kvh) * D, ks, k0, kKeys, len, tid, kWarps * 32);
+  cp_tile<D>(sV, v + size_t(base) * ks + size_t(kvh) * D, ks, k0, kKeys, len, tid, kWarps * 32);
+  issue(0);  // K and V join item 0's group
 
   float dK[D / 8][4], dV[D / 8][4];  // this warp's 16 keys x D
 #pragma unroll
@@ -66,77 +88,105 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int e = 0; e < 4; e++) dK[n][e] = dV[n][e] = 0.0f;
   const int key[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
+  // dQ = dS K split over the warps: m-tile mt of the kQ queries, 64 of the D columns from nc0.
+  constexpr int kMTiles = kQ / 16, kWarpsPerM = kWarps / kMTiles;
+  static_assert(D / kWarpsPerM == 64, "each warp computes 16 queries x 64 columns of dQ");
+  const int mt = warp % kMTiles, nc0 = (warp / kMTiles) * 64;
 
-  for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-    const bf16* qh = q + size_t(base) * qs + size_t(h) * D;
-    const bf16* doh = dout + size_t(base) * qs + size_t(h) * D;
-    const float* lse_h = lse + size_t(h) * T + base;
-    const float* D_h = Dvec + size_t(h) * T + base;
-    for (int i0 = k0; i0 < len; i0 += kQ) {  // queries before k0 see none of these keys
-      __syncthreads();
-      load_tile<D>(sQ, LD, qh, qs, i0, kQ, len, tid, kWarps * 32);
-      load_tile<D>(sdO, LD, doh, qs, i0, kQ, len, tid, kWarps * 32);
-      for (int r = tid; r < kQ; r += kWarps * 32) {
-        const bool ok = i0 + r < len;
-        sLse[r] = ok ? lse_h[i0 + r] * kLog2e : INFINITY;  // +inf: P = 0 for rows past the sequence
-        sD[r] = ok ? D_h[i0 + r] : 0.0f;
-      }
-      __syncthreads();
+  for (int it = 0; it < items; it++) {
+    const int h = kvh * group + it / nq, i0 = k0 + (it % nq) * kQ, st = it % 2;
+    cp_async_wait<0>();  // this thread's copies of item it have landed
+    __syncthreads();     // everyone's have; item it - 1 (its stage, dS^T) is no longer read
+    issue(it + 1);
+    const bf16 *Qs = sQ(st), *dOs = sdO(st);
+    const float *Ls = sLse(st), *Ds = sD(st);
 
-      float st[kQ / 8][4], dpt[kQ / 8][4];  // S^T and dP^T: 16 keys x kQ queries
+    float sT[kQ / 8][4], dpT[kQ / 8][4];  // S^T and dP^T: 16 keys x kQ queries
 #pragma unroll
-      for (int j = 0; j < kQ / 8; j++)
+    for (int j = 0; j < kQ / 8; j++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) st[j][e] = dpt[j][e] = 0.0f;
+      for (int e = 0; e < 4; e++) sT[j][e] = dpT[j][e] = 0.0f;
 #pragma unroll
-      for (int kk = 0; kk < D / 16; kk++) {
-        uint32_t ak[4], av[4];
-        load_a(ak, sK, LD, warp * 16, kk * 16, lane);
-        load_a(av, sV, LD, warp * 16, kk * 16, lane);
+    for (int kk = 0; kk < D / 16; kk++) {
+      uint32_t ak[4], av[4];
+      frag_a<D>(ak, sK, warp * 16, kk * 16, lane);
+      frag_a<D>(av, sV, warp * 16, kk * 16, lane);
 #pragma unroll
-        for (int j = 0; j < kQ / 8; j++) {
-          uint32_t b0, b1;
-          load_b_nk(b0, b1, sQ, LD, j * 8, kk * 16, lane);
-          mma_bf16(st[j], ak, b0, b1);
-          load_b_nk(b0, b1, sdO, LD, j * 8, kk * 16, lane);
-          mma_bf16(dpt[j], av, b0, b1);
-        }
+      for (int j = 0; j < kQ / 8; j += 2) {
+        uint32_t b[4];
+        frag_b<D>(b, Qs, j * 8, kk * 16, lane);
+        mma_bf16(sT[j], ak, b[0], b[1]);
+        mma_bf16(sT[j + 1], ak, b[2], b[3]);
+        frag_b<D>(b, dOs, j * 8, kk * 16, lane);
+        mma_bf16(dpT[j], av, b[0], b[1]);
+        mma_bf16(dpT[j + 1], av, b[2], b[3]);
       }
-      // st <- P^T, dpt <- dS^T (C layout: row = key[e >> 1], column = query j*8 + 2 t4 + (e & 1))
+    }
+    // sT <- P^T, dpT <- dS^T (C layout: row = key[e >> 1], column = query j*8 + 2 t4 + (e & 1)).
+    // Only a tile reaching the diagonal or a sequence end needs the mask (warp-uniform test).
+    const bool masked = k0 + warp * 16 + 15 > i0 || i0 + kQ > len || k0 + kKeys > len;
 #pragma unroll
-      for (int j = 0; j < kQ / 8; j++)
+    for (int j = 0; j < kQ / 8; j++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int r = j * 8 + 2 * t4 + (e & 1), qi = i0 + r, kj = key[e >> 1];
-          const float p = (kj <= qi && kj < len) ? exp2f(st[j][e] * scale_log2 - sLse[r]) : 0.0f;
-          st[j][e] = p;
-          dpt[j][e] = p * (dpt[j][e] - sD[r]);
-        }
-      // dV += P^T dO, dK += dS^T Q: the C tiles of queries 16kq.. are A fragments (see mma.cuh)
+      for (int e = 0; e < 4; e++) {
+        const int r = j * 8 + 2 * t4 + (e & 1), qi = i0 + r, kj = key[e >> 1];
+        float p = exp2f(fmaf(sT[j][e], scale_log2, -Ls[r] * kLog2e));
+        if (masked && (kj > qi || qi >= len || kj >= len)) p = 0.0f;
+        sT[j][e] = p;
+        dpT[j][e] = p * (dpT[j][e] - Ds[r]);
+      }
 #pragma unroll
-      for (int kq = 0; kq < kQ / 16; kq++) {
-        uint32_t ap[4], as[4];
-        ap[0] = pack_bf16(st[2 * kq][0], st[2 * kq][1]);
-        ap[1] = pack_bf16(st[2 * kq][2], st[2 * kq][3]);
-        ap[2] = pack_bf16(st[2 * kq + 1][0], st[2 * kq + 1][1]);
-        ap[3] = pack_bf16(st[2 * kq + 1][2], st[2 * kq + 1][3]);
-        as[0] = pack_bf16(dpt[2 * kq][0], dpt[2 * kq][1]);
-        as[1] = pack_bf16(dpt[2 * kq][2], dpt[2 * kq][3]);
-        as[2] = pack_bf16(dpt[2 * kq + 1][0], dpt[2 * kq + 1][1]);
-        as[3] = pack_bf16(dpt[2 * kq + 1][2], dpt[2 * kq + 1][3]);
+    for (int j = 0; j < kQ / 8; j++)
 #pragma unroll
-        for (int n = 0; n < D / 8; n += 2) {
-          uint32_t b[4];
-          load_b_kn_x2(b, sdO, LD, kq * 16, n * 8, lane);
-          mma_bf16(dV[n], ap, b[0], b[1]);
-          mma_bf16(dV[n + 1], ap, b[2], b[3]);
-          load_b_kn_x2(b, sQ, LD, kq * 16, n * 8, lane);
-          mma_bf16(dK[n], as, b[0], b[1]);
-          mma_bf16(dK[n + 1], as, b[2], b[3]);
-        }
+      for (int rr = 0; rr < 2; rr++)
+        *reinterpret_cast<uint32_t*>(sdS + swz<kQ>(warp * 16 + g + 8 * rr, j * 8 + 2 * t4)) =
+            pack_bf16(dpT[j][2 * rr], dpT[j][2 * rr + 1]);
+    // dV += P^T dO, dK += dS^T Q: the C tiles of queries 16kq.. are A fragments (see mma.cuh)
+#pragma unroll
+    for (int kq = 0; kq < kQ / 16; kq++) {
+      uint32_t ap[4], as[4];
+      c_to_a(ap, sT[2 * kq], sT[2 * kq + 1]);
+      c_to_a(as, dpT[2 * kq], dpT[2 * kq + 1]);
+#pragma unroll
+      for (int n = 0; n < D / 8; n += 2) {
+        uint32_t b[4];
+        frag_b_t<D>(b, dOs, n * 8, kq * 16, lane);
+        mma_bf16(dV[n], ap, b[0], b[1]);
+        mma_bf16(dV[n + 1], ap, b[2], b[3]);
+        frag_b_t<D>(b, Qs, n * 8, kq * 16, lane);
+        mma_bf16(dK[n], as, b[0], b[1]);
+        mma_bf16(dK[n + 1], as, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // dS^T complete
+    float acc[8][4];  // dQ for queries i0 + 16 mt .., columns nc0 ..
+#pragma unroll
+    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; kk++) {
+      uint32_t a[4];
+      frag_a_t<kQ>(a, sdS, mt * 16, kk * 16, lane);
+#pragma unroll
+      for (int n = 0; n < 8; n += 2) {
+        uint32_t b[4];
+        frag_b_t<D>(b, sK, nc0 + n * 8, kk * 16, lane);
+        mma_bf16(acc[n], a, b[0], b[1]);
+        mma_bf16(acc[n + 1], a, b[2], b[3]);
+      }
+    }
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+      const int qi = i0 + mt * 16 + g + 8 * rr;
+      if (qi >= len) continue;
+      float* row = dq_accum + size_t(base + qi) * qs + size_t(h) * D + nc0 + 2 * t4;
+#pragma unroll
+      for (int n = 0; n < 8; n++) {
+        atomicAdd(row + n * 8, acc[n][2 * rr]);
+        atomicAdd(row + n * 8 + 1, acc[n][2 * rr + 1]);
       }
     }
   }
+  cp_async_wait<0>();  // the trailing (empty) group
 
 #pragma unroll
   for (int rr = 0; rr < 2; rr++) {
@@ -151,137 +201,43 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-template <int D>
-__global__ void __launch_bounds__(kWarps * 32)
-    flash_bwd_dq_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-                        const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ Dvec,
-                        const int32_t* cu, const int32_t* tiles, int T, int nh, int nkv, float scale_log2,
-                        float scale, bf16* __restrict__ dq) {
-  constexpr int LD = D + 8;
-  L2E_DYNAMIC_SHARED(uint4, smem_raw);
-  bf16* sQ = reinterpret_cast<bf16*>(smem_raw);  // [64][LD]
-  bf16* sdO = sQ + kBlockRows * LD;              // [64][LD]
-  bf16* sK = sdO + kBlockRows * LD;              // [kTile][LD]
-  bf16* sV = sK + kTile * LD;                    // [kTile][LD]
-
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int g = lane >> 2, t4 = lane & 3;
-  const int h = blockIdx.y, kvh = h / (nh / nkv);
-  const int seq = tiles[2 * blockIdx.x], q0 = tiles[2 * blockIdx.x + 1];
-  const int base = cu[seq], len = cu[seq + 1] - base;
-  const size_t qs = size_t(nh) * D, ks = size_t(nkv) * D;
-  load_tile<D>(sQ, LD, q + size_t(base) * qs + size_t(h) * D, qs, q0, kBlockRows, len, tid, kWarps * 32);
-  load_tile<D>(sdO, LD, dout + size_t(base) * qs + size_t(h) * D, qs, q0, kBlockRows, len, tid, kWarps * 32);
-  const bf16* kh = k + size_t(base) * ks + size_t(kvh) * D;
-  const bf16* vh = v + size_t(base) * ks + size_t(kvh) * D;
-
-  const int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
-  float lse2[2], Dr[2];
-#pragma unroll
-  for (int rr = 0; rr < 2; rr++) {
-    const bool ok = row[rr] < len;
-    lse2[rr] = ok ? lse[size_t(h) * T + base + row[rr]] * kLog2e : INFINITY;
-    Dr[rr] = ok ? Dvec[size_t(h) * T + base + row[rr]] : 0.0f;
-  }
-  float acc[D / 8][4];
-#pragma unroll
-  for (int n = 0; n < D / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-
-  const int kend = min(len, q0 + kBlockRows);
-  for (int k0 = 0; k0 < kend; k0 += kTile) {
-    __syncthreads();
-    load_tile<D>(sK, LD, kh, ks, k0, kTile, len, tid, kWarps * 32);
-    load_tile<D>(sV, LD, vh, ks, k0, kTile, len, tid, kWarps * 32);
-    __syncthreads();
-    float s[kTile / 8][4], dp[kTile / 8][4];  // S = Q K^T, dP = dO V^T: 16 queries x 64 keys
-#pragma unroll
-    for (int j = 0; j < kTile / 8; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) s[j][e] = dp[j][e] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-      uint32_t aq[4], ao[4];
-      load_a(aq, sQ, LD, warp * 16, kk * 16, lane);
-      load_a(ao, sdO, LD, warp * 16, kk * 16, lane);
-#pragma unroll
-      for (int j = 0; j < kTile / 8; j++) {
-        uint32_t b0, b1;
-        load_b_nk(b0, b1, sK, LD, j * 8, kk * 16, lane);
-        mma_bf16(s[j], aq, b0, b1);
-        load_b_nk(b0, b1, sV, LD, j * 8, kk * 16, lane);
-        mma_bf16(dp[j], ao, b0, b1);
-      }
-    }
-    // s <- dS = P (dP - D)   (C layout: row = row[e >> 1], key = k0 + j*8 + 2 t4 + (e & 1))
-#pragma unroll
-    for (int j = 0; j < kTile / 8; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int kj = k0 + j * 8 + 2 * t4 + (e & 1), rr = e >> 1;
-        const float p = (kj <= row[rr] && kj < len) ? exp2f(s[j][e] * scale_log2 - lse2[rr]) : 0.0f;
-        s[j][e] = p * (dp[j][e] - Dr[rr]);
-      }
-    // dQ += dS K: B[k = key][n = d] = K tile stored [key][d]
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; kk++) {
-      uint32_t a[4];
-      a[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-      a[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-      a[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-      for (int n = 0; n < D / 8; n += 2) {
-        uint32_t b[4];
-        load_b_kn_x2(b, sK, LD, kk * 16, n * 8, lane);
-        mma_bf16(acc[n], a, b[0], b[1]);
-        mma_bf16(acc[n + 1], a, b[2], b[3]);
-      }
-    }
-  }
-
-#pragma unroll
-  for (int rr = 0; rr < 2; rr++) {
-    if (row[rr] >= len) continue;
-    bf16* dqr = dq + size_t(base + row[rr]) * qs + size_t(h) * D;
-#pragma unroll
-    for (int n = 0; n < D / 8; n++)
-      *reinterpret_cast<uint32_t*>(dqr + n * 8 + 2 * t4) = pack_bf16(acc[n][2 * rr] * scale, acc[n][2 * rr + 1] * scale);
-  }
+// dq = bf16(scale dq_accum), element-wise over [T, nh, hd].
+__global__ void dq_convert_kernel(const float* __restrict__ acc, size_t n, float scale, bf16* __restrict__ dq) {
+  L2E_GRID_STRIDE(i, n) dq[i] = __float2bfloat16_rn(acc[i] * scale);
 }
 
 template <int D>
 void launch(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
-            const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles, int num_tiles, void* dq, void* dk, void* dv,
-            cudaStream_t s) {
+            const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles, int num_tiles, float* dq_accum, void* dq,
+            void* dk, void* dv, cudaStream_t s) {
   if (num_tiles == 0) return;
-  const size_t smem_kv = DkdvShape<D>::smem;
-  const size_t smem_q = size_t(2 * kBlockRows + 2 * kTile) * (D + 8) * sizeof(bf16);
+  const size_t smem = BwdShape<D>::smem;
   static bool attr_set = false;
   if (!attr_set) {
-    L2E_CUDA_CHECK(
-        cudaFuncSetAttribute(flash_bwd_dkdv_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_kv)));
-    L2E_CUDA_CHECK(
-        cudaFuncSetAttribute(flash_bwd_dq_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_q)));
+    L2E_CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     attr_set = true;
   }
+  const size_t n = size_t(T) * nh * D;
+  L2E_CUDA_CHECK(cudaMemsetAsync(dq_accum, 0, n * sizeof(float), s));
   const float scale = 1.0f / sqrtf(float(D)), scale_log2 = scale * kLog2e;
-  const bf16 *qp = static_cast<const bf16*>(q), *kp = static_cast<const bf16*>(k), *vp = static_cast<const bf16*>(v),
-             *dop = static_cast<const bf16*>(dout);
-  L2E_LAUNCH(flash_bwd_dkdv_kernel<D>, dim3(unsigned(num_tiles), unsigned(nkv)), kWarps * 32, smem_kv, s)(
-      qp, kp, vp, dop, lse, Dvec, cu, tiles, T, nh, nkv, scale_log2, scale, static_cast<bf16*>(dk), static_cast<bf16*>(dv));
-  check_launch("flash_attention_backward_dkdv");
-  L2E_LAUNCH(flash_bwd_dq_kernel<D>, dim3(unsigned(num_tiles), unsigned(nh)), kWarps * 32, smem_q, s)(
-      qp, kp, vp, dop, lse, Dvec, cu, tiles, T, nh, nkv, scale_log2, scale, static_cast<bf16*>(dq));
+  L2E_LAUNCH(flash_bwd_kernel<D>, dim3(unsigned(num_tiles), unsigned(nkv)), kWarps * 32, smem, s)(
+      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+      static_cast<const bf16*>(dout), lse, Dvec, cu, tiles, T, nh, nkv, scale_log2, scale, dq_accum,
+      static_cast<bf16*>(dk), static_cast<bf16*>(dv));
+  check_launch("flash_attention_backward");
+  L2E_LAUNCH(dq_convert_kernel, grid_for(n, 256), 256, 0, s)(dq_accum, n, scale, static_cast<bf16*>(dq));
   check_launch("flash_attention_backward_dq");
 }
 
 }  // namespace
 
+size_t flash_bwd_workspace(int T, int nh, int hd) { return size_t(T) * nh * hd * sizeof(float); }
+
 void flash_bwd(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
-               const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles, void* dq,
-               void* dk, void* dv, cudaStream_t s) {
-  if (hd == 64) launch<64>(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq, dk, dv, s);
-  else if (hd == 128) launch<128>(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq, dk, dv, s);
+               const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles, float* dq_accum,
+               void* dq, void* dk, void* dv, cudaStream_t s) {
+  if (hd == 64) launch<64>(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dq, dk, dv, s);
+  else if (hd == 128) launch<128>(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dq, dk, dv, s);
   else throw Error("flash attention backward: head_dim " + std::to_string(hd) + " has no tensor-core kernel");
 }
 

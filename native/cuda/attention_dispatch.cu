@@ -36,6 +36,10 @@ void attention_fwd(const void* q, const void* k, const void* v, const int32_t* c
   else simple_fwd(q, k, v, cu, B, T, nh, nkv, hd, out, lse, s);
 }
 
+size_t attention_bwd_workspace(int T, int nh, int hd) {
+  return size_t(T) * nh * sizeof(float) + (attention_has_fast_path(hd) ? flash_bwd_workspace(T, nh, hd) : 0);
+}
+
 void attention_bwd(const void* q, const void* k, const void* v, const void* out, const float* lse,
                    const void* dout, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
                    const int32_t* tiles, int num_tiles, void* dq, void* dk, void* dv, float* workspace,
@@ -46,7 +50,7 @@ void attention_bwd(const void* q, const void* k, const void* v, const void* out,
                                                                     static_cast<const bf16*>(out), T, nh, hd, workspace);
   check_launch("attention_backward_rowdot");
   if (!force_simple && attention_has_fast_path(hd))
-    flash_bwd(q, k, v, dout, lse, workspace, cu, T, nh, nkv, hd, tiles, num_tiles, dq, dk, dv, s);
+    flash_bwd(q, k, v, dout, lse, workspace, cu, T, nh, nkv, hd, tiles, num_tiles, workspace + rows, dq, dk, dv, s);
   else
     simple_bwd(q, k, v, dout, lse, workspace, cu, B, T, nh, nkv, hd, dq, dk, dv, s);
 }

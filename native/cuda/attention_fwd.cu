@@ -1,11 +1,18 @@
 // Flash-attention forward, causal, var-len, GQA, bf16 tensor cores (mma.sync m16n8k16), hd 64 / 128.
 //
 // Block = 4 warps = 64 query rows of one (sequence, head); each warp owns 16 rows. Keys stream in
-// tiles of 64 through shared memory; per tile, with scores in the log2 domain (s2 = q.k scale log2 e):
-//   m_new = max(m, max_j s2_j),  c = 2^(m - m_new),  l = c l + sum_j 2^(s2_j - m_new),
-//   o = c o + sum_j bf16(2^(s2_j - m_new)) v_j
-// and at the end o /= l, lse = (m + log2 l) ln 2 (natural log, as the op table defines it).
-// Masked scores (key > query, key past the sequence) are -inf. No S x S matrix is formed.
+// tiles of 64 through a kStages-deep cp.async pipeline of K/V stages (swizzled, see mma.cuh); every
+// operand fragment is an ldmatrix (Q and K plain, V .trans). Per tile, with raw scores s = q.k and
+// c = scale log2 e folded into the one FMA before each exp2:
+//   m_new = max(m, max_j s_j),  a = 2^(c (m - m_new)),  l = a l + sum_j 2^(c s_j - c m_new),
+//   o = a o + sum_j bf16(2^(c s_j - c m_new)) v_j
+// and at the end o /= l, lse = (c m + log2 l) ln 2 (natural log, as the op table defines it).
+// Masked scores (key > query, key past the sequence) are -inf; only the diagonal tile (the last one,
+// keys k0 = q0..q0+63) can hold them, so only it is masked. No S x S matrix is formed.
+//
+// Pipeline: tile i is one cp.async group (Q joins tile 0's). Before computing tile i a thread waits
+// for all but its kStages - 2 newest groups, the barrier makes every thread's copies visible and
+// frees the stage of tile i - 1, which then receives tile i + kStages - 1.
 #include "core/backend.h"
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
@@ -24,16 +31,21 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
 template <int D>
+struct FwdShape {
+  static constexpr int kStages = D == 64 ? 3 : 2;  // 56 / 80 KiB: two blocks per SM on sm_80 either way
+  static constexpr size_t smem = size_t(kRows + 2 * kStages * kKeys) * D * sizeof(bf16);
+};
+
+template <int D>
 __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
                                                                  const bf16* __restrict__ v, const int32_t* cu,
                                                                  const int32_t* tiles, int T, int nh, int nkv,
                                                                  float scale_log2,
                                                                  bf16* __restrict__ out, float* __restrict__ lse) {
-  constexpr int LD = D + 8;  // padded row stride: conflict-free fragment loads
+  constexpr int S = FwdShape<D>::kStages;
   L2E_DYNAMIC_SHARED(uint4, smem_raw);
-  bf16* sQ = reinterpret_cast<bf16*>(smem_raw);  // [kRows][LD]
-  bf16* sK = sQ + kRows * LD;                     // [kKeys][LD]
-  bf16* sV = sK + kKeys * LD;                     // [kKeys][LD]
+  bf16* sQ = reinterpret_cast<bf16*>(smem_raw);  // [kRows][D]
+  bf16* sKV = sQ + kRows * D;                     // S stages of K [kKeys][D] then V [kKeys][D]
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t4 = lane & 3;
@@ -45,25 +57,39 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __re
   const bf16* kh = k + size_t(base) * ks + size_t(kvh) * D;
   const bf16* vh = v + size_t(base) * ks + size_t(kvh) * D;
 
-  load_tile<D>(sQ, LD, qh, qs, q0, kRows, len, tid, kWarps * 32);
-  __syncthreads();
+  const int kend = min(len, q0 + kRows);  // causal: keys up to the block's last query
+  const int ntiles = (kend + kKeys - 1) / kKeys;
+  auto issue = [&](int i) {  // tile i into stage i % S, as one group (empty past the last tile)
+    if (i < ntiles) {
+      bf16* sK = sKV + (i % S) * 2 * kKeys * D;
+      cp_tile<D>(sK, kh, ks, i * kKeys, kKeys, len, tid, kWarps * 32);
+      cp_tile<D>(sK + kKeys * D, vh, ks, i * kKeys, kKeys, len, tid, kWarps * 32);
+    }
+    cp_async_commit();
+  };
+  cp_tile<D>(sQ, qh, qs, q0, kRows, len, tid, kWarps * 32);
+#pragma unroll
+  for (int i = 0; i < S - 1; i++) issue(i);
+
   const int r0 = warp * 16;
   uint32_t qf[D / 16][4];  // this warp's 16 query rows as A fragments
-#pragma unroll
-  for (int kk = 0; kk < D / 16; kk++) load_a(qf[kk], sQ, LD, r0, kk * 16, lane);
-
   float o[D / 8][4];
 #pragma unroll
   for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const int row[2] = {q0 + r0 + g, q0 + r0 + g + 8};  // this thread's two query rows (sequence-relative)
 
-  const int kend = min(len, q0 + kRows);  // causal: keys up to the block's last query
-  for (int k0 = 0; k0 < kend; k0 += kKeys) {
-    __syncthreads();  // the previous tile is no longer read
-    load_tile<D>(sK, LD, kh, ks, k0, kKeys, len, tid, kWarps * 32);
-    load_tile<D>(sV, LD, vh, ks, k0, kKeys, len, tid, kWarps * 32);
-    __syncthreads();
+  for (int i = 0; i < ntiles; i++) {
+    cp_async_wait<S - 2>();  // this thread's copies of tile i (and Q) have landed
+    __syncthreads();         // everyone's have; everyone is done with tile i - 1's stage
+    issue(i + S - 1);
+    if (i == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) frag_a<D>(qf[kk], sQ, r0, kk * 16, lane);
+    }
+    const bf16* sK = sKV + (i % S) * 2 * kKeys * D;
+    const bf16* sV = sK + kKeys * D;
+    const int k0 = i * kKeys;
 
     float s[kKeys / 8][4];  // S = Q K^T for 16 rows x 64 keys
 #pragma unroll
@@ -71,36 +97,38 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __re
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
 #pragma unroll
-      for (int j = 0; j < kKeys / 8; j++) {
-        uint32_t b0, b1;
-        load_b_nk(b0, b1, sK, LD, j * 8, kk * 16, lane);
-        mma_bf16(s[j], qf[kk], b0, b1);
+      for (int j = 0; j < kKeys / 8; j += 2) {
+        uint32_t b[4];
+        frag_b<D>(b, sK, j * 8, kk * 16, lane);
+        mma_bf16(s[j], qf[kk], b[0], b[1]);
+        mma_bf16(s[j + 1], qf[kk], b[2], b[3]);
       }
+    if (k0 + kKeys - 1 > q0 + r0 || k0 + kKeys > len) {  // the diagonal tile (warp-uniform)
+#pragma unroll
+      for (int j = 0; j < kKeys / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int key = k0 + j * 8 + 2 * t4 + (e & 1);
+          if (key > row[e >> 1] || key >= len) s[j][e] = -INFINITY;
+        }
+    }
 
 #pragma unroll
     for (int rr = 0; rr < 2; rr++) {
       float mx = -INFINITY;
 #pragma unroll
-      for (int j = 0; j < kKeys / 8; j++)
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-          const int key = k0 + j * 8 + 2 * t4 + e;
-          float val = s[j][2 * rr + e] * scale_log2;
-          if (key > row[rr] || key >= len) val = -INFINITY;
-          s[j][2 * rr + e] = val;
-          mx = fmaxf(mx, val);
-        }
+      for (int j = 0; j < kKeys / 8; j++) mx = fmaxf(mx, fmaxf(s[j][2 * rr], s[j][2 * rr + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       const float mnew = fmaxf(m[rr], mx);
-      const float ref = mnew == -INFINITY ? 0.0f : mnew;  // fully masked row (padding): keep 0, not NaN
-      const float corr = exp2f(m[rr] - ref);
+      const float ref = mnew == -INFINITY ? 0.0f : mnew * scale_log2;  // fully masked row: 0, not NaN
+      const float corr = exp2f(fmaf(m[rr], scale_log2, -ref));
       float sum = 0.0f;
 #pragma unroll
       for (int j = 0; j < kKeys / 8; j++)
 #pragma unroll
         for (int e = 0; e < 2; e++) {
-          const float p = exp2f(s[j][2 * rr + e] - ref);
+          const float p = exp2f(fmaf(s[j][2 * rr + e], scale_log2, -ref));
           s[j][2 * rr + e] = p;
           sum += p;
         }
@@ -117,19 +145,17 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __re
 #pragma unroll
     for (int kk = 0; kk < kKeys / 16; kk++) {
       uint32_t a[4];
-      a[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-      a[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-      a[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      c_to_a(a, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
       for (int n = 0; n < D / 8; n += 2) {
         uint32_t b[4];
-        load_b_kn_x2(b, sV, LD, kk * 16, n * 8, lane);
+        frag_b_t<D>(b, sV, n * 8, kk * 16, lane);
         mma_bf16(o[n], a, b[0], b[1]);
         mma_bf16(o[n + 1], a, b[2], b[3]);
       }
     }
   }
+  cp_async_wait<0>();  // the trailing (empty) groups: leave nothing in flight
 
 #pragma unroll
   for (int rr = 0; rr < 2; rr++) {
@@ -142,7 +168,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __re
 #pragma unroll
     for (int n = 0; n < D / 8; n++)
       *reinterpret_cast<uint32_t*>(orow + n * 8 + 2 * t4) = pack_bf16(o[n][2 * rr] * inv, o[n][2 * rr + 1] * inv);
-    if (t4 == 0) lse[size_t(h) * T + base + row[rr]] = (m[rr] + log2f(lsum)) * kLn2;
+    if (t4 == 0) lse[size_t(h) * T + base + row[rr]] = (m[rr] * scale_log2 + log2f(lsum)) * kLn2;
   }
 }
 
@@ -150,7 +176,7 @@ template <int D>
 void launch(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles,
             int num_tiles, void* out, float* lse, cudaStream_t s) {
   if (num_tiles == 0) return;
-  const size_t smem = size_t(kRows + 2 * kKeys) * (D + 8) * sizeof(bf16);
+  const size_t smem = FwdShape<D>::smem;
   static bool attr_set = false;  // per device function; harmless to repeat
   if (!attr_set) {
     L2E_CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));

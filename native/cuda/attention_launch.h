@@ -2,6 +2,7 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace l2e {
@@ -11,9 +12,11 @@ namespace cuda {
 // tiles: num_tiles (sequence, first row) pairs of kAttentionTileRows rows (core/backend.h), one block each.
 void flash_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, int hd,
                const int32_t* tiles, int num_tiles, void* out, float* lse, cudaStream_t s);
+// dq_accum: flash_bwd_workspace(T, nh, hd) bytes of scratch (the fp32 dQ sums).
+size_t flash_bwd_workspace(int T, int nh, int hd);
 void flash_bwd(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
-               const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles, void* dq,
-               void* dk, void* dv, cudaStream_t s);
+               const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles, float* dq_accum,
+               void* dq, void* dk, void* dv, cudaStream_t s);
 
 // One thread per row, fp32, any hd <= 256 (attention_simple.cu): small models and cross-checks.
 void simple_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv, int hd,

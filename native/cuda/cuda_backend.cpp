@@ -216,7 +216,7 @@ class CudaBackend final : public Backend {
     for (const Buf* b : std::initializer_list<const Buf*>{&q, &k, &v, &out, &dout, &dq, &dk, &dv})
       need(*b, DType::BF16, "attention_backward", "q, k, v, out, dout, dq, dk and dv");
     need(lse, DType::F32, "attention_backward", "lse");
-    float* D = scratch_f32(size_t(nh) * batch.T * sizeof(float));
+    float* D = scratch_f32(attention_bwd_workspace(batch.T, nh, hd));
     attention_bwd(q.ptr, k.ptr, v.ptr, out.ptr, lse.f32(), dout.ptr, batch.cu_seqlens.i32(), batch.B, batch.T, nh, nkv,
                   hd, batch.tiles.i32(), batch.num_tiles, dq.ptr, dk.ptr, dv.ptr, D, simple_attention_, stream_);
   }

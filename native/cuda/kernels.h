@@ -61,7 +61,8 @@ bool attention_has_fast_path(int hd);
 void attention_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv,
                    int hd, const int32_t* tiles, int num_tiles, void* out, float* lse, bool force_simple,
                    cudaStream_t s);
-// workspace: nh*T floats (D_i = dO_i . o_i).
+// workspace: attention_bwd_workspace(T, nh, hd) bytes (D_i = dO_i . o_i, then the flash kernel's fp32 dQ).
+size_t attention_bwd_workspace(int T, int nh, int hd);
 void attention_bwd(const void* q, const void* k, const void* v, const void* out, const float* lse,
                    const void* dout, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
                    const int32_t* tiles, int num_tiles, void* dq, void* dk, void* dv, float* workspace,
