@@ -102,6 +102,10 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     ['hd64 MHA mixed lengths', 64, 4, 4, [1, 17, 64, 65, 130]],
     ['hd128 GQA 4/2', 128, 4, 2, sized([1, 3, 200, 333], [1, 3, 70, 133])],
     ['hd128 GQA 4/1 long', 128, 4, 1, [sized(1000, 300)]],
+    // 5 key tiles: more than the forward's 3 pipeline stages at hd 64, so stages are refilled; the
+    // backward's pipeline crosses from one query head of a kv group to the next, and the last rows'
+    // dQ sums atomics from 5 key blocks
+    ['hd64 GQA 6/2, 263 tokens (pipeline refills, dQ over 5 key blocks)', 64, 6, 2, [263, 2]],
     ['hd16 (simple kernel)', 16, 4, 1, [5, 40, 1]],
     // 8192 tokens under emulation would take an hour: 700 still spans 11 query and key tiles
     [`hd128 one ${sized(8192, 700)}-token sequence`, 128, 2, 1, [sized(8192, 700)]],
