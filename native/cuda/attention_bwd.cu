@@ -92,6 +92,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int kMTiles = kQ / 16, kWarpsPerM = kWarps / kMTiles;
   static_assert(D / kWarpsPerM == 64, "each warp computes 16 queries x 64 columns of dQ");
   const int mt = warp % kMTiles, nc0 = (warp / kMTiles) * 64;
+  constexpr int kDqCols = D == 128 ? 32 : 64;  // columns per pass: fewer live accumulators beside dK, dV at hd 128
 
   for (int it = 0; it < items; it++) {
     const int h = kvh * group + it / nq, i0 = k0 + (it % nq) * kQ, st = it % 2;
@@ -159,30 +160,33 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
     __syncthreads();  // dS^T complete
-    float acc[8][4];  // dQ for queries i0 + 16 mt .., columns nc0 ..
 #pragma unroll
-    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+    for (int c0 = nc0; c0 < nc0 + 64; c0 += kDqCols) {
+      float acc[kDqCols / 8][4];  // dQ for queries i0 + 16 mt .., columns c0 ..
 #pragma unroll
-    for (int kk = 0; kk < kKeys / 16; kk++) {
-      uint32_t a[4];
-      frag_a_t<kQ>(a, sdS, mt * 16, kk * 16, lane);
+      for (int n = 0; n < kDqCols / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 #pragma unroll
-      for (int n = 0; n < 8; n += 2) {
-        uint32_t b[4];
-        frag_b_t<D>(b, sK, nc0 + n * 8, kk * 16, lane);
-        mma_bf16(acc[n], a, b[0], b[1]);
-        mma_bf16(acc[n + 1], a, b[2], b[3]);
+      for (int kk = 0; kk < kKeys / 16; kk++) {
+        uint32_t a[4];
+        frag_a_t<kQ>(a, sdS, mt * 16, kk * 16, lane);
+#pragma unroll
+        for (int n = 0; n < kDqCols / 8; n += 2) {
+          uint32_t b[4];
+          frag_b_t<D>(b, sK, c0 + n * 8, kk * 16, lane);
+          mma_bf16(acc[n], a, b[0], b[1]);
+          mma_bf16(acc[n + 1], a, b[2], b[3]);
+        }
       }
-    }
 #pragma unroll
-    for (int rr = 0; rr < 2; rr++) {
-      const int qi = i0 + mt * 16 + g + 8 * rr;
-      if (qi >= len) continue;
-      float* row = dq_accum + size_t(base + qi) * qs + size_t(h) * D + nc0 + 2 * t4;
+      for (int rr = 0; rr < 2; rr++) {
+        const int qi = i0 + mt * 16 + g + 8 * rr;
+        if (qi >= len) continue;
+        float* row = dq_accum + size_t(base + qi) * qs + size_t(h) * D + c0 + 2 * t4;
 #pragma unroll
-      for (int n = 0; n < 8; n++) {
-        atomicAdd(row + n * 8, acc[n][2 * rr]);
-        atomicAdd(row + n * 8 + 1, acc[n][2 * rr + 1]);
+        for (int n = 0; n < kDqCols / 8; n++) {
+          atomicAdd(row + n * 8, acc[n][2 * rr]);
+          atomicAdd(row + n * 8 + 1, acc[n][2 * rr + 1]);
+        }
       }
     }
   }

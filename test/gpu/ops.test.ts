@@ -16,7 +16,7 @@
 //    rounded once more: ATTN_BWD = 1e-2 (measured 1.6e-3 to 2.4e-3).
 //  - attention per row (one token of one head, maxRowRelErr): no averaging over rows, so the worst
 //    row carries up to ~2^-8 (two bf16 roundings) plus the luck of its few keys: ATTN_ROW = 1e-2
-//    (measured 2.6e-3 to 3.0e-3), ATTN_BWD_ROW = 1.5e-2 (measured up to 4.0e-3). A wrong fragment
+//    (measured 2.6e-3 to 3.0e-3), ATTN_BWD_ROW = 1.5e-2 (measured up to 4.1e-3). A wrong fragment
 //    mapping or a mis-scheduled tile puts whole rows off by O(1), far above either.
 //  - fp32-only ops (pooling sums, L2 norm, loss, optimizer): 1e-5 or exact.
 import { appendFileSync } from 'node:fs';
