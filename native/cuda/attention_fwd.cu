@@ -157,18 +157,27 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __re
   }
   cp_async_wait<0>();  // the trailing (empty) groups: leave nothing in flight
 
+  // O / l goes through this warp's own rows of sQ (read only at tile 0) so that the global stores
+  // are whole 16-byte chunks of rows.
 #pragma unroll
   for (int rr = 0; rr < 2; rr++) {
     float lsum = l[rr];
     lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
     lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
-    if (row[rr] >= len) continue;
-    const float inv = 1.0f / lsum;
-    bf16* orow = out + size_t(base + row[rr]) * qs + size_t(h) * D;
+    const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;  // 0: a row past the sequence (not stored)
 #pragma unroll
     for (int n = 0; n < D / 8; n++)
-      *reinterpret_cast<uint32_t*>(orow + n * 8 + 2 * t4) = pack_bf16(o[n][2 * rr] * inv, o[n][2 * rr + 1] * inv);
-    if (t4 == 0) lse[size_t(h) * T + base + row[rr]] = (m[rr] * scale_log2 + log2f(lsum)) * kLn2;
+      *reinterpret_cast<uint32_t*>(sQ + swz<D>(r0 + g + 8 * rr, n * 8 + 2 * t4)) =
+          pack_bf16(o[n][2 * rr] * inv, o[n][2 * rr + 1] * inv);
+    if (t4 == 0 && row[rr] < len) lse[size_t(h) * T + base + row[rr]] = (m[rr] * scale_log2 + log2f(lsum)) * kLn2;
+  }
+  __syncthreads();
+  constexpr int kChunks = D / 8;
+  for (int c = tid; c < kRows * kChunks; c += kWarps * 32) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    if (q0 + r < len)
+      *reinterpret_cast<uint4*>(out + size_t(base + q0 + r) * qs + size_t(h) * D + col) =
+          *reinterpret_cast<const uint4*>(sQ + swz<D>(r, col));
   }
 }
 
