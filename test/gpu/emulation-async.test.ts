@@ -24,6 +24,10 @@ describe.skipIf(!emulated)(`CUDA emulation cp.async ${emulated ? '' : '(skipped:
     expect(run('pipeline_missing_wait')).toBe('wrong values');
   });
 
+  it('a wider block after a narrower one with the same index and grid gets per-thread state for every thread', () => {
+    expect(run('shape_change')).toBe('ok');
+  });
+
   it('cp.async.cg of 8 bytes is a launch error', () => {
     expect(run('cg_size')).toBe('kernel cg_size_kernel failed in block (0,0,0): cp.async.cg: cp-size must be 16');
   });

@@ -2,9 +2,9 @@
 //
 // State per CUDA thread of the running block: the copies issued since its last commit_group (not
 // yet in a group) and its committed groups, oldest first. Blocks run one after another on an OS
-// thread, so the state is per OS thread and is reset when a different block (index, grid, shared
-// memory) first uses it; copies a finished block never waited for are dropped with it (their
-// shared memory is gone).
+// thread, so the state is per OS thread and is reset when a different block (index, grid and block
+// shape, shared memory) first uses it; copies a finished block never waited for are dropped with it
+// (their shared memory is gone).
 #include "ptx_async.h"
 
 #include <cstring>
@@ -30,7 +30,7 @@ struct ThreadQueue {
   std::deque<Group> groups;  // committed, oldest first
 };
 struct BlockState {
-  unsigned bx = ~0u, by = ~0u, bz = ~0u, gx = 0, gy = 0, gz = 0;
+  unsigned key[9] = {~0u, ~0u, ~0u, 0, 0, 0, 0, 0, 0};  // block index, grid and block dimensions
   const void* smem = nullptr;
   std::vector<ThreadQueue> threads;
 };
@@ -39,14 +39,15 @@ thread_local BlockState tl_block;
 ThreadQueue& queue() {
   const ThreadCtx& c = ctx();
   BlockState& b = tl_block;
-  if (b.bx != c.block_idx.x || b.by != c.block_idx.y || b.bz != c.block_idx.z || b.gx != c.grid_dim.x ||
-      b.gy != c.grid_dim.y || b.gz != c.grid_dim.z || b.smem != dynamic_shared()) {
-    b.bx = c.block_idx.x, b.by = c.block_idx.y, b.bz = c.block_idx.z;
-    b.gx = c.grid_dim.x, b.gy = c.grid_dim.y, b.gz = c.grid_dim.z;
+  const unsigned key[9] = {c.block_idx.x, c.block_idx.y, c.block_idx.z, c.grid_dim.x, c.grid_dim.y,
+                           c.grid_dim.z,  c.block_dim.x, c.block_dim.y, c.block_dim.z};
+  if (std::memcmp(key, b.key, sizeof(key)) != 0 || b.smem != dynamic_shared()) {
+    std::memcpy(b.key, key, sizeof(key));
     b.smem = dynamic_shared();
     b.threads.assign(size_t(c.block_dim.x) * c.block_dim.y * c.block_dim.z, ThreadQueue{});
   }
   const size_t tid = (size_t(c.thread_idx.z) * c.block_dim.y + c.thread_idx.y) * c.block_dim.x + c.thread_idx.x;
+  if (tid >= b.threads.size()) fail("cp.async: emulator state does not match the block");  // never expected
   return b.threads[tid];
 }
 

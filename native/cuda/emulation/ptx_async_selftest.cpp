@@ -8,6 +8,8 @@
 //                 a neighbour's chunk of tile i): exact sums;
 //   pipeline_missing_wait  the same kernel with a planted bug, wait_group 2 (one group too many left
 //                 in flight): the emulator must make it wrong, not lucky;
+//   shape_change  a one-thread block, then a 32-thread block of the same index and grid: per-thread
+//                 state follows the block's shape;
 //   cg_size, misaligned   misuse that must be a launch error.
 #include <napi.h>
 
@@ -78,6 +80,16 @@ void pipeline_kernel(const float* src, float* out, int plant) {
   out[t] = acc;
 }
 
+// Thread t copies src[t] to shared word t, waits, and checks it (after a barrier: thread (t+1) % n's).
+void words_kernel(const float* src, int* bad) {
+  float* s = static_cast<float*>(dynamic_shared());
+  const int t = int(threadIdx.x), n = int(blockDim.x);
+  ptx::cp_async(false, saddr(s + t), src + t, 4, 4);
+  ptx::cp_async_wait_all();
+  __syncthreads();
+  if (s[(t + 1) % n] != src[(t + 1) % n]) bad[0] = 1;
+}
+
 void cg_size_kernel(const float* src, int*) {
   ptx::cp_async(true, saddr(dynamic_shared()), src, 8, 8);
 }
@@ -100,6 +112,9 @@ std::string run(const std::string& name) {
   else if (name == "pipeline" || name == "pipeline_missing_wait") {
     pipeline = true;
     L2E_EMU_LAUNCH(pipeline_kernel, 1, 32, 2 * 128 * sizeof(float), nullptr)(src, out, int(name != "pipeline"));
+  } else if (name == "shape_change") {  // the same block index and grid, then a wider block
+    L2E_EMU_LAUNCH(words_kernel, 1, 1, 128, nullptr)(src, bad);
+    L2E_EMU_LAUNCH(words_kernel, 1, 32, 128, nullptr)(src, bad);
   } else if (name == "cg_size") L2E_EMU_LAUNCH(cg_size_kernel, 1, 1, 64, nullptr)(src, bad);
   else if (name == "misaligned") L2E_EMU_LAUNCH(misaligned_kernel, 1, 1, 64, nullptr)(src, bad);
   else {
