@@ -51,6 +51,44 @@ __global__ void sm90_probe_kernel(int* flag) {
 #endif
 }
 
+// The online softmax of one 64-key tile starting at k0 on this thread's S registers (scores in the log2
+// domain, masked where the tile crosses the diagonal or the sequence end): m and l updated, sc turned
+// into the unnormalised probabilities, corr = the factor O's rows must be rescaled by.
+__device__ __forceinline__ void softmax_tile(float (&sc)[32], int k0, int len, int q0, const int (&row)[2], int t4,
+                                             float scale_log2, float (&m)[2], float (&l)[2], float (&corr)[2]) {
+  const bool masked = k0 + kKeys - 1 > q0 || k0 + kKeys > len;
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < 8; c++)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const int key = k0 + 8 * c + 2 * t4 + e;
+        float val = sc[4 * c + 2 * rr + e] * scale_log2;
+        if (masked && (key > row[rr] || key >= len)) val = -INFINITY;
+        sc[4 * c + 2 * rr + e] = val;
+        mx = fmaxf(mx, val);
+      }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float mnew = fmaxf(m[rr], mx);
+    const float ref = mnew == -INFINITY ? 0.0f : mnew;  // fully masked row (padding): keep 0, not NaN
+    corr[rr] = exp2f(m[rr] - ref);
+    float sum = 0.0f;
+#pragma unroll
+    for (int c = 0; c < 8; c++)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const float p = exp2f(sc[4 * c + 2 * rr + e] - ref);
+        sc[4 * c + 2 * rr + e] = p;
+        sum += p;
+      }
+    l[rr] = l[rr] * corr[rr] + sum;  // per-thread partial; the quad's partials are summed at the end
+    m[rr] = mnew;
+  }
+}
+
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     flash_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
@@ -105,88 +143,75 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   // ---- consumer warpgroup ----
+  // Pipelined as in FlashAttention-3 (intra-warpgroup overlap): S_j = Q K_j^T is issued together with
+  // O += P_{j-1} V_{j-1}; the softmax statistics of S_j are computed while P_{j-1} V_{j-1} still runs,
+  // and only the rescaling of O (and the packing of P_j, whose registers that product reads) waits for it.
   const int g = lane >> 2, t4 = lane & 3;
   const int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};  // this thread's rows (sequence-relative)
   float o[D / 2];  // O accumulator: register 4n + i = row g + 8 [i >= 2], column 8n + 2 t4 + (i & 1)
 #pragma unroll
   for (int i = 0; i < D / 2; i++) o[i] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  bar_wait(bar_q, 0);
-
-  for (int j = 0; j < ntiles; j++) {
-    const int s = j & 1, k0 = j * kKeys;
-    const uint32_t par = uint32_t(j >> 1) & 1u;
-    bar_wait(full_k(s), par);
-
-    float sc[32];  // S = Q K^T, 64 x 64: register 4c + i = key 8c + 2 t4 + (i & 1)
-#pragma unroll
-    for (int i = 0; i < 32; i++) sc[i] = 0.0f;
-    fence_operands(sc);
-    wgmma_fence();
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, corr[2];
+  float sc[32];        // S = Q K^T, 64 x 64: register 4c + i = key 8c + 2 t4 + (i & 1)
+  uint32_t pa[4][4];   // P as wgmma A fragments: keys 16kk..16kk+15 are S's column groups 2kk, 2kk+1
+  auto issue_qk = [&](int s) {
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
       const uint32_t koff = uint32_t(kk / 4) * kAtom + uint32_t(kk % 4) * 32;
-      wgmma_ss_n64(sc, desc_sw128(sQ + koff, 16, 1024), desc_sw128(sK(s) + koff, 16, 1024), 1);
+      wgmma_ss_n64(sc, desc_sw128(sQ + koff, 16, 1024), desc_sw128(sK(s) + koff, 16, 1024), kk > 0);
     }
-    wgmma_commit();
-    wgmma_wait<0>();
+  };
+  auto pack_p = [&] {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) pa[kk][r] = pack_bf16(sc[8 * kk + 2 * r], sc[8 * kk + 2 * r + 1]);
+  };
+
+  bar_wait(bar_q, 0);
+  bar_wait(full_k(0), 0);
+  fence_operands(sc);
+  wgmma_fence();
+  issue_qk(0);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_operands(sc);
+  softmax_tile(sc, 0, len, q0, row, t4, scale_log2, m, l, corr);  // O is still 0: nothing to rescale
+  pack_p();
+
+  for (int j = 1; j <= ntiles; j++) {
+    const int sp = (j - 1) & 1;  // the stage of tile j-1, whose P V is due now
+    const bool more = j < ntiles;
+    if (more) bar_wait(full_k(j & 1), uint32_t(j >> 1) & 1u);
+    bar_wait(full_v(sp), uint32_t((j - 1) >> 1) & 1u);
     fence_operands(sc);
-
-    const bool masked = k0 + kKeys - 1 > q0 || k0 + kKeys > len;  // crosses the diagonal or the end
-#pragma unroll
-    for (int rr = 0; rr < 2; rr++) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int c = 0; c < 8; c++)
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-          const int key = k0 + 8 * c + 2 * t4 + e;
-          float val = sc[4 * c + 2 * rr + e] * scale_log2;
-          if (masked && (key > row[rr] || key >= len)) val = -INFINITY;
-          sc[4 * c + 2 * rr + e] = val;
-          mx = fmaxf(mx, val);
-        }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float mnew = fmaxf(m[rr], mx);
-      const float ref = mnew == -INFINITY ? 0.0f : mnew;  // fully masked row (padding): keep 0, not NaN
-      const float corr = exp2f(m[rr] - ref);
-      float sum = 0.0f;
-#pragma unroll
-      for (int c = 0; c < 8; c++)
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-          const float p = exp2f(sc[4 * c + 2 * rr + e] - ref);
-          sc[4 * c + 2 * rr + e] = p;
-          sum += p;
-        }
-      l[rr] = l[rr] * corr + sum;  // per-thread partial; the quad's partials are summed at the end
-      m[rr] = mnew;
-#pragma unroll
-      for (int n = 0; n < D / 8; n++) {
-        o[4 * n + 2 * rr] *= corr;
-        o[4 * n + 2 * rr + 1] *= corr;
-      }
-    }
-
-    // P as wgmma A fragments: keys 16kk..16kk+15 are S's column groups 2kk and 2kk+1
-    uint32_t pa[4][4];
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) {
-      pa[kk][0] = pack_bf16(sc[8 * kk + 0], sc[8 * kk + 1]);
-      pa[kk][1] = pack_bf16(sc[8 * kk + 2], sc[8 * kk + 3]);
-      pa[kk][2] = pack_bf16(sc[8 * kk + 4], sc[8 * kk + 5]);
-      pa[kk][3] = pack_bf16(sc[8 * kk + 6], sc[8 * kk + 7]);
-    }
-    bar_wait(full_v(s), par);
     fence_operands(o);
     wgmma_fence();
+    if (more) {
+      issue_qk(j & 1);
+      wgmma_commit();
+    }
 #pragma unroll
-    for (int kk = 0; kk < 4; kk++) wgmma_rs_nt(o, pa[kk], desc_sw128(sV(s) + uint32_t(kk) * 16 * 128, kAtom, 1024), 1);
+    for (int kk = 0; kk < 4; kk++) wgmma_rs_nt(o, pa[kk], desc_sw128(sV(sp) + uint32_t(kk) * 16 * 128, kAtom, 1024), 1);
     wgmma_commit();
+    if (more) {
+      wgmma_wait<1>();  // S_j has landed; P_{j-1} V_{j-1} may still run
+      fence_operands(sc);
+      softmax_tile(sc, j * kKeys, len, q0, row, t4, scale_log2, m, l, corr);
+    }
     wgmma_wait<0>();
     fence_operands(o);
-    bar_arrive(empty(s));  // this thread no longer reads stage s
+    bar_arrive(empty(sp));  // this thread no longer reads stage sp
+    if (more) {
+#pragma unroll
+      for (int n = 0; n < D / 8; n++) {
+        o[4 * n] *= corr[0];
+        o[4 * n + 1] *= corr[0];
+        o[4 * n + 2] *= corr[1];
+        o[4 * n + 3] *= corr[1];
+      }
+      pack_p();
+    }
   }
 
 #pragma unroll

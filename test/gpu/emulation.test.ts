@@ -60,6 +60,12 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('wgmma')).toBe('ok');
   });
 
+  it('an accumulator written while its wgmma is in flight is a launch error', () => {
+    expect(run('wgmma_write_in_flight')).toBe(
+      'kernel wgmma_write_in_flight_kernel failed in block (0,0,0): wgmma: accumulator registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)',
+    );
+  });
+
   it('wgmma.mma_async without wgmma.fence is a launch error', () => {
     expect(run('wgmma_nofence')).toBe(
       "kernel wgmma_nofence_kernel failed in block (0,0,0): wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group",

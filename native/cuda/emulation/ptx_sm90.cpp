@@ -264,6 +264,11 @@ float half_of(uint32_t reg, int hi) {
   return __bfloat162float(h);
 }
 
+// What the accumulators hold while in flight: a signalling NaN (a read propagates a NaN; any
+// arithmetic on it, even x *= c, stores a quiet NaN, so a write is seen at the wait, where the
+// registers must still hold exactly this).
+constexpr uint32_t kPoison = 0x7f8adbadu;
+
 struct Op {
   int n;
   bool rs, ta, tb, scale_d, chain;
@@ -304,6 +309,11 @@ const WarpSlot* meet(const char* op, const WarpSlot& in, bool& first) {
 
 // D rows of this warp: 16 (warp % 4) + r. Computes and writes back one op for all 32 lanes.
 void complete(Op& op) {
+  if (!op.chain)
+    for (int lane = 0; lane < 32; lane++)
+      for (int r = 0; r < op.n / 2; r++)
+        if (std::memcmp(&op.dst[lane][r], &kPoison, 4) != 0)
+          fail("wgmma: accumulator registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)");
   const int row0 = int(warp_id() % 4) * 16;
   const int n = op.n;
   std::vector<float> A(16 * 16), B(16 * size_t(n));
@@ -378,7 +388,7 @@ void issue(float* d, int n, bool rs, uint64_t da, const uint32_t* a, uint64_t db
     for (int lane = 0; lane < 32; lane++) std::memcpy(&op.cin[size_t(lane) * (n / 2)], op.dst[lane], sizeof(float) * (n / 2));
   }
   for (int lane = 0; lane < 32; lane++)  // not readable before the wait
-    for (int r = 0; r < n / 2; r++) op.dst[lane][r] = NAN;
+    for (int r = 0; r < n / 2; r++) std::memcpy(&op.dst[lane][r], &kPoison, 4);
   s.ops.push_back(std::move(op));
 }
 

@@ -14,7 +14,8 @@
 //   - a bulk tensor copy is queued on its mbarrier and lands (and completes its bytes) only when some
 //     thread waits on that mbarrier: shared memory read before the wait holds the old bytes;
 //   - wgmma.mma_async poisons its accumulator registers with NaN; the products are computed, from the
-//     shared memory of that moment, and written back only by the wgmma.wait_group that covers them;
+//     shared memory of that moment, and written back only by the wgmma.wait_group that covers them,
+//     which fails the launch if the thread wrote those registers meanwhile;
 //   - wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group is a launch error.
 // Shared-memory addresses are offsets in the block's dynamic shared memory (__cvta_generic_to_shared).
 #pragma once

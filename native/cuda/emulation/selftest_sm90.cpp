@@ -12,6 +12,7 @@
 //                      B K-major without swizzle; NaN before wgmma.wait_group, wait_group(1) keeps the
 //                      newest group pending
 //   wgmma_nofence      wgmma.mma_async without wgmma.fence (must fail)
+//   wgmma_write_in_flight  an accumulator written between wgmma.mma_async and its wait (must fail)
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -250,6 +251,18 @@ void wgmma_kernel(int* bad) {
   check_d(d3, 16, [](int m, int n) { float acc = 1; for (int k = 0; k < 16; k++) acc += Av(m, k) * Bv(k, n); return acc; }, bad);
 }
 
+void wgmma_write_in_flight_kernel(int*) {
+  float d[8];
+  uint16_t* s = static_cast<uint16_t*>(dynamic_shared());
+  for (int e = int(threadIdx.x); e < 64 * 16; e += 128) s[e] = 0;
+  __syncthreads();
+  wgmma_fence();
+  wgmma_m64k16_bf16_ss(d, 16, desc(0, 128, 256, 0), desc(0, 128, 256, 0), 0, 0, 0);
+  wgmma_commit_group();
+  d[3] = 0.0f;  // before the wait: the asynchronous result and this write race
+  wgmma_wait_group(0);
+}
+
 void wgmma_nofence_kernel(int*) {
   float d[8];
   uint16_t* s = static_cast<uint16_t*>(dynamic_shared());
@@ -268,6 +281,7 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   else if (name == "tma") r = tma(bad);
   else if (name == "tensor_map_errors") return tensor_map_errors();
   else if (name == "wgmma") L2E_EMU_LAUNCH(wgmma_kernel, 1, 128, 2 * (16384 + 256), nullptr)(bad);
+  else if (name == "wgmma_write_in_flight") L2E_EMU_LAUNCH(wgmma_write_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_nofence") L2E_EMU_LAUNCH(wgmma_nofence_kernel, 1, 128, 4096, nullptr)(bad);
   else return "";
   if (!r.empty()) return r;
