@@ -8,14 +8,16 @@
 //              softmax on S's accumulator registers (row = 16 warp + lane/4 (+8), as mma.sync's C), then
 //              O += P V_j by wgmma with P from registers (the accumulator layout of S is exactly the A
 //              fragment layout once packed to bf16) and V_j N-major from shared memory (m64n{D}k16,
-//              4 k-steps); then it releases the stage (mbarrier "empty", 128 arrivals).
+//              4 k-steps), S_{j+1} overlapping P_j V_j (see the loop); then it releases the stage
+//              (mbarrier "empty", 128 arrivals).
 //   warp 4     (the producer, one elected lane): TMA loads of Q (once) and of K_j, V_j into a 2-stage
 //              ring, each completing on its own mbarrier ("full_k", "full_v"), so that S = Q K_j^T
 //              starts before V_j has landed and tile j+1 loads while tile j computes.
 // Tiles in shared memory: 64 rows x D bf16 as D/64 swizzle-atom columns of 8 KiB, written by TMA with
 // the 128-byte swizzle (3D tensor maps over [T, heads, D]: box {64, 1, 64}). Rows past the sequence
 // belong to the next sequence (or are zero past T): their scores are masked to -inf and their
-// probabilities are exactly 0, as in the sm_80 kernel; query rows past the sequence are not written.
+// probabilities are exactly 0 (the sm_80 kernel zero-fills those rows instead; here V's rows there
+// are the next sequence's finite values, and 0 v = 0); query rows past the sequence are not written.
 // The causal mask is applied only to tiles that cross the diagonal or the sequence end.
 #include "core/backend.h"
 #include "cuda/attention_launch.h"
