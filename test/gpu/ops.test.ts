@@ -136,6 +136,16 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     );
   });
 
+  it.skipIf(cudaDevice === 'cpu')('L2E_CUDA_ATTENTION naming no kernel is an error that names the variable', () => {
+    const config = { vocab: 8, hidden: 16, intermediate: 16, layers: 1, heads: 2, kvHeads: 2, headDim: 8, dense: 4, rmsEps: 1e-5, ropeTheta: 1e4, pooling: 'mean' as const, normalized: true };
+    process.env['L2E_CUDA_ATTENTION'] = 'fast';
+    try {
+      expect(() => new (addon().NativeModel)(config, 'cuda')).toThrow("L2E_CUDA_ATTENTION: unknown attention kernel 'fast' (auto, simple, sm80 or sm90)");
+    } finally {
+      delete process.env['L2E_CUDA_ATTENTION'];
+    }
+  });
+
   it('swiglu and residual add', () => {
     const n = 10007;
     compare('swiglu', { gate: randBf16(rng, n, 4), up: randBf16(rng, n, 2), n }, { out: DOUBLE_ROUNDED });
