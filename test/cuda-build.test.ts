@@ -126,9 +126,12 @@ describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not o
       const entries = readFileSync(ptxFile, 'utf8').split(/\n\.entry /).slice(1).filter((e) => e.includes('flash_fwd_sm90_kernel'));
       expect(entries.length, 'kernels found').toBe(2);
       for (const body of entries) {
-        // hd 64: 4 k-steps of S = Q K^T + 4 of O += P V; hd 128: 8 + 4
-        const wgmma = body.match(/wgmma\.mma_async/g)?.length ?? 0;
-        expect([8, 12]).toContain(wgmma);
+        const D = /flash_fwd_sm90_kernelILi(\d+)E/.exec(body)?.[1];
+        expect(['64', '128']).toContain(D);
+        // S = Q K^T: m64n64k16 in D/16 k-steps, both operands from shared memory (two descriptors);
+        // O += P V: m64n{D}k16 with P from registers ({4 registers}, then V's descriptor)
+        expect(body).toMatch(/wgmma\.mma_async\.sync\.aligned\.m64n64k16\.f32\.bf16\.bf16 \{[^}]*\},\s*%rd\d+,\s*%rd\d+/);
+        expect(body).toMatch(new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${D}k16\\.f32\\.bf16\\.bf16 \\{[^}]*\\}, \\{%r\\d+,\\s*%r\\d+,\\s*%r\\d+,\\s*%r\\d+\\},\\s*%rd\\d+`));
         expect(body).toMatch(/cp\.async\.bulk\.tensor\.3d\.shared::cluster\.global\.tile\.mbarrier::complete_tx::bytes/);
         expect(body).toMatch(/mbarrier\.try_wait\.parity/);
         expect(body).not.toMatch(/\bmma\.sync/);
