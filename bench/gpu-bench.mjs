@@ -117,6 +117,16 @@ async function measure() {
       res[`attn.causal.S${S}.${backward ? 'fwdbwd' : 'fwd'}_tflops`] = r.tflops;
       console.log(`attention S=${S} ${backward ? 'fwd+bwd' : 'fwd'}: ${r.tflops.toFixed(1)} TFLOP/s`);
     }
+    // the forward of each tensor-core kernel by name (the rows above take the one 'auto' picks)
+    for (const kernel of ['sm80', 'sm90']) {
+      try {
+        const r = a.cudaBenchAttention({ lens: Array(B).fill(S), nh: 32, nkv: 32, hd: 128, reps: 10, backward: false, kernel });
+        res[`attn.${kernel}.causal.S${S}.fwd_tflops`] = r.tflops;
+        console.log(`attention S=${S} fwd, ${kernel} kernel: ${r.tflops.toFixed(1)} TFLOP/s`);
+      } catch (err) {
+        console.log(`attention S=${S} fwd, ${kernel} kernel: not run (${err instanceof Error ? err.message : err})`);
+      }
+    }
   }
   const lengths = poolLengths();
   for (const [name, layers] of [['600m', 2], ['1b', 4]]) {
@@ -144,13 +154,16 @@ function table(ours, ref) {
     ['600M train S8192 tok/s', '600m.train.long.S8192.tokens_per_s', '600m.train_long.S8192.tokens_per_s'],
     ['600M recipe peak GiB (lower is better)', '600m.train.peak_GiB', '600m.train_recipe_step.peak_GiB'],
   ];
-  for (const S of [512, 2048, 8192])
+  for (const S of [512, 2048, 8192]) {
     for (const k of ['fwd', 'fwdbwd']) rows.push([`attn d128 causal S=${S} ${k} TFLOP/s`, `attn.causal.S${S}.${k}_tflops`, `attn.sdpa_flash.causal.S${S}.${k}_tflops`]);
+    rows.push([`attn d128 causal S=${S} fwd sm80 vs flash`, `attn.sm80.causal.S${S}.fwd_tflops`, `attn.sdpa_flash.causal.S${S}.fwd_tflops`]);
+    rows.push([`attn d128 causal S=${S} fwd sm90 vs cuDNN`, `attn.sm90.causal.S${S}.fwd_tflops`, `attn.sdpa_cudnn.causal.S${S}.fwd_tflops`]);
+  }
   console.log(`\n${'workload'.padEnd(40)} ${'ours'.padStart(10)} ${'reference'.padStart(10)} ${'ratio'.padStart(7)}`);
   for (const [label, ko, kr] of rows) {
     const o = ours[ko], r = ref[kr];
-    const f = (x) => (x === undefined ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(2));
-    const ratio = o !== undefined && r ? (o / r).toFixed(2) + 'x' : '—';
+    const f = (x) => (typeof x !== 'number' ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(2));
+    const ratio = typeof o === 'number' && typeof r === 'number' && r ? (o / r).toFixed(2) + 'x' : '—';
     console.log(`${label.padEnd(40)} ${f(o).padStart(10)} ${f(r).padStart(10)} ${ratio.padStart(7)}`);
   }
 }

@@ -1,6 +1,10 @@
 // Runs everywhere: asking for device 'cuda' either works (a usable GPU) or fails with a clear error —
 // "no CUDA backend in this build" (CPU-only binary) or "no CUDA GPU is usable" (CUDA binary without a
 // GPU or driver), or names the missing cuBLAS — and never crashes the process.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EmbeddingModel, type NativeModelConfig } from '../src/model/embedding-model.js';
 import { cudaStatus } from '../src/index.js';
@@ -64,4 +68,76 @@ describe('device cuda without a usable GPU', () => {
     const { NativeModel } = nativeAddon<Addon>();
     expect(() => new NativeModel(tiny, 'tpu')).toThrow(/unknown device 'tpu'/);
   });
+});
+
+// The sm_90a attention forward (native/cuda/attention_sm90.cu) must do its matrix products on wgmma:
+// in the sm_90a image's SASS its kernels hold HGMMA and no HMMA (mma.sync). The object that
+// `npm run build:native` made is read when it is newer than the source; otherwise nvcc compiles the
+// file for sm_90a alone. Needs nvcc and cuobjdump (the CUDA toolkit); no GPU. Where cuobjdump is
+// missing, the PTX for compute_90a is checked instead (wgmma, TMA and mbarrier waits, no mma.sync).
+const hasTool = (tool: string): boolean => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0;
+const nvcc = hasTool('nvcc');
+const toolkit = nvcc && hasTool('cuobjdump');
+const nvccArgs = ['-O3', '-std=c++17', '--expt-relaxed-constexpr', '-Inative', '-DL2E_WITH_CUDA'];
+
+/** Function name -> SASS text, for the functions of the sm_90a image whose name contains `kernel`. */
+function sm90aFunctions(sass: string, kernel: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const image of sass.split(/Fatbin elf code:/).slice(1)) {
+    if (!/arch = sm_90a\b/.test(image)) continue;
+    for (const fn of image.split(/\n\s*Function : /).slice(1)) {
+      const name = fn.slice(0, fn.indexOf('\n')).trim();
+      if (name.includes(kernel)) out.set(name, fn);
+    }
+  }
+  return out;
+}
+
+describe.skipIf(!toolkit)(`sm_90a attention SASS ${toolkit ? '' : '(skipped: nvcc or cuobjdump not on the PATH)'}`, () => {
+  it('the wgmma forward kernels (hd 64 and 128) use HGMMA, not HMMA', () => {
+    const src = 'native/cuda/attention_sm90.cu';
+    const built = 'build/CMakeFiles/l2e.dir/native/cuda/attention_sm90.cu.o';
+    let obj = built;
+    let dir: string | undefined;
+    if (!existsSync(built) || statSync(built).mtimeMs < statSync(src).mtimeMs) {
+      dir = mkdtempSync(join(tmpdir(), 'l2e-sass-'));
+      obj = join(dir, 'attention_sm90.o');
+      execFileSync('nvcc', ['-c', ...nvccArgs, '-gencode=arch=compute_90a,code=sm_90a', src, '-o', obj], { stdio: 'pipe' });
+    }
+    try {
+      const fns = sm90aFunctions(execFileSync('cuobjdump', ['-sass', obj], { encoding: 'utf8', maxBuffer: 64 << 20 }), 'flash_fwd_sm90_kernel');
+      expect([...fns.keys()].length, 'sm_90a kernels found').toBe(2);
+      for (const [name, body] of fns) {
+        expect(body.includes('HGMMA'), `${name} has HGMMA`).toBe(true);
+        expect(/\bHMMA\b/.test(body), `${name} has no HMMA`).toBe(false);
+      }
+    } finally {
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
+  }, 600_000);
+});
+
+describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not on the PATH)'}`, () => {
+  it('the forward kernels (hd 64 and 128) issue wgmma, TMA loads and mbarrier waits, and no mma.sync', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'l2e-ptx-'));
+    try {
+      const ptxFile = join(dir, 'attention_sm90.ptx');
+      execFileSync('nvcc', ['-ptx', ...nvccArgs, '--gpu-architecture=compute_90a', 'native/cuda/attention_sm90.cu', '-o', ptxFile], { stdio: 'pipe' });
+      const entries = readFileSync(ptxFile, 'utf8').split(/\n\.entry /).slice(1).filter((e) => e.includes('flash_fwd_sm90_kernel'));
+      expect(entries.length, 'kernels found').toBe(2);
+      for (const body of entries) {
+        const D = /flash_fwd_sm90_kernelILi(\d+)E/.exec(body)?.[1];
+        expect(['64', '128']).toContain(D);
+        // S = Q K^T: m64n64k16 in D/16 k-steps, both operands from shared memory (two descriptors);
+        // O += P V: m64n{D}k16 with P from registers ({4 registers}, then V's descriptor)
+        expect(body).toMatch(/wgmma\.mma_async\.sync\.aligned\.m64n64k16\.f32\.bf16\.bf16 \{[^}]*\},\s*%rd\d+,\s*%rd\d+/);
+        expect(body).toMatch(new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${D}k16\\.f32\\.bf16\\.bf16 \\{[^}]*\\}, \\{%r\\d+,\\s*%r\\d+,\\s*%r\\d+,\\s*%r\\d+\\},\\s*%rd\\d+`));
+        expect(body).toMatch(/cp\.async\.bulk\.tensor\.3d\.shared::cluster\.global\.tile\.mbarrier::complete_tx::bytes/);
+        expect(body).toMatch(/mbarrier\.try_wait\.parity/);
+        expect(body).not.toMatch(/\bmma\.sync/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 600_000);
 });

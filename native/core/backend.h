@@ -81,6 +81,7 @@ CudaStatus cuda_status();
 
 std::unique_ptr<Backend> make_cpu_backend();
 // Throws Error with a clear message when the CUDA backend is not compiled in or no GPU is usable.
-std::unique_ptr<Backend> make_cuda_backend();
+// attention_kernel: "auto", "simple", "sm80" or "sm90" (cuda/kernels.h); empty: $L2E_CUDA_ATTENTION or auto.
+std::unique_ptr<Backend> make_cuda_backend(const std::string& attention_kernel = "");
 
 }  // namespace l2e

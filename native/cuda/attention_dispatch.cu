@@ -1,5 +1,6 @@
-// The attention ops of the CUDA backend: tensor-core kernels for hd 64 / 128 on sm_80+, the simple
-// kernel otherwise (or when forced, for cross-checks); the backward's D_i = dO_i . o_i row dots.
+// The attention ops of the CUDA backend: which kernel runs (AttentionKernel, kernels.h): the wgmma +
+// TMA forward on sm_90a, the mma.sync kernels for hd 64 / 128 elsewhere, the simple kernel otherwise
+// or when chosen (cross-checks); the backward's D_i = dO_i . o_i row dots.
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_utils.cuh"
@@ -26,13 +27,44 @@ __global__ void row_dot_kernel(const bf16* dout, const bf16* out, int T, int nh,
 
 }  // namespace
 
+AttentionKernel parse_attention_kernel(const std::string& name, const std::string& what) {
+  if (name == "auto") return AttentionKernel::Auto;
+  if (name == "simple") return AttentionKernel::Simple;
+  if (name == "sm80") return AttentionKernel::Sm80;
+  if (name == "sm90") return AttentionKernel::Sm90;
+  throw Error(what + ": unknown attention kernel '" + name + "' (auto, simple, sm80 or sm90)");
+}
+
 bool attention_has_fast_path(int hd) { return hd == 64 || hd == 128; }
 
+namespace {
+
+const char* kernel_name(AttentionKernel k) { return k == AttentionKernel::Sm90 ? "sm90" : "sm80"; }
+
+// The forward kernel that runs: never Auto.
+AttentionKernel resolve(AttentionKernel k, int hd) {
+  if (k == AttentionKernel::Simple) return k;
+  if (k == AttentionKernel::Auto) {
+    if (!attention_has_fast_path(hd)) return AttentionKernel::Simple;
+    return sm90_fwd_available() ? AttentionKernel::Sm90 : AttentionKernel::Sm80;
+  }
+  if (!attention_has_fast_path(hd))
+    throw Error(std::string("attention kernel '") + kernel_name(k) + "' has no head_dim " + std::to_string(hd) +
+                " path (64 or 128; 'simple' or 'auto' take any head_dim)");
+  if (k == AttentionKernel::Sm90 && !sm90_fwd_available())
+    throw Error("attention kernel 'sm90' needs a compute capability 9.0 GPU (H100/H200) and a build with sm_90a");
+  return k;
+}
+
+}  // namespace
+
 void attention_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv,
-                   int hd, const int32_t* tiles, int num_tiles, void* out, float* lse, bool force_simple,
+                   int hd, const int32_t* tiles, int num_tiles, void* out, float* lse, AttentionKernel kernel,
                    cudaStream_t s) {
+  const AttentionKernel run = resolve(kernel, hd);  // checked even for an empty batch
   if (T == 0) return;
-  if (!force_simple && attention_has_fast_path(hd)) flash_fwd(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
+  if (run == AttentionKernel::Sm90) flash_fwd_sm90(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
+  else if (run == AttentionKernel::Sm80) flash_fwd(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
   else simple_fwd(q, k, v, cu, B, T, nh, nkv, hd, out, lse, s);
 }
 
@@ -43,13 +75,14 @@ size_t attention_bwd_workspace(int T, int nh, int hd) {
 void attention_bwd(const void* q, const void* k, const void* v, const void* out, const float* lse,
                    const void* dout, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
                    const int32_t* tiles, int num_tiles, void* dq, void* dk, void* dv, float* workspace,
-                   bool force_simple, cudaStream_t s) {
+                   AttentionKernel kernel, cudaStream_t s) {
+  const AttentionKernel run = resolve(kernel, hd);
   if (T == 0) return;
   const size_t rows = size_t(T) * nh;
   L2E_LAUNCH(row_dot_kernel, grid_for(rows * 32, 256, 1u << 30), 256, 0, s)(static_cast<const bf16*>(dout),
                                                                     static_cast<const bf16*>(out), T, nh, hd, workspace);
   check_launch("attention_backward_rowdot");
-  if (!force_simple && attention_has_fast_path(hd))
+  if (run != AttentionKernel::Simple)  // sm90's backward is the sm_80 kernel
     flash_bwd(q, k, v, dout, lse, workspace, cu, T, nh, nkv, hd, tiles, num_tiles, workspace + rows, dq, dk, dv, s);
   else
     simple_bwd(q, k, v, dout, lse, workspace, cu, B, T, nh, nkv, hd, dq, dk, dv, s);

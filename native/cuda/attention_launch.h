@@ -18,6 +18,12 @@ void flash_bwd(const void* q, const void* k, const void* v, const void* dout, co
                const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles, float* dq_accum,
                void* dq, void* dk, void* dv, cudaStream_t s);
 
+// wgmma + TMA forward for sm_90a (attention_sm90.cu), hd 64 or 128; available only on a compute
+// capability 9.0 device whose loaded image is the sm_90a one (checked once by a probe kernel).
+bool sm90_fwd_available();
+void flash_fwd_sm90(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, int hd,
+                    const int32_t* tiles, int num_tiles, void* out, float* lse, cudaStream_t s);
+
 // One thread per row, fp32, any hd <= 256 (attention_simple.cu): small models and cross-checks.
 void simple_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
                 void* out, float* lse, cudaStream_t s);

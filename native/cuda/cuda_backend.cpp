@@ -38,7 +38,7 @@ void need(const Buf& b, DType t, const char* op, const char* arg) {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend() {
+  explicit CudaBackend(const std::string& attention_kernel) {
     L2E_CUDA_CHECK(cudaSetDevice(0));
     L2E_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     try {
@@ -50,7 +50,11 @@ class CudaBackend final : public Backend {
       throw;
     }
     deterministic_ = env_flag("L2E_DETERMINISTIC");
-    simple_attention_ = env_flag("L2E_CUDA_SIMPLE_ATTENTION");
+    if (!attention_kernel.empty()) {
+      attention_kernel_ = parse_attention_kernel(attention_kernel, "attention kernel");
+    } else if (const char* e = std::getenv("L2E_CUDA_ATTENTION"); e && *e) {
+      attention_kernel_ = parse_attention_kernel(e, "L2E_CUDA_ATTENTION");
+    }
   }
   ~CudaBackend() override {
     if (scratch_) pool_->free(scratch_);
@@ -168,7 +172,7 @@ class CudaBackend final : public Backend {
     for (const Buf* b : std::initializer_list<const Buf*>{&q, &k, &v, &out}) need(*b, DType::BF16, "attention", "q, k, v and out");
     need(lse, DType::F32, "attention", "lse");
     attention_fwd(q.ptr, k.ptr, v.ptr, batch.cu_seqlens.i32(), batch.B, batch.T, nh, nkv, hd, batch.tiles.i32(),
-                  batch.num_tiles, out.ptr, lse.f32(), simple_attention_, stream_);
+                  batch.num_tiles, out.ptr, lse.f32(), attention_kernel_, stream_);
   }
   void swiglu(const Buf& gate, const Buf& up, size_t n, Buf& out) override {
     for (const Buf* b : std::initializer_list<const Buf*>{&gate, &up, &out}) need(*b, DType::BF16, "swiglu", "gate, up and out");
@@ -218,7 +222,7 @@ class CudaBackend final : public Backend {
     need(lse, DType::F32, "attention_backward", "lse");
     float* D = scratch_f32(attention_bwd_workspace(batch.T, nh, hd));
     attention_bwd(q.ptr, k.ptr, v.ptr, out.ptr, lse.f32(), dout.ptr, batch.cu_seqlens.i32(), batch.B, batch.T, nh, nkv,
-                  hd, batch.tiles.i32(), batch.num_tiles, dq.ptr, dk.ptr, dv.ptr, D, simple_attention_, stream_);
+                  hd, batch.tiles.i32(), batch.num_tiles, dq.ptr, dk.ptr, dv.ptr, D, attention_kernel_, stream_);
   }
   void swiglu_backward(const Buf& gate, const Buf& up, const Buf& dout, size_t n, Buf& dgate, Buf& dup) override {
     for (const Buf* b : std::initializer_list<const Buf*>{&gate, &up, &dout, &dgate, &dup}) need(*b, DType::BF16, "swiglu_backward", "all buffers");
@@ -298,7 +302,8 @@ class CudaBackend final : public Backend {
   std::unique_ptr<Blas> blas_;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
-  bool deterministic_ = false, simple_attention_ = false;
+  bool deterministic_ = false;
+  AttentionKernel attention_kernel_ = AttentionKernel::Auto;  // L2E_CUDA_ATTENTION, or the test hooks' choice
 };
 
 }  // namespace
@@ -338,10 +343,10 @@ CudaStatus cuda_status() {
   return s;
 }
 
-std::unique_ptr<Backend> make_cuda_backend() {
+std::unique_ptr<Backend> make_cuda_backend(const std::string& attention_kernel) {
   const CudaStatus s = cuda_status();
   if (!s.usable) throw Error("device 'cuda' requested but " + s.reason);
-  return std::make_unique<CudaBackend>();
+  return std::make_unique<CudaBackend>(attention_kernel);
 }
 
 }  // namespace l2e

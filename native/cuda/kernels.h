@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "core/adamw_scalars.h"
 #include "core/tensor.h"
@@ -55,18 +56,24 @@ void l2norm_bwd(const void* y, DType yt, const float* norm, const void* dy, DTyp
                 bool normalize, void* dx, DType dxt, cudaStream_t s);
 
 // ---- attention_*.cu ---- causal var-len GQA attention, bf16 q/k/v/out, lse [nh, T] F32 (natural log).
-// Tensor-core kernels for hd 64 and 128 (sm_80+), a simple kernel for any other hd <= 256.
+// Tensor-core kernels for hd 64 and 128 (sm_80+; the forward on wgmma + TMA on sm_90a), a simple kernel
+// for any other hd <= 256. The kernel is chosen per backend (AttentionKernel): auto takes sm90 on a
+// compute capability 9.0 device running the sm_90a image, else sm80, and simple where hd has no
+// tensor-core kernel; an explicit choice that cannot run is an error. The backward of sm90 is sm80's.
+enum class AttentionKernel { Auto, Simple, Sm80, Sm90 };
+// "auto", "simple", "sm80" or "sm90"; anything else throws Error naming `what` (a flag or variable).
+AttentionKernel parse_attention_kernel(const std::string& name, const std::string& what);
 bool attention_has_fast_path(int hd);
 // tiles: the batch's tile schedule (Batch::tiles, num_tiles pairs), read by the flash kernels.
 void attention_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv,
-                   int hd, const int32_t* tiles, int num_tiles, void* out, float* lse, bool force_simple,
+                   int hd, const int32_t* tiles, int num_tiles, void* out, float* lse, AttentionKernel kernel,
                    cudaStream_t s);
 // workspace: attention_bwd_workspace(T, nh, hd) bytes (D_i = dO_i . o_i, then the flash kernel's fp32 dQ).
 size_t attention_bwd_workspace(int T, int nh, int hd);
 void attention_bwd(const void* q, const void* k, const void* v, const void* out, const float* lse,
                    const void* dout, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
                    const int32_t* tiles, int num_tiles, void* dq, void* dk, void* dv, float* workspace,
-                   bool force_simple, cudaStream_t s);
+                   AttentionKernel kernel, cudaStream_t s);
 
 // ---- infonce.cu ---- q [B,P], p [B*G,P] F32; scores [B,B*G], dq, dp F32; workspace: see infonce_workspace.
 size_t infonce_workspace(int B, int G);  // bytes

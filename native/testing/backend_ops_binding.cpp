@@ -7,6 +7,8 @@
 // weights: param_dtype; statistics, gradients of weights, optimizer state: F32). Outputs are
 // allocated and poisoned with NaN before the call, so an element the op forgets to write stays NaN.
 // Synchronous and meant for small shapes. One backend per device is created on first use and kept.
+// args.attentionKernel ('auto' | 'simple' | 'sm80' | 'sm90', device 'cuda'): the attention kernels of
+// that backend (one backend per choice), so that the suites cross-check every kernel against the CPU.
 #include <napi.h>
 
 #include <cmath>
@@ -23,17 +25,18 @@
 namespace l2e {
 namespace {
 
-Backend& backend_for(const std::string& device) {
+Backend& backend_for(const std::string& device, const std::string& attention_kernel) {
   // leaked on purpose: destroying a CUDA backend during process exit races the runtime's teardown
   static auto* cache = new std::map<std::string, Backend*>();
-  auto it = cache->find(device);
+  const std::string key = device + "/" + attention_kernel;
+  auto it = cache->find(key);
   if (it != cache->end()) return *it->second;
   std::unique_ptr<Backend> be;
   if (device == "cpu") be = make_cpu_backend();
-  else if (device == "cuda") be = make_cuda_backend();
+  else if (device == "cuda") be = make_cuda_backend(attention_kernel);
   else throw Error("unknown device '" + device + "'");
   Backend* raw = be.release();
-  (*cache)[device] = raw;
+  (*cache)[key] = raw;
   return *raw;
 }
 
@@ -367,7 +370,10 @@ Napi::Value BackendOp(const Napi::CallbackInfo& info) {
   try {
     auto it = ops().find(op);
     if (it == ops().end()) throw Error("backendOp: unknown op '" + op + "'");
-    Backend& be = backend_for(device);
+    const Napi::Object args = info[2].As<Napi::Object>();
+    const Napi::Value kv = args.Get("attentionKernel");
+    if (!kv.IsUndefined() && !kv.IsString()) throw Error("backendOp: 'attentionKernel' must be a string");
+    Backend& be = backend_for(device, kv.IsUndefined() ? std::string() : kv.As<Napi::String>().Utf8Value());
     Ctx c{env, be, info[2].As<Napi::Object>(), Napi::Object::New(env), {}, {}, {}};
     it->second(c);
     be.synchronize();

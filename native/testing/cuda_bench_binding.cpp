@@ -1,4 +1,5 @@
-// cudaBenchAttention({lens, nh, nkv, hd, reps, backward}) -> {seconds, flops, tflops}
+// cudaBenchAttention({lens, nh, nkv, hd, reps, backward, kernel?}) -> {seconds, flops, tflops}
+// kernel: the attention kernel ($L2E_CUDA_ATTENTION or auto when absent; 'sm90', 'sm80', 'simple': see cuda/kernels.h).
 // Times the CUDA backend's attention forward (or forward + backward) on random bf16 inputs of a packed
 // batch, on the device only (no host copies inside the timed loop): the median of `reps` runs, each
 // ended by a stream synchronisation. flops counts the causal half: 4·S²·hd·nh/2 per sequence for the
@@ -24,7 +25,8 @@ Napi::Value CudaBenchAttention(const Napi::CallbackInfo& info) {
   const int hd = o.Get("hd").As<Napi::Number>().Int32Value(), reps = o.Get("reps").As<Napi::Number>().Int32Value();
   const bool backward = o.Get("backward").ToBoolean().Value();
   try {
-    std::unique_ptr<Backend> be = make_cuda_backend();
+    const Napi::Value kv = o.Get("kernel");
+    std::unique_ptr<Backend> be = make_cuda_backend(kv.IsString() ? kv.As<Napi::String>().Utf8Value() : std::string());
     std::vector<int32_t> cu(1, 0), pos;
     double flops = 0;
     for (uint32_t i = 0; i < lens_js.Length(); i++) {

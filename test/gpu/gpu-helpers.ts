@@ -61,6 +61,27 @@ export function runOp(device: 'cpu' | 'cuda', op: string, args: OpArgs): OpResul
   return addon().backendOp!(device === 'cuda' ? cudaDevice : 'cpu', op, args);
 }
 
+/** An explicit 'sm90' attention kernel where it cannot run (native/cuda/attention_dispatch.cu). */
+export const SM90_UNAVAILABLE = "attention kernel 'sm90' needs a compute capability 9.0 GPU (H100/H200) and a build with sm_90a";
+
+/**
+ * The attention kernels (backendOp's attentionKernel) the suites cross-check against the CPU on this
+ * device: simple and sm80 everywhere, sm90 where it runs (an H100/H200 with the sm_90a image, and the
+ * emulation build, whose device reports compute capability 9.0).
+ */
+export function attentionKernels(): string[] {
+  const kernels = ['simple', 'sm80'];
+  const cu = cuSeqlens([3]);
+  const one = new Float32Array(3 * 64);
+  try {
+    runOp('cuda', 'attention', { q: one, k: one, v: one, cu, nh: 1, nkv: 1, hd: 64, attentionKernel: 'sm90' });
+    kernels.push('sm90');
+  } catch (err) {
+    if (!(err instanceof Error) || err.message !== SM90_UNAVAILABLE) throw err;
+  }
+  return kernels;
+}
+
 /** Round to the nearest bfloat16 (ties to even), as the CUDA backend stores activations and weights. */
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

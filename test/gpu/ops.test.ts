@@ -22,7 +22,7 @@
 import { appendFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/util/random.js';
-import { addon, bf16Array, cudaDevice, cuSeqlens, emulated, gpu, gpuNote, hasNaN, maxRowRelErr, randBf16, randInt, relErr, runOp, sized, type OpArgs } from './gpu-helpers.js';
+import { addon, attentionKernels, bf16Array, cudaDevice, cuSeqlens, emulated, gpu, gpuNote, hasNaN, maxRowRelErr, randBf16, randInt, relErr, runOp, sized, type OpArgs } from './gpu-helpers.js';
 
 const EXACT_BF16 = 2 ** -8;
 const DOUBLE_ROUNDED = 2 ** -7;
@@ -119,6 +119,35 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
   it.each(attnCases)('attention forward: %s', (_name, hd, nh, nkv, lens) => {
     const r = compare('attention', attnInputs(hd, nh, nkv, lens), { out: ATTN, lse: 1e-4 });
     compareRows('attention', r, hd, { out: ATTN_ROW });
+  });
+
+  // each attention kernel this device runs (the cases above take whichever 'auto' picks), explicitly
+  const kernelCases = (gpu.usable ? attentionKernels() : ['sm80']).flatMap((kernel) =>
+    attnCases.filter(([, hd]) => hd === 64 || hd === 128).map(([name, hd, nh, nkv, lens]) => [kernel, name, hd, nh, nkv, lens] as const),
+  );
+  it.each(kernelCases)('attention forward, %s kernel: %s', (kernel, _name, hd, nh, nkv, lens) => {
+    const r = compare('attention', { ...attnInputs(hd, nh, nkv, lens), attentionKernel: kernel }, { out: ATTN, lse: 1e-4 });
+    compareRows('attention', r, hd, { out: ATTN_ROW });
+  });
+
+  it.skipIf(cudaDevice === 'cpu')('an attention kernel that cannot take the head dim, or an unknown one, is a clear error', () => {
+    const args = { ...attnInputs(16, 2, 1, [5]), attentionKernel: 'sm80' };
+    expect(() => runOp('cuda', 'attention', args)).toThrow(
+      "attention kernel 'sm80' has no head_dim 16 path (64 or 128; 'simple' or 'auto' take any head_dim)",
+    );
+    expect(() => runOp('cuda', 'attention', { ...args, attentionKernel: 'sm100' })).toThrow(
+      "attention kernel: unknown attention kernel 'sm100' (auto, simple, sm80 or sm90)",
+    );
+  });
+
+  it.skipIf(cudaDevice === 'cpu')('L2E_CUDA_ATTENTION naming no kernel is an error that names the variable', () => {
+    const config = { vocab: 8, hidden: 16, intermediate: 16, layers: 1, heads: 2, kvHeads: 2, headDim: 8, dense: 4, rmsEps: 1e-5, ropeTheta: 1e4, pooling: 'mean' as const, normalized: true };
+    process.env['L2E_CUDA_ATTENTION'] = 'fast';
+    try {
+      expect(() => new (addon().NativeModel)(config, 'cuda')).toThrow("L2E_CUDA_ATTENTION: unknown attention kernel 'fast' (auto, simple, sm80 or sm90)");
+    } finally {
+      delete process.env['L2E_CUDA_ATTENTION'];
+    }
   });
 
   it('swiglu and residual add', () => {

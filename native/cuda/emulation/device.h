@@ -61,6 +61,12 @@ unsigned lane_id();
 unsigned warp_id();               // the warp of the current thread within its block
 uint64_t warp_generation();       // counts the warp's completed exchanges (changes at each one)
 [[noreturn]] void fail(const char* what);  // ends the launch with this error
+// Polling waits (mbarrier, ptx_sm90.cpp): spin() lets the other threads run before the caller polls
+// again; note_progress() marks a change a poller may be waiting for. A round in which only pollers
+// ran and nothing progressed is a deadlock: the launch fails instead of hanging.
+void spin();
+void note_progress();
+uint64_t block_serial();  // changes with every block run (keys per-block emulator state)
 
 // Dynamic (extern __shared__) memory of the running block, and shared-window offsets (cvta).
 void* dynamic_shared();

@@ -75,7 +75,7 @@ const Allocation* find_range(const void* p, size_t n) {
 
 // ---- fibers ----
 constexpr size_t kStack = 64 * 1024;
-enum State { kReady, kWarpWait, kBlockWait, kDone, kFailed };
+enum State { kReady, kWarpWait, kBlockWait, kSpin, kDone, kFailed };  // kSpin: polling a wait (spin())
 
 struct Fiber {
   jmp_buf jb;
@@ -103,6 +103,8 @@ struct Worker {
   bool failed = false;
   std::string error;
   bool altstack = false;
+  uint64_t block_serial = 0;  // counts blocks run on this OS thread (per-block state elsewhere keys on it)
+  uint64_t progress = 0;      // bumped by note_progress(): a polling thread's wait may now succeed
 };
 thread_local Worker W;
 
@@ -251,6 +253,7 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
   W.slots.assign(size_t(warps) * 64, WarpSlot{});
   if (W.warp_gen.size() < warps) W.warp_gen.resize(warps, 0);
   std::memset(W.smem, 0xff, W.smem_size);  // uninitialised shared memory reads as NaN
+  W.block_serial++;
   for (unsigned i = 0; i < n; i++) {
     Fiber* f = W.fibers[i].get();
     f->state = kReady;
@@ -267,19 +270,23 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
     return false;
   };
   for (;;) {
+    const uint64_t progress_before = W.progress;
+    bool ran_ready = false;  // a thread that was not polling ran this round
     for (unsigned i = 0; i < n; i++) {
       Fiber* f = W.fibers[i].get();
-      if (f->state != kReady) continue;
+      if (f->state != kReady && f->state != kSpin) continue;
+      ran_ready = ran_ready || f->state == kReady;
       resume(f);
       if (W.failed) return abandon();
     }
     bool released = false;
     for (unsigned w = 0; w < warps; w++) {
       const unsigned lo = w * 32, hi = std::min(n, lo + 32);
-      unsigned waiting = 0;
+      unsigned waiting = 0, polling = 0;
       const char* op = nullptr;
       for (unsigned i = lo; i < hi; i++) {
         Fiber* f = W.fibers[i].get();
+        if (f->state == kSpin) polling++;
         if (f->state != kWarpWait) continue;
         if (op && std::strcmp(op, f->op) != 0) {
           W.error = std::string("lanes of warp ") + std::to_string(w) + " meet at different warp-synchronous operations (" +
@@ -291,6 +298,7 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
       }
       if (waiting == 0) continue;
       if (waiting < hi - lo) {
+        if (polling > 0) continue;  // the others still poll a wait: they may come
         W.error = std::string(op) + " reached by " + std::to_string(waiting) + " of the " + std::to_string(hi - lo) +
                   " lanes of warp " + std::to_string(w) + " (the others exited or wait at __syncthreads)";
         return abandon();
@@ -300,10 +308,19 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
       released = true;
     }
     if (released) continue;
-    unsigned at_barrier = 0, done = 0;
+    unsigned at_barrier = 0, done = 0, polling = 0;
     for (unsigned i = 0; i < n; i++) {
       if (W.fibers[i]->state == kBlockWait) at_barrier++;
       else if (W.fibers[i]->state == kDone) done++;
+      else if (W.fibers[i]->state == kSpin) polling++;
+    }
+    if (polling > 0) {
+      if (!ran_ready && W.progress == progress_before) {
+        W.error = "deadlock: " + std::to_string(polling) + " of " + std::to_string(n) +
+                  " threads poll a wait (mbarrier) that nothing can complete any more";
+        return abandon();
+      }
+      continue;
     }
     if (at_barrier == 0) return true;  // every thread finished
     if (done > 0) {
@@ -337,6 +354,14 @@ uint64_t warp_generation() { return W.warp_gen[W.cur->linear / 32u]; }
   f->state = kFailed;
   yield(f);
   abort();  // never resumed
+}
+
+uint64_t block_serial() { return W.block_serial; }
+void note_progress() { W.progress++; }
+void spin() {
+  Fiber* f = W.cur;
+  f->state = kSpin;
+  yield(f);
 }
 
 void syncthreads() {

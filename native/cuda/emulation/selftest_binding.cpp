@@ -5,7 +5,8 @@
 //   ldmatrix  ldmatrix .x4 and .x4.trans of four 8x8 matrices in shared memory, every register checked;
 //   divergent_barrier  __syncthreads reached by half of the block (must fail, not hang);
 //   partial_mask       a shuffle with a mask of 16 lanes (must fail);
-//   out_of_warp        half a warp at a shuffle, the other half exited (must fail).
+//   out_of_warp        half a warp at a shuffle, the other half exited (must fail);
+//   and the sm_90a instructions' checks (selftest_sm90.cpp).
 #include <napi.h>
 
 #include <cstring>
@@ -18,6 +19,7 @@
 
 namespace l2e {
 namespace emu {
+std::string sm90_selftest(const std::string& name, int* bad);  // selftest_sm90.cpp: "" for other names
 namespace {
 
 // A(r, k) = (r - 2k) / 8, B(k, n) = (k + 3n) / 16, C(r, n) = r n / 4: small integers over powers of
@@ -91,8 +93,9 @@ std::string run(const std::string& name) {
   else if (name == "partial_mask") L2E_EMU_LAUNCH(partial_mask_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "out_of_warp") L2E_EMU_LAUNCH(out_of_warp_kernel, 1, 32, 0, nullptr)(bad);
   else {
+    const std::string r = sm90_selftest(name, bad);
     cudaFree(bad);
-    return "unknown self-test '" + name + "'";
+    return r.empty() ? "unknown self-test '" + name + "'" : r;
   }
   const cudaError_t e = cudaGetLastError();
   std::string r = e == cudaSuccess ? "ok" : cudaGetErrorString(e);

@@ -1,0 +1,437 @@
+// The sm_90a instructions of the emulation build (ptx_sm90.h lists them with their PTX ISA sections).
+#include "ptx_sm90.h"
+
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "cuda.h"
+#include "cuda_bf16.h"
+#include "device.h"
+
+namespace l2e {
+namespace emu {
+namespace ptx {
+
+namespace {
+
+[[noreturn]] void failf(const std::string& what) {
+  static thread_local std::string msg;
+  msg = what;
+  fail(msg.c_str());
+}
+
+char* smem_at(unsigned addr, size_t bytes, const char* op) {
+  if (size_t(addr) + bytes > dynamic_shared_size()) failf(std::string(op) + ": address outside the block's shared memory");
+  return static_cast<char*>(dynamic_shared()) + addr;
+}
+
+// ================= mbarrier =================
+// "mbarrier": the object holds a phase, the pending arrival count of the current phase, the expected
+// arrival count (from init; every phase starts with pending = expected) and the tx-count (bytes of
+// asynchronous transactions still expected; expect_tx raises it, complete_tx lowers it). The current
+// phase completes when pending arrivals and tx-count are both zero; the phase bit then flips.
+// test_wait / try_wait .parity p report whether the phase with parity p has completed, i.e. whether
+// the current phase's parity differs from p. The valid range of tx-count is [-(2^20 - 1), 2^20 - 1],
+// of the expected count [1, 2^20 - 1].
+// Encoding of the 8 bytes here: bits 0-19 pending, 20-39 expected, 40 phase, 41-61 tx-count (two's
+// complement, 21 bits), 62-63 = 01 once initialised (fresh shared memory is 0xff...: "not initialised").
+struct Bar {
+  uint32_t pending, expected, phase;
+  int32_t tx;
+};
+constexpr uint64_t kMask20 = (uint64_t(1) << 20) - 1;
+
+Bar load_bar(unsigned bar, const char* op) {
+  if (bar % 8 != 0) failf(std::string(op) + ": mbarrier address not 8-byte aligned");
+  uint64_t w;
+  std::memcpy(&w, smem_at(bar, 8, op), 8);
+  if ((w >> 62) != 1) failf(std::string(op) + ": mbarrier not initialised (mbarrier.init)");
+  Bar b;
+  b.pending = uint32_t(w & kMask20);
+  b.expected = uint32_t((w >> 20) & kMask20);
+  b.phase = uint32_t((w >> 40) & 1);
+  const uint32_t tx21 = uint32_t((w >> 41) & ((uint64_t(1) << 21) - 1));
+  b.tx = (tx21 & (1u << 20)) ? int32_t(tx21) - (1 << 21) : int32_t(tx21);
+  return b;
+}
+
+void store_bar(unsigned bar, Bar b) {
+  if (b.pending == 0 && b.tx == 0) {  // the current phase completes
+    b.phase ^= 1u;
+    b.pending = b.expected;
+  }
+  const uint64_t w = uint64_t(b.pending) | (uint64_t(b.expected) << 20) | (uint64_t(b.phase) << 40) |
+                     ((uint64_t(uint32_t(b.tx)) & ((uint64_t(1) << 21) - 1)) << 41) | (uint64_t(1) << 62);
+  std::memcpy(smem_at(bar, 8, "mbarrier"), &w, 8);
+  note_progress();
+}
+
+void add_tx(Bar& b, int64_t delta, const char* op) {
+  const int64_t tx = int64_t(b.tx) + delta;
+  if (tx > int64_t(kMask20) || tx < -int64_t(kMask20)) failf(std::string(op) + ": mbarrier tx-count out of range");
+  b.tx = int32_t(tx);
+}
+
+// ================= bulk tensor copies (queued on their mbarrier) =================
+struct Copy {
+  uint64_t serial;
+  unsigned dst, bar;
+  TensorMapFields map;
+  int32_t coords[5];
+};
+thread_local std::deque<Copy> g_copies;
+
+uint32_t swizzle(uint32_t addr, uint32_t swizzle_bytes) {
+  // 128B: address bits [4:6] ^= bits [7:9]; 64B: [4:5] ^= [7:8]; 32B: [4] ^= [7] (the 16-byte chunk
+  // within each swizzle-span row is permuted by the row index within the repeating 8-row pattern)
+  const uint32_t bits = swizzle_bytes == 128 ? 3 : swizzle_bytes == 64 ? 2 : swizzle_bytes == 32 ? 1 : 0;
+  return addr ^ (((addr >> 7) & ((1u << bits) - 1u)) << 4);
+}
+
+// "cp.async.bulk.tensor", .tile mode: the box of boxDim elements starting at the (signed) coordinates
+// lands densely in shared memory, dimension 0 innermost; elements outside the tensor are zero (or NaN
+// with FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA); with a swizzle the 16-byte chunks move as swizzle() says.
+// The mbarrier's tx-count drops by the box's bytes (out-of-bounds elements included).
+void land(const Copy& c) {
+  const TensorMapFields& m = c.map;
+  size_t box_elems = 1;
+  for (unsigned i = 0; i < m.rank; i++) box_elems *= m.box[i];
+  const size_t bytes = box_elems * m.elem_bytes;
+  smem_at(c.dst, bytes, "cp.async.bulk.tensor");
+  char* smem = static_cast<char*>(dynamic_shared());
+  uint32_t idx[5] = {0, 0, 0, 0, 0};
+  for (size_t e = 0; e < box_elems; e++) {
+    size_t rest = e;
+    bool inside = true;
+    const char* src = m.base;
+    for (unsigned i = 0; i < m.rank; i++) {
+      idx[i] = uint32_t(rest % m.box[i]);
+      rest /= m.box[i];
+      const int64_t g = int64_t(c.coords[i]) + idx[i];
+      if (g < 0 || uint64_t(g) >= m.dim[i]) inside = false;
+      else src += uint64_t(g) * (i == 0 ? m.elem_bytes : m.stride[i - 1]);
+    }
+    char* dst = smem + swizzle(uint32_t(c.dst + e * m.elem_bytes), m.swizzle_bytes);
+    if (inside) std::memcpy(dst, src, m.elem_bytes);
+    else if (m.nan_fill && m.elem_bytes == 2) std::memset(dst, 0xff, 2);  // a NaN in f16 and bf16
+    else if (m.nan_fill && m.elem_bytes == 4) std::memcpy(dst, "\xff\xff\xc0\x7f", 4);
+    else std::memset(dst, 0, m.elem_bytes);
+  }
+  Bar b = load_bar(c.bar, "cp.async.bulk.tensor");
+  add_tx(b, -int64_t(bytes), "cp.async.bulk.tensor");
+  store_bar(c.bar, b);
+}
+
+void land_pending(unsigned bar) {
+  const uint64_t serial = block_serial();
+  for (size_t i = 0; i < g_copies.size();) {
+    if (g_copies[i].serial != serial) {  // a previous block's leftovers
+      g_copies.erase(g_copies.begin() + long(i));
+      continue;
+    }
+    if (g_copies[i].bar == bar) {
+      const Copy c = g_copies[i];
+      g_copies.erase(g_copies.begin() + long(i));
+      land(c);
+      continue;
+    }
+    i++;
+  }
+}
+
+bool wait_parity(unsigned bar, unsigned parity, const char* op) {
+  land_pending(bar);
+  Bar b = load_bar(bar, op);
+  if (b.phase != (parity & 1u)) {
+    note_progress();
+    return true;
+  }
+  spin();  // another thread may arrive meanwhile; the caller polls again
+  return false;
+}
+
+}  // namespace
+
+void mbarrier_init(unsigned bar, unsigned count) {
+  if (count < 1 || count > kMask20) fail("mbarrier.init: count outside [1, 2^20 - 1]");
+  if (bar % 8 != 0) fail("mbarrier.init: address not 8-byte aligned");
+  const uint64_t w = uint64_t(count) | (uint64_t(count) << 20) | (uint64_t(1) << 62);
+  std::memcpy(smem_at(bar, 8, "mbarrier.init"), &w, 8);
+  note_progress();
+}
+
+void mbarrier_arrive(unsigned bar) {
+  Bar b = load_bar(bar, "mbarrier.arrive");
+  if (b.pending == 0) fail("mbarrier.arrive: more arrivals than the phase expects");
+  b.pending--;
+  store_bar(bar, b);
+}
+
+void mbarrier_expect_tx(unsigned bar, unsigned tx_bytes) {
+  Bar b = load_bar(bar, "mbarrier.expect_tx");
+  add_tx(b, tx_bytes, "mbarrier.expect_tx");
+  store_bar(bar, b);
+}
+
+void mbarrier_arrive_expect_tx(unsigned bar, unsigned tx_bytes) {
+  Bar b = load_bar(bar, "mbarrier.arrive.expect_tx");  // expect-tx, then arrive-on
+  add_tx(b, tx_bytes, "mbarrier.arrive.expect_tx");
+  if (b.pending == 0) fail("mbarrier.arrive.expect_tx: more arrivals than the phase expects");
+  b.pending--;
+  store_bar(bar, b);
+}
+
+void mbarrier_complete_tx(unsigned bar, unsigned tx_bytes) {
+  Bar b = load_bar(bar, "mbarrier.complete_tx");
+  add_tx(b, -int64_t(tx_bytes), "mbarrier.complete_tx");
+  store_bar(bar, b);
+}
+
+bool mbarrier_test_wait_parity(unsigned bar, unsigned parity) {
+  return wait_parity(bar, parity, "mbarrier.test_wait");
+}
+bool mbarrier_try_wait_parity(unsigned bar, unsigned parity) {
+  return wait_parity(bar, parity, "mbarrier.try_wait");
+}
+
+void cp_async_bulk_tensor_g2s(unsigned dst, const CUtensorMap* map, unsigned bar, const int32_t* coords) {
+  const TensorMapFields* m = tensor_map_fields(map);
+  if (!m) fail("cp.async.bulk.tensor: the tensor map was not encoded (cuTensorMapEncodeTiled)");
+  if (dst % 128 != 0) fail("cp.async.bulk.tensor: shared memory destination not 128-byte aligned");
+  (void)load_bar(bar, "cp.async.bulk.tensor");  // must be an initialised mbarrier now
+  Copy c;
+  c.serial = block_serial();
+  c.dst = dst;
+  c.bar = bar;
+  c.map = *m;
+  for (unsigned i = 0; i < 5; i++) c.coords[i] = i < m->rank ? coords[i] : 0;
+  g_copies.push_back(c);
+}
+
+// ================= wgmma =================
+namespace {
+
+// "Matrix Descriptor Format": bits 0-13 start address >> 4, 16-29 leading dimension byte offset >> 4,
+// 32-45 stride dimension byte offset >> 4, 49-51 matrix base offset, 62-63 swizzle mode (0 none /
+// interleave, 1 128B, 2 64B, 3 32B).
+struct Desc {
+  uint32_t start, lbo, sbo, swz;
+};
+Desc decode(uint64_t d) {
+  if ((d >> 49) & 7) fail("wgmma: matrix base offset other than 0 is not emulated");
+  const uint32_t mode = uint32_t(d >> 62);
+  return Desc{uint32_t(d & 0x3fff) << 4, uint32_t((d >> 16) & 0x3fff) << 4, uint32_t((d >> 32) & 0x3fff) << 4,
+              mode == 1 ? 128u : mode == 2 ? 64u : mode == 3 ? 32u : 0u};
+}
+
+// "Shared Memory Matrix Layout", canonical layouts for 16-bit elements (T = 8 elements per 16 bytes),
+// element (mn, k) of an M x K (A) or N x K (B) operand, k < 16:
+//   K-major, no swizzle:  core matrices of 8 rows x 16 bytes; rows of a core matrix 16 bytes apart,
+//                         the next 8 rows at SBO, the next 8 k at LBO
+//   K-major, swizzle S:   rows S bytes apart within 8-row atoms, the next 8 rows at SBO; k contiguous
+//   MN-major, swizzle S:  S/2 consecutive mn contiguous, the next S/2 mn at LBO; k rows S bytes
+//                         apart within 8-row atoms, the next 8 k at SBO
+//   MN-major, none:       8 consecutive mn contiguous, the next 8 mn at SBO; k rows 16 bytes apart,
+//                         the next 8 k at LBO
+// then the swizzle permutes the address (swizzle()).
+uint32_t operand_offset(const Desc& d, bool mn_major, int mn, int k) {
+  uint32_t a;
+  if (!mn_major) {
+    if (d.swz == 0) a = d.start + (mn / 8) * d.sbo + (mn % 8) * 16 + (k / 8) * d.lbo + (k % 8) * 2;
+    else a = d.start + (mn / 8) * d.sbo + (mn % 8) * d.swz + k * 2;
+  } else {
+    if (d.swz == 0) a = d.start + (mn / 8) * d.sbo + (mn % 8) * 2 + (k / 8) * d.lbo + (k % 8) * 16;
+    else {
+      const int per = int(d.swz / 2);
+      a = d.start + (mn / per) * d.lbo + (mn % per) * 2 + (k / 8) * d.sbo + (k % 8) * d.swz;
+    }
+  }
+  return swizzle(a, d.swz);
+}
+
+float bf16_at(uint32_t off) {
+  __nv_bfloat16 h;
+  std::memcpy(&h.__x, smem_at(off, 2, "wgmma.mma_async"), 2);
+  return __bfloat162float(h);
+}
+
+float half_of(uint32_t reg, int hi) {
+  __nv_bfloat16 h;
+  h.__x = uint16_t(hi ? reg >> 16 : reg & 0xffffu);
+  return __bfloat162float(h);
+}
+
+// What the accumulators hold while in flight: a signalling NaN (a read propagates a NaN; any
+// arithmetic on it, even x *= c, stores a quiet NaN, so a write is seen at the wait, where the
+// registers must still hold exactly this).
+constexpr uint32_t kPoison = 0x7f8adbadu;
+
+struct Op {
+  int n;
+  bool rs, ta, tb, scale_d, chain;
+  uint64_t da, db;
+  uint64_t group;  // ~0 until committed
+  uint32_t a[32][4];
+  float* dst[32];
+  std::vector<float> cin;  // 32 lanes x n/2: the accumulators at issue (unless chained)
+};
+struct WarpState {
+  uint64_t serial = ~uint64_t(0), gen = ~uint64_t(0);
+  bool fenced = false;
+  uint64_t committed = 0;
+  std::deque<Op> ops;
+};
+thread_local std::vector<WarpState> g_warps;
+
+WarpState& warp_state() {
+  const unsigned w = warp_id();
+  if (g_warps.size() <= w) g_warps.resize(w + 1);
+  WarpState& s = g_warps[w];
+  if (s.serial != block_serial()) {
+    s = WarpState{};
+    s.serial = block_serial();
+  }
+  return s;
+}
+
+const WarpSlot* meet(const char* op, const WarpSlot& in, bool& first) {
+  const unsigned threads = blockDim.x * blockDim.y * blockDim.z;
+  if ((warp_id() / 4 + 1) * 128 > threads) failf(std::string(op) + ": the warp's warpgroup is incomplete (4 warps)");
+  const WarpSlot* all = warp_exchange(0xffffffffu, op, in);
+  WarpState& s = warp_state();
+  first = s.gen != warp_generation();
+  s.gen = warp_generation();
+  return all;
+}
+
+// D rows of this warp: 16 (warp % 4) + r. Computes and writes back one op for all 32 lanes.
+void complete(Op& op) {
+  if (!op.chain)
+    for (int lane = 0; lane < 32; lane++)
+      for (int r = 0; r < op.n / 2; r++)
+        if (std::memcmp(&op.dst[lane][r], &kPoison, 4) != 0)
+          fail("wgmma: accumulator registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)");
+  const int row0 = int(warp_id() % 4) * 16;
+  const int n = op.n;
+  std::vector<float> A(16 * 16), B(16 * size_t(n));
+  const Desc db = decode(op.db);
+  for (int k = 0; k < 16; k++)
+    for (int c = 0; c < n; c++) B[size_t(k) * n + c] = bf16_at(operand_offset(db, op.tb, c, k));
+  if (op.rs) {  // the mma.m16n8k16 A fragment (ptx.cpp): A(r, k) in lane (r % 8) 4 + (k % 8) / 2
+    for (int r = 0; r < 16; r++)
+      for (int k = 0; k < 16; k++) {
+        const int i = (k >= 8 ? 4 : 0) + (r >= 8 ? 2 : 0) + (k & 1);
+        A[r * 16 + k] = half_of(op.a[(r % 8) * 4 + (k % 8) / 2][i / 2], i & 1);
+      }
+  } else {
+    const Desc da = decode(op.da);
+    for (int r = 0; r < 16; r++)
+      for (int k = 0; k < 16; k++) A[r * 16 + k] = bf16_at(operand_offset(da, op.ta, row0 + r, k));
+  }
+  // "Register Fragments" of the accumulator D (m64nNk16, .f32): register 4j + i of lane (g = lane / 4,
+  // t = lane % 4) holds row 16 (warp % 4) + g + 8 [i >= 2], column 8 j + 2 t + (i & 1).
+  for (int lane = 0; lane < 32; lane++) {
+    const int g = lane >> 2, t = lane & 3;
+    float* d = op.dst[lane];
+    for (int j = 0; j < n / 8; j++)
+      for (int i = 0; i < 4; i++) {
+        const int r = g + (i >= 2 ? 8 : 0), c = 8 * j + 2 * t + (i & 1);
+        float acc = 0.0f;
+        for (int k = 0; k < 16; k++) acc += A[r * 16 + k] * B[size_t(k) * n + c];
+        const int reg = 4 * j + i;
+        const float cin = !op.scale_d ? 0.0f : op.chain ? d[reg] : op.cin[size_t(lane) * (n / 2) + reg];
+        d[reg] = cin + acc;
+      }
+  }
+}
+
+void issue(float* d, int n, bool rs, uint64_t da, const uint32_t* a, uint64_t db, int scale_d, int ta, int tb) {
+  if (n < 8 || n > 256 || n % 8 != 0) fail("wgmma.mma_async: n must be a multiple of 8 in [8, 256]");
+  WarpSlot in{};
+  in.v[0] = rs ? (uint64_t(a[0]) | (uint64_t(a[1]) << 32)) : da;
+  in.v[1] = db;
+  in.v[2] = reinterpret_cast<uintptr_t>(d);
+  in.v[3] = rs ? (uint64_t(a[2]) | (uint64_t(a[3]) << 32)) : 0;
+  bool first;
+  const WarpSlot* all = meet("wgmma.mma_async", in, first);
+  if (!first) return;
+  WarpState& s = warp_state();
+  if (!s.fenced) fail("wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group");
+  Op op;
+  op.n = n;
+  op.rs = rs;
+  op.ta = ta != 0;
+  op.tb = tb != 0;
+  op.scale_d = scale_d != 0;
+  op.da = rs ? 0 : all[0].v[0];
+  op.db = all[0].v[1];
+  op.group = ~uint64_t(0);
+  for (int lane = 0; lane < 32; lane++) {
+    if (!rs && all[lane].v[0] != op.da) fail("wgmma.mma_async: the A descriptor differs between lanes");
+    if (all[lane].v[1] != op.db) fail("wgmma.mma_async: the B descriptor differs between lanes");
+    op.dst[lane] = reinterpret_cast<float*>(uintptr_t(all[lane].v[2]));
+    if (rs) {
+      op.a[lane][0] = uint32_t(all[lane].v[0]);
+      op.a[lane][1] = uint32_t(all[lane].v[0] >> 32);
+      op.a[lane][2] = uint32_t(all[lane].v[3]);
+      op.a[lane][3] = uint32_t(all[lane].v[3] >> 32);
+    }
+  }
+  op.chain = false;
+  for (const Op& p : s.ops)
+    if (p.dst[0] == op.dst[0]) op.chain = true;  // accumulates onto a result still in flight
+  if (op.scale_d && !op.chain) {
+    op.cin.resize(size_t(32) * (n / 2));
+    for (int lane = 0; lane < 32; lane++) std::memcpy(&op.cin[size_t(lane) * (n / 2)], op.dst[lane], sizeof(float) * (n / 2));
+  }
+  for (int lane = 0; lane < 32; lane++)  // not readable before the wait
+    for (int r = 0; r < n / 2; r++) std::memcpy(&op.dst[lane][r], &kPoison, 4);
+  s.ops.push_back(std::move(op));
+}
+
+}  // namespace
+
+void wgmma_fence() {
+  bool first;
+  meet("wgmma.fence", WarpSlot{}, first);
+  if (first) warp_state().fenced = true;
+}
+
+void wgmma_commit_group() {
+  bool first;
+  meet("wgmma.commit_group", WarpSlot{}, first);
+  if (!first) return;
+  WarpState& s = warp_state();
+  for (Op& op : s.ops)
+    if (op.group == ~uint64_t(0)) op.group = s.committed;
+  s.committed++;
+}
+
+void wgmma_wait_group(int pending) {
+  if (pending < 0 || pending > 7) fail("wgmma.wait_group: N must be in [0, 7]");
+  bool first;
+  meet("wgmma.wait_group", WarpSlot{}, first);
+  if (!first) return;
+  WarpState& s = warp_state();
+  // every committed group but the newest `pending` completes, in order
+  while (!s.ops.empty() && s.ops.front().group != ~uint64_t(0) && s.ops.front().group + uint64_t(pending) < s.committed) {
+    complete(s.ops.front());
+    s.ops.pop_front();
+  }
+  s.fenced = false;
+}
+
+void wgmma_m64k16_bf16_ss(float* d, int n, uint64_t desc_a, uint64_t desc_b, int scale_d, int trans_a, int trans_b) {
+  issue(d, n, false, desc_a, nullptr, desc_b, scale_d, trans_a, trans_b);
+}
+
+void wgmma_m64k16_bf16_rs(float* d, int n, const uint32_t (&a)[4], uint64_t desc_b, int scale_d, int trans_b) {
+  issue(d, n, true, 0, a, desc_b, scale_d, 0, trans_b);
+}
+
+}  // namespace ptx
+}  // namespace emu
+}  // namespace l2e

@@ -1,0 +1,55 @@
+// CUDA emulation build: the sm_90a instructions of the Hopper attention kernel (ptx_sm90.cpp), written
+// from the PTX ISA (section names beside each):
+//   mbarrier.init / arrive / arrive.expect_tx / expect_tx / complete_tx / test_wait / try_wait with
+//     .parity  ("Parallel Synchronization and Communication Instructions: mbarrier": phases, pending
+//     arrival count, tx-count; a phase completes when both reach zero)
+//   cp.async.bulk.tensor.{2d,3d,..}.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+//     ("Data Movement and Conversion Instructions: cp.async.bulk.tensor"; the tensor map: emulation/cuda.h)
+//   wgmma.mma_async.sync.aligned.m64nNk16.f32.bf16.bf16, A from shared memory or registers, B from
+//     shared memory ("Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions": register
+//     fragments, "Matrix Descriptor Format", "Shared Memory Matrix Layout" with the swizzle modes)
+//   wgmma.fence / wgmma.commit_group / wgmma.wait_group
+//
+// Asynchrony is made observable, so that a kernel missing a wait fails in emulation:
+//   - a bulk tensor copy is queued on its mbarrier and lands (and completes its bytes) only when some
+//     thread waits on that mbarrier: shared memory read before the wait holds the old bytes;
+//   - wgmma.mma_async poisons its accumulator registers with NaN; the products are computed, from the
+//     shared memory of that moment, and written back only by the wgmma.wait_group that covers them,
+//     which fails the launch if the thread wrote those registers meanwhile;
+//   - wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group is a launch error.
+// Shared-memory addresses are offsets in the block's dynamic shared memory (__cvta_generic_to_shared).
+#pragma once
+#include <cstdint>
+
+struct CUtensorMap;
+
+namespace l2e {
+namespace emu {
+namespace ptx {
+
+// ---- mbarrier (an 8-byte object in shared memory) ----
+void mbarrier_init(unsigned bar, unsigned count);
+void mbarrier_arrive(unsigned bar);
+void mbarrier_arrive_expect_tx(unsigned bar, unsigned tx_bytes);
+void mbarrier_expect_tx(unsigned bar, unsigned tx_bytes);
+void mbarrier_complete_tx(unsigned bar, unsigned tx_bytes);
+// true once the phase of parity `parity` has completed; false lets other threads run first
+bool mbarrier_test_wait_parity(unsigned bar, unsigned parity);
+bool mbarrier_try_wait_parity(unsigned bar, unsigned parity);
+
+// ---- TMA: a box of the tensor at `coords` (rank of the map) into shared memory at `dst` ----
+void cp_async_bulk_tensor_g2s(unsigned dst, const CUtensorMap* map, unsigned bar, const int32_t* coords);
+
+// ---- wgmma (warpgroup: 4 consecutive warps, warp w % 4 owning rows 16 (w % 4) .. + 15 of D) ----
+void wgmma_fence();
+void wgmma_commit_group();
+void wgmma_wait_group(int pending);
+// D (this thread's n/2 fp32 registers) = A B + (scale_d ? D : 0); A 64x16, B 16xn (8 <= n <= 256,
+// n % 8 == 0). trans = 1: the operand is MN-major in shared memory (imm-trans-a / imm-trans-b).
+void wgmma_m64k16_bf16_ss(float* d, int n, uint64_t desc_a, uint64_t desc_b, int scale_d, int trans_a, int trans_b);
+// A from registers: this thread's 4 .b32 registers, the mma.m16n8k16 A fragment of its warp's 16 rows.
+void wgmma_m64k16_bf16_rs(float* d, int n, const uint32_t (&a)[4], uint64_t desc_b, int scale_d, int trans_b);
+
+}  // namespace ptx
+}  // namespace emu
+}  // namespace l2e

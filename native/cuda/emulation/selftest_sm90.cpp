@@ -1,0 +1,294 @@
+// Self-checks of the emulated sm_90a instructions (ptx_sm90.cpp), run by cudaEmulationSelfTest
+// (selftest_binding.cpp; test/gpu/emulation.test.ts). The expected layouts are written here from the
+// PTX ISA's tables independently of the emulator's address functions (chunk-index arithmetic instead of
+// address-bit XOR), with small exact values so results must match exactly:
+//   mbarrier           phases, parity, pending count, tx-count (expect_tx / complete_tx), a wait across warps
+//   mbarrier_deadlock  every thread waits on a phase nothing completes (must fail, not hang)
+//   tma                2D and 3D boxes with the 128-byte swizzle, partly out of bounds (zero fill), not
+//                      visible before the mbarrier wait
+//   tensor_map_errors  cuTensorMapEncodeTiled rejects what its contract forbids
+//   wgmma              m64n64k16 from shared memory (K-major, 128B swizzle, 4 k-steps by start address),
+//                      m64n128k16 with A from registers and B N-major (128B swizzle, LBO across atoms),
+//                      B K-major without swizzle; NaN before wgmma.wait_group, wait_group(1) keeps the
+//                      newest group pending
+//   wgmma_nofence      wgmma.mma_async without wgmma.fence (must fail)
+//   wgmma_write_in_flight  an accumulator written between wgmma.mma_async and its wait (must fail)
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "cuda.h"
+#include "cuda_bf16.h"
+#include "cuda_runtime.h"
+#include "ptx_sm90.h"
+
+namespace l2e {
+namespace emu {
+
+namespace {
+
+using namespace ptx;
+
+uint16_t bits(float x) { return __float2bfloat16_rn(x).__x; }
+unsigned off(const void* p) { return unsigned(shared_offset(p)); }
+
+// ---- mbarrier ----
+void mbarrier_kernel(int* bad) {
+  uint64_t* bars = static_cast<uint64_t*>(dynamic_shared());
+  const unsigned b0 = off(&bars[0]), b1 = off(&bars[1]);
+  const int tid = int(threadIdx.x);
+  if (tid == 0) {
+    mbarrier_init(b0, 2);
+    mbarrier_init(b1, 32);
+  }
+  __syncthreads();
+  if (tid == 0) {
+    auto expect = [&](bool got, bool want) {
+      if (got != want) bad[0] = 1;
+    };
+    expect(mbarrier_test_wait_parity(b0, 0), false);  // phase 0 runs
+    expect(mbarrier_test_wait_parity(b0, 1), true);   // "the phase before" counts as completed
+    mbarrier_arrive(b0);
+    expect(mbarrier_test_wait_parity(b0, 0), false);  // 1 of 2 arrivals
+    mbarrier_arrive_expect_tx(b0, 64);
+    expect(mbarrier_test_wait_parity(b0, 0), false);  // arrivals done, 64 bytes outstanding
+    mbarrier_complete_tx(b0, 48);
+    expect(mbarrier_test_wait_parity(b0, 0), false);
+    mbarrier_complete_tx(b0, 16);
+    expect(mbarrier_test_wait_parity(b0, 0), true);  // phase 0 completed
+    expect(mbarrier_test_wait_parity(b0, 1), false);  // phase 1 runs, expecting 2 arrivals again
+    mbarrier_expect_tx(b0, 8);
+    mbarrier_arrive(b0);
+    mbarrier_arrive(b0);
+    expect(mbarrier_test_wait_parity(b0, 1), false);
+    mbarrier_complete_tx(b0, 8);
+    expect(mbarrier_test_wait_parity(b0, 1), true);
+    while (!mbarrier_try_wait_parity(b1, 0)) {  // warp 1 arrives after this thread first polls
+    }
+    if (bad[1] != 32) bad[0] = 1;  // every arrival happened before the phase completed
+  } else if (tid >= 32) {
+    __atomic_fetch_add(&bad[1], 1, __ATOMIC_RELAXED);
+    mbarrier_arrive(b1);
+  }
+}
+
+void mbarrier_deadlock_kernel(int*) {
+  uint64_t* bar = static_cast<uint64_t*>(dynamic_shared());
+  if (threadIdx.x == 0) mbarrier_init(off(bar), 1);
+  __syncthreads();
+  while (!mbarrier_try_wait_parity(off(bar), 0)) {
+  }
+}
+
+// ---- TMA ----
+// global element (row, col) of the 2D tensor: raw bits row * 100 + col + 1 (never 0, the fill value)
+constexpr int kRows2 = 100, kCols2 = 72;
+uint16_t g2(int r, int c) { return uint16_t(r * 100 + c + 1); }
+// 3D tensor [T][H][D]: raw bits 1 + t * 1000 + h * 100 + d ... kept below 2^16
+constexpr int kT3 = 40, kH3 = 3, kD3 = 64;
+uint16_t g3(int t, int h, int d) { return uint16_t(1 + t * 1200 + h * 100 + d); }
+
+// 128-byte swizzle of a box whose rows are 128 bytes: the 16-byte chunk c of row r sits at chunk c ^ (r % 8)
+size_t sw128(int r, int col) { return size_t(r) * 64 + size_t(((col / 8) ^ (r % 8)) * 8 + col % 8); }
+
+void tma_kernel(const CUtensorMap* m2, const CUtensorMap* m3, int* bad) {
+  char* smem = static_cast<char*>(dynamic_shared());
+  uint64_t* bar = reinterpret_cast<uint64_t*>(smem);
+  uint16_t* box = reinterpret_cast<uint16_t*>(smem + 1024);  // 64 x 32 elements at most
+  const unsigned b = off(bar);
+  if (threadIdx.x == 0) mbarrier_init(b, 1);
+  __syncthreads();
+  // 2D: box 64 columns x 16 rows at (col 16, row 90): columns >= 72 and rows >= 100 lie outside
+  if (threadIdx.x == 0) {
+    const int32_t c[2] = {16, 90};
+    mbarrier_arrive_expect_tx(b, 64 * 16 * 2);
+    cp_async_bulk_tensor_g2s(off(box), m2, b, c);
+    for (int e = 0; e < 64 * 16; e++)  // nothing lands before a wait on the mbarrier
+      if (box[e] != 0xffff) bad[0] = 2;
+  }
+  while (!mbarrier_try_wait_parity(b, 0)) {
+  }
+  for (int e = int(threadIdx.x); e < 64 * 16; e += 32) {
+    const int r = e / 64, col = e % 64, gr = 90 + r, gc = 16 + col;
+    const uint16_t want = (gr < kRows2 && gc < kCols2) ? g2(gr, gc) : 0;
+    if (box[sw128(r, col)] != want) bad[0] = 3;
+  }
+  __syncthreads();
+  // 3D: box {64, 1, 32} at (d 0, head 2, t 20): t >= 40 lies outside
+  if (threadIdx.x == 0) {
+    const int32_t c[3] = {0, 2, 20};
+    mbarrier_arrive_expect_tx(b, 64 * 32 * 2);
+    cp_async_bulk_tensor_g2s(off(box), m3, b, c);
+  }
+  while (!mbarrier_try_wait_parity(b, 1)) {
+  }
+  for (int e = int(threadIdx.x); e < 64 * 32; e += 32) {
+    const int r = e / 64, d = e % 64, t = 20 + r;
+    const uint16_t want = t < kT3 ? g3(t, 2, d) : 0;
+    if (box[sw128(r, d)] != want) bad[0] = 4;
+  }
+}
+
+std::string tma(int* bad) {
+  uint16_t h2[kRows2 * kCols2], h3[kT3 * kH3 * kD3];
+  for (int r = 0; r < kRows2; r++)
+    for (int c = 0; c < kCols2; c++) h2[r * kCols2 + c] = g2(r, c);
+  for (int t = 0; t < kT3; t++)
+    for (int h = 0; h < kH3; h++)
+      for (int d = 0; d < kD3; d++) h3[(t * kH3 + h) * kD3 + d] = g3(t, h, d);
+  void *d2 = nullptr, *d3 = nullptr;
+  cudaMalloc(&d2, sizeof(h2));
+  cudaMalloc(&d3, sizeof(h3));
+  cudaMemcpyAsync(d2, h2, sizeof(h2), cudaMemcpyHostToDevice, nullptr);
+  cudaMemcpyAsync(d3, h3, sizeof(h3), cudaMemcpyHostToDevice, nullptr);
+  CUtensorMap m2, m3;
+  const cuuint64_t dim2[2] = {kCols2, kRows2}, stride2[1] = {kCols2 * 2};
+  const cuuint32_t box2[2] = {64, 16}, es[3] = {1, 1, 1};
+  const cuuint64_t dim3[3] = {kD3, kH3, kT3}, stride3[2] = {kD3 * 2, kH3 * kD3 * 2};
+  const cuuint32_t box3[3] = {64, 1, 32};
+  std::string r;
+  if (cuTensorMapEncodeTiled(&m2, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, d2, dim2, stride2, box2, es,
+                             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS ||
+      cuTensorMapEncodeTiled(&m3, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, d3, dim3, stride3, box3, es,
+                             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
+    r = "cuTensorMapEncodeTiled refused a valid map";
+  } else {
+    L2E_EMU_LAUNCH(tma_kernel, 1, 32, 1024 + 64 * 32 * 2, nullptr)(&m2, &m3, bad);
+  }
+  cudaFree(d2);
+  cudaFree(d3);
+  return r;
+}
+
+std::string tensor_map_errors() {
+  alignas(16) static uint16_t data[64 * 64];
+  CUtensorMap m;
+  const cuuint32_t es[2] = {1, 1};
+  auto enc = [&](void* p, cuuint64_t cols, cuuint64_t stride, cuuint32_t bx, cuuint32_t by, CUtensorMapSwizzle sw) {
+    const cuuint64_t dim[2] = {cols, 64}, st[1] = {stride};
+    const cuuint32_t box[2] = {bx, by};
+    return cuTensorMapEncodeTiled(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, p, dim, st, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                  sw, CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  };
+  if (enc(data, 64, 128, 64, 8, CU_TENSOR_MAP_SWIZZLE_128B) != CUDA_SUCCESS) return "a valid map was refused";
+  if (enc(data, 64, 136, 64, 8, CU_TENSOR_MAP_SWIZZLE_NONE) != CUDA_ERROR_INVALID_VALUE) return "stride 136 accepted";
+  if (enc(data + 1, 64, 128, 64, 8, CU_TENSOR_MAP_SWIZZLE_NONE) != CUDA_ERROR_INVALID_VALUE) return "unaligned address accepted";
+  if (enc(data, 64, 128, 4, 8, CU_TENSOR_MAP_SWIZZLE_NONE) != CUDA_ERROR_INVALID_VALUE) return "8-byte box row accepted";
+  if (enc(data, 64, 256, 128, 8, CU_TENSOR_MAP_SWIZZLE_128B) != CUDA_ERROR_INVALID_VALUE) return "256-byte box row with a 128B swizzle accepted";
+  if (enc(data, 64, 128, 64, 257, CU_TENSOR_MAP_SWIZZLE_NONE) != CUDA_ERROR_INVALID_VALUE) return "box of 257 accepted";
+  return "ok";
+}
+
+// ---- wgmma ----
+float Av(int m, int k) { return float((m * 3 + k) % 7 - 3) / 4.0f; }
+float Bv(int k, int n) { return float((k * 5 + n) % 9 - 4) / 8.0f; }
+uint64_t desc(unsigned start, unsigned lbo, unsigned sbo, unsigned mode) {
+  return uint64_t(start >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) | (uint64_t(mode) << 62);
+}
+uint32_t pack(float lo, float hi) { return uint32_t(bits(lo)) | (uint32_t(bits(hi)) << 16); }
+
+// this thread's accumulator register 4j + i: row 16 warp + g + 8 [i >= 2], column 8 j + 2 t + (i & 1)
+template <typename F>
+void check_d(const float* d, int n, F want, int* bad) {
+  const int lane = int(threadIdx.x) & 31, w = int(threadIdx.x) >> 5, g = lane >> 2, t = lane & 3;
+  for (int j = 0; j < n / 8; j++)
+    for (int i = 0; i < 4; i++)
+      if (d[4 * j + i] != want(16 * w + g + (i >= 2 ? 8 : 0), 8 * j + 2 * t + (i & 1))) bad[0] = 1;
+}
+
+void wgmma_kernel(int* bad) {
+  uint16_t* s = static_cast<uint16_t*>(dynamic_shared());
+  uint16_t* sA = s;               // 64 x 64, K-major, 128B swizzle: 8 KiB
+  uint16_t* sB = s + 4096;        // 64 (n) x 64 (k), K-major, 128B swizzle: 8 KiB
+  uint16_t* sV = s + 8192;        // 64 (k) x 128 (n), N-major, 128B swizzle: two 8 KiB atoms columns
+  uint16_t* sI = s + 16384;       // 16 (n) x 16 (k), K-major, no swizzle: core matrices 8 x 8
+  const int tid = int(threadIdx.x);
+  for (int e = tid; e < 64 * 64; e += 128) {
+    const int r = e / 64, c = e % 64;
+    sA[sw128(r, c)] = bits(Av(r, c));
+    sB[sw128(r, c)] = bits(Bv(c, r));  // B(k = c, n = r)
+  }
+  for (int e = tid; e < 64 * 128; e += 128) {  // V(k, n): atom n / 64, row k, 16-byte chunk swizzled by k % 8
+    const int k = e / 128, n = e % 128;
+    sV[(n / 64) * 4096 + sw128(k, n % 64)] = bits(Bv(k, n));
+  }
+  for (int e = tid; e < 16 * 16; e += 128) {  // core matrix (n / 8, k / 8) at n/8 * 256 B (SBO) + k/8 * 128 B (LBO)
+    const int n = e / 16, k = e % 16;
+    sI[(n / 8) * 128 + (k / 8) * 64 + (n % 8) * 8 + k % 8] = bits(Bv(k, n));
+  }
+  __syncthreads();
+  const unsigned a0 = off(sA), b0 = off(sB), v0 = off(sV), i0 = off(sI);
+  float d1[32], d2[64], d3[8];
+  // 1) D1 = A B over k = 64: four k-steps, the start address advancing 32 bytes inside the swizzle atom
+  wgmma_fence();
+  for (int kk = 0; kk < 4; kk++)
+    wgmma_m64k16_bf16_ss(d1, 64, desc(a0 + 32 * kk, 16, 1024, 1), desc(b0 + 32 * kk, 16, 1024, 1), kk > 0, 0, 0);
+  wgmma_commit_group();
+  if (!std::isnan(d1[0])) bad[0] = 1;  // not visible before the wait
+  // 2) D2 = A V (A from registers, k = 64 in 4 steps of 16 rows of V = 2048 bytes), N-major V, n = 128
+  const int lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;
+  for (int kk = 0; kk < 4; kk++) {
+    const int r = 16 * w + g, k = 16 * kk + 2 * t;
+    const uint32_t a[4] = {pack(Av(r, k), Av(r, k + 1)), pack(Av(r + 8, k), Av(r + 8, k + 1)),
+                           pack(Av(r, k + 8), Av(r, k + 9)), pack(Av(r + 8, k + 8), Av(r + 8, k + 9))};
+    wgmma_m64k16_bf16_rs(d2, 128, a, desc(v0 + 2048 * kk, 8192, 1024, 1), kk > 0, 1);
+  }
+  wgmma_commit_group();
+  wgmma_wait_group(1);  // group 0 (D1) completes, group 1 (D2) may still run
+  check_d(d1, 64, [](int m, int n) { float acc = 0; for (int k = 0; k < 64; k++) acc += Av(m, k) * Bv(k, n); return acc; }, bad);
+  if (!std::isnan(d2[0])) bad[0] = 1;
+  wgmma_wait_group(0);
+  check_d(d2, 128, [](int m, int n) { float acc = 0; for (int k = 0; k < 64; k++) acc += Av(m, k) * Bv(k, n); return acc; }, bad);
+  // 3) D3 = A B with B K-major, no swizzle (LBO = 128 bytes between k halves, SBO = 256 between n halves),
+  //    A the first 16 columns of sA; accumulating onto D3 = 1
+  for (int r = 0; r < 8; r++) d3[r] = 1.0f;
+  wgmma_fence();
+  wgmma_m64k16_bf16_ss(d3, 16, desc(a0, 16, 1024, 1), desc(i0, 128, 256, 0), 1, 0, 0);
+  wgmma_commit_group();
+  wgmma_wait_group(0);
+  check_d(d3, 16, [](int m, int n) { float acc = 1; for (int k = 0; k < 16; k++) acc += Av(m, k) * Bv(k, n); return acc; }, bad);
+}
+
+void wgmma_write_in_flight_kernel(int*) {
+  float d[8];
+  uint16_t* s = static_cast<uint16_t*>(dynamic_shared());
+  for (int e = int(threadIdx.x); e < 64 * 16; e += 128) s[e] = 0;
+  __syncthreads();
+  wgmma_fence();
+  wgmma_m64k16_bf16_ss(d, 16, desc(0, 128, 256, 0), desc(0, 128, 256, 0), 0, 0, 0);
+  wgmma_commit_group();
+  d[3] = 0.0f;  // before the wait: the asynchronous result and this write race
+  wgmma_wait_group(0);
+}
+
+void wgmma_nofence_kernel(int*) {
+  float d[8];
+  uint16_t* s = static_cast<uint16_t*>(dynamic_shared());
+  for (int e = int(threadIdx.x); e < 64 * 16; e += 128) s[e] = 0;
+  __syncthreads();
+  wgmma_m64k16_bf16_ss(d, 16, desc(0, 128, 256, 0), desc(0, 128, 256, 0), 0, 0, 0);
+}
+
+}  // namespace
+
+// "" when `name` is none of these self-checks; else "ok" or what failed.
+std::string sm90_selftest(const std::string& name, int* bad) {
+  std::string r;
+  if (name == "mbarrier") L2E_EMU_LAUNCH(mbarrier_kernel, 1, 64, 64, nullptr)(bad);
+  else if (name == "mbarrier_deadlock") L2E_EMU_LAUNCH(mbarrier_deadlock_kernel, 1, 32, 64, nullptr)(bad);
+  else if (name == "tma") r = tma(bad);
+  else if (name == "tensor_map_errors") return tensor_map_errors();
+  else if (name == "wgmma") L2E_EMU_LAUNCH(wgmma_kernel, 1, 128, 2 * (16384 + 256), nullptr)(bad);
+  else if (name == "wgmma_write_in_flight") L2E_EMU_LAUNCH(wgmma_write_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
+  else if (name == "wgmma_nofence") L2E_EMU_LAUNCH(wgmma_nofence_kernel, 1, 128, 4096, nullptr)(bad);
+  else return "";
+  if (!r.empty()) return r;
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return cudaGetErrorString(e);
+  return bad[0] ? "wrong values (" + std::to_string(bad[0]) + ")" : "ok";
+}
+
+}  // namespace emu
+}  // namespace l2e

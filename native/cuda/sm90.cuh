@@ -1,0 +1,142 @@
+// sm_90a building blocks of the Hopper attention kernel (attention_sm90.cu): mbarrier waits and
+// arrivals, TMA tile loads (cp.async.bulk.tensor) completing on an mbarrier, and wgmma (warpgroup
+// matrix products, bf16 in, fp32 accumulators) with shared-memory matrix descriptors. With nvcc the
+// inline PTX; in the emulation build (L2E_CUDA_EMULATION) the emulator's versions
+// (emulation/ptx_sm90.h, which cites the PTX ISA sections). The PTX is valid only in the sm_90a image:
+// callers compile their bodies under L2E_SM90A_DEVICE.
+//
+// Descriptors (PTX ISA "Matrix Descriptor Format"): start address >> 4 in bits 0-13, leading byte
+// offset >> 4 in 16-29, stride byte offset >> 4 in 32-45, swizzle mode in 62-63 (1 = 128B). The tiles
+// here are 64 rows of 64 bf16 (128 bytes) per swizzle-atom column, 8 KiB, 1024-byte aligned, written by
+// TMA with the 128-byte swizzle: row r at r * 128, its 16-byte chunk c at chunk c ^ (r % 8).
+//   K-major operand (Q as A, K as B; k = head dim): SBO = 1024 (the next 8 rows); LBO unused (16);
+//     k-step kk (16 columns) starts at (kk / 4) * 8 KiB + (kk % 4) * 32 bytes.
+//   N-major operand (V as B; k = key, n = head dim): SBO = 1024 (the next 8 keys), LBO = 8 KiB (the
+//     next 64 columns: the next atom column); k-step kk starts at kk * 16 rows * 128 bytes.
+#pragma once
+#include "cuda/device_utils.cuh"
+
+#ifdef L2E_CUDA_EMULATION
+#include "cuda/emulation/cuda.h"
+#include "cuda/emulation/ptx_sm90.h"
+#ifndef __grid_constant__
+#define __grid_constant__
+#endif
+#define L2E_SM90A_DEVICE 1
+#else
+#include <cuda.h>
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define L2E_SM90A_DEVICE 1
+#endif
+#endif
+
+namespace l2e {
+namespace cuda {
+namespace sm90 {
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ uint64_t desc_sw128(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return uint64_t((addr & 0x3ffffu) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+#ifdef L2E_CUDA_EMULATION
+namespace ep = ::l2e::emu::ptx;
+__device__ __forceinline__ void bar_init(uint32_t bar, unsigned count) { ep::mbarrier_init(bar, count); }
+__device__ __forceinline__ void bar_init_fence() {}
+__device__ __forceinline__ void bar_arrive(uint32_t bar) { ep::mbarrier_arrive(bar); }
+__device__ __forceinline__ void bar_arrive_expect_tx(uint32_t bar, uint32_t bytes) { ep::mbarrier_arrive_expect_tx(bar, bytes); }
+__device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
+  while (!ep::mbarrier_try_wait_parity(bar, parity)) {
+  }
+}
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int c1, int c2) {
+  const int32_t c[3] = {c0, c1, c2};
+  ep::cp_async_bulk_tensor_g2s(dst, map, bar, c);
+}
+__device__ __forceinline__ void wgmma_fence() { ep::wgmma_fence(); }
+__device__ __forceinline__ void wgmma_commit() { ep::wgmma_commit_group(); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { ep::wgmma_wait_group(N); }
+__device__ __forceinline__ void wgmma_ss_n64(float (&d)[32], uint64_t da, uint64_t db, int scale_d) {
+  ep::wgmma_m64k16_bf16_ss(d, 64, da, db, scale_d, 0, 0);
+}
+template <int M>
+__device__ __forceinline__ void wgmma_rs_nt(float (&d)[M], const uint32_t (&a)[4], uint64_t db, int scale_d) {
+  ep::wgmma_m64k16_bf16_rs(d, 2 * M, a, db, scale_d, 1);
+}
+template <int M>
+__device__ __forceinline__ void fence_operands(float (&)[M]) {}
+#elif defined(L2E_SM90A_DEVICE)
+__device__ __forceinline__ void bar_init(uint32_t bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+}
+__device__ __forceinline__ void bar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void bar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void bar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int c1, int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// keeps the accumulators in registers across the asynchronous products
+template <int M>
+__device__ __forceinline__ void fence_operands(float (&d)[M]) {
+#pragma unroll
+  for (int i = 0; i < M; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+__device__ __forceinline__ void wgmma_ss_n64(float (&d)[32], uint64_t da, uint64_t db, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "setp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(da), "l"(db), "r"(scale_d));
+}
+__device__ __forceinline__ void wgmma_rs_n64_(float (&d)[32], const uint32_t (&a)[4], uint64_t db, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "setp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
+}
+__device__ __forceinline__ void wgmma_rs_n128_(float (&d)[64], const uint32_t (&a)[4], uint64_t db, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "setp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
+}
+template <int M>
+__device__ __forceinline__ void wgmma_rs_nt(float (&d)[M], const uint32_t (&a)[4], uint64_t db, int scale_d) {
+  static_assert(M == 32 || M == 64, "n = 64 or 128");
+  if constexpr (M == 32) wgmma_rs_n64_(d, a, db, scale_d);
+  else wgmma_rs_n128_(d, a, db, scale_d);
+}
+#endif
+
+}  // namespace sm90
+}  // namespace cuda
+}  // namespace l2e
