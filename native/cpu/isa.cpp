@@ -29,7 +29,7 @@ constexpr int kAmxLevel = 3;
 // that asks with arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023, 18).
 void probe_amx(bool& bf16, bool& int8) {
   bf16 = int8 = false;
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+#if L2E_AMX_BUILT && defined(__linux__)
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return;  // OSXSAVE: xgetbv works
   uint32_t lo, hi;

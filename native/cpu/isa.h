@@ -12,6 +12,14 @@
 // Adding a level: extend Isa (a vector width) or kLevels (features on top of one) in isa.cpp.
 #pragma once
 
+// Whether this compiler has the AMX intrinsics (GCC 11, clang 12): without them the AMX kernels are
+// not built and the probe reports no AMX.
+#if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define L2E_AMX_BUILT 1
+#else
+#define L2E_AMX_BUILT 0
+#endif
+
 namespace l2e {
 namespace cpu {
 
