@@ -3,8 +3,8 @@
 // Every (precision, pass) runs in its own child process, so each has its own peak RSS; passes are
 // interleaved (fp32, bf16, int8, fp32, ...) and medians reported, so load on a shared machine hits
 // every precision alike. Prints tokens/s, the weights' resident bytes, peak RSS, load time, the
-// latency of one 20-token text, the cosine of each text's embedding to fp32's, and (fp32) the share
-// of encode time in each op of the op table.
+// latency of one 20-token text, the cosine of each text's embedding to fp32's, and (each run's first
+// pass) the share of encode time in each op of the op table.
 //
 // usage: node bench/precision.mjs [--quick] [--passes N] [--texts N] [--precisions fp32,bf16,int8] [--json FILE]
 //   --quick  the hidden-512 benchmark model (bench/lib/workloads.mjs) instead of the 600M shape
