@@ -3,11 +3,13 @@
 // Every (precision, pass) runs in its own child process, so each has its own peak RSS; passes are
 // interleaved (fp32, bf16, int8, fp32, ...) and medians reported, so load on a shared machine hits
 // every precision alike. Prints tokens/s, the weights' resident bytes, peak RSS, load time, the
-// latency of one 20-token text, the cosine of each text's embedding to fp32's, and (fp32) the share
-// of encode time in each op of the op table.
+// latency of one 20-token text, the cosine of each text's embedding to fp32's, and (each run's first
+// pass) the share of encode time in each op of the op table.
 //
 // usage: node bench/precision.mjs [--quick] [--passes N] [--texts N] [--precisions fp32,bf16,int8] [--json FILE]
 //   --quick  the hidden-512 benchmark model (bench/lib/workloads.mjs) instead of the 600M shape
+//   --precisions  entries PRECISION[@ISA]: @ISA runs that one with L2E_CPU_ISA=ISA (e.g. bf16@avx512:
+//            bf16 without the AMX tiles, next to bf16 at the best level), in the same interleaved run
 // The random weights are written once as safetensors under the OS temp folder (2.2 GB for 600M) and
 // loaded like a checkpoint, through NativeModel.loadTensors. Peers (llama.cpp through
 // node-llama-cpp) are not run yet: their row says why.
@@ -24,6 +26,19 @@ import { BENCH_MODEL, drawLengths, loadLengthMix, makeRng, pack, randomSequences
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = join(here, '..');
+
+const USAGE =
+  'usage: node bench/precision.mjs [--quick] [--passes N] [--texts N] [--precisions fp32,bf16,int8[,bf16@avx512,...]] [--json FILE]';
+const ISAS = ['scalar', 'avx2', 'avx512', 'amx'];
+
+/** 'bf16@avx512' -> { precision: 'bf16', isa: 'avx512' }; throws naming the flag for anything else. */
+function parseVariant(v) {
+  const [precision, isa, ...rest] = v.split('@');
+  if (!['fp32', 'bf16', 'int8'].includes(precision)) throw new Error(`--precisions: unknown precision ${precision} in '${v}'`);
+  if (rest.length || (isa !== undefined && !ISAS.includes(isa)))
+    throw new Error(`--precisions: '${v}' is not PRECISION[@ISA] with ISA one of ${ISAS.join(', ')}`);
+  return { precision, isa: isa ?? null };
+}
 
 const SHAPE_600M = {
   vocab: 32000, hidden: 4096, intermediate: 11008, layers: 2, heads: 32, kvHeads: 32, headDim: 128, dense: 1536,
@@ -45,12 +60,12 @@ function parseArgs(argv) {
     else if (a === '--json') o.json = value();
     else if (a === '--child') o.child = value();
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node bench/precision.mjs [--quick] [--passes N] [--texts N] [--precisions fp32,bf16,int8] [--json FILE]');
+      console.log(USAGE);
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (see --help)`);
   }
   for (const k of ['passes', 'texts']) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`--${k} must be a positive integer`);
-  for (const p of o.precisions) if (!['fp32', 'bf16', 'int8'].includes(p)) throw new Error(`--precisions: unknown precision ${p}`);
+  for (const p of o.precisions) parseVariant(p);
   return o;
 }
 
@@ -138,6 +153,7 @@ async function child(jobFile) {
     tokens,
     tokensPerSecond: tokens / encodeSeconds,
     latency20: median(latencies),
+    isa: addon.cpuIsa().isa,
     weightBytes: model.weightBytes,
     peakRss: process.resourceUsage().maxRSS * 1024,
     peakRssLoad,
@@ -191,11 +207,13 @@ async function main() {
   for (let pass = 0; pass < o.passes; pass++) {
     for (const precision of o.precisions) {
       const jobFile = join(os.tmpdir(), `l2e-bench-precision-job-${process.pid}.json`);
-      embFiles[precision] = join(os.tmpdir(), `l2e-bench-precision-${process.pid}-${precision}.f32`);
+      embFiles[precision] = join(os.tmpdir(), `l2e-bench-precision-${process.pid}-${precision.replace('@', '-')}.f32`);
+      const { precision: weights, isa } = parseVariant(precision);
       writeFileSync(jobFile, JSON.stringify({
-        config, precision, sources, batches, single, embeddingsFile: embFiles[precision], opTiming: precision === 'fp32' && pass === 0,
+        config, precision: weights, sources, batches, single, embeddingsFile: embFiles[precision], opTiming: pass === 0,
       }));
-      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', jobFile], { encoding: 'utf8', maxBuffer: 16 << 20 });
+      const env = isa ? { ...process.env, L2E_CPU_ISA: isa } : process.env;
+      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', jobFile], { encoding: 'utf8', maxBuffer: 16 << 20, env });
       if (r.status !== 0) throw new Error(`${precision} run failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
       const res = JSON.parse(r.stdout);
       runs[precision].push(res);
@@ -210,6 +228,7 @@ async function main() {
     const tps = median(rs.map((r) => r.tokensPerSecond));
     return {
       engine: `ours ${p}`,
+      isa: rs[0].isa,
       tokensPerSecond: tps,
       encodeSeconds: median(rs.map((r) => r.encodeSeconds)),
       latency20: median(rs.map((r) => r.latency20)),
@@ -227,6 +246,7 @@ async function main() {
   console.log(`\nencode, medians of ${o.passes} interleaved passes (load average now ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`);
   printTable(rows, [
     { title: 'engine', get: (r) => r.engine },
+    { title: 'ISA', get: (r) => r.isa },
     { title: 'tok/s', get: (r) => r.tokensPerSecond.toFixed(1), right: true },
     { title: 'vs fp32', get: (r) => (fp32 ? (r.tokensPerSecond / fp32.tokensPerSecond).toFixed(2) + 'x' : '-'), right: true },
     { title: 'encode s', get: (r) => r.encodeSeconds.toFixed(2), right: true },
@@ -244,19 +264,26 @@ async function main() {
     peer = 'node-llama-cpp is installed, but the GGUF writer (q/k permuted to its rotary layout) is not written yet';
   } catch {}
   console.log(`llama.cpp F32/F16/BF16/Q8_0: skipped (${peer})`);
-  const timed = runs.fp32?.[0]?.ops;
-  if (timed) {
-    const wall = runs.fp32[0].encodeSeconds;
-    const total = timed.reduce((s, x) => s + x.seconds, 0);
-    console.log(`\nfp32 encode, time per op (pass 1, ${wall.toFixed(2)} s):`);
-    printTable([...timed.filter((x) => x.seconds > 0), { op: '(outside the op table)', calls: 0, seconds: wall - total }], [
+  // seconds per op in pass 1 of each variant, one column each (ops by fp32's time, else the first's)
+  const timed = o.precisions.filter((p) => runs[p][0].ops);
+  if (timed.length) {
+    const secs = (p, op) => runs[p][0].ops.find((x) => x.op === op)?.seconds ?? 0;
+    const ops = [...new Set(timed.flatMap((p) => runs[p][0].ops.filter((x) => x.seconds > 0).map((x) => x.op)))];
+    ops.sort((a, b) => secs(timed[0], b) - secs(timed[0], a));
+    const outside = '(outside the op table)';
+    const rowsOps = [...ops, outside].map((op) => ({ op }));
+    const cell = (p, op) => {
+      const wall = runs[p][0].encodeSeconds;
+      const s = op === outside ? wall - runs[p][0].ops.reduce((t, x) => t + x.seconds, 0) : secs(p, op);
+      return `${s.toFixed(3)} ${((100 * s) / wall).toFixed(1).padStart(4)}%`;
+    };
+    console.log(`\nencode, seconds (share) per op, pass 1:`);
+    printTable(rowsOps, [
       { title: 'op', get: (r) => r.op },
-      { title: 'calls', get: (r) => r.calls, right: true },
-      { title: 'seconds', get: (r) => r.seconds.toFixed(3), right: true },
-      { title: 'share', get: (r) => `${((100 * r.seconds) / wall).toFixed(1)}%`, right: true },
+      ...timed.map((p) => ({ title: `${p} (${runs[p][0].encodeSeconds.toFixed(2)} s)`, get: (r) => cell(p, r.op), right: true })),
     ]);
   }
-  if (o.json) writeFileSync(o.json, JSON.stringify({ config, texts: o.texts, tokens, passes: o.passes, rows, fp32Ops: timed ?? null }, null, 2));
+  if (o.json) writeFileSync(o.json, JSON.stringify({ config, texts: o.texts, tokens, passes: o.passes, rows, ops: Object.fromEntries(timed.map((p) => [p, runs[p][0].ops])) }, null, 2));
 }
 
 main().catch((e) => {

@@ -41,7 +41,7 @@ environment:
   L2E_POOLS           the pools folder when --pools is not given
   L2E_TESTING_ADDON   load this test addon file instead of the build in the repository
   L2E_NUM_THREADS     CPU threads of the native backend (default: all cores)
-  L2E_CPU_ISA         force an instruction set (scalar, avx2, avx512) to compare against the best one
+  L2E_CPU_ISA         force an instruction set (scalar, avx2, avx512, amx) to compare against the best one
 The NumPy baselines need python3 with numpy; without it they are skipped.
 `;
 

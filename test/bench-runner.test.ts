@@ -1,7 +1,7 @@
 // The microbenchmark runner (bench/run.mjs) end to end on one cheap kernel: the --json file's shape
 // and --compare against it. Timings themselves are never asserted (shared machines are noisy).
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -130,6 +130,36 @@ describe('bench/run.mjs', () => {
       expect(stdout, o).toContain(o);
     }
   });
+});
+
+describe('bench/precision.mjs', () => {
+  const script = join(repoRoot, 'bench', 'precision.mjs');
+  const pools = resolve(repoRoot, '../shared/data/pools'); // the script's own length mix
+
+  it('refuses a --precisions entry that is not PRECISION[@ISA], naming it', async () => {
+    await expect(run(process.execPath, [script, '--precisions', 'fp32,bf16@sse'], { cwd: repoRoot })).rejects.toThrow(
+      "--precisions: 'bf16@sse' is not PRECISION[@ISA] with ISA one of scalar, avx2, avx512, amx",
+    );
+    await expect(run(process.execPath, [script, '--precisions', 'fp16'], { cwd: repoRoot })).rejects.toThrow(
+      "--precisions: unknown precision fp16 in 'fp16'",
+    );
+  });
+
+  it.skipIf(!existsSync(pools))('runs a PRECISION@ISA entry at that instruction set, beside the others in one table', async () => {
+    const out = join(dir, 'precision.json');
+    await run(process.execPath, [script, '--quick', '--texts', '4', '--passes', '1', '--precisions', 'fp32,fp32@scalar', '--json', out], {
+      cwd: repoRoot,
+    });
+    const { rows, ops } = JSON.parse(readFileSync(out, 'utf8')) as {
+      rows: { engine: string; isa: string; minCos: number }[];
+      ops: Record<string, { op: string; seconds: number }[]>;
+    };
+    const level = testingAddon<{ cpuIsa(): { isa: string } }>().cpuIsa().isa;
+    expect(rows.map((r) => [r.engine, r.isa])).toEqual([['ours fp32', level], ['ours fp32@scalar', 'scalar']]);
+    expect(rows[1]!.minCos).toBeGreaterThan(0.99999); // the same model on the scalar kernels
+    expect(Object.keys(ops)).toEqual(['fp32', 'fp32@scalar']);
+    expect(ops['fp32@scalar']!.find((x) => x.op === 'linear')!.seconds).toBeGreaterThan(0);
+  }, 300_000);
 });
 
 describe('bench/ uses the library', () => {

@@ -16,6 +16,8 @@ interface Features {
   avx512Bf16: boolean;
   avx512Vnni: boolean;
   avxVnni: boolean;
+  amxBf16: boolean;
+  amxInt8: boolean;
 }
 interface IsaReport {
   isa: string;
@@ -28,7 +30,7 @@ interface IsaNatives {
   cpuIsa(): IsaReport;
 }
 
-const LEVELS = ['scalar', 'avx2', 'avx512'] as const;
+const LEVELS = ['scalar', 'avx2', 'avx512', 'amx'] as const;
 const here = nativeAddon<IsaNatives>().cpuIsa();
 /** The levels this CPU runs, lowest first. */
 const runnable = LEVELS.slice(0, LEVELS.indexOf(here.best as (typeof LEVELS)[number]) + 1);
@@ -53,19 +55,25 @@ function capped(cpu: Features, level: string): Features {
     avx512Bf16: cpu.avx512Bf16 && at >= 2,
     avx512Vnni: cpu.avx512Vnni && at >= 2,
     avxVnni: cpu.avxVnni && at >= 1,
+    amxBf16: cpu.amxBf16 && at >= 3,
+    amxInt8: cpu.amxInt8 && at >= 3,
   };
 }
+
+/** The fp32 GEMM's kernel at `level`: amx is avx512 plus the tiles, which only the bf16 / int8 GEMMs use. */
+const gemmAt = (level: string): string => (level === 'amx' ? 'avx512' : level);
 
 describe('CPU instruction set', () => {
   it('reports the level in use: the best this CPU has unless L2E_CPU_ISA says otherwise', () => {
     expect(LEVELS).toContain(here.best);
     expect(here.isa).toBe(process.env['L2E_CPU_ISA'] || here.best);
-    expect(here.gemm).toBe(here.isa);
+    expect(here.gemm).toBe(gemmAt(here.isa));
     expect(here.features).toEqual(capped(here.cpu, here.isa));
     // the levels are nested: AVX-512 implies AVX2, the extensions imply their level
     if (here.cpu.avx512) expect(here.cpu.avx2).toBe(true);
     if (here.cpu.avx512Bf16 || here.cpu.avx512Vnni) expect(here.cpu.avx512).toBe(true);
     if (here.cpu.avxVnni) expect(here.cpu.avx2).toBe(true);
+    if (here.cpu.amxBf16 || here.cpu.amxInt8) expect(here.cpu.avx512).toBe(true);
   });
 
   it.each(LEVELS.map((l) => [l]))('L2E_CPU_ISA=%s moves every kernel in a fresh process', (level) => {
@@ -76,13 +84,13 @@ describe('CPU instruction set', () => {
       return;
     }
     expect(r.stderr).toBe('');
-    expect(r.report).toEqual({ isa: level, best: here.best, gemm: level, features: capped(here.cpu, level), cpu: here.cpu });
+    expect(r.report).toEqual({ isa: level, best: here.best, gemm: gemmAt(level), features: capped(here.cpu, level), cpu: here.cpu });
   });
 
   it('an unknown L2E_CPU_ISA fails the load, and the library says so without suggesting a rebuild', () => {
     const r = childReport('sse9');
     expect(r.status).not.toBe(0);
-    const expected = 'L2E_CPU_ISA=sse9: unknown instruction set (expected scalar, avx2 or avx512)';
+    const expected = 'L2E_CPU_ISA=sse9: unknown instruction set (expected scalar, avx2, avx512 or amx)';
     expect(r.stderr).toContain(`Error: ${expected}\n`);
     expect(addonLoadError(new Error(expected)).message).toBe(`llama2-embedding: ${expected}`);
     expect(addonLoadError(new Error('libfoo.so: cannot open')).message).toBe(

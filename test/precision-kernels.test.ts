@@ -80,8 +80,8 @@ function int8Reference(x: Float32Array, T: number, W: Float32Array, N: number, K
   return y;
 }
 
-/** The kernel that multiplies bf16-rounded x (vdpbf16ps); the others widen W and keep x fp32. */
-const ROUNDS_X = 'avx512bf16';
+/** The kernels that multiply bf16-rounded x (vdpbf16ps, AMX tdpbf16ps); the others widen W and keep x fp32. */
+const ROUNDS_X = new Set(['avx512bf16', 'amx']);
 
 /** Exact sum over the bf16 weights (and x rounded when roundX) and the fp32 inner-product bound gamma_K sum |a b|. */
 function bf16Reference(
@@ -118,6 +118,8 @@ const SHAPES: [number, number, number][] = [
   [29, 65, 515], // bf16: two k blocks
   [230, 40, 1030], // rows past one 224-row band, int8: two k blocks, two threads
   [1, 300, 1100], // one token across many slivers (column split)
+  [33, 47, 130], // AMX: one row past a 32-row block, 16-column tile halves, k past whole tiles (bf16 32, int8 64 k)
+  [64, 96, 2100], // AMX: full 32 x 32 blocks kept in C between k blocks (bf16 5, int8 3)
 ];
 
 describe('lowp kernels: picked at run time', () => {
@@ -125,12 +127,13 @@ describe('lowp kernels: picked at run time', () => {
     expect(kernels.bf16[0]).toBe('scalar');
     expect(kernels.int8[0]).toBe('scalar');
     // bf16: the widening kernel, not vdpbf16ps (half its rate here: gemm_bf16.cpp)
-    expect(kernels.picked.bf16).toBe(['avx512', 'avx2', 'scalar'].find((k) => kernels.bf16.includes(k)));
+    expect(kernels.picked.bf16).toBe(['amx', 'avx512', 'avx2', 'scalar'].find((k) => kernels.bf16.includes(k)));
     expect(kernels.picked.int8).toBe(kernels.int8[kernels.int8.length - 1]);
   });
 
   it('L2E_CPU_ISA caps the choice with every other kernel (child processes, expected from the CPU\'s own features)', () => {
-    const cpu = testingAddon<{ cpuIsa(): { cpu: { avx2: boolean; avx512: boolean; avxVnni: boolean; avx512Vnni: boolean } } }>().cpuIsa().cpu;
+    type Cpu = { avx2: boolean; avx512: boolean; avxVnni: boolean; avx512Vnni: boolean; amxBf16: boolean; amxInt8: boolean };
+    const cpu = testingAddon<{ cpuIsa(): { cpu: Cpu } }>().cpuIsa().cpu;
     const pick = (isa: string) => {
       const r = spawnSync(process.execPath, ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(testingAddonPath())}).lowpKernels().picked))`], {
         cwd: packageRoot,
@@ -144,7 +147,9 @@ describe('lowp kernels: picked at run time', () => {
     if (cpu.avx2) expect(pick('avx2')).toEqual({ bf16: 'avx2', int8: cpu.avxVnni ? 'avx2' : 'scalar' });
     if (cpu.avx512) {
       const int8 = cpu.avx512Vnni ? 'avx512' : cpu.avxVnni ? 'avx2' : 'scalar';
-      expect(pick('avx512')).toEqual({ bf16: 'avx512', int8 });
+      expect(pick('avx512')).toEqual({ bf16: 'avx512', int8 }); // no AMX below the amx level
+      if (cpu.amxBf16 || cpu.amxInt8)
+        expect(pick('amx')).toEqual({ bf16: cpu.amxBf16 ? 'amx' : 'avx512', int8: cpu.amxInt8 ? 'amx' : int8 });
     }
   });
 
@@ -182,7 +187,7 @@ describe.each(kernels.bf16)('bf16 kernel %s', (kernel) => {
     const W = randomMatrix(N * K, N * 5 + K, 0.05);
     const y = new Float32Array(T * N).fill(NaN);
     addon.lowpLinear('bf16', kernel, x, T, W, N, K, y);
-    const { ref, bound } = bf16Reference(x, T, W, N, K, kernel === ROUNDS_X);
+    const { ref, bound } = bf16Reference(x, T, W, N, K, ROUNDS_X.has(kernel));
     let worst = 0;
     for (let i = 0; i < y.length; i++) {
       expect(Number.isFinite(y[i])).toBe(true);
@@ -206,7 +211,7 @@ describe.each(kernels.bf16)('bf16 kernel %s', (kernel) => {
     const W = randomMatrix(N * K, 2);
     W[33 * K + 5] = NaN;
     const y = addon.lowpLinear('bf16', kernel, x, T, W, N, K);
-    const { ref, bound } = bf16Reference(x, T, W, N, K, kernel === ROUNDS_X);
+    const { ref, bound } = bf16Reference(x, T, W, N, K, ROUNDS_X.has(kernel));
     for (let t = 0; t < T; t++)
       for (let n = 0; n < N; n++) {
         const i = t * N + n;

@@ -106,16 +106,16 @@ describe.skipIf(!hasTokenizer)('precision as a load option', () => {
     const { hidden: H, intermediate: I, dense: P } = SHAPE;
     const qd = c.numHeads * c.headDim, kvd = c.numKvHeads * c.headDim;
     const pad32 = (n: number) => Math.ceil(n / 32) * 32;
-    // Gemm layout: output channels padded to 32, k to the group (2 for bf16, 4 for int8)
+    // Gemm layout: output channels padded to 32, k to whole AMX tiles of 16 groups (of 2 k for bf16, 4 for int8)
     const mats: [number, number][] = [];
     for (let l = 0; l < SHAPE.layers; l++) mats.push([qd, H], [kvd, H], [kvd, H], [H, qd], [I, H], [I, H], [H, I]);
     mats.push([P, H]);
     const pad16 = (n: number) => Math.ceil(n / 16) * 16;
     const vectors = SHAPE.layers * 2 * pad16(H) + pad16(H) + pad16(P); // norms and dense bias, fp32
     const vecBytes = vectors * 4;
-    const bf16Bytes = c.vocabSize * H * 2 + mats.reduce((s, [n, k]) => s + pad32(n) * Math.ceil(k / 2) * 2 * 2, 0);
+    const bf16Bytes = c.vocabSize * H * 2 + mats.reduce((s, [n, k]) => s + pad32(n) * Math.ceil(k / 32) * 32 * 2, 0);
     const int8Bytes =
-      c.vocabSize * H + c.vocabSize * 4 + mats.reduce((s, [n, k]) => s + pad32(n) * Math.ceil(k / 4) * 4 + n * 4 + pad32(n) * 4, 0);
+      c.vocabSize * H + c.vocabSize * 4 + mats.reduce((s, [n, k]) => s + pad32(n) * Math.ceil(k / 64) * 64 + n * 4 + pad32(n) * 4, 0);
     expect(bytes.bf16).toBe(vecBytes + bf16Bytes);
     expect(bytes.int8).toBe(vecBytes + int8Bytes);
     expect(bytes.bf16! / bytes.fp32!).toBeLessThan(0.56);

@@ -84,8 +84,8 @@ void lowp_pack(LowpMatrix& m, Precision p, LowpMatrix::Layout layout, int64_t N,
   m.N = N;
   m.K = K;
   const int G = m.group();
-  m.Kg = (K + G - 1) / G;
   const bool gemm = layout == LowpMatrix::Layout::Gemm;
+  m.Kg = gemm ? (K + G * kTileGroups - 1) / (G * kTileGroups) * kTileGroups : (K + G - 1) / G;
   const int64_t rows_alloc = gemm ? m.slivers() * kSliver : N;
   const int64_t cols_alloc = gemm ? m.Kg * G : K;
   const size_t esize = p == Precision::BF16 ? 2 : 1;

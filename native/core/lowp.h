@@ -7,8 +7,10 @@
 //   Gemm (projections): packed once for the GEMM kernels (cpu/gemm_lowp.h) as slivers of
 //     kSliver = 32 output channels; sliver s holds, for each group g of G consecutive k
 //     (G = 2 for bf16, 4 for int8), the 32 channels' G values side by side:
-//       data[((s * Kg + g) * 32 + j) * G + e] = W[32 s + j, G g + e]     (Kg = ceil(K / G))
-//     so one 64-byte load is what vdpbf16ps / vpdpbusd take. Channels >= N and k >= K are zero.
+//       data[((s * Kg + g) * 32 + j) * G + e] = W[32 s + j, G g + e]
+//     so one 64-byte load is what vdpbf16ps / vpdpbusd take, and 16 groups of 16 channels, rows
+//     128 bytes apart, are an AMX B tile (tdpbf16ps / tdpbusd). Kg = ceil(K / G) rounded up to
+//     kTileGroups = 16, so every sliver holds whole tiles. Channels >= N and k >= K are zero.
 //   Rows (embedding table): row-major [N][K], gathered one row at a time.
 // bf16: round to nearest even, NaN kept (core/tensor.h f32_to_bf16).
 // int8: symmetric per output channel: scale[n] = max_k |W[n,k]| / 127, q = round(W / scale) in
@@ -31,13 +33,14 @@ Precision parse_precision(const std::string& s);
 std::string lowp_cpu_only(const std::string& backend);
 
 constexpr int kSliver = 32;
+constexpr int kTileGroups = 16;  // k groups per AMX tile: Kg is a multiple of it
 
 struct LowpMatrix {
   enum class Layout { Gemm, Rows };
   Precision precision = Precision::BF16;
   Layout layout = Layout::Gemm;
   int64_t N = 0, K = 0;
-  int64_t Kg = 0;            // Gemm: k groups per sliver
+  int64_t Kg = 0;            // Gemm: k groups per sliver (a multiple of kTileGroups)
   void* data = nullptr;      // uint16_t bf16 bits or int8_t, 64-byte aligned
   float* scale = nullptr;    // int8: [N]
   int32_t* colsum = nullptr; // int8 Gemm: [ceil(N/32)*32], zero past N

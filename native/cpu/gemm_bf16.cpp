@@ -11,7 +11,9 @@
 // Measured on the 2-core Xeon (AVX-512 BF16, best of 2000 calls of one 14 x 32 tile, one core):
 // vdpbf16ps reaches 80 GFLOP/s where fp32 FMA reaches 150 (it issues at half the FMA rate there),
 // so the widening kernel, ~ the fp32 rate at half the weight bytes and with x unrounded, is the
-// default; the vdpbf16ps kernel stays selectable (tests, bench) for CPUs where it is faster.
+// default below the amx level; the vdpbf16ps kernel stays selectable (tests, bench) for CPUs where
+// it is faster. With AMX (cpu/isa.h level amx) the tile kernel of gemm_amx.cpp is picked: it rounds
+// x to bf16 too, and multiplies 32 x 32 blocks with tdpbf16ps.
 //   avx512: 14 x 32 tile, 28 zmm accumulators; avx512bf16: the same tile with vdpbf16ps;
 //   avx2: 6 x 32 as two 6 x 16 halves in 12 ymm accumulators; scalar: the reference, 4 x 32.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -181,10 +183,12 @@ const Bf16Kernel kScalar{"scalar", kScalarMR, micro_bf16_scalar, false};
 const Bf16Kernel kAvx2{"avx2", kYmmMR, micro_bf16_avx2, false};
 const Bf16Kernel kAvx512{"avx512", kZmmMR, micro_bf16w_avx512, false};
 const Bf16Kernel kAvx512Bf16{"avx512bf16", kZmmMR, micro_bf16_avx512, true};
+const Bf16Kernel kAmx{"amx", kAmxMR, micro_bf16_amx, true, true};  // gemm_amx.cpp
 
 // Through the one ISA switch (cpu/isa.h): a kernel runs when the level in use allows its features.
 bool supported(const Bf16Kernel& k) {
   const cpu::CpuFeatures& f = cpu::cpu_features();
+  if (&k == &kAmx) return f.amx_bf16;
   if (&k == &kAvx512Bf16) return f.avx512 && f.avx512_bf16;
   if (&k == &kAvx512) return f.avx512 && f.avx512_bw;
   if (&k == &kAvx2) return f.avx2;
@@ -194,14 +198,17 @@ bool supported(const Bf16Kernel& k) {
 }  // namespace
 
 const Bf16Kernel* bf16_kernel(const char* name) {
-  for (const Bf16Kernel* k : {&kScalar, &kAvx2, &kAvx512, &kAvx512Bf16})
+  for (const Bf16Kernel* k : {&kScalar, &kAvx2, &kAvx512, &kAvx512Bf16, &kAmx})
     if (std::strcmp(k->name, name) == 0) return supported(*k) ? k : nullptr;
   return nullptr;
 }
 
 const Bf16Kernel& pick_bf16_kernel() {
   // The widest kernel the ISA level allows; the vdpbf16ps kernel is not picked (see the header).
-  static const Bf16Kernel* chosen = supported(kAvx512) ? &kAvx512 : supported(kAvx2) ? &kAvx2 : &kScalar;
+  static const Bf16Kernel* chosen = supported(kAmx)      ? &kAmx
+                                    : supported(kAvx512) ? &kAvx512
+                                    : supported(kAvx2)   ? &kAvx2
+                                                         : &kScalar;
   return *chosen;
 }
 

@@ -13,6 +13,7 @@
 //   avx512_vnni: 14 x 32 tile in 28 zmm accumulators.
 //   avx_vnni (VEX, 256-bit; CPUs with AVX-VNNI but no AVX-512): 6 x 32 as two 6 x 16 halves.
 //   scalar: the reference, plain C++ over a 4 x 32 tile.
+//   amx (gemm_amx.cpp, picked at the amx level of cpu/isa.h): 32 x 32 blocks with tdpbusd.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
@@ -28,7 +29,38 @@
 namespace l2e {
 namespace lowp {
 
-float quantize_token(const float* x, int64_t K, uint8_t* q) {
+namespace {
+
+// The same numbers with AVX-512: the product x[k] * inv rounded to the nearest int32, ties to even
+// (vcvtps2dq in the default rounding mode, as nearbyint), clamped, offset, narrowed to bytes.
+__attribute__((target("avx512f,avx512bw"))) float quantize_token_avx512(const float* x, int64_t K, uint8_t* q) {
+  const __m512i abs_bits = _mm512_set1_epi32(0x7fffffff);
+  const __m512 inf = _mm512_set1_ps(INFINITY);
+  __m512 amax = _mm512_setzero_ps();
+  __mmask16 bad = 0;
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
+    const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, x + k)), abs_bits));
+    bad |= _mm512_cmp_ps_mask(a, inf, _CMP_NLT_UQ);  // infinity or NaN
+    amax = _mm512_max_ps(amax, a);
+  }
+  const float top = _mm512_reduce_max_ps(amax);
+  if (bad || top == 0.0f) {
+    std::memset(q, 128, size_t(K));
+    return bad ? std::nanf("") : 0.0f;
+  }
+  const __m512 inv = _mm512_set1_ps(127.0f / top);
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), offset = _mm512_set1_epi32(128);
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
+    const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + k), inv));
+    const __m512i u = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, lo), hi), offset);
+    _mm512_mask_cvtepi32_storeu_epi8(q + k, m, u);
+  }
+  return top / 127.0f;
+}
+
+float quantize_token_scalar(const float* x, int64_t K, uint8_t* q) {
   float amax = 0.0f;
   bool finite = true;
   for (int64_t k = 0; k < K; k++) {
@@ -47,6 +79,13 @@ float quantize_token(const float* x, int64_t K, uint8_t* q) {
   for (int64_t k = 0; k < K; k++)
     q[k] = uint8_t(int(std::clamp(std::nearbyint(x[k] * inv), -127.0f, 127.0f)) + 128);
   return amax / 127.0f;
+}
+
+}  // namespace
+
+float quantize_token(const float* x, int64_t K, uint8_t* q) {
+  static const bool simd = cpu::cpu_features().avx512_bw;
+  return simd ? quantize_token_avx512(x, K, q) : quantize_token_scalar(x, K, q);
 }
 
 namespace {
@@ -184,10 +223,12 @@ void micro_int8_avxvnni(int64_t kg, const uint32_t* a, const uint32_t* b, float*
 const Int8Kernel kScalar{"scalar", kScalarMR, micro_int8_scalar};
 const Int8Kernel kAvxVnni{"avx2", kYmmMR, micro_int8_avxvnni};
 const Int8Kernel kAvx512{"avx512", kZmmMR, micro_int8_avx512};
+const Int8Kernel kAmx{"amx", kAmxMR, micro_int8_amx, true};  // gemm_amx.cpp
 
 // Through the one ISA switch (cpu/isa.h): a kernel runs when the level in use allows its features.
 bool supported(const Int8Kernel& k) {
   const cpu::CpuFeatures& f = cpu::cpu_features();
+  if (&k == &kAmx) return f.amx_int8;
   if (&k == &kAvx512) return f.avx512 && f.avx512_vnni;
   if (&k == &kAvxVnni) return f.avx2 && f.avx_vnni;
   return true;
@@ -196,14 +237,17 @@ bool supported(const Int8Kernel& k) {
 }  // namespace
 
 const Int8Kernel* int8_kernel(const char* name) {
-  for (const Int8Kernel* k : {&kScalar, &kAvxVnni, &kAvx512})
+  for (const Int8Kernel* k : {&kScalar, &kAvxVnni, &kAvx512, &kAmx})
     if (std::strcmp(k->name, name) == 0) return supported(*k) ? k : nullptr;
   return nullptr;
 }
 
 const Int8Kernel& pick_int8_kernel() {
   // The widest kernel the ISA level allows (AVX-VNNI under avx2, or where AVX-512 lacks VNNI).
-  static const Int8Kernel* chosen = supported(kAvx512) ? &kAvx512 : supported(kAvxVnni) ? &kAvxVnni : &kScalar;
+  static const Int8Kernel* chosen = supported(kAmx)       ? &kAmx
+                                    : supported(kAvx512)  ? &kAvx512
+                                    : supported(kAvxVnni) ? &kAvxVnni
+                                                          : &kScalar;
   return *chosen;
 }
 

@@ -2,8 +2,9 @@
 // only x is packed per call. C is cut into row bands (a band's tiles of one k block stay in L2)
 // times column chunks of slivers, a few tasks per thread taken from a shared counter; each task
 // packs its band of x (tiles of MR rows, [tile][kg][MR] uint32 of bf16 pairs or u8 quads, or
-// [tile][kg][2][MR] float; rows past T and k past K zero), then sweeps k blocks (a W sliver's k
-// block, 32 KB, stays in L1/L2) -> slivers -> tiles. Between k blocks the int8 kernels keep their
+// [tile][kg][2][MR] float, or for AMX kernels [tile][kg/16][MR][16] uint32; rows past T and k past
+// K zero), then sweeps k blocks (a W sliver's k block, 32 KB, stays in L1/L2; a multiple of the
+// 16 k-groups of an AMX tile) -> slivers -> tiles. Between k blocks the int8 kernels keep their
 // int32 sums in C itself.
 #include <algorithm>
 #include <atomic>
@@ -41,43 +42,44 @@ struct Scratch {
 };
 thread_local Scratch<uint32_t> t_packed_x;
 thread_local Scratch<float> t_token_scale;
-thread_local std::vector<uint8_t> t_quads;
+thread_local std::vector<uint32_t> t_row;
 
 enum class XForm { Bf16Pairs, F32Pairs, U8Quads };
 
-// Packs tiles [t0, t1) of x[T,K] (mr rows of k-groups each, gemm_lowp.h) to dst; int8 also writes
-// the tokens' scales to scales[0 .. (t1 - t0) mr).
-void pack_tiles(const float* x, int64_t T, int64_t K, int64_t kg, int mr, XForm form, int64_t t0, int64_t t1,
-                uint32_t* dst, float* scales, std::vector<uint8_t>& q) {
-  const bool int8 = form == XForm::U8Quads;
-  const int64_t words = form == XForm::F32Pairs ? 2 : 1;  // uint32 words per (row, k-group)
-  if (int8) q.resize(size_t(kg * 4));
+// Packs tiles [t0, t1) of x[T,K] (mr rows of k-groups each, gemm_lowp.h: broadcast order, or tile
+// rows for AMX kernels) to dst; int8 also writes the tokens' scales to scales[0 .. (t1 - t0) mr).
+// A row of bf16 pairs / u8 quads is made whole in `words` first (kg uint32, zero past K), then
+// scattered (broadcast order) or copied 16 groups at a time (tile rows).
+void pack_tiles(const float* x, int64_t T, int64_t K, int64_t kg, int mr, XForm form, bool amx, int64_t t0,
+                int64_t t1, uint32_t* dst, float* scales, std::vector<uint32_t>& words) {
+  const bool f32 = form == XForm::F32Pairs;
+  const int64_t per_group = f32 ? 2 : 1;  // uint32 words per (row, k-group)
+  words.resize(size_t(kg));
+  uint8_t* quads = reinterpret_cast<uint8_t*>(words.data());
+  uint16_t* halves = reinterpret_cast<uint16_t*>(words.data());
   for (int64_t t = t0; t < t1; t++) {
-    uint32_t* tile = dst + (t - t0) * kg * mr * words;
+    uint32_t* tile = dst + (t - t0) * kg * mr * per_group;
     for (int i = 0; i < mr; i++) {
       const int64_t r = t * mr + i;
-      if (r >= T) {
-        for (int64_t g = 0; g < kg * words; g++) tile[g * mr + i] = 0;
+      if (f32) {
+        float* f = reinterpret_cast<float*>(tile);
+        for (int64_t k = 0; k < 2 * kg; k++) f[k * mr + i] = r < T && k < K ? x[r * K + k] : 0.0f;
         continue;
       }
-      const float* row = x + r * K;
-      if (int8) {
-        scales[r - t0 * mr] = quantize_token(row, K, q.data());
-        std::fill(q.begin() + K, q.end(), uint8_t(0));  // k >= K meets zero weights
-        for (int64_t g = 0; g < kg; g++) {
-          uint32_t v;
-          std::memcpy(&v, q.data() + g * 4, 4);
-          tile[g * mr + i] = v;
-        }
-      } else if (form == XForm::F32Pairs) {
-        float* f = reinterpret_cast<float*>(tile);
-        for (int64_t k = 0; k < 2 * kg; k++) f[k * mr + i] = k < K ? row[k] : 0.0f;
+      if (r >= T) {
+        std::fill(words.begin(), words.end(), 0u);
+      } else if (form == XForm::U8Quads) {
+        scales[r - t0 * mr] = quantize_token(x + r * K, K, quads);
+        std::fill(quads + K, quads + 4 * kg, uint8_t(0));  // k >= K meets zero weights
       } else {
-        for (int64_t g = 0; g < kg; g++) {
-          const int64_t k = 2 * g;
-          const uint32_t l = f32_to_bf16(row[k]), h = k + 1 < K ? f32_to_bf16(row[k + 1]) : 0u;
-          tile[g * mr + i] = l | (h << 16);
-        }
+        for (int64_t k = 0; k < K; k++) halves[k] = f32_to_bf16(x[r * K + k]);
+        std::fill(halves + K, halves + 2 * kg, uint16_t(0));
+      }
+      if (amx) {
+        for (int64_t g = 0; g < kg; g += kTileGroups)
+          std::memcpy(tile + (g * mr + i * kTileGroups), words.data() + g, kTileGroups * 4);
+      } else {
+        for (int64_t g = 0; g < kg; g++) tile[g * mr + i] = words[size_t(g)];
       }
     }
   }
@@ -97,6 +99,7 @@ void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const
     throw Error(std::string("linear: no ") + precision_name(W.precision) + " kernel '" + kernel_name +
                 "' on this CPU");
   const int mr = int8 ? ki->mr : kb->mr;
+  const bool amx = int8 ? ki->amx : kb->amx;
   const XForm form = int8 ? XForm::U8Quads : kb->x_bf16 ? XForm::Bf16Pairs : XForm::F32Pairs;
   const int64_t words = form == XForm::F32Pairs ? 2 : 1;
   const int64_t N = W.N, K = W.K, kg = W.Kg;
@@ -122,7 +125,8 @@ void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const
     const int64_t s0 = slivers * chunk / chunks, s1 = slivers * (chunk + 1) / chunks;
     uint32_t* px = t_packed_x.reserve(size_t(band_tiles * mr * kg * words));
     float* scales = int8 ? t_token_scale.reserve(size_t(band_tiles * mr)) : nullptr;
-    pack_tiles(x, T, K, kg, mr, form, t0, t1, px, scales, t_quads);
+    pack_tiles(x, T, K, kg, mr, form, amx, t0, t1, px, scales, t_row);
+    if (amx) amx_begin();
     for (int64_t p = 0; p < kblocks; p++) {
       const int64_t g0 = p * kBlockGroups, gn = std::min(kBlockGroups, kg - g0);
       const bool first = p == 0, last_block = p + 1 == kblocks;
@@ -144,6 +148,7 @@ void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const
         }
       }
     }
+    if (amx) amx_end();
   };
   if (threads <= 1) {
     for (int64_t id = 0; id < tasks; id++) task(id);

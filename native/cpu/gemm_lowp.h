@@ -31,23 +31,37 @@ using Bf16Micro = void (*)(int64_t kg, const uint32_t* a, const uint32_t* b, flo
 using Int8Micro = void (*)(int64_t kg, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int mr,
                            int nr, bool first, const Int8Epilogue* last);
 
+// AMX kernels (gemm_amx.cpp; amx = true) take a in tile rows instead: [kg / 16][MR][16] uint32, the
+// 16 k-groups of a tile side by side for each row (MR = kAmxMR = 32: two A tiles of 16 rows), and
+// their thread must have loaded the tile configuration (amx_begin) before and release it after
+// (amx_end); the driver does both around each task.
 struct Bf16Kernel {
   const char* name;
   int mr;
   Bf16Micro micro;
-  bool x_bf16;  // x rounded to bf16 (vdpbf16ps); else x stays fp32
+  bool x_bf16;  // x rounded to bf16 (vdpbf16ps, tdpbf16ps); else x stays fp32
+  bool amx = false;
 };
 struct Int8Kernel {
   const char* name;
   int mr;
   Int8Micro micro;
+  bool amx = false;
 };
+
+constexpr int kAmxMR = 32;
+void micro_bf16_amx(int64_t kg, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int mr, int nr,
+                    bool first);
+void micro_int8_amx(int64_t kg, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int mr, int nr,
+                    bool first, const Int8Epilogue* last);
+void amx_begin();
+void amx_end();
 
 // Every kernel compiled in, and whether this CPU runs it (index 0 is the scalar reference).
 const Bf16Kernel* bf16_kernel(const char* name);  // nullptr if unknown or unsupported here
 const Int8Kernel* int8_kernel(const char* name);
 // The kernel linear_lowp uses: the widest one the ISA level in use allows (cpu/isa.h, so
-// L2E_CPU_ISA=scalar|avx2|avx512 moves it with every other kernel). Named kernels above the level
+// L2E_CPU_ISA=scalar|avx2|avx512|amx moves it with every other kernel). Named kernels above the level
 // read as unsupported too.
 const Bf16Kernel& pick_bf16_kernel();
 const Int8Kernel& pick_int8_kernel();

@@ -9,8 +9,16 @@
 //
 // Adding a kernel: write the variants with __attribute__((target(...))), then pick once, e.g.
 //   static const Fn fn = cpu::isa_allows(cpu::Isa::avx512) && cpu::cpu_features().avx512_bf16 ? a : b;
-// Adding a level: extend Isa, kIsaNames and probe_level() in isa.cpp.
+// Adding a level: extend Isa (a vector width) or kLevels (features on top of one) in isa.cpp.
 #pragma once
+
+// Whether this compiler has the AMX intrinsics (GCC 11, clang 12): without them the AMX kernels are
+// not built and the probe reports no AMX.
+#if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define L2E_AMX_BUILT 1
+#else
+#define L2E_AMX_BUILT 0
+#endif
 
 namespace l2e {
 namespace cpu {
@@ -25,18 +33,26 @@ struct CpuFeatures {
   bool avx512_bf16 = false;  // AVX512_BF16 (vdpbf16ps)
   bool avx512_vnni = false;  // AVX512_VNNI (vpdpbusd on zmm)
   bool avx_vnni = false;     // AVX-VNNI (vpdpbusd, VEX-encoded, ymm)
+  bool amx_bf16 = false;     // AMX-TILE + AMX-BF16 (tdpbf16ps), tile registers granted by the OS
+  bool amx_int8 = false;     // AMX-TILE + AMX-INT8 (tdpbusd), tile registers granted by the OS
 };
 
 // "scalar", "avx2" or "avx512".
 const char* isa_name(Isa isa);
 
-// The best level this CPU (and OS) runs, ignoring any override.
+// The best vector level this CPU (and OS) runs, ignoring any override.
 Isa best_isa();
 
-// The level in use: L2E_CPU_ISA when set, else best_isa(). Decided once, on the first call.
-// Throws l2e::Error for an unknown L2E_CPU_ISA value or one this CPU lacks, on every call, so the
-// addon's load (which calls it first) fails with that message rather than a kernel later.
+// The vector level in use: that of L2E_CPU_ISA when set (avx512 for amx), else best_isa(). Decided
+// once, on the first call. Throws l2e::Error for an unknown L2E_CPU_ISA value or one this CPU lacks,
+// on every call, so the addon's load (which calls it first) fails with that message rather than a
+// kernel later.
 Isa active_isa();
+
+// The level names, with amx: the one in use ("scalar", "avx2", "avx512" or "amx"; throws as
+// active_isa()) and the best this CPU and OS run.
+const char* active_level();
+const char* best_level();
 
 // Whether kernels may use `level` (level <= active_isa()).
 bool isa_allows(Isa level);

@@ -1,7 +1,8 @@
 // Test hooks for the reduced-precision GEMM (the bench times it as benchOp linear_lowp):
 //   lowpLinear(precision, kernel | null, x: Float32Array [T*K], T, W: Float32Array [N*K], N, K,
 //              y?: Float32Array [T*N]) -> Float32Array y = x W^T with W converted as a model would
-//   (core/lowp.h) and the named micro-kernel ("scalar", "avx2", "avx512"; null: the one picked).
+//   (core/lowp.h) and the named micro-kernel ("scalar", "avx2", "avx512", "avx512bf16" (bf16 only),
+//   "amx"; null: the one picked).
 //   lowpKernels() -> { bf16: string[], int8: string[], picked: { bf16, int8 } } on this CPU.
 #include <napi.h>
 
@@ -59,7 +60,7 @@ Napi::Value LowpKernels(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   Napi::Array b = Napi::Array::New(env), q = Napi::Array::New(env);
-  for (const char* name : {"scalar", "avx2", "avx512"}) {
+  for (const char* name : {"scalar", "avx2", "avx512", "avx512bf16", "amx"}) {
     if (lowp::bf16_kernel(name)) b.Set(b.Length(), name);
     if (lowp::int8_kernel(name)) q.Set(q.Length(), name);
   }
