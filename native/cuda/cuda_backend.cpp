@@ -22,6 +22,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_pool.h"
 #include "cuda/kernels.h"
+#include "cuda/op_events.h"
 #include "cuda/train_step.h"
 
 namespace l2e {
@@ -67,6 +68,7 @@ class CudaBackend final : public Backend {
     if (stream_) cudaStreamDestroy(stream_);
   }
 
+  cudaStream_t stream() const { return stream_; }
   std::string name() const override { return "cuda"; }
   DType act_dtype() const override { return DType::BF16; }
   DType param_dtype() const override { return DType::BF16; }
@@ -388,7 +390,9 @@ CudaStatus cuda_status() {
 std::unique_ptr<Backend> make_cuda_backend() {
   const CudaStatus s = cuda_status();
   if (!s.usable) throw Error("device 'cuda' requested but " + s.reason);
-  return std::make_unique<CudaBackend>();
+  auto be = std::make_unique<CudaBackend>();
+  const cudaStream_t stream = be->stream();
+  return maybe_event_timed(std::move(be), stream);  // per-op CUDA event timing when the bench asks (cpu/op_timing.h)
 }
 
 }  // namespace l2e
