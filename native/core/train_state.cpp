@@ -41,7 +41,7 @@ TrainState::TrainState(Model& m) : model_(m) {
     }
     model_.attach_master(&master_);  // from now on setTensor / loadTensors write the master too
   }
-  // AdamW per tensor: like the Hugging Face Trainer, biases and norm weights get no weight decay.
+  // The no-decay set, decided once: like the Hugging Face Trainer, biases and norm weights get none.
   for (const ParamInfo& p : model_.params()) {
     const bool no_decay = p.name.find("bias") != std::string::npos || p.name.find("norm") != std::string::npos;
     tensors_.push_back(AdamwTensor{p.offset, p.numel, !no_decay});
