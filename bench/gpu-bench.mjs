@@ -1,18 +1,27 @@
 // GPU benchmark driver (run by scripts/gpu/run.sh on the GPU machine; loads the addon directly, no build):
-//   node bench/gpu-bench.mjs --out ours.json            measure our CUDA backend
-//   node bench/gpu-bench.mjs --table ours.json anchor.json   print the ratio table vs reference_stack.py
+//   node bench/gpu-bench.mjs --out ours.json            measure our CUDA backend (JSON with per-op times)
+//   node bench/gpu-bench.mjs --smoke [--out f.json]     the same code path on tiny shapes: a check that the
+//                                                       script runs end to end (the emulation build too)
+//   node bench/gpu-bench.mjs --table ours.json anchor.json [anchor-compiled.json] [--save DIR]
+//       print each row of issue 13's targets next to reference_stack.py's figure from the same run (best
+//       of eager / torch.compile when both are given), the ratio and the target; --save DIR writes
+//       them all as DIR/<date>-<device>.json (bench/results/ keeps the runs)
 // Workloads mirror shared/bench/reference_stack.py: the 600M and 1B shapes with random weights; token
 // lengths of the pool texts estimated as min(512, 1 + round(chars / 3.5)); encode batches of 64;
 // the recipe step (8 queries x group 3, in-batch negatives, temperature 0.02, clip 0.5, AdamW);
 // long-sequence training; causal attention d128 at S = 512 / 2048 / 8192 (fwd and fwd+bwd).
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// The training step is the trainer's: embeddings and their gradients stay on the device and the
+// optimizer step's result is the one read-back. Per-op times come from CUDA events around every
+// backend op (the test addon's setOpTiming), printed per model after its training runs.
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
 import { BENCH_MODEL, createRandomModel, makeRng, pack, randomSequences } from './lib/workloads.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
+const smoke = args.includes('--smoke');
 
 // the test addon (the shipped addon's functions plus cudaBenchAttention)
 function loadAddon() {
@@ -21,26 +30,34 @@ function loadAddon() {
 
 // ---- the length mix (as reference_stack.py draws it) ----
 function poolLengths() {
-  const dir = process.env.POOLS_DIR ?? join(root, '.gpu/shared/data/pools');
+  const dir = process.env.POOLS_DIR ?? [join(root, '.gpu/shared/data/pools'), join(root, '../shared/data/pools')].find((d) => existsSync(d));
+  if (!dir) throw new Error('no text pools: set POOLS_DIR to the folder of reference_stack.py\'s pool .json files');
   const out = [];
   for (const f of readdirSync(dir).filter((n) => n.endsWith('.json')))
     for (const t of Object.keys(JSON.parse(readFileSync(join(dir, f), 'utf8')))) if (t.trim()) out.push(t.length);
   return out;
 }
-const tokLen = (c) => Math.min(512, 1 + Math.max(1, Math.round(c / 3.5)));
+const tokLen = (c) => Math.min(smoke ? 24 : 512, 1 + Math.max(1, Math.round(c / 3.5)));
 const rand = makeRng(12345);
 const pick = (a) => a[Math.floor(rand() * a.length)];
 
 /** Random ids (BOS first) for sequences of lengths `lens`, packed by the library. */
-function packed(lens, vocab = 32000) {
+function packed(lens, vocab) {
   const seqs = randomSequences(lens, vocab, rand);
   for (const s of seqs) s[0] = 1;
   const { tokens: ids, cuSeqlens: cu } = pack(seqs);
   return { ids, cu, tokens: ids.length };
 }
 
+// --smoke: every loop runs, on shapes the emulation build gets through in a minute or two
+const SIZES = smoke
+  ? { model: { hidden: 64, intermediate: 96, heads: 2, kvHeads: 2, headDim: 32, vocab: 512 }, layers: [['600m', 1]], batch: 4, batches: 3, warm: 1,
+      draws: 3, long: [[64, 2], [128, 1]], longReps: 1, attn: [[64, 2]], attnHeads: 2, reps: 1 }
+  : { model: { hidden: 4096, intermediate: 11008, heads: 32, kvHeads: 32, headDim: 128, vocab: 32000 }, layers: [['600m', 2], ['1b', 4]], batch: 64, batches: 16,
+      warm: 3, draws: 13, long: [[2048, 2], [8192, 1]], longReps: 5, attn: [[512, 32], [2048, 8], [8192, 2]], attnHeads: 32, reps: 10 };
+
 function createModel(a, layers) {
-  const cfg = { ...BENCH_MODEL, hidden: 4096, intermediate: 11008, layers, heads: 32, kvHeads: 32, headDim: 128 };
+  const cfg = { ...BENCH_MODEL, ...SIZES.model, layers };
   return createRandomModel(a, cfg, 12345, 'cuda').model;
 }
 
@@ -51,76 +68,92 @@ const usedBytes = (a) => {
 };
 
 async function encodeBench(a, m, lengths) {
-  const batches = Array.from({ length: 16 }, () => packed(Array.from({ length: 64 }, () => tokLen(pick(lengths)))));
-  for (const b of batches.slice(0, 3)) await m.encode(b.ids, b.cu);
+  const { batch, batches: count, warm } = SIZES;
+  const batches = Array.from({ length: count }, () => packed(Array.from({ length: batch }, () => tokLen(pick(lengths))), SIZES.model.vocab));
+  for (const b of batches.slice(0, warm)) await m.encode(b.ids, b.cu);
   const t0 = now();
   for (const b of batches) await m.encode(b.ids, b.cu);
   const dt = now() - t0;
   const tokens = batches.reduce((s, b) => s + b.tokens, 0);
-  return { texts_per_s: (64 * 16) / dt, real_tokens_per_s: tokens / dt };
+  return { texts_per_s: (batch * count) / dt, real_tokens_per_s: tokens / dt };
 }
 
+const chunkIds = (...ids) => Int32Array.from(ids);
+
+/** The trainer's step (src/train/grad-step.ts, one chunk per side): nothing read back but the step's outcome. */
 async function trainStep(a, m, qb, pb, B, G, step) {
-  const qe = await a.trainForward(m, 0, qb.ids, qb.cu, true);
-  const pe = await a.trainForward(m, 1, pb.ids, pb.cu, true);
-  const l = a.trainLoss(m, qe, pe, B, G, 0.02, true);
-  await a.trainBackward(m, 0, qb.ids, qb.cu, l.dq);
-  await a.trainBackward(m, 1, pb.ids, pb.cu, l.dp);
-  await a.trainStep(m, { lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0.5, step });
+  await a.trainForward(m, 0, qb.ids, qb.cu, true, false);
+  await a.trainForward(m, 1, pb.ids, pb.cu, true, false);
+  a.trainLossChunks(m, chunkIds(0), chunkIds(1), B, G, 0.02, true, 1);
+  await a.trainBackward(m, 0, qb.ids, qb.cu);
+  await a.trainBackward(m, 1, pb.ids, pb.cu);
+  a.trainRelease(m);
+  const r = await a.trainStep(m, { lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0.5, step });
+  if (!Number.isFinite(r.loss) || r.skipped) throw new Error(`training step ${step}: loss ${r.loss}, gradient norm ${r.gradNorm}`);
 }
 
 async function trainBench(a, m, lengths, base) {
   a.trainInit(m);
-  const B = 8, G = 3;
-  const draws = Array.from({ length: 13 }, () => [
-    packed(Array.from({ length: B }, () => tokLen(pick(lengths)))),
-    packed(Array.from({ length: B * G }, () => tokLen(pick(lengths)))),
+  const B = 8, G = 3, timed = SIZES.draws - SIZES.warm;
+  const draws = Array.from({ length: SIZES.draws }, () => [
+    packed(Array.from({ length: B }, () => tokLen(pick(lengths))), SIZES.model.vocab),
+    packed(Array.from({ length: B * G }, () => tokLen(pick(lengths))), SIZES.model.vocab),
   ]);
   let step = 1, peak = 0;
-  for (const [q, p] of draws.slice(0, 3)) await trainStep(a, m, q, p, B, G, step++);
+  for (const [q, p] of draws.slice(0, SIZES.warm)) await trainStep(a, m, q, p, B, G, step++);
   const t0 = now();
   let real = 0;
-  for (const [q, p] of draws.slice(3)) {
+  for (const [q, p] of draws.slice(SIZES.warm)) {
     await trainStep(a, m, q, p, B, G, step++);
     real += q.tokens + p.tokens;
     peak = Math.max(peak, usedBytes(a) - base);
   }
   const dt = now() - t0;
-  const out = { steps_per_s: 10 / dt, real_tokens_per_s: real / dt, peak_GiB: peak / 2 ** 30 };
-  for (const [S, Bl] of [[2048, 2], [8192, 1]]) {
-    const q = packed(Array(Bl).fill(S)), p = packed(Array(Bl).fill(S));
+  const out = { steps_per_s: timed / dt, real_tokens_per_s: real / dt, peak_GiB: peak / 2 ** 30 };
+  for (const [S, Bl] of SIZES.long) {
+    const q = packed(Array(Bl).fill(S), SIZES.model.vocab), p = packed(Array(Bl).fill(S), SIZES.model.vocab);
     for (let i = 0; i < 2; i++) await trainStep(a, m, q, p, Bl, 1, step++);
     const times = [];
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < SIZES.longReps; i++) {
       const t = now();
       await trainStep(a, m, q, p, Bl, 1, step++);
       times.push(now() - t);
       peak = Math.max(peak, usedBytes(a) - base);
     }
     times.sort((x, y) => x - y);
-    out[`long.S${S}.tokens_per_s`] = (2 * Bl * S) / times[2];
+    out[`long.S${S}.tokens_per_s`] = (2 * Bl * S) / times[Math.floor(times.length / 2)];
   }
   out.peak_GiB_incl_long = peak / 2 ** 30;
   a.trainRelease(m);
   return out;
 }
 
+/** Per-op device time of everything since the last reset, largest first, printed and returned. */
+function opTable(a, label) {
+  const ops = a.opTimings().sort((x, y) => y.seconds - x.seconds);
+  const total = ops.reduce((t, o) => t + o.seconds, 0);
+  console.log(`${label} per-op device time (CUDA events), ${(total * 1e3).toFixed(1)} ms in all:`);
+  for (const o of ops)
+    console.log(`  ${o.op.padEnd(22)} ${String(o.calls).padStart(7)} calls ${(o.seconds * 1e3).toFixed(2).padStart(11)} ms ${((100 * o.seconds) / (total || 1)).toFixed(1).padStart(5)}%`);
+  return Object.fromEntries(ops.map((o) => [o.op, { calls: o.calls, seconds: o.seconds }]));
+}
+
 async function measure() {
   const a = loadAddon();
   const info = a.cudaStatus();
   if (!info.usable) throw new Error(`no usable GPU: ${info.reason}`);
-  const res = { device: info.name };
-  console.log(`# ${info.name}`);
-  for (const [S, B] of [[512, 32], [2048, 8], [8192, 2]]) {
+  const res = { device: info.name, emulated: info.emulated === true, smoke };
+  console.log(`# ${info.name}${info.emulated ? ' (CPU emulation build: no GPU figure)' : ''}${smoke ? ' --smoke shapes' : ''}`);
+  for (const [S, B] of SIZES.attn) {
     for (const backward of [false, true]) {
-      const r = a.cudaBenchAttention({ lens: Array(B).fill(S), nh: 32, nkv: 32, hd: 128, reps: 10, backward });
+      const r = a.cudaBenchAttention({ lens: Array(B).fill(S), nh: SIZES.attnHeads, nkv: SIZES.attnHeads, hd: 128, reps: SIZES.reps, backward });
       res[`attn.causal.S${S}.${backward ? 'fwdbwd' : 'fwd'}_tflops`] = r.tflops;
       console.log(`attention S=${S} ${backward ? 'fwd+bwd' : 'fwd'}: ${r.tflops.toFixed(1)} TFLOP/s`);
     }
     // the forward of each tensor-core kernel by name (the rows above take the one 'auto' picks)
     for (const kernel of ['sm80', 'sm90']) {
       try {
-        const r = a.cudaBenchAttention({ lens: Array(B).fill(S), nh: 32, nkv: 32, hd: 128, reps: 10, backward: false, kernel });
+        const r = a.cudaBenchAttention({ lens: Array(B).fill(S), nh: SIZES.attnHeads, nkv: SIZES.attnHeads, hd: 128, reps: SIZES.reps, backward: false, kernel });
         res[`attn.${kernel}.causal.S${S}.fwd_tflops`] = r.tflops;
         console.log(`attention S=${S} fwd, ${kernel} kernel: ${r.tflops.toFixed(1)} TFLOP/s`);
       } catch (err) {
@@ -129,56 +162,118 @@ async function measure() {
     }
   }
   const lengths = poolLengths();
-  for (const [name, layers] of [['600m', 2], ['1b', 4]]) {
+  for (const [name, layers] of SIZES.layers) {
     const base = usedBytes(a);
     const m = createModel(a, layers);
     const enc = await encodeBench(a, m, lengths);
     for (const [k, v] of Object.entries(enc)) res[`${name}.encode_bf16.${k}`] = v;
     console.log(`${name} encode: ${enc.texts_per_s.toFixed(0)} texts/s, ${enc.real_tokens_per_s.toFixed(0)} real tok/s`);
-    const tr = await trainBench(a, m, lengths, base);
-    for (const [k, v] of Object.entries(tr)) res[`${name}.train.${k}`] = v;
-    console.log(`${name} train: ${JSON.stringify(tr)}`);
     m.dispose();
+    // the per-op timer wraps models created while it is on, and costs two events per op: the
+    // throughput figures above and below come from models without it, the op table from a rerun
+    for (const timed of [false, true]) {
+      a.setOpTiming(timed);
+      a.resetOpTimings();
+      const mt = createModel(a, layers);
+      try {
+        const tr = await trainBench(a, mt, lengths, base);
+        if (!timed) {
+          for (const [k, v] of Object.entries(tr)) res[`${name}.train.${k}`] = v;
+          console.log(`${name} train: ${JSON.stringify(tr)}`);
+        }
+      } finally {
+        mt.dispose(); // waits for the last events
+        a.setOpTiming(false);
+      }
+      if (timed) res[`${name}.train.ops`] = opTable(a, `${name} training (recipe and long steps)`);
+    }
   }
   return res;
 }
 
-function table(ours, ref) {
-  const rows = [
-    ['600M encode texts/s', '600m.encode_bf16.texts_per_s', '600m.encode_bf16.texts_per_s'],
-    ['600M encode real tok/s', '600m.encode_bf16.real_tokens_per_s', '600m.encode_bf16.real_tokens_per_s'],
-    ['1B encode texts/s', '1b.encode_bf16.texts_per_s', '1b.encode_bf16.texts_per_s'],
-    ['600M recipe steps/s', '600m.train.steps_per_s', '600m.train_recipe_step.steps_per_s'],
-    ['1B recipe steps/s', '1b.train.steps_per_s', '1b.train_recipe_step.steps_per_s'],
-    ['600M train S2048 tok/s', '600m.train.long.S2048.tokens_per_s', '600m.train_long.S2048.tokens_per_s'],
-    ['600M train S8192 tok/s', '600m.train.long.S8192.tokens_per_s', '600m.train_long.S8192.tokens_per_s'],
-    ['600M recipe peak GiB (lower is better)', '600m.train.peak_GiB', '600m.train_recipe_step.peak_GiB'],
-  ];
-  for (const S of [512, 2048, 8192]) {
-    for (const k of ['fwd', 'fwdbwd']) rows.push([`attn d128 causal S=${S} ${k} TFLOP/s`, `attn.causal.S${S}.${k}_tflops`, `attn.sdpa_flash.causal.S${S}.${k}_tflops`]);
-    rows.push([`attn d128 causal S=${S} fwd sm80 vs flash`, `attn.sm80.causal.S${S}.fwd_tflops`, `attn.sdpa_flash.causal.S${S}.fwd_tflops`]);
-    rows.push([`attn d128 causal S=${S} fwd sm90 vs cuDNN`, `attn.sm90.causal.S${S}.fwd_tflops`, `attn.sdpa_cudnn.causal.S${S}.fwd_tflops`]);
+// Issue 13's targets table, one row per figure: [label, our key, reference key, target ratio, basis].
+// basis 'eager': the ratio is to the eager reference (the recipe step's target); 'best': to the better
+// of eager and torch.compile. The memory row is lower-is-better (target: at most 0.8x).
+const TARGETS = [
+  // the sm_80 kernel against SDPA-flash, the sm_90a kernel against cuDNN (each forced by name)
+  ['attn fwd sm80 d128 causal S=2048 vs SDPA-flash', 'attn.sm80.causal.S2048.fwd_tflops', 'attn.sdpa_flash.causal.S2048.fwd_tflops', 1.0, 'best'],
+  ['attn fwd sm80 d128 causal S=8192 vs SDPA-flash', 'attn.sm80.causal.S8192.fwd_tflops', 'attn.sdpa_flash.causal.S8192.fwd_tflops', 1.0, 'best'],
+  ['attn fwd sm90 d128 causal S=2048 vs cuDNN', 'attn.sm90.causal.S2048.fwd_tflops', 'attn.sdpa_cudnn.causal.S2048.fwd_tflops', 1.0, 'best'],
+  ['attn fwd sm90 d128 causal S=8192 vs cuDNN', 'attn.sm90.causal.S8192.fwd_tflops', 'attn.sdpa_cudnn.causal.S8192.fwd_tflops', 1.0, 'best'],
+  ['attn fwd+bwd d128 causal S=2048', 'attn.causal.S2048.fwdbwd_tflops', 'attn.sdpa_flash.causal.S2048.fwdbwd_tflops', 1.0, 'best'],
+  ['attn fwd+bwd d128 causal S=8192', 'attn.causal.S8192.fwdbwd_tflops', 'attn.sdpa_flash.causal.S8192.fwdbwd_tflops', 1.0, 'best'],
+  ['600M recipe steps/s', '600m.train.steps_per_s', '600m.train_recipe_step.steps_per_s', 5.0, 'eager'],
+  ['1B recipe steps/s', '1b.train.steps_per_s', '1b.train_recipe_step.steps_per_s', 5.0, 'eager'],
+  ['600M train 2x2048 tok/s', '600m.train.long.S2048.tokens_per_s', '600m.train_long.S2048.tokens_per_s', 1.2, 'best'],
+  ['600M train 1x8192 tok/s', '600m.train.long.S8192.tokens_per_s', '600m.train_long.S8192.tokens_per_s', 1.2, 'best'],
+  ['600M encode texts/s', '600m.encode_bf16.texts_per_s', '600m.encode_bf16.texts_per_s', 2.0, 'best'],
+  ['1B encode texts/s', '1b.encode_bf16.texts_per_s', '1b.encode_bf16.texts_per_s', 2.0, 'best'],
+  ['600M recipe peak GiB (lower is better)', '600m.train.peak_GiB', '600m.train_recipe_step.peak_GiB', 0.8, 'best', 'lower'],
+];
+
+const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
+
+/** The rows of TARGETS for our results and the reference's (eager, and torch.compile when given). */
+export function tableRows(ours, eager, compiled = {}) {
+  return TARGETS.map(([workload, ko, kr, target, basis, lower]) => {
+    const o = num(ours[ko]), e = num(eager[kr]), c = num(compiled[kr]);
+    const pickBest = (x, y) => (x === undefined ? y : y === undefined ? x : lower ? Math.min(x, y) : Math.max(x, y));
+    const ref = basis === 'eager' ? e : pickBest(e, c);
+    const ratio = o !== undefined && ref ? o / ref : undefined;
+    const met = ratio === undefined ? undefined : lower ? ratio <= target : ratio >= target;
+    return { workload, ours: o, eager: e, compiled: c, reference: ref, basis, ratio, target: `${lower ? '<=' : '>='} ${target}x`, met };
+  });
+}
+
+function printTable(rows) {
+  const f = (x) => (x === undefined ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(2));
+  const head = ['workload'.padEnd(42), 'ours', 'eager', 'compiled', 'ratio', 'target', 'met'];
+  console.log(`\n${head[0]} ${head.slice(1, 5).map((h) => h.padStart(9)).join(' ')} ${head[5].padStart(8)} ${head[6].padStart(4)}`);
+  for (const r of rows) {
+    const ratio = r.ratio === undefined ? '—' : `${r.ratio.toFixed(2)}x${r.basis === 'eager' ? 'e' : ''}`;
+    const met = r.met === undefined ? '—' : r.met ? 'yes' : 'no';
+    console.log(`${r.workload.padEnd(42)} ${[f(r.ours), f(r.eager), f(r.compiled), ratio].map((x) => x.padStart(9)).join(' ')} ${r.target.padStart(8)} ${met.padStart(4)}`);
   }
-  console.log(`\n${'workload'.padEnd(40)} ${'ours'.padStart(10)} ${'reference'.padStart(10)} ${'ratio'.padStart(7)}`);
-  for (const [label, ko, kr] of rows) {
-    const o = ours[ko], r = ref[kr];
-    const f = (x) => (typeof x !== 'number' ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(2));
-    const ratio = typeof o === 'number' && typeof r === 'number' && r ? (o / r).toFixed(2) + 'x' : '—';
-    console.log(`${label.padEnd(40)} ${f(o).padStart(10)} ${f(r).padStart(10)} ${ratio.padStart(7)}`);
+  console.log('(ratio: to the better of eager and compiled; "e": to eager, as the target says)');
+}
+
+function readJson(path, what) {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    console.log(`(no ${what} at ${path}: ${err.code ?? err.message})`);
+    return {};
   }
 }
 
-if (args[0] === '--table') {
-  const ours = JSON.parse(readFileSync(args[1], 'utf8'));
-  let ref = {};
-  try {
-    ref = JSON.parse(readFileSync(args[2], 'utf8'));
-  } catch {
-    console.log(`(no reference results at ${args[2]})`);
+/** Writes through a temporary file and a rename: a reader never sees half a file. */
+function writeAtomic(path, text) {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+const isMain = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === resolve(process.argv[1]);
+if (isMain && args[0] === '--table') {
+  const saveIdx = args.indexOf('--save');
+  const files = args.slice(1).filter((x, i) => x !== '--save' && args[i] !== '--save');
+  const ours = JSON.parse(readFileSync(files[0], 'utf8'));
+  const eager = readJson(files[1], 'reference results');
+  const compiled = files[2] ? readJson(files[2], 'torch.compile reference results') : {};
+  const rows = tableRows(ours, eager, compiled);
+  printTable(rows);
+  if (saveIdx >= 0) {
+    const dir = args[saveIdx + 1];
+    mkdirSync(dir, { recursive: true });
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const device = String(ours.device ?? 'unknown').replace(/[^A-Za-z0-9]+/g, '-');
+    const file = join(dir, `${stamp}-${device}.json`);
+    writeAtomic(file, JSON.stringify({ device: ours.device, rows, ours, reference: { eager, compiled } }, null, 1) + '\n');
+    console.log(`saved ${file}`);
   }
-  table(ours, ref);
-} else {
+} else if (isMain) {
   const outIdx = args.indexOf('--out');
   const res = await measure();
-  if (outIdx >= 0) writeFileSync(args[outIdx + 1], JSON.stringify(res, null, 1));
+  if (outIdx >= 0) writeAtomic(args[outIdx + 1], JSON.stringify(res, null, 1) + '\n');
+  if (smoke) printTable(tableRows(res, {}));
 }

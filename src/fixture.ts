@@ -49,7 +49,7 @@ export async function runFixtureCase(dir: string, fx: FixtureCaseInput, outPath:
     // loss and every parameter's gradient for the case's contrastive batch (in-batch negatives)
     const nat = trainNatives();
     nat.trainInit(model.native);
-    const { loss } = await gradStep(model.native, model.dim, qIds, pIds, {
+    const { loss } = await gradStep(model.native, qIds, pIds, {
       groupSize: fx.group_size,
       temperature: fx.temperature,
       inBatchNegatives: true,

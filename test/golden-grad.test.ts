@@ -24,7 +24,7 @@ describe.skipIf(!hasTinyMha)(`golden gradients on tiny-mha ${hasTinyMha ? '' : s
     const nat = trainNatives();
     nat.trainInit(model.native);
     nat.trainSetBuffer(model.native, 'grads', new Float32Array(nat.trainGetBuffer(model.native, 'grads').length));
-    const r = await gradStep(model.native, model.dim, model.tokenize(fx.queries, fx.max_len), model.tokenize(fx.passages, fx.max_len), {
+    const r = await gradStep(model.native, model.tokenize(fx.queries, fx.max_len), model.tokenize(fx.passages, fx.max_len), {
       groupSize: fx.group_size,
       temperature: fx.temperature,
       inBatchNegatives: true,

@@ -119,7 +119,7 @@ describe('native model vs the float64 references (in-repo random models)', () =>
       nat.trainInit(model.native);
       nat.trainSetBuffer(model.native, 'grads', new Float32Array(nat.trainGetBuffer(model.native, 'grads').length));
       const toIds = (rows: number[][]): Int32Array[] => rows.map((r) => Int32Array.from(r));
-      const r = await gradStep(model.native, model.dim, toIds(batch.queries), toIds(batch.passages), {
+      const r = await gradStep(model.native, toIds(batch.queries), toIds(batch.passages), {
         groupSize: batch.groupSize,
         temperature: batch.temperature,
         inBatchNegatives: batch.inBatchNegatives,

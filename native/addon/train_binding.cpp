@@ -1,9 +1,13 @@
 // Training calls on a NativeModel (see core/train_state.h): free functions taking the model first.
 //   trainInit(model)                                        allocate gradients and AdamW moments
-//   trainForward(model, chunk, ids, cu, keep)  -> Promise<Float32Array [B*P]>
-//   trainLoss(model, q, p, B, G, temperature, inBatch) -> {loss, dq, dp, scores}
-//   trainBackward(model, chunk, ids, cu, dEmb) -> Promise<void>
-//   trainStep(model, hyper)                     -> Promise<{gradNorm, skipped}>
+//   trainForward(model, chunk, ids, cu, keep, download = true) -> Promise<Float32Array [B*P] | undefined>
+//                                               (the embeddings also stay on the backend for trainLossChunks)
+//   trainLoss(model, q, p, B, G, temperature, inBatch) -> {loss, dq, dp, scores}   (host vectors)
+//   trainLossChunks(model, qChunks, pChunks, B, G, temperature, inBatch, gradScale)  loss over the kept
+//                                               embeddings, added to the pending loss; gradients stay
+//   trainTakeLoss(model)                        -> number: the pending loss, read back and cleared
+//   trainBackward(model, chunk, ids, cu, dEmb?) -> Promise<void>   (no dEmb: the trainLossChunks slice)
+//   trainStep(model, hyper)                     -> Promise<{gradNorm, skipped, loss}> (loss: the pending loss)
 //   trainGetBuffer(model, 'grads'|'m'|'v') -> Float32Array ; trainSetBuffer(model, which, data)
 //   trainRelease(model)                                      drop kept chunk activations
 #include <napi.h>
@@ -71,10 +75,11 @@ Napi::Value TrainForward(const Napi::CallbackInfo& info) {
   auto ids = std::make_shared<std::vector<int32_t>>(i32_vec(info[2], "ids"));
   auto cu = std::make_shared<std::vector<int32_t>>(i32_vec(info[3], "cuSeqlens"));
   const bool keep = info[4].ToBoolean().Value();
+  const bool download = info.Length() < 6 || info[5].IsUndefined() || info[5].ToBoolean().Value();
   auto out = std::make_shared<std::vector<float>>();
   return run_async(
-      env, st, [=](ModelState& s) { *out = train_of(env, s).forward_chunk(chunk, *ids, *cu, keep); },
-      [=](Napi::Env e) -> Napi::Value { return to_f32(e, *out); });
+      env, st, [=](ModelState& s) { *out = train_of(env, s).forward_chunk(chunk, *ids, *cu, keep, download); },
+      [=](Napi::Env e) -> Napi::Value { return download ? Napi::Value(to_f32(e, *out)) : e.Undefined(); });
 }
 
 Napi::Value TrainBackward(const Napi::CallbackInfo& info) {
@@ -83,9 +88,10 @@ Napi::Value TrainBackward(const Napi::CallbackInfo& info) {
   const int chunk = info[1].As<Napi::Number>().Int32Value();
   auto ids = std::make_shared<std::vector<int32_t>>(i32_vec(info[2], "ids"));
   auto cu = std::make_shared<std::vector<int32_t>>(i32_vec(info[3], "cuSeqlens"));
-  auto demb = std::make_shared<std::vector<float>>(f32_vec(info[4], "dEmb"));
+  const bool from_loss = info.Length() < 5 || info[4].IsUndefined();
+  auto demb = std::make_shared<std::vector<float>>(from_loss ? std::vector<float>() : f32_vec(info[4], "dEmb"));
   return run_async(
-      env, st, [=](ModelState& s) { train_of(env, s).backward_chunk(chunk, *ids, *cu, *demb); },
+      env, st, [=](ModelState& s) { train_of(env, s).backward_chunk(chunk, *ids, *cu, from_loss ? nullptr : demb.get()); },
       [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
 }
 
@@ -111,6 +117,36 @@ Napi::Value TrainLoss(const Napi::CallbackInfo& info) {
   });
 }
 
+std::vector<int> chunk_ids(const Napi::Value& v, const char* what) {
+  const std::vector<int32_t> a = i32_vec(v, what);
+  return std::vector<int>(a.begin(), a.end());
+}
+
+Napi::Value TrainLossChunks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto st = model_state(info[0]);
+  const std::vector<int> q = chunk_ids(info[1], "qChunks"), p = chunk_ids(info[2], "pChunks");
+  const int B = info[3].As<Napi::Number>().Int32Value(), G = info[4].As<Napi::Number>().Int32Value();
+  const float temperature = info[5].As<Napi::Number>().FloatValue();
+  const bool in_batch = info[6].ToBoolean().Value();
+  const float grad_scale = info[7].IsNumber() ? info[7].As<Napi::Number>().FloatValue() : 1.0f;
+  std::lock_guard<std::mutex> lk(st->mu);
+  guarded(env, [&] {
+    if (B <= 0 || G <= 0) throw Error("infonce: B and G must be positive");
+    if (!(temperature > 0)) throw Error("infonce: temperature must be positive");
+    train_of(env, *st).loss_chunks(q, p, B, G, temperature, in_batch, grad_scale);
+    return 0;
+  });
+  return env.Undefined();
+}
+
+Napi::Value TrainTakeLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto st = model_state(info[0]);
+  std::lock_guard<std::mutex> lk(st->mu);
+  return guarded(env, [&]() -> Napi::Value { return Napi::Number::New(env, train_of(env, *st).take_loss()); });
+}
+
 Napi::Value TrainStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto st = model_state(info[0]);
@@ -134,6 +170,7 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
         Napi::Object o = Napi::Object::New(e);
         o.Set("gradNorm", res->grad_norm);
         o.Set("skipped", res->skipped);
+        o.Set("loss", res->loss);
         return o;
       });
 }
@@ -176,6 +213,8 @@ void register_train(Napi::Env env, Napi::Object exports) {
   exports.Set("trainForward", Napi::Function::New(env, TrainForward));
   exports.Set("trainBackward", Napi::Function::New(env, TrainBackward));
   exports.Set("trainLoss", Napi::Function::New(env, TrainLoss));
+  exports.Set("trainLossChunks", Napi::Function::New(env, TrainLossChunks));
+  exports.Set("trainTakeLoss", Napi::Function::New(env, TrainTakeLoss));
   exports.Set("trainStep", Napi::Function::New(env, TrainStep));
   exports.Set("trainGetBuffer", Napi::Function::New(env, TrainGetBuffer));
   exports.Set("trainSetBuffer", Napi::Function::New(env, TrainSetBuffer));

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device_step.h"
 #include "core/tensor.h"
 
 namespace l2e {
@@ -58,6 +59,15 @@ class Backend {
   virtual void download(const Buf& src, float* host) = 0;  // src F32/BF16/F16 -> float
   virtual void copy(Buf& dst, const Buf& src) = 0;         // same numel, converts dtype
   virtual void synchronize() {}
+
+  // The training step on the device (core/device_step.h) over the flat buffers w (F32 master
+  // weights), g, m, v and the forward's low-precision copy `shadow` (nullptr: none), cut into
+  // `tensors`; nullptr where the backend steps through the ops (the CPU).
+  virtual std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
+                                                       const std::vector<AdamwTensor>& tensors) {
+    (void)w, (void)g, (void)m, (void)v, (void)shadow, (void)tensors;
+    return nullptr;
+  }
 
   // ---- the ops (core/ops.def: each op's signature and contract, listed once) ----
 #define L2E_OP(name, ret, params, args) virtual ret name params = 0;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/adamw_scalars.h"
 #include "core/weights_io.h"
 
 #include "core/host_memory.h"
@@ -40,10 +41,25 @@ TrainState::TrainState(Model& m) : model_(m) {
     }
     model_.attach_master(&master_);  // from now on setTensor / loadTensors write the master too
   }
+  // The no-decay set, decided once: like the Hugging Face Trainer, biases and norm weights get none.
+  for (const ParamInfo& p : model_.params()) {
+    const bool no_decay = p.name.find("bias") != std::string::npos || p.name.find("norm") != std::string::npos;
+    tensors_.push_back(AdamwTensor{p.offset, p.numel, !no_decay});
+  }
+  try {
+    Buf& w = master_.empty() ? model_.param_buffer() : master_;
+    device_step_ = be.make_device_step(w, grads_, m_, v_, master_.empty() ? nullptr : &model_.param_buffer(), tensors_);
+  } catch (...) {
+    if (!master_.empty()) model_.attach_master(nullptr);
+    for (Buf* b : {&grads_, &m_, &v_, &master_})
+      if (!b->empty()) be.free(*b);
+    throw;
+  }
 }
 
 TrainState::~TrainState() {
   release_chunks();
+  device_step_.reset();
   Backend& be = model_.backend();
   if (!master_.empty()) model_.attach_master(nullptr);
   be.free(grads_);
@@ -58,29 +74,46 @@ void TrainState::free_kept(Kept& k) {
 }
 
 void TrainState::release_chunks() {
+  Backend& be = model_.backend();
   for (auto& [id, k] : kept_) free_kept(k);
   kept_.clear();
+  for (auto& [id, e] : emb_) be.free(e);
+  emb_.clear();
+  dslice_.clear();
+  for (Buf* b : {&dq_, &dp_})
+    if (!b->empty()) be.free(*b);
 }
 
 std::vector<float> TrainState::forward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu,
-                                             bool keep) {
+                                             bool keep, bool download) {
   const int B = int(cu.size()) - 1;
+  Backend& be = model_.backend();
   auto old = kept_.find(id);
   if (old != kept_.end()) {
     free_kept(old->second);
     kept_.erase(old);
   }
+  auto old_emb = emb_.find(id);
+  if (old_emb != emb_.end()) {
+    be.free(old_emb->second);
+    emb_.erase(old_emb);
+  }
   Kept k;
   k.batch = model_.make_batch(ids.data(), int(ids.size()), cu.data(), B);
-  std::vector<float> emb(size_t(B) * model_.config().dense);
+  std::vector<float> emb(download ? size_t(B) * model_.config().dense : 0);
+  Buf kept_emb;
   try {
     // keep = false still needs backward-ready activations only if kept; encode-style otherwise
     model_.forward(k.batch, k.acts, keep);
-    model_.backend().download(k.acts.emb, emb.data());
+    kept_emb = be.alloc(k.acts.emb.numel, DType::F32);
+    be.copy(kept_emb, k.acts.emb);
+    if (download) be.download(k.acts.emb, emb.data());
   } catch (...) {
+    if (!kept_emb.empty()) be.free(kept_emb);
     free_kept(k);
     throw;
   }
+  emb_.emplace(id, kept_emb);
   if (keep) {
     kept_.emplace(id, std::move(k));
   } else {
@@ -90,10 +123,20 @@ std::vector<float> TrainState::forward_chunk(int id, const std::vector<int32_t>&
 }
 
 void TrainState::backward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu,
-                                const std::vector<float>& d_emb) {
+                                const std::vector<float>* d_emb) {
   const int B = int(cu.size()) - 1;
   const size_t P = model_.config().dense;
-  if (d_emb.size() != size_t(B) * P) throw Error("backward_chunk: embedding gradient has the wrong size");
+  const GradSlice* slice = nullptr;
+  if (d_emb) {
+    if (d_emb->size() != size_t(B) * P) throw Error("backward_chunk: embedding gradient has the wrong size");
+  } else {
+    auto s = dslice_.find(id);
+    if (s == dslice_.end())
+      throw Error("backward_chunk: chunk " + std::to_string(id) + " has no embedding gradient (compute the loss over it first)");
+    if (s->second.rows != size_t(B))
+      throw Error("backward_chunk: chunk " + std::to_string(id) + " differs from the one the loss was computed over");
+    slice = &s->second;
+  }
   Kept k;
   auto it = kept_.find(id);
   if (it != kept_.end()) {
@@ -115,17 +158,77 @@ void TrainState::backward_chunk(int id, const std::vector<int32_t>& ids, const s
     }
   }
   Backend& be = model_.backend();
-  Buf d = be.alloc(size_t(B) * P, DType::F32);  // d loss / d emb: emb is F32 on every backend
+  Buf d;  // d loss / d emb: emb is F32 on every backend
   try {
-    be.upload(d, d_emb.data(), d_emb.size(), DType::F32);
-    model_.backward(k.batch, k.acts, d, grads_);
+    if (d_emb) {
+      d = be.alloc(size_t(B) * P, DType::F32);
+      be.upload(d, d_emb->data(), d_emb->size(), DType::F32);
+      model_.backward(k.batch, k.acts, d, grads_);
+    } else {
+      model_.backward(k.batch, k.acts, model_.view(*slice->grad, slice->row0 * P, slice->rows * P), grads_);
+    }
   } catch (...) {
-    be.free(d);
+    if (!d.empty()) be.free(d);
     free_kept(k);
     throw;
   }
-  be.free(d);
+  if (!d.empty()) be.free(d);
   free_kept(k);
+}
+
+void TrainState::loss_chunks(const std::vector<int>& q_chunks, const std::vector<int>& p_chunks, int B, int G,
+                             float temperature, bool in_batch, float grad_scale) {
+  const size_t P = model_.config().dense;
+  Backend& be = model_.backend();
+  dslice_.clear();
+  for (Buf* b : {&dq_, &dp_})
+    if (!b->empty()) be.free(*b);
+  Buf q, p, scores;
+  try {
+    q = be.alloc(size_t(B) * P, DType::F32);
+    p = be.alloc(size_t(B) * G * P, DType::F32);
+    dq_ = be.alloc(q.numel, DType::F32);
+    dp_ = be.alloc(p.numel, DType::F32);
+    scores = be.alloc(size_t(B) * B * G, DType::F32);
+    // the chunks' embeddings, end to end: chunks are cut from the sequences in order
+    auto gather = [&](const std::vector<int>& chunks, Buf& out, Buf& grad, const char* side) {
+      const size_t rows = out.numel / P;
+      size_t row = 0;
+      for (int id : chunks) {
+        auto e = emb_.find(id);
+        if (e == emb_.end()) throw Error("loss: chunk " + std::to_string(id) + " has no embeddings (run its forward first)");
+        const size_t r = e->second.numel / P;
+        if (row + r > rows) throw Error(std::string("loss: the ") + side + " chunks hold more than " + std::to_string(rows) + " rows");
+        Buf dst = model_.view(out, row * P, r * P);
+        be.copy(dst, e->second);
+        dslice_[id] = GradSlice{&grad, row, r};
+        row += r;
+      }
+      if (row != rows)
+        throw Error(std::string("loss: the ") + side + " chunks hold " + std::to_string(row) + " rows, expected " + std::to_string(rows));
+    };
+    gather(q_chunks, q, dq_, "query");
+    gather(p_chunks, p, dp_, "passage");
+    if (device_step_) device_step_->infonce(q, p, B, G, int(P), temperature, in_batch, scores, dq_, dp_);
+    else pending_loss_ += be.infonce(q, p, B, G, int(P), temperature, in_batch, scores, dq_, dp_);
+    if (grad_scale != 1.0f) {
+      be.scale(dq_, dq_.numel, grad_scale);
+      be.scale(dp_, dp_.numel, grad_scale);
+    }
+  } catch (...) {
+    dslice_.clear();
+    for (Buf* b : {&q, &p, &scores, &dq_, &dp_})
+      if (!b->empty()) be.free(*b);
+    throw;
+  }
+  for (Buf* b : {&q, &p, &scores}) be.free(*b);
+}
+
+double TrainState::take_loss() {
+  if (device_step_) return device_step_->take_loss();
+  const double loss = pending_loss_;
+  pending_loss_ = 0;
+  return loss;
 }
 
 float TrainState::infonce(const std::vector<float>& q, const std::vector<float>& p, int B, int G, float temperature,
@@ -162,8 +265,18 @@ StepResult TrainState::step(const OptimizerHyper& h) {
   // AdamW's bias correction divides by 1 - beta1^step: step 0 (or less) would write NaN/Inf weights.
   if (h.step < 1) throw Error("optimizer step is 1-based, got " + std::to_string(h.step));
   StepResult r;
+  if (device_step_) {
+    const AdamwScalars decayed = adamw_scalars(h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.step),
+                       plain = adamw_scalars(h.lr, h.beta1, h.beta2, h.eps, 0.0f, h.step);
+    const StepOutcome o = device_step_->step(decayed, plain, h.max_grad_norm);
+    r.grad_norm = o.grad_norm;
+    r.skipped = o.skipped;
+    r.loss = o.loss;
+    return r;
+  }
+  r.loss = take_loss();
   r.grad_norm = grad_norm();
-  if (!std::isfinite(r.grad_norm)) {
+  if (!std::isfinite(r.grad_norm) || !std::isfinite(r.loss)) {
     r.skipped = true;
     zero_grads();
     return r;
@@ -173,16 +286,14 @@ StepResult TrainState::step(const OptimizerHyper& h) {
     const double coef = double(h.max_grad_norm) / (r.grad_norm + 1e-6);
     if (coef < 1.0) be.scale(grads_, grads_.numel, float(coef));
   }
-  // AdamW per tensor: like the Hugging Face Trainer, biases and norm weights get no weight decay.
   // With master weights, AdamW steps the F32 master and writes the model's low-precision copy.
   Buf& params = model_.param_buffer();
   Buf& w = master_.empty() ? params : master_;
-  for (const ParamInfo& p : model_.params()) {
-    const bool no_decay = p.name.find("bias") != std::string::npos || p.name.find("norm") != std::string::npos;
-    Buf pw = model_.view(w, p.offset, p.numel), pg = model_.view(grads_, p.offset, p.numel),
-        pm = model_.view(m_, p.offset, p.numel), pv = model_.view(v_, p.offset, p.numel);
-    Buf shadow = model_.view(params, p.offset, p.numel);
-    be.adamw(pw, pg, pm, pv, p.numel, h.lr, h.beta1, h.beta2, h.eps, no_decay ? 0.0f : h.weight_decay, h.step,
+  for (const AdamwTensor& t : tensors_) {
+    Buf pw = model_.view(w, t.offset, t.numel), pg = model_.view(grads_, t.offset, t.numel),
+        pm = model_.view(m_, t.offset, t.numel), pv = model_.view(v_, t.offset, t.numel);
+    Buf shadow = model_.view(params, t.offset, t.numel);
+    be.adamw(pw, pg, pm, pv, t.numel, h.lr, h.beta1, h.beta2, h.eps, t.decay ? h.weight_decay : 0.0f, h.step,
              master_.empty() ? nullptr : &shadow);
   }
   zero_grads();

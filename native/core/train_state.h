@@ -1,10 +1,13 @@
 // The native half of a training step (TypeScript drives the loop; see DESIGN.md §2, GradCache):
 //   1. forward_chunk() each chunk of queries / passages to embeddings (keeping activations when the
-//      whole step fits in memory);
-//   2. infonce() over the whole batch: loss and d loss / d embeddings;
-//   3. backward_chunk() each chunk seeded by its embedding gradients (re-running its forward when
-//      its activations were not kept); gradients accumulate;
-//   4. step(): global-norm clipping, AdamW, gradients zeroed.
+//      whole step fits in memory); the embeddings stay on the backend;
+//   2. loss_chunks() over the whole batch: the loss joins the pending loss and d loss / d embeddings
+//      stay on the backend (infonce() is the same on host vectors, for tests);
+//   3. backward_chunk() each chunk seeded by its slice of those gradients (re-running its forward
+//      when its activations were not kept); gradients accumulate;
+//   4. step(): global-norm clipping, AdamW, gradients zeroed, and the pending loss read back with
+//      the norm. On CUDA (core/device_step.h) nothing in 1-4 waits for the device but that read-back
+//      (or take_loss(), when a caller wants each batch's loss).
 // Gradients and AdamW moments are single buffers with the parameter buffer's layout.
 #pragma once
 #include <map>
@@ -23,7 +26,8 @@ struct OptimizerHyper {
 
 struct StepResult {
   double grad_norm = 0;  // before clipping
-  bool skipped = false;  // non-finite gradient: no update was made
+  bool skipped = false;  // non-finite gradient norm or pending loss: no update was made
+  double loss = 0;       // the pending loss: sum of loss_chunks() losses since the last take_loss()
 };
 
 class TrainState {
@@ -31,11 +35,20 @@ class TrainState {
   explicit TrainState(Model& m);
   ~TrainState();
 
-  // Embeddings [B,P] of one chunk. keep: hold its activations for backward_chunk(id).
-  std::vector<float> forward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu, bool keep);
-  // Accumulates parameter gradients from d loss / d emb of chunk `id` (recomputing if not kept).
+  // Embeddings [B,P] of one chunk, kept on the backend for loss_chunks(); returned when `download`.
+  // keep: hold its activations for backward_chunk(id).
+  std::vector<float> forward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu, bool keep,
+                                   bool download = true);
+  // Accumulates parameter gradients from d loss / d emb of chunk `id` (recomputing if not kept):
+  // d_emb from the host, or (nullptr) the chunk's slice of the gradients loss_chunks() left.
   void backward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu,
-                      const std::vector<float>& d_emb);
+                      const std::vector<float>* d_emb);
+  // InfoNCE over the kept embeddings of the query chunks (rows in this order make the B queries) and
+  // the passage chunks (the B*G passages); the loss is added to the pending loss, d loss / d emb
+  // (times grad_scale) stay on the backend for backward_chunk().
+  void loss_chunks(const std::vector<int>& q_chunks, const std::vector<int>& p_chunks, int B, int G,
+                   float temperature, bool in_batch, float grad_scale);
+  double take_loss();  // reads back and clears the pending loss
   // InfoNCE on host-side embeddings (small): fills dq, dp, scores; returns the loss.
   float infonce(const std::vector<float>& q, const std::vector<float>& p, int B, int G, float temperature,
                 bool in_batch, std::vector<float>& dq, std::vector<float>& dp, std::vector<float>& scores);
@@ -54,6 +67,11 @@ class TrainState {
     Batch batch;
     Activations acts;
   };
+  // Where a chunk's d loss / d emb rows lie after loss_chunks().
+  struct GradSlice {
+    Buf* grad;
+    size_t row0, rows;
+  };
   Buf& buffer(const char* which);
   void free_kept(Kept& k);
 
@@ -63,6 +81,12 @@ class TrainState {
   // updates the F32 parameters directly.
   Buf grads_, m_, v_, master_;
   std::map<int, Kept> kept_;
+  std::map<int, Buf> emb_;           // chunk embeddings [rows, P] F32, until release_chunks()
+  std::map<int, GradSlice> dslice_;  // into dq_ / dp_
+  Buf dq_, dp_;
+  std::vector<AdamwTensor> tensors_;  // the parameters, with the no-decay set decided once
+  std::unique_ptr<DeviceStep> device_step_;  // nullptr: step through the op table
+  double pending_loss_ = 0;                  // without a DeviceStep
 };
 
 }  // namespace l2e

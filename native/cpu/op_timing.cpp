@@ -1,6 +1,6 @@
 // The timing decorator behind op_timing.h: forwards every op-table call to the wrapped backend and
 // adds its duration to a per-op slot. Slots are fixed (one per op of core/ops.def, plus the memory
-// ops) and atomic, so a timed backend costs two clock reads per op and no allocation.
+// ops, and the optimizer step a device backend runs as one) and atomic, so a timed backend costs two clock reads per op and no allocation.
 #include "cpu/op_timing.h"
 
 #include <atomic>
@@ -13,12 +13,12 @@ namespace {
 enum Op : int {
 #define L2E_OP(name, ret, params, args) k_##name,
 #include "core/ops.def"
-  kCopy, kZero, kUpload, kDownload, kNumOps
+  kCopy, kZero, kUpload, kDownload, kOptimizerStep, kNumOps
 };
 const char* const kOpNames[kNumOps] = {
 #define L2E_OP(name, ret, params, args) #name,
 #include "core/ops.def"
-    "copy", "zero", "upload", "download"};
+    "copy", "zero", "upload", "download", "optimizer_step"};
 
 std::atomic<bool> g_enabled{false};
 std::atomic<int64_t> g_ns[kNumOps];
@@ -80,6 +80,16 @@ std::vector<OpTiming> op_timings() {
     if (calls > 0) out.push_back({kOpNames[i], calls, double(g_ns[i].load(std::memory_order_relaxed)) * 1e-9});
   }
   return out;
+}
+
+bool add_op_time(const std::string& op, double seconds) {
+  for (int i = 0; i < kNumOps; i++)
+    if (op == kOpNames[i]) {
+      g_ns[i].fetch_add(int64_t(seconds * 1e9), std::memory_order_relaxed);
+      g_calls[i].fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+  return false;
 }
 
 void reset_op_timings() {

@@ -1,13 +1,15 @@
 // The CUDA backend: device memory from a caching pool, bf16 activations and weights, fp32 for norms'
 // rstd, attention lse, pooled embeddings, losses, weight gradients and optimizer state. GEMMs go
 // through cuBLAS (opened at run time), everything else through our kernels (kernels.h). All work is
-// queued on one stream per backend; host transfers synchronise it.
+// queued on one stream per backend; downloads synchronise it, small uploads (a batch's ids, positions,
+// offsets and tiles) go through pinned staging without waiting, larger ones (weights) wait.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <initializer_list>
 #include <memory>
 #include <vector>
@@ -20,6 +22,8 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_pool.h"
 #include "cuda/kernels.h"
+#include "cuda/op_events.h"
+#include "cuda/train_step.h"
 
 namespace l2e {
 namespace {
@@ -57,12 +61,18 @@ class CudaBackend final : public Backend {
     }
   }
   ~CudaBackend() override {
+    if (stream_) cudaStreamSynchronize(stream_);
+    for (Staging& st : staging_) {
+      cudaEventDestroy(st.done);
+      cudaFreeHost(st.host);
+    }
     if (scratch_) pool_->free(scratch_);
     blas_.reset();
     pool_.reset();
     if (stream_) cudaStreamDestroy(stream_);
   }
 
+  cudaStream_t stream() const { return stream_; }
   std::string name() const override { return "cuda"; }
   DType act_dtype() const override { return DType::BF16; }
   DType param_dtype() const override { return DType::BF16; }
@@ -85,7 +95,14 @@ class CudaBackend final : public Backend {
   void upload(Buf& dst, const void* host, size_t numel, DType host_dtype) override {
     if (numel > dst.numel) throw Error("upload: source larger than destination");
     if (host_dtype == dst.dtype) {
-      L2E_CUDA_CHECK(cudaMemcpyAsync(dst.ptr, host, numel * dtype_size(dst.dtype), cudaMemcpyHostToDevice, stream_));
+      const size_t bytes = numel * dtype_size(dst.dtype);
+      if (Staging* st = bytes <= kStagedUpload ? staging(bytes) : nullptr) {
+        std::memcpy(st->host, host, bytes);
+        L2E_CUDA_CHECK(cudaMemcpyAsync(dst.ptr, st->host, bytes, cudaMemcpyHostToDevice, stream_));
+        L2E_CUDA_CHECK(cudaEventRecord(st->done, stream_));  // the block is free again once this completes
+        return;
+      }
+      L2E_CUDA_CHECK(cudaMemcpyAsync(dst.ptr, host, bytes, cudaMemcpyHostToDevice, stream_));
       L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));
       return;
     }
@@ -276,6 +293,11 @@ class CudaBackend final : public Backend {
     cuda::adamw(w.f32(), g.f32(), m.f32(), v.f32(), n, a, shadow ? shadow->ptr : nullptr, stream_);
   }
 
+  std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
+                                               const std::vector<AdamwTensor>& tensors) override {
+    return cuda::make_device_step(stream_, *pool_, w, g, m, v, shadow, tensors);
+  }
+
  private:
   static float host_value(const void* host, DType t, size_t i) {
     switch (t) {
@@ -284,6 +306,32 @@ class CudaBackend final : public Backend {
       case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(host)[i]);
       default: throw Error(std::string("upload: cannot convert ") + dtype_name(t));
     }
+  }
+
+  // Pinned staging for uploads of up to kStagedUpload bytes: a block whose last copy has completed
+  // (its event, queried without waiting), else a new one; at most kMaxStaging blocks, then nullptr
+  // (the caller copies and waits).
+  static constexpr size_t kStagedUpload = size_t(1) << 20, kStagingBlock = size_t(64) << 10;
+  static constexpr size_t kMaxStaging = 64;
+  struct Staging {
+    void* host;
+    size_t bytes;
+    cudaEvent_t done;
+  };
+  Staging* staging(size_t bytes) {
+    for (Staging& st : staging_)
+      if (st.bytes >= bytes && cudaEventQuery(st.done) == cudaSuccess) return &st;
+    cudaGetLastError();  // cudaErrorNotReady from the queries is not an error
+    if (staging_.size() >= kMaxStaging) return nullptr;
+    Staging st{nullptr, std::max(bytes, kStagingBlock), nullptr};
+    L2E_CUDA_CHECK(cudaHostAlloc(&st.host, st.bytes, cudaHostAllocDefault));
+    const cudaError_t e = cudaEventCreateWithFlags(&st.done, cudaEventDisableTiming);
+    if (e != cudaSuccess) {
+      cudaFreeHost(st.host);
+      L2E_CUDA_CHECK(e);
+    }
+    staging_.push_back(st);
+    return &staging_.back();
   }
 
   // A workspace of at least `bytes`, valid until the next call (all work is on one stream, in order).
@@ -302,6 +350,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<Blas> blas_;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
+  std::deque<Staging> staging_;  // a deque: pointers to blocks stay valid as it grows
   bool deterministic_ = false;
   AttentionKernel attention_kernel_ = AttentionKernel::Auto;  // L2E_CUDA_ATTENTION, or the test hooks' choice
 };
@@ -346,7 +395,9 @@ CudaStatus cuda_status() {
 std::unique_ptr<Backend> make_cuda_backend(const std::string& attention_kernel) {
   const CudaStatus s = cuda_status();
   if (!s.usable) throw Error("device 'cuda' requested but " + s.reason);
-  return std::make_unique<CudaBackend>(attention_kernel);
+  auto be = std::make_unique<CudaBackend>(attention_kernel);
+  const cudaStream_t stream = be->stream();
+  return maybe_event_timed(std::move(be), stream);  // per-op CUDA event timing when the bench asks (cpu/op_timing.h)
 }
 
 }  // namespace l2e

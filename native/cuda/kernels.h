@@ -89,5 +89,35 @@ void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s);
 void adamw(float* w, const float* g, float* m, float* v, size_t n, const AdamwScalars& a, void* shadow_bf16,
            cudaStream_t s);
 
+// The training step over every parameter (cuda/train_step.cpp), decided and applied on the device.
+struct StepState {
+  double loss;   // pending loss: InfoNCE means added since the last read-back
+  double norm;   // global gradient norm before clipping
+  float clip;    // factor applied to the gradients when clipping
+  int clipping;  // clip < 1 was decided
+  int skipped;   // the norm or the pending loss is not finite: no update
+};
+struct AdamwTensorDesc {  // one parameter tensor: its slices of the flat buffers
+  float* w;               // F32 master weights
+  const float* g;
+  float* m;
+  float* v;
+  void* shadow;           // bf16 copy the forward reads (nullptr: none)
+  size_t n;
+  int decay;              // weight decay applies
+};
+constexpr size_t kAdamwBlockElems = 4096;
+struct AdamwBlockWork {  // one block of the one-launch AdamW: elements [start, start + kAdamwBlockElems)
+  uint32_t tensor;
+  size_t start;
+};
+// st->norm, skipped, clip from the sumsq partials (sumsq_blocks(n) of them) and st->loss.
+void step_decide(const double* partials, int blocks, float max_grad_norm, StepState* st, cudaStream_t s);
+// AdamW over every tensor in one launch (blocks = number of work items); nothing when st->skipped.
+void adamw_multi(const AdamwTensorDesc* tensors, const AdamwBlockWork* work, unsigned blocks,
+                 const AdamwScalars& decayed, const AdamwScalars& plain, const StepState* st, cudaStream_t s);
+// st->loss += float(mean of the B row losses infonce() left on the device).
+void loss_accumulate(const double* row_loss, int B, StepState* st, cudaStream_t s);
+
 }  // namespace cuda
 }  // namespace l2e

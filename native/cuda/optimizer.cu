@@ -1,4 +1,5 @@
-// Global gradient norm (sum of squares in double) and fused AdamW.
+// Global gradient norm (sum of squares in double) and fused AdamW, per tensor (the op table's adamw)
+// and over every parameter in one launch (the training step, cuda/train_step.cpp).
 //
 // AdamW repeats cpu/adamw.cpp operation by operation (torch.optim.AdamW's single-tensor path) with
 // round-to-nearest intrinsics, which nvcc never contracts into FMAs, so given the same inputs the GPU
@@ -7,6 +8,11 @@
 //   w = w + (-lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
 // It steps the fp32 master weights and, when `shadow` is given, writes their bf16 copy (the weights
 // the forward pass reads) in the same pass.
+//
+// The one-launch step reads what step_decide_kernel left on the device (StepState): the global norm
+// sqrt(sum of the sumsq partials, added in block order as the host did), the non-finite skip
+// (norm or pending loss not finite: no update), and torch's clip_grad_norm_ factor
+// coef = max_norm / (norm + 1e-6), applied when < 1 as the scale op did: g = g * float(coef).
 #include "cuda/cuda_check.h"
 #include "cuda/device_utils.cuh"
 #include "cuda/kernels.h"
@@ -29,25 +35,68 @@ __global__ void sumsq_kernel(const float* x, size_t n, double* partials) {
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
+// One element of AdamW (gi already clipped).
+__device__ __forceinline__ void adamw_element(float* w, float gi, float* m, float* v, const AdamwScalars& a,
+                                              bf16* shadow, size_t i) {
+  float wi = w[i];
+  if (a.decays) wi = __fmul_rn(wi, a.decay);
+  float mi = m[i];
+  const float diff = __fsub_rn(gi, mi);
+  mi = a.lerp_small ? __fmaf_rn(a.lerp_w, diff, mi) : __fmaf_rn(__fsub_rn(a.lerp_w, 1.0f), diff, gi);
+  float vi = __fmul_rn(v[i], a.b2);
+  const float gg = __fmul_rn(a.one_minus_b2, gi);
+  vi = __fadd_rn(vi, __fmul_rn(gg, gi));
+  const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), a.bc2_sqrt), a.eps);
+  const float num = __fmul_rn(a.neg_step, mi);
+  wi = __fadd_rn(wi, __fdiv_rn(num, denom));
+  w[i] = wi;
+  m[i] = mi;
+  v[i] = vi;
+  if (shadow) shadow[i] = __float2bfloat16_rn(wi);
+}
+
 __global__ void adamw_kernel(float* w, const float* g, float* m, float* v, size_t n, AdamwScalars a, bf16* shadow) {
-  L2E_GRID_STRIDE(i, n) {
-    float wi = w[i];
-    const float gi = g[i];
-    if (a.decays) wi = __fmul_rn(wi, a.decay);
-    float mi = m[i];
-    const float diff = __fsub_rn(gi, mi);
-    mi = a.lerp_small ? __fmaf_rn(a.lerp_w, diff, mi) : __fmaf_rn(__fsub_rn(a.lerp_w, 1.0f), diff, gi);
-    float vi = __fmul_rn(v[i], a.b2);
-    const float gg = __fmul_rn(a.one_minus_b2, gi);
-    vi = __fadd_rn(vi, __fmul_rn(gg, gi));
-    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), a.bc2_sqrt), a.eps);
-    const float num = __fmul_rn(a.neg_step, mi);
-    wi = __fadd_rn(wi, __fdiv_rn(num, denom));
-    w[i] = wi;
-    m[i] = mi;
-    v[i] = vi;
-    if (shadow) shadow[i] = __float2bfloat16_rn(wi);
+  L2E_GRID_STRIDE(i, n) adamw_element(w, g[i], m, v, a, shadow, i);
+}
+
+// One block per AdamwBlockWork: kAdamwBlockElems elements of one tensor.
+__global__ void adamw_multi_kernel(const AdamwTensorDesc* tensors, const AdamwBlockWork* work, AdamwScalars decayed,
+                                   AdamwScalars plain, const StepState* st) {
+  if (st->skipped) return;
+  const AdamwBlockWork wk = work[blockIdx.x];
+  const AdamwTensorDesc t = tensors[wk.tensor];
+  const AdamwScalars& a = t.decay ? decayed : plain;
+  const size_t end = wk.start + kAdamwBlockElems < t.n ? wk.start + kAdamwBlockElems : t.n;
+  bf16* shadow = static_cast<bf16*>(t.shadow);
+  for (size_t i = wk.start + threadIdx.x; i < end; i += blockDim.x) {
+    const float gi = st->clipping ? __fmul_rn(t.g[i], st->clip) : t.g[i];
+    adamw_element(t.w, gi, t.m, t.v, a, shadow, i);
   }
+}
+
+// A single thread: the order of the host's sums, so the norm (and the clip factor) match it bitwise.
+__global__ void step_decide_kernel(const double* partials, int blocks, float max_grad_norm, StepState* st) {
+  double total = 0;
+  for (int b = 0; b < blocks; b++) total += partials[b];
+  const double norm = sqrt(total);
+  st->norm = norm;
+  st->skipped = !(norm - norm == 0.0) || !(st->loss - st->loss == 0.0);  // x - x is 0 only for finite x
+  st->clipping = 0;
+  st->clip = 1.0f;
+  if (!st->skipped && max_grad_norm > 0) {
+    const double coef = double(max_grad_norm) / (norm + 1e-6);
+    if (coef < 1.0) {
+      st->clipping = 1;
+      st->clip = float(coef);
+    }
+  }
+}
+
+// loss += float(sum of row losses / B) (the host's order of sums and its rounding to float).
+__global__ void loss_accumulate_kernel(const double* row_loss, int B, StepState* st) {
+  double total = 0;
+  for (int b = 0; b < B; b++) total += row_loss[b];
+  st->loss += double(float(total / B));
 }
 
 }  // namespace
@@ -64,6 +113,23 @@ void adamw(float* w, const float* g, float* m, float* v, size_t n, const AdamwSc
   if (n == 0) return;
   L2E_LAUNCH(adamw_kernel, grid_for(n, 256), 256, 0, s)(w, g, m, v, n, a, static_cast<bf16*>(shadow_bf16));
   check_launch("adamw");
+}
+
+void adamw_multi(const AdamwTensorDesc* tensors, const AdamwBlockWork* work, unsigned blocks,
+                 const AdamwScalars& decayed, const AdamwScalars& plain, const StepState* st, cudaStream_t s) {
+  if (blocks == 0) return;
+  L2E_LAUNCH(adamw_multi_kernel, blocks, 256, 0, s)(tensors, work, decayed, plain, st);
+  check_launch("adamw (all parameters)");
+}
+
+void step_decide(const double* partials, int blocks, float max_grad_norm, StepState* st, cudaStream_t s) {
+  L2E_LAUNCH(step_decide_kernel, 1, 1, 0, s)(partials, blocks, max_grad_norm, st);
+  check_launch("optimizer step (norm and clipping)");
+}
+
+void loss_accumulate(const double* row_loss, int B, StepState* st, cudaStream_t s) {
+  L2E_LAUNCH(loss_accumulate_kernel, 1, 1, 0, s)(row_loss, B, st);
+  check_launch("loss accumulation");
 }
 
 }  // namespace cuda

@@ -67,5 +67,10 @@ if [ -z "${SKIP_REF:-}" ]; then
 fi
 if [ "$PHASE" != tests ]; then
   echo "== ratios (same card, same run)"
-  node bench/gpu-bench.mjs --table "$RES/ours.json" "$RES/anchor.json"
+  # a torch.compile reference run (COMPILE=1 reference_stack.py, OUT=... anchor.json renamed
+  # anchor-compiled.json) joins the table when present; every run is saved under $RES/results
+  # (copy it to bench/results/, which keeps the runs)
+  compiled=()
+  [ -f "$RES/anchor-compiled.json" ] && compiled=("$RES/anchor-compiled.json")
+  node bench/gpu-bench.mjs --table "$RES/ours.json" "$RES/anchor.json" ${compiled[@]+"${compiled[@]}"} --save "$RES/results"
 fi

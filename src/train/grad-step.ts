@@ -4,7 +4,10 @@
 //   3. each chunk's backward seeded by its slice of those gradients. When the whole step fits in one
 //      chunk budget the activations of step 1 are kept and reused (no recompute); otherwise each
 //      chunk's forward is re-run during its backward, so memory holds one chunk's activations.
-// Gradients accumulate in the native gradient buffer; the optimizer step is separate.
+// Embeddings and their gradients stay on the backend (the device, on CUDA); the loss joins the
+// native pending loss. Gradients accumulate in the native gradient buffer; the optimizer step is
+// separate and reads the pending loss back with the gradient norm (accumulateGradients), or gradStep
+// reads each batch's loss at once.
 import { packBatch, type NativeModel } from '../model/embedding-model.js';
 import { trainNatives } from './native-train.js';
 
@@ -19,12 +22,15 @@ export interface GradStepOptions {
   gradScale?: number;
 }
 
-export interface GradStepResult {
-  loss: number;
+export interface AccumulateResult {
   /** Real tokens processed (queries + passages). */
   tokens: number;
   /** Chunks whose forward was recomputed during backward. */
   recomputed: number;
+}
+
+export interface GradStepResult extends AccumulateResult {
+  loss: number;
 }
 
 interface Chunk {
@@ -55,14 +61,16 @@ export function chunkByTokens(seqs: Int32Array[], budget: number, firstId: numbe
   return chunks;
 }
 
-/** Forward, loss and backward of one batch: queries [B] and passages [B*G] as token ids. */
-export async function gradStep(
+/**
+ * Forward, loss and backward of one batch: queries [B] and passages [B*G] as token ids. The loss is
+ * left pending on the backend (the optimizer step's result carries it): nothing is read back.
+ */
+export async function accumulateGradients(
   model: NativeModel,
-  dim: number,
   queries: Int32Array[],
   passages: Int32Array[],
   o: GradStepOptions,
-): Promise<GradStepResult> {
+): Promise<AccumulateResult> {
   const nat = trainNatives();
   const B = queries.length;
   const G = o.groupSize;
@@ -70,35 +78,30 @@ export async function gradStep(
   const total = [...queries, ...passages].reduce((a, s) => a + s.length, 0);
   const keep = total <= o.chunkTokens;
   const budget = keep ? Infinity : o.chunkTokens;
+  // chunks hold consecutive rows, so their embeddings end to end are the batch's (trainLossChunks)
   const qChunks = chunkByTokens(queries, budget, 0);
   const pChunks = chunkByTokens(passages, budget, qChunks.length);
-
-  const embed = async (chunks: Chunk[], rows: number): Promise<Float32Array> => {
-    const out = new Float32Array(rows * dim);
-    for (const c of chunks) {
-      const e = await nat.trainForward(model, c.id, c.tokens, c.cuSeqlens, keep);
-      c.rows.forEach((r, j) => out.set(e.subarray(j * dim, (j + 1) * dim), r * dim));
-    }
-    return out;
-  };
+  const all = [...qChunks, ...pChunks];
   try {
-    const q = await embed(qChunks, B);
-    const p = await embed(pChunks, B * G);
-    const { loss, dq, dp } = nat.trainLoss(model, q, p, B, G, o.temperature, o.inBatchNegatives);
-    const scale = o.gradScale ?? 1;
-    const backward = async (chunks: Chunk[], grad: Float32Array): Promise<void> => {
-      for (const c of chunks) {
-        const d = new Float32Array(c.rows.length * dim);
-        c.rows.forEach((r, j) => {
-          for (let i = 0; i < dim; i++) d[j * dim + i] = grad[r * dim + i]! * scale;
-        });
-        await nat.trainBackward(model, c.id, c.tokens, c.cuSeqlens, d);
-      }
-    };
-    await backward(qChunks, dq);
-    await backward(pChunks, dp);
-    return { loss, tokens: total, recomputed: keep ? 0 : qChunks.length + pChunks.length };
+    for (const c of all) await nat.trainForward(model, c.id, c.tokens, c.cuSeqlens, keep, false);
+    const ids = (cs: Chunk[]): Int32Array => Int32Array.from(cs.map((c) => c.id));
+    nat.trainLossChunks(model, ids(qChunks), ids(pChunks), B, G, o.temperature, o.inBatchNegatives, o.gradScale ?? 1);
+    for (const c of all) await nat.trainBackward(model, c.id, c.tokens, c.cuSeqlens);
+    return { tokens: total, recomputed: keep ? 0 : all.length };
   } finally {
     nat.trainRelease(model);
   }
+}
+
+/** accumulateGradients, then this batch's loss read back. */
+export async function gradStep(
+  model: NativeModel,
+  queries: Int32Array[],
+  passages: Int32Array[],
+  o: GradStepOptions,
+): Promise<GradStepResult> {
+  const nat = trainNatives();
+  nat.trainTakeLoss(model); // a loss left pending by an earlier batch is not this one's
+  const r = await accumulateGradients(model, queries, passages, o);
+  return { ...r, loss: nat.trainTakeLoss(model) };
 }

@@ -26,12 +26,32 @@ export interface LossResult {
   scores: Float32Array;
 }
 
+export interface StepOutcome {
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** The norm or the pending loss was not finite: no update was made (the gradients are zeroed). */
+  skipped: boolean;
+  /** The pending loss: sum of the trainLossChunks losses since the last trainTakeLoss. */
+  loss: number;
+}
+
 export interface TrainNatives {
   trainInit(model: NativeModel): void;
+  /** The chunk's embeddings stay on the backend for trainLossChunks; returned unless download is false. */
   trainForward(model: NativeModel, chunk: number, ids: Int32Array, cuSeqlens: Int32Array, keep: boolean): Promise<Float32Array>;
-  trainBackward(model: NativeModel, chunk: number, ids: Int32Array, cuSeqlens: Int32Array, dEmb: Float32Array): Promise<void>;
+  trainForward(model: NativeModel, chunk: number, ids: Int32Array, cuSeqlens: Int32Array, keep: boolean, download: false): Promise<undefined>;
+  /** Without dEmb: the chunk's slice of the gradients trainLossChunks left on the backend. */
+  trainBackward(model: NativeModel, chunk: number, ids: Int32Array, cuSeqlens: Int32Array, dEmb?: Float32Array): Promise<void>;
   trainLoss(model: NativeModel, q: Float32Array, p: Float32Array, B: number, G: number, temperature: number, inBatch: boolean): LossResult;
-  trainStep(model: NativeModel, hyper: OptimizerHyper): Promise<{ gradNorm: number; skipped: boolean }>;
+  /**
+   * InfoNCE over the kept embeddings of the query chunks (in row order: the B queries) and passage
+   * chunks (the B*G passages); the loss joins the pending loss and d loss / d embeddings × gradScale
+   * stay on the backend. Nothing is read back.
+   */
+  trainLossChunks(model: NativeModel, qChunks: Int32Array, pChunks: Int32Array, B: number, G: number, temperature: number, inBatch: boolean, gradScale: number): void;
+  /** Reads back and clears the pending loss. */
+  trainTakeLoss(model: NativeModel): number;
+  trainStep(model: NativeModel, hyper: OptimizerHyper): Promise<StepOutcome>;
   trainGetBuffer(model: NativeModel, which: TrainBufferName): Float32Array;
   trainSetBuffer(model: NativeModel, which: TrainBufferName, data: Float32Array): void;
   trainRelease(model: NativeModel): void;

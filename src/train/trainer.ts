@@ -1,5 +1,5 @@
 // Contrastive fine-tuning on the native model (DESIGN.md §1 recipe, §2 GradCache step):
-//   per micro-batch: B groups → tokenise → gradStep (forward, InfoNCE, backward; gradients accumulate
+//   per micro-batch: B groups → tokenise → accumulateGradients (forward, InfoNCE, backward; gradients accumulate
 //   natively, scaled 1/N); every N micro-batches (and at an epoch's end) one optimizer step: global-norm
 //   clipping + AdamW at the schedule's lr. Checkpoints every saveSteps, on interruption and at the end;
 //   the final model goes to outputDir in the Hugging Face layout. Resuming restores weights, moments,
@@ -12,7 +12,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel } from '../model/embedding-model.js';
 import { countLines, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
-import { gradStep } from './grad-step.js';
+import { accumulateGradients } from './grad-step.js';
 import { trainNatives, type TrainNatives } from './native-train.js';
 import { optionItself, resolveOptions, type OptionNamer, type ResolvedOptions, type TrainerOptions } from './options.js';
 import { learningRate, warmupSteps, type ScheduleSpec } from './schedule.js';
@@ -219,26 +219,19 @@ export class Trainer {
           const started = performance.now();
           firstStarted ??= started;
           let micro = 0;
-          let lossSum = 0;
           let tokens = 0;
           while (micro < N) {
             const batch = await nextBatch(it, o.batchSize);
             if (batch.length < o.batchSize) epochEnded = true;
             if (batch.length === 0) break;
-            const r = await gradStep(
+            const r = await accumulateGradients(
               native,
-              this.model.dim,
               this.model.tokenize(batch.map((g) => g.query), o.queryMaxLen),
               this.model.tokenize(batch.flatMap((g) => g.passages), o.passageMaxLen),
               { groupSize: o.groupSize, temperature: o.temperature, inBatchNegatives: o.inBatchNegatives, chunkTokens: o.chunkTokens, gradScale: 1 / N },
             );
             pos.groups += batch.length;
-            if (!Number.isFinite(r.loss)) {
-              this.nat.trainSetBuffer(native, 'grads', zeros);
-              throw new TrainingDivergedError(pos.step + 1, `the loss is ${r.loss}`, this.lastCheckpoint);
-            }
             micro++;
-            lossSum += r.loss;
             tokens += r.tokens;
             if (epochEnded) break;
           }
@@ -254,10 +247,13 @@ export class Trainer {
             maxGradNorm: o.maxGradNorm,
             step,
           });
+          // the step's one read-back: its loss (left pending by the micro-batches) with the norm; a
+          // non-finite one skipped the update on the device and zeroed the gradients
+          lastLoss = res.loss / micro;
+          if (!Number.isFinite(lastLoss)) throw new TrainingDivergedError(step, `the loss is ${lastLoss}`, this.lastCheckpoint);
           if (res.skipped) throw new TrainingDivergedError(step, `the gradient norm is ${res.gradNorm}`, this.lastCheckpoint);
           pos.step = step;
           pos.rngState = pairs.rngState();
-          lastLoss = lossSum / micro;
           this.window.loss += lastLoss;
           this.window.steps++;
           lastEnded = performance.now();

@@ -81,7 +81,7 @@ describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
       const run = async (m: EmbeddingModel) => {
         nat.trainInit(m.native);
         nat.trainSetBuffer(m.native, 'grads', new Float32Array(nat.trainGetBuffer(m.native, 'grads').length));
-        const r = await gradStep(m.native, m.dim, m.tokenize(fx.queries, fx.max_len), m.tokenize(fx.passages, fx.max_len), {
+        const r = await gradStep(m.native, m.tokenize(fx.queries, fx.max_len), m.tokenize(fx.passages, fx.max_len), {
           groupSize: fx.group_size, temperature: fx.temperature, inBatchNegatives: true, chunkTokens: Infinity,
         });
         return { loss: r.loss, grads: nat.trainGetBuffer(m.native, 'grads') };
@@ -137,7 +137,7 @@ describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
       for (let step = 1; step <= 3; step++) {
         for (const [name, m] of [['cpu', cpu], ['cuda', cuda]] as const) {
           nat.trainInit(m.native);
-          const r = await gradStep(m.native, m.dim, m.tokenize(fx.queries, fx.max_len), m.tokenize(fx.passages, fx.max_len), {
+          const r = await gradStep(m.native, m.tokenize(fx.queries, fx.max_len), m.tokenize(fx.passages, fx.max_len), {
             groupSize: fx.group_size, temperature: fx.temperature, inBatchNegatives: true, chunkTokens: Infinity,
           });
           losses[name]!.push(r.loss);

@@ -10,6 +10,7 @@ enum cudaError_t {
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
+  cudaErrorNotReady = 600,
   cudaErrorLaunchFailure = 719,
 };
 using cudaError = cudaError_t;
@@ -48,6 +49,21 @@ cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaGetLastError();
+// Pinned host memory and events (host_sync.cpp). Work completes before its call returns, so an event
+// is complete once recorded; its time is the host clock at cudaEventRecord.
+constexpr unsigned cudaHostAllocDefault = 0;
+constexpr unsigned cudaEventDefault = 0;
+constexpr unsigned cudaEventDisableTiming = 2;
+struct CUevent_st;
+using cudaEvent_t = CUevent_st*;
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned flags);
+cudaError_t cudaFreeHost(void* p);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+cudaError_t cudaEventQuery(cudaEvent_t e);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
 const char* cudaGetErrorString(cudaError_t e);
 
 namespace l2e {
@@ -55,6 +71,15 @@ namespace emu {
 // Largest dynamic shared memory a block may ask for (an sm_90 block's opt-in limit).
 constexpr size_t kMaxDynamicShared = 227 * 1024;
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes);
+// Calls that make the host wait for the device (or read its memory) on a real GPU, counted since the
+// process started: device-to-host copies; stream, device and event synchronisations and cudaFree
+// (which synchronises the device). Read by the cudaEmulationHostSyncs test hook.
+struct HostSyncCounts {
+  unsigned long long device_to_host, synchronize;
+};
+HostSyncCounts host_sync_counts();
+void count_device_to_host();
+void count_synchronize();
 }  // namespace emu
 }  // namespace l2e
 

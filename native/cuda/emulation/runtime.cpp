@@ -506,6 +506,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
 
 cudaError_t cudaFree(void* p) {
   if (!p) return cudaSuccess;
+  count_synchronize();
   std::lock_guard<std::mutex> lock(g_mem_mu);
   auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == g_allocs.end()) return set_error(cudaErrorInvalidValue, "cudaFree of a pointer cudaMalloc did not return");
@@ -526,6 +527,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
     if (src_dev && !find_range(src, bytes))
       return set_error(cudaErrorInvalidValue, "cudaMemcpy: source range is not inside one device allocation");
   }
+  if (kind == cudaMemcpyDeviceToHost) count_device_to_host();
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
@@ -550,8 +552,14 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   return cudaSuccess;
 }
 // Every operation has completed when it returns: synchronisation has nothing to wait for.
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  count_synchronize();
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() {
+  count_synchronize();
+  return cudaSuccess;
+}
 
 cudaError_t cudaGetLastError() {
   const cudaError_t e = tl_last;

@@ -1,0 +1,39 @@
+// A training step kept on the backend's device (the CUDA backend; TrainState drives it, see
+// core/train_state.h): the InfoNCE loss added to a pending loss on the device, and the optimizer
+// step over every parameter at once — global gradient norm, non-finite skip and clip factor decided
+// on the device, one AdamW launch, gradients zeroed — whose outcome (with the pending loss) is the
+// step's one read-back. A backend without one (the CPU) steps through the op table.
+#pragma once
+#include <cstddef>
+
+#include "core/adamw_scalars.h"
+#include "core/tensor.h"
+
+namespace l2e {
+
+// One parameter tensor of the flat parameter / gradient / moment buffers.
+struct AdamwTensor {
+  size_t offset = 0, numel = 0;
+  bool decay = true;  // weight decay applies (not to biases and norm weights)
+};
+
+struct StepOutcome {
+  double loss = 0;       // the pending loss (sum of the InfoNCE means since the last read), now cleared
+  double grad_norm = 0;  // before clipping
+  bool skipped = false;  // the norm or the pending loss was not finite: no update was made
+};
+
+class DeviceStep {
+ public:
+  virtual ~DeviceStep() = default;
+  // The infonce op's contract, its mean loss added to the pending loss instead of returned.
+  virtual void infonce(const Buf& q, const Buf& p, int B, int G, int P, float temperature, bool in_batch,
+                       Buf& scores, Buf& dq, Buf& dp) = 0;
+  // Reads back and clears the pending loss (one synchronisation).
+  virtual double take_loss() = 0;
+  // Clipping to max_grad_norm (<= 0: none), AdamW with `decayed` / `plain` scalars by the tensor's
+  // decay flag, gradients zeroed; then the one read-back.
+  virtual StepOutcome step(const AdamwScalars& decayed, const AdamwScalars& plain, float max_grad_norm) = 0;
+};
+
+}  // namespace l2e

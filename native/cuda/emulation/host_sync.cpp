@@ -1,0 +1,61 @@
+// The CUDA emulation build's pinned host memory and events (see cuda_runtime_api.h), and the count of
+// calls that would make the host wait for a real GPU (the test of "no synchronisation inside a
+// training step but the loss read-back", test/gpu/step-sync.test.ts).
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+
+#include "cuda_runtime_api.h"
+
+namespace l2e {
+namespace emu {
+namespace {
+std::atomic<unsigned long long> g_device_to_host{0}, g_synchronize{0};
+}  // namespace
+
+HostSyncCounts host_sync_counts() { return {g_device_to_host.load(), g_synchronize.load()}; }
+void count_device_to_host() { g_device_to_host++; }
+void count_synchronize() { g_synchronize++; }
+
+}  // namespace emu
+}  // namespace l2e
+
+struct CUevent_st {
+  bool recorded = false;
+  std::chrono::steady_clock::time_point at;
+};
+
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
+  *p = std::malloc(bytes == 0 ? 1 : bytes);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void* p) {
+  std::free(p);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+  *e = new CUevent_st();
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  if (!e) return cudaErrorInvalidValue;
+  e->recorded = true;
+  e->at = std::chrono::steady_clock::now();
+  return cudaSuccess;
+}
+// Work is done when its call returns: a recorded event is complete (and so is an unrecorded one, as in CUDA).
+cudaError_t cudaEventQuery(cudaEvent_t e) { return e ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  l2e::emu::count_synchronize();
+  return e ? cudaSuccess : cudaErrorInvalidValue;
+}
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  if (!start || !end || !start->recorded || !end->recorded) return cudaErrorInvalidValue;
+  *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
+  return cudaSuccess;
+}

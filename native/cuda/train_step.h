@@ -1,0 +1,19 @@
+// The CUDA backend's DeviceStep (core/device_step.h), on the backend's stream and memory pool.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <vector>
+
+#include "core/device_step.h"
+
+namespace l2e {
+namespace cuda {
+
+class DevicePool;
+
+std::unique_ptr<DeviceStep> make_device_step(cudaStream_t s, DevicePool& pool, Buf& w, Buf& g, Buf& m, Buf& v,
+                                             Buf* shadow, const std::vector<AdamwTensor>& tensors);
+
+}  // namespace cuda
+}  // namespace l2e

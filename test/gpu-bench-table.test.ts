@@ -1,0 +1,58 @@
+// bench/gpu-bench.mjs --table: issue 13's targets, each row our figure next to the reference's from
+// the same run. The arithmetic of a row (which reference, the ratio, the target met or not) on made-up
+// figures; the measuring half needs a GPU (or --smoke on the emulation build).
+import { describe, expect, it } from 'vitest';
+// @ts-expect-error: a plain .mjs bench script without type declarations
+import { tableRows } from '../bench/gpu-bench.mjs';
+
+interface Row {
+  workload: string;
+  ours?: number;
+  reference?: number;
+  ratio?: number;
+  target: string;
+  met?: boolean;
+}
+const rowsOf = tableRows as (ours: object, eager: object, compiled?: object) => Row[];
+
+describe('gpu-bench --table', () => {
+  const ours = {
+    '600m.train.steps_per_s': 150,
+    '600m.encode_bf16.texts_per_s': 8000,
+    '600m.train.peak_GiB': 9,
+    'attn.sm80.causal.S2048.fwd_tflops': 300,
+    'attn.sm90.causal.S2048.fwd_tflops': 300,
+  };
+  const eager = {
+    '600m.train_recipe_step.steps_per_s': 28.9,
+    '600m.encode_bf16.texts_per_s': 4201,
+    '600m.train_recipe_step.peak_GiB': 10.8,
+    'attn.sdpa_flash.causal.S2048.fwd_tflops': 277,
+    'attn.sdpa_cudnn.causal.S2048.fwd_tflops': 'cuDNN attention unavailable',
+  };
+  const compiled = { '600m.train_recipe_step.steps_per_s': 39.4, '600m.encode_bf16.texts_per_s': 5000, '600m.train_recipe_step.peak_GiB': 8 };
+  const rows = new Map(rowsOf(ours, eager, compiled).map((r) => [r.workload, r]));
+
+  it('has every row of the targets table', () => {
+    expect([...rows.keys()]).toEqual([
+      'attn fwd sm80 d128 causal S=2048 vs SDPA-flash', 'attn fwd sm80 d128 causal S=8192 vs SDPA-flash',
+      'attn fwd sm90 d128 causal S=2048 vs cuDNN', 'attn fwd sm90 d128 causal S=8192 vs cuDNN',
+      'attn fwd+bwd d128 causal S=2048', 'attn fwd+bwd d128 causal S=8192',
+      '600M recipe steps/s', '1B recipe steps/s', '600M train 2x2048 tok/s', '600M train 1x8192 tok/s',
+      '600M encode texts/s', '1B encode texts/s', '600M recipe peak GiB (lower is better)',
+    ]);
+  });
+
+  it('the recipe step against eager (5x), encode against the better reference (2x), memory lower is better (0.8x)', () => {
+    expect(rows.get('600M recipe steps/s')).toMatchObject({ reference: 28.9, target: '>= 5x', met: true });
+    expect(rows.get('600M recipe steps/s')!.ratio).toBeCloseTo(150 / 28.9, 12);
+    expect(rows.get('600M encode texts/s')).toMatchObject({ reference: 5000, ratio: 1.6, target: '>= 2x', met: false });
+    expect(rows.get('600M recipe peak GiB (lower is better)')).toMatchObject({ reference: 8, ratio: 9 / 8, target: '<= 0.8x', met: false });
+  });
+
+  it('a missing figure or a reference that is an error message gives no ratio', () => {
+    expect(rows.get('attn fwd sm80 d128 causal S=2048 vs SDPA-flash')).toMatchObject({ reference: 277, met: true });
+    expect(rows.get('attn fwd sm90 d128 causal S=2048 vs cuDNN')).toMatchObject({ ours: 300, reference: undefined, ratio: undefined, met: undefined });
+    expect(rows.get('1B recipe steps/s')).toMatchObject({ ours: undefined, ratio: undefined, met: undefined });
+  });
+});

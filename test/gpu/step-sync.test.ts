@@ -1,0 +1,150 @@
+// The CUDA training step without waste (issue 13, "a lean training step"):
+//  - the host waits for the device once per optimizer step: the read-back of the step's loss with
+//    its gradient norm. Counted by the emulated runtime (every device-to-host copy and every stream /
+//    device / event synchronisation or cudaFree), so emulation builds only; steady-state steps of a
+//    Trainer run, with the whole batch in one chunk, with GradCache chunks recomputed, and with
+//    gradient accumulation;
+//  - the one-launch AdamW over every parameter with clipping and weight decay decided on the device
+//    steps the fp32 master exactly as the CPU steps its weights (bitwise), the gradient norm too;
+//  - a non-finite gradient skips the update on the device: weights and moments unchanged,
+//    gradients zeroed.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NativeModel, NativeModelConfig } from '../../src/model/embedding-model.js';
+import { EmbeddingModel } from '../../src/model/embedding-model.js';
+import { nativeAddon } from '../../src/native.js';
+import { trainNatives, type OptimizerHyper } from '../../src/train/native-train.js';
+import { Trainer, type TrainerOptions } from '../../src/train/trainer.js';
+import { Rng } from '../../src/util/random.js';
+import { topicData } from '../helpers/trainData.js';
+import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from '../helpers/tinyModel.js';
+import { cudaDevice, emulated, gpu, gpuNote, type GpuAddon, randomWeights } from './gpu-helpers.js';
+
+interface HostSyncs {
+  deviceToHost: number;
+  synchronize: number;
+}
+const hostSyncs = (): HostSyncs => nativeAddon<{ cudaEmulationHostSyncs: () => HostSyncs }>().cudaEmulationHostSyncs();
+
+const hasTokenizer = existsSync(sharedTokenizer);
+
+describe.skipIf(!emulated || !hasTokenizer)(`host synchronisations per CUDA training step (emulation build) ${gpuNote}${hasTokenizer ? '' : ' (skipped: ../shared tokenizer not found)'}`, () => {
+  let modelDir: string;
+  let dataFile: string;
+  const base: TrainerOptions = { batchSize: 4, groupSize: 2, lr: 1e-3, seed: 1, shuffleBuffer: 16, maxGradNorm: 1, maxSteps: 3 };
+
+  beforeAll(() => {
+    const root = makeTempDir();
+    modelDir = join(root, 'model');
+    writeTinyModel(modelDir, { hidden: 64, heads: 2, kvHeads: 1, intermediate: 64, layers: 1, dense: 16, seed: 4 });
+    dataFile = join(root, 'data.jsonl');
+    writeFileSync(dataFile, topicData(8, 24, 3).rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  });
+  afterAll(() => removeTempDirs());
+
+  /** Counts between the onStep of each step and the next one's: the whole of steps 2 and 3. */
+  async function perStep(options: TrainerOptions): Promise<HostSyncs[]> {
+    const model = await EmbeddingModel.load(modelDir, { device: cudaDevice });
+    const at: HostSyncs[] = [];
+    try {
+      await new Trainer(model, { ...base, ...options }).fit(dataFile, { onNotice: () => {}, onStep: () => at.push(hostSyncs()) });
+    } finally {
+      model.dispose();
+    }
+    expect(at).toHaveLength(3);
+    return at.slice(1).map((c, i) => ({ deviceToHost: c.deviceToHost - at[i]!.deviceToHost, synchronize: c.synchronize - at[i]!.synchronize }));
+  }
+
+  it.each([
+    ['one chunk (activations kept)', {}],
+    ['GradCache chunks, recomputed', { chunkTokens: 24 }],
+    ['2 micro-batches per step', { gradientAccumulationSteps: 2 }],
+  ])('%s: one read-back and one wait per step', async (_name, options: TrainerOptions) => {
+    expect(await perStep(options)).toEqual([
+      { deviceToHost: 1, synchronize: 1 },
+      { deviceToHost: 1, synchronize: 1 },
+    ]);
+  }, 600_000);
+});
+
+describe.skipIf(!gpu.usable)(`the one-launch AdamW step vs the CPU ${gpuNote}`, () => {
+  const { NativeModel: Native } = nativeAddon<GpuAddon>();
+  const cfg: NativeModelConfig = { vocab: 40, hidden: 32, intermediate: 48, layers: 1, heads: 2, kvHeads: 1, headDim: 16, dense: 8, rmsEps: 1e-5, ropeTheta: 1e4, pooling: 'mean', normalized: true };
+  const nat = trainNatives();
+
+  /** Gradients k / 1024 for small integers k: every square and every partial sum is exact in double, so the norm is the same in any order. */
+  function exactGrads(rng: Rng, n: number): Float32Array {
+    const g = new Float32Array(n);
+    for (let i = 0; i < n; i++) g[i] = (Math.floor(rng.next() * 33) - 16) / 1024;
+    return g;
+  }
+
+  function models(): [NativeModel, NativeModel] {
+    const cpu = new Native(cfg, 'cpu');
+    const cuda = new Native(cfg, cudaDevice);
+    randomWeights([cpu, cuda], 5);
+    return [cpu, cuda];
+  }
+
+  it.each([
+    ['clipped, with weight decay', { maxGradNorm: 0.05, weightDecay: 0.1 }],
+    ['not clipped, no weight decay', { maxGradNorm: 0, weightDecay: 0 }],
+  ])('%s: master weights, moments and the norm bitwise equal to the CPU step', async (_n, over) => {
+    const [cpu, cuda] = models();
+    const before = cpu.params().map((p) => cpu.getTensor(p.name));
+    try {
+      const rng = new Rng(9, 1);
+      nat.trainInit(cpu);
+      const n = nat.trainGetBuffer(cpu, 'grads').length;
+      const m = new Float32Array(n).map(() => (rng.next() - 0.5) / 100);
+      const v = new Float32Array(n).map(() => rng.next() / 1e4);
+      for (const model of [cpu, cuda]) {
+        nat.trainInit(model);
+        nat.trainSetBuffer(model, 'm', m);
+        nat.trainSetBuffer(model, 'v', v);
+      }
+      const hyper: OptimizerHyper = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 3, ...over };
+      for (let step = 0; step < 2; step++) {
+        const g = exactGrads(rng, n);
+        nat.trainSetBuffer(cpu, 'grads', g);
+        nat.trainSetBuffer(cuda, 'grads', g);
+        const a = await nat.trainStep(cpu, { ...hyper, step: hyper.step + step });
+        const b = await nat.trainStep(cuda, { ...hyper, step: hyper.step + step });
+        expect(a.gradNorm).toBeGreaterThan(0);
+        expect(b).toEqual(a);
+        if (over.maxGradNorm > 0) expect(a.gradNorm).toBeGreaterThan(over.maxGradNorm); // clipping ran
+      }
+      for (const which of ['m', 'v'] as const) expect(nat.trainGetBuffer(cuda, which), which).toEqual(nat.trainGetBuffer(cpu, which));
+      // the CUDA model's fp32 weights are its master (L2E_GPU_TESTS_ON_CPU: a CPU model's weights)
+      const master = cudaDevice === 'cuda' ? (nat as unknown as { trainGetBuffer(m: NativeModel, w: string): Float32Array }).trainGetBuffer(cuda, 'master') : null;
+      cpu.params().forEach((p, i) => {
+        const w = cpu.getTensor(p.name);
+        expect(w.every(Number.isFinite) && w.some((x, j) => x !== before[i]![j]), `${p.name} finite and moved`).toBe(true);
+        expect(master ? master.subarray(p.offset, p.offset + p.numel) : cuda.getTensor(p.name), p.name).toEqual(w);
+      });
+      expect(nat.trainGetBuffer(cuda, 'grads').every((x) => x === 0)).toBe(true);
+    } finally {
+      cpu.dispose();
+      cuda.dispose();
+    }
+  });
+
+  it('a non-finite gradient: no update, moments unchanged, gradients zeroed, the norm reported', async () => {
+    const [, cuda] = models();
+    try {
+      nat.trainInit(cuda);
+      const n = nat.trainGetBuffer(cuda, 'grads').length;
+      const before = cuda.params().map((p) => cuda.getTensor(p.name));
+      const g = exactGrads(new Rng(3, 1), n);
+      g[n - 1] = Infinity;
+      nat.trainSetBuffer(cuda, 'grads', g);
+      const r = await nat.trainStep(cuda, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, maxGradNorm: 1, step: 1 });
+      expect(r).toEqual({ gradNorm: Infinity, skipped: true, loss: 0 });
+      cuda.params().forEach((p, i) => expect(cuda.getTensor(p.name), p.name).toEqual(before[i]));
+      for (const which of ['m', 'v', 'grads'] as const) expect(nat.trainGetBuffer(cuda, which).every((x) => x === 0), which).toBe(true);
+    } finally {
+      cuda.dispose();
+    }
+  });
+});
