@@ -1,7 +1,9 @@
 // llama.cpp as a peer, through node-llama-cpp (an optional dev dependency): CPU only, its prebuilt binary
 // only (build: 'never': nothing is downloaded or compiled; its postinstall is off through package.json
 // "config"). A missing package or binary is a reason to skip, never a failure.
-import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const PACKAGE = 'node-llama-cpp';
 
@@ -16,18 +18,29 @@ export async function loadLlamaCpp(options = {}) {
   } catch (err) {
     return { skip: `${PACKAGE} is not installed (${firstLine(err)}); install the dev dependencies with npm ci` };
   }
-  let version = 'unknown';
-  try {
-    version = createRequire(import.meta.url)(`${PACKAGE}/package.json`).version;
-  } catch {
-    // the version is only reported
-  }
+  const version = packageVersion();
   try {
     const llama = await mod.getLlama({ gpu: false, build: 'never', logLevel: 'error', maxThreads: options.threads ?? 0 });
     return { llama, version };
   } catch (err) {
     return { skip: `${PACKAGE} ${version} has no usable prebuilt llama.cpp binary here (${firstLine(err)})` };
   }
+}
+
+/** The installed package's version (its exports do not include package.json): from the folder above its entry. */
+function packageVersion() {
+  try {
+    let dir = dirname(fileURLToPath(import.meta.resolve(PACKAGE)));
+    for (; dir !== dirname(dir); dir = dirname(dir)) {
+      const file = join(dir, 'package.json');
+      if (!existsSync(file)) continue;
+      const pkg = JSON.parse(readFileSync(file, 'utf8'));
+      if (pkg.name === PACKAGE) return String(pkg.version);
+    }
+  } catch {
+    // the version is only reported
+  }
+  return 'unknown';
 }
 
 function firstLine(err) {
