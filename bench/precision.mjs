@@ -238,10 +238,13 @@ async function childLlama(job) {
   };
 }
 
-/** The GGUF of the random weights in `format`, written once beside the safetensors file (atomically). */
+/**
+ * The GGUF of the random weights in `format`, written (atomically) beside the safetensors file and
+ * reused while it is newer than that file.
+ */
 function llamaGguf(config, sources, format, tokenizerMetadata) {
   const file = sources[0].path.replace(/\.safetensors$/, `-gguf1-${format}.gguf`);
-  if (existsSync(file)) return file;
+  if (existsSync(file) && statSync(file).mtimeMs >= statSync(sources[0].path).mtimeMs) return file;
   console.error(`writing the ${format} GGUF to ${file} ...`);
   const byName = new Map(sources.map((s) => [s.name, s]));
   const tensor = (name) => {
