@@ -116,7 +116,12 @@ class ByteWriter {
   i32(v) { this.reserve(4); this.buf.writeInt32LE(v, this.n); this.n += 4; }
   f32(v) { this.reserve(4); this.buf.writeFloatLE(v, this.n); this.n += 4; }
   f64(v) { this.reserve(8); this.buf.writeDoubleLE(v, this.n); this.n += 8; }
-  u64(v) { this.reserve(8); this.buf.writeBigUInt64LE(BigInt(v), this.n); this.n += 8; }
+  u64(v) {
+    // two u32 halves (counts and offsets here are below 2^53)
+    if (!(Number.isSafeInteger(v) && v >= 0)) throw new Error(`gguf: ${v} is not a u64 this writer can store`);
+    this.u32(v % 2 ** 32);
+    this.u32(Math.floor(v / 2 ** 32));
+  }
   i64(v) { this.reserve(8); this.buf.writeBigInt64LE(BigInt(v), this.n); this.n += 8; }
   str(s) {
     const b = Buffer.from(s, 'utf8');
