@@ -1,34 +1,73 @@
 // CPU encode at each weight precision (fp32, bf16, int8) on the 600M shape (hidden 4096, 32 heads,
-// MLP 11008, 2 layers, vocab 32000, dense 1536, random weights), the pools' real length mix.
-// Every (precision, pass) runs in its own child process, so each has its own peak RSS; passes are
-// interleaved (fp32, bf16, int8, fp32, ...) and medians reported, so load on a shared machine hits
-// every precision alike. Prints tokens/s, the weights' resident bytes, peak RSS, load time, the
-// latency of one 20-token text, the cosine of each text's embedding to fp32's, and (each run's first
-// pass) the share of encode time in each op of the op table.
+// MLP 11008, 2 layers, vocab 32000, dense 1536, random weights), the pools' real length mix, next to
+// llama.cpp (through node-llama-cpp, an optional dev dependency) on the same model in F32, F16, BF16 and
+// Q8_0 GGUF files (bench/lib/gguf.mjs, bench/lib/llama-gguf.mjs).
+// Every (engine, pass) runs in its own child process, so each has its own peak RSS; passes are
+// interleaved (fp32, bf16, int8, llama.cpp F32, ..., fp32, ...) and medians reported, so load on a shared
+// machine hits every engine alike. Prints tokens/s, the weights' bytes, peak RSS, load time, the latency
+// of one 20-token text, the cosine of each text's embedding to our fp32's, and (fp32) the share of
+// encode time in each op of the op table.
 //
-// usage: node bench/precision.mjs [--quick] [--passes N] [--texts N] [--precisions fp32,bf16,int8] [--json FILE]
-//   --quick  the hidden-512 benchmark model (bench/lib/workloads.mjs) instead of the 600M shape
-//   --precisions  entries PRECISION[@ISA]: @ISA runs that one with L2E_CPU_ISA=ISA (e.g. bf16@avx512:
-//            bf16 without the AMX tiles, next to bf16 at the best level), in the same interleaved run
+// Before any timing, each llama.cpp format embeds a few of the texts and must agree with ours (cosine
+// >= 0.9997 on every one); a format that does not is reported and not timed. llama.cpp stops at the
+// mean-pooled final hidden states (it has no place for our dense layer): our dense layer and the L2 norm
+// are applied to its output in JS for the comparison, outside its timing. It embeds one sequence at a
+// time (node-llama-cpp has no batched embedding call); we encode batches of 64 packed texts.
+// Every text starts with BOS (so that llama.cpp, which prepends it when missing, sees the same tokens).
+//
+// usage: node bench/precision.mjs --help   (or: npm run bench -- precision --help)
 // The random weights are written once as safetensors under the OS temp folder (2.2 GB for 600M) and
-// loaded like a checkpoint, through NativeModel.loadTensors. Peers (llama.cpp through
-// node-llama-cpp) are not run yet: their row says why.
+// loaded like a checkpoint, through NativeModel.loadTensors; the GGUF files are written once beside them.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { readSafetensorsHeader, writeSafetensors } from '../dist/model/safetensors.js';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { buildLlamaTokenizerJson, LLAMA_TOKENIZER_CONFIG } from '../dist/demo/llama-tokenizer.js';
+import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../dist/model/safetensors.js';
 import { parameterNames } from '../dist/model/weights.js';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
+import { writeGguf } from './lib/gguf.mjs';
+import { llamaMetadata, llamaTensors, llamaTokenizerMetadata, projectPooled } from './lib/llama-gguf.mjs';
+import { loadLlamaCpp, openEmbedder } from './lib/llama-peer.mjs';
 import { printTable } from './lib/stats.mjs';
 import { BENCH_MODEL, drawLengths, loadLengthMix, makeRng, pack, randomSequences } from './lib/workloads.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = join(here, '..');
 
-const USAGE =
-  'usage: node bench/precision.mjs [--quick] [--passes N] [--texts N] [--precisions fp32,bf16,int8[,bf16@avx512,...]] [--json FILE]';
+const SHAPE_600M = {
+  vocab: 32000, hidden: 4096, intermediate: 11008, layers: 2, heads: 32, kvHeads: 32, headDim: 128, dense: 1536,
+  rmsEps: 1e-5, ropeTheta: 10000, pooling: 'mean', normalized: true,
+};
+
+const HELP = `usage: node bench/precision.mjs [options]     (or: npm run bench -- precision [options])
+
+Encodes the pools' length mix on the 600M shape (random weights) with our CPU backend at fp32, bf16 and
+int8 and with llama.cpp (node-llama-cpp) on the same model as F32, F16, BF16 and Q8_0 GGUF files, each
+engine in its own process; prints tokens/s, single-text latency, weights and peak RSS, and the cosine
+of every embedding to our fp32's. A missing node-llama-cpp is a skipped row, with the reason.
+
+options:
+  --quick              the hidden-512 benchmark model instead of the 600M shape (a smoke run)
+  --passes N           timed passes of every engine, interleaved; medians reported (default 3)
+  --texts N            texts of the workload (default 128)
+  --threads N          CPU threads of every engine (default 2)
+  --precisions LIST    ours: comma-separated PRECISION[@ISA], PRECISION one of fp32,bf16,int8 (default
+                       all; "none" for no rows of ours); @ISA runs that one with L2E_CPU_ISA=ISA (one of
+                       scalar,avx2,avx512,amx), e.g. bf16@avx512: bf16 without the AMX tiles, next to bf16
+                       at the best level, in the same interleaved run
+  --llama LIST         llama.cpp formats: comma-separated of F32,F16,BF16,Q8_0 (default all; "none" to skip)
+  --json FILE          write the rows (and the check results, the skipped engines) to FILE
+  -h, --help           this help
+`;
+
+const LLAMA_FORMATS = ['F32', 'F16', 'BF16', 'Q8_0'];
+/** Every llama.cpp embedding must be this close to ours (cosine) before that format is timed. */
+const CHECK_MIN_COS = 0.9997;
+/** Texts embedded by the check (spread over the length mix). */
+const CHECK_TEXTS = 8;
+
 const ISAS = ['scalar', 'avx2', 'avx512', 'amx'];
 
 /** 'bf16@avx512' -> { precision: 'bf16', isa: 'avx512' }; throws naming the flag for anything else. */
@@ -40,13 +79,14 @@ function parseVariant(v) {
   return { precision, isa: isa ?? null };
 }
 
-const SHAPE_600M = {
-  vocab: 32000, hidden: 4096, intermediate: 11008, layers: 2, heads: 32, kvHeads: 32, headDim: 128, dense: 1536,
-  rmsEps: 1e-5, ropeTheta: 10000, pooling: 'mean', normalized: true,
-};
-
 function parseArgs(argv) {
-  const o = { quick: false, passes: 3, texts: 128, precisions: ['fp32', 'bf16', 'int8'], json: null, child: null };
+  const o = { quick: false, passes: 3, texts: 128, threads: 2, precisions: ['fp32', 'bf16', 'int8'], llama: [...LLAMA_FORMATS], json: null, child: null };
+  const list = (flag, v, allowed) => {
+    if (v === 'none') return [];
+    const xs = v.split(',');
+    for (const x of xs) if (!allowed.includes(x)) throw new Error(`${flag}: unknown value ${x} (one of ${allowed.join(', ')}, or none)`);
+    return xs;
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -56,16 +96,21 @@ function parseArgs(argv) {
     if (a === '--quick') o.quick = true;
     else if (a === '--passes') o.passes = Number(value());
     else if (a === '--texts') o.texts = Number(value());
-    else if (a === '--precisions') o.precisions = value().split(',');
+    else if (a === '--threads') o.threads = Number(value());
+    else if (a === '--precisions') {
+      const v = value();
+      o.precisions = v === 'none' ? [] : v.split(',');
+      for (const p of o.precisions) parseVariant(p);
+    }
+    else if (a === '--llama') o.llama = list(a, value(), LLAMA_FORMATS);
     else if (a === '--json') o.json = value();
     else if (a === '--child') o.child = value();
     else if (a === '--help' || a === '-h') {
-      console.log(USAGE);
+      process.stdout.write(HELP);
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (see --help)`);
   }
-  for (const k of ['passes', 'texts']) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`--${k} must be a positive integer`);
-  for (const p of o.precisions) parseVariant(p);
+  for (const k of ['passes', 'texts', 'threads']) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`--${k} must be a positive integer`);
   return o;
 }
 
@@ -116,9 +161,27 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** Child: load one precision, encode the batches once (after a warm-up), report and write embeddings. */
+/** Child: run one engine (job.engine 'ours' or 'llama'), write its embeddings, print its report. */
 async function child(jobFile) {
   const job = JSON.parse(readFileSync(jobFile, 'utf8'));
+  const out = job.engine === 'llama' ? await childLlama(job) : await childOurs(job);
+  process.stdout.write(JSON.stringify(out));
+}
+
+/** 5 timed single-text encodes after a warm-up one (thread pool, buffers): the median, in seconds. */
+async function latency(encodeOne) {
+  await encodeOne();
+  const xs = [];
+  for (let i = 0; i < 5; i++) {
+    const s = now();
+    await encodeOne();
+    xs.push(now() - s);
+  }
+  return median(xs);
+}
+
+/** Ours: load one precision, encode the batches once (after the latency runs), report. */
+async function childOurs(job) {
   // the test addon: the shipped addon's NativeModel plus the op timer (L2E_TESTING_ADDON names another build)
   const addon = testingAddon();
   if (job.opTiming) addon.setOpTiming(true);
@@ -128,14 +191,8 @@ async function child(jobFile) {
   const loadSeconds = now() - t0;
   const peakRssLoad = process.resourceUsage().maxRSS * 1024;
   const batches = job.batches.map((b) => ({ tokens: Int32Array.from(b.tokens), cuSeqlens: Int32Array.from(b.cuSeqlens) }));
-  const single = { tokens: Int32Array.from(job.single), cuSeqlens: Int32Array.from([0, job.single.length]) };
-  await model.encode(single.tokens, single.cuSeqlens); // warm-up: thread pool, buffers
-  const latencies = [];
-  for (let i = 0; i < 5; i++) {
-    const s = now();
-    await model.encode(single.tokens, single.cuSeqlens);
-    latencies.push(now() - s);
-  }
+  const single = job.single && { tokens: Int32Array.from(job.single), cuSeqlens: Int32Array.from([0, job.single.length]) };
+  const latency20 = single ? await latency(() => model.encode(single.tokens, single.cuSeqlens)) : null;
   if (job.opTiming) addon.resetOpTimings();
   const embeddings = [];
   let tokens = 0;
@@ -147,12 +204,11 @@ async function child(jobFile) {
   const encodeSeconds = now() - s;
   const ops = job.opTiming ? addon.opTimings().sort((a, b) => b.seconds - a.seconds) : null;
   const out = {
-    precision: job.precision,
     loadSeconds,
     encodeSeconds,
     tokens,
     tokensPerSecond: tokens / encodeSeconds,
-    latency20: median(latencies),
+    latency20,
     isa: addon.cpuIsa().isa,
     weightBytes: model.weightBytes,
     peakRss: process.resourceUsage().maxRSS * 1024,
@@ -164,7 +220,78 @@ async function child(jobFile) {
   let o = 0;
   for (const e of embeddings) (all.set(e, o), (o += e.length));
   writeFileSync(job.embeddingsFile, Buffer.from(all.buffer));
-  process.stdout.write(JSON.stringify(out));
+  return out;
+}
+
+/** llama.cpp: load one GGUF, embed the texts one at a time (after the latency runs), report. */
+async function childLlama(job) {
+  const peer = await loadLlamaCpp({ threads: job.threads });
+  if ('skip' in peer) throw new Error(peer.skip);
+  const t0 = now();
+  const e = await openEmbedder(peer.llama, job.gguf, { threads: job.threads, maxTokens: job.maxTokens });
+  const loadSeconds = now() - t0;
+  const peakRssLoad = process.resourceUsage().maxRSS * 1024;
+  const latency20 = job.single ? await latency(() => e.embed(job.single)) : null;
+  const pooled = new Float32Array(job.seqs.length * job.hidden);
+  let tokens = 0;
+  const s = now();
+  for (const [i, seq] of job.seqs.entries()) {
+    pooled.set(await e.embed(seq), i * job.hidden);
+    tokens += seq.length;
+  }
+  const encodeSeconds = now() - s;
+  const peakRss = process.resourceUsage().maxRSS * 1024;
+  await e.dispose();
+  writeFileSync(job.embeddingsFile, Buffer.from(pooled.buffer));
+  return {
+    loadSeconds,
+    encodeSeconds,
+    tokens,
+    tokensPerSecond: tokens / encodeSeconds,
+    latency20,
+    weightBytes: statSync(job.gguf).size,
+    peakRss,
+    peakRssLoad,
+    ops: null,
+    version: peer.version,
+  };
+}
+
+/**
+ * The GGUF of the random weights in `format`, written (atomically) beside the safetensors file and
+ * reused while it is newer than that file.
+ */
+function llamaGguf(config, sources, format, tokenizerMetadata) {
+  const file = sources[0].path.replace(/\.safetensors$/, `-gguf1-${format}.gguf`);
+  if (existsSync(file) && statSync(file).mtimeMs >= statSync(sources[0].path).mtimeMs) return file;
+  console.error(`writing the ${format} GGUF to ${file} ...`);
+  const byName = new Map(sources.map((s) => [s.name, s]));
+  const tensor = (name) => {
+    const s = byName.get(name);
+    return readTensorF32({ name, file: s.path, dtype: s.dtype, shape: [], offset: s.offset, byteLength: s.length });
+  };
+  writeGguf(file, { metadata: llamaMetadata(config, format, tokenizerMetadata, 'l2e bench random weights'), tensors: llamaTensors(config, format, tensor) });
+  return file;
+}
+
+/** Runs one child job; returns its report. */
+function runChild(job, label, threads, isa = null) {
+  const jobFile = join(os.tmpdir(), `l2e-bench-precision-job-${process.pid}.json`);
+  writeFileSync(jobFile, JSON.stringify(job));
+  const env = { ...process.env, L2E_NUM_THREADS: String(threads), ...(isa ? { L2E_CPU_ISA: isa } : {}) };
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', jobFile], { encoding: 'utf8', maxBuffer: 16 << 20, env });
+  if (r.status !== 0) throw new Error(`${label} run failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  return JSON.parse(r.stdout);
+}
+
+const readF32 = (file) => new Float32Array(readFileSync(file).buffer.slice(0));
+
+/** Our embeddings from llama.cpp's pooled hidden states (rows of `hidden`): our dense layer, L2 norm. */
+function projectAll(pooled, hidden, dense) {
+  const rows = pooled.length / hidden;
+  const out = new Float32Array(rows * dense.bias.length);
+  for (let r = 0; r < rows; r++) out.set(projectPooled(pooled.subarray(r * hidden, (r + 1) * hidden), dense.weight, dense.bias), r * dense.bias.length);
+  return out;
 }
 
 function cosines(a, b, dim) {
@@ -188,48 +315,99 @@ async function main() {
   }
   const rng = makeRng(5);
   const seqs = randomSequences(drawLengths(mix, o.texts, rng), config.vocab, rng).sort((a, b) => b.length - a.length);
+  for (const s of seqs) s[0] = 1; // BOS
   const batches = [];
   for (let i = 0; i < seqs.length; i += 64) {
     const p = pack(seqs.slice(i, i + 64));
     batches.push({ tokens: Array.from(p.tokens), cuSeqlens: Array.from(p.cuSeqlens) });
   }
   const single = Array.from(randomSequences([20], config.vocab, rng)[0]);
+  single[0] = 1;
   const sources = writeRandomWeights(config, 43);
   const tokens = seqs.reduce((n, s) => n + s.length, 0);
+  const maxTokens = seqs[0].length;
   const loadavg = os.loadavg().map((x) => x.toFixed(1)).join(' ');
   console.log(
     `model: hidden ${config.hidden}, ${config.layers} layers, MLP ${config.intermediate}, vocab ${config.vocab}; ` +
-      `${o.texts} texts, ${tokens} tokens, batches of 64; ${os.cpus()[0]?.model ?? '?'} x ${os.cpus().length}; ` +
-      `load average at start ${loadavg}`,
+      `${o.texts} texts, ${tokens} tokens (longest ${maxTokens}), batches of 64; ${o.threads} threads; ` +
+      `${os.cpus()[0]?.model ?? '?'} x ${os.cpus().length}; load average at start ${loadavg}`,
   );
-  const runs = Object.fromEntries(o.precisions.map((p) => [p, []]));
-  const embFiles = {};
+  const skipped = [];
+  const skip = (msg) => {
+    skipped.push(msg);
+    console.log(`skipped: ${msg}`);
+  };
+
+  // llama.cpp: the runtime, the GGUF files, and the check against ours before any timing
+  let formats = o.llama;
+  const ggufs = {};
+  const checks = [];
+  let llamaVersion = null;
+  const seqsJson = seqs.map((s) => Array.from(s));
+  const tempFiles = new Set([join(os.tmpdir(), `l2e-bench-precision-job-${process.pid}.json`)]);
+  const embFile = (name) => {
+    const f = join(os.tmpdir(), `l2e-bench-precision-${process.pid}-${name.replace(/[^A-Za-z0-9_]/g, '_')}.f32`);
+    tempFiles.add(f);
+    return f;
+  };
+  if (formats.length > 0) {
+    const peer = await loadLlamaCpp();
+    if ('skip' in peer) {
+      skip(`llama.cpp ${formats.join('/')}: ${peer.skip}`);
+      formats = [];
+    } else llamaVersion = peer.version;
+  }
+  let dense = null;
+  if (formats.length > 0) {
+    const tokenizerMetadata = llamaTokenizerMetadata(await buildLlamaTokenizerJson(), LLAMA_TOKENIZER_CONFIG);
+    for (const f of formats) ggufs[f] = llamaGguf(config, sources, f, tokenizerMetadata);
+    const entry = (name) => {
+      const s = sources.find((x) => x.name === name);
+      return { name, file: s.path, dtype: s.dtype, shape: [], offset: s.offset, byteLength: s.length };
+    };
+    dense = { weight: readTensorF32(entry('dense_layer.weight')), bias: readTensorF32(entry('dense_layer.bias')) };
+    const picked = Array.from({ length: Math.min(CHECK_TEXTS, seqs.length) }, (_, i) => Math.floor((i * seqs.length) / Math.min(CHECK_TEXTS, seqs.length)));
+    const checkSeqs = picked.map((i) => seqsJson[i]);
+    const p = pack(picked.map((i) => seqs[i]));
+    const refFile = embFile('check-ours');
+    runChild({ engine: 'ours', config, precision: 'fp32', sources, batches: [{ tokens: Array.from(p.tokens), cuSeqlens: Array.from(p.cuSeqlens) }], single: null, embeddingsFile: refFile }, 'check: ours fp32', o.threads);
+    const ref = readF32(refFile);
+    const passed = [];
+    for (const f of formats) {
+      const file = embFile(`check-llama-${f}`);
+      runChild({ engine: 'llama', gguf: ggufs[f], threads: o.threads, maxTokens, hidden: config.hidden, seqs: checkSeqs, single: null, embeddingsFile: file }, `check: llama.cpp ${f}`, o.threads);
+      const cos = cosines(projectAll(readF32(file), config.hidden, dense), ref, config.dense);
+      const minCos = Math.min(...cos);
+      checks.push({ engine: `llama.cpp ${f}`, texts: cos.length, minCos });
+      if (minCos >= CHECK_MIN_COS) passed.push(f); // NaN fails
+      else skip(`llama.cpp ${f}: its embeddings differ from ours (min cosine ${minCos.toFixed(6)} < ${CHECK_MIN_COS} on ${cos.length} texts): not timed`);
+      console.error(`check llama.cpp ${f}: min cosine to ours ${minCos.toFixed(6)} on ${cos.length} texts`);
+    }
+    formats = passed;
+  }
+
+  const engines = [
+    ...o.precisions.map((p) => ({ name: `ours ${p}`, variant: p, isa: parseVariant(p).isa, job: { engine: 'ours', config, precision: parseVariant(p).precision, sources, batches, single } })),
+    ...formats.map((f) => ({ name: `llama.cpp ${f}`, job: { engine: 'llama', gguf: ggufs[f], threads: o.threads, maxTokens, hidden: config.hidden, seqs: seqsJson, single } })),
+  ];
+  const runs = Object.fromEntries(engines.map((e) => [e.name, []]));
   for (let pass = 0; pass < o.passes; pass++) {
-    for (const precision of o.precisions) {
-      const jobFile = join(os.tmpdir(), `l2e-bench-precision-job-${process.pid}.json`);
-      embFiles[precision] = join(os.tmpdir(), `l2e-bench-precision-${process.pid}-${precision.replace('@', '-')}.f32`);
-      const { precision: weights, isa } = parseVariant(precision);
-      writeFileSync(jobFile, JSON.stringify({
-        config, precision: weights, sources, batches, single, embeddingsFile: embFiles[precision], opTiming: pass === 0,
-      }));
-      const env = isa ? { ...process.env, L2E_CPU_ISA: isa } : process.env;
-      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', jobFile], { encoding: 'utf8', maxBuffer: 16 << 20, env });
-      if (r.status !== 0) throw new Error(`${precision} run failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
-      const res = JSON.parse(r.stdout);
-      runs[precision].push(res);
-      console.error(`pass ${pass + 1} ${precision}: ${res.tokensPerSecond.toFixed(1)} tok/s, encode ${res.encodeSeconds.toFixed(2)} s`);
+    for (const e of engines) {
+      const job = { ...e.job, embeddingsFile: embFile(e.name), opTiming: e.job.engine === 'ours' && pass === 0 };
+      const res = runChild(job, e.name, o.threads, e.isa ?? null);
+      runs[e.name].push(res);
+      console.error(`pass ${pass + 1} ${e.name}: ${res.tokensPerSecond.toFixed(1)} tok/s, encode ${res.encodeSeconds.toFixed(2)} s`);
     }
   }
-  const ref = embFiles.fp32 ? new Float32Array(readFileSync(embFiles.fp32).buffer.slice(0)) : null;
-  const rows = o.precisions.map((p) => {
-    const rs = runs[p];
-    const emb = new Float32Array(readFileSync(embFiles[p]).buffer.slice(0));
-    const cos = ref ? cosines(emb, ref, config.dense) : null;
-    const tps = median(rs.map((r) => r.tokensPerSecond));
+  const embeddingsOf = (e) => (e.job.engine === 'llama' ? projectAll(readF32(embFile(e.name)), config.hidden, dense) : readF32(embFile(e.name)));
+  const ref = runs['ours fp32'] ? readF32(embFile('ours fp32')) : null;
+  const rows = engines.map((e) => {
+    const rs = runs[e.name];
+    const cos = ref ? cosines(embeddingsOf(e), ref, config.dense) : null;
     return {
-      engine: `ours ${p}`,
-      isa: rs[0].isa,
-      tokensPerSecond: tps,
+      engine: e.name,
+      isa: rs[0].isa ?? null,
+      tokensPerSecond: median(rs.map((r) => r.tokensPerSecond)),
       encodeSeconds: median(rs.map((r) => r.encodeSeconds)),
       latency20: median(rs.map((r) => r.latency20)),
       loadSeconds: median(rs.map((r) => r.loadSeconds)),
@@ -246,7 +424,7 @@ async function main() {
   console.log(`\nencode, medians of ${o.passes} interleaved passes (load average now ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`);
   printTable(rows, [
     { title: 'engine', get: (r) => r.engine },
-    { title: 'ISA', get: (r) => r.isa },
+    { title: 'ISA', get: (r) => r.isa ?? '-' },
     { title: 'tok/s', get: (r) => r.tokensPerSecond.toFixed(1), right: true },
     { title: 'vs fp32', get: (r) => (fp32 ? (r.tokensPerSecond / fp32.tokensPerSecond).toFixed(2) + 'x' : '-'), right: true },
     { title: 'encode s', get: (r) => r.encodeSeconds.toFixed(2), right: true },
@@ -258,32 +436,52 @@ async function main() {
     { title: 'load s', get: (r) => r.loadSeconds.toFixed(1), right: true },
     { title: 'cos min / mean', get: (r) => (r.minCos == null ? '-' : `${r.minCos.toFixed(6)} / ${r.meanCos.toFixed(6)}`), right: true },
   ]);
-  let peer = 'node-llama-cpp is not installed';
-  try {
-    await import('node-llama-cpp');
-    peer = 'node-llama-cpp is installed, but the GGUF writer (q/k permuted to its rotary layout) is not written yet';
-  } catch {}
-  console.log(`llama.cpp F32/F16/BF16/Q8_0: skipped (${peer})`);
-  // seconds per op in pass 1 of each variant, one column each (ops by fp32's time, else the first's)
-  const timed = o.precisions.filter((p) => runs[p][0].ops);
+  console.log(
+    'weights GB: ours, the weights as held at that precision; llama.cpp, the GGUF file. llama.cpp embeds one text at a time; ' +
+      'its cosines are after our dense layer and L2 norm, applied to its mean-pooled output in JS (not timed).',
+  );
+  const peers = rows.filter((r) => r.engine.startsWith('llama.cpp'));
+  let versus = null;
+  if (peers.length > 0) {
+    const fastest = peers.reduce((a, b) => (b.tokensPerSecond > a.tokensPerSecond ? b : a));
+    const quickest = peers.reduce((a, b) => (b.latency20 < a.latency20 ? b : a));
+    versus = rows
+      .filter((r) => r.engine.startsWith('ours'))
+      .map((r) => ({ engine: r.engine, speedup: r.tokensPerSecond / fastest.tokensPerSecond, latencyRatio: r.latency20 / quickest.latency20 }));
+    console.log(`\nagainst llama.cpp ${llamaVersion ? `(node-llama-cpp ${llamaVersion}) ` : ''}fastest format ${fastest.engine} (${fastest.tokensPerSecond.toFixed(1)} tok/s), lowest 20-token latency ${quickest.engine} (${(1000 * quickest.latency20).toFixed(1)} ms):`);
+    for (const v of versus) console.log(`  ${v.engine}: ${v.speedup.toFixed(2)}x its throughput, ${v.latencyRatio.toFixed(2)}x its latency`);
+    const pairs = [['ours fp32', 'llama.cpp F32'], ['ours bf16', 'llama.cpp BF16'], ['ours int8', 'llama.cpp Q8_0']];
+    for (const [a, b] of pairs) {
+      const ra = rows.find((r) => r.engine === a);
+      const rb = rows.find((r) => r.engine === b);
+      if (ra && rb) console.log(`  peak RSS ${a} / ${b}: ${(ra.peakRss / rb.peakRss).toFixed(2)}`);
+    }
+  }
+  if (skipped.length > 0) console.log(`\nskipped: ${skipped.join('; ')}`);
+  // seconds per op in pass 1 of each of our variants, one column each (ops by the first's time)
+  const timed = engines.filter((e) => runs[e.name][0].ops);
   if (timed.length) {
-    const secs = (p, op) => runs[p][0].ops.find((x) => x.op === op)?.seconds ?? 0;
-    const ops = [...new Set(timed.flatMap((p) => runs[p][0].ops.filter((x) => x.seconds > 0).map((x) => x.op)))];
+    const secs = (e, op) => runs[e.name][0].ops.find((x) => x.op === op)?.seconds ?? 0;
+    const ops = [...new Set(timed.flatMap((e) => runs[e.name][0].ops.filter((x) => x.seconds > 0).map((x) => x.op)))];
     ops.sort((a, b) => secs(timed[0], b) - secs(timed[0], a));
     const outside = '(outside the op table)';
-    const rowsOps = [...ops, outside].map((op) => ({ op }));
-    const cell = (p, op) => {
-      const wall = runs[p][0].encodeSeconds;
-      const s = op === outside ? wall - runs[p][0].ops.reduce((t, x) => t + x.seconds, 0) : secs(p, op);
-      return `${s.toFixed(3)} ${((100 * s) / wall).toFixed(1).padStart(4)}%`;
+    const cell = (e, op) => {
+      const wall = runs[e.name][0].encodeSeconds;
+      const sec = op === outside ? wall - runs[e.name][0].ops.reduce((t, x) => t + x.seconds, 0) : secs(e, op);
+      return `${sec.toFixed(3)} ${((100 * sec) / wall).toFixed(1).padStart(4)}%`;
     };
     console.log(`\nencode, seconds (share) per op, pass 1:`);
-    printTable(rowsOps, [
+    printTable([...ops, outside].map((op) => ({ op })), [
       { title: 'op', get: (r) => r.op },
-      ...timed.map((p) => ({ title: `${p} (${runs[p][0].encodeSeconds.toFixed(2)} s)`, get: (r) => cell(p, r.op), right: true })),
+      ...timed.map((e) => ({ title: `${e.variant} (${runs[e.name][0].encodeSeconds.toFixed(2)} s)`, get: (r) => cell(e, r.op), right: true })),
     ]);
   }
-  if (o.json) writeFileSync(o.json, JSON.stringify({ config, texts: o.texts, tokens, passes: o.passes, rows, ops: Object.fromEntries(timed.map((p) => [p, runs[p][0].ops])) }, null, 2));
+  if (o.json) {
+    const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, threads: o.threads, loadavgStart: loadavg, node: process.version, nodeLlamaCpp: llamaVersion };
+    writeFileSync(o.json, JSON.stringify({ meta, config, texts: o.texts, tokens, passes: o.passes, rows, checks, versus, skipped, ops: Object.fromEntries(timed.map((e) => [e.variant, runs[e.name][0].ops])) }, null, 2));
+    console.log(`\nwrote ${o.json}`);
+  }
+  for (const f of tempFiles) rmSync(f, { force: true });
 }
 
 main().catch((e) => {

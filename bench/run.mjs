@@ -6,6 +6,7 @@
 // The addon is the test addon (test/helpers/testing-addon.mjs: the shipped addon's functions plus the
 // bench hooks, so the per-op timer sees the models it creates). Encode and training need text pools for the real length mix (--pools DIR, else $L2E_POOLS,
 // else ../shared/data/pools); they are skipped, with a message, when there are none.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -19,6 +20,8 @@ const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_POOLS = resolve(repoRoot, '../shared/data/pools');
 
 const HELP = `usage: npm run bench -- [options]      (or: node bench/run.mjs [options])
+       npm run bench -- precision [options]   whole-model encode at fp32/bf16/int8 next to llama.cpp
+                                              F32/F16/BF16/Q8_0 (bench/precision.mjs; its --help)
 
 Times single CPU kernels of the op table (op/...), our GEMM next to NumPy/OpenBLAS (gemm/...),
 attention at long lengths, whole-model encode next to an eager NumPy implementation (encode/...) and
@@ -135,6 +138,11 @@ function printSummary(results) {
 }
 
 async function main() {
+  if (process.argv[2] === 'precision') {
+    // the precision and peers bench: its own script, its own options
+    const r = spawnSync(process.execPath, [join(repoRoot, 'bench', 'precision.mjs'), ...process.argv.slice(3)], { stdio: 'inherit' });
+    process.exit(r.status ?? 1);
+  }
   const opts = parseArgs(process.argv.slice(2));
   const addon = loadAddon();
   const poolsDir = opts.pools;

@@ -1,0 +1,70 @@
+// bench/precision.mjs through `npm run bench -- precision`: the small model end to end with our fp32
+// and two llama.cpp formats (each checked against ours before it is timed), and its argument errors.
+// Timings themselves are never asserted (shared machines are noisy). Without node-llama-cpp the
+// llama.cpp rows must be a skip that says why.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadLlamaCpp } from '../bench/lib/llama-peer.mjs';
+import { hasPools, skipNote } from './helpers/fixture.js';
+
+const run = promisify(execFile);
+const repoRoot = resolve(import.meta.dirname, '..');
+const runner = join(repoRoot, 'bench', 'run.mjs');
+const dir = mkdtempSync(join(tmpdir(), 'l2e-bench-precision-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Row {
+  engine: string;
+  tokensPerSecond: number;
+  latency20: number;
+  weightBytes: number;
+  peakRss: number;
+  minCos: number | null;
+}
+interface PrecisionFile {
+  meta: { threads: number; nodeLlamaCpp: string | null };
+  tokens: number;
+  rows: Row[];
+  checks: { engine: string; texts: number; minCos: number }[];
+  skipped: string[];
+}
+
+describe('npm run bench -- precision', () => {
+  it('rejects an unknown llama.cpp format, naming the flag', async () => {
+    const err = await run(process.execPath, [runner, 'precision', '--llama', 'Q4_0'], { cwd: repoRoot }).catch((e: { code: number; stderr: string }) => e);
+    expect((err as { code: number }).code).toBe(1);
+    expect((err as { stderr: string }).stderr.trim()).toBe('--llama: unknown value Q4_0 (one of F32, F16, BF16, Q8_0, or none)');
+  });
+
+  it.skipIf(!hasPools)(`runs ours and llama.cpp on the small model, each peer checked before timing ${hasPools ? '' : skipNote('data/pools')}`, async () => {
+    const out = join(dir, 'precision.json');
+    const args = ['precision', '--quick', '--texts', '3', '--passes', '1', '--threads', '1', '--precisions', 'fp32', '--llama', 'F32,Q8_0', '--json', out];
+    const { stdout } = await run(process.execPath, [runner, ...args], { cwd: repoRoot, maxBuffer: 16 << 20 });
+    const r = JSON.parse(readFileSync(out, 'utf8')) as PrecisionFile;
+    expect(r.meta.threads).toBe(1);
+    const peer = await loadLlamaCpp();
+    const engines = 'skip' in peer ? ['ours fp32'] : ['ours fp32', 'llama.cpp F32', 'llama.cpp Q8_0'];
+    expect(r.rows.map((x) => x.engine)).toEqual(engines);
+    for (const row of r.rows) {
+      expect(row.tokensPerSecond).toBeGreaterThan(0);
+      expect(row.latency20).toBeGreaterThan(0);
+      expect(row.weightBytes).toBeGreaterThan(0);
+      expect(row.peakRss).toBeGreaterThan(row.weightBytes / 2); // a GGUF is mapped, not always all resident
+      expect(row.minCos).toBeGreaterThanOrEqual(0.9997); // NaN fails
+    }
+    if ('skip' in peer) {
+      expect(r.skipped).toEqual([`llama.cpp F32/Q8_0: ${peer.skip}`]);
+      expect(stdout).toContain('skipped: llama.cpp F32/Q8_0: node-llama-cpp');
+    } else {
+      expect(r.skipped).toEqual([]);
+      expect(r.meta.nodeLlamaCpp).toBe(peer.version);
+      expect(r.checks.map((c) => [c.engine, c.texts])).toEqual([['llama.cpp F32', 3], ['llama.cpp Q8_0', 3]]);
+      for (const c of r.checks) expect(c.minCos).toBeGreaterThanOrEqual(0.9997);
+      expect(stdout).toMatch(/against llama\.cpp \(node-llama-cpp [\d.]+\) fastest format llama\.cpp (F32|Q8_0)/);
+    }
+  });
+});
