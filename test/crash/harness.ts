@@ -45,7 +45,15 @@ export interface RunResult {
 }
 
 /** Runs `l2e ...args`; with `killAfterMs`, SIGKILLs it then unless it has finished. */
-export function runL2e(args: string[], opts: { env?: NodeJS.ProcessEnv; killAfterMs?: number; onSpawn?: () => void } = {}): Promise<RunResult> {
+/**
+ * Runs bin/l2e.js. killAfterMs: SIGKILL that many ms after the spawn, or, with killClockStarts, after
+ * killClockStarts() first returns true (polled every 2 ms: e.g. once a server has sent the first byte,
+ * so that a loaded machine's slow start does not push every kill past the moment aimed at).
+ */
+export function runL2e(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; killAfterMs?: number; killClockStarts?: () => boolean; onSpawn?: () => void } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [l2eBin, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -53,15 +61,29 @@ export function runL2e(args: string[], opts: { env?: NodeJS.ProcessEnv; killAfte
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     let killed = false;
-    const timer =
-      opts.killAfterMs === undefined
-        ? undefined
-        : setTimeout(() => {
-            killed = child.kill('SIGKILL');
-          }, opts.killAfterMs);
+    let timer: NodeJS.Timeout | undefined;
+    let poll: NodeJS.Timeout | undefined;
+    const arm = (ms: number) => {
+      timer = setTimeout(() => {
+        killed = child.kill('SIGKILL');
+      }, ms);
+    };
+    if (opts.killAfterMs !== undefined) {
+      const ms = opts.killAfterMs;
+      const starts = opts.killClockStarts;
+      if (!starts) arm(ms);
+      else
+        poll = setInterval(() => {
+          if (!starts()) return;
+          clearInterval(poll);
+          poll = undefined;
+          arm(ms);
+        }, 2);
+    }
     child.on('error', reject);
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
+      if (poll) clearInterval(poll);
       resolve({ code, signal, stdout, stderr, killed: killed && signal === 'SIGKILL' });
     });
     opts.onSpawn?.();

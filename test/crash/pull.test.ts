@@ -72,8 +72,11 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function pull(cache: string, killAfterMs?: number) {
-  return runL2e(['pull', 'org/name', '--cache-dir', cache], { env: { HF_ENDPOINT: endpoint }, killAfterMs });
+/** killAfterMs from the spawn, or with fromFirstByte from the first byte of the weights this run receives. */
+function pull(cache: string, killAfterMs?: number, fromFirstByte = false) {
+  const before = served['model.safetensors'] ?? 0;
+  const killClockStarts = fromFirstByte ? () => (served['model.safetensors'] ?? 0) > before : undefined;
+  return runL2e(['pull', 'org/name', '--cache-dir', cache], { env: { HF_ENDPOINT: endpoint }, killAfterMs, killClockStarts });
 }
 
 /** Every blob that is not a partial or a lock is whole; every snapshot file is whole. */
@@ -102,9 +105,12 @@ describe('l2e pull under kill -9', () => {
     const cache = join(root, 'killed');
     const trials = trialCount(6);
     const times = killTimes(15, trials, 300, 2500);
+    // every other trial counts from the first byte of the weights (a 3 MiB file sent over >= 1.3 s):
+    // those land mid-download even when a loaded machine starts the process slowly
+    const fromByte = killTimes(16, trials, 0, 1000);
     let midDownload = 0;
-    for (const t of times) {
-      const r = await pull(cache, t);
+    for (const [i, t] of times.entries()) {
+      const r = i % 2 === 1 ? await pull(cache, fromByte[i], true) : await pull(cache, t);
       if (!r.killed) expect(r.code, r.stderr).toBe(0);
       if (checkCache(cache).partial) midDownload++;
       // start over now and then, so kills land early in the download too
@@ -118,7 +124,7 @@ describe('l2e pull under kill -9', () => {
     checkCache(cache);
     const left = readdirSync(join(cache, 'models--org--name', 'blobs')).filter((n) => n.endsWith('.incomplete') || n.endsWith('.lock'));
     expect(left).toEqual([]);
-    console.log(`pull kill trials: ${trials}, kill times ${times.join(', ')} ms, ${midDownload} left a partial download that the next run resumed`);
+    console.log(`pull kill trials: ${trials}, kill times ${times.map((t, i) => (i % 2 === 1 ? `${fromByte[i]} after the first byte` : t)).join(', ')} ms, ${midDownload} left a partial download that the next run resumed`);
   }, 300_000);
 
   it('two pulls of the same file at once: both succeed, one download, no corruption', async () => {
