@@ -6,8 +6,14 @@
 // latency of one 20-token text, the cosine of each text's embedding to fp32's, and (fp32) the share
 // of encode time in each op of the op table.
 //
+// Also: our GEMM's own GFLOP/s (a 2048^3 sgemm in a child, once per pass) and each engine's encode
+// GFLOP/s as a share of it (the FLOPs of the linear layers and causal attention of the workload).
+//
 // usage: node bench/precision.mjs [--quick] [--passes N] [--texts N] [--precisions fp32,bf16,int8] [--json FILE]
-//   --quick  the hidden-512 benchmark model (bench/lib/workloads.mjs) instead of the 600M shape
+//                                 [--baseline ADDON]
+//   --quick     the hidden-512 benchmark model (bench/lib/workloads.mjs) instead of the 600M shape
+//   --baseline  another build of the test addon (l2e_testing.node), run interleaved with ours as
+//               "before" rows: a before/after comparison under the same load
 // The random weights are written once as safetensors under the OS temp folder (2.2 GB for 600M) and
 // loaded like a checkpoint, through NativeModel.loadTensors. Peers (llama.cpp through
 // node-llama-cpp) are not run yet: their row says why.
@@ -31,7 +37,7 @@ const SHAPE_600M = {
 };
 
 function parseArgs(argv) {
-  const o = { quick: false, passes: 3, texts: 128, precisions: ['fp32', 'bf16', 'int8'], json: null, child: null };
+  const o = { quick: false, passes: 3, texts: 128, precisions: ['fp32', 'bf16', 'int8'], json: null, child: null, baseline: null, gemmChild: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -44,8 +50,13 @@ function parseArgs(argv) {
     else if (a === '--precisions') o.precisions = value().split(',');
     else if (a === '--json') o.json = value();
     else if (a === '--child') o.child = value();
+    else if (a === '--gemm-child') o.gemmChild = true;
+    else if (a === '--baseline') {
+      o.baseline = resolve(value());
+      if (!existsSync(o.baseline)) throw new Error(`--baseline: ${o.baseline} does not exist`);
+    }
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node bench/precision.mjs [--quick] [--passes N] [--texts N] [--precisions fp32,bf16,int8] [--json FILE]');
+      console.log('usage: node bench/precision.mjs [--quick] [--passes N] [--texts N] [--precisions fp32,bf16,int8] [--json FILE] [--baseline ADDON]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (see --help)`);
   }
@@ -151,6 +162,28 @@ async function child(jobFile) {
   process.stdout.write(JSON.stringify(out));
 }
 
+/** Child: our sgemm on 2048^3 (best of 3 after a warm-up), in GFLOP/s. */
+function gemmChild() {
+  const addon = testingAddon();
+  const n = 2048, a = new Float32Array(n * n).fill(0.5), b = new Float32Array(n * n).fill(0.25), c = new Float32Array(n * n);
+  let best = Infinity;
+  for (let i = 0; i < 4; i++) {
+    const s = now();
+    addon.sgemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n);
+    if (i > 0) best = Math.min(best, now() - s);
+  }
+  process.stdout.write(JSON.stringify({ gflops: (2 * n ** 3) / best / 1e9 }));
+}
+
+/** FLOPs of encoding the sequences: the linear layers (2 N K per token) and causal attention. */
+function encodeFlops(c, seqs) {
+  const qd = c.heads * c.headDim, kvd = c.kvHeads * c.headDim;
+  const perToken = 2 * (c.layers * (2 * qd * c.hidden + 2 * kvd * c.hidden + 3 * c.intermediate * c.hidden) + c.dense * c.hidden);
+  let flops = 0;
+  for (const s of seqs) flops += perToken * s.length + c.layers * 4 * qd * (s.length * (s.length + 1)) / 2;
+  return flops;
+}
+
 function cosines(a, b, dim) {
   const out = [];
   for (let r = 0; r < a.length / dim; r++) {
@@ -164,6 +197,7 @@ function cosines(a, b, dim) {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   if (o.child) return child(o.child);
+  if (o.gemmChild) return gemmChild();
   const config = o.quick ? { ...BENCH_MODEL } : SHAPE_600M;
   const mix = loadLengthMix(resolve(repoRoot, '../shared/data/pools'));
   if (!mix) {
@@ -186,32 +220,47 @@ async function main() {
       `${o.texts} texts, ${tokens} tokens, batches of 64; ${os.cpus()[0]?.model ?? '?'} x ${os.cpus().length}; ` +
       `load average at start ${loadavg}`,
   );
-  const runs = Object.fromEntries(o.precisions.map((p) => [p, []]));
+  // engines: ours at each precision, then (--baseline) the other build at each precision
+  const engines = o.precisions.map((p) => ({ key: p, precision: p, addon: null }));
+  if (o.baseline) engines.push(...o.precisions.map((p) => ({ key: `before ${p}`, precision: p, addon: o.baseline })));
+  const runs = Object.fromEntries(engines.map((e) => [e.key, []]));
   const embFiles = {};
+  const gemm = [];
+  const flops = encodeFlops(config, seqs);
+  const self = fileURLToPath(import.meta.url);
   for (let pass = 0; pass < o.passes; pass++) {
-    for (const precision of o.precisions) {
+    const g = spawnSync(process.execPath, [self, '--gemm-child'], { encoding: 'utf8' });
+    if (g.status !== 0) throw new Error(`sgemm run failed: ${g.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    gemm.push(JSON.parse(g.stdout).gflops);
+    console.error(`pass ${pass + 1} sgemm 2048^3: ${gemm[gemm.length - 1].toFixed(1)} GFLOP/s`);
+    for (const e of engines) {
       const jobFile = join(os.tmpdir(), `l2e-bench-precision-job-${process.pid}.json`);
-      embFiles[precision] = join(os.tmpdir(), `l2e-bench-precision-${process.pid}-${precision}.f32`);
+      embFiles[e.key] = join(os.tmpdir(), `l2e-bench-precision-${process.pid}-${e.key.replace(' ', '-')}.f32`);
       writeFileSync(jobFile, JSON.stringify({
-        config, precision, sources, batches, single, embeddingsFile: embFiles[precision], opTiming: precision === 'fp32' && pass === 0,
+        config, precision: e.precision, sources, batches, single, embeddingsFile: embFiles[e.key], opTiming: e.key === 'fp32' && pass === 0,
       }));
-      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', jobFile], { encoding: 'utf8', maxBuffer: 16 << 20 });
-      if (r.status !== 0) throw new Error(`${precision} run failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+      const env = e.addon ? { ...process.env, L2E_TESTING_ADDON: e.addon } : process.env;
+      const r = spawnSync(process.execPath, [self, '--child', jobFile], { encoding: 'utf8', maxBuffer: 16 << 20, env });
+      if (r.status !== 0) throw new Error(`${e.key} run failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
       const res = JSON.parse(r.stdout);
-      runs[precision].push(res);
-      console.error(`pass ${pass + 1} ${precision}: ${res.tokensPerSecond.toFixed(1)} tok/s, encode ${res.encodeSeconds.toFixed(2)} s`);
+      runs[e.key].push(res);
+      console.error(`pass ${pass + 1} ${e.key}: ${res.tokensPerSecond.toFixed(1)} tok/s, encode ${res.encodeSeconds.toFixed(2)} s, peak RSS ${(res.peakRss / 1e9).toFixed(2)} GB`);
     }
   }
+  const gemmGflops = median(gemm);
   const ref = embFiles.fp32 ? new Float32Array(readFileSync(embFiles.fp32).buffer.slice(0)) : null;
-  const rows = o.precisions.map((p) => {
+  const rows = engines.map(({ key: p }) => {
     const rs = runs[p];
     const emb = new Float32Array(readFileSync(embFiles[p]).buffer.slice(0));
     const cos = ref ? cosines(emb, ref, config.dense) : null;
     const tps = median(rs.map((r) => r.tokensPerSecond));
+    const encodeSeconds = median(rs.map((r) => r.encodeSeconds));
     return {
-      engine: `ours ${p}`,
+      engine: p.startsWith('before') ? p : `ours ${p}`,
+      gflops: flops / encodeSeconds / 1e9,
+      gemmShare: flops / encodeSeconds / 1e9 / gemmGflops,
       tokensPerSecond: tps,
-      encodeSeconds: median(rs.map((r) => r.encodeSeconds)),
+      encodeSeconds,
       latency20: median(rs.map((r) => r.latency20)),
       loadSeconds: median(rs.map((r) => r.loadSeconds)),
       weightBytes: rs[0].weightBytes,
@@ -224,12 +273,15 @@ async function main() {
   });
   const fp32 = rows.find((r) => r.engine === 'ours fp32');
   const gb = (b) => (b / 1e9).toFixed(2);
-  console.log(`\nencode, medians of ${o.passes} interleaved passes (load average now ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`);
+  console.log(`\nencode, medians of ${o.passes} interleaved passes (load average now ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}); ` +
+    `our sgemm 2048^3: ${gemmGflops.toFixed(1)} GFLOP/s; the workload: ${(flops / 1e9).toFixed(0)} GFLOP`);
   printTable(rows, [
     { title: 'engine', get: (r) => r.engine },
     { title: 'tok/s', get: (r) => r.tokensPerSecond.toFixed(1), right: true },
     { title: 'vs fp32', get: (r) => (fp32 ? (r.tokensPerSecond / fp32.tokensPerSecond).toFixed(2) + 'x' : '-'), right: true },
     { title: 'encode s', get: (r) => r.encodeSeconds.toFixed(2), right: true },
+    { title: 'GFLOP/s', get: (r) => r.gflops.toFixed(1), right: true },
+    { title: 'of sgemm', get: (r) => `${(100 * r.gemmShare).toFixed(0)}%`, right: true },
     { title: '20-tok ms', get: (r) => (1000 * r.latency20).toFixed(1), right: true },
     { title: 'weights GB', get: (r) => gb(r.weightBytes), right: true },
     { title: 'peak RSS GB', get: (r) => gb(r.peakRss), right: true },
@@ -256,7 +308,11 @@ async function main() {
       { title: 'share', get: (r) => `${((100 * r.seconds) / wall).toFixed(1)}%`, right: true },
     ]);
   }
-  if (o.json) writeFileSync(o.json, JSON.stringify({ config, texts: o.texts, tokens, passes: o.passes, rows, fp32Ops: timed ?? null }, null, 2));
+  if (o.json)
+    writeFileSync(o.json, JSON.stringify({
+      config, texts: o.texts, tokens, passes: o.passes, machine: `${os.cpus()[0]?.model ?? '?'} x ${os.cpus().length}`,
+      loadAverage: os.loadavg(), baseline: o.baseline, gemmGflops, gemmSamples: gemm, encodeGflop: flops / 1e9, rows, fp32Ops: timed ?? null,
+    }, null, 2));
 }
 
 main().catch((e) => {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/host_memory.h"
@@ -116,20 +117,29 @@ Buf& Model::param_buffer() {
 void Model::pack_weights(bool pack) {
   if (weights_packed_ == pack) return;
   const int H = cfg_.hidden, I = cfg_.intermediate, qd = cfg_.heads * cfg_.head_dim, kvd = cfg_.kv_heads * cfg_.head_dim;
-  auto each = [&](size_t off, int N, int K) {
-    Buf w = view(params_, off, size_t(N) * size_t(K));
-    be_->pack_weights(w, N, K, pack);
+  struct Matrix {
+    size_t off;
+    int N, K;
   };
-  for (const LayerParams& lp : layer_offsets_) {
-    each(lp.q, qd, H);
-    each(lp.k, kvd, H);
-    each(lp.v, kvd, H);
-    each(lp.o, H, qd);
-    each(lp.gate, I, H);
-    each(lp.up, I, H);
-    each(lp.down, H, I);
+  std::vector<Matrix> all;
+  for (const LayerParams& lp : layer_offsets_)
+    for (const Matrix& m : {Matrix{lp.q, qd, H}, Matrix{lp.k, kvd, H}, Matrix{lp.v, kvd, H}, Matrix{lp.o, H, qd},
+                            Matrix{lp.gate, I, H}, Matrix{lp.up, I, H}, Matrix{lp.down, H, I}})
+      all.push_back(m);
+  all.push_back({off_dense_w_, cfg_.dense, H});
+  size_t done = 0;
+  try {
+    for (; done < all.size(); done++) {
+      Buf w = view(params_, all[done].off, size_t(all[done].N) * size_t(all[done].K));
+      be_->pack_weights(w, all[done].N, all[done].K, pack);
+    }
+  } catch (...) {  // out of memory for the scratch: put back the ones already done, all or nothing
+    while (done-- > 0) {
+      Buf w = view(params_, all[done].off, size_t(all[done].N) * size_t(all[done].K));
+      be_->pack_weights(w, all[done].N, all[done].K, !pack);
+    }
+    throw;
   }
-  each(off_dense_w_, cfg_.dense, H);
   weights_packed_ = pack;
 }
 
@@ -346,7 +356,7 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
   if (be_->name() == "cpu") {
     // every buffer below, added up first: one batch too large must not be allocated half-way
     check_host_memory(uint64_t(T) * activation_bytes_per_token(keep) + uint64_t(B) * activation_bytes_per_sequence(),
-                      "a batch of " + std::to_string(T) + " tokens (" + std::to_string(B) + " texts)",
+                      "a batch of " + std::to_string(T) + " tokens (" + std::to_string(B) + (B == 1 ? " text)" : " texts)"),
                       ": use smaller batches (--max-batch-tokens, --batch-size)");
   }
   auto own = [&](size_t n, DType d) {
@@ -354,6 +364,7 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
     return a.owned.back();
   };
   a.layers.resize(keep ? cfg_.layers : 1);
+  a.owned.reserve(a.layers.size() * 14 + 8);  // at most 14 per layer and 8 more: own() never reallocates
   for (auto& L : a.layers) {
     L.x_in = own(T * H, ad);
     L.rstd1 = own(T, DType::F32);
@@ -409,6 +420,8 @@ void Model::free_activations(Activations& a) {
 }
 
 int Model::encode_group_tokens() const {
+  // Host memory only: a GPU's own memory is not the process's RSS, and its GEMMs want the whole batch.
+  if (be_->name() != "cpu") return std::numeric_limits<int>::max();
   const size_t budget = weight_bytes() / kEncodeActShare;
   return int(std::max<size_t>(kEncodeMinTokens, std::min<size_t>(budget / activation_bytes_per_token(false), 1 << 30)));
 }

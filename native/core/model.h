@@ -126,9 +126,9 @@ class Model {
   // nn.Linear's layout: training, get_param, set_param).
   void encode(const int32_t* ids, int T, const int32_t* cu_seqlens, int B, Activations& acts, float* emb,
               float* hidden);
-  // Tokens per encode group: activations of at most 1/kEncodeActShare of the weights' bytes, and
-  // at least kEncodeMinTokens tokens.
-  static constexpr int kEncodeActShare = 32, kEncodeMinTokens = 64;
+  // Tokens per encode group on the CPU: activations of at most 1/kEncodeActShare of the weights'
+  // bytes, and at least kEncodeMinTokens tokens (other backends: the whole batch).
+  static constexpr int kEncodeActShare = 16, kEncodeMinTokens = 64;
   int encode_group_tokens() const;
   // Bytes of activations per token of a forward pass (keep: every layer's, for backward), and per sequence.
   size_t activation_bytes_per_token(bool keep) const;

@@ -338,11 +338,14 @@ void gemm_prepacked(const KernelInfo& ker, const View& a, const float* Wp, int64
     if (e) std::rethrow_exception(e);
 }
 
-// Block s of W (kPackedRows x K, contiguous) between row-major and k-major, through scratch.
+// Block s of W (kPackedRows x K, contiguous) between row-major and k-major, through scratch that
+// is allocated first: when that fails (the only error), W is left as it was.
 void transpose_blocks(float* W, int64_t N, int64_t K, bool pack) {
   const int64_t blocks = N / kPackedRows, R = kPackedRows;
-  parallel_for(blocks, [&](int64_t b0, int64_t b1, int) {
-    std::vector<float> tmp(size_t(R * K));
+  std::vector<std::vector<float>> scratch(size_t(std::min<int64_t>(num_threads(), std::max<int64_t>(1, blocks))));
+  for (auto& v : scratch) v.resize(size_t(R * K));
+  parallel_for(blocks, [&](int64_t b0, int64_t b1, int part) {
+    std::vector<float>& tmp = scratch[size_t(part)];
     for (int64_t s = b0; s < b1; s++) {
       float* blk = W + s * R * K;
       std::memcpy(tmp.data(), blk, sizeof(float) * size_t(R * K));
