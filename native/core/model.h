@@ -5,6 +5,8 @@
 // each tensor at a fixed offset, in the canonical order of param_layout(). A model built with a
 // bf16 / int8 precision (inference only, CPU) holds its weight matrices converted (core/lowp.h)
 // and only the vectors (norms, dense bias) in that buffer, packed without the matrices' room.
+// An fp32 model on the CPU that encodes holds its matrices (not the embedding table) rearranged in
+// place for the GEMM (cpu/gemm.h pack_weights_inplace) until something reads them as nn.Linear's.
 #pragma once
 #include <functional>
 #include <map>

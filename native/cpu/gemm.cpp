@@ -8,6 +8,9 @@
 // takes fewer bands. Packed op(B) is shared: whichever thread first needs a group of slivers packs
 // it, the others wait for it (rarely: each thread starts at a different group), so nothing is
 // packed twice and there is no barrier.
+// Pre-packed weights (sgemm_packed_weights, inference): op(B) = W^T is already in slivers, so only
+// op(A) is packed, once per row band and k block; the bands sweep all of N (row bands of at most
+// mc rows, the columns cut too when M is small).
 #include "cpu/gemm.h"
 
 #include <algorithm>
