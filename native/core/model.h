@@ -130,7 +130,7 @@ class Model {
               float* hidden);
   // Tokens per encode group on the CPU: activations of at most 1/kEncodeActShare of the weights'
   // bytes, and at least kEncodeMinTokens tokens (other backends: the whole batch).
-  static constexpr int kEncodeActShare = 16, kEncodeMinTokens = 64;
+  static constexpr int kEncodeActShare = 32, kEncodeMinTokens = 64;
   int encode_group_tokens() const;
   // Bytes of activations per token of a forward pass (keep: every layer's, for backward), and per sequence.
   size_t activation_bytes_per_token(bool keep) const;
