@@ -12,6 +12,10 @@ interface GemmNatives {
   ): void;
   gemmKernel(): string;
   setGemmKernel(name: string): void;
+  packWeights(W: Float32Array, N: number, K: number, pack: boolean): void;
+  sgemmPackedWeights(
+    M: number, N: number, K: number, A: Float32Array, lda: number, Wp: Float32Array, beta: number, C: Float32Array, ldc: number,
+  ): void;
 }
 
 const addon = testingAddon<GemmNatives>();
@@ -60,7 +64,9 @@ interface Case {
  * u = 2^-24, with n = 2K + 8 a safe over-count. This is a rigorous bound, not a fudge factor, yet
  * dropping or doubling a single product (the usual edge/packing bug) exceeds it by orders of magnitude.
  */
-function checkCase(c: Case, seed: number): void {
+type Run = (A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number) => void;
+
+function checkCase(c: Case, seed: number, run?: Run): void {
   const { transA, transB, M, N, K, alpha, beta, pad } = c;
   const rand = rng(seed);
   const [aRows, aCols] = transA ? [K, M] : [M, K];
@@ -72,7 +78,8 @@ function checkCase(c: Case, seed: number): void {
   // beta == 0: C's old contents must be ignored, so make them NaN.
   const C = matrix(M, N, ldc, beta === 0 ? () => NaN : rand, SENTINEL);
   const C0 = C.slice();
-  addon.sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (run) run(A, lda, B, ldb, C, ldc);
+  else addon.sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 
   const a = (i: number, k: number) => (transA ? A[k * lda + i] : A[i * lda + k]);
   const b = (k: number, j: number) => (transB ? B[j * ldb + k] : B[k * ldb + j]);
@@ -151,6 +158,54 @@ describe.each(supported.map((k) => [k]))('sgemm with the %s kernel', (kernel) =>
     C.set([1, 1, 1, 1]);
     addon.sgemm(false, false, 2, 2, 1, 0, A1, 1, B1, 2, 3, C, 2);
     expect(Array.from(C)).toEqual([3, 3, 3, 3]);
+  });
+});
+
+/** C = A W^T + beta C through the pre-packed weights: W (row stride ldb) copied, packed, multiplied. */
+function packedRun(c: Case): Run {
+  return (A, lda, B, ldb, C, ldc) => {
+    const W = new Float32Array(c.N * c.K);
+    for (let n = 0; n < c.N; n++) W.set(B.subarray(n * ldb, n * ldb + c.K), n * c.K);
+    addon.packWeights(W, c.N, c.K, true);
+    addon.sgemmPackedWeights(c.M, c.N, c.K, A, lda, W, c.beta, C, ldc);
+  };
+}
+
+// [M, N, K] for the pre-packed weights: whole 32-row blocks and a row-major tail (N % 32), k > kc,
+// rows > mc (several row bands), a small M (columns cut between the threads).
+const PACKED_SHAPES: [number, number, number][] = [
+  [1, 1, 1], [7, 33, 65], [65, 100, 33], [33, 70, 600], [300, 64, 40], [3, 200, 20], [257, 257, 7], [20, 96, 1100],
+];
+
+describe.each(supported.map((k) => [k]))('sgemm with pre-packed weights, %s kernel', (kernel) => {
+  it('matches float64, with and without beta, on whole blocks and tails', () => {
+    addon.setGemmKernel(kernel);
+    PACKED_SHAPES.forEach(([M, N, K], s) => {
+      const c: Case = { transA: false, transB: true, M, N, K, alpha: 1, beta: [0, 1, -0.5][s % 3]!, pad: s % 2 === 0 ? 0 : 3 };
+      checkCase(c, 3000 + s, packedRun(c));
+    });
+  });
+});
+
+describe('pre-packed weights', () => {
+  it('packs whole 32-row blocks k-major, leaves the tail rows as they are, and unpacks exactly', () => {
+    const N = 70, K = 37; // two blocks and a tail of 6 rows
+    const rand = rng(7);
+    const W = Float32Array.from({ length: N * K }, rand);
+    const packed = W.slice();
+    addon.packWeights(packed, N, K, true);
+    for (let n = 0; n < N; n++)
+      for (let k = 0; k < K; k++) {
+        const at = n < 64 ? Math.floor(n / 32) * 32 * K + k * 32 + (n % 32) : n * K + k;
+        if (packed[at] !== W[n * K + k]) throw new Error(`W[${n},${k}] is not at ${at} after packing`);
+      }
+    addon.packWeights(packed, N, K, false);
+    expect(packed).toEqual(W);
+  });
+
+  it('refuses a weight array of the wrong size', () => {
+    expect(() => addon.packWeights(new Float32Array(10), 3, 4, true)).toThrow('sgemm: W has 10 elements but a 3x4 matrix with row stride 4 needs 12');
+    expect(() => addon.packWeights(new Float32Array(13), 3, 4, true)).toThrow('packWeights: W must hold exactly N x K values');
   });
 });
 

@@ -12,8 +12,8 @@ import { testingAddon, testingAddonPath } from './helpers/testing-addon.mjs';
 // every export of native/testing/*.cpp
 const HOOKS = [
   'backendOp', 'backendOps', 'benchOp', 'benchOps', 'cudaBenchAttention', 'gemmKernel', 'gradcheck',
-  'gradcheckAdamw', 'gradcheckFloat', 'gradcheckInfonce', 'gradcheckOps', 'lowpKernels', 'lowpLinear', 'opTimings', 'resetOpTimings',
-  'setGemmKernel', 'setOpTiming', 'sgemm',
+  'gradcheckAdamw', 'gradcheckFloat', 'gradcheckInfonce', 'gradcheckOps', 'lowpKernels', 'lowpLinear', 'opTimings', 'packWeights',
+  'resetOpTimings', 'setGemmKernel', 'setOpTiming', 'sgemm', 'sgemmPackedWeights',
 ];
 
 describe('the shipped addon and the test addon', () => {

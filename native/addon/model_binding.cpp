@@ -230,19 +230,9 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
         env, st,
         [=](ModelState& s) {
           Model& m = *s.model;
-          Batch b = m.make_batch(id_copy->data(), int(id_copy->size()), cu_copy->data(), B);
-          try {
-            m.forward(b, s.acts, false);
-            m.backend().download(s.acts.emb, emb->data());
-            if (want_hidden) {
-              hidden->resize(s.acts.hidden.numel);
-              m.backend().download(s.acts.hidden, hidden->data());
-            }
-          } catch (...) {
-            m.free_batch(b);
-            throw;
-          }
-          m.free_batch(b);
+          const int T = int(id_copy->size());
+          if (want_hidden) hidden->resize(size_t(T) * size_t(m.config().hidden));
+          m.encode(id_copy->data(), T, cu_copy->data(), B, s.acts, emb->data(), want_hidden ? hidden->data() : nullptr);
         },
         [=](Napi::Env e) -> Napi::Value {
           Napi::Object o = Napi::Object::New(e);

@@ -72,6 +72,20 @@ class Backend {
   // ---- the ops (core/ops.def: each op's signature and contract, listed once) ----
 #define L2E_OP(name, ret, params, args) virtual ret name params = 0;
 #include "core/ops.def"
+
+  // ---- fp32 weights pre-packed for inference (the CPU's GEMM layout, cpu/gemm.h) ----
+  // Not ops: no gradient, the same numbers as linear. A backend without them keeps nn.Linear's layout.
+  virtual bool packs_weights() const { return false; }
+  // W[N,K] into (pack) or back out of (!pack) the pre-packed layout, in place.
+  virtual void pack_weights(Buf& W, int N, int K, bool pack) {
+    (void)W, (void)N, (void)K, (void)pack;
+    throw Error(name() + " backend: weights cannot be pre-packed");
+  }
+  // linear with W pre-packed.
+  virtual void linear_packed(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y) {
+    (void)x, (void)W, (void)bias, (void)T, (void)K, (void)N, (void)y;
+    throw Error(name() + " backend: weights cannot be pre-packed");
+  }
 };
 
 struct CudaStatus {

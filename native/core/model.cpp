@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/host_memory.h"
@@ -109,7 +110,37 @@ Buf& Model::param_buffer() {
   if (prec_ != Precision::F32)
     throw Error(std::string("this model was loaded in ") + precision_name(prec_) +
                 " for inference; training needs fp32 weights (load it with precision 'fp32')");
+  pack_weights(false);
   return params_;
+}
+
+void Model::pack_weights(bool pack) {
+  if (weights_packed_ == pack) return;
+  const int H = cfg_.hidden, I = cfg_.intermediate, qd = cfg_.heads * cfg_.head_dim, kvd = cfg_.kv_heads * cfg_.head_dim;
+  struct Matrix {
+    size_t off;
+    int N, K;
+  };
+  std::vector<Matrix> all;
+  for (const LayerParams& lp : layer_offsets_)
+    for (const Matrix& m : {Matrix{lp.q, qd, H}, Matrix{lp.k, kvd, H}, Matrix{lp.v, kvd, H}, Matrix{lp.o, H, qd},
+                            Matrix{lp.gate, I, H}, Matrix{lp.up, I, H}, Matrix{lp.down, H, I}})
+      all.push_back(m);
+  all.push_back({off_dense_w_, cfg_.dense, H});
+  size_t done = 0;
+  try {
+    for (; done < all.size(); done++) {
+      Buf w = view(params_, all[done].off, size_t(all[done].N) * size_t(all[done].K));
+      be_->pack_weights(w, all[done].N, all[done].K, pack);
+    }
+  } catch (...) {  // out of memory for the scratch: put back the ones already done, all or nothing
+    while (done-- > 0) {
+      Buf w = view(params_, all[done].off, size_t(all[done].N) * size_t(all[done].K));
+      be_->pack_weights(w, all[done].N, all[done].K, !pack);
+    }
+    throw;
+  }
+  weights_packed_ = pack;
 }
 
 size_t Model::weight_bytes() const {
@@ -141,6 +172,8 @@ void Model::linear(const Buf& x, size_t w_off, const Buf* bias, int T, int K, in
   if (const LowpMatrix* m = lowp_at(w_off)) {
     if (!m->data) throw Error("model: " + layout_[index_of(w_off)].name + " was never set");
     be_->linear_lowp(x, *m, bias, T, y);
+  } else if (weights_packed_) {
+    be_->linear_packed(x, weight(w_off, size_t(N) * K), bias, T, K, N, y);
   } else {
     be_->linear(x, weight(w_off, size_t(N) * K), bias, T, K, N, y);
   }
@@ -174,6 +207,7 @@ void Model::set_param_chunked(const std::string& name, DType host_dtype, size_t 
   const ParamInfo& p = param(name);
   if (host_dtype != DType::F32 && host_dtype != DType::BF16 && host_dtype != DType::F16)
     throw Error(std::string("parameter ") + name + ": cannot convert " + dtype_name(host_dtype));
+  pack_weights(false);
   const size_t esize = dtype_size(host_dtype);
   const size_t row = p.shape.size() == 2 ? size_t(p.shape[1]) : p.numel;
   const size_t rows_per_chunk = std::max<size_t>(1, std::min(p.numel, chunk) / row);
@@ -229,6 +263,7 @@ void Model::set_param_chunked(const std::string& name, DType host_dtype, size_t 
 
 void Model::get_param(const std::string& name, float* host) {
   const ParamInfo& p = param(name);
+  pack_weights(false);
   if (prec_ == Precision::F32) {
     be_->download(view(master_ ? *master_ : params_, p.offset, p.numel), host);
     return;
@@ -242,23 +277,27 @@ void Model::get_param(const std::string& name, float* host) {
   be_->download(view(params_, storage_[i], p.numel), host);
 }
 
-Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
+void Model::check_batch(const int32_t* ids, int T, const int32_t* cu, int B) const {
   if (B <= 0) throw Error("batch has no sequences");
   if (cu[0] != 0 || cu[B] != T) throw Error("cu_seqlens must start at 0 and end at the token count");
-  std::vector<int32_t> pos(T);
   for (int b = 0; b < B; b++) {
-    // Compared, not subtracted (cu[b+1] - cu[b] can overflow), and bounded by T before pos[] is
-    // written: cu = [0, 100, 5] with T = 5 would otherwise overrun it before the last entry is seen.
+    // Compared, not subtracted (cu[b+1] - cu[b] can overflow), and bounded by T before anything is
+    // indexed by it: cu = [0, 100, 5] with T = 5 is refused at its second entry.
     if (cu[b + 1] <= cu[b]) throw Error("sequence " + std::to_string(b) + " of the batch is empty (every text has at least BOS)");
     if (cu[b + 1] > T) throw Error("cu_seqlens[" + std::to_string(b + 1) + "] = " + std::to_string(cu[b + 1]) +
                                    " is past the token count " + std::to_string(T));
-    const int len = cu[b + 1] - cu[b];
-    for (int i = 0; i < len; i++) pos[cu[b] + i] = i;
   }
   for (int t = 0; t < T; t++)
     if (ids[t] < 0 || ids[t] >= cfg_.vocab)
       throw Error("token id " + std::to_string(ids[t]) + " at position " + std::to_string(t) +
                   " is outside the vocabulary (vocab_size " + std::to_string(cfg_.vocab) + ")");
+}
+
+Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
+  check_batch(ids, T, cu, B);
+  std::vector<int32_t> pos(T);
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < cu[b + 1] - cu[b]; i++) pos[cu[b] + i] = i;
   Batch bt;
   bt.B = B;
   bt.T = T;
@@ -298,6 +337,17 @@ std::vector<int32_t> attention_tiles(const int32_t* cu, int B) {
   return t;
 }
 
+size_t Model::activation_bytes_per_token(bool keep) const {
+  const size_t ad = dtype_size(be_->act_dtype()), H = cfg_.hidden, I = cfg_.intermediate,
+               qd = size_t(cfg_.heads) * cfg_.head_dim, kvd = size_t(cfg_.kv_heads) * cfg_.head_dim, P = cfg_.dense;
+  const size_t f32 = (2 + size_t(cfg_.heads)) * 4;  // rstd1, rstd2, lse
+  if (keep) return cfg_.layers * ((4 * H + 2 * qd + 2 * kvd + 3 * I) * ad + f32) + (2 * H + P) * ad + 4;
+  // encode (see alloc_acts): x_in, h1 (also attn, h2, hidden), q (also proj when it fits), k, v, x_mid, gate, up
+  return (2 * H + std::max(H, qd) + qd + 2 * kvd + 2 * I + (P > qd ? P : 0)) * ad + f32 + 4;
+}
+
+size_t Model::activation_bytes_per_sequence() const { return (2 * size_t(cfg_.dense) + 1) * 4; }
+
 void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
   free_activations(a);
   const DType ad = be_->act_dtype();
@@ -305,59 +355,117 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
                kvd = size_t(cfg_.kv_heads) * cfg_.head_dim, P = cfg_.dense;
   if (be_->name() == "cpu") {
     // every buffer below, added up first: one batch too large must not be allocated half-way
-    const uint64_t t = uint64_t(T), per_layer = t * (4 * H + 2 * qd + 2 * kvd + 3 * I) * dtype_size(ad) + t * (2 + cfg_.heads) * 4;
-    const uint64_t rest = t * (2 * H + P) * dtype_size(ad) + t * 4 + uint64_t(B) * (2 * P + 1) * 4;
-    check_host_memory(per_layer * (keep ? uint64_t(cfg_.layers) : 1) + rest,
-                      "a batch of " + std::to_string(T) + " tokens (" + std::to_string(B) + " texts)",
+    check_host_memory(uint64_t(T) * activation_bytes_per_token(keep) + uint64_t(B) * activation_bytes_per_sequence(),
+                      "a batch of " + std::to_string(T) + " tokens (" + std::to_string(B) + (B == 1 ? " text)" : " texts)"),
                       ": use smaller batches (--max-batch-tokens, --batch-size)");
   }
+  auto own = [&](size_t n, DType d) {
+    a.owned.push_back(be_->alloc(n, d));
+    return a.owned.back();
+  };
   a.layers.resize(keep ? cfg_.layers : 1);
+  a.owned.reserve(a.layers.size() * 14 + 8);  // at most 14 per layer and 8 more: own() never reallocates
   for (auto& L : a.layers) {
-    L.x_in = be_->alloc(T * H, ad);
-    L.rstd1 = be_->alloc(T, DType::F32);
-    L.h1 = be_->alloc(T * H, ad);
-    L.q = be_->alloc(T * qd, ad);
-    L.k = be_->alloc(T * kvd, ad);
-    L.v = be_->alloc(T * kvd, ad);
-    L.attn = be_->alloc(T * qd, ad);
-    L.lse = be_->alloc(size_t(cfg_.heads) * T, DType::F32);
-    L.x_mid = be_->alloc(T * H, ad);
-    L.rstd2 = be_->alloc(T, DType::F32);
-    L.h2 = be_->alloc(T * H, ad);
-    L.gate = be_->alloc(T * I, ad);
-    L.up = be_->alloc(T * I, ad);
-    if (keep) L.act = be_->alloc(T * I, ad);  // encode computes act in place of gate
+    L.x_in = own(T * H, ad);
+    L.rstd1 = own(T, DType::F32);
+    L.q = own(T * qd, ad);
+    L.k = own(T * kvd, ad);
+    L.v = own(T * kvd, ad);
+    L.lse = own(size_t(cfg_.heads) * T, DType::F32);
+    L.x_mid = own(T * H, ad);
+    L.rstd2 = own(T, DType::F32);
+    L.gate = own(T * I, ad);
+    L.up = own(T * I, ad);
+    if (keep) {
+      L.h1 = own(T * H, ad);
+      L.attn = own(T * qd, ad);
+      L.h2 = own(T * H, ad);
+      L.act = own(T * I, ad);
+    } else {
+      // Encode keeps nothing for backward: h1 is dead once v is computed, attn once x_mid is, so
+      // one buffer holds h1, then attn, then h2 (act is computed in place of gate).
+      L.h1 = own(T * std::max(H, qd), ad);
+      L.attn = view(L.h1, 0, T * qd);
+      L.h2 = view(L.h1, 0, T * H);
+    }
   }
-  a.x_last = be_->alloc(T * H, ad);
-  a.rstd_f = be_->alloc(T, DType::F32);
-  a.hidden = be_->alloc(T * H, ad);
-  a.proj = be_->alloc(T * P, ad);
-  a.pooled = be_->alloc(B * P, DType::F32);  // pooling sums in fp32 (as the original's float mask did)
-  a.norm = be_->alloc(B, DType::F32);
-  a.emb = be_->alloc(B * P, DType::F32);
-  // The shape is recorded only once every buffer exists: if an allocation above throws, a.T stays 0
+  if (keep) {
+    a.x_last = own(T * H, ad);
+    a.hidden = own(T * H, ad);
+    a.proj = own(T * P, ad);
+  } else {
+    // the last layer writes its output over its own x_in; the final norm into h1; the dense layer into q
+    a.x_last = a.layers[0].x_in;
+    a.hidden = view(a.layers[0].h1, 0, T * H);
+    a.proj = P <= qd ? view(a.layers[0].q, 0, T * P) : own(T * P, ad);
+  }
+  a.rstd_f = own(T, DType::F32);
+  a.pooled = own(B * P, DType::F32);  // pooling sums in fp32 (as the original's float mask did)
+  a.norm = own(B, DType::F32);
+  a.emb = own(B * P, DType::F32);
+  // The shape is recorded only once every buffer exists: if an allocation above throws, a.capT stays 0
   // and the next forward reallocates instead of reusing a half-built set (null buffers).
-  a.T = T;
-  a.B = B;
+  a.T = a.capT = T;
+  a.B = a.capB = B;
   a.keep = keep;
 }
 
 void Model::free_activations(Activations& a) {
-  auto f = [&](Buf& b) {
+  for (Buf& b : a.owned)
     if (!b.empty()) be_->free(b);
-  };
-  for (auto& L : a.layers) {
-    for (Buf* b : {&L.x_in, &L.rstd1, &L.h1, &L.q, &L.k, &L.v, &L.attn, &L.lse, &L.x_mid, &L.rstd2, &L.h2, &L.gate,
-                   &L.up, &L.act})
-      f(*b);
-  }
+  a.owned.clear();
   a.layers.clear();
-  for (Buf* b : {&a.x_last, &a.rstd_f, &a.hidden, &a.proj, &a.pooled, &a.norm, &a.emb}) f(*b);
-  a.T = a.B = 0;
+  for (Buf* b : {&a.x_last, &a.rstd_f, &a.hidden, &a.proj, &a.pooled, &a.norm, &a.emb}) *b = Buf{};
+  a.T = a.B = a.capT = a.capB = 0;
+}
+
+int Model::encode_group_tokens() const {
+  // Host memory only: a GPU's own memory is not the process's RSS, and its GEMMs want the whole batch.
+  if (be_->name() != "cpu") return std::numeric_limits<int>::max();
+  const size_t budget = weight_bytes() / kEncodeActShare;
+  return int(std::max<size_t>(kEncodeMinTokens, std::min<size_t>(budget / activation_bytes_per_token(false), 1 << 30)));
+}
+
+void Model::encode(const int32_t* ids, int T, const int32_t* cu, int B, Activations& a, float* emb, float* hidden) {
+  check_batch(ids, T, cu, B);  // here, so errors name positions in the whole batch, not in a group
+  if (prec_ == Precision::F32 && !master_ && be_->packs_weights()) pack_weights(true);
+  const int G = encode_group_tokens(), H = cfg_.hidden, P = cfg_.dense;
+  std::vector<std::pair<int, int>> groups;  // sequences [first, last)
+  int max_T = 0, max_B = 0;
+  for (int b0 = 0; b0 < B;) {
+    int b1 = b0 + 1;
+    while (b1 < B && cu[b1 + 1] - cu[b0] <= G) b1++;
+    groups.emplace_back(b0, b1);
+    max_T = std::max(max_T, cu[b1] - cu[b0]);
+    max_B = std::max(max_B, b1 - b0);
+    b0 = b1;
+  }
+  if (a.layers.empty() || a.keep || a.capT < max_T || a.capB < max_B) alloc_acts(a, max_T, max_B, false);
+  std::vector<int32_t> group_cu;
+  for (const auto& [b0, b1] : groups) {
+    const int t0 = cu[b0], gT = cu[b1] - t0, gB = b1 - b0;
+    group_cu.resize(size_t(gB) + 1);
+    for (int b = 0; b <= gB; b++) group_cu[size_t(b)] = cu[b0 + b] - t0;
+    Batch batch = make_batch(ids + t0, gT, group_cu.data(), gB);
+    try {
+      forward(batch, a, false);
+      be_->download(view(a.emb, 0, size_t(gB) * P), emb + size_t(b0) * P);
+      if (hidden) be_->download(view(a.hidden, 0, size_t(gT) * H), hidden + size_t(t0) * H);
+    } catch (...) {
+      free_batch(batch);
+      throw;
+    }
+    free_batch(batch);
+  }
 }
 
 void Model::forward(const Batch& batch, Activations& a, bool keep) {
-  if (a.T != batch.T || a.B != batch.B || a.keep != keep || a.layers.empty()) alloc_acts(a, batch.T, batch.B, keep);
+  if (keep) pack_weights(false);  // training reads the weights in nn.Linear's layout
+  const bool fits = !a.layers.empty() && a.keep == keep &&
+                    (keep ? a.capT == batch.T && a.capB == batch.B : a.capT >= batch.T && a.capB >= batch.B);
+  if (!fits) alloc_acts(a, batch.T, batch.B, keep);
+  a.T = batch.T;
+  a.B = batch.B;
   Backend& be = *be_;
   const int T = batch.T, H = cfg_.hidden, I = cfg_.intermediate, nh = cfg_.heads, nkv = cfg_.kv_heads,
             hd = cfg_.head_dim, P = cfg_.dense;

@@ -5,6 +5,8 @@
 // each tensor at a fixed offset, in the canonical order of param_layout(). A model built with a
 // bf16 / int8 precision (inference only, CPU) holds its weight matrices converted (core/lowp.h)
 // and only the vectors (norms, dense bias) in that buffer, packed without the matrices' room.
+// An fp32 model on the CPU that encodes holds its matrices (not the embedding table) rearranged in
+// place for the GEMM (cpu/gemm.h pack_weights_inplace) until something reads them as nn.Linear's.
 #pragma once
 #include <functional>
 #include <map>
@@ -57,8 +59,10 @@ struct LayerActs {
 };
 
 struct Activations {
-  int T = 0, B = 0;
+  int T = 0, B = 0;        // the batch of the last forward
+  int capT = 0, capB = 0;  // the batch the buffers were allocated for (encode reuses them for smaller ones)
   bool keep = false;
+  std::vector<Buf> owned;  // every allocation; the fields below are views into these (encode aliases some)
   std::vector<LayerActs> layers;
   Buf x_last;  // [T,H] residual stream after the last layer
   Buf rstd_f;  // [T]
@@ -116,6 +120,21 @@ class Model {
 
   // Full forward pass into acts (allocated / resized here).
   void forward(const Batch& batch, Activations& acts, bool keep);
+  // Inference: the embeddings [B,P] of a packed batch (ids [T], cu_seqlens [B+1]) into emb, and the
+  // final hidden states [T,H] into hidden unless it is null. The batch runs in groups of whole
+  // sequences of at most encode_group_tokens() tokens (a longer sequence alone), reusing acts, so
+  // the memory besides the weights stays bounded whatever the batch size. On a backend that can,
+  // fp32 weights are first pre-packed for its GEMM, in place (undone by whatever reads them in
+  // nn.Linear's layout: training, get_param, set_param).
+  void encode(const int32_t* ids, int T, const int32_t* cu_seqlens, int B, Activations& acts, float* emb,
+              float* hidden);
+  // Tokens per encode group on the CPU: activations of at most 1/kEncodeActShare of the weights'
+  // bytes, and at least kEncodeMinTokens tokens (other backends: the whole batch).
+  static constexpr int kEncodeActShare = 32, kEncodeMinTokens = 64;
+  int encode_group_tokens() const;
+  // Bytes of activations per token of a forward pass (keep: every layer's, for backward), and per sequence.
+  size_t activation_bytes_per_token(bool keep) const;
+  size_t activation_bytes_per_sequence() const;
   void free_activations(Activations& acts);
 
   // Backward from d loss / d emb [B,P] into grads (same layout as params; accumulated).
@@ -128,6 +147,11 @@ class Model {
 
  private:
   void alloc_acts(Activations& a, int T, int B, bool keep);
+  // Throws Error naming the first bad token id or cu_seqlens entry of a batch.
+  void check_batch(const int32_t* ids, int T, const int32_t* cu, int B) const;
+  // fp32 weight matrices into (true) or out of (false) the backend's pre-packed layout.
+  void pack_weights(bool pack);
+  bool weights_packed_ = false;
   // The fp32 tensor at layout offset off (where params_ holds it), or its converted matrix.
   Buf weight(size_t off, size_t numel) const;
   const LowpMatrix* lowp_at(size_t off) const;

@@ -33,6 +33,7 @@ void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& 
   if (!a.keep || a.T != batch.T || a.B != batch.B || int(a.layers.size()) != cfg_.layers)
     throw Error("backward needs the kept activations of a forward pass over the same batch");
   if (grads.numel != params_.numel) throw Error("gradient buffer does not match the parameters");
+  pack_weights(false);  // the weights in nn.Linear's layout (an encode may have packed them)
   Backend& be = *be_;
   const int T = batch.T, B = batch.B, H = cfg_.hidden, I = cfg_.intermediate, nh = cfg_.heads, nkv = cfg_.kv_heads,
             hd = cfg_.head_dim, P = cfg_.dense;

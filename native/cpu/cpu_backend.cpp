@@ -7,6 +7,7 @@
 
 #include "core/backend.h"
 #include "core/lowp.h"
+#include "cpu/gemm.h"
 #include "cpu/gemm_lowp.h"
 #include "cpu/kernels.h"
 #include "cpu/op_timing.h"
@@ -73,6 +74,16 @@ class CpuBackend final : public Backend {
   }
   void linear(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y) override {
     cpu::linear_fwd(F(x), F(W), bias ? F(*bias) : nullptr, T, K, N, F(y));
+  }
+  bool packs_weights() const override { return true; }
+  void pack_weights(Buf& W, int N, int K, bool pack) override {
+    if (pack)
+      pack_weights_inplace(F(W), N, K);
+    else
+      unpack_weights_inplace(F(W), N, K);
+  }
+  void linear_packed(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y) override {
+    cpu::linear_packed_fwd(F(x), F(W), bias ? F(*bias) : nullptr, T, K, N, F(y));
   }
   void linear_lowp(const Buf& x, const LowpMatrix& W, const Buf* bias, int T, Buf& y) override {
     lowp::linear_lowp(F(x), T, W, F(y));

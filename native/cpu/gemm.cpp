@@ -8,6 +8,9 @@
 // takes fewer bands. Packed op(B) is shared: whichever thread first needs a group of slivers packs
 // it, the others wait for it (rarely: each thread starts at a different group), so nothing is
 // packed twice and there is no barrier.
+// Pre-packed weights (sgemm_packed_weights, inference): op(B) = W^T is already in slivers, so only
+// op(A) is packed, once per row band and k block; the bands sweep all of N (row bands of at most
+// mc rows, the columns cut too when M is small).
 #include "cpu/gemm.h"
 
 #include <algorithm>
@@ -265,6 +268,100 @@ void gemm_threaded(const KernelInfo& ker, const View& a, const View& b, int64_t 
   }
 }
 
+// Pre-packed weights (gemm.h): sliver s of the kernel (columns [s NR, s NR + NR) of op(B) = W^T,
+// k rows [pc, pc + kc)) as a [kc][NR] block. Read in place when the kernel's NR is the packed
+// width, the sliver lies in the packed blocks and the weights are 64-byte aligned (the model's are);
+// otherwise copied into buf (zero padded).
+const float* packed_sliver(const KernelInfo& ker, const float* Wp, int64_t N, int64_t K, int64_t s, int64_t pc,
+                           int64_t kc, float* buf) {
+  const int NR = ker.nr;
+  const int64_t c0 = s * NR, packed_cols = N / kPackedRows * kPackedRows;
+  if (c0 + NR <= packed_cols) {  // NR divides kPackedRows (checked in sgemm_packed_weights)
+    const float* src = Wp + (c0 / kPackedRows) * kPackedRows * K + pc * kPackedRows + c0 % kPackedRows;
+    if (NR == kPackedRows && reinterpret_cast<uintptr_t>(src) % 64 == 0) return src;  // the kernel's aligned loads
+    (ker.pack_copy ? ker.pack_copy : pack_copy_portable)(src, kPackedRows, NR, kc, NR, buf);
+    return buf;
+  }
+  // the row-major tail block: rows c0.. of W, contiguous in k
+  (ker.pack_transpose ? ker.pack_transpose : pack_transpose_portable)(Wp + c0 * K + pc, K, int(std::min<int64_t>(NR, N - c0)),
+                                                                      kc, NR, buf);
+  return buf;
+}
+
+thread_local PackBuffer t_pack_tail;
+
+// C[M,N] = op(A) Wp^T + beta C with pre-packed weights, on `threads` workers. Tasks are row bands
+// (at most mc rows: op(A) is packed once per band and k block, and stays in L2 while every sliver
+// of the weights streams past it); when M is small the columns are cut too, so both cores work.
+void gemm_prepacked(const KernelInfo& ker, const View& a, const float* Wp, int64_t M, int64_t N, int64_t K,
+                    float beta, float* C, int64_t ldc, int threads) {
+  const int MR = ker.mr, NR = ker.nr;
+  const int64_t kc_max = balanced_kc(ker, K);
+  const int64_t row_tiles = (M + MR - 1) / MR;
+  const int64_t bands = std::min(row_tiles, std::max<int64_t>((row_tiles + ker.mc / MR - 1) / (ker.mc / MR), threads));
+  const int64_t band_rows = (row_tiles + bands - 1) / bands * MR;
+  const int64_t slivers = (N + NR - 1) / NR;
+  const int64_t want = threads > 1 ? kBandsPerThread * threads : 1;
+  const int64_t col_blocks = bands >= want ? 1 : std::min(slivers, (want + bands - 1) / bands);
+  const int64_t tasks = bands * col_blocks;
+  std::atomic<int64_t> next{0};
+  auto worker = [&]() {
+    float* pa = t_pack_a.reserve(size_t(band_rows * kc_max));
+    float* tail = t_pack_tail.reserve(size_t(NR * kc_max));
+    for (int64_t task; (task = next.fetch_add(1)) < tasks;) {
+      const int64_t rb = task / col_blocks, cb = task % col_blocks;
+      const int64_t m0 = row_tiles * rb / bands * MR, m1 = std::min(M, row_tiles * (rb + 1) / bands * MR);
+      const int64_t s0 = slivers * cb / col_blocks, s1 = slivers * (cb + 1) / col_blocks;
+      for (int64_t pc = 0; pc < K; pc += kc_max) {
+        const int64_t kc = std::min(kc_max, K - pc);
+        pack_a(ker, sub(a, m0, pc), m1 - m0, kc, pa);
+        for (int64_t s = s0; s < s1; s++) {
+          const float* b = packed_sliver(ker, Wp, N, K, s, pc, kc, tail);
+          const int nr = int(std::min<int64_t>(NR, N - s * NR));
+          for (int64_t ir = 0; ir < m1 - m0; ir += MR) {
+            const int mr = int(std::min<int64_t>(MR, m1 - m0 - ir));
+            ker.micro(kc, pa + ir * kc, b, C + (m0 + ir) * ldc + s * NR, ldc, mr, nr, 1.0f, pc == 0 ? beta : 1.0f);
+          }
+        }
+      }
+    }
+  };
+  if (threads <= 1) return worker();
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+  parallel_for(threads, [&](int64_t begin, int64_t end, int) {
+    for (int64_t t = begin; t < end; t++) {
+      try {
+        worker();
+      } catch (...) {  // only reserve() throws, before a worker claims a task
+        errors[size_t(t)] = std::current_exception();
+      }
+    }
+  });
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+// Block s of W (kPackedRows x K, contiguous) between row-major and k-major, through scratch that
+// is allocated first: when that fails (the only error), W is left as it was.
+void transpose_blocks(float* W, int64_t N, int64_t K, bool pack) {
+  const int64_t blocks = N / kPackedRows, R = kPackedRows;
+  std::vector<std::vector<float>> scratch(size_t(std::min<int64_t>(num_threads(), std::max<int64_t>(1, blocks))));
+  for (auto& v : scratch) v.resize(size_t(R * K));
+  parallel_for(blocks, [&](int64_t b0, int64_t b1, int part) {
+    std::vector<float>& tmp = scratch[size_t(part)];
+    for (int64_t s = b0; s < b1; s++) {
+      float* blk = W + s * R * K;
+      std::memcpy(tmp.data(), blk, sizeof(float) * size_t(R * K));
+      if (pack)
+        for (int64_t r = 0; r < R; r++)
+          for (int64_t k = 0; k < K; k++) blk[k * R + r] = tmp[size_t(r * K + k)];
+      else
+        for (int64_t r = 0; r < R; r++)
+          for (int64_t k = 0; k < K; k++) blk[r * K + k] = tmp[size_t(k * R + r)];
+    }
+  });
+}
+
 }  // namespace
 
 const KernelInfo& active_kernel() {
@@ -308,6 +405,23 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
     return;
   }
   gemm::gemm_threaded(ker, a, b, M, N, K, alpha, beta, C, ldc, threads);
+}
+
+void pack_weights_inplace(float* W, int64_t N, int64_t K) { gemm::transpose_blocks(W, N, K, true); }
+void unpack_weights_inplace(float* W, int64_t N, int64_t K) { gemm::transpose_blocks(W, N, K, false); }
+
+void sgemm_packed_weights(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Wp,
+                          float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    gemm::scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  const gemm::KernelInfo& ker = gemm::active_kernel();
+  if (kPackedRows % ker.nr != 0)
+    throw Error("sgemm: the " + std::string(ker.name) + " kernel's width does not divide the packed weights' 32 rows");
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  gemm::gemm_prepacked(ker, gemm::View{A, lda, false}, Wp, M, N, K, beta, C, ldc, flops < 2e6 ? 1 : num_threads());
 }
 
 const char* gemm_kernel_name() { return gemm::active_kernel().name; }

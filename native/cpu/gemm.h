@@ -11,6 +11,17 @@ namespace l2e {
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// Weights pre-packed for inference: W[N,K] (nn.Linear's row-major layout) rearranged in place so
+// that each whole block of kPackedRows = 32 rows is stored k-major, element (n, k) of block
+// s = n / 32 at W[s*32*K + k*32 + n%32]; a last block of N % 32 rows stays row-major. The packed
+// GEMM then reads op(B) straight from the weights instead of packing 4 bytes per weight each call.
+constexpr int64_t kPackedRows = 32;
+void pack_weights_inplace(float* W, int64_t N, int64_t K);
+void unpack_weights_inplace(float* W, int64_t N, int64_t K);
+// C[M,N] = A[M,K] W[N,K]^T + beta C with W pre-packed (pack_weights_inplace); lda/ldc row strides.
+void sgemm_packed_weights(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Wp,
+                          float beta, float* C, int64_t ldc);
+
 // "avx512", "avx2" or "scalar": the micro-kernel sgemm uses on this CPU (that of cpu/isa.h's active_isa(), which L2E_CPU_ISA sets).
 const char* gemm_kernel_name();
 

@@ -15,6 +15,8 @@ void rmsnorm_fwd(const S* x, const S* w, int T, int H, float eps, S* y, S* rstd)
 // y[T,N] = x[T,K] W[N,K]^T (+ bias); float goes through sgemm.
 template <typename S>
 void linear_fwd(const S* x, const S* W, const S* bias, int T, int K, int N, S* y);
+// The same with W pre-packed (cpu/gemm.h pack_weights_inplace).
+void linear_packed_fwd(const float* x, const float* Wp, const float* bias, int T, int K, int N, float* y);
 template <typename S>
 void rope_fwd(S* x, const int32_t* positions, int T, int heads, int hd, float theta, float sign);
 template <typename S>

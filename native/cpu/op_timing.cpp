@@ -63,6 +63,12 @@ class TimedBackend final : public Backend {
     return b_->name args;               \
   }
 #include "core/ops.def"
+  bool packs_weights() const override { return b_->packs_weights(); }
+  void pack_weights(Buf& W, int N, int K, bool pack) override { b_->pack_weights(W, N, K, pack); }
+  void linear_packed(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y) override {
+    Scope op_timer(k_linear);  // the same op as linear, its weights laid out for the GEMM
+    b_->linear_packed(x, W, bias, T, K, N, y);
+  }
 
  private:
   std::unique_ptr<Backend> b_;

@@ -40,13 +40,23 @@ void rmsnorm_fwd(const S* x, const S* w, int T, int H, float eps, S* y, S* rstd)
   }, row_grain(H));
 }
 
+// y starts as the bias rows (the product is then added onto them); returns the GEMM's beta.
+static float bias_rows(const float* bias, int T, int N, float* y) {
+  if (!bias) return 0.0f;
+  for (int64_t t = 0; t < T; t++) std::memcpy(y + t * N, bias, sizeof(float) * N);
+  return 1.0f;
+}
+
 template <>
 void linear_fwd<float>(const float* x, const float* W, const float* bias, int T, int K, int N, float* y) {
-  // y[T,N] = x[T,K] W[N,K]^T : A = x (no transpose), B = W^T (W stored [N,K] -> transB); with a
-  // bias, y starts as the bias rows and the product is added onto them
-  if (bias)
-    for (int64_t t = 0; t < T; t++) std::memcpy(y + t * N, bias, sizeof(float) * N);
-  sgemm(false, true, T, N, K, 1.0f, x, K, W, K, bias ? 1.0f : 0.0f, y, N);
+  // y[T,N] = x[T,K] W[N,K]^T : A = x (no transpose), B = W^T (W stored [N,K] -> transB)
+  const float beta = bias_rows(bias, T, N, y);
+  sgemm(false, true, T, N, K, 1.0f, x, K, W, K, beta, y, N);
+}
+
+void linear_packed_fwd(const float* x, const float* Wp, const float* bias, int T, int K, int N, float* y) {
+  const float beta = bias_rows(bias, T, N, y);
+  sgemm_packed_weights(T, N, K, x, K, Wp, beta, y, N);
 }
 
 template <>

@@ -1,8 +1,11 @@
 // JS bindings for our sgemm: sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
 // (synchronous, writes C in place), gemmKernel() -> "avx512" | "avx2" | "scalar", and
+// packWeights(W, N, K, pack) (W[N,K] into / out of the pre-packed layout of cpu/gemm.h, in place),
+// sgemmPackedWeights(M, N, K, A, lda, Wp, beta, C, ldc) (C = A Wp^T + beta C), and
 // setGemmKernel(name) to force a micro-kernel (tests use it to cover every instruction set).
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -66,6 +69,37 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value PackWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 4 || !info[3].IsBoolean()) throw Napi::TypeError::New(env, "packWeights(W, N, K, pack: boolean)");
+  Napi::Float32Array W = array_arg(info, 0, "W");
+  const int64_t N = dim_arg(info, 1, "N"), K = dim_arg(info, 2, "K");
+  check_matrix(env, "W", W, N, K, std::max<int64_t>(1, K), "K");
+  if (int64_t(W.ElementLength()) != N * K) throw Napi::RangeError::New(env, "packWeights: W must hold exactly N x K values");
+  if (info[3].As<Napi::Boolean>().Value())
+    l2e::pack_weights_inplace(W.Data(), N, K);
+  else
+    l2e::unpack_weights_inplace(W.Data(), N, K);
+  return env.Undefined();
+}
+
+Napi::Value SgemmPackedWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 9 || !info[6].IsNumber()) throw Napi::TypeError::New(env, "sgemmPackedWeights(M, N, K, A, lda, Wp, beta, C, ldc)");
+  const int64_t M = dim_arg(info, 0, "M"), N = dim_arg(info, 1, "N"), K = dim_arg(info, 2, "K");
+  Napi::Float32Array A = array_arg(info, 3, "A"), W = array_arg(info, 5, "Wp"), C = array_arg(info, 7, "C");
+  const int64_t lda = dim_arg(info, 4, "lda"), ldc = dim_arg(info, 8, "ldc");
+  check_matrix(env, "A", A, M, K, lda, "lda");
+  check_matrix(env, "Wp", W, N, K, std::max<int64_t>(1, K), "K");
+  check_matrix(env, "C", C, M, N, ldc, "ldc");
+  try {
+    l2e::sgemm_packed_weights(M, N, K, A.Data(), lda, W.Data(), info[6].As<Napi::Number>().FloatValue(), C.Data(), ldc);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
+}
+
 Napi::Value GemmKernel(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), l2e::gemm_kernel_name());
 }
@@ -83,6 +117,8 @@ Napi::Value SetGemmKernel(const Napi::CallbackInfo& info) {
 
 void RegisterGemm(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemm", Napi::Function::New(env, Sgemm, "sgemm"));
+  exports.Set("packWeights", Napi::Function::New(env, PackWeights, "packWeights"));
+  exports.Set("sgemmPackedWeights", Napi::Function::New(env, SgemmPackedWeights, "sgemmPackedWeights"));
   exports.Set("gemmKernel", Napi::Function::New(env, GemmKernel, "gemmKernel"));
   exports.Set("setGemmKernel", Napi::Function::New(env, SetGemmKernel, "setGemmKernel"));
 }

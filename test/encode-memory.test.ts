@@ -1,0 +1,122 @@
+// Memory while encoding, at every precision: a child process loads a model and encodes a batch of
+// 64 texts (4,000+ tokens); its resident memory may grow by the weights' bytes while loading and,
+// while encoding, only by one encode group's activations (core/model.h: at most 1/32 of the
+// weights' bytes, or 64 tokens), not by the whole batch's. Also: a batch split into groups gives
+// the embeddings of its texts encoded one at a time, and the fp32 weights, pre-packed for the GEMM
+// by encode, read back (and train) as they were written.
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { openWeights } from '../src/model/weights.js';
+import { testingAddon } from './helpers/testing-addon.mjs';
+import { makeTempDir, removeTempDirs, seededRandom, writeTinyModel, type TinyModel } from './helpers/tinyModel.js';
+
+const SHAPE = { hidden: 512, intermediate: 1376, heads: 8, kvHeads: 8, layers: 2, vocab: 16000, dense: 256 };
+const MiB = 1 << 20;
+// Besides weights and activations: the thread pool, the threads' allocator arenas, GEMM packing
+// buffers and the warm-up encode's small batch (measured: 4-6 MiB in all, whatever the precision).
+const LOAD_SLACK = 8 * MiB;
+// While encoding: GEMM packing buffers and the quantised activations of the int8 kernels.
+const SLACK = 4 * MiB;
+
+interface NativeModelT {
+  loadTensors(s: object[], chunkBytes?: number): Promise<void>;
+  getTensor(name: string): Float32Array;
+  encode(ids: Int32Array, cu: Int32Array): Promise<{ embeddings: Float32Array }>;
+  weightBytes: number;
+  dispose(): void;
+}
+interface Natives {
+  NativeModel: new (config: object, device: string, precision?: string) => NativeModelT;
+}
+
+let tiny: TinyModel;
+let sources: object[];
+let nativeConfig: object;
+const lengths: number[] = [];
+let tokens: number[] = [];
+let cuSeqlens: number[] = [0];
+
+beforeAll(() => {
+  tiny = writeTinyModel(join(makeTempDir(), 'model'), { ...SHAPE, tokenizer: false, seed: 3 });
+  const c = tiny.config;
+  nativeConfig = {
+    vocab: c.vocabSize, hidden: c.hiddenSize, intermediate: c.intermediateSize, layers: c.numLayers, heads: c.numHeads,
+    kvHeads: c.numKvHeads, headDim: c.headDim, dense: SHAPE.dense, rmsEps: c.rmsNormEps, ropeTheta: c.ropeTheta,
+    pooling: 'mean', normalized: true,
+  };
+  sources = openWeights(tiny.dir, c).tensors.map((t) => ({ name: t.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype }));
+  const rand = seededRandom(11);
+  for (let i = 0; i < 64; i++) lengths.push(16 + Math.floor(rand() * 112));
+  tokens = lengths.flatMap((n) => Array.from({ length: n }, () => 3 + Math.floor(rand() * (SHAPE.vocab - 3))));
+  for (const n of lengths) cuSeqlens.push(cuSeqlens[cuSeqlens.length - 1]! + n);
+});
+afterAll(() => removeTempDirs());
+
+/** Activation bytes per token of an encode (core/model.cpp activation_bytes_per_token(false)). */
+function encodeBytesPerToken(): number {
+  const { hidden: H, intermediate: I, heads } = SHAPE;
+  return (2 * H + H + H + 2 * H + 2 * I) * 4 + (2 + heads) * 4 + 4;
+}
+
+describe.each(['fp32', 'bf16', 'int8'])('peak memory while encoding in %s', (precision) => {
+  it('stays within the weights plus one encode group, whatever the batch', () => {
+    const jobFile = join(makeTempDir(), 'job.json');
+    writeFileSync(jobFile, JSON.stringify({ config: nativeConfig, precision, sources, tokens, cuSeqlens }));
+    const child = fileURLToPath(new URL('./helpers/encode-memory-child.mjs', import.meta.url));
+    const r = spawnSync(process.execPath, [child, jobFile], { encoding: 'utf8', env: { ...process.env, L2E_NUM_THREADS: '2' } });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const m = JSON.parse(r.stdout) as { base: number; loaded: number; peak: number; weightBytes: number; finite: boolean };
+    expect(m.finite).toBe(true);
+    const group = Math.max(m.weightBytes / 32, 64 * encodeBytesPerToken());
+    const batch = tokens.length * encodeBytesPerToken();
+    expect(batch).toBeGreaterThan(4 * (group + SLACK)); // the batch at once would exceed the bound
+    expect(m.loaded - m.base).toBeLessThanOrEqual(m.weightBytes + LOAD_SLACK);
+    expect(m.peak - m.loaded).toBeLessThanOrEqual(group + SLACK);
+  });
+});
+
+describe('encode in groups', () => {
+  const addon = () => testingAddon<Natives>();
+
+  it('gives each text the embedding it has when encoded alone, in every precision', async () => {
+    for (const precision of ['fp32', 'int8']) {
+      const model = new (addon().NativeModel)(nativeConfig, 'cpu', precision);
+      await model.loadTensors(sources);
+      const { embeddings } = await model.encode(Int32Array.from(tokens), Int32Array.from(cuSeqlens));
+      const P = SHAPE.dense;
+      for (const i of [0, 17, 40, 63]) {
+        const one = await model.encode(Int32Array.from(tokens.slice(cuSeqlens[i], cuSeqlens[i + 1])), Int32Array.from([0, lengths[i]!]));
+        const row = embeddings.subarray(i * P, (i + 1) * P);
+        for (let j = 0; j < P; j++) expect(Math.abs(row[j]! - one.embeddings[j]!)).toBeLessThanOrEqual(1e-5);
+      }
+      model.dispose();
+    }
+  });
+
+  it('reads the fp32 weights back unchanged after an encode pre-packed them', async () => {
+    const model = new (addon().NativeModel)(nativeConfig, 'cpu', 'fp32');
+    await model.loadTensors(sources);
+    const names = ['layers.0.self_attn.q_proj.weight', 'layers.1.mlp.down_proj.weight', 'dense_layer.weight'];
+    const first = await model.encode(Int32Array.from(tokens.slice(0, 40)), Int32Array.from([0, 40]));
+    for (const n of names) expect(model.getTensor(n)).toEqual(tiny.weights.get(n));
+    const again = await model.encode(Int32Array.from(tokens.slice(0, 40)), Int32Array.from([0, 40]));
+    expect(again.embeddings).toEqual(first.embeddings);
+    model.dispose();
+  });
+
+  it('names the bad token by its position in the whole batch', async () => {
+    const model = new (addon().NativeModel)(nativeConfig, 'cpu', 'fp32');
+    await model.loadTensors(sources);
+    const bad = tokens.slice();
+    bad[3000] = SHAPE.vocab;
+    await expect(model.encode(Int32Array.from(bad), Int32Array.from(cuSeqlens))).rejects.toThrow(
+      `token id ${SHAPE.vocab} at position 3000 is outside the vocabulary (vocab_size ${SHAPE.vocab})`,
+    );
+    model.dispose();
+  });
+});
