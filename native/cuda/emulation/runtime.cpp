@@ -10,7 +10,22 @@
 // Loud failures: allocations are filled with 0xff bytes (NaN as f32 and as bf16), a freed block's
 // pages are unmapped, and a guard page follows every allocation and the dynamic shared memory, so an
 // out-of-bounds access faults; the SIGSEGV handler then names the kernel, block and thread and aborts.
+// Every block starts with fresh shared memory, dynamic and static (L2E_SHARED), filled with 0xff.
+//
+// Errors: a launch with a bad configuration fails at once (cudaGetLastError after the launch); an
+// error while the kernel runs (a failed check above, or L2E_CUDA_EMULATE_FAIL=<kernel> naming it) is
+// asynchronous, as on a GPU: it is returned by the next cudaStreamSynchronize / cudaDeviceSynchronize,
+// so only L2E_CUDA_SYNC=1 (cuda_check.h) ties it to the launch that caused it.
+//
+// Under AddressSanitizer (the sanitizer build, L2E_SANITIZE): every fiber switch is announced with
+// __sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber, and jumps go to libc's _longjmp
+// directly: ASan's _longjmp interceptor would unpoison the stack being left (its live frames'
+// redzones, and the whole host stack below the scheduler: kilobytes of shadow at every one of a
+// kernel's millions of switches). The bytes around device allocations, dynamic shared memory and
+// each static shared array that a guard page cannot cover are poisoned, so ASan reports an access
+// there.
 #undef _FORTIFY_SOURCE  // its longjmp check rejects jumps between fiber stacks, which is the point here
+#include <dlfcn.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -28,10 +43,36 @@
 
 #include "device.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define L2E_EMU_ASAN 1
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 namespace l2e {
 namespace emu {
 
 namespace {
+
+#ifdef L2E_EMU_ASAN
+void poison(const void* p, size_t n) { ASAN_POISON_MEMORY_REGION(p, n); }
+void unpoison(const void* p, size_t n) { ASAN_UNPOISON_MEMORY_REGION(p, n); }
+// glibc's _longjmp, not ASan's interceptor (see the top of the file)
+[[noreturn]] void jump(jmp_buf jb) {
+  using Fn = void (*)(jmp_buf, int);
+  static const Fn real = [] {
+    void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    void* f = libc ? dlsym(libc, "_longjmp") : nullptr;
+    return f ? reinterpret_cast<Fn>(f) : static_cast<Fn>(&_longjmp);
+  }();
+  real(jb, 1);
+  __builtin_unreachable();
+}
+#else
+void poison(const void*, size_t) {}
+void unpoison(const void*, size_t) {}
+[[noreturn]] void jump(jmp_buf jb) { _longjmp(jb, 1); }
+#endif
 
 size_t page_size() {
   static const size_t p = size_t(sysconf(_SC_PAGESIZE));
@@ -49,6 +90,27 @@ cudaError_t set_error(cudaError_t e, const std::string& message) {
   tl_message = message;
   tl_message_code = e;
   return e;
+}
+
+// The device's pending asynchronous error: set when a kernel fails while running, returned (and
+// cleared) by the next synchronisation, whichever host thread makes it.
+std::mutex g_async_mu;
+cudaError_t g_async = cudaSuccess;
+std::string g_async_message;
+
+void defer_error(cudaError_t e, const std::string& message) {
+  std::lock_guard<std::mutex> lock(g_async_mu);
+  if (g_async != cudaSuccess) return;  // the first error is the one reported
+  g_async = e;
+  g_async_message = message;
+}
+
+cudaError_t synchronize() {
+  std::lock_guard<std::mutex> lock(g_async_mu);
+  if (g_async == cudaSuccess) return cudaSuccess;
+  const cudaError_t e = g_async;
+  g_async = cudaSuccess;
+  return set_error(e, g_async_message);
 }
 
 // ---- device memory ----
@@ -75,11 +137,13 @@ const Allocation* find_range(const void* p, size_t n) {
 
 // ---- fibers ----
 constexpr size_t kStack = 64 * 1024;
+constexpr size_t kStaticShared = 48 * 1024;  // CUDA's limit for a block's static shared memory
 enum State { kReady, kWarpWait, kBlockWait, kDone, kFailed };
 
 struct Fiber {
   jmp_buf jb;
   ucontext_t uc;
+  void* asan_fake = nullptr;  // ASan's fake stack of this fiber while it is switched out
   char* map = nullptr;  // guard page + stack
   bool fresh = true;    // must be (re)started with makecontext
   State state = kReady;
@@ -98,6 +162,12 @@ struct Worker {
   char* smem_map = nullptr;
   size_t smem_cap = 0, smem_size = 0;
   char* smem = nullptr;
+  char* static_smem = nullptr;  // kStaticShared bytes, a guard page after them
+  size_t static_used = 0;       // allocated from the top down in the running block
+  std::vector<std::pair<const void*, void*>> static_sites;  // declaration -> the block's copy
+  const void* sched_stack = nullptr;  // the scheduler's stack (for ASan's fiber switches)
+  size_t sched_stack_size = 0;
+  void* sched_fake = nullptr;
   std::vector<WarpSlot> slots;
   std::vector<uint64_t> warp_gen;
   bool failed = false;
@@ -106,16 +176,41 @@ struct Worker {
 };
 thread_local Worker W;
 
+// Fiber switches, announced to ASan (no-ops elsewhere): start before leaving a stack, finish on
+// arriving at the other one.
+#ifdef L2E_EMU_ASAN
+void switch_to_fiber(Fiber* f) { __sanitizer_start_switch_fiber(&W.sched_fake, f->map + page_size(), kStack); }
+void arrived_on_fiber(Fiber* f) { __sanitizer_finish_switch_fiber(f->asan_fake, &W.sched_stack, &W.sched_stack_size); }
+void switch_to_scheduler(Fiber* f) { __sanitizer_start_switch_fiber(&f->asan_fake, W.sched_stack, W.sched_stack_size); }
+void arrived_on_scheduler() { __sanitizer_finish_switch_fiber(W.sched_fake, nullptr, nullptr); }
+#else
+void switch_to_fiber(Fiber*) {}
+void arrived_on_fiber(Fiber*) {}
+void switch_to_scheduler(Fiber*) {}
+void arrived_on_scheduler() {}
+#endif
+
+void yield(Fiber* f) {
+  if (!_setjmp(f->jb)) {
+    switch_to_scheduler(f);
+    jump(W.sched);
+  }
+  arrived_on_fiber(f);
+}
+
 void fiber_main() {
+  arrived_on_fiber(W.cur);
   for (;;) {
     Fiber* f = W.cur;
     W.call(W.body);
     f->state = kDone;
-    if (!_setjmp(f->jb)) _longjmp(W.sched, 1);
+    yield(f);
   }
 }
 
 void start_context(Fiber* f) {
+  unpoison(f->map + page_size(), kStack);  // redzones left by the frames of an abandoned run
+  f->asan_fake = nullptr;
   getcontext(&f->uc);
   f->uc.uc_stack.ss_sp = f->map + page_size();
   f->uc.uc_stack.ss_size = kStack;
@@ -129,15 +224,14 @@ void resume(Fiber* f) {
     if (f->fresh) {
       f->fresh = false;
       start_context(f);
+      switch_to_fiber(f);
       setcontext(&f->uc);
     }
-    _longjmp(f->jb, 1);
+    switch_to_fiber(f);
+    jump(f->jb);
   }
+  arrived_on_scheduler();
   W.cur = nullptr;
-}
-
-void yield(Fiber* f) {
-  if (!_setjmp(f->jb)) _longjmp(W.sched, 1);
 }
 
 Fiber* new_fiber() {
@@ -223,7 +317,10 @@ std::string dims(uint3 d) {
 bool ensure_shared(size_t bytes) {
   const size_t cap = round_up(bytes == 0 ? 1 : bytes, page_size());
   if (cap > W.smem_cap) {
-    if (W.smem_map) munmap(W.smem_map, W.smem_cap + page_size());
+    if (W.smem_map) {
+      unpoison(W.smem_map, W.smem_cap);
+      munmap(W.smem_map, W.smem_cap + page_size());
+    }
     void* m = mmap(nullptr, cap + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {
       W.smem_map = nullptr;
@@ -236,6 +333,15 @@ bool ensure_shared(size_t bytes) {
   }
   W.smem_size = bytes;
   W.smem = W.smem_map + W.smem_cap - bytes;  // ends at the guard page
+  poison(W.smem_map, W.smem_cap - bytes);
+  unpoison(W.smem, bytes);
+  if (!W.static_smem) {
+    void* m = mmap(nullptr, kStaticShared + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return false;
+    W.static_smem = static_cast<char*>(m);
+    mprotect(W.static_smem + kStaticShared, page_size(), PROT_NONE);
+    poison(W.static_smem, kStaticShared);  // unpoisoned array by array as blocks declare them
+  }
   return true;
 }
 
@@ -251,6 +357,9 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
   W.slots.assign(size_t(warps) * 64, WarpSlot{});
   if (W.warp_gen.size() < warps) W.warp_gen.resize(warps, 0);
   std::memset(W.smem, 0xff, W.smem_size);  // uninitialised shared memory reads as NaN
+  poison(W.static_smem + kStaticShared - W.static_used, W.static_used);  // static arrays: fresh ones
+  W.static_used = 0;
+  W.static_sites.clear();
   for (unsigned i = 0; i < n; i++) {
     Fiber* f = W.fibers[i].get();
     f->state = kReady;
@@ -365,6 +474,28 @@ const WarpSlot* warp_exchange(unsigned mask, const char* op, const WarpSlot& in)
 }
 
 void* dynamic_shared() { return W.smem; }
+
+void* static_shared(const void* site, size_t bytes, size_t align) {
+  for (const auto& [s, p] : W.static_sites)
+    if (s == site) return p;
+#ifdef L2E_EMU_ASAN
+  constexpr size_t kRedzone = 32;  // poisoned bytes between two arrays
+#else
+  constexpr size_t kRedzone = 0;
+#endif
+  const size_t used = round_up(W.static_used + bytes, align < 16 ? 16 : align);
+  if (used > kStaticShared) {
+    static thread_local std::string msg;
+    msg = "static shared memory of the block exceeds " + std::to_string(kStaticShared) + " bytes";
+    fail(msg.c_str());
+  }
+  char* p = W.static_smem + kStaticShared - used;  // the first array ends at the guard page
+  unpoison(p, bytes);
+  std::memset(p, 0xff, bytes);  // uninitialised shared memory reads as NaN
+  W.static_used = std::min(kStaticShared, used + kRedzone);
+  W.static_sites.emplace_back(site, p);
+  return p;
+}
 size_t dynamic_shared_size() { return W.smem_size; }
 
 size_t shared_offset(const void* p) {
@@ -411,6 +542,11 @@ void Launch::execute(const Body& body) const {
     set_error(cudaErrorMemoryAllocation, "kernel " + name + ": cannot map shared memory");
     return;
   }
+  static const char* const inject = std::getenv("L2E_CUDA_EMULATE_FAIL");
+  if (inject && name == inject) {
+    defer_error(cudaErrorLaunchFailure, "kernel " + name + " failed in block (0,0,0): fault injected by L2E_CUDA_EMULATE_FAIL");
+    return;
+  }
   W.body = &body;
   W.call = [](const void* b) { (*static_cast<const Body*>(b))(); };
   W.kernel = name_;
@@ -420,7 +556,7 @@ void Launch::execute(const Body& body) const {
       for (unsigned x = 0; x < grid_.x; x++) {
         const uint3 b{x, y, z};
         if (!run_block(b, block_, grid_)) {
-          set_error(cudaErrorLaunchFailure, "kernel " + name + " failed in block " + dims(b) + ": " + W.error);
+          defer_error(cudaErrorLaunchFailure, "kernel " + name + " failed in block " + dims(b) + ": " + W.error);
           W.kernel = nullptr;
           W.failed = false;
           return;
@@ -473,6 +609,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   mprotect(map + data, ps, PROT_NONE);  // reading past the end faults
   char* u = map + data - user;
   std::memset(u, 0xff, user);  // NaN as f32 and as bf16
+  poison(map, data - user);    // the bytes in front, which no guard page covers
   g_allocs[reinterpret_cast<uintptr_t>(u)] = Allocation{map, data + ps, user};
   g_live += user;
   *p = u;
@@ -484,6 +621,7 @@ cudaError_t cudaFree(void* p) {
   std::lock_guard<std::mutex> lock(g_mem_mu);
   auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == g_allocs.end()) return set_error(cudaErrorInvalidValue, "cudaFree of a pointer cudaMalloc did not return");
+  unpoison(it->second.map, it->second.map_bytes - page_size());  // the pages may be mapped again
   munmap(it->second.map, it->second.map_bytes);  // a use after free faults
   g_live -= it->second.bytes;
   g_allocs.erase(it);
@@ -524,9 +662,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   delete reinterpret_cast<char*>(s);
   return cudaSuccess;
 }
-// Every operation has completed when it returns: synchronisation has nothing to wait for.
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+// Every operation has completed when it returns: synchronisation has nothing to wait for but reports
+// the error of a kernel that failed since the last one.
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return synchronize(); }
+cudaError_t cudaDeviceSynchronize() { return synchronize(); }
 
 cudaError_t cudaGetLastError() {
   const cudaError_t e = tl_last;
