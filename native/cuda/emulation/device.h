@@ -55,7 +55,14 @@ struct ThreadCtx {
   uint3 thread_idx, block_idx;
   dim3 block_dim, grid_dim;
 };
-ThreadCtx& ctx();  // the current fiber's
+// The running fiber's CUDA thread. Each fiber's stack lies in a kFiberSlot-aligned slot of its own
+// whose first word points at its ThreadCtx (runtime.cpp): two loads from the frame address instead
+// of a thread-local lookup (which under ASan goes through an interceptor, a third of the run).
+constexpr uintptr_t kFiberSlot = uintptr_t(256) << 10;
+inline ThreadCtx& ctx() {
+  const uintptr_t frame = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  return **reinterpret_cast<ThreadCtx* const*>(frame & ~(kFiberSlot - 1));
+}
 
 void syncthreads();
 // Warp-synchronous exchange: this lane publishes `in` (bytes of payload), waits for all 32 lanes of
@@ -67,6 +74,7 @@ const WarpSlot* warp_exchange(unsigned mask, const char* op, const WarpSlot& in)
 unsigned lane_id();
 unsigned warp_id();               // the warp of the current thread within its block
 uint64_t warp_generation();       // counts the warp's completed exchanges (changes at each one)
+void* warp_scratch(size_t bytes);  // the emulator's own scratch for the current warp (0xff at first)
 [[noreturn]] void fail(const char* what);  // ends the launch with this error
 
 // Dynamic (extern __shared__) memory of the running block, and shared-window offsets (cvta).

@@ -2,7 +2,8 @@
 // and kernel execution with one fiber per CUDA thread (device.h explains the model).
 //
 // Fibers: each OS thread that launches kernels keeps a pool of fibers with 64 KiB stacks (a guard
-// page below each). A fiber is started once with makecontext; afterwards fibers and the scheduler
+// page below each), each in a kFiberSlot-aligned slot whose first page holds a SlotHeader: code on a
+// fiber finds its fiber from its frame address (device.h, ctx()), without thread-local lookups. A fiber is started once with makecontext; afterwards fibers and the scheduler
 // switch with _setjmp/_longjmp, which save only registers (swapcontext would make a system call per
 // switch, and a flash-attention block switches millions of times). A fiber loops: run the kernel
 // body for the CUDA thread it is given, report done, wait for the next block.
@@ -57,17 +58,20 @@ namespace {
 #ifdef L2E_EMU_ASAN
 void poison(const void* p, size_t n) { ASAN_POISON_MEMORY_REGION(p, n); }
 void unpoison(const void* p, size_t n) { ASAN_UNPOISON_MEMORY_REGION(p, n); }
-// glibc's _longjmp, not ASan's interceptor (see the top of the file). Not declared noreturn: before a
-// call to a noreturn function ASan inserts __asan_handle_no_return, which would cost the same.
-void jump(jmp_buf jb) {
-  using Fn = void (*)(jmp_buf, int);
-  static const Fn real = [] {
+// glibc's _longjmp, not ASan's interceptor (see the top of the file)
+using LongJmp = void (*)(jmp_buf, int);
+LongJmp libc_longjmp() {
+  static const LongJmp real = [] {
     void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
     void* f = libc ? dlsym(libc, "_longjmp") : nullptr;
-    return f ? reinterpret_cast<Fn>(f) : static_cast<Fn>(&_longjmp);
+    return f ? reinterpret_cast<LongJmp>(f) : static_cast<LongJmp>(&_longjmp);
   }();
-  real(jb, 1);
+  return real;
 }
+// Not declared noreturn: before a call to a noreturn function ASan inserts __asan_handle_no_return,
+// which would cost the same. Not instrumented: its frame is never left by a return, so redzones it
+// poisoned would stay behind on the stack.
+__attribute__((no_sanitize_address)) void jump(jmp_buf jb) { libc_longjmp()(jb, 1); }
 #else
 void poison(const void*, size_t) {}
 void unpoison(const void*, size_t) {}
@@ -140,17 +144,34 @@ constexpr size_t kStack = 64 * 1024;
 constexpr size_t kStaticShared = 48 * 1024;  // CUDA's limit for a block's static shared memory
 enum State { kReady, kWarpWait, kBlockWait, kDone, kFailed };
 
+struct Worker;
+
 struct Fiber {
   jmp_buf jb;
   ucontext_t uc;
   void* asan_fake = nullptr;  // ASan's fake stack of this fiber while it is switched out
-  char* map = nullptr;  // guard page + stack
+  char* map = nullptr;  // the slot: header page, guard page, stack
+  Worker* w = nullptr;  // the worker (OS thread) it belongs to
   bool fresh = true;    // must be (re)started with makecontext
   State state = kReady;
   const char* op = nullptr;  // the warp operation it waits at
   unsigned linear = 0, phase = 0;
   ThreadCtx c{};
+  char* stack() const { return map + 2 * page_size(); }
 };
+
+// At the start of every fiber slot (ctx() in device.h reads its first member).
+struct SlotHeader {
+  ThreadCtx* ctx;
+  Fiber* fiber;
+};
+static_assert(offsetof(SlotHeader, ctx) == 0, "ctx() reads the first word of the slot");
+
+// The fiber running this code: found from the frame address (only ever called on a fiber).
+Fiber* self() {
+  const uintptr_t frame = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  return reinterpret_cast<const SlotHeader*>(frame & ~(kFiberSlot - 1))->fiber;
+}
 
 struct Worker {
   std::vector<std::unique_ptr<Fiber>> fibers;
@@ -170,6 +191,7 @@ struct Worker {
   void* sched_fake = nullptr;
   std::vector<WarpSlot> slots;
   std::vector<uint64_t> warp_gen;
+  std::vector<char> scratch;  // warp_scratch()
   bool failed = false;
   std::string error;
   bool altstack = false;
@@ -179,67 +201,76 @@ thread_local Worker W;
 // Fiber switches, announced to ASan (no-ops elsewhere): start before leaving a stack, finish on
 // arriving at the other one.
 #ifdef L2E_EMU_ASAN
-void switch_to_fiber(Fiber* f) { __sanitizer_start_switch_fiber(&W.sched_fake, f->map + page_size(), kStack); }
-void arrived_on_fiber(Fiber* f) { __sanitizer_finish_switch_fiber(f->asan_fake, &W.sched_stack, &W.sched_stack_size); }
-void switch_to_scheduler(Fiber* f) { __sanitizer_start_switch_fiber(&f->asan_fake, W.sched_stack, W.sched_stack_size); }
-void arrived_on_scheduler() { __sanitizer_finish_switch_fiber(W.sched_fake, nullptr, nullptr); }
+void switch_to_fiber(Worker& w, Fiber* f) { __sanitizer_start_switch_fiber(&w.sched_fake, f->stack(), kStack); }
+void arrived_on_fiber(Fiber* f) { __sanitizer_finish_switch_fiber(f->asan_fake, &f->w->sched_stack, &f->w->sched_stack_size); }
+void switch_to_scheduler(Fiber* f) { __sanitizer_start_switch_fiber(&f->asan_fake, f->w->sched_stack, f->w->sched_stack_size); }
+void arrived_on_scheduler(Worker& w) { __sanitizer_finish_switch_fiber(w.sched_fake, nullptr, nullptr); }
 #else
-void switch_to_fiber(Fiber*) {}
+void switch_to_fiber(Worker&, Fiber*) {}
 void arrived_on_fiber(Fiber*) {}
 void switch_to_scheduler(Fiber*) {}
-void arrived_on_scheduler() {}
+void arrived_on_scheduler(Worker&) {}
 #endif
 
 void yield(Fiber* f) {
   if (!_setjmp(f->jb)) {
     switch_to_scheduler(f);
-    jump(W.sched);
+    jump(f->w->sched);
   }
   arrived_on_fiber(f);
 }
 
 void fiber_main() {
-  arrived_on_fiber(W.cur);
+  Fiber* f = self();
+  arrived_on_fiber(f);
   for (;;) {
-    Fiber* f = W.cur;
-    W.call(W.body);
+    f->w->call(f->w->body);
     f->state = kDone;
     yield(f);
   }
 }
 
 void start_context(Fiber* f) {
-  unpoison(f->map + page_size(), kStack);  // redzones left by the frames of an abandoned run
+  unpoison(f->stack(), kStack);  // redzones left by the frames of an abandoned run
   f->asan_fake = nullptr;
   getcontext(&f->uc);
-  f->uc.uc_stack.ss_sp = f->map + page_size();
+  f->uc.uc_stack.ss_sp = f->stack();
   f->uc.uc_stack.ss_size = kStack;
   f->uc.uc_link = nullptr;
   makecontext(&f->uc, fiber_main, 0);
 }
 
-void resume(Fiber* f) {
-  W.cur = f;
-  if (!_setjmp(W.sched)) {
+void resume(Worker& w, Fiber* f) {
+  w.cur = f;
+  if (!_setjmp(w.sched)) {
     if (f->fresh) {
       f->fresh = false;
       start_context(f);
-      switch_to_fiber(f);
+      switch_to_fiber(w, f);
       setcontext(&f->uc);
     }
-    switch_to_fiber(f);
+    switch_to_fiber(w, f);
     jump(f->jb);
   }
-  arrived_on_scheduler();
-  W.cur = nullptr;
+  arrived_on_scheduler(w);
+  w.cur = nullptr;
 }
 
+// A fiber in a kFiberSlot-aligned slot: header page, guard page (stack overflow faults), stack.
 Fiber* new_fiber() {
-  auto f = std::make_unique<Fiber>();
-  void* m = mmap(nullptr, kStack + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const size_t used = 2 * page_size() + kStack;
+  static_assert(2 * 64 * 1024 + kStack <= kFiberSlot, "a slot holds header, guard and stack at 64 KiB pages");
+  void* m = mmap(nullptr, 2 * kFiberSlot, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) return nullptr;
-  f->map = static_cast<char*>(m);
-  mprotect(f->map, page_size(), PROT_NONE);  // stack overflow faults
+  char* const region = static_cast<char*>(m);
+  char* const slot = reinterpret_cast<char*>(round_up(reinterpret_cast<uintptr_t>(region), kFiberSlot));
+  if (slot > region) munmap(region, size_t(slot - region));
+  munmap(slot + used, size_t(region + 2 * kFiberSlot - (slot + used)));
+  mprotect(slot + page_size(), page_size(), PROT_NONE);
+  auto f = std::make_unique<Fiber>();
+  f->map = slot;
+  f->w = &W;
+  *reinterpret_cast<SlotHeader*>(slot) = SlotHeader{&f->c, f.get()};
   W.fibers.push_back(std::move(f));
   return W.fibers.back().get();
 }
@@ -347,21 +378,22 @@ bool ensure_shared(size_t bytes) {
 
 // Runs one block; false (with W.error) when it failed.
 bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
+  Worker& w = W;
   const unsigned n = block.x * block.y * block.z;
-  while (W.fibers.size() < n)
+  while (w.fibers.size() < n)
     if (!new_fiber()) {
-      W.error = "cannot map fiber stacks";
+      w.error = "cannot map fiber stacks";
       return false;
     }
   const unsigned warps = (n + 31) / 32;
-  W.slots.assign(size_t(warps) * 64, WarpSlot{});
-  if (W.warp_gen.size() < warps) W.warp_gen.resize(warps, 0);
-  std::memset(W.smem, 0xff, W.smem_size);  // uninitialised shared memory reads as NaN
-  poison(W.static_smem + kStaticShared - W.static_used, W.static_used);  // static arrays: fresh ones
-  W.static_used = 0;
-  W.static_sites.clear();
+  w.slots.assign(size_t(warps) * 64, WarpSlot{});
+  if (w.warp_gen.size() < warps) w.warp_gen.resize(warps, 0);
+  std::memset(w.smem, 0xff, w.smem_size);  // uninitialised shared memory reads as NaN
+  poison(w.static_smem + kStaticShared - w.static_used, w.static_used);  // static arrays: fresh ones
+  w.static_used = 0;
+  w.static_sites.clear();
   for (unsigned i = 0; i < n; i++) {
-    Fiber* f = W.fibers[i].get();
+    Fiber* f = w.fibers[i].get();
     f->state = kReady;
     f->phase = 0;
     f->linear = i;
@@ -372,26 +404,26 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
   }
   auto abandon = [&] {  // fibers left mid-kernel restart from scratch next time
     for (unsigned i = 0; i < n; i++)
-      if (W.fibers[i]->state != kDone) W.fibers[i]->fresh = true;
+      if (w.fibers[i]->state != kDone) w.fibers[i]->fresh = true;
     return false;
   };
   for (;;) {
     for (unsigned i = 0; i < n; i++) {
-      Fiber* f = W.fibers[i].get();
+      Fiber* f = w.fibers[i].get();
       if (f->state != kReady) continue;
-      resume(f);
-      if (W.failed) return abandon();
+      resume(w, f);
+      if (w.failed) return abandon();
     }
     bool released = false;
-    for (unsigned w = 0; w < warps; w++) {
-      const unsigned lo = w * 32, hi = std::min(n, lo + 32);
+    for (unsigned wi = 0; wi < warps; wi++) {
+      const unsigned lo = wi * 32, hi = std::min(n, lo + 32);
       unsigned waiting = 0;
       const char* op = nullptr;
       for (unsigned i = lo; i < hi; i++) {
-        Fiber* f = W.fibers[i].get();
+        Fiber* f = w.fibers[i].get();
         if (f->state != kWarpWait) continue;
         if (op && std::strcmp(op, f->op) != 0) {
-          W.error = std::string("lanes of warp ") + std::to_string(w) + " meet at different warp-synchronous operations (" +
+          w.error = std::string("lanes of warp ") + std::to_string(wi) + " meet at different warp-synchronous operations (" +
                     op + " and " + f->op + ")";
           return abandon();
         }
@@ -400,27 +432,27 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
       }
       if (waiting == 0) continue;
       if (waiting < hi - lo) {
-        W.error = std::string(op) + " reached by " + std::to_string(waiting) + " of the " + std::to_string(hi - lo) +
-                  " lanes of warp " + std::to_string(w) + " (the others exited or wait at __syncthreads)";
+        w.error = std::string(op) + " reached by " + std::to_string(waiting) + " of the " + std::to_string(hi - lo) +
+                  " lanes of warp " + std::to_string(wi) + " (the others exited or wait at __syncthreads)";
         return abandon();
       }
-      for (unsigned i = lo; i < hi; i++) W.fibers[i]->state = kReady;
-      W.warp_gen[w]++;
+      for (unsigned i = lo; i < hi; i++) w.fibers[i]->state = kReady;
+      w.warp_gen[wi]++;
       released = true;
     }
     if (released) continue;
     unsigned at_barrier = 0, done = 0;
     for (unsigned i = 0; i < n; i++) {
-      if (W.fibers[i]->state == kBlockWait) at_barrier++;
-      else if (W.fibers[i]->state == kDone) done++;
+      if (w.fibers[i]->state == kBlockWait) at_barrier++;
+      else if (w.fibers[i]->state == kDone) done++;
     }
     if (at_barrier == 0) return true;  // every thread finished
     if (done > 0) {
-      W.error = "__syncthreads reached by " + std::to_string(at_barrier) + " of " + std::to_string(n) +
+      w.error = "__syncthreads reached by " + std::to_string(at_barrier) + " of " + std::to_string(n) +
                 " threads (the others exited)";
       return abandon();
     }
-    for (unsigned i = 0; i < n; i++) W.fibers[i]->state = kReady;
+    for (unsigned i = 0; i < n; i++) w.fibers[i]->state = kReady;
   }
 }
 
@@ -429,11 +461,21 @@ std::map<const void*, int> g_max_smem;
 }  // namespace
 
 // ---- device side ----
-ThreadCtx& ctx() { return W.cur->c; }
+unsigned lane_id() { return self()->linear & 31u; }
+unsigned warp_id() { return self()->linear / 32u; }
+uint64_t warp_generation() {
+  const Fiber* f = self();
+  return f->w->warp_gen[f->linear / 32u];
+}
 
-unsigned lane_id() { return W.cur->linear & 31u; }
-unsigned warp_id() { return W.cur->linear / 32u; }
-uint64_t warp_generation() { return W.warp_gen[W.cur->linear / 32u]; }
+void* warp_scratch(size_t bytes) {
+  const Fiber* f = self();
+  Worker& w = *f->w;
+  const size_t stride = round_up(bytes, 64);
+  const size_t need = stride * (f->linear / 32u + 1);
+  if (w.scratch.size() < need) w.scratch.resize(need, char(0xff));
+  return w.scratch.data() + stride * (f->linear / 32u);
+}
 
 [[noreturn]] void fail(const char* what) {
   Fiber* f = W.cur;
@@ -449,13 +491,13 @@ uint64_t warp_generation() { return W.warp_gen[W.cur->linear / 32u]; }
 }
 
 void syncthreads() {
-  Fiber* f = W.cur;
+  Fiber* f = self();
   f->state = kBlockWait;
   yield(f);
 }
 
 const WarpSlot* warp_exchange(unsigned mask, const char* op, const WarpSlot& in) {
-  Fiber* f = W.cur;
+  Fiber* f = self();
   const unsigned n = f->c.block_dim.x * f->c.block_dim.y * f->c.block_dim.z;
   const unsigned w = f->linear / 32, lanes = std::min(32u, n - w * 32);
   const unsigned full = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
@@ -464,7 +506,7 @@ const WarpSlot* warp_exchange(unsigned mask, const char* op, const WarpSlot& in)
     msg = std::string(op) + " with a partial mask (the emulation requires every lane of the warp)";
     fail(msg.c_str());
   }
-  WarpSlot* slots = &W.slots[(size_t(w) * 2 + f->phase) * 32];
+  WarpSlot* slots = &f->w->slots[(size_t(w) * 2 + f->phase) * 32];
   slots[f->linear & 31u] = in;
   f->op = op;
   f->state = kWarpWait;
@@ -473,35 +515,37 @@ const WarpSlot* warp_exchange(unsigned mask, const char* op, const WarpSlot& in)
   return slots;
 }
 
-void* dynamic_shared() { return W.smem; }
+void* dynamic_shared() { return self()->w->smem; }
 
 void* static_shared(const void* site, size_t bytes, size_t align) {
-  for (const auto& [s, p] : W.static_sites)
+  Worker& w = *self()->w;
+  for (const auto& [s, p] : w.static_sites)
     if (s == site) return p;
 #ifdef L2E_EMU_ASAN
   constexpr size_t kRedzone = 32;  // poisoned bytes between two arrays
 #else
   constexpr size_t kRedzone = 0;
 #endif
-  const size_t used = round_up(W.static_used + bytes, align < 16 ? 16 : align);
+  const size_t used = round_up(w.static_used + bytes, align < 16 ? 16 : align);
   if (used > kStaticShared) {
     static thread_local std::string msg;
     msg = "static shared memory of the block exceeds " + std::to_string(kStaticShared) + " bytes";
     fail(msg.c_str());
   }
-  char* p = W.static_smem + kStaticShared - used;  // the first array ends at the guard page
+  char* p = w.static_smem + kStaticShared - used;  // the first array ends at the guard page
   unpoison(p, bytes);
   std::memset(p, 0xff, bytes);  // uninitialised shared memory reads as NaN
-  W.static_used = std::min(kStaticShared, used + kRedzone);
-  W.static_sites.emplace_back(site, p);
+  w.static_used = std::min(kStaticShared, used + kRedzone);
+  w.static_sites.emplace_back(site, p);
   return p;
 }
-size_t dynamic_shared_size() { return W.smem_size; }
+size_t dynamic_shared_size() { return self()->w->smem_size; }
 
 size_t shared_offset(const void* p) {
+  const Worker& w = *self()->w;
   const char* c = static_cast<const char*>(p);
-  if (c < W.smem || c >= W.smem + W.smem_size) fail("address outside the block's shared memory (cvta.to.shared)");
-  return size_t(c - W.smem);
+  if (c < w.smem || c >= w.smem + w.smem_size) fail("address outside the block's shared memory (cvta.to.shared)");
+  return size_t(c - w.smem);
 }
 
 float atomic_add(float* p, float v) {
