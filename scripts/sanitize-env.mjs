@@ -21,21 +21,23 @@ function runtime(name) {
 }
 
 /**
- * Builds (incrementally) build-asan/Release/l2e.node with -DL2E_SANITIZE=ON, CPU only; returns its
- * path. L2E_SANITIZE_CMAKE adds cmake-js flags: the hook for running GPU suites under the sanitizers
- * once an emulated GPU backend exists (e.g. L2E_SANITIZE_CMAKE="--CDL2E_CUDA_EMULATION=ON").
+ * Builds (incrementally) the ASan + UBSan addon with -DL2E_SANITIZE=ON and returns its path: CPU only
+ * in build-asan/, or with `emulateCuda` the CUDA backend in CPU emulation in build-asan-emu/ (its own
+ * folder, so neither build undoes the other; the test addon is then at testingAddonOf(addon)).
+ * L2E_SANITIZE_CMAKE adds cmake-js flags to either.
  */
-export function buildSanitized() {
-  const extra = (process.env.L2E_SANITIZE_CMAKE || '').split(/\s+/).filter(Boolean);
+export function buildSanitized({ emulateCuda = false } = {}) {
+  const out = emulateCuda ? 'build-asan-emu' : 'build-asan';
+  const extra = [...(emulateCuda ? ['--CDL2E_CUDA_EMULATE=1'] : []), ...(process.env.L2E_SANITIZE_CMAKE || '').split(/\s+/).filter(Boolean)];
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-  console.error(`sanitizers: building build-asan/ (ASan + UBSan)${extra.length ? ` with ${extra.join(' ')}` : ''}`);
-  const build = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', 'build-asan', '--CDL2E_SANITIZE=ON', ...extra], {
+  console.error(`sanitizers: building ${out}/ (ASan + UBSan)${extra.length ? ` with ${extra.join(' ')}` : ''}`);
+  const build = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', out, '--CDL2E_SANITIZE=ON', ...extra], {
     cwd: root,
     stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, L2E_CUDA: process.env.L2E_SANITIZE_CUDA ?? '0' },
+    env: { ...process.env, L2E_CUDA: process.env.L2E_SANITIZE_CUDA ?? '0', L2E_CUDA_EMULATE: emulateCuda ? '1' : '0' },
   });
   if (build.status !== 0) process.exit(build.status ?? 1);
-  const addon = join(root, 'build-asan', 'Release', 'l2e.node');
+  const addon = join(root, out, 'Release', 'l2e.node');
   if (!existsSync(addon)) {
     console.error(`sanitizers: the build did not produce ${addon}`);
     process.exit(1);
@@ -43,12 +45,21 @@ export function buildSanitized() {
   return addon;
 }
 
-/** process.env plus what makes every Node process load `addon` under ASan + UBSan. */
-export function sanitizerEnv(addon) {
+/** The test addon (native/testing) built next to `addon`. */
+export function testingAddonOf(addon) {
+  return join(dirname(addon), 'testing', 'l2e_testing.node');
+}
+
+/**
+ * process.env plus what makes every Node process load `addon` under ASan + UBSan (and `testingAddon`
+ * for the tests that use the test hooks, when given).
+ */
+export function sanitizerEnv(addon, testingAddon) {
   const supp = join(root, 'test', 'sanitize', 'lsan.supp');
   return {
     ...process.env,
     L2E_ADDON: addon,
+    ...(testingAddon ? { L2E_TESTING_ADDON: testingAddon } : {}),
     // libasan must come first in the process; the addon brings libubsan in itself
     LD_PRELOAD: [runtime('libasan.so'), runtime('libubsan.so'), process.env.LD_PRELOAD].filter(Boolean).join(':'),
     ASAN_OPTIONS: [

@@ -36,7 +36,7 @@ struct NormWeightTerm {
 
 template <typename Term>
 __global__ void partial_kernel(Term f, int T, int N, int rows_per_chunk, float* partial) {
-  __shared__ float acc[kRowLanes][kCols];
+  L2E_SHARED(float, acc, [kRowLanes][kCols]);
   const int n = blockIdx.x * kCols + threadIdx.x;
   const int chunk = blockIdx.y;
   const int t0 = chunk * rows_per_chunk, t1 = min(T, t0 + rows_per_chunk);

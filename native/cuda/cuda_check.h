@@ -13,7 +13,10 @@ namespace l2e {
 namespace cuda {
 
 inline void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
+  if (e == cudaSuccess) return;
+  std::string message = std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e);
+  (void)cudaGetLastError();  // reported here, so not a second time by the next launch's check
+  throw Error(message);
 }
 
 // L2E_CUDA_SYNC=1: synchronise after every launch, so that an execution error names its kernel.

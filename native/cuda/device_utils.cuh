@@ -1,9 +1,11 @@
 // Small device helpers shared by the kernels: bf16 <-> float element access for templated kernels,
 // warp / block sums, and a grid-stride loop. Included by .cu files only.
 //
-// Kernel launches are written L2E_LAUNCH(kernel, grid, block, smem, stream)(args...) and dynamic
-// shared memory L2E_DYNAMIC_SHARED(type, name): with nvcc these are <<<...>>> and extern __shared__;
-// in the CPU emulation build (L2E_CUDA_EMULATION, native/cuda/emulation) a call into the emulator.
+// Kernel launches are written L2E_LAUNCH(kernel, grid, block, smem, stream)(args...), dynamic shared
+// memory L2E_DYNAMIC_SHARED(type, name) and static shared arrays L2E_SHARED(type, name, [dims]): with
+// nvcc these are <<<...>>>, extern __shared__ and __shared__; in the CPU emulation build
+// (L2E_CUDA_EMULATION, native/cuda/emulation) calls into the emulator, which gives every block fresh
+// NaN-filled shared memory.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -11,9 +13,11 @@
 #ifdef L2E_CUDA_EMULATION
 #define L2E_LAUNCH(kernel, grid, block, smem, stream) L2E_EMU_LAUNCH(kernel, grid, block, smem, stream)
 #define L2E_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(::l2e::emu::dynamic_shared())
+#define L2E_SHARED(T, name, dims) L2E_EMU_SHARED(T, name, dims)
 #else
 #define L2E_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
 #define L2E_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#define L2E_SHARED(T, name, dims) __shared__ T name dims
 #endif
 
 #include <cstdint>
@@ -49,7 +53,7 @@ __device__ __forceinline__ float warp_max(float v) {
 // Sum over a block of blockDim.x threads (a multiple of 32, at most 1024); every thread gets it.
 template <typename S>
 __device__ S block_sum(S v) {
-  __shared__ S part[32];
+  L2E_SHARED(S, part, [32]);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
   v = warp_sum(v);
   __syncthreads();  // part[] may still be read by a previous call

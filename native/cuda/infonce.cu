@@ -45,7 +45,7 @@ __global__ void softmax_kernel(int B, int G, double* S, double* row_loss) {
   double* s = S + size_t(i) * NP;
   double mx = -DBL_MAX;
   for (int j = threadIdx.x; j < NP; j += blockDim.x) mx = fmax(mx, s[j]);  // -inf entries never win
-  __shared__ double red[32];
+  L2E_SHARED(double, red, [32]);
   for (int o = 16; o > 0; o >>= 1) mx = fmax(mx, __shfl_xor_sync(0xffffffffu, mx, o));
   if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = mx;
   __syncthreads();

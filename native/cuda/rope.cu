@@ -19,7 +19,8 @@ struct InvFreq {
 };
 
 __global__ void rope_kernel(bf16* x, const int32_t* positions, int heads, int hd, InvFreq inv, float sign) {
-  __shared__ float cs[kMaxHalf], sn[kMaxHalf];
+  L2E_SHARED(float, cs, [kMaxHalf]);
+  L2E_SHARED(float, sn, [kMaxHalf]);
   const size_t t = blockIdx.x;
   const int half = hd / 2;
   const float pos = float(positions[t]);

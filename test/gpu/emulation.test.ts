@@ -1,13 +1,31 @@
 // The CUDA emulation build checks itself (native/cuda/emulation/selftest_binding.cpp): its mma.sync
 // and ldmatrix against matrices computed independently of the fragment tables' users, and misuse
-// that must be a clear launch error rather than a hang or a silent result. Emulation build only;
-// elsewhere (a real GPU, the CPU build) the suite says why it skips.
+// that must be a clear launch error rather than a hang or a silent result; fresh NaN-filled static
+// shared memory in every block; out-of-bounds reads that end the process naming the kernel (in a child
+// process), and under the sanitizers (npm run test:sanitize -- --gpu) those only AddressSanitizer
+// sees. Emulation build only; elsewhere (a real GPU, the CPU build) the suite says why it skips.
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { testingAddonPath } from '../helpers/testing-addon.mjs';
 import { addon, emulated } from './gpu-helpers.js';
 
 interface SelfTest {
   cudaEmulationSelfTest(name: string): string;
 }
+
+/** Runs one self-test in a child process (it may end the process): its exit and stderr. */
+function runInChild(name: string): { status: number | null; signal: NodeJS.Signals | null; stderr: string } {
+  const script = `require(process.env.L2E_TESTING_ADDON).cudaEmulationSelfTest(${JSON.stringify(name)}); console.log('survived')`;
+  const r = spawnSync(process.execPath, ['-e', script], {
+    env: { ...process.env, L2E_TESTING_ADDON: testingAddonPath() },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { status: r.status, signal: r.signal, stderr: r.stderr + r.stdout };
+}
+
+/** The sanitizer build (scripts/test-sanitize.mjs with --gpu) has the leak-check binding. */
+const sanitized = emulated && 'sanitizerLeakCheck' in (addon() as object);
 
 describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipped: not the CUDA emulation build)'}`, () => {
   const run = (name: string): string => (addon() as unknown as SelfTest).cudaEmulationSelfTest(name);
@@ -70,5 +88,40 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('wgmma_nofence')).toBe(
       "kernel wgmma_nofence_kernel failed in block (0,0,0): wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group",
     );
+
+  });
+
+  it('every block starts with NaN static shared memory (not an earlier block\'s), shared by its threads', () => {
+    expect(run('static_shared')).toBe('ok');
+  });
+
+  it('a read past the end of a device allocation ends the process naming the kernel, block and thread', () => {
+    const r = runInChild('oob_global_after');
+    expect(r.signal).toBe('SIGABRT');
+    expect(r.stderr).toContain(
+      'l2e CUDA emulation: out-of-bounds memory access (or stack overflow) in kernel oob_global_after_kernel, block (0,0,0), thread (0,0,0)\n',
+    );
+    expect(r.stderr).not.toContain('survived');
+  });
+});
+
+describe.skipIf(!emulated)(`CUDA emulation: reads only AddressSanitizer sees ${emulated ? '' : '(skipped: not the CUDA emulation build)'}`, () => {
+  // No guard page covers the bytes in front of a device allocation or of a static shared array. The
+  // sanitizer build poisons them (runtime.cpp) and its report ends the process (exit code 86); the
+  // plain build reads them unnoticed, which is why CI runs these suites under the sanitizers too.
+  it.each([
+    ['oob_global_before', 'oob_global_before_kernel'],
+    ['oob_shared_before', 'oob_shared_before_kernel'],
+  ])(`%s: ${sanitized ? 'AddressSanitizer reports the read in the kernel' : 'unnoticed without the sanitizers'}`, (name, kernel) => {
+    const r = runInChild(name);
+    if (sanitized) {
+      expect(r.status).toBe(86);
+      expect(r.stderr).toContain('ERROR: AddressSanitizer: use-after-poison on address');
+      expect(r.stderr).toContain(`in ${kernel}`);
+      expect(r.stderr).not.toContain('survived');
+    } else {
+      expect(r.status).toBe(0);
+      expect(r.stderr).toContain('survived');
+    }
   });
 });

@@ -10,6 +10,12 @@
 //     the warp reaches, or lanes meeting at different operations;
 //   - an ldmatrix address outside the block's shared memory or not 16-byte aligned.
 // Out-of-bounds global or dynamic-shared accesses hit a guard page and abort with the kernel's name.
+//
+// Static shared arrays are declared L2E_SHARED(type, name, dims) (device_utils.cuh), not `__shared__`:
+// each block gets fresh copies filled with 0xff bytes (NaN), one per declaration, shared by the
+// block's threads, as it gets fresh dynamic shared memory. A plain `static` cannot do that (nothing
+// tells the emulator where the arrays are: GCC drops a section attribute on the statics of function
+// templates), so `__shared__` outside L2E_DYNAMIC_SHARED / L2E_SHARED is a compile error here.
 #pragma once
 #include <math.h>
 
@@ -26,7 +32,8 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static thread_local  // one block at a time per OS thread
+#define __shared__ \
+  _Pragma("GCC error \"static __shared__ arrays: declare them with L2E_SHARED(type, name, dims) (device_utils.cuh)\"")
 
 struct uint3 {
   unsigned x, y, z;
@@ -48,7 +55,14 @@ struct ThreadCtx {
   uint3 thread_idx, block_idx;
   dim3 block_dim, grid_dim;
 };
-ThreadCtx& ctx();  // the current fiber's
+// The running fiber's CUDA thread. Each fiber's stack lies in a kFiberSlot-aligned slot of its own
+// whose first word points at its ThreadCtx (runtime.cpp): two loads from the frame address instead
+// of a thread-local lookup (which under ASan goes through an interceptor, a third of the run).
+constexpr uintptr_t kFiberSlot = uintptr_t(256) << 10;
+inline ThreadCtx& ctx() {
+  const uintptr_t frame = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  return **reinterpret_cast<ThreadCtx* const*>(frame & ~(kFiberSlot - 1));
+}
 
 void syncthreads();
 // Warp-synchronous exchange: this lane publishes `in` (bytes of payload), waits for all 32 lanes of
@@ -60,6 +74,7 @@ const WarpSlot* warp_exchange(unsigned mask, const char* op, const WarpSlot& in)
 unsigned lane_id();
 unsigned warp_id();               // the warp of the current thread within its block
 uint64_t warp_generation();       // counts the warp's completed exchanges (changes at each one)
+void* warp_scratch(size_t bytes);  // the emulator's own scratch for the current warp (0xff at first)
 [[noreturn]] void fail(const char* what);  // ends the launch with this error
 // Polling waits (mbarrier, ptx_sm90.cpp): spin() lets the other threads run before the caller polls
 // again; note_progress() marks a change a poller may be waiting for. A round in which only pollers
@@ -72,6 +87,15 @@ uint64_t block_serial();  // changes with every block run (keys per-block emulat
 void* dynamic_shared();
 size_t dynamic_shared_size();
 size_t shared_offset(const void* p);  // fails unless p lies in the block's dynamic shared memory
+
+// The running block's copy of the static shared array declared at `site` (one per declaration and
+// template instance): allocated NaN-filled by the first thread of the block to reach the declaration,
+// the same memory for the block's other threads; fails when the block's arrays exceed 48 KiB.
+void* static_shared(const void* site, size_t bytes, size_t align);
+template <typename A>
+A& static_shared(const void* site) {
+  return *static_cast<A*>(static_shared(site, sizeof(A), alignof(A)));
+}
 
 float atomic_add(float* p, float v);
 
@@ -156,6 +180,11 @@ inline float __expf(float x) { return std::exp(x); }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
+
+// Static shared memory: a reference to the block's copy (L2E_SHARED in device_utils.cuh).
+#define L2E_EMU_SHARED(T, name, dims)    \
+  static const char name##_site_ = 0;    \
+  T(&name) dims = ::l2e::emu::static_shared<T dims>(&name##_site_)
 
 #define L2E_EMU_LAUNCH(kernel, grid, block, smem, stream) \
   ::l2e::emu::Launch(#kernel, (grid), (block), (smem), (stream)).with([](auto... a_) { kernel(a_...); })

@@ -4,25 +4,12 @@
 #include "ptx.h"
 
 #include <cstring>
-#include <string>
-#include <vector>
 
-#include "cuda_bf16.h"
 #include "device.h"
 
 namespace l2e {
 namespace emu {
 namespace ptx {
-
-namespace {
-
-float half_of(uint32_t reg, int hi) {  // element 0 of a .b32 pair is its low 16 bits
-  __nv_bfloat16 h;
-  h.__x = uint16_t(hi ? reg >> 16 : reg & 0xffffu);
-  return __bfloat162float(h);
-}
-
-}  // namespace
 
 // "Matrix Fragments for mma.m16n8k16 with floating point type" (.bf16), with groupID = laneid >> 2
 // and threadID_in_group = laneid % 4; each .b32 register holds two consecutive elements a_i, a_i+1:
@@ -32,39 +19,47 @@ float half_of(uint32_t reg, int hi) {  // element 0 of a .b32 pair is its low 16
 //   C, D: c_i, i = 0..3: row = groupID, + 8 for i >= 2;  col = 2 threadID_in_group + (i & 1)
 // The inverse maps: A(r, k) is in lane (r % 8) * 4 + (k % 8) / 2, element 4[k >= 8] + 2[r >= 8] + k % 2;
 // B(k, n) is in lane n * 4 + (k % 8) / 2, element 2[k >= 8] + k % 2.
-void mma_m16n8k16_bf16_f32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4]) {
-  WarpSlot in{};
-  uint32_t words[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
-  std::memcpy(in.v, words, sizeof(words));
-  const WarpSlot* all = warp_exchange(0xffffffffu, "mma.sync.m16n8k16", in);
-  // The first lane of the warp to continue decodes the whole of A and B for all (per warp, per exchange).
-  struct Decoded {
-    uint64_t gen = ~uint64_t(0);
-    float A[16][16], B[16][8];
-  };
-  static thread_local std::vector<Decoded> cache;
-  const unsigned w = warp_id();
-  if (cache.size() <= w) cache.resize(w + 1);
-  Decoded& dec = cache[w];
-  if (dec.gen != warp_generation()) {
-    dec.gen = warp_generation();
-    auto word = [&](unsigned lane, int i) {
-      uint32_t x;
-      std::memcpy(&x, reinterpret_cast<const char*>(all[lane].v) + 4 * i, 4);
-      return x;
-    };
-    for (int r = 0; r < 16; r++)
-      for (int k = 0; k < 16; k++) {
-        const int i = (k >= 8 ? 4 : 0) + (r >= 8 ? 2 : 0) + (k & 1);
-        dec.A[r][k] = half_of(word(unsigned((r % 8) * 4 + (k % 8) / 2), i / 2), i & 1);
-      }
-    for (int k = 0; k < 16; k++)
-      for (int n = 0; n < 8; n++) {
-        const int i = (k >= 8 ? 2 : 0) + (k & 1);
-        dec.B[k][n] = half_of(word(unsigned(n * 4 + (k % 8) / 2), 4 + i / 2), i & 1);
-      }
-  }
-  const unsigned lane = lane_id();
+namespace {
+
+// A and B of one warp's mma, decoded once per exchange by the first lane to continue.
+struct Decoded {
+  uint64_t gen;  // warp_generation() it was decoded at (~0 in fresh scratch: none)
+  float A[16][16], B[16][8];
+};
+
+// The emulator's own arithmetic (exactly checked by the mma self-test) is not instrumented in the
+// sanitizer build: instrumented, it was a third of a sanitized GPU run. The kernels that call it
+// stay instrumented. (Nothing here is inlined from instrumented code: GCC would refuse.)
+#if defined(__SANITIZE_ADDRESS__)
+#define L2E_EMU_UNINSTRUMENTED __attribute__((no_sanitize_address, no_sanitize_undefined))
+#else
+#define L2E_EMU_UNINSTRUMENTED
+#endif
+
+// Element `e` (0 = low 16 bits) of .b32 register `i` of `lane`, a bf16, as f32 (its upper 16 bits).
+L2E_EMU_UNINSTRUMENTED float element(const WarpSlot* all, unsigned lane, int i, int e) {
+  uint32_t x;
+  std::memcpy(&x, reinterpret_cast<const char*>(all[lane].v) + 4 * i, 4);
+  const uint32_t bits = (e ? x >> 16 : x & 0xffffu) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+L2E_EMU_UNINSTRUMENTED void decode(Decoded& dec, const WarpSlot* all) {
+  for (int r = 0; r < 16; r++)
+    for (int k = 0; k < 16; k++) {
+      const int i = (k >= 8 ? 4 : 0) + (r >= 8 ? 2 : 0) + (k & 1);
+      dec.A[r][k] = element(all, unsigned((r % 8) * 4 + (k % 8) / 2), i / 2, i & 1);
+    }
+  for (int k = 0; k < 16; k++)
+    for (int n = 0; n < 8; n++) {
+      const int i = (k >= 8 ? 2 : 0) + (k & 1);
+      dec.B[k][n] = element(all, unsigned(n * 4 + (k % 8) / 2), 4 + i / 2, i & 1);
+    }
+}
+
+L2E_EMU_UNINSTRUMENTED void multiply(const Decoded& dec, unsigned lane, const float (&c)[4], float (&d)[4]) {
   const int g = int(lane >> 2), t = int(lane & 3);
   float out[4];
   for (int i = 0; i < 4; i++) {
@@ -74,6 +69,22 @@ void mma_m16n8k16_bf16_f32(float (&d)[4], const uint32_t (&a)[4], const uint32_t
     out[i] = c[i] + acc;
   }
   for (int i = 0; i < 4; i++) d[i] = out[i];
+}
+
+}  // namespace
+
+void mma_m16n8k16_bf16_f32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4]) {
+  WarpSlot in{};
+  uint32_t words[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+  std::memcpy(in.v, words, sizeof(words));
+  const WarpSlot* all = warp_exchange(0xffffffffu, "mma.sync.m16n8k16", in);
+  Decoded& dec = *static_cast<Decoded*>(warp_scratch(sizeof(Decoded)));
+  const uint64_t gen = warp_generation();
+  if (dec.gen != gen) {
+    decode(dec, all);
+    dec.gen = gen;
+  }
+  multiply(dec, lane_id(), c, d);
 }
 
 // "Warp-level matrix load instruction: ldmatrix", .m8n8 .b16: each matrix is 8 rows of 8 16-bit

@@ -121,7 +121,10 @@ std::string run(const std::string& name) {
     cudaFree(src), cudaFree(out), cudaFree(bad);
     return "unknown self-test '" + name + "'";
   }
-  const cudaError_t e = cudaGetLastError();
+  // a kernel's failure is reported at the next synchronisation, as on a GPU
+  cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) e = cudaDeviceSynchronize();
+  (void)cudaGetLastError();
   std::string r = e == cudaSuccess ? "ok" : cudaGetErrorString(e);
   if (e == cudaSuccess && *bad) r = "wrong values";
   if (e == cudaSuccess && pipeline)

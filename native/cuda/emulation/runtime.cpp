@@ -2,7 +2,8 @@
 // and kernel execution with one fiber per CUDA thread (device.h explains the model).
 //
 // Fibers: each OS thread that launches kernels keeps a pool of fibers with 64 KiB stacks (a guard
-// page below each). A fiber is started once with makecontext; afterwards fibers and the scheduler
+// page below each), each in a kFiberSlot-aligned slot whose first page holds a SlotHeader: code on a
+// fiber finds its fiber from its frame address (device.h, ctx()), without thread-local lookups. A fiber is started once with makecontext; afterwards fibers and the scheduler
 // switch with _setjmp/_longjmp, which save only registers (swapcontext would make a system call per
 // switch, and a flash-attention block switches millions of times). A fiber loops: run the kernel
 // body for the CUDA thread it is given, report done, wait for the next block.
@@ -10,7 +11,22 @@
 // Loud failures: allocations are filled with 0xff bytes (NaN as f32 and as bf16), a freed block's
 // pages are unmapped, and a guard page follows every allocation and the dynamic shared memory, so an
 // out-of-bounds access faults; the SIGSEGV handler then names the kernel, block and thread and aborts.
+// Every block starts with fresh shared memory, dynamic and static (L2E_SHARED), filled with 0xff.
+//
+// Errors: a launch with a bad configuration fails at once (cudaGetLastError after the launch); an
+// error while the kernel runs (a failed check above, or L2E_CUDA_EMULATE_FAIL=<kernel> naming it) is
+// asynchronous, as on a GPU: it is returned by the next cudaStreamSynchronize / cudaDeviceSynchronize,
+// so only L2E_CUDA_SYNC=1 (cuda_check.h) ties it to the launch that caused it.
+//
+// Under AddressSanitizer (the sanitizer build, L2E_SANITIZE): every fiber switch is announced with
+// __sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber, and jumps go to libc's _longjmp
+// directly: ASan's _longjmp interceptor would unpoison the stack being left (its live frames'
+// redzones, and the whole host stack below the scheduler: kilobytes of shadow at every one of a
+// kernel's millions of switches). The bytes around device allocations, dynamic shared memory and
+// each static shared array that a guard page cannot cover are poisoned, so ASan reports an access
+// there.
 #undef _FORTIFY_SOURCE  // its longjmp check rejects jumps between fiber stacks, which is the point here
+#include <dlfcn.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -28,10 +44,39 @@
 
 #include "device.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define L2E_EMU_ASAN 1
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 namespace l2e {
 namespace emu {
 
 namespace {
+
+#ifdef L2E_EMU_ASAN
+void poison(const void* p, size_t n) { ASAN_POISON_MEMORY_REGION(p, n); }
+void unpoison(const void* p, size_t n) { ASAN_UNPOISON_MEMORY_REGION(p, n); }
+// glibc's _longjmp, not ASan's interceptor (see the top of the file)
+using LongJmp = void (*)(jmp_buf, int);
+LongJmp libc_longjmp() {
+  static const LongJmp real = [] {
+    void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    void* f = libc ? dlsym(libc, "_longjmp") : nullptr;
+    return f ? reinterpret_cast<LongJmp>(f) : static_cast<LongJmp>(&_longjmp);
+  }();
+  return real;
+}
+// Not declared noreturn: before a call to a noreturn function ASan inserts __asan_handle_no_return,
+// which would cost the same. Not instrumented: its frame is never left by a return, so redzones it
+// poisoned would stay behind on the stack.
+__attribute__((no_sanitize_address)) void jump(jmp_buf jb) { libc_longjmp()(jb, 1); }
+#else
+void poison(const void*, size_t) {}
+void unpoison(const void*, size_t) {}
+[[noreturn]] void jump(jmp_buf jb) { _longjmp(jb, 1); }
+#endif
 
 size_t page_size() {
   static const size_t p = size_t(sysconf(_SC_PAGESIZE));
@@ -49,6 +94,27 @@ cudaError_t set_error(cudaError_t e, const std::string& message) {
   tl_message = message;
   tl_message_code = e;
   return e;
+}
+
+// The device's pending asynchronous error: set when a kernel fails while running, returned (and
+// cleared) by the next synchronisation, whichever host thread makes it.
+std::mutex g_async_mu;
+cudaError_t g_async = cudaSuccess;
+std::string g_async_message;
+
+void defer_error(cudaError_t e, const std::string& message) {
+  std::lock_guard<std::mutex> lock(g_async_mu);
+  if (g_async != cudaSuccess) return;  // the first error is the one reported
+  g_async = e;
+  g_async_message = message;
+}
+
+cudaError_t synchronize() {
+  std::lock_guard<std::mutex> lock(g_async_mu);
+  if (g_async == cudaSuccess) return cudaSuccess;
+  const cudaError_t e = g_async;
+  g_async = cudaSuccess;
+  return set_error(e, g_async_message);
 }
 
 // ---- device memory ----
@@ -75,18 +141,37 @@ const Allocation* find_range(const void* p, size_t n) {
 
 // ---- fibers ----
 constexpr size_t kStack = 64 * 1024;
+constexpr size_t kStaticShared = 48 * 1024;  // CUDA's limit for a block's static shared memory
 enum State { kReady, kWarpWait, kBlockWait, kSpin, kDone, kFailed };  // kSpin: polling a wait (spin())
+
+struct Worker;
 
 struct Fiber {
   jmp_buf jb;
   ucontext_t uc;
-  char* map = nullptr;  // guard page + stack
+  void* asan_fake = nullptr;  // ASan's fake stack of this fiber while it is switched out
+  char* map = nullptr;  // the slot: header page, guard page, stack
+  Worker* w = nullptr;  // the worker (OS thread) it belongs to
   bool fresh = true;    // must be (re)started with makecontext
   State state = kReady;
   const char* op = nullptr;  // the warp operation it waits at
   unsigned linear = 0, phase = 0;
   ThreadCtx c{};
+  char* stack() const { return map + 2 * page_size(); }
 };
+
+// At the start of every fiber slot (ctx() in device.h reads its first member).
+struct SlotHeader {
+  ThreadCtx* ctx;
+  Fiber* fiber;
+};
+static_assert(offsetof(SlotHeader, ctx) == 0, "ctx() reads the first word of the slot");
+
+// The fiber running this code: found from the frame address (only ever called on a fiber).
+Fiber* self() {
+  const uintptr_t frame = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  return reinterpret_cast<const SlotHeader*>(frame & ~(kFiberSlot - 1))->fiber;
+}
 
 struct Worker {
   std::vector<std::unique_ptr<Fiber>> fibers;
@@ -98,8 +183,15 @@ struct Worker {
   char* smem_map = nullptr;
   size_t smem_cap = 0, smem_size = 0;
   char* smem = nullptr;
+  char* static_smem = nullptr;  // kStaticShared bytes, a guard page after them
+  size_t static_used = 0;       // allocated from the top down in the running block
+  std::vector<std::pair<const void*, void*>> static_sites;  // declaration -> the block's copy
+  const void* sched_stack = nullptr;  // the scheduler's stack (for ASan's fiber switches)
+  size_t sched_stack_size = 0;
+  void* sched_fake = nullptr;
   std::vector<WarpSlot> slots;
   std::vector<uint64_t> warp_gen;
+  std::vector<char> scratch;  // warp_scratch()
   bool failed = false;
   std::string error;
   bool altstack = false;
@@ -108,46 +200,79 @@ struct Worker {
 };
 thread_local Worker W;
 
+// Fiber switches, announced to ASan (no-ops elsewhere): start before leaving a stack, finish on
+// arriving at the other one.
+#ifdef L2E_EMU_ASAN
+void switch_to_fiber(Worker& w, Fiber* f) { __sanitizer_start_switch_fiber(&w.sched_fake, f->stack(), kStack); }
+void arrived_on_fiber(Fiber* f) { __sanitizer_finish_switch_fiber(f->asan_fake, &f->w->sched_stack, &f->w->sched_stack_size); }
+void switch_to_scheduler(Fiber* f) { __sanitizer_start_switch_fiber(&f->asan_fake, f->w->sched_stack, f->w->sched_stack_size); }
+void arrived_on_scheduler(Worker& w) { __sanitizer_finish_switch_fiber(w.sched_fake, nullptr, nullptr); }
+#else
+void switch_to_fiber(Worker&, Fiber*) {}
+void arrived_on_fiber(Fiber*) {}
+void switch_to_scheduler(Fiber*) {}
+void arrived_on_scheduler(Worker&) {}
+#endif
+
+void yield(Fiber* f) {
+  if (!_setjmp(f->jb)) {
+    switch_to_scheduler(f);
+    jump(f->w->sched);
+  }
+  arrived_on_fiber(f);
+}
+
 void fiber_main() {
+  Fiber* f = self();
+  arrived_on_fiber(f);
   for (;;) {
-    Fiber* f = W.cur;
-    W.call(W.body);
+    f->w->call(f->w->body);
     f->state = kDone;
-    if (!_setjmp(f->jb)) _longjmp(W.sched, 1);
+    yield(f);
   }
 }
 
 void start_context(Fiber* f) {
+  unpoison(f->stack(), kStack);  // redzones left by the frames of an abandoned run
+  f->asan_fake = nullptr;
   getcontext(&f->uc);
-  f->uc.uc_stack.ss_sp = f->map + page_size();
+  f->uc.uc_stack.ss_sp = f->stack();
   f->uc.uc_stack.ss_size = kStack;
   f->uc.uc_link = nullptr;
   makecontext(&f->uc, fiber_main, 0);
 }
 
-void resume(Fiber* f) {
-  W.cur = f;
-  if (!_setjmp(W.sched)) {
+void resume(Worker& w, Fiber* f) {
+  w.cur = f;
+  if (!_setjmp(w.sched)) {
     if (f->fresh) {
       f->fresh = false;
       start_context(f);
+      switch_to_fiber(w, f);
       setcontext(&f->uc);
     }
-    _longjmp(f->jb, 1);
+    switch_to_fiber(w, f);
+    jump(f->jb);
   }
-  W.cur = nullptr;
+  arrived_on_scheduler(w);
+  w.cur = nullptr;
 }
 
-void yield(Fiber* f) {
-  if (!_setjmp(f->jb)) _longjmp(W.sched, 1);
-}
-
+// A fiber in a kFiberSlot-aligned slot: header page, guard page (stack overflow faults), stack.
 Fiber* new_fiber() {
-  auto f = std::make_unique<Fiber>();
-  void* m = mmap(nullptr, kStack + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const size_t used = 2 * page_size() + kStack;
+  static_assert(2 * 64 * 1024 + kStack <= kFiberSlot, "a slot holds header, guard and stack at 64 KiB pages");
+  void* m = mmap(nullptr, 2 * kFiberSlot, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) return nullptr;
-  f->map = static_cast<char*>(m);
-  mprotect(f->map, page_size(), PROT_NONE);  // stack overflow faults
+  char* const region = static_cast<char*>(m);
+  char* const slot = reinterpret_cast<char*>(round_up(reinterpret_cast<uintptr_t>(region), kFiberSlot));
+  if (slot > region) munmap(region, size_t(slot - region));
+  munmap(slot + used, size_t(region + 2 * kFiberSlot - (slot + used)));
+  mprotect(slot + page_size(), page_size(), PROT_NONE);
+  auto f = std::make_unique<Fiber>();
+  f->map = slot;
+  f->w = &W;
+  *reinterpret_cast<SlotHeader*>(slot) = SlotHeader{&f->c, f.get()};
   W.fibers.push_back(std::move(f));
   return W.fibers.back().get();
 }
@@ -225,7 +350,10 @@ std::string dims(uint3 d) {
 bool ensure_shared(size_t bytes) {
   const size_t cap = round_up(bytes == 0 ? 1 : bytes, page_size());
   if (cap > W.smem_cap) {
-    if (W.smem_map) munmap(W.smem_map, W.smem_cap + page_size());
+    if (W.smem_map) {
+      unpoison(W.smem_map, W.smem_cap);
+      munmap(W.smem_map, W.smem_cap + page_size());
+    }
     void* m = mmap(nullptr, cap + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {
       W.smem_map = nullptr;
@@ -238,24 +366,37 @@ bool ensure_shared(size_t bytes) {
   }
   W.smem_size = bytes;
   W.smem = W.smem_map + W.smem_cap - bytes;  // ends at the guard page
+  poison(W.smem_map, W.smem_cap - bytes);
+  unpoison(W.smem, bytes);
+  if (!W.static_smem) {
+    void* m = mmap(nullptr, kStaticShared + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return false;
+    W.static_smem = static_cast<char*>(m);
+    mprotect(W.static_smem + kStaticShared, page_size(), PROT_NONE);
+    poison(W.static_smem, kStaticShared);  // unpoisoned array by array as blocks declare them
+  }
   return true;
 }
 
 // Runs one block; false (with W.error) when it failed.
 bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
+  Worker& w = W;
   const unsigned n = block.x * block.y * block.z;
-  while (W.fibers.size() < n)
+  while (w.fibers.size() < n)
     if (!new_fiber()) {
-      W.error = "cannot map fiber stacks";
+      w.error = "cannot map fiber stacks";
       return false;
     }
   const unsigned warps = (n + 31) / 32;
-  W.slots.assign(size_t(warps) * 64, WarpSlot{});
-  if (W.warp_gen.size() < warps) W.warp_gen.resize(warps, 0);
-  std::memset(W.smem, 0xff, W.smem_size);  // uninitialised shared memory reads as NaN
-  W.block_serial++;
+  w.slots.assign(size_t(warps) * 64, WarpSlot{});
+  if (w.warp_gen.size() < warps) w.warp_gen.resize(warps, 0);
+  std::memset(w.smem, 0xff, w.smem_size);  // uninitialised shared memory reads as NaN
+  poison(w.static_smem + kStaticShared - w.static_used, w.static_used);  // static arrays: fresh ones
+  w.static_used = 0;
+  w.static_sites.clear();
+  w.block_serial++;
   for (unsigned i = 0; i < n; i++) {
-    Fiber* f = W.fibers[i].get();
+    Fiber* f = w.fibers[i].get();
     f->state = kReady;
     f->phase = 0;
     f->linear = i;
@@ -266,30 +407,30 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
   }
   auto abandon = [&] {  // fibers left mid-kernel restart from scratch next time
     for (unsigned i = 0; i < n; i++)
-      if (W.fibers[i]->state != kDone) W.fibers[i]->fresh = true;
+      if (w.fibers[i]->state != kDone) w.fibers[i]->fresh = true;
     return false;
   };
   for (;;) {
-    const uint64_t progress_before = W.progress;
+    const uint64_t progress_before = w.progress;
     bool ran_ready = false;  // a thread that was not polling ran this round
     for (unsigned i = 0; i < n; i++) {
-      Fiber* f = W.fibers[i].get();
+      Fiber* f = w.fibers[i].get();
       if (f->state != kReady && f->state != kSpin) continue;
       ran_ready = ran_ready || f->state == kReady;
-      resume(f);
-      if (W.failed) return abandon();
+      resume(w, f);
+      if (w.failed) return abandon();
     }
     bool released = false;
-    for (unsigned w = 0; w < warps; w++) {
-      const unsigned lo = w * 32, hi = std::min(n, lo + 32);
+    for (unsigned wi = 0; wi < warps; wi++) {
+      const unsigned lo = wi * 32, hi = std::min(n, lo + 32);
       unsigned waiting = 0, polling = 0;
       const char* op = nullptr;
       for (unsigned i = lo; i < hi; i++) {
-        Fiber* f = W.fibers[i].get();
+        Fiber* f = w.fibers[i].get();
         if (f->state == kSpin) polling++;
         if (f->state != kWarpWait) continue;
         if (op && std::strcmp(op, f->op) != 0) {
-          W.error = std::string("lanes of warp ") + std::to_string(w) + " meet at different warp-synchronous operations (" +
+          w.error = std::string("lanes of warp ") + std::to_string(wi) + " meet at different warp-synchronous operations (" +
                     op + " and " + f->op + ")";
           return abandon();
         }
@@ -299,24 +440,24 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
       if (waiting == 0) continue;
       if (waiting < hi - lo) {
         if (polling > 0) continue;  // the others still poll a wait: they may come
-        W.error = std::string(op) + " reached by " + std::to_string(waiting) + " of the " + std::to_string(hi - lo) +
-                  " lanes of warp " + std::to_string(w) + " (the others exited or wait at __syncthreads)";
+        w.error = std::string(op) + " reached by " + std::to_string(waiting) + " of the " + std::to_string(hi - lo) +
+                  " lanes of warp " + std::to_string(wi) + " (the others exited or wait at __syncthreads)";
         return abandon();
       }
-      for (unsigned i = lo; i < hi; i++) W.fibers[i]->state = kReady;
-      W.warp_gen[w]++;
+      for (unsigned i = lo; i < hi; i++) w.fibers[i]->state = kReady;
+      w.warp_gen[wi]++;
       released = true;
     }
     if (released) continue;
     unsigned at_barrier = 0, done = 0, polling = 0;
     for (unsigned i = 0; i < n; i++) {
-      if (W.fibers[i]->state == kBlockWait) at_barrier++;
-      else if (W.fibers[i]->state == kDone) done++;
-      else if (W.fibers[i]->state == kSpin) polling++;
+      if (w.fibers[i]->state == kBlockWait) at_barrier++;
+      else if (w.fibers[i]->state == kDone) done++;
+      else if (w.fibers[i]->state == kSpin) polling++;
     }
     if (polling > 0) {
-      if (!ran_ready && W.progress == progress_before) {
-        W.error = "deadlock: " + std::to_string(polling) + " of " + std::to_string(n) +
+      if (!ran_ready && w.progress == progress_before) {
+        w.error = "deadlock: " + std::to_string(polling) + " of " + std::to_string(n) +
                   " threads poll a wait (mbarrier) that nothing can complete any more";
         return abandon();
       }
@@ -324,11 +465,11 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
     }
     if (at_barrier == 0) return true;  // every thread finished
     if (done > 0) {
-      W.error = "__syncthreads reached by " + std::to_string(at_barrier) + " of " + std::to_string(n) +
+      w.error = "__syncthreads reached by " + std::to_string(at_barrier) + " of " + std::to_string(n) +
                 " threads (the others exited)";
       return abandon();
     }
-    for (unsigned i = 0; i < n; i++) W.fibers[i]->state = kReady;
+    for (unsigned i = 0; i < n; i++) w.fibers[i]->state = kReady;
   }
 }
 
@@ -337,11 +478,21 @@ std::map<const void*, int> g_max_smem;
 }  // namespace
 
 // ---- device side ----
-ThreadCtx& ctx() { return W.cur->c; }
+unsigned lane_id() { return self()->linear & 31u; }
+unsigned warp_id() { return self()->linear / 32u; }
+uint64_t warp_generation() {
+  const Fiber* f = self();
+  return f->w->warp_gen[f->linear / 32u];
+}
 
-unsigned lane_id() { return W.cur->linear & 31u; }
-unsigned warp_id() { return W.cur->linear / 32u; }
-uint64_t warp_generation() { return W.warp_gen[W.cur->linear / 32u]; }
+void* warp_scratch(size_t bytes) {
+  const Fiber* f = self();
+  Worker& w = *f->w;
+  const size_t stride = round_up(bytes, 64);
+  const size_t need = stride * (f->linear / 32u + 1);
+  if (w.scratch.size() < need) w.scratch.resize(need, char(0xff));
+  return w.scratch.data() + stride * (f->linear / 32u);
+}
 
 [[noreturn]] void fail(const char* what) {
   Fiber* f = W.cur;
@@ -359,19 +510,19 @@ uint64_t warp_generation() { return W.warp_gen[W.cur->linear / 32u]; }
 uint64_t block_serial() { return W.block_serial; }
 void note_progress() { W.progress++; }
 void spin() {
-  Fiber* f = W.cur;
+  Fiber* f = self();
   f->state = kSpin;
   yield(f);
 }
 
 void syncthreads() {
-  Fiber* f = W.cur;
+  Fiber* f = self();
   f->state = kBlockWait;
   yield(f);
 }
 
 const WarpSlot* warp_exchange(unsigned mask, const char* op, const WarpSlot& in) {
-  Fiber* f = W.cur;
+  Fiber* f = self();
   const unsigned n = f->c.block_dim.x * f->c.block_dim.y * f->c.block_dim.z;
   const unsigned w = f->linear / 32, lanes = std::min(32u, n - w * 32);
   const unsigned full = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
@@ -380,7 +531,7 @@ const WarpSlot* warp_exchange(unsigned mask, const char* op, const WarpSlot& in)
     msg = std::string(op) + " with a partial mask (the emulation requires every lane of the warp)";
     fail(msg.c_str());
   }
-  WarpSlot* slots = &W.slots[(size_t(w) * 2 + f->phase) * 32];
+  WarpSlot* slots = &f->w->slots[(size_t(w) * 2 + f->phase) * 32];
   slots[f->linear & 31u] = in;
   f->op = op;
   f->state = kWarpWait;
@@ -389,13 +540,37 @@ const WarpSlot* warp_exchange(unsigned mask, const char* op, const WarpSlot& in)
   return slots;
 }
 
-void* dynamic_shared() { return W.smem; }
-size_t dynamic_shared_size() { return W.smem_size; }
+void* dynamic_shared() { return self()->w->smem; }
+
+void* static_shared(const void* site, size_t bytes, size_t align) {
+  Worker& w = *self()->w;
+  for (const auto& [s, p] : w.static_sites)
+    if (s == site) return p;
+#ifdef L2E_EMU_ASAN
+  constexpr size_t kRedzone = 32;  // poisoned bytes between two arrays
+#else
+  constexpr size_t kRedzone = 0;
+#endif
+  const size_t used = round_up(w.static_used + bytes, align < 16 ? 16 : align);
+  if (used > kStaticShared) {
+    static thread_local std::string msg;
+    msg = "static shared memory of the block exceeds " + std::to_string(kStaticShared) + " bytes";
+    fail(msg.c_str());
+  }
+  char* p = w.static_smem + kStaticShared - used;  // the first array ends at the guard page
+  unpoison(p, bytes);
+  std::memset(p, 0xff, bytes);  // uninitialised shared memory reads as NaN
+  w.static_used = std::min(kStaticShared, used + kRedzone);
+  w.static_sites.emplace_back(site, p);
+  return p;
+}
+size_t dynamic_shared_size() { return self()->w->smem_size; }
 
 size_t shared_offset(const void* p) {
+  const Worker& w = *self()->w;
   const char* c = static_cast<const char*>(p);
-  if (c < W.smem || c >= W.smem + W.smem_size) fail("address outside the block's shared memory (cvta.to.shared)");
-  return size_t(c - W.smem);
+  if (c < w.smem || c >= w.smem + w.smem_size) fail("address outside the block's shared memory (cvta.to.shared)");
+  return size_t(c - w.smem);
 }
 
 float atomic_add(float* p, float v) {
@@ -436,6 +611,11 @@ void Launch::execute(const Body& body) const {
     set_error(cudaErrorMemoryAllocation, "kernel " + name + ": cannot map shared memory");
     return;
   }
+  static const char* const inject = std::getenv("L2E_CUDA_EMULATE_FAIL");
+  if (inject && name == inject) {
+    defer_error(cudaErrorLaunchFailure, "kernel " + name + " failed in block (0,0,0): fault injected by L2E_CUDA_EMULATE_FAIL");
+    return;
+  }
   W.body = &body;
   W.call = [](const void* b) { (*static_cast<const Body*>(b))(); };
   W.kernel = name_;
@@ -445,7 +625,7 @@ void Launch::execute(const Body& body) const {
       for (unsigned x = 0; x < grid_.x; x++) {
         const uint3 b{x, y, z};
         if (!run_block(b, block_, grid_)) {
-          set_error(cudaErrorLaunchFailure, "kernel " + name + " failed in block " + dims(b) + ": " + W.error);
+          defer_error(cudaErrorLaunchFailure, "kernel " + name + " failed in block " + dims(b) + ": " + W.error);
           W.kernel = nullptr;
           W.failed = false;
           return;
@@ -498,6 +678,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   mprotect(map + data, ps, PROT_NONE);  // reading past the end faults
   char* u = map + data - user;
   std::memset(u, 0xff, user);  // NaN as f32 and as bf16
+  poison(map, data - user);    // the bytes in front, which no guard page covers
   g_allocs[reinterpret_cast<uintptr_t>(u)] = Allocation{map, data + ps, user};
   g_live += user;
   *p = u;
@@ -510,6 +691,7 @@ cudaError_t cudaFree(void* p) {
   std::lock_guard<std::mutex> lock(g_mem_mu);
   auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == g_allocs.end()) return set_error(cudaErrorInvalidValue, "cudaFree of a pointer cudaMalloc did not return");
+  unpoison(it->second.map, it->second.map_bytes - page_size());  // the pages may be mapped again
   munmap(it->second.map, it->second.map_bytes);  // a use after free faults
   g_live -= it->second.bytes;
   g_allocs.erase(it);
@@ -551,14 +733,15 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   delete reinterpret_cast<char*>(s);
   return cudaSuccess;
 }
-// Every operation has completed when it returns: synchronisation has nothing to wait for.
+// Every operation has completed when it returns: synchronisation has nothing to wait for but reports
+// the error of a kernel that failed since the last one.
 cudaError_t cudaStreamSynchronize(cudaStream_t) {
   count_synchronize();
-  return cudaSuccess;
+  return synchronize();
 }
 cudaError_t cudaDeviceSynchronize() {
   count_synchronize();
-  return cudaSuccess;
+  return synchronize();
 }
 
 cudaError_t cudaGetLastError() {

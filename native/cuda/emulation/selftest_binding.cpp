@@ -6,15 +6,23 @@
 //   divergent_barrier  __syncthreads reached by half of the block (must fail, not hang);
 //   partial_mask       a shuffle with a mask of 16 lanes (must fail);
 //   out_of_warp        half a warp at a shuffle, the other half exited (must fail);
+//   static_shared      three blocks, twice: each reads its static shared array before writing it (must
+//                      be NaN, not an earlier block's values), then a neighbour's entry (must be shared);
+//   oob_global_after, oob_global_before, oob_shared_before: one read just past the end of a device
+//                      allocation (the guard page: must abort naming the kernel), just before its
+//                      start, or just before a static shared array (caught under AddressSanitizer only).
 //   and the sm_90a instructions' checks (selftest_sm90.cpp).
+// Each runs one launch and synchronises, so that the launch's asynchronous error is the result.
 #include <napi.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
 #include "addon/registry.h"
 #include "cuda_bf16.h"
 #include "cuda_runtime.h"
+#include "cuda/device_utils.cuh"
 #include "ptx.h"
 
 namespace l2e {
@@ -83,6 +91,32 @@ void out_of_warp_kernel(int*) {
   if (threadIdx.x < 16) (void)__shfl_xor_sync(0xffffffffu, 1.0f, 1);
 }
 
+// bad[0]: a read before the block's first write was not NaN; bad[1]: a thread did not see another's write.
+void static_shared_kernel(int* bad) {
+  L2E_SHARED(float, s, [64]);
+  const int t = int(threadIdx.x);
+  if (!std::isnan(s[t])) bad[0] = 1;
+  __syncthreads();
+  s[t] = float(blockIdx.x * 64 + t);
+  __syncthreads();
+  const int u = (t + 1) % 64;
+  if (s[u] != float(blockIdx.x * 64 + u)) bad[1] = 1;
+}
+
+// `bad` holds 2 ints; volatile keeps the planted reads
+void oob_global_after_kernel(int* bad) {
+  if (threadIdx.x == 0) bad[0] = static_cast<volatile int*>(bad)[4];  // 16 bytes: the guard page
+}
+void oob_global_before_kernel(int* bad) {
+  if (threadIdx.x == 0) bad[0] = static_cast<volatile int*>(bad)[-1];
+}
+void oob_shared_before_kernel(int* bad) {
+  L2E_SHARED(float, s, [32]);
+  s[threadIdx.x] = 1.0f;
+  __syncthreads();
+  if (threadIdx.x == 0) bad[0] = int(static_cast<volatile float*>(s)[-1]);
+}
+
 std::string run(const std::string& name) {
   int* bad = nullptr;
   if (cudaMalloc(reinterpret_cast<void**>(&bad), 2 * sizeof(int)) != cudaSuccess) return "cudaMalloc failed";
@@ -92,14 +126,24 @@ std::string run(const std::string& name) {
   else if (name == "divergent_barrier") L2E_EMU_LAUNCH(divergent_barrier_kernel, 1, 64, 0, nullptr)(bad);
   else if (name == "partial_mask") L2E_EMU_LAUNCH(partial_mask_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "out_of_warp") L2E_EMU_LAUNCH(out_of_warp_kernel, 1, 32, 0, nullptr)(bad);
+  else if (name == "static_shared") {
+    L2E_EMU_LAUNCH(static_shared_kernel, 3, 64, 0, nullptr)(bad);
+    L2E_EMU_LAUNCH(static_shared_kernel, 3, 64, 0, nullptr)(bad);
+  } else if (name == "oob_global_after") L2E_EMU_LAUNCH(oob_global_after_kernel, 1, 32, 0, nullptr)(bad);
+  else if (name == "oob_global_before") L2E_EMU_LAUNCH(oob_global_before_kernel, 1, 32, 0, nullptr)(bad);
+  else if (name == "oob_shared_before") L2E_EMU_LAUNCH(oob_shared_before_kernel, 1, 32, 0, nullptr)(bad);
   else {
     const std::string r = sm90_selftest(name, bad);
     cudaFree(bad);
     return r.empty() ? "unknown self-test '" + name + "'" : r;
   }
-  const cudaError_t e = cudaGetLastError();
+  cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) e = cudaDeviceSynchronize();
+  (void)cudaGetLastError();
   std::string r = e == cudaSuccess ? "ok" : cudaGetErrorString(e);
-  if (e == cudaSuccess && (bad[0] || bad[1])) r = "wrong values";
+  if (e == cudaSuccess && name == "static_shared" && bad[0]) r = "a block read static shared memory it had not written and found no NaN";
+  else if (e == cudaSuccess && name == "static_shared" && bad[1]) r = "a thread did not see another thread's static shared write";
+  else if (e == cudaSuccess && (bad[0] || bad[1])) r = "wrong values";
   cudaFree(bad);
   return r;
 }

@@ -285,7 +285,10 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   else if (name == "wgmma_nofence") L2E_EMU_LAUNCH(wgmma_nofence_kernel, 1, 128, 4096, nullptr)(bad);
   else return "";
   if (!r.empty()) return r;
-  const cudaError_t e = cudaGetLastError();
+  // a kernel's failure is reported at the next synchronisation, as on a GPU
+  cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) e = cudaDeviceSynchronize();
+  (void)cudaGetLastError();
   if (e != cudaSuccess) return cudaGetErrorString(e);
   return bad[0] ? "wrong values (" + std::to_string(bad[0]) + ")" : "ok";
 }
