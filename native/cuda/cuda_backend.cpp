@@ -43,6 +43,13 @@ void need(const Buf& b, DType t, const char* op, const char* arg) {
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const std::string& attention_kernel) {
+    // settings first: a bad value throws before anything is created (a throwing constructor runs no destructor)
+    deterministic_ = env_flag("L2E_DETERMINISTIC");
+    if (!attention_kernel.empty()) {
+      attention_kernel_ = parse_attention_kernel(attention_kernel, "attention kernel");
+    } else if (const char* e = std::getenv("L2E_CUDA_ATTENTION"); e && *e) {
+      attention_kernel_ = parse_attention_kernel(e, "L2E_CUDA_ATTENTION");
+    }
     L2E_CUDA_CHECK(cudaSetDevice(0));
     L2E_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     try {
@@ -52,12 +59,6 @@ class CudaBackend final : public Backend {
       pool_.reset();
       cudaStreamDestroy(stream_);
       throw;
-    }
-    deterministic_ = env_flag("L2E_DETERMINISTIC");
-    if (!attention_kernel.empty()) {
-      attention_kernel_ = parse_attention_kernel(attention_kernel, "attention kernel");
-    } else if (const char* e = std::getenv("L2E_CUDA_ATTENTION"); e && *e) {
-      attention_kernel_ = parse_attention_kernel(e, "L2E_CUDA_ATTENTION");
     }
   }
   ~CudaBackend() override {
