@@ -11,7 +11,7 @@
 // write never damages the previous checkpoint. Pruning keeps a run's newest checkpoints plus its best:
 // the one with the lowest mean training loss since the checkpoint before it.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { EmbeddingModel } from '../model/embedding-model.js';
 import { configToJson } from '../model/config.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../model/safetensors.js';
@@ -198,8 +198,21 @@ export function pruneCheckpoints(
   const pruned = mine.filter((c) => !keep.has(c.step)).map((c) => c.dir);
   const mineDirs = new Set(mine.map((c) => c.dir));
   const otherRuns = removeOtherRuns ? checkpointFolders(outputDir).map((name) => join(outputDir, name)).filter((d) => !mineDirs.has(d)) : [];
-  for (const dir of [...pruned, ...otherRuns]) rmSync(dir, { recursive: true, force: true });
+  for (const dir of [...pruned, ...otherRuns]) removeCheckpointFolder(dir);
   return { pruned, otherRuns };
+}
+
+/**
+ * Removes a checkpoint folder so that no half-removed one is ever taken for a checkpoint: it is first
+ * renamed out of the checkpoint names (`.checkpoint-N.del-PID`, one atomic step), then deleted; a kill
+ * in between leaves only the dot-named folder, which the next checkpoint write removes.
+ */
+function removeCheckpointFolder(dir: string): void {
+  const m = CHECKPOINT_RE.exec(basename(dir));
+  const doomed = join(dirname(dir), `.checkpoint-${m ? m[1] : 'x'}.del-${process.pid}`);
+  rmSync(doomed, { recursive: true, force: true });
+  renameSync(dir, doomed);
+  rmSync(doomed, { recursive: true, force: true });
 }
 
 export interface CheckpointContents {
@@ -263,12 +276,12 @@ export function saveCheckpoint(outputDir: string, step: number, c: CheckpointCon
 
 /**
  * Folders a killed run left behind (its pid is gone): `.checkpoint-N.tmp-PID`, a checkpoint half
- * written, is removed; `.checkpoint-N.old-PID`, a whole checkpoint set aside while being replaced,
- * is put back when no checkpoint-N took its place, else removed.
+ * written, and `.checkpoint-N.del-PID`, one being removed, are removed; `.checkpoint-N.old-PID`, a whole
+ * checkpoint set aside while being replaced, is put back when no checkpoint-N took its place, else removed.
  */
-function removeStaleCheckpointTemps(outputDir: string): void {
+export function removeStaleCheckpointTemps(outputDir: string): void {
   for (const name of readdirSync(outputDir)) {
-    const m = /^\.checkpoint-(\d+)\.(tmp|old)-(\d+)$/.exec(name);
+    const m = /^\.checkpoint-(\d+|x)\.(tmp|old|del)-(\d+)$/.exec(name);
     if (!m || processAlive(Number(m[3]))) continue;
     const final = join(outputDir, `checkpoint-${m[1]}`);
     if (m[2] === 'old' && !existsSync(final)) renameSync(join(outputDir, name), final);

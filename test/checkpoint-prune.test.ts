@@ -1,0 +1,61 @@
+// Pruning old checkpoints never leaves a half-removed checkpoint-N folder that a later run (or a
+// reader) would take for a checkpoint: a kill in the middle of the removal is simulated by an rmSync
+// that deletes one file of the folder and then fails. The folder is renamed out of the checkpoint
+// names first (.checkpoint-N.del-PID); the next checkpoint write removes such leftovers of a dead run.
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { checkpointFolders, pruneCheckpoints, removeStaleCheckpointTemps } from '../src/train/checkpoint.js';
+import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>();
+  return { ...fs, rmSync: vi.fn(fs.rmSync) };
+});
+
+afterAll(() => removeTempDirs());
+
+function fakeCheckpoint(out: string, step: number, runId: string): string {
+  const dir = join(out, `checkpoint-${step}`);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), '{}\n');
+  writeFileSync(join(dir, 'model.safetensors'), 'x');
+  writeFileSync(join(dir, 'trainer_state.json'), JSON.stringify({ step, run: { id: runId } }) + '\n');
+  return dir;
+}
+
+describe('pruneCheckpoints under a kill', () => {
+  it('a removal cut short leaves no checkpoint-N folder without its files', async () => {
+    const out = makeTempDir('l2e-prune-');
+    for (const step of [1, 2, 3, 4]) fakeCheckpoint(out, step, 'run-a');
+    const real = (await vi.importActual<typeof import('node:fs')>('node:fs')).rmSync;
+    // the "kill": the first removal of a folder deletes its config.json, then stops
+    vi.mocked(rmSync).mockImplementation((path, opts) => {
+      const p = String(path);
+      if (existsSync(join(p, 'config.json'))) {
+        real(join(p, 'config.json'));
+        throw new Error('killed');
+      }
+      real(path, opts);
+    });
+    try {
+      expect(() => pruneCheckpoints(out, 'run-a', 3, false)).toThrow('killed');
+    } finally {
+      vi.mocked(rmSync).mockReset();
+      vi.mocked(rmSync).mockImplementation(real);
+    }
+    for (const name of checkpointFolders(out)) expect(existsSync(join(out, name, 'config.json')), `${name} is whole`).toBe(true);
+    expect(checkpointFolders(out)).toEqual(['checkpoint-2', 'checkpoint-3', 'checkpoint-4']);
+    expect(readdirSync(out).filter((n) => n.startsWith('.'))).toEqual([`.checkpoint-1.del-${process.pid}`]);
+  });
+
+  it("the leftovers of a dead run's removal are removed by the next checkpoint write", () => {
+    const out = makeTempDir('l2e-prune-');
+    fakeCheckpoint(out, 5, 'run-b');
+    const dead = 2 ** 22 + 12345; // above Linux's default pid_max: no such process
+    mkdirSync(join(out, `.checkpoint-1.del-${dead}`));
+    writeFileSync(join(out, `.checkpoint-1.del-${dead}`, 'model.safetensors'), 'x');
+    removeStaleCheckpointTemps(out);
+    expect(readdirSync(out).sort()).toEqual(['checkpoint-5']);
+  });
+});
