@@ -22,7 +22,9 @@ const gpu = process.argv.includes('--gpu');
 const rest = process.argv.slice(2).filter((a) => a !== '--gpu');
 const addon = buildSanitized({ emulateCuda: gpu });
 console.error(`test:sanitize: build done (${elapsed()})`);
-const env = sanitizerEnv(addon, gpu ? testingAddonOf(addon) : undefined);
+// the test addon of the same build too: the tests that call kernels directly (gradcheck, gemm, the
+// precision kernels, the op table) then run them instrumented
+const env = sanitizerEnv(addon, testingAddonOf(addon));
 const args = ['run', '--config', 'test/sanitize/vitest.sanitize.config.ts'];
 let report;
 if (gpu) {

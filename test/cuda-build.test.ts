@@ -75,7 +75,11 @@ describe('device cuda without a usable GPU', () => {
 // `npm run build:native` made is read when it is newer than the source; otherwise nvcc compiles the
 // file for sm_90a alone. Needs nvcc and cuobjdump (the CUDA toolkit); no GPU. Where cuobjdump is
 // missing, the PTX for compute_90a is checked instead (wgmma, TMA and mbarrier waits, no mma.sync).
-const hasTool = (tool: string): boolean => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0;
+// The toolkit runs without the sanitizer runtime that `npm run test:sanitize` preloads (nvcc is not our
+// code, and crashes under it).
+const toolEnv: NodeJS.ProcessEnv = { ...process.env };
+delete toolEnv['LD_PRELOAD'];
+const hasTool = (tool: string): boolean => spawnSync(tool, ['--version'], { stdio: 'ignore', env: toolEnv }).status === 0;
 const nvcc = hasTool('nvcc');
 const toolkit = nvcc && hasTool('cuobjdump');
 const nvccArgs = ['-O3', '-std=c++17', '--expt-relaxed-constexpr', '-Inative', '-DL2E_WITH_CUDA'];
@@ -102,10 +106,10 @@ describe.skipIf(!toolkit)(`sm_90a attention SASS ${toolkit ? '' : '(skipped: nvc
     if (!existsSync(built) || statSync(built).mtimeMs < statSync(src).mtimeMs) {
       dir = mkdtempSync(join(tmpdir(), 'l2e-sass-'));
       obj = join(dir, 'attention_sm90.o');
-      execFileSync('nvcc', ['-c', ...nvccArgs, '-gencode=arch=compute_90a,code=sm_90a', src, '-o', obj], { stdio: 'pipe' });
+      execFileSync('nvcc', ['-c', ...nvccArgs, '-gencode=arch=compute_90a,code=sm_90a', src, '-o', obj], { stdio: 'pipe', env: toolEnv });
     }
     try {
-      const fns = sm90aFunctions(execFileSync('cuobjdump', ['-sass', obj], { encoding: 'utf8', maxBuffer: 64 << 20 }), 'flash_fwd_sm90_kernel');
+      const fns = sm90aFunctions(execFileSync('cuobjdump', ['-sass', obj], { encoding: 'utf8', maxBuffer: 64 << 20, env: toolEnv }), 'flash_fwd_sm90_kernel');
       expect([...fns.keys()].length, 'sm_90a kernels found').toBe(2);
       for (const [name, body] of fns) {
         expect(body.includes('HGMMA'), `${name} has HGMMA`).toBe(true);
@@ -122,7 +126,7 @@ describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not o
     const dir = mkdtempSync(join(tmpdir(), 'l2e-ptx-'));
     try {
       const ptxFile = join(dir, 'attention_sm90.ptx');
-      execFileSync('nvcc', ['-ptx', ...nvccArgs, '--gpu-architecture=compute_90a', 'native/cuda/attention_sm90.cu', '-o', ptxFile], { stdio: 'pipe' });
+      execFileSync('nvcc', ['-ptx', ...nvccArgs, '--gpu-architecture=compute_90a', 'native/cuda/attention_sm90.cu', '-o', ptxFile], { stdio: 'pipe', env: toolEnv });
       const entries = readFileSync(ptxFile, 'utf8').split(/\n\.entry /).slice(1).filter((e) => e.includes('flash_fwd_sm90_kernel'));
       expect(entries.length, 'kernels found').toBe(2);
       for (const body of entries) {

@@ -251,12 +251,17 @@ describe.skipIf(!hasTokenizer)(`dynamic batching over HTTP ${hasTokenizer ? '' :
   });
 
   it('tokenising long texts never blocks the event loop for long', async () => {
-    const long = Array.from({ length: 300 }, (_, i) => `ayat ${i} `.repeat(110)); // ~1000 characters each
-    const t0 = performance.now();
-    model.tokenize(long, 513);
-    const syncMs = performance.now() - t0;
+    // enough texts (~1000 characters each) that tokenising them in one go takes over 150 ms on this machine
+    let long: string[] = [];
+    let syncMs = 0;
+    for (let n = 300; n <= 4800 && syncMs <= 150; n *= 2) {
+      long = Array.from({ length: n }, (_, i) => `ayat ${i} `.repeat(110));
+      const t0 = performance.now();
+      model.tokenize(long, 513);
+      syncMs = performance.now() - t0;
+    }
     expect(syncMs).toBeGreaterThan(150);
-    const s = await serveOn(model, { maxLength: 512, maxQueueTokens: 1 << 20, maxChars: 10000, maxInputs: 1000 });
+    const s = await serveOn(model, { maxLength: 512, maxQueueTokens: 1 << 24, maxChars: 10000, maxInputs: 10000 });
     try {
       const h = monitorEventLoopDelay({ resolution: 1 });
       h.enable();
