@@ -40,6 +40,13 @@ describe('npm run bench -- precision', () => {
     expect((err as { stderr: string }).stderr.trim()).toBe('--llama: unknown value Q4_0 (one of F32, F16, BF16, Q8_0, or none)');
   });
 
+  it('refuses a --baseline addon that does not exist, naming the flag and the file', async () => {
+    const missing = join(dir, 'no-such-build', 'l2e_testing.node');
+    const err = await run(process.execPath, [runner, 'precision', '--baseline', missing], { cwd: repoRoot }).catch((e: { code: number; stderr: string }) => e);
+    expect((err as { code: number }).code).toBe(1);
+    expect((err as { stderr: string }).stderr.trim()).toBe(`--baseline: ${missing} does not exist`);
+  });
+
   it.skipIf(!hasPools)(`runs ours and llama.cpp on the small model, each peer checked before timing ${hasPools ? '' : skipNote('data/pools')}`, async () => {
     const out = join(dir, 'precision.json');
     const args = ['precision', '--quick', '--texts', '3', '--passes', '1', '--threads', '1', '--precisions', 'fp32', '--llama', 'F32,Q8_0', '--json', out];
