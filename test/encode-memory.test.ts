@@ -1,7 +1,7 @@
 // Memory while encoding, at every precision: a child process loads a model and encodes a batch of
 // 64 texts (4,000+ tokens); its resident memory may grow by the weights' bytes while loading and,
 // while encoding, only by one encode group's activations (core/model.h: at most 1/32 of the
-// weights' bytes, or 64 tokens), not by the whole batch's. Also: a batch split into groups gives
+// weights' bytes in fp32 whatever the precision, or 64 tokens), not by the whole batch's. Also: a batch split into groups gives
 // the embeddings of its texts encoded one at a time, and the fp32 weights, pre-packed for the GEMM
 // by encode, read back (and train) as they were written.
 import { spawnSync } from 'node:child_process';
@@ -27,6 +27,7 @@ interface NativeModelT {
   getTensor(name: string): Float32Array;
   encode(ids: Int32Array, cu: Int32Array): Promise<{ embeddings: Float32Array }>;
   weightBytes: number;
+  encodeGroupTokens: number;
   dispose(): void;
 }
 interface Natives {
@@ -72,7 +73,9 @@ describe.each(['fp32', 'bf16', 'int8'])('peak memory while encoding in %s', (pre
     expect(r.status).toBe(0);
     const m = JSON.parse(r.stdout) as { base: number; loaded: number; peak: number; weightBytes: number; finite: boolean };
     expect(m.finite).toBe(true);
-    const group = Math.max(m.weightBytes / 32, 64 * encodeBytesPerToken());
+    const fp32Bytes = [...tiny.weights.values()].reduce((n, w) => n + w.length * 4, 0);
+    if (precision === 'fp32') expect(m.weightBytes).toBe(fp32Bytes);
+    const group = Math.max(fp32Bytes / 32, 64 * encodeBytesPerToken());
     const batch = tokens.length * encodeBytesPerToken();
     expect(batch).toBeGreaterThan(4 * (group + SLACK)); // the batch at once would exceed the bound
     expect(m.loaded - m.base).toBeLessThanOrEqual(m.weightBytes + LOAD_SLACK);
@@ -107,6 +110,18 @@ describe('encode in groups', () => {
     const again = await model.encode(Int32Array.from(tokens.slice(0, 40)), Int32Array.from([0, 40]));
     expect(again.embeddings).toEqual(first.embeddings);
     model.dispose();
+  });
+
+  it('runs groups of as many tokens at every precision: 1/32 of the fp32 weights in activations, or 64', async () => {
+    const fp32Bytes = [...tiny.weights.values()].reduce((n, w) => n + w.length * 4, 0);
+    const expected = Math.max(64, Math.floor(fp32Bytes / 32 / encodeBytesPerToken()));
+    expect(expected).toBeGreaterThan(64); // the share, not the floor, sets it at this shape
+    for (const precision of ['fp32', 'bf16', 'int8']) {
+      const model = new (addon().NativeModel)(nativeConfig, 'cpu', precision);
+      await model.loadTensors(sources);
+      expect([precision, model.encodeGroupTokens]).toEqual([precision, expected]);
+      model.dispose();
+    }
   });
 
   it('names the bad token by its position in the whole batch', async () => {

@@ -129,7 +129,8 @@ class Model {
   void encode(const int32_t* ids, int T, const int32_t* cu_seqlens, int B, Activations& acts, float* emb,
               float* hidden);
   // Tokens per encode group on the CPU: activations of at most 1/kEncodeActShare of the weights'
-  // bytes, and at least kEncodeMinTokens tokens (other backends: the whole batch).
+  // bytes in fp32 (at bf16 / int8: 1/16 / 1/8 of the bytes held), and at least kEncodeMinTokens tokens
+  // (other backends: the whole batch).
   static constexpr int kEncodeActShare = 32, kEncodeMinTokens = 64;
   int encode_group_tokens() const;
   // Bytes of activations per token of a forward pass (keep: every layer's, for backward), and per sequence.
