@@ -422,10 +422,7 @@ void Model::free_activations(Activations& a) {
 int Model::encode_group_tokens() const {
   // Host memory only: a GPU's own memory is not the process's RSS, and its GEMMs want the whole batch.
   if (be_->name() != "cpu") return std::numeric_limits<int>::max();
-  // Measured against the weights' bytes in fp32, whatever they are held in: the tokens per group are
-  // then the same at every precision, so each group's GEMMs stream the weights once per as many tokens
-  // (bf16/int8 compute 2-4x faster per weight, so fewer tokens per group would leave them waiting on memory).
-  const size_t budget = num_params() * sizeof(float) / kEncodeActShare;
+  const size_t budget = weight_bytes() / kEncodeActShare;
   return int(std::max<size_t>(kEncodeMinTokens, std::min<size_t>(budget / activation_bytes_per_token(false), 1 << 30)));
 }
 
