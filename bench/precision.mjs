@@ -6,7 +6,10 @@
 // interleaved (fp32, bf16, int8, llama.cpp F32, ..., fp32, ...) and medians reported, so load on a shared
 // machine hits every engine alike. Prints tokens/s, the weights' bytes, peak RSS, load time, the latency
 // of one 20-token text, the cosine of each text's embedding to our fp32's, and (fp32) the share of
-// encode time in each op of the op table.
+// encode time in each op of the op table. Also our GEMM's own GFLOP/s (a 2048^3 sgemm in a child, once
+// per pass) and each engine's encode GFLOP/s as a share of it (the FLOPs of the linear layers and causal
+// attention of the workload), and with --baseline, "before" rows of another build of the test addon,
+// run interleaved with ours: a before/after comparison under the same load.
 //
 // Before any timing, each llama.cpp format embeds a few of the texts and must agree with ours (cosine
 // >= 0.9997 on every one); a format that does not is reported and not timed. llama.cpp stops at the
@@ -57,6 +60,8 @@ options:
                        all; "none" for no rows of ours); @ISA runs that one with L2E_CPU_ISA=ISA (one of
                        scalar,avx2,avx512,amx), e.g. bf16@avx512: bf16 without the AMX tiles, next to bf16
                        at the best level, in the same interleaved run
+  --baseline ADDON     another build of the test addon (l2e_testing.node): its rows, "before PRECISION",
+                       run interleaved with ours (L2E_TESTING_ADDON=ADDON in their children)
   --llama LIST         llama.cpp formats: comma-separated of F32,F16,BF16,Q8_0 (default all; "none" to skip)
   --json FILE          write the rows (and the check results, the skipped engines) to FILE
   -h, --help           this help
@@ -80,7 +85,7 @@ function parseVariant(v) {
 }
 
 function parseArgs(argv) {
-  const o = { quick: false, passes: 3, texts: 128, threads: 2, precisions: ['fp32', 'bf16', 'int8'], llama: [...LLAMA_FORMATS], json: null, child: null };
+  const o = { quick: false, passes: 3, texts: 128, threads: 2, precisions: ['fp32', 'bf16', 'int8'], llama: [...LLAMA_FORMATS], json: null, child: null, gemmChild: false, baseline: null };
   const list = (flag, v, allowed) => {
     if (v === 'none') return [];
     const xs = v.split(',');
@@ -105,6 +110,11 @@ function parseArgs(argv) {
     else if (a === '--llama') o.llama = list(a, value(), LLAMA_FORMATS);
     else if (a === '--json') o.json = value();
     else if (a === '--child') o.child = value();
+    else if (a === '--gemm-child') o.gemmChild = true;
+    else if (a === '--baseline') {
+      o.baseline = resolve(value());
+      if (!existsSync(o.baseline)) throw new Error(`--baseline: ${o.baseline} does not exist`);
+    }
     else if (a === '--help' || a === '-h') {
       process.stdout.write(HELP);
       process.exit(0);
@@ -274,14 +284,44 @@ function llamaGguf(config, sources, format, tokenizerMetadata) {
   return file;
 }
 
-/** Runs one child job; returns its report. */
-function runChild(job, label, threads, isa = null) {
-  const jobFile = join(os.tmpdir(), `l2e-bench-precision-job-${process.pid}.json`);
-  writeFileSync(jobFile, JSON.stringify(job));
-  const env = { ...process.env, L2E_NUM_THREADS: String(threads), ...(isa ? { L2E_CPU_ISA: isa } : {}) };
-  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', jobFile], { encoding: 'utf8', maxBuffer: 16 << 20, env });
+/**
+ * Runs a child of this script (args: ['--child', jobFile] or ['--gemm-child']) with `threads` threads,
+ * optionally at one ISA level and with another build of the test addon; returns its JSON report.
+ */
+function runChildProcess(args, label, threads, { isa = null, addon = null } = {}) {
+  const env = { ...process.env, L2E_NUM_THREADS: String(threads), ...(isa ? { L2E_CPU_ISA: isa } : {}), ...(addon ? { L2E_TESTING_ADDON: addon } : {}) };
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...args], { encoding: 'utf8', maxBuffer: 16 << 20, env });
   if (r.status !== 0) throw new Error(`${label} run failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   return JSON.parse(r.stdout);
+}
+
+/** Runs one child job; returns its report. */
+function runChild(job, label, threads, opts = {}) {
+  const jobFile = join(os.tmpdir(), `l2e-bench-precision-job-${process.pid}.json`);
+  writeFileSync(jobFile, JSON.stringify(job));
+  return runChildProcess(['--child', jobFile], label, threads, opts);
+}
+
+/** Child: our sgemm on 2048^3 (best of 3 after a warm-up), in GFLOP/s. */
+function gemmChild() {
+  const addon = testingAddon();
+  const n = 2048, a = new Float32Array(n * n).fill(0.5), b = new Float32Array(n * n).fill(0.25), c = new Float32Array(n * n);
+  let best = Infinity;
+  for (let i = 0; i < 4; i++) {
+    const s = now();
+    addon.sgemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n);
+    if (i > 0) best = Math.min(best, now() - s);
+  }
+  process.stdout.write(JSON.stringify({ gflops: (2 * n ** 3) / best / 1e9 }));
+}
+
+/** FLOPs of encoding the sequences: the linear layers (2 N K per token) and causal attention. */
+function encodeFlops(c, seqs) {
+  const qd = c.heads * c.headDim, kvd = c.kvHeads * c.headDim;
+  const perToken = 2 * (c.layers * (2 * qd * c.hidden + 2 * kvd * c.hidden + 3 * c.intermediate * c.hidden) + c.dense * c.hidden);
+  let flops = 0;
+  for (const s of seqs) flops += perToken * s.length + (c.layers * 4 * qd * (s.length * (s.length + 1))) / 2;
+  return flops;
 }
 
 const readF32 = (file) => new Float32Array(readFileSync(file).buffer.slice(0));
@@ -307,6 +347,7 @@ function cosines(a, b, dim) {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   if (o.child) return child(o.child);
+  if (o.gemmChild) return gemmChild();
   const config = o.quick ? { ...BENCH_MODEL } : SHAPE_600M;
   const mix = loadLengthMix(resolve(repoRoot, '../shared/data/pools'));
   if (!mix) {
@@ -386,19 +427,26 @@ async function main() {
     formats = passed;
   }
 
+  const oursJob = (p) => ({ engine: 'ours', config, precision: parseVariant(p).precision, sources, batches, single });
   const engines = [
-    ...o.precisions.map((p) => ({ name: `ours ${p}`, variant: p, isa: parseVariant(p).isa, job: { engine: 'ours', config, precision: parseVariant(p).precision, sources, batches, single } })),
+    ...o.precisions.map((p) => ({ name: `ours ${p}`, variant: p, isa: parseVariant(p).isa, job: oursJob(p) })),
+    ...(o.baseline ? o.precisions.map((p) => ({ name: `before ${p}`, variant: `before ${p}`, isa: parseVariant(p).isa, addon: o.baseline, job: oursJob(p) })) : []),
     ...formats.map((f) => ({ name: `llama.cpp ${f}`, job: { engine: 'llama', gguf: ggufs[f], threads: o.threads, maxTokens, hidden: config.hidden, seqs: seqsJson, single } })),
   ];
   const runs = Object.fromEntries(engines.map((e) => [e.name, []]));
+  const flops = encodeFlops(config, seqs);
+  const gemm = [];
   for (let pass = 0; pass < o.passes; pass++) {
+    gemm.push(runChildProcess(['--gemm-child'], 'sgemm 2048^3', o.threads).gflops);
+    console.error(`pass ${pass + 1} our sgemm 2048^3: ${gemm[pass].toFixed(1)} GFLOP/s`);
     for (const e of engines) {
       const job = { ...e.job, embeddingsFile: embFile(e.name), opTiming: e.job.engine === 'ours' && pass === 0 };
-      const res = runChild(job, e.name, o.threads, e.isa ?? null);
+      const res = runChild(job, e.name, o.threads, { isa: e.isa ?? null, addon: e.addon ?? null });
       runs[e.name].push(res);
       console.error(`pass ${pass + 1} ${e.name}: ${res.tokensPerSecond.toFixed(1)} tok/s, encode ${res.encodeSeconds.toFixed(2)} s`);
     }
   }
+  const gemmGflops = median(gemm);
   const embeddingsOf = (e) => (e.job.engine === 'llama' ? projectAll(readF32(embFile(e.name)), config.hidden, dense) : readF32(embFile(e.name)));
   const ref = runs['ours fp32'] ? readF32(embFile('ours fp32')) : null;
   const rows = engines.map((e) => {
@@ -409,6 +457,7 @@ async function main() {
       isa: rs[0].isa ?? null,
       tokensPerSecond: median(rs.map((r) => r.tokensPerSecond)),
       encodeSeconds: median(rs.map((r) => r.encodeSeconds)),
+      gflops: flops / median(rs.map((r) => r.encodeSeconds)) / 1e9,
       latency20: median(rs.map((r) => r.latency20)),
       loadSeconds: median(rs.map((r) => r.loadSeconds)),
       weightBytes: rs[0].weightBytes,
@@ -421,13 +470,18 @@ async function main() {
   });
   const fp32 = rows.find((r) => r.engine === 'ours fp32');
   const gb = (b) => (b / 1e9).toFixed(2);
-  console.log(`\nencode, medians of ${o.passes} interleaved passes (load average now ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`);
+  console.log(
+    `\nencode, medians of ${o.passes} interleaved passes (load average now ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}); ` +
+      `our sgemm 2048^3: ${gemmGflops.toFixed(1)} GFLOP/s; the workload: ${(flops / 1e9).toFixed(0)} GFLOP`,
+  );
   printTable(rows, [
     { title: 'engine', get: (r) => r.engine },
     { title: 'ISA', get: (r) => r.isa ?? '-' },
     { title: 'tok/s', get: (r) => r.tokensPerSecond.toFixed(1), right: true },
     { title: 'vs fp32', get: (r) => (fp32 ? (r.tokensPerSecond / fp32.tokensPerSecond).toFixed(2) + 'x' : '-'), right: true },
     { title: 'encode s', get: (r) => r.encodeSeconds.toFixed(2), right: true },
+    { title: 'GFLOP/s', get: (r) => r.gflops.toFixed(1), right: true },
+    { title: 'of sgemm', get: (r) => `${((100 * r.gflops) / gemmGflops).toFixed(0)}%`, right: true },
     { title: '20-tok ms', get: (r) => (1000 * r.latency20).toFixed(1), right: true },
     { title: 'weights GB', get: (r) => gb(r.weightBytes), right: true },
     { title: 'peak RSS GB', get: (r) => gb(r.peakRss), right: true },
@@ -477,8 +531,8 @@ async function main() {
     ]);
   }
   if (o.json) {
-    const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, threads: o.threads, loadavgStart: loadavg, node: process.version, nodeLlamaCpp: llamaVersion };
-    writeFileSync(o.json, JSON.stringify({ meta, config, texts: o.texts, tokens, passes: o.passes, rows, checks, versus, skipped, ops: Object.fromEntries(timed.map((e) => [e.variant, runs[e.name][0].ops])) }, null, 2));
+    const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, threads: o.threads, loadavgStart: loadavg, node: process.version, nodeLlamaCpp: llamaVersion, baseline: o.baseline };
+    writeFileSync(o.json, JSON.stringify({ meta, config, texts: o.texts, tokens, passes: o.passes, gemmGflops, gemmSamples: gemm, encodeGflop: flops / 1e9, rows, checks, versus, skipped, ops: Object.fromEntries(timed.map((e) => [e.variant, runs[e.name][0].ops])) }, null, 2));
     console.log(`\nwrote ${o.json}`);
   }
   for (const f of tempFiles) rmSync(f, { force: true });

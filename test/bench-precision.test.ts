@@ -20,14 +20,18 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 interface Row {
   engine: string;
   tokensPerSecond: number;
+  gflops: number;
   latency20: number;
   weightBytes: number;
   peakRss: number;
   minCos: number | null;
 }
 interface PrecisionFile {
-  meta: { threads: number; nodeLlamaCpp: string | null };
+  meta: { threads: number; nodeLlamaCpp: string | null; baseline: string | null };
   tokens: number;
+  gemmGflops: number;
+  gemmSamples: number[];
+  encodeGflop: number;
   rows: Row[];
   checks: { engine: string; texts: number; minCos: number }[];
   skipped: string[];
@@ -40,17 +44,31 @@ describe('npm run bench -- precision', () => {
     expect((err as { stderr: string }).stderr.trim()).toBe('--llama: unknown value Q4_0 (one of F32, F16, BF16, Q8_0, or none)');
   });
 
+  it('refuses a --baseline addon that does not exist, naming the flag and the file', async () => {
+    const missing = join(dir, 'no-such-build', 'l2e_testing.node');
+    const err = await run(process.execPath, [runner, 'precision', '--baseline', missing], { cwd: repoRoot }).catch((e: { code: number; stderr: string }) => e);
+    expect((err as { code: number }).code).toBe(1);
+    expect((err as { stderr: string }).stderr.trim()).toBe(`--baseline: ${missing} does not exist`);
+  });
+
   it.skipIf(!hasPools)(`runs ours and llama.cpp on the small model, each peer checked before timing ${hasPools ? '' : skipNote('data/pools')}`, async () => {
     const out = join(dir, 'precision.json');
-    const args = ['precision', '--quick', '--texts', '3', '--passes', '1', '--threads', '1', '--precisions', 'fp32', '--llama', 'F32,Q8_0', '--json', out];
+    // --baseline: our own build again, as the "before" rows of a before/after run
+    const baseline = join(repoRoot, 'build', 'Release', 'testing', 'l2e_testing.node');
+    const args = ['precision', '--quick', '--texts', '3', '--passes', '1', '--threads', '1', '--precisions', 'fp32', '--llama', 'F32,Q8_0', '--baseline', baseline, '--json', out];
     const { stdout } = await run(process.execPath, [runner, ...args], { cwd: repoRoot, maxBuffer: 16 << 20 });
     const r = JSON.parse(readFileSync(out, 'utf8')) as PrecisionFile;
     expect(r.meta.threads).toBe(1);
+    expect(r.meta.baseline).toBe(baseline);
+    expect(r.gemmSamples).toHaveLength(1);
+    expect(r.gemmGflops).toBeGreaterThan(0); // NaN fails
+    expect(r.encodeGflop).toBeGreaterThan(0);
     const peer = await loadLlamaCpp();
-    const engines = 'skip' in peer ? ['ours fp32'] : ['ours fp32', 'llama.cpp F32', 'llama.cpp Q8_0'];
+    const engines = ['ours fp32', 'before fp32', ...('skip' in peer ? [] : ['llama.cpp F32', 'llama.cpp Q8_0'])];
     expect(r.rows.map((x) => x.engine)).toEqual(engines);
     for (const row of r.rows) {
       expect(row.tokensPerSecond).toBeGreaterThan(0);
+      expect(row.gflops).toBeCloseTo((r.encodeGflop * row.tokensPerSecond) / r.tokens, 6);
       expect(row.latency20).toBeGreaterThan(0);
       expect(row.weightBytes).toBeGreaterThan(0);
       expect(row.peakRss).toBeGreaterThan(row.weightBytes / 2); // a GGUF is mapped, not always all resident

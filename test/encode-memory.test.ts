@@ -1,7 +1,7 @@
 // Memory while encoding, at every precision: a child process loads a model and encodes a batch of
 // 64 texts (4,000+ tokens); its resident memory may grow by the weights' bytes while loading and,
 // while encoding, only by one encode group's activations (core/model.h: at most 1/32 of the
-// weights' bytes, or 64 tokens), not by the whole batch's. Also: a batch split into groups gives
+// weights' bytes as held, or 64 tokens), not by the whole batch's. Also: a batch split into groups gives
 // the embeddings of its texts encoded one at a time, and the fp32 weights, pre-packed for the GEMM
 // by encode, read back (and train) as they were written.
 import { spawnSync } from 'node:child_process';
@@ -27,6 +27,7 @@ interface NativeModelT {
   getTensor(name: string): Float32Array;
   encode(ids: Int32Array, cu: Int32Array): Promise<{ embeddings: Float32Array }>;
   weightBytes: number;
+  encodeGroupTokens: number;
   dispose(): void;
 }
 interface Natives {
@@ -107,6 +108,18 @@ describe('encode in groups', () => {
     const again = await model.encode(Int32Array.from(tokens.slice(0, 40)), Int32Array.from([0, 40]));
     expect(again.embeddings).toEqual(first.embeddings);
     model.dispose();
+  });
+
+  it('runs groups of 1/32 of the weights\' bytes as held in activations, or 64 tokens, at every precision', async () => {
+    const expected = { fp32: 0, bf16: 0, int8: 0 };
+    for (const precision of ['fp32', 'bf16', 'int8'] as const) {
+      const model = new (addon().NativeModel)(nativeConfig, 'cpu', precision);
+      await model.loadTensors(sources);
+      expected[precision] = Math.max(64, Math.floor(Math.floor(model.weightBytes / 32) / encodeBytesPerToken()));
+      expect([precision, model.encodeGroupTokens]).toEqual([precision, expected[precision]]);
+      model.dispose();
+    }
+    expect(expected.fp32).toBeGreaterThan(64); // at fp32 the share, not the floor, sets it at this shape
   });
 
   it('names the bad token by its position in the whole batch', async () => {

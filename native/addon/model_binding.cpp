@@ -83,6 +83,7 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
                         InstanceAccessor("device", &NativeModel::Device, nullptr),
                         InstanceAccessor("precision", &NativeModel::PrecisionName, nullptr),
                         InstanceAccessor("weightBytes", &NativeModel::WeightBytes, nullptr),
+                        InstanceAccessor("encodeGroupTokens", &NativeModel::EncodeGroupTokens, nullptr),
                         InstanceAccessor("disposed", &NativeModel::Disposed, nullptr)});
   }
 
@@ -259,6 +260,9 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
   }
   Napi::Value WeightBytes(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), double(state(info.Env())->model->weight_bytes()));
+  }
+  Napi::Value EncodeGroupTokens(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(state(info.Env())->model->encode_group_tokens()));
   }
 
   std::shared_ptr<ModelState> state_;

@@ -24,6 +24,8 @@ export interface NativeModel {
   readonly precision: Precision;
   /** Bytes the weights occupy as held (fp32 buffer + converted matrices). */
   readonly weightBytes: number;
+  /** Tokens per group an encode runs in (whole texts; a longer text alone): bounds its activations. */
+  readonly encodeGroupTokens: number;
   params(): { name: string; shape: number[]; numel: number; offset: number }[];
   /** chunkBytes (tests): the size of the pieces each tensor is read in (default 16 MB). */
   loadTensors(sources: { name: string; path: string; offset: number; length: number; dtype: string }[], chunkBytes?: number): Promise<void>;
