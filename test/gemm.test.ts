@@ -4,6 +4,7 @@
 import { describe, expect, it, afterAll } from 'vitest';
 
 import { testingAddon } from './helpers/testing-addon.mjs';
+import { seededRandom } from './helpers/tinyModel.js';
 
 interface GemmNatives {
   sgemm(
@@ -26,16 +27,10 @@ const supported = KERNELS.slice(KERNELS.indexOf(defaultKernel as (typeof KERNELS
 
 afterAll(() => addon.setGemmKernel(defaultKernel));
 
-/** Deterministic uniform numbers in [-1, 1) (mulberry32). */
+/** Deterministic uniform numbers in [-1, 1) (the test helpers' mulberry32). */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const u = seededRandom(seed);
+  return () => u() * 2 - 1;
 }
 
 /** A rows x cols matrix with row stride ld; the padding holds `pad` (NaN for inputs: must never be used). */

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 
 import { packageRoot } from '../src/native.js';
 import { testingAddon, testingAddonPath } from './helpers/testing-addon.mjs';
+import { seededRandom } from './helpers/tinyModel.js';
 
 type P = 'bf16' | 'int8';
 interface LowpNatives {
@@ -20,16 +21,10 @@ interface LowpNatives {
 const addon = testingAddon<LowpNatives>();
 const kernels = addon.lowpKernels();
 
-/** Deterministic uniform numbers in [-1, 1) (mulberry32). */
+/** Deterministic uniform numbers in [-1, 1) (the test helpers' mulberry32). */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const u = seededRandom(seed);
+  return () => u() * 2 - 1;
 }
 function randomMatrix(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);
