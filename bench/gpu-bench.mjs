@@ -138,7 +138,12 @@ function opTable(a, label) {
   return Object.fromEntries(ops.map((o) => [o.op, { calls: o.calls, seconds: o.seconds }]));
 }
 
-async function measure() {
+// GPU_BENCH_KERNELS=sm80 leaves the sm90 kernel's by-name rows out (a run after it failed: a kernel fault
+// ends the CUDA context for every later row)
+const byName = (process.env.GPU_BENCH_KERNELS ?? 'sm80,sm90').split(',').filter(Boolean);
+
+/** `save(res)` is called after every section, so that a run cut short keeps what it measured. */
+async function measure(save = () => {}) {
   const a = loadAddon();
   const info = a.cudaStatus();
   if (!info.usable) throw new Error(`no usable GPU: ${info.reason}`);
@@ -151,7 +156,7 @@ async function measure() {
       console.log(`attention S=${S} ${backward ? 'fwd+bwd' : 'fwd'}: ${r.tflops.toFixed(1)} TFLOP/s`);
     }
     // the forward of each tensor-core kernel by name (the rows above take the one 'auto' picks)
-    for (const kernel of ['sm80', 'sm90']) {
+    for (const kernel of byName) {
       try {
         const r = a.cudaBenchAttention({ lens: Array(B).fill(S), nh: SIZES.attnHeads, nkv: SIZES.attnHeads, hd: 128, reps: SIZES.reps, backward: false, kernel });
         res[`attn.${kernel}.causal.S${S}.fwd_tflops`] = r.tflops;
@@ -160,6 +165,7 @@ async function measure() {
         console.log(`attention S=${S} fwd, ${kernel} kernel: not run (${err instanceof Error ? err.message : err})`);
       }
     }
+    save(res);
   }
   const lengths = poolLengths();
   for (const [name, layers] of SIZES.layers) {
@@ -168,6 +174,7 @@ async function measure() {
     const enc = await encodeBench(a, m, lengths);
     for (const [k, v] of Object.entries(enc)) res[`${name}.encode_bf16.${k}`] = v;
     console.log(`${name} encode: ${enc.texts_per_s.toFixed(0)} texts/s, ${enc.real_tokens_per_s.toFixed(0)} real tok/s`);
+    save(res);
     m.dispose();
     // the per-op timer wraps models created while it is on, and costs two events per op: the
     // throughput figures above and below come from models without it, the op table from a rerun
@@ -186,6 +193,7 @@ async function measure() {
         a.setOpTiming(false);
       }
       if (timed) res[`${name}.train.ops`] = opTable(a, `${name} training (recipe and long steps)`);
+      save(res);
     }
   }
   return res;
@@ -273,7 +281,10 @@ if (isMain && args[0] === '--table') {
   }
 } else if (isMain) {
   const outIdx = args.indexOf('--out');
-  const res = await measure();
-  if (outIdx >= 0) writeAtomic(args[outIdx + 1], JSON.stringify(res, null, 1) + '\n');
+  const save = (r) => {
+    if (outIdx >= 0) writeAtomic(args[outIdx + 1], JSON.stringify(r, null, 1) + '\n');
+  };
+  const res = await measure(save);
+  save(res);
   if (smoke) printTable(tableRows(res, {}));
 }

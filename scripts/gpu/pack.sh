@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs .gpu/ for a run on the GPU machine with ../shared/gpu/pack.sh, after checking that
 # build/Release holds a CUDA-enabled addon. Packages only the demo and the tokenizer tests use
-# (CLDR data, llama-tokenizer-js: ~90 MiB unpacked) are set aside meanwhile, so that .gpu stays
+# (CLDR data, llama-tokenizer-js: ~90 MiB unpacked; the CPU bench peers node-llama-cpp (~720 MiB) and the
+# browser and OpenAI-client test packages) are set aside meanwhile, so that .gpu stays
 # under the 60 MiB a run may carry. Then, on the device:  bash scripts/gpu/run.sh tests|bench
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
@@ -30,7 +31,7 @@ restore() {
   rmdir "$aside"
 }
 trap restore EXIT
-for p in cldr-annotations-full cldr-localenames-full cldr-core llama-tokenizer-js; do
+for p in cldr-annotations-full cldr-localenames-full cldr-core llama-tokenizer-js node-llama-cpp @node-llama-cpp playwright-core playwright openai; do
   if [ -d "node_modules/$p" ]; then mv "node_modules/$p" "$aside/"; fi
 done
 "$root/../shared/gpu/pack.sh"

@@ -7,6 +7,7 @@
 #   tests: the GPU test suites only; bench: ours + the reference stack + the table; all (default): both.
 #   (A device command may run 10 minutes: with a cold machine, run `tests` and `bench` as two calls.)
 # Knobs: SKIP_TESTS=1, SKIP_OURS=1, SKIP_REF=1, OUT=folder (default $OUT or /tmp/l2e-gpu),
+#   TESTS_S / OURS_S / REF_S: each stage's time limit in seconds (default 420 / 200 / 330),
 #   L2E_SHARED=folder: the shared fixtures and pools (default .gpu/shared, linked as ../shared).
 # Stops at once, with the reason, when CUDA is not usable (driver, cuBLAS, an addon without CUDA or
 # the emulation build): every GPU suite would only skip.
@@ -53,17 +54,46 @@ node -e '
   if (why) { console.error("gpu-run: CUDA is not usable: " + why); process.exit(1); }
 ' || exit 1
 
+# the card, driver and toolkit, and the shipped addon's sm_90a attention kernels: HGMMA (wgmma), no HMMA
+{
+  date -u
+  nvidia-smi
+  nvcc --version 2>&1 | tail -2
+  if command -v cuobjdump >/dev/null; then
+    cuobjdump -sass "$L2E_ADDON" | awk '
+      /^arch = / { a90 = ($3 == "sm_90a") } /Fatbin ptx code/ { a90 = 0 }
+      /Function :/ { fn = $3 }
+      a90 && fn ~ /flash_fwd_sm90/ && /HGMMA/ { hg[fn]++ } a90 && fn ~ /flash_fwd_sm90/ && /[^A-Z]HMMA/ { hm[fn]++ }
+      END { for (f in hg) print "SASS sm_90a " f ": " hg[f] " HGMMA, " (hm[f] + 0) " HMMA"; if (length(hg) == 0) print "SASS: no HGMMA in any flash_fwd_sm90 kernel" }'
+  fi
+} > "$RES/env.txt" 2>&1
+grep '^SASS' "$RES/env.txt"
 if [ -z "${SKIP_TESTS:-}" ]; then
   echo "== GPU tests"
-  timeout 420 node node_modules/vitest/vitest.mjs run test/gpu test/cuda-build.test.ts 2>&1 | tee "$RES/gpu-tests.log" | grep -v "^ *✓" | tail -60
+  # the SASS test compiles one file with nvcc (CPU only): it runs beside the GPU suites
+  timeout "${TESTS_S:-420}" node node_modules/vitest/vitest.mjs run test/cuda-build.test.ts > "$RES/sass-test.log" 2>&1 &
+  sass=$!
+  timeout "${TESTS_S:-420}" node node_modules/vitest/vitest.mjs run test/gpu 2>&1 | tee "$RES/gpu-tests.log" | grep -v "^ *✓" | tail -60
+  wait "$sass"
+  echo "== test/cuda-build.test.ts (exit $?)" | tee -a "$RES/gpu-tests.log"
+  cat "$RES/sass-test.log" >> "$RES/gpu-tests.log" && rm -f "$RES/sass-test.log"
+  grep -E "Test Files|Tests " "$RES/gpu-tests.log" | tail -4
 fi
 if [ -z "${SKIP_OURS:-}" ]; then
   echo "== ours"
-  POOLS_DIR=$SHARED/data/pools timeout 200 node bench/gpu-bench.mjs --out "$RES/ours.json" 2>&1 | tee "$RES/ours.log"
+  if ! POOLS_DIR=$SHARED/data/pools timeout "${OURS_S:-200}" node bench/gpu-bench.mjs --out "$RES/ours.json" > "$RES/ours.log" 2>&1; then
+    tail -30 "$RES/ours.log"
+    # a kernel fault ends the CUDA context: once more on the sm_80 attention kernel alone
+    echo "== ours failed; again with L2E_CUDA_ATTENTION=sm80"
+    L2E_CUDA_ATTENTION=sm80 GPU_BENCH_KERNELS=sm80 POOLS_DIR=$SHARED/data/pools timeout "${OURS_S:-200}" node bench/gpu-bench.mjs --out "$RES/ours-sm80.json" >> "$RES/ours.log" 2>&1
+    [ -f "$RES/ours.json" ] || cp "$RES/ours-sm80.json" "$RES/ours.json" 2>/dev/null
+  fi
+  grep -v "^  " "$RES/ours.log" | tail -40
 fi
 if [ -z "${SKIP_REF:-}" ]; then
   echo "== reference stack (PyTorch + transformers, SDPA)"
-  MODELS=${MODELS:-warm:2,600m:2,1b:4} OUT="$RES" timeout 330 python3 "$SHARED/reference_stack.py" "$SHARED"/data/pools/*.json 2>&1 | tee "$RES/ref.log" | tail -40
+  MODELS=${MODELS:-warm:2,600m:2,1b:4} OUT="$RES" PYTHONUNBUFFERED=1 timeout "${REF_S:-330}" python3 "$SHARED/reference_stack.py" "$SHARED"/data/pools/*.json > "$RES/ref.log" 2>&1
+  echo "(exit $?)"; tail -15 "$RES/ref.log"
 fi
 if [ "$PHASE" != tests ]; then
   echo "== ratios (same card, same run)"
