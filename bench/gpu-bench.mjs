@@ -1,5 +1,7 @@
 // GPU benchmark driver (run by scripts/gpu/run.sh on the GPU machine; loads the addon directly, no build):
 //   node bench/gpu-bench.mjs --out ours.json            measure our CUDA backend (JSON with per-op times)
+//   node bench/gpu-bench.mjs --profile [--smoke]        where a recipe step's time goes (host time per call,
+//                                                       device time per op)
 //   node bench/gpu-bench.mjs --smoke [--out f.json]     the same code path on tiny shapes: a check that the
 //                                                       script runs end to end (the emulation build too)
 //   node bench/gpu-bench.mjs --table ours.json anchor.json [anchor-compiled.json] [--save DIR]
@@ -126,6 +128,61 @@ async function trainBench(a, m, lengths, base) {
   out.peak_GiB_incl_long = peak / 2 ** 30;
   a.trainRelease(m);
   return out;
+}
+
+/**
+ * --profile: where a recipe step's time goes. Host time of each call of the step (launches return before
+ * the device finishes; the step's one read-back waits for it), the wall time per step, and the device
+ * time per op of the same steps (CUDA events, on a second model created with the timer on).
+ */
+async function profileStep(a, lengths, name, layers) {
+  const B = 8, G = 3, n = 10;
+  const draws = Array.from({ length: n + 3 }, () => [
+    packed(Array.from({ length: B }, () => tokLen(pick(lengths))), SIZES.model.vocab),
+    packed(Array.from({ length: B * G }, () => tokLen(pick(lengths))), SIZES.model.vocab),
+  ]);
+  const phases = ['forward q', 'forward p', 'loss', 'backward q', 'backward p', 'release', 'optimizer step (waits)'];
+  for (const timed of [false, true]) {
+    a.setOpTiming(timed);
+    const m = createModel(a, layers);
+    try {
+      a.trainInit(m);
+      let step = 1;
+      for (const [q, p] of draws.slice(0, 3)) await trainStep(a, m, q, p, B, G, step++);
+      a.resetOpTimings();
+      const host = new Array(phases.length).fill(0);
+      const t0 = now();
+      for (const [q, p] of draws.slice(3)) {
+        let t = now();
+        const lap = (i) => {
+          const u = now();
+          host[i] += u - t;
+          t = u;
+        };
+        await a.trainForward(m, 0, q.ids, q.cu, true, false); lap(0);
+        await a.trainForward(m, 1, p.ids, p.cu, true, false); lap(1);
+        a.trainLossChunks(m, chunkIds(0), chunkIds(1), B, G, 0.02, true, 1); lap(2);
+        await a.trainBackward(m, 0, q.ids, q.cu); lap(3);
+        await a.trainBackward(m, 1, p.ids, p.cu); lap(4);
+        a.trainRelease(m); lap(5);
+        const r = await a.trainStep(m, { lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0.5, step: step++ });
+        lap(6);
+        if (!Number.isFinite(r.loss)) throw new Error(`profile step: loss ${r.loss}`);
+      }
+      const wall = (now() - t0) / n;
+      if (!timed) {
+        console.log(`${name} recipe step profile: ${(wall * 1e3).toFixed(2)} ms a step (${(1 / wall).toFixed(1)} steps/s); host time per call:`);
+        phases.forEach((ph, i) => console.log(`  ${ph.padEnd(24)} ${((host[i] / n) * 1e3).toFixed(2).padStart(8)} ms`));
+      } else {
+        const ops = opTable(a, `${name} recipe steps (${n}), wall ${(wall * 1e3).toFixed(2)} ms a step with the timer on`);
+        const dev = Object.values(ops).reduce((t, o) => t + o.seconds, 0) / n;
+        console.log(`  device time ${(dev * 1e3).toFixed(2)} ms a step = ${((100 * dev) / wall).toFixed(0)}% of the wall time`);
+      }
+    } finally {
+      m.dispose();
+      a.setOpTiming(false);
+    }
+  }
 }
 
 /** Per-op device time of everything since the last reset, largest first, printed and returned. */
@@ -280,6 +337,12 @@ if (isMain && args[0] === '--table') {
     console.log(`saved ${file}`);
   }
 } else if (isMain) {
+  if (args.includes('--profile')) {
+    const a = loadAddon();
+    console.log(`# ${a.cudaStatus().name}: recipe step profile`);
+    for (const [name, layers] of SIZES.layers) await profileStep(a, poolLengths(), name, layers);
+    process.exit(0);
+  }
   const outIdx = args.indexOf('--out');
   const save = (r) => {
     if (outIdx >= 0) writeAtomic(args[outIdx + 1], JSON.stringify(r, null, 1) + '\n');
