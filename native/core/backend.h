@@ -9,6 +9,7 @@
 // "accumulate" arguments add into the output instead of overwriting it (gradients of shared inputs).
 // The op table itself is listed once, in core/ops.def.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -102,6 +103,10 @@ struct CudaStatus {
 // Probes the CUDA backend without creating one (cheap; used to choose the CUDA prebuilt at load time,
 // by make_cuda_backend, and by the cudaStatus() binding: the one answer to "is CUDA usable here").
 CudaStatus cuda_status();
+
+// cudaMalloc calls made so far by the CUDA backends' caching pools (0 without CUDA): the GPU bench
+// counts those inside timed steps, where a warm cache makes none.
+uint64_t cuda_pool_malloc_count();
 
 std::unique_ptr<Backend> make_cpu_backend();
 // Throws Error with a clear message when the CUDA backend is not compiled in or no GPU is usable.

@@ -9,6 +9,8 @@ CudaStatus cuda_status() {
   return s;
 }
 
+uint64_t cuda_pool_malloc_count() { return 0; }
+
 std::unique_ptr<Backend> make_cuda_backend(const std::string&) {
   throw Error(
       "device 'cuda' is not available: this build of llama2-embedding has no CUDA backend "

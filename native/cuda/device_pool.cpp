@@ -1,10 +1,13 @@
 // Caching device allocator (see device_pool.h).
 #include "cuda/device_pool.h"
 
+#include "core/backend.h"
 #include "cuda/cuda_check.h"
 
 namespace l2e {
 namespace cuda {
+
+std::atomic<uint64_t> g_device_mallocs{0};
 
 namespace {
 constexpr size_t kSmall = size_t(1) << 20;  // up to 1 MiB: power-of-two classes
@@ -38,6 +41,7 @@ void* DevicePool::alloc(size_t bytes) {
     return p;
   }
   void* p = nullptr;
+  g_device_mallocs.fetch_add(1, std::memory_order_relaxed);
   cudaError_t e = cudaMalloc(&p, r);
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();  // clear it, give back the cache and try once more
@@ -87,4 +91,6 @@ DevicePool::~DevicePool() {
 }
 
 }  // namespace cuda
+
+uint64_t cuda_pool_malloc_count() { return cuda::g_device_mallocs.load(std::memory_order_relaxed); }
 }  // namespace l2e

@@ -6,12 +6,17 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <unordered_map>
 
 namespace l2e {
 namespace cuda {
+
+// cudaMalloc calls made by every pool of the process (cuda_pool_malloc_count() in core/backend.h)
+extern std::atomic<uint64_t> g_device_mallocs;
 
 class DevicePool {
  public:

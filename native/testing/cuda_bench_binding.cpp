@@ -4,7 +4,7 @@
 // batch, on the device only (no host copies inside the timed loop): the median of `reps` runs, each
 // ended by a stream synchronisation. flops counts the causal half: 4·S²·hd·nh/2 per sequence for the
 // forward, 3.5× that for forward + backward (the convention of shared/bench/reference_stack.py).
-// CUDA builds only (bench/gpu-bench.mjs).
+// CUDA builds only (bench/gpu-bench.mjs). Also cudaPoolMallocs(): the pools' cudaMalloc calls so far.
 #include <napi.h>
 
 #include <algorithm>
@@ -89,8 +89,14 @@ Napi::Value CudaBenchAttention(const Napi::CallbackInfo& info) {
   }
 }
 
+// cudaPoolMallocs() -> cudaMalloc calls made so far by the CUDA backends' pools (0 without CUDA)
+Napi::Value CudaPoolMallocs(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(cuda_pool_malloc_count()));
+}
+
 void register_cuda_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaBenchAttention", Napi::Function::New(env, CudaBenchAttention, "cudaBenchAttention"));
+  exports.Set("cudaPoolMallocs", Napi::Function::New(env, CudaPoolMallocs, "cudaPoolMallocs"));
 }
 
 }  // namespace
