@@ -234,8 +234,9 @@ async function measure(save = () => {}) {
   }
   const lengths = poolLengths();
   // A warm-up model first, as reference_stack.py's "warm" entry: the first use of each cuBLAS kernel
-  // (a new GEMM shape can pick a new one) loads it, which a long training run pays once. Not reported.
-  {
+  // (a new GEMM shape can pick a new one) loads it, which a long training run pays once. Not reported;
+  // left out of --smoke, which runs the same functions below.
+  if (!smoke) {
     const t = now();
     const base = usedBytes(a);
     const w = createModel(a, SIZES.layers[0][1]);
