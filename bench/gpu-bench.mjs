@@ -7,7 +7,8 @@
 //   node bench/gpu-bench.mjs --table ours.json anchor.json [anchor-compiled.json] [--save DIR]
 //       print each row of issue 13's targets next to reference_stack.py's figure from the same run (best
 //       of eager / torch.compile when both are given), the ratio and the target; --save DIR writes
-//       them all as DIR/<date>-<device>.json (bench/results/ keeps the runs)
+//       them all as DIR/<date>-<device>.json (bench/results/ keeps the runs); --markdown prints the rows
+//       as a Markdown table too
 // Workloads mirror shared/bench/reference_stack.py: the 600M and 1B shapes with random weights; token
 // lengths of the pool texts estimated as min(512, 1 + round(chars / 3.5)); encode batches of 64;
 // the recipe step (8 queries x group 3, in-batch negatives, temperature 0.02, clip 0.5, AdamW);
@@ -315,8 +316,21 @@ export function tableRows(ours, eager, compiled = {}) {
   });
 }
 
+const fmt = (x) => (x === undefined ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(2));
+
+/** The same rows as a Markdown table (the README's benchmark section quotes it). */
+export function markdownTable(rows) {
+  const lines = ['| workload | ours | eager | compiled | ratio | target | met |', '|---|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    const ratio = r.ratio === undefined ? '—' : `${r.ratio.toFixed(2)}×${r.basis === 'eager' ? ' (eager)' : ''}`;
+    const met = r.met === undefined ? '—' : r.met ? 'yes' : 'no';
+    lines.push(`| ${r.workload} | ${fmt(r.ours)} | ${fmt(r.eager)} | ${fmt(r.compiled)} | ${ratio} | ${r.target} | ${met} |`);
+  }
+  return lines.join('\n');
+}
+
 function printTable(rows) {
-  const f = (x) => (x === undefined ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(2));
+  const f = fmt;
   const head = ['workload'.padEnd(42), 'ours', 'eager', 'compiled', 'ratio', 'target', 'met'];
   console.log(`\n${head[0]} ${head.slice(1, 5).map((h) => h.padStart(9)).join(' ')} ${head[5].padStart(8)} ${head[6].padStart(4)}`);
   for (const r of rows) {
@@ -346,12 +360,13 @@ function writeAtomic(path, text) {
 const isMain = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === resolve(process.argv[1]);
 if (isMain && args[0] === '--table') {
   const saveIdx = args.indexOf('--save');
-  const files = args.slice(1).filter((x, i) => x !== '--save' && args[i] !== '--save');
+  const files = args.slice(1).filter((x, i) => x !== '--save' && x !== '--markdown' && args[i] !== '--save');
   const ours = JSON.parse(readFileSync(files[0], 'utf8'));
   const eager = readJson(files[1], 'reference results');
   const compiled = files[2] ? readJson(files[2], 'torch.compile reference results') : {};
   const rows = tableRows(ours, eager, compiled);
   printTable(rows);
+  if (args.includes('--markdown')) console.log(`\n${markdownTable(rows)}`);
   if (saveIdx >= 0) {
     const dir = args[saveIdx + 1];
     mkdirSync(dir, { recursive: true });

@@ -3,7 +3,7 @@
 // figures; the measuring half needs a GPU (or --smoke on the emulation build).
 import { describe, expect, it } from 'vitest';
 // @ts-expect-error: a plain .mjs bench script without type declarations
-import { tableRows } from '../bench/gpu-bench.mjs';
+import { markdownTable, tableRows } from '../bench/gpu-bench.mjs';
 
 interface Row {
   workload: string;
@@ -14,6 +14,7 @@ interface Row {
   met?: boolean;
 }
 const rowsOf = tableRows as (ours: object, eager: object, compiled?: object) => Row[];
+const markdownOf = markdownTable as (rows: Row[]) => string;
 
 describe('gpu-bench --table', () => {
   const ours = {
@@ -48,6 +49,14 @@ describe('gpu-bench --table', () => {
     expect(rows.get('600M recipe steps/s')!.ratio).toBeCloseTo(150 / 28.9, 12);
     expect(rows.get('600M encode texts/s')).toMatchObject({ reference: 5000, ratio: 1.6, target: '>= 2x', met: false });
     expect(rows.get('600M recipe peak GiB (lower is better)')).toMatchObject({ reference: 8, ratio: 9 / 8, target: '<= 0.8x', met: false });
+  });
+
+  it('--markdown: the same rows as a Markdown table', () => {
+    const lines = markdownOf(rowsOf(ours, eager, compiled)).split('\n');
+    expect(lines.slice(0, 2)).toEqual(['| workload | ours | eager | compiled | ratio | target | met |', '|---|---|---|---|---|---|---|']);
+    expect(lines).toContain('| 600M recipe steps/s | 150 | 28.90 | 39.40 | 5.19× (eager) | >= 5x | yes |');
+    expect(lines).toContain('| attn fwd sm90 d128 causal S=2048 vs cuDNN | 300 | — | — | — | >= 1x | — |');
+    expect(lines).toHaveLength(2 + 13);
   });
 
   it('a missing figure or a reference that is an error message gives no ratio', () => {
