@@ -5,9 +5,11 @@
 #                                      bash scripts/gpu/pack.sh   (checks the addon, then ../shared/gpu/pack.sh)
 # Run on the GPU machine, from the repo root:  bash scripts/gpu/run.sh [tests|bench|all]
 #   tests: the GPU test suites only; bench: ours + the reference stack + the table; all (default): both.
-#   (A device command may run 10 minutes: with a cold machine, run `tests` and `bench` as two calls.)
+#   (all of it took 168 s on an H200 on 2026-11-30, the reference stack included; a command may run 10 min)
 # Knobs: SKIP_TESTS=1, SKIP_OURS=1, SKIP_REF=1, OUT=folder (default $OUT or /tmp/l2e-gpu),
 #   TESTS_S / OURS_S / REF_S: each stage's time limit in seconds (default 420 / 200 / 330),
+#   EXTRA="gpu-bench args" (EXTRA_S): more of our rows, in a process of their own, merged into ours.json,
+#   COMPILED_S=seconds (COMPILED_MODELS): the torch.compile reference too, last,
 #   L2E_SHARED=folder: the shared fixtures and pools (default .gpu/shared, linked as ../shared).
 # Stops at once, with the reason, when CUDA is not usable (driver, cuBLAS, an addon without CUDA or
 # the emulation build): every GPU suite would only skip.
@@ -90,6 +92,20 @@ if [ -z "${SKIP_OURS:-}" ]; then
   fi
   grep -v "^  " "$RES/ours.log" | tail -40
 fi
+if [ -z "${SKIP_OURS:-}" ] && [ -n "${EXTRA:-}" ]; then
+  # EXTRA: more gpu-bench rows in a process of their own (a kernel fault there costs only those rows),
+  # merged into ours.json
+  echo "== ours, more rows: gpu-bench.mjs $EXTRA"
+  POOLS_DIR=$SHARED/data/pools timeout "${EXTRA_S:-120}" node bench/gpu-bench.mjs $EXTRA --out "$RES/extra.json" >> "$RES/ours.log" 2>&1
+  echo "(exit $?)"
+  if [ -f "$RES/extra.json" ]; then
+    node -e '
+      const fs = require("fs"), [o, x] = process.argv.slice(1);
+      const ours = fs.existsSync(o) ? JSON.parse(fs.readFileSync(o, "utf8")) : {};
+      fs.writeFileSync(o, JSON.stringify({ ...JSON.parse(fs.readFileSync(x, "utf8")), ...ours }, null, 1) + "\n");
+    ' "$RES/ours.json" "$RES/extra.json" && rm -f "$RES/extra.json"
+  fi
+fi
 if [ -z "${SKIP_REF:-}" ]; then
   echo "== reference stack (PyTorch + transformers, SDPA)"
   MODELS=${MODELS:-warm:2,600m:2,1b:4} OUT="$RES" PYTHONUNBUFFERED=1 timeout "${REF_S:-330}" python3 "$SHARED/reference_stack.py" "$SHARED"/data/pools/*.json > "$RES/ref.log" 2>&1
@@ -97,10 +113,23 @@ if [ -z "${SKIP_REF:-}" ]; then
 fi
 if [ "$PHASE" != tests ]; then
   echo "== ratios (same card, same run)"
-  # a torch.compile reference run (COMPILE=1 reference_stack.py, OUT=... anchor.json renamed
-  # anchor-compiled.json) joins the table when present; every run is saved under $RES/results
-  # (copy it to bench/results/, which keeps the runs)
+  node bench/gpu-bench.mjs --table "$RES/ours.json" "$RES/anchor.json"
+fi
+if [ -z "${SKIP_REF:-}" ] && [ "${COMPILED_S:-0}" -gt 0 ]; then
+  # COMPILED_S=seconds: the torch.compile reference (the stronger peer) on COMPILED_MODELS, last, as
+  # it compiles for minutes; its anchor.json becomes anchor-compiled.json
+  echo "== reference stack, torch.compile (COMPILE=1, ${COMPILED_MODELS:-warm:2,600m:2}, at most ${COMPILED_S} s)"
+  mkdir -p /tmp/l2e-compiled
+  COMPILE=1 SKIP_KERNELS=1 MODELS=${COMPILED_MODELS:-warm:2,600m:2} OUT=/tmp/l2e-compiled PYTHONUNBUFFERED=1 \
+    timeout "$COMPILED_S" python3 "$SHARED/reference_stack.py" "$SHARED"/data/pools/*.json > /tmp/l2e-compiled/log 2>&1
+  echo "(exit $?)"; tail -5 /tmp/l2e-compiled/log
+  { echo "== COMPILE=1"; cat /tmp/l2e-compiled/log; } >> "$RES/ref.log"
+  [ -f /tmp/l2e-compiled/anchor.json ] && mv /tmp/l2e-compiled/anchor.json "$RES/anchor-compiled.json"
+fi
+if [ "$PHASE" != tests ]; then
+  # every run is saved under $RES/results (copy it to bench/results/, which keeps the runs)
   compiled=()
   [ -f "$RES/anchor-compiled.json" ] && compiled=("$RES/anchor-compiled.json")
-  node bench/gpu-bench.mjs --table "$RES/ours.json" "$RES/anchor.json" ${compiled[@]+"${compiled[@]}"} --save "$RES/results"
+  echo "== ratios with every reference, saved"
+  node bench/gpu-bench.mjs --table "$RES/ours.json" "$RES/anchor.json" ${compiled[@]+"${compiled[@]}"} --save "$RES/results" --markdown
 fi
