@@ -3,7 +3,8 @@
 # build/Release holds a CUDA-enabled addon. Packages only the demo and the tokenizer tests use
 # (CLDR data, llama-tokenizer-js: ~90 MiB unpacked; the CPU bench peers node-llama-cpp (~720 MiB) and the
 # browser and OpenAI-client test packages) are set aside meanwhile, so that .gpu stays
-# under the 60 MiB a run may carry. Then, on the device:  bash scripts/gpu/run.sh tests|bench
+# under the 60 MiB a run may carry. Then, on the device (with .gpu and dist/ carried):
+#   bash scripts/gpu/run.sh all|tests|bench
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 cd "$root"
@@ -34,6 +35,8 @@ trap restore EXIT
 for p in cldr-annotations-full cldr-localenames-full cldr-core llama-tokenizer-js node-llama-cpp @node-llama-cpp playwright-core playwright openai; do
   if [ -d "node_modules/$p" ]; then mv "node_modules/$p" "$aside/"; fi
 done
+# the benches import the library's compiled JavaScript: dist/ travels beside .gpu (carry both)
+npm run --silent build:ts
 "$root/../shared/gpu/pack.sh"
 # what was packed is what runs: check the copy, not only build/Release
 packed=$(ls .gpu/addon/*.node)
@@ -47,4 +50,4 @@ mkdir -p .gpu/testing
 xz -T2 -6 -c "$testing" > .gpu/testing/l2e_testing.node.xz
 size=$(du -sm .gpu | cut -f1)
 [ "$size" -lt 62 ] || { echo "gpu-pack: .gpu is ${size} MiB with the test addon: over what a run may carry" >&2; exit 1; }
-echo "gpu-pack: packed $addon and $testing (CUDA backend, not emulated); .gpu is ${size} MiB"
+echo "gpu-pack: packed $addon and $testing (CUDA backend, not emulated); .gpu is ${size} MiB; carry .gpu and dist"
