@@ -30,7 +30,11 @@
 //     (mbarrier "empty", 256 arrivals). Both warpgroups run every key tile; warpgroup 0's last 64 keys
 //     are masked (its rows end 64 keys before the block's).
 //   warpgroup 2 (the producer): setmaxnreg.dec to 24 registers; one elected lane issues the TMA loads
-//     of Q (once, 128 rows) and of K_j, V_j into a 2-stage ring, each on its own mbarrier.
+//     of Q (once, 128 rows) and of K_j, V_j into a ring of kStages = 3 stages (tile j in stage j % 3,
+//     its n-th use n = j / 3 completing mbarrier phases of parity n & 1), each on its own mbarrier.
+//     Three, not two: a 64-key tile at hd 128 (or a 128-key tile at hd 64) is about a microsecond of
+//     the two warpgroups' products, about one TMA round trip; the load of tile j + 3 is issued when
+//     tile j is released, two tiles of products before it is needed.
 //   Registers: 2 x 128 x 240 + 128 x 24 = 64512 <= 65536 (the register file of the SM, one block).
 // Shared memory: a tile of R rows x D bf16 (Q: R = 128; K, V: R = kKeys) as D/64 swizzle-atom columns
 // of R rows x 128 bytes (kAtomQ = 16 KiB, kAtom = kKeys 128 bytes), each written by one TMA box
@@ -39,7 +43,7 @@
 //   B = K_j (K-major, n = kKeys): start sK + (kk / 4) kAtom + (kk % 4) 32, SBO 1024
 //   B = V_j (N-major, k = keys): start sV + kk 16 rows x 128 bytes (k-step kk, 16 keys), LBO = kAtom
 //     (the next 64 head-dim columns), SBO 1024 (the next 8 keys)
-// In all: Q + 2 K + 2 V = 128 D 2 + 4 kKeys D 2 bytes (80 KiB at hd 64, 96 KiB at hd 128) + 7 mbarriers.
+// In all: Q + 3 K + 3 V = 128 D 2 + 6 kKeys D 2 bytes (112 KiB at hd 64, 128 KiB at hd 128) + 10 mbarriers.
 #include "core/backend.h"
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
@@ -64,9 +68,15 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr uint32_t kAtomQ = kRows * 128;  // one swizzle-atom column of the Q tile: 16 KiB
 
-// Q, 2 x K, 2 x V, 7 mbarriers, and slack to align the tiles to 1024 bytes
+constexpr int kStages = 3;
+// Q, kStages x (K, V), 1 + 3 kStages mbarriers, and slack to align the tiles to 1024 bytes
 template <int D>
-constexpr size_t smem_bytes() { return size_t(kRows) * D * 2 + 4 * size_t(keys_per_tile<D>()) * D * 2 + 64 + 1024; }
+constexpr size_t smem_bytes() {
+  return size_t(kRows) * D * 2 + 2 * kStages * size_t(keys_per_tile<D>()) * D * 2 + 8 * (1 + 3 * kStages) + 1024;
+}
+// the ring position of key tile j: its stage, and the parity of the mbarrier phases of its use
+__device__ __forceinline__ int stage_of(int j) { return j % kStages; }
+__device__ __forceinline__ uint32_t parity_of(int j) { return uint32_t(j / kStages) & 1u; }
 
 template <int D>
 __global__ void __launch_bounds__(kThreads, 1)
@@ -84,12 +94,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t raw = smem_u32(smem_raw);
   const uint32_t sQ = (raw + 1023u) & ~1023u;
   auto sK = [&](int s) { return sQ + kTileQ + kTile * uint32_t(s); };
-  auto sV = [&](int s) { return sQ + kTileQ + kTile * uint32_t(2 + s); };
-  const uint32_t bars = sQ + kTileQ + 4 * kTile;
+  auto sV = [&](int s) { return sQ + kTileQ + kTile * uint32_t(kStages + s); };
+  const uint32_t bars = sQ + kTileQ + 2 * kStages * kTile;
   const uint32_t bar_q = bars;
   auto full_k = [&](int s) { return bars + 8 + 8 * uint32_t(s); };
-  auto full_v = [&](int s) { return bars + 24 + 8 * uint32_t(s); };
-  auto empty = [&](int s) { return bars + 40 + 8 * uint32_t(s); };
+  auto full_v = [&](int s) { return bars + 8 + 8 * uint32_t(kStages + s); };
+  auto empty = [&](int s) { return bars + 8 + 8 * uint32_t(2 * kStages + s); };
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
   const int h = blockIdx.y, kvh = h / (nh / nkv);
@@ -99,7 +109,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (tid == 0) {
     bar_init(bar_q, 1);
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < kStages; s++) {
       bar_init(full_k(s), 1);
       bar_init(full_v(s), 1);
       bar_init(empty(s), kConsumers);
@@ -114,8 +124,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       bar_arrive_expect_tx(bar_q, kTileQ);
       for (int c = 0; c < D / 64; c++) tma_load_3d(sQ + c * kAtomQ, &tq, bar_q, c * 64, h, base + q0);
       for (int j = 0; j < ntiles; j++) {
-        const int s = j & 1;
-        if (j >= 2) bar_wait(empty(s), uint32_t((j >> 1) - 1) & 1u);  // tile j-2 released the stage
+        const int s = stage_of(j);
+        if (j >= kStages) bar_wait(empty(s), parity_of(j - kStages));  // tile j - kStages released the stage
         bar_arrive_expect_tx(full_k(s), kTile);
         for (int c = 0; c < D / 64; c++) tma_load_3d(sK(s) + c * kAtom, &tk, full_k(s), c * 64, kvh, base + j * kKeys);
         bar_arrive_expect_tx(full_v(s), kTile);
@@ -171,13 +181,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Steady state (no branches between the asynchronous products and their waits, which ptxas needs to
   // keep S_j and P_{j-1} V_{j-1} in flight together).
   for (int j = 1; j < ntiles; j++) {
-    const int sp = (j - 1) & 1;  // the stage of tile j-1, whose P V is due now
-    bar_wait(full_k(j & 1), uint32_t(j >> 1) & 1u);
-    bar_wait(full_v(sp), uint32_t((j - 1) >> 1) & 1u);
+    const int sp = stage_of(j - 1);  // the stage of tile j-1, whose P V is due now
+    bar_wait(full_k(stage_of(j)), parity_of(j));
+    bar_wait(full_v(sp), parity_of(j - 1));
     fence_operands(sc);
     fence_operands(o);
     wgmma_fence();
-    issue_qk(j & 1);
+    issue_qk(stage_of(j));
     wgmma_commit();
     issue_pv(sp);
     wgmma_commit();
@@ -197,8 +207,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     pack_p();
   }
   {  // the last tile's P V
-    const int sp = (ntiles - 1) & 1;
-    bar_wait(full_v(sp), uint32_t((ntiles - 1) >> 1) & 1u);
+    const int sp = stage_of(ntiles - 1);
+    bar_wait(full_v(sp), parity_of(ntiles - 1));
     fence_operands(o);
     wgmma_fence();
     issue_pv(sp);

@@ -109,6 +109,8 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     ['hd16 (simple kernel)', 16, 4, 1, [5, 40, 1]],
     // 8192 tokens under emulation would take an hour: 700 still spans 11 query and key tiles
     [`hd128 one ${sized(8192, 700)}-token sequence`, 128, 2, 1, [sized(8192, 700)]],
+    // 8 key tiles of 128 (the sm90wg2 kernel's at hd 64): its 3-stage ring wraps twice
+    ['hd64 one 1000-token sequence', 64, 2, 1, [1000]],
   ];
   function attnInputs(hd: number, nh: number, nkv: number, lens: number[]): OpArgs {
     const cu = cuSeqlens(lens);
