@@ -70,11 +70,12 @@ describe('device cuda without a usable GPU', () => {
   });
 });
 
-// The sm_90a attention forward (native/cuda/attention_sm90.cu) must do its matrix products on wgmma:
-// in the sm_90a image's SASS its kernels hold HGMMA and no HMMA (mma.sync). The object that
-// `npm run build:native` made is read when it is newer than the source; otherwise nvcc compiles the
-// file for sm_90a alone. Needs nvcc and cuobjdump (the CUDA toolkit); no GPU. Where cuobjdump is
-// missing, the PTX for compute_90a is checked instead (wgmma, TMA and mbarrier waits, no mma.sync).
+// The sm_90a attention forwards (native/cuda/attention_sm90.cu, attention_sm90wg2.cu) must do their
+// matrix products on wgmma: in the sm_90a image's SASS their kernels hold HGMMA and no HMMA (mma.sync).
+// The object that `npm run build:native` made is read when it is newer than the source; otherwise nvcc
+// compiles the file for sm_90a alone. Needs nvcc and cuobjdump (the CUDA toolkit); no GPU. Where
+// cuobjdump is missing, the PTX for compute_90a is checked instead (wgmma, TMA and mbarrier waits, no
+// mma.sync).
 // The toolkit runs without the sanitizer runtime that `npm run test:sanitize` preloads (nvcc is not our
 // code, and crashes under it).
 const toolEnv: NodeJS.ProcessEnv = { ...process.env };
@@ -83,6 +84,12 @@ const hasTool = (tool: string): boolean => spawnSync(tool, ['--version'], { stdi
 const nvcc = hasTool('nvcc');
 const toolkit = nvcc && hasTool('cuobjdump');
 const nvccArgs = ['-O3', '-std=c++17', '--expt-relaxed-constexpr', '-Inative', '-DL2E_WITH_CUDA'];
+
+/** The sm_90a forward kernels: source, kernel name, the keys per tile of S = Q K^T (wgmma n) by head dim. */
+const sm90aKernels = [
+  { file: 'attention_sm90', kernel: 'flash_fwd_sm90_kernel', keys: (_d: number) => 64, setmaxnreg: false },
+  { file: 'attention_sm90wg2', kernel: 'flash_fwd_sm90wg2_kernel', keys: (d: number) => (d === 64 ? 128 : 64), setmaxnreg: true },
+];
 
 /** Function name -> SASS text, for the functions of the sm_90a image whose name contains `kernel`. */
 function sm90aFunctions(sass: string, kernel: string): Map<string, string> {
@@ -98,18 +105,18 @@ function sm90aFunctions(sass: string, kernel: string): Map<string, string> {
 }
 
 describe.skipIf(!toolkit)(`sm_90a attention SASS ${toolkit ? '' : '(skipped: nvcc or cuobjdump not on the PATH)'}`, () => {
-  it('the wgmma forward kernels (hd 64 and 128) use HGMMA, not HMMA', () => {
-    const src = 'native/cuda/attention_sm90.cu';
-    const built = 'build/CMakeFiles/l2e.dir/native/cuda/attention_sm90.cu.o';
+  it.each(sm90aKernels)('the wgmma forward kernels of $file (hd 64 and 128) use HGMMA, not HMMA', ({ file, kernel }) => {
+    const src = `native/cuda/${file}.cu`;
+    const built = `build/CMakeFiles/l2e.dir/native/cuda/${file}.cu.o`;
     let obj = built;
     let dir: string | undefined;
     if (!existsSync(built) || statSync(built).mtimeMs < statSync(src).mtimeMs) {
       dir = mkdtempSync(join(tmpdir(), 'l2e-sass-'));
-      obj = join(dir, 'attention_sm90.o');
+      obj = join(dir, `${file}.o`);
       execFileSync('nvcc', ['-c', ...nvccArgs, '-gencode=arch=compute_90a,code=sm_90a', src, '-o', obj], { stdio: 'pipe', env: toolEnv });
     }
     try {
-      const fns = sm90aFunctions(execFileSync('cuobjdump', ['-sass', obj], { encoding: 'utf8', maxBuffer: 64 << 20, env: toolEnv }), 'flash_fwd_sm90_kernel');
+      const fns = sm90aFunctions(execFileSync('cuobjdump', ['-sass', obj], { encoding: 'utf8', maxBuffer: 64 << 20, env: toolEnv }), kernel);
       expect([...fns.keys()].length, 'sm_90a kernels found').toBe(2);
       for (const [name, body] of fns) {
         expect(body.includes('HGMMA'), `${name} has HGMMA`).toBe(true);
@@ -122,23 +129,28 @@ describe.skipIf(!toolkit)(`sm_90a attention SASS ${toolkit ? '' : '(skipped: nvc
 });
 
 describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not on the PATH)'}`, () => {
-  it('the forward kernels (hd 64 and 128) issue wgmma, TMA loads and mbarrier waits, and no mma.sync', () => {
+  it.each(sm90aKernels)('the forward kernels of $file (hd 64 and 128) issue wgmma, TMA loads and mbarrier waits, and no mma.sync', ({ file, kernel, keys, setmaxnreg }) => {
     const dir = mkdtempSync(join(tmpdir(), 'l2e-ptx-'));
     try {
-      const ptxFile = join(dir, 'attention_sm90.ptx');
-      execFileSync('nvcc', ['-ptx', ...nvccArgs, '--gpu-architecture=compute_90a', 'native/cuda/attention_sm90.cu', '-o', ptxFile], { stdio: 'pipe', env: toolEnv });
-      const entries = readFileSync(ptxFile, 'utf8').split(/\n\.entry /).slice(1).filter((e) => e.includes('flash_fwd_sm90_kernel'));
+      const ptxFile = join(dir, `${file}.ptx`);
+      execFileSync('nvcc', ['-ptx', ...nvccArgs, '--gpu-architecture=compute_90a', `native/cuda/${file}.cu`, '-o', ptxFile], { stdio: 'pipe', env: toolEnv });
+      const entries = readFileSync(ptxFile, 'utf8').split(/\n\.entry /).slice(1).filter((e) => e.includes(kernel));
       expect(entries.length, 'kernels found').toBe(2);
       for (const body of entries) {
-        const D = /flash_fwd_sm90_kernelILi(\d+)E/.exec(body)?.[1];
+        const D = new RegExp(`${kernel}ILi(\\d+)E`).exec(body)?.[1];
         expect(['64', '128']).toContain(D);
-        // S = Q K^T: m64n64k16 in D/16 k-steps, both operands from shared memory (two descriptors);
+        // S = Q K^T: m64n{keys}k16 in D/16 k-steps, both operands from shared memory (two descriptors);
         // O += P V: m64n{D}k16 with P from registers ({4 registers}, then V's descriptor)
-        expect(body).toMatch(/wgmma\.mma_async\.sync\.aligned\.m64n64k16\.f32\.bf16\.bf16 \{[^}]*\},\s*%rd\d+,\s*%rd\d+/);
+        const n = keys(Number(D));
+        expect(body).toMatch(new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${n}k16\\.f32\\.bf16\\.bf16 \\{[^}]*\\},\\s*%rd\\d+,\\s*%rd\\d+`));
         expect(body).toMatch(new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${D}k16\\.f32\\.bf16\\.bf16 \\{[^}]*\\}, \\{%r\\d+,\\s*%r\\d+,\\s*%r\\d+,\\s*%r\\d+\\},\\s*%rd\\d+`));
         expect(body).toMatch(/cp\.async\.bulk\.tensor\.3d\.shared::cluster\.global\.tile\.mbarrier::complete_tx::bytes/);
         expect(body).toMatch(/mbarrier\.try_wait\.parity/);
         expect(body).not.toMatch(/\bmma\.sync/);
+        if (setmaxnreg) {  // the producer warpgroup gives registers to the consumers
+          expect(body).toMatch(/setmaxnreg\.dec\.sync\.aligned\.u32 24;/);
+          expect(body).toMatch(/setmaxnreg\.inc\.sync\.aligned\.u32 240;/);
+        }
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

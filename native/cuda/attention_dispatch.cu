@@ -1,5 +1,5 @@
 // The attention ops of the CUDA backend: which kernel runs (AttentionKernel, kernels.h): the wgmma +
-// TMA forward on sm_90a, the mma.sync kernels for hd 64 / 128 elsewhere, the simple kernel otherwise
+// TMA forwards on sm_90a (one or two consumer warpgroups per block), the mma.sync kernels for hd 64 / 128 elsewhere, the simple kernel otherwise
 // or when chosen (cross-checks); the backward's D_i = dO_i . o_i row dots.
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
@@ -32,14 +32,17 @@ AttentionKernel parse_attention_kernel(const std::string& name, const std::strin
   if (name == "simple") return AttentionKernel::Simple;
   if (name == "sm80") return AttentionKernel::Sm80;
   if (name == "sm90") return AttentionKernel::Sm90;
-  throw Error(what + ": unknown attention kernel '" + name + "' (auto, simple, sm80 or sm90)");
+  if (name == "sm90wg2") return AttentionKernel::Sm90wg2;
+  throw Error(what + ": unknown attention kernel '" + name + "' (auto, simple, sm80, sm90 or sm90wg2)");
 }
 
 bool attention_has_fast_path(int hd) { return hd == 64 || hd == 128; }
 
 namespace {
 
-const char* kernel_name(AttentionKernel k) { return k == AttentionKernel::Sm90 ? "sm90" : "sm80"; }
+const char* kernel_name(AttentionKernel k) {
+  return k == AttentionKernel::Sm90 ? "sm90" : k == AttentionKernel::Sm90wg2 ? "sm90wg2" : "sm80";
+}
 
 // The forward kernel that runs: never Auto.
 AttentionKernel resolve(AttentionKernel k, int hd) {
@@ -51,8 +54,9 @@ AttentionKernel resolve(AttentionKernel k, int hd) {
   if (!attention_has_fast_path(hd))
     throw Error(std::string("attention kernel '") + kernel_name(k) + "' has no head_dim " + std::to_string(hd) +
                 " path (64 or 128; 'simple' or 'auto' take any head_dim)");
-  if (k == AttentionKernel::Sm90 && !sm90_fwd_available())
-    throw Error("attention kernel 'sm90' needs a compute capability 9.0 GPU (H100/H200) and a build with sm_90a");
+  if ((k == AttentionKernel::Sm90 || k == AttentionKernel::Sm90wg2) && !sm90_fwd_available())
+    throw Error(std::string("attention kernel '") + kernel_name(k) +
+                "' needs a compute capability 9.0 GPU (H100/H200) and a build with sm_90a");
   return k;
 }
 
@@ -64,6 +68,7 @@ void attention_fwd(const void* q, const void* k, const void* v, const int32_t* c
   const AttentionKernel run = resolve(kernel, hd);  // checked even for an empty batch
   if (T == 0) return;
   if (run == AttentionKernel::Sm90) flash_fwd_sm90(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
+  else if (run == AttentionKernel::Sm90wg2) flash_fwd_sm90wg2(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
   else if (run == AttentionKernel::Sm80) flash_fwd(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
   else simple_fwd(q, k, v, cu, B, T, nh, nkv, hd, out, lse, s);
 }
@@ -82,7 +87,7 @@ void attention_bwd(const void* q, const void* k, const void* v, const void* out,
   L2E_LAUNCH(row_dot_kernel, grid_for(rows * 32, 256, 1u << 30), 256, 0, s)(static_cast<const bf16*>(dout),
                                                                     static_cast<const bf16*>(out), T, nh, hd, workspace);
   check_launch("attention_backward_rowdot");
-  if (run != AttentionKernel::Simple)  // sm90's backward is the sm_80 kernel
+  if (run != AttentionKernel::Simple)  // sm90's and sm90wg2's backward is the sm_80 kernel
     flash_bwd(q, k, v, dout, lse, workspace, cu, T, nh, nkv, hd, tiles, num_tiles, workspace + rows, dq, dk, dv, s);
   else
     simple_bwd(q, k, v, dout, lse, workspace, cu, B, T, nh, nkv, hd, dq, dk, dv, s);

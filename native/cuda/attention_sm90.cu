@@ -53,43 +53,45 @@ __global__ void sm90_probe_kernel(int* flag) {
 #endif
 }
 
-// The online softmax of one 64-key tile starting at k0 on this thread's S registers (scores in the log2
-// domain, masked where the tile crosses the diagonal or the sequence end): m and l updated, sc turned
-// into the unnormalised probabilities, corr = the factor O's rows must be rescaled by.
-__device__ __forceinline__ void softmax_tile(float (&sc)[32], int k0, int len, int q0, const int (&row)[2], int t4,
-                                             float scale_log2, float (&m)[2], float (&l)[2], float (&corr)[2]) {
-  const bool masked = k0 + kKeys - 1 > q0 || k0 + kKeys > len;
-#pragma unroll
-  for (int rr = 0; rr < 2; rr++) {
-    float mx = -INFINITY;
-#pragma unroll
-    for (int c = 0; c < 8; c++)
-#pragma unroll
-      for (int e = 0; e < 2; e++) {
-        const int key = k0 + 8 * c + 2 * t4 + e;
-        float val = sc[4 * c + 2 * rr + e] * scale_log2;
-        if (masked && (key > row[rr] || key >= len)) val = -INFINITY;
-        sc[4 * c + 2 * rr + e] = val;
-        mx = fmaxf(mx, val);
-      }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float mnew = fmaxf(m[rr], mx);
-    const float ref = mnew == -INFINITY ? 0.0f : mnew;  // fully masked row (padding): keep 0, not NaN
-    corr[rr] = exp2f(m[rr] - ref);
-    float sum = 0.0f;
-#pragma unroll
-    for (int c = 0; c < 8; c++)
-#pragma unroll
-      for (int e = 0; e < 2; e++) {
-        const float p = exp2f(sc[4 * c + 2 * rr + e] - ref);
-        sc[4 * c + 2 * rr + e] = p;
-        sum += p;
-      }
-    l[rr] = l[rr] * corr[rr] + sum;  // per-thread partial; the quad's partials are summed at the end
-    m[rr] = mnew;
-  }
+// cuTensorMapEncodeTiled: the emulation's, or the driver's through the runtime (no libcuda link)
+using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+EncodeTiled encode_tiled() {
+#ifdef L2E_CUDA_EMULATION
+  return &cuTensorMapEncodeTiled;
+#else
+  static EncodeTiled fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      p = nullptr;
+    return reinterpret_cast<EncodeTiled>(p);
+  }();
+  return fn;
+#endif
 }
+
+}  // namespace
+
+namespace sm90 {
+CUtensorMap tensor_map(const void* p, int T, int heads, int D, int box_rows) {
+  CUtensorMap m;
+  const cuuint64_t dim[3] = {cuuint64_t(D), cuuint64_t(heads), cuuint64_t(T)};
+  const cuuint64_t stride[2] = {cuuint64_t(D) * 2, cuuint64_t(heads) * D * 2};
+  const cuuint32_t box[3] = {64, 1, cuuint32_t(box_rows)}, es[3] = {1, 1, 1};
+  const EncodeTiled enc = encode_tiled();
+  if (!enc) throw Error("attention (sm90): cuTensorMapEncodeTiled is not available from the CUDA driver");
+  const CUresult r = enc(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(p), dim, stride, box, es,
+                         CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                         CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) throw Error("attention (sm90): cuTensorMapEncodeTiled failed (error " + std::to_string(int(r)) + ")");
+  return m;
+}
+}  // namespace sm90
+
+namespace {
 
 template <int D>
 __global__ void __launch_bounds__(kThreads)
@@ -178,7 +180,7 @@ __global__ void __launch_bounds__(kThreads)
   wgmma_commit();
   wgmma_wait<0>();
   fence_operands(sc);
-  softmax_tile(sc, 0, len, q0, row, t4, scale_log2, m, l, corr);  // O is still 0: nothing to rescale
+  softmax_tile<kKeys>(sc, 0, len, q0, row, t4, scale_log2, m, l, corr);  // O is still 0: nothing to rescale
   pack_p();
 
   for (int j = 1; j <= ntiles; j++) {
@@ -199,7 +201,7 @@ __global__ void __launch_bounds__(kThreads)
     if (more) {
       wgmma_wait<1>();  // S_j has landed; P_{j-1} V_{j-1} may still run
       fence_operands(sc);
-      softmax_tile(sc, j * kKeys, len, q0, row, t4, scale_log2, m, l, corr);
+      softmax_tile<kKeys>(sc, j * kKeys, len, q0, row, t4, scale_log2, m, l, corr);
     }
     wgmma_wait<0>();
     fence_operands(o);
@@ -232,41 +234,6 @@ __global__ void __launch_bounds__(kThreads)
 #endif
 }
 
-// cuTensorMapEncodeTiled: the emulation's, or the driver's through the runtime (no libcuda link)
-using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
-                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
-                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-EncodeTiled encode_tiled() {
-#ifdef L2E_CUDA_EMULATION
-  return &cuTensorMapEncodeTiled;
-#else
-  static EncodeTiled fn = [] {
-    void* p = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess)
-      p = nullptr;
-    return reinterpret_cast<EncodeTiled>(p);
-  }();
-  return fn;
-#endif
-}
-
-// [T, heads, D] bf16 rows as a 3D tensor map, boxes of 64 columns x 1 head x 64 rows, 128-byte swizzle
-CUtensorMap tensor_map(const void* p, int T, int heads, int D) {
-  CUtensorMap m;
-  const cuuint64_t dim[3] = {cuuint64_t(D), cuuint64_t(heads), cuuint64_t(T)};
-  const cuuint64_t stride[2] = {cuuint64_t(D) * 2, cuuint64_t(heads) * D * 2};
-  const cuuint32_t box[3] = {64, 1, cuuint32_t(kRows)}, es[3] = {1, 1, 1};
-  const EncodeTiled enc = encode_tiled();
-  if (!enc) throw Error("attention (sm90): cuTensorMapEncodeTiled is not available from the CUDA driver");
-  const CUresult r = enc(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(p), dim, stride, box, es,
-                         CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-                         CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS) throw Error("attention (sm90): cuTensorMapEncodeTiled failed (error " + std::to_string(int(r)) + ")");
-  return m;
-}
-
 template <int D>
 void launch(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles,
             int num_tiles, void* out, float* lse, cudaStream_t s) {
@@ -277,7 +244,8 @@ void launch(const void* q, const void* k, const void* v, const int32_t* cu, int 
     L2E_CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_sm90_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     attr_set = true;
   }
-  const CUtensorMap tq = tensor_map(q, T, nh, D), tk = tensor_map(k, T, nkv, D), tv = tensor_map(v, T, nkv, D);
+  const CUtensorMap tq = sm90::tensor_map(q, T, nh, D, kRows), tk = sm90::tensor_map(k, T, nkv, D, kKeys),
+                    tv = sm90::tensor_map(v, T, nkv, D, kKeys);
   const float scale_log2 = kLog2e / sqrtf(float(D));
   const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(nh));
   L2E_LAUNCH(flash_fwd_sm90_kernel<D>, grid, kThreads, smem, s)(tq, tk, tv, cu, tiles, T, nh, nkv, scale_log2,

@@ -58,9 +58,16 @@ __device__ __forceinline__ void wgmma_fence() { ep::wgmma_fence(); }
 __device__ __forceinline__ void wgmma_commit() { ep::wgmma_commit_group(); }
 template <int N>
 __device__ __forceinline__ void wgmma_wait() { ep::wgmma_wait_group(N); }
-__device__ __forceinline__ void wgmma_ss_n64(float (&d)[32], uint64_t da, uint64_t db, int scale_d) {
-  ep::wgmma_m64k16_bf16_ss(d, 64, da, db, scale_d, 0, 0);
+template <int M>
+__device__ __forceinline__ void wgmma_ss(float (&d)[M], uint64_t da, uint64_t db, int scale_d) {
+  static_assert(M == 32 || M == 64, "n = 64 or 128");
+  ep::wgmma_m64k16_bf16_ss(d, 2 * M, da, db, scale_d, 0, 0);
 }
+__device__ __forceinline__ void wgmma_ss_n64(float (&d)[32], uint64_t da, uint64_t db, int scale_d) { wgmma_ss(d, da, db, scale_d); }
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() { ep::setmaxnreg(N, true); }
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() { ep::setmaxnreg(N, false); }
 template <int M>
 __device__ __forceinline__ void wgmma_rs_nt(float (&d)[M], const uint32_t (&a)[4], uint64_t db, int scale_d) {
   ep::wgmma_m64k16_bf16_rs(d, 2 * M, a, db, scale_d, 1);
@@ -129,6 +136,26 @@ __device__ __forceinline__ void wgmma_ss_n64(float (&d)[32], uint64_t da, uint64
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
       : "l"(da), "l"(db), "r"(scale_d));
 }
+__device__ __forceinline__ void wgmma_ss_n128_(float (&d)[64], uint64_t da, uint64_t db, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "setp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db), "r"(scale_d));
+}
+template <int M>
+__device__ __forceinline__ void wgmma_ss(float (&d)[M], uint64_t da, uint64_t db, int scale_d) {
+  static_assert(M == 32 || M == 64, "n = 64 or 128");
+  if constexpr (M == 32) wgmma_ss_n64(d, da, db, scale_d);
+  else wgmma_ss_n128_(d, da, db, scale_d);
+}
+// The warpgroup's per-thread register budget (every warp of the warpgroup executes it; a multiple of 8
+// in [24, 256]): a producer gives registers back to the block's pool, consumers take them.
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N)); }
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N)); }
 __device__ __forceinline__ void wgmma_rs_n64_(float (&d)[32], const uint32_t (&a)[4], uint64_t db, int scale_d) {
   asm volatile(
       "{\n.reg .pred p;\n"
@@ -152,6 +179,51 @@ __device__ __forceinline__ void wgmma_rs_nt(float (&d)[M], const uint32_t (&a)[4
   else wgmma_rs_n128_(d, a, db, scale_d);
 }
 #endif
+
+// The online softmax of one NK-key tile starting at k0 on this thread's S registers (wgmma's accumulator
+// layout: register 4c + i = row g + 8 [i >= 2], key k0 + 8c + 2 t4 + (i & 1)); scores turned into the
+// log2 domain and masked where the tile crosses the diagonal (its last key past q0, the warpgroup's
+// first row) or the sequence end: m and l updated, sc turned into the unnormalised probabilities, corr =
+// the factor O's rows must be rescaled by. l is the thread's partial (its quad's partials summed at the end).
+template <int NK>
+__device__ __forceinline__ void softmax_tile(float (&sc)[NK / 2], int k0, int len, int q0, const int (&row)[2], int t4,
+                                             float scale_log2, float (&m)[2], float (&l)[2], float (&corr)[2]) {
+  const bool masked = k0 + NK - 1 > q0 || k0 + NK > len;
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < NK / 8; c++)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const int key = k0 + 8 * c + 2 * t4 + e;
+        float val = sc[4 * c + 2 * rr + e] * scale_log2;
+        if (masked && (key > row[rr] || key >= len)) val = -INFINITY;
+        sc[4 * c + 2 * rr + e] = val;
+        mx = fmaxf(mx, val);
+      }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float mnew = fmaxf(m[rr], mx);
+    const float ref = mnew == -INFINITY ? 0.0f : mnew;  // fully masked row (padding): keep 0, not NaN
+    corr[rr] = exp2f(m[rr] - ref);
+    float sum = 0.0f;
+#pragma unroll
+    for (int c = 0; c < NK / 8; c++)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const float p = exp2f(sc[4 * c + 2 * rr + e] - ref);
+        sc[4 * c + 2 * rr + e] = p;
+        sum += p;
+      }
+    l[rr] = l[rr] * corr[rr] + sum;
+    m[rr] = mnew;
+  }
+}
+
+// Host: [T, heads, D] bf16 rows as a 3D tensor map (boxes of 64 columns x 1 head x box_rows rows, 128-byte
+// swizzle) for tma_load_3d; defined in attention_sm90.cu. Throws Error when the driver cannot encode it.
+CUtensorMap tensor_map(const void* p, int T, int heads, int D, int box_rows);
 
 }  // namespace sm90
 }  // namespace cuda

@@ -1,5 +1,5 @@
 // cudaBenchAttention({lens, nh, nkv, hd, reps, backward, kernel?}) -> {seconds, flops, tflops}
-// kernel: the attention kernel ($L2E_CUDA_ATTENTION or auto when absent; 'sm90', 'sm80', 'simple': see cuda/kernels.h).
+// kernel: the attention kernel ($L2E_CUDA_ATTENTION or auto when absent; 'sm90', 'sm90wg2', 'sm80', 'simple': see cuda/kernels.h).
 // Times the CUDA backend's attention forward (or forward + backward) on random bf16 inputs of a packed
 // batch, on the device only (no host copies inside the timed loop): the median of `reps` runs, each
 // ended by a stream synchronisation. flops counts the causal half: 4·S²·hd·nh/2 per sequence for the

@@ -91,6 +91,16 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
 
   });
 
+  it('setmaxnreg: warpgroups give and take registers; a bad count or an incomplete warpgroup is a launch error', () => {
+    expect(run('setmaxnreg')).toBe('ok');
+    expect(run('setmaxnreg_count')).toBe(
+      'kernel setmaxnreg_count_kernel failed in block (0,0,0): setmaxnreg: register count 236 is not a multiple of 8 in [24, 256]',
+    );
+    expect(run('setmaxnreg_incomplete')).toBe(
+      "kernel setmaxnreg_incomplete_kernel failed in block (0,0,0): setmaxnreg: the warp's warpgroup is incomplete (4 warps)",
+    );
+  });
+
   it('every block starts with NaN static shared memory (not an earlier block\'s), shared by its threads', () => {
     expect(run('static_shared')).toBe('ok');
   });

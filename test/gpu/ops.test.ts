@@ -109,6 +109,8 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     ['hd16 (simple kernel)', 16, 4, 1, [5, 40, 1]],
     // 8192 tokens under emulation would take an hour: 700 still spans 11 query and key tiles
     [`hd128 one ${sized(8192, 700)}-token sequence`, 128, 2, 1, [sized(8192, 700)]],
+    // 8 key tiles of 128 (the sm90wg2 kernel's at hd 64): its 3-stage ring wraps twice
+    ['hd64 one 1000-token sequence', 64, 2, 1, [1000]],
   ];
   function attnInputs(hd: number, nh: number, nkv: number, lens: number[]): OpArgs {
     const cu = cuSeqlens(lens);
@@ -136,7 +138,7 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
       "attention kernel 'sm80' has no head_dim 16 path (64 or 128; 'simple' or 'auto' take any head_dim)",
     );
     expect(() => runOp('cuda', 'attention', { ...args, attentionKernel: 'sm100' })).toThrow(
-      "attention kernel: unknown attention kernel 'sm100' (auto, simple, sm80 or sm90)",
+      "attention kernel: unknown attention kernel 'sm100' (auto, simple, sm80, sm90 or sm90wg2)",
     );
   });
 
@@ -144,7 +146,7 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     const config = { vocab: 8, hidden: 16, intermediate: 16, layers: 1, heads: 2, kvHeads: 2, headDim: 8, dense: 4, rmsEps: 1e-5, ropeTheta: 1e4, pooling: 'mean' as const, normalized: true };
     process.env['L2E_CUDA_ATTENTION'] = 'fast';
     try {
-      expect(() => new (addon().NativeModel)(config, 'cuda')).toThrow("L2E_CUDA_ATTENTION: unknown attention kernel 'fast' (auto, simple, sm80 or sm90)");
+      expect(() => new (addon().NativeModel)(config, 'cuda')).toThrow("L2E_CUDA_ATTENTION: unknown attention kernel 'fast' (auto, simple, sm80, sm90 or sm90wg2)");
     } finally {
       delete process.env['L2E_CUDA_ATTENTION'];
     }

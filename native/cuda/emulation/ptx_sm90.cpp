@@ -432,6 +432,21 @@ void wgmma_m64k16_bf16_rs(float* d, int n, const uint32_t (&a)[4], uint64_t desc
   issue(d, n, true, 0, a, desc_b, scale_d, 0, trans_b);
 }
 
+// "setmaxnreg": imm-reg-count in [24, 256] and a multiple of 8; .sync.aligned: every lane of the warp
+// executes the same instruction; the same instruction must be executed by all warps of the warpgroup
+// (here: the warpgroup must exist whole in the block, and the lanes must agree on action and count).
+void setmaxnreg(unsigned count, bool inc) {
+  if (count < 24 || count > 256 || count % 8 != 0)
+    failf("setmaxnreg: register count " + std::to_string(count) + " is not a multiple of 8 in [24, 256]");
+  WarpSlot in{};
+  in.v[0] = count;
+  in.v[1] = inc ? 1 : 0;
+  bool first;
+  const WarpSlot* all = meet("setmaxnreg", in, first);
+  for (int lane = 0; lane < 32; lane++)
+    if (all[lane].v[0] != count || all[lane].v[1] != in.v[1]) fail("setmaxnreg: the lanes of the warp differ in action or count");
+}
+
 }  // namespace ptx
 }  // namespace emu
 }  // namespace l2e

@@ -9,6 +9,9 @@
 //     shared memory ("Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions": register
 //     fragments, "Matrix Descriptor Format", "Shared Memory Matrix Layout" with the swizzle modes)
 //   wgmma.fence / wgmma.commit_group / wgmma.wait_group
+//   setmaxnreg.{inc,dec}.sync.aligned.u32 ("Miscellaneous Instructions: setmaxnreg": the count an
+//     immediate in [24, 256], a multiple of 8; executed by all warps of a warpgroup, .sync.aligned: by
+//     every lane of the warp with the same count). Registers are not modelled: only these rules are checked.
 //
 // Asynchrony is made observable, so that a kernel missing a wait fails in emulation:
 //   - a bulk tensor copy is queued on its mbarrier and lands (and completes its bytes) only when some
@@ -49,6 +52,9 @@ void wgmma_wait_group(int pending);
 void wgmma_m64k16_bf16_ss(float* d, int n, uint64_t desc_a, uint64_t desc_b, int scale_d, int trans_a, int trans_b);
 // A from registers: this thread's 4 .b32 registers, the mma.m16n8k16 A fragment of its warp's 16 rows.
 void wgmma_m64k16_bf16_rs(float* d, int n, const uint32_t (&a)[4], uint64_t desc_b, int scale_d, int trans_b);
+
+// ---- setmaxnreg: the warpgroup's per-thread register budget (inc = true: .inc, else .dec) ----
+void setmaxnreg(unsigned count, bool inc);
 
 }  // namespace ptx
 }  // namespace emu

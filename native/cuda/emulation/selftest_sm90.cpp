@@ -13,6 +13,9 @@
 //                      newest group pending
 //   wgmma_nofence      wgmma.mma_async without wgmma.fence (must fail)
 //   wgmma_write_in_flight  an accumulator written between wgmma.mma_async and its wait (must fail)
+//   setmaxnreg         a producer warpgroup gives registers back, a consumer warpgroup takes them;
+//                      a count outside [24, 256] or not a multiple of 8, and a warp whose warpgroup is
+//                      incomplete (must fail)
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -271,6 +274,19 @@ void wgmma_nofence_kernel(int*) {
   wgmma_m64k16_bf16_ss(d, 16, desc(0, 128, 256, 0), desc(0, 128, 256, 0), 0, 0, 0);
 }
 
+// warpgroup 0 (the producer of a warp-specialised kernel) releases registers, warpgroup 1 takes them
+void setmaxnreg_kernel(int* bad) {
+  if (threadIdx.x < 128) setmaxnreg(24, false);
+  else setmaxnreg(240, true);
+  __syncthreads();
+  (void)bad;
+}
+void setmaxnreg_count_kernel(int*) { setmaxnreg(236, true); }
+// 160 threads: warp 4's warpgroup has one warp
+void setmaxnreg_incomplete_kernel(int*) {
+  if (threadIdx.x >= 128) setmaxnreg(24, false);
+}
+
 }  // namespace
 
 // "" when `name` is none of these self-checks; else "ok" or what failed.
@@ -283,6 +299,9 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   else if (name == "wgmma") L2E_EMU_LAUNCH(wgmma_kernel, 1, 128, 2 * (16384 + 256), nullptr)(bad);
   else if (name == "wgmma_write_in_flight") L2E_EMU_LAUNCH(wgmma_write_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_nofence") L2E_EMU_LAUNCH(wgmma_nofence_kernel, 1, 128, 4096, nullptr)(bad);
+  else if (name == "setmaxnreg") L2E_EMU_LAUNCH(setmaxnreg_kernel, 1, 256, 64, nullptr)(bad);
+  else if (name == "setmaxnreg_count") L2E_EMU_LAUNCH(setmaxnreg_count_kernel, 1, 128, 64, nullptr)(bad);
+  else if (name == "setmaxnreg_incomplete") L2E_EMU_LAUNCH(setmaxnreg_incomplete_kernel, 1, 160, 64, nullptr)(bad);
   else return "";
   if (!r.empty()) return r;
   // a kernel's failure is reported at the next synchronisation, as on a GPU
