@@ -6,8 +6,8 @@
 # Run on the GPU machine, from the repo root:  bash scripts/gpu/run.sh [tests|bench|all]
 #   tests: the GPU test suites only; bench: ours + the reference stack + the table; all (default): both.
 #   (A device command may run 10 minutes: with a cold machine, run `tests` and `bench` as two calls.)
-# Knobs: SKIP_TESTS=1, SKIP_OURS=1, SKIP_REF=1, OUT=folder (default $OUT or /tmp/l2e-gpu),
-#   TESTS_S / OURS_S / REF_S: each stage's time limit in seconds (default 420 / 200 / 330),
+# Knobs: SKIP_TESTS=1, SKIP_OURS=1, SKIP_SWEEP=1, SKIP_REF=1, OUT=folder (default $OUT or /tmp/l2e-gpu),
+#   TESTS_S / OURS_S / SWEEP_S / REF_S: each stage's time limit in seconds (default 420 / 200 / 90 / 330),
 #   L2E_SHARED=folder: the shared fixtures and pools (default .gpu/shared, linked as ../shared).
 # Stops at once, with the reason, when CUDA is not usable (driver, cuBLAS, an addon without CUDA or
 # the emulation build): every GPU suite would only skip.
@@ -89,6 +89,11 @@ if [ -z "${SKIP_OURS:-}" ]; then
     [ -f "$RES/ours.json" ] || cp "$RES/ours-sm80.json" "$RES/ours.json" 2>/dev/null
   fi
   grep -v "^  " "$RES/ours.log" | tail -40
+fi
+if [ -z "${SKIP_OURS:-}" ] && [ -z "${SKIP_SWEEP:-}" ]; then
+  echo "== sm80 attention tile variants (gpu-bench --sweep: its figures join ours.json)"
+  timeout "${SWEEP_S:-90}" node bench/gpu-bench.mjs --sweep --out "$RES/ours.json" > "$RES/sweep.log" 2>&1
+  echo "(exit $?)"; grep -v "^fwd \|^bwd " "$RES/sweep.log" | tail -32
 fi
 if [ -z "${SKIP_REF:-}" ]; then
   echo "== reference stack (PyTorch + transformers, SDPA)"
