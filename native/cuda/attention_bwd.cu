@@ -254,7 +254,7 @@ struct BwdVariant {
   BwdLaunch hd128;
 };
 // [0] is the default (the shapes used unless a variant is named: kQ 32 at hd 128 for the register
-// budget); the rest hd 128 only.
+// budget); the rest hd 128 only, k64q32w4s2 being the default's hd 128 shape under its own name.
 constexpr BwdVariant kBwdVariants[] = {
     {"default", launch<64, 64, 64, 2>, launch<128, 64, 32, 2>},
     {"k64q32w4s2", nullptr, launch<128, 64, 32, 2>},

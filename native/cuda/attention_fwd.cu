@@ -9,7 +9,8 @@
 // and at the end o /= l, lse = (c m + log2 l) ln 2 (natural log, as the op table defines it).
 // Masked scores (key > query, key past the sequence) are -inf; only tiles reaching a warp's diagonal
 // (the last ones, keys up to the block's last row) can hold them, so only they are masked, and a warp
-// skips a key tile that lies wholly after its 16 rows. No S x S matrix is formed.
+// skips a key tile that lies wholly after its 16 rows (and every tile when none of its rows is in the
+// sequence). No S x S matrix is formed.
 //
 // Tile variants (FwdVariant below, chosen by name at run time: kFwdVariants): Rows 64 (4 warps) or 128
 // (8 warps), Keys 64 or 128, Stages 2 or 3. The host schedule (Batch::tiles) has 64-row tiles, per
@@ -216,7 +217,8 @@ struct FwdVariant {
   FwdLaunch hd64;    // nullptr: not instantiated at this head dim
   FwdLaunch hd128;
 };
-// [0] is the default (the shapes used unless a variant is named); the rest hd 128 only.
+// [0] is the default (the shapes used unless a variant is named); the rest hd 128 only. q64w4k64s2 is
+// the default's hd 128 shape under its own name: in a sweep, the two differ by the run-to-run noise.
 constexpr FwdVariant kFwdVariants[] = {
     {"default", launch<64, 64, 64, 3>, launch<128, 64, 64, 2>},
     {"q64w4k64s2", nullptr, launch<128, 64, 64, 2>},
