@@ -18,7 +18,7 @@
 // order); the sum is fp32.
 //
 // Tile variants (BwdVariant below, chosen by name at run time: kBwdVariants): Keys 64 (4 warps) or 128
-// (8 warps), kQ 32 or 64, Stages 2 or 3. A 128-key block takes two consecutive 64-row tiles of the
+// (8 warps), kQ 32 or 64, Stages 2 or 3, the S^T, dP^T loop fully unrolled or by 2. A 128-key block takes two consecutive 64-row tiles of the
 // host schedule exactly as the forward's 128-row block does (attention_fwd.cu): the block of tile
 // (seq, r) with r a multiple of 128 owns keys r .. r + 127, the block of r = 128 j + 64 exits at once.
 // The dQ product splits its kQ x D tile over the warps: kQ / 16 row tiles, D / (warps per row tile)
@@ -35,11 +35,12 @@ namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <int HeadDim, int Keys, int QRows, int Stages>
+template <int HeadDim, int Keys, int QRows, int Stages, int KUnroll>
 struct BwdShape {
   static_assert(Keys == kAttentionTileRows || Keys == 2 * kAttentionTileRows,
                 "a block takes one or two schedule tiles");
   static constexpr int D = HeadDim, kKeys = Keys, kQ = QRows, kStages = Stages, kWarps = Keys / 16;
+  static constexpr int kUnroll = KUnroll;  // head-dim steps of the S^T, dP^T loop unrolled (D / 16: all)
   // K, V; Stages stages of Q, dO [kQ][D] and lse, D [kQ]; dS^T [Keys][kQ]
   static constexpr size_t stage = size_t(2 * kQ * D) * sizeof(bf16) + 2 * kQ * sizeof(float);
   static constexpr size_t smem =
@@ -118,7 +119,7 @@ __global__ void __launch_bounds__(Shape::kWarps * 32)
     for (int j = 0; j < kQ / 8; j++)
 #pragma unroll
       for (int e = 0; e < 4; e++) sT[j][e] = dpT[j][e] = 0.0f;
-#pragma unroll
+#pragma unroll(Shape::kUnroll)
     for (int kk = 0; kk < D / 16; kk++) {
       uint32_t ak[4], av[4];
       frag_a<D>(ak, sK, warp * 16, kk * 16, lane);
@@ -221,11 +222,11 @@ __global__ void dq_convert_kernel(const float* __restrict__ acc, size_t n, float
   L2E_GRID_STRIDE(i, n) dq[i] = __float2bfloat16_rn(acc[i] * scale);
 }
 
-template <int D, int Keys, int kQ, int Stages>
+template <int D, int Keys, int kQ, int Stages, int KUnroll = D / 16>
 void launch(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
             const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles, int num_tiles, float* dq_accum, void* dq,
             void* dk, void* dv, cudaStream_t s) {
-  using Shape = BwdShape<D, Keys, kQ, Stages>;
+  using Shape = BwdShape<D, Keys, kQ, Stages, KUnroll>;
   if (num_tiles == 0) return;
   static bool attr_set = false;
   if (!attr_set) {
@@ -249,18 +250,21 @@ using BwdLaunch = void (*)(const void*, const void*, const void*, const void*, c
                            const int32_t*, int, int, int, const int32_t*, int, float*, void*, void*, void*,
                            cudaStream_t);
 struct BwdVariant {
-  const char* name;  // k<Keys>q<kQ>w<warps>s<Stages>
+  const char* name;  // k<Keys>q<kQ>w<warps>s<Stages>[u<KUnroll>]
   BwdLaunch hd64;    // nullptr: not instantiated at this head dim
   BwdLaunch hd128;
 };
 // [0] is the default (the shapes used unless a variant is named: kQ 32 at hd 128 for the register
-// budget); the rest hd 128 only, k64q32w4s2 being the default's hd 128 shape under its own name.
+// budget); the rest hd 128 only, k64q32w4s2 being the default's hd 128 shape under its own name. The
+// fully unrolled S^T, dP^T loop needs more than 255 registers at hd 128 (ptxas spills a few bytes);
+// unrolled by 2 (u2) it does not spill, for every shape here.
 constexpr BwdVariant kBwdVariants[] = {
     {"default", launch<64, 64, 64, 2>, launch<128, 64, 32, 2>},
     {"k64q32w4s2", nullptr, launch<128, 64, 32, 2>},
-    {"k64q32w4s3", nullptr, launch<128, 64, 32, 3>},
-    {"k128q32w8s2", nullptr, launch<128, 128, 32, 2>},
-    {"k128q32w8s3", nullptr, launch<128, 128, 32, 3>},
+    {"k64q32w4s2u2", nullptr, launch<128, 64, 32, 2, 2>},
+    {"k64q32w4s3u2", nullptr, launch<128, 64, 32, 3, 2>},
+    {"k128q32w8s2u2", nullptr, launch<128, 128, 32, 2, 2>},
+    {"k128q32w8s3u2", nullptr, launch<128, 128, 32, 3, 2>},
 };
 
 }  // namespace
