@@ -4,6 +4,14 @@
 //                                                       device time per op)
 //   node bench/gpu-bench.mjs --smoke [--out f.json]     the same code path on tiny shapes: a check that the
 //                                                       script runs end to end (the emulation build too)
+//   node bench/gpu-bench.mjs --attention [--out f.json]  the attention rows alone (GPU_BENCH_KERNELS: which
+//                                                       kernels get by-name rows)
+//   node bench/gpu-bench.mjs --sweep [--smoke] [--out ours.json]
+//       the sm80 attention kernels' tile variants (cudaAttentionVariants()), causal d128, 32 heads, at
+//       S = 2048 (8 sequences) and 8192 (2): each forward variant (fwd TFLOP/s) and each backward variant
+//       (fwd + bwd TFLOP/s, the forward the default one), a table and the best of each; --out adds the
+//       figures to the JSON file (created when absent) as attn.sweep.{fwd,bwd}.<variant>.S<S>_tflops and
+//       attn.sweep.{fwd,bwd}.best.S<S> (a variant name). --smoke: tiny shapes (the emulation build)
 //   node bench/gpu-bench.mjs --table ours.json anchor.json [anchor-compiled.json] [--save DIR]
 //       print each row of issue 13's targets next to reference_stack.py's figure from the same run (best
 //       of eager / torch.compile when both are given), the ratio and the target; --save DIR writes
@@ -234,6 +242,7 @@ async function measure(save = () => {}) {
     }
     save(res);
   }
+  if (args.includes('--attention')) return res; // --attention: those rows alone
   const lengths = poolLengths();
   // A warm-up model first, as reference_stack.py's "warm" entry: the first use of each cuBLAS kernel
   // (a new GEMM shape can pick a new one) loads it, which a long training run pays once. Not reported;
@@ -306,6 +315,69 @@ const TARGETS = [
 ];
 
 const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
+
+/**
+ * The sweep's table from its JSON figures (attn.sweep.<kind>.<variant>.S<S>_tflops): per kind and S the
+ * variants by TFLOP/s, the best first, and each one's ratio to the default's.
+ */
+export function sweepRows(res) {
+  const groups = new Map();
+  for (const [key, value] of Object.entries(res)) {
+    const m = /^attn\.sweep\.(fwd|bwd)\.([A-Za-z0-9]+)\.S(\d+)_tflops$/.exec(key);
+    if (!m || num(value) === undefined) continue;
+    const id = `${m[1]} S=${m[3]}`;
+    if (!groups.has(id)) groups.set(id, { kind: m[1], S: Number(m[3]), variants: [] });
+    groups.get(id).variants.push({ variant: m[2], tflops: value });
+  }
+  return [...groups.values()].map((g) => {
+    const def = g.variants.find((v) => v.variant === 'default')?.tflops;
+    const variants = g.variants.sort((a, b) => b.tflops - a.tflops).map((v) => ({ ...v, vsDefault: def ? v.tflops / def : undefined }));
+    return { kind: g.kind, S: g.S, best: variants[0].variant, variants };
+  });
+}
+
+const tf = (x) => (x < 1 ? x.toPrecision(3) : x.toFixed(1));
+
+async function sweep(save) {
+  const a = loadAddon();
+  const info = a.cudaStatus();
+  if (!info.usable) throw new Error(`no usable GPU: ${info.reason}`);
+  const outIdx = args.indexOf('--out');
+  let res = { device: info.name, emulated: info.emulated === true };
+  if (outIdx >= 0 && existsSync(args[outIdx + 1])) {
+    try {
+      res = JSON.parse(readFileSync(args[outIdx + 1], 'utf8'));  // the sweep's figures join the file's
+    } catch (err) {
+      throw new Error(`--out ${args[outIdx + 1]}: not a JSON file to add the sweep to (${err instanceof Error ? err.message : err}); left as it is`);
+    }
+  }
+  console.log(`# ${info.name}${info.emulated ? ' (CPU emulation build: no GPU figure)' : ''}: sm80 attention tile variants${smoke ? ', --smoke shapes' : ''}`);
+  const shapes = smoke ? { sizes: [[64, 1], [130, 1]], heads: 2, reps: 1 } : { sizes: [[2048, 8], [8192, 2]], heads: 32, reps: 10 };
+  const variants = a.cudaAttentionVariants();
+  const t0 = Date.now();
+  for (const [S, B] of shapes.sizes) {
+    for (const full of variants) {
+      const [kind, variant] = full.split(':');
+      const key = `attn.sweep.${kind}.${variant}.S${S}_tflops`;
+      try {
+        const r = a.cudaBenchAttention({ lens: Array(B).fill(S), nh: shapes.heads, nkv: shapes.heads, hd: 128, reps: shapes.reps, backward: kind === 'bwd', kernel: 'sm80', variant });
+        res[key] = r.tflops;
+        console.log(`${kind} ${variant} S=${S}: ${tf(r.tflops)} TFLOP/s${kind === 'bwd' ? ' (fwd+bwd)' : ''}`);
+      } catch (err) {
+        console.log(`${kind} ${variant} S=${S}: not run (${err instanceof Error ? err.message : err})`);
+      }
+    }
+    save(res);
+  }
+  const rows = sweepRows(res);
+  for (const g of rows) {
+    res[`attn.sweep.${g.kind}.best.S${g.S}`] = g.best;
+    console.log(`\n${g.kind === 'fwd' ? 'forward' : 'backward (fwd+bwd TFLOP/s)'} S=${g.S}: best ${g.best}`);
+    for (const v of g.variants) console.log(`  ${v.variant.padEnd(14)} ${tf(v.tflops).padStart(8)} TFLOP/s ${v.vsDefault === undefined ? '' : `${v.vsDefault.toFixed(3)}x default`}`);
+  }
+  console.log(`# sweep took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return res;
+}
 
 /** The rows of TARGETS for our results and the reference's (eager, and torch.compile when given). */
 export function tableRows(ours, eager, compiled = {}) {
@@ -380,6 +452,14 @@ if (isMain && args[0] === '--table') {
     console.log(`saved ${file}`);
   }
 } else if (isMain) {
+  if (args.includes('--sweep')) {
+    const outIdx = args.indexOf('--out');
+    const save = (r) => {
+      if (outIdx >= 0) writeAtomic(args[outIdx + 1], JSON.stringify(r, null, 1) + '\n');
+    };
+    save(await sweep(save));
+    process.exit(0);
+  }
   if (args.includes('--profile')) {
     const a = loadAddon();
     console.log(`# ${a.cudaStatus().name}: recipe step profile`);

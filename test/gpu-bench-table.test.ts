@@ -3,7 +3,7 @@
 // figures; the measuring half needs a GPU (or --smoke on the emulation build).
 import { describe, expect, it } from 'vitest';
 // @ts-expect-error: a plain .mjs bench script without type declarations
-import { markdownTable, tableRows } from '../bench/gpu-bench.mjs';
+import { markdownTable, sweepRows, tableRows } from '../bench/gpu-bench.mjs';
 
 interface Row {
   workload: string;
@@ -64,5 +64,32 @@ describe('gpu-bench --table', () => {
     expect(rows.get('attn fwd sm80 d128 causal S=2048 vs SDPA-flash')).toMatchObject({ reference: 277, met: true });
     expect(rows.get('attn fwd sm90 d128 causal S=2048 vs cuDNN')).toMatchObject({ ours: 300, reference: undefined, ratio: undefined, met: undefined });
     expect(rows.get('1B recipe steps/s')).toMatchObject({ ours: undefined, ratio: undefined, met: undefined });
+  });
+});
+
+interface SweepGroup {
+  kind: string;
+  S: number;
+  best: string;
+  variants: { variant: string; tflops: number; vsDefault?: number }[];
+}
+const sweepOf = sweepRows as (res: object) => SweepGroup[];
+
+describe('gpu-bench --sweep', () => {
+  it('groups the variants per kind and length, best first, each against the default', () => {
+    const groups = sweepOf({
+      device: 'x',
+      'attn.causal.S2048.fwd_tflops': 500,
+      'attn.sweep.fwd.default.S2048_tflops': 200,
+      'attn.sweep.fwd.q128w8k64s2.S2048_tflops': 250,
+      'attn.sweep.fwd.q64w4k64s3.S2048_tflops': 190,
+      'attn.sweep.bwd.default.S8192_tflops': 150,
+      'attn.sweep.bwd.k128q32w8s2.S8192_tflops': 120,
+      'attn.sweep.bwd.k64q32w4s3.S8192_tflops': Number.NaN,
+      'attn.sweep.fwd.best.S2048': 'q128w8k64s2',
+    });
+    expect(groups.map((g) => [g.kind, g.S, g.best])).toEqual([['fwd', 2048, 'q128w8k64s2'], ['bwd', 8192, 'default']]);
+    expect(groups[0]!.variants.map((v) => [v.variant, v.vsDefault])).toEqual([['q128w8k64s2', 1.25], ['default', 1], ['q64w4k64s3', 0.95]]);
+    expect(groups[1]!.variants.map((v) => v.variant)).toEqual(['default', 'k128q32w8s2']);
   });
 });

@@ -111,6 +111,12 @@ uint64_t cuda_pool_malloc_count();
 std::unique_ptr<Backend> make_cpu_backend();
 // Throws Error with a clear message when the CUDA backend is not compiled in or no GPU is usable.
 // attention_kernel: "auto", "simple", "sm80" or "sm90" (cuda/kernels.h); empty: $L2E_CUDA_ATTENTION or auto.
-std::unique_ptr<Backend> make_cuda_backend(const std::string& attention_kernel = "");
+// attention_variant: a tile variant of the sm80 kernels, for measurement (cuda_attention_variants());
+// empty: the default shapes.
+std::unique_ptr<Backend> make_cuda_backend(const std::string& attention_kernel = "",
+                                           const std::string& attention_variant = "");
+// The sm80 attention kernels' tile variants, "fwd:<name>" then "bwd:<name>", each one's default first
+// (cuda/kernels.h); empty without the CUDA backend.
+std::vector<std::string> cuda_attention_variants();
 
 }  // namespace l2e

@@ -11,7 +11,9 @@ CudaStatus cuda_status() {
 
 uint64_t cuda_pool_malloc_count() { return 0; }
 
-std::unique_ptr<Backend> make_cuda_backend(const std::string&) {
+std::vector<std::string> cuda_attention_variants() { return {}; }
+
+std::unique_ptr<Backend> make_cuda_backend(const std::string&, const std::string&) {
   throw Error(
       "device 'cuda' is not available: this build of llama2-embedding has no CUDA backend "
       "(rebuild with nvcc on the PATH: `L2E_CUDA=1 npm run build:native`)");

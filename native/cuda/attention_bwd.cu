@@ -6,15 +6,23 @@
 //   dV_j = sum_i P_ij dO_i     dK_j = scale sum_i dS_ij q_i     dQ_i = scale sum_j dS_ij k_j
 // GQA: a kv head serves nh/nkv query heads, so its dK, dV sum over them.
 //
-// One pass: a block owns 64 keys of one (sequence, kv head) (warp = 16 keys), keeps their K, V in
-// shared memory and dK, dV in registers, and walks the group's query heads and the query tiles at or
-// after its keys through a two-stage cp.async pipeline (Q, dO, lse, D of the next tile land while
-// this one is computed). Five matrix products per tile, each operand an ldmatrix of a swizzled tile:
+// One pass: a block owns Keys keys of one (sequence, kv head) (warp = 16 keys), keeps their K, V in
+// shared memory and dK, dV in registers, and walks the group's query heads and the query tiles of kQ
+// rows at or after its keys through a Stages-deep cp.async pipeline (Q, dO, lse, D of the next tiles
+// land while this one is computed). Five matrix products per tile, each operand an ldmatrix of a
+// swizzled tile:
 //   S^T = K Q^T,  dP^T = V dO^T          (registers; P^T, dS^T from them, masked on the diagonal only)
 //   dV += P^T dO,  dK += dS^T Q          (P^T, dS^T as A fragments straight from the C tiles)
 //   dQ_tile = dS K                       (dS^T through shared memory; fp32 atomics into dq_accum)
 // dq_accum [T, nh, hd] (zeroed here) is then scaled into bf16 dq. Not deterministic (the atomics'
 // order); the sum is fp32.
+//
+// Tile variants (BwdVariant below, chosen by name at run time: kBwdVariants): Keys 64 (4 warps) or 128
+// (8 warps), kQ 32 or 64, Stages 2 or 3, the S^T, dP^T loop fully unrolled or by 2. A 128-key block takes two consecutive 64-row tiles of the
+// host schedule exactly as the forward's 128-row block does (attention_fwd.cu): the block of tile
+// (seq, r) with r a multiple of 128 owns keys r .. r + 127, the block of r = 128 j + 64 exits at once.
+// The dQ product splits its kQ x D tile over the warps: kQ / 16 row tiles, D / (warps per row tile)
+// columns each.
 #include "core/backend.h"
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
@@ -25,32 +33,33 @@ namespace cuda {
 
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kKeys = 64;  // keys per block (16 per warp): one schedule tile
-static_assert(kKeys == kAttentionTileRows, "the flash backward takes one schedule tile per block");
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <int D>
+template <int HeadDim, int Keys, int QRows, int Stages, int KUnroll>
 struct BwdShape {
-  static constexpr int kQ = D == 128 ? 32 : 64;  // query rows per tile (register budget at hd 128)
-  // K, V; two stages of Q, dO [kQ][D] and lse, D [kQ]; dS^T [kKeys][kQ]
+  static_assert(Keys == kAttentionTileRows || Keys == 2 * kAttentionTileRows,
+                "a block takes one or two schedule tiles");
+  static constexpr int D = HeadDim, kKeys = Keys, kQ = QRows, kStages = Stages, kWarps = Keys / 16;
+  static constexpr int kUnroll = KUnroll;  // head-dim steps of the S^T, dP^T loop unrolled (D / 16: all)
+  // K, V; Stages stages of Q, dO [kQ][D] and lse, D [kQ]; dS^T [Keys][kQ]
   static constexpr size_t stage = size_t(2 * kQ * D) * sizeof(bf16) + 2 * kQ * sizeof(float);
-  static constexpr size_t smem = size_t(2 * kKeys * D) * sizeof(bf16) + 2 * stage + size_t(kKeys * kQ) * sizeof(bf16);
+  static constexpr size_t smem =
+      size_t(2 * Keys * D) * sizeof(bf16) + Stages * stage + size_t(Keys * kQ) * sizeof(bf16);
 };
 
-template <int D>
-__global__ void __launch_bounds__(kWarps * 32)
+template <class Shape>
+__global__ void __launch_bounds__(Shape::kWarps * 32)
     flash_bwd_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                      const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ Dvec,
                      const int32_t* cu, const int32_t* tiles, int T, int nh, int nkv, float scale_log2,
                      float scale, float* __restrict__ dq_accum, bf16* __restrict__ dk, bf16* __restrict__ dv) {
-  constexpr int kQ = BwdShape<D>::kQ;
+  constexpr int D = Shape::D, kKeys = Shape::kKeys, kQ = Shape::kQ, S = Shape::kStages, kWarps = Shape::kWarps;
   L2E_DYNAMIC_SHARED(uint4, smem_raw);
   bf16* sK = reinterpret_cast<bf16*>(smem_raw);  // [kKeys][D]
   bf16* sV = sK + kKeys * D;                     // [kKeys][D]
   char* stages = reinterpret_cast<char*>(sV + kKeys * D);
-  bf16* sdS = reinterpret_cast<bf16*>(stages + 2 * BwdShape<D>::stage);  // dS^T [kKeys][kQ]
-  auto sQ = [&](int st) { return reinterpret_cast<bf16*>(stages + st * BwdShape<D>::stage); };  // [kQ][D]
+  bf16* sdS = reinterpret_cast<bf16*>(stages + S * Shape::stage);  // dS^T [kKeys][kQ]
+  auto sQ = [&](int st) { return reinterpret_cast<bf16*>(stages + st * Shape::stage); };  // [kQ][D]
   auto sdO = [&](int st) { return sQ(st) + kQ * D; };                                             // [kQ][D]
   auto sLse = [&](int st) { return reinterpret_cast<float*>(sdO(st) + kQ * D); };                 // [kQ]
   auto sD = [&](int st) { return sLse(st) + kQ; };                                                 // [kQ]
@@ -59,14 +68,15 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int g = lane >> 2, t4 = lane & 3;
   const int kvh = blockIdx.y, group = nh / nkv;
   const int seq = tiles[2 * blockIdx.x], k0 = tiles[2 * blockIdx.x + 1];
+  if (k0 % kKeys != 0) return;  // a 128-key block's second tile: taken by the block of k0 - 64
   const int base = cu[seq], len = cu[seq + 1] - base;
   const size_t qs = size_t(nh) * D, ks = size_t(nkv) * D;
   const int nq = (len - k0 + kQ - 1) / kQ;  // query tiles at or after k0 (earlier queries see none of these keys)
   const int items = group * nq;             // (head, query tile) pairs, head-major
 
-  auto issue = [&](int it) {  // item it's Q, dO, lse, D into stage it % 2, as one group
+  auto issue = [&](int it) {  // item it's Q, dO, lse, D into stage it % S, as one group
     if (it < items) {
-      const int h = kvh * group + it / nq, i0 = k0 + (it % nq) * kQ, st = it % 2;
+      const int h = kvh * group + it / nq, i0 = k0 + (it % nq) * kQ, st = it % S;
       cp_tile<D>(sQ(st), q + size_t(base) * qs + size_t(h) * D, qs, i0, kQ, len, tid, kWarps * 32);
       cp_tile<D>(sdO(st), dout + size_t(base) * qs + size_t(h) * D, qs, i0, kQ, len, tid, kWarps * 32);
       for (int r = tid; r < kQ; r += kWarps * 32) {
@@ -80,7 +90,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   };
   cp_tile<D>(sK, k + size_t(base) * ks + size_t(kvh) * D, ks, k0, kKeys, len, tid, kWarps * 32);
   cp_tile<D>(sV, v + size_t(base) * ks + size_t(kvh) * D, ks, k0, kKeys, len, tid, kWarps * 32);
-  issue(0);  // K and V join item 0's group
+#pragma unroll
+  for (int it = 0; it < S - 1; it++) issue(it);  // K and V join item 0's group
 
   float dK[D / 8][4], dV[D / 8][4];  // this warp's 16 keys x D
 #pragma unroll
@@ -88,17 +99,18 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int e = 0; e < 4; e++) dK[n][e] = dV[n][e] = 0.0f;
   const int key[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
-  // dQ = dS K split over the warps: m-tile mt of the kQ queries, 64 of the D columns from nc0.
-  constexpr int kMTiles = kQ / 16, kWarpsPerM = kWarps / kMTiles;
-  static_assert(D / kWarpsPerM == 64, "each warp computes 16 queries x 64 columns of dQ");
-  const int mt = warp % kMTiles, nc0 = (warp / kMTiles) * 64;
-  constexpr int kDqCols = D == 128 ? 32 : 64;  // columns per pass: fewer live accumulators beside dK, dV at hd 128
+  // dQ = dS K split over the warps: m-tile mt of the kQ queries, kCols of the D columns from nc0.
+  constexpr int kMTiles = kQ / 16, kWarpsPerM = kWarps / kMTiles, kCols = D / kWarpsPerM;
+  static_assert(kWarps % kMTiles == 0 && kCols % 16 == 0, "each warp computes 16 queries x kCols columns of dQ");
+  const int mt = warp % kMTiles, nc0 = (warp / kMTiles) * kCols;
+  // columns per pass: fewer live accumulators beside dK, dV at hd 128
+  constexpr int kDqCols = kCols < (D == 128 ? 32 : 64) ? kCols : (D == 128 ? 32 : 64);
 
   for (int it = 0; it < items; it++) {
-    const int h = kvh * group + it / nq, i0 = k0 + (it % nq) * kQ, st = it % 2;
-    cp_async_wait<0>();  // this thread's copies of item it have landed
-    __syncthreads();     // everyone's have; item it - 1 (its stage, dS^T) is no longer read
-    issue(it + 1);
+    const int h = kvh * group + it / nq, i0 = k0 + (it % nq) * kQ, st = it % S;
+    cp_async_wait<S - 2>();  // this thread's copies of item it have landed
+    __syncthreads();         // everyone's have; item it - 1 (its stage, dS^T) is no longer read
+    issue(it + S - 1);
     const bf16 *Qs = sQ(st), *dOs = sdO(st);
     const float *Ls = sLse(st), *Ds = sD(st);
 
@@ -107,7 +119,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int j = 0; j < kQ / 8; j++)
 #pragma unroll
       for (int e = 0; e < 4; e++) sT[j][e] = dpT[j][e] = 0.0f;
-#pragma unroll
+#pragma unroll(Shape::kUnroll)
     for (int kk = 0; kk < D / 16; kk++) {
       uint32_t ak[4], av[4];
       frag_a<D>(ak, sK, warp * 16, kk * 16, lane);
@@ -161,7 +173,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     __syncthreads();  // dS^T complete
 #pragma unroll
-    for (int c0 = nc0; c0 < nc0 + 64; c0 += kDqCols) {
+    for (int c0 = nc0; c0 < nc0 + kCols; c0 += kDqCols) {
       float acc[kDqCols / 8][4];  // dQ for queries i0 + 16 mt .., columns c0 ..
 #pragma unroll
       for (int n = 0; n < kDqCols / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
@@ -210,21 +222,22 @@ __global__ void dq_convert_kernel(const float* __restrict__ acc, size_t n, float
   L2E_GRID_STRIDE(i, n) dq[i] = __float2bfloat16_rn(acc[i] * scale);
 }
 
-template <int D>
+template <int D, int Keys, int kQ, int Stages, int KUnroll = D / 16>
 void launch(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
             const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles, int num_tiles, float* dq_accum, void* dq,
             void* dk, void* dv, cudaStream_t s) {
+  using Shape = BwdShape<D, Keys, kQ, Stages, KUnroll>;
   if (num_tiles == 0) return;
-  const size_t smem = BwdShape<D>::smem;
   static bool attr_set = false;
   if (!attr_set) {
-    L2E_CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    L2E_CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<Shape>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        int(Shape::smem)));
     attr_set = true;
   }
   const size_t n = size_t(T) * nh * D;
   L2E_CUDA_CHECK(cudaMemsetAsync(dq_accum, 0, n * sizeof(float), s));
   const float scale = 1.0f / sqrtf(float(D)), scale_log2 = scale * kLog2e;
-  L2E_LAUNCH(flash_bwd_kernel<D>, dim3(unsigned(num_tiles), unsigned(nkv)), kWarps * 32, smem, s)(
+  L2E_LAUNCH(flash_bwd_kernel<Shape>, dim3(unsigned(num_tiles), unsigned(nkv)), Shape::kWarps * 32, Shape::smem, s)(
       static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
       static_cast<const bf16*>(dout), lse, Dvec, cu, tiles, T, nh, nkv, scale_log2, scale, dq_accum,
       static_cast<bf16*>(dk), static_cast<bf16*>(dv));
@@ -233,16 +246,48 @@ void launch(const void* q, const void* k, const void* v, const void* dout, const
   check_launch("flash_attention_backward_dq");
 }
 
+using BwdLaunch = void (*)(const void*, const void*, const void*, const void*, const float*, const float*,
+                           const int32_t*, int, int, int, const int32_t*, int, float*, void*, void*, void*,
+                           cudaStream_t);
+struct BwdVariant {
+  const char* name;  // k<Keys>q<kQ>w<warps>s<Stages>[u<KUnroll>]
+  BwdLaunch hd64;    // nullptr: not instantiated at this head dim
+  BwdLaunch hd128;
+};
+// [0] is the default (the shapes used unless a variant is named: kQ 32 at hd 128 for the register
+// budget); the rest hd 128 only, k64q32w4s2 being the default's hd 128 shape under its own name. The
+// fully unrolled S^T, dP^T loop needs more than 255 registers at hd 128 (ptxas spills a few bytes);
+// unrolled by 2 (u2) it does not spill, for every shape here.
+constexpr BwdVariant kBwdVariants[] = {
+    {"default", launch<64, 64, 64, 2>, launch<128, 64, 32, 2>},
+    {"k64q32w4s2", nullptr, launch<128, 64, 32, 2>},
+    {"k64q32w4s2u2", nullptr, launch<128, 64, 32, 2, 2>},
+    {"k64q32w4s3u2", nullptr, launch<128, 64, 32, 3, 2>},
+    {"k128q32w8s2u2", nullptr, launch<128, 128, 32, 2, 2>},
+    {"k128q32w8s3u2", nullptr, launch<128, 128, 32, 3, 2>},
+};
+
 }  // namespace
 
 size_t flash_bwd_workspace(int T, int nh, int hd) { return size_t(T) * nh * hd * sizeof(float); }
 
+std::vector<std::string> flash_bwd_variants() {
+  std::vector<std::string> names;
+  for (const BwdVariant& v : kBwdVariants) names.push_back(v.name);
+  return names;
+}
+
 void flash_bwd(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
                const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles, float* dq_accum,
-               void* dq, void* dk, void* dv, cudaStream_t s) {
-  if (hd == 64) launch<64>(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dq, dk, dv, s);
-  else if (hd == 128) launch<128>(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dq, dk, dv, s);
-  else throw Error("flash attention backward: head_dim " + std::to_string(hd) + " has no tensor-core kernel");
+               void* dq, void* dk, void* dv, int variant, cudaStream_t s) {
+  if (hd != 64 && hd != 128)
+    throw Error("flash attention backward: head_dim " + std::to_string(hd) + " has no tensor-core kernel");
+  const BwdVariant& bv = kBwdVariants[variant];
+  const BwdLaunch run = hd == 64 ? bv.hd64 : bv.hd128;
+  if (!run)
+    throw Error(std::string("attention variant '") + bv.name + "' has no head_dim " + std::to_string(hd) +
+                " instantiation (the default has)");
+  run(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dq, dk, dv, s);
 }
 
 }  // namespace cuda

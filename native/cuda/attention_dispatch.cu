@@ -38,6 +38,29 @@ AttentionKernel parse_attention_kernel(const std::string& name, const std::strin
 
 bool attention_has_fast_path(int hd) { return hd == 64 || hd == 128; }
 
+AttentionVariant parse_attention_variant(const std::string& name, const std::string& what) {
+  AttentionVariant v;
+  if (name.empty() || name == "default") return v;
+  const std::vector<std::string> fwd = flash_fwd_variants(), bwd = flash_bwd_variants();
+  for (size_t i = 1; i < fwd.size(); i++)
+    if (fwd[i] == name) v.fwd = int(i);
+  for (size_t i = 1; i < bwd.size(); i++)
+    if (bwd[i] == name) v.bwd = int(i);
+  if (v.fwd == 0 && v.bwd == 0) {
+    std::string known;
+    for (const std::string& n : attention_variants()) known += (known.empty() ? "" : ", ") + n.substr(4);
+    throw Error(what + ": unknown attention variant '" + name + "' (" + known + ")");
+  }
+  return v;
+}
+
+std::vector<std::string> attention_variants() {
+  std::vector<std::string> out;
+  for (const std::string& n : flash_fwd_variants()) out.push_back("fwd:" + n);
+  for (const std::string& n : flash_bwd_variants()) out.push_back("bwd:" + n);
+  return out;
+}
+
 namespace {
 
 const char* kernel_name(AttentionKernel k) {
@@ -64,12 +87,17 @@ AttentionKernel resolve(AttentionKernel k, int hd) {
 
 void attention_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv,
                    int hd, const int32_t* tiles, int num_tiles, void* out, float* lse, AttentionKernel kernel,
-                   cudaStream_t s) {
+                   AttentionVariant variant, cudaStream_t s) {
   const AttentionKernel run = resolve(kernel, hd);  // checked even for an empty batch
+  if (variant.fwd != 0 && run != AttentionKernel::Sm80)
+    throw Error("attention variant '" + flash_fwd_variants()[variant.fwd] +
+                "' is a tile shape of the sm80 forward, not of '" +
+                (run == AttentionKernel::Simple ? "simple" : kernel_name(run)) + "'");
   if (T == 0) return;
   if (run == AttentionKernel::Sm90) flash_fwd_sm90(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
   else if (run == AttentionKernel::Sm90wg2) flash_fwd_sm90wg2(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
-  else if (run == AttentionKernel::Sm80) flash_fwd(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
+  else if (run == AttentionKernel::Sm80)
+    flash_fwd(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, variant.fwd, s);
   else simple_fwd(q, k, v, cu, B, T, nh, nkv, hd, out, lse, s);
 }
 
@@ -80,15 +108,19 @@ size_t attention_bwd_workspace(int T, int nh, int hd) {
 void attention_bwd(const void* q, const void* k, const void* v, const void* out, const float* lse,
                    const void* dout, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
                    const int32_t* tiles, int num_tiles, void* dq, void* dk, void* dv, float* workspace,
-                   AttentionKernel kernel, cudaStream_t s) {
+                   AttentionKernel kernel, AttentionVariant variant, cudaStream_t s) {
   const AttentionKernel run = resolve(kernel, hd);
+  if (variant.bwd != 0 && run == AttentionKernel::Simple)
+    throw Error("attention variant '" + flash_bwd_variants()[variant.bwd] +
+                "' is a tile shape of the sm80 backward, not of 'simple'");
   if (T == 0) return;
   const size_t rows = size_t(T) * nh;
   L2E_LAUNCH(row_dot_kernel, grid_for(rows * 32, 256, 1u << 30), 256, 0, s)(static_cast<const bf16*>(dout),
                                                                     static_cast<const bf16*>(out), T, nh, hd, workspace);
   check_launch("attention_backward_rowdot");
   if (run != AttentionKernel::Simple)  // sm90's and sm90wg2's backward is the sm_80 kernel
-    flash_bwd(q, k, v, dout, lse, workspace, cu, T, nh, nkv, hd, tiles, num_tiles, workspace + rows, dq, dk, dv, s);
+    flash_bwd(q, k, v, dout, lse, workspace, cu, T, nh, nkv, hd, tiles, num_tiles, workspace + rows, dq, dk, dv,
+              variant.bwd, s);
   else
     simple_bwd(q, k, v, dout, lse, workspace, cu, B, T, nh, nkv, hd, dq, dk, dv, s);
 }

@@ -1,18 +1,28 @@
 // Flash-attention forward, causal, var-len, GQA, bf16 tensor cores (mma.sync m16n8k16), hd 64 / 128.
 //
-// Block = 4 warps = 64 query rows of one (sequence, head); each warp owns 16 rows. Keys stream in
-// tiles of 64 through a kStages-deep cp.async pipeline of K/V stages (swizzled, see mma.cuh); every
+// Block = Rows / 16 warps = Rows query rows of one (sequence, head); each warp owns 16 rows. Keys stream
+// in tiles of Keys through a Stages-deep cp.async pipeline of K/V stages (swizzled, see mma.cuh); every
 // operand fragment is an ldmatrix (Q and K plain, V .trans). Per tile, with raw scores s = q.k and
 // c = scale log2 e folded into the one FMA before each exp2:
 //   m_new = max(m, max_j s_j),  a = 2^(c (m - m_new)),  l = a l + sum_j 2^(c s_j - c m_new),
 //   o = a o + sum_j bf16(2^(c s_j - c m_new)) v_j
 // and at the end o /= l, lse = (c m + log2 l) ln 2 (natural log, as the op table defines it).
-// Masked scores (key > query, key past the sequence) are -inf; only the diagonal tile (the last one,
-// keys k0 = q0..q0+63) can hold them, so only it is masked. No S x S matrix is formed.
+// Masked scores (key > query, key past the sequence) are -inf; only tiles reaching a warp's diagonal
+// (the last ones, keys up to the block's last row) can hold them, so only they are masked, and a warp
+// skips a key tile that lies wholly after its 16 rows (and every tile when none of its rows is in the
+// sequence). No S x S matrix is formed.
+//
+// Tile variants (FwdVariant below, chosen by name at run time: kFwdVariants): Rows 64 (4 warps) or 128
+// (8 warps), Keys 64 or 128, Stages 2 or 3. The host schedule (Batch::tiles) has 64-row tiles, per
+// sequence in decreasing row order; a 128-row block takes two consecutive tiles of one sequence: the
+// block of tile (seq, r) with r a multiple of 128 computes rows r .. r + 127 (the second half may lie
+// past the sequence: masked, not stored), and the block of a tile with r = 128 j + 64 exits at once
+// (its rows belong to the block of r - 64). So the grid is the same num_tiles x heads for every
+// variant, and the longest blocks still start first.
 //
 // Pipeline: tile i is one cp.async group (Q joins tile 0's). Before computing tile i a thread waits
-// for all but its kStages - 2 newest groups, the barrier makes every thread's copies visible and
-// frees the stage of tile i - 1, which then receives tile i + kStages - 1.
+// for all but its Stages - 2 newest groups, the barrier makes every thread's copies visible and
+// frees the stage of tile i - 1, which then receives tile i + Stages - 1.
 #include "core/backend.h"
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
@@ -23,26 +33,23 @@ namespace cuda {
 
 namespace {
 
-constexpr int kRows = 64;   // query rows per block: one tile of the batch's schedule
-static_assert(kRows == kAttentionTileRows, "the flash forward takes one schedule tile per block");
-constexpr int kKeys = 64;   // keys per tile
-constexpr int kWarps = 4;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-template <int D>
+template <int HeadDim, int Rows, int Keys, int Stages>
 struct FwdShape {
-  static constexpr int kStages = D == 64 ? 3 : 2;  // 56 / 80 KiB: two blocks per SM on sm_80 either way
-  static constexpr size_t smem = size_t(kRows + 2 * kStages * kKeys) * D * sizeof(bf16);
+  static_assert(Rows == kAttentionTileRows || Rows == 2 * kAttentionTileRows,
+                "a block takes one or two schedule tiles");
+  static constexpr int D = HeadDim, kRows = Rows, kKeys = Keys, kStages = Stages, kWarps = Rows / 16;
+  static constexpr size_t smem = size_t(Rows + 2 * Stages * Keys) * D * sizeof(bf16);
 };
 
-template <int D>
-__global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
-                                                                 const bf16* __restrict__ v, const int32_t* cu,
-                                                                 const int32_t* tiles, int T, int nh, int nkv,
-                                                                 float scale_log2,
-                                                                 bf16* __restrict__ out, float* __restrict__ lse) {
-  constexpr int S = FwdShape<D>::kStages;
+template <class Shape>
+__global__ void __launch_bounds__(Shape::kWarps * 32)
+    flash_fwd_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                     const int32_t* cu, const int32_t* tiles, int T, int nh, int nkv, float scale_log2,
+                     bf16* __restrict__ out, float* __restrict__ lse) {
+  constexpr int D = Shape::D, kRows = Shape::kRows, kKeys = Shape::kKeys, S = Shape::kStages, kWarps = Shape::kWarps;
   L2E_DYNAMIC_SHARED(uint4, smem_raw);
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw);  // [kRows][D]
   bf16* sKV = sQ + kRows * D;                     // S stages of K [kKeys][D] then V [kKeys][D]
@@ -51,6 +58,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __re
   const int g = lane >> 2, t4 = lane & 3;
   const int h = blockIdx.y, kvh = h / (nh / nkv);
   const int seq = tiles[2 * blockIdx.x], q0 = tiles[2 * blockIdx.x + 1];
+  if (q0 % kRows != 0) return;  // a 128-row block's second tile: taken by the block of q0 - 64
   const int base = cu[seq], len = cu[seq + 1] - base;
   const size_t qs = size_t(nh) * D, ks = size_t(nkv) * D;  // row strides
   const bf16* qh = q + size_t(base) * qs + size_t(h) * D;
@@ -90,8 +98,10 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __re
     const bf16* sK = sKV + (i % S) * 2 * kKeys * D;
     const bf16* sV = sK + kKeys * D;
     const int k0 = i * kKeys;
+    // every key after this warp's rows, or no row of the warp in the sequence (warp-uniform)
+    if (k0 > q0 + r0 + 15 || q0 + r0 >= len) continue;
 
-    float s[kKeys / 8][4];  // S = Q K^T for 16 rows x 64 keys
+    float s[kKeys / 8][4];  // S = Q K^T for 16 rows x kKeys keys
 #pragma unroll
     for (int j = 0; j < kKeys / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
@@ -103,7 +113,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __re
         mma_bf16(s[j], qf[kk], b[0], b[1]);
         mma_bf16(s[j + 1], qf[kk], b[2], b[3]);
       }
-    if (k0 + kKeys - 1 > q0 + r0 || k0 + kKeys > len) {  // the diagonal tile (warp-uniform)
+    if (k0 + kKeys - 1 > q0 + r0 || k0 + kKeys > len) {  // reaches the diagonal or the end (warp-uniform)
 #pragma unroll
       for (int j = 0; j < kKeys / 8; j++)
 #pragma unroll
@@ -181,31 +191,61 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(const bf16* __re
   }
 }
 
-template <int D>
+template <int D, int Rows, int Keys, int Stages>
 void launch(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles,
             int num_tiles, void* out, float* lse, cudaStream_t s) {
+  using Shape = FwdShape<D, Rows, Keys, Stages>;
   if (num_tiles == 0) return;
-  const size_t smem = FwdShape<D>::smem;
   static bool attr_set = false;  // per device function; harmless to repeat
   if (!attr_set) {
-    L2E_CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    L2E_CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<Shape>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        int(Shape::smem)));
     attr_set = true;
   }
   const float scale_log2 = kLog2e / sqrtf(float(D));
   const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(nh));
-  L2E_LAUNCH(flash_fwd_kernel<D>, grid, kWarps * 32, smem, s)(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
-                                                      static_cast<const bf16*>(v), cu, tiles, T, nh, nkv, scale_log2,
-                                                      static_cast<bf16*>(out), lse);
+  L2E_LAUNCH(flash_fwd_kernel<Shape>, grid, Shape::kWarps * 32, Shape::smem, s)(
+      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v), cu, tiles, T, nh, nkv,
+      scale_log2, static_cast<bf16*>(out), lse);
   check_launch("flash_attention_forward");
 }
 
+using FwdLaunch = void (*)(const void*, const void*, const void*, const int32_t*, int, int, int, const int32_t*, int,
+                           void*, float*, cudaStream_t);
+struct FwdVariant {
+  const char* name;  // q<Rows>w<warps>k<Keys>s<Stages>
+  FwdLaunch hd64;    // nullptr: not instantiated at this head dim
+  FwdLaunch hd128;
+};
+// [0] is the default (the shapes used unless a variant is named); the rest hd 128 only. q64w4k64s2 is
+// the default's hd 128 shape under its own name: in a sweep, the two differ by the run-to-run noise.
+constexpr FwdVariant kFwdVariants[] = {
+    {"default", launch<64, 64, 64, 3>, launch<128, 64, 64, 2>},
+    {"q64w4k64s2", nullptr, launch<128, 64, 64, 2>},
+    {"q64w4k64s3", nullptr, launch<128, 64, 64, 3>},
+    {"q128w8k64s2", nullptr, launch<128, 128, 64, 2>},
+    {"q128w8k64s3", nullptr, launch<128, 128, 64, 3>},
+    {"q64w4k128s2", nullptr, launch<128, 64, 128, 2>},
+};
+
 }  // namespace
 
+std::vector<std::string> flash_fwd_variants() {
+  std::vector<std::string> names;
+  for (const FwdVariant& v : kFwdVariants) names.push_back(v.name);
+  return names;
+}
+
 void flash_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, int hd,
-               const int32_t* tiles, int num_tiles, void* out, float* lse, cudaStream_t s) {
-  if (hd == 64) launch<64>(q, k, v, cu, T, nh, nkv, tiles, num_tiles, out, lse, s);
-  else if (hd == 128) launch<128>(q, k, v, cu, T, nh, nkv, tiles, num_tiles, out, lse, s);
-  else throw Error("flash attention: head_dim " + std::to_string(hd) + " has no tensor-core kernel");
+               const int32_t* tiles, int num_tiles, void* out, float* lse, int variant, cudaStream_t s) {
+  if (hd != 64 && hd != 128)
+    throw Error("flash attention: head_dim " + std::to_string(hd) + " has no tensor-core kernel");
+  const FwdVariant& fv = kFwdVariants[variant];
+  const FwdLaunch run = hd == 64 ? fv.hd64 : fv.hd128;
+  if (!run)
+    throw Error(std::string("attention variant '") + fv.name + "' has no head_dim " + std::to_string(hd) +
+                " instantiation (the default has)");
+  run(q, k, v, cu, T, nh, nkv, tiles, num_tiles, out, lse, s);
 }
 
 }  // namespace cuda

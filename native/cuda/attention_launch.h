@@ -4,19 +4,26 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace l2e {
 namespace cuda {
 
 // Tensor-core flash attention (attention_fwd.cu / attention_bwd.cu), hd 64 or 128.
-// tiles: num_tiles (sequence, first row) pairs of kAttentionTileRows rows (core/backend.h), one block each.
+// tiles: num_tiles (sequence, first row) pairs of kAttentionTileRows rows (core/backend.h), one block
+// each (or one block per two of them: see the files' headers).
+// variant: an index into flash_fwd_variants() / flash_bwd_variants() (tile shapes, warps, stages;
+// 0 = "default", the shapes used unless one is named); one without an instantiation at hd throws.
+std::vector<std::string> flash_fwd_variants();
 void flash_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, int hd,
-               const int32_t* tiles, int num_tiles, void* out, float* lse, cudaStream_t s);
+               const int32_t* tiles, int num_tiles, void* out, float* lse, int variant, cudaStream_t s);
 // dq_accum: flash_bwd_workspace(T, nh, hd) bytes of scratch (the fp32 dQ sums).
 size_t flash_bwd_workspace(int T, int nh, int hd);
+std::vector<std::string> flash_bwd_variants();
 void flash_bwd(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
                const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles, float* dq_accum,
-               void* dq, void* dk, void* dv, cudaStream_t s);
+               void* dq, void* dk, void* dv, int variant, cudaStream_t s);
 
 // wgmma + TMA forward for sm_90a (attention_sm90.cu), hd 64 or 128; available only on a compute
 // capability 9.0 device whose loaded image is the sm_90a one (checked once by a probe kernel).

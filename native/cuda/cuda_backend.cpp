@@ -42,7 +42,7 @@ void need(const Buf& b, DType t, const char* op, const char* arg) {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(const std::string& attention_kernel) {
+  CudaBackend(const std::string& attention_kernel, const std::string& attention_variant) {
     // settings first: a bad value throws before anything is created (a throwing constructor runs no destructor)
     deterministic_ = env_flag("L2E_DETERMINISTIC");
     if (!attention_kernel.empty()) {
@@ -50,6 +50,7 @@ class CudaBackend final : public Backend {
     } else if (const char* e = std::getenv("L2E_CUDA_ATTENTION"); e && *e) {
       attention_kernel_ = parse_attention_kernel(e, "L2E_CUDA_ATTENTION");
     }
+    attention_variant_ = parse_attention_variant(attention_variant, "attention variant");
     L2E_CUDA_CHECK(cudaSetDevice(0));
     L2E_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     try {
@@ -190,7 +191,7 @@ class CudaBackend final : public Backend {
     for (const Buf* b : std::initializer_list<const Buf*>{&q, &k, &v, &out}) need(*b, DType::BF16, "attention", "q, k, v and out");
     need(lse, DType::F32, "attention", "lse");
     attention_fwd(q.ptr, k.ptr, v.ptr, batch.cu_seqlens.i32(), batch.B, batch.T, nh, nkv, hd, batch.tiles.i32(),
-                  batch.num_tiles, out.ptr, lse.f32(), attention_kernel_, stream_);
+                  batch.num_tiles, out.ptr, lse.f32(), attention_kernel_, attention_variant_, stream_);
   }
   void swiglu(const Buf& gate, const Buf& up, size_t n, Buf& out) override {
     for (const Buf* b : std::initializer_list<const Buf*>{&gate, &up, &out}) need(*b, DType::BF16, "swiglu", "gate, up and out");
@@ -240,7 +241,8 @@ class CudaBackend final : public Backend {
     need(lse, DType::F32, "attention_backward", "lse");
     float* D = scratch_f32(attention_bwd_workspace(batch.T, nh, hd));
     attention_bwd(q.ptr, k.ptr, v.ptr, out.ptr, lse.f32(), dout.ptr, batch.cu_seqlens.i32(), batch.B, batch.T, nh, nkv,
-                  hd, batch.tiles.i32(), batch.num_tiles, dq.ptr, dk.ptr, dv.ptr, D, attention_kernel_, stream_);
+                  hd, batch.tiles.i32(), batch.num_tiles, dq.ptr, dk.ptr, dv.ptr, D, attention_kernel_, attention_variant_,
+                  stream_);
   }
   void swiglu_backward(const Buf& gate, const Buf& up, const Buf& dout, size_t n, Buf& dgate, Buf& dup) override {
     for (const Buf* b : std::initializer_list<const Buf*>{&gate, &up, &dout, &dgate, &dup}) need(*b, DType::BF16, "swiglu_backward", "all buffers");
@@ -354,6 +356,7 @@ class CudaBackend final : public Backend {
   std::deque<Staging> staging_;  // a deque: pointers to blocks stay valid as it grows
   bool deterministic_ = false;
   AttentionKernel attention_kernel_ = AttentionKernel::Auto;  // L2E_CUDA_ATTENTION, or the test hooks' choice
+  AttentionVariant attention_variant_;                        // the bench's and test hooks' choice
 };
 
 }  // namespace
@@ -393,10 +396,12 @@ CudaStatus cuda_status() {
   return s;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(const std::string& attention_kernel) {
+std::vector<std::string> cuda_attention_variants() { return attention_variants(); }
+
+std::unique_ptr<Backend> make_cuda_backend(const std::string& attention_kernel, const std::string& attention_variant) {
   const CudaStatus s = cuda_status();
   if (!s.usable) throw Error("device 'cuda' requested but " + s.reason);
-  auto be = std::make_unique<CudaBackend>(attention_kernel);
+  auto be = std::make_unique<CudaBackend>(attention_kernel, attention_variant);
   const cudaStream_t stream = be->stream();
   return maybe_event_timed(std::move(be), stream);  // per-op CUDA event timing when the bench asks (cpu/op_timing.h)
 }

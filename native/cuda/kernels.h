@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/adamw_scalars.h"
 #include "core/tensor.h"
@@ -65,16 +66,26 @@ enum class AttentionKernel { Auto, Simple, Sm80, Sm90, Sm90wg2 };
 // "auto", "simple", "sm80", "sm90" or "sm90wg2"; anything else throws Error naming `what` (a flag or variable).
 AttentionKernel parse_attention_kernel(const std::string& name, const std::string& what);
 bool attention_has_fast_path(int hd);
+// A tile variant of the sm80 kernels, for measurement (attention_fwd.cu / attention_bwd.cu name them):
+// a forward name sets fwd, a backward name bwd; 0 is each one's default shapes. parse_attention_variant
+// ("" or "default": both 0) throws Error naming `what` and the known names for anything else.
+struct AttentionVariant {
+  int fwd = 0;
+  int bwd = 0;
+};
+AttentionVariant parse_attention_variant(const std::string& name, const std::string& what);
+// {"fwd:<name>", ..., "bwd:<name>", ...}: every variant, defaults first.
+std::vector<std::string> attention_variants();
 // tiles: the batch's tile schedule (Batch::tiles, num_tiles pairs), read by the flash kernels.
 void attention_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv,
                    int hd, const int32_t* tiles, int num_tiles, void* out, float* lse, AttentionKernel kernel,
-                   cudaStream_t s);
+                   AttentionVariant variant, cudaStream_t s);
 // workspace: attention_bwd_workspace(T, nh, hd) bytes (D_i = dO_i . o_i, then the flash kernel's fp32 dQ).
 size_t attention_bwd_workspace(int T, int nh, int hd);
 void attention_bwd(const void* q, const void* k, const void* v, const void* out, const float* lse,
                    const void* dout, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
                    const int32_t* tiles, int num_tiles, void* dq, void* dk, void* dv, float* workspace,
-                   AttentionKernel kernel, cudaStream_t s);
+                   AttentionKernel kernel, AttentionVariant variant, cudaStream_t s);
 
 // ---- infonce.cu ---- q [B,P], p [B*G,P] F32; scores [B,B*G], dq, dp F32; workspace: see infonce_workspace.
 size_t infonce_workspace(int B, int G);  // bytes

@@ -8,7 +8,8 @@
 // allocated and poisoned with NaN before the call, so an element the op forgets to write stays NaN.
 // Synchronous and meant for small shapes. One backend per device is created on first use and kept.
 // args.attentionKernel ('auto' | 'simple' | 'sm80' | 'sm90' | 'sm90wg2', device 'cuda'): the attention kernels of
-// that backend (one backend per choice), so that the suites cross-check every kernel against the CPU.
+// that backend (one backend per choice), so that the suites cross-check every kernel against the CPU;
+// args.attentionVariant (a name of cudaAttentionVariants()) likewise for the sm80 kernels' tile variants.
 #include <napi.h>
 
 #include <cmath>
@@ -25,15 +26,16 @@
 namespace l2e {
 namespace {
 
-Backend& backend_for(const std::string& device, const std::string& attention_kernel) {
+Backend& backend_for(const std::string& device, const std::string& attention_kernel,
+                     const std::string& attention_variant) {
   // leaked on purpose: destroying a CUDA backend during process exit races the runtime's teardown
   static auto* cache = new std::map<std::string, Backend*>();
-  const std::string key = device + "/" + attention_kernel;
+  const std::string key = device + "/" + attention_kernel + "/" + attention_variant;
   auto it = cache->find(key);
   if (it != cache->end()) return *it->second;
   std::unique_ptr<Backend> be;
   if (device == "cpu") be = make_cpu_backend();
-  else if (device == "cuda") be = make_cuda_backend(attention_kernel);
+  else if (device == "cuda") be = make_cuda_backend(attention_kernel, attention_variant);
   else throw Error("unknown device '" + device + "'");
   Backend* raw = be.release();
   (*cache)[key] = raw;
@@ -371,9 +373,12 @@ Napi::Value BackendOp(const Napi::CallbackInfo& info) {
     auto it = ops().find(op);
     if (it == ops().end()) throw Error("backendOp: unknown op '" + op + "'");
     const Napi::Object args = info[2].As<Napi::Object>();
-    const Napi::Value kv = args.Get("attentionKernel");
-    if (!kv.IsUndefined() && !kv.IsString()) throw Error("backendOp: 'attentionKernel' must be a string");
-    Backend& be = backend_for(device, kv.IsUndefined() ? std::string() : kv.As<Napi::String>().Utf8Value());
+    auto str = [&](const char* name) {
+      const Napi::Value v = args.Get(name);
+      if (!v.IsUndefined() && !v.IsString()) throw Error(std::string("backendOp: '") + name + "' must be a string");
+      return v.IsUndefined() ? std::string() : v.As<Napi::String>().Utf8Value();
+    };
+    Backend& be = backend_for(device, str("attentionKernel"), str("attentionVariant"));
     Ctx c{env, be, info[2].As<Napi::Object>(), Napi::Object::New(env), {}, {}, {}};
     it->second(c);
     be.synchronize();

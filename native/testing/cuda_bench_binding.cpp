@@ -1,5 +1,8 @@
-// cudaBenchAttention({lens, nh, nkv, hd, reps, backward, kernel?}) -> {seconds, flops, tflops}
+// cudaBenchAttention({lens, nh, nkv, hd, reps, backward, kernel?, variant?}) -> {seconds, flops, tflops}
 // kernel: the attention kernel ($L2E_CUDA_ATTENTION or auto when absent; 'sm90', 'sm90wg2', 'sm80', 'simple': see cuda/kernels.h).
+// variant: a tile variant of the sm80 kernels (a name of cudaAttentionVariants(), without its "fwd:" /
+// "bwd:"); absent: the default shapes.
+// cudaAttentionVariants() -> string[]: "fwd:<name>" then "bwd:<name>", each one's default first.
 // Times the CUDA backend's attention forward (or forward + backward) on random bf16 inputs of a packed
 // batch, on the device only (no host copies inside the timed loop): the median of `reps` runs, each
 // ended by a stream synchronisation. flops counts the causal half: 4·S²·hd·nh/2 per sequence for the
@@ -25,8 +28,9 @@ Napi::Value CudaBenchAttention(const Napi::CallbackInfo& info) {
   const int hd = o.Get("hd").As<Napi::Number>().Int32Value(), reps = o.Get("reps").As<Napi::Number>().Int32Value();
   const bool backward = o.Get("backward").ToBoolean().Value();
   try {
-    const Napi::Value kv = o.Get("kernel");
-    std::unique_ptr<Backend> be = make_cuda_backend(kv.IsString() ? kv.As<Napi::String>().Utf8Value() : std::string());
+    const Napi::Value kv = o.Get("kernel"), vv = o.Get("variant");
+    std::unique_ptr<Backend> be = make_cuda_backend(kv.IsString() ? kv.As<Napi::String>().Utf8Value() : std::string(),
+                                                    vv.IsString() ? vv.As<Napi::String>().Utf8Value() : std::string());
     std::vector<int32_t> cu(1, 0), pos;
     double flops = 0;
     for (uint32_t i = 0; i < lens_js.Length(); i++) {
@@ -94,9 +98,18 @@ Napi::Value CudaPoolMallocs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(cuda_pool_malloc_count()));
 }
 
+// cudaAttentionVariants() -> string[] (see the header)
+Napi::Value CudaAttentionVariants(const Napi::CallbackInfo& info) {
+  const std::vector<std::string> names = cuda_attention_variants();
+  Napi::Array out = Napi::Array::New(info.Env(), names.size());
+  for (size_t i = 0; i < names.size(); i++) out.Set(uint32_t(i), names[i]);
+  return out;
+}
+
 void register_cuda_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaBenchAttention", Napi::Function::New(env, CudaBenchAttention, "cudaBenchAttention"));
   exports.Set("cudaPoolMallocs", Napi::Function::New(env, CudaPoolMallocs, "cudaPoolMallocs"));
+  exports.Set("cudaAttentionVariants", Napi::Function::New(env, CudaAttentionVariants, "cudaAttentionVariants"));
 }
 
 }  // namespace

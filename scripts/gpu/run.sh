@@ -6,9 +6,10 @@
 # Run on the GPU machine, from the repo root:  bash scripts/gpu/run.sh [tests|bench|all]
 #   tests: the GPU test suites only; bench: ours + the reference stack + the table; all (default): both.
 #   (all of it took 168 s on an H200 on 2026-11-30, the reference stack included; a command may run 10 min)
-# Knobs: SKIP_TESTS=1, SKIP_OURS=1, SKIP_REF=1, OUT=folder (default $OUT or /tmp/l2e-gpu),
-#   TESTS_S / OURS_S / REF_S: each stage's time limit in seconds (default 420 / 200 / 330),
-#   EXTRA="gpu-bench args" (EXTRA_S): more of our rows, in a process of their own, merged into ours.json,
+# Knobs: SKIP_TESTS=1, SKIP_OURS=1, SKIP_SWEEP=1, SKIP_REF=1, OUT=folder (default $OUT or /tmp/l2e-gpu),
+#   TESTS_S / OURS_S / SWEEP_S / REF_S: each stage's time limit in seconds (default 420 / 200 / 90 / 330),
+#   EXTRA="gpu-bench args" (EXTRA_S, EXTRA_KERNELS): more of our rows, in a process of their own, merged
+#   into ours.json,
 #   COMPILED_S=seconds (COMPILED_MODELS): the torch.compile reference too, last,
 #   L2E_SHARED=folder: the shared fixtures and pools (default .gpu/shared, linked as ../shared).
 # Stops at once, with the reason, when CUDA is not usable (driver, cuBLAS, an addon without CUDA or
@@ -92,11 +93,18 @@ if [ -z "${SKIP_OURS:-}" ]; then
   fi
   grep -v "^  " "$RES/ours.log" | tail -40
 fi
+if [ -z "${SKIP_OURS:-}" ] && [ -z "${SKIP_SWEEP:-}" ]; then
+  echo "== sm80 attention tile variants (gpu-bench --sweep: its figures join ours.json)"
+  timeout "${SWEEP_S:-90}" node bench/gpu-bench.mjs --sweep --out "$RES/ours.json" > /tmp/l2e-sweep.log 2>&1
+  echo "(exit $?)"; cat /tmp/l2e-sweep.log >> "$RES/ours.log"; grep -v "^fwd \|^bwd " /tmp/l2e-sweep.log | tail -32
+fi
 if [ -z "${SKIP_OURS:-}" ] && [ -n "${EXTRA:-}" ]; then
   # EXTRA: more gpu-bench rows in a process of their own (a kernel fault there costs only those rows),
   # merged into ours.json
   echo "== ours, more rows: gpu-bench.mjs $EXTRA"
-  POOLS_DIR=$SHARED/data/pools timeout "${EXTRA_S:-120}" node bench/gpu-bench.mjs $EXTRA --out "$RES/extra.json" >> "$RES/ours.log" 2>&1
+  # (EXTRA_KERNELS: its GPU_BENCH_KERNELS, e.g. a new kernel's by-name rows with EXTRA=--attention)
+  env POOLS_DIR="$SHARED/data/pools" ${EXTRA_KERNELS:+GPU_BENCH_KERNELS=$EXTRA_KERNELS} timeout "${EXTRA_S:-120}" \
+    node bench/gpu-bench.mjs $EXTRA --out "$RES/extra.json" >> "$RES/ours.log" 2>&1
   echo "(exit $?)"
   if [ -f "$RES/extra.json" ]; then
     node -e '

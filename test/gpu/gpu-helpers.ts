@@ -11,6 +11,7 @@ export interface GpuAddon {
   NativeModel: new (config: NativeModelConfig, device: string) => NativeModel;
   backendOp?: (device: string, op: string, args: OpArgs) => OpResult;
   backendOps?: () => string[];
+  cudaAttentionVariants?: () => string[];
   cudaStatus: () => { compiled: boolean; usable: boolean; emulated: boolean; reason: string; freeBytes?: number; totalBytes?: number };
 }
 

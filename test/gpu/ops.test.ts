@@ -132,6 +132,62 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     compareRows('attention', r, hd, { out: ATTN_ROW });
   });
 
+  // The sm80 kernels' tile variants (attention_fwd.cu / attention_bwd.cu: 128-row blocks taking two
+  // schedule tiles, 128-key tiles, pipeline depths), each against the CPU on the structural cases: odd
+  // and even tile counts per sequence (a 128-row block with one valid half), 1-token sequences,
+  // partial tiles, several tiles per sequence, GQA and MQA. The non-default variants are hd 128 only;
+  // the default shapes are the 'sm80' and backward cases above.
+  const listed = addon().cudaAttentionVariants?.() ?? [];
+  const variants = (kind: 'fwd' | 'bwd') => listed.filter((v) => v.startsWith(`${kind}:`)).map((v) => v.slice(4));
+  const variantCases: [string, number, number, number, number[]][] = [
+    ['hd128 GQA 4/2, lengths 1..200 (odd and even tile counts, partial tiles)', 128, 4, 2, [1, 64, 65, 129, 200]],
+    ['hd128 MQA 3/1, 5 and 3 tiles', 128, 3, 1, [sized(300, 263), 130]],
+  ];
+  const variantRuns = (kind: 'fwd' | 'bwd') => {
+    const names = variants(kind).filter((v) => v !== 'default');
+    // no CUDA build (L2E_GPU_TESTS_ON_CPU=1): the harness with the default
+    return (names.length > 0 ? names : ['default']).flatMap((variant) =>
+      variantCases.map(([name, hd, nh, nkv, lens]) => [variant, name, hd, nh, nkv, lens] as const),
+    );
+  };
+
+  it.each(variantRuns('fwd'))('attention forward, sm80 variant %s: %s', (variant, _name, hd, nh, nkv, lens) => {
+    const r = compare('attention', { ...attnInputs(hd, nh, nkv, lens), attentionKernel: 'sm80', attentionVariant: variant }, { out: ATTN, lse: 1e-4 });
+    compareRows('attention', r, hd, { out: ATTN_ROW });
+  });
+
+  it.each(variantRuns('bwd'))('attention backward, sm80 variant %s: %s', (variant, _name, hd, nh, nkv, lens) => {
+    const a = attnInputs(hd, nh, nkv, lens);
+    const fwd = runOp('cpu', 'attention', a);
+    const T = (a['cu'] as Int32Array)[lens.length]!;
+    const args: OpArgs = { ...a, out: bf16Array(fwd['out']!), lse: fwd['lse']!, dout: randBf16(rng, T * nh * hd), attentionKernel: 'sm80', attentionVariant: variant };
+    const r = compare('attention_backward', args, { dq: ATTN_BWD, dk: ATTN_BWD, dv: ATTN_BWD });
+    compareRows('attention_backward', r, hd, { dq: ATTN_BWD_ROW, dk: ATTN_BWD_ROW, dv: ATTN_BWD_ROW });
+  });
+
+  it.skipIf(cudaDevice === 'cpu')('the variants are listed defaults first; an unknown, misplaced or missing one is a clear error', () => {
+    expect(listed[0]).toBe('fwd:default');
+    expect(listed.filter((v) => v.startsWith('fwd:')).length).toBeGreaterThan(1);
+    expect(listed.filter((v) => v.startsWith('bwd:'))[0]).toBe('bwd:default');
+    const fwdName = variants('fwd')[1]!, bwdName = variants('bwd')[1]!;
+    const args = { ...attnInputs(64, 2, 1, [5]), attentionKernel: 'sm80' };
+    expect(() => runOp('cuda', 'attention', { ...args, attentionVariant: 'q256' })).toThrow(
+      `attention variant: unknown attention variant 'q256' (${listed.map((v) => v.slice(4)).join(', ')})`,
+    );
+    expect(() => runOp('cuda', 'attention', { ...args, attentionVariant: fwdName })).toThrow(
+      `attention variant '${fwdName}' has no head_dim 64 instantiation (the default has)`,
+    );
+    expect(() => runOp('cuda', 'attention', { ...args, attentionKernel: 'simple', attentionVariant: fwdName })).toThrow(
+      `attention variant '${fwdName}' is a tile shape of the sm80 forward, not of 'simple'`,
+    );
+    const a = attnInputs(16, 2, 1, [5]);
+    const fwd = runOp('cpu', 'attention', a);
+    const bwdArgs: OpArgs = { ...a, out: bf16Array(fwd['out']!), lse: fwd['lse']!, dout: randBf16(rng, 5 * 2 * 16), attentionKernel: 'auto', attentionVariant: bwdName };
+    expect(() => runOp('cuda', 'attention_backward', bwdArgs)).toThrow(
+      `attention variant '${bwdName}' is a tile shape of the sm80 backward, not of 'simple'`,
+    );
+  });
+
   it.skipIf(cudaDevice === 'cpu')('an attention kernel that cannot take the head dim, or an unknown one, is a clear error', () => {
     const args = { ...attnInputs(16, 2, 1, [5]), attentionKernel: 'sm80' };
     expect(() => runOp('cuda', 'attention', args)).toThrow(
