@@ -26,6 +26,9 @@ check_addon "$addon"
 testing=build/Release/testing/l2e_testing.node
 [ -f "$testing" ] || { echo "gpu-pack: no $testing — build it first: L2E_CUDA=1 npx cmake-js compile --out build" >&2; exit 1; }
 check_addon "$testing"
+# the benches import the library's compiled JavaScript: dist/ travels beside .gpu (carry both); built
+# before packages are set aside (the demo's tokenizer is one)
+npm run --silent build:ts
 aside=$(mktemp -d "$root/.gpu-aside.XXXXXX")
 restore() {
   for d in "$aside"/*; do [ -e "$d" ] && mv "$d" node_modules/; done
@@ -35,8 +38,6 @@ trap restore EXIT
 for p in cldr-annotations-full cldr-localenames-full cldr-core llama-tokenizer-js node-llama-cpp @node-llama-cpp playwright-core playwright openai; do
   if [ -d "node_modules/$p" ]; then mv "node_modules/$p" "$aside/"; fi
 done
-# the benches import the library's compiled JavaScript: dist/ travels beside .gpu (carry both)
-npm run --silent build:ts
 "$root/../shared/gpu/pack.sh"
 # what was packed is what runs: check the copy, not only build/Release
 packed=$(ls .gpu/addon/*.node)
