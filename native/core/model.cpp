@@ -211,7 +211,8 @@ void Model::set_param_chunked(const std::string& name, DType host_dtype, size_t 
   const size_t esize = dtype_size(host_dtype);
   const size_t row = p.shape.size() == 2 ? size_t(p.shape[1]) : p.numel;
   const size_t rows_per_chunk = std::max<size_t>(1, std::min(p.numel, chunk) / row);
-  std::vector<char> staging(std::min(p.numel, rows_per_chunk * row) * esize);
+  const HostBuffer staging_buf(std::min(p.numel, rows_per_chunk * row) * esize, "loading weights");
+  char* const staging = staging_buf.as<char>();
   f32_sources_.erase(name);
   const size_t i = prec_ == Precision::F32 ? 0 : index_of(p.offset);
   if (prec_ != Precision::F32 && lowp_[i]) {
@@ -222,9 +223,9 @@ void Model::set_param_chunked(const std::string& name, DType host_dtype, size_t 
       if (n >= first_row + loaded) {
         first_row = n;
         loaded = std::min<int64_t>(int64_t(rows_per_chunk), N - n);
-        read(size_t(n) * size_t(K), size_t(loaded) * size_t(K), staging.data());
+        read(size_t(n) * size_t(K), size_t(loaded) * size_t(K), staging);
       }
-      const char* src = staging.data() + size_t(n - first_row) * size_t(K) * esize;
+      const char* src = staging + size_t(n - first_row) * size_t(K) * esize;
       if (host_dtype == DType::F32) {
         std::memcpy(out, src, size_t(K) * 4);
         return;
@@ -251,9 +252,9 @@ void Model::set_param_chunked(const std::string& name, DType host_dtype, size_t 
   Buf& target = master_ ? *master_ : params_;
   for (size_t first = 0; first < p.numel; first += rows_per_chunk * row) {
     const size_t count = std::min(rows_per_chunk * row, p.numel - first);
-    read(first, count, staging.data());
+    read(first, count, staging);
     Buf dst = view(target, base + first, count);
-    be_->upload(dst, staging.data(), count, host_dtype);
+    be_->upload(dst, staging, count, host_dtype);
   }
   if (master_) {
     Buf dst = view(params_, p.offset, p.numel);
