@@ -62,10 +62,14 @@ beforeAll(() => {
 });
 afterAll(() => removeTempDirs());
 
-/** Activation bytes per token of an encode (core/model.cpp activation_bytes_per_token(false)). */
+/**
+ * Activation bytes per token of an encode (core/model.cpp activation_bytes_per_token(false)): x_in,
+ * h1, one buffer for q, k, v (then o_proj's output, then gate, then proj), up; rstd1, rstd2, lse.
+ */
 function encodeBytesPerToken(): number {
-  const { hidden: H, intermediate: I, heads } = SHAPE;
-  return (2 * H + H + H + 2 * H + 2 * I) * 4 + (2 + heads) * 4 + 4;
+  const { hidden: H, intermediate: I, heads, kvHeads, dense: P } = SHAPE;
+  const qd = H, kvd = (H / heads) * kvHeads;
+  return (H + Math.max(H, qd) + Math.max(qd + 2 * kvd, I, H, P) + I) * 4 + (2 + heads) * 4 + 4;
 }
 
 describe.each(['fp32', 'bf16', 'int8'])('peak memory while encoding in %s', (precision) => {
