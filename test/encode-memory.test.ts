@@ -24,7 +24,7 @@ const MiB = 1 << 20;
 // warm-up's activations).
 const LOAD_SLACK = 3 * MiB;
 // While encoding, besides the group's activations: GEMM packing buffers and the quantised
-// activations of the int8 kernels (measured 0.6-1.2 MiB).
+// activations of the int8 kernels (measured 0.6-1.4 MiB).
 const SLACK = 2 * MiB;
 
 interface NativeModelT {
