@@ -24,8 +24,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { buildLlamaTokenizerJson, LLAMA_TOKENIZER_CONFIG } from '../dist/demo/llama-tokenizer.js';
-import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../dist/model/safetensors.js';
-import { parameterNames } from '../dist/model/weights.js';
+import { readTensorF32 } from '../dist/model/safetensors.js';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,15 +33,10 @@ import { writeGguf } from './lib/gguf.mjs';
 import { llamaMetadata, llamaTensors, llamaTokenizerMetadata, projectPooled } from './lib/llama-gguf.mjs';
 import { loadLlamaCpp, openEmbedder } from './lib/llama-peer.mjs';
 import { printTable } from './lib/stats.mjs';
-import { BENCH_MODEL, drawLengths, loadLengthMix, makeRng, pack, randomSequences } from './lib/workloads.mjs';
+import { BENCH_MODEL, drawLengths, loadLengthMix, makeRng, pack, randomSequences, SHAPE_600M, writeRandomWeights } from './lib/workloads.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = join(here, '..');
-
-const SHAPE_600M = {
-  vocab: 32000, hidden: 4096, intermediate: 11008, layers: 2, heads: 32, kvHeads: 32, headDim: 128, dense: 1536,
-  rmsEps: 1e-5, ropeTheta: 10000, pooling: 'mean', normalized: true,
-};
 
 const HELP = `usage: node bench/precision.mjs [options]     (or: npm run bench -- precision [options])
 
@@ -122,47 +116,6 @@ function parseArgs(argv) {
   }
   for (const k of ['passes', 'texts', 'threads']) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`--${k} must be a positive integer`);
   return o;
-}
-
-/** The model's tensors in the native layout order: the library's parameter list for this shape. */
-function tensorSpecs(c) {
-  const { hidden, intermediate, layers, heads, kvHeads, headDim, vocab, dense } = c;
-  const config = { vocabSize: vocab, hiddenSize: hidden, intermediateSize: intermediate, numLayers: layers, numHeads: heads, numKvHeads: kvHeads, headDim };
-  return parameterNames(config, dense);
-}
-
-/**
- * Random weights like bench/lib/workloads.mjs createRandomModel (norms 1, projections uniform with
- * std 0.02, the dense layer like nn.Linear), streamed tensor by tensor into a safetensors file.
- * Returns loadTensors() sources. Reused when the file exists with the expected size.
- */
-function writeRandomWeights(c, seed) {
-  const specs = tensorSpecs(c);
-  const file = join(os.tmpdir(), `l2e-bench-precision-h${c.hidden}-l${c.layers}-v${c.vocab}-s${seed}.safetensors`);
-  const bytes = specs.reduce((sum, s) => sum + s.shape.reduce((a, b) => a * b, 1) * 4, 0);
-  const sourcesOf = () =>
-    readSafetensorsHeader(file).tensors.map((t) => ({ name: t.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype }));
-  if (existsSync(file)) {
-    try {
-      const sources = sourcesOf();
-      if (sources.reduce((sum, t) => sum + t.length, 0) === bytes) return sources;
-    } catch {
-      // an unreadable or other file: written again below
-    }
-  }
-  console.error(`writing random weights (${(bytes / 1e9).toFixed(2)} GB) to ${file} ...`);
-  const rng = makeRng(seed);
-  const tensors = specs.map((s) => {
-    const data = new Float32Array(s.shape.reduce((a, b) => a * b, 1));
-    if (s.name.endsWith('layernorm.weight') || s.name === 'norm.weight') data.fill(1);
-    else {
-      const a = s.name.startsWith('dense_layer.') ? 1 / Math.sqrt(c.hidden) : 0.02 * Math.sqrt(3);
-      for (let i = 0; i < data.length; i++) data[i] = (rng() * 2 - 1) * a;
-    }
-    return { name: s.name, dtype: 'F32', shape: s.shape, data };
-  });
-  writeSafetensors(file, tensors); // the library's writer (atomic)
-  return sourcesOf();
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;

@@ -50,11 +50,11 @@ describe('memory limits', () => {
       const cu = Int32Array.of(0, 10000, 20000);
       process.env[LIMIT] = '1';
       // encode runs the batch in groups of whole texts (core/model.h encode_group_tokens): here each
-      // 10000-token text alone, whose encode buffers are 10000 x (2H + max(H, q) + q + 2kv + 2I) floats +
-      // 10000 x (2 + heads + 1) floats, plus the pooling buffers: 3,080,036 bytes
+      // 10000-token text alone, whose encode buffers are 10000 x (H + max(H, q) + max(q + 2kv, I, H, P) + I)
+      // floats + 10000 x (2 + heads + 1) floats, plus the pooling buffers: 2,120,036 bytes
       await expect(m.encode(ids, cu)).rejects.toThrow(
         new Error(
-          'a batch of 10000 tokens (1 text) needs 2.9 MiB of host memory but only 1.0 MiB is available: use smaller batches (--max-batch-tokens, --batch-size)',
+          'a batch of 10000 tokens (1 text) needs 2.0 MiB of host memory but only 1.0 MiB is available: use smaller batches (--max-batch-tokens, --batch-size)',
         ),
       );
       delete process.env[LIMIT];

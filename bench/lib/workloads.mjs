@@ -2,9 +2,11 @@
 // (created in the addon and, for the NumPy baseline, written as safetensors), and packed batches.
 // The RNG, the packing, the random weights and the safetensors writer are the package's own (dist/, from `npm run build:ts`).
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import { initRandomWeights, packBatch } from '../../dist/model/embedding-model.js';
-import { writeSafetensors } from '../../dist/model/safetensors.js';
+import { readSafetensorsHeader, writeSafetensors } from '../../dist/model/safetensors.js';
+import { parameterNames } from '../../dist/model/weights.js';
 import { Rng } from '../../dist/util/random.js';
 
 /** Uniform [0, 1) draws of the library's generator (src/util/random.ts): the same on every run. */
@@ -76,4 +78,51 @@ export function modelTensors(model) {
 /** Writes float32 tensors as a .safetensors file, with the library's writer. */
 export function writeSafetensorsF32(path, tensors) {
   writeSafetensors(path, tensors.map((t) => ({ name: t.name, dtype: 'F32', shape: t.shape, data: t.data })));
+}
+
+/** The published "600M" shape (the first 2 layers of Llama2-7B), as the addon's NativeModel names it. */
+export const SHAPE_600M = {
+  vocab: 32000, hidden: 4096, intermediate: 11008, layers: 2, heads: 32, kvHeads: 32, headDim: 128, dense: 1536,
+  rmsEps: 1e-5, ropeTheta: 10000, pooling: 'mean', normalized: true,
+};
+
+/** The model's tensors in the native layout order: the library's parameter list for this shape. */
+function tensorSpecs(c) {
+  const { hidden, intermediate, layers, heads, kvHeads, headDim, vocab, dense } = c;
+  const config = { vocabSize: vocab, hiddenSize: hidden, intermediateSize: intermediate, numLayers: layers, numHeads: heads, numKvHeads: kvHeads, headDim };
+  return parameterNames(config, dense);
+}
+
+/**
+ * Random weights like createRandomModel (norms 1, projections uniform with
+ * std 0.02, the dense layer like nn.Linear), streamed tensor by tensor into a safetensors file.
+ * Returns loadTensors() sources (bench/precision.mjs, bench/precision-eval.mjs). Reused when the file exists with the expected size.
+ */
+export function writeRandomWeights(c, seed) {
+  const specs = tensorSpecs(c);
+  const file = join(os.tmpdir(), `l2e-bench-precision-h${c.hidden}-l${c.layers}-v${c.vocab}-s${seed}.safetensors`);
+  const bytes = specs.reduce((sum, s) => sum + s.shape.reduce((a, b) => a * b, 1) * 4, 0);
+  const sourcesOf = () =>
+    readSafetensorsHeader(file).tensors.map((t) => ({ name: t.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype }));
+  if (existsSync(file)) {
+    try {
+      const sources = sourcesOf();
+      if (sources.reduce((sum, t) => sum + t.length, 0) === bytes) return sources;
+    } catch {
+      // an unreadable or other file: written again below
+    }
+  }
+  console.error(`writing random weights (${(bytes / 1e9).toFixed(2)} GB) to ${file} ...`);
+  const rng = makeRng(seed);
+  const tensors = specs.map((s) => {
+    const data = new Float32Array(s.shape.reduce((a, b) => a * b, 1));
+    if (s.name.endsWith('layernorm.weight') || s.name === 'norm.weight') data.fill(1);
+    else {
+      const a = s.name.startsWith('dense_layer.') ? 1 / Math.sqrt(c.hidden) : 0.02 * Math.sqrt(3);
+      for (let i = 0; i < data.length; i++) data[i] = (rng() * 2 - 1) * a;
+    }
+    return { name: s.name, dtype: 'F32', shape: s.shape, data };
+  });
+  writeSafetensors(file, tensors); // the library's writer (atomic)
+  return sourcesOf();
 }

@@ -1,5 +1,6 @@
 #include "core/host_memory.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -44,6 +45,35 @@ std::string format_bytes(uint64_t bytes) {
   else if (bytes >= (uint64_t(1) << 20)) std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / double(uint64_t(1) << 20));
   else std::snprintf(buf, sizeof buf, "%llu bytes", static_cast<unsigned long long>(bytes));
   return buf;
+}
+
+namespace {
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kMapLarge = false;
+#else
+constexpr bool kMapLarge = true;
+#endif
+size_t rounded64(size_t bytes) { return bytes < 64 ? 64 : (bytes + 63) / 64 * 64; }
+}  // namespace
+
+void* host_alloc(size_t bytes, const char* what) {
+  const size_t n = rounded64(bytes);
+  void* p = nullptr;
+  if (kMapLarge && n >= kHostMapBytes) {
+    p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);  // page-aligned
+    if (p == MAP_FAILED) p = nullptr;
+  } else {
+    p = std::aligned_alloc(64, n);
+  }
+  if (!p) throw Error(std::string("out of host memory allocating ") + format_bytes(n) + " for " + what);
+  return p;
+}
+
+void host_free(void* p, size_t bytes) {
+  if (!p) return;
+  const size_t n = rounded64(bytes);
+  if (kMapLarge && n >= kHostMapBytes) ::munmap(p, n);
+  else std::free(p);
 }
 
 void check_host_memory(uint64_t bytes, const std::string& what, const std::string& advice) {

@@ -1,6 +1,8 @@
 // Conversion of weight matrices to bf16 / int8 and back (layouts and rounding in core/lowp.h).
 #include "core/lowp.h"
 
+#include "core/host_memory.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -31,11 +33,9 @@ Precision parse_precision(const std::string& s) {
 
 namespace {
 
-void* alloc64(size_t bytes) {
-  const size_t n = std::max<size_t>(64, (bytes + 63) / 64 * 64);
-  void* p = std::aligned_alloc(64, n);
-  if (!p) throw Error("out of host memory allocating " + std::to_string(n) + " bytes for converted weights");
-  std::memset(p, 0, n);
+void* alloc_zeroed(size_t bytes) {
+  void* p = host_alloc(bytes, "converted weights");
+  std::memset(p, 0, bytes);
   return p;
 }
 
@@ -58,15 +58,18 @@ float quantize_row(const float* w, int64_t K, int8_t* q) {
 }  // namespace
 
 LowpMatrix::~LowpMatrix() {
-  std::free(data);
-  std::free(scale);
-  std::free(colsum);
+  host_free(data, data_bytes());
+  host_free(scale, size_t(N) * 4);
+  host_free(colsum, size_t(slivers()) * kSliver * 4);
+}
+
+size_t LowpMatrix::data_bytes() const {
+  const size_t esize = precision == Precision::BF16 ? 2 : 1;
+  return layout == Layout::Gemm ? size_t(slivers()) * kSliver * size_t(Kg) * group() * esize : size_t(N) * size_t(K) * esize;
 }
 
 size_t LowpMatrix::bytes() const {
-  const size_t esize = precision == Precision::BF16 ? 2 : 1;
-  size_t n = layout == Layout::Gemm ? size_t(slivers()) * kSliver * size_t(Kg) * group() * esize
-                                    : size_t(N) * size_t(K) * esize;
+  size_t n = data_bytes();
   if (scale) n += size_t(N) * 4;
   if (colsum) n += size_t(slivers()) * kSliver * 4;
   return n;
@@ -89,10 +92,10 @@ void lowp_pack(LowpMatrix& m, Precision p, LowpMatrix::Layout layout, int64_t N,
   const int64_t rows_alloc = gemm ? m.slivers() * kSliver : N;
   const int64_t cols_alloc = gemm ? m.Kg * G : K;
   const size_t esize = p == Precision::BF16 ? 2 : 1;
-  m.data = alloc64(size_t(rows_alloc) * size_t(cols_alloc) * esize);
+  m.data = alloc_zeroed(size_t(rows_alloc) * size_t(cols_alloc) * esize);  // = m.data_bytes()
   if (p == Precision::Int8) {
-    m.scale = static_cast<float*>(alloc64(size_t(N) * 4));
-    if (gemm) m.colsum = static_cast<int32_t*>(alloc64(size_t(rows_alloc) * 4));
+    m.scale = static_cast<float*>(alloc_zeroed(size_t(N) * 4));
+    if (gemm) m.colsum = static_cast<int32_t*>(alloc_zeroed(size_t(rows_alloc) * 4));
   }
   std::vector<float> w(static_cast<size_t>(K));
   std::vector<int8_t> q(static_cast<size_t>(K));

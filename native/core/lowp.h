@@ -51,7 +51,8 @@ struct LowpMatrix {
   ~LowpMatrix();
   int group() const { return precision == Precision::BF16 ? 2 : 4; }
   int64_t slivers() const { return (N + kSliver - 1) / kSliver; }
-  size_t bytes() const;  // resident bytes of data + scale + colsum
+  size_t bytes() const;       // resident bytes of data + scale + colsum
+  size_t data_bytes() const;  // bytes of data alone (as allocated)
 };
 
 // Converts W[N,K] row by row: row(n, out) writes row n as K floats. Throws Error for F32 precision.

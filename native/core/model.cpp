@@ -211,7 +211,8 @@ void Model::set_param_chunked(const std::string& name, DType host_dtype, size_t 
   const size_t esize = dtype_size(host_dtype);
   const size_t row = p.shape.size() == 2 ? size_t(p.shape[1]) : p.numel;
   const size_t rows_per_chunk = std::max<size_t>(1, std::min(p.numel, chunk) / row);
-  std::vector<char> staging(std::min(p.numel, rows_per_chunk * row) * esize);
+  const HostBuffer staging_buf(std::min(p.numel, rows_per_chunk * row) * esize, "loading weights");
+  char* const staging = staging_buf.as<char>();
   f32_sources_.erase(name);
   const size_t i = prec_ == Precision::F32 ? 0 : index_of(p.offset);
   if (prec_ != Precision::F32 && lowp_[i]) {
@@ -222,9 +223,9 @@ void Model::set_param_chunked(const std::string& name, DType host_dtype, size_t 
       if (n >= first_row + loaded) {
         first_row = n;
         loaded = std::min<int64_t>(int64_t(rows_per_chunk), N - n);
-        read(size_t(n) * size_t(K), size_t(loaded) * size_t(K), staging.data());
+        read(size_t(n) * size_t(K), size_t(loaded) * size_t(K), staging);
       }
-      const char* src = staging.data() + size_t(n - first_row) * size_t(K) * esize;
+      const char* src = staging + size_t(n - first_row) * size_t(K) * esize;
       if (host_dtype == DType::F32) {
         std::memcpy(out, src, size_t(K) * 4);
         return;
@@ -251,9 +252,9 @@ void Model::set_param_chunked(const std::string& name, DType host_dtype, size_t 
   Buf& target = master_ ? *master_ : params_;
   for (size_t first = 0; first < p.numel; first += rows_per_chunk * row) {
     const size_t count = std::min(rows_per_chunk * row, p.numel - first);
-    read(first, count, staging.data());
+    read(first, count, staging);
     Buf dst = view(target, base + first, count);
-    be_->upload(dst, staging.data(), count, host_dtype);
+    be_->upload(dst, staging, count, host_dtype);
   }
   if (master_) {
     Buf dst = view(params_, p.offset, p.numel);
@@ -342,8 +343,9 @@ size_t Model::activation_bytes_per_token(bool keep) const {
                qd = size_t(cfg_.heads) * cfg_.head_dim, kvd = size_t(cfg_.kv_heads) * cfg_.head_dim, P = cfg_.dense;
   const size_t f32 = (2 + size_t(cfg_.heads)) * 4;  // rstd1, rstd2, lse
   if (keep) return cfg_.layers * ((4 * H + 2 * qd + 2 * kvd + 3 * I) * ad + f32) + (2 * H + P) * ad + 4;
-  // encode (see alloc_acts): x_in, h1 (also attn, h2, hidden), q (also proj when it fits), k, v, x_mid, gate, up
-  return (2 * H + std::max(H, qd) + qd + 2 * kvd + 2 * I + (P > qd ? P : 0)) * ad + f32 + 4;
+  // encode (see alloc_acts): x_in (also x_mid), h1 (also attn, h2, mlp_out, hidden), one buffer for
+  // q, k, v (then o_out, then gate, then proj), up
+  return (H + std::max(H, qd) + std::max({qd + 2 * kvd, I, H, P}) + I) * ad + f32 + 4;
 }
 
 size_t Model::activation_bytes_per_sequence() const { return (2 * size_t(cfg_.dense) + 1) * 4; }
@@ -368,25 +370,35 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
   for (auto& L : a.layers) {
     L.x_in = own(T * H, ad);
     L.rstd1 = own(T, DType::F32);
-    L.q = own(T * qd, ad);
-    L.k = own(T * kvd, ad);
-    L.v = own(T * kvd, ad);
     L.lse = own(size_t(cfg_.heads) * T, DType::F32);
-    L.x_mid = own(T * H, ad);
     L.rstd2 = own(T, DType::F32);
-    L.gate = own(T * I, ad);
     L.up = own(T * I, ad);
     if (keep) {
+      L.q = own(T * qd, ad);
+      L.k = own(T * kvd, ad);
+      L.v = own(T * kvd, ad);
+      L.x_mid = own(T * H, ad);
+      L.gate = own(T * I, ad);
       L.h1 = own(T * H, ad);
       L.attn = own(T * qd, ad);
       L.h2 = own(T * H, ad);
       L.act = own(T * I, ad);
     } else {
-      // Encode keeps nothing for backward: h1 is dead once v is computed, attn once x_mid is, so
-      // one buffer holds h1, then attn, then h2 (act is computed in place of gate).
+      // Encode keeps nothing for backward. h1 is dead once v is computed, attn once o_proj has read
+      // it, h2 once gate and up are computed: one buffer holds h1, attn, h2, then the MLP's output.
+      // q, k and v are dead after attention: one buffer holds them, then o_proj's output, then gate
+      // (act is computed in place of gate). x_mid is x_in, the residual stream updated in place.
       L.h1 = own(T * std::max(H, qd), ad);
       L.attn = view(L.h1, 0, T * qd);
       L.h2 = view(L.h1, 0, T * H);
+      L.mlp_out = view(L.h1, 0, T * H);
+      const Buf qkv = own(T * std::max({qd + 2 * kvd, I, H, P}), ad);
+      L.q = view(qkv, 0, T * qd);
+      L.k = view(qkv, T * qd, T * kvd);
+      L.v = view(qkv, T * (qd + kvd), T * kvd);
+      L.o_out = view(qkv, 0, T * H);
+      L.gate = view(qkv, 0, T * I);
+      L.x_mid = L.x_in;
     }
   }
   if (keep) {
@@ -394,10 +406,10 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
     a.hidden = own(T * H, ad);
     a.proj = own(T * P, ad);
   } else {
-    // the last layer writes its output over its own x_in; the final norm into h1; the dense layer into q
+    // the last layer's output is its x_in; the final norm into h1; the dense layer into q's buffer
     a.x_last = a.layers[0].x_in;
     a.hidden = view(a.layers[0].h1, 0, T * H);
-    a.proj = P <= qd ? view(a.layers[0].q, 0, T * P) : own(T * P, ad);
+    a.proj = view(a.layers[0].q, 0, T * P);
   }
   a.rstd_f = own(T, DType::F32);
   a.pooled = own(B * P, DType::F32);  // pooling sums in fp32 (as the original's float mask did)
@@ -489,16 +501,18 @@ void Model::forward(const Batch& batch, Activations& a, bool keep) {
     be.rope(L.q, batch.positions, T, nh, hd, cfg_.rope_theta, 1.0f);
     be.rope(L.k, batch.positions, T, nkv, hd, cfg_.rope_theta, 1.0f);
     be.attention(L.q, L.k, L.v, batch, nh, nkv, hd, L.attn, L.lse);             // attn [T,nh*hd]
-    linear(L.attn, lp.o, nullptr, T, qd, H, L.x_mid);                             // x_mid [T,H]
-    be.add_inplace(L.x_mid, L.x_in, size_t(T) * H);                               // + residual
+    // x_mid = x_in + o_proj(attn) [T,H]: a buffer of its own (kept), or x_in += o_out (encode)
+    linear(L.attn, lp.o, nullptr, T, qd, H, keep ? L.x_mid : L.o_out);
+    be.add_inplace(L.x_mid, keep ? L.x_in : L.o_out, size_t(T) * H);
     // --- MLP block ---
     be.rmsnorm(L.x_mid, W(lp.post_norm, H), T, H, cfg_.rms_eps, L.h2, L.rstd2); // h2 [T,H]
     linear(L.h2, lp.gate, nullptr, T, H, I, L.gate);                              // gate [T,I]
     linear(L.h2, lp.up, nullptr, T, H, I, L.up);                                  // up [T,I]
     Buf& act = keep ? L.act : L.gate;  // encode: act overwrites gate (elementwise, in place)
     be.swiglu(L.gate, L.up, size_t(T) * I, act);                                  // act [T,I]
-    linear(act, lp.down, nullptr, T, I, H, x_out);                                // x_out [T,H]
-    be.add_inplace(x_out, L.x_mid, size_t(T) * H);                                // + residual
+    // x_out = x_mid + down(act) [T,H]: the next layer's x_in (kept), or x_in += mlp_out (encode)
+    linear(act, lp.down, nullptr, T, I, H, keep ? x_out : L.mlp_out);
+    be.add_inplace(x_out, keep ? L.x_mid : L.mlp_out, size_t(T) * H);
   }
   be.rmsnorm(a.x_last, W(off_norm_, H), T, H, cfg_.rms_eps, a.hidden, a.rstd_f);  // hidden [T,H]
   Buf bias = W(off_dense_b_, P);

@@ -56,6 +56,9 @@ struct LayerActs {
   Buf rstd2;   // [T]
   Buf h2;      // [T,H] post_attention_layernorm(x_mid)
   Buf gate, up, act;  // [T,I]; act = silu(gate) * up (kept only for backward: encode writes it over gate)
+  // Encode only (keep = false), where x_mid is x_in itself, updated in place: o_proj's output (in the
+  // dead q) and the MLP's (in the dead h2), each then added to the residual stream.
+  Buf o_out, mlp_out;  // [T,H]
 };
 
 struct Activations {

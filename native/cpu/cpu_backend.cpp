@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/host_memory.h"
 #include "core/lowp.h"
 #include "cpu/gemm.h"
 #include "cpu/gemm_lowp.h"
@@ -28,13 +29,11 @@ class CpuBackend final : public Backend {
     Buf b;
     b.numel = numel;
     b.dtype = dtype;
-    const size_t bytes = std::max<size_t>(64, (b.bytes() + 63) / 64 * 64);
-    b.ptr = std::aligned_alloc(64, bytes);
-    if (!b.ptr) throw Error("out of host memory allocating " + std::to_string(bytes) + " bytes");
+    b.ptr = host_alloc(b.bytes(), "a tensor");  // large ones mapped on their own (core/host_memory.h)
     return b;
   }
   void free(Buf& b) override {
-    std::free(b.ptr);
+    host_free(b.ptr, b.bytes());
     b.ptr = nullptr;
     b.numel = 0;
   }

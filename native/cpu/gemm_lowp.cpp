@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/host_memory.h"
 #include "cpu/gemm_lowp.h"
 #include "cpu/parallel.h"
 
@@ -25,23 +26,8 @@ constexpr int64_t kBlockGroups = 256;  // k groups per block: 32 KB of one W sli
 constexpr int64_t kBandRows = 224;     // rows of x per band: 224 x 256 x 4 B = 224 KB per k block
 constexpr int64_t kTasksPerThread = 3;
 
-template <typename T>
-struct Scratch {
-  T* data = nullptr;
-  size_t capacity = 0;
-  T* reserve(size_t n) {
-    if (n > capacity) {
-      std::free(data);
-      data = static_cast<T*>(std::aligned_alloc(64, std::max<size_t>(64, (n * sizeof(T) + 63) / 64 * 64)));
-      if (!data) throw Error("linear: out of memory for packed activations");
-      capacity = n;
-    }
-    return data;
-  }
-  ~Scratch() { std::free(data); }
-};
-thread_local Scratch<uint32_t> t_packed_x;
-thread_local Scratch<float> t_token_scale;
+// Per thread (the pool's and each caller's), grown on demand to the largest band packed so far.
+thread_local HostBuffer t_packed_x, t_token_scale;
 thread_local std::vector<uint32_t> t_row;
 
 enum class XForm { Bf16Pairs, F32Pairs, U8Quads };
@@ -123,8 +109,10 @@ void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const
     const int64_t band = id / chunks, chunk = id % chunks;
     const int64_t t0 = band * band_tiles, t1 = std::min(tiles, t0 + band_tiles);
     const int64_t s0 = slivers * chunk / chunks, s1 = slivers * (chunk + 1) / chunks;
-    uint32_t* px = t_packed_x.reserve(size_t(band_tiles * mr * kg * words));
-    float* scales = int8 ? t_token_scale.reserve(size_t(band_tiles * mr)) : nullptr;
+    // sized for this call's bands: a group of 90 tokens packs 96 rows, not kBandRows
+    const int64_t band_rows = std::min(band_tiles, tiles) * mr;
+    uint32_t* px = static_cast<uint32_t*>(t_packed_x.reserve(size_t(band_rows * kg * words) * 4, "packed activations"));
+    float* scales = int8 ? static_cast<float*>(t_token_scale.reserve(size_t(band_rows) * 4, "token scales")) : nullptr;
     pack_tiles(x, T, K, kg, mr, form, amx, t0, t1, px, scales, t_row);
     if (amx) amx_begin();
     for (int64_t p = 0; p < kblocks; p++) {

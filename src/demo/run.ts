@@ -16,6 +16,7 @@ import { writeLlamaTokenizer } from './llama-tokenizer.js';
 import { checkDemoPackages } from './packages.js';
 import { beforeAfterSvg, lossCurveSvg } from './svg.js';
 import type { PairRow } from '../data/jsonl.js';
+import type { Embeddings } from '../model/embeddings.js';
 
 export interface DemoOptions {
   output: string;
@@ -76,10 +77,15 @@ function writeJsonl(file: string, rows: PairRow[]): void {
   writeFileAtomic(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
 }
 
-async function evaluate(model: EmbeddingModel, rows: PairRow[]): Promise<Metrics> {
+/** The demo's evaluation: the published metrics on held-out rows, pool encoded as the demo encodes. */
+export async function evaluateDemo(model: EmbeddingModel, rows: PairRow[]): Promise<Metrics> {
   const set = await buildTestSet('demo-test', rows, 1000);
-  const emb = await model.encode(set.pool, { batchSize: 64, maxLength: DEMO_DEFAULTS.maxLength });
-  return computeMetrics(set, emb);
+  return computeMetrics(set, await encodeDemoPool(model, set.pool));
+}
+
+/** The demo's encode settings (batches of 64 texts, at most DEMO_DEFAULTS.maxLength tokens). */
+export function encodeDemoPool(model: EmbeddingModel, texts: string[]): Promise<Embeddings> {
+  return model.encode(texts, { batchSize: 64, maxLength: DEMO_DEFAULTS.maxLength });
 }
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
@@ -135,7 +141,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   }
   try {
     // 3. before
-    const before = await evaluate(model, data.test);
+    const before = await evaluateDemo(model, data.test);
     // 4. train with the recipe's objective
     const losses: number[] = [];
     const trainer = new Trainer(model, {
@@ -160,7 +166,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       signal: o.signal,
     });
     // 5. after, and everything written
-    const after = await evaluate(model, data.test);
+    const after = await evaluateDemo(model, data.test);
     const modelDir = join(out, 'model');
     saveModel(model, modelDir, { tokenizerDir });
     writeFileAtomic(join(out, 'metrics.json'), JSON.stringify({ before, after }, null, 2) + '\n');
