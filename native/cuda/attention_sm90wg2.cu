@@ -65,7 +65,6 @@ constexpr int kThreads = kConsumers + 128;     // + the producer warpgroup
 constexpr int kConsumerRegs = 240, kProducerRegs = 24;
 static_assert(2 * 128 * kConsumerRegs + 128 * kProducerRegs <= 65536, "the register file of one SM");
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 constexpr uint32_t kAtomQ = kRows * 128;  // one swizzle-atom column of the Q tile: 16 KiB
 
 constexpr int kStages = 3;
@@ -218,19 +217,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     bar_arrive(empty(sp));
   }
 
-#pragma unroll
-  for (int rr = 0; rr < 2; rr++) {
-    float lsum = l[rr];
-    lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
-    lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
-    if (row[rr] >= len) continue;
-    const float inv = 1.0f / lsum;
-    bf16* orow = out + size_t(base + row[rr]) * (size_t(nh) * D) + size_t(h) * D;
-#pragma unroll
-    for (int n = 0; n < D / 8; n++)
-      *reinterpret_cast<uint32_t*>(orow + n * 8 + 2 * t4) = pack_bf16(o[4 * n + 2 * rr] * inv, o[4 * n + 2 * rr + 1] * inv);
-    if (t4 == 0) lse[size_t(h) * T + base + row[rr]] = (m[rr] + log2f(lsum)) * kLn2;
-  }
+  store_rows<D>(o, m, l, row, t4, len, base, h, nh, T, out, lse);
 #endif
 }
 

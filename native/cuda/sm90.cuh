@@ -15,6 +15,7 @@
 //     next 64 columns: the next atom column); k-step kk starts at kk * 16 rows * 128 bytes.
 #pragma once
 #include "cuda/device_utils.cuh"
+#include "cuda/mma.cuh"
 
 #ifdef L2E_CUDA_EMULATION
 #include "cuda/emulation/cuda.h"
@@ -218,6 +219,30 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[NK / 2], int k0, int le
       }
     l[rr] = l[rr] * corr[rr] + sum;
     m[rr] = mnew;
+  }
+}
+
+// The forward's end, per thread (both sm_90a kernels): the quad's partials of l summed, this thread's O
+// values of its two rows (o: wgmma's accumulator layout, register 4n + i = row g + 8 [i >= 2], column
+// 8n + 2 t4 + (i & 1)) divided by l and stored, rows past the sequence skipped, and
+// lse = (m + log2 l) ln 2 (m in the log2 domain) written by the quad's first thread.
+template <int D>
+__device__ __forceinline__ void store_rows(const float (&o)[D / 2], const float (&m)[2], const float (&l)[2],
+                                           const int (&row)[2], int t4, int len, int base, int h, int nh, int T,
+                                           bf16* out, float* lse) {
+  constexpr float kLn2 = 0.6931471805599453f;
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++) {
+    float lsum = l[rr];
+    lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
+    lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
+    if (row[rr] >= len) continue;
+    const float inv = 1.0f / lsum;
+    bf16* orow = out + size_t(base + row[rr]) * (size_t(nh) * D) + size_t(h) * D;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++)
+      *reinterpret_cast<uint32_t*>(orow + n * 8 + 2 * t4) = pack_bf16(o[4 * n + 2 * rr] * inv, o[4 * n + 2 * rr + 1] * inv);
+    if (t4 == 0) lse[size_t(h) * T + base + row[rr]] = (m[rr] + log2f(lsum)) * kLn2;
   }
 }
 
