@@ -23,6 +23,8 @@
 // (seq, r) with r a multiple of 128 owns keys r .. r + 127, the block of r = 128 j + 64 exits at once.
 // The dQ product splits its kQ x D tile over the warps: kQ / 16 row tiles, D / (warps per row tile)
 // columns each.
+#include <string>
+
 #include "core/backend.h"
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
@@ -255,7 +257,8 @@ struct BwdVariant {
   BwdLaunch hd128;
 };
 // [0] is the default (the shapes used unless a variant is named: kQ 32 at hd 128 for the register
-// budget); the rest hd 128 only, k64q32w4s2 being the default's hd 128 shape under its own name. The
+// budget, where the device has shared memory for no larger shape: default_hd128 below); the rest hd 128
+// only, k64q32w4s2 being [0]'s hd 128 shape under its own name. The
 // fully unrolled S^T, dP^T loop needs more than 255 registers at hd 128 (ptxas spills a few bytes);
 // unrolled by 2 (u2) it does not spill, for every shape here.
 constexpr BwdVariant kBwdVariants[] = {
@@ -266,6 +269,27 @@ constexpr BwdVariant kBwdVariants[] = {
     {"k128q32w8s2u2", nullptr, launch<128, 128, 32, 2, 2>},
     {"k128q32w8s3u2", nullptr, launch<128, 128, 32, 3, 2>},
 };
+
+// The hd-128 default: the fastest shape the device's shared memory allows. k128q32w8s3u2 (121 KiB) ran
+// fwd+bwd 4% / 6% faster than k64q32w4s2 at S = 2048 / 8192 on an H200
+// (bench/results/2026-11-30-NVIDIA-H200-profile.txt); sm_86 and sm_89 allow 99 KiB a block, so there
+// it is k64q32w4s2 (68.5 KiB), [0]'s own hd-128 shape. Read once, from device 0 (as the backend uses).
+int default_hd128() {
+  static const int chosen = [] {
+    auto index = [](const char* name) {
+      for (size_t i = 0; i < sizeof(kBwdVariants) / sizeof(kBwdVariants[0]); i++)
+        if (std::string(kBwdVariants[i].name) == name) return int(i);
+      return 0;
+    };
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return prop.sharedMemPerBlockOptin >= BwdShape<128, 128, 32, 3, 2>::smem ? index("k128q32w8s3u2") : 0;
+  }();
+  return chosen;
+}
 
 }  // namespace
 
@@ -282,7 +306,7 @@ void flash_bwd(const void* q, const void* k, const void* v, const void* dout, co
                void* dq, void* dk, void* dv, int variant, cudaStream_t s) {
   if (hd != 64 && hd != 128)
     throw Error("flash attention backward: head_dim " + std::to_string(hd) + " has no tensor-core kernel");
-  const BwdVariant& bv = kBwdVariants[variant];
+  const BwdVariant& bv = kBwdVariants[variant == 0 && hd == 128 ? default_hd128() : variant];
   const BwdLaunch run = hd == 64 ? bv.hd64 : bv.hd128;
   if (!run)
     throw Error(std::string("attention variant '") + bv.name + "' has no head_dim " + std::to_string(hd) +
