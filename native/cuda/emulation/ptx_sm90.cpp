@@ -9,6 +9,9 @@
 
 #include "cuda.h"
 #include "cuda_bf16.h"
+#include <cstdarg>
+#include <cstdio>
+
 #include "device.h"
 
 namespace l2e {
@@ -17,14 +20,19 @@ namespace ptx {
 
 namespace {
 
-[[noreturn]] void failf(const std::string& what) {
-  static thread_local std::string msg;
-  msg = what;
-  fail(msg.c_str());
+// The message is formatted into a per-thread buffer, never a std::string temporary: a fiber that fails is
+// never resumed, so what it allocated on the way (the temporary) would never be freed (LeakSanitizer).
+[[noreturn]] __attribute__((format(printf, 1, 2))) void failf(const char* fmt, ...) {
+  static thread_local char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fail(msg);
 }
 
 char* smem_at(unsigned addr, size_t bytes, const char* op) {
-  if (size_t(addr) + bytes > dynamic_shared_size()) failf(std::string(op) + ": address outside the block's shared memory");
+  if (size_t(addr) + bytes > dynamic_shared_size()) failf("%s: address outside the block's shared memory", op);
   return static_cast<char*>(dynamic_shared()) + addr;
 }
 
@@ -45,10 +53,10 @@ struct Bar {
 constexpr uint64_t kMask20 = (uint64_t(1) << 20) - 1;
 
 Bar load_bar(unsigned bar, const char* op) {
-  if (bar % 8 != 0) failf(std::string(op) + ": mbarrier address not 8-byte aligned");
+  if (bar % 8 != 0) failf("%s: mbarrier address not 8-byte aligned", op);
   uint64_t w;
   std::memcpy(&w, smem_at(bar, 8, op), 8);
-  if ((w >> 62) != 1) failf(std::string(op) + ": mbarrier not initialised (mbarrier.init)");
+  if ((w >> 62) != 1) failf("%s: mbarrier not initialised (mbarrier.init)", op);
   Bar b;
   b.pending = uint32_t(w & kMask20);
   b.expected = uint32_t((w >> 20) & kMask20);
@@ -71,7 +79,7 @@ void store_bar(unsigned bar, Bar b) {
 
 void add_tx(Bar& b, int64_t delta, const char* op) {
   const int64_t tx = int64_t(b.tx) + delta;
-  if (tx > int64_t(kMask20) || tx < -int64_t(kMask20)) failf(std::string(op) + ": mbarrier tx-count out of range");
+  if (tx > int64_t(kMask20) || tx < -int64_t(kMask20)) failf("%s: mbarrier tx-count out of range", op);
   b.tx = int32_t(tx);
 }
 
@@ -299,7 +307,7 @@ WarpState& warp_state() {
 
 const WarpSlot* meet(const char* op, const WarpSlot& in, bool& first) {
   const unsigned threads = blockDim.x * blockDim.y * blockDim.z;
-  if ((warp_id() / 4 + 1) * 128 > threads) failf(std::string(op) + ": the warp's warpgroup is incomplete (4 warps)");
+  if ((warp_id() / 4 + 1) * 128 > threads) failf("%s: the warp's warpgroup is incomplete (4 warps)", op);
   const WarpSlot* all = warp_exchange(0xffffffffu, op, in);
   WarpState& s = warp_state();
   first = s.gen != warp_generation();
@@ -437,7 +445,7 @@ void wgmma_m64k16_bf16_rs(float* d, int n, const uint32_t (&a)[4], uint64_t desc
 // (here: the warpgroup must exist whole in the block, and the lanes must agree on action and count).
 void setmaxnreg(unsigned count, bool inc) {
   if (count < 24 || count > 256 || count % 8 != 0)
-    failf("setmaxnreg: register count " + std::to_string(count) + " is not a multiple of 8 in [24, 256]");
+    failf("setmaxnreg: register count %u is not a multiple of 8 in [24, 256]", count);
   WarpSlot in{};
   in.v[0] = count;
   in.v[1] = inc ? 1 : 0;
