@@ -167,9 +167,11 @@ function packedRun(c: Case): Run {
 }
 
 // [M, N, K] for the pre-packed weights: whole 32-row blocks and a row-major tail (N % 32), k > kc,
-// rows > mc (several row bands), a small M (columns cut between the threads).
+// rows > mc (several row bands), a small M (columns cut between the threads; at most 3 row tiles:
+// the streaming order, slivers swept whole over k blocks, with last tiles of 6 and 12 rows).
 const PACKED_SHAPES: [number, number, number][] = [
   [1, 1, 1], [7, 33, 65], [65, 100, 33], [33, 70, 600], [300, 64, 40], [3, 200, 20], [257, 257, 7], [20, 96, 1100],
+  [40, 70, 1100],
 ];
 
 describe.each(supported.map((k) => [k]))('sgemm with pre-packed weights, %s kernel', (kernel) => {

@@ -115,6 +115,7 @@ const SHAPES: [number, number, number][] = [
   [1, 300, 1100], // one token across many slivers (column split)
   [33, 47, 130], // AMX: one row past a 32-row block, 16-column tile halves, k past whole tiles (bf16 32, int8 64 k)
   [64, 96, 2100], // AMX: full 32 x 32 blocks kept in C between k blocks (bf16 5, int8 3)
+  [20, 96, 2100], // one tile of rows: slivers swept whole over what would be 5 / 3 k blocks (streaming)
 ];
 
 describe('lowp kernels: picked at run time', () => {

@@ -292,37 +292,56 @@ thread_local PackBuffer t_pack_tail;
 
 // C[M,N] = op(A) Wp^T + beta C with pre-packed weights, on `threads` workers. Tasks are row bands
 // (at most mc rows: op(A) is packed once per band and k block, and stays in L2 while every sliver
-// of the weights streams past it); when M is small the columns are cut too, so both cores work.
+// of the weights streams past it) times column blocks, enough tasks for every thread: each band
+// reads all of Wp from memory, so rows are never cut into more bands than mc asks for (at M = 20,
+// two bands of 14 and 6 rows read the weights twice).
+// One band of at most kStreamTiles tiles (a query, a short text): op(A) is packed over all of K at
+// once and each sliver is swept whole, k blocks in order, so a task's slivers are one contiguous
+// run of Wp that the kernel's stream variant prefetches into L2 (gemm_kernels.h).
+constexpr int64_t kStreamTiles = 3;
+
 void gemm_prepacked(const KernelInfo& ker, const View& a, const float* Wp, int64_t M, int64_t N, int64_t K,
                     float beta, float* C, int64_t ldc, int threads) {
   const int MR = ker.mr, NR = ker.nr;
   const int64_t kc_max = balanced_kc(ker, K);
   const int64_t row_tiles = (M + MR - 1) / MR;
-  const int64_t bands = std::min(row_tiles, std::max<int64_t>((row_tiles + ker.mc / MR - 1) / (ker.mc / MR), threads));
+  const int64_t band_tiles = std::max<int64_t>(1, ker.mc / MR);
+  const int64_t bands = (row_tiles + band_tiles - 1) / band_tiles;
   const int64_t band_rows = (row_tiles + bands - 1) / bands * MR;
+  const bool streaming = bands == 1 && row_tiles <= kStreamTiles;
+  const MicroKernel micro = streaming && ker.micro_stream ? ker.micro_stream : ker.micro;
   const int64_t slivers = (N + NR - 1) / NR;
   const int64_t want = threads > 1 ? kBandsPerThread * threads : 1;
   const int64_t col_blocks = bands >= want ? 1 : std::min(slivers, (want + bands - 1) / bands);
   const int64_t tasks = bands * col_blocks;
   std::atomic<int64_t> next{0};
   auto worker = [&]() {
-    float* pa = t_pack_a.reserve(size_t(band_rows * kc_max));
+    float* pa = t_pack_a.reserve(size_t(band_rows * (streaming ? K : kc_max)));
     float* tail = t_pack_tail.reserve(size_t(NR * kc_max));
     for (int64_t task; (task = next.fetch_add(1)) < tasks;) {
       const int64_t rb = task / col_blocks, cb = task % col_blocks;
       const int64_t m0 = row_tiles * rb / bands * MR, m1 = std::min(M, row_tiles * (rb + 1) / bands * MR);
       const int64_t s0 = slivers * cb / col_blocks, s1 = slivers * (cb + 1) / col_blocks;
+      const int64_t rows = (m1 - m0 + MR - 1) / MR * MR;  // packed rows of the band
+      // the k block at pc of sliver s over the band's tiles (op(A) of that block at pa_pc)
+      auto sweep = [&](int64_t s, int64_t pc, int64_t kc, const float* pa_pc) {
+        const float* b = packed_sliver(ker, Wp, N, K, s, pc, kc, tail);
+        const int nr = int(std::min<int64_t>(NR, N - s * NR));
+        for (int64_t ir = 0; ir < m1 - m0; ir += MR) {
+          const int mr = int(std::min<int64_t>(MR, m1 - m0 - ir));
+          micro(kc, pa_pc + ir * kc, b, C + (m0 + ir) * ldc + s * NR, ldc, mr, nr, 1.0f, pc == 0 ? beta : 1.0f);
+        }
+      };
+      if (streaming) {
+        for (int64_t pc = 0; pc < K; pc += kc_max) pack_a(ker, sub(a, m0, pc), m1 - m0, std::min(kc_max, K - pc), pa + pc * rows);
+        for (int64_t s = s0; s < s1; s++)
+          for (int64_t pc = 0; pc < K; pc += kc_max) sweep(s, pc, std::min(kc_max, K - pc), pa + pc * rows);
+        continue;
+      }
       for (int64_t pc = 0; pc < K; pc += kc_max) {
         const int64_t kc = std::min(kc_max, K - pc);
         pack_a(ker, sub(a, m0, pc), m1 - m0, kc, pa);
-        for (int64_t s = s0; s < s1; s++) {
-          const float* b = packed_sliver(ker, Wp, N, K, s, pc, kc, tail);
-          const int nr = int(std::min<int64_t>(NR, N - s * NR));
-          for (int64_t ir = 0; ir < m1 - m0; ir += MR) {
-            const int mr = int(std::min<int64_t>(MR, m1 - m0 - ir));
-            ker.micro(kc, pa + ir * kc, b, C + (m0 + ir) * ldc + s * NR, ldc, mr, nr, 1.0f, pc == 0 ? beta : 1.0f);
-          }
-        }
+        for (int64_t s = s0; s < s1; s++) sweep(s, pc, kc, pa);
       }
     }
   };

@@ -15,27 +15,36 @@ namespace {
 constexpr int MR = 14, NR = 32;
 constexpr int kPrefetchK = 8;
 
-__attribute__((target("avx512f"))) void micro_avx512(int64_t kc, const float* a, const float* b,
-                                                     float* c, int64_t ldc, int mr, int nr,
-                                                     float alpha, float beta) {
+// The tile's first R rows (R = mr rounded up to what the kernel computes: a band's last tile of 6
+// rows costs 6 rows of FMAs, not 14). kStream: B is one contiguous run swept in order (gemm.cpp's
+// streaming order), so each k step also asks for the run kStreamAhead bytes on into L2.
+constexpr int64_t kStreamAhead = 32 * 1024;
+
+template <int R, bool kStream>
+__attribute__((target("avx512f"))) void micro_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                                   int mr, int nr, float alpha, float beta) {
   // Start pulling the C tile in now so the write-back at the end does not stall on it.
 #pragma GCC unroll 14
-  for (int i = 0; i < MR; i++) {
+  for (int i = 0; i < R; i++) {
     if (i >= mr) break;
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
   }
-  __m512 acc[MR][2];
+  __m512 acc[R][2];
 #pragma GCC unroll 14
-  for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; k++, a += MR, b += NR) {
     // Packed slivers are read strictly in order: ask for them a few k steps ahead.
     _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchK * NR), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchK * NR + 16), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchK * MR), _MM_HINT_T0);
+    if constexpr (kStream) {
+      _mm_prefetch(reinterpret_cast<const char*>(b) + kStreamAhead, _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(b + 16) + kStreamAhead, _MM_HINT_T1);
+    }
     const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < R; i++) {
       const __m512 ai = _mm512_set1_ps(a[i]);
       acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
       acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
@@ -47,7 +56,7 @@ __attribute__((target("avx512f"))) void micro_avx512(int64_t kc, const float* a,
                        : nr > 16 ? __mmask16((1u << (nr - 16)) - 1)
                                  : __mmask16(0);
 #pragma GCC unroll 14
-  for (int i = 0; i < MR; i++) {
+  for (int i = 0; i < R; i++) {
     if (i >= mr) break;
     float* row = c + i * ldc;
     __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
@@ -58,6 +67,17 @@ __attribute__((target("avx512f"))) void micro_avx512(int64_t kc, const float* a,
     _mm512_mask_storeu_ps(row, m0, r0);
     _mm512_mask_storeu_ps(row + 16, m1, r1);
   }
+}
+
+// Edge tiles run a kernel of 2, 4, 7 or 10 rows (the fewest that cover mr), full ones all 14.
+template <bool kStream>
+void micro_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int mr, int nr, float alpha,
+                  float beta) {
+  if (mr <= 2) return micro_rows<2, kStream>(kc, a, b, c, ldc, mr, nr, alpha, beta);
+  if (mr <= 4) return micro_rows<4, kStream>(kc, a, b, c, ldc, mr, nr, alpha, beta);
+  if (mr <= 7) return micro_rows<7, kStream>(kc, a, b, c, ldc, mr, nr, alpha, beta);
+  if (mr <= 10) return micro_rows<10, kStream>(kc, a, b, c, ldc, mr, nr, alpha, beta);
+  micro_rows<MR, kStream>(kc, a, b, c, ldc, mr, nr, alpha, beta);
 }
 
 // In-register transpose of a 16 x 16 block: r[i] holds row i; afterwards r[j] holds column j.
@@ -129,8 +149,8 @@ __attribute__((target("avx512f"))) void pack_copy_avx512(const float* src, int64
 const KernelInfo& avx512_kernel() {
     // kc 512: a 64 KB B sliver (L1/L2) and fewer passes over C; mc 224: a 448 KB A block in the
   // 1 MB L2 (measured on Zen 5; 256..512 x 112..336 were all within a few percent).
-  static const KernelInfo info{"avx512", MR, NR, 512, 224, 4096, micro_avx512, pack_transpose_avx512,
-                               pack_copy_avx512};
+  static const KernelInfo info{"avx512",         MR, NR, 512, 224, 4096, micro_avx512<false>, pack_transpose_avx512,
+                               pack_copy_avx512, micro_avx512<true>};
   return info;
 }
 

@@ -183,7 +183,7 @@ const Bf16Kernel kScalar{"scalar", kScalarMR, micro_bf16_scalar, false};
 const Bf16Kernel kAvx2{"avx2", kYmmMR, micro_bf16_avx2, false};
 const Bf16Kernel kAvx512{"avx512", kZmmMR, micro_bf16w_avx512, false};
 const Bf16Kernel kAvx512Bf16{"avx512bf16", kZmmMR, micro_bf16_avx512, true};
-const Bf16Kernel kAmx{"amx", kAmxMR, micro_bf16_amx, true, true};  // gemm_amx.cpp
+const Bf16Kernel kAmx{"amx", kAmxMR, micro_bf16_amx, true, true, micro_bf16_amx_stream};  // gemm_amx.cpp
 
 // Through the one ISA switch (cpu/isa.h): a kernel runs when the level in use allows its features.
 bool supported(const Bf16Kernel& k) {

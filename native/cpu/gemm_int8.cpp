@@ -223,7 +223,7 @@ void micro_int8_avxvnni(int64_t kg, const uint32_t* a, const uint32_t* b, float*
 const Int8Kernel kScalar{"scalar", kScalarMR, micro_int8_scalar};
 const Int8Kernel kAvxVnni{"avx2", kYmmMR, micro_int8_avxvnni};
 const Int8Kernel kAvx512{"avx512", kZmmMR, micro_int8_avx512};
-const Int8Kernel kAmx{"amx", kAmxMR, micro_int8_amx, true};  // gemm_amx.cpp
+const Int8Kernel kAmx{"amx", kAmxMR, micro_int8_amx, true, micro_int8_amx_stream};  // gemm_amx.cpp
 
 // Through the one ISA switch (cpu/isa.h): a kernel runs when the level in use allows its features.
 bool supported(const Int8Kernel& k) {

@@ -26,6 +26,9 @@ struct KernelInfo {
   MicroKernel micro;
   PackTranspose pack_transpose;  // nullptr: the portable loops in gemm.cpp
   PackCopy pack_copy;
+  // The same product for a caller that sweeps B slivers whole and in order (pre-packed weights
+  // with one short band of A, gemm.cpp), prefetching B far ahead into L2; nullptr: micro.
+  MicroKernel micro_stream = nullptr;
 };
 
 // Each is only valid to call on a CPU that supports it (see cpu/isa.h).

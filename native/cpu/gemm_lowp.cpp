@@ -4,8 +4,8 @@
 // packs its band of x (tiles of MR rows, [tile][kg][MR] uint32 of bf16 pairs or u8 quads, or
 // [tile][kg][2][MR] float, or for AMX kernels [tile][kg/16][MR][16] uint32; rows past T and k past
 // K zero), then sweeps k blocks (a W sliver's k block, 32 KB, stays in L1/L2; a multiple of the
-// 16 k-groups of an AMX tile) -> slivers -> tiles. Between k blocks the int8 kernels keep their
-// int32 sums in C itself.
+// 16 k-groups of an AMX tile) -> slivers -> tiles; with one tile of x, slivers whole (streaming).
+// Between k blocks the int8 kernels keep their int32 sums in C itself.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -98,7 +98,14 @@ void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const
   const int64_t want = kTasksPerThread * threads;
   const int64_t chunks = std::min(slivers, std::max<int64_t>(1, (want + bands - 1) / bands));
   const int64_t tasks = bands * chunks;
-  const int64_t kblocks = (kg + kBlockGroups - 1) / kBlockGroups;
+  // One tile of x (T <= mr: a query, a short text): no W block is used twice, so k is not blocked;
+  // each sliver is swept whole and a task's slivers are one contiguous run of W, which the kernels'
+  // stream variants prefetch (at T = 20 on the 600M shapes, 1.4-1.5x the blocked order's speed).
+  const bool streaming = tiles == 1;
+  const int64_t block_groups = streaming ? kg : kBlockGroups;
+  const int64_t kblocks = (kg + block_groups - 1) / block_groups;
+  const Bf16Micro bf16_micro = kb ? (streaming && kb->stream ? kb->stream : kb->micro) : nullptr;
+  const Int8Micro int8_micro = ki ? (streaming && ki->stream ? ki->stream : ki->micro) : nullptr;
   const uint32_t* wd = static_cast<const uint32_t*>(W.data);
   std::atomic<int64_t> next{0};
   std::vector<std::exception_ptr> errors(size_t(std::max(threads, 1)));
@@ -116,7 +123,7 @@ void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const
     pack_tiles(x, T, K, kg, mr, form, amx, t0, t1, px, scales, t_row);
     if (amx) amx_begin();
     for (int64_t p = 0; p < kblocks; p++) {
-      const int64_t g0 = p * kBlockGroups, gn = std::min(kBlockGroups, kg - g0);
+      const int64_t g0 = p * block_groups, gn = std::min(block_groups, kg - g0);
       const bool first = p == 0, last_block = p + 1 == kblocks;
       for (int64_t s = s0; s < s1; s++) {
         const uint32_t* b = wd + (s * kg + g0) * kSliver;
@@ -129,9 +136,9 @@ void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const
           float* c = y + row * N + col;
           if (int8) {
             const Int8Epilogue ep{scales + (row - t0 * mr), W.scale + col, W.colsum + col};
-            ki->micro(gn, a, b, c, N, rows, nr, first, last_block ? &ep : nullptr);
+            int8_micro(gn, a, b, c, N, rows, nr, first, last_block ? &ep : nullptr);
           } else {
-            kb->micro(gn, a, b, c, N, rows, nr, first);
+            bf16_micro(gn, a, b, c, N, rows, nr, first);
           }
         }
       }

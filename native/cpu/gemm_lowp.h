@@ -35,18 +35,22 @@ using Int8Micro = void (*)(int64_t kg, const uint32_t* a, const uint32_t* b, flo
 // 16 k-groups of a tile side by side for each row (MR = kAmxMR = 32: two A tiles of 16 rows), and
 // their thread must have loaded the tile configuration (amx_begin) before and release it after
 // (amx_end); the driver does both around each task.
+// `stream`, where a kernel has one: the same product for a caller that sweeps W slivers whole and in
+// order (linear_lowp with one tile of x), which prefetches W ahead (gemm_amx.cpp).
 struct Bf16Kernel {
   const char* name;
   int mr;
   Bf16Micro micro;
   bool x_bf16;  // x rounded to bf16 (vdpbf16ps, tdpbf16ps); else x stays fp32
   bool amx = false;
+  Bf16Micro stream = nullptr;
 };
 struct Int8Kernel {
   const char* name;
   int mr;
   Int8Micro micro;
   bool amx = false;
+  Int8Micro stream = nullptr;
 };
 
 constexpr int kAmxMR = 32;
@@ -54,6 +58,10 @@ void micro_bf16_amx(int64_t kg, const uint32_t* a, const uint32_t* b, float* c, 
                     bool first);
 void micro_int8_amx(int64_t kg, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int mr, int nr,
                     bool first, const Int8Epilogue* last);
+void micro_bf16_amx_stream(int64_t kg, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int mr,
+                           int nr, bool first);
+void micro_int8_amx_stream(int64_t kg, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int mr,
+                           int nr, bool first, const Int8Epilogue* last);
 void amx_begin();
 void amx_end();
 
