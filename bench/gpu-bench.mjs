@@ -213,9 +213,9 @@ function opTable(a, label) {
 }
 
 // GPU_BENCH_KERNELS=sm80 leaves the sm_90a kernels' by-name rows out (a run after one failed: a kernel
-// fault ends the CUDA context for every later row). sm90wg2 (two consumer warpgroups per block, not yet
-// chosen by auto) comes last, so that its fault would cost the fewest rows.
-const byName = (process.env.GPU_BENCH_KERNELS ?? 'sm80,sm90,sm90wg2').split(',').filter(Boolean);
+// fault ends the CUDA context for every later row). sm90pp (sm90wg2's warpgroups taking turns, not yet run
+// on a GPU) comes last, so that its fault would cost the fewest rows.
+const byName = (process.env.GPU_BENCH_KERNELS ?? 'sm80,sm90,sm90wg2,sm90pp').split(',').filter(Boolean);
 
 /** `save(res)` is called after every section, so that a run cut short keeps what it measured. */
 async function measure(save = () => {}) {
@@ -303,6 +303,8 @@ const TARGETS = [
   ['attn fwd sm90 d128 causal S=8192 vs cuDNN', 'attn.sm90.causal.S8192.fwd_tflops', 'attn.sdpa_cudnn.causal.S8192.fwd_tflops', 1.0, 'best'],
   ['attn fwd sm90wg2 d128 causal S=2048 vs cuDNN', 'attn.sm90wg2.causal.S2048.fwd_tflops', 'attn.sdpa_cudnn.causal.S2048.fwd_tflops', 1.0, 'best'],
   ['attn fwd sm90wg2 d128 causal S=8192 vs cuDNN', 'attn.sm90wg2.causal.S8192.fwd_tflops', 'attn.sdpa_cudnn.causal.S8192.fwd_tflops', 1.0, 'best'],
+  ['attn fwd sm90pp d128 causal S=2048 vs cuDNN', 'attn.sm90pp.causal.S2048.fwd_tflops', 'attn.sdpa_cudnn.causal.S2048.fwd_tflops', 1.0, 'best'],
+  ['attn fwd sm90pp d128 causal S=8192 vs cuDNN', 'attn.sm90pp.causal.S8192.fwd_tflops', 'attn.sdpa_cudnn.causal.S8192.fwd_tflops', 1.0, 'best'],
   ['attn fwd+bwd d128 causal S=2048', 'attn.causal.S2048.fwdbwd_tflops', 'attn.sdpa_flash.causal.S2048.fwdbwd_tflops', 1.0, 'best'],
   ['attn fwd+bwd d128 causal S=8192', 'attn.causal.S8192.fwdbwd_tflops', 'attn.sdpa_flash.causal.S8192.fwdbwd_tflops', 1.0, 'best'],
   ['600M recipe steps/s', '600m.train.steps_per_s', '600m.train_recipe_step.steps_per_s', 5.0, 'eager'],

@@ -85,10 +85,11 @@ const nvcc = hasTool('nvcc');
 const toolkit = nvcc && hasTool('cuobjdump');
 const nvccArgs = ['-O3', '-std=c++17', '--expt-relaxed-constexpr', '-Inative', '-DL2E_WITH_CUDA'];
 
-/** The sm_90a forward kernels: source, kernel name, the keys per tile of S = Q K^T (wgmma n) by head dim. */
+/** The sm_90a forward kernels: source, kernel name, its instances (hd 64 and 128; sm90wg2: each also
+ * with ping-pong, sm90pp), the keys per tile of S = Q K^T (wgmma n) by head dim. */
 const sm90aKernels = [
-  { file: 'attention_sm90', kernel: 'flash_fwd_sm90_kernel', keys: (_d: number) => 64, setmaxnreg: false },
-  { file: 'attention_sm90wg2', kernel: 'flash_fwd_sm90wg2_kernel', keys: (d: number) => (d === 64 ? 128 : 64), setmaxnreg: true },
+  { file: 'attention_sm90', kernel: 'flash_fwd_sm90_kernel', instances: 2, keys: (_d: number) => 64, setmaxnreg: false },
+  { file: 'attention_sm90wg2', kernel: 'flash_fwd_sm90wg2_kernel', instances: 4, keys: (d: number) => (d === 64 ? 128 : 64), setmaxnreg: true },
 ];
 
 /** Function name -> SASS text, for the functions of the sm_90a image whose name contains `kernel`. */
@@ -105,7 +106,7 @@ function sm90aFunctions(sass: string, kernel: string): Map<string, string> {
 }
 
 describe.skipIf(!toolkit)(`sm_90a attention SASS ${toolkit ? '' : '(skipped: nvcc or cuobjdump not on the PATH)'}`, () => {
-  it.each(sm90aKernels)('the wgmma forward kernels of $file (hd 64 and 128) use HGMMA, not HMMA', ({ file, kernel }) => {
+  it.each(sm90aKernels)('the wgmma forward kernels of $file (hd 64 and 128) use HGMMA, not HMMA', ({ file, kernel, instances }) => {
     const src = `native/cuda/${file}.cu`;
     const built = `build/CMakeFiles/l2e.dir/native/cuda/${file}.cu.o`;
     let obj = built;
@@ -117,7 +118,7 @@ describe.skipIf(!toolkit)(`sm_90a attention SASS ${toolkit ? '' : '(skipped: nvc
     }
     try {
       const fns = sm90aFunctions(execFileSync('cuobjdump', ['-sass', obj], { encoding: 'utf8', maxBuffer: 64 << 20, env: toolEnv }), kernel);
-      expect([...fns.keys()].length, 'sm_90a kernels found').toBe(2);
+      expect([...fns.keys()].length, 'sm_90a kernels found').toBe(instances);
       for (const [name, body] of fns) {
         expect(body.includes('HGMMA'), `${name} has HGMMA`).toBe(true);
         expect(/\bHMMA\b/.test(body), `${name} has no HMMA`).toBe(false);
@@ -129,13 +130,13 @@ describe.skipIf(!toolkit)(`sm_90a attention SASS ${toolkit ? '' : '(skipped: nvc
 });
 
 describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not on the PATH)'}`, () => {
-  it.each(sm90aKernels)('the forward kernels of $file (hd 64 and 128) issue wgmma, TMA loads and mbarrier waits, and no mma.sync', ({ file, kernel, keys, setmaxnreg }) => {
+  it.each(sm90aKernels)('the forward kernels of $file (hd 64 and 128) issue wgmma, TMA loads and mbarrier waits, and no mma.sync', ({ file, kernel, instances, keys, setmaxnreg }) => {
     const dir = mkdtempSync(join(tmpdir(), 'l2e-ptx-'));
     try {
       const ptxFile = join(dir, `${file}.ptx`);
       execFileSync('nvcc', ['-ptx', ...nvccArgs, '--gpu-architecture=compute_90a', `native/cuda/${file}.cu`, '-o', ptxFile], { stdio: 'pipe', env: toolEnv });
       const entries = readFileSync(ptxFile, 'utf8').split(/\n\.entry /).slice(1).filter((e) => e.includes(kernel));
-      expect(entries.length, 'kernels found').toBe(2);
+      expect(entries.length, 'kernels found').toBe(instances);
       for (const body of entries) {
         const D = new RegExp(`${kernel}ILi(\\d+)E`).exec(body)?.[1];
         expect(['64', '128']).toContain(D);

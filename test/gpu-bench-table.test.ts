@@ -39,6 +39,7 @@ describe('gpu-bench --table', () => {
       'attn fwd sm80 d128 causal S=2048 vs SDPA-flash', 'attn fwd sm80 d128 causal S=8192 vs SDPA-flash',
       'attn fwd sm90 d128 causal S=2048 vs cuDNN', 'attn fwd sm90 d128 causal S=8192 vs cuDNN',
       'attn fwd sm90wg2 d128 causal S=2048 vs cuDNN', 'attn fwd sm90wg2 d128 causal S=8192 vs cuDNN',
+      'attn fwd sm90pp d128 causal S=2048 vs cuDNN', 'attn fwd sm90pp d128 causal S=8192 vs cuDNN',
       'attn fwd+bwd d128 causal S=2048', 'attn fwd+bwd d128 causal S=8192',
       '600M recipe steps/s', '1B recipe steps/s', '600M train 2x2048 tok/s', '600M train 1x8192 tok/s',
       '600M encode texts/s', '1B encode texts/s', '600M recipe peak GiB (lower is better)',

@@ -1,5 +1,5 @@
 // The attention ops of the CUDA backend: which kernel runs (AttentionKernel, kernels.h): the wgmma +
-// TMA forwards on sm_90a (one or two consumer warpgroups per block), the mma.sync kernels for hd 64 / 128 elsewhere, the simple kernel otherwise
+// TMA forwards on sm_90a (one or two consumer warpgroups per block, the two taking turns or not), the mma.sync kernels for hd 64 / 128 elsewhere, the simple kernel otherwise
 // or when chosen (cross-checks); the backward's D_i = dO_i . o_i row dots.
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
@@ -33,7 +33,8 @@ AttentionKernel parse_attention_kernel(const std::string& name, const std::strin
   if (name == "sm80") return AttentionKernel::Sm80;
   if (name == "sm90") return AttentionKernel::Sm90;
   if (name == "sm90wg2") return AttentionKernel::Sm90wg2;
-  throw Error(what + ": unknown attention kernel '" + name + "' (auto, simple, sm80, sm90 or sm90wg2)");
+  if (name == "sm90pp") return AttentionKernel::Sm90pp;
+  throw Error(what + ": unknown attention kernel '" + name + "' (auto, simple, sm80, sm90, sm90wg2 or sm90pp)");
 }
 
 bool attention_has_fast_path(int hd) { return hd == 64 || hd == 128; }
@@ -64,7 +65,16 @@ std::vector<std::string> attention_variants() {
 namespace {
 
 const char* kernel_name(AttentionKernel k) {
-  return k == AttentionKernel::Sm90 ? "sm90" : k == AttentionKernel::Sm90wg2 ? "sm90wg2" : "sm80";
+  switch (k) {
+    case AttentionKernel::Sm90: return "sm90";
+    case AttentionKernel::Sm90wg2: return "sm90wg2";
+    case AttentionKernel::Sm90pp: return "sm90pp";
+    default: return "sm80";
+  }
+}
+
+bool is_sm90(AttentionKernel k) {
+  return k == AttentionKernel::Sm90 || k == AttentionKernel::Sm90wg2 || k == AttentionKernel::Sm90pp;
 }
 
 // The forward kernel that runs: never Auto.
@@ -78,7 +88,7 @@ AttentionKernel resolve(AttentionKernel k, int hd) {
   if (!attention_has_fast_path(hd))
     throw Error(std::string("attention kernel '") + kernel_name(k) + "' has no head_dim " + std::to_string(hd) +
                 " path (64 or 128; 'simple' or 'auto' take any head_dim)");
-  if ((k == AttentionKernel::Sm90 || k == AttentionKernel::Sm90wg2) && !sm90_fwd_available())
+  if (is_sm90(k) && !sm90_fwd_available())
     throw Error(std::string("attention kernel '") + kernel_name(k) +
                 "' needs a compute capability 9.0 GPU (H100/H200) and a build with sm_90a");
   return k;
@@ -96,7 +106,8 @@ void attention_fwd(const void* q, const void* k, const void* v, const int32_t* c
                 (run == AttentionKernel::Simple ? "simple" : kernel_name(run)) + "'");
   if (T == 0) return;
   if (run == AttentionKernel::Sm90) flash_fwd_sm90(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
-  else if (run == AttentionKernel::Sm90wg2) flash_fwd_sm90wg2(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
+  else if (run == AttentionKernel::Sm90wg2 || run == AttentionKernel::Sm90pp)
+    flash_fwd_sm90wg2(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, run == AttentionKernel::Sm90pp, s);
   else if (run == AttentionKernel::Sm80)
     flash_fwd(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, variant.fwd, s);
   else simple_fwd(q, k, v, cu, B, T, nh, nkv, hd, out, lse, s);
@@ -119,7 +130,7 @@ void attention_bwd(const void* q, const void* k, const void* v, const void* out,
   L2E_LAUNCH(row_dot_kernel, grid_for(rows * 32, 256, 1u << 30), 256, 0, s)(static_cast<const bf16*>(dout),
                                                                     static_cast<const bf16*>(out), T, nh, hd, workspace);
   check_launch("attention_backward_rowdot");
-  if (run != AttentionKernel::Simple)  // sm90's and sm90wg2's backward is the sm_80 kernel
+  if (run != AttentionKernel::Simple)  // the sm90 kernels' backward is the sm_80 kernel
     flash_bwd(q, k, v, dout, lse, workspace, cu, T, nh, nkv, hd, tiles, num_tiles, workspace + rows, dq, dk, dv,
               variant.bwd, s);
   else

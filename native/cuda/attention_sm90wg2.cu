@@ -36,6 +36,17 @@
 //     the two warpgroups' products, about one TMA round trip; the load of tile j + 3 is issued when
 //     tile j is released, two tiles of products before it is needed.
 //   Registers: 2 x 128 x 240 + 128 x 24 = 64512 <= 65536 (the register file of the SM, one block).
+// Ping-pong (kPingPong, kernel "sm90pp"; FlashAttention-3's inter-warpgroup schedule): the consumers take
+//   turns issuing their products, so that one warpgroup's softmax runs while the other's products keep
+//   the tensor cores busy, instead of both computing softmax at once. Turn n of warpgroup w (n = 0 for
+//   S_0, j for the loop's tile j, ntiles for the last P V; both warpgroups take ntiles + 1 turns) waits
+//   on mbarrier turn[w] (128 arrivals, its phase n: parity n & 1) once its data have landed, issues,
+//   commits, and arrives on turn[1 - w]. Warpgroup 1 arrives on turn[0] once first, so warpgroup 0
+//   goes first. A phase of turn[w] needs the other warpgroup's previous turn, which needed this one's:
+//   the two run at most one turn apart, so no wait can see a phase two ahead (parity aliasing), and a
+//   stage of the ring is released by both before either waits on its reload (no cycle with "empty").
+//   ptxas (13.0, sm_90a): no spills at hd 128 (the models' head dim); 24 bytes at hd 64. Not yet run on a
+//   GPU: gpu-bench times it by name last (sm90pp rows), next to sm90wg2.
 // Shared memory: a tile of R rows x D bf16 (Q: R = 128; K, V: R = kKeys) as D/64 swizzle-atom columns
 // of R rows x 128 bytes (kAtomQ = 16 KiB, kAtom = kKeys 128 bytes), each written by one TMA box
 // {64 columns, 1 head, R rows} with the 128-byte swizzle. Operand descriptors (sm90.cuh's formats):
@@ -43,7 +54,7 @@
 //   B = K_j (K-major, n = kKeys): start sK + (kk / 4) kAtom + (kk % 4) 32, SBO 1024
 //   B = V_j (N-major, k = keys): start sV + kk 16 rows x 128 bytes (k-step kk, 16 keys), LBO = kAtom
 //     (the next 64 head-dim columns), SBO 1024 (the next 8 keys)
-// In all: Q + 3 K + 3 V = 128 D 2 + 6 kKeys D 2 bytes (112 KiB at hd 64, 128 KiB at hd 128) + 10 mbarriers.
+// In all: Q + 3 K + 3 V = 128 D 2 + 6 kKeys D 2 bytes (112 KiB at hd 64, 128 KiB at hd 128) + 12 mbarriers.
 #include "core/backend.h"
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
@@ -68,16 +79,18 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr uint32_t kAtomQ = kRows * 128;  // one swizzle-atom column of the Q tile: 16 KiB
 
 constexpr int kStages = 3;
-// Q, kStages x (K, V), 1 + 3 kStages mbarriers, and slack to align the tiles to 1024 bytes
+// Q, kStages x (K, V), 1 + 3 kStages + 2 mbarriers (the last two: ping-pong turns), and slack to align
+// the tiles to 1024 bytes
+constexpr int kBarriers = 1 + 3 * kStages + 2;
 template <int D>
 constexpr size_t smem_bytes() {
-  return size_t(kRows) * D * 2 + 2 * kStages * size_t(keys_per_tile<D>()) * D * 2 + 8 * (1 + 3 * kStages) + 1024;
+  return size_t(kRows) * D * 2 + 2 * kStages * size_t(keys_per_tile<D>()) * D * 2 + 8 * kBarriers + 1024;
 }
 // the ring position of key tile j: its stage, and the parity of the mbarrier phases of its use
 __device__ __forceinline__ int stage_of(int j) { return j % kStages; }
 __device__ __forceinline__ uint32_t parity_of(int j) { return uint32_t(j / kStages) & 1u; }
 
-template <int D>
+template <int D, bool kPingPong>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_sm90wg2_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                              const __grid_constant__ CUtensorMap tv, const int32_t* cu, const int32_t* tiles, int T,
@@ -99,6 +112,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto full_k = [&](int s) { return bars + 8 + 8 * uint32_t(s); };
   auto full_v = [&](int s) { return bars + 8 + 8 * uint32_t(kStages + s); };
   auto empty = [&](int s) { return bars + 8 + 8 * uint32_t(2 * kStages + s); };
+  auto turn = [&](int w) { return bars + 8 + 8 * uint32_t(3 * kStages + w); };
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
   const int h = blockIdx.y, kvh = h / (nh / nkv);
@@ -112,6 +126,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       bar_init(full_k(s), 1);
       bar_init(full_v(s), 1);
       bar_init(empty(s), kConsumers);
+    }
+    if (kPingPong) {
+      bar_init(turn(0), 128);
+      bar_init(turn(1), 128);
     }
     bar_init_fence();
   }
@@ -161,12 +179,23 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int r = 0; r < 4; r++) pa[kk][r] = pack_bf16(sc[8 * kk + 2 * r], sc[8 * kk + 2 * r + 1]);
   };
 
+  // ping-pong turns (header): no-ops without kPingPong
+  auto my_turn = [&](int n) {
+    if constexpr (kPingPong) bar_wait(turn(wg), uint32_t(n) & 1u);
+  };
+  auto pass_turn = [&] {
+    if constexpr (kPingPong) bar_arrive(turn(1 - wg));
+  };
+  if (kPingPong && wg == 1) bar_arrive(turn(0));  // warpgroup 0 goes first
+
   bar_wait(bar_q, 0);
   bar_wait(full_k(0), 0);
+  my_turn(0);
   fence_operands(sc);
   wgmma_fence();
   issue_qk(0);
   wgmma_commit();
+  pass_turn();
   wgmma_wait<0>();
   fence_operands(sc);
   softmax_tile<kKeys>(sc, 0, len, qw, row, t4, scale_log2, m, l, corr);  // O is still 0: nothing to rescale
@@ -183,6 +212,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int sp = stage_of(j - 1);  // the stage of tile j-1, whose P V is due now
     bar_wait(full_k(stage_of(j)), parity_of(j));
     bar_wait(full_v(sp), parity_of(j - 1));
+    my_turn(j);
     fence_operands(sc);
     fence_operands(o);
     wgmma_fence();
@@ -190,6 +220,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     wgmma_commit();
     issue_pv(sp);
     wgmma_commit();
+    pass_turn();
     wgmma_wait<1>();  // S_j has landed; P_{j-1} V_{j-1} may still run
     fence_operands(sc);
     softmax_tile<kKeys>(sc, j * kKeys, len, qw, row, t4, scale_log2, m, l, corr);
@@ -208,10 +239,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   {  // the last tile's P V
     const int sp = stage_of(ntiles - 1);
     bar_wait(full_v(sp), parity_of(ntiles - 1));
+    my_turn(ntiles);
     fence_operands(o);
     wgmma_fence();
     issue_pv(sp);
     wgmma_commit();
+    pass_turn();
     wgmma_wait<0>();
     fence_operands(o);
     bar_arrive(empty(sp));
@@ -221,14 +254,16 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <int D>
+template <int D, bool kPingPong>
 void launch(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles,
             int num_tiles, void* out, float* lse, cudaStream_t s) {
   if (num_tiles == 0) return;
   const size_t smem = smem_bytes<D>();
   static bool attr_set = false;
+  // the instance, named without the comma that would split L2E_LAUNCH's arguments
+  constexpr auto sm90wg2_kernel = &flash_fwd_sm90wg2_kernel<D, kPingPong>;
   if (!attr_set) {
-    L2E_CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_sm90wg2_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    L2E_CUDA_CHECK(cudaFuncSetAttribute(sm90wg2_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     attr_set = true;
   }
   constexpr int kKeys = keys_per_tile<D>();
@@ -236,18 +271,20 @@ void launch(const void* q, const void* k, const void* v, const int32_t* cu, int 
                     tv = sm90::tensor_map(v, T, nkv, D, kKeys);
   const float scale_log2 = kLog2e / sqrtf(float(D));
   const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(nh));
-  L2E_LAUNCH(flash_fwd_sm90wg2_kernel<D>, grid, kThreads, smem, s)(tq, tk, tv, cu, tiles, T, nh, nkv, scale_log2,
+  L2E_LAUNCH(sm90wg2_kernel, grid, kThreads, smem, s)(tq, tk, tv, cu, tiles, T, nh, nkv, scale_log2,
                                                                    static_cast<bf16*>(out), lse);
-  check_launch("flash_attention_forward_sm90wg2");
+  check_launch(kPingPong ? "flash_attention_forward_sm90pp" : "flash_attention_forward_sm90wg2");
 }
 
 }  // namespace
 
 void flash_fwd_sm90wg2(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, int hd,
-                       const int32_t* tiles, int num_tiles, void* out, float* lse, cudaStream_t s) {
-  if (hd == 64) launch<64>(q, k, v, cu, T, nh, nkv, tiles, num_tiles, out, lse, s);
-  else if (hd == 128) launch<128>(q, k, v, cu, T, nh, nkv, tiles, num_tiles, out, lse, s);
-  else throw Error("flash attention (sm90wg2): head_dim " + std::to_string(hd) + " has no wgmma kernel");
+                       const int32_t* tiles, int num_tiles, void* out, float* lse, bool pingpong, cudaStream_t s) {
+  if (hd != 64 && hd != 128)
+    throw Error(std::string("flash attention (") + (pingpong ? "sm90pp" : "sm90wg2") + "): head_dim " +
+                std::to_string(hd) + " has no wgmma kernel");
+  if (pingpong) (hd == 64 ? launch<64, true> : launch<128, true>)(q, k, v, cu, T, nh, nkv, tiles, num_tiles, out, lse, s);
+  else (hd == 64 ? launch<64, false> : launch<128, false>)(q, k, v, cu, T, nh, nkv, tiles, num_tiles, out, lse, s);
 }
 
 }  // namespace cuda

@@ -58,12 +58,13 @@ void l2norm_bwd(const void* y, DType yt, const float* norm, const void* dy, DTyp
 
 // ---- attention_*.cu ---- causal var-len GQA attention, bf16 q/k/v/out, lse [nh, T] F32 (natural log).
 // Tensor-core kernels for hd 64 and 128 (sm_80+; the forward on wgmma + TMA on sm_90a: sm90 with one
-// consumer warpgroup per block, sm90wg2 with two), a simple kernel for any other hd <= 256. The kernel is
-// chosen per backend (AttentionKernel): auto takes sm90wg2 on a compute capability 9.0 device running the
-// sm_90a image, else sm80, and simple where hd has no tensor-core kernel; an explicit choice that cannot
-// run is an error. The backward of sm90 and sm90wg2 is sm80's.
-enum class AttentionKernel { Auto, Simple, Sm80, Sm90, Sm90wg2 };
-// "auto", "simple", "sm80", "sm90" or "sm90wg2"; anything else throws Error naming `what` (a flag or variable).
+// consumer warpgroup per block, sm90wg2 with two, sm90pp with two taking turns), a simple kernel for any
+// other hd <= 256. The kernel is chosen per backend (AttentionKernel): auto takes sm90wg2 on a compute
+// capability 9.0 device running the sm_90a image, else sm80, and simple where hd has no tensor-core
+// kernel; an explicit choice that cannot run is an error. The backward of the sm90 kernels is sm80's.
+enum class AttentionKernel { Auto, Simple, Sm80, Sm90, Sm90wg2, Sm90pp };
+// "auto", "simple", "sm80", "sm90", "sm90wg2" or "sm90pp"; anything else throws Error naming `what` (a flag
+// or variable).
 AttentionKernel parse_attention_kernel(const std::string& name, const std::string& what);
 bool attention_has_fast_path(int hd);
 // A tile variant of the sm80 kernels, for measurement (attention_fwd.cu / attention_bwd.cu name them):

@@ -7,7 +7,7 @@
 // weights: param_dtype; statistics, gradients of weights, optimizer state: F32). Outputs are
 // allocated and poisoned with NaN before the call, so an element the op forgets to write stays NaN.
 // Synchronous and meant for small shapes. One backend per device is created on first use and kept.
-// args.attentionKernel ('auto' | 'simple' | 'sm80' | 'sm90' | 'sm90wg2', device 'cuda'): the attention kernels of
+// args.attentionKernel ('auto' | 'simple' | 'sm80' | 'sm90' | 'sm90wg2' | 'sm90pp', device 'cuda'): the attention kernels of
 // that backend (one backend per choice), so that the suites cross-check every kernel against the CPU;
 // args.attentionVariant (a name of cudaAttentionVariants()) likewise for the sm80 kernels' tile variants.
 #include <napi.h>

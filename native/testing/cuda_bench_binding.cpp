@@ -1,5 +1,5 @@
 // cudaBenchAttention({lens, nh, nkv, hd, reps, backward, kernel?, variant?}) -> {seconds, flops, tflops}
-// kernel: the attention kernel ($L2E_CUDA_ATTENTION or auto when absent; 'sm90', 'sm90wg2', 'sm80', 'simple': see cuda/kernels.h).
+// kernel: the attention kernel ($L2E_CUDA_ATTENTION or auto when absent; 'sm90', 'sm90wg2', 'sm90pp', 'sm80', 'simple': see cuda/kernels.h).
 // variant: a tile variant of the sm80 kernels (a name of cudaAttentionVariants(), without its "fwd:" /
 // "bwd:"); absent: the default shapes.
 // cudaAttentionVariants() -> string[]: "fwd:<name>" then "bwd:<name>", each one's default first.

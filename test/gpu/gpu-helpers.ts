@@ -62,20 +62,20 @@ export function runOp(device: 'cpu' | 'cuda', op: string, args: OpArgs): OpResul
   return addon().backendOp!(device === 'cuda' ? cudaDevice : 'cpu', op, args);
 }
 
-/** An explicit sm_90a attention kernel ('sm90', 'sm90wg2') where it cannot run (native/cuda/attention_dispatch.cu). */
+/** An explicit sm_90a attention kernel ('sm90', 'sm90wg2', 'sm90pp') where it cannot run (native/cuda/attention_dispatch.cu). */
 export const sm90Unavailable = (kernel: string): string =>
   `attention kernel '${kernel}' needs a compute capability 9.0 GPU (H100/H200) and a build with sm_90a`;
 
 /**
  * The attention kernels (backendOp's attentionKernel) the suites cross-check against the CPU on this
- * device: simple and sm80 everywhere, sm90 and sm90wg2 where they run (an H100/H200 with the sm_90a
+ * device: simple and sm80 everywhere, sm90, sm90wg2 and sm90pp where they run (an H100/H200 with the sm_90a
  * image, and the emulation build, whose device reports compute capability 9.0).
  */
 export function attentionKernels(): string[] {
   const kernels = ['simple', 'sm80'];
   const cu = cuSeqlens([3]);
   const one = new Float32Array(3 * 64);
-  for (const kernel of ['sm90', 'sm90wg2']) {
+  for (const kernel of ['sm90', 'sm90wg2', 'sm90pp']) {
     try {
       runOp('cuda', 'attention', { q: one, k: one, v: one, cu, nh: 1, nkv: 1, hd: 64, attentionKernel: kernel });
       kernels.push(kernel);

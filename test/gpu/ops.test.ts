@@ -194,7 +194,7 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
       "attention kernel 'sm80' has no head_dim 16 path (64 or 128; 'simple' or 'auto' take any head_dim)",
     );
     expect(() => runOp('cuda', 'attention', { ...args, attentionKernel: 'sm100' })).toThrow(
-      "attention kernel: unknown attention kernel 'sm100' (auto, simple, sm80, sm90 or sm90wg2)",
+      "attention kernel: unknown attention kernel 'sm100' (auto, simple, sm80, sm90, sm90wg2 or sm90pp)",
     );
   });
 
@@ -202,7 +202,7 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     const config = { vocab: 8, hidden: 16, intermediate: 16, layers: 1, heads: 2, kvHeads: 2, headDim: 8, dense: 4, rmsEps: 1e-5, ropeTheta: 1e4, pooling: 'mean' as const, normalized: true };
     process.env['L2E_CUDA_ATTENTION'] = 'fast';
     try {
-      expect(() => new (addon().NativeModel)(config, 'cuda')).toThrow("L2E_CUDA_ATTENTION: unknown attention kernel 'fast' (auto, simple, sm80, sm90 or sm90wg2)");
+      expect(() => new (addon().NativeModel)(config, 'cuda')).toThrow("L2E_CUDA_ATTENTION: unknown attention kernel 'fast' (auto, simple, sm80, sm90, sm90wg2 or sm90pp)");
     } finally {
       delete process.env['L2E_CUDA_ATTENTION'];
     }
