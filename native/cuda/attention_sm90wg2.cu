@@ -7,9 +7,12 @@
 // rows. Here a block holds 128 query rows, so each K/V stage (TMA load, mbarrier round trip) feeds two
 // warpgroups, and the two warpgroups' softmax and products interleave on the SM. Key tiles (kKeys) of
 // 128 at hd 64 (S by wgmma m64n128k16) halve the barrier waits and softmax rounds per key; at hd 128 they
-// stay 64: S (64 registers), P (32) and O (64) of a 128-key tile do not fit the 240 registers a consumer
-// thread gets (ptxas spilled and serialised the products), 64-key tiles do. The steady-state loop has no
-// branch between the asynchronous products and their waits (the last P V is peeled off), which ptxas
+// stay 64: ptxas (13.0) allocates every thread of this 384-thread block within 168 registers whatever
+// setmaxnreg asks for at run time (the same spills with and without it), and S (64 registers), P (32)
+// and O (64) of a 128-key tile do not fit that (about 240 bytes spilled, the products serialised, C7512),
+// 64-key tiles do. At a 256-thread launch bound the 128-key tile compiles without spills in 202
+// registers (219 with ping-pong): a kernel without the producer warpgroup could use it.
+// The steady-state loop has no branch between the asynchronous products and their waits (the last P V is peeled off), which ptxas
 // needs to keep S_j and P_{j-1} V_{j-1} in flight together (otherwise it serialises them, C7514).
 //
 // Block schedule (var-len): the host's schedule has 64-row tiles (kAttentionTileRows, core/backend.h):
@@ -67,8 +70,8 @@ namespace cuda {
 namespace {
 
 constexpr int kRows = 2 * kAttentionTileRows;  // two schedule tiles: one per consumer warpgroup
-// key tile: 128 keys at hd 64; at hd 128, 64 (with 128, S, P and O need more than the 240 registers a
-// consumer thread can have: ptxas spills and serialises the products)
+// key tile: 128 keys at hd 64; at hd 128, 64 (with 128, S, P and O need more than the 168 registers
+// ptxas gives each thread: see the header)
 template <int D>
 constexpr int keys_per_tile() { return D == 64 ? 128 : 64; }
 constexpr int kConsumers = 256;                // two warpgroups
