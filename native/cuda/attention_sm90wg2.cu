@@ -12,8 +12,9 @@
 // and O (64) of a 128-key tile do not fit that (about 240 bytes spilled, the products serialised, C7512),
 // 64-key tiles do. At a 256-thread launch bound the 128-key tile compiles without spills in 202
 // registers (219 with ping-pong): a kernel without the producer warpgroup could use it.
-// The steady-state loop has no branch between the asynchronous products and their waits (the last P V is peeled off), which ptxas
-// needs to keep S_j and P_{j-1} V_{j-1} in flight together (otherwise it serialises them, C7514).
+// The steady-state loop has no branch between the asynchronous products and their waits (the last
+// P V is peeled off), which ptxas needs to keep S_j and P_{j-1} V_{j-1} in flight together (otherwise
+// it serialises them, C7514).
 //
 // Block schedule (var-len): the host's schedule has 64-row tiles (kAttentionTileRows, core/backend.h):
 // pairs (sequence, first row q) with q = 64 i. The grid keeps one block per schedule tile and head; the
