@@ -102,7 +102,7 @@ describe('CPU instruction set', () => {
 // The op and gradient tests again at each lower level, each in a child vitest (the parent's run
 // covers the best level); this file runs there too, and its first test checks the child used the
 // level. Skipped inside such a child, and when L2E_CPU_ISA is set for the whole run.
-const PER_ISA_TESTS = ['test/cpu-isa.test.ts', 'test/gradcheck.test.ts', 'test/model-reference.test.ts', 'test/precision-kernels.test.ts'];
+const PER_ISA_TESTS = ['test/cpu-isa.test.ts', 'test/gradcheck.test.ts', 'test/model-reference.test.ts', 'test/precision-kernels.test.ts', 'test/cpu-swiglu.test.ts'];
 const lower = process.env['L2E_CPU_ISA'] ? [] : runnable.filter((l) => l !== here.best);
 describe.skipIf(lower.length === 0)('op and gradient tests at every lower instruction set', () => {
   afterAll(() => removeTempDirs());

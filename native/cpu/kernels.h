@@ -24,6 +24,8 @@ void attention_fwd(const S* q, const S* k, const S* v, const int32_t* cu_seqlens
                    int nkv, int hd, S* out, S* lse);
 template <typename S>
 void swiglu_fwd(const S* gate, const S* up, int64_t n, S* out);
+// The fp32 SwiGLU forward on AVX-512 (swiglu_avx512.cpp), which swiglu_fwd<float> takes at that level.
+void swiglu_avx512(const float* gate, const float* up, int64_t n, float* out);
 template <typename S>
 void pool_fwd(const S* x, const int32_t* cu_seqlens, int B, int P, int mode, S* out);
 template <typename S>
