@@ -11,7 +11,8 @@ namespace l2e {
 namespace cuda {
 
 std::atomic<uint64_t> g_device_mallocs{0};
-std::atomic<uint64_t> g_reserved_peak{0};
+// bytes in every pool's segments now, and their peak (since the last cuda_pool_peak_reserved(true))
+std::atomic<uint64_t> g_reserved_now{0}, g_reserved_peak{0};
 
 namespace {
 ArenaOptions arena_options(bool split) {
@@ -54,11 +55,20 @@ DevicePool::DevicePool(cudaStream_t s, bool split)
                          }},
              arena_options(split)) {}
 
+// adds the change of this pool's reserved bytes to the process's total and its peak
+void DevicePool::report_reserved() {
+  const size_t now = arena_.stats().reserved;
+  if (now == reported_) return;
+  const uint64_t total = g_reserved_now.fetch_add(now - reported_, std::memory_order_relaxed) + (now - reported_);
+  reported_ = now;
+  for (uint64_t peak = g_reserved_peak.load(std::memory_order_relaxed); total > peak;)
+    if (g_reserved_peak.compare_exchange_weak(peak, total, std::memory_order_relaxed)) break;
+}
+
 void* DevicePool::alloc(size_t bytes) {
   const uintptr_t p = arena_.alloc(bytes);
   const ArenaStats& st = arena_.stats();
-  for (uint64_t peak = g_reserved_peak.load(std::memory_order_relaxed); st.reserved > peak;)
-    if (g_reserved_peak.compare_exchange_weak(peak, st.reserved, std::memory_order_relaxed)) break;
+  report_reserved();
   if (!p) {
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
@@ -77,12 +87,22 @@ void DevicePool::free(void* p) {
 #endif
 }
 
-void DevicePool::release_cached() { arena_.release_cached(); }
+void DevicePool::release_cached() {
+  arena_.release_cached();
+  report_reserved();
+}
 
-DevicePool::~DevicePool() { cudaStreamSynchronize(stream_); }  // then the arena frees every segment
+DevicePool::~DevicePool() {
+  cudaStreamSynchronize(stream_);
+  g_reserved_now.fetch_sub(reported_, std::memory_order_relaxed);  // the arena frees every segment next
+}
 
 }  // namespace cuda
 
 uint64_t cuda_pool_malloc_count() { return cuda::g_device_mallocs.load(std::memory_order_relaxed); }
-uint64_t cuda_pool_peak_reserved() { return cuda::g_reserved_peak.load(std::memory_order_relaxed); }
+uint64_t cuda_pool_peak_reserved(bool reset) {
+  const uint64_t peak = cuda::g_reserved_peak.load(std::memory_order_relaxed);
+  if (reset) cuda::g_reserved_peak.store(cuda::g_reserved_now.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  return peak;
+}
 }  // namespace l2e

@@ -39,7 +39,9 @@ class DevicePool {
 
  private:
   cudaStream_t stream_;
+  void report_reserved();
   cudaError_t last_error_ = cudaSuccess;  // of the last failed cudaMalloc
+  size_t reported_ = 0;                    // reserved bytes added to the process's total
   BlockArena arena_;
 };
 

@@ -8,7 +8,8 @@
 // ended by a stream synchronisation. flops counts the causal half: 4·S²·hd·nh/2 per sequence for the
 // forward, 3.5× that for forward + backward (the convention of shared/bench/reference_stack.py).
 // CUDA builds only (bench/gpu-bench.mjs). Also cudaPoolMallocs(): the pools' cudaMalloc calls so far,
-// and cudaPoolPeakReserved(): the most bytes the pools have held in segments at once.
+// and cudaPoolPeakReserved(reset?): the most bytes the pools have held in segments at once (reset: the
+// peak starts again from the bytes held now; the value before is returned).
 #include <napi.h>
 
 #include <algorithm>
@@ -99,9 +100,9 @@ Napi::Value CudaPoolMallocs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(cuda_pool_malloc_count()));
 }
 
-// cudaPoolPeakReserved() -> bytes (0 without CUDA)
+// cudaPoolPeakReserved(reset?: boolean) -> bytes (0 without CUDA)
 Napi::Value CudaPoolPeakReserved(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), double(cuda_pool_peak_reserved()));
+  return Napi::Number::New(info.Env(), double(cuda_pool_peak_reserved(info.Length() > 0 && info[0].ToBoolean().Value())));
 }
 
 // cudaAttentionVariants() -> string[] (see the header)
