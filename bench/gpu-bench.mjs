@@ -113,6 +113,7 @@ async function trainBench(a, m, lengths, base) {
   let step = 1;
   for (const [q, p] of draws.slice(0, SIZES.warm)) await trainStep(a, m, q, p, B, G, step++);
   const mallocs0 = a.cudaPoolMallocs();
+  a.cudaPoolPeakReserved(true); // the pools' peak of reserved bytes starts again from now
   const t0 = now();
   let real = 0;
   for (const [q, p] of draws.slice(SIZES.warm)) {
@@ -128,6 +129,9 @@ async function trainBench(a, m, lengths, base) {
     real_tokens_per_s: real / dt,
     peak_GiB: peak / 2 ** 30,
     cuda_mallocs_in_timed_steps: a.cudaPoolMallocs() - mallocs0,
+    // the most bytes the pools held in cudaMalloc'd segments during the timed steps (weights included);
+    // L2E_CUDA_POOL=nosplit gives the policy before the block arena, for a before/after
+    pool_reserved_peak_GiB: a.cudaPoolPeakReserved() / 2 ** 30,
   };
   for (const [S, Bl] of SIZES.long) {
     const q = packed(Array(Bl).fill(S), SIZES.model.vocab), p = packed(Array(Bl).fill(S), SIZES.model.vocab);

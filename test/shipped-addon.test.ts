@@ -11,7 +11,8 @@ import { testingAddon, testingAddonPath } from './helpers/testing-addon.mjs';
 
 // every export of native/testing/*.cpp
 const HOOKS = [
-  'backendOp', 'backendOps', 'benchOp', 'benchOps', 'cudaAttentionVariants', 'cudaBenchAttention', 'cudaPoolMallocs', 'gemmKernel', 'gradcheck',
+  'arenaReplay', 'backendOp', 'backendOps', 'benchOp', 'benchOps', 'cudaAttentionVariants', 'cudaBenchAttention', 'cudaPoolMallocs',
+  'cudaPoolPeakReserved', 'gemmKernel', 'gradcheck',
   'gradcheckAdamw', 'gradcheckFloat', 'gradcheckInfonce', 'gradcheckOps', 'lowpKernels', 'lowpLinear', 'opTimings', 'packWeights',
   'resetOpTimings', 'setGemmKernel', 'setOpTiming', 'sgemm', 'sgemmPackedWeights',
 ];

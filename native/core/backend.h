@@ -107,6 +107,9 @@ CudaStatus cuda_status();
 // cudaMalloc calls made so far by the CUDA backends' caching pools (0 without CUDA): the GPU bench
 // counts those inside timed steps, where a warm cache makes none.
 uint64_t cuda_pool_malloc_count();
+// The most bytes the CUDA backends' pools have held in cudaMalloc'd segments at once (0 without CUDA);
+// reset: the peak starts again from the bytes held now (the value returned is the one before).
+uint64_t cuda_pool_peak_reserved(bool reset);
 
 std::unique_ptr<Backend> make_cpu_backend();
 // Throws Error with a clear message when the CUDA backend is not compiled in or no GPU is usable.

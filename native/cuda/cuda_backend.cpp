@@ -51,10 +51,11 @@ class CudaBackend final : public Backend {
       attention_kernel_ = parse_attention_kernel(e, "L2E_CUDA_ATTENTION");
     }
     attention_variant_ = parse_attention_variant(attention_variant, "attention variant");
+    const bool pool_split = DevicePool::split_from_env();
     L2E_CUDA_CHECK(cudaSetDevice(0));
     L2E_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     try {
-      pool_ = std::make_unique<DevicePool>(stream_);
+      pool_ = std::make_unique<DevicePool>(stream_, pool_split);
       blas_ = std::make_unique<Blas>(stream_);  // throws when cuBLAS cannot be opened
     } catch (...) {
       pool_.reset();

@@ -1,6 +1,9 @@
 // Caching device allocator (see device_pool.h).
 #include "cuda/device_pool.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "core/backend.h"
 #include "cuda/cuda_check.h"
 
@@ -8,89 +11,98 @@ namespace l2e {
 namespace cuda {
 
 std::atomic<uint64_t> g_device_mallocs{0};
+// bytes in every pool's segments now, and their peak (since the last cuda_pool_peak_reserved(true))
+std::atomic<uint64_t> g_reserved_now{0}, g_reserved_peak{0};
 
 namespace {
-constexpr size_t kSmall = size_t(1) << 20;  // up to 1 MiB: power-of-two classes
-constexpr size_t kGranule = size_t(2) << 20;  // above: multiples of 2 MiB
+ArenaOptions arena_options(bool split) {
+  ArenaOptions o;
+#ifdef L2E_CUDA_EMULATION
+  // The emulator puts a guard page after each cudaMalloc to catch overruns: a block carved from a
+  // larger segment would have its neighbour there instead, so every block keeps its own allocation
+  // of exactly the requested bytes (16-byte multiples).
+  (void)split;
+  o.split = false;
+  o.exact_sizes = true;
+#else
+  o.split = split;
+#endif
+  return o;
+}
 }  // namespace
 
-size_t DevicePool::rounded(size_t bytes) {
-#ifdef L2E_CUDA_EMULATION
-  // exact sizes (16-byte multiples), so that the emulator's guard page follows the requested bytes
-  return (bytes + 15) / 16 * 16;
-#endif
-  if (bytes <= kSmall) {
-    size_t r = 512;
-    while (r < bytes) r <<= 1;
-    return r;
-  }
-  return (bytes + kGranule - 1) / kGranule * kGranule;
+bool DevicePool::split_from_env() {
+  const char* v = std::getenv("L2E_CUDA_POOL");
+  if (!v || !*v) return true;
+  if (std::string(v) == "nosplit") return false;
+  throw Error(std::string("L2E_CUDA_POOL=") + v + ": expected nosplit (each block its own cudaMalloc) or unset");
+}
+
+DevicePool::DevicePool(cudaStream_t s, bool split)
+    : stream_(s),
+      arena_(ArenaSource{[this](size_t bytes) -> uintptr_t {
+                           void* p = nullptr;
+                           g_device_mallocs.fetch_add(1, std::memory_order_relaxed);
+                           const cudaError_t e = cudaMalloc(&p, bytes);
+                           if (e == cudaSuccess) return reinterpret_cast<uintptr_t>(p);
+                           cudaGetLastError();  // clear it; the arena releases cached segments and retries once
+                           last_error_ = e;
+                           return 0;
+                         },
+                         [this](uintptr_t addr, size_t) {
+                           cudaStreamSynchronize(stream_);  // its blocks may still be in use by queued kernels
+                           cudaFree(reinterpret_cast<void*>(addr));
+                         }},
+             arena_options(split)) {}
+
+// adds the change of this pool's reserved bytes to the process's total and its peak
+void DevicePool::report_reserved() {
+  const size_t now = arena_.stats().reserved;
+  if (now == reported_) return;
+  const uint64_t total = g_reserved_now.fetch_add(now - reported_, std::memory_order_relaxed) + (now - reported_);
+  reported_ = now;
+  for (uint64_t peak = g_reserved_peak.load(std::memory_order_relaxed); total > peak;)
+    if (g_reserved_peak.compare_exchange_weak(peak, total, std::memory_order_relaxed)) break;
 }
 
 void* DevicePool::alloc(size_t bytes) {
-  const size_t r = rounded(bytes);
-  // a cached block of this size, or (large sizes) one at most 1/8 larger
-  auto it = cache_.lower_bound(r);
-  if (it != cache_.end() && (it->first == r || (r > kSmall && it->first <= r + r / 8))) {
-    void* p = it->second;
-    const size_t sz = it->first;
-    cache_.erase(it);
-    cached_bytes_ -= sz;
-    live_[p] = sz;
-    live_bytes_ += sz;
-    return p;
-  }
-  void* p = nullptr;
-  g_device_mallocs.fetch_add(1, std::memory_order_relaxed);
-  cudaError_t e = cudaMalloc(&p, r);
-  if (e == cudaErrorMemoryAllocation) {
-    cudaGetLastError();  // clear it, give back the cache and try once more
-    release_cached();
-    e = cudaMalloc(&p, r);
-  }
-  if (e != cudaSuccess) {
-    cudaGetLastError();
+  const uintptr_t p = arena_.alloc(bytes);
+  const ArenaStats& st = arena_.stats();
+  report_reserved();
+  if (!p) {
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
-    throw Error("CUDA out of memory allocating " + std::to_string(r >> 20) + " MiB (" + std::to_string(free_b >> 20) +
-                " MiB free of " + std::to_string(total_b >> 20) + " MiB; this model holds " +
-                std::to_string(live_bytes_ >> 20) + " MiB): " + cudaGetErrorString(e));
+    throw Error(device_oom_message(arena_.last_segment_request(), free_b, total_b, st.live, cudaGetErrorString(last_error_)));
   }
-  live_[p] = r;
-  live_bytes_ += r;
-  return p;
+  return reinterpret_cast<void*>(p);
 }
 
 void DevicePool::free(void* p) {
   if (!p) return;
-  auto it = live_.find(p);
-  if (it == live_.end()) return;  // not ours: ignore rather than corrupt the cache
+  const size_t bytes = arena_.free(reinterpret_cast<uintptr_t>(p));
 #ifdef L2E_CUDA_EMULATION
-  cudaMemsetAsync(p, 0xff, it->second, stream_);  // a reused block reads as NaN until written
+  if (bytes) cudaMemsetAsync(p, 0xff, bytes, stream_);  // a reused block reads as NaN until written
+#else
+  (void)bytes;
 #endif
-  cache_.emplace(it->second, p);
-  cached_bytes_ += it->second;
-  live_bytes_ -= it->second;
-  live_.erase(it);
 }
 
 void DevicePool::release_cached() {
-  if (cache_.empty()) return;
-  cudaStreamSynchronize(stream_);  // blocks may still be in use by queued kernels
-  for (auto& [sz, p] : cache_) cudaFree(p);
-  cache_.clear();
-  cached_bytes_ = 0;
+  arena_.release_cached();
+  report_reserved();
 }
 
 DevicePool::~DevicePool() {
   cudaStreamSynchronize(stream_);
-  for (auto& [sz, p] : cache_) cudaFree(p);
-  for (auto& [p, sz] : live_) cudaFree(p);
-  cache_.clear();
-  live_.clear();
+  g_reserved_now.fetch_sub(reported_, std::memory_order_relaxed);  // the arena frees every segment next
 }
 
 }  // namespace cuda
 
 uint64_t cuda_pool_malloc_count() { return cuda::g_device_mallocs.load(std::memory_order_relaxed); }
+uint64_t cuda_pool_peak_reserved(bool reset) {
+  const uint64_t peak = cuda::g_reserved_peak.load(std::memory_order_relaxed);
+  if (reset) cuda::g_reserved_peak.store(cuda::g_reserved_now.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  return peak;
+}
 }  // namespace l2e

@@ -1,16 +1,19 @@
 // A caching device allocator for one backend (one stream). cudaMalloc / cudaFree are slow and
 // cudaFree synchronises the device, while the model re-allocates activations whenever the batch
-// shape changes; freed blocks are therefore kept and reused by size. Reuse is safe because every
-// kernel of the backend runs on its one stream, in order. When cudaMalloc fails the cache is
-// released and the allocation retried once. Everything is returned to CUDA on destruction.
+// shape changes; freed blocks are therefore kept in a BlockArena (core/block_arena.h: segments from
+// cudaMalloc carved by best fit, split, coalesced on free, small and large pools) and reused. Reuse
+// is safe because every kernel of the backend runs on its one stream, in order. When cudaMalloc fails
+// the wholly-free segments are released and the allocation retried once. Everything is returned to
+// CUDA on destruction. L2E_CUDA_POOL=nosplit: every block its own cudaMalloc, reused by size (the
+// policy before the arena; for before/after measurements).
 #pragma once
 #include <cuda_runtime_api.h>
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <map>
-#include <unordered_map>
+
+#include "core/block_arena.h"
 
 namespace l2e {
 namespace cuda {
@@ -20,23 +23,26 @@ extern std::atomic<uint64_t> g_device_mallocs;
 
 class DevicePool {
  public:
-  explicit DevicePool(cudaStream_t s) : stream_(s) {}
+  // split: false for no-split mode; the emulation build always uses it (see device_pool.cpp)
+  DevicePool(cudaStream_t s, bool split);
   ~DevicePool();
   DevicePool(const DevicePool&) = delete;
   DevicePool& operator=(const DevicePool&) = delete;
 
-  void* alloc(size_t bytes);   // throws Error on out-of-memory
-  void free(void* p);          // back to the cache
-  void release_cached();       // cudaFree every cached block
-  size_t live_bytes() const { return live_bytes_; }
-  size_t cached_bytes() const { return cached_bytes_; }
+  // L2E_CUDA_POOL: unset or empty -> true (split), "nosplit" -> false; anything else throws Error
+  static bool split_from_env();
+
+  void* alloc(size_t bytes);  // throws Error on out-of-memory
+  void free(void* p);         // back to the arena (a pointer not from this pool is ignored)
+  void release_cached();      // cudaFree every wholly-free segment
+  const ArenaStats& stats() const { return arena_.stats(); }
 
  private:
-  static size_t rounded(size_t bytes);
   cudaStream_t stream_;
-  std::multimap<size_t, void*> cache_;      // size -> block
-  std::unordered_map<void*, size_t> live_;  // block -> size
-  size_t live_bytes_ = 0, cached_bytes_ = 0;
+  void report_reserved();
+  cudaError_t last_error_ = cudaSuccess;  // of the last failed cudaMalloc
+  size_t reported_ = 0;                    // reserved bytes added to the process's total
+  BlockArena arena_;
 };
 
 }  // namespace cuda

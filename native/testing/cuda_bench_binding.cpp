@@ -7,7 +7,9 @@
 // batch, on the device only (no host copies inside the timed loop): the median of `reps` runs, each
 // ended by a stream synchronisation. flops counts the causal half: 4·S²·hd·nh/2 per sequence for the
 // forward, 3.5× that for forward + backward (the convention of shared/bench/reference_stack.py).
-// CUDA builds only (bench/gpu-bench.mjs). Also cudaPoolMallocs(): the pools' cudaMalloc calls so far.
+// CUDA builds only (bench/gpu-bench.mjs). Also cudaPoolMallocs(): the pools' cudaMalloc calls so far,
+// and cudaPoolPeakReserved(reset?): the most bytes the pools have held in segments at once (reset: the
+// peak starts again from the bytes held now; the value before is returned).
 #include <napi.h>
 
 #include <algorithm>
@@ -98,6 +100,11 @@ Napi::Value CudaPoolMallocs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(cuda_pool_malloc_count()));
 }
 
+// cudaPoolPeakReserved(reset?: boolean) -> bytes (0 without CUDA)
+Napi::Value CudaPoolPeakReserved(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(cuda_pool_peak_reserved(info.Length() > 0 && info[0].ToBoolean().Value())));
+}
+
 // cudaAttentionVariants() -> string[] (see the header)
 Napi::Value CudaAttentionVariants(const Napi::CallbackInfo& info) {
   const std::vector<std::string> names = cuda_attention_variants();
@@ -109,6 +116,7 @@ Napi::Value CudaAttentionVariants(const Napi::CallbackInfo& info) {
 void register_cuda_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaBenchAttention", Napi::Function::New(env, CudaBenchAttention, "cudaBenchAttention"));
   exports.Set("cudaPoolMallocs", Napi::Function::New(env, CudaPoolMallocs, "cudaPoolMallocs"));
+  exports.Set("cudaPoolPeakReserved", Napi::Function::New(env, CudaPoolPeakReserved, "cudaPoolPeakReserved"));
   exports.Set("cudaAttentionVariants", Napi::Function::New(env, CudaAttentionVariants, "cudaAttentionVariants"));
 }
 

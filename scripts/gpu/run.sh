@@ -12,6 +12,8 @@
 #   into ours.json,
 #   COMPILED_S=seconds (COMPILED_MODELS): the torch.compile reference too, last,
 #   L2E_SHARED=folder: the shared fixtures and pools (default .gpu/shared, linked as ../shared).
+#   L2E_CUDA_POOL=nosplit: the device pool without the block arena (each block its own cudaMalloc, the
+#   policy before it), for a before/after of the recipe rows' cuda_mallocs_in_timed_steps and pool_reserved_peak_GiB.
 # Stops at once, with the reason, when CUDA is not usable (driver, cuBLAS, an addon without CUDA or
 # the emulation build): every GPU suite would only skip.
 set -uo pipefail

@@ -22,7 +22,7 @@
 import { appendFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/util/random.js';
-import { addon, attentionKernels, bf16Array, cudaDevice, cuSeqlens, emulated, gpu, gpuNote, hasNaN, maxRowRelErr, randBf16, randInt, relErr, runOp, sized, type OpArgs } from './gpu-helpers.js';
+import { addon, attentionKernels, bf16Array, cudaDevice, cuSeqlens, emulated, gpu, gpuNote, hasNaN, maxRowRelErr, randBf16, randInt, randomWeights, relErr, runOp, sized, type OpArgs } from './gpu-helpers.js';
 
 const EXACT_BF16 = 2 ** -8;
 const DOUBLE_ROUNDED = 2 ** -7;
@@ -205,6 +205,28 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
       expect(() => new (addon().NativeModel)(config, 'cuda')).toThrow("L2E_CUDA_ATTENTION: unknown attention kernel 'fast' (auto, simple, sm80, sm90, sm90wg2 or sm90pp)");
     } finally {
       delete process.env['L2E_CUDA_ATTENTION'];
+    }
+  });
+
+  it.skipIf(cudaDevice === 'cpu')('L2E_CUDA_POOL: nosplit is the pool without splitting (encodes as the CPU does), any other value an error naming the variable', async () => {
+    const config = { vocab: 64, hidden: 32, intermediate: 48, layers: 2, heads: 2, kvHeads: 2, headDim: 16, dense: 8, rmsEps: 1e-5, ropeTheta: 1e4, pooling: 'mean' as const, normalized: true };
+    const { NativeModel: Native } = addon();
+    try {
+      process.env['L2E_CUDA_POOL'] = 'nosplit';
+      const cuda = new Native(config, 'cuda'), cpu = new Native(config, 'cpu');
+      try {
+        randomWeights([cpu, cuda], 13);
+        const ids = new Int32Array([1, 5, 9, 1, 7, 3, 2, 60]), cu = new Int32Array([0, 3, 8]);
+        const [a, b] = [await cpu.encode(ids, cu), await cuda.encode(ids, cu)];
+        expect(relErr(b.embeddings, a.embeddings)).toBeLessThan(3e-2);
+      } finally {
+        cuda.dispose();
+        cpu.dispose();
+      }
+      process.env['L2E_CUDA_POOL'] = 'split';
+      expect(() => new Native(config, 'cuda')).toThrow('L2E_CUDA_POOL=split: expected nosplit (each block its own cudaMalloc) or unset');
+    } finally {
+      delete process.env['L2E_CUDA_POOL'];
     }
   });
 
