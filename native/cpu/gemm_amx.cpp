@@ -15,9 +15,10 @@
 // 16 x 16 x 64 int8 multiply-adds each). A full block of C is loaded and stored in place; edges
 // (mr or nr < 32) and the int8 epilogue go through a 32 x 32 buffer on the stack.
 // Measured on the 2-core Xeon VM with AMX (one thread, thread CPU time, machine shared with others):
-// the tile loop alone with operands in L1 640 GFLOP/s (bf16); linear_lowp at T = 512 on the 600M
-// shapes 400-470 GFLOP/s (bf16) and 790-940 (int8), against 100-120 (bf16, widened to fp32 FMAs)
-// and 300-400 (int8, vpdpbusd) at L2E_CPU_ISA=avx512 and ~105 for the fp32 sgemm in the same run.
+// the tile loop alone with operands in L1 640 GFLOP/s (bf16; 2.2-2.7 TFLOP/s on the quiet machine,
+// 2026-12-01); linear_lowp at T = 512 on the 600M shapes 400-470 GFLOP/s (bf16) and 790-940 (int8),
+// against 100-120 (bf16, widened to fp32 FMAs) and 300-400 (int8, vpdpbusd) at L2E_CPU_ISA=avx512 and
+// ~105 for the fp32 sgemm in the same run.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
