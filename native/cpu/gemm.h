@@ -22,6 +22,12 @@ void unpack_weights_inplace(float* W, int64_t N, int64_t K);
 void sgemm_packed_weights(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Wp,
                           float beta, float* C, int64_t ldc);
 
+// How far ahead, in bytes, the weight-streaming GEMM kernels ask for the weights into L2 (prefetcht1)
+// when a short x sweeps them once, in order: the pre-packed sgemm's stream micro-kernel
+// (gemm_avx512.cpp) and the AMX stream kernels of the bf16 / int8 GEMM (gemm_amx.cpp). At T = 20 on the
+// 600M shapes, 16 and 32 KB did equally well; 2-8 KB did not reach the stream rate.
+constexpr int64_t kStreamAheadBytes = 32 * 1024;
+
 // "avx512", "avx2" or "scalar": the micro-kernel sgemm uses on this CPU (that of cpu/isa.h's active_isa(), which L2E_CPU_ISA sets).
 const char* gemm_kernel_name();
 

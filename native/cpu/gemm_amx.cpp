@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cpu/gemm.h"
 #include "cpu/gemm_lowp.h"
 #include "cpu/isa.h"
 
@@ -96,16 +97,15 @@ L2E_AMX void end_c(float* c, int64_t ldc, int mr, int nr, float (*buf)[kSliver])
 
 // kStream: the caller sweeps W slivers whole, one after the other (one tile of x: linear_lowp's
 // streaming order), so W is one contiguous run read once from memory; each 2 KB step then asks for
-// the run kStreamAhead bytes on into L2 (a line a prefetch), which the tile loads alone do not:
-// measured on the 2-core VM at T = 20, 10 GB/s of W per thread with it against 7 without (its
+// the run kStreamAheadBytes (gemm.h) on into L2 (a line a prefetch), which the tile loads alone do
+// not: measured on the 2-core VM at T = 20, 10 GB/s of W per thread with it against 7 without (its
 // plain-load stream rate: 10-11). Past the end of W the hints are dropped, as prefetches never fault.
-constexpr int64_t kStreamAhead = 32 * 1024;
 
 template <bool kInt8, bool kStream>
 L2E_AMX void multiply(int64_t kg, const uint32_t* a, const uint32_t* b) {
   for (int64_t g = 0; g < kg; g += kTileGroups, a += kAChunk, b += kTileGroups * kSliver) {
     if constexpr (kStream) {
-      const char* ahead = reinterpret_cast<const char*>(b) + kStreamAhead;
+      const char* ahead = reinterpret_cast<const char*>(b) + kStreamAheadBytes;
       for (int64_t l = 0; l < kTileGroups * kSliver * 4; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T1);
     }
     _tile_loadd(4, a, kRowBytes);

@@ -6,6 +6,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "cpu/gemm.h"
 #include "cpu/gemm_kernels.h"
 
 namespace l2e {
@@ -17,8 +18,7 @@ constexpr int kPrefetchK = 8;
 
 // The tile's first R rows (R = mr rounded up to what the kernel computes: a band's last tile of 6
 // rows costs 6 rows of FMAs, not 14). kStream: B is one contiguous run swept in order (gemm.cpp's
-// streaming order), so each k step also asks for the run kStreamAhead bytes on into L2.
-constexpr int64_t kStreamAhead = 32 * 1024;
+// streaming order), so each k step also asks for the run kStreamAheadBytes (gemm.h) on into L2.
 
 template <int R, bool kStream>
 __attribute__((target("avx512f"))) void micro_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
@@ -39,8 +39,8 @@ __attribute__((target("avx512f"))) void micro_rows(int64_t kc, const float* a, c
     _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchK * NR + 16), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchK * MR), _MM_HINT_T0);
     if constexpr (kStream) {
-      _mm_prefetch(reinterpret_cast<const char*>(b) + kStreamAhead, _MM_HINT_T1);
-      _mm_prefetch(reinterpret_cast<const char*>(b + 16) + kStreamAhead, _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(b) + kStreamAheadBytes, _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(b + 16) + kStreamAheadBytes, _MM_HINT_T1);
     }
     const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14

@@ -87,11 +87,6 @@ void DevicePool::free(void* p) {
 #endif
 }
 
-void DevicePool::release_cached() {
-  arena_.release_cached();
-  report_reserved();
-}
-
 DevicePool::~DevicePool() {
   cudaStreamSynchronize(stream_);
   g_reserved_now.fetch_sub(reported_, std::memory_order_relaxed);  // the arena frees every segment next

@@ -34,8 +34,6 @@ class DevicePool {
 
   void* alloc(size_t bytes);  // throws Error on out-of-memory
   void free(void* p);         // back to the arena (a pointer not from this pool is ignored)
-  void release_cached();      // cudaFree every wholly-free segment
-  const ArenaStats& stats() const { return arena_.stats(); }
 
  private:
   cudaStream_t stream_;
