@@ -158,3 +158,31 @@ describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not o
     }
   }, 600_000);
 });
+
+// ptxas must fit every sm_90a forward kernel in registers: a spill puts local-memory traffic between the
+// asynchronous products and their waits. For the two-warpgroup kernels this holds only because ptxas
+// allocates the consumers' code within the 240 registers their setmaxnreg.inc asks for (not the 168 a
+// 384-thread block gets at launch), which it silently stops doing when the kernel body holds a trap
+// (sm90.cuh, bar_wait). Needs nvcc only.
+/** Function name -> the spill bytes (stores + loads) ptxas reports for it (`-Xptxas -v` output). */
+function ptxasSpills(log: string): Map<string, number> {
+  const out = new Map<string, number>();
+  const re = /Function properties for (\S+)\n\s*\d+ bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/g;
+  for (const m of log.matchAll(re)) out.set(m[1]!, Number(m[2]) + Number(m[3]));
+  return out;
+}
+
+describe.skipIf(!nvcc)(`sm_90a attention registers ${nvcc ? '' : '(skipped: nvcc not on the PATH)'}`, () => {
+  it.each(sm90aKernels)('ptxas spills no register of the forward kernels of $file', ({ file, kernel, instances }) => {
+    const dir = mkdtempSync(join(tmpdir(), 'l2e-regs-'));
+    try {
+      const r = spawnSync('nvcc', ['-c', ...nvccArgs, '-gencode=arch=compute_90a,code=sm_90a', '-Xptxas', '-v', `native/cuda/${file}.cu`, '-o', join(dir, `${file}.o`)], { encoding: 'utf8', env: toolEnv });
+      expect(r.status, r.stderr).toBe(0);
+      const spills = [...ptxasSpills(r.stderr)].filter(([name]) => name.includes(kernel));
+      expect(spills.length, 'kernels found').toBe(instances);
+      for (const [name, bytes] of spills) expect(bytes, `${name} spills`).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 600_000);
+});

@@ -6,12 +6,12 @@
 // Why: with one 64-row warpgroup per block every K/V byte brought into shared memory feeds 64 query
 // rows. Here a block holds 128 query rows, so each K/V stage (TMA load, mbarrier round trip) feeds two
 // warpgroups, and the two warpgroups' softmax and products interleave on the SM. Key tiles (kKeys) of
-// 128 at hd 64 (S by wgmma m64n128k16) halve the barrier waits and softmax rounds per key; at hd 128 they
-// stay 64: ptxas (13.0) allocates every thread of this 384-thread block within 168 registers whatever
-// setmaxnreg asks for at run time (the same spills with and without it), and S (64 registers), P (32)
-// and O (64) of a 128-key tile do not fit that (about 240 bytes spilled, the products serialised, C7512),
-// 64-key tiles do. At a 256-thread launch bound the 128-key tile compiles without spills in 202
-// registers (219 with ping-pong): a kernel without the producer warpgroup could use it.
+// 128 at hd 64 (S by wgmma m64n128k16) halve the barrier waits and softmax rounds per key; at hd 128
+// they are 64 (the shape measured on an H200). ptxas compiles the consumers' code within the 240
+// registers their setmaxnreg.inc asks for, not the 168 a thread of a 384-thread block gets at launch, so
+// S (64 registers), P (32) and O (64) of a 128-key tile at hd 128 fit without spills too; it stops doing
+// so, silently, when the kernel holds a trap instruction (sm90.cuh's bar_wait keeps its trap in a
+// function of its own; test/cuda-build.test.ts checks that ptxas reports no spills).
 // The steady-state loop has no branch between the asynchronous products and their waits (the last
 // P V is peeled off), which ptxas needs to keep S_j and P_{j-1} V_{j-1} in flight together (otherwise
 // it serialises them, C7514).
@@ -49,8 +49,7 @@
 //   goes first. A phase of turn[w] needs the other warpgroup's previous turn, which needed this one's:
 //   the two run at most one turn apart, so no wait can see a phase two ahead (parity aliasing), and a
 //   stage of the ring is released by both before either waits on its reload (no cycle with "empty").
-//   ptxas (13.0, sm_90a): no spills at hd 128 (the models' head dim); 24 bytes at hd 64. Not yet run on a
-//   GPU: gpu-bench times it by name last (sm90pp rows), next to sm90wg2.
+//   Not yet run on a GPU: gpu-bench times it by name last (sm90pp rows), next to sm90wg2.
 // Shared memory: a tile of R rows x D bf16 (Q: R = 128; K, V: R = kKeys) as D/64 swizzle-atom columns
 // of R rows x 128 bytes (kAtomQ = 16 KiB, kAtom = kKeys 128 bytes), each written by one TMA box
 // {64 columns, 1 head, R rows} with the 128-byte swizzle. Operand descriptors (sm90.cuh's formats):
@@ -71,8 +70,7 @@ namespace cuda {
 namespace {
 
 constexpr int kRows = 2 * kAttentionTileRows;  // two schedule tiles: one per consumer warpgroup
-// key tile: 128 keys at hd 64; at hd 128, 64 (with 128, S, P and O need more than the 168 registers
-// ptxas gives each thread: see the header)
+// key tile: 128 keys at hd 64; at hd 128, 64 (see the header)
 template <int D>
 constexpr int keys_per_tile() { return D == 64 ? 128 : 64; }
 constexpr int kConsumers = 256;                // two warpgroups

@@ -100,6 +100,11 @@ __device__ __forceinline__ bool bar_try_wait(uint32_t bar, uint32_t parity) {
 // A phase that never completes (a wrong expect_tx byte count, a lost arrival) would spin forever and hang
 // the process; after kBarWaitTimeoutNs the kernel traps instead, which the host sees as a launch failure
 // ("unspecified launch failure") at the next synchronisation. The clock is read only once a wait fails.
+// The trap sits in a function of its own, never inlined: a trap instruction in the kernel body makes
+// ptxas (13.0) give up allocating registers per setmaxnreg region, so that every thread of a 384-thread
+// block is held to 168 registers and the consumers' 240 are never used (a 64 x 128 S, its P and a
+// 64 x 128 O then spill; test/cuda-build.test.ts checks ptxas reports no spills).
+static __device__ __noinline__ void bar_wait_timed_out() { __trap(); }
 constexpr unsigned long long kBarWaitTimeoutNs = 2000000000ull;
 __device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
   if (bar_try_wait(bar, parity)) return;
@@ -108,7 +113,7 @@ __device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
   while (!bar_try_wait(bar, parity)) {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    if (t - t0 > kBarWaitTimeoutNs) __trap();
+    if (t - t0 > kBarWaitTimeoutNs) bar_wait_timed_out();
   }
 }
 __device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int c1, int c2) {
