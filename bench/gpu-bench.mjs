@@ -7,11 +7,13 @@
 //   node bench/gpu-bench.mjs --attention [--out f.json]  the attention rows alone (GPU_BENCH_KERNELS: which
 //                                                       kernels get by-name rows)
 //   node bench/gpu-bench.mjs --sweep [--smoke] [--out ours.json]
-//       the sm80 attention kernels' tile variants (cudaAttentionVariants()), causal d128, 32 heads, at
-//       S = 2048 (8 sequences) and 8192 (2): each forward variant (fwd TFLOP/s) and each backward variant
-//       (fwd + bwd TFLOP/s, the forward the default one), a table and the best of each; --out adds the
-//       figures to the JSON file (created when absent) as attn.sweep.{fwd,bwd}.<variant>.S<S>_tflops and
-//       attn.sweep.{fwd,bwd}.best.S<S> (a variant name). --smoke: tiny shapes (the emulation build)
+//       the attention kernels' tile variants (cudaAttentionVariants()), causal d128, 32 heads, at
+//       S = 2048 (8 sequences) and 8192 (2): each sm80 forward variant (fwd TFLOP/s), each sm80 backward
+//       variant (fwd + bwd TFLOP/s, the forward the default one), and each variant of the two-warpgroup
+//       sm_90a forward as sm90wg2 and as sm90pp (where they run), a table and the best of each; --out
+//       adds the figures to the JSON file (created when absent) as
+//       attn.sweep.{fwd,bwd,wg2,pp}.<variant>.S<S>_tflops and attn.sweep.{fwd,bwd,wg2,pp}.best.S<S> (a
+//       variant name). --smoke: tiny shapes (the emulation build)
 //   node bench/gpu-bench.mjs --table ours.json anchor.json [anchor-compiled.json] [--save DIR]
 //       print each row of issue 13's targets next to reference_stack.py's figure from the same run (best
 //       of eager / torch.compile when both are given), the ratio and the target; --save DIR writes
@@ -329,7 +331,7 @@ const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : undefined)
 export function sweepRows(res) {
   const groups = new Map();
   for (const [key, value] of Object.entries(res)) {
-    const m = /^attn\.sweep\.(fwd|bwd)\.([A-Za-z0-9]+)\.S(\d+)_tflops$/.exec(key);
+    const m = /^attn\.sweep\.(fwd|bwd|wg2|pp)\.([A-Za-z0-9]+)\.S(\d+)_tflops$/.exec(key);
     if (!m || num(value) === undefined) continue;
     const id = `${m[1]} S=${m[3]}`;
     if (!groups.has(id)) groups.set(id, { kind: m[1], S: Number(m[3]), variants: [] });
@@ -344,6 +346,15 @@ export function sweepRows(res) {
 
 const tf = (x) => (x < 1 ? x.toPrecision(3) : x.toFixed(1));
 
+// The sweep's kinds: the variant list each takes its names from (cudaAttentionVariants' prefix), the
+// kernel it runs, whether it times the backward, and its heading.
+const SWEEP_KINDS = [
+  { kind: 'fwd', list: 'fwd', kernel: 'sm80', backward: false, heading: 'sm80 forward' },
+  { kind: 'bwd', list: 'bwd', kernel: 'sm80', backward: true, heading: 'sm80 backward (fwd+bwd TFLOP/s)' },
+  { kind: 'wg2', list: 'wg2', kernel: 'sm90wg2', backward: false, heading: 'sm90wg2 forward' },
+  { kind: 'pp', list: 'wg2', kernel: 'sm90pp', backward: false, heading: 'sm90pp forward' },
+];
+
 async function sweep(save) {
   const a = loadAddon();
   const info = a.cudaStatus();
@@ -357,20 +368,21 @@ async function sweep(save) {
       throw new Error(`--out ${args[outIdx + 1]}: not a JSON file to add the sweep to (${err instanceof Error ? err.message : err}); left as it is`);
     }
   }
-  console.log(`# ${info.name}${info.emulated ? ' (CPU emulation build: no GPU figure)' : ''}: sm80 attention tile variants${smoke ? ', --smoke shapes' : ''}`);
+  console.log(`# ${info.name}${info.emulated ? ' (CPU emulation build: no GPU figure)' : ''}: attention tile variants${smoke ? ', --smoke shapes' : ''}`);
   const shapes = smoke ? { sizes: [[64, 1], [130, 1]], heads: 2, reps: 1 } : { sizes: [[2048, 8], [8192, 2]], heads: 32, reps: 10 };
   const variants = a.cudaAttentionVariants();
   const t0 = Date.now();
-  for (const [S, B] of shapes.sizes) {
-    for (const full of variants) {
-      const [kind, variant] = full.split(':');
-      const key = `attn.sweep.${kind}.${variant}.S${S}_tflops`;
-      try {
-        const r = a.cudaBenchAttention({ lens: Array(B).fill(S), nh: shapes.heads, nkv: shapes.heads, hd: 128, reps: shapes.reps, backward: kind === 'bwd', kernel: 'sm80', variant });
-        res[key] = r.tflops;
-        console.log(`${kind} ${variant} S=${S}: ${tf(r.tflops)} TFLOP/s${kind === 'bwd' ? ' (fwd+bwd)' : ''}`);
-      } catch (err) {
-        console.log(`${kind} ${variant} S=${S}: not run (${err instanceof Error ? err.message : err})`);
+  // kind by kind, sm90pp (not yet run on a GPU) last: a kernel fault ends the CUDA context for every later row
+  for (const { kind, list, kernel, backward } of SWEEP_KINDS) {
+    for (const [S, B] of shapes.sizes) {
+      for (const variant of variants.filter((v) => v.startsWith(`${list}:`)).map((v) => v.slice(list.length + 1))) {
+        try {
+          const r = a.cudaBenchAttention({ lens: Array(B).fill(S), nh: shapes.heads, nkv: shapes.heads, hd: 128, reps: shapes.reps, backward, kernel, variant });
+          res[`attn.sweep.${kind}.${variant}.S${S}_tflops`] = r.tflops;
+          console.log(`${kind} ${variant} S=${S}: ${tf(r.tflops)} TFLOP/s${backward ? ' (fwd+bwd)' : ''}`);
+        } catch (err) {
+          console.log(`${kind} ${variant} S=${S}: not run (${err instanceof Error ? err.message : err})`);
+        }
       }
     }
     save(res);
@@ -378,7 +390,7 @@ async function sweep(save) {
   const rows = sweepRows(res);
   for (const g of rows) {
     res[`attn.sweep.${g.kind}.best.S${g.S}`] = g.best;
-    console.log(`\n${g.kind === 'fwd' ? 'forward' : 'backward (fwd+bwd TFLOP/s)'} S=${g.S}: best ${g.best}`);
+    console.log(`\n${SWEEP_KINDS.find((k) => k.kind === g.kind).heading} S=${g.S}: best ${g.best}`);
     for (const v of g.variants) console.log(`  ${v.variant.padEnd(14)} ${tf(v.tflops).padStart(8)} TFLOP/s ${v.vsDefault === undefined ? '' : `${v.vsDefault.toFixed(3)}x default`}`);
   }
   console.log(`# sweep took ${((Date.now() - t0) / 1000).toFixed(1)} s`);

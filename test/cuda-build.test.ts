@@ -85,11 +85,13 @@ const nvcc = hasTool('nvcc');
 const toolkit = nvcc && hasTool('cuobjdump');
 const nvccArgs = ['-O3', '-std=c++17', '--expt-relaxed-constexpr', '-Inative', '-DL2E_WITH_CUDA'];
 
-/** The sm_90a forward kernels: source, kernel name, its instances (hd 64 and 128; sm90wg2: each also
- * with ping-pong, sm90pp), the keys per tile of S = Q K^T (wgmma n) by head dim. */
+/** The sm_90a forward kernels: source, kernel name, its instances (hd 64 and 128; sm90wg2: its tile
+ * variants, hd 64 and 128 in the default, hd 128 in the others, each also with ping-pong, sm90pp), the
+ * keys per tile of S = Q K^T (wgmma n) of an instance, from its template arguments
+ * (flash_fwd_sm90wg2_kernel<D, kKeys, kStages, kPingPong>). */
 const sm90aKernels = [
-  { file: 'attention_sm90', kernel: 'flash_fwd_sm90_kernel', instances: 2, keys: (_d: number) => 64, setmaxnreg: false },
-  { file: 'attention_sm90wg2', kernel: 'flash_fwd_sm90wg2_kernel', instances: 4, keys: (d: number) => (d === 64 ? 128 : 64), setmaxnreg: true },
+  { file: 'attention_sm90', kernel: 'flash_fwd_sm90_kernel', instances: 2, keys: (_args: string[]) => 64, setmaxnreg: false },
+  { file: 'attention_sm90wg2', kernel: 'flash_fwd_sm90wg2_kernel', instances: 8, keys: (args: string[]) => Number(args[1]), setmaxnreg: true },
 ];
 
 /** Function name -> SASS text, for the functions of the sm_90a image whose name contains `kernel`. */
@@ -138,11 +140,13 @@ describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not o
       const entries = readFileSync(ptxFile, 'utf8').split(/\n\.entry /).slice(1).filter((e) => e.includes(kernel));
       expect(entries.length, 'kernels found').toBe(instances);
       for (const body of entries) {
-        const D = new RegExp(`${kernel}ILi(\\d+)E`).exec(body)?.[1];
+        const args = [...(new RegExp(`${kernel}I((?:Li\\d+E)+)`).exec(body)?.[1] ?? '').matchAll(/Li(\d+)E/g)].map((m) => m[1]!);
+        const D = args[0];
         expect(['64', '128']).toContain(D);
         // S = Q K^T: m64n{keys}k16 in D/16 k-steps, both operands from shared memory (two descriptors);
         // O += P V: m64n{D}k16 with P from registers ({4 registers}, then V's descriptor)
-        const n = keys(Number(D));
+        const n = keys(args);
+        expect([64, 128]).toContain(n);
         expect(body).toMatch(new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${n}k16\\.f32\\.bf16\\.bf16 \\{[^}]*\\},\\s*%rd\\d+,\\s*%rd\\d+`));
         expect(body).toMatch(new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${D}k16\\.f32\\.bf16\\.bf16 \\{[^}]*\\}, \\{%r\\d+,\\s*%r\\d+,\\s*%r\\d+,\\s*%r\\d+\\},\\s*%rd\\d+`));
         expect(body).toMatch(/cp\.async\.bulk\.tensor\.3d\.shared::cluster\.global\.tile\.mbarrier::complete_tx::bytes/);

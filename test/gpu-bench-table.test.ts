@@ -88,8 +88,14 @@ describe('gpu-bench --sweep', () => {
       'attn.sweep.bwd.k128q32w8s2.S8192_tflops': 120,
       'attn.sweep.bwd.k64q32w4s3.S8192_tflops': Number.NaN,
       'attn.sweep.fwd.best.S2048': 'q128w8k64s2',
+      'attn.sweep.wg2.default.S2048_tflops': 300,
+      'attn.sweep.wg2.wg2k128s2.S2048_tflops': 330,
+      'attn.sweep.pp.wg2k128s2.S2048_tflops': 360,
+      'attn.sweep.xyz.default.S2048_tflops': 1,
     });
-    expect(groups.map((g) => [g.kind, g.S, g.best])).toEqual([['fwd', 2048, 'q128w8k64s2'], ['bwd', 8192, 'default']]);
+    expect(groups.map((g) => [g.kind, g.S, g.best])).toEqual([['fwd', 2048, 'q128w8k64s2'], ['bwd', 8192, 'default'], ['wg2', 2048, 'wg2k128s2'], ['pp', 2048, 'wg2k128s2']]);
+    expect(groups[2]!.variants.map((v) => [v.variant, v.vsDefault])).toEqual([['wg2k128s2', 1.1], ['default', 1]]);
+    expect(groups[3]!.variants.map((v) => [v.variant, v.vsDefault])).toEqual([['wg2k128s2', undefined]]);
     expect(groups[0]!.variants.map((v) => [v.variant, v.vsDefault])).toEqual([['q128w8k64s2', 1.25], ['default', 1], ['q64w4k64s3', 0.95]]);
     expect(groups[1]!.variants.map((v) => v.variant)).toEqual(['default', 'k128q32w8s2']);
   });

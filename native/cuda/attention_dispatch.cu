@@ -42,12 +42,15 @@ bool attention_has_fast_path(int hd) { return hd == 64 || hd == 128; }
 AttentionVariant parse_attention_variant(const std::string& name, const std::string& what) {
   AttentionVariant v;
   if (name.empty() || name == "default") return v;
-  const std::vector<std::string> fwd = flash_fwd_variants(), bwd = flash_bwd_variants();
+  const std::vector<std::string> fwd = flash_fwd_variants(), bwd = flash_bwd_variants(),
+                                 wg2 = flash_fwd_sm90wg2_variants();
   for (size_t i = 1; i < fwd.size(); i++)
     if (fwd[i] == name) v.fwd = int(i);
   for (size_t i = 1; i < bwd.size(); i++)
     if (bwd[i] == name) v.bwd = int(i);
-  if (v.fwd == 0 && v.bwd == 0) {
+  for (size_t i = 1; i < wg2.size(); i++)
+    if (wg2[i] == name) v.wg2 = int(i);
+  if (v.fwd == 0 && v.bwd == 0 && v.wg2 == 0) {
     std::string known;
     for (const std::string& n : attention_variants()) known += (known.empty() ? "" : ", ") + n.substr(4);
     throw Error(what + ": unknown attention variant '" + name + "' (" + known + ")");
@@ -59,6 +62,7 @@ std::vector<std::string> attention_variants() {
   std::vector<std::string> out;
   for (const std::string& n : flash_fwd_variants()) out.push_back("fwd:" + n);
   for (const std::string& n : flash_bwd_variants()) out.push_back("bwd:" + n);
+  for (const std::string& n : flash_fwd_sm90wg2_variants()) out.push_back("wg2:" + n);
   return out;
 }
 
@@ -100,14 +104,18 @@ void attention_fwd(const void* q, const void* k, const void* v, const int32_t* c
                    int hd, const int32_t* tiles, int num_tiles, void* out, float* lse, AttentionKernel kernel,
                    AttentionVariant variant, cudaStream_t s) {
   const AttentionKernel run = resolve(kernel, hd);  // checked even for an empty batch
+  const char* run_name = run == AttentionKernel::Simple ? "simple" : kernel_name(run);
   if (variant.fwd != 0 && run != AttentionKernel::Sm80)
     throw Error("attention variant '" + flash_fwd_variants()[variant.fwd] +
-                "' is a tile shape of the sm80 forward, not of '" +
-                (run == AttentionKernel::Simple ? "simple" : kernel_name(run)) + "'");
+                "' is a tile shape of the sm80 forward, not of '" + run_name + "'");
+  if (variant.wg2 != 0 && run != AttentionKernel::Sm90wg2 && run != AttentionKernel::Sm90pp)
+    throw Error("attention variant '" + flash_fwd_sm90wg2_variants()[variant.wg2] +
+                "' is a tile shape of the sm90wg2 and sm90pp forwards, not of '" + run_name + "'");
   if (T == 0) return;
   if (run == AttentionKernel::Sm90) flash_fwd_sm90(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, s);
   else if (run == AttentionKernel::Sm90wg2 || run == AttentionKernel::Sm90pp)
-    flash_fwd_sm90wg2(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, run == AttentionKernel::Sm90pp, s);
+    flash_fwd_sm90wg2(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, run == AttentionKernel::Sm90pp,
+                      variant.wg2, s);
   else if (run == AttentionKernel::Sm80)
     flash_fwd(q, k, v, cu, T, nh, nkv, hd, tiles, num_tiles, out, lse, variant.fwd, s);
   else simple_fwd(q, k, v, cu, B, T, nh, nkv, hd, out, lse, s);

@@ -30,12 +30,14 @@ void flash_bwd(const void* q, const void* k, const void* v, const void* dout, co
 bool sm90_fwd_available();
 void flash_fwd_sm90(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, int hd,
                     const int32_t* tiles, int num_tiles, void* out, float* lse, cudaStream_t s);
-// The same with two consumer warpgroups per block (128 query rows: two schedule tiles) and key tiles of
-// 128 at hd 64 (attention_sm90wg2.cu); pingpong: the two take turns issuing their products (kernel
-// "sm90pp"). Available where flash_fwd_sm90 is.
+// The same with two consumer warpgroups per block (128 query rows: two schedule tiles)
+// (attention_sm90wg2.cu); pingpong: the two take turns issuing their products (kernel "sm90pp").
+// variant: an index into flash_fwd_sm90wg2_variants() (key tile and stages; 0 = "default"). Available
+// where flash_fwd_sm90 is.
+std::vector<std::string> flash_fwd_sm90wg2_variants();
 void flash_fwd_sm90wg2(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv,
                        int hd, const int32_t* tiles, int num_tiles, void* out, float* lse, bool pingpong,
-                       cudaStream_t s);
+                       int variant, cudaStream_t s);
 
 // One thread per row, fp32, any hd <= 256 (attention_simple.cu): small models and cross-checks.
 void simple_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv, int hd,

@@ -34,11 +34,11 @@
 //     (mbarrier "empty", 256 arrivals). Both warpgroups run every key tile; warpgroup 0's last 64 keys
 //     are masked (its rows end 64 keys before the block's).
 //   warpgroup 2 (the producer): setmaxnreg.dec to 24 registers; one elected lane issues the TMA loads
-//     of Q (once, 128 rows) and of K_j, V_j into a ring of kStages = 3 stages (tile j in stage j % 3,
-//     its n-th use n = j / 3 completing mbarrier phases of parity n & 1), each on its own mbarrier.
-//     Three, not two: a 64-key tile at hd 128 (or a 128-key tile at hd 64) is about a microsecond of
-//     the two warpgroups' products, about one TMA round trip; the load of tile j + 3 is issued when
-//     tile j is released, two tiles of products before it is needed.
+//     of Q (once, 128 rows) and of K_j, V_j into a ring of kStages stages (tile j in stage j % kStages,
+//     its n-th use n = j / kStages completing mbarrier phases of parity n & 1), each on its own
+//     mbarrier. The default is three: a 64-key tile at hd 128 (or a 128-key tile at hd 64) is about a
+//     microsecond of the two warpgroups' products, about one TMA round trip; the load of tile j + 3 is
+//     issued when tile j is released, two tiles of products before it is needed.
 //   Registers: 2 x 128 x 240 + 128 x 24 = 64512 <= 65536 (the register file of the SM, one block).
 // Ping-pong (kPingPong, kernel "sm90pp"; FlashAttention-3's inter-warpgroup schedule): the consumers take
 //   turns issuing their products, so that one warpgroup's softmax runs while the other's products keep
@@ -57,7 +57,9 @@
 //   B = K_j (K-major, n = kKeys): start sK + (kk / 4) kAtom + (kk % 4) 32, SBO 1024
 //   B = V_j (N-major, k = keys): start sV + kk 16 rows x 128 bytes (k-step kk, 16 keys), LBO = kAtom
 //     (the next 64 head-dim columns), SBO 1024 (the next 8 keys)
-// In all: Q + 3 K + 3 V = 128 D 2 + 6 kKeys D 2 bytes (112 KiB at hd 64, 128 KiB at hd 128) + 12 mbarriers.
+// In all: Q + kStages (K + V) = 128 D 2 + 2 kStages kKeys D 2 bytes + 3 kStages + 3 mbarriers: for the
+// default 112 KiB at hd 64, 128 KiB at hd 128; 160 / 224 KiB for 128-key tiles at hd 128 in 2 / 3 stages.
+// Tile variants (kWg2Variants at the end, chosen by name for measurement): key tile and stages.
 #include "core/backend.h"
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
@@ -70,9 +72,6 @@ namespace cuda {
 namespace {
 
 constexpr int kRows = 2 * kAttentionTileRows;  // two schedule tiles: one per consumer warpgroup
-// key tile: 128 keys at hd 64; at hd 128, 64 (see the header)
-template <int D>
-constexpr int keys_per_tile() { return D == 64 ? 128 : 64; }
 constexpr int kConsumers = 256;                // two warpgroups
 constexpr int kThreads = kConsumers + 128;     // + the producer warpgroup
 constexpr int kConsumerRegs = 240, kProducerRegs = 24;
@@ -80,19 +79,14 @@ static_assert(2 * 128 * kConsumerRegs + 128 * kProducerRegs <= 65536, "the regis
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr uint32_t kAtomQ = kRows * 128;  // one swizzle-atom column of the Q tile: 16 KiB
 
-constexpr int kStages = 3;
 // Q, kStages x (K, V), 1 + 3 kStages + 2 mbarriers (the last two: ping-pong turns), and slack to align
 // the tiles to 1024 bytes
-constexpr int kBarriers = 1 + 3 * kStages + 2;
-template <int D>
+template <int D, int kKeys, int kStages>
 constexpr size_t smem_bytes() {
-  return size_t(kRows) * D * 2 + 2 * kStages * size_t(keys_per_tile<D>()) * D * 2 + 8 * kBarriers + 1024;
+  return size_t(kRows) * D * 2 + 2 * kStages * size_t(kKeys) * D * 2 + 8 * (1 + 3 * kStages + 2) + 1024;
 }
-// the ring position of key tile j: its stage, and the parity of the mbarrier phases of its use
-__device__ __forceinline__ int stage_of(int j) { return j % kStages; }
-__device__ __forceinline__ uint32_t parity_of(int j) { return uint32_t(j / kStages) & 1u; }
 
-template <int D, bool kPingPong>
+template <int D, int kKeys, int kStages, bool kPingPong>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_sm90wg2_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                              const __grid_constant__ CUtensorMap tv, const int32_t* cu, const int32_t* tiles, int T,
@@ -101,7 +95,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   using namespace sm90;
   const int seq = tiles[2 * blockIdx.x], q0 = tiles[2 * blockIdx.x + 1];
   if (q0 % kRows != 0) return;  // the second tile of a pair: done by the block of q0 - 64
-  constexpr int kKeys = keys_per_tile<D>();
   constexpr uint32_t kTileQ = uint32_t(kRows) * D * 2, kTile = uint32_t(kKeys) * D * 2;
   constexpr uint32_t kAtom = uint32_t(kKeys) * 128;  // one swizzle-atom column of a K or V tile
   L2E_DYNAMIC_SHARED(uint4, smem_raw);
@@ -115,6 +108,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto full_v = [&](int s) { return bars + 8 + 8 * uint32_t(kStages + s); };
   auto empty = [&](int s) { return bars + 8 + 8 * uint32_t(2 * kStages + s); };
   auto turn = [&](int w) { return bars + 8 + 8 * uint32_t(3 * kStages + w); };
+  // the ring position of key tile j: its stage, and the parity of the mbarrier phases of its use
+  auto stage_of = [](int j) { return j % kStages; };
+  auto parity_of = [](int j) { return uint32_t(j / kStages) & 1u; };
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
   const int h = blockIdx.y, kvh = h / (nh / nkv);
@@ -256,19 +252,19 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <int D, bool kPingPong>
+template <int D, int kKeys, int kStages, bool kPingPong>
 void launch(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles,
             int num_tiles, void* out, float* lse, cudaStream_t s) {
   if (num_tiles == 0) return;
-  const size_t smem = smem_bytes<D>();
+  constexpr size_t smem = smem_bytes<D, kKeys, kStages>();
+  static_assert(smem <= 227 * 1024, "more shared memory than an sm_90 block may have");
   static bool attr_set = false;
-  // the instance, named without the comma that would split L2E_LAUNCH's arguments
-  constexpr auto sm90wg2_kernel = &flash_fwd_sm90wg2_kernel<D, kPingPong>;
+  // the instance, named without the commas that would split L2E_LAUNCH's arguments
+  constexpr auto sm90wg2_kernel = &flash_fwd_sm90wg2_kernel<D, kKeys, kStages, kPingPong>;
   if (!attr_set) {
     L2E_CUDA_CHECK(cudaFuncSetAttribute(sm90wg2_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     attr_set = true;
   }
-  constexpr int kKeys = keys_per_tile<D>();
   const CUtensorMap tq = sm90::tensor_map(q, T, nh, D, kRows), tk = sm90::tensor_map(k, T, nkv, D, kKeys),
                     tv = sm90::tensor_map(v, T, nkv, D, kKeys);
   const float scale_log2 = kLog2e / sqrtf(float(D));
@@ -278,15 +274,43 @@ void launch(const void* q, const void* k, const void* v, const int32_t* cu, int 
   check_launch(kPingPong ? "flash_attention_forward_sm90pp" : "flash_attention_forward_sm90wg2");
 }
 
+using Wg2Launch = void (*)(const void*, const void*, const void*, const int32_t*, int, int, int, const int32_t*, int,
+                           void*, float*, cudaStream_t);
+struct Wg2Variant {
+  const char* name;     // wg2k<kKeys>s<kStages>
+  Wg2Launch hd64[2];    // [pingpong]; nullptr: not instantiated at this head dim
+  Wg2Launch hd128[2];
+};
+// [0] is the default (the shapes used unless a variant is named): 128-key tiles at hd 64, 64-key tiles at
+// hd 128 (the shape of the H200 run, 290 / 351 TFLOP/s at S = 2048 / 8192), 3 stages; the rest hd 128
+// only: 128-key tiles (FlashAttention-3's 128 x 128 block at hd 128) with 2 stages (160 KiB of shared
+// memory) or 3 (224 KiB), not yet run on a GPU.
+constexpr Wg2Variant kWg2Variants[] = {
+    {"default", {launch<64, 128, 3, false>, launch<64, 128, 3, true>}, {launch<128, 64, 3, false>, launch<128, 64, 3, true>}},
+    {"wg2k128s2", {nullptr, nullptr}, {launch<128, 128, 2, false>, launch<128, 128, 2, true>}},
+    {"wg2k128s3", {nullptr, nullptr}, {launch<128, 128, 3, false>, launch<128, 128, 3, true>}},
+};
+
 }  // namespace
 
+std::vector<std::string> flash_fwd_sm90wg2_variants() {
+  std::vector<std::string> names;
+  for (const Wg2Variant& v : kWg2Variants) names.push_back(v.name);
+  return names;
+}
+
 void flash_fwd_sm90wg2(const void* q, const void* k, const void* v, const int32_t* cu, int T, int nh, int nkv, int hd,
-                       const int32_t* tiles, int num_tiles, void* out, float* lse, bool pingpong, cudaStream_t s) {
+                       const int32_t* tiles, int num_tiles, void* out, float* lse, bool pingpong, int variant,
+                       cudaStream_t s) {
   if (hd != 64 && hd != 128)
     throw Error(std::string("flash attention (") + (pingpong ? "sm90pp" : "sm90wg2") + "): head_dim " +
                 std::to_string(hd) + " has no wgmma kernel");
-  if (pingpong) (hd == 64 ? launch<64, true> : launch<128, true>)(q, k, v, cu, T, nh, nkv, tiles, num_tiles, out, lse, s);
-  else (hd == 64 ? launch<64, false> : launch<128, false>)(q, k, v, cu, T, nh, nkv, tiles, num_tiles, out, lse, s);
+  const Wg2Variant& wv = kWg2Variants[variant];
+  const Wg2Launch run = (hd == 64 ? wv.hd64 : wv.hd128)[pingpong ? 1 : 0];
+  if (!run)
+    throw Error(std::string("attention variant '") + wv.name + "' has no head_dim " + std::to_string(hd) +
+                " instantiation (the default has)");
+  run(q, k, v, cu, T, nh, nkv, tiles, num_tiles, out, lse, s);
 }
 
 }  // namespace cuda

@@ -67,15 +67,17 @@ enum class AttentionKernel { Auto, Simple, Sm80, Sm90, Sm90wg2, Sm90pp };
 // or variable).
 AttentionKernel parse_attention_kernel(const std::string& name, const std::string& what);
 bool attention_has_fast_path(int hd);
-// A tile variant of the sm80 kernels, for measurement (attention_fwd.cu / attention_bwd.cu name them):
-// a forward name sets fwd, a backward name bwd; 0 is each one's default shapes. parse_attention_variant
-// ("" or "default": both 0) throws Error naming `what` and the known names for anything else.
+// A tile variant, for measurement: of the sm80 kernels (attention_fwd.cu / attention_bwd.cu name them) a
+// forward name sets fwd, a backward name bwd; of the two-warpgroup sm_90a forward (sm90wg2 and sm90pp:
+// attention_sm90wg2.cu) wg2. 0 is each one's default shapes. parse_attention_variant ("" or "default":
+// all 0) throws Error naming `what` and the known names for anything else.
 struct AttentionVariant {
   int fwd = 0;
   int bwd = 0;
+  int wg2 = 0;
 };
 AttentionVariant parse_attention_variant(const std::string& name, const std::string& what);
-// {"fwd:<name>", ..., "bwd:<name>", ...}: every variant, defaults first.
+// {"fwd:<name>", ..., "bwd:<name>", ..., "wg2:<name>", ...}: every variant, defaults first.
 std::vector<std::string> attention_variants();
 // tiles: the batch's tile schedule (Batch::tiles, num_tiles pairs), read by the flash kernels.
 void attention_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv,

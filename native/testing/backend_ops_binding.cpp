@@ -9,7 +9,8 @@
 // Synchronous and meant for small shapes. One backend per device is created on first use and kept.
 // args.attentionKernel ('auto' | 'simple' | 'sm80' | 'sm90' | 'sm90wg2' | 'sm90pp', device 'cuda'): the attention kernels of
 // that backend (one backend per choice), so that the suites cross-check every kernel against the CPU;
-// args.attentionVariant (a name of cudaAttentionVariants()) likewise for the sm80 kernels' tile variants.
+// args.attentionVariant (a name of cudaAttentionVariants()) likewise for the kernels' tile variants (sm80, and
+// the two-warpgroup sm_90a forward).
 #include <napi.h>
 
 #include <cmath>

@@ -1,8 +1,9 @@
 // cudaBenchAttention({lens, nh, nkv, hd, reps, backward, kernel?, variant?}) -> {seconds, flops, tflops}
 // kernel: the attention kernel ($L2E_CUDA_ATTENTION or auto when absent; 'sm90', 'sm90wg2', 'sm90pp', 'sm80', 'simple': see cuda/kernels.h).
-// variant: a tile variant of the sm80 kernels (a name of cudaAttentionVariants(), without its "fwd:" /
-// "bwd:"); absent: the default shapes.
-// cudaAttentionVariants() -> string[]: "fwd:<name>" then "bwd:<name>", each one's default first.
+// variant: a tile variant of the sm80 kernels or of the two-warpgroup sm_90a forward (a name of
+// cudaAttentionVariants(), without its "fwd:" / "bwd:" / "wg2:"); absent: the default shapes.
+// cudaAttentionVariants() -> string[]: "fwd:<name>", "bwd:<name>", then "wg2:<name>", each one's default
+// first.
 // Times the CUDA backend's attention forward (or forward + backward) on random bf16 inputs of a packed
 // batch, on the device only (no host copies inside the timed loop): the median of `reps` runs, each
 // ended by a stream synchronisation. flops counts the causal half: 4·S²·hd·nh/2 per sequence for the

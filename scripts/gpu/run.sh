@@ -7,7 +7,7 @@
 #   tests: the GPU test suites only; bench: ours + the reference stack + the table; all (default): both.
 #   (all of it took 168 s on an H200 on 2026-11-30, the reference stack included; a command may run 10 min)
 # Knobs: SKIP_TESTS=1, SKIP_OURS=1, SKIP_SWEEP=1, SKIP_REF=1, OUT=folder (default $OUT or /tmp/l2e-gpu),
-#   TESTS_S / OURS_S / SWEEP_S / REF_S: each stage's time limit in seconds (default 420 / 200 / 90 / 330),
+#   TESTS_S / OURS_S / SWEEP_S / REF_S: each stage's time limit in seconds (default 420 / 200 / 120 / 330),
 #   EXTRA="gpu-bench args" (EXTRA_S, EXTRA_KERNELS): more of our rows, in a process of their own, merged
 #   into ours.json,
 #   COMPILED_S=seconds (COMPILED_MODELS): the torch.compile reference too, last,
@@ -96,9 +96,9 @@ if [ -z "${SKIP_OURS:-}" ]; then
   grep -v "^  " "$RES/ours.log" | tail -40
 fi
 if [ -z "${SKIP_OURS:-}" ] && [ -z "${SKIP_SWEEP:-}" ]; then
-  echo "== sm80 attention tile variants (gpu-bench --sweep: its figures join ours.json)"
-  timeout "${SWEEP_S:-90}" node bench/gpu-bench.mjs --sweep --out "$RES/ours.json" > /tmp/l2e-sweep.log 2>&1
-  echo "(exit $?)"; cat /tmp/l2e-sweep.log >> "$RES/ours.log"; grep -v "^fwd \|^bwd " /tmp/l2e-sweep.log | tail -32
+  echo "== attention tile variants, sm80 and sm90wg2/sm90pp (gpu-bench --sweep: its figures join ours.json)"
+  timeout "${SWEEP_S:-120}" node bench/gpu-bench.mjs --sweep --out "$RES/ours.json" > /tmp/l2e-sweep.log 2>&1
+  echo "(exit $?)"; cat /tmp/l2e-sweep.log >> "$RES/ours.log"; grep -v "^fwd \|^bwd \|^wg2 \|^pp " /tmp/l2e-sweep.log | tail -50
 fi
 if [ -z "${SKIP_OURS:-}" ] && [ -n "${EXTRA:-}" ]; then
   # EXTRA: more gpu-bench rows in a process of their own (a kernel fault there costs only those rows),

@@ -138,7 +138,7 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
   // partial tiles, several tiles per sequence, GQA and MQA. The non-default variants are hd 128 only;
   // the default shapes are the 'sm80' and backward cases above.
   const listed = addon().cudaAttentionVariants?.() ?? [];
-  const variants = (kind: 'fwd' | 'bwd') => listed.filter((v) => v.startsWith(`${kind}:`)).map((v) => v.slice(4));
+  const variants = (kind: 'fwd' | 'bwd' | 'wg2') => listed.filter((v) => v.startsWith(`${kind}:`)).map((v) => v.slice(4));
   const variantCases: [string, number, number, number, number[]][] = [
     ['hd128 GQA 4/2, lengths 1..200 (odd and even tile counts, partial tiles)', 128, 4, 2, [1, 64, 65, 129, 200]],
     ['hd128 MQA 3/1, 5 and 3 tiles', 128, 3, 1, [sized(300, 263), 130]],
@@ -165,10 +165,25 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     compareRows('attention_backward', r, hd, { dq: ATTN_BWD_ROW, dk: ATTN_BWD_ROW, dv: ATTN_BWD_ROW });
   });
 
+  // The two-warpgroup sm_90a forward's tile variants (attention_sm90wg2.cu: 128-key tiles at hd 128 in 2
+  // or 3 stages), each with and without ping-pong, where the sm_90a kernels run: the structural cases
+  // above and one sequence of 6 key tiles, whose ring of stages wraps (twice in 2 stages).
+  const wg2Kernels = (gpu.usable ? attentionKernels() : []).filter((k) => k === 'sm90wg2' || k === 'sm90pp');
+  const wg2Cases: [string, number, number, number, number[]][] = [...variantCases, [`hd128 one ${sized(2048, 700)}-token sequence`, 128, 2, 1, [sized(2048, 700)]]];
+  const wg2Runs = variants('wg2').filter((v) => v !== 'default').flatMap((variant) =>
+    wg2Kernels.flatMap((kernel) => wg2Cases.map(([name, hd, nh, nkv, lens]) => [kernel, variant, name, hd, nh, nkv, lens] as const)),
+  );
+  it.each(wg2Runs)('attention forward, %s variant %s: %s', (kernel, variant, _name, hd, nh, nkv, lens) => {
+    const r = compare('attention', { ...attnInputs(hd, nh, nkv, lens), attentionKernel: kernel, attentionVariant: variant }, { out: ATTN, lse: 1e-4 });
+    compareRows('attention', r, hd, { out: ATTN_ROW });
+  });
+
   it.skipIf(cudaDevice === 'cpu')('the variants are listed defaults first; an unknown, misplaced or missing one is a clear error', () => {
     expect(listed[0]).toBe('fwd:default');
     expect(listed.filter((v) => v.startsWith('fwd:')).length).toBeGreaterThan(1);
     expect(listed.filter((v) => v.startsWith('bwd:'))[0]).toBe('bwd:default');
+    expect(listed.filter((v) => v.startsWith('wg2:'))[0]).toBe('wg2:default');
+    expect([...new Set(listed.map((v) => v.slice(0, 3)))]).toEqual(['fwd', 'bwd', 'wg2']);
     const fwdName = variants('fwd')[1]!, bwdName = variants('bwd')[1]!;
     const args = { ...attnInputs(64, 2, 1, [5]), attentionKernel: 'sm80' };
     expect(() => runOp('cuda', 'attention', { ...args, attentionVariant: 'q256' })).toThrow(
@@ -180,6 +195,14 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     expect(() => runOp('cuda', 'attention', { ...args, attentionKernel: 'simple', attentionVariant: fwdName })).toThrow(
       `attention variant '${fwdName}' is a tile shape of the sm80 forward, not of 'simple'`,
     );
+    const wg2Name = variants('wg2')[1]!;
+    expect(() => runOp('cuda', 'attention', { ...args, attentionVariant: wg2Name })).toThrow(
+      `attention variant '${wg2Name}' is a tile shape of the sm90wg2 and sm90pp forwards, not of 'sm80'`,
+    );
+    for (const kernel of wg2Kernels)
+      expect(() => runOp('cuda', 'attention', { ...args, attentionKernel: kernel, attentionVariant: wg2Name })).toThrow(
+        `attention variant '${wg2Name}' has no head_dim 64 instantiation (the default has)`,
+      );
     const a = attnInputs(16, 2, 1, [5]);
     const fwd = runOp('cpu', 'attention', a);
     const bwdArgs: OpArgs = { ...a, out: bf16Array(fwd['out']!), lse: fwd['lse']!, dout: randBf16(rng, 5 * 2 * 16), attentionKernel: 'auto', attentionVariant: bwdName };
