@@ -91,15 +91,17 @@ async function encodeBench(a, m, lengths) {
   return { texts_per_s: (batch * count) / dt, real_tokens_per_s: tokens / dt };
 }
 
-const chunkIds = (...ids) => Int32Array.from(ids);
+const oneChunk = Int32Array.from([0]);
 
-/** The trainer's step (src/train/grad-step.ts, one chunk per side): nothing read back but the step's outcome. */
-async function trainStep(a, m, qb, pb, B, G, step) {
-  await a.trainForward(m, 0, qb.ids, qb.cu, true, false);
-  await a.trainForward(m, 1, pb.ids, pb.cu, true, false);
-  a.trainLossChunks(m, chunkIds(0), chunkIds(1), B, G, 0.02, true, 1);
-  await a.trainBackward(m, 0, qb.ids, qb.cu);
-  await a.trainBackward(m, 1, pb.ids, pb.cu);
+/** A recipe batch of random token ids: B queries, then B*G passages, packed as one chunk. */
+const recipeBatch = (lengths, B, G) => packed(Array.from({ length: B * (1 + G) }, () => tokLen(pick(lengths))), SIZES.model.vocab);
+
+/** The trainer's step (src/train/grad-step.ts: a batch within the chunk budget is one chunk, queries
+ * then passages): nothing read back but the step's outcome. */
+async function trainStep(a, m, batch, B, G, step) {
+  await a.trainForward(m, 0, batch.ids, batch.cu, true, false);
+  a.trainLossChunks(m, oneChunk, B, G, 0.02, true, 1);
+  await a.trainBackward(m, 0, batch.ids, batch.cu);
   a.trainRelease(m);
   const r = await a.trainStep(m, { lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0.5, step });
   if (!Number.isFinite(r.loss) || r.skipped) throw new Error(`training step ${step}: loss ${r.loss}, gradient norm ${r.gradNorm}`);
@@ -108,19 +110,16 @@ async function trainStep(a, m, qb, pb, B, G, step) {
 async function trainBench(a, m, lengths, base) {
   a.trainInit(m);
   const B = 8, G = 3, timed = SIZES.draws - SIZES.warm;
-  const draws = Array.from({ length: SIZES.draws }, () => [
-    packed(Array.from({ length: B }, () => tokLen(pick(lengths))), SIZES.model.vocab),
-    packed(Array.from({ length: B * G }, () => tokLen(pick(lengths))), SIZES.model.vocab),
-  ]);
+  const draws = Array.from({ length: SIZES.draws }, () => recipeBatch(lengths, B, G));
   let step = 1;
-  for (const [q, p] of draws.slice(0, SIZES.warm)) await trainStep(a, m, q, p, B, G, step++);
+  for (const batch of draws.slice(0, SIZES.warm)) await trainStep(a, m, batch, B, G, step++);
   const mallocs0 = a.cudaPoolMallocs();
   a.cudaPoolPeakReserved(true); // the pools' peak of reserved bytes starts again from now
   const t0 = now();
   let real = 0;
-  for (const [q, p] of draws.slice(SIZES.warm)) {
-    await trainStep(a, m, q, p, B, G, step++);
-    real += q.tokens + p.tokens;
+  for (const batch of draws.slice(SIZES.warm)) {
+    await trainStep(a, m, batch, B, G, step++);
+    real += batch.tokens;
   }
   const dt = now() - t0;
   // the pool keeps every block it took (cached when free), so the device memory in use after the
@@ -136,12 +135,12 @@ async function trainBench(a, m, lengths, base) {
     pool_reserved_peak_GiB: a.cudaPoolPeakReserved() / 2 ** 30,
   };
   for (const [S, Bl] of SIZES.long) {
-    const q = packed(Array(Bl).fill(S), SIZES.model.vocab), p = packed(Array(Bl).fill(S), SIZES.model.vocab);
-    for (let i = 0; i < 2; i++) await trainStep(a, m, q, p, Bl, 1, step++);
+    const batch = packed(Array(2 * Bl).fill(S), SIZES.model.vocab);  // Bl queries, Bl passages
+    for (let i = 0; i < 2; i++) await trainStep(a, m, batch, Bl, 1, step++);
     const times = [];
     for (let i = 0; i < SIZES.longReps; i++) {
       const t = now();
-      await trainStep(a, m, q, p, Bl, 1, step++);
+      await trainStep(a, m, batch, Bl, 1, step++);
       times.push(now() - t);
     }
     peak = Math.max(peak, usedBytes(a) - base);
@@ -160,36 +159,31 @@ async function trainBench(a, m, lengths, base) {
  */
 async function profileStep(a, lengths, name, layers) {
   const B = 8, G = 3, n = 10;
-  const draws = Array.from({ length: n + 3 }, () => [
-    packed(Array.from({ length: B }, () => tokLen(pick(lengths))), SIZES.model.vocab),
-    packed(Array.from({ length: B * G }, () => tokLen(pick(lengths))), SIZES.model.vocab),
-  ]);
-  const phases = ['forward q', 'forward p', 'loss', 'backward q', 'backward p', 'release', 'optimizer step (waits)'];
+  const draws = Array.from({ length: n + 3 }, () => recipeBatch(lengths, B, G));
+  const phases = ['forward', 'loss', 'backward', 'release', 'optimizer step (waits)'];
   for (const timed of [false, true]) {
     a.setOpTiming(timed);
     const m = createModel(a, layers);
     try {
       a.trainInit(m);
       let step = 1;
-      for (const [q, p] of draws.slice(0, 3)) await trainStep(a, m, q, p, B, G, step++);
+      for (const batch of draws.slice(0, 3)) await trainStep(a, m, batch, B, G, step++);
       a.resetOpTimings();
       const host = new Array(phases.length).fill(0);
       const t0 = now();
-      for (const [q, p] of draws.slice(3)) {
+      for (const batch of draws.slice(3)) {
         let t = now();
         const lap = (i) => {
           const u = now();
           host[i] += u - t;
           t = u;
         };
-        await a.trainForward(m, 0, q.ids, q.cu, true, false); lap(0);
-        await a.trainForward(m, 1, p.ids, p.cu, true, false); lap(1);
-        a.trainLossChunks(m, chunkIds(0), chunkIds(1), B, G, 0.02, true, 1); lap(2);
-        await a.trainBackward(m, 0, q.ids, q.cu); lap(3);
-        await a.trainBackward(m, 1, p.ids, p.cu); lap(4);
-        a.trainRelease(m); lap(5);
+        await a.trainForward(m, 0, batch.ids, batch.cu, true, false); lap(0);
+        a.trainLossChunks(m, oneChunk, B, G, 0.02, true, 1); lap(1);
+        await a.trainBackward(m, 0, batch.ids, batch.cu); lap(2);
+        a.trainRelease(m); lap(3);
         const r = await a.trainStep(m, { lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0.5, step: step++ });
-        lap(6);
+        lap(4);
         if (!Number.isFinite(r.loss)) throw new Error(`profile step: loss ${r.loss}`);
       }
       const wall = (now() - t0) / n;

@@ -3,8 +3,9 @@
 //   trainForward(model, chunk, ids, cu, keep, download = true) -> Promise<Float32Array [B*P] | undefined>
 //                                               (the embeddings also stay on the backend for trainLossChunks)
 //   trainLoss(model, q, p, B, G, temperature, inBatch) -> {loss, dq, dp, scores}   (host vectors)
-//   trainLossChunks(model, qChunks, pChunks, B, G, temperature, inBatch, gradScale)  loss over the kept
-//                                               embeddings, added to the pending loss; gradients stay
+//   trainLossChunks(model, chunks, B, G, temperature, inBatch, gradScale)  loss over the kept embeddings
+//                                               of chunks (rows end to end: B queries, B*G passages),
+//                                               added to the pending loss; gradients stay
 //   trainTakeLoss(model)                        -> number: the pending loss, read back and cleared
 //   trainBackward(model, chunk, ids, cu, dEmb?) -> Promise<void>   (no dEmb: the trainLossChunks slice)
 //   trainStep(model, hyper)                     -> Promise<{gradNorm, skipped, loss}> (loss: the pending loss)
@@ -125,16 +126,16 @@ std::vector<int> chunk_ids(const Napi::Value& v, const char* what) {
 Napi::Value TrainLossChunks(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto st = model_state(info[0]);
-  const std::vector<int> q = chunk_ids(info[1], "qChunks"), p = chunk_ids(info[2], "pChunks");
-  const int B = info[3].As<Napi::Number>().Int32Value(), G = info[4].As<Napi::Number>().Int32Value();
-  const float temperature = info[5].As<Napi::Number>().FloatValue();
-  const bool in_batch = info[6].ToBoolean().Value();
-  const float grad_scale = info[7].IsNumber() ? info[7].As<Napi::Number>().FloatValue() : 1.0f;
+  const std::vector<int> chunks = chunk_ids(info[1], "chunks");
+  const int B = info[2].As<Napi::Number>().Int32Value(), G = info[3].As<Napi::Number>().Int32Value();
+  const float temperature = info[4].As<Napi::Number>().FloatValue();
+  const bool in_batch = info[5].ToBoolean().Value();
+  const float grad_scale = info[6].IsNumber() ? info[6].As<Napi::Number>().FloatValue() : 1.0f;
   std::lock_guard<std::mutex> lk(st->mu);
   guarded(env, [&] {
     if (B <= 0 || G <= 0) throw Error("infonce: B and G must be positive");
     if (!(temperature > 0)) throw Error("infonce: temperature must be positive");
-    train_of(env, *st).loss_chunks(q, p, B, G, temperature, in_batch, grad_scale);
+    train_of(env, *st).loss_chunks(chunks, B, G, temperature, in_batch, grad_scale);
     return 0;
   });
   return env.Undefined();

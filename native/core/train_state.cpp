@@ -80,8 +80,7 @@ void TrainState::release_chunks() {
   for (auto& [id, e] : emb_) be.free(e);
   emb_.clear();
   dslice_.clear();
-  for (Buf* b : {&dq_, &dp_})
-    if (!b->empty()) be.free(*b);
+  if (!demb_.empty()) be.free(demb_);
 }
 
 std::vector<float> TrainState::forward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu,
@@ -176,52 +175,47 @@ void TrainState::backward_chunk(int id, const std::vector<int32_t>& ids, const s
   free_kept(k);
 }
 
-void TrainState::loss_chunks(const std::vector<int>& q_chunks, const std::vector<int>& p_chunks, int B, int G,
-                             float temperature, bool in_batch, float grad_scale) {
+void TrainState::loss_chunks(const std::vector<int>& chunks, int B, int G, float temperature, bool in_batch,
+                             float grad_scale) {
   const size_t P = model_.config().dense;
+  const size_t rows = size_t(B) * (1 + size_t(G));
   Backend& be = model_.backend();
   dslice_.clear();
-  for (Buf* b : {&dq_, &dp_})
-    if (!b->empty()) be.free(*b);
-  Buf q, p, scores;
+  if (!demb_.empty()) be.free(demb_);
+  Buf emb, scores;
   try {
-    q = be.alloc(size_t(B) * P, DType::F32);
-    p = be.alloc(size_t(B) * G * P, DType::F32);
-    dq_ = be.alloc(q.numel, DType::F32);
-    dp_ = be.alloc(p.numel, DType::F32);
+    emb = be.alloc(rows * P, DType::F32);
+    demb_ = be.alloc(rows * P, DType::F32);
     scores = be.alloc(size_t(B) * B * G, DType::F32);
-    // the chunks' embeddings, end to end: chunks are cut from the sequences in order
-    auto gather = [&](const std::vector<int>& chunks, Buf& out, Buf& grad, const char* side) {
-      const size_t rows = out.numel / P;
-      size_t row = 0;
-      for (int id : chunks) {
-        auto e = emb_.find(id);
-        if (e == emb_.end()) throw Error("loss: chunk " + std::to_string(id) + " has no embeddings (run its forward first)");
-        const size_t r = e->second.numel / P;
-        if (row + r > rows) throw Error(std::string("loss: the ") + side + " chunks hold more than " + std::to_string(rows) + " rows");
-        Buf dst = model_.view(out, row * P, r * P);
-        be.copy(dst, e->second);
-        dslice_[id] = GradSlice{&grad, row, r};
-        row += r;
-      }
-      if (row != rows)
-        throw Error(std::string("loss: the ") + side + " chunks hold " + std::to_string(row) + " rows, expected " + std::to_string(rows));
-    };
-    gather(q_chunks, q, dq_, "query");
-    gather(p_chunks, p, dp_, "passage");
-    if (device_step_) device_step_->infonce(q, p, B, G, int(P), temperature, in_batch, scores, dq_, dp_);
-    else pending_loss_ += be.infonce(q, p, B, G, int(P), temperature, in_batch, scores, dq_, dp_);
-    if (grad_scale != 1.0f) {
-      be.scale(dq_, dq_.numel, grad_scale);
-      be.scale(dp_, dp_.numel, grad_scale);
+    // the chunks' embeddings, end to end: chunks are cut from the texts in order
+    size_t row = 0;
+    for (int id : chunks) {
+      auto e = emb_.find(id);
+      if (e == emb_.end()) throw Error("loss: chunk " + std::to_string(id) + " has no embeddings (run its forward first)");
+      const size_t r = e->second.numel / P;
+      if (row + r > rows)
+        throw Error("loss: the chunks hold more than the " + std::to_string(rows) + " rows of " + std::to_string(B) +
+                    " queries and " + std::to_string(size_t(B) * G) + " passages");
+      Buf dst = model_.view(emb, row * P, r * P);
+      be.copy(dst, e->second);
+      dslice_[id] = GradSlice{&demb_, row, r};
+      row += r;
     }
+    if (row != rows)
+      throw Error("loss: the chunks hold " + std::to_string(row) + " rows, expected " + std::to_string(rows) + " (" +
+                  std::to_string(B) + " queries and " + std::to_string(size_t(B) * G) + " passages)");
+    const Buf q = model_.view(emb, 0, size_t(B) * P), p = model_.view(emb, size_t(B) * P, size_t(B) * G * P);
+    Buf dq = model_.view(demb_, 0, size_t(B) * P), dp = model_.view(demb_, size_t(B) * P, size_t(B) * G * P);
+    if (device_step_) device_step_->infonce(q, p, B, G, int(P), temperature, in_batch, scores, dq, dp);
+    else pending_loss_ += be.infonce(q, p, B, G, int(P), temperature, in_batch, scores, dq, dp);
+    if (grad_scale != 1.0f) be.scale(demb_, demb_.numel, grad_scale);
   } catch (...) {
     dslice_.clear();
-    for (Buf* b : {&q, &p, &scores, &dq_, &dp_})
+    for (Buf* b : {&emb, &scores, &demb_})
       if (!b->empty()) be.free(*b);
     throw;
   }
-  for (Buf* b : {&q, &p, &scores}) be.free(*b);
+  for (Buf* b : {&emb, &scores}) be.free(*b);
 }
 
 double TrainState::take_loss() {

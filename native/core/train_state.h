@@ -1,6 +1,7 @@
 // The native half of a training step (TypeScript drives the loop; see DESIGN.md §2, GradCache):
-//   1. forward_chunk() each chunk of queries / passages to embeddings (keeping activations when the
-//      whole step fits in memory); the embeddings stay on the backend;
+//   1. forward_chunk() each chunk of the batch's texts (the B queries, then the B*G passages, cut in
+//      order) to embeddings (keeping activations when the whole step fits in memory); the embeddings
+//      stay on the backend;
 //   2. loss_chunks() over the whole batch: the loss joins the pending loss and d loss / d embeddings
 //      stay on the backend (infonce() is the same on host vectors, for tests);
 //   3. backward_chunk() each chunk seeded by its slice of those gradients (re-running its forward
@@ -43,11 +44,11 @@ class TrainState {
   // d_emb from the host, or (nullptr) the chunk's slice of the gradients loss_chunks() left.
   void backward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu,
                       const std::vector<float>* d_emb);
-  // InfoNCE over the kept embeddings of the query chunks (rows in this order make the B queries) and
-  // the passage chunks (the B*G passages); the loss is added to the pending loss, d loss / d emb
-  // (times grad_scale) stay on the backend for backward_chunk().
-  void loss_chunks(const std::vector<int>& q_chunks, const std::vector<int>& p_chunks, int B, int G,
-                   float temperature, bool in_batch, float grad_scale);
+  // InfoNCE over the kept embeddings of `chunks`, whose rows end to end are the B queries, then the
+  // B*G passages (a chunk may hold both: one chunk, one forward and one backward for a batch that
+  // fits); the loss is added to the pending loss, d loss / d emb (times grad_scale) stay on the
+  // backend for backward_chunk().
+  void loss_chunks(const std::vector<int>& chunks, int B, int G, float temperature, bool in_batch, float grad_scale);
   double take_loss();  // reads back and clears the pending loss
   // InfoNCE on host-side embeddings (small): fills dq, dp, scores; returns the loss.
   float infonce(const std::vector<float>& q, const std::vector<float>& p, int B, int G, float temperature,
@@ -82,8 +83,8 @@ class TrainState {
   Buf grads_, m_, v_, master_;
   std::map<int, Kept> kept_;
   std::map<int, Buf> emb_;           // chunk embeddings [rows, P] F32, until release_chunks()
-  std::map<int, GradSlice> dslice_;  // into dq_ / dp_
-  Buf dq_, dp_;
+  std::map<int, GradSlice> dslice_;  // into demb_
+  Buf demb_;                         // d loss / d emb of the batch [B + B*G, P] F32
   std::vector<AdamwTensor> tensors_;  // the parameters, with the no-decay set decided once
   std::unique_ptr<DeviceStep> device_step_;  // nullptr: step through the op table
   double pending_loss_ = 0;                  // without a DeviceStep

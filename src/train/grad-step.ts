@@ -1,5 +1,7 @@
 // One contrastive step's loss and gradients, GradCache style (DESIGN.md §2):
-//   1. embeddings of every chunk of queries and passages (chunks cut by a token budget);
+//   1. embeddings of every chunk of the batch's texts, queries then passages (chunks cut in order by a
+//      token budget: a batch within it is one chunk, so one forward and one backward pass over the
+//      weights, not one for the queries and one for the passages);
 //   2. InfoNCE over the whole batch → loss and d loss / d embeddings;
 //   3. each chunk's backward seeded by its slice of those gradients. When the whole step fits in one
 //      chunk budget the activations of step 1 are kept and reused (no recompute); otherwise each
@@ -25,6 +27,8 @@ export interface GradStepOptions {
 export interface AccumulateResult {
   /** Real tokens processed (queries + passages). */
   tokens: number;
+  /** Chunks: forward and backward passes over the weights (1 for a batch within the chunk budget). */
+  chunks: number;
   /** Chunks whose forward was recomputed during backward. */
   recomputed: number;
 }
@@ -35,20 +39,20 @@ export interface GradStepResult extends AccumulateResult {
 
 interface Chunk {
   id: number;
-  rows: number[]; // indices into the side's sequences
+  rows: number[]; // indices into the batch's texts (queries, then passages)
   tokens: Int32Array;
   cuSeqlens: Int32Array;
 }
 
-/** Splits sequences (in order) into chunks of at most `budget` tokens (a longer single one alone). */
-export function chunkByTokens(seqs: Int32Array[], budget: number, firstId: number): Chunk[] {
+/** Splits sequences (in order) into chunks of at most `budget` tokens (a longer single one alone), with ids 0, 1, .... */
+export function chunkByTokens(seqs: Int32Array[], budget: number): Chunk[] {
   const chunks: Chunk[] = [];
   let cur: number[] = [];
   let tokens = 0;
   const flush = (): void => {
     if (cur.length === 0) return;
     const packed = packBatch(cur.map((i) => seqs[i]!));
-    chunks.push({ id: firstId + chunks.length, rows: cur, tokens: packed.tokens, cuSeqlens: packed.cuSeqlens });
+    chunks.push({ id: chunks.length, rows: cur, tokens: packed.tokens, cuSeqlens: packed.cuSeqlens });
     cur = [];
     tokens = 0;
   };
@@ -79,15 +83,12 @@ export async function accumulateGradients(
   const keep = total <= o.chunkTokens;
   const budget = keep ? Infinity : o.chunkTokens;
   // chunks hold consecutive rows, so their embeddings end to end are the batch's (trainLossChunks)
-  const qChunks = chunkByTokens(queries, budget, 0);
-  const pChunks = chunkByTokens(passages, budget, qChunks.length);
-  const all = [...qChunks, ...pChunks];
+  const all = chunkByTokens([...queries, ...passages], budget);
   try {
     for (const c of all) await nat.trainForward(model, c.id, c.tokens, c.cuSeqlens, keep, false);
-    const ids = (cs: Chunk[]): Int32Array => Int32Array.from(cs.map((c) => c.id));
-    nat.trainLossChunks(model, ids(qChunks), ids(pChunks), B, G, o.temperature, o.inBatchNegatives, o.gradScale ?? 1);
+    nat.trainLossChunks(model, Int32Array.from(all.map((c) => c.id)), B, G, o.temperature, o.inBatchNegatives, o.gradScale ?? 1);
     for (const c of all) await nat.trainBackward(model, c.id, c.tokens, c.cuSeqlens);
-    return { tokens: total, recomputed: keep ? 0 : all.length };
+    return { tokens: total, chunks: all.length, recomputed: keep ? 0 : all.length };
   } finally {
     nat.trainRelease(model);
   }

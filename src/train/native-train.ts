@@ -44,11 +44,11 @@ export interface TrainNatives {
   trainBackward(model: NativeModel, chunk: number, ids: Int32Array, cuSeqlens: Int32Array, dEmb?: Float32Array): Promise<void>;
   trainLoss(model: NativeModel, q: Float32Array, p: Float32Array, B: number, G: number, temperature: number, inBatch: boolean): LossResult;
   /**
-   * InfoNCE over the kept embeddings of the query chunks (in row order: the B queries) and passage
-   * chunks (the B*G passages); the loss joins the pending loss and d loss / d embeddings × gradScale
-   * stay on the backend. Nothing is read back.
+   * InfoNCE over the kept embeddings of the chunks, whose rows end to end are the B queries, then the
+   * B*G passages; the loss joins the pending loss and d loss / d embeddings × gradScale stay on the
+   * backend. Nothing is read back.
    */
-  trainLossChunks(model: NativeModel, qChunks: Int32Array, pChunks: Int32Array, B: number, G: number, temperature: number, inBatch: boolean, gradScale: number): void;
+  trainLossChunks(model: NativeModel, chunks: Int32Array, B: number, G: number, temperature: number, inBatch: boolean, gradScale: number): void;
   /** Reads back and clears the pending loss. */
   trainTakeLoss(model: NativeModel): number;
   trainStep(model: NativeModel, hyper: OptimizerHyper): Promise<StepOutcome>;

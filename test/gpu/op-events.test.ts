@@ -17,7 +17,7 @@ interface TimedAddon {
   opTimings(): { op: string; calls: number; seconds: number }[];
   trainInit(m: NativeModel): void;
   trainForward(m: NativeModel, chunk: number, ids: Int32Array, cu: Int32Array, keep: boolean, download: false): Promise<undefined>;
-  trainLossChunks(m: NativeModel, q: Int32Array, p: Int32Array, B: number, G: number, temperature: number, inBatch: boolean, gradScale: number): void;
+  trainLossChunks(m: NativeModel, chunks: Int32Array, B: number, G: number, temperature: number, inBatch: boolean, gradScale: number): void;
   trainBackward(m: NativeModel, chunk: number, ids: Int32Array, cu: Int32Array): Promise<void>;
   trainRelease(m: NativeModel): void;
   trainStep(m: NativeModel, hyper: Record<string, number>): Promise<StepOutcome>;
@@ -39,7 +39,7 @@ describe.skipIf(!gpu.usable || cudaDevice !== 'cuda')(`per-op CUDA event timing 
       const p = { ids: randInt(rng, 9, cfg.vocab), cu: Int32Array.from([0, 2, 5, 6, 9]) };
       await a.trainForward(m, 0, q.ids, q.cu, true, false);
       await a.trainForward(m, 1, p.ids, p.cu, true, false);
-      a.trainLossChunks(m, Int32Array.from([0]), Int32Array.from([1]), 2, 2, 0.05, true, 1);
+      a.trainLossChunks(m, Int32Array.from([0, 1]), 2, 2, 0.05, true, 1);  // two chunks: the queries, the passages
       await a.trainBackward(m, 0, q.ids, q.cu);
       await a.trainBackward(m, 1, p.ids, p.cu);
       a.trainRelease(m);
