@@ -106,6 +106,29 @@ describe('Trainer', () => {
     for (const m of [model, reloaded, mem, memBack]) m.dispose();
   });
 
+  it("the next step's batch is read and tokenised while this step runs (before its result), none after the last", async () => {
+    const rows = topicData(10, 40, 4).rows;
+    let drawn = 0;
+    const source = function* (): Iterable<unknown> {
+      for (const r of rows) {
+        drawn++;
+        yield r;
+      }
+    };
+    const model = await EmbeddingModel.load(modelDir);
+    try {
+      const atStep: number[] = [];
+      await new Trainer(model, { ...base, shuffleBuffer: 1, maxSteps: 3 }).fit(source, { ...quiet, onStep: () => atStep.push(drawn) });
+      // rows drawn when step k reports: its own batches and the next step's (4 each), plus whatever the
+      // reader holds ahead (r, the same every time); after the last step no batch is drawn
+      const r = atStep[2]! - 12;
+      expect(r).toBeGreaterThanOrEqual(0);
+      expect(atStep).toEqual([8 + r, 12 + r, 12 + r]);
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('gradient accumulation 2 × (B/2) gives the gradients of one step of B (no in-batch negatives)', async () => {
     const nat = trainNatives();
     const moments = async (options: TrainerOptions): Promise<{ m: Float32Array; loss: number }> => {

@@ -213,6 +213,17 @@ export class Trainer {
       }
       const it = pairs.groups(pos.epoch, pos.groups, pos.rngState)[Symbol.asyncIterator]();
       let epochEnded = false;
+      // a micro-batch read and tokenised: the next step's first is prepared while the device runs this
+      // step (its one read-back is the only wait), so reading and tokenising leave the critical path
+      const prepare = async (): Promise<Prepared> => {
+        const batch = await nextBatch(it, o.batchSize);
+        return {
+          batch,
+          queries: this.model.tokenize(batch.map((g) => g.query), o.queryMaxLen),
+          passages: this.model.tokenize(batch.flatMap((g) => g.passages), o.passageMaxLen),
+        };
+      };
+      let ahead: Promise<Prepared> | null = null;
       try {
         while (!epochEnded && !stepsDone()) {
           // one optimizer step: up to N micro-batches (fewer at the epoch's end)
@@ -221,15 +232,14 @@ export class Trainer {
           let micro = 0;
           let tokens = 0;
           while (micro < N) {
-            const batch = await nextBatch(it, o.batchSize);
+            const next = ahead ?? prepare();
+            ahead = null;
+            const { batch, queries, passages } = await next;
             if (batch.length < o.batchSize) epochEnded = true;
             if (batch.length === 0) break;
-            const r = await accumulateGradients(
-              native,
-              this.model.tokenize(batch.map((g) => g.query), o.queryMaxLen),
-              this.model.tokenize(batch.flatMap((g) => g.passages), o.passageMaxLen),
-              { groupSize: o.groupSize, temperature: o.temperature, inBatchNegatives: o.inBatchNegatives, chunkTokens: o.chunkTokens, gradScale: 1 / N },
-            );
+            const r = await accumulateGradients(native, queries, passages, {
+              groupSize: o.groupSize, temperature: o.temperature, inBatchNegatives: o.inBatchNegatives, chunkTokens: o.chunkTokens, gradScale: 1 / N,
+            });
             pos.groups += batch.length;
             micro++;
             tokens += r.tokens;
@@ -238,7 +248,7 @@ export class Trainer {
           if (micro === 0) break;
           const step = pos.step + 1;
           const lr = learningRate(schedule, step);
-          const res = await this.nat.trainStep(native, {
+          const stepping = this.nat.trainStep(native, {
             lr,
             beta1: o.beta1,
             beta2: o.beta2,
@@ -247,13 +257,20 @@ export class Trainer {
             maxGradNorm: o.maxGradNorm,
             step,
           });
+          // the data position after this step's batches, before the next one is drawn
+          const rngState = pairs.rngState();
+          if (!epochEnded && !(o.maxSteps > 0 && step >= o.maxSteps)) {
+            ahead = prepare();
+            ahead.catch(() => {}); // its error, if any, is thrown where the batch is used
+          }
+          const res = await stepping;
           // the step's one read-back: its loss (left pending by the micro-batches) with the norm; a
           // non-finite one skipped the update on the device and zeroed the gradients
           lastLoss = res.loss / micro;
           if (!Number.isFinite(lastLoss)) throw new TrainingDivergedError(step, `the loss is ${lastLoss}`, this.lastCheckpoint);
           if (res.skipped) throw new TrainingDivergedError(step, `the gradient norm is ${res.gradNorm}`, this.lastCheckpoint);
           pos.step = step;
-          pos.rngState = pairs.rngState();
+          pos.rngState = rngState;
           this.window.loss += lastLoss;
           this.window.steps++;
           lastEnded = performance.now();
@@ -426,6 +443,13 @@ export class Trainer {
 }
 
 /** The next `size` groups (fewer at the end of the epoch). */
+/** A micro-batch of groups and its token ids (queries, then the groups' passages in order). */
+interface Prepared {
+  batch: TrainGroup[];
+  queries: Int32Array[];
+  passages: Int32Array[];
+}
+
 async function nextBatch(it: AsyncIterator<TrainGroup>, size: number): Promise<TrainGroup[]> {
   const out: TrainGroup[] = [];
   while (out.length < size) {
