@@ -37,7 +37,10 @@ class CpuBackend final : public Backend {
     b.ptr = nullptr;
     b.numel = 0;
   }
-  void zero(Buf& b) override { std::memset(b.ptr, 0, b.bytes()); }
+  void zero(Buf& b) override {
+    char* p = static_cast<char*>(b.ptr);
+    parallel_for(int64_t(b.bytes()), [&](int64_t s, int64_t e, int) { std::memset(p + s, 0, size_t(e - s)); }, int64_t(1) << 20);
+  }
 
   void upload(Buf& dst, const void* host, size_t numel, DType host_dtype) override {
     if (numel > dst.numel) throw Error("upload: source larger than destination");
@@ -162,10 +165,15 @@ class CpuBackend final : public Backend {
   double sumsq(const Buf& x, size_t n) override {
     const float* a = F(x);
     std::vector<double> part(num_threads(), 0.0);
+    // eight independent sums a thread, added pairwise at the end (one chain of dependent adds waits on
+    // each add's latency)
     parallel_for(int64_t(n), [&](int64_t s, int64_t e, int t) {
-      double acc = 0;
-      for (int64_t i = s; i < e; i++) acc += double(a[i]) * double(a[i]);
-      part[t] += acc;
+      double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t i = s;
+      for (; i + 8 <= e; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += double(a[i + j]) * double(a[i + j]);
+      for (; i < e; i++) acc[i % 8] += double(a[i]) * double(a[i]);
+      part[t] += ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     }, 65536);
     double total = 0;
     for (double v : part) total += v;
