@@ -49,6 +49,8 @@ void attention_bwd(const S* q, const S* k, const S* v, const S* out, const S* ls
                    const int32_t* cu_seqlens, int B, int nh, int nkv, int hd, S* dq, S* dk, S* dv);
 template <typename S>
 void swiglu_bwd(const S* gate, const S* up, const S* dout, int64_t n, S* dgate, S* dup);
+// The fp32 SwiGLU backward on AVX-512 (swiglu_avx512.cpp), which swiglu_bwd<float> takes at that level.
+void swiglu_bwd_avx512(const float* gate, const float* up, const float* dout, int64_t n, float* dgate, float* dup);
 template <typename S>
 void pool_bwd(const S* dout, const int32_t* cu_seqlens, int B, int P, int mode, S* dx);
 template <typename S>
