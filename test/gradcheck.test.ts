@@ -293,6 +293,33 @@ describe('adamw', () => {
     });
   }
 
+  it('zero gradients on zero moments (the untouched rows of an embedding table) end as PyTorch\'s, signed zeros included', () => {
+    // rows of 32: of every four, one has a gradient at every step, one at odd steps only (zero
+    // gradients on non-zero moments at even steps), two none (some -0), but row 6 from step 4 on;
+    // weights hold +0 and -0. With and without decay, every bit of w, m, v is compared.
+    const rows = 129, width = 32, size = rows * width;
+    const grad = (step: number): Float32Array =>
+      Float32Array.from({ length: size }, (_, i) => {
+        const r = Math.floor(i / width);
+        const has = r % 4 === 0 || (r % 4 === 1 && step % 2 === 1) || (r === 6 && step >= 4);
+        return has ? Math.sin(i * 0.53 + step) * 1e-3 : i % 3 === 0 ? -0 : 0;
+      });
+    for (const wd of [0, 0.1]) {
+      const h = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, wd };
+      const w0 = Float32Array.from({ length: size }, (_, i) => (i % 7 === 0 ? (i % 2 ? -0 : 0) : Math.cos(i * 0.21)));
+      const nat = { w: w0.slice(), m: new Float32Array(size), v: new Float32Array(size) };
+      const ref = { w: w0.slice(), m: new Float32Array(size), v: new Float32Array(size) };
+      for (let step = 1; step <= 6; step++) {
+        const g = grad(step);
+        addon.gradcheckAdamw(nat.w, g, nat.m, nat.v, h.lr, h.beta1, h.beta2, h.eps, h.wd, step);
+        adamwReference(ref.w, g, ref.m, ref.v, h, step);
+      }
+      for (const k of ['w', 'm', 'v'] as const)
+        for (let i = 0; i < size; i++) if (!Object.is(nat[k][i], ref[k][i])) expect(`${k}[${i}] = ${nat[k][i]}`, `wd ${wd}`).toBe(`${k}[${i}] = ${ref[k][i]}`);
+      expect(nat.w.some((x, i) => x !== w0[i])).toBe(true);
+    }
+  });
+
   it('first step is the textbook update w(1 - lr wd) - lr g / (|g| + eps)', () => {
     const h = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, wd: 0.01 };
     const w = new Float32Array([0.5, -0.25, 1, 0]);

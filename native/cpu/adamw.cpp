@@ -54,6 +54,10 @@ void adamw_scalar(float* w, const float* g, float* m, float* v, int64_t b, int64
 // The same operations on 8 lanes: IEEE mul/add/sub/div/sqrt are correctly rounded per lane and the
 // one FMA is the lerp's, so every lane equals adamw_one bit for bit (test/gradcheck.test.ts checks
 // the result against a float32 replay of PyTorch).
+// Without decay, 8 elements whose gradients are 0 (of either sign) and whose moments are +0 (a
+// parameter that has had no gradient yet: most rows of an embedding table) are left untouched, as the
+// update leaves them: m = fma(c, g - 0, 0) or fma(c', g - 0, g) = +0, v = 0 b2 + (c'' g) g = +0, and
+// w + (-step +0) / eps = w + -0 = w, bit for bit. Their w is then neither read nor written.
 __attribute__((target("avx2,fma"))) void adamw_avx2(float* w, const float* g, float* m, float* v, int64_t b,
                                                    int64_t e, const AdamwScalars& k) {
   const __m256 decay = _mm256_set1_ps(k.decay), lerp_w = _mm256_set1_ps(k.lerp_small ? k.lerp_w : k.lerp_w - 1.0f);
@@ -61,10 +65,15 @@ __attribute__((target("avx2,fma"))) void adamw_avx2(float* w, const float* g, fl
   const __m256 bc2s = _mm256_set1_ps(k.bc2_sqrt), eps = _mm256_set1_ps(k.eps), neg_step = _mm256_set1_ps(k.neg_step);
   int64_t i = b;
   for (; i + 8 <= e; i += 8) {
-    __m256 wi = _mm256_loadu_ps(w + i);
     const __m256 gi = _mm256_loadu_ps(g + i);
     __m256 mi = _mm256_loadu_ps(m + i);
     __m256 vi = _mm256_loadu_ps(v + i);
+    if (!k.decays) {
+      const __m256i mv = _mm256_or_si256(_mm256_castps_si256(mi), _mm256_castps_si256(vi));
+      if (_mm256_testz_si256(mv, mv) && _mm256_movemask_ps(_mm256_cmp_ps(gi, _mm256_setzero_ps(), _CMP_NEQ_UQ)) == 0)
+        continue;
+    }
+    __m256 wi = _mm256_loadu_ps(w + i);
     if (k.decays) wi = _mm256_mul_ps(wi, decay);
     const __m256 diff = _mm256_sub_ps(gi, mi);
     mi = _mm256_fmadd_ps(lerp_w, diff, k.lerp_small ? mi : gi);
