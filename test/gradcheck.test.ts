@@ -252,6 +252,19 @@ function ulpDistance(a: number, b: number): number {
   return Math.abs(key(ia) - key(ib));
 }
 
+/** Six steps of our AdamW and of the float32 replay from the same weights and zero moments. */
+function sixSteps(w0: Float32Array, grad: (step: number) => Float32Array, h: AdamwHp) {
+  const size = w0.length;
+  const nat = { w: w0.slice(), m: new Float32Array(size), v: new Float32Array(size) };
+  const ref = { w: w0.slice(), m: new Float32Array(size), v: new Float32Array(size) };
+  for (let step = 1; step <= 6; step++) {
+    const g = grad(step);
+    addon.gradcheckAdamw(nat.w, g, nat.m, nat.v, h.lr, h.beta1, h.beta2, h.eps, h.wd, step);
+    adamwReference(ref.w, g, ref.m, ref.v, h, step);
+  }
+  return { nat, ref };
+}
+
 describe('adamw', () => {
   const n = 4099; // not a multiple of any vector width or the thread split
   function gradients(step: number): Float32Array {
@@ -274,13 +287,7 @@ describe('adamw', () => {
       // double and rounded once more are correctly rounded floats (53 >= 2*24 + 2), and the fused
       // lerp uses an exact fmaf. So the replay is exact and no ulp of slack is needed.
       const w0 = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.37));
-      const nat = { w: w0.slice(), m: new Float32Array(n), v: new Float32Array(n) };
-      const ref = { w: w0.slice(), m: new Float32Array(n), v: new Float32Array(n) };
-      for (let step = 1; step <= 6; step++) {
-        const g = gradients(step);
-        addon.gradcheckAdamw(nat.w, g, nat.m, nat.v, h.lr, h.beta1, h.beta2, h.eps, h.wd, step);
-        adamwReference(ref.w, g, ref.m, ref.v, h, step);
-      }
+      const { nat, ref } = sixSteps(w0, gradients, h);
       let maxUlp = 0;
       for (const k of ['w', 'm', 'v'] as const)
         for (let i = 0; i < n; i++) {
@@ -307,13 +314,7 @@ describe('adamw', () => {
     for (const wd of [0, 0.1]) {
       const h = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, wd };
       const w0 = Float32Array.from({ length: size }, (_, i) => (i % 7 === 0 ? (i % 2 ? -0 : 0) : Math.cos(i * 0.21)));
-      const nat = { w: w0.slice(), m: new Float32Array(size), v: new Float32Array(size) };
-      const ref = { w: w0.slice(), m: new Float32Array(size), v: new Float32Array(size) };
-      for (let step = 1; step <= 6; step++) {
-        const g = grad(step);
-        addon.gradcheckAdamw(nat.w, g, nat.m, nat.v, h.lr, h.beta1, h.beta2, h.eps, h.wd, step);
-        adamwReference(ref.w, g, ref.m, ref.v, h, step);
-      }
+      const { nat, ref } = sixSteps(w0, grad, h);
       for (const k of ['w', 'm', 'v'] as const)
         for (let i = 0; i < size; i++) if (!Object.is(nat[k][i], ref[k][i])) expect(`${k}[${i}] = ${nat[k][i]}`, `wd ${wd}`).toBe(`${k}[${i}] = ${ref[k][i]}`);
       expect(nat.w.some((x, i) => x !== w0[i])).toBe(true);
