@@ -179,6 +179,7 @@ void TrainState::loss_chunks(const std::vector<int>& chunks, int B, int G, float
                              float grad_scale) {
   const size_t P = model_.config().dense;
   const size_t rows = size_t(B) * (1 + size_t(G));
+  const std::string batch = std::to_string(B) + " queries and " + std::to_string(size_t(B) * G) + " passages";
   Backend& be = model_.backend();
   dslice_.clear();
   if (!demb_.empty()) be.free(demb_);
@@ -194,16 +195,14 @@ void TrainState::loss_chunks(const std::vector<int>& chunks, int B, int G, float
       if (e == emb_.end()) throw Error("loss: chunk " + std::to_string(id) + " has no embeddings (run its forward first)");
       const size_t r = e->second.numel / P;
       if (row + r > rows)
-        throw Error("loss: the chunks hold more than the " + std::to_string(rows) + " rows of " + std::to_string(B) +
-                    " queries and " + std::to_string(size_t(B) * G) + " passages");
+        throw Error("loss: the chunks hold more than the " + std::to_string(rows) + " rows of " + batch);
       Buf dst = model_.view(emb, row * P, r * P);
       be.copy(dst, e->second);
       dslice_[id] = GradSlice{&demb_, row, r};
       row += r;
     }
     if (row != rows)
-      throw Error("loss: the chunks hold " + std::to_string(row) + " rows, expected " + std::to_string(rows) + " (" +
-                  std::to_string(B) + " queries and " + std::to_string(size_t(B) * G) + " passages)");
+      throw Error("loss: the chunks hold " + std::to_string(row) + " rows, expected " + std::to_string(rows) + " (" + batch + ")");
     const Buf q = model_.view(emb, 0, size_t(B) * P), p = model_.view(emb, size_t(B) * P, size_t(B) * G * P);
     Buf dq = model_.view(demb_, 0, size_t(B) * P), dp = model_.view(demb_, size_t(B) * P, size_t(B) * G * P);
     if (device_step_) device_step_->infonce(q, p, B, G, int(P), temperature, in_batch, scores, dq, dp);

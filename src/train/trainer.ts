@@ -197,7 +197,8 @@ export class Trainer {
       warmupSteps: warmupSteps(o.warmupSteps, o.warmupRatio, totalSteps ?? 0),
       totalSteps: totalSteps ?? 0,
     };
-    const stepsDone = (): boolean => o.maxSteps > 0 && pos.step >= o.maxSteps;
+    const doneAt = (step: number): boolean => o.maxSteps > 0 && step >= o.maxSteps;
+    const stepsDone = (): boolean => doneAt(pos.step);
     const N = o.gradientAccumulationSteps;
     let lastLoss = NaN;
     let stoppedBy: FitResult['stoppedBy'] = o.maxSteps > 0 ? 'maxSteps' : 'epochs';
@@ -259,7 +260,7 @@ export class Trainer {
           });
           // the data position after this step's batches, before the next one is drawn
           const rngState = pairs.rngState();
-          if (!epochEnded && !(o.maxSteps > 0 && step >= o.maxSteps)) {
+          if (!epochEnded && !doneAt(step)) {
             ahead = prepare();
             ahead.catch(() => {}); // its error, if any, is thrown where the batch is used
           }
