@@ -38,6 +38,14 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('ldmatrix')).toBe('ok');
   });
 
+  it('ex2.approx.ftz.f32: powers of two, subnormal inputs and results flushed, the special values', () => {
+    expect(run('ex2')).toBe('ok');
+  });
+
+  it('__any_sync is non-zero in every lane iff some lane votes true (none, each lane alone, all)', () => {
+    expect(run('any_sync')).toBe('ok');
+  });
+
   it('a __syncthreads reached by half the block is a launch error', () => {
     expect(run('divergent_barrier')).toBe(
       'kernel divergent_barrier_kernel failed in block (0,0,0): __syncthreads reached by 32 of 64 threads (the others exited)',

@@ -172,6 +172,21 @@ T __shfl_xor_sync(unsigned mask, T var, int laneMask) {
   return out;
 }
 
+// __any_sync (CUDA C++ Programming Guide, "Warp Vote Functions"): non-zero iff predicate is non-zero
+// for any thread of mask; every lane named in mask must execute it.
+inline int __any_sync(unsigned mask, int predicate) {
+  ::l2e::emu::WarpSlot in{};
+  const unsigned char p = predicate != 0;
+  __builtin_memcpy(&in, &p, 1);
+  const ::l2e::emu::WarpSlot* all = ::l2e::emu::warp_exchange(mask, "__any_sync", in);
+  for (unsigned i = 0; i < 32; i++) {
+    unsigned char q;
+    __builtin_memcpy(&q, &all[i], 1);
+    if (((mask >> i) & 1u) && q) return 1;
+  }
+  return 0;
+}
+
 inline float atomicAdd(float* p, float v) { return ::l2e::emu::atomic_add(p, v); }
 
 inline size_t __cvta_generic_to_shared(const void* p) { return ::l2e::emu::shared_offset(p); }

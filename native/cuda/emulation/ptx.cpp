@@ -3,6 +3,7 @@
 // what the ISA says its destination registers hold.
 #include "ptx.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "device.h"
@@ -115,6 +116,12 @@ void ldmatrix_m8n8_b16(uint32_t* d, int count, bool trans, unsigned addr) {
     const uint32_t hi = trans ? elem(2 * t + 1, g) : elem(g, 2 * t + 1);
     d[m] = lo | (hi << 16);
   }
+}
+
+float ex2_approx_ftz_f32(float a) {
+  if (std::fpclassify(a) == FP_SUBNORMAL) a = std::copysign(0.0f, a);
+  const float r = std::exp2(a);
+  return std::fpclassify(r) == FP_SUBNORMAL ? 0.0f : r;  // 2^a >= 0: the flushed result is +0
 }
 
 }  // namespace ptx

@@ -5,6 +5,7 @@
 //     point type")
 //   ldmatrix.sync.aligned.m8n8.{x1,x2,x4}{,.trans}.shared.b16  (PTX ISA, "Warp-level matrix load
 //     instruction: ldmatrix")
+//   ex2.approx.ftz.f32  (PTX ISA, "Floating Point Instructions: ex2")
 #pragma once
 #include <cstdint>
 
@@ -17,6 +18,11 @@ void mma_m16n8k16_bf16_f32(float (&d)[4], const uint32_t (&a)[4], const uint32_t
 
 // count (1, 2 or 4) 8x8 b16 matrices; `addr` is this lane's row address in the shared window.
 void ldmatrix_m8n8_b16(uint32_t* d, int count, bool trans, unsigned addr);
+
+// 2^a, one lane (no warp meeting): .ftz flushes a subnormal input and a subnormal result to
+// sign-preserving zero; -Inf gives +0, +Inf +Inf, NaN NaN. The GPU's result is an approximation (the
+// ISA bounds its relative error); this is the correctly rounded value.
+float ex2_approx_ftz_f32(float a);
 
 }  // namespace ptx
 }  // namespace emu

@@ -6,6 +6,9 @@
 //   divergent_barrier  __syncthreads reached by half of the block (must fail, not hang);
 //   partial_mask       a shuffle with a mask of 16 lanes (must fail);
 //   out_of_warp        half a warp at a shuffle, the other half exited (must fail);
+//   any_sync  __any_sync with no lane, one lane (each in turn) and every lane voting true;
+//   ex2       ex2.approx.ftz.f32 on exact powers of two, subnormal inputs and results, and the
+//             special values the PTX ISA lists;
 //   static_shared      three blocks, twice: each reads its static shared array before writing it (must
 //                      be NaN, not an earlier block's values), then a neighbour's entry (must be shared);
 //   oob_global_after, oob_global_before, oob_shared_before: one read just past the end of a device
@@ -79,6 +82,34 @@ void ldmatrix_kernel(int* bad) {
   }
 }
 
+// bad[0]: a vote with no lane true was non-zero, bad[1]: one with one or every lane true was zero
+void any_sync_kernel(int* bad) {
+  const int lane = int(threadIdx.x) & 31;
+  if (__any_sync(0xffffffffu, 0)) bad[0] = 1;
+  for (int one = 0; one < 32; one++)
+    if (!__any_sync(0xffffffffu, lane == one ? 7 : 0)) bad[1] = 1;
+  if (!__any_sync(0xffffffffu, 1)) bad[1] = 1;
+}
+
+// bad[0]: a value off its PTX ISA result (exact here: powers of two and the listed special values)
+void ex2_kernel(int* bad) {
+  const float sub = std::ldexp(1.0f, -140);  // a subnormal
+  struct Case {
+    float a, want;
+  };
+  const Case cases[] = {
+      {0.0f, 1.0f},  {-0.0f, 1.0f}, {3.0f, 8.0f},   {-1.0f, 0.5f},  {-126.0f, std::ldexp(1.0f, -126)},
+      {-126.5f, 0.0f},  // the result 2^-126.5 is subnormal: flushed
+      {-149.0f, 0.0f},  {sub, 1.0f},  {-sub, 1.0f},  // subnormal inputs are zeros
+      {-INFINITY, 0.0f}, {INFINITY, INFINITY},
+  };
+  for (const Case& c : cases) {
+    const float r = ptx::ex2_approx_ftz_f32(c.a);
+    if (r != c.want || std::signbit(r)) bad[0] = 1;
+  }
+  if (!std::isnan(ptx::ex2_approx_ftz_f32(NAN))) bad[0] = 1;
+}
+
 void divergent_barrier_kernel(int*) {
   if (threadIdx.x < 32) __syncthreads();
 }
@@ -123,6 +154,8 @@ std::string run(const std::string& name) {
   cudaMemsetAsync(bad, 0, 2 * sizeof(int), nullptr);
   if (name == "mma") L2E_EMU_LAUNCH(mma_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "ldmatrix") L2E_EMU_LAUNCH(ldmatrix_kernel, 1, 32, 4 * 8 * 16 * 2, nullptr)(bad);
+  else if (name == "ex2") L2E_EMU_LAUNCH(ex2_kernel, 1, 32, 0, nullptr)(bad);
+  else if (name == "any_sync") L2E_EMU_LAUNCH(any_sync_kernel, 2, 64, 0, nullptr)(bad);
   else if (name == "divergent_barrier") L2E_EMU_LAUNCH(divergent_barrier_kernel, 1, 64, 0, nullptr)(bad);
   else if (name == "partial_mask") L2E_EMU_LAUNCH(partial_mask_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "out_of_warp") L2E_EMU_LAUNCH(out_of_warp_kernel, 1, 32, 0, nullptr)(bad);
