@@ -145,7 +145,7 @@ __global__ void __launch_bounds__(Shape::kWarps * 32)
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         const int r = j * 8 + 2 * t4 + (e & 1), qi = i0 + r, kj = key[e >> 1];
-        float p = exp2f(fmaf(sT[j][e], scale_log2, -Ls[r] * kLog2e));
+        float p = exp2_ftz(fmaf(sT[j][e], scale_log2, -Ls[r] * kLog2e));
         if (masked && (kj > qi || qi >= len || kj >= len)) p = 0.0f;
         sT[j][e] = p;
         dpT[j][e] = p * (dpT[j][e] - Ds[r]);

@@ -21,6 +21,9 @@
 #endif
 
 #include <cstdint>
+#ifdef L2E_CUDA_EMULATION
+#include "cuda/emulation/ptx.h"
+#endif
 
 namespace l2e {
 namespace cuda {
@@ -61,6 +64,20 @@ __device__ S block_sum(S v) {
   __syncthreads();
   S t = lane < nw ? part[lane] : S(0);
   return warp_sum(t);
+}
+
+// 2^x by the special-function unit alone: ex2.approx.ftz.f32 (PTX ISA "ex2": subnormal inputs and
+// results flush to zero). exp2f is ex2.approx.f32 without .ftz, which ptxas keeps exact for results
+// below 2^-126 by a range test and two predicated multiplies around the MUFU.EX2; the softmax of
+// attention adds such terms to sums that hold a 1 (the row's max), where they are below rounding.
+__device__ __forceinline__ float exp2_ftz(float x) {
+#ifdef L2E_CUDA_EMULATION
+  return ::l2e::emu::ptx::ex2_approx_ftz_f32(x);
+#else
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+#endif
 }
 
 inline unsigned grid_for(size_t n, int threads, unsigned cap = 65535u * 16u) {

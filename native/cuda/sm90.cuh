@@ -187,10 +187,12 @@ __device__ __forceinline__ void wgmma_rs_nt(float (&d)[M], const uint32_t (&a)[4
 #endif
 
 // The online softmax of one NK-key tile starting at k0 on this thread's S registers (wgmma's accumulator
-// layout: register 4c + i = row g + 8 [i >= 2], key k0 + 8c + 2 t4 + (i & 1)); scores turned into the
-// log2 domain and masked where the tile crosses the diagonal (its last key past q0, the warpgroup's
-// first row) or the sequence end: m and l updated, sc turned into the unnormalised probabilities, corr =
-// the factor O's rows must be rescaled by. l is the thread's partial (its quad's partials summed at the end).
+// layout: register 4c + i = row g + 8 [i >= 2], key k0 + 8c + 2 t4 + (i & 1)); scores masked where the
+// tile crosses the diagonal (its last key past q0, the warpgroup's first row) or the sequence end: m
+// (the log2 domain: raw max x scale_log2, exact as the scale is positive) and l updated, sc turned into
+// the unnormalised probabilities 2^(s scale_log2 - m) (the scale folded into the one FMA before each
+// exp2), corr = the factor O's rows must be rescaled by. l is the thread's partial (its quad's partials
+// summed at the end).
 template <int NK>
 __device__ __forceinline__ void softmax_tile(float (&sc)[NK / 2], int k0, int len, int q0, const int (&row)[2], int t4,
                                              float scale_log2, float (&m)[2], float (&l)[2], float (&corr)[2]) {
@@ -203,22 +205,20 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[NK / 2], int k0, int le
 #pragma unroll
       for (int e = 0; e < 2; e++) {
         const int key = k0 + 8 * c + 2 * t4 + e;
-        float val = sc[4 * c + 2 * rr + e] * scale_log2;
-        if (masked && (key > row[rr] || key >= len)) val = -INFINITY;
-        sc[4 * c + 2 * rr + e] = val;
-        mx = fmaxf(mx, val);
+        if (masked && (key > row[rr] || key >= len)) sc[4 * c + 2 * rr + e] = -INFINITY;
+        mx = fmaxf(mx, sc[4 * c + 2 * rr + e]);
       }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float mnew = fmaxf(m[rr], mx);
+    const float mnew = fmaxf(m[rr], mx * scale_log2);
     const float ref = mnew == -INFINITY ? 0.0f : mnew;  // fully masked row (padding): keep 0, not NaN
-    corr[rr] = exp2f(m[rr] - ref);
+    corr[rr] = exp2_ftz(m[rr] - ref);
     float sum = 0.0f;
 #pragma unroll
     for (int c = 0; c < NK / 8; c++)
 #pragma unroll
       for (int e = 0; e < 2; e++) {
-        const float p = exp2f(sc[4 * c + 2 * rr + e] - ref);
+        const float p = exp2_ftz(fmaf(sc[4 * c + 2 * rr + e], scale_log2, -ref));
         sc[4 * c + 2 * rr + e] = p;
         sum += p;
       }
