@@ -189,19 +189,23 @@ describe.skipIf(!nvcc)(`attention kernel registers ${nvcc ? '' : '(skipped: nvcc
       rmSync(dir, { recursive: true, force: true });
     }
   }, 600_000);
-  // The sm80 forward's instances (the default at hd 64 and 128 and the tile variants, kFwdVariants in
-  // attention_fwd.cu) in the sm_80 and sm_90 images: the 32-row warps hold 128 O and 64 S registers of
-  // 255, and ptxas spilled them on one architecture or the other until the S loop was left rolled and
-  // O's rescale skipped when no row's max grew.
-  it('ptxas spills no register of the sm80 forward kernels (sm_80 and sm_90 images)', () => {
+  // The sm80 kernels near 255 registers, in the sm_80 and sm_90 images: the forward's instances (the
+  // default at hd 64 and 128 and the tile variants, kFwdVariants in attention_fwd.cu), whose 32-row warps
+  // hold 128 O and 64 S registers and spilled on one architecture or the other until the S loop was left
+  // rolled and O's rescale skipped when no row's max grew; the split-layout backward (dK, dV: 128).
+  const sm80Kernels = [
+    { file: 'attention_fwd', kernel: 'flash_fwd_kernel', instances: 9 },
+    { file: 'attention_bwd_split', kernel: 'flash_bwd_split_kernel', instances: 1 },
+  ];
+  it.each(sm80Kernels)('ptxas spills no register of the kernels of $file (sm_80 and sm_90 images)', ({ file, kernel, instances }) => {
     const dir = mkdtempSync(join(tmpdir(), 'l2e-regs-'));
     try {
       const gencodes = ['80', '90'].map((a) => `-gencode=arch=compute_${a},code=sm_${a}`);
-      const r = spawnSync('nvcc', ['-c', ...nvccArgs, ...gencodes, '-Xptxas', '-v', 'native/cuda/attention_fwd.cu', '-o', join(dir, 'attention_fwd.o')], { encoding: 'utf8', env: toolEnv });
+      const r = spawnSync('nvcc', ['-c', ...nvccArgs, ...gencodes, '-Xptxas', '-v', `native/cuda/${file}.cu`, '-o', join(dir, `${file}.o`)], { encoding: 'utf8', env: toolEnv });
       expect(r.status, r.stderr).toBe(0);
       // ptxas -v names each function once per image: count the reports, not the distinct names
-      const reports = [...r.stderr.matchAll(/Function properties for (\S*flash_fwd_kernel\S*)\n\s*\d+ bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/g)];
-      expect(reports.length, 'kernel images found').toBe(2 * 9);  // 9 distinct instances
+      const reports = [...r.stderr.matchAll(/Function properties for (\S+)\n\s*\d+ bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/g)].filter((m) => m[1]!.includes(kernel));
+      expect(reports.length, 'kernel images found').toBe(2 * instances);
       for (const m of reports) expect(Number(m[2]) + Number(m[3]), `${m[1]} spills`).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -224,6 +224,16 @@ __global__ void dq_convert_kernel(const float* __restrict__ acc, size_t n, float
   L2E_GRID_STRIDE(i, n) dq[i] = __float2bfloat16_rn(acc[i] * scale);
 }
 
+// dq_accum zeroed, run() (a kernel adding dQ / scale into it), then dq = bf16(scale dq_accum).
+template <class Run>
+void with_dq_accum(float* dq_accum, void* dq, int T, int nh, int D, cudaStream_t s, Run run) {
+  const size_t n = size_t(T) * nh * D;
+  L2E_CUDA_CHECK(cudaMemsetAsync(dq_accum, 0, n * sizeof(float), s));
+  run();
+  L2E_LAUNCH(dq_convert_kernel, grid_for(n, 256), 256, 0, s)(dq_accum, n, 1.0f / sqrtf(float(D)), static_cast<bf16*>(dq));
+  check_launch("flash_attention_backward_dq");
+}
+
 template <int D, int Keys, int kQ, int Stages, int KUnroll = D / 16>
 void launch(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
             const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles, int num_tiles, float* dq_accum, void* dq,
@@ -236,23 +246,31 @@ void launch(const void* q, const void* k, const void* v, const void* dout, const
                                         int(Shape::smem)));
     attr_set = true;
   }
-  const size_t n = size_t(T) * nh * D;
-  L2E_CUDA_CHECK(cudaMemsetAsync(dq_accum, 0, n * sizeof(float), s));
   const float scale = 1.0f / sqrtf(float(D)), scale_log2 = scale * kLog2e;
-  L2E_LAUNCH(flash_bwd_kernel<Shape>, dim3(unsigned(num_tiles), unsigned(nkv)), Shape::kWarps * 32, Shape::smem, s)(
-      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
-      static_cast<const bf16*>(dout), lse, Dvec, cu, tiles, T, nh, nkv, scale_log2, scale, dq_accum,
-      static_cast<bf16*>(dk), static_cast<bf16*>(dv));
-  check_launch("flash_attention_backward");
-  L2E_LAUNCH(dq_convert_kernel, grid_for(n, 256), 256, 0, s)(dq_accum, n, scale, static_cast<bf16*>(dq));
-  check_launch("flash_attention_backward_dq");
+  with_dq_accum(dq_accum, dq, T, nh, D, s, [&] {
+    L2E_LAUNCH(flash_bwd_kernel<Shape>, dim3(unsigned(num_tiles), unsigned(nkv)), Shape::kWarps * 32, Shape::smem, s)(
+        static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+        static_cast<const bf16*>(dout), lse, Dvec, cu, tiles, T, nh, nkv, scale_log2, scale, dq_accum,
+        static_cast<bf16*>(dk), static_cast<bf16*>(dv));
+    check_launch("flash_attention_backward");
+  });
+}
+
+// The split-layout backward (attention_bwd_split.cu), hd 128.
+void launch_split(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
+                  const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles, int num_tiles, float* dq_accum,
+                  void* dq, void* dk, void* dv, cudaStream_t s) {
+  if (num_tiles == 0) return;
+  with_dq_accum(dq_accum, dq, T, nh, 128, s, [&] {
+    flash_bwd_split_hd128(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dk, dv, s);
+  });
 }
 
 using BwdLaunch = void (*)(const void*, const void*, const void*, const void*, const float*, const float*,
                            const int32_t*, int, int, int, const int32_t*, int, float*, void*, void*, void*,
                            cudaStream_t);
 struct BwdVariant {
-  const char* name;  // k<Keys>q<kQ>w<warps>s<Stages>[u<KUnroll>]
+  const char* name;  // k<Keys>q<kQ>w<warps>s<Stages>[u<KUnroll>][p: P, dS through shared memory]
   BwdLaunch hd64;    // nullptr: not instantiated at this head dim
   BwdLaunch hd128;
 };
@@ -260,7 +278,8 @@ struct BwdVariant {
 // budget, where the device has shared memory for no larger shape: default_hd128 below); the rest hd 128
 // only, k64q32w4s2 being [0]'s hd 128 shape under its own name. The
 // fully unrolled S^T, dP^T loop needs more than 255 registers at hd 128 (ptxas spills a few bytes);
-// unrolled by 2 (u2) it does not spill, for every shape here.
+// unrolled by 2 (u2) it does not spill, for every shape here. k128q64w8s2p is the split-layout kernel
+// (attention_bwd_split.cu: FlashAttention-2's warp tiles, 161 KiB), not yet run on a GPU.
 constexpr BwdVariant kBwdVariants[] = {
     {"default", launch<64, 64, 64, 2>, launch<128, 64, 32, 2>},
     {"k64q32w4s2", nullptr, launch<128, 64, 32, 2>},
@@ -268,6 +287,7 @@ constexpr BwdVariant kBwdVariants[] = {
     {"k64q32w4s3u2", nullptr, launch<128, 64, 32, 3, 2>},
     {"k128q32w8s2u2", nullptr, launch<128, 128, 32, 2, 2>},
     {"k128q32w8s3u2", nullptr, launch<128, 128, 32, 3, 2>},
+    {"k128q64w8s2p", nullptr, launch_split},
 };
 
 // The hd-128 default: the fastest shape the device's shared memory allows. k128q32w8s3u2 (121 KiB) ran
