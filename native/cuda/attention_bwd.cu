@@ -26,6 +26,7 @@
 #include <string>
 
 #include "core/backend.h"
+#include "cuda/attention_bwd_items.cuh"
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
 #include "cuda/mma.cuh"
@@ -44,7 +45,7 @@ struct BwdShape {
   static constexpr int D = HeadDim, kKeys = Keys, kQ = QRows, kStages = Stages, kWarps = Keys / 16;
   static constexpr int kUnroll = KUnroll;  // head-dim steps of the S^T, dP^T loop unrolled (D / 16: all)
   // K, V; Stages stages of Q, dO [kQ][D] and lse, D [kQ]; dS^T [Keys][kQ]
-  static constexpr size_t stage = size_t(2 * kQ * D) * sizeof(bf16) + 2 * kQ * sizeof(float);
+  static constexpr size_t stage = BwdStage<D, kQ>::bytes;
   static constexpr size_t smem =
       size_t(2 * Keys * D) * sizeof(bf16) + Stages * stage + size_t(Keys * kQ) * sizeof(bf16);
 };
@@ -61,10 +62,7 @@ __global__ void __launch_bounds__(Shape::kWarps * 32)
   bf16* sV = sK + kKeys * D;                     // [kKeys][D]
   char* stages = reinterpret_cast<char*>(sV + kKeys * D);
   bf16* sdS = reinterpret_cast<bf16*>(stages + S * Shape::stage);  // dS^T [kKeys][kQ]
-  auto sQ = [&](int st) { return reinterpret_cast<bf16*>(stages + st * Shape::stage); };  // [kQ][D]
-  auto sdO = [&](int st) { return sQ(st) + kQ * D; };                                             // [kQ][D]
-  auto sLse = [&](int st) { return reinterpret_cast<float*>(sdO(st) + kQ * D); };                 // [kQ]
-  auto sD = [&](int st) { return sLse(st) + kQ; };                                                 // [kQ]
+  auto stage = [&](int st) { return BwdStage<D, kQ>{stages + st * Shape::stage}; };  // attention_bwd_items.cuh
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t4 = lane & 3;
@@ -74,20 +72,9 @@ __global__ void __launch_bounds__(Shape::kWarps * 32)
   const int base = cu[seq], len = cu[seq + 1] - base;
   const size_t qs = size_t(nh) * D, ks = size_t(nkv) * D;
   const int nq = (len - k0 + kQ - 1) / kQ;  // query tiles at or after k0 (earlier queries see none of these keys)
-  const int items = group * nq;             // (head, query tile) pairs, head-major
-
-  auto issue = [&](int it) {  // item it's Q, dO, lse, D into stage it % S, as one group
-    if (it < items) {
-      const int h = kvh * group + it / nq, i0 = k0 + (it % nq) * kQ, st = it % S;
-      cp_tile<D>(sQ(st), q + size_t(base) * qs + size_t(h) * D, qs, i0, kQ, len, tid, kWarps * 32);
-      cp_tile<D>(sdO(st), dout + size_t(base) * qs + size_t(h) * D, qs, i0, kQ, len, tid, kWarps * 32);
-      for (int r = tid; r < kQ; r += kWarps * 32) {
-        const bool ok = i0 + r < len;
-        const size_t at = size_t(h) * T + base + (ok ? i0 + r : 0);
-        cp_async4(sLse(st) + r, lse + at, ok ? 4 : 0);
-        cp_async4(sD(st) + r, Dvec + at, ok ? 4 : 0);
-      }
-    }
+  const BwdItems items{k0, base, len, group, kvh, nq, group * nq};
+  auto issue = [&](int it) {  // item it into stage it % S, as one group (empty past the last item)
+    if (it < items.count) issue_bwd_item<D, kQ>(stage(it % S), items, it, q, dout, lse, Dvec, T, nh, tid, kWarps * 32);
     cp_async_commit();
   };
   cp_tile<D>(sK, k + size_t(base) * ks + size_t(kvh) * D, ks, k0, kKeys, len, tid, kWarps * 32);
@@ -108,13 +95,14 @@ __global__ void __launch_bounds__(Shape::kWarps * 32)
   // columns per pass: fewer live accumulators beside dK, dV at hd 128
   constexpr int kDqCols = kCols < (D == 128 ? 32 : 64) ? kCols : (D == 128 ? 32 : 64);
 
-  for (int it = 0; it < items; it++) {
-    const int h = kvh * group + it / nq, i0 = k0 + (it % nq) * kQ, st = it % S;
+  for (int it = 0; it < items.count; it++) {
+    const int h = items.head(it), i0 = items.first_row(it, kQ), st = it % S;
     cp_async_wait<S - 2>();  // this thread's copies of item it have landed
     __syncthreads();         // everyone's have; item it - 1 (its stage, dS^T) is no longer read
     issue(it + S - 1);
-    const bf16 *Qs = sQ(st), *dOs = sdO(st);
-    const float *Ls = sLse(st), *Ds = sD(st);
+    const BwdStage<D, kQ> cur = stage(st);
+    const bf16 *Qs = cur.q(), *dOs = cur.dout();
+    const float *Ls = cur.lse(), *Ds = cur.dvec();
 
     float sT[kQ / 8][4], dpT[kQ / 8][4];  // S^T and dP^T: 16 keys x kQ queries
 #pragma unroll

@@ -10,8 +10,8 @@
 // 32 x 64 tiles: 0.45 ldmatrix an MMA, plus the stores of P and dS (2 x 16 KiB a tile).
 //
 // Block: 128 keys k0.. of one (sequence, kv head), 8 warps; its K, V stay in shared memory. It walks the
-// (group head, 64-query tile i0 >= k0) items through a 2-stage cp.async pipeline of Q, dO, lse, D (as
-// attention_bwd.cu). Per item, three phases between barriers:
+// (group head, 64-query tile i0 >= k0) items through a 2-stage cp.async pipeline of Q, dO, lse, D
+// (attention_bwd_items.cuh, as attention_bwd.cu). Per item, three phases between barriers:
 //   1. warp (wm = w % 2, wn = w / 2): S = Q K^T and dP = dO V^T for queries i0 + 32 wm.., keys
 //      k0 + 32 wn.. (2 x 4 m16n8 tiles each, D / 16 k-steps); P = 2^(c s - lse log2 e) (0 where masked:
 //      key > query or either past the sequence; only tiles reaching the diagonal or an end test it),
@@ -25,6 +25,7 @@
 // Shared memory: K, V 64 KiB; 2 stages of Q, dO (32 KiB) and lse, D (512 B); P, dS 32 KiB: 161 KiB,
 // within sm_80's 163 KiB and sm_90's 227 KiB, not sm_86/89's 99 (the launch then fails, naming it).
 #include "core/backend.h"
+#include "cuda/attention_bwd_items.cuh"
 #include "cuda/attention_launch.h"
 #include "cuda/cuda_check.h"
 #include "cuda/mma.cuh"
@@ -39,7 +40,7 @@ constexpr int D = 128, kKeys = 2 * kAttentionTileRows, kQ = 64, kWarps = 8, kThr
 
 template <int Stages>
 struct SplitShape {
-  static constexpr size_t stage = size_t(2 * kQ * D) * sizeof(bf16) + 2 * kQ * sizeof(float);
+  static constexpr size_t stage = BwdStage<D, kQ>::bytes;
   static constexpr size_t smem = size_t(2 * kKeys * D) * sizeof(bf16) + Stages * stage + size_t(2 * kQ * kKeys) * sizeof(bf16);
 };
 
@@ -57,10 +58,7 @@ __global__ void __launch_bounds__(kThreads)
   char* stages = reinterpret_cast<char*>(sV + kKeys * D);
   bf16* sP = reinterpret_cast<bf16*>(stages + S * Shape::stage);  // P [kQ][kKeys]
   bf16* sdS = sP + kQ * kKeys;                                     // dS [kQ][kKeys]
-  auto sQ = [&](int st) { return reinterpret_cast<bf16*>(stages + st * Shape::stage); };  // [kQ][D]
-  auto sdO = [&](int st) { return sQ(st) + kQ * D; };                                     // [kQ][D]
-  auto sLse = [&](int st) { return reinterpret_cast<float*>(sdO(st) + kQ * D); };         // [kQ]
-  auto sD = [&](int st) { return sLse(st) + kQ; };                                         // [kQ]
+  auto stage = [&](int st) { return BwdStage<D, kQ>{stages + st * Shape::stage}; };  // attention_bwd_items.cuh
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t4 = lane & 3;
@@ -70,20 +68,9 @@ __global__ void __launch_bounds__(kThreads)
   const int base = cu[seq], len = cu[seq + 1] - base;
   const size_t qs = size_t(nh) * D, ks = size_t(nkv) * D;
   const int nq = (len - k0 + kQ - 1) / kQ;  // query tiles at or after k0
-  const int items = group * nq;             // (head, query tile) pairs, head-major
-
-  auto issue = [&](int it) {  // item it's Q, dO, lse, D into stage it % S, as one group
-    if (it < items) {
-      const int h = kvh * group + it / nq, i0 = k0 + (it % nq) * kQ, st = it % S;
-      cp_tile<D>(sQ(st), q + size_t(base) * qs + size_t(h) * D, qs, i0, kQ, len, tid, kThreads);
-      cp_tile<D>(sdO(st), dout + size_t(base) * qs + size_t(h) * D, qs, i0, kQ, len, tid, kThreads);
-      for (int r = tid; r < kQ; r += kThreads) {
-        const bool ok = i0 + r < len;
-        const size_t at = size_t(h) * T + base + (ok ? i0 + r : 0);
-        cp_async4(sLse(st) + r, lse + at, ok ? 4 : 0);
-        cp_async4(sD(st) + r, Dvec + at, ok ? 4 : 0);
-      }
-    }
+  const BwdItems items{k0, base, len, group, kvh, nq, group * nq};
+  auto issue = [&](int it) {  // item it into stage it % S, as one group (empty past the last item)
+    if (it < items.count) issue_bwd_item<D, kQ>(stage(it % S), items, it, q, dout, lse, Dvec, T, nh, tid, kThreads);
     cp_async_commit();
   };
   cp_tile<D>(sK, k + size_t(base) * ks + size_t(kvh) * D, ks, k0, kKeys, len, tid, kThreads);
@@ -103,13 +90,14 @@ __global__ void __launch_bounds__(kThreads)
   // phases 1 and 3: query rows qr0 + 16 mt + g (+ 8); phase 1's keys kc0 + 8 n + 2 t4, phase 3's columns
   const int qr0 = 32 * (warp % 2), kc0 = 32 * (warp / 2);
 
-  for (int it = 0; it < items; it++) {
-    const int h = kvh * group + it / nq, i0 = k0 + (it % nq) * kQ, st = it % S;
+  for (int it = 0; it < items.count; it++) {
+    const int h = items.head(it), i0 = items.first_row(it, kQ), st = it % S;
     cp_async_wait<S - 2>();  // this thread's copies of item it have landed
     __syncthreads();         // everyone's have; item it - 1 (its stage, P, dS) is no longer read
     issue(it + S - 1);
-    const bf16 *Qs = sQ(st), *dOs = sdO(st);
-    const float *Ls = sLse(st), *Ds = sD(st);
+    const BwdStage<D, kQ> cur = stage(st);
+    const bf16 *Qs = cur.q(), *dOs = cur.dout();
+    const float *Ls = cur.lse(), *Ds = cur.dvec();
 
     // ---- 1: S, dP -> P, dS ----
     {
