@@ -9,10 +9,11 @@
 //   node bench/gpu-bench.mjs --sweep [--smoke] [--out ours.json]
 //       the attention kernels' tile variants (cudaAttentionVariants()), causal d128, 32 heads, at
 //       S = 2048 (8 sequences) and 8192 (2): each sm80 forward variant (fwd TFLOP/s), each sm80 backward
-//       variant (fwd + bwd TFLOP/s, the forward the default one), and each variant of the two-warpgroup
-//       sm_90a forward as sm90wg2 and as sm90pp (where they run), a table and the best of each; --out
+//       variant (fwd + bwd TFLOP/s, the forward the default one), each variant of the two-warpgroup
+//       sm_90a forward as sm90wg2 and as sm90pp, and the wgmma backward against the default backward
+//       under the sm90wg2 forward (bwd90; where they run), a table and the best of each; --out
 //       adds the figures to the JSON file (created when absent) as
-//       attn.sweep.{fwd,bwd,wg2,pp}.<variant>.S<S>_tflops and attn.sweep.{fwd,bwd,wg2,pp}.best.S<S> (a
+//       attn.sweep.{fwd,bwd,wg2,pp,bwd90}.<variant>.S<S>_tflops and attn.sweep.{fwd,bwd,wg2,pp,bwd90}.best.S<S> (a
 //       variant name). --smoke: tiny shapes (the emulation build)
 //   node bench/gpu-bench.mjs --table ours.json anchor.json [anchor-compiled.json] [--save DIR]
 //       print each row of issue 13's targets next to reference_stack.py's figure from the same run (best
@@ -325,7 +326,7 @@ const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : undefined)
 export function sweepRows(res) {
   const groups = new Map();
   for (const [key, value] of Object.entries(res)) {
-    const m = /^attn\.sweep\.(fwd|bwd|wg2|pp)\.([A-Za-z0-9]+)\.S(\d+)_tflops$/.exec(key);
+    const m = /^attn\.sweep\.(fwd|bwd|wg2|pp|bwd90)\.([A-Za-z0-9]+)\.S(\d+)_tflops$/.exec(key);
     if (!m || num(value) === undefined) continue;
     const id = `${m[1]} S=${m[3]}`;
     if (!groups.has(id)) groups.set(id, { kind: m[1], S: Number(m[3]), variants: [] });
@@ -340,13 +341,17 @@ export function sweepRows(res) {
 
 const tf = (x) => (x < 1 ? x.toPrecision(3) : x.toFixed(1));
 
-// The sweep's kinds: the variant list each takes its names from (cudaAttentionVariants' prefix), the
-// kernel it runs, whether it times the backward, and its heading.
+// The sweep's kinds: the variant list each takes its names from (cudaAttentionVariants' prefix) and
+// which of them, the kernel it runs, whether it times the backward, and its heading. The wgmma backward
+// (bwd:sm90*) runs beside the default backward under the sm90wg2 forward, the pair that would ship on
+// an H100/H200, and last of all (not yet run on a GPU).
+const sm90Bwd = (v) => v.startsWith('sm90');
 const SWEEP_KINDS = [
-  { kind: 'fwd', list: 'fwd', kernel: 'sm80', backward: false, heading: 'sm80 forward' },
-  { kind: 'bwd', list: 'bwd', kernel: 'sm80', backward: true, heading: 'sm80 backward (fwd+bwd TFLOP/s)' },
-  { kind: 'wg2', list: 'wg2', kernel: 'sm90wg2', backward: false, heading: 'sm90wg2 forward' },
-  { kind: 'pp', list: 'wg2', kernel: 'sm90pp', backward: false, heading: 'sm90pp forward' },
+  { kind: 'fwd', list: 'fwd', pick: () => true, kernel: 'sm80', backward: false, heading: 'sm80 forward' },
+  { kind: 'bwd', list: 'bwd', pick: (v) => !sm90Bwd(v), kernel: 'sm80', backward: true, heading: 'sm80 backward (fwd+bwd TFLOP/s)' },
+  { kind: 'wg2', list: 'wg2', pick: () => true, kernel: 'sm90wg2', backward: false, heading: 'sm90wg2 forward' },
+  { kind: 'pp', list: 'wg2', pick: () => true, kernel: 'sm90pp', backward: false, heading: 'sm90pp forward' },
+  { kind: 'bwd90', list: 'bwd', pick: (v) => v === 'default' || sm90Bwd(v), kernel: 'sm90wg2', backward: true, heading: 'wgmma backward against the default (fwd+bwd TFLOP/s, sm90wg2 forward)' },
 ];
 
 async function sweep(save) {
@@ -367,9 +372,9 @@ async function sweep(save) {
   const variants = a.cudaAttentionVariants();
   const t0 = Date.now();
   // kind by kind, sm90pp (not yet run on a GPU) last: a kernel fault ends the CUDA context for every later row
-  for (const { kind, list, kernel, backward } of SWEEP_KINDS) {
+  for (const { kind, list, pick, kernel, backward } of SWEEP_KINDS) {
     for (const [S, B] of shapes.sizes) {
-      for (const variant of variants.filter((v) => v.startsWith(`${list}:`)).map((v) => v.slice(list.length + 1))) {
+      for (const variant of variants.filter((v) => v.startsWith(`${list}:`)).map((v) => v.slice(list.length + 1)).filter(pick)) {
         try {
           const r = a.cudaBenchAttention({ lens: Array(B).fill(S), nh: shapes.heads, nkv: shapes.heads, hd: 128, reps: shapes.reps, backward, kernel, variant });
           res[`attn.sweep.${kind}.${variant}.S${S}_tflops`] = r.tflops;

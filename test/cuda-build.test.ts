@@ -94,6 +94,9 @@ const sm90aKernels = [
   { file: 'attention_sm90wg2', kernel: 'flash_fwd_sm90wg2_kernel', instances: 8, keys: (args: string[]) => Number(args[1]), setmaxnreg: true },
 ];
 
+/** Every sm_90a kernel: the forwards above and the wgmma backward (attention_bwd_sm90.cu, hd 64 and 128). */
+const sm90aAll = [...sm90aKernels, { file: 'attention_bwd_sm90', kernel: 'flash_bwd_sm90_kernel', instances: 2 }];
+
 /** Function name -> SASS text, for the functions of the sm_90a image whose name contains `kernel`. */
 function sm90aFunctions(sass: string, kernel: string): Map<string, string> {
   const out = new Map<string, string>();
@@ -108,7 +111,7 @@ function sm90aFunctions(sass: string, kernel: string): Map<string, string> {
 }
 
 describe.skipIf(!toolkit)(`sm_90a attention SASS ${toolkit ? '' : '(skipped: nvcc or cuobjdump not on the PATH)'}`, () => {
-  it.each(sm90aKernels)('the wgmma forward kernels of $file (hd 64 and 128) use HGMMA, not HMMA', ({ file, kernel, instances }) => {
+  it.each(sm90aAll)('the wgmma kernels of $file (hd 64 and 128) use HGMMA, not HMMA', ({ file, kernel, instances }) => {
     const src = `native/cuda/${file}.cu`;
     const built = `build/CMakeFiles/l2e.dir/native/cuda/${file}.cu.o`;
     let obj = built;
@@ -161,6 +164,32 @@ describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not o
       rmSync(dir, { recursive: true, force: true });
     }
   }, 600_000);
+
+  it('the backward kernels of attention_bwd_sm90 (hd 64 and 128) do their five products on wgmma, and none on mma.sync', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'l2e-ptx-'));
+    try {
+      const ptxFile = join(dir, 'attention_bwd_sm90.ptx');
+      execFileSync('nvcc', ['-ptx', ...nvccArgs, '--gpu-architecture=compute_90a', 'native/cuda/attention_bwd_sm90.cu', '-o', ptxFile], { stdio: 'pipe', env: toolEnv });
+      const entries = readFileSync(ptxFile, 'utf8').split(/\n\.entry /).slice(1).filter((e) => e.includes('flash_bwd_sm90_kernel'));
+      expect(entries.length, 'kernels found').toBe(2);
+      const mma = (n: number | string, a: string, tail: string) =>
+        new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${n}k16\\.f32\\.bf16\\.bf16 \\{[^}]*\\},\\s*${a},\\s*%rd\\d+,\\s*p,\\s*${tail};`);
+      for (const body of entries) {
+        const D = Number(/flash_bwd_sm90_kernelILi(\d+)E/.exec(body)?.[1]);
+        expect([64, 128]).toContain(D);
+        // S^T = K Q^T, dP^T = V dO^T: both operands K-major from shared memory
+        expect(body).toMatch(mma(64, '%rd\\d+', '1, 1, 0, 0'));
+        // dV += P^T dO, dK += dS^T Q: A from registers, B N-major (imm-trans-b)
+        expect(body).toMatch(mma(D, '\\{%r\\d+,\\s*%r\\d+,\\s*%r\\d+,\\s*%r\\d+\\}', '1, 1, 1'));
+        // dQ = dS K over half the columns: both MN-major (imm-trans-a, imm-trans-b)
+        expect(body).toMatch(mma(D / 2, '%rd\\d+', '1, 1, 1, 1'));
+        expect(body).toMatch(/fence\.proxy\.async\.shared::cta/);
+        expect(body).not.toMatch(/\bmma\.sync/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 600_000);
 });
 
 // ptxas must fit every sm_90a forward kernel in registers: a spill puts local-memory traffic between the
@@ -177,7 +206,7 @@ function ptxasSpills(log: string): Map<string, number> {
 }
 
 describe.skipIf(!nvcc)(`attention kernel registers ${nvcc ? '' : '(skipped: nvcc not on the PATH)'}`, () => {
-  it.each(sm90aKernels)('ptxas spills no register of the forward kernels of $file', ({ file, kernel, instances }) => {
+  it.each(sm90aAll)('ptxas spills no register of the wgmma kernels of $file', ({ file, kernel, instances }) => {
     const dir = mkdtempSync(join(tmpdir(), 'l2e-regs-'));
     try {
       const r = spawnSync('nvcc', ['-c', ...nvccArgs, '-gencode=arch=compute_90a,code=sm_90a', '-Xptxas', '-v', `native/cuda/${file}.cu`, '-o', join(dir, `${file}.o`)], { encoding: 'utf8', env: toolEnv });

@@ -1,5 +1,5 @@
-// sm_90a building blocks of the Hopper attention kernel (attention_sm90.cu): mbarrier waits and
-// arrivals, TMA tile loads (cp.async.bulk.tensor) completing on an mbarrier, and wgmma (warpgroup
+// sm_90a building blocks of the Hopper attention kernels (attention_sm90*.cu, attention_bwd_sm90.cu):
+// mbarrier waits and arrivals, TMA tile loads (cp.async.bulk.tensor) completing on an mbarrier, and wgmma (warpgroup
 // matrix products, bf16 in, fp32 accumulators) with shared-memory matrix descriptors. With nvcc the
 // inline PTX; in the emulation build (L2E_CUDA_EMULATION) the emulator's versions
 // (emulation/ptx_sm90.h, which cites the PTX ISA sections). The PTX is valid only in the sm_90a image:
@@ -13,6 +13,10 @@
 //     k-step kk (16 columns) starts at (kk / 4) * 8 KiB + (kk % 4) * 32 bytes.
 //   N-major operand (V as B; k = key, n = head dim): SBO = 1024 (the next 8 keys), LBO = 8 KiB (the
 //     next 64 columns: the next atom column); k-step kk starts at kk * 16 rows * 128 bytes.
+//   MN-major A (the backward's dS, stored [key][query]; wgmma_ss_tt): as the N-major B, m in place of n.
+// Every start address keeps bits 7-9 of its tile's (1024-aligned) offsets: the descriptors' base offset
+// stays 0. Shared memory written by plain stores or cp.async is read by wgmma only after the writers'
+// fence_proxy_async and a barrier.
 #pragma once
 #include "cuda/device_utils.cuh"
 #include "cuda/mma.cuh"
@@ -75,6 +79,13 @@ __device__ __forceinline__ void wgmma_rs_nt(float (&d)[M], const uint32_t (&a)[4
 }
 template <int M>
 __device__ __forceinline__ void fence_operands(float (&)[M]) {}
+template <int M>
+__device__ __forceinline__ void wgmma_ss_tt(float (&d)[M], uint64_t da, uint64_t db, int scale_d) {
+  static_assert(M == 16 || M == 32, "n = 32 or 64");
+  ep::wgmma_m64k16_bf16_ss(d, 2 * M, da, db, scale_d, 1, 1);
+}
+// the emulator's shared memory is one coherent store: there is no second proxy to order against
+__device__ __forceinline__ void fence_proxy_async() {}
 #elif defined(L2E_SM90A_DEVICE)
 __device__ __forceinline__ void bar_init(uint32_t bar, unsigned count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
@@ -184,6 +195,32 @@ __device__ __forceinline__ void wgmma_rs_nt(float (&d)[M], const uint32_t (&a)[4
   if constexpr (M == 32) wgmma_rs_n64_(d, a, db, scale_d);
   else wgmma_rs_n128_(d, a, db, scale_d);
 }
+// Both operands MN-major in shared memory (imm-trans-a = imm-trans-b = 1): A stored [k][m], B [k][n].
+__device__ __forceinline__ void wgmma_ss_tt_n32_(float (&d)[16], uint64_t da, uint64_t db, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "setp.ne.b32 p, %18, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "l"(da), "l"(db), "r"(scale_d));
+}
+__device__ __forceinline__ void wgmma_ss_tt_n64_(float (&d)[32], uint64_t da, uint64_t db, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "setp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(da), "l"(db), "r"(scale_d));
+}
+template <int M>
+__device__ __forceinline__ void wgmma_ss_tt(float (&d)[M], uint64_t da, uint64_t db, int scale_d) {
+  static_assert(M == 16 || M == 32, "n = 32 or 64");
+  if constexpr (M == 16) wgmma_ss_tt_n32_(d, da, db, scale_d);
+  else wgmma_ss_tt_n64_(d, da, db, scale_d);
+}
+// Orders this thread's generic-proxy writes of shared memory (st.shared, cp.async) before later reads by
+// the async proxy (wgmma's operand fetches); a barrier then publishes them to the warpgroups.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #endif
 
 // The online softmax of one NK-key tile starting at k0 on this thread's S registers (wgmma's accumulator

@@ -2,7 +2,8 @@
 # The one prepared call of a GPU loan (after scripts/gpu/pack.sh; carry .gpu and dist), about 6 minutes
 # of an H200, each stage under its own time limit, everything under $OUT (default /tmp/l2e-gpu):
 #   1. run.sh all: the GPU suites, our rows, the tile-variant sweep (sm80; sm90wg2 and sm90pp, whose
-#      128-key variants decide the hd-128 default), the reference stack and the ratio table;
+#      128-key variants decide the hd-128 default; the wgmma backward against the default backward),
+#      the reference stack and the ratio table;
 #   2. the recipe step's profile (host time per call, device time per op) with the block arena;
 #   3. the same with L2E_CUDA_POOL=nosplit (each block its own cudaMalloc, the allocator before it).
 #   bash scripts/gpu/loan.sh          (its stages' limits sum to under 10 minutes)

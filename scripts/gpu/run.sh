@@ -96,9 +96,9 @@ if [ -z "${SKIP_OURS:-}" ]; then
   grep -v "^  " "$RES/ours.log" | tail -40
 fi
 if [ -z "${SKIP_OURS:-}" ] && [ -z "${SKIP_SWEEP:-}" ]; then
-  echo "== attention tile variants, sm80 and sm90wg2/sm90pp (gpu-bench --sweep: its figures join ours.json)"
+  echo "== attention tile variants: sm80, sm90wg2/sm90pp, the wgmma backward (gpu-bench --sweep: its figures join ours.json)"
   timeout "${SWEEP_S:-120}" node bench/gpu-bench.mjs --sweep --out "$RES/ours.json" > /tmp/l2e-sweep.log 2>&1
-  echo "(exit $?)"; cat /tmp/l2e-sweep.log >> "$RES/ours.log"; grep -v "^fwd \|^bwd \|^wg2 \|^pp " /tmp/l2e-sweep.log | tail -50
+  echo "(exit $?)"; cat /tmp/l2e-sweep.log >> "$RES/ours.log"; grep -v "^fwd \|^bwd \|^wg2 \|^pp \|^bwd90 " /tmp/l2e-sweep.log | tail -70
 fi
 if [ -z "${SKIP_OURS:-}" ] && [ -n "${EXTRA:-}" ]; then
   # EXTRA: more gpu-bench rows in a process of their own (a kernel fault there costs only those rows),

@@ -118,6 +118,17 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     return { q: randBf16(rng, T * nh * hd, 2), k: randBf16(rng, T * nkv * hd, 2), v: randBf16(rng, T * nkv * hd), cu, nh, nkv, hd };
   }
 
+  // The backward against the CPU's on random dO, with out and lse from the CPU forward (out rounded to
+  // bf16, as the CUDA forward would store it); choice: the kernel and variant.
+  function attnBackward(hd: number, nh: number, nkv: number, lens: number[], choice: OpArgs = {}): void {
+    const a = attnInputs(hd, nh, nkv, lens);
+    const fwd = runOp('cpu', 'attention', a);
+    const T = (a['cu'] as Int32Array)[lens.length]!;
+    const args: OpArgs = { ...a, out: bf16Array(fwd['out']!), lse: fwd['lse']!, dout: randBf16(rng, T * nh * hd), ...choice };
+    const r = compare('attention_backward', args, { dq: ATTN_BWD, dk: ATTN_BWD, dv: ATTN_BWD });
+    compareRows('attention_backward', r, hd, { dq: ATTN_BWD_ROW, dk: ATTN_BWD_ROW, dv: ATTN_BWD_ROW });
+  }
+
   it.each(attnCases)('attention forward: %s', (_name, hd, nh, nkv, lens) => {
     const r = compare('attention', attnInputs(hd, nh, nkv, lens), { out: ATTN, lse: 1e-4 });
     compareRows('attention', r, hd, { out: ATTN_ROW });
@@ -143,8 +154,9 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     ['hd128 GQA 4/2, lengths 1..200 (odd and even tile counts, partial tiles)', 128, 4, 2, [1, 64, 65, 129, 200]],
     ['hd128 MQA 3/1, 5 and 3 tiles', 128, 3, 1, [sized(300, 263), 130]],
   ];
+  const sm90Bwd = variants('bwd').filter((v) => v.startsWith('sm90'));
   const variantRuns = (kind: 'fwd' | 'bwd') => {
-    const names = variants(kind).filter((v) => v !== 'default');
+    const names = variants(kind).filter((v) => v !== 'default' && !v.startsWith('sm90'));
     // no CUDA build (L2E_GPU_TESTS_ON_CPU=1): the harness with the default
     return (names.length > 0 ? names : ['default']).flatMap((variant) =>
       variantCases.map(([name, hd, nh, nkv, lens]) => [variant, name, hd, nh, nkv, lens] as const),
@@ -157,12 +169,7 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
   });
 
   it.each(variantRuns('bwd'))('attention backward, sm80 variant %s: %s', (variant, _name, hd, nh, nkv, lens) => {
-    const a = attnInputs(hd, nh, nkv, lens);
-    const fwd = runOp('cpu', 'attention', a);
-    const T = (a['cu'] as Int32Array)[lens.length]!;
-    const args: OpArgs = { ...a, out: bf16Array(fwd['out']!), lse: fwd['lse']!, dout: randBf16(rng, T * nh * hd), attentionKernel: 'sm80', attentionVariant: variant };
-    const r = compare('attention_backward', args, { dq: ATTN_BWD, dk: ATTN_BWD, dv: ATTN_BWD });
-    compareRows('attention_backward', r, hd, { dq: ATTN_BWD_ROW, dk: ATTN_BWD_ROW, dv: ATTN_BWD_ROW });
+    attnBackward(hd, nh, nkv, lens, { attentionKernel: 'sm80', attentionVariant: variant });
   });
 
   // The two-warpgroup sm_90a forward's tile variants (attention_sm90wg2.cu: 128-key tiles at hd 128 in 2
@@ -209,6 +216,14 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     expect(() => runOp('cuda', 'attention_backward', bwdArgs)).toThrow(
       `attention variant '${bwdName}' is a tile shape of the sm80 backward, not of 'simple'`,
     );
+    if (!attentionKernels().includes('sm90')) {  // a GPU without the sm_90a kernels
+      const a64 = attnInputs(64, 2, 1, [5]);
+      const f64 = runOp('cpu', 'attention', a64);
+      for (const variant of sm90Bwd)
+        expect(() => runOp('cuda', 'attention_backward', { ...a64, out: bf16Array(f64['out']!), lse: f64['lse']!, dout: randBf16(rng, 5 * 2 * 64), attentionVariant: variant })).toThrow(
+          `attention variant '${variant}' needs a compute capability 9.0 GPU (H100/H200) and a build with sm_90a`,
+        );
+    }
   });
 
   it.skipIf(cudaDevice === 'cpu')('an attention kernel that cannot take the head dim, or an unknown one, is a clear error', () => {
@@ -302,13 +317,7 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
   });
 
   it.each(attnCases)('attention backward: %s', (_name, hd, nh, nkv, lens) => {
-    const a = attnInputs(hd, nh, nkv, lens);
-    // out and lse from the CPU forward (out rounded to bf16, as the CUDA forward would store it)
-    const fwd = runOp('cpu', 'attention', a);
-    const T = (a['cu'] as Int32Array)[lens.length]!;
-    const args: OpArgs = { ...a, out: bf16Array(fwd['out']!), lse: fwd['lse']!, dout: randBf16(rng, T * nh * hd) };
-    const r = compare('attention_backward', args, { dq: ATTN_BWD, dk: ATTN_BWD, dv: ATTN_BWD });
-    compareRows('attention_backward', r, hd, { dq: ATTN_BWD_ROW, dk: ATTN_BWD_ROW, dv: ATTN_BWD_ROW });
+    attnBackward(hd, nh, nkv, lens);
   });
 
   it('swiglu_backward', () => {
@@ -385,6 +394,18 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
   });
 
   // Last: every op the test hook offers was compared above (a new op needs its comparison here).
+  // The wgmma backward (attention_bwd_sm90.cu, variant sm90k128q64), where the sm_90a kernels run, last (not
+  // yet run on a GPU: a kernel fault would end the CUDA context for every later test): hd 64
+  // (dQ's two column halves 64 bytes into the swizzled K rows) and 128, on every structural case of the
+  // forward (pipeline refills across the query heads of a kv group, dQ summed over 5 key blocks, 11 key tiles).
+  const sm90BwdCases = [...attnCases.filter(([, hd]) => hd === 64 || hd === 128), ...variantCases];
+  const sm90BwdRuns = ((gpu.usable ? attentionKernels() : []).includes('sm90') ? sm90Bwd : []).flatMap((variant) =>
+    sm90BwdCases.map(([name, hd, nh, nkv, lens]) => [variant, name, hd, nh, nkv, lens] as const),
+  );
+  it.each(sm90BwdRuns)('attention backward, variant %s: %s', (variant, _name, hd, nh, nkv, lens) => {
+    attnBackward(hd, nh, nkv, lens, { attentionKernel: 'auto', attentionVariant: variant });
+  });
+
   it('every op of backendOps() was compared', () => {
     expect([...compared].sort()).toEqual([...addon().backendOps!()].sort());
   });

@@ -1,0 +1,285 @@
+// Flash-attention backward for Hopper (sm_90a) on wgmma: the same math, inputs and outputs as the
+// sm_80 backward (attention_bwd.cu, whose header gives the formulas, GQA and dq_accum), its five
+// products per tile as warpgroup matrix products (FlashAttention-3's backward block: 128 keys, 64-query
+// tiles, two warpgroups). A variant of flash_bwd ("sm90k128q64"), run only where the sm_90a forwards
+// run (sm90_fwd_available). Building blocks: sm90.cuh.
+//
+// Block: 256 threads, two warpgroups; the block owns keys k0 .. k0 + 127 of one (sequence, kv head)
+// (the 128-key schedule of attention_bwd.cu: the block of tile (s, r) works iff r % 128 == 0), warpgroup
+// w keys k0 + 64 w .. + 63 (wgmma's m = 64 rows; rows past the sequence compute zeros, never stored).
+// K, V stay in shared memory; the block walks the items (group head, 64-query tile i0 >= k0) of
+// attention_bwd_items.cuh through two stages of Q, dO, lse, D loaded by cp.async (the next item lands
+// while this one is computed). Per item, warpgroup w (accumulators: register 4 c + i = row 16 (warp % 4)
+// + g + 8 [i >= 2], column 8 c + 2 t4 + (i & 1)):
+//   S^T  = K_w Q^T    m64n64k16, D/16 k-steps, A = K_w and B = Q K-major (k = head dim)
+//   dP^T = V_w dO^T   the same with V, dO
+//   P^T = 2^(S^T c log2 e - lse log2 e) (0 where key > query or the query is past the sequence; tested
+//   only on tiles reaching the diagonal or the end), dS^T = P^T (dP^T - D)
+//   dV_w += P^T dO    m64n{D}k16, 4 k-steps over the queries, A = P^T from registers (the accumulator's
+//                     column pairs are the A fragment's: as the forward's P), B = dO N-major
+//   dK_w += dS^T Q    the same with dS^T, Q
+//   dS^T to shared memory ([key][query], 128-byte rows, swizzled); after a block barrier (both halves)
+//   dQ[:, D/2 w ..] = dS K   m64n{D/2}k16, 8 k-steps over the 128 keys, A = dS MN-major (its [key][query]
+//                     rows), B = K N-major; fp32 atomics into dq_accum (dQ / scale; rows past the
+//                     sequence skipped).
+// dK, dV (D/2 + D/2 registers a thread) live across the items; S^T, dP^T 32 + 32.
+// Shared memory (tiles 1024-byte aligned, in wgmma's 128-byte-swizzle layout: a tile of R rows x D bf16
+// is D/64 atom columns of R rows x 128 bytes, 16-byte chunk c of row r at chunk c ^ (r % 8); sm90.cuh):
+//   K, V (2 x 128 D 2 bytes), 2 stages of Q, dO (2 x 64 D 2) and lse, D (512 bytes, padded to 1 KiB),
+//   dS^T (16 KiB): 146 KiB at hd 128, 82 KiB at hd 64.
+// Descriptors (k-step kk):
+//   A = K_w  (K-major): sK + (kk / 4) 16 KiB + w 8 KiB + (kk % 4) 32, SBO 1024 (also V_w)
+//   B = Q    (K-major): sQ + (kk / 4) 8 KiB + (kk % 4) 32, SBO 1024 (also dO)
+//   B = dO   (N-major, k = query): sO + kk 16 rows x 128, LBO 8 KiB (the next 64 columns), SBO 1024 (also Q)
+//   A = dS   (MN-major, k = key): sdS + kk 16 rows x 128, SBO 1024 (the next 8 keys)
+//   B = K    (N-major, k = key): sK + kk 16 rows x 128 + the warpgroup's first column (D/2 w: an atom
+//            column at hd 128, 64 bytes into the rows at hd 64), SBO 1024
+// The shared-memory writes (cp.async, the dS^T stores) are generic-proxy writes read by wgmma (the async
+// proxy): each writer fences (fence.proxy.async) before the barrier that publishes them.
+#include <string>
+
+#include "core/backend.h"
+#include "cuda/attention_bwd_items.cuh"
+#include "cuda/attention_launch.h"
+#include "cuda/cp_async.cuh"
+#include "cuda/cuda_check.h"
+#include "cuda/mma.cuh"
+#include "cuda/sm90.cuh"
+
+namespace l2e {
+namespace cuda {
+
+namespace {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kKeys = 2 * kAttentionTileRows;  // two schedule tiles: 64 keys per warpgroup
+constexpr int kQ = 64, kThreads = 256;
+
+template <int D>
+struct Sm90BwdShape {
+  static constexpr uint32_t kTileK = kKeys * D * 2, kTileQ = kQ * D * 2;
+  static constexpr uint32_t kStage = 2 * kTileQ + 1024;  // Q, dO, lse and D
+  static constexpr uint32_t kDS = kKeys * kQ * 2;
+  static constexpr size_t smem = 2 * size_t(kTileK) + 2 * size_t(kStage) + kDS + 1024;  // + alignment slack
+};
+
+// Rows r0 .. r0 + R - 1 of a [rows][stride] bf16 matrix (those >= len zero-filled without a read) into the
+// 128-byte-swizzle layout above, by threads tid of nthreads (not committed).
+template <int D, int R>
+__device__ __forceinline__ void cp_tile_sw128(char* dst, const bf16* src, size_t stride, int r0, int len, int tid,
+                                              int nthreads) {
+  constexpr int kChunks = D / 8;
+  for (int i = tid; i < R * kChunks; i += nthreads) {
+    const int r = i / kChunks, c = i % kChunks;
+    const bool ok = r0 + r < len;
+    cp_async16(dst + (c / 8) * (R * 128) + r * 128 + ((c % 8) ^ (r % 8)) * 16, src + size_t(ok ? r0 + r : 0) * stride + c * 8,
+               ok ? 16 : 0);
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads, 1)
+    flash_bwd_sm90_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                          const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ Dvec,
+                          const int32_t* cu, const int32_t* tiles, int T, int nh, int nkv, float scale_log2, float scale,
+                          float* __restrict__ dq_accum, bf16* __restrict__ dk, bf16* __restrict__ dv) {
+#ifdef L2E_SM90A_DEVICE
+  using namespace sm90;
+  using Sh = Sm90BwdShape<D>;
+  constexpr uint32_t kAtomK = kKeys * 128, kAtomQ = kQ * 128;  // one atom column of a K / Q tile
+  const int seq = tiles[2 * blockIdx.x], k0 = tiles[2 * blockIdx.x + 1];
+  if (k0 % kKeys != 0) return;  // the second tile of a pair: taken by the block of k0 - 64
+  L2E_DYNAMIC_SHARED(uint4, smem_raw);
+  char* const raw = reinterpret_cast<char*>(smem_raw);
+  char* const sK = raw + (((smem_u32(raw) + 1023u) & ~1023u) - smem_u32(raw));
+  char* const sV = sK + Sh::kTileK;
+  char* const stages = sV + Sh::kTileK;
+  char* const sdS = stages + 2 * Sh::kStage;
+  auto st_q = [&](int st) { return stages + st * Sh::kStage; };
+  auto st_do = [&](int st) { return st_q(st) + Sh::kTileQ; };
+  auto st_lse = [&](int st) { return reinterpret_cast<float*>(st_q(st) + 2 * Sh::kTileQ); };
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
+  const int g = lane >> 2, t4 = lane & 3;
+  const int kvh = blockIdx.y, group = nh / nkv;
+  const int base = cu[seq], len = cu[seq + 1] - base;
+  const size_t qs = size_t(nh) * D, ks = size_t(nkv) * D;
+  const int nq = (len - k0 + kQ - 1) / kQ;  // query tiles at or after k0
+  const BwdItems items{k0, base, len, group, kvh, nq, group * nq};
+  auto issue = [&](int it) {  // item it into stage it % 2, as one group (empty past the last item)
+    if (it < items.count) {
+      const int st = it & 1, h = items.head(it), i0 = items.first_row(it, kQ);
+      const size_t at = size_t(base) * qs + size_t(h) * D;
+      cp_tile_sw128<D, kQ>(st_q(st), q + at, qs, i0, len, tid, kThreads);
+      cp_tile_sw128<D, kQ>(st_do(st), dout + at, qs, i0, len, tid, kThreads);
+      float* sl = st_lse(st);
+      for (int r = tid; r < kQ; r += kThreads) {
+        const bool ok = i0 + r < len;
+        const size_t row = size_t(h) * T + base + (ok ? i0 + r : 0);
+        cp_async4(sl + r, lse + row, ok ? 4 : 0);
+        cp_async4(sl + kQ + r, Dvec + row, ok ? 4 : 0);
+      }
+    }
+    cp_async_commit();
+  };
+  cp_tile_sw128<D, kKeys>(sK, k + size_t(base) * ks + size_t(kvh) * D, ks, k0, len, tid, kThreads);
+  cp_tile_sw128<D, kKeys>(sV, v + size_t(base) * ks + size_t(kvh) * D, ks, k0, len, tid, kThreads);
+  issue(0);  // K and V join item 0's group
+
+  const int wrow = 64 * wg + 16 * (warp & 3) + g;  // this thread's first key row within the block
+  const int key[2] = {k0 + wrow, k0 + wrow + 8};   // sequence-relative
+  const uint32_t uK = smem_u32(sK), uV = smem_u32(sV), udS = smem_u32(sdS);
+  const uint32_t uKw = uK + uint32_t(wg) * 64 * 128, uVw = uV + uint32_t(wg) * 64 * 128;
+  constexpr int kHalf = D / 2;  // dQ columns per warpgroup
+  const uint32_t uKcols = uK + uint32_t(wg * kHalf / 64) * kAtomK + uint32_t(wg * kHalf % 64) * 2;
+  float dK[D / 2], dV[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; i++) dK[i] = dV[i] = 0.0f;
+
+  for (int it = 0; it < items.count; it++) {
+    const int st = it & 1;
+    cp_async_wait<0>();
+    fence_proxy_async();
+    __syncthreads();  // item it has landed for every thread; every thread is done with item it - 1
+    issue(it + 1);    // into the stage item it - 1 used
+    const int h = items.head(it), i0 = items.first_row(it, kQ);
+    const uint32_t uQ = smem_u32(st_q(st)), uO = smem_u32(st_do(st));
+    const float* sl = st_lse(st);
+
+    float s[32], dp[32];  // S^T, dP^T: 64 keys x 64 queries
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+      const uint32_t at = uint32_t(kk / 4) * kAtomK + uint32_t(kk % 4) * 32;
+      wgmma_ss(s, desc_sw128(uKw + at, 16, 1024), desc_sw128(uQ + uint32_t(kk / 4) * kAtomQ + uint32_t(kk % 4) * 32, 16, 1024), kk > 0);
+    }
+    wgmma_commit();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+      const uint32_t at = uint32_t(kk / 4) * kAtomK + uint32_t(kk % 4) * 32;
+      wgmma_ss(dp, desc_sw128(uVw + at, 16, 1024), desc_sw128(uO + uint32_t(kk / 4) * kAtomQ + uint32_t(kk % 4) * 32, 16, 1024), kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<1>();  // S^T has landed; dP^T may still run
+    fence_operands(s);
+    const bool masked = k0 + 64 * wg + 63 > i0 || i0 + kQ > len;
+#pragma unroll
+    for (int c = 0; c < 8; c++)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const int qc = 8 * c + 2 * t4 + e;
+        const float l2 = sl[qc] * kLog2e;
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+          float& x = s[4 * c + 2 * rr + e];
+          x = exp2_ftz(fmaf(x, scale_log2, -l2));
+          if (masked && (key[rr] > i0 + qc || i0 + qc >= len)) x = 0.0f;
+        }
+      }
+    wgmma_wait<0>();
+    fence_operands(dp);
+#pragma unroll
+    for (int c = 0; c < 8; c++)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const float d = sl[kQ + 8 * c + 2 * t4 + e];
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) dp[4 * c + 2 * rr + e] = s[4 * c + 2 * rr + e] * (dp[4 * c + 2 * rr + e] - d);
+      }
+    // P^T, dS^T as A fragments (k = query): queries 16 kk .. 16 kk + 15 are column groups 2 kk, 2 kk + 1
+    uint32_t pa[4][4], da[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) {
+        pa[kk][r] = pack_bf16(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
+        da[kk][r] = pack_bf16(dp[8 * kk + 2 * r], dp[8 * kk + 2 * r + 1]);
+      }
+    fence_operands(dV);
+    fence_operands(dK);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) wgmma_rs_nt(dV, pa[kk], desc_sw128(uO + uint32_t(kk) * 16 * 128, kAtomQ, 1024), 1);
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) wgmma_rs_nt(dK, da[kk], desc_sw128(uQ + uint32_t(kk) * 16 * 128, kAtomQ, 1024), 1);
+    wgmma_commit();
+    // dS^T to shared memory: key row wrow (+ 8), queries 8 c + 2 t4 (+ 1): da[c / 2][2 (c % 2) + rr]
+#pragma unroll
+    for (int c = 0; c < 8; c++)
+#pragma unroll
+      for (int rr = 0; rr < 2; rr++) {
+        const int r = wrow + 8 * rr;
+        *reinterpret_cast<uint32_t*>(sdS + r * 128 + ((c ^ (r % 8)) * 16) + 4 * t4) = da[c / 2][2 * (c % 2) + rr];
+      }
+    fence_proxy_async();
+    __syncthreads();  // both warpgroups' dS^T
+    float dq[kHalf / 2];
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; kk++)
+      wgmma_ss_tt(dq, desc_sw128(udS + uint32_t(kk) * 16 * 128, kAtomQ, 1024),
+                  desc_sw128(uKcols + uint32_t(kk) * 16 * 128, kAtomK, 1024), kk > 0);
+    wgmma_commit();
+    wgmma_wait<0>();  // dV, dK and dQ
+    fence_operands(dq);
+    fence_operands(dV);
+    fence_operands(dK);
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+      const int qr = i0 + 16 * (warp & 3) + g + 8 * rr;
+      if (qr >= len) continue;
+      float* row = dq_accum + size_t(base + qr) * qs + size_t(h) * D + wg * kHalf;
+#pragma unroll
+      for (int n = 0; n < kHalf / 8; n++) {
+        atomicAdd(row + 8 * n + 2 * t4, dq[4 * n + 2 * rr]);
+        atomicAdd(row + 8 * n + 2 * t4 + 1, dq[4 * n + 2 * rr + 1]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int rr = 0; rr < 2; rr++) {
+    if (key[rr] >= len) continue;
+    bf16* dkr = dk + size_t(base + key[rr]) * ks + size_t(kvh) * D;
+    bf16* dvr = dv + size_t(base + key[rr]) * ks + size_t(kvh) * D;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+      *reinterpret_cast<uint32_t*>(dkr + n * 8 + 2 * t4) = pack_bf16(dK[4 * n + 2 * rr] * scale, dK[4 * n + 2 * rr + 1] * scale);
+      *reinterpret_cast<uint32_t*>(dvr + n * 8 + 2 * t4) = pack_bf16(dV[4 * n + 2 * rr], dV[4 * n + 2 * rr + 1]);
+    }
+  }
+#endif
+}
+
+template <int D>
+void launch(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
+            const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles, int num_tiles, float* dq_accum, void* dk,
+            void* dv, cudaStream_t s) {
+  using Sh = Sm90BwdShape<D>;
+  static_assert(Sh::smem <= 227 * 1024, "more shared memory than an sm_90 block may have");
+  if (num_tiles == 0) return;
+  static bool attr_set = false;
+  if (!attr_set) {
+    L2E_CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_sm90_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sh::smem)));
+    attr_set = true;
+  }
+  const float scale = 1.0f / sqrtf(float(D)), scale_log2 = scale * kLog2e;
+  L2E_LAUNCH(flash_bwd_sm90_kernel<D>, dim3(unsigned(num_tiles), unsigned(nkv)), kThreads, Sh::smem, s)(
+      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+      static_cast<const bf16*>(dout), lse, Dvec, cu, tiles, T, nh, nkv, scale_log2, scale, dq_accum,
+      static_cast<bf16*>(dk), static_cast<bf16*>(dv));
+  check_launch("flash_attention_backward_sm90");
+}
+
+}  // namespace
+
+void flash_bwd_sm90(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
+                    const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles,
+                    float* dq_accum, void* dk, void* dv, cudaStream_t s) {
+  if (hd == 64) launch<64>(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dk, dv, s);
+  else if (hd == 128) launch<128>(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dk, dv, s);
+  else throw Error("flash attention backward (sm90): head_dim " + std::to_string(hd) + " has no wgmma kernel");
+}
+
+}  // namespace cuda
+}  // namespace l2e
