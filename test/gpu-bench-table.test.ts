@@ -92,14 +92,14 @@ describe('gpu-bench --sweep', () => {
       'attn.sweep.wg2.wg2k128s2.S2048_tflops': 330,
       'attn.sweep.pp.wg2k128s2.S2048_tflops': 360,
       'attn.sweep.bwd90.default.S2048_tflops': 160,
-      'attn.sweep.bwd90.sm90k128q64.S2048_tflops': 200,
+      'attn.sweep.bwd90.sm90k128q64s2.S2048_tflops': 200,
       'attn.sweep.xyz.default.S2048_tflops': 1,
     });
-    expect(groups.map((g) => [g.kind, g.S, g.best])).toEqual([['fwd', 2048, 'q128w8k64s2'], ['bwd', 8192, 'default'], ['wg2', 2048, 'wg2k128s2'], ['pp', 2048, 'wg2k128s2'], ['bwd90', 2048, 'sm90k128q64']]);
+    expect(groups.map((g) => [g.kind, g.S, g.best])).toEqual([['fwd', 2048, 'q128w8k64s2'], ['bwd', 8192, 'default'], ['wg2', 2048, 'wg2k128s2'], ['pp', 2048, 'wg2k128s2'], ['bwd90', 2048, 'sm90k128q64s2']]);
     expect(groups[2]!.variants.map((v) => [v.variant, v.vsDefault])).toEqual([['wg2k128s2', 1.1], ['default', 1]]);
     expect(groups[3]!.variants.map((v) => [v.variant, v.vsDefault])).toEqual([['wg2k128s2', undefined]]);
     expect(groups[0]!.variants.map((v) => [v.variant, v.vsDefault])).toEqual([['q128w8k64s2', 1.25], ['default', 1], ['q64w4k64s3', 0.95]]);
     expect(groups[1]!.variants.map((v) => v.variant)).toEqual(['default', 'k128q32w8s2']);
-    expect(groups[4]!.variants.map((v) => [v.variant, v.vsDefault])).toEqual([['sm90k128q64', 1.25], ['default', 1]]);
+    expect(groups[4]!.variants.map((v) => [v.variant, v.vsDefault])).toEqual([['sm90k128q64s2', 1.25], ['default', 1]]);
   });
 });

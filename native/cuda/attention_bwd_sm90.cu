@@ -1,15 +1,15 @@
 // Flash-attention backward for Hopper (sm_90a) on wgmma: the same math, inputs and outputs as the
 // sm_80 backward (attention_bwd.cu, whose header gives the formulas, GQA and dq_accum), its five
 // products per tile as warpgroup matrix products (FlashAttention-3's backward block: 128 keys, 64-query
-// tiles, two warpgroups). A variant of flash_bwd ("sm90k128q64"), run only where the sm_90a forwards
-// run (sm90_fwd_available). Building blocks: sm90.cuh.
+// tiles, two warpgroups). Variants of flash_bwd ("sm90k128q64s2" / "s3": 2 or 3 stages), run only where
+// the sm_90a forwards run (sm90_fwd_available). Building blocks: sm90.cuh.
 //
 // Block: 256 threads, two warpgroups; the block owns keys k0 .. k0 + 127 of one (sequence, kv head)
 // (the 128-key schedule of attention_bwd.cu: the block of tile (s, r) works iff r % 128 == 0), warpgroup
 // w keys k0 + 64 w .. + 63 (wgmma's m = 64 rows; rows past the sequence compute zeros, never stored).
 // K, V stay in shared memory; the block walks the items (group head, 64-query tile i0 >= k0) of
-// attention_bwd_items.cuh through two stages of Q, dO, lse, D loaded by cp.async (the next item lands
-// while this one is computed). Per item, warpgroup w (accumulators: register 4 c + i = row 16 (warp % 4)
+// attention_bwd_items.cuh through Stages (2 or 3) stages of Q, dO, lse, D loaded by cp.async (the next
+// Stages - 1 items land while this one is computed). Per item, warpgroup w (accumulators: register 4 c + i = row 16 (warp % 4)
 // + g + 8 [i >= 2], column 8 c + 2 t4 + (i & 1)):
 //   S^T  = K_w Q^T    m64n64k16, D/16 k-steps, A = K_w and B = Q K-major (k = head dim)
 //   dP^T = V_w dO^T   the same with V, dO
@@ -25,8 +25,8 @@
 // dK, dV (D/2 + D/2 registers a thread) live across the items; S^T, dP^T 32 + 32.
 // Shared memory (tiles 1024-byte aligned, in wgmma's 128-byte-swizzle layout: a tile of R rows x D bf16
 // is D/64 atom columns of R rows x 128 bytes, 16-byte chunk c of row r at chunk c ^ (r % 8); sm90.cuh):
-//   K, V (2 x 128 D 2 bytes), 2 stages of Q, dO (2 x 64 D 2) and lse, D (512 bytes, padded to 1 KiB),
-//   dS^T (16 KiB): 146 KiB at hd 128, 82 KiB at hd 64.
+//   K, V (2 x 128 D 2 bytes), Stages stages of Q, dO (2 x 64 D 2) and lse, D (512 bytes, padded to
+//   1 KiB), dS^T (16 KiB): 146 / 179 KiB at hd 128 in 2 / 3 stages, 82 / 99 KiB at hd 64.
 // Descriptors (k-step kk):
 //   A = K_w  (K-major): sK + (kk / 4) 16 KiB + w 8 KiB + (kk % 4) 32, SBO 1024 (also V_w)
 //   B = Q    (K-major): sQ + (kk / 4) 8 KiB + (kk % 4) 32, SBO 1024 (also dO)
@@ -55,12 +55,12 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kKeys = 2 * kAttentionTileRows;  // two schedule tiles: 64 keys per warpgroup
 constexpr int kQ = 64, kThreads = 256;
 
-template <int D>
+template <int D, int Stages>
 struct Sm90BwdShape {
   static constexpr uint32_t kTileK = kKeys * D * 2, kTileQ = kQ * D * 2;
   static constexpr uint32_t kStage = 2 * kTileQ + 1024;  // Q, dO, lse and D
   static constexpr uint32_t kDS = kKeys * kQ * 2;
-  static constexpr size_t smem = 2 * size_t(kTileK) + 2 * size_t(kStage) + kDS + 1024;  // + alignment slack
+  static constexpr size_t smem = 2 * size_t(kTileK) + Stages * size_t(kStage) + kDS + 1024;  // + alignment slack
 };
 
 // Rows r0 .. r0 + R - 1 of a [rows][stride] bf16 matrix (those >= len zero-filled without a read) into the
@@ -77,7 +77,7 @@ __device__ __forceinline__ void cp_tile_sw128(char* dst, const bf16* src, size_t
   }
 }
 
-template <int D>
+template <int D, int Stages>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_bwd_sm90_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                           const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ Dvec,
@@ -85,7 +85,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                           float* __restrict__ dq_accum, bf16* __restrict__ dk, bf16* __restrict__ dv) {
 #ifdef L2E_SM90A_DEVICE
   using namespace sm90;
-  using Sh = Sm90BwdShape<D>;
+  using Sh = Sm90BwdShape<D, Stages>;
+  constexpr int S = Stages;
   constexpr uint32_t kAtomK = kKeys * 128, kAtomQ = kQ * 128;  // one atom column of a K / Q tile
   const int seq = tiles[2 * blockIdx.x], k0 = tiles[2 * blockIdx.x + 1];
   if (k0 % kKeys != 0) return;  // the second tile of a pair: taken by the block of k0 - 64
@@ -94,7 +95,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   char* const sK = raw + (((smem_u32(raw) + 1023u) & ~1023u) - smem_u32(raw));
   char* const sV = sK + Sh::kTileK;
   char* const stages = sV + Sh::kTileK;
-  char* const sdS = stages + 2 * Sh::kStage;
+  char* const sdS = stages + S * Sh::kStage;
   auto st_q = [&](int st) { return stages + st * Sh::kStage; };
   auto st_do = [&](int st) { return st_q(st) + Sh::kTileQ; };
   auto st_lse = [&](int st) { return reinterpret_cast<float*>(st_q(st) + 2 * Sh::kTileQ); };
@@ -106,9 +107,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   const size_t qs = size_t(nh) * D, ks = size_t(nkv) * D;
   const int nq = (len - k0 + kQ - 1) / kQ;  // query tiles at or after k0
   const BwdItems items{k0, base, len, group, kvh, nq, group * nq};
-  auto issue = [&](int it) {  // item it into stage it % 2, as one group (empty past the last item)
+  auto issue = [&](int it) {  // item it into stage it % S, as one group (empty past the last item)
     if (it < items.count) {
-      const int st = it & 1, h = items.head(it), i0 = items.first_row(it, kQ);
+      const int st = it % S, h = items.head(it), i0 = items.first_row(it, kQ);
       const size_t at = size_t(base) * qs + size_t(h) * D;
       cp_tile_sw128<D, kQ>(st_q(st), q + at, qs, i0, len, tid, kThreads);
       cp_tile_sw128<D, kQ>(st_do(st), dout + at, qs, i0, len, tid, kThreads);
@@ -124,7 +125,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   cp_tile_sw128<D, kKeys>(sK, k + size_t(base) * ks + size_t(kvh) * D, ks, k0, len, tid, kThreads);
   cp_tile_sw128<D, kKeys>(sV, v + size_t(base) * ks + size_t(kvh) * D, ks, k0, len, tid, kThreads);
-  issue(0);  // K and V join item 0's group
+#pragma unroll
+  for (int it = 0; it < S - 1; it++) issue(it);  // K and V join item 0's group
 
   const int wrow = 64 * wg + 16 * (warp & 3) + g;  // this thread's first key row within the block
   const int key[2] = {k0 + wrow, k0 + wrow + 8};   // sequence-relative
@@ -137,11 +139,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int i = 0; i < D / 2; i++) dK[i] = dV[i] = 0.0f;
 
   for (int it = 0; it < items.count; it++) {
-    const int st = it & 1;
-    cp_async_wait<0>();
+    const int st = it % S;
+    cp_async_wait<S - 2>();
     fence_proxy_async();
-    __syncthreads();  // item it has landed for every thread; every thread is done with item it - 1
-    issue(it + 1);    // into the stage item it - 1 used
+    __syncthreads();     // item it has landed for every thread; every thread is done with item it - 1
+    issue(it + S - 1);  // into the stage item it - 1 used
     const int h = items.head(it), i0 = items.first_row(it, kQ);
     const uint32_t uQ = smem_u32(st_q(st)), uO = smem_u32(st_do(st));
     const float* sl = st_lse(st);
@@ -236,6 +238,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
   }
+  cp_async_wait<0>();  // the trailing (empty) groups
 
 #pragma unroll
   for (int rr = 0; rr < 2; rr++) {
@@ -251,20 +254,21 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <int D>
+template <int D, int S>
 void launch(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
             const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles, int num_tiles, float* dq_accum, void* dk,
             void* dv, cudaStream_t s) {
-  using Sh = Sm90BwdShape<D>;
+  using Sh = Sm90BwdShape<D, S>;
   static_assert(Sh::smem <= 227 * 1024, "more shared memory than an sm_90 block may have");
   if (num_tiles == 0) return;
   static bool attr_set = false;
+  constexpr auto kernel = &flash_bwd_sm90_kernel<D, S>;  // named without the comma L2E_LAUNCH would split
   if (!attr_set) {
-    L2E_CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_sm90_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sh::smem)));
+    L2E_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sh::smem)));
     attr_set = true;
   }
   const float scale = 1.0f / sqrtf(float(D)), scale_log2 = scale * kLog2e;
-  L2E_LAUNCH(flash_bwd_sm90_kernel<D>, dim3(unsigned(num_tiles), unsigned(nkv)), kThreads, Sh::smem, s)(
+  L2E_LAUNCH(kernel, dim3(unsigned(num_tiles), unsigned(nkv)), kThreads, Sh::smem, s)(
       static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
       static_cast<const bf16*>(dout), lse, Dvec, cu, tiles, T, nh, nkv, scale_log2, scale, dq_accum,
       static_cast<bf16*>(dk), static_cast<bf16*>(dv));
@@ -275,10 +279,14 @@ void launch(const void* q, const void* k, const void* v, const void* dout, const
 
 void flash_bwd_sm90(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
                     const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles,
-                    float* dq_accum, void* dk, void* dv, cudaStream_t s) {
-  if (hd == 64) launch<64>(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dk, dv, s);
-  else if (hd == 128) launch<128>(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dk, dv, s);
-  else throw Error("flash attention backward (sm90): head_dim " + std::to_string(hd) + " has no wgmma kernel");
+                    float* dq_accum, void* dk, void* dv, int stages, cudaStream_t s) {
+  if ((hd != 64 && hd != 128) || (stages != 2 && stages != 3))
+    throw Error("flash attention backward (sm90): no wgmma kernel for head_dim " + std::to_string(hd) + " in " +
+                std::to_string(stages) + " stages");
+  using Launch = void (*)(const void*, const void*, const void*, const void*, const float*, const float*,
+                          const int32_t*, int, int, int, const int32_t*, int, float*, void*, void*, cudaStream_t);
+  const Launch run = hd == 64 ? (stages == 2 ? launch<64, 2> : launch<64, 3>) : (stages == 2 ? launch<128, 2> : launch<128, 3>);
+  run(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dk, dv, s);
 }
 
 }  // namespace cuda
