@@ -14,10 +14,13 @@ interface SelfTest {
 }
 
 /** Runs one self-test in a child process (it may end the process): its exit and stderr. */
-function runInChild(name: string): { status: number | null; signal: NodeJS.Signals | null; stderr: string } {
-  const script = `require(process.env.L2E_TESTING_ADDON).cudaEmulationSelfTest(${JSON.stringify(name)}); console.log('survived')`;
+function runInChild(
+  name: string,
+  env: Record<string, string> = {},
+): { status: number | null; signal: NodeJS.Signals | null; stderr: string } {
+  const script = `console.log(require(process.env.L2E_TESTING_ADDON).cudaEmulationSelfTest(${JSON.stringify(name)})); console.log('survived')`;
   const r = spawnSync(process.execPath, ['-e', script], {
-    env: { ...process.env, L2E_TESTING_ADDON: testingAddonPath() },
+    env: { ...process.env, L2E_TESTING_ADDON: testingAddonPath(), ...env },
     encoding: 'utf8',
     timeout: 120_000,
   });
@@ -111,6 +114,18 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
 
   it('every block starts with NaN static shared memory (not an earlier block\'s), shared by its threads', () => {
     expect(run('static_shared')).toBe('ok');
+  });
+
+  // L2E_CUDA_EMULATE_SCHEDULE (runtime.cpp): CI runs ops.test.ts again under "warps:1", where a warp runs
+  // ahead of the others as far as the kernel's synchronisation lets it
+  it('schedules: "rounds" brings every thread to a meeting point first, "warps:<seed>" lets a warp run ahead, anything else is refused', () => {
+    const rounds = runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'rounds' });
+    expect(rounds.stderr).toBe("warp 0 saw warp 1's write\nsurvived\n");
+    expect(runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: '' }).stderr).toBe(rounds.stderr);  // the default
+    expect(runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'warps:1' }).stderr).toBe('warp 0 ran ahead of warp 1\nsurvived\n');
+    const bad = runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'warps' });
+    expect(bad.signal).toBe('SIGABRT');
+    expect(bad.stderr).toContain("l2e CUDA emulation: L2E_CUDA_EMULATE_SCHEDULE='warps' is neither 'rounds' nor 'warps:<seed>'\n");
   });
 
   it('a read past the end of a device allocation ends the process naming the kernel, block and thread', () => {

@@ -3,7 +3,8 @@
 // Execution model (runtime.cpp): a launch runs its blocks one after another; a block runs each of its
 // threads as a fiber (its own small stack) on one OS thread, switching only where CUDA threads must
 // meet: __syncthreads and the warp-synchronous operations (shuffles, mma.sync, ldmatrix). Between
-// those points a thread runs alone, which is a legal CUDA schedule. Misuse is an error of the launch
+// those points a thread runs alone, which is a legal CUDA schedule (which thread runs when: runtime.cpp's
+// Schedule, L2E_CUDA_EMULATE_SCHEDULE). Misuse is an error of the launch
 // (cudaGetLastError names the kernel), never a hang:
 //   - a __syncthreads that some threads of the block do not reach (they exited, or wait elsewhere);
 //   - a warp-synchronous operation with a mask other than the full warp, or that not every lane of

@@ -379,6 +379,43 @@ bool ensure_shared(size_t bytes) {
 }
 
 // Runs one block; false (with W.error) when it failed.
+// The order threads run in between meeting points (L2E_CUDA_EMULATE_SCHEDULE): unset or "rounds", every
+// ready thread in turn each round, so that all of a block reach a meeting point before any passes one;
+// "warps:<seed>", one warp at a time: a lead warp alone runs, round after round, until none of its
+// threads is ready (all wait at __syncthreads, poll an mbarrier, or have exited), then a warp picked
+// from those with a ready thread by a generator seeded with <seed> and the block's serial leads. Both
+// are legal CUDA schedules; the second lets a warp run as far ahead of the others as the kernel's
+// synchronisation allows, so that a missing barrier or mbarrier wait shows as a wrong result.
+struct Schedule {
+  bool warps = false;
+  uint64_t seed = 0;
+};
+const Schedule& schedule() {
+  static const Schedule chosen = [] {
+    Schedule out;
+    const char* v = std::getenv("L2E_CUDA_EMULATE_SCHEDULE");
+    if (!v || !*v || std::strcmp(v, "rounds") == 0) return out;
+    char* end = nullptr;
+    if (std::strncmp(v, "warps:", 6) == 0) {
+      out.seed = std::strtoull(v + 6, &end, 10);
+      if (end != v + 6 && *end == 0) {
+        out.warps = true;
+        return out;
+      }
+    }
+    fprintf(stderr, "l2e CUDA emulation: L2E_CUDA_EMULATE_SCHEDULE='%s' is neither 'rounds' nor 'warps:<seed>'\n", v);
+    abort();
+  }();
+  return chosen;
+}
+
+uint64_t splitmix64(uint64_t& x) {  // the generator of the "warps" schedule
+  uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
 bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
   Worker& w = W;
   const unsigned n = block.x * block.y * block.z;
@@ -410,10 +447,31 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
       if (w.fibers[i]->state != kDone) w.fibers[i]->fresh = true;
     return false;
   };
+  const Schedule& sched = schedule();
+  uint64_t rng = sched.seed ^ (w.block_serial * 0xd1342543de82ef95ull);
+  unsigned lead = 0;  // the "warps" schedule's running warp
+  auto has_ready = [&](unsigned wi) {
+    for (unsigned i = wi * 32; i < std::min(n, wi * 32 + 32); i++)
+      if (w.fibers[i]->state == kReady) return true;
+    return false;
+  };
   for (;;) {
     const uint64_t progress_before = w.progress;
     bool ran_ready = false;  // a thread that was not polling ran this round
-    for (unsigned i = 0; i < n; i++) {
+    unsigned first = 0, last = n;  // the threads this round runs
+    if (sched.warps) {
+      if (!has_ready(lead)) {
+        std::vector<unsigned> ready;
+        for (unsigned wi = 0; wi < warps; wi++)
+          if (has_ready(wi)) ready.push_back(wi);
+        if (!ready.empty()) lead = ready[splitmix64(rng) % ready.size()];
+      }
+      if (has_ready(lead)) {  // else none is ready: every poller polls, as in a round
+        first = lead * 32;
+        last = std::min(n, first + 32);
+      }
+    }
+    for (unsigned i = first; i < last; i++) {
       Fiber* f = w.fibers[i].get();
       if (f->state != kReady && f->state != kSpin) continue;
       ran_ready = ran_ready || f->state == kReady;
@@ -449,12 +507,14 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
       released = true;
     }
     if (released) continue;
-    unsigned at_barrier = 0, done = 0, polling = 0;
+    unsigned at_barrier = 0, done = 0, polling = 0, ready = 0;
     for (unsigned i = 0; i < n; i++) {
-      if (w.fibers[i]->state == kBlockWait) at_barrier++;
+      if (w.fibers[i]->state == kReady) ready++;
+      else if (w.fibers[i]->state == kBlockWait) at_barrier++;
       else if (w.fibers[i]->state == kDone) done++;
       else if (w.fibers[i]->state == kSpin) polling++;
     }
+    if (ready > 0) continue;  // threads the "warps" schedule has not run yet
     if (polling > 0) {
       if (!ran_ready && w.progress == progress_before) {
         w.error = "deadlock: " + std::to_string(polling) + " of " + std::to_string(n) +

@@ -134,6 +134,20 @@ void static_shared_kernel(int* bad) {
   if (s[u] != float(blockIdx.x * 64 + u)) bad[1] = 1;
 }
 
+// The schedule between meeting points (L2E_CUDA_EMULATE_SCHEDULE, runtime.cpp): warp 1 writes, warp 0
+// reads after a shuffle with no block barrier between. bad[0]: warp 0 saw the write (every thread reached
+// the shuffle before any passed it: "rounds"); bad[1]: it read the block's first NaN (warp 0 ran ahead).
+void schedule_kernel(int* bad) {
+  L2E_SHARED(float, s, [1]);
+  if (threadIdx.x == 32) s[0] = 1.0f;
+  const float x = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+  if (threadIdx.x == 0) {
+    const float seen = static_cast<volatile float*>(s)[0];
+    if (seen == x) bad[0] = 1;
+    if (std::isnan(seen)) bad[1] = 1;
+  }
+}
+
 // `bad` holds 2 ints; volatile keeps the planted reads
 void oob_global_after_kernel(int* bad) {
   if (threadIdx.x == 0) bad[0] = static_cast<volatile int*>(bad)[4];  // 16 bytes: the guard page
@@ -162,7 +176,8 @@ std::string run(const std::string& name) {
   else if (name == "static_shared") {
     L2E_EMU_LAUNCH(static_shared_kernel, 3, 64, 0, nullptr)(bad);
     L2E_EMU_LAUNCH(static_shared_kernel, 3, 64, 0, nullptr)(bad);
-  } else if (name == "oob_global_after") L2E_EMU_LAUNCH(oob_global_after_kernel, 1, 32, 0, nullptr)(bad);
+  } else if (name == "schedule") L2E_EMU_LAUNCH(schedule_kernel, 1, 64, 0, nullptr)(bad);
+  else if (name == "oob_global_after") L2E_EMU_LAUNCH(oob_global_after_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "oob_global_before") L2E_EMU_LAUNCH(oob_global_before_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "oob_shared_before") L2E_EMU_LAUNCH(oob_shared_before_kernel, 1, 32, 0, nullptr)(bad);
   else {
@@ -176,6 +191,8 @@ std::string run(const std::string& name) {
   std::string r = e == cudaSuccess ? "ok" : cudaGetErrorString(e);
   if (e == cudaSuccess && name == "static_shared" && bad[0]) r = "a block read static shared memory it had not written and found no NaN";
   else if (e == cudaSuccess && name == "static_shared" && bad[1]) r = "a thread did not see another thread's static shared write";
+  else if (e == cudaSuccess && name == "schedule")
+    r = bad[0] && !bad[1] ? "warp 0 saw warp 1's write" : bad[1] && !bad[0] ? "warp 0 ran ahead of warp 1" : "wrong values";
   else if (e == cudaSuccess && (bad[0] || bad[1])) r = "wrong values";
   cudaFree(bad);
   return r;
