@@ -90,6 +90,10 @@ void* warp_scratch(size_t bytes);  // the emulator's own scratch for the current
 // ran and nothing progressed is a deadlock: the launch fails instead of hanging.
 void spin();
 void note_progress();
+// The "warps" schedule (runtime.cpp, L2E_CUDA_EMULATE_SCHEDULE): runs_ahead() says it is on;
+// offer_switch() (after an mbarrier arrival) lets it hand the SM to another warp there.
+bool runs_ahead();
+void offer_switch();
 uint64_t block_serial();  // changes with every block run (keys per-block emulator state)
 
 // Dynamic (extern __shared__) memory of the running block, and shared-window offsets (cvta).

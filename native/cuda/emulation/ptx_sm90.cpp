@@ -176,6 +176,7 @@ void mbarrier_arrive(unsigned bar) {
   if (b.pending == 0) fail("mbarrier.arrive: more arrivals than the phase expects");
   b.pending--;
   store_bar(bar, b);
+  offer_switch();
 }
 
 void mbarrier_expect_tx(unsigned bar, unsigned tx_bytes) {
@@ -190,6 +191,7 @@ void mbarrier_arrive_expect_tx(unsigned bar, unsigned tx_bytes) {
   if (b.pending == 0) fail("mbarrier.arrive.expect_tx: more arrivals than the phase expects");
   b.pending--;
   store_bar(bar, b);
+  offer_switch();
 }
 
 void mbarrier_complete_tx(unsigned bar, unsigned tx_bytes) {
@@ -216,7 +218,8 @@ void cp_async_bulk_tensor_g2s(unsigned dst, const CUtensorMap* map, unsigned bar
   c.bar = bar;
   c.map = *m;
   for (unsigned i = 0; i < 5; i++) c.coords[i] = i < m->rank ? coords[i] : 0;
-  g_copies.push_back(c);
+  if (runs_ahead()) land(c);  // the "warps" schedule: at once (runtime.cpp)
+  else g_copies.push_back(c);
 }
 
 // ================= wgmma =================

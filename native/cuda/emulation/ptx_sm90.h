@@ -15,7 +15,9 @@
 //
 // Asynchrony is made observable, so that a kernel missing a wait fails in emulation:
 //   - a bulk tensor copy is queued on its mbarrier and lands (and completes its bytes) only when some
-//     thread waits on that mbarrier: shared memory read before the wait holds the old bytes;
+//     thread waits on that mbarrier: shared memory read before the wait holds the old bytes (under the
+//     "warps" schedule, runtime.cpp, it lands when issued instead: a buffer still being read when the
+//     copy into it is issued then holds the new bytes);
 //   - wgmma.mma_async poisons its accumulator registers with NaN; the products are computed, from the
 //     shared memory of that moment, and written back only by the wgmma.wait_group that covers them,
 //     which fails the launch if the thread wrote those registers meanwhile;

@@ -197,6 +197,7 @@ struct Worker {
   bool altstack = false;
   uint64_t block_serial = 0;  // counts blocks run on this OS thread (per-block state elsewhere keys on it)
   uint64_t progress = 0;      // bumped by note_progress(): a polling thread's wait may now succeed
+  bool lead_switch = false;   // offer_switch() ran: the "warps" schedule draws its next lead
 };
 thread_local Worker W;
 
@@ -385,7 +386,12 @@ bool ensure_shared(size_t bytes) {
 // threads is ready (all wait at __syncthreads, poll an mbarrier, or have exited), then a warp picked
 // from those with a ready thread by a generator seeded with <seed> and the block's serial leads. Both
 // are legal CUDA schedules; the second lets a warp run as far ahead of the others as the kernel's
-// synchronisation allows, so that a missing barrier or mbarrier wait shows as a wrong result.
+// synchronisation allows, so that a missing barrier or mbarrier wait shows as a wrong result. Under it
+// an mbarrier arrival also hands the SM to a warp drawn from those with a ready or polling thread
+// (offer_switch), so that a waiter may run the moment a phase completes while the arriving warp has
+// not yet done what follows its arrival (a stage released before its reads completed shows), and a
+// bulk tensor copy lands when issued (ptx_sm90.cpp; under "rounds" only when its mbarrier is waited
+// on, so that a read before the wait shows). Both are legal: a copy completes any time after its issue.
 struct Schedule {
   bool warps = false;
   uint64_t seed = 0;
@@ -450,9 +456,10 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
   const Schedule& sched = schedule();
   uint64_t rng = sched.seed ^ (w.block_serial * 0xd1342543de82ef95ull);
   unsigned lead = 0;  // the "warps" schedule's running warp
-  auto has_ready = [&](unsigned wi) {
+  w.lead_switch = false;
+  auto has = [&](unsigned wi, bool polling_too) {  // a ready (or polling) thread in warp wi
     for (unsigned i = wi * 32; i < std::min(n, wi * 32 + 32); i++)
-      if (w.fibers[i]->state == kReady) return true;
+      if (w.fibers[i]->state == kReady || (polling_too && w.fibers[i]->state == kSpin)) return true;
     return false;
   };
   for (;;) {
@@ -460,13 +467,15 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
     bool ran_ready = false;  // a thread that was not polling ran this round
     unsigned first = 0, last = n;  // the threads this round runs
     if (sched.warps) {
-      if (!has_ready(lead)) {
-        std::vector<unsigned> ready;
+      const bool offered = w.lead_switch;  // after an arrival a polling warp may take the SM too
+      w.lead_switch = false;
+      if (offered || !has(lead, false)) {
+        std::vector<unsigned> pool;
         for (unsigned wi = 0; wi < warps; wi++)
-          if (has_ready(wi)) ready.push_back(wi);
-        if (!ready.empty()) lead = ready[splitmix64(rng) % ready.size()];
+          if (has(wi, offered)) pool.push_back(wi);
+        if (!pool.empty()) lead = pool[splitmix64(rng) % pool.size()];
       }
-      if (has_ready(lead)) {  // else none is ready: every poller polls, as in a round
+      if (has(lead, false) || (offered && has(lead, true))) {  // else every poller polls, as in a round
         first = lead * 32;
         last = std::min(n, first + 32);
       }
@@ -516,7 +525,7 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
     }
     if (ready > 0) continue;  // threads the "warps" schedule has not run yet
     if (polling > 0) {
-      if (!ran_ready && w.progress == progress_before) {
+      if (!ran_ready && w.progress == progress_before && first == 0 && last == n) {
         w.error = "deadlock: " + std::to_string(polling) + " of " + std::to_string(n) +
                   " threads poll a wait (mbarrier) that nothing can complete any more";
         return abandon();
@@ -572,6 +581,14 @@ void note_progress() { W.progress++; }
 void spin() {
   Fiber* f = self();
   f->state = kSpin;
+  yield(f);
+}
+bool runs_ahead() { return schedule().warps; }
+void offer_switch() {
+  if (!schedule().warps) return;
+  Fiber* f = self();
+  f->w->lead_switch = true;
+  f->state = kReady;
   yield(f);
 }
 
