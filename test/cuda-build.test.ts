@@ -94,8 +94,9 @@ const sm90aKernels = [
   { file: 'attention_sm90wg2', kernel: 'flash_fwd_sm90wg2_kernel', instances: 8, keys: (args: string[]) => Number(args[1]), setmaxnreg: true },
 ];
 
-/** Every sm_90a kernel: the forwards above and the wgmma backward (attention_bwd_sm90.cu, hd 64 and 128 in 2 and 3 stages). */
-const sm90aAll = [...sm90aKernels, { file: 'attention_bwd_sm90', kernel: 'flash_bwd_sm90_kernel', instances: 4 }];
+/** Every sm_90a kernel: the forwards above and the wgmma backward (attention_bwd_sm90.cu, hd 64 and 128 in 2 and 3 stages,
+ * loaded by cp.async or by a TMA producer warp). */
+const sm90aAll = [...sm90aKernels, { file: 'attention_bwd_sm90', kernel: 'flash_bwd_sm90_kernel', instances: 8 }];
 
 /** Function name -> SASS text, for the functions of the sm_90a image whose name contains `kernel`. */
 function sm90aFunctions(sass: string, kernel: string): Map<string, string> {
@@ -165,13 +166,13 @@ describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not o
     }
   }, 600_000);
 
-  it('the backward kernels of attention_bwd_sm90 (hd 64 and 128, 2 and 3 stages) do their five products on wgmma, and none on mma.sync', () => {
+  it('the backward kernels of attention_bwd_sm90 (hd 64 and 128, 2 and 3 stages, cp.async or TMA) do their five products on wgmma, and none on mma.sync', () => {
     const dir = mkdtempSync(join(tmpdir(), 'l2e-ptx-'));
     try {
       const ptxFile = join(dir, 'attention_bwd_sm90.ptx');
       execFileSync('nvcc', ['-ptx', ...nvccArgs, '--gpu-architecture=compute_90a', 'native/cuda/attention_bwd_sm90.cu', '-o', ptxFile], { stdio: 'pipe', env: toolEnv });
       const entries = readFileSync(ptxFile, 'utf8').split(/\n\.entry /).slice(1).filter((e) => e.includes('flash_bwd_sm90_kernel'));
-      expect(entries.length, 'kernels found').toBe(4);
+      expect(entries.length, 'kernels found').toBe(8);
       const mma = (n: number | string, a: string, tail: string) =>
         new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${n}k16\\.f32\\.bf16\\.bf16 \\{[^}]*\\},\\s*${a},\\s*%rd\\d+,\\s*p,\\s*${tail};`);
       for (const body of entries) {
@@ -185,7 +186,19 @@ describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not o
         expect(body).toMatch(mma(D / 2, '%rd\\d+', '1, 1, 1, 1'));
         expect(body).toMatch(/fence\.proxy\.async\.shared::cta/);
         expect(body).not.toMatch(/\bmma\.sync/);
+        const producer = /flash_bwd_sm90_kernelILi\d+ELi\d+ELb1E/.test(body);
+        if (producer) {  // a producer warpgroup's TMA loads completing on mbarriers; registers to the consumers
+          expect(body).toMatch(/cp\.async\.bulk\.tensor\.3d\.shared::cluster\.global\.tile\.mbarrier::complete_tx::bytes/);
+          expect(body).toMatch(/mbarrier\.try_wait\.parity/);
+          expect(body).toMatch(/setmaxnreg\.dec\.sync\.aligned\.u32 24;/);
+          expect(body).toMatch(/setmaxnreg\.inc\.sync\.aligned\.u32 240;/);
+          expect(body).not.toMatch(/cp\.async\.c[ag]\.shared/);
+        } else {
+          expect(body).toMatch(/cp\.async\.c[ag]\.shared/);
+          expect(body).not.toMatch(/cp\.async\.bulk/);
+        }
       }
+      expect(entries.filter((e) => /flash_bwd_sm90_kernelILi\d+ELi\d+ELb1E/.test(e)).length, 'TMA-fed kernels').toBe(4);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
