@@ -118,11 +118,15 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
 
   // L2E_CUDA_EMULATE_SCHEDULE (runtime.cpp): CI runs ops.test.ts again under "warps:1", where a warp runs
   // ahead of the others as far as the kernel's synchronisation lets it
-  it('schedules: "rounds" brings every thread to a meeting point first, "warps:<seed>" lets a warp run ahead, anything else is refused', () => {
+  it('schedules: "rounds" brings every thread to a meeting point first, "warps:<seed>" lets a warp run ahead and hands the SM on at arrivals, anything else is refused', () => {
     const rounds = runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'rounds' });
     expect(rounds.stderr).toBe("warp 0 saw warp 1's write\nsurvived\n");
     expect(runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: '' }).stderr).toBe(rounds.stderr);  // the default
     expect(runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'warps:1' }).stderr).toBe('warp 0 ran ahead of warp 1\nsurvived\n');
+    // at an mbarrier arrival "warps" draws the next warp: a waiter may run before the arriving thread goes on
+    expect(runInChild('arrival_switch', { L2E_CUDA_EMULATE_SCHEDULE: 'rounds' }).stderr).toBe('thread 0 wrote before warp 1 ran\nsurvived\n');
+    const drawn = new Set([1, 2, 3, 4, 5, 6, 7, 8].map((seed) => runInChild('arrival_switch', { L2E_CUDA_EMULATE_SCHEDULE: `warps:${seed}` }).stderr));
+    expect([...drawn].sort()).toEqual(['thread 0 wrote before warp 1 ran\nsurvived\n', 'warp 1 ran between the arrival and the write\nsurvived\n']);
     const bad = runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'warps' });
     expect(bad.signal).toBe('SIGABRT');
     expect(bad.stderr).toContain("l2e CUDA emulation: L2E_CUDA_EMULATE_SCHEDULE='warps' is neither 'rounds' nor 'warps:<seed>'\n");

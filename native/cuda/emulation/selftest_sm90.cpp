@@ -83,6 +83,26 @@ void mbarrier_deadlock_kernel(int*) {
   }
 }
 
+// The "warps" schedule may hand the SM to another warp at an mbarrier arrival (runtime.cpp): thread 0
+// arrives, then writes a flag; warp 1 waits for the phase and reads the flag. bad[1] = 1: warp 1 ran
+// between the arrival and the write (never under "rounds", where thread 0 runs on to its next meeting point).
+void arrival_switch_kernel(int* bad) {
+  char* smem = static_cast<char*>(dynamic_shared());
+  const unsigned bar = off(smem);
+  volatile float* flag = reinterpret_cast<float*>(smem + 8);  // NaN: fresh shared memory
+  if (threadIdx.x == 0) mbarrier_init(bar, 1);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    mbarrier_arrive(bar);
+    *flag = 1.0f;
+  } else if (threadIdx.x >= 32) {
+    while (!mbarrier_try_wait_parity(bar, 0)) {
+    }
+    if (std::isnan(*flag)) bad[1] = 1;
+    else if (*flag != 1.0f) bad[0] = 1;
+  }
+}
+
 // ---- TMA ----
 // global element (row, col) of the 2D tensor: raw bits row * 100 + col + 1 (never 0, the fill value)
 constexpr int kRows2 = 100, kCols2 = 72;
@@ -294,6 +314,7 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   std::string r;
   if (name == "mbarrier") L2E_EMU_LAUNCH(mbarrier_kernel, 1, 64, 64, nullptr)(bad);
   else if (name == "mbarrier_deadlock") L2E_EMU_LAUNCH(mbarrier_deadlock_kernel, 1, 32, 64, nullptr)(bad);
+  else if (name == "arrival_switch") L2E_EMU_LAUNCH(arrival_switch_kernel, 1, 64, 64, nullptr)(bad);
   else if (name == "tma") r = tma(bad);
   else if (name == "tensor_map_errors") return tensor_map_errors();
   else if (name == "wgmma") L2E_EMU_LAUNCH(wgmma_kernel, 1, 128, 2 * (16384 + 256), nullptr)(bad);
@@ -309,6 +330,8 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   if (e == cudaSuccess) e = cudaDeviceSynchronize();
   (void)cudaGetLastError();
   if (e != cudaSuccess) return cudaGetErrorString(e);
+  if (name == "arrival_switch" && !bad[0])
+    return bad[1] ? "warp 1 ran between the arrival and the write" : "thread 0 wrote before warp 1 ran";
   return bad[0] ? "wrong values (" + std::to_string(bad[0]) + ")" : "ok";
 }
 
