@@ -1,23 +1,23 @@
 // Flash-attention backward for Hopper (sm_90a) on wgmma: the same math, inputs and outputs as the
 // sm_80 backward (attention_bwd.cu, whose header gives the formulas, GQA and dq_accum), its five
 // products per tile as warpgroup matrix products (FlashAttention-3's backward block: 128 keys, 64-query
-// tiles, two warpgroups). Variants of flash_bwd ("sm90[ws]k128q64s2" / "s3": 2 or 3 stages), run only where
-// the sm_90a forwards run (sm90_fwd_available). Building blocks: sm90.cuh.
+// tiles, two warpgroups). Variants of flash_bwd ("sm90[ws]k128q64s2" / "s3": 2 or 3 stages), run only
+// where the sm_90a forwards run (sm90_fwd_available). Building blocks: sm90.cuh.
 //
 // Block: 256 threads (two warpgroups); the block owns keys k0 .. k0 + 127 of one (sequence, kv head)
 // (the 128-key schedule of attention_bwd.cu: the block of tile (s, r) works iff r % 128 == 0), warpgroup
 // w keys k0 + 64 w .. + 63 (wgmma's m = 64 rows; rows past the sequence compute zeros, never stored).
 // K, V stay in shared memory; the block walks the items (group head, 64-query tile i0 >= k0) of
 // attention_bwd_items.cuh through Stages (2 or 3) stages of Q, dO, lse, D loaded by cp.async (the next
-// Stages - 1 items land while this one is computed). With kProducer ("sm90ws..." variants, FlashAttention-3's
-// warp specialisation) a third warpgroup (384 threads) loads instead: setmaxnreg gives it 24 registers
-// and the two consumer warpgroups 240; its first warp's lane 0 issues the TMA tile loads of K, V (once)
-// and of each item's Q, dO, the warp's 32 lanes store lse and D; item it completes phase it / S of the
-// stage's "full" mbarrier (32 arrivals + the TMA bytes) and, once the consumers' dV and dK products are
-// done, of its "empty" one (256 arrivals), which the producer waits on before item it + S. Rows past the
-// sequence come from the next sequence (zeros past T) and are masked as the zero-filled ones are.
-// Per item, warpgroup w (accumulators: register 4 c + i = row 16 (warp % 4)
-// + g + 8 [i >= 2], column 8 c + 2 t4 + (i & 1)):
+// Stages - 1 items land while this one is computed). With kProducer ("sm90ws..." variants,
+// FlashAttention-3's warp specialisation) a third warpgroup (384 threads) loads instead: setmaxnreg gives
+// it 24 registers and the two consumer warpgroups 240; its first warp's lane 0 issues the TMA tile loads
+// of K, V (once) and of each item's Q, dO, the warp's 32 lanes store lse and D; item it completes phase
+// it / S of the stage's "full" mbarrier (32 arrivals + the TMA bytes) and, once the consumers' dV and dK
+// products are done, of its "empty" one (256 arrivals), which the producer waits on before item it + S.
+// Rows past the sequence come from the next sequence (zeros past T) and are masked as the zero-filled
+// ones are. Per item, warpgroup w (accumulators: register 4 c + i = row 16 (warp % 4) + g + 8 [i >= 2],
+// column 8 c + 2 t4 + (i & 1)):
 //   S^T  = K_w Q^T    m64n64k16, D/16 k-steps, A = K_w and B = Q K-major (k = head dim)
 //   dP^T = V_w dO^T   the same with V, dO
 //   P^T = 2^(S^T c log2 e - lse log2 e) (0 where key > query or the query is past the sequence; tested
@@ -45,8 +45,8 @@
 //   A = dS   (MN-major, k = key): sdS + kk 16 rows x 128, SBO 1024 (the next 8 keys)
 //   B = K    (N-major, k = key): sK + kk 16 rows x 128 + the warpgroup's first column (D/2 w: an atom
 //            column at hd 128, 64 bytes into the rows at hd 64), SBO 1024
-// The shared-memory writes (cp.async, the dS^T and lse, D stores) are generic-proxy writes read by wgmma (the async
-// proxy): each writer fences (fence.proxy.async) before the barrier that publishes them.
+// The shared-memory writes (cp.async, the dS^T and lse, D stores) are generic-proxy writes read by wgmma
+// (the async proxy): each writer fences (fence.proxy.async) before the barrier that publishes them.
 #include <string>
 
 #include "core/backend.h"
@@ -362,7 +362,7 @@ void launch(const void* q, const void* k, const void* v, const void* dout, const
     attr_set = true;
   }
   Bwd90Maps maps{};
-  if (kProducer) {
+  if constexpr (kProducer) {
     maps.q = sm90::tensor_map(q, T, nh, D, kQ);
     maps.dout = sm90::tensor_map(dout, T, nh, D, kQ);
     maps.k = sm90::tensor_map(k, T, nkv, D, kKeys);
@@ -386,10 +386,11 @@ void flash_bwd_sm90(const void* q, const void* k, const void* v, const void* dou
                 std::to_string(stages) + " stages");
   using Launch = void (*)(const void*, const void*, const void*, const void*, const float*, const float*,
                           const int32_t*, int, int, int, const int32_t*, int, float*, void*, void*, cudaStream_t);
-  // [producer][hd 128][stages 3]
-  constexpr Launch kLaunch[2][2][2] = {{{launch<64, 2, false>, launch<64, 3, false>}, {launch<128, 2, false>, launch<128, 3, false>}},
-                                       {{launch<64, 2, true>, launch<64, 3, true>}, {launch<128, 2, true>, launch<128, 3, true>}}};
-  kLaunch[producer][hd == 128][stages == 3](q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dk, dv, s);
+  constexpr Launch kLaunch[2][2][2] = {  // [producer][hd 128][3 stages]
+      {{launch<64, 2, false>, launch<64, 3, false>}, {launch<128, 2, false>, launch<128, 3, false>}},
+      {{launch<64, 2, true>, launch<64, 3, true>}, {launch<128, 2, true>, launch<128, 3, true>}}};
+  kLaunch[producer][hd == 128][stages == 3](q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dk,
+                                            dv, s);
 }
 
 }  // namespace cuda

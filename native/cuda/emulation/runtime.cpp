@@ -379,7 +379,6 @@ bool ensure_shared(size_t bytes) {
   return true;
 }
 
-// Runs one block; false (with W.error) when it failed.
 // The order threads run in between meeting points (L2E_CUDA_EMULATE_SCHEDULE): unset or "rounds", every
 // ready thread in turn each round, so that all of a block reach a meeting point before any passes one;
 // "warps:<seed>", one warp at a time: a lead warp alone runs, round after round, until none of its
@@ -422,6 +421,7 @@ uint64_t splitmix64(uint64_t& x) {  // the generator of the "warps" schedule
   return z ^ (z >> 31);
 }
 
+// Runs one block; false (with W.error) when it failed.
 bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
   Worker& w = W;
   const unsigned n = block.x * block.y * block.z;

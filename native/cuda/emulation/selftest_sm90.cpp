@@ -126,8 +126,8 @@ void tma_kernel(const CUtensorMap* m2, const CUtensorMap* m3, int* bad) {
     const int32_t c[2] = {16, 90};
     mbarrier_arrive_expect_tx(b, 64 * 16 * 2);
     cp_async_bulk_tensor_g2s(off(box), m2, b, c);
-    for (int e = 0; e < 64 * 16; e++)  // nothing lands before a wait on the mbarrier (but under "warps")
-      if (box[e] != 0xffff && !runs_ahead()) bad[0] = 2;
+    for (int e = 0; e < 64 * 16; e++)  // it lands at a wait on the mbarrier, or at once under "warps"
+      if ((box[e] != 0xffff) != runs_ahead()) bad[0] = 2;  // no element of the box is 0xffff
   }
   while (!mbarrier_try_wait_parity(b, 0)) {
   }
