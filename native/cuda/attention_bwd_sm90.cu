@@ -356,9 +356,10 @@ void launch(const void* q, const void* k, const void* v, const void* dout, const
   if (num_tiles == 0) return;
   static bool attr_set = false;
   // the instance, named without the commas L2E_LAUNCH would split
-  constexpr auto kernel = &flash_bwd_sm90_kernel<D, S, kProducer>;
+  constexpr auto flash_bwd_sm90_instance = &flash_bwd_sm90_kernel<D, S, kProducer>;
   if (!attr_set) {
-    L2E_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sh::smem)));
+    L2E_CUDA_CHECK(
+        cudaFuncSetAttribute(flash_bwd_sm90_instance, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sh::smem)));
     attr_set = true;
   }
   Bwd90Maps maps{};
@@ -369,7 +370,7 @@ void launch(const void* q, const void* k, const void* v, const void* dout, const
     maps.v = sm90::tensor_map(v, T, nkv, D, kKeys);
   }
   const float scale = 1.0f / sqrtf(float(D)), scale_log2 = scale * kLog2e;
-  L2E_LAUNCH(kernel, dim3(unsigned(num_tiles), unsigned(nkv)), Sh::kThreads, Sh::smem, s)(
+  L2E_LAUNCH(flash_bwd_sm90_instance, dim3(unsigned(num_tiles), unsigned(nkv)), Sh::kThreads, Sh::smem, s)(
       maps, static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
       static_cast<const bf16*>(dout), lse, Dvec, cu, tiles, T, nh, nkv, scale_log2, scale, dq_accum,
       static_cast<bf16*>(dk), static_cast<bf16*>(dv));

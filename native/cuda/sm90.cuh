@@ -84,8 +84,7 @@ __device__ __forceinline__ void wgmma_ss_tt(float (&d)[M], uint64_t da, uint64_t
   static_assert(M == 16 || M == 32, "n = 32 or 64");
   ep::wgmma_m64k16_bf16_ss(d, 2 * M, da, db, scale_d, 1, 1);
 }
-// the emulator's shared memory is one coherent store: there is no second proxy to order against
-__device__ __forceinline__ void fence_proxy_async() {}
+__device__ __forceinline__ void fence_proxy_async() { ep::fence_proxy_async(); }
 #elif defined(L2E_SM90A_DEVICE)
 __device__ __forceinline__ void bar_init(uint32_t bar, unsigned count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));

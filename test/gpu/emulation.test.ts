@@ -99,7 +99,18 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('wgmma_nofence')).toBe(
       "kernel wgmma_nofence_kernel failed in block (0,0,0): wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group",
     );
+  });
 
+  it('wgmma operands stored by st.shared need the writers\' fence.proxy.async after the stores (the async proxy reads them)', () => {
+    expect(run('wgmma_proxy_early')).toBe(
+      'kernel wgmma_proxy_early_kernel failed in block (0,0,0): wgmma.mma_async: shared memory at offset 0 was written by the generic proxy with no fence.proxy.async before this read',
+    );
+  });
+
+  it('a shared-memory operand written while its wgmma is in flight is a launch error, even fenced', () => {
+    expect(run('wgmma_smem_in_flight')).toBe(
+      'kernel wgmma_smem_in_flight_kernel failed in block (0,0,0): wgmma.wait_group: shared memory at offset 0, read by a wgmma.mma_async in flight, was written before this wait',
+    );
   });
 
   it('setmaxnreg: warpgroups give and take registers; a bad count or an incomplete warpgroup is a launch error', () => {

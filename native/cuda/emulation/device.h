@@ -97,6 +97,8 @@ void offer_switch();
 uint64_t block_serial();  // changes with every block run (keys per-block emulator state)
 
 // Dynamic (extern __shared__) memory of the running block, and shared-window offsets (cvta).
+// Every block's shared memory starts filled with this byte (NaN as f32 and as bf16).
+constexpr unsigned char kFreshShared = 0xff;
 void* dynamic_shared();
 size_t dynamic_shared_size();
 size_t shared_offset(const void* p);  // fails unless p lies in the block's dynamic shared memory

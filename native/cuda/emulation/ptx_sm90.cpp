@@ -36,6 +36,34 @@ char* smem_at(unsigned addr, size_t bytes, const char* op) {
   return static_cast<char*>(dynamic_shared()) + addr;
 }
 
+// ================= proxies =================
+// The memory model's proxies (PTX ISA "Proxies"; for wgmma "Async Proxy"): wgmma.mma_async reads its
+// shared-memory operands, and cp.async.bulk.tensor writes shared memory, through the async proxy;
+// st.shared and cp.async (non-bulk) write through the generic proxy. One location accessed through both
+// needs a cross-proxy fence: fence.proxy.async between the generic writes and the async reads (wgmma.fence:
+// "An async proxy fence must be used to establish an ordering between prior writes to shared memory
+// matrices and subsequent reads of the same matrices in a wgmma.mma_async instruction"). A bulk copy's
+// writes reach generic reads through its mbarrier's completed phase, a wgmma's results through
+// wgmma.wait_group (an implicit generic-async proxy fence follows its completion).
+// Emulated: the async proxy sees a copy of the block's dynamic shared memory of its own (fresh bytes at
+// first). fence.proxy.async copies the whole generic view into it: every thread's writes so far, not only
+// the fencing thread's (more lenient than the ISA: a writer that relies on another thread's fence passes
+// here); a bulk tensor copy writes both views; a wgmma operand byte that differs between the views when
+// the wgmma is issued was written by the generic proxy with no fence.proxy.async since: a launch error.
+struct AsyncView {
+  uint64_t serial = ~uint64_t(0);
+  std::vector<char> bytes;
+};
+thread_local AsyncView g_async;
+
+char* async_view() {
+  if (g_async.serial != block_serial()) {
+    g_async.serial = block_serial();
+    g_async.bytes.assign(dynamic_shared_size(), char(kFreshShared));
+  }
+  return g_async.bytes.data();
+}
+
 // ================= mbarrier =================
 // "mbarrier": the object holds a phase, the pending arrival count of the current phase, the expected
 // arrival count (from init; every phase starts with pending = expected) and the tx-count (bytes of
@@ -110,6 +138,7 @@ void land(const Copy& c) {
   const size_t bytes = box_elems * m.elem_bytes;
   smem_at(c.dst, bytes, "cp.async.bulk.tensor");
   char* smem = static_cast<char*>(dynamic_shared());
+  char* view = async_view();
   uint32_t idx[5] = {0, 0, 0, 0, 0};
   for (size_t e = 0; e < box_elems; e++) {
     size_t rest = e;
@@ -122,11 +151,15 @@ void land(const Copy& c) {
       if (g < 0 || uint64_t(g) >= m.dim[i]) inside = false;
       else src += uint64_t(g) * (i == 0 ? m.elem_bytes : m.stride[i - 1]);
     }
-    char* dst = smem + swizzle(uint32_t(c.dst + e * m.elem_bytes), m.swizzle_bytes);
+    const uint32_t at = swizzle(uint32_t(c.dst + e * m.elem_bytes), m.swizzle_bytes);
+    if (size_t(at) + m.elem_bytes > dynamic_shared_size())
+      fail("cp.async.bulk.tensor: a swizzled address lies outside the block's shared memory");
+    char* dst = smem + at;
     if (inside) std::memcpy(dst, src, m.elem_bytes);
     else if (m.nan_fill && m.elem_bytes == 2) std::memset(dst, 0xff, 2);  // a NaN in f16 and bf16
     else if (m.nan_fill && m.elem_bytes == 4) std::memcpy(dst, "\xff\xff\xc0\x7f", 4);
     else std::memset(dst, 0, m.elem_bytes);
+    std::memcpy(view + at, dst, m.elem_bytes);  // the async proxy's write: both views
   }
   Bar b = load_bar(c.bar, "cp.async.bulk.tensor");
   add_tx(b, -int64_t(bytes), "cp.async.bulk.tensor");
@@ -263,9 +296,9 @@ uint32_t operand_offset(const Desc& d, bool mn_major, int mn, int k) {
   return swizzle(a, d.swz);
 }
 
-float bf16_at(uint32_t off) {
+float bf16_bits(uint16_t v) {
   __nv_bfloat16 h;
-  std::memcpy(&h.__x, smem_at(off, 2, "wgmma.mma_async"), 2);
+  h.__x = v;
   return __bfloat162float(h);
 }
 
@@ -288,6 +321,10 @@ struct Op {
   uint32_t a[32][4];
   float* dst[32];
   std::vector<float> cin;  // 32 lanes x n/2: the accumulators at issue (unless chained)
+  // the shared-memory operand elements, read through the async proxy at issue: B (16 x n) then A
+  // (16 x 16, unless rs), their offsets and bits (which must still be there at completion)
+  std::vector<uint32_t> offs;
+  std::vector<uint16_t> vals;
 };
 struct WarpState {
   uint64_t serial = ~uint64_t(0), gen = ~uint64_t(0);
@@ -318,19 +355,36 @@ const WarpSlot* meet(const char* op, const WarpSlot& in, bool& first) {
   return all;
 }
 
-// D rows of this warp: 16 (warp % 4) + r. Computes and writes back one op for all 32 lanes.
+// An operand element read through the async proxy at issue ("proxies" above).
+void gather(Op& op, uint32_t at, const char* smem, const char* view) {
+  if (size_t(at) + 2 > dynamic_shared_size())
+    fail("wgmma.mma_async: an operand lies outside the block's shared memory");
+  if (std::memcmp(smem + at, view + at, 2) != 0)
+    failf("wgmma.mma_async: shared memory at offset %u was written by the generic proxy with no fence.proxy.async "
+          "before this read", at);
+  uint16_t v;
+  std::memcpy(&v, view + at, 2);
+  op.offs.push_back(at);
+  op.vals.push_back(v);
+}
+
+// D rows of this warp: 16 (warp % 4) + r. Computes and writes back one op for all 32 lanes. The operands
+// were read at issue; the hardware may read them any time until the completion this observes, so they
+// may not have been written since (by either proxy).
 void complete(Op& op) {
   if (!op.chain)
     for (int lane = 0; lane < 32; lane++)
       for (int r = 0; r < op.n / 2; r++)
         if (std::memcmp(&op.dst[lane][r], &kPoison, 4) != 0)
           fail("wgmma: accumulator registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)");
-  const int row0 = int(warp_id() % 4) * 16;
+  const char* smem = static_cast<const char*>(dynamic_shared());
+  for (size_t i = 0; i < op.offs.size(); i++)
+    if (std::memcmp(smem + op.offs[i], &op.vals[i], 2) != 0)
+      failf("wgmma.wait_group: shared memory at offset %u, read by a wgmma.mma_async in flight, was written before "
+            "this wait", op.offs[i]);
   const int n = op.n;
   std::vector<float> A(16 * 16), B(16 * size_t(n));
-  const Desc db = decode(op.db);
-  for (int k = 0; k < 16; k++)
-    for (int c = 0; c < n; c++) B[size_t(k) * n + c] = bf16_at(operand_offset(db, op.tb, c, k));
+  for (size_t e = 0; e < B.size(); e++) B[e] = bf16_bits(op.vals[e]);
   if (op.rs) {  // the mma.m16n8k16 A fragment (ptx.cpp): A(r, k) in lane (r % 8) 4 + (k % 8) / 2
     for (int r = 0; r < 16; r++)
       for (int k = 0; k < 16; k++) {
@@ -338,9 +392,7 @@ void complete(Op& op) {
         A[r * 16 + k] = half_of(op.a[(r % 8) * 4 + (k % 8) / 2][i / 2], i & 1);
       }
   } else {
-    const Desc da = decode(op.da);
-    for (int r = 0; r < 16; r++)
-      for (int k = 0; k < 16; k++) A[r * 16 + k] = bf16_at(operand_offset(da, op.ta, row0 + r, k));
+    for (int e = 0; e < 256; e++) A[e] = bf16_bits(op.vals[B.size() + e]);
   }
   // "Register Fragments" of the accumulator D (m64nNk16, .f32): register 4j + i of lane (g = lane / 4,
   // t = lane % 4) holds row 16 (warp % 4) + g + 8 [i >= 2], column 8 j + 2 t + (i & 1).
@@ -391,6 +443,19 @@ void issue(float* d, int n, bool rs, uint64_t da, const uint32_t* a, uint64_t db
       op.a[lane][3] = uint32_t(all[lane].v[3] >> 32);
     }
   }
+  const char* smem = static_cast<const char*>(dynamic_shared());
+  const char* view = async_view();
+  const int row0 = int(warp_id() % 4) * 16;  // this warp's rows of D (and of A)
+  op.offs.reserve((rs ? 0 : 256) + 16 * size_t(n));
+  op.vals.reserve(op.offs.capacity());
+  const Desc b_at = decode(op.db);
+  for (int k = 0; k < 16; k++)
+    for (int c = 0; c < n; c++) gather(op, operand_offset(b_at, op.tb, c, k), smem, view);
+  if (!rs) {
+    const Desc a_at = decode(op.da);
+    for (int r = 0; r < 16; r++)
+      for (int k = 0; k < 16; k++) gather(op, operand_offset(a_at, op.ta, row0 + r, k), smem, view);
+  }
   op.chain = false;
   for (const Op& p : s.ops)
     if (p.dst[0] == op.dst[0]) op.chain = true;  // accumulates onto a result still in flight
@@ -404,6 +469,10 @@ void issue(float* d, int n, bool rs, uint64_t da, const uint32_t* a, uint64_t db
 }
 
 }  // namespace
+
+void fence_proxy_async() {
+  std::memcpy(async_view(), dynamic_shared(), dynamic_shared_size());
+}
 
 void wgmma_fence() {
   bool first;

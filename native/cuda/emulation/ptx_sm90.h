@@ -9,6 +9,7 @@
 //     shared memory ("Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions": register
 //     fragments, "Matrix Descriptor Format", "Shared Memory Matrix Layout" with the swizzle modes)
 //   wgmma.fence / wgmma.commit_group / wgmma.wait_group
+//   fence.proxy.async.shared::cta ("Membar/Fence Instructions": a bidirectional generic-async proxy fence)
 //   setmaxnreg.{inc,dec}.sync.aligned.u32 ("Miscellaneous Instructions: setmaxnreg": the count an
 //     immediate in [24, 256], a multiple of 8; executed by all warps of a warpgroup, .sync.aligned: by
 //     every lane of the warp with the same count). Registers are not modelled: only these rules are checked.
@@ -18,10 +19,13 @@
 //     thread waits on that mbarrier: shared memory read before the wait holds the old bytes (under the
 //     "warps" schedule, runtime.cpp, it lands when issued instead: a buffer still being read when the
 //     copy into it is issued then holds the new bytes);
-//   - wgmma.mma_async poisons its accumulator registers with NaN; the products are computed, from the
-//     shared memory of that moment, and written back only by the wgmma.wait_group that covers them,
-//     which fails the launch if the thread wrote those registers meanwhile;
-//   - wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group is a launch error.
+//   - wgmma.mma_async reads its shared-memory operands at issue and poisons its accumulator registers
+//     with NaN; the products are written back only by the wgmma.wait_group that covers them, which
+//     fails the launch if the thread wrote those registers meanwhile;
+//   - wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group is a launch error;
+//   - the async proxy has a view of shared memory of its own (ptx_sm90.cpp, "proxies"): a wgmma operand
+//     written by st.shared or cp.async with no fence.proxy.async before the wgmma is a launch error, and
+//     so is an operand written (by any proxy) while its wgmma is in flight, before the wait that covers it.
 // Shared-memory addresses are offsets in the block's dynamic shared memory (__cvta_generic_to_shared).
 #pragma once
 #include <cstdint>
@@ -54,6 +58,9 @@ void wgmma_wait_group(int pending);
 void wgmma_m64k16_bf16_ss(float* d, int n, uint64_t desc_a, uint64_t desc_b, int scale_d, int trans_a, int trans_b);
 // A from registers: this thread's 4 .b32 registers, the mma.m16n8k16 A fragment of its warp's 16 rows.
 void wgmma_m64k16_bf16_rs(float* d, int n, const uint32_t (&a)[4], uint64_t desc_b, int scale_d, int trans_b);
+
+// ---- fence.proxy.async: the generic proxy's shared-memory writes so far become the async proxy's ----
+void fence_proxy_async();
 
 // ---- setmaxnreg: the warpgroup's per-thread register budget (inc = true: .inc, else .dec) ----
 void setmaxnreg(unsigned count, bool inc);

@@ -11,7 +11,8 @@
 // Loud failures: allocations are filled with 0xff bytes (NaN as f32 and as bf16), a freed block's
 // pages are unmapped, and a guard page follows every allocation and the dynamic shared memory, so an
 // out-of-bounds access faults; the SIGSEGV handler then names the kernel, block and thread and aborts.
-// Every block starts with fresh shared memory, dynamic and static (L2E_SHARED), filled with 0xff.
+// Every block starts with fresh shared memory, dynamic and static (L2E_SHARED), filled with 0xff
+// (kFreshShared).
 //
 // Errors: a launch with a bad configuration fails at once (cudaGetLastError after the launch); an
 // error while the kernel runs (a failed check above, or L2E_CUDA_EMULATE_FAIL=<kernel> naming it) is
@@ -433,7 +434,7 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
   const unsigned warps = (n + 31) / 32;
   w.slots.assign(size_t(warps) * 64, WarpSlot{});
   if (w.warp_gen.size() < warps) w.warp_gen.resize(warps, 0);
-  std::memset(w.smem, 0xff, w.smem_size);  // uninitialised shared memory reads as NaN
+  std::memset(w.smem, kFreshShared, w.smem_size);  // uninitialised shared memory reads as NaN
   poison(w.static_smem + kStaticShared - w.static_used, w.static_used);  // static arrays: fresh ones
   w.static_used = 0;
   w.static_sites.clear();
@@ -636,7 +637,7 @@ void* static_shared(const void* site, size_t bytes, size_t align) {
   }
   char* p = w.static_smem + kStaticShared - used;  // the first array ends at the guard page
   unpoison(p, bytes);
-  std::memset(p, 0xff, bytes);  // uninitialised shared memory reads as NaN
+  std::memset(p, kFreshShared, bytes);  // uninitialised shared memory reads as NaN
   w.static_used = std::min(kStaticShared, used + kRedzone);
   w.static_sites.emplace_back(site, p);
   return p;

@@ -10,8 +10,11 @@
 //   wgmma              m64n64k16 from shared memory (K-major, 128B swizzle, 4 k-steps by start address),
 //                      m64n128k16 with A from registers and B N-major (128B swizzle, LBO across atoms),
 //                      B K-major without swizzle; NaN before wgmma.wait_group, wait_group(1) keeps the
-//                      newest group pending
+//                      newest group pending; operands stored by st.shared, published by each writer's
+//                      fence.proxy.async and a barrier (the async proxy's reads)
 //   wgmma_nofence      wgmma.mma_async without wgmma.fence (must fail)
+//   wgmma_proxy_early  operands stored after the writer's fence.proxy.async, not before it (must fail)
+//   wgmma_smem_in_flight  an operand in shared memory written between wgmma.mma_async and its wait (must fail)
 //   wgmma_write_in_flight  an accumulator written between wgmma.mma_async and its wait (must fail)
 //   setmaxnreg         a producer warpgroup gives registers back, a consumer warpgroup takes them;
 //                      a count outside [24, 256] or not a multiple of 8, and a warp whose warpgroup is
@@ -241,6 +244,7 @@ void wgmma_kernel(int* bad) {
     const int n = e / 16, k = e % 16;
     sI[(n / 8) * 128 + (k / 8) * 64 + (n % 8) * 8 + k % 8] = bits(Bv(k, n));
   }
+  fence_proxy_async();  // this thread's stores, before the async proxy's reads
   __syncthreads();
   const unsigned a0 = off(sA), b0 = off(sB), v0 = off(sV), i0 = off(sI);
   float d1[32], d2[64], d3[8];
@@ -274,11 +278,23 @@ void wgmma_kernel(int* bad) {
   check_d(d3, 16, [](int m, int n) { float acc = 1; for (int k = 0; k < 16; k++) acc += Av(m, k) * Bv(k, n); return acc; }, bad);
 }
 
+// zeros in the first 2 KiB, the A (64 x 16) and B (16 x 16, K-major, no swizzle) operands at 0, stored by
+// the block's threads, each fencing after its stores; or (fence_first) by thread 0 alone, fencing before
+void zero_operands(bool fence_first) {
+  uint16_t* s = static_cast<uint16_t*>(dynamic_shared());
+  if (!fence_first) {
+    for (int e = int(threadIdx.x); e < 64 * 16; e += 128) s[e] = 0;
+    fence_proxy_async();
+  } else if (threadIdx.x == 0) {
+    fence_proxy_async();  // too early: orders nothing stored after it
+    for (int e = 0; e < 64 * 16; e++) s[e] = 0;
+  }
+  __syncthreads();
+}
+
 void wgmma_write_in_flight_kernel(int*) {
   float d[8];
-  uint16_t* s = static_cast<uint16_t*>(dynamic_shared());
-  for (int e = int(threadIdx.x); e < 64 * 16; e += 128) s[e] = 0;
-  __syncthreads();
+  zero_operands(false);
   wgmma_fence();
   wgmma_m64k16_bf16_ss(d, 16, desc(0, 128, 256, 0), desc(0, 128, 256, 0), 0, 0, 0);
   wgmma_commit_group();
@@ -288,10 +304,30 @@ void wgmma_write_in_flight_kernel(int*) {
 
 void wgmma_nofence_kernel(int*) {
   float d[8];
-  uint16_t* s = static_cast<uint16_t*>(dynamic_shared());
-  for (int e = int(threadIdx.x); e < 64 * 16; e += 128) s[e] = 0;
-  __syncthreads();
+  zero_operands(false);
   wgmma_m64k16_bf16_ss(d, 16, desc(0, 128, 256, 0), desc(0, 128, 256, 0), 0, 0, 0);
+}
+
+void wgmma_proxy_early_kernel(int*) {
+  float d[8];
+  zero_operands(true);
+  wgmma_fence();
+  wgmma_m64k16_bf16_ss(d, 16, desc(0, 128, 256, 0), desc(0, 128, 256, 0), 0, 0, 0);
+  wgmma_commit_group();
+  wgmma_wait_group(0);
+}
+
+void wgmma_smem_in_flight_kernel(int*) {
+  float d[8];
+  zero_operands(false);
+  wgmma_fence();
+  wgmma_m64k16_bf16_ss(d, 16, desc(0, 128, 256, 0), desc(0, 128, 256, 0), 0, 0, 0);
+  wgmma_commit_group();
+  if (threadIdx.x == 0) {  // A(0, 0) and B(0, 0) = 1, fenced, yet before the product is known complete
+    static_cast<uint16_t*>(dynamic_shared())[0] = bits(1.0f);
+    fence_proxy_async();
+  }
+  wgmma_wait_group(0);
 }
 
 // warpgroup 0 (the producer of a warp-specialised kernel) releases registers, warpgroup 1 takes them
@@ -320,6 +356,8 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   else if (name == "wgmma") L2E_EMU_LAUNCH(wgmma_kernel, 1, 128, 2 * (16384 + 256), nullptr)(bad);
   else if (name == "wgmma_write_in_flight") L2E_EMU_LAUNCH(wgmma_write_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_nofence") L2E_EMU_LAUNCH(wgmma_nofence_kernel, 1, 128, 4096, nullptr)(bad);
+  else if (name == "wgmma_proxy_early") L2E_EMU_LAUNCH(wgmma_proxy_early_kernel, 1, 128, 4096, nullptr)(bad);
+  else if (name == "wgmma_smem_in_flight") L2E_EMU_LAUNCH(wgmma_smem_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "setmaxnreg") L2E_EMU_LAUNCH(setmaxnreg_kernel, 1, 256, 64, nullptr)(bad);
   else if (name == "setmaxnreg_count") L2E_EMU_LAUNCH(setmaxnreg_count_kernel, 1, 128, 64, nullptr)(bad);
   else if (name == "setmaxnreg_incomplete") L2E_EMU_LAUNCH(setmaxnreg_incomplete_kernel, 1, 160, 64, nullptr)(bad);
