@@ -11,7 +11,7 @@
 // registers their setmaxnreg.inc asks for, not the 168 a thread of a 384-thread block gets at launch, so
 // S (64 registers), P (32) and O (64) of a 128-key tile at hd 128 fit without spills too; it stops doing
 // so, silently, when the kernel holds a trap instruction (sm90.cuh's bar_wait keeps its trap in a
-// function of its own; test/cuda-build.test.ts checks that ptxas reports no spills).
+// function of its own; test/cuda-compile.test.ts checks that ptxas reports no spills).
 // The steady-state loop has no branch between the asynchronous products and their waits (the last
 // P V is peeled off), which ptxas needs to keep S_j and P_{j-1} V_{j-1} in flight together (otherwise
 // it serialises them, C7514).

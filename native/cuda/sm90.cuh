@@ -113,7 +113,7 @@ __device__ __forceinline__ bool bar_try_wait(uint32_t bar, uint32_t parity) {
 // The trap sits in a function of its own, never inlined: a trap instruction in the kernel body makes
 // ptxas (13.0) give up allocating registers per setmaxnreg region, so that every thread of a 384-thread
 // block is held to 168 registers and the consumers' 240 are never used (a 64 x 128 S, its P and a
-// 64 x 128 O then spill; test/cuda-build.test.ts checks ptxas reports no spills).
+// 64 x 128 O then spill; test/cuda-compile.test.ts checks ptxas reports no spills).
 static __device__ __noinline__ void bar_wait_timed_out() { __trap(); }
 constexpr unsigned long long kBarWaitTimeoutNs = 2000000000ull;
 __device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {

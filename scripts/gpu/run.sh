@@ -75,12 +75,12 @@ node -e '
 grep '^SASS' "$RES/env.txt"
 if [ -z "${SKIP_TESTS:-}" ]; then
   echo "== GPU tests"
-  # the SASS test compiles one file with nvcc (CPU only): it runs beside the GPU suites
-  timeout "${TESTS_S:-420}" node node_modules/vitest/vitest.mjs run test/cuda-build.test.ts > "$RES/sass-test.log" 2>&1 &
+  # the SASS test compiles with nvcc (CPU only): it runs beside the GPU suites
+  timeout "${TESTS_S:-420}" node node_modules/vitest/vitest.mjs run test/cuda-build.test.ts test/cuda-compile.test.ts > "$RES/sass-test.log" 2>&1 &
   sass=$!
   timeout "${TESTS_S:-420}" node node_modules/vitest/vitest.mjs run test/gpu 2>&1 | tee "$RES/gpu-tests.log" | grep -v "^ *✓" | tail -60
   wait "$sass"
-  echo "== test/cuda-build.test.ts (exit $?)" | tee -a "$RES/gpu-tests.log"
+  echo "== test/cuda-build.test.ts test/cuda-compile.test.ts (exit $?)" | tee -a "$RES/gpu-tests.log"
   cat "$RES/sass-test.log" >> "$RES/gpu-tests.log" && rm -f "$RES/sass-test.log"
   grep -E "Test Files|Tests " "$RES/gpu-tests.log" | tail -4
 fi
