@@ -48,7 +48,7 @@ __device__ __forceinline__ uint64_t desc_sw128(uint32_t addr, uint32_t lbo, uint
 #ifdef L2E_CUDA_EMULATION
 namespace ep = ::l2e::emu::ptx;
 __device__ __forceinline__ void bar_init(uint32_t bar, unsigned count) { ep::mbarrier_init(bar, count); }
-__device__ __forceinline__ void bar_init_fence() {}
+__device__ __forceinline__ void bar_init_fence() { ep::fence_mbarrier_init(); }
 __device__ __forceinline__ void bar_arrive(uint32_t bar) { ep::mbarrier_arrive(bar); }
 __device__ __forceinline__ void bar_arrive_expect_tx(uint32_t bar, uint32_t bytes) { ep::mbarrier_arrive_expect_tx(bar, bytes); }
 __device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {

@@ -81,6 +81,12 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('tma')).toBe('ok');
   });
 
+  it('a bulk tensor copy on an mbarrier whose initialisation was not fenced to the async proxy is a launch error', () => {
+    expect(run('tma_init_unfenced')).toBe(
+      'kernel tma_kernel failed in block (0,0,0): cp.async.bulk.tensor: its mbarrier was initialised with no fence.mbarrier_init or fence.proxy.async since',
+    );
+  });
+
   it('cuTensorMapEncodeTiled refuses what the driver contract forbids', () => {
     expect(run('tensor_map_errors')).toBe('ok');
   });

@@ -1,6 +1,7 @@
 // The sm_90a instructions of the emulation build (ptx_sm90.h lists them with their PTX ISA sections).
 #include "ptx_sm90.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -62,6 +63,26 @@ char* async_view() {
     g_async.bytes.assign(dynamic_shared_size(), char(kFreshShared));
   }
   return g_async.bytes.data();
+}
+
+// mbarrier.init writes the object through the generic proxy; a bulk copy completes its bytes on the object
+// through the async proxy, which must see the initialisation: fence.mbarrier_init.release.cluster (PTX ISA
+// "Membar/Fence Instructions": the light-weight fence for prior mbarrier.init operations) or a full
+// fence.proxy.async between them. Emulated as the proxy fence above, for every thread: a fence by any
+// thread publishes every initialisation so far; a bulk tensor copy on an object initialised since is a
+// launch error.
+struct UnfencedInits {
+  uint64_t serial = ~uint64_t(0);
+  std::vector<unsigned> bars;
+};
+thread_local UnfencedInits g_unfenced;
+
+std::vector<unsigned>& unfenced_inits() {
+  if (g_unfenced.serial != block_serial()) {
+    g_unfenced.serial = block_serial();
+    g_unfenced.bars.clear();
+  }
+  return g_unfenced.bars;
 }
 
 // ================= mbarrier =================
@@ -201,8 +222,12 @@ void mbarrier_init(unsigned bar, unsigned count) {
   if (bar % 8 != 0) fail("mbarrier.init: address not 8-byte aligned");
   const uint64_t w = uint64_t(count) | (uint64_t(count) << 20) | (uint64_t(1) << 62);
   std::memcpy(smem_at(bar, 8, "mbarrier.init"), &w, 8);
+  std::vector<unsigned>& unfenced = unfenced_inits();
+  if (std::find(unfenced.begin(), unfenced.end(), bar) == unfenced.end()) unfenced.push_back(bar);
   note_progress();
 }
+
+void fence_mbarrier_init() { unfenced_inits().clear(); }
 
 void mbarrier_arrive(unsigned bar) {
   Bar b = load_bar(bar, "mbarrier.arrive");
@@ -245,6 +270,9 @@ void cp_async_bulk_tensor_g2s(unsigned dst, const CUtensorMap* map, unsigned bar
   if (!m) fail("cp.async.bulk.tensor: the tensor map was not encoded (cuTensorMapEncodeTiled)");
   if (dst % 128 != 0) fail("cp.async.bulk.tensor: shared memory destination not 128-byte aligned");
   (void)load_bar(bar, "cp.async.bulk.tensor");  // must be an initialised mbarrier now
+  const std::vector<unsigned>& unfenced = unfenced_inits();
+  if (std::find(unfenced.begin(), unfenced.end(), bar) != unfenced.end())
+    fail("cp.async.bulk.tensor: its mbarrier was initialised with no fence.mbarrier_init or fence.proxy.async since");
   Copy c;
   c.serial = block_serial();
   c.dst = dst;
@@ -472,6 +500,7 @@ void issue(float* d, int n, bool rs, uint64_t da, const uint32_t* a, uint64_t db
 
 void fence_proxy_async() {
   std::memcpy(async_view(), dynamic_shared(), dynamic_shared_size());
+  unfenced_inits().clear();
 }
 
 void wgmma_fence() {

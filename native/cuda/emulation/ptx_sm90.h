@@ -9,7 +9,8 @@
 //     shared memory ("Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions": register
 //     fragments, "Matrix Descriptor Format", "Shared Memory Matrix Layout" with the swizzle modes)
 //   wgmma.fence / wgmma.commit_group / wgmma.wait_group
-//   fence.proxy.async.shared::cta ("Membar/Fence Instructions": a bidirectional generic-async proxy fence)
+//   fence.proxy.async.shared::cta ("Membar/Fence Instructions": a bidirectional generic-async proxy fence),
+//     fence.mbarrier_init.release.cluster (mbarrier initialisations before their use by the async proxy)
 //   setmaxnreg.{inc,dec}.sync.aligned.u32 ("Miscellaneous Instructions: setmaxnreg": the count an
 //     immediate in [24, 256], a multiple of 8; executed by all warps of a warpgroup, .sync.aligned: by
 //     every lane of the warp with the same count). Registers are not modelled: only these rules are checked.
@@ -25,7 +26,9 @@
 //   - wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group is a launch error;
 //   - the async proxy has a view of shared memory of its own (ptx_sm90.cpp, "proxies"): a wgmma operand
 //     written by st.shared or cp.async with no fence.proxy.async before the wgmma is a launch error, and
-//     so is an operand written (by any proxy) while its wgmma is in flight, before the wait that covers it.
+//     so is an operand written (by any proxy) while its wgmma is in flight, before the wait that covers it;
+//     a bulk tensor copy on an mbarrier initialised with no fence.mbarrier_init (or fence.proxy.async)
+//     since is a launch error too.
 // Shared-memory addresses are offsets in the block's dynamic shared memory (__cvta_generic_to_shared).
 #pragma once
 #include <cstdint>
@@ -38,6 +41,7 @@ namespace ptx {
 
 // ---- mbarrier (an 8-byte object in shared memory) ----
 void mbarrier_init(unsigned bar, unsigned count);
+void fence_mbarrier_init();  // fence.mbarrier_init.release.cluster
 void mbarrier_arrive(unsigned bar);
 void mbarrier_arrive_expect_tx(unsigned bar, unsigned tx_bytes);
 void mbarrier_expect_tx(unsigned bar, unsigned tx_bytes);

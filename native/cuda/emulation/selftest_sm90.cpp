@@ -6,6 +6,7 @@
 //   mbarrier_deadlock  every thread waits on a phase nothing completes (must fail, not hang)
 //   tma                2D and 3D boxes with the 128-byte swizzle, partly out of bounds (zero fill), not
 //                      visible before the mbarrier wait
+//   tma_init_unfenced  the same with no fence.mbarrier_init after mbarrier.init (must fail)
 //   tensor_map_errors  cuTensorMapEncodeTiled rejects what its contract forbids
 //   wgmma              m64n64k16 from shared memory (K-major, 128B swizzle, 4 k-steps by start address),
 //                      m64n128k16 with A from registers and B N-major (128B swizzle, LBO across atoms),
@@ -117,12 +118,15 @@ uint16_t g3(int t, int h, int d) { return uint16_t(1 + t * 1200 + h * 100 + d); 
 // 128-byte swizzle of a box whose rows are 128 bytes: the 16-byte chunk c of row r sits at chunk c ^ (r % 8)
 size_t sw128(int r, int col) { return size_t(r) * 64 + size_t(((col / 8) ^ (r % 8)) * 8 + col % 8); }
 
-void tma_kernel(const CUtensorMap* m2, const CUtensorMap* m3, int* bad) {
+void tma_kernel(const CUtensorMap* m2, const CUtensorMap* m3, int fence_init, int* bad) {
   char* smem = static_cast<char*>(dynamic_shared());
   uint64_t* bar = reinterpret_cast<uint64_t*>(smem);
   uint16_t* box = reinterpret_cast<uint16_t*>(smem + 1024);  // 64 x 32 elements at most
   const unsigned b = off(bar);
-  if (threadIdx.x == 0) mbarrier_init(b, 1);
+  if (threadIdx.x == 0) {
+    mbarrier_init(b, 1);
+    if (fence_init) fence_mbarrier_init();  // the initialisation, to the async proxy
+  }
   __syncthreads();
   // 2D: box 64 columns x 16 rows at (col 16, row 90): columns >= 72 and rows >= 100 lie outside
   if (threadIdx.x == 0) {
@@ -155,7 +159,7 @@ void tma_kernel(const CUtensorMap* m2, const CUtensorMap* m3, int* bad) {
   }
 }
 
-std::string tma(int* bad) {
+std::string tma(int* bad, bool fence_init) {
   uint16_t h2[kRows2 * kCols2], h3[kT3 * kH3 * kD3];
   for (int r = 0; r < kRows2; r++)
     for (int c = 0; c < kCols2; c++) h2[r * kCols2 + c] = g2(r, c);
@@ -181,7 +185,7 @@ std::string tma(int* bad) {
                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
     r = "cuTensorMapEncodeTiled refused a valid map";
   } else {
-    L2E_EMU_LAUNCH(tma_kernel, 1, 32, 1024 + 64 * 32 * 2, nullptr)(&m2, &m3, bad);
+    L2E_EMU_LAUNCH(tma_kernel, 1, 32, 1024 + 64 * 32 * 2, nullptr)(&m2, &m3, fence_init ? 1 : 0, bad);
   }
   cudaFree(d2);
   cudaFree(d3);
@@ -351,7 +355,8 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   if (name == "mbarrier") L2E_EMU_LAUNCH(mbarrier_kernel, 1, 64, 64, nullptr)(bad);
   else if (name == "mbarrier_deadlock") L2E_EMU_LAUNCH(mbarrier_deadlock_kernel, 1, 32, 64, nullptr)(bad);
   else if (name == "arrival_switch") L2E_EMU_LAUNCH(arrival_switch_kernel, 1, 64, 64, nullptr)(bad);
-  else if (name == "tma") r = tma(bad);
+  else if (name == "tma") r = tma(bad, true);
+  else if (name == "tma_init_unfenced") r = tma(bad, false);
   else if (name == "tensor_map_errors") return tensor_map_errors();
   else if (name == "wgmma") L2E_EMU_LAUNCH(wgmma_kernel, 1, 128, 2 * (16384 + 256), nullptr)(bad);
   else if (name == "wgmma_write_in_flight") L2E_EMU_LAUNCH(wgmma_write_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
