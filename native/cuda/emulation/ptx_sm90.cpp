@@ -383,8 +383,17 @@ const WarpSlot* meet(const char* op, const WarpSlot& in, bool& first) {
   return all;
 }
 
+// The operand elements of the op being issued, gathered here first: a failed check ends the fiber, which
+// is never resumed, so nothing it allocated on the way (an Op's vectors on its stack) would be freed
+// (LeakSanitizer); this thread-local scratch stays reachable.
+struct Gathered {
+  std::vector<uint32_t> offs;
+  std::vector<uint16_t> vals;
+};
+thread_local Gathered g_gathered;
+
 // An operand element read through the async proxy at issue ("proxies" above).
-void gather(Op& op, uint32_t at, const char* smem, const char* view) {
+void gather(Gathered& op, uint32_t at, const char* smem, const char* view) {
   if (size_t(at) + 2 > dynamic_shared_size())
     fail("wgmma.mma_async: an operand lies outside the block's shared memory");
   if (std::memcmp(smem + at, view + at, 2) != 0)
@@ -474,16 +483,19 @@ void issue(float* d, int n, bool rs, uint64_t da, const uint32_t* a, uint64_t db
   const char* smem = static_cast<const char*>(dynamic_shared());
   const char* view = async_view();
   const int row0 = int(warp_id() % 4) * 16;  // this warp's rows of D (and of A)
-  op.offs.reserve((rs ? 0 : 256) + 16 * size_t(n));
-  op.vals.reserve(op.offs.capacity());
+  Gathered& got = g_gathered;
+  got.offs.clear();
+  got.vals.clear();
   const Desc b_at = decode(op.db);
   for (int k = 0; k < 16; k++)
-    for (int c = 0; c < n; c++) gather(op, operand_offset(b_at, op.tb, c, k), smem, view);
+    for (int c = 0; c < n; c++) gather(got, operand_offset(b_at, op.tb, c, k), smem, view);
   if (!rs) {
     const Desc a_at = decode(op.da);
     for (int r = 0; r < 16; r++)
-      for (int k = 0; k < 16; k++) gather(op, operand_offset(a_at, op.ta, row0 + r, k), smem, view);
+      for (int k = 0; k < 16; k++) gather(got, operand_offset(a_at, op.ta, row0 + r, k), smem, view);
   }
+  op.offs = got.offs;
+  op.vals = got.vals;
   op.chain = false;
   for (const Op& p : s.ops)
     if (p.dst[0] == op.dst[0]) op.chain = true;  // accumulates onto a result still in flight
