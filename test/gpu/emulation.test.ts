@@ -87,6 +87,19 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     );
   });
 
+  it('cp.reduce.async.bulk.tensor adds a box into global memory, skipping what lies outside, once its bulk group is waited for', () => {
+    expect(run('bulk_reduce')).toBe('ok');
+  });
+
+  it('a bulk reduction\'s source stored with no fence.proxy.async, or written before its wait, is a launch error', () => {
+    expect(run('bulk_reduce_unfenced')).toBe(
+      'kernel bulk_reduce_kernel failed in block (0,0,0): cp.reduce.async.bulk.tensor: shared memory at offset 0 was written by the generic proxy with no fence.proxy.async before this read',
+    );
+    expect(run('bulk_reduce_write_in_flight')).toBe(
+      'kernel bulk_reduce_kernel failed in block (0,0,0): cp.async.bulk.wait_group: shared memory at offset 0, read by a cp.reduce.async.bulk.tensor in flight, was written before this wait',
+    );
+  });
+
   it('cuTensorMapEncodeTiled refuses what the driver contract forbids', () => {
     expect(run('tensor_map_errors')).toBe('ok');
   });

@@ -54,6 +54,7 @@ namespace emu {
 struct TensorMapFields {
   uint32_t magic;                                    // kTensorMapMagic once encoded
   uint8_t rank, elem_bytes, swizzle_bytes, nan_fill;  // swizzle_bytes: 0 (none), 32, 64 or 128
+  uint8_t float32;                                    // CU_TENSOR_MAP_DATA_TYPE_FLOAT32
   const char* base;
   uint64_t dim[5];
   uint64_t stride[4];  // bytes between consecutive indices of dimensions 1..rank-1 (dimension 0: elem_bytes)

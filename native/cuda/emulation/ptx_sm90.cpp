@@ -283,6 +283,117 @@ void cp_async_bulk_tensor_g2s(unsigned dst, const CUtensorMap* map, unsigned bar
   else g_copies.push_back(c);
 }
 
+// ================= bulk reductions, shared -> global =================
+// "cp.reduce.async.bulk.tensor", .tile mode: each element of the box at `src` (laid out in shared memory as
+// a load of the same box would land it: dense, dimension 0 innermost, swizzled as the map says) is
+// reduced into the tensor's element at coords + its index; elements outside the tensor are skipped. Each
+// element's reduction is atomic (other blocks may reduce into the same elements). The source is read
+// through the async proxy: stores to it need a fence.proxy.async first ("proxies"). .bulk_group: the
+// operation joins the executing thread's bulk async-group closed by its next cp.async.bulk.commit_group;
+// "cp.async.bulk.wait_group N" waits until at most the N most recent of the thread's groups are pending,
+// with .read until their reads of the source have completed (the source may be written again after it).
+// Emulated: the source is read at issue; the additions land at the wait that covers the operation, which
+// first fails the launch if the source was written since its issue (by either proxy). A block's groups
+// never waited for are dropped with it: their shared memory is gone before the reads could complete.
+namespace {
+struct BulkReduce {
+  TensorMapFields map;
+  int32_t coords[5];
+  std::vector<uint32_t> offs;  // the source elements' shared-memory offsets and values read at issue
+  std::vector<float> vals;
+};
+struct BulkThread {
+  std::vector<BulkReduce> open;               // issued, not yet committed
+  std::deque<std::vector<BulkReduce>> groups;  // committed, oldest first
+};
+struct BulkBlock {
+  uint64_t serial = ~uint64_t(0);
+  std::vector<BulkThread> threads;
+};
+thread_local BulkBlock g_bulk;
+
+BulkThread& bulk_thread() {
+  const ThreadCtx& c = ctx();
+  if (g_bulk.serial != block_serial()) {
+    g_bulk.serial = block_serial();
+    g_bulk.threads.assign(size_t(c.block_dim.x) * c.block_dim.y * c.block_dim.z, BulkThread{});
+  }
+  const size_t tid = (size_t(c.thread_idx.z) * c.block_dim.y + c.thread_idx.y) * c.block_dim.x + c.thread_idx.x;
+  return g_bulk.threads[tid];
+}
+
+void reduce_into_global(const BulkReduce& r) {
+  const char* smem = static_cast<const char*>(dynamic_shared());
+  for (size_t i = 0; i < r.offs.size(); i++)
+    if (std::memcmp(smem + r.offs[i], &r.vals[i], 4) != 0)
+      failf("cp.async.bulk.wait_group: shared memory at offset %u, read by a cp.reduce.async.bulk.tensor in flight, "
+            "was written before this wait", r.offs[i]);
+  const TensorMapFields& m = r.map;
+  uint32_t idx[5] = {0, 0, 0, 0, 0};
+  for (size_t e = 0; e < r.offs.size(); e++) {
+    size_t rest = e;
+    bool inside = true;
+    const char* dst = m.base;
+    for (unsigned i = 0; i < m.rank; i++) {
+      idx[i] = uint32_t(rest % m.box[i]);
+      rest /= m.box[i];
+      const int64_t g = int64_t(r.coords[i]) + idx[i];
+      if (g < 0 || uint64_t(g) >= m.dim[i]) inside = false;
+      else dst += uint64_t(g) * (i == 0 ? m.elem_bytes : m.stride[i - 1]);
+    }
+    if (inside) atomic_add(reinterpret_cast<float*>(const_cast<char*>(dst)), r.vals[e]);
+  }
+}
+}  // namespace
+
+void cp_reduce_async_bulk_tensor_add_s2g(const CUtensorMap* map, const int32_t* coords, unsigned src) {
+  const TensorMapFields* m = tensor_map_fields(map);
+  if (!m) fail("cp.reduce.async.bulk.tensor: the tensor map was not encoded (cuTensorMapEncodeTiled)");
+  if (!m->float32) fail("cp.reduce.async.bulk.tensor: only .add on .f32 tensors is emulated");
+  if (src % 128 != 0) fail("cp.reduce.async.bulk.tensor: shared memory source not 128-byte aligned");
+  size_t box_elems = 1;
+  for (unsigned i = 0; i < m->rank; i++) box_elems *= m->box[i];
+  // every check before anything is allocated: a failed check ends the fiber (nothing would be freed)
+  const char* smem = static_cast<const char*>(dynamic_shared());
+  const char* view = async_view();
+  for (size_t e = 0; e < box_elems; e++) {
+    const uint32_t at = swizzle(uint32_t(src + e * 4), m->swizzle_bytes);
+    if (size_t(at) + 4 > dynamic_shared_size())
+      fail("cp.reduce.async.bulk.tensor: the source lies outside the block's shared memory");
+    if (std::memcmp(smem + at, view + at, 4) != 0)
+      failf("cp.reduce.async.bulk.tensor: shared memory at offset %u was written by the generic proxy with no "
+            "fence.proxy.async before this read", at);
+  }
+  BulkThread& t = bulk_thread();
+  t.open.emplace_back();
+  BulkReduce& r = t.open.back();
+  r.map = *m;
+  for (unsigned i = 0; i < 5; i++) r.coords[i] = i < m->rank ? coords[i] : 0;
+  r.offs.resize(box_elems);
+  r.vals.resize(box_elems);
+  for (size_t e = 0; e < box_elems; e++) {
+    r.offs[e] = swizzle(uint32_t(src + e * 4), m->swizzle_bytes);
+    std::memcpy(&r.vals[e], view + r.offs[e], 4);
+  }
+}
+
+void cp_async_bulk_commit_group() {
+  BulkThread& t = bulk_thread();
+  t.groups.push_back(std::move(t.open));
+  t.open.clear();
+}
+
+void cp_async_bulk_wait_group(int pending, bool read) {
+  if (pending < 0) fail("cp.async.bulk.wait_group: N must not be negative");
+  (void)read;  // the reads and the writes complete together here
+  BulkThread& t = bulk_thread();
+  while (t.groups.size() > size_t(pending)) {
+    for (const BulkReduce& r : t.groups.front()) reduce_into_global(r);
+    t.groups.pop_front();
+  }
+  note_progress();
+}
+
 // ================= wgmma =================
 namespace {
 

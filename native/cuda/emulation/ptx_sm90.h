@@ -5,6 +5,9 @@
 //     arrival count, tx-count; a phase completes when both reach zero)
 //   cp.async.bulk.tensor.{2d,3d,..}.shared::cluster.global.tile.mbarrier::complete_tx::bytes
 //     ("Data Movement and Conversion Instructions: cp.async.bulk.tensor"; the tensor map: emulation/cuda.h)
+//   cp.reduce.async.bulk.tensor.{2d,3d,..}.global.shared::cta.add.tile.bulk_group on .f32 tensors
+//     ("cp.reduce.async.bulk.tensor"), cp.async.bulk.commit_group, cp.async.bulk.wait_group[.read]
+//     ("cp.async.bulk.commit_group", "cp.async.bulk.wait_group": bulk async-groups)
 //   wgmma.mma_async.sync.aligned.m64nNk16.f32.bf16.bf16, A from shared memory or registers, B from
 //     shared memory ("Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions": register
 //     fragments, "Matrix Descriptor Format", "Shared Memory Matrix Layout" with the swizzle modes)
@@ -28,7 +31,10 @@
 //     written by st.shared or cp.async with no fence.proxy.async before the wgmma is a launch error, and
 //     so is an operand written (by any proxy) while its wgmma is in flight, before the wait that covers it;
 //     a bulk tensor copy on an mbarrier initialised with no fence.mbarrier_init (or fence.proxy.async)
-//     since is a launch error too.
+//     since is a launch error too;
+//   - a bulk tensor reduction reads its source at issue (through the async proxy's view) and adds into
+//     global memory only at the cp.async.bulk.wait_group that covers it, which fails the launch if the
+//     source was written meanwhile; groups a block never waits for are dropped with the block.
 // Shared-memory addresses are offsets in the block's dynamic shared memory (__cvta_generic_to_shared).
 #pragma once
 #include <cstdint>
@@ -52,6 +58,13 @@ bool mbarrier_try_wait_parity(unsigned bar, unsigned parity);
 
 // ---- TMA: a box of the tensor at `coords` (rank of the map) into shared memory at `dst` ----
 void cp_async_bulk_tensor_g2s(unsigned dst, const CUtensorMap* map, unsigned bar, const int32_t* coords);
+
+// ---- TMA reduction: global box at `coords` += the box at `src` in shared memory (.add, .f32 here),
+// completing in bulk async-groups: commit_group closes the thread's open ones into a group;
+// wait_group(N, read) waits until at most the N most recent groups are pending (read: their source reads) ----
+void cp_reduce_async_bulk_tensor_add_s2g(const CUtensorMap* map, const int32_t* coords, unsigned src);
+void cp_async_bulk_commit_group();
+void cp_async_bulk_wait_group(int pending, bool read);
 
 // ---- wgmma (warpgroup: 4 consecutive warps, warp w % 4 owning rows 16 (w % 4) .. + 15 of D) ----
 void wgmma_fence();

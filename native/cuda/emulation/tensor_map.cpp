@@ -78,6 +78,7 @@ CUresult cuTensorMapEncodeTiled(CUtensorMap* tensorMap, CUtensorMapDataType tens
                         tensorDataType == CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   if (oobFill == CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA && !is_float) return CUDA_ERROR_INVALID_VALUE;
   f.nan_fill = uint8_t(oobFill == CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA);
+  f.float32 = uint8_t(tensorDataType == CU_TENSOR_MAP_DATA_TYPE_FLOAT32);
   static_assert(sizeof(TensorMapFields) <= sizeof(CUtensorMap), "tensor map fields exceed 128 bytes");
   std::memset(tensorMap, 0, sizeof(CUtensorMap));
   std::memcpy(tensorMap, &f, sizeof(f));
