@@ -58,8 +58,8 @@ const sm90aKernels = [
 ];
 
 /** Every sm_90a kernel: the forwards above and the wgmma backward (attention_bwd_sm90.cu, hd 64 and 128 in 2 and 3 stages,
- * loaded by cp.async or by a TMA producer warp). */
-const sm90aAll = [...sm90aKernels, { file: 'attention_bwd_sm90', kernel: 'flash_bwd_sm90_kernel', instances: 8 }];
+ * loaded by cp.async or by a TMA producer warp; and in 2 stages with the producer, adding dQ by TMA reduce-add). */
+const sm90aAll = [...sm90aKernels, { file: 'attention_bwd_sm90', kernel: 'flash_bwd_sm90_kernel', instances: 10 }];
 
 /** Function name -> SASS text, for the functions of the sm_90a image whose name contains `kernel`. */
 function sm90aFunctions(sass: string, kernel: string): Map<string, string> {
@@ -112,9 +112,9 @@ describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not o
     }
   }, 600_000);
 
-  it('the backward kernels of attention_bwd_sm90 (hd 64 and 128, 2 and 3 stages, cp.async or TMA) do their five products on wgmma, and none on mma.sync', () => {
+  it('the backward kernels of attention_bwd_sm90 (hd 64 and 128, 2 and 3 stages, cp.async or TMA, dQ by atomics or TMA reduce-add) do their five products on wgmma, and none on mma.sync', () => {
     const entries = compile('attention_bwd_sm90', sm90a).ptx.split(/\n\.entry /).slice(1).filter((e) => e.includes('flash_bwd_sm90_kernel'));
-    expect(entries.length, 'kernels found').toBe(8);
+    expect(entries.length, 'kernels found').toBe(10);
     const mma = (n: number | string, a: string, tail: string) =>
       new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${n}k16\\.f32\\.bf16\\.bf16 \\{[^}]*\\},\\s*${a},\\s*%rd\\d+,\\s*p,\\s*${tail};`);
     for (const body of entries) {
@@ -128,6 +128,16 @@ describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not o
       expect(body).toMatch(mma(D / 2, '%rd\\d+', '1, 1, 1, 1'));
       expect(body).toMatch(/fence\.proxy\.async\.shared::cta/);
       expect(body).not.toMatch(/\bmma\.sync/);
+      // dQ into dq_accum: fp32 reductions per element, or (template flag kTmaDq) one TMA reduce-add per tile
+      const tmaDq = /flash_bwd_sm90_kernelILi\d+ELi\d+ELb1ELb1E/.test(body);
+      if (tmaDq) {
+        expect(body).toMatch(/cp\.reduce\.async\.bulk\.tensor\.3d\.global\.shared::cta\.add\.tile\.bulk_group/);
+        expect(body).toMatch(/cp\.async\.bulk\.wait_group\.read 0;/);
+        expect(body).not.toMatch(/(red|atom)\.global\.add\.f32/);
+      } else {
+        expect(body).toMatch(/(red|atom)\.global\.add\.f32/);
+        expect(body).not.toMatch(/cp\.reduce\.async\.bulk/);
+      }
       const producer = /flash_bwd_sm90_kernelILi\d+ELi\d+ELb1E/.test(body);
       if (producer) {  // a producer warpgroup's TMA loads completing on mbarriers; registers to the consumers
         expect(body).toMatch(/cp\.async\.bulk\.tensor\.3d\.shared::cluster\.global\.tile\.mbarrier::complete_tx::bytes/);
@@ -140,7 +150,8 @@ describe.skipIf(!nvcc)(`sm_90a attention PTX ${nvcc ? '' : '(skipped: nvcc not o
         expect(body).not.toMatch(/cp\.async\.bulk/);
       }
     }
-    expect(entries.filter((e) => /flash_bwd_sm90_kernelILi\d+ELi\d+ELb1E/.test(e)).length, 'TMA-fed kernels').toBe(4);
+    expect(entries.filter((e) => /flash_bwd_sm90_kernelILi\d+ELi\d+ELb1E/.test(e)).length, 'TMA-fed kernels').toBe(6);
+    expect(entries.filter((e) => /flash_bwd_sm90_kernelILi\d+ELi\d+ELb1ELb1E/.test(e)).length, 'dQ by TMA').toBe(2);
   }, 600_000);
 });
 

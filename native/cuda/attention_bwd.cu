@@ -255,17 +255,18 @@ void launch_split(const void* q, const void* k, const void* v, const void* dout,
 }
 
 // The wgmma backward (attention_bwd_sm90.cu) in Stages stages, loaded by cp.async or (Producer) by a TMA
-// producer warp, where the sm_90a kernels run.
-template <int D, int Stages, bool Producer = false>
+// producer warp, dQ added by atomics or (TmaDq) by TMA reduce-add, where the sm_90a kernels run.
+template <int D, int Stages, bool Producer = false, bool TmaDq = false>
 void launch_sm90(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
                  const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles, int num_tiles, float* dq_accum,
                  void* dq, void* dk, void* dv, cudaStream_t s) {
   if (!sm90_fwd_available())
     throw Error(std::string("attention variant 'sm90") + (Producer ? "ws" : "") + "k128q64s" + std::to_string(Stages) +
-                "' needs a compute capability 9.0 GPU (H100/H200) and a build with sm_90a");
+                (TmaDq ? "r" : "") + "' needs a compute capability 9.0 GPU (H100/H200) and a build with sm_90a");
   if (num_tiles == 0) return;
   with_dq_accum(dq_accum, dq, T, nh, D, s, [&] {
-    flash_bwd_sm90(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, D, tiles, num_tiles, dq_accum, dk, dv, Stages, Producer, s);
+    flash_bwd_sm90(q, k, v, dout, lse, Dvec, cu, T, nh, nkv, D, tiles, num_tiles, dq_accum, dk, dv, Stages, Producer,
+                   TmaDq, s);
   });
 }
 
@@ -273,7 +274,7 @@ using BwdLaunch = void (*)(const void*, const void*, const void*, const void*, c
                            const int32_t*, int, int, int, const int32_t*, int, float*, void*, void*, void*,
                            cudaStream_t);
 struct BwdVariant {
-  const char* name;  // k<Keys>q<kQ>w<warps>s<Stages>[u<KUnroll>][p: P, dS through shared memory]
+  const char* name;  // k<Keys>q<kQ>w<warps>s<Stages>[u<KUnroll>][p: P, dS through shared memory][r: dQ by TMA]
   BwdLaunch hd64;    // nullptr: not instantiated at this head dim
   BwdLaunch hd128;
 };
@@ -284,8 +285,8 @@ struct BwdVariant {
 // unrolled by 2 (u2) it does not spill, for every shape here. k128q64w8s2p is the split-layout kernel
 // (attention_bwd_split.cu: FlashAttention-2's warp tiles, 161 KiB), not yet run on a GPU. sm90k128q64s2
 // and s3 are the wgmma kernel (attention_bwd_sm90.cu) in 2 or 3 stages, hd 64 and 128, on compute
-// capability 9.0 with the sm_90a image only; sm90ws... the same kernel fed by a TMA producer warp; not yet
-// run on a GPU.
+// capability 9.0 with the sm_90a image only; sm90ws... the same kernel fed by a TMA producer warp, and
+// sm90wsk128q64s2r that one adding dQ by TMA reduce-add instead of atomics; not yet run on a GPU.
 constexpr BwdVariant kBwdVariants[] = {
     {"default", launch<64, 64, 64, 2>, launch<128, 64, 32, 2>},
     {"k64q32w4s2", nullptr, launch<128, 64, 32, 2>},
@@ -298,6 +299,7 @@ constexpr BwdVariant kBwdVariants[] = {
     {"sm90k128q64s3", launch_sm90<64, 3>, launch_sm90<128, 3>},
     {"sm90wsk128q64s2", launch_sm90<64, 2, true>, launch_sm90<128, 2, true>},
     {"sm90wsk128q64s3", launch_sm90<64, 3, true>, launch_sm90<128, 3, true>},
+    {"sm90wsk128q64s2r", launch_sm90<64, 2, true, true>, launch_sm90<128, 2, true, true>},
 };
 
 // The hd-128 default: the fastest shape the device's shared memory allows. k128q32w8s3u2 (121 KiB) ran

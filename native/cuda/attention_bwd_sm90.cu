@@ -1,8 +1,9 @@
 // Flash-attention backward for Hopper (sm_90a) on wgmma: the same math, inputs and outputs as the
 // sm_80 backward (attention_bwd.cu, whose header gives the formulas, GQA and dq_accum), its five
 // products per tile as warpgroup matrix products (FlashAttention-3's backward block: 128 keys, 64-query
-// tiles, two warpgroups). Variants of flash_bwd ("sm90[ws]k128q64s2" / "s3": 2 or 3 stages), run only
-// where the sm_90a forwards run (sm90_fwd_available). Building blocks: sm90.cuh.
+// tiles, two warpgroups). Variants of flash_bwd ("sm90[ws]k128q64s2" / "s3": 2 or 3 stages;
+// "sm90wsk128q64s2r": dQ by TMA reduce-add), run only where the sm_90a forwards run (sm90_fwd_available).
+// Building blocks: sm90.cuh.
 //
 // Block: 256 threads (two warpgroups); the block owns keys k0 .. k0 + 127 of one (sequence, kv head)
 // (the 128-key schedule of attention_bwd.cu: the block of tile (s, r) works iff r % 128 == 0), warpgroup
@@ -32,12 +33,19 @@
 //   (kProducer: dS^T double-buffered, published by an mbarrier of 256 arrivals instead of the block
 //   barrier; a warpgroup writes buffer it & 1 only after both passed item it - 1's, so after both read
 //   item it - 2's.)
+//   (kTmaDq, FlashAttention-3's dQ: instead of the atomics, the warpgroup stores its dQ tile, fp32 64 x D/2,
+//   densely into a buffer of its own, fences it and arrives on its dq mbarrier (128 arrivals); its first
+//   thread waits for the phase and adds the tile into dq_accum with one cp.reduce.async.bulk.tensor (rows
+//   past the sequence add zeros: their dS is 0; rows past T are skipped). Before arriving on the next
+//   item's dS^T mbarrier that thread waits until the reduction has read the buffer (wait_group.read), so
+//   every thread writes the buffer again only after that.)
 // dK, dV (D/2 + D/2 registers a thread) live across the items; S^T, dP^T 32 + 32.
 // Shared memory (tiles 1024-byte aligned, in wgmma's 128-byte-swizzle layout: a tile of R rows x D bf16
 // is D/64 atom columns of R rows x 128 bytes, 16-byte chunk c of row r at chunk c ^ (r % 8); sm90.cuh):
 //   K, V (2 x 128 D 2 bytes), Stages stages of Q, dO (2 x 64 D 2) and lse, D (512 bytes, padded to
 //   1 KiB), dS^T (16 KiB): 146 / 179 KiB at hd 128 in 2 / 3 stages, 82 / 99 KiB at hd 64 (kProducer: a
-//   second dS^T and 2 S + 3 mbarriers, 16 KiB more).
+//   second dS^T and 2 S + 3 mbarriers, 16 KiB more; kTmaDq: two dQ tiles, 2 x 64 x D/2 x 4 bytes, and 2
+//   mbarriers: 194 KiB at hd 128 in 2 stages, so 2 stages only).
 // Descriptors (k-step kk):
 //   A = K_w  (K-major): sK + (kk / 4) 16 KiB + w 8 KiB + (kk % 4) 32, SBO 1024 (also V_w)
 //   B = Q    (K-major): sQ + (kk / 4) 8 KiB + (kk % 4) 32, SBO 1024 (also dO)
@@ -66,16 +74,19 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kKeys = 2 * kAttentionTileRows;  // two schedule tiles: 64 keys per warpgroup
 constexpr int kQ = 64;
 
-template <int D, int Stages, bool kProducer>
+template <int D, int Stages, bool kProducer, bool kTmaDq = false>
 struct Sm90BwdShape {
+  static_assert(!kTmaDq || kProducer, "dQ by TMA reduce-add only in the warp-specialised kernel");
   static constexpr int kThreads = kProducer ? 384 : 256;  // + the producer warpgroup
   static constexpr uint32_t kTileK = kKeys * D * 2, kTileQ = kQ * D * 2;
   static constexpr uint32_t kStage = 2 * kTileQ + 1024;  // Q, dO, lse and D
   static constexpr uint32_t kDS = kKeys * kQ * 2;
   static constexpr int kDSBuffers = kProducer ? 2 : 1;
-  static constexpr int kBars = kProducer ? 2 * Stages + 3 : 0;  // full, empty per stage; K and V; dS per buffer
-  static constexpr size_t smem =
-      2 * size_t(kTileK) + Stages * size_t(kStage) + kDSBuffers * size_t(kDS) + 8 * kBars + 1024;  // + alignment slack
+  static constexpr uint32_t kDQ = kTmaDq ? kQ * (D / 2) * 4 : 0;  // a warpgroup's dQ tile
+  // full, empty per stage; K and V; dS per buffer; (kTmaDq) dQ per warpgroup
+  static constexpr int kBars = kProducer ? 2 * Stages + 3 + (kTmaDq ? 2 : 0) : 0;
+  static constexpr size_t smem = 2 * size_t(kTileK) + Stages * size_t(kStage) + kDSBuffers * size_t(kDS) + 2 * size_t(kDQ) +
+                                 8 * kBars + 1024;  // + alignment slack
 };
 constexpr int kConsumerRegs = 240, kProducerRegs = 24;
 static_assert(2 * 128 * kConsumerRegs + 128 * kProducerRegs <= 65536, "the register file of one SM");
@@ -94,13 +105,13 @@ __device__ __forceinline__ void cp_tile_sw128(char* dst, const bf16* src, size_t
   }
 }
 
-// The producer's tensor maps (unused, zero, in the cp.async variants).
+// The producer's tensor maps (unused, zero, in the cp.async variants), and dq_accum's (kTmaDq).
 struct Bwd90Maps {
-  CUtensorMap q, dout, k, v;
+  CUtensorMap q, dout, k, v, dq;
 };
 
-template <int D, int Stages, bool kProducer>
-__global__ void __launch_bounds__(Sm90BwdShape<D, Stages, kProducer>::kThreads, 1)
+template <int D, int Stages, bool kProducer, bool kTmaDq>
+__global__ void __launch_bounds__(Sm90BwdShape<D, Stages, kProducer, kTmaDq>::kThreads, 1)
     flash_bwd_sm90_kernel(const __grid_constant__ Bwd90Maps maps, const bf16* __restrict__ q, const bf16* __restrict__ k,
                           const bf16* __restrict__ v, const bf16* __restrict__ dout, const float* __restrict__ lse,
                           const float* __restrict__ Dvec, const int32_t* cu, const int32_t* tiles, int T, int nh, int nkv,
@@ -108,7 +119,7 @@ __global__ void __launch_bounds__(Sm90BwdShape<D, Stages, kProducer>::kThreads, 
                           bf16* __restrict__ dv) {
 #ifdef L2E_SM90A_DEVICE
   using namespace sm90;
-  using Sh = Sm90BwdShape<D, Stages, kProducer>;
+  using Sh = Sm90BwdShape<D, Stages, kProducer, kTmaDq>;
   constexpr int S = Stages;
   constexpr uint32_t kAtomK = kKeys * 128, kAtomQ = kQ * 128;  // one atom column of a K / Q tile
   const int seq = tiles[2 * blockIdx.x], k0 = tiles[2 * blockIdx.x + 1];
@@ -122,13 +133,15 @@ __global__ void __launch_bounds__(Sm90BwdShape<D, Stages, kProducer>::kThreads, 
   auto st_q = [&](int st) { return stages + st * Sh::kStage; };
   auto st_do = [&](int st) { return st_q(st) + Sh::kTileQ; };
   auto st_lse = [&](int st) { return reinterpret_cast<float*>(st_q(st) + 2 * Sh::kTileQ); };
+  auto sdq = [&](int w) { return reinterpret_cast<float*>(sdS0 + Sh::kDSBuffers * Sh::kDS + w * Sh::kDQ); };
   // mbarriers (kProducer): full(st) (the producer warp's 32 lanes, the TMA bytes), empty(st) (the 256
-  // consumer threads), K and V (1, their bytes), dS buffer b (256)
-  const uint32_t bars = smem_u32(sdS0 + Sh::kDSBuffers * Sh::kDS);
+  // consumer threads), K and V (1, their bytes), dS buffer b (256), (kTmaDq) warpgroup w's dQ tile (128)
+  const uint32_t bars = smem_u32(sdS0 + Sh::kDSBuffers * Sh::kDS + 2 * Sh::kDQ);
   auto full = [&](int st) { return bars + 8 * uint32_t(st); };
   auto empty = [&](int st) { return bars + 8 * uint32_t(S + st); };
   const uint32_t bar_kv = bars + 16 * S;
   auto ds_bar = [&](int b) { return bar_kv + 8 + 8 * uint32_t(b); };
+  auto dq_bar = [&](int w) { return bar_kv + 24 + 8 * uint32_t(w); };
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
   const int g = lane >> 2, t4 = lane & 3;
@@ -162,6 +175,10 @@ __global__ void __launch_bounds__(Sm90BwdShape<D, Stages, kProducer>::kThreads, 
       bar_init(bar_kv, 1);
       bar_init(ds_bar(0), 256);
       bar_init(ds_bar(1), 256);
+      if constexpr (kTmaDq) {
+        bar_init(dq_bar(0), 128);
+        bar_init(dq_bar(1), 128);
+      }
       bar_init_fence();
     }
     __syncthreads();
@@ -299,6 +316,8 @@ __global__ void __launch_bounds__(Sm90BwdShape<D, Stages, kProducer>::kThreads, 
       }
     fence_proxy_async();
     if constexpr (kProducer) {  // both warpgroups' dS^T (buffer it & 1: the last reads of it were item it - 2's)
+      if constexpr (kTmaDq)
+        if (tid % 128 == 0) bulk_wait_read<0>();  // item it - 1's dQ reduction has read the warpgroup's buffer
       bar_arrive(ds_bar(it & 1));
       bar_wait(ds_bar(it & 1), uint32_t(it >> 1) & 1u);
     } else {
@@ -319,18 +338,38 @@ __global__ void __launch_bounds__(Sm90BwdShape<D, Stages, kProducer>::kThreads, 
     fence_operands(dq);
     fence_operands(dV);
     fence_operands(dK);
+    if constexpr (kTmaDq) {  // the tile through shared memory, one reduce-add by the warpgroup's first thread
+      float* const tile = sdq(wg);
 #pragma unroll
-    for (int rr = 0; rr < 2; rr++) {
-      const int qr = i0 + 16 * (warp & 3) + g + 8 * rr;
-      if (qr >= len) continue;
-      float* row = dq_accum + size_t(base + qr) * qs + size_t(h) * D + wg * kHalf;
+      for (int rr = 0; rr < 2; rr++) {
+        float* row = tile + (16 * (warp & 3) + g + 8 * rr) * kHalf;
 #pragma unroll
-      for (int n = 0; n < kHalf / 8; n++) {
-        atomicAdd(row + 8 * n + 2 * t4, dq[4 * n + 2 * rr]);
-        atomicAdd(row + 8 * n + 2 * t4 + 1, dq[4 * n + 2 * rr + 1]);
+        for (int n = 0; n < kHalf / 8; n++)
+          *reinterpret_cast<float2*>(row + 8 * n + 2 * t4) = make_float2(dq[4 * n + 2 * rr], dq[4 * n + 2 * rr + 1]);
+      }
+      fence_proxy_async();
+      bar_arrive(dq_bar(wg));
+      if (tid % 128 == 0) {
+        bar_wait(dq_bar(wg), uint32_t(it) & 1u);
+        tma_reduce_add_3d(&maps.dq, smem_u32(tile), wg * kHalf, h, base + i0);
+        bulk_commit();
+      }
+    } else {
+#pragma unroll
+      for (int rr = 0; rr < 2; rr++) {
+        const int qr = i0 + 16 * (warp & 3) + g + 8 * rr;
+        if (qr >= len) continue;
+        float* row = dq_accum + size_t(base + qr) * qs + size_t(h) * D + wg * kHalf;
+#pragma unroll
+        for (int n = 0; n < kHalf / 8; n++) {
+          atomicAdd(row + 8 * n + 2 * t4, dq[4 * n + 2 * rr]);
+          atomicAdd(row + 8 * n + 2 * t4 + 1, dq[4 * n + 2 * rr + 1]);
+        }
       }
     }
   }
+  if constexpr (kTmaDq)
+    if (tid % 128 == 0) bulk_wait_read<0>();  // the last reduction has read its buffer before the block ends
   if constexpr (!kProducer) cp_async_wait<0>();  // the trailing (empty) groups
 
 #pragma unroll
@@ -347,16 +386,16 @@ __global__ void __launch_bounds__(Sm90BwdShape<D, Stages, kProducer>::kThreads, 
 #endif
 }
 
-template <int D, int S, bool kProducer>
+template <int D, int S, bool kProducer, bool kTmaDq = false>
 void launch(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
             const int32_t* cu, int T, int nh, int nkv, const int32_t* tiles, int num_tiles, float* dq_accum, void* dk,
             void* dv, cudaStream_t s) {
-  using Sh = Sm90BwdShape<D, S, kProducer>;
+  using Sh = Sm90BwdShape<D, S, kProducer, kTmaDq>;
   static_assert(Sh::smem <= 227 * 1024, "more shared memory than an sm_90 block may have");
   if (num_tiles == 0) return;
   static bool attr_set = false;
   // the instance, named without the commas L2E_LAUNCH would split
-  constexpr auto flash_bwd_sm90_instance = &flash_bwd_sm90_kernel<D, S, kProducer>;
+  constexpr auto flash_bwd_sm90_instance = &flash_bwd_sm90_kernel<D, S, kProducer, kTmaDq>;
   if (!attr_set) {
     L2E_CUDA_CHECK(
         cudaFuncSetAttribute(flash_bwd_sm90_instance, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sh::smem)));
@@ -369,29 +408,34 @@ void launch(const void* q, const void* k, const void* v, const void* dout, const
     maps.k = sm90::tensor_map(k, T, nkv, D, kKeys);
     maps.v = sm90::tensor_map(v, T, nkv, D, kKeys);
   }
+  if constexpr (kTmaDq) maps.dq = sm90::tensor_map_f32(dq_accum, T, nh, D, D / 2, kQ);
   const float scale = 1.0f / sqrtf(float(D)), scale_log2 = scale * kLog2e;
   L2E_LAUNCH(flash_bwd_sm90_instance, dim3(unsigned(num_tiles), unsigned(nkv)), Sh::kThreads, Sh::smem, s)(
       maps, static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
       static_cast<const bf16*>(dout), lse, Dvec, cu, tiles, T, nh, nkv, scale_log2, scale, dq_accum,
       static_cast<bf16*>(dk), static_cast<bf16*>(dv));
-  check_launch(kProducer ? "flash_attention_backward_sm90ws" : "flash_attention_backward_sm90");
+  check_launch(kTmaDq      ? "flash_attention_backward_sm90wsr"
+               : kProducer ? "flash_attention_backward_sm90ws"
+                           : "flash_attention_backward_sm90");
 }
 
 }  // namespace
 
 void flash_bwd_sm90(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
                     const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles,
-                    float* dq_accum, void* dk, void* dv, int stages, bool producer, cudaStream_t s) {
-  if ((hd != 64 && hd != 128) || (stages != 2 && stages != 3))
+                    float* dq_accum, void* dk, void* dv, int stages, bool producer, bool tma_dq, cudaStream_t s) {
+  if ((hd != 64 && hd != 128) || (stages != 2 && stages != 3) || (tma_dq && (!producer || stages != 2)))
     throw Error("flash attention backward (sm90): no wgmma kernel for head_dim " + std::to_string(hd) + " in " +
-                std::to_string(stages) + " stages");
+                std::to_string(stages) + " stages" + (tma_dq ? " with dQ by TMA" : ""));
   using Launch = void (*)(const void*, const void*, const void*, const void*, const float*, const float*,
                           const int32_t*, int, int, int, const int32_t*, int, float*, void*, void*, cudaStream_t);
-  constexpr Launch kLaunch[2][2][2] = {  // [producer][hd 128][3 stages]
+  // [cp.async, TMA producer, TMA producer and dQ by TMA reduce-add][hd 128][3 stages]
+  constexpr Launch kLaunch[3][2][2] = {
       {{launch<64, 2, false>, launch<64, 3, false>}, {launch<128, 2, false>, launch<128, 3, false>}},
-      {{launch<64, 2, true>, launch<64, 3, true>}, {launch<128, 2, true>, launch<128, 3, true>}}};
-  kLaunch[producer][hd == 128][stages == 3](q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles, num_tiles, dq_accum, dk,
-                                            dv, s);
+      {{launch<64, 2, true>, launch<64, 3, true>}, {launch<128, 2, true>, launch<128, 3, true>}},
+      {{launch<64, 2, true, true>, nullptr}, {launch<128, 2, true, true>, nullptr}}};
+  kLaunch[tma_dq ? 2 : producer ? 1 : 0][hd == 128][stages == 3](q, k, v, dout, lse, Dvec, cu, T, nh, nkv, tiles,
+                                                                 num_tiles, dq_accum, dk, dv, s);
 }
 
 }  // namespace cuda

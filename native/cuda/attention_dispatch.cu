@@ -121,8 +121,16 @@ void attention_fwd(const void* q, const void* k, const void* v, const int32_t* c
   else simple_fwd(q, k, v, cu, B, T, nh, nkv, hd, out, lse, s);
 }
 
+namespace {
+// The workspace holds D (a float per row), then the flash kernels' fp32 dQ accumulator from the next
+// 256-byte boundary (a TMA tensor map's global address must be 16-byte aligned: the sm90 backward's
+// dQ reduce-add): its offset in floats.
+size_t dq_accum_offset(size_t rows) { return (rows + 63) & ~size_t(63); }
+}  // namespace
+
 size_t attention_bwd_workspace(int T, int nh, int hd) {
-  return size_t(T) * nh * sizeof(float) + (attention_has_fast_path(hd) ? flash_bwd_workspace(T, nh, hd) : 0);
+  return dq_accum_offset(size_t(T) * nh) * sizeof(float) +
+         (attention_has_fast_path(hd) ? flash_bwd_workspace(T, nh, hd) : 0);
 }
 
 void attention_bwd(const void* q, const void* k, const void* v, const void* out, const float* lse,
@@ -139,8 +147,8 @@ void attention_bwd(const void* q, const void* k, const void* v, const void* out,
                                                                     static_cast<const bf16*>(out), T, nh, hd, workspace);
   check_launch("attention_backward_rowdot");
   if (run != AttentionKernel::Simple)  // the sm90 kernels' backward is the sm_80 kernel
-    flash_bwd(q, k, v, dout, lse, workspace, cu, T, nh, nkv, hd, tiles, num_tiles, workspace + rows, dq, dk, dv,
-              variant.bwd, s);
+    flash_bwd(q, k, v, dout, lse, workspace, cu, T, nh, nkv, hd, tiles, num_tiles, workspace + dq_accum_offset(rows),
+              dq, dk, dv, variant.bwd, s);
   else
     simple_bwd(q, k, v, dout, lse, workspace, cu, B, T, nh, nkv, hd, dq, dk, dv, s);
 }

@@ -32,11 +32,12 @@ void flash_bwd_split_hd128(const void* q, const void* k, const void* v, const vo
                            int num_tiles, float* dq_accum, void* dk, void* dv, cudaStream_t s);
 
 // The wgmma backward for sm_90a (attention_bwd_sm90.cu), hd 64 or 128, 2 or 3 pipeline stages, loaded by
-// cp.async or (producer) by a TMA producer warp: adds dQ / scale into dq_accum (zeroed by the caller),
-// writes dk, dv. Variants of flash_bwd; run where sm90_fwd_available().
+// cp.async or (producer) by a TMA producer warp, dQ added by atomics or (tma_dq: producer, 2 stages) by TMA
+// reduce-add: adds dQ / scale into dq_accum (zeroed by the caller), writes dk, dv. Variants of flash_bwd;
+// run where sm90_fwd_available().
 void flash_bwd_sm90(const void* q, const void* k, const void* v, const void* dout, const float* lse, const float* Dvec,
                     const int32_t* cu, int T, int nh, int nkv, int hd, const int32_t* tiles, int num_tiles,
-                    float* dq_accum, void* dk, void* dv, int stages, bool producer, cudaStream_t s);
+                    float* dq_accum, void* dk, void* dv, int stages, bool producer, bool tma_dq, cudaStream_t s);
 
 // wgmma + TMA forward for sm_90a (attention_sm90.cu), hd 64 or 128; available only on a compute
 // capability 9.0 device whose loaded image is the sm_90a one (checked once by a probe kernel).

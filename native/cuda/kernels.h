@@ -83,7 +83,8 @@ std::vector<std::string> attention_variants();
 void attention_fwd(const void* q, const void* k, const void* v, const int32_t* cu, int B, int T, int nh, int nkv,
                    int hd, const int32_t* tiles, int num_tiles, void* out, float* lse, AttentionKernel kernel,
                    AttentionVariant variant, cudaStream_t s);
-// workspace: attention_bwd_workspace(T, nh, hd) bytes (D_i = dO_i . o_i, then the flash kernel's fp32 dQ).
+// workspace: attention_bwd_workspace(T, nh, hd) bytes (D_i = dO_i . o_i, then the flash kernel's fp32 dQ
+// from a 256-byte boundary).
 size_t attention_bwd_workspace(int T, int nh, int hd);
 void attention_bwd(const void* q, const void* k, const void* v, const void* out, const float* lse,
                    const void* dout, const int32_t* cu, int B, int T, int nh, int nkv, int hd,
