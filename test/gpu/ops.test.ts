@@ -394,7 +394,7 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
   });
 
   // Last: every op the test hook offers was compared above (a new op needs its comparison here).
-  // The wgmma backward (attention_bwd_sm90.cu, variants sm90k128q64s2, s3), where the sm_90a kernels run, last (not
+  // The wgmma backward (attention_bwd_sm90.cu, variants sm90[ws]k128q64s2, s3, s2r), where the sm_90a kernels run, last (not
   // yet run on a GPU: a kernel fault would end the CUDA context for every later test): hd 64
   // (dQ's two column halves 64 bytes into the swizzled K rows) and 128, on every structural case of the
   // forward (pipeline refills across the query heads of a kv group, dQ summed over 5 key blocks, 11 key tiles).
