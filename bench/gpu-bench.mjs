@@ -390,7 +390,7 @@ async function sweep(save) {
   for (const g of rows) {
     res[`attn.sweep.${g.kind}.best.S${g.S}`] = g.best;
     console.log(`\n${SWEEP_KINDS.find((k) => k.kind === g.kind).heading} S=${g.S}: best ${g.best}`);
-    for (const v of g.variants) console.log(`  ${v.variant.padEnd(14)} ${tf(v.tflops).padStart(8)} TFLOP/s ${v.vsDefault === undefined ? '' : `${v.vsDefault.toFixed(3)}x default`}`);
+    for (const v of g.variants) console.log(`  ${v.variant.padEnd(16)} ${tf(v.tflops).padStart(8)} TFLOP/s ${v.vsDefault === undefined ? '' : `${v.vsDefault.toFixed(3)}x default`}`);
   }
   console.log(`# sweep took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return res;
