@@ -34,9 +34,11 @@
 //   barrier; a warpgroup writes buffer it & 1 only after both passed item it - 1's, so after both read
 //   item it - 2's.)
 //   (kTmaDq, FlashAttention-3's dQ: instead of the atomics, the warpgroup stores its dQ tile, fp32 64 x D/2,
-//   densely into a buffer of its own, fences it and arrives on its dq mbarrier (128 arrivals); its first
-//   thread waits for the phase and adds the tile into dq_accum with one cp.reduce.async.bulk.tensor (rows
-//   past the sequence add zeros: their dS is 0; rows past T are skipped). Before arriving on the next
+//   into a buffer of its own as D/64 boxes of 32 columns in the 128-byte swizzle (row r at r * 128, 16-byte
+//   chunk c at c ^ (r % 8): a warp's float2 stores meet no bank twice), fences it and arrives on its dq
+//   mbarrier (128 arrivals); its first thread waits for the phase and adds the boxes into dq_accum with
+//   cp.reduce.async.bulk.tensor, one group (rows past the sequence add zeros: their dS is 0; rows past T
+//   are skipped). Before arriving on the next
 //   item's dS^T mbarrier that thread waits until the reduction has read the buffer (wait_group.read), so
 //   every thread writes the buffer again only after that.)
 // dK, dV (D/2 + D/2 registers a thread) live across the items; S^T, dP^T 32 + 32.
@@ -339,19 +341,23 @@ __global__ void __launch_bounds__(Sm90BwdShape<D, Stages, kProducer, kTmaDq>::kT
     fence_operands(dV);
     fence_operands(dK);
     if constexpr (kTmaDq) {  // the tile through shared memory, one reduce-add by the warpgroup's first thread
-      float* const tile = sdq(wg);
+      char* const tile = reinterpret_cast<char*>(sdq(wg));
 #pragma unroll
       for (int rr = 0; rr < 2; rr++) {
-        float* row = tile + (16 * (warp & 3) + g + 8 * rr) * kHalf;
+        const int r = 16 * (warp & 3) + g + 8 * rr;
 #pragma unroll
-        for (int n = 0; n < kHalf / 8; n++)
-          *reinterpret_cast<float2*>(row + 8 * n + 2 * t4) = make_float2(dq[4 * n + 2 * rr], dq[4 * n + 2 * rr + 1]);
+        for (int n = 0; n < kHalf / 8; n++) {  // columns 8 n + 2 t4 (+ 1): box n / 4, chunk 2 (n % 4) + t4 / 2
+          char* at = tile + (n / 4) * (kQ * 128) + r * 128 + (((2 * (n % 4) + t4 / 2) ^ (r % 8)) * 16) + (t4 % 2) * 8;
+          *reinterpret_cast<float2*>(at) = make_float2(dq[4 * n + 2 * rr], dq[4 * n + 2 * rr + 1]);
+        }
       }
       fence_proxy_async();
       bar_arrive(dq_bar(wg));
       if (tid % 128 == 0) {
         bar_wait(dq_bar(wg), uint32_t(it) & 1u);
-        tma_reduce_add_3d(&maps.dq, smem_u32(tile), wg * kHalf, h, base + i0);
+#pragma unroll
+        for (int b = 0; b < kHalf / 32; b++)
+          tma_reduce_add_3d(&maps.dq, smem_u32(tile) + uint32_t(b) * kQ * 128, wg * kHalf + 32 * b, h, base + i0);
         bulk_commit();
       }
     } else {
@@ -408,7 +414,7 @@ void launch(const void* q, const void* k, const void* v, const void* dout, const
     maps.k = sm90::tensor_map(k, T, nkv, D, kKeys);
     maps.v = sm90::tensor_map(v, T, nkv, D, kKeys);
   }
-  if constexpr (kTmaDq) maps.dq = sm90::tensor_map_f32(dq_accum, T, nh, D, D / 2, kQ);
+  if constexpr (kTmaDq) maps.dq = sm90::tensor_map_f32(dq_accum, T, nh, D, kQ);
   const float scale = 1.0f / sqrtf(float(D)), scale_log2 = scale * kLog2e;
   L2E_LAUNCH(flash_bwd_sm90_instance, dim3(unsigned(num_tiles), unsigned(nkv)), Sh::kThreads, Sh::smem, s)(
       maps, static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),

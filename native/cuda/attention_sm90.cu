@@ -88,15 +88,15 @@ CUtensorMap tensor_map(const void* p, int T, int heads, int D, int box_rows) {
   if (r != CUDA_SUCCESS) throw Error("attention (sm90): cuTensorMapEncodeTiled failed (error " + std::to_string(int(r)) + ")");
   return m;
 }
-CUtensorMap tensor_map_f32(float* p, int T, int heads, int D, int box_cols, int box_rows) {
+CUtensorMap tensor_map_f32(float* p, int T, int heads, int D, int box_rows) {
   CUtensorMap m;
   const cuuint64_t dim[3] = {cuuint64_t(D), cuuint64_t(heads), cuuint64_t(T)};
   const cuuint64_t stride[2] = {cuuint64_t(D) * 4, cuuint64_t(heads) * D * 4};
-  const cuuint32_t box[3] = {cuuint32_t(box_cols), 1, cuuint32_t(box_rows)}, es[3] = {1, 1, 1};
+  const cuuint32_t box[3] = {32, 1, cuuint32_t(box_rows)}, es[3] = {1, 1, 1};
   const EncodeTiled enc = encode_tiled();
   if (!enc) throw Error("attention (sm90): cuTensorMapEncodeTiled is not available from the CUDA driver");
   const CUresult r = enc(&m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, p, dim, stride, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                         CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                         CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) throw Error("attention (sm90): cuTensorMapEncodeTiled failed (error " + std::to_string(int(r)) + ")");
   return m;
 }

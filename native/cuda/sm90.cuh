@@ -227,8 +227,8 @@ __device__ __forceinline__ void wgmma_ss_tt(float (&d)[M], uint64_t da, uint64_t
 // Orders this thread's generic-proxy writes of shared memory (st.shared, cp.async) before later reads by
 // the async proxy (wgmma's operand fetches); a barrier then publishes them to the warpgroups.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-// The f32 box of a 3D tensor map at (c0, c1, c2) += the box at src in shared memory (dense rows, no swizzle
-// for such a map), element by element and atomically, as a bulk async-group operation: bulk_commit closes
+// The f32 box of a 3D tensor map at (c0, c1, c2) += the box at src in shared memory (laid out as a load of
+// the box would land it), element by element and atomically, as a bulk async-group operation: bulk_commit closes
 // the thread's group, bulk_wait_read<N> returns once all but its N newest groups have read their source.
 __device__ __forceinline__ void tma_reduce_add_3d(const CUtensorMap* map, uint32_t src, int c0, int c1, int c2) {
   asm volatile("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
@@ -311,9 +311,10 @@ __device__ __forceinline__ void store_rows(const float (&o)[D / 2], const float 
 // Host: [T, heads, D] bf16 rows as a 3D tensor map (boxes of 64 columns x 1 head x box_rows rows, 128-byte
 // swizzle) for tma_load_3d; defined in attention_sm90.cu. Throws Error when the driver cannot encode it.
 CUtensorMap tensor_map(const void* p, int T, int heads, int D, int box_rows);
-// Host: [T, heads, D] f32 rows (the backward's dq_accum) as a 3D tensor map of boxes of box_cols columns x
-// 1 head x box_rows rows, unswizzled, for tma_reduce_add_3d; defined in attention_sm90.cu.
-CUtensorMap tensor_map_f32(float* p, int T, int heads, int D, int box_cols, int box_rows);
+// Host: [T, heads, D] f32 rows (the backward's dq_accum) as a 3D tensor map of boxes of 32 columns (128
+// bytes) x 1 head x box_rows rows with the 128-byte swizzle (in shared memory: row r at r * 128, its 16-byte
+// chunk c at chunk c ^ (r % 8)), for tma_reduce_add_3d; defined in attention_sm90.cu.
+CUtensorMap tensor_map_f32(float* p, int T, int heads, int D, int box_rows);
 
 }  // namespace sm90
 }  // namespace cuda

@@ -87,8 +87,9 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     );
   });
 
-  it('cp.reduce.async.bulk.tensor adds a box into global memory, skipping what lies outside, once its bulk group is waited for', () => {
+  it('cp.reduce.async.bulk.tensor adds a box (dense, or 128-byte swizzled) into global memory, skipping what lies outside, once its bulk group is waited for', () => {
     expect(run('bulk_reduce')).toBe('ok');
+    expect(run('bulk_reduce_swizzled')).toBe('ok');
   });
 
   it('a bulk reduction\'s source stored with no fence.proxy.async, or written before its wait, is a launch error', () => {

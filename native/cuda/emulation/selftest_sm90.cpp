@@ -10,7 +10,8 @@
 //   tensor_map_errors  cuTensorMapEncodeTiled rejects what its contract forbids
 //   bulk_reduce        cp.reduce.async.bulk.tensor .add .f32: a 2D box reaching past the tensor's ends (those
 //                      elements skipped) added twice in two bulk groups, each visible only after its wait;
-//                      its source stored with no fence.proxy.async, or written before the wait (must fail)
+//                      a 128-byte-swizzled box; its source stored with no fence.proxy.async, or written
+//                      before the wait (must fail)
 //   wgmma              m64n64k16 from shared memory (K-major, 128B swizzle, 4 k-steps by start address),
 //                      m64n128k16 with A from registers and B N-major (128B swizzle, LBO across atoms),
 //                      B K-major without swizzle; NaN before wgmma.wait_group, wait_group(1) keeps the
@@ -220,23 +221,29 @@ constexpr int kRedRows = 5, kRedCols = 40;
 float red_v(int r, int c) { return float(r * 100 + c); }
 
 // mode 0: the box added twice, in two groups, visible one wait at a time; 1: stored with no
-// fence.proxy.async (must fail); 2: the source written before the wait (must fail)
+// fence.proxy.async (must fail); 2: the source written before the wait (must fail); 3: as 0 with the box
+// {32 columns, 8 rows} at column 8 under the 128-byte swizzle (16-byte chunk k of row r at chunk k ^ r)
+constexpr int kRedCol0[2] = {32, 8}, kRedWidth[2] = {16, 32};
 void bulk_reduce_kernel(const CUtensorMap* m, float* g, int mode, int* bad) {
-  float* box = static_cast<float*>(dynamic_shared());  // 8 rows x 16, dense, at offset 0
-  for (int e = int(threadIdx.x); e < 8 * 16; e += int(blockDim.x)) box[e] = red_v(e / 16, 32 + e % 16);
+  float* box = static_cast<float*>(dynamic_shared());  // 8 rows at offset 0
+  const int sw = mode == 3, col0 = kRedCol0[sw], w = kRedWidth[sw];
+  for (int e = int(threadIdx.x); e < 8 * w; e += int(blockDim.x)) {
+    const int r = e / w, cc = e % w;
+    box[sw ? r * 32 + (((cc / 4) ^ r) * 4) + cc % 4 : e] = red_v(r, col0 + cc);
+  }
   if (mode != 1) fence_proxy_async();
   __syncthreads();
   if (threadIdx.x != 0) return;
-  const int32_t c[2] = {32, 0};
-  const float one = 1.0f + red_v(0, 32);
+  const int32_t c[2] = {col0, 0};
+  const float one = 1.0f + red_v(0, col0);
   cp_reduce_async_bulk_tensor_add_s2g(m, c, 0);
   cp_async_bulk_commit_group();
   cp_reduce_async_bulk_tensor_add_s2g(m, c, 0);
   cp_async_bulk_commit_group();
   if (mode == 2) box[0] = 0.0f;
-  if (g[32] != 1.0f) bad[0] = 1;  // nothing before a wait
+  if (g[col0] != 1.0f) bad[0] = 1;  // nothing before a wait
   cp_async_bulk_wait_group(1, true);
-  if (g[32] != one) bad[0] = 2;  // the first group only
+  if (g[col0] != one) bad[0] = 2;  // the first group only
   cp_async_bulk_wait_group(0, true);
 }
 
@@ -247,15 +254,16 @@ std::string bulk_reduce(int mode, int* bad) {
   cudaMalloc(&d, sizeof(h));
   cudaMemcpyAsync(d, h, sizeof(h), cudaMemcpyHostToDevice, nullptr);
   CUtensorMap m;
+  const int sw = mode == 3, col0 = kRedCol0[sw];
   const cuuint64_t dim[2] = {kRedCols, kRedRows}, stride[1] = {kRedCols * 4};
-  const cuuint32_t box[2] = {16, 8}, es[2] = {1, 1};
+  const cuuint32_t box[2] = {cuuint32_t(kRedWidth[sw]), 8}, es[2] = {1, 1};
   std::string r;
   if (cuTensorMapEncodeTiled(&m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, d, dim, stride, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                             CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                             sw ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_NONE,
                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
     r = "cuTensorMapEncodeTiled refused a valid map";
   } else {
-    L2E_EMU_LAUNCH(bulk_reduce_kernel, 1, 32, 8 * 16 * 4, nullptr)(&m, static_cast<float*>(d), mode, bad);
+    L2E_EMU_LAUNCH(bulk_reduce_kernel, 1, 32, 8 * 32 * 4, nullptr)(&m, static_cast<float*>(d), mode, bad);
     cudaError_t e = cudaDeviceSynchronize();
     (void)cudaGetLastError();
     if (e != cudaSuccess) r = cudaGetErrorString(e);
@@ -263,7 +271,8 @@ std::string bulk_reduce(int mode, int* bad) {
     cudaStreamSynchronize(nullptr);
     for (int row = 0; row < kRedRows && r.empty(); row++)
       for (int col = 0; col < kRedCols; col++) {
-        const float want = col >= 32 ? 1.0f + 2.0f * red_v(row, col) : 1.0f;  // rows 5..7, columns 40..47 skipped
+        // rows 5..7 (and in mode 0 columns 40..47) lie outside: skipped
+        const float want = col >= col0 && col < col0 + kRedWidth[sw] ? 1.0f + 2.0f * red_v(row, col) : 1.0f;
         if (h[row * kRedCols + col] != want) bad[0] = 3;
       }
   }
@@ -421,6 +430,7 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   else if (name == "bulk_reduce") r = bulk_reduce(0, bad);
   else if (name == "bulk_reduce_unfenced") r = bulk_reduce(1, bad);
   else if (name == "bulk_reduce_write_in_flight") r = bulk_reduce(2, bad);
+  else if (name == "bulk_reduce_swizzled") r = bulk_reduce(3, bad);
   else if (name == "wgmma") L2E_EMU_LAUNCH(wgmma_kernel, 1, 128, 2 * (16384 + 256), nullptr)(bad);
   else if (name == "wgmma_write_in_flight") L2E_EMU_LAUNCH(wgmma_write_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_nofence") L2E_EMU_LAUNCH(wgmma_nofence_kernel, 1, 128, 4096, nullptr)(bad);
