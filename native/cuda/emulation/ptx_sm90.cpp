@@ -32,6 +32,15 @@ namespace {
   fail(msg);
 }
 
+// The bits at p, by a plain load: std::memcmp on 2 or 4 bytes is a library call per element, which the
+// sanitizer build intercepts.
+template <typename T>
+T bits_at(const void* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
 char* smem_at(unsigned addr, size_t bytes, const char* op) {
   if (size_t(addr) + bytes > dynamic_shared_size()) failf("%s: address outside the block's shared memory", op);
   return static_cast<char*>(dynamic_shared()) + addr;
@@ -325,7 +334,7 @@ BulkThread& bulk_thread() {
 void reduce_into_global(const BulkReduce& r) {
   const char* smem = static_cast<const char*>(dynamic_shared());
   for (size_t i = 0; i < r.offs.size(); i++)
-    if (std::memcmp(smem + r.offs[i], &r.vals[i], 4) != 0)
+    if (bits_at<uint32_t>(smem + r.offs[i]) != bits_at<uint32_t>(&r.vals[i]))
       failf("cp.async.bulk.wait_group: shared memory at offset %u, read by a cp.reduce.async.bulk.tensor in flight, "
             "was written before this wait", r.offs[i]);
   const TensorMapFields& m = r.map;
@@ -360,7 +369,7 @@ void cp_reduce_async_bulk_tensor_add_s2g(const CUtensorMap* map, const int32_t* 
     const uint32_t at = swizzle(uint32_t(src + e * 4), m->swizzle_bytes);
     if (size_t(at) + 4 > dynamic_shared_size())
       fail("cp.reduce.async.bulk.tensor: the source lies outside the block's shared memory");
-    if (std::memcmp(smem + at, view + at, 4) != 0)
+    if (bits_at<uint32_t>(smem + at) != bits_at<uint32_t>(view + at))
       failf("cp.reduce.async.bulk.tensor: shared memory at offset %u was written by the generic proxy with no "
             "fence.proxy.async before this read", at);
   }
@@ -507,13 +516,11 @@ thread_local Gathered g_gathered;
 void gather(Gathered& op, uint32_t at, const char* smem, const char* view) {
   if (size_t(at) + 2 > dynamic_shared_size())
     fail("wgmma.mma_async: an operand lies outside the block's shared memory");
-  if (std::memcmp(smem + at, view + at, 2) != 0)
+  if (bits_at<uint16_t>(smem + at) != bits_at<uint16_t>(view + at))
     failf("wgmma.mma_async: shared memory at offset %u was written by the generic proxy with no fence.proxy.async "
           "before this read", at);
-  uint16_t v;
-  std::memcpy(&v, view + at, 2);
   op.offs.push_back(at);
-  op.vals.push_back(v);
+  op.vals.push_back(bits_at<uint16_t>(view + at));
 }
 
 // D rows of this warp: 16 (warp % 4) + r. Computes and writes back one op for all 32 lanes. The operands
@@ -523,11 +530,11 @@ void complete(Op& op) {
   if (!op.chain)
     for (int lane = 0; lane < 32; lane++)
       for (int r = 0; r < op.n / 2; r++)
-        if (std::memcmp(&op.dst[lane][r], &kPoison, 4) != 0)
+        if (bits_at<uint32_t>(&op.dst[lane][r]) != kPoison)
           fail("wgmma: accumulator registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)");
   const char* smem = static_cast<const char*>(dynamic_shared());
   for (size_t i = 0; i < op.offs.size(); i++)
-    if (std::memcmp(smem + op.offs[i], &op.vals[i], 2) != 0)
+    if (bits_at<uint16_t>(smem + op.offs[i]) != op.vals[i])
       failf("wgmma.wait_group: shared memory at offset %u, read by a wgmma.mma_async in flight, was written before "
             "this wait", op.offs[i]);
   const int n = op.n;
