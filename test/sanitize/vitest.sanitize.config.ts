@@ -32,6 +32,8 @@ export default mergeConfig(
         'test/encode-memory.test.ts',
         // nvcc compiling the kernels (run without the sanitizer runtime): no code of ours runs
         'test/cuda-compile.test.ts',
+        // the bench runner's options and files around one op (l2norm), which the op tests run here already
+        'test/bench-runner.test.ts',
       ],
       // gc() before each leak check, so objects only waiting for a finalizer are freed first
       execArgv: ['--expose-gc'],
