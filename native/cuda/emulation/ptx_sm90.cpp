@@ -157,6 +157,19 @@ uint32_t swizzle(uint32_t addr, uint32_t swizzle_bytes) {
   return addr ^ (((addr >> 7) & ((1u << bits) - 1u)) << 4);
 }
 
+// Element e of the box at `coords` (dimension 0 innermost) in the tensor of `m`: its global address, or
+// nullptr when it lies outside the tensor.
+const char* box_element(const TensorMapFields& m, const int32_t* coords, size_t e) {
+  const char* at = m.base;
+  for (unsigned i = 0; i < m.rank; i++) {
+    const int64_t g = int64_t(coords[i]) + int64_t(e % m.box[i]);
+    e /= m.box[i];
+    if (g < 0 || uint64_t(g) >= m.dim[i]) return nullptr;
+    at += uint64_t(g) * (i == 0 ? m.elem_bytes : m.stride[i - 1]);
+  }
+  return at;
+}
+
 // "cp.async.bulk.tensor", .tile mode: the box of boxDim elements starting at the (signed) coordinates
 // lands densely in shared memory, dimension 0 innermost; elements outside the tensor are zero (or NaN
 // with FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA); with a swizzle the 16-byte chunks move as swizzle() says.
@@ -169,23 +182,13 @@ void land(const Copy& c) {
   smem_at(c.dst, bytes, "cp.async.bulk.tensor");
   char* smem = static_cast<char*>(dynamic_shared());
   char* view = async_view();
-  uint32_t idx[5] = {0, 0, 0, 0, 0};
   for (size_t e = 0; e < box_elems; e++) {
-    size_t rest = e;
-    bool inside = true;
-    const char* src = m.base;
-    for (unsigned i = 0; i < m.rank; i++) {
-      idx[i] = uint32_t(rest % m.box[i]);
-      rest /= m.box[i];
-      const int64_t g = int64_t(c.coords[i]) + idx[i];
-      if (g < 0 || uint64_t(g) >= m.dim[i]) inside = false;
-      else src += uint64_t(g) * (i == 0 ? m.elem_bytes : m.stride[i - 1]);
-    }
+    const char* src = box_element(m, c.coords, e);
     const uint32_t at = swizzle(uint32_t(c.dst + e * m.elem_bytes), m.swizzle_bytes);
     if (size_t(at) + m.elem_bytes > dynamic_shared_size())
       fail("cp.async.bulk.tensor: a swizzled address lies outside the block's shared memory");
     char* dst = smem + at;
-    if (inside) std::memcpy(dst, src, m.elem_bytes);
+    if (src) std::memcpy(dst, src, m.elem_bytes);
     else if (m.nan_fill && m.elem_bytes == 2) std::memset(dst, 0xff, 2);  // a NaN in f16 and bf16
     else if (m.nan_fill && m.elem_bytes == 4) std::memcpy(dst, "\xff\xff\xc0\x7f", 4);
     else std::memset(dst, 0, m.elem_bytes);
@@ -337,21 +340,9 @@ void reduce_into_global(const BulkReduce& r) {
     if (bits_at<uint32_t>(smem + r.offs[i]) != bits_at<uint32_t>(&r.vals[i]))
       failf("cp.async.bulk.wait_group: shared memory at offset %u, read by a cp.reduce.async.bulk.tensor in flight, "
             "was written before this wait", r.offs[i]);
-  const TensorMapFields& m = r.map;
-  uint32_t idx[5] = {0, 0, 0, 0, 0};
-  for (size_t e = 0; e < r.offs.size(); e++) {
-    size_t rest = e;
-    bool inside = true;
-    const char* dst = m.base;
-    for (unsigned i = 0; i < m.rank; i++) {
-      idx[i] = uint32_t(rest % m.box[i]);
-      rest /= m.box[i];
-      const int64_t g = int64_t(r.coords[i]) + idx[i];
-      if (g < 0 || uint64_t(g) >= m.dim[i]) inside = false;
-      else dst += uint64_t(g) * (i == 0 ? m.elem_bytes : m.stride[i - 1]);
-    }
-    if (inside) atomic_add(reinterpret_cast<float*>(const_cast<char*>(dst)), r.vals[e]);
-  }
+  for (size_t e = 0; e < r.offs.size(); e++)
+    if (const char* dst = box_element(r.map, r.coords, e))
+      atomic_add(reinterpret_cast<float*>(const_cast<char*>(dst)), r.vals[e]);
 }
 }  // namespace
 
