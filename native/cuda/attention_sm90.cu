@@ -75,30 +75,27 @@ EncodeTiled encode_tiled() {
 }  // namespace
 
 namespace sm90 {
-CUtensorMap tensor_map(const void* p, int T, int heads, int D, int box_rows) {
+namespace {
+// [T, heads, D] rows of `elem` bytes as a 3D tensor map: boxes of box_cols columns (128 bytes) x 1 head x
+// box_rows rows, 128-byte swizzle.
+CUtensorMap rows_map(void* p, CUtensorMapDataType type, int elem, int T, int heads, int D, int box_cols, int box_rows) {
   CUtensorMap m;
   const cuuint64_t dim[3] = {cuuint64_t(D), cuuint64_t(heads), cuuint64_t(T)};
-  const cuuint64_t stride[2] = {cuuint64_t(D) * 2, cuuint64_t(heads) * D * 2};
-  const cuuint32_t box[3] = {64, 1, cuuint32_t(box_rows)}, es[3] = {1, 1, 1};
+  const cuuint64_t stride[2] = {cuuint64_t(D) * elem, cuuint64_t(heads) * D * elem};
+  const cuuint32_t box[3] = {cuuint32_t(box_cols), 1, cuuint32_t(box_rows)}, es[3] = {1, 1, 1};
   const EncodeTiled enc = encode_tiled();
   if (!enc) throw Error("attention (sm90): cuTensorMapEncodeTiled is not available from the CUDA driver");
-  const CUresult r = enc(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(p), dim, stride, box, es,
-                         CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-                         CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  const CUresult r = enc(&m, type, 3, p, dim, stride, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                         CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) throw Error("attention (sm90): cuTensorMapEncodeTiled failed (error " + std::to_string(int(r)) + ")");
   return m;
 }
+}  // namespace
+CUtensorMap tensor_map(const void* p, int T, int heads, int D, int box_rows) {
+  return rows_map(const_cast<void*>(p), CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, T, heads, D, 64, box_rows);
+}
 CUtensorMap tensor_map_f32(float* p, int T, int heads, int D, int box_rows) {
-  CUtensorMap m;
-  const cuuint64_t dim[3] = {cuuint64_t(D), cuuint64_t(heads), cuuint64_t(T)};
-  const cuuint64_t stride[2] = {cuuint64_t(D) * 4, cuuint64_t(heads) * D * 4};
-  const cuuint32_t box[3] = {32, 1, cuuint32_t(box_rows)}, es[3] = {1, 1, 1};
-  const EncodeTiled enc = encode_tiled();
-  if (!enc) throw Error("attention (sm90): cuTensorMapEncodeTiled is not available from the CUDA driver");
-  const CUresult r = enc(&m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, p, dim, stride, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                         CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS) throw Error("attention (sm90): cuTensorMapEncodeTiled failed (error " + std::to_string(int(r)) + ")");
-  return m;
+  return rows_map(p, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4, T, heads, D, 32, box_rows);
 }
 }  // namespace sm90
 
