@@ -174,6 +174,13 @@ describe.skipIf(!nvcc)(`attention kernel registers ${nvcc ? '' : '(skipped: nvcc
     expect(spills.length, 'kernels found').toBe(instances);
     for (const [name, bytes] of spills) expect(bytes, `${name} spills`).toBe(0);
   }, 600_000);
+  // ptxas serialises a kernel's wgmma (a wait after each product, so no product overlaps the softmax or
+  // another product) when it finds non-wgmma code reading an accumulator between a product and its wait,
+  // and says so as a "Potential Performance Loss" note (C7514 and its kin), which does not fail the build.
+  it.each(sm90aAll)('ptxas serialises no wgmma of the kernels of $file', ({ file }) => {
+    const notes = compile(file, sm90a).log.split('\n').filter((line) => /Potential Performance Loss/.test(line));
+    expect(notes).toEqual([]);
+  }, 600_000);
   // The sm80 kernels near 255 registers, in the sm_80 and sm_90 images: the forward's instances (the
   // default at hd 64 and 128 and the tile variants, kFwdVariants in attention_fwd.cu), whose 32-row warps
   // hold 128 O and 64 S registers and spilled on one architecture or the other until the S loop was left

@@ -191,39 +191,48 @@ __global__ void __launch_bounds__(kThreads)
   softmax_tile<kKeys>(sc, 0, len, q0, row, t4, scale_log2, m, l, corr);  // O is still 0: nothing to rescale
   pack_p();
 
-  for (int j = 1; j <= ntiles; j++) {
+  auto issue_pv = [&](int sp) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) wgmma_rs_nt(o, pa[kk], desc_sw128(sV(sp) + uint32_t(kk) * 16 * 128, kAtom, 1024), 1);
+  };
+  // Steady state: no branch between the asynchronous products and their waits (ptxas needs that to
+  // keep S_j and P_{j-1} V_{j-1} in flight together; with one, it serialises them, C7514).
+  for (int j = 1; j < ntiles; j++) {
     const int sp = (j - 1) & 1;  // the stage of tile j-1, whose P V is due now
-    const bool more = j < ntiles;
-    if (more) bar_wait(full_k(j & 1), uint32_t(j >> 1) & 1u);
+    bar_wait(full_k(j & 1), uint32_t(j >> 1) & 1u);
     bar_wait(full_v(sp), uint32_t((j - 1) >> 1) & 1u);
     fence_operands(sc);
     fence_operands(o);
     wgmma_fence();
-    if (more) {
-      issue_qk(j & 1);
-      wgmma_commit();
-    }
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) wgmma_rs_nt(o, pa[kk], desc_sw128(sV(sp) + uint32_t(kk) * 16 * 128, kAtom, 1024), 1);
+    issue_qk(j & 1);
     wgmma_commit();
-    if (more) {
-      wgmma_wait<1>();  // S_j has landed; P_{j-1} V_{j-1} may still run
-      fence_operands(sc);
-      softmax_tile<kKeys>(sc, j * kKeys, len, q0, row, t4, scale_log2, m, l, corr);
-    }
+    issue_pv(sp);
+    wgmma_commit();
+    wgmma_wait<1>();  // S_j has landed; P_{j-1} V_{j-1} may still run
+    fence_operands(sc);
+    softmax_tile<kKeys>(sc, j * kKeys, len, q0, row, t4, scale_log2, m, l, corr);
     wgmma_wait<0>();
     fence_operands(o);
     bar_arrive(empty(sp));  // this thread no longer reads stage sp
-    if (more) {
 #pragma unroll
-      for (int n = 0; n < D / 8; n++) {
-        o[4 * n] *= corr[0];
-        o[4 * n + 1] *= corr[0];
-        o[4 * n + 2] *= corr[1];
-        o[4 * n + 3] *= corr[1];
-      }
-      pack_p();
+    for (int n = 0; n < D / 8; n++) {
+      o[4 * n] *= corr[0];
+      o[4 * n + 1] *= corr[0];
+      o[4 * n + 2] *= corr[1];
+      o[4 * n + 3] *= corr[1];
     }
+    pack_p();
+  }
+  {  // the last tile's P V
+    const int sp = (ntiles - 1) & 1;
+    bar_wait(full_v(sp), uint32_t((ntiles - 1) >> 1) & 1u);
+    fence_operands(o);
+    wgmma_fence();
+    issue_pv(sp);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operands(o);
+    bar_arrive(empty(sp));
   }
 
   store_rows<D>(o, m, l, row, t4, len, base, h, nh, T, out, lse);
