@@ -45,6 +45,10 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('ex2')).toBe('ok');
   });
 
+  it('__float_as_uint gives the binary32 encoding: signed zeros, a subnormal, infinity, a NaN\'s payload', () => {
+    expect(run('float_as_uint')).toBe('ok');
+  });
+
   it('__any_sync is non-zero in every lane iff some lane votes true (none, each lane alone, all)', () => {
     expect(run('any_sync')).toBe('ok');
   });

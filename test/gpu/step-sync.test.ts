@@ -92,19 +92,30 @@ describe.skipIf(!gpu.usable)(`the one-launch AdamW step vs the CPU ${gpuNote}`, 
     return [cpu, cuda];
   }
 
+  // `untouched`: the embedding table's first half of rows has had no gradient yet (gradients 0, moments
+  // +0), the state the step may skip without decay (the update leaves such values as they are); its
+  // next quarter had gradients before but none now (gradients 0, moments not: they must move).
   it.each([
-    ['clipped, with weight decay', { maxGradNorm: 0.05, weightDecay: 0.1 }, cfg],
-    ['not clipped, no weight decay', { maxGradNorm: 0, weightDecay: 0 }, cfg],
-    ['odd tensor sizes, clipped, with weight decay', { maxGradNorm: 0.05, weightDecay: 0.1 }, oddCfg],
-  ])('%s: master weights, moments and the norm bitwise equal to the CPU step', async (_n, over, c) => {
+    ['clipped, with weight decay', { maxGradNorm: 0.05, weightDecay: 0.1 }, cfg, false],
+    ['not clipped, no weight decay', { maxGradNorm: 0, weightDecay: 0 }, cfg, false],
+    ['odd tensor sizes, clipped, with weight decay', { maxGradNorm: 0.05, weightDecay: 0.1 }, oddCfg, false],
+    ['untouched embedding rows, clipped, no weight decay', { maxGradNorm: 0.05, weightDecay: 0 }, cfg, true],
+    ['untouched embedding rows, with weight decay', { maxGradNorm: 0, weightDecay: 0.1 }, cfg, true],
+    ['untouched embedding rows, odd tensor sizes, no weight decay', { maxGradNorm: 0, weightDecay: 0 }, oddCfg, true],
+  ])('%s: master weights, moments and the norm bitwise equal to the CPU step', async (_n, over, c, untouched) => {
     const [cpu, cuda] = models(c);
     const before = cpu.params().map((p) => cpu.getTensor(p.name));
     try {
       const rng = new Rng(9, 1);
       nat.trainInit(cpu);
       const n = nat.trainGetBuffer(cpu, 'grads').length;
-      const m = new Float32Array(n).map(() => (rng.next() - 0.5) / 100);
-      const v = new Float32Array(n).map(() => rng.next() / 1e4);
+      const embedIndex = cpu.params().findIndex((p) => p.name === 'embed_tokens.weight');
+      const embed = cpu.params()[embedIndex]!;
+      // [offset, end) of the rows never given a gradient: half the table (odd sizes: not on a 16-byte boundary)
+      const none = untouched ? [embed.offset, embed.offset + Math.floor(c.vocab / 2) * c.hidden] : [0, 0];
+      const inNone = (i: number) => i >= none[0]! && i < none[1]!;
+      const m = new Float32Array(n).map((_, i) => (inNone(i) ? 0 : (rng.next() - 0.5) / 100));
+      const v = new Float32Array(n).map((_, i) => (inNone(i) ? 0 : rng.next() / 1e4));
       for (const model of [cpu, cuda]) {
         nat.trainInit(model);
         nat.trainSetBuffer(model, 'm', m);
@@ -113,6 +124,8 @@ describe.skipIf(!gpu.usable)(`the one-launch AdamW step vs the CPU ${gpuNote}`, 
       const hyper: OptimizerHyper = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 3, ...over };
       for (let step = 0; step < 2; step++) {
         const g = exactGrads(rng, n);
+        g.fill(0, none[0], untouched ? none[1]! + Math.floor(c.vocab / 4) * c.hidden : 0);
+        if (untouched) g[none[0]! + 1] = -0; // a zero of either sign leaves the update a no-op
         nat.trainSetBuffer(cpu, 'grads', g);
         nat.trainSetBuffer(cuda, 'grads', g);
         const a = await nat.trainStep(cpu, { ...hyper, step: hyper.step + step });
@@ -122,6 +135,14 @@ describe.skipIf(!gpu.usable)(`the one-launch AdamW step vs the CPU ${gpuNote}`, 
         if (over.maxGradNorm > 0) expect(a.gradNorm).toBeGreaterThan(over.maxGradNorm); // clipping ran
       }
       for (const which of ['m', 'v'] as const) expect(nat.trainGetBuffer(cuda, which), which).toEqual(nat.trainGetBuffer(cpu, which));
+      if (untouched) {
+        // the untouched rows kept their weights exactly without decay, and moved with it
+        const rows = Math.floor(c.vocab / 2) * c.hidden;
+        const now = cpu.getTensor(embed.name), was = before[embedIndex]!;
+        expect(now.subarray(0, rows).every((x, j) => Object.is(x, was[j])), 'untouched rows kept').toBe(over.weightDecay === 0);
+        const idle = now.subarray(rows, rows + Math.floor(c.vocab / 4) * c.hidden);
+        expect(idle.every((x, j) => x !== was[rows + j]), 'rows with moments but no gradient moved').toBe(true);
+      }
       // the CUDA model's fp32 weights are its master (L2E_GPU_TESTS_ON_CPU: a CPU model's weights)
       const master = cudaDevice === 'cuda' ? (nat as unknown as { trainGetBuffer(m: NativeModel, w: string): Float32Array }).trainGetBuffer(cuda, 'master') : null;
       cpu.params().forEach((p, i) => {

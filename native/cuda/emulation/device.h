@@ -211,6 +211,12 @@ inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fsqrt_rn(float a) { return std::sqrt(a); }
 inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 inline float __expf(float x) { return std::exp(x); }
+// Type casting intrinsics: the float's bits as an unsigned int (CUDA Math API, __float_as_uint).
+inline unsigned int __float_as_uint(float x) {
+  unsigned int u;
+  __builtin_memcpy(&u, &x, sizeof u);
+  return u;
+}
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }

@@ -9,6 +9,8 @@
 //   any_sync  __any_sync with no lane, one lane (each in turn) and every lane voting true;
 //   ex2       ex2.approx.ftz.f32 on exact powers of two, subnormal inputs and results, and the
 //             special values the PTX ISA lists;
+//   float_as_uint      __float_as_uint's bits of signed zeros, one, the largest finite, infinity and a
+//                      NaN with a payload (IEEE 754 binary32 encodings);
 //   static_shared      three blocks, twice: each reads its static shared array before writing it (must
 //                      be NaN, not an earlier block's values), then a neighbour's entry (must be shared);
 //   oob_global_after, oob_global_before, oob_shared_before: one read just past the end of a device
@@ -110,6 +112,22 @@ void ex2_kernel(int* bad) {
   if (!std::isnan(ptx::ex2_approx_ftz_f32(NAN))) bad[0] = 1;
 }
 
+// bad[0]: a float's bits off its binary32 encoding
+void float_as_uint_kernel(int* bad) {
+  struct Case {
+    float a;
+    unsigned int want;
+  };
+  const Case cases[] = {{0.0f, 0x00000000u}, {-0.0f, 0x80000000u}, {1.0f, 0x3f800000u}, {-2.5f, 0xc0200000u},
+                        {3.4028235e38f, 0x7f7fffffu}, {INFINITY, 0x7f800000u}, {std::ldexp(1.0f, -149), 0x00000001u}};
+  for (const Case& c : cases)
+    if (__float_as_uint(c.a) != c.want) bad[0] = 1;
+  const unsigned int nan_bits = 0x7fc01234u;  // a quiet NaN with a payload: the bits pass through
+  float nan;
+  std::memcpy(&nan, &nan_bits, sizeof nan);
+  if (__float_as_uint(nan) != nan_bits) bad[0] = 1;
+}
+
 void divergent_barrier_kernel(int*) {
   if (threadIdx.x < 32) __syncthreads();
 }
@@ -169,6 +187,7 @@ std::string run(const std::string& name) {
   if (name == "mma") L2E_EMU_LAUNCH(mma_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "ldmatrix") L2E_EMU_LAUNCH(ldmatrix_kernel, 1, 32, 4 * 8 * 16 * 2, nullptr)(bad);
   else if (name == "ex2") L2E_EMU_LAUNCH(ex2_kernel, 1, 32, 0, nullptr)(bad);
+  else if (name == "float_as_uint") L2E_EMU_LAUNCH(float_as_uint_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "any_sync") L2E_EMU_LAUNCH(any_sync_kernel, 2, 64, 0, nullptr)(bad);
   else if (name == "divergent_barrier") L2E_EMU_LAUNCH(divergent_barrier_kernel, 1, 64, 0, nullptr)(bad);
   else if (name == "partial_mask") L2E_EMU_LAUNCH(partial_mask_kernel, 1, 32, 0, nullptr)(bad);
