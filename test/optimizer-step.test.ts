@@ -3,11 +3,13 @@
 //     clip_coef = max_norm / (total_norm + 1e-6), gradients *= min(clip_coef, 1); max_norm 0: off here;
 //   torch.optim.AdamW (decoupled decay): w ← w·(1 − lr·wd), then the Adam update; the Hugging Face
 //     Trainer's grouping gives biases and norm weights weight_decay 0;
-//   a non-finite total norm skips the step: no weight, m or v changes, and the gradients are zeroed.
+//   a non-finite total norm skips the step: no weight, m or v changes, and the gradients are zeroed;
+//   a step spends the gradients (the next backward writes them: test/helpers/spentGradients.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { trainNatives, type OptimizerHyper } from '../src/train/native-train.js';
 import { relError } from './helpers/fixture.js';
+import { checkSpentGradients } from './helpers/spentGradients.js';
 import { makeTempDir, removeTempDirs, seededRandom, writeTinyModel } from './helpers/tinyModel.js';
 
 const nat = trainNatives();
@@ -128,5 +130,17 @@ describe('a non-finite gradient skips the step', () => {
     const next = await nat.trainStep(model.native, hyper({ weightDecay: 0.1, step: 2 }));
     expect(next.skipped).toBe(false);
     expect(weights().get('norm.weight')).not.toEqual(w0.get('norm.weight'));
+  });
+});
+
+describe('a step spends the gradients', () => {
+  it('read back as zeros after it; the next backward writes them as a fresh state computes them; a step with none sees zeros', async () => {
+    const fresh = await EmbeddingModel.load(writeTinyModel(makeTempDir(), { seed: 43 }).dir);
+    try {
+      nat.trainInit(fresh.native);
+      await checkSpentGradients(fresh.native, 2000);
+    } finally {
+      fresh.dispose();
+    }
   });
 });

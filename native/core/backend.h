@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/device_step.h"
@@ -63,10 +64,12 @@ class Backend {
 
   // The training step on the device (core/device_step.h) over the flat buffers w (F32 master
   // weights), g, m, v and the forward's low-precision copy `shadow` (nullptr: none), cut into
-  // `tensors`; nullptr where the backend steps through the ops (the CPU).
+  // `tensors`, zeroing the gradients in `zero_ranges` ([begin, end) elements) after each step;
+  // nullptr where the backend steps through the ops (the CPU).
   virtual std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
-                                                       const std::vector<AdamwTensor>& tensors) {
-    (void)w, (void)g, (void)m, (void)v, (void)shadow, (void)tensors;
+                                                       const std::vector<AdamwTensor>& tensors,
+                                                       const std::vector<std::pair<size_t, size_t>>& zero_ranges) {
+    (void)w, (void)g, (void)m, (void)v, (void)shadow, (void)tensors, (void)zero_ranges;
     return nullptr;
   }
 

@@ -1,8 +1,8 @@
 // A training step kept on the backend's device (the CUDA backend; TrainState drives it, see
 // core/train_state.h): the InfoNCE loss added to a pending loss on the device, and the optimizer
 // step over every parameter at once — global gradient norm, non-finite skip and clip factor decided
-// on the device, one AdamW launch, gradients zeroed — whose outcome (with the pending loss) is the
-// step's one read-back. A backend without one (the CPU) steps through the op table.
+// on the device, one AdamW launch, the gradients' zero ranges cleared (TrainState) — whose outcome
+// (with the pending loss) is the step's one read-back. A backend without one (the CPU) steps through the op table.
 #pragma once
 #include <cstddef>
 
@@ -32,7 +32,7 @@ class DeviceStep {
   // Reads back and clears the pending loss (one synchronisation).
   virtual double take_loss() = 0;
   // Clipping to max_grad_norm (<= 0: none), AdamW with `decayed` / `plain` scalars by the tensor's
-  // decay flag, gradients zeroed; then the one read-back.
+  // decay flag (none when skipped), the gradients in its zero ranges zeroed; then the one read-back.
   virtual StepOutcome step(const AdamwScalars& decayed, const AdamwScalars& plain, float max_grad_norm) = 0;
 };
 

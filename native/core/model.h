@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/backend.h"
@@ -143,9 +144,13 @@ class Model {
   size_t activation_bytes_per_sequence() const;
   void free_activations(Activations& acts);
 
-  // Backward from d loss / d emb [B,P] into grads (same layout as params; accumulated).
+  // Backward from d loss / d emb [B,P] into grads (same layout as params): added to them
+  // (accumulate), or written, but for grad_zero_ranges(), which must then hold zeros.
   // Implemented in core/model_backward.cpp.
-  void backward(const Batch& batch, Activations& acts, const Buf& d_emb, Buf& grads);
+  void backward(const Batch& batch, Activations& acts, const Buf& d_emb, Buf& grads, bool accumulate);
+  // The [begin, end) element ranges of the gradient buffer that backward(accumulate = false) adds to
+  // rather than writes (the embedding table) or leaves alone (the padding between tensors).
+  std::vector<std::pair<size_t, size_t>> grad_zero_ranges() const;
 
 
   // A view of the parameter buffer at an element offset (no ownership).

@@ -1,6 +1,9 @@
 // Backward pass of the Llama2 embedding model over the op table, from d loss / d emb [B,P] back to
-// every parameter (gradients ACCUMULATE into `grads`, laid out like the parameter buffer, so
-// GradCache chunks and gradient accumulation just call this repeatedly). Needs the activations of a
+// every parameter, into `grads` (laid out like the parameter buffer). `accumulate`: every gradient is
+// added to what grads holds (GradCache chunks and gradient accumulation call this repeatedly);
+// otherwise the first pass of a step writes them (a GEMM with beta 0 reads nothing, so the gradients
+// need no zeroing pass and their old values are never read), all but the embedding table's, whose
+// rows a scatter adds into: grad_zero_ranges() must hold zeros then. Needs the activations of a
 // forward(keep = true) of the same batch.
 //
 // Per layer, with x_mid = x_in + o(attn(rope(q(h1)), rope(k(h1)), v(h1))), h1 = norm1(x_in),
@@ -29,7 +32,7 @@ struct Scratch {
 };
 }  // namespace
 
-void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& grads) {
+void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& grads, bool accumulate) {
   if (!a.keep || a.T != batch.T || a.B != batch.B || int(a.layers.size()) != cfg_.layers)
     throw Error("backward needs the kept activations of a forward pass over the same batch");
   if (grads.numel != params_.numel) throw Error("gradient buffer does not match the parameters");
@@ -61,9 +64,10 @@ void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& 
   be.pool_backward(d_pooled, batch, P, cfg_.pooling, d_proj);                  // d_proj [T,P]
   Buf gdb = G(off_dense_b_, P);
   Buf gdw = G(off_dense_w_, size_t(P) * H);
-  be.linear_backward(a.hidden, W(off_dense_w_, size_t(P) * H), d_proj, T, H, P, &d_h, gdw, &gdb, false);
+  const bool acc = accumulate;  // the weight gradients' flag; dx flags below are the residual stream's
+  be.linear_backward(a.hidden, W(off_dense_w_, size_t(P) * H), d_proj, T, H, P, &d_h, gdw, &gdb, false, acc);
   Buf gnorm = G(off_norm_, H);
-  be.rmsnorm_backward(a.x_last, W(off_norm_, H), a.rstd_f, d_h, T, H, dx, gnorm, false);  // dx [T,H]
+  be.rmsnorm_backward(a.x_last, W(off_norm_, H), a.rstd_f, d_h, T, H, dx, gnorm, false, acc);  // dx [T,H]
 
   // --- layers, last to first ---
   for (int l = cfg_.layers - 1; l >= 0; l--) {
@@ -71,31 +75,48 @@ void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& 
     const LayerParams& lp = layer_offsets_[l];
     // MLP branch: x_out = x_mid + down(act)
     Buf gdown = G(lp.down, size_t(H) * I);
-    be.linear_backward(L.act, W(lp.down, size_t(H) * I), dx, T, I, H, &d_act, gdown, nullptr, false);  // d_act [T,I]
+    be.linear_backward(L.act, W(lp.down, size_t(H) * I), dx, T, I, H, &d_act, gdown, nullptr, false, acc);  // d_act [T,I]
     be.swiglu_backward(L.gate, L.up, d_act, size_t(T) * I, d_gate, d_up);
     Buf ggate = G(lp.gate, size_t(I) * H), gup = G(lp.up, size_t(I) * H);
-    be.linear_backward(L.h2, W(lp.gate, size_t(I) * H), d_gate, T, H, I, &d_h, ggate, nullptr, false);
-    be.linear_backward(L.h2, W(lp.up, size_t(I) * H), d_up, T, H, I, &d_h, gup, nullptr, true);     // d_h2 [T,H]
+    be.linear_backward(L.h2, W(lp.gate, size_t(I) * H), d_gate, T, H, I, &d_h, ggate, nullptr, false, acc);
+    be.linear_backward(L.h2, W(lp.up, size_t(I) * H), d_up, T, H, I, &d_h, gup, nullptr, true, acc);  // d_h2 [T,H]
     be.copy(d_mid, dx);                                                                             // residual
     Buf gpost = G(lp.post_norm, H);
-    be.rmsnorm_backward(L.x_mid, W(lp.post_norm, H), L.rstd2, d_h, T, H, d_mid, gpost, true);       // d_mid [T,H]
+    be.rmsnorm_backward(L.x_mid, W(lp.post_norm, H), L.rstd2, d_h, T, H, d_mid, gpost, true, acc);  // d_mid [T,H]
 
     // attention branch: x_mid = x_in + o(attn)
     Buf go = G(lp.o, size_t(H) * qd);
-    be.linear_backward(L.attn, W(lp.o, size_t(H) * qd), d_mid, T, qd, H, &d_attn, go, nullptr, false);
+    be.linear_backward(L.attn, W(lp.o, size_t(H) * qd), d_mid, T, qd, H, &d_attn, go, nullptr, false, acc);
     be.attention_backward(L.q, L.k, L.v, L.attn, L.lse, d_attn, batch, nh, nkv, hd, dq, dk, dv);
     be.rope(dq, batch.positions, T, nh, hd, cfg_.rope_theta, -1.0f);  // rotation is orthogonal: R⁻¹ = Rᵀ
     be.rope(dk, batch.positions, T, nkv, hd, cfg_.rope_theta, -1.0f);
     Buf gq = G(lp.q, size_t(qd) * H), gk = G(lp.k, size_t(kvd) * H), gv = G(lp.v, size_t(kvd) * H);
-    be.linear_backward(L.h1, W(lp.q, size_t(qd) * H), dq, T, H, qd, &d_h, gq, nullptr, false);
-    be.linear_backward(L.h1, W(lp.k, size_t(kvd) * H), dk, T, H, kvd, &d_h, gk, nullptr, true);
-    be.linear_backward(L.h1, W(lp.v, size_t(kvd) * H), dv, T, H, kvd, &d_h, gv, nullptr, true);     // d_h1 [T,H]
+    be.linear_backward(L.h1, W(lp.q, size_t(qd) * H), dq, T, H, qd, &d_h, gq, nullptr, false, acc);
+    be.linear_backward(L.h1, W(lp.k, size_t(kvd) * H), dk, T, H, kvd, &d_h, gk, nullptr, true, acc);
+    be.linear_backward(L.h1, W(lp.v, size_t(kvd) * H), dv, T, H, kvd, &d_h, gv, nullptr, true, acc);  // d_h1 [T,H]
     be.copy(dx, d_mid);                                                                             // residual
     Buf gin = G(lp.in_norm, H);
-    be.rmsnorm_backward(L.x_in, W(lp.in_norm, H), L.rstd1, d_h, T, H, dx, gin, true);              // d x_in
+    be.rmsnorm_backward(L.x_in, W(lp.in_norm, H), L.rstd1, d_h, T, H, dx, gin, true, acc);         // d x_in
   }
   Buf gemb = G(off_embed_, size_t(cfg_.vocab) * H);
-  be.embedding_backward(batch.ids, T, dx, H, gemb);
+  be.embedding_backward(batch.ids, T, dx, H, gemb);  // always added: grad_zero_ranges()
+}
+
+std::vector<std::pair<size_t, size_t>> Model::grad_zero_ranges() const {
+  // everything backward(accumulate = false) does not write: the embedding table and the padding
+  // after each tensor, as [begin, end) element ranges, adjacent ones merged
+  std::vector<std::pair<size_t, size_t>> out;
+  auto add = [&](size_t b, size_t e) {
+    if (b >= e) return;
+    if (!out.empty() && out.back().second == b) out.back().second = e;
+    else out.emplace_back(b, e);
+  };
+  for (size_t i = 0; i < layout_.size(); i++) {
+    const ParamInfo& p = layout_[i];
+    const size_t end = i + 1 < layout_.size() ? layout_[i + 1].offset : total_params_;
+    add(p.offset == off_embed_ ? p.offset : p.offset + p.numel, end);
+  }
+  return out;
 }
 
 }  // namespace l2e

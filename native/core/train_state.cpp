@@ -41,6 +41,7 @@ TrainState::TrainState(Model& m) : model_(m) {
     }
     model_.attach_master(&master_);  // from now on setTensor / loadTensors write the master too
   }
+  zero_ranges_ = model_.grad_zero_ranges();
   // The no-decay set, decided once: like the Hugging Face Trainer, biases and norm weights get none.
   for (const ParamInfo& p : model_.params()) {
     const bool no_decay = p.name.find("bias") != std::string::npos || p.name.find("norm") != std::string::npos;
@@ -48,7 +49,8 @@ TrainState::TrainState(Model& m) : model_(m) {
   }
   try {
     Buf& w = master_.empty() ? model_.param_buffer() : master_;
-    device_step_ = be.make_device_step(w, grads_, m_, v_, master_.empty() ? nullptr : &model_.param_buffer(), tensors_);
+    device_step_ = be.make_device_step(w, grads_, m_, v_, master_.empty() ? nullptr : &model_.param_buffer(), tensors_,
+                                       zero_ranges_);
   } catch (...) {
     if (!master_.empty()) model_.attach_master(nullptr);
     for (Buf* b : {&grads_, &m_, &v_, &master_})
@@ -158,21 +160,26 @@ void TrainState::backward_chunk(int id, const std::vector<int32_t>& ids, const s
   }
   Backend& be = model_.backend();
   Buf d;  // d loss / d emb: emb is F32 on every backend
+  const bool accumulate = !write_next_;
   try {
     if (d_emb) {
       d = be.alloc(size_t(B) * P, DType::F32);
       be.upload(d, d_emb->data(), d_emb->size(), DType::F32);
-      model_.backward(k.batch, k.acts, d, grads_);
+      model_.backward(k.batch, k.acts, d, grads_, accumulate);
     } else {
-      model_.backward(k.batch, k.acts, model_.view(*slice->grad, slice->row0 * P, slice->rows * P), grads_);
+      model_.backward(k.batch, k.acts, model_.view(*slice->grad, slice->row0 * P, slice->rows * P), grads_,
+                      accumulate);
     }
   } catch (...) {
     if (!d.empty()) be.free(d);
     free_kept(k);
+    if (!accumulate) zero_grads();  // part written, part an earlier step's: none of it a gradient
     throw;
   }
   if (!d.empty()) be.free(d);
   free_kept(k);
+  write_next_ = false;
+  stale_ = false;
 }
 
 void TrainState::loss_chunks(const std::vector<int>& chunks, int B, int G, float temperature, bool in_batch,
@@ -251,17 +258,22 @@ float TrainState::infonce(const std::vector<float>& q, const std::vector<float>&
   return loss;
 }
 
-double TrainState::grad_norm() { return std::sqrt(model_.backend().sumsq(grads_, grads_.numel)); }
+double TrainState::grad_norm() {
+  settle_grads();
+  return std::sqrt(model_.backend().sumsq(grads_, grads_.numel));
+}
 
 StepResult TrainState::step(const OptimizerHyper& h) {
   Backend& be = model_.backend();
   // AdamW's bias correction divides by 1 - beta1^step: step 0 (or less) would write NaN/Inf weights.
   if (h.step < 1) throw Error("optimizer step is 1-based, got " + std::to_string(h.step));
   StepResult r;
+  settle_grads();  // a step with no backward since the last one: its gradients are zeros
   if (device_step_) {
     const AdamwScalars decayed = adamw_scalars(h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.step),
                        plain = adamw_scalars(h.lr, h.beta1, h.beta2, h.eps, 0.0f, h.step);
-    const StepOutcome o = device_step_->step(decayed, plain, h.max_grad_norm);
+    const StepOutcome o = device_step_->step(decayed, plain, h.max_grad_norm);  // clears zero_ranges_
+    gradients_spent();
     r.grad_norm = o.grad_norm;
     r.skipped = o.skipped;
     r.loss = o.loss;
@@ -271,7 +283,8 @@ StepResult TrainState::step(const OptimizerHyper& h) {
   r.grad_norm = grad_norm();
   if (!std::isfinite(r.grad_norm) || !std::isfinite(r.loss)) {
     r.skipped = true;
-    zero_grads();
+    clear_zero_ranges();
+    gradients_spent();
     return r;
   }
   // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is < 1
@@ -289,14 +302,39 @@ StepResult TrainState::step(const OptimizerHyper& h) {
     be.adamw(pw, pg, pm, pv, t.numel, h.lr, h.beta1, h.beta2, h.eps, t.decay ? h.weight_decay : 0.0f, h.step,
              master_.empty() ? nullptr : &shadow);
   }
-  zero_grads();
+  clear_zero_ranges();
+  gradients_spent();
   return r;
 }
 
-void TrainState::zero_grads() { model_.backend().zero(grads_); }
+void TrainState::zero_grads() {
+  model_.backend().zero(grads_);
+  write_next_ = true;
+  stale_ = false;
+}
+
+void TrainState::clear_zero_ranges() {
+  Backend& be = model_.backend();
+  for (const auto& [b, e] : zero_ranges_) {
+    Buf r = model_.view(grads_, b, e - b);
+    be.zero(r);
+  }
+}
+
+void TrainState::gradients_spent() {
+  write_next_ = true;
+  stale_ = true;
+}
+
+void TrainState::settle_grads() {
+  if (stale_) zero_grads();
+}
 
 Buf& TrainState::buffer(const char* which) {
-  if (std::strcmp(which, "grads") == 0) return grads_;
+  if (std::strcmp(which, "grads") == 0) {
+    settle_grads();
+    return grads_;
+  }
   if (std::strcmp(which, "m") == 0) return m_;
   if (std::strcmp(which, "v") == 0) return v_;
   if (std::strcmp(which, "master") == 0 && !master_.empty()) return master_;  // F32 master weights (CUDA)
@@ -309,6 +347,7 @@ void TrainState::set_buffer(const char* which, const float* host, size_t n) {
   Buf& b = buffer(which);
   if (n != b.numel) throw Error("training buffer size mismatch: expected " + std::to_string(b.numel) + ", got " + std::to_string(n));
   model_.backend().upload(b, host, n, DType::F32);
+  if (&b == &grads_) write_next_ = false;  // the next backward adds to these
   if (&b == &master_) model_.backend().copy(model_.param_buffer(), master_);  // the forward's copy follows
 }
 

@@ -5,9 +5,10 @@
 //   2. loss_chunks() over the whole batch: the loss joins the pending loss and d loss / d embeddings
 //      stay on the backend (infonce() is the same on host vectors, for tests);
 //   3. backward_chunk() each chunk seeded by its slice of those gradients (re-running its forward
-//      when its activations were not kept); gradients accumulate;
-//   4. step(): global-norm clipping, AdamW, gradients zeroed, and the pending loss read back with
-//      the norm. On CUDA (core/device_step.h) nothing in 1-4 waits for the device but that read-back
+//      when its activations were not kept): the first after a step writes the gradients, the
+//      others add to them;
+//   4. step(): global-norm clipping, AdamW, the gradients spent (only Model::grad_zero_ranges()
+//      zeroed: the next backward writes the rest), and the pending loss read back with the norm. On CUDA (core/device_step.h) nothing in 1-4 waits for the device but that read-back
 //      (or take_loss(), when a caller wants each batch's loss).
 // Gradients and AdamW moments are single buffers with the parameter buffer's layout.
 #pragma once
@@ -40,7 +41,8 @@ class TrainState {
   // keep: hold its activations for backward_chunk(id).
   std::vector<float> forward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu, bool keep,
                                    bool download = true);
-  // Accumulates parameter gradients from d loss / d emb of chunk `id` (recomputing if not kept):
+  // Parameter gradients from d loss / d emb of chunk `id` (recomputing if not kept), written by the
+  // first call after a step and added by the next ones:
   // d_emb from the host, or (nullptr) the chunk's slice of the gradients loss_chunks() left.
   void backward_chunk(int id, const std::vector<int32_t>& ids, const std::vector<int32_t>& cu,
                       const std::vector<float>* d_emb);
@@ -55,7 +57,7 @@ class TrainState {
                 bool in_batch, std::vector<float>& dq, std::vector<float>& dp, std::vector<float>& scores);
   double grad_norm();
   StepResult step(const OptimizerHyper& h);
-  void zero_grads();
+  void zero_grads();  // every gradient to zero (the next backward may write or add: the same)
   void release_chunks();
 
   // Optimizer moments and gradients to / from the host (checkpoints, tests).
@@ -75,6 +77,9 @@ class TrainState {
   };
   Buf& buffer(const char* which);
   void free_kept(Kept& k);
+  void clear_zero_ranges();  // zeros in zero_ranges_, where a writing backward adds
+  void gradients_spent();    // after a step: the next backward writes, what it writes is stale now
+  void settle_grads();       // before the gradients are read: stale values to zeros
 
   Model& model_;
   // master_: F32 master weights when the model's parameters are not F32 (CUDA keeps BF16 weights
@@ -86,6 +91,9 @@ class TrainState {
   std::map<int, GradSlice> dslice_;  // into demb_
   Buf demb_;                         // d loss / d emb of the batch [B + B*G, P] F32
   std::vector<AdamwTensor> tensors_;  // the parameters, with the no-decay set decided once
+  std::vector<std::pair<size_t, size_t>> zero_ranges_;  // Model::grad_zero_ranges()
+  bool write_next_ = true;  // the next backward writes the gradients (they hold none) instead of adding
+  bool stale_ = false;      // outside zero_ranges_ grads_ holds an earlier step's gradients, not zeros
   std::unique_ptr<DeviceStep> device_step_;  // nullptr: step through the op table
   double pending_loss_ = 0;                  // without a DeviceStep
 };

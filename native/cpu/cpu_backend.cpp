@@ -133,13 +133,13 @@ class CpuBackend final : public Backend {
     cpu::embedding_bwd(I(ids), T, F(dout), H, F(dtable));
   }
   void rmsnorm_backward(const Buf& x, const Buf& w, const Buf& rstd, const Buf& dy, int T, int H, Buf& dx, Buf& dw,
-                        bool accumulate_dx) override {
-    cpu::rmsnorm_bwd(F(x), F(w), F(rstd), F(dy), T, H, F(dx), F(dw), accumulate_dx);
+                        bool accumulate_dx, bool accumulate_dw) override {
+    cpu::rmsnorm_bwd(F(x), F(w), F(rstd), F(dy), T, H, F(dx), F(dw), accumulate_dx, accumulate_dw);
   }
   void linear_backward(const Buf& x, const Buf& W, const Buf& dy, int T, int K, int N, Buf* dx, Buf& dW, Buf* dbias,
-                       bool accumulate_dx) override {
+                       bool accumulate_dx, bool accumulate_dw) override {
     cpu::linear_bwd(F(x), F(W), F(dy), T, K, N, dx ? F(*dx) : nullptr, F(dW), dbias ? F(*dbias) : nullptr,
-                    accumulate_dx);
+                    accumulate_dx, accumulate_dw);
   }
   void attention_backward(const Buf& q, const Buf& k, const Buf& v, const Buf& out, const Buf& lse, const Buf& dout,
                           const Batch& batch, int nh, int nkv, int hd, Buf& dq, Buf& dk, Buf& dv) override {

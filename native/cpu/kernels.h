@@ -40,10 +40,10 @@ template <typename S>
 void embedding_bwd(const int32_t* ids, int T, const S* dout, int H, S* dtable);  // accumulates
 template <typename S>
 void rmsnorm_bwd(const S* x, const S* w, const S* rstd, const S* dy, int T, int H, S* dx, S* dw,
-                 bool accumulate_dx);  // dw accumulates
+                 bool accumulate_dx, bool accumulate_dw);  // false: written, not added to
 template <typename S>
 void linear_bwd(const S* x, const S* W, const S* dy, int T, int K, int N, S* dx, S* dW, S* dbias,
-                bool accumulate_dx);  // dW, dbias accumulate; dx / dbias may be null
+                bool accumulate_dx, bool accumulate_dw);  // dbias with dW's flag; dx / dbias may be null
 template <typename S>
 void attention_bwd(const S* q, const S* k, const S* v, const S* out, const S* lse, const S* dout,
                    const int32_t* cu_seqlens, int B, int nh, int nkv, int hd, S* dq, S* dk, S* dv);

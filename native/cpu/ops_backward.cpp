@@ -35,13 +35,14 @@ void embedding_bwd(const int32_t* ids, int T, const S* dout, int H, S* dtable) {
 
 // RMSNorm: y_i = w_i x_i r, r = (mean_j x_j^2 + eps)^(-1/2), dr/dx_i = -r^3 x_i / H. With g_i = w_i dy_i:
 //   dx_i = r g_i - (r^3 / H) x_i sum_j g_j x_j
-//   dw_i += sum_t dy_ti x_ti r_t
+//   dw_i (+)= sum_t dy_ti x_ti r_t
 // dx is row-parallel; dw (a reduction over tokens) is column-parallel. dx may alias dy.
 template <typename S>
 void rmsnorm_bwd(const S* x, const S* w, const S* rstd, const S* dy, int T, int H, S* dx, S* dw,
-                 bool accumulate_dx) {
+                 bool accumulate_dx, bool accumulate_dw) {
   // dw first: then dx may overwrite dy in place (each dx row reads its dy row before writing it)
   parallel_for(H, [&](int64_t c0, int64_t c1, int) {
+    if (!accumulate_dw) std::fill(dw + c0, dw + c1, S(0));  // the sums start from +0 either way
     for (int64_t t = 0; t < T; t++) {
       const S* xr = x + t * H;
       const S* gr = dy + t * H;
@@ -66,10 +67,11 @@ void rmsnorm_bwd(const S* x, const S* w, const S* rstd, const S* dy, int T, int 
   }, grain_for(H));
 }
 
-// dbias[n] += sum_t dy[t,n], column-parallel (shared by both linear paths).
+// dbias[n] (+)= sum_t dy[t,n], column-parallel (shared by both linear paths).
 template <typename S>
-static void bias_bwd(const S* dy, int T, int N, S* dbias) {
+static void bias_bwd(const S* dy, int T, int N, S* dbias, bool accumulate) {
   parallel_for(N, [&](int64_t n0, int64_t n1, int) {
+    if (!accumulate) std::fill(dbias + n0, dbias + n1, S(0));
     for (int64_t t = 0; t < T; t++) {
       const S* g = dy + t * N;
       for (int64_t n = n0; n < n1; n++) dbias[n] += g[n];
@@ -77,25 +79,33 @@ static void bias_bwd(const S* dy, int T, int N, S* dbias) {
   }, 64);
 }
 
+// A linear backward over no tokens: its sums are zeros, which matter only when written.
+template <typename S>
+static void no_tokens(int K, int N, S* dW, S* dbias, bool accumulate_dw) {
+  if (accumulate_dw) return;
+  std::fill(dW, dW + int64_t(N) * K, S(0));
+  if (dbias) std::fill(dbias, dbias + N, S(0));
+}
+
 // Linear: y[T,N] = x[T,K] W[N,K]^T + b, hence
 //   dx[T,K] (+)= dy[T,N] W[N,K]
-//   dW[N,K] += dy[T,N]^T x[T,K]
-//   db[N]   += sum_t dy[t,:]
+//   dW[N,K] (+)= dy[T,N]^T x[T,K]
+//   db[N]   (+)= sum_t dy[t,:]
 // fp32 goes through our sgemm; the double path (gradient checks) is plain dot products.
 template <>
 void linear_bwd<float>(const float* x, const float* W, const float* dy, int T, int K, int N, float* dx,
-                       float* dW, float* dbias, bool accumulate_dx) {
-  if (T <= 0) return;
+                       float* dW, float* dbias, bool accumulate_dx, bool accumulate_dw) {
+  if (T <= 0) return no_tokens(K, N, dW, dbias, accumulate_dw);
   if (dx) sgemm(false, false, T, K, N, 1.0f, dy, N, W, K, accumulate_dx ? 1.0f : 0.0f, dx, K);
-  // op(A) = dy^T: A = dy stored [T,N] (transA), op(B) = x [T,K]
-  sgemm(true, false, N, K, T, 1.0f, dy, N, x, K, 1.0f, dW, K);
-  if (dbias) bias_bwd(dy, T, N, dbias);
+  // op(A) = dy^T: A = dy stored [T,N] (transA), op(B) = x [T,K]; beta 0 never reads dW
+  sgemm(true, false, N, K, T, 1.0f, dy, N, x, K, accumulate_dw ? 1.0f : 0.0f, dW, K);
+  if (dbias) bias_bwd(dy, T, N, dbias, accumulate_dw);
 }
 
 template <>
 void linear_bwd<double>(const double* x, const double* W, const double* dy, int T, int K, int N, double* dx,
-                        double* dW, double* dbias, bool accumulate_dx) {
-  if (T <= 0) return;
+                        double* dW, double* dbias, bool accumulate_dx, bool accumulate_dw) {
+  if (T <= 0) return no_tokens(K, N, dW, dbias, accumulate_dw);
   if (dx) {
     parallel_for(T, [&](int64_t t0, int64_t t1, int) {
       for (int64_t t = t0; t < t1; t++) {
@@ -112,6 +122,7 @@ void linear_bwd<double>(const double* x, const double* W, const double* dy, int 
   parallel_for(N, [&](int64_t n0, int64_t n1, int) {
     for (int64_t n = n0; n < n1; n++) {
       double* d = dW + n * K;  // [K]
+      if (!accumulate_dw) std::fill(d, d + K, 0.0);
       for (int64_t t = 0; t < T; t++) {
         const double g = dy[t * N + n];
         const double* xr = x + t * K;
@@ -119,7 +130,7 @@ void linear_bwd<double>(const double* x, const double* W, const double* dy, int 
       }
     }
   });
-  if (dbias) bias_bwd(dy, T, N, dbias);
+  if (dbias) bias_bwd(dy, T, N, dbias, accumulate_dw);
 }
 
 // SwiGLU: out = silu(g) u with silu(g) = g s, s = sigmoid(g), silu'(g) = s (1 + g (1 - s)):
@@ -196,7 +207,7 @@ void l2norm_bwd(const S* y, const S* norm, const S* dy, int B, int P, bool norma
 
 #define L2E_INSTANTIATE_BWD(S)                                                                  \
   template void embedding_bwd<S>(const int32_t*, int, const S*, int, S*);                       \
-  template void rmsnorm_bwd<S>(const S*, const S*, const S*, const S*, int, int, S*, S*, bool); \
+  template void rmsnorm_bwd<S>(const S*, const S*, const S*, const S*, int, int, S*, S*, bool, bool); \
   template void swiglu_bwd<S>(const S*, const S*, const S*, int64_t, S*, S*);                   \
   template void pool_bwd<S>(const S*, const int32_t*, int, int, int, S*);                       \
   template void l2norm_bwd<S>(const S*, const S*, const S*, int, int, bool, S*);

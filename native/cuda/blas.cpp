@@ -3,6 +3,7 @@
 //   forward  y^T [N,T]  = W^T'[N,K] x^T [K,T]     : op(A) = T on W, op(B) = N on x
 //   dx       dx^T [K,T] = W [K,N] dy^T [N,T]      : N, N
 //   dW       dW^T [K,N] = x^T [K,T] dy [T,N]      : N on x, T on dy   (beta = 1: accumulate)
+// beta = 0 writes C without reading it (cuBLAS: C need not hold valid values then).
 #include "cuda/blas.h"
 
 namespace l2e {
@@ -43,9 +44,8 @@ void Blas::linear_dx(const void* dy, const void* W, int T, int K, int N, void* d
   gemm(kOpN, kOpN, K, T, N, W, K, dy, N, beta, dx, dxt, K, "GemmEx (linear dx)");
 }
 
-void Blas::linear_dw(const void* dy, const void* x, int T, int K, int N, void* dW, DType dwt) {
-  if (T <= 0) return;
-  gemm(kOpN, kOpT, K, N, T, x, K, dy, N, 1.0f, dW, dwt, K, "GemmEx (linear dW)");
+void Blas::linear_dw(const void* dy, const void* x, int T, int K, int N, void* dW, DType dwt, float beta) {
+  gemm(kOpN, kOpT, K, N, T, x, K, dy, N, beta, dW, dwt, K, "GemmEx (linear dW)");
 }
 
 }  // namespace cuda

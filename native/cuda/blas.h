@@ -21,8 +21,8 @@ class Blas {
   void linear(const void* x, const void* W, int T, int K, int N, void* y, DType yt, float beta);
   // dx[T,K] = dy[T,N] W[N,K] + beta dx
   void linear_dx(const void* dy, const void* W, int T, int K, int N, void* dx, DType dxt, float beta);
-  // dW[N,K] += dy[T,N]^T x[T,K]
-  void linear_dw(const void* dy, const void* x, int T, int K, int N, void* dW, DType dwt);
+  // dW[N,K] = dy[T,N]^T x[T,K] + beta dW
+  void linear_dw(const void* dy, const void* x, int T, int K, int N, void* dW, DType dwt, float beta);
 
  private:
   void gemm(int ta, int tb, int m, int n, int k, const void* A, int lda, const void* B, int ldb, float beta, void* C,

@@ -217,23 +217,26 @@ class CudaBackend final : public Backend {
     embedding_bwd(ids.i32(), T, dout.ptr, H, dtable.f32(), deterministic_, stream_);
   }
   void rmsnorm_backward(const Buf& x, const Buf& w, const Buf& rstd, const Buf& dy, int T, int H, Buf& dx, Buf& dw,
-                        bool accumulate_dx) override {
+                        bool accumulate_dx, bool accumulate_dw) override {
     for (const Buf* b : std::initializer_list<const Buf*>{&x, &w, &dy, &dx}) need(*b, DType::BF16, "rmsnorm_backward", "x, w, dy and dx");
     need(dw, DType::F32, "rmsnorm_backward", "dw");
     // dw first: dx may overwrite dy in place
-    rmsnorm_weight_grad(x.ptr, dy.ptr, rstd.f32(), T, H, dw.f32(), scratch_f32(column_sums_workspace(T, H)), stream_);
+    rmsnorm_weight_grad(x.ptr, dy.ptr, rstd.f32(), T, H, dw.f32(), accumulate_dw,
+                        scratch_f32(column_sums_workspace(T, H)), stream_);
     rmsnorm_bwd_dx(x.ptr, w.ptr, rstd.f32(), dy.ptr, T, H, dx.ptr, accumulate_dx, stream_);
   }
   void linear_backward(const Buf& x, const Buf& W, const Buf& dy, int T, int K, int N, Buf* dx, Buf& dW, Buf* dbias,
-                       bool accumulate_dx) override {
+                       bool accumulate_dx, bool accumulate_dw) override {
     for (const Buf* b : std::initializer_list<const Buf*>{&x, &W, &dy}) need(*b, DType::BF16, "linear_backward", "x, W and dy");
-    if (T <= 0) return;
-    if (dx) blas_->linear_dx(dy.ptr, W.ptr, T, K, N, dx->ptr, dx->dtype, accumulate_dx ? 1.0f : 0.0f);
-    blas_->linear_dw(dy.ptr, x.ptr, T, K, N, dW.ptr, dW.dtype);
-    if (dbias) {
-      need(*dbias, DType::F32, "linear_backward", "dbias");
-      bias_grad(dy.ptr, T, N, dbias->f32(), scratch_f32(column_sums_workspace(T, N)), stream_);
+    if (dbias) need(*dbias, DType::F32, "linear_backward", "dbias");
+    if (T <= 0) {  // sums over no tokens: zeros when written
+      if (!accumulate_dw) zero(dW);
+      if (!accumulate_dw && dbias) zero(*dbias);
+      return;
     }
+    if (dx) blas_->linear_dx(dy.ptr, W.ptr, T, K, N, dx->ptr, dx->dtype, accumulate_dx ? 1.0f : 0.0f);
+    blas_->linear_dw(dy.ptr, x.ptr, T, K, N, dW.ptr, dW.dtype, accumulate_dw ? 1.0f : 0.0f);
+    if (dbias) bias_grad(dy.ptr, T, N, dbias->f32(), accumulate_dw, scratch_f32(column_sums_workspace(T, N)), stream_);
   }
   void attention_backward(const Buf& q, const Buf& k, const Buf& v, const Buf& out, const Buf& lse, const Buf& dout,
                           const Batch& batch, int nh, int nkv, int hd, Buf& dq, Buf& dk, Buf& dv) override {
@@ -298,8 +301,9 @@ class CudaBackend final : public Backend {
   }
 
   std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
-                                               const std::vector<AdamwTensor>& tensors) override {
-    return cuda::make_device_step(stream_, *pool_, w, g, m, v, shadow, tensors);
+                                               const std::vector<AdamwTensor>& tensors,
+                                               const std::vector<std::pair<size_t, size_t>>& zero_ranges) override {
+    return cuda::make_device_step(stream_, *pool_, w, g, m, v, shadow, tensors, zero_ranges);
   }
 
  private:

@@ -36,10 +36,12 @@ void rmsnorm_fwd(const void* x, const void* w, int T, int H, float eps, void* y,
 void rmsnorm_bwd_dx(const void* x, const void* w, const float* rstd, const void* dy, int T, int H, void* dx,
                     bool accumulate, cudaStream_t s);
 
-// ---- column_sums.cu ---- out[c] += sum_t f(t, c) over T rows, deterministic (fixed-order partials).
+// ---- column_sums.cu ---- out[c] (+)= sum_t f(t, c) over T rows (accumulate: +=, else =), deterministic
+// (fixed-order partials).
 size_t column_sums_workspace(int T, int N);  // bytes
-void bias_grad(const void* dy, int T, int N, float* dbias, float* workspace, cudaStream_t s);  // f = dy (bf16)
-void rmsnorm_weight_grad(const void* x, const void* dy, const float* rstd, int T, int H, float* dw,
+void bias_grad(const void* dy, int T, int N, float* dbias, bool accumulate, float* workspace,
+               cudaStream_t s);  // f = dy (bf16)
+void rmsnorm_weight_grad(const void* x, const void* dy, const float* rstd, int T, int H, float* dw, bool accumulate,
                          float* workspace, cudaStream_t s);  // f = dy x rstd
 
 // ---- rope.cu ---- in place on bf16 x [T, heads*hd]; inv_freq[hd/2] computed on the host.

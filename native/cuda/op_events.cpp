@@ -114,8 +114,9 @@ class EventTimedBackend final : public Backend {
   void copy(Buf& dst, const Buf& src) override { log_.time("copy", [&] { b_->copy(dst, src); }); }
   void synchronize() override { b_->synchronize(); }
   std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
-                                               const std::vector<AdamwTensor>& tensors) override {
-    std::unique_ptr<DeviceStep> inner = b_->make_device_step(w, g, m, v, shadow, tensors);
+                                               const std::vector<AdamwTensor>& tensors,
+                                               const std::vector<std::pair<size_t, size_t>>& zero_ranges) override {
+    std::unique_ptr<DeviceStep> inner = b_->make_device_step(w, g, m, v, shadow, tensors, zero_ranges);
     if (!inner) return nullptr;
     return std::make_unique<TimedDeviceStep>(std::move(inner), log_);
   }

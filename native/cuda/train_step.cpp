@@ -2,8 +2,9 @@
 // stays on the stream, and one small read-back ends the step.
 //   infonce: the loss kernels, then loss_accumulate adds the mean to StepState::loss (device);
 //   step:    sumsq partials -> step_decide (norm, skip, clip factor) -> adamw_multi over the
-//            descriptor table built here once -> gradients zeroed -> StepState copied to pinned
-//            host memory -> the one cudaStreamSynchronize.
+//            descriptor table built here once -> the gradients' zero ranges cleared (the embedding
+//            table: the next backward writes the others, core/model_backward.cpp) -> StepState
+//            copied to pinned host memory -> the one cudaStreamSynchronize.
 // No CUDA graph: a packed batch changes T, B and the attention tile count every step (and cuBLAS its
 // algorithms with them), so the forward and backward would need a graph per shape; the fixed-shape
 // tail above is five operations, microseconds of launches in a step of milliseconds.
@@ -26,8 +27,8 @@ namespace {
 class CudaDeviceStep final : public DeviceStep {
  public:
   CudaDeviceStep(cudaStream_t s, DevicePool& pool, Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
-                 const std::vector<AdamwTensor>& tensors)
-      : stream_(s), pool_(pool), g_(g) {
+                 const std::vector<AdamwTensor>& tensors, const std::vector<std::pair<size_t, size_t>>& zero_ranges)
+      : stream_(s), pool_(pool), g_(g), zero_ranges_(zero_ranges) {
     std::vector<AdamwTensorDesc> descs;
     std::vector<AdamwBlockWork> work;
     for (const AdamwTensor& t : tensors) {
@@ -89,7 +90,8 @@ class CudaDeviceStep final : public DeviceStep {
     if (g_.numel > 0) sumsq_partials(g_.f32(), g_.numel, partials_, stream_);
     step_decide(partials_, g_.numel > 0 ? partial_count_ : 0, max_grad_norm, state_, stream_);
     adamw_multi(descs_, work_, blocks_, decayed, plain, state_, stream_);
-    L2E_CUDA_CHECK(cudaMemsetAsync(g_.ptr, 0, g_.bytes(), stream_));
+    for (const auto& [b, e] : zero_ranges_)
+      L2E_CUDA_CHECK(cudaMemsetAsync(g_.f32() + b, 0, (e - b) * sizeof(float), stream_));
     read_back();
     StepOutcome o;
     o.loss = host_->loss;
@@ -121,6 +123,7 @@ class CudaDeviceStep final : public DeviceStep {
   cudaStream_t stream_;
   DevicePool& pool_;
   Buf g_;
+  std::vector<std::pair<size_t, size_t>> zero_ranges_;
   StepState* state_ = nullptr;
   StepState* host_ = nullptr;  // pinned
   double* partials_ = nullptr;
@@ -135,8 +138,9 @@ class CudaDeviceStep final : public DeviceStep {
 }  // namespace
 
 std::unique_ptr<DeviceStep> make_device_step(cudaStream_t s, DevicePool& pool, Buf& w, Buf& g, Buf& m, Buf& v,
-                                             Buf* shadow, const std::vector<AdamwTensor>& tensors) {
-  return std::make_unique<CudaDeviceStep>(s, pool, w, g, m, v, shadow, tensors);
+                                             Buf* shadow, const std::vector<AdamwTensor>& tensors,
+                                             const std::vector<std::pair<size_t, size_t>>& zero_ranges) {
+  return std::make_unique<CudaDeviceStep>(s, pool, w, g, m, v, shadow, tensors, zero_ranges);
 }
 
 }  // namespace cuda

@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/device_step.h"
@@ -13,7 +14,8 @@ namespace cuda {
 class DevicePool;
 
 std::unique_ptr<DeviceStep> make_device_step(cudaStream_t s, DevicePool& pool, Buf& w, Buf& g, Buf& m, Buf& v,
-                                             Buf* shadow, const std::vector<AdamwTensor>& tensors);
+                                             Buf* shadow, const std::vector<AdamwTensor>& tensors,
+                                             const std::vector<std::pair<size_t, size_t>>& zero_ranges);
 
 }  // namespace cuda
 }  // namespace l2e

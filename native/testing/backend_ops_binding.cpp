@@ -259,23 +259,23 @@ void run_embedding_backward(Ctx& c) {
 
 void run_rmsnorm_backward(Ctx& c) {
   const int T = c.num("T"), H = c.num("H");
-  const bool acc = c.flag("accumulate");
+  const bool acc = c.flag("accumulate"), acc_dw = c.flag("accumulateDw", true);
   Buf &x = c.act("x"), &w = c.param("w"), &rstd = c.f32("rstd"), &dy = c.act("dy");
   Buf& dx = c.out_act(size_t(T) * H, acc ? "dx" : nullptr);
   Buf& dw = c.f32("dw");
-  c.be.rmsnorm_backward(x, w, rstd, dy, T, H, dx, dw, acc);
+  c.be.rmsnorm_backward(x, w, rstd, dy, T, H, dx, dw, acc, acc_dw);
   c.result("dx", dx);
   c.result("dw", dw);
 }
 
 void run_linear_backward(Ctx& c) {
   const int T = c.num("T"), K = c.num("K"), N = c.num("N");
-  const bool acc = c.flag("accumulate"), want_dx = c.flag("withDx", true);
+  const bool acc = c.flag("accumulate"), want_dx = c.flag("withDx", true), acc_dw = c.flag("accumulateDw", true);
   Buf &x = c.act("x"), &W = c.param("W"), &dy = c.act("dy");
   Buf* dx = want_dx ? &c.out_act(size_t(T) * K, acc ? "dx" : nullptr) : nullptr;
   Buf& dW = c.f32("dW");
   Buf* db = c.has("dbias") ? &c.f32("dbias") : nullptr;
-  c.be.linear_backward(x, W, dy, T, K, N, dx, dW, db, acc);
+  c.be.linear_backward(x, W, dy, T, K, N, dx, dW, db, acc, acc_dw);
   if (dx) c.result("dx", *dx);
   c.result("dW", dW);
   if (db) c.result("dbias", *db);

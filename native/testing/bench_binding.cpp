@@ -99,7 +99,7 @@ std::unique_ptr<Bench> make_bench(const std::string& name, const Dims& d) {
     if (name == "rmsnorm_fwd") b->run = [=] { cpu::rmsnorm_fwd(x, w, T, H, 1e-5f, y, rstd); };
     else {
       float *dy = F(size_t(T) * H), *dx = F(size_t(T) * H), *dw = F(size_t(H));
-      b->run = [=] { cpu::rmsnorm_bwd(x, w, rstd, dy, T, H, dx, dw, false); };
+      b->run = [=] { cpu::rmsnorm_bwd(x, w, rstd, dy, T, H, dx, dw, false, true); };
     }
   } else if (name == "linear_fwd" || name == "linear_bwd") {
     const int T = d.get(name, "T"), K = d.get(name, "K"), N = d.get(name, "N");
@@ -108,7 +108,7 @@ std::unique_ptr<Bench> make_bench(const std::string& name, const Dims& d) {
     if (name == "linear_fwd") b->run = [=] { cpu::linear_fwd(x, W, bias, T, K, N, y); };
     else {
       float *dx = F(size_t(T) * K), *dW = F(size_t(N) * K), *db = F(size_t(N));
-      b->run = [=] { cpu::linear_bwd(x, W, y, T, K, N, dx, dW, db, false); };  // y plays dy
+      b->run = [=] { cpu::linear_bwd(x, W, y, T, K, N, dx, dW, db, false, true); };  // y plays dy
     }
   } else if (name == "rope_fwd" || name == "rope_bwd") {
     const int T = d.get(name, "T"), heads = d.get(name, "heads"), hd = d.get(name, "hd");

@@ -135,13 +135,15 @@ struct RmsnormCase {
     Vec<S> rstd;
     forward(in, &rstd);
     Vec<S> dx = nans<S>(in[0].size()), dw(H, accum_base<S>());
-    cpu::rmsnorm_bwd(in[0].data(), in[1].data(), rstd.data(), R.data(), T, H, dx.data(), dw.data(), false);
+    cpu::rmsnorm_bwd(in[0].data(), in[1].data(), rstd.data(), R.data(), T, H, dx.data(), dw.data(), false, true);
     unbase(dw);
-    // accumulate_dx must add onto what dx holds
-    Vec<S> dx_acc(dx.size(), S(0.25)), dw2(H, S(0));
-    cpu::rmsnorm_bwd(in[0].data(), in[1].data(), rstd.data(), R.data(), T, H, dx_acc.data(), dw2.data(), true);
+    // accumulate_dx must add onto what dx holds; a written dw never reads what it held (NaN)
+    Vec<S> dx_acc(dx.size(), S(0.25)), dw2(H, S(0)), dw3 = nans<S>(H);
+    cpu::rmsnorm_bwd(in[0].data(), in[1].data(), rstd.data(), R.data(), T, H, dx_acc.data(), dw2.data(), true, true);
     for (auto& v : dx_acc) v -= S(0.25);
-    aux = std::max({aux, max_abs_diff(dx_acc, dx), max_abs_diff(dw2, dw)});
+    Vec<S> dx3 = nans<S>(dx.size());
+    cpu::rmsnorm_bwd(in[0].data(), in[1].data(), rstd.data(), R.data(), T, H, dx3.data(), dw3.data(), false, false);
+    aux = std::max({aux, max_abs_diff(dx_acc, dx), max_abs_diff(dw2, dw), max_abs_diff(dw3, dw)});
     return {dx, dw};
   }
 };
@@ -162,16 +164,20 @@ struct LinearCase {
   template <class S>
   Tensors<S> backward(const Tensors<S>& in, const Vec<S>& R, double& aux) const {
     Vec<S> dx = nans<S>(in[0].size()), dW(in[1].size(), accum_base<S>()), db(in[2].size(), accum_base<S>());
-    cpu::linear_bwd(in[0].data(), in[1].data(), R.data(), T, K, N, dx.data(), dW.data(), db.data(), false);
+    cpu::linear_bwd(in[0].data(), in[1].data(), R.data(), T, K, N, dx.data(), dW.data(), db.data(), false, true);
     unbase(dW);
     unbase(db);
     // accumulate_dx adds; dx and dbias may be left out without changing dW
     Vec<S> dx_acc(dx.size(), S(0.25)), dW2(dW.size(), S(0));
-    cpu::linear_bwd(in[0].data(), in[1].data(), R.data(), T, K, N, dx_acc.data(), dW2.data(), (S*)nullptr, true);
+    cpu::linear_bwd(in[0].data(), in[1].data(), R.data(), T, K, N, dx_acc.data(), dW2.data(), (S*)nullptr, true, true);
     for (auto& v : dx_acc) v -= S(0.25);
     Vec<S> dW3(dW.size(), S(0));
-    cpu::linear_bwd(in[0].data(), in[1].data(), R.data(), T, K, N, (S*)nullptr, dW3.data(), (S*)nullptr, false);
-    aux = std::max({aux, max_abs_diff(dx_acc, dx), max_abs_diff(dW2, dW), max_abs_diff(dW3, dW)});
+    cpu::linear_bwd(in[0].data(), in[1].data(), R.data(), T, K, N, (S*)nullptr, dW3.data(), (S*)nullptr, false, true);
+    // written (not accumulated) dW and dbias never read what they held (NaN)
+    Vec<S> dW4 = nans<S>(dW.size()), db4 = nans<S>(db.size());
+    cpu::linear_bwd(in[0].data(), in[1].data(), R.data(), T, K, N, (S*)nullptr, dW4.data(), db4.data(), false, false);
+    aux = std::max({aux, max_abs_diff(dx_acc, dx), max_abs_diff(dW2, dW), max_abs_diff(dW3, dW), max_abs_diff(dW4, dW),
+                    max_abs_diff(db4, db)});
     return {dx, dW, db};
   }
 };

@@ -301,30 +301,43 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     compare('embedding_backward', { ids: randInt(rng, T, V), dout: randBf16(rng, T * H), dtable: randBf16(rng, V * H), T, H }, { dtable: F32 });
   });
 
-  it.each([[64, false], [4096, true]])('rmsnorm_backward H=%i accumulate=%s', (H, accumulate) => {
+  // accumulateDw false: dw written, never read (it holds NaN before)
+  it.each([[64, false, true], [4096, true, true], [172, false, false]])('rmsnorm_backward H=%i accumulate=%s accumulateDw=%s', (H, accumulate, accumulateDw) => {
     const T = 29;
     const x = randBf16(rng, T * H, 2);
     const w = randBf16(rng, H, 0.2, 1);
     const { rstd } = runOp('cpu', 'rmsnorm', { x, w, T, H, eps: 1e-5 });
-    const args: OpArgs = { x, w, rstd: rstd!, dy: randBf16(rng, T * H), dw: randBf16(rng, H), T, H, accumulate };
+    const dw = accumulateDw ? randBf16(rng, H) : new Float32Array(H).fill(NaN);
+    const args: OpArgs = { x, w, rstd: rstd!, dy: randBf16(rng, T * H), dw, T, H, accumulate, accumulateDw };
     if (accumulate) args['dx'] = randBf16(rng, T * H);
     compare('rmsnorm_backward', args, { dx: DOUBLE_ROUNDED, dw: 1e-4 });
   });
 
+  // accumulateDw false: dW and dbias written, never read (they hold NaN before); T = 0 writes zeros
   it.each([
-    [37, 256, 172, true, false],
-    [300, 64, 1536, true, true],
-    [3, 4096, 512, false, false],
-  ])('linear_backward T=%i K=%i N=%i bias=%s accumulate=%s', (T, K, N, bias, accumulate) => {
+    [37, 256, 172, true, false, true],
+    [300, 64, 1536, true, true, true],
+    [3, 4096, 512, false, false, true],
+    [37, 256, 172, true, false, false],
+    [0, 64, 48, true, false, false],
+  ])('linear_backward T=%i K=%i N=%i bias=%s accumulate=%s accumulateDw=%s', (T, K, N, bias, accumulate, accumulateDw) => {
+    const before = (n: number) => (accumulateDw ? randBf16(rng, n) : new Float32Array(n).fill(NaN));
     const args: OpArgs = {
       x: randBf16(rng, T * K), W: randBf16(rng, N * K, 1 / Math.sqrt(K)), dy: randBf16(rng, T * N),
-      dW: randBf16(rng, N * K), T, K, N, accumulate,
+      dW: before(N * K), T, K, N, accumulate, accumulateDw,
     };
-    if (bias) args['dbias'] = randBf16(rng, N);
+    if (bias) args['dbias'] = before(N);
     if (accumulate) args['dx'] = randBf16(rng, T * K);
     const bounds: Record<string, number> = { dx: accumulate ? DOUBLE_ROUNDED : EXACT_BF16, dW: 1e-4 };
     if (bias) bounds['dbias'] = 1e-4;
-    compare('linear_backward', args, bounds);
+    if (T > 0) {
+      compare('linear_backward', args, bounds);
+      return;
+    }
+    for (const device of ['cpu', 'cuda'] as const) {
+      const r = runOp(device, 'linear_backward', args);
+      expect([...r['dW']!, ...r['dbias']!].every((v) => Object.is(v, 0)), `${device}: dW and dbias zeros`).toBe(true);
+    }
   });
 
   it.each(attnCases)('attention backward: %s', (_name, hd, nh, nkv, lens) => {

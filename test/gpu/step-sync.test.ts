@@ -17,6 +17,7 @@ import { nativeAddon } from '../../src/native.js';
 import { trainNatives, type OptimizerHyper } from '../../src/train/native-train.js';
 import { Trainer, type TrainerOptions } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/random.js';
+import { checkSpentGradients } from '../helpers/spentGradients.js';
 import { topicData } from '../helpers/trainData.js';
 import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from '../helpers/tinyModel.js';
 import { cudaDevice, emulated, gpu, gpuNote, type GpuAddon, randomWeights } from './gpu-helpers.js';
@@ -151,6 +152,19 @@ describe.skipIf(!gpu.usable)(`the one-launch AdamW step vs the CPU ${gpuNote}`, 
         expect(master ? master.subarray(p.offset, p.offset + p.numel) : cuda.getTensor(p.name), p.name).toEqual(w);
       });
       expect(nat.trainGetBuffer(cuda, 'grads').every((x) => x === 0)).toBe(true);
+    } finally {
+      cpu.dispose();
+      cuda.dispose();
+    }
+  });
+
+  it('a step spends the gradients: zeros after it, the next backward writes them as a fresh state computes them', async () => {
+    const [cpu, cuda] = models();
+    try {
+      for (const m of [cpu, cuda]) {
+        nat.trainInit(m);
+        await checkSpentGradients(m, cfg.vocab);
+      }
     } finally {
       cpu.dispose();
       cuda.dispose();
