@@ -488,13 +488,16 @@ void Model::forward(const Batch& batch, Activations& a, bool keep) {
     be.embedding_lowp(batch.ids, T, *table, a.layers[0].x_in);                    // [T,H]
   else
     be.embedding(batch.ids, T, W(off_embed_, size_t(cfg_.vocab) * H), H, a.layers[0].x_in);  // [T,H]
+  // Each residual add is fused into the norm that reads its sum (the rmsnorm op's residual): the
+  // MLP block's into the next layer's input norm (or the final norm), `pending` until then.
+  const Buf* pending = nullptr;
   for (int l = 0; l < cfg_.layers; l++) {
     LayerActs& L = a.layers[keep ? l : 0];
     // The layer's output: the next layer's x_in (kept), x_last after the last layer, or x_in in place.
     Buf& x_out = (l + 1 == cfg_.layers) ? a.x_last : (keep ? a.layers[l + 1].x_in : L.x_in);
     const LayerParams& lp = layer_offsets_[l];
     // --- attention block ---
-    be.rmsnorm(L.x_in, W(lp.in_norm, H), T, H, cfg_.rms_eps, L.h1, L.rstd1);  // h1 [T,H]
+    be.rmsnorm(L.x_in, pending, W(lp.in_norm, H), T, H, cfg_.rms_eps, L.h1, L.rstd1);  // x_in (+= pending), h1 [T,H]
     linear(L.h1, lp.q, nullptr, T, H, qd, L.q);                                   // q [T,nh*hd]
     linear(L.h1, lp.k, nullptr, T, H, kvd, L.k);                                  // k [T,nkv*hd]
     linear(L.h1, lp.v, nullptr, T, H, kvd, L.v);                                  // v [T,nkv*hd]
@@ -503,18 +506,17 @@ void Model::forward(const Batch& batch, Activations& a, bool keep) {
     be.attention(L.q, L.k, L.v, batch, nh, nkv, hd, L.attn, L.lse);             // attn [T,nh*hd]
     // x_mid = x_in + o_proj(attn) [T,H]: a buffer of its own (kept), or x_in += o_out (encode)
     linear(L.attn, lp.o, nullptr, T, qd, H, keep ? L.x_mid : L.o_out);
-    be.add_inplace(L.x_mid, keep ? L.x_in : L.o_out, size_t(T) * H);
     // --- MLP block ---
-    be.rmsnorm(L.x_mid, W(lp.post_norm, H), T, H, cfg_.rms_eps, L.h2, L.rstd2); // h2 [T,H]
+    be.rmsnorm(L.x_mid, keep ? &L.x_in : &L.o_out, W(lp.post_norm, H), T, H, cfg_.rms_eps, L.h2, L.rstd2);  // h2 [T,H]
     linear(L.h2, lp.gate, nullptr, T, H, I, L.gate);                              // gate [T,I]
     linear(L.h2, lp.up, nullptr, T, H, I, L.up);                                  // up [T,I]
     Buf& act = keep ? L.act : L.gate;  // encode: act overwrites gate (elementwise, in place)
     be.swiglu(L.gate, L.up, size_t(T) * I, act);                                  // act [T,I]
     // x_out = x_mid + down(act) [T,H]: the next layer's x_in (kept), or x_in += mlp_out (encode)
     linear(act, lp.down, nullptr, T, I, H, keep ? x_out : L.mlp_out);
-    be.add_inplace(x_out, keep ? L.x_mid : L.mlp_out, size_t(T) * H);
+    pending = keep ? &L.x_mid : &L.mlp_out;
   }
-  be.rmsnorm(a.x_last, W(off_norm_, H), T, H, cfg_.rms_eps, a.hidden, a.rstd_f);  // hidden [T,H]
+  be.rmsnorm(a.x_last, pending, W(off_norm_, H), T, H, cfg_.rms_eps, a.hidden, a.rstd_f);  // hidden [T,H]
   Buf bias = W(off_dense_b_, P);
   linear(a.hidden, off_dense_w_, &bias, T, H, P, a.proj);                         // proj [T,P]
   be.pool(a.proj, batch, P, cfg_.pooling, a.pooled);                              // pooled [B,P]

@@ -71,7 +71,8 @@ class CpuBackend final : public Backend {
   void embedding(const Buf& ids, int T, const Buf& table, int H, Buf& out) override {
     cpu::embedding_fwd(I(ids), T, F(table), H, F(out));
   }
-  void rmsnorm(const Buf& x, const Buf& w, int T, int H, float eps, Buf& y, Buf& rstd) override {
+  void rmsnorm(Buf& x, const Buf* residual, const Buf& w, int T, int H, float eps, Buf& y, Buf& rstd) override {
+    if (residual) add_inplace(x, *residual, size_t(T) * H);  // the reference: the two ops in turn
     cpu::rmsnorm_fwd(F(x), F(w), T, H, eps, F(y), F(rstd));
   }
   void linear(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y) override {

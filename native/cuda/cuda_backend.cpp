@@ -160,10 +160,11 @@ class CudaBackend final : public Backend {
     need(out, DType::BF16, "embedding", "out");
     embedding_fwd(ids.i32(), T, table.ptr, H, out.ptr, stream_);
   }
-  void rmsnorm(const Buf& x, const Buf& w, int T, int H, float eps, Buf& y, Buf& rstd) override {
+  void rmsnorm(Buf& x, const Buf* residual, const Buf& w, int T, int H, float eps, Buf& y, Buf& rstd) override {
     for (const Buf* b : std::initializer_list<const Buf*>{&x, &w, &y}) need(*b, DType::BF16, "rmsnorm", "x, w and y");
+    if (residual) need(*residual, DType::BF16, "rmsnorm", "residual");
     need(rstd, DType::F32, "rmsnorm", "rstd");
-    rmsnorm_fwd(x.ptr, w.ptr, T, H, eps, y.ptr, rstd.f32(), stream_);
+    rmsnorm_fwd(x.ptr, residual ? residual->ptr : nullptr, w.ptr, T, H, eps, y.ptr, rstd.f32(), stream_);
   }
   void linear(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y) override {
     need(x, DType::BF16, "linear", "x");

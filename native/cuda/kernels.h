@@ -32,7 +32,8 @@ void embedding_bwd(const int32_t* ids, int T, const void* dout, int H, float* dt
                    cudaStream_t s);
 
 // ---- rmsnorm.cu ---- (x, w, y, dy, dx bf16; rstd F32)
-void rmsnorm_fwd(const void* x, const void* w, int T, int H, float eps, void* y, float* rstd, cudaStream_t s);
+void rmsnorm_fwd(void* x, const void* residual, const void* w, int T, int H, float eps, void* y, float* rstd,
+                 cudaStream_t s);  // residual (nullptr: none) added into x first
 void rmsnorm_bwd_dx(const void* x, const void* w, const float* rstd, const void* dy, int T, int H, void* dx,
                     bool accumulate, cudaStream_t s);
 

@@ -1,5 +1,7 @@
 // RMSNorm forward and the dx part of its backward, one block per token row, fp32 accumulation.
-//   forward:  r = 1/sqrt(mean(x^2) + eps),  y = w * bf16(x r)   (transformers' bf16 rounding order)
+//   forward:  r = 1/sqrt(mean(x^2) + eps),  y = w * bf16(x r)   (transformers' bf16 rounding order);
+//             with a residual, first x = bf16(x + res) (elementwise.cu's add), stored, then normed:
+//             the residual stream's add and the norm in one pass over the row
 //   backward: with g_i = w_i dy_i, dr/dx_i = -r^3 x_i / H:
 //             dx_i = r g_i - (r^3 / H) x_i sum_j g_j x_j
 // (dw = sum_t dy x r is a column sum: column_sums.cu.)
@@ -14,13 +16,20 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void rmsnorm_fwd_kernel(const bf16* x, const bf16* w, int H, float eps, bf16* y, float* rstd) {
+// res: nullptr, or the residual added into x first. Each thread reads back in the second loop the
+// elements of x it wrote in the first.
+__global__ void rmsnorm_fwd_kernel(bf16* x, const bf16* res, const bf16* w, int H, float eps, bf16* y, float* rstd) {
   const size_t row = blockIdx.x;
-  const bf16* xr = x + row * H;  // [H]
-  bf16* yr = y + row * H;        // [H]
+  bf16* xr = x + row * H;  // [H]
+  bf16* yr = y + row * H;  // [H]
   float ss = 0.0f;
   for (int i = threadIdx.x; i < H; i += blockDim.x) {
-    const float v = to_f(xr[i]);
+    float v = to_f(xr[i]);
+    if (res) {
+      const bf16 sum = from_f<bf16>(v + to_f(res[row * H + i]));
+      xr[i] = sum;
+      v = to_f(sum);
+    }
     ss += v * v;
   }
   ss = block_sum(ss);
@@ -53,10 +62,11 @@ __global__ void rmsnorm_bwd_dx_kernel(const bf16* x, const bf16* w, const float*
 
 }  // namespace
 
-void rmsnorm_fwd(const void* x, const void* w, int T, int H, float eps, void* y, float* rstd, cudaStream_t s) {
+void rmsnorm_fwd(void* x, const void* residual, const void* w, int T, int H, float eps, void* y, float* rstd,
+                 cudaStream_t s) {
   if (T == 0) return;
-  L2E_LAUNCH(rmsnorm_fwd_kernel, T, kThreads, 0, s)(static_cast<const bf16*>(x), static_cast<const bf16*>(w), H, eps,
-                                            static_cast<bf16*>(y), rstd);
+  L2E_LAUNCH(rmsnorm_fwd_kernel, T, kThreads, 0, s)(static_cast<bf16*>(x), static_cast<const bf16*>(residual),
+                                                    static_cast<const bf16*>(w), H, eps, static_cast<bf16*>(y), rstd);
   check_launch("rmsnorm");
 }
 

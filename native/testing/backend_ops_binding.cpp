@@ -167,10 +167,12 @@ void run_embedding(Ctx& c) {
 void run_rmsnorm(Ctx& c) {
   const int T = c.num("T"), H = c.num("H");
   Buf &x = c.act("x"), &w = c.param("w");
+  Buf* residual = c.has("residual") ? &c.act("residual") : nullptr;
   Buf &y = c.out_act(size_t(T) * H), &rstd = c.out_f32(size_t(T));
-  c.be.rmsnorm(x, w, T, H, c.real("eps"), y, rstd);
+  c.be.rmsnorm(x, residual, w, T, H, c.real("eps"), y, rstd);
   c.result("y", y);
   c.result("rstd", rstd);
+  if (residual) c.result("x", x);  // the sum
 }
 
 void run_linear(Ctx& c) {

@@ -80,6 +80,21 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     compare('rmsnorm', { x: randBf16(rng, T * H, 2), w: randBf16(rng, H, 0.2, 1), T, H, eps: 1e-5 }, { y: DOUBLE_ROUNDED, rstd: F32 });
   });
 
+  // The residual stream's add fused into the norm: on CUDA bit for bit the add_inplace op followed by
+  // the plain norm; against the CPU (fp32 sums) the sum carries bf16's rounding (EXACT_BF16), y the
+  // norm's two roundings of it, as the unfused ops did, and rstd that rounding of the sum: each square
+  // moves by at most 2 * 2^-9 relatively, so their mean too, and r = mean^-1/2 by at most 2^-9
+  it.each([64, 4096])('rmsnorm H=%i with a residual: x += residual, then the norm of the sum', (H) => {
+    const T = 33;
+    const x = randBf16(rng, T * H, 2), residual = randBf16(rng, T * H, 2), w = randBf16(rng, H, 0.2, 1);
+    const fused = compare('rmsnorm', { x, residual, w, T, H, eps: 1e-5 }, { x: EXACT_BF16, y: DOUBLE_ROUNDED, rstd: 2 ** -9 }).cuda;
+    const sum = runOp('cuda', 'add_inplace', { x, y: residual }).x!;
+    const apart = runOp('cuda', 'rmsnorm', { x: sum, w, T, H, eps: 1e-5 });
+    expect(fused['x'], 'x: the add_inplace op').toEqual(sum);
+    expect(fused['y'], 'y: the norm of that sum').toEqual(apart['y']);
+    expect(fused['rstd'], 'rstd').toEqual(apart['rstd']);
+  });
+
   it.each([
     [37, 256, 172, false],
     [5, 4096, 1536, true],
