@@ -97,6 +97,7 @@ class CudaBackend final : public Backend {
 
   void upload(Buf& dst, const void* host, size_t numel, DType host_dtype) override {
     if (numel > dst.numel) throw Error("upload: source larger than destination");
+    if (numel == 0) return;  // an empty array's data may be null
     if (host_dtype == dst.dtype) {
       const size_t bytes = numel * dtype_size(dst.dtype);
       if (Staging* st = bytes <= kStagedUpload ? staging(bytes) : nullptr) {
@@ -129,6 +130,7 @@ class CudaBackend final : public Backend {
   }
 
   void download(const Buf& src, float* host) override {
+    if (src.numel == 0) return;
     if (src.dtype == DType::F32) {
       L2E_CUDA_CHECK(cudaMemcpyAsync(host, src.ptr, src.numel * 4, cudaMemcpyDeviceToHost, stream_));
       L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));
