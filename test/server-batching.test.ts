@@ -277,7 +277,8 @@ describe.skipIf(!hasTokenizer)(`dynamic batching over HTTP ${hasTokenizer ? '' :
     }
   });
 
-  it('a large response is serialised without blocking the event loop', async () => {
+  // a timing property: measured in the plain run only (ASan's slowdown of the native encode blurs it)
+  it.skipIf(process.env['L2E_SANITIZER_RUN'] === '1')('a large response is serialised without blocking the event loop', async () => {
     const wide = await tinyModel({ dense: 1536 });
     const s = await serveOn(wide, { maxInputs: 1024 });
     try {
