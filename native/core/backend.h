@@ -64,12 +64,14 @@ class Backend {
 
   // The training step on the device (core/device_step.h) over the flat buffers w (F32 master
   // weights), g, m, v and the forward's low-precision copy `shadow` (nullptr: none), cut into
-  // `tensors`, zeroing the gradients in `zero_ranges` ([begin, end) elements) after each step;
+  // `tensors`, zeroing the gradients in `zero_ranges` ([begin, end) elements) after each step (of
+  // `table`, which zero_ranges covers, it may zero only the rows a step's backward added into);
   // nullptr where the backend steps through the ops (the CPU).
   virtual std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
                                                        const std::vector<AdamwTensor>& tensors,
-                                                       const std::vector<std::pair<size_t, size_t>>& zero_ranges) {
-    (void)w, (void)g, (void)m, (void)v, (void)shadow, (void)tensors, (void)zero_ranges;
+                                                       const std::vector<std::pair<size_t, size_t>>& zero_ranges,
+                                                       const ScatterTable& table) {
+    (void)w, (void)g, (void)m, (void)v, (void)shadow, (void)tensors, (void)zero_ranges, (void)table;
     return nullptr;
   }
 

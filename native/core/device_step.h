@@ -5,6 +5,8 @@
 // (with the pending loss) is the step's one read-back. A backend without one (the CPU) steps through the op table.
 #pragma once
 #include <cstddef>
+#include <cstdint>
+#include <vector>
 
 #include "core/adamw_scalars.h"
 #include "core/tensor.h"
@@ -15,6 +17,12 @@ namespace l2e {
 struct AdamwTensor {
   size_t offset = 0, numel = 0;
   bool decay = true;  // weight decay applies (not to biases and norm weights)
+};
+
+// The one tensor a backward adds into by rows rather than writes (the embedding table: its scatter):
+// [rows, width] elements from `offset` of the flat buffers; rows = 0 for none.
+struct ScatterTable {
+  size_t offset = 0, rows = 0, width = 0;
 };
 
 struct StepOutcome {
@@ -34,6 +42,11 @@ class DeviceStep {
   // Clipping to max_grad_norm (<= 0: none), AdamW with `decayed` / `plain` scalars by the tensor's
   // decay flag (none when skipped), the gradients in its zero ranges zeroed; then the one read-back.
   virtual StepOutcome step(const AdamwScalars& decayed, const AdamwScalars& plain, float max_grad_norm) = 0;
+  // The table's rows a backward is about to add into: ids [n] (I32, on the backend), before it runs.
+  virtual void rows_scattered(const Buf& ids, int n) = 0;
+  // The host wrote the whole gradient buffer (`gradients`) or a moment buffer: nonzero[r] (a byte per
+  // row of the table) says whether row r holds any value but +0 there.
+  virtual void rows_written(const std::vector<uint8_t>& nonzero, bool gradients) = 0;
 };
 
 }  // namespace l2e

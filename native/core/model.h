@@ -151,6 +151,8 @@ class Model {
   // The [begin, end) element ranges of the gradient buffer that backward(accumulate = false) adds to
   // rather than writes (the embedding table) or leaves alone (the padding between tensors).
   std::vector<std::pair<size_t, size_t>> grad_zero_ranges() const;
+  // The one tensor backward adds into by rows (the embedding table, a row per token id).
+  ScatterTable grad_scatter_table() const;
 
 
   // A view of the parameter buffer at an element offset (no ownership).

@@ -102,6 +102,10 @@ void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& 
   be.embedding_backward(batch.ids, T, dx, H, gemb);  // always added: grad_zero_ranges()
 }
 
+ScatterTable Model::grad_scatter_table() const {
+  return ScatterTable{off_embed_, size_t(cfg_.vocab), size_t(cfg_.hidden)};
+}
+
 std::vector<std::pair<size_t, size_t>> Model::grad_zero_ranges() const {
   // everything backward(accumulate = false) does not write: the embedding table and the padding
   // after each tensor, as [begin, end) element ranges, adjacent ones merged

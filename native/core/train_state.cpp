@@ -1,5 +1,6 @@
 #include "core/train_state.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -50,7 +51,7 @@ TrainState::TrainState(Model& m) : model_(m) {
   try {
     Buf& w = master_.empty() ? model_.param_buffer() : master_;
     device_step_ = be.make_device_step(w, grads_, m_, v_, master_.empty() ? nullptr : &model_.param_buffer(), tensors_,
-                                       zero_ranges_);
+                                       zero_ranges_, model_.grad_scatter_table());
   } catch (...) {
     if (!master_.empty()) model_.attach_master(nullptr);
     for (Buf* b : {&grads_, &m_, &v_, &master_})
@@ -162,6 +163,7 @@ void TrainState::backward_chunk(int id, const std::vector<int32_t>& ids, const s
   Buf d;  // d loss / d emb: emb is F32 on every backend
   const bool accumulate = !write_next_;
   try {
+    if (device_step_) device_step_->rows_scattered(k.batch.ids, k.batch.T);  // before the scatter adds into them
     if (d_emb) {
       d = be.alloc(size_t(B) * P, DType::F32);
       be.upload(d, d_emb->data(), d_emb->size(), DType::F32);
@@ -347,6 +349,16 @@ void TrainState::set_buffer(const char* which, const float* host, size_t n) {
   Buf& b = buffer(which);
   if (n != b.numel) throw Error("training buffer size mismatch: expected " + std::to_string(b.numel) + ", got " + std::to_string(n));
   model_.backend().upload(b, host, n, DType::F32);
+  if (device_step_ && (&b == &grads_ || &b == &m_ || &b == &v_)) {
+    // which of the table's rows now hold anything but +0 (a sign bit or a NaN counts)
+    const ScatterTable t = model_.grad_scatter_table();
+    std::vector<uint8_t> nonzero(t.rows);
+    for (size_t r = 0; r < t.rows; r++) {
+      const float* row = host + t.offset + r * t.width;
+      nonzero[r] = std::any_of(row, row + t.width, [](float x) { return x != 0.0f || std::signbit(x); });
+    }
+    device_step_->rows_written(nonzero, &b == &grads_);
+  }
   if (&b == &grads_) write_next_ = false;  // the next backward adds to these
   if (&b == &master_) model_.backend().copy(model_.param_buffer(), master_);  // the forward's copy follows
 }

@@ -305,8 +305,9 @@ class CudaBackend final : public Backend {
 
   std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
                                                const std::vector<AdamwTensor>& tensors,
-                                               const std::vector<std::pair<size_t, size_t>>& zero_ranges) override {
-    return cuda::make_device_step(stream_, *pool_, w, g, m, v, shadow, tensors, zero_ranges);
+                                               const std::vector<std::pair<size_t, size_t>>& zero_ranges,
+                                               const ScatterTable& table) override {
+    return cuda::make_device_step(stream_, *pool_, w, g, m, v, shadow, tensors, zero_ranges, table);
   }
 
  private:

@@ -101,9 +101,11 @@ const double* infonce(const float* q, const float* p, int B, int G, int P, float
                       float* scores, float* dq, float* dp, void* workspace, cudaStream_t s);
 
 // ---- optimizer.cu ----
-// Partial sums of squares (double) of n floats into `partials` (sumsq_blocks(n) doubles).
+// Partial sums of squares (double) of n floats into `partials` (sumsq_blocks(n) doubles). With `rows`
+// (RowFlags), the table's rows without kRowGrad are zeros and are not read: each partial is the same.
 int sumsq_blocks(size_t n);
-void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s);
+struct RowFlags;
+void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s, const RowFlags* rows = nullptr);
 // AdamW with scalars prepared on the host exactly as the CPU kernel prepares them (cpu/adamw.cpp).
 void adamw(float* w, const float* g, float* m, float* v, size_t n, const AdamwScalars& a, void* shadow_bf16,
            cudaStream_t s);
@@ -124,12 +126,33 @@ struct AdamwTensorDesc {  // one parameter tensor: its slices of the flat buffer
   void* shadow;           // bf16 copy the forward reads (nullptr: none)
   size_t n;
   int decay;              // weight decay applies
+  const uint8_t* rows;    // the scatter table's row flags (table_rows.cu), else nullptr
+  uint32_t width;         // elements a row, with rows
 };
 constexpr size_t kAdamwBlockElems = 4096;
 struct AdamwBlockWork {  // one block of the one-launch AdamW: elements [start, start + kAdamwBlockElems)
   uint32_t tensor;
   size_t start;
 };
+
+// ---- table_rows.cu ---- which rows of the embedding table's gradient (the one tensor a scatter adds
+// into rather than writes, core/model_backward.cpp) may hold a gradient now (kRowGrad) or moments
+// (kRowMoments: it has had a gradient), one byte a row. A row with neither flag has zero gradients and
+// +0 moments: without decay the step leaves it as it is (optimizer.cu), reading none of it.
+constexpr uint8_t kRowGrad = 1, kRowMoments = 2;
+struct RowFlags {
+  const uint8_t* flags;  // [rows]
+  size_t begin, end;     // the table's [begin, end) elements in the gradient buffer (begin % 4 == 0)
+  uint32_t width;        // elements a row (a multiple of 4; (end - begin) < 2^32)
+};
+// flags[ids[i]] |= kRowGrad for i < n (ids outside [0, rows) ignored).
+void mark_rows(uint8_t* flags, size_t rows, const int32_t* ids, int n, cudaStream_t s);
+// From a host write: gradients (kRowGrad = nonzero[r], kRowMoments kept) or moments (kRowMoments |=
+// nonzero[r]); `nonzero` is device memory, one byte a row.
+void set_rows(uint8_t* flags, size_t rows, const uint8_t* nonzero, bool gradients, cudaStream_t s);
+// After a step: every row with kRowGrad zeroed in `table` ([rows, width] floats) and flagged kRowMoments alone.
+void clear_rows(float* table, uint8_t* flags, size_t rows, uint32_t width, cudaStream_t s);
+
 // st->norm, skipped, clip from the sumsq partials (sumsq_blocks(n) of them) and st->loss.
 void step_decide(const double* partials, int blocks, float max_grad_norm, StepState* st, cudaStream_t s);
 // AdamW over every tensor in one launch (blocks = number of work items); nothing when st->skipped.

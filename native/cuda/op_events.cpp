@@ -91,6 +91,12 @@ class TimedDeviceStep final : public DeviceStep {
   StepOutcome step(const AdamwScalars& decayed, const AdamwScalars& plain, float max_grad_norm) override {
     return log_.time("optimizer_step", [&] { return inner_->step(decayed, plain, max_grad_norm); });
   }
+  void rows_scattered(const Buf& ids, int n) override {
+    log_.time("rows_scattered", [&] { inner_->rows_scattered(ids, n); });
+  }
+  void rows_written(const std::vector<uint8_t>& nonzero, bool gradients) override {
+    inner_->rows_written(nonzero, gradients);
+  }
 
  private:
   std::unique_ptr<DeviceStep> inner_;
@@ -115,8 +121,9 @@ class EventTimedBackend final : public Backend {
   void synchronize() override { b_->synchronize(); }
   std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
                                                const std::vector<AdamwTensor>& tensors,
-                                               const std::vector<std::pair<size_t, size_t>>& zero_ranges) override {
-    std::unique_ptr<DeviceStep> inner = b_->make_device_step(w, g, m, v, shadow, tensors, zero_ranges);
+                                               const std::vector<std::pair<size_t, size_t>>& zero_ranges,
+                                               const ScatterTable& table) override {
+    std::unique_ptr<DeviceStep> inner = b_->make_device_step(w, g, m, v, shadow, tensors, zero_ranges, table);
     if (!inner) return nullptr;
     return std::make_unique<TimedDeviceStep>(std::move(inner), log_);
   }

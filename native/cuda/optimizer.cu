@@ -29,11 +29,16 @@ constexpr int kMaxSumBlocks = 1024;
 // 16 bytes per thread and load: float4 over the 16-byte-aligned body, scalars for what is left.
 __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-__global__ void sumsq_kernel(const float* x, size_t n, double* partials) {
+// With skip.flags: the groups of four in a table row without kRowGrad (zeros) are not read; the sums
+// each thread makes are the same, as adding +0 to a sum of squares leaves it as it is.
+__global__ void sumsq_kernel(const float* x, size_t n, double* partials, RowFlags skip) {
   double acc = 0.0;
   const size_t n4 = aligned16(x) ? n / 4 : 0;
   const float4* x4 = reinterpret_cast<const float4*>(x);
   L2E_GRID_STRIDE(i, n4) {
+    const size_t e = 4 * i;
+    if (skip.flags && e >= skip.begin && e < skip.end && !(skip.flags[uint32_t(e - skip.begin) / skip.width] & kRowGrad))
+      continue;
     const float4 v = x4[i];
     acc += double(v.x) * v.x + double(v.y) * v.y + double(v.z) * v.z + double(v.w) * v.w;
   }
@@ -83,7 +88,8 @@ __global__ void adamw_kernel(float* w, const float* g, float* m, float* v, size_
 // are +0 (a parameter that has had no gradient yet: most rows of an embedding table) come out of the
 // update as they went in, bit for bit (cpu/adamw.cpp's proof: m = +0, v = +0, w + -0 / eps = w), and
 // the shadow is already w's rounding (written by the step or the load that last set w). The multi-tensor
-// step then reads 12 bytes of them instead of moving 30, as the CPU step skips 8 such elements.
+// step then reads 12 bytes of them instead of moving 30, as the CPU step skips 8 such elements; of the
+// embedding table's rows flagged neither kRowGrad nor kRowMoments (table_rows.cu) it reads nothing.
 __device__ __forceinline__ bool untouched4(const float4& g, const float4& m, const float4& v) {
   const uint32_t bits = __float_as_uint(m.x) | __float_as_uint(m.y) | __float_as_uint(m.z) | __float_as_uint(m.w) |
                         __float_as_uint(v.x) | __float_as_uint(v.y) | __float_as_uint(v.z) | __float_as_uint(v.w);
@@ -106,6 +112,7 @@ __global__ void adamw_multi_kernel(const AdamwTensorDesc* tensors, const AdamwBl
     const bool clipping = st->clipping != 0;
     const float clip = st->clip;
     for (size_t i = wk.start + 4 * threadIdx.x; i < body; i += 4 * blockDim.x) {
+      if (t.rows && !a.decays && t.rows[uint32_t(i) / t.width] == 0) continue;  // table_rows.cu: g 0, m, v +0
       float4 g = *reinterpret_cast<const float4*>(t.g + i), m = *reinterpret_cast<const float4*>(t.m + i);
       float4 v = *reinterpret_cast<const float4*>(t.v + i);
       if (!a.decays && untouched4(g, m, v)) continue;  // the update would leave w, m, v (and the shadow) as they are
@@ -159,8 +166,9 @@ __global__ void loss_accumulate_kernel(const double* row_loss, int B, StepState*
 
 int sumsq_blocks(size_t n) { return int(grid_for(n, kSumThreads, kMaxSumBlocks)); }
 
-void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s) {
-  L2E_LAUNCH(sumsq_kernel, sumsq_blocks(n), kSumThreads, 0, s)(x, n, partials);
+void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s, const RowFlags* rows) {
+  const RowFlags skip = rows ? *rows : RowFlags{nullptr, 0, 0, 1};
+  L2E_LAUNCH(sumsq_kernel, sumsq_blocks(n), kSumThreads, 0, s)(x, n, partials, skip);
   check_launch("sumsq");
 }
 

@@ -15,7 +15,8 @@ class DevicePool;
 
 std::unique_ptr<DeviceStep> make_device_step(cudaStream_t s, DevicePool& pool, Buf& w, Buf& g, Buf& m, Buf& v,
                                              Buf* shadow, const std::vector<AdamwTensor>& tensors,
-                                             const std::vector<std::pair<size_t, size_t>>& zero_ranges);
+                                             const std::vector<std::pair<size_t, size_t>>& zero_ranges,
+                                             const ScatterTable& table);
 
 }  // namespace cuda
 }  // namespace l2e

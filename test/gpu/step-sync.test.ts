@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { NativeModel, NativeModelConfig } from '../../src/model/embedding-model.js';
 import { EmbeddingModel } from '../../src/model/embedding-model.js';
 import { nativeAddon } from '../../src/native.js';
+import { accumulateGradients } from '../../src/train/grad-step.js';
 import { trainNatives, type OptimizerHyper } from '../../src/train/native-train.js';
 import { Trainer, type TrainerOptions } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/random.js';
@@ -165,6 +166,56 @@ describe.skipIf(!gpu.usable)(`the one-launch AdamW step vs the CPU ${gpuNote}`, 
         nat.trainInit(m);
         await checkSpentGradients(m, cfg.vocab);
       }
+    } finally {
+      cpu.dispose();
+      cuda.dispose();
+    }
+  });
+
+  // The embedding table's rows are flagged by the ids a backward scatters into (native/cuda/table_rows.cu)
+  // and the step reads, updates and zeroes the flagged rows only. Its reference is the CPU step, which has
+  // no flags: given the CUDA backward's gradients each step, it must land on the same bits. The batches
+  // name rows [1, 12) at step 1, [12, 24) at step 2, [6, 18) at step 3 and [1, 24) at step 4, so rows
+  // leave the batch with moments (they must keep moving), come back, and [24, 40) never appear. The
+  // devices add the squares of these gradients in different orders, so their norms agree to rounding
+  // (a row left out of the sum would be off by its share); without clipping the norm does not enter
+  // the update. (Clipping with flags from the host: the cases above, whose gradients sum exactly.)
+  it.each([
+    ['no weight decay', { maxGradNorm: 0, weightDecay: 0 }],
+    ['with weight decay', { maxGradNorm: 0, weightDecay: 0.1 }],
+  ])('embedding rows of real batches (%s): each step bitwise the CPU step given the same gradients', async (_n, over) => {
+    const [cpu, cuda] = models();
+    const embed = cpu.params().find((p) => p.name === 'embed_tokens.weight')!;
+    const before = cpu.getTensor(embed.name);
+    try {
+      nat.trainInit(cpu);
+      nat.trainInit(cuda);
+      const rng = new Rng(17, 1);
+      const ranges: [number, number][] = [[1, 12], [12, 24], [6, 18], [1, 24]];
+      const moved: boolean[][] = [];
+      for (const [step, [lo, hi]] of ranges.entries()) {
+        const text = (): Int32Array => Int32Array.from({ length: 2 + Math.floor(rng.next() * 5) }, () => lo + Math.floor(rng.next() * (hi - lo)));
+        await accumulateGradients(cuda, [text(), text()], [text(), text(), text(), text()], { groupSize: 2, temperature: 0.05, inBatchNegatives: true, chunkTokens: 1 << 20 });
+        const g = nat.trainGetBuffer(cuda, 'grads');
+        nat.trainSetBuffer(cpu, 'grads', g);
+        const was = cpu.getTensor(embed.name);
+        const hyper: OptimizerHyper = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: step + 1, ...over };
+        const a = await nat.trainStep(cpu, hyper);
+        const b = await nat.trainStep(cuda, hyper);
+        expect(b.skipped || a.skipped, `step ${step + 1} skipped`).toBe(false);
+        expect(Math.abs(b.gradNorm - a.gradNorm) / a.gradNorm, `step ${step + 1}: the norm, ${b.gradNorm} vs ${a.gradNorm}`).toBeLessThan(1e-12);
+        for (const which of ['m', 'v'] as const) expect(nat.trainGetBuffer(cuda, which), `${which} after step ${step + 1}`).toEqual(nat.trainGetBuffer(cpu, which));
+        const now = cpu.getTensor(embed.name);
+        moved.push(Array.from({ length: cfg.vocab }, (_, r) => now.subarray(r * cfg.hidden, (r + 1) * cfg.hidden).some((x, j) => x !== was[r * cfg.hidden + j])));
+      }
+      // the CUDA model's fp32 weights are its master (L2E_GPU_TESTS_ON_CPU: a CPU model's weights)
+      const master = cudaDevice === 'cuda' ? (nat as unknown as { trainGetBuffer(m: NativeModel, w: string): Float32Array }).trainGetBuffer(cuda, 'master') : null;
+      for (const p of cpu.params()) expect(master ? master.subarray(p.offset, p.offset + p.numel) : cuda.getTensor(p.name), p.name).toEqual(cpu.getTensor(p.name));
+      // what the case is about: rows [1, 12) left the batch at step 2 and moved on their moments; rows
+      // [24, 40) never had a gradient and kept their weights exactly without decay, moved with it
+      expect(moved[1]!.slice(1, 12).every(Boolean), 'rows with moments but no gradient at step 2 moved').toBe(true);
+      const never = cpu.getTensor(embed.name).subarray(24 * cfg.hidden).every((x, j) => Object.is(x, before[24 * cfg.hidden + j]));
+      expect(never, 'rows never in a batch kept').toBe(over.weightDecay === 0);
     } finally {
       cpu.dispose();
       cuda.dispose();
