@@ -70,6 +70,13 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
       'kernel out_of_warp_kernel failed in block (0,0,0): __shfl_xor_sync reached by 16 of the 32 lanes of warp 0 (the others exited or wait at __syncthreads)',
     );
   });
+  it('over 48 KiB of dynamic shared memory a launch needs the kernel\'s limit raised to its size (cudaFuncSetAttribute)', () => {
+    expect(run('smem_default')).toBe(
+      'kernel smem_default_kernel: 65536 bytes of dynamic shared memory, over its limit of 49152 (the default: raise it with cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize))',
+    );
+    expect(run('smem_raised')).toBe('ok');
+    expect(run('smem_short')).toBe('kernel smem_short_kernel: 65536 bytes of dynamic shared memory, over its limit of 57344 (set by cudaFuncSetAttribute)');
+  });
   // sm_90a (native/cuda/emulation/ptx_sm90.cpp, checked by selftest_sm90.cpp)
   it('mbarrier: phases, parity, arrival count and tx-count (expect_tx / complete_tx), a wait across warps', () => {
     expect(run('mbarrier')).toBe('ok');

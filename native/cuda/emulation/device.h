@@ -9,7 +9,9 @@
 //   - a __syncthreads that some threads of the block do not reach (they exited, or wait elsewhere);
 //   - a warp-synchronous operation with a mask other than the full warp, or that not every lane of
 //     the warp reaches, or lanes meeting at different operations;
-//   - an ldmatrix address outside the block's shared memory or not 16-byte aligned.
+//   - an ldmatrix address outside the block's shared memory or not 16-byte aligned;
+//   - more dynamic shared memory than the kernel's limit: 48 KiB unless cudaFuncSetAttribute
+//     (cudaFuncAttributeMaxDynamicSharedMemorySize) raised it, as on compute capability 8.x and 9.x.
 // Out-of-bounds global or dynamic-shared accesses hit a guard page and abort with the kernel's name.
 //
 // Static shared arrays are declared L2E_SHARED(type, name, dims) (device_utils.cuh), not `__shared__`:
@@ -123,19 +125,24 @@ class Launch {
  public:
   Launch(const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t s)
       : name_(name), grid_(grid), block_(block), smem_(smem), stream_(s) {}
-  template <typename Fn>
+  // fn(args...) runs the kernel; address(args...) is its address (kernel_address), known once the
+  // arguments name the instance of a kernel template.
+  template <typename Fn, typename Address>
   struct Bound {
     const Launch* l;
     Fn fn;
+    Address address;
     template <typename... A>
     void operator()(A... args) const {
       auto tup = std::make_tuple(args...);
       const Fn& f = fn;
-      l->run([&f, &tup] { std::apply(f, tup); });  // each thread gets copies of the arguments
+      l->run(address(args...), [&f, &tup] { std::apply(f, tup); });  // each thread gets copies of the arguments
     }
   };
-  template <typename Fn>
-  Bound<Fn> with(Fn fn) const { return Bound<Fn>{this, fn}; }
+  template <typename Fn, typename Address>
+  Bound<Fn, Address> with(Fn fn, Address address) const {
+    return Bound<Fn, Address>{this, fn, address};
+  }
 
  private:
   struct Body {
@@ -148,11 +155,11 @@ class Launch {
     void operator()() const override { f(); }
   };
   template <typename F>
-  void run(F f) const {
+  void run(const void* fn, F f) const {
     BodyOf<F> b(f);
-    execute(b);
+    execute(fn, b);
   }
-  void execute(const Body& body) const;
+  void execute(const void* fn, const Body& body) const;
   friend struct Runner;
   const char* name_;
   dim3 grid_, block_;
@@ -226,5 +233,25 @@ inline int max(int a, int b) { return a > b ? a : b; }
   static const char name##_site_ = 0;    \
   T(&name) dims = ::l2e::emu::static_shared<T dims>(&name##_site_)
 
-#define L2E_EMU_LAUNCH(kernel, grid, block, smem, stream) \
-  ::l2e::emu::Launch(#kernel, (grid), (block), (smem), (stream)).with([](auto... a_) { kernel(a_...); })
+// A launched kernel's address, the key cudaFuncSetAttribute files its limits under: a function (or a
+// pointer to one) as it is; a kernel template named without its arguments, the instance whose
+// parameters are the argument types (as the call deduced it).
+namespace l2e {
+namespace emu {
+template <typename... A>
+struct ArgTypes {};
+template <typename F, typename... A>
+const void* kernel_address(F* kernel, ArgTypes<A...>) {
+  return reinterpret_cast<const void*>(kernel);
+}
+template <typename... A>
+const void* kernel_address(void (*kernel)(A...), ArgTypes<A...>) {
+  return reinterpret_cast<const void*>(kernel);
+}
+}  // namespace emu
+}  // namespace l2e
+
+#define L2E_EMU_LAUNCH(kernel, grid, block, smem, stream)                                                 \
+  ::l2e::emu::Launch(#kernel, (grid), (block), (smem), (stream))                                          \
+      .with([](auto... a_) { kernel(a_...); },                                                            \
+            [](auto... a_) { return ::l2e::emu::kernel_address(kernel, ::l2e::emu::ArgTypes<decltype(a_)...>{}); })

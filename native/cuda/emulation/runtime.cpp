@@ -143,6 +143,7 @@ const Allocation* find_range(const void* p, size_t n) {
 // ---- fibers ----
 constexpr size_t kStack = 64 * 1024;
 constexpr size_t kStaticShared = 48 * 1024;  // CUDA's limit for a block's static shared memory
+constexpr size_t kDefaultDynamicShared = 48 * 1024;  // a kernel's dynamic shared memory until it opts in to more
 enum State { kReady, kWarpWait, kBlockWait, kSpin, kDone, kFailed };  // kSpin: polling a wait (spin())
 
 struct Worker;
@@ -668,7 +669,7 @@ cudaError_t set_max_dynamic_shared(const void* kernel, int bytes) {
   return cudaSuccess;
 }
 
-void Launch::execute(const Body& body) const {
+void Launch::execute(const void* fn, const Body& body) const {
   const std::string name = name_;
   const unsigned n = block_.x * block_.y * block_.z;
   if (n == 0 || n > 1024 || block_.z > 64 || grid_.x == 0 || grid_.y == 0 || grid_.z == 0 || grid_.y > 65535 ||
@@ -682,6 +683,26 @@ void Launch::execute(const Body& body) const {
     set_error(cudaErrorInvalidValue, "kernel " + name + ": " + std::to_string(smem_) +
                                          " bytes of dynamic shared memory exceed the device's limit");
     return;
+  }
+  // A kernel's dynamic shared memory is bounded by its cudaFuncAttributeMaxDynamicSharedMemorySize, 48 KiB
+  // unless raised by cudaFuncSetAttribute (CUDA C++ Programming Guide, compute capabilities 8.x and 9.x:
+  // over 48 KiB a block needs that explicit opt-in); a launch past it fails.
+  {
+    int limit = -1;
+    {
+      std::lock_guard<std::mutex> lock(g_mem_mu);
+      auto it = g_max_smem.find(fn);
+      if (it != g_max_smem.end()) limit = it->second;
+    }
+    const size_t allowed = limit < 0 ? kDefaultDynamicShared : size_t(limit);
+    if (smem_ > allowed) {
+      set_error(cudaErrorInvalidValue,
+                "kernel " + name + ": " + std::to_string(smem_) + " bytes of dynamic shared memory, over its limit of " +
+                    std::to_string(allowed) +
+                    (limit < 0 ? " (the default: raise it with cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize))"
+                               : " (set by cudaFuncSetAttribute)"));
+      return;
+    }
   }
   (void)stream_;
   install_segv_handler();

@@ -16,6 +16,9 @@
 //   oob_global_after, oob_global_before, oob_shared_before: one read just past the end of a device
 //                      allocation (the guard page: must abort naming the kernel), just before its
 //                      start, or just before a static shared array (caught under AddressSanitizer only).
+//   smem_default, smem_raised, smem_short: a launch with 64 KiB of dynamic shared memory and no
+//                      cudaFuncSetAttribute (must fail: the 48 KiB default), after raising the kernel's
+//                      limit to 64 KiB (runs), and to 56 KiB (must fail);
 //   and the sm_90a instructions' checks (selftest_sm90.cpp).
 // Each runs one launch and synchronises, so that the launch's asynchronous error is the result.
 #include <napi.h>
@@ -180,6 +183,18 @@ void oob_shared_before_kernel(int* bad) {
   if (threadIdx.x == 0) bad[0] = int(static_cast<volatile float*>(s)[-1]);
 }
 
+// 64 KiB of dynamic shared memory, its last byte written and read back; three kernels (distinct values, so
+// distinct functions) for the three limits of the smem_* cases.
+void smem_last_byte(int* bad, char v) {
+  volatile char* s = static_cast<char*>(dynamic_shared());
+  if (threadIdx.x != 0) return;
+  s[64 * 1024 - 1] = v;
+  if (s[64 * 1024 - 1] != v) bad[0] = 1;
+}
+void smem_default_kernel(int* bad) { smem_last_byte(bad, 1); }
+void smem_raised_kernel(int* bad) { smem_last_byte(bad, 2); }
+void smem_short_kernel(int* bad) { smem_last_byte(bad, 3); }
+
 std::string run(const std::string& name) {
   int* bad = nullptr;
   if (cudaMalloc(reinterpret_cast<void**>(&bad), 2 * sizeof(int)) != cudaSuccess) return "cudaMalloc failed";
@@ -199,6 +214,21 @@ std::string run(const std::string& name) {
   else if (name == "oob_global_after") L2E_EMU_LAUNCH(oob_global_after_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "oob_global_before") L2E_EMU_LAUNCH(oob_global_before_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "oob_shared_before") L2E_EMU_LAUNCH(oob_shared_before_kernel, 1, 32, 0, nullptr)(bad);
+  else if (name == "smem_default" || name == "smem_raised" || name == "smem_short") {
+    // one kernel per case: a limit set by one case must not carry over to the next
+    constexpr size_t k64 = 64 * 1024;
+    if (name == "smem_default") L2E_EMU_LAUNCH(smem_default_kernel, 1, 32, k64, nullptr)(bad);
+    if (name == "smem_raised") {
+      if (cudaFuncSetAttribute(smem_raised_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(k64)) != cudaSuccess)
+        return "cudaFuncSetAttribute failed";
+      L2E_EMU_LAUNCH(smem_raised_kernel, 1, 32, k64, nullptr)(bad);
+    }
+    if (name == "smem_short") {
+      if (cudaFuncSetAttribute(smem_short_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 56 * 1024) != cudaSuccess)
+        return "cudaFuncSetAttribute failed";
+      L2E_EMU_LAUNCH(smem_short_kernel, 1, 32, k64, nullptr)(bad);
+    }
+  }
   else {
     const std::string r = sm90_selftest(name, bad);
     cudaFree(bad);
