@@ -75,7 +75,6 @@ class CudaDeviceStep final : public DeviceStep {
         flags_ = static_cast<uint8_t*>(pool_.alloc(table.rows));
         nonzero_ = static_cast<uint8_t*>(pool_.alloc(table.rows));
         L2E_CUDA_CHECK(cudaMemsetAsync(flags_, 0, table.rows, stream_));
-        skip_ = RowFlags{flags_, tb, te, uint32_t(table.width)};
         if (table_desc < descs.size()) {
           descs[table_desc].rows = flags_;
           descs[table_desc].width = uint32_t(table.width);
@@ -120,7 +119,8 @@ class CudaDeviceStep final : public DeviceStep {
   }
 
   StepOutcome step(const AdamwScalars& decayed, const AdamwScalars& plain, float max_grad_norm) override {
-    if (g_.numel > 0) sumsq_partials(g_.f32(), g_.numel, partials_, stream_, flags_ ? &skip_ : nullptr);
+    const RowFlags rows{flags_, table_.offset, table_.offset + table_.rows * table_.width, uint32_t(table_.width)};
+    if (g_.numel > 0) sumsq_partials(g_.f32(), g_.numel, partials_, stream_, flags_ ? &rows : nullptr);
     step_decide(partials_, g_.numel > 0 ? partial_count_ : 0, max_grad_norm, state_, stream_);
     adamw_multi(descs_, work_, blocks_, decayed, plain, state_, stream_);
     for (const auto& [b, e] : zero_ranges_)
@@ -175,7 +175,6 @@ class CudaDeviceStep final : public DeviceStep {
   std::vector<std::pair<size_t, size_t>> zero_ranges_;  // the caller's, less the table when it is flagged
   uint8_t* flags_ = nullptr;    // table_rows.cu: one byte a row of the table; nullptr: not flagged
   uint8_t* nonzero_ = nullptr;  // rows_written's upload
-  RowFlags skip_{};
   StepState* state_ = nullptr;
   StepState* host_ = nullptr;  // pinned
   double* partials_ = nullptr;
