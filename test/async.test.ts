@@ -1,11 +1,9 @@
 // Heavy native work runs off the main thread: timers keep firing while a long encode runs.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
-import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
 describe('async encode', () => {
-  afterAll(() => removeTempDirs());
-
   it('a timer fires while encode is in flight', async () => {
     const tiny = writeTinyModel(makeTempDir(), { hidden: 256, heads: 4, intermediate: 688, layers: 4 });
     const m = await EmbeddingModel.load(tiny.dir);

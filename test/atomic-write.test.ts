@@ -1,7 +1,7 @@
 // Atomic writes replace only regular files (or create new ones): a symbolic link keeps being a link
 // and its target is written atomically; FIFOs, devices and /proc/self/fd/N links are written through,
 // never replaced by a regular file.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import {
   closeSync,
@@ -19,9 +19,8 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { AtomicWriter, writeFileAtomic } from '../src/util/atomic.js';
-import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
-afterAll(() => removeTempDirs());
 
 /** Both writers, so every case covers the one-shot and the streaming form. */
 const writers: [string, (target: string, text: string) => Promise<void>][] = [

@@ -1,14 +1,12 @@
 // Bad input at the model level: each a clear error naming what is wrong, never a crash.
 // (Malformed safetensors and configs are covered in safetensors.test.ts and config.test.ts.)
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
-import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
 describe('bad input to EmbeddingModel', () => {
-  afterAll(() => removeTempDirs());
-
   it('missing folder, config, weights, tokenizer', async () => {
     await expect(EmbeddingModel.load('/nonexistent/model-dir')).rejects.toThrow(/model folder not found: \/nonexistent\/model-dir/);
     const noConfig = writeTinyModel(makeTempDir()).dir;
@@ -71,8 +69,6 @@ describe('bad input to EmbeddingModel', () => {
 });
 
 describe('native batch validation', () => {
-  afterAll(() => removeTempDirs());
-
   // Regression: an interior cu_seqlens entry past the token count used to overrun the positions
   // buffer before the (valid) last entry was checked.
   it('an interior cu_seqlens entry past the token count is an error, not a heap overrun', async () => {

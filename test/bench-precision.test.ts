@@ -56,7 +56,9 @@ describe('npm run bench -- precision', () => {
     // --baseline: our own build again, as the "before" rows of a before/after run
     const baseline = join(repoRoot, 'build', 'Release', 'testing', 'l2e_testing.node');
     const args = ['precision', '--quick', '--texts', '3', '--passes', '1', '--threads', '1', '--precisions', 'fp32', '--llama', 'F32,Q8_0', '--baseline', baseline, '--json', out];
-    const { stdout } = await run(process.execPath, [runner, ...args], { cwd: repoRoot, maxBuffer: 16 << 20 });
+    // TMPDIR: the bench keeps its random weights and GGUF files in the temp folder for the next run;
+    // the test's own folder, removed after it, so the suite leaves nothing behind
+    const { stdout } = await run(process.execPath, [runner, ...args], { cwd: repoRoot, maxBuffer: 16 << 20, env: { ...process.env, TMPDIR: dir } });
     const r = JSON.parse(readFileSync(out, 'utf8')) as PrecisionFile;
     expect(r.meta.threads).toBe(1);
     expect(r.meta.baseline).toBe(baseline);

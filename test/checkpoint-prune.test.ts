@@ -2,18 +2,17 @@
 // reader) would take for a checkpoint: a kill in the middle of the removal is simulated by an rmSync
 // that deletes one file of the folder and then fails. The folder is renamed out of the checkpoint
 // names first (.checkpoint-N.del-PID); the next checkpoint write removes such leftovers of a dead run.
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkpointFolders, pruneCheckpoints, removeStaleCheckpointTemps } from '../src/train/checkpoint.js';
-import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 vi.mock('node:fs', async (importOriginal) => {
   const fs = await importOriginal<typeof import('node:fs')>();
   return { ...fs, rmSync: vi.fn(fs.rmSync) };
 });
 
-afterAll(() => removeTempDirs());
 
 function fakeCheckpoint(out: string, step: number, runId: string): string {
   const dir = join(out, `checkpoint-${step}`);

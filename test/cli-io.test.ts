@@ -1,7 +1,7 @@
 // CLI inputs and outputs: formats by file name (--format to force), JSONL fields carried through,
 // unknown output extensions refused, float32 text, and `-` for stdin / stdout with nothing but the
 // data on stdout.
-import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -9,7 +9,7 @@ import { main } from '../src/cli/main.js';
 import { embeddingLine, embeddingOutputFormat, inputFormat, readTexts } from '../src/cli/io.js';
 import { readTextsFile } from '../src/eval/vectors.js';
 import { float32ArrayJson, float32Text } from '../src/util/float32-text.js';
-import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 import { hasTinyMha, skipNote } from './helpers/fixture.js';
 
 /** Runs `l2e args` in process with `stdin` as standard input; stdout and stderr captured. */
@@ -35,7 +35,6 @@ async function l2e(args: string[], stdin?: string): Promise<{ code: number; out:
 }
 
 afterEach(() => vi.restoreAllMocks());
-afterAll(() => removeTempDirs());
 
 describe('float32 text', () => {
   it('is the shortest decimal that reads back as the same float32', () => {

@@ -3,13 +3,12 @@
 // lines counted with their line numbers.
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { closest, editDistance, parseArgs } from '../src/cli/args.js';
 import { loadCommands } from '../src/cli/commands.js';
 import { l2e } from './helpers/cli.js';
-import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
-afterAll(() => removeTempDirs());
 
 const row = (q: string): string => JSON.stringify({ query: q, pos: [`${q} pos`], neg: [`${q} neg`] });
 

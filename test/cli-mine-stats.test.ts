@@ -4,11 +4,11 @@
 // prints plain progress lines when stderr is not a terminal.
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parseThreshold, percentile } from '../src/mine/stats.js';
 import { validateMineOptions } from '../src/mine/mine.js';
 import { l2e } from './helpers/cli.js';
-import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 const X = [0, 1, 3, 6, 10, 15];
 let dir: string;
@@ -22,7 +22,6 @@ beforeAll(() => {
   writeFileSync(corpus, X.map((x) => `t${x}`).join('\n') + '\n');
   writeFileSync(vectors, X.map((x) => JSON.stringify({ text: `t${x}`, embedding: [x, 0] })).join('\n') + '\n');
 });
-afterAll(() => removeTempDirs());
 
 describe('percentiles', () => {
   it('interpolate linearly between closest ranks (numpy default)', () => {

@@ -2,11 +2,11 @@
 // given a value unlike its default and checked where it lands; the table must name every option.
 // The trainer and the loader are replaced by recorders, so no model is built and nothing is trained.
 import { join } from 'node:path';
-import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { command as trainCommand } from '../src/cli/train.js';
 import { parseSchedule } from '../src/train/schedule.js';
 import { l2e } from './helpers/cli.js';
-import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 const seen = vi.hoisted(() => ({
   trainer: [] as Record<string, unknown>[],
@@ -37,7 +37,6 @@ vi.mock('../src/model/embedding-model.js', async (importOriginal) => ({
   },
 }));
 
-afterAll(() => removeTempDirs());
 
 type Where = 'trainer' | 'load' | 'fit';
 /** flag arguments, where the value lands, under which key, and the value expected there. */

@@ -1,12 +1,12 @@
 // `combine`: counts, validation (file:line, --skip-bad-lines), shuffle is a permutation, the same
 // seed gives the same order, and the external (bucketed) shuffle path.
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { combineFiles } from '../src/data/combine.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'l2e-combine-'));
+const dir = makeTempDir('l2e-combine-');
 const row = (i: number): string => JSON.stringify({ query: `q${i} ${'x'.repeat(i % 50)}`, pos: [`p${i}`], neg: [`n${i}`, 'shared'] });
 function makeFile(name: string, from: number, to: number, extra = ''): string {
   const f = join(dir, name);

@@ -1,10 +1,9 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { configToJson, DENSE_SIZE_KEY, parseConfig, readConfig } from '../src/model/config.js';
-import { makeTempDir, removeTempDirs, tinyConfigJson, tinyMhaDir } from './helpers/tinyModel.js';
+import { makeTempDir, tinyConfigJson, tinyMhaDir } from './helpers/tinyModel.js';
 
-afterAll(removeTempDirs);
 
 const haveShared = existsSync(join(tinyMhaDir, 'config.json'));
 

@@ -5,10 +5,10 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { addonLoadError, buildCommand, nativeAddon, nativeAddonPath, packageRoot } from '../src/native.js';
-import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 interface Features {
   avx2: boolean;
@@ -105,8 +105,6 @@ describe('CPU instruction set', () => {
 const PER_ISA_TESTS = ['test/cpu-isa.test.ts', 'test/gradcheck.test.ts', 'test/model-reference.test.ts', 'test/precision-kernels.test.ts', 'test/cpu-swiglu.test.ts'];
 const lower = process.env['L2E_CPU_ISA'] ? [] : runnable.filter((l) => l !== here.best);
 describe.skipIf(lower.length === 0)('op and gradient tests at every lower instruction set', () => {
-  afterAll(() => removeTempDirs());
-
   it.each(lower.map((l) => [l]))('pass with L2E_CPU_ISA=%s', (level) => {
     const vitest = join(packageRoot, 'node_modules', 'vitest', 'vitest.mjs');
     const report = join(makeTempDir('l2e-isa-'), 'report.json');

@@ -1,14 +1,13 @@
 // Training rows → groups: validation with file:line errors, skipped rows counted, FlagEmbedding's
 // group rule (1 positive + G−1 negatives, the list repeated when short), bounded-buffer shuffling,
 // determinism for a seed, and exact replay for resume.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { countLines, PairData, sampleGroup, type TrainGroup, type TrainRow } from '../src/data/pairs.js';
 import { Rng } from '../src/util/random.js';
-import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
-afterAll(() => removeTempDirs());
 
 function rows(n: number, negs = 3): TrainRow[] {
   return Array.from({ length: n }, (_, i) => ({

@@ -3,14 +3,14 @@
 // and write its data, the model in the Hugging Face layout, metrics.json and the two charts. Its
 // saved model then meets issue 18's accuracy target for reduced precision on the same held-out
 // pairs (src/demo/precision.ts), on this run's model rather than a second training run.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
 import type { PairRow } from '../src/data/jsonl.js';
 import { evaluatePrecisions, formatPrecisionComparison, metricDelta, TOP_K_KEYS } from '../src/demo/precision.js';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
-import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 type M = Record<'positive score' | 'negative score' | 'top1' | 'top3' | 'top5' | 'top10', number>;
 
@@ -32,7 +32,6 @@ describe('l2e demo (shortened)', () => {
       process.stdout.write = write;
     }
   }, 300_000);
-  afterAll(() => removeTempDirs());
 
   it('trains a model that retrieves held-out translations clearly better than before', async () => {
     expect(code).toBe(0);

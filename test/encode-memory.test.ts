@@ -9,11 +9,11 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 import { openWeights } from '../src/model/weights.js';
 import { testingAddon } from './helpers/testing-addon.mjs';
-import { makeTempDir, removeTempDirs, seededRandom, writeTinyModel, type TinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, seededRandom, writeTinyModel, type TinyModel } from './helpers/tinyModel.js';
 
 const SHAPE = { hidden: 512, intermediate: 1376, heads: 8, kvHeads: 8, layers: 2, vocab: 16000, dense: 256 };
 const MiB = 1 << 20;
@@ -61,7 +61,6 @@ beforeAll(() => {
   tokens = lengths.flatMap((n) => Array.from({ length: n }, () => 3 + Math.floor(rand() * (SHAPE.vocab - 3))));
   for (const n of lengths) cuSeqlens.push(cuSeqlens[cuSeqlens.length - 1]! + n);
 });
-afterAll(() => removeTempDirs());
 
 /**
  * Activation bytes per token of an encode (core/model.cpp activation_bytes_per_token(false)): x_in,

@@ -4,11 +4,10 @@
 // machine); the slices must then keep every gap between timer ticks below a fifth of that (the
 // slices are 10 ms; the margin is for a busy machine's scheduling, measured up to ~120 ms under a
 // load average of 15 on 2 cores).
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
-import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
-afterAll(() => removeTempDirs());
 
 /** The longest gap between ticks of a 2 ms interval while `work` runs. */
 async function longestGap<T>(work: () => Promise<T>): Promise<{ gap: number; result: T }> {

@@ -6,17 +6,16 @@
 // tokenizer must give our ids.
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { writeGguf, type GgmlTypeName } from '../bench/lib/gguf.mjs';
 import { llamaMetadata, llamaTensors, llamaTokenizerMetadata, projectPooled, type LlamaShape } from '../bench/lib/llama-gguf.mjs';
 import { loadLlamaCpp, openEmbedder } from '../bench/lib/llama-peer.mjs';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { writeSafetensors } from '../src/model/safetensors.js';
 import { parameterNames } from '../src/model/weights.js';
-import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
 import { tinyTokenizerVocab } from './helpers/tinyTokenizer.js';
 
-afterAll(removeTempDirs);
 
 const peer = await loadLlamaCpp({ threads: 2 });
 const skipReason = 'skip' in peer ? peer.skip : null;

@@ -5,14 +5,13 @@
 // permutation of q/k, the tokenizer metadata, and the writer's errors.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { GGML_TYPES, GGUF_TYPE, encodeTensor, writeGguf, type GgmlTypeName } from '../bench/lib/gguf.mjs';
 import { llamaMetadata, llamaTensors, llamaTokenizerMetadata, permuteRotaryRows, type LlamaShape } from '../bench/lib/llama-gguf.mjs';
 import { bf16BitsToF32, f16BitsToF32 } from '../src/model/safetensors.js';
-import { makeTempDir, removeTempDirs, seededRandom } from './helpers/tinyModel.js';
+import { makeTempDir, seededRandom } from './helpers/tinyModel.js';
 import { tinyTokenizerJson } from './helpers/tinyTokenizer.js';
 
-afterAll(removeTempDirs);
 
 interface ParsedTensor {
   name: string;

@@ -2,13 +2,13 @@
 // carry the token; a stale .incomplete left by an earlier process (wrong bytes) must not end up in
 // the cache; HTTP 416 on a resume; a server that ignores Range; an idle connection (timeout).
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { snapshotDownload } from '../src/hub/download.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 const COMMIT = 'c'.repeat(40);
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -35,13 +35,7 @@ afterEach(async () => {
   }
 });
 
-const caches: string[] = [];
-const newCache = (): string => {
-  const d = mkdtempSync(join(tmpdir(), 'l2e-hub-edge-'));
-  caches.push(d);
-  return d;
-};
-afterAll(() => caches.splice(0));
+const newCache = (): string => makeTempDir('l2e-hub-edge-');
 
 /** The revision API of one repo org/x holding `file` (LFS when `lfs`). */
 function apiAnswer(file: string, body: Buffer, lfs: boolean): string {

@@ -4,13 +4,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotDownload, globToRegExp } from '../src/hub/download.js';
 import { resolveModel } from '../src/hub/resolve.js';
 import { defaultCacheDir } from '../src/hub/cache.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 const gitBlobId = (b: Buffer): string => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -97,7 +97,7 @@ afterAll(async () => {
 });
 
 const fastRetry = { attempts: 3, delayMs: 1 };
-const newCache = (): string => mkdtempSync(join(tmpdir(), 'l2e-hub-'));
+const newCache = (): string => makeTempDir('l2e-hub-');
 
 describe('hub: snapshot download', () => {
   it('downloads into the huggingface_hub layout, resuming a dropped connection with Range', async () => {
@@ -179,7 +179,7 @@ describe('hub: snapshot download', () => {
 
 describe('hub: resolveModel', () => {
   it('returns a folder as is, a cached id without the network, and downloads otherwise', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'l2e-model-'));
+    const dir = makeTempDir('l2e-model-');
     expect(await resolveModel(dir)).toBe(dir);
     const cache = newCache();
     const snap = await resolveModel('org/tiny', { endpoint, cacheDir: cache, retry: fastRetry });

@@ -1,12 +1,12 @@
 // The streaming line / JSONL reader: chunk boundaries inside multi-byte characters, CRLF, BOM, a
 // last line without '\n', the line-length bound, and errors naming file:line.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LineError, readJsonl, readLines, readPairRows } from '../src/data/jsonl.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'l2e-jsonl-'));
+const dir = makeTempDir('l2e-jsonl-');
 async function collect<T>(gen: AsyncGenerator<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const x of gen) out.push(x);

@@ -9,6 +9,7 @@ import { Embeddings } from '../src/model/embeddings.js';
 import { buildTestSet, computeMetrics, isTopKHit, readTestSet, type TestRow } from '../src/eval/metrics.js';
 import { Rng } from '../src/util/random.js';
 import { npyHeader, parseNpy } from '../src/util/npy.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const vec2: Record<string, number[]> = { a: [1, 0], b: [0.8, 0.6], c: [0, 1], d: [-1, 0] };
@@ -142,7 +143,7 @@ describe('metrics: randomized against a direct computation', () => {
 });
 
 describe('metrics: bad input', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'l2e-metrics-'));
+  const dir = makeTempDir('l2e-metrics-');
   it('names file:line for a row missing a field or with a wrong type', async () => {
     const f = join(dir, 'missing.jsonl');
     writeFileSync(f, '{"query":"a","pos":["b"],"neg":[]}\n\n{"query":"a","neg":[]}\n');
@@ -185,7 +186,7 @@ describe.skipIf(!existsSync(join(tinyModel, 'model.safetensors')))('metrics: wit
       .map((c) => c.text.trim())
       .filter((t, i, all) => t !== '' && all.indexOf(t) === i);
     const n = Math.floor(texts.length / 3);
-    const dir = mkdtempSync(join(tmpdir(), 'l2e-metrics-model-'));
+    const dir = makeTempDir('l2e-metrics-model-');
     const testFile = join(dir, 'tiny-test.jsonl');
     writeFileSync(testFile, Array.from({ length: n }, (_, i) => JSON.stringify({ query: texts[i], pos: [texts[i + n]], neg: [texts[i + 2 * n]] })).join('\n'));
 

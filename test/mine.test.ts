@@ -1,7 +1,7 @@
 // Pair mining: thresholds in both metrics, self / short-text exclusion, sampling bounds and
 // determinism, multi-field versions as positives, skip counts, end to end through a file of
 // precomputed embeddings, and bad input.
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import { mineToFile } from '../src/mine/run.js';
 import { FileStore } from '../src/mine/store.js';
 import { loadVectorTable } from '../src/eval/vectors.js';
 import { tableSource } from '../src/eval/source.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 // 20 texts on the unit circle 0.1 rad apart: |i-j| <= 4 is within 0.45 (Euclidean), |i-j| >= 9 beyond 0.8.
 // Plus "x" (one character, next to t0) and "lonely" (opposite side: no positive).
@@ -101,7 +102,7 @@ describe('mine', () => {
 });
 
 describe('mine: files', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'l2e-mine-'));
+  const dir = makeTempDir('l2e-mine-');
   const embFile = join(dir, 'emb.jsonl');
   writeFileSync(embFile, angles.map(([t, a]) => JSON.stringify({ text: t, embedding: [Math.cos(a), Math.sin(a)] })).join('\n') + '\n');
 
@@ -158,7 +159,7 @@ const tinyModel = join(resolve(repoRoot, '../shared'), 'fixtures', 'tiny-mha');
 describe.skipIf(!existsSync(join(tinyModel, 'model.safetensors')))('mine: with the tiny-mha model (../shared fixture)', () => {
   it('mines with the thresholds it was given, reproducibly', async () => {
     const { openEmbeddingSource } = await import('../src/eval/source.js');
-    const dir = mkdtempSync(join(tmpdir(), 'l2e-mine-model-'));
+    const dir = makeTempDir('l2e-mine-model-');
     const texts = (JSON.parse(readFileSync(join(tinyModel, 'case.json'), 'utf8')) as { tokenizer_cases: { text: string }[] }).tokenizer_cases
       .map((c) => c.text.trim())
       .filter((t, i, all) => t.length > 1 && all.indexOf(t) === i);
@@ -241,7 +242,7 @@ describe('mine with vectors larger than the memory budget', () => {
   }
 
   it('mineToFile keeps the vectors in a temp file past the budget and writes the same pairs', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'l2e-mine-big-'));
+    const dir = makeTempDir('l2e-mine-big-');
     const input = join(dir, 'corpus.txt');
     writeFileSync(input, texts.join('\n') + '\n');
     const byText = new Map(texts.map((t, i) => [t, i]));

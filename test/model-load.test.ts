@@ -1,9 +1,9 @@
 // Loading every checkpoint layout and model shape, checked against the float64 reference forward
 // (test/helpers/reference-forward.ts): GQA, cls pooling, explicit head_dim, 5.x configs, sharded
 // and prefixed (causal-LM) checkpoints, F16/BF16 weights, and a missing dense layer.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
-import { makeTempDir, removeTempDirs, writeTinyModel, type TinyModelOptions } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel, type TinyModelOptions } from './helpers/tinyModel.js';
 import { referenceEmbedding } from './helpers/reference-forward.js';
 import { relError } from './helpers/fixture.js';
 
@@ -26,8 +26,6 @@ async function checkAgainstReference(o: TinyModelOptions, tol: number): Promise<
 }
 
 describe('model shapes and layouts', () => {
-  afterAll(() => removeTempDirs());
-
   it('MHA, mean pooling, 4.x config', () => checkAgainstReference({ seed: 1 }, 1e-5));
   it('GQA (8 heads over 2 kv heads)', () => checkAgainstReference({ heads: 8, kvHeads: 2, hidden: 32, seed: 2 }, 1e-5));
   it('MQA with explicit head_dim and the 5.x config layout', () =>

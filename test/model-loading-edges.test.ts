@@ -2,14 +2,13 @@
 // N layers (how the 600M / 1B models come from Llama2-7B), exact F16 / BF16 decoding of every bit
 // pattern (native and JS readers), and batch planning on large and adversarial length mixes.
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EmbeddingModel, planBatches } from '../src/model/embedding-model.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorToWrite } from '../src/model/safetensors.js';
 import { relError } from './helpers/fixture.js';
 import { referenceEmbedding } from './helpers/reference-forward.js';
-import { makeTempDir, removeTempDirs, seededRandom, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, seededRandom, writeTinyModel } from './helpers/tinyModel.js';
 
-afterAll(() => removeTempDirs());
 
 describe('EmbeddingModel.load({ numLayers })', () => {
   it('keeps the first N layers: the reference forward over those layers, the later ones unread', async () => {

@@ -6,16 +6,15 @@
 // Bounds: fp32 kernels vs float64 land near 1e-6 relative on embeddings and 1e-5 on gradients of
 // these sizes; a wrong term gives 1e-2 or more. Finite differences (h = 1e-5, float64) of a correct
 // backward agree to ~1e-8 relative (truncation h² ~ 1e-10, round-off 1e-16/h ~ 1e-11, scaled).
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EmbeddingModel, packBatch } from '../src/model/embedding-model.js';
 import { gradStep } from '../src/train/grad-step.js';
 import { trainNatives } from '../src/train/native-train.js';
 import { relError } from './helpers/fixture.js';
 import { referenceEmbedding, type RefWeights } from './helpers/reference-forward.js';
 import { referenceLoss, referenceLossAndGrads, type ContrastiveBatch } from './helpers/reference-backward.js';
-import { makeTempDir, removeTempDirs, seededRandom, writeTinyModel, type TinyModelOptions } from './helpers/tinyModel.js';
+import { makeTempDir, seededRandom, writeTinyModel, type TinyModelOptions } from './helpers/tinyModel.js';
 
-afterAll(() => removeTempDirs());
 
 /**
  * `n` random id sequences with lengths in [1, maxLen], ids in [3, vocab). No BOS first: with cls

@@ -2,7 +2,7 @@
 // like a Hub id) names both readings, HF_HUB_OFFLINE stops downloads, a folder holding the model in a
 // subfolder points there; --max-length beyond the model's positions is warned about; a long batch
 // shows a heartbeat; the build command for CUDA fits where the package is.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { hubOffline, resolveModel } from '../src/hub/resolve.js';
@@ -11,7 +11,7 @@ import { Embeddings } from '../src/model/embeddings.js';
 import { buildCommand, nativeAddon } from '../src/native.js';
 import { encodeWithHeartbeat } from '../src/cli/encode.js';
 import { ProgressBar } from '../src/cli/progress.js';
-import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 import { hasTinyMha, skipNote } from './helpers/fixture.js';
 
 const cwd = process.cwd();
@@ -21,7 +21,6 @@ afterEach(() => {
   if (offline === undefined) delete process.env['HF_HUB_OFFLINE'];
   else process.env['HF_HUB_OFFLINE'] = offline;
 });
-afterAll(() => removeTempDirs());
 
 describe('resolveModel errors', () => {
   let root = '';

@@ -1,10 +1,10 @@
 // Choosing the CUDA prebuilt at load time: used only when present, a driver is there and the binary
 // reports a usable GPU; otherwise a one-line notice and the CPU build (never a crash).
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadCudaPrebuilt, nativeAddon, nativeAddonPath } from '../src/native.js';
-import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 interface Status {
   cudaStatus(): { compiled: boolean; usable: boolean; reason: string };
@@ -20,8 +20,6 @@ function rootWithCudaPrebuilt(content: string | null): string {
 }
 
 describe('CUDA prebuilt selection', () => {
-  afterAll(() => removeTempDirs());
-
   it('is skipped silently without a driver or without the file', () => {
     const notices: string[] = [];
     expect(loadCudaPrebuilt(rootWithCudaPrebuilt(null), { driverPresent: false, notice: (m) => notices.push(m) })).toBeUndefined();

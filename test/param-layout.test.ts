@@ -2,12 +2,11 @@
 // and in native/core/model.cpp (the native layout training and checkpoints use): the two must agree,
 // name for name and shape for shape, in the same order, for every kind of config.
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { parameterNames } from '../src/model/weights.js';
-import { makeTempDir, removeTempDirs, writeTinyModel, type TinyModelOptions } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel, type TinyModelOptions } from './helpers/tinyModel.js';
 
-afterAll(() => removeTempDirs());
 
 describe('parameter list: weights.ts = model.cpp', () => {
   const configs: [string, TinyModelOptions][] = [

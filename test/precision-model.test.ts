@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { readTexts } from '../src/cli/io.js';
 import { main } from '../src/cli/main.js';
@@ -15,7 +15,7 @@ import { openWeights } from '../src/model/weights.js';
 import { packageRoot } from '../src/native.js';
 import { saveModel } from '../src/train/checkpoint.js';
 import { trainNatives } from '../src/train/native-train.js';
-import { makeTempDir, removeTempDirs, sharedDir, writeTinyModel, type TinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, sharedDir, writeTinyModel, type TinyModel } from './helpers/tinyModel.js';
 
 const hasTokenizer = existsSync(join(sharedDir, 'fixtures/tiny-mha/tokenizer.json'));
 const poolsFile = join(sharedDir, 'data/pools/twitter.json');
@@ -87,7 +87,6 @@ describe.skipIf(!hasTokenizer)('precision as a load option', () => {
       m.dispose();
     }
   });
-  afterAll(() => removeTempDirs());
 
   it('bf16 and int8 embeddings stay within the issue bounds of fp32 (cosine ≥ 0.9999 and ≥ 0.999)', () => {
     const dim = SHAPE.dense;

@@ -1,6 +1,6 @@
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readConfig } from '../src/model/config.js';
 import {
   bf16BitsToF32,
@@ -17,10 +17,9 @@ import {
   type DType,
 } from '../src/model/safetensors.js';
 import { openWeights, parameterNames } from '../src/model/weights.js';
-import { makeTempDir, removeTempDirs, seededRandom, tinyMhaDir, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, seededRandom, tinyMhaDir, writeTinyModel } from './helpers/tinyModel.js';
 import { tinyTokenizerJson } from './helpers/tinyTokenizer.js';
 
-afterAll(removeTempDirs);
 
 /** A raw file: u64 header length (or an override), the header text, then `dataBytes` zero bytes. */
 function rawFile(header: unknown, dataBytes: number, lengthOverride?: bigint): string {

@@ -1,12 +1,12 @@
 // `l2e serve` as a process (the built CLI, bin/l2e.js over dist/): it listens, answers, and on SIGTERM
 // stops accepting, finishes the request in flight and exits 0. Also its --help and usage errors.
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
 import { hasTokenizer, postJson } from './helpers/server.js';
-import { makeTempDir, removeTempDirs, repoRoot, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, repoRoot, writeTinyModel } from './helpers/tinyModel.js';
 import { skipNote } from './helpers/fixture.js';
 import { l2e } from './helpers/cli.js';
 
@@ -43,7 +43,6 @@ function waitFor(child: ChildProcess, stderr: { text: string }, re: RegExp, ms =
   });
 }
 
-afterAll(() => removeTempDirs());
 
 describe('l2e serve options', () => {
   it('--help explains the endpoints and the limits', async () => {

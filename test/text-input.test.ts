@@ -2,13 +2,12 @@
 // and fails with the same message in both; mine drops blank and repeated texts itself.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readTexts } from '../src/cli/io.js';
 import { readTextRows, type TextRow } from '../src/data/texts.js';
 import { readCorpus } from '../src/mine/corpus.js';
-import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
-afterAll(() => removeTempDirs());
 
 async function rows(path: string, format: 'text' | 'jsonl', fields?: string[]): Promise<TextRow[]> {
   const out: TextRow[] = [];

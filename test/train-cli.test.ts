@@ -1,6 +1,6 @@
 // `l2e train` end to end on a tiny model, in-process through main(argv): the JSONL log, checkpoints,
 // --resume up to a new --max-steps, SIGINT saving a checkpoint, bad data naming file:line, --help.
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
@@ -8,7 +8,7 @@ import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { listCheckpoints } from '../src/train/checkpoint.js';
 import { topicData } from './helpers/trainData.js';
 import { snapshot } from './helpers/folderSnapshot.js';
-import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
 
 /** Runs `l2e ...args` and returns the exit code with what it wrote. */
@@ -41,7 +41,6 @@ describe('l2e train', () => {
     writeFileSync(data, topicData(10, 40, 4).rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   });
   afterEach(() => vi.restoreAllMocks());
-  afterAll(() => removeTempDirs());
 
   it('trains, logs one object per step, checkpoints, and --resume continues to the new --max-steps', async () => {
     const out = join(makeTempDir(), 'run');

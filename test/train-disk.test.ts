@@ -2,7 +2,7 @@
 // and the final model is refused at the start; a checkpoint that no longer fits is refused before it
 // is written, keeping the previous one. (The free space is simulated here; train-nospace.test.ts uses
 // a real small tmpfs where it may mount one.)
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
@@ -10,7 +10,7 @@ import { TOKENIZER_FILES, listCheckpoints } from '../src/train/checkpoint.js';
 import { formatBytes, freeBytes } from '../src/train/disk.js';
 import { Trainer, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
-import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
 vi.mock('../src/train/disk.js', async (importOriginal) => {
   const actual = await importOriginal<typeof import('../src/train/disk.js')>();
@@ -33,7 +33,6 @@ describe('training and disk space', () => {
     const actual = await vi.importActual<typeof import('../src/train/disk.js')>('../src/train/disk.js');
     vi.mocked(freeBytes).mockImplementation(actual.freeBytes);
   });
-  afterAll(() => removeTempDirs());
 
   /** The sizes the trainer plans with: weights (+ 2 AdamW moments for a checkpoint), tokenizer files, 64 KiB of headers. */
   function planned(model: EmbeddingModel): { checkpoint: number; model: number } {

@@ -1,12 +1,12 @@
 // Learning is real: a tiny random model trained 150 steps (~1 s) on synthetic pairs (query and positive
 // share a topic keyword among random filler words) lowers the loss well below its start and raises retrieval
 // accuracy on held-out pairs (nearest positive by cosine).
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { Trainer, type StepInfo } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
-import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, sharedTokenizer, writeTinyModel } from './helpers/tinyModel.js';
 import { existsSync } from 'node:fs';
 
 // its topic keywords are single tokens of the shared tokenizer; the generated one spells them letter by
@@ -31,8 +31,6 @@ async function accuracy(model: EmbeddingModel, pairs: { query: string; pos: stri
 }
 
 describe.skipIf(!hasTokenizer)(`training learns (tiny model, synthetic topics) ${hasTokenizer ? '' : '(skipped: ../shared tokenizer not found)'}`, () => {
-  afterAll(() => removeTempDirs());
-
   it('loss falls well below its start and held-out retrieval accuracy rises', async () => {
     const dir = makeTempDir();
     writeTinyModel(join(dir, 'model'), { hidden: 64, layers: 2, heads: 4, intermediate: 128, dense: 32, seed: 5 });

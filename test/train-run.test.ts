@@ -3,7 +3,7 @@
 // nothing left to do writes nothing; changed settings or data are refused, naming them; checkpoints
 // record the run; saveTotalLimit (default 3) keeps the newest plus the best; option errors name the
 // option as the caller knows it.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -14,7 +14,7 @@ import { dataIdentity, readRunRecord } from '../src/train/run.js';
 import { Trainer, TrainerOptionError, type FitResult, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
 import { snapshot } from './helpers/folderSnapshot.js';
-import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
 
 interface Ran {
@@ -36,7 +36,6 @@ describe('Trainer runs and their output folder', () => {
     dataFile = join(root, 'data.jsonl');
     writeFileSync(dataFile, topicData(10, 40, 4).rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   });
-  afterAll(() => removeTempDirs());
 
   /** One fit on a fresh copy of the tiny model; `abortAt` stops after that step. The model is disposed unless `keep`. */
   async function fitRun(options: TrainerOptions, o: { abortAt?: number; keep?: boolean; data?: string } = {}): Promise<Ran> {

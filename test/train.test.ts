@@ -1,7 +1,7 @@
 // The Trainer on a tiny random model: checkpoints and bitwise resume, the saved model reloading to
 // identical embeddings, gradient accumulation, divergence and failed writes keeping the last good
 // checkpoint, interruption, pruning.
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
@@ -10,7 +10,7 @@ import { listCheckpoints, loadCheckpointWeights, saveCheckpoint, saveModel } fro
 import { trainNatives } from '../src/train/native-train.js';
 import { Trainer, TrainingDivergedError, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
-import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
 const quiet = { onNotice: (): void => {} };
 
@@ -26,7 +26,6 @@ describe('Trainer', () => {
     dataFile = join(root, 'data.jsonl');
     writeFileSync(dataFile, topicData(10, 40, 4).rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   });
-  afterAll(() => removeTempDirs());
 
   async function run(options: TrainerOptions, steps: StepInfo[] = [], signalAt?: number): Promise<{ model: EmbeddingModel; steps: StepInfo[] }> {
     const model = await EmbeddingModel.load(modelDir);
@@ -229,8 +228,6 @@ describe('Trainer', () => {
 });
 
 describe('saveCheckpoint errors', () => {
-  afterAll(() => removeTempDirs());
-
   it('name the checkpoint folder, never its temp folder', async () => {
     const src = makeTempDir();
     writeTinyModel(src, { hidden: 32, layers: 1, dense: 16, seed: 4 });
@@ -261,8 +258,6 @@ describe('saveCheckpoint errors', () => {
 });
 
 describe('loadCheckpointWeights', () => {
-  afterAll(() => removeTempDirs());
-
   it('loads through the native safetensors loader, bit for bit, and refuses a non-F32 tensor', async () => {
     const a = makeTempDir();
     writeTinyModel(a, { hidden: 32, layers: 2, dense: 16, seed: 5 });

@@ -3,13 +3,13 @@
 // loads whole (weights, AdamW moments, trainer state), `--resume` continues from the newest, and the
 // run ends with exactly the weights of a run never interrupted. Temp folders of killed checkpoint
 // writes are gone after the next run.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../../src/model/embedding-model.js';
 import { listCheckpoints, loadCheckpointMoments, readTrainerState } from '../../src/train/checkpoint.js';
 import { topicData } from '../helpers/trainData.js';
-import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from '../helpers/tinyModel.js';
+import { makeTempDir, sharedTokenizer, writeTinyModel } from '../helpers/tinyModel.js';
 import { ensureDist, killTimes, runL2e, trialCount } from './harness.js';
 
 const hasTokenizer = existsSync(sharedTokenizer);
@@ -36,7 +36,6 @@ describe.skipIf(!hasTokenizer)(`l2e train under kill -9 ${hasTokenizer ? '' : '(
     expect(r.code, r.stderr).toBe(0);
     reference = readFileSync(join(out, 'model.safetensors'));
   }, 300_000);
-  afterAll(() => removeTempDirs());
 
   /** Every checkpoint folder loads whole. */
   async function checkCheckpoints(out: string): Promise<number[]> {

@@ -14,13 +14,13 @@
 //    GRAD = 3e-2 normwise per tensor (measured 9.1e-3 to 1.3e-2 over the 25 tensors). A wrong kernel (a sign, a missing term, a wrong tile) puts a
 //    tensor's gradient off by O(1).
 // Measured errors are appended to L2E_GPU_ERRORS when set (with the op suite's).
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readSafetensorsHeader, readTensorF32 } from '../../src/model/safetensors.js';
 import { hasTinyMha, relError, repoRoot, skipNote, tinyMha } from '../helpers/fixture.js';
-import { makeTempDir, removeTempDirs } from '../helpers/tinyModel.js';
+import { makeTempDir } from '../helpers/tinyModel.js';
 import { cudaDevice, emulated, gpu, gpuNote } from './gpu-helpers.js';
 
 const EMB = 2e-2;
@@ -39,8 +39,6 @@ function tensors(file: string): Map<string, Float32Array> {
 const note = !hasTinyMha ? skipNote('fixtures/tiny-mha') : built ? gpuNote : '(skipped: run `npm run build:ts` first)';
 
 describe.skipIf(!gpu.usable || !hasTinyMha || !built)(`fixture harness on CUDA ${note}`, () => {
-  afterAll(() => removeTempDirs());
-
   it('--device cuda: embeddings, loss and every gradient within bf16 bounds of the fp32 reference', () => {
     const out = join(makeTempDir(), 'cuda.safetensors');
     const r = spawnSync(process.execPath, [script, tinyMha, out, '--device', cudaDevice], { encoding: 'utf8' });

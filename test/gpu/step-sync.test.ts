@@ -8,7 +8,7 @@
 //    steps the fp32 master exactly as the CPU steps its weights (bitwise), the gradient norm too;
 //  - a non-finite gradient skips the update on the device: weights and moments unchanged,
 //    gradients zeroed.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NativeModel, NativeModelConfig } from '../../src/model/embedding-model.js';
@@ -20,7 +20,7 @@ import { Trainer, type TrainerOptions } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/random.js';
 import { checkSpentGradients } from '../helpers/spentGradients.js';
 import { topicData } from '../helpers/trainData.js';
-import { makeTempDir, removeTempDirs, sharedTokenizer, writeTinyModel } from '../helpers/tinyModel.js';
+import { makeTempDir, sharedTokenizer, writeTinyModel } from '../helpers/tinyModel.js';
 import { cudaDevice, emulated, gpu, gpuNote, type GpuAddon, randomWeights } from './gpu-helpers.js';
 
 interface HostSyncs {
@@ -43,7 +43,6 @@ describe.skipIf(!emulated || !hasTokenizer)(`host synchronisations per CUDA trai
     dataFile = join(root, 'data.jsonl');
     writeFileSync(dataFile, topicData(8, 24, 3).rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   });
-  afterAll(() => removeTempDirs());
 
   /** Counts between the onStep of each step and the next one's: the whole of steps 2 and 3. */
   async function perStep(options: TrainerOptions): Promise<HostSyncs[]> {
