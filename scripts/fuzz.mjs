@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // npm run fuzz -- [--seconds N] [--target a,b] [--seed S] [--keep] [--sanitize] [--report FILE]
 // Runs each fuzz target of test/fuzz/targets.ts for N seconds (default 30) in a vitest worker
-// (test/fuzz/fuzz.run.ts). --sanitize runs them against the ASan + UBSan addon (build-asan/, built
+// (test/fuzz/fuzz.run.ts). --sanitize runs them against the ASan + UBSan addon (build-asan-emu/, built
 // if needed), so native loading is checked for out-of-bounds reads too. --keep adds inputs that
 // reached new coverage to test/fuzz/corpus/. Findings go to test/fuzz/crashes/<target>/ and fail the
 // run; an input that crashed the process (native code) is found in the state folder and kept too.

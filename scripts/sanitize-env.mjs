@@ -1,4 +1,4 @@
-// The ASan + UBSan addon (build-asan/) and the environment that runs Node against it; shared by
+// The ASan + UBSan addon (build-asan-emu/) and the environment that runs Node against it; shared by
 // scripts/test-sanitize.mjs (the test suite) and scripts/fuzz.mjs --sanitize (the fuzz pass).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -21,20 +21,20 @@ function runtime(name) {
 }
 
 /**
- * Builds (incrementally) the ASan + UBSan addon with -DL2E_SANITIZE=ON and returns its path: CPU only
- * in build-asan/, or with `emulateCuda` the CUDA backend in CPU emulation in build-asan-emu/ (its own
- * folder, so neither build undoes the other; the test addon is then at testingAddonOf(addon)).
- * L2E_SANITIZE_CMAKE adds cmake-js flags to either.
+ * Builds (incrementally) the ASan + UBSan addon with -DL2E_SANITIZE=ON into build-asan-emu/ and returns
+ * its path: the CPU backend, and the CUDA backend in CPU emulation (native/cuda/emulation), so one
+ * build serves the test suite, the GPU suites and the fuzz pass (the test addon is at
+ * testingAddonOf(addon)). Its CPU code is a CPU-only build's, less native/core/cuda_unavailable.cpp (the
+ * stand-ins of a build without CUDA). L2E_SANITIZE_CMAKE adds cmake-js flags.
  */
-export function buildSanitized({ emulateCuda = false } = {}) {
-  const out = emulateCuda ? 'build-asan-emu' : 'build-asan';
-  const extra = [...(emulateCuda ? ['--CDL2E_CUDA_EMULATE=1'] : []), ...(process.env.L2E_SANITIZE_CMAKE || '').split(/\s+/).filter(Boolean)];
+export function buildSanitized() {
+  const out = 'build-asan-emu';
+  const extra = ['--CDL2E_CUDA_EMULATE=1', ...(process.env.L2E_SANITIZE_CMAKE || '').split(/\s+/).filter(Boolean)];
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   console.error(`sanitizers: building ${out}/ (ASan + UBSan)${extra.length ? ` with ${extra.join(' ')}` : ''}`);
   const build = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', out, '--CDL2E_SANITIZE=ON', ...extra], {
     cwd: root,
     stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, L2E_CUDA: process.env.L2E_SANITIZE_CUDA ?? '0', L2E_CUDA_EMULATE: emulateCuda ? '1' : '0' },
   });
   if (build.status !== 0) process.exit(build.status ?? 1);
   const addon = join(root, out, 'Release', 'l2e.node');

@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 // npm run test:sanitize [-- --gpu] [-- vitest args, e.g. test/knn.test.ts]
-// 1. builds the addon with ASan + UBSan into build-asan/ (cmake-js, -DL2E_SANITIZE=ON, CPU only); with
-//    --gpu, the CUDA backend in CPU emulation (native/cuda/emulation) into build-asan-emu/ instead;
+// 1. builds the addon with ASan + UBSan into build-asan-emu/ (cmake-js, -DL2E_SANITIZE=ON: the CPU
+//    backend, and the CUDA backend in CPU emulation, native/cuda/emulation);
 // 2. runs the test suite with libasan (and libubsan) preloaded into every process it starts and
-//    L2E_ADDON pointing at that build, so every test that reaches native code runs under the
-//    sanitizers, CLI child processes included; with --gpu, the GPU suites (test/gpu, or the files
-//    named) with the test addon of that build as well (L2E_TESTING_ADDON), and a skipped test fails
-//    the run as in CI;
+//    L2E_ADDON and L2E_TESTING_ADDON pointing at that build, so every test that reaches native code
+//    runs under the sanitizers, CLI child processes included; with --gpu, the GPU suites (test/gpu,
+//    or the files named), where a skipped test fails the run as in CI;
 // 3. any sanitizer report fails the run: ASan/UBSan stop the process at the first report
 //    (halt_on_error, -fno-sanitize-recover), LeakSanitizer runs after each test file
 //    (test/sanitize/setup.ts) with test/sanitize/lsan.supp for Node's own allocations.
@@ -20,7 +19,7 @@ const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)}s`;
 const gpu = process.argv.includes('--gpu');
 const rest = process.argv.slice(2).filter((a) => a !== '--gpu');
-const addon = buildSanitized({ emulateCuda: gpu });
+const addon = buildSanitized();
 console.error(`test:sanitize: build done (${elapsed()})`);
 // the test addon of the same build too: the tests that call kernels directly (gradcheck, gemm, the
 // precision kernels, the op table) then run them instrumented
@@ -31,6 +30,9 @@ if (gpu) {
   report = join(mkdtempSync(join(tmpdir(), 'l2e-sanitize-')), 'results.json');
   args.push('--reporter=default', '--reporter=json', `--outputFile.json=${report}`);
   if (!rest.some((a) => !a.startsWith('-'))) args.push('test/gpu');
+} else if (!rest.some((a) => !a.startsWith('-'))) {
+  // the build runs the GPU suites too (on the emulation), but those are --gpu's run
+  args.push('--exclude', 'test/gpu/**');
 }
 args.push(...rest);
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');

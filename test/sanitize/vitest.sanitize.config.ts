@@ -1,7 +1,6 @@
-// `npm run test:sanitize` (scripts/test-sanitize.mjs): the test suite against the ASan + UBSan addon
-// in build-asan/ (L2E_ADDON), or with --gpu the GPU suites against the ASan + UBSan CUDA emulation in
-// build-asan-emu/ (L2E_ADDON, L2E_TESTING_ADDON), with a LeakSanitizer check after every test file
-// (setup.ts).
+// `npm run test:sanitize` (scripts/test-sanitize.mjs): the test suite, or with --gpu the GPU suites,
+// against the ASan + UBSan addon in build-asan-emu/ (L2E_ADDON, L2E_TESTING_ADDON: the CPU backend and
+// the CUDA emulation), with a LeakSanitizer check after every test file (setup.ts).
 import { defineConfig, mergeConfig } from 'vitest/config';
 import base from '../../vitest.config.js';
 
