@@ -4,11 +4,11 @@
 // compiled once (`nvcc -c -Xptxas -v --keep`: object, PTX and ptxas report from one run) and every check
 // reads that. The toolkit runs without the sanitizer runtime that `npm run test:sanitize` preloads (nvcc
 // is not our code, and crashes under it); that run leaves this file out (test/sanitize/vitest.sanitize.config.ts).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const toolEnv: NodeJS.ProcessEnv = { ...process.env };
 delete toolEnv['LD_PRELOAD'];
@@ -28,20 +28,38 @@ interface Compiled {
   log: string;
 }
 const dirs: string[] = [];
-const compiled = new Map<string, Compiled>();
-/** native/cuda/<file>.cu compiled for `gencodes`, once per (file, gencodes). */
-function compile(file: string, gencodes: string[]): Compiled {
-  const key = `${file} ${gencodes.join(' ')}`;
-  const done = compiled.get(key);
-  if (done) return done;
+const compiled = new Map<string, Promise<Compiled>>();
+const ready = new Map<string, Compiled>();
+const keyOf = (file: string, gencodes: string[]): string => `${file} ${gencodes.join(' ')}`;
+/** native/cuda/<file>.cu compiled for `gencodes`, once per (file, gencodes), in a child process. */
+function compileAsync(file: string, gencodes: string[]): Promise<Compiled> {
+  const key = keyOf(file, gencodes);
+  const started = compiled.get(key);
+  if (started) return started;
   const dir = mkdtempSync(join(tmpdir(), 'l2e-nvcc-'));
   dirs.push(dir);
   const obj = join(dir, `${file}.o`);
-  const r = spawnSync('nvcc', ['-c', ...nvccArgs, ...gencodes, '-Xptxas', '-v', '--keep', '--keep-dir', dir, `native/cuda/${file}.cu`, '-o', obj], { encoding: 'utf8', env: toolEnv });
-  if (r.status !== 0) throw new Error(`nvcc failed on native/cuda/${file}.cu:\n${r.stderr}`);
-  const ptx = join(dir, `${file}.ptx`);  // with several architectures: <file>.compute_NN.ptx each
-  const out = { obj, ptx: existsSync(ptx) ? readFileSync(ptx, 'utf8') : '', log: r.stderr };
-  compiled.set(key, out);
+  const args = ['-c', ...nvccArgs, ...gencodes, '-Xptxas', '-v', '--keep', '--keep-dir', dir, `native/cuda/${file}.cu`, '-o', obj];
+  const done = new Promise<Compiled>((resolve, reject) => {
+    const child = spawn('nvcc', args, { env: toolEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (log += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`nvcc failed on native/cuda/${file}.cu:\n${log}`));
+      const ptx = join(dir, `${file}.ptx`);  // with several architectures: <file>.compute_NN.ptx each
+      const out = { obj, ptx: existsSync(ptx) ? readFileSync(ptx, 'utf8') : '', log };
+      ready.set(key, out);
+      resolve(out);
+    });
+  });
+  compiled.set(key, done);
+  return done;
+}
+/** The compile of (file, gencodes), done by the beforeAll below. */
+function compile(file: string, gencodes: string[]): Compiled {
+  const out = ready.get(keyOf(file, gencodes));
+  if (!out) throw new Error(`native/cuda/${file}.cu (${gencodes.join(' ')}) was not compiled before the tests: add it to the list in beforeAll`);
   return out;
 }
 afterAll(() => {
@@ -60,6 +78,26 @@ const sm90aKernels = [
 /** Every sm_90a kernel: the forwards above and the wgmma backward (attention_bwd_sm90.cu, hd 64 and 128 in 2 and 3 stages,
  * loaded by cp.async or by a TMA producer warp; and in 2 stages with the producer, adding dQ by TMA reduce-add). */
 const sm90aAll = [...sm90aKernels, { file: 'attention_bwd_sm90', kernel: 'flash_bwd_sm90_kernel', instances: 10 }];
+
+// The sm80 kernels near 255 registers, in the sm_80 and sm_90 images: the forward's instances (the
+// default at hd 64 and 128 and the tile variants, kFwdVariants in attention_fwd.cu), whose 32-row warps
+// hold 128 O and 64 S registers and spilled on one architecture or the other until the S loop was left
+// rolled and O's rescale skipped when no row's max grew; the split-layout backward (dK, dV: 128).
+const sm80Kernels = [
+  { file: 'attention_fwd', kernel: 'flash_fwd_kernel', instances: 9 },
+  { file: 'attention_bwd_split', kernel: 'flash_bwd_split_kernel', instances: 1 },
+];
+
+// Every compile the checks below read, before them, as many at once as there are cores (one nvcc is one
+// process): 43 s one after another on 2 cores.
+beforeAll(async () => {
+  if (!nvcc) return;
+  const jobs: [string, string[]][] = [...sm90aAll.map((k): [string, string[]] => [k.file, sm90a]), ...sm80Kernels.map((k): [string, string[]] => [k.file, sm80and90])];
+  const worker = async (): Promise<void> => {
+    for (let job = jobs.shift(); job; job = jobs.shift()) await compileAsync(...job);
+  };
+  await Promise.all(Array.from({ length: Math.min(availableParallelism(), jobs.length) }, worker));
+}, 600_000);
 
 /** Function name -> SASS text, for the functions of the sm_90a image whose name contains `kernel`. */
 function sm90aFunctions(sass: string, kernel: string): Map<string, string> {
@@ -181,14 +219,6 @@ describe.skipIf(!nvcc)(`attention kernel registers ${nvcc ? '' : '(skipped: nvcc
     const notes = compile(file, sm90a).log.split('\n').filter((line) => /Potential Performance Loss/.test(line));
     expect(notes).toEqual([]);
   }, 600_000);
-  // The sm80 kernels near 255 registers, in the sm_80 and sm_90 images: the forward's instances (the
-  // default at hd 64 and 128 and the tile variants, kFwdVariants in attention_fwd.cu), whose 32-row warps
-  // hold 128 O and 64 S registers and spilled on one architecture or the other until the S loop was left
-  // rolled and O's rescale skipped when no row's max grew; the split-layout backward (dK, dV: 128).
-  const sm80Kernels = [
-    { file: 'attention_fwd', kernel: 'flash_fwd_kernel', instances: 9 },
-    { file: 'attention_bwd_split', kernel: 'flash_bwd_split_kernel', instances: 1 },
-  ];
   it.each(sm80Kernels)('ptxas spills no register of the kernels of $file (sm_80 and sm_90 images)', ({ file, kernel, instances }) => {
     // ptxas -v names each function once per image: count the reports, not the distinct names
     const reports = [...compile(file, sm80and90).log.matchAll(/Function properties for (\S+)\n\s*\d+ bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/g)].filter((m) => m[1]!.includes(kernel));
