@@ -77,7 +77,8 @@ constexpr int kThreads = kConsumers + 128;     // + the producer warpgroup
 constexpr int kConsumerRegs = 240, kProducerRegs = 24;
 static_assert(2 * 128 * kConsumerRegs + 128 * kProducerRegs <= 65536, "the register file of one SM");
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr uint32_t kAtomQ = kRows * 128;  // one swizzle-atom column of the Q tile: 16 KiB
+// maybe_unused: the sm_80-sm_90 images of this file compile its kernel to nothing (sm_90a only)
+[[maybe_unused]] constexpr uint32_t kAtomQ = kRows * 128;  // one swizzle-atom column of the Q tile: 16 KiB
 
 // Q, kStages x (K, V), 1 + 3 kStages + 2 mbarriers (the last two: ping-pong turns), and slack to align
 // the tiles to 1024 bytes
