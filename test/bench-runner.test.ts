@@ -149,6 +149,7 @@ describe('bench/precision.mjs', () => {
     const out = join(dir, 'precision.json');
     await run(process.execPath, [script, '--quick', '--texts', '4', '--passes', '1', '--precisions', 'fp32,fp32@scalar', '--llama', 'none', '--json', out], {
       cwd: repoRoot,
+      env: { ...process.env, TMPDIR: dir },  // its random weights, kept in the temp folder, go with `dir`
     });
     const { rows, ops } = JSON.parse(readFileSync(out, 'utf8')) as {
       rows: { engine: string; isa: string; minCos: number }[];
