@@ -12,7 +12,7 @@ import { testingAddon, testingAddonPath } from './helpers/testing-addon.mjs';
 // every export of native/testing/*.cpp
 const HOOKS = [
   'arenaReplay', 'backendOp', 'backendOps', 'benchOp', 'benchOps', 'cudaAttentionVariants', 'cudaBenchAttention', 'cudaPoolMallocs',
-  'cudaPoolPeakReserved', 'gemmKernel', 'gradcheck',
+  'cudaPoolPeakLive', 'cudaPoolPeakReserved', 'gemmKernel', 'gradcheck',
   'gradcheckAdamw', 'gradcheckFloat', 'gradcheckInfonce', 'gradcheckOps', 'lowpKernels', 'lowpLinear', 'opTimings', 'packWeights',
   'resetOpTimings', 'setGemmKernel', 'setOpTiming', 'sgemm', 'sgemmPackedWeights',
 ];

@@ -115,6 +115,9 @@ uint64_t cuda_pool_malloc_count();
 // The most bytes the CUDA backends' pools have held in cudaMalloc'd segments at once (0 without CUDA);
 // reset: the peak starts again from the bytes held now (the value returned is the one before).
 uint64_t cuda_pool_peak_reserved(bool reset);
+// The same for the bytes in blocks the pools have handed out and not had back (the live tensors; what
+// torch.cuda.max_memory_allocated() counts of PyTorch's caching allocator): its peak, reset alike.
+uint64_t cuda_pool_peak_live(bool reset);
 
 std::unique_ptr<Backend> make_cpu_backend();
 // Throws Error with a clear message when the CUDA backend is not compiled in or no GPU is usable.

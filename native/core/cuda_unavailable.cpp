@@ -11,6 +11,7 @@ CudaStatus cuda_status() {
 
 uint64_t cuda_pool_malloc_count() { return 0; }
 uint64_t cuda_pool_peak_reserved(bool) { return 0; }
+uint64_t cuda_pool_peak_live(bool) { return 0; }
 
 std::vector<std::string> cuda_attention_variants() { return {}; }
 

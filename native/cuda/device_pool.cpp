@@ -11,10 +11,26 @@ namespace l2e {
 namespace cuda {
 
 std::atomic<uint64_t> g_device_mallocs{0};
-// bytes in every pool's segments now, and their peak (since the last cuda_pool_peak_reserved(true))
-std::atomic<uint64_t> g_reserved_now{0}, g_reserved_peak{0};
 
 namespace {
+// A byte count over every pool of the process, now and its peak since the last read(true).
+struct PeakCounter {
+  std::atomic<uint64_t> now{0}, peak{0};
+  void add(size_t before, size_t after) {  // the change wraps modulo 2^64 when it is a decrease
+    const uint64_t change = uint64_t(after) - uint64_t(before);
+    const uint64_t total = now.fetch_add(change, std::memory_order_relaxed) + change;
+    for (uint64_t p = peak.load(std::memory_order_relaxed); total > p;)
+      if (peak.compare_exchange_weak(p, total, std::memory_order_relaxed)) break;
+  }
+  uint64_t read(bool reset) {
+    const uint64_t p = peak.load(std::memory_order_relaxed);
+    if (reset) peak.store(now.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    return p;
+  }
+};
+// bytes in the pools' cudaMalloc'd segments (cached free blocks included), and in blocks handed out
+PeakCounter g_reserved, g_live;
+
 ArenaOptions arena_options(bool split) {
   ArenaOptions o;
 #ifdef L2E_CUDA_EMULATION
@@ -55,20 +71,19 @@ DevicePool::DevicePool(cudaStream_t s, bool split)
                          }},
              arena_options(split)) {}
 
-// adds the change of this pool's reserved bytes to the process's total and its peak
-void DevicePool::report_reserved() {
-  const size_t now = arena_.stats().reserved;
-  if (now == reported_) return;
-  const uint64_t total = g_reserved_now.fetch_add(now - reported_, std::memory_order_relaxed) + (now - reported_);
-  reported_ = now;
-  for (uint64_t peak = g_reserved_peak.load(std::memory_order_relaxed); total > peak;)
-    if (g_reserved_peak.compare_exchange_weak(peak, total, std::memory_order_relaxed)) break;
+// adds the change of this pool's reserved and live bytes to the process's totals and their peaks
+void DevicePool::report() {
+  const ArenaStats& st = arena_.stats();
+  if (st.reserved != reported_reserved_) g_reserved.add(reported_reserved_, st.reserved);
+  if (st.live != reported_live_) g_live.add(reported_live_, st.live);
+  reported_reserved_ = st.reserved;
+  reported_live_ = st.live;
 }
 
 void* DevicePool::alloc(size_t bytes) {
   const uintptr_t p = arena_.alloc(bytes);
   const ArenaStats& st = arena_.stats();
-  report_reserved();
+  report();
   if (!p) {
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
@@ -80,6 +95,7 @@ void* DevicePool::alloc(size_t bytes) {
 void DevicePool::free(void* p) {
   if (!p) return;
   const size_t bytes = arena_.free(reinterpret_cast<uintptr_t>(p));
+  report();
 #ifdef L2E_CUDA_EMULATION
   if (bytes) cudaMemsetAsync(p, 0xff, bytes, stream_);  // a reused block reads as NaN until written
 #else
@@ -89,15 +105,13 @@ void DevicePool::free(void* p) {
 
 DevicePool::~DevicePool() {
   cudaStreamSynchronize(stream_);
-  g_reserved_now.fetch_sub(reported_, std::memory_order_relaxed);  // the arena frees every segment next
+  g_reserved.add(reported_reserved_, 0);  // the arena frees every segment next
+  g_live.add(reported_live_, 0);
 }
 
 }  // namespace cuda
 
 uint64_t cuda_pool_malloc_count() { return cuda::g_device_mallocs.load(std::memory_order_relaxed); }
-uint64_t cuda_pool_peak_reserved(bool reset) {
-  const uint64_t peak = cuda::g_reserved_peak.load(std::memory_order_relaxed);
-  if (reset) cuda::g_reserved_peak.store(cuda::g_reserved_now.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  return peak;
-}
+uint64_t cuda_pool_peak_reserved(bool reset) { return cuda::g_reserved.read(reset); }
+uint64_t cuda_pool_peak_live(bool reset) { return cuda::g_live.read(reset); }
 }  // namespace l2e

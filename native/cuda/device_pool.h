@@ -37,9 +37,10 @@ class DevicePool {
 
  private:
   cudaStream_t stream_;
-  void report_reserved();
+  void report();
   cudaError_t last_error_ = cudaSuccess;  // of the last failed cudaMalloc
-  size_t reported_ = 0;                    // reserved bytes added to the process's total
+  size_t reported_reserved_ = 0;           // reserved and live bytes added to the process's totals
+  size_t reported_live_ = 0;
   BlockArena arena_;
 };
 

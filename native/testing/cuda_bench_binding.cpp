@@ -9,8 +9,9 @@
 // ended by a stream synchronisation. flops counts the causal half: 4·S²·hd·nh/2 per sequence for the
 // forward, 3.5× that for forward + backward (the convention of shared/bench/reference_stack.py).
 // CUDA builds only (bench/gpu-bench.mjs). Also cudaPoolMallocs(): the pools' cudaMalloc calls so far,
-// and cudaPoolPeakReserved(reset?): the most bytes the pools have held in segments at once (reset: the
-// peak starts again from the bytes held now; the value before is returned).
+// cudaPoolPeakReserved(reset?): the most bytes the pools have held in segments at once (reset: the
+// peak starts again from the bytes held now; the value before is returned), and cudaPoolPeakLive(reset?)
+// the same for the bytes in blocks handed out (torch.cuda.max_memory_allocated's measure).
 #include <napi.h>
 
 #include <algorithm>
@@ -106,6 +107,11 @@ Napi::Value CudaPoolPeakReserved(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(cuda_pool_peak_reserved(info.Length() > 0 && info[0].ToBoolean().Value())));
 }
 
+// cudaPoolPeakLive(reset?: boolean) -> bytes (0 without CUDA)
+Napi::Value CudaPoolPeakLive(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(cuda_pool_peak_live(info.Length() > 0 && info[0].ToBoolean().Value())));
+}
+
 // cudaAttentionVariants() -> string[] (see the header)
 Napi::Value CudaAttentionVariants(const Napi::CallbackInfo& info) {
   const std::vector<std::string> names = cuda_attention_variants();
@@ -118,6 +124,7 @@ void register_cuda_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaBenchAttention", Napi::Function::New(env, CudaBenchAttention, "cudaBenchAttention"));
   exports.Set("cudaPoolMallocs", Napi::Function::New(env, CudaPoolMallocs, "cudaPoolMallocs"));
   exports.Set("cudaPoolPeakReserved", Napi::Function::New(env, CudaPoolPeakReserved, "cudaPoolPeakReserved"));
+  exports.Set("cudaPoolPeakLive", Napi::Function::New(env, CudaPoolPeakLive, "cudaPoolPeakLive"));
   exports.Set("cudaAttentionVariants", Napi::Function::New(env, CudaAttentionVariants, "cudaAttentionVariants"));
 }
 
