@@ -5,7 +5,7 @@
 // option as the caller knows it.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { checkpointsToKeep, listCheckpoints, listRunCheckpoints, readTrainerState } from '../src/train/checkpoint.js';
@@ -136,6 +136,21 @@ describe('Trainer runs and their output folder', () => {
     expect(r.result).toMatchObject({ stoppedBy: 'maxSteps', step: 4, startStep: 4, modelDir: out });
     expect(readFileSync(join(out, 'model.safetensors'))).toEqual(readFileSync(join(out, 'checkpoint-4', 'model.safetensors')));
     expect(readRunRecord(out)?.finalModelStep).toBe(4);
+  });
+
+  it("a kill while pruning after the last checkpoint: the resume that writes only the final model removes the dead run's leftovers", async () => {
+    const out = makeTempDir();
+    await fitRun({ maxSteps: 4, outputDir: out, saveSteps: 1 }, { abortAt: 4 });
+    const dead = 2 ** 22 + 12345; // above Linux's default pid_max: no such process
+    const leftovers = [`.checkpoint-1.del-${dead}`, `.checkpoint-5.tmp-${dead}`];
+    for (const name of leftovers) {
+      mkdirSync(join(out, name));
+      writeFileSync(join(out, name, 'model.safetensors'), 'x');
+    }
+    const r = await fitRun({ maxSteps: 4, outputDir: out, saveSteps: 1, resume: true });
+    expect(r.steps).toEqual([]);
+    expect(r.result).toMatchObject({ stoppedBy: 'maxSteps', step: 4, modelDir: out });
+    expect(readdirSync(out).filter((n) => n.startsWith('.'))).toEqual([]);
   });
 
   it('resuming with other settings or data is refused, naming each difference; allowChangedConfig continues with the new ones', async () => {

@@ -205,7 +205,7 @@ export function pruneCheckpoints(
 /**
  * Removes a checkpoint folder so that no half-removed one is ever taken for a checkpoint: it is first
  * renamed out of the checkpoint names (`.checkpoint-N.del-PID`, one atomic step), then deleted; a kill
- * in between leaves only the dot-named folder, which the next checkpoint write removes.
+ * in between leaves only the dot-named folder, which the next run in the folder (or checkpoint write) removes.
  */
 function removeCheckpointFolder(dir: string): void {
   const m = CHECKPOINT_RE.exec(basename(dir));
