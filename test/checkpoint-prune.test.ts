@@ -1,7 +1,7 @@
 // Pruning old checkpoints never leaves a half-removed checkpoint-N folder that a later run (or a
 // reader) would take for a checkpoint: a kill in the middle of the removal is simulated by an rmSync
 // that deletes one file of the folder and then fails. The folder is renamed out of the checkpoint
-// names first (.checkpoint-N.del-PID); the next checkpoint write removes such leftovers of a dead run.
+// names first (.checkpoint-N.del-PID); the next run in the folder removes such leftovers of a dead run.
 import { describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -48,7 +48,7 @@ describe('pruneCheckpoints under a kill', () => {
     expect(readdirSync(out).filter((n) => n.startsWith('.'))).toEqual([`.checkpoint-1.del-${process.pid}`]);
   });
 
-  it("the leftovers of a dead run's removal are removed by the next checkpoint write", () => {
+  it("the leftovers of a dead run's removal are removed by the next run in the folder", () => {
     const out = makeTempDir('l2e-prune-');
     fakeCheckpoint(out, 5, 'run-b');
     const dead = 2 ** 22 + 12345; // above Linux's default pid_max: no such process

@@ -205,7 +205,8 @@ export function pruneCheckpoints(
 /**
  * Removes a checkpoint folder so that no half-removed one is ever taken for a checkpoint: it is first
  * renamed out of the checkpoint names (`.checkpoint-N.del-PID`, one atomic step), then deleted; a kill
- * in between leaves only the dot-named folder, which the next run in the folder (or checkpoint write) removes.
+ * in between leaves only the dot-named folder, which the next run in the folder removes
+ * (removeStaleCheckpointTemps, called as a run starts).
  */
 function removeCheckpointFolder(dir: string): void {
   const m = CHECKPOINT_RE.exec(basename(dir));
@@ -238,7 +239,6 @@ export function saveCheckpoint(outputDir: string, step: number, c: CheckpointCon
   const tmp = join(outputDir, `.checkpoint-${step}.tmp-${process.pid}`);
   try {
     mkdirSync(outputDir, { recursive: true });
-    removeStaleCheckpointTemps(outputDir);
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp);
     saveModel(c.model, tmp, { tokenizerFiles: c.tokenizerFiles, tokenizerDir: c.tokenizerDir, temperature: c.temperature, requireFinite: true });

@@ -8,7 +8,7 @@
 // overwriting, a resume must match the checkpoint's settings, and nothing is written when there is
 // nothing left to do. Disk space is checked before anything is written (a checkpoint holds the weights
 // and two AdamW moments: about 3 × the model).
-import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel } from '../model/embedding-model.js';
 import { countLines, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
@@ -185,9 +185,9 @@ export class Trainer {
       this.checkDisk(numel);
       const record = readRunRecord(o.outputDir);
       if (record?.runId !== this.run.id) writeRunRecord(o.outputDir, { runId: this.run.id, startedAt: this.run.startedAt, finalModelStep: null });
-      // a killed run's half-written or half-removed checkpoint folders: gone now, even if this run
-      // writes no checkpoint (a resume at the last step only writes the final model)
-      if (existsSync(o.outputDir)) removeStaleCheckpointTemps(o.outputDir);
+      // a killed run's half-written or half-removed checkpoint folders, once, as the run takes the
+      // folder: a resume at the last step writes no checkpoint, only the final model
+      removeStaleCheckpointTemps(o.outputDir);
     }
 
     const rowsPerEpoch = await estimateRows(data);
