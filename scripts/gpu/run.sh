@@ -12,6 +12,9 @@
 #   into ours.json,
 #   COMPILED_S=seconds (COMPILED_MODELS): the torch.compile reference too, last,
 #   L2E_SHARED=folder: the shared fixtures and pools (default .gpu/shared, linked as ../shared).
+#   DEADLINE=epoch seconds (scripts/gpu/loan.sh sets it): each stage's limit is also cut to what is left
+#   before it less the time kept for the stages after it (keep_ours, keep_ref below), so that
+#   a stage that hangs cannot leave the ratio table without its two halves,
 #   L2E_CUDA_POOL=nosplit: the device pool without the block arena (each block its own cudaMalloc, the
 #   policy before it), for a before/after of the recipe rows' cuda_mallocs_in_timed_steps and pool_reserved_peak_GiB.
 # Stops at once, with the reason, when CUDA is not usable (driver, cuBLAS, an addon without CUDA or
@@ -29,6 +32,15 @@ PHASE=${1:-all}
 [ "$PHASE" = tests ] && SKIP_OURS=1 && SKIP_REF=1
 RES=${OUT:-/tmp/l2e-gpu}
 mkdir -p "$RES"
+# limit DEFAULT_S KEEP_S: a stage's time limit, DEFAULT_S, or less under DEADLINE so that KEEP_S seconds
+# remain after it (at least 10 s); what DEADLINE keeps for our rows and for the reference stack:
+keep_ours=90 keep_ref=120
+limit() {
+  if [ -z "${DEADLINE:-}" ]; then echo "$1"; return; fi
+  local left=$(( DEADLINE - $(date +%s) - $2 ))
+  [ "$left" -ge 10 ] || left=10
+  [ "$left" -lt "$1" ] && echo "$left" || echo "$1"
+}
 export L2E_ADDON=${L2E_ADDON:-$PWD/build/Release/l2e.node}
 # the test addon the GPU suites load (test/helpers/testing-addon.mjs), packed by gpu-pack.sh
 if [ -z "${L2E_TESTING_ADDON:-}" ] && [ -f .gpu/testing/l2e_testing.node.xz ]; then
@@ -76,9 +88,10 @@ grep '^SASS' "$RES/env.txt"
 if [ -z "${SKIP_TESTS:-}" ]; then
   echo "== GPU tests"
   # the SASS test compiles with nvcc (CPU only): it runs beside the GPU suites
-  timeout "${TESTS_S:-420}" node node_modules/vitest/vitest.mjs run test/cuda-build.test.ts test/cuda-compile.test.ts > "$RES/sass-test.log" 2>&1 &
+  tests_s=$(limit "${TESTS_S:-420}" $((keep_ours + keep_ref)))
+  timeout "$tests_s" node node_modules/vitest/vitest.mjs run test/cuda-build.test.ts test/cuda-compile.test.ts > "$RES/sass-test.log" 2>&1 &
   sass=$!
-  timeout "${TESTS_S:-420}" node node_modules/vitest/vitest.mjs run test/gpu 2>&1 | tee "$RES/gpu-tests.log" | grep -v "^ *✓" | tail -60
+  timeout "$tests_s" node node_modules/vitest/vitest.mjs run test/gpu 2>&1 | tee "$RES/gpu-tests.log" | grep -v "^ *✓" | tail -60
   wait "$sass"
   echo "== test/cuda-build.test.ts test/cuda-compile.test.ts (exit $?)" | tee -a "$RES/gpu-tests.log"
   cat "$RES/sass-test.log" >> "$RES/gpu-tests.log" && rm -f "$RES/sass-test.log"
@@ -86,18 +99,18 @@ if [ -z "${SKIP_TESTS:-}" ]; then
 fi
 if [ -z "${SKIP_OURS:-}" ]; then
   echo "== ours"
-  if ! POOLS_DIR=$SHARED/data/pools timeout "${OURS_S:-200}" node bench/gpu-bench.mjs --out "$RES/ours.json" > "$RES/ours.log" 2>&1; then
+  if ! POOLS_DIR=$SHARED/data/pools timeout "$(limit "${OURS_S:-200}" "$keep_ref")" node bench/gpu-bench.mjs --out "$RES/ours.json" > "$RES/ours.log" 2>&1; then
     tail -30 "$RES/ours.log"
     # a kernel fault ends the CUDA context: once more on the sm_80 attention kernel alone
     echo "== ours failed; again with L2E_CUDA_ATTENTION=sm80"
-    L2E_CUDA_ATTENTION=sm80 GPU_BENCH_KERNELS=sm80 POOLS_DIR=$SHARED/data/pools timeout "${OURS_S:-200}" node bench/gpu-bench.mjs --out "$RES/ours-sm80.json" >> "$RES/ours.log" 2>&1
+    L2E_CUDA_ATTENTION=sm80 GPU_BENCH_KERNELS=sm80 POOLS_DIR=$SHARED/data/pools timeout "$(limit "${OURS_S:-200}" "$keep_ref")" node bench/gpu-bench.mjs --out "$RES/ours-sm80.json" >> "$RES/ours.log" 2>&1
     [ -f "$RES/ours.json" ] || cp "$RES/ours-sm80.json" "$RES/ours.json" 2>/dev/null
   fi
   grep -v "^  " "$RES/ours.log" | tail -40
 fi
 if [ -z "${SKIP_OURS:-}" ] && [ -z "${SKIP_SWEEP:-}" ]; then
   echo "== attention tile variants: sm80, sm90wg2/sm90pp, the wgmma backward (gpu-bench --sweep: its figures join ours.json)"
-  timeout "${SWEEP_S:-120}" node bench/gpu-bench.mjs --sweep --out "$RES/ours.json" > /tmp/l2e-sweep.log 2>&1
+  timeout "$(limit "${SWEEP_S:-120}" "$keep_ref")" node bench/gpu-bench.mjs --sweep --out "$RES/ours.json" > /tmp/l2e-sweep.log 2>&1
   echo "(exit $?)"; cat /tmp/l2e-sweep.log >> "$RES/ours.log"; grep -v "^fwd \|^bwd \|^wg2 \|^pp \|^bwd90 " /tmp/l2e-sweep.log | tail -70
 fi
 if [ -z "${SKIP_OURS:-}" ] && [ -n "${EXTRA:-}" ]; then
@@ -105,7 +118,7 @@ if [ -z "${SKIP_OURS:-}" ] && [ -n "${EXTRA:-}" ]; then
   # merged into ours.json
   echo "== ours, more rows: gpu-bench.mjs $EXTRA"
   # (EXTRA_KERNELS: its GPU_BENCH_KERNELS, e.g. a new kernel's by-name rows with EXTRA=--attention)
-  env POOLS_DIR="$SHARED/data/pools" ${EXTRA_KERNELS:+GPU_BENCH_KERNELS=$EXTRA_KERNELS} timeout "${EXTRA_S:-120}" \
+  env POOLS_DIR="$SHARED/data/pools" ${EXTRA_KERNELS:+GPU_BENCH_KERNELS=$EXTRA_KERNELS} timeout "$(limit "${EXTRA_S:-120}" "$keep_ref")" \
     node bench/gpu-bench.mjs $EXTRA --out "$RES/extra.json" >> "$RES/ours.log" 2>&1
   echo "(exit $?)"
   if [ -f "$RES/extra.json" ]; then
@@ -118,7 +131,7 @@ if [ -z "${SKIP_OURS:-}" ] && [ -n "${EXTRA:-}" ]; then
 fi
 if [ -z "${SKIP_REF:-}" ]; then
   echo "== reference stack (PyTorch + transformers, SDPA)"
-  MODELS=${MODELS:-warm:2,600m:2,1b:4} OUT="$RES" PYTHONUNBUFFERED=1 timeout "${REF_S:-330}" python3 "$SHARED/reference_stack.py" "$SHARED"/data/pools/*.json > "$RES/ref.log" 2>&1
+  MODELS=${MODELS:-warm:2,600m:2,1b:4} OUT="$RES" PYTHONUNBUFFERED=1 timeout "$(limit "${REF_S:-330}" 5)" python3 "$SHARED/reference_stack.py" "$SHARED"/data/pools/*.json > "$RES/ref.log" 2>&1
   echo "(exit $?)"; tail -15 "$RES/ref.log"
 fi
 if [ "$PHASE" != tests ]; then
