@@ -1,6 +1,8 @@
 // scripts/gpu/device-packages.cjs: the node_modules/ entries a GPU-machine run leaves behind
 // (scripts/gpu/pack.sh sets them aside so that a run stays under its 64 MiB), found by walking the
-// dependencies of the library and of vitest as Node resolves them.
+// dependencies of the library and of vitest as Node resolves them. (Named outside the test/gpu prefix:
+// `vitest run test/gpu` selects files by it, on the GPU machine too, where node_modules holds only what
+// the script keeps.)
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
