@@ -61,8 +61,8 @@ describe('demo report', () => {
     const text = demoReport(r, '/x');
     expect(text).not.toMatch(/metric\s+before\s+after/);
     expect(text).toContain(
-      'Not learned yet: after 20 steps the model retrieves held-out translations no better than the random model did ' +
-        '(top1 0.0700 vs 0.0780 before, top10 0.1200 vs 0.1110 before).\n' +
+      'Not learned yet: after 20 steps the model does not beat the random model on both top1 and top10 of the ' +
+        'held-out translations (top1 0.0700 vs 0.0780 before, top10 0.1200 vs 0.1110 before).\n' +
         'This is not a result: run more steps (the default --steps 3000 takes a few minutes on 2 cores).',
     );
   });

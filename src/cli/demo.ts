@@ -25,8 +25,8 @@ export function demoReport(r: DemoResult, output: string): string {
   const wrote = `wrote ${output}/{train.jsonl,test.jsonl,model/,metrics.json,loss.svg,metrics.svg}\n`;
   if (!demoLearned(r.before, r.after)) {
     return (
-      `\nNot learned yet: after ${r.losses.length} steps the model retrieves held-out translations no better than ` +
-      `the random model did (top1 ${f(r.after.top1)} vs ${f(r.before.top1)} before, top10 ${f(r.after.top10)} vs ${f(r.before.top10)} before).\n` +
+      `\nNot learned yet: after ${r.losses.length} steps the model does not beat the random model on both top1 and ` +
+      `top10 of the held-out translations (top1 ${f(r.after.top1)} vs ${f(r.before.top1)} before, top10 ${f(r.after.top10)} vs ${f(r.before.top10)} before).\n` +
       `This is not a result: run more steps (the default --steps ${DEMO_DEFAULTS.steps} takes a few minutes on 2 cores).\n\n` +
       loss +
       wrote
@@ -47,7 +47,7 @@ Llama 2 tokenizer, evaluates it on held-out concepts with the published metrics,
 recipe's objective (InfoNCE with in-batch and hard negatives, temperature 0.02, group size 3,
 AdamW), evaluates again and prints a before/after table. Written to DIR: train.jsonl, test.jsonl,
 model/ (Hugging Face layout), metrics.json, loss.svg, metrics.svg. A run too short to learn (the
-model no better than before on top-1 and top-10) says so instead of printing the table. The data
+model not better than before on both top-1 and top-10) says so instead of printing the table. The data
 and tokenizer packages are development dependencies; when missing, the demo prints the one npm
 command that installs them.`,
   options: {
