@@ -103,6 +103,9 @@ export interface BatchInfo {
 
 export class EmbeddingModel {
   private nativeModel: NativeModel | null;
+  /** Calls using the native model now (encode, hold): dispose() frees it after the last one ends. */
+  private holds = 0;
+  private disposeRequested = false;
 
   private constructor(
     readonly config: LlamaConfig,
@@ -174,8 +177,8 @@ export class EmbeddingModel {
 
   /** The native model; throws once disposed. */
   get native(): NativeModel {
-    if (!this.nativeModel || this.nativeModel.disposed) throw new Error('this EmbeddingModel has been disposed');
-    return this.nativeModel;
+    if (this.disposed) throw new Error('this EmbeddingModel has been disposed');
+    return this.nativeModel!;
   }
 
   /** How the weights are held ('fp32' unless loaded with another precision). */
@@ -183,8 +186,39 @@ export class EmbeddingModel {
     return this.native.precision;
   }
 
+  /** True from dispose() on (the native memory itself is freed when the last call in flight ends). */
   get disposed(): boolean {
-    return !this.nativeModel || this.nativeModel.disposed;
+    return this.disposeRequested || !this.nativeModel || this.nativeModel.disposed;
+  }
+
+  /**
+   * Runs `fn` with the native model held: a dispose() meanwhile frees the memory only after `fn` has
+   * settled. For code that uses `native` across awaits (the server's batches, training).
+   */
+  async hold<T>(fn: (native: NativeModel) => Promise<T>): Promise<T> {
+    const release = this.acquire();
+    try {
+      return await fn(this.nativeModel!);
+    } finally {
+      release();
+    }
+  }
+
+  /** Counts a call in flight (throws once disposed); the function returned ends it, once. */
+  private acquire(): () => void {
+    if (this.disposed) throw new Error('this EmbeddingModel has been disposed');
+    this.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.holds === 0 && this.disposeRequested) this.free();
+    };
+  }
+
+  private free(): void {
+    this.nativeModel?.dispose();
+    this.nativeModel = null;
   }
 
   /** Token ids of each text (BOS prepended, truncated at maxLength). */
@@ -194,7 +228,15 @@ export class EmbeddingModel {
 
   /** Embeddings of `texts`, in input order (one row per text). */
   async encode(texts: string[], options: EncodeOptions = {}): Promise<Embeddings> {
-    const native = this.native;
+    const release = this.acquire(); // at the call, before any await: a dispose() after it waits
+    try {
+      return await this.encodeHeld(this.nativeModel!, texts, options);
+    } finally {
+      release();
+    }
+  }
+
+  private async encodeHeld(native: NativeModel, texts: string[], options: EncodeOptions): Promise<Embeddings> {
     if (!Array.isArray(texts)) throw new TypeError('encode: texts must be an array of strings');
     texts.forEach((t, i) => {
       if (typeof t !== 'string') throw new TypeError(`encode: texts[${i}] is not a string`);
@@ -237,8 +279,8 @@ export class EmbeddingModel {
 
   /** Frees the native memory. Calls in flight finish first; later calls throw. */
   dispose(): void {
-    this.nativeModel?.dispose();
-    this.nativeModel = null;
+    this.disposeRequested = true;
+    if (this.holds === 0) this.free();
   }
 }
 
