@@ -42,3 +42,14 @@ export function badField(param: string, message: string, code = 'invalid_value')
 export function overLimit(param: string | null, message: string): ApiError {
   return new ApiError(413, message, param, 'over_limit');
 }
+
+/** The model was disposed under the running server: nothing more can be embedded. */
+export function modelDisposed(): ApiError {
+  return new ApiError(
+    503,
+    'the model has been disposed (EmbeddingModel.dispose() was called while the server runs); restart the server',
+    null,
+    'model_disposed',
+    'server_error',
+  );
+}

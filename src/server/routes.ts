@@ -11,7 +11,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cosine } from '../eval/metrics.js';
 import { packageRoot } from '../native.js';
 import { QueueFullError } from './batcher.js';
-import { ApiError, badField } from './errors.js';
+import { ApiError, badField, modelDisposed } from './errors.js';
 import { readInputs, toModelInputs, type Inputs } from './inputs.js';
 import type { ServerState } from './server.js';
 
@@ -33,6 +33,7 @@ function optBool(body: Body, field: string, fallback: boolean): boolean {
 }
 
 function loaded(state: ServerState): NonNullable<ServerState['loaded']> {
+  if (state.loaded?.model.disposed) throw modelDisposed();
   if (state.loaded) return state.loaded;
   if (state.failed) throw new ApiError(500, `the model failed to load: ${state.failed.message}`, null, 'model_load_failed');
   throw new ApiError(503, 'the model is still loading', null, 'loading', 'overloaded_error', 2);
@@ -135,6 +136,7 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
   app.get('/app.js', async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(page.js));
 
   app.get('/health', async (_req, reply) => {
+    if (state.loaded?.model.disposed) return reply.code(503).send({ status: 'disposed', error: modelDisposed().message });
     if (state.loaded) return { status: 'ok' };
     if (state.failed) return reply.code(500).send({ status: 'failed', error: state.failed.message });
     return reply.code(503).send({ status: 'loading' });

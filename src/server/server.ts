@@ -9,7 +9,7 @@ import { DEFAULT_MAX_LENGTH, type Device, type EmbeddingModel } from '../model/e
 import { packageRoot } from '../native.js';
 import { Batcher } from './batcher.js';
 import { CorpusIndex } from './corpus.js';
-import { ApiError } from './errors.js';
+import { ApiError, modelDisposed } from './errors.js';
 import type { InputLimits } from './inputs.js';
 import { ServerMetrics } from './metrics.js';
 import { registerRoutes } from './routes.js';
@@ -237,7 +237,10 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
       if (!options.modelName && m.dir) o.modelName = basename(m.dir);
       if (o.maxBatchTokens === 0) o.maxBatchTokens = DEFAULT_MAX_BATCH_TOKENS[m.device];
       const batcher: Batcher = new Batcher(
-        (tokens, cuSeqlens) => m.native.encode(tokens, cuSeqlens).then((r) => r.embeddings),
+        async (tokens, cuSeqlens) => {
+          if (m.disposed) throw modelDisposed(); // queued before dispose(), not yet on the device
+          return (await m.hold((native) => native.encode(tokens, cuSeqlens))).embeddings;
+        },
         m.dim,
         { maxBatchTokens: o.maxBatchTokens, maxWaitMs: o.maxWaitMs, maxQueueTokens: o.maxQueueTokens, merge: o.batching },
         metrics.batcherEvents(() => batcher.tokensPerSecond),
