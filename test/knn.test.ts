@@ -136,7 +136,12 @@ describe('knn result shape, excludeSelf and similarity', () => {
     );
     const one = await knn(new Embeddings(1, 2, Float32Array.of(1, 0)), new Embeddings(1, 2, Float32Array.of(1, 0)), 3, { excludeSelf: true });
     expect(one.k).toBe(0);
-    expect(one.matches()).toEqual([]);
+    expect(one.matches()).toEqual([[]]); // one (empty) list per query
+    expect(one.neighbors(0)).toEqual([]);
+    expect(() => one.neighbors(999)).toThrow(new RangeError('knn: query 999 out of range [0, 1)'));
+    const none = await knn(new Embeddings(0, 2), new Embeddings(1, 2, Float32Array.of(1, 0)), 3);
+    expect(none.matches()).toEqual([]);
+    expect(() => none.neighbors(0)).toThrow(new RangeError('knn: query 0 out of range [0, 0)'));
   });
 
   it('similarity is the cosine of two vectors, 0 with a zero vector', () => {

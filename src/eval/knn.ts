@@ -63,11 +63,11 @@ export async function knn(queries: Embeddings, pool: Embeddings, k: number, opts
     throw new Error(`knn: excludeSelf needs the queries to be the pool's rows, got ${queries.rows} queries for ${pool.rows} pool rows`);
   }
   const kk = Math.min(k, self ? pool.rows - 1 : pool.rows);
-  if (queries.rows === 0 || kk === 0) return knnResult(kk, new Int32Array(0), new Float32Array(0));
+  if (queries.rows === 0 || kk === 0) return knnResult(kk, queries.rows, new Int32Array(0), new Float32Array(0));
   // with excludeSelf, one more is searched: the query's own row is usually among them
   const searched = self ? kk + 1 : kk;
   const { indices, scores } = await nativeAddon<KnnNative>().knn(queries.data, queries.rows, pool.data, pool.rows, pool.dim, searched, metric);
-  if (!self) return knnResult(kk, indices, scores);
+  if (!self) return knnResult(kk, queries.rows, indices, scores);
   const outIdx = new Int32Array(queries.rows * kk);
   const outScores = new Float32Array(queries.rows * kk);
   for (let q = 0; q < queries.rows; q++) {
@@ -80,13 +80,13 @@ export async function knn(queries: Embeddings, pool: Embeddings, k: number, opts
       o++;
     }
   }
-  return knnResult(kk, outIdx, outScores);
+  return knnResult(kk, queries.rows, outIdx, outScores);
 }
 
-function knnResult(k: number, indices: Int32Array, scores: Float32Array): KnnResult {
-  const queries = k === 0 ? 0 : indices.length / k;
+/** The result for `queries` query rows (carried: with k 0 the flat arrays cannot tell how many). */
+function knnResult(k: number, queries: number, indices: Int32Array, scores: Float32Array): KnnResult {
   const neighbors = (q: number): KnnMatch[] => {
-    if (!Number.isInteger(q) || q < 0 || (q >= queries && k > 0)) throw new RangeError(`knn: query ${q} out of range [0, ${queries})`);
+    if (!Number.isInteger(q) || q < 0 || q >= queries) throw new RangeError(`knn: query ${q} out of range [0, ${queries})`);
     const out: KnnMatch[] = [];
     for (let j = 0; j < k; j++) out.push({ index: indices[q * k + j]!, score: scores[q * k + j]! });
     return out;
