@@ -102,6 +102,20 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       param: 'inputs[1]',
       code: 'over_limit',
     });
+    // /similarity names the field of the source or sentence at fault, not a position in one list
+    for (const [inputs, param] of [
+      [{ source_sentence: 'ok', sentences: ['ok', long] }, 'inputs.sentences[1]'],
+      [{ source_sentence: long, sentences: ['ok'] }, 'inputs.source_sentence'],
+    ] as const) {
+      const sim = await postJson<OpenAIError>(`${s.url}/similarity`, { inputs });
+      expect(sim.status).toBe(413);
+      expect(sim.body.error).toEqual({
+        message: `'${param}' is longer than the model's limit of 16 tokens; send "truncate": true to cut it`,
+        type: 'invalid_request_error',
+        param,
+        code: 'over_limit',
+      });
+    }
     const cut = await postJson<number[][]>(`${s.url}/embed`, { inputs: ['ok', long], truncate: true });
     expect(cut.status).toBe(200);
     expectClose(cut.body[1]!, (await model.encode([long], { maxLength: 16 })).row(0));

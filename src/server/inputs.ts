@@ -21,6 +21,8 @@ export interface InputLimits {
 export type Inputs = ({ kind: 'texts'; texts: string[] } | { kind: 'ids'; ids: number[][] }) & {
   /** A lone string or id list (errors name the field itself, not field[0]). */
   single: boolean;
+  /** Each item's name in errors, when the items come from different fields (TEI /similarity). */
+  names?: readonly string[];
 };
 
 /**
@@ -102,7 +104,7 @@ export async function toModelInputs(
   field: string,
   signal?: AbortSignal,
 ): Promise<Int32Array[]> {
-  const name = (i: number): string => (inputs.single ? field : `${field}[${i}]`);
+  const name = (i: number): string => inputs.names?.[i] ?? (inputs.single ? field : `${field}[${i}]`);
   const tooLong = (i: number): Error =>
     overLimit(
       name(i),

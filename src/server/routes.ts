@@ -228,7 +228,8 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
     }
     readInputs(src, 'inputs.source_sentence', state.limits, false); // same checks for the query
     const truncate = optBool(body, 'truncate', false);
-    const all: Inputs = { kind: 'texts', texts: [src, ...others.texts], single: false };
+    const names = ['inputs.source_sentence', ...others.texts.map((_, i) => `inputs.sentences[${i}]`)];
+    const all: Inputs = { kind: 'texts', texts: [src, ...others.texts], single: false, names };
     const { rows, n, dim } = await embedInputs(state, all, truncate, 'inputs', reply);
     const q = rowOf(rows, dim, 0);
     const scores: number[] = [];
