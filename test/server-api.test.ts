@@ -97,7 +97,7 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
     const r = await postJson<OpenAIError>(`${s.url}/embed`, { inputs: ['ok', long] });
     expect(r.status).toBe(413);
     expect(r.body.error).toEqual({
-      message: `'inputs[1]' is longer than the model's limit of 16 tokens; send "truncate": true to cut it`,
+      message: `'inputs[1]' is longer than the server's limit of 16 tokens (--max-length); send "truncate": true to cut it`,
       type: 'invalid_request_error',
       param: 'inputs[1]',
       code: 'over_limit',
@@ -110,7 +110,7 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       const sim = await postJson<OpenAIError>(`${s.url}/similarity`, { inputs });
       expect(sim.status).toBe(413);
       expect(sim.body.error).toEqual({
-        message: `'${param}' is longer than the model's limit of 16 tokens; send "truncate": true to cut it`,
+        message: `'${param}' is longer than the server's limit of 16 tokens (--max-length); send "truncate": true to cut it`,
         type: 'invalid_request_error',
         param,
         code: 'over_limit',

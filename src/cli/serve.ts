@@ -34,7 +34,10 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     'max-wait-ms': { kind: 'number', help: 'longest wait for more requests before a batch', default: 5 },
     'max-queue-tokens': { kind: 'integer', help: 'tokens allowed to wait (beyond: 503)', default: 262144 },
     batching: { kind: 'boolean', help: 'merge concurrent requests (--no-batching: one request per batch)', default: true },
-    'max-length': { kind: 'integer', help: 'tokens per input, BOS included (longer: 413 unless truncate)', default: 8192 },
+    'max-length': {
+      kind: 'integer',
+      help: "tokens per input, BOS included (longer: 413 unless truncate); default the model's max_position_embeddings (above it: a warning)",
+    },
     'max-inputs': { kind: 'integer', help: 'inputs per request', default: 2048 },
     'max-chars': { kind: 'integer', help: 'characters per text', default: 65536 },
     'max-body-bytes': { kind: 'integer', help: 'request body size limit', default: 16 * 1024 * 1024 },
@@ -55,7 +58,7 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
       maxWaitMs,
       maxQueueTokens: int('max-queue-tokens'),
       batching: opt.bool(args, 'batching'),
-      maxLength: int('max-length'),
+      maxLength: positiveInt(args, 'max-length'), // default: the model's, once loaded
       maxInputs: int('max-inputs'),
       maxChars: int('max-chars'),
       maxBodyBytes: int('max-body-bytes'),
@@ -63,7 +66,7 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
       corpusVectors: opt.str(args, 'corpus-vectors'),
       onLog: (line: string) => process.stderr.write(`${line}\n`),
     };
-    if (options.maxQueueTokens < options.maxLength) {
+    if (options.maxLength !== undefined && options.maxQueueTokens < options.maxLength) {
       throw new UsageError(`--max-queue-tokens (${options.maxQueueTokens}) must be at least --max-length (${options.maxLength})`);
     }
     let corpus: string[] | undefined;

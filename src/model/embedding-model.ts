@@ -259,6 +259,14 @@ export class EmbeddingModel {
   }
 
   /**
+   * Says once (through the load's onNotice) when `maxLength` is above the model's
+   * max_position_embeddings, in encode's words: for callers that tokenise themselves (the server).
+   */
+  warnMaxLength(maxLength: number): void {
+    this.warnBeyondPositions([], maxLength);
+  }
+
+  /**
    * Positions beyond max_position_embeddings were never trained (rotary embeddings extrapolate):
    * says so when asked for a longer maxLength, or when texts are longer (once per model).
    */

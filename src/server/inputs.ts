@@ -13,7 +13,7 @@ export interface InputLimits {
   maxInputs: number;
   /** Most characters (UTF-16 code units) in one text. */
   maxChars: number;
-  /** Most tokens of one input, BOS included (the model's truncation length). */
+  /** Most tokens of one input, BOS included (the server's maxLength / --max-length). */
   maxLength: number;
 }
 
@@ -108,7 +108,7 @@ export async function toModelInputs(
   const tooLong = (i: number): Error =>
     overLimit(
       name(i),
-      `'${name(i)}' is longer than the model's limit of ${limits.maxLength} tokens; send "truncate": true to cut it`,
+      `'${name(i)}' is longer than the server's limit of ${limits.maxLength} tokens (--max-length); send "truncate": true to cut it`,
     );
   if (inputs.kind === 'ids') {
     return inputs.ids.map((seq, i) => {

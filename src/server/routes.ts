@@ -150,6 +150,7 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
       version: state.version,
       dim: model.dim,
       max_length: o.maxLength,
+      max_position_embeddings: model.config.maxPositionEmbeddings,
       device: model.device,
       normalized: model.config.normalized,
       batching: o.batching,

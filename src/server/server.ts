@@ -5,7 +5,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { DEFAULT_MAX_LENGTH, type Device, type EmbeddingModel } from '../model/embedding-model.js';
+import { type Device, type EmbeddingModel } from '../model/embedding-model.js';
 import { packageRoot } from '../native.js';
 import { Batcher } from './batcher.js';
 import { CorpusIndex } from './corpus.js';
@@ -35,7 +35,10 @@ export interface ServeOptions {
   maxChars?: number;
   /** Request body bytes (default 16 MiB). */
   maxBodyBytes?: number;
-  /** Tokens per input, BOS included (default 8192); longer → 413 unless the request asks to truncate. */
+  /**
+   * Tokens per input, BOS included (default: the model's max_position_embeddings); longer → 413 unless
+   * the request asks to truncate. Above max_position_embeddings is allowed, with a notice at load.
+   */
   maxLength?: number;
   /** A request not answered within this long is dropped with a 503 (default 60000 ms). */
   requestTimeoutMs?: number;
@@ -104,7 +107,7 @@ function resolveOptions(o: ServeOptions): ResolvedOptions {
     maxInputs: positive('maxInputs', o.maxInputs ?? 2048),
     maxChars: positive('maxChars', o.maxChars ?? 65536),
     maxBodyBytes: positive('maxBodyBytes', o.maxBodyBytes ?? 16 * 1024 * 1024),
-    maxLength: positive('maxLength', o.maxLength ?? DEFAULT_MAX_LENGTH),
+    maxLength: o.maxLength === undefined ? 0 : positive('maxLength', o.maxLength), // 0: the model's, at load
     requestTimeoutMs: positive('requestTimeoutMs', o.requestTimeoutMs ?? 60000),
     corpusVectors: o.corpusVectors,
     modelName: o.modelName ?? 'l2e',
@@ -112,10 +115,14 @@ function resolveOptions(o: ServeOptions): ResolvedOptions {
   };
   if (!(r.maxWaitMs >= 0)) throw new Error(`serve: maxWaitMs must be ≥ 0, got ${r.maxWaitMs}`);
   if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) throw new Error(`serve: port must be an integer in [0, 65535], got ${r.port}`);
+  if (r.maxLength > 0) checkQueueFits(r);
+  return r;
+}
+
+function checkQueueFits(r: { maxQueueTokens: number; maxLength: number }): void {
   if (r.maxQueueTokens < r.maxLength) {
     throw new Error(`serve: maxQueueTokens (${r.maxQueueTokens}) must be at least maxLength (${r.maxLength}), or a single long text could never be queued`);
   }
-  return r;
 }
 
 function readVersion(): string {
@@ -232,10 +239,16 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
   const port = typeof address === 'object' && address ? address.port : o.port;
   const hostForUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
 
-  const ready = Promise.resolve(model).then(
-    (m) => {
+  const ready = Promise.resolve(model)
+    .then((m) => {
       if (!options.modelName && m.dir) o.modelName = basename(m.dir);
       if (o.maxBatchTokens === 0) o.maxBatchTokens = DEFAULT_MAX_BATCH_TOKENS[m.device];
+      if (o.maxLength === 0) {
+        o.maxLength = m.config.maxPositionEmbeddings;
+        checkQueueFits(o);
+      }
+      state.limits.maxLength = o.maxLength;
+      m.warnMaxLength(o.maxLength); // the batches go to native code directly: said here, once
       const batcher: Batcher = new Batcher(
         async (tokens, cuSeqlens) => {
           if (m.disposed) throw modelDisposed(); // queued before dispose(), not yet on the device
@@ -246,12 +259,12 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
         metrics.batcherEvents(() => batcher.tokensPerSecond),
       );
       state.loaded = { model: m, batcher };
-    },
-    (err: unknown) => {
+    })
+    .catch((err: unknown) => {
+      // loading failed, or the model does not fit the options (its maxLength past maxQueueTokens)
       state.failed = err instanceof Error ? err : new Error(String(err));
       throw state.failed;
-    },
-  );
+    });
   const corpusReady = ready.then(async () => {
     const corpus = state.corpus;
     if (!corpus) return;
