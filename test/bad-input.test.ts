@@ -61,6 +61,20 @@ describe('bad input to EmbeddingModel', () => {
     expect(() => m.native).toThrow(/disposed/);
   });
 
+  it('encode options of the wrong type or value are errors naming the option (plain-JS callers)', async () => {
+    const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
+    for (const v of [0, -1, 1.5]) {
+      await expect(m.encode(['a'], { maxBatchTokens: v })).rejects.toThrow(`maxBatchTokens must be a positive integer, got ${v}`);
+    }
+    await expect(m.encode(['a'], { maxBatchTokens: 'x' as unknown as number })).rejects.toThrow(
+      'maxBatchTokens must be a positive integer, got the string "x"',
+    );
+    await expect(m.encode(['a'], { batchSize: '8' as unknown as number })).rejects.toThrow('batchSize must be a positive integer, got the string "8"');
+    await expect(m.encode(['a'], null as unknown as undefined)).rejects.toThrow(new TypeError('encode: options must be an object, got null'));
+    await expect(m.encode(['a'], 'fast' as unknown as undefined)).rejects.toThrow('encode: options must be an object, got the string "fast"');
+    m.dispose();
+  });
+
   it('non-string texts are a TypeError naming the index', async () => {
     const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
     await expect(m.encode(['a', 3 as unknown as string])).rejects.toThrow(/texts\[1\]/);

@@ -236,17 +236,21 @@ export class EmbeddingModel {
     }
   }
 
-  private async encodeHeld(native: NativeModel, texts: string[], options: EncodeOptions): Promise<Embeddings> {
+  private async encodeHeld(native: NativeModel, texts: string[], options: EncodeOptions | null): Promise<Embeddings> {
     if (!Array.isArray(texts)) throw new TypeError('encode: texts must be an array of strings');
     texts.forEach((t, i) => {
       if (typeof t !== 'string') throw new TypeError(`encode: texts[${i}] is not a string`);
     });
+    if (typeof options !== 'object' || options === null) throw new TypeError(`encode: options must be an object, got ${describeValue(options)}`);
+    // before the tokenising, which can take long
+    const batchSize = positiveInteger('batchSize', options.batchSize ?? 32);
+    const maxBatchTokens = positiveInteger('maxBatchTokens', options.maxBatchTokens ?? 32768);
     const maxLength = options.maxLength ?? DEFAULT_MAX_LENGTH;
     const ids = await this.tokenizer.encodeBatchAsync(texts, maxLength); // large inputs: not one long block
     this.warnBeyondPositions(ids, options.maxLength);
     const out = new Embeddings(texts.length, this.dim);
     let done = 0;
-    const batches = planBatches(ids, options.batchSize ?? 32, options.maxBatchTokens ?? 32768);
+    const batches = planBatches(ids, batchSize, maxBatchTokens);
     for (const [index, batch] of batches.entries()) {
       const { tokens, cuSeqlens } = packBatch(batch.map((i) => ids[i]!));
       options.onBatch?.({ index, batches: batches.length, texts: batch.length, tokens: tokens.length, done, total: texts.length });
@@ -306,7 +310,8 @@ export function packBatch(seqs: Int32Array[]): { tokens: Int32Array; cuSeqlens: 
  * `batchSize` texts and `maxTokens` tokens each (a single longer text still gets its own batch).
  */
 export function planBatches(ids: Int32Array[], batchSize: number, maxTokens: number): number[][] {
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
+  positiveInteger('batchSize', batchSize);
+  positiveInteger('maxBatchTokens', maxTokens);
   const order = ids.map((_, i) => i).sort((a, b) => ids[b]!.length - ids[a]!.length || a - b);
   const batches: number[][] = [];
   let cur: number[] = [];
@@ -323,6 +328,20 @@ export function planBatches(ids: Int32Array[], batchSize: number, maxTokens: num
   }
   if (cur.length > 0) batches.push(cur);
   return batches;
+}
+
+function positiveInteger(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${describeValue(v)}`);
+  return v;
+}
+
+/** A value as an error shows it: numbers as they are, strings quoted with their type (`the string "8"`). */
+function describeValue(v: unknown): string {
+  if (typeof v === 'number') return String(v);
+  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
 function createNative(config: LlamaConfig, dense: number, device: Device, precision: Precision = 'fp32'): NativeModel {
