@@ -144,6 +144,17 @@ describe('knn result shape, excludeSelf and similarity', () => {
     expect(() => none.neighbors(0)).toThrow(new RangeError('knn: query 0 out of range [0, 0)'));
   });
 
+  it('inputs that are not Embeddings are a TypeError before native code (plain-JS callers)', async () => {
+    const ok = new Embeddings(1, 2, Float32Array.of(1, 0));
+    const shape = 'must be an Embeddings (rows, dim and data: a Float32Array of rows×dim values)';
+    const bad = (v: unknown): Embeddings => v as Embeddings;
+    await expect(knn(bad({ rows: 1, dim: 2, data: [1, 0] }), ok, 1)).rejects.toThrow(new TypeError(`knn: queries ${shape}; its data is an array`));
+    await expect(knn(ok, bad({ rows: 2, dim: 2, data: Float32Array.of(1, 0) }), 1)).rejects.toThrow(`knn: pool ${shape}; its data has 2 values for 2x2`);
+    await expect(knn(ok, bad(null), 1)).rejects.toThrow(`knn: pool ${shape}; got null`);
+    await expect(knn(bad({ rows: '1', dim: 2 }), ok, 1)).rejects.toThrow(`knn: queries ${shape}; its rows and dim are 1 and 2`);
+    expect(() => new Embeddings(1, 2, [1, 2] as unknown as Float32Array)).toThrow(new TypeError('Embeddings: data must be a Float32Array, got an array'));
+  });
+
   it('similarity is the cosine of two vectors, 0 with a zero vector', () => {
     expect(similarity([3, 4], [6, 8])).toBeCloseTo(1, 12);
     expect(similarity(Float32Array.of(1, 0), Float32Array.of(0, 2))).toBe(0);

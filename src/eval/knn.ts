@@ -53,6 +53,8 @@ export interface KnnOptions {
  * (see `result.k`). Cosine treats a zero vector as similarity 0 to everything.
  */
 export async function knn(queries: Embeddings, pool: Embeddings, k: number, opts: KnnOptions = {}): Promise<KnnResult> {
+  checkMatrix('queries', queries);
+  checkMatrix('pool', pool);
   const metric = opts.metric ?? 'cosine';
   if (metric !== 'cosine' && metric !== 'euclidean') throw new Error(`knn: unknown metric "${String(metric)}"`);
   if (queries.dim !== pool.dim) throw new Error(`knn: queries have dim ${queries.dim}, pool has dim ${pool.dim}`);
@@ -81,6 +83,23 @@ export async function knn(queries: Embeddings, pool: Embeddings, k: number, opts
     }
   }
   return knnResult(kk, queries.rows, outIdx, outScores);
+}
+
+/** Plain-JS callers: an Embeddings (or its shape) before the native code sees it. */
+function checkMatrix(name: string, m: unknown): void {
+  const e = m as Partial<Embeddings> | null;
+  const shaped = typeof e === 'object' && e !== null && Number.isInteger(e.rows) && e.rows! >= 0 && Number.isInteger(e.dim) && e.dim! > 0;
+  const what = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`);
+  const why = !shaped
+    ? typeof e === 'object' && e !== null
+      ? `its rows and dim are ${String(e.rows)} and ${String(e.dim)}`
+      : `got ${what(m)}`
+    : !(e.data instanceof Float32Array)
+      ? `its data is ${what(e.data)}`
+      : e.data.length !== e.rows! * e.dim!
+        ? `its data has ${e.data.length} values for ${e.rows}x${e.dim}`
+        : '';
+  if (why) throw new TypeError(`knn: ${name} must be an Embeddings (rows, dim and data: a Float32Array of rows×dim values); ${why}`);
 }
 
 /** The result for `queries` query rows (carried: with k 0 the flat arrays cannot tell how many). */

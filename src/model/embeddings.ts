@@ -8,6 +8,9 @@ export class Embeddings {
     if (!Number.isInteger(rows) || rows < 0 || !Number.isInteger(dim) || dim <= 0) {
       throw new Error(`Embeddings: invalid shape ${rows}x${dim}`);
     }
+    if (data !== undefined && !(data instanceof Float32Array)) {
+      throw new TypeError(`Embeddings: data must be a Float32Array, got ${Array.isArray(data) ? 'an array' : data === null ? 'null' : typeof data}`);
+    }
     if (data && data.length !== rows * dim) {
       throw new Error(`Embeddings: data has ${data.length} values, expected ${rows}x${dim}`);
     }
