@@ -3,6 +3,7 @@
 // and every bad input is a 4xx in OpenAI's error shape naming the field.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import OpenAI from 'openai';
 import type { EmbeddingModel } from '../src/model/embedding-model.js';
 import { cosine } from '../src/eval/metrics.js';
@@ -185,7 +186,7 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
   });
 
   describe('bad input: a 4xx in OpenAI error shape naming the field', () => {
-    const cases: [string, string, unknown, number, string, string | null][] = [
+    const cases: [string, string, unknown, number, string, string | null, Record<string, string>?][] = [
       ['malformed JSON', '/v1/embeddings', '{"input": [', 400, 'the request body is not valid JSON (Unexpected end of JSON input)', null],
       ['a body that is not an object', '/v1/embeddings', '[1, 2]', 400, 'the request body must be a JSON object', null],
       ['an empty body', '/embed', '', 400, 'the request body is empty; send a JSON object', null],
@@ -210,14 +211,28 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       ['truncate not a boolean', '/embed', { inputs: 'a', truncate: 1 }, 400, `'truncate' must be true or false, got 1`, 'truncate'],
       ['similarity without sentences', '/similarity', { inputs: { source_sentence: 'a' } }, 400, `'inputs.sentences' is required`, 'inputs.sentences'],
       ['similarity with a number as source', '/similarity', { inputs: { source_sentence: 1, sentences: ['a'] } }, 400, `'inputs.source_sentence' must be a string, got 1`, 'inputs.source_sentence'],
+      ['a gzip body', '/embed', gzipSync(JSON.stringify({ inputs: 'a' })), 415, `the request body's Content-Encoding "gzip" is not supported; send it uncompressed`, null, { 'content-encoding': 'gzip' }],
       ['search without a corpus', '/search', { query: 'a' }, 404, 'no corpus is loaded: start the server with --corpus FILE', null],
     ];
-    it.each(cases)('%s', async (_name, path, body, status, message, param) => {
-      const r = await postJson<OpenAIError>(`${s.url}${path}`, body);
+    it.each(cases)('%s', async (_name, path, body, status, message, param, headers = {}) => {
+      const r = await postJson<OpenAIError>(`${s.url}${path}`, body, headers);
       expect(r.status).toBe(status);
       expect(r.body.error.message).toBe(message);
       expect(r.body.error.param).toBe(param);
       expect(r.body.error.type).toBe('invalid_request_error');
+    });
+
+    it('null for an optional field is its default (documented), as for truncate and normalize', async () => {
+      const body = { input: 'a', encoding_format: null, dimensions: null, model: null, truncate: null };
+      const r = await postJson<{ data: { embedding: number[] }[] }>(`${s.url}/v1/embeddings`, body);
+      expect(r.status).toBe(200);
+      expect(r.body.data[0]!.embedding).toHaveLength(model.dim);
+    });
+
+    it('serve() options of the wrong type are refused (plain-JS callers)', async () => {
+      await expect(serve(model, { port: 0, batching: 'no' as unknown as boolean })).rejects.toThrow(
+        new TypeError('serve: batching must be true or false, got "no"'),
+      );
     });
 
     it('a request over the queue limit', async () => {

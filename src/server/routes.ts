@@ -184,7 +184,8 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
         throw badField('dimensions', `'dimensions' is ${dims} but this model only gives ${model.dim}-dimensional embeddings`);
       }
     }
-    if (body['model'] !== undefined && typeof body['model'] !== 'string') {
+    // null is an optional field's default here (encoding_format, dimensions, model, as truncate/normalize)
+    if (body['model'] !== undefined && body['model'] !== null && typeof body['model'] !== 'string') {
       throw badField('model', `'model' must be a string, got ${JSON.stringify(body['model'])}`, 'invalid_type');
     }
     const truncate = optBool(body, 'truncate', false);

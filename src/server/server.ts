@@ -113,6 +113,7 @@ function resolveOptions(o: ServeOptions): ResolvedOptions {
     modelName: o.modelName ?? 'l2e',
     onLog: o.onLog ?? (() => {}),
   };
+  if (typeof r.batching !== 'boolean') throw new TypeError(`serve: batching must be true or false, got ${JSON.stringify(r.batching)}`);
   if (!(r.maxWaitMs >= 0)) throw new Error(`serve: maxWaitMs must be ≥ 0, got ${r.maxWaitMs}`);
   if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) throw new Error(`serve: port must be an integer in [0, 65535], got ${r.port}`);
   if (r.maxLength > 0) checkQueueFits(r);
@@ -181,7 +182,13 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
 
   // JSON bodies only: strict UTF-8 first (invalid bytes are an error, not silently replaced), then JSON.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body: Buffer, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body: Buffer, done) => {
+    const encoding = req.headers['content-encoding']?.trim().toLowerCase();
+    if (encoding && encoding !== 'identity') {
+      const msg = `the request body's Content-Encoding "${encoding}" is not supported; send it uncompressed`;
+      done(new ApiError(415, msg, null, 'unsupported_encoding'), undefined);
+      return;
+    }
     let text: string;
     try {
       text = new TextDecoder('utf-8', { fatal: true }).decode(body);
