@@ -1,7 +1,7 @@
 // The demo's rough edges: one npm command installs all three of its packages (asked for before any
 // work), a run too short to learn says so instead of printing a table that reads like a result, and
 // its usage line names every option.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadCommands } from '../src/cli/commands.js';
@@ -90,4 +90,54 @@ describe('demo report', () => {
     expect(r.out).toMatch(/^\nNot learned yet: after 2 steps /);
     expect(existsSync(join(out, 'metrics.json'))).toBe(true);
   }, 300_000);
+});
+
+describe('demo output folder', () => {
+  const userFolder = (): string => {
+    const dir = makeTempDir('l2e-demo-user-');
+    writeFileSync(join(dir, 'train.jsonl'), 'my rows\n');
+    writeFileSync(join(dir, 'metrics.json'), 'my metrics\n');
+    mkdirSync(join(dir, 'model'));
+    writeFileSync(join(dir, 'model', 'config.json'), 'my config\n');
+    return dir;
+  };
+
+  it("a folder that is not an earlier demo's is refused before any work, and left as it was", async () => {
+    const dir = userFolder();
+    const started = Date.now();
+    const r = await l2e('demo', '--output', dir, '--steps', '5');
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(
+      `l2e demo: error: --output ${dir} holds files that are not an earlier demo's (metrics.json, model, train.jsonl): ` +
+        'the demo would replace its train.jsonl, test.jsonl, tokenizer/, model/, metrics.json, loss.svg, metrics.svg, ' +
+        'losses.json there. Use a new or empty folder, or add --overwrite (also right for a demo folder from before ' +
+        'demos marked theirs with l2e-demo.json)\n',
+    );
+    expect(Date.now() - started).toBeLessThan(1500); // no data built
+    expect(readFileSync(join(dir, 'train.jsonl'), 'utf8')).toBe('my rows\n');
+    expect(readFileSync(join(dir, 'metrics.json'), 'utf8')).toBe('my metrics\n');
+    expect(readFileSync(join(dir, 'model', 'config.json'), 'utf8')).toBe('my config\n');
+    expect(existsSync(join(dir, 'l2e-demo.json'))).toBe(false);
+  });
+
+  it('--overwrite writes there, leaving files the demo does not write; a re-run then needs no --overwrite', async () => {
+    const dir = userFolder();
+    writeFileSync(join(dir, 'notes.txt'), 'mine\n');
+    const r = await l2e('demo', '--output', dir, '--steps', '1', '--overwrite');
+    expect(r.code, r.err).toBe(0);
+    expect(readFileSync(join(dir, 'train.jsonl'), 'utf8')).not.toBe('my rows\n');
+    expect(readFileSync(join(dir, 'notes.txt'), 'utf8')).toBe('mine\n');
+    expect(JSON.parse(readFileSync(join(dir, 'l2e-demo.json'), 'utf8'))).toMatchObject({ written_by: 'l2e demo' });
+    const again = await l2e('demo', '--output', dir, '--steps', '1');
+    expect(again.code, again.err).toBe(0);
+  }, 300_000);
+
+  it('a file as --output is refused', async () => {
+    const dir = makeTempDir('l2e-demo-file-');
+    const file = join(dir, 'f');
+    writeFileSync(file, 'x');
+    const r = await l2e('demo', '--output', file);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`l2e demo: error: --output ${file} is a file, not a folder\n`);
+  });
 });

@@ -38,20 +38,24 @@ export function demoReport(r: DemoResult, output: string): string {
 export const command: Command = {
   name: 'demo',
   summary: 'train, evaluate and save a small Malay–English model offline (the built-in default)',
-  usage: `Usage: l2e demo [--output DIR] [--steps N] [--model DIR] [--seed N] [--lr X] [--batch-size N]
+  usage: `Usage: l2e demo [--output DIR] [--overwrite] [--steps N] [--model DIR] [--seed N] [--lr X] [--batch-size N]
 
 Builds English ↔ Malay pairs from Unicode CLDR data (emoji names and keywords; territory, language
 and script names — from the npm packages cldr-annotations-full and cldr-localenames-full), a small
 Llama2 embedding model (2 layers, hidden 128, 8 heads, dense 256, random init) with the real
 Llama 2 tokenizer, evaluates it on held-out concepts with the published metrics, trains it with the
 recipe's objective (InfoNCE with in-batch and hard negatives, temperature 0.02, group size 3,
-AdamW), evaluates again and prints a before/after table. Written to DIR: train.jsonl, test.jsonl,
-model/ (Hugging Face layout), metrics.json, loss.svg, metrics.svg. A run too short to learn (the
-model not better than before on both top-1 and top-10) says so instead of printing the table. The data
+AdamW), evaluates again and prints a before/after table. Written to DIR: first l2e-demo.json
+(which marks DIR as a demo's), then train.jsonl, test.jsonl, tokenizer/, model/ (Hugging Face
+layout), metrics.json, loss.svg, metrics.svg, losses.json. DIR must be new, empty or an earlier
+demo's (whose files are replaced); any other folder is refused before any work unless --overwrite,
+which replaces those files in it and leaves the rest. A run too short to learn (the model not
+better than before on both top-1 and top-10) says so instead of printing the table. The data
 and tokenizer packages are development dependencies; when missing, the demo prints the one npm
 command that installs them.`,
   options: {
     output: { kind: 'string', help: 'output folder', metavar: 'DIR', default: 'l2e-demo' },
+    overwrite: { kind: 'boolean', help: 'write into a DIR that is not an earlier demo\'s, replacing the demo\'s files there (train.jsonl, model/, metrics.json, ...)' },
     steps: { kind: 'integer', help: 'optimizer steps', default: DEMO_DEFAULTS.steps },
     model: { kind: 'string', help: 'start from this model folder instead of a new random model', metavar: 'DIR' },
     seed: { kind: 'integer', help: 'seed of the data split, the model and the sampling', default: DEMO_DEFAULTS.seed },
@@ -69,6 +73,7 @@ command that installs them.`,
     try {
       const r = await runDemo({
         output,
+        overwrite: opt.bool(args, 'overwrite'),
         steps,
         model: opt.str(args, 'model'),
         seed: opt.num(args, 'seed'),

@@ -2,7 +2,7 @@
 // from CLDR, a small Llama2 embedding model with the real Llama 2 tokenizer (random init), evaluates
 // it with the published metrics, trains it with the recipe's objective (InfoNCE, in-batch + hard
 // negatives, temperature 0.02, group 3, AdamW), evaluates again, and writes everything to a folder.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EmbeddingModel } from '../model/embedding-model.js';
 import { parseConfig } from '../model/config.js';
@@ -20,6 +20,11 @@ import type { Embeddings } from '../model/embeddings.js';
 
 export interface DemoOptions {
   output: string;
+  /**
+   * Write into an output folder that holds files other than an earlier demo's (replacing the demo's
+   * files there); without it such a folder is refused before any work.
+   */
+  overwrite?: boolean;
   /** Optimizer steps (default DEMO_DEFAULTS.steps). */
   steps?: number;
   /** Start from this model folder instead of a new random one. */
@@ -73,6 +78,57 @@ export function demoLearned(before: Metrics, after: Metrics): boolean {
   return better('top1') && better('top10');
 }
 
+/**
+ * The record the demo writes first into its folder: it marks the folder as a demo's, so a later
+ * `l2e demo` may replace the files there (and nothing else's).
+ */
+export const DEMO_MARKER = 'l2e-demo.json';
+
+/** What the demo writes into its folder (tokenizer/ only when it makes a new model). */
+export const DEMO_FILES = [
+  DEMO_MARKER,
+  'train.jsonl',
+  'test.jsonl',
+  'tokenizer/',
+  'model/',
+  'metrics.json',
+  'loss.svg',
+  'metrics.svg',
+  'losses.json',
+] as const;
+
+function isDemoMarker(file: string): boolean {
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+    return typeof v === 'object' && v !== null && (v as Record<string, unknown>)['written_by'] === 'l2e demo';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Refuses, before any work, an output folder the demo would wrongly overwrite: one that holds anything
+ * while not an earlier demo's (no DEMO_MARKER), unless `overwrite`. A new or empty folder, or one an
+ * earlier demo marked, is the demo's to write.
+ */
+export function checkDemoOutput(out: string, overwrite: boolean): void {
+  let names: string[];
+  try {
+    if (!statSync(out).isDirectory()) throw new Error(`--output ${out} is a file, not a folder`);
+    names = readdirSync(out);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (names.length === 0 || overwrite || isDemoMarker(join(out, DEMO_MARKER))) return;
+  const shown = names.sort().slice(0, 5).join(', ') + (names.length > 5 ? ', …' : '');
+  throw new Error(
+    `--output ${out} holds files that are not an earlier demo's (${shown}): the demo would replace its ` +
+      `${DEMO_FILES.slice(1).join(', ')} there. Use a new or empty folder, or add --overwrite (also right for a demo ` +
+      `folder from before demos marked theirs with ${DEMO_MARKER})`,
+  );
+}
+
 function writeJsonl(file: string, rows: PairRow[]): void {
   writeFileAtomic(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
 }
@@ -93,7 +149,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const notice = o.onNotice ?? ((m: string) => process.stderr.write(`${m}\n`));
   checkDemoPackages(); // before any work or any file written
   const out = resolve(o.output);
+  checkDemoOutput(out, o.overwrite ?? false);
   mkdirSync(out, { recursive: true });
+  writeFileAtomic(join(out, DEMO_MARKER), JSON.stringify({ written_by: 'l2e demo', started_at: new Date().toISOString() }, null, 2) + '\n');
   const seed = o.seed ?? DEMO_DEFAULTS.seed;
 
   // 1. data: English ↔ Malay pairs from CLDR, split by concept
