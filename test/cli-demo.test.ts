@@ -3,9 +3,10 @@
 // its usage line names every option.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { loadCommands } from '../src/cli/commands.js';
-import { demoReport } from '../src/cli/demo.js';
+import { demoReport, lossTrend } from '../src/cli/demo.js';
+import { ProgressBar } from '../src/cli/progress.js';
 import { checkDemoPackages, DEMO_PACKAGES, demoInstallCommand, missingDemoPackages } from '../src/demo/packages.js';
 import { demoLearned, type DemoResult } from '../src/demo/run.js';
 import type { Metrics } from '../src/eval/metrics.js';
@@ -140,4 +141,51 @@ describe('demo output folder', () => {
     expect(r.code).toBe(1);
     expect(r.err).toBe(`l2e demo: error: --output ${file} is a file, not a folder\n`);
   });
+});
+
+describe('demo flags and interruption', () => {
+  it('bad flags are usage errors naming the flag, before anything is built or written', async () => {
+    const base = makeTempDir('l2e-demo-flags-');
+    for (const [flag, value, message] of [
+      ['--batch-size', '0', '--batch-size must be an integer ≥ 1, got 0'],
+      ['--lr', '-1', '--lr must be a non-negative number, got -1'],
+    ] as const) {
+      const out = join(base, flag.slice(2));
+      const r = await l2e('demo', '--output', out, flag, value);
+      expect(r.code).toBe(2);
+      expect(r.err.split('\n')[0]).toBe(`l2e demo: ${message}`);
+      expect(existsSync(out)).toBe(false);
+    }
+  });
+
+  it('the loss line compares the first and last N steps, N at most half the run', () => {
+    expect(lossTrend([5, 4, 3, 2])).toBe('first 2 steps 4.500 → last 2 steps 2.500');
+    expect(lossTrend([5, 4, 3])).toBe('first step 5.000 → last step 3.000');
+    expect(lossTrend([5])).toBe('5.000');
+    expect(lossTrend(Array.from({ length: 200 }, (_, i) => (i < 100 ? 2 : 1)))).toBe('first 50 steps 2.000 → last 50 steps 1.000');
+    const r = result(metrics(0.078, 0.111), metrics(0.07, 0.12), 20);
+    expect(demoReport(r, '/x')).toContain(`loss: first 10 steps ${(3 - 4.5 / 20).toFixed(3)} → last 10 steps ${(3 - 14.5 / 20).toFixed(3)}; 20 steps in 2 s\n`);
+  });
+
+  it('Ctrl-C stops after the current step: no evaluation, no model or metrics, exit 130', async () => {
+    const out = makeTempDir('l2e-demo-sigint-');
+    const update = vi.spyOn(ProgressBar.prototype, 'update').mockImplementation((done: number) => {
+      if (done === 3) process.emit('SIGINT');
+    });
+    try {
+      const r = await l2e('demo', '--output', out, '--steps', '3000');
+      expect(r.code).toBe(130);
+      expect(r.out).toBe('');
+      expect(r.err).toContain('\nl2e demo: interrupted: stopping after the current step (Ctrl-C again to quit now)\n');
+      expect(r.err).toContain(
+        `l2e demo: interrupted at step 3 of 3000: the model was not evaluated after training and not saved (a partly trained ` +
+          `model is not the demo's result); ${out} holds this run's train.jsonl and test.jsonl. Run it again to train it fully\n`,
+      );
+      for (const f of ['model', 'metrics.json', 'loss.svg', 'metrics.svg', 'losses.json']) expect(existsSync(join(out, f)), f).toBe(false);
+      expect(existsSync(join(out, 'train.jsonl'))).toBe(true);
+      expect(process.listenerCount('SIGINT')).toBe(0);
+    } finally {
+      update.mockRestore();
+    }
+  }, 300_000);
 });

@@ -1,6 +1,7 @@
 // `l2e demo`: the whole product on the built-in default, offline, on the CPU.
 import { resolve } from 'node:path';
-import { demoLearned, runDemo, DEMO_DEFAULTS, type DemoResult } from '../demo/run.js';
+import { demoLearned, DemoInterruptedError, runDemo, DEMO_DEFAULTS, type DemoResult } from '../demo/run.js';
+import { TrainerOptionError } from '../train/options.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
@@ -18,10 +19,18 @@ function table(before: Metrics, after: Metrics): string {
 
 const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
 
+/** "first 50 steps 5.196 → last 50 steps 1.234": at most half the steps each, so the two never overlap. */
+export function lossTrend(losses: number[]): string {
+  if (losses.length < 2) return `${losses[0]?.toFixed(3) ?? '—'}`;
+  const n = Math.min(50, Math.floor(losses.length / 2));
+  const steps = n === 1 ? 'step' : `${n} steps`;
+  return `first ${steps} ${mean(losses.slice(0, n)).toFixed(3)} → last ${steps} ${mean(losses.slice(-n)).toFixed(3)}`;
+}
+
 /** What the demo prints on stdout at the end: the before/after table, or why there is none. */
 export function demoReport(r: DemoResult, output: string): string {
   const f = (v: number | null): string => (v === null ? '—' : v.toFixed(4));
-  const loss = `loss: first 50 steps ${mean(r.losses.slice(0, 50)).toFixed(3)} → last 50 steps ${mean(r.losses.slice(-50)).toFixed(3)}; ${r.losses.length} steps in ${r.seconds.toFixed(0)} s\n`;
+  const loss = `loss: ${lossTrend(r.losses)}; ${r.losses.length} step${r.losses.length === 1 ? '' : 's'} in ${r.seconds.toFixed(0)} s\n`;
   const wrote = `wrote ${output}/{train.jsonl,test.jsonl,model/,metrics.json,loss.svg,metrics.svg}\n`;
   if (!demoLearned(r.before, r.after)) {
     return (
@@ -50,7 +59,8 @@ AdamW), evaluates again and prints a before/after table. Written to DIR: first l
 layout), metrics.json, loss.svg, metrics.svg, losses.json. DIR must be new, empty or an earlier
 demo's (whose files are replaced); any other folder is refused before any work unless --overwrite,
 which replaces those files in it and leaves the rest. A run too short to learn (the model not
-better than before on both top-1 and top-10) says so instead of printing the table. The data
+better than before on both top-1 and top-10) says so instead of printing the table. Ctrl-C stops
+after the current step and exits (130) without evaluating or saving the partly trained model. The data
 and tokenizer packages are development dependencies; when missing, the demo prints the one npm
 command that installs them.`,
   options: {
@@ -68,8 +78,16 @@ command that installs them.`,
     if (steps < 1) throw new UsageError('--steps must be at least 1');
     const bar = new ProgressBar({ label: 'train', total: steps, plainLines: true });
     const ac = new AbortController();
-    const onSigint = (): void => ac.abort();
-    process.once('SIGINT', onSigint);
+    let interrupts = 0;
+    const onSigint = (): void => {
+      if (++interrupts > 1) {
+        process.stderr.write('\nl2e demo: interrupted twice, exiting now\n');
+        process.exit(130);
+      }
+      process.stderr.write('\nl2e demo: interrupted: stopping after the current step (Ctrl-C again to quit now)\n');
+      ac.abort();
+    };
+    process.on('SIGINT', onSigint);
     try {
       const r = await runDemo({
         output,
@@ -86,6 +104,11 @@ command that installs them.`,
       bar.finish();
       process.stdout.write(demoReport(r, output));
       return 0;
+    } catch (err) {
+      if (err instanceof TrainerOptionError) throw new UsageError(err.message);
+      if (!(err instanceof DemoInterruptedError)) throw err;
+      process.stderr.write(`l2e demo: ${err.message}\n`);
+      return 130; // as \`l2e train\` on Ctrl-C
     } finally {
       process.off('SIGINT', onSigint);
     }

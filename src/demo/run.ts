@@ -8,7 +8,8 @@ import { EmbeddingModel } from '../model/embedding-model.js';
 import { parseConfig } from '../model/config.js';
 import { TextTokenizer } from '../model/tokenizer.js';
 import { buildTestSet, computeMetrics, type Metrics } from '../eval/metrics.js';
-import { Trainer, type StepInfo } from '../train/trainer.js';
+import { Trainer, type StepInfo, type TrainerOptions } from '../train/trainer.js';
+import { resolveOptions, TrainerOptionError, type OptionNamer } from '../train/options.js';
 import { saveModel } from '../train/checkpoint.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { buildDemoPairs } from './data.js';
@@ -39,6 +40,28 @@ export interface DemoOptions {
   onStep?: (info: StepInfo) => void;
   onNotice?: (message: string) => void;
   signal?: AbortSignal;
+}
+
+/** The demo's flag for each Trainer option it sets from its own options: messages name them. */
+const DEMO_FLAGS: Record<string, string> = { batchSize: '--batch-size', lr: '--lr', maxSteps: '--steps', seed: '--seed' };
+const demoFlag: OptionNamer = (option) => DEMO_FLAGS[option] ?? option;
+
+/**
+ * The demo was stopped (its signal aborted) before its last step: nothing was evaluated after training
+ * and no model, metrics or chart was written — a partly trained model is not the demo's result.
+ */
+export class DemoInterruptedError extends Error {
+  override name = 'DemoInterruptedError';
+  constructor(
+    readonly step: number,
+    readonly steps: number,
+    readonly output: string,
+  ) {
+    super(
+      `interrupted at step ${step} of ${steps}: the model was not evaluated after training and not saved (a partly ` +
+        `trained model is not the demo's result); ${output} holds this run's train.jsonl and test.jsonl. Run it again to train it fully`,
+    );
+  }
 }
 
 export interface DemoResult {
@@ -148,11 +171,27 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const started = Date.now();
   const notice = o.onNotice ?? ((m: string) => process.stderr.write(`${m}\n`));
   checkDemoPackages(); // before any work or any file written
+  const seed = o.seed ?? DEMO_DEFAULTS.seed;
+  const steps = o.steps ?? DEMO_DEFAULTS.steps;
+  const trainerOptions: TrainerOptions = {
+    batchSize: o.batchSize ?? DEMO_DEFAULTS.batchSize,
+    groupSize: 3,
+    temperature: 0.02,
+    lr: o.lr ?? DEMO_DEFAULTS.lr,
+    schedule: 'cosine',
+    warmupSteps: DEMO_DEFAULTS.warmupSteps,
+    maxSteps: steps,
+    queryMaxLen: DEMO_DEFAULTS.maxLength,
+    passageMaxLen: DEMO_DEFAULTS.maxLength,
+    seed,
+    shuffleBuffer: 10_000,
+  };
+  if (!Number.isInteger(steps) || steps < 1) throw new TrainerOptionError('maxSteps', `--steps must be at least 1, got ${steps}`);
+  resolveOptions(trainerOptions, demoFlag); // bad values fail here, naming the flag, before any work
   const out = resolve(o.output);
   checkDemoOutput(out, o.overwrite ?? false);
   mkdirSync(out, { recursive: true });
   writeFileAtomic(join(out, DEMO_MARKER), JSON.stringify({ written_by: 'l2e demo', started_at: new Date().toISOString() }, null, 2) + '\n');
-  const seed = o.seed ?? DEMO_DEFAULTS.seed;
 
   // 1. data: English ↔ Malay pairs from CLDR, split by concept
   const data = await buildDemoPairs({ seed });
@@ -202,20 +241,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const before = await evaluateDemo(model, data.test);
     // 4. train with the recipe's objective
     const losses: number[] = [];
-    const trainer = new Trainer(model, {
-      batchSize: o.batchSize ?? DEMO_DEFAULTS.batchSize,
-      groupSize: 3,
-      temperature: 0.02,
-      lr: o.lr ?? DEMO_DEFAULTS.lr,
-      schedule: 'cosine',
-      warmupSteps: DEMO_DEFAULTS.warmupSteps,
-      maxSteps: o.steps ?? DEMO_DEFAULTS.steps,
-      queryMaxLen: DEMO_DEFAULTS.maxLength,
-      passageMaxLen: DEMO_DEFAULTS.maxLength,
-      seed,
-      shuffleBuffer: 10_000,
-    });
-    await trainer.fit(trainFile, {
+    const trainer = new Trainer(model, trainerOptions, { optionName: demoFlag });
+    const fitted = await trainer.fit(trainFile, {
       onStep: (info) => {
         losses.push(info.loss);
         o.onStep?.(info);
@@ -223,6 +250,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       onNotice: notice,
       signal: o.signal,
     });
+    if (fitted.stoppedBy === 'aborted') throw new DemoInterruptedError(fitted.step, steps, out);
     // 5. after, and everything written
     const after = await evaluateDemo(model, data.test);
     const modelDir = join(out, 'model');
