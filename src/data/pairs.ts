@@ -143,7 +143,7 @@ export class PairData {
       }
       expectRngState = undefined;
     };
-    for await (const row of this.shuffled(epoch)) {
+    for await (const row of this.shuffled(epoch, this.stats)) {
       if (index === skip) check();
       const group = sampleGroup(row, this.groupSize, rng);
       if (index++ < skip) continue;
@@ -156,8 +156,22 @@ export class PairData {
     if (index === skip) check();
   }
 
-  private emptyMessage(epoch: number): string {
-    const s = this.stats;
+  /**
+   * Reads the whole source once without keeping it (one line at a time) and counts its rows as an
+   * epoch will: every line is checked now, so a malformed one fails here with the message an epoch
+   * would give (file:line), or is counted with skipBadLines. Null for a source that cannot be read
+   * twice (an iterable or a function: reading it here could use it up or cost as much as an epoch).
+   * Throws as an epoch would when no row is usable.
+   */
+  async scan(): Promise<DataStats | null> {
+    if (typeof this.source !== 'string' && !Array.isArray(this.source)) return null;
+    const stats = emptyStats();
+    for await (const row of this.rows(stats)) void row;
+    if (stats.rows === 0) throw new Error(this.emptyMessage(0, stats));
+    return stats;
+  }
+
+  private emptyMessage(epoch: number, s: DataStats = this.stats): string {
     const skipped = s.badLines + s.noPositive + s.noNegative;
     if (skipped === 0) {
       return epoch > 0 && typeof this.source !== 'string' && typeof this.source !== 'function' && !Array.isArray(this.source)
@@ -171,15 +185,15 @@ export class PairData {
   }
 
   /** Valid rows in buffer-shuffled order (or file order with a buffer ≤ 1). */
-  private async *shuffled(epoch: number): AsyncGenerator<TrainRow> {
+  private async *shuffled(epoch: number, stats: DataStats): AsyncGenerator<TrainRow> {
     const size = this.shuffleBuffer;
     if (size <= 1) {
-      yield* this.rows();
+      yield* this.rows(stats);
       return;
     }
     const rng = new Rng(this.seed, SHUFFLE_STREAM + epoch * 2);
     const buffer: TrainRow[] = [];
-    for await (const row of this.rows()) {
+    for await (const row of this.rows(stats)) {
       if (buffer.length < size) {
         buffer.push(row);
         continue;
@@ -194,26 +208,26 @@ export class PairData {
     yield* buffer;
   }
 
-  /** Valid rows in source order; malformed ones throw (or are counted with skipBadLines). */
-  private async *rows(): AsyncGenerator<TrainRow> {
+  /** Valid rows in source order, counted in `stats`; malformed ones throw (or are counted with skipBadLines). */
+  private async *rows(stats: DataStats): AsyncGenerator<TrainRow> {
     for await (const item of this.items()) {
       const value = item.value;
       const problem = item.parseError ?? pairRowProblem(value);
       if (problem !== null) {
         if (!this.skipBadLines) throw new LineError(item.where, item.line, problem);
-        if (this.stats.badLines++ < FIRST_BAD_LINES) this.stats.firstBadLines.push(item.line);
+        if (stats.badLines++ < FIRST_BAD_LINES) stats.firstBadLines.push(item.line);
         continue;
       }
       const row = value as TrainRow;
       if (row.pos.length === 0) {
-        this.stats.noPositive++;
+        stats.noPositive++;
         continue;
       }
       if (row.neg.length === 0 && this.groupSize > 1) {
-        this.stats.noNegative++;
+        stats.noNegative++;
         continue;
       }
-      this.stats.rows++;
+      stats.rows++;
       // keep only the three fields: extra keys could hold large data we need not buffer
       yield { query: row.query, pos: row.pos, neg: row.neg };
     }
@@ -248,8 +262,8 @@ function emptyStats(): DataStats {
 }
 
 /**
- * Non-blank lines of a file, counted on bytes without parsing (fast even for millions of lines):
- * an estimate of the rows per epoch for schedules and progress (bad or skipped rows are included).
+ * Non-blank lines of a file, counted on bytes without parsing (fast even for millions of lines); bad
+ * or skipped rows are included: the trainer counts the rows an epoch uses with PairData.scan instead.
  */
 export async function countLines(file: string): Promise<number> {
   let count = 0;

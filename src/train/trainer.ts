@@ -8,10 +8,10 @@
 // overwriting, a resume must match the checkpoint's settings, and nothing is written when there is
 // nothing left to do. Disk space is checked before anything is written (a checkpoint holds the weights
 // and two AdamW moments: about 3 × the model).
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel } from '../model/embedding-model.js';
-import { countLines, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
+import { PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
 import { accumulateGradients } from './grad-step.js';
 import { trainNatives, type TrainNatives } from './native-train.js';
 import { optionItself, resolveOptions, type OptionNamer, type ResolvedOptions, type TrainerOptions } from './options.js';
@@ -50,7 +50,7 @@ export interface StepInfo {
   tokens: number;
   /** Epochs done, fractional when the rows per epoch are known (1.5 = half-way through the second). */
   epoch: number;
-  /** Planned total optimizer steps (an estimate for files: counted lines, bad ones included). */
+  /** Planned total optimizer steps (from the usable rows, counted before the first step; null when unknown). */
   totalSteps: number | null;
 }
 
@@ -181,6 +181,13 @@ export class Trainer {
       }
     }
     const startStep = pos.step;
+    // every line checked and the usable rows counted before anything is written or trained: bad data
+    // fails now, not when an epoch reaches it, and the schedule and progress count only usable rows
+    const size = typeof data === 'string' ? fileSize(data) : null;
+    if (size !== null && size > SCAN_NOTICE_BYTES) notice(`checking every line of ${data} (${formatBytes(size)}) before training: about 5 s a GB`);
+    const scanned = await pairs.scan();
+    if (scanned) reportScan(scanned, pairs.name, o.skipBadLines, notice);
+    const rowsPerEpoch = scanned ? scanned.rows : null;
     if (o.outputDir) {
       this.checkDisk(numel);
       const record = readRunRecord(o.outputDir);
@@ -190,7 +197,6 @@ export class Trainer {
       removeStaleCheckpointTemps(o.outputDir);
     }
 
-    const rowsPerEpoch = await estimateRows(data);
     const totalSteps = this.totalSteps(rowsPerEpoch);
     if (o.schedule !== 'constant' && totalSteps === null) {
       throw new Error(`the ${o.schedule} schedule needs the total steps: set ${n('maxSteps')} (the data's length is unknown)`);
@@ -465,9 +471,22 @@ async function nextBatch(it: AsyncIterator<TrainGroup>, size: number): Promise<T
   return out;
 }
 
-/** Rows per epoch when cheaply known: a file's non-blank lines, an array's length; else null. */
-async function estimateRows(data: RowSource): Promise<number | null> {
-  if (typeof data === 'string') return countLines(data);
-  if (Array.isArray(data)) return data.length;
-  return null;
+/** Files larger than this get a notice before they are checked (measured: about 1 s per 200 MB). */
+const SCAN_NOTICE_BYTES = 1 << 30;
+
+function fileSize(file: string): number | null {
+  try {
+    return statSync(file).size;
+  } catch {
+    return null; // the reader says why
+  }
+}
+
+/** Before training: the rows a file or array has that an epoch will skip, and the usable rows left. */
+function reportScan(s: DataStats, name: string, skipBadLines: boolean, notice: (m: string) => void): void {
+  if (s.badLines + s.noPositive + s.noNegative === 0) return;
+  const more = s.badLines > s.firstBadLines.length ? ',…' : '';
+  const where = s.badLines ? ` (${name}:${s.firstBadLines.join(',')}${more})` : '';
+  const bad = skipBadLines ? `${s.badLines} malformed lines${where}, ` : '';
+  notice(`${name}: ${s.rows} usable rows; every epoch skips ${bad}${s.noPositive} rows with an empty "pos", ${s.noNegative} with an empty "neg"`);
 }
