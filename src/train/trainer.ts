@@ -8,10 +8,11 @@
 // overwriting, a resume must match the checkpoint's settings, and nothing is written when there is
 // nothing left to do. Disk space is checked before anything is written (a checkpoint holds the weights
 // and two AdamW moments: about 3 × the model).
-import { appendFileSync, mkdirSync, statSync } from 'node:fs';
+import { appendFileSync, mkdirSync, statSync, truncateSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel } from '../model/embedding-model.js';
 import { PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
+import { readLines } from '../data/jsonl.js';
 import { accumulateGradients } from './grad-step.js';
 import { trainNatives, type TrainNatives } from './native-train.js';
 import { optionItself, resolveOptions, type OptionNamer, type ResolvedOptions, type TrainerOptions } from './options.js';
@@ -150,6 +151,7 @@ export class Trainer {
       if (!o.overwrite) refuseUsedOutput(o.outputDir, n);
       this.replacing = Boolean(o.overwrite);
     }
+    if (o.logFile) refuseLogFile(o.logFile, data, n);
 
     // read once now: the folder may be a checkpoint of this run that its pruning removes later
     const tokenizerDir = o.tokenizerDir ?? this.model.dir;
@@ -213,6 +215,7 @@ export class Trainer {
     let lastLoss = NaN;
     let stoppedBy: FitResult['stoppedBy'] = o.maxSteps > 0 ? 'maxSteps' : 'epochs';
     if (o.logFile) mkdirSync(dirname(o.logFile), { recursive: true });
+    if (resumed && o.logFile) await trimLog(o.logFile, pos.step, notice);
     let firstStarted: number | null = null;
     let lastEnded: number | null = null;
     if (!stepsDone() && (o.maxSteps > 0 || pos.epoch < o.epochs)) fit.onStart?.({ step: pos.step, totalSteps, runId: this.run.id });
@@ -469,6 +472,71 @@ async function nextBatch(it: AsyncIterator<TrainGroup>, size: number): Promise<T
     out.push(r.value);
   }
   return out;
+}
+
+/**
+ * Refuses, before anything is written, a log that would go where it must not: a folder (appending
+ * failed only after step 1, with a bare EISDIR), or the training data itself (the same file, links
+ * followed: the per-step lines were appended to the data).
+ */
+function refuseLogFile(log: string, data: RowSource, n: OptionNamer): void {
+  let st: Stats;
+  try {
+    st = statSync(log);
+  } catch {
+    return; // a new file
+  }
+  if (st.isDirectory()) throw new Error(`${n('logFile')} ${log} is a folder: give a file to append the per-step lines to`);
+  if (typeof data !== 'string') return;
+  let d: Stats;
+  try {
+    d = statSync(data);
+  } catch {
+    return; // the data reader says why
+  }
+  if (d.dev === st.dev && d.ino === st.ino) {
+    throw new Error(`${n('logFile')} ${log} is the training data (${data}): the per-step lines would be appended to it; give another file`);
+  }
+}
+
+/**
+ * On resume, drops from the log the lines of steps after the checkpoint's (`step`): a run killed after
+ * its last checkpoint logged steps that the resumed run does again. Only the lines after the log's
+ * last line of `step` go, and only when each is a later step or a torn line (so a log shared with
+ * other runs, whose steps restart at 1, keeps theirs); without a line of `step` the log is left as it is.
+ */
+async function trimLog(log: string, step: number, notice: (m: string) => void): Promise<void> {
+  let offset = 0;
+  let cut: number | null = null; // the byte offset after the last line of `step`
+  let after = 0; // lines after it, all of later steps (or torn)
+  let fits = true;
+  try {
+    for await (const { text, bytes } of readLines(log)) {
+      offset += bytes;
+      if (text.trim() === '') continue;
+      let logged: number | null = null;
+      try {
+        const v = JSON.parse(text) as { step?: unknown };
+        logged = typeof v.step === 'number' ? v.step : null;
+      } catch {
+        // a line torn by the kill: dropped with the later steps around it
+      }
+      if (logged === step) {
+        cut = offset;
+        after = 0;
+        fits = true;
+      } else if (cut !== null) {
+        after++;
+        if (logged !== null && logged <= step) fits = false;
+      }
+    }
+  } catch (err) {
+    if ((err as Error).message === `${log}: no such file`) return;
+    throw err;
+  }
+  if (cut === null || after === 0 || !fits) return;
+  truncateSync(log, cut);
+  notice(`${log}: dropped ${after} line${after === 1 ? '' : 's'} of steps after ${step}, the checkpoint's: the resumed run logs them again`);
 }
 
 /** Files larger than this get a notice before they are checked (measured: about 1 s per 200 MB). */

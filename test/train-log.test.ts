@@ -1,0 +1,102 @@
+// The per-step log (TrainerOptions.logFile, `--log`): refused before training when it is a folder or the
+// training data itself (links followed), and on resume the lines of steps after the checkpoint that a
+// killed run logged are dropped, so the log holds each step once.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { appendFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EmbeddingModel } from '../src/model/embedding-model.js';
+import { Trainer, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
+import { l2e } from './helpers/cli.js';
+import { topicData } from './helpers/trainData.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
+
+const base: TrainerOptions = { batchSize: 4, groupSize: 3, lr: 1e-3, seed: 1, shuffleBuffer: 16, maxGradNorm: 1, saveTotalLimit: 0 };
+
+describe('the training log', () => {
+  let modelDir: string;
+  let data: string;
+  let dataText: string;
+
+  beforeAll(() => {
+    const root = makeTempDir();
+    modelDir = join(root, 'model');
+    writeTinyModel(modelDir, { hidden: 32, layers: 2, dense: 16, seed: 2 });
+    data = join(root, 'data.jsonl');
+    dataText = topicData(10, 40, 4).rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+    writeFileSync(data, dataText);
+  });
+
+  async function fit(options: TrainerOptions, abortAt?: number): Promise<{ steps: StepInfo[]; notices: string[] }> {
+    const model = await EmbeddingModel.load(modelDir);
+    const steps: StepInfo[] = [];
+    const notices: string[] = [];
+    const ac = new AbortController();
+    try {
+      await new Trainer(model, { ...base, ...options }).fit(data, {
+        signal: ac.signal,
+        onNotice: (m) => notices.push(m),
+        onStep: (s) => {
+          steps.push(s);
+          if (s.step === abortAt) ac.abort();
+        },
+      });
+      return { steps, notices };
+    } finally {
+      model.dispose();
+    }
+  }
+
+  it('the data file as the log (or a link to it) is refused before training, the data untouched', async () => {
+    const link = join(makeTempDir(), 'link.jsonl');
+    symlinkSync(data, link);
+    for (const log of [data, link]) {
+      await expect(fit({ maxSteps: 2, logFile: log })).rejects.toThrow(
+        new Error(`logFile ${log} is the training data (${data}): the per-step lines would be appended to it; give another file`),
+      );
+    }
+    expect(readFileSync(data, 'utf8')).toBe(dataText);
+  });
+
+  it('`l2e train` names --log', async () => {
+    const out = join(makeTempDir(), 'out');
+    const r = await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--max-steps', '2', '--log', data);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`l2e train: error: --log ${data} is the training data (${data}): the per-step lines would be appended to it; give another file\n`);
+    expect(readFileSync(data, 'utf8')).toBe(dataText);
+  });
+
+  it('a folder as the log is refused before training', async () => {
+    const dir = makeTempDir();
+    const out = join(makeTempDir(), 'out');
+    await expect(fit({ maxSteps: 2, logFile: dir, outputDir: out })).rejects.toThrow(
+      new Error(`logFile ${dir} is a folder: give a file to append the per-step lines to`),
+    );
+  });
+
+  it("on resume, a killed run's lines after the checkpoint go (other runs' lines before it stay)", async () => {
+    const out = join(makeTempDir(), 'out');
+    const log = join(makeTempDir(), 'log.jsonl');
+    const earlier = Array.from({ length: 6 }, (_, i) => JSON.stringify({ step: i + 1, loss: 9 }) + '\n').join('');
+    writeFileSync(log, earlier); // an earlier run's lines in the same log
+    await fit({ maxSteps: 8, outputDir: out, logFile: log, saveSteps: 0 }, 4); // stopped: checkpoint-4
+    // what a run killed at step 6 after that checkpoint would have left: steps 5, 6 and a torn line
+    appendFileSync(log, '{"step":5,"loss":1}\n{"step":6,"loss":1}\n{"step":7,"lo');
+    const { steps, notices } = await fit({ maxSteps: 8, outputDir: out, logFile: log, saveSteps: 0, resume: true });
+    expect(steps.map((s) => s.step)).toEqual([5, 6, 7, 8]);
+    expect(notices).toContain(`${log}: dropped 3 lines of steps after 4, the checkpoint's: the resumed run logs them again`);
+    const logged = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { step: number }).step);
+    expect(logged).toEqual([1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('a log without a line of the checkpoint step is left as it is', async () => {
+    const out = join(makeTempDir(), 'out');
+    const dir = makeTempDir();
+    mkdirSync(join(dir, 'sub'));
+    const log = join(dir, 'sub', 'log.jsonl');
+    await fit({ maxSteps: 4, outputDir: out, saveSteps: 0 }, 2); // no log in the first run
+    writeFileSync(log, '{"step":9}\n');
+    const { notices } = await fit({ maxSteps: 4, outputDir: out, logFile: log, saveSteps: 0, resume: true });
+    expect(notices.some((m) => m.includes('dropped'))).toBe(false);
+    expect(readFileSync(log, 'utf8').split('\n')[0]).toBe('{"step":9}');
+  });
+});
