@@ -2,7 +2,7 @@
 // last line without '\n', the line-length bound, and errors naming file:line.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { LineError, readJsonl, readLines, readPairRows } from '../src/data/jsonl.js';
 import { makeTempDir } from './helpers/tinyModel.js';
 
@@ -14,6 +14,35 @@ async function collect<T>(gen: AsyncGenerator<T>): Promise<T[]> {
 }
 
 describe('readLines', () => {
+  it('counts lines with bytes that are not UTF-8 and warns once at the end, with the first (U+FFFD itself is fine)', async () => {
+    const f = join(dir, 'latin1.txt');
+    const bad = Buffer.from([0x63, 0x61, 0x66, 0xe9]); // "café" in Latin-1
+    writeFileSync(f, Buffer.concat([Buffer.from('ok \ufffd fine\n'), bad, Buffer.from('\nok\n'), bad, Buffer.from('\n'), bad]));
+    const warnings: string[] = [];
+    const seen: string[] = [];
+    for await (const l of readLines(f, { onInvalidUtf8: (m) => warnings.push(m) })) {
+      seen.push(l.text);
+      expect(warnings).toEqual([]); // at the end, not per line
+    }
+    expect(seen).toEqual(['ok \ufffd fine', 'caf\ufffd', 'ok', 'caf\ufffd', 'caf\ufffd']);
+    expect(warnings).toEqual([`${f}: 3 lines have bytes that are not UTF-8, read as U+FFFD (the first: ${f}:2)`]);
+
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      await collect(readLines(f));
+      expect(err.mock.calls.map((c) => String(c[0]))).toEqual([
+        `llama2-embedding: ${f}: 3 lines have bytes that are not UTF-8, read as U+FFFD (the first: ${f}:2)\n`,
+      ]);
+    } finally {
+      err.mockRestore();
+    }
+    const clean = join(dir, 'clean.txt');
+    writeFileSync(clean, 'a \ufffd b\n');
+    const none: string[] = [];
+    await collect(readLines(clean, { onInvalidUtf8: (m) => none.push(m) }));
+    expect(none).toEqual([]);
+  });
+
   it('splits on newlines at the byte level, whatever the chunk size', async () => {
     const f = join(dir, 'multi.txt');
     const lines = ['\ufeffsaya suka 😀 makan', 'épée — 中文', '', 'windows\r', 'last without newline'];

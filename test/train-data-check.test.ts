@@ -87,4 +87,19 @@ describe('training data checked before step 1', () => {
     expect((error as Error).message).toBe(`${file}: no usable training rows: 0 malformed, 0 with an empty "pos", 40 with an empty "neg" (group size 3 needs negatives)`);
     expect(steps).toEqual([]);
   });
+
+  it('lines that are not UTF-8 are warned about once, before step 1, not every epoch', async () => {
+    const file = join(root, 'latin1.jsonl');
+    const latin1 = Buffer.from('{"query": "caf\u00e9", "pos": ["x"], "neg": ["y"]}\n', 'latin1');
+    writeFileSync(file, Buffer.concat([Buffer.from(lines.slice(0, 3).join('\n') + '\n'), latin1, Buffer.from(lines.slice(3).join('\n') + '\n')]));
+    const model = await EmbeddingModel.load(modelDir);
+    const events: string[] = [];
+    try {
+      await new Trainer(model, { ...base, epochs: 2 }).fit(file, { onNotice: (m) => events.push(m), onStep: (s) => events.push(`step ${s.step}`) });
+    } finally {
+      model.dispose();
+    }
+    expect(events.filter((e) => !e.startsWith('step '))).toEqual([`${file}: 1 line has bytes that are not UTF-8, read as U+FFFD (the first: ${file}:4)`]);
+    expect(events[0]).toMatch(/not UTF-8/);
+  });
 });

@@ -2,6 +2,7 @@
 // at the byte level (so a multi-byte UTF-8 character split across chunks is never corrupted), and
 // each line is decoded on its own. Errors name `file:line`. Shared by eval, mining, combine and the
 // training data loader.
+import { isUtf8 } from 'node:buffer';
 import { createReadStream } from 'node:fs';
 
 /** An error about one line of an input file; `message` starts with `file:line:`. */
@@ -21,6 +22,17 @@ export interface LineReadOptions {
   maxLineBytes?: number;
   /** Read chunk size in bytes (default 1 MiB). */
   chunkBytes?: number;
+  /**
+   * Told once, when reading ends, when lines had bytes that are not UTF-8 (read as U+FFFD): the
+   * message names the file, how many lines and the first. Default: a line on stderr.
+   */
+  onInvalidUtf8?: (message: string) => void;
+}
+
+/** The warning about lines with invalid UTF-8 bytes (null when there were none). */
+export function invalidUtf8Message(file: string, lines: number, first: number): string | null {
+  if (lines === 0) return null;
+  return `${file}: ${lines} line${lines === 1 ? ' has' : 's have'} bytes that are not UTF-8, read as U+FFFD (the first: ${file}:${first})`;
 }
 
 export interface TextLine {
@@ -45,8 +57,12 @@ export async function* readLines(path: string, opts: LineReadOptions = {}): Asyn
   let pending: Buffer[] = []; // pieces of the current, unfinished line
   let pendingBytes = 0;
   let lineNo = 0;
+  let invalid = 0;
+  let firstInvalid = 0;
   const decode = (buf: Buffer): string => {
     let text = buf.toString('utf8');
+    // U+FFFD in the text is a replaced byte unless the file holds that character itself
+    if (text.includes('\uFFFD') && !isUtf8(buf) && invalid++ === 0) firstInvalid = lineNo;
     if (lineNo === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     if (text.endsWith('\r')) text = text.slice(0, -1);
     return text;
@@ -72,6 +88,11 @@ export async function* readLines(path: string, opts: LineReadOptions = {}): Asyn
         if (pendingBytes > maxLine) throw new LineError(file, lineNo + 1, `line longer than ${maxLine} bytes`);
       }
     }
+    if (pendingBytes > 0) {
+      lineNo++;
+      const whole = Buffer.concat(pending);
+      yield { line: lineNo, text: decode(whole), bytes: whole.length };
+    }
   } catch (err) {
     if (err instanceof LineError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
@@ -79,11 +100,8 @@ export async function* readLines(path: string, opts: LineReadOptions = {}): Asyn
     throw new Error(`${file}: could not read: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
     stream.destroy();
-  }
-  if (pendingBytes > 0) {
-    lineNo++;
-    const whole = Buffer.concat(pending);
-    yield { line: lineNo, text: decode(whole), bytes: whole.length };
+    const warning = invalidUtf8Message(file, invalid, firstInvalid);
+    if (warning) (opts.onInvalidUtf8 ?? ((m: string) => process.stderr.write(`llama2-embedding: ${m}\n`)))(warning);
   }
 }
 

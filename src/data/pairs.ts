@@ -40,6 +40,8 @@ export interface PairDataOptions {
   skipBadLines?: boolean;
   /** Longest line accepted, in bytes (default 64 MiB). */
   maxLineBytes?: number;
+  /** Told after each read of a file with lines that are not UTF-8 (see LineReadOptions; default stderr). */
+  onInvalidUtf8?: (message: string) => void;
 }
 
 /** Counts for one pass over the data. */
@@ -236,7 +238,7 @@ export class PairData {
   private async *items(): AsyncGenerator<{ where: string; line: number; value?: unknown; parseError?: string }> {
     const src = this.source;
     if (typeof src === 'string') {
-      for await (const { line, text } of readLines(src, { maxLineBytes: this.options.maxLineBytes })) {
+      for await (const { line, text } of readLines(src, { maxLineBytes: this.options.maxLineBytes, onInvalidUtf8: this.options.onInvalidUtf8 })) {
         if (text.trim() === '') continue;
         try {
           yield { where: src, line, value: JSON.parse(text) as unknown };

@@ -135,7 +135,12 @@ export class Trainer {
     const n = this.optionName;
     const notice = fit.onNotice ?? ((m: string) => process.stderr.write(`llama2-embedding: ${m}\n`));
     const native = this.model.native;
-    const pairs = new PairData(data, { groupSize: o.groupSize, seed: o.seed, shuffleBuffer: o.shuffleBuffer, skipBadLines: o.skipBadLines });
+    let warnedUtf8 = false; // once, when the data is checked before step 1, not again every epoch
+    const onInvalidUtf8 = (m: string): void => {
+      if (!warnedUtf8) notice(m);
+      warnedUtf8 = true;
+    };
+    const pairs = new PairData(data, { groupSize: o.groupSize, seed: o.seed, shuffleBuffer: o.shuffleBuffer, skipBadLines: o.skipBadLines, onInvalidUtf8 });
 
     // whose folder this is, and where this run starts: refusals come before anything is written
     const identity: DataIdentity = o.outputDir || o.resume ? await dataIdentity(data) : { source: pairs.name, bytes: null, sha256: null };
@@ -511,7 +516,7 @@ async function trimLog(log: string, step: number, notice: (m: string) => void): 
   let after = 0; // lines after it, all of later steps (or torn)
   let fits = true;
   try {
-    for await (const { text, bytes } of readLines(log)) {
+    for await (const { text, bytes } of readLines(log, { onInvalidUtf8: () => {} })) {
       offset += bytes;
       if (text.trim() === '') continue;
       let logged: number | null = null;
