@@ -8,7 +8,7 @@ import { loadCommands } from '../src/cli/commands.js';
 import { demoReport, lossTrend } from '../src/cli/demo.js';
 import { ProgressBar } from '../src/cli/progress.js';
 import { checkDemoPackages, DEMO_PACKAGES, demoInstallCommand, missingDemoPackages } from '../src/demo/packages.js';
-import { demoLearned, type DemoResult } from '../src/demo/run.js';
+import { DemoInterruptedError, demoLearned, type DemoResult } from '../src/demo/run.js';
 import type { Metrics } from '../src/eval/metrics.js';
 import { l2e } from './helpers/cli.js';
 import { makeTempDir, repoRoot } from './helpers/tinyModel.js';
@@ -165,6 +165,12 @@ describe('demo flags and interruption', () => {
     expect(lossTrend(Array.from({ length: 200 }, (_, i) => (i < 100 ? 2 : 1)))).toBe('first 50 steps 2.000 → last 50 steps 1.000');
     const r = result(metrics(0.078, 0.111), metrics(0.07, 0.12), 20);
     expect(demoReport(r, '/x')).toContain(`loss: first 10 steps ${(3 - 4.5 / 20).toFixed(3)} → last 10 steps ${(3 - 14.5 / 20).toFixed(3)}; 20 steps in 2 s\n`);
+  });
+
+  it('Ctrl-C before training says so (the demo stops before evaluating)', () => {
+    expect(new DemoInterruptedError(0, 3000, '/x').message).toBe(
+      "interrupted before training started: nothing was trained or saved; /x holds this run's train.jsonl and test.jsonl. Run it again to train it fully",
+    );
   });
 
   it('Ctrl-C stops after the current step: no evaluation, no model or metrics, exit 130', async () => {

@@ -58,8 +58,11 @@ export class DemoInterruptedError extends Error {
     readonly output: string,
   ) {
     super(
-      `interrupted at step ${step} of ${steps}: the model was not evaluated after training and not saved (a partly ` +
-        `trained model is not the demo's result); ${output} holds this run's train.jsonl and test.jsonl. Run it again to train it fully`,
+      (step === 0
+        ? `interrupted before training started: nothing was trained or saved`
+        : `interrupted at step ${step} of ${steps}: the model was not evaluated after training and not saved (a partly ` +
+          `trained model is not the demo's result)`) +
+        `; ${output} holds this run's train.jsonl and test.jsonl. Run it again to train it fully`,
     );
   }
 }
@@ -237,6 +240,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     );
   }
   try {
+    if (o.signal?.aborted) throw new DemoInterruptedError(0, steps, out); // no need to evaluate first
     // 3. before
     const before = await evaluateDemo(model, data.test);
     // 4. train with the recipe's objective
