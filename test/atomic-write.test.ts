@@ -140,6 +140,15 @@ describe.each(writers)('%s', (_name, write) => {
     expect(lstatSync(fifo).isFIFO()).toBe(true);
   });
 
+  it('a dangling link into a missing folder names the folder the link points into', async () => {
+    const dir = makeTempDir();
+    symlinkSync('nonexist-dir/x.jsonl', join(dir, 'dangling.jsonl'));
+    await expect(write(join(dir, 'dangling.jsonl'), 'x')).rejects.toThrow(
+      `could not write ${join(dir, 'dangling.jsonl')}: the folder ${join(dir, 'nonexist-dir')} does not exist`,
+    );
+    await expect(write(join(dir, 'nodir', 'x.jsonl'), 'x')).rejects.toThrow(`could not write ${join(dir, 'nodir', 'x.jsonl')}: the folder ${join(dir, 'nodir')} does not exist`);
+  });
+
   it('a folder is refused with a clear error', async () => {
     const dir = makeTempDir();
     mkdirSync(join(dir, 'sub'));

@@ -76,9 +76,9 @@ function syncFolder(folder: string): void {
   }
 }
 
-function failure(target: string, err: unknown, tmp: string | null): Error {
+function failure(target: string, err: unknown, tmp: string | null, written?: string): Error {
   // the temp file's name means nothing to the user: fsReason drops the path Node's message ends with
-  let msg = fsReason(err, target);
+  let msg = fsReason(err, target, written);
   if (tmp) msg = msg.replaceAll(tmp, target);
   return new Error(`could not write ${target}: ${msg}`);
 }
@@ -112,7 +112,7 @@ export function writeFileAtomic(target: string, data: string | Uint8Array | Uint
   } catch (err) {
     if (fd !== undefined) closeSync(fd);
     if (tmp) rmSync(tmp, { force: true });
-    throw failure(target, err, tmp);
+    throw failure(target, err, tmp, mode.path);
   }
 }
 
@@ -148,7 +148,7 @@ export class AtomicWriter {
 
   /** Writes a chunk, waiting for the stream to drain when its buffer is full. */
   async write(chunk: string | Uint8Array): Promise<void> {
-    if (this.failed) throw failure(this.target, this.failed, this.tmp);
+    if (this.failed) throw failure(this.target, this.failed, this.tmp, this.path);
     if (!this.stream.write(chunk)) {
       await new Promise<void>((resolve, reject) => {
         const onDrain = (): void => {
@@ -157,7 +157,7 @@ export class AtomicWriter {
         };
         const onError = (e: Error): void => {
           this.stream.off('drain', onDrain);
-          reject(failure(this.target, e, this.tmp));
+          reject(failure(this.target, e, this.tmp, this.path));
         };
         this.stream.once('drain', onDrain);
         this.stream.once('error', onError);
@@ -170,11 +170,11 @@ export class AtomicWriter {
       this.stream.end((err?: Error | null) => (err ? reject(err) : resolve()));
     }).catch((e: unknown) => {
       this.abortSync();
-      throw failure(this.target, e, this.tmp);
+      throw failure(this.target, e, this.tmp, this.path);
     });
     if (this.failed) {
       this.abortSync();
-      throw failure(this.target, this.failed, this.tmp);
+      throw failure(this.target, this.failed, this.tmp, this.path);
     }
     if (!this.tmp) return;
     const fd = openSync(this.tmp, 'r+');

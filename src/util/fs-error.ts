@@ -1,12 +1,22 @@
 // File-system errors for users: Node's message ("ENOENT: no such file or directory, open '/x/.y.tmp-1-a'")
 // ends with the path the call used, which for atomic writes is a temp file the user never named.
 // `fsReason` keeps the code and description and drops that path; callers name the user's own path.
-import { dirname } from 'node:path';
+// For a target that is a symbolic link, the folder that is missing is the one the link points into.
+import { dirname, resolve } from 'node:path';
 
-export function fsReason(err: unknown, target?: string): string {
+/**
+ * The folder a write of `target` goes into, as the user should read it: the folder of `target` as
+ * they named it, or, when `target` is a link (`written` is where it ends), the folder it points into.
+ */
+export function targetFolder(target: string, written?: string): string {
+  return written !== undefined && resolve(written) !== resolve(target) ? dirname(written) : dirname(target);
+}
+
+/** The reason of a failed file-system call on `target` (`written`: where a link of that name ends). */
+export function fsReason(err: unknown, target?: string, written?: string): string {
   if (!(err instanceof Error)) return String(err);
   const e = err as NodeJS.ErrnoException;
-  if (e.code === 'ENOENT' && target !== undefined) return `the folder ${dirname(target)} does not exist`;
+  if (e.code === 'ENOENT' && target !== undefined) return `the folder ${targetFolder(target, written)} does not exist`;
   if (e.code && e.syscall) return err.message.replace(/, [a-z]+ '[\s\S]*$/, '');
   return err.message;
 }
