@@ -1,7 +1,7 @@
 // `l2e encode`: embeddings of a file of texts, as JSONL {"text","embedding"} or a float32 .npy.
 import { EmbeddingModel, type BatchInfo, type EncodeOptions } from '../model/embedding-model.js';
 import type { Embeddings } from '../model/embeddings.js';
-import { STDIO } from '../util/output.js';
+import { checkOutput, STDIO } from '../util/output.js';
 import { opt } from './args.js';
 import type { Command } from './command.js';
 import { embeddingOutputFormat, FORMAT_OPTION, inputFormat, readTexts, writeEmbeddings } from './io.js';
@@ -11,7 +11,7 @@ import { deviceOf, ENCODE_OPTIONS, positiveInt, precisionOf } from './source-opt
 export const command: Command = {
   name: 'encode',
   summary: 'embed texts with a model (JSONL or .npy output)',
-  usage: `Usage: l2e encode --model DIR --input FILE --output FILE [--format text|jsonl] [--batch-size N] [--max-length N]
+  usage: `Usage: l2e encode --model DIR --input FILE --output FILE [--overwrite] [--format text|jsonl] [--batch-size N] [--max-length N]
 
 Embeds every text of FILE. Input: a .txt file holds one text per line, a .jsonl file one object per
 line with a "text" field (--field to name another); --format forces either (needed for other names
@@ -20,11 +20,13 @@ or LF); blank lines of a .jsonl are skipped. Output by name: .jsonl writes one l
 row's fields (e.g. "id") plus "embedding" (plain-text input: {"text", "embedding"}), each value the
 shortest decimal that reads back as the same float32; .npy writes a float32 matrix, rows in input
 order. Other names are refused. "-" reads stdin / writes JSONL to stdout (messages go to stderr).
+An existing output file is replaced only with --overwrite, and never when it is the input.
 The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging Face id (org/name).`,
   options: {
     model: { kind: 'string', help: 'model folder or hub id', metavar: 'DIR', required: true },
     input: { kind: 'string', help: 'texts: .txt (one per line) or .jsonl; - for stdin', metavar: 'FILE', required: true },
     output: { kind: 'string', help: 'output .jsonl or .npy; - for JSONL on stdout', metavar: 'FILE', required: true },
+    overwrite: { kind: 'boolean', help: 'replace an existing --output file (never the input)' },
     format: FORMAT_OPTION,
     field: { kind: 'string', help: 'JSONL field holding the text', default: 'text' },
     ...ENCODE_OPTIONS,
@@ -39,6 +41,7 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
     const maxLength = positiveInt(args, 'max-length');
     const outFormat = embeddingOutputFormat(output);
     const format = inputFormat(input, opt.str(args, 'format'));
+    checkOutput(output, { overwrite: opt.bool(args, 'overwrite'), inputs: [{ name: '--input', path: input }] });
     const texts = await readTexts(input, { field: opt.str(args, 'field'), format });
     const model = await EmbeddingModel.load(opt.str(args, 'model')!, { device, precision });
     try {

@@ -1,9 +1,81 @@
 // Where a command's data goes: a file, written atomically (util/atomic.ts), or standard output when
 // the name is `-`. Callers stream through one interface and never care which it is.
-import { AtomicWriter, writeFileAtomic } from './atomic.js';
+import { statSync, type Stats } from 'node:fs';
+import { AtomicWriter, writeFileAtomic, writeModeFor, type WriteMode } from './atomic.js';
+import { dirname } from 'node:path';
+import { fsReason, targetFolder } from './fs-error.js';
 
 /** The name that means standard input (for inputs) or standard output (for outputs). */
 export const STDIO = '-';
+
+/** A file the command reads, as messages name it: `{ name: '--input', path: 'c.jsonl' }`. */
+export interface NamedInput {
+  /** How the input is named: its flag (`--input`), option (`input`) or `the input`. */
+  name: string;
+  path: string;
+}
+
+export interface OutputCheck {
+  /** How the output is named in messages: its flag (`--output`, the default) or option (`output`). */
+  name?: string;
+  /** Replace an existing file (never an input). */
+  overwrite?: boolean;
+  /** How the permission to replace is named (default `--overwrite`). */
+  overwriteName?: string;
+  /** The files the command reads: the output is never one of them. */
+  inputs?: NamedInput[];
+}
+
+function statOrNull(path: string): Stats | null {
+  try {
+    return statSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Checks, before any work, that `target` can be written and replaces nothing it must not: the folder
+ * it goes into exists, it is not a folder, it is none of `inputs` (the same file after following
+ * links, or the same path while neither exists), and an existing file is replaced only with
+ * `overwrite`. `-`, pipes and devices (written through, see writeModeFor) are never refused.
+ */
+export function checkOutput(target: string, check: OutputCheck = {}): void {
+  const name = check.name ?? '--output';
+  if (target === '') throw new Error(`${name} is empty: give a file name, or - for stdout`);
+  if (target === STDIO) return;
+  let mode: WriteMode;
+  try {
+    mode = writeModeFor(target);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new Error(`${name} ${target}: ${dirname(target)} is not a folder`);
+    const msg = fsReason(err);
+    throw new Error(`${name} ${target} ${msg === 'it is a folder' ? 'is a folder: give a file name' : `cannot be written: ${msg}`}`);
+  }
+  if (mode.kind === 'through') return;
+  const out = statOrNull(mode.path);
+  for (const input of check.inputs ?? []) {
+    if (input.path === STDIO || input.path === '') continue;
+    const st = statOrNull(input.path);
+    let same = out !== null && st !== null && out.dev === st.dev && out.ino === st.ino;
+    if (!same && out === null) {
+      try {
+        same = writeModeFor(input.path).path === mode.path; // neither exists yet: the same name
+      } catch {
+        // an input that is a folder or a link loop: its reader says so
+      }
+    }
+    if (same) throw new Error(`${name} ${target} is also an input: ${input.name} ${input.path} is the same file`);
+  }
+  if (out !== null) {
+    if (!check.overwrite) throw new Error(`${name} ${target} already exists (pass ${check.overwriteName ?? '--overwrite'} to replace it)`);
+    return;
+  }
+  const folder = targetFolder(target, mode.path);
+  const dir = statOrNull(folder);
+  if (dir === null) throw new Error(`${name} ${target}: the folder ${folder} does not exist`);
+  if (!dir.isDirectory()) throw new Error(`${name} ${target}: ${folder} is not a folder`);
+}
 
 export interface OutputWriter {
   /** Writes a chunk, waiting while the destination's buffer is full. */

@@ -1,0 +1,104 @@
+// Outputs are checked before any work: an existing file is replaced only with --overwrite, an input
+// never (the same file through a link, too), and a missing folder, a folder as the output or a
+// dangling link are reported up front. `-`, pipes and devices are written through, never refused.
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { checkOutput } from '../src/util/output.js';
+import { l2e } from './helpers/cli.js';
+import { hasTinyMha, skipNote } from './helpers/fixture.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
+
+const firstLine = (s: string): string => s.split('\n')[0]!;
+
+describe('checkOutput', () => {
+  it('refuses an existing file without overwrite, an input always, and names flag and files', () => {
+    const dir = makeTempDir();
+    const keep = join(dir, 'keep.jsonl');
+    writeFileSync(keep, 'precious\n');
+    expect(() => checkOutput(keep)).toThrow(`--output ${keep} already exists (pass --overwrite to replace it)`);
+    expect(() => checkOutput(keep, { name: 'output', overwriteName: 'overwrite: true' })).toThrow(
+      `output ${keep} already exists (pass overwrite: true to replace it)`,
+    );
+    expect(() => checkOutput(keep, { overwrite: true })).not.toThrow();
+    const input = [{ name: '--input', path: keep }];
+    expect(() => checkOutput(keep, { overwrite: true, inputs: input })).toThrow(`--output ${keep} is also an input: --input ${keep} is the same file`);
+    // through a link, either way round
+    const link = join(dir, 'alink.jsonl');
+    symlinkSync('keep.jsonl', link);
+    expect(() => checkOutput(keep, { overwrite: true, inputs: [{ name: 'the input', path: link }] })).toThrow(
+      `--output ${keep} is also an input: the input ${link} is the same file`,
+    );
+    expect(() => checkOutput(link, { overwrite: true, inputs: [{ name: 'the input', path: keep }] })).toThrow(
+      `--output ${link} is also an input: the input ${keep} is the same file`,
+    );
+    // neither exists yet: the same name is the same file
+    const fresh = join(dir, 'fresh.jsonl');
+    expect(() => checkOutput(fresh, { inputs: [{ name: '--input', path: fresh }] })).toThrow(`--output ${fresh} is also an input: --input ${fresh} is the same file`);
+    expect(readFileSync(keep, 'utf8')).toBe('precious\n');
+  });
+
+  it('reports a missing folder, a folder, a dangling link and an empty name', () => {
+    const dir = makeTempDir();
+    expect(() => checkOutput(join(dir, 'nodir', 'x.npy'))).toThrow(`--output ${join(dir, 'nodir', 'x.npy')}: the folder ${join(dir, 'nodir')} does not exist`);
+    mkdirSync(join(dir, 'sub'));
+    expect(() => checkOutput(join(dir, 'sub'))).toThrow(`--output ${join(dir, 'sub')} is a folder: give a file name`);
+    writeFileSync(join(dir, 'file'), '');
+    expect(() => checkOutput(join(dir, 'file', 'x.jsonl'))).toThrow(`--output ${join(dir, 'file', 'x.jsonl')}: ${join(dir, 'file')} is not a folder`);
+    symlinkSync('nonexist-dir/x.jsonl', join(dir, 'dangling.jsonl'));
+    expect(() => checkOutput(join(dir, 'dangling.jsonl'))).toThrow(
+      `--output ${join(dir, 'dangling.jsonl')}: the folder ${join(dir, 'nonexist-dir')} does not exist`,
+    );
+    expect(() => checkOutput('', { name: 'output' })).toThrow('output is empty: give a file name, or - for stdout');
+    expect(() => checkOutput(join(dir, 'new.jsonl'))).not.toThrow();
+  });
+
+  it('never refuses -, /dev/stdout, a device or a FIFO', () => {
+    const dir = makeTempDir();
+    expect(() => checkOutput('-', { inputs: [{ name: '--input', path: '-' }] })).not.toThrow();
+    expect(() => checkOutput('/dev/null')).not.toThrow();
+    if (process.platform === 'linux') expect(() => checkOutput('/dev/stdout')).not.toThrow();
+    const fifo = join(dir, 'pipe');
+    if (spawnSync('mkfifo', [fifo]).status === 0) expect(() => checkOutput(fifo, { inputs: [{ name: '--input', path: fifo }] })).not.toThrow();
+  });
+});
+
+describe('encode checks its output before loading the model', () => {
+  it('refuses an existing output, the input itself, a missing folder and a folder', async () => {
+    const dir = makeTempDir();
+    const input = join(dir, 'a.txt');
+    writeFileSync(input, 'satu\n');
+    const keep = join(dir, 'keep.jsonl');
+    writeFileSync(keep, 'precious\n');
+    const encode = (...rest: string[]) => l2e('encode', '--model', join(dir, 'no-such-model'), ...rest);
+    const r = await encode('--input', input, '--output', keep);
+    expect([r.code, firstLine(r.err)]).toEqual([1, `l2e encode: error: --output ${keep} already exists (pass --overwrite to replace it)`]);
+    const self = await encode('--input', keep, '--output', keep, '--overwrite');
+    expect([self.code, firstLine(self.err)]).toEqual([1, `l2e encode: error: --output ${keep} is also an input: --input ${keep} is the same file`]);
+    expect(readFileSync(keep, 'utf8')).toBe('precious\n');
+    const npy = join(dir, 'nodir', 'x.npy');
+    const nodir = await encode('--input', input, '--output', npy);
+    expect([nodir.code, firstLine(nodir.err)]).toEqual([1, `l2e encode: error: --output ${npy}: the folder ${join(dir, 'nodir')} does not exist`]);
+    mkdirSync(join(dir, 'out.jsonl'));
+    const folder = await encode('--input', input, '--output', join(dir, 'out.jsonl'));
+    expect(firstLine(folder.err)).toBe(`l2e encode: error: --output ${join(dir, 'out.jsonl')} is a folder: give a file name`);
+    // with --overwrite the check passes and the missing model is what fails
+    const over = await encode('--input', input, '--output', keep, '--overwrite');
+    expect(over.code).toBe(1);
+    expect(over.err).not.toContain('already exists');
+    expect(readFileSync(keep, 'utf8')).toBe('precious\n');
+  });
+
+  it.skipIf(!hasTinyMha)(`--overwrite replaces the file ${hasTinyMha ? '' : skipNote('the shared tokenizer')}`, async () => {
+    const dir = makeTempDir();
+    const model = writeTinyModel(join(dir, 'model')).dir;
+    const input = join(dir, 'a.txt');
+    writeFileSync(input, 'satu\n');
+    const keep = join(dir, 'keep.npy');
+    writeFileSync(keep, 'precious\n');
+    const r = await l2e('encode', '--model', model, '--input', input, '--output', keep, '--overwrite');
+    expect(r.code).toBe(0);
+    expect(readFileSync(keep).subarray(1, 6).toString()).toBe('NUMPY');
+  });
+});
