@@ -198,7 +198,9 @@ describe.skipIf(!hasTinyMha)(`encode with a model ${hasTinyMha ? '' : skipNote('
     const r = await l2e(['mine', '--model', model, '--input', corpus, '--output', out, '--pos-threshold', '100', '--neg-threshold', '100']);
     expect(r.code).toBe(0);
     expect(r.out).toContain('2 input rows, 2 distinct texts');
-    const s = await l2e(['mine', '--model', model, '--input', '-', '--format', 'text', '--output', out, '--pos-threshold', '100', '--neg-threshold', '100'], 'a\nb\nc\n');
+    const again = await l2e(['mine', '--model', model, '--input', '-', '--format', 'text', '--output', out, '--pos-threshold', '100', '--neg-threshold', '100'], 'a\n');
+    expect(again.err.split('\n')[0]).toBe(`l2e mine: error: --output ${out} already exists (pass --overwrite to replace it)`);
+    const s = await l2e(['mine', '--model', model, '--input', '-', '--format', 'text', '--output', out, '--overwrite', '--pos-threshold', '100', '--neg-threshold', '100'], 'a\nb\nc\n');
     expect(s.out).toContain('3 input rows, 3 distinct texts');
   });
 });

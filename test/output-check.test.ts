@@ -6,6 +6,9 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkOutput } from '../src/util/output.js';
+import { mineToFile } from '../src/mine/run.js';
+import { loadVectorTable } from '../src/eval/vectors.js';
+import { tableSource } from '../src/eval/source.js';
 import { l2e } from './helpers/cli.js';
 import { hasTinyMha, skipNote } from './helpers/fixture.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
@@ -100,5 +103,34 @@ describe('encode checks its output before loading the model', () => {
     const r = await l2e('encode', '--model', model, '--input', input, '--output', keep, '--overwrite');
     expect(r.code).toBe(0);
     expect(readFileSync(keep).subarray(1, 6).toString()).toBe('NUMPY');
+  });
+});
+
+describe('mine checks its output before embedding', () => {
+  it('refuses the corpus, the embeddings and an existing file; mineToFile the same', async () => {
+    const dir = makeTempDir();
+    const corpus = join(dir, 'c.jsonl');
+    writeFileSync(corpus, '{"text": "satu"}\n{"text": "dua"}\n');
+    const vectors = join(dir, 'v.jsonl');
+    writeFileSync(vectors, '{"text": "satu", "embedding": [1, 0]}\n{"text": "dua", "embedding": [0, 1]}\n');
+    const mine = (...rest: string[]) => l2e('mine', '--embeddings', vectors, '--input', corpus, '--pos-threshold', '0.5', '--neg-threshold', '1', ...rest);
+    const self = await mine('--output', corpus, '--overwrite');
+    expect([self.code, firstLine(self.err)]).toEqual([1, `l2e mine: error: --output ${corpus} is also an input: --input ${corpus} is the same file`]);
+    const emb = await mine('--output', vectors, '--overwrite');
+    expect(firstLine(emb.err)).toBe(`l2e mine: error: --output ${vectors} is also an input: --embeddings ${vectors} is the same file`);
+    const nodir = await mine('--output', join(dir, 'nodir', 'p.jsonl'));
+    expect(firstLine(nodir.err)).toBe(`l2e mine: error: --output ${join(dir, 'nodir', 'p.jsonl')}: the folder ${join(dir, 'nodir')} does not exist`);
+    expect(nodir.err).not.toContain('embed'); // no progress: nothing was embedded
+    const pairs = join(dir, 'p.jsonl');
+    expect((await mine('--output', pairs)).code).toBe(0);
+    const again = await mine('--output', pairs);
+    expect(firstLine(again.err)).toBe(`l2e mine: error: --output ${pairs} already exists (pass --overwrite to replace it)`);
+    expect((await mine('--output', pairs, '--overwrite')).code).toBe(0);
+    expect(readFileSync(corpus, 'utf8')).toBe('{"text": "satu"}\n{"text": "dua"}\n');
+    const source = tableSource(await loadVectorTable(vectors));
+    const opts = { input: corpus, posThreshold: 0.5, negThreshold: 1 };
+    await expect(mineToFile(source, { ...opts, output: pairs })).rejects.toThrow(`output ${pairs} already exists (pass overwrite: true to replace it)`);
+    await expect(mineToFile(source, { ...opts, output: corpus, overwrite: true })).rejects.toThrow(`output ${corpus} is also an input: input ${corpus} is the same file`);
+    expect((await mineToFile(source, { ...opts, output: pairs, overwrite: true })).texts).toBe(2);
   });
 });

@@ -5,7 +5,7 @@ import { MINE_DEFAULTS, thresholdOverlap } from '../mine/mine.js';
 import { formatNeighbourStats, parseThreshold, type Threshold } from '../mine/stats.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
-import { STDIO } from '../util/output.js';
+import { checkOutput, STDIO } from '../util/output.js';
 import { FORMAT_OPTION, inputFormat } from './io.js';
 import { ProgressBar } from './progress.js';
 import { ENCODE_OPTIONS, openSourceFromArgs, SOURCE_OPTIONS } from './source-options.js';
@@ -15,7 +15,7 @@ export const command: Command = {
   summary: 'mine positive / negative pairs from a corpus by embedding distance',
   usage: `Usage: l2e mine (--model DIR | --embeddings FILE [--texts FILE]) --input FILE --output pairs.jsonl
                 --pos-threshold X --neg-threshold Y [--metric euclidean|cosine] [--max-pos 6] [--max-neg 5]
-                [--seed N] [--fields a,b,c] [--k N] [--random-negatives]
+                [--seed N] [--fields a,b,c] [--k N] [--random-negatives] [--overwrite]
        l2e mine (--model DIR | --embeddings FILE [--texts FILE]) --input FILE --stats [--metric M] [--k N]
 
 Every distinct text is a query. Among its --k nearest texts, positives are at distance <= X and
@@ -26,7 +26,8 @@ are sampled (seeded); rows without a positive or a negative are skipped and coun
 each input row's fields are versions of one text (e.g. original, English, Malay): they are one
 another's positives. Input by name: .jsonl ("text" or --fields), .txt (one text per line), or a .json
 array / object of texts; --format text|jsonl forces one. "-" reads stdin (with --format) or writes
-the pairs to stdout (the summary goes to stderr).
+the pairs to stdout (the summary goes to stderr). An existing output file is replaced only with
+--overwrite, and never when it is an input.
 
 Choosing thresholds: --stats is a dry run that embeds the corpus and prints percentiles of the
 distances from each text to its nearest and to its --k nearest texts, and writes nothing. A
@@ -37,6 +38,7 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     input: { kind: 'string', help: 'corpus to mine (.jsonl, .txt, .json; - for stdin)', metavar: 'FILE', required: true },
     format: FORMAT_OPTION,
     output: { kind: 'string', help: 'pairs JSONL; - for stdout (required unless --stats)', metavar: 'FILE' },
+    overwrite: { kind: 'boolean', help: 'replace an existing --output file (never an input)' },
     'pos-threshold': { kind: 'string', help: 'positives at distance <= X; pN = the N-th percentile of the k-nearest distances', metavar: 'X' },
     'neg-threshold': { kind: 'string', help: 'negatives at distance > Y; pN as for --pos-threshold', metavar: 'Y' },
     stats: { kind: 'boolean', help: 'dry run: print the percentiles of the nearest-neighbour distances, write nothing' },
@@ -98,12 +100,19 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     if (overlap) throw new UsageError(overlap);
     const output = opt.str(args, 'output');
     if (output === undefined) throw new UsageError('--output is required (or --stats for a dry run)');
+    const overwrite = opt.bool(args, 'overwrite');
+    const inputs = (['input', 'embeddings', 'texts'] as const).flatMap((flag) => {
+      const path = opt.str(args, flag);
+      return path === undefined ? [] : [{ name: `--${flag}`, path }];
+    });
+    checkOutput(output, { overwrite, inputs }); // before the model loads
     const source = await openSourceFromArgs(args);
     try {
       const r = await mineToFile(source, {
         input,
         format,
         output,
+        overwrite,
         fields: fields.length ? fields : undefined,
         posThreshold: pos,
         negThreshold: neg,

@@ -1,7 +1,7 @@
 // `mine` end to end: read the corpus, embed it in blocks, mine every text, write JSONL atomically.
 import { Embeddings } from '../model/embeddings.js';
 import type { EmbeddingSource } from '../eval/source.js';
-import { openOutput } from '../util/output.js';
+import { checkOutput, openOutput } from '../util/output.js';
 import { readCorpus, type Corpus, type CorpusFormat } from './corpus.js';
 import { MINE_DEFAULTS, minePairs, thresholdOverlap, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
 import { neighbourStats, resolveThreshold, type NeighbourStats, type Threshold } from './stats.js';
@@ -13,6 +13,8 @@ export interface MineRunOptions extends Omit<MineOptions, 'posThreshold' | 'negT
   format?: CorpusFormat;
   /** The pairs JSONL (`-`: stdout). */
   output: string;
+  /** Replace an existing `output` file (never the input); default false: an existing file is refused. */
+  overwrite?: boolean;
   fields?: string[];
   /** Distances, or percentiles of the corpus's k-nearest distances (stats.ts). */
   posThreshold: Threshold;
@@ -92,6 +94,7 @@ export async function mineToFile(source: EmbeddingSource, run: MineRunOptions): 
   if (overlap) throw new Error(overlap);
   const known = { pos: typeof pos === 'number' ? pos : 0, neg: typeof neg === 'number' ? neg : typeof pos === 'number' ? pos : 0 };
   validateMineOptions({ ...run, posThreshold: known.pos, negThreshold: known.neg });
+  checkOutput(run.output, { name: 'output', overwrite: run.overwrite, overwriteName: 'overwrite: true', inputs: [{ name: 'input', path: run.input }] });
   const { corpus, vectors, memoryMb } = await embedCorpus(source, run);
   let opts: MineRunOptions & MineOptions;
   try {
