@@ -73,7 +73,7 @@ describe('error lines', () => {
     writeFileSync(a, row('x') + '\n');
     const r = await l2e('combine', a, '--output', a);
     expect(r.code).toBe(1);
-    expect(r.err).toBe(`l2e combine: error: the output ${a} is also an input\n`);
+    expect(r.err).toBe(`l2e combine: error: --output ${a} is also an input: the input ${a} is the same file\n`);
   });
 
   it('never name the temp file of an atomic write', async () => {
@@ -83,7 +83,7 @@ describe('error lines', () => {
     const out = join(dir, 'missing', 'all.jsonl');
     const r = await l2e('combine', a, '--output', out);
     expect(r.code).toBe(1);
-    expect(r.err).toBe(`l2e combine: error: could not write ${out}: the folder ${join(dir, 'missing')} does not exist\n`);
+    expect(r.err).toBe(`l2e combine: error: --output ${out}: the folder ${join(dir, 'missing')} does not exist\n`);
     expect(r.err).not.toMatch(/\.tmp-/);
   });
 
@@ -94,7 +94,8 @@ describe('error lines', () => {
     const out = join(dir, 'missing', 'all.jsonl');
     const r = await l2e('combine', a, '--output', out, '--shuffle', '--memory-mb', '1');
     expect(r.code).toBe(1);
-    expect(r.err).toBe(`l2e combine: error: could not write ${out}: the folder ${join(dir, 'missing')} does not exist\n`);
+    expect(r.err).toBe(`l2e combine: error: --output ${out}: the folder ${join(dir, 'missing')} does not exist\n`);
+    expect(r.err).not.toContain('.l2e-combine-');
   });
 
   it('skipped bad lines are reported at the end with their line numbers', async () => {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkOutput } from '../src/util/output.js';
 import { mineToFile } from '../src/mine/run.js';
+import { combineFiles } from '../src/data/combine.js';
 import { loadVectorTable } from '../src/eval/vectors.js';
 import { tableSource } from '../src/eval/source.js';
 import { l2e } from './helpers/cli.js';
@@ -132,5 +133,32 @@ describe('mine checks its output before embedding', () => {
     await expect(mineToFile(source, { ...opts, output: pairs })).rejects.toThrow(`output ${pairs} already exists (pass overwrite: true to replace it)`);
     await expect(mineToFile(source, { ...opts, output: corpus, overwrite: true })).rejects.toThrow(`output ${corpus} is also an input: input ${corpus} is the same file`);
     expect((await mineToFile(source, { ...opts, output: pairs, overwrite: true })).texts).toBe(2);
+  });
+});
+
+describe('combine never replaces an input, even through a link', () => {
+  it('refuses output = input through a symbolic link either way, and an existing file without --overwrite', async () => {
+    const dir = makeTempDir();
+    const row = '{"query": "q", "pos": ["p"], "neg": ["n"]}\n';
+    const a = join(dir, 'a.jsonl');
+    const b = join(dir, 'b.jsonl');
+    writeFileSync(a, row);
+    writeFileSync(b, row);
+    const alink = join(dir, 'alink.jsonl');
+    symlinkSync('a.jsonl', alink);
+    const viaLink = await l2e('combine', alink, b, '--output', a, '--overwrite');
+    expect([viaLink.code, viaLink.err]).toEqual([1, `l2e combine: error: --output ${a} is also an input: the input ${alink} is the same file\n`]);
+    const toLink = await l2e('combine', a, b, '--output', alink, '--overwrite');
+    expect(toLink.err).toBe(`l2e combine: error: --output ${alink} is also an input: the input ${a} is the same file\n`);
+    expect(readFileSync(a, 'utf8')).toBe(row);
+    const all = join(dir, 'all.jsonl');
+    writeFileSync(all, 'precious\n');
+    const exists = await l2e('combine', a, b, '--output', all);
+    expect(exists.err).toBe(`l2e combine: error: --output ${all} already exists (pass --overwrite to replace it)\n`);
+    expect((await l2e('combine', a, b, '--output', all, '--overwrite')).code).toBe(0);
+    expect(readFileSync(all, 'utf8')).toBe(row + row);
+    await expect(combineFiles([alink], { output: a, overwrite: true })).rejects.toThrow(`output ${a} is also an input: the input ${alink} is the same file`);
+    await expect(combineFiles([a], { output: all })).rejects.toThrow(`output ${all} already exists (pass overwrite: true to replace it)`);
+    await expect(combineFiles([a], { output: '' })).rejects.toThrow('output is empty: give a file name, or - for stdout');
   });
 });

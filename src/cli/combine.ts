@@ -2,21 +2,23 @@
 import { combineFiles } from '../data/combine.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
-import { STDIO } from '../util/output.js';
+import { checkOutput, STDIO } from '../util/output.js';
 import { ProgressBar } from './progress.js';
 
 export const command: Command = {
   name: 'combine',
   summary: 'concatenate / shuffle JSONL pair files, validating every line',
-  usage: `Usage: l2e combine A.jsonl B.jsonl ... --output ALL.jsonl [--shuffle --seed N] [--memory-mb 256]
+  usage: `Usage: l2e combine A.jsonl B.jsonl ... --output ALL.jsonl [--overwrite] [--shuffle --seed N] [--memory-mb 256]
 
 Streams every input, checks each line is {"query": str, "pos": [str], "neg": [str]} (errors name
 file:line; --skip-bad-lines counts and drops them instead) and writes one file atomically. With
 --shuffle, inputs larger than the memory budget are shuffled externally (random buckets on disk,
 each shuffled in memory). The order depends only on the seed, the inputs and --memory-mb.
-"-" as an input reads stdin; --output - writes to stdout (the summary then goes to stderr).`,
+"-" as an input reads stdin; --output - writes to stdout (the summary then goes to stderr). An
+existing output file is replaced only with --overwrite, and never when it is an input.`,
   options: {
     output: { kind: 'string', help: 'combined JSONL file; - for stdout', metavar: 'FILE', required: true },
+    overwrite: { kind: 'boolean', help: 'replace an existing --output file (never an input)' },
     shuffle: { kind: 'boolean', help: 'shuffle all rows (uniform permutation)' },
     seed: { kind: 'integer', help: 'shuffle seed', default: 42 },
     'memory-mb': { kind: 'integer', help: 'memory budget for shuffling, MiB', default: 256 },
@@ -26,9 +28,13 @@ each shuffled in memory). The order depends only on the seed, the inputs and --m
     if (args.positionals.length === 0) throw new UsageError('give at least one input file');
     const memoryMb = opt.num(args, 'memory-mb')!;
     if (memoryMb < 1) throw new UsageError('--memory-mb must be at least 1');
+    const output = opt.str(args, 'output')!;
+    const overwrite = opt.bool(args, 'overwrite');
+    checkOutput(output, { overwrite, inputs: args.positionals.map((path) => ({ name: 'the input', path })) });
     const bar = new ProgressBar({ label: 'combine', total: 100, unit: '%' });
     const result = await combineFiles(args.positionals, {
-      output: opt.str(args, 'output')!,
+      output,
+      overwrite,
       shuffle: opt.bool(args, 'shuffle'),
       seed: opt.num(args, 'seed'),
       memoryMb,
@@ -41,7 +47,6 @@ each shuffled in memory). The order depends only on the seed, the inputs and --m
       (f) => `  ${f.file.padEnd(width)}  ${String(f.rows).padStart(10)} rows` + (f.badLines ? `  ${f.badLines} bad lines dropped` : ''),
     );
     const how = result.buckets === 0 ? '' : result.buckets === 1 ? ' (shuffled in memory)' : ` (shuffled through ${result.buckets} buckets)`;
-    const output = opt.str(args, 'output')!;
     const toStdout = output === STDIO; // the data stream: the summary goes to stderr
     (toStdout ? process.stderr : process.stdout).write(
       `${lines.join('\n')}\n  ${'total'.padEnd(width)}  ${String(result.rows).padStart(10)} rows → ${toStdout ? 'stdout' : output}${how}\n`,

@@ -7,7 +7,7 @@
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fsReason } from '../util/fs-error.js';
-import { openOutput } from '../util/output.js';
+import { checkOutput, openOutput } from '../util/output.js';
 import { processAlive } from '../util/process.js';
 import { Rng } from '../util/random.js';
 import { LineError, pairRowProblem, readLines } from './jsonl.js';
@@ -15,6 +15,8 @@ import { LineError, pairRowProblem, readLines } from './jsonl.js';
 export interface CombineOptions {
   /** The combined file (`-`: stdout); an input `-` is stdin. */
   output: string;
+  /** Replace an existing `output` file (never an input); default false: an existing file is refused. */
+  overwrite?: boolean;
   shuffle?: boolean;
   seed?: number;
   /** Memory budget for the shuffle, in MiB (default 256). */
@@ -67,10 +69,10 @@ function removeStaleBucketDirs(parent: string): void {
 
 export async function combineFiles(inputs: string[], opts: CombineOptions): Promise<CombineResult> {
   if (inputs.length === 0) throw new Error('combine: no input files');
+  // the same file through a link counts too (checkOutput compares device and inode)
+  const inputNames = inputs.map((path) => ({ name: 'the input', path }));
+  checkOutput(opts.output, { name: 'output', overwrite: opts.overwrite, overwriteName: 'overwrite: true', inputs: inputNames });
   const out = resolve(opts.output);
-  for (const f of inputs) {
-    if (opts.output !== '-' && f !== '-' && resolve(f) === out) throw new Error(`combine: the output ${opts.output} is also an input`);
-  }
   const totalBytes = inputs.reduce((sum, f) => {
     try {
       return sum + (f === '-' ? 0 : statSync(f).size); // stdin: size unknown
