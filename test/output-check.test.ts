@@ -162,3 +162,22 @@ describe('combine never replaces an input, even through a link', () => {
     await expect(combineFiles([a], { output: '' })).rejects.toThrow('output is empty: give a file name, or - for stdout');
   });
 });
+
+describe('eval checks --json OUT before loading the model', () => {
+  it('refuses a test file as OUT and an existing OUT without --overwrite', async () => {
+    const dir = makeTempDir();
+    const test = join(dir, 'test.jsonl');
+    const t2 = join(dir, 't2.jsonl');
+    const row = '{"query": "satu", "pos": ["dua"], "neg": ["tiga"]}\n';
+    writeFileSync(test, row);
+    writeFileSync(t2, row);
+    const evaluate = (...rest: string[]) => l2e('eval', '--model', join(dir, 'no-such-model'), '--test', test, ...rest);
+    const second = await evaluate('--json', t2);
+    expect([second.code, firstLine(second.err)]).toEqual([1, `l2e eval: error: --json ${t2} already exists (pass --overwrite to replace it)`]);
+    const self = await evaluate('--json', test, '--overwrite');
+    expect(firstLine(self.err)).toBe(`l2e eval: error: --json ${test} is also an input: --test ${test} is the same file`);
+    const nodir = await evaluate('--json', join(dir, 'nodir', 'm.json'));
+    expect(firstLine(nodir.err)).toBe(`l2e eval: error: --json ${join(dir, 'nodir', 'm.json')}: the folder ${join(dir, 'nodir')} does not exist`);
+    expect(readFileSync(t2, 'utf8')).toBe(row);
+  });
+});

@@ -1,5 +1,5 @@
 // `l2e eval`: the notebook metrics (positive/negative score, top-1/3/5/10) for test files.
-import { STDIO, writeOutput } from '../util/output.js';
+import { checkOutput, STDIO, writeOutput } from '../util/output.js';
 import { evaluateFile, formatTable, type FileEvaluation } from '../eval/evaluate.js';
 import type { Metrics } from '../eval/metrics.js';
 import { opt, UsageError } from './args.js';
@@ -10,7 +10,7 @@ import { ENCODE_OPTIONS, openSourceFromArgs, SOURCE_OPTIONS } from './source-opt
 export const command: Command = {
   name: 'eval',
   summary: 'evaluate a model (or precomputed embeddings) on JSONL test files',
-  usage: `Usage: l2e eval --model DIR --test FILE.jsonl [FILE2 ...] [--limit 1000] [--json [OUT]]
+  usage: `Usage: l2e eval --model DIR --test FILE.jsonl [FILE2 ...] [--limit 1000] [--json [OUT] [--overwrite]]
        l2e eval --embeddings FILE [--texts FILE] --test FILE.jsonl [...]
 
 The pool is every distinct stripped string of the first --limit rows; "positive score" is the mean
@@ -19,12 +19,14 @@ the share of (query, pos) pairs of the whole file whose query ranks in the top K
 cosine to the positive (K+1 when the positive itself is in the top K). Vectors come from the model
 or from --embeddings: JSONL {"text","embedding"} or a float32/float64 .npy with --texts (one text per
 line, or a JSON array). --json writes {"<test name>": {metrics}} (name = file basename) to OUT; alone
-or with OUT "-" it prints the JSON on stdout and the table on stderr.`,
+or with OUT "-" it prints the JSON on stdout and the table on stderr. An existing OUT is replaced
+only with --overwrite, and never when it is an input.`,
   options: {
     ...SOURCE_OPTIONS,
     test: { kind: 'list', help: 'test JSONL files (repeatable; more may follow as positionals)', metavar: 'FILE' },
     limit: { kind: 'integer', help: 'rows that define the pool and the scores', default: 1000 },
     json: { kind: 'string', help: 'write the metrics as JSON to OUT (alone or -: to stdout)', metavar: 'OUT', optionalValue: true },
+    overwrite: { kind: 'boolean', help: 'replace an existing --json OUT file (never an input)' },
     ...ENCODE_OPTIONS,
   },
   async run(args) {
@@ -33,6 +35,16 @@ or with OUT "-" it prints the JSON on stdout and the table on stderr.`,
     if (tests.length === 0) throw new UsageError('--test FILE is required');
     const limit = opt.num(args, 'limit')!;
     if (limit < 1) throw new UsageError('--limit must be at least 1');
+    const jsonOut = opt.str(args, 'json');
+    if (jsonOut !== undefined && jsonOut !== '') {
+      // `--test a.jsonl --json b.jsonl` (b meant as a second test file) must not replace b
+      const inputs = tests.map((path) => ({ name: '--test', path }));
+      for (const flag of ['embeddings', 'texts'] as const) {
+        const path = opt.str(args, flag);
+        if (path !== undefined) inputs.push({ name: `--${flag}`, path });
+      }
+      checkOutput(jsonOut, { name: '--json', overwrite: opt.bool(args, 'overwrite'), inputs }); // before the model loads
+    }
     const source = await openSourceFromArgs(args);
     const results: FileEvaluation[] = [];
     try {
@@ -52,7 +64,6 @@ or with OUT "-" it prints the JSON on stdout and the table on stderr.`,
     } finally {
       source.close();
     }
-    const jsonOut = opt.str(args, 'json');
     const obj: Record<string, Metrics> = {};
     for (const r of results) obj[r.name] = r.metrics;
     if (jsonOut === '' || jsonOut === STDIO) {
