@@ -3,6 +3,7 @@
 import { commandHelp, parseArgs, usageLines, type Command } from './command.js';
 import { closest, UsageError } from './args.js';
 import { loadCommands } from './commands.js';
+import { OutputClosedError, SIGPIPE_STATUS } from '../util/output.js';
 
 export async function main(argv: string[]): Promise<number> {
   const commands = await loadCommands();
@@ -33,6 +34,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await cmd.run(args);
   } catch (err) {
+    if (err instanceof OutputClosedError) return SIGPIPE_STATUS; // `| head` has what it wanted: no message
     if (err instanceof UsageError) {
       process.stderr.write(`l2e ${name}: ${err.message}\n${usageLines(cmd)}\nRun 'l2e ${name} --help' for all options.\n`);
       return 2;

@@ -8,6 +8,20 @@ import { fsReason, targetFolder } from './fs-error.js';
 /** The name that means standard input (for inputs) or standard output (for outputs). */
 export const STDIO = '-';
 
+/** The exit status of a Unix tool killed by SIGPIPE (128 + 13): what `l2e ... | head` ends with. */
+export const SIGPIPE_STATUS = 141;
+
+/**
+ * The reader of standard output went away (`l2e encode ... --output - | head`): not a failure to
+ * report; the command stops its work quietly and exits with SIGPIPE_STATUS.
+ */
+export class OutputClosedError extends Error {
+  override name = 'OutputClosedError';
+  constructor() {
+    super('the reader of stdout went away');
+  }
+}
+
 /** A file the command reads, as messages name it: `{ name: '--input', path: 'c.jsonl' }`. */
 export interface NamedInput {
   /** How the input is named: its flag (`--input`), option (`input`) or `the input`. */
@@ -94,7 +108,9 @@ export function openOutput(target: string, stream: NodeJS.WritableStream = proce
     failed = e; // e.g. EPIPE when the reader (`| head`) went away
   });
   const check = (): void => {
-    if (failed) throw new Error(`could not write to stdout: ${failed.message}`);
+    if (!failed) return;
+    if ((failed as NodeJS.ErrnoException).code === 'EPIPE') throw new OutputClosedError();
+    throw new Error(`could not write to stdout: ${failed.message}`);
   };
   return {
     write: async (chunk) => {

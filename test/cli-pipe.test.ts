@@ -1,0 +1,54 @@
+// `l2e ... --output - | head`: when the reader of stdout goes away, the command stops quietly and
+// exits 141 (128 + SIGPIPE), as a Unix tool killed by SIGPIPE does. The process cases run the built
+// CLI (bin/l2e.js over dist/: `npx tsc -p tsconfig.build.json` after a change).
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { openOutput, OutputClosedError } from '../src/util/output.js';
+import { repoRoot } from './helpers/fixture.js';
+import { makeTempDir } from './helpers/tinyModel.js';
+
+const hasDist = existsSync(join(repoRoot, 'dist', 'cli', 'main.js'));
+
+/** Runs `l2e args | head -c 100` in bash: the exit status of l2e and what it wrote to stderr. */
+function intoHead(args: string[], cwd: string): { status: string; err: string } {
+  const quoted = args.map((a) => `'${a}'`).join(' ');
+  const r = spawnSync('bash', ['-c', `"${process.execPath}" "${join(repoRoot, 'bin', 'l2e.js')}" ${quoted} 2>err.txt | head -c 100 >/dev/null; echo "\${PIPESTATUS[0]}"; cat err.txt`], {
+    cwd,
+    encoding: 'utf8',
+  });
+  const [status, ...err] = r.stdout.split('\n');
+  return { status: status!, err: err.join('\n') };
+}
+
+describe('stdout whose reader went away', () => {
+  it('openOutput("-") turns EPIPE into OutputClosedError, other errors into a message', async () => {
+    const failing = (code: string) =>
+      new Writable({
+        write(_chunk, _enc, cb) {
+          cb(Object.assign(new Error(`write ${code}`), { code }));
+        },
+      });
+    const w = openOutput('-', failing('EPIPE'));
+    await w.write('x').catch(() => {});
+    await expect(w.write('y')).rejects.toBeInstanceOf(OutputClosedError);
+    const other = openOutput('-', failing('ENOSPC'));
+    await other.write('x').catch(() => {});
+    await expect(other.write('y')).rejects.toThrow('could not write to stdout: write ENOSPC');
+  });
+
+  it.skipIf(!hasDist || process.platform === 'win32')(`combine and mine stop quietly with status 141 ${hasDist ? '' : '(skipped: dist/ not built)'}`, () => {
+    const dir = makeTempDir();
+    const rows = Array.from({ length: 20000 }, (_, i) => JSON.stringify({ query: `q${i} ${'x'.repeat(50)}`, pos: ['p'], neg: ['n'] }));
+    writeFileSync(join(dir, 'big.jsonl'), rows.join('\n') + '\n');
+    expect(intoHead(['combine', 'big.jsonl', '--output', '-'], dir)).toEqual({ status: '141', err: '' });
+    const texts = Array.from({ length: 3000 }, (_, i) => `teks nombor ${i}`);
+    writeFileSync(join(dir, 'corpus.txt'), texts.join('\n') + '\n');
+    writeFileSync(join(dir, 'v.jsonl'), texts.map((t, i) => JSON.stringify({ text: t, embedding: [Math.cos(i / 100), Math.sin(i / 100)] })).join('\n') + '\n');
+    const mine = intoHead(['mine', '--embeddings', 'v.jsonl', '--input', 'corpus.txt', '--output', '-', '--pos-threshold', '0.05', '--neg-threshold', '0.5', '--random-negatives'], dir);
+    expect(mine.status).toBe('141');
+    expect(mine.err).not.toMatch(/error|EPIPE/);
+  });
+});
