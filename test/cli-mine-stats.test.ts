@@ -7,6 +7,9 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseThreshold, percentile } from '../src/mine/stats.js';
 import { validateMineOptions } from '../src/mine/mine.js';
+import { corpusNeighbourStats } from '../src/mine/run.js';
+import { loadVectorTable } from '../src/eval/vectors.js';
+import { tableSource } from '../src/eval/source.js';
 import { l2e } from './helpers/cli.js';
 import { makeTempDir } from './helpers/tinyModel.js';
 
@@ -96,6 +99,34 @@ describe('l2e mine --stats', () => {
     const noOut = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--pos-threshold', '1', '--neg-threshold', '2');
     expect(noOut.err.split('\n')[0]).toBe('l2e mine: --output is required (or --stats for a dry run)');
     expect(existsSync(out)).toBe(false);
+  });
+
+  it('checks --k, --memory-mb, --max-pos and --max-neg before any work, with --stats too', async () => {
+    const cases: [string[], string][] = [
+      [['--stats', '--k', '0'], '--k must be at least 1, got 0'],
+      [['--stats', '--k', '-5'], '--k must be at least 1, got -5'],
+      [['--stats', '--memory-mb', '-1'], '--memory-mb must be at least 1, got -1'],
+      [['--output', join(dir, 'never.jsonl'), '--pos-threshold', '1', '--neg-threshold', '2', '--max-pos', '0'], '--max-pos must be at least 1, got 0'],
+      [['--output', join(dir, 'never.jsonl'), '--pos-threshold', '1', '--neg-threshold', '2', '--max-neg', '0'], '--max-neg must be at least 1, got 0'],
+    ];
+    for (const [rest, message] of cases) {
+      const r = await l2e('mine', '--embeddings', vectors, '--input', corpus, ...rest);
+      expect([r.code, r.err.split('\n')[0], r.out]).toEqual([2, `l2e mine: ${message}`, '']);
+      expect(r.err).not.toMatch(/embed /); // nothing was embedded
+    }
+  });
+
+  it('--stats on a corpus of one text is an error, not a table of NaN', async () => {
+    const one = join(dir, 'one.txt');
+    writeFileSync(one, 't0\n');
+    const r = await l2e('mine', '--embeddings', vectors, '--input', one, '--stats');
+    expect([r.code, r.err.trimEnd().split('\n').pop(), r.out]).toEqual([
+      1,
+      `l2e mine: error: ${one}: no distances to measure: the corpus needs two distinct texts of more than one character`,
+      '',
+    ]);
+    const source = tableSource(await loadVectorTable(vectors));
+    await expect(corpusNeighbourStats(source, { input: corpus, k: 0 })).rejects.toThrow('k must be a positive integer, got 0');
   });
 
   it('prints plain progress lines for embedding and mining when stderr is not a terminal', async () => {

@@ -8,7 +8,7 @@ import type { Command } from './command.js';
 import { checkOutput, STDIO } from '../util/output.js';
 import { FORMAT_OPTION, inputFormat } from './io.js';
 import { ProgressBar } from './progress.js';
-import { ENCODE_OPTIONS, openSourceFromArgs, SOURCE_OPTIONS } from './source-options.js';
+import { ENCODE_OPTIONS, openSourceFromArgs, positiveInt, SOURCE_OPTIONS } from './source-options.js';
 
 export const command: Command = {
   name: 'mine',
@@ -55,6 +55,11 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
   async run(args) {
     const metric = opt.str(args, 'metric');
     if (metric !== 'euclidean' && metric !== 'cosine') throw new UsageError(`--metric must be euclidean or cosine, got ${metric}`);
+    // usage errors before any work, in --stats mode too
+    const k = positiveInt(args, 'k');
+    const memoryMb = positiveInt(args, 'memory-mb');
+    const maxPos = positiveInt(args, 'max-pos');
+    const maxNeg = positiveInt(args, 'max-neg');
     const stats = opt.bool(args, 'stats');
     const fields = opt.list(args, 'fields');
     const input = opt.str(args, 'input')!;
@@ -75,8 +80,8 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
           format,
           fields: fields.length ? fields : undefined,
           metric,
-          k: opt.num(args, 'k'),
-          memoryMb: opt.num(args, 'memory-mb'),
+          k,
+          memoryMb,
           onStage,
         });
         process.stdout.write(formatNeighbourStats(s));
@@ -117,12 +122,12 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
         posThreshold: pos,
         negThreshold: neg,
         metric,
-        maxPos: opt.num(args, 'max-pos'),
-        maxNeg: opt.num(args, 'max-neg'),
+        maxPos,
+        maxNeg,
         seed: opt.num(args, 'seed'),
-        k: opt.num(args, 'k'),
+        k,
         randomNegatives: opt.bool(args, 'random-negatives'),
-        memoryMb: opt.num(args, 'memory-mb'),
+        memoryMb,
         onStage,
         onThresholds: (p, n) => process.stderr.write(`thresholds: --pos-threshold ${p.toFixed(4)} --neg-threshold ${n.toFixed(4)} (from the percentiles)\n`),
       });

@@ -79,12 +79,21 @@ export async function corpusNeighbourStats(
   source: EmbeddingSource,
   opts: CorpusOptions & Pick<MineRunOptions, 'k' | 'metric'>,
 ): Promise<NeighbourStats> {
+  for (const key of ['k', 'memoryMb'] as const) {
+    const v = opts[key];
+    if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new Error(`${key} must be a positive integer, got ${v}`);
+  }
   const { corpus, vectors, memoryMb } = await embedCorpus(source, opts);
+  let stats: NeighbourStats;
   try {
-    return await neighbourStats(corpus, vectors, { k: opts.k, metric: opts.metric, memoryMb });
+    stats = await neighbourStats(corpus, vectors, { k: opts.k, metric: opts.metric, memoryMb });
   } finally {
     vectors.close();
   }
+  if (stats.all.length === 0) {
+    throw new Error(`${opts.input}: no distances to measure: the corpus needs two distinct texts of more than one character`);
+  }
+  return stats;
 }
 
 export async function mineToFile(source: EmbeddingSource, run: MineRunOptions): Promise<MineRunResult> {
