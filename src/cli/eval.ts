@@ -1,6 +1,7 @@
 // `l2e eval`: the notebook metrics (positive/negative score, top-1/3/5/10) for test files.
+import { resolve, sep } from 'node:path';
 import { checkOutput, STDIO, writeOutput } from '../util/output.js';
-import { evaluateFile, formatTable, type FileEvaluation } from '../eval/evaluate.js';
+import { evaluateFile, formatTable, testName, type FileEvaluation } from '../eval/evaluate.js';
 import type { Metrics } from '../eval/metrics.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
@@ -18,9 +19,10 @@ cos(query, pos) over their (row, pos) pairs, "negative score" the mean 1 - cos(q
 the share of (query, pos) pairs of the whole file whose query ranks in the top K of the pool by
 cosine to the positive (K+1 when the positive itself is in the top K). Vectors come from the model
 or from --embeddings: JSONL {"text","embedding"} or a float32/float64 .npy with --texts (one text per
-line, or a JSON array). --json writes {"<test name>": {metrics}} (name = file basename) to OUT; alone
-or with OUT "-" it prints the JSON on stdout and the table on stderr. An existing OUT is replaced
-only with --overwrite, and never when it is an input.`,
+line, or a JSON array). --json writes {"<test name>": {metrics}} to OUT (name = file basename; files
+of one name get as many of their folders as tell them apart: d1/test, d2/test); alone or with OUT
+"-" it prints the JSON on stdout and the table on stderr. An existing OUT is replaced only with
+--overwrite, and never when it is an input.`,
   options: {
     ...SOURCE_OPTIONS,
     test: { kind: 'list', help: 'test JSONL files (repeatable; more may follow as positionals)', metavar: 'FILE' },
@@ -64,15 +66,45 @@ only with --overwrite, and never when it is an input.`,
     } finally {
       source.close();
     }
+    // two files named test.jsonl in different folders are two rows and two keys, not one
+    const names = uniqueTestNames(results.map((r) => r.file));
+    const named = results.map((r, i) => ({ ...r, name: names[i]! }));
     const obj: Record<string, Metrics> = {};
-    for (const r of results) obj[r.name] = r.metrics;
+    for (const r of named) obj[r.name] = r.metrics;
     if (jsonOut === '' || jsonOut === STDIO) {
-      process.stderr.write(formatTable(results));
+      process.stderr.write(formatTable(named));
       await writeOutput(STDIO, JSON.stringify(obj, null, 2) + '\n');
     } else {
-      process.stdout.write(formatTable(results));
+      process.stdout.write(formatTable(named));
       if (jsonOut !== undefined) await writeOutput(jsonOut, JSON.stringify(obj, null, 2) + '\n');
     }
     return 0;
   },
 };
+
+/**
+ * The names of test files in the table and the JSON: the basename without its extension, and for
+ * files that share one, the shortest tail of their folders that tells them apart (`d1/test`,
+ * `d2/test`); a file given twice is `test (2)` the second time.
+ */
+export function uniqueTestNames(files: string[]): string[] {
+  const names = files.map(testName);
+  const folders = files.map((f) => resolve(f).split(sep).slice(0, -1));
+  const out = [...names];
+  for (const name of new Set(names)) {
+    const group = names.flatMap((n, i) => (n === name ? [i] : []));
+    const distinct = new Set(group.map((i) => folders[i]!.join(sep))).size;
+    if (distinct < 2) continue;
+    for (let depth = 1; ; depth++) {
+      const tails = group.map((i) => [...folders[i]!.slice(-depth), name].join('/'));
+      group.forEach((i, j) => (out[i] = tails[j]!));
+      if (new Set(tails).size === distinct) break;
+    }
+  }
+  const seen = new Map<string, number>();
+  return out.map((n) => {
+    const times = (seen.get(n) ?? 0) + 1;
+    seen.set(n, times);
+    return times === 1 ? n : `${n} (${times})`;
+  });
+}
