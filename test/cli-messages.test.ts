@@ -111,4 +111,20 @@ describe('error lines', () => {
     expect(r.err.trimEnd().split('\n').pop()).toBe(`skipped 7 bad lines (${a}:2,4,6,7,8,…; ${b}:2)`);
     expect(readdirSync(join(dir, 'out'))).toEqual(['all.jsonl']);
   });
+
+  it('a count of one is singular: 1 row, 1 bad line, 1 input row, 1 distinct text', async () => {
+    const dir = makeTempDir();
+    const a = join(dir, 'a.jsonl');
+    writeFileSync(a, [row('1'), '{bad'].join('\n') + '\n');
+    const out = join(dir, 'all.jsonl');
+    const c = await l2e('combine', a, '--output', out, '--skip-bad-lines');
+    expect(c.out.split('\n')).toEqual([`  ${a}           1 row  1 bad line dropped`, `  ${'total'.padEnd(a.length)}           1 row → ${out}`, '']);
+    expect(c.err.trimEnd().split('\n').pop()).toBe(`skipped 1 bad line (${a}:2)`);
+    const corpus = join(dir, 'one.txt');
+    writeFileSync(corpus, 'satu\n');
+    const vectors = join(dir, 'v.jsonl');
+    writeFileSync(vectors, '{"text": "satu", "embedding": [1, 0]}\n');
+    const m = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--output', join(dir, 'p.jsonl'), '--pos-threshold', '1', '--neg-threshold', '2');
+    expect(m.out.split('\n')[0]).toBe(`1 input row, 1 distinct text → 0 rows written to ${join(dir, 'p.jsonl')}`);
+  });
 });

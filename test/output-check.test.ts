@@ -103,6 +103,7 @@ describe('encode checks its output before loading the model', () => {
     writeFileSync(keep, 'precious\n');
     const r = await l2e('encode', '--model', model, '--input', input, '--output', keep, '--overwrite');
     expect(r.code).toBe(0);
+    expect(r.err).toContain(`encoded 1 text (16 dims) → ${keep}`);
     expect(readFileSync(keep).subarray(1, 6).toString()).toBe('NUMPY');
   });
 });

@@ -49,7 +49,7 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
       const emb = await encodeWithHeartbeat(model, texts.texts, { batchSize, maxLength }, bar);
       bar.finish();
       await writeEmbeddings(output, outFormat, texts, emb);
-      process.stderr.write(`encoded ${texts.texts.length} texts (${emb.dim} dims) → ${output === STDIO ? 'stdout' : output}\n`);
+      process.stderr.write(`encoded ${texts.texts.length} text${texts.texts.length === 1 ? '' : 's'} (${emb.dim} dims) → ${output === STDIO ? 'stdout' : output}\n`);
       return 0;
     } finally {
       model.dispose();

@@ -133,7 +133,7 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
       });
       // with the pairs on stdout, the summary goes to stderr
       (output === STDIO ? process.stderr : process.stdout).write(
-        `${r.rows} input rows, ${r.texts} distinct texts → ${r.written} rows written to ${output === STDIO ? 'stdout' : output}\n` +
+        `${count(r.rows, 'input row')}, ${count(r.texts, 'distinct text')} → ${count(r.written, 'row')} written to ${output === STDIO ? 'stdout' : output}\n` +
           `skipped: ${r.skippedNoPos} without a positive, ${r.skippedNoNeg} without a negative, ${r.skippedShort} too short\n`,
       );
       return 0;
@@ -142,3 +142,6 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     }
   },
 };
+
+/** `1 row`, `2 rows`. */
+const count = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
