@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { closest, editDistance, parseArgs } from '../src/cli/args.js';
 import { loadCommands } from '../src/cli/commands.js';
+import { combineFiles } from '../src/data/combine.js';
+import { openOutput, writeOutput } from '../src/util/output.js';
 import { l2e } from './helpers/cli.js';
 import { makeTempDir } from './helpers/tinyModel.js';
 
@@ -126,5 +128,14 @@ describe('error lines', () => {
     writeFileSync(vectors, '{"text": "satu", "embedding": [1, 0]}\n');
     const m = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--output', join(dir, 'p.jsonl'), '--pos-threshold', '1', '--neg-threshold', '2');
     expect(m.out.split('\n')[0]).toBe(`1 input row, 1 distinct text → 0 rows written to ${join(dir, 'p.jsonl')}`);
+  });
+
+  it('an empty output name is refused with a clear message (library callers too)', async () => {
+    const dir = makeTempDir();
+    const a = join(dir, 'a.jsonl');
+    writeFileSync(a, row('1') + '\n');
+    await expect(combineFiles([a], { output: '' })).rejects.toThrow('output is empty: give a file name, or - for stdout');
+    await expect(writeOutput('', 'x')).rejects.toThrow('output is empty: give a file name, or - for stdout');
+    expect(() => openOutput('')).toThrow('output is empty: give a file name, or - for stdout');
   });
 });

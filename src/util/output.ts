@@ -22,6 +22,9 @@ export class OutputClosedError extends Error {
   }
 }
 
+/** An empty output name would otherwise mean the current folder ("could not write : it is a folder"). */
+const emptyOutput = (name: string): string => `${name} is empty: give a file name, or - for stdout`;
+
 /** A file the command reads, as messages name it: `{ name: '--input', path: 'c.jsonl' }`. */
 export interface NamedInput {
   /** How the input is named: its flag (`--input`), option (`input`) or `the input`. */
@@ -56,7 +59,7 @@ function statOrNull(path: string): Stats | null {
  */
 export function checkOutput(target: string, check: OutputCheck = {}): void {
   const name = check.name ?? '--output';
-  if (target === '') throw new Error(`${name} is empty: give a file name, or - for stdout`);
+  if (target === '') throw new Error(emptyOutput(name));
   if (target === STDIO) return;
   let mode: WriteMode;
   try {
@@ -102,6 +105,7 @@ export interface OutputWriter {
 
 /** A writer for `target`: `-` streams to stdout, anything else is written atomically. */
 export function openOutput(target: string, stream: NodeJS.WritableStream = process.stdout): OutputWriter {
+  if (target === '') throw new Error(emptyOutput('output'));
   if (target !== STDIO) return new AtomicWriter(target);
   let failed: Error | undefined;
   stream.on('error', (e: Error) => {
@@ -140,6 +144,7 @@ export async function writeOutput(
   data: string | Uint8Array | Uint8Array[],
   stream: NodeJS.WritableStream = process.stdout,
 ): Promise<void> {
+  if (target === '') throw new Error(emptyOutput('output'));
   if (target !== STDIO) {
     writeFileAtomic(target, data);
     return;
