@@ -1,8 +1,9 @@
 // Where a command's data goes: a file, written atomically (util/atomic.ts), or standard output when
-// the name is `-`. Callers stream through one interface and never care which it is.
+// the name is `-`. Callers stream through one interface and never care which it is. checkOutput
+// refuses, before any work, an output that would replace an input or (without overwrite) a file.
 import { statSync, type Stats } from 'node:fs';
-import { AtomicWriter, writeFileAtomic, writeModeFor, type WriteMode } from './atomic.js';
 import { dirname } from 'node:path';
+import { AtomicWriter, writeFileAtomic, writeModeFor, type WriteMode } from './atomic.js';
 import { fsReason, targetFolder } from './fs-error.js';
 
 /** The name that means standard input (for inputs) or standard output (for outputs). */
