@@ -33,4 +33,13 @@ describe('parseArgs', () => {
     expect(() => parseArgs([], specs)).toThrow(/--model is required/);
     expect(parseArgs(['--help'], specs).help).toBe(true); // help needs no required option
   });
+
+  it('an empty value is a missing value, unless the option stands alone or accepts it', () => {
+    expect(() => parseArgs(['--model', ''], specs)).toThrow(new UsageError('--model needs a value, got ""'));
+    expect(() => parseArgs(['--model=', '--steps', '2'], specs)).toThrow(new UsageError('--model needs a value, got ""'));
+    expect(() => parseArgs(['--model', 'm', '--fields', ''], specs)).toThrow(new UsageError('--fields needs a value, got ""'));
+    expect(() => parseArgs(['--model', 'm', '--lr', ''], specs)).toThrow(new UsageError('--lr needs a value, got ""'));
+    expect(parseArgs(['--model', 'm', '--json='], specs).options['json']).toBe('');
+    expect(parseArgs(['--prefix', ''], { prefix: { kind: 'string', help: 'p', acceptsEmpty: true } }).options['prefix']).toBe('');
+  });
 });

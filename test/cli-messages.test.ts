@@ -42,6 +42,16 @@ describe('usage errors', () => {
     expect(far.err).toBe('l2e: unknown command "frobnicate"\nRun \'l2e --help\' for the commands.\n');
   });
 
+  it('an empty value names the flag and nothing runs (train --output \'\' trained and saved nothing)', async () => {
+    const dir = makeTempDir();
+    const r = await l2e('train', '--model', join(dir, 'm'), '--data', join(dir, 'd.jsonl'), '--output', '');
+    expect(r.code).toBe(2);
+    expect(r.err.split('\n')[0]).toBe('l2e train: --output needs a value, got ""');
+    const e = await l2e('encode', '--model', 'm', '--input=', '--output', 'o.npy');
+    expect(e.err.split('\n')[0]).toBe('l2e encode: --input needs a value, got ""');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it('closest() takes near misses and unique prefixes only', () => {
     expect(editDistance('bach-size', 'batch-size')).toBe(1);
     expect(editDistance('mien', 'mine')).toBe(1); // a transposition

@@ -13,6 +13,8 @@ export interface OptionSpec {
   required?: boolean;
   /** A 'string' option that may stand alone (`--json` as well as `--json FILE`): then its value is ''. */
   optionalValue?: boolean;
+  /** A 'string' option whose value may be '' (else `--name ''` is refused as a missing value). */
+  acceptsEmpty?: boolean;
 }
 
 export type OptionSpecs = Record<string, OptionSpec>;
@@ -85,6 +87,7 @@ export function parseArgs(argv: string[], specs: OptionSpecs): ParsedArgs {
       else if (next === undefined) throw new UsageError(`--${name} needs a value`);
       else inline = argv[++i]!;
     }
+    if (inline === '' && !spec.optionalValue && !spec.acceptsEmpty) throw new UsageError(`--${name} needs a value, got ""`);
     if (spec.kind === 'string') options[name] = inline;
     else if (spec.kind === 'list') (options[name] as string[]).push(...inline.split(',').filter((s) => s !== ''));
     else options[name] = toNumber(name, inline, spec.kind === 'integer');
