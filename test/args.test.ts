@@ -42,4 +42,12 @@ describe('parseArgs', () => {
     expect(parseArgs(['--model', 'm', '--json='], specs).options['json']).toBe('');
     expect(parseArgs(['--prefix', ''], { prefix: { kind: 'string', help: 'p', acceptsEmpty: true } }).options['prefix']).toBe('');
   });
+
+  it('a value option does not take the next flag as its value; --name=--x does, and -1 is a value', () => {
+    expect(() => parseArgs(['--model', '--steps', '1'], specs)).toThrow(new UsageError('--model needs a value, got --steps'));
+    expect(() => parseArgs(['--model', 'm', '--lr', '--help'], specs)).toThrow(new UsageError('--lr needs a value, got --help'));
+    expect(() => parseArgs(['--model', 'm', '--fields', '--', 'x'], specs)).toThrow(new UsageError('--fields needs a value, got --'));
+    expect(parseArgs(['--model=--steps', '--steps', '1'], specs).options).toMatchObject({ model: '--steps', steps: 1 });
+    expect(parseArgs(['--model', '-', '--lr', '-1'], specs).options).toMatchObject({ model: '-', lr: -1 });
+  });
 });

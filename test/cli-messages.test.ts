@@ -52,6 +52,14 @@ describe('usage errors', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it('a value option followed by a flag says the value is missing (no folder named --max-steps)', async () => {
+    const dir = makeTempDir();
+    const r = await l2e('train', '--model', join(dir, 'm'), '--data', join(dir, 'd.jsonl'), '--output', '--max-steps', '1');
+    expect(r.code).toBe(2);
+    expect(r.err.split('\n')[0]).toBe('l2e train: --output needs a value, got --max-steps');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it('closest() takes near misses and unique prefixes only', () => {
     expect(editDistance('bach-size', 'batch-size')).toBe(1);
     expect(editDistance('mien', 'mine')).toBe(1); // a transposition

@@ -1,5 +1,7 @@
 // A small, strict command-line parser shared by every `l2e` command: --name value, --name=value,
-// boolean flags, repeated options, positionals; unknown options are errors that name the option.
+// boolean flags, repeated options, positionals; unknown options are errors that name the option, and
+// so is a missing value: `--output --max-steps 1` does not take the next flag as --output's value
+// (`--output=--x` is how to give a value that starts with --; `--lr -1` reaches the number check).
 
 export type OptionKind = 'string' | 'number' | 'integer' | 'boolean' | 'list';
 
@@ -85,6 +87,7 @@ export function parseArgs(argv: string[], specs: OptionSpecs): ParsedArgs {
       const next = argv[i + 1];
       if (spec.optionalValue && (next === undefined || next.startsWith('--'))) inline = '';
       else if (next === undefined) throw new UsageError(`--${name} needs a value`);
+      else if (next.startsWith('--')) throw new UsageError(`--${name} needs a value, got ${next}`);
       else inline = argv[++i]!;
     }
     if (inline === '' && !spec.optionalValue && !spec.acceptsEmpty) throw new UsageError(`--${name} needs a value, got ""`);
