@@ -50,4 +50,11 @@ describe('parseArgs', () => {
     expect(parseArgs(['--model=--steps', '--steps', '1'], specs).options).toMatchObject({ model: '--steps', steps: 1 });
     expect(parseArgs(['--model', '-', '--lr', '-1'], specs).options).toMatchObject({ model: '-', lr: -1 });
   });
+
+  it('a non-list option given twice is refused; a list gathers its repeats', () => {
+    expect(() => parseArgs(['--model', 'a', '--model', 'b'], specs)).toThrow(new UsageError('--model given twice'));
+    expect(() => parseArgs(['--model', 'a', '--steps=1', '--steps', '2'], specs)).toThrow(new UsageError('--steps given twice'));
+    expect(() => parseArgs(['--model', 'a', '--shuffle', '--no-shuffle'], specs)).toThrow(new UsageError('--shuffle given twice'));
+    expect(parseArgs(['--model', 'a', '--fields', 'x', '--fields', 'y'], specs).options['fields']).toEqual(['x', 'y']);
+  });
 });

@@ -60,6 +60,32 @@ describe('usage errors', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it('a stray argument is refused by the commands that take none, naming it', async () => {
+    const dir = makeTempDir();
+    const runs: [string[], string][] = [
+      [['train', '--model', 'm', '--data', 'd.jsonl', '--output', join(dir, 'o'), 'extra'], 'l2e train: unexpected argument "extra"'],
+      [['encode', '--model', 'm', '--input', 'a.txt', 'b.txt', '--output', 'o.npy'], 'l2e encode: unexpected argument "b.txt"'],
+      [['demo', '--output', join(dir, 'demo'), 'extra'], 'l2e demo: unexpected argument "extra"'],
+      [['tokenize', '--model', 'm', 'hello'], 'l2e tokenize: unexpected argument "hello"'],
+      [['mine', '--model', 'm', '--input', 'c.txt', 'd.txt', '--output', 'o.jsonl'], 'l2e mine: unexpected argument "d.txt"'],
+      [['serve', '--model', 'm', '--', 'x'], 'l2e serve: unexpected argument "x"'],
+    ];
+    for (const [args, first] of runs) {
+      const r = await l2e(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.err.split('\n')[0]).toBe(first);
+    }
+    expect(readdirSync(dir)).toEqual([]);
+    // combine, pull and eval take them: their inputs, the repo id, more test files
+    expect((await l2e('pull', 'a/b', 'c/d')).err.split('\n')[0]).toBe('l2e pull: give one repo id, e.g. mesolitica/llama2-embedding-600m-8k');
+  });
+
+  it('a non-list option given twice is refused (the first value was silently dropped)', async () => {
+    const r = await l2e('train', '--model', 'm', '--data', 'a.jsonl', '--data', 'b.jsonl', '--output', 'o');
+    expect(r.code).toBe(2);
+    expect(r.err.split('\n')[0]).toBe('l2e train: --data given twice');
+  });
+
   it('closest() takes near misses and unique prefixes only', () => {
     expect(editDistance('bach-size', 'batch-size')).toBe(1);
     expect(editDistance('mien', 'mine')).toBe(1); // a transposition
@@ -83,6 +109,20 @@ describe('help', () => {
     expect(r.code).toBe(0);
     expect(r.out).toBe((await l2e('mine', '--help')).out);
     expect(r.out).toMatch(/^Usage: l2e mine /);
+  });
+
+  it('`l2e help NAME` of no command is the unknown-command error; a second name is refused', async () => {
+    const r = await l2e('help', 'encod');
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toBe('l2e: unknown command "encod" (did you mean "encode"?)\nRun \'l2e --help\' for the commands.\n');
+    const far = await l2e('help', 'nonexist');
+    expect(far.code).toBe(2);
+    expect(far.err).toBe('l2e: unknown command "nonexist"\nRun \'l2e --help\' for the commands.\n');
+    const two = await l2e('help', 'mine', 'encode');
+    expect(two.code).toBe(2);
+    expect(two.err).toBe('l2e help: unexpected argument "encode"\nUsage: l2e help [COMMAND]\n');
+    expect((await l2e('help', '--help')).out).toBe((await l2e()).out);
   });
 });
 

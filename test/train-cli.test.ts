@@ -124,7 +124,8 @@ describe('l2e train', () => {
       `l2e train: nothing to do: ${join(out, 'checkpoint-4')} is at step 4, past --max-steps 2; nothing was written (raise --max-steps to train further)\n`,
     );
     expect(past.err).not.toMatch(/NaN|model saved/);
-    const changed = await l2e('train', ...common, '--resume', '--max-steps', '6', '--batch-size', '8', '--seed', '3');
+    const batch8 = common.map((a, i) => (common[i - 1] === '--batch-size' ? '8' : a)); // an option is given once
+    const changed = await l2e('train', ...batch8, '--resume', '--max-steps', '6', '--seed', '3');
     expect(changed.code).toBe(1);
     expect(changed.err).toContain(
       `it was trained with other settings: --batch-size 4 (now 8), --seed 42 (now 3); resume with the same values, or use --allow-changed-config to continue with the new ones\n`,

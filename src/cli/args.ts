@@ -1,5 +1,5 @@
 // A small, strict command-line parser shared by every `l2e` command: --name value, --name=value,
-// boolean flags, repeated options, positionals; unknown options are errors that name the option, and
+// boolean flags, repeated list options, positionals; unknown options, a non-list option given twice are errors that name the option, and
 // so is a missing value: `--output --max-steps 1` does not take the next flag as --output's value
 // (`--output=--x` is how to give a value that starts with --; `--lr -1` reaches the number check).
 
@@ -43,6 +43,7 @@ export function parseArgs(argv: string[], specs: OptionSpecs): ParsedArgs {
   const options: Record<string, ParsedValue> = {};
   const positionals: string[] = [];
   let help = false;
+  const given = new Set<string>();
   for (const [name, spec] of Object.entries(specs)) {
     if (spec.kind === 'list') options[name] = [];
     else if (spec.default !== undefined) options[name] = spec.default;
@@ -75,6 +76,9 @@ export function parseArgs(argv: string[], specs: OptionSpecs): ParsedArgs {
       const near = closest(name, Object.keys(specs));
       throw new UsageError(`unknown option --${name}` + (near ? ` (did you mean --${near}?)` : ''));
     }
+    // only a list gathers repeats: a second --data would silently replace the first
+    if (spec.kind !== 'list' && given.has(name)) throw new UsageError(`--${name} given twice`);
+    given.add(name);
     if (spec.kind === 'boolean') {
       if (inline !== undefined && !['true', 'false', '1', '0'].includes(inline)) {
         throw new UsageError(`--${name} is a flag; got "${inline}"`);

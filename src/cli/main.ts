@@ -1,6 +1,6 @@
 // `l2e`: the command-line entry point. Dispatches to sub-commands; errors become one clear line on
 // stderr and a non-zero exit code, never a stack trace for user mistakes.
-import { commandHelp, parseArgs, usageLines, type Command } from './command.js';
+import { commandHelp, parseArgs, refuseStrayPositionals, usageLines, type Command } from './command.js';
 import { closest, UsageError } from './args.js';
 import { loadCommands } from './commands.js';
 import { OutputClosedError, SIGPIPE_STATUS } from '../util/output.js';
@@ -9,8 +9,18 @@ export async function main(argv: string[]): Promise<number> {
   const commands = await loadCommands();
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    const about = name === 'help' ? commands.find((c) => c.name === rest[0]) : undefined; // `l2e help encode`
-    process.stdout.write(about ? commandHelp(about) : overview(commands));
+    const topic = name === 'help' && rest[0] !== '--help' && rest[0] !== '-h' ? rest[0] : undefined;
+    if (topic === undefined) {
+      process.stdout.write(overview(commands));
+      return 0;
+    }
+    const about = commands.find((c) => c.name === topic); // `l2e help encode`
+    if (!about) return unknownCommand(topic, commands);
+    if (rest.length > 1) {
+      process.stderr.write(`l2e help: unexpected argument "${rest[1]}"\nUsage: l2e help [COMMAND]\n`);
+      return 2;
+    }
+    process.stdout.write(commandHelp(about));
     return 0;
   }
   if (name === '--version') {
@@ -21,17 +31,14 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const cmd = commands.find((c) => c.name === name);
-  if (!cmd) {
-    const near = closest(name, commands.map((c) => c.name));
-    process.stderr.write(`l2e: unknown command "${name}"${near ? ` (did you mean "${near}"?)` : ''}\nRun 'l2e --help' for the commands.\n`);
-    return 2;
-  }
+  if (!cmd) return unknownCommand(name, commands);
   try {
     const args = parseArgs(rest, cmd.options);
     if (args.help) {
       process.stdout.write(commandHelp(cmd));
       return 0;
     }
+    refuseStrayPositionals(cmd, args);
     return await cmd.run(args);
   } catch (err) {
     if (err instanceof OutputClosedError) return SIGPIPE_STATUS; // `| head` has what it wanted: no message
@@ -45,6 +52,12 @@ export async function main(argv: string[]): Promise<number> {
     if (process.env['L2E_DEBUG'] && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return 1;
   }
+}
+
+function unknownCommand(name: string, commands: Command[]): number {
+  const near = closest(name, commands.map((c) => c.name));
+  process.stderr.write(`l2e: unknown command "${name}"${near ? ` (did you mean "${near}"?)` : ''}\nRun 'l2e --help' for the commands.\n`);
+  return 2;
 }
 
 function overview(commands: Command[]): string {
