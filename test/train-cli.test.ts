@@ -1,7 +1,7 @@
 // `l2e train` end to end on a tiny model, in-process through main(argv): the JSONL log, checkpoints,
 // --resume up to a new --max-steps, SIGINT saving a checkpoint, bad data naming file:line, --help.
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
@@ -137,6 +137,19 @@ describe('l2e train', () => {
     const over = await l2e('train', '--model', modelDir, ...common, '--max-steps', '2', '--overwrite');
     expect(over.code).toBe(0);
     expect(over.err).toContain('l2e train: removed 2 checkpoints of the replaced run (checkpoint-4, checkpoint-5)\n');
+  });
+
+  it('an --output holding a model that no run made is refused naming the flags, and left untouched', async () => {
+    const precious = join(makeTempDir(), 'precious');
+    cpSync(modelDir, precious, { recursive: true });
+    const before = snapshot(precious);
+    const r = await l2e('train', '--model', modelDir, '--data', data, '--output', precious, '--batch-size', '4', '--max-steps', '2');
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(
+      `l2e train: error: ${precious}: it is not empty and holds no training run (config.json, model.safetensors, tokenizer.json): use --overwrite to train into it anyway (the files a run writes are replaced, the others kept), ` +
+        'or a new or empty --output\n',
+    );
+    expect(snapshot(precious)).toEqual(before);
   });
 
   it('--resume DIR continues from that checkpoint of the run, reproducing the same model', async () => {

@@ -80,6 +80,38 @@ describe('Trainer runs and their output folder', () => {
     );
   });
 
+  it('an outputDir holding other files and no run is refused, naming a few, and left untouched; overwrite keeps the files a run does not write', async () => {
+    const user = makeTempDir();
+    for (const f of ['config.json', 'tokenizer.json', 'notes.txt']) writeFileSync(join(user, f), `my ${f}`);
+    const before = snapshot(user);
+    await expect(fitRun({ maxSteps: 2, outputDir: user })).rejects.toThrow(
+      `${user}: it is not empty and holds no training run (config.json, notes.txt, tokenizer.json): ` +
+        'use overwrite to train into it anyway (the files a run writes are replaced, the others kept), or a new or empty outputDir',
+    );
+    expect(snapshot(user)).toEqual(before);
+    // sharded or PyTorch weights: a run would write model.safetensors beside them, which the loader prefers
+    const sharded = makeTempDir();
+    for (const f of ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'config.json']) {
+      writeFileSync(join(sharded, f), '{}');
+    }
+    await expect(fitRun({ maxSteps: 2, outputDir: sharded })).rejects.toThrow(
+      `${sharded}: it is not empty and holds no training run (config.json, model-00001-of-00002.safetensors, model-00002-of-00002.safetensors and 1 more): `,
+    );
+    const bin = makeTempDir();
+    writeFileSync(join(bin, 'pytorch_model.bin'), 'x');
+    await expect(fitRun({ maxSteps: 2, outputDir: bin })).rejects.toThrow(`${bin}: it is not empty and holds no training run (pytorch_model.bin): `);
+    expect(readdirSync(bin)).toEqual(['pytorch_model.bin']);
+
+    const r = await fitRun({ maxSteps: 2, outputDir: user, overwrite: true });
+    expect(r.result.modelDir).toBe(user);
+    expect(readFileSync(join(user, 'notes.txt'), 'utf8')).toBe('my notes.txt');
+    expect(readFileSync(join(user, 'tokenizer.json'))).toEqual(readFileSync(join(modelDir, 'tokenizer.json')));
+    // a run killed while writing its record left only the record's temp file: the folder is still free
+    const killed = makeTempDir();
+    writeFileSync(join(killed, '.training_run.json.tmp-99999-abc'), '{');
+    expect((await fitRun({ maxSteps: 1, outputDir: killed })).result.modelDir).toBe(killed);
+  });
+
   it('overwrite starts a new run: the old run’s checkpoints go as the new one saves its own, its model when the new one is written', async () => {
     const out = makeTempDir();
     const a = await fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2 });

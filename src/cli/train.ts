@@ -30,15 +30,17 @@ the steps since the checkpoint before it. Training stops before it starts when t
 hold a checkpoint and the final model.
 
 OUTPUT belongs to one run (its id is in OUTPUT/training_run.json and in every checkpoint, with
-the data file and the settings). A folder that holds a model or checkpoints is refused unless
---resume or --overwrite is given. --resume continues the run from its newest checkpoint (weights,
+the data file and the settings). A run's folder that holds a model or checkpoints is refused unless
+--resume or --overwrite is given; any other non-empty folder (a model, sharded weights, your files)
+unless --overwrite. --resume continues the run from its newest checkpoint (weights,
 AdamW moments, schedule, data position; --resume DIR: from that checkpoint) up to the given
 --max-steps / --epochs, and says which checkpoint; without --model it loads the model from it.
 Resuming with other settings (batch size, lr, group size, seed, ...) or other data is refused,
 naming the differences, unless --allow-changed-config. When the checkpoint is already past
 --max-steps (or at it, with its final model written) there is nothing to do and nothing is
-written. --overwrite starts a new run there: the old run's checkpoints are removed as the new run
-saves its own, its model when the new one is written. The final model is written to OUTPUT in the
+written. --overwrite starts a new run there: the checkpoint-<step> folders there are removed as the new run
+saves its own; model.safetensors, config.json, the tokenizer files and training_run.json are
+replaced when its model is written; other files are left as they are. The final model is written to OUTPUT in the
 Hugging Face layout.
 
 --log appends one JSON object per optimizer step:
@@ -78,7 +80,7 @@ A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
       metavar: 'DIR',
       optionalValue: true,
     },
-    overwrite: { kind: 'boolean', help: 'start a new run in an --output that holds another run (replacing it)' },
+    overwrite: { kind: 'boolean', help: 'start a new run in a used --output (replacing the files a run writes, keeping others)' },
     'allow-changed-config': { kind: 'boolean', help: 'let --resume continue with settings or data other than the checkpoint\'s' },
     seed: { kind: 'integer', help: 'seed of shuffling and group sampling', default: d.seed },
     log: { kind: 'string', help: 'append per-step JSON objects to this file', metavar: 'FILE' },

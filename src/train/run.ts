@@ -3,12 +3,12 @@
 // Every run gets an id. Its checkpoints record it (trainer_state.json `run`: id, start time, the data's
 // path, size and fingerprint) with the options, and OUTPUT/training_run.json names the run that owns the
 // folder (and the step of the final model written there, if any). So a new run never silently mixes
-// with an old one: a folder holding a model or checkpoints is refused unless the caller resumes or
-// overwrites; resuming takes the newest checkpoint of the owning run, not a higher step of another;
-// and a resume whose hyper-parameters or data differ from the checkpoint's is refused with the
+// with an old one: a folder holding a model or checkpoints, or other files and no run, is refused unless
+// the caller resumes or overwrites; resuming takes the newest checkpoint of the owning run, not a higher
+// step of another; and a resume whose hyper-parameters or data differ from the checkpoint's is refused with the
 // differences named (unless allowed).
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { RowSource } from '../data/pairs.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -184,15 +184,58 @@ export function findResumeCheckpoint(outputDir: string, optionName: OptionNamer)
   return { dir: newest.dir, runId, otherRuns };
 }
 
+/** The names in `dir`, sorted ([] when it does not exist or is not a folder). */
+function entriesOf(dir: string): string[] {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) return [];
+  return readdirSync(dir).sort();
+}
+
+/** "a, b, c" or "a, b, c and 4 more". */
+function fewNames(found: readonly string[]): string {
+  const shown = found.slice(0, 3).join(', ');
+  return found.length > 3 ? `${shown} and ${found.length - 3} more` : shown;
+}
+
 /**
- * Refuses to start a new run in a folder that holds a model or checkpoints (of run `owner`, if known):
- * the caller must resume, overwrite or choose another folder.
+ * What `outputDir`, holding no training run (no training_run.json), holds besides `ours` (names a
+ * run may take as its own): null when nothing, so that a run may start or continue there.
+ */
+export function foreignContents(outputDir: string, ours: readonly string[] = []): string | null {
+  // a run killed while writing its record leaves only the record's temp file
+  const found = entriesOf(outputDir).filter((name) => !ours.includes(name) && !name.startsWith(`.${RUN_FILE}.tmp-`));
+  return found.length === 0 ? null : `it is not empty and holds no training run (${fewNames(found)})`;
+}
+
+/**
+ * Refuses to start a new run in a folder other than a new or empty one or one of our runs
+ * (training_run.json) that holds no model or checkpoints: the caller must resume, overwrite or
+ * choose another folder. A folder of other files (a model the user copied there, sharded weights,
+ * notes) is never taken over silently: the run would replace its config.json and tokenizer files
+ * and write model.safetensors beside its weights.
  */
 export function refuseUsedOutput(outputDir: string, optionName: OptionNamer): void {
+  const record = readRunRecord(outputDir);
+  if (!record) {
+    const foreign = foreignContents(outputDir);
+    if (foreign === null) return;
+    throw new Error(
+      `${outputDir}: ${foreign}: use ${optionName('overwrite')} to train into it anyway (the files a run writes are replaced, ` +
+        `the others kept), or a new or empty ${optionName('outputDir')}`,
+    );
+  }
+  const held = heldRun(outputDir, record.runId);
+  if (held === null) return;
+  throw new Error(
+    `${outputDir} already holds ${held}: use ${optionName('resume')} to continue that run, ` +
+      `${optionName('overwrite')} to replace it, or another ${optionName('outputDir')}`,
+  );
+}
+
+/** "a trained model and 2 checkpoints (checkpoint-2 … checkpoint-4) of run ID", or null when neither is there. */
+export function heldRun(outputDir: string, owner: string | undefined): string | null {
   const model = existsSync(join(outputDir, 'model.safetensors'));
   const folders = checkpointFolders(outputDir);
-  if (!model && folders.length === 0) return;
-  const owner = readRunRecord(outputDir)?.runId;
+  if (!model && folders.length === 0) return null;
   const held = [
     model ? 'a trained model' : '',
     folders.length === 0
@@ -203,8 +246,5 @@ export function refuseUsedOutput(outputDir: string, optionName: OptionNamer): vo
   ]
     .filter((s) => s !== '')
     .join(' and ');
-  throw new Error(
-    `${outputDir} already holds ${held}${owner ? ` of run ${owner}` : ''}: use ${optionName('resume')} to continue that run, ` +
-      `${optionName('overwrite')} to replace it, or another ${optionName('outputDir')}`,
-  );
+  return `${held}${owner ? ` of run ${owner}` : ''}`;
 }
