@@ -152,6 +152,39 @@ describe('l2e train', () => {
     expect(snapshot(precious)).toEqual(before);
   });
 
+  it('--resume DIR into an --output that is not that run\'s is refused (a copied model, another run); into a new folder it forks', async () => {
+    const root = makeTempDir();
+    const other = join(root, 'other');
+    const common = ['--data', data, '--batch-size', '4', '--lr', '1e-3', '--save-steps', '2'];
+    expect((await l2e('train', '--model', modelDir, ...common, '--output', other, '--max-steps', '4')).code).toBe(0);
+    const ckpt = join(other, 'checkpoint-2');
+    const precious = join(root, 'precious');
+    cpSync(modelDir, precious, { recursive: true });
+    const before = snapshot(precious);
+    const r = await l2e('train', ...common, '--output', precious, '--resume', ckpt, '--max-steps', '3');
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(
+      `l2e train: error: cannot continue from ${ckpt} into ${precious}: it is not empty and holds no training run ` +
+        '(config.json, model.safetensors, tokenizer.json); use a new or empty --output\n',
+    );
+    expect(snapshot(precious)).toEqual(before);
+    const third = join(root, 'third');
+    expect((await l2e('train', '--model', modelDir, ...common, '--output', third, '--max-steps', '2', '--seed', '5')).code).toBe(0);
+    const thirdId = JSON.parse(readFileSync(join(third, 'training_run.json'), 'utf8')).runId as string;
+    const t = await l2e('train', ...common, '--output', third, '--resume', ckpt, '--max-steps', '3');
+    expect(t.code).toBe(1);
+    expect(t.err).toBe(
+      `l2e train: error: cannot continue from ${ckpt} into ${third}: it already holds a trained model and 1 checkpoint (checkpoint-2) of run ${thirdId}: ` +
+        'continue that run with --resume alone, or use a new or empty --output\n',
+    );
+    // a fork: a new folder, or an empty one
+    for (const fork of [join(root, 'fork'), makeTempDir()]) {
+      const f = await l2e('train', ...common, '--output', fork, '--resume', ckpt, '--max-steps', '3');
+      expect(f.code).toBe(0);
+      expect(existsSync(join(fork, 'model.safetensors'))).toBe(true);
+    }
+  });
+
   it('--resume DIR continues from that checkpoint of the run, reproducing the same model', async () => {
     const out = makeTempDir();
     const common = ['--data', data, '--output', out, '--batch-size', '4', '--lr', '1e-3', '--save-steps', '2', '--max-steps', '4'];

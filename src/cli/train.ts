@@ -32,16 +32,16 @@ hold a checkpoint and the final model.
 OUTPUT belongs to one run (its id is in OUTPUT/training_run.json and in every checkpoint, with
 the data file and the settings). A run's folder that holds a model or checkpoints is refused unless
 --resume or --overwrite is given; any other non-empty folder (a model, sharded weights, your files)
-unless --overwrite. --resume continues the run from its newest checkpoint (weights,
-AdamW moments, schedule, data position; --resume DIR: from that checkpoint) up to the given
---max-steps / --epochs, and says which checkpoint; without --model it loads the model from it.
-Resuming with other settings (batch size, lr, group size, seed, ...) or other data is refused,
-naming the differences, unless --allow-changed-config. When the checkpoint is already past
---max-steps (or at it, with its final model written) there is nothing to do and nothing is
-written. --overwrite starts a new run there: the checkpoint-<step> folders there are removed as the new run
-saves its own; model.safetensors, config.json, the tokenizer files and training_run.json are
-replaced when its model is written; other files are left as they are. The final model is written to OUTPUT in the
-Hugging Face layout.
+unless --overwrite. --resume continues the run from its newest checkpoint (weights, AdamW moments,
+schedule, data position; --resume DIR: from that checkpoint folder, into an OUTPUT that is its
+run's or new or empty) up to the given --max-steps / --epochs, and says which checkpoint; without
+--model it loads the model from it. Resuming with other settings (batch size, lr, group size,
+seed, ...) or other data is refused, naming the differences, unless --allow-changed-config. When
+the checkpoint is already past --max-steps (or at it, with its final model written) there is
+nothing to do and nothing is written. --overwrite starts a new run there: the checkpoint-<step>
+folders there are removed as the new run saves its own; model.safetensors, config.json, the
+tokenizer files and training_run.json are replaced when its model is written; other files are left
+as they are. The final model is written to OUTPUT in the Hugging Face layout.
 
 --log appends one JSON object per optimizer step:
 {step, loss, lr, gradNorm, tokensPerSecond, tokens, epoch, totalSteps}.

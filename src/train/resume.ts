@@ -4,14 +4,15 @@
 // anything is left to do.
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { readTrainerState } from './checkpoint.js';
+import { listRunCheckpoints, readTrainerState } from './checkpoint.js';
 import type { OptionNamer, ResolvedOptions } from './options.js';
 import {
   configChanges,
   describeChanges,
   findResumeCheckpoint,
+  foreignContents,
+  heldRun,
   readRunRecord,
-  refuseUsedOutput,
   type ConfigChange,
   type DataIdentity,
   type ResumePoint,
@@ -50,11 +51,7 @@ export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: Da
   if (state['format'] !== STATE_FORMAT) throw new Error(`${point.dir}/trainer_state.json: not a llama2-embedding trainer state`);
   const saved = state['run'] as Partial<RunIdentity> | undefined;
   const run = typeof saved?.id === 'string' ? { id: saved.id, startedAt: typeof saved.startedAt === 'string' ? saved.startedAt : '' } : null;
-  if (typeof o.resume === 'string' && o.outputDir) {
-    // continuing a run named by its checkpoint: the output folder must not belong to another run
-    const owner = readRunRecord(o.outputDir)?.runId;
-    if (owner !== undefined && owner !== run?.id) refuseUsedOutput(o.outputDir, n);
-  }
+  if (typeof o.resume === 'string' && o.outputDir) refuseOtherOutput(o.outputDir, point.dir, run?.id ?? null, n);
   const changes = configChanges(state, o, data);
   if (changes.length > 0) {
     const list = describeChanges(changes, n);
@@ -73,6 +70,26 @@ export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: Da
   const position = positionOf(state, point.dir);
   if (changes.some((c) => SAMPLING.has(c.option))) position.rngState = [];
   return { point, position, run, changes };
+}
+
+/**
+ * Continuing from a named checkpoint of run `runId` into `outputDir`: the folder must be that run's, or
+ * new or empty (a fork), never another run's with a model or checkpoints, nor a folder of other files
+ * (a model copied there would be replaced).
+ */
+function refuseOtherOutput(outputDir: string, checkpoint: string, runId: string | null, n: OptionNamer): void {
+  const record = readRunRecord(outputDir);
+  if (record?.runId === runId) return;
+  const cannot = `cannot continue from ${checkpoint} into ${outputDir}`;
+  if (record) {
+    const held = heldRun(outputDir, record.runId);
+    if (held === null) return;
+    throw new Error(`${cannot}: it already holds ${held}: continue that run with ${n('resume')} alone, or use a new or empty ${n('outputDir')}`);
+  }
+  // the run's own checkpoints there (its record lost) are not in the way
+  const ours = runId === null ? [] : listRunCheckpoints(outputDir).filter((c) => c.runId === runId).map((c) => basename(c.dir));
+  const foreign = foreignContents(outputDir, ours);
+  if (foreign !== null) throw new Error(`${cannot}: ${foreign}; use a new or empty ${n('outputDir')}`);
 }
 
 function positionOf(state: Record<string, unknown>, dir: string): Position {
