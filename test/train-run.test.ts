@@ -210,6 +210,22 @@ describe('Trainer runs and their output folder', () => {
     ]);
   });
 
+  it('allowChangedConfig with other data reads the new data from its beginning, keeping the step count, and says so', async () => {
+    const out = makeTempDir();
+    const a = await fitRun({ maxSteps: 2, outputDir: out, saveSteps: 2 });
+    const ckpt = join(out, 'checkpoint-2');
+    // 5 rows: fewer than the 8 groups the checkpoint had read ("cannot resume at group 8 of epoch 1")
+    const short = join(makeTempDir(), 'short.jsonl');
+    writeFileSync(short, readFileSync(dataFile, 'utf8').split('\n').slice(0, 5).join('\n') + '\n');
+    const r = await fitRun({ maxSteps: 4, outputDir: out, resume: true, allowChangedConfig: true }, { data: short });
+    expect(r.notices).toContain(
+      'the data changed: epoch 1 reads it from its beginning (the checkpoint was 8 groups into the old data); step 2 and the optimizer state carry on',
+    );
+    expect(r.notices).toContain(`resuming run ${a.result.runId} from ${ckpt}: step 2, epoch 1, 0 groups into it`);
+    expect(r.steps.map((s) => s.step)).toEqual([3, 4]);
+    expect(r.result).toMatchObject({ runId: a.result.runId, startStep: 2, step: 4, stoppedBy: 'maxSteps' });
+  });
+
   it('a checkpoint records its run: id, start, the data file (path, size, sha256), the options and its mean loss', async () => {
     const out = makeTempDir();
     const r = await fitRun({ maxSteps: 5, outputDir: out, saveSteps: 3 });

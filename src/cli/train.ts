@@ -36,7 +36,8 @@ unless --overwrite. --resume continues the run from its newest checkpoint (weigh
 schedule, data position; --resume DIR: from that checkpoint folder, into an OUTPUT that is its
 run's or new or empty) up to the given --max-steps / --epochs, and says which checkpoint; without
 --model it loads the model from it. Resuming with other settings (batch size, lr, group size,
-seed, ...) or other data is refused, naming the differences, unless --allow-changed-config. When
+seed, ...) or other data is refused, naming the differences, unless --allow-changed-config (other
+data is then read from its beginning, the step count and optimizer state carrying on). When
 the checkpoint is already past --max-steps (or at it, with its final model written) there is
 nothing to do and nothing is written. --overwrite starts a new run there: the checkpoint-<step>
 folders there are removed as the new run saves its own; model.safetensors, config.json, the

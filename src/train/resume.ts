@@ -69,6 +69,14 @@ export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: Da
   }
   const position = positionOf(state, point.dir);
   if (changes.some((c) => SAMPLING.has(c.option))) position.rngState = [];
+  if (changes.some((c) => c.option === 'data') && position.groups > 0) {
+    // the old position means nothing in other data: past its end, or skipping its first groups unread
+    notice(
+      `the data changed: epoch ${position.epoch + 1} reads it from its beginning (the checkpoint was ${position.groups} groups ` +
+        `into the old data); step ${position.step} and the optimizer state carry on`,
+    );
+    position.groups = 0;
+  }
   return { point, position, run, changes };
 }
 
