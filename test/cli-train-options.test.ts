@@ -1,6 +1,7 @@
 // Every `l2e train` option reaches the trainer (or the model loader): a table of flag → option, each
 // given a value unlike its default and checked where it lands; the table must name every option.
 // The trainer and the loader are replaced by recorders, so no model is built and nothing is trained.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { command as trainCommand } from '../src/cli/train.js';
@@ -38,6 +39,11 @@ vi.mock('../src/model/embedding-model.js', async (importOriginal) => ({
 }));
 
 
+// a --resume folder is checked to be a checkpoint (trainer_state.json) before anything loads
+const ckptDir = join(makeTempDir(), 'checkpoint-3');
+mkdirSync(ckptDir);
+writeFileSync(join(ckptDir, 'trainer_state.json'), '{}');
+
 type Where = 'trainer' | 'load' | 'fit';
 /** flag arguments, where the value lands, under which key, and the value expected there. */
 const TABLE: [string[], Where, string, unknown][] = [
@@ -65,7 +71,7 @@ const TABLE: [string[], Where, string, unknown][] = [
   [['--save-steps', '11'], 'trainer', 'saveSteps', 11],
   [['--save-total-limit', '2'], 'trainer', 'saveTotalLimit', 2],
   [['--resume'], 'trainer', 'resume', true],
-  [['--resume', 'ckpt-dir', '--model', 'm'], 'trainer', 'resume', 'ckpt-dir'],
+  [['--resume', ckptDir, '--model', 'm'], 'trainer', 'resume', ckptDir],
   [['--overwrite'], 'trainer', 'overwrite', true],
   [['--allow-changed-config'], 'trainer', 'allowChangedConfig', true],
   [['--seed', '13'], 'trainer', 'seed', 13],

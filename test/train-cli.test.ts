@@ -185,6 +185,25 @@ describe('l2e train', () => {
     }
   });
 
+  it('a --resume path that is not a checkpoint says what it is (never tried as a hub id)', async () => {
+    const root = makeTempDir();
+    const run = join(root, 'run');
+    const common = ['--data', data, '--batch-size', '4', '--save-steps', '2', '--max-steps', '4'];
+    expect((await l2e('train', '--model', modelDir, ...common, '--output', run)).code).toBe(0);
+    const fork = join(root, 'fork');
+    const missing = await l2e('train', ...common, '--output', fork, '--resume', 'runs/checkpoint-999');
+    expect(missing.code).toBe(1);
+    expect(missing.err).toBe('l2e train: error: --resume runs/checkpoint-999: no such checkpoint folder\n');
+    const folder = await l2e('train', ...common, '--output', fork, '--resume', run);
+    expect(folder.err).toBe(
+      `l2e train: error: --resume ${run}: this is a run's output folder, not a checkpoint: name one of its checkpoints ` +
+        `(checkpoint-2, checkpoint-4), or continue its run with --output ${run} and --resume alone\n`,
+    );
+    const other = await l2e('train', '--model', modelDir, ...common, '--output', fork, '--resume', modelDir);
+    expect(other.err).toBe(`l2e train: error: --resume ${modelDir}: not a checkpoint folder (no trainer_state.json)\n`);
+    expect(existsSync(fork)).toBe(false);
+  });
+
   it('--resume DIR continues from that checkpoint of the run, reproducing the same model', async () => {
     const out = makeTempDir();
     const common = ['--data', data, '--output', out, '--batch-size', '4', '--lr', '1e-3', '--save-steps', '2', '--max-steps', '4'];

@@ -3,6 +3,7 @@ import { EmbeddingModel } from '../model/embedding-model.js';
 import { RECIPE_DEFAULTS, TrainerOptionError, type OptionNamer, type TrainerOptions } from '../train/options.js';
 import { parseSchedule } from '../train/schedule.js';
 import type { DataStats } from '../data/pairs.js';
+import { checkResumeFolder } from '../train/resume.js';
 import { findResumeCheckpoint } from '../train/run.js';
 import { Trainer, type FitResult } from '../train/trainer.js';
 import { opt, UsageError, type ParsedArgs } from './args.js';
@@ -153,6 +154,9 @@ async function run(args: ParsedArgs): Promise<number> {
   const output = opt.str(args, 'output')!;
   const resumeArg = opt.str(args, 'resume');
   const resume = resumeArg === undefined ? false : resumeArg === '' ? true : resumeArg;
+  // a --resume path is a local checkpoint folder: say what is wrong with it before anything loads (without
+  // --model a missing one would be tried as a hub id)
+  if (typeof resume === 'string') checkResumeFolder(resume, flagOf);
   let modelDir = opt.str(args, 'model');
   if (!modelDir) {
     if (!resume) throw new UsageError('--model is required');

@@ -4,7 +4,7 @@
 // anything is left to do.
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { listRunCheckpoints, readTrainerState } from './checkpoint.js';
+import { listCheckpoints, listRunCheckpoints, readTrainerState } from './checkpoint.js';
 import type { OptionNamer, ResolvedOptions } from './options.js';
 import {
   configChanges,
@@ -13,6 +13,7 @@ import {
   foreignContents,
   heldRun,
   readRunRecord,
+  RUN_FILE,
   type ConfigChange,
   type DataIdentity,
   type ResumePoint,
@@ -45,6 +46,7 @@ const SAMPLING = new Set(['seed', 'groupSize', 'shuffleBuffer', 'data']);
 /** The checkpoint options.resume names, checked against the options and `data`; notices say what was decided. */
 export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: DataIdentity, notice: (m: string) => void): Resume {
   const n = optionName;
+  if (typeof o.resume === 'string') checkResumeFolder(o.resume, n);
   const point: ResumePoint =
     typeof o.resume === 'string' ? { dir: o.resume, runId: null, otherRuns: [] } : findResumeCheckpoint(o.outputDir!, n);
   const state = readTrainerState(point.dir);
@@ -98,6 +100,25 @@ function refuseOtherOutput(outputDir: string, checkpoint: string, runId: string 
   const ours = runId === null ? [] : listRunCheckpoints(outputDir).filter((c) => c.runId === runId).map((c) => basename(c.dir));
   const foreign = foreignContents(outputDir, ours);
   if (foreign !== null) throw new Error(`${cannot}: ${foreign}; use a new or empty ${n('outputDir')}`);
+}
+
+/**
+ * Refuses a resume folder that is not a checkpoint, saying what it is: missing (a resume path is always
+ * a local folder, never a hub id), a run's output folder (name one of its checkpoints), or another folder.
+ */
+export function checkResumeFolder(dir: string, optionName: OptionNamer): void {
+  if (existsSync(join(dir, 'trainer_state.json'))) return;
+  const flag = `${optionName('resume')} ${dir}`;
+  if (!existsSync(dir)) throw new Error(`${flag}: no such checkpoint folder`);
+  const inside = listCheckpoints(dir);
+  if (inside.length > 0 || existsSync(join(dir, RUN_FILE))) {
+    const which = inside.length > 0 ? `name one of its checkpoints (${inside.map((c) => basename(c.dir)).join(', ')}), or ` : '';
+    throw new Error(
+      `${flag}: this is a run's output folder, not a checkpoint: ${which}continue its run with ${optionName('outputDir')} ${dir} ` +
+        `and ${optionName('resume')} alone`,
+    );
+  }
+  throw new Error(`${flag}: not a checkpoint folder (no trainer_state.json)`);
 }
 
 function positionOf(state: Record<string, unknown>, dir: string): Position {
