@@ -62,18 +62,21 @@ function clip(s: string): string {
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
-/** Loads a vector table: `.npy` (needs `textsFile`) or JSONL {"text","embedding"}. */
-export async function loadVectorTable(file: string, opts: { textsFile?: string } = {}): Promise<VectorTable> {
+/**
+ * Loads a vector table: `.npy` (needs `textsFile`) or JSONL {"text","embedding"} (`onInvalidUtf8`:
+ * where its warning about bytes that are not UTF-8 goes, as readLines says).
+ */
+export async function loadVectorTable(file: string, opts: { textsFile?: string; onInvalidUtf8?: (message: string) => void } = {}): Promise<VectorTable> {
   if (file.endsWith('.npy')) {
     if (!opts.textsFile) throw new Error(`${file}: a .npy matrix needs --texts FILE naming each row's text`);
     return loadNpyTable(file, opts.textsFile);
   }
-  return loadJsonlTable(file);
+  return loadJsonlTable(file, opts.onInvalidUtf8);
 }
 
-async function loadJsonlTable(file: string): Promise<VectorTable> {
+async function loadJsonlTable(file: string, onInvalidUtf8?: (message: string) => void): Promise<VectorTable> {
   let table: VectorTable | undefined;
-  for await (const { line, value } of readJsonl(file)) {
+  for await (const { line, value } of readJsonl(file, onInvalidUtf8 ? { onInvalidUtf8 } : {})) {
     const v = value as { text?: unknown; embedding?: unknown } | null;
     if (!v || typeof v !== 'object' || typeof v.text !== 'string' || !Array.isArray(v.embedding)) {
       throw new LineError(file, line, 'expected {"text": string, "embedding": [numbers]}');

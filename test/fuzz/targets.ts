@@ -182,6 +182,11 @@ export const configJson: FuzzTarget = {
 
 // ---- JSONL training rows ----
 
+/** The readers' warning about bytes that are not UTF-8 (mutated inputs have them): it must name the file. */
+const utf8WarningNames = (file: string) => (message: string): void => {
+  if (!message.startsWith(file)) fail(`the invalid UTF-8 warning does not name the file: ${message}`);
+};
+
 export const jsonlRows: FuzzTarget = {
   name: 'jsonl-rows',
   seeds: () => [
@@ -194,7 +199,7 @@ export const jsonlRows: FuzzTarget = {
     writeFileSync(file, data);
     // small chunks and a small line limit: lines cross chunk borders and the limit is reachable
     let last = 0;
-    for await (const row of readPairRows(file, { chunkBytes: 7, maxLineBytes: 2048 })) {
+    for await (const row of readPairRows(file, { chunkBytes: 7, maxLineBytes: 2048, onInvalidUtf8: utf8WarningNames(file) })) {
       if (row.line <= last) fail('line numbers not increasing');
       last = row.line;
       const v = row.value;
@@ -237,7 +242,7 @@ export const vectorsJsonl: FuzzTarget = {
   run: async (data) => {
     const file = join(scratchDir(), 'vectors.jsonl');
     writeFileSync(file, data);
-    const t = await loadVectorTable(file);
+    const t = await loadVectorTable(file, { onInvalidUtf8: utf8WarningNames(file) });
     if (!(t.dim > 0 && t.rows > 0)) fail('an empty table was accepted');
   },
   accept: (err) => names('vectors.jsonl', err),
