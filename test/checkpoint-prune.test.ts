@@ -5,7 +5,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkpointFolders, pruneCheckpoints, removeStaleCheckpointTemps } from '../src/train/checkpoint.js';
+import { checkpointFolders, pruneCheckpoints, removeStaleCheckpointTemps, STATE_FORMAT } from '../src/train/checkpoint.js';
 import { makeTempDir } from './helpers/tinyModel.js';
 
 vi.mock('node:fs', async (importOriginal) => {
@@ -14,12 +14,14 @@ vi.mock('node:fs', async (importOriginal) => {
 });
 
 
-function fakeCheckpoint(out: string, step: number, runId: string): string {
+/** A checkpoint folder of run `runId` (our format), or of another tool (runId null: a state without ours). */
+function fakeCheckpoint(out: string, step: number, runId: string | null): string {
   const dir = join(out, `checkpoint-${step}`);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), '{}\n');
   writeFileSync(join(dir, 'model.safetensors'), 'x');
-  writeFileSync(join(dir, 'trainer_state.json'), JSON.stringify({ step, run: { id: runId } }) + '\n');
+  const state = runId === null ? { global_step: step, log_history: [] } : { format: STATE_FORMAT, step, run: { id: runId } };
+  writeFileSync(join(dir, 'trainer_state.json'), JSON.stringify(state) + '\n');
   return dir;
 }
 
@@ -56,5 +58,15 @@ describe('pruneCheckpoints under a kill', () => {
     writeFileSync(join(out, `.checkpoint-1.del-${dead}`, 'model.safetensors'), 'x');
     removeStaleCheckpointTemps(out);
     expect(readdirSync(out).sort()).toEqual(['checkpoint-5']);
+  });
+
+  it("a replacing run removes our other runs' checkpoints, never another tool's checkpoint-<step>", () => {
+    const out = makeTempDir('l2e-prune-');
+    fakeCheckpoint(out, 10, 'run-old');
+    fakeCheckpoint(out, 20, null); // e.g. a Hugging Face Trainer's
+    fakeCheckpoint(out, 1, 'run-new');
+    const r = pruneCheckpoints(out, 'run-new', 3, true);
+    expect(r.otherRuns).toEqual([join(out, 'checkpoint-10')]);
+    expect(checkpointFolders(out)).toEqual(['checkpoint-1', 'checkpoint-20']);
   });
 });

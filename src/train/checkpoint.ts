@@ -142,11 +142,16 @@ export function checkpointFolders(outputDir: string): string[] {
     .sort((a, b) => Number(CHECKPOINT_RE.exec(a)![1]) - Number(CHECKPOINT_RE.exec(b)![1]));
 }
 
+/** The `format` of our trainer_state.json: a checkpoint-<step> folder without it is another tool's. */
+export const STATE_FORMAT = 'llama2-embedding-trainer-state';
+
 export interface RunCheckpoint extends CheckpointInfo {
   /** The run that wrote it (null: written before runs were recorded, or unreadable). */
   runId: string | null;
   /** Mean training loss over the steps since the checkpoint before it (null: unknown). */
   meanLoss: number | null;
+  /** Written by our trainer (its trainer_state.json has our format), not by another tool. */
+  ours: boolean;
 }
 
 /** listCheckpoints with each checkpoint's run id and mean loss from its trainer_state.json. */
@@ -164,6 +169,7 @@ export function listRunCheckpoints(outputDir: string): RunCheckpoint[] {
       ...c,
       runId: typeof run?.id === 'string' ? run.id : null,
       meanLoss: typeof loss === 'number' && Number.isFinite(loss) ? loss : null,
+      ours: state['format'] === STATE_FORMAT,
     };
   });
 }
@@ -196,8 +202,8 @@ export function pruneCheckpoints(
   const mine = all.filter((c) => c.runId === runId);
   const keep = checkpointsToKeep(mine, limit);
   const pruned = mine.filter((c) => !keep.has(c.step)).map((c) => c.dir);
-  const mineDirs = new Set(mine.map((c) => c.dir));
-  const otherRuns = removeOtherRuns ? checkpointFolders(outputDir).map((name) => join(outputDir, name)).filter((d) => !mineDirs.has(d)) : [];
+  // the replaced run's: our trainer's checkpoints of other runs; another tool's checkpoint-<step> stays
+  const otherRuns = removeOtherRuns ? all.filter((c) => c.ours && c.runId !== runId).map((c) => c.dir) : [];
   for (const dir of [...pruned, ...otherRuns]) removeCheckpointFolder(dir);
   return { pruned, otherRuns };
 }

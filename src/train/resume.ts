@@ -4,7 +4,7 @@
 // anything is left to do.
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { listCheckpoints, listRunCheckpoints, readTrainerState } from './checkpoint.js';
+import { listCheckpoints, listRunCheckpoints, readTrainerState, STATE_FORMAT } from './checkpoint.js';
 import type { OptionNamer, ResolvedOptions } from './options.js';
 import {
   configChanges,
@@ -20,7 +20,6 @@ import {
   type RunIdentity,
 } from './run.js';
 
-export const STATE_FORMAT = 'llama2-embedding-trainer-state';
 
 /** Where training stands: enough to continue bit for bit. */
 export interface Position {

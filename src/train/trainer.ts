@@ -28,10 +28,11 @@ import {
   saveCheckpoint,
   plannedBytes,
   saveModel,
+  STATE_FORMAT,
 } from './checkpoint.js';
 import { formatBytes, freeBytes } from './disk.js';
 import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
-import { nothingToDo, planResume, STATE_FORMAT, type Position, type Resume } from './resume.js';
+import { nothingToDo, planResume, type Position, type Resume } from './resume.js';
 
 export type { TrainerOptions, OptionNamer } from './options.js';
 export { TrainerOptionError } from './options.js';
