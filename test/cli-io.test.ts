@@ -82,12 +82,14 @@ describe('input and output formats', () => {
     const txt = join(dir, 'notes.txt');
     writeFileSync(txt, '{not json} but a text\nkedua\n\n');
     // every line of a .txt is a text, a blank one too (row i = line i)
-    expect(await readTexts(txt, { format: 'text' })).toEqual({ texts: ['{not json} but a text', 'kedua', ''], records: undefined });
+    expect(await readTexts(txt, { format: 'text' })).toEqual({ texts: ['{not json} but a text', 'kedua', ''], rows: undefined, source: txt, lines: [1, 2, 3] });
     const jl = join(dir, 'rows.jsonl');
     writeFileSync(jl, '{"id": 7, "text": "satu"}\n{"id": "b", "text": "dua", "lang": "ms"}\n');
     expect(await readTexts(jl, { format: 'jsonl' })).toEqual({
       texts: ['satu', 'dua'],
-      records: [{ id: 7, text: 'satu' }, { id: 'b', text: 'dua', lang: 'ms' }],
+      rows: ['{"id": 7, "text": "satu"}', '{"id": "b", "text": "dua", "lang": "ms"}'],
+      source: jl,
+      lines: [1, 2],
     });
     const why = ((): string => {
       try {
@@ -121,9 +123,20 @@ describe('input and output formats', () => {
 
   it('an embedding line carries the input fields, replacing an old "embedding"', () => {
     const v = Float32Array.of(0.1, -0.25);
-    expect(embeddingLine('satu', { id: 7, text: 'satu', embedding: [9] }, v)).toBe('{"id":7,"text":"satu","embedding":[0.1,-0.25]}\n');
+    expect(embeddingLine('satu', '{"id": 7, "text": "satu", "embedding": [9]}', v)).toBe('{"id":7,"text":"satu","embedding":[0.1,-0.25]}\n');
     expect(embeddingLine('satu', undefined, v)).toBe('{"text":"satu","embedding":[0.1,-0.25]}\n');
-    expect(embeddingLine('dua', { id: 'x', body: 'dua' }, v)).toBe('{"id":"x","body":"dua","text":"dua","embedding":[0.1,-0.25]}\n');
+    expect(embeddingLine('dua', '{"id":"x","body":"dua"}', v)).toBe('{"id":"x","body":"dua","text":"dua","embedding":[0.1,-0.25]}\n');
+  });
+
+  it('an embedding line carries the input fields exactly as written: big ints, 1.0, 1e400, escapes, nested objects', () => {
+    const v = Float32Array.of(0.5);
+    const row = '  {"id": 12345678901234567891, "text": "h\\u00e9llo \\"q\\" ,}", "score": 1.0, "x": 1e400, "n": {"embedding": [1, 2.50], "s": "a b"}, "e": [ ] }  ';
+    expect(embeddingLine('hello', row, v)).toBe(
+      '{"id":12345678901234567891,"text":"h\\u00e9llo \\"q\\" ,}","score":1.0,"x":1e400,"n":{"embedding":[1,2.50],"s":"a b"},"e":[],"embedding":[0.5]}\n',
+    );
+    // every top-level "embedding" goes (a repeated key too, however its name is escaped); a nested one stays
+    expect(embeddingLine('a', '{"embedding": 1, "text": "a", "embe\\u0064ding": {"x": 1}}', v)).toBe('{"text":"a","embedding":[0.5]}\n');
+    expect(embeddingLine('a', '{}', v)).toBe('{"text":"a","embedding":[0.5]}\n');
   });
 
   it('encode refuses --output x.csv before loading the model', async () => {
@@ -153,6 +166,18 @@ describe.skipIf(!hasTinyMha)(`encode with a model ${hasTinyMha ? '' : skipNote('
     const data = new Float32Array(m.buffer.slice(m.byteOffset + 128, m.byteOffset + m.length));
     expect((rows[1]!['embedding'] as number[]).map(Math.fround)).toEqual(Array.from(data.subarray(16, 32))); // exactly the float32 values
     expect(readFileSync(out, 'utf8')).not.toMatch(/\d{10}/); // no float64 tails
+  });
+
+  it('JSONL input: the rows come out as written, plus "embedding"', async () => {
+    const r = await l2e(
+      ['encode', '--model', model, '--input', '-', '--format', 'jsonl', '--output', '-'],
+      '{"id": 12345678901234567891, "text": "hello", "score": 1.0, "x": 1e400}\n\n{"text": "\\u0068i", "meta": {"a": [1, 2]}, "embedding": null}\n',
+    );
+    expect(r.code).toBe(0);
+    const lines = r.out.split('\n');
+    expect(lines[0]).toMatch(/^\{"id":12345678901234567891,"text":"hello","score":1\.0,"x":1e400,"embedding":\[[^\]]+\]\}$/);
+    expect(lines[1]).toMatch(/^\{"text":"\\u0068i","meta":\{"a":\[1,2\]\},"embedding":\[[^\]]+\]\}$/);
+    expect(lines.slice(2)).toEqual(['']);
   });
 
   it('encode --input - --output -: stdin to stdout, and nothing else on stdout', async () => {

@@ -28,8 +28,8 @@ describe('text inputs', () => {
     const f = join(makeTempDir(), 'in.jsonl');
     writeFileSync(f, '{"en":"x","ms":"y","id":1}\n\n{"en":"z"}\n');
     expect(await rows(f, 'jsonl', ['en', 'ms'])).toEqual([
-      { line: 1, values: ['x', 'y'], record: { en: 'x', ms: 'y', id: 1 } },
-      { line: 3, values: ['z', undefined], record: { en: 'z' } },
+      { line: 1, values: ['x', 'y'], record: { en: 'x', ms: 'y', id: 1 }, raw: '{"en":"x","ms":"y","id":1}' },
+      { line: 3, values: ['z', undefined], record: { en: 'z' }, raw: '{"en":"z"}' },
     ]);
     expect(await readCorpus(f, ['en', 'ms'])).toEqual({ texts: ['x', 'y', 'z'], groups: [[0, 1]], rows: 2 });
     await expect(rows(f, 'jsonl', ['ms'])).rejects.toThrow(`${f}:3: expected a JSON object with a string "ms" field`);

@@ -39,8 +39,11 @@ export function inputFormat(path: string, forced?: string): TextFormat {
 
 export interface TextInput {
   texts: string[];
-  /** JSONL input: each line's object, so that its other fields (an id, ...) can be carried through. */
-  records?: Record<string, unknown>[];
+  /** JSONL input: each row's JSON text as written, so that its other fields (an id, ...) are carried through exactly. */
+  rows?: string[];
+  /** The input's name in errors (`stdin` for `-`), and the line of each text. */
+  source?: string;
+  lines?: number[];
 }
 
 /**
@@ -50,12 +53,14 @@ export interface TextInput {
  */
 export async function readTexts(path: string, opts: { field?: string; format: TextFormat }): Promise<TextInput> {
   const texts: string[] = [];
-  const records: Record<string, unknown>[] | undefined = opts.format === 'jsonl' ? [] : undefined;
+  const lines: number[] = [];
+  const rows: string[] | undefined = opts.format === 'jsonl' ? [] : undefined;
   for await (const row of readTextRows(path, opts.format, [opts.field ?? 'text'])) {
     texts.push(row.values[0]!);
-    if (records && row.record) records.push(row.record);
+    lines.push(row.line);
+    if (rows && row.raw !== undefined) rows.push(row.raw);
   }
-  return { texts, records };
+  return { texts, rows, source: path === STDIO ? 'stdin' : path, lines };
 }
 
 export type EmbeddingFormat = 'jsonl' | 'npy';
@@ -73,13 +78,60 @@ export function embeddingOutputFormat(path: string): EmbeddingFormat {
 }
 
 /**
- * One JSONL line per text: the input row's fields (JSONL input) or {"text"}, plus "embedding" with
- * each value as the shortest text that reads back as the same float32.
+ * One JSONL line per text: the input row's members (JSONL input) or {"text"}, plus "embedding" with
+ * each value as the shortest text that reads back as the same float32. The row's members are carried
+ * through as written (numbers such as 12345678901234567891, 1.0 or 1e400, strings with their escapes),
+ * in their order, with the whitespace between tokens removed; a "text" member is added when the row
+ * has none (the text came from another --field), and an "embedding" member of the row is replaced.
  */
-export function embeddingLine(text: string, record: Record<string, unknown> | undefined, vector: ArrayLike<number>): string {
-  const { embedding: _replaced, ...fields } = record ?? {};
-  const head = JSON.stringify('text' in fields ? fields : { ...fields, text });
-  return `${head.length > 2 ? `${head.slice(0, -1)},` : '{'}"embedding":${float32ArrayJson(vector)}}\n`;
+export function embeddingLine(text: string, row: string | undefined, vector: ArrayLike<number>): string {
+  const members = row === undefined ? [] : objectMembers(row);
+  const parts = members.filter((m) => m.key !== 'embedding').map((m) => m.text);
+  if (!members.some((m) => m.key === 'text')) parts.push(`"text":${JSON.stringify(text)}`);
+  parts.push(`"embedding":${float32ArrayJson(vector)}`);
+  return `{${parts.join(',')}}\n`;
+}
+
+/** `json` (valid JSON) without the whitespace outside its strings. */
+function withoutSpace(json: string): string {
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (c === 0x22) {
+      i = stringEnd(json, i);
+    } else if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) {
+      out += json.slice(from, i);
+      from = i + 1;
+    }
+  }
+  return out + json.slice(from);
+}
+
+/** The index of the quote that closes the JSON string opening at `start`. */
+function stringEnd(json: string, start: number): number {
+  let i = start + 1;
+  while (json.charCodeAt(i) !== 0x22) i += json.charCodeAt(i) === 0x5c ? 2 : 1;
+  return i;
+}
+
+/** The top-level members of a JSON object's text (valid JSON): each one's key and its text, as written less whitespace. */
+function objectMembers(json: string): { key: string; text: string }[] {
+  const s = withoutSpace(json);
+  const members: { key: string; text: string }[] = [];
+  let depth = 0;
+  let from = 1;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === '"') i = stringEnd(s, i);
+    else if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+    if ((c === ',' && depth === 1) || (c === '}' && depth === 0)) {
+      if (i > from) members.push({ key: JSON.parse(s.slice(from, stringEnd(s, from) + 1)) as string, text: s.slice(from, i) });
+      from = i + 1;
+    }
+  }
+  return members;
 }
 
 /** Writes the embeddings of `input` to `output` (`-`: JSONL on stdout) in `format`. */
@@ -92,7 +144,7 @@ export async function writeEmbeddings(output: string, format: EmbeddingFormat, i
   try {
     let buf = '';
     for (let i = 0; i < input.texts.length; i++) {
-      buf += embeddingLine(input.texts[i]!, input.records?.[i], emb.row(i));
+      buf += embeddingLine(input.texts[i]!, input.rows?.[i], emb.row(i));
       if (buf.length >= 1 << 20) {
         await w.write(buf);
         buf = '';

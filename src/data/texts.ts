@@ -12,8 +12,10 @@ export interface TextRow {
   line: number;
   /** One value per field (plain text: the line); undefined where a JSONL row lacks that field. */
   values: (string | undefined)[];
-  /** JSONL: the row's object, so that its other fields can be carried through. */
+  /** JSONL: the row's object. */
   record?: Record<string, unknown>;
+  /** JSONL: the row's JSON text as written, so that its other fields can be carried through exactly. */
+  raw?: string;
 }
 
 /** The rows of `path` (`-`: stdin) in `format`; errors name file:line. */
@@ -42,6 +44,6 @@ export async function* readTextRows(path: string, format: TextFormat, fields: st
       if (v === undefined || v === null) return undefined; // a version that this row lacks
       throw new LineError(name, line, `"${f}" must be a string`);
     });
-    yield { line, values, record };
+    yield { line, values, record, raw: text };
   }
 }
