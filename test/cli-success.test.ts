@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -158,7 +158,7 @@ describe('l2e mine', () => {
 
 describe('l2e tokenize', () => {
   it('writes the model\'s token ids of each stdin line (BOS first, truncated at --max-length)', async () => {
-    const stdin = vi.spyOn(process, 'stdin', 'get').mockReturnValue(Readable.from(['Hello world!\r\nselamat', ' pagi\n\n']) as unknown as typeof process.stdin);
+    const stdin = vi.spyOn(process, 'stdin', 'get').mockReturnValue(Readable.from([Buffer.from('Hello world!\r\nselamat'), Buffer.from(' pagi\n\n')]) as unknown as typeof process.stdin);
     try {
       const r = await l2e('tokenize', '--model', modelDir, '--max-length', '3');
       expect(r.code).toBe(0);
@@ -170,6 +170,40 @@ describe('l2e tokenize', () => {
       ]);
     } finally {
       stdin.mockRestore();
+    }
+  });
+  it('reads stdin as encode reads a .txt (BOM dropped, a lone CR inside a line), takes a Hub id, and refuses --max-length 0', async () => {
+    const stdin = vi.spyOn(process, 'stdin', 'get');
+    const env = { HF_HUB_CACHE: process.env['HF_HUB_CACHE'], HF_HUB_OFFLINE: process.env['HF_HUB_OFFLINE'] };
+    try {
+      stdin.mockReturnValue(Readable.from([Buffer.from('\xef\xbb\xbfhello world\na\rb\n', 'latin1')]) as unknown as typeof process.stdin);
+      const r = await l2e('tokenize', '--model', modelDir);
+      expect(r.code).toBe(0);
+      expect(r.out.trimEnd().split('\n').map((l) => JSON.parse(l) as number[])).toEqual(
+        model.tokenize(['hello world', 'a\rb']).map((ids) => Array.from(ids)),
+      );
+      expect(r.out.split('\n')[0]).toBe('[1,22172,3186]');
+      // a Hub id, from the cache (no network)
+      const cache = join(dir, 'tok-cache');
+      const snapshot = join(cache, 'models--org--tok', 'snapshots', 'd'.repeat(40));
+      mkdirSync(join(cache, 'models--org--tok', 'refs'), { recursive: true });
+      cpSync(modelDir, snapshot, { recursive: true });
+      writeFileSync(join(cache, 'models--org--tok', 'refs', 'main'), 'd'.repeat(40));
+      process.env['HF_HUB_CACHE'] = cache;
+      process.env['HF_HUB_OFFLINE'] = '1';
+      stdin.mockReturnValue(Readable.from([Buffer.from('hello world\n')]) as unknown as typeof process.stdin);
+      const hub = await l2e('tokenize', '--model', 'org/tok');
+      expect(hub.err).toBe('');
+      expect(hub.out).toBe('[1,22172,3186]\n');
+      const zero = await l2e('tokenize', '--model', modelDir, '--max-length', '0');
+      expect(zero.code).toBe(2);
+      expect(zero.err).toContain('--max-length must be at least 1, got 0');
+    } finally {
+      stdin.mockRestore();
+      for (const [k, v] of Object.entries(env)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
     }
   });
 });

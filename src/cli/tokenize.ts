@@ -1,28 +1,30 @@
 // `l2e tokenize`: token ids of lines read on stdin, one JSON array per line.
-import { createInterface } from 'node:readline';
-import { resolve } from 'node:path';
+import { readLines } from '../data/jsonl.js';
+import { resolveModel } from '../hub/resolve.js';
 import { TextTokenizer } from '../model/tokenizer.js';
 import { DEFAULT_MAX_LENGTH } from '../model/embedding-model.js';
 import { opt } from './args.js';
 import type { Command } from './command.js';
+import { positiveInt } from './source-options.js';
 
 export const command: Command = {
   name: 'tokenize',
   summary: 'token ids of stdin lines (BOS prepended, truncated)',
   usage: `Usage: l2e tokenize --model DIR [--max-length N] < texts.txt
 
-Reads one text per line on stdin and writes one JSON array of token ids per line: the ids the
-model sees (BOS prepended, no EOS unless tokenizer_config.json asks, truncated at --max-length).`,
+Reads one text per line on stdin, as encode reads a .txt (a leading UTF-8 BOM dropped; LF or CRLF
+ends a line) and writes one JSON array of token ids per line: the ids the model sees (BOS
+prepended, no EOS unless tokenizer_config.json asks, truncated at --max-length). The model is a
+folder or a Hugging Face id (org/name), as for encode.`,
   options: {
-    model: { kind: 'string', help: 'model folder holding tokenizer.json', metavar: 'DIR', required: true },
+    model: { kind: 'string', help: 'model folder holding tokenizer.json, or hub id', metavar: 'DIR', required: true },
     'max-length': { kind: 'integer', help: 'truncation in tokens, BOS included', default: DEFAULT_MAX_LENGTH },
   },
   async run(args) {
-    const tok = TextTokenizer.fromDir(resolve(opt.str(args, 'model')!));
-    const maxLength = opt.num(args, 'max-length')!;
-    const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
-    for await (const line of rl) {
-      if (!process.stdout.write(JSON.stringify(Array.from(tok.encode(line, maxLength))) + '\n')) {
+    const maxLength = positiveInt(args, 'max-length')!;
+    const tok = TextTokenizer.fromDir(await resolveModel(opt.str(args, 'model')!));
+    for await (const { text } of readLines('-')) {
+      if (!process.stdout.write(JSON.stringify(Array.from(tok.encode(text, maxLength))) + '\n')) {
         await new Promise<void>((r) => process.stdout.once('drain', () => r()));
       }
     }
