@@ -147,6 +147,26 @@ describe('hub: snapshot download', () => {
     expect(globToRegExp('*.json').test('config.jsonl')).toBe(false);
   });
 
+  it('an HF_ENDPOINT that is not a URL is named with its value', async () => {
+    const old = process.env['HF_ENDPOINT'];
+    process.env['HF_ENDPOINT'] = 'notaurl';
+    try {
+      await expect(snapshotDownload('org/tiny', { cacheDir: newCache() })).rejects.toThrow(
+        'HF_ENDPOINT "notaurl" is not an http(s) URL (e.g. https://huggingface.co)',
+      );
+      process.env['HF_ENDPOINT'] = 'ftp://example.com';
+      await expect(snapshotDownload('org/tiny', { cacheDir: newCache() })).rejects.toThrow(
+        'HF_ENDPOINT "ftp://example.com" is not an http(s) URL (e.g. https://huggingface.co)',
+      );
+    } finally {
+      if (old === undefined) delete process.env['HF_ENDPOINT'];
+      else process.env['HF_ENDPOINT'] = old;
+    }
+    await expect(snapshotDownload('org/tiny', { cacheDir: newCache(), endpoint: 'huggingface.co' })).rejects.toThrow(
+      'the Hub endpoint "huggingface.co" is not an http(s) URL (e.g. https://huggingface.co)',
+    );
+  });
+
   it('rejects a file whose sha256 does not match and keeps nothing of it', async () => {
     const cache = newCache();
     await expect(snapshotDownload('org/badsha', { endpoint, cacheDir: cache })).rejects.toThrow(/model.safetensors.*sha256 mismatch/);

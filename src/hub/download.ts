@@ -51,8 +51,21 @@ export interface SnapshotResult {
   downloaded: string[];
 }
 
+/** The Hub's base URL: `endpoint`, else $HF_ENDPOINT, else https://huggingface.co; a value that is not an http(s) URL is refused, named. */
 function endpointOf(opts: SnapshotOptions): string {
-  return (opts.endpoint ?? process.env['HF_ENDPOINT'] ?? 'https://huggingface.co').replace(/\/+$/, '');
+  const fromEnv = process.env['HF_ENDPOINT'];
+  const value = opts.endpoint ?? fromEnv ?? 'https://huggingface.co';
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (url?.protocol !== 'http:' && url?.protocol !== 'https:') {
+    const name = opts.endpoint !== undefined ? 'the Hub endpoint' : 'HF_ENDPOINT';
+    throw new HubError(`${name} ${JSON.stringify(value)} is not an http(s) URL (e.g. https://huggingface.co)`);
+  }
+  return value.replace(/\/+$/, '');
 }
 
 /** fnmatch-style glob → RegExp (whole-string match). */
