@@ -263,6 +263,28 @@ describe('l2e pull', () => {
       }
     }
   });
+
+  it('with HF_HUB_OFFLINE=1, finds the cached snapshot without the network and says so', async () => {
+    const cache = join(dir, 'hub-cache'); // filled by the test above
+    const env = { HF_ENDPOINT: process.env['HF_ENDPOINT'], HF_HUB_CACHE: process.env['HF_HUB_CACHE'], HF_HUB_OFFLINE: process.env['HF_HUB_OFFLINE'] };
+    process.env['HF_ENDPOINT'] = 'http://127.0.0.1:9'; // nothing listens there
+    process.env['HF_HUB_CACHE'] = cache;
+    process.env['HF_HUB_OFFLINE'] = '1';
+    try {
+      const r = await l2e('pull', 'org/tiny');
+      expect(r.code).toBe(0);
+      expect(r.out).toBe(`${join(cache, 'models--org--tiny', 'snapshots', COMMIT)}\n`);
+      expect(r.err).toBe(`${files.length} files (from the cache; HF_HUB_OFFLINE is set, so the Hub was not asked for newer files) at ${COMMIT}\n`);
+      const none = await l2e('pull', 'org/absent');
+      expect(none.code).toBe(1);
+      expect(none.err).toContain(`model repo org/absent (revision main) is not in the cache ${cache}, and HF_HUB_OFFLINE is set, so it was not downloaded`);
+    } finally {
+      for (const [k, v] of Object.entries(env)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  });
 });
 
 describe('l2e combine', () => {

@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotDownload, globToRegExp } from '../src/hub/download.js';
@@ -145,6 +145,34 @@ describe('hub: snapshot download', () => {
     expect(globToRegExp('*.safetensors').test('model-00001-of-00002.safetensors')).toBe(true);
     expect(globToRegExp('model-?.bin').test('model-1.bin')).toBe(true);
     expect(globToRegExp('*.json').test('config.jsonl')).toBe(false);
+  });
+
+  it('offline: the cached snapshot without asking the Hub, or an error when none or a file of it is gone', async () => {
+    const cache = newCache();
+    const online = await snapshotDownload('org/tiny', { endpoint, cacheDir: cache, retry: fastRetry });
+    const asked = log.length;
+    const r = await snapshotDownload('org/tiny', { endpoint, cacheDir: cache, offline: true, include: ['*.json'] });
+    expect(r).toEqual({ dir: online.dir, commit: COMMIT, files: ['config.json', 'sub/dir/tokenizer.json'], downloaded: [], offline: true });
+    const old = process.env['HF_HUB_OFFLINE'];
+    process.env['HF_HUB_OFFLINE'] = '1';
+    try {
+      expect((await snapshotDownload('org/tiny', { endpoint, cacheDir: cache })).files).toHaveLength(4);
+    } finally {
+      if (old === undefined) delete process.env['HF_HUB_OFFLINE'];
+      else process.env['HF_HUB_OFFLINE'] = old;
+    }
+    expect(log.length).toBe(asked); // no request
+    await expect(snapshotDownload('org/other', { endpoint, cacheDir: cache, offline: true })).rejects.toThrow(
+      `model repo org/other (revision main) is not in the cache ${cache}, and HF_HUB_OFFLINE is set, so it was not downloaded`,
+    );
+    await expect(snapshotDownload('org/tiny', { endpoint, cacheDir: cache, offline: true, include: ['*.bin'] })).rejects.toThrow(
+      `model repo org/tiny (revision main): the cached snapshot ${online.dir} has no file matching *.bin, and HF_HUB_OFFLINE is set, so nothing was downloaded`,
+    );
+    rmSync(join(cache, 'models--org--tiny', 'blobs', sha256(weights)));
+    await expect(snapshotDownload('org/tiny', { endpoint, cacheDir: cache, offline: true })).rejects.toThrow(
+      `model repo org/tiny (revision main): the cached snapshot ${online.dir} is incomplete (model.safetensors is missing), and HF_HUB_OFFLINE is set, so it was not downloaded`,
+    );
+    expect(log.length).toBe(asked);
   });
 
   it('an HF_ENDPOINT that is not a URL is named with its value', async () => {

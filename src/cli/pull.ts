@@ -12,9 +12,9 @@ export const command: Command = {
 
 Downloads into the huggingface_hub cache layout ({cache}/models--org--name/{blobs,snapshots,refs}),
 shared with Python tools. Default cache: $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub.
-Honours HF_ENDPOINT and HF_TOKEN (private or gated repos). Partial downloads resume; LFS files are
-checked against their sha256. Models default to ${MODEL_FILES.join(' ')}; --include '*' takes all.
-Prints the snapshot folder.`,
+Honours HF_ENDPOINT and HF_TOKEN (private or gated repos); with HF_HUB_OFFLINE=1 it only finds the
+cached snapshot. Partial downloads resume; LFS files are checked against their sha256. Models
+default to ${MODEL_FILES.join(' ')}; --include '*' takes all. Prints the snapshot folder.`,
   options: {
     revision: { kind: 'string', help: 'branch, tag or commit', default: 'main' },
     include: { kind: 'list', help: 'glob of files to fetch (repeatable)', metavar: 'GLOB' },
@@ -43,7 +43,8 @@ Prints the snapshot folder.`,
       },
     });
     for (const bar of bars.values()) bar.finish();
-    process.stderr.write(`${result.files.length} files (${result.downloaded.length} downloaded) at ${result.commit}\n`);
+    const how = result.offline ? 'from the cache; HF_HUB_OFFLINE is set, so the Hub was not asked for newer files' : `${result.downloaded.length} downloaded`;
+    process.stderr.write(`${result.files.length} files (${how}) at ${result.commit}\n`);
     process.stdout.write(`${result.dir}\n`);
     return 0;
   },

@@ -16,6 +16,11 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(env['XDG_CACHE_HOME'] || join(homedir(), '.cache'), 'huggingface', 'hub');
 }
 
+/** Whether HF_HUB_OFFLINE asks for no network, as huggingface_hub reads it. */
+export function hubOffline(env: NodeJS.ProcessEnv = process.env): boolean {
+  return ['1', 'true', 'yes', 'on'].includes((env['HF_HUB_OFFLINE'] ?? '').trim().toLowerCase());
+}
+
 export function checkRepoId(repoId: string): void {
   if (!/^(?:[\w.-]+\/)?[\w.-]+$/.test(repoId) || repoId.includes('--') || repoId.includes('..')) {
     throw new Error(`"${repoId}" is not a Hugging Face repo id (expected org/name)`);

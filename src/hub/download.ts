@@ -10,9 +10,9 @@
 //      refs/<revision> ← commit.
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
-import { checkRepoId, defaultCacheDir, isCommitHash, repoFolder, type RepoType } from './cache.js';
+import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, relative } from 'node:path';
+import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { processAlive } from '../util/process.js';
 import { getJson, HubError, openUrl, statusError, withRetries, type RetryPolicy } from './http.js';
@@ -34,6 +34,8 @@ export interface SnapshotOptions {
   onProgress?: (file: string, done: number, total: number | undefined) => void;
   /** Called when another process is fetching the same file and this one waits for it. */
   onWait?: (file: string) => void;
+  /** No network: the cached snapshot of the revision, or an error (default: HF_HUB_OFFLINE is 1/true/yes/on). */
+  offline?: boolean;
 }
 
 export interface RepoFile {
@@ -49,6 +51,8 @@ export interface SnapshotResult {
   files: string[];
   /** Files fetched now (the rest were already in the cache). */
   downloaded: string[];
+  /** True when taken from the cache without asking the Hub (offline). */
+  offline?: boolean;
 }
 
 /** The Hub's base URL: `endpoint`, else $HF_ENDPOINT, else https://huggingface.co; a value that is not an http(s) URL is refused, named. */
@@ -288,14 +292,43 @@ function linkIntoSnapshot(blob: string, target: string): void {
   }
 }
 
+/**
+ * Offline: the cached snapshot of `revision` and its files that match `patterns` (all when none), as
+ * huggingface_hub reads its cache with HF_HUB_OFFLINE; an error when there is none, or a file of it
+ * is missing (a link to a blob that is gone).
+ */
+function cachedFiles(repoId: string, type: RepoType, revision: string, cacheDir: string, patterns: RegExp[], include: string[]): SnapshotResult {
+  checkRepoId(repoId);
+  const what = `${type} repo ${repoId} (revision ${revision})`;
+  const dir = cachedSnapshot(cacheDir, repoId, type, revision);
+  if (!dir) throw new HubError(`${what} is not in the cache ${cacheDir}, and HF_HUB_OFFLINE is set, so it was not downloaded`);
+  const files: string[] = [];
+  const walk = (sub: string): void => {
+    for (const e of readdirSync(join(dir, sub), { withFileTypes: true })) {
+      const path = sub ? `${sub}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(path);
+      else if (!patterns.length || patterns.some((p) => p.test(path))) files.push(path);
+    }
+  };
+  walk('');
+  files.sort();
+  const broken = files.find((f) => !existsSync(join(dir, f)));
+  if (broken) throw new HubError(`${what}: the cached snapshot ${dir} is incomplete (${broken} is missing), and HF_HUB_OFFLINE is set, so it was not downloaded`);
+  if (files.length === 0) {
+    throw new HubError(`${what}: the cached snapshot ${dir} has no file matching ${include.join(', ')}, and HF_HUB_OFFLINE is set, so nothing was downloaded`);
+  }
+  return { dir, commit: basename(dir), files, downloaded: [], offline: true };
+}
+
 /** Downloads (or finds in the cache) the files of `repoId` at a revision; returns the snapshot folder. */
 export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
   const type = opts.repoType ?? 'model';
   const revision = opts.revision ?? 'main';
   const token = opts.token ?? process.env['HF_TOKEN'];
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
-  const { commit, files } = await repoInfo(repoId, opts);
   const patterns = (opts.include ?? []).map(globToRegExp);
+  if (opts.offline ?? hubOffline()) return cachedFiles(repoId, type, revision, cacheDir, patterns, opts.include ?? []);
+  const { commit, files } = await repoInfo(repoId, opts);
   const wanted = patterns.length ? files.filter((f) => patterns.some((p) => p.test(f.path))) : files;
   if (wanted.length === 0) {
     throw new HubError(`${type} repo ${repoId} has no file matching ${(opts.include ?? []).join(', ')} at revision ${revision}`);

@@ -3,7 +3,7 @@
 // HF_HUB_OFFLINE=1). A name that is neither says what was tried: the folder, then the Hub id.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { cachedSnapshot, checkRepoId, defaultCacheDir } from './cache.js';
+import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline } from './cache.js';
 import { snapshotDownload, type SnapshotOptions } from './download.js';
 
 /** What a model needs: configs, tokenizer, safetensors weights (not .bin / .h5 / .onnx duplicates). */
@@ -16,10 +16,7 @@ export interface ResolveOptions extends Pick<SnapshotOptions, 'endpoint' | 'toke
   offline?: boolean;
 }
 
-/** Whether HF_HUB_OFFLINE asks for no network, as huggingface_hub reads it. */
-export function hubOffline(env: NodeJS.ProcessEnv = process.env): boolean {
-  return ['1', 'true', 'yes', 'on'].includes((env['HF_HUB_OFFLINE'] ?? '').trim().toLowerCase());
-}
+export { hubOffline };
 
 export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {}): Promise<string> {
   const local = resolve(nameOrDir);
