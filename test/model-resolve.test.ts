@@ -41,6 +41,19 @@ describe('resolveModel errors', () => {
     );
   });
 
+  it('a name written as a path (./, ../, /) that does not exist is a missing folder, never tried on the Hub', async () => {
+    process.chdir(root);
+    delete process.env['HF_HUB_OFFLINE'];
+    const hub = { cacheDir: cache, endpoint: 'http://127.0.0.1:9', retry: { attempts: 1 } }; // nothing listens there
+    const names = [['./nope-folder', join(root, 'nope-folder')], ['../nope-folder', join(root, '..', 'nope-folder')], ['/nope/folder', '/nope/folder']];
+    for (const [name, folder] of names as [string, string][]) {
+      const err = await resolveModel(name, hub).catch((e: Error) => e);
+      expect(String(err)).toBe(`Error: model folder not found: ${folder}`);
+    }
+    const load = await EmbeddingModel.load('./nope-folder', { cacheDir: cache }).catch((e: Error) => e);
+    expect(String(load)).toBe(`Error: model folder not found: ${join(root, 'nope-folder')}`);
+  });
+
   it('online, the download error follows what was tried', async () => {
     process.chdir(root);
     delete process.env['HF_HUB_OFFLINE'];

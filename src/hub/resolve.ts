@@ -1,8 +1,9 @@
 // resolveModel: a model argument as a local folder. An existing folder is used as is; an "org/name"
 // id resolves to its cached snapshot (no network when cached), else it is downloaded first (not with
-// HF_HUB_OFFLINE=1). A name that is neither says what was tried: the folder, then the Hub id.
+// HF_HUB_OFFLINE=1). A name that is neither says what was tried: the folder, then the Hub id; a name
+// written as a path (./x, ../x, /x) is only ever a folder.
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline } from './cache.js';
 import { snapshotDownload, type SnapshotOptions } from './download.js';
 
@@ -32,6 +33,8 @@ export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {})
     }
     return local;
   }
+  // ./x, ../x, /x (and ~/x, which no shell expanded) name a folder, never a Hub id
+  if (isAbsolute(nameOrDir) || /^(~|\.{1,2})([\\/]|$)/.test(nameOrDir)) throw new Error(`model folder not found: ${local}`);
   try {
     checkRepoId(nameOrDir);
   } catch {
