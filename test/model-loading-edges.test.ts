@@ -1,10 +1,12 @@
 // Loading and batching details a model-level test would not notice: cutting a checkpoint to its first
 // N layers (how the 600M / 1B models come from Llama2-7B), exact F16 / BF16 decoding of every bit
 // pattern (native and JS readers), and batch planning on large and adversarial length mixes.
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EmbeddingModel, planBatches } from '../src/model/embedding-model.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorToWrite } from '../src/model/safetensors.js';
+import { openWeights } from '../src/model/weights.js';
 import { relError } from './helpers/fixture.js';
 import { referenceEmbedding } from './helpers/reference-forward.js';
 import { makeTempDir, seededRandom, writeTinyModel } from './helpers/tinyModel.js';
@@ -51,7 +53,7 @@ function f16ExpectedBits(h: number): number {
   return u[0]!;
 }
 
-describe('F16 and BF16 weights decode exactly', () => {
+describe('F16 and BF16 weights decode exactly (every finite pattern; NaN and infinities are refused at load)', () => {
   // every 16-bit pattern, as the embedding table of a model with 2048 rows of 32
   const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
   const f16Expected = Uint32Array.from(all, f16ExpectedBits);
@@ -91,10 +93,17 @@ describe('F16 and BF16 weights decode exactly', () => {
     let jsBad = 0;
     for (let i = 0; i < 65536; i++) if (!Object.is(js[i], wantValues[i])) jsBad++;
     expect(jsBad).toBe(0);
+    // the native loader refuses the first infinity (0x7c00 / 0x7f80); every finite pattern, bit for bit
+    const file = join(tiny.dir, 'model.safetensors');
+    const inf = dtype === 'F16' ? 0x7c00 : 0x7f80;
+    await expect(EmbeddingModel.load(tiny.dir)).rejects.toThrow(`${file}: tensor "embed_tokens.weight" has a non-finite value (Inf at index ${inf})`);
+    const finite = (h: number): boolean => (h & inf) !== inf;
+    const table = tensors.find((t) => t.name === 'embed_tokens.weight')!;
+    writeSafetensors(file, tensors.map((t) => (t === table ? { ...t, data: all.map((h) => (finite(h) ? h : 0)) } : t)), { format: 'pt' });
     const model = await EmbeddingModel.load(tiny.dir);
     try {
       const got = model.native.getTensor('embed_tokens.weight');
-      expect(firstMismatch(new Uint32Array(got.buffer, got.byteOffset, got.length), want)).toBeNull();
+      expect(firstMismatch(new Uint32Array(got.buffer, got.byteOffset, got.length), want.map((w, h) => (finite(h) ? w : 0)))).toBeNull();
     } finally {
       model.dispose();
     }
@@ -157,5 +166,45 @@ describe('planBatches', () => {
 
   it('refuses a batch size that is not a positive integer', () => {
     for (const b of [0, -1, 1.5, NaN]) expect(() => planBatches([], b, 10)).toThrow(`batchSize must be a positive integer, got ${b}`);
+  });
+});
+
+describe('a weight that is NaN or infinite', () => {
+  /** Overwrites element `index` of tensor `name` in `file` with the raw bits `bits` (4 bytes for F32, else 2). */
+  function poke(file: string, name: string, index: number, bits: number): void {
+    const t = readSafetensorsHeader(file).byName.get(name)!;
+    const buf = readFileSync(file);
+    if (t.dtype === 'F32') buf.writeUInt32LE(bits, t.offset + index * 4);
+    else buf.writeUInt16LE(bits, t.offset + index * 2);
+    writeFileSync(file, buf);
+  }
+
+  it('is refused at load, naming the file, the tensor as the file names it, the value and its index', async () => {
+    const f32 = writeTinyModel(makeTempDir(), { seed: 3 });
+    const file = join(f32.dir, 'model.safetensors');
+    poke(file, 'norm.weight', 3, 0x7fc00000);
+    await expect(EmbeddingModel.load(f32.dir)).rejects.toThrow(`${file}: tensor "norm.weight" has a non-finite value (NaN at index 3)`);
+
+    const bf16 = writeTinyModel(makeTempDir(), { seed: 3, dtype: 'BF16', prefix: true });
+    const bfile = join(bf16.dir, 'model.safetensors');
+    poke(bfile, 'model.layers.0.mlp.up_proj.weight', 70, 0x7f80);
+    for (const precision of ['fp32', 'int8'] as const) {
+      await expect(EmbeddingModel.load(bf16.dir, { precision })).rejects.toThrow(
+        `${bfile}: tensor "model.layers.0.mlp.up_proj.weight" has a non-finite value (Inf at index 70)`,
+      );
+    }
+
+    const f16 = writeTinyModel(makeTempDir(), { seed: 3, dtype: 'F16' });
+    const hfile = join(f16.dir, 'model.safetensors');
+    const n = readSafetensorsHeader(hfile).byName.get('embed_tokens.weight')!.byteLength / 2;
+    poke(hfile, 'embed_tokens.weight', n - 1, 0xfc00);
+    const ok = await EmbeddingModel.load(writeTinyModel(makeTempDir(), { seed: 3 }).dir);
+    try {
+      // read in pieces of 64 bytes: the index counts from the start of the tensor, not of the piece
+      const sources = openWeights(f16.dir, ok.config).tensors.map((t) => ({ name: t.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype, tensor: t.fileName }));
+      await expect(ok.native.loadTensors(sources, 64)).rejects.toThrow(`${hfile}: tensor "embed_tokens.weight" has a non-finite value (-Inf at index ${n - 1})`);
+    } finally {
+      ok.dispose();
+    }
   });
 });

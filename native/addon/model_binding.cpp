@@ -144,8 +144,8 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
     return out;
   }
 
-  // loadTensors([{name, path, offset, length, dtype}], chunkBytes?) -> Promise<void>; chunkBytes
-  // (tests) is the size of the pieces tensors are read in.
+  // loadTensors([{name, path, offset, length, dtype, tensor?}], chunkBytes?) -> Promise<void>; chunkBytes
+  // (tests) is the size of the pieces tensors are read in; tensor is the name in the file, for errors.
   Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto st = state(env);
@@ -160,6 +160,7 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
       s.offset = uint64_t(o.Get("offset").As<Napi::Number>().Int64Value());
       s.length = uint64_t(o.Get("length").As<Napi::Number>().Int64Value());
       s.dtype = parse_dtype(env, o.Get("dtype").As<Napi::String>().Utf8Value());
+      if (o.Has("tensor") && o.Get("tensor").IsString()) s.file_name = o.Get("tensor").As<Napi::String>().Utf8Value();
       sources->push_back(std::move(s));
     }
     const double chunk = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 16777216.0;

@@ -28,7 +28,11 @@ export interface NativeModel {
   readonly encodeGroupTokens: number;
   params(): { name: string; shape: number[]; numel: number; offset: number }[];
   /** chunkBytes (tests): the size of the pieces each tensor is read in (default 16 MB). */
-  loadTensors(sources: { name: string; path: string; offset: number; length: number; dtype: string }[], chunkBytes?: number): Promise<void>;
+  /** A NaN or infinite value is an error naming the file, the tensor (`tensor`: its name in the file) and an index. */
+  loadTensors(
+    sources: { name: string; path: string; offset: number; length: number; dtype: string; tensor?: string }[],
+    chunkBytes?: number,
+  ): Promise<void>;
   setTensor(name: string, data: Float32Array): void;
   getTensor(name: string): Float32Array;
   encode(ids: Int32Array, cuSeqlens: Int32Array, wantHidden?: boolean): Promise<{ embeddings: Float32Array; hidden?: Float32Array }>;
@@ -146,7 +150,7 @@ export class EmbeddingModel {
     const native = createNative(config, dense, device, options.precision);
     try {
       await native.loadTensors(
-        weights.tensors.map((t) => ({ name: t.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype })),
+        weights.tensors.map((t) => ({ name: t.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype, tensor: t.fileName })),
       );
       if (!weights.hasDense) {
         initDenseLayer(native, config.hiddenSize, dense, options.seed ?? 0);

@@ -8,6 +8,8 @@ import { readSafetensorsHeader, readSafetensorsIndex, type DType, type TensorEnt
 export interface WeightEntry {
   /** Canonical name, without a `model.` prefix. */
   name: string;
+  /** The name in the file (errors name it). */
+  fileName: string;
   file: string;
   dtype: DType;
   shape: number[];
@@ -150,7 +152,7 @@ export function openWeights(dir: string, config: LlamaConfig, options: OpenWeigh
     if (!t) throw new Error(`${found.source}: tensor "${spec.name}" is missing (expected shape [${spec.shape.join(', ')}])`);
     const same = t.shape.length === spec.shape.length && t.shape.every((d, i) => d === spec.shape[i]);
     if (!same) throw new Error(`${where(t)}: expected shape [${spec.shape.join(', ')}], got [${t.shape.join(', ')}]`);
-    tensors.push({ name: spec.name, file: t.file, dtype: t.dtype, shape: t.shape, offset: t.offset, byteLength: t.byteLength });
+    tensors.push({ name: spec.name, fileName: t.name, file: t.file, dtype: t.dtype, shape: t.shape, offset: t.offset, byteLength: t.byteLength });
     byName.delete(spec.name);
   }
   const [extra] = byName.values();
