@@ -6,7 +6,8 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { main } from '../src/cli/main.js';
-import { embeddingLine, embeddingOutputFormat, inputFormat, readTexts } from '../src/cli/io.js';
+import { embeddingLine, embeddingOutputFormat, inputFormat, readTexts, writeEmbeddings } from '../src/cli/io.js';
+import { Embeddings } from '../src/model/embeddings.js';
 import { readTextsFile } from '../src/eval/vectors.js';
 import { float32ArrayJson, float32Text } from '../src/util/float32-text.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
@@ -137,6 +138,24 @@ describe('input and output formats', () => {
     // every top-level "embedding" goes (a repeated key too, however its name is escaped); a nested one stays
     expect(embeddingLine('a', '{"embedding": 1, "text": "a", "embe\\u0064ding": {"x": 1}}', v)).toBe('{"text":"a","embedding":[0.5]}\n');
     expect(embeddingLine('a', '{}', v)).toBe('{"text":"a","embedding":[0.5]}\n');
+  });
+
+  it('an embedding with NaN or infinity is refused before anything is written, naming its input line', async () => {
+    const dir = makeTempDir();
+    const input = join(dir, 'in.jsonl');
+    writeFileSync(input, '{"text": "a"}\n\n{"text": "b"}\n');
+    const texts = await readTexts(input, { format: 'jsonl' });
+    const emb = new Embeddings(2, 3, Float32Array.of(0.5, 1, 2, 0.5, -Infinity, NaN));
+    for (const out of [join(dir, 'o.npy'), join(dir, 'o.jsonl')]) {
+      await expect(writeEmbeddings(out, embeddingOutputFormat(out), texts, emb)).rejects.toThrow(
+        `${input}:3: its embedding has a non-finite value (-Inf at index 1); nothing was written to ${out}`,
+      );
+      expect(existsSync(out)).toBe(false);
+    }
+    emb.data[4] = 1;
+    await expect(writeEmbeddings('-', 'jsonl', { texts: ['x', 'y'] }, emb)).rejects.toThrow(
+      'text 2: its embedding has a non-finite value (NaN at index 2); nothing was written to stdout',
+    );
   });
 
   it('encode refuses --output x.csv before loading the model', async () => {

@@ -134,8 +134,29 @@ function objectMembers(json: string): { key: string; text: string }[] {
   return members;
 }
 
+/**
+ * Refuses embeddings with a NaN or infinite value (an overflow in the model) before anything is
+ * written, naming the input line of the first.
+ */
+function checkFinite(input: TextInput, emb: Embeddings, output: string): void {
+  const d = emb.data;
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i]!;
+    if (v - v === 0) continue; // finite
+    const row = Math.floor(i / emb.dim);
+    const line = input.lines?.[row];
+    const where = input.source !== undefined && line !== undefined ? `${input.source}:${line}` : `text ${row + 1}`;
+    const what = Number.isNaN(v) ? 'NaN' : v > 0 ? 'Inf' : '-Inf';
+    throw new Error(
+      `${where}: its embedding has a non-finite value (${what} at index ${i - row * emb.dim}); ` +
+        `nothing was written to ${output === STDIO ? 'stdout' : output}`,
+    );
+  }
+}
+
 /** Writes the embeddings of `input` to `output` (`-`: JSONL on stdout) in `format`. */
 export async function writeEmbeddings(output: string, format: EmbeddingFormat, input: TextInput, emb: Embeddings): Promise<void> {
+  checkFinite(input, emb, output);
   if (format === 'npy') {
     await writeOutput(output, npyBytes(emb.data, emb.rows, emb.dim));
     return;
