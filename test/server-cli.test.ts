@@ -63,7 +63,7 @@ describe('l2e serve options', () => {
     expect(queue.err.split('\n')[0]).toBe('l2e serve: --max-queue-tokens (100) must be at least --max-length (512)');
     const missing = await l2e('serve', '--model', '/nonexistent/model', '--port', '0');
     expect(missing.code).toBe(1);
-    expect(missing.err.split('\n').at(-2)).toBe('l2e serve: error: model folder not found: /nonexistent/model (nor is "/nonexistent/model" a Hugging Face id like org/name)');
+    expect(missing.err.split('\n').at(-2)).toBe('l2e serve: error: model folder not found: /nonexistent/model');
     expect(process.listenerCount('SIGTERM')).toBe(0);
     const dev = await l2e('serve', '--model', 'x', '--device', 'tpu');
     expect(dev.err.split('\n')[0]).toBe('l2e serve: --device must be cpu or cuda, got tpu');
