@@ -61,7 +61,7 @@ describe('bad input to EmbeddingModel', () => {
     expect(() => m.native).toThrow(/disposed/);
   });
 
-  it('encode options of the wrong type or value are errors naming the option (plain-JS callers)', async () => {
+  it('encode and load options of the wrong type or value are errors naming the option (plain-JS callers)', async () => {
     const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
     for (const v of [0, -1, 1.5]) {
       await expect(m.encode(['a'], { maxBatchTokens: v })).rejects.toThrow(`maxBatchTokens must be a positive integer, got ${v}`);
@@ -73,6 +73,9 @@ describe('bad input to EmbeddingModel', () => {
     await expect(m.encode(['a'], null as unknown as undefined)).rejects.toThrow(new TypeError('encode: options must be an object, got null'));
     await expect(m.encode(['a'], 'fast' as unknown as undefined)).rejects.toThrow('encode: options must be an object, got the string "fast"');
     m.dispose();
+    await expect(EmbeddingModel.load(writeTinyModel(makeTempDir()).dir, null as unknown as undefined)).rejects.toThrow(
+      new TypeError('load: options must be an object, got null'),
+    );
   });
 
   it('non-string texts are a TypeError naming the index', async () => {

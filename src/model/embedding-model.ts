@@ -130,6 +130,7 @@ export class EmbeddingModel {
    * (`org/name`, resolved through the hub cache, downloaded when missing).
    */
   static async load(dirOrName: string, options: LoadOptions = {}): Promise<EmbeddingModel> {
+    if (typeof options !== 'object' || options === null) throw new TypeError(`load: options must be an object, got ${describeValue(options)}`);
     const dir = await resolveModelDir(dirOrName, options);
     let config = readConfig(dir);
     if (options.numLayers !== undefined) {
