@@ -318,7 +318,7 @@ describe('l2e train', () => {
     expect(r.code).toBe(0);
     expect(r.err).toMatch(/l2e train: 2 steps .*model saved to /);
     expect(r.err.trimEnd().split('\n').pop()).toBe(
-      `l2e train: skipped 2 malformed lines (${data}:2,4), 1 rows with an empty "pos", 0 with an empty "neg" (in the last epoch read)`,
+      `l2e train: skipped 2 malformed lines (${data}:2,4), 1 row with an empty "pos", 0 with an empty "neg" (in the last epoch read)`,
     );
     const trained = await EmbeddingModel.load(out);
     try {

@@ -6,6 +6,7 @@ import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
 import type { Metrics } from '../eval/metrics.js';
+import { counted } from '../util/plural.js';
 
 const KEYS = ['positive score', 'negative score', 'top1', 'top3', 'top5', 'top10'] as const;
 
@@ -30,7 +31,7 @@ export function lossTrend(losses: number[]): string {
 /** What the demo prints on stdout at the end: the before/after table, or why there is none. */
 export function demoReport(r: DemoResult, output: string): string {
   const f = (v: number | null): string => (v === null ? '—' : v.toFixed(4));
-  const loss = `loss: ${lossTrend(r.losses)}; ${r.losses.length} step${r.losses.length === 1 ? '' : 's'} in ${r.seconds.toFixed(0)} s\n`;
+  const loss = `loss: ${lossTrend(r.losses)}; ${counted(r.losses.length, 'step')} in ${r.seconds.toFixed(0)} s\n`;
   const wrote = `wrote ${output}/{train.jsonl,test.jsonl,model/,metrics.json,loss.svg,metrics.svg}\n`;
   if (!demoLearned(r.before, r.after)) {
     return (

@@ -7,6 +7,7 @@ import type { Command } from './command.js';
 import { embeddingOutputFormat, FORMAT_OPTION, inputFormat, readTexts, writeEmbeddings } from './io.js';
 import { formatSeconds, ProgressBar } from './progress.js';
 import { deviceOf, ENCODE_OPTIONS, positiveInt, precisionOf } from './source-options.js';
+import { counted } from '../util/plural.js';
 
 export const command: Command = {
   name: 'encode',
@@ -49,7 +50,7 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
       const emb = await encodeWithHeartbeat(model, texts.texts, { batchSize, maxLength }, bar);
       bar.finish();
       await writeEmbeddings(output, outFormat, texts, emb);
-      process.stderr.write(`encoded ${texts.texts.length} text${texts.texts.length === 1 ? '' : 's'} (${emb.dim} dims) → ${output === STDIO ? 'stdout' : output}\n`);
+      process.stderr.write(`encoded ${counted(texts.texts.length, 'text')} (${emb.dim} dims) → ${output === STDIO ? 'stdout' : output}\n`);
       return 0;
     } finally {
       model.dispose();
@@ -85,7 +86,7 @@ export async function encodeWithHeartbeat(
   let started = 0;
   let done = 0;
   const describe = (b: BatchInfo): string =>
-    `batch ${b.index + 1}/${b.batches} (${b.texts} text${b.texts === 1 ? '' : 's'}, ${b.tokens} tokens) running ${formatSeconds((Date.now() - started) / 1000)}`;
+    `batch ${b.index + 1}/${b.batches} (${counted(b.texts, 'text')}, ${b.tokens} tokens) running ${formatSeconds((Date.now() - started) / 1000)}`;
   const timer = setInterval(
     () => {
       if (!current) return;

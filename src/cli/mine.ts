@@ -9,6 +9,7 @@ import { checkOutput, STDIO } from '../util/output.js';
 import { FORMAT_OPTION, inputFormat } from './io.js';
 import { ProgressBar } from './progress.js';
 import { ENCODE_OPTIONS, openSourceFromArgs, positiveInt, SOURCE_OPTIONS } from './source-options.js';
+import { counted } from '../util/plural.js';
 
 export const command: Command = {
   name: 'mine',
@@ -133,7 +134,7 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
       });
       // with the pairs on stdout, the summary goes to stderr
       (output === STDIO ? process.stderr : process.stdout).write(
-        `${count(r.rows, 'input row')}, ${count(r.texts, 'distinct text')} → ${count(r.written, 'row')} written to ${output === STDIO ? 'stdout' : output}\n` +
+        `${counted(r.rows, 'input row')}, ${counted(r.texts, 'distinct text')} → ${counted(r.written, 'row')} written to ${output === STDIO ? 'stdout' : output}\n` +
           `skipped: ${r.skippedNoPos} without a positive, ${r.skippedNoNeg} without a negative, ${r.skippedShort} too short\n`,
       );
       return 0;
@@ -142,6 +143,3 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     }
   },
 };
-
-/** `1 row`, `2 rows`. */
-const count = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;

@@ -2,7 +2,7 @@
 import { EmbeddingModel } from '../model/embedding-model.js';
 import { RECIPE_DEFAULTS, TrainerOptionError, type OptionNamer, type TrainerOptions } from '../train/options.js';
 import { parseSchedule } from '../train/schedule.js';
-import type { DataStats } from '../data/pairs.js';
+import { describeSkipped, type DataStats } from '../data/pairs.js';
 import { checkResumeFolder } from '../train/resume.js';
 import { findResumeCheckpoint } from '../train/run.js';
 import { Trainer, type FitResult } from '../train/trainer.js';
@@ -10,6 +10,7 @@ import { opt, UsageError, type ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { formatSeconds, ProgressBar } from './progress.js';
 import { deviceOf } from './source-options.js';
+import { counted } from '../util/plural.js';
 
 const d = RECIPE_DEFAULTS;
 
@@ -100,12 +101,7 @@ A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
 /** Rows the last epoch read skipped, with the first malformed lines' numbers (at the end of every run). */
 function reportSkipped(s: DataStats, data: string): void {
   if (s.badLines + s.noPositive + s.noNegative === 0) return;
-  const more = s.badLines > s.firstBadLines.length ? ',…' : '';
-  const where = s.badLines ? ` (${data}:${s.firstBadLines.join(',')}${more})` : '';
-  process.stderr.write(
-    `l2e train: skipped ${s.badLines} malformed lines${where}, ${s.noPositive} rows with an empty "pos", ` +
-      `${s.noNegative} with an empty "neg" (in the last epoch read)\n`,
-  );
+  process.stderr.write(`l2e train: skipped ${describeSkipped(s, data)} (in the last epoch read)\n`);
 }
 
 /** The flag of each Trainer option: options are read from these flags and messages name them. */
@@ -236,5 +232,5 @@ export function summary(r: Pick<FitResult, 'step' | 'startStep' | 'seconds' | 'l
     r.startStep === 0 ? '' : steps > 0 ? `steps ${r.startStep + 1}–${r.step}, resumed from step ${r.startStep}` : `the run was already at step ${r.step}`;
   const detail = [rate, resumed].filter((x) => x !== '').join(': ');
   const loss = steps > 0 ? `, last loss ${r.lastLoss.toFixed(4)}` : '';
-  return `${steps} step${steps === 1 ? '' : 's'} in ${took}${detail ? ` (${detail})` : ''}${loss}`;
+  return `${counted(steps, 'step')} in ${took}${detail ? ` (${detail})` : ''}${loss}`;
 }

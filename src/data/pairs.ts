@@ -14,6 +14,7 @@
 import { createReadStream } from 'node:fs';
 import { LineError, pairRowProblem, readLines, type PairRow } from './jsonl.js';
 import { Rng } from '../util/random.js';
+import { counted } from '../util/plural.js';
 
 export type TrainRow = PairRow;
 
@@ -56,6 +57,17 @@ export interface DataStats {
   noPositive: number;
   /** Rows skipped because `neg` is empty and G > 1. */
   noNegative: number;
+}
+
+/**
+ * The rows `s` counts as skipped, for messages: `2 malformed lines (FILE:2,4), 1 row with an empty
+ * "pos", 0 with an empty "neg"` (the malformed lines left out when `badLines` is false).
+ */
+export function describeSkipped(s: DataStats, file: string, badLines = true): string {
+  const more = s.badLines > s.firstBadLines.length ? ',…' : '';
+  const where = s.badLines ? ` (${file}:${s.firstBadLines.join(',')}${more})` : '';
+  const bad = badLines ? `${counted(s.badLines, 'malformed line')}${where}, ` : '';
+  return `${bad}${counted(s.noPositive, 'row')} with an empty "pos", ${s.noNegative} with an empty "neg"`;
 }
 
 /** Where a reader stands: enough to resume exactly (see PairData.groups). */

@@ -19,6 +19,7 @@ import {
   type ResumePoint,
   type RunIdentity,
 } from './run.js';
+import { counted } from '../util/plural.js';
 
 
 /** Where training stands: enough to continue bit for bit. */
@@ -66,7 +67,7 @@ export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: Da
   }
   if (point.otherRuns.length > 0) {
     const k = point.otherRuns.length;
-    notice(`ignoring ${k} checkpoint${k === 1 ? '' : 's'} of other runs in ${o.outputDir} (${point.otherRuns.map((c) => basename(c.dir)).join(', ')})`);
+    notice(`ignoring ${counted(k, 'checkpoint')} of other runs in ${o.outputDir} (${point.otherRuns.map((c) => basename(c.dir)).join(', ')})`);
   }
   const position = positionOf(state, point.dir);
   if (changes.some((c) => SAMPLING.has(c.option))) position.rngState = [];

@@ -11,7 +11,7 @@
 import { appendFileSync, mkdirSync, statSync, truncateSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel } from '../model/embedding-model.js';
-import { PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
+import { describeSkipped, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
 import { readLines } from '../data/jsonl.js';
 import { accumulateGradients } from './grad-step.js';
 import { trainNatives, type TrainNatives } from './native-train.js';
@@ -33,6 +33,7 @@ import {
 import { formatBytes, freeBytes } from './disk.js';
 import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
 import { nothingToDo, planResume, type Position, type Resume } from './resume.js';
+import { counted } from '../util/plural.js';
 
 export type { TrainerOptions, OptionNamer } from './options.js';
 export { TrainerOptionError } from './options.js';
@@ -393,7 +394,7 @@ export class Trainer {
     const o = this.options;
     const { otherRuns } = pruneCheckpoints(o.outputDir!, this.run.id, o.saveTotalLimit, this.replacing);
     if (otherRuns.length > 0) {
-      notice(`removed ${otherRuns.length} checkpoint${otherRuns.length === 1 ? '' : 's'} of the replaced run (${otherRuns.map((d) => basename(d)).join(', ')})`);
+      notice(`removed ${counted(otherRuns.length, 'checkpoint')} of the replaced run (${otherRuns.map((d) => basename(d)).join(', ')})`);
     }
   }
 
@@ -542,7 +543,7 @@ async function trimLog(log: string, step: number, notice: (m: string) => void): 
   }
   if (cut === null || after === 0 || !fits) return;
   truncateSync(log, cut);
-  notice(`${log}: dropped ${after} line${after === 1 ? '' : 's'} of steps after ${step}, the checkpoint's: the resumed run logs them again`);
+  notice(`${log}: dropped ${counted(after, 'line')} of steps after ${step}, the checkpoint's: the resumed run logs them again`);
 }
 
 /** Files larger than this get a notice before they are checked (measured: about 1 s per 200 MB). */
@@ -559,8 +560,5 @@ function fileSize(file: string): number | null {
 /** Before training: the rows a file or array has that an epoch will skip, and the usable rows left. */
 function reportScan(s: DataStats, name: string, skipBadLines: boolean, notice: (m: string) => void): void {
   if (s.badLines + s.noPositive + s.noNegative === 0) return;
-  const more = s.badLines > s.firstBadLines.length ? ',…' : '';
-  const where = s.badLines ? ` (${name}:${s.firstBadLines.join(',')}${more})` : '';
-  const bad = skipBadLines ? `${s.badLines} malformed lines${where}, ` : '';
-  notice(`${name}: ${s.rows} usable rows; every epoch skips ${bad}${s.noPositive} rows with an empty "pos", ${s.noNegative} with an empty "neg"`);
+  notice(`${name}: ${counted(s.rows, 'usable row')}; every epoch skips ${describeSkipped(s, name, skipBadLines)}`);
 }
