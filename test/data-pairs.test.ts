@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { countLines, PairData, sampleGroup, type TrainGroup, type TrainRow } from '../src/data/pairs.js';
+import { PairData, sampleGroup, type TrainGroup, type TrainRow } from '../src/data/pairs.js';
 import { Rng } from '../src/util/random.js';
 import { makeTempDir } from './helpers/tinyModel.js';
 
@@ -182,12 +182,6 @@ describe('PairData', () => {
     await expect(collect(d, 1)).rejects.toThrow(/one-shot iterable cannot be re-read/);
     const f = new PairData(() => once(), { groupSize: 2, seed: 1 });
     expect(await collect(f, 1)).toHaveLength(3);
-  });
-
-  it('countLines counts non-blank lines without parsing (CRLF and a missing final newline too)', async () => {
-    const file = join(makeTempDir(), 'c.jsonl');
-    writeFileSync(file, 'a\r\n\r\nb\n\nc');
-    expect(await countLines(file)).toBe(3);
   });
 });
 

@@ -5,7 +5,8 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { hubOffline, resolveModel } from '../src/hub/resolve.js';
+import { hubOffline } from '../src/hub/cache.js';
+import { resolveModel } from '../src/hub/resolve.js';
 import { cudaMissingMessage, EmbeddingModel } from '../src/model/embedding-model.js';
 import { Embeddings } from '../src/model/embeddings.js';
 import { buildCommand, nativeAddon } from '../src/native.js';

@@ -1,7 +1,8 @@
 // A small, strict command-line parser shared by every `l2e` command: --name value, --name=value,
-// boolean flags, repeated list options, positionals; unknown options, a non-list option given twice are errors that name the option, and
-// so is a missing value: `--output --max-steps 1` does not take the next flag as --output's value
-// (`--output=--x` is how to give a value that starts with --; `--lr -1` reaches the number check).
+// boolean flags, repeated list options, positionals. Errors name the option: an unknown one, a
+// non-list option given twice, and a missing or empty value (`--output --max-steps 1` does not take
+// the next flag as --output's value; `--output=--x` gives a value that starts with --, and
+// `--lr -1` reaches the number check).
 
 export type OptionKind = 'string' | 'number' | 'integer' | 'boolean' | 'list';
 
@@ -15,8 +16,6 @@ export interface OptionSpec {
   required?: boolean;
   /** A 'string' option that may stand alone (`--json` as well as `--json FILE`): then its value is ''. */
   optionalValue?: boolean;
-  /** A 'string' option whose value may be '' (else `--name ''` is refused as a missing value). */
-  acceptsEmpty?: boolean;
 }
 
 export type OptionSpecs = Record<string, OptionSpec>;
@@ -94,7 +93,7 @@ export function parseArgs(argv: string[], specs: OptionSpecs): ParsedArgs {
       else if (next.startsWith('--')) throw new UsageError(`--${name} needs a value, got ${next}`);
       else inline = argv[++i]!;
     }
-    if (inline === '' && !spec.optionalValue && !spec.acceptsEmpty) throw new UsageError(`--${name} needs a value, got ""`);
+    if (inline === '' && !spec.optionalValue) throw new UsageError(`--${name} needs a value, got ""`);
     if (spec.kind === 'string') options[name] = inline;
     else if (spec.kind === 'list') (options[name] as string[]).push(...inline.split(',').filter((s) => s !== ''));
     else options[name] = toNumber(name, inline, spec.kind === 'integer');

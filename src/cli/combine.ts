@@ -7,6 +7,7 @@ import { ProgressBar } from './progress.js';
 
 export const command: Command = {
   name: 'combine',
+  positionals: true,
   summary: 'concatenate / shuffle JSONL pair files, validating every line',
   usage: `Usage: l2e combine A.jsonl B.jsonl ... --output ALL.jsonl [--overwrite] [--shuffle --seed N] [--memory-mb 256]
 

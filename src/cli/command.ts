@@ -8,6 +8,8 @@ export interface Command {
   /** Usage line(s) and a paragraph for `l2e NAME --help`. */
   usage: string;
   options: OptionSpecs;
+  /** Takes positional arguments (combine: its inputs; pull: the repo id; eval: more test files); the others refuse them. */
+  positionals?: boolean;
   run(args: ParsedArgs): Promise<number>;
 }
 
@@ -20,16 +22,10 @@ export function usageLines(cmd: Command): string {
   return cmd.usage.trim().split(/\n\s*\n/)[0]!;
 }
 
-/**
- * The commands that take positional arguments (combine: its inputs; pull: the repo id; eval: test files
- * after the first --test FILE); the others take none.
- */
-const TAKES_POSITIONALS = new Set(['combine', 'pull', 'eval']);
-
 /** Refuses positional arguments a command does not take: `l2e encode --input a.txt b.txt` would encode a.txt only. */
 export function refuseStrayPositionals(cmd: Command, args: ParsedArgs): void {
   const stray = args.positionals[0];
-  if (stray !== undefined && !TAKES_POSITIONALS.has(cmd.name)) throw new UsageError(`unexpected argument "${stray}"`);
+  if (stray !== undefined && !cmd.positionals) throw new UsageError(`unexpected argument "${stray}"`);
 }
 
 export { parseArgs };

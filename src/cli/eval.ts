@@ -10,6 +10,7 @@ import { ENCODE_OPTIONS, openSourceFromArgs, SOURCE_OPTIONS } from './source-opt
 
 export const command: Command = {
   name: 'eval',
+  positionals: true,
   summary: 'evaluate a model (or precomputed embeddings) on JSONL test files',
   usage: `Usage: l2e eval --model DIR --test FILE.jsonl [FILE2 ...] [--limit 1000] [--json [OUT] [--overwrite]]
        l2e eval --embeddings FILE [--texts FILE] --test FILE.jsonl [...]

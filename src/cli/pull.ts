@@ -7,6 +7,7 @@ import { ProgressBar } from './progress.js';
 
 export const command: Command = {
   name: 'pull',
+  positionals: true,
   summary: 'download a model or dataset from the Hugging Face Hub into the cache',
   usage: `Usage: l2e pull <org/name> [--revision R] [--include GLOB ...] [--repo-type model|dataset] [--cache-dir D]
 

@@ -11,7 +11,6 @@
 //   - `neg` empty while G > 1: FlagEmbedding would crash too (ceil((G−1)/0)). We skip the row rather than
 //     borrow other rows' positives: a borrowed "negative" may well be a paraphrase of the positive, and
 //     in-batch negatives already supply other rows' passages. With G = 1 negatives are not needed.
-import { createReadStream } from 'node:fs';
 import { LineError, pairRowProblem, readLines, type PairRow } from './jsonl.js';
 import { Rng } from '../util/random.js';
 import { counted } from '../util/plural.js';
@@ -275,31 +274,3 @@ function emptyStats(): DataStats {
   return { rows: 0, badLines: 0, firstBadLines: [], noPositive: 0, noNegative: 0 };
 }
 
-/**
- * Non-blank lines of a file, counted on bytes without parsing (fast even for millions of lines); bad
- * or skipped rows are included: the trainer counts the rows an epoch uses with PairData.scan instead.
- */
-export async function countLines(file: string): Promise<number> {
-  let count = 0;
-  let lineBytes = 0; // bytes of the current line so far (a lone '\r' counts as blank)
-  const stream = createReadStream(file, { highWaterMark: 1 << 20 });
-  try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      let start = 0;
-      for (let nl = chunk.indexOf(0x0a, start); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
-        lineBytes += nl - start;
-        if (lineBytes > 1 || (lineBytes === 1 && chunk[nl - 1] !== 0x0d)) count++;
-        lineBytes = 0;
-        start = nl + 1;
-      }
-      lineBytes += chunk.length - start;
-    }
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new Error(`${file}: no such file`);
-    throw err;
-  } finally {
-    stream.destroy();
-  }
-  return lineBytes > 0 ? count + 1 : count;
-}

@@ -3,6 +3,7 @@
 import { Embeddings } from '../model/embeddings.js';
 import { nativeAddon } from '../native.js';
 import { cosine } from './metrics.js';
+import { describeValue } from '../util/describe.js';
 
 export type KnnMetric = 'cosine' | 'euclidean';
 
@@ -89,13 +90,12 @@ export async function knn(queries: Embeddings, pool: Embeddings, k: number, opts
 function checkMatrix(name: string, m: unknown): void {
   const e = m as Partial<Embeddings> | null;
   const shaped = typeof e === 'object' && e !== null && Number.isInteger(e.rows) && e.rows! >= 0 && Number.isInteger(e.dim) && e.dim! > 0;
-  const what = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`);
   const why = !shaped
     ? typeof e === 'object' && e !== null
       ? `its rows and dim are ${String(e.rows)} and ${String(e.dim)}`
-      : `got ${what(m)}`
+      : `got ${describeValue(m)}`
     : !(e.data instanceof Float32Array)
-      ? `its data is ${what(e.data)}`
+      ? `its data is ${describeValue(e.data)}`
       : e.data.length !== e.rows! * e.dim!
         ? `its data has ${e.data.length} values for ${e.rows}x${e.dim}`
         : '';

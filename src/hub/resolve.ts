@@ -17,8 +17,6 @@ export interface ResolveOptions extends Pick<SnapshotOptions, 'endpoint' | 'toke
   offline?: boolean;
 }
 
-export { hubOffline };
-
 export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {}): Promise<string> {
   const local = resolve(nameOrDir);
   if (existsSync(local)) {

@@ -7,6 +7,7 @@ import { TextTokenizer } from './tokenizer.js';
 import { openWeights } from './weights.js';
 import { buildCommand, nativeAddon, packageRoot } from '../native.js';
 import { Rng } from '../util/random.js';
+import { describeValue } from '../util/describe.js';
 
 export type Device = 'cpu' | 'cuda';
 /**
@@ -338,15 +339,6 @@ export function planBatches(ids: Int32Array[], batchSize: number, maxTokens: num
 function positiveInteger(name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${describeValue(v)}`);
   return v;
-}
-
-/** A value as an error shows it: numbers as they are, strings quoted with their type (`the string "8"`). */
-function describeValue(v: unknown): string {
-  if (typeof v === 'number') return String(v);
-  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
 function createNative(config: LlamaConfig, dense: number, device: Device, precision: Precision = 'fp32'): NativeModel {

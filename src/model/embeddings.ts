@@ -1,3 +1,5 @@
+import { describeValue } from '../util/describe.js';
+
 /** A dense row-major float32 matrix of embeddings: `rows` texts × `dim` values. */
 export class Embeddings {
   readonly rows: number;
@@ -9,7 +11,7 @@ export class Embeddings {
       throw new Error(`Embeddings: invalid shape ${rows}x${dim}`);
     }
     if (data !== undefined && !(data instanceof Float32Array)) {
-      throw new TypeError(`Embeddings: data must be a Float32Array, got ${Array.isArray(data) ? 'an array' : data === null ? 'null' : typeof data}`);
+      throw new TypeError(`Embeddings: data must be a Float32Array, got ${describeValue(data)}`);
     }
     if (data && data.length !== rows * dim) {
       throw new Error(`Embeddings: data has ${data.length} values, expected ${rows}x${dim}`);

@@ -8,7 +8,7 @@
 // overwriting, a resume must match the checkpoint's settings, and nothing is written when there is
 // nothing left to do. Disk space is checked before anything is written (a checkpoint holds the weights
 // and two AdamW moments: about 3 × the model).
-import { appendFileSync, mkdirSync, statSync, truncateSync, type Stats } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, statSync, truncateSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel } from '../model/embedding-model.js';
 import { describeSkipped, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
@@ -517,29 +517,25 @@ async function trimLog(log: string, step: number, notice: (m: string) => void): 
   let cut: number | null = null; // the byte offset after the last line of `step`
   let after = 0; // lines after it, all of later steps (or torn)
   let fits = true;
-  try {
-    for await (const { text, bytes } of readLines(log, { onInvalidUtf8: () => {} })) {
-      offset += bytes;
-      if (text.trim() === '') continue;
-      let logged: number | null = null;
-      try {
-        const v = JSON.parse(text) as { step?: unknown };
-        logged = typeof v.step === 'number' ? v.step : null;
-      } catch {
-        // a line torn by the kill: dropped with the later steps around it
-      }
-      if (logged === step) {
-        cut = offset;
-        after = 0;
-        fits = true;
-      } else if (cut !== null) {
-        after++;
-        if (logged !== null && logged <= step) fits = false;
-      }
+  if (!existsSync(log)) return; // no log yet
+  for await (const { text, bytes } of readLines(log, { onInvalidUtf8: () => {} })) {
+    offset += bytes;
+    if (text.trim() === '') continue;
+    let logged: number | null = null;
+    try {
+      const v = JSON.parse(text) as { step?: unknown };
+      logged = typeof v.step === 'number' ? v.step : null;
+    } catch {
+      // a line torn by the kill: dropped with the later steps around it
     }
-  } catch (err) {
-    if ((err as Error).message === `${log}: no such file`) return;
-    throw err;
+    if (logged === step) {
+      cut = offset;
+      after = 0;
+      fits = true;
+    } else if (cut !== null) {
+      after++;
+      if (logged !== null && logged <= step) fits = false;
+    }
   }
   if (cut === null || after === 0 || !fits) return;
   truncateSync(log, cut);

@@ -1,0 +1,10 @@
+// How an error shows a value a plain-JS caller passed where another was expected.
+
+/** Numbers as they are, strings quoted with their type (`the string "8"`), else the kind of value. */
+export function describeValue(v: unknown): string {
+  if (typeof v === 'number') return String(v);
+  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
