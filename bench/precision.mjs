@@ -1,7 +1,9 @@
 // CPU encode at each weight precision (fp32, bf16, int8) on the 600M shape (hidden 4096, 32 heads,
 // MLP 11008, 2 layers, vocab 32000, dense 1536, random weights), the pools' real length mix, next to
 // llama.cpp (through node-llama-cpp, an optional dev dependency) on the same model in F32, F16, BF16 and
-// Q8_0 GGUF files (bench/lib/gguf.mjs, bench/lib/llama-gguf.mjs).
+// Q8_0 GGUF files (bench/lib/gguf.mjs, bench/lib/llama-gguf.mjs), and ONNX Runtime (onnxruntime-node, a
+// dev dependency) on the same model as FP32 and INT8 ONNX graphs (bench/lib/onnx.mjs,
+// bench/lib/llama-onnx.mjs).
 // Every (engine, pass) runs in its own child process, so each has its own peak RSS; passes are
 // interleaved (fp32, bf16, int8, llama.cpp F32, ..., fp32, ...) and medians reported, so load on a shared
 // machine hits every engine alike. Prints tokens/s, the weights' bytes, peak RSS, load time, the latency
@@ -12,15 +14,20 @@
 // run interleaved with ours: a before/after comparison under the same load.
 //
 // Before any timing, each llama.cpp format embeds a few of the texts and must agree with ours (cosine
-// >= 0.9997 on every one); a format that does not is reported and not timed. llama.cpp stops at the
+// >= 0.9997 on every one; ONNX Runtime's INT8, whose activations are quantised per tensor, >= 0.998);
+// a format that does not is reported and not timed. llama.cpp stops at the
 // mean-pooled final hidden states (it has no place for our dense layer): our dense layer and the L2 norm
 // are applied to its output in JS for the comparison, outside its timing. It embeds one sequence at a
-// time (node-llama-cpp has no batched embedding call); we encode batches of 64 packed texts.
+// time (node-llama-cpp has no batched embedding call); we encode batches of 64 packed texts; ONNX
+// Runtime batches of consecutive texts (sorted by length) right-padded to their longest: at most 64
+// texts and 4096 padded tokens a batch (its attention holds [batch, heads, S, S] scores), and at most
+// a quarter of a batch's tokens padding (a long text is not padded into by a batch of short ones).
 // Every text starts with BOS (so that llama.cpp, which prepends it when missing, sees the same tokens).
 //
 // usage: node bench/precision.mjs --help   (or: npm run bench -- precision --help)
 // The random weights are written once as safetensors under the OS temp folder (2.2 GB for 600M) and
-// loaded like a checkpoint, through NativeModel.loadTensors; the GGUF files are written once beside them.
+// loaded like a checkpoint, through NativeModel.loadTensors; the GGUF and ONNX files are written once
+// beside them.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { buildLlamaTokenizerJson, LLAMA_TOKENIZER_CONFIG } from '../dist/demo/llama-tokenizer.js';
@@ -32,6 +39,8 @@ import { testingAddon } from '../test/helpers/testing-addon.mjs';
 import { writeGguf } from './lib/gguf.mjs';
 import { llamaMetadata, llamaTensors, llamaTokenizerMetadata, projectPooled } from './lib/llama-gguf.mjs';
 import { loadLlamaCpp, openEmbedder } from './lib/llama-peer.mjs';
+import { llamaOnnxGraph, ONNX_FORMATS } from './lib/llama-onnx.mjs';
+import { loadOrt, openOrtEmbedder, paddedBatches } from './lib/ort-peer.mjs';
 import { printTable } from './lib/stats.mjs';
 import { BENCH_MODEL, drawLengths, loadLengthMix, makeRng, pack, randomSequences, SHAPE_600M, writeRandomWeights } from './lib/workloads.mjs';
 
@@ -41,9 +50,10 @@ const repoRoot = join(here, '..');
 const HELP = `usage: node bench/precision.mjs [options]     (or: npm run bench -- precision [options])
 
 Encodes the pools' length mix on the 600M shape (random weights) with our CPU backend at fp32, bf16 and
-int8 and with llama.cpp (node-llama-cpp) on the same model as F32, F16, BF16 and Q8_0 GGUF files, each
-engine in its own process; prints tokens/s, single-text latency, weights and peak RSS, and the cosine
-of every embedding to our fp32's. A missing node-llama-cpp is a skipped row, with the reason.
+int8, with llama.cpp (node-llama-cpp) on the same model as F32, F16, BF16 and Q8_0 GGUF files and with
+ONNX Runtime (onnxruntime-node) on it as FP32 and INT8 ONNX graphs, each engine in its own process;
+prints tokens/s, single-text latency, weights and peak RSS, and the cosine of every embedding to our
+fp32's. A missing node-llama-cpp or onnxruntime-node is a skipped row, with the reason.
 
 options:
   --quick              the hidden-512 benchmark model instead of the 600M shape (a smoke run)
@@ -57,13 +67,26 @@ options:
   --baseline ADDON     another build of the test addon (l2e_testing.node): its rows, "before PRECISION",
                        run interleaved with ours (L2E_TESTING_ADDON=ADDON in their children)
   --llama LIST         llama.cpp formats: comma-separated of F32,F16,BF16,Q8_0 (default all; "none" to skip)
+  --ort LIST           ONNX Runtime formats: comma-separated of FP32,INT8 (default all; "none" to skip)
   --json FILE          write the rows (and the check results, the skipped engines) to FILE
   -h, --help           this help
 `;
 
 const LLAMA_FORMATS = ['F32', 'F16', 'BF16', 'Q8_0'];
-/** Every llama.cpp embedding must be this close to ours (cosine) before that format is timed. */
+/** Every peer embedding must be this close to ours (cosine) before that format is timed. */
 const CHECK_MIN_COS = 0.9997;
+/**
+ * ONNX Runtime INT8 (DynamicQuantizeMatMul): its activations are quantised per tensor, where ours are
+ * per row, so its error is larger than ours (min cosine to our fp32 on the 600M shape: 0.99890, ours
+ * int8 0.99916); a graph with a wrong layout is far below (0.92 with the rotary halves swapped on the
+ * test's model).
+ */
+const CHECK_MIN_COS_ORT_INT8 = 0.998;
+/** ONNX Runtime's batches: at most this many padded tokens (batch x longest) and texts. */
+const ORT_BATCH_TOKENS = 4096;
+const ORT_BATCH_TEXTS = 64;
+/** ... and at most this many padded tokens for each real one. */
+const ORT_PADDING = 1.25;
 /** Texts embedded by the check (spread over the length mix). */
 const CHECK_TEXTS = 8;
 
@@ -79,7 +102,7 @@ function parseVariant(v) {
 }
 
 function parseArgs(argv) {
-  const o = { quick: false, passes: 3, texts: 128, threads: 2, precisions: ['fp32', 'bf16', 'int8'], llama: [...LLAMA_FORMATS], json: null, child: null, gemmChild: false, baseline: null };
+  const o = { quick: false, passes: 3, texts: 128, threads: 2, precisions: ['fp32', 'bf16', 'int8'], llama: [...LLAMA_FORMATS], ort: [...ONNX_FORMATS], json: null, child: null, gemmChild: false, baseline: null };
   const list = (flag, v, allowed) => {
     if (v === 'none') return [];
     const xs = v.split(',');
@@ -102,6 +125,7 @@ function parseArgs(argv) {
       for (const p of o.precisions) parseVariant(p);
     }
     else if (a === '--llama') o.llama = list(a, value(), LLAMA_FORMATS);
+    else if (a === '--ort') o.ort = list(a, value(), ONNX_FORMATS);
     else if (a === '--json') o.json = value();
     else if (a === '--child') o.child = value();
     else if (a === '--gemm-child') o.gemmChild = true;
@@ -124,10 +148,10 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** Child: run one engine (job.engine 'ours' or 'llama'), write its embeddings, print its report. */
+/** Child: run one engine (job.engine 'ours', 'llama' or 'ort'), write its embeddings, print its report. */
 async function child(jobFile) {
   const job = JSON.parse(readFileSync(jobFile, 'utf8'));
-  const out = job.engine === 'llama' ? await childLlama(job) : await childOurs(job);
+  const out = job.engine === 'llama' ? await childLlama(job) : job.engine === 'ort' ? await childOrt(job) : await childOurs(job);
   process.stdout.write(JSON.stringify(out));
 }
 
@@ -202,22 +226,57 @@ async function childLlama(job) {
     pooled.set(await e.embed(seq), i * job.hidden);
     tokens += seq.length;
   }
-  const encodeSeconds = now() - s;
-  const peakRss = process.resourceUsage().maxRSS * 1024;
+  const report = peerReport({ loadSeconds, encodeSeconds: now() - s, tokens, latency20, weightBytes: statSync(job.gguf).size, peakRssLoad, version: peer.version });
   await e.dispose();
   writeFileSync(job.embeddingsFile, Buffer.from(pooled.buffer));
-  return {
-    loadSeconds,
-    encodeSeconds,
-    tokens,
-    tokensPerSecond: tokens / encodeSeconds,
-    latency20,
-    weightBytes: statSync(job.gguf).size,
-    peakRss,
-    peakRssLoad,
-    ops: null,
-    version: peer.version,
+  return report;
+}
+
+/** A peer's report, its peak RSS read now (before its runtime is released). */
+function peerReport({ loadSeconds, encodeSeconds, tokens, latency20, weightBytes, peakRssLoad, version }) {
+  const peakRss = process.resourceUsage().maxRSS * 1024;
+  return { loadSeconds, encodeSeconds, tokens, tokensPerSecond: tokens / encodeSeconds, latency20, weightBytes, peakRss, peakRssLoad, ops: null, version };
+}
+
+/** ONNX Runtime: load one ONNX graph, embed the batches once (after the latency runs), report. */
+async function childOrt(job) {
+  const peer = await loadOrt();
+  if ('skip' in peer) throw new Error(peer.skip);
+  const t0 = now();
+  const e = await openOrtEmbedder(peer.ort, job.onnx, { threads: job.threads, dim: job.dim });
+  const loadSeconds = now() - t0;
+  const peakRssLoad = process.resourceUsage().maxRSS * 1024;
+  const latency20 = job.single ? await latency(() => e.embed([job.single])) : null;
+  const out = new Float32Array(job.seqs.length * job.dim);
+  let tokens = 0, row = 0;
+  const s = now();
+  for (const batch of paddedBatches(job.seqs, { texts: ORT_BATCH_TEXTS, tokens: ORT_BATCH_TOKENS, padding: ORT_PADDING })) {
+    out.set(await e.embed(batch), row * job.dim);
+    row += batch.length;
+    tokens += batch.reduce((n, x) => n + x.length, 0);
+  }
+  const report = peerReport({ loadSeconds, encodeSeconds: now() - s, tokens, latency20, weightBytes: statSync(`${job.onnx}.data`).size, peakRssLoad, version: peer.version });
+  await e.dispose();
+  writeFileSync(job.embeddingsFile, Buffer.from(out.buffer));
+  return report;
+}
+
+/**
+ * The ONNX graph of the random weights in `format` (and its .data file), written beside the
+ * safetensors file and reused while both are newer than that file.
+ */
+function ortOnnx(config, sources, format, maxPositions) {
+  const file = sources[0].path.replace(/\.safetensors$/, `-onnx1-p${maxPositions}-${format}.onnx`);
+  const fresh = (f) => existsSync(f) && statSync(f).mtimeMs >= statSync(sources[0].path).mtimeMs;
+  if (fresh(file) && fresh(`${file}.data`)) return file;
+  console.error(`writing the ${format} ONNX graph to ${file} ...`);
+  const byName = new Map(sources.map((s) => [s.name, s]));
+  const tensor = (name) => {
+    const s = byName.get(name);
+    return readTensorF32({ name, file: s.path, dtype: s.dtype, shape: [], offset: s.offset, byteLength: s.length });
   };
+  llamaOnnxGraph({ ...config, maxPositions }, format, tensor).write(file);
+  return file;
 }
 
 /**
@@ -351,6 +410,17 @@ async function main() {
       formats = [];
     } else llamaVersion = peer.version;
   }
+  // the check's texts, spread over the length mix, and our fp32 embeddings of them (computed once, if needed)
+  const picked = Array.from({ length: Math.min(CHECK_TEXTS, seqs.length) }, (_, i) => Math.floor((i * seqs.length) / Math.min(CHECK_TEXTS, seqs.length)));
+  const checkSeqs = picked.map((i) => seqsJson[i]);
+  let checkRef = null;
+  const oursOnCheck = () => {
+    if (checkRef) return checkRef;
+    const p = pack(picked.map((i) => seqs[i]));
+    const refFile = embFile('check-ours');
+    runChild({ engine: 'ours', config, precision: 'fp32', sources, batches: [{ tokens: Array.from(p.tokens), cuSeqlens: Array.from(p.cuSeqlens) }], single: null, embeddingsFile: refFile }, 'check: ours fp32', o.threads);
+    return (checkRef = readF32(refFile));
+  };
   let dense = null;
   if (formats.length > 0) {
     const tokenizerMetadata = llamaTokenizerMetadata(await buildLlamaTokenizerJson(), LLAMA_TOKENIZER_CONFIG);
@@ -360,12 +430,7 @@ async function main() {
       return { name, file: s.path, dtype: s.dtype, shape: [], offset: s.offset, byteLength: s.length };
     };
     dense = { weight: readTensorF32(entry('dense_layer.weight')), bias: readTensorF32(entry('dense_layer.bias')) };
-    const picked = Array.from({ length: Math.min(CHECK_TEXTS, seqs.length) }, (_, i) => Math.floor((i * seqs.length) / Math.min(CHECK_TEXTS, seqs.length)));
-    const checkSeqs = picked.map((i) => seqsJson[i]);
-    const p = pack(picked.map((i) => seqs[i]));
-    const refFile = embFile('check-ours');
-    runChild({ engine: 'ours', config, precision: 'fp32', sources, batches: [{ tokens: Array.from(p.tokens), cuSeqlens: Array.from(p.cuSeqlens) }], single: null, embeddingsFile: refFile }, 'check: ours fp32', o.threads);
-    const ref = readF32(refFile);
+    const ref = oursOnCheck();
     const passed = [];
     for (const f of formats) {
       const file = embFile(`check-llama-${f}`);
@@ -380,11 +445,41 @@ async function main() {
     formats = passed;
   }
 
+  // ONNX Runtime: the runtime, the ONNX graphs, and the same check
+  let ortFormats = o.ort;
+  const onnxFiles = {};
+  let ortVersion = null;
+  if (ortFormats.length > 0) {
+    const peer = await loadOrt();
+    if ('skip' in peer) {
+      skip(`onnxruntime ${ortFormats.join('/')}: ${peer.skip}`);
+      ortFormats = [];
+    } else ortVersion = peer.version;
+  }
+  if (ortFormats.length > 0) {
+    const ref = oursOnCheck();
+    const passed = [];
+    for (const f of ortFormats) {
+      onnxFiles[f] = ortOnnx(config, sources, f, Math.max(512, maxTokens));
+      const file = embFile(`check-ort-${f}`);
+      runChild({ engine: 'ort', onnx: onnxFiles[f], threads: o.threads, dim: config.dense, seqs: checkSeqs, single: null, embeddingsFile: file }, `check: onnxruntime ${f}`, o.threads);
+      const cos = cosines(readF32(file), ref, config.dense);
+      const minCos = Math.min(...cos);
+      const bound = f === 'INT8' ? CHECK_MIN_COS_ORT_INT8 : CHECK_MIN_COS;
+      checks.push({ engine: `onnxruntime ${f}`, texts: cos.length, minCos });
+      if (minCos >= bound) passed.push(f); // NaN fails
+      else skip(`onnxruntime ${f}: its embeddings differ from ours (min cosine ${minCos.toFixed(6)} < ${bound} on ${cos.length} texts): not timed`);
+      console.error(`check onnxruntime ${f}: min cosine to ours ${minCos.toFixed(6)} on ${cos.length} texts`);
+    }
+    ortFormats = passed;
+  }
+
   const oursJob = (p) => ({ engine: 'ours', config, precision: parseVariant(p).precision, sources, batches, single });
   const engines = [
     ...o.precisions.map((p) => ({ name: `ours ${p}`, variant: p, isa: parseVariant(p).isa, job: oursJob(p) })),
     ...(o.baseline ? o.precisions.map((p) => ({ name: `before ${p}`, variant: `before ${p}`, isa: parseVariant(p).isa, addon: o.baseline, job: oursJob(p) })) : []),
     ...formats.map((f) => ({ name: `llama.cpp ${f}`, job: { engine: 'llama', gguf: ggufs[f], threads: o.threads, maxTokens, hidden: config.hidden, seqs: seqsJson, single } })),
+    ...ortFormats.map((f) => ({ name: `onnxruntime ${f}`, job: { engine: 'ort', onnx: onnxFiles[f], threads: o.threads, dim: config.dense, seqs: seqsJson, single } })),
   ];
   const runs = Object.fromEntries(engines.map((e) => [e.name, []]));
   const flops = encodeFlops(config, seqs);
@@ -444,26 +539,30 @@ async function main() {
     { title: 'cos min / mean', get: (r) => (r.minCos == null ? '-' : `${r.minCos.toFixed(6)} / ${r.meanCos.toFixed(6)}`), right: true },
   ]);
   console.log(
-    'weights GB: ours, the weights as held at that precision; llama.cpp, the GGUF file. llama.cpp embeds one text at a time; ' +
-      'its cosines are after our dense layer and L2 norm, applied to its mean-pooled output in JS (not timed).',
+    'weights GB: ours, the weights as held at that precision; llama.cpp, the GGUF file; onnxruntime, the ONNX external data file. ' +
+      'llama.cpp embeds one text at a time; its cosines are after our dense layer and L2 norm, applied to its mean-pooled output in JS (not timed). ' +
+      `onnxruntime runs batches of up to ${ORT_BATCH_TEXTS} texts and ${ORT_BATCH_TOKENS} tokens padded to the longest (at most ${ORT_PADDING}x the real ones); its graph holds the whole model.`,
   );
-  const peers = rows.filter((r) => r.engine.startsWith('llama.cpp'));
-  let versus = null;
-  if (peers.length > 0) {
+  /** Our rows against a peer's fastest format and lowest latency, printed; null without its rows. */
+  const against = (prefix, label, pairs) => {
+    const peers = rows.filter((r) => r.engine.startsWith(prefix));
+    if (peers.length === 0) return null;
     const fastest = peers.reduce((a, b) => (b.tokensPerSecond > a.tokensPerSecond ? b : a));
     const quickest = peers.reduce((a, b) => (b.latency20 < a.latency20 ? b : a));
-    versus = rows
+    const vs = rows
       .filter((r) => r.engine.startsWith('ours'))
       .map((r) => ({ engine: r.engine, speedup: r.tokensPerSecond / fastest.tokensPerSecond, latencyRatio: r.latency20 / quickest.latency20 }));
-    console.log(`\nagainst llama.cpp ${llamaVersion ? `(node-llama-cpp ${llamaVersion}) ` : ''}fastest format ${fastest.engine} (${fastest.tokensPerSecond.toFixed(1)} tok/s), lowest 20-token latency ${quickest.engine} (${(1000 * quickest.latency20).toFixed(1)} ms):`);
-    for (const v of versus) console.log(`  ${v.engine}: ${v.speedup.toFixed(2)}x its throughput, ${v.latencyRatio.toFixed(2)}x its latency`);
-    const pairs = [['ours fp32', 'llama.cpp F32'], ['ours bf16', 'llama.cpp BF16'], ['ours int8', 'llama.cpp Q8_0']];
+    console.log(`\nagainst ${label.trim()} fastest format ${fastest.engine} (${fastest.tokensPerSecond.toFixed(1)} tok/s), lowest 20-token latency ${quickest.engine} (${(1000 * quickest.latency20).toFixed(1)} ms):`);
+    for (const v of vs) console.log(`  ${v.engine}: ${v.speedup.toFixed(2)}x its throughput, ${v.latencyRatio.toFixed(2)}x its latency`);
     for (const [a, b] of pairs) {
       const ra = rows.find((r) => r.engine === a);
       const rb = rows.find((r) => r.engine === b);
       if (ra && rb) console.log(`  peak RSS ${a} / ${b}: ${(ra.peakRss / rb.peakRss).toFixed(2)}`);
     }
-  }
+    return vs;
+  };
+  const versus = against('llama.cpp', `llama.cpp ${llamaVersion ? `(node-llama-cpp ${llamaVersion})` : ''}`, [['ours fp32', 'llama.cpp F32'], ['ours bf16', 'llama.cpp BF16'], ['ours int8', 'llama.cpp Q8_0']]);
+  const versusOnnxruntime = against('onnxruntime', `ONNX Runtime ${ortVersion ? `(onnxruntime-node ${ortVersion})` : ''}`, [['ours fp32', 'onnxruntime FP32'], ['ours int8', 'onnxruntime INT8']]);
   if (skipped.length > 0) console.log(`\nskipped: ${skipped.join('; ')}`);
   // seconds per op in pass 1 of each of our variants, one column each (ops by the first's time)
   const timed = engines.filter((e) => runs[e.name][0].ops);
@@ -484,8 +583,8 @@ async function main() {
     ]);
   }
   if (o.json) {
-    const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, threads: o.threads, loadavgStart: loadavg, node: process.version, nodeLlamaCpp: llamaVersion, baseline: o.baseline };
-    writeFileSync(o.json, JSON.stringify({ meta, config, texts: o.texts, tokens, passes: o.passes, gemmGflops, gemmSamples: gemm, encodeGflop: flops / 1e9, rows, checks, versus, skipped, ops: Object.fromEntries(timed.map((e) => [e.variant, runs[e.name][0].ops])) }, null, 2));
+    const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, threads: o.threads, loadavgStart: loadavg, node: process.version, nodeLlamaCpp: llamaVersion, onnxruntimeNode: ortVersion, baseline: o.baseline };
+    writeFileSync(o.json, JSON.stringify({ meta, config, texts: o.texts, tokens, passes: o.passes, gemmGflops, gemmSamples: gemm, encodeGflop: flops / 1e9, rows, checks, versus, versusOnnxruntime, skipped, ops: Object.fromEntries(timed.map((e) => [e.variant, runs[e.name][0].ops])) }, null, 2));
     console.log(`\nwrote ${o.json}`);
   }
   for (const f of tempFiles) rmSync(f, { force: true });

@@ -1,7 +1,7 @@
-// bench/precision.mjs through `npm run bench -- precision`: the small model end to end with our fp32
-// and two llama.cpp formats (each checked against ours before it is timed), and its argument errors.
-// Timings themselves are never asserted (shared machines are noisy). Without node-llama-cpp the
-// llama.cpp rows must be a skip that says why.
+// bench/precision.mjs through `npm run bench -- precision`: the small model end to end with our fp32,
+// two llama.cpp formats and ONNX Runtime's two (each checked against ours before it is timed), and its
+// argument errors. Timings themselves are never asserted (shared machines are noisy). Without
+// node-llama-cpp or onnxruntime-node their rows must be a skip that says why.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadLlamaCpp } from '../bench/lib/llama-peer.mjs';
+import { loadOrt } from '../bench/lib/ort-peer.mjs';
 import { hasPools, skipNote } from './helpers/fixture.js';
 
 const run = promisify(execFile);
@@ -27,7 +28,7 @@ interface Row {
   minCos: number | null;
 }
 interface PrecisionFile {
-  meta: { threads: number; nodeLlamaCpp: string | null; baseline: string | null };
+  meta: { threads: number; nodeLlamaCpp: string | null; onnxruntimeNode: string | null; baseline: string | null };
   tokens: number;
   gemmGflops: number;
   gemmSamples: number[];
@@ -44,6 +45,12 @@ describe('npm run bench -- precision', () => {
     expect((err as { stderr: string }).stderr.trim()).toBe('--llama: unknown value Q4_0 (one of F32, F16, BF16, Q8_0, or none)');
   });
 
+  it('rejects an unknown ONNX Runtime format, naming the flag', async () => {
+    const err = await run(process.execPath, [runner, 'precision', '--ort', 'FP32,BF16'], { cwd: repoRoot }).catch((e: { code: number; stderr: string }) => e);
+    expect((err as { code: number }).code).toBe(1);
+    expect((err as { stderr: string }).stderr.trim()).toBe('--ort: unknown value BF16 (one of FP32, INT8, or none)');
+  });
+
   it('refuses a --baseline addon that does not exist, naming the flag and the file', async () => {
     const missing = join(dir, 'no-such-build', 'l2e_testing.node');
     const err = await run(process.execPath, [runner, 'precision', '--baseline', missing], { cwd: repoRoot }).catch((e: { code: number; stderr: string }) => e);
@@ -51,12 +58,12 @@ describe('npm run bench -- precision', () => {
     expect((err as { stderr: string }).stderr.trim()).toBe(`--baseline: ${missing} does not exist`);
   });
 
-  it.skipIf(!hasPools)(`runs ours and llama.cpp on the small model, each peer checked before timing ${hasPools ? '' : skipNote('data/pools')}`, async () => {
+  it.skipIf(!hasPools)(`runs ours, llama.cpp and ONNX Runtime on the small model, each peer checked before timing ${hasPools ? '' : skipNote('data/pools')}`, async () => {
     const out = join(dir, 'precision.json');
     // --baseline: our own build again, as the "before" rows of a before/after run
     const baseline = join(repoRoot, 'build', 'Release', 'testing', 'l2e_testing.node');
-    const args = ['precision', '--quick', '--texts', '3', '--passes', '1', '--threads', '1', '--precisions', 'fp32', '--llama', 'F32,Q8_0', '--baseline', baseline, '--json', out];
-    // TMPDIR: the bench keeps its random weights and GGUF files in the temp folder for the next run;
+    const args = ['precision', '--quick', '--texts', '3', '--passes', '1', '--threads', '1', '--precisions', 'fp32', '--llama', 'F32,Q8_0', '--ort', 'FP32,INT8', '--baseline', baseline, '--json', out];
+    // TMPDIR: the bench keeps its random weights, GGUF and ONNX files in the temp folder for the next run;
     // the test's own folder, removed after it, so the suite leaves nothing behind
     const { stdout } = await run(process.execPath, [runner, ...args], { cwd: repoRoot, maxBuffer: 16 << 20, env: { ...process.env, TMPDIR: dir } });
     const r = JSON.parse(readFileSync(out, 'utf8')) as PrecisionFile;
@@ -66,7 +73,8 @@ describe('npm run bench -- precision', () => {
     expect(r.gemmGflops).toBeGreaterThan(0); // NaN fails
     expect(r.encodeGflop).toBeGreaterThan(0);
     const peer = await loadLlamaCpp();
-    const engines = ['ours fp32', 'before fp32', ...('skip' in peer ? [] : ['llama.cpp F32', 'llama.cpp Q8_0'])];
+    const ort = await loadOrt();
+    const engines = ['ours fp32', 'before fp32', ...('skip' in peer ? [] : ['llama.cpp F32', 'llama.cpp Q8_0']), ...('skip' in ort ? [] : ['onnxruntime FP32', 'onnxruntime INT8'])];
     expect(r.rows.map((x) => x.engine)).toEqual(engines);
     for (const row of r.rows) {
       expect(row.tokensPerSecond).toBeGreaterThan(0);
@@ -74,17 +82,22 @@ describe('npm run bench -- precision', () => {
       expect(row.latency20).toBeGreaterThan(0);
       expect(row.weightBytes).toBeGreaterThan(0);
       expect(row.peakRss).toBeGreaterThan(row.weightBytes / 2); // a GGUF is mapped, not always all resident
-      expect(row.minCos).toBeGreaterThanOrEqual(0.9997); // NaN fails
+      // ONNX Runtime INT8 quantises activations per tensor: the check's looser bound
+      expect(row.minCos).toBeGreaterThanOrEqual(row.engine === 'onnxruntime INT8' ? 0.998 : 0.9997); // NaN fails
     }
-    if ('skip' in peer) {
-      expect(r.skipped).toEqual([`llama.cpp F32/Q8_0: ${peer.skip}`]);
-      expect(stdout).toContain('skipped: llama.cpp F32/Q8_0: node-llama-cpp');
-    } else {
-      expect(r.skipped).toEqual([]);
+    const skipped = [...('skip' in peer ? [`llama.cpp F32/Q8_0: ${peer.skip}`] : []), ...('skip' in ort ? [`onnxruntime FP32/INT8: ${ort.skip}`] : [])];
+    expect(r.skipped).toEqual(skipped);
+    for (const s of skipped) expect(stdout).toContain(`skipped: ${s}`);
+    const checked = [...('skip' in peer ? [] : ['llama.cpp F32', 'llama.cpp Q8_0']), ...('skip' in ort ? [] : ['onnxruntime FP32', 'onnxruntime INT8'])];
+    expect(r.checks.map((c) => [c.engine, c.texts])).toEqual(checked.map((e) => [e, 3]));
+    for (const c of r.checks) expect(c.minCos).toBeGreaterThanOrEqual(c.engine === 'onnxruntime INT8' ? 0.998 : 0.9997);
+    if (!('skip' in peer)) {
       expect(r.meta.nodeLlamaCpp).toBe(peer.version);
-      expect(r.checks.map((c) => [c.engine, c.texts])).toEqual([['llama.cpp F32', 3], ['llama.cpp Q8_0', 3]]);
-      for (const c of r.checks) expect(c.minCos).toBeGreaterThanOrEqual(0.9997);
       expect(stdout).toMatch(/against llama\.cpp \(node-llama-cpp [\d.]+\) fastest format llama\.cpp (F32|Q8_0)/);
+    }
+    if (!('skip' in ort)) {
+      expect(r.meta.onnxruntimeNode).toBe(ort.version);
+      expect(stdout).toMatch(/against ONNX Runtime \(onnxruntime-node [\d.]+\) fastest format onnxruntime (FP32|INT8)/);
     }
   });
 });

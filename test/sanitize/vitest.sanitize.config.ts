@@ -29,6 +29,8 @@ export default mergeConfig(
         // writer's own tests (gguf-writer) still run
         'test/gguf-peer.test.ts',
         'test/bench-precision.test.ts',
+        // ONNX Runtime's prebuilt binary (onnxruntime-node) likewise; the file's writer tests are JavaScript
+        'test/onnx-peer.test.ts',
         // peak-RSS bounds: ASan's shadow memory and redzones are not the library's memory
         'test/encode-memory.test.ts',
         // nvcc compiling the kernels (run without the sanitizer runtime): no code of ours runs

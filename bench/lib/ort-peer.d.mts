@@ -1,0 +1,10 @@
+// Types of ort-peer.mjs (plain JavaScript so that bench/*.mjs can load it too).
+import type * as Ort from 'onnxruntime-node';
+
+export function loadOrt(): Promise<{ ort: typeof Ort; version: string } | { skip: string }>;
+export interface OrtEmbedder {
+  embed(seqs: ArrayLike<number>[]): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}
+export function openOrtEmbedder(ort: typeof Ort, modelPath: string, options: { threads: number; dim: number }): Promise<OrtEmbedder>;
+export function paddedBatches<T extends ArrayLike<number>>(seqs: T[], limits: { texts: number; tokens: number; padding: number }): T[][];
