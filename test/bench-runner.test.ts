@@ -147,7 +147,7 @@ describe('bench/precision.mjs', () => {
 
   it.skipIf(!existsSync(pools))('runs a PRECISION@ISA entry at that instruction set, beside the others in one table', async () => {
     const out = join(dir, 'precision.json');
-    await run(process.execPath, [script, '--quick', '--texts', '4', '--passes', '1', '--precisions', 'fp32,fp32@scalar', '--llama', 'none', '--json', out], {
+    await run(process.execPath, [script, '--quick', '--texts', '4', '--passes', '1', '--precisions', 'fp32,fp32@scalar', '--llama', 'none', '--ort', 'none', '--json', out], {
       cwd: repoRoot,
       env: { ...process.env, TMPDIR: dir },  // its random weights, kept in the temp folder, go with `dir`
     });
