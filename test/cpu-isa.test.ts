@@ -14,6 +14,7 @@ interface Features {
   avx2: boolean;
   avx512: boolean;
   avx512Bf16: boolean;
+  bf16DotFullRate: boolean;
   avx512Vnni: boolean;
   avxVnni: boolean;
   amxBf16: boolean;
@@ -53,6 +54,7 @@ function capped(cpu: Features, level: string): Features {
     avx2: cpu.avx2 && at >= 1,
     avx512: cpu.avx512 && at >= 2,
     avx512Bf16: cpu.avx512Bf16 && at >= 2,
+    bf16DotFullRate: cpu.bf16DotFullRate && at >= 2,
     avx512Vnni: cpu.avx512Vnni && at >= 2,
     avxVnni: cpu.avxVnni && at >= 1,
     amxBf16: cpu.amxBf16 && at >= 3,
@@ -72,6 +74,7 @@ describe('CPU instruction set', () => {
     // the levels are nested: AVX-512 implies AVX2, the extensions imply their level
     if (here.cpu.avx512) expect(here.cpu.avx2).toBe(true);
     if (here.cpu.avx512Bf16 || here.cpu.avx512Vnni) expect(here.cpu.avx512).toBe(true);
+    if (here.cpu.bf16DotFullRate) expect(here.cpu.avx512Bf16).toBe(true);
     if (here.cpu.avxVnni) expect(here.cpu.avx2).toBe(true);
     if (here.cpu.amxBf16 || here.cpu.amxInt8) expect(here.cpu.avx512).toBe(true);
   });

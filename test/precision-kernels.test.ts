@@ -122,13 +122,15 @@ describe('lowp kernels: picked at run time', () => {
   it('lists the scalar reference for both precisions and picks the best kernel this CPU runs', () => {
     expect(kernels.bf16[0]).toBe('scalar');
     expect(kernels.int8[0]).toBe('scalar');
-    // bf16: the widening kernel, not vdpbf16ps (half its rate here: gemm_bf16.cpp)
-    expect(kernels.picked.bf16).toBe(['amx', 'avx512', 'avx2', 'scalar'].find((k) => kernels.bf16.includes(k)));
+    // bf16: vdpbf16ps only where it runs at the FMA's rate (AMD), else the widening kernel (gemm_bf16.cpp)
+    const fullRate = testingAddon<{ cpuIsa(): { features: { bf16DotFullRate: boolean } } }>().cpuIsa().features.bf16DotFullRate;
+    const order = fullRate ? ['amx', 'avx512bf16', 'avx512', 'avx2', 'scalar'] : ['amx', 'avx512', 'avx2', 'scalar'];
+    expect(kernels.picked.bf16).toBe(order.find((k) => kernels.bf16.includes(k)));
     expect(kernels.picked.int8).toBe(kernels.int8[kernels.int8.length - 1]);
   });
 
   it('L2E_CPU_ISA caps the choice with every other kernel (child processes, expected from the CPU\'s own features)', () => {
-    type Cpu = { avx2: boolean; avx512: boolean; avxVnni: boolean; avx512Vnni: boolean; amxBf16: boolean; amxInt8: boolean };
+    type Cpu = { avx2: boolean; avx512: boolean; avx512Bf16: boolean; bf16DotFullRate: boolean; avxVnni: boolean; avx512Vnni: boolean; amxBf16: boolean; amxInt8: boolean };
     const cpu = testingAddon<{ cpuIsa(): { cpu: Cpu } }>().cpuIsa().cpu;
     const pick = (isa: string) => {
       const r = spawnSync(process.execPath, ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(testingAddonPath())}).lowpKernels().picked))`], {
@@ -143,9 +145,10 @@ describe('lowp kernels: picked at run time', () => {
     if (cpu.avx2) expect(pick('avx2')).toEqual({ bf16: 'avx2', int8: cpu.avxVnni ? 'avx2' : 'scalar' });
     if (cpu.avx512) {
       const int8 = cpu.avx512Vnni ? 'avx512' : cpu.avxVnni ? 'avx2' : 'scalar';
-      expect(pick('avx512')).toEqual({ bf16: 'avx512', int8 }); // no AMX below the amx level
+      const bf16 = cpu.bf16DotFullRate ? 'avx512bf16' : 'avx512';
+      expect(pick('avx512')).toEqual({ bf16, int8 }); // no AMX below the amx level
       if (cpu.amxBf16 || cpu.amxInt8)
-        expect(pick('amx')).toEqual({ bf16: cpu.amxBf16 ? 'amx' : 'avx512', int8: cpu.amxInt8 ? 'amx' : int8 });
+        expect(pick('amx')).toEqual({ bf16: cpu.amxBf16 ? 'amx' : bf16, int8: cpu.amxInt8 ? 'amx' : int8 });
     }
   });
 

@@ -17,6 +17,7 @@ Napi::Object features_js(Napi::Env env, const cpu::CpuFeatures& f) {
   o.Set("avx2", f.avx2);
   o.Set("avx512", f.avx512);
   o.Set("avx512Bf16", f.avx512_bf16);
+  o.Set("bf16DotFullRate", f.bf16_dot_full_rate);
   o.Set("avx512Vnni", f.avx512_vnni);
   o.Set("avxVnni", f.avx_vnni);
   o.Set("amxBf16", f.amx_bf16);

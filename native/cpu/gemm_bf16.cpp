@@ -10,10 +10,14 @@
 // u = 2^-24: the bound test/precision-kernels.test.ts checks every kernel against.
 // Measured on the 2-core Xeon (AVX-512 BF16, best of 2000 calls of one 14 x 32 tile, one core):
 // vdpbf16ps reaches 80 GFLOP/s where fp32 FMA reaches 150 (it issues at half the FMA rate there),
-// so the widening kernel, ~ the fp32 rate at half the weight bytes and with x unrounded, is the
-// default below the amx level; the vdpbf16ps kernel stays selectable (tests, bench) for CPUs where
-// it is faster. With AMX (cpu/isa.h level amx) the tile kernel of gemm_amx.cpp is picked: it rounds
-// x to bf16 too, and multiplies 32 x 32 blocks with tdpbf16ps.
+// so there the widening kernel, ~ the fp32 rate at half the weight bytes and with x unrounded, is
+// the default below the amx level. On AMD (cpu/isa.h bf16_dot_full_rate; measured on Zen 5) vdpbf16ps
+// issues at the FMA's rate, twice its flops: on the 2-core EPYC (Zen 5) a loop of independent
+// vdpbf16ps ran 458 GFLOP/s on one core against FMA's 229, and op/linear_lowp/h4096-bf16 (T=512 x
+// 4096 x 11008) 611 GFLOP/s against the widening kernel's 386, so there the vdpbf16ps kernel is
+// picked (x rounded to bf16, as the AMX kernel rounds it). With AMX (cpu/isa.h level amx) the tile
+// kernel of gemm_amx.cpp is picked: it rounds x to bf16 too, and multiplies 32 x 32 blocks with
+// tdpbf16ps.
 //   avx512: 14 x 32 tile, 28 zmm accumulators; avx512bf16: the same tile with vdpbf16ps;
 //   avx2: 6 x 32 as two 6 x 16 halves in 12 ymm accumulators; scalar: the reference, 4 x 32.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -204,8 +208,11 @@ const Bf16Kernel* bf16_kernel(const char* name) {
 }
 
 const Bf16Kernel& pick_bf16_kernel() {
-  // The widest kernel the ISA level allows; the vdpbf16ps kernel is not picked (see the header).
-  static const Bf16Kernel* chosen = supported(kAmx)      ? &kAmx
+  // The widest kernel the ISA level allows; the vdpbf16ps kernel only where it runs at the FMA's
+  // rate (see the header).
+  static const Bf16Kernel* chosen = supported(kAmx) ? &kAmx
+                                    : supported(kAvx512Bf16) && cpu::cpu_features().bf16_dot_full_rate
+                                        ? &kAvx512Bf16
                                     : supported(kAvx512) ? &kAvx512
                                     : supported(kAvx2)   ? &kAvx2
                                                          : &kScalar;

@@ -52,6 +52,7 @@ CpuFeatures probe() {
   f.avx512 = f.avx2 && __builtin_cpu_supports("avx512f");
   f.avx512_bw = f.avx512 && __builtin_cpu_supports("avx512bw");
   f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
+  f.bf16_dot_full_rate = f.avx512_bf16 && __builtin_cpu_is("amd");
   f.avx512_vnni = f.avx512 && __builtin_cpu_supports("avx512vnni");
   f.avx_vnni = f.avx2 && __builtin_cpu_supports("avxvnni");
   // the AMX kernels' epilogues use AVX-512 (F, BW), so AMX counts only on top of it
@@ -66,7 +67,7 @@ int level_of(const CpuFeatures& f) {
 
 CpuFeatures capped(CpuFeatures f, int level) {
   if (level < kAmxLevel) f.amx_bf16 = f.amx_int8 = false;
-  if (level < 2) f.avx512 = f.avx512_bw = f.avx512_bf16 = f.avx512_vnni = false;
+  if (level < 2) f.avx512 = f.avx512_bw = f.avx512_bf16 = f.bf16_dot_full_rate = f.avx512_vnni = false;
   if (level < 1) f.avx2 = f.avx_vnni = false;
   return f;
 }

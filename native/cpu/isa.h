@@ -31,6 +31,9 @@ struct CpuFeatures {
   bool avx512 = false;       // AVX-512 F
   bool avx512_bw = false;    // AVX512_BW (byte/word ops: the bf16 widening kernel)
   bool avx512_bf16 = false;  // AVX512_BF16 (vdpbf16ps)
+  // vdpbf16ps at the FMA's issue rate, so twice its flops: taken to be AMD's (measured on Zen 5); on the Intel Xeon
+  // measured (gemm_bf16.cpp) it issues at half that rate, no faster than two FMAs
+  bool bf16_dot_full_rate = false;
   bool avx512_vnni = false;  // AVX512_VNNI (vpdpbusd on zmm)
   bool avx_vnni = false;     // AVX-VNNI (vpdpbusd, VEX-encoded, ymm)
   bool amx_bf16 = false;     // AMX-TILE + AMX-BF16 (tdpbf16ps), tile registers granted by the OS
