@@ -110,8 +110,9 @@ const SHAPES: [number, number, number][] = [
   [1, 1, 1],
   [3, 5, 7],
   [15, 33, 9],
-  [29, 65, 515], // bf16: two k blocks
-  [230, 40, 1030], // rows past one 224-row band, int8: two k blocks, two threads
+  [29, 65, 515], // what would be two bf16 k blocks, swept whole (a short x)
+  [230, 40, 1030], // rows past one 224-row band, two threads (k blocked for the bf16 kernels on fp32 x)
+  [300, 40, 2100], // x past gemm_lowp.cpp's kWholeBytes in every kernel: k blocked (bf16 5, int8 3 blocks)
   [1, 300, 1100], // one token across many slivers (column split)
   [33, 47, 130], // AMX: one row past a 32-row block, 16-column tile halves, k past whole tiles (bf16 32, int8 64 k)
   [64, 96, 2100], // AMX: full 32 x 32 blocks kept in C between k blocks (bf16 5, int8 3)

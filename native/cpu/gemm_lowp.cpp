@@ -4,7 +4,8 @@
 // packs its band of x (tiles of MR rows, [tile][kg][MR] uint32 of bf16 pairs or u8 quads, or
 // [tile][kg][2][MR] float, or for AMX kernels [tile][kg/16][MR][16] uint32; rows past T and k past
 // K zero), then sweeps k blocks (a W sliver's k block, 32 KB, stays in L1/L2; a multiple of the
-// 16 k-groups of an AMX tile) -> slivers -> tiles; with one tile of x, slivers whole (streaming).
+// 16 k-groups of an AMX tile) -> slivers -> tiles; with a short x (packed, at most kWholeBytes),
+// slivers whole (streaming).
 // Between k blocks the int8 kernels keep their int32 sums in C itself.
 #include <algorithm>
 #include <atomic>
@@ -25,6 +26,9 @@ namespace {
 constexpr int64_t kBlockGroups = 256;  // k groups per block: 32 KB of one W sliver
 constexpr int64_t kBandRows = 224;     // rows of x per band: 224 x 256 x 4 B = 224 KB per k block
 constexpr int64_t kTasksPerThread = 3;
+// Packed x up to this size stays in L2 beside a whole W sliver (K = 4096: 4 int8 tiles of 14 rows,
+// 57 KB each); the AVX-512 / AVX2 kernels then sweep slivers whole.
+constexpr int64_t kWholeBytes = 256 << 10;
 
 // Per thread (the pool's and each caller's), grown on demand to the largest band packed so far.
 thread_local HostBuffer t_packed_x, t_token_scale;
@@ -98,11 +102,15 @@ void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const
   const int64_t want = kTasksPerThread * threads;
   const int64_t chunks = std::min(slivers, std::max<int64_t>(1, (want + bands - 1) / bands));
   const int64_t tasks = bands * chunks;
-  // One tile of x (T <= mr: a query, a short text): no W block is used twice, so k is not blocked;
-  // each sliver is swept whole and a task's slivers are one contiguous run of W, which the kernels'
-  // stream variants prefetch (at T = 20 on the 600M shapes, 1.4-1.5x the blocked order's speed).
+  // A short x (a query, a short text: packed, at most kWholeBytes): no W block is used more than a
+  // few times, from L2, so k is not blocked; each sliver is swept whole and a task's slivers are one
+  // contiguous run of W, read once from memory in order. With one tile of x, the kernels' stream
+  // variants prefetch it (at T = 20 on the 600M shapes, 1.4-1.5x the blocked order's speed with AMX).
+  // Blocked, a 32 KB block of each sliver in turn, the int8 kernel ran T = 20 (two tiles) at half
+  // its T = 14 (one tile, whole) speed on the 2-core EPYC: W's stream restarted every 32 KB.
   const bool streaming = tiles == 1;
-  const int64_t block_groups = streaming ? kg : kBlockGroups;
+  const bool whole = streaming || (!amx && tiles * mr * kg * words * 4 <= kWholeBytes);  // AMX: not measured
+  const int64_t block_groups = whole ? kg : kBlockGroups;
   const int64_t kblocks = (kg + block_groups - 1) / block_groups;
   const Bf16Micro bf16_micro = kb ? (streaming && kb->stream ? kb->stream : kb->micro) : nullptr;
   const Int8Micro int8_micro = ki ? (streaming && ki->stream ? ki->stream : ki->micro) : nullptr;
