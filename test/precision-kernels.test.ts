@@ -114,6 +114,8 @@ const SHAPES: [number, number, number][] = [
   [230, 40, 1030], // rows past one 224-row band, two threads (k blocked for the bf16 kernels on fp32 x)
   [300, 40, 2100], // x past gemm_lowp.cpp's kWholeBytes in every kernel: k blocked (bf16 5, int8 3 blocks)
   [1, 300, 1100], // one token across many slivers (column split)
+  [5, 40, 300], // a short x on narrower AVX-512 int8 tiles (gemm_int8.cpp): 6 rows; 24: two of 12
+  [24, 40, 300],
   [33, 47, 130], // AMX: one row past a 32-row block, 16-column tile halves, k past whole tiles (bf16 32, int8 64 k)
   [64, 96, 2100], // AMX: full 32 x 32 blocks kept in C between k blocks (bf16 5, int8 3)
   [20, 96, 2100], // one tile of rows: slivers swept whole over what would be 5 / 3 k blocks (streaming)

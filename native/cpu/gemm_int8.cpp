@@ -129,6 +129,8 @@ void micro_int8_scalar(int64_t kg, const uint32_t* a, const uint32_t* b, float* 
 
 constexpr int kZmmMR = 14;
 
+// MR rows (the 14 of the kernel, or fewer for a short x: see kAvx512 below).
+template <int MR>
 __attribute__((target("avx512f,avx512vnni"))) void micro_int8_avx512(int64_t kg, const uint32_t* a,
                                                                      const uint32_t* b, float* c, int64_t ldc,
                                                                      int mr, int nr, bool first,
@@ -139,15 +141,15 @@ __attribute__((target("avx512f,avx512vnni"))) void micro_int8_avx512(int64_t kg,
   // loop: integer addition, so the same int32 either way. Loaded into the sums before the loop,
   // GCC 12 kept part of them on the stack (24 stack loads and stores every k group, at half the
   // speed); so only the 28 sums, the two W vectors and the broadcast x word are live in it (31 zmm).
-  __m512i acc[kZmmMR][2];
+  __m512i acc[MR][2];
 #pragma GCC unroll 14
-  for (int i = 0; i < kZmmMR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
-  for (int64_t g = 0; g < kg; g++, a += kZmmMR, b += kSliver) {
+  for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
+  for (int64_t g = 0; g < kg; g++, a += MR, b += kSliver) {
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kSliver), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kSliver + 16), _MM_HINT_T0);
     const __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 16);
 #pragma GCC unroll 14
-    for (int i = 0; i < kZmmMR; i++) {
+    for (int i = 0; i < MR; i++) {
       const __m512i ai = _mm512_set1_epi32(int(a[i]));
       acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], ai, b0);
       acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], ai, b1);
@@ -155,7 +157,7 @@ __attribute__((target("avx512f,avx512vnni"))) void micro_int8_avx512(int64_t kg,
   }
   if (!first) {
 #pragma GCC unroll 14
-    for (int i = 0; i < kZmmMR; i++) {
+    for (int i = 0; i < MR; i++) {
       if (i < mr) {
         acc[i][0] = _mm512_add_epi32(acc[i][0], _mm512_maskz_loadu_epi32(m0, c + i * ldc));
         acc[i][1] = _mm512_add_epi32(acc[i][1], _mm512_maskz_loadu_epi32(m1, c + i * ldc + 16));
@@ -164,7 +166,7 @@ __attribute__((target("avx512f,avx512vnni"))) void micro_int8_avx512(int64_t kg,
   }
   if (!last) {
 #pragma GCC unroll 14
-    for (int i = 0; i < kZmmMR; i++) {
+    for (int i = 0; i < MR; i++) {
       if (i < mr) {
         _mm512_mask_storeu_epi32(c + i * ldc, m0, acc[i][0]);
         _mm512_mask_storeu_epi32(c + i * ldc + 16, m1, acc[i][1]);
@@ -176,7 +178,7 @@ __attribute__((target("avx512f,avx512vnni"))) void micro_int8_avx512(int64_t kg,
   const __m512i corr1 = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m1, last->colsum + 16), 7);
   const __m512 sw0 = _mm512_maskz_loadu_ps(m0, last->w_scale), sw1 = _mm512_maskz_loadu_ps(m1, last->w_scale + 16);
 #pragma GCC unroll 14
-  for (int i = 0; i < kZmmMR; i++) {
+  for (int i = 0; i < MR; i++) {
     if (i < mr) {
       const __m512 sa = _mm512_set1_ps(last->a_scale[i]);
       const __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][0], corr0)), _mm512_mul_ps(sa, sw0));
@@ -230,7 +232,14 @@ void micro_int8_avxvnni(int64_t kg, const uint32_t* a, const uint32_t* b, float*
 
 const Int8Kernel kScalar{"scalar", kScalarMR, micro_int8_scalar};
 const Int8Kernel kAvxVnni{"avx2", kYmmMR, micro_int8_avxvnni};
-const Int8Kernel kAvx512{"avx512", kZmmMR, micro_int8_avx512};
+// A short x is cut into tiles of fewer rows where that needs no more tiles (gemm_lowp.h narrower):
+// 20 tokens as two tiles of 10, not 14 + 6, which computes 28 rows for 20.
+const Int8Kernel kAvx512r4{"avx512", 4, micro_int8_avx512<4>};
+const Int8Kernel kAvx512r6{"avx512", 6, micro_int8_avx512<6>, false, nullptr, &kAvx512r4};
+const Int8Kernel kAvx512r8{"avx512", 8, micro_int8_avx512<8>, false, nullptr, &kAvx512r6};
+const Int8Kernel kAvx512r10{"avx512", 10, micro_int8_avx512<10>, false, nullptr, &kAvx512r8};
+const Int8Kernel kAvx512r12{"avx512", 12, micro_int8_avx512<12>, false, nullptr, &kAvx512r10};
+const Int8Kernel kAvx512{"avx512", kZmmMR, micro_int8_avx512<kZmmMR>, false, nullptr, &kAvx512r12};
 const Int8Kernel kAmx{"amx", kAmxMR, micro_int8_amx, true, micro_int8_amx_stream};  // gemm_amx.cpp
 
 // Through the one ISA switch (cpu/isa.h): a kernel runs when the level in use allows its features.

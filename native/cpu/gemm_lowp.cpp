@@ -88,6 +88,8 @@ void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const
   if (!kb && !ki)
     throw Error(std::string("linear: no ") + precision_name(W.precision) + " kernel '" + kernel_name +
                 "' on this CPU");
+  if (ki)
+    while (ki->narrower && (T + ki->narrower->mr - 1) / ki->narrower->mr == (T + ki->mr - 1) / ki->mr) ki = ki->narrower;
   const int mr = int8 ? ki->mr : kb->mr;
   const bool amx = int8 ? ki->amx : kb->amx;
   const XForm form = int8 ? XForm::U8Quads : kb->x_bf16 ? XForm::Bf16Pairs : XForm::F32Pairs;

@@ -51,6 +51,9 @@ struct Int8Kernel {
   Int8Micro micro;
   bool amx = false;
   Int8Micro stream = nullptr;
+  // The same kernel on tiles of fewer rows (same results): linear_lowp takes the narrowest that
+  // cuts x into no more tiles, so a short x computes fewer padding rows.
+  const Int8Kernel* narrower = nullptr;
 };
 
 constexpr int kAmxMR = 32;
