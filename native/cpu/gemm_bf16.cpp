@@ -102,14 +102,15 @@ void micro_bf16_avx2(int64_t kg, const uint32_t* a32, const uint32_t* b, float* 
 
 constexpr int kZmmMR = 14;
 
+template <int MR>
 __attribute__((target("avx512f,avx512bf16"))) void micro_bf16_avx512(int64_t kg, const uint32_t* a,
                                                                      const uint32_t* b, float* c, int64_t ldc,
                                                                      int mr, int nr, bool first) {
   const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
   const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
-  __m512 acc[kZmmMR][2];
+  __m512 acc[MR][2];
 #pragma GCC unroll 14
-  for (int i = 0; i < kZmmMR; i++) {
+  for (int i = 0; i < MR; i++) {
     if (first || i >= mr) {
       acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     } else {
@@ -117,36 +118,37 @@ __attribute__((target("avx512f,avx512bf16"))) void micro_bf16_avx512(int64_t kg,
       acc[i][1] = _mm512_maskz_loadu_ps(m1, c + i * ldc + 16);
     }
   }
-  for (int64_t g = 0; g < kg; g++, a += kZmmMR, b += kSliver) {
+  for (int64_t g = 0; g < kg; g++, a += MR, b += kSliver) {
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kSliver), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kSliver + 16), _MM_HINT_T0);
     const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 16);
 #pragma GCC unroll 14
-    for (int i = 0; i < kZmmMR; i++) {
+    for (int i = 0; i < MR; i++) {
       const __m512bh ai = (__m512bh)_mm512_set1_epi32(int(a[i]));
       acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
       acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
     }
   }
 #pragma GCC unroll 14
-  for (int i = 0; i < kZmmMR; i++) {
+  for (int i = 0; i < MR; i++) {
     if (i >= mr) break;
     _mm512_mask_storeu_ps(c + i * ldc, m0, acc[i][0]);
     _mm512_mask_storeu_ps(c + i * ldc + 16, m1, acc[i][1]);
   }
 }
 
-// x fp32: a = [kg][2][14] float. Even-k weights: the pair shifted left 16; odd: the pair with its
+// x fp32: a = [kg][2][MR] float. Even-k weights: the pair shifted left 16; odd: the pair with its
 // low half cleared (a masked 16-bit load).
+template <int MR>
 __attribute__((target("avx512f,avx512bw"))) void micro_bf16w_avx512(int64_t kg, const uint32_t* a32,
                                                                     const uint32_t* b, float* c, int64_t ldc,
                                                                     int mr, int nr, bool first) {
   const float* a = reinterpret_cast<const float*>(a32);
   const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
   const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
-  __m512 acc[kZmmMR][2];
+  __m512 acc[MR][2];
 #pragma GCC unroll 14
-  for (int i = 0; i < kZmmMR; i++) {
+  for (int i = 0; i < MR; i++) {
     if (first || i >= mr) {
       acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     } else {
@@ -155,13 +157,13 @@ __attribute__((target("avx512f,avx512bw"))) void micro_bf16w_avx512(int64_t kg, 
     }
   }
   const __mmask32 odd = 0xAAAAAAAAu;
-  for (int64_t g = 0; g < kg; g++, a += 2 * kZmmMR, b += kSliver) {
+  for (int64_t g = 0; g < kg; g++, a += 2 * MR, b += kSliver) {
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kSliver), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kSliver + 16), _MM_HINT_T0);
     const __m512 e0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_load_si512(b), 16));
     const __m512 e1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_load_si512(b + 16), 16));
 #pragma GCC unroll 14
-    for (int i = 0; i < kZmmMR; i++) {
+    for (int i = 0; i < MR; i++) {
       const __m512 ai = _mm512_set1_ps(a[i]);
       acc[i][0] = _mm512_fmadd_ps(ai, e0, acc[i][0]);
       acc[i][1] = _mm512_fmadd_ps(ai, e1, acc[i][1]);
@@ -169,14 +171,14 @@ __attribute__((target("avx512f,avx512bw"))) void micro_bf16w_avx512(int64_t kg, 
     const __m512 o0 = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(odd, b));
     const __m512 o1 = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(odd, b + 16));
 #pragma GCC unroll 14
-    for (int i = 0; i < kZmmMR; i++) {
-      const __m512 ai = _mm512_set1_ps(a[kZmmMR + i]);
+    for (int i = 0; i < MR; i++) {
+      const __m512 ai = _mm512_set1_ps(a[MR + i]);
       acc[i][0] = _mm512_fmadd_ps(ai, o0, acc[i][0]);
       acc[i][1] = _mm512_fmadd_ps(ai, o1, acc[i][1]);
     }
   }
 #pragma GCC unroll 14
-  for (int i = 0; i < kZmmMR; i++) {
+  for (int i = 0; i < MR; i++) {
     if (i >= mr) break;
     _mm512_mask_storeu_ps(c + i * ldc, m0, acc[i][0]);
     _mm512_mask_storeu_ps(c + i * ldc + 16, m1, acc[i][1]);
@@ -185,8 +187,22 @@ __attribute__((target("avx512f,avx512bw"))) void micro_bf16w_avx512(int64_t kg, 
 
 const Bf16Kernel kScalar{"scalar", kScalarMR, micro_bf16_scalar, false};
 const Bf16Kernel kAvx2{"avx2", kYmmMR, micro_bf16_avx2, false};
-const Bf16Kernel kAvx512{"avx512", kZmmMR, micro_bf16w_avx512, false};
-const Bf16Kernel kAvx512Bf16{"avx512bf16", kZmmMR, micro_bf16_avx512, true};
+// Each AVX-512 kernel on 14 rows, with its instances on 12, 10, 8, 6 and 4 for a short x
+// (gemm_lowp.h narrower): 20 tokens as two tiles of 10, not 14 + 6.
+template <bool XBf16, int MR>
+constexpr Bf16Micro kMicro512 = XBf16 ? micro_bf16_avx512<MR> : micro_bf16w_avx512<MR>;
+template <bool XBf16>
+struct Avx512Rows {
+  static constexpr const char* name = XBf16 ? "avx512bf16" : "avx512";
+  static constexpr Bf16Kernel r4{name, 4, kMicro512<XBf16, 4>, XBf16};
+  static constexpr Bf16Kernel r6{name, 6, kMicro512<XBf16, 6>, XBf16, false, nullptr, &r4};
+  static constexpr Bf16Kernel r8{name, 8, kMicro512<XBf16, 8>, XBf16, false, nullptr, &r6};
+  static constexpr Bf16Kernel r10{name, 10, kMicro512<XBf16, 10>, XBf16, false, nullptr, &r8};
+  static constexpr Bf16Kernel r12{name, 12, kMicro512<XBf16, 12>, XBf16, false, nullptr, &r10};
+  static constexpr Bf16Kernel r14{name, kZmmMR, kMicro512<XBf16, kZmmMR>, XBf16, false, nullptr, &r12};
+};
+const Bf16Kernel& kAvx512 = Avx512Rows<false>::r14;
+const Bf16Kernel& kAvx512Bf16 = Avx512Rows<true>::r14;
 const Bf16Kernel kAmx{"amx", kAmxMR, micro_bf16_amx, true, true, micro_bf16_amx_stream};  // gemm_amx.cpp
 
 // Through the one ISA switch (cpu/isa.h): a kernel runs when the level in use allows its features.

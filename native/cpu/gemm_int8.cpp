@@ -232,8 +232,8 @@ void micro_int8_avxvnni(int64_t kg, const uint32_t* a, const uint32_t* b, float*
 
 const Int8Kernel kScalar{"scalar", kScalarMR, micro_int8_scalar};
 const Int8Kernel kAvxVnni{"avx2", kYmmMR, micro_int8_avxvnni};
-// A short x is cut into tiles of fewer rows where that needs no more tiles (gemm_lowp.h narrower):
-// 20 tokens as two tiles of 10, not 14 + 6, which computes 28 rows for 20.
+// The AVX-512 kernel on 14 rows, with its instances on 12, 10, 8, 6 and 4 for a short x
+// (gemm_lowp.h narrower): 20 tokens as two tiles of 10, not 14 + 6, which computes 28 rows for 20.
 const Int8Kernel kAvx512r4{"avx512", 4, micro_int8_avx512<4>};
 const Int8Kernel kAvx512r6{"avx512", 6, micro_int8_avx512<6>, false, nullptr, &kAvx512r4};
 const Int8Kernel kAvx512r8{"avx512", 8, micro_int8_avx512<8>, false, nullptr, &kAvx512r6};

@@ -44,6 +44,7 @@ struct Bf16Kernel {
   bool x_bf16;  // x rounded to bf16 (vdpbf16ps, tdpbf16ps); else x stays fp32
   bool amx = false;
   Bf16Micro stream = nullptr;
+  const Bf16Kernel* narrower = nullptr;  // as Int8Kernel's
 };
 struct Int8Kernel {
   const char* name;
