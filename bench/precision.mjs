@@ -2,7 +2,7 @@
 // MLP 11008, 2 layers, vocab 32000, dense 1536, random weights), the pools' real length mix, next to
 // llama.cpp (through node-llama-cpp, an optional dev dependency) on the same model in F32, F16, BF16 and
 // Q8_0 GGUF files (bench/lib/gguf.mjs, bench/lib/llama-gguf.mjs), and ONNX Runtime (onnxruntime-node, a
-// dev dependency) on the same model as FP32 and INT8 ONNX graphs (bench/lib/onnx.mjs,
+// dev dependency) on the same model as FP32, INT8 and INT8B32 ONNX graphs (bench/lib/onnx.mjs,
 // bench/lib/llama-onnx.mjs).
 // Every (engine, pass) runs in its own child process, so each has its own peak RSS; passes are
 // interleaved (fp32, bf16, int8, llama.cpp F32, ..., fp32, ...) and medians reported, so load on a shared
@@ -13,9 +13,9 @@
 // attention of the workload), and with --baseline, "before" rows of another build of the test addon,
 // run interleaved with ours: a before/after comparison under the same load.
 //
-// Before any timing, each llama.cpp format embeds a few of the texts and must agree with ours (cosine
-// >= 0.9997 on every one; ONNX Runtime's INT8, whose activations are quantised per tensor, >= 0.998);
-// a format that does not is reported and not timed. llama.cpp stops at the
+// Before any timing, each peer's format embeds a few of the texts and must agree with ours (cosine
+// >= 0.9997 on every one; ONNX Runtime's INT8 formats, whose activations are quantised per tensor or
+// in blocks, >= 0.998); a format that does not is reported and not timed. llama.cpp stops at the
 // mean-pooled final hidden states (it has no place for our dense layer): our dense layer and the L2 norm
 // are applied to its output in JS for the comparison, outside its timing. It embeds one sequence at a
 // time (node-llama-cpp has no batched embedding call); we encode batches of 64 packed texts; ONNX
@@ -51,9 +51,10 @@ const HELP = `usage: node bench/precision.mjs [options]     (or: npm run bench -
 
 Encodes the pools' length mix on the 600M shape (random weights) with our CPU backend at fp32, bf16 and
 int8, with llama.cpp (node-llama-cpp) on the same model as F32, F16, BF16 and Q8_0 GGUF files and with
-ONNX Runtime (onnxruntime-node) on it as FP32 and INT8 ONNX graphs, each engine in its own process;
-prints tokens/s, single-text latency, weights and peak RSS, and the cosine of every embedding to our
-fp32's. A missing node-llama-cpp or onnxruntime-node is a skipped row, with the reason.
+ONNX Runtime (onnxruntime-node) on it as FP32, INT8 (DynamicQuantizeMatMul) and INT8B32 (MatMulNBits)
+ONNX graphs, each engine in its own process; prints tokens/s, single-text latency, weights and peak
+RSS, and the cosine of every embedding to our fp32's. A missing node-llama-cpp or onnxruntime-node is
+a skipped row, with the reason.
 
 options:
   --quick              the hidden-512 benchmark model instead of the 600M shape (a smoke run)
@@ -67,7 +68,7 @@ options:
   --baseline ADDON     another build of the test addon (l2e_testing.node): its rows, "before PRECISION",
                        run interleaved with ours (L2E_TESTING_ADDON=ADDON in their children)
   --llama LIST         llama.cpp formats: comma-separated of F32,F16,BF16,Q8_0 (default all; "none" to skip)
-  --ort LIST           ONNX Runtime formats: comma-separated of FP32,INT8 (default all; "none" to skip)
+  --ort LIST           ONNX Runtime formats: comma-separated of FP32,INT8,INT8B32 (default all; "none" to skip)
   --json FILE          write the rows (and the check results, the skipped engines) to FILE
   -h, --help           this help
 `;
@@ -76,10 +77,10 @@ const LLAMA_FORMATS = ['F32', 'F16', 'BF16', 'Q8_0'];
 /** Every peer embedding must be this close to ours (cosine) before that format is timed. */
 const CHECK_MIN_COS = 0.9997;
 /**
- * ONNX Runtime INT8 (DynamicQuantizeMatMul): its activations are quantised per tensor, where ours are
- * per row, so its error is larger than ours (min cosine to our fp32 on the 600M shape: 0.99890, ours
- * int8 0.99916); a graph with a wrong layout is far below (0.92 with the rotary halves swapped on the
- * test's model).
+ * ONNX Runtime INT8 (DynamicQuantizeMatMul) and INT8B32 (MatMulNBits): their activations are quantised
+ * per tensor or in blocks, where ours are per row, so their error is larger than ours (INT8's min
+ * cosine to our fp32 on the 600M shape: 0.99890, ours int8 0.99916); a graph with a wrong layout is
+ * far below (0.92 with the rotary halves swapped on the test's model).
  */
 const CHECK_MIN_COS_ORT_INT8 = 0.998;
 /** ONNX Runtime's batches: at most this many padded tokens (batch x longest) and texts. */
@@ -465,7 +466,7 @@ async function main() {
       runChild({ engine: 'ort', onnx: onnxFiles[f], threads: o.threads, dim: config.dense, seqs: checkSeqs, single: null, embeddingsFile: file }, `check: onnxruntime ${f}`, o.threads);
       const cos = cosines(readF32(file), ref, config.dense);
       const minCos = Math.min(...cos);
-      const bound = f === 'INT8' ? CHECK_MIN_COS_ORT_INT8 : CHECK_MIN_COS;
+      const bound = f === 'FP32' ? CHECK_MIN_COS : CHECK_MIN_COS_ORT_INT8;
       checks.push({ engine: `onnxruntime ${f}`, texts: cos.length, minCos });
       if (minCos >= bound) passed.push(f); // NaN fails
       else skip(`onnxruntime ${f}: its embeddings differ from ours (min cosine ${minCos.toFixed(6)} < ${bound} on ${cos.length} texts): not timed`);
@@ -562,7 +563,7 @@ async function main() {
     return vs;
   };
   const versus = against('llama.cpp', `llama.cpp ${llamaVersion ? `(node-llama-cpp ${llamaVersion})` : ''}`, [['ours fp32', 'llama.cpp F32'], ['ours bf16', 'llama.cpp BF16'], ['ours int8', 'llama.cpp Q8_0']]);
-  const versusOnnxruntime = against('onnxruntime', `ONNX Runtime ${ortVersion ? `(onnxruntime-node ${ortVersion})` : ''}`, [['ours fp32', 'onnxruntime FP32'], ['ours int8', 'onnxruntime INT8']]);
+  const versusOnnxruntime = against('onnxruntime', `ONNX Runtime ${ortVersion ? `(onnxruntime-node ${ortVersion})` : ''}`, [['ours fp32', 'onnxruntime FP32'], ['ours int8', 'onnxruntime INT8'], ['ours int8', 'onnxruntime INT8B32']]);
   if (skipped.length > 0) console.log(`\nskipped: ${skipped.join('; ')}`);
   // seconds per op in pass 1 of each of our variants, one column each (ops by the first's time)
   const timed = engines.filter((e) => runs[e.name][0].ops);

@@ -48,7 +48,7 @@ describe('npm run bench -- precision', () => {
   it('rejects an unknown ONNX Runtime format, naming the flag', async () => {
     const err = await run(process.execPath, [runner, 'precision', '--ort', 'FP32,BF16'], { cwd: repoRoot }).catch((e: { code: number; stderr: string }) => e);
     expect((err as { code: number }).code).toBe(1);
-    expect((err as { stderr: string }).stderr.trim()).toBe('--ort: unknown value BF16 (one of FP32, INT8, or none)');
+    expect((err as { stderr: string }).stderr.trim()).toBe('--ort: unknown value BF16 (one of FP32, INT8, INT8B32, or none)');
   });
 
   it('refuses a --baseline addon that does not exist, naming the flag and the file', async () => {

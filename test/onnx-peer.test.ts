@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { llamaOnnxGraph, quantizeColumns, transpose, type OnnxFormat } from '../bench/lib/llama-onnx.mjs';
+import { llamaOnnxGraph, quantizeBlocks, quantizeColumns, transpose, type OnnxFormat } from '../bench/lib/llama-onnx.mjs';
 import { ONNX_DATA_ALIGNMENT, ONNX_TYPE, OnnxGraph } from '../bench/lib/onnx.mjs';
 import { loadOrt, openOrtEmbedder, paddedBatches } from '../bench/lib/ort-peer.mjs';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
@@ -28,10 +28,11 @@ const TEXTS = [
  * 1 − cos allowed against our fp32 embeddings (1 − cos ≈ ε²/2 for a relative error ε). FP32: the
  * rounding of the arithmetic in another order (observed up to 7e-8): 1e-6. INT8: weights per output
  * channel and activations per tensor in 8 bits (ε ~ 1/254 per value; a few % after two layers): 1e-3
- * (observed up to 2.2e-4). A wrong layout gives 1e-2 or worse: the rotary halves swapped 7.7e-2, no
- * causal mask 0.55 (both planted).
+ * (observed up to 2.2e-4); INT8B32 the same bound (observed up to 4.4e-4: its activations are
+ * quantised too, in blocks of 32; a zero point off by one code, planted, gives 1.03e-3). A wrong
+ * layout gives 1e-2 or worse: the rotary halves swapped 7.7e-2, no causal mask 0.55 (both planted).
  */
-const BOUND: Record<OnnxFormat, number> = { FP32: 1e-6, INT8: 1e-3 };
+const BOUND: Record<OnnxFormat, number> = { FP32: 1e-6, INT8: 1e-3, INT8B32: 1e-3 };
 
 describe('ONNX writer, quantisation and batching', () => {
   it('a graph round-trips its names, opsets and external data at aligned offsets', () => {
@@ -70,11 +71,23 @@ describe('ONNX writer, quantisation and batching', () => {
     expect(lengths({ texts: 64, tokens: 200, padding: 100 })).toEqual([[512], [300], [290], [100, 90], [80, 10], [9, 8, 7]]);
   });
 
-  it('transpose and per-column int8 quantisation', () => {
+  it('transpose, per-column int8 and 8-bit block quantisation', () => {
     expect(Array.from(transpose(Float32Array.of(1, 2, 3, 4, 5, 6), 2, 3))).toEqual([1, 4, 2, 5, 3, 6]);
     const { q, scale } = quantizeColumns(Float32Array.of(0.5, -1, 0.25, 0, 0, 0), 2, 3);
     expect(Array.from(scale)).toEqual([Math.fround(1 / 127), 0]);
     expect(Array.from(q)).toEqual([64, 0, -127, 0, 32, 0]); // [K, N]: column n is output channel n
+    // MatMulNBits' blocks of 32 along k: [N, blocks, 32] codes offset by 128, k past K is code 128
+    const w = new Float32Array(2 * 33);
+    w.set([0.5, -1, 0.25]);
+    w[32] = 2; // row 0's second block
+    w[33 + 1] = -0.5; // row 1
+    const b = quantizeBlocks(w, 2, 33);
+    expect(Array.from(b.scale)).toEqual([1 / 127, 2 / 127, 0.5 / 127, 0].map(Math.fround));
+    const codes = (n: number, blk: number) => Array.from(b.codes.subarray((n * 2 + blk) * 32, (n * 2 + blk + 1) * 32));
+    expect(codes(0, 0).slice(0, 4)).toEqual([192, 1, 160, 128]);
+    expect(codes(0, 1)).toEqual([255, ...new Array<number>(31).fill(128)]);
+    expect(codes(1, 0).slice(0, 3)).toEqual([128, 1, 128]);
+    expect(codes(1, 1)).toEqual(new Array<number>(32).fill(128));
   });
 });
 
@@ -95,7 +108,7 @@ describe.skipIf(skipReason !== null)(`ONNX Runtime runs the bench's ONNX graph${
     rmsEps: tiny.config.rmsNormEps, ropeTheta: tiny.config.ropeTheta, maxPositions: 128,
   };
 
-  for (const format of ['FP32', 'INT8'] as const) {
+  for (const format of ['FP32', 'INT8', 'INT8B32'] as const) {
     it(`${format}: our embeddings (1 - cos <= ${BOUND[format]}), one text at a time and batched with padding`, async () => {
       if ('skip' in peer) throw new Error(peer.skip);
       const file = join(dir, `model-${format}.onnx`);

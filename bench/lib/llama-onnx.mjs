@@ -20,10 +20,16 @@
 // Formats: FP32 (the weights as they are); INT8, every projection as com.microsoft's
 // DynamicQuantizeMatMul with int8 weights quantised symmetrically per output channel
 // (scale = max|w| / 127), activations quantised per tensor at run time: our int8 scheme
-// (native/core/lowp.h), which is also what ORT's dynamic quantisation produces.
+// (native/core/lowp.h), which is also what ORT's dynamic quantisation produces; INT8B32, every
+// projection as com.microsoft's MatMulNBits with 8-bit weights in blocks of 32 along k, one scale a
+// block (symmetric: code = round(w / scale) + 128, the operator's default zero point for 8 bits),
+// accuracy_level 4 (activations quantised to int8 too, int8 products): the layout ORT's own LLM
+// tools quantise to, and llama.cpp's Q8_0 blocks.
 import { ONNX_TYPE, OnnxGraph } from './onnx.mjs';
 
-export const ONNX_FORMATS = ['FP32', 'INT8'];
+export const ONNX_FORMATS = ['FP32', 'INT8', 'INT8B32'];
+/** MatMulNBits' block along k (INT8B32). */
+const NBITS_BLOCK = 32;
 
 /** [rows, cols] row-major -> [cols, rows]. */
 export function transpose(w, rows, cols) {
@@ -58,6 +64,29 @@ export function quantizeColumns(w, N, K) {
   return { q, scale };
 }
 
+/**
+ * W [N, K] as MatMulNBits' 8-bit blocks: codes uint8 [N, ceil(K / 32), 32] (k past K: code 128, zero)
+ * and scales [N, ceil(K / 32)], scale = max |w| over the block / 127 (0 for a zero block).
+ */
+export function quantizeBlocks(w, N, K) {
+  if (w.length !== N * K) throw new Error(`llama onnx: a [${N}, ${K}] matrix has ${N * K} values, got ${w.length}`);
+  const blocks = Math.ceil(K / NBITS_BLOCK);
+  const codes = new Uint8Array(N * blocks * NBITS_BLOCK).fill(128);
+  const scale = new Float32Array(N * blocks);
+  for (let n = 0; n < N; n++) {
+    for (let b = 0; b < blocks; b++) {
+      const k0 = b * NBITS_BLOCK, k1 = Math.min(K, k0 + NBITS_BLOCK);
+      let max = 0;
+      for (let k = k0; k < k1; k++) max = Math.max(max, Math.abs(w[n * K + k]));
+      const s = max / 127;
+      scale[n * blocks + b] = s;
+      if (s === 0) continue;
+      for (let k = k0; k < k1; k++) codes[(n * blocks + b) * NBITS_BLOCK + (k - k0)] = 128 + Math.max(-127, Math.min(127, Math.round(w[n * K + k] / s)));
+    }
+  }
+  return { codes, scale };
+}
+
 const i64 = (...xs) => BigInt64Array.from(xs.map((x) => BigInt(x)));
 
 /**
@@ -72,9 +101,9 @@ export function llamaOnnxGraph(c, format, tensor) {
   if (d % 2 !== 0) throw new Error(`llama onnx: the head size must be even for rotary, got ${d}`);
   if (heads % kvHeads !== 0) throw new Error(`llama onnx: ${heads} heads are not a multiple of ${kvHeads} kv heads`);
   const eps = c.rmsEps ?? 1e-5, theta = c.ropeTheta ?? 10000, P = c.maxPositions ?? 4096;
-  const { FLOAT, INT8, INT64 } = ONNX_TYPE;
+  const { FLOAT, INT8, INT64, UINT8 } = ONNX_TYPE;
   const g = new OnnxGraph();
-  if (format === 'INT8') g.opset('com.microsoft', 1);
+  if (format !== 'FP32') g.opset('com.microsoft', 1);
 
   const ids = g.input('input_ids', INT64, ['batch', 'seq']);
   const mask = g.input('attention_mask', FLOAT, ['batch', 'seq']);
@@ -107,6 +136,19 @@ export function llamaOnnxGraph(c, format, tensor) {
   /** x [.., K] times nn.Linear weight `name` [N, K]: x W^T [.., N]. */
   const linear = (x, name, N, K) => {
     if (format === 'FP32') return g.op('MatMul', [x, g.weight(`${name}.T`, FLOAT, [K, N], () => transpose(tensor(name), N, K))]);
+    if (format === 'INT8B32') {
+      const blocks = Math.ceil(K / NBITS_BLOCK);
+      let qb = null;
+      const quantized = () => (qb ??= quantizeBlocks(tensor(name), N, K));
+      const codes = g.weight(`${name}.q8`, UINT8, [N, blocks, NBITS_BLOCK], () => quantized().codes);
+      const scales = g.weight(`${name}.q8scale`, FLOAT, [N, blocks], () => {
+        const s = quantized().scale;
+        qb = null;
+        return s;
+      });
+      const attrs = { K: { i: K }, N: { i: N }, bits: { i: 8 }, block_size: { i: NBITS_BLOCK }, accuracy_level: { i: 4 } };
+      return g.op('MatMulNBits', [x, codes, scales], attrs, { domain: 'com.microsoft' });
+    }
     let qs = null;
     const quantized = () => (qs ??= quantizeColumns(tensor(name), N, K));
     const bq = g.weight(`${name}.int8`, INT8, [K, N], () => quantized().q);
