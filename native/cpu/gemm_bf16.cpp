@@ -18,7 +18,8 @@
 // picked (x rounded to bf16, as the AMX kernel rounds it). With AMX (cpu/isa.h level amx) the tile
 // kernel of gemm_amx.cpp is picked: it rounds x to bf16 too, and multiplies 32 x 32 blocks with
 // tdpbf16ps.
-//   avx512: 14 x 32 tile, 28 zmm accumulators; avx512bf16: the same tile with vdpbf16ps;
+//   avx512: 14 x 32 tile, 28 zmm accumulators (12, 10, 8, 6 or 4 rows for a short x); avx512bf16:
+//   the same tiles with vdpbf16ps;
 //   avx2: 6 x 32 as two 6 x 16 halves in 12 ymm accumulators; scalar: the reference, 4 x 32.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>

@@ -10,7 +10,7 @@
 // exact: |u q| <= 255 * 127, so |acc| <= K * 32385 < 2^31 for K < 66,000 (the 4-byte vpdpbusd
 // sum cannot overflow either), and padding (k >= K) has q = 0. Every kernel computes the same
 // int32 and the same two fp32 roundings, so all agree with the scalar reference bit for bit.
-//   avx512_vnni: 14 x 32 tile in 28 zmm accumulators.
+//   avx512_vnni: 14 x 32 tile in 28 zmm accumulators (12, 10, 8, 6 or 4 rows for a short x).
 //   avx_vnni (VEX, 256-bit; CPUs with AVX-VNNI but no AVX-512): 6 x 32 as two 6 x 16 halves.
 //   scalar: the reference, plain C++ over a 4 x 32 tile.
 //   amx (gemm_amx.cpp, picked at the amx level of cpu/isa.h): 32 x 32 blocks with tdpbusd.
