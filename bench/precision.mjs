@@ -262,6 +262,15 @@ async function childOrt(job) {
   return report;
 }
 
+/** The random weights' float32 tensors by name, read from their safetensors file when asked. */
+function tensorReader(sources) {
+  const byName = new Map(sources.map((s) => [s.name, s]));
+  return (name) => {
+    const s = byName.get(name);
+    return readTensorF32({ name, file: s.path, dtype: s.dtype, shape: [], offset: s.offset, byteLength: s.length });
+  };
+}
+
 /**
  * The ONNX graph of the random weights in `format` (and its .data file), written beside the
  * safetensors file and reused while both are newer than that file.
@@ -271,11 +280,7 @@ function ortOnnx(config, sources, format, maxPositions) {
   const fresh = (f) => existsSync(f) && statSync(f).mtimeMs >= statSync(sources[0].path).mtimeMs;
   if (fresh(file) && fresh(`${file}.data`)) return file;
   console.error(`writing the ${format} ONNX graph to ${file} ...`);
-  const byName = new Map(sources.map((s) => [s.name, s]));
-  const tensor = (name) => {
-    const s = byName.get(name);
-    return readTensorF32({ name, file: s.path, dtype: s.dtype, shape: [], offset: s.offset, byteLength: s.length });
-  };
+  const tensor = tensorReader(sources);
   llamaOnnxGraph({ ...config, maxPositions }, format, tensor).write(file);
   return file;
 }
@@ -288,11 +293,7 @@ function llamaGguf(config, sources, format, tokenizerMetadata) {
   const file = sources[0].path.replace(/\.safetensors$/, `-gguf1-${format}.gguf`);
   if (existsSync(file) && statSync(file).mtimeMs >= statSync(sources[0].path).mtimeMs) return file;
   console.error(`writing the ${format} GGUF to ${file} ...`);
-  const byName = new Map(sources.map((s) => [s.name, s]));
-  const tensor = (name) => {
-    const s = byName.get(name);
-    return readTensorF32({ name, file: s.path, dtype: s.dtype, shape: [], offset: s.offset, byteLength: s.length });
-  };
+  const tensor = tensorReader(sources);
   writeGguf(file, { metadata: llamaMetadata(config, format, tokenizerMetadata, 'l2e bench random weights'), tensors: llamaTensors(config, format, tensor) });
   return file;
 }
@@ -426,11 +427,8 @@ async function main() {
   if (formats.length > 0) {
     const tokenizerMetadata = llamaTokenizerMetadata(await buildLlamaTokenizerJson(), LLAMA_TOKENIZER_CONFIG);
     for (const f of formats) ggufs[f] = llamaGguf(config, sources, f, tokenizerMetadata);
-    const entry = (name) => {
-      const s = sources.find((x) => x.name === name);
-      return { name, file: s.path, dtype: s.dtype, shape: [], offset: s.offset, byteLength: s.length };
-    };
-    dense = { weight: readTensorF32(entry('dense_layer.weight')), bias: readTensorF32(entry('dense_layer.bias')) };
+    const tensor = tensorReader(sources);
+    dense = { weight: tensor('dense_layer.weight'), bias: tensor('dense_layer.bias') };
     const ref = oursOnCheck();
     const passed = [];
     for (const f of formats) {

@@ -87,6 +87,22 @@ export function quantizeBlocks(w, N, K) {
   return { codes, scale };
 }
 
+/**
+ * One quantisation feeding two initializers written one after the other: first() computes it, last()
+ * takes it and lets it go, so one matrix's copy is held at a time.
+ */
+function writtenOnce(compute) {
+  let v = null;
+  return {
+    first: () => (v ??= compute()),
+    last: () => {
+      const r = v ?? compute();
+      v = null;
+      return r;
+    },
+  };
+}
+
 const i64 = (...xs) => BigInt64Array.from(xs.map((x) => BigInt(x)));
 
 /**
@@ -138,25 +154,15 @@ export function llamaOnnxGraph(c, format, tensor) {
     if (format === 'FP32') return g.op('MatMul', [x, g.weight(`${name}.T`, FLOAT, [K, N], () => transpose(tensor(name), N, K))]);
     if (format === 'INT8B32') {
       const blocks = Math.ceil(K / NBITS_BLOCK);
-      let qb = null;
-      const quantized = () => (qb ??= quantizeBlocks(tensor(name), N, K));
-      const codes = g.weight(`${name}.q8`, UINT8, [N, blocks, NBITS_BLOCK], () => quantized().codes);
-      const scales = g.weight(`${name}.q8scale`, FLOAT, [N, blocks], () => {
-        const s = quantized().scale;
-        qb = null;
-        return s;
-      });
+      const q = writtenOnce(() => quantizeBlocks(tensor(name), N, K));
+      const codes = g.weight(`${name}.q8`, UINT8, [N, blocks, NBITS_BLOCK], () => q.first().codes);
+      const scales = g.weight(`${name}.q8scale`, FLOAT, [N, blocks], () => q.last().scale);
       const attrs = { K: { i: K }, N: { i: N }, bits: { i: 8 }, block_size: { i: NBITS_BLOCK }, accuracy_level: { i: 4 } };
       return g.op('MatMulNBits', [x, codes, scales], attrs, { domain: 'com.microsoft' });
     }
-    let qs = null;
-    const quantized = () => (qs ??= quantizeColumns(tensor(name), N, K));
-    const bq = g.weight(`${name}.int8`, INT8, [K, N], () => quantized().q);
-    const bs = g.weight(`${name}.scale`, FLOAT, [N], () => {
-      const s = quantized().scale;
-      qs = null;
-      return s;
-    });
+    const q = writtenOnce(() => quantizeColumns(tensor(name), N, K));
+    const bq = g.weight(`${name}.int8`, INT8, [K, N], () => q.first().q);
+    const bs = g.weight(`${name}.scale`, FLOAT, [N], () => q.last().scale);
     return g.op('DynamicQuantizeMatMul', [x, bq, bs], {}, { domain: 'com.microsoft' });
   };
   const rmsnorm = (x, name) => {

@@ -19,6 +19,6 @@ export class OnnxGraph {
   opset(domain: string, version: number): void;
   constant(name: string, type: number, dims: number[], data: OnnxTypedArray): string;
   weight(name: string, type: number, dims: number[], produce: () => OnnxTypedArray): string;
-  op(opType: string, inputs: string[], attrs?: Record<string, OnnxAttribute>, options?: { domain?: string; outputs?: number | string[]; name?: string }): string;
+  op(opType: string, inputs: string[], attrs?: Record<string, OnnxAttribute>, options?: { domain?: string; outputs?: number | string[] }): string;
   write(file: string, options?: { producer?: string; irVersion?: number }): { modelBytes: number; dataBytes: number };
 }

@@ -121,8 +121,8 @@ const bytesOf = (type, data) => {
 };
 
 /**
- * A graph under construction. op() appends a node and returns its output's name (outputs named
- * `${name}` when given, else generated); constant() adds a small initializer held in the model file;
+ * A graph under construction. op() appends a node and returns its output's name (named when given,
+ * else generated); constant() adds a small initializer held in the model file;
  * weight() one whose bytes go to the external data file, produced only when write() reaches it.
  */
 export class OnnxGraph {
@@ -162,9 +162,9 @@ export class OnnxGraph {
     return name;
   }
   /** Appends a node; returns the name of its first output (`outputs`: a count or names). */
-  op(opType, inputs, attrs = {}, { domain = '', outputs = 1, name } = {}) {
+  op(opType, inputs, attrs = {}, { domain = '', outputs = 1 } = {}) {
     const id = this.next++;
-    const outs = typeof outputs === 'number' ? Array.from({ length: outputs }, (_, i) => `${name ?? `${opType}_${id}`}${i ? `_${i}` : ''}`) : outputs;
+    const outs = typeof outputs === 'number' ? Array.from({ length: outputs }, (_, i) => `${opType}_${id}${i ? `_${i}` : ''}`) : outputs;
     this.nodes.push({ opType, inputs, outputs: outs, attrs, domain, name: `${opType}_${id}` });
     return outs[0];
   }

@@ -89,11 +89,12 @@ void linear_lowp(const float* x, int64_t T, const LowpMatrix& W, float* y, const
     throw Error(std::string("linear: no ") + precision_name(W.precision) + " kernel '" + kernel_name +
                 "' on this CPU");
   // the narrowest tiles that cut x into no more of them (gemm_lowp.h narrower)
-  const auto same_tiles = [T](int a, int b) { return (T + a - 1) / a == (T + b - 1) / b; };
-  if (ki)
-    while (ki->narrower && same_tiles(ki->narrower->mr, ki->mr)) ki = ki->narrower;
-  if (kb)
-    while (kb->narrower && same_tiles(kb->narrower->mr, kb->mr)) kb = kb->narrower;
+  const auto narrowest = [T](auto* k) {
+    while (k && k->narrower && (T + k->narrower->mr - 1) / k->narrower->mr == (T + k->mr - 1) / k->mr) k = k->narrower;
+    return k;
+  };
+  ki = narrowest(ki);
+  kb = narrowest(kb);
   const int mr = int8 ? ki->mr : kb->mr;
   const bool amx = int8 ? ki->amx : kb->amx;
   const XForm form = int8 ? XForm::U8Quads : kb->x_bf16 ? XForm::Bf16Pairs : XForm::F32Pairs;
