@@ -147,15 +147,31 @@ describe('input and output formats', () => {
     const texts = await readTexts(input, { format: 'jsonl' });
     const emb = new Embeddings(2, 3, Float32Array.of(0.5, 1, 2, 0.5, -Infinity, NaN));
     for (const out of [join(dir, 'o.npy'), join(dir, 'o.jsonl')]) {
-      await expect(writeEmbeddings(out, embeddingOutputFormat(out), texts, emb)).rejects.toThrow(
+      await expect(writeEmbeddings(out, embeddingOutputFormat(out), texts, emb, false)).rejects.toThrow(
         `${input}:3: its embedding has a non-finite value (-Inf at index 1); nothing was written to ${out}`,
       );
       expect(existsSync(out)).toBe(false);
     }
     emb.data[4] = 1;
-    await expect(writeEmbeddings('-', 'jsonl', { texts: ['x', 'y'] }, emb)).rejects.toThrow(
+    await expect(writeEmbeddings('-', 'jsonl', { texts: ['x', 'y'] }, emb, false)).rejects.toThrow(
       'text 2: its embedding has a non-finite value (NaN at index 2); nothing was written to stdout',
     );
+  });
+
+  it("encode's writer keeps a file that appeared at --output after the check (the output goes to .new) unless overwrite", async () => {
+    const dir = makeTempDir();
+    const emb = new Embeddings(2, 1, Float32Array.of(0.5, -1));
+    for (const name of ['o.npy', 'o.jsonl']) {
+      const out = join(dir, name);
+      writeFileSync(out, 'theirs\n');
+      await expect(writeEmbeddings(out, embeddingOutputFormat(out), { texts: ['a', 'b'] }, emb, false)).rejects.toThrow(
+        `could not write ${out}: a file of that name appeared while this ran and was kept; the output is in ${out}.new`,
+      );
+      expect(readFileSync(out, 'utf8')).toBe('theirs\n');
+      const ours = readFileSync(`${out}.new`);
+      await writeEmbeddings(out, embeddingOutputFormat(out), { texts: ['a', 'b'] }, emb, true);
+      expect(readFileSync(out)).toEqual(ours);
+    }
   });
 
   it('encode refuses --output x.csv before loading the model', async () => {

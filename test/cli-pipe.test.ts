@@ -31,10 +31,10 @@ describe('stdout whose reader went away', () => {
           cb(Object.assign(new Error(`write ${code}`), { code }));
         },
       });
-    const w = openOutput('-', failing('EPIPE'));
+    const w = openOutput('-', { stream: failing('EPIPE') });
     await w.write('x').catch(() => {});
     await expect(w.write('y')).rejects.toBeInstanceOf(OutputClosedError);
-    const other = openOutput('-', failing('ENOSPC'));
+    const other = openOutput('-', { stream: failing('ENOSPC') });
     await other.write('x').catch(() => {});
     await expect(other.write('y')).rejects.toThrow('could not write to stdout: write ENOSPC');
   });

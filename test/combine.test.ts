@@ -73,6 +73,20 @@ describe('combine', () => {
     expect(readOut(out)).toEqual([row(1), row(2)]);
   });
 
+  it('an output that appears while combining is kept and the rows go to <output>.new; with overwrite it is replaced', async () => {
+    const out = join(dir, 'raced.jsonl');
+    const appear = (done: number, total: number): void => {
+      if (done === total) writeFileSync(out, 'theirs\n'); // after the check, before the publish
+    };
+    await expect(combineFiles([a], { output: out, onProgress: appear })).rejects.toThrow(
+      `could not write ${out}: a file of that name appeared while this ran and was kept; the output is in ${out}.new`,
+    );
+    expect(readFileSync(out, 'utf8')).toBe('theirs\n');
+    expect(readOut(`${out}.new`)).toEqual(Array.from({ length: 300 }, (_, i) => row(i)));
+    await combineFiles([a], { output: out, overwrite: true, onProgress: appear });
+    expect(readOut(out)).toEqual(Array.from({ length: 300 }, (_, i) => row(i)));
+  });
+
   it('refuses to overwrite an input and reports a missing file', async () => {
     await expect(combineFiles([a], { output: a })).rejects.toThrow(/also an input/);
     await expect(combineFiles([join(dir, 'nope.jsonl')], { output: join(dir, 'x.jsonl') })).rejects.toThrow(/no such file/);

@@ -126,6 +126,25 @@ describe('mine: files', () => {
     expect(rows.find((r) => r.query === 't0')!.pos).toContain('t15');
   });
 
+  it('an output that appears while mining is kept and the pairs go to <output>.new; with overwrite it is replaced', async () => {
+    const input = join(dir, 'raced-corpus.txt');
+    writeFileSync(input, angles.map(([t]) => t).join('\n') + '\n');
+    const source = tableSource(await loadVectorTable(embFile));
+    const out = join(dir, 'raced.jsonl'), ref = join(dir, 'raced-ref.jsonl');
+    const opts = { input, posThreshold: 0.45, negThreshold: 0.8, maxPos: 2, seed: 1 };
+    await mineToFile(source, { ...opts, output: ref });
+    const appear = (stage: string, done: number, total: number): void => {
+      if (stage === 'mine' && done === total) writeFileSync(out, 'theirs\n'); // after the check, before the publish
+    };
+    await expect(mineToFile(source, { ...opts, output: out, onStage: appear })).rejects.toThrow(
+      `could not write ${out}: a file of that name appeared while this ran and was kept; the output is in ${out}.new`,
+    );
+    expect(readFileSync(out, 'utf8')).toBe('theirs\n');
+    expect(readFileSync(`${out}.new`, 'utf8')).toBe(readFileSync(ref, 'utf8'));
+    await mineToFile(source, { ...opts, output: out, overwrite: true, onStage: appear });
+    expect(readFileSync(out, 'utf8')).toBe(readFileSync(ref, 'utf8'));
+  });
+
   it('reads plain text and .json pools', async () => {
     const plain = join(dir, 'plain.txt');
     writeFileSync(plain, 'satu\n dua \n\nsatu\ntiga');

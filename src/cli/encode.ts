@@ -42,14 +42,15 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
     const maxLength = positiveInt(args, 'max-length');
     const outFormat = embeddingOutputFormat(output);
     const format = inputFormat(input, opt.str(args, 'format'));
-    checkOutput(output, { overwrite: opt.bool(args, 'overwrite'), inputs: [{ name: '--input', path: input }] });
+    const overwrite = opt.bool(args, 'overwrite');
+    checkOutput(output, { overwrite, inputs: [{ name: '--input', path: input }] });
     const texts = await readTexts(input, { field: opt.str(args, 'field'), format });
     const model = await EmbeddingModel.load(opt.str(args, 'model')!, { device, precision });
     try {
       const bar = new ProgressBar({ label: 'encode', total: texts.texts.length, plainLines: true });
       const emb = await encodeWithHeartbeat(model, texts.texts, { batchSize, maxLength }, bar);
       bar.finish();
-      await writeEmbeddings(output, outFormat, texts, emb);
+      await writeEmbeddings(output, outFormat, texts, emb, overwrite);
       process.stderr.write(`encoded ${counted(texts.texts.length, 'text')} (${emb.dim} dims) → ${output === STDIO ? 'stdout' : output}\n`);
       return 0;
     } finally {

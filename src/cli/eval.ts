@@ -39,6 +39,7 @@ of one name get as many of their folders as tell them apart: d1/test, d2/test); 
     const limit = opt.num(args, 'limit')!;
     if (limit < 1) throw new UsageError('--limit must be at least 1');
     const jsonOut = opt.str(args, 'json');
+    const overwrite = opt.bool(args, 'overwrite');
     if (jsonOut !== undefined && jsonOut !== '') {
       // `--test a.jsonl --json b.jsonl` (b meant as a second test file) must not replace b
       const inputs = tests.map((path) => ({ name: '--test', path }));
@@ -46,7 +47,7 @@ of one name get as many of their folders as tell them apart: d1/test, d2/test); 
         const path = opt.str(args, flag);
         if (path !== undefined) inputs.push({ name: `--${flag}`, path });
       }
-      checkOutput(jsonOut, { name: '--json', overwrite: opt.bool(args, 'overwrite'), inputs }); // before the model loads
+      checkOutput(jsonOut, { name: '--json', overwrite, inputs }); // before the model loads
     }
     const source = await openSourceFromArgs(args);
     const results: FileEvaluation[] = [];
@@ -77,7 +78,7 @@ of one name get as many of their folders as tell them apart: d1/test, d2/test); 
       await writeOutput(STDIO, JSON.stringify(obj, null, 2) + '\n');
     } else {
       process.stdout.write(formatTable(named));
-      if (jsonOut !== undefined) await writeOutput(jsonOut, JSON.stringify(obj, null, 2) + '\n');
+      if (jsonOut !== undefined) await writeOutput(jsonOut, JSON.stringify(obj, null, 2) + '\n', { replace: overwrite });
     }
     return 0;
   },

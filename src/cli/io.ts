@@ -154,14 +154,14 @@ function checkFinite(input: TextInput, emb: Embeddings, output: string): void {
   }
 }
 
-/** Writes the embeddings of `input` to `output` (`-`: JSONL on stdout) in `format`. */
-export async function writeEmbeddings(output: string, format: EmbeddingFormat, input: TextInput, emb: Embeddings): Promise<void> {
+/** Writes the embeddings of `input` to `output` (`-`: JSONL on stdout) in `format`; `overwrite` as checked. */
+export async function writeEmbeddings(output: string, format: EmbeddingFormat, input: TextInput, emb: Embeddings, overwrite: boolean): Promise<void> {
   checkFinite(input, emb, output);
   if (format === 'npy') {
-    await writeOutput(output, npyBytes(emb.data, emb.rows, emb.dim));
+    await writeOutput(output, npyBytes(emb.data, emb.rows, emb.dim), { replace: overwrite });
     return;
   }
-  const w = openOutput(output);
+  const w = openOutput(output, { replace: overwrite });
   try {
     let buf = '';
     for (let i = 0; i < input.texts.length; i++) {

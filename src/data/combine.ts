@@ -83,7 +83,7 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
   const budget = Math.max(1, opts.memoryMb ?? 256) * 1024 * 1024;
   const buckets = opts.shuffle ? Math.max(1, Math.ceil((totalBytes * MEMORY_PER_INPUT_BYTE) / budget)) : 0;
   const rng = new Rng(opts.seed ?? 42);
-  const writer = openOutput(opts.output); // `-`: stdout
+  const writer = openOutput(opts.output, { replace: opts.overwrite ?? false }); // `-`: stdout
   const files: FileCount[] = [];
   let readBytes = 0;
   let tmp: string | undefined;

@@ -117,7 +117,7 @@ export async function mineToFile(source: EmbeddingSource, run: MineRunOptions): 
     vectors.close();
     throw err;
   }
-  const writer = openOutput(opts.output); // `-`: stdout
+  const writer = openOutput(opts.output, { replace: run.overwrite ?? false }); // `-`: stdout
   try {
     let buf: string[] = [];
     const stats = await minePairs(

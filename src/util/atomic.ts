@@ -5,7 +5,25 @@
 // followed and the file it ends at is written atomically, so the link stays a link. FIFOs, devices,
 // sockets and the /proc/self/fd/N links behind /dev/stdout are written through (opened for appending,
 // as a shell's `>>` would): replacing them would put a regular file where a pipe or /dev/null was.
-import { closeSync, fsyncSync, lstatSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, writeSync } from 'node:fs';
+//
+// A write told not to replace (PublishOptions.replace false: a command's output without --overwrite)
+// publishes by link(2), which fails when the name exists, so the check and the publish are one step: a
+// file that appeared at the target after the command checked it (checkOutput) is kept, and the output
+// goes to the first free `<target>.new`, `.new-2`, ..., which the error names. Nothing is lost.
+import {
+  closeSync,
+  fsyncSync,
+  linkSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fsReason } from './fs-error.js';
@@ -76,7 +94,65 @@ function syncFolder(folder: string): void {
   }
 }
 
+/** How a write treats a file found at its target when it renames its temp file into place. */
+export interface PublishOptions {
+  /** Replace it (the default). With false it is kept and the output goes to a `.new` name (see above). */
+  replace?: boolean;
+}
+
+/** A write with `replace: false` found a file at its target: that file was kept, the output is at `path`. */
+export class OutputMovedError extends Error {
+  override name = 'OutputMovedError';
+  constructor(
+    readonly target: string,
+    readonly path: string,
+  ) {
+    super(`could not write ${target}: a file of that name appeared while this ran and was kept; the output is in ${path}`);
+  }
+}
+
+/** link(2)'s errors that mean the filesystem makes no hard links (FAT, some FUSE and network mounts). */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+/** Moves `from` to `to` unless `to` exists (a dangling link counts); false when it does. */
+function moveNoClobber(from: string, to: string): boolean {
+  try {
+    linkSync(from, to);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (code === 'EEXIST') return false;
+    if (!NO_HARD_LINKS.has(code)) throw err;
+    // no hard links here: the check and the rename are two steps, microseconds apart
+    try {
+      lstatSync(to);
+      return false;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    renameSync(from, to);
+    return true;
+  }
+  unlinkSync(from);
+  return true;
+}
+
+/** Puts the finished temp file `tmp` at `path` (see PublishOptions), then makes that durable. */
+function publish(tmp: string, target: string, path: string, options: PublishOptions): void {
+  if (options.replace ?? true) renameSync(tmp, path);
+  else if (!moveNoClobber(tmp, path)) {
+    for (let i = 1; ; i++) {
+      const other = i === 1 ? `${path}.new` : `${path}.new-${i}`;
+      if (moveNoClobber(tmp, other)) {
+        syncFolder(dirname(path));
+        throw new OutputMovedError(target, other);
+      }
+    }
+  }
+  syncFolder(dirname(path));
+}
+
 function failure(target: string, err: unknown, tmp: string | null, written?: string): Error {
+  if (err instanceof OutputMovedError) return err;
   // the temp file's name means nothing to the user: fsReason drops the path Node's message ends with
   let msg = fsReason(err, target, written);
   if (tmp) msg = msg.replaceAll(tmp, target);
@@ -84,7 +160,7 @@ function failure(target: string, err: unknown, tmp: string | null, written?: str
 }
 
 /** Writes `data` to `target` atomically (temp file + fsync + rename), or through for pipes and devices. */
-export function writeFileAtomic(target: string, data: string | Uint8Array | Uint8Array[]): void {
+export function writeFileAtomic(target: string, data: string | Uint8Array | Uint8Array[], options: PublishOptions = {}): void {
   let mode: WriteMode;
   try {
     mode = writeModeFor(target);
@@ -105,10 +181,7 @@ export function writeFileAtomic(target: string, data: string | Uint8Array | Uint
     if (tmp) fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
-    if (tmp) {
-      renameSync(tmp, mode.path);
-      syncFolder(dirname(mode.path));
-    }
+    if (tmp) publish(tmp, target, mode.path, options);
   } catch (err) {
     if (fd !== undefined) closeSync(fd);
     if (tmp) rmSync(tmp, { force: true });
@@ -130,7 +203,10 @@ export class AtomicWriter {
   private readonly stream: WriteStream;
   private failed: Error | undefined;
 
-  constructor(readonly target: string) {
+  constructor(
+    readonly target: string,
+    private readonly options: PublishOptions = {},
+  ) {
     let mode: WriteMode;
     try {
       mode = writeModeFor(target);
@@ -177,14 +253,18 @@ export class AtomicWriter {
       throw failure(this.target, this.failed, this.tmp, this.path);
     }
     if (!this.tmp) return;
-    const fd = openSync(this.tmp, 'r+');
     try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      const fd = openSync(this.tmp, 'r+');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      publish(this.tmp, this.target, this.path, this.options);
+    } catch (err) {
+      this.abortSync();
+      throw failure(this.target, err, this.tmp, this.path);
     }
-    renameSync(this.tmp, this.path);
-    syncFolder(dirname(this.path));
   }
 
   abort(): void {

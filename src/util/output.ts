@@ -3,7 +3,7 @@
 // refuses, before any work, an output that would replace an input or (without overwrite) a file.
 import { statSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
-import { AtomicWriter, writeFileAtomic, writeModeFor, type WriteMode } from './atomic.js';
+import { AtomicWriter, writeFileAtomic, writeModeFor, type PublishOptions, type WriteMode } from './atomic.js';
 import { fsReason, targetFolder } from './fs-error.js';
 
 /** The name that means standard input (for inputs) or standard output (for outputs). */
@@ -104,10 +104,19 @@ export interface OutputWriter {
   abort(): void;
 }
 
-/** A writer for `target`: `-` streams to stdout, anything else is written atomically. */
-export function openOutput(target: string, stream: NodeJS.WritableStream = process.stdout): OutputWriter {
+export interface OutputOptions extends PublishOptions {
+  /** What `-` writes to (default process.stdout). */
+  stream?: NodeJS.WritableStream;
+}
+
+/**
+ * A writer for `target`: `-` streams to stdout, anything else is written atomically. Pass `replace`
+ * the command's overwrite: without it a file that appeared after checkOutput is kept (util/atomic.ts).
+ */
+export function openOutput(target: string, options: OutputOptions = {}): OutputWriter {
   if (target === '') throw new Error(emptyOutput('output'));
-  if (target !== STDIO) return new AtomicWriter(target);
+  if (target !== STDIO) return new AtomicWriter(target, options);
+  const stream = options.stream ?? process.stdout;
   let failed: Error | undefined;
   stream.on('error', (e: Error) => {
     failed = e; // e.g. EPIPE when the reader (`| head`) went away
@@ -139,18 +148,14 @@ export function openOutput(target: string, stream: NodeJS.WritableStream = proce
   };
 }
 
-/** Writes the whole of `data` to `target` (`-`: stdout). */
-export async function writeOutput(
-  target: string,
-  data: string | Uint8Array | Uint8Array[],
-  stream: NodeJS.WritableStream = process.stdout,
-): Promise<void> {
+/** Writes the whole of `data` to `target` (`-`: stdout), as openOutput would. */
+export async function writeOutput(target: string, data: string | Uint8Array | Uint8Array[], options: OutputOptions = {}): Promise<void> {
   if (target === '') throw new Error(emptyOutput('output'));
   if (target !== STDIO) {
-    writeFileAtomic(target, data);
+    writeFileAtomic(target, data, options);
     return;
   }
-  const w = openOutput(target, stream);
+  const w = openOutput(target, options);
   for (const part of Array.isArray(data) ? data : [data]) await w.write(part);
   await w.commit();
 }
