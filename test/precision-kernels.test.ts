@@ -121,6 +121,12 @@ const SHAPES: [number, number, number][] = [
   [20, 96, 2100], // one tile of rows: slivers swept whole over what would be 5 / 3 k blocks (streaming)
 ];
 
+/** Every row count up to 48: past three of the widest AVX-512 tiles (14 rows) and one AMX block (32),
+ * so each way a kernel splits rows into its narrower tiles (14/12/10/8/6/4: gemm_int8.cpp, gemm_bf16.cpp)
+ * and a tail; 37 columns (two 16-column slivers and a partial one); K 70 (past a 64-wide int8 AMX tile,
+ * x always swept whole) and 2100 (from 32 rows x passes gemm_lowp.cpp's kWholeBytes: k blocked). */
+const ROW_SWEEP = { rows: Array.from({ length: 48 }, (_, i) => i + 1), N: 37, Ks: [70, 2100] };
+
 describe('lowp kernels: picked at run time', () => {
   it('lists the scalar reference for both precisions and picks the best kernel this CPU runs', () => {
     expect(kernels.bf16[0]).toBe('scalar');
@@ -171,6 +177,17 @@ describe.each(kernels.int8)('int8 kernel %s', (kernel) => {
     expect(firstMismatch(y, int8Reference(x, T, W, N, K))).toBe(-1);
   });
 
+  it.each(ROW_SWEEP.Ks)(`every row count from 1 to ${ROW_SWEEP.rows.length} (N=${ROW_SWEEP.N} K=%i) equals the reference bit for bit`, (K) => {
+    const { N } = ROW_SWEEP;
+    const W = randomMatrix(N * K, 17, 0.05);
+    for (const T of ROW_SWEEP.rows) {
+      const x = randomMatrix(T * K, 100 + T);
+      const y = new Float32Array(T * N).fill(NaN);
+      addon.lowpLinear('int8', kernel, x, T, W, N, K, y);
+      expect([T, firstMismatch(y, int8Reference(x, T, W, N, K))]).toEqual([T, -1]);
+    }
+  });
+
   it('a token with NaN gives a NaN row and leaves the others exact', () => {
     const [T, N, K] = [20, 40, 70];
     const x = randomMatrix(T * K, 5);
@@ -205,6 +222,19 @@ describe.each(kernels.bf16)('bf16 kernel %s', (kernel) => {
         plain[t * N + n] = s;
       }
     if (K >= 9) expect(plain.some((v, i) => Math.abs(v - ref[i]!) > bound[i]!)).toBe(true);
+  });
+
+  it.each(ROW_SWEEP.Ks)(`every row count from 1 to ${ROW_SWEEP.rows.length} (N=${ROW_SWEEP.N} K=%i) lies within the bound`, (K) => {
+    const { N } = ROW_SWEEP;
+    const W = randomMatrix(N * K, 19, 0.05);
+    for (const T of ROW_SWEEP.rows) {
+      const x = randomMatrix(T * K, 200 + T);
+      const y = new Float32Array(T * N).fill(NaN);
+      addon.lowpLinear('bf16', kernel, x, T, W, N, K, y);
+      const { ref, bound } = bf16Reference(x, T, W, N, K, ROUNDS_X.has(kernel));
+      const outside = y.findIndex((v, i) => !(Math.abs(v - ref[i]!) <= bound[i]!)); // NaN is outside
+      expect([T, outside]).toEqual([T, -1]);
+    }
   });
 
   it('a NaN weight stays NaN (its output column), the other columns stay within the bound', () => {
