@@ -3,6 +3,7 @@ import { combineFiles } from '../data/combine.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { checkOutput, STDIO } from '../util/output.js';
+import { counted, noun } from '../util/plural.js';
 import { ProgressBar } from './progress.js';
 
 export const command: Command = {
@@ -45,22 +46,19 @@ existing output file is replaced only with --overwrite, and never when it is an 
     bar.finish();
     const width = Math.max(...result.files.map((f) => f.file.length), 4);
     const lines = result.files.map(
-      (f) => `  ${f.file.padEnd(width)}  ${String(f.rows).padStart(10)} ${rows(f.rows)}` + (f.badLines ? `  ${f.badLines} ${badLines(f.badLines)} dropped` : ''),
+      (f) => `  ${f.file.padEnd(width)}  ${String(f.rows).padStart(10)} ${noun(f.rows, 'row')}` + (f.badLines ? `  ${counted(f.badLines, 'bad line')} dropped` : ''),
     );
     const how = result.buckets === 0 ? '' : result.buckets === 1 ? ' (shuffled in memory)' : ` (shuffled through ${result.buckets} buckets)`;
     const toStdout = output === STDIO; // the data stream: the summary goes to stderr
     (toStdout ? process.stderr : process.stdout).write(
-      `${lines.join('\n')}\n  ${'total'.padEnd(width)}  ${String(result.rows).padStart(10)} ${rows(result.rows)} → ${toStdout ? 'stdout' : output}${how}\n`,
+      `${lines.join('\n')}\n  ${'total'.padEnd(width)}  ${String(result.rows).padStart(10)} ${noun(result.rows, 'row')} → ${toStdout ? 'stdout' : output}${how}\n`,
     );
     const bad = result.files.filter((f) => f.badLines > 0);
     if (bad.length) {
       const where = bad.map((f) => `${f.file}:${f.firstBadLines.join(',')}${f.badLines > f.firstBadLines.length ? ',…' : ''}`);
       const skipped = bad.reduce((s, f) => s + f.badLines, 0);
-      process.stderr.write(`skipped ${skipped} ${badLines(skipped)} (${where.join('; ')})\n`);
+      process.stderr.write(`skipped ${counted(skipped, 'bad line')} (${where.join('; ')})\n`);
     }
     return 0;
   },
 };
-
-const rows = (n: number): string => (n === 1 ? 'row' : 'rows');
-const badLines = (n: number): string => (n === 1 ? 'bad line' : 'bad lines');
