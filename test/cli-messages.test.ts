@@ -9,7 +9,8 @@ import { loadCommands } from '../src/cli/commands.js';
 import { combineFiles } from '../src/data/combine.js';
 import { openOutput, writeOutput } from '../src/util/output.js';
 import { l2e } from './helpers/cli.js';
-import { makeTempDir } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
+import { hasTinyMha, skipNote } from './helpers/fixture.js';
 
 
 const row = (q: string): string => JSON.stringify({ query: q, pos: [`${q} pos`], neg: [`${q} neg`] });
@@ -195,5 +196,31 @@ describe('error lines', () => {
     await expect(combineFiles([a], { output: '' })).rejects.toThrow('output is empty: give a file name, or - for stdout');
     await expect(writeOutput('', 'x')).rejects.toThrow('output is empty: give a file name, or - for stdout');
     expect(() => openOutput('')).toThrow('output is empty: give a file name, or - for stdout');
+  });
+});
+
+describe.skipIf(!hasTinyMha)(`an input that is a folder ${hasTinyMha ? '' : skipNote('the shared tokenizer')}`, () => {
+  it('is named by every command that reads it ("<path>: it is a folder, not a file"), and nothing is written', async () => {
+    const dir = makeTempDir();
+    const model = writeTinyModel(join(dir, 'model')).dir;
+    const folder = join(dir, 'data.jsonl');
+    const pool = join(dir, 'pool.json'); // mine reads a .json pool whole
+    mkdirSync(folder);
+    mkdirSync(pool);
+    const mine = ['--model', model, '--output', join(dir, 'm.jsonl'), '--pos-threshold', '0.1', '--neg-threshold', '0.5'];
+    const runs: [string, string[]][] = [
+      [folder, ['encode', '--model', model, '--input', folder, '--output', join(dir, 'o.jsonl')]],
+      [folder, ['mine', ...mine, '--input', folder]],
+      [pool, ['mine', ...mine, '--input', pool]],
+      [folder, ['eval', '--model', model, '--test', folder]],
+      [folder, ['train', '--model', model, '--data', folder, '--output', join(dir, 'run')]], // it was a bare EISDIR
+      [folder, ['combine', folder, '--output', join(dir, 'c.jsonl')]],
+      [folder, ['serve', '--model', model, '--corpus', folder, '--port', '0']],
+    ];
+    for (const [path, args] of runs) {
+      const r = await l2e(...args);
+      expect([args[0], r.code, r.err.trimEnd().split('\n').pop()]).toEqual([args[0], 1, `l2e ${args[0]}: error: ${path}: it is a folder, not a file`]);
+    }
+    expect(readdirSync(dir).sort()).toEqual(['data.jsonl', 'model', 'pool.json']);
   });
 });

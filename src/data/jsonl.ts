@@ -4,6 +4,7 @@
 // training data loader.
 import { isUtf8 } from 'node:buffer';
 import { createReadStream } from 'node:fs';
+import { readFailure } from '../util/fs-error.js';
 
 /** An error about one line of an input file; `message` starts with `file:line:`. */
 export class LineError extends Error {
@@ -95,9 +96,7 @@ export async function* readLines(path: string, opts: LineReadOptions = {}): Asyn
     }
   } catch (err) {
     if (err instanceof LineError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new Error(`${file}: no such file`);
-    throw new Error(`${file}: could not read: ${err instanceof Error ? err.message : String(err)}`);
+    throw readFailure(file, err);
   } finally {
     stream.destroy();
     const warning = invalidUtf8Message(file, invalid, firstInvalid);

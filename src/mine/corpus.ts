@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { readTextRows } from '../data/texts.js';
 import { pyStrip } from '../eval/strip.js';
+import { readFailure } from '../util/fs-error.js';
 
 export interface Corpus {
   /** Distinct stripped non-empty texts, in order of first appearance. */
@@ -52,8 +53,14 @@ export async function readCorpus(file: string, fields: string[] = ['text'], form
 
   if (fmt === 'json') {
     let value: unknown;
+    let text: string;
     try {
-      value = JSON.parse(readFileSync(file === '-' ? 0 : file, 'utf8'));
+      text = readFileSync(file === '-' ? 0 : file, 'utf8');
+    } catch (err) {
+      throw readFailure(file === '-' ? 'stdin' : file, err);
+    }
+    try {
+      value = JSON.parse(text);
     } catch (err) {
       throw new Error(`${file}: ${err instanceof Error ? err.message : String(err)}`);
     }

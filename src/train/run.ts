@@ -12,6 +12,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { join, resolve } from 'node:path';
 import type { RowSource } from '../data/pairs.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { statOrNull } from '../util/fs-error.js';
 import { checkpointFolders, listRunCheckpoints, type RunCheckpoint } from './checkpoint.js';
 import { RUN_DEFINING_OPTIONS, type OptionNamer, type ResolvedOptions } from './options.js';
 
@@ -102,8 +103,9 @@ export function writeRunRecord(outputDir: string, record: RunRecord): void {
 
 export async function dataIdentity(data: RowSource): Promise<DataIdentity> {
   if (typeof data === 'string') {
-    if (!existsSync(data)) return { source: resolve(data), bytes: null, sha256: null }; // reading it will say so
-    const size = statSync(data).size;
+    const st = statOrNull(data);
+    if (!st?.isFile()) return { source: resolve(data), bytes: null, sha256: null }; // missing, a folder...: reading it will say so
+    const size = st.size;
     return { source: resolve(data), bytes: size, sha256: fileFingerprint(data, size) };
   }
   if (Array.isArray(data)) {

@@ -2,7 +2,17 @@
 // ends with the path the call used, which for atomic writes is a temp file the user never named.
 // `fsReason` keeps the code and description and drops that path; callers name the user's own path.
 // For a target that is a symbolic link, the folder that is missing is the one the link points into.
+import { statSync, type Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+
+/** The file's stat (links followed), or null when there is none to read. */
+export function statOrNull(path: string): Stats | null {
+  try {
+    return statSync(path);
+  } catch {
+    return null;
+  }
+}
 
 /**
  * The folder a write of `target` goes into, as the user should read it: the folder of `target` as
@@ -10,6 +20,14 @@ import { dirname, resolve } from 'node:path';
  */
 export function targetFolder(target: string, written?: string): string {
   return written !== undefined && resolve(written) !== resolve(target) ? dirname(written) : dirname(target);
+}
+
+/** A failed read of the input `file` (as the user named it), said as its readers say it. */
+export function readFailure(file: string, err: unknown): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new Error(`${file}: no such file`);
+  if (code === 'EISDIR') return new Error(`${file}: it is a folder, not a file`);
+  return new Error(`${file}: could not read: ${fsReason(err)}`);
 }
 
 /** The reason of a failed file-system call on `target` (`written`: where a link of that name ends). */

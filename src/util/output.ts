@@ -1,10 +1,9 @@
 // Where a command's data goes: a file, written atomically (util/atomic.ts), or standard output when
 // the name is `-`. Callers stream through one interface and never care which it is. checkOutput
 // refuses, before any work, an output that would replace an input or (without overwrite) a file.
-import { statSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { AtomicWriter, writeFileAtomic, writeModeFor, type PublishOptions, type WriteMode } from './atomic.js';
-import { fsReason, targetFolder } from './fs-error.js';
+import { fsReason, statOrNull, targetFolder } from './fs-error.js';
 
 /** The name that means standard input (for inputs) or standard output (for outputs). */
 export const STDIO = '-';
@@ -42,14 +41,6 @@ export interface OutputCheck {
   overwriteName?: string;
   /** The files the command reads: the output is never one of them. */
   inputs?: NamedInput[];
-}
-
-function statOrNull(path: string): Stats | null {
-  try {
-    return statSync(path);
-  } catch {
-    return null;
-  }
 }
 
 /**
