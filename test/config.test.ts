@@ -150,7 +150,9 @@ describe('config: validation errors name the file and field', () => {
     expect(() => parseConfig('{"a":', 'x.json')).toThrow(/x\.json: invalid JSON/);
     expect(() => parseConfig('[1,2]', 'x.json')).toThrow(/x\.json: expected a JSON object/);
     const dir = makeTempDir();
-    expect(() => readConfig(dir)).toThrow(/config\.json: cannot read config/);
+    expect(() => readConfig(dir)).toThrow(`${dir} has no config.json (a model folder holds config.json, the weights and tokenizer.json)`);
+    mkdirSync(join(dir, 'config.json'));
+    expect(() => readConfig(dir)).toThrow(`${join(dir, 'config.json')}: it is a folder, not a file`);
     mkdirSync(join(dir, 'sub'));
     writeFileSync(join(dir, 'sub', 'config.json'), 'not json');
     expect(() => readConfig(join(dir, 'sub'))).toThrow(/sub\/config\.json: invalid JSON/);

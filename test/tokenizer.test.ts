@@ -1,7 +1,7 @@
 // TextTokenizer against the shared fixture's reference ids (made with Hugging Face tokenizers), plus
 // the framing rules (BOS/EOS from tokenizer_config.json, truncation counting them) and hostile texts.
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TextTokenizer, toWellFormed } from '../src/model/tokenizer.js';
@@ -29,7 +29,9 @@ const list = (ids: Int32Array): number[] => Array.from(ids);
 describe('TextTokenizer errors (no fixture needed)', () => {
   it('names the missing tokenizer.json', () => {
     const dir = tempDir();
-    expect(() => TextTokenizer.fromDir(dir)).toThrow(join(dir, 'tokenizer.json'));
+    expect(() => TextTokenizer.fromDir(dir)).toThrow(`tokenizer: ${dir} has no tokenizer.json (a model folder holds config.json, the weights and tokenizer.json)`);
+    mkdirSync(join(dir, 'tokenizer.json'));
+    expect(() => TextTokenizer.fromDir(dir)).toThrow(`${join(dir, 'tokenizer.json')}: it is a folder, not a file`);
   });
 
   it('names a tokenizer.json that is not JSON', () => {

@@ -3,6 +3,7 @@
 // and writes a 4.x-style config for a saved embedding model.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readFailure } from '../util/fs-error.js';
 
 export type Pooling = 'mean' | 'cls';
 
@@ -202,6 +203,9 @@ export function parseConfig(json: string | Record<string, unknown>, fileName: st
   };
 }
 
+/** What a message about a model folder's missing file adds (config.json, tokenizer.json). */
+export const MODEL_FOLDER_FILES = 'a model folder holds config.json, the weights and tokenizer.json';
+
 /** Reads and validates `dir/config.json`. */
 export function readConfig(dir: string): LlamaConfig {
   const file = join(dir, 'config.json');
@@ -209,7 +213,8 @@ export function readConfig(dir: string): LlamaConfig {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new Error(`${file}: cannot read config (${(err as Error).message})`);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${dir} has no config.json (${MODEL_FOLDER_FILES})`);
+    throw readFailure(file, err);
   }
   return parseConfig(text, file);
 }

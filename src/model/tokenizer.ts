@@ -7,8 +7,10 @@
 // and transformers rewrites it from add_bos_token/add_eos_token; doing the framing in one place gives
 // exactly one BOS whatever the file says, and honours the config like transformers does.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { readFailure } from '../util/fs-error.js';
+import { MODEL_FOLDER_FILES } from './config.js';
 import { createPrefixCutter, type PrefixCutter } from './tokenizer-prefix.js';
 
 type Json = Record<string, unknown>;
@@ -22,9 +24,11 @@ function readJsonFile(path: string, required: boolean): Json | null {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    const msg = err instanceof Error ? err.message : String(err);
-    throw new Error(`tokenizer: cannot read ${path} (${msg})`);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!required && code === 'ENOENT') return null;
+    // a model folder without its tokenizer (config.json and weights copied alone) is the common case
+    if (code === 'ENOENT') throw new Error(`tokenizer: ${dirname(path)} has no ${basename(path)} (${MODEL_FOLDER_FILES})`);
+    throw readFailure(path, err);
   }
   let parsed: unknown;
   try {
