@@ -163,7 +163,7 @@ async function trainBench(a, m, lengths, base) {
  * time per op of the same steps (CUDA events, on a second model created with the timer on).
  */
 async function profileStep(a, lengths, name, layers) {
-  const B = 8, G = 3, n = 10;
+  const B = 8, G = 3, n = smoke ? 2 : 10;
   const draws = Array.from({ length: n + 3 }, () => recipeBatch(lengths, B, G));
   const phases = ['forward', 'loss', 'backward', 'release', 'optimizer step (waits)'];
   for (const timed of [false, true]) {
