@@ -28,6 +28,9 @@ std::string format_bytes(uint64_t bytes);
 // still checks every access), use aligned_alloc. host_free takes the size given to host_alloc.
 // Throws Error naming `what` when the memory cannot be had.
 constexpr size_t kHostMapBytes = size_t(1) << 20;
+// The kernel's transparent huge page size (2 MiB on x86-64), or 0 where it has none to give: mapped
+// buffers of at least this size start on its boundary and are advised for huge pages (host_memory.cpp).
+size_t huge_page_bytes();
 void* host_alloc(size_t bytes, const char* what);
 void host_free(void* p, size_t bytes);
 
