@@ -9,6 +9,7 @@ interface Mapping {
   mapped: boolean;
   hugePageBytes: number;
   offset: number;
+  pageOffset: number;
   vmaStart: number;
   vmaEnd: number;
   flags: string;
@@ -46,11 +47,12 @@ describe.skipIf(process.platform !== 'linux')('host buffers', () => {
     expect(m.vmGrowthBytes).toBeLessThan(16 * MiB);
   });
 
-  it.skipIf(sanitized)('below one huge page: a mapping of its own, without the advice; below 1 MiB: malloc', () => {
-    const m = addon.hostMapping(1.5 * MiB);
-    expect([m.mapped, m.vmaStart, m.vmaEnd, m.unmappedAfterFree]).toEqual([true, 0, pageRounded(1.5 * MiB), true]);
+  it.skipIf(sanitized)('from 1 MiB to one huge page: a page-aligned mapping without the advice, given back when freed', () => {
+    // its mapping may merge with a neighbour of the same flags: its ends are not checked
+    const m = addon.hostMapping(1.5 * MiB, 200);
+    expect([m.pageOffset, m.unmappedAfterFree]).toEqual([0, true]);
     expect(m.flags.split(' ')).not.toContain('hg');
-    expect(addon.hostMapping(1000).mapped).toBe(false);
+    expect(m.vmGrowthBytes).toBeLessThan(16 * MiB);
   });
 
   it.runIf(sanitized)('a sanitizer build takes every size from malloc', () => {

@@ -1,12 +1,16 @@
-// hostMapping(bytes, cycles?) -> {mapped, hugePageBytes, offset, vmaStart, vmaEnd, flags, unmappedAfterFree,
-// vmGrowthBytes}: one host_alloc (core/host_memory.h) of `bytes`, described from /proc/self/smaps, then
+// hostMapping(bytes, cycles?) -> {mapped, hugePageBytes, offset, pageOffset, vmaStart, vmaEnd, flags,
+// unmappedAfterFree, vmGrowthBytes}: one host_alloc (core/host_memory.h) of `bytes`, described from /proc/self/smaps, then
 // host_free'd, for test/host-memory.test.ts; then `cycles` more allocs and frees of that size, and
 // vmGrowthBytes the growth of the process's VmSize over them (what a mapping left behind would add). Addresses are relative to the buffer's (offset: its distance past the
-// huge-page boundary below it; vmaStart/vmaEnd: its mapping's ends, minus the buffer's address), so
+// huge-page boundary below it; pageOffset: past the page boundary; vmaStart/vmaEnd: the ends of the
+// mapping that holds it, minus the buffer's address; the kernel merges a mapping with a neighbour of
+// the same flags, so only one advised for huge pages is sure to be the buffer's alone), so
 // they fit a double. mapped: false when host_alloc takes malloc's memory (below kHostMapBytes, or a
 // sanitizer build); flags: the mapping's VmFlags ("hg": huge pages advised); unmappedAfterFree:
 // no mapping holds the buffer's first byte once it is freed.
 #include <napi.h>
+
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -80,6 +84,7 @@ Napi::Value HostMapping(const Napi::CallbackInfo& info) {
   o.Set("mapped", mapped);
   o.Set("hugePageBytes", double(huge));
   o.Set("offset", double(huge ? a % huge : 0));
+  o.Set("pageOffset", double(a % uintptr_t(sysconf(_SC_PAGESIZE))));
   o.Set("vmaStart", double(v.start) - double(a));
   o.Set("vmaEnd", double(v.end) - double(a));
   o.Set("flags", v.flags);
