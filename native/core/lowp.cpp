@@ -3,6 +3,10 @@
 
 #include "core/host_memory.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -39,6 +43,18 @@ void* alloc_zeroed(size_t bytes) {
   return p;
 }
 
+// x rounded to the nearest int in the current rounding mode (nearest, ties to even, by default), for x
+// within int range: std::nearbyint's value. At the baseline x86-64 ISA nearbyint is a library call
+// per value (542M of them in an int8 load of the 600M shape); cvtss2si is one instruction. (Not the
+// add-and-subtract-1.5*2^23 trick: -ffp-contract=fast would fuse the caller's multiply into the add.)
+int round_to_int(float x) {
+#if defined(__SSE2__)
+  return _mm_cvtss_si32(_mm_set_ss(x));
+#else
+  return int(std::nearbyint(x));
+#endif
+}
+
 // Symmetric int8 of one row: returns the scale (NaN if the row holds NaN or infinity), writes q.
 float quantize_row(const float* w, int64_t K, int8_t* q) {
   float amax = 0.0f;
@@ -51,7 +67,7 @@ float quantize_row(const float* w, int64_t K, int8_t* q) {
     return 0.0f;
   }
   const float inv = 127.0f / amax;
-  for (int64_t k = 0; k < K; k++) q[k] = int8_t(std::clamp(std::nearbyint(w[k] * inv), -127.0f, 127.0f));
+  for (int64_t k = 0; k < K; k++) q[k] = int8_t(std::clamp(round_to_int(w[k] * inv), -127, 127));
   return amax / 127.0f;
 }
 
