@@ -70,28 +70,24 @@ size_t huge_page_bytes() {
 }
 
 namespace {
-// n bytes mapped on their own. From one huge page up, the mapping starts on a huge page boundary (one
-// huge page more is mapped, and the ends are given back) and asks for huge pages: a buffer then
+// n bytes mapped on their own. From one huge page up, the mapping starts on a huge page boundary (less
+// than a huge page more is mapped, and the ends are given back) and asks for huge pages: a buffer then
 // faults in 2 MiB at a time, not 4 KiB. With transparent huge pages on "madvise" (Debian's and
 // Ubuntu's default) an unaligned or unadvised mapping gets none; on a 2-core VM, first touching the
 // 600M shape's 2.2 GB of fp32 weights took 15.5 s in 4 KiB pages, 10 s in huge pages from an unaligned
 // start, 0.4-3.9 s aligned (a later pass over it: 0.2-0.35 s in each).
 void* map_large(size_t n) {
-  const size_t huge = huge_page_bytes();
-  if (huge == 0 || n < huge) {
-    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);  // page-aligned
-    return p == MAP_FAILED ? nullptr : p;
-  }
-  const size_t page = size_t(sysconf(_SC_PAGESIZE));
-  const size_t kept = (n + page - 1) / page * page, mapped = kept + huge;
-  void* raw = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const size_t page = size_t(sysconf(_SC_PAGESIZE)), huge = huge_page_bytes();
+  const size_t align = huge != 0 && n >= huge ? huge : page;
+  const size_t kept = (n + page - 1) / page * page, mapped = kept + align - page;
+  void* raw = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);  // page-aligned
   if (raw == MAP_FAILED) return nullptr;
   char* const base = static_cast<char*>(raw);
-  char* const p = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(base) + huge - 1) / huge * huge);
+  char* const p = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(base) + align - 1) / align * align);
   if (p > base) ::munmap(base, size_t(p - base));
   if (base + mapped > p + kept) ::munmap(p + kept, size_t(base + mapped - (p + kept)));
 #ifdef MADV_HUGEPAGE
-  ::madvise(p, kept, MADV_HUGEPAGE);  // advice only: a kernel without huge pages to give keeps 4 KiB ones
+  if (align == huge) ::madvise(p, kept, MADV_HUGEPAGE);  // advice only: a kernel without huge pages to give keeps 4 KiB ones
 #endif
   return p;
 }

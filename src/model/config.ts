@@ -2,7 +2,7 @@
 // (`rope_theta` at top level) and the 5.x layout (`rope_parameters: {rope_theta, rope_type}`, `head_dim`),
 // and writes a 4.x-style config for a saved embedding model.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { readFailure } from '../util/fs-error.js';
 
 export type Pooling = 'mean' | 'cls';
@@ -203,8 +203,10 @@ export function parseConfig(json: string | Record<string, unknown>, fileName: st
   };
 }
 
-/** What a message about a model folder's missing file adds (config.json, tokenizer.json). */
-export const MODEL_FOLDER_FILES = 'a model folder holds config.json, the weights and tokenizer.json';
+/** A model folder's file (config.json, tokenizer.json) that is missing, said with what the folder should hold. */
+export function missingModelFile(path: string): Error {
+  return new Error(`${dirname(path)} has no ${basename(path)} (a model folder holds config.json, the weights and tokenizer.json)`);
+}
 
 /** Reads and validates `dir/config.json`. */
 export function readConfig(dir: string): LlamaConfig {
@@ -213,7 +215,7 @@ export function readConfig(dir: string): LlamaConfig {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${dir} has no config.json (${MODEL_FOLDER_FILES})`);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw missingModelFile(file);
     throw readFailure(file, err);
   }
   return parseConfig(text, file);

@@ -7,10 +7,10 @@
 // and transformers rewrites it from add_bos_token/add_eos_token; doing the framing in one place gives
 // exactly one BOS whatever the file says, and honours the config like transformers does.
 import { readFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { readFailure } from '../util/fs-error.js';
-import { MODEL_FOLDER_FILES } from './config.js';
+import { missingModelFile } from './config.js';
 import { createPrefixCutter, type PrefixCutter } from './tokenizer-prefix.js';
 
 type Json = Record<string, unknown>;
@@ -27,7 +27,7 @@ function readJsonFile(path: string, required: boolean): Json | null {
     const code = (err as NodeJS.ErrnoException).code;
     if (!required && code === 'ENOENT') return null;
     // a model folder without its tokenizer (config.json and weights copied alone) is the common case
-    if (code === 'ENOENT') throw new Error(`tokenizer: ${dirname(path)} has no ${basename(path)} (${MODEL_FOLDER_FILES})`);
+    if (code === 'ENOENT') throw new Error(`tokenizer: ${missingModelFile(path).message}`);
     throw readFailure(path, err);
   }
   let parsed: unknown;

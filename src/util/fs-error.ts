@@ -2,6 +2,7 @@
 // ends with the path the call used, which for atomic writes is a temp file the user never named.
 // `fsReason` keeps the code and description and drops that path; callers name the user's own path.
 // For a target that is a symbolic link, the folder that is missing is the one the link points into.
+// `readFailure` says a failed read of an input the same way for every reader.
 import { statSync, type Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
