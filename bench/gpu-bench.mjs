@@ -109,7 +109,11 @@ async function trainStep(a, m, batch, B, G, step) {
 }
 
 async function trainBench(a, m, lengths, base) {
+  const liveNow = () => (a.cudaPoolPeakLive(true), a.cudaPoolPeakLive(true));
+  const live0 = liveNow();
   a.trainInit(m);
+  // what training holds beside the weights for the whole run: gradients, moments and the master's low halves
+  const stateBytes = liveNow() - live0;
   const B = 8, G = 3, timed = SIZES.draws - SIZES.warm;
   const draws = Array.from({ length: SIZES.draws }, () => recipeBatch(lengths, B, G));
   let step = 1;
@@ -138,6 +142,7 @@ async function trainBench(a, m, lengths, base) {
     // the most bytes in blocks handed out at once (weights included): torch.cuda.max_memory_allocated's
     // measure, which the reference reports, where peak_GiB is the device memory in use
     pool_live_peak_GiB: a.cudaPoolPeakLive() / 2 ** 30,
+    train_state_GiB: stateBytes / 2 ** 30,
   };
   for (const [S, Bl] of SIZES.long) {
     const batch = packed(Array(2 * Bl).fill(S), SIZES.model.vocab);  // Bl queries, Bl passages

@@ -9,7 +9,8 @@
 //   trainTakeLoss(model)                        -> number: the pending loss, read back and cleared
 //   trainBackward(model, chunk, ids, cu, dEmb?) -> Promise<void>   (no dEmb: the trainLossChunks slice)
 //   trainStep(model, hyper)                     -> Promise<{gradNorm, skipped, loss}> (loss: the pending loss)
-//   trainGetBuffer(model, 'grads'|'m'|'v') -> Float32Array ; trainSetBuffer(model, which, data)
+//   trainGetBuffer(model, 'grads'|'m'|'v'|'master'|'params') -> Float32Array (TrainState::get_buffer);
+//   trainSetBuffer(model, which, data)
 //   trainRelease(model)                                      drop kept chunk activations
 #include <napi.h>
 

@@ -49,7 +49,7 @@ class Backend {
   virtual std::string name() const = 0;
   virtual DType act_dtype() const = 0;
   // dtype of the model's parameter buffer (CPU: F32; CUDA: BF16, trained through F32 master weights
-  // that TrainState keeps and AdamW's `shadow` argument copies back).
+  // held as halves: the BF16 parameters themselves and TrainState's U16 low halves, core/master_halves.h).
   virtual DType param_dtype() const { return DType::F32; }
 
   // ---- memory ----
@@ -61,9 +61,21 @@ class Backend {
   virtual void download(const Buf& src, float* host) = 0;  // src F32/BF16/F16 -> float
   virtual void copy(Buf& dst, const Buf& src) = 0;         // same numel, converts dtype
   virtual void synchronize() {}
+  // F32 master weights as halves (core/master_halves.h; a backend whose param_dtype() is not F32):
+  // host values (F32, or BF16/F16 bits) into the BF16 parameters `hi` and the U16 low halves `lo`
+  // of the same numel, and the exact F32 values back.
+  virtual void upload_master(Buf& hi, Buf& lo, const void* host, size_t numel, DType host_dtype) {
+    (void)hi, (void)lo, (void)host, (void)numel, (void)host_dtype;
+    throw Error(name() + " backend: its parameters are F32, it keeps no master halves");
+  }
+  virtual void download_master(const Buf& hi, const Buf& lo, float* host) {
+    (void)hi, (void)lo, (void)host;
+    throw Error(name() + " backend: its parameters are F32, it keeps no master halves");
+  }
 
-  // The training step on the device (core/device_step.h) over the flat buffers w (F32 master
-  // weights), g, m, v and the forward's low-precision copy `shadow` (nullptr: none), cut into
+  // The training step on the device (core/device_step.h) over the flat buffers w (F32 weights, or
+  // with `shadow` the U16 low halves of the master), g, m, v and the BF16 parameters `shadow` (the
+  // master's other half, core/master_halves.h; nullptr: none), cut into
   // `tensors`, zeroing the gradients in `zero_ranges` ([begin, end) elements) after each step (of
   // `table`, which zero_ranges covers, it may zero only the rows a step's backward added into);
   // nullptr where the backend steps through the ops (the CPU).

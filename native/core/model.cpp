@@ -248,17 +248,17 @@ void Model::set_param_chunked(const std::string& name, DType host_dtype, size_t 
   }
   const size_t base = prec_ == Precision::F32 ? p.offset : storage_[i];
   // With an F32 master attached (training; fp32 models only), the master is written, keeping F32
-  // source values exactly, and the parameter becomes its rounding (nearest even).
-  Buf& target = master_ ? *master_ : params_;
+  // source values exactly: its halves, the parameter (its rounding) and the low halves.
   for (size_t first = 0; first < p.numel; first += rows_per_chunk * row) {
     const size_t count = std::min(rows_per_chunk * row, p.numel - first);
     read(first, count, staging);
-    Buf dst = view(target, base + first, count);
-    be_->upload(dst, staging, count, host_dtype);
-  }
-  if (master_) {
-    Buf dst = view(params_, p.offset, p.numel);
-    be_->copy(dst, view(*master_, p.offset, p.numel));  // the forward's copy: rounded to nearest even
+    Buf dst = view(params_, base + first, count);
+    if (master_) {
+      Buf lo = view(*master_, base + first, count);
+      be_->upload_master(dst, lo, staging, count, host_dtype);
+    } else {
+      be_->upload(dst, staging, count, host_dtype);
+    }
   }
 }
 
@@ -266,7 +266,8 @@ void Model::get_param(const std::string& name, float* host) {
   const ParamInfo& p = param(name);
   pack_weights(false);
   if (prec_ == Precision::F32) {
-    be_->download(view(master_ ? *master_ : params_, p.offset, p.numel), host);
+    if (master_) be_->download_master(view(params_, p.offset, p.numel), view(*master_, p.offset, p.numel), host);
+    else be_->download(view(params_, p.offset, p.numel), host);
     return;
   }
   const size_t i = index_of(p.offset);

@@ -96,8 +96,8 @@ class Model {
   size_t weight_bytes() const;
 
   // Host F32 (or BF16/F16 bits) data into the named tensor. With an F32 master attached (training
-  // on a backend whose parameters are BF16), the master is written and the parameter becomes its
-  // rounding, and get_param reads the master: every write and read of a weight goes through here.
+  // on a backend whose parameters are BF16), the master is written (as halves: the parameter, its
+  // rounding, and the low halves) and get_param reads it: every write and read of a weight goes through here.
   void set_param(const std::string& name, const void* host, size_t numel, DType host_dtype);
   // The same, pulling the data in pieces: read(first, count, dst) writes elements [first, first +
   // count) of the tensor (host_dtype) to dst, for count <= chunk. Whole rows of a matrix at a time,
@@ -105,7 +105,8 @@ class Model {
   using ChunkReader = std::function<void(size_t first, size_t count, void* dst)>;
   void set_param_chunked(const std::string& name, DType host_dtype, size_t chunk, const ChunkReader& read);
   void get_param(const std::string& name, float* host);
-  // TrainState attaches its master (same layout as the parameters) and detaches it (nullptr).
+  // TrainState attaches its master's low halves (same layout as the parameters, core/master_halves.h)
+  // and detaches them (nullptr).
   void attach_master(Buf* master) { master_ = master; }
   // Where a parameter's exact F32 values can be read again (byte offset in an F32 file), when the
   // parameters themselves hold their BF16 rounding: a master created later starts from those values.

@@ -8,7 +8,8 @@
 
 namespace l2e {
 
-enum class DType : int { F32 = 0, F16 = 1, BF16 = 2, I32 = 3 };
+// U16: raw 16-bit words (the low halves of F32 master weights, core/master_halves.h).
+enum class DType : int { F32 = 0, F16 = 1, BF16 = 2, I32 = 3, U16 = 4 };
 
 inline size_t dtype_size(DType t) {
   switch (t) {
@@ -16,6 +17,7 @@ inline size_t dtype_size(DType t) {
     case DType::F16: return 2;
     case DType::BF16: return 2;
     case DType::I32: return 4;
+    case DType::U16: return 2;
   }
   return 0;
 }
@@ -26,6 +28,7 @@ inline const char* dtype_name(DType t) {
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";
     case DType::I32: return "I32";
+    case DType::U16: return "U16";
   }
   return "?";
 }

@@ -24,17 +24,18 @@ TrainState::TrainState(Model& m) : model_(m) {
   be.zero(m_);
   be.zero(v_);
   if (model_.param_buffer().dtype != DType::F32) {
-    // master copy of the (bf16) parameters; gradients and moments are F32 already
-    master_ = be.alloc(n, DType::F32);
-    be.copy(master_, model_.param_buffer());
+    // the F32 master of the (bf16) parameters, as halves (core/master_halves.h): the parameters and
+    // these low halves, zero while the master is the parameters' own values
+    master_ = be.alloc(n, DType::U16);
+    be.zero(master_);
     // parameters loaded from F32 files: the master starts from the file's values, not their rounding
     try {
       for (const auto& [name, src] : model_.f32_sources()) {
         const ParamInfo& p = model_.param(name);
         std::vector<float> values(p.numel);
         read_file_range(src.path, src.offset, uint64_t(p.numel) * 4, values.data());
-        Buf m = model_.view(master_, p.offset, p.numel);
-        be.upload(m, values.data(), p.numel, DType::F32);
+        Buf hi = model_.view(model_.param_buffer(), p.offset, p.numel), lo = model_.view(master_, p.offset, p.numel);
+        be.upload_master(hi, lo, values.data(), p.numel, DType::F32);
       }
     } catch (...) {  // the file changed or went away since loading: nothing allocated here survives
       for (Buf* b : {&grads_, &m_, &v_, &master_}) be.free(*b);
@@ -294,7 +295,7 @@ StepResult TrainState::step(const OptimizerHyper& h) {
     const double coef = double(h.max_grad_norm) / (r.grad_norm + 1e-6);
     if (coef < 1.0) be.scale(grads_, grads_.numel, float(coef));
   }
-  // With master weights, AdamW steps the F32 master and writes the model's low-precision copy.
+  // With a master, AdamW steps it through its halves: the low ones and the model's parameters.
   Buf& params = model_.param_buffer();
   Buf& w = master_.empty() ? params : master_;
   for (const AdamwTensor& t : tensors_) {
@@ -339,16 +340,23 @@ Buf& TrainState::buffer(const char* which) {
   }
   if (std::strcmp(which, "m") == 0) return m_;
   if (std::strcmp(which, "v") == 0) return v_;
-  if (std::strcmp(which, "master") == 0 && !master_.empty()) return master_;  // F32 master weights (CUDA)
+  if (std::strcmp(which, "master") == 0 && !master_.empty()) return master_;  // the master's low halves (CUDA)
   throw Error(std::string("unknown training buffer '") + which + "'");
 }
 
-void TrainState::get_buffer(const char* which, float* host) { model_.backend().download(buffer(which), host); }
+void TrainState::get_buffer(const char* which, float* host) {
+  if (std::strcmp(which, "params") == 0) return model_.backend().download(model_.param_buffer(), host);
+  Buf& b = buffer(which);
+  if (&b == &master_) model_.backend().download_master(model_.param_buffer(), master_, host);
+  else model_.backend().download(b, host);
+}
 
 void TrainState::set_buffer(const char* which, const float* host, size_t n) {
+  if (std::strcmp(which, "params") == 0) throw Error("training buffer 'params' is read-only: a weight is written with setTensor");
   Buf& b = buffer(which);
   if (n != b.numel) throw Error("training buffer size mismatch: expected " + std::to_string(b.numel) + ", got " + std::to_string(n));
-  model_.backend().upload(b, host, n, DType::F32);
+  if (&b == &master_) model_.backend().upload_master(model_.param_buffer(), master_, host, n, DType::F32);
+  else model_.backend().upload(b, host, n, DType::F32);
   if (device_step_ && (&b == &grads_ || &b == &m_ || &b == &v_)) {
     // which of the table's rows now hold anything but +0 (a sign bit or a NaN counts)
     const ScatterTable t = model_.grad_scatter_table();
@@ -360,7 +368,6 @@ void TrainState::set_buffer(const char* which, const float* host, size_t n) {
     device_step_->rows_written(nonzero, &b == &grads_);
   }
   if (&b == &grads_) write_next_ = false;  // the next backward adds to these
-  if (&b == &master_) model_.backend().copy(model_.param_buffer(), master_);  // the forward's copy follows
 }
 
 }  // namespace l2e

@@ -61,7 +61,9 @@ class TrainState {
   void release_chunks();
 
   // Optimizer moments and gradients to / from the host (checkpoints, tests).
-  void get_buffer(const char* which, float* host);  // "grads" | "m" | "v" | "master" (bf16 models only)
+  // "grads" | "m" | "v" | "master" (bf16 parameters only: the F32 master, joined) | "params" (the
+  // weights as the forward reads them: on CUDA the master's bf16 half; read only)
+  void get_buffer(const char* which, float* host);
   void set_buffer(const char* which, const float* host, size_t n);
   size_t size() const { return model_.num_params(); }
 
@@ -82,8 +84,9 @@ class TrainState {
   void settle_grads();       // before the gradients are read: stale values to zeros
 
   Model& model_;
-  // master_: F32 master weights when the model's parameters are not F32 (CUDA keeps BF16 weights
-  // for the forward; AdamW updates master_ and writes the BF16 copy). Empty on the CPU, where AdamW
+  // master_: when the model's parameters are not F32 (CUDA keeps BF16 weights for the forward), the
+  // U16 low halves of the F32 master weights whose other halves are those parameters
+  // (core/master_halves.h); AdamW steps the master through both. Empty on the CPU, where AdamW
   // updates the F32 parameters directly.
   Buf grads_, m_, v_, master_;
   std::map<int, Kept> kept_;

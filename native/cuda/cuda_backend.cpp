@@ -16,6 +16,7 @@
 
 #include "core/backend.h"
 #include "core/lowp.h"
+#include "core/master_halves.h"
 #include "cpu/kernels.h"
 #include "cuda/blas.h"
 #include "cuda/cublas_loader.h"
@@ -155,6 +156,39 @@ class CudaBackend final : public Backend {
     convert(dst.ptr, dst.dtype, src.ptr, src.dtype, src.numel, stream_);
   }
   void synchronize() override { L2E_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  // Split and joined on the host in chunks (bounded staging memory), as upload converts.
+  void upload_master(Buf& hi, Buf& lo, const void* host, size_t numel, DType host_dtype) override {
+    check_halves(hi, lo, numel, "upload_master");
+    constexpr size_t kChunk = size_t(1) << 22;
+    std::vector<uint16_t> his(std::min(numel, kChunk)), los(his.size());
+    for (size_t s0 = 0; s0 < numel; s0 += kChunk) {
+      const size_t n = std::min(kChunk, numel - s0);
+      for (size_t i = 0; i < n; i++) {
+        const float f = host_value(host, host_dtype, s0 + i);
+        uint32_t bits;
+        std::memcpy(&bits, &f, 4);
+        his[i] = master_hi(bits);
+        los[i] = master_lo(bits);
+      }
+      L2E_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint16_t*>(hi.ptr) + s0, his.data(), n * 2, cudaMemcpyHostToDevice, stream_));
+      L2E_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint16_t*>(lo.ptr) + s0, los.data(), n * 2, cudaMemcpyHostToDevice, stream_));
+      L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the staging buffers are reused
+    }
+  }
+  void download_master(const Buf& hi, const Buf& lo, float* host) override {
+    check_halves(hi, lo, hi.numel, "download_master");
+    const size_t numel = hi.numel;
+    if (numel == 0) return;
+    std::vector<uint16_t> his(numel), los(numel);
+    L2E_CUDA_CHECK(cudaMemcpyAsync(his.data(), hi.ptr, numel * 2, cudaMemcpyDeviceToHost, stream_));
+    L2E_CUDA_CHECK(cudaMemcpyAsync(los.data(), lo.ptr, numel * 2, cudaMemcpyDeviceToHost, stream_));
+    L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    for (size_t i = 0; i < numel; i++) {
+      const uint32_t bits = master_bits(his[i], los[i]);
+      std::memcpy(host + i, &bits, 4);
+    }
+  }
 
   // ---- forward ----
   void embedding(const Buf& ids, int T, const Buf& table, int H, Buf& out) override {
@@ -297,10 +331,15 @@ class CudaBackend final : public Backend {
   }
   void adamw(Buf& w, const Buf& g, Buf& m, Buf& v, size_t n, float lr_f, float beta1_f, float beta2_f, float eps_f,
              float weight_decay_f, int step, Buf* shadow) override {
-    for (const Buf* b : std::initializer_list<const Buf*>{&w, &g, &m, &v}) need(*b, DType::F32, "adamw", "w, g, m and v");
-    if (shadow) need(*shadow, DType::BF16, "adamw", "shadow");
+    for (const Buf* b : std::initializer_list<const Buf*>{&g, &m, &v}) need(*b, DType::F32, "adamw", "g, m and v");
+    if (shadow) {
+      need(w, DType::U16, "adamw", "w (the master's low halves, with a shadow)");
+      need(*shadow, DType::BF16, "adamw", "shadow");
+    } else {
+      need(w, DType::F32, "adamw", "w");
+    }
     const AdamwScalars a = adamw_scalars(lr_f, beta1_f, beta2_f, eps_f, weight_decay_f, step);  // as the CPU
-    cuda::adamw(w.f32(), g.f32(), m.f32(), v.f32(), n, a, shadow ? shadow->ptr : nullptr, stream_);
+    cuda::adamw(w.ptr, g.f32(), m.f32(), v.f32(), n, a, shadow ? shadow->ptr : nullptr, stream_);
   }
 
   std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
@@ -318,6 +357,12 @@ class CudaBackend final : public Backend {
       case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(host)[i]);
       default: throw Error(std::string("upload: cannot convert ") + dtype_name(t));
     }
+  }
+
+  static void check_halves(const Buf& hi, const Buf& lo, size_t numel, const char* what) {
+    need(hi, DType::BF16, what, "hi");
+    need(lo, DType::U16, what, "lo");
+    if (hi.numel != lo.numel || numel > hi.numel) throw Error(std::string(what) + ": the halves differ in size from the data");
   }
 
   // Pinned staging for uploads of up to kStagedUpload bytes: a block whose last copy has completed

@@ -107,7 +107,9 @@ int sumsq_blocks(size_t n);
 struct RowFlags;
 void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s, const RowFlags* rows = nullptr);
 // AdamW with scalars prepared on the host exactly as the CPU kernel prepares them (cpu/adamw.cpp).
-void adamw(float* w, const float* g, float* m, float* v, size_t n, const AdamwScalars& a, void* shadow_bf16,
+// The master is w (float*), or with shadow_bf16 the halves shadow_bf16 (hi) and w (uint16_t* lo) of
+// core/master_halves.h.
+void adamw(void* w, const float* g, float* m, float* v, size_t n, const AdamwScalars& a, void* shadow_bf16,
            cudaStream_t s);
 
 // The training step over every parameter (cuda/train_step.cpp), decided and applied on the device.
@@ -119,11 +121,11 @@ struct StepState {
   int skipped;   // the norm or the pending loss is not finite: no update
 };
 struct AdamwTensorDesc {  // one parameter tensor: its slices of the flat buffers
-  float* w;               // F32 master weights
+  void* w;               // the F32 master (float), or with `shadow` its low halves (uint16_t)
   const float* g;
   float* m;
   float* v;
-  void* shadow;           // bf16 copy the forward reads (nullptr: none)
+  void* shadow;           // the master's bf16 half, the weights the forward reads (nullptr: none)
   size_t n;
   int decay;              // weight decay applies
   const uint8_t* rows;    // the scatter table's row flags (table_rows.cu), else nullptr

@@ -6,13 +6,15 @@
 // and CPU results are bit-identical:
 //   w = w (1 - lr wd);  m = lerp(m, g, 1 - b1);  v = v b2 + ((1 - b2) g) g
 //   w = w + (-lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
-// It steps the fp32 master weights and, when `shadow` is given, writes their bf16 copy (the weights
-// the forward pass reads) in the same pass.
+// It steps the fp32 master weights: a float buffer, or (with `shadow`, the training step's case) the
+// halves of core/master_halves.h, the bf16 weights the forward reads and the low 16 bits, both
+// read and written in the same pass (the update itself is on the joined fp32 value).
 //
 // The one-launch step reads what step_decide_kernel left on the device (StepState): the global norm
 // sqrt(sum of the sumsq partials, added in block order as the host did), the non-finite skip
 // (norm or pending loss not finite: no update), and torch's clip_grad_norm_ factor
 // coef = max_norm / (norm + 1e-6), applied when < 1 as the scale op did: g = g * float(coef).
+#include "core/master_halves.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_utils.cuh"
 #include "cuda/kernels.h"
@@ -25,8 +27,9 @@ namespace {
 constexpr int kSumThreads = 256;
 constexpr int kMaxSumBlocks = 1024;
 
-// Memory-bound passes (the step reads every gradient here and 30 bytes per parameter in AdamW) move
-// 16 bytes per thread and load: float4 over the 16-byte-aligned body, scalars for what is left.
+// Memory-bound passes (the step reads every gradient here, and AdamW moves 28 bytes a parameter: g, m,
+// v and the master's two halves read, all but g written) move 16 bytes per thread and load: float4
+// over the 16-byte-aligned body (the halves 8 bytes each), scalars for what is left.
 __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // With skip.flags: the groups of four in a table row without kRowGrad (zeros) are not read; the sums
@@ -50,45 +53,57 @@ __global__ void sumsq_kernel(const float* x, size_t n, double* partials, RowFlag
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
-// One element of AdamW (gi already clipped).
-__device__ __forceinline__ void adamw_element(float* w, float gi, float* m, float* v, const AdamwScalars& a,
-                                              bf16* shadow, size_t i) {
-  float wi = w[i];
+// One element of AdamW on registers (gi already clipped).
+__device__ __forceinline__ void adamw_update(float& wi, float gi, float& mi, float& vi, const AdamwScalars& a) {
   if (a.decays) wi = __fmul_rn(wi, a.decay);
-  float mi = m[i];
   const float diff = __fsub_rn(gi, mi);
   mi = a.lerp_small ? __fmaf_rn(a.lerp_w, diff, mi) : __fmaf_rn(__fsub_rn(a.lerp_w, 1.0f), diff, gi);
-  float vi = __fmul_rn(v[i], a.b2);
+  vi = __fmul_rn(vi, a.b2);
   const float gg = __fmul_rn(a.one_minus_b2, gi);
   vi = __fadd_rn(vi, __fmul_rn(gg, gi));
   const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), a.bc2_sqrt), a.eps);
   const float num = __fmul_rn(a.neg_step, mi);
   wi = __fadd_rn(wi, __fdiv_rn(num, denom));
-  w[i] = wi;
+}
+
+// The master from its halves, and back (core/master_halves.h).
+__device__ __forceinline__ float joined(uint16_t hi, uint16_t lo) { return __uint_as_float(master_bits(hi, lo)); }
+__device__ __forceinline__ void split(float w, uint16_t& hi, uint16_t& lo) {
+  const uint32_t bits = __float_as_uint(w);
+  hi = master_hi(bits);
+  lo = master_lo(bits);
+}
+
+// Four consecutive elements from registers (the same operations as adamw_update, one by one).
+__device__ __forceinline__ void adamw_elements4(float4& w, float4 g, float4& m, float4& v, const AdamwScalars& a) {
+  adamw_update(w.x, g.x, m.x, v.x, a);
+  adamw_update(w.y, g.y, m.y, v.y, a);
+  adamw_update(w.z, g.z, m.z, v.z, a);
+  adamw_update(w.w, g.w, m.w, v.w, a);
+}
+
+// One element in memory: the master at w[i] (float), or with `hi` at hi[i] and lo = w (uint16_t).
+__device__ __forceinline__ void adamw_element(void* w, float gi, float* m, float* v, const AdamwScalars& a,
+                                              uint16_t* hi, size_t i) {
+  uint16_t* lo = static_cast<uint16_t*>(w);
+  float wi = hi ? joined(hi[i], lo[i]) : static_cast<float*>(w)[i];
+  float mi = m[i], vi = v[i];
+  adamw_update(wi, gi, mi, vi, a);
+  if (hi) split(wi, hi[i], lo[i]);
+  else static_cast<float*>(w)[i] = wi;
   m[i] = mi;
   v[i] = vi;
-  if (shadow) shadow[i] = __float2bfloat16_rn(wi);
 }
 
-// Four consecutive elements from registers (the same operations as adamw_element, one by one).
-__device__ __forceinline__ void adamw_elements4(float4& w, float4 g, float4& m, float4& v, const AdamwScalars& a) {
-  float wv[4] = {w.x, w.y, w.z, w.w}, gv[4] = {g.x, g.y, g.z, g.w}, mv[4] = {m.x, m.y, m.z, m.w}, vv[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int j = 0; j < 4; j++) adamw_element(wv, gv[j], mv, vv, a, nullptr, size_t(j));
-  w = make_float4(wv[0], wv[1], wv[2], wv[3]);
-  m = make_float4(mv[0], mv[1], mv[2], mv[3]);
-  v = make_float4(vv[0], vv[1], vv[2], vv[3]);
-}
-
-__global__ void adamw_kernel(float* w, const float* g, float* m, float* v, size_t n, AdamwScalars a, bf16* shadow) {
-  L2E_GRID_STRIDE(i, n) adamw_element(w, g[i], m, v, a, shadow, i);
+__global__ void adamw_kernel(void* w, const float* g, float* m, float* v, size_t n, AdamwScalars a, uint16_t* hi) {
+  L2E_GRID_STRIDE(i, n) adamw_element(w, g[i], m, v, a, hi, i);
 }
 
 // Without decay, four elements whose gradients are 0 (of either sign, clipped or not) and whose moments
 // are +0 (a parameter that has had no gradient yet: most rows of an embedding table) come out of the
 // update as they went in, bit for bit (cpu/adamw.cpp's proof: m = +0, v = +0, w + -0 / eps = w), and
-// the shadow is already w's rounding (written by the step or the load that last set w). The multi-tensor
-// step then reads 12 bytes of them instead of moving 30, as the CPU step skips 8 such elements; of the
+// the halves are already w's (written by the step or the load that last set w). The multi-tensor
+// step then reads 12 bytes of them instead of moving 28, as the CPU step skips 8 such elements; of the
 // embedding table's rows flagged neither kRowGrad nor kRowMoments (table_rows.cu) it reads nothing.
 __device__ __forceinline__ bool untouched4(const float4& g, const float4& m, const float4& v) {
   const uint32_t bits = __float_as_uint(m.x) | __float_as_uint(m.y) | __float_as_uint(m.z) | __float_as_uint(m.w) |
@@ -104,10 +119,14 @@ __global__ void adamw_multi_kernel(const AdamwTensorDesc* tensors, const AdamwBl
   const AdamwTensorDesc t = tensors[wk.tensor];
   const AdamwScalars& a = t.decay ? decayed : plain;
   const size_t end = wk.start + kAdamwBlockElems < t.n ? wk.start + kAdamwBlockElems : t.n;
-  bf16* shadow = static_cast<bf16*>(t.shadow);
+  uint16_t* hi = static_cast<uint16_t*>(t.shadow);  // with it, t.w holds the master's low halves
+  uint16_t* lo = static_cast<uint16_t*>(t.w);
+  float* wf = static_cast<float*>(t.w);
   size_t body = wk.start;  // [start, body): float4 groups; [body, end): one by one
-  if (aligned16(t.w + wk.start) && aligned16(t.g + wk.start) && aligned16(t.m + wk.start) && aligned16(t.v + wk.start) &&
-      (!shadow || (reinterpret_cast<uintptr_t>(shadow + wk.start) & 7u) == 0)) {
+  const bool halves_aligned = hi && (reinterpret_cast<uintptr_t>(hi + wk.start) & 7u) == 0 &&
+                              (reinterpret_cast<uintptr_t>(lo + wk.start) & 7u) == 0;
+  if ((halves_aligned || (!hi && aligned16(wf + wk.start))) && aligned16(t.g + wk.start) && aligned16(t.m + wk.start) &&
+      aligned16(t.v + wk.start)) {
     body = wk.start + (end - wk.start) / 4 * 4;
     const bool clipping = st->clipping != 0;
     const float clip = st->clip;
@@ -116,24 +135,36 @@ __global__ void adamw_multi_kernel(const AdamwTensorDesc* tensors, const AdamwBl
       float4 g = *reinterpret_cast<const float4*>(t.g + i), m = *reinterpret_cast<const float4*>(t.m + i);
       float4 v = *reinterpret_cast<const float4*>(t.v + i);
       if (!a.decays && untouched4(g, m, v)) continue;  // the update would leave w, m, v (and the shadow) as they are
-      float4 w = *reinterpret_cast<const float4*>(t.w + i);
+      float4 w;
+      uint2 hi4, lo4;  // four halves each, two to a word, the lower address in the low bits
+      if (hi) {
+        hi4 = *reinterpret_cast<const uint2*>(hi + i);
+        lo4 = *reinterpret_cast<const uint2*>(lo + i);
+        w = make_float4(joined(uint16_t(hi4.x), uint16_t(lo4.x)), joined(uint16_t(hi4.x >> 16), uint16_t(lo4.x >> 16)),
+                        joined(uint16_t(hi4.y), uint16_t(lo4.y)), joined(uint16_t(hi4.y >> 16), uint16_t(lo4.y >> 16)));
+      } else {
+        w = *reinterpret_cast<const float4*>(wf + i);
+      }
       if (clipping) g = make_float4(__fmul_rn(g.x, clip), __fmul_rn(g.y, clip), __fmul_rn(g.z, clip), __fmul_rn(g.w, clip));
       adamw_elements4(w, g, m, v, a);
-      *reinterpret_cast<float4*>(t.w + i) = w;
       *reinterpret_cast<float4*>(t.m + i) = m;
       *reinterpret_cast<float4*>(t.v + i) = v;
-      if (shadow) {
-        const __nv_bfloat162 lo = __floats2bfloat162_rn(w.x, w.y), hi = __floats2bfloat162_rn(w.z, w.w);
-        uint2 packed;
-        packed.x = *reinterpret_cast<const uint32_t*>(&lo);
-        packed.y = *reinterpret_cast<const uint32_t*>(&hi);
-        *reinterpret_cast<uint2*>(shadow + i) = packed;
+      if (hi) {
+        uint16_t h[4], l[4];
+        split(w.x, h[0], l[0]);
+        split(w.y, h[1], l[1]);
+        split(w.z, h[2], l[2]);
+        split(w.w, h[3], l[3]);
+        *reinterpret_cast<uint2*>(hi + i) = make_uint2(h[0] | uint32_t(h[1]) << 16, h[2] | uint32_t(h[3]) << 16);
+        *reinterpret_cast<uint2*>(lo + i) = make_uint2(l[0] | uint32_t(l[1]) << 16, l[2] | uint32_t(l[3]) << 16);
+      } else {
+        *reinterpret_cast<float4*>(wf + i) = w;
       }
     }
   }
   for (size_t i = body + threadIdx.x; i < end; i += blockDim.x) {
     const float gi = st->clipping ? __fmul_rn(t.g[i], st->clip) : t.g[i];
-    adamw_element(t.w, gi, t.m, t.v, a, shadow, i);
+    adamw_element(t.w, gi, t.m, t.v, a, hi, i);
   }
 }
 
@@ -172,10 +203,10 @@ void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s, 
   check_launch("sumsq");
 }
 
-void adamw(float* w, const float* g, float* m, float* v, size_t n, const AdamwScalars& a, void* shadow_bf16,
+void adamw(void* w, const float* g, float* m, float* v, size_t n, const AdamwScalars& a, void* shadow_bf16,
            cudaStream_t s) {
   if (n == 0) return;
-  L2E_LAUNCH(adamw_kernel, grid_for(n, 256), 256, 0, s)(w, g, m, v, n, a, static_cast<bf16*>(shadow_bf16));
+  L2E_LAUNCH(adamw_kernel, grid_for(n, 256), 256, 0, s)(w, g, m, v, n, a, static_cast<uint16_t*>(shadow_bf16));
   check_launch("adamw");
 }
 

@@ -53,7 +53,7 @@ class CudaDeviceStep final : public DeviceStep {
     for (const AdamwTensor& t : tensors) {
       if (t.numel == 0) continue;
       AdamwTensorDesc d;
-      d.w = w.f32() + t.offset;
+      d.w = static_cast<char*>(w.ptr) + t.offset * dtype_size(w.dtype);  // F32, or U16 halves with a shadow
       d.g = g.f32() + t.offset;
       d.m = m.f32() + t.offset;
       d.v = v.f32() + t.offset;
@@ -192,6 +192,8 @@ std::unique_ptr<DeviceStep> make_device_step(cudaStream_t s, DevicePool& pool, B
                                              Buf* shadow, const std::vector<AdamwTensor>& tensors,
                                              const std::vector<std::pair<size_t, size_t>>& zero_ranges,
                                              const ScatterTable& table) {
+  if (w.dtype != (shadow ? DType::U16 : DType::F32) || (shadow && shadow->dtype != DType::BF16))
+    throw Error("cuda training step: the master must be F32 weights, or U16 low halves with BF16 parameters");
   return std::make_unique<CudaDeviceStep>(s, pool, w, g, m, v, shadow, tensors, zero_ranges, table);
 }
 

@@ -344,17 +344,35 @@ void run_scale(Ctx& c) {
   c.result("x", x);
 }
 
+// withShadow (a backend whose parameters are not F32): the master w as TrainState holds it there,
+// halves (core/master_halves.h): `shadow` the parameters, w the low halves; "w" comes back joined.
 void run_adamw(Ctx& c) {
-  Buf &w = c.f32("w"), &g = c.f32("g"), &m = c.f32("m"), &v = c.f32("v");
-  const size_t n = w.numel;
-  Buf* shadow = c.flag("withShadow") && c.be.param_dtype() != DType::F32 ? &c.output(n, c.be.param_dtype())
-                                                                         : nullptr;
-  c.be.adamw(w, g, m, v, n, c.real("lr"), c.real("beta1"), c.real("beta2"), c.real("eps"),
+  Buf &g = c.f32("g"), &m = c.f32("m"), &v = c.f32("v");
+  const bool halves = c.flag("withShadow") && c.be.param_dtype() != DType::F32;
+  Buf* shadow = nullptr;
+  Buf* w = nullptr;
+  if (halves) {
+    Napi::Float32Array host = c.arg("w").As<Napi::Float32Array>();
+    shadow = &c.keep(c.be.alloc(host.ElementLength(), c.be.param_dtype()));
+    w = &c.keep(c.be.alloc(host.ElementLength(), DType::U16));
+    c.be.upload_master(*shadow, *w, host.Data(), host.ElementLength(), DType::F32);
+  } else {
+    w = &c.f32("w");
+  }
+  const size_t n = w->numel;
+  c.be.adamw(*w, g, m, v, n, c.real("lr"), c.real("beta1"), c.real("beta2"), c.real("eps"),
              c.real("weightDecay"), c.num("step"), shadow);
-  c.result("w", w);
+  if (halves) {
+    c.be.synchronize();
+    Napi::Float32Array joined = Napi::Float32Array::New(c.env, n);
+    c.be.download_master(*shadow, *w, joined.Data());
+    c.out.Set("w", joined);
+    c.result("shadow", *shadow);
+  } else {
+    c.result("w", *w);
+  }
   c.result("m", m);
   c.result("v", v);
-  if (shadow) c.result("shadow", *shadow);
 }
 
 using OpFn = void (*)(Ctx&);

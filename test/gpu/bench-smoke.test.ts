@@ -34,7 +34,7 @@ describe.skipIf(!emulated || !pools)(`bench/gpu-bench.mjs --smoke on the emulati
     const res = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>;
     expect([res['emulated'], res['smoke']]).toEqual([true, true]);
     const figures = ['attn.causal.S64.fwd_tflops', 'attn.causal.S64.fwdbwd_tflops', ...['sm80', 'sm90', 'sm90wg2', 'sm90pp'].map((k) => `attn.${k}.causal.S64.fwd_tflops`)];
-    for (const key of ['encode_bf16.texts_per_s', 'train.steps_per_s', 'train.real_tokens_per_s', 'train.pool_live_peak_GiB', 'train.peak_GiB', 'train.long.S64.tokens_per_s'])
+    for (const key of ['encode_bf16.texts_per_s', 'train.steps_per_s', 'train.real_tokens_per_s', 'train.pool_live_peak_GiB', 'train.peak_GiB', 'train.train_state_GiB', 'train.long.S64.tokens_per_s'])
       figures.push(`600m.${key}`);
     expect(notPositive(res, figures)).toEqual([]);
     const ops = res['600m.train.ops'] as Record<string, { calls: number; seconds: number }>;

@@ -100,6 +100,23 @@ export function bf16Array(a: Float32Array): Float32Array {
   return a.map(bf16);
 }
 
+/**
+ * Round to the nearest bfloat16, ties away from zero (IEEE 754 roundTiesToAway): how the CUDA
+ * backend's parameters round the fp32 master while training (native/core/master_halves.h). Chosen by
+ * value between the two bf16 neighbours of x, not by the bit rule the native code uses.
+ */
+export function bf16TiesAway(x: number): number {
+  f32[0] = x;
+  const u = u32[0]!;
+  if ((u & 0x7fffffff) >= 0x7f800000) return x;  // infinities and NaN
+  u32[0] = u & 0xffff0000;
+  const toward = f32[0]!;  // the neighbour toward zero
+  u32[0] = (u & 0xffff0000) + 0x10000;
+  const away = f32[0]!;  // the neighbour away from zero: Infinity past the largest finite bf16 ...
+  const awayUnbounded = Number.isFinite(away) ? away : Math.sign(x) * 2 ** 128;  // ... rounded to as to 2^128 (overflow)
+  return Math.abs(x - toward) < Math.abs(awayUnbounded - x) ? toward : away;
+}
+
 /** Uniform in [-scale, scale), rounded to bf16 so both backends see the same values. */
 export function randBf16(rng: Rng, n: number, scale = 1, offset = 0): Float32Array {
   const a = new Float32Array(n);

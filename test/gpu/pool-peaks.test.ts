@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { testingAddon } from '../helpers/testing-addon.mjs';
 import { addon, cudaDevice, cuSeqlens, gpu, gpuNote, randInt, randomWeights } from './gpu-helpers.js';
+import type { TrainNatives } from '../../src/train/native-train.js';
 import { Rng } from '../../src/util/random.js';
 
 interface Peaks {
@@ -45,5 +46,26 @@ describe.skipIf(!gpu.usable || cudaDevice !== 'cuda')(`CUDA pool peaks ${gpuNote
       m.dispose();
     }
     expect(liveNow()).toBe(base);
+  });
+
+  // What training adds to the bf16 weights: F32 gradients and AdamW moments, and the F32 master held as
+  // halves (native/core/master_halves.h) whose bf16 half is the weights themselves: 14 bytes a
+  // parameter, not the 16 of a whole F32 master beside them. The training step's own buffers (its
+  // descriptors, norm partials and row flags) are under a few bytes a parameter at this size.
+  it('training state: 14 bytes a parameter beside the weights', () => {
+    const p = testingAddon<Peaks>();
+    const liveNow = (): number => (p.cudaPoolPeakLive(true), p.cudaPoolPeakLive(true));
+    const m = new (addon().NativeModel)({ ...config, vocab: 4096 }, 'cuda');
+    try {
+      randomWeights([m], 3);
+      const params = m.params().reduce((s, t) => s + t.numel, 0);
+      const loaded = liveNow();
+      testingAddon<TrainNatives>().trainInit(m);  // the addon whose pools p counts
+      const added = liveNow() - loaded;
+      expect(added).toBeGreaterThanOrEqual(14 * params);
+      expect(added).toBeLessThan(14.5 * params);
+    } finally {
+      m.dispose();
+    }
   });
 });

@@ -21,7 +21,7 @@ import { Rng } from '../../src/util/random.js';
 import { checkSpentGradients } from '../helpers/spentGradients.js';
 import { topicData } from '../helpers/trainData.js';
 import { makeTempDir, sharedTokenizer, writeTinyModel } from '../helpers/tinyModel.js';
-import { cudaDevice, emulated, gpu, gpuNote, type GpuAddon, randomWeights } from './gpu-helpers.js';
+import { bf16TiesAway, cudaDevice, emulated, gpu, gpuNote, type GpuAddon, randomWeights } from './gpu-helpers.js';
 
 interface HostSyncs {
   deviceToHost: number;
@@ -73,6 +73,9 @@ describe.skipIf(!gpu.usable)(`the one-launch AdamW step vs the CPU ${gpuNote}`, 
   const { NativeModel: Native } = nativeAddon<GpuAddon>();
   const cfg: NativeModelConfig = { vocab: 40, hidden: 32, intermediate: 48, layers: 1, heads: 2, kvHeads: 1, headDim: 16, dense: 8, rmsEps: 1e-5, ropeTheta: 1e4, pooling: 'mean', normalized: true };
   const nat = trainNatives();
+  /** The CUDA training buffers beyond the Trainer's: 'master' (the fp32 master, joined) and 'params' (its bf16 half). */
+  const cudaBuffer = (m: NativeModel, which: 'master' | 'params'): Float32Array =>
+    (nat as unknown as { trainGetBuffer(m: NativeModel, w: string): Float32Array }).trainGetBuffer(m, which);
 
   /** Gradients k / 1024 for small integers k: every square and every partial sum is exact in double, so the norm is the same in any order. */
   function exactGrads(rng: Rng, n: number): Float32Array {
@@ -145,12 +148,14 @@ describe.skipIf(!gpu.usable)(`the one-launch AdamW step vs the CPU ${gpuNote}`, 
         expect(idle.every((x, j) => x !== was[rows + j]), 'rows with moments but no gradient moved').toBe(true);
       }
       // the CUDA model's fp32 weights are its master (L2E_GPU_TESTS_ON_CPU: a CPU model's weights)
-      const master = cudaDevice === 'cuda' ? (nat as unknown as { trainGetBuffer(m: NativeModel, w: string): Float32Array }).trainGetBuffer(cuda, 'master') : null;
+      const master = cudaDevice === 'cuda' ? cudaBuffer(cuda, 'master') : null;
       cpu.params().forEach((p, i) => {
         const w = cpu.getTensor(p.name);
         expect(w.every(Number.isFinite) && w.some((x, j) => x !== before[i]![j]), `${p.name} finite and moved`).toBe(true);
         expect(master ? master.subarray(p.offset, p.offset + p.numel) : cuda.getTensor(p.name), p.name).toEqual(w);
       });
+      // the bf16 weights the forward reads: the master's other half, its rounding (ties away from zero)
+      if (master) expect(cudaBuffer(cuda, 'params')).toEqual(master.map(bf16TiesAway));
       expect(nat.trainGetBuffer(cuda, 'grads').every((x) => x === 0)).toBe(true);
     } finally {
       cpu.dispose();
@@ -208,7 +213,7 @@ describe.skipIf(!gpu.usable)(`the one-launch AdamW step vs the CPU ${gpuNote}`, 
         moved.push(Array.from({ length: cfg.vocab }, (_, r) => now.subarray(r * cfg.hidden, (r + 1) * cfg.hidden).some((x, j) => x !== was[r * cfg.hidden + j])));
       }
       // the CUDA model's fp32 weights are its master (L2E_GPU_TESTS_ON_CPU: a CPU model's weights)
-      const master = cudaDevice === 'cuda' ? (nat as unknown as { trainGetBuffer(m: NativeModel, w: string): Float32Array }).trainGetBuffer(cuda, 'master') : null;
+      const master = cudaDevice === 'cuda' ? cudaBuffer(cuda, 'master') : null;
       for (const p of cpu.params()) expect(master ? master.subarray(p.offset, p.offset + p.numel) : cuda.getTensor(p.name), p.name).toEqual(cpu.getTensor(p.name));
       // what the case is about: rows [1, 12) left the batch at step 2 and moved on their moments; rows
       // [24, 40) never had a gradient and kept their weights exactly without decay, moved with it

@@ -53,6 +53,7 @@ inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return
 struct alignas(8) uint2 {
   unsigned x, y;
 };
+inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
 struct alignas(16) float4 {
   float x, y, z, w;
 };
@@ -223,6 +224,12 @@ inline unsigned int __float_as_uint(float x) {
   unsigned int u;
   __builtin_memcpy(&u, &x, sizeof u);
   return u;
+}
+// ... and the reverse: the unsigned int's bits as a float (__uint_as_float).
+inline float __uint_as_float(unsigned int u) {
+  float x;
+  __builtin_memcpy(&x, &u, sizeof x);
+  return x;
 }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
