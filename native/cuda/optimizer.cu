@@ -117,7 +117,7 @@ __global__ void adamw_multi_kernel(const AdamwTensorDesc* tensors, const AdamwBl
   if (st->skipped) return;
   const AdamwBlockWork wk = work[blockIdx.x];
   const AdamwTensorDesc t = tensors[wk.tensor];
-  const AdamwScalars& a = t.decay ? decayed : plain;
+  const AdamwScalars a = t.decay ? decayed : plain;  // a copy: a reference to either parameter puts both on the stack
   const size_t end = wk.start + kAdamwBlockElems < t.n ? wk.start + kAdamwBlockElems : t.n;
   uint16_t* hi = static_cast<uint16_t*>(t.shadow);  // with it, t.w holds the master's low halves
   uint16_t* lo = static_cast<uint16_t*>(t.w);
@@ -136,10 +136,8 @@ __global__ void adamw_multi_kernel(const AdamwTensorDesc* tensors, const AdamwBl
       float4 v = *reinterpret_cast<const float4*>(t.v + i);
       if (!a.decays && untouched4(g, m, v)) continue;  // the update would leave w, m, v (and the shadow) as they are
       float4 w;
-      uint2 hi4, lo4;  // four halves each, two to a word, the lower address in the low bits
-      if (hi) {
-        hi4 = *reinterpret_cast<const uint2*>(hi + i);
-        lo4 = *reinterpret_cast<const uint2*>(lo + i);
+      if (hi) {  // four halves each, two to a word, the lower address in the low bits
+        const uint2 hi4 = *reinterpret_cast<const uint2*>(hi + i), lo4 = *reinterpret_cast<const uint2*>(lo + i);
         w = make_float4(joined(uint16_t(hi4.x), uint16_t(lo4.x)), joined(uint16_t(hi4.x >> 16), uint16_t(lo4.x >> 16)),
                         joined(uint16_t(hi4.y), uint16_t(lo4.y)), joined(uint16_t(hi4.y >> 16), uint16_t(lo4.y >> 16)));
       } else {
