@@ -114,10 +114,9 @@ class CudaBackend final : public Backend {
     if (dst.dtype != DType::BF16 && dst.dtype != DType::F32)
       throw Error(std::string("upload: cannot convert ") + dtype_name(host_dtype) + " to " + dtype_name(dst.dtype));
     // convert on the host in chunks (bounded staging memory), rounding to nearest even like the CPU
-    constexpr size_t kChunk = size_t(1) << 22;
-    std::vector<uint32_t> stage(std::min(numel, kChunk));
-    for (size_t s0 = 0; s0 < numel; s0 += kChunk) {
-      const size_t n = std::min(kChunk, numel - s0);
+    std::vector<uint32_t> stage(std::min(numel, kHostChunk));
+    for (size_t s0 = 0; s0 < numel; s0 += kHostChunk) {
+      const size_t n = std::min(kHostChunk, numel - s0);
       for (size_t i = 0; i < n; i++) {
         const float f = host_value(host, host_dtype, s0 + i);
         if (dst.dtype == DType::BF16) reinterpret_cast<uint16_t*>(stage.data())[i] = f32_to_bf16(f);
@@ -160,10 +159,9 @@ class CudaBackend final : public Backend {
   // Split and joined on the host in chunks (bounded staging memory), as upload converts.
   void upload_master(Buf& hi, Buf& lo, const void* host, size_t numel, DType host_dtype) override {
     check_halves(hi, lo, numel, "upload_master");
-    constexpr size_t kChunk = size_t(1) << 22;
-    std::vector<uint16_t> his(std::min(numel, kChunk)), los(his.size());
-    for (size_t s0 = 0; s0 < numel; s0 += kChunk) {
-      const size_t n = std::min(kChunk, numel - s0);
+    std::vector<uint16_t> his(std::min(numel, kHostChunk)), los(his.size());
+    for (size_t s0 = 0; s0 < numel; s0 += kHostChunk) {
+      const size_t n = std::min(kHostChunk, numel - s0);
       for (size_t i = 0; i < n; i++) {
         const float f = host_value(host, host_dtype, s0 + i);
         uint32_t bits;
@@ -179,14 +177,16 @@ class CudaBackend final : public Backend {
   void download_master(const Buf& hi, const Buf& lo, float* host) override {
     check_halves(hi, lo, hi.numel, "download_master");
     const size_t numel = hi.numel;
-    if (numel == 0) return;
-    std::vector<uint16_t> his(numel), los(numel);
-    L2E_CUDA_CHECK(cudaMemcpyAsync(his.data(), hi.ptr, numel * 2, cudaMemcpyDeviceToHost, stream_));
-    L2E_CUDA_CHECK(cudaMemcpyAsync(los.data(), lo.ptr, numel * 2, cudaMemcpyDeviceToHost, stream_));
-    L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    for (size_t i = 0; i < numel; i++) {
-      const uint32_t bits = master_bits(his[i], los[i]);
-      std::memcpy(host + i, &bits, 4);
+    std::vector<uint16_t> his(std::min(numel, kHostChunk)), los(his.size());
+    for (size_t s0 = 0; s0 < numel; s0 += kHostChunk) {
+      const size_t n = std::min(kHostChunk, numel - s0);
+      L2E_CUDA_CHECK(cudaMemcpyAsync(his.data(), static_cast<const uint16_t*>(hi.ptr) + s0, n * 2, cudaMemcpyDeviceToHost, stream_));
+      L2E_CUDA_CHECK(cudaMemcpyAsync(los.data(), static_cast<const uint16_t*>(lo.ptr) + s0, n * 2, cudaMemcpyDeviceToHost, stream_));
+      L2E_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      for (size_t i = 0; i < n; i++) {
+        const uint32_t bits = master_bits(his[i], los[i]);
+        std::memcpy(host + s0 + i, &bits, 4);
+      }
     }
   }
 
@@ -358,6 +358,9 @@ class CudaBackend final : public Backend {
       default: throw Error(std::string("upload: cannot convert ") + dtype_name(t));
     }
   }
+
+  // Values a host-side conversion stages at a time (upload, upload_master, download_master).
+  static constexpr size_t kHostChunk = size_t(1) << 22;
 
   static void check_halves(const Buf& hi, const Buf& lo, size_t numel, const char* what) {
     need(hi, DType::BF16, what, "hi");
