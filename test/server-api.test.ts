@@ -3,6 +3,7 @@
 // and every bad input is a 4xx in OpenAI's error shape naming the field.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import OpenAI from 'openai';
 import type { EmbeddingModel } from '../src/model/embedding-model.js';
@@ -229,20 +230,48 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       expect(r.body.data[0]!.embedding).toHaveLength(model.dim);
     });
 
+    it('a timer longer than Node keeps is refused (it would fire after 1 ms)', async () => {
+      await expect(serve(model, { port: 0, requestTimeoutMs: 2 ** 31 })).rejects.toThrow(
+        new Error('serve: requestTimeoutMs must be at most 2147483647 (about 24.8 days, the longest timer Node keeps), got 2147483648'),
+      );
+      await expect(serve(model, { port: 0, maxWaitMs: 3e9 })).rejects.toThrow(
+        new Error('serve: maxWaitMs must be at most 2147483647 (about 24.8 days, the longest timer Node keeps), got 3000000000'),
+      );
+    });
+
+    it('a port in use: the error names the address and why', async () => {
+      const blocker = createServer();
+      await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+      const port = (blocker.address() as AddressInfo).port;
+      try {
+        await expect(serve(model, { port })).rejects.toThrow(
+          new Error(`could not listen on 127.0.0.1:${port}: the port is in use (choose another port, or 0 for any free one) (EADDRINUSE)`),
+        );
+      } finally {
+        blocker.close();
+      }
+    });
+
     it('serve() options of the wrong type are refused (plain-JS callers)', async () => {
       await expect(serve(model, { port: 0, batching: 'no' as unknown as boolean })).rejects.toThrow(
         new TypeError('serve: batching must be true or false, got "no"'),
       );
     });
 
-    it('a request over the queue limit', async () => {
-      const texts = Array<string>(8).fill('perkataan '.repeat(3));
-      const tokens = model.tokenize(texts, 16).reduce((a, x) => a + x.length, 0);
+    it('a request over the queue limit: refused once its inputs so far pass it', async () => {
+      const texts = Array<string>(6).fill('perkataan '.repeat(3));
+      const lens = model.tokenize(texts, 16).map((x) => x.length);
+      const tokens = lens.reduce((a, x) => a + x, 0);
       expect(tokens).toBeGreaterThan(64);
+      expect(tokens - lens[5]!).toBeLessThanOrEqual(64); // the last input passes the limit
       const r = await postJson<OpenAIError>(`${s.url}/v1/embeddings`, { input: texts, truncate: true });
       expect(r.status).toBe(413);
-      expect(r.body.error.message).toBe(`'input' has ${tokens} tokens; one request may hold at most 64`);
+      expect(r.body.error.message).toBe(`'input' has too many tokens: its 6 inputs hold ${tokens}, and one request may hold at most 64`);
       expect(r.body.error.param).toBe('input');
+      // past the limit at the fifth input: the sixth (outside the vocabulary) is never looked at
+      const ids = { input: [Array<number>(16).fill(5), Array<number>(16).fill(5), Array<number>(16).fill(5), Array<number>(16).fill(5), Array<number>(16).fill(5), [10 ** 6]] };
+      const early = await postJson<OpenAIError>(`${s.url}/v1/embeddings`, ids);
+      expect([early.status, early.body.error.message]).toEqual([413, `'input' has too many tokens: its first 5 of 6 inputs hold 80, and one request may hold at most 64`]);
     });
 
     it('invalid UTF-8 in the body', async () => {

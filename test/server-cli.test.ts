@@ -65,6 +65,11 @@ describe('l2e serve options', () => {
     expect(missing.code).toBe(1);
     expect(missing.err.split('\n').at(-2)).toBe('l2e serve: error: model folder not found: /nonexistent/model');
     expect(process.listenerCount('SIGTERM')).toBe(0);
+    for (const flag of ['--request-timeout-ms', '--max-wait-ms']) {
+      const timer = await l2e('serve', '--model', 'x', flag, '3000000000');
+      expect(timer.code).toBe(2);
+      expect(timer.err.split('\n')[0]).toBe(`l2e serve: ${flag} must be at most 2147483647 (about 24.8 days, the longest timer Node keeps), got 3000000000`);
+    }
     const dev = await l2e('serve', '--model', 'x', '--device', 'tpu');
     expect(dev.err.split('\n')[0]).toBe('l2e serve: --device must be cpu or cuda, got tpu');
   });

@@ -1,7 +1,7 @@
 // The search corpus: embedded at start through the batcher (progress lines), saved to and read back
 // from a .npy of its vectors, a mismatched .npy refused with a clear error, POST /search's answers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EmbeddingModel } from '../src/model/embedding-model.js';
 import { cosine } from '../src/eval/metrics.js';
@@ -42,10 +42,13 @@ describe.skipIf(!hasTokenizer)(`search corpus ${hasTokenizer ? '' : skipNote('th
     } finally {
       await a.handle.close();
     }
-    const b = await serveOn(model, { corpus: CORPUS, corpusVectors: file });
+    expect(JSON.parse(readFileSync(`${file}.json`, 'utf8'))).toMatchObject({ format: 'l2e-corpus-vectors-1', rows: 150, dim: model.dim });
+    const logB: string[] = [];
+    const b = await serveOn(model, { corpus: CORPUS, corpusVectors: file, onLog: (l) => logB.push(l) });
     try {
       await b.handle.corpusReady;
-      expect(metricValue(await getText(`${b.url}/metrics`), 'l2e_texts_total')).toBe(0); // nothing re-embedded
+      expect(logB).toContain(`corpus: read 150 vectors from ${file} (8 of them checked against the model)`);
+      expect(metricValue(await getText(`${b.url}/metrics`), 'l2e_texts_total')).toBe(8); // only the rows of the check re-embedded
       const r = await postJson<typeof first>(`${b.url}/search`, { query: CORPUS[7], k: 3 });
       expect(r.body).toEqual(first);
     } finally {
@@ -65,6 +68,49 @@ describe.skipIf(!hasTokenizer)(`search corpus ${hasTokenizer ? '' : skipNote('th
       expect(r.body.error.message).toBe(`the corpus could not be embedded: ${msg}`);
       const info = (await (await fetch(`${s.url}/info`)).json()) as { corpus: unknown };
       expect(info.corpus).toEqual({ texts: 150, embedded: 0, ready: false, error: msg });
+    } finally {
+      await s.handle.close();
+    }
+  });
+
+  // A vectors file of the right shape but not this corpus's (other texts, or another model's vectors)
+  // gave wrong search results without a word: ours is refused by its fingerprint (FILE.json), any
+  // file by the rows embedded again at start; a file of the right vectors without one is used.
+  it('a vectors file of other texts or another model is refused; the right vectors without a fingerprint are used', async () => {
+    const dir = makeTempDir();
+    const refused = async (corpus: string[], file: string, message: string | RegExp): Promise<void> => {
+      const s = await serveOn(model, { corpus, corpusVectors: file });
+      try {
+        await expect(s.handle.corpusReady).rejects.toThrow(message);
+      } finally {
+        await s.handle.close();
+      }
+    };
+    // ours, written for CORPUS, then started with as many other texts
+    const ours = join(dir, 'ours.npy');
+    const a = await serveOn(model, { corpus: CORPUS, corpusVectors: ours });
+    await a.handle.corpusReady;
+    await a.handle.close();
+    const other = CORPUS.map((t) => `${t} lagi`);
+    await refused(other, ours, `${ours} holds the vectors of other texts (${ours}.json says what it was made from); remove both to embed this corpus again`);
+    // without the fingerprint: the sample of rows embedded again finds them another corpus's
+    rmSync(`${ours}.json`);
+    await refused(other, ours, new RegExp(`^${ours.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not hold this model's vectors of the corpus: row 0 \\("ayat nombor 0 tentang kucing lagi"\\) is at cosine 0\\.\\d{4} to its embedding now; remove it to embed the corpus again$`));
+    // another model's vectors of these very texts (an encode with other weights)
+    const foreign = join(dir, 'foreign.npy');
+    const shifted = await model.encode(CORPUS);
+    for (let i = 0; i < shifted.data.length; i++) shifted.data[i] = shifted.data[(i + 1) % shifted.data.length]!;
+    writeFileSync(foreign, Buffer.concat(npyBytes(shifted.data, shifted.rows, shifted.dim)));
+    await refused(CORPUS, foreign, /does not hold this model's vectors of the corpus: row 0 /);
+    // the right vectors, written by `l2e encode` (no fingerprint): used
+    const encoded = join(dir, 'encoded.npy');
+    const right = await model.encode(CORPUS);
+    writeFileSync(encoded, Buffer.concat(npyBytes(right.data, right.rows, right.dim)));
+    const s = await serveOn(model, { corpus: CORPUS, corpusVectors: encoded });
+    try {
+      await s.handle.corpusReady;
+      const r = await postJson<{ results: { index: number }[] }>(`${s.url}/search`, { query: CORPUS[9], k: 1 });
+      expect(r.body.results[0]!.index).toBe(9);
     } finally {
       await s.handle.close();
     }

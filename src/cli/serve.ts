@@ -2,7 +2,7 @@
 // SIGTERM or SIGINT, which stop accepting, finish the requests in flight and exit 0.
 import { readCorpus } from '../mine/corpus.js';
 import { EmbeddingModel } from '../model/embedding-model.js';
-import { serve } from '../server/server.js';
+import { MAX_TIMER_MS, serve } from '../server/server.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { deviceOf, positiveInt } from './source-options.js';
@@ -29,7 +29,11 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     'api-key': { kind: 'string', help: 'require "Authorization: Bearer KEY" (or set L2E_API_KEY)', metavar: 'KEY' },
     corpus: { kind: 'string', help: 'texts for the search page: JSONL, plain lines or a .json list', metavar: 'FILE' },
     'corpus-field': { kind: 'string', help: 'JSONL field holding the corpus text', default: 'text' },
-    'corpus-vectors': { kind: 'string', help: '.npy of the corpus vectors: read if present, else written', metavar: 'FILE' },
+    'corpus-vectors': {
+      kind: 'string',
+      help: ".npy of the corpus vectors: read if present (checked: its shape, FILE.json's fingerprint of the texts, 8 rows embedded again), else written with FILE.json",
+      metavar: 'FILE',
+    },
     'max-batch-tokens': { kind: 'integer', help: 'tokens per packed batch (default 2048 on cpu, 16384 on cuda)' },
     'max-wait-ms': { kind: 'number', help: 'longest wait for more requests before a batch', default: 5 },
     'max-queue-tokens': { kind: 'integer', help: 'tokens allowed to wait (beyond: 503)', default: 262144 },
@@ -47,7 +51,11 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     const device = deviceOf(args);
     const port = opt.num(args, 'port')!;
     if (port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535], got ${port}`);
-    const maxWaitMs = opt.num(args, 'max-wait-ms')!;
+    const timer = (name: string, v: number): number => {
+      if (v > MAX_TIMER_MS) throw new UsageError(`--${name} must be at most ${MAX_TIMER_MS} (about 24.8 days, the longest timer Node keeps), got ${v}`);
+      return v;
+    };
+    const maxWaitMs = timer('max-wait-ms', opt.num(args, 'max-wait-ms')!);
     if (maxWaitMs < 0) throw new UsageError(`--max-wait-ms must be ≥ 0, got ${maxWaitMs}`);
     const int = (name: string): number => positiveInt(args, name)!;
     const options = {
@@ -62,7 +70,7 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
       maxInputs: int('max-inputs'),
       maxChars: int('max-chars'),
       maxBodyBytes: int('max-body-bytes'),
-      requestTimeoutMs: int('request-timeout-ms'),
+      requestTimeoutMs: timer('request-timeout-ms', int('request-timeout-ms')),
       corpusVectors: opt.str(args, 'corpus-vectors'),
       onLog: (line: string) => process.stderr.write(`${line}\n`),
     };

@@ -1,10 +1,12 @@
 // The search page's corpus: texts embedded once at start, through the server's batcher (so serving
 // goes on meanwhile, one batch on the device at a time), or read back from a saved .npy of their
 // vectors; searched with the exact native k-NN (cosine).
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { npyBytes, parseNpy } from '../util/npy.js';
 import { knn } from '../eval/knn.js';
+import { cosine } from '../eval/metrics.js';
 import { Embeddings } from '../model/embeddings.js';
 import type { TextTokenizer } from '../model/tokenizer.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -13,6 +15,57 @@ import { toModelInputs } from './inputs.js';
 
 /** Texts per corpus submission: small, so that requests interleave with the corpus's batches. */
 const CHUNK = 64;
+/** Rows of a saved vectors file embedded again at start to check it. */
+const SAMPLE = 8;
+/** A saved row and the text's embedding now count as the same vector at this cosine or above
+ * (batch composition moves the last bits; another model or text falls far below). */
+const SAME_VECTOR_COSINE = 0.999;
+const MADE_FROM_FORMAT = 'l2e-corpus-vectors-1';
+
+/** What a saved vectors file was made from, written beside it (FILE.json). */
+interface MadeFrom {
+  format: string;
+  /** sha256 of the texts (each with its length) and the token limit they were cut at */
+  texts: string;
+  rows: number;
+  dim: number;
+  maxLength: number;
+}
+
+type EmbedOptions = Parameters<CorpusIndex['build']>[0];
+
+const sidecarOf = (vectorsFile: string): string => `${vectorsFile}.json`;
+
+function fingerprint(texts: readonly string[], maxLength: number): string {
+  const h = createHash('sha256').update(`${maxLength}\n`);
+  for (const t of texts) h.update(`${t.length}\n`).update(t);
+  return h.digest('hex');
+}
+
+/** The fingerprint beside a vectors file; null when there is none (or it is not ours). */
+function readMadeFrom(file: string): MadeFrom | null {
+  if (!existsSync(file)) return null;
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as Partial<MadeFrom> | null;
+    return v && v.format === MADE_FROM_FORMAT && typeof v.texts === 'string' ? (v as MadeFrom) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Rows [texts.length × dim] of `texts`, truncated at maxLength, through the server's batcher. */
+async function embedTexts(texts: string[], opts: EmbedOptions): Promise<Float32Array> {
+  const limits = { maxInputs: CHUNK, maxChars: Infinity, maxLength: opts.maxLength };
+  const ids = await toModelInputs({ kind: 'texts', texts, single: false }, opts.tokenizer, opts.vocabSize, limits, true, 'corpus');
+  for (;;) {
+    try {
+      return await opts.batcher.submit(ids);
+    } catch (err) {
+      if (!(err instanceof QueueFullError)) throw err;
+      await sleep(50); // requests first: the corpus waits for room
+    }
+  }
+}
 
 export interface SearchHit {
   index: number;
@@ -39,8 +92,10 @@ export class CorpusIndex {
   }
 
   /**
-   * Fills the index: from `vectorsFile` when it exists (it must match the corpus), else by embedding
-   * every text (truncated at maxLength), then saving them to `vectorsFile` when given.
+   * Fills the index: from `vectorsFile` when it exists (it must match the corpus: its shape, the
+   * fingerprint of the texts beside it when there is one, and a sample of rows embedded again), else
+   * by embedding every text (truncated at maxLength), then saving them to `vectorsFile` when given,
+   * with the fingerprint beside it (FILE.json).
    */
   async build(opts: {
     batcher: Batcher;
@@ -50,38 +105,61 @@ export class CorpusIndex {
     maxLength: number;
     vectorsFile?: string;
     onProgress?: (done: number, total: number) => void;
+    /** The vectors were read from vectorsFile instead: its rows, and how many were checked. */
+    onRead?: (rows: number, checked: number) => void;
   }): Promise<void> {
     const { vectorsFile, dim } = opts;
+    const print = fingerprint(this.texts, opts.maxLength);
     if (vectorsFile && existsSync(vectorsFile)) {
       const m = parseNpy(readFileSync(vectorsFile), vectorsFile);
       if (m.rows !== this.texts.length || m.cols !== dim) {
         throw new Error(`${vectorsFile} holds ${m.rows}x${m.cols} vectors but the corpus has ${this.texts.length} texts of ${dim} dims`);
       }
-      this.vectors = new Embeddings(m.rows, m.cols, m.data);
+      const stored = new Embeddings(m.rows, m.cols, m.data);
+      const made = readMadeFrom(sidecarOf(vectorsFile));
+      if (made && made.texts !== print) {
+        throw new Error(`${vectorsFile} holds the vectors of other texts (${sidecarOf(vectorsFile)} says what it was made from); remove both to embed this corpus again`);
+      }
+      const checked = await this.checkSample(stored, opts);
+      this.vectors = stored;
       this.embedded = m.rows;
-      opts.onProgress?.(m.rows, m.rows);
+      opts.onRead?.(m.rows, checked);
       return;
     }
     const out = new Embeddings(this.texts.length, dim);
-    const limits = { maxInputs: CHUNK, maxChars: Infinity, maxLength: opts.maxLength };
     for (let start = 0; start < this.texts.length; start += CHUNK) {
       if (this.cancelled) throw new Error('corpus embedding cancelled: the server is closing');
       const texts = this.texts.slice(start, start + CHUNK);
-      const ids = await toModelInputs({ kind: 'texts', texts, single: false }, opts.tokenizer, opts.vocabSize, limits, true, 'corpus');
-      for (;;) {
-        try {
-          out.data.set(await opts.batcher.submit(ids), start * dim);
-          break;
-        } catch (err) {
-          if (!(err instanceof QueueFullError)) throw err;
-          await sleep(50); // requests first: the corpus waits for room
-        }
-      }
+      out.data.set(await embedTexts(texts, opts), start * dim);
       this.embedded = start + texts.length;
       opts.onProgress?.(this.embedded, this.texts.length);
     }
-    if (vectorsFile) writeFileAtomic(vectorsFile, npyBytes(out.data, out.rows, out.dim));
+    if (vectorsFile) {
+      writeFileAtomic(vectorsFile, npyBytes(out.data, out.rows, out.dim));
+      const made: MadeFrom = { format: MADE_FROM_FORMAT, texts: print, rows: out.rows, dim: out.dim, maxLength: opts.maxLength };
+      writeFileAtomic(sidecarOf(vectorsFile), `${JSON.stringify(made, null, 2)}\n`);
+    }
     this.vectors = out;
+  }
+
+  /**
+   * A saved file's rows against the texts embedded now, at SAMPLE rows spread over the corpus (all of
+   * a smaller one): vectors of another model, or of other texts, are refused. Only the fingerprint
+   * beside the file sees an edit between those rows. Returns the rows checked.
+   */
+  private async checkSample(stored: Embeddings, opts: EmbedOptions): Promise<number> {
+    const n = this.texts.length;
+    const rows = n <= SAMPLE ? Array.from({ length: n }, (_, i) => i) : Array.from({ length: SAMPLE }, (_, i) => Math.round((i * (n - 1)) / (SAMPLE - 1)));
+    const now = await embedTexts(rows.map((r) => this.texts[r]!), opts);
+    rows.forEach((r, i) => {
+      const cos = cosine(now.subarray(i * stored.dim, (i + 1) * stored.dim), stored.row(r));
+      if (!(cos >= SAME_VECTOR_COSINE)) {
+        throw new Error(
+          `${opts.vectorsFile} does not hold this model's vectors of the corpus: row ${r} (${JSON.stringify(this.texts[r]!.slice(0, 40))}) is at cosine ${cos.toFixed(4)} to its embedding now; remove it to embed the corpus again`,
+        );
+      }
+    });
+    return rows.length;
   }
 
   /** The k texts nearest to `query` (one embedded row), best first. */

@@ -17,6 +17,11 @@ export interface InputLimits {
   maxLength: number;
 }
 
+/** Most tokens of one request's inputs together (the server's maxQueueTokens), when checked. */
+export interface RequestLimits extends InputLimits {
+  maxTotalTokens?: number;
+}
+
 /** A request's inputs: texts, or token-id sequences sent as they are to the model. */
 export type Inputs = ({ kind: 'texts'; texts: string[] } | { kind: 'ids'; ids: number[][] }) & {
   /** A lone string or id list (errors name the field itself, not field[0]). */
@@ -93,13 +98,14 @@ function typeName(v: unknown): string {
 /**
  * The model inputs of `inputs`: texts tokenised (BOS prepended) in event-loop-friendly slices, ids
  * checked against the vocabulary. Over `maxLength` tokens: cut when `truncate`, else a 413 naming
- * the input.
+ * the input. Over `maxTotalTokens` in all: a 413 as soon as the inputs so far pass it (the rest is
+ * not tokenised).
  */
 export async function toModelInputs(
   inputs: Inputs,
   tokenizer: TextTokenizer,
   vocabSize: number,
-  limits: InputLimits,
+  limits: RequestLimits,
   truncate: boolean,
   field: string,
   signal?: AbortSignal,
@@ -110,6 +116,17 @@ export async function toModelInputs(
       name(i),
       `'${name(i)}' is longer than the server's limit of ${limits.maxLength} tokens (--max-length); send "truncate": true to cut it`,
     );
+  const n = inputs.kind === 'ids' ? inputs.ids.length : inputs.texts.length;
+  let total = 0;
+  const count = (ids: Int32Array, i: number): Int32Array => {
+    total += ids.length;
+    const most = limits.maxTotalTokens ?? Infinity;
+    if (total > most) {
+      const which = i + 1 < n ? `its first ${i + 1} of ${n} inputs` : `its ${n} inputs`;
+      throw overLimit(field, `'${field}' has too many tokens: ${which} hold ${total}, and one request may hold at most ${most}`);
+    }
+    return ids;
+  };
   if (inputs.kind === 'ids') {
     return inputs.ids.map((seq, i) => {
       const bad = seq.findIndex((id) => id < 0 || id >= vocabSize);
@@ -117,11 +134,10 @@ export async function toModelInputs(
         throw badField(`${name(i)}[${bad}]`, `'${name(i)}[${bad}]' is ${seq[bad]}, outside the vocabulary [0, ${vocabSize})`);
       }
       if (seq.length > limits.maxLength && !truncate) throw tooLong(i);
-      return Int32Array.from(seq.length > limits.maxLength ? seq.slice(0, limits.maxLength) : seq);
+      return count(Int32Array.from(seq.length > limits.maxLength ? seq.slice(0, limits.maxLength) : seq), i);
     });
   }
   const out: Int32Array[] = [];
-  const n = inputs.texts.length;
   let sliceStart = performance.now();
   for (let i = 0; i < n; i++) {
     const text = inputs.texts[i]!;
@@ -129,9 +145,10 @@ export async function toModelInputs(
     let ids = tokenizer.encode(text, limits.maxLength + 1);
     if (ids.length > limits.maxLength) {
       if (!truncate) throw tooLong(i);
-      ids = tokenizer.encode(text, limits.maxLength);
+      // the first maxLength ids are those of the text cut there, unless the last is a closing EOS
+      ids = tokenizer.addEos ? tokenizer.encode(text, limits.maxLength) : ids.slice(0, limits.maxLength);
     }
-    out.push(ids);
+    out.push(count(ids, i));
     if (performance.now() - sliceStart >= EVENT_LOOP_SLICE_MS) {
       await yieldToLoop();
       if (signal?.aborted) throw signal.reason;

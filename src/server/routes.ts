@@ -62,11 +62,9 @@ async function embedInputs(
     o.requestTimeoutMs,
   );
   try {
-    const ids = await toModelInputs(inputs, model.tokenizer, model.config.vocabSize, state.limits, truncate, field, ac.signal);
+    const limits = { ...state.limits, maxTotalTokens: o.maxQueueTokens };
+    const ids = await toModelInputs(inputs, model.tokenizer, model.config.vocabSize, limits, truncate, field, ac.signal);
     const tokens = ids.reduce((s, x) => s + x.length, 0);
-    if (tokens > o.maxQueueTokens) {
-      throw new ApiError(413, `'${field}' has ${tokens} tokens; one request may hold at most ${o.maxQueueTokens}`, field, 'over_limit');
-    }
     let rows: Float32Array;
     try {
       rows = await batcher.submit(ids, ac.signal);

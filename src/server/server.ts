@@ -90,6 +90,14 @@ export const DEFAULT_MAX_BATCH_TOKENS: Record<Device, number> = { cpu: 2048, cud
 
 const PUBLIC_PATHS = new Set(['/', '/index.html', '/app.js', '/health']);
 
+/** The longest delay a Node timer keeps (2^31 - 1 ms, about 24.8 days): a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function timerMs(name: string, v: number): number {
+  if (v > MAX_TIMER_MS) throw new Error(`serve: ${name} must be at most ${MAX_TIMER_MS} (about 24.8 days, the longest timer Node keeps), got ${v}`);
+  return v;
+}
+
 function positive(name: string, v: number, integer = true): number {
   if (!(v > 0) || (integer && !Number.isInteger(v))) throw new Error(`serve: ${name} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
   return v;
@@ -108,16 +116,31 @@ function resolveOptions(o: ServeOptions): ResolvedOptions {
     maxChars: positive('maxChars', o.maxChars ?? 65536),
     maxBodyBytes: positive('maxBodyBytes', o.maxBodyBytes ?? 16 * 1024 * 1024),
     maxLength: o.maxLength === undefined ? 0 : positive('maxLength', o.maxLength), // 0: the model's, at load
-    requestTimeoutMs: positive('requestTimeoutMs', o.requestTimeoutMs ?? 60000),
+    requestTimeoutMs: timerMs('requestTimeoutMs', positive('requestTimeoutMs', o.requestTimeoutMs ?? 60000)),
     corpusVectors: o.corpusVectors,
     modelName: o.modelName ?? 'l2e',
     onLog: o.onLog ?? (() => {}),
   };
   if (typeof r.batching !== 'boolean') throw new TypeError(`serve: batching must be true or false, got ${JSON.stringify(r.batching)}`);
   if (!(r.maxWaitMs >= 0)) throw new Error(`serve: maxWaitMs must be ≥ 0, got ${r.maxWaitMs}`);
+  timerMs('maxWaitMs', r.maxWaitMs);
   if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) throw new Error(`serve: port must be an integer in [0, 65535], got ${r.port}`);
   if (r.maxLength > 0) checkQueueFits(r);
   return r;
+}
+
+/** Why the server could not listen, in words that name the host and port. */
+function listenFailure(err: unknown, host: string, port: number): Error {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const why: Record<string, string> = {
+    EADDRINUSE: 'the port is in use (choose another port, or 0 for any free one)',
+    EACCES: 'permission denied (ports below 1024 need privileges)',
+    EADDRNOTAVAIL: "the address is not one of this machine's",
+    ENOTFOUND: 'no such host',
+    EAI_AGAIN: 'the host name could not be resolved',
+  };
+  if (code === undefined || !(code in why)) return err instanceof Error ? err : new Error(String(err));
+  return new Error(`could not listen on ${host}:${port}: ${why[code]} (${code})`, { cause: err });
 }
 
 function checkQueueFits(r: { maxQueueTokens: number; maxLength: number }): void {
@@ -241,7 +264,12 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
 
   registerRoutes(app, state);
 
-  await app.listen({ host: o.host, port: o.port });
+  try {
+    await app.listen({ host: o.host, port: o.port });
+  } catch (err) {
+    await app.close();
+    throw listenFailure(err, o.host, o.port);
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : o.port;
   const hostForUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
@@ -292,6 +320,7 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
             o.onLog(`corpus: embedded ${done}/${total} texts`);
           }
         },
+        onRead: (rows, checked) => o.onLog(`corpus: read ${rows} vectors from ${o.corpusVectors} (${checked} of them checked against the model)`),
       });
     } catch (err) {
       corpus.error = err instanceof Error ? err : new Error(String(err));
