@@ -78,6 +78,16 @@ describe('l2e serve options', () => {
 describe.skipIf(!hasTokenizer || !hasDist)(
   `l2e serve process ${!hasTokenizer ? skipNote('the shared tokenizer') : hasDist ? '' : '(skipped: dist/ not built; npm run build:ts)'}`,
   () => {
+    it("a queue smaller than the model's input length: a usage error naming the flags, once the model is loaded", async () => {
+      const dir = makeTempDir('l2e-serve-cli-');
+      writeTinyModel(dir, { seed: 5 });
+      const r = await l2e('serve', '--model', dir, '--port', '0', '--max-queue-tokens', '100');
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(
+        "l2e serve: --max-queue-tokens (100) must be at least the model's input length (512, its max_position_embeddings): raise it, or give a smaller --max-length\n",
+      );
+    });
+
     it('SIGTERM: stops accepting, finishes the request in flight, exits 0', async () => {
       const dir = makeTempDir('l2e-serve-cli-');
       writeTinyModel(dir, { seed: 5 });

@@ -2,7 +2,7 @@
 // SIGTERM or SIGINT, which stop accepting, finish the requests in flight and exit 0.
 import { readCorpus } from '../mine/corpus.js';
 import { EmbeddingModel } from '../model/embedding-model.js';
-import { MAX_TIMER_MS, serve } from '../server/server.js';
+import { MAX_TIMER_MS, QueueTooSmallError, serve } from '../server/server.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { deviceOf, positiveInt } from './source-options.js';
@@ -109,6 +109,11 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     } catch (err) {
       unhook();
       await handle.close();
+      if (err instanceof QueueTooSmallError) {
+        throw new UsageError(
+          `--max-queue-tokens (${err.maxQueueTokens}) must be at least the model's input length (${err.maxLength}, its max_position_embeddings): raise it, or give a smaller --max-length`,
+        );
+      }
       throw err;
     }
     process.stderr.write(`ready: ${model.dim}-dim embeddings on ${model.device}; open ${handle.url}/ for the search page\n`);

@@ -143,10 +143,18 @@ function listenFailure(err: unknown, host: string, port: number): Error {
   return new Error(`could not listen on ${host}:${port}: ${why[code]} (${code})`, { cause: err });
 }
 
-function checkQueueFits(r: { maxQueueTokens: number; maxLength: number }): void {
-  if (r.maxQueueTokens < r.maxLength) {
-    throw new Error(`serve: maxQueueTokens (${r.maxQueueTokens}) must be at least maxLength (${r.maxLength}), or a single long text could never be queued`);
+/** maxQueueTokens below maxLength (given, or the model's once loaded): one long text could never be queued. */
+export class QueueTooSmallError extends Error {
+  constructor(
+    readonly maxQueueTokens: number,
+    readonly maxLength: number,
+  ) {
+    super(`serve: maxQueueTokens (${maxQueueTokens}) must be at least maxLength (${maxLength}), or a single long text could never be queued`);
   }
+}
+
+function checkQueueFits(r: { maxQueueTokens: number; maxLength: number }): void {
+  if (r.maxQueueTokens < r.maxLength) throw new QueueTooSmallError(r.maxQueueTokens, r.maxLength);
 }
 
 function readVersion(): string {
