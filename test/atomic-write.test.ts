@@ -156,3 +156,24 @@ describe.each(writers)('%s', (_name, write) => {
     expect(readdirSync(dir)).toEqual(['sub']);
   });
 });
+
+describe('AtomicWriter.abort', () => {
+  // The temp file was opened by the stream in the background: an abort right after the writer was made
+  // (mine failing on its thresholds just after opening its output) removed nothing, then the stream's
+  // open created the file, left beside the target for good.
+  it('right after the writer is made: no temp file left, now or once the stream has closed', async () => {
+    const dir = makeTempDir();
+    const w = new AtomicWriter(join(dir, 'out.jsonl'));
+    expect(readdirSync(dir)).toHaveLength(1); // the temp file exists from the start
+    w.abort();
+    expect(readdirSync(dir)).toEqual([]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('a folder it cannot write in fails when the writer is made, naming the target', () => {
+    const dir = makeTempDir();
+    const target = join(dir, 'missing', 'out.jsonl');
+    expect(() => new AtomicWriter(target)).toThrow(`could not write ${target}`);
+  });
+});

@@ -10,6 +10,11 @@ export interface Command {
   options: OptionSpecs;
   /** Takes positional arguments (combine: its inputs; pull: the repo id; eval: more test files); the others refuse them. */
   positionals?: boolean;
+  /**
+   * Handles SIGINT / SIGTERM itself (train, demo: finish the step; serve: finish the requests). For
+   * the others main() removes the scratch files on those signals and exits 130 / 143.
+   */
+  ownsSignals?: boolean;
   run(args: ParsedArgs): Promise<number>;
 }
 

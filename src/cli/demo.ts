@@ -47,6 +47,7 @@ export function demoReport(r: DemoResult, output: string): string {
 
 export const command: Command = {
   name: 'demo',
+  ownsSignals: true,
   summary: 'train, evaluate and save a small Malay–English model offline (the built-in default)',
   usage: `Usage: l2e demo [--output DIR] [--overwrite] [--steps N] [--model DIR] [--seed N] [--lr X] [--batch-size N]
 

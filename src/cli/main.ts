@@ -4,6 +4,7 @@ import { commandHelp, parseArgs, refuseStrayPositionals, usageLines, type Comman
 import { closest, UsageError } from './args.js';
 import { loadCommands } from './commands.js';
 import { OutputClosedError, SIGPIPE_STATUS } from '../util/output.js';
+import { removeScratch } from '../util/scratch.js';
 
 export async function main(argv: string[]): Promise<number> {
   const commands = await loadCommands();
@@ -39,6 +40,10 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     refuseStrayPositionals(cmd, args);
+    if (!cmd.ownsSignals) {
+      process.once('SIGINT', removeScratchAndExit);
+      process.once('SIGTERM', removeScratchAndExit);
+    }
     return await cmd.run(args);
   } catch (err) {
     if (err instanceof OutputClosedError) return SIGPIPE_STATUS; // `| head` has what it wanted: no message
@@ -51,7 +56,16 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`l2e ${name}: error: ${msg}\n`);
     if (process.env['L2E_DEBUG'] && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return 1;
+  } finally {
+    process.off('SIGINT', removeScratchAndExit);
+    process.off('SIGTERM', removeScratchAndExit);
   }
+}
+
+/** A signal's end for the commands without their own: no temp file or store left, the shell's exit code. */
+function removeScratchAndExit(signal: NodeJS.Signals): void {
+  removeScratch();
+  process.exit(signal === 'SIGINT' ? 130 : 143);
 }
 
 function unknownCommand(name: string, commands: Command[]): number {

@@ -9,6 +9,7 @@ import { deviceOf, positiveInt } from './source-options.js';
 
 export const command: Command = {
   name: 'serve',
+  ownsSignals: true,
   summary: 'embeddings server: OpenAI and TEI endpoints, dynamic batching, search page',
   usage: `Usage: l2e serve --model DIR|org/name [--device cpu|cuda] [--host 127.0.0.1] [--port 8080]
                  [--corpus FILE] [--api-key KEY] [limits…]

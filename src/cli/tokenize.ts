@@ -6,6 +6,7 @@ import { DEFAULT_MAX_LENGTH } from '../model/embedding-model.js';
 import { opt } from './args.js';
 import type { Command } from './command.js';
 import { positiveInt } from './source-options.js';
+import { openOutput, STDIO } from '../util/output.js';
 
 export const command: Command = {
   name: 'tokenize',
@@ -23,11 +24,9 @@ folder or a Hugging Face id (org/name), as for encode.`,
   async run(args) {
     const maxLength = positiveInt(args, 'max-length')!;
     const tok = TextTokenizer.fromDir(await resolveModel(opt.str(args, 'model')!));
-    for await (const { text } of readLines('-')) {
-      if (!process.stdout.write(JSON.stringify(Array.from(tok.encode(text, maxLength))) + '\n')) {
-        await new Promise<void>((r) => process.stdout.once('drain', () => r()));
-      }
-    }
+    const out = openOutput(STDIO); // a closed pipe ends quietly (141), a full disk is an error
+    for await (const { text } of readLines('-')) await out.write(JSON.stringify(Array.from(tok.encode(text, maxLength))) + '\n');
+    await out.commit();
     return 0;
   },
 };

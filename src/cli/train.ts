@@ -16,6 +16,7 @@ const d = RECIPE_DEFAULTS;
 
 export const command: Command = {
   name: 'train',
+  ownsSignals: true,
   summary: 'fine-tune a model contrastively on {query, pos, neg} JSONL rows',
   usage: `Usage: l2e train --model DIR --data FILE.jsonl --output DIR [options]
 

@@ -11,6 +11,7 @@ import { checkOutput, openOutput } from '../util/output.js';
 import { processAlive } from '../util/process.js';
 import { Rng } from '../util/random.js';
 import { LineError, pairRowProblem, readLines } from './jsonl.js';
+import { trackScratch } from '../util/scratch.js';
 
 export interface CombineOptions {
   /** The combined file (`-`: stdout); an input `-` is stdin. */
@@ -87,6 +88,7 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
   const files: FileCount[] = [];
   let readBytes = 0;
   let tmp: string | undefined;
+  let untrack = (): void => {};
   // Output lines are batched into ~1 MiB writes.
   let outBuf: string[] = [];
   let outBytes = 0;
@@ -111,6 +113,7 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
       removeStaleBucketDirs(parent);
       // the pid in the name lets a later run remove the folder of one that was killed
       tmp = mkdtempSync(join(parent, `.l2e-combine-${process.pid}-`));
+      untrack = trackScratch(tmp); // removed on Ctrl-C too (util/scratch.ts)
       bucketFiles = Array.from({ length: buckets }, (_, i) => join(tmp!, `bucket-${i}.jsonl`));
       for (let i = 0; i < buckets; i++) {
         pending.push([]);
@@ -188,6 +191,7 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
     throw err;
   } finally {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
+    untrack();
   }
   return { files, rows: files.reduce((s, f) => s + f.rows, 0), buckets };
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Embeddings } from '../model/embeddings.js';
 import { processAlive } from '../util/process.js';
+import { trackScratch } from '../util/scratch.js';
 
 export interface VectorStore {
   readonly rows: number;
@@ -43,6 +44,7 @@ function removeStaleStores(parent: string): void {
 export class FileStore implements VectorStore {
   private readonly dir: string;
   private readonly fd: number;
+  private readonly untrack: () => void;
   private written = 0;
 
   constructor(
@@ -53,6 +55,7 @@ export class FileStore implements VectorStore {
     removeStaleStores(parent);
     // the pid in the name lets a later run remove the store of one that was killed
     this.dir = mkdtempSync(join(parent, `l2e-mine-store-${process.pid}-`));
+    this.untrack = trackScratch(this.dir); // removed on Ctrl-C too (util/scratch.ts)
     this.fd = openSync(join(this.dir, 'vectors.f32'), 'w+');
   }
 
@@ -82,5 +85,6 @@ export class FileStore implements VectorStore {
   close(): void {
     closeSync(this.fd);
     rmSync(this.dir, { recursive: true, force: true });
+    this.untrack();
   }
 }

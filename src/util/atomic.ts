@@ -28,6 +28,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fsReason } from './fs-error.js';
 import { processAlive } from './process.js';
+import { trackScratch } from './scratch.js';
 
 export function tempPathFor(target: string): string {
   return join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now().toString(36)}`);
@@ -202,6 +203,7 @@ export class AtomicWriter {
   readonly path: string;
   private readonly stream: WriteStream;
   private failed: Error | undefined;
+  private untrack: () => void = () => {};
 
   constructor(
     readonly target: string,
@@ -216,7 +218,20 @@ export class AtomicWriter {
     this.path = mode.path;
     if (mode.kind === 'atomic') removeStaleTemps(mode.path);
     this.tmp = mode.kind === 'atomic' ? tempPathFor(mode.path) : null;
-    this.stream = this.tmp ? createWriteStream(this.tmp) : createWriteStream(mode.path, { flags: 'a' });
+    if (this.tmp) {
+      // opened here, not by the stream in the background: an abort() right after finds the file to
+      // remove (a stream still opening created it after the removal), and an unwritable folder fails now
+      let fd: number;
+      try {
+        fd = openSync(this.tmp, 'w');
+      } catch (err) {
+        throw failure(target, err, this.tmp, this.path);
+      }
+      this.untrack = trackScratch(this.tmp);
+      this.stream = createWriteStream(this.tmp, { fd });
+    } else {
+      this.stream = createWriteStream(mode.path, { flags: 'a' }); // a pipe may wait for its reader: not here
+    }
     this.stream.on('error', (e) => {
       this.failed = e;
     });
@@ -261,6 +276,7 @@ export class AtomicWriter {
         closeSync(fd);
       }
       publish(this.tmp, this.target, this.path, this.options);
+      this.untrack();
     } catch (err) {
       this.abortSync();
       throw failure(this.target, err, this.tmp, this.path);
@@ -274,5 +290,6 @@ export class AtomicWriter {
 
   private abortSync(): void {
     if (this.tmp) rmSync(this.tmp, { force: true });
+    this.untrack();
   }
 }

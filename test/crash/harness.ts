@@ -2,11 +2,31 @@
 // moment drawn from a fixed seed, many times; each test then checks what a kill -9 may leave behind.
 // L2E_CRASH_TRIALS sets the number of trials per test (default: CI-sized, see each test).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/fixture.js';
+import { npyBytes } from '../../src/util/npy.js';
 
 export const l2eBin = join(repoRoot, 'bin', 'l2e.js');
+
+/**
+ * A corpus for `l2e mine --embeddings`: `root`/texts.txt (n lines) and `root`/vectors.npy, [n, dim]
+ * float32, `topics` topics: a shared direction per topic plus seeded noise.
+ */
+export function writeTopicCorpus(root: string, n: number, dim: number, topics: number, seed: number): void {
+  const texts: string[] = [];
+  const data = new Float32Array(n * dim);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    texts.push(`text ${i} of topic ${i % topics}`);
+    for (let j = 0; j < dim; j++) {
+      s = (s * 1103515245 + 12345) >>> 0;
+      data[i * dim + j] = (j === (i % topics) % dim ? 3 : 0) + (s / 2 ** 32 - 0.5);
+    }
+  }
+  writeFileSync(join(root, 'texts.txt'), texts.join('\n') + '\n');
+  writeFileSync(join(root, 'vectors.npy'), Buffer.concat(npyBytes(data, n, dim)));
+}
 
 export function trialCount(ciDefault: number): number {
   const v = Number(process.env['L2E_CRASH_TRIALS'] ?? ciDefault);

@@ -2,11 +2,10 @@
 // moments: the pairs file is either absent or the whole file an uninterrupted run writes, and the
 // next run removes the vector store the killed one left in the temp folder.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { npyBytes } from '../../src/util/npy.js';
-import { ensureDist, killTimes, runL2e, trialCount } from './harness.js';
+import { ensureDist, killTimes, runL2e, trialCount, writeTopicCorpus } from './harness.js';
 
 const N = 4000;
 const DIM = 32;
@@ -21,19 +20,7 @@ const args = (out: string) => [
 beforeAll(async () => {
   ensureDist();
   root = mkdtempSync(join(tmpdir(), 'l2e-crash-mine-'));
-  const texts: string[] = [];
-  const data = new Float32Array(N * DIM);
-  let s = 7;
-  for (let i = 0; i < N; i++) {
-    texts.push(`text ${i} of topic ${i % 40}`);
-    for (let j = 0; j < DIM; j++) {
-      s = (s * 1103515245 + 12345) >>> 0;
-      // 40 topics: a shared direction per topic plus noise
-      data[i * DIM + j] = (j === i % 40 % DIM ? 3 : 0) + (s / 2 ** 32 - 0.5);
-    }
-  }
-  writeFileSync(join(root, 'texts.txt'), texts.join('\n') + '\n');
-  writeFileSync(join(root, 'vectors.npy'), Buffer.concat(npyBytes(data, N, DIM)));
+  writeTopicCorpus(root, N, DIM, 40, 7);
   mkdirSync(join(root, 'tmp'));
   const out = join(root, 'reference.jsonl');
   const t0 = Date.now();
