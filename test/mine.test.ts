@@ -152,6 +152,8 @@ describe('mine: files', () => {
     const pool = join(dir, 'pool.json');
     writeFileSync(pool, JSON.stringify({ 'a b': 0, 'c d': 1 }));
     expect((await readCorpus(pool)).texts).toEqual(['a b', 'c d']);
+    writeFileSync(pool, '\ufeff' + JSON.stringify(['e f', 'g h'])); // a UTF-8 BOM, as editors on Windows write
+    expect((await readCorpus(pool)).texts).toEqual(['e f', 'g h']);
   });
 
   it('errors on a text without a vector, bad vectors, and bad thresholds before writing', async () => {

@@ -59,6 +59,7 @@ export async function readCorpus(file: string, fields: string[] = ['text'], form
     } catch (err) {
       throw readFailure(file === '-' ? 'stdin' : file, err);
     }
+    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a UTF-8 BOM, as the line readers drop it
     try {
       value = JSON.parse(text);
     } catch (err) {
