@@ -98,6 +98,12 @@ describe('l2e mine --stats', () => {
     expect(() => validateMineOptions({ posThreshold: 0.8, negThreshold: 0.3, metric: 'cosine' })).toThrow(words);
     const noOut = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--pos-threshold', '1', '--neg-threshold', '2');
     expect(noOut.err.split('\n')[0]).toBe('l2e mine: --output is required (or --stats for a dry run)');
+    // flags that would silently do nothing: a dry run's output and thresholds, --fields on a text input
+    const dry = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--stats', '--output', out, '--pos-threshold', '1');
+    expect([dry.code, dry.err.split('\n')[0]]).toEqual([2, 'l2e mine: --stats is a dry run that writes nothing: --output, --pos-threshold would do nothing with it']);
+    const asText = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--format', 'text', '--fields', 'en,ms', '--output', out, '--pos-threshold', '1', '--neg-threshold', '2');
+    expect([asText.code, asText.err.split('\n')[0]]).toEqual([2, `l2e mine: --fields names JSONL fields, but ${corpus} is read as text (--format jsonl reads it as JSONL)`]);
+    expect(existsSync(out)).toBe(false);
     expect(existsSync(out)).toBe(false);
   });
 

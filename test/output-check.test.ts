@@ -180,5 +180,7 @@ describe('eval checks --json OUT before loading the model', () => {
     const nodir = await evaluate('--json', join(dir, 'nodir', 'm.json'));
     expect(firstLine(nodir.err)).toBe(`l2e eval: error: --json ${join(dir, 'nodir', 'm.json')}: the folder ${join(dir, 'nodir')} does not exist`);
     expect(readFileSync(t2, 'utf8')).toBe(row);
+    const idle = await evaluate('--overwrite');
+    expect([idle.code, firstLine(idle.err)]).toEqual([2, 'l2e eval: --overwrite replaces an existing --json OUT file; without one it would do nothing']);
   });
 });

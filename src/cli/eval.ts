@@ -40,6 +40,9 @@ of one name get as many of their folders as tell them apart: d1/test, d2/test); 
     if (limit < 1) throw new UsageError('--limit must be at least 1');
     const jsonOut = opt.str(args, 'json');
     const overwrite = opt.bool(args, 'overwrite');
+    if (overwrite && (jsonOut === undefined || jsonOut === '')) {
+      throw new UsageError('--overwrite replaces an existing --json OUT file; without one it would do nothing');
+    }
     if (jsonOut !== undefined && jsonOut !== '') {
       // `--test a.jsonl --json b.jsonl` (b meant as a second test file) must not replace b
       const inputs = tests.map((path) => ({ name: '--test', path }));

@@ -67,6 +67,14 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     const forced = opt.str(args, 'format');
     // by name (.jsonl, .txt, .json) unless forced; other names and stdin need --format (a usage error)
     const format = forced !== undefined ? inputFormat(input, forced) : (corpusFormatOf(input) ?? inputFormat(input));
+    if (fields.length && format !== 'jsonl') {
+      throw new UsageError(`--fields names JSONL fields, but ${input === STDIO ? 'stdin' : input} is read as ${format} (--format jsonl reads it as JSONL)`);
+    }
+    if (stats) {
+      const given = (f: string): boolean => (['overwrite', 'random-negatives'].includes(f) ? opt.bool(args, f) === true : opt.str(args, f) !== undefined);
+      const writing = ['output', 'overwrite', 'pos-threshold', 'neg-threshold', 'random-negatives'].filter(given);
+      if (writing.length) throw new UsageError(`--stats is a dry run that writes nothing: ${writing.map((f) => `--${f}`).join(', ')} would do nothing with it`);
+    }
     const bars: Record<string, ProgressBar> = {};
     const onStage = (stage: string, done: number, total: number): void => {
       const bar = (bars[stage] ??= new ProgressBar({ label: stage, total, plainLines: true }));
