@@ -19,6 +19,8 @@ export default mergeConfig(
         'test/demo.test.ts',
         // kill -9 of CLI children: process behaviour, not memory; their children would run under ASan too
         'test/crash/**',
+        // SIGINT / SIGTERM to CLI children mid-run (exiting with work in flight): process behaviour too
+        'test/cli-signals.test.ts',
         // the shipped addon's export list: this build adds its leak-check binding (sanitizer_binding.cpp)
         'test/shipped-addon.test.ts',
         // drives Chromium, which would inherit the preloaded ASan runtime; the server's native work is
