@@ -52,3 +52,14 @@ describe('stdout whose reader went away', () => {
     expect(mine.err).not.toMatch(/error|EPIPE/);
   });
 });
+
+describe.skipIf(!hasDist)(`stdin that is a folder ${hasDist ? '' : '(skipped: dist/ not built)'}`, () => {
+  // `l2e combine - < somefolder` read it as empty (exit 0, or "no rows" further on): said, as for a
+  // folder named as the input
+  it('is refused by name', () => {
+    const dir = makeTempDir();
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${join(repoRoot, 'bin', 'l2e.js')}" combine - --output out.jsonl < .`], { cwd: dir, encoding: 'utf8' });
+    expect([r.status, r.stderr]).toEqual([1, 'l2e combine: error: stdin: it is a folder, not a file\n']);
+    expect(existsSync(join(dir, 'out.jsonl'))).toBe(false);
+  });
+});

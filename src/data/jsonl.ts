@@ -3,7 +3,7 @@
 // each line is decoded on its own. Errors name `file:line`. Shared by eval, mining, combine and the
 // training data loader.
 import { isUtf8 } from 'node:buffer';
-import { createReadStream } from 'node:fs';
+import { createReadStream, fstatSync } from 'node:fs';
 import { readFailure } from '../util/fs-error.js';
 
 /** An error about one line of an input file; `message` starts with `file:line:`. */
@@ -47,6 +47,14 @@ export interface TextLine {
 
 const NEWLINE = 0x0a;
 
+function stdinIsFolder(): boolean {
+  try {
+    return fstatSync(0).isDirectory();
+  } catch {
+    return false; // no stdin at all (`<&-`): the stream says so when read
+  }
+}
+
 /**
  * Yields every line of a UTF-8 text file (a leading BOM is dropped), including blank ones. The file
  * `-` is standard input (named "stdin" in errors).
@@ -54,6 +62,8 @@ const NEWLINE = 0x0a;
 export async function* readLines(path: string, opts: LineReadOptions = {}): AsyncGenerator<TextLine> {
   const maxLine = opts.maxLineBytes ?? 64 * 1024 * 1024;
   const file = path === '-' ? 'stdin' : path;
+  // a folder redirected to stdin (`< dir`) reads as empty: said, like a folder named as the input
+  if (path === '-' && stdinIsFolder()) throw readFailure(file, Object.assign(new Error('EISDIR'), { code: 'EISDIR' }));
   const stream = path === '-' ? process.stdin : createReadStream(path, { highWaterMark: opts.chunkBytes ?? 1024 * 1024 });
   let pending: Buffer[] = []; // pieces of the current, unfinished line
   let pendingBytes = 0;
