@@ -2,7 +2,7 @@
 // SIGTERM or SIGINT, which stop accepting, finish the requests in flight and exit 0.
 import { readCorpus } from '../mine/corpus.js';
 import { EmbeddingModel } from '../model/embedding-model.js';
-import { MAX_TIMER_MS, QueueTooSmallError, serve } from '../server/server.js';
+import { QueueTooSmallError, serve, timerTooLong } from '../server/server.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { deviceOf, positiveInt } from './source-options.js';
@@ -53,7 +53,8 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     const port = opt.num(args, 'port')!;
     if (port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535], got ${port}`);
     const timer = (name: string, v: number): number => {
-      if (v > MAX_TIMER_MS) throw new UsageError(`--${name} must be at most ${MAX_TIMER_MS} (about 24.8 days, the longest timer Node keeps), got ${v}`);
+      const why = timerTooLong(v);
+      if (why) throw new UsageError(`--${name} ${why}`);
       return v;
     };
     const maxWaitMs = timer('max-wait-ms', opt.num(args, 'max-wait-ms')!);

@@ -109,7 +109,6 @@ export class CorpusIndex {
     onRead?: (rows: number, checked: number) => void;
   }): Promise<void> {
     const { vectorsFile, dim } = opts;
-    const print = fingerprint(this.texts, opts.maxLength);
     if (vectorsFile && existsSync(vectorsFile)) {
       const m = parseNpy(readFileSync(vectorsFile), vectorsFile);
       if (m.rows !== this.texts.length || m.cols !== dim) {
@@ -117,7 +116,7 @@ export class CorpusIndex {
       }
       const stored = new Embeddings(m.rows, m.cols, m.data);
       const made = readMadeFrom(sidecarOf(vectorsFile));
-      if (made && made.texts !== print) {
+      if (made && made.texts !== fingerprint(this.texts, opts.maxLength)) {
         throw new Error(`${vectorsFile} holds the vectors of other texts (${sidecarOf(vectorsFile)} says what it was made from); remove both to embed this corpus again`);
       }
       const checked = await this.checkSample(stored, opts);
@@ -136,7 +135,7 @@ export class CorpusIndex {
     }
     if (vectorsFile) {
       writeFileAtomic(vectorsFile, npyBytes(out.data, out.rows, out.dim));
-      const made: MadeFrom = { format: MADE_FROM_FORMAT, texts: print, rows: out.rows, dim: out.dim, maxLength: opts.maxLength };
+      const made: MadeFrom = { format: MADE_FROM_FORMAT, texts: fingerprint(this.texts, opts.maxLength), rows: out.rows, dim: out.dim, maxLength: opts.maxLength };
       writeFileAtomic(sidecarOf(vectorsFile), `${JSON.stringify(made, null, 2)}\n`);
     }
     this.vectors = out;

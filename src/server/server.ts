@@ -91,10 +91,16 @@ export const DEFAULT_MAX_BATCH_TOKENS: Record<Device, number> = { cpu: 2048, cud
 const PUBLIC_PATHS = new Set(['/', '/index.html', '/app.js', '/health']);
 
 /** The longest delay a Node timer keeps (2^31 - 1 ms, about 24.8 days): a longer one fires after 1 ms. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Why `v` ms cannot be a timer's delay (a sentence to follow its name), or undefined when it can. */
+export function timerTooLong(v: number): string | undefined {
+  return v > MAX_TIMER_MS ? `must be at most ${MAX_TIMER_MS} (about 24.8 days, the longest timer Node keeps), got ${v}` : undefined;
+}
 
 function timerMs(name: string, v: number): number {
-  if (v > MAX_TIMER_MS) throw new Error(`serve: ${name} must be at most ${MAX_TIMER_MS} (about 24.8 days, the longest timer Node keeps), got ${v}`);
+  const why = timerTooLong(v);
+  if (why) throw new Error(`serve: ${name} ${why}`);
   return v;
 }
 
