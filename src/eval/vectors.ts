@@ -6,6 +6,7 @@ import { Embeddings } from '../model/embeddings.js';
 import { LineError, readJsonl } from '../data/jsonl.js';
 import { pyStrip } from './strip.js';
 import { parseNpy } from '../util/npy.js';
+import { parseJson } from '../util/json.js';
 
 export class VectorTable {
   private readonly index = new Map<string, number>();
@@ -116,7 +117,7 @@ export function readTextsFile(file: string): string[] {
   if (file.toLowerCase().endsWith('.json')) {
     let arr: unknown;
     try {
-      arr = JSON.parse(text);
+      arr = parseJson(text);
     } catch (err) {
       throw new Error(`${file}: invalid JSON array (${err instanceof Error ? err.message : String(err)})`);
     }

@@ -8,6 +8,7 @@ import { extname } from 'node:path';
 import { readTextRows } from '../data/texts.js';
 import { pyStrip } from '../eval/strip.js';
 import { readFailure } from '../util/fs-error.js';
+import { parseJson } from '../util/json.js';
 
 export interface Corpus {
   /** Distinct stripped non-empty texts, in order of first appearance. */
@@ -61,7 +62,7 @@ export async function readCorpus(file: string, fields: string[] = ['text'], form
     }
     if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a UTF-8 BOM, as the line readers drop it
     try {
-      value = JSON.parse(text);
+      value = parseJson(text);
     } catch (err) {
       throw new Error(`${file}: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { readFailure } from '../util/fs-error.js';
+import { parseJson } from '../util/json.js';
 
 export type Pooling = 'mean' | 'cls';
 
@@ -137,7 +138,7 @@ export function parseConfig(json: string | Record<string, unknown>, fileName: st
   let raw: unknown = json;
   if (typeof json === 'string') {
     try {
-      raw = JSON.parse(json);
+      raw = parseJson(json);
     } catch (err) {
       throw new Error(`${fileName}: invalid JSON (${(err as Error).message})`);
     }

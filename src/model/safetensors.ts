@@ -6,6 +6,7 @@ import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { endianness } from 'node:os';
 import { writeFileAtomic } from '../util/atomic.js';
 import { fsReason } from '../util/fs-error.js';
+import { parseJson } from '../util/json.js';
 export type DType = 'F32' | 'F16' | 'BF16';
 
 export const DTYPE_BYTES: Readonly<Record<DType, number>> = { F32: 4, F16: 2, BF16: 2 };
@@ -108,7 +109,7 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
 
     let json: unknown;
     try {
-      json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+      json = parseJson(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
     } catch (err) {
       throw new Error(`${file}: header is not valid UTF-8 JSON (${(err as Error).message})`);
     }
@@ -163,7 +164,7 @@ export function readSafetensorsIndex(indexPath: string): SafetensorsIndex {
   const folder = dirname(indexFile);
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(indexFile, 'utf8'));
+    json = parseJson(readFileSync(indexFile, 'utf8'));
   } catch (err) {
     throw new Error(`${indexFile}: cannot read index (${(err as Error).message})`);
   }

@@ -12,6 +12,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { readFailure } from '../util/fs-error.js';
 import { missingModelFile } from './config.js';
 import { createPrefixCutter, type PrefixCutter } from './tokenizer-prefix.js';
+import { parseJson } from '../util/json.js';
 
 type Json = Record<string, unknown>;
 
@@ -32,7 +33,7 @@ function readJsonFile(path: string, required: boolean): Json | null {
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = parseJson(text);
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     throw new Error(`tokenizer: ${path} is not valid JSON (${msg})`);

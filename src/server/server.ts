@@ -13,6 +13,7 @@ import { ApiError, modelDisposed } from './errors.js';
 import type { InputLimits } from './inputs.js';
 import { ServerMetrics } from './metrics.js';
 import { registerRoutes } from './routes.js';
+import { parseJson } from '../util/json.js';
 
 export interface ServeOptions {
   /** Default 127.0.0.1 (loopback only). */
@@ -238,7 +239,7 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
       return;
     }
     try {
-      done(null, JSON.parse(text));
+      done(null, parseJson(text));
     } catch (err) {
       done(new ApiError(400, `the request body is not valid JSON (${(err as Error).message})`, null, 'invalid_json'), undefined);
     }

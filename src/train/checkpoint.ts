@@ -18,6 +18,7 @@ import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../model
 import { writeFileAtomic } from '../util/atomic.js';
 import { folderBytes } from './disk.js';
 import { processAlive } from '../util/process.js';
+import { parseJson } from '../util/json.js';
 
 /** Tokenizer files copied with a model when they exist (tokenizer.json is required). */
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
@@ -329,7 +330,7 @@ export function loadCheckpointMoments(dir: string, numel: number): { m: Float32A
 export function readTrainerState(dir: string): Record<string, unknown> {
   const file = join(dir, 'trainer_state.json');
   try {
-    const v = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+    const v = parseJson(readFileSync(file, 'utf8'));
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
     return v as Record<string, unknown>;
   } catch (err) {

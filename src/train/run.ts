@@ -15,6 +15,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { statOrNull } from '../util/fs-error.js';
 import { checkpointFolders, listRunCheckpoints, type RunCheckpoint } from './checkpoint.js';
 import { RUN_DEFINING_OPTIONS, type OptionNamer, type ResolvedOptions } from './options.js';
+import { parseJson } from '../util/json.js';
 
 export const RUN_FILE = 'training_run.json';
 const RUN_FORMAT = 'llama2-embedding-training-run';
@@ -83,7 +84,7 @@ export function readRunRecord(outputDir: string): RunRecord | null {
   const file = join(outputDir, RUN_FILE);
   if (!existsSync(file)) return null;
   try {
-    const v = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const v = parseJson(readFileSync(file, 'utf8')) as Record<string, unknown>;
     if (v['format'] !== RUN_FORMAT || typeof v['runId'] !== 'string') throw new Error(`not a ${RUN_FORMAT} record`);
     const step = v['finalModelStep'];
     return {
