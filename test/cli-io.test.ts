@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { main } from '../src/cli/main.js';
 import { embeddingLine, embeddingOutputFormat, inputFormat, readTexts, writeEmbeddings } from '../src/cli/io.js';
+import { openOutput } from '../src/util/output.js';
 import { Embeddings } from '../src/model/embeddings.js';
 import { readTextsFile } from '../src/eval/vectors.js';
 import { float32ArrayJson, float32Text } from '../src/util/float32-text.js';
@@ -147,13 +148,13 @@ describe('input and output formats', () => {
     const texts = await readTexts(input, { format: 'jsonl' });
     const emb = new Embeddings(2, 3, Float32Array.of(0.5, 1, 2, 0.5, -Infinity, NaN));
     for (const out of [join(dir, 'o.npy'), join(dir, 'o.jsonl')]) {
-      await expect(writeEmbeddings(out, embeddingOutputFormat(out), texts, emb, false)).rejects.toThrow(
+      await expect(writeEmbeddings(openOutput(out, { replace: false }), out, embeddingOutputFormat(out), texts, emb)).rejects.toThrow(
         `${input}:3: its embedding has a non-finite value (-Inf at index 1); nothing was written to ${out}`,
       );
       expect(existsSync(out)).toBe(false);
     }
     emb.data[4] = 1;
-    await expect(writeEmbeddings('-', 'jsonl', { texts: ['x', 'y'] }, emb, false)).rejects.toThrow(
+    await expect(writeEmbeddings(openOutput('-'), '-', 'jsonl', { texts: ['x', 'y'] }, emb)).rejects.toThrow(
       'text 2: its embedding has a non-finite value (NaN at index 2); nothing was written to stdout',
     );
   });
@@ -164,14 +165,48 @@ describe('input and output formats', () => {
     for (const name of ['o.npy', 'o.jsonl']) {
       const out = join(dir, name);
       writeFileSync(out, 'theirs\n');
-      await expect(writeEmbeddings(out, embeddingOutputFormat(out), { texts: ['a', 'b'] }, emb, false)).rejects.toThrow(
+      await expect(writeEmbeddings(openOutput(out, { replace: false }), out, embeddingOutputFormat(out), { texts: ['a', 'b'] }, emb)).rejects.toThrow(
         `could not write ${out}: a file of that name appeared while this ran and was kept; the output is in ${out}.new`,
       );
       expect(readFileSync(out, 'utf8')).toBe('theirs\n');
       const ours = readFileSync(`${out}.new`);
-      await writeEmbeddings(out, embeddingOutputFormat(out), { texts: ['a', 'b'] }, emb, true);
+      await writeEmbeddings(openOutput(out, { replace: true }), out, embeddingOutputFormat(out), { texts: ['a', 'b'] }, emb);
       expect(readFileSync(out)).toEqual(ours);
     }
+  });
+
+  // /sys takes no new file, not even from root (who may write into a chmod 555 folder): the writer's
+  // open fails there, and it must fail before the model (here a hub id that is never fetched) loads
+  it.skipIf(process.platform !== 'linux')('an output folder that cannot take the file fails before the model loads (encode, mine, eval --json)', async () => {
+    const dir = makeTempDir();
+    const texts = join(dir, 'in.txt');
+    writeFileSync(texts, 'a\nb\n');
+    const test = join(dir, 't.jsonl');
+    writeFileSync(test, '{"query": "a", "pos": ["b"], "neg": ["c"]}\n');
+    const model = ['--model', 'no-org/no-such-model'];
+    const runs: [string[], string][] = [
+      [['encode', ...model, '--input', texts, '--output', '/sys/l2e-x.jsonl'], '/sys/l2e-x.jsonl'],
+      [['encode', ...model, '--input', texts, '--output', '/sys/l2e-x.npy'], '/sys/l2e-x.npy'],
+      [['mine', ...model, '--input', texts, '--output', '/sys/l2e-x.jsonl', '--pos-threshold', '0.1', '--neg-threshold', '0.5'], '/sys/l2e-x.jsonl'],
+      [['eval', ...model, '--test', test, '--json', '/sys/l2e-x.json'], '/sys/l2e-x.json'],
+    ];
+    for (const [args, out] of runs) {
+      const r = await l2e(args);
+      expect(r.err).toContain(`error: could not write ${out}: EACCES: permission denied\n`);
+      expect(r.err).not.toContain('no-such-model');
+      expect(r.code).toBe(1);
+    }
+  });
+
+  it('encode --field on an input read as text is a usage error (it would name nothing), before the model loads', async () => {
+    const dir = makeTempDir();
+    const txt = join(dir, 'in.txt');
+    writeFileSync(txt, '{"body": "a"}\n');
+    const r = await l2e(['encode', '--model', 'no-such-model', '--input', txt, '--field', 'body', '--output', join(dir, 'o.jsonl')]);
+    expect([r.code, r.err.split('\n')[0]]).toEqual([2, `l2e encode: --field names a JSONL field, but ${txt} is read as text (--format jsonl reads it as JSONL)`]);
+    const piped = await l2e(['encode', '--model', 'no-such-model', '--input', '-', '--format', 'text', '--field', 'body', '--output', '-'], 'a\n');
+    expect(piped.err.split('\n')[0]).toBe('l2e encode: --field names a JSONL field, but stdin is read as text (--format jsonl reads it as JSONL)');
+    expect(existsSync(join(dir, 'o.jsonl'))).toBe(false);
   });
 
   it('encode refuses --output x.csv before loading the model', async () => {

@@ -1,8 +1,8 @@
 // `l2e encode`: embeddings of a file of texts, as JSONL {"text","embedding"} or a float32 .npy.
 import { EmbeddingModel, type BatchInfo, type EncodeOptions } from '../model/embedding-model.js';
 import type { Embeddings } from '../model/embeddings.js';
-import { checkOutput, STDIO } from '../util/output.js';
-import { opt } from './args.js';
+import { checkOutput, openOutput, STDIO } from '../util/output.js';
+import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { embeddingOutputFormat, FORMAT_OPTION, inputFormat, readTexts, writeEmbeddings } from './io.js';
 import { formatSeconds, ProgressBar } from './progress.js';
@@ -29,7 +29,7 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
     output: { kind: 'string', help: 'output .jsonl or .npy; - for JSONL on stdout', metavar: 'FILE', required: true },
     overwrite: { kind: 'boolean', help: 'replace an existing --output file (never the input)' },
     format: FORMAT_OPTION,
-    field: { kind: 'string', help: 'JSONL field holding the text', default: 'text' },
+    field: { kind: 'string', help: 'JSONL field holding the text (default text)', metavar: 'NAME' },
     ...ENCODE_OPTIONS,
   },
   async run(args) {
@@ -42,19 +42,29 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
     const maxLength = positiveInt(args, 'max-length');
     const outFormat = embeddingOutputFormat(output);
     const format = inputFormat(input, opt.str(args, 'format'));
+    const field = opt.str(args, 'field');
+    if (field !== undefined && format !== 'jsonl') {
+      throw new UsageError(`--field names a JSONL field, but ${input === STDIO ? 'stdin' : input} is read as ${format} (--format jsonl reads it as JSONL)`);
+    }
     const overwrite = opt.bool(args, 'overwrite');
     checkOutput(output, { overwrite, inputs: [{ name: '--input', path: input }] });
-    const texts = await readTexts(input, { field: opt.str(args, 'field'), format });
-    const model = await EmbeddingModel.load(opt.str(args, 'model')!, { device, precision });
+    // opened before the long work: a folder that cannot take the output fails now, not after the embedding
+    const w = openOutput(output, { replace: overwrite });
+    let model: EmbeddingModel | undefined;
     try {
+      const texts = await readTexts(input, { field, format });
+      model = await EmbeddingModel.load(opt.str(args, 'model')!, { device, precision });
       const bar = new ProgressBar({ label: 'encode', total: texts.texts.length, plainLines: true });
       const emb = await encodeWithHeartbeat(model, texts.texts, { batchSize, maxLength }, bar);
       bar.finish();
-      await writeEmbeddings(output, outFormat, texts, emb, overwrite);
+      await writeEmbeddings(w, output, outFormat, texts, emb);
       process.stderr.write(`encoded ${counted(texts.texts.length, 'text')} (${emb.dim} dims) → ${output === STDIO ? 'stdout' : output}\n`);
       return 0;
+    } catch (err) {
+      w.abort();
+      throw err;
     } finally {
-      model.dispose();
+      model?.dispose();
     }
   },
 };

@@ -1,6 +1,6 @@
 // `l2e eval`: the notebook metrics (positive/negative score, top-1/3/5/10) for test files.
 import { resolve, sep } from 'node:path';
-import { checkOutput, STDIO, writeOutput } from '../util/output.js';
+import { checkOutput, openOutput, STDIO, writeOutput } from '../util/output.js';
 import { evaluateFile, formatTable, testName, type FileEvaluation } from '../eval/evaluate.js';
 import type { Metrics } from '../eval/metrics.js';
 import { opt, UsageError } from './args.js';
@@ -52,36 +52,47 @@ of one name get as many of their folders as tell them apart: d1/test, d2/test); 
       }
       checkOutput(jsonOut, { name: '--json', overwrite, inputs }); // before the model loads
     }
-    const source = await openSourceFromArgs(args);
-    const results: FileEvaluation[] = [];
+    // a --json file is opened before the long work: a folder that cannot take it fails now, not after the embedding
+    const writer = jsonOut !== undefined && jsonOut !== '' && jsonOut !== STDIO ? openOutput(jsonOut, { replace: overwrite }) : undefined;
     try {
-      for (const file of tests) {
-        let bar: ProgressBar | undefined;
-        results.push(
-          await evaluateFile(file, source, {
-            limit,
-            onProgress: (done, total) => {
-              bar ??= new ProgressBar({ label: `embed ${file}`, total });
-              bar.update(done);
-            },
-          }),
-        );
-        bar?.finish();
+      const source = await openSourceFromArgs(args);
+      const results: FileEvaluation[] = [];
+      try {
+        for (const file of tests) {
+          let bar: ProgressBar | undefined;
+          results.push(
+            await evaluateFile(file, source, {
+              limit,
+              onProgress: (done, total) => {
+                bar ??= new ProgressBar({ label: `embed ${file}`, total });
+                bar.update(done);
+              },
+            }),
+          );
+          bar?.finish();
+        }
+      } finally {
+        source.close();
       }
-    } finally {
-      source.close();
-    }
-    // two files named test.jsonl in different folders are two rows and two keys, not one
-    const names = uniqueTestNames(results.map((r) => r.file));
-    const named = results.map((r, i) => ({ ...r, name: names[i]! }));
-    const obj: Record<string, Metrics> = {};
-    for (const r of named) obj[r.name] = r.metrics;
-    if (jsonOut === '' || jsonOut === STDIO) {
-      process.stderr.write(formatTable(named));
-      await writeOutput(STDIO, JSON.stringify(obj, null, 2) + '\n');
-    } else {
-      process.stdout.write(formatTable(named));
-      if (jsonOut !== undefined) await writeOutput(jsonOut, JSON.stringify(obj, null, 2) + '\n', { replace: overwrite });
+      // two files named test.jsonl in different folders are two rows and two keys, not one
+      const names = uniqueTestNames(results.map((r) => r.file));
+      const named = results.map((r, i) => ({ ...r, name: names[i]! }));
+      const obj: Record<string, Metrics> = {};
+      for (const r of named) obj[r.name] = r.metrics;
+      const json = JSON.stringify(obj, null, 2) + '\n';
+      if (jsonOut === '' || jsonOut === STDIO) {
+        process.stderr.write(formatTable(named));
+        await writeOutput(STDIO, json);
+      } else {
+        process.stdout.write(formatTable(named));
+        if (writer) {
+          await writer.write(json);
+          await writer.commit();
+        }
+      }
+    } catch (err) {
+      writer?.abort();
+      throw err;
     }
     return 0;
   },

@@ -6,7 +6,7 @@ import { readTextRows, type TextFormat } from '../data/texts.js';
 import type { Embeddings } from '../model/embeddings.js';
 import { float32ArrayJson } from '../util/float32-text.js';
 import { npyBytes } from '../util/npy.js';
-import { openOutput, STDIO, writeOutput } from '../util/output.js';
+import { STDIO, type OutputWriter } from '../util/output.js';
 import { UsageError } from './args.js';
 import type { OptionSpec } from './args.js';
 
@@ -154,24 +154,26 @@ function checkFinite(input: TextInput, emb: Embeddings, output: string): void {
   }
 }
 
-/** Writes the embeddings of `input` to `output` (`-`: JSONL on stdout) in `format`; `overwrite` as checked. */
-export async function writeEmbeddings(output: string, format: EmbeddingFormat, input: TextInput, emb: Embeddings, overwrite: boolean): Promise<void> {
-  checkFinite(input, emb, output);
-  if (format === 'npy') {
-    await writeOutput(output, npyBytes(emb.data, emb.rows, emb.dim), { replace: overwrite });
-    return;
-  }
-  const w = openOutput(output, { replace: overwrite });
+/**
+ * Writes the embeddings of `input` through `w` (opened on `output` before the work, so that an output
+ * that cannot be written fails first) in `format`, and commits; on failure the writer is aborted.
+ */
+export async function writeEmbeddings(w: OutputWriter, output: string, format: EmbeddingFormat, input: TextInput, emb: Embeddings): Promise<void> {
   try {
-    let buf = '';
-    for (let i = 0; i < input.texts.length; i++) {
-      buf += embeddingLine(input.texts[i]!, input.rows?.[i], emb.row(i));
-      if (buf.length >= 1 << 20) {
-        await w.write(buf);
-        buf = '';
+    checkFinite(input, emb, output);
+    if (format === 'npy') {
+      for (const part of npyBytes(emb.data, emb.rows, emb.dim)) await w.write(part);
+    } else {
+      let buf = '';
+      for (let i = 0; i < input.texts.length; i++) {
+        buf += embeddingLine(input.texts[i]!, input.rows?.[i], emb.row(i));
+        if (buf.length >= 1 << 20) {
+          await w.write(buf);
+          buf = '';
+        }
       }
+      if (buf) await w.write(buf);
     }
-    if (buf) await w.write(buf);
     await w.commit();
   } catch (err) {
     w.abort();

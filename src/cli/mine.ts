@@ -120,34 +120,30 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
       return path === undefined ? [] : [{ name: `--${flag}`, path }];
     });
     checkOutput(output, { overwrite, inputs }); // before the model loads
-    const source = await openSourceFromArgs(args);
-    try {
-      const r = await mineToFile(source, {
-        input,
-        format,
-        output,
-        overwrite,
-        fields: fields.length ? fields : undefined,
-        posThreshold: pos,
-        negThreshold: neg,
-        metric,
-        maxPos,
-        maxNeg,
-        seed: opt.num(args, 'seed'),
-        k,
-        randomNegatives: opt.bool(args, 'random-negatives'),
-        memoryMb,
-        onStage,
-        onThresholds: (p, n) => process.stderr.write(`thresholds: --pos-threshold ${p.toFixed(4)} --neg-threshold ${n.toFixed(4)} (from the percentiles)\n`),
-      });
-      // with the pairs on stdout, the summary goes to stderr
-      (output === STDIO ? process.stderr : process.stdout).write(
-        `${counted(r.rows, 'input row')}, ${counted(r.texts, 'distinct text')} → ${counted(r.written, 'row')} written to ${output === STDIO ? 'stdout' : output}\n` +
-          `skipped: ${r.skippedNoPos} without a positive, ${r.skippedNoNeg} without a negative, ${r.skippedShort} too short\n`,
-      );
-      return 0;
-    } finally {
-      source.close();
-    }
+    // the model loads once the output is open (mineToFile)
+    const r = await mineToFile(() => openSourceFromArgs(args), {
+      input,
+      format,
+      output,
+      overwrite,
+      fields: fields.length ? fields : undefined,
+      posThreshold: pos,
+      negThreshold: neg,
+      metric,
+      maxPos,
+      maxNeg,
+      seed: opt.num(args, 'seed'),
+      k,
+      randomNegatives: opt.bool(args, 'random-negatives'),
+      memoryMb,
+      onStage,
+      onThresholds: (p, n) => process.stderr.write(`thresholds: --pos-threshold ${p.toFixed(4)} --neg-threshold ${n.toFixed(4)} (from the percentiles)\n`),
+    });
+    // with the pairs on stdout, the summary goes to stderr
+    (output === STDIO ? process.stderr : process.stdout).write(
+      `${counted(r.rows, 'input row')}, ${counted(r.texts, 'distinct text')} → ${counted(r.written, 'row')} written to ${output === STDIO ? 'stdout' : output}\n` +
+        `skipped: ${r.skippedNoPos} without a positive, ${r.skippedNoNeg} without a negative, ${r.skippedShort} too short\n`,
+    );
+    return 0;
   },
 };

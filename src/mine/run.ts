@@ -96,7 +96,12 @@ export async function corpusNeighbourStats(
   return stats;
 }
 
-export async function mineToFile(source: EmbeddingSource, run: MineRunOptions): Promise<MineRunResult> {
+/**
+ * Mines `run.input` into `run.output`. `source` gives the vectors: a source, or a function that opens
+ * one (called once the output is open, so that an output that cannot be written fails before a model
+ * loads; the source it returns is closed here).
+ */
+export async function mineToFile(source: EmbeddingSource | (() => Promise<EmbeddingSource>), run: MineRunOptions): Promise<MineRunResult> {
   // fail on bad thresholds before any embedding work (a percentile is checked once it is a distance)
   const { posThreshold: pos, negThreshold: neg } = run;
   const overlap = thresholdOverlap(pos, neg, run.metric);
@@ -104,21 +109,21 @@ export async function mineToFile(source: EmbeddingSource, run: MineRunOptions): 
   const known = { pos: typeof pos === 'number' ? pos : 0, neg: typeof neg === 'number' ? neg : typeof pos === 'number' ? pos : 0 };
   validateMineOptions({ ...run, posThreshold: known.pos, negThreshold: known.neg });
   checkOutput(run.output, { name: 'output', overwrite: run.overwrite, overwriteName: 'overwrite: true', inputs: [{ name: 'input', path: run.input }] });
-  const { corpus, vectors, memoryMb } = await embedCorpus(source, run);
-  let opts: MineRunOptions & MineOptions;
+  // opened before the long work: a folder that cannot take the output fails now, not after the embedding
+  const writer = openOutput(run.output, { replace: run.overwrite ?? false }); // `-`: stdout
+  let vectors: VectorStore | undefined;
+  let opened: EmbeddingSource | undefined;
   try {
+    const embedded = await embedCorpus(typeof source === 'function' ? (opened = await source()) : source, run);
+    const { corpus, memoryMb } = embedded;
+    vectors = embedded.vectors;
+    let opts: MineRunOptions & MineOptions;
     if (typeof pos === 'number' && typeof neg === 'number') opts = { ...run, posThreshold: pos, negThreshold: neg };
     else {
       const stats = await neighbourStats(corpus, vectors, { k: run.k, metric: run.metric, memoryMb });
       opts = { ...run, posThreshold: resolveThreshold(pos, stats), negThreshold: resolveThreshold(neg, stats) };
       run.onThresholds?.(opts.posThreshold, opts.negThreshold, stats);
     }
-  } catch (err) {
-    vectors.close();
-    throw err;
-  }
-  const writer = openOutput(opts.output, { replace: run.overwrite ?? false }); // `-`: stdout
-  try {
     let buf: string[] = [];
     const stats = await minePairs(
       corpus,
@@ -140,6 +145,7 @@ export async function mineToFile(source: EmbeddingSource, run: MineRunOptions): 
     writer.abort();
     throw err;
   } finally {
-    vectors.close();
+    vectors?.close();
+    opened?.close();
   }
 }
