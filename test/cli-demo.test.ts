@@ -173,23 +173,26 @@ describe('demo flags and interruption', () => {
     );
   });
 
-  it('Ctrl-C stops after the current step: no evaluation, no model or metrics, exit 130', async () => {
+  it.each([
+    ['SIGINT', 130, 'interrupted: stopping after the current step (Ctrl-C again to quit now)'],
+    ['SIGTERM', 143, 'SIGTERM received: stopping after the current step (SIGTERM again to quit now)'],
+  ] as const)('%s stops after the current step: no evaluation, no model or metrics, exit %i', async (signal, status, said) => {
     const out = makeTempDir('l2e-demo-sigint-');
     const update = vi.spyOn(ProgressBar.prototype, 'update').mockImplementation((done: number) => {
-      if (done === 3) process.emit('SIGINT');
+      if (done === 3) process.emit(signal);
     });
     try {
       const r = await l2e('demo', '--output', out, '--steps', '3000');
-      expect(r.code).toBe(130);
+      expect(r.code).toBe(status);
       expect(r.out).toBe('');
-      expect(r.err).toContain('\nl2e demo: interrupted: stopping after the current step (Ctrl-C again to quit now)\n');
+      expect(r.err).toContain(`\nl2e demo: ${said}\n`);
       expect(r.err).toContain(
         `l2e demo: interrupted at step 3 of 3000: the model was not evaluated after training and not saved (a partly trained ` +
           `model is not the demo's result); ${out} holds this run's train.jsonl and test.jsonl. Run it again to train it fully\n`,
       );
       for (const f of ['model', 'metrics.json', 'loss.svg', 'metrics.svg', 'losses.json']) expect(existsSync(join(out, f)), f).toBe(false);
       expect(existsSync(join(out, 'train.jsonl'))).toBe(true);
-      expect(process.listenerCount('SIGINT')).toBe(0);
+      for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) expect(process.listenerCount(s)).toBe(0);
     } finally {
       update.mockRestore();
     }

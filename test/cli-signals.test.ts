@@ -1,6 +1,6 @@
-// Ctrl-C (SIGINT) and SIGTERM during the commands without a stop of their own (encode, mine, eval,
+// Ctrl-C (SIGINT), SIGTERM and SIGHUP during the commands without a stop of their own (encode, mine, eval,
 // combine, tokenize): the output's temp file and mine's vector store are removed and the exit code is
-// the shell's (130 / 143). They were left behind: the temp beside the output until a later run to the
+// the shell's (130 / 143 / 129). They were left behind: the temp beside the output until a later run to the
 // same target, the store in the temp folder for good. And `tokenize | head -1`: a quiet exit, not
 // Node's stack trace for EPIPE. The real CLI (bin/l2e.js over dist/) in a child process.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -60,6 +60,7 @@ describe('signals during the commands without a stop of their own', () => {
   it.each([
     ['SIGINT', 130],
     ['SIGTERM', 143],
+    ['SIGHUP', 129],
   ] as const)('mine, %s while writing: exit %i, no temp file beside the output, no vector store left', async (signal, exitCode) => {
     const r = await mineStopped(signal);
     expect(r.code, r.stderr).toBe(exitCode);

@@ -1,5 +1,5 @@
 // `l2e train` end to end on a tiny model, in-process through main(argv): the JSONL log, checkpoints,
-// --resume up to a new --max-steps, SIGINT saving a checkpoint, bad data naming file:line, --help.
+// --resume up to a new --max-steps, SIGINT / SIGTERM / SIGHUP saving a checkpoint, bad data naming file:line, --help.
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -71,24 +71,28 @@ describe('l2e train', () => {
     expect(listCheckpoints(out).map((c) => c.step)).toEqual([2, 4, 6]);
   });
 
-  it('SIGINT finishes the current step, saves a checkpoint and exits cleanly', async () => {
+  it.each([
+    ['SIGINT', 130, 'interrupted: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)'],
+    ['SIGTERM', 143, 'SIGTERM received: finishing the current step and saving a checkpoint (SIGTERM again to quit now)'],
+    ['SIGHUP', 129, 'SIGHUP received: finishing the current step and saving a checkpoint (SIGHUP again to quit now)'],
+  ] as const)('%s finishes the current step, saves a checkpoint and exits %i', async (signal, status, said) => {
     const out = makeTempDir();
     const log = join(out, 'log.jsonl');
     const poll = setInterval(() => {
       if (existsSync(log) && readFileSync(log, 'utf8').split('\n').length > 2) {
         clearInterval(poll);
-        process.emit('SIGINT');
+        process.emit(signal);
       }
     }, 1);
     const r = await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--batch-size', '4', '--max-steps', '100000', '--log', log, '--save-steps', '0');
     clearInterval(poll);
-    expect(r.code).toBe(130);
+    expect(r.code).toBe(status);
     const steps = logLines(log).map((l) => l.step);
     expect(steps.length).toBeGreaterThanOrEqual(2);
-    expect(r.err).toMatch(/interrupted: finishing the current step/);
+    expect(r.err).toContain(`l2e train: ${said}\n`);
     expect(r.err).toMatch(/continue with --resume/);
     expect(listCheckpoints(out).map((c) => c.step)).toEqual([steps.at(-1)]);
-    expect(process.listenerCount('SIGINT')).toBe(0);
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) expect(process.listenerCount(s)).toBe(0);
   });
 
   it('bad data names file:line; --skip-bad-lines continues; bad options are usage errors', async () => {

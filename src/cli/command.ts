@@ -11,8 +11,9 @@ export interface Command {
   /** Takes positional arguments (combine: its inputs; pull: the repo id; eval: more test files); the others refuse them. */
   positionals?: boolean;
   /**
-   * Handles SIGINT / SIGTERM itself (train, demo: finish the step; serve: finish the requests). For
-   * the others main() removes the scratch files on those signals and exits 130 / 143.
+   * Handles the stop signals itself (train, demo: finish the step and save; serve: finish the
+   * requests). For the others main() removes the scratch files on SIGINT, SIGTERM or SIGHUP and exits
+   * with the shell's status for it (signals.ts).
    */
   ownsSignals?: boolean;
   run(args: ParsedArgs): Promise<number>;

@@ -7,6 +7,7 @@ import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
 import type { Metrics } from '../eval/metrics.js';
 import { counted } from '../util/plural.js';
+import { onStopSignals, signalName, signalStatus, type StopSignal } from './signals.js';
 
 const KEYS = ['positive score', 'negative score', 'top1', 'top3', 'top5', 'top10'] as const;
 
@@ -61,8 +62,8 @@ AdamW), evaluates again and prints a before/after table. Written to DIR: first l
 layout), metrics.json, loss.svg, metrics.svg, losses.json. DIR must be new, empty or an earlier
 demo's (whose files are replaced); any other folder is refused before any work unless --overwrite,
 which replaces those files in it and leaves the rest. A run too short to learn (the model not
-better than before on both top-1 and top-10) says so instead of printing the table. Ctrl-C stops
-after the current step and exits (130) without evaluating or saving the partly trained model. The data
+better than before on both top-1 and top-10) says so instead of printing the table. Ctrl-C (or
+SIGTERM, SIGHUP) stops after the current step and exits (130, 143, 129) without evaluating or saving the partly trained model. The data
 and tokenizer packages are development dependencies; when missing, the demo prints the one npm
 command that installs them.`,
   options: {
@@ -80,16 +81,17 @@ command that installs them.`,
     if (steps < 1) throw new UsageError('--steps must be at least 1');
     const bar = new ProgressBar({ label: 'train', total: steps, plainLines: true });
     const ac = new AbortController();
-    let interrupts = 0;
-    const onSigint = (): void => {
-      if (++interrupts > 1) {
-        process.stderr.write('\nl2e demo: interrupted twice, exiting now\n');
-        process.exit(130);
+    let stoppedBy: StopSignal | null = null;
+    const offSignals = onStopSignals((signal) => {
+      if (stoppedBy !== null) {
+        process.stderr.write(`\nl2e demo: ${signalName(signal)} again, exiting now\n`);
+        process.exit(signalStatus(signal));
       }
-      process.stderr.write('\nl2e demo: interrupted: stopping after the current step (Ctrl-C again to quit now)\n');
+      stoppedBy = signal;
+      const again = signal === 'SIGINT' ? 'Ctrl-C again to quit now' : `${signal} again to quit now`;
+      process.stderr.write(`\nl2e demo: ${signalName(signal)}: stopping after the current step (${again})\n`);
       ac.abort();
-    };
-    process.on('SIGINT', onSigint);
+    });
     try {
       const r = await runDemo({
         output,
@@ -110,9 +112,9 @@ command that installs them.`,
       if (err instanceof TrainerOptionError) throw new UsageError(err.message);
       if (!(err instanceof DemoInterruptedError)) throw err;
       process.stderr.write(`l2e demo: ${err.message}\n`);
-      return 130; // as \`l2e train\` on Ctrl-C
+      return signalStatus(stoppedBy ?? 'SIGINT'); // as \`l2e train\` on a stop signal
     } finally {
-      process.off('SIGINT', onSigint);
+      offSignals();
     }
   },
 };

@@ -5,6 +5,7 @@ import { closest, UsageError } from './args.js';
 import { loadCommands } from './commands.js';
 import { OutputClosedError, SIGPIPE_STATUS } from '../util/output.js';
 import { removeScratch } from '../util/scratch.js';
+import { onStopSignals, signalStatus, type StopSignal } from './signals.js';
 
 export async function main(argv: string[]): Promise<number> {
   const commands = await loadCommands();
@@ -33,6 +34,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const cmd = commands.find((c) => c.name === name);
   if (!cmd) return unknownCommand(name, commands);
+  let stopSignals: (() => void) | undefined;
   try {
     const args = parseArgs(rest, cmd.options);
     if (args.help) {
@@ -40,10 +42,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     refuseStrayPositionals(cmd, args);
-    if (!cmd.ownsSignals) {
-      process.once('SIGINT', removeScratchAndExit);
-      process.once('SIGTERM', removeScratchAndExit);
-    }
+    if (!cmd.ownsSignals) stopSignals = onStopSignals(removeScratchAndExit);
     return await cmd.run(args);
   } catch (err) {
     if (err instanceof OutputClosedError) return SIGPIPE_STATUS; // `| head` has what it wanted: no message
@@ -57,15 +56,14 @@ export async function main(argv: string[]): Promise<number> {
     if (process.env['L2E_DEBUG'] && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return 1;
   } finally {
-    process.off('SIGINT', removeScratchAndExit);
-    process.off('SIGTERM', removeScratchAndExit);
+    stopSignals?.();
   }
 }
 
 /** A signal's end for the commands without their own: no temp file or store left, the shell's exit code. */
-function removeScratchAndExit(signal: NodeJS.Signals): void {
+function removeScratchAndExit(signal: StopSignal): void {
   removeScratch();
-  process.exit(signal === 'SIGINT' ? 130 : 143);
+  process.exit(signalStatus(signal));
 }
 
 function unknownCommand(name: string, commands: Command[]): number {

@@ -11,6 +11,7 @@ import type { Command } from './command.js';
 import { formatSeconds, ProgressBar } from './progress.js';
 import { deviceOf } from './source-options.js';
 import { counted } from '../util/plural.js';
+import { onStopSignals, signalName, signalStatus, type StopSignal } from './signals.js';
 
 const d = RECIPE_DEFAULTS;
 
@@ -26,10 +27,10 @@ negatives, the negative list repeated when too short). Rows with an empty "pos",
 "neg" when the group needs negatives, are skipped and counted. Defaults are the recipe's.
 
 Checkpoints go to OUTPUT/checkpoint-<step>/ every --save-steps steps, at the end, and when
-interrupted (Ctrl-C finishes the current step, saves, and exits); each holds the weights and the
-AdamW moments (about 3 × the model) and its size is printed. --save-total-limit N keeps the newest
-N checkpoints of the run plus its best one: the checkpoint with the lowest mean training loss over
-the steps since the checkpoint before it. Training stops before it starts when the disk cannot
+stopped (Ctrl-C, SIGTERM or SIGHUP finishes the current step, saves, and exits 130, 143 or 129);
+each holds the weights and the AdamW moments (about 3 × the model) and its size is printed.
+--save-total-limit N keeps the newest N checkpoints of the run plus its best one: the checkpoint
+with the lowest mean training loss over the steps since the checkpoint before it. Training stops before it starts when the disk cannot
 hold a checkpoint and the final model.
 
 OUTPUT belongs to one run (its id is in OUTPUT/training_run.json and in every checkpoint, with
@@ -72,7 +73,7 @@ A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
     'passage-max-len': { kind: 'integer', help: 'passage truncation in tokens (BOS included)', default: d.passageMaxLen },
     'chunk-tokens': { kind: 'integer', help: 'GradCache chunk budget in tokens (bounds activation memory)', default: d.chunkTokens },
     'gradient-accumulation-steps': { kind: 'integer', help: 'micro-batches per optimizer step', default: d.gradientAccumulationSteps },
-    'save-steps': { kind: 'integer', help: 'checkpoint every N steps and at the end (0 = only on Ctrl-C)', default: d.saveSteps },
+    'save-steps': { kind: 'integer', help: 'checkpoint every N steps and at the end (0 = only when stopped by Ctrl-C or a signal)', default: d.saveSteps },
     'save-total-limit': {
       kind: 'integer',
       help: 'keep the newest N checkpoints of the run plus its best (lowest mean loss since the checkpoint before; 0 = keep all)',
@@ -169,17 +170,18 @@ async function run(args: ParsedArgs): Promise<number> {
     seed: opt.num(args, 'seed'),
   });
   const controller = new AbortController();
-  let interrupts = 0;
-  const onSigint = (): void => {
-    interrupts++;
-    if (interrupts > 1) {
-      process.stderr.write('\nl2e train: interrupted twice, exiting without a checkpoint\n');
-      process.exit(130);
+  // Ctrl-C, SIGTERM (timeout, docker, Slurm) and SIGHUP all finish the step and save a checkpoint
+  let stoppedBy: StopSignal | null = null;
+  const offSignals = onStopSignals((signal) => {
+    if (stoppedBy !== null) {
+      process.stderr.write(`\nl2e train: ${signalName(signal)} again, exiting without a checkpoint\n`);
+      process.exit(signalStatus(signal));
     }
-    process.stderr.write('\nl2e train: interrupted: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)\n');
+    stoppedBy = signal;
+    const again = signal === 'SIGINT' ? 'Ctrl-C again to quit now' : `${signal} again to quit now`;
+    process.stderr.write(`\nl2e train: ${signalName(signal)}: finishing the current step and saving a checkpoint (${again})\n`);
     controller.abort();
-  };
-  process.on('SIGINT', onSigint);
+  });
   try {
     let trainer: Trainer;
     try {
@@ -209,13 +211,13 @@ async function run(args: ParsedArgs): Promise<number> {
         `l2e train: stopped at step ${result.step} (${took})` +
           (result.checkpoint ? `; checkpoint ${result.checkpoint} — continue with --resume\n` : '\n'),
       );
-      return 130;
+      return signalStatus(stoppedBy ?? 'SIGINT');
     }
     process.stderr.write(`l2e train: ${summary(result, took)}; model saved to ${result.modelDir}\n`);
     reportSkipped(result.stats, opt.str(args, 'data')!);
     return 0;
   } finally {
-    process.off('SIGINT', onSigint);
+    offSignals();
     model.dispose();
   }
 }

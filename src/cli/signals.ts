@@ -1,0 +1,27 @@
+// The signals that ask a command to stop, and how it ends on each: Ctrl-C (SIGINT), a service
+// manager, `timeout`, docker or Slurm (SIGTERM), a closed terminal or ssh session (SIGHUP). A
+// command that stops on one exits with the shell's status for it, 128 + the signal's number.
+
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+export type StopSignal = (typeof STOP_SIGNALS)[number];
+
+const NUMBER: Record<StopSignal, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
+/** 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP. */
+export function signalStatus(signal: StopSignal): number {
+  return 128 + NUMBER[signal];
+}
+
+/** Calls `handler` on each stop signal until the returned function removes it. */
+export function onStopSignals(handler: (signal: StopSignal) => void): () => void {
+  const listeners = STOP_SIGNALS.map((s) => [s, (): void => handler(s)] as const);
+  for (const [s, l] of listeners) process.on(s, l);
+  return () => {
+    for (const [s, l] of listeners) process.off(s, l);
+  };
+}
+
+/** How a message names the signal: "interrupted (Ctrl-C)", "SIGTERM", "SIGHUP". */
+export function signalName(signal: StopSignal): string {
+  return signal === 'SIGINT' ? 'interrupted' : `${signal} received`;
+}
