@@ -126,6 +126,16 @@ describe('Trainer runs and their output folder', () => {
     b.model.dispose();
   });
 
+  it('an overwrite run that fails before its first checkpoint leaves the folder to the run it would have replaced, which resumes', async () => {
+    const out = makeTempDir();
+    const a = await fitRun({ maxSteps: 4, outputDir: out, saveSteps: 2 });
+    await expect(fitRun({ maxSteps: 50, outputDir: out, saveSteps: 10, overwrite: true, lr: 1e10 })).rejects.toThrow(/training diverged at step \d+/);
+    expect(readRunRecord(out)).toMatchObject({ runId: a.result.runId, finalModelStep: 4 });
+    const c = await fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2, resume: true });
+    expect(c.result).toMatchObject({ runId: a.result.runId, startStep: 4, step: 6, stoppedBy: 'maxSteps' });
+    expect(listRunCheckpoints(out).map((x) => [x.step, x.runId])).toEqual([2, 4, 6].map((st) => [st, a.result.runId]));
+  });
+
   it('resume takes the newest checkpoint of the run that owns the folder, not a higher step of another run, and says which', async () => {
     const straight = await fitRun({ maxSteps: 5 });
     const outA = makeTempDir();

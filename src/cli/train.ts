@@ -43,10 +43,12 @@ run's or new or empty) up to the given --max-steps / --epochs, and says which ch
 seed, ...) or other data is refused, naming the differences, unless --allow-changed-config (other
 data is then read from its beginning, the step count and optimizer state carrying on). When
 the checkpoint is already past --max-steps (or at it, with its final model written) there is
-nothing to do and nothing is written. --overwrite starts a new run there: the earlier runs'
-checkpoint-<step> folders are removed as the new run saves its own (another tool's are kept);
-model.safetensors, config.json, the tokenizer files and training_run.json are replaced when its
-model is written; other files are left as they are. The final model is written to OUTPUT in the Hugging Face layout.
+nothing to do and nothing is written. --overwrite starts a new run there: training_run.json names
+it from its first checkpoint (until then, if it fails or is stopped, the earlier run can still be
+resumed); the earlier runs' checkpoint-<step> folders are removed as the new run saves its own
+(another tool's are kept); model.safetensors, config.json and the tokenizer files are replaced
+when its model is written; other files are left as they are. The final model is written to
+OUTPUT in the Hugging Face layout.
 
 --log appends one JSON object per optimizer step:
 {step, loss, lr, gradNorm, tokensPerSecond, tokens, epoch, totalSteps}.

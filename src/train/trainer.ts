@@ -117,6 +117,8 @@ export class Trainer {
   private run: RunIdentity = { id: '', startedAt: '', data: { source: '', bytes: null, sha256: null } };
   /** Started with overwrite: checkpoints of the run it replaces go as this one saves its own. */
   private replacing = false;
+  /** This run's training_run.json is in the output folder (claimFolder). */
+  private claimed = false;
   /** The tokenizer files saved with every checkpoint and the final model (read when fit starts). */
   private tokenizerFiles: TokenizerFiles | undefined;
   /** Loss sum and steps since the last checkpoint (its mean loss decides the best checkpoint). */
@@ -148,6 +150,7 @@ export class Trainer {
     const identity: DataIdentity = o.outputDir || o.resume ? await dataIdentity(data) : { source: pairs.name, bytes: null, sha256: null };
     this.run = { id: newRunId(), startedAt: new Date().toISOString(), data: identity };
     this.replacing = false;
+    this.claimed = false;
     this.window = { loss: 0, steps: 0 };
     this.lastCheckpoint = null;
     let resumed: Resume | null = null;
@@ -199,10 +202,9 @@ export class Trainer {
     const rowsPerEpoch = scanned ? scanned.rows : null;
     if (o.outputDir) {
       this.checkDisk(numel);
-      const record = readRunRecord(o.outputDir);
-      if (record?.runId !== this.run.id) writeRunRecord(o.outputDir, { runId: this.run.id, startedAt: this.run.startedAt, finalModelStep: null });
-      // a killed run's half-written or half-removed checkpoint folders, once, as the run takes the
-      // folder: a resume at the last step writes no checkpoint, only the final model
+      mkdirSync(o.outputDir, { recursive: true }); // its training_run.json comes with the first write (claimFolder)
+      // a killed run's half-written or half-removed checkpoint folders, once, as the run starts: a
+      // resume at the last step writes no checkpoint, only the final model
       removeStaleCheckpointTemps(o.outputDir);
     }
 
@@ -335,6 +337,7 @@ export class Trainer {
         this.checkpoint(pos, pairs, schedule, notice);
       }
       this.ensureSpace(this.sizes(numel).model, `could not write the final model to ${o.outputDir}`);
+      this.claimFolder();
       try {
         saveModel(this.model, o.outputDir, { tokenizerDir: o.tokenizerDir, tokenizerFiles: this.tokenizerFiles, temperature: o.temperature, requireFinite: true });
       } catch (err) {
@@ -407,6 +410,18 @@ export class Trainer {
     return o.epochs * Math.max(1, Math.ceil(microBatches / o.gradientAccumulationSteps));
   }
 
+  /**
+   * Makes the output folder this run's (its training_run.json), just before the run's first write
+   * there: until then a run given --overwrite that fails or is stopped leaves the folder to the run it
+   * would have replaced, which can still be resumed.
+   */
+  private claimFolder(): void {
+    const dir = this.options.outputDir!;
+    if (this.claimed) return;
+    if (readRunRecord(dir)?.runId !== this.run.id) writeRunRecord(dir, { runId: this.run.id, startedAt: this.run.startedAt, finalModelStep: null });
+    this.claimed = true;
+  }
+
   private checkpoint(pos: Position, pairs: PairData, schedule: ScheduleSpec, notice: (m: string) => void): void {
     const o = this.options;
     const native = this.model.native;
@@ -429,6 +444,7 @@ export class Trainer {
       options: { ...o, resume: undefined, overwrite: undefined, allowChangedConfig: undefined },
     };
     let saved: { dir: string; bytes: number };
+    this.claimFolder();
     try {
       saved = saveCheckpoint(o.outputDir!, pos.step, {
         model: this.model,
