@@ -4,6 +4,7 @@
 // with skipBadLines, are not).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { Trainer, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
@@ -86,6 +87,29 @@ describe('training data checked before step 1', () => {
     const { steps, error } = await fit(file, {});
     expect((error as Error).message).toBe(`${file}: no usable training rows: 0 malformed, 0 with an empty "pos", 40 with an empty "neg" (group size 3 needs negatives)`);
     expect(steps).toEqual([]);
+  });
+
+  it('rows without a positive are not blamed on negatives', async () => {
+    const file = join(root, 'nopos.jsonl');
+    writeFileSync(file, lines.slice(0, 3).map((l) => JSON.stringify({ ...(JSON.parse(l) as object), pos: [] })).join('\n') + '\n');
+    const { error } = await fit(file, { groupSize: 1 });
+    expect((error as Error).message).toBe(`${file}: no usable training rows: 0 malformed, 3 with an empty "pos", 0 with an empty "neg"`);
+  });
+
+  // read once to check it, it would be empty for the epochs: refused before anything is read or written
+  it.skipIf(process.platform === 'win32')('stdin and a pipe are refused as data, saying why', async () => {
+    const fifo = join(makeTempDir(), 'rows.fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const out = join(makeTempDir(), 'out');
+    for (const [data, what] of [['-', 'stdin'], [fifo, 'a pipe']] as const) {
+      const { steps, error } = await fit(data, { outputDir: out });
+      expect((error as Error).message).toBe(
+        `${data}: training reads its data more than once (checked whole before the first step, then once an epoch), ` +
+          `and ${what} can be read only once: save the rows to a file and give that`,
+      );
+      expect(steps).toEqual([]);
+      expect(existsSync(out)).toBe(false);
+    }
   });
 
   it('lines that are not UTF-8 are warned about once, before step 1, not every epoch', async () => {

@@ -14,6 +14,7 @@
 import { LineError, pairRowProblem, readLines, type PairRow } from './jsonl.js';
 import { Rng } from '../util/random.js';
 import { counted } from '../util/plural.js';
+import { statOrNull } from '../util/fs-error.js';
 
 export type TrainRow = PairRow;
 
@@ -178,6 +179,7 @@ export class PairData {
    */
   async scan(): Promise<DataStats | null> {
     if (typeof this.source !== 'string' && !Array.isArray(this.source)) return null;
+    if (typeof this.source === 'string') refuseOneShotFile(this.source);
     const stats = emptyStats();
     for await (const row of this.rows(stats)) void row;
     if (stats.rows === 0) throw new Error(this.emptyMessage(0, stats));
@@ -193,7 +195,8 @@ export class PairData {
     }
     return (
       `${this.name}: no usable training rows: ${s.badLines} malformed, ${s.noPositive} with an empty "pos", ` +
-      `${s.noNegative} with an empty "neg" (group size ${this.groupSize} needs negatives)`
+      `${s.noNegative} with an empty "neg"` +
+      (s.noNegative > 0 ? ` (group size ${this.groupSize} needs negatives)` : '')
     );
   }
 
@@ -274,3 +277,17 @@ function emptyStats(): DataStats {
   return { rows: 0, badLines: 0, firstBadLines: [], noPositive: 0, noNegative: 0 };
 }
 
+/**
+ * Training reads its data file more than once (every line checked before step 1, then once an
+ * epoch): stdin (`-`), a pipe (`<(cmd)`) or a device would be used up by the first read and the
+ * training would find it empty.
+ */
+function refuseOneShotFile(path: string): void {
+  const st = path === '-' ? null : statOrNull(path);
+  if (path !== '-' && (st === null || st.isFile() || st.isDirectory())) return; // missing or a folder: the reader says so
+  const what = path === '-' ? 'stdin' : st!.isFIFO() ? 'a pipe' : st!.isSocket() ? 'a socket' : 'a device';
+  throw new Error(
+    `${path}: training reads its data more than once (checked whole before the first step, then once an epoch), ` +
+      `and ${what} can be read only once: save the rows to a file and give that`,
+  );
+}
