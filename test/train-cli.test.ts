@@ -220,6 +220,32 @@ describe('l2e train', () => {
     expect(readFileSync(join(out, 'model.safetensors'))).toEqual(first);
   });
 
+  it('an --output or --log folder that cannot be made is refused naming the flag (a file in the way: before the data is read)', async () => {
+    const dir = makeTempDir();
+    const file = join(dir, 'afile');
+    writeFileSync(file, 'mine\n');
+    const bad = join(dir, 'bad.jsonl');
+    writeFileSync(bad, '{"query": "x", "pos": "oops"}\n'); // the data check would fail: these fail first
+    const train = (...more: string[]) => l2e('train', '--model', modelDir, '--data', bad, '--max-steps', '1', ...more);
+    const cases: [string[], string][] = [
+      [['--output', file], `--output ${file} is a file, not a folder`],
+      [['--output', join(file, 'run')], `--output ${join(file, 'run')}: ${file} is a file, not a folder`],
+      [['--output', join(dir, 'o1'), '--log', join(file, 'log.jsonl')], `--log ${join(file, 'log.jsonl')}: ${file} is a file, not a folder`],
+    ];
+    for (const [args, said] of cases) {
+      const r = await train(...args);
+      expect([r.code, r.err]).toEqual([1, `l2e train: error: ${said}\n`]);
+    }
+    expect(readFileSync(file, 'utf8')).toBe('mine\n');
+    expect(existsSync(join(dir, 'o1'))).toBe(false);
+    if (process.platform === 'linux') {
+      // /sys takes no new folder, not even from root: said as a failed mkdir, not as a full disk
+      const r = await l2e('train', '--model', modelDir, '--data', data, '--max-steps', '1', '--output', '/sys/l2e-run');
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/^l2e train: error: --output \/sys\/l2e-run: could not create the folder \/sys\/l2e-run: E[A-Z]+: [^\n]+\n$/);
+    }
+  });
+
   it('value errors name the flag', async () => {
     const out = makeTempDir();
     const r = await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--batch-size', '0');

@@ -8,7 +8,7 @@
 // overwriting, a resume must match the checkpoint's settings, and nothing is written when there is
 // nothing left to do. Disk space is checked before anything is written (a checkpoint holds the weights
 // and two AdamW moments: about 3 × the model).
-import { appendFileSync, existsSync, mkdirSync, statSync, truncateSync, type Stats } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, rmdirSync, statSync, truncateSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel } from '../model/embedding-model.js';
 import { describeSkipped, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
@@ -34,6 +34,7 @@ import { formatBytes, freeBytes } from './disk.js';
 import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
 import { nothingToDo, planResume, type Position, type Resume } from './resume.js';
 import { counted } from '../util/plural.js';
+import { fsReason, notAFolder } from '../util/fs-error.js';
 
 export type { TrainerOptions, OptionNamer } from './options.js';
 export { TrainerOptionError } from './options.js';
@@ -153,6 +154,9 @@ export class Trainer {
     this.claimed = false;
     this.window = { loss: 0, steps: 0 };
     this.lastCheckpoint = null;
+    // an output folder or log that cannot be made (a file in the way) fails now, not after the data check
+    const blocked = (o.outputDir ? notAFolder(n('outputDir'), o.outputDir) : null) ?? (o.logFile ? notAFolder(n('logFile'), dirname(o.logFile), o.logFile) : null);
+    if (blocked) throw new Error(blocked);
     let resumed: Resume | null = null;
     if (o.resume) {
       resumed = planResume(o, n, identity, notice);
@@ -201,8 +205,16 @@ export class Trainer {
     if (scanned) reportScan(scanned, pairs.name, o.skipBadLines, notice);
     const rowsPerEpoch = scanned ? scanned.rows : null;
     if (o.outputDir) {
-      this.checkDisk(numel);
-      mkdirSync(o.outputDir, { recursive: true }); // its training_run.json comes with the first write (claimFolder)
+      // made first, so that a folder that cannot be made says so (not "0 B free"); its training_run.json
+      // comes with the first write (claimFolder), and a new folder goes again when the disk is too small
+      const made = !existsSync(o.outputDir);
+      makeFolder(o.outputDir, `${n('outputDir')} ${o.outputDir}`);
+      try {
+        this.checkDisk(numel);
+      } catch (err) {
+        if (made) rmdirSync(o.outputDir); // still empty: nothing was written yet
+        throw err;
+      }
       // a killed run's half-written or half-removed checkpoint folders, once, as the run starts: a
       // resume at the last step writes no checkpoint, only the final model
       removeStaleCheckpointTemps(o.outputDir);
@@ -223,7 +235,7 @@ export class Trainer {
     const N = o.gradientAccumulationSteps;
     let lastLoss = NaN;
     let stoppedBy: FitResult['stoppedBy'] = o.maxSteps > 0 ? 'maxSteps' : 'epochs';
-    if (o.logFile) mkdirSync(dirname(o.logFile), { recursive: true });
+    if (o.logFile) makeFolder(dirname(o.logFile), `${n('logFile')} ${o.logFile}`);
     if (resumed && o.logFile) await trimLog(o.logFile, pos.step, notice);
     let firstStarted: number | null = null;
     let lastEnded: number | null = null;
@@ -502,6 +514,15 @@ async function nextBatch(it: AsyncIterator<TrainGroup>, size: number): Promise<T
  * failed only after step 1, with a bare EISDIR), or the training data itself (the same file, links
  * followed: the per-step lines were appended to the data).
  */
+/** mkdir -p `dir`, a failure said as `what` (the option and its value) could not be made and why. */
+function makeFolder(dir: string, what: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new Error(`${what}: could not create the folder ${dir}: ${fsReason(err)}`);
+  }
+}
+
 function refuseLogFile(log: string, data: RowSource, n: OptionNamer): void {
   let st: Stats;
   try {

@@ -39,3 +39,22 @@ export function fsReason(err: unknown, target?: string, written?: string): strin
   if (e.code && e.syscall) return err.message.replace(/, [a-z]+ '[\s\S]*$/, '');
   return err.message;
 }
+
+/**
+ * What keeps `dir` from being a folder a command creates or writes into: it, or the nearest of its
+ * parents that exists, when that is not a folder; null when nothing is in the way.
+ */
+export function fileInTheWay(dir: string): string | null {
+  for (let p = dir; ; p = dirname(p)) {
+    const st = statOrNull(p);
+    if (st !== null) return st.isDirectory() ? null : p;
+    if (dirname(p) === p) return null;
+  }
+}
+
+/** "--output out is a file, not a folder" / "--log a/b/log.jsonl: a is a file, not a folder", or null. */
+export function notAFolder(name: string, dir: string, shown: string = dir): string | null {
+  const file = fileInTheWay(dir);
+  if (file === null) return null;
+  return file === shown ? `${name} ${shown} is a file, not a folder` : `${name} ${shown}: ${file} is a file, not a folder`;
+}
