@@ -136,6 +136,23 @@ describe('Trainer runs and their output folder', () => {
     expect(listRunCheckpoints(out).map((x) => [x.step, x.runId])).toEqual([2, 4, 6].map((st) => [st, a.result.runId]));
   });
 
+  it("another tool's checkpoint-<step> folder is never replaced: a run that could save under its name is refused, overwrite or resume", async () => {
+    const out = makeTempDir();
+    await fitRun({ maxSteps: 2, outputDir: out, saveSteps: 2 });
+    const theirs = join(out, 'checkpoint-4');
+    mkdirSync(theirs);
+    writeFileSync(join(theirs, 'trainer_state.json'), '{"global_step": 4}\n');
+    writeFileSync(join(theirs, 'pytorch_model.bin'), 'theirs');
+    const said =
+      `${out} holds 1 checkpoint folder that this trainer did not write (checkpoint-4): a run there saves its checkpoints under ` +
+      "such names, and another tool's are never replaced; move it away or use another outputDir";
+    for (const more of [{ overwrite: true }, { resume: true }] as const) {
+      await expect(fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2, ...more })).rejects.toThrow(said);
+    }
+    expect(readFileSync(join(theirs, 'pytorch_model.bin'), 'utf8')).toBe('theirs');
+    expect(listRunCheckpoints(out).map((c) => c.step)).toEqual([2, 4]);
+  });
+
   it('resume takes the newest checkpoint of the run that owns the folder, not a higher step of another run, and says which', async () => {
     const straight = await fitRun({ maxSteps: 5 });
     const outA = makeTempDir();

@@ -46,7 +46,7 @@ the checkpoint is already past --max-steps (or at it, with its final model writt
 nothing to do and nothing is written. --overwrite starts a new run there: training_run.json names
 it from its first checkpoint (until then, if it fails or is stopped, the earlier run can still be
 resumed); the earlier runs' checkpoint-<step> folders are removed as the new run saves its own
-(another tool's are kept); model.safetensors, config.json and the tokenizer files are replaced
+(another tool's are never replaced: a folder holding one is refused); model.safetensors, config.json and the tokenizer files are replaced
 when its model is written; other files are left as they are. The final model is written to
 OUTPUT in the Hugging Face layout.
 

@@ -176,6 +176,16 @@ export function listRunCheckpoints(outputDir: string): RunCheckpoint[] {
 }
 
 /**
+ * The checkpoint-<step> folders in `outputDir` that another tool wrote (no trainer_state.json of ours):
+ * a run here could need one of their names (every --save-steps step, or any step when stopped), and
+ * must neither replace nor skip them.
+ */
+export function foreignCheckpoints(outputDir: string): string[] {
+  const ours = new Set(listRunCheckpoints(outputDir).filter((c) => c.ours).map((c) => basename(c.dir)));
+  return checkpointFolders(outputDir).filter((name) => !ours.has(name));
+}
+
+/**
  * Steps to keep of one run's checkpoints under `limit` (0 keeps all): the newest `limit`, plus the
  * best (lowest mean loss; the newer one on a tie) when it is older than those.
  */

@@ -18,6 +18,7 @@ import { trainNatives, type TrainNatives } from './native-train.js';
 import { optionItself, resolveOptions, type OptionNamer, type ResolvedOptions, type TrainerOptions } from './options.js';
 import { learningRate, warmupSteps, type ScheduleSpec } from './schedule.js';
 import {
+  foreignCheckpoints,
   loadCheckpointMoments,
   NonFiniteWeightsError,
   loadCheckpointWeights,
@@ -166,6 +167,7 @@ export class Trainer {
       this.replacing = Boolean(o.overwrite);
     }
     if (o.logFile) refuseLogFile(o.logFile, data, n);
+    if (o.outputDir) refuseForeignCheckpoints(o.outputDir, n);
 
     // read once now: the folder may be a checkpoint of this run that its pruning removes later
     const tokenizerDir = o.tokenizerDir ?? this.model.dir;
@@ -521,6 +523,18 @@ function makeFolder(dir: string, what: string): void {
   } catch (err) {
     throw new Error(`${what}: could not create the folder ${dir}: ${fsReason(err)}`);
   }
+}
+
+/** Another tool's checkpoint-<step> folders are kept, so a run that could save under their names is refused. */
+function refuseForeignCheckpoints(outputDir: string, n: OptionNamer): void {
+  const foreign = foreignCheckpoints(outputDir);
+  if (foreign.length === 0) return;
+  const names = foreign.length <= 3 ? foreign.join(', ') : `${foreign.slice(0, 3).join(', ')}, …`;
+  throw new Error(
+    `${outputDir} holds ${counted(foreign.length, 'checkpoint folder')} that this trainer did not write (${names}): ` +
+      `a run there saves its checkpoints under such names, and another tool's are never replaced; ` +
+      `move ${foreign.length === 1 ? 'it' : 'them'} away or use another ${n('outputDir')}`,
+  );
 }
 
 function refuseLogFile(log: string, data: RowSource, n: OptionNamer): void {
