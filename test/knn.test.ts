@@ -103,6 +103,34 @@ describe('knn', () => {
   });
 });
 
+describe('knn reads copies of its inputs', () => {
+  // the search runs on a worker thread: read in place, a pool transferred away (its memory freed when
+  // the receiver goes) crashed the process, and one changed meanwhile changed the result
+  it('changing, transferring or dropping the arrays while the search runs changes nothing', async () => {
+    const rng = new Rng(7);
+    const q = randomMatrix(400, 64, rng);
+    const p = randomMatrix(20000, 64, rng);
+    const expected = await knn(q, p, 3, { metric: 'euclidean' });
+    for (let round = 0; round < 3; round++) {
+      const q2 = new Embeddings(q.rows, q.dim, q.data.slice());
+      const p2 = new Embeddings(p.rows, p.dim, p.data.slice());
+      const pending = knn(q2, p2, 3, { metric: 'euclidean' });
+      p2.data.fill(0);
+      q2.data.fill(1);
+      const buffer = p2.data.buffer as ArrayBuffer;
+      structuredClone(buffer, { transfer: [buffer] }); // detached here, its memory the clone's
+      expect(p2.data.length).toBe(0);
+      const got = await pending;
+      expect(got.indices).toEqual(expected.indices);
+      expect(got.scores).toEqual(expected.scores);
+    }
+    // the same array as queries and pool is copied once and still searched as itself
+    const self = await knn(p, p, 2, { excludeSelf: true });
+    expect(self.k).toBe(2);
+    for (let i = 0; i < p.rows; i++) expect(self.indices[2 * i] !== i && self.indices[2 * i + 1] !== i).toBe(true);
+  });
+});
+
 describe('knn result shape, excludeSelf and similarity', () => {
   it('neighbors(q) and matches() give {index, score} per query, equal to the flat arrays', async () => {
     const pool = new Embeddings(3, 2, Float32Array.from([1, 0, 0, 1, 1, 1]));

@@ -1,6 +1,8 @@
 // knn(queries: Float32Array, nq, pool: Float32Array, np, dim, k, metric) -> Promise<{indices, scores}>:
 // exact k-NN (cpu/knn.h) on a worker thread. The input arrays are held by references until the
-// search finishes, so JS cannot collect them while native code reads them.
+// search finishes, so JS cannot collect them while native code reads them; a reference does not stop
+// a transfer (postMessage) from detaching one and freeing its memory, so src/eval/knn.ts passes
+// arrays nobody else holds (copies, for the public knn).
 #include <napi.h>
 
 #include <cstdint>

@@ -51,9 +51,23 @@ export interface KnnOptions {
 
 /**
  * The k nearest pool rows of every query row. k larger than the pool is clamped to the pool size
- * (see `result.k`). Cosine treats a zero vector as similarity 0 to everything.
+ * (see `result.k`). Cosine treats a zero vector as similarity 0 to everything. The search reads
+ * copies of `queries` and `pool`, taken at the call: the caller may change, transfer (postMessage)
+ * or drop their arrays while it runs.
  */
 export async function knn(queries: Embeddings, pool: Embeddings, k: number, opts: KnnOptions = {}): Promise<KnnResult> {
+  return search(queries, pool, k, opts, true);
+}
+
+/**
+ * knn() over arrays that only the library holds (a server's corpus, mine's vector blocks): read in
+ * place, as nothing else can change or transfer them while the native search runs.
+ */
+export async function knnOwned(queries: Embeddings, pool: Embeddings, k: number, opts: KnnOptions = {}): Promise<KnnResult> {
+  return search(queries, pool, k, opts, false);
+}
+
+async function search(queries: Embeddings, pool: Embeddings, k: number, opts: KnnOptions, copy: boolean): Promise<KnnResult> {
   checkMatrix('queries', queries);
   checkMatrix('pool', pool);
   const metric = opts.metric ?? 'cosine';
@@ -69,7 +83,11 @@ export async function knn(queries: Embeddings, pool: Embeddings, k: number, opts
   if (queries.rows === 0 || kk === 0) return knnResult(kk, queries.rows, new Int32Array(0), new Float32Array(0));
   // with excludeSelf, one more is searched: the query's own row is usually among them
   const searched = self ? kk + 1 : kk;
-  const { indices, scores } = await nativeAddon<KnnNative>().knn(queries.data, queries.rows, pool.data, pool.rows, pool.dim, searched, metric);
+  // the native search reads these on a worker thread: a caller's array detached (transferred) or
+  // changed meanwhile would be read freed or torn, so the public knn hands it copies
+  const poolData = copy ? pool.data.slice() : pool.data;
+  const queryData = !copy ? queries.data : queries.data === pool.data ? poolData : queries.data.slice();
+  const { indices, scores } = await nativeAddon<KnnNative>().knn(queryData, queries.rows, poolData, pool.rows, pool.dim, searched, metric);
   if (!self) return knnResult(kk, queries.rows, indices, scores);
   const outIdx = new Int32Array(queries.rows * kk);
   const outScores = new Float32Array(queries.rows * kk);

@@ -16,7 +16,7 @@
 // query block against the pool in blocks, merging the running top k, so memory stays bounded.
 import { Embeddings } from '../model/embeddings.js';
 import type { PairRow } from '../data/jsonl.js';
-import { knn, type KnnMetric } from '../eval/knn.js';
+import { knnOwned, type KnnMetric } from '../eval/knn.js';
 import { Rng } from '../util/random.js';
 import type { Corpus } from './corpus.js';
 import { MemoryStore, type VectorStore } from './store.js';
@@ -117,7 +117,7 @@ export async function searchStore(queries: Embeddings, store: VectorStore, k: nu
   const better = metric === 'cosine' ? (a: number, b: number) => a > b : (a: number, b: number) => a < b;
   for (let p0 = 0; p0 < store.rows; p0 += poolRows) {
     const pool = store.read(p0, Math.min(poolRows, store.rows - p0));
-    const res = await knn(queries, pool, k, { metric });
+    const res = await knnOwned(queries, pool, k, { metric });
     if (!best) {
       const indices = res.indices.map((j) => j + p0);
       best = { k: res.k, indices, scores: res.scores };

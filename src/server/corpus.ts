@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { npyBytes, parseNpy } from '../util/npy.js';
-import { knn } from '../eval/knn.js';
+import { knnOwned } from '../eval/knn.js';
 import { cosine } from '../eval/metrics.js';
 import { Embeddings } from '../model/embeddings.js';
 import type { TextTokenizer } from '../model/tokenizer.js';
@@ -165,7 +165,7 @@ export class CorpusIndex {
   async search(query: Float32Array, k: number): Promise<SearchHit[]> {
     if (!this.vectors) throw new Error('the corpus is not ready');
     const q = new Embeddings(1, this.vectors.dim, query);
-    const r = await knn(q, this.vectors, k, { metric: 'cosine' });
+    const r = await knnOwned(q, this.vectors, k, { metric: 'cosine' });
     const hits: SearchHit[] = [];
     for (let i = 0; i < r.k; i++) hits.push({ index: r.indices[i]!, text: this.texts[r.indices[i]!]!, score: r.scores[i]! });
     return hits;
