@@ -21,6 +21,9 @@ export default mergeConfig(
         'test/crash/**',
         // SIGINT / SIGTERM to CLI children mid-run (exiting with work in flight): process behaviour too
         'test/cli-signals.test.ts',
+        // a worker thread terminated with our native work in flight: process behaviour too (the work
+        // finishes after its environment is gone, and what it held goes with the process)
+        'test/worker-terminate.test.ts',
         // the shipped addon's export list: this build adds its leak-check binding (sanitizer_binding.cpp)
         'test/shipped-addon.test.ts',
         // drives Chromium, which would inherit the preloaded ASan runtime; the server's native work is
