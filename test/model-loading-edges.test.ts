@@ -39,7 +39,17 @@ describe('EmbeddingModel.load({ numLayers })', () => {
   it('refuses a count outside [1, layers], naming the folder', async () => {
     const full = writeTinyModel(makeTempDir(), { seed: 52, layers: 2 });
     for (const n of [0, 3, 1.5, -1])
-      await expect(EmbeddingModel.load(full.dir, { numLayers: n })).rejects.toThrow(`numLayers must be an integer in [1, 2] for ${full.dir}`);
+      await expect(EmbeddingModel.load(full.dir, { numLayers: n })).rejects.toThrow(`numLayers must be an integer in [1, 2] for ${full.dir}, got ${n}`);
+    await expect(EmbeddingModel.load(full.dir, { numLayers: '1' as unknown as number })).rejects.toThrow(
+      `numLayers must be an integer in [1, 2] for ${full.dir}, got the string "1"`,
+    );
+  });
+
+  // a plain-JS caller's device: 1 loaded on the CPU and left model.device 1 (a server then found no batch size for it)
+  it('refuses a device other than cpu or cuda, naming its type', async () => {
+    const full = writeTinyModel(makeTempDir(), { seed: 53, layers: 1 });
+    for (const [device, said] of [[1, '1'], [true, 'a boolean'], ['gpu', 'the string "gpu"']] as const)
+      await expect(EmbeddingModel.load(full.dir, { device: device as unknown as 'cpu' })).rejects.toThrow(`device must be 'cpu' or 'cuda', got ${said}`);
   });
 });
 

@@ -10,7 +10,7 @@ import type { EmbeddingModel } from '../src/model/embedding-model.js';
 import { cosine } from '../src/eval/metrics.js';
 import { hasTokenizer, getText, metricValue, postJson, serveOn, tinyModel, type OpenAIError, type Served } from './helpers/server.js';
 import { removeTempDirs } from './helpers/tinyModel.js';
-import { serve } from '../src/server/server.js';
+import { serve, type ServeOptions } from '../src/server/server.js';
 import { skipNote } from './helpers/fixture.js';
 
 const TEXTS = ['Selamat pagi, apa khabar?', 'Good morning', 'saya suka makan nasi lemak dengan sambal pedas', 'x'];
@@ -237,6 +237,23 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       await expect(serve(model, { port: 0, maxWaitMs: 3e9 })).rejects.toThrow(
         new Error('serve: maxWaitMs must be at most 2147483647 (about 24.8 days, the longest timer Node keeps), got 3000000000'),
       );
+    });
+
+    it('what a plain-JS caller gets wrong is refused before listening, naming it and its type', async () => {
+      const bad: [unknown, unknown, Error][] = [
+        [model, { port: 0, apiKey: 12345 }, new TypeError('serve: apiKey must be a string, got 12345')], // it was hashed at each request: 500 naming the key
+        [model, { port: 0, host: 5 }, new TypeError('serve: host must be a string, got 5')],
+        [model, { port: '0' }, new Error('serve: port must be an integer in [0, 65535], got the string "0"')],
+        [model, { port: 0, maxWaitMs: '5' }, new Error('serve: maxWaitMs must be ≥ 0, got the string "5"')],
+        [model, { port: 0, maxInputs: '8' }, new Error('serve: maxInputs must be a positive integer, got the string "8"')],
+        [model, { port: 0, onLog: 'x' }, new TypeError('serve: onLog must be a function, got the string "x"')],
+        [model, 'x', new TypeError('serve: options must be an object, got the string "x"')],
+        [undefined, { port: 0 }, new TypeError('serve: model must be an EmbeddingModel or a promise of one, got undefined')],
+      ];
+      for (const [m, options, error] of bad) await expect(serve(m as EmbeddingModel, options as ServeOptions)).rejects.toThrow(error);
+      const disposed = await tinyModel();
+      disposed.dispose();
+      await expect(serve(disposed, { port: 0 })).rejects.toThrow(new Error('serve: the model has been disposed'));
     });
 
     it('a port in use: the error names the address and why', async () => {

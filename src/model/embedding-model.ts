@@ -136,7 +136,7 @@ export class EmbeddingModel {
     let config = readConfig(dir);
     if (options.numLayers !== undefined) {
       if (!Number.isInteger(options.numLayers) || options.numLayers < 1 || options.numLayers > config.numLayers) {
-        throw new Error(`numLayers must be an integer in [1, ${config.numLayers}] for ${dir}`);
+        throw new Error(`numLayers must be an integer in [1, ${config.numLayers}] for ${dir}, got ${describeValue(options.numLayers)}`);
       }
       config = { ...config, numLayers: options.numLayers };
     }
@@ -342,6 +342,8 @@ function positiveInteger(name: string, v: unknown): number {
 }
 
 function createNative(config: LlamaConfig, dense: number, device: Device, precision: Precision = 'fp32'): NativeModel {
+  // a plain-JS caller's `device: 1` loaded on the CPU and left model.device 1, which a server then read
+  if (device !== 'cpu' && device !== 'cuda') throw new Error(`device must be 'cpu' or 'cuda', got ${describeValue(device)}`);
   if (!PRECISIONS.includes(precision)) {
     throw new Error(`precision must be one of ${PRECISIONS.join(', ')}, got ${String(precision)}`);
   }

@@ -13,6 +13,7 @@ import { ApiError, modelDisposed } from './errors.js';
 import type { InputLimits } from './inputs.js';
 import { ServerMetrics } from './metrics.js';
 import { registerRoutes } from './routes.js';
+import { describeValue } from '../util/describe.js';
 import { parseJson } from '../util/json.js';
 
 export interface ServeOptions {
@@ -106,11 +107,21 @@ function timerMs(name: string, v: number): number {
 }
 
 function positive(name: string, v: number, integer = true): number {
-  if (!(v > 0) || (integer && !Number.isInteger(v))) throw new Error(`serve: ${name} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
+  if (typeof v !== 'number' || !(v > 0) || (integer && !Number.isInteger(v))) {
+    throw new Error(`serve: ${name} must be a positive ${integer ? 'integer' : 'number'}, got ${describeValue(v)}`);
+  }
   return v;
 }
 
 function resolveOptions(o: ServeOptions): ResolvedOptions {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new TypeError(`serve: options must be an object, got ${describeValue(o)}`);
+  // checked before anything uses them: a number as apiKey failed inside the hash at every request,
+  // answering 500 with the key in the message
+  for (const key of ['host', 'apiKey', 'corpusVectors', 'modelName'] as const) {
+    const v = o[key];
+    if (v !== undefined && typeof v !== 'string') throw new TypeError(`serve: ${key} must be a string, got ${describeValue(v)}`);
+  }
+  if (o.onLog !== undefined && typeof o.onLog !== 'function') throw new TypeError(`serve: onLog must be a function, got ${describeValue(o.onLog)}`);
   const r = {
     host: o.host ?? '127.0.0.1',
     port: o.port ?? 8080,
@@ -129,9 +140,9 @@ function resolveOptions(o: ServeOptions): ResolvedOptions {
     onLog: o.onLog ?? (() => {}),
   };
   if (typeof r.batching !== 'boolean') throw new TypeError(`serve: batching must be true or false, got ${JSON.stringify(r.batching)}`);
-  if (!(r.maxWaitMs >= 0)) throw new Error(`serve: maxWaitMs must be ≥ 0, got ${r.maxWaitMs}`);
+  if (typeof r.maxWaitMs !== 'number' || !(r.maxWaitMs >= 0)) throw new Error(`serve: maxWaitMs must be ≥ 0, got ${describeValue(r.maxWaitMs)}`);
   timerMs('maxWaitMs', r.maxWaitMs);
-  if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) throw new Error(`serve: port must be an integer in [0, 65535], got ${r.port}`);
+  if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) throw new Error(`serve: port must be an integer in [0, 65535], got ${describeValue(r.port)}`);
   if (r.maxLength > 0) checkQueueFits(r);
   return r;
 }
@@ -191,7 +202,9 @@ function toApiError(err: unknown, maxBodyBytes: number): ApiError {
       return new ApiError(400, 'the request body is empty; send a JSON object', null, 'empty_body');
   }
   if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) return new ApiError(e.statusCode, e.message ?? 'bad request', null, e.code ?? null);
-  return new ApiError(500, `internal error: ${e.message ?? String(err)}`, null, 'internal_error');
+  // the details go to the server's log (the error handler), not to the client: they may name files,
+  // or values a client must not see
+  return new ApiError(500, "internal error (the server's log has the details)", null, 'internal_error');
 }
 
 /**
@@ -200,6 +213,13 @@ function toApiError(err: unknown, maxBodyBytes: number): ApiError {
  */
 export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, options: ServeOptions = {}): Promise<ServerHandle> {
   const o = resolveOptions(options);
+  // a model that cannot serve is refused before listening, not answered 503 (disposed) or 500 (not a model)
+  const m = model as Partial<EmbeddingModel> | null | undefined;
+  const promised = typeof (model as { then?: unknown } | null)?.then === 'function';
+  if (!promised && (typeof m !== 'object' || m === null || typeof m.encode !== 'function')) {
+    throw new TypeError(`serve: model must be an EmbeddingModel or a promise of one, got ${describeValue(model)}`);
+  }
+  if (!promised && m!.disposed) throw new Error('serve: the model has been disposed');
   const metrics = new ServerMetrics();
   const state: ServerState = {
     options: o,
@@ -247,7 +267,7 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
 
   app.setErrorHandler((err, _req, reply) => {
     const api = toApiError(err, o.maxBodyBytes);
-    if (api.status >= 500 && api.code === 'internal_error') o.onLog(`error: ${api.message}`);
+    if (api.status >= 500 && api.code === 'internal_error') o.onLog(`error: internal error: ${err instanceof Error ? err.message : String(err)}`);
     if (api.retryAfter !== undefined) void reply.header('retry-after', String(api.retryAfter));
     void reply.code(api.status).send(api.body());
   });

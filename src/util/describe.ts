@@ -4,7 +4,7 @@
 export function describeValue(v: unknown): string {
   if (typeof v === 'number') return String(v);
   if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
-  if (v === null) return 'null';
+  if (v === null || v === undefined) return String(v);
   if (Array.isArray(v)) return 'an array';
   return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
