@@ -65,13 +65,16 @@ export async function top(): Promise<KnnMatch[]> {
 top().then((m) => console.log(`pack-install: TypeScript ${process.argv[2]} build ran: ${JSON.stringify(m)}`));
 TS
 # esm: nodenext in a "type": "module" folder; cjs: nodenext in a "type": "commonjs" folder (TS >= 5.8
-# types require() of ES modules); classic: "module": "commonjs" with node10 resolution (as tsc --init).
-for kind in esm cjs classic; do
+# types require() of ES modules); classic: "module": "commonjs" with node10 resolution (as tsc --init);
+# plain: the same without esModuleInterop (the types must not need it: a default import of node:http
+# in them failed there, TS1192).
+for kind in esm cjs classic plain; do
   mkdir -p "ts-$kind" && cp lib-use.ts "ts-$kind/"
   case $kind in
     esm) type=module; mod='"module":"nodenext","moduleResolution":"nodenext"' ;;
     cjs) type=commonjs; mod='"module":"nodenext","moduleResolution":"nodenext"' ;;
     classic) type=commonjs; mod='"module":"commonjs","moduleResolution":"node10","esModuleInterop":true' ;;
+    plain) type=commonjs; mod='"module":"commonjs","moduleResolution":"node10"' ;;
   esac
   echo "{\"type\":\"$type\"}" > "ts-$kind/package.json"
   echo "{\"compilerOptions\":{$mod,\"target\":\"es2022\",\"strict\":true,\"typeRoots\":[\"$root/node_modules/@types\"],\"types\":[\"node\"],\"outDir\":\"out\"},\"files\":[\"lib-use.ts\"]}" > "ts-$kind/tsconfig.json"

@@ -1,8 +1,8 @@
 // Minimal HTTP(S) GET for the Hub client over node's http/https: redirects followed (the token is
 // dropped when a redirect leaves the original host, e.g. to a CDN), status codes turned into
 // HubErrors with advice, 5xx and dropped connections retried with a short backoff.
-import http from 'node:http';
-import https from 'node:https';
+import * as http from 'node:http';
+import * as https from 'node:https';
 
 export class HubError extends Error {
   override name = 'HubError';
