@@ -153,6 +153,23 @@ describe('Trainer runs and their output folder', () => {
     expect(listRunCheckpoints(out).map((c) => c.step)).toEqual([2, 4]);
   });
 
+  it('dispose() during fit frees the model once the run has ended, as during encode; the run finishes and saves', async () => {
+    const out = makeTempDir();
+    const model = await EmbeddingModel.load(modelDir);
+    const result = await new Trainer(model, { ...base, maxSteps: 4, outputDir: out, saveSteps: 2 }).fit(dataFile, {
+      onNotice: () => {},
+      onStep: (s) => {
+        if (s.step === 2) model.dispose();
+      },
+    });
+    expect(result).toMatchObject({ step: 4, stoppedBy: 'maxSteps', modelDir: out });
+    expect(listRunCheckpoints(out).map((c) => c.step)).toEqual([2, 4]);
+    expect(model.disposed).toBe(true);
+    await expect(model.encode(['a'])).rejects.toThrow('this EmbeddingModel has been disposed');
+    expect(() => model.native).toThrow('this EmbeddingModel has been disposed');
+    await expect(new Trainer(model, { ...base, maxSteps: 1 }).fit(dataFile)).rejects.toThrow('this EmbeddingModel has been disposed');
+  });
+
   it('resume takes the newest checkpoint of the run that owns the folder, not a higher step of another run, and says which', async () => {
     const straight = await fitRun({ maxSteps: 5 });
     const outA = makeTempDir();

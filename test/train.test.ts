@@ -269,7 +269,7 @@ describe('loadCheckpointWeights', () => {
     saveModel(from, ckpt);
     const set = vi.spyOn(into.native, 'setTensor');
     const load = vi.spyOn(into.native, 'loadTensors');
-    await loadCheckpointWeights(into, ckpt);
+    await loadCheckpointWeights(into.native, ckpt);
     expect(set).not.toHaveBeenCalled();
     expect(load).toHaveBeenCalledTimes(1);
     expect(load.mock.calls[0]![0].map((s) => s.name)).toEqual(into.native.params().map((p) => p.name));
@@ -280,7 +280,7 @@ describe('loadCheckpointWeights', () => {
     }
     const half = makeTempDir();
     writeTinyModel(half, { hidden: 32, layers: 2, dense: 16, seed: 5, dtype: 'F16' });
-    await expect(loadCheckpointWeights(into, half)).rejects.toThrow(
+    await expect(loadCheckpointWeights(into.native, half)).rejects.toThrow(
       `${join(half, 'model.safetensors')}: tensor "embed_tokens.weight" is F16, expected F32`,
     );
     from.dispose();

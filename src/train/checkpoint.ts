@@ -12,7 +12,7 @@
 // the one with the lowest mean training loss since the checkpoint before it.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { EmbeddingModel } from '../model/embedding-model.js';
+import type { EmbeddingModel, NativeModel } from '../model/embedding-model.js';
 import { configToJson } from '../model/config.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -56,6 +56,8 @@ export interface SaveModelOptions {
   temperature?: number | null;
   /** Refuse (NonFiniteWeightsError) to write weights holding NaN or ±Inf. */
   requireFinite?: boolean;
+  /** The native model to read: a caller that holds the model (EmbeddingModel.hold) passes the one it holds. */
+  native?: NativeModel;
 }
 
 /** A model about to be saved holds NaN/Inf weights (training diverged). */
@@ -73,8 +75,9 @@ function allFinite(data: Float32Array): boolean {
 
 /** Writes `model` to `dir` in the Hugging Face layout (each file atomically); an fp32 model only. */
 export function saveModel(model: EmbeddingModel, dir: string, options: SaveModelOptions = {}): void {
-  if (model.precision !== 'fp32') {
-    const p = model.precision;
+  const native = options.native ?? model.native;
+  if (native.precision !== 'fp32') {
+    const p = native.precision;
     throw new Error(
       `saveModel: this model holds its weights in ${p} (loaded with precision '${p}'), and saving would write those ` +
         "rounded values as if they were the fp32 weights: save a model loaded with precision 'fp32'",
@@ -85,7 +88,6 @@ export function saveModel(model: EmbeddingModel, dir: string, options: SaveModel
     throw new Error('saveModel: this model was created in memory and has no tokenizer files: pass tokenizerDir (a folder with tokenizer.json)');
   }
   mkdirSync(dir, { recursive: true });
-  const native = model.native;
   const tensors = native.params().map((p) => {
     const data = native.getTensor(p.name);
     if (options.requireFinite && !allFinite(data)) throw new NonFiniteWeightsError(p.name);
@@ -235,6 +237,8 @@ function removeCheckpointFolder(dir: string): void {
 
 export interface CheckpointContents {
   model: EmbeddingModel;
+  /** The native model to read, when the caller holds the model (SaveModelOptions.native). */
+  native?: NativeModel;
   /** AdamW first and second moments, flat (native parameter offsets). */
   moments: { m: Float32Array; v: Float32Array };
   /** Serialisable trainer state (trainer_state.json). */
@@ -258,7 +262,7 @@ export function saveCheckpoint(outputDir: string, step: number, c: CheckpointCon
     mkdirSync(outputDir, { recursive: true });
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp);
-    saveModel(c.model, tmp, { tokenizerFiles: c.tokenizerFiles, tokenizerDir: c.tokenizerDir, temperature: c.temperature, requireFinite: true });
+    saveModel(c.model, tmp, { tokenizerFiles: c.tokenizerFiles, tokenizerDir: c.tokenizerDir, temperature: c.temperature, requireFinite: true, native: c.native });
     const n = c.moments.m.length;
     writeSafetensors(
       join(tmp, 'optimizer.safetensors'),
@@ -307,12 +311,12 @@ export function removeStaleCheckpointTemps(outputDir: string): void {
 }
 
 /**
- * Loads a checkpoint's weights into `model` through the native safetensors loader, as EmbeddingModel.load
+ * Loads a checkpoint's weights into a model's `native` through the native safetensors loader, as EmbeddingModel.load
  * does (names, shapes and dtype F32 checked first, so nothing is half-loaded by a wrong file).
  */
-export async function loadCheckpointWeights(model: EmbeddingModel, dir: string): Promise<void> {
+export async function loadCheckpointWeights(native: Pick<NativeModel, 'params' | 'loadTensors'>, dir: string): Promise<void> {
   const header = readSafetensorsHeader(join(dir, 'model.safetensors'));
-  const sources = model.native.params().map((p) => {
+  const sources = native.params().map((p) => {
     const t = header.byName.get(p.name);
     if (!t) throw new Error(`${header.file}: tensor "${p.name}" is missing`);
     if (t.shape.join(',') !== p.shape.join(',')) {
@@ -321,7 +325,7 @@ export async function loadCheckpointWeights(model: EmbeddingModel, dir: string):
     if (t.dtype !== 'F32') throw new Error(`${header.file}: tensor "${p.name}" is ${t.dtype}, expected F32`);
     return { name: p.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype };
   });
-  await model.native.loadTensors(sources);
+  await native.loadTensors(sources);
 }
 
 /** A checkpoint's AdamW moments; their length must equal the model's parameter count. */

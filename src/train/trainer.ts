@@ -10,7 +10,7 @@
 // and two AdamW moments: about 3 × the model).
 import { appendFileSync, existsSync, mkdirSync, rmdirSync, statSync, truncateSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type { EmbeddingModel } from '../model/embedding-model.js';
+import type { EmbeddingModel, NativeModel } from '../model/embedding-model.js';
 import { describeSkipped, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
 import { readLines } from '../data/jsonl.js';
 import { accumulateGradients } from './grad-step.js';
@@ -119,6 +119,8 @@ export class Trainer {
   private run: RunIdentity = { id: '', startedAt: '', data: { source: '', bytes: null, sha256: null } };
   /** Started with overwrite: checkpoints of the run it replaces go as this one saves its own. */
   private replacing = false;
+  /** The model's native side, held for the run (fit): a dispose() meanwhile waits for the run's end. */
+  private held!: NativeModel;
   /** This run's training_run.json is in the output folder (claimFolder). */
   private claimed = false;
   /** The tokenizer files saved with every checkpoint and the final model (read when fit starts). */
@@ -136,11 +138,22 @@ export class Trainer {
     this.nat = trainNatives();
   }
 
+  /**
+   * Trains on `data` (a JSONL file, an array of rows, or an iterable or a function giving one). The
+   * model is held meanwhile: a dispose() during the run frees it once the run has ended, as for encode.
+   */
   async fit(data: RowSource, fit: FitOptions = {}): Promise<FitResult> {
+    return this.model.hold((native) => {
+      this.held = native;
+      return this.fitHeld(data, fit);
+    });
+  }
+
+  private async fitHeld(data: RowSource, fit: FitOptions): Promise<FitResult> {
     const o = this.options;
     const n = this.optionName;
     const notice = fit.onNotice ?? ((m: string) => process.stderr.write(`llama2-embedding: ${m}\n`));
-    const native = this.model.native;
+    const native = this.held;
     let warnedUtf8 = false; // once, when the data is checked before step 1, not again every epoch
     const onInvalidUtf8 = (m: string): void => {
       if (!warnedUtf8) notice(m);
@@ -353,7 +366,7 @@ export class Trainer {
       this.ensureSpace(this.sizes(numel).model, `could not write the final model to ${o.outputDir}`);
       this.claimFolder();
       try {
-        saveModel(this.model, o.outputDir, { tokenizerDir: o.tokenizerDir, tokenizerFiles: this.tokenizerFiles, temperature: o.temperature, requireFinite: true });
+        saveModel(this.model, o.outputDir, { tokenizerDir: o.tokenizerDir, tokenizerFiles: this.tokenizerFiles, temperature: o.temperature, requireFinite: true, native: this.held });
       } catch (err) {
         if (err instanceof NonFiniteWeightsError) throw new TrainingDivergedError(pos.step, err.message, this.lastCheckpoint);
         throw err;
@@ -438,7 +451,7 @@ export class Trainer {
 
   private checkpoint(pos: Position, pairs: PairData, schedule: ScheduleSpec, notice: (m: string) => void): void {
     const o = this.options;
-    const native = this.model.native;
+    const native = this.held;
     const numel = this.nat.trainGetBuffer(native, 'grads').length;
     this.ensureSpace(this.sizes(numel).checkpoint, `could not save the checkpoint of step ${pos.step} to ${join(o.outputDir!, `checkpoint-${pos.step}`)}`);
     const state = {
@@ -462,6 +475,7 @@ export class Trainer {
     try {
       saved = saveCheckpoint(o.outputDir!, pos.step, {
         model: this.model,
+        native: this.held,
         moments: { m: this.nat.trainGetBuffer(native, 'm'), v: this.nat.trainGetBuffer(native, 'v') },
         state,
         temperature: o.temperature,
@@ -482,8 +496,8 @@ export class Trainer {
   /** Loads the resume checkpoint's weights and AdamW moments; returns its position. */
   private async restore(resume: Resume): Promise<Position> {
     const dir = resume.point.dir;
-    const native = this.model.native;
-    await loadCheckpointWeights(this.model, dir);
+    const native = this.held;
+    await loadCheckpointWeights(native, dir);
     const numel = this.nat.trainGetBuffer(native, 'grads').length;
     const { m, v } = loadCheckpointMoments(dir, numel);
     this.nat.trainSetBuffer(native, 'm', m);
