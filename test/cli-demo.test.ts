@@ -1,7 +1,7 @@
 // The demo's rough edges: one npm command installs all three of its packages (asked for before any
 // work), a run too short to learn says so instead of printing a table that reads like a result, and
 // its usage line names every option.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { loadCommands } from '../src/cli/commands.js';
@@ -132,6 +132,23 @@ describe('demo output folder', () => {
     const again = await l2e('demo', '--output', dir, '--steps', '1');
     expect(again.code, again.err).toBe(0);
   }, 300_000);
+
+  it('a file where the demo makes a folder, or a folder where it writes a file, is refused before any work, even with --overwrite', async () => {
+    for (const [name, folder] of [['model', false], ['tokenizer', false], ['metrics.json', true], ['train.jsonl', true]] as const) {
+      const dir = makeTempDir('l2e-demo-kind-');
+      if (folder) mkdirSync(join(dir, name));
+      else writeFileSync(join(dir, name), 'notes\n');
+      const started = Date.now();
+      const r = await l2e('demo', '--output', dir, '--steps', '5', '--overwrite');
+      expect([r.code, r.err]).toEqual([
+        1,
+        `l2e demo: error: --output ${dir}: ${join(dir, name)} is a ${folder ? 'folder' : 'file'}, where the demo writes ` +
+          `${folder ? 'a file' : 'a folder'}; move it away or use another folder\n`,
+      ]);
+      expect(Date.now() - started).toBeLessThan(1500); // no data built, nothing trained
+      expect(readdirSync(dir)).toEqual([name]);
+    }
+  });
 
   it('a file as --output is refused', async () => {
     const dir = makeTempDir('l2e-demo-file-');

@@ -18,6 +18,7 @@ import { checkDemoPackages } from './packages.js';
 import { beforeAfterSvg, lossCurveSvg } from './svg.js';
 import type { PairRow } from '../data/jsonl.js';
 import type { Embeddings } from '../model/embeddings.js';
+import { statOrNull } from '../util/fs-error.js';
 
 export interface DemoOptions {
   output: string;
@@ -145,6 +146,18 @@ export function checkDemoOutput(out: string, overwrite: boolean): void {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
+  }
+  // what the demo writes must be able to take its place: a file where it makes a folder (model/), or a
+  // folder where it writes a file, failed only after the training, losing it
+  for (const entry of DEMO_FILES) {
+    const folder = entry.endsWith('/');
+    const path = join(out, folder ? entry.slice(0, -1) : entry);
+    const st = statOrNull(path);
+    if (st === null || st.isDirectory() === folder) continue;
+    throw new Error(
+      `--output ${out}: ${path} is a ${folder ? 'file' : 'folder'}, where the demo writes ${folder ? 'a folder' : 'a file'}; ` +
+        'move it away or use another folder',
+    );
   }
   if (names.length === 0 || overwrite || isDemoMarker(join(out, DEMO_MARKER))) return;
   const shown = names.sort().slice(0, 5).join(', ') + (names.length > 5 ? ', …' : '');
