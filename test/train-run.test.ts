@@ -203,6 +203,22 @@ describe('Trainer runs and their output folder', () => {
     expect(snapshot(out)).toEqual(before);
   });
 
+  it('resume of a run by epochs whose last step was a checkpoint: nothing to do, nothing read or written; with more epochs it goes on as one run', async () => {
+    const out = makeTempDir();
+    const first = await fitRun({ epochs: 1, outputDir: out, saveSteps: 5 }); // 40 rows, batches of 4: steps 5 and 10 saved
+    expect(first.result.step).toBe(10);
+    const before = snapshot(out);
+    const again = await fitRun({ epochs: 1, outputDir: out, saveSteps: 5, resume: true });
+    expect(again.result).toMatchObject({ stoppedBy: 'alreadyDone', step: 10 });
+    expect(again.notices.at(-1)).toBe(`nothing to do: ${join(out, 'checkpoint-10')} has reached epochs 1 and its final model is in ${out}; nothing was written`);
+    expect(snapshot(out)).toEqual(before);
+    // a second epoch from that checkpoint is the second epoch of a run of two
+    const straight = await fitRun({ epochs: 2 });
+    const more = await fitRun({ epochs: 2, outputDir: out, saveSteps: 5, resume: true });
+    expect(more.notices).toContain(`resuming run ${first.result.runId} from ${join(out, 'checkpoint-10')}: step 10, epoch 2, 0 groups into it`);
+    expect([...first.steps, ...more.steps].map((x) => x.loss)).toEqual(straight.steps.map((x) => x.loss));
+  });
+
   it('interrupted right at the last step: resume trains nothing and writes the final model from the checkpoint', async () => {
     const out = makeTempDir();
     await fitRun({ maxSteps: 4, outputDir: out }, { abortAt: 4 });

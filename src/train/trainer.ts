@@ -339,10 +339,10 @@ export class Trainer {
           fit.onStep?.(info);
           if (fit.signal?.aborted) {
             stoppedBy = 'aborted';
-            if (o.outputDir) this.checkpoint(pos, pairs, schedule, notice);
+            if (o.outputDir) this.checkpoint(pos, pairs, schedule, notice, rowsPerEpoch);
             break training; // the finally above closes the reader
           }
-          if (o.outputDir && o.saveSteps > 0 && step % o.saveSteps === 0) this.checkpoint(pos, pairs, schedule, notice);
+          if (o.outputDir && o.saveSteps > 0 && step % o.saveSteps === 0) this.checkpoint(pos, pairs, schedule, notice, rowsPerEpoch);
         }
       } finally {
         // leaving an epoch early (maxSteps, abort, error) must still close the file
@@ -361,7 +361,7 @@ export class Trainer {
     let modelDir: string | null = null;
     if (o.outputDir && stoppedBy !== 'aborted') {
       if (o.saveSteps > 0 && pos.step > 0 && !this.checkpointedAt(pos.step)) {
-        this.checkpoint(pos, pairs, schedule, notice);
+        this.checkpoint(pos, pairs, schedule, notice, rowsPerEpoch);
       }
       this.ensureSpace(this.sizes(numel).model, `could not write the final model to ${o.outputDir}`);
       this.claimFolder();
@@ -449,7 +449,7 @@ export class Trainer {
     this.claimed = true;
   }
 
-  private checkpoint(pos: Position, pairs: PairData, schedule: ScheduleSpec, notice: (m: string) => void): void {
+  private checkpoint(pos: Position, pairs: PairData, schedule: ScheduleSpec, notice: (m: string) => void, rowsPerEpoch: number | null): void {
     const o = this.options;
     const native = this.held;
     const numel = this.nat.trainGetBuffer(native, 'grads').length;
@@ -464,7 +464,12 @@ export class Trainer {
       lossSteps: this.window.steps,
       data: {
         source: pairs.name,
-        position: { epoch: pos.epoch, groups: pos.groups, rngState: pos.rngState },
+        // an epoch whose every row was used is said as the next one's start: a resume then knows the
+        // epochs are done without reading the data again to find nothing left in it
+        position:
+          rowsPerEpoch !== null && pos.groups >= rowsPerEpoch
+            ? { epoch: pos.epoch + 1, groups: 0, rngState: [] }
+            : { epoch: pos.epoch, groups: pos.groups, rngState: pos.rngState },
         stats: pairs.stats,
       },
       schedule,
