@@ -1,7 +1,7 @@
 // What the CLI says when a user gets something wrong: a short hint instead of the whole help, "did
 // you mean" for typos, `l2e` alone prints help, no doubled prefixes, no temp-file names, skipped
 // lines counted with their line numbers.
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { closest, editDistance, parseArgs } from '../src/cli/args.js';
@@ -135,6 +135,17 @@ describe('error lines', () => {
     const r = await l2e('combine', a, '--output', a);
     expect(r.code).toBe(1);
     expect(r.err).toBe(`l2e combine: error: --output ${a} is also an input: the input ${a} is the same file\n`);
+  });
+
+  it('combine: --seed without --shuffle, and stdin twice, are usage errors (they would do nothing)', async () => {
+    const dir = makeTempDir();
+    const a = join(dir, 'a.jsonl');
+    writeFileSync(a, row('x') + '\n');
+    const seed = await l2e('combine', a, '--output', join(dir, 'o.jsonl'), '--seed', '3');
+    expect([seed.code, seed.err.split('\n')[0]]).toEqual([2, 'l2e combine: --seed orders the --shuffle; without --shuffle it would do nothing']);
+    const twice = await l2e('combine', '-', '-', '--output', join(dir, 'o.jsonl'));
+    expect([twice.code, twice.err.split('\n')[0]]).toEqual([2, 'l2e combine: stdin (-) can be read once: give it as one input']);
+    expect(existsSync(join(dir, 'o.jsonl'))).toBe(false);
   });
 
   it('never name the temp file of an atomic write', async () => {

@@ -73,7 +73,7 @@ const TABLE: [string[], Where, string, unknown][] = [
   [['--resume'], 'trainer', 'resume', true],
   [['--resume', ckptDir, '--model', 'm'], 'trainer', 'resume', ckptDir],
   [['--overwrite'], 'trainer', 'overwrite', true],
-  [['--allow-changed-config'], 'trainer', 'allowChangedConfig', true],
+  [['--allow-changed-config', '--resume'], 'trainer', 'allowChangedConfig', true],
   [['--seed', '13'], 'trainer', 'seed', 13],
   [['--seed', '13'], 'load', 'seed', 13],
   [['--log', 'steps.jsonl'], 'trainer', 'logFile', 'steps.jsonl'],

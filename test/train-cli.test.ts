@@ -253,6 +253,20 @@ describe('l2e train', () => {
     expect(r.err.split('\n')[0]).toBe('l2e train: --batch-size must be an integer ≥ 1, got 0');
     const w = await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--adam-beta2', '1');
     expect(w.err.split('\n')[0]).toBe('l2e train: --adam-beta2 must be in [0, 1), got 1');
+    // flags a model's loading takes, and flags that would do nothing or not what '-' does elsewhere
+    const usage: [string[], string][] = [
+      [['--num-layers', '0'], '--num-layers must be at least 1, got 0'],
+      [['--num-layers', '9'], `--num-layers must be an integer in [1, 2] for ${modelDir}, got 9`],
+      [['--dense-size', '0'], '--dense-size must be at least 1, got 0'],
+      [['--allow-changed-config'], '--allow-changed-config is for --resume; without it, it would do nothing'],
+      [['--log', '-'], '--log -: training writes a file, not to stdout; give a name'],
+    ];
+    for (const [more, said] of usage) {
+      const u = await l2e('train', '--model', modelDir, '--data', data, '--output', out, ...more);
+      expect([u.code, u.err.split('\n')[0]]).toEqual([2, `l2e train: ${said}`]);
+    }
+    const dash = await l2e('train', '--model', modelDir, '--data', data, '--output', '-');
+    expect([dash.code, dash.err.split('\n')[0]]).toEqual([2, 'l2e train: --output -: training writes a folder, not to stdout; give a name']);
     expect(readdirSync(out)).toEqual([]);
   });
 

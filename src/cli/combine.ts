@@ -22,12 +22,15 @@ existing output file is replaced only with --overwrite, and never when it is an 
     output: { kind: 'string', help: 'combined JSONL file; - for stdout', metavar: 'FILE', required: true },
     overwrite: { kind: 'boolean', help: 'replace an existing --output file (never an input)' },
     shuffle: { kind: 'boolean', help: 'shuffle all rows (uniform permutation)' },
-    seed: { kind: 'integer', help: 'shuffle seed', default: 42 },
+    seed: { kind: 'integer', help: 'shuffle seed (default 42; with --shuffle)' },
     'memory-mb': { kind: 'integer', help: 'memory budget for shuffling, MiB', default: 256 },
     'skip-bad-lines': { kind: 'boolean', help: 'count and drop invalid lines instead of failing' },
   },
   async run(args) {
     if (args.positionals.length === 0) throw new UsageError('give at least one input file');
+    // flags and inputs that would silently do nothing
+    if (args.positionals.filter((p) => p === STDIO).length > 1) throw new UsageError('stdin (-) can be read once: give it as one input');
+    if (opt.num(args, 'seed') !== undefined && !opt.bool(args, 'shuffle')) throw new UsageError('--seed orders the --shuffle; without --shuffle it would do nothing');
     const memoryMb = opt.num(args, 'memory-mb')!;
     if (memoryMb < 1) throw new UsageError('--memory-mb must be at least 1');
     const output = opt.str(args, 'output')!;

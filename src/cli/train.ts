@@ -9,7 +9,8 @@ import { Trainer, type FitResult } from '../train/trainer.js';
 import { opt, UsageError, type ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { formatSeconds, ProgressBar } from './progress.js';
-import { deviceOf } from './source-options.js';
+import { deviceOf, positiveInt } from './source-options.js';
+import { STDIO } from '../util/output.js';
 import { counted } from '../util/plural.js';
 import { onStopSignals, signalName, signalStatus, type StopSignal } from './signals.js';
 
@@ -154,6 +155,13 @@ async function run(args: ParsedArgs): Promise<number> {
   const output = opt.str(args, 'output')!;
   const resumeArg = opt.str(args, 'resume');
   const resume = resumeArg === undefined ? false : resumeArg === '' ? true : resumeArg;
+  // flags that would do nothing, or something else than elsewhere
+  for (const flag of ['output', 'log'] as const) {
+    if (opt.str(args, flag) === STDIO) throw new UsageError(`--${flag} -: training writes ${flag === 'output' ? 'a folder' : 'a file'}, not to stdout; give a name`);
+  }
+  if (opt.bool(args, 'allow-changed-config') && !resume) throw new UsageError('--allow-changed-config is for --resume; without it, it would do nothing');
+  const numLayers = positiveInt(args, 'num-layers');
+  const denseSize = positiveInt(args, 'dense-size');
   // a --resume path is a local checkpoint folder: say what is wrong with it before anything loads (without
   // --model a missing one would be tried as a hub id)
   if (typeof resume === 'string') checkResumeFolder(resume, flagOf);
@@ -165,12 +173,17 @@ async function run(args: ParsedArgs): Promise<number> {
   const options: TrainerOptions = { schedule, resume };
   for (const [key, flag] of Object.entries(FLAGS)) (options as Record<string, unknown>)[key] = args.options[flag];
   if (!opt.bool(args, 'shuffle')) options.shuffleBuffer = 0;
-  const model = await EmbeddingModel.load(modelDir, {
-    device,
-    numLayers: opt.num(args, 'num-layers'),
-    denseSize: opt.num(args, 'dense-size'),
-    seed: opt.num(args, 'seed'),
-  });
+  let model: EmbeddingModel;
+  try {
+    model = await EmbeddingModel.load(modelDir, { device, numLayers, denseSize, seed: opt.num(args, 'seed') });
+  } catch (err) {
+    const msg = (err as Error).message;
+    if (msg.startsWith('numLayers ')) throw new UsageError(`--num-layers${msg.slice('numLayers'.length)}`);
+    throw err;
+  }
+  if (denseSize !== undefined && model.dim !== denseSize) {
+    process.stderr.write(`l2e train: --dense-size ${denseSize} is not used: ${modelDir} has a dense layer of width ${model.dim}, which is kept\n`);
+  }
   const controller = new AbortController();
   // Ctrl-C, SIGTERM (timeout, docker, Slurm) and SIGHUP all finish the step and save a checkpoint
   let stoppedBy: StopSignal | null = null;
