@@ -1,6 +1,6 @@
 // `combine`: counts, validation (file:line, --skip-bad-lines), shuffle is a permutation, the same
 // seed gives the same order, and the external (bucketed) shuffle path.
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { combineFiles } from '../src/data/combine.js';
@@ -72,6 +72,17 @@ describe('combine', () => {
     expect(res.files[0]).toEqual({ file: bad, rows: 2, badLines: 4, firstBadLines: [2, 3, 4, 6] });
     expect(readOut(out)).toEqual([row(1), row(2)]);
   });
+
+  it('a line over 64 MiB is a bad line: named with the flag that drops it, or dropped with skipBadLines', async () => {
+    const long = join(dir, 'long.jsonl');
+    writeFileSync(long, `${row(1)}\n{"query": "${'x'.repeat(64 * 1024 * 1024)}", "pos": ["p"], "neg": []}\n${row(2)}\n`);
+    const out = join(dir, 'long-out.jsonl');
+    await expect(combineFiles([long], { output: out })).rejects.toThrow(`${long}:2: line longer than 67108864 bytes (use --skip-bad-lines to drop such lines)`);
+    const res = await combineFiles([long], { output: out, skipBadLines: true });
+    expect(res.files[0]).toEqual({ file: long, rows: 2, badLines: 1, firstBadLines: [2] });
+    expect(readOut(out)).toEqual([row(1), row(2)]);
+    rmSync(long);
+  }, 60_000);
 
   it('an output that appears while combining is kept and the rows go to <output>.new; with overwrite it is replaced', async () => {
     const out = join(dir, 'raced.jsonl');

@@ -164,6 +164,14 @@ describe('PairData', () => {
     }
   });
 
+  it('a line over the length bound is a bad line like the others: named, or counted with skipBadLines', async () => {
+    const file = writeJsonl([{ query: 'a', pos: ['p'], neg: ['n'] }, { query: 'x'.repeat(3000), pos: ['p'], neg: ['n'] }, { query: 'b', pos: ['p'], neg: ['n'] }]);
+    await expect(collect(new PairData(file, { groupSize: 2, seed: 1, maxLineBytes: 1000 }))).rejects.toThrow(`${file}:2: line longer than 1000 bytes`);
+    const lenient = new PairData(file, { groupSize: 2, seed: 1, maxLineBytes: 1000, skipBadLines: true });
+    expect((await collect(lenient)).length).toBe(2);
+    expect([lenient.stats.badLines, lenient.stats.firstBadLines]).toEqual([1, [2]]);
+  });
+
   it('an empty file, or one without usable rows, is a clear error', async () => {
     const file = join(makeTempDir(), 'empty.jsonl');
     writeFileSync(file, '\n\n');

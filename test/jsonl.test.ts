@@ -61,6 +61,23 @@ describe('readLines', () => {
     await expect(collect(readLines(f, { maxLineBytes: 1000, chunkBytes: 256 }))).rejects.toThrow(`${f}:2: line longer than 1000 bytes`);
   });
 
+  it('with yieldTooLong, a line over the bound is passed over (said as tooLong, its bytes not kept) and the rest read', async () => {
+    const f = join(dir, 'long-skip.txt');
+    const text = 'short\n' + 'x'.repeat(5000) + '\nafter\n' + 'y'.repeat(1001) + '\n' + 'z'.repeat(3000);
+    writeFileSync(f, text);
+    for (const chunkBytes of [7, 256, 4096, 1 << 20]) {
+      const got = await collect(readLines(f, { maxLineBytes: 1000, chunkBytes, yieldTooLong: true }));
+      expect(got.map((l) => [l.line, l.text, l.tooLong ?? false])).toEqual([
+        [1, 'short', false],
+        [2, '', true],
+        [3, 'after', false],
+        [4, '', true],
+        [5, '', true],
+      ]);
+      expect(got.reduce((sum, l) => sum + l.bytes, 0)).toBe(text.length);
+    }
+  });
+
   it('reports a missing file', async () => {
     await expect(collect(readLines(join(dir, 'missing.txt')))).rejects.toThrow(/no such file/);
   });

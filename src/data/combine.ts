@@ -10,7 +10,7 @@ import { fsReason } from '../util/fs-error.js';
 import { checkOutput, openOutput } from '../util/output.js';
 import { processAlive } from '../util/process.js';
 import { Rng } from '../util/random.js';
-import { LineError, pairRowProblem, readLines } from './jsonl.js';
+import { DEFAULT_MAX_LINE_BYTES, LineError, pairRowProblem, readLines } from './jsonl.js';
 import { trackScratch } from '../util/scratch.js';
 
 export interface CombineOptions {
@@ -140,13 +140,13 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
 
     for (const file of inputs) {
       const count: FileCount = { file, rows: 0, badLines: 0, firstBadLines: [] };
-      for await (const { line, text, bytes } of readLines(file)) {
+      for await (const { line, text, bytes, tooLong } of readLines(file, { yieldTooLong: true })) {
         readBytes += bytes;
         const trimmed = text.trim();
-        if (trimmed === '') continue;
+        if (trimmed === '' && !tooLong) continue;
         let problem: string | null;
         try {
-          problem = pairRowProblem(JSON.parse(trimmed));
+          problem = tooLong ? `line longer than ${DEFAULT_MAX_LINE_BYTES} bytes` : pairRowProblem(JSON.parse(trimmed));
         } catch (err) {
           problem = `invalid JSON (${err instanceof Error ? err.message : String(err)})`;
         }

@@ -28,6 +28,11 @@ export interface LineReadOptions {
    * message names the file, how many lines and the first. Default: a line on stderr.
    */
   onInvalidUtf8?: (message: string) => void;
+  /**
+   * A line longer than maxLineBytes is yielded with `tooLong` (its text empty, its bytes dropped as
+   * they are read) instead of ending the read with a LineError: for readers that can skip bad lines.
+   */
+  yieldTooLong?: boolean;
 }
 
 /** The warning about lines with invalid UTF-8 bytes (null when there were none). */
@@ -43,9 +48,14 @@ export interface TextLine {
   text: string;
   /** Bytes of the line in the file including its terminator: lets callers measure progress. */
   bytes: number;
+  /** The line was longer than maxLineBytes and was not kept (only with yieldTooLong). */
+  tooLong?: boolean;
 }
 
 const NEWLINE = 0x0a;
+
+/** The longest line readLines accepts unless told otherwise: a bound on memory for a file without newlines. */
+export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
 
 function stdinIsFolder(): boolean {
   try {
@@ -60,13 +70,14 @@ function stdinIsFolder(): boolean {
  * `-` is standard input (named "stdin" in errors).
  */
 export async function* readLines(path: string, opts: LineReadOptions = {}): AsyncGenerator<TextLine> {
-  const maxLine = opts.maxLineBytes ?? 64 * 1024 * 1024;
+  const maxLine = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
   const file = path === '-' ? 'stdin' : path;
   // a folder redirected to stdin (`< dir`) reads as empty: said, like a folder named as the input
   if (path === '-' && stdinIsFolder()) throw readFailure(file, Object.assign(new Error('EISDIR'), { code: 'EISDIR' }));
   const stream = path === '-' ? process.stdin : createReadStream(path, { highWaterMark: opts.chunkBytes ?? 1024 * 1024 });
   let pending: Buffer[] = []; // pieces of the current, unfinished line
   let pendingBytes = 0;
+  let dropped = 0; // bytes of the current line not kept: it is too long (yieldTooLong)
   let lineNo = 0;
   let invalid = 0;
   let firstInvalid = 0;
@@ -86,20 +97,40 @@ export async function* readLines(path: string, opts: LineReadOptions = {}): Asyn
         if (nl < 0) break;
         lineNo++;
         const piece = chunk.subarray(start, nl);
+        start = nl + 1;
+        if (dropped > 0 || pendingBytes + piece.length > maxLine) {
+          const bytes = dropped + pendingBytes + piece.length + 1;
+          if (!opts.yieldTooLong) throw new LineError(file, lineNo, `line longer than ${maxLine} bytes`);
+          pending = [];
+          pendingBytes = 0;
+          dropped = 0;
+          yield { line: lineNo, text: '', bytes, tooLong: true };
+          continue;
+        }
         const whole = pendingBytes ? Buffer.concat([...pending, piece]) : piece;
-        if (whole.length > maxLine) throw new LineError(file, lineNo, `line longer than ${maxLine} bytes`);
         pending = [];
         pendingBytes = 0;
         yield { line: lineNo, text: decode(whole), bytes: whole.length + 1 };
-        start = nl + 1;
       }
       if (start < chunk.length) {
+        if (dropped > 0) {
+          dropped += chunk.length - start;
+          continue;
+        }
         pending.push(chunk.subarray(start));
         pendingBytes += chunk.length - start;
-        if (pendingBytes > maxLine) throw new LineError(file, lineNo + 1, `line longer than ${maxLine} bytes`);
+        if (pendingBytes > maxLine) {
+          if (!opts.yieldTooLong) throw new LineError(file, lineNo + 1, `line longer than ${maxLine} bytes`);
+          dropped = pendingBytes; // the rest of the line is dropped as it comes, not held
+          pending = [];
+          pendingBytes = 0;
+        }
       }
     }
-    if (pendingBytes > 0) {
+    if (dropped > 0) {
+      lineNo++;
+      yield { line: lineNo, text: '', bytes: dropped, tooLong: true };
+    } else if (pendingBytes > 0) {
       lineNo++;
       const whole = Buffer.concat(pending);
       yield { line: lineNo, text: decode(whole), bytes: whole.length };

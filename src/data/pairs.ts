@@ -11,7 +11,7 @@
 //   - `neg` empty while G > 1: FlagEmbedding would crash too (ceil((G−1)/0)). We skip the row rather than
 //     borrow other rows' positives: a borrowed "negative" may well be a paraphrase of the positive, and
 //     in-batch negatives already supply other rows' passages. With G = 1 negatives are not needed.
-import { LineError, pairRowProblem, readLines, type PairRow } from './jsonl.js';
+import { DEFAULT_MAX_LINE_BYTES, LineError, pairRowProblem, readLines, type PairRow } from './jsonl.js';
 import { Rng } from '../util/random.js';
 import { counted } from '../util/plural.js';
 import { statOrNull } from '../util/fs-error.js';
@@ -252,7 +252,12 @@ export class PairData {
   private async *items(): AsyncGenerator<{ where: string; line: number; value?: unknown; parseError?: string }> {
     const src = this.source;
     if (typeof src === 'string') {
-      for await (const { line, text } of readLines(src, { maxLineBytes: this.options.maxLineBytes, onInvalidUtf8: this.options.onInvalidUtf8 })) {
+      const maxLineBytes = this.options.maxLineBytes;
+      for await (const { line, text, tooLong } of readLines(src, { maxLineBytes, onInvalidUtf8: this.options.onInvalidUtf8, yieldTooLong: true })) {
+        if (tooLong) {
+          yield { where: src, line, parseError: `line longer than ${maxLineBytes ?? DEFAULT_MAX_LINE_BYTES} bytes` };
+          continue;
+        }
         if (text.trim() === '') continue;
         try {
           yield { where: src, line, value: JSON.parse(text) as unknown };
