@@ -2,7 +2,7 @@
 // unknown output extensions refused, float32 text, and `-` for stdin / stdout with nothing but the
 // data on stdout.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { main } from '../src/cli/main.js';
@@ -207,6 +207,22 @@ describe('input and output formats', () => {
     const piped = await l2e(['encode', '--model', 'no-such-model', '--input', '-', '--format', 'text', '--field', 'body', '--output', '-'], 'a\n');
     expect(piped.err.split('\n')[0]).toBe('l2e encode: --field names a JSONL field, but stdin is read as text (--format jsonl reads it as JSONL)');
     expect(existsSync(join(dir, 'o.jsonl'))).toBe(false);
+  });
+
+  // stdin's size is unknown until read: held in memory it grew with the input whatever --memory-mb said
+  it('combine --shuffle of stdin keeps to --memory-mb (buckets on disk) and gives the order of the same rows from a file', async () => {
+    const dir = makeTempDir();
+    const rows = Array.from({ length: 20000 }, (_, i) => JSON.stringify({ query: `pertanyaan ${i} `.repeat(3), pos: [`p${i}`], neg: [`n${i}`] }));
+    const file = join(dir, 'rows.jsonl');
+    writeFileSync(file, rows.join('\n') + '\n');
+    const fromFile = await l2e(['combine', file, '--shuffle', '--memory-mb', '1', '--output', join(dir, 'a.jsonl')]);
+    const fromStdin = await l2e(['combine', '-', '--shuffle', '--memory-mb', '1', '--output', join(dir, 'b.jsonl')], rows.join('\n') + '\n');
+    expect([fromFile.code, fromStdin.code]).toEqual([0, 0]);
+    const buckets = / \(shuffled through (\d+) buckets\)/;
+    expect(fromStdin.out).toMatch(buckets);
+    expect(fromStdin.out.match(buckets)![1]).toBe(fromFile.out.match(buckets)![1]);
+    expect(readFileSync(join(dir, 'b.jsonl'), 'utf8')).toBe(readFileSync(join(dir, 'a.jsonl'), 'utf8'));
+    expect(readdirSync(dir).sort()).toEqual(['a.jsonl', 'b.jsonl', 'rows.jsonl']); // stdin's copy and the buckets removed
   });
 
   it('encode refuses --output x.csv before loading the model', async () => {

@@ -4,13 +4,14 @@
 // bucket (small enough for memory) is shuffled in memory and appended to the output. A uniformly
 // random bucket followed by a uniform shuffle inside each bucket gives a uniform permutation.
 // The result is a function of the inputs, the seed and K (K = 1 when everything fits in memory).
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { dirname, join, resolve } from 'node:path';
-import { fsReason } from '../util/fs-error.js';
+import { fsReason, readFailure, statOrNull } from '../util/fs-error.js';
 import { checkOutput, openOutput } from '../util/output.js';
 import { processAlive } from '../util/process.js';
 import { Rng } from '../util/random.js';
-import { DEFAULT_MAX_LINE_BYTES, LineError, pairRowProblem, readLines } from './jsonl.js';
+import { DEFAULT_MAX_LINE_BYTES, LineError, pairRowProblem, readLines, stdinIsFolder } from './jsonl.js';
 import { trackScratch } from '../util/scratch.js';
 
 export interface CombineOptions {
@@ -74,21 +75,24 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
   const inputNames = inputs.map((path) => ({ name: 'the input', path }));
   checkOutput(opts.output, { name: 'output', overwrite: opts.overwrite, overwriteName: 'overwrite: true', inputs: inputNames });
   const out = resolve(opts.output);
-  const totalBytes = inputs.reduce((sum, f) => {
-    try {
-      return sum + (f === '-' ? 0 : statSync(f).size); // stdin: size unknown
-    } catch {
-      throw new Error(`${f}: no such file`);
-    }
-  }, 0);
+  for (const f of inputs) if (f !== '-' && statOrNull(f) === null) throw new Error(`${f}: no such file`);
   const budget = Math.max(1, opts.memoryMb ?? 256) * 1024 * 1024;
-  const buckets = opts.shuffle ? Math.max(1, Math.ceil((totalBytes * MEMORY_PER_INPUT_BYTE) / budget)) : 0;
   const rng = new Rng(opts.seed ?? 42);
   const writer = openOutput(opts.output, { replace: opts.overwrite ?? false }); // `-`: stdout
   const files: FileCount[] = [];
   let readBytes = 0;
   let tmp: string | undefined;
   let untrack = (): void => {};
+  // the scratch folder (stdin's copy, the buckets): beside the output, named with the pid so that a
+  // later run removes the folder of one that was killed
+  const scratch = (): string => {
+    if (tmp) return tmp;
+    const parent = opts.tmpDir ?? dirname(out);
+    removeStaleBucketDirs(parent);
+    tmp = mkdtempSync(join(parent, `.l2e-combine-${process.pid}-`));
+    untrack = trackScratch(tmp); // removed on Ctrl-C too (util/scratch.ts)
+    return tmp;
+  };
   // Output lines are batched into ~1 MiB writes.
   let outBuf: string[] = [];
   let outBytes = 0;
@@ -102,19 +106,31 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
     outBuf = [];
     outBytes = 0;
   };
+  let buckets = 0;
   try {
+    // stdin's size is known only once it is read: a shuffle copies it to a file first, so that
+    // --memory-mb bounds it as it bounds a file (held in memory, it grew with the input)
+    const sources = new Map<string, string>();
+    if (opts.shuffle && inputs.includes('-')) {
+      if (stdinIsFolder()) throw readFailure('stdin', Object.assign(new Error('EISDIR'), { code: 'EISDIR' }));
+      const copy = join(scratch(), 'stdin.jsonl');
+      try {
+        await pipeline(process.stdin, createWriteStream(copy));
+      } catch (err) {
+        throw (err as NodeJS.ErrnoException).path === copy ? err : readFailure('stdin', err); // a folder on stdin, say
+      }
+      sources.set('-', copy);
+    }
+    const totalBytes = inputs.reduce((sum, f) => sum + (f === '-' && !sources.has(f) ? 0 : statSync(sources.get(f) ?? f).size), 0);
+    buckets = opts.shuffle ? Math.max(1, Math.ceil((totalBytes * MEMORY_PER_INPUT_BYTE) / budget)) : 0;
     // Each valid line goes to `sink`: the output (no shuffle), memory (K = 1) or a bucket file.
     const inMemory: string[] = [];
     const pending: string[][] = [];
     const pendingBytes: number[] = [];
     let bucketFiles: string[] = [];
     if (buckets > 1) {
-      const parent = opts.tmpDir ?? dirname(out);
-      removeStaleBucketDirs(parent);
-      // the pid in the name lets a later run remove the folder of one that was killed
-      tmp = mkdtempSync(join(parent, `.l2e-combine-${process.pid}-`));
-      untrack = trackScratch(tmp); // removed on Ctrl-C too (util/scratch.ts)
-      bucketFiles = Array.from({ length: buckets }, (_, i) => join(tmp!, `bucket-${i}.jsonl`));
+      const dir = scratch();
+      bucketFiles = Array.from({ length: buckets }, (_, i) => join(dir, `bucket-${i}.jsonl`));
       for (let i = 0; i < buckets; i++) {
         pending.push([]);
         pendingBytes.push(0);
@@ -140,7 +156,7 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
 
     for (const file of inputs) {
       const count: FileCount = { file, rows: 0, badLines: 0, firstBadLines: [] };
-      for await (const { line, text, bytes, tooLong } of readLines(file, { yieldTooLong: true })) {
+      for await (const { line, text, bytes, tooLong } of readLines(sources.get(file) ?? file, { yieldTooLong: true, name: file === '-' ? 'stdin' : file })) {
         readBytes += bytes;
         const trimmed = text.trim();
         if (trimmed === '' && !tooLong) continue;

@@ -33,6 +33,8 @@ export interface LineReadOptions {
    * they are read) instead of ending the read with a LineError: for readers that can skip bad lines.
    */
   yieldTooLong?: boolean;
+  /** How errors and warnings name the file (default: `path`, or stdin for `-`). */
+  name?: string;
 }
 
 /** The warning about lines with invalid UTF-8 bytes (null when there were none). */
@@ -57,7 +59,8 @@ const NEWLINE = 0x0a;
 /** The longest line readLines accepts unless told otherwise: a bound on memory for a file without newlines. */
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
 
-function stdinIsFolder(): boolean {
+/** Whether standard input is a folder (`< dir`), which Node reads as empty. */
+export function stdinIsFolder(): boolean {
   try {
     return fstatSync(0).isDirectory();
   } catch {
@@ -71,7 +74,7 @@ function stdinIsFolder(): boolean {
  */
 export async function* readLines(path: string, opts: LineReadOptions = {}): AsyncGenerator<TextLine> {
   const maxLine = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-  const file = path === '-' ? 'stdin' : path;
+  const file = opts.name ?? (path === '-' ? 'stdin' : path);
   // a folder redirected to stdin (`< dir`) reads as empty: said, like a folder named as the input
   if (path === '-' && stdinIsFolder()) throw readFailure(file, Object.assign(new Error('EISDIR'), { code: 'EISDIR' }));
   const stream = path === '-' ? process.stdin : createReadStream(path, { highWaterMark: opts.chunkBytes ?? 1024 * 1024 });
