@@ -80,8 +80,33 @@ describe('bad input to EmbeddingModel', () => {
 
   it('non-string texts are a TypeError naming the index', async () => {
     const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
-    await expect(m.encode(['a', 3 as unknown as string])).rejects.toThrow(/texts\[1\]/);
+    await expect(m.encode(['a', 3 as unknown as string])).rejects.toThrow(new TypeError('encode: texts[1] is not a string, got 3'));
+    // a sparse array's holes are texts too (forEach passed over them to the tokenizer)
+    await expect(m.encode(new Array<string>(3))).rejects.toThrow(new TypeError('encode: texts[0] is not a string, got undefined'));
     m.dispose();
+  });
+
+  it('more plain-JS mistakes are named before any work: maxLength with no texts, callbacks and load options of the wrong type', async () => {
+    const dir = writeTinyModel(makeTempDir()).dir;
+    const m = await EmbeddingModel.load(dir);
+    const notices: string[] = [];
+    const quiet = await EmbeddingModel.load(dir, { onNotice: (x) => notices.push(x) });
+    // with no texts, the bad value reached only the "above max_position_embeddings" notice
+    await expect(quiet.encode([], { maxLength: 'abc' as unknown as number })).rejects.toThrow(
+      new RangeError('tokenizer: maxLength must be an integer >= 1 or Infinity, got the string "abc"'),
+    );
+    await expect(m.encode(['a'], { maxLength: '8' as unknown as number })).rejects.toThrow('got the string "8"');
+    expect(notices).toEqual([]);
+    await expect(m.encode(['a'], { onProgress: 5 as unknown as () => void })).rejects.toThrow(new TypeError('encode: onProgress must be a function, got 5'));
+    m.dispose();
+    quiet.dispose();
+    const bad: [object, string][] = [
+      [{ onNotice: 'x' }, 'load: onNotice must be a function, got the string "x"'],
+      [{ cacheDir: 5 }, 'load: cacheDir must be a string, got 5'],
+      [{ denseSize: '64' }, 'load: denseSize must be a positive integer, got the string "64"'],
+      [{ seed: 1.5 }, 'load: seed must be an integer, got 1.5'],
+    ];
+    for (const [options, said] of bad) await expect(EmbeddingModel.load(dir, options as object)).rejects.toThrow(new TypeError(said));
   });
 });
 

@@ -4,7 +4,8 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { closest, editDistance, parseArgs } from '../src/cli/args.js';
+import { parseArgs } from '../src/cli/args.js';
+import { closest, editDistance } from '../src/util/closest.js';
 import { loadCommands } from '../src/cli/commands.js';
 import { combineFiles } from '../src/data/combine.js';
 import { openOutput, writeOutput } from '../src/util/output.js';

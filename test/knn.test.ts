@@ -181,6 +181,12 @@ describe('knn result shape, excludeSelf and similarity', () => {
     await expect(knn(ok, bad(null), 1)).rejects.toThrow(`knn: pool ${shape}; got null`);
     await expect(knn(bad({ rows: '1', dim: 2 }), ok, 1)).rejects.toThrow(`knn: queries ${shape}; its rows and dim are 1 and 2`);
     expect(() => new Embeddings(1, 2, [1, 2] as unknown as Float32Array)).toThrow(new TypeError('Embeddings: data must be a Float32Array, got an array'));
+    // options and k of the wrong type: named with the type, not ignored or read as a number
+    await expect(knn(ok, ok, 1, null as unknown as undefined)).rejects.toThrow(new TypeError('knn: options must be an object, got null'));
+    await expect(knn(ok, ok, 1, 'euclidean' as unknown as undefined)).rejects.toThrow('knn: options must be an object, got the string "euclidean"');
+    await expect(knn(ok, ok, 1, { excludeSelf: 'yes' as unknown as boolean })).rejects.toThrow('knn: excludeSelf must be true or false, got the string "yes"');
+    await expect(knn(ok, ok, '1' as unknown as number)).rejects.toThrow('knn: k must be a positive integer, got the string "1"');
+    expect(() => similarity(undefined as unknown as number[], [1])).toThrow(new TypeError('similarity: a must be an array of numbers, got undefined'));
   });
 
   it('similarity is the cosine of two vectors, 0 with a zero vector', () => {

@@ -383,6 +383,18 @@ describe('Trainer runs and their output folder', () => {
       expect((err as TrainerOptionError).option).toBe('batchSize');
       expect((err as Error).message).toBe('batchSize must be an integer ≥ 1, got 0');
       expect(() => new Trainer(model, { lr: -1 }, { optionName: (o) => `<${o}>` })).toThrow('<lr> must be a non-negative number, got -1');
+      // plain-JS callers: the type said, a typo named, not ignored
+      const plain = (o: object): Trainer => new Trainer(model, o as TrainerOptions);
+      expect(() => plain({ lr: '2e-5' })).toThrow('lr must be a non-negative number, got the string "2e-5"');
+      expect(() => plain({ maxSteps: '3' })).toThrow('maxSteps must be an integer ≥ 0, got the string "3"');
+      expect(() => plain({ outputDir: 5 })).toThrow('outputDir must be a string, got 5');
+      expect(() => plain({ overwrite: 'yes' })).toThrow('overwrite must be a boolean, got the string "yes"');
+      expect(() => plain({ batchsize: 4 })).toThrow('unknown option batchsize (did you mean batchSize?)');
+      expect(() => plain({ resume: 1 })).toThrow('resume must be true, false or a checkpoint folder, got 1');
+      expect(() => new Trainer(model, 'fast' as unknown as TrainerOptions)).toThrow(new TypeError('Trainer: options must be an object, got the string "fast"'));
+      await expect(new Trainer(model, base).fit(5 as unknown as string)).rejects.toThrow(
+        new TypeError('fit: data must be a JSONL file, an array or iterable of rows, or a function giving one, got 5'),
+      );
     } finally {
       model.dispose();
     }

@@ -1,7 +1,8 @@
 // `l2e`: the command-line entry point. Dispatches to sub-commands; errors become one clear line on
 // stderr and a non-zero exit code, never a stack trace for user mistakes.
 import { commandHelp, parseArgs, refuseStrayPositionals, usageLines, type Command } from './command.js';
-import { closest, UsageError } from './args.js';
+import { UsageError } from './args.js';
+import { closest } from '../util/closest.js';
 import { loadCommands } from './commands.js';
 import { OutputClosedError, SIGPIPE_STATUS } from '../util/output.js';
 import { removeScratch } from '../util/scratch.js';

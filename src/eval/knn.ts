@@ -70,11 +70,15 @@ export async function knnOwned(queries: Embeddings, pool: Embeddings, k: number,
 async function search(queries: Embeddings, pool: Embeddings, k: number, opts: KnnOptions, copy: boolean): Promise<KnnResult> {
   checkMatrix('queries', queries);
   checkMatrix('pool', pool);
+  if (typeof opts !== 'object' || opts === null) throw new TypeError(`knn: options must be an object, got ${describeValue(opts)}`);
+  if (opts.excludeSelf !== undefined && typeof opts.excludeSelf !== 'boolean') {
+    throw new TypeError(`knn: excludeSelf must be true or false, got ${describeValue(opts.excludeSelf)}`);
+  }
   const metric = opts.metric ?? 'cosine';
   if (metric !== 'cosine' && metric !== 'euclidean') throw new Error(`knn: unknown metric "${String(metric)}"`);
   if (queries.dim !== pool.dim) throw new Error(`knn: queries have dim ${queries.dim}, pool has dim ${pool.dim}`);
   if (pool.rows === 0) throw new Error('knn: the pool is empty');
-  if (!Number.isInteger(k) || k < 1) throw new Error(`knn: k must be a positive integer, got ${k}`);
+  if (!Number.isInteger(k) || k < 1) throw new Error(`knn: k must be a positive integer, got ${describeValue(k)}`);
   const self = opts.excludeSelf === true;
   if (self && queries.rows !== pool.rows) {
     throw new Error(`knn: excludeSelf needs the queries to be the pool's rows, got ${queries.rows} queries for ${pool.rows} pool rows`);
@@ -142,6 +146,9 @@ function knnResult(k: number, queries: number, indices: Int32Array, scores: Floa
  * as in knn. The models' embeddings are unit length, so this is also their dot product.
  */
 export function similarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  for (const [name, v] of [['a', a], ['b', b]] as const) {
+    if (typeof v !== 'object' || v === null || typeof v.length !== 'number') throw new TypeError(`similarity: ${name} must be an array of numbers, got ${describeValue(v)}`);
+  }
   if (a.length !== b.length) throw new Error(`similarity: vectors of lengths ${a.length} and ${b.length}`);
   for (let i = 0; i < a.length; i++) {
     if (!Number.isFinite(a[i]!) || !Number.isFinite(b[i]!)) throw new Error('similarity: a vector has a non-finite value');

@@ -132,6 +132,7 @@ export class EmbeddingModel {
    */
   static async load(dirOrName: string, options: LoadOptions = {}): Promise<EmbeddingModel> {
     if (typeof options !== 'object' || options === null) throw new TypeError(`load: options must be an object, got ${describeValue(options)}`);
+    checkLoadOptions(options);
     const dir = await resolveModelDir(dirOrName, options);
     let config = readConfig(dir);
     if (options.numLayers !== undefined) {
@@ -244,14 +245,19 @@ export class EmbeddingModel {
 
   private async encodeHeld(native: NativeModel, texts: string[], options: EncodeOptions | null): Promise<Embeddings> {
     if (!Array.isArray(texts)) throw new TypeError('encode: texts must be an array of strings');
-    texts.forEach((t, i) => {
-      if (typeof t !== 'string') throw new TypeError(`encode: texts[${i}] is not a string`);
-    });
+    for (let i = 0; i < texts.length; i++) {
+      // a loop, not forEach: a sparse array's holes are texts too
+      if (typeof texts[i] !== 'string') throw new TypeError(`encode: texts[${i}] is not a string, got ${describeValue(texts[i])}`);
+    }
     if (typeof options !== 'object' || options === null) throw new TypeError(`encode: options must be an object, got ${describeValue(options)}`);
     // before the tokenising, which can take long
     const batchSize = positiveInteger('batchSize', options.batchSize ?? 32);
     const maxBatchTokens = positiveInteger('maxBatchTokens', options.maxBatchTokens ?? 32768);
     const maxLength = options.maxLength ?? DEFAULT_MAX_LENGTH;
+    this.tokenizer.checkMaxLength(maxLength); // also with no texts, which the tokeniser would never see
+    for (const key of ['onBatch', 'onProgress'] as const) {
+      if (options[key] !== undefined && typeof options[key] !== 'function') throw new TypeError(`encode: ${key} must be a function, got ${describeValue(options[key])}`);
+    }
     const ids = await this.tokenizer.encodeBatchAsync(texts, maxLength); // large inputs: not one long block
     this.warnBeyondPositions(ids, options.maxLength);
     const out = new Embeddings(texts.length, this.dim);
@@ -339,6 +345,18 @@ export function planBatches(ids: Int32Array[], batchSize: number, maxTokens: num
 function positiveInteger(name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${describeValue(v)}`);
   return v;
+}
+
+/** A plain-JS caller's load options of the wrong type, named before anything is read (a number as cacheDir, ...). */
+function checkLoadOptions(o: LoadOptions): void {
+  for (const key of ['cacheDir', 'revision'] as const) {
+    if (o[key] !== undefined && typeof o[key] !== 'string') throw new TypeError(`load: ${key} must be a string, got ${describeValue(o[key])}`);
+  }
+  if (o.onNotice !== undefined && typeof o.onNotice !== 'function') throw new TypeError(`load: onNotice must be a function, got ${describeValue(o.onNotice)}`);
+  if (o.denseSize !== undefined && !(Number.isInteger(o.denseSize) && o.denseSize >= 1)) {
+    throw new TypeError(`load: denseSize must be a positive integer, got ${describeValue(o.denseSize)}`);
+  }
+  if (o.seed !== undefined && !Number.isInteger(o.seed)) throw new TypeError(`load: seed must be an integer, got ${describeValue(o.seed)}`);
 }
 
 function createNative(config: LlamaConfig, dense: number, device: Device, precision: Precision = 'fp32'): NativeModel {

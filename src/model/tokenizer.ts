@@ -13,6 +13,7 @@ import { readFailure } from '../util/fs-error.js';
 import { missingModelFile } from './config.js';
 import { createPrefixCutter, type PrefixCutter } from './tokenizer-prefix.js';
 import { parseJson } from '../util/json.js';
+import { describeValue } from '../util/describe.js';
 
 type Json = Record<string, unknown>;
 
@@ -196,16 +197,22 @@ export class TextTokenizer {
     return (this.addBos ? 1 : 0) + (this.addEos ? 1 : 0);
   }
 
+  /** Throws unless `maxLength` is an integer that leaves room for the special tokens, or Infinity. */
+  checkMaxLength(maxLength: number): void {
+    const least = Math.max(1, this.specialCount);
+    if (!(maxLength === Infinity || (Number.isInteger(maxLength) && maxLength >= least))) {
+      throw new RangeError(`tokenizer: maxLength must be an integer >= ${least} or Infinity, got ${describeValue(maxLength)}`);
+    }
+  }
+
   /**
    * Token ids of one text: [BOS] + text ids (+ [EOS]), at most maxLength ids in all.
    * maxLength may be Infinity for no truncation.
    */
   encode(text: string, maxLength: number): Int32Array {
     if (typeof text !== 'string') throw new TypeError(`tokenizer: text must be a string, got ${typeof text}`);
+    this.checkMaxLength(maxLength);
     const special = this.specialCount;
-    if (!(maxLength === Infinity || (Number.isInteger(maxLength) && maxLength >= Math.max(1, special)))) {
-      throw new RangeError(`tokenizer: maxLength must be an integer >= ${Math.max(1, special)} or Infinity, got ${maxLength}`);
-    }
     const budget = maxLength - special; // ids left for the text itself
     const body = this.encodeBody(toWellFormed(text), budget);
     const kept = Math.min(body.length, budget);

@@ -1,6 +1,8 @@
 // Trainer options: the recipe's values as defaults (DESIGN.md §1), and their validation.
 import { DEFAULT_MAX_LENGTH } from '../model/embedding-model.js';
 import { parseSchedule, type ScheduleName } from './schedule.js';
+import { describeValue } from '../util/describe.js';
+import { closest } from '../util/closest.js';
 
 export interface TrainerOptions {
   /** Queries per optimizer micro-batch (recipe: 8). */
@@ -139,7 +141,30 @@ export const RECIPE_DEFAULTS = {
   saveTotalLimit: 3,
 } as const satisfies Partial<TrainerOptions>;
 
+/** Every option's kind: TypeScript checks that the list is whole, and a plain-JS caller's typo is named. */
+const OPTION_KINDS: Record<keyof TrainerOptions, 'number' | 'boolean' | 'string' | 'other'> = {
+  batchSize: 'number', groupSize: 'number', temperature: 'number', inBatchNegatives: 'boolean', lr: 'number',
+  schedule: 'other', warmupSteps: 'number', warmupRatio: 'number', beta1: 'number', beta2: 'number', eps: 'number',
+  weightDecay: 'number', maxGradNorm: 'number', queryMaxLen: 'number', passageMaxLen: 'number', chunkTokens: 'number',
+  gradientAccumulationSteps: 'number', epochs: 'number', maxSteps: 'number', seed: 'number', shuffleBuffer: 'number',
+  skipBadLines: 'boolean', outputDir: 'string', saveSteps: 'number', saveTotalLimit: 'number', resume: 'other',
+  overwrite: 'boolean', allowChangedConfig: 'boolean', logFile: 'string', tokenizerDir: 'string',
+};
+
 export function resolveOptions(o: TrainerOptions, optionName: OptionNamer = optionItself): ResolvedOptions {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new TypeError(`Trainer: options must be an object, got ${describeValue(o)}`);
+  for (const [key, v] of Object.entries(o)) {
+    const kind = OPTION_KINDS[key as keyof TrainerOptions] as string | undefined;
+    if (kind === undefined) {
+      const near = closest(key, Object.keys(OPTION_KINDS));
+      throw new TrainerOptionError(key as keyof TrainerOptions, `unknown option ${key}${near ? ` (did you mean ${near}?)` : ''}`);
+    }
+    if (v === undefined || kind === 'other' || kind === 'number') continue; // numbers: checked below, with their ranges
+    if (typeof v !== kind) throw new TrainerOptionError(key as keyof TrainerOptions, `${optionName(key as keyof TrainerOptions)} must be a ${kind}, got ${describeValue(v)}`);
+  }
+  if (o.resume !== undefined && typeof o.resume !== 'boolean' && typeof o.resume !== 'string') {
+    throw new TrainerOptionError('resume', `${optionName('resume')} must be true, false or a checkpoint folder, got ${describeValue(o.resume)}`);
+  }
   const defined = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as TrainerOptions;
   const r = { ...RECIPE_DEFAULTS, ...defined } as ResolvedOptions;
   const fail = (name: keyof TrainerOptions, rest: string): never => {
@@ -147,12 +172,12 @@ export function resolveOptions(o: TrainerOptions, optionName: OptionNamer = opti
   };
   const positiveInt = (name: keyof TrainerOptions, min: number): void => {
     const v = r[name as keyof ResolvedOptions];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(name, `must be an integer ≥ ${min}, got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(name, `must be an integer ≥ ${min}, got ${describeValue(v)}`);
   };
   const positive = (name: keyof TrainerOptions, allowZero: boolean): void => {
     const v = r[name as keyof ResolvedOptions];
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) {
-      fail(name, `must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${String(v)}`);
+      fail(name, `must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${describeValue(v)}`);
     }
   };
   positiveInt('batchSize', 1);
@@ -176,7 +201,7 @@ export function resolveOptions(o: TrainerOptions, optionName: OptionNamer = opti
   positive('chunkTokens', false);
   if (r.warmupRatio > 1) fail('warmupRatio', `must be in [0, 1], got ${r.warmupRatio}`);
   for (const b of ['beta1', 'beta2'] as const) {
-    if (!(r[b] >= 0 && r[b] < 1)) fail(b, `must be in [0, 1), got ${r[b]}`);
+    if (typeof r[b] !== 'number' || !(r[b] >= 0 && r[b] < 1)) fail(b, `must be in [0, 1), got ${describeValue(r[b])}`);
   }
   try {
     parseSchedule(r.schedule);

@@ -36,6 +36,7 @@ import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord
 import { nothingToDo, planResume, type Position, type Resume } from './resume.js';
 import { counted } from '../util/plural.js';
 import { fsReason, notAFolder } from '../util/fs-error.js';
+import { describeValue } from '../util/describe.js';
 
 export type { TrainerOptions, OptionNamer } from './options.js';
 export { TrainerOptionError } from './options.js';
@@ -143,6 +144,12 @@ export class Trainer {
    * model is held meanwhile: a dispose() during the run frees it once the run has ended, as for encode.
    */
   async fit(data: RowSource, fit: FitOptions = {}): Promise<FitResult> {
+    const iterable = (v: unknown): boolean =>
+      typeof v === 'object' && v !== null && (Symbol.iterator in v || Symbol.asyncIterator in v);
+    if (typeof data !== 'string' && typeof data !== 'function' && !iterable(data)) {
+      throw new TypeError(`fit: data must be a JSONL file, an array or iterable of rows, or a function giving one, got ${describeValue(data)}`);
+    }
+    if (typeof fit !== 'object' || fit === null) throw new TypeError(`fit: options must be an object, got ${describeValue(fit)}`);
     return this.model.hold((native) => {
       this.held = native;
       return this.fitHeld(data, fit);
