@@ -190,6 +190,25 @@ describe('demo flags and interruption', () => {
     );
   });
 
+  it("a re-run stopped in an earlier demo's folder says that folder's results are the earlier run's", async () => {
+    const out = makeTempDir('l2e-demo-rerun-');
+    const first = await l2e('demo', '--output', out, '--steps', '2');
+    expect(first.code, first.err).toBe(0);
+    const update = vi.spyOn(ProgressBar.prototype, 'update').mockImplementation((done: number) => {
+      if (done === 2) process.emit('SIGINT');
+    });
+    try {
+      const r = await l2e('demo', '--output', out, '--steps', '3000', '--seed', '7');
+      expect(r.code).toBe(130);
+      expect(r.err).toContain(
+        `${out} holds this run's train.jsonl and test.jsonl, beside an earlier run's model/, metrics.json, loss.svg, metrics.svg, ` +
+          'losses.json, which do not belong to this data. Run it again to train it fully\n',
+      );
+    } finally {
+      update.mockRestore();
+    }
+  }, 120_000);
+
   it.each([
     ['SIGINT', 130, 'interrupted: stopping after the current step (Ctrl-C again to quit now)'],
     ['SIGTERM', 143, 'SIGTERM received: stopping after the current step (SIGTERM again to quit now)'],

@@ -2,7 +2,7 @@
 // from CLDR, a small Llama2 embedding model with the real Llama 2 tokenizer (random init), evaluates
 // it with the published metrics, trains it with the recipe's objective (InfoNCE, in-batch + hard
 // negatives, temperature 0.02, group 3, AdamW), evaluates again, and writes everything to a folder.
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EmbeddingModel } from '../model/embedding-model.js';
 import { parseConfig } from '../model/config.js';
@@ -57,13 +57,17 @@ export class DemoInterruptedError extends Error {
     readonly step: number,
     readonly steps: number,
     readonly output: string,
+    /** Results of an earlier demo in `output` (model/, metrics.json, ...), left as they were. */
+    readonly earlier: readonly string[] = [],
   ) {
     super(
       (step === 0
         ? `interrupted before training started: nothing was trained or saved`
         : `interrupted at step ${step} of ${steps}: the model was not evaluated after training and not saved (a partly ` +
           `trained model is not the demo's result)`) +
-        `; ${output} holds this run's train.jsonl and test.jsonl. Run it again to train it fully`,
+        `; ${output} holds this run's train.jsonl and test.jsonl` +
+        (earlier.length > 0 ? `, beside an earlier run's ${earlier.join(', ')}, which do not belong to this data` : '') +
+        '. Run it again to train it fully',
     );
   }
 }
@@ -206,6 +210,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   resolveOptions(trainerOptions, demoFlag); // bad values fail here, naming the flag, before any work
   const out = resolve(o.output);
   checkDemoOutput(out, o.overwrite ?? false);
+  // an earlier run's results, which this run's data replaces before its own results come
+  const earlier = DEMO_FILES.slice(DEMO_FILES.indexOf('model/')).filter((f) => existsSync(join(out, f)));
   mkdirSync(out, { recursive: true });
   writeFileAtomic(join(out, DEMO_MARKER), JSON.stringify({ written_by: 'l2e demo', started_at: new Date().toISOString() }, null, 2) + '\n');
 
@@ -253,7 +259,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     );
   }
   try {
-    if (o.signal?.aborted) throw new DemoInterruptedError(0, steps, out); // no need to evaluate first
+    if (o.signal?.aborted) throw new DemoInterruptedError(0, steps, out, earlier); // no need to evaluate first
     // 3. before
     const before = await evaluateDemo(model, data.test);
     // 4. train with the recipe's objective
@@ -267,7 +273,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       onNotice: notice,
       signal: o.signal,
     });
-    if (fitted.stoppedBy === 'aborted') throw new DemoInterruptedError(fitted.step, steps, out);
+    if (fitted.stoppedBy === 'aborted') throw new DemoInterruptedError(fitted.step, steps, out, earlier);
     // 5. after, and everything written
     const after = await evaluateDemo(model, data.test);
     const modelDir = join(out, 'model');
