@@ -30,6 +30,7 @@ const result = (before: Metrics, after: Metrics, steps: number): DemoResult => (
   testRows: 460,
   seconds: 2,
   modelDir: '/x/model',
+  written: ['l2e-demo.json', 'train.jsonl', 'model/'],
 });
 
 describe('demo packages', () => {
@@ -90,6 +91,10 @@ describe('demo report', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^\nNot learned yet: after 2 steps /);
     expect(existsSync(join(out, 'metrics.json'))).toBe(true);
+    // the "wrote" line names what is there, every file the demo writes
+    const wrote = 'l2e-demo.json,train.jsonl,test.jsonl,tokenizer/,model/,metrics.json,loss.svg,metrics.svg,losses.json';
+    expect(r.out).toContain(`wrote ${out}/{${wrote}}\n`);
+    expect(readdirSync(out).sort()).toEqual(wrote.split(',').map((f) => f.replace(/\/$/, '')).sort());
   }, 300_000);
 });
 
@@ -173,6 +178,12 @@ describe('demo flags and interruption', () => {
       expect(r.err.split('\n')[0]).toBe(`l2e demo: ${message}`);
       expect(existsSync(out)).toBe(false);
     }
+    // a --model that does not load fails before the marker and the data are written
+    const out = join(base, 'model');
+    const r = await l2e('demo', '--output', out, '--model', join(base, 'no-such-model'));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`model folder not found: ${join(base, 'no-such-model')}`);
+    expect(existsSync(out)).toBe(false);
   });
 
   it('the loss line compares the first and last N steps, N at most half the run', () => {

@@ -33,7 +33,7 @@ export function lossTrend(losses: number[]): string {
 export function demoReport(r: DemoResult, output: string): string {
   const f = (v: number | null): string => (v === null ? '—' : v.toFixed(4));
   const loss = `loss: ${lossTrend(r.losses)}; ${counted(r.losses.length, 'step')} in ${r.seconds.toFixed(0)} s\n`;
-  const wrote = `wrote ${output}/{train.jsonl,test.jsonl,model/,metrics.json,loss.svg,metrics.svg}\n`;
+  const wrote = `wrote ${output}/{${r.written.join(',')}}\n`;
   if (!demoLearned(r.before, r.after)) {
     return (
       `\nNot learned yet: after ${r.losses.length} steps the model does not beat the random model on both top1 and ` +

@@ -80,6 +80,8 @@ export interface DemoResult {
   testRows: number;
   seconds: number;
   modelDir: string;
+  /** What the run wrote in its folder, in DEMO_FILES' words and order (tokenizer/ only for a new model). */
+  written: string[];
 }
 
 /** The demo's defaults: sized to finish in a few minutes on 2 CPU cores. */
@@ -212,21 +214,29 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   checkDemoOutput(out, o.overwrite ?? false);
   // an earlier run's results, which this run's data replaces before its own results come
   const earlier = DEMO_FILES.slice(DEMO_FILES.indexOf('model/')).filter((f) => existsSync(join(out, f)));
-  mkdirSync(out, { recursive: true });
-  writeFileAtomic(join(out, DEMO_MARKER), JSON.stringify({ written_by: 'l2e demo', started_at: new Date().toISOString() }, null, 2) + '\n');
-
-  // 1. data: English ↔ Malay pairs from CLDR, split by concept
-  const data = await buildDemoPairs({ seed });
+  // a given model loads before anything is written: a name that is wrong fails with the folder untouched
+  const given = o.model ? await EmbeddingModel.load(o.model, { onNotice: notice, seed }) : null;
+  let data: Awaited<ReturnType<typeof buildDemoPairs>>;
   const trainFile = join(out, 'train.jsonl');
-  writeJsonl(trainFile, data.train);
-  writeJsonl(join(out, 'test.jsonl'), data.test);
+  try {
+    mkdirSync(out, { recursive: true });
+    writeFileAtomic(join(out, DEMO_MARKER), JSON.stringify({ written_by: 'l2e demo', started_at: new Date().toISOString() }, null, 2) + '\n');
+
+    // 1. data: English ↔ Malay pairs from CLDR, split by concept
+    data = await buildDemoPairs({ seed });
+    writeJsonl(trainFile, data.train);
+    writeJsonl(join(out, 'test.jsonl'), data.test);
+  } catch (err) {
+    given?.dispose();
+    throw err;
+  }
   notice(`data: ${data.concepts} CLDR concepts → ${data.train.length} train rows, ${data.test.length} test rows (${out})`);
 
   // 2. model: a given folder, or a new random one with the real Llama 2 tokenizer
   let model: EmbeddingModel;
   let tokenizerDir: string;
-  if (o.model) {
-    model = await EmbeddingModel.load(o.model, { onNotice: notice, seed });
+  if (given) {
+    model = given;
     tokenizerDir = model.dir!;
   } else {
     tokenizerDir = join(out, 'tokenizer');
@@ -290,6 +300,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       testRows: data.test.length,
       seconds: (Date.now() - started) / 1000,
       modelDir,
+      written: DEMO_FILES.filter((f) => f !== 'tokenizer/' || !given),
     };
   } finally {
     model.dispose();
