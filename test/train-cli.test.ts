@@ -260,6 +260,7 @@ describe('l2e train', () => {
       [['--dense-size', '0'], '--dense-size must be at least 1, got 0'],
       [['--allow-changed-config'], '--allow-changed-config is for --resume; without it, it would do nothing'],
       [['--log', '-'], '--log -: training writes a file, not to stdout; give a name'],
+      [['--no-shuffle', '--shuffle-buffer', '5'], '--shuffle-buffer sizes the shuffle; with --no-shuffle it would do nothing'],
     ];
     for (const [more, said] of usage) {
       const u = await l2e('train', '--model', modelDir, '--data', data, '--output', out, ...more);

@@ -95,7 +95,7 @@ A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
     'in-batch-negatives': { kind: 'boolean', help: 'score queries against every passage of the batch (--no-in-batch-negatives: own group only)', default: true },
     'skip-bad-lines': { kind: 'boolean', help: 'count and skip malformed lines instead of failing' },
     shuffle: { kind: 'boolean', help: 'shuffle through a buffer (--no-shuffle: file order, for pre-shuffled data)', default: true },
-    'shuffle-buffer': { kind: 'integer', help: 'rows held for shuffling', default: d.shuffleBuffer },
+    'shuffle-buffer': { kind: 'integer', help: `rows held for shuffling (default ${d.shuffleBuffer})` },
     'num-layers': { kind: 'integer', help: 'use only the first N decoder layers of --model (e.g. 2 of Llama2-7B)' },
     'dense-size': { kind: 'integer', help: 'dense layer width when --model has none (a base causal LM; default its config or 1536)' },
     device: { kind: 'string', help: 'cpu or cuda', default: 'cpu' },
@@ -160,6 +160,9 @@ async function run(args: ParsedArgs): Promise<number> {
     if (opt.str(args, flag) === STDIO) throw new UsageError(`--${flag} -: training writes ${flag === 'output' ? 'a folder' : 'a file'}, not to stdout; give a name`);
   }
   if (opt.bool(args, 'allow-changed-config') && !resume) throw new UsageError('--allow-changed-config is for --resume; without it, it would do nothing');
+  if (!opt.bool(args, 'shuffle') && opt.num(args, 'shuffle-buffer') !== undefined) {
+    throw new UsageError('--shuffle-buffer sizes the shuffle; with --no-shuffle it would do nothing');
+  }
   const numLayers = positiveInt(args, 'num-layers');
   const denseSize = positiveInt(args, 'dense-size');
   // a --resume path is a local checkpoint folder: say what is wrong with it before anything loads (without
