@@ -76,12 +76,15 @@ describe('l2e train', () => {
     ['SIGTERM', 143, 'SIGTERM received: finishing the current step and saving a checkpoint (SIGTERM again to quit now)'],
     ['SIGHUP', 129, 'SIGHUP received: finishing the current step and saving a checkpoint (SIGHUP again to quit now)'],
   ] as const)('%s finishes the current step, saves a checkpoint and exits %i', async (signal, status, said) => {
+    const stderrListeners = process.stderr.listenerCount('error');
     const out = makeTempDir();
     const log = join(out, 'log.jsonl');
     const poll = setInterval(() => {
       if (existsSync(log) && readFileSync(log, 'utf8').split('\n').length > 2) {
         clearInterval(poll);
         process.emit(signal);
+        // a closed terminal takes stderr with it: its write error must not end the run before the checkpoint
+        if (signal === 'SIGHUP') process.stderr.emit('error', Object.assign(new Error('write EIO'), { code: 'EIO' }));
       }
     }, 1);
     const r = await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--batch-size', '4', '--max-steps', '100000', '--log', log, '--save-steps', '0');
@@ -93,6 +96,7 @@ describe('l2e train', () => {
     expect(r.err).toMatch(/continue with --resume/);
     expect(listCheckpoints(out).map((c) => c.step)).toEqual([steps.at(-1)]);
     for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) expect(process.listenerCount(s)).toBe(0);
+    expect(process.stderr.listenerCount('error')).toBe(stderrListeners);
   });
 
   it('bad data names file:line; --skip-bad-lines continues; bad options are usage errors', async () => {

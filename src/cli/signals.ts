@@ -12,12 +12,19 @@ export function signalStatus(signal: StopSignal): number {
   return 128 + NUMBER[signal];
 }
 
-/** Calls `handler` on each stop signal until the returned function removes it. */
+/**
+ * Calls `handler` on each stop signal until the returned function removes it. Meanwhile a failed
+ * write to stderr is dropped: a closed terminal (SIGHUP) takes stderr with it, and its EIO would
+ * otherwise end the process before the handler's work (a checkpoint) is done.
+ */
 export function onStopSignals(handler: (signal: StopSignal) => void): () => void {
   const listeners = STOP_SIGNALS.map((s) => [s, (): void => handler(s)] as const);
   for (const [s, l] of listeners) process.on(s, l);
+  const dropped = (): void => {};
+  process.stderr.on('error', dropped);
   return () => {
     for (const [s, l] of listeners) process.off(s, l);
+    process.stderr.off('error', dropped);
   };
 }
 
