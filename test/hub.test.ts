@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotDownload, globToRegExp } from '../src/hub/download.js';
 import { resolveModel } from '../src/hub/resolve.js';
 import { defaultCacheDir } from '../src/hub/cache.js';
-import { makeTempDir } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
+import { EmbeddingModel } from '../src/model/embedding-model.js';
 
 const gitBlobId = (b: Buffer): string => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -87,6 +88,9 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
 }
 
 beforeAll(async () => {
+  // a real sharded model, whose snapshot in the cache is links into blobs/
+  const tiny = writeTinyModel(makeTempDir('l2e-hub-src-'), { sharded: 2, seed: 9 });
+  repos['models/org/sharded'] = readdirSync(tiny.dir).map((path) => ({ path, body: readFileSync(join(tiny.dir, path)), lfs: path.endsWith('.safetensors') }));
   server = http.createServer(handle);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -236,6 +240,20 @@ describe('hub: resolveModel', () => {
     // cached: an unreachable endpoint is never asked
     expect(await resolveModel('org/tiny', { endpoint: 'http://127.0.0.1:9', cacheDir: cache })).toBe(snap);
     await expect(resolveModel('not a/valid id', { cacheDir: cache })).rejects.toThrow(/model folder not found/);
+  });
+
+  it('a sharded model downloaded into the cache loads (its shards are links into blobs/)', async () => {
+    const cache = newCache();
+    const snap = await resolveModel('org/sharded', { endpoint, cacheDir: cache, retry: fastRetry });
+    expect(lstatSync(join(snap, 'model-00001-of-00002.safetensors')).isSymbolicLink()).toBe(true);
+    const model = await EmbeddingModel.load(snap);
+    try {
+      const emb = await model.encode(['selamat pagi']);
+      expect(emb.rows).toBe(1);
+      expect(Array.from(emb.data).every(Number.isFinite)).toBe(true);
+    } finally {
+      model.dispose();
+    }
   });
 
   it('finds the default cache folder from the environment', () => {
