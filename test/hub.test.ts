@@ -242,6 +242,18 @@ describe('hub: resolveModel', () => {
     await expect(resolveModel('not a/valid id', { cacheDir: cache })).rejects.toThrow(/model folder not found/);
   });
 
+  it('a snapshot cut short (a pull with --include, or one that failed) is completed, not taken as the model', async () => {
+    const cache = newCache();
+    const partial = await snapshotDownload('org/sharded', { endpoint, cacheDir: cache, retry: fastRetry, include: ['config.json', '*.index.json', 'model-00001-*'] });
+    await expect(resolveModel('org/sharded', { cacheDir: cache, offline: true })).rejects.toThrow(
+      `its snapshot in the cache (${partial.dir}) lacks model-00002-of-00002.safetensors, and HF_HUB_OFFLINE is set, so it was not downloaded`,
+    );
+    const snap = await resolveModel('org/sharded', { endpoint, cacheDir: cache, retry: fastRetry });
+    expect(snap).toBe(partial.dir);
+    expect(existsSync(join(snap, 'model-00002-of-00002.safetensors'))).toBe(true);
+    expect(existsSync(join(snap, 'tokenizer.json'))).toBe(true);
+  });
+
   it('a sharded model downloaded into the cache loads (its shards are links into blobs/)', async () => {
     const cache = newCache();
     const snap = await resolveModel('org/sharded', { endpoint, cacheDir: cache, retry: fastRetry });

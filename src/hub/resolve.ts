@@ -2,7 +2,7 @@
 // id resolves to its cached snapshot (no network when cached), else it is downloaded first (not with
 // HF_HUB_OFFLINE=1). A name that is neither says what was tried: the folder, then the Hub id; a name
 // written as a path (./x, ../x, /x) is only ever a folder.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline } from './cache.js';
 import { snapshotDownload, type SnapshotOptions } from './download.js';
@@ -41,13 +41,17 @@ export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {})
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   const revision = opts.revision ?? 'main';
   const cached = cachedSnapshot(cacheDir, nameOrDir, 'model', revision);
-  if (cached && existsSync(join(cached, 'config.json'))) return cached;
+  const missing = cached ? missingModelFiles(cached) : null;
+  if (cached && missing!.length === 0) return cached;
   // A typo'd local path ("l2e-demo/modl") looks like an id: name both readings in the error.
   const first = nameOrDir.split('/')[0]!;
   const localHint = existsSync(first) && statSync(first).isDirectory() ? ` (${first}/ is a local folder: is the rest of the name misspelt?)` : '';
   const notFolder = `model folder not found: ${local}${localHint}; tried "${nameOrDir}" as a Hugging Face id`;
   if (opts.offline ?? hubOffline()) {
-    throw new Error(`${notFolder}: not in the cache ${cacheDir}, and HF_HUB_OFFLINE is set, so it was not downloaded`);
+    const where = cached
+      ? `its snapshot in the cache (${cached}) lacks ${missing!.join(', ')}`
+      : `not in the cache ${cacheDir}`;
+    throw new Error(`${notFolder}: ${where}, and HF_HUB_OFFLINE is set, so it was not downloaded`);
   }
   try {
     const result = await snapshotDownload(nameOrDir, { ...opts, cacheDir, revision, repoType: 'model', include: MODEL_FILES });
@@ -55,6 +59,25 @@ export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {})
   } catch (err) {
     throw new Error(`${notFolder}: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/**
+ * What a cached snapshot lacks of a loadable model: config.json and the weights (model.safetensors, or
+ * the index and every shard it names). A pull cut short, or one with --include, links some files only.
+ */
+function missingModelFiles(dir: string): string[] {
+  const missing = existsSync(join(dir, 'config.json')) ? [] : ['config.json'];
+  const index = join(dir, 'model.safetensors.index.json');
+  if (existsSync(join(dir, 'model.safetensors'))) return missing;
+  if (!existsSync(index)) return [...missing, 'model.safetensors'];
+  let shards: string[];
+  try {
+    const map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map?: Record<string, unknown> }).weight_map ?? {};
+    shards = [...new Set(Object.values(map).filter((v): v is string => typeof v === 'string'))];
+  } catch {
+    return missing; // a broken index: loading it says what is wrong
+  }
+  return [...missing, ...shards.filter((f) => !existsSync(join(dir, f)))];
 }
 
 /** Folders directly inside `dir` that hold a config.json. */
