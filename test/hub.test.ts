@@ -127,9 +127,13 @@ describe('hub: snapshot download', () => {
     expect(Number(/bytes=(\d+)-/.exec(ranged[0]!.range!)![1])).toBeGreaterThan(0);
     expect(progress[progress.length - 1]).toBe(weights.length);
 
-    // a second pull finds everything cached
+    // a second pull finds everything cached, and leaves the snapshot's links as they were (it removed
+    // and remade each: a model loading meanwhile found files missing, and a read-only cache failed)
+    const links = ['config.json', 'model.safetensors', 'sub/dir/tokenizer.json'].map((f) => lstatSync(join(r.dir, f)).ino);
     const again = await snapshotDownload('org/tiny', { endpoint, cacheDir: cache });
     expect(again.downloaded).toEqual([]);
+    expect(['config.json', 'model.safetensors', 'sub/dir/tokenizer.json'].map((f) => lstatSync(join(r.dir, f)).ino)).toEqual(links);
+    expect(readdirSync(r.dir).sort()).toEqual(['README.md', 'config.json', 'model.safetensors', 'sub']);
   });
 
   it('honours --include globs, HF_ENDPOINT and dataset repos', async () => {

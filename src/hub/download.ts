@@ -8,9 +8,9 @@
 //      .incomplete; a killed holder's lock is taken over and its .incomplete resumed;
 //   3. snapshots/<commit>/<file> → relative symlink to the blob (a copy where symlinks fail),
 //      refs/<revision> ← commit.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -282,12 +282,27 @@ async function fetchInto(url: string, incomplete: string, f: RepoFile, token: st
   });
 }
 
+/**
+ * Makes `target` (a snapshot's file) a link to `blob`. A link that is already right is left alone, so
+ * a pull of a cached repo changes nothing: a model loading from it meanwhile never finds a file
+ * missing, and a cache on a read-only disk can still be pulled. Otherwise the new link is renamed over
+ * the old name, never leaving it absent.
+ */
 function linkIntoSnapshot(blob: string, target: string): void {
-  mkdirSync(dirname(target), { recursive: true });
-  rmSync(target, { force: true });
+  const link = relative(dirname(target), blob);
   try {
-    symlinkSync(relative(dirname(target), blob), target);
+    if (readlinkSync(target) === link) return;
   } catch {
+    // no link there yet (or a copy, below): made now
+  }
+  mkdirSync(dirname(target), { recursive: true });
+  const tmp = `${target}.link-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    symlinkSync(link, tmp);
+    renameSync(tmp, target);
+  } catch {
+    rmSync(tmp, { force: true });
+    rmSync(target, { force: true });
     copyFileSync(blob, target); // no symlinks here (e.g. Windows without developer mode)
   }
 }
