@@ -130,10 +130,12 @@ describe('hub: snapshot download', () => {
     // a second pull finds everything cached, and leaves the snapshot's links as they were (it removed
     // and remade each: a model loading meanwhile found files missing, and a read-only cache failed)
     const links = ['config.json', 'model.safetensors', 'sub/dir/tokenizer.json'].map((f) => lstatSync(join(r.dir, f)).ino);
+    const ref = lstatSync(join(folder, 'refs', 'main')).ino;
     const again = await snapshotDownload('org/tiny', { endpoint, cacheDir: cache });
     expect(again.downloaded).toEqual([]);
     expect(['config.json', 'model.safetensors', 'sub/dir/tokenizer.json'].map((f) => lstatSync(join(r.dir, f)).ino)).toEqual(links);
     expect(readdirSync(r.dir).sort()).toEqual(['README.md', 'config.json', 'model.safetensors', 'sub']);
+    expect(lstatSync(join(folder, 'refs', 'main')).ino).toBe(ref); // not written again either
   });
 
   it('honours --include globs, HF_ENDPOINT and dataset repos', async () => {

@@ -288,6 +288,14 @@ async function fetchInto(url: string, incomplete: string, f: RepoFile, token: st
  * missing, and a cache on a read-only disk can still be pulled. Otherwise the new link is renamed over
  * the old name, never leaving it absent.
  */
+function readFileOrNull(file: string): string | null {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
 function linkIntoSnapshot(blob: string, target: string): void {
   const link = relative(dirname(target), blob);
   try {
@@ -378,8 +386,9 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
     if (!downloaded.includes(f.path)) opts.onProgress?.(f.path, statSync(blob).size, statSync(blob).size);
     linkIntoSnapshot(blob, join(snapshot, f.path));
   }
-  if (revision !== commit) {
-    const ref = join(folder, 'refs', revision);
+  const ref = join(folder, 'refs', revision);
+  // written only when it changes, as the links: a pull of a cached repo writes nothing
+  if (revision !== commit && readFileOrNull(ref)?.trim() !== commit) {
     mkdirSync(dirname(ref), { recursive: true });
     writeFileAtomic(ref, commit); // other tools (huggingface_hub) may read it at any moment
   }
