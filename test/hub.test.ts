@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, lstatSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotDownload, globToRegExp } from '../src/hub/download.js';
@@ -136,6 +136,32 @@ describe('hub: snapshot download', () => {
     expect(['config.json', 'model.safetensors', 'sub/dir/tokenizer.json'].map((f) => lstatSync(join(r.dir, f)).ino)).toEqual(links);
     expect(readdirSync(r.dir).sort()).toEqual(['README.md', 'config.json', 'model.safetensors', 'sub']);
     expect(lstatSync(join(folder, 'refs', 'main')).ino).toBe(ref); // not written again either
+  });
+
+  it("a blob's lock: one with our pid that this process does not hold is taken over; a live holder's is waited for, and said", async () => {
+    const blobs = (cache: string): string => join(cache, 'models--org--tiny', 'blobs');
+    // our pid, left by an earlier process that had it (a container's pid 1 with the cache on a volume)
+    const cache = newCache();
+    mkdirSync(blobs(cache), { recursive: true });
+    writeFileSync(join(blobs(cache), `${sha256(weights)}.lock`), `${process.pid}\n`);
+    const waits: unknown[] = [];
+    const r = await snapshotDownload('org/tiny', { endpoint, cacheDir: cache, retry: fastRetry, onWait: (...a) => waits.push(a) });
+    expect(readFileSync(join(r.dir, 'model.safetensors')).equals(weights)).toBe(true);
+    expect(waits).toEqual([]);
+    // a live process (pid 1 is always alive): waited for, said once with its pid and the lock
+    const other = newCache();
+    mkdirSync(blobs(other), { recursive: true });
+    const lock = join(blobs(other), `${sha256(weights)}.lock`);
+    writeFileSync(lock, '1\n');
+    const done = await snapshotDownload('org/tiny', {
+      endpoint, cacheDir: other, retry: fastRetry,
+      onWait: (...a) => {
+        waits.push(a);
+        setTimeout(() => rmSync(lock), 50); // the other pull ends
+      },
+    });
+    expect(waits).toEqual([['model.safetensors', 1, lock]]);
+    expect(readFileSync(join(done.dir, 'model.safetensors')).equals(weights)).toBe(true);
   });
 
   it('honours --include globs, HF_ENDPOINT and dataset repos', async () => {

@@ -33,6 +33,9 @@ default to ${MODEL_FILES.join(' ')}; --include '*' takes all. Prints the snapsho
       repoType,
       include: include.length ? include : repoType === 'model' ? MODEL_FILES : undefined,
       cacheDir: opt.str(args, 'cache-dir'),
+      // said, not a silent wait: the other pull may be long, or a process that is not one holds the lock
+      onWait: (file, holder, lock) =>
+        process.stderr.write(`waiting for ${file}: process ${holder} is fetching it into this cache (${lock}; remove that file if process ${holder} is not a pull)\n`),
       onProgress: (file, done, total) => {
         let bar = bars.get(file);
         if (!bar) bars.set(file, (bar = new ProgressBar({ label: file, total: total ?? 0, unit: 'B' })));

@@ -32,8 +32,11 @@ export interface SnapshotOptions {
   idleTimeoutMs?: number;
   /** Bytes done / total of one file; called at start (done 0), during, and at the end. */
   onProgress?: (file: string, done: number, total: number | undefined) => void;
-  /** Called when another process is fetching the same file and this one waits for it. */
-  onWait?: (file: string) => void;
+  /**
+   * Called once when another process (pid `holder`) is fetching the same file and this one waits for
+   * it; `lock` is the file that says so (remove it if that process is not a pull of this cache).
+   */
+  onWait?: (file: string, holder: number, lock: string) => void;
   /** No network: the cached snapshot of the revision, or an error (default: HF_HUB_OFFLINE is 1/true/yes/on). */
   offline?: boolean;
 }
@@ -149,18 +152,25 @@ async function sha256OfFile(path: string): Promise<string> {
   return h.digest('hex');
 }
 
+/** The blob locks this process holds (a lock with our pid that is not here was left by another process). */
+const locksHeldHere = new Set<string>();
+
 /**
  * Takes `blob`.lock (created exclusively, holding our pid) so that one process at a time fetches a
  * blob: another `l2e pull` of the same file waits for it, then finds the blob done. A lock whose
  * process is gone (killed) is taken over, and its `.incomplete` resumed. Returns the release.
  */
-async function lockBlob(blob: string, what: string, onWait: () => void): Promise<() => void> {
+async function lockBlob(blob: string, what: string, onWait: (holder: number, lock: string) => void): Promise<() => void> {
   const lock = `${blob}.lock`;
   let waited = false;
   for (;;) {
     try {
       writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
-      return () => rmSync(lock, { force: true });
+      locksHeldHere.add(lock);
+      return () => {
+        locksHeldHere.delete(lock);
+        rmSync(lock, { force: true });
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new HubError(`${what}: cannot create ${lock} (${(err as Error).message})`);
     }
@@ -171,14 +181,19 @@ async function lockBlob(blob: string, what: string, onWait: () => void): Promise
       continue; // released between our two calls: try again
     }
     // a dead holder's lock is stale; so is one still without a pid after 10 s (killed between
-    // creating the file and writing to it)
+    // creating the file and writing to it), and one with our pid that this process does not hold: an
+    // earlier process that had our pid (a container's pid 1, with the cache on a volume) was killed
     const pidless = !(Number.isInteger(holder) && holder > 0);
-    const stale = pidless ? Date.now() - (statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > 10_000 : holder !== process.pid && !processAlive(holder);
+    const stale = pidless
+      ? Date.now() - (statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > 10_000
+      : holder === process.pid
+        ? !locksHeldHere.has(lock)
+        : !processAlive(holder);
     if (stale) {
       rmSync(lock, { force: true });
       continue;
     }
-    if (!waited) onWait();
+    if (!waited) onWait(holder, lock);
     waited = true;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -372,7 +387,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
     const blob = join(blobs, etag);
     const missing = (): boolean => !existsSync(blob) || (f.size !== undefined && statSync(blob).size !== f.size);
     if (missing()) {
-      const release = await lockBlob(blob, what, () => opts.onWait?.(f.path));
+      const release = await lockBlob(blob, what, (holder, lock) => opts.onWait?.(f.path, holder, lock));
       try {
         // another process may have fetched it while we waited for the lock
         if (missing()) {
