@@ -12,6 +12,8 @@ import { resolveModel } from '../src/hub/resolve.js';
 import { defaultCacheDir } from '../src/hub/cache.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
+import { saveModel } from '../src/train/checkpoint.js';
+import { Trainer } from '../src/train/trainer.js';
 
 const gitBlobId = (b: Buffer): string => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -295,6 +297,15 @@ describe('hub: resolveModel', () => {
       const emb = await model.encode(['selamat pagi']);
       expect(emb.rows).toBe(1);
       expect(Array.from(emb.data).every(Number.isFinite)).toBe(true);
+      // the snapshot's files are links into blobs/ named by their hash: neither a save nor a run writes there
+      const blobs = join(cache, 'models--org--sharded', 'blobs');
+      const before = readdirSync(blobs).map((b) => [b, sha256(readFileSync(join(blobs, b)))]);
+      const said = `is in the Hugging Face cache's snapshot of org/sharded: its files are links to the cache's shared blobs`;
+      expect(() => saveModel(model, snap)).toThrow(`saveModel: ${snap} ${said}, which saving would overwrite; save to another folder`);
+      await expect(new Trainer(model, { outputDir: join(snap, 'run'), maxSteps: 1 }).fit([])).rejects.toThrow(
+        `outputDir ${join(snap, 'run')} ${said}, which a run would overwrite; train into another folder`,
+      );
+      expect(readdirSync(blobs).map((b) => [b, sha256(readFileSync(join(blobs, b)))])).toEqual(before);
     } finally {
       model.dispose();
     }

@@ -3,9 +3,9 @@
 //                 blobs/<etag>                 file contents, named by git blob sha1 or LFS sha256
 //                 snapshots/<commit>/<path>    relative symlinks (or copies) into blobs/
 //                 refs/<revision>              the commit a branch or tag pointed to when last fetched
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 
 export type RepoType = 'model' | 'dataset';
 
@@ -45,3 +45,23 @@ export function cachedSnapshot(cacheDir: string, repoId: string, type: RepoType,
   const snap = join(folder, 'snapshots', commit);
   return existsSync(snap) ? snap : undefined;
 }
+
+/**
+ * The repo whose cached snapshot `dir` is (`<cache>/models--org--name/snapshots/<commit>`, or a folder
+ * in one), else null. Its files are links into the cache's content-addressed blobs, shared by every
+ * snapshot of the repo: a file written there goes into a blob, which then no longer holds its hash.
+ */
+export function cacheSnapshotRepo(dir: string): string | null {
+  let path = resolve(dir);
+  try {
+    path = realpathSync(path);
+  } catch {
+    // not there yet: its name says
+  }
+  for (let p = path; dirname(p) !== p; p = dirname(p)) {
+    const repo = /^(?:models|datasets|spaces)--(.+)$/.exec(basename(dirname(dirname(p))));
+    if (basename(dirname(p)) === 'snapshots' && repo) return repo[1]!.replace('--', '/');
+  }
+  return null;
+}
+
