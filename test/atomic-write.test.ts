@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import {
+  chmodSync,
   closeSync,
   lstatSync,
   mkdirSync,
@@ -56,6 +57,18 @@ describe.each(writers)('%s', (_name, write) => {
     expect(readFileSync(join(dir, 'a.txt'), 'utf8')).toBe('new text');
     expect(readFileSync(join(dir, 'b.txt'), 'utf8')).toBe('fresh');
     expect(readdirSync(dir).sort()).toEqual(['a.txt', 'b.txt']);
+  });
+
+  it("a replaced file keeps its permissions (a private 600 file stays private); a new one gets the umask's", async () => {
+    const dir = makeTempDir();
+    for (const [name, perm] of [['private.json', 0o600], ['shared.json', 0o640], ['exec.sh', 0o750]] as const) {
+      writeFileSync(join(dir, name), 'old');
+      chmodSync(join(dir, name), perm);
+      await write(join(dir, name), 'new');
+      expect(statSync(join(dir, name)).mode & 0o777, name).toBe(perm);
+    }
+    await write(join(dir, 'fresh.json'), 'x');
+    expect(statSync(join(dir, 'fresh.json')).mode & 0o777).toBe(0o666 & ~process.umask());
   });
 
   it('a symbolic link stays a link; its target (through a chain of links) is written', async () => {

@@ -12,6 +12,7 @@
 // goes to the first free `<target>.new`, `.new-2`, ..., which the error names. Nothing is lost.
 import {
   closeSync,
+  fchmodSync,
   fsyncSync,
   linkSync,
   lstatSync,
@@ -21,6 +22,7 @@ import {
   realpathSync,
   renameSync,
   rmSync,
+  statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
@@ -160,6 +162,25 @@ function failure(target: string, err: unknown, tmp: string | null, written?: str
   return new Error(`could not write ${target}: ${msg}`);
 }
 
+/**
+ * Opens the temp file that will replace `path`, with `path`'s permissions when it exists: a file the
+ * user made private (600) stays private when it is replaced, not the umask's 644.
+ */
+function openTemp(tmp: string, path: string): number {
+  const fd = openSync(tmp, 'w');
+  const old = statSync(path, { throwIfNoEntry: false });
+  if (old?.isFile()) {
+    try {
+      fchmodSync(fd, old.mode & 0o7777);
+    } catch (err) {
+      closeSync(fd);
+      rmSync(tmp, { force: true });
+      throw err;
+    }
+  }
+  return fd;
+}
+
 /** Writes `data` to `target` atomically (temp file + fsync + rename), or through for pipes and devices. */
 export function writeFileAtomic(target: string, data: string | Uint8Array | Uint8Array[], options: PublishOptions = {}): void {
   let mode: WriteMode;
@@ -172,7 +193,7 @@ export function writeFileAtomic(target: string, data: string | Uint8Array | Uint
   const tmp = mode.kind === 'atomic' ? tempPathFor(mode.path) : null;
   let fd: number | undefined;
   try {
-    fd = openSync(tmp ?? mode.path, tmp ? 'w' : 'a');
+    fd = tmp ? openTemp(tmp, mode.path) : openSync(mode.path, 'a');
     const parts = Array.isArray(data) ? data : [data];
     for (const part of parts) {
       const buf = typeof part === 'string' ? Buffer.from(part, 'utf8') : part;
@@ -223,7 +244,7 @@ export class AtomicWriter {
       // remove (a stream still opening created it after the removal), and an unwritable folder fails now
       let fd: number;
       try {
-        fd = openSync(this.tmp, 'w');
+        fd = openTemp(this.tmp, this.path);
       } catch (err) {
         throw failure(target, err, this.tmp, this.path);
       }
