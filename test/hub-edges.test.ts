@@ -146,6 +146,18 @@ describe('hub: idle connections', () => {
     expect(hub.seen.filter((s) => s.path.includes('/resolve/')).map((s) => s.range)).toEqual([undefined, 'bytes=10000-']);
   });
 
+  it('a server that stops sending in the middle of every file fails after the attempts, saying it was idle (not "aborted")', async () => {
+    const hub = await serve((req, res) => {
+      const path = new URL(req.url!, 'http://x').pathname;
+      if (path.startsWith('/api/')) return void res.writeHead(200).end(apiAnswer('model.safetensors', body, true));
+      res.writeHead(200, { 'content-length': body.length });
+      res.write(body.subarray(0, 10_000)); // then silence, every time
+    });
+    await expect(snapshotDownload('org/x', { endpoint: hub.url, cacheDir: newCache(), retry: { attempts: 2, delayMs: 1 }, idleTimeoutMs: 150 })).rejects.toThrow(
+      /model\.safetensors of model repo org\/x: failed after 2 attempts \(no data for 150 ms\)/,
+    );
+  });
+
   it('a server that never answers fails after the attempts, saying it was idle', async () => {
     const hub = await serve((req, res) => {
       if (new URL(req.url!, 'http://x').pathname.startsWith('/api/')) return; // no answer at all

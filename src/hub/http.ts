@@ -43,7 +43,9 @@ export function openUrl(req: HubRequest): Promise<http.IncomingMessage> {
       if (!lib) return reject(new HubError(`unsupported URL ${url.href}`));
       const headers: Record<string, string> = { 'user-agent': 'llama2-embedding', ...req.headers };
       if (req.token && url.host === origin) headers['authorization'] = `Bearer ${req.token}`;
+      let response: http.IncomingMessage | undefined;
       const r = lib.request(url, { method: req.method ?? 'GET', headers }, (res) => {
+        response = res;
         const status = res.statusCode ?? 0;
         const location = res.headers.location;
         if (status >= 300 && status < 400 && location) {
@@ -63,7 +65,10 @@ export function openUrl(req: HubRequest): Promise<http.IncomingMessage> {
       const idle = req.idleTimeoutMs ?? 60_000;
       r.setTimeout(idle, () => {
         const span = idle < 1000 ? `${idle} ms` : `${Math.round(idle / 1000)} s`;
-        r.destroy(Object.assign(new Error(`no data for ${span}`), { code: 'ETIMEDOUT' }));
+        const err = Object.assign(new Error(`no data for ${span}`), { code: 'ETIMEDOUT' });
+        // once the body has begun, its reader must get this error, not the bare "aborted" of the request
+        if (response) response.destroy(err);
+        r.destroy(err);
       });
       r.on('error', (e: NodeJS.ErrnoException) => {
         const msg = `could not reach ${url.host} for ${req.what} (${e.message}); check the network connection or HF_ENDPOINT`;
