@@ -213,6 +213,19 @@ describe('hub: snapshot download', () => {
     expect(log.length).toBe(asked);
   });
 
+  it('a cache that is a file (or under one) is said before the Hub is asked, not as mkdir\'s ENOTDIR', async () => {
+    const file = join(newCache(), 'cache-file');
+    writeFileSync(file, 'x');
+    const asked = log.length;
+    await expect(snapshotDownload('org/tiny', { endpoint, cacheDir: file })).rejects.toThrow(
+      `the Hugging Face cache ${file} is a file, not a folder (HF_HUB_CACHE, HF_HOME or --cache-dir name it)`,
+    );
+    await expect(snapshotDownload('org/tiny', { endpoint, cacheDir: join(file, 'hub') })).rejects.toThrow(
+      `the Hugging Face cache ${join(file, 'hub')}: ${file} is a file, not a folder`,
+    );
+    expect(log.length).toBe(asked);
+  });
+
   it('an HF_ENDPOINT that is not a URL is named with its value', async () => {
     const old = process.env['HF_ENDPOINT'];
     process.env['HF_ENDPOINT'] = 'notaurl';

@@ -15,6 +15,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { processAlive } from '../util/process.js';
+import { fsReason, notAFolder } from '../util/fs-error.js';
 import { getJson, HubError, openUrl, statusError, withRetries, type RetryPolicy } from './http.js';
 
 export interface SnapshotOptions {
@@ -364,6 +365,9 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   const revision = opts.revision ?? 'main';
   const token = opts.token ?? process.env['HF_TOKEN'];
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  // before the Hub is asked: a cache that cannot be a folder said as such, not as mkdir's ENOTDIR
+  const blocked = notAFolder('the Hugging Face cache', cacheDir);
+  if (blocked) throw new HubError(`${blocked} (HF_HUB_CACHE, HF_HOME or --cache-dir name it)`);
   const patterns = (opts.include ?? []).map(globToRegExp);
   if (opts.offline ?? hubOffline()) return cachedFiles(repoId, type, revision, cacheDir, patterns, opts.include ?? []);
   const { commit, files } = await repoInfo(repoId, opts);
@@ -374,7 +378,11 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   const folder = repoFolder(cacheDir, repoId, type);
   const blobs = join(folder, 'blobs');
   const snapshot = join(folder, 'snapshots', commit);
-  mkdirSync(blobs, { recursive: true });
+  try {
+    mkdirSync(blobs, { recursive: true });
+  } catch (err) {
+    throw new HubError(`${type} repo ${repoId}: could not create ${blobs} in the cache: ${fsReason(err)}`);
+  }
   const endpoint = endpointOf(opts);
   const downloaded: string[] = [];
   for (const f of wanted) {
