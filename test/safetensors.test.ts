@@ -156,6 +156,9 @@ describe('safetensors: bad input is refused with the file (and tensor) named', (
     expect(() => readSafetensorsHeader(rawFile(Buffer.from([0x7b, 0xff, 0x7d]).toString('latin1'), 0))).toThrow(/not valid UTF-8 JSON/);
     expect(() => readSafetensorsHeader(rawFile('[1]', 0))).toThrow(/header must be a JSON object/);
     expect(() => readSafetensorsHeader(rawFile({ __metadata__: { a: 1 } }, 0))).toThrow(/__metadata__ value for "a" must be a string/);
+    expect(() => readSafetensorsHeader(rawFile({ __metadata__: 'pt' }, 0))).toThrow(/__metadata__ must be an object of strings/);
+    // null is no metadata, as the Python safetensors library reads it
+    expect(readSafetensorsHeader(rawFile({ __metadata__: null, x: t('F32', [2], [0, 8]) }, 8)).metadata).toEqual({});
   });
 
   it('dtypes', () => {

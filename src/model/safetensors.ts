@@ -121,6 +121,7 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
     const tensors: TensorEntry[] = [];
     for (const [name, value] of Object.entries(json)) {
       if (name === '__metadata__') {
+        if (value === null) continue; // none, as the Python safetensors library reads it
         if (!isRecord(value)) throw new Error(`${file}: __metadata__ must be an object of strings`);
         for (const [k, v] of Object.entries(value)) {
           if (typeof v !== 'string') throw new Error(`${file}: __metadata__ value for "${k}" must be a string`);
