@@ -7,7 +7,7 @@ import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
 import type { Metrics } from '../eval/metrics.js';
 import { counted } from '../util/plural.js';
-import { onStopSignals, signalName, signalStatus, type StopSignal } from './signals.js';
+import { signalStatus, stopGracefully } from './signals.js';
 
 const KEYS = ['positive score', 'negative score', 'top1', 'top3', 'top5', 'top10'] as const;
 
@@ -63,9 +63,9 @@ layout), metrics.json, loss.svg, metrics.svg, losses.json. DIR must be new, empt
 demo's (whose files are replaced); any other folder is refused before any work unless --overwrite,
 which replaces those files in it and leaves the rest. A run too short to learn (the model not
 better than before on both top-1 and top-10) says so instead of printing the table. Ctrl-C (or
-SIGTERM, SIGHUP) stops after the current step and exits (130, 143, 129) without evaluating or saving the partly trained model. The data
-and tokenizer packages are development dependencies; when missing, the demo prints the one npm
-command that installs them.`,
+SIGTERM, SIGHUP) stops after the current step and exits (130, 143, 129) without evaluating or
+saving the partly trained model. The data and tokenizer packages are development dependencies;
+when missing, the demo prints the one npm command that installs them.`,
   options: {
     output: { kind: 'string', help: 'output folder', metavar: 'DIR', default: 'l2e-demo' },
     overwrite: { kind: 'boolean', help: 'write into a DIR that is not an earlier demo\'s, replacing the demo\'s files there (train.jsonl, model/, metrics.json, ...)' },
@@ -81,17 +81,7 @@ command that installs them.`,
     if (steps < 1) throw new UsageError('--steps must be at least 1');
     const bar = new ProgressBar({ label: 'train', total: steps, plainLines: true });
     const ac = new AbortController();
-    let stoppedBy: StopSignal | null = null;
-    const offSignals = onStopSignals((signal) => {
-      if (stoppedBy !== null) {
-        process.stderr.write(`\nl2e demo: ${signalName(signal)} again, exiting now\n`);
-        process.exit(signalStatus(signal));
-      }
-      stoppedBy = signal;
-      const again = signal === 'SIGINT' ? 'Ctrl-C again to quit now' : `${signal} again to quit now`;
-      process.stderr.write(`\nl2e demo: ${signalName(signal)}: stopping after the current step (${again})\n`);
-      ac.abort();
-    });
+    const stopping = stopGracefully('demo', 'stopping after the current step', 'exiting now', () => ac.abort());
     try {
       const r = await runDemo({
         output,
@@ -112,9 +102,9 @@ command that installs them.`,
       if (err instanceof TrainerOptionError) throw new UsageError(err.message);
       if (!(err instanceof DemoInterruptedError)) throw err;
       process.stderr.write(`l2e demo: ${err.message}\n`);
-      return signalStatus(stoppedBy ?? 'SIGINT'); // as \`l2e train\` on a stop signal
+      return signalStatus(stopping.signal() ?? 'SIGINT'); // as \`l2e train\` on a stop signal
     } finally {
-      offSignals();
+      stopping.off();
     }
   },
 };

@@ -32,3 +32,28 @@ export function onStopSignals(handler: (signal: StopSignal) => void): () => void
 export function signalName(signal: StopSignal): string {
   return signal === 'SIGINT' ? 'interrupted' : `${signal} received`;
 }
+
+/**
+ * A command's graceful stop (train, demo): the first stop signal says what the command does now
+ * (`doing`) and calls `stop`; a second one exits at once with that signal's status, saying `quitting`.
+ * `signal()` is the first signal (null: none), `off()` ends the listening.
+ */
+export function stopGracefully(
+  command: string,
+  doing: string,
+  quitting: string,
+  stop: () => void,
+): { signal(): StopSignal | null; off(): void } {
+  let first: StopSignal | null = null;
+  const off = onStopSignals((signal) => {
+    if (first !== null) {
+      process.stderr.write(`\nl2e ${command}: ${signalName(signal)} again, ${quitting}\n`);
+      process.exit(signalStatus(signal));
+    }
+    first = signal;
+    const again = signal === 'SIGINT' ? 'Ctrl-C again to quit now' : `${signal} again to quit now`;
+    process.stderr.write(`\nl2e ${command}: ${signalName(signal)}: ${doing} (${again})\n`);
+    stop();
+  });
+  return { signal: () => first, off };
+}

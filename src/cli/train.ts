@@ -12,7 +12,7 @@ import { formatSeconds, ProgressBar } from './progress.js';
 import { deviceOf, positiveInt } from './source-options.js';
 import { STDIO } from '../util/output.js';
 import { counted } from '../util/plural.js';
-import { onStopSignals, signalName, signalStatus, type StopSignal } from './signals.js';
+import { signalStatus, stopGracefully } from './signals.js';
 
 const d = RECIPE_DEFAULTS;
 
@@ -31,8 +31,8 @@ Checkpoints go to OUTPUT/checkpoint-<step>/ every --save-steps steps, at the end
 stopped (Ctrl-C, SIGTERM or SIGHUP finishes the current step, saves, and exits 130, 143 or 129);
 each holds the weights and the AdamW moments (about 3 × the model) and its size is printed.
 --save-total-limit N keeps the newest N checkpoints of the run plus its best one: the checkpoint
-with the lowest mean training loss over the steps since the checkpoint before it. Training stops before it starts when the disk cannot
-hold a checkpoint and the final model.
+with the lowest mean training loss over the steps since the checkpoint before it. Training stops
+before it starts when the disk cannot hold a checkpoint and the final model.
 
 OUTPUT belongs to one run (its id is in OUTPUT/training_run.json and in every checkpoint, with
 the data file and the settings). A run's folder that holds a model or checkpoints is refused unless
@@ -47,9 +47,9 @@ the checkpoint is already past --max-steps (or at it, with its final model writt
 nothing to do and nothing is written. --overwrite starts a new run there: training_run.json names
 it from its first checkpoint (until then, if it fails or is stopped, the earlier run can still be
 resumed); the earlier runs' checkpoint-<step> folders are removed as the new run saves its own
-(another tool's are never replaced: a folder holding one is refused); model.safetensors, config.json and the tokenizer files are replaced
-when its model is written; other files are left as they are. The final model is written to
-OUTPUT in the Hugging Face layout.
+(another tool's are never replaced: a folder holding one is refused); model.safetensors,
+config.json and the tokenizer files are replaced when its model is written; other files are left
+as they are. The final model is written to OUTPUT in the Hugging Face layout.
 
 --log appends one JSON object per optimizer step:
 {step, loss, lr, gradNorm, tokensPerSecond, tokens, epoch, totalSteps}.
@@ -189,17 +189,9 @@ async function run(args: ParsedArgs): Promise<number> {
   }
   const controller = new AbortController();
   // Ctrl-C, SIGTERM (timeout, docker, Slurm) and SIGHUP all finish the step and save a checkpoint
-  let stoppedBy: StopSignal | null = null;
-  const offSignals = onStopSignals((signal) => {
-    if (stoppedBy !== null) {
-      process.stderr.write(`\nl2e train: ${signalName(signal)} again, exiting without a checkpoint\n`);
-      process.exit(signalStatus(signal));
-    }
-    stoppedBy = signal;
-    const again = signal === 'SIGINT' ? 'Ctrl-C again to quit now' : `${signal} again to quit now`;
-    process.stderr.write(`\nl2e train: ${signalName(signal)}: finishing the current step and saving a checkpoint (${again})\n`);
-    controller.abort();
-  });
+  const stopping = stopGracefully('train', 'finishing the current step and saving a checkpoint', 'exiting without a checkpoint', () =>
+    controller.abort(),
+  );
   try {
     let trainer: Trainer;
     try {
@@ -229,13 +221,13 @@ async function run(args: ParsedArgs): Promise<number> {
         `l2e train: stopped at step ${result.step} (${took})` +
           (result.checkpoint ? `; checkpoint ${result.checkpoint} — continue with --resume\n` : '\n'),
       );
-      return signalStatus(stoppedBy ?? 'SIGINT');
+      return signalStatus(stopping.signal() ?? 'SIGINT');
     }
     process.stderr.write(`l2e train: ${summary(result, took)}; model saved to ${result.modelDir}\n`);
     reportSkipped(result.stats, opt.str(args, 'data')!);
     return 0;
   } finally {
-    offSignals();
+    stopping.off();
     model.dispose();
   }
 }

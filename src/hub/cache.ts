@@ -65,3 +65,13 @@ export function cacheSnapshotRepo(dir: string): string | null {
   return null;
 }
 
+/**
+ * Why `dir` (as `shown`) must not be written, or null: it is in a cache snapshot, whose files are
+ * links to blobs shared by every snapshot of the repo. `who` is what would write ("saving", "a run"),
+ * `instead` the advice ("save to another folder").
+ */
+export function cacheSnapshotRefusal(dir: string, shown: string, who: string, instead: string): string | null {
+  const repo = cacheSnapshotRepo(dir);
+  if (repo === null) return null;
+  return `${shown} is in the Hugging Face cache's snapshot of ${repo}: its files are links to the cache's shared blobs, which ${who} would overwrite; ${instead}`;
+}

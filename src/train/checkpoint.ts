@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { EmbeddingModel, NativeModel } from '../model/embedding-model.js';
-import { cacheSnapshotRepo } from '../hub/cache.js';
+import { cacheSnapshotRefusal } from '../hub/cache.js';
 import { configToJson } from '../model/config.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -84,13 +84,8 @@ export function saveModel(model: EmbeddingModel, dir: string, options: SaveModel
         "rounded values as if they were the fp32 weights: save a model loaded with precision 'fp32'",
     );
   }
-  const repo = cacheSnapshotRepo(dir);
-  if (repo !== null) {
-    throw new Error(
-      `saveModel: ${dir} is in the Hugging Face cache's snapshot of ${repo}: its files are links to the cache's shared ` +
-        'blobs, which saving would overwrite; save to another folder',
-    );
-  }
+  const cached = cacheSnapshotRefusal(dir, `saveModel: ${dir}`, 'saving', 'save to another folder');
+  if (cached) throw new Error(cached);
   const tokenizerDir = options.tokenizerDir ?? model.dir;
   if (!options.tokenizerFiles && !tokenizerDir) {
     throw new Error('saveModel: this model was created in memory and has no tokenizer files: pass tokenizerDir (a folder with tokenizer.json)');

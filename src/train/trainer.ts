@@ -37,7 +37,7 @@ import { nothingToDo, planResume, type Position, type Resume } from './resume.js
 import { counted } from '../util/plural.js';
 import { fsReason, notAFolder } from '../util/fs-error.js';
 import { describeValue } from '../util/describe.js';
-import { cacheSnapshotRepo } from '../hub/cache.js';
+import { cacheSnapshotRefusal } from '../hub/cache.js';
 
 export type { TrainerOptions, OptionNamer } from './options.js';
 export { TrainerOptionError } from './options.js';
@@ -189,13 +189,8 @@ export class Trainer {
     }
     if (o.logFile) refuseLogFile(o.logFile, data, n);
     if (o.outputDir) refuseForeignCheckpoints(o.outputDir, n);
-    const cached = o.outputDir ? cacheSnapshotRepo(o.outputDir) : null;
-    if (cached !== null) {
-      throw new Error(
-        `${n('outputDir')} ${o.outputDir} is in the Hugging Face cache's snapshot of ${cached}: its files are links to the ` +
-          "cache's shared blobs, which a run would overwrite; train into another folder",
-      );
-    }
+    const cached = o.outputDir ? cacheSnapshotRefusal(o.outputDir, `${n('outputDir')} ${o.outputDir}`, 'a run', 'train into another folder') : null;
+    if (cached) throw new Error(cached);
 
     // read once now: the folder may be a checkpoint of this run that its pruning removes later
     const tokenizerDir = o.tokenizerDir ?? this.model.dir;
