@@ -53,6 +53,10 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('any_sync')).toBe('ok');
   });
 
+  it('atomicAdd and atomicCAS on int: each old value returned once, one CAS winner, a failed compare stores nothing', () => {
+    expect(run('atomics')).toBe('ok');
+  });
+
   it('a __syncthreads reached by half the block is a launch error', () => {
     expect(run('divergent_barrier')).toBe(
       'kernel divergent_barrier_kernel failed in block (0,0,0): __syncthreads reached by 32 of 64 threads (the others exited)',

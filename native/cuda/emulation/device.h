@@ -120,6 +120,8 @@ A& static_shared(const void* site) {
 }
 
 float atomic_add(float* p, float v);
+int atomic_add(int* p, int v);
+int atomic_cas(int* p, int compare, int v);
 
 // ---- launches ----
 class Launch {
@@ -207,6 +209,10 @@ inline int __any_sync(unsigned mask, int predicate) {
 }
 
 inline float atomicAdd(float* p, float v) { return ::l2e::emu::atomic_add(p, v); }
+// CUDA C++ Programming Guide, atomic functions: atomicAdd stores old + val, atomicCAS stores
+// (old == compare ? val : old), in one atomic transaction; both return old.
+inline int atomicAdd(int* p, int v) { return ::l2e::emu::atomic_add(p, v); }
+inline int atomicCAS(int* p, int compare, int v) { return ::l2e::emu::atomic_cas(p, compare, v); }
 
 inline size_t __cvta_generic_to_shared(const void* p) { return ::l2e::emu::shared_offset(p); }
 

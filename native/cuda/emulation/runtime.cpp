@@ -660,6 +660,17 @@ float atomic_add(float* p, float v) {
   return old;
 }
 
+int atomic_add(int* p, int v) {
+  // two's complement wrap, as the hardware adds
+  unsigned* u = reinterpret_cast<unsigned*>(p);
+  return int(__atomic_fetch_add(u, unsigned(v), __ATOMIC_RELAXED));
+}
+
+int atomic_cas(int* p, int compare, int v) {
+  __atomic_compare_exchange_n(p, &compare, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+  return compare;  // the old value: `compare` itself when they were equal, else what was there
+}
+
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes) {
   if (bytes < 0 || size_t(bytes) > kMaxDynamicShared)
     return set_error(cudaErrorInvalidValue, "cudaFuncSetAttribute: " + std::to_string(bytes) +

@@ -19,6 +19,8 @@
 //   smem_default, smem_raised, smem_short: a launch with 64 KiB of dynamic shared memory and no
 //                      cudaFuncSetAttribute (must fail: the 48 KiB default), after raising the kernel's
 //                      limit to 64 KiB (runs), and to 56 KiB (must fail);
+//   atomics  atomicAdd and atomicCAS on int from 4 blocks of 64 threads: every old value a ticket
+//            handed out once, one winner of a CAS from -1, and a CAS whose compare fails stores nothing;
 //   and the sm_90a instructions' checks (selftest_sm90.cpp).
 // Each runs one launch and synchronises, so that the launch's asynchronous error is the result.
 #include <napi.h>
@@ -131,6 +133,28 @@ void float_as_uint_kernel(int* bad) {
   if (__float_as_uint(nan) != nan_bits) bad[0] = 1;
 }
 
+// mem[0]: a counter, mem[1]: a CAS target (starts -1), mem[2]: CAS winners, mem[3 + k]: ticket k's takers.
+// bad[0]: a ticket taken twice or never, a count off; bad[1]: a CAS stored or returned wrongly.
+constexpr int kAtomicThreads = 4 * 64;
+void atomics_kernel(int* bad, int* mem) {
+  const int t = int(blockIdx.x * blockDim.x + threadIdx.x);
+  const int ticket = atomicAdd(mem, 1);
+  if (ticket < 0 || ticket >= kAtomicThreads) bad[0] = 1;
+  else atomicAdd(mem + 3 + ticket, 1);
+  const int old = atomicCAS(mem + 1, -1, t);
+  if (old == -1) atomicAdd(mem + 2, 1);
+  else if (old < 0 || old >= kAtomicThreads) bad[1] = 1;  // the winner's t, never anything else
+}
+void atomics_check_kernel(int* bad, int* mem) {
+  if (mem[0] != kAtomicThreads || mem[2] != 1) bad[0] = 1;
+  for (int k = 0; k < kAtomicThreads; k++)
+    if (mem[3 + k] != 1) bad[0] = 1;
+  const int held = mem[1];
+  if (atomicCAS(mem + 1, held + 1, 12345) != held || mem[1] != held) bad[1] = 1;  // compare fails: no store
+  if (atomicCAS(mem + 1, held, -7) != held || mem[1] != -7) bad[1] = 1;
+  if (atomicAdd(mem + 1, -3) != -7 || mem[1] != -10) bad[1] = 1;
+}
+
 void divergent_barrier_kernel(int*) {
   if (threadIdx.x < 32) __syncthreads();
 }
@@ -204,6 +228,16 @@ std::string run(const std::string& name) {
   else if (name == "ex2") L2E_EMU_LAUNCH(ex2_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "float_as_uint") L2E_EMU_LAUNCH(float_as_uint_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "any_sync") L2E_EMU_LAUNCH(any_sync_kernel, 2, 64, 0, nullptr)(bad);
+  else if (name == "atomics") {
+    int* mem = nullptr;
+    if (cudaMalloc(reinterpret_cast<void**>(&mem), (3 + kAtomicThreads) * sizeof(int)) != cudaSuccess) return "cudaMalloc failed";
+    cudaMemsetAsync(mem, 0, (3 + kAtomicThreads) * sizeof(int), nullptr);
+    cudaMemsetAsync(mem + 1, 0xff, sizeof(int), nullptr);  // -1
+    L2E_EMU_LAUNCH(atomics_kernel, 4, 64, 0, nullptr)(bad, mem);
+    L2E_EMU_LAUNCH(atomics_check_kernel, 1, 1, 0, nullptr)(bad, mem);
+    cudaDeviceSynchronize();
+    cudaFree(mem);
+  }
   else if (name == "divergent_barrier") L2E_EMU_LAUNCH(divergent_barrier_kernel, 1, 64, 0, nullptr)(bad);
   else if (name == "partial_mask") L2E_EMU_LAUNCH(partial_mask_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "out_of_warp") L2E_EMU_LAUNCH(out_of_warp_kernel, 1, 32, 0, nullptr)(bad);
