@@ -75,10 +75,15 @@ class Backend {
 
   // The training step on the device (core/device_step.h) over the flat buffers w (F32 weights, or
   // with `shadow` the U16 low halves of the master), g, m, v and the BF16 parameters `shadow` (the
-  // master's other half, core/master_halves.h; nullptr: none), cut into
-  // `tensors`, zeroing the gradients in `zero_ranges` ([begin, end) elements) after each step (of
-  // `table`, which zero_ranges covers, it may zero only the rows a step's backward added into);
-  // nullptr where the backend steps through the ops (the CPU).
+  // master's other half, core/master_halves.h; nullptr: none), cut into `tensors`, zeroing the
+  // gradients in `zero_ranges` ([begin, end) elements of g) after each step; nullptr where the
+  // backend steps through the ops (the CPU). When holds_table_gradients(table), the step keeps the
+  // table's gradient itself, only the rows a step's backward adds into (DeviceStep::rows_scattered),
+  // and g holds the parameters after it (the layout's first tensor): g's element i is the layout's span + i.
+  virtual bool holds_table_gradients(const ScatterTable& table) const {
+    (void)table;
+    return false;
+  }
   virtual std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
                                                        const std::vector<AdamwTensor>& tensors,
                                                        const std::vector<std::pair<size_t, size_t>>& zero_ranges,

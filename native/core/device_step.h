@@ -20,9 +20,18 @@ struct AdamwTensor {
 };
 
 // The one tensor a backward adds into by rows rather than writes (the embedding table: its scatter):
-// [rows, width] elements from `offset` of the flat buffers; rows = 0 for none.
+// [rows, width] elements from `offset` of the parameter layout, `span` of them up to the next
+// tensor's offset (rows * width and the padding after it); rows = 0 for none.
 struct ScatterTable {
-  size_t offset = 0, rows = 0, width = 0;
+  size_t offset = 0, rows = 0, width = 0, span = 0;
+};
+
+// Where a backward adds the table's gradient when the DeviceStep holds it apart from the flat
+// gradient buffer (Backend::holds_table_gradients): `rows` [capacity, width] F32, of which the
+// batch's ids map to rows given to them, `ids` [n] I32 those rows. Empty: the table is in `g`.
+struct TableTarget {
+  Buf rows, ids;
+  bool empty() const { return rows.empty(); }
 };
 
 struct StepOutcome {
@@ -42,11 +51,16 @@ class DeviceStep {
   // Clipping to max_grad_norm (<= 0: none), AdamW with `decayed` / `plain` scalars by the tensor's
   // decay flag (none when skipped), the gradients in its zero ranges zeroed; then the one read-back.
   virtual StepOutcome step(const AdamwScalars& decayed, const AdamwScalars& plain, float max_grad_norm) = 0;
-  // The table's rows a backward is about to add into: ids [n] (I32, on the backend), before it runs.
-  virtual void rows_scattered(const Buf& ids, int n) = 0;
-  // The host wrote the whole gradient buffer (`gradients`) or a moment buffer: nonzero[r] (a byte per
-  // row of the table) says whether row r holds any value but +0 there.
-  virtual void rows_written(const std::vector<uint8_t>& nonzero, bool gradients) = 0;
+  // The table's rows a backward is about to add into: ids [n] (I32, on the backend, each in [0, rows)),
+  // before it runs; where its scatter adds them (empty when the table is part of the flat buffer).
+  virtual TableTarget rows_scattered(const Buf& ids, int n) = 0;
+  // The host wrote a moment buffer: nonzero[r] (a byte per row of the table) says whether row r holds
+  // any value but +0 there.
+  virtual void moment_rows_written(const std::vector<uint8_t>& nonzero) = 0;
+  // With the table held apart: its gradient [rows, width] from / to the host, and to zeros.
+  virtual void table_gradients_in(const float* host) = 0;
+  virtual void table_gradients_out(float* host) = 0;
+  virtual void clear_table_gradients() = 0;
 };
 
 }  // namespace l2e

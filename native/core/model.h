@@ -146,13 +146,17 @@ class Model {
   void free_activations(Activations& acts);
 
   // Backward from d loss / d emb [B,P] into grads (same layout as params): added to them
-  // (accumulate), or written, but for grad_zero_ranges(), which must then hold zeros.
-  // Implemented in core/model_backward.cpp.
-  void backward(const Batch& batch, Activations& acts, const Buf& d_emb, Buf& grads, bool accumulate);
+  // (accumulate), or written, but for grad_zero_ranges(), which must then hold zeros. With `table`
+  // (a DeviceStep holding the table's gradient apart, core/device_step.h), grads holds the
+  // parameters after grad_scatter_table()'s span, and the table's gradient is added into
+  // table->rows at table->ids instead. Implemented in core/model_backward.cpp.
+  void backward(const Batch& batch, Activations& acts, const Buf& d_emb, Buf& grads, bool accumulate,
+                const TableTarget* table = nullptr);
   // The [begin, end) element ranges of the gradient buffer that backward(accumulate = false) adds to
   // rather than writes (the embedding table) or leaves alone (the padding between tensors).
   std::vector<std::pair<size_t, size_t>> grad_zero_ranges() const;
-  // The one tensor backward adds into by rows (the embedding table, a row per token id).
+  // The one tensor backward adds into by rows (the embedding table, a row per token id, the layout's
+  // first tensor).
   ScatterTable grad_scatter_table() const;
 
 

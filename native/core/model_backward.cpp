@@ -3,8 +3,9 @@
 // added to what grads holds (GradCache chunks and gradient accumulation call this repeatedly);
 // otherwise the first pass of a step writes them (a GEMM with beta 0 reads nothing, so the gradients
 // need no zeroing pass and their old values are never read), all but the embedding table's, whose
-// rows a scatter adds into: grad_zero_ranges() must hold zeros then. Needs the activations of a
-// forward(keep = true) of the same batch.
+// rows a scatter adds into: grad_zero_ranges() must hold zeros then (or which a training step on the
+// device holds apart, TableTarget: it keeps only the rows a batch names). Needs the activations of
+// a forward(keep = true) of the same batch.
 //
 // Per layer, with x_mid = x_in + o(attn(rope(q(h1)), rope(k(h1)), v(h1))), h1 = norm1(x_in),
 //                     x_out = x_mid + down(silu(gate(h2)) * up(h2)),   h2 = norm2(x_mid):
@@ -32,10 +33,12 @@ struct Scratch {
 };
 }  // namespace
 
-void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& grads, bool accumulate) {
+void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& grads, bool accumulate,
+                     const TableTarget* table) {
   if (!a.keep || a.T != batch.T || a.B != batch.B || int(a.layers.size()) != cfg_.layers)
     throw Error("backward needs the kept activations of a forward pass over the same batch");
-  if (grads.numel != params_.numel) throw Error("gradient buffer does not match the parameters");
+  const size_t base = table ? grad_scatter_table().span : 0;  // grads' element i is the layout's base + i
+  if (grads.numel + base != params_.numel) throw Error("gradient buffer does not match the parameters");
   pack_weights(false);  // the weights in nn.Linear's layout (an encode may have packed them)
   Backend& be = *be_;
   const int T = batch.T, B = batch.B, H = cfg_.hidden, I = cfg_.intermediate, nh = cfg_.heads, nkv = cfg_.kv_heads,
@@ -43,7 +46,7 @@ void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& 
   const int qd = nh * hd, kvd = nkv * hd;
   const DType ad = be.act_dtype();
   auto W = [&](size_t off, size_t n) { return view(params_, off, n); };
-  auto G = [&](size_t off, size_t n) { return view(grads, off, n); };
+  auto G = [&](size_t off, size_t n) { return view(grads, off - base, n); };  // off >= base: after the table
 
   Scratch s(be);
   Buf& d_pooled = s.get(size_t(B) * P, DType::F32);  // [B,P] (pooled is F32 on every backend)
@@ -98,12 +101,18 @@ void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& 
     Buf gin = G(lp.in_norm, H);
     be.rmsnorm_backward(L.x_in, W(lp.in_norm, H), L.rstd1, d_h, T, H, dx, gin, true, acc);         // d x_in
   }
-  Buf gemb = G(off_embed_, size_t(cfg_.vocab) * H);
-  be.embedding_backward(batch.ids, T, dx, H, gemb);  // always added: grad_zero_ranges()
+  if (table) {
+    Buf rows = table->rows;
+    be.embedding_backward(table->ids, T, dx, H, rows);  // into the rows the ids were mapped to
+  } else {
+    Buf gemb = G(off_embed_, size_t(cfg_.vocab) * H);
+    be.embedding_backward(batch.ids, T, dx, H, gemb);  // always added: grad_zero_ranges()
+  }
 }
 
 ScatterTable Model::grad_scatter_table() const {
-  return ScatterTable{off_embed_, size_t(cfg_.vocab), size_t(cfg_.hidden)};
+  const size_t end = layout_.size() > 1 ? layout_[1].offset : total_params_;
+  return ScatterTable{off_embed_, size_t(cfg_.vocab), size_t(cfg_.hidden), end - off_embed_};
 }
 
 std::vector<std::pair<size_t, size_t>> Model::grad_zero_ranges() const {

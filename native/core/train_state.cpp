@@ -17,7 +17,9 @@ TrainState::TrainState(Model& m) : model_(m) {
   Backend& be = model_.backend();
   const size_t n = model_.num_params();
   if (be.name() == "cpu") check_host_memory(uint64_t(n) * 3 * 4, "training (gradients and AdamW moments of " + std::to_string(n) + " parameters)");
-  grads_ = be.alloc(n, DType::F32);
+  table_ = model_.grad_scatter_table();
+  table_held_ = be.holds_table_gradients(table_);  // then the device step keeps the table's gradient
+  grads_ = be.alloc(n - (table_held_ ? table_.span : 0), DType::F32);
   m_ = be.alloc(n, DType::F32);
   v_ = be.alloc(n, DType::F32);
   be.zero(grads_);
@@ -43,7 +45,10 @@ TrainState::TrainState(Model& m) : model_(m) {
     }
     model_.attach_master(&master_);  // from now on setTensor / loadTensors write the master too
   }
-  zero_ranges_ = model_.grad_zero_ranges();
+  for (const auto& [b, e] : model_.grad_zero_ranges()) {  // in grads_' elements: past the table's span when held
+    const size_t base = table_held_ ? table_.span : 0;
+    if (e > base) zero_ranges_.emplace_back(std::max(b, base) - base, e - base);
+  }
   // The no-decay set, decided once: like the Hugging Face Trainer, biases and norm weights get none.
   for (const ParamInfo& p : model_.params()) {
     const bool no_decay = p.name.find("bias") != std::string::npos || p.name.find("norm") != std::string::npos;
@@ -52,7 +57,7 @@ TrainState::TrainState(Model& m) : model_(m) {
   try {
     Buf& w = master_.empty() ? model_.param_buffer() : master_;
     device_step_ = be.make_device_step(w, grads_, m_, v_, master_.empty() ? nullptr : &model_.param_buffer(), tensors_,
-                                       zero_ranges_, model_.grad_scatter_table());
+                                       zero_ranges_, table_);
   } catch (...) {
     if (!master_.empty()) model_.attach_master(nullptr);
     for (Buf* b : {&grads_, &m_, &v_, &master_})
@@ -164,14 +169,16 @@ void TrainState::backward_chunk(int id, const std::vector<int32_t>& ids, const s
   Buf d;  // d loss / d emb: emb is F32 on every backend
   const bool accumulate = !write_next_;
   try {
-    if (device_step_) device_step_->rows_scattered(k.batch.ids, k.batch.T);  // before the scatter adds into them
+    TableTarget table;  // before the scatter adds into them
+    if (device_step_) table = device_step_->rows_scattered(k.batch.ids, k.batch.T);
+    const TableTarget* held = table_held_ ? &table : nullptr;
     if (d_emb) {
       d = be.alloc(size_t(B) * P, DType::F32);
       be.upload(d, d_emb->data(), d_emb->size(), DType::F32);
-      model_.backward(k.batch, k.acts, d, grads_, accumulate);
+      model_.backward(k.batch, k.acts, d, grads_, accumulate, held);
     } else {
       model_.backward(k.batch, k.acts, model_.view(*slice->grad, slice->row0 * P, slice->rows * P), grads_,
-                      accumulate);
+                      accumulate, held);
     }
   } catch (...) {
     if (!d.empty()) be.free(d);
@@ -312,6 +319,7 @@ StepResult TrainState::step(const OptimizerHyper& h) {
 
 void TrainState::zero_grads() {
   model_.backend().zero(grads_);
+  if (table_held_) device_step_->clear_table_gradients();
   write_next_ = true;
   stale_ = false;
 }
@@ -345,27 +353,38 @@ Buf& TrainState::buffer(const char* which) {
 }
 
 void TrainState::get_buffer(const char* which, float* host) {
-  if (std::strcmp(which, "params") == 0) return model_.backend().download(model_.param_buffer(), host);
+  Backend& be = model_.backend();
+  if (std::strcmp(which, "params") == 0) return be.download(model_.param_buffer(), host);
   Buf& b = buffer(which);
-  if (&b == &master_) model_.backend().download_master(model_.param_buffer(), master_, host);
-  else model_.backend().download(b, host);
+  if (&b == &master_) return be.download_master(model_.param_buffer(), master_, host);
+  if (&b != &grads_ || !table_held_) return be.download(b, host);
+  // the table's rows from the device step, its padding zeros, then the rest
+  device_step_->table_gradients_out(host + table_.offset);
+  std::fill(host + table_.rows * table_.width, host + table_.span, 0.0f);
+  be.download(grads_, host + table_.span);
 }
 
 void TrainState::set_buffer(const char* which, const float* host, size_t n) {
   if (std::strcmp(which, "params") == 0) throw Error("training buffer 'params' is read-only: a weight is written with setTensor");
   Buf& b = buffer(which);
-  if (n != b.numel) throw Error("training buffer size mismatch: expected " + std::to_string(b.numel) + ", got " + std::to_string(n));
-  if (&b == &master_) model_.backend().upload_master(model_.param_buffer(), master_, host, n, DType::F32);
-  else model_.backend().upload(b, host, n, DType::F32);
-  if (device_step_ && (&b == &grads_ || &b == &m_ || &b == &v_)) {
+  const size_t expected = &b == &grads_ ? size() : b.numel;
+  if (n != expected) throw Error("training buffer size mismatch: expected " + std::to_string(expected) + ", got " + std::to_string(n));
+  Backend& be = model_.backend();
+  if (&b == &master_) be.upload_master(model_.param_buffer(), master_, host, n, DType::F32);
+  else if (&b == &grads_ && table_held_) {
+    device_step_->table_gradients_in(host + table_.offset);
+    be.upload(grads_, host + table_.span, grads_.numel, DType::F32);
+  } else {
+    be.upload(b, host, n, DType::F32);
+  }
+  if (device_step_ && (&b == &m_ || &b == &v_)) {
     // which of the table's rows now hold anything but +0 (a sign bit or a NaN counts)
-    const ScatterTable t = model_.grad_scatter_table();
-    std::vector<uint8_t> nonzero(t.rows);
-    for (size_t r = 0; r < t.rows; r++) {
-      const float* row = host + t.offset + r * t.width;
-      nonzero[r] = std::any_of(row, row + t.width, [](float x) { return x != 0.0f || std::signbit(x); });
+    std::vector<uint8_t> nonzero(table_.rows);
+    for (size_t r = 0; r < table_.rows; r++) {
+      const float* row = host + table_.offset + r * table_.width;
+      nonzero[r] = std::any_of(row, row + table_.width, [](float x) { return x != 0.0f || std::signbit(x); });
     }
-    device_step_->rows_written(nonzero, &b == &grads_);
+    device_step_->moment_rows_written(nonzero);
   }
   if (&b == &grads_) write_next_ = false;  // the next backward adds to these
 }

@@ -10,7 +10,9 @@
 //   4. step(): global-norm clipping, AdamW, the gradients spent (only Model::grad_zero_ranges()
 //      zeroed: the next backward writes the rest), and the pending loss read back with the norm. On CUDA (core/device_step.h) nothing in 1-4 waits for the device but that read-back
 //      (or take_loss(), when a caller wants each batch's loss).
-// Gradients and AdamW moments are single buffers with the parameter buffer's layout.
+// Gradients and AdamW moments are single buffers with the parameter buffer's layout, but for the
+// embedding table's gradient where the backend's DeviceStep holds it apart (table_held_): then the
+// gradient buffer starts after the table's span (Backend::holds_table_gradients).
 #pragma once
 #include <map>
 #include <memory>
@@ -55,7 +57,6 @@ class TrainState {
   // InfoNCE on host-side embeddings (small): fills dq, dp, scores; returns the loss.
   float infonce(const std::vector<float>& q, const std::vector<float>& p, int B, int G, float temperature,
                 bool in_batch, std::vector<float>& dq, std::vector<float>& dp, std::vector<float>& scores);
-  double grad_norm();
   StepResult step(const OptimizerHyper& h);
   void zero_grads();  // every gradient to zero (the next backward may write or add: the same)
   void release_chunks();
@@ -78,6 +79,7 @@ class TrainState {
     size_t row0, rows;
   };
   Buf& buffer(const char* which);
+  double grad_norm();  // without a DeviceStep
   void free_kept(Kept& k);
   void clear_zero_ranges();  // zeros in zero_ranges_, where a writing backward adds
   void gradients_spent();    // after a step: the next backward writes, what it writes is stale now
@@ -94,7 +96,9 @@ class TrainState {
   std::map<int, GradSlice> dslice_;  // into demb_
   Buf demb_;                         // d loss / d emb of the batch [B + B*G, P] F32
   std::vector<AdamwTensor> tensors_;  // the parameters, with the no-decay set decided once
-  std::vector<std::pair<size_t, size_t>> zero_ranges_;  // Model::grad_zero_ranges()
+  std::vector<std::pair<size_t, size_t>> zero_ranges_;  // Model::grad_zero_ranges(), in grads_' elements
+  ScatterTable table_;       // Model::grad_scatter_table()
+  bool table_held_ = false;  // its gradient is the DeviceStep's, not in grads_
   bool write_next_ = true;  // the next backward writes the gradients (they hold none) instead of adding
   bool stale_ = false;      // outside zero_ranges_ grads_ holds an earlier step's gradients, not zeros
   std::unique_ptr<DeviceStep> device_step_;  // nullptr: step through the op table

@@ -342,6 +342,7 @@ class CudaBackend final : public Backend {
     cuda::adamw(w.ptr, g.f32(), m.f32(), v.f32(), n, a, shadow ? shadow->ptr : nullptr, stream_);
   }
 
+  bool holds_table_gradients(const ScatterTable& table) const override { return cuda::holds_table_gradients(table); }
   std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
                                                const std::vector<AdamwTensor>& tensors,
                                                const std::vector<std::pair<size_t, size_t>>& zero_ranges,

@@ -101,11 +101,12 @@ const double* infonce(const float* q, const float* p, int B, int G, int P, float
                       float* scores, float* dq, float* dp, void* workspace, cudaStream_t s);
 
 // ---- optimizer.cu ----
-// Partial sums of squares (double) of n floats into `partials` (sumsq_blocks(n) doubles). With `rows`
-// (RowFlags), the table's rows without kRowGrad are zeros and are not read: each partial is the same.
+// Partial sums of squares (double) of n floats into `partials` (sumsq_blocks(n) doubles). With
+// `table` (TableGrads), the n elements are the table's span and then x's n - span: a row of the table
+// without a slot is zeros and is not read, so each partial is what the flat buffer would give.
 int sumsq_blocks(size_t n);
-struct RowFlags;
-void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s, const RowFlags* rows = nullptr);
+struct TableGrads;
+void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s, const TableGrads* table = nullptr);
 // AdamW with scalars prepared on the host exactly as the CPU kernel prepares them (cpu/adamw.cpp).
 // The master is w (float*), or with shadow_bf16 the halves shadow_bf16 (hi) and w (uint16_t* lo) of
 // core/master_halves.h.
@@ -128,8 +129,8 @@ struct AdamwTensorDesc {  // one parameter tensor: its slices of the flat buffer
   void* shadow;           // the master's bf16 half, the weights the forward reads (nullptr: none)
   size_t n;
   int decay;              // weight decay applies
-  const uint8_t* rows;    // the scatter table's row flags (table_rows.cu), else nullptr
-  uint32_t width;         // elements a row, with rows
+  const uint8_t* rows;    // the table's row flags (table_rows.cu), else nullptr; with them g is unused:
+                          // the gradient is adamw_multi's TableGrads
 };
 constexpr size_t kAdamwBlockElems = 4096;
 struct AdamwBlockWork {  // one block of the one-launch AdamW: elements [start, start + kAdamwBlockElems)
@@ -137,29 +138,39 @@ struct AdamwBlockWork {  // one block of the one-launch AdamW: elements [start, 
   size_t start;
 };
 
-// ---- table_rows.cu ---- which rows of the embedding table's gradient (the one tensor a scatter adds
-// into rather than writes, core/model_backward.cpp) may hold a gradient now (kRowGrad) or moments
-// (kRowMoments: it has had a gradient), one byte a row. A row with neither flag has zero gradients and
-// +0 moments: without decay the step leaves it as it is (optimizer.cu), reading none of it.
+// ---- table_rows.cu ---- the embedding table's gradient (the one tensor a scatter adds into rather
+// than writes, core/model_backward.cpp), held apart from the flat gradient buffer: only the rows a
+// step's backward names, each given a row ("slot") of a small [capacity, width] buffer when first
+// named. Per row of the table: slots[r] (-1: none, the row's gradient is zeros) and a flag byte,
+// kRowGrad (it has a slot) and kRowMoments (its AdamW moments may be nonzero: it has had a gradient,
+// or the host wrote them). A row with neither has zero gradients and +0 moments: without decay the
+// step leaves it as it is (optimizer.cu), reading none of it.
 constexpr uint8_t kRowGrad = 1, kRowMoments = 2;
-struct RowFlags {
-  const uint8_t* flags;  // [rows]
-  size_t begin, end;     // the table's [begin, end) elements in the gradient buffer (begin % 4 == 0)
-  uint32_t width;        // elements a row (a multiple of 4; (end - begin) < 2^32)
+struct TableGrads {
+  const int32_t* slots;  // [rows]
+  const float* slab;     // [capacity, width]: row r's gradient at slab + slots[r] * width
+  size_t elems, span;    // rows * width, and with the padding before the next tensor (span % 4 == 0)
+  uint32_t width;        // elements a row (a multiple of 4; elems < 2^32)
 };
-// flags[ids[i]] |= kRowGrad for i < n (ids outside [0, rows) ignored).
-void mark_rows(uint8_t* flags, size_t rows, const int32_t* ids, int n, cudaStream_t s);
-// From a host write: gradients (kRowGrad = nonzero[r], kRowMoments kept) or moments (kRowMoments |=
-// nonzero[r]); `nonzero` is device memory, one byte a row.
-void set_rows(uint8_t* flags, size_t rows, const uint8_t* nonzero, bool gradients, cudaStream_t s);
-// After a step: every row with kRowGrad zeroed in `table` ([rows, width] floats) and flagged kRowMoments alone.
-void clear_rows(float* table, uint8_t* flags, size_t rows, uint32_t width, cudaStream_t s);
+// For each id (in [0, rows)) without a slot: the next slot (*used, then incremented) for it,
+// row_of[slot] = id, kRowGrad set; then mapped[i] = slots[ids[i]]. The caller makes sure *used + n
+// slots fit; slot numbers depend on scheduling, the values in them do not.
+void assign_slots(uint8_t* flags, int32_t* slots, int32_t* row_of, int32_t* used, const int32_t* ids, int n,
+                  int32_t* mapped, cudaStream_t s);
+// From a host write: flags[r] |= flag where nonzero[r] (device memory, one byte a row).
+void set_row_flags(uint8_t* flags, size_t rows, const uint8_t* nonzero, uint8_t flag, cudaStream_t s);
+// After a step: of the first `bound` slots, each below *used zeroed in `slab` and its row left with
+// no slot, flagged kRowMoments alone; then *used = 0.
+void clear_slots(float* slab, int32_t* slots, const int32_t* row_of, uint8_t* flags, int32_t* used, size_t bound,
+                 uint32_t width, cudaStream_t s);
 
 // st->norm, skipped, clip from the sumsq partials (sumsq_blocks(n) of them) and st->loss.
 void step_decide(const double* partials, int blocks, float max_grad_norm, StepState* st, cudaStream_t s);
 // AdamW over every tensor in one launch (blocks = number of work items); nothing when st->skipped.
+// The tensor whose descriptor has row flags takes its gradient from `table`.
 void adamw_multi(const AdamwTensorDesc* tensors, const AdamwBlockWork* work, unsigned blocks,
-                 const AdamwScalars& decayed, const AdamwScalars& plain, const StepState* st, cudaStream_t s);
+                 const AdamwScalars& decayed, const AdamwScalars& plain, const StepState* st, const TableGrads& table,
+                 cudaStream_t s);
 // st->loss += float(mean of the B row losses infonce() left on the device).
 void loss_accumulate(const double* row_loss, int B, StepState* st, cudaStream_t s);
 

@@ -91,12 +91,13 @@ class TimedDeviceStep final : public DeviceStep {
   StepOutcome step(const AdamwScalars& decayed, const AdamwScalars& plain, float max_grad_norm) override {
     return log_.time("optimizer_step", [&] { return inner_->step(decayed, plain, max_grad_norm); });
   }
-  void rows_scattered(const Buf& ids, int n) override {
-    log_.time("rows_scattered", [&] { inner_->rows_scattered(ids, n); });
+  TableTarget rows_scattered(const Buf& ids, int n) override {
+    return log_.time("rows_scattered", [&] { return inner_->rows_scattered(ids, n); });
   }
-  void rows_written(const std::vector<uint8_t>& nonzero, bool gradients) override {
-    inner_->rows_written(nonzero, gradients);
-  }
+  void moment_rows_written(const std::vector<uint8_t>& nonzero) override { inner_->moment_rows_written(nonzero); }
+  void table_gradients_in(const float* host) override { inner_->table_gradients_in(host); }
+  void table_gradients_out(float* host) override { inner_->table_gradients_out(host); }
+  void clear_table_gradients() override { inner_->clear_table_gradients(); }
 
  private:
   std::unique_ptr<DeviceStep> inner_;
@@ -119,6 +120,7 @@ class EventTimedBackend final : public Backend {
   void download(const Buf& src, float* host) override { log_.time("download", [&] { b_->download(src, host); }); }
   void copy(Buf& dst, const Buf& src) override { log_.time("copy", [&] { b_->copy(dst, src); }); }
   void synchronize() override { b_->synchronize(); }
+  bool holds_table_gradients(const ScatterTable& table) const override { return b_->holds_table_gradients(table); }
   std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
                                                const std::vector<AdamwTensor>& tensors,
                                                const std::vector<std::pair<size_t, size_t>>& zero_ranges,

@@ -32,21 +32,38 @@ constexpr int kMaxSumBlocks = 1024;
 // over the 16-byte-aligned body (the halves 8 bytes each), scalars for what is left.
 __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-// With skip.flags: the groups of four in a table row without kRowGrad (zeros) are not read; the sums
-// each thread makes are the same, as adding +0 to a sum of squares leaves it as it is.
-__global__ void sumsq_kernel(const float* x, size_t n, double* partials, RowFlags skip) {
+// The gradient's element e, with the table held apart (t.slots): the table's span first, each row
+// read through its slot (no slot, or the padding after the rows: zero), then x from e - span.
+__device__ __forceinline__ float grad_at(const float* x, const TableGrads& t, size_t e) {
+  if (!t.slots) return x[e];
+  if (e >= t.span) return x[e - t.span];
+  if (e >= t.elems) return 0.0f;
+  const int32_t s = t.slots[uint32_t(e) / t.width];
+  return s < 0 ? 0.0f : t.slab[size_t(s) * t.width + uint32_t(e) % t.width];
+}
+
+// With the table held apart, n counts its span too. A group of four lies in one row (width % 4 == 0)
+// or in the padding; a row without a slot and the padding are zeros and not read: the sums each
+// thread makes are those of the flat buffer, as adding +0 to a sum of squares leaves it as it is.
+__global__ void sumsq_kernel(const float* x, size_t n, double* partials, TableGrads t) {
   double acc = 0.0;
-  const size_t n4 = aligned16(x) ? n / 4 : 0;
+  const size_t n4 = aligned16(x) && (!t.slots || aligned16(t.slab)) ? n / 4 : 0;
   const float4* x4 = reinterpret_cast<const float4*>(x);
   L2E_GRID_STRIDE(i, n4) {
     const size_t e = 4 * i;
-    if (skip.flags && e >= skip.begin && e < skip.end && !(skip.flags[uint32_t(e - skip.begin) / skip.width] & kRowGrad))
-      continue;
-    const float4 v = x4[i];
+    float4 v;
+    if (t.slots && e < t.span) {
+      if (e >= t.elems) continue;
+      const int32_t s = t.slots[uint32_t(e) / t.width];
+      if (s < 0) continue;
+      v = *reinterpret_cast<const float4*>(t.slab + size_t(s) * t.width + uint32_t(e) % t.width);
+    } else {
+      v = x4[i - (t.slots ? t.span / 4 : 0)];
+    }
     acc += double(v.x) * v.x + double(v.y) * v.y + double(v.z) * v.z + double(v.w) * v.w;
   }
   for (size_t i = 4 * n4 + size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    const double v = x[i];
+    const double v = grad_at(x, t, i);
     acc += v * v;
   }
   acc = block_sum(acc);
@@ -112,8 +129,9 @@ __device__ __forceinline__ bool untouched4(const float4& g, const float4& m, con
 }
 
 // One block per AdamwBlockWork: kAdamwBlockElems elements of one tensor.
+// The table's descriptor (t.rows set) takes its gradient from `table`, through the slots.
 __global__ void adamw_multi_kernel(const AdamwTensorDesc* tensors, const AdamwBlockWork* work, AdamwScalars decayed,
-                                   AdamwScalars plain, const StepState* st) {
+                                   AdamwScalars plain, const StepState* st, TableGrads table) {
   if (st->skipped) return;
   const AdamwBlockWork wk = work[blockIdx.x];
   const AdamwTensorDesc t = tensors[wk.tensor];
@@ -125,14 +143,24 @@ __global__ void adamw_multi_kernel(const AdamwTensorDesc* tensors, const AdamwBl
   size_t body = wk.start;  // [start, body): float4 groups; [body, end): one by one
   const bool halves_aligned = hi && (reinterpret_cast<uintptr_t>(hi + wk.start) & 7u) == 0 &&
                               (reinterpret_cast<uintptr_t>(lo + wk.start) & 7u) == 0;
-  if ((halves_aligned || (!hi && aligned16(wf + wk.start))) && aligned16(t.g + wk.start) && aligned16(t.m + wk.start) &&
-      aligned16(t.v + wk.start)) {
+  const TableGrads none{nullptr, nullptr, 0, 0, 1};
+  const TableGrads& tg = t.rows ? table : none;  // the table's elements from 0: grad_at(nullptr, tg, i) for i < elems
+  if ((halves_aligned || (!hi && aligned16(wf + wk.start))) && (t.rows ? aligned16(tg.slab) : aligned16(t.g + wk.start)) &&
+      aligned16(t.m + wk.start) && aligned16(t.v + wk.start)) {
     body = wk.start + (end - wk.start) / 4 * 4;
     const bool clipping = st->clipping != 0;
     const float clip = st->clip;
     for (size_t i = wk.start + 4 * threadIdx.x; i < body; i += 4 * blockDim.x) {
-      if (t.rows && !a.decays && t.rows[uint32_t(i) / t.width] == 0) continue;  // table_rows.cu: g 0, m, v +0
-      float4 g = *reinterpret_cast<const float4*>(t.g + i), m = *reinterpret_cast<const float4*>(t.m + i);
+      float4 g = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (t.rows) {
+        const uint32_t r = uint32_t(i) / tg.width;
+        if (!a.decays && t.rows[r] == 0) continue;  // table_rows.cu: g 0, m, v +0
+        const int32_t slot = tg.slots[r];
+        if (slot >= 0) g = *reinterpret_cast<const float4*>(tg.slab + size_t(slot) * tg.width + uint32_t(i) % tg.width);
+      } else {
+        g = *reinterpret_cast<const float4*>(t.g + i);
+      }
+      float4 m = *reinterpret_cast<const float4*>(t.m + i);
       float4 v = *reinterpret_cast<const float4*>(t.v + i);
       if (!a.decays && untouched4(g, m, v)) continue;  // the update would leave w, m, v (and the shadow) as they are
       float4 w;
@@ -161,7 +189,8 @@ __global__ void adamw_multi_kernel(const AdamwTensorDesc* tensors, const AdamwBl
     }
   }
   for (size_t i = body + threadIdx.x; i < end; i += blockDim.x) {
-    const float gi = st->clipping ? __fmul_rn(t.g[i], st->clip) : t.g[i];
+    const float g0 = t.rows ? grad_at(nullptr, tg, i) : t.g[i];
+    const float gi = st->clipping ? __fmul_rn(g0, st->clip) : g0;
     adamw_element(t.w, gi, t.m, t.v, a, hi, i);
   }
 }
@@ -195,9 +224,9 @@ __global__ void loss_accumulate_kernel(const double* row_loss, int B, StepState*
 
 int sumsq_blocks(size_t n) { return int(grid_for(n, kSumThreads, kMaxSumBlocks)); }
 
-void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s, const RowFlags* rows) {
-  const RowFlags skip = rows ? *rows : RowFlags{nullptr, 0, 0, 1};
-  L2E_LAUNCH(sumsq_kernel, sumsq_blocks(n), kSumThreads, 0, s)(x, n, partials, skip);
+void sumsq_partials(const float* x, size_t n, double* partials, cudaStream_t s, const TableGrads* table) {
+  const TableGrads t = table ? *table : TableGrads{nullptr, nullptr, 0, 0, 1};
+  L2E_LAUNCH(sumsq_kernel, sumsq_blocks(n), kSumThreads, 0, s)(x, n, partials, t);
   check_launch("sumsq");
 }
 
@@ -209,9 +238,10 @@ void adamw(void* w, const float* g, float* m, float* v, size_t n, const AdamwSca
 }
 
 void adamw_multi(const AdamwTensorDesc* tensors, const AdamwBlockWork* work, unsigned blocks,
-                 const AdamwScalars& decayed, const AdamwScalars& plain, const StepState* st, cudaStream_t s) {
+                 const AdamwScalars& decayed, const AdamwScalars& plain, const StepState* st, const TableGrads& table,
+                 cudaStream_t s) {
   if (blocks == 0) return;
-  L2E_LAUNCH(adamw_multi_kernel, blocks, 256, 0, s)(tensors, work, decayed, plain, st);
+  L2E_LAUNCH(adamw_multi_kernel, blocks, 256, 0, s)(tensors, work, decayed, plain, st, table);
   check_launch("adamw (all parameters)");
 }
 

@@ -17,6 +17,8 @@ std::unique_ptr<DeviceStep> make_device_step(cudaStream_t s, DevicePool& pool, B
                                              Buf* shadow, const std::vector<AdamwTensor>& tensors,
                                              const std::vector<std::pair<size_t, size_t>>& zero_ranges,
                                              const ScatterTable& table);
+// Whether that step holds `table`'s gradient apart from g (Backend::holds_table_gradients).
+bool holds_table_gradients(const ScatterTable& table);
 
 }  // namespace cuda
 }  // namespace l2e

@@ -71,6 +71,51 @@ describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
     }
   });
 
+  // A step of several backwards adds their gradients. On CUDA the embedding table's gradient is held
+  // apart (native/cuda/table_rows.cu): each backward's ids get rows of a buffer sized from the ids named
+  // since the last step, so here it grows twice while holding the earlier chunks' rows (80, 150, then
+  // 260 tokens named). The table must come out as the CPU's dense one: the rows named, and zeros
+  // elsewhere; and read back, written and read again, bit for bit (a row of -0 included).
+  it('gradients added over three backwards, the embedding table held apart growing between them', async () => {
+    const cfg: NativeModelConfig = { vocab: 500, hidden: 64, intermediate: 64, layers: 1, heads: 2, kvHeads: 1, headDim: 32, dense: 16, rmsEps: 1e-5, ropeTheta: 10000, pooling: 'mean', normalized: true };
+    const cpu = new Native(cfg, 'cpu');
+    const cuda = new Native(cfg, cudaDevice);
+    const nat = trainNatives();
+    try {
+      randomWeights([cpu, cuda], 21);
+      const rng = new Rng(22, 1);
+      const chunks = [[30, 50], [70], [90, 20]].map((lens) => {
+        const cu = cuSeqlens(lens);
+        return { cu, ids: randInt(rng, cu[lens.length]!, cfg.vocab), dEmb: randBf16(rng, lens.length * cfg.dense) };
+      });
+      const run = async (m: NativeModel): Promise<Float32Array> => {
+        nat.trainInit(m);
+        for (const [i, c] of chunks.entries()) {
+          await nat.trainForward(m, i, c.ids, c.cu, true);
+          await nat.trainBackward(m, i, c.ids, c.cu, c.dEmb);
+        }
+        return nat.trainGetBuffer(m, 'grads');
+      };
+      const a = await run(cpu);
+      const b = await run(cuda);
+      compareGrads(cpu, a, b);
+      const named = new Set(chunks.flatMap((c) => Array.from(c.ids)));
+      const H = cfg.hidden;
+      const rowsWith = (g: Float32Array): number[] => Array.from({ length: cfg.vocab }, (_, r) => r).filter((r) => g.subarray(r * H, (r + 1) * H).some((x) => x !== 0));
+      expect(rowsWith(a)).toEqual([...named].sort((x, y) => x - y));
+      expect(rowsWith(b)).toEqual(rowsWith(a));
+      const unnamed = Array.from({ length: cfg.vocab }, (_, r) => r).find((r) => !named.has(r))!;
+      b.fill(-0, unnamed * H, (unnamed + 1) * H);
+      nat.trainSetBuffer(cuda, 'grads', b);
+      const back = nat.trainGetBuffer(cuda, 'grads');
+      expect(back.length).toBe(b.length);
+      expect(back.every((x, i) => Object.is(x, b[i])), 'read back bit for bit').toBe(true);
+    } finally {
+      cpu.dispose();
+      cuda.dispose();
+    }
+  });
+
   it.skipIf(!hasTinyMha)(`tiny-mha: the GradCache step's loss and gradients, then AdamW on master weights ${hasTinyMha ? '' : skipNote('fixtures/tiny-mha')}`, async () => {
     const fx = readCase(tinyMha);
     const cpu = await EmbeddingModel.load(tinyMha, { device: 'cpu' });
