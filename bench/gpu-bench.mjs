@@ -113,6 +113,7 @@ async function trainBench(a, m, lengths, base) {
   const live0 = liveNow();
   a.trainInit(m);
   // what training holds beside the weights for the whole run: gradients, moments and the master's low halves
+  // (the rows of the embedding table's gradient a step names come with its backward: in the peak, not here)
   const stateBytes = liveNow() - live0;
   const B = 8, G = 3, timed = SIZES.draws - SIZES.warm;
   const draws = Array.from({ length: SIZES.draws }, () => recipeBatch(lengths, B, G));

@@ -51,9 +51,10 @@ class DeviceStep {
   // Clipping to max_grad_norm (<= 0: none), AdamW with `decayed` / `plain` scalars by the tensor's
   // decay flag (none when skipped), the gradients in its zero ranges zeroed; then the one read-back.
   virtual StepOutcome step(const AdamwScalars& decayed, const AdamwScalars& plain, float max_grad_norm) = 0;
-  // The table's rows a backward is about to add into: ids [n] (I32, on the backend, each in [0, rows)),
-  // before it runs; where its scatter adds them (empty when the table is part of the flat buffer).
-  virtual TableTarget rows_scattered(const Buf& ids, int n) = 0;
+  // The table's rows a backward is about to add into: ids [n] (I32, on the backend, each in [0, rows);
+  // host_ids the same values on the host), before it runs; where its scatter adds them (empty when
+  // the table is part of the flat buffer).
+  virtual TableTarget rows_scattered(const Buf& ids, const int32_t* host_ids, int n) = 0;
   // The host wrote a moment buffer: nonzero[r] (a byte per row of the table) says whether row r holds
   // any value but +0 there.
   virtual void moment_rows_written(const std::vector<uint8_t>& nonzero) = 0;

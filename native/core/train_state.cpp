@@ -170,7 +170,7 @@ void TrainState::backward_chunk(int id, const std::vector<int32_t>& ids, const s
   const bool accumulate = !write_next_;
   try {
     TableTarget table;  // before the scatter adds into them
-    if (device_step_) table = device_step_->rows_scattered(k.batch.ids, k.batch.T);
+    if (device_step_) table = device_step_->rows_scattered(k.batch.ids, ids.data(), k.batch.T);
     const TableTarget* held = table_held_ ? &table : nullptr;
     if (d_emb) {
       d = be.alloc(size_t(B) * P, DType::F32);
@@ -360,7 +360,7 @@ void TrainState::get_buffer(const char* which, float* host) {
   if (&b != &grads_ || !table_held_) return be.download(b, host);
   // the table's rows from the device step, its padding zeros, then the rest
   device_step_->table_gradients_out(host + table_.offset);
-  std::fill(host + table_.rows * table_.width, host + table_.span, 0.0f);
+  std::fill(host + table_.offset + table_.rows * table_.width, host + table_.offset + table_.span, 0.0f);
   be.download(grads_, host + table_.span);
 }
 

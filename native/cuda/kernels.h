@@ -150,7 +150,7 @@ struct TableGrads {
   const int32_t* slots;  // [rows]
   const float* slab;     // [capacity, width]: row r's gradient at slab + slots[r] * width
   size_t elems, span;    // rows * width, and with the padding before the next tensor (span % 4 == 0)
-  uint32_t width;        // elements a row (a multiple of 4; elems < 2^32)
+  uint32_t width;        // elements a row (a multiple of 4; span < 2^31)
 };
 // For each id (in [0, rows)) without a slot: the next slot (*used, then incremented) for it,
 // row_of[slot] = id, kRowGrad set; then mapped[i] = slots[ids[i]]. The caller makes sure *used + n

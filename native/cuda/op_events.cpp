@@ -91,8 +91,8 @@ class TimedDeviceStep final : public DeviceStep {
   StepOutcome step(const AdamwScalars& decayed, const AdamwScalars& plain, float max_grad_norm) override {
     return log_.time("optimizer_step", [&] { return inner_->step(decayed, plain, max_grad_norm); });
   }
-  TableTarget rows_scattered(const Buf& ids, int n) override {
-    return log_.time("rows_scattered", [&] { return inner_->rows_scattered(ids, n); });
+  TableTarget rows_scattered(const Buf& ids, const int32_t* host_ids, int n) override {
+    return log_.time("rows_scattered", [&] { return inner_->rows_scattered(ids, host_ids, n); });
   }
   void moment_rows_written(const std::vector<uint8_t>& nonzero) override { inner_->moment_rows_written(nonzero); }
   void table_gradients_in(const float* host) override { inner_->table_gradients_in(host); }

@@ -7,11 +7,13 @@
 //            copied to pinned host memory -> the one cudaStreamSynchronize.
 // The embedding table's gradient is held here, apart from the flat buffer (table_rows.cu): before a
 // backward's scatter, the rows its batch names get slots in a [capacity, width] buffer and the ids
-// are mapped to them, and the step reads, updates and zeroes only those rows. So the table (131M
-// floats at the 600M shape, a quarter of its parameters) costs each step about its batch's rows, in
-// memory (0.49 GiB less) and in traffic: held in the flat buffer, the norm read 4 bytes of every row,
-// AdamW 12 and the zeroing wrote 4. The capacity grows on the host from the ids named since the last
-// step (an upper bound of the rows in use), never from a read of the device.
+// are mapped to them; the norm reads and the clearing zeroes only those rows, and AdamW without
+// weight decay updates only the rows with a gradient or moments (with decay it moves every row, but
+// reads gradients through the slots). So the table's gradient (131M floats at the 600M shape, a
+// quarter of its parameters) costs each step about its batch's rows: 0.49 GiB less while a step names
+// under half the vocabulary (past half, the buffer is the whole table, the dense gradient's size).
+// The capacity comes from the rows named since the last step, counted on the host from the batch's
+// ids, never from a read of the device.
 // No CUDA graph: a packed batch changes T, B and the attention tile count every step (and cuBLAS its
 // algorithms with them), so the forward and backward would need a graph per shape; the fixed-shape
 // tail above is five operations, microseconds of launches in a step of milliseconds.
@@ -45,7 +47,7 @@ class CudaDeviceStep final : public DeviceStep {
     std::vector<AdamwBlockWork> work;
     for (const AdamwTensor& t : tensors) {
       if (t.numel == 0) continue;
-      const bool is_table = held_ && t.offset == 0;
+      const bool is_table = held_ && t.offset == 0 && t.numel == table.rows * table.width;
       if (!is_table && t.offset < base) throw Error("cuda training step: a tensor lies in the embedding table's span");
       AdamwTensorDesc d;
       d.w = static_cast<char*>(w.ptr) + t.offset * dtype_size(w.dtype);  // F32, or U16 halves with a shadow
@@ -73,6 +75,7 @@ class CudaDeviceStep final : public DeviceStep {
         L2E_CUDA_CHECK(cudaMemsetAsync(flags_, 0, table.rows, stream_));
         L2E_CUDA_CHECK(cudaMemsetAsync(slots_, 0xff, table.rows * sizeof(int32_t), stream_));  // -1: no slot
         L2E_CUDA_CHECK(cudaMemsetAsync(used_, 0, sizeof(int32_t), stream_));
+        named_.assign(table.rows, 0);
         if (table_desc_ < descs.size()) descs[table_desc_].rows = flags_;
       }
       state_ = static_cast<StepState*>(pool_.alloc(sizeof(StepState)));
@@ -137,17 +140,25 @@ class CudaDeviceStep final : public DeviceStep {
     return o;
   }
 
-  TableTarget rows_scattered(const Buf& ids, int n) override {
+  TableTarget rows_scattered(const Buf& ids, const int32_t* host_ids, int n) override {
     if (!held_ || n <= 0) return TableTarget{};
-    reserve_slots(bound_ + size_t(n));
+    // the rows named since the last clearing, counted on the host: the slots needed, exactly
+    size_t fresh = 0;
+    for (int i = 0; i < n; i++) {
+      const int32_t r = host_ids[i];
+      if (r < 0 || size_t(r) >= table_.rows) throw Error("rows_scattered: token id " + std::to_string(r) + " is outside the table");
+      if (!named_[size_t(r)]) fresh++;
+    }
+    reserve_slots(bound_ + fresh);
     if (size_t(n) > mapped_capacity_) {
+      int32_t* mapped = static_cast<int32_t*>(pool_.alloc(size_t(n) * sizeof(int32_t)));
       if (mapped_) pool_.free(mapped_);
-      mapped_ = nullptr;
-      mapped_ = static_cast<int32_t*>(pool_.alloc(size_t(n) * sizeof(int32_t)));
+      mapped_ = mapped;
       mapped_capacity_ = size_t(n);
     }
+    for (int i = 0; i < n; i++) named_[size_t(host_ids[i])] = 1;
+    bound_ += fresh;  // before the launches: a failed one still leaves the clearing every slot it gave
     assign_slots(flags_, slots_, row_of_, used_, static_cast<const int32_t*>(ids.ptr), n, mapped_, stream_);
-    bound_ = std::min(table_.rows, bound_ + size_t(n));
     TableTarget t;
     t.rows = Buf{slab_, capacity_ * table_.width, DType::F32};
     t.ids = Buf{mapped_, size_t(n), DType::I32};
@@ -178,12 +189,15 @@ class CudaDeviceStep final : public DeviceStep {
     }
     const size_t k = row_of.size();
     reserve_slots(k);
+    named_ = has;
     std::vector<float> packed(k * W);
     for (size_t s = 0; s < k; s++) std::copy(host + size_t(row_of[s]) * W, host + size_t(row_of[s] + 1) * W, packed.data() + s * W);
     const int32_t used = int32_t(k);
-    L2E_CUDA_CHECK(cudaMemcpyAsync(slab_, packed.data(), packed.size() * sizeof(float), cudaMemcpyHostToDevice, stream_));
+    if (k > 0) {
+      L2E_CUDA_CHECK(cudaMemcpyAsync(slab_, packed.data(), packed.size() * sizeof(float), cudaMemcpyHostToDevice, stream_));
+      L2E_CUDA_CHECK(cudaMemcpyAsync(row_of_, row_of.data(), k * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+    }
     L2E_CUDA_CHECK(cudaMemcpyAsync(slots_, slots.data(), slots.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
-    L2E_CUDA_CHECK(cudaMemcpyAsync(row_of_, row_of.data(), k * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
     L2E_CUDA_CHECK(cudaMemcpyAsync(used_, &used, sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
     L2E_CUDA_CHECK(cudaMemcpyAsync(nonzero_, has.data(), table_.rows, cudaMemcpyHostToDevice, stream_));
     set_row_flags(flags_, table_.rows, nonzero_, kRowGrad, stream_);  // none has kRowGrad since the clearing
@@ -213,8 +227,10 @@ class CudaDeviceStep final : public DeviceStep {
 
   void clear_table_gradients() override {
     if (!held_) return;
+    // rows cleared after a skipped step are flagged kRowMoments too: a flag that may be set needlessly
     clear_slots(slab_, slots_, row_of_, flags_, used_, bound_, uint32_t(table_.width), stream_);
     bound_ = 0;
+    std::fill(named_.begin(), named_.end(), uint8_t(0));
   }
 
  private:
@@ -223,26 +239,31 @@ class CudaDeviceStep final : public DeviceStep {
     return TableGrads{slots_, slab_, table_.rows * table_.width, table_.span, uint32_t(table_.width)};
   }
   // Room for `need` slots (at most the table's rows): a larger buffer, the slots in use copied over
-  // (at most bound_ of them) and the rest zeros; it grows by half again at least, so a run settles.
+  // (bound_ of them) and the rest zeros. It grows by half again at least, so a run settles; past half
+  // the table it takes the whole table at once (the dense gradient's size), so that growing never
+  // holds more than 1.5 times that.
   void reserve_slots(size_t need) {
     need = std::min(need, table_.rows);
     if (need <= capacity_) return;
-    const size_t cap = std::min(table_.rows, std::max({need, capacity_ + capacity_ / 2, size_t(64)}));
+    size_t cap = std::min(table_.rows, std::max({need, capacity_ + capacity_ / 2, size_t(64)}));
+    if (cap > table_.rows / 2) cap = table_.rows;
     const size_t W = table_.width;
-    float* slab = static_cast<float*>(pool_.alloc(cap * W * sizeof(float)));
+    float* slab = nullptr;
     int32_t* row_of = nullptr;
     try {
+      slab = static_cast<float*>(pool_.alloc(cap * W * sizeof(float)));
       row_of = static_cast<int32_t*>(pool_.alloc(cap * sizeof(int32_t)));
+      const size_t keep = std::min(bound_, capacity_);
+      if (keep > 0) {
+        L2E_CUDA_CHECK(cudaMemcpyAsync(slab, slab_, keep * W * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+        L2E_CUDA_CHECK(cudaMemcpyAsync(row_of, row_of_, keep * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_));
+      }
+      L2E_CUDA_CHECK(cudaMemsetAsync(slab + keep * W, 0, (cap - keep) * W * sizeof(float), stream_));
     } catch (...) {
-      pool_.free(slab);
+      if (slab) pool_.free(slab);
+      if (row_of) pool_.free(row_of);
       throw;
     }
-    const size_t keep = std::min(bound_, capacity_);
-    if (keep > 0) {
-      L2E_CUDA_CHECK(cudaMemcpyAsync(slab, slab_, keep * W * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
-      L2E_CUDA_CHECK(cudaMemcpyAsync(row_of, row_of_, keep * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_));
-    }
-    L2E_CUDA_CHECK(cudaMemsetAsync(slab + keep * W, 0, (cap - keep) * W * sizeof(float), stream_));
     if (slab_) pool_.free(slab_);  // the pool reuses it only for work enqueued after the copy
     if (row_of_) pool_.free(row_of_);
     slab_ = slab;
@@ -291,7 +312,8 @@ class CudaDeviceStep final : public DeviceStep {
   int32_t* row_of_ = nullptr;   // [capacity_]: the row of each slot in use
   float* slab_ = nullptr;       // [capacity_, width]
   size_t capacity_ = 0;         // slots allocated
-  size_t bound_ = 0;            // slots possibly in use: ids named (or rows written) since the last clearing
+  size_t bound_ = 0;            // slots in use: rows named (or written) since the last clearing
+  std::vector<uint8_t> named_;  // [rows]: named since the last clearing (host)
   int32_t* mapped_ = nullptr;   // a backward's ids mapped to slots
   size_t mapped_capacity_ = 0;
   StepState* state_ = nullptr;
