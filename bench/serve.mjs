@@ -122,7 +122,10 @@ function startServer(modelDir, device, extra) {
   child.stderr.setEncoding('utf8');
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server not ready in 120 s: ${err}`)), 120000);
-    child.on('exit', (code) => reject(new Error(`server exited (${code}): ${err}`)));
+    child.on('exit', (code) => {
+      clearTimeout(timer); // else a server that failed kept the bench waiting out the 120 s
+      reject(new Error(`server exited (${code}): ${err}`));
+    });
     child.stderr.on('data', (s) => {
       err += s;
       const url = /listening on (\S+)/.exec(err)?.[1];
