@@ -19,6 +19,8 @@ export interface CudaStatus {
   compiled: boolean;
   /** A GPU, its driver and cuBLAS were found: `{ device: 'cuda' }` works. */
   usable: boolean;
+  /** The CUDA backend is the CPU emulation build (native/cuda/emulation): correct, not fast. */
+  emulated: boolean;
   /** Why not usable ('' when usable). */
   reason: string;
   /** CUDA devices seen. */

@@ -4,6 +4,7 @@
 // queued on one stream per backend; downloads synchronise it, small uploads (a batch's ids, positions,
 // offsets and tiles) go through pinned staging without waiting, larger ones (weights) wait.
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <cmath>
@@ -428,7 +429,17 @@ CudaStatus cuda_status() {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {
-    s.reason = std::string("no CUDA GPU is usable: ") + (e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device found");
+    std::string why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device found";
+#ifndef L2E_CUDA_EMULATION
+    // without a driver the runtime says "CUDA driver version is insufficient", which sends a user to
+    // upgrade a driver that is not there: say what is missing instead
+    if (e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice) {
+      void* driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+      if (driver) dlclose(driver);
+      else why = "no NVIDIA driver found (libcuda.so.1 could not be loaded); use device 'cpu'";
+    }
+#endif
+    s.reason = "no CUDA GPU is usable: " + why;
     cudaGetLastError();
     return s;
   }
