@@ -6,7 +6,7 @@
 // Each module declares the typed shape of the natives it uses and reads them through nativeAddon<T>().
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, sep } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
@@ -67,7 +67,7 @@ export function loadCudaPrebuilt(
 export function addonLoadError(err: unknown): Error {
   const msg = err instanceof Error ? err.message : String(err);
   // A bad L2E_CPU_ISA fails the load on purpose (native/cpu/isa.h): say that, not "rebuild".
-  if (msg.startsWith('L2E_CPU_ISA=')) return new Error(`llama2-embedding: ${msg}`);
+  if (msg.startsWith('L2E_CPU_ISA=') || msg.startsWith('L2E_ADDON=')) return new Error(`llama2-embedding: ${msg}`);
   return new Error(`llama2-embedding: the native addon could not be loaded (${msg}). Rebuild it: ${buildCommand(packageRoot, false)}`);
 }
 
@@ -76,8 +76,11 @@ function load(): unknown {
     const explicit = process.env['L2E_ADDON'];
     try {
       if (explicit) {
-        cached = require(explicit);
-        loadedFrom = explicit;
+        // a path, relative to the working folder (require would take a bare name for a package)
+        const file = resolve(explicit);
+        if (!existsSync(file)) throw new Error(`L2E_ADDON=${explicit}: no such file (${file})`);
+        cached = require(file);
+        loadedFrom = file;
       } else {
         const cuda = loadCudaPrebuilt(packageRoot);
         if (cuda) {
