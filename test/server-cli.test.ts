@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
+import { cudaStatus } from '../src/native.js';
 import { hasTokenizer, postJson } from './helpers/server.js';
 import { makeTempDir, repoRoot, writeTinyModel } from './helpers/tinyModel.js';
 import { skipNote } from './helpers/fixture.js';
@@ -78,6 +79,15 @@ describe('l2e serve options', () => {
 describe.skipIf(!hasTokenizer || !hasDist)(
   `l2e serve process ${!hasTokenizer ? skipNote('the shared tokenizer') : hasDist ? '' : '(skipped: dist/ not built; npm run build:ts)'}`,
   () => {
+    it.skipIf(cudaStatus().usable)('--device cuda with no usable GPU fails before it listens, with the reason', async () => {
+      const dir = makeTempDir('l2e-serve-cli-');
+      writeTinyModel(dir, { seed: 5 });
+      const r = await l2e('serve', '--model', dir, '--port', '0', '--device', 'cuda');
+      expect(r.code).toBe(1);
+      expect(r.err).not.toContain('listening on');
+      expect(r.err).toContain("l2e serve: error: device 'cuda' requested but");
+    });
+
     it("a queue smaller than the model's input length: a usage error naming the flags, once the model is loaded", async () => {
       const dir = makeTempDir('l2e-serve-cli-');
       writeTinyModel(dir, { seed: 5 });

@@ -2,6 +2,7 @@
 // SIGTERM or SIGINT, which stop accepting, finish the requests in flight and exit 0.
 import { readCorpus } from '../mine/corpus.js';
 import { EmbeddingModel } from '../model/embedding-model.js';
+import { cudaStatus } from '../native.js';
 import { QueueTooSmallError, serve, timerTooLong } from '../server/server.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
@@ -89,6 +90,8 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
 
     const loading = EmbeddingModel.load(opt.str(args, 'model')!, { device });
     loading.catch(() => {}); // reported through handle.ready below
+    // a GPU that is not there fails the command before it listens (its load fails with the reason)
+    if (device === 'cuda' && !cudaStatus().usable) await loading;
     const handle = await serve(loading, { ...options, corpus });
     process.stderr.write(`listening on ${handle.url} (model loading…)\n`);
     let onSignal: ((signal: NodeJS.Signals) => void) | undefined;
