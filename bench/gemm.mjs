@@ -12,6 +12,7 @@ import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
+import { checkFlags } from './lib/usage.mjs';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -81,6 +82,7 @@ function benchNumpy(sizes, repeats, threads) {
   return JSON.parse(r.stdout);
 }
 
+checkFlags(import.meta.url, process.argv.slice(2), ['--sizes', '--repeats', '--threads', '--kernel', '--no-numpy', '--json']);
 const opts = parseArgs(process.argv.slice(2));
 if (opts.threads) process.env.L2E_NUM_THREADS = String(opts.threads); // read when the pool starts
 const addon = loadAddon();

@@ -32,6 +32,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
 import { BENCH_MODEL, createRandomModel, makeRng, pack, randomSequences } from './lib/workloads.mjs';
+import { checkFlags } from './lib/usage.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -462,6 +463,11 @@ function writeAtomic(path, text) {
 }
 
 const isMain = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === resolve(process.argv[1]);
+if (isMain) checkFlags(import.meta.url, args, ['--out', '--profile', '--smoke', '--attention', '--sweep', '--table', '--save', '--markdown']);
+if (isMain && args[0] === '--table' && !args[1]) {
+  console.error('bench/gpu-bench.mjs: --table needs our JSON and the reference\'s (--help)');
+  process.exit(2);
+}
 if (isMain && args[0] === '--table') {
   const saveIdx = args.indexOf('--save');
   const files = args.slice(1).filter((x, i) => x !== '--save' && x !== '--markdown' && args[i] !== '--save');

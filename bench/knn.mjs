@@ -5,6 +5,9 @@
 import { knn } from '../dist/eval/knn.js';
 import { Embeddings } from '../dist/model/embeddings.js';
 import { Rng } from '../dist/util/random.js';
+import { checkFlags } from './lib/usage.mjs';
+
+checkFlags(import.meta.url, process.argv.slice(2), ['--n', '--q', '--dim', '--k', '--metric']);
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),

@@ -1,0 +1,29 @@
+// The standalone bench scripts (gemm, knn, gpu-bench): --help prints their header's usage and exits 0,
+// and a flag they do not know is refused (exit 2) before anything runs: a typo must not start a
+// full-size run.
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const root = resolve(import.meta.dirname, '..');
+const bench = (script: string, ...args: string[]) => spawnSync(process.execPath, [`bench/${script}`, ...args], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+
+describe.each([
+  ['gemm.mjs', 'sgemm throughput'],
+  ['knn.mjs', 'Times exact native k-NN'],
+  ['gpu-bench.mjs', 'GPU benchmark driver'],
+])('bench/%s', (script, first) => {
+  it('--help prints the usage from its header', () => {
+    const r = bench(script, '--help');
+    expect(r.status).toBe(0);
+    expect(r.stdout.split('\n')[0]).toContain(first);
+    expect(r.stdout).not.toContain('//');
+  });
+
+  it('an unknown flag is a usage error', () => {
+    const r = bench(script, '--no-such-flag');
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(`bench/${script}: unknown option --no-such-flag (--help lists them)\n`);
+    expect(r.stdout).toBe('');
+  });
+});
