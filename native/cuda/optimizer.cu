@@ -143,8 +143,7 @@ __global__ void adamw_multi_kernel(const AdamwTensorDesc* tensors, const AdamwBl
   size_t body = wk.start;  // [start, body): float4 groups; [body, end): one by one
   const bool halves_aligned = hi && (reinterpret_cast<uintptr_t>(hi + wk.start) & 7u) == 0 &&
                               (reinterpret_cast<uintptr_t>(lo + wk.start) & 7u) == 0;
-  const TableGrads none{nullptr, nullptr, 0, 0, 1};
-  const TableGrads& tg = t.rows ? table : none;  // the table's elements from 0: grad_at(nullptr, tg, i) for i < elems
+  const TableGrads& tg = table;  // with t.rows: the table's elements from 0, grad_at(nullptr, tg, i) for i < elems
   if ((halves_aligned || (!hi && aligned16(wf + wk.start))) && (t.rows ? aligned16(tg.slab) : aligned16(t.g + wk.start)) &&
       aligned16(t.m + wk.start) && aligned16(t.v + wk.start)) {
     body = wk.start + (end - wk.start) / 4 * 4;
