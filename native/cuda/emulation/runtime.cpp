@@ -393,9 +393,13 @@ bool ensure_shared(size_t bytes) {
 // not yet done what follows its arrival (a stage released before its reads completed shows), and a
 // bulk tensor copy lands when issued (ptx_sm90.cpp; under "rounds" only when its mbarrier is waited
 // on, so that a read before the wait shows). Both are legal: a copy completes any time after its issue.
+// A value that is neither leaves `error` set: the device is then not usable (cudaGetDeviceCount fails
+// with it, and so does every launch), so that a mistyped setting is an error a caller can report rather
+// than a run under a schedule nobody asked for.
 struct Schedule {
   bool warps = false;
   uint64_t seed = 0;
+  std::string error;
 };
 const Schedule& schedule() {
   static const Schedule chosen = [] {
@@ -410,8 +414,9 @@ const Schedule& schedule() {
         return out;
       }
     }
-    fprintf(stderr, "l2e CUDA emulation: L2E_CUDA_EMULATE_SCHEDULE='%s' is neither 'rounds' nor 'warps:<seed>'\n", v);
-    abort();
+    out.error = std::string("the CUDA emulation's L2E_CUDA_EMULATE_SCHEDULE='") + v +
+                "' is neither 'rounds' nor 'warps:<seed>'";
+    return out;
   }();
   return chosen;
 }
@@ -715,6 +720,10 @@ void Launch::execute(const void* fn, const Body& body) const {
       return;
     }
   }
+  if (!schedule().error.empty()) {
+    set_error(cudaErrorInvalidValue, "kernel " + name + ": " + schedule().error);
+    return;
+  }
   (void)stream_;
   install_segv_handler();
   if (!ensure_shared(smem_)) {
@@ -751,6 +760,8 @@ using namespace l2e::emu;
 
 // ---- runtime API ----
 cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 0;
+  if (!schedule().error.empty()) return set_error(cudaErrorInvalidValue, schedule().error);
   *n = 1;
   return cudaSuccess;
 }
