@@ -243,4 +243,46 @@ describe.skipIf(!gpu.usable)(`the one-launch AdamW step vs the CPU ${gpuNote}`, 
       cuda.dispose();
     }
   });
+
+  // On CUDA the table's gradient is held apart (native/cuda/table_rows.cu): the rows a backward names get
+  // slots. A step skipped for a non-finite gradient must spend those slots as a taken step does: here a
+  // backward whose d loss / d embeddings are NaN names rows [1, 20), the step is skipped, and the next
+  // backward, naming rows [10, 40), must give what it gives on a fresh state (rows [1, 10) zero, no NaN).
+  it('a step skipped for a NaN backward spends the table rows it named: the next backward is a fresh state\'s', async () => {
+    const [, cuda] = models();
+    try {
+      const one = (lo: number, hi: number, seed: number) => {
+        const rng = new Rng(seed, 1);
+        const ids = Int32Array.from({ length: 24 }, () => lo + Math.floor(rng.next() * (hi - lo)));
+        return { ids, cu: Int32Array.from([0, 10, 24]), dEmb: Float32Array.from({ length: 2 * cfg.dense }, () => (Math.floor(rng.next() * 33) - 16) / 64) };
+      };
+      const backward = async (b: ReturnType<typeof one>) => {
+        await nat.trainForward(cuda, 0, b.ids, b.cu, true);
+        await nat.trainBackward(cuda, 0, b.ids, b.cu, b.dEmb);
+      };
+      const later = one(10, 40, 8);
+      nat.trainInit(cuda);
+      await backward(later);
+      const fresh = nat.trainGetBuffer(cuda, 'grads');
+      expect(fresh.every(Number.isFinite) && fresh.some((x) => x !== 0)).toBe(true);
+      nat.trainRelease(cuda);
+
+      nat.trainInit(cuda);
+      const poisoned = one(1, 20, 9);
+      poisoned.dEmb[3] = NaN;
+      await backward(poisoned);
+      expect(nat.trainGetBuffer(cuda, 'grads').subarray(0, 20 * cfg.hidden).some(Number.isNaN), 'the NaN reached the table').toBe(true);
+      const r = await nat.trainStep(cuda, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, step: 1 });
+      expect(r.skipped).toBe(true);
+      await backward(later);
+      const again = nat.trainGetBuffer(cuda, 'grads');
+      expect(again.subarray(0, 10 * cfg.hidden).every((x) => x === 0), 'rows only the skipped backward named').toBe(true);
+      // the same operations on the same weights (the skipped step moved none); room for atomics' order
+      let num = 0, den = 0;
+      for (let i = 0; i < fresh.length; i++) (num += (again[i]! - fresh[i]!) ** 2), (den += fresh[i]! ** 2);
+      expect(Math.sqrt(num / den)).toBeLessThan(1e-6); // NaN fails
+    } finally {
+      cuda.dispose();
+    }
+  });
 });
