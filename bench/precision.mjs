@@ -29,11 +29,11 @@
 // loaded like a checkpoint, through NativeModel.loadTensors; the GGUF and ONNX files are written once
 // beside them.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { buildLlamaTokenizerJson, LLAMA_TOKENIZER_CONFIG } from '../dist/demo/llama-tokenizer.js';
 import { readTensorF32 } from '../dist/model/safetensors.js';
 import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
 import { writeGguf } from './lib/gguf.mjs';
@@ -42,10 +42,7 @@ import { loadLlamaCpp, openEmbedder } from './lib/llama-peer.mjs';
 import { llamaOnnxGraph, ONNX_FORMATS } from './lib/llama-onnx.mjs';
 import { loadOrt, openOrtEmbedder, paddedBatches } from './lib/ort-peer.mjs';
 import { printTable } from './lib/stats.mjs';
-import { BENCH_MODEL, drawLengths, loadLengthMix, makeRng, pack, randomSequences, SHAPE_600M, writeRandomWeights } from './lib/workloads.mjs';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const repoRoot = join(here, '..');
+import { BENCH_MODEL, drawLengths, loadLengthMix, makeRng, pack, poolsFolder, randomSequences, SHAPE_600M, writeRandomWeights } from './lib/workloads.mjs';
 
 const HELP = `usage: node bench/precision.mjs [options]     (or: npm run bench -- precision [options])
 
@@ -70,7 +67,13 @@ options:
   --llama LIST         llama.cpp formats: comma-separated of F32,F16,BF16,Q8_0 (default all; "none" to skip)
   --ort LIST           ONNX Runtime formats: comma-separated of FP32,INT8,INT8B32 (default all; "none" to skip)
   --json FILE          write the rows (and the check results, the skipped engines) to FILE
+  --pools DIR          text pools whose length mix is the workload (default $L2E_POOLS, else
+                       ../shared/data/pools; without pools the run is skipped)
   -h, --help           this help
+
+The random weights, and the GGUF and ONNX files made from them, are kept in the OS temp folder for the
+next run (2.2 GB of weights at the 600M shape, about 11 GB with every format); the run's last line names
+them, to remove when no longer wanted. Job and embedding files are removed however the run ends.
 `;
 
 const LLAMA_FORMATS = ['F32', 'F16', 'BF16', 'Q8_0'];
@@ -103,7 +106,7 @@ function parseVariant(v) {
 }
 
 function parseArgs(argv) {
-  const o = { quick: false, passes: 3, texts: 128, threads: 2, precisions: ['fp32', 'bf16', 'int8'], llama: [...LLAMA_FORMATS], ort: [...ONNX_FORMATS], json: null, child: null, gemmChild: false, baseline: null };
+  const o = { quick: false, passes: 3, texts: 128, threads: 2, precisions: ['fp32', 'bf16', 'int8'], llama: [...LLAMA_FORMATS], ort: [...ONNX_FORMATS], json: null, child: null, gemmChild: false, baseline: null, pools: null };
   const list = (flag, v, allowed) => {
     if (v === 'none') return [];
     const xs = v.split(',');
@@ -128,6 +131,7 @@ function parseArgs(argv) {
     else if (a === '--llama') o.llama = list(a, value(), LLAMA_FORMATS);
     else if (a === '--ort') o.ort = list(a, value(), ONNX_FORMATS);
     else if (a === '--json') o.json = value();
+    else if (a === '--pools') o.pools = value();
     else if (a === '--child') o.child = value();
     else if (a === '--gemm-child') o.gemmChild = true;
     else if (a === '--baseline') {
@@ -140,6 +144,7 @@ function parseArgs(argv) {
     } else throw new Error(`unknown argument ${a} (see --help)`);
   }
   for (const k of ['passes', 'texts', 'threads']) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`--${k} must be a positive integer`);
+  if (!o.child && !o.gemmChild) o.pools = poolsFolder(o.pools);
   return o;
 }
 
@@ -302,18 +307,27 @@ function llamaGguf(config, sources, format, tokenizerMetadata) {
  * Runs a child of this script (args: ['--child', jobFile] or ['--gemm-child']) with `threads` threads,
  * optionally at one ISA level and with another build of the test addon; returns its JSON report.
  */
-function runChildProcess(args, label, threads, { isa = null, addon = null } = {}) {
-  const env = { ...process.env, L2E_NUM_THREADS: String(threads), ...(isa ? { L2E_CPU_ISA: isa } : {}), ...(addon ? { L2E_TESTING_ADDON: addon } : {}) };
+function runChildProcess(args, label, threads, { isa = null, addon = null, tmp = null } = {}) {
+  const env = { ...process.env, L2E_NUM_THREADS: String(threads), ...(isa ? { L2E_CPU_ISA: isa } : {}), ...(addon ? { L2E_TESTING_ADDON: addon } : {}), ...(tmp ? { TMPDIR: tmp } : {}) };
   const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...args], { encoding: 'utf8', maxBuffer: 16 << 20, env });
   if (r.status !== 0) throw new Error(`${label} run failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   return JSON.parse(r.stdout);
 }
 
-/** Runs one child job; returns its report. */
+/**
+ * Runs one child job; returns its report. ONNX Runtime's children get a temp folder of their own, removed
+ * after: its telemetry library leaves a `mat-debug-<pid>.log` and a `.ses` file in the temp folder.
+ */
 function runChild(job, label, threads, opts = {}) {
   const jobFile = join(os.tmpdir(), `l2e-bench-precision-job-${process.pid}.json`);
   writeFileSync(jobFile, JSON.stringify(job));
-  return runChildProcess(['--child', jobFile], label, threads, opts);
+  if (job.engine !== 'ort') return runChildProcess(['--child', jobFile], label, threads, opts);
+  const tmp = mkdtempSync(join(os.tmpdir(), 'l2e-bench-ort-'));
+  try {
+    return runChildProcess(['--child', jobFile], label, threads, { ...opts, tmp });
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 /** Child: our sgemm on 2048^3 (best of 3 after a warm-up), in GFLOP/s. */
@@ -363,9 +377,9 @@ async function main() {
   if (o.child) return child(o.child);
   if (o.gemmChild) return gemmChild();
   const config = o.quick ? { ...BENCH_MODEL } : SHAPE_600M;
-  const mix = loadLengthMix(resolve(repoRoot, '../shared/data/pools'));
+  const mix = loadLengthMix(o.pools);
   if (!mix) {
-    console.log('skipped: no text pools at ../shared/data/pools (their length mix is the workload)');
+    console.log(`skipped: no text pools at ${o.pools} (their length mix is the workload; give --pools DIR or set L2E_POOLS)`);
     return;
   }
   const rng = makeRng(5);
@@ -400,6 +414,9 @@ async function main() {
   let llamaVersion = null;
   const seqsJson = seqs.map((s) => Array.from(s));
   const tempFiles = new Set([join(os.tmpdir(), `l2e-bench-precision-job-${process.pid}.json`)]);
+  process.on('exit', () => {  // also after a failure (main's catch exits)
+    for (const f of tempFiles) rmSync(f, { force: true });
+  });
   const embFile = (name) => {
     const f = join(os.tmpdir(), `l2e-bench-precision-${process.pid}-${name.replace(/[^A-Za-z0-9_]/g, '_')}.f32`);
     tempFiles.add(f);
@@ -586,7 +603,9 @@ async function main() {
     writeFileSync(o.json, JSON.stringify({ meta, config, texts: o.texts, tokens, passes: o.passes, gemmGflops, gemmSamples: gemm, encodeGflop: flops / 1e9, rows, checks, versus, versusOnnxruntime, skipped, ops: Object.fromEntries(timed.map((e) => [e.variant, runs[e.name][0].ops])) }, null, 2));
     console.log(`\nwrote ${o.json}`);
   }
-  for (const f of tempFiles) rmSync(f, { force: true });
+  const kept = [sources[0].path, ...Object.values(ggufs), ...Object.values(onnxFiles).flatMap((f) => [f, `${f}.data`])].filter((f) => existsSync(f));
+  const keptBytes = kept.reduce((n, f) => n + statSync(f).size, 0);
+  console.log(`\nkept for the next run (${(keptBytes / 1e9).toFixed(2)} GB; remove them when no longer wanted):\n${kept.map((f) => `  ${f}`).join('\n')}`);
 }
 
 main().catch((e) => {

@@ -7,17 +7,16 @@
 // bench hooks, so the per-op timer sees the models it creates). Encode and training need text pools for the real length mix (--pools DIR, else $L2E_POOLS,
 // else ../shared/data/pools); they are skipped, with a message, when there are none.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
 import { allCases } from './lib/cases.mjs';
 import { formatRate, printComparison, printResults, printTable, summarize } from './lib/stats.mjs';
-import { loadLengthMix } from './lib/workloads.mjs';
+import { loadLengthMix, poolsFolder } from './lib/workloads.mjs';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
-const DEFAULT_POOLS = resolve(repoRoot, '../shared/data/pools');
 
 const HELP = `usage: npm run bench -- [options]      (or: node bench/run.mjs [options])
        npm run bench -- precision [options]   whole-model encode at fp32/bf16/int8 next to llama.cpp
@@ -68,13 +67,7 @@ function parseArgs(argv) {
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (see --help)`);
   }
-  if (opts.pools !== null) {
-    opts.pools = resolve(opts.pools);
-    if (!existsSync(opts.pools)) throw new Error(`--pools ${opts.pools}: no such folder`);
-  } else if (process.env.L2E_POOLS) {
-    opts.pools = resolve(process.env.L2E_POOLS);
-    if (!existsSync(opts.pools)) throw new Error(`L2E_POOLS=${process.env.L2E_POOLS}: no such folder`);
-  } else opts.pools = DEFAULT_POOLS;
+  opts.pools = poolsFolder(opts.pools);
   if (opts.samples !== null && !(Number.isInteger(opts.samples) && opts.samples > 0)) throw new Error('--samples must be a positive integer');
   opts.samples ??= opts.quick ? 3 : 7;
   // native kernels: `samples` samples of >= minSampleSeconds each, after `warmup` calls

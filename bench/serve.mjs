@@ -1,31 +1,40 @@
 // Load test of `l2e serve` on loopback: autocannon POSTs OpenAI-style requests of 1–32 texts (the real
-// length mix of ../shared/data/pools when present, else a synthetic mix of the same shape) at 1, 8 and
-// 64 concurrent clients, against the server with and without dynamic batching, and encode() in one
-// process on the same requests' texts as the ceiling. Prints a table and writes the numbers as JSON.
+// length mix of the text pools when present, else a synthetic mix of the same shape) at 1, 8 and 64
+// concurrent clients, against the server with and without dynamic batching, and encode() in one process
+// on the same requests' texts as the ceiling. Prints a table, and with --json writes the numbers.
 //
 // usage: node bench/serve.mjs [--shape demo|bench] [--model DIR] [--device cpu|cuda] [--duration S]
 //                             [--clients 1,8,64] [--max-wait-ms MS] [--max-batch-tokens N]
-//                             [--max-queue-tokens N] [--json FILE]
+//                             [--max-queue-tokens N] [--pools DIR] [--json FILE]
 //   --shape     a random model of the demo's shape (2 layers, hidden 128, dense 256, Llama 2
 //               tokenizer; default) or the bench shape (4 layers, hidden 512, dense 1536)
 //   --model     serve this model folder instead
+//   --device    the server's device (default cpu)
 //   --duration  seconds of load per cell (default 5): every loop here is bounded
+//   --clients   concurrent clients of each cell, comma-separated (default 1,8,64)
+//   --max-wait-ms, --max-batch-tokens, --max-queue-tokens
+//               passed to `l2e serve` (its --help says what they do; --max-wait-ms default 5 here)
+//   --pools     text pools (JSON objects keyed by text) whose texts the requests draw (default
+//               $L2E_POOLS, else ../shared/data/pools; without them, the synthetic mix)
+//   --json      write the results to FILE
+//   -h, --help  this help
 // Needs dist/ (npm run build:ts). The server runs in a child process, so that autocannon's clients
 // and the server do not share one event loop.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { makeRng } from './lib/workloads.mjs';
+import { loadPoolTexts, makeRng, poolsFolder } from './lib/workloads.mjs';
 import { printTable } from './lib/stats.mjs';
+import { checkFlags } from './lib/usage.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const poolsDir = join(root, '..', 'shared', 'data', 'pools');
 
 function parseArgs(argv) {
-  const o = { shape: 'demo', model: null, device: 'cpu', duration: 5, clients: [1, 8, 64], maxWaitMs: 5, maxBatchTokens: null, maxQueueTokens: null, json: join(tmpdir(), 'l2e-serve-bench.json') };
+  checkFlags(import.meta.url, argv, ['--shape', '--model', '--device', '--duration', '--clients', '--max-wait-ms', '--max-batch-tokens', '--max-queue-tokens', '--pools', '--json']);
+  const o = { shape: 'demo', model: null, device: 'cpu', duration: 5, clients: [1, 8, 64], maxWaitMs: 5, maxBatchTokens: null, maxQueueTokens: null, pools: null, json: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -40,23 +49,15 @@ function parseArgs(argv) {
     else if (a === '--max-wait-ms') o.maxWaitMs = Number(value());
     else if (a === '--max-batch-tokens') o.maxBatchTokens = value();
     else if (a === '--max-queue-tokens') o.maxQueueTokens = value();
+    else if (a === '--pools') o.pools = value();
     else if (a === '--json') o.json = value();
-    else throw new Error(`unknown option ${a} (see the header of bench/serve.mjs)`);
+    else throw new Error(`unexpected argument ${a} (--help lists the options)`);
   }
   if (!['demo', 'bench'].includes(o.shape)) throw new Error(`--shape must be demo or bench, got ${o.shape}`);
   if (!(o.duration > 0 && o.duration <= 600)) throw new Error(`--duration must be in (0, 600] seconds, got ${o.duration}`);
   if (o.clients.some((c) => !Number.isInteger(c) || c < 1 || c > 1024)) throw new Error(`--clients must be integers in [1, 1024]`);
+  o.pools = poolsFolder(o.pools);
   return o;
-}
-
-/** Texts of the pools (JSON objects keyed by text), or null without them. */
-function poolTexts() {
-  if (!existsSync(poolsDir)) return null;
-  const texts = [];
-  for (const f of readdirSync(poolsDir).filter((n) => n.endsWith('.json')).sort()) {
-    for (const t of Object.keys(JSON.parse(readFileSync(join(poolsDir, f), 'utf8')))) if (t.trim()) texts.push(t);
-  }
-  return texts.length > 0 ? texts : null;
 }
 
 const WORDS = (
@@ -218,8 +219,8 @@ async function main() {
   const work = mkdtempSync(join(tmpdir(), 'l2e-serve-bench-'));
   try {
     const rng = makeRng(42);
-    const pool = poolTexts();
-    const source = pool ? `${pool.length} texts of ${poolsDir}` : 'synthetic mix (pools not found): log-normal characters, median 90, p99 ~800';
+    const pool = loadPoolTexts(o.pools);
+    const source = pool ? `${pool.length} texts of ${o.pools}` : 'synthetic mix (pools not found): log-normal characters, median 90, p99 ~800';
     const draw = pool ? () => pool[Math.floor(rng() * pool.length)] : (() => {
       const synth = syntheticTexts(5000, rng);
       return () => synth[Math.floor(rng() * synth.length)];
@@ -285,8 +286,10 @@ async function main() {
       max_queue_tokens: o.maxQueueTokens ?? 'default',
       rows,
     };
-    writeFileSync(o.json, JSON.stringify(out, null, 2) + '\n');
-    console.log(`results → ${o.json}`);
+    if (o.json) {
+      writeFileSync(o.json, JSON.stringify(out, null, 2) + '\n');
+      console.log(`results → ${o.json}`);
+    }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -3,9 +3,9 @@
 // argument errors. Timings themselves are never asserted (shared machines are noisy). Without
 // node-llama-cpp or onnxruntime-node their rows must be a skip that says why.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadLlamaCpp } from '../bench/lib/llama-peer.mjs';
@@ -67,6 +67,11 @@ describe('npm run bench -- precision', () => {
     // the test's own folder, removed after it, so the suite leaves nothing behind
     const { stdout } = await run(process.execPath, [runner, ...args], { cwd: repoRoot, maxBuffer: 16 << 20, env: { ...process.env, TMPDIR: dir } });
     const r = JSON.parse(readFileSync(out, 'utf8')) as PrecisionFile;
+    // what stays in the temp folder is only what the last line names (no job, embedding or ONNX Runtime
+    // telemetry files)
+    const kept = stdout.slice(stdout.indexOf('kept for the next run (')).trim().split('\n').slice(1).map((l) => l.trim());
+    expect(kept.map((f) => dirname(f))).toEqual(kept.map(() => dir));
+    expect(readdirSync(dir).sort()).toEqual(['precision.json', ...kept.map((f) => basename(f))].sort());
     expect(r.meta.threads).toBe(1);
     expect(r.meta.baseline).toBe(baseline);
     expect(r.gemmSamples).toHaveLength(1);
@@ -99,5 +104,16 @@ describe('npm run bench -- precision', () => {
       expect(r.meta.onnxruntimeNode).toBe(ort.version);
       expect(stdout).toMatch(/against ONNX Runtime \(onnxruntime-node [\d.]+\) fastest format onnxruntime (FP32|INT8)/);
     }
+  });
+
+  it.skipIf(!hasPools)(`a run that fails leaves no job or embedding file in the temp folder ${hasPools ? '' : skipNote('data/pools')}`, async () => {
+    const tmp = mkdtempSync(join(dir, 'failed-'));
+    const notAnAddon = join(tmp, 'l2e_testing.node');
+    writeFileSync(notAnAddon, 'not an addon');
+    const args = ['precision', '--quick', '--texts', '2', '--passes', '1', '--threads', '1', '--precisions', 'fp32', '--llama', 'none', '--ort', 'none', '--baseline', notAnAddon];
+    const err = await run(process.execPath, [runner, ...args], { cwd: repoRoot, env: { ...process.env, TMPDIR: tmp } }).catch((e: { code: number; stderr: string }) => e);
+    expect((err as { code: number }).code).toBe(1);
+    expect((err as { stderr: string }).stderr).toContain('before fp32 run failed');
+    expect(readdirSync(tmp).filter((f) => !f.endsWith('.safetensors')).sort()).toEqual(['l2e_testing.node']);
   });
 });

@@ -3,7 +3,8 @@
 // The RNG, the packing, the random weights and the safetensors writer are the package's own (dist/, from `npm run build:ts`).
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { initRandomWeights, packBatch } from '../../dist/model/embedding-model.js';
 import { readSafetensorsHeader, writeSafetensors } from '../../dist/model/safetensors.js';
 import { parameterNames } from '../../dist/model/weights.js';
@@ -15,20 +16,43 @@ export function makeRng(seed) {
   return () => rng.next();
 }
 
+const DEFAULT_POOLS = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/data/pools');
+
 /**
- * Token lengths of the texts in the pools (JSON objects keyed by text), estimated the way
- * ../shared/bench/reference_stack.py does for Llama2's tokenizer on Malay text: chars / 3.5 + BOS,
- * capped at 512. Returns null when the folder is absent.
+ * The text pools' folder (JSON objects keyed by text): `flag` (a script's --pools DIR), else $L2E_POOLS,
+ * else ../shared/data/pools beside the repository. A folder that the flag or the variable names must
+ * exist; the default may be absent (the scripts then skip or fall back, and say so).
+ */
+export function poolsFolder(flag) {
+  if (flag !== null && flag !== undefined) {
+    const dir = resolve(flag);
+    if (!existsSync(dir)) throw new Error(`--pools ${dir}: no such folder`);
+    return dir;
+  }
+  if (process.env.L2E_POOLS) {
+    const dir = resolve(process.env.L2E_POOLS);
+    if (!existsSync(dir)) throw new Error(`L2E_POOLS=${process.env.L2E_POOLS}: no such folder`);
+    return dir;
+  }
+  return DEFAULT_POOLS;
+}
+
+/** The pools' texts that are not blank, files in name order; null when the folder is absent or has none. */
+export function loadPoolTexts(poolsDir) {
+  if (!existsSync(poolsDir)) return null;
+  const texts = [];
+  for (const f of readdirSync(poolsDir).filter((n) => n.endsWith('.json')).sort()) {
+    for (const text of Object.keys(JSON.parse(readFileSync(join(poolsDir, f), 'utf8')))) if (text.trim()) texts.push(text);
+  }
+  return texts.length > 0 ? texts : null;
+}
+
+/**
+ * Token lengths of the texts in the pools, estimated the way ../shared/bench/reference_stack.py does for
+ * Llama2's tokenizer on Malay text: chars / 3.5 + BOS, capped at 512. Returns null without pools.
  */
 export function loadLengthMix(poolsDir) {
-  if (!existsSync(poolsDir)) return null;
-  const lengths = [];
-  for (const f of readdirSync(poolsDir).filter((n) => n.endsWith('.json')).sort()) {
-    for (const text of Object.keys(JSON.parse(readFileSync(join(poolsDir, f), 'utf8')))) {
-      if (text.trim()) lengths.push(Math.min(512, 1 + Math.max(1, Math.round(text.length / 3.5))));
-    }
-  }
-  return lengths.length > 0 ? lengths : null;
+  return loadPoolTexts(poolsDir)?.map((text) => Math.min(512, 1 + Math.max(1, Math.round(text.length / 3.5)))) ?? null;
 }
 
 /** n lengths drawn from the mix. */
