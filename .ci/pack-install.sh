@@ -55,14 +55,16 @@ JS
 PATH="$nocc" node check.cjs
 tsc="$root/node_modules/typescript/bin/tsc"
 cat > lib-use.ts <<'TS'
-import { knn, similarity, Embeddings, type KnnMatch, type KnnResult } from 'llama2-embedding';
+import { cpuIsa, knn, similarity, Embeddings, type CpuIsa, type KnnMatch, type KnnResult, type Precision } from 'llama2-embedding';
+export const isa: CpuIsa['isa'] = cpuIsa().isa;
+export const precision: Precision = 'bf16';
 export async function top(): Promise<KnnMatch[]> {
   const e = new Embeddings(2, 2, Float32Array.of(1, 0, 0.6, 0.8));
   const r: KnnResult = await knn(e, e, 1, { excludeSelf: true });
   const s: number = similarity(e.row(0), e.row(1));
   return r.neighbors(0).map((m) => ({ index: m.index, score: Number((m.score + s - s).toFixed(4)) }));
 }
-top().then((m) => console.log(`pack-install: TypeScript ${process.argv[2]} build ran: ${JSON.stringify(m)}`));
+top().then((m) => console.log(`pack-install: TypeScript ${process.argv[2]} build ran: ${JSON.stringify(m)}, CPU kernels ${isa}`));
 TS
 # esm: nodenext in a "type": "module" folder; cjs: nodenext in a "type": "commonjs" folder (TS >= 5.8
 # types require() of ES modules); classic: "module": "commonjs" with node10 resolution (as tsc --init);

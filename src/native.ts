@@ -124,6 +124,40 @@ export function cudaStatus(): CudaStatus {
   return nativeAddon<{ cudaStatus(): CudaStatus }>().cudaStatus();
 }
 
+/** CPU features, as the CPU has them or as the kernels may use them at a level (native/cpu/isa.h). */
+export interface CpuFeatures {
+  avx2: boolean;
+  avx512: boolean;
+  avx512Bf16: boolean;
+  /** The CPU runs AVX-512 BF16 dot products at full rate (where it does not, the bf16 GEMM widens to fp32). */
+  bf16DotFullRate: boolean;
+  avx512Vnni: boolean;
+  avxVnni: boolean;
+  amxBf16: boolean;
+  amxInt8: boolean;
+}
+
+export type CpuIsaLevel = 'scalar' | 'avx2' | 'avx512' | 'amx';
+
+/** The instruction-set level the CPU kernels use (L2E_CPU_ISA sets it), and what the CPU has. */
+export interface CpuIsa {
+  /** The level in use: the CPU's best unless L2E_CPU_ISA says otherwise. */
+  isa: CpuIsaLevel;
+  /** The best level this CPU runs. */
+  best: CpuIsaLevel;
+  /** The fp32 GEMM's micro-kernel ('avx512' under 'amx': only the bf16 / int8 GEMMs use the tiles). */
+  gemm: Exclude<CpuIsaLevel, 'amx'>;
+  /** The features the kernels may use at `isa`. */
+  features: CpuFeatures;
+  /** The features the CPU has. */
+  cpu: CpuFeatures;
+}
+
+/** The CPU kernels' instruction-set level and the CPU's features, as the loaded addon sees them. */
+export function cpuIsa(): CpuIsa {
+  return nativeAddon<{ cpuIsa(): CpuIsa }>().cpuIsa();
+}
+
 /** The path of the loaded addon binary (after the first nativeAddon() call). */
 export function nativeAddonPath(): string {
   load();

@@ -1,4 +1,4 @@
-// The one CPU instruction-set switch (native/cpu/isa.h): the addon reports the level in use, the
+// The one CPU instruction-set switch (native/cpu/isa.h): cpuIsa() reports the level in use, the
 // L2E_CPU_ISA override moves every kernel (checked in fresh processes, one per level this CPU has),
 // bad values fail the load with a clear message, and the op and gradient tests pass at every level
 // below the best one (the main run covers the best), so the AVX2 and scalar fallbacks are tested.
@@ -7,48 +7,27 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { addonLoadError, buildCommand, nativeAddon, nativeAddonPath, packageRoot } from '../src/native.js';
+import { addonLoadError, buildCommand, cpuIsa, nativeAddonPath, packageRoot, type CpuFeatures, type CpuIsa } from '../src/native.js';
 import { makeTempDir } from './helpers/tinyModel.js';
 
-interface Features {
-  avx2: boolean;
-  avx512: boolean;
-  avx512Bf16: boolean;
-  bf16DotFullRate: boolean;
-  avx512Vnni: boolean;
-  avxVnni: boolean;
-  amxBf16: boolean;
-  amxInt8: boolean;
-}
-interface IsaReport {
-  isa: string;
-  best: string;
-  gemm: string;
-  features: Features;
-  cpu: Features;
-}
-interface IsaNatives {
-  cpuIsa(): IsaReport;
-}
-
 const LEVELS = ['scalar', 'avx2', 'avx512', 'amx'] as const;
-const here = nativeAddon<IsaNatives>().cpuIsa();
+const here = cpuIsa();
 /** The levels this CPU runs, lowest first. */
 const runnable = LEVELS.slice(0, LEVELS.indexOf(here.best as (typeof LEVELS)[number]) + 1);
 
 /** Loads the addon in a fresh node with L2E_CPU_ISA = `isa` and returns its report (or the error). */
-function childReport(isa: string): { report?: IsaReport; stderr: string; status: number | null } {
+function childReport(isa: string): { report?: CpuIsa; stderr: string; status: number | null } {
   const script = `process.stdout.write(JSON.stringify(require(${JSON.stringify(nativeAddonPath())}).cpuIsa()))`;
   const r = spawnSync(process.execPath, ['-e', script], {
     cwd: packageRoot,
     env: { ...process.env, L2E_CPU_ISA: isa },
     encoding: 'utf8',
   });
-  return { report: r.status === 0 ? (JSON.parse(r.stdout) as IsaReport) : undefined, stderr: r.stderr, status: r.status };
+  return { report: r.status === 0 ? (JSON.parse(r.stdout) as CpuIsa) : undefined, stderr: r.stderr, status: r.status };
 }
 
 /** What the kernels may use at `level`: the CPU's features with everything above the level cleared. */
-function capped(cpu: Features, level: string): Features {
+function capped(cpu: CpuFeatures, level: string): CpuFeatures {
   const at = LEVELS.indexOf(level as (typeof LEVELS)[number]);
   return {
     avx2: cpu.avx2 && at >= 1,
