@@ -45,12 +45,13 @@ describe('the shipped addon and the test addon', () => {
     expect(found).toEqual([]);
   });
 
-  it('npm pack leaves native/testing and the test addon loader out', () => {
+  it('npm pack leaves native/testing and the test addon loader out, and has the license', () => {
     const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: packageRoot, encoding: 'utf8' });
     expect(r.status).toBe(0);
     const files = (JSON.parse(r.stdout) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
     expect(files).toContain('native/addon/addon.cpp');
     expect(files).toContain('native/core/ops.def');
+    expect(files).toContain('LICENSE'); // the MIT notice ships with every copy
     expect(files.filter((f) => f.startsWith('native/testing/') || f.startsWith('test/'))).toEqual([]);
   });
 });
