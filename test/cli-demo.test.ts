@@ -65,7 +65,7 @@ describe('demo report', () => {
     expect(text).toContain(
       'Not learned yet: after 20 steps the model does not beat the random model on both top1 and top10 of the ' +
         'held-out translations (top1 0.0700 vs 0.0780 before, top10 0.1200 vs 0.1110 before).\n' +
-        'This is not a result: run more steps (the default --steps 3000 takes a few minutes on 2 cores).',
+        'This is not a result: run more steps (the default --steps 3000 takes about a minute on 2 cores).',
     );
   });
 

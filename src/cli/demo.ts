@@ -38,7 +38,7 @@ export function demoReport(r: DemoResult, output: string): string {
     return (
       `\nNot learned yet: after ${r.losses.length} steps the model does not beat the random model on both top1 and ` +
       `top10 of the held-out translations (top1 ${f(r.after.top1)} vs ${f(r.before.top1)} before, top10 ${f(r.after.top10)} vs ${f(r.before.top10)} before).\n` +
-      `This is not a result: run more steps (the default --steps ${DEMO_DEFAULTS.steps} takes a few minutes on 2 cores).\n\n` +
+      `This is not a result: run more steps (the default --steps ${DEMO_DEFAULTS.steps} takes about a minute on 2 cores).\n\n` +
       loss +
       wrote
     );
@@ -49,7 +49,7 @@ export function demoReport(r: DemoResult, output: string): string {
 export const command: Command = {
   name: 'demo',
   ownsSignals: true,
-  summary: 'train, evaluate and save a small Malay–English model offline (the built-in default)',
+  summary: 'train, evaluate and save a small Malay–English model on built-in data, offline',
   usage: `Usage: l2e demo [--output DIR] [--overwrite] [--steps N] [--model DIR] [--seed N] [--lr X] [--batch-size N]
 
 Builds English ↔ Malay pairs from Unicode CLDR data (emoji names and keywords; territory, language

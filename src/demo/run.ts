@@ -1,4 +1,4 @@
-// The demo: the whole product on the CPU, offline, in a few minutes. It builds English ↔ Malay pairs
+// The demo: the whole product on the CPU, offline, in about a minute. It builds English ↔ Malay pairs
 // from CLDR, a small Llama2 embedding model with the real Llama 2 tokenizer (random init), evaluates
 // it with the published metrics, trains it with the recipe's objective (InfoNCE, in-batch + hard
 // negatives, temperature 0.02, group 3, AdamW), evaluates again, and writes everything to a folder.
@@ -84,7 +84,7 @@ export interface DemoResult {
   written: string[];
 }
 
-/** The demo's defaults: sized to finish in a few minutes on 2 CPU cores. */
+/** The demo's defaults: sized to finish in about a minute on 2 CPU cores. */
 // Measured on the demo data (held-out concepts): 2 layers at hidden 128 learn the word-level
 // correspondences fastest; 4 layers or hidden 256 fit the training pairs more slowly and carried over
 // less to held-out concepts in the same number of steps; lr 2e-3 and 3e-3 were worse than 1e-3.
