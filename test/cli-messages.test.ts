@@ -1,7 +1,7 @@
 // What the CLI says when a user gets something wrong: a short hint instead of the whole help, "did
 // you mean" for typos, `l2e` alone prints help, no doubled prefixes, no temp-file names, skipped
 // lines counted with their line numbers.
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseArgs } from '../src/cli/args.js';
@@ -11,7 +11,7 @@ import { combineFiles } from '../src/data/combine.js';
 import { openOutput, writeOutput } from '../src/util/output.js';
 import { l2e } from './helpers/cli.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
-import { hasTinyMha, skipNote } from './helpers/fixture.js';
+import { hasTinyMha, repoRoot, skipNote } from './helpers/fixture.js';
 
 
 const row = (q: string): string => JSON.stringify({ query: q, pos: [`${q} pos`], neg: [`${q} neg`] });
@@ -26,6 +26,14 @@ describe('usage errors', () => {
     expect(lines[1]).toMatch(/^Usage: l2e encode /);
     expect(lines[lines.length - 1]).toBe("Run 'l2e encode --help' for all options.");
     expect(r.err).not.toMatch(/Options:/);
+  });
+
+  it('--precision bf16 or int8 with --device cuda is a usage error, in every command that takes both', async () => {
+    for (const cmd of [['encode', '--input', 'i.txt', '--output', 'o.npy'], ['eval', '--test', 't.jsonl'], ['mine', '--input', 'c.txt', '--output', 'o.jsonl', '--pos-threshold', '1', '--neg-threshold', '2']]) {
+      const r = await l2e(cmd[0]!, '--model', 'm', ...cmd.slice(1), '--device', 'cuda', '--precision', 'int8');
+      expect(r.code, cmd[0]).toBe(2);
+      expect(r.err.split('\n')[0]).toBe(`l2e ${cmd[0]}: --precision int8 is for --device cpu (the CUDA backend runs its weights in bf16 already)`);
+    }
   });
 
   it('an unknown option suggests the nearest one', async () => {
@@ -104,6 +112,21 @@ describe('help', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^l2e — train, run, evaluate and mine/);
     for (const c of await loadCommands()) expect(r.out).toContain(`  ${c.name} `);
+  });
+
+  it('`l2e --version` prints the package\'s version, and the command list says so', async () => {
+    const r = await l2e('--version');
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(`${(JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version}\n`);
+    expect((await l2e()).out).toContain('\nl2e --version prints the version.\n');
+  });
+
+  it('a command\'s help lists --help with its options, aligned, and says how on/off options are turned off', async () => {
+    const encode = (await l2e('encode', '--help')).out.split('\n');
+    const at = (flag: string) => encode.find((l) => l.startsWith(`  ${flag} `))!;
+    expect(at('--help').indexOf('show this help (also -h)')).toBe(at('--overwrite').indexOf('replace an existing'));
+    expect(encode).toContain('On/off options also take --no-NAME, and --NAME=true|false.');
+    expect((await l2e('tokenize', '--help')).out).not.toContain('On/off'); // it has none
   });
 
   it('`l2e help COMMAND` prints that command\'s help', async () => {

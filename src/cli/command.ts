@@ -20,7 +20,10 @@ export interface Command {
 }
 
 export function commandHelp(cmd: Command): string {
-  return `${cmd.usage.trim()}\n\nOptions:\n${formatOptions(cmd.options)}\n  --help  show this help\n`;
+  const flags = Object.values(cmd.options).some((s) => s.kind === 'boolean')
+    ? 'On/off options also take --no-NAME, and --NAME=true|false.\n'
+    : '';
+  return `${cmd.usage.trim()}\n\nOptions:\n${formatOptions({ ...cmd.options, help: { kind: 'boolean', help: 'show this help (also -h)' } })}\n${flags}`;
 }
 
 /** The usage synopsis: the usage text up to its first blank line. */

@@ -79,6 +79,6 @@ function overview(commands: Command[]): string {
     'l2e — train, run, evaluate and mine with Llama2 sentence-embedding models\n\n' +
     'Usage: l2e <command> [options]   (l2e <command> --help for its options)\n\nCommands:\n' +
     commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n') +
-    '\n'
+    '\n\nl2e --version prints the version.\n'
   );
 }

@@ -24,6 +24,9 @@ export function precisionOf(args: ParsedArgs): Precision {
   const p = opt.str(args, 'precision');
   const found = PRECISIONS.find((x) => x === p);
   if (found === undefined) throw new UsageError(`--precision must be fp32, bf16 or int8, got ${p}`);
+  if (found !== 'fp32' && deviceOf(args) === 'cuda') {
+    throw new UsageError(`--precision ${found} is for --device cpu (the CUDA backend runs its weights in bf16 already)`);
+  }
   return found;
 }
 
