@@ -63,6 +63,14 @@ describe('l2e mine --stats', () => {
     expect(readdirSync(dir).sort()).toEqual(before);
   });
 
+  it('a --k beyond the other texts is reported as the k examined', async () => {
+    const r = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--stats', '--k', '100');
+    expect(r.code).toBe(0);
+    const lines = r.out.split('\n');
+    expect(lines[0]).toBe('Euclidean distance to the k = 5 nearest texts (6 texts):');
+    expect(lines[3]!.trim().split(/\s+/).slice(0, 3)).toEqual(['all', '5', 'nearest']);
+  });
+
   it('percentile thresholds mine exactly what the distances they stand for mine', async () => {
     // k = 5 (all pairs): the 30 distances' p10 is 2 and p70 is 9
     const a = join(dir, 'by-percentile.jsonl');

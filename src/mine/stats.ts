@@ -16,6 +16,7 @@ export type Threshold = number | { percentile: number };
 
 export interface NeighbourStats {
   metric: KnnMetric;
+  /** Neighbours examined per text: the k asked for, at most the other texts of the corpus. */
   k: number;
   /** Texts in the corpus. */
   texts: number;
@@ -100,7 +101,7 @@ export async function neighbourStats(corpus: Corpus, store: VectorStore, o: Neig
     });
   }
   const sorted = (a: number[]): Float64Array => Float64Array.from(a).sort();
-  return { metric, k, texts: n, queries: picks.length, nearest: sorted(nearest), all: sorted(all) };
+  return { metric, k: Math.max(0, Math.min(k, n - 1)), texts: n, queries: picks.length, nearest: sorted(nearest), all: sorted(all) };
 }
 
 /** A threshold as a distance: percentiles read from the pooled k-nearest distances. */
