@@ -53,5 +53,10 @@ describe('the shipped addon and the test addon', () => {
     expect(files).toContain('native/core/ops.def');
     expect(files).toContain('LICENSE'); // the MIT notice ships with every copy
     expect(files.filter((f) => f.startsWith('native/testing/') || f.startsWith('test/'))).toEqual([]);
+    // src/ is not shipped: the source maps carry their TypeScript (tsconfig.build.json inlineSources)
+    expect(files.some((f) => f.startsWith('src/'))).toBe(false);
+    const map = JSON.parse(readFileSync(join(packageRoot, 'dist', 'index.js.map'), 'utf8')) as { sources: string[]; sourcesContent?: string[] };
+    expect(map.sources).toEqual(['../src/index.ts']);
+    expect(map.sourcesContent).toEqual([readFileSync(join(packageRoot, 'src', 'index.ts'), 'utf8')]);
   });
 });
