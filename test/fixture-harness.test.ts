@@ -27,7 +27,7 @@ describe.skipIf(!hasTinyMha)(`scripts/fixture-check.mjs ${hasTinyMha ? '' : skip
   beforeAll(() => {
     rmSync(scratch, { recursive: true, force: true });
     const tsc = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
-    const args = ['-p', join(repoRoot, 'tsconfig.build.json'), '--outDir', join(scratch, 'dist'), '--declaration', 'false', '--sourceMap', 'false'];
+    const args = ['-p', join(repoRoot, 'tsconfig.build.json'), '--outDir', join(scratch, 'dist'), '--declaration', 'false', '--sourceMap', 'false', '--inlineSources', 'false'];
     const r = spawnSync(process.execPath, [tsc, ...args], { encoding: 'utf8' });
     expect(r.status, r.stdout + r.stderr).toBe(0);
     mkdirSync(join(scratch, 'scripts'), { recursive: true });

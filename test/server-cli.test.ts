@@ -5,7 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
-import { cudaStatus } from '../src/native.js';
+import { cudaStatus, packageRoot } from '../src/native.js';
+import { cudaMissingMessage } from '../src/model/embedding-model.js';
 import { hasTokenizer, postJson } from './helpers/server.js';
 import { makeTempDir, repoRoot, writeTinyModel } from './helpers/tinyModel.js';
 import { skipNote } from './helpers/fixture.js';
@@ -85,7 +86,9 @@ describe.skipIf(!hasTokenizer || !hasDist)(
       const r = await l2e('serve', '--model', dir, '--port', '0', '--device', 'cuda');
       expect(r.code).toBe(1);
       expect(r.err).not.toContain('listening on');
-      expect(r.err).toContain("l2e serve: error: device 'cuda' requested but");
+      // a build with the CUDA backend says why no GPU is usable; a CPU-only build, how to build it
+      const status = cudaStatus();
+      expect(r.err).toContain(`l2e serve: error: ${status.compiled ? `device 'cuda' requested but ${status.reason}` : cudaMissingMessage(packageRoot)}\n`);
     });
 
     it("a queue smaller than the model's input length: a usage error naming the flags, once the model is loaded", async () => {
