@@ -1,5 +1,5 @@
 // Atomic writes replace only regular files (or create new ones): a symbolic link keeps being a link
-// and its target is written atomically; FIFOs, devices and /proc/self/fd/N links are written through,
+// and its target is written atomically (unless the target is a Hugging Face cache blob); FIFOs, devices and /proc/self/fd/N links are written through,
 // never replaced by a regular file.
 import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
@@ -84,6 +84,33 @@ describe.each(writers)('%s', (_name, write) => {
     expect(readFileSync(join(dir, 'real', 'out.txt'), 'utf8')).toBe('through the links');
     expect(readdirSync(join(dir, 'real'))).toEqual(['out.txt']);
     expect(readdirSync(dir).sort()).toEqual(['link1', 'link2', 'real']);
+  });
+
+  // a model folder of links into a Hugging Face cache (huggingface_hub's local-dir downloads made them):
+  // writing through would change a blob that every snapshot linking to it shares
+  it('a link that ends at a Hugging Face cache blob is replaced, not written through; the blob is kept', async () => {
+    const dir = makeTempDir();
+    const blobs = join(dir, 'hub', 'models--org--tiny', 'blobs');
+    const snapshot = join(dir, 'hub', 'models--org--tiny', 'snapshots', 'abc');
+    mkdirSync(blobs, { recursive: true });
+    mkdirSync(snapshot, { recursive: true });
+    writeFileSync(join(blobs, 'e3b0c442'), 'cached weights');
+    symlinkSync('../../blobs/e3b0c442', join(snapshot, 'model.safetensors'));
+    mkdirSync(join(dir, 'local'));
+    symlinkSync(join(snapshot, 'model.safetensors'), join(dir, 'local', 'model.safetensors')); // a chain
+    await write(join(dir, 'local', 'model.safetensors'), 'finetuned weights');
+    expect(lstatSync(join(dir, 'local', 'model.safetensors')).isFile()).toBe(true);
+    expect(readFileSync(join(dir, 'local', 'model.safetensors'), 'utf8')).toBe('finetuned weights');
+    expect(readFileSync(join(blobs, 'e3b0c442'), 'utf8')).toBe('cached weights');
+    expect(readlinkSync(join(snapshot, 'model.safetensors'))).toBe('../../blobs/e3b0c442');
+    expect(readdirSync(join(dir, 'local'))).toEqual(['model.safetensors']);
+    // a file named like a blob outside a cache repo's folder is an ordinary link target
+    mkdirSync(join(dir, 'other', 'blobs'), { recursive: true });
+    writeFileSync(join(dir, 'other', 'blobs', 'x'), 'old');
+    symlinkSync(join(dir, 'other', 'blobs', 'x'), join(dir, 'plain-link'));
+    await write(join(dir, 'plain-link'), 'through');
+    expect(lstatSync(join(dir, 'plain-link')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(dir, 'other', 'blobs', 'x'), 'utf8')).toBe('through');
   });
 
   it('a dangling symbolic link stays a link and its target is created', async () => {

@@ -66,6 +66,15 @@ export function cacheSnapshotRepo(dir: string): string | null {
 }
 
 /**
+ * Whether `file` (a real path, links resolved) is a blob of a Hugging Face cache
+ * (`<cache>/models--org--name/blobs/<etag>`): content named by its hash and shared by the repo's
+ * snapshots, and by any folder of links into them (huggingface_hub's local-dir downloads made those).
+ */
+export function isCacheBlob(file: string): boolean {
+  return basename(dirname(file)) === 'blobs' && /^(?:models|datasets|spaces)--.+$/.test(basename(dirname(dirname(file))));
+}
+
+/**
  * Why `dir` (as `shown`) must not be written, or null: it is in a cache snapshot, whose files are
  * links to blobs shared by every snapshot of the repo. `who` is what would write ("saving", "a run"),
  * `instead` the advice ("save to another folder").
