@@ -5,8 +5,8 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
-import { readSafetensorsHeader } from '../src/model/safetensors.js';
-import { listCheckpoints, loadCheckpointWeights, saveCheckpoint, saveModel } from '../src/train/checkpoint.js';
+import { readSafetensorsHeader, writeSafetensors } from '../src/model/safetensors.js';
+import { listCheckpoints, loadCheckpointMoments, loadCheckpointWeights, saveCheckpoint, saveModel } from '../src/train/checkpoint.js';
 import { trainNatives } from '../src/train/native-train.js';
 import { Trainer, TrainingDivergedError, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
@@ -285,5 +285,31 @@ describe('loadCheckpointWeights', () => {
     );
     from.dispose();
     into.dispose();
+  });
+});
+
+describe('loadCheckpointMoments', () => {
+  // a damaged optimizer file is named when it is read: AdamW would turn its NaN into NaN weights, which
+  // the run reported as divergence ("try a lower lr") and the damaged checkpoint as the last good one
+  it('refuses a non-finite moment, or a negative second moment, naming the file, tensor and index', () => {
+    const dir = makeTempDir();
+    const file = join(dir, 'optimizer.safetensors');
+    const write = (m: number[], v: number[]): void =>
+      writeSafetensors(file, [
+        { name: 'exp_avg', dtype: 'F32', shape: [m.length], data: Float32Array.from(m) },
+        { name: 'exp_avg_sq', dtype: 'F32', shape: [v.length], data: Float32Array.from(v) },
+      ]);
+    write([0.5, -0.25, 0], [0.25, 0, 1e-8]);
+    expect(loadCheckpointMoments(dir, 3)).toEqual({ m: Float32Array.of(0.5, -0.25, 0), v: Float32Array.of(0.25, 0, 1e-8) });
+    const cases: [number[], number[], string][] = [
+      [[0, NaN, 0], [0, 0, 0], 'tensor "exp_avg" has a non-finite value (NaN at index 1)'],
+      [[0, 0, -Infinity], [0, 0, 0], 'tensor "exp_avg" has a non-finite value (-Inf at index 2)'],
+      [[0, 0, 0], [Infinity, 0, 0], 'tensor "exp_avg_sq" has a non-finite value (Inf at index 0)'],
+      [[0, 0, 0], [0, -1, 0], 'tensor "exp_avg_sq" has a negative value (-1 at index 1)'],
+    ];
+    for (const [m, v, why] of cases) {
+      write(m, v);
+      expect(() => loadCheckpointMoments(dir, 3)).toThrow(`${file}: ${why}; the checkpoint is damaged`);
+    }
   });
 });

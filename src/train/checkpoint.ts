@@ -339,7 +339,15 @@ export function loadCheckpointMoments(dir: string, numel: number): { m: Float32A
     if (!t) throw new Error(`${header.file}: tensor "${name}" is missing`);
     if (t.dtype !== 'F32') throw new Error(`${header.file}: tensor "${name}" is ${t.dtype}, expected F32`);
     if (t.byteLength !== numel * 4) throw new Error(`${header.file}: "${name}" holds ${t.byteLength / 4} values, the model has ${numel} parameters`);
-    return readTensorF32(t);
+    const x = readTensorF32(t);
+    // a damaged file, named here: AdamW would turn it into NaN weights, reported as a diverged run
+    for (let i = 0; i < x.length; i++) {
+      const xi = x[i]!;
+      if (Number.isFinite(xi) && !(name === 'exp_avg_sq' && xi < 0)) continue;
+      const what = Number.isNaN(xi) ? 'NaN' : xi === Infinity ? 'Inf' : xi === -Infinity ? '-Inf' : String(xi);
+      throw new Error(`${header.file}: tensor "${name}" has ${Number.isFinite(xi) ? 'a negative value' : 'a non-finite value'} (${what} at index ${i}); the checkpoint is damaged`);
+    }
+    return x;
   };
   return { m: get('exp_avg'), v: get('exp_avg_sq') };
 }
