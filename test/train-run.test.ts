@@ -17,6 +17,8 @@ import { snapshot } from './helpers/folderSnapshot.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
 
+const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 interface Ran {
   result: FitResult;
   steps: StepInfo[];
@@ -185,6 +187,24 @@ describe('Trainer runs and their output folder', () => {
     expect([...b.steps, ...c.steps].map((s) => s.loss)).toEqual(straight.steps.map((s) => s.loss));
     // the other run's checkpoint is neither resumed from nor pruned
     expect(existsSync(join(outB, 'checkpoint-6', 'trainer_state.json'))).toBe(true);
+  });
+
+  it('resume refuses when a checkpoint\'s trainer_state.json cannot be read, naming it, and writes nothing', async () => {
+    const out = makeTempDir();
+    await fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2 }, { abortAt: 6 });
+    const state = join(out, 'checkpoint-6', 'trainer_state.json');
+    writeFileSync(state, readFileSync(state, 'utf8').slice(0, 300)); // damaged since it was written
+    const before = snapshot(out);
+    const model = await EmbeddingModel.load(modelDir);
+    try {
+      const err = await new Trainer(model, { ...base, maxSteps: 8, outputDir: out, resume: true }).fit(dataFile, { onNotice: () => {} }).then(() => null, (e: unknown) => e as Error);
+      expect(err?.message).toMatch(
+        new RegExp(`^resume: ${escape(state)}: cannot read trainer state \\(.+\\): the checkpoint is damaged; move checkpoint-6 out of ${escape(out)} to resume from the newest of the others$`),
+      );
+    } finally {
+      model.dispose();
+    }
+    expect(snapshot(out)).toEqual(before);
   });
 
   it('resume with the checkpoint at or past maxSteps: nothing to do, and nothing is written', async () => {

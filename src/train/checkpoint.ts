@@ -158,16 +158,20 @@ export interface RunCheckpoint extends CheckpointInfo {
   meanLoss: number | null;
   /** Written by our trainer (its trainer_state.json has our format), not by another tool. */
   ours: boolean;
+  /** Why its trainer_state.json cannot be read (a damaged checkpoint), else null. */
+  unreadable: string | null;
 }
 
 /** listCheckpoints with each checkpoint's run id and mean loss from its trainer_state.json. */
 export function listRunCheckpoints(outputDir: string): RunCheckpoint[] {
   return listCheckpoints(outputDir).map((c) => {
     let state: Record<string, unknown> = {};
+    let unreadable: string | null = null;
     try {
       state = readTrainerState(c.dir);
-    } catch {
+    } catch (err) {
       // an unreadable state belongs to no run: never resumed from, never pruned by a run's limit
+      unreadable = (err as Error).message;
     }
     const run = state['run'] as { id?: unknown } | undefined;
     const loss = state['meanLoss'];
@@ -176,6 +180,7 @@ export function listRunCheckpoints(outputDir: string): RunCheckpoint[] {
       runId: typeof run?.id === 'string' ? run.id : null,
       meanLoss: typeof loss === 'number' && Number.isFinite(loss) ? loss : null,
       ours: state['format'] === STATE_FORMAT,
+      unreadable,
     };
   });
 }

@@ -161,6 +161,15 @@ const names = (cs: readonly { dir: string }[]): string => cs.map((c) => c.dir.sp
 export function findResumeCheckpoint(outputDir: string, optionName: OptionNamer): ResumePoint {
   const all = listRunCheckpoints(outputDir);
   if (all.length === 0) throw new Error(`${optionName('resume')}: no checkpoint-<step> folder with trainer_state.json in ${outputDir}`);
+  // a checkpoint is written whole (temp folder, then rename): one whose state cannot be read was damaged
+  // since, and which run it belongs to is unknown; resuming past it would replace or remove it
+  const damaged = all.filter((c) => c.unreadable !== null);
+  if (damaged.length > 0) {
+    throw new Error(
+      `${optionName('resume')}: ${damaged[0]!.unreadable}: the checkpoint is damaged; move ${names(damaged)} out of ${outputDir} ` +
+        `to resume from the newest of the others`,
+    );
+  }
   const record = readRunRecord(outputDir);
   let runId: string | null;
   if (record) {
