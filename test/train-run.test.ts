@@ -207,6 +207,34 @@ describe('Trainer runs and their output folder', () => {
     expect(snapshot(out)).toEqual(before);
   });
 
+  it('resume refuses a trainer_state.json whose step or position is not a whole count, or not its folder\'s step', async () => {
+    const out = makeTempDir();
+    await fitRun({ maxSteps: 4, outputDir: out, saveSteps: 2 }, { abortAt: 4 });
+    const file = join(out, 'checkpoint-4', 'trainer_state.json');
+    const good = readFileSync(file, 'utf8');
+    const cases: [(s: { globalStep: number; data: { position: { epoch: number; groups: number } } }) => void, string][] = [
+      [(s) => (s.globalStep = 4.5), 'globalStep must be a whole number ≥ 1, got 4.5'],
+      [(s) => (s.globalStep = 6), 'globalStep 6 is not the step its folder is named for (4)'],
+      [(s) => (s.data.position.groups = -5), 'data.position.groups must be a whole number ≥ 0, got -5'],
+      [(s) => (s.data.position.epoch = -1), 'data.position.epoch must be a whole number ≥ 0, got -1'],
+    ];
+    for (const [edit, why] of cases) {
+      const state = JSON.parse(good);
+      edit(state);
+      writeFileSync(file, JSON.stringify(state));
+      const before = snapshot(out);
+      const model = await EmbeddingModel.load(modelDir);
+      try {
+        await expect(new Trainer(model, { ...base, maxSteps: 8, outputDir: out, resume: true }).fit(dataFile, { onNotice: () => {} })).rejects.toThrow(
+          `${join(out, 'checkpoint-4')}/trainer_state.json: ${why}`,
+        );
+      } finally {
+        model.dispose();
+      }
+      expect(snapshot(out)).toEqual(before);
+    }
+  });
+
   it('resume with the checkpoint at or past maxSteps: nothing to do, and nothing is written', async () => {
     const out = makeTempDir();
     await fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2 });

@@ -135,6 +135,18 @@ function positionOf(state: Record<string, unknown>, dir: string): Position {
   ) {
     throw new Error(`${dir}/trainer_state.json: missing or malformed globalStep / data.position`);
   }
+  // a hand-edited or damaged state: a step that is not a whole number (checkpoint-6.5) would be saved
+  // where no later resume looks, a negative count would replay another order of the data
+  const bad = (what: string, v: number, min: number): void => {
+    if (!Number.isInteger(v) || v < min) throw new Error(`${dir}/trainer_state.json: ${what} must be a whole number ≥ ${min}, got ${v}`);
+  };
+  bad('globalStep', step, 1);
+  bad('data.position.epoch', p.epoch, 0);
+  bad('data.position.groups', p.groups, 0);
+  const named = /^checkpoint-(\d+)$/.exec(basename(dir))?.[1];
+  if (named !== undefined && Number(named) !== step) {
+    throw new Error(`${dir}/trainer_state.json: globalStep ${step} is not the step its folder is named for (${named})`);
+  }
   return { step, epoch: p.epoch, groups: p.groups, rngState: p.rngState as number[] };
 }
 
