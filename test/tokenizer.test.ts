@@ -40,6 +40,36 @@ describe('TextTokenizer errors (no fixture needed)', () => {
     expect(() => TextTokenizer.fromDir(dir)).toThrow(/tokenizer\.json is not valid JSON/);
   });
 
+  // what @huggingface/tokenizers meets with errors of its internals ("x.split is not a function"), or
+  // loads and then makes ids outside the vocabulary: named, with the file, before it reads them
+  it('names a tokenizer.json whose structure is wrong: the part at fault and the file', () => {
+    const dir = tempDir();
+    const file = join(dir, 'tokenizer.json');
+    const bpe = (model: Record<string, unknown>, rest: Record<string, unknown> = {}) => ({
+      ...rest,
+      model: { type: 'BPE', unk_token: '<unk>', vocab: { '<unk>': 0, '<s>': 1, '</s>': 2, a: 3, b: 4, ab: 5 }, merges: ['a b'], ...model },
+    });
+    const cases: [unknown, string][] = [
+      [bpe({ merges: [1, 2, 3] }), 'model.merges[0] must be an "a b" string or an [a, b] pair, got 1'],
+      [bpe({ merges: null }), 'model.merges must be a list of "a b" strings or [a, b] pairs, got null'],
+      [bpe({ vocab: undefined }), 'model.vocab must be an object of token → id (a BPE model), got undefined'],
+      [bpe({ vocab: [1, 2, 3] }), 'model.vocab must be an object of token → id (a BPE model), got [1,2,3]'],
+      [bpe({ vocab: { '<unk>': '0', a: 1 } }), 'model.vocab["<unk>"] must be an id (a whole number ≥ 0), got "0"'],
+      [bpe({ vocab: { '<unk>': 0, '<s>': 1, '</s>': 2, a: 3, b: 4, ab: 2 ** 31 - 1 } }), 'model.vocab["ab"] has id 2147483647, far beyond the 6 tokens the file numbers (ids past 267 are refused: a damaged file?)'],
+      [bpe({}, { added_tokens: { id: 0, content: '<unk>' } }), 'added_tokens must be a list, got {"id":0,"content":"<unk>"}'],
+      [bpe({}, { added_tokens: [{ content: '<unk>' }] }), 'added_tokens[0] must be {"id": <whole number ≥ 0>, "content": <string>, ...}, got {"content":"<unk>"}'],
+      [{ model: { type: 'Unigram', vocab: { a: 1 } } }, 'model.vocab must be a list of [piece, score] (a Unigram model), got {"a":1}'],
+      [{ version: '1.0' }, 'has no "model" object'],
+    ];
+    for (const [json, why] of cases) {
+      writeFileSync(file, JSON.stringify(json));
+      expect(() => TextTokenizer.fromDir(dir), why).toThrow(`tokenizer: ${file}: ${why}`);
+    }
+    // what only the library knows (its component types, its regular expressions) is its message, with the file
+    writeFileSync(file, JSON.stringify(bpe({}, { decoder: { type: 'Nope' } })));
+    expect(() => TextTokenizer.fromDir(dir)).toThrow(`tokenizer: ${file} cannot be loaded: Unknown Decoder type: Nope`);
+  });
+
   it('replaces lone surrogates and keeps pairs', () => {
     expect(toWellFormed('a\uD800b')).toBe('a\uFFFDb');
     expect(toWellFormed('\uDC00x\uD83D')).toBe('\uFFFDx\uFFFD');

@@ -14,6 +14,7 @@ import { missingModelFile } from './config.js';
 import { createPrefixCutter, type PrefixCutter } from './tokenizer-prefix.js';
 import { parseJson } from '../util/json.js';
 import { describeValue } from '../util/describe.js';
+import { tokenizerJsonProblem } from './tokenizer-check.js';
 
 type Json = Record<string, unknown>;
 
@@ -154,14 +155,19 @@ export class TextTokenizer {
 
   /** Loads `dir/tokenizer.json` (required) and `dir/tokenizer_config.json` (optional). */
   static fromDir(dir: string, options: TextTokenizerOptions = {}): TextTokenizer {
-    const tokenizerJson = readJsonFile(join(dir, 'tokenizer.json'), true) as Json;
+    const file = join(dir, 'tokenizer.json');
+    const tokenizerJson = readJsonFile(file, true) as Json;
     const config = readJsonFile(join(dir, 'tokenizer_config.json'), false) ?? {};
-    return new TextTokenizer(tokenizerJson, config, options);
+    return new TextTokenizer(tokenizerJson, config, options, file);
   }
 
-  /** Builds from parsed tokenizer.json / tokenizer_config.json objects; options override the config. */
-  constructor(tokenizerJson: Json, config: Json = {}, options: TextTokenizerOptions = {}) {
-    if (!isObject(tokenizerJson['model'])) throw new Error('tokenizer: tokenizer.json has no "model" object');
+  /**
+   * Builds from parsed tokenizer.json / tokenizer_config.json objects; options override the config.
+   * `source` names the tokenizer.json in errors.
+   */
+  constructor(tokenizerJson: Json, config: Json = {}, options: TextTokenizerOptions = {}, private readonly source = 'tokenizer.json') {
+    const problem = tokenizerJsonProblem(tokenizerJson);
+    if (problem !== null) throw new Error(`tokenizer: ${source}: ${problem}`);
     const loadable: Json = {
       normalizer: null,
       pre_tokenizer: null,
@@ -174,7 +180,11 @@ export class TextTokenizer {
     loadable['pre_tokenizer'] = rewritePreTokenizer(loadable['pre_tokenizer']) ?? this.wordSplitter();
     // the post-processor never runs (see the header): drop it so nothing can add tokens behind our back
     loadable['post_processor'] = null;
-    this.tokenizer = new Tokenizer(loadable, config);
+    try {
+      this.tokenizer = new Tokenizer(loadable, config);
+    } catch (err) {
+      throw new Error(`tokenizer: ${source} cannot be loaded: ${err instanceof Error ? err.message : String(err)}`);
+    }
     speedUpMergeLookup(this.tokenizer.model);
 
     let maxId = -1;
@@ -184,9 +194,9 @@ export class TextTokenizer {
     this.addBos = options.addBos ?? (typeof config['add_bos_token'] === 'boolean' ? config['add_bos_token'] : true);
     this.addEos = options.addEos ?? (typeof config['add_eos_token'] === 'boolean' ? config['add_eos_token'] : false);
     const modelUnk = (tokenizerJson['model'] as Json)['unk_token'];
-    this.unkId = this.idOf(tokenName(config['unk_token']) ?? tokenName(modelUnk) ?? '<unk>', false);
-    this.bosId = this.idOf(tokenName(config['bos_token']) ?? '<s>', this.addBos);
-    this.eosId = this.idOf(tokenName(config['eos_token']) ?? '</s>', this.addEos);
+    this.unkId = this.idOf(tokenName(config['unk_token']) ?? tokenName(modelUnk) ?? '<unk>', false, source);
+    this.bosId = this.idOf(tokenName(config['bos_token']) ?? '<s>', this.addBos, source);
+    this.eosId = this.idOf(tokenName(config['eos_token']) ?? '</s>', this.addEos, source);
     const pad = tokenName(config['pad_token']);
     const padId = pad === null ? undefined : this.tokenizer.token_to_id(pad);
     this.padId = padId ?? (this.unkId >= 0 ? this.unkId : 0);
@@ -222,7 +232,7 @@ export class TextTokenizer {
     for (let i = 0; i < kept; i++) {
       const id = body[i];
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-        throw new Error(`tokenizer: produced id ${id} outside the vocabulary [0, ${this.vocabSize}) for text ${JSON.stringify(text.slice(0, 80))}`);
+        throw new Error(`tokenizer: ${this.source} produced id ${id} outside its vocabulary [0, ${this.vocabSize}) for text ${JSON.stringify(text.slice(0, 80))}`);
       }
       out[at++] = id;
     }
@@ -286,10 +296,10 @@ export class TextTokenizer {
     return { type: 'Split', pattern: { Regex: `${SPACE_PIECE}*[^${SPACE_PIECE}]+|${SPACE_PIECE}+` }, behavior: 'Isolated', invert: false };
   }
 
-  private idOf(token: string, required: boolean): number {
+  private idOf(token: string, required: boolean, source: string): number {
     const id = this.tokenizer.token_to_id(token);
     if (id === undefined) {
-      if (required) throw new Error(`tokenizer: special token ${JSON.stringify(token)} is not in the vocabulary`);
+      if (required) throw new Error(`tokenizer: special token ${JSON.stringify(token)} is not in the vocabulary of ${source}`);
       return -1;
     }
     return id;

@@ -397,6 +397,47 @@ export const hubResponses: FuzzTarget = {
   accept: (err) => err instanceof Error && err.constructor !== TypeError && err.constructor !== RangeError && /org\/name|127\.0\.0\.1/.test(err.message),
 };
 
+// ---- tokenizer.json ----
+
+/** A small BPE tokenizer.json of the Llama kind (metaspace, byte fallback) with every part the check reads. */
+const TINY_TOKENIZER = {
+  version: '1.0',
+  added_tokens: [
+    { id: 0, content: '<unk>', special: true, single_word: false, lstrip: false, rstrip: false, normalized: false },
+    { id: 1, content: '<s>', special: true, single_word: false, lstrip: false, rstrip: false, normalized: false },
+    { id: 2, content: '</s>', special: true, single_word: false, lstrip: false, rstrip: false, normalized: false },
+  ],
+  normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+  pre_tokenizer: null,
+  decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }] },
+  model: {
+    type: 'BPE', unk_token: '<unk>', fuse_unk: true, byte_fallback: true, ignore_merges: false,
+    vocab: { '<unk>': 0, '<s>': 1, '</s>': 2, '<0x61>': 3, '▁': 4, a: 5, b: 6, '▁a': 7, ab: 8 },
+    merges: ['▁ a', 'a b'],
+  },
+};
+
+export const tokenizerJson: FuzzTarget = {
+  name: 'tokenizer-json',
+  seeds: () => [
+    text(JSON.stringify(TINY_TOKENIZER)),
+    text(JSON.stringify({ ...TINY_TOKENIZER, model: { ...TINY_TOKENIZER.model, merges: [['▁', 'a'], ['a', 'b']] } })),
+    text(JSON.stringify({ model: { type: 'Unigram', unk_id: 0, vocab: [['<unk>', 0], ['<s>', 0], ['</s>', 0], ['▁a', -1], ['b', -2]] } })),
+  ],
+  dictionary: ['"vocab"', '"merges"', '"added_tokens"', '"type"', '"BPE"', '"Unigram"', '"WordPiece"', '"Split"', '"Regex"', '"Metaspace"', '"normalizer"', '"pre_tokenizer"', '"decoder"', 'null', '[]', '{}', '-1', '1e9'],
+  run: (data) => {
+    const dir = join(scratchDir(), 'tokenizer-json');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'tokenizer.json'), data);
+    const tok = TextTokenizer.fromDir(dir);
+    for (const s of ['ab a b', '', 'ba\u{1F600}']) {
+      const ids = tok.encode(s, Infinity);
+      for (const id of ids) if (!(Number.isInteger(id) && id >= 0 && id < tok.vocabSize)) fail(`id ${id} outside the vocabulary`);
+    }
+  },
+  accept: (err) => names(join(scratchDir(), 'tokenizer-json', 'tokenizer.json'), err),
+};
+
 export const targets: FuzzTarget[] = [
-  safetensorsHeader, safetensorsLoad, configJson, jsonlRows, vectorsNpy, vectorsJsonl, tokenizerBytes, checkpointFolder, hubResponses,
+  safetensorsHeader, safetensorsLoad, configJson, jsonlRows, vectorsNpy, vectorsJsonl, tokenizerBytes, tokenizerJson, checkpointFolder, hubResponses,
 ];
