@@ -1,9 +1,9 @@
 // Reads and validates a Llama embedding model's config.json, in both the transformers 4.x layout
 // (`rope_theta` at top level) and the 5.x layout (`rope_parameters: {rope_theta, rope_type}`, `head_dim`),
 // and writes a 4.x-style config for a saved embedding model.
-import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { readFailure } from '../util/fs-error.js';
+import { readRegularFileText } from '../util/regular-file.js';
 import { parseJson } from '../util/json.js';
 
 export type Pooling = 'mean' | 'cls';
@@ -214,7 +214,7 @@ export function readConfig(dir: string): LlamaConfig {
   const file = join(dir, 'config.json');
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readRegularFileText(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw missingModelFile(file);
     throw readFailure(file, err);

@@ -1,10 +1,11 @@
 // safetensors files: validated header reading (the header only, never the data) and an atomic writer.
 // Layout: u64 little-endian header length N, N bytes of UTF-8 JSON {name: {dtype, shape, data_offsets}},
 // then the data section; data_offsets are relative to the data section's start.
-import { closeSync, fstatSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { endianness } from 'node:os';
 import { writeFileAtomic } from '../util/atomic.js';
+import { openRegularFile, readRegularFileText } from '../util/regular-file.js';
 import { fsReason } from '../util/fs-error.js';
 import { parseJson } from '../util/json.js';
 export type DType = 'F32' | 'F16' | 'BF16';
@@ -94,7 +95,7 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
   const file = resolve(path);
   let fd: number;
   try {
-    fd = openSync(file, 'r');
+    fd = openRegularFile(file);
   } catch (err) {
     throw new Error(`${file}: cannot open safetensors file (${(err as Error).message})`);
   }
@@ -165,7 +166,7 @@ export function readSafetensorsIndex(indexPath: string): SafetensorsIndex {
   const folder = dirname(indexFile);
   let json: unknown;
   try {
-    json = parseJson(readFileSync(indexFile, 'utf8'));
+    json = parseJson(readRegularFileText(indexFile));
   } catch (err) {
     throw new Error(`${indexFile}: cannot read index (${(err as Error).message})`);
   }

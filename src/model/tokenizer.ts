@@ -6,10 +6,10 @@
 // tokenizer_config.json: Llama tokenizer.json files carry a TemplateProcessing that already adds <s>,
 // and transformers rewrites it from add_bos_token/add_eos_token; doing the framing in one place gives
 // exactly one BOS whatever the file says, and honours the config like transformers does.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { readFailure } from '../util/fs-error.js';
+import { readRegularFileText } from '../util/regular-file.js';
 import { missingModelFile } from './config.js';
 import { createPrefixCutter, type PrefixCutter } from './tokenizer-prefix.js';
 import { parseJson } from '../util/json.js';
@@ -25,7 +25,7 @@ function isObject(value: unknown): value is Json {
 function readJsonFile(path: string, required: boolean): Json | null {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readRegularFileText(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (!required && code === 'ENOENT') return null;

@@ -28,6 +28,7 @@ export function readFailure(file: string, err: unknown): Error {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return new Error(`${file}: no such file`);
   if (code === 'EISDIR') return new Error(`${file}: it is a folder, not a file`);
+  if (code === 'ENOTREG') return new Error(`${file}: ${(err as Error).message}`); // regular-file.ts
   return new Error(`${file}: could not read: ${fsReason(err)}`);
 }
 

@@ -1,0 +1,43 @@
+// Model files (config.json, tokenizer.json, safetensors headers and indexes) are read only from regular
+// files. A FIFO opened for reading blocks until a writer comes, inside a synchronous open where no
+// signal handler runs (Ctrl-C could not stop it); a device such as /dev/zero never ends (read until
+// memory ran out, then an abort). The open does not block (O_NONBLOCK), and the file's type is checked
+// on the open descriptor, so what is checked is what is read.
+import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
+
+function kind(st: Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a file';
+}
+
+/**
+ * Opens `file` for reading, refusing anything but a regular file: a folder gives EISDIR, as a read of
+ * one would, anything else ENOTREG; open's own errors (ENOENT, EACCES) are thrown as they are. Every
+ * one of them goes to the callers' readFailure (fs-error.ts).
+ */
+export function openRegularFile(file: string): number {
+  const fd = openSync(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw Object.assign(new Error(`EISDIR: illegal operation on a directory, read`), { code: 'EISDIR', syscall: 'read' });
+    // ENOTREG: our own code, for readFailure (fs-error.ts), which puts the file's name before it
+    if (!st.isFile()) throw Object.assign(new Error(`it is ${kind(st)}, not a regular file`), { code: 'ENOTREG' });
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  return fd;
+}
+
+/** The text of the regular file `file` (see openRegularFile). */
+export function readRegularFileText(file: string): string {
+  const fd = openRegularFile(file);
+  try {
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
