@@ -17,6 +17,7 @@ import { cacheSnapshotRefusal } from '../hub/cache.js';
 import { configToJson } from '../model/config.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { makeFolder } from '../util/folder.js';
 import { folderBytes } from './disk.js';
 import { processAlive } from '../util/process.js';
 import { parseJson } from '../util/json.js';
@@ -90,7 +91,11 @@ export function saveModel(model: EmbeddingModel, dir: string, options: SaveModel
   if (!options.tokenizerFiles && !tokenizerDir) {
     throw new Error('saveModel: this model was created in memory and has no tokenizer files: pass tokenizerDir (a folder with tokenizer.json)');
   }
-  mkdirSync(dir, { recursive: true });
+  try {
+    makeFolder(dir);
+  } catch (err) {
+    throw new Error(`saveModel: could not create the folder ${dir}: ${(err as Error).message}`);
+  }
   const tensors = native.params().map((p) => {
     const data = native.getTensor(p.name);
     if (options.requireFinite && !allFinite(data)) throw new NonFiniteWeightsError(p.name);

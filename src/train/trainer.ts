@@ -8,7 +8,7 @@
 // overwriting, a resume must match the checkpoint's settings, and nothing is written when there is
 // nothing left to do. Disk space is checked before anything is written (a checkpoint holds the weights
 // and two AdamW moments: about 3 × the model).
-import { appendFileSync, existsSync, mkdirSync, rmdirSync, statSync, truncateSync, type Stats } from 'node:fs';
+import { appendFileSync, existsSync, rmdirSync, statSync, truncateSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel, NativeModel } from '../model/embedding-model.js';
 import { describeSkipped, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
@@ -35,7 +35,8 @@ import { formatBytes, freeBytes } from './disk.js';
 import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
 import { nothingToDo, planResume, type Position, type Resume } from './resume.js';
 import { counted } from '../util/plural.js';
-import { fsReason, notAFolder } from '../util/fs-error.js';
+import { notAFolder } from '../util/fs-error.js';
+import { makeFolder as makeFolderOrFail } from '../util/folder.js';
 import { describeValue } from '../util/describe.js';
 import { cacheSnapshotRefusal } from '../hub/cache.js';
 
@@ -548,9 +549,9 @@ async function nextBatch(it: AsyncIterator<TrainGroup>, size: number): Promise<T
 /** mkdir -p `dir`, a failure said as `what` (the option and its value) could not be made and why. */
 function makeFolder(dir: string, what: string): void {
   try {
-    mkdirSync(dir, { recursive: true });
+    makeFolderOrFail(dir);
   } catch (err) {
-    throw new Error(`${what}: could not create the folder ${dir}: ${fsReason(err)}`);
+    throw new Error(`${what}: could not create the folder ${dir}: ${(err as Error).message}`);
   }
 }
 
