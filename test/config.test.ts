@@ -146,6 +146,15 @@ describe('config: validation errors name the file and field', () => {
     expect(bad({ sentence_pooling_method: 'last' })).toThrow(/field "sentence_pooling_method" must be "mean" or "cls"/);
   });
 
+  it('a config.json saved with a UTF-8 byte order mark (as some Windows editors do) reads as without it', () => {
+    const dir = makeTempDir();
+    const json = JSON.stringify(tinyConfigJson());
+    writeFileSync(join(dir, 'config.json'), json);
+    const plain = readConfig(dir);
+    writeFileSync(join(dir, 'config.json'), `\ufeff${json}`);
+    expect(readConfig(dir)).toEqual(plain);
+  });
+
   it('bad JSON and missing files', () => {
     expect(() => parseConfig('{"a":', 'x.json')).toThrow(/x\.json: invalid JSON/);
     expect(() => parseConfig('[1,2]', 'x.json')).toThrow(/x\.json: expected a JSON object/);

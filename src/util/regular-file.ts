@@ -32,11 +32,15 @@ export function openRegularFile(file: string): number {
   return fd;
 }
 
-/** The text of the regular file `file` (see openRegularFile). */
+/**
+ * The UTF-8 text of the regular file `file` (see openRegularFile), without the byte order mark some
+ * Windows editors put first (JSON.parse refuses it; it is no part of the text).
+ */
 export function readRegularFileText(file: string): string {
   const fd = openRegularFile(file);
   try {
-    return readFileSync(fd, 'utf8');
+    const text = readFileSync(fd, 'utf8');
+    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   } finally {
     closeSync(fd);
   }
