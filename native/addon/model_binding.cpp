@@ -270,11 +270,13 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
   std::string device_;
 };
 
-Napi::FunctionReference* g_ctor = nullptr;
-
+// The NativeModel constructor of each JS environment (the main thread and every worker thread that
+// loads the addon has its own): held as the environment's instance data, which Node frees with it. A
+// process-wide reference was overwritten by each thread's load and then named another thread's (or a
+// finished worker's) constructor: training in the main thread after a worker loaded the addon aborted.
 void register_model(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = NativeModel::Define(env);
-  g_ctor = new Napi::FunctionReference(Napi::Persistent(ctor));
+  env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(ctor)));
   exports.Set("NativeModel", ctor);
 }
 
@@ -282,7 +284,8 @@ void register_model(Napi::Env env, Napi::Object exports) {
 
 std::shared_ptr<ModelState> model_state(const Napi::Value& v) {
   Napi::Env env = v.Env();
-  if (!v.IsObject() || !g_ctor || !v.As<Napi::Object>().InstanceOf(g_ctor->Value()))
+  const Napi::FunctionReference* ctor = env.GetInstanceData<Napi::FunctionReference>();
+  if (!v.IsObject() || !ctor || !v.As<Napi::Object>().InstanceOf(ctor->Value()))
     throw Napi::TypeError::New(env, "expected a NativeModel");
   return NativeModel::Unwrap(v.As<Napi::Object>())->state(env);
 }
