@@ -225,6 +225,46 @@ describe('Trainer', () => {
     expect(steps.every((s) => s.tokensPerSecond > 0 && s.tokens > 0 && s.gradNorm > 0)).toBe(true);
     model.dispose();
   });
+
+  // one training state per model: a second fit while one runs would share its gradients, moments and
+  // pending loss (both resolved, one with a wrong loss, one with 0)
+  it('a second fit on a model while one runs is refused; the first trains as it would alone', async () => {
+    const alone = await run({ maxSteps: 2 });
+    alone.model.dispose();
+    const model = await EmbeddingModel.load(modelDir);
+    try {
+      const first = new Trainer(model, { ...base, maxSteps: 2 }).fit(dataFile, quiet);
+      await expect(new Trainer(model, { ...base, maxSteps: 2 }).fit(dataFile, quiet)).rejects.toThrow(
+        'fit: this model is already being trained by another fit; one fit at a time per model (await the first)',
+      );
+      expect((await first).lastLoss).toBe(alone.steps.at(-1)!.loss);
+      // and once it has ended, the model trains again
+      expect((await new Trainer(model, { ...base, maxSteps: 1 }).fit(dataFile, quiet)).step).toBe(1);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('a fit that failed between micro-batches leaves no pending loss to the next fit', async () => {
+    const options: TrainerOptions = { ...base, maxSteps: 1, gradientAccumulationSteps: 2, shuffleBuffer: 1 };
+    const rows = readFileSync(dataFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { query: string; pos: string[]; neg: string[] });
+    const fresh = await EmbeddingModel.load(modelDir);
+    const model = await EmbeddingModel.load(modelDir);
+    try {
+      const expected = (await new Trainer(fresh, options).fit(rows, quiet)).lastLoss;
+      // the source fails after 6 rows, with a micro-batch of the step computed and its loss pending (this
+      // test fails without the clearing in fitHeld)
+      async function* broken(): AsyncGenerator<(typeof rows)[number]> {
+        for (let i = 0; i < 6; i++) yield rows[i]!;
+        throw new Error('the source broke');
+      }
+      await expect(new Trainer(model, options).fit(broken(), quiet)).rejects.toThrow('the source broke');
+      expect((await new Trainer(model, options).fit(rows, quiet)).lastLoss).toBe(expected);
+    } finally {
+      fresh.dispose();
+      model.dispose();
+    }
+  });
 });
 
 describe('saveCheckpoint errors', () => {

@@ -98,6 +98,9 @@ export interface FitResult {
   modelDir: string | null;
 }
 
+/** The models a fit is training (see fit). */
+const fitting = new WeakSet<NativeModel>();
+
 /** Training hit a non-finite loss or gradient; nothing was written after the last good checkpoint. */
 export class TrainingDivergedError extends Error {
   override name = 'TrainingDivergedError';
@@ -152,9 +155,17 @@ export class Trainer {
       throw new TypeError(`fit: data must be a JSONL file, an array or iterable of rows, or a function giving one, got ${describeValue(data)}`);
     }
     if (typeof fit !== 'object' || fit === null) throw new TypeError(`fit: options must be an object, got ${describeValue(fit)}`);
-    return this.model.hold((native) => {
-      this.held = native;
-      return this.fitHeld(data, fit);
+    return this.model.hold(async (native) => {
+      // one fit at a time per model: two would share its one training state (gradients, moments, the
+      // pending loss), each stepping on the other's
+      if (fitting.has(native)) throw new Error('fit: this model is already being trained by another fit; one fit at a time per model (await the first)');
+      fitting.add(native);
+      try {
+        this.held = native;
+        return await this.fitHeld(data, fit);
+      } finally {
+        fitting.delete(native);
+      }
     });
   }
 
@@ -201,6 +212,7 @@ export class Trainer {
     const numel = this.nat.trainGetBuffer(native, 'grads').length;
     const zeros = new Float32Array(numel);
     for (const b of ['grads', 'm', 'v'] as const) this.nat.trainSetBuffer(native, b, zeros);
+    this.nat.trainTakeLoss(native); // a loss an earlier fit left pending (it failed between micro-batches) is not this run's
 
     let pos: Position = { step: 0, epoch: 0, groups: 0, rngState: [] };
     if (resumed) {
