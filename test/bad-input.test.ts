@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EmbeddingModel } from '../src/model/embedding-model.js';
+import { EmbeddingModel, type EncodeOptions } from '../src/model/embedding-model.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
 describe('bad input to EmbeddingModel', () => {
@@ -72,10 +72,29 @@ describe('bad input to EmbeddingModel', () => {
     await expect(m.encode(['a'], { batchSize: '8' as unknown as number })).rejects.toThrow('batchSize must be a positive integer, got the string "8"');
     await expect(m.encode(['a'], null as unknown as undefined)).rejects.toThrow(new TypeError('encode: options must be an object, got null'));
     await expect(m.encode(['a'], 'fast' as unknown as undefined)).rejects.toThrow('encode: options must be an object, got the string "fast"');
+    // a misspelt or unsupported option is not ignored
+    await expect(m.encode(['a'], { batchsize: 8 } as unknown as EncodeOptions)).rejects.toThrow(new TypeError('encode: unknown option batchsize (did you mean batchSize?)'));
+    await expect(m.encode(['a'], { signal: AbortSignal.abort() } as unknown as EncodeOptions)).rejects.toThrow(new TypeError('encode: unknown option signal'));
     m.dispose();
     await expect(EmbeddingModel.load(writeTinyModel(makeTempDir()).dir, null as unknown as undefined)).rejects.toThrow(
       new TypeError('load: options must be an object, got null'),
     );
+  });
+
+  it('encode reads the texts as they were at the call: the caller may change its array meanwhile', async () => {
+    const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
+    try {
+      const texts = Array.from({ length: 3000 }, (_, i) => `teks nombor ${i} `.repeat(20));
+      const alone = await m.encode([...texts]);
+      const pending = m.encode(texts, { batchSize: 256 });
+      texts.push(42 as unknown as string, 'one more');
+      texts[0] = 'changed';
+      const e = await pending;
+      expect(e.rows).toBe(3000);
+      expect(e.row(0)).toEqual(alone.row(0));
+    } finally {
+      m.dispose();
+    }
   });
 
   it('non-string texts are a TypeError naming the index', async () => {

@@ -8,6 +8,7 @@ import { openWeights } from './weights.js';
 import { buildCommand, nativeAddon, packageRoot } from '../native.js';
 import { Rng } from '../util/random.js';
 import { describeValue } from '../util/describe.js';
+import { closest } from '../util/closest.js';
 
 export type Device = 'cpu' | 'cuda';
 /**
@@ -93,6 +94,9 @@ export interface EncodeOptions {
   /** Called before each packed batch goes to native code (a batch of long texts can take minutes). */
   onBatch?: (batch: BatchInfo) => void;
 }
+
+/** EncodeOptions' keys: any other is refused (a misspelt option must not be ignored). */
+const ENCODE_OPTION_KEYS: readonly (keyof EncodeOptions)[] = ['batchSize', 'maxLength', 'maxBatchTokens', 'onProgress', 'onBatch'];
 
 export interface BatchInfo {
   /** 0-based index of this batch among `batches`. */
@@ -243,13 +247,19 @@ export class EmbeddingModel {
     }
   }
 
-  private async encodeHeld(native: NativeModel, texts: string[], options: EncodeOptions | null): Promise<Embeddings> {
-    if (!Array.isArray(texts)) throw new TypeError('encode: texts must be an array of strings');
+  private async encodeHeld(native: NativeModel, given: string[], options: EncodeOptions | null): Promise<Embeddings> {
+    if (!Array.isArray(given)) throw new TypeError('encode: texts must be an array of strings');
+    // a copy: the tokenising takes turns with the event loop, and the caller's array may change meanwhile
+    const texts: string[] = Array.from(given); // a sparse array's holes become undefined, refused below
     for (let i = 0; i < texts.length; i++) {
-      // a loop, not forEach: a sparse array's holes are texts too
       if (typeof texts[i] !== 'string') throw new TypeError(`encode: texts[${i}] is not a string, got ${describeValue(texts[i])}`);
     }
     if (typeof options !== 'object' || options === null) throw new TypeError(`encode: options must be an object, got ${describeValue(options)}`);
+    for (const key of Object.keys(options)) {
+      if (ENCODE_OPTION_KEYS.includes(key as keyof EncodeOptions)) continue;
+      const near = closest(key, [...ENCODE_OPTION_KEYS]);
+      throw new TypeError(`encode: unknown option ${key}${near ? ` (did you mean ${near}?)` : ''}`);
+    }
     // before the tokenising, which can take long
     const batchSize = positiveInteger('batchSize', options.batchSize ?? 32);
     const maxBatchTokens = positiveInteger('maxBatchTokens', options.maxBatchTokens ?? 32768);
