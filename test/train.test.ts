@@ -245,6 +245,34 @@ describe('Trainer', () => {
     }
   });
 
+  it('an async onStep is awaited before the next step, and its rejection fails fit as a thrown error does', async () => {
+    const model = await EmbeddingModel.load(modelDir);
+    try {
+      const seen: string[] = [];
+      await new Trainer(model, { ...base, maxSteps: 3 }).fit(dataFile, {
+        ...quiet,
+        onStep: async (s) => {
+          seen.push(`start ${s.step}`);
+          await new Promise((r) => setTimeout(r, 20));
+          seen.push(`end ${s.step}`);
+        },
+      });
+      expect(seen).toEqual(['start 1', 'end 1', 'start 2', 'end 2', 'start 3', 'end 3']);
+      let steps = 0;
+      const failing = new Trainer(model, { ...base, maxSteps: 5 }).fit(dataFile, {
+        ...quiet,
+        onStep: async (s) => {
+          steps = s.step;
+          if (s.step === 2) throw new Error('the callback failed');
+        },
+      });
+      await expect(failing).rejects.toThrow('the callback failed');
+      expect(steps).toBe(2);
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('a fit that failed between micro-batches leaves no pending loss to the next fit', async () => {
     const options: TrainerOptions = { ...base, maxSteps: 1, gradientAccumulationSteps: 2, shuffleBuffer: 1 };
     const rows = readFileSync(dataFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { query: string; pos: string[]; neg: string[] });

@@ -63,7 +63,8 @@ export interface StepInfo {
 }
 
 export interface FitOptions {
-  onStep?: (info: StepInfo) => void;
+  /** After each optimizer step. A promise it returns (an async callback) is awaited before the next step; its rejection fails fit, as a thrown error does. */
+  onStep?: (info: StepInfo) => unknown;
   /** Aborting stops training after the current optimizer step (and saves a checkpoint when outputDir is set). */
   signal?: AbortSignal;
   /** One-line notices (resume, checkpoints saved, skipped rows); default stderr. */
@@ -359,7 +360,7 @@ export class Trainer {
             totalSteps,
           };
           if (o.logFile) appendFileSync(o.logFile, JSON.stringify(info) + '\n');
-          fit.onStep?.(info);
+          await fit.onStep?.(info);
           if (fit.signal?.aborted) {
             stoppedBy = 'aborted';
             if (o.outputDir) this.checkpoint(pos, pairs, schedule, notice, rowsPerEpoch);
