@@ -65,6 +65,11 @@ describe('TextTokenizer errors (no fixture needed)', () => {
       writeFileSync(file, JSON.stringify(json));
       expect(() => TextTokenizer.fromDir(dir), why).toThrow(`tokenizer: ${file}: ${why}`);
     }
+    // real shapes that must load: a Unigram vocab numbers its pieces by position, and added tokens may
+    // come after it (XLM-R's <mask> after 250k pieces; T5's <extra_id_*>)
+    const pieces = Array.from({ length: 1000 }, (_, i): [string, number] => [i < 3 ? ['<unk>', '<s>', '</s>'][i]! : `▁p${i}`, -i]);
+    writeFileSync(file, JSON.stringify({ model: { type: 'Unigram', unk_id: 0, vocab: pieces }, added_tokens: [{ id: 0, content: '<unk>' }, { id: 1000, content: '<mask>' }] }));
+    expect(TextTokenizer.fromDir(dir).vocabSize).toBe(1001);
     // what only the library knows (its component types, its regular expressions) is its message, with the file
     writeFileSync(file, JSON.stringify(bpe({}, { decoder: { type: 'Nope' } })));
     expect(() => TextTokenizer.fromDir(dir)).toThrow(`tokenizer: ${file} cannot be loaded: Unknown Decoder type: Nope`);

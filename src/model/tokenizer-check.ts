@@ -43,6 +43,8 @@ export function tokenizerJsonProblem(json: Json): string | null {
   // the ids, where they are named: [where, id]
   const ids: [string, number][] = [];
   if (isObject(model['vocab'])) for (const [token, id] of Object.entries(model['vocab'])) ids.push([`model.vocab[${JSON.stringify(token)}]`, id as number]);
+  // a Unigram vocab numbers its pieces by position
+  if (Array.isArray(model['vocab'])) model['vocab'].forEach((_, i) => ids.push([`model.vocab[${i}]`, i]));
   if (Array.isArray(added)) added.forEach((t: Json, i) => ids.push([`added_tokens[${i}]`, t['id'] as number]));
   const tokens = new Set(ids.map(([, id]) => id)).size;
   const limit = 2 * tokens + 256;
