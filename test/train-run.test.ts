@@ -207,6 +207,18 @@ describe('Trainer runs and their output folder', () => {
     expect(snapshot(out)).toEqual(before);
   });
 
+  it("a checkpoint's unparsable state is damage when it names our format, else another tool's (Hugging Face's Trainer writes NaN)", () => {
+    const out = makeTempDir();
+    mkdirSync(join(out, 'checkpoint-2'));
+    writeFileSync(join(out, 'checkpoint-2', 'trainer_state.json'), '{"global_step": 2, "log_history": [{"grad_norm": NaN}]}');
+    mkdirSync(join(out, 'checkpoint-4'));
+    writeFileSync(join(out, 'checkpoint-4', 'trainer_state.json'), '{"format": "llama2-embedding-trainer-state", "version": 1, "globalSt');
+    const [hf, ours] = listRunCheckpoints(out);
+    expect(hf).toMatchObject({ step: 2, ours: false, unreadable: null });
+    expect(ours).toMatchObject({ step: 4, ours: false });
+    expect(ours!.unreadable).toMatch(/checkpoint-4\/trainer_state\.json: cannot read trainer state \(/);
+  });
+
   it('resume refuses a trainer_state.json whose step or position is not a whole count, or not its folder\'s step', async () => {
     const out = makeTempDir();
     await fitRun({ maxSteps: 4, outputDir: out, saveSteps: 2 }, { abortAt: 4 });

@@ -359,7 +359,7 @@ describe('loadCheckpointWeights', () => {
 describe('loadCheckpointMoments', () => {
   // a damaged optimizer file is named when it is read: AdamW would turn its NaN into NaN weights, which
   // the run reported as divergence ("try a lower lr") and the damaged checkpoint as the last good one
-  it('refuses a non-finite moment, or a negative second moment, naming the file, tensor and index', () => {
+  it('refuses a non-finite first moment, or a NaN or negative second moment, naming the file, tensor and index', () => {
     const dir = makeTempDir();
     const file = join(dir, 'optimizer.safetensors');
     const write = (m: number[], v: number[]): void =>
@@ -367,13 +367,16 @@ describe('loadCheckpointMoments', () => {
         { name: 'exp_avg', dtype: 'F32', shape: [m.length], data: Float32Array.from(m) },
         { name: 'exp_avg_sq', dtype: 'F32', shape: [v.length], data: Float32Array.from(v) },
       ]);
-    write([0.5, -0.25, 0], [0.25, 0, 1e-8]);
-    expect(loadCheckpointMoments(dir, 3)).toEqual({ m: Float32Array.of(0.5, -0.25, 0), v: Float32Array.of(0.25, 0, 1e-8) });
+    // +Inf in the second moment is a state the trainer itself saves (a squared gradient past float's range)
+    write([0.5, -0.25, 0], [0.25, Infinity, 1e-8]);
+    expect(loadCheckpointMoments(dir, 3)).toEqual({ m: Float32Array.of(0.5, -0.25, 0), v: Float32Array.of(0.25, Infinity, 1e-8) });
     const cases: [number[], number[], string][] = [
       [[0, NaN, 0], [0, 0, 0], 'tensor "exp_avg" has a non-finite value (NaN at index 1)'],
       [[0, 0, -Infinity], [0, 0, 0], 'tensor "exp_avg" has a non-finite value (-Inf at index 2)'],
-      [[0, 0, 0], [Infinity, 0, 0], 'tensor "exp_avg_sq" has a non-finite value (Inf at index 0)'],
+      [[Infinity, 0, 0], [0, 0, 0], 'tensor "exp_avg" has a non-finite value (Inf at index 0)'],
+      [[0, 0, 0], [NaN, 0, 0], 'tensor "exp_avg_sq" has a non-finite value (NaN at index 0)'],
       [[0, 0, 0], [0, -1, 0], 'tensor "exp_avg_sq" has a negative value (-1 at index 1)'],
+      [[0, 0, 0], [0, 0, -Infinity], 'tensor "exp_avg_sq" has a negative value (-Inf at index 2)'],
     ];
     for (const [m, v, why] of cases) {
       write(m, v);

@@ -2,10 +2,11 @@
 // id resolves to its cached snapshot (no network when cached), else it is downloaded first (not with
 // HF_HUB_OFFLINE=1). A name that is neither says what was tried: the folder, then the Hub id; a name
 // written as a path (./x, ../x, /x) is only ever a folder.
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline } from './cache.js';
 import { snapshotDownload, type SnapshotOptions } from './download.js';
+import { readRegularFileText } from '../util/regular-file.js';
 
 /** What a model needs: configs, tokenizer, safetensors weights (not .bin / .h5 / .onnx duplicates). */
 export const MODEL_FILES = ['*.json', '*.safetensors', 'tokenizer.model'];
@@ -72,7 +73,7 @@ function missingModelFiles(dir: string): string[] {
   if (!existsSync(index)) return [...missing, 'model.safetensors'];
   let shards: string[];
   try {
-    const map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map?: Record<string, unknown> }).weight_map ?? {};
+    const map = (JSON.parse(readRegularFileText(index)) as { weight_map?: Record<string, unknown> }).weight_map ?? {};
     shards = [...new Set(Object.values(map).filter((v): v is string => typeof v === 'string'))];
   } catch {
     return missing; // a broken index: loading it says what is wrong

@@ -18,6 +18,7 @@ import { configToJson } from '../model/config.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { makeFolder } from '../util/folder.js';
+import { readRegularFileText } from '../util/regular-file.js';
 import { folderBytes } from './disk.js';
 import { processAlive } from '../util/process.js';
 import { parseJson } from '../util/json.js';
@@ -175,8 +176,16 @@ export function listRunCheckpoints(outputDir: string): RunCheckpoint[] {
     try {
       state = readTrainerState(c.dir);
     } catch (err) {
-      // an unreadable state belongs to no run: never resumed from, never pruned by a run's limit
-      unreadable = (err as Error).message;
+      // an unreadable state belongs to no run: never resumed from, never pruned by a run's limit. It is
+      // a damaged checkpoint of ours when its text names our format (or cannot be read at all); else
+      // another tool's (Hugging Face's Trainer writes NaN, which is not JSON)
+      let text: string | null = null;
+      try {
+        text = readRegularFileText(join(c.dir, 'trainer_state.json'));
+      } catch {
+        // not readable at all: damaged
+      }
+      if (text === null || text.includes(`"${STATE_FORMAT}"`)) unreadable = (err as Error).message;
     }
     const run = state['run'] as { id?: unknown } | undefined;
     const loss = state['meanLoss'];
@@ -350,12 +359,15 @@ export function loadCheckpointMoments(dir: string, numel: number): { m: Float32A
     if (t.dtype !== 'F32') throw new Error(`${header.file}: tensor "${name}" is ${t.dtype}, expected F32`);
     if (t.byteLength !== numel * 4) throw new Error(`${header.file}: "${name}" holds ${t.byteLength / 4} values, the model has ${numel} parameters`);
     const x = readTensorF32(t);
-    // a damaged file, named here: AdamW would turn it into NaN weights, reported as a diverged run
+    // a damaged file, named here: AdamW would turn it into NaN weights, reported as a diverged run. The
+    // second moment may be +Inf (a gradient component past 1.8e19 squares to it without clipping; the
+    // step is then 0 there, and the trainer saves it): NaN and negatives only
+    const sq = name === 'exp_avg_sq';
     for (let i = 0; i < x.length; i++) {
       const xi = x[i]!;
-      if (Number.isFinite(xi) && !(name === 'exp_avg_sq' && xi < 0)) continue;
+      if (sq ? xi >= 0 : Number.isFinite(xi)) continue;
       const what = Number.isNaN(xi) ? 'NaN' : xi === Infinity ? 'Inf' : xi === -Infinity ? '-Inf' : String(xi);
-      throw new Error(`${header.file}: tensor "${name}" has ${Number.isFinite(xi) ? 'a negative value' : 'a non-finite value'} (${what} at index ${i}); the checkpoint is damaged`);
+      throw new Error(`${header.file}: tensor "${name}" has ${Number.isNaN(xi) || !sq ? 'a non-finite value' : 'a negative value'} (${what} at index ${i}); the checkpoint is damaged`);
     }
     return x;
   };
@@ -365,7 +377,7 @@ export function loadCheckpointMoments(dir: string, numel: number): { m: Float32A
 export function readTrainerState(dir: string): Record<string, unknown> {
   const file = join(dir, 'trainer_state.json');
   try {
-    const v = parseJson(readFileSync(file, 'utf8'));
+    const v = parseJson(readRegularFileText(file));
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
     return v as Record<string, unknown>;
   } catch (err) {

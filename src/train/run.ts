@@ -8,7 +8,7 @@
 // step of another; and a resume whose hyper-parameters or data differ from the checkpoint's is refused with the
 // differences named (unless allowed).
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { RowSource } from '../data/pairs.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -16,6 +16,7 @@ import { statOrNull } from '../util/fs-error.js';
 import { checkpointFolders, listRunCheckpoints, type RunCheckpoint } from './checkpoint.js';
 import { RUN_DEFINING_OPTIONS, type OptionNamer, type ResolvedOptions } from './options.js';
 import { parseJson } from '../util/json.js';
+import { readRegularFileText } from '../util/regular-file.js';
 
 export const RUN_FILE = 'training_run.json';
 const RUN_FORMAT = 'llama2-embedding-training-run';
@@ -84,7 +85,7 @@ export function readRunRecord(outputDir: string): RunRecord | null {
   const file = join(outputDir, RUN_FILE);
   if (!existsSync(file)) return null;
   try {
-    const v = parseJson(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const v = parseJson(readRegularFileText(file)) as Record<string, unknown>;
     if (v['format'] !== RUN_FORMAT || typeof v['runId'] !== 'string') throw new Error(`not a ${RUN_FORMAT} record`);
     const step = v['finalModelStep'];
     return {
