@@ -104,6 +104,18 @@ describe.each(writers)('%s', (_name, write) => {
     expect(readFileSync(join(blobs, 'e3b0c442'), 'utf8')).toBe('cached weights');
     expect(readlinkSync(join(snapshot, 'model.safetensors'))).toBe('../../blobs/e3b0c442');
     expect(readdirSync(join(dir, 'local'))).toEqual(['model.safetensors']);
+    // a cache made without links holds copies in its snapshots: a link to one is replaced too
+    writeFileSync(join(snapshot, 'config.json'), 'cached config');
+    symlinkSync(join(snapshot, 'config.json'), join(dir, 'local', 'config.json'));
+    await write(join(dir, 'local', 'config.json'), 'new config');
+    expect(lstatSync(join(dir, 'local', 'config.json')).isFile()).toBe(true);
+    expect(readFileSync(join(snapshot, 'config.json'), 'utf8')).toBe('cached config');
+    // a folder that is a link to a snapshot: a write there would replace the snapshot's own entry
+    symlinkSync(snapshot, join(dir, 'snap-link'));
+    await expect(write(join(dir, 'snap-link', 'model.safetensors'), 'x')).rejects.toThrow(
+      `could not write ${join(dir, 'snap-link', 'model.safetensors')}: it is in the Hugging Face cache's snapshot of org/tiny, whose files the cache shares; write it elsewhere`,
+    );
+    expect(readFileSync(join(blobs, 'e3b0c442'), 'utf8')).toBe('cached weights');
     // a file named like a blob outside a cache repo's folder is an ordinary link target
     mkdirSync(join(dir, 'other', 'blobs'), { recursive: true });
     writeFileSync(join(dir, 'other', 'blobs', 'x'), 'old');

@@ -75,6 +75,14 @@ export function isCacheBlob(file: string): boolean {
 }
 
 /**
+ * Whether `file` (a real path) is a cache's content: a blob, or a file in a snapshot (a cache made
+ * where links are not possible holds copies there).
+ */
+export function isCacheContent(file: string): boolean {
+  return isCacheBlob(file) || cacheSnapshotRepo(dirname(file)) !== null;
+}
+
+/**
  * Why `dir` (as `shown`) must not be written, or null: it is in a cache snapshot, whose files are
  * links to blobs shared by every snapshot of the repo. `who` is what would write ("saving", "a run"),
  * `instead` the advice ("save to another folder").

@@ -2,11 +2,12 @@
 // so an interrupted or failed write never leaves a half-written file in the target's place.
 //
 // Only a regular file (or a path that does not exist yet) is replaced that way. A symbolic link is
-// followed and the file it ends at is written atomically, so the link stays a link, unless it ends at
-// a blob of a Hugging Face cache: a blob is named by its content's hash and shared by every snapshot
-// that links to it, so the link itself is replaced by the new file and the cache keeps its models (a
-// model folder of links into the cache, as huggingface_hub's local-dir downloads made, saved over with
-// --overwrite, would otherwise change the cached model for every user of it). FIFOs, devices,
+// followed and the file it ends at is written atomically, so the link stays a link, unless it ends in
+// a Hugging Face cache (a blob, or a snapshot's copy): a blob is named by its content's hash and shared
+// by every snapshot that links to it, so there the link itself is replaced by the new file and the
+// cache keeps its models (a model folder of links into the cache, as huggingface_hub's local-dir
+// downloads made, saved over with --overwrite, changed the cached model for every user of it). A
+// write into a snapshot's folder itself is refused. FIFOs, devices,
 // sockets and the /proc/self/fd/N links behind /dev/stdout are written through (opened for appending,
 // as a shell's `>>` would): replacing them would put a regular file where a pipe or /dev/null was.
 //
@@ -32,7 +33,7 @@ import {
 } from 'node:fs';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
-import { isCacheBlob } from '../hub/cache.js';
+import { cacheSnapshotRepo, isCacheContent } from '../hub/cache.js';
 import { fsReason } from './fs-error.js';
 import { processAlive } from './process.js';
 import { trackScratch } from './scratch.js';
@@ -69,6 +70,9 @@ const FD_LINK = /^\/(?:proc\/(?:self|thread-self|\d+)\/fd|dev\/fd)\/\d+$/;
 /** Where and how `target` must be written (follows symbolic links; a folder is an error). */
 export function writeModeFor(target: string): WriteMode {
   let path = resolve(target);
+  // a folder of a cache snapshot (perhaps reached through a link): its entries are the cache's own
+  const repo = cacheSnapshotRepo(dirname(path));
+  if (repo !== null) throw new Error(`it is in the Hugging Face cache's snapshot of ${repo}, whose files the cache shares; write it elsewhere`);
   for (let hops = 0; hops <= 40; hops++) {
     if (process.platform === 'linux' && FD_LINK.test(path)) return { kind: 'through', path };
     let st;
@@ -78,7 +82,7 @@ export function writeModeFor(target: string): WriteMode {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'atomic', path };
       throw err;
     }
-    if (st.isFile()) return { kind: 'atomic', path: hops > 0 && isCacheBlob(realpathSync(path)) ? resolve(target) : path };
+    if (st.isFile()) return { kind: 'atomic', path: hops > 0 && isCacheContent(realpathSync(path)) ? resolve(target) : path };
     if (st.isDirectory()) throw new Error('it is a folder');
     if (!st.isSymbolicLink()) return { kind: 'through', path }; // FIFO, device, socket
     const link = readlinkSync(path);
