@@ -417,6 +417,9 @@ async function main() {
   process.on('exit', () => {  // also after a failure (main's catch exits)
     for (const f of tempFiles) rmSync(f, { force: true });
   });
+  // Ctrl-C or a kill: out through the exit handler above (the children run synchronously, so this runs
+  // between them, after each one's own temp folder is gone)
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) process.on(signal, () => process.exit(code));
   const embFile = (name) => {
     const f = join(os.tmpdir(), `l2e-bench-precision-${process.pid}-${name.replace(/[^A-Za-z0-9_]/g, '_')}.f32`);
     tempFiles.add(f);

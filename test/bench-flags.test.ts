@@ -44,3 +44,9 @@ describe.each(['serve.mjs', 'precision.mjs', 'run.mjs'])('bench/%s --pools', (sc
     expect(r.stderr).toContain('L2E_POOLS=no/such/pools: no such folder');
   });
 });
+
+it('a negative number is a value, not an unknown flag: its script says what range it wants', () => {
+  const r = bench('serve.mjs', '--duration', '-1');
+  expect(r.status).toBe(1);
+  expect(r.stderr).toBe('bench/serve.mjs: --duration must be in (0, 600] seconds, got -1\n');
+});

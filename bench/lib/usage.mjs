@@ -22,7 +22,8 @@ export function checkFlags(url, args, known) {
     console.log(headerUsage(url));
     process.exit(0);
   }
-  const bad = args.find((a) => a.startsWith('-') && !known.includes(a));
+  // a negative number is a value (--duration -1 gets the script's own range message), not a flag
+  const bad = args.find((a) => a.startsWith('-') && !/^-\d/.test(a) && !known.includes(a));
   if (bad !== undefined) {
     console.error(`bench/${basename(fileURLToPath(url))}: unknown option ${bad} (--help lists them)`);
     process.exit(2);
