@@ -18,13 +18,13 @@ describe('makeFolder', () => {
     makeFolder(dir);
   });
 
-  it('names a file in the way, or the file that is the target', () => {
+  it('names a file in the way, or says the target is a file or not a folder', () => {
     const dir = makeTempDir();
     writeFileSync(join(dir, 'f'), 'x');
     expect(() => makeFolder(join(dir, 'f'))).toThrow(/^it is a file, not a folder$/);
     expect(() => makeFolder(join(dir, 'f', 'sub', 'deeper'))).toThrow(new RegExp(`^${join(dir, 'f')}: it is a file, not a folder$`));
     expect(existsSync(join(dir, 'f', 'sub'))).toBe(false);
-    expect(() => makeFolder('/dev/null')).toThrow(/^it is a file, not a folder$/);
+    expect(() => makeFolder('/dev/null')).toThrow(/^it is not a folder$/);
   });
 
   it('saveModel says which folder it could not make, and why', async () => {
@@ -35,7 +35,7 @@ describe('makeFolder', () => {
       const file = join(makeTempDir(), 'notes.txt');
       writeFileSync(file, 'mine');
       expect(() => saveModel(model, join(file, 'model'))).toThrow(`saveModel: could not create the folder ${join(file, 'model')}: ${file}: it is a file, not a folder`);
-      expect(() => saveModel(model, '/dev/null')).toThrow('saveModel: could not create the folder /dev/null: it is a file, not a folder');
+      expect(() => saveModel(model, '/dev/null')).toThrow('saveModel: could not create the folder /dev/null: it is not a folder');
     } finally {
       model.dispose();
     }

@@ -2,7 +2,7 @@
 // from CLDR, a small Llama2 embedding model with the real Llama 2 tokenizer (random init), evaluates
 // it with the published metrics, trains it with the recipe's objective (InfoNCE, in-batch + hard
 // negatives, temperature 0.02, group 3, AdamW), evaluates again, and writes everything to a folder.
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EmbeddingModel } from '../model/embedding-model.js';
 import { parseConfig } from '../model/config.js';
@@ -19,6 +19,7 @@ import { beforeAfterSvg, lossCurveSvg } from './svg.js';
 import type { PairRow } from '../data/jsonl.js';
 import type { Embeddings } from '../model/embeddings.js';
 import { statOrNull } from '../util/fs-error.js';
+import { makeFolder } from '../util/folder.js';
 
 export interface DemoOptions {
   output: string;
@@ -219,7 +220,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   let data: Awaited<ReturnType<typeof buildDemoPairs>>;
   const trainFile = join(out, 'train.jsonl');
   try {
-    mkdirSync(out, { recursive: true });
+    try {
+      makeFolder(out);
+    } catch (err) {
+      throw new Error(`could not create the folder ${out}: ${(err as Error).message}`);
+    }
     writeFileAtomic(join(out, DEMO_MARKER), JSON.stringify({ written_by: 'l2e demo', started_at: new Date().toISOString() }, null, 2) + '\n');
 
     // 1. data: English ↔ Malay pairs from CLDR, split by concept

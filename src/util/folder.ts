@@ -16,7 +16,7 @@ export function makeFolder(dir: string): void {
   for (let p = target; ; p = dirname(p)) {
     const st = statOrNull(p); // links followed
     if (st) {
-      if (!st.isDirectory()) throw new Error(`${where(p)}it is a file, not a folder`);
+      if (!st.isDirectory()) throw new Error(`${where(p)}${st.isFile() ? 'it is a file, not a folder' : 'it is not a folder'}`);
       break;
     }
     missing.push(p);
