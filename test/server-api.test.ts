@@ -164,6 +164,17 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
     } finally {
       await failing.close();
     }
+    // a promise of a model disposed before it came: failed, as a disposed model given itself is refused
+    const gone = await tinyModel();
+    gone.dispose();
+    const late = await serve(Promise.resolve(gone), { port: 0 });
+    try {
+      await expect(late.ready).rejects.toThrow('serve: the model has been disposed');
+      const h = await fetch(`${late.url}/health`);
+      expect([h.status, await h.json()]).toEqual([500, { status: 'failed', error: 'serve: the model has been disposed' }]);
+    } finally {
+      await late.close();
+    }
   });
 
   it('with an API key: 401 without it, 200 with it; the page and /health stay open', async () => {

@@ -311,6 +311,8 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
 
   const ready = Promise.resolve(model)
     .then((m) => {
+      // as for a model given itself, above: a loaded model that was disposed before it came cannot serve
+      if (m.disposed) throw new Error('serve: the model has been disposed');
       if (!options.modelName && m.dir) o.modelName = basename(m.dir);
       if (o.maxBatchTokens === 0) o.maxBatchTokens = DEFAULT_MAX_BATCH_TOKENS[m.device];
       if (o.maxLength === 0) {
