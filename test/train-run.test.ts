@@ -19,6 +19,8 @@ import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
+const quietFit = { onNotice: (): void => {} };
+
 interface Ran {
   result: FitResult;
   steps: StepInfo[];
@@ -187,6 +189,23 @@ describe('Trainer runs and their output folder', () => {
     expect([...b.steps, ...c.steps].map((s) => s.loss)).toEqual(straight.steps.map((s) => s.loss));
     // the other run's checkpoint is neither resumed from nor pruned
     expect(existsSync(join(outB, 'checkpoint-6', 'trainer_state.json'))).toBe(true);
+  });
+
+  it('a fit aborted before its first step leaves no folder it made; a folder that was there stays', async () => {
+    const parent = makeTempDir();
+    const model = await EmbeddingModel.load(modelDir);
+    try {
+      const existing = makeTempDir();
+      for (const out of [join(parent, 'new', 'run'), existing]) {
+        const r = await new Trainer(model, { ...base, maxSteps: 3, outputDir: out }).fit(dataFile, { ...quietFit, signal: AbortSignal.abort() });
+        expect(r).toMatchObject({ stoppedBy: 'aborted', step: 0, modelDir: null });
+      }
+      expect(readdirSync(parent)).toEqual(['new']); // the run's folder went; the folders above it stay
+      expect(readdirSync(join(parent, 'new'))).toEqual([]);
+      expect(readdirSync(existing)).toEqual([]); // the user's empty folder stays
+    } finally {
+      model.dispose();
+    }
   });
 
   it('resume refuses when a checkpoint\'s trainer_state.json cannot be read, naming it, and writes nothing', async () => {

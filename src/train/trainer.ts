@@ -8,7 +8,7 @@
 // overwriting, a resume must match the checkpoint's settings, and nothing is written when there is
 // nothing left to do. Disk space is checked before anything is written (a checkpoint holds the weights
 // and two AdamW moments: about 3 × the model).
-import { appendFileSync, existsSync, rmdirSync, statSync, truncateSync, type Stats } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, rmdirSync, statSync, truncateSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel, NativeModel } from '../model/embedding-model.js';
 import { describeSkipped, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
@@ -243,10 +243,11 @@ export class Trainer {
     const scanned = await pairs.scan();
     if (scanned) reportScan(scanned, pairs.name, o.skipBadLines, notice);
     const rowsPerEpoch = scanned ? scanned.rows : null;
+    let made = false; // the output folder is this run's own making (removed if nothing comes into it)
     if (o.outputDir) {
       // made first, so that a folder that cannot be made says so (not "0 B free"); its training_run.json
       // comes with the first write (claimFolder), and a new folder goes again when the disk is too small
-      const made = !existsSync(o.outputDir);
+      made = !existsSync(o.outputDir);
       makeFolder(o.outputDir, `${n('outputDir')} ${o.outputDir}`);
       try {
         this.checkDisk(numel);
@@ -383,6 +384,8 @@ export class Trainer {
     }
 
     let modelDir: string | null = null;
+    // stopped before its first step: a folder this run made, still empty, goes again
+    if (o.outputDir && stoppedBy === 'aborted' && made && readdirSync(o.outputDir).length === 0) rmdirSync(o.outputDir);
     if (o.outputDir && stoppedBy !== 'aborted') {
       if (o.saveSteps > 0 && pos.step > 0 && !this.checkpointedAt(pos.step)) {
         this.checkpoint(pos, pairs, schedule, notice, rowsPerEpoch);
