@@ -8,6 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { snapshotDownload } from '../src/hub/download.js';
+import { tokenGoesTo } from '../src/hub/http.js';
+import { downloadNotices } from '../src/hub/download-notices.js';
 import { makeTempDir } from './helpers/tinyModel.js';
 
 const COMMIT = 'c'.repeat(40);
@@ -74,7 +76,81 @@ function fileServer(file: string, lfs: boolean, o: { ignoreRange?: boolean; refu
   };
 }
 
+describe('hub: what a model load says while it downloads', () => {
+  it('a line as each file starts (resumed or not); a large one also at each quarter and its end', () => {
+    const said: string[] = [];
+    const progress = downloadNotices('org/x', (m) => said.push(m));
+    progress('config.json', 0, 700);
+    progress('config.json', 700, 700);
+    progress('model.safetensors', 0, 20_000_000);
+    for (const done of [1_000_000, 5_000_000, 9_999_999, 10_000_000, 16_000_000, 20_000_000, 20_000_000]) progress('model.safetensors', done, 20_000_000);
+    progress('tokenizer.json', 1_000, undefined);
+    expect(said).toEqual([
+      'downloading org/x: config.json (700 B)',
+      'downloading org/x: model.safetensors (20.0 MB)',
+      'downloading org/x: model.safetensors 25% of 20.0 MB',
+      'downloading org/x: model.safetensors 50% of 20.0 MB',
+      'downloading org/x: model.safetensors 75% of 20.0 MB',
+      'downloaded org/x: model.safetensors',
+      'downloading org/x: tokenizer.json, resuming at 1.00 kB',
+    ]);
+  });
+});
+
 describe('hub: tokens and redirects', () => {
+  it('the token goes only to the first request\'s scheme, host and port (not in clear text after https)', () => {
+    expect(tokenGoesTo('https://huggingface.co', new URL('https://huggingface.co/org/x/resolve/main/a'))).toBe(true);
+    expect(tokenGoesTo('https://huggingface.co', new URL('http://huggingface.co/org/x/resolve/main/a'))).toBe(false);
+    expect(tokenGoesTo('https://huggingface.co', new URL('https://cdn-lfs.huggingface.co/a'))).toBe(false);
+    expect(tokenGoesTo('http://127.0.0.1:8080', new URL('http://127.0.0.1:8081/a'))).toBe(false);
+  });
+
+  it('a redirect without a Location is an error naming the URL, not a body to save', async () => {
+    const hub = await serve((req, res) => {
+      const path = new URL(req.url!, 'http://x').pathname;
+      if (path.startsWith('/api/')) return void res.writeHead(200).end(apiAnswer('model.safetensors', body, true));
+      res.writeHead(302).end('moved');
+    });
+    const cache = newCache();
+    await expect(snapshotDownload('org/x', { endpoint: hub.url, cacheDir: cache, retry: fast })).rejects.toThrow(
+      `file model.safetensors of model repo org/x: ${hub.url}/org/x/resolve/${COMMIT}/model.safetensors answered HTTP 302 (a redirect) with no Location`,
+    );
+    expect(readdirSync(join(cache, 'models--org--x', 'blobs'))).toEqual([]); // no .incomplete holding "moved"
+  });
+
+  it('HTTP 429 is retried after the Retry-After asked for; a wait past a minute fails at once, saying so', async () => {
+    let refused = 0;
+    const hub = await serve((req, res, seen) => {
+      if (seen.length === 1) {
+        refused++;
+        return void res.writeHead(429, { 'retry-after': '1' }).end();
+      }
+      fileServer('model.safetensors', true)(req, res, seen);
+    });
+    const started = Date.now();
+    const r = await snapshotDownload('org/x', { endpoint: hub.url, cacheDir: newCache(), retry: fast });
+    expect(readFileSync(join(r.dir, 'model.safetensors')).equals(body)).toBe(true);
+    expect(refused).toBe(1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950); // the 1 s asked for, not the policy's 1 ms
+    const busy = await serve((_req, res) => void res.writeHead(429, { 'retry-after': '3600' }).end());
+    await expect(snapshotDownload('org/x', { endpoint: busy.url, cacheDir: newCache(), retry: fast })).rejects.toThrow(
+      `model repo org/x (revision main): the server asks to wait 3600 s before trying again (too many requests (HTTP 429 from ${busy.url}/api/models/org/x/revision/main?blobs=true), retry after 3600 s); try again later`,
+    );
+    expect(busy.seen).toHaveLength(1);
+  });
+
+  it("a body whose length is not the repo listing's size fails at once, saying both", async () => {
+    const hub = await serve((req, res) => {
+      const path = new URL(req.url!, 'http://x').pathname;
+      if (path.startsWith('/api/')) return void res.writeHead(200).end(apiAnswer('model.safetensors', body, true));
+      res.writeHead(200, { 'content-length': body.length - 5 }).end(body.subarray(5));
+    });
+    await expect(snapshotDownload('org/x', { endpoint: hub.url, cacheDir: newCache(), retry: fast })).rejects.toThrow(
+      `file model.safetensors of model repo org/x: ${hub.url}/org/x/resolve/${COMMIT}/model.safetensors sends ${body.length - 5} bytes, but the repo's file list says ${body.length}: try again later (the repo may be changing)`,
+    );
+    expect(hub.seen.filter((x) => x.path.includes('/resolve/'))).toHaveLength(1);
+  });
+
   it('sends the token to the Hub but not to another host it redirects to', async () => {
     const cdn = await serve((_req, res) => void res.writeHead(200, { 'content-length': body.length }).end(body));
     const hub = await serve((req, res) => {

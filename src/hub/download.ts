@@ -10,7 +10,7 @@
 //      refs/<revision> ← commit.
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -139,7 +139,7 @@ async function etagOf(f: RepoFile, url: string, token: string | undefined, what:
   return withRetries(what, opts.retry ?? {}, async () => {
     const res = await openUrl({ url, token, what, method: 'HEAD', idleTimeoutMs: opts.idleTimeoutMs });
     res.resume();
-    const err = statusError(res.statusCode ?? 0, what, url);
+    const err = statusError(res.statusCode ?? 0, what, url, res.headers);
     if (err) throw err;
     const raw = (res.headers['x-linked-etag'] ?? res.headers['etag']) as string | undefined;
     if (!raw) throw new HubError(`${what}: the server sent no ETag`);
@@ -166,7 +166,16 @@ async function lockBlob(blob: string, what: string, onWait: (holder: number, loc
   let waited = false;
   for (;;) {
     try {
-      writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
+      const fd = openSync(lock, 'wx');
+      try {
+        writeFileSync(fd, `${process.pid}\n`);
+      } catch (err) {
+        // ours, and empty (a full disk): a pid-less lock would hold the next run up for 10 s
+        closeSync(fd);
+        rmSync(lock, { force: true });
+        throw err;
+      }
+      closeSync(fd);
       locksHeldHere.add(lock);
       return () => {
         locksHeldHere.delete(lock);
@@ -262,7 +271,7 @@ async function fetchInto(url: string, incomplete: string, f: RepoFile, token: st
     if (f.size !== undefined && offset === f.size && offset > 0) return; // already complete, only unverified
     const res = await openUrl({ url, token, what, headers: offset > 0 ? { range: `bytes=${offset}-` } : {}, idleTimeoutMs: opts.idleTimeoutMs });
     const status = res.statusCode ?? 0;
-    const err = statusError(status, what, url);
+    const err = statusError(status, what, url, res.headers);
     if (err) {
       res.resume();
       if (status !== 416) throw err;
@@ -272,6 +281,10 @@ async function fetchInto(url: string, incomplete: string, f: RepoFile, token: st
     }
     if (offset > 0 && status !== 206) offset = 0; // the server ignored the range: take the whole body
     const length = Number(res.headers['content-length'] ?? NaN);
+    if (f.size !== undefined && Number.isFinite(length) && !res.headers['content-encoding'] && offset + length !== f.size) {
+      res.resume();
+      throw new HubError(`${what}: ${url} sends ${offset + length} bytes, but the repo's file list says ${f.size}: try again later (the repo may be changing)`);
+    }
     const total = f.size ?? (Number.isFinite(length) ? offset + length : undefined);
     const out = createWriteStream(incomplete, { flags: offset > 0 ? 'a' : 'w' });
     // a write error (disk full, permissions) must reject here, not crash the process as an unhandled

@@ -1,6 +1,7 @@
 // Minimal HTTP(S) GET for the Hub client over node's http/https: redirects followed (the token is
-// dropped when a redirect leaves the original host, e.g. to a CDN), status codes turned into
-// HubErrors with advice, 5xx and dropped connections retried with a short backoff.
+// dropped when a redirect leaves the original origin: another host, e.g. a CDN, or http after https),
+// status codes turned into HubErrors with advice, 5xx, 429 and dropped connections retried with a short
+// backoff, or after the Retry-After the server asks for.
 import * as http from 'node:http';
 import * as https from 'node:https';
 
@@ -9,10 +10,15 @@ export class HubError extends Error {
   constructor(
     message: string,
     readonly status?: number,
+    /** Seconds the server asked to wait before a retry (Retry-After). */
+    readonly retryAfter?: number,
   ) {
     super(message);
   }
 }
+
+/** The longest Retry-After waited for; beyond it the request fails, saying how long the server asked. */
+const MAX_RETRY_AFTER_S = 60;
 
 export interface HubRequest {
   url: string;
@@ -34,23 +40,33 @@ export interface RetryPolicy {
 
 const MAX_REDIRECTS = 10;
 
+/**
+ * Whether a request to `url`, reached from the request first made to `origin` (its URL's origin), may
+ * carry the token: only to that same scheme, host and port. Never to another host (a CDN), nor in clear
+ * text after https (https://hf.co and http://hf.co have the same host).
+ */
+export function tokenGoesTo(origin: string, url: URL): boolean {
+  return url.origin === origin;
+}
+
 /** Sends one request, following redirects; resolves with the final response (status < 300 or error statuses). */
 export function openUrl(req: HubRequest): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const origin = new URL(req.url).host;
+    const origin = new URL(req.url).origin;
     const go = (url: URL, hops: number): void => {
       const lib = url.protocol === 'https:' ? https : url.protocol === 'http:' ? http : undefined;
       if (!lib) return reject(new HubError(`unsupported URL ${url.href}`));
       const headers: Record<string, string> = { 'user-agent': 'llama2-embedding', ...req.headers };
-      if (req.token && url.host === origin) headers['authorization'] = `Bearer ${req.token}`;
+      if (req.token && tokenGoesTo(origin, url)) headers['authorization'] = `Bearer ${req.token}`;
       let response: http.IncomingMessage | undefined;
       const r = lib.request(url, { method: req.method ?? 'GET', headers }, (res) => {
         response = res;
         const status = res.statusCode ?? 0;
         const location = res.headers.location;
-        if (status >= 300 && status < 400 && location) {
+        if (status >= 300 && status < 400) {
           res.resume();
-          if (hops >= MAX_REDIRECTS) return reject(new HubError(`too many redirects for ${req.what}`));
+          if (!location) return reject(new HubError(`${req.what}: ${url.href} answered HTTP ${status} (a redirect) with no Location`, status));
+          if (hops >= MAX_REDIRECTS) return reject(new HubError(`too many redirects for ${req.what} (the last to ${location})`));
           let next: URL;
           try {
             next = new URL(location, url);
@@ -80,8 +96,8 @@ export function openUrl(req: HubRequest): Promise<http.IncomingMessage> {
   });
 }
 
-/** Turns an error status into a HubError with advice; undefined for success. */
-export function statusError(status: number, what: string, url: string): HubError | undefined {
+/** Turns an error status into a HubError with advice; undefined for success. `headers`: the response's (Retry-After). */
+export function statusError(status: number, what: string, url: string, headers: http.IncomingHttpHeaders = {}): HubError | undefined {
   if (status < 400) return undefined;
   if (status === 401 || status === 403) {
     return new HubError(
@@ -92,11 +108,22 @@ export function statusError(status: number, what: string, url: string): HubError
   }
   if (status === 404) return new HubError(`${what} was not found (HTTP 404, ${url}): check the name, the revision and --repo-type`, status);
   if (status === 416) return new HubError(`${what}: the server refused the byte range (HTTP 416)`, status);
-  return new HubError(`${what}: HTTP ${status} from ${url}`, status);
+  const after = retryAfterSeconds(headers['retry-after']);
+  if (status === 429) return new HubError(`${what}: too many requests (HTTP 429 from ${url})${after !== undefined ? `, retry after ${after} s` : ''}`, status, after);
+  return new HubError(`${what}: HTTP ${status} from ${url}`, status, after);
+}
+
+/** Retry-After as seconds: a number of seconds or an HTTP date; undefined when absent or unreadable. */
+function retryAfterSeconds(v: string | string[] | undefined): number | undefined {
+  const text = Array.isArray(v) ? v[0] : v;
+  if (text === undefined || text.trim() === '') return undefined;
+  if (/^\s*\d+\s*$/.test(text)) return Number(text);
+  const at = Date.parse(text);
+  return Number.isFinite(at) ? Math.max(0, Math.ceil((at - Date.now()) / 1000)) : undefined;
 }
 
 export function isRetryable(err: unknown): boolean {
-  if (err instanceof HubError) return err.status !== undefined && err.status >= 500;
+  if (err instanceof HubError) return err.status !== undefined && (err.status >= 500 || err.status === 429);
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return ['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ERR_STREAM_PREMATURE_CLOSE', 'PARTIAL'].includes(code ?? '');
 }
@@ -109,14 +136,25 @@ export async function withRetries<T>(what: string, policy: RetryPolicy, fn: () =
     try {
       return await fn();
     } catch (err) {
+      const after = err instanceof HubError ? err.retryAfter : undefined;
+      // the reason, without the `what` it starts with (said once, in front)
+      const reason = (): string => {
+        const m = err instanceof Error ? err.message : String(err);
+        return m.startsWith(`${what}: `) ? m.slice(what.length + 2) : m;
+      };
+      if (isRetryable(err) && after !== undefined && after > MAX_RETRY_AFTER_S) {
+        const msg = reason();
+        throw new HubError(`${what}: the server asks to wait ${after} s before trying again (${msg}); try again later`, (err as HubError).status);
+      }
       if (!isRetryable(err) || i >= attempts) {
         if (isRetryable(err)) {
-          const msg = err instanceof Error ? err.message : String(err);
-          throw new HubError(`${what}: failed after ${attempts} attempts (${msg}); the Hub may be down, try again later`, (err as HubError).status);
+          const msg = reason();
+          const why = (err as HubError).status === 429 ? 'the Hub is limiting requests' : 'the Hub may be down';
+          throw new HubError(`${what}: failed after ${attempts} attempts (${msg}); ${why}, try again later`, (err as HubError).status);
         }
         throw err;
       }
-      await new Promise((r) => setTimeout(r, delay));
+      await new Promise((r) => setTimeout(r, Math.max(delay, (after ?? 0) * 1000)));
       delay *= 2;
     }
   }
@@ -126,7 +164,7 @@ export async function withRetries<T>(what: string, policy: RetryPolicy, fn: () =
 export async function getJson(req: HubRequest, policy: RetryPolicy = {}): Promise<unknown> {
   return withRetries(req.what, policy, async () => {
     const res = await openUrl(req);
-    const err = statusError(res.statusCode ?? 0, req.what, req.url);
+    const err = statusError(res.statusCode ?? 0, req.what, req.url, res.headers);
     const chunks: Buffer[] = [];
     for await (const c of res as AsyncIterable<Buffer>) chunks.push(c);
     if (err) throw err;
