@@ -38,7 +38,8 @@ default to ${MODEL_FILES.join(' ')}; --include '*' takes all. Prints the snapsho
         process.stderr.write(`waiting for ${file}: process ${holder} is fetching it into this cache (${lock}; remove that file if process ${holder} is not a pull)\n`),
       onProgress: (file, done, total) => {
         let bar = bars.get(file);
-        if (!bar) bars.set(file, (bar = new ProgressBar({ label: file, total: total ?? 0, unit: 'B' })));
+        // not a terminal (a log, CI): a plain line at each tenth
+        if (!bar) bars.set(file, (bar = new ProgressBar({ label: file, total: total ?? 0, unit: 'B', plainLines: true })));
         bar.update(done);
         if (total !== undefined && done >= total) {
           bar.finish();

@@ -450,5 +450,6 @@ async function resolveModelDir(dirOrName: string, options: LoadOptions): Promise
   if (typeof dirOrName !== 'string' || dirOrName === '') throw new Error('EmbeddingModel.load: a model folder or hub id is required');
   // a local folder, else a Hub id through the cache (downloaded when missing, unless HF_HUB_OFFLINE)
   const { resolveModel } = await import('../hub/resolve.js');
-  return resolveModel(dirOrName, { cacheDir: options.cacheDir, revision: options.revision });
+  const { downloadNotices } = await import('../hub/download-notices.js');
+  return resolveModel(dirOrName, { cacheDir: options.cacheDir, revision: options.revision, onProgress: downloadNotices(dirOrName, options.onNotice ?? defaultNotice) });
 }
