@@ -21,9 +21,9 @@ function loadInChild(dir: string): { message: string; signal: NodeJS.Signals | n
 
 describe.skipIf(!canFifo || !hasDist)(`model files that are not regular files ${hasDist ? '' : '(skipped: dist/ not built; npm run build:ts)'}`, () => {
   it.each([
-    ['config.json', 'a FIFO'],
-    ['tokenizer.json', 'a FIFO'],
-    ['model.safetensors', 'a FIFO'],
+    ['config.json', 'a pipe'],
+    ['tokenizer.json', 'a pipe'],
+    ['model.safetensors', 'a pipe'],
     ['config.json', 'a character device'],
     ['tokenizer.json', 'a character device'],
     ['model.safetensors', 'a character device'],
@@ -32,7 +32,7 @@ describe.skipIf(!canFifo || !hasDist)(`model files that are not regular files ${
     writeTinyModel(dir, { seed: 3 });
     const file = join(dir, name);
     rmSync(file);
-    if (what === 'a FIFO') expect(spawnSync('mkfifo', [file]).status).toBe(0);
+    if (what === 'a pipe') expect(spawnSync('mkfifo', [file]).status).toBe(0);
     else symlinkSync('/dev/zero', file);
     const r = loadInChild(dir);
     expect(r.signal).toBeNull(); // not killed at the time limit: no hang

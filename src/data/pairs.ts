@@ -15,6 +15,7 @@ import { DEFAULT_MAX_LINE_BYTES, LineError, pairRowProblem, readLines, type Pair
 import { Rng } from '../util/random.js';
 import { counted } from '../util/plural.js';
 import { statOrNull } from '../util/fs-error.js';
+import { specialFileKind } from '../util/regular-file.js';
 
 export type TrainRow = PairRow;
 
@@ -290,7 +291,7 @@ function emptyStats(): DataStats {
 function refuseOneShotFile(path: string): void {
   const st = path === '-' ? null : statOrNull(path);
   if (path !== '-' && (st === null || st.isFile() || st.isDirectory())) return; // missing or a folder: the reader says so
-  const what = path === '-' ? 'stdin' : st!.isFIFO() ? 'a pipe' : st!.isSocket() ? 'a socket' : 'a device';
+  const what = path === '-' ? 'stdin' : specialFileKind(st!);
   throw new Error(
     `${path}: training reads its data more than once (checked whole before the first step, then once an epoch), ` +
       `and ${what} can be read only once: save the rows to a file and give that`,

@@ -5,8 +5,9 @@
 // on the open descriptor, so what is checked is what is read.
 import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
 
-function kind(st: Stats): string {
-  if (st.isFIFO()) return 'a FIFO';
+/** What a path that is neither a regular file nor a folder is, as messages say it ("it is a pipe"). */
+export function specialFileKind(st: Stats): string {
+  if (st.isFIFO()) return 'a pipe';
   if (st.isCharacterDevice()) return 'a character device';
   if (st.isBlockDevice()) return 'a block device';
   if (st.isSocket()) return 'a socket';
@@ -24,7 +25,7 @@ export function openRegularFile(file: string): number {
     const st = fstatSync(fd);
     if (st.isDirectory()) throw Object.assign(new Error(`EISDIR: illegal operation on a directory, read`), { code: 'EISDIR', syscall: 'read' });
     // ENOTREG: our own code, for readFailure (fs-error.ts), which puts the file's name before it
-    if (!st.isFile()) throw Object.assign(new Error(`it is ${kind(st)}, not a regular file`), { code: 'ENOTREG' });
+    if (!st.isFile()) throw Object.assign(new Error(`it is ${specialFileKind(st)}, not a regular file`), { code: 'ENOTREG' });
   } catch (err) {
     closeSync(fd);
     throw err;
