@@ -29,8 +29,10 @@ export interface NativeModel {
   /** Tokens per group an encode runs in (whole texts; a longer text alone): bounds its activations. */
   readonly encodeGroupTokens: number;
   params(): { name: string; shape: number[]; numel: number; offset: number }[];
-  /** chunkBytes (tests): the size of the pieces each tensor is read in (default 16 MB). */
-  /** A NaN or infinite value is an error naming the file, the tensor (`tensor`: its name in the file) and an index. */
+  /**
+   * A NaN or infinite value is an error naming the file, the tensor (`tensor`: its name in the file) and an index.
+   * chunkBytes (tests): the size of the pieces each tensor is read in (default 16 MB).
+   */
   loadTensors(
     sources: { name: string; path: string; offset: number; length: number; dtype: string; tensor?: string }[],
     chunkBytes?: number,

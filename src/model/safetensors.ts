@@ -48,8 +48,10 @@ function isNonNegativeInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
-/** Reads exactly `length` bytes at `position`, or fails naming the file. */
-/** `length` bytes at `position` of `fd`, into `into` when given (a view of it is returned). */
+/**
+ * Reads exactly `length` bytes at `position` of `fd`, into `into` when given (a view of it is returned),
+ * or fails naming the file.
+ */
 function readExactly(fd: number, length: number, position: number, file: string, into?: Uint8Array): Buffer {
   const buf = into ?? Buffer.alloc(length);
   let done = 0;

@@ -36,7 +36,7 @@ import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord
 import { nothingToDo, planResume, type Position, type Resume } from './resume.js';
 import { counted } from '../util/plural.js';
 import { notAFolder } from '../util/fs-error.js';
-import { makeFolder as makeFolderOrFail } from '../util/folder.js';
+import { makeFolder } from '../util/folder.js';
 import { describeValue } from '../util/describe.js';
 import { cacheSnapshotRefusal } from '../hub/cache.js';
 
@@ -248,7 +248,7 @@ export class Trainer {
       // made first, so that a folder that cannot be made says so (not "0 B free"); its training_run.json
       // comes with the first write (claimFolder), and a new folder goes again when the disk is too small
       made = !existsSync(o.outputDir);
-      makeFolder(o.outputDir, `${n('outputDir')} ${o.outputDir}`);
+      makeOutputFolder(o.outputDir, `${n('outputDir')} ${o.outputDir}`);
       try {
         this.checkDisk(numel);
       } catch (err) {
@@ -275,7 +275,7 @@ export class Trainer {
     const N = o.gradientAccumulationSteps;
     let lastLoss = NaN;
     let stoppedBy: FitResult['stoppedBy'] = o.maxSteps > 0 ? 'maxSteps' : 'epochs';
-    if (o.logFile) makeFolder(dirname(o.logFile), `${n('logFile')} ${o.logFile}`);
+    if (o.logFile) makeOutputFolder(dirname(o.logFile), `${n('logFile')} ${o.logFile}`);
     if (resumed && o.logFile) await trimLog(o.logFile, pos.step, notice);
     let firstStarted: number | null = null;
     let lastEnded: number | null = null;
@@ -539,7 +539,6 @@ export class Trainer {
   }
 }
 
-/** The next `size` groups (fewer at the end of the epoch). */
 /** A micro-batch of groups and its token ids (queries, then the groups' passages in order). */
 interface Prepared {
   batch: TrainGroup[];
@@ -547,6 +546,7 @@ interface Prepared {
   passages: Int32Array[];
 }
 
+/** The next `size` groups (fewer at the end of the epoch). */
 async function nextBatch(it: AsyncIterator<TrainGroup>, size: number): Promise<TrainGroup[]> {
   const out: TrainGroup[] = [];
   while (out.length < size) {
@@ -557,15 +557,10 @@ async function nextBatch(it: AsyncIterator<TrainGroup>, size: number): Promise<T
   return out;
 }
 
-/**
- * Refuses, before anything is written, a log that would go where it must not: a folder (appending
- * failed only after step 1, with a bare EISDIR), or the training data itself (the same file, links
- * followed: the per-step lines were appended to the data).
- */
 /** mkdir -p `dir`, a failure said as `what` (the option and its value) could not be made and why. */
-function makeFolder(dir: string, what: string): void {
+function makeOutputFolder(dir: string, what: string): void {
   try {
-    makeFolderOrFail(dir);
+    makeFolder(dir);
   } catch (err) {
     throw new Error(`${what}: could not create the folder ${dir}: ${(err as Error).message}`);
   }
@@ -583,6 +578,11 @@ function refuseForeignCheckpoints(outputDir: string, n: OptionNamer): void {
   );
 }
 
+/**
+ * Refuses, before anything is written, a log that would go where it must not: a folder (appending
+ * failed only after step 1, with a bare EISDIR), or the training data itself (the same file, links
+ * followed: the per-step lines were appended to the data).
+ */
 function refuseLogFile(log: string, data: RowSource, n: OptionNamer): void {
   let st: Stats;
   try {
