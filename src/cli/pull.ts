@@ -1,5 +1,6 @@
 // `l2e pull`: download a model or dataset repo from the Hugging Face Hub into the shared cache.
 import { snapshotDownload } from '../hub/download.js';
+import { LOCK_STALE_MS } from '../hub/blob-lock.js';
 import { MODEL_FILES } from '../hub/resolve.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
@@ -35,7 +36,7 @@ default to ${MODEL_FILES.join(' ')}; --include '*' takes all. Prints the snapsho
       cacheDir: opt.str(args, 'cache-dir'),
       // said, not a silent wait: the other pull may be long, or a process that is not one holds the lock
       onWait: (file, holder, lock) =>
-        process.stderr.write(`waiting for ${file}: process ${holder} is fetching it into this cache (${lock}; remove that file if process ${holder} is not a pull)\n`),
+        process.stderr.write(`waiting for ${file}: process ${holder} is fetching it into this cache (${lock}; remove that file if process ${holder} is not a pull; a lock left untouched for ${LOCK_STALE_MS / 60_000} minutes is taken over)\n`),
       onProgress: (file, done, total) => {
         let bar = bars.get(file);
         // not a terminal (a log, CI): a plain line at each tenth

@@ -4,17 +4,17 @@
 //   2. for each wanted file: blobs/<lfs sha256 | blobId>, fetched from
 //      {endpoint}/[datasets/]{repo}/resolve/{commit}/{file} into blobs/<etag>.incomplete, resumed with a
 //      Range request after a dropped connection, size-checked, sha256-verified for LFS files, renamed;
-//      blobs/<etag>.lock (holding the pid) makes a second process wait rather than write the same
+//      blobs/<etag>.lock (blob-lock.ts) makes a second process wait rather than write the same
 //      .incomplete; a killed holder's lock is taken over and its .incomplete resumed;
 //   3. snapshots/<commit>/<file> → relative symlink to the blob (a copy where symlinks fail),
 //      refs/<revision> ← commit.
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { closeSync, copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { processAlive } from '../util/process.js';
+import { lockBlob } from './blob-lock.js';
 import { fsReason, notAFolder } from '../util/fs-error.js';
 import { getJson, HubError, openUrl, statusError, withRetries, type RetryPolicy } from './http.js';
 
@@ -35,7 +35,8 @@ export interface SnapshotOptions {
   onProgress?: (file: string, done: number, total: number | undefined) => void;
   /**
    * Called once when another process (pid `holder`) is fetching the same file and this one waits for
-   * it; `lock` is the file that says so (remove it if that process is not a pull of this cache).
+   * it; `lock` is the file that says so (remove it if that process is not a pull of this cache). A
+   * lock its holder has not touched for LOCK_STALE_MS (blob-lock.ts) is taken over.
    */
   onWait?: (file: string, holder: number, lock: string) => void;
   /** No network: the cached snapshot of the revision, or an error (default: HF_HUB_OFFLINE is 1/true/yes/on). */
@@ -151,62 +152,6 @@ async function sha256OfFile(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 }) as AsyncIterable<Buffer>) h.update(chunk);
   return h.digest('hex');
-}
-
-/** The blob locks this process holds (a lock with our pid that is not here was left by another process). */
-const locksHeldHere = new Set<string>();
-
-/**
- * Takes `blob`.lock (created exclusively, holding our pid) so that one process at a time fetches a
- * blob: another `l2e pull` of the same file waits for it, then finds the blob done. A lock whose
- * process is gone (killed) is taken over, and its `.incomplete` resumed. Returns the release.
- */
-async function lockBlob(blob: string, what: string, onWait: (holder: number, lock: string) => void): Promise<() => void> {
-  const lock = `${blob}.lock`;
-  let waited = false;
-  for (;;) {
-    try {
-      const fd = openSync(lock, 'wx');
-      try {
-        writeFileSync(fd, `${process.pid}\n`);
-      } catch (err) {
-        // ours, and empty (a full disk): a pid-less lock would hold the next run up for 10 s
-        closeSync(fd);
-        rmSync(lock, { force: true });
-        throw err;
-      }
-      closeSync(fd);
-      locksHeldHere.add(lock);
-      return () => {
-        locksHeldHere.delete(lock);
-        rmSync(lock, { force: true });
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new HubError(`${what}: cannot create ${lock} (${(err as Error).message})`);
-    }
-    let holder = NaN;
-    try {
-      holder = Number.parseInt(readFileSync(lock, 'utf8'), 10);
-    } catch {
-      continue; // released between our two calls: try again
-    }
-    // a dead holder's lock is stale; so is one still without a pid after 10 s (killed between
-    // creating the file and writing to it), and one with our pid that this process does not hold: an
-    // earlier process that had our pid (a container's pid 1, with the cache on a volume) was killed
-    const pidless = !(Number.isInteger(holder) && holder > 0);
-    const stale = pidless
-      ? Date.now() - (statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > 10_000
-      : holder === process.pid
-        ? !locksHeldHere.has(lock)
-        : !processAlive(holder);
-    if (stale) {
-      rmSync(lock, { force: true });
-      continue;
-    }
-    if (!waited) onWait(holder, lock);
-    waited = true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** The git blob id of a file: sha1 of "blob <size>\0" and the bytes (what the Hub lists as blobId). */
