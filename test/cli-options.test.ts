@@ -1,7 +1,6 @@
 // Shared CLI options (encode / eval / mine): bad values are usage errors (exit 2, usage synopsis shown) before
 // any work; mine's embedding progress moves within a block; a progress bar finishes once.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { main } from '../src/cli/main.js';
 import { ProgressBar } from '../src/cli/progress.js';
 import { embedToStore } from '../src/mine/run.js';
 import { Embeddings } from '../src/model/embeddings.js';

@@ -1,10 +1,9 @@
 // `l2e serve` as a process (the built CLI, bin/l2e.js over dist/): it listens, answers, and on SIGTERM
 // stops accepting, finishes the request in flight and exits 0. Also its --help and usage errors.
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { main } from '../src/cli/main.js';
 import { cudaStatus, packageRoot } from '../src/native.js';
 import { cudaMissingMessage } from '../src/model/embedding-model.js';
 import { hasTokenizer, postJson } from './helpers/server.js';

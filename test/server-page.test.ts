@@ -7,7 +7,7 @@ import { basename } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import type { EmbeddingModel } from '../src/model/embedding-model.js';
 import { hasTokenizer, postJson, serveOn, tinyModel, type Served } from './helpers/server.js';
-import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
+import { removeTempDirs } from './helpers/tinyModel.js';
 import { skipNote } from './helpers/fixture.js';
 
 const browserPath = [process.env['CHROMIUM_PATH'], '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => p && existsSync(p));

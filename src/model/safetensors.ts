@@ -6,7 +6,6 @@ import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { endianness } from 'node:os';
 import { writeFileAtomic } from '../util/atomic.js';
 import { openRegularFile, readRegularFileText } from '../util/regular-file.js';
-import { fsReason } from '../util/fs-error.js';
 import { parseJson } from '../util/json.js';
 export type DType = 'F32' | 'F16' | 'BF16';
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FuzzTarget } from './engine.js';
 import { parseConfig, type LlamaConfig } from '../../src/model/config.js';
-import { readSafetensorsHeader, readTensorF32, writeSafetensors, DTYPE_BYTES } from '../../src/model/safetensors.js';
+import { readSafetensorsHeader, readTensorF32, DTYPE_BYTES } from '../../src/model/safetensors.js';
 import { openWeights, parameterNames } from '../../src/model/weights.js';
 import { nativeAddon } from '../../src/native.js';
 import type { NativeModel, NativeModelConfig } from '../../src/model/embedding-model.js';

@@ -14,7 +14,7 @@ import { trainNatives } from '../../src/train/native-train.js';
 import { Rng } from '../../src/util/random.js';
 import { nativeAddon } from '../../src/native.js';
 import { hasTinyMha, readCase, skipNote, tinyMha } from '../helpers/fixture.js';
-import { addon, bf16TiesAway, cudaDevice, type GpuAddon, cuSeqlens, gpu, gpuNote, randBf16, randInt, randomWeights, relErr, roundWeightsToBf16, sized } from './gpu-helpers.js';
+import { bf16TiesAway, cudaDevice, type GpuAddon, cuSeqlens, gpu, gpuNote, randBf16, randInt, randomWeights, relErr, roundWeightsToBf16, sized } from './gpu-helpers.js';
 
 const GRAD_REL = 5e-2;
 const TRAJ_LOSS = 2e-2;
