@@ -240,7 +240,7 @@ describe('hub: idle connections', () => {
       res.writeHead(404).end();
     });
     await expect(snapshotDownload('org/x', { endpoint: hub.url, cacheDir: newCache(), retry: { attempts: 2, delayMs: 1 }, idleTimeoutMs: 150 })).rejects.toThrow(
-      'model repo org/x (revision main): failed after 2 attempts (could not reach ' + hub.url.slice(7) + ' for model repo org/x (revision main) (no data for 150 ms); check the network connection or HF_ENDPOINT); the Hub may be down, try again later',
+      'model repo org/x (revision main): failed after 2 attempts (could not reach ' + hub.url.slice(7) + ' (no data for 150 ms); check the network connection or HF_ENDPOINT); the Hub may be down, try again later',
     );
   });
 });

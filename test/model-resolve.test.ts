@@ -3,7 +3,7 @@
 // subfolder points there; --max-length beyond the model's positions is warned about; a long batch
 // shows a heartbeat; the build command for CUDA fits where the package is.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hubOffline } from '../src/hub/cache.js';
 import { resolveModel } from '../src/hub/resolve.js';
@@ -38,7 +38,7 @@ describe('resolveModel errors', () => {
     process.env['HF_HUB_OFFLINE'] = '1';
     await expect(resolveModel('l2e-demo/modl', { cacheDir: cache })).rejects.toThrow(
       `model folder not found: ${join(root, 'l2e-demo', 'modl')} (l2e-demo/ is a local folder: is the rest of the name misspelt?); ` +
-        `tried "l2e-demo/modl" as a Hugging Face id: not in the cache ${cache}, and HF_HUB_OFFLINE is set, so it was not downloaded`,
+        `tried "l2e-demo/modl" as a Hugging Face id: model repo l2e-demo/modl is not in the cache ${cache}, and HF_HUB_OFFLINE is set, so it was not downloaded`,
     );
   });
 
@@ -55,15 +55,28 @@ describe('resolveModel errors', () => {
     expect(String(load)).toBe(`Error: model folder not found: ${join(root, 'nope-folder')}`);
   });
 
-  it('online, the download error follows what was tried', async () => {
+  it('online, a name that is no folder here says the Hub\'s reason first, then the folder it is not', async () => {
     process.chdir(root);
     delete process.env['HF_HUB_OFFLINE'];
     const err = await resolveModel('nosuch/model', { cacheDir: cache, endpoint: 'http://127.0.0.1:9', retry: { attempts: 1 } }).catch((e: Error) => e);
-    // the Hub client's own message (hub/http.ts) follows
-    expect(String(err)).toMatch(
-      `Error: model folder not found: ${join(root, 'nosuch', 'model')}; tried "nosuch/model" as a Hugging Face id: model repo nosuch/model`,
+    expect(String(err)).toBe(
+      'Error: model repo nosuch/model (revision main): failed after 1 attempt (could not reach 127.0.0.1:9 (connect ECONNREFUSED 127.0.0.1:9); ' +
+        'check the network connection or HF_ENDPOINT); the Hub may be down, try again later ' +
+        `(nor is there a model folder ${join(root, 'nosuch', 'model')})`,
     );
-    expect(String(err)).toContain('could not reach 127.0.0.1:9');
+  });
+
+  it('offline, a ref that names a snapshot no longer in the cache is said as such', async () => {
+    process.chdir(root);
+    process.env['HF_HUB_OFFLINE'] = '1';
+    const refs = join(cache, 'models--org--gone', 'refs');
+    mkdirSync(refs, { recursive: true });
+    writeFileSync(join(refs, 'main'), `${'a'.repeat(40)}\n`);
+    await expect(resolveModel('org/gone', { cacheDir: cache })).rejects.toThrow(
+      `model repo org/gone is not in the cache: ${join(refs, 'main')} names the snapshot ${'a'.repeat(40)}, which is not there, ` +
+        `and HF_HUB_OFFLINE is set, so it was not downloaded (nor is there a model folder ${join(root, 'org', 'gone')})`,
+    );
+    delete process.env['HF_HUB_OFFLINE'];
   });
 
   it('a folder whose model is in a subfolder points there', async () => {

@@ -47,6 +47,16 @@ export function cachedSnapshot(cacheDir: string, repoId: string, type: RepoType,
 }
 
 /**
+ * Why `revision` of a repo has no cached snapshot (cachedSnapshot gave none), said after the repo:
+ * "is not in the cache …", or, when a ref names a snapshot that is gone, which ref and which commit.
+ */
+export function notCachedReason(cacheDir: string, repoId: string, type: RepoType, revision: string): string {
+  const ref = join(repoFolder(cacheDir, repoId, type), 'refs', revision);
+  if (isCommitHash(revision) || !existsSync(ref)) return `is not in the cache ${cacheDir}`;
+  return `is not in the cache: ${ref} names the snapshot ${readFileSync(ref, 'utf8').trim()}, which is not there`;
+}
+
+/**
  * The repo whose cached snapshot `dir` is (`<cache>/models--org--name/snapshots/<commit>`, or a folder
  * in one), else null. Its files are links into the cache's content-addressed blobs, shared by every
  * snapshot of the repo: a file written there goes into a blob, which then no longer holds its hash.

@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
-import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, repoFolder, type RepoType } from './cache.js';
+import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, notCachedReason, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { lockBlob } from './blob-lock.js';
 import { fsReason, notAFolder } from '../util/fs-error.js';
@@ -298,7 +298,7 @@ function cachedFiles(repoId: string, type: RepoType, revision: string, cacheDir:
   checkRepoId(repoId);
   const what = `${type} repo ${repoId} (revision ${revision})`;
   const dir = cachedSnapshot(cacheDir, repoId, type, revision);
-  if (!dir) throw new HubError(`${what} is not in the cache ${cacheDir}, and HF_HUB_OFFLINE is set, so it was not downloaded`);
+  if (!dir) throw new HubError(`${what} ${notCachedReason(cacheDir, repoId, type, revision)}, and HF_HUB_OFFLINE is set, so it was not downloaded`);
   const files: string[] = [];
   const walk = (sub: string): void => {
     for (const e of readdirSync(join(dir, sub), { withFileTypes: true })) {

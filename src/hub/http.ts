@@ -4,6 +4,7 @@
 // backoff, or after the Retry-After the server asks for.
 import * as http from 'node:http';
 import * as https from 'node:https';
+import { counted } from '../util/plural.js';
 
 export class HubError extends Error {
   override name = 'HubError';
@@ -87,7 +88,7 @@ export function openUrl(req: HubRequest): Promise<http.IncomingMessage> {
         r.destroy(err);
       });
       r.on('error', (e: NodeJS.ErrnoException) => {
-        const msg = `could not reach ${url.host} for ${req.what} (${e.message}); check the network connection or HF_ENDPOINT`;
+        const msg = `${req.what}: could not reach ${url.host} (${e.message}); check the network connection or HF_ENDPOINT`;
         reject(Object.assign(new Error(msg), { code: e.code }));
       });
       r.end();
@@ -150,7 +151,7 @@ export async function withRetries<T>(what: string, policy: RetryPolicy, fn: () =
         if (isRetryable(err)) {
           const msg = reason();
           const why = (err as HubError).status === 429 ? 'the Hub is limiting requests' : 'the Hub may be down';
-          throw new HubError(`${what}: failed after ${attempts} attempts (${msg}); ${why}, try again later`, (err as HubError).status);
+          throw new HubError(`${what}: failed after ${counted(attempts, 'attempt')} (${msg}); ${why}, try again later`, (err as HubError).status);
         }
         throw err;
       }

@@ -4,7 +4,7 @@
 // written as a path (./x, ../x, /x) is only ever a folder.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
-import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline } from './cache.js';
+import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, notCachedReason } from './cache.js';
 import { snapshotDownload, type SnapshotOptions } from './download.js';
 import { readRegularFileText } from '../util/regular-file.js';
 
@@ -44,21 +44,25 @@ export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {})
   const cached = cachedSnapshot(cacheDir, nameOrDir, 'model', revision);
   const missing = cached ? missingModelFiles(cached) : null;
   if (cached && missing!.length === 0) return cached;
-  // A typo'd local path ("l2e-demo/modl") looks like an id: name both readings in the error.
+  // A typo'd local path ("l2e-demo/modl") looks like an id: the folder reading comes first then.
+  // Otherwise the Hub's reason leads, the missing folder after it.
   const first = nameOrDir.split('/')[0]!;
-  const localHint = existsSync(first) && statSync(first).isDirectory() ? ` (${first}/ is a local folder: is the rest of the name misspelt?)` : '';
-  const notFolder = `model folder not found: ${local}${localHint}; tried "${nameOrDir}" as a Hugging Face id`;
+  const typo = existsSync(first) && statSync(first).isDirectory();
+  const fail = (hubReason: string): Error =>
+    new Error(
+      typo
+        ? `model folder not found: ${local} (${first}/ is a local folder: is the rest of the name misspelt?); tried "${nameOrDir}" as a Hugging Face id: ${hubReason}`
+        : `${hubReason} (nor is there a model folder ${local})`,
+    );
   if (opts.offline ?? hubOffline()) {
-    const where = cached
-      ? `its snapshot in the cache (${cached}) lacks ${missing!.join(', ')}`
-      : `not in the cache ${cacheDir}`;
-    throw new Error(`${notFolder}: ${where}, and HF_HUB_OFFLINE is set, so it was not downloaded`);
+    const where = cached ? `: its snapshot in the cache (${cached}) lacks ${missing!.join(', ')}` : ` ${notCachedReason(cacheDir, nameOrDir, 'model', revision)}`;
+    throw fail(`model repo ${nameOrDir}${where}, and HF_HUB_OFFLINE is set, so it was not downloaded`);
   }
   try {
     const result = await snapshotDownload(nameOrDir, { ...opts, cacheDir, revision, repoType: 'model', include: MODEL_FILES });
     return result.dir;
   } catch (err) {
-    throw new Error(`${notFolder}: ${err instanceof Error ? err.message : String(err)}`);
+    throw fail(err instanceof Error ? err.message : String(err));
   }
 }
 
