@@ -82,17 +82,23 @@ describe.skipIf(!gpu.usable)(`CUDA model encode vs CPU ${gpuNote}`, () => {
     const cfg = emulated ? config(1024, 8, 8, 2752, 2, 4000, 384) : config(4096, 32, 32, 11008, 2, 32000, 1536);
     const cpu = new Native(cfg, 'cpu');
     const cuda = new Native(cfg, cudaDevice);
+    let freeLoaded = NaN;
     try {
       randomWeights([cpu, cuda], 7);
       await compareEncode(cpu, cuda, sized([1, 9, 33, 120, 517], [1, 9, 33, 120]), cfg.vocab, cfg.dense, 8);
+      freeLoaded = addon().cudaStatus().freeBytes ?? NaN;
     } finally {
       cpu.dispose();
       cuda.dispose();
     }
     if (cudaDevice === 'cuda') {
       const freeAfter = addon().cudaStatus().freeBytes!;
-      // all of the model's ~1.1 GB of bf16 weights and its activations must be back (64 MiB slack)
-      expect(freeAfter).toBeGreaterThan(freeBefore - 64 * 2 ** 20);
+      // what the model held after its encode (weights, pool blocks): ~1.1 GB at the 600M shape on a
+      // GPU, ~59 MiB narrowed on the emulation; at least 90% of it must be back (a slack relative to
+      // it, so that the narrowed shape can fail too; other processes may move a GPU's free memory)
+      const held = freeBefore - freeLoaded;
+      expect(held).toBeGreaterThan(cfg.vocab * cfg.hidden * 2);
+      expect(freeBefore - freeAfter).toBeLessThan(0.1 * held);
     }
   }, 600_000);
 });
