@@ -129,6 +129,8 @@ describe('a non-finite gradient skips the step', () => {
     nat.trainSetBuffer(model.native, 'grads', randomGrads(5, 0.01));
     const next = await nat.trainStep(model.native, hyper({ weightDecay: 0.1, step: 2 }));
     expect(next.skipped).toBe(false);
+    expect(Number.isFinite(next.gradNorm)).toBe(true);
+    for (const [name, w] of weights()) expect(w.every(Number.isFinite), name).toBe(true); // NaN would also differ from w0
     expect(weights().get('norm.weight')).not.toEqual(w0.get('norm.weight'));
   });
 });

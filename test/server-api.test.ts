@@ -84,8 +84,10 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
     const want = await model.encode(TEXTS);
     const r = await postJson<number[][]>(`${s.url}/embed`, { inputs: TEXTS });
     expect(r.status).toBe(200);
+    expect(r.body).toHaveLength(TEXTS.length);
     r.body.forEach((row, i) => expectClose(row, want.row(i)));
     const one = await postJson<number[][]>(`${s.url}/embed`, { inputs: TEXTS[1], normalize: false });
+    expect(one.body).toHaveLength(1);
     expectClose(one.body[0]!, want.row(1));
 
     const sim = await postJson<number[]>(`${s.url}/similarity`, { inputs: { source_sentence: TEXTS[0], sentences: TEXTS.slice(1) } });

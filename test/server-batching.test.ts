@@ -142,7 +142,10 @@ describe.skipIf(!hasTokenizer)(`dynamic batching over HTTP ${hasTokenizer ? '' :
 
   function expectRows(got: number[][], want: Float32Array[]): void {
     expect(got).toHaveLength(want.length);
-    got.forEach((row, i) => row.forEach((v, j) => expect(Math.abs(v - want[i]![j]!)).toBeLessThan(1e-6)));
+    got.forEach((row, i) => {
+      expect(row).toHaveLength(want[i]!.length);
+      row.forEach((v, j) => expect(Math.abs(v - want[i]![j]!)).toBeLessThan(1e-6));
+    });
   }
 
   it('merges concurrent requests into shared batches (metrics), vectors equal to encode', async () => {

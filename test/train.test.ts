@@ -159,6 +159,8 @@ describe('Trainer', () => {
   it('GradCache chunking (recomputing each chunk) trains like one chunk, within float tolerance', async () => {
     const whole = await run({ maxSteps: 3 });
     const chunked = await run({ maxSteps: 3, chunkTokens: 24 });
+    expect(whole.steps).toHaveLength(3);
+    expect(chunked.steps).toHaveLength(3);
     chunked.steps.forEach((s, i) => expect(Math.abs(s.loss - whole.steps[i]!.loss)).toBeLessThan(1e-4 * whole.steps[i]!.loss));
     whole.model.dispose();
     chunked.model.dispose();
