@@ -121,9 +121,9 @@ describe.skipIf(!hasTinyMha)(`TextTokenizer on tiny-mha ${hasTinyMha ? '' : skip
     }
     const withEos = TextTokenizer.fromDir(fixtureWithConfig({ add_eos_token: true }));
     expect(list(withEos.encode(long.text, 5))).toEqual([...long.ids.slice(0, 4), 2]);
-    expect(() => withEos.encode(long.text, 1)).toThrow(/maxLength/);
-    expect(() => tok!.encode(long.text, 0)).toThrow(/maxLength/);
-    expect(() => tok!.encode(long.text, 3.5)).toThrow(/maxLength/);
+    expect(() => withEos.encode(long.text, 1)).toThrow('tokenizer: maxLength must be an integer >= 2 or Infinity, got 1');
+    expect(() => tok!.encode(long.text, 0)).toThrow('tokenizer: maxLength must be an integer >= 1 or Infinity, got 0');
+    expect(() => tok!.encode(long.text, 3.5)).toThrow('tokenizer: maxLength must be an integer >= 1 or Infinity, got 3.5');
   });
 
   it('honours add_bos_token / add_eos_token from tokenizer_config.json', () => {
