@@ -6,6 +6,13 @@
 // Bounds: gradients flow back through the same bf16 activations as the forward plus bf16 rounding of
 // every backward activation (dx, dq, dk, dv, ...), and weight gradients are fp32 sums of bf16
 // products: GRAD_REL = 5e-2 normwise per tensor (embedding rows: only rows that were used).
+// The global gradient norm differs by at most the whole gradient's normwise error (|‖a‖-‖b‖| <=
+// ‖a-b‖, and ‖a-b‖² sums the tensors' squared errors), so GRAD_REL bounds it too (measured 4.4e-4
+// in the emulation build). The kept forward's embeddings: EMB_REL = 1e-2 normwise, the per-layer
+// bf16 roundings of gpu/model.test.ts over two layers (measured 2.0e-3 and 2.2e-3). The GradCache
+// step's loss averages rows whose errors partly cancel: LOSS_REL = 1e-2 relative, as in
+// gpu/fixture.test.ts (measured 1.4e-3). A wrong temperature scale or a missing term moves each by
+// far more.
 import { describe, expect, it } from 'vitest';
 import type { NativeModel, NativeModelConfig } from '../../src/model/embedding-model.js';
 import { EmbeddingModel } from '../../src/model/embedding-model.js';
@@ -17,6 +24,8 @@ import { hasTinyMha, readCase, skipNote, tinyMha } from '../helpers/fixture.js';
 import { bf16TiesAway, cudaDevice, type GpuAddon, cuSeqlens, gpu, gpuNote, randBf16, randInt, randomWeights, relErr, roundWeightsToBf16, sized } from './gpu-helpers.js';
 
 const GRAD_REL = 5e-2;
+const EMB_REL = 1e-2;
+const LOSS_REL = 1e-2;
 const TRAJ_LOSS = 2e-2;
 const MIN_DROP = 0.5;
 const TRAJ_WEIGHTS = 0.15;
@@ -63,7 +72,7 @@ describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
       const dEmb = randBf16(rng, lens.length * cfg.dense);
       const a = await gradsFor(cpu, ids, cu, dEmb);
       const b = await gradsFor(cuda, ids, cu, dEmb);
-      expect(relErr(b.emb, a.emb)).toBeLessThan(3e-2);
+      expect(relErr(b.emb, a.emb)).toBeLessThan(EMB_REL);
       compareGrads(cpu, a.grads, b.grads);
     } finally {
       cpu.dispose();
@@ -133,13 +142,13 @@ describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
       };
       const a = await run(cpu);
       const b = await run(cuda);
-      expect(Math.abs(b.loss - a.loss) / Math.abs(a.loss)).toBeLessThan(5e-2);
+      expect(Math.abs(b.loss - a.loss) / Math.abs(a.loss)).toBeLessThan(LOSS_REL);
       compareGrads(cpu.native, a.grads, b.grads);
 
       const hyper = { lr: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0.5, step: 1 };
       const sa = await nat.trainStep(cpu.native, hyper);
       const sb = await nat.trainStep(cuda.native, hyper);
-      expect(Math.abs(sb.gradNorm - sa.gradNorm) / sa.gradNorm).toBeLessThan(5e-2);
+      expect(Math.abs(sb.gradNorm - sa.gradNorm) / sa.gradNorm).toBeLessThan(GRAD_REL);
       if (cudaDevice === 'cuda') {
         // the bf16 weights the forward reads are exactly the fp32 master weights rounded (ties away
         // from zero: native/core/master_halves.h), and the master moved off them
