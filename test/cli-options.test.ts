@@ -2,11 +2,11 @@
 // any work; mine's embedding progress moves within a block; a progress bar finishes once.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ProgressBar } from '../src/cli/progress.js';
+import { formatBytes } from '../src/util/format-bytes.js';
 import { embedToStore } from '../src/mine/run.js';
 import { Embeddings } from '../src/model/embeddings.js';
 import type { EmbeddingSource } from '../src/eval/source.js';
 import { l2e } from './helpers/cli.js';
-
 
 describe('shared encode options', () => {
   afterEach(() => vi.restoreAllMocks());
@@ -78,5 +78,13 @@ describe('progress', () => {
     } finally {
       if (ci !== undefined) process.env['CI'] = ci;
     }
+  });
+
+  it('ProgressBar with a format writes the counts and the rate through it (l2e pull: bytes as kB/MB/GB)', () => {
+    let text = '';
+    const stream = { isTTY: false, write: (s: string) => ((text += s), true) } as unknown as NodeJS.WriteStream;
+    const bar = new ProgressBar({ label: 'model.safetensors', total: 2_400_000_000, stream, plainLines: true, format: (n) => formatBytes(Math.round(n)) });
+    bar.update(1_200_000_000);
+    expect(text).toMatch(/^model\.safetensors 1\.20 GB\/2\.40 GB (\d+(\.\d+)? [kMGTP]?B)\/s ETA \S+ \n$/);
   });
 });

@@ -8,6 +8,8 @@ export interface ProgressOptions {
   label: string;
   total: number;
   unit?: string;
+  /** How counts and the rate are written (e.g. bytes as "1.20 GB"); with it `unit` is not appended. */
+  format?: (n: number) => string;
   stream?: NodeJS.WriteStream;
   /** When not drawing a bar, print a plain line at each 10% of the work. */
   plainLines?: boolean;
@@ -71,7 +73,7 @@ export class ProgressBar {
   }
 
   private line(withBar = false): string {
-    const { total, label, unit = '' } = this.opts;
+    const { total, label, unit = '', format } = this.opts;
     const frac = total > 0 ? Math.min(1, this.done / total) : 0;
     const width = 24;
     const filled = Math.round(frac * width);
@@ -79,7 +81,10 @@ export class ProgressBar {
     const rate = secs > 0 ? (this.done - this.initial) / secs : 0;
     const eta = rate > 0 ? (total - this.done) / rate : 0;
     const bar = withBar ? ' ' + '█'.repeat(filled) + '░'.repeat(width - filled) : '';
-    return `${label}${bar} ${this.done}/${total}${unit} ${rate.toFixed(1)}${unit}/s ETA ${formatSeconds(eta)} ${this.extra}`;
+    const counts = format
+      ? `${format(this.done)}/${format(total)} ${format(rate)}/s`
+      : `${this.done}/${total}${unit} ${rate.toFixed(1)}${unit}/s`;
+    return `${label}${bar} ${counts} ETA ${formatSeconds(eta)} ${this.extra}`;
   }
 }
 

@@ -5,6 +5,7 @@ import { MODEL_FILES } from '../hub/resolve.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
+import { formatBytes } from '../util/format-bytes.js';
 
 export const command: Command = {
   name: 'pull',
@@ -40,7 +41,7 @@ default to ${MODEL_FILES.join(' ')}; --include '*' takes all. Prints the snapsho
       onProgress: (file, done, total) => {
         let bar = bars.get(file);
         // not a terminal (a log, CI): a plain line at each tenth
-        if (!bar) bars.set(file, (bar = new ProgressBar({ label: file, total: total ?? 0, unit: 'B', plainLines: true })));
+        if (!bar) bars.set(file, (bar = new ProgressBar({ label: file, total: total ?? 0, format: (n) => formatBytes(Math.round(n)), plainLines: true })));
         bar.update(done);
         if (total !== undefined && done >= total) {
           bar.finish();

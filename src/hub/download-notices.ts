@@ -2,7 +2,7 @@
 // org/name): a multi-gigabyte file must not download in silence. Through the load's notices: a line
 // as each large file starts, at each quarter of it, and at its end; small files (config, tokenizer)
 // are one line when they start.
-import { formatBytes } from '../train/disk.js';
+import { formatBytes } from '../util/format-bytes.js';
 
 /** Files below this size get only their starting line. */
 const QUIET_BELOW = 8_000_000;

@@ -1,5 +1,5 @@
-// Disk space for training output: free bytes where a folder will be (statfs), the bytes a folder
-// holds, and sizes for people (decimal units, as `df -H` and file managers show them).
+// Disk space for training output: free bytes where a folder will be (statfs), and the bytes a folder
+// holds (sizes for people: util/format-bytes.ts).
 import { existsSync, readdirSync, statfsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
@@ -24,17 +24,4 @@ export function folderBytes(dir: string): number {
     else if (e.isFile()) n += statSync(p).size;
   }
   return n;
-}
-
-/** 950 B, 12.3 kB, 4.00 MB, 121 GB. */
-export function formatBytes(n: number): string {
-  if (n < 1000) return `${n} B`;
-  const units = ['kB', 'MB', 'GB', 'TB', 'PB'];
-  let v = n / 1000;
-  let u = 0;
-  while (v >= 1000 && u < units.length - 1) {
-    v /= 1000;
-    u++;
-  }
-  return `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[u]}`;
 }

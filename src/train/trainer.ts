@@ -31,7 +31,8 @@ import {
   saveModel,
   STATE_FORMAT,
 } from './checkpoint.js';
-import { formatBytes, freeBytes } from './disk.js';
+import { freeBytes } from './disk.js';
+import { formatBytes } from '../util/format-bytes.js';
 import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
 import { nothingToDo, planResume, type Position, type Resume } from './resume.js';
 import { counted } from '../util/plural.js';
