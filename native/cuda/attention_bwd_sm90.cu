@@ -308,13 +308,15 @@ __global__ void __launch_bounds__(Sm90BwdShape<D, Stages, kProducer, kTmaDq>::kT
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) wgmma_rs_nt(dK, da[kk], desc_sw128(uQ + uint32_t(kk) * 16 * 128, kAtomQ, 1024), 1);
     wgmma_commit();
-    // dS^T to shared memory: key row wrow (+ 8), queries 8 c + 2 t4 (+ 1): da[c / 2][2 (c % 2) + rr]
+    // dS^T to shared memory while the products run: key row wrow (+ 8), queries 8 c + 2 t4 (+ 1), the
+    // value of da[c / 2][2 (c % 2) + rr] packed again from dp: da's registers are an A operand in
+    // flight, which the PTX ISA forbids reading before the wgmma.wait_group that covers it
 #pragma unroll
     for (int c = 0; c < 8; c++)
 #pragma unroll
       for (int rr = 0; rr < 2; rr++) {
-        const int r = wrow + 8 * rr;
-        *reinterpret_cast<uint32_t*>(sdS + r * 128 + ((c ^ (r % 8)) * 16) + 4 * t4) = da[c / 2][2 * (c % 2) + rr];
+        const int r = wrow + 8 * rr, i = 8 * (c / 2) + 2 * (2 * (c % 2) + rr);
+        *reinterpret_cast<uint32_t*>(sdS + r * 128 + ((c ^ (r % 8)) * 16) + 4 * t4) = pack_bf16(dp[i], dp[i + 1]);
       }
     fence_proxy_async();
     if constexpr (kProducer) {  // both warpgroups' dS^T (buffer it & 1: the last reads of it were item it - 2's)
@@ -389,6 +391,10 @@ __global__ void __launch_bounds__(Sm90BwdShape<D, Stages, kProducer, kTmaDq>::kT
       *reinterpret_cast<uint32_t*>(dvr + n * 8 + 2 * t4) = pack_bf16(dV[4 * n + 2 * rr], dV[4 * n + 2 * rr + 1]);
     }
   }
+#else
+  // not the sm_90a image, where alone the body exists: trap (a launch error) rather than leave the
+  // outputs unwritten; sm90_fwd_available() keeps this from happening on any device we launch on
+  __trap();
 #endif
 }
 

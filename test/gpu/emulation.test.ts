@@ -120,13 +120,19 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('tensor_map_errors')).toBe('ok');
   });
 
-  it('wgmma m64nNk16 bf16: smem descriptors (K-major and N-major, 128B swizzle, no swizzle), register A, results only after wait_group', () => {
+  it('wgmma m64nNk16 bf16: smem descriptors (K-major and N-major, 128B swizzle, no swizzle), register A (NaN in flight, two products on the same registers), results only after wait_group', () => {
     expect(run('wgmma')).toBe('ok');
   });
 
   it('an accumulator written while its wgmma is in flight is a launch error', () => {
     expect(run('wgmma_write_in_flight')).toBe(
       'kernel wgmma_write_in_flight_kernel failed in block (0,0,0): wgmma: accumulator registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)',
+    );
+  });
+
+  it('a register A operand written while its wgmma is in flight is a launch error', () => {
+    expect(run('wgmma_a_in_flight')).toBe(
+      'kernel wgmma_a_in_flight_kernel failed in block (0,0,0): wgmma: A operand registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)',
     );
   });
 

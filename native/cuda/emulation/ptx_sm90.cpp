@@ -451,13 +451,20 @@ float half_of(uint32_t reg, int hi) {
 // arithmetic on it, even x *= c, stores a quiet NaN, so a write is seen at the wait, where the
 // registers must still hold exactly this).
 constexpr uint32_t kPoison = 0x7f8adbadu;
+// What register A operands hold while in flight: two bf16 NaNs. The PTX ISA ("wgmma.wait_group"):
+// "Accessing the accumulator register or the input register containing the fragments of matrix A of
+// a wgmma.mma_async instruction without first performing a wgmma.wait_group instruction that waits
+// on a wgmma-group including that wgmma.mma_async instruction is undefined behavior." A read gives
+// NaNs; a write is seen at the wait, where the registers must still hold exactly this.
+constexpr uint32_t kPoisonA = 0x7f8a7f8au;
 
 struct Op {
   int n;
   bool rs, ta, tb, scale_d, chain;
   uint64_t da, db;
   uint64_t group;  // ~0 until committed
-  uint32_t a[32][4];
+  uint32_t a[32][4];       // rs: each lane's A fragment, read at issue
+  uint32_t* a_regs[32];    // rs: where each lane holds it (poisoned until the wait)
   float* dst[32];
   std::vector<float> cin;  // 32 lanes x n/2: the accumulators at issue (unless chained)
   // the shared-memory operand elements, read through the async proxy at issue: B (16 x n) then A
@@ -517,7 +524,17 @@ void gather(Gathered& op, uint32_t at, const char* smem, const char* view) {
 // D rows of this warp: 16 (warp % 4) + r. Computes and writes back one op for all 32 lanes. The operands
 // were read at issue; the hardware may read them any time until the completion this observes, so they
 // may not have been written since (by either proxy).
-void complete(Op& op) {
+void complete(Op& op, const std::deque<Op>& ops) {
+  if (op.rs)
+    for (int lane = 0; lane < 32; lane++) {
+      for (int r = 0; r < 4; r++)
+        if (op.a_regs[lane][r] != kPoisonA)
+          fail("wgmma: A operand registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)");
+      bool still = false;  // another product in flight reads the same registers: they stay poisoned
+      for (const Op& p : ops)
+        if (&p != &op && p.rs && p.a_regs[lane] == op.a_regs[lane]) still = true;
+      if (!still) std::memcpy(op.a_regs[lane], op.a[lane], sizeof(op.a[lane]));
+    }
   if (!op.chain)
     for (int lane = 0; lane < 32; lane++)
       for (int r = 0; r < op.n / 2; r++)
@@ -560,10 +577,12 @@ void complete(Op& op) {
 void issue(float* d, int n, bool rs, uint64_t da, const uint32_t* a, uint64_t db, int scale_d, int ta, int tb) {
   if (n < 8 || n > 256 || n % 8 != 0) fail("wgmma.mma_async: n must be a multiple of 8 in [8, 256]");
   WarpSlot in{};
-  in.v[0] = rs ? (uint64_t(a[0]) | (uint64_t(a[1]) << 32)) : da;
+  // rs: where the lane holds A (read, then poisoned, below); the registers are the caller's to keep
+  // until the wait, as a GPU's are
+  in.v[0] = rs ? uint64_t(reinterpret_cast<uintptr_t>(a)) : da;
   in.v[1] = db;
   in.v[2] = reinterpret_cast<uintptr_t>(d);
-  in.v[3] = rs ? (uint64_t(a[2]) | (uint64_t(a[3]) << 32)) : 0;
+  in.v[3] = 0;
   bool first;
   const WarpSlot* all = meet("wgmma.mma_async", in, first);
   if (!first) return;
@@ -583,10 +602,13 @@ void issue(float* d, int n, bool rs, uint64_t da, const uint32_t* a, uint64_t db
     if (all[lane].v[1] != op.db) fail("wgmma.mma_async: the B descriptor differs between lanes");
     op.dst[lane] = reinterpret_cast<float*>(uintptr_t(all[lane].v[2]));
     if (rs) {
-      op.a[lane][0] = uint32_t(all[lane].v[0]);
-      op.a[lane][1] = uint32_t(all[lane].v[0] >> 32);
-      op.a[lane][2] = uint32_t(all[lane].v[3]);
-      op.a[lane][3] = uint32_t(all[lane].v[3] >> 32);
+      // const only in the signature (the device API's): the registers are the caller's locals
+      uint32_t* regs = const_cast<uint32_t*>(reinterpret_cast<const uint32_t*>(uintptr_t(all[lane].v[0])));
+      op.a_regs[lane] = regs;
+      const uint32_t* held = regs;  // already poisoned by a product in flight on them: its copy
+      for (const Op& p : s.ops)
+        if (p.rs && p.a_regs[lane] == regs) held = p.a[lane];
+      std::memcpy(op.a[lane], held, sizeof(op.a[lane]));
     }
   }
   const char* smem = static_cast<const char*>(dynamic_shared());
@@ -612,8 +634,11 @@ void issue(float* d, int n, bool rs, uint64_t da, const uint32_t* a, uint64_t db
     op.cin.resize(size_t(32) * (n / 2));
     for (int lane = 0; lane < 32; lane++) std::memcpy(&op.cin[size_t(lane) * (n / 2)], op.dst[lane], sizeof(float) * (n / 2));
   }
-  for (int lane = 0; lane < 32; lane++)  // not readable before the wait
+  for (int lane = 0; lane < 32; lane++) {  // not readable before the wait
     for (int r = 0; r < n / 2; r++) std::memcpy(&op.dst[lane][r], &kPoison, 4);
+    if (rs)
+      for (int r = 0; r < 4; r++) op.a_regs[lane][r] = kPoisonA;
+  }
   s.ops.push_back(std::move(op));
 }
 
@@ -648,7 +673,7 @@ void wgmma_wait_group(int pending) {
   WarpState& s = warp_state();
   // every committed group but the newest `pending` completes, in order
   while (!s.ops.empty() && s.ops.front().group != ~uint64_t(0) && s.ops.front().group + uint64_t(pending) < s.committed) {
-    complete(s.ops.front());
+    complete(s.ops.front(), s.ops);
     s.ops.pop_front();
   }
   s.fenced = false;

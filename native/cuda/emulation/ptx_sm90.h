@@ -74,6 +74,8 @@ void wgmma_wait_group(int pending);
 // n % 8 == 0). trans = 1: the operand is MN-major in shared memory (imm-trans-a / imm-trans-b).
 void wgmma_m64k16_bf16_ss(float* d, int n, uint64_t desc_a, uint64_t desc_b, int scale_d, int trans_a, int trans_b);
 // A from registers: this thread's 4 .b32 registers, the mma.m16n8k16 A fragment of its warp's 16 rows.
+// Until the wgmma.wait_group that completes it they hold NaNs (reading or writing them then is
+// undefined in the PTX ISA): `a` must be modifiable, as registers are.
 void wgmma_m64k16_bf16_rs(float* d, int n, const uint32_t (&a)[4], uint64_t desc_b, int scale_d, int trans_b);
 
 // ---- fence.proxy.async: the generic proxy's shared-memory writes so far become the async proxy's ----

@@ -14,13 +14,16 @@
 //                      before the wait (must fail)
 //   wgmma              m64n64k16 from shared memory (K-major, 128B swizzle, 4 k-steps by start address),
 //                      m64n128k16 with A from registers and B N-major (128B swizzle, LBO across atoms),
-//                      B K-major without swizzle; NaN before wgmma.wait_group, wait_group(1) keeps the
+//                      B K-major without swizzle, two products reading the same A registers;
+//                      NaN before wgmma.wait_group, wait_group(1) keeps the
 //                      newest group pending; operands stored by st.shared, published by each writer's
 //                      fence.proxy.async and a barrier (the async proxy's reads)
 //   wgmma_nofence      wgmma.mma_async without wgmma.fence (must fail)
 //   wgmma_proxy_early  operands stored after the writer's fence.proxy.async, not before it (must fail)
 //   wgmma_smem_in_flight  an operand in shared memory written between wgmma.mma_async and its wait (must fail)
 //   wgmma_write_in_flight  an accumulator written between wgmma.mma_async and its wait (must fail)
+//   wgmma_a_in_flight  a register A operand written between wgmma.mma_async and its wait (must fail);
+//                      (wgmma) read between them it holds NaNs, and after the wait its values again
 //   setmaxnreg         a producer warpgroup gives registers back, a consumer warpgroup takes them;
 //                      a count outside [24, 256] or not a multiple of 8, and a warp whose warpgroup is
 //                      incomplete (must fail)
@@ -287,6 +290,11 @@ uint64_t desc(unsigned start, unsigned lbo, unsigned sbo, unsigned mode) {
   return uint64_t(start >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) | (uint64_t(mode) << 62);
 }
 uint32_t pack(float lo, float hi) { return uint32_t(bits(lo)) | (uint32_t(bits(hi)) << 16); }
+// both bf16 halves NaN: exponent all ones, mantissa not zero
+bool is_nan_pair(uint32_t r) {
+  const auto nan = [](uint32_t h) { return (h & 0x7f80u) == 0x7f80u && (h & 0x7fu) != 0; };
+  return nan(r & 0xffffu) && nan(r >> 16);
+}
 
 // this thread's accumulator register 4j + i: row 16 warp + g + 8 [i >= 2], column 8 j + 2 t + (i & 1)
 template <typename F>
@@ -329,17 +337,26 @@ void wgmma_kernel(int* bad) {
   if (!std::isnan(d1[0])) bad[0] = 1;  // not visible before the wait
   // 2) D2 = A V (A from registers, k = 64 in 4 steps of 16 rows of V = 2048 bytes), N-major V, n = 128
   const int lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;
+  uint32_t a[4][4], want[4][4];  // the A registers of each k-step (a GPU's: not to be touched in flight)
   for (int kk = 0; kk < 4; kk++) {
     const int r = 16 * w + g, k = 16 * kk + 2 * t;
-    const uint32_t a[4] = {pack(Av(r, k), Av(r, k + 1)), pack(Av(r + 8, k), Av(r + 8, k + 1)),
+    const uint32_t v[4] = {pack(Av(r, k), Av(r, k + 1)), pack(Av(r + 8, k), Av(r + 8, k + 1)),
                            pack(Av(r, k + 8), Av(r, k + 9)), pack(Av(r + 8, k + 8), Av(r + 8, k + 9))};
-    wgmma_m64k16_bf16_rs(d2, 128, a, desc(v0 + 2048 * kk, 8192, 1024, 1), kk > 0, 1);
+    std::memcpy(a[kk], v, sizeof(v));
+    std::memcpy(want[kk], v, sizeof(v));
+    wgmma_m64k16_bf16_rs(d2, 128, a[kk], desc(v0 + 2048 * kk, 8192, 1024, 1), kk > 0, 1);
   }
+  // the first k-step's A again, as a second product in flight reading the same registers
+  float d4[64];
+  wgmma_m64k16_bf16_rs(d4, 128, a[0], desc(v0, 8192, 1024, 1), 0, 1);
   wgmma_commit_group();
+  if (!is_nan_pair(a[1][2])) bad[0] = 1;  // A registers in flight read as NaNs
   wgmma_wait_group(1);  // group 0 (D1) completes, group 1 (D2) may still run
   check_d(d1, 64, [](int m, int n) { float acc = 0; for (int k = 0; k < 64; k++) acc += Av(m, k) * Bv(k, n); return acc; }, bad);
   if (!std::isnan(d2[0])) bad[0] = 1;
   wgmma_wait_group(0);
+  if (std::memcmp(a, want, sizeof(a)) != 0) bad[0] = 1;  // the A registers back after the wait
+  check_d(d4, 128, [](int m, int n) { float acc = 0; for (int k = 0; k < 16; k++) acc += Av(m, k) * Bv(k, n); return acc; }, bad);
   check_d(d2, 128, [](int m, int n) { float acc = 0; for (int k = 0; k < 64; k++) acc += Av(m, k) * Bv(k, n); return acc; }, bad);
   // 3) D3 = A B with B K-major, no swizzle (LBO = 128 bytes between k halves, SBO = 256 between n halves),
   //    A the first 16 columns of sA; accumulating onto D3 = 1
@@ -372,6 +389,18 @@ void wgmma_write_in_flight_kernel(int*) {
   wgmma_m64k16_bf16_ss(d, 16, desc(0, 128, 256, 0), desc(0, 128, 256, 0), 0, 0, 0);
   wgmma_commit_group();
   d[3] = 0.0f;  // before the wait: the asynchronous result and this write race
+  wgmma_wait_group(0);
+}
+
+// an A operand register of a wgmma written before its wait (a GPU may read it any time until then)
+void wgmma_a_in_flight_kernel(int*) {
+  float d[8];
+  uint32_t a[4] = {0, 0, 0, 0};
+  zero_operands(false);
+  wgmma_fence();
+  wgmma_m64k16_bf16_rs(d, 16, a, desc(0, 128, 256, 0), 0, 0);
+  wgmma_commit_group();
+  a[1] = 0;  // before the wait
   wgmma_wait_group(0);
 }
 
@@ -433,6 +462,7 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   else if (name == "bulk_reduce_swizzled") r = bulk_reduce(3, bad);
   else if (name == "wgmma") L2E_EMU_LAUNCH(wgmma_kernel, 1, 128, 2 * (16384 + 256), nullptr)(bad);
   else if (name == "wgmma_write_in_flight") L2E_EMU_LAUNCH(wgmma_write_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
+  else if (name == "wgmma_a_in_flight") L2E_EMU_LAUNCH(wgmma_a_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_nofence") L2E_EMU_LAUNCH(wgmma_nofence_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_proxy_early") L2E_EMU_LAUNCH(wgmma_proxy_early_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_smem_in_flight") L2E_EMU_LAUNCH(wgmma_smem_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
