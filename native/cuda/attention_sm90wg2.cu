@@ -250,6 +250,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   store_rows<D>(o, m, l, row, t4, len, base, h, nh, T, out, lse);
+#else
+  // not the sm_90a image, where alone the body exists: trap (a launch error) rather than leave the
+  // outputs unwritten; sm90_fwd_available() keeps this from happening on any device we launch on
+  __trap();
 #endif
 }
 
