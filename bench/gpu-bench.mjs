@@ -6,7 +6,7 @@
 //                                                       script runs end to end (the emulation build too)
 //   node bench/gpu-bench.mjs --attention [--out f.json]  the attention rows alone (GPU_BENCH_KERNELS: which
 //                                                       kernels get by-name rows)
-//   node bench/gpu-bench.mjs --sweep [--smoke] [--out ours.json]
+//   node bench/gpu-bench.mjs --sweep [--kinds LIST] [--smoke] [--out ours.json]
 //       the attention kernels' tile variants (cudaAttentionVariants()), causal d128, 32 heads, at
 //       S = 2048 (8 sequences) and 8192 (2): each sm80 forward variant (fwd TFLOP/s), each sm80 backward
 //       variant (fwd + bwd TFLOP/s, the forward the default one), each variant of the two-warpgroup
@@ -14,7 +14,9 @@
 //       under the sm90wg2 forward (bwd90; where they run), a table and the best of each; --out
 //       adds the figures to the JSON file (created when absent) as
 //       attn.sweep.{fwd,bwd,wg2,pp,bwd90}.<variant>.S<S>_tflops and attn.sweep.{fwd,bwd,wg2,pp,bwd90}.best.S<S> (a
-//       variant name). --smoke: tiny shapes (the emulation build)
+//       variant name). --kinds: a comma-separated subset of fwd,bwd,wg2,pp,bwd90 (default all; run.sh
+//       runs each in a process of its own, as a kernel fault ends the CUDA context for the rest of its
+//       process). --smoke: tiny shapes (the emulation build)
 //   node bench/gpu-bench.mjs --table ours.json anchor.json [anchor-compiled.json] [--save DIR]
 //       print each row of issue 13's targets next to reference_stack.py's figure from the same run (best
 //       of eager / torch.compile when both are given), the ratio and the target; --save DIR writes
@@ -357,7 +359,7 @@ const tf = (x) => (x < 1 ? x.toPrecision(3) : x.toFixed(1));
 // The sweep's kinds: the variant list each takes its names from (cudaAttentionVariants' prefix) and
 // which of them, the kernel it runs, whether it times the backward, and its heading. The wgmma backward
 // (bwd:sm90*) runs beside the default backward under the sm90wg2 forward, the pair that would ship on
-// an H100/H200, and last of all (not yet run on a GPU).
+// an H100/H200.
 const sm90Bwd = (v) => v.startsWith('sm90');
 const SWEEP_KINDS = [
   { kind: 'fwd', list: 'fwd', pick: () => true, kernel: 'sm80', backward: false, heading: 'sm80 forward' },
@@ -367,7 +369,22 @@ const SWEEP_KINDS = [
   { kind: 'bwd90', list: 'bwd', pick: (v) => v === 'default' || sm90Bwd(v), kernel: 'sm90wg2', backward: true, heading: 'wgmma backward against the default (fwd+bwd TFLOP/s, sm90wg2 forward)' },
 ];
 
+/** --kinds LIST: the sweep's kinds to run (null: all); an unknown one is a usage error. */
+function sweepKindsArg() {
+  const i = args.indexOf('--kinds');
+  if (i < 0) return null;
+  const known = SWEEP_KINDS.map((k) => k.kind);
+  const list = (args[i + 1] ?? '').split(',');
+  const bad = list.filter((k) => !known.includes(k));
+  if (bad.length > 0) {
+    console.error(`gpu-bench: --kinds ${args[i + 1] ?? ''}: expected a comma-separated subset of ${known.join(',')}`);
+    process.exit(2);
+  }
+  return list;
+}
+
 async function sweep(save) {
+  const sweepKinds = sweepKindsArg();
   const a = loadAddon();
   const info = a.cudaStatus();
   if (!info.usable) throw new Error(`no usable GPU: ${info.reason}`);
@@ -384,8 +401,8 @@ async function sweep(save) {
   const shapes = smoke ? { sizes: [[64, 1], [130, 1]], heads: 2, reps: 1 } : { sizes: [[2048, 8], [8192, 2]], heads: 32, reps: 10 };
   const variants = a.cudaAttentionVariants();
   const t0 = Date.now();
-  // kind by kind, sm90pp (not yet run on a GPU) last: a kernel fault ends the CUDA context for every later row
-  for (const { kind, list, pick, kernel, backward } of SWEEP_KINDS) {
+  // kind by kind (--kinds: some of them; a kernel fault ends the CUDA context for every later row)
+  for (const { kind, list, pick, kernel, backward } of SWEEP_KINDS.filter((k) => sweepKinds === null || sweepKinds.includes(k.kind))) {
     for (const [S, B] of shapes.sizes) {
       for (const variant of variants.filter((v) => v.startsWith(`${list}:`)).map((v) => v.slice(list.length + 1)).filter(pick)) {
         try {
@@ -463,7 +480,7 @@ function writeAtomic(path, text) {
 }
 
 const isMain = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === resolve(process.argv[1]);
-if (isMain) checkFlags(import.meta.url, args, ['--out', '--profile', '--smoke', '--attention', '--sweep', '--table', '--save', '--markdown']);
+if (isMain) checkFlags(import.meta.url, args, ['--out', '--profile', '--smoke', '--attention', '--sweep', '--kinds', '--table', '--save', '--markdown']);
 if (isMain && args[0] === '--table' && !args[1]) {
   console.error('bench/gpu-bench.mjs: --table needs our JSON and the reference\'s (--help)');
   process.exit(2);

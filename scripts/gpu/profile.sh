@@ -6,6 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source .gpu/on-device.sh
+source scripts/gpu/cublas-path.sh
 RES=${OUT:-/tmp/l2e-gpu}
 mkdir -p "$RES"
 export NO_COLOR=1 L2E_ADDON=$PWD/build/Release/l2e.node

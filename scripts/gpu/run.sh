@@ -48,19 +48,7 @@ if [ -z "${L2E_TESTING_ADDON:-}" ] && [ -f .gpu/testing/l2e_testing.node.xz ]; t
   xz -dc .gpu/testing/l2e_testing.node.xz > build/Release/testing/l2e_testing.node
 fi
 export L2E_TESTING_ADDON=${L2E_TESTING_ADDON:-$PWD/build/Release/testing/l2e_testing.node}
-# The addon dlopens libcublas.so.13/.12 at run time. When the loader's cache has neither (a toolkit not
-# registered with ldconfig; PyTorch's wheel keeps its own copy), put the first folder that holds one
-# (and its libcublasLt) on LD_LIBRARY_PATH, or every CUDA test skips with "libcublas ... not found".
-if [ -z "${L2E_CUBLAS:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.1[23] '; then
-  lib=$(find /usr/local/cuda/lib64 /usr/local/cuda/targets /usr/local /opt /usr/lib \
-    -name 'libcublas.so.1[23]' 2>/dev/null | sort -r | head -1)
-  if [ -n "$lib" ]; then
-    export LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    echo "cuBLAS: $lib (added to LD_LIBRARY_PATH)"
-  else
-    echo "note: no libcublas.so.13/.12 found; set L2E_CUBLAS to its path"
-  fi
-fi
+source scripts/gpu/cublas-path.sh
 node -e '
   const a = require(process.env.L2E_ADDON);
   const s = a.cudaStatus?.();
@@ -110,8 +98,15 @@ if [ -z "${SKIP_OURS:-}" ]; then
 fi
 if [ -z "${SKIP_OURS:-}" ] && [ -z "${SKIP_SWEEP:-}" ]; then
   echo "== attention tile variants: sm80, sm90wg2/sm90pp, the wgmma backward (gpu-bench --sweep: its figures join ours.json)"
-  timeout "$(limit "${SWEEP_S:-120}" "$keep_ref")" node bench/gpu-bench.mjs --sweep --out "$RES/ours.json" > /tmp/l2e-sweep.log 2>&1
-  echo "(exit $?)"; cat /tmp/l2e-sweep.log >> "$RES/ours.log"; grep -v "^fwd \|^bwd \|^wg2 \|^pp \|^bwd90 " /tmp/l2e-sweep.log | tail -70
+  # a kind per process: a kernel fault (a sticky CUDA error) costs only its own kind's rows
+  sweep_end=$(( $(date +%s) + $(limit "${SWEEP_S:-120}" "$keep_ref") ))
+  : > /tmp/l2e-sweep.log
+  for kind in fwd bwd wg2 pp bwd90; do
+    left=$(( sweep_end - $(date +%s) )); [ "$left" -ge 5 ] || left=5
+    timeout "$left" node bench/gpu-bench.mjs --sweep --kinds "$kind" --out "$RES/ours.json" >> /tmp/l2e-sweep.log 2>&1
+    echo "(sweep $kind: exit $?)" | tee -a /tmp/l2e-sweep.log
+  done
+  cat /tmp/l2e-sweep.log >> "$RES/ours.log"; grep -v "^fwd \|^bwd \|^wg2 \|^pp \|^bwd90 \|^(sweep" /tmp/l2e-sweep.log | tail -70
 fi
 if [ -z "${SKIP_OURS:-}" ] && [ -n "${EXTRA:-}" ]; then
   # EXTRA: more gpu-bench rows in a process of their own (a kernel fault there costs only those rows),

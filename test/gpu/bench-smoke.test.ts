@@ -64,6 +64,17 @@ describe.skipIf(!emulated || !pools)(`bench/gpu-bench.mjs --smoke on the emulati
     expect(notPositive(res, keys)).toEqual([]);
   });
 
+  it('the sweep kind by kind (--kinds, one process each as run.sh runs them): each adds its figures to the file; an unknown kind is a usage error', () => {
+    const out = join(makeTempDir(), 'sweep.json');
+    for (const kinds of ['wg2', 'fwd,bwd90']) expect(bench('--sweep', '--smoke', '--kinds', kinds, '--out', out).status).toBe(0);
+    const res = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>;
+    const families = new Set(Object.keys(res).filter((k) => k.endsWith('_tflops')).map((k) => k.split('.')[2]));
+    expect([...families].sort()).toEqual(['bwd90', 'fwd', 'wg2']);
+    const bad = bench('--sweep', '--smoke', '--kinds', 'fwd,nope');
+    expect(bad.status).toBe(2);
+    expect(bad.out).toContain('gpu-bench: --kinds fwd,nope: expected a comma-separated subset of fwd,bwd,wg2,pp,bwd90');
+  });
+
   it('the recipe step profile: host time per call and the per-op device time', () => {
     const r = bench('--profile', '--smoke');
     expect(r.status, r.out).toBe(0);
