@@ -168,7 +168,7 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('static_shared')).toBe('ok');
   });
 
-  // L2E_CUDA_EMULATE_SCHEDULE (runtime.cpp): CI runs ops.test.ts again under "warps:1", where a warp runs
+  // L2E_CUDA_EMULATE_SCHEDULE (runtime.cpp): CI runs ops.test.ts and attention-*.test.ts again under "warps:1", where a warp runs
   // ahead of the others as far as the kernel's synchronisation lets it
   it('schedules: "rounds" brings every thread to a meeting point first, "warps:<seed>" lets a warp run ahead and hands the SM on at arrivals', () => {
     const rounds = runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'rounds' });

@@ -1,71 +1,17 @@
 // Every CUDA op against the CPU op on the same fresh random inputs (ggml test-backend-ops style).
 // Inputs are rounded to bf16 first, so both backends see identical values and only the arithmetic
 // differs. Outputs are poisoned with NaN before each call (native/testing/backend_ops_binding.cpp), and
-// relErr is NaN when any element is, which fails every bound.
+// relErr is NaN when any element is, which fails every bound. Attention here takes whichever kernel
+// 'auto' picks on this device.
 //
-// Bounds (normwise ‖cuda − cpu‖ / ‖cpu‖):
-//  - a result stored in bf16 carries a relative rounding error of at most 2^-9 per element; a
-//    quantity rounded twice (transformers' RMSNorm order, bias added to a rounded product) at most
-//    ~2^-8. Dot products accumulate in fp32 (cuBLAS COMPUTE_32F, our mma), whose error ~K·2^-24 is
-//    far below that for K ≤ 11008, so: EXACT_BF16 = 2^-8 ≈ 3.9e-3 per stored result, 2^-7 with a
-//    double rounding.
-//  - attention: P is rounded to bf16 before P·V (as flash-attention does): another 2^-9 per weight,
-//    averaged over keys, plus the output's own rounding: ATTN = 5e-3 normwise (measured in the CPU
-//    emulation of the kernels: 1.4e-3 to 1.9e-3). Backward: dS = P (dP − D) subtracts nearly equal
-//    numbers when the softmax is peaked, which can amplify those roundings, and dq, dk, dv are
-//    rounded once more: ATTN_BWD = 1e-2 (measured 1.6e-3 to 2.4e-3).
-//  - attention per row (one token of one head, maxRowRelErr): no averaging over rows, so the worst
-//    row carries up to ~2^-8 (two bf16 roundings) plus the luck of its few keys: ATTN_ROW = 1e-2
-//    (measured 2.6e-3 to 3.0e-3), ATTN_BWD_ROW = 1.5e-2 (measured up to 4.1e-3). A wrong fragment
-//    mapping or a mis-scheduled tile puts whole rows off by O(1), far above either.
-//  - fp32-only ops (pooling sums, L2 norm, loss, optimizer): 1e-5 or exact.
-import { appendFileSync } from 'node:fs';
+// Bounds: op-compare.ts. The attention kernels and tile variants named explicitly are in
+// attention-*.test.ts.
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/util/random.js';
-import { addon, attentionKernels, bf16, bf16Array, bf16TiesAway, cudaDevice, cuSeqlens, emulated, gpu, gpuNote, hasNaN, maxRowRelErr, randBf16, randInt, randomWeights, relErr, runOp, sized, type OpArgs } from './gpu-helpers.js';
+import { addon, bf16, bf16TiesAway, cudaDevice, cuSeqlens, gpu, gpuNote, randBf16, randInt, randomWeights, relErr, runOp, type OpArgs } from './gpu-helpers.js';
+import { attnBackward, attnCases, attnForward, attnInputs, compare, compared, DOUBLE_ROUNDED, EXACT_BF16, F32, record, writeMeasuredErrors } from './op-compare.js';
 
-const EXACT_BF16 = 2 ** -8;
-const DOUBLE_ROUNDED = 2 ** -7;
-const ATTN = 5e-3;
-const ATTN_BWD = 1e-2;
-const ATTN_ROW = 1e-2;
-const ATTN_BWD_ROW = 1.5e-2;
-const F32 = 1e-5;
-
-// Ops compared in this run, and the measured errors (L2E_GPU_ERRORS=FILE appends them as JSON lines).
-const compared = new Set<string>();
-const measured: { op: string; output: string; kind: string; error: number; bound: number }[] = [];
-function record(op: string, output: string, kind: string, error: number, bound: number): void {
-  compared.add(op);
-  measured.push({ op, output, kind, error, bound });
-}
-
-function compare(op: string, args: OpArgs, bounds: Record<string, number>): { cpu: Record<string, Float32Array>; cuda: Record<string, Float32Array> } {
-  const cpu = runOp('cpu', op, args);
-  const cuda = runOp('cuda', op, args);
-  for (const [name, bound] of Object.entries(bounds)) {
-    expect(cpu[name], `${op}: cpu output ${name}`).toBeDefined();
-    expect(hasNaN(cpu[name]!), `${op}: cpu ${name} has NaN`).toBe(false);
-    const err = relErr(cuda[name]!, cpu[name]!);
-    record(op, name, 'normwise', err, bound);
-    expect(err, `${op}: ${name} relative error ${err}`).toBeLessThanOrEqual(bound);
-  }
-  return { cpu, cuda };
-}
-
-/** Per-row (one token of one head: hd values) relative error, bounded separately from the normwise one. */
-function compareRows(op: string, r: { cpu: Record<string, Float32Array>; cuda: Record<string, Float32Array> }, dim: number, bounds: Record<string, number>): void {
-  for (const [name, bound] of Object.entries(bounds)) {
-    const err = maxRowRelErr(r.cuda[name]!, r.cpu[name]!, dim);
-    record(op, name, 'max per row', err, bound);
-    expect(err, `${op}: ${name} worst row relative error ${err}`).toBeLessThanOrEqual(bound);
-  }
-}
-
-afterAll(() => {
-  const file = process.env['L2E_GPU_ERRORS'];
-  if (file) appendFileSync(file, measured.map((m) => JSON.stringify({ ...m, emulated })).join('\n') + '\n');
-});
+afterAll(writeMeasuredErrors);
 
 describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
   const rng = new Rng(20240611, 1);
@@ -113,153 +59,12 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     compare('rope', { x: randBf16(rng, T * heads * hd), positions, T, heads, hd, theta: 10000, sign }, { x: EXACT_BF16 });
   });
 
-  const attnCases: [string, number, number, number, number[]][] = [
-    ['hd64 MHA mixed lengths', 64, 4, 4, [1, 17, 64, 65, 130]],
-    ['hd128 GQA 4/2', 128, 4, 2, sized([1, 3, 200, 333], [1, 3, 70, 133])],
-    ['hd128 GQA 4/1 long', 128, 4, 1, [sized(1000, 300)]],
-    // 5 key tiles: more than the forward's 3 pipeline stages at hd 64, so stages are refilled; the
-    // backward's pipeline crosses from one query head of a kv group to the next, and the last rows'
-    // dQ sums atomics from 5 key blocks
-    ['hd64 GQA 6/2, 263 tokens (pipeline refills, dQ over 5 key blocks)', 64, 6, 2, [263, 2]],
-    ['hd16 (simple kernel)', 16, 4, 1, [5, 40, 1]],
-    // 8192 tokens under emulation would take an hour: 700 still spans 11 query and key tiles
-    [`hd128 one ${sized(8192, 700)}-token sequence`, 128, 2, 1, [sized(8192, 700)]],
-    // 8 key tiles of 128 (the sm90wg2 kernel's at hd 64): its 3-stage ring wraps twice
-    ['hd64 one 1000-token sequence', 64, 2, 1, [1000]],
-  ];
-  function attnInputs(hd: number, nh: number, nkv: number, lens: number[]): OpArgs {
-    const cu = cuSeqlens(lens);
-    const T = cu[lens.length]!;
-    return { q: randBf16(rng, T * nh * hd, 2), k: randBf16(rng, T * nkv * hd, 2), v: randBf16(rng, T * nkv * hd), cu, nh, nkv, hd };
-  }
-
-  // The backward against the CPU's on random dO, with out and lse from the CPU forward (out rounded to
-  // bf16, as the CUDA forward would store it); choice: the kernel and variant.
-  function attnBackward(hd: number, nh: number, nkv: number, lens: number[], choice: OpArgs = {}): void {
-    const a = attnInputs(hd, nh, nkv, lens);
-    const fwd = runOp('cpu', 'attention', a);
-    const T = (a['cu'] as Int32Array)[lens.length]!;
-    const args: OpArgs = { ...a, out: bf16Array(fwd['out']!), lse: fwd['lse']!, dout: randBf16(rng, T * nh * hd), ...choice };
-    const r = compare('attention_backward', args, { dq: ATTN_BWD, dk: ATTN_BWD, dv: ATTN_BWD });
-    compareRows('attention_backward', r, hd, { dq: ATTN_BWD_ROW, dk: ATTN_BWD_ROW, dv: ATTN_BWD_ROW });
-  }
-
   it.each(attnCases)('attention forward: %s', (_name, hd, nh, nkv, lens) => {
-    const r = compare('attention', attnInputs(hd, nh, nkv, lens), { out: ATTN, lse: 1e-4 });
-    compareRows('attention', r, hd, { out: ATTN_ROW });
-  });
-
-  // Under the sanitizers (CI runs this file again on the ASan + UBSan emulation build, at 3-4x its time)
-  // each kernel and variant named explicitly below takes the structural cases only: the long sequences
-  // (a pipeline wrapping over many tiles) repeat the same accesses over more tiles, and run there for the
-  // default kernels above, and for every kernel in the plain emulation run.
-  const sanitized = 'sanitizerLeakCheck' in (addon() as object);
-  const structural = (name: string): boolean => !sanitized || !/-token sequence|4\/1 long/.test(name);
-
-  // each attention kernel this device runs (the cases above take whichever 'auto' picks), explicitly
-  const kernelCases = (gpu.usable ? attentionKernels() : ['sm80']).flatMap((kernel) =>
-    attnCases
-      .filter(([name, hd]) => (hd === 64 || hd === 128) && structural(name))
-      .map(([name, hd, nh, nkv, lens]) => [kernel, name, hd, nh, nkv, lens] as const),
-  );
-  it.each(kernelCases)('attention forward, %s kernel: %s', (kernel, _name, hd, nh, nkv, lens) => {
-    const r = compare('attention', { ...attnInputs(hd, nh, nkv, lens), attentionKernel: kernel }, { out: ATTN, lse: 1e-4 });
-    compareRows('attention', r, hd, { out: ATTN_ROW });
-  });
-
-  // The sm80 kernels' tile variants (attention_fwd.cu / attention_bwd.cu: 128-row blocks taking two
-  // schedule tiles, 128-key tiles, pipeline depths), each against the CPU on the structural cases: odd
-  // and even tile counts per sequence (a 128-row block with one valid half), 1-token sequences,
-  // partial tiles, several tiles per sequence, GQA and MQA. The non-default variants are hd 128 only;
-  // the default shapes are the 'sm80' and backward cases above.
-  const listed = addon().cudaAttentionVariants?.() ?? [];
-  const variants = (kind: 'fwd' | 'bwd' | 'wg2') => listed.filter((v) => v.startsWith(`${kind}:`)).map((v) => v.slice(4));
-  const variantCases: [string, number, number, number, number[]][] = [
-    ['hd128 GQA 4/2, lengths 1..200 (odd and even tile counts, partial tiles)', 128, 4, 2, [1, 64, 65, 129, 200]],
-    ['hd128 MQA 3/1, 5 and 3 tiles', 128, 3, 1, [sized(300, 263), 130]],
-  ];
-  const sm90Bwd = variants('bwd').filter((v) => v.startsWith('sm90'));
-  const variantRuns = (kind: 'fwd' | 'bwd') => {
-    const names = variants(kind).filter((v) => v !== 'default' && !v.startsWith('sm90'));
-    // no CUDA build (L2E_GPU_TESTS_ON_CPU=1): the harness with the default
-    return (names.length > 0 ? names : ['default']).flatMap((variant) =>
-      variantCases.map(([name, hd, nh, nkv, lens]) => [variant, name, hd, nh, nkv, lens] as const),
-    );
-  };
-
-  it.each(variantRuns('fwd'))('attention forward, sm80 variant %s: %s', (variant, _name, hd, nh, nkv, lens) => {
-    const r = compare('attention', { ...attnInputs(hd, nh, nkv, lens), attentionKernel: 'sm80', attentionVariant: variant }, { out: ATTN, lse: 1e-4 });
-    compareRows('attention', r, hd, { out: ATTN_ROW });
-  });
-
-  it.each(variantRuns('bwd'))('attention backward, sm80 variant %s: %s', (variant, _name, hd, nh, nkv, lens) => {
-    attnBackward(hd, nh, nkv, lens, { attentionKernel: 'sm80', attentionVariant: variant });
-  });
-
-  // The two-warpgroup sm_90a forward's tile variants (attention_sm90wg2.cu: 128-key tiles at hd 128 in 2
-  // or 3 stages), each with and without ping-pong, where the sm_90a kernels run: the structural cases
-  // above and one sequence of 6 key tiles, whose ring of stages wraps (twice in 2 stages).
-  const wg2Kernels = (gpu.usable ? attentionKernels() : []).filter((k) => k === 'sm90wg2' || k === 'sm90pp');
-  const wg2Cases: [string, number, number, number, number[]][] = [...variantCases, [`hd128 one ${sized(2048, 700)}-token sequence`, 128, 2, 1, [sized(2048, 700)]]];
-  const wg2Runs = variants('wg2').filter((v) => v !== 'default').flatMap((variant) =>
-    wg2Kernels.flatMap((kernel) =>
-      wg2Cases.filter(([name]) => structural(name)).map(([name, hd, nh, nkv, lens]) => [kernel, variant, name, hd, nh, nkv, lens] as const),
-    ),
-  );
-  it.each(wg2Runs)('attention forward, %s variant %s: %s', (kernel, variant, _name, hd, nh, nkv, lens) => {
-    const r = compare('attention', { ...attnInputs(hd, nh, nkv, lens), attentionKernel: kernel, attentionVariant: variant }, { out: ATTN, lse: 1e-4 });
-    compareRows('attention', r, hd, { out: ATTN_ROW });
-  });
-
-  it.skipIf(cudaDevice === 'cpu')('the variants are listed defaults first; an unknown, misplaced or missing one is a clear error', () => {
-    expect(listed[0]).toBe('fwd:default');
-    expect(listed.filter((v) => v.startsWith('fwd:')).length).toBeGreaterThan(1);
-    expect(listed.filter((v) => v.startsWith('bwd:'))[0]).toBe('bwd:default');
-    expect(listed.filter((v) => v.startsWith('wg2:'))[0]).toBe('wg2:default');
-    expect([...new Set(listed.map((v) => v.slice(0, 3)))]).toEqual(['fwd', 'bwd', 'wg2']);
-    const fwdName = variants('fwd')[1]!, bwdName = variants('bwd')[1]!;
-    const args = { ...attnInputs(64, 2, 1, [5]), attentionKernel: 'sm80' };
-    expect(() => runOp('cuda', 'attention', { ...args, attentionVariant: 'q256' })).toThrow(
-      `attention variant: unknown attention variant 'q256' (${listed.map((v) => v.slice(4)).join(', ')})`,
-    );
-    expect(() => runOp('cuda', 'attention', { ...args, attentionVariant: fwdName })).toThrow(
-      `attention variant '${fwdName}' has no head_dim 64 instantiation (the default has)`,
-    );
-    expect(() => runOp('cuda', 'attention', { ...args, attentionKernel: 'simple', attentionVariant: fwdName })).toThrow(
-      `attention variant '${fwdName}' is a tile shape of the sm80 forward, not of 'simple'`,
-    );
-    const wg2Name = variants('wg2')[1]!;
-    expect(() => runOp('cuda', 'attention', { ...args, attentionVariant: wg2Name })).toThrow(
-      `attention variant '${wg2Name}' is a tile shape of the sm90wg2 and sm90pp forwards, not of 'sm80'`,
-    );
-    for (const kernel of wg2Kernels)
-      expect(() => runOp('cuda', 'attention', { ...args, attentionKernel: kernel, attentionVariant: wg2Name })).toThrow(
-        `attention variant '${wg2Name}' has no head_dim 64 instantiation (the default has)`,
-      );
-    const a = attnInputs(16, 2, 1, [5]);
-    const fwd = runOp('cpu', 'attention', a);
-    const bwdArgs: OpArgs = { ...a, out: bf16Array(fwd['out']!), lse: fwd['lse']!, dout: randBf16(rng, 5 * 2 * 16), attentionKernel: 'auto', attentionVariant: bwdName };
-    expect(() => runOp('cuda', 'attention_backward', bwdArgs)).toThrow(
-      `attention variant '${bwdName}' is a tile shape of the sm80 backward, not of 'simple'`,
-    );
-    if (!attentionKernels().includes('sm90')) {  // a GPU without the sm_90a kernels
-      const a64 = attnInputs(64, 2, 1, [5]);
-      const f64 = runOp('cpu', 'attention', a64);
-      for (const variant of sm90Bwd)
-        expect(() => runOp('cuda', 'attention_backward', { ...a64, out: bf16Array(f64['out']!), lse: f64['lse']!, dout: randBf16(rng, 5 * 2 * 64), attentionVariant: variant })).toThrow(
-          `attention variant '${variant}' needs a compute capability 9.0 GPU (H100/H200) and a build with sm_90a`,
-        );
-    }
-  });
-
-  // attentionKernels() leaves out kernels this device cannot run, and the cases built from it vanish
-  // without a skip: the emulation (compute capability 9.0, built with sm_90a) must offer them all
-  it.skipIf(!emulated)('the emulation runs every attention kernel, the sm_90a ones included', () => {
-    expect(attentionKernels()).toEqual(['simple', 'sm80', 'sm90', 'sm90wg2', 'sm90pp']);
+    attnForward(rng, hd, nh, nkv, lens);
   });
 
   it.skipIf(cudaDevice === 'cpu')('an attention kernel that cannot take the head dim, or an unknown one, is a clear error', () => {
-    const args = { ...attnInputs(16, 2, 1, [5]), attentionKernel: 'sm80' };
+    const args = { ...attnInputs(rng, 16, 2, 1, [5]), attentionKernel: 'sm80' };
     expect(() => runOp('cuda', 'attention', args)).toThrow(
       "attention kernel 'sm80' has no head_dim 16 path (64 or 128; 'simple' or 'auto' take any head_dim)",
     );
@@ -363,7 +168,7 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
   });
 
   it.each(attnCases)('attention backward: %s', (_name, hd, nh, nkv, lens) => {
-    attnBackward(hd, nh, nkv, lens);
+    attnBackward(rng, hd, nh, nkv, lens);
   });
 
   it('swiglu_backward', () => {
@@ -465,19 +270,6 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     }
     compared.add('linear_lowp');
     compared.add('embedding_lowp');
-  });
-
-  // Last: every op the test hook offers was compared above (a new op needs its comparison here).
-  // The wgmma backward (attention_bwd_sm90.cu, variants sm90[ws]k128q64s2, s3, s2r), where the sm_90a kernels run, last (not
-  // yet run on a GPU: a kernel fault would end the CUDA context for every later test): hd 64
-  // (dQ's two column halves 64 bytes into the swizzled K rows) and 128, on every structural case of the
-  // forward (pipeline refills across the query heads of a kv group, dQ summed over 5 key blocks, 11 key tiles).
-  const sm90BwdCases = [...attnCases.filter(([, hd]) => hd === 64 || hd === 128), ...variantCases];
-  const sm90BwdRuns = ((gpu.usable ? attentionKernels() : []).includes('sm90') ? sm90Bwd : []).flatMap((variant) =>
-    sm90BwdCases.filter(([name]) => structural(name)).map(([name, hd, nh, nkv, lens]) => [variant, name, hd, nh, nkv, lens] as const),
-  );
-  it.each(sm90BwdRuns)('attention backward, variant %s: %s', (variant, _name, hd, nh, nkv, lens) => {
-    attnBackward(hd, nh, nkv, lens, { attentionKernel: 'auto', attentionVariant: variant });
   });
 
   it('every op of backendOps() was compared', () => {

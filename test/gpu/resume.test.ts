@@ -1,7 +1,9 @@
 // Resuming training on CUDA continues from the checkpoint, not from the base model: 3 steps, a
 // checkpoint, a fresh process state (the base model loaded again, then --resume), 3 more steps must
 // equal 6 straight steps bit for bit, losses and weights. Deterministic mode (L2E_DETERMINISTIC=1)
-// makes the CUDA step reproducible (no atomics in the embedding backward).
+// takes the atomics out of the embedding backward; the attention backward still sums dQ with atomics
+// over key blocks of 64, so the step is reproducible only while every text fits one block, as these
+// (about 10 tokens) do.
 //
 // What it guards: the fp32 master weights have one owner. trainInit seeds them from the loaded
 // weights; writing a parameter afterwards (setTensor, loadTensors: the checkpoint's weights) must
