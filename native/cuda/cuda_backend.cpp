@@ -413,6 +413,9 @@ class CudaBackend final : public Backend {
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
   std::deque<Staging> staging_;  // a deque: pointers to blocks stay valid as it grows
+  // L2E_DETERMINISTIC: the embedding backward without atomics. The attention backward still sums dQ
+  // over key blocks with float atomics (attention_bwd.cu, attention_bwd_sm90.cu), so a step with a
+  // sequence longer than one key block (64 tokens) may differ in its last bits from run to run.
   bool deterministic_ = false;
   AttentionKernel attention_kernel_ = AttentionKernel::Auto;  // L2E_CUDA_ATTENTION, or the test hooks' choice
   AttentionVariant attention_variant_;                        // the bench's and test hooks' choice
