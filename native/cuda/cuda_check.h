@@ -12,9 +12,30 @@
 namespace l2e {
 namespace cuda {
 
+// The errors of a kernel that failed while running, of which the runtime says "any further CUDA work
+// will return the same error. To continue using CUDA, the process must be terminated and relaunched"
+// (CUDA Runtime API, enum cudaError): a message that says so, so that a user restarts, not retries.
+inline bool context_lost(cudaError_t e) {
+  switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorAssert:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorLaunchFailure:
+      return true;
+    default:
+      return false;
+  }
+}
+
 inline void check(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return;
   std::string message = std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e);
+  if (context_lost(e)) message += " (after a kernel fails, every CUDA call of this process fails: restart it to use the GPU)";
   (void)cudaGetLastError();  // reported here, so not a second time by the next launch's check
   throw Error(message);
 }

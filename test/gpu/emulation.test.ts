@@ -27,6 +27,17 @@ function runInChild(
   return { status: r.status, signal: r.signal, stderr: r.stderr + r.stdout };
 }
 
+/**
+ * A self-check whose kernel must fail while running, in a child process: such a failure is sticky, as
+ * on a GPU (every later call of the process returns it), so it would fail every check after it here.
+ * What the check returned (the failure's message).
+ */
+function fault(name: string): string {
+  const r = runInChild(name);
+  expect(r.status, r.stderr).toBe(0);
+  return r.stderr.replace(/\nsurvived\n$/, '');
+}
+
 /** The sanitizer build (scripts/test-sanitize.mjs with --gpu) has the leak-check binding. */
 const sanitized = emulated && 'sanitizerLeakCheck' in (addon() as object);
 
@@ -58,19 +69,19 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
   });
 
   it('a __syncthreads reached by half the block is a launch error', () => {
-    expect(run('divergent_barrier')).toBe(
+    expect(fault('divergent_barrier')).toBe(
       'kernel divergent_barrier_kernel failed in block (0,0,0): __syncthreads reached by 32 of 64 threads (the others exited)',
     );
   });
 
   it('a shuffle with a partial mask is a launch error', () => {
-    expect(run('partial_mask')).toBe(
+    expect(fault('partial_mask')).toBe(
       'kernel partial_mask_kernel failed in block (0,0,0): __shfl_xor_sync with a partial mask (the emulation requires every lane of the warp)',
     );
   });
 
   it('a shuffle that half the warp never reaches is a launch error', () => {
-    expect(run('out_of_warp')).toBe(
+    expect(fault('out_of_warp')).toBe(
       'kernel out_of_warp_kernel failed in block (0,0,0): __shfl_xor_sync reached by 16 of the 32 lanes of warp 0 (the others exited or wait at __syncthreads)',
     );
   });
@@ -87,7 +98,7 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
   });
 
   it('an mbarrier wait that nothing can complete is a launch error, not a hang', () => {
-    expect(run('mbarrier_deadlock')).toBe(
+    expect(fault('mbarrier_deadlock')).toBe(
       'kernel mbarrier_deadlock_kernel failed in block (0,0,0): deadlock: 32 of 32 threads poll a wait (mbarrier) that nothing can complete any more',
     );
   });
@@ -97,7 +108,7 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
   });
 
   it('a bulk tensor copy on an mbarrier whose initialisation was not fenced to the async proxy is a launch error', () => {
-    expect(run('tma_init_unfenced')).toBe(
+    expect(fault('tma_init_unfenced')).toBe(
       'kernel tma_kernel failed in block (0,0,0): cp.async.bulk.tensor: its mbarrier was initialised with no fence.mbarrier_init or fence.proxy.async since',
     );
   });
@@ -108,10 +119,10 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
   });
 
   it('a bulk reduction\'s source stored with no fence.proxy.async, or written before its wait, is a launch error', () => {
-    expect(run('bulk_reduce_unfenced')).toBe(
+    expect(fault('bulk_reduce_unfenced')).toBe(
       'kernel bulk_reduce_kernel failed in block (0,0,0): cp.reduce.async.bulk.tensor: shared memory at offset 0 was written by the generic proxy with no fence.proxy.async before this read',
     );
-    expect(run('bulk_reduce_write_in_flight')).toBe(
+    expect(fault('bulk_reduce_write_in_flight')).toBe(
       'kernel bulk_reduce_kernel failed in block (0,0,0): cp.async.bulk.wait_group: shared memory at offset 0, read by a cp.reduce.async.bulk.tensor in flight, was written before this wait',
     );
   });
@@ -125,41 +136,41 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
   });
 
   it('an accumulator written while its wgmma is in flight is a launch error', () => {
-    expect(run('wgmma_write_in_flight')).toBe(
+    expect(fault('wgmma_write_in_flight')).toBe(
       'kernel wgmma_write_in_flight_kernel failed in block (0,0,0): wgmma: accumulator registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)',
     );
   });
 
   it('a register A operand written while its wgmma is in flight is a launch error', () => {
-    expect(run('wgmma_a_in_flight')).toBe(
+    expect(fault('wgmma_a_in_flight')).toBe(
       'kernel wgmma_a_in_flight_kernel failed in block (0,0,0): wgmma: A operand registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)',
     );
   });
 
   it('wgmma.mma_async without wgmma.fence is a launch error', () => {
-    expect(run('wgmma_nofence')).toBe(
+    expect(fault('wgmma_nofence')).toBe(
       "kernel wgmma_nofence_kernel failed in block (0,0,0): wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group",
     );
   });
 
   it('wgmma operands stored by st.shared need the writers\' fence.proxy.async after the stores (the async proxy reads them)', () => {
-    expect(run('wgmma_proxy_early')).toBe(
+    expect(fault('wgmma_proxy_early')).toBe(
       'kernel wgmma_proxy_early_kernel failed in block (0,0,0): wgmma.mma_async: shared memory at offset 0 was written by the generic proxy with no fence.proxy.async before this read',
     );
   });
 
   it('a shared-memory operand written while its wgmma is in flight is a launch error, even fenced', () => {
-    expect(run('wgmma_smem_in_flight')).toBe(
+    expect(fault('wgmma_smem_in_flight')).toBe(
       'kernel wgmma_smem_in_flight_kernel failed in block (0,0,0): wgmma.wait_group: shared memory at offset 0, read by a wgmma.mma_async in flight, was written before this wait',
     );
   });
 
   it('setmaxnreg: warpgroups give and take registers; a bad count or an incomplete warpgroup is a launch error', () => {
     expect(run('setmaxnreg')).toBe('ok');
-    expect(run('setmaxnreg_count')).toBe(
+    expect(fault('setmaxnreg_count')).toBe(
       'kernel setmaxnreg_count_kernel failed in block (0,0,0): setmaxnreg: register count 236 is not a multiple of 8 in [24, 256]',
     );
-    expect(run('setmaxnreg_incomplete')).toBe(
+    expect(fault('setmaxnreg_incomplete')).toBe(
       "kernel setmaxnreg_incomplete_kernel failed in block (0,0,0): setmaxnreg: the warp's warpgroup is incomplete (4 warps)",
     );
   });
@@ -193,6 +204,17 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     });
     expect(status.stderr).toBe('');
     expect(JSON.parse(status.stdout)).toEqual([true, false, `no CUDA GPU is usable: ${why.replace("'warps'", "'warps:x'")}`]);
+  });
+
+  // the runtime's cudaErrorLaunchFailure: "any further CUDA work will return the same error. To continue
+  // using CUDA, the process must be terminated and relaunched"
+  it('a kernel that failed while running fails every later check of its process with the same error, as on a GPU', () => {
+    const script = "const a = require(process.env.L2E_TESTING_ADDON); for (const n of ['wgmma_nofence', 'mma', 'ldmatrix']) console.log(a.cudaEmulationSelfTest(n))";
+    const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, L2E_TESTING_ADDON: testingAddonPath() }, encoding: 'utf8', timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    const failure = "kernel wgmma_nofence_kernel failed in block (0,0,0): wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group";
+    expect(r.stdout.trim().split('\n')).toEqual([failure, `cudaMalloc failed: ${failure}`, `cudaMalloc failed: ${failure}`]);
+    expect(run('mma')).toBe('ok'); // another process: untouched
   });
 
   it('a read past the end of a device allocation ends the process naming the kernel, block and thread', () => {

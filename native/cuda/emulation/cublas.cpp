@@ -15,6 +15,7 @@
 
 #include "cuda/cublas_loader.h"
 #include "cuda_bf16.h"
+#include "cuda_runtime_api.h"
 
 namespace l2e {
 namespace emu {
@@ -25,6 +26,7 @@ enum : int {
   kSuccess = 0,
   kNotInitialized = 1,
   kInvalidValue = 7,
+  kExecutionFailed = 13,  // CUBLAS_STATUS_EXECUTION_FAILED: "The GPU program failed to execute"
   kNotSupported = 15,
 };
 
@@ -57,6 +59,8 @@ int gemm_ex(cuda::cublasHandle_t h, int transa, int transb, int m, int n, int k,
             int Atype, int lda, const void* B, int Btype, int ldb, const void* beta, void* C, int Ctype, int ldc,
             int computeType, int /*algo*/) {
   if (!h) return status(kNotInitialized, "handle not initialised");
+  if (sticky_error() != cudaSuccess)  // a kernel failed earlier: the device runs nothing more
+    return status(kExecutionFailed, std::string("the device failed earlier: ") + cudaGetErrorString(sticky_error()));
   if (Atype != cuda::kR16BF || Btype != cuda::kR16BF || (Ctype != cuda::kR16BF && Ctype != cuda::kR32F) ||
       computeType != cuda::kCompute32F)
     return status(kNotSupported, "type combination not supported by the emulated cublasGemmEx");

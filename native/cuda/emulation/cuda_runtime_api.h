@@ -11,6 +11,15 @@ enum cudaError_t {
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
   cudaErrorNotReady = 600,
+  // a kernel that failed while running (CUDA Runtime API, enum cudaError)
+  cudaErrorIllegalAddress = 700,
+  cudaErrorLaunchTimeout = 702,
+  cudaErrorAssert = 710,
+  cudaErrorHardwareStackError = 714,
+  cudaErrorIllegalInstruction = 715,
+  cudaErrorMisalignedAddress = 716,
+  cudaErrorInvalidAddressSpace = 717,
+  cudaErrorInvalidPc = 718,
   cudaErrorLaunchFailure = 719,
 };
 using cudaError = cudaError_t;
@@ -71,6 +80,11 @@ namespace emu {
 // Largest dynamic shared memory a block may ask for (an sm_90 block's opt-in limit).
 constexpr size_t kMaxDynamicShared = 227 * 1024;
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes);
+// The error of a kernel that failed while running (runtime.cpp), once a synchronisation has reported
+// it: every later call that uses the device returns it; cudaSuccess before.
+cudaError_t sticky_error();
+// The same for a synchronisation: reports a failed kernel's error whether or not one has yet.
+cudaError_t synchronized_error();
 // Calls that make the host wait for the device (or read its memory) on a real GPU, counted since the
 // process started: device-to-host copies; stream, device and event synchronisations and cudaFree
 // (which synchronises the device). Read by the cudaEmulationHostSyncs test hook.

@@ -25,36 +25,51 @@ struct CUevent_st {
   std::chrono::steady_clock::time_point at;
 };
 
+// After a kernel failed while running, each call returns its error (runtime.cpp, sticky_error); the
+// ones that release something release it all the same.
+using l2e::emu::sticky_error;
+using l2e::emu::synchronized_error;
+
 cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
+  *p = nullptr;
+  if (const cudaError_t e = sticky_error(); e != cudaSuccess) return e;
   *p = std::malloc(bytes == 0 ? 1 : bytes);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 cudaError_t cudaFreeHost(void* p) {
   std::free(p);
-  return cudaSuccess;
+  return sticky_error();
 }
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+  *e = nullptr;
+  if (const cudaError_t s = sticky_error(); s != cudaSuccess) return s;
   *e = new CUevent_st();
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
-  return cudaSuccess;
+  return sticky_error();
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  if (const cudaError_t s = sticky_error(); s != cudaSuccess) return s;
   if (!e) return cudaErrorInvalidValue;
   e->recorded = true;
   e->at = std::chrono::steady_clock::now();
   return cudaSuccess;
 }
 // Work is done when its call returns: a recorded event is complete (and so is an unrecorded one, as in CUDA).
-cudaError_t cudaEventQuery(cudaEvent_t e) { return e ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaEventQuery(cudaEvent_t e) {
+  if (const cudaError_t s = synchronized_error(); s != cudaSuccess) return s;
+  return e ? cudaSuccess : cudaErrorInvalidValue;
+}
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   l2e::emu::count_synchronize();
+  if (const cudaError_t s = synchronized_error(); s != cudaSuccess) return s;
   return e ? cudaSuccess : cudaErrorInvalidValue;
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  if (const cudaError_t s = sticky_error(); s != cudaSuccess) return s;
   if (!start || !end || !start->recorded || !end->recorded) return cudaErrorInvalidValue;
   *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
   return cudaSuccess;

@@ -104,7 +104,7 @@ std::string run(const std::string& name) {
   if (cudaMalloc(reinterpret_cast<void**>(&src), kTiles * 128 * sizeof(float)) != cudaSuccess ||
       cudaMalloc(reinterpret_cast<void**>(&out), 32 * sizeof(float)) != cudaSuccess ||
       cudaMalloc(reinterpret_cast<void**>(&bad), sizeof(int)) != cudaSuccess)
-    return "cudaMalloc failed";
+    return std::string("cudaMalloc failed: ") + cudaGetErrorString(cudaGetLastError());
   for (int i = 0; i < kTiles * 128; i++) src[i] = name == "groups" ? float(i + 1) : float((i / 128) * 1000 + i % 128);
   *bad = 0;
   bool pipeline = false;

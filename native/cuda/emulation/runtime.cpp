@@ -97,11 +97,32 @@ cudaError_t set_error(cudaError_t e, const std::string& message) {
   return e;
 }
 
-// The device's pending asynchronous error: set when a kernel fails while running, returned (and
-// cleared) by the next synchronisation, whichever host thread makes it.
+// The device's error from a kernel that failed while running: reported by the next synchronisation,
+// whichever host thread makes it (the kernel ran when it was launched here, but on a GPU it runs
+// later: calls before that synchronisation succeed), and then by every later call that uses the
+// device, as the runtime says of such errors (cudaErrorLaunchFailure: "This leaves the process in an inconsistent state and
+// any further CUDA work will return the same error. To continue using CUDA, the process must be
+// terminated and relaunched."). Launch-configuration errors are not of this kind: only their call fails.
 std::mutex g_async_mu;
 cudaError_t g_async = cudaSuccess;
 std::string g_async_message;
+bool g_async_seen = false;  // a synchronisation has reported it
+
+}  // namespace
+
+cudaError_t sticky_error() {
+  std::lock_guard<std::mutex> lock(g_async_mu);
+  return g_async_seen ? set_error(g_async, g_async_message) : cudaSuccess;
+}
+
+cudaError_t synchronized_error() {
+  std::lock_guard<std::mutex> lock(g_async_mu);
+  if (g_async == cudaSuccess) return cudaSuccess;
+  g_async_seen = true;
+  return set_error(g_async, g_async_message);
+}
+
+namespace {
 
 void defer_error(cudaError_t e, const std::string& message) {
   std::lock_guard<std::mutex> lock(g_async_mu);
@@ -110,13 +131,7 @@ void defer_error(cudaError_t e, const std::string& message) {
   g_async_message = message;
 }
 
-cudaError_t synchronize() {
-  std::lock_guard<std::mutex> lock(g_async_mu);
-  if (g_async == cudaSuccess) return cudaSuccess;
-  const cudaError_t e = g_async;
-  g_async = cudaSuccess;
-  return set_error(e, g_async_message);
-}
+cudaError_t synchronize() { return synchronized_error(); }
 
 // ---- device memory ----
 constexpr size_t kNominalMemory = size_t(16) << 30;  // what cudaMemGetInfo reports as the total
@@ -687,6 +702,7 @@ cudaError_t set_max_dynamic_shared(const void* kernel, int bytes) {
 
 void Launch::execute(const void* fn, const Body& body) const {
   const std::string name = name_;
+  if (sticky_error() != cudaSuccess) return;  // the launch fails with the device's error
   const unsigned n = block_.x * block_.y * block_.z;
   if (n == 0 || n > 1024 || block_.z > 64 || grid_.x == 0 || grid_.y == 0 || grid_.z == 0 || grid_.y > 65535 ||
       grid_.z > 65535) {
@@ -780,6 +796,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  if (const cudaError_t e = sticky_error(); e != cudaSuccess) return e;
   std::lock_guard<std::mutex> lock(g_mem_mu);
   *total_bytes = kNominalMemory;
   *free_bytes = g_live > kNominalMemory ? 0 : kNominalMemory - g_live;
@@ -788,6 +805,7 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   *p = nullptr;
+  if (const cudaError_t e = sticky_error(); e != cudaSuccess) return e;
   const size_t ps = page_size();
   const size_t user = round_up(bytes == 0 ? 1 : bytes, 16);
   const size_t data = round_up(user, ps);
@@ -816,10 +834,11 @@ cudaError_t cudaFree(void* p) {
   munmap(it->second.map, it->second.map_bytes);  // a use after free faults
   g_live -= it->second.bytes;
   g_allocs.erase(it);
-  return cudaSuccess;
+  return synchronized_error();  // it synchronises; freed all the same (a real context's memory goes with the process)
 }
 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+  if (const cudaError_t e = sticky_error(); e != cudaSuccess) return e;
   if (bytes == 0) return cudaSuccess;
   {
     std::lock_guard<std::mutex> lock(g_mem_mu);
@@ -836,6 +855,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
 }
 
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
+  if (const cudaError_t e = sticky_error(); e != cudaSuccess) return e;
   if (bytes == 0) return cudaSuccess;
   {
     std::lock_guard<std::mutex> lock(g_mem_mu);
@@ -847,12 +867,14 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+  *s = nullptr;
+  if (const cudaError_t e = sticky_error(); e != cudaSuccess) return e;
   *s = reinterpret_cast<cudaStream_t>(new char(0));
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
   delete reinterpret_cast<char*>(s);
-  return cudaSuccess;
+  return sticky_error();
 }
 // Every operation has completed when it returns: synchronisation has nothing to wait for but reports
 // the error of a kernel that failed since the last one.
@@ -865,10 +887,13 @@ cudaError_t cudaDeviceSynchronize() {
   return synchronize();
 }
 
+// Resets this thread's last error, but a failed kernel's error stays (see g_async).
 cudaError_t cudaGetLastError() {
   const cudaError_t e = tl_last;
   tl_last = cudaSuccess;
-  return e;
+  const cudaError_t s = sticky_error();
+  tl_last = cudaSuccess;
+  return s != cudaSuccess ? s : e;
 }
 
 const char* cudaGetErrorString(cudaError_t e) {

@@ -221,7 +221,7 @@ void smem_short_kernel(int* bad) { smem_last_byte(bad, 3); }
 
 std::string run(const std::string& name) {
   int* bad = nullptr;
-  if (cudaMalloc(reinterpret_cast<void**>(&bad), 2 * sizeof(int)) != cudaSuccess) return "cudaMalloc failed";
+  if (cudaMalloc(reinterpret_cast<void**>(&bad), 2 * sizeof(int)) != cudaSuccess) return std::string("cudaMalloc failed: ") + cudaGetErrorString(cudaGetLastError());
   cudaMemsetAsync(bad, 0, 2 * sizeof(int), nullptr);
   if (name == "mma") L2E_EMU_LAUNCH(mma_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "ldmatrix") L2E_EMU_LAUNCH(ldmatrix_kernel, 1, 32, 4 * 8 * 16 * 2, nullptr)(bad);
@@ -230,7 +230,7 @@ std::string run(const std::string& name) {
   else if (name == "any_sync") L2E_EMU_LAUNCH(any_sync_kernel, 2, 64, 0, nullptr)(bad);
   else if (name == "atomics") {
     int* mem = nullptr;
-    if (cudaMalloc(reinterpret_cast<void**>(&mem), (3 + kAtomicThreads) * sizeof(int)) != cudaSuccess) return "cudaMalloc failed";
+    if (cudaMalloc(reinterpret_cast<void**>(&mem), (3 + kAtomicThreads) * sizeof(int)) != cudaSuccess) return std::string("cudaMalloc failed: ") + cudaGetErrorString(cudaGetLastError());
     cudaMemsetAsync(mem, 0, (3 + kAtomicThreads) * sizeof(int), nullptr);
     cudaMemsetAsync(mem + 1, 0xff, sizeof(int), nullptr);  // -1
     L2E_EMU_LAUNCH(atomics_kernel, 4, 64, 0, nullptr)(bad, mem);
