@@ -85,6 +85,8 @@ void* DevicePool::alloc(size_t bytes) {
   const ArenaStats& st = arena_.stats();
   report();
   if (!p) {
+    // not a full device: an earlier kernel's failure, which every call now returns (cudaMemGetInfo too)
+    if (last_error_ != cudaErrorMemoryAllocation) check(last_error_, "cudaMalloc");
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
     throw Error(device_oom_message(arena_.last_segment_request(), free_b, total_b, st.live, cudaGetErrorString(last_error_)));

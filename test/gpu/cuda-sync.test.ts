@@ -52,6 +52,8 @@ describe.skipIf(!emulated)(`L2E_CUDA_SYNC ${emulated ? '' : '(skipped: needs the
       const ids = Int32Array.from([1, 5, 7]), cu = Int32Array.from([0, 3]);
       (async () => {
         for (let i = 0; i < 2; i++) await m.encode(ids, cu).then(() => console.log('ok'), (e) => console.log(e.message));
+        const long = new Int32Array(3000).fill(5); // activations the pool has no room for yet: a cudaMalloc
+        await m.encode(long, Int32Array.from([0, 3000])).then(() => console.log('ok'), (e) => console.log(e.message));
         m.dispose();
         console.log('disposed');
       })();`;
@@ -61,10 +63,12 @@ describe.skipIf(!emulated)(`L2E_CUDA_SYNC ${emulated ? '' : '(skipped: needs the
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines).toHaveLength(3);
+    expect(lines).toHaveLength(4);
     expect(lines[0]).toBe(`CUDA error in cudaStreamSynchronize(stream_): ${FAILURE}${LOST}`);
     expect(lines[1]).toBe(`CUDA error in cudaHostAlloc(&st.host, st.bytes, cudaHostAllocDefault): ${FAILURE}${LOST}`);
-    expect(lines[2]).toBe('disposed');
+    // (it was "CUDA out of memory allocating 0 MiB (0 MiB free of 0 MiB …)")
+    expect(lines[2]).toBe(`CUDA error in cudaMalloc: ${FAILURE}${LOST}`);
+    expect(lines[3]).toBe('disposed');
   });
 
   it('unset or 0: the same failure surfaces only at the next synchronisation', () => {
