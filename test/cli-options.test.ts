@@ -28,6 +28,18 @@ describe('shared encode options', () => {
     expect(both.err).toMatch(/exactly one of --model DIR or --embeddings FILE/);
   });
 
+  it('eval and mine: how a model encodes is refused with --embeddings, and --texts with --model, naming the flags', async () => {
+    const withVectors = await l2e('eval', '--embeddings', 'e.npy', '--texts', 't.txt', '--test', 't.jsonl', '--precision', 'bf16', '--device', 'cuda');
+    expect(withVectors.code).toBe(2);
+    expect(withVectors.err).toContain('--device, --precision: for --model only; --embeddings e.npy holds the vectors already');
+    const fp32 = await l2e('mine', '--embeddings', 'e.jsonl', '--input', 'c.txt', '--output', 'o.jsonl', '--pos-threshold', '0.4', '--neg-threshold', '0.8', '--batch-size', '8');
+    expect(fp32.code).toBe(2);
+    expect(fp32.err).toContain('--batch-size: for --model only; --embeddings e.jsonl holds the vectors already');
+    const texts = await l2e('eval', '--model', 'm', '--texts', 't.txt', '--test', 't.jsonl');
+    expect(texts.code).toBe(2);
+    expect(texts.err).toContain('--texts: names the rows of an --embeddings .npy file; --model m embeds the texts itself');
+  });
+
   it('encode, eval and mine document the same --batch-size / --max-length / --device', async () => {
     const lines: string[][] = [];
     for (const c of ['encode', 'eval', 'mine']) {

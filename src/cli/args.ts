@@ -27,6 +27,8 @@ export interface ParsedArgs {
   options: Record<string, ParsedValue>;
   positionals: string[];
   help: boolean;
+  /** The options given on the command line (not defaults). */
+  given: ReadonlySet<string>;
 }
 
 export class UsageError extends Error {
@@ -105,7 +107,7 @@ export function parseArgs(argv: string[], specs: OptionSpecs): ParsedArgs {
       if (spec.required && options[name] === undefined) throw new UsageError(`--${name} is required`);
     }
   }
-  return { options, positionals, help };
+  return { options, positionals, help, given };
 }
 
 export function formatOptions(specs: OptionSpecs): string {

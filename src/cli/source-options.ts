@@ -48,6 +48,15 @@ export function openSourceFromArgs(args: ParsedArgs): Promise<EmbeddingSource> {
   const model = opt.str(args, 'model');
   const embeddings = opt.str(args, 'embeddings');
   if ((model === undefined) === (embeddings === undefined)) throw new UsageError('give exactly one of --model DIR or --embeddings FILE');
+  if (embeddings !== undefined) {
+    // how a model encodes: nothing with vectors given (--precision bf16 --device cuda was refused as if a model loaded)
+    const unused = Object.keys(ENCODE_OPTIONS).filter((name) => args.given.has(name));
+    if (unused.length > 0) {
+      throw new UsageError(`${unused.map((n) => `--${n}`).join(', ')}: for --model only; --embeddings ${embeddings} holds the vectors already`);
+    }
+    return openEmbeddingSource({ embeddings, textsFile: opt.str(args, 'texts') });
+  }
+  if (args.given.has('texts')) throw new UsageError(`--texts: names the rows of an --embeddings .npy file; --model ${model} embeds the texts itself`);
   return openEmbeddingSource({
     model,
     embeddings,
