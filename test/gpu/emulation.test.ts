@@ -179,6 +179,35 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('static_shared')).toBe('ok');
   });
 
+  // L2E_CUDA_EMULATE_DEVICE (runtime.cpp): the device's compute capability and shared-memory limit, so
+  // that what the kernels choose for an A100 or an RTX card runs too (CI: ops.test.ts at 8.0 and 8.6)
+  it('L2E_CUDA_EMULATE_DEVICE: 8.6 reports that capability, refuses the sm_90a kernels and a block over 99 KiB; an unknown one makes the device unusable', () => {
+    const script = `
+      const a = require(process.env.L2E_TESTING_ADDON);
+      console.log(a.cudaStatus().computeCapability);
+      const none = new Float32Array(0), cu = Int32Array.from([0]);
+      try { a.backendOp('cuda', 'attention', { q: none, k: none, v: none, cu, nh: 1, nkv: 1, hd: 64, attentionKernel: 'sm90wg2' }); } catch (e) { console.log(e.message); }
+      const one = new Float32Array(128).fill(0.5), cu1 = Int32Array.from([0, 1]); // a 128 KiB block: the variant q128w8k64s3
+      try { a.backendOp('cuda', 'attention', { q: one, k: one, v: one, cu: cu1, nh: 1, nkv: 1, hd: 128, attentionKernel: 'sm80', attentionVariant: 'q128w8k64s3' }); console.log('ok'); } catch (e) { console.log(e.message); }`;
+    const child = (device: string) => spawnSync(process.execPath, ['-e', script], {
+      env: { ...process.env, L2E_TESTING_ADDON: testingAddonPath(), L2E_CUDA_EMULATE_DEVICE: device }, encoding: 'utf8', timeout: 120_000,
+    });
+    const r = child('8.6');
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toEqual([
+      '8.6',
+      "attention kernel 'sm90wg2' needs a compute capability 9.0 GPU (H100/H200) and a build with sm_90a",
+      'CUDA error in cudaFuncSetAttribute(flash_fwd_kernel<Shape>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Shape::smem)): ' +
+        "cudaFuncSetAttribute: 131072 bytes of dynamic shared memory exceed the device's limit",
+    ]);
+    expect(child('9.0').stdout.trim().split('\n')).toEqual(['9.0', 'ok']); // sm90wg2 on an empty batch: checked, nothing thrown
+    const bad = 'const s = require(process.env.L2E_TESTING_ADDON).cudaStatus(); console.log(JSON.stringify([s.usable, s.reason]))';
+    const status = spawnSync(process.execPath, ['-e', bad], {
+      env: { ...process.env, L2E_TESTING_ADDON: testingAddonPath(), L2E_CUDA_EMULATE_DEVICE: '7.5' }, encoding: 'utf8',
+    });
+    expect(JSON.parse(status.stdout)).toEqual([false, "no CUDA GPU is usable: the CUDA emulation's L2E_CUDA_EMULATE_DEVICE='7.5' is none of 8.0, 8.6, 8.9, 9.0"]);
+  });
+
   // L2E_CUDA_EMULATE_SCHEDULE (runtime.cpp): CI runs ops.test.ts and attention-*.test.ts again under "warps:1", where a warp runs
   // ahead of the others as far as the kernel's synchronisation lets it
   it('schedules: "rounds" brings every thread to a meeting point first, "warps:<seed>" lets a warp run ahead and hands the SM on at arrivals', () => {

@@ -77,8 +77,9 @@ const char* cudaGetErrorString(cudaError_t e);
 
 namespace l2e {
 namespace emu {
-// Largest dynamic shared memory a block may ask for (an sm_90 block's opt-in limit).
-constexpr size_t kMaxDynamicShared = 227 * 1024;
+// Largest dynamic shared memory a block may ask for: the emulated device's opt-in limit (runtime.cpp,
+// L2E_CUDA_EMULATE_DEVICE).
+size_t max_dynamic_shared();
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes);
 // The error of a kernel that failed while running (runtime.cpp), once a synchronisation has reported
 // it: every later call that uses the device returns it; cudaSuccess before.

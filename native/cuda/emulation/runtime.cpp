@@ -436,6 +436,39 @@ const Schedule& schedule() {
   return chosen;
 }
 
+// The device the emulation reports (L2E_CUDA_EMULATE_DEVICE=<compute capability>, default 9.0): its
+// compute capability and the most dynamic shared memory a block may opt into, from the CUDA C++
+// Programming Guide's table of compute capabilities (8.0: 163 KB; 8.6, 8.9: 99 KB; 9.0: 227 KB), so
+// that the kernels' choices for other GPUs (the sm80 attention where sm_90a cannot run, tile shapes
+// that fit 99 KB) run in tests too. Any other value makes the device unusable, naming the setting.
+struct Arch {
+  int major = 9, minor = 0;
+  size_t max_dynamic_shared = 227 * 1024;
+  std::string error;
+};
+const Arch& arch() {
+  static const Arch chosen = [] {
+    Arch out;
+    const char* v = std::getenv("L2E_CUDA_EMULATE_DEVICE");
+    if (!v || !*v) return out;
+    const struct { const char* name; int major, minor; size_t kib; } known[] = {
+        {"8.0", 8, 0, 163}, {"8.6", 8, 6, 99}, {"8.9", 8, 9, 99}, {"9.0", 9, 0, 227}};
+    for (const auto& k : known)
+      if (std::strcmp(v, k.name) == 0) {
+        out.major = k.major;
+        out.minor = k.minor;
+        out.max_dynamic_shared = k.kib * 1024;
+        return out;
+      }
+    out.error = std::string("the CUDA emulation's L2E_CUDA_EMULATE_DEVICE='") + v + "' is none of 8.0, 8.6, 8.9, 9.0";
+    return out;
+  }();
+  return chosen;
+}
+
+// A setting that makes the emulated device unusable, or "".
+std::string setting_error() { return !schedule().error.empty() ? schedule().error : arch().error; }
+
 uint64_t splitmix64(uint64_t& x) {  // the generator of the "warps" schedule
   uint64_t z = (x += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -692,7 +725,7 @@ int atomic_cas(int* p, int compare, int v) {
 }
 
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes) {
-  if (bytes < 0 || size_t(bytes) > kMaxDynamicShared)
+  if (bytes < 0 || size_t(bytes) > max_dynamic_shared())
     return set_error(cudaErrorInvalidValue, "cudaFuncSetAttribute: " + std::to_string(bytes) +
                                                 " bytes of dynamic shared memory exceed the device's limit");
   std::lock_guard<std::mutex> lock(g_mem_mu);
@@ -711,7 +744,7 @@ void Launch::execute(const void* fn, const Body& body) const {
                                                  dims(uint3{block_.x, block_.y, block_.z}));
     return;
   }
-  if (smem_ > kMaxDynamicShared) {
+  if (smem_ > max_dynamic_shared()) {
     set_error(cudaErrorInvalidValue, "kernel " + name + ": " + std::to_string(smem_) +
                                          " bytes of dynamic shared memory exceed the device's limit");
     return;
@@ -736,8 +769,8 @@ void Launch::execute(const void* fn, const Body& body) const {
       return;
     }
   }
-  if (!schedule().error.empty()) {
-    set_error(cudaErrorInvalidValue, "kernel " + name + ": " + schedule().error);
+  if (!setting_error().empty()) {
+    set_error(cudaErrorInvalidValue, "kernel " + name + ": " + setting_error());
     return;
   }
   (void)stream_;
@@ -769,6 +802,8 @@ void Launch::execute(const void* fn, const Body& body) const {
   W.kernel = nullptr;
 }
 
+size_t max_dynamic_shared() { return arch().max_dynamic_shared; }
+
 }  // namespace emu
 }  // namespace l2e
 
@@ -777,7 +812,7 @@ using namespace l2e::emu;
 // ---- runtime API ----
 cudaError_t cudaGetDeviceCount(int* n) {
   *n = 0;
-  if (!schedule().error.empty()) return set_error(cudaErrorInvalidValue, schedule().error);
+  if (!setting_error().empty()) return set_error(cudaErrorInvalidValue, setting_error());
   *n = 1;
   return cudaSuccess;
 }
@@ -788,10 +823,10 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   if (device != 0) return set_error(cudaErrorInvalidValue, "invalid device ordinal");
   *prop = cudaDeviceProp{};
   std::snprintf(prop->name, sizeof(prop->name), "CUDA emulation on the CPU");
-  prop->major = 9;
-  prop->minor = 0;
+  prop->major = arch().major;
+  prop->minor = arch().minor;
   prop->totalGlobalMem = kNominalMemory;
-  prop->sharedMemPerBlockOptin = kMaxDynamicShared;
+  prop->sharedMemPerBlockOptin = max_dynamic_shared();
   prop->multiProcessorCount = 1;
   return cudaSuccess;
 }
