@@ -37,7 +37,7 @@ default to ${MODEL_FILES.join(' ')}; --include '*' takes all. Prints the snapsho
       cacheDir: opt.str(args, 'cache-dir'),
       // said, not a silent wait: the other pull may be long, or a process that is not one holds the lock
       onWait: (file, holder, lock) =>
-        process.stderr.write(`waiting for ${file}: process ${holder} is fetching it into this cache (${lock}; remove that file if process ${holder} is not a pull; a lock left untouched for ${LOCK_STALE_MS / 60_000} minutes is taken over)\n`),
+        process.stderr.write(`waiting for ${file}: process ${holder} is fetching it into this cache (${lock}; remove that file if process ${holder} is not a pull; another host's lock left untouched for ${LOCK_STALE_MS / 60_000} minutes is taken over)\n`),
       onProgress: (file, done, total) => {
         let bar = bars.get(file);
         // not a terminal (a log, CI): a plain line at each tenth

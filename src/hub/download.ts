@@ -35,8 +35,8 @@ export interface SnapshotOptions {
   onProgress?: (file: string, done: number, total: number | undefined) => void;
   /**
    * Called once when another process (pid `holder`) is fetching the same file and this one waits for
-   * it; `lock` is the file that says so (remove it if that process is not a pull of this cache). A
-   * lock its holder has not touched for LOCK_STALE_MS (blob-lock.ts) is taken over.
+   * it; `lock` is the file that says so (remove it if that process is not a pull of this cache). Another
+   * host's lock that its holder has not touched for LOCK_STALE_MS (blob-lock.ts) is taken over.
    */
   onWait?: (file: string, holder: number, lock: string) => void;
   /** No network: the cached snapshot of the revision, or an error (default: HF_HUB_OFFLINE is 1/true/yes/on). */
