@@ -74,7 +74,7 @@ __device__ __forceinline__ void setmaxnreg_inc() { ep::setmaxnreg(N, true); }
 template <int N>
 __device__ __forceinline__ void setmaxnreg_dec() { ep::setmaxnreg(N, false); }
 template <int M>
-__device__ __forceinline__ void wgmma_rs_nt(float (&d)[M], const uint32_t (&a)[4], uint64_t db, int scale_d) {
+__device__ __forceinline__ void wgmma_rs_nt(float (&d)[M], uint32_t (&a)[4], uint64_t db, int scale_d) {
   ep::wgmma_m64k16_bf16_rs(d, 2 * M, a, db, scale_d, 1);
 }
 template <int M>
@@ -196,7 +196,7 @@ __device__ __forceinline__ void wgmma_rs_n128_(float (&d)[64], const uint32_t (&
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
 }
 template <int M>
-__device__ __forceinline__ void wgmma_rs_nt(float (&d)[M], const uint32_t (&a)[4], uint64_t db, int scale_d) {
+__device__ __forceinline__ void wgmma_rs_nt(float (&d)[M], uint32_t (&a)[4], uint64_t db, int scale_d) {
   static_assert(M == 32 || M == 64, "n = 64 or 128");
   if constexpr (M == 32) wgmma_rs_n64_(d, a, db, scale_d);
   else wgmma_rs_n128_(d, a, db, scale_d);

@@ -141,10 +141,14 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     );
   });
 
-  it('a register A operand written while its wgmma is in flight is a launch error', () => {
+  it('a register A operand written while its wgmma is in flight is a launch error, a second product issued on it too; lanes may share one array', () => {
     expect(fault('wgmma_a_in_flight')).toBe(
       'kernel wgmma_a_in_flight_kernel failed in block (0,0,0): wgmma: A operand registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)',
     );
+    expect(fault('wgmma_a_rewritten')).toBe(
+      'kernel wgmma_a_rewritten_kernel failed in block (0,0,0): wgmma: A operand registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)',
+    );
+    expect(run('wgmma_a_shared')).toBe('ok');
   });
 
   it('wgmma.mma_async without wgmma.fence is a launch error', () => {

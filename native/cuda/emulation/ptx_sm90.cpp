@@ -524,17 +524,32 @@ void gather(Gathered& op, uint32_t at, const char* smem, const char* view) {
 // D rows of this warp: 16 (warp % 4) + r. Computes and writes back one op for all 32 lanes. The operands
 // were read at issue; the hardware may read them any time until the completion this observes, so they
 // may not have been written since (by either proxy).
-void complete(Op& op, const std::deque<Op>& ops) {
-  if (op.rs)
-    for (int lane = 0; lane < 32; lane++) {
-      for (int r = 0; r < 4; r++)
-        if (op.a_regs[lane][r] != kPoisonA)
-          fail("wgmma: A operand registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)");
-      bool still = false;  // another product in flight reads the same registers: they stay poisoned
-      for (const Op& p : ops)
-        if (&p != &op && p.rs && p.a_regs[lane] == op.a_regs[lane]) still = true;
-      if (!still) std::memcpy(op.a_regs[lane], op.a[lane], sizeof(op.a[lane]));
-    }
+// The in-flight products' saved A values at `regs` (any warp's of the block, any lane's), or nullptr;
+// `except` not counted.
+const uint32_t* held_a(const uint32_t* regs, const Op* except) {
+  for (const WarpState& w : g_warps)
+    if (w.serial == block_serial())  // not an earlier block's, whose arrays are gone
+      for (const Op& p : w.ops)
+        if (&p != except && p.rs)
+          for (int lane = 0; lane < 32; lane++)
+            if (p.a_regs[lane] == regs) return p.a[lane];
+  return nullptr;
+}
+
+// Registers A of an in-flight product must still hold kPoisonA: anything else was written meanwhile.
+void check_a_untouched(const uint32_t* regs) {
+  for (int r = 0; r < 4; r++)
+    if (regs[r] != kPoisonA)
+      fail("wgmma: A operand registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)");
+}
+
+void complete(Op& op) {
+  // by address: lanes may share one array (a GPU's threads would each have their own registers)
+  if (op.rs) {
+    for (int lane = 0; lane < 32; lane++) check_a_untouched(op.a_regs[lane]);
+    for (int lane = 0; lane < 32; lane++)  // unless another product in flight reads them: then at its wait
+      if (!held_a(op.a_regs[lane], &op)) std::memcpy(op.a_regs[lane], op.a[lane], sizeof(op.a[lane]));
+  }
   if (!op.chain)
     for (int lane = 0; lane < 32; lane++)
       for (int r = 0; r < op.n / 2; r++)
@@ -574,7 +589,7 @@ void complete(Op& op, const std::deque<Op>& ops) {
   }
 }
 
-void issue(float* d, int n, bool rs, uint64_t da, const uint32_t* a, uint64_t db, int scale_d, int ta, int tb) {
+void issue(float* d, int n, bool rs, uint64_t da, uint32_t* a, uint64_t db, int scale_d, int ta, int tb) {
   if (n < 8 || n > 256 || n % 8 != 0) fail("wgmma.mma_async: n must be a multiple of 8 in [8, 256]");
   WarpSlot in{};
   // rs: where the lane holds A (read, then poisoned, below); the registers are the caller's to keep
@@ -603,12 +618,12 @@ void issue(float* d, int n, bool rs, uint64_t da, const uint32_t* a, uint64_t db
     op.dst[lane] = reinterpret_cast<float*>(uintptr_t(all[lane].v[2]));
     if (rs) {
       // const only in the signature (the device API's): the registers are the caller's locals
-      uint32_t* regs = const_cast<uint32_t*>(reinterpret_cast<const uint32_t*>(uintptr_t(all[lane].v[0])));
+      uint32_t* regs = reinterpret_cast<uint32_t*>(uintptr_t(all[lane].v[0]));
       op.a_regs[lane] = regs;
-      const uint32_t* held = regs;  // already poisoned by a product in flight on them: its copy
-      for (const Op& p : s.ops)
-        if (p.rs && p.a_regs[lane] == regs) held = p.a[lane];
-      std::memcpy(op.a[lane], held, sizeof(op.a[lane]));
+      // already poisoned by a product in flight on them: its copy (and they must not have been written since)
+      const uint32_t* held = held_a(regs, nullptr);
+      if (held) check_a_untouched(regs);
+      std::memcpy(op.a[lane], held ? held : regs, sizeof(op.a[lane]));
     }
   }
   const char* smem = static_cast<const char*>(dynamic_shared());
@@ -673,7 +688,7 @@ void wgmma_wait_group(int pending) {
   WarpState& s = warp_state();
   // every committed group but the newest `pending` completes, in order
   while (!s.ops.empty() && s.ops.front().group != ~uint64_t(0) && s.ops.front().group + uint64_t(pending) < s.committed) {
-    complete(s.ops.front(), s.ops);
+    complete(s.ops.front());
     s.ops.pop_front();
   }
   s.fenced = false;
@@ -683,7 +698,7 @@ void wgmma_m64k16_bf16_ss(float* d, int n, uint64_t desc_a, uint64_t desc_b, int
   issue(d, n, false, desc_a, nullptr, desc_b, scale_d, trans_a, trans_b);
 }
 
-void wgmma_m64k16_bf16_rs(float* d, int n, const uint32_t (&a)[4], uint64_t desc_b, int scale_d, int trans_b) {
+void wgmma_m64k16_bf16_rs(float* d, int n, uint32_t (&a)[4], uint64_t desc_b, int scale_d, int trans_b) {
   issue(d, n, true, 0, a, desc_b, scale_d, 0, trans_b);
 }
 

@@ -25,7 +25,8 @@
 //     copy into it is issued then holds the new bytes);
 //   - wgmma.mma_async reads its shared-memory operands at issue and poisons its accumulator registers
 //     with NaN; the products are written back only by the wgmma.wait_group that covers them, which
-//     fails the launch if the thread wrote those registers meanwhile;
+//     fails the launch if the thread wrote those registers meanwhile; register A operands read as NaN
+//     until then, and a write to them fails the launch too;
 //   - wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group is a launch error;
 //   - the async proxy has a view of shared memory of its own (ptx_sm90.cpp, "proxies"): a wgmma operand
 //     written by st.shared or cp.async with no fence.proxy.async before the wgmma is a launch error, and
@@ -75,8 +76,9 @@ void wgmma_wait_group(int pending);
 void wgmma_m64k16_bf16_ss(float* d, int n, uint64_t desc_a, uint64_t desc_b, int scale_d, int trans_a, int trans_b);
 // A from registers: this thread's 4 .b32 registers, the mma.m16n8k16 A fragment of its warp's 16 rows.
 // Until the wgmma.wait_group that completes it they hold NaNs (reading or writing them then is
-// undefined in the PTX ISA): `a` must be modifiable, as registers are.
-void wgmma_m64k16_bf16_rs(float* d, int n, const uint32_t (&a)[4], uint64_t desc_b, int scale_d, int trans_b);
+// undefined in the PTX ISA): `a` must be the thread's own array, in scope until that wait, as
+// registers are. Products in flight may share one.
+void wgmma_m64k16_bf16_rs(float* d, int n, uint32_t (&a)[4], uint64_t desc_b, int scale_d, int trans_b);
 
 // ---- fence.proxy.async: the generic proxy's shared-memory writes so far become the async proxy's ----
 void fence_proxy_async();

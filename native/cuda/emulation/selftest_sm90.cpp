@@ -24,6 +24,8 @@
 //   wgmma_write_in_flight  an accumulator written between wgmma.mma_async and its wait (must fail)
 //   wgmma_a_in_flight  a register A operand written between wgmma.mma_async and its wait (must fail);
 //                      (wgmma) read between them it holds NaNs, and after the wait its values again
+//   wgmma_a_rewritten  the same, then a second product issued on those registers (must fail)
+//   wgmma_a_shared     every lane's A the same array: no false alarm, values back after the wait
 //   setmaxnreg         a producer warpgroup gives registers back, a consumer warpgroup takes them;
 //                      a count outside [24, 256] or not a multiple of 8, and a warp whose warpgroup is
 //                      incomplete (must fail)
@@ -392,16 +394,40 @@ void wgmma_write_in_flight_kernel(int*) {
   wgmma_wait_group(0);
 }
 
-// an A operand register of a wgmma written before its wait (a GPU may read it any time until then)
-void wgmma_a_in_flight_kernel(int*) {
-  float d[8];
+// an A operand register of a wgmma written before its wait (a GPU may read it any time until then);
+// rewritten: the same, then a second product issued on the registers before the wait
+void wgmma_a_in_flight(bool reissue) {
+  float d[8], d2[8];
   uint32_t a[4] = {0, 0, 0, 0};
   zero_operands(false);
   wgmma_fence();
   wgmma_m64k16_bf16_rs(d, 16, a, desc(0, 128, 256, 0), 0, 0);
-  wgmma_commit_group();
   a[1] = 0;  // before the wait
+  if (reissue) wgmma_m64k16_bf16_rs(d2, 16, a, desc(0, 128, 256, 0), 0, 0);
+  wgmma_commit_group();
   wgmma_wait_group(0);
+}
+void wgmma_a_in_flight_kernel(int*) { wgmma_a_in_flight(false); }
+void wgmma_a_rewritten_kernel(int*) { wgmma_a_in_flight(true); }
+
+// every lane passes one array as its A (a GPU's threads would each load registers of their own): no
+// false alarm, the registers back after the wait, D = A B with A all ones and B the zero operands + 1
+uint32_t g_shared_a[4];
+void wgmma_a_shared_kernel(int* bad) {
+  float d[8];
+  zero_operands(false);
+  if (threadIdx.x == 0)
+    for (uint32_t& r : g_shared_a) r = pack(1.0f, 1.0f);
+  __syncthreads();
+  wgmma_fence();
+  wgmma_m64k16_bf16_rs(d, 16, g_shared_a, desc(0, 128, 256, 0), 0, 0);
+  wgmma_commit_group();
+  wgmma_wait_group(0);
+  for (float v : d)
+    if (v != 0.0f) bad[0] = 1;  // B is zero
+  __syncthreads();  // every warp's product complete: the last wait restored the array
+  for (uint32_t r : g_shared_a)
+    if (r != pack(1.0f, 1.0f)) bad[0] = 2;
 }
 
 void wgmma_nofence_kernel(int*) {
@@ -463,6 +489,8 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   else if (name == "wgmma") L2E_EMU_LAUNCH(wgmma_kernel, 1, 128, 2 * (16384 + 256), nullptr)(bad);
   else if (name == "wgmma_write_in_flight") L2E_EMU_LAUNCH(wgmma_write_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_a_in_flight") L2E_EMU_LAUNCH(wgmma_a_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
+  else if (name == "wgmma_a_rewritten") L2E_EMU_LAUNCH(wgmma_a_rewritten_kernel, 1, 128, 4096, nullptr)(bad);
+  else if (name == "wgmma_a_shared") L2E_EMU_LAUNCH(wgmma_a_shared_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_nofence") L2E_EMU_LAUNCH(wgmma_nofence_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_proxy_early") L2E_EMU_LAUNCH(wgmma_proxy_early_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_smem_in_flight") L2E_EMU_LAUNCH(wgmma_smem_in_flight_kernel, 1, 128, 4096, nullptr)(bad);
