@@ -9,9 +9,10 @@
 #   bash scripts/gpu/loan.sh          (run the call with timeout_s 600)
 # Time: a call may run 600 s, less when the machine's start took device time. run.sh's stages share
 # RUN_S (default 380) by its DEADLINE, which keeps time for our rows and the reference stack whatever
-# an earlier stage does; each profile has STEP_S (default 50). At most about 510 s: that, the unpacking
-# (about 10 s) and the 10 s a stage still gets once the deadline has passed. (All of run.sh took 168 s
-# on the H200 of 2026-11-30.)
+# an earlier stage does; each profile has STEP_S (default 50). At most about 570 s: that, the unpacking
+# (about 10 s), and the floors of the stages once the deadline has passed (10 s each for our rows, their
+# retry and the reference stack; 10 s each for the sweep's 5 kinds). (All of run.sh took 168 s on the
+# H200 of 2026-11-30.)
 # Files: a call brings back at most 8 from $OUT. run.sh leaves env.txt, gpu-tests.log, ours.json,
 # ours.log, anchor.json, ref.log, results/<run>.json (and ours-sm80.json if our bench faulted); the
 # profiles go to the end of ours.log (our bench's log), not to files of their own.

@@ -98,12 +98,15 @@ if [ -z "${SKIP_OURS:-}" ]; then
 fi
 if [ -z "${SKIP_OURS:-}" ] && [ -z "${SKIP_SWEEP:-}" ]; then
   echo "== attention tile variants: sm80, sm90wg2/sm90pp, the wgmma backward (gpu-bench --sweep: its figures join ours.json)"
-  # a kind per process: a kernel fault (a sticky CUDA error) costs only its own kind's rows
+  # a kind per process: a kernel fault (a sticky CUDA error) costs only its own kind's rows; each kind
+  # gets an equal share of what is left (at least 10 s, so 50 s at most past the stage's limit)
   sweep_end=$(( $(date +%s) + $(limit "${SWEEP_S:-120}" "$keep_ref") ))
   : > /tmp/l2e-sweep.log
-  for kind in fwd bwd wg2 pp bwd90; do
-    left=$(( sweep_end - $(date +%s) )); [ "$left" -ge 5 ] || left=5
-    timeout "$left" node bench/gpu-bench.mjs --sweep --kinds "$kind" --out "$RES/ours.json" >> /tmp/l2e-sweep.log 2>&1
+  kinds=(fwd bwd wg2 pp bwd90)
+  for i in "${!kinds[@]}"; do
+    kind=${kinds[$i]}
+    share=$(( (sweep_end - $(date +%s)) / (${#kinds[@]} - i) )); [ "$share" -ge 10 ] || share=10
+    timeout "$share" node bench/gpu-bench.mjs --sweep --kinds "$kind" --out "$RES/ours.json" >> /tmp/l2e-sweep.log 2>&1
     echo "(sweep $kind: exit $?)" | tee -a /tmp/l2e-sweep.log
   done
   cat /tmp/l2e-sweep.log >> "$RES/ours.log"; grep -v "^fwd \|^bwd \|^wg2 \|^pp \|^bwd90 \|^(sweep" /tmp/l2e-sweep.log | tail -70
