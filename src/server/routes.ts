@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cosine } from '../eval/metrics.js';
-import { packageRoot } from '../native.js';
+import { cudaStatus, packageRoot } from '../native.js';
 import { QueueFullError } from './batcher.js';
 import { ApiError, badField, modelDisposed } from './errors.js';
 import { readInputs, toModelInputs, type Inputs } from './inputs.js';
@@ -135,6 +135,12 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
 
   app.get('/health', async (_req, reply) => {
     if (state.loaded?.model.disposed) return reply.code(503).send({ status: 'disposed', error: modelDisposed().message });
+    if (state.loaded?.model.device === 'cuda') {
+      // after a kernel fails, every CUDA call of the process fails: a liveness probe must see it and
+      // restart the server (each request would fail until then)
+      const gpu = cudaStatus();
+      if (!gpu.usable) return reply.code(500).send({ status: 'failed', error: `the GPU is no longer usable (${gpu.reason}): restart the server` });
+    }
     if (state.loaded) return { status: 'ok' };
     if (state.failed) return reply.code(500).send({ status: 'failed', error: state.failed.message });
     return reply.code(503).send({ status: 'loading' });
