@@ -452,7 +452,10 @@ CudaStatus cuda_status() {
   if (d == cudaSuccess) d = cudaSetDevice(0);
   if (d == cudaSuccess) d = cudaMemGetInfo(&s.free_bytes, &s.total_bytes);
   if (d != cudaSuccess) {
-    s.reason = std::string("no CUDA GPU is usable: ") + cudaGetErrorString(d);
+    s.reason = cuda::context_lost(d)
+                   ? std::string("a CUDA kernel failed earlier in this process (") + cudaGetErrorString(d) +
+                         "): restart it to use the GPU"
+                   : std::string("no CUDA GPU is usable: ") + cudaGetErrorString(d);
     cudaGetLastError();
     return s;
   }

@@ -139,7 +139,7 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
       // after a kernel fails, every CUDA call of the process fails: a liveness probe must see it and
       // restart the server (each request would fail until then)
       const gpu = cudaStatus();
-      if (!gpu.usable) return reply.code(500).send({ status: 'failed', error: `the GPU is no longer usable (${gpu.reason}): restart the server` });
+      if (!gpu.usable) return reply.code(500).send({ status: 'failed', error: `the GPU is no longer usable: ${gpu.reason}` });
     }
     if (state.loaded) return { status: 'ok' };
     if (state.failed) return reply.code(500).send({ status: 'failed', error: state.failed.message });

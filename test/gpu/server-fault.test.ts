@@ -36,7 +36,7 @@ describe.skipIf(!emulated || !hasTinyMha || !existsSync(dist))(`a server after a
     expect(JSON.parse(r.stdout)).toEqual([
       [200, { status: 'ok' }],
       500,
-      [500, { status: 'failed', error: `the GPU is no longer usable (no CUDA GPU is usable: ${failure}): restart the server` }],
+      [500, { status: 'failed', error: `the GPU is no longer usable: a CUDA kernel failed earlier in this process (${failure}): restart it to use the GPU` }],
     ]);
   });
 });
