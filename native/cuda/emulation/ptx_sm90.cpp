@@ -6,6 +6,7 @@
 #include <cstring>
 #include <deque>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "cuda.h"
@@ -521,19 +522,25 @@ void gather(Gathered& op, uint32_t at, const char* smem, const char* view) {
   op.vals.push_back(bits_at<uint16_t>(view + at));
 }
 
-// D rows of this warp: 16 (warp % 4) + r. Computes and writes back one op for all 32 lanes. The operands
-// were read at issue; the hardware may read them any time until the completion this observes, so they
-// may not have been written since (by either proxy).
-// The in-flight products' saved A values at `regs` (any warp's of the block, any lane's), or nullptr;
-// `except` not counted.
-const uint32_t* held_a(const uint32_t* regs, const Op* except) {
-  for (const WarpState& w : g_warps)
-    if (w.serial == block_serial())  // not an earlier block's, whose arrays are gone
-      for (const Op& p : w.ops)
-        if (&p != except && p.rs)
-          for (int lane = 0; lane < 32; lane++)
-            if (p.a_regs[lane] == regs) return p.a[lane];
-  return nullptr;
+// Register A operands in flight, by address (lanes or warps may pass one array; a GPU's threads would
+// each have registers of their own): the values read at the first issue, and how many lane-products
+// in flight read them. They are given back when the last of those completes. Per block.
+struct HeldA {
+  uint32_t vals[4];
+  int readers;
+};
+struct HeldAs {
+  uint64_t serial = ~uint64_t(0);
+  std::unordered_map<uint32_t*, HeldA> by_address;
+};
+thread_local HeldAs g_held_a;
+
+std::unordered_map<uint32_t*, HeldA>& held_a() {
+  if (g_held_a.serial != block_serial()) {  // an earlier block's arrays are gone
+    g_held_a.by_address.clear();
+    g_held_a.serial = block_serial();
+  }
+  return g_held_a.by_address;
 }
 
 // Registers A of an in-flight product must still hold kPoisonA: anything else was written meanwhile.
@@ -543,12 +550,20 @@ void check_a_untouched(const uint32_t* regs) {
       fail("wgmma: A operand registers written while their wgmma.mma_async was in flight (before wgmma.wait_group)");
 }
 
+// D rows of this warp: 16 (warp % 4) + r. Computes and writes back one op for all 32 lanes. The operands
+// were read at issue; the hardware may read them any time until the completion this observes, so they
+// may not have been written since (by either proxy).
 void complete(Op& op) {
-  // by address: lanes may share one array (a GPU's threads would each have their own registers)
   if (op.rs) {
     for (int lane = 0; lane < 32; lane++) check_a_untouched(op.a_regs[lane]);
-    for (int lane = 0; lane < 32; lane++)  // unless another product in flight reads them: then at its wait
-      if (!held_a(op.a_regs[lane], &op)) std::memcpy(op.a_regs[lane], op.a[lane], sizeof(op.a[lane]));
+    auto& held = held_a();
+    for (int lane = 0; lane < 32; lane++) {
+      auto it = held.find(op.a_regs[lane]);
+      if (it != held.end() && --it->second.readers == 0) {  // no other product in flight reads them
+        std::memcpy(op.a_regs[lane], it->second.vals, sizeof(it->second.vals));
+        held.erase(it);
+      }
+    }
   }
   if (!op.chain)
     for (int lane = 0; lane < 32; lane++)
@@ -617,13 +632,22 @@ void issue(float* d, int n, bool rs, uint64_t da, uint32_t* a, uint64_t db, int 
     if (all[lane].v[1] != op.db) fail("wgmma.mma_async: the B descriptor differs between lanes");
     op.dst[lane] = reinterpret_cast<float*>(uintptr_t(all[lane].v[2]));
     if (rs) {
-      // const only in the signature (the device API's): the registers are the caller's locals
       uint32_t* regs = reinterpret_cast<uint32_t*>(uintptr_t(all[lane].v[0]));
       op.a_regs[lane] = regs;
-      // already poisoned by a product in flight on them: its copy (and they must not have been written since)
-      const uint32_t* held = held_a(regs, nullptr);
-      if (held) check_a_untouched(regs);
-      std::memcpy(op.a[lane], held ? held : regs, sizeof(op.a[lane]));
+      auto& held = held_a();
+      auto it = held.find(regs);
+      if (it != held.end()) {  // read by a product in flight: its copy (the registers must still be poisoned)
+        check_a_untouched(regs);
+        it->second.readers++;
+        std::memcpy(op.a[lane], it->second.vals, sizeof(op.a[lane]));
+      } else {
+        std::memcpy(op.a[lane], regs, sizeof(op.a[lane]));
+        HeldA h{};
+        std::memcpy(h.vals, regs, sizeof(h.vals));
+        h.readers = 1;
+        held.emplace(regs, h);
+        for (int r = 0; r < 4; r++) regs[r] = kPoisonA;
+      }
     }
   }
   const char* smem = static_cast<const char*>(dynamic_shared());
@@ -649,11 +673,8 @@ void issue(float* d, int n, bool rs, uint64_t da, uint32_t* a, uint64_t db, int 
     op.cin.resize(size_t(32) * (n / 2));
     for (int lane = 0; lane < 32; lane++) std::memcpy(&op.cin[size_t(lane) * (n / 2)], op.dst[lane], sizeof(float) * (n / 2));
   }
-  for (int lane = 0; lane < 32; lane++) {  // not readable before the wait
+  for (int lane = 0; lane < 32; lane++)  // not readable before the wait
     for (int r = 0; r < n / 2; r++) std::memcpy(&op.dst[lane][r], &kPoison, 4);
-    if (rs)
-      for (int r = 0; r < 4; r++) op.a_regs[lane][r] = kPoisonA;
-  }
   s.ops.push_back(std::move(op));
 }
 
