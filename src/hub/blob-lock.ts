@@ -8,11 +8,12 @@
 // its lock every STALE_MS / 6, and another host's lock whose modification time has not moved for
 // STALE_MS, timed on the waiter's monotonic clock (no other machine's clock, no clock step), is taken
 // over. The holder's release and touches act only while the lock still holds its token.
-import { closeSync, openSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { HubError } from './http.js';
+import { readTextOrNull } from '../util/fs-error.js';
 import { processAlive } from '../util/process.js';
 
 /** How long another host's lock may stay untouched before it is taken over (its holder touches it 6 times as often). */
@@ -24,14 +25,6 @@ const locksHeldHere = new Set<string>();
 /** The lock's modification time, or undefined when it is gone. */
 function mtimeOf(lock: string): number | undefined {
   return statSync(lock, { throwIfNoEntry: false })?.mtimeMs;
-}
-
-function readOrNull(lock: string): string | null {
-  try {
-    return readFileSync(lock, 'utf8');
-  } catch {
-    return null;
-  }
 }
 
 /** A lock's writer: pid (NaN when none was written yet), and host ('' in a lock written before hosts were). */
@@ -69,7 +62,7 @@ export async function lockBlob(
       }
       closeSync(fd);
       locksHeldHere.add(lock);
-      const stillMine = (): boolean => readOrNull(lock) === mine; // not taken over meanwhile
+      const stillMine = (): boolean => readTextOrNull(lock) === mine; // not taken over meanwhile
       const beat = setInterval(() => {
         const now = new Date();
         try {
@@ -87,7 +80,7 @@ export async function lockBlob(
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new HubError(`${what}: cannot create ${lock} (${(err as Error).message})`);
     }
-    const text = readOrNull(lock);
+    const text = readTextOrNull(lock);
     if (text === null) continue; // released between our two calls: try again
     const holder = holderOf(text);
     const mtime = mtimeOf(lock);

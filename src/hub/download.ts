@@ -10,12 +10,12 @@
 //      refs/<revision> ← commit.
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, notCachedReason, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { lockBlob } from './blob-lock.js';
-import { fsReason, notAFolder } from '../util/fs-error.js';
+import { fsReason, notAFolder, readTextOrNull } from '../util/fs-error.js';
 import { getJson, HubError, openUrl, statusError, withRetries, type RetryPolicy } from './http.js';
 
 export interface SnapshotOptions {
@@ -262,14 +262,6 @@ async function fetchInto(url: string, incomplete: string, f: RepoFile, token: st
  * missing, and a cache on a read-only disk can still be pulled. Otherwise the new link is renamed over
  * the old name, never leaving it absent.
  */
-function readFileOrNull(file: string): string | null {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return null;
-  }
-}
-
 function linkIntoSnapshot(blob: string, target: string): void {
   const link = relative(dirname(target), blob);
   try {
@@ -369,7 +361,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   }
   const ref = join(folder, 'refs', revision);
   // written only when it changes, as the links: a pull of a cached repo writes nothing
-  if (revision !== commit && readFileOrNull(ref)?.trim() !== commit) {
+  if (revision !== commit && readTextOrNull(ref)?.trim() !== commit) {
     mkdirSync(dirname(ref), { recursive: true });
     writeFileAtomic(ref, commit); // other tools (huggingface_hub) may read it at any moment
   }

@@ -3,13 +3,22 @@
 // `fsReason` keeps the code and description and drops that path; callers name the user's own path.
 // For a target that is a symbolic link, the folder that is missing is the one the link points into.
 // `readFailure` says a failed read of an input the same way for every reader.
-import { statSync, type Stats } from 'node:fs';
+import { readFileSync, statSync, type Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 /** The file's stat (links followed), or null when there is none to read. */
 export function statOrNull(path: string): Stats | null {
   try {
     return statSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** The file's UTF-8 text, or null when it cannot be read (gone, or never there). */
+export function readTextOrNull(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
   } catch {
     return null;
   }
