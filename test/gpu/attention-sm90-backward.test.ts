@@ -7,7 +7,7 @@
 import { afterAll, describe, it } from 'vitest';
 import { Rng } from '../../src/util/random.js';
 import { attentionKernels, gpu, gpuNote } from './gpu-helpers.js';
-import { attnBackward, attnCases, structural, variantCases, variantsOf , writeMeasuredErrors } from './op-compare.js';
+import { attnBackward, attnCases, structural, variantCases, variantsOf, writeMeasuredErrors } from './op-compare.js';
 
 afterAll(writeMeasuredErrors);
 

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/util/random.js';
 import { attentionKernels, emulated, gpu, gpuNote, sized } from './gpu-helpers.js';
-import { attnCases, attnForward, structural, variantCases, variantsOf, type AttnCase , writeMeasuredErrors } from './op-compare.js';
+import { attnForward, kernelCases, structural, variantCases, variantsOf, writeMeasuredErrors, type AttnCase } from './op-compare.js';
 
 afterAll(writeMeasuredErrors);
 
@@ -20,12 +20,7 @@ describe.skipIf(!gpu.usable)(`sm_90a attention forwards vs CPU ${gpuNote}`, () =
     expect(attentionKernels()).toEqual(['simple', 'sm80', 'sm90', 'sm90wg2', 'sm90pp']);
   });
 
-  const kernelCases = sm90Kernels.flatMap((kernel) =>
-    attnCases
-      .filter(([name, hd]) => (hd === 64 || hd === 128) && structural(name))
-      .map(([name, hd, nh, nkv, lens]) => [kernel, name, hd, nh, nkv, lens] as const),
-  );
-  it.each(kernelCases)('attention forward, %s kernel: %s', (kernel, _name, hd, nh, nkv, lens) => {
+  it.each(kernelCases(sm90Kernels))('attention forward, %s kernel: %s', (kernel, _name, hd, nh, nkv, lens) => {
     attnForward(rng, hd, nh, nkv, lens, { attentionKernel: kernel });
   });
 

@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/util/random.js';
 import { attentionKernels, bf16Array, cudaDevice, gpu, gpuNote, randBf16, runOp, type OpArgs } from './gpu-helpers.js';
-import { attnBackward, attnCases, attnForward, attnInputs, listedVariants, structural, variantCases, variantsOf , writeMeasuredErrors } from './op-compare.js';
+import { attnBackward, attnForward, attnInputs, kernelCases, listedVariants, variantCases, variantsOf, writeMeasuredErrors } from './op-compare.js';
 
 afterAll(writeMeasuredErrors);
 
@@ -13,12 +13,7 @@ describe.skipIf(!gpu.usable)(`attention kernels and sm80 tile variants vs CPU ${
   const rng = new Rng(20240612, 1);
 
   // the kernels that run on every device, explicitly (the default cases take whichever 'auto' picks)
-  const kernelCases = ['simple', 'sm80'].flatMap((kernel) =>
-    attnCases
-      .filter(([name, hd]) => (hd === 64 || hd === 128) && structural(name))
-      .map(([name, hd, nh, nkv, lens]) => [kernel, name, hd, nh, nkv, lens] as const),
-  );
-  it.each(kernelCases)('attention forward, %s kernel: %s', (kernel, _name, hd, nh, nkv, lens) => {
+  it.each(kernelCases(['simple', 'sm80']))('attention forward, %s kernel: %s', (kernel, _name, hd, nh, nkv, lens) => {
     attnForward(rng, hd, nh, nkv, lens, { attentionKernel: kernel });
   });
 

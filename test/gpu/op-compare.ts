@@ -104,6 +104,14 @@ export const variantCases: AttnCase[] = [
 const sanitized = 'sanitizerLeakCheck' in (addon() as object);
 export const structural = (name: string): boolean => !sanitized || !/-token sequence|4\/1 long/.test(name);
 
+/** Each of `kernels` (attentionKernel names) on every structural hd-64 and hd-128 attention case. */
+export const kernelCases = (kernels: string[]) =>
+  kernels.flatMap((kernel) =>
+    attnCases
+      .filter(([name, hd]) => (hd === 64 || hd === 128) && structural(name))
+      .map(([name, hd, nh, nkv, lens]) => [kernel, name, hd, nh, nkv, lens] as const),
+  );
+
 /** The addon's tile variants of one kind (cudaAttentionVariants: "fwd:…", "bwd:…", "wg2:…"), defaults first. */
 export const listedVariants = (): string[] => addon().cudaAttentionVariants?.() ?? [];
 export const variantsOf = (kind: 'fwd' | 'bwd' | 'wg2'): string[] =>
