@@ -2,10 +2,9 @@
 // commit and wait groups, and that the asynchrony is modelled (a copy lands only at its wait), so a
 // pipeline with one wait too few is caught (a planted bug) instead of passing by luck. Emulation build
 // only; elsewhere the suite says why it skips.
-import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { testingAddonPath } from '../helpers/testing-addon.mjs';
 import { addon, emulated } from './gpu-helpers.js';
+import { fault } from './self-test-child.js';
 
 interface AsyncSelfTest {
   cudaEmulationAsyncSelfTest(name: string): string;
@@ -13,14 +12,6 @@ interface AsyncSelfTest {
 
 describe.skipIf(!emulated)(`CUDA emulation cp.async ${emulated ? '' : '(skipped: not the CUDA emulation build)'}`, () => {
   const run = (name: string): string => (addon() as unknown as AsyncSelfTest).cudaEmulationAsyncSelfTest(name);
-  // a check whose kernel must fail while running, in a child process: the failure is sticky, as on a
-  // GPU, and would fail every later check of this one
-  const fault = (name: string): string => {
-    const script = `console.log(require(process.env.L2E_TESTING_ADDON).cudaEmulationAsyncSelfTest(${JSON.stringify(name)}))`;
-    const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, L2E_TESTING_ADDON: testingAddonPath() }, encoding: 'utf8', timeout: 120_000 });
-    expect(r.stderr).toBe('');
-    return r.stdout.trim();
-  };
 
   it('sizes 16/8/4, src-size zero fill, wait_group N and wait_all land exactly the groups the PTX ISA says', () => {
     expect(run('groups')).toBe('ok');
@@ -39,11 +30,11 @@ describe.skipIf(!emulated)(`CUDA emulation cp.async ${emulated ? '' : '(skipped:
   });
 
   it('cp.async.cg of 8 bytes is a launch error', () => {
-    expect(fault('cg_size')).toBe('kernel cg_size_kernel failed in block (0,0,0): cp.async.cg: cp-size must be 16');
+    expect(fault('cg_size', 'cudaEmulationAsyncSelfTest')).toBe('kernel cg_size_kernel failed in block (0,0,0): cp.async.cg: cp-size must be 16');
   });
 
   it('a destination not aligned to cp-size is a launch error', () => {
-    expect(fault('misaligned')).toBe(
+    expect(fault('misaligned', 'cudaEmulationAsyncSelfTest')).toBe(
       'kernel misaligned_kernel failed in block (0,0,0): cp.async: address not aligned to cp-size',
     );
   });

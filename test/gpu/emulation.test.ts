@@ -8,34 +8,10 @@ import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { testingAddonPath } from '../helpers/testing-addon.mjs';
 import { addon, emulated } from './gpu-helpers.js';
+import { fault, selfTestInChild } from './self-test-child.js';
 
 interface SelfTest {
   cudaEmulationSelfTest(name: string): string;
-}
-
-/** Runs one self-test in a child process (it may end the process): its exit and stderr. */
-function runInChild(
-  name: string,
-  env: Record<string, string> = {},
-): { status: number | null; signal: NodeJS.Signals | null; stderr: string } {
-  const script = `console.log(require(process.env.L2E_TESTING_ADDON).cudaEmulationSelfTest(${JSON.stringify(name)})); console.log('survived')`;
-  const r = spawnSync(process.execPath, ['-e', script], {
-    env: { ...process.env, L2E_TESTING_ADDON: testingAddonPath(), ...env },
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  return { status: r.status, signal: r.signal, stderr: r.stderr + r.stdout };
-}
-
-/**
- * A self-check whose kernel must fail while running, in a child process: such a failure is sticky, as
- * on a GPU (every later call of the process returns it), so it would fail every check after it here.
- * What the check returned (the failure's message).
- */
-function fault(name: string): string {
-  const r = runInChild(name);
-  expect(r.status, r.stderr).toBe(0);
-  return r.stderr.replace(/\nsurvived\n$/, '');
 }
 
 /** The sanitizer build (scripts/test-sanitize.mjs with --gpu) has the leak-check binding. */
@@ -215,19 +191,19 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
   // L2E_CUDA_EMULATE_SCHEDULE (runtime.cpp): CI runs ops.test.ts and attention-*.test.ts again under "warps:1", where a warp runs
   // ahead of the others as far as the kernel's synchronisation lets it
   it('schedules: "rounds" brings every thread to a meeting point first, "warps:<seed>" lets a warp run ahead and hands the SM on at arrivals', () => {
-    const rounds = runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'rounds' });
+    const rounds = selfTestInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'rounds' });
     expect(rounds.stderr).toBe("warp 0 saw warp 1's write\nsurvived\n");
-    expect(runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: '' }).stderr).toBe(rounds.stderr);  // the default
-    expect(runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'warps:1' }).stderr).toBe('warp 0 ran ahead of warp 1\nsurvived\n');
+    expect(selfTestInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: '' }).stderr).toBe(rounds.stderr);  // the default
+    expect(selfTestInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'warps:1' }).stderr).toBe('warp 0 ran ahead of warp 1\nsurvived\n');
     // at an mbarrier arrival "warps" draws the next warp: a waiter may run before the arriving thread goes on
-    expect(runInChild('arrival_switch', { L2E_CUDA_EMULATE_SCHEDULE: 'rounds' }).stderr).toBe('thread 0 wrote before warp 1 ran\nsurvived\n');
-    const drawn = new Set([1, 2, 3, 4, 5, 6, 7, 8].map((seed) => runInChild('arrival_switch', { L2E_CUDA_EMULATE_SCHEDULE: `warps:${seed}` }).stderr));
+    expect(selfTestInChild('arrival_switch', { L2E_CUDA_EMULATE_SCHEDULE: 'rounds' }).stderr).toBe('thread 0 wrote before warp 1 ran\nsurvived\n');
+    const drawn = new Set([1, 2, 3, 4, 5, 6, 7, 8].map((seed) => selfTestInChild('arrival_switch', { L2E_CUDA_EMULATE_SCHEDULE: `warps:${seed}` }).stderr));
     expect([...drawn].sort()).toEqual(['thread 0 wrote before warp 1 ran\nsurvived\n', 'warp 1 ran between the arrival and the write\nsurvived\n']);
   });
 
   it('a schedule that is neither makes the device unusable, with the setting named: cudaStatus says so and a launch fails', () => {
     const why = "the CUDA emulation's L2E_CUDA_EMULATE_SCHEDULE='warps' is neither 'rounds' nor 'warps:<seed>'";
-    const bad = runInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'warps' });
+    const bad = selfTestInChild('schedule', { L2E_CUDA_EMULATE_SCHEDULE: 'warps' });
     expect(bad.signal).toBeNull();
     expect(bad.stderr).toBe(`kernel schedule_kernel: ${why}\nsurvived\n`);
     const script = 'const s = require(process.env.L2E_TESTING_ADDON).cudaStatus(); console.log(JSON.stringify([s.compiled, s.usable, s.reason]))';
@@ -251,7 +227,7 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
   });
 
   it('a read past the end of a device allocation ends the process naming the kernel, block and thread', () => {
-    const r = runInChild('oob_global_after');
+    const r = selfTestInChild('oob_global_after');
     expect(r.signal).toBe('SIGABRT');
     expect(r.stderr).toContain(
       'l2e CUDA emulation: out-of-bounds memory access (or stack overflow) in kernel oob_global_after_kernel, block (0,0,0), thread (0,0,0)\n',
@@ -268,7 +244,7 @@ describe.skipIf(!emulated)(`CUDA emulation: reads only AddressSanitizer sees ${e
     ['oob_global_before', 'oob_global_before_kernel'],
     ['oob_shared_before', 'oob_shared_before_kernel'],
   ])(`%s: ${sanitized ? 'AddressSanitizer reports the read in the kernel' : 'unnoticed without the sanitizers'}`, (name, kernel) => {
-    const r = runInChild(name);
+    const r = selfTestInChild(name);
     if (sanitized) {
       expect(r.status).toBe(86);
       expect(r.stderr).toContain('ERROR: AddressSanitizer: use-after-poison on address');
