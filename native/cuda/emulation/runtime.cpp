@@ -131,7 +131,6 @@ void defer_error(cudaError_t e, const std::string& message) {
   g_async_message = message;
 }
 
-cudaError_t synchronize() { return synchronized_error(); }
 
 // ---- device memory ----
 constexpr size_t kNominalMemory = size_t(16) << 30;  // what cudaMemGetInfo reports as the total
@@ -915,11 +914,11 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
 // the error of a kernel that failed since the last one.
 cudaError_t cudaStreamSynchronize(cudaStream_t) {
   count_synchronize();
-  return synchronize();
+  return synchronized_error();
 }
 cudaError_t cudaDeviceSynchronize() {
   count_synchronize();
-  return synchronize();
+  return synchronized_error();
 }
 
 // Resets this thread's last error, but a failed kernel's error stays (see g_async).
