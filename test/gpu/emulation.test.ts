@@ -188,6 +188,25 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(JSON.parse(status.stdout)).toEqual([false, "no CUDA GPU is usable: the CUDA emulation's L2E_CUDA_EMULATE_DEVICE='7.5' is none of 8.0, 8.6, 8.9, 9.0"]);
   });
 
+  // L2E_CUDA_EMULATE_MATH (approx_math.h): CI runs the op suites again under "worst", where every
+  // approximate function errs by its documented bound, so that no test's bounds need the exact values
+  it('L2E_CUDA_EMULATE_MATH: "exact" gives ex2, __expf and rsqrtf correctly rounded; "worst" each at its documented error bound, both ways; another value makes the device unusable', () => {
+    const exact = 'ex2 64: 64 exact, 0 within, 0 at the bound (0 up), 0 over; __expf 64: 64 exact, 0 within, 0 at the bound (0 up), 0 over; ' +
+      'rsqrtf 64: 64 exact, 0 within, 0 at the bound (0 up), 0 over\nsurvived\n';
+    expect(selfTestInChild('approx_math', { L2E_CUDA_EMULATE_MATH: 'exact' }).stderr).toBe(exact);
+    expect(selfTestInChild('approx_math', { L2E_CUDA_EMULATE_MATH: '' }).stderr).toBe(exact);  // the default
+    const worst = selfTestInChild('approx_math', { L2E_CUDA_EMULATE_MATH: 'worst' }).stderr;
+    const parts = worst.replace(/\nsurvived\n$/, '').split('; ');
+    expect(parts.map((p) => p.replace(/\(\d+ up\)/, '(n up)'))).toEqual(['ex2', '__expf', 'rsqrtf'].map((f) => `${f} 64: 0 exact, 0 within, 64 at the bound (n up), 0 over`));
+    for (const p of parts) {
+      const up = Number(/\((\d+) up\)/.exec(p)?.[1]);
+      expect(up, p).toBeGreaterThan(8);  // both ways, about half each: a one-way bias would cancel in a softmax
+      expect(up, p).toBeLessThan(56);
+    }
+    const why = "the CUDA emulation's L2E_CUDA_EMULATE_MATH='fast' is neither 'exact' nor 'worst'";
+    expect(selfTestInChild('approx_math', { L2E_CUDA_EMULATE_MATH: 'fast' }).stderr).toBe(`kernel approx_math_kernel: ${why}\nsurvived\n`);
+  });
+
   // L2E_CUDA_EMULATE_SCHEDULE (runtime.cpp): CI runs ops.test.ts and attention-*.test.ts again under "warps:1", where a warp runs
   // ahead of the others as far as the kernel's synchronisation lets it
   it('schedules: "rounds" brings every thread to a meeting point first, "warps:<seed>" lets a warp run ahead and hands the SM on at arrivals', () => {

@@ -28,6 +28,7 @@
 #include <tuple>
 #include <utility>
 
+#include "approx_math.h"
 #include "cuda_runtime_api.h"
 
 #define __global__
@@ -224,7 +225,8 @@ inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fsqrt_rn(float a) { return std::sqrt(a); }
 inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
-inline float __expf(float x) { return std::exp(x); }
+// The approximate ones: within their documented error (approx_math.h, L2E_CUDA_EMULATE_MATH).
+inline float __expf(float x) { return ::l2e::emu::fast_expf(x); }
 // Type casting intrinsics: the float's bits as an unsigned int (CUDA Math API, __float_as_uint).
 inline unsigned int __float_as_uint(float x) {
   unsigned int u;
@@ -237,7 +239,7 @@ inline float __uint_as_float(unsigned int u) {
   __builtin_memcpy(&x, &u, sizeof x);
   return x;
 }
-inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float rsqrtf(float x) { return ::l2e::emu::approx_rsqrtf(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 

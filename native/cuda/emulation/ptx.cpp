@@ -120,7 +120,7 @@ void ldmatrix_m8n8_b16(uint32_t* d, int count, bool trans, unsigned addr) {
 
 float ex2_approx_ftz_f32(float a) {
   if (std::fpclassify(a) == FP_SUBNORMAL) a = std::copysign(0.0f, a);
-  const float r = std::exp2(a);
+  const float r = ex2_approx(a);  // within the ISA's 2 ulp (approx_math.h)
   return std::fpclassify(r) == FP_SUBNORMAL ? 0.0f : r;  // 2^a >= 0: the flushed result is +0
 }
 

@@ -21,7 +21,8 @@ void ldmatrix_m8n8_b16(uint32_t* d, int count, bool trans, unsigned addr);
 
 // 2^a, one lane (no warp meeting): .ftz flushes a subnormal input and a subnormal result to
 // sign-preserving zero; -Inf gives +0, +Inf +Inf, NaN NaN. The GPU's result is an approximation (the
-// ISA bounds its relative error); this is the correctly rounded value.
+// ISA bounds its error: 2 ulp); this is the correctly rounded value, or under L2E_CUDA_EMULATE_MATH=worst
+// one 2 ulp off it (approx_math.h).
 float ex2_approx_ftz_f32(float a);
 
 }  // namespace ptx

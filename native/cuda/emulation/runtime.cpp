@@ -466,7 +466,11 @@ const Arch& arch() {
 }
 
 // A setting that makes the emulated device unusable, or "".
-std::string setting_error() { return !schedule().error.empty() ? schedule().error : arch().error; }
+std::string setting_error() {
+  for (const std::string* e : {&schedule().error, &arch().error, &math_setting_error()})
+    if (!e->empty()) return *e;
+  return "";
+}
 
 uint64_t splitmix64(uint64_t& x) {  // the generator of the "warps" schedule
   uint64_t z = (x += 0x9e3779b97f4a7c15ull);

@@ -19,6 +19,8 @@
 //   smem_default, smem_raised, smem_short: a launch with 64 KiB of dynamic shared memory and no
 //                      cudaFuncSetAttribute (must fail: the 48 KiB default), after raising the kernel's
 //                      limit to 64 KiB (runs), and to 56 KiB (must fail);
+//   approx_math  ex2.approx, __expf and rsqrtf against their documented error bounds: how many results
+//                are exact, within the bound, at it and over it (L2E_CUDA_EMULATE_MATH, approx_math.h);
 //   atomics  atomicAdd and atomicCAS on int from 4 blocks of 64 threads: every old value a ticket
 //            handed out once, one winner of a CAS from -1, and a CAS whose compare fails stores nothing;
 //   and the sm_90a instructions' checks (selftest_sm90.cpp).
@@ -115,6 +117,36 @@ void ex2_kernel(int* bad) {
     if (r != c.want || std::signbit(r)) bad[0] = 1;
   }
   if (!std::isnan(ptx::ex2_approx_ftz_f32(NAN))) bad[0] = 1;
+}
+
+// approx_math: ex2.approx, __expf and rsqrtf on kApproxArgs arguments each, their results' distance in
+// ulps from the correctly rounded value (from double precision) against the bound their documentation
+// gives (approx_math.h). Per function f, out[5f..5f+4]: results exact, within the bound, at it, over it;
+// and results above the correctly rounded value.
+constexpr int kApproxArgs = 64, kApproxCounts = 5;
+void approx_math_kernel(int* out) {
+  auto ulps_off = [](float got, double want) {  // both positive and finite: encodings count ulps
+    return int64_t(__float_as_uint(got)) - int64_t(__float_as_uint(float(want)));
+  };
+  for (int i = 0; i < kApproxArgs; i++) {
+    const float u = float(i) / float(kApproxArgs - 1);                  // 0 .. 1
+    const float a = -20.0f + 40.0f * u + 0.013f;                        // ex2: 2^-20 .. 2^20, off the integers
+    const float x = -80.0f + 160.0f * u + 0.017f;                       // __expf: e^-80 .. e^80
+    const float y = std::ldexp(1.0f + 0.37f * u, -12 + 24 * i / kApproxArgs);  // rsqrtf: 2^-12 .. 2^12
+    const struct {
+      int64_t off;
+      int64_t bound;
+    } r[3] = {
+        {ulps_off(ptx::ex2_approx_ftz_f32(a), std::exp2(double(a))), 2},
+        {ulps_off(__expf(x), std::exp(double(x))), 2 + int64_t(std::floor(std::fabs(1.173 * double(x))))},
+        {ulps_off(rsqrtf(y), 1.0 / std::sqrt(double(y))), 2},
+    };
+    for (int f = 0; f < 3; f++) {
+      const int64_t m = r[f].off < 0 ? -r[f].off : r[f].off, b = r[f].bound;
+      out[kApproxCounts * f + (m == 0 ? 0 : m < b ? 1 : m == b ? 2 : 3)]++;
+      if (r[f].off > 0) out[kApproxCounts * f + 4]++;
+    }
+  }
 }
 
 // bad[0]: a float's bits off its binary32 encoding
@@ -228,6 +260,26 @@ std::string run(const std::string& name) {
   else if (name == "ex2") L2E_EMU_LAUNCH(ex2_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "float_as_uint") L2E_EMU_LAUNCH(float_as_uint_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "any_sync") L2E_EMU_LAUNCH(any_sync_kernel, 2, 64, 0, nullptr)(bad);
+  else if (name == "approx_math") {  // its own result: the counts, "ex2 64: 0 exact, 0 within, 64 at the bound (30 up), 0 over; ..."
+    int* out = nullptr;
+    constexpr int n = 3 * kApproxCounts;
+    if (cudaMalloc(reinterpret_cast<void**>(&out), n * sizeof(int)) != cudaSuccess) return std::string("cudaMalloc failed: ") + cudaGetErrorString(cudaGetLastError());
+    cudaMemsetAsync(out, 0, n * sizeof(int), nullptr);
+    L2E_EMU_LAUNCH(approx_math_kernel, 1, 1, 0, nullptr)(out);
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    std::string r = e == cudaSuccess ? "" : cudaGetErrorString(e);
+    const char* names[3] = {"ex2", "__expf", "rsqrtf"};
+    for (int f = 0; f < 3 && e == cudaSuccess; f++) {
+      const int* c = out + kApproxCounts * f;
+      r += std::string(f ? "; " : "") + names[f] + " " + std::to_string(kApproxArgs) + ": " + std::to_string(c[0]) + " exact, " +
+           std::to_string(c[1]) + " within, " + std::to_string(c[2]) + " at the bound (" + std::to_string(c[4]) + " up), " +
+           std::to_string(c[3]) + " over";
+    }
+    cudaFree(out);
+    cudaFree(bad);
+    return r;
+  }
   else if (name == "atomics") {
     int* mem = nullptr;
     if (cudaMalloc(reinterpret_cast<void**>(&mem), (3 + kAtomicThreads) * sizeof(int)) != cudaSuccess) return std::string("cudaMalloc failed: ") + cudaGetErrorString(cudaGetLastError());
