@@ -145,6 +145,22 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     );
   });
 
+  // .aligned: "all threads in the warpgroup must execute the same wgmma.mma_async instruction" (and fence,
+  // commit_group, wait_group, setmaxnreg); the warps run apart here, so each warp's sequence is compared
+  it('the warps of a warpgroup executing different wgmma instructions (another B, another wait count, a product skipped) is a launch error', () => {
+    const mma = (b: string) => `wgmma.mma_async (n 16, A in shared memory, scale-d 0, A 0x1000080000, B ${b})`;
+    const same = '(.aligned: the same instruction)';
+    expect(fault('wgmma_warps_operands')).toBe(
+      `kernel wgmma_warps_operands_kernel failed in block (0,0,0): warp 1 executed ${mma('0x1000080004')} where warp 0 of its warpgroup executed ${mma('0x1000080000')} ${same}`,
+    );
+    expect(fault('wgmma_warps_wait')).toBe(
+      `kernel wgmma_warps_wait_kernel failed in block (0,0,0): warp 3 executed wgmma.wait_group 1 where warp 0 of its warpgroup executed wgmma.wait_group 0 ${same}`,
+    );
+    expect(fault('wgmma_warps_skip')).toBe(
+      `kernel wgmma_warps_skip_kernel failed in block (0,0,0): warp 2 executed wgmma.commit_group where warp 0 of its warpgroup executed ${mma('0x1000080000')} ${same}`,
+    );
+  });
+
   it('setmaxnreg: warpgroups give and take registers; a bad count or an incomplete warpgroup is a launch error', () => {
     expect(run('setmaxnreg')).toBe('ok');
     expect(fault('setmaxnreg_count')).toBe(

@@ -25,7 +25,7 @@ namespace {
 // The message is formatted into a per-thread buffer, never a std::string temporary: a fiber that fails is
 // never resumed, so what it allocated on the way (the temporary) would never be freed (LeakSanitizer).
 [[noreturn]] __attribute__((format(printf, 1, 2))) void failf(const char* fmt, ...) {
-  static thread_local char msg[256];
+  static thread_local char msg[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
@@ -492,6 +492,68 @@ WarpState& warp_state() {
   return s;
 }
 
+// ".aligned" (wgmma.fence, wgmma.mma_async, wgmma.commit_group, wgmma.wait_group, setmaxnreg): "all
+// threads in the warpgroup must execute the same ... instruction"; in code whose condition the warpgroup
+// does not evaluate identically, "behavior is undefined". Each warp's sequence of these instructions is
+// checked against the first of its warpgroup's warps to reach each step: the instruction, its immediates
+// (shape, transposes, wait count, register count) and its operands other than registers (the scale-d
+// predicate and the shared-memory descriptors, which describe the warpgroup's one A and one B: warps
+// naming different matrices would leave the product undefined). Per block; warps that run ahead leave
+// the steps for the others to check.
+struct Step {
+  const char* op;
+  uint64_t x[3];
+  unsigned warp;  // the warp that recorded it
+};
+struct Warpgroup {
+  std::deque<Step> steps;  // from step number `base` on
+  uint64_t base = 0, next[4] = {0, 0, 0, 0};
+};
+struct Warpgroups {
+  uint64_t serial = ~uint64_t(0);
+  std::vector<Warpgroup> of;
+};
+thread_local Warpgroups g_warpgroups;
+
+void describe(const Step& st, char* out, size_t size) {
+  if (std::strcmp(st.op, "wgmma.mma_async") == 0)
+    snprintf(out, size, "%s (n %u, %s, scale-d %u, A %#llx, B %#llx)", st.op, unsigned(st.x[0] & 0xffff),
+             st.x[0] >> 16 & 1 ? "A in registers" : "A in shared memory", unsigned(st.x[0] >> 19 & 1),
+             static_cast<unsigned long long>(st.x[1]), static_cast<unsigned long long>(st.x[2]));
+  else if (std::strcmp(st.op, "wgmma.fence") == 0 || std::strcmp(st.op, "wgmma.commit_group") == 0)
+    snprintf(out, size, "%s", st.op);
+  else  // wgmma.wait_group N, setmaxnreg.{inc,dec} count
+    snprintf(out, size, "%s %llu", st.op, static_cast<unsigned long long>(st.x[0]));
+}
+
+void same_in_warpgroup(const char* op, uint64_t x0, uint64_t x1 = 0, uint64_t x2 = 0) {
+  if (g_warpgroups.serial != block_serial()) {
+    g_warpgroups.of.clear();
+    g_warpgroups.serial = block_serial();
+  }
+  const unsigned w = warp_id();
+  if (g_warpgroups.of.size() <= w / 4) g_warpgroups.of.resize(w / 4 + 1);
+  Warpgroup& g = g_warpgroups.of[w / 4];
+  const Step mine{op, {x0, x1, x2}, w};
+  const uint64_t at = g.next[w % 4]++;
+  if (at - g.base == g.steps.size()) {
+    g.steps.push_back(mine);
+  } else {
+    const Step& first = g.steps[at - g.base];
+    if (std::strcmp(first.op, op) != 0 || std::memcmp(first.x, mine.x, sizeof mine.x) != 0) {
+      static thread_local char a[160], b[160];
+      describe(mine, a, sizeof a);
+      describe(first, b, sizeof b);
+      failf("warp %u executed %s where warp %u of its warpgroup executed %s (.aligned: the same instruction)", w, a, first.warp, b);
+    }
+  }
+  const uint64_t done = *std::min_element(g.next, g.next + 4);  // steps every warp has passed
+  while (g.base < done && !g.steps.empty()) {
+    g.steps.pop_front();
+    g.base++;
+  }
+}
+
 const WarpSlot* meet(const char* op, const WarpSlot& in, bool& first) {
   const unsigned threads = blockDim.x * blockDim.y * blockDim.z;
   if ((warp_id() / 4 + 1) * 128 > threads) failf("%s: the warp's warpgroup is incomplete (4 warps)", op);
@@ -616,6 +678,8 @@ void issue(float* d, int n, bool rs, uint64_t da, uint32_t* a, uint64_t db, int 
   bool first;
   const WarpSlot* all = meet("wgmma.mma_async", in, first);
   if (!first) return;
+  same_in_warpgroup("wgmma.mma_async", uint64_t(n) | uint64_t(rs) << 16 | uint64_t(ta != 0) << 17 | uint64_t(tb != 0) << 18 | uint64_t(scale_d != 0) << 19,
+                    rs ? 0 : all[0].v[0], all[0].v[1]);
   WarpState& s = warp_state();
   if (!s.fenced) fail("wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group");
   Op op;
@@ -688,13 +752,16 @@ void fence_proxy_async() {
 void wgmma_fence() {
   bool first;
   meet("wgmma.fence", WarpSlot{}, first);
-  if (first) warp_state().fenced = true;
+  if (!first) return;
+  same_in_warpgroup("wgmma.fence", 0);
+  warp_state().fenced = true;
 }
 
 void wgmma_commit_group() {
   bool first;
   meet("wgmma.commit_group", WarpSlot{}, first);
   if (!first) return;
+  same_in_warpgroup("wgmma.commit_group", 0);
   WarpState& s = warp_state();
   for (Op& op : s.ops)
     if (op.group == ~uint64_t(0)) op.group = s.committed;
@@ -706,6 +773,7 @@ void wgmma_wait_group(int pending) {
   bool first;
   meet("wgmma.wait_group", WarpSlot{}, first);
   if (!first) return;
+  same_in_warpgroup("wgmma.wait_group", uint64_t(pending));
   WarpState& s = warp_state();
   // every committed group but the newest `pending` completes, in order
   while (!s.ops.empty() && s.ops.front().group != ~uint64_t(0) && s.ops.front().group + uint64_t(pending) < s.committed) {
@@ -725,7 +793,8 @@ void wgmma_m64k16_bf16_rs(float* d, int n, uint32_t (&a)[4], uint64_t desc_b, in
 
 // "setmaxnreg": imm-reg-count in [24, 256] and a multiple of 8; .sync.aligned: every lane of the warp
 // executes the same instruction; the same instruction must be executed by all warps of the warpgroup
-// (here: the warpgroup must exist whole in the block, and the lanes must agree on action and count).
+// (here: the warpgroup must exist whole in the block, the lanes must agree on action and count, and
+// the warps too: same_in_warpgroup).
 void setmaxnreg(unsigned count, bool inc) {
   if (count < 24 || count > 256 || count % 8 != 0)
     failf("setmaxnreg: register count %u is not a multiple of 8 in [24, 256]", count);
@@ -736,6 +805,7 @@ void setmaxnreg(unsigned count, bool inc) {
   const WarpSlot* all = meet("setmaxnreg", in, first);
   for (int lane = 0; lane < 32; lane++)
     if (all[lane].v[0] != count || all[lane].v[1] != in.v[1]) fail("setmaxnreg: the lanes of the warp differ in action or count");
+  if (first) same_in_warpgroup(inc ? "setmaxnreg.inc" : "setmaxnreg.dec", count);
 }
 
 }  // namespace ptx
