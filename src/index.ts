@@ -1,6 +1,6 @@
 // Public API of llama2-embedding.
 export { EmbeddingModel, DEFAULT_DENSE_SIZE, DEFAULT_MAX_LENGTH, packBatch, planBatches } from './model/embedding-model.js';
-export type { BatchInfo, Device, EncodeOptions, LoadOptions, NativeModel, Precision } from './model/embedding-model.js';
+export type { BatchInfo, CreateOptions, Device, EncodeOptions, LoadOptions, NativeModel, Precision } from './model/embedding-model.js';
 export { Embeddings } from './model/embeddings.js';
 export { TextTokenizer } from './model/tokenizer.js';
 export type { TextTokenizerOptions } from './model/tokenizer.js';
@@ -15,15 +15,16 @@ export type { CpuFeatures, CpuIsa, CpuIsaLevel, CudaStatus } from './native.js';
 // training
 export { Trainer, TrainingDivergedError, TrainerOptionError } from './train/trainer.js';
 export type { TrainerOptions, TrainerContext, StepInfo, FitOptions, FitResult } from './train/trainer.js';
+export type { OptionNamer, ResolvedOptions as ResolvedTrainerOptions } from './train/options.js';
 export type { ScheduleName } from './train/schedule.js';
 export { saveModel } from './train/checkpoint.js';
 export type { SaveModelOptions, TokenizerFiles } from './train/checkpoint.js';
 export { PairData, sampleGroup } from './data/pairs.js';
-export type { PairDataOptions, DataStats, RowSource, TrainGroup } from './data/pairs.js';
+export type { PairDataOptions, DataStats, RowSource, TrainGroup, TrainRow } from './data/pairs.js';
 export { readJsonl, readPairRows, LineError } from './data/jsonl.js';
 export type { PairRow, JsonLine, LineReadOptions } from './data/jsonl.js';
 export { combineFiles } from './data/combine.js';
-export type { CombineOptions, CombineResult } from './data/combine.js';
+export type { CombineOptions, CombineResult, FileCount } from './data/combine.js';
 // evaluation and mining
 export { knn, similarity } from './eval/knn.js';
 export type { KnnMatch, KnnMetric, KnnOptions, KnnResult } from './eval/knn.js';
@@ -33,10 +34,11 @@ export { minePairs } from './mine/mine.js';
 export type { MineOptions, MineStats } from './mine/mine.js';
 export type { VectorStore } from './mine/store.js';
 export { readCorpus } from './mine/corpus.js';
-export type { Corpus } from './mine/corpus.js';
+export type { Corpus, CorpusFormat } from './mine/corpus.js';
 // hub
 export { snapshotDownload } from './hub/download.js';
 export type { SnapshotOptions, SnapshotResult } from './hub/download.js';
+export type { RepoType } from './hub/cache.js';
 export { resolveModel } from './hub/resolve.js';
 export type { ResolveOptions } from './hub/resolve.js';
 export { HubError } from './hub/http.js';

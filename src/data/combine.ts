@@ -13,6 +13,8 @@ import { processAlive } from '../util/process.js';
 import { Rng } from '../util/random.js';
 import { DEFAULT_MAX_LINE_BYTES, LineError, pairRowProblem, readLines, stdinIsFolder } from './jsonl.js';
 import { trackScratch } from '../util/scratch.js';
+import { describeValue } from '../util/describe.js';
+import { checkOptions, optionKeys } from '../util/options.js';
 
 export interface CombineOptions {
   /** The combined file (`-`: stdout); an input `-` is stdin. */
@@ -69,7 +71,14 @@ function removeStaleBucketDirs(parent: string): void {
   }
 }
 
+const COMBINE_OPTIONS = optionKeys<CombineOptions>({
+  output: true, overwrite: true, shuffle: true, seed: true, memoryMb: true, skipBadLines: true, tmpDir: true, onProgress: true,
+});
+
 export async function combineFiles(inputs: string[], opts: CombineOptions): Promise<CombineResult> {
+  if (!Array.isArray(inputs) || !inputs.every((f) => typeof f === 'string')) throw new TypeError(`combine: inputs must be an array of file names, got ${describeValue(inputs)}`);
+  checkOptions('combine', opts, COMBINE_OPTIONS);
+  if (typeof opts.output !== 'string') throw new TypeError(`combine: output must be a file name (or - for stdout), got ${describeValue(opts.output)}`);
   if (inputs.length === 0) throw new Error('combine: no input files');
   // the same file through a link counts too (checkOutput compares device and inode)
   const inputNames = inputs.map((path) => ({ name: 'the input', path }));

@@ -292,7 +292,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     // 5. after, and everything written
     const after = await evaluateDemo(model, data.test);
     const modelDir = join(out, 'model');
-    saveModel(model, modelDir, { tokenizerDir });
+    // the output folder is a demo's, or the user asked for --overwrite (checked before anything ran)
+    saveModel(model, modelDir, { tokenizerDir, overwrite: true });
     writeFileAtomic(join(out, 'metrics.json'), JSON.stringify({ before, after }, null, 2) + '\n');
     writeFileAtomic(join(out, 'loss.svg'), lossCurveSvg(losses));
     writeFileAtomic(join(out, 'metrics.svg'), beforeAfterSvg({ ...before }, { ...after }));

@@ -4,6 +4,7 @@ import { Embeddings } from '../model/embeddings.js';
 import { nativeAddon } from '../native.js';
 import { cosine } from './metrics.js';
 import { describeValue } from '../util/describe.js';
+import { checkOptions, optionKeys } from '../util/options.js';
 
 export type KnnMetric = 'cosine' | 'euclidean';
 
@@ -49,6 +50,8 @@ export interface KnnOptions {
   excludeSelf?: boolean;
 }
 
+const KNN_OPTIONS = optionKeys<KnnOptions>({ metric: true, excludeSelf: true });
+
 /**
  * The k nearest pool rows of every query row. k larger than the pool is clamped to the pool size
  * (see `result.k`). Cosine treats a zero vector as similarity 0 to everything. The search reads
@@ -70,7 +73,7 @@ export async function knnOwned(queries: Embeddings, pool: Embeddings, k: number,
 async function search(queries: Embeddings, pool: Embeddings, k: number, opts: KnnOptions, copy: boolean): Promise<KnnResult> {
   checkMatrix('queries', queries);
   checkMatrix('pool', pool);
-  if (typeof opts !== 'object' || opts === null) throw new TypeError(`knn: options must be an object, got ${describeValue(opts)}`);
+  checkOptions('knn', opts, KNN_OPTIONS);
   if (opts.excludeSelf !== undefined && typeof opts.excludeSelf !== 'boolean') {
     throw new TypeError(`knn: excludeSelf must be true or false, got ${describeValue(opts.excludeSelf)}`);
   }

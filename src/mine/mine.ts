@@ -18,6 +18,8 @@ import { Embeddings } from '../model/embeddings.js';
 import type { PairRow } from '../data/jsonl.js';
 import { knnOwned, type KnnMetric } from '../eval/knn.js';
 import { Rng } from '../util/random.js';
+import { describeValue } from '../util/describe.js';
+import { checkOptions, optionKeys } from '../util/options.js';
 import type { Corpus } from './corpus.js';
 import { MemoryStore, type VectorStore } from './store.js';
 import type { Threshold } from './stats.js';
@@ -78,6 +80,15 @@ export function thresholdOverlap(pos: Threshold, neg: Threshold, metric: KnnMetr
   return undefined;
 }
 
+const MINE_OPTIONS = optionKeys<MineOptions>({
+  posThreshold: true, negThreshold: true, metric: true, maxPos: true, maxNeg: true, seed: true, k: true, randomNegatives: true, queryBlock: true, memoryMb: true,
+});
+
+/** Only the MineOptions of `o` (a run's options hold more). */
+export function mineOptionsOf(o: MineOptions): MineOptions {
+  return Object.fromEntries(Object.entries(o).filter(([key]) => MINE_OPTIONS.includes(key))) as unknown as MineOptions;
+}
+
 export function validateMineOptions(o: MineOptions): Required<MineOptions> {
   const full: Required<MineOptions> = { ...MINE_DEFAULTS, ...o };
   const { posThreshold: x, negThreshold: y } = full;
@@ -88,8 +99,10 @@ export function validateMineOptions(o: MineOptions): Required<MineOptions> {
   if (overlap) throw new Error(overlap);
   if (full.metric !== 'euclidean' && full.metric !== 'cosine') throw new Error(`unknown metric ${String(full.metric)}`);
   for (const key of ['maxPos', 'maxNeg', 'k', 'queryBlock', 'memoryMb'] as const) {
-    if (!Number.isInteger(full[key]) || full[key] < 1) throw new Error(`${key} must be a positive integer, got ${full[key]}`);
+    if (!Number.isInteger(full[key]) || full[key] < 1) throw new Error(`${key} must be a positive integer, got ${describeValue(full[key])}`);
   }
+  if (!Number.isInteger(full.seed)) throw new TypeError(`seed must be an integer, got ${describeValue(full.seed)}`);
+  if (typeof full.randomNegatives !== 'boolean') throw new TypeError(`randomNegatives must be true or false, got ${describeValue(full.randomNegatives)}`);
   return full;
 }
 
@@ -155,6 +168,10 @@ export async function minePairs(
   emit: (row: PairRow) => Promise<void> | void,
   onProgress?: (done: number, total: number) => void,
 ): Promise<MineStats> {
+  if (typeof corpus !== 'object' || corpus === null || !Array.isArray(corpus.texts)) {
+    throw new TypeError(`minePairs: corpus must be a Corpus (readCorpus), got ${describeValue(corpus)}`);
+  }
+  checkOptions('minePairs', options, MINE_OPTIONS);
   const o = validateMineOptions(options);
   const { texts } = corpus;
   if (texts.length === 0) throw new Error('the corpus is empty');

@@ -3,7 +3,7 @@ import { Embeddings } from '../model/embeddings.js';
 import type { EmbeddingSource } from '../eval/source.js';
 import { checkOutput, openOutput } from '../util/output.js';
 import { readCorpus, type Corpus, type CorpusFormat } from './corpus.js';
-import { MINE_DEFAULTS, minePairs, thresholdOverlap, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
+import { MINE_DEFAULTS, mineOptionsOf, minePairs, thresholdOverlap, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
 import { neighbourStats, resolveThreshold, type NeighbourStats, type Threshold } from './stats.js';
 import { FileStore, MemoryStore, type VectorStore } from './store.js';
 
@@ -128,7 +128,7 @@ export async function mineToFile(source: EmbeddingSource | (() => Promise<Embedd
     const stats = await minePairs(
       corpus,
       vectors,
-      { ...opts, memoryMb },
+      mineOptionsOf({ ...opts, memoryMb }),
       async (row) => {
         buf.push(JSON.stringify(row) + '\n');
         if (buf.length >= 512) {

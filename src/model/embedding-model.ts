@@ -8,7 +8,7 @@ import { openWeights } from './weights.js';
 import { buildCommand, nativeAddon, packageRoot } from '../native.js';
 import { Rng } from '../util/random.js';
 import { describeValue } from '../util/describe.js';
-import { closest } from '../util/closest.js';
+import { checkOptions, optionKeys } from '../util/options.js';
 
 export type Device = 'cpu' | 'cuda';
 /**
@@ -97,8 +97,19 @@ export interface EncodeOptions {
   onBatch?: (batch: BatchInfo) => void;
 }
 
-/** EncodeOptions' keys: any other is refused (a misspelt option must not be ignored). */
-const ENCODE_OPTION_KEYS: readonly (keyof EncodeOptions)[] = ['batchSize', 'maxLength', 'maxBatchTokens', 'onProgress', 'onBatch'];
+const ENCODE_OPTIONS = optionKeys<EncodeOptions>({ batchSize: true, maxLength: true, maxBatchTokens: true, onProgress: true, onBatch: true });
+const LOAD_OPTIONS = optionKeys<LoadOptions>({
+  device: true, precision: true, denseSize: true, seed: true, numLayers: true, cacheDir: true, revision: true, onNotice: true,
+});
+
+/** EmbeddingModel.create's options. */
+export interface CreateOptions {
+  /** Seed of the random weights (default 0). */
+  seed?: number;
+  device?: Device;
+  precision?: Precision;
+}
+const CREATE_OPTIONS = optionKeys<CreateOptions>({ seed: true, device: true, precision: true });
 
 export interface BatchInfo {
   /** 0-based index of this batch among `batches`. */
@@ -137,7 +148,7 @@ export class EmbeddingModel {
    * (`org/name`, resolved through the hub cache, downloaded when missing).
    */
   static async load(dirOrName: string, options: LoadOptions = {}): Promise<EmbeddingModel> {
-    if (typeof options !== 'object' || options === null) throw new TypeError(`load: options must be an object, got ${describeValue(options)}`);
+    checkOptions('load', options, LOAD_OPTIONS);
     checkLoadOptions(options);
     const dir = await resolveModelDir(dirOrName, options);
     let config = readConfig(dir);
@@ -179,8 +190,10 @@ export class EmbeddingModel {
   static create(
     config: LlamaConfig,
     tokenizer: TextTokenizer,
-    options: { seed?: number; device?: Device; precision?: Precision } = {},
+    options: CreateOptions = {},
   ): EmbeddingModel {
+    checkOptions('create', options, CREATE_OPTIONS);
+    if (options.seed !== undefined && !Number.isInteger(options.seed)) throw new TypeError(`create: seed must be an integer, got ${describeValue(options.seed)}`);
     const dense = config.denseSize ?? DEFAULT_DENSE_SIZE;
     const device = options.device ?? 'cpu';
     const native = createNative(config, dense, device, options.precision);
@@ -256,12 +269,7 @@ export class EmbeddingModel {
     for (let i = 0; i < texts.length; i++) {
       if (typeof texts[i] !== 'string') throw new TypeError(`encode: texts[${i}] is not a string, got ${describeValue(texts[i])}`);
     }
-    if (typeof options !== 'object' || options === null) throw new TypeError(`encode: options must be an object, got ${describeValue(options)}`);
-    for (const key of Object.keys(options)) {
-      if (ENCODE_OPTION_KEYS.includes(key as keyof EncodeOptions)) continue;
-      const near = closest(key, [...ENCODE_OPTION_KEYS]);
-      throw new TypeError(`encode: unknown option ${key}${near ? ` (did you mean ${near}?)` : ''}`);
-    }
+    checkOptions('encode', options, ENCODE_OPTIONS);
     // before the tokenising, which can take long
     const batchSize = positiveInteger('batchSize', options.batchSize ?? 32);
     const maxBatchTokens = positiveInteger('maxBatchTokens', options.maxBatchTokens ?? 32768);

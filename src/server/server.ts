@@ -14,6 +14,7 @@ import type { InputLimits } from './inputs.js';
 import { ServerMetrics } from './metrics.js';
 import { registerRoutes } from './routes.js';
 import { describeValue } from '../util/describe.js';
+import { checkOptions, optionKeys } from '../util/options.js';
 import { parseJson } from '../util/json.js';
 
 export interface ServeOptions {
@@ -113,8 +114,16 @@ function positive(name: string, v: number, integer = true): number {
   return v;
 }
 
+const SERVE_OPTIONS = optionKeys<ServeOptions>({
+  host: true, port: true, apiKey: true, maxBatchTokens: true, maxWaitMs: true, maxQueueTokens: true, batching: true, maxInputs: true,
+  maxChars: true, maxBodyBytes: true, maxLength: true, requestTimeoutMs: true, corpus: true, corpusVectors: true, modelName: true, onLog: true,
+});
+
 function resolveOptions(o: ServeOptions): ResolvedOptions {
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new TypeError(`serve: options must be an object, got ${describeValue(o)}`);
+  checkOptions('serve', o, SERVE_OPTIONS); // a misspelt apiKey must not leave the server open
+  if (o.corpus !== undefined && (!Array.isArray(o.corpus) || !o.corpus.every((t) => typeof t === 'string'))) {
+    throw new TypeError(`serve: corpus must be an array of strings (the texts; the CLI's --corpus reads them from a file), got ${describeValue(o.corpus)}`);
+  }
   // checked before anything uses them: a number as apiKey failed inside the hash at every request,
   // answering 500 with the key in the message
   for (const key of ['host', 'apiKey', 'corpusVectors', 'modelName'] as const) {

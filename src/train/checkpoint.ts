@@ -22,6 +22,8 @@ import { readRegularFileText } from '../util/regular-file.js';
 import { folderBytes } from './disk.js';
 import { processAlive } from '../util/process.js';
 import { parseJson } from '../util/json.js';
+import { describeValue } from '../util/describe.js';
+import { checkOptions, optionKeys } from '../util/options.js';
 
 /** Tokenizer files copied with a model when they exist (tokenizer.json is required). */
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
@@ -61,6 +63,8 @@ export interface SaveModelOptions {
   requireFinite?: boolean;
   /** The native model to read: a caller that holds the model (EmbeddingModel.hold) passes the one it holds. */
   native?: NativeModel;
+  /** Replace the model a folder holds already (its config.json or model.safetensors); default false: refused. */
+  overwrite?: boolean;
 }
 
 /** A model about to be saved holds NaN/Inf weights (training diverged). */
@@ -77,7 +81,11 @@ function allFinite(data: Float32Array): boolean {
 }
 
 /** Writes `model` to `dir` in the Hugging Face layout (each file atomically); an fp32 model only. */
+const SAVE_MODEL_OPTIONS = optionKeys<SaveModelOptions>({ tokenizerDir: true, tokenizerFiles: true, temperature: true, requireFinite: true, native: true, overwrite: true });
+
 export function saveModel(model: EmbeddingModel, dir: string, options: SaveModelOptions = {}): void {
+  checkOptions('saveModel', options, SAVE_MODEL_OPTIONS);
+  if (typeof dir !== 'string' || dir === '') throw new TypeError(`saveModel: dir must be a folder name, got ${describeValue(dir)}`);
   const native = options.native ?? model.native;
   if (native.precision !== 'fp32') {
     const p = native.precision;
@@ -91,6 +99,10 @@ export function saveModel(model: EmbeddingModel, dir: string, options: SaveModel
   const tokenizerDir = options.tokenizerDir ?? model.dir;
   if (!options.tokenizerFiles && !tokenizerDir) {
     throw new Error('saveModel: this model was created in memory and has no tokenizer files: pass tokenizerDir (a folder with tokenizer.json)');
+  }
+  const held = ['config.json', 'model.safetensors'].find((name) => existsSync(join(dir, name)));
+  if (held && options.overwrite !== true) {
+    throw new Error(`saveModel: ${dir} holds a model already (${held}); pass overwrite: true to replace it, or save to another folder`);
   }
   try {
     makeFolder(dir);

@@ -40,6 +40,7 @@ import { notAFolder } from '../util/fs-error.js';
 import { makeFolder } from '../util/folder.js';
 import { describeValue } from '../util/describe.js';
 import { cacheSnapshotRefusal } from '../hub/cache.js';
+import { checkOptions, optionKeys } from '../util/options.js';
 
 export type { TrainerOptions, OptionNamer } from './options.js';
 export { TrainerOptionError } from './options.js';
@@ -100,6 +101,9 @@ export interface FitResult {
   modelDir: string | null;
 }
 
+const FIT_OPTIONS = optionKeys<FitOptions>({ onStep: true, signal: true, onNotice: true, onStart: true });
+const TRAINER_CONTEXT = optionKeys<TrainerContext>({ optionName: true });
+
 /** The models a fit is training (see fit). */
 const fitting = new WeakSet<NativeModel>();
 
@@ -141,6 +145,11 @@ export class Trainer {
     options: TrainerOptions = {},
     context: TrainerContext = {},
   ) {
+    const m = model as Partial<EmbeddingModel> | null | undefined;
+    if (typeof m !== 'object' || m === null || typeof m.hold !== 'function' || typeof m.encode !== 'function') {
+      throw new TypeError(`Trainer: model must be an EmbeddingModel, got ${describeValue(model)}`);
+    }
+    checkOptions('Trainer', context, TRAINER_CONTEXT);
     this.optionName = context.optionName ?? optionItself;
     this.options = resolveOptions(options, this.optionName);
     this.nat = trainNatives();
@@ -156,7 +165,11 @@ export class Trainer {
     if (typeof data !== 'string' && typeof data !== 'function' && !iterable(data)) {
       throw new TypeError(`fit: data must be a JSONL file, an array or iterable of rows, or a function giving one, got ${describeValue(data)}`);
     }
-    if (typeof fit !== 'object' || fit === null) throw new TypeError(`fit: options must be an object, got ${describeValue(fit)}`);
+    checkOptions('fit', fit, FIT_OPTIONS);
+    for (const key of ['onStep', 'onNotice', 'onStart'] as const) {
+      if (fit[key] !== undefined && typeof fit[key] !== 'function') throw new TypeError(`fit: ${key} must be a function, got ${describeValue(fit[key])}`);
+    }
+    if (fit.signal !== undefined && !(fit.signal instanceof AbortSignal)) throw new TypeError(`fit: signal must be an AbortSignal, got ${describeValue(fit.signal)}`);
     return this.model.hold(async (native) => {
       // one fit at a time per model: two would share its one training state (gradients, moments, the
       // pending loss), each stepping on the other's
@@ -394,7 +407,8 @@ export class Trainer {
       this.ensureSpace(this.sizes(numel).model, `could not write the final model to ${o.outputDir}`);
       this.claimFolder();
       try {
-        saveModel(this.model, o.outputDir, { tokenizerDir: o.tokenizerDir, tokenizerFiles: this.tokenizerFiles, temperature: o.temperature, requireFinite: true, native: this.held });
+        // the run's own folder (claimFolder refused another's): its final model replaces any earlier one
+        saveModel(this.model, o.outputDir, { tokenizerDir: o.tokenizerDir, tokenizerFiles: this.tokenizerFiles, temperature: o.temperature, requireFinite: true, native: this.held, overwrite: true });
       } catch (err) {
         if (err instanceof NonFiniteWeightsError) throw new TrainingDivergedError(pos.step, err.message, this.lastCheckpoint);
         throw err;

@@ -1,0 +1,22 @@
+// A plain-JS caller's options object, checked before it is used: not an object, or a key the function
+// does not know, is a TypeError naming it (a misspelt option would otherwise be ignored, e.g. an
+// `apikey` that left a server open, or a `precison` that left a model in fp32).
+import { closest } from './closest.js';
+import { describeValue } from './describe.js';
+
+/** Every key of an options type, listed once: the compiler checks the list is complete and has nothing else. */
+export function optionKeys<T extends object>(keys: Record<keyof Required<T>, true>): readonly string[] {
+  return Object.keys(keys);
+}
+
+/** A TypeError that begins with `where` unless `options` is an object whose every key is one of `known`. */
+export function checkOptions<T>(where: string, options: T, known: readonly string[]): asserts options is NonNullable<T> {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new TypeError(`${where}: options must be an object, got ${describeValue(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (known.includes(key)) continue;
+    const near = closest(key, [...known]);
+    throw new TypeError(`${where}: unknown option ${key}${near ? ` (did you mean ${near}?)` : ''}`);
+  }
+}

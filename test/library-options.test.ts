@@ -1,0 +1,116 @@
+// The library's entry points check a plain-JS caller's options before using them (src/util/options.ts):
+// an unknown key is a TypeError naming it and the option it most likely meant, never ignored (a
+// misspelt apiKey left the server open; a misspelt precision loaded fp32), and values of the wrong
+// kind are refused up front, not failed deep inside.
+import { describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EmbeddingModel } from '../src/model/embedding-model.js';
+import { Embeddings } from '../src/model/embeddings.js';
+import { serve } from '../src/server/server.js';
+import { knn } from '../src/eval/knn.js';
+import { minePairs } from '../src/mine/mine.js';
+import { combineFiles } from '../src/data/combine.js';
+import { saveModel } from '../src/train/checkpoint.js';
+import { Trainer } from '../src/train/trainer.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
+
+/** Calls `f` as plain JavaScript would (no type checks), so that wrong options reach the checks. */
+const loose = <T>(f: T): ((...args: unknown[]) => unknown) => f as unknown as (...args: unknown[]) => unknown;
+
+describe('library options: unknown keys and wrong kinds are refused', () => {
+  it('serve: a misspelt apiKey is refused before listening, and corpus must be texts, not a file name', async () => {
+    const model = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
+    try {
+      await expect(loose(serve)(model, { port: 0, apikey: 'secret' })).rejects.toThrow(new TypeError('serve: unknown option apikey (did you mean apiKey?)'));
+      await expect(loose(serve)(model, { port: 0, corpus: 'texts.jsonl' })).rejects.toThrow(
+        new TypeError("serve: corpus must be an array of strings (the texts; the CLI's --corpus reads them from a file), got the string \"texts.jsonl\""),
+      );
+      await expect(loose(serve)(model, { port: 0, corpus: ['a', 3] })).rejects.toThrow(/^serve: corpus must be an array of strings/);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('EmbeddingModel.load and create: a misspelt option is refused, not left at its default', async () => {
+    const dir = writeTinyModel(makeTempDir()).dir;
+    await expect(loose(EmbeddingModel.load)(dir, { precison: 'int8' })).rejects.toThrow(new TypeError('load: unknown option precison (did you mean precision?)'));
+    const m = await EmbeddingModel.load(dir);
+    try {
+      const create = loose(EmbeddingModel.create.bind(EmbeddingModel));
+      expect(() => create(m.config, m.tokenizer, { seeed: 1 })).toThrow(new TypeError('create: unknown option seeed (did you mean seed?)'));
+      expect(() => create(m.config, m.tokenizer, { seed: 1.5 })).toThrow(new TypeError('create: seed must be an integer, got 1.5'));
+      expect(() => create(m.config, m.tokenizer, 'fp32')).toThrow(new TypeError('create: options must be an object, got the string "fp32"'));
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it('knn: exclude_self is refused (it used to match every query with itself)', async () => {
+    const e = new Embeddings(2, 2, Float32Array.from([1, 0, 0, 1]));
+    await expect(loose(knn)(e, e, 1, { exclude_self: true })).rejects.toThrow(new TypeError('knn: unknown option exclude_self (did you mean excludeSelf?)'));
+    expect((await knn(e, e, 1, { excludeSelf: true })).matches()[0]![0]!.index).toBe(1);
+  });
+
+  it('minePairs: misspelt and wrongly typed options, and a corpus that is not one', async () => {
+    const corpus = { texts: ['aa', 'bb', 'cc', 'dd'], groups: [], rows: 4 };
+    const v = new Embeddings(4, 2, Float32Array.from([1, 0, 0.9, 0.1, 0, 1, 0.1, 0.9]));
+    const base = { posThreshold: 0.1, negThreshold: 0.5 };
+    const mine = loose(minePairs);
+    await expect(mine(corpus, v, { ...base, maxpos: 3 }, () => {})).rejects.toThrow(new TypeError('minePairs: unknown option maxpos (did you mean maxPos?)'));
+    await expect(mine(corpus, v, { ...base, maxPos: '3' }, () => {})).rejects.toThrow('maxPos must be a positive integer, got the string "3"');
+    await expect(mine(corpus, v, { ...base, randomNegatives: 'yes' }, () => {})).rejects.toThrow(new TypeError('randomNegatives must be true or false, got the string "yes"'));
+    await expect(mine(corpus.texts, v, base, () => {})).rejects.toThrow(new TypeError('minePairs: corpus must be a Corpus (readCorpus), got an array'));
+  });
+
+  it('combineFiles: no options, a misspelt one, inputs that are not file names', async () => {
+    const dir = makeTempDir();
+    const input = join(dir, 'a.jsonl');
+    writeFileSync(input, '{"query":"q","pos":["p"],"neg":[]}\n');
+    const combine = loose(combineFiles);
+    await expect(combine([input])).rejects.toThrow(new TypeError('combine: options must be an object, got undefined'));
+    await expect(combine([input], { output: join(dir, 'out.jsonl'), shufle: true })).rejects.toThrow(new TypeError('combine: unknown option shufle (did you mean shuffle?)'));
+    await expect(combine(input, { output: join(dir, 'out.jsonl') })).rejects.toThrow(/^combine: inputs must be an array of file names, got the string /);
+    await expect(combine([input], {})).rejects.toThrow(new TypeError('combine: output must be a file name (or - for stdout), got undefined'));
+    expect(existsSync(join(dir, 'out.jsonl'))).toBe(false);
+  });
+
+  it('saveModel: a folder holding a model is not replaced unless overwrite: true; unknown options are refused', async () => {
+    const from = writeTinyModel(makeTempDir()).dir;
+    const m = await EmbeddingModel.load(from);
+    try {
+      const other = writeTinyModel(makeTempDir(), { seed: 9 }).dir;
+      const before = readFileSync(join(other, 'model.safetensors'));
+      expect(() => saveModel(m, other)).toThrow(`saveModel: ${other} holds a model already (config.json); pass overwrite: true to replace it, or save to another folder`);
+      expect(() => loose(saveModel)(m, other, { overwrit: true })).toThrow(new TypeError('saveModel: unknown option overwrit (did you mean overwrite?)'));
+      expect(readFileSync(join(other, 'model.safetensors')).equals(before)).toBe(true);
+      saveModel(m, other, { overwrite: true });
+      expect(readFileSync(join(other, 'model.safetensors')).equals(readFileSync(join(from, 'model.safetensors')))).toBe(true);
+      const fresh = join(makeTempDir(), 'saved');
+      saveModel(m, fresh);
+      expect(existsSync(join(fresh, 'config.json'))).toBe(true);
+      expect(() => loose(saveModel)(m, 42)).toThrow(new TypeError('saveModel: dir must be a folder name, got 42'));
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it('Trainer and fit: a model that is not one, misspelt fit options, callbacks and signals of the wrong kind', async () => {
+    const NewTrainer = Trainer as unknown as new (...args: unknown[]) => Trainer;
+    expect(() => new NewTrainer(undefined)).toThrow(new TypeError('Trainer: model must be an EmbeddingModel, got undefined'));
+    expect(() => new NewTrainer({})).toThrow(new TypeError('Trainer: model must be an EmbeddingModel, got an object'));
+    const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
+    try {
+      expect(() => new NewTrainer(m, {}, { optionname: () => '' })).toThrow(new TypeError('Trainer: unknown option optionname (did you mean optionName?)'));
+      const t = new Trainer(m, { maxSteps: 1, batchSize: 1, groupSize: 2 });
+      const rows = [{ query: 'a', pos: ['b'], neg: ['c'] }];
+      const fit = loose(t.fit.bind(t));
+      await expect(fit(rows, { onstep: () => {} })).rejects.toThrow(new TypeError('fit: unknown option onstep (did you mean onStep?)'));
+      await expect(fit(rows, { onStep: 'x' })).rejects.toThrow(new TypeError('fit: onStep must be a function, got the string "x"'));
+      await expect(fit(rows, { onStart: 5 })).rejects.toThrow(new TypeError('fit: onStart must be a function, got 5'));
+      await expect(fit(rows, { signal: 'x' })).rejects.toThrow(new TypeError('fit: signal must be an AbortSignal, got the string "x"'));
+    } finally {
+      m.dispose();
+    }
+  });
+});
