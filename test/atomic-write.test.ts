@@ -16,6 +16,7 @@ import {
   statSync,
   symlinkSync,
   writeFileSync,
+  writeSync,
   constants,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -172,6 +173,22 @@ describe.each(writers)('%s', (_name, write) => {
     expect(readFileSync(file, 'utf8')).toBe('earlier output\nvectors\n');
     expect(statSync(file).ino).toBe(inode);
     expect(readdirSync(dir)).toEqual(['redirected.txt']);
+  });
+
+  // a shell's `> file` opens without O_APPEND: a second open of /proc/self/fd/1 wrote from its own
+  // offset, and what the process wrote through fd 1 afterwards (a summary) went over the data
+  it.skipIf(process.platform !== 'linux')('/proc/self/fd/N of this process is written through N itself: what N writes next follows the data', async () => {
+    const dir = makeTempDir();
+    const file = join(dir, 'redirected.txt');
+    const fd = openSync(file, 'w');
+    try {
+      await write(`/proc/self/fd/${fd}`, 'vectors\n');
+      await write(`/dev/fd/${fd}`, 'more\n');
+      writeSync(fd, 'summary\n');
+    } finally {
+      closeSync(fd);
+    }
+    expect(readFileSync(file, 'utf8')).toBe('vectors\nmore\nsummary\n');
   });
 
   it.skipIf(process.platform !== 'linux')('/proc/self/fd/N of a pipe writes into the pipe', async () => {

@@ -2,13 +2,13 @@
 // exits 141 (128 + SIGPIPE), as a Unix tool killed by SIGPIPE does. The process cases run the built
 // CLI (bin/l2e.js over dist/: `npx tsc -p tsconfig.build.json` after a change).
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { openOutput, OutputClosedError } from '../src/util/output.js';
 import { repoRoot } from './helpers/fixture.js';
-import { makeTempDir } from './helpers/tinyModel.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
 const hasDist = existsSync(join(repoRoot, 'dist', 'cli', 'main.js'));
 
@@ -61,5 +61,49 @@ describe.skipIf(!hasDist)(`stdin that is a folder ${hasDist ? '' : '(skipped: di
     const r = spawnSync('bash', ['-c', `"${process.execPath}" "${join(repoRoot, 'bin', 'l2e.js')}" combine - --output out.jsonl < .`], { cwd: dir, encoding: 'utf8' });
     expect([r.status, r.stderr]).toEqual([1, 'l2e combine: error: stdin: it is a folder, not a file\n']);
     expect(existsSync(join(dir, 'out.jsonl'))).toBe(false);
+  });
+});
+
+// `--output /dev/stdout > file`: a second open of /dev/stdout has an offset of its own, so the summary
+// written through fd 1 overwrote the data (util/atomic.ts now writes through the descriptor itself),
+// and the summary belongs on stderr whenever the data is stdout, as with `-`
+describe.skipIf(!hasDist || process.platform !== 'linux')(`--output /dev/stdout redirected to a file ${hasDist ? '' : '(skipped: dist/ not built)'}`, () => {
+  const run = (args: string, dir: string) =>
+    spawnSync('bash', ['-c', `"${process.execPath}" "${join(repoRoot, 'bin', 'l2e.js')}" ${args} > out.txt 2> err.txt`], { cwd: dir, encoding: 'utf8' });
+
+  it('combine, mine and eval put the data alone in the file and their summaries on stderr; encode writes JSONL there', () => {
+    const dir = makeTempDir();
+    const rows = ['{"query":"satu","pos":["one"],"neg":["dua"]}', '{"query":"tiga","pos":["three"],"neg":["empat"]}'];
+    writeFileSync(join(dir, 'c.jsonl'), rows.join('\n') + '\n');
+    for (const out of ['/dev/stdout', '/dev/fd/1', '/proc/self/fd/1']) {
+      expect(run(`combine c.jsonl --output ${out}`, dir).status).toBe(0);
+      expect(readFileSync(join(dir, 'out.txt'), 'utf8')).toBe(rows.join('\n') + '\n');
+      expect(readFileSync(join(dir, 'err.txt'), 'utf8')).toMatch(/total +2 rows → stdout\n$/);
+    }
+    const texts = ['kucing hitam', 'kucing putih', 'kereta merah', 'kereta biru'];
+    writeFileSync(join(dir, 'corpus.txt'), texts.join('\n') + '\n');
+    const angles = [0, 0.1, 1.5, 1.6]; // two close pairs, far apart
+    writeFileSync(join(dir, 'v.jsonl'), texts.map((t, i) => JSON.stringify({ text: t, embedding: [Math.cos(angles[i]!), Math.sin(angles[i]!)] })).join('\n') + '\n');
+    expect(run('mine --embeddings v.jsonl --input corpus.txt --output /dev/stdout --pos-threshold 0.2 --neg-threshold 0.5', dir).status).toBe(0);
+    const mined = readFileSync(join(dir, 'out.txt'), 'utf8').trimEnd().split('\n');
+    expect(mined).toHaveLength(4);
+    for (const line of mined) expect(Object.keys(JSON.parse(line) as object)).toEqual(['query', 'pos', 'neg']);
+    expect(readFileSync(join(dir, 'err.txt'), 'utf8')).toMatch(/written to stdout/);
+    writeFileSync(join(dir, 'test.jsonl'), '{"query":"kucing hitam","pos":["kucing putih"],"neg":["kereta biru"]}\n');
+    expect(run('eval --embeddings v.jsonl --test test.jsonl --json /dev/stdout', dir).status).toBe(0);
+    expect(Object.keys(JSON.parse(readFileSync(join(dir, 'out.txt'), 'utf8')) as object)).toEqual(['test']);
+    expect(readFileSync(join(dir, 'err.txt'), 'utf8')).toMatch(/top1/);
+  });
+
+  it('encode --output /dev/stdout writes JSONL, as - does', () => {
+    const dir = makeTempDir();
+    const model = writeTinyModel(makeTempDir()).dir;
+    writeFileSync(join(dir, 't.txt'), 'hello\nworld\n');
+    const r = run(`encode --model "${model}" --input t.txt --output /dev/stdout`, dir);
+    expect(r.status, readFileSync(join(dir, 'err.txt'), 'utf8')).toBe(0);
+    const lines = readFileSync(join(dir, 'out.txt'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { text: string; embedding: number[] });
+    expect(lines.map((l) => l.text)).toEqual(['hello', 'world']);
+    expect(lines[0]!.embedding.length).toBeGreaterThan(0);
+    expect(readFileSync(join(dir, 'err.txt'), 'utf8')).toMatch(/encoded 2 texts \(\d+ dims\) → stdout\n$/);
   });
 });

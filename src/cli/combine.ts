@@ -2,7 +2,7 @@
 import { combineFiles } from '../data/combine.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
-import { checkOutput, STDIO } from '../util/output.js';
+import { checkOutput, isStdout, STDIO } from '../util/output.js';
 import { counted, noun } from '../util/plural.js';
 import { ProgressBar } from './progress.js';
 
@@ -53,7 +53,7 @@ existing output file is replaced only with --overwrite, and never when it is an 
       (f) => `  ${f.file.padEnd(width)}  ${String(f.rows).padStart(10)} ${noun(f.rows, 'row')}` + (f.badLines ? `  ${counted(f.badLines, 'bad line')} dropped` : ''),
     );
     const how = result.buckets === 0 ? '' : result.buckets === 1 ? ' (shuffled in memory)' : ` (shuffled through ${result.buckets} buckets)`;
-    const toStdout = output === STDIO; // the data stream: the summary goes to stderr
+    const toStdout = isStdout(output); // the data stream: the summary goes to stderr
     (toStdout ? process.stderr : process.stdout).write(
       `${lines.join('\n')}\n  ${'total'.padEnd(width)}  ${String(result.rows).padStart(10)} ${noun(result.rows, 'row')} → ${toStdout ? 'stdout' : output}${how}\n`,
     );

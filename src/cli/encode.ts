@@ -1,7 +1,7 @@
 // `l2e encode`: embeddings of a file of texts, as JSONL {"text","embedding"} or a float32 .npy.
 import { EmbeddingModel, type BatchInfo, type EncodeOptions } from '../model/embedding-model.js';
 import type { Embeddings } from '../model/embeddings.js';
-import { checkOutput, openOutput, STDIO } from '../util/output.js';
+import { checkOutput, isStdout, openOutput, STDIO } from '../util/output.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { embeddingOutputFormat, FORMAT_OPTION, inputFormat, readTexts, writeEmbeddings } from './io.js';
@@ -26,7 +26,7 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
   options: {
     model: { kind: 'string', help: 'model folder or hub id', metavar: 'DIR', required: true },
     input: { kind: 'string', help: 'texts: .txt (one per line) or .jsonl; - for stdin', metavar: 'FILE', required: true },
-    output: { kind: 'string', help: 'output .jsonl or .npy; - for JSONL on stdout', metavar: 'FILE', required: true },
+    output: { kind: 'string', help: 'output .jsonl or .npy; - for JSONL on stdout (JSONL too into a pipe or device, e.g. /dev/stdout)', metavar: 'FILE', required: true },
     overwrite: { kind: 'boolean', help: 'replace an existing --output file (never the input)' },
     format: FORMAT_OPTION,
     field: { kind: 'string', help: 'JSONL field holding the text (default text)', metavar: 'NAME' },
@@ -58,7 +58,7 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
       const emb = await encodeWithHeartbeat(model, texts.texts, { batchSize, maxLength }, bar);
       bar.finish();
       await writeEmbeddings(w, output, outFormat, texts, emb);
-      process.stderr.write(`encoded ${counted(texts.texts.length, 'text')} (${emb.dim} dims) → ${output === STDIO ? 'stdout' : output}\n`);
+      process.stderr.write(`encoded ${counted(texts.texts.length, 'text')} (${emb.dim} dims) → ${isStdout(output) ? 'stdout' : output}\n`);
       return 0;
     } catch (err) {
       w.abort();

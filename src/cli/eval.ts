@@ -1,6 +1,6 @@
 // `l2e eval`: the notebook metrics (positive/negative score, top-1/3/5/10) for test files.
 import { resolve, sep } from 'node:path';
-import { checkOutput, openOutput, STDIO, writeOutput } from '../util/output.js';
+import { checkOutput, isStdout, openOutput, STDIO, writeOutput } from '../util/output.js';
 import { evaluateFile, formatTable, testName, type FileEvaluation } from '../eval/evaluate.js';
 import type { Metrics } from '../eval/metrics.js';
 import { opt, UsageError } from './args.js';
@@ -53,7 +53,8 @@ of one name get as many of their folders as tell them apart: d1/test, d2/test); 
       checkOutput(jsonOut, { name: '--json', overwrite, inputs }); // before the model loads
     }
     // a --json file is opened before the long work: a folder that cannot take it fails now, not after the embedding
-    const writer = jsonOut !== undefined && jsonOut !== '' && jsonOut !== STDIO ? openOutput(jsonOut, { replace: overwrite }) : undefined;
+    const jsonToStdout = jsonOut === '' || (jsonOut !== undefined && isStdout(jsonOut)); // the table then goes to stderr
+    const writer = jsonOut !== undefined && !jsonToStdout ? openOutput(jsonOut, { replace: overwrite }) : undefined;
     try {
       const source = await openSourceFromArgs(args);
       const results: FileEvaluation[] = [];
@@ -80,7 +81,7 @@ of one name get as many of their folders as tell them apart: d1/test, d2/test); 
       const obj: Record<string, Metrics> = {};
       for (const r of named) obj[r.name] = r.metrics;
       const json = JSON.stringify(obj, null, 2) + '\n';
-      if (jsonOut === '' || jsonOut === STDIO) {
+      if (jsonToStdout) {
         process.stderr.write(formatTable(named));
         await writeOutput(STDIO, json);
       } else {

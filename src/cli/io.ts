@@ -7,6 +7,7 @@ import type { Embeddings } from '../model/embeddings.js';
 import { float32ArrayJson } from '../util/float32-text.js';
 import { npyBytes } from '../util/npy.js';
 import { STDIO, type OutputWriter } from '../util/output.js';
+import { writeModeFor } from '../util/atomic.js';
 import { UsageError } from './args.js';
 import type { OptionSpec } from './args.js';
 
@@ -65,12 +66,22 @@ export async function readTexts(path: string, opts: { field?: string; format: Te
 
 export type EmbeddingFormat = 'jsonl' | 'npy';
 
-/** The output format of `encode` from the output name; other extensions are refused. */
+/** A pipe, device or descriptor link (written through, util/atomic.ts), not a file. */
+function isThrough(path: string): boolean {
+  try {
+    return writeModeFor(path).kind === 'through';
+  } catch {
+    return false; // checkOutput says what is wrong with it
+  }
+}
+
+/** The output format of `encode` from the output name (a stream, e.g. /dev/stdout: JSONL); other extensions are refused. */
 export function embeddingOutputFormat(path: string): EmbeddingFormat {
   if (path === STDIO) return 'jsonl';
   const ext = extname(path).toLowerCase();
   if (JSONL_EXTENSIONS.includes(ext)) return 'jsonl';
   if (ext === '.npy') return 'npy';
+  if (isThrough(path)) return 'jsonl'; // /dev/stdout, a FIFO, >(gzip): a stream, as `-` is
   throw new UsageError(
     `--output ${path}: unknown extension${ext ? ` ${ext}` : ''}; use .jsonl (one {"text", "embedding"} per line), ` +
       '.npy (float32 matrix) or - (JSONL on stdout)',

@@ -5,7 +5,7 @@ import { MINE_DEFAULTS, thresholdOverlap } from '../mine/mine.js';
 import { formatNeighbourStats, parseThreshold, type Threshold } from '../mine/stats.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
-import { checkOutput, STDIO } from '../util/output.js';
+import { checkOutput, isStdout, STDIO } from '../util/output.js';
 import { FORMAT_OPTION, inputFormat } from './io.js';
 import { ProgressBar } from './progress.js';
 import { ENCODE_OPTIONS, openSourceFromArgs, positiveInt, SOURCE_OPTIONS } from './source-options.js';
@@ -140,8 +140,8 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
       onThresholds: (p, n) => process.stderr.write(`thresholds: --pos-threshold ${p.toFixed(4)} --neg-threshold ${n.toFixed(4)} (from the percentiles)\n`),
     });
     // with the pairs on stdout, the summary goes to stderr
-    (output === STDIO ? process.stderr : process.stdout).write(
-      `${counted(r.rows, 'input row')}, ${counted(r.texts, 'distinct text')} → ${counted(r.written, 'row')} written to ${output === STDIO ? 'stdout' : output}\n` +
+    (isStdout(output) ? process.stderr : process.stdout).write(
+      `${counted(r.rows, 'input row')}, ${counted(r.texts, 'distinct text')} → ${counted(r.written, 'row')} written to ${isStdout(output) ? 'stdout' : output}\n` +
         `skipped: ${r.skippedNoPos} without a positive, ${r.skippedNoNeg} without a negative, ${r.skippedShort} too short\n`,
     );
     return 0;

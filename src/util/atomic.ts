@@ -10,6 +10,9 @@
 // write into a snapshot's folder itself is refused. FIFOs, devices,
 // sockets and the /proc/self/fd/N links behind /dev/stdout are written through (opened for appending,
 // as a shell's `>>` would): replacing them would put a regular file where a pipe or /dev/null was.
+// A link to one of this process's own descriptors (/dev/stdout, /dev/fd/N) is written through that
+// descriptor itself, not a new open of it: with stdout redirected to a file (`> out.jsonl`), a second
+// open has an offset of its own, and what went through fd 1 (a summary) overwrote the data.
 //
 // A write told not to replace (PublishOptions.replace false: a command's output without --overwrite)
 // publishes by link(2), which fails when the name exists, so the check and the publish are one step: a
@@ -58,14 +61,24 @@ export function removeStaleTemps(target: string): void {
   }
 }
 
-/** How a target is written: `atomic` at `path` (temp + rename), or `through` by opening `path`. */
+/** How a target is written: `atomic` at `path` (temp + rename), or `through` by opening `path`, or through `fd`. */
 export interface WriteMode {
   kind: 'atomic' | 'through';
   path: string;
+  /** `path` is a link to this descriptor of this process: written through it, never opened or closed. */
+  fd?: number;
 }
 
 /** An open file descriptor's magic link (/dev/stdout → /proc/self/fd/1): never resolved, never replaced. */
-const FD_LINK = /^\/(?:proc\/(?:self|thread-self|\d+)\/fd|dev\/fd)\/\d+$/;
+const FD_LINK = /^\/(?:proc\/(self|thread-self|\d+)\/fd|dev\/fd)\/(\d+)$/;
+
+/** The descriptor an FD_LINK path names when it is one of this process's; else undefined. */
+function ownDescriptor(path: string): number | undefined {
+  const m = FD_LINK.exec(path);
+  if (!m) return undefined;
+  const owner = m[1];
+  return owner === undefined || owner === 'self' || owner === 'thread-self' || Number(owner) === process.pid ? Number(m[2]) : undefined;
+}
 
 /** Where and how `target` must be written (follows symbolic links; a folder is an error). */
 export function writeModeFor(target: string): WriteMode {
@@ -74,7 +87,7 @@ export function writeModeFor(target: string): WriteMode {
   const repo = cacheSnapshotRepo(dirname(path));
   if (repo !== null) throw new Error(`it is in the Hugging Face cache's snapshot of ${repo}, whose files the cache shares; write it elsewhere`);
   for (let hops = 0; hops <= 40; hops++) {
-    if (process.platform === 'linux' && FD_LINK.test(path)) return { kind: 'through', path };
+    if (process.platform === 'linux' && FD_LINK.test(path)) return { kind: 'through', path, fd: ownDescriptor(path) };
     let st;
     try {
       st = lstatSync(path);
@@ -202,7 +215,7 @@ export function writeFileAtomic(target: string, data: string | Uint8Array | Uint
   const tmp = mode.kind === 'atomic' ? tempPathFor(mode.path) : null;
   let fd: number | undefined;
   try {
-    fd = tmp ? openTemp(tmp, mode.path) : openSync(mode.path, 'a');
+    fd = tmp ? openTemp(tmp, mode.path) : (mode.fd ?? openSync(mode.path, 'a'));
     const parts = Array.isArray(data) ? data : [data];
     for (const part of parts) {
       const buf = typeof part === 'string' ? Buffer.from(part, 'utf8') : part;
@@ -210,11 +223,11 @@ export function writeFileAtomic(target: string, data: string | Uint8Array | Uint
       while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
     }
     if (tmp) fsyncSync(fd);
-    closeSync(fd);
+    if (fd !== mode.fd) closeSync(fd);
     fd = undefined;
     if (tmp) publish(tmp, target, mode.path, options);
   } catch (err) {
-    if (fd !== undefined) closeSync(fd);
+    if (fd !== undefined && fd !== mode.fd) closeSync(fd);
     if (tmp) rmSync(tmp, { force: true });
     throw failure(target, err, tmp, mode.path);
   }
@@ -260,7 +273,8 @@ export class AtomicWriter {
       this.untrack = trackScratch(this.tmp);
       this.stream = createWriteStream(this.tmp, { fd });
     } else {
-      this.stream = createWriteStream(mode.path, { flags: 'a' }); // a pipe may wait for its reader: not here
+      // a pipe may wait for its reader: opened by the stream, not here; an own descriptor is used as it is
+      this.stream = mode.fd !== undefined ? createWriteStream('', { fd: mode.fd, autoClose: false }) : createWriteStream(mode.path, { flags: 'a' });
     }
     this.stream.on('error', (e) => {
       this.failed = e;

@@ -100,13 +100,23 @@ export interface OutputOptions extends PublishOptions {
   stream?: NodeJS.WritableStream;
 }
 
+/** `-`, or a name of this process's own stdout (/dev/stdout, /dev/fd/1): data there is the command's stdout. */
+export function isStdout(target: string): boolean {
+  if (target === STDIO) return true;
+  try {
+    return writeModeFor(target).fd === 1;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * A writer for `target`: `-` streams to stdout, anything else is written atomically. Pass `replace`
  * the command's overwrite: without it a file that appeared after checkOutput is kept (util/atomic.ts).
  */
 export function openOutput(target: string, options: OutputOptions = {}): OutputWriter {
   if (target === '') throw new Error(emptyOutput('output'));
-  if (target !== STDIO) return new AtomicWriter(target, options);
+  if (!isStdout(target)) return new AtomicWriter(target, options); // /dev/stdout: process.stdout, as `-`
   const stream = options.stream ?? process.stdout;
   let failed: Error | undefined;
   stream.on('error', (e: Error) => {
@@ -142,7 +152,7 @@ export function openOutput(target: string, options: OutputOptions = {}): OutputW
 /** Writes the whole of `data` to `target` (`-`: stdout), as openOutput would. */
 export async function writeOutput(target: string, data: string | Uint8Array | Uint8Array[], options: OutputOptions = {}): Promise<void> {
   if (target === '') throw new Error(emptyOutput('output'));
-  if (target !== STDIO) {
+  if (!isStdout(target)) {
     writeFileAtomic(target, data, options);
     return;
   }
