@@ -126,6 +126,16 @@ describe('mine: files', () => {
     expect(rows.find((r) => r.query === 't0')!.pos).toContain('t15');
   });
 
+  // a misspelt field among several was in no row: every row quietly lacked that version, and mining
+  // went on without the groups it was asked for
+  it('a field in no row of the corpus is an error naming it (one in some rows is a version those rows lack)', async () => {
+    const input = join(dir, 'fields.jsonl');
+    writeFileSync(input, '{"text":"satu","ms":"one"}\n{"text":"dua"}\n');
+    await expect(readCorpus(input, ['text', 'nope'])).rejects.toThrow(`${input}: no row has the field "nope" (of text, nope)`);
+    await expect(readCorpus(input, ['nope', 'nada'])).rejects.toThrow(`${input}: no row has the fields "nope", "nada" (of nope, nada)`);
+    expect((await readCorpus(input, ['text', 'ms'])).groups).toEqual([[0, 1]]);
+  });
+
   it('an output that appears while mining is kept and the pairs go to <output>.new; with overwrite it is replaced', async () => {
     const input = join(dir, 'raced-corpus.txt');
     writeFileSync(input, angles.map(([t]) => t).join('\n') + '\n');

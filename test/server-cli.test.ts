@@ -2,7 +2,7 @@
 // stops accepting, finishes the request in flight and exits 0. Also its --help and usage errors.
 import { describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cudaStatus, packageRoot } from '../src/native.js';
 import { cudaMissingMessage } from '../src/model/embedding-model.js';
@@ -74,6 +74,28 @@ describe('l2e serve options', () => {
     const dev = await l2e('serve', '--model', 'x', '--device', 'tpu');
     expect(dev.err.split('\n')[0]).toBe('l2e serve: --device must be cpu or cuda, got tpu');
   });
+
+  it('the corpus flags: each needs --corpus; --corpus-format forces the format, and the hints name it', async () => {
+    for (const [flag, value] of [['--corpus-vectors', 'v.npy'], ['--corpus-field', 'query'], ['--corpus-format', 'text']] as const) {
+      const r = await l2e('serve', '--model', 'x', flag, value);
+      expect([r.code, r.err.split('\n')[0]]).toEqual([2, `l2e serve: ${flag} is for the search corpus: give --corpus FILE too`]);
+    }
+    const dir = makeTempDir();
+    const dat = join(dir, 'corpus.dat');
+    writeFileSync(dat, 'satu\ndua\n');
+    const unnamed = await l2e('serve', '--model', 'x', '--corpus', dat);
+    expect(unnamed.err.split('\n').at(-2)).toBe(`l2e serve: error: cannot tell the format of ${dat} from its name: use .jsonl, .txt or .json, or give --corpus-format text|jsonl|json`);
+    const lines = join(dir, 'lines.jsonl');
+    writeFileSync(lines, 'satu\ndua\n');
+    const notJson = await l2e('serve', '--model', 'x', '--corpus', lines);
+    expect(notJson.err).toContain('for plain texts use a .txt name or --corpus-format text');
+    const bad = await l2e('serve', '--model', 'x', '--corpus', dat, '--corpus-format', 'csv');
+    expect([bad.code, bad.err.split('\n')[0]]).toEqual([2, 'l2e serve: --corpus-format must be text, jsonl or json, got csv']);
+    // forced to text, the corpus is read: the run goes on to the model, which is not there
+    const forced = await l2e('serve', '--model', '/nonexistent/model', '--port', '0', '--corpus', dat, '--corpus-format', 'text');
+    expect(forced.err).toContain(`corpus: 2 texts from ${dat}\n`);
+    expect(forced.err.split('\n').at(-2)).toBe('l2e serve: error: model folder not found: /nonexistent/model');
+  });
 });
 
 describe.skipIf(!hasTokenizer || !hasDist)(
@@ -98,6 +120,31 @@ describe.skipIf(!hasTokenizer || !hasDist)(
       expect(r.err).toContain(
         "l2e serve: --max-queue-tokens (100) must be at least the model's input length (512, its max_position_embeddings): raise it, or give a smaller --max-length\n",
       );
+    });
+
+    // a bad --corpus exits 1 before listening; a corpus vectors file that is not this corpus's used to
+    // leave the server up without its search corpus, saying so once on stderr
+    it('a --corpus-vectors file that cannot serve the corpus stops the server with exit 1, naming it', async () => {
+      const dir = makeTempDir('l2e-serve-cli-');
+      writeTinyModel(dir, { seed: 5 });
+      writeFileSync(join(dir, 'corpus.txt'), 'satu\ndua\ntiga\n');
+      writeFileSync(join(dir, 'junk.npy'), 'not a matrix');
+      const child = spawn(
+        process.execPath,
+        [join(repoRoot, 'bin', 'l2e.js'), 'serve', '--model', dir, '--port', '0', '--corpus', join(dir, 'corpus.txt'), '--corpus-vectors', join(dir, 'junk.npy')],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      const stderr = { text: '' };
+      child.stderr!.setEncoding('utf8');
+      child.stderr!.on('data', (s: string) => (stderr.text += s));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      try {
+        expect(await exited).toBe(1);
+        expect(stderr.text).toMatch(new RegExp(`l2e serve: error: corpus: .*${join(dir, 'junk.npy').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+        expect(stderr.text).not.toContain('corpus: ready');
+      } finally {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
     });
 
     it('SIGTERM: stops accepting, finishes the request in flight, exits 0', async () => {

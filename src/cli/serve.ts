@@ -1,6 +1,6 @@
 // `l2e serve`: the embeddings server (OpenAI- and TEI-compatible, dynamic batching, search page) until
 // SIGTERM or SIGINT, which stop accepting, finish the requests in flight and exit 0.
-import { readCorpus } from '../mine/corpus.js';
+import { readCorpusAs, type CorpusFormat } from '../mine/corpus.js';
 import { EmbeddingModel } from '../model/embedding-model.js';
 import { cudaStatus } from '../native.js';
 import { QueueTooSmallError, serve, timerTooLong } from '../server/server.js';
@@ -31,6 +31,7 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     'api-key': { kind: 'string', help: 'require "Authorization: Bearer KEY" (or set L2E_API_KEY)', metavar: 'KEY' },
     corpus: { kind: 'string', help: 'texts for the search page: JSONL, plain lines or a .json list', metavar: 'FILE' },
     'corpus-field': { kind: 'string', help: 'JSONL field holding the corpus text', default: 'text' },
+    'corpus-format': { kind: 'string', help: "the corpus's format when its name does not say: text, jsonl or json", metavar: 'FORMAT' },
     'corpus-vectors': {
       kind: 'string',
       help: ".npy of the corpus vectors: read if present (checked: its shape, FILE.json's fingerprint of the texts, 8 rows embedded again), else written with FILE.json",
@@ -82,8 +83,15 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     }
     let corpus: string[] | undefined;
     const corpusFile = opt.str(args, 'corpus');
+    for (const flag of ['corpus-field', 'corpus-format', 'corpus-vectors']) {
+      if (corpusFile === undefined && args.given.has(flag)) throw new UsageError(`--${flag} is for the search corpus: give --corpus FILE too`);
+    }
+    const corpusFormat = opt.str(args, 'corpus-format');
+    if (corpusFormat !== undefined && !['text', 'jsonl', 'json'].includes(corpusFormat)) {
+      throw new UsageError(`--corpus-format must be text, jsonl or json, got ${corpusFormat}`);
+    }
     if (corpusFile !== undefined) {
-      corpus = (await readCorpus(corpusFile, [opt.str(args, 'corpus-field')!])).texts;
+      corpus = (await readCorpusAs(corpusFile, [opt.str(args, 'corpus-field')!], corpusFormat as CorpusFormat | undefined, '--corpus-format')).texts;
       if (corpus.length === 0) throw new Error(`${corpusFile}: no texts`);
       process.stderr.write(`corpus: ${corpus.length} texts from ${corpusFile}\n`);
     }
@@ -122,12 +130,25 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
       throw err;
     }
     process.stderr.write(`ready: ${model.dim}-dim embeddings on ${model.device}; open ${handle.url}/ for the search page\n`);
-    handle.corpusReady.then(
-      () => corpus && process.stderr.write(`corpus: ready (${corpus.length} texts)\n`),
-      (err: unknown) => process.stderr.write(`corpus: ${err instanceof Error ? err.message : String(err)}\n`),
+    // a search corpus that cannot be served (its vectors file is not this corpus's, embedding it failed)
+    // stops the server, as a --corpus file that cannot be read does before it listens
+    let corpusFailure: Error | undefined;
+    const corpusFailed = handle.corpusReady.then(
+      () => {
+        if (corpus) process.stderr.write(`corpus: ready (${corpus.length} texts)\n`);
+        return new Promise<void>(() => {}); // served until a signal
+      },
+      (err: unknown) => {
+        corpusFailure = new Error(`corpus: ${err instanceof Error ? err.message : String(err)}`);
+      },
     );
-    await stopped;
+    await Promise.race([stopped, corpusFailed]);
     unhook();
+    if (corpusFailure) {
+      await handle.close();
+      model.dispose();
+      throw corpusFailure;
+    }
     model.dispose();
     process.stderr.write('stopped\n');
     return 0;

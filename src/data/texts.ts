@@ -19,7 +19,8 @@ export interface TextRow {
 }
 
 /** The rows of `path` (`-`: stdin) in `format`; errors name file:line. */
-export async function* readTextRows(path: string, format: TextFormat, fields: string[] = ['text']): AsyncGenerator<TextRow> {
+/** `formatFlag`: how a hint names the option that forces the format (the CLI's --format, or serve's --corpus-format). */
+export async function* readTextRows(path: string, format: TextFormat, fields: string[] = ['text'], formatFlag = '--format'): AsyncGenerator<TextRow> {
   const name = path === '-' ? 'stdin' : path;
   if (fields.length === 0) fields = ['text'];
   for await (const { line, text } of readLines(path)) {
@@ -32,7 +33,7 @@ export async function* readTextRows(path: string, format: TextFormat, fields: st
     try {
       obj = JSON.parse(text);
     } catch (e) {
-      const hint = path === '-' ? '--format text' : 'a .txt name or --format text';
+      const hint = path === '-' ? `${formatFlag} text` : `a .txt name or ${formatFlag} text`;
       throw new LineError(name, line, `not valid JSON (${(e as Error).message}); for plain texts use ${hint}`);
     }
     const record = typeof obj === 'object' && obj !== null && !Array.isArray(obj) ? (obj as Record<string, unknown>) : undefined;

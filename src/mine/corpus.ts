@@ -31,9 +31,14 @@ export function corpusFormatOf(file: string): CorpusFormat | undefined {
 }
 
 export async function readCorpus(file: string, fields: string[] = ['text'], format?: CorpusFormat): Promise<Corpus> {
+  return readCorpusAs(file, fields, format, '--format');
+}
+
+/** readCorpus, its hints naming `formatFlag` as the option that forces the format. */
+export async function readCorpusAs(file: string, fields: string[], format: CorpusFormat | undefined, formatFlag: string): Promise<Corpus> {
   const fmt = format ?? corpusFormatOf(file);
   if (fmt === undefined) {
-    throw new Error(`cannot tell the format of ${file === '-' ? 'stdin' : file} from its name: use .jsonl, .txt or .json, or give --format text|jsonl`);
+    throw new Error(`cannot tell the format of ${file === '-' ? 'stdin' : file} from its name: use .jsonl, .txt or .json, or give ${formatFlag} text|jsonl|json`);
   }
   if (fields.length === 0) fields = ['text'];
   const index = new Map<string, number>();
@@ -74,15 +79,23 @@ export async function readCorpus(file: string, fields: string[] = ['text'], form
 
   // the one reader of text inputs keeps a .txt's blank lines as empty texts: the corpus drops them,
   // and (in add) empty and repeated texts, itself
-  for await (const { values } of readTextRows(file, fmt, fields)) {
+  const found = new Set<number>(); // the fields some row has
+  for await (const { values } of readTextRows(file, fmt, fields, formatFlag)) {
     if (fmt === 'text' && values[0]!.trim() === '') continue;
     rows++;
     const ids: number[] = [];
-    for (const v of values) {
+    values.forEach((v, i) => {
+      if (v !== undefined) found.add(i);
       const id = v === undefined ? undefined : add(v);
       if (id !== undefined && !ids.includes(id)) ids.push(id);
-    }
+    });
     if (fields.length > 1 && ids.length > 1) groups.push(ids);
+  }
+  // a misspelt field among several is in no row: each row would quietly lack that version
+  const missing = fmt === 'jsonl' && rows > 0 ? fields.filter((_, i) => !found.has(i)) : [];
+  if (missing.length > 0) {
+    const named = missing.map((f) => `"${f}"`).join(', ');
+    throw new Error(`${file === '-' ? 'stdin' : file}: no row has the field${missing.length > 1 ? 's' : ''} ${named} (of ${fields.join(', ')})`);
   }
   return { texts, groups, rows };
 }
