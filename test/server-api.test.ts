@@ -86,9 +86,16 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
     expect(r.status).toBe(200);
     expect(r.body).toHaveLength(TEXTS.length);
     r.body.forEach((row, i) => expectClose(row, want.row(i)));
-    const one = await postJson<number[][]>(`${s.url}/embed`, { inputs: TEXTS[1], normalize: false });
+    const one = await postJson<number[][]>(`${s.url}/embed`, { inputs: TEXTS[1], normalize: true });
     expect(one.body).toHaveLength(1);
     expectClose(one.body[0]!, want.row(1));
+    // the model normalises itself: raw vectors are not there to give (they were answered normalised)
+    const raw = await postJson<{ error: { message: string; param: string } }>(`${s.url}/embed`, { inputs: TEXTS[1], normalize: false });
+    expect(raw.status).toBe(400);
+    expect(raw.body.error).toMatchObject({
+      message: `'normalize': false cannot be done: this model normalises its embeddings itself (config.json "normalized": true)`,
+      param: 'normalize',
+    });
 
     const sim = await postJson<number[]>(`${s.url}/similarity`, { inputs: { source_sentence: TEXTS[0], sentences: TEXTS.slice(1) } });
     expect(sim.status).toBe(200);

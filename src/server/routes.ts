@@ -205,6 +205,11 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
     const body = objectBody(req);
     const { model } = loaded(state);
     const normalize = optBool(body, 'normalize', true);
+    if (!normalize && model.config.normalized) {
+      // the L2 normalisation is the model's own last step (config.json "normalized"): the vectors before
+      // it are not kept, and answering normalised ones to a request for raw ones would be silently wrong
+      throw badField('normalize', `'normalize': false cannot be done: this model normalises its embeddings itself (config.json "normalized": true)`);
+    }
     const truncate = optBool(body, 'truncate', false);
     const dir = body['truncation_direction'];
     if (dir !== undefined && dir !== null && dir !== 'Right' && dir !== 'right') {
