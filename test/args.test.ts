@@ -1,6 +1,6 @@
 // The CLI option parser: values, flags, negation, lists, optional values, and clear usage errors.
 import { describe, expect, it } from 'vitest';
-import { parseArgs, UsageError, type OptionSpecs } from '../src/cli/args.js';
+import { parseArgs, SEED_RANGE, UsageError, type OptionSpecs } from '../src/cli/args.js';
 
 const specs: OptionSpecs = {
   model: { kind: 'string', help: 'm', required: true },
@@ -32,6 +32,24 @@ describe('parseArgs', () => {
     expect(() => parseArgs(['--model', 'm', '--bogus'], specs)).toThrow(/unknown option --bogus/);
     expect(() => parseArgs([], specs)).toThrow(/--model is required/);
     expect(parseArgs(['--help'], specs).help).toBe(true); // help needs no required option
+  });
+
+  // Number() took "0x10", " 5" and "Infinity"; integers above 2^53 came out as other integers, and seeds
+  // above 32 bits gave the same sequence as smaller ones
+  it('numbers are decimals as written; integers exact; a seed within its 32 bits', () => {
+    for (const raw of ['0x10', ' 5', '5 ', 'Infinity', '1_000', '0b1', '']) {
+      expect(() => parseArgs(['--model', 'm', '--lr', raw], specs), raw).toThrow(/--lr (expects a number, got|needs a value)/);
+    }
+    for (const [raw, v] of [['-1', -1], ['.5', 0.5], ['5.', 5], ['+2e-3', 2e-3], ['1E3', 1000]] as const) {
+      expect(parseArgs(['--model', 'm', '--lr', raw], specs).options['lr']).toBe(v);
+    }
+    expect(() => parseArgs(['--model', 'm', '--steps', '1e20'], specs)).toThrow(new UsageError('--steps expects an integer, got "1e20"'));
+    expect(() => parseArgs(['--model', 'm', '--steps', '9007199254740993'], specs)).toThrow(new UsageError('--steps expects an integer, got "9007199254740993"'));
+    expect(parseArgs(['--model', 'm', '--steps', '1e3'], specs).options['steps']).toBe(1000);
+    const seeded: OptionSpecs = { seed: { kind: 'integer', help: 's', range: SEED_RANGE } };
+    expect(parseArgs(['--seed', '4294967295'], seeded).options['seed']).toBe(4294967295);
+    expect(() => parseArgs(['--seed', '4294967296'], seeded)).toThrow(new UsageError('--seed must be an integer from 0 to 4294967295, got 4294967296'));
+    expect(() => parseArgs(['--seed', '-1'], seeded)).toThrow(new UsageError('--seed must be an integer from 0 to 4294967295, got -1'));
   });
 
   it('an empty value is a missing value, unless the option stands alone or accepts it', () => {

@@ -183,6 +183,20 @@ describe('mine: files', () => {
     await expect(loadVectorTable(bad)).rejects.toThrow(`${bad}:2: embedding[0] is not a finite float32`);
     writeFileSync(bad, '{"text":"a","embedding":[1,null]}\n');
     await expect(loadVectorTable(bad)).rejects.toThrow(`${bad}:1: embedding[1] is not a finite float32 (null)`);
+    writeFileSync(bad, '{"text":"a","embedding":[1,1e999]}\n');
+    await expect(loadVectorTable(bad)).rejects.toThrow(`${bad}:1: embedding[1] is not a finite float32 (Infinity)`);
+  });
+
+  // the first vector of a text given twice was used, whatever the second said
+  it('a text given twice with two different vectors is an error naming both lines; twice alike, or once stripped, is fine', async () => {
+    const file = join(dir, 'twice.jsonl');
+    writeFileSync(file, '{"text":"a","embedding":[1,0]}\n{"text":"b","embedding":[0,1]}\n{"text":"a","embedding":[0,1]}\n');
+    await expect(loadVectorTable(file)).rejects.toThrow(`${file}: the text "a" has two different embeddings, at line 1 and at line 3`);
+    writeFileSync(file, '{"text":"a","embedding":[1,0]}\n{"text":"a","embedding":[1,0]}\n');
+    expect(Array.from((await loadVectorTable(file)).embeddingsFor(['a']).data)).toEqual([1, 0]);
+    // " a" and "a" strip alike: the row given as it is looked up ("a") is the one used, wherever it is
+    writeFileSync(file, '{"text":" a","embedding":[0,1]}\n{"text":"a","embedding":[1,0]}\n');
+    expect(Array.from((await loadVectorTable(file)).embeddingsFor(['a']).data)).toEqual([1, 0]);
   });
 });
 

@@ -226,6 +226,8 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       ['a body over the byte limit', '/v1/embeddings', { input: 'a'.repeat(5000) }, 413, 'the request body is larger than the limit of 4096 bytes', null],
       ['dimensions not the model\'s', '/v1/embeddings', { input: 'a', dimensions: 8 }, 400, `'dimensions' is 8 but this model only gives 16-dimensional embeddings`, 'dimensions'],
       ['dimensions a string', '/v1/embeddings', { input: 'a', dimensions: '16' }, 400, `'dimensions' must be an integer, got "16"`, 'dimensions'],
+      // 1e999 parses to Infinity, which JSON.stringify wrote as null in the message
+      ['dimensions beyond any float', '/v1/embeddings', Buffer.from('{"input":"a","dimensions":1e999}'), 400, `'dimensions' must be an integer, got Infinity`, 'dimensions'],
       ['an unknown encoding_format', '/v1/embeddings', { input: 'a', encoding_format: 'int8' }, 400, `'encoding_format' must be "float" or "base64", got "int8"`, 'encoding_format'],
       ['model not a string', '/v1/embeddings', { input: 'a', model: 3 }, 400, `'model' must be a string, got 3`, 'model'],
       ['normalize not a boolean', '/embed', { inputs: 'a', normalize: 'yes' }, 400, `'normalize' must be true or false, got "yes"`, 'normalize'],

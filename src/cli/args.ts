@@ -18,7 +18,15 @@ export interface OptionSpec {
   required?: boolean;
   /** A 'string' option that may stand alone (`--json` as well as `--json FILE`): then its value is ''. */
   optionalValue?: boolean;
+  /** An 'integer' option's allowed values, both ends included (e.g. a seed's 32 bits). */
+  range?: readonly [number, number];
 }
+
+/** The values a seed takes: the generators are seeded with 32 bits (util/random.ts), so larger ones would alias. */
+export const SEED_RANGE = [0, 0xffffffff] as const;
+
+/** A decimal number as people write it: no hex, no spaces, no "Infinity" (Number() takes all three). */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 export type OptionSpecs = Record<string, OptionSpec>;
 export type ParsedValue = string | number | boolean | string[] | undefined;
@@ -35,10 +43,14 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-function toNumber(name: string, raw: string, integer: boolean): number {
+function toNumber(name: string, raw: string, spec: OptionSpec): number {
   const v = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(v)) throw new UsageError(`--${name} expects a number, got "${raw}"`);
-  if (integer && !Number.isInteger(v)) throw new UsageError(`--${name} expects an integer, got "${raw}"`);
+  if (!DECIMAL.test(raw) || !Number.isFinite(v)) throw new UsageError(`--${name} expects a number, got "${raw}"`);
+  if (spec.kind !== 'integer') return v;
+  // above 2^53 integers are not all numbers: 9007199254740993 would quietly be ...992
+  if (!Number.isInteger(v) || !Number.isSafeInteger(v)) throw new UsageError(`--${name} expects an integer, got "${raw}"`);
+  const [lo, hi] = spec.range ?? [-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER];
+  if (v < lo || v > hi) throw new UsageError(`--${name} must be an integer from ${lo} to ${hi}, got ${raw}`);
   return v;
 }
 
@@ -100,7 +112,7 @@ export function parseArgs(argv: string[], specs: OptionSpecs): ParsedArgs {
     if (inline === '' && !spec.optionalValue) throw new UsageError(`--${name} needs a value, got ""`);
     if (spec.kind === 'string') options[name] = inline;
     else if (spec.kind === 'list') (options[name] as string[]).push(...inline.split(',').filter((s) => s !== ''));
-    else options[name] = toNumber(name, inline, spec.kind === 'integer');
+    else options[name] = toNumber(name, inline, spec);
   }
   if (!help) {
     for (const [name, spec] of Object.entries(specs)) {

@@ -1,6 +1,6 @@
 // `l2e combine`: concatenate (and optionally shuffle) JSONL pair files, validating every line.
 import { combineFiles } from '../data/combine.js';
-import { opt, UsageError } from './args.js';
+import { opt, SEED_RANGE, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { checkOutput, isStdout, STDIO } from '../util/output.js';
 import { counted, noun } from '../util/plural.js';
@@ -23,7 +23,7 @@ existing output file is replaced only with --overwrite, and never when it is an 
     output: { kind: 'string', help: 'combined JSONL file; - for stdout', metavar: 'FILE', required: true },
     overwrite: { kind: 'boolean', help: 'replace an existing --output file (never an input)' },
     shuffle: { kind: 'boolean', help: 'shuffle all rows (uniform permutation)' },
-    seed: { kind: 'integer', help: 'shuffle seed (default 42; with --shuffle)' },
+    seed: { kind: 'integer', help: 'shuffle seed (default 42; with --shuffle)', range: SEED_RANGE },
     'memory-mb': { kind: 'integer', help: 'memory budget for shuffling, MiB', default: 256 },
     'skip-bad-lines': { kind: 'boolean', help: 'count and drop invalid lines instead of failing' },
   },

@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { demoLearned, DemoInterruptedError, runDemo, DEMO_DEFAULTS, type DemoResult } from '../demo/run.js';
 import { TrainerOptionError } from '../train/options.js';
-import { opt, UsageError } from './args.js';
+import { opt, SEED_RANGE, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
 import type { Metrics } from '../eval/metrics.js';
@@ -71,7 +71,7 @@ when missing, the demo prints the one npm command that installs them.`,
     overwrite: { kind: 'boolean', help: 'write into a DIR that is not an earlier demo\'s, replacing the demo\'s files there (train.jsonl, model/, metrics.json, ...)' },
     steps: { kind: 'integer', help: 'optimizer steps', default: DEMO_DEFAULTS.steps },
     model: { kind: 'string', help: 'start from this model folder instead of a new random model', metavar: 'DIR' },
-    seed: { kind: 'integer', help: 'seed of the data split, the model and the sampling', default: DEMO_DEFAULTS.seed },
+    seed: { kind: 'integer', help: 'seed of the data split, the model and the sampling', default: DEMO_DEFAULTS.seed, range: SEED_RANGE },
     lr: { kind: 'number', help: 'peak learning rate (cosine schedule after a 50-step warm-up)', metavar: 'X', default: DEMO_DEFAULTS.lr },
     'batch-size': { kind: 'integer', help: 'queries per step', default: DEMO_DEFAULTS.batchSize },
   },

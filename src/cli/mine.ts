@@ -3,7 +3,7 @@ import { corpusFormatOf } from '../mine/corpus.js';
 import { corpusNeighbourStats, mineToFile } from '../mine/run.js';
 import { MINE_DEFAULTS, thresholdOverlap } from '../mine/mine.js';
 import { formatNeighbourStats, parseThreshold, type Threshold } from '../mine/stats.js';
-import { opt, UsageError } from './args.js';
+import { opt, SEED_RANGE, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { checkOutput, isStdout, STDIO } from '../util/output.js';
 import { FORMAT_OPTION, inputFormat } from './io.js';
@@ -46,7 +46,7 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     metric: { kind: 'string', help: 'euclidean or cosine (distance 1 - cos)', default: MINE_DEFAULTS.metric },
     'max-pos': { kind: 'integer', help: 'positives per row at most', default: MINE_DEFAULTS.maxPos },
     'max-neg': { kind: 'integer', help: 'negatives per row at most', default: MINE_DEFAULTS.maxNeg },
-    seed: { kind: 'integer', help: 'sampling seed', default: MINE_DEFAULTS.seed },
+    seed: { kind: 'integer', help: 'sampling seed', default: MINE_DEFAULTS.seed, range: SEED_RANGE },
     fields: { kind: 'list', help: 'JSONL fields holding versions of one text (comma-separated)', metavar: 'a,b,c' },
     k: { kind: 'integer', help: 'nearest neighbours examined per text', default: MINE_DEFAULTS.k },
     'random-negatives': { kind: 'boolean', help: 'top negatives up with random texts beyond Y' },

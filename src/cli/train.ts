@@ -6,7 +6,7 @@ import { describeSkipped, type DataStats } from '../data/pairs.js';
 import { checkResumeFolder } from '../train/resume.js';
 import { findResumeCheckpoint } from '../train/run.js';
 import { Trainer, type FitResult } from '../train/trainer.js';
-import { opt, UsageError, type ParsedArgs } from './args.js';
+import { opt, SEED_RANGE, UsageError, type ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { formatSeconds, ProgressBar } from './progress.js';
 import { deviceOf, positiveInt } from './source-options.js';
@@ -90,7 +90,7 @@ A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
     },
     overwrite: { kind: 'boolean', help: 'start a new run in a used --output (replacing the files a run writes, keeping others)' },
     'allow-changed-config': { kind: 'boolean', help: 'let --resume continue with settings or data other than the checkpoint\'s' },
-    seed: { kind: 'integer', help: 'seed of shuffling and group sampling', default: d.seed },
+    seed: { kind: 'integer', help: 'seed of shuffling and group sampling', default: d.seed, range: SEED_RANGE },
     log: { kind: 'string', help: 'append per-step JSON objects to this file', metavar: 'FILE' },
     'in-batch-negatives': { kind: 'boolean', help: 'score queries against every passage of the batch (--no-in-batch-negatives: own group only)', default: true },
     'skip-bad-lines': { kind: 'boolean', help: 'count and skip malformed lines instead of failing' },

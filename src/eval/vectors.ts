@@ -7,9 +7,12 @@ import { LineError, readJsonl } from '../data/jsonl.js';
 import { pyStrip } from './strip.js';
 import { parseNpy } from '../util/npy.js';
 import { parseJson } from '../util/json.js';
+import { jsonShown } from '../util/describe.js';
 
 export class VectorTable {
   private readonly index = new Map<string, number>();
+  /** Per row: the text as given (before stripping) and where it was, for messages. */
+  private readonly given: { text: string; where: string }[] = [];
   private chunks: Float32Array[] = [];
   private data: Float32Array | undefined;
   rows = 0;
@@ -19,13 +22,33 @@ export class VectorTable {
     readonly source: string,
   ) {}
 
-  /** Adds a row for `text` unless the text already has one (the first vector wins). */
-  add(text: string, vec: Float32Array): void {
+  /**
+   * Adds the vector of `text` (found at `where`, e.g. "line 3"). Texts are looked up stripped, as the
+   * reference strips them: of several rows whose texts strip alike, the one given stripped wins, else the
+   * first. The same text twice with two different vectors is an error naming both places: which one
+   * the file meant cannot be known.
+   */
+  add(text: string, vec: Float32Array, where: string): void {
     const key = pyStrip(text);
-    if (this.index.has(key)) return;
-    this.index.set(key, this.rows++);
-    this.chunks.push(vec);
-    this.data = undefined;
+    const row = this.index.get(key);
+    if (row === undefined) {
+      this.index.set(key, this.rows++);
+      this.chunks.push(vec);
+      this.given.push({ text, where });
+      this.data = undefined;
+      return;
+    }
+    const before = this.given[row]!;
+    if (before.text === text) {
+      const old = this.chunks[row]!;
+      if (old.some((x, i) => x !== vec[i])) {
+        throw new Error(`${this.source}: the text ${JSON.stringify(clip(text))} has two different embeddings, at ${before.where} and at ${where}`);
+      }
+    } else if (text === key && before.text !== key) {
+      this.chunks[row] = vec; // the row of the text as it is looked up
+      this.given[row] = { text, where };
+      this.data = undefined;
+    }
   }
 
   has(text: string): boolean {
@@ -94,9 +117,9 @@ async function loadJsonlTable(file: string, onInvalidUtf8?: (message: string) =>
     for (let i = 0; i < emb.length; i++) {
       const x = emb[i];
       vec[i] = typeof x === 'number' ? x : NaN;
-      if (!Number.isFinite(vec[i])) throw new LineError(file, line, `embedding[${i}] is not a finite float32 (${JSON.stringify(x)})`);
+      if (!Number.isFinite(vec[i])) throw new LineError(file, line, `embedding[${i}] is not a finite float32 (${jsonShown(x)})`);
     }
-    table.add(v.text, vec);
+    table.add(v.text, vec, `line ${line}`);
   }
   if (!table) throw new Error(`${file}: no embeddings`);
   return table;
@@ -145,7 +168,7 @@ function loadNpyTable(file: string, textsFile: string): VectorTable {
     const vec = m.data.subarray(i * m.cols, (i + 1) * m.cols);
     const bad = vec.findIndex((x) => !Number.isFinite(x));
     if (bad >= 0) throw new Error(`${file}: row ${i} (text #${i + 1} of ${textsFile}) has a non-finite value at column ${bad}`);
-    table.add(texts[i]!, vec);
+    table.add(texts[i]!, vec, `row ${i} (text #${i + 1} of ${textsFile})`);
   }
   return table;
 }

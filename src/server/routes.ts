@@ -14,6 +14,7 @@ import { QueueFullError } from './batcher.js';
 import { ApiError, badField, modelDisposed } from './errors.js';
 import { readInputs, toModelInputs, type Inputs } from './inputs.js';
 import type { ServerState } from './server.js';
+import { jsonShown } from '../util/describe.js';
 
 type Body = Record<string, unknown>;
 
@@ -28,7 +29,7 @@ function objectBody(req: FastifyRequest): Body {
 function optBool(body: Body, field: string, fallback: boolean): boolean {
   const v = body[field];
   if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'boolean') throw badField(field, `'${field}' must be true or false, got ${JSON.stringify(v)}`, 'invalid_type');
+  if (typeof v !== 'boolean') throw badField(field, `'${field}' must be true or false, got ${jsonShown(v)}`, 'invalid_type');
   return v;
 }
 
@@ -177,12 +178,12 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
     const { model } = loaded(state);
     const format = body['encoding_format'] ?? 'float';
     if (format !== 'float' && format !== 'base64') {
-      throw badField('encoding_format', `'encoding_format' must be "float" or "base64", got ${JSON.stringify(format)}`);
+      throw badField('encoding_format', `'encoding_format' must be "float" or "base64", got ${jsonShown(format)}`);
     }
     const dims = body['dimensions'];
     if (dims !== undefined && dims !== null) {
       if (typeof dims !== 'number' || !Number.isInteger(dims)) {
-        throw badField('dimensions', `'dimensions' must be an integer, got ${JSON.stringify(dims)}`, 'invalid_type');
+        throw badField('dimensions', `'dimensions' must be an integer, got ${jsonShown(dims)}`, 'invalid_type');
       }
       if (dims !== model.dim) {
         throw badField('dimensions', `'dimensions' is ${dims} but this model only gives ${model.dim}-dimensional embeddings`);
@@ -190,7 +191,7 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
     }
     // null is an optional field's default here (encoding_format, dimensions, model, as truncate/normalize)
     if (body['model'] !== undefined && body['model'] !== null && typeof body['model'] !== 'string') {
-      throw badField('model', `'model' must be a string, got ${JSON.stringify(body['model'])}`, 'invalid_type');
+      throw badField('model', `'model' must be a string, got ${jsonShown(body['model'])}`, 'invalid_type');
     }
     const truncate = optBool(body, 'truncate', false);
     const inputs = readInputs(body['input'], 'input', state.limits, true);
@@ -213,7 +214,7 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
     const truncate = optBool(body, 'truncate', false);
     const dir = body['truncation_direction'];
     if (dir !== undefined && dir !== null && dir !== 'Right' && dir !== 'right') {
-      throw badField('truncation_direction', `'truncation_direction' must be "Right" (the only one this server does), got ${JSON.stringify(dir)}`);
+      throw badField('truncation_direction', `'truncation_direction' must be "Right" (the only one this server does), got ${jsonShown(dir)}`);
     }
     const inputs = readInputs(body['inputs'], 'inputs', state.limits, false);
     const { rows, n, dim } = await embedInputs(state, inputs, truncate, 'inputs', reply);
@@ -230,7 +231,7 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
     }
     const src = (inner as Body)['source_sentence'];
     if (typeof src !== 'string') {
-      throw badField('inputs.source_sentence', `'inputs.source_sentence' must be a string, got ${JSON.stringify(src) ?? 'nothing'}`, 'invalid_type');
+      throw badField('inputs.source_sentence', `'inputs.source_sentence' must be a string, got ${src === undefined ? 'nothing' : jsonShown(src)}`, 'invalid_type');
     }
     const others = readInputs((inner as Body)['sentences'], 'inputs.sentences', state.limits, false);
     if (others.kind !== 'texts') throw new Error('unreachable: texts only');
@@ -259,7 +260,7 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
     }
     const k = body['k'] ?? 10;
     if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > 100) {
-      throw badField('k', `'k' must be an integer from 1 to 100, got ${JSON.stringify(k)}`);
+      throw badField('k', `'k' must be an integer from 1 to 100, got ${jsonShown(k)}`);
     }
     const query = readInputs(body['query'], 'query', state.limits, false);
     if (!query.single) throw badField('query', `'query' must be a string`, 'invalid_type');

@@ -8,3 +8,12 @@ export function describeValue(v: unknown): string {
   if (Array.isArray(v)) return 'an array';
   return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
+
+/**
+ * A value from parsed JSON as its JSON text, for messages: JSON.stringify, except that the numbers JSON
+ * cannot write are shown as themselves (a body's 1e999 parses to Infinity, which stringify writes null).
+ */
+export function jsonShown(v: unknown): string {
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
+  return JSON.stringify(v) ?? String(v);
+}
