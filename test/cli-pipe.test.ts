@@ -107,3 +107,15 @@ describe.skipIf(!hasDist || process.platform !== 'linux')(`--output /dev/stdout 
     expect(readFileSync(join(dir, 'err.txt'), 'utf8')).toMatch(/encoded 2 texts \(\d+ dims\) → stdout\n$/);
   });
 });
+
+describe.skipIf(!hasDist || process.platform === 'win32')(`stdin redirected from the output file ${hasDist ? '' : '(skipped: dist/ not built)'}`, () => {
+  // `--input - < out.jsonl --overwrite` replaced the very file it read
+  it('is refused as an output that is also an input, even with --overwrite', () => {
+    const dir = makeTempDir();
+    const rows = '{"query":"satu","pos":["one"],"neg":[]}\n';
+    writeFileSync(join(dir, 'c.jsonl'), rows);
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${join(repoRoot, 'bin', 'l2e.js')}" combine - --output c.jsonl --overwrite < c.jsonl`], { cwd: dir, encoding: 'utf8' });
+    expect([r.status, r.stderr]).toEqual([1, 'l2e combine: error: --output c.jsonl is also an input: the input - (stdin) is the same file\n']);
+    expect(readFileSync(join(dir, 'c.jsonl'), 'utf8')).toBe(rows);
+  });
+});

@@ -1,6 +1,7 @@
 // Where a command's data goes: a file, written atomically (util/atomic.ts), or standard output when
 // the name is `-`. Callers stream through one interface and never care which it is. checkOutput
 // refuses, before any work, an output that would replace an input or (without overwrite) a file.
+import { fstatSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { AtomicWriter, writeFileAtomic, writeModeFor, type PublishOptions, type WriteMode } from './atomic.js';
 import { fsReason, statOrNull, targetFolder } from './fs-error.js';
@@ -64,8 +65,10 @@ export function checkOutput(target: string, check: OutputCheck = {}): void {
   if (mode.kind === 'through') return;
   const out = statOrNull(mode.path);
   for (const input of check.inputs ?? []) {
-    if (input.path === STDIO || input.path === '') continue;
-    const st = statOrNull(input.path);
+    if (input.path === '') continue;
+    // stdin redirected from the very file (`--input - < out.jsonl`) is that file too
+    const st = input.path === STDIO ? stdinFile() : statOrNull(input.path);
+    if (input.path === STDIO && (st === null || out === null)) continue;
     let same = out !== null && st !== null && out.dev === st.dev && out.ino === st.ino;
     if (!same && out === null) {
       try {
@@ -74,7 +77,7 @@ export function checkOutput(target: string, check: OutputCheck = {}): void {
         // an input that is a folder or a link loop: its reader says so
       }
     }
-    if (same) throw new Error(`${name} ${target} is also an input: ${input.name} ${input.path} is the same file`);
+    if (same) throw new Error(`${name} ${target} is also an input: ${input.name} ${input.path === STDIO ? '- (stdin)' : input.path} is the same file`);
   }
   if (out !== null) {
     if (!check.overwrite) throw new Error(`${name} ${target} already exists (pass ${check.overwriteName ?? '--overwrite'} to replace it)`);
@@ -84,6 +87,16 @@ export function checkOutput(target: string, check: OutputCheck = {}): void {
   const dir = statOrNull(folder);
   if (dir === null) throw new Error(`${name} ${target}: the folder ${folder} does not exist`);
   if (!dir.isDirectory()) throw new Error(`${name} ${target}: ${folder} is not a folder`);
+}
+
+/** What stdin reads when it is a regular file (a `< file` redirect); else null. */
+function stdinFile(): Stats | null {
+  try {
+    const st = fstatSync(0);
+    return st.isFile() ? st : null;
+  } catch {
+    return null;
+  }
 }
 
 export interface OutputWriter {
