@@ -13,6 +13,11 @@ import { minePairs } from '../src/mine/mine.js';
 import { combineFiles } from '../src/data/combine.js';
 import { saveModel } from '../src/train/checkpoint.js';
 import { Trainer } from '../src/train/trainer.js';
+import { readCorpus } from '../src/mine/corpus.js';
+import { computeMetrics } from '../src/eval/metrics.js';
+import { resolveModel } from '../src/hub/resolve.js';
+import { snapshotDownload } from '../src/hub/download.js';
+import { PairData } from '../src/data/pairs.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
 /** Calls `f` as plain JavaScript would (no type checks), so that wrong options reach the checks. */
@@ -90,6 +95,21 @@ describe('library options: unknown keys and wrong kinds are refused', () => {
       saveModel(m, fresh);
       expect(existsSync(join(fresh, 'config.json'))).toBe(true);
       expect(() => loose(saveModel)(m, 42)).toThrow(new TypeError('saveModel: dir must be a folder name, got 42'));
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it('readCorpus, tokenize, computeMetrics, resolveModel, snapshotDownload and PairData refuse arguments of the wrong kind by name', async () => {
+    await expect(loose(readCorpus)('c.jsonl', 'query')).rejects.toThrow(new TypeError('readCorpus: fields must be an array of field names, got the string "query"'));
+    await expect(loose(readCorpus)('c.jsonl', ['text'], 'csv')).rejects.toThrow(new TypeError('readCorpus: format must be jsonl, text or json, got the string "csv"'));
+    await expect(loose(computeMetrics)(42, new Embeddings(1, 2))).rejects.toThrow(new TypeError('computeMetrics: set must be a TestSet (readTestSet, buildTestSet), got 42'));
+    await expect(loose(resolveModel)(42)).rejects.toThrow(new TypeError('resolveModel: expected a model folder or a Hub id (org/name), got 42'));
+    await expect(loose(snapshotDownload)(42)).rejects.toThrow(new TypeError('snapshotDownload: repoId must be a string (org/name), got 42'));
+    expect(() => new (PairData as unknown as new (...a: unknown[]) => unknown)([], 42)).toThrow(new TypeError('PairData: options must be an object with groupSize, got 42'));
+    const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
+    try {
+      expect(() => loose(m.tokenize.bind(m))('abc')).toThrow(new TypeError('tokenize: texts must be an array of strings, got the string "abc"'));
     } finally {
       m.dispose();
     }

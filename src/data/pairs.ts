@@ -16,6 +16,7 @@ import { Rng } from '../util/random.js';
 import { counted } from '../util/plural.js';
 import { statOrNull } from '../util/fs-error.js';
 import { specialFileKind } from '../util/regular-file.js';
+import { describeValue } from '../util/describe.js';
 
 export type TrainRow = PairRow;
 
@@ -113,6 +114,7 @@ export class PairData {
     readonly source: RowSource,
     private readonly options: PairDataOptions,
   ) {
+    if (typeof options !== 'object' || options === null) throw new TypeError(`PairData: options must be an object with groupSize, got ${describeValue(options)}`);
     if (!Number.isInteger(options.groupSize) || options.groupSize < 1) {
       throw new Error(`groupSize must be a positive integer, got ${options.groupSize}`);
     }

@@ -78,10 +78,11 @@ async function search(queries: Embeddings, pool: Embeddings, k: number, opts: Kn
     throw new TypeError(`knn: excludeSelf must be true or false, got ${describeValue(opts.excludeSelf)}`);
   }
   const metric = opts.metric ?? 'cosine';
-  if (metric !== 'cosine' && metric !== 'euclidean') throw new Error(`knn: unknown metric "${String(metric)}"`);
+  if (metric !== 'cosine' && metric !== 'euclidean') throw new TypeError(`knn: unknown metric "${String(metric)}"`);
   if (queries.dim !== pool.dim) throw new Error(`knn: queries have dim ${queries.dim}, pool has dim ${pool.dim}`);
   if (pool.rows === 0) throw new Error('knn: the pool is empty');
-  if (!Number.isInteger(k) || k < 1) throw new Error(`knn: k must be a positive integer, got ${describeValue(k)}`);
+  if (typeof k !== 'number') throw new TypeError(`knn: k must be a positive integer, got ${describeValue(k)}`);
+  if (!Number.isInteger(k) || k < 1) throw new RangeError(`knn: k must be a positive integer, got ${describeValue(k)}`);
   const self = opts.excludeSelf === true;
   if (self && queries.rows !== pool.rows) {
     throw new Error(`knn: excludeSelf needs the queries to be the pool's rows, got ${queries.rows} queries for ${pool.rows} pool rows`);

@@ -17,6 +17,7 @@ import { Embeddings } from '../model/embeddings.js';
 import { readPairRows } from '../data/jsonl.js';
 import { gatherRows, knn } from './knn.js';
 import { pyStrip } from './strip.js';
+import { describeValue } from '../util/describe.js';
 
 export const TOP_KS = [1, 3, 5, 10] as const;
 
@@ -133,6 +134,8 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
  * Throws when there is nothing to measure (empty pool, no positive pair).
  */
 export async function computeMetrics(set: TestSet, vectors: Embeddings): Promise<Metrics> {
+  if (typeof set !== 'object' || set === null || !Array.isArray(set.pool)) throw new TypeError(`computeMetrics: set must be a TestSet (readTestSet, buildTestSet), got ${describeValue(set)}`);
+  if (!(vectors instanceof Embeddings)) throw new TypeError(`computeMetrics: vectors must be Embeddings, got ${describeValue(vectors)}`);
   if (set.pool.length === 0) throw new Error(`${set.name}: the pool is empty (no non-empty strings in the first rows)`);
   if (vectors.rows !== set.pool.length) {
     throw new Error(`${set.name}: ${vectors.rows} vectors for a pool of ${set.pool.length} texts`);

@@ -17,6 +17,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { lockBlob } from './blob-lock.js';
 import { fsReason, notAFolder, readTextOrNull } from '../util/fs-error.js';
 import { getJson, HubError, openUrl, statusError, withRetries, type RetryPolicy } from './http.js';
+import { describeValue } from '../util/describe.js';
 
 export interface SnapshotOptions {
   revision?: string;
@@ -311,6 +312,7 @@ function cachedFiles(repoId: string, type: RepoType, revision: string, cacheDir:
 
 /** Downloads (or finds in the cache) the files of `repoId` at a revision; returns the snapshot folder. */
 export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
+  if (typeof repoId !== 'string') throw new TypeError(`snapshotDownload: repoId must be a string (org/name), got ${describeValue(repoId)}`);
   const type = opts.repoType ?? 'model';
   const revision = opts.revision ?? 'main';
   const token = opts.token ?? process.env['HF_TOKEN'];

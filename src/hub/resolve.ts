@@ -7,6 +7,7 @@ import { isAbsolute, join, relative, resolve } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, notCachedReason } from './cache.js';
 import { snapshotDownload, type SnapshotOptions } from './download.js';
 import { readRegularFileText } from '../util/regular-file.js';
+import { describeValue } from '../util/describe.js';
 
 /** What a model needs: configs, tokenizer, safetensors weights (not .bin / .h5 / .onnx duplicates). */
 export const MODEL_FILES = ['*.json', '*.safetensors', 'tokenizer.model'];
@@ -19,6 +20,7 @@ export interface ResolveOptions extends Pick<SnapshotOptions, 'endpoint' | 'toke
 }
 
 export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {}): Promise<string> {
+  if (typeof nameOrDir !== 'string' || nameOrDir === '') throw new TypeError(`resolveModel: expected a model folder or a Hub id (org/name), got ${describeValue(nameOrDir)}`);
   const local = resolve(nameOrDir);
   if (existsSync(local)) {
     if (!statSync(local).isDirectory()) throw new Error(`${local} is not a model folder`);

@@ -9,6 +9,7 @@ import { readTextRows } from '../data/texts.js';
 import { pyStrip } from '../eval/strip.js';
 import { readFailure } from '../util/fs-error.js';
 import { parseJson } from '../util/json.js';
+import { describeValue } from '../util/describe.js';
 
 export interface Corpus {
   /** Distinct stripped non-empty texts, in order of first appearance. */
@@ -31,6 +32,9 @@ export function corpusFormatOf(file: string): CorpusFormat | undefined {
 }
 
 export async function readCorpus(file: string, fields: string[] = ['text'], format?: CorpusFormat): Promise<Corpus> {
+  if (typeof file !== 'string') throw new TypeError(`readCorpus: file must be a file name (or - for stdin), got ${describeValue(file)}`);
+  if (!Array.isArray(fields) || !fields.every((f) => typeof f === 'string')) throw new TypeError(`readCorpus: fields must be an array of field names, got ${describeValue(fields)}`);
+  if (format !== undefined && format !== 'jsonl' && format !== 'text' && format !== 'json') throw new TypeError(`readCorpus: format must be jsonl, text or json, got ${describeValue(format)}`);
   return readCorpusAs(file, fields, format, '--format');
 }
 

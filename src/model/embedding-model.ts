@@ -249,6 +249,7 @@ export class EmbeddingModel {
 
   /** Token ids of each text (BOS prepended, truncated at maxLength). */
   tokenize(texts: string[], maxLength = DEFAULT_MAX_LENGTH): Int32Array[] {
+    if (!Array.isArray(texts)) throw new TypeError(`tokenize: texts must be an array of strings, got ${describeValue(texts)}`);
     return texts.map((t) => this.tokenizer.encode(t, maxLength));
   }
 
@@ -363,7 +364,8 @@ export function planBatches(ids: Int32Array[], batchSize: number, maxTokens: num
 }
 
 function positiveInteger(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${describeValue(v)}`);
+  if (typeof v !== 'number') throw new TypeError(`${name} must be a positive integer, got ${describeValue(v)}`);
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${describeValue(v)}`);
   return v;
 }
 
@@ -381,9 +383,9 @@ function checkLoadOptions(o: LoadOptions): void {
 
 function createNative(config: LlamaConfig, dense: number, device: Device, precision: Precision = 'fp32'): NativeModel {
   // a plain-JS caller's `device: 1` loaded on the CPU and left model.device 1, which a server then read
-  if (device !== 'cpu' && device !== 'cuda') throw new Error(`device must be 'cpu' or 'cuda', got ${describeValue(device)}`);
+  if (device !== 'cpu' && device !== 'cuda') throw new TypeError(`device must be 'cpu' or 'cuda', got ${describeValue(device)}`);
   if (!PRECISIONS.includes(precision)) {
-    throw new Error(`precision must be one of ${PRECISIONS.join(', ')}, got ${String(precision)}`);
+    throw new TypeError(`precision must be one of ${PRECISIONS.join(', ')}, got ${String(precision)}`);
   }
   if (precision !== 'fp32' && device !== 'cpu') {
     throw new Error(`precision '${precision}' is for the CPU device (the CUDA backend runs its weights in bf16 already)`);
