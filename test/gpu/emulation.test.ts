@@ -68,6 +68,12 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('smem_raised')).toBe('ok');
     expect(run('smem_short')).toBe('kernel smem_short_kernel: 65536 bytes of dynamic shared memory, over its limit of 57344 (set by cudaFuncSetAttribute)');
   });
+  it('static and dynamic shared memory share the device\'s limit per block (16 KiB static with all but 8 KiB of it dynamic fails)', () => {
+    expect(run('smem_sum_fits')).toBe('ok');
+    expect(fault('smem_sum_over')).toBe(
+      "kernel smem_sum_kernel failed in block (0,0,0): static (16384 bytes) and dynamic (224256 bytes) shared memory of the block exceed the device's 232448 bytes",
+    );
+  });
   // sm_90a (native/cuda/emulation/ptx_sm90.cpp, checked by selftest_sm90.cpp)
   it('mbarrier: phases, parity, arrival count and tx-count (expect_tx / complete_tx), a wait across warps', () => {
     expect(run('mbarrier')).toBe('ok');

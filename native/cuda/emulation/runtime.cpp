@@ -201,6 +201,7 @@ struct Worker {
   char* smem = nullptr;
   char* static_smem = nullptr;  // kStaticShared bytes, a guard page after them
   size_t static_used = 0;       // allocated from the top down in the running block
+  size_t static_bytes = 0;      // what its arrays take (static_used less the sanitizer's redzones)
   std::vector<std::pair<const void*, void*>> static_sites;  // declaration -> the block's copy
   const void* sched_stack = nullptr;  // the scheduler's stack (for ASan's fiber switches)
   size_t sched_stack_size = 0;
@@ -494,6 +495,7 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
   std::memset(w.smem, kFreshShared, w.smem_size);  // uninitialised shared memory reads as NaN
   poison(w.static_smem + kStaticShared - w.static_used, w.static_used);  // static arrays: fresh ones
   w.static_used = 0;
+  w.static_bytes = 0;
   w.static_sites.clear();
   w.block_serial++;
   for (unsigned i = 0; i < n; i++) {
@@ -692,6 +694,18 @@ void* static_shared(const void* site, size_t bytes, size_t align) {
     msg = "static shared memory of the block exceeds " + std::to_string(kStaticShared) + " bytes";
     fail(msg.c_str());
   }
+  // A block's static and dynamic shared memory share one limit: cudaFuncAttributeMaxDynamicSharedMemorySize
+  // "The sum of this value and the function attribute sharedSizeBytes cannot exceed the device attribute
+  // cudaDevAttrMaxSharedMemoryPerBlockOptin" (CUDA Runtime API); a block over it does not launch. The
+  // static size is known here only as the block declares its arrays, so the launch fails from the block.
+  const size_t total = round_up(w.static_bytes + bytes, align < 16 ? 16 : align);
+  if (total + w.smem_size > max_dynamic_shared()) {
+    static thread_local char msg[200];
+    snprintf(msg, sizeof msg, "static (%zu bytes) and dynamic (%zu bytes) shared memory of the block exceed the device's %zu bytes",
+             total, w.smem_size, max_dynamic_shared());
+    fail(msg);
+  }
+  w.static_bytes = total;
   char* p = w.static_smem + kStaticShared - used;  // the first array ends at the guard page
   unpoison(p, bytes);
   std::memset(p, kFreshShared, bytes);  // uninitialised shared memory reads as NaN

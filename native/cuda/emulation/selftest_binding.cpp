@@ -21,6 +21,8 @@
 //                      limit to 64 KiB (runs), and to 56 KiB (must fail);
 //   approx_math  ex2.approx, __expf and rsqrtf against their documented error bounds: how many results
 //                are exact, within the bound, at it and over it (L2E_CUDA_EMULATE_MATH, approx_math.h);
+//   smem_sum_over, smem_sum_fits: 16 KiB of static shared memory with all but 8 KiB of the device's
+//                      limit as dynamic (must fail: the two share the limit), or with 64 KiB (runs);
 //   atomics  atomicAdd and atomicCAS on int from 4 blocks of 64 threads: every old value a ticket
 //            handed out once, one winner of a CAS from -1, and a CAS whose compare fails stores nothing;
 //   and the sm_90a instructions' checks (selftest_sm90.cpp).
@@ -248,6 +250,14 @@ void smem_last_byte(int* bad, char v) {
   if (s[64 * 1024 - 1] != v) bad[0] = 1;
 }
 void smem_default_kernel(int* bad) { smem_last_byte(bad, 1); }
+// 16 KiB of static shared memory besides the dynamic: with all but 8 KiB of the device's limit dynamic,
+// the sum is over it (must fail); with 64 KiB dynamic it runs
+void smem_sum_kernel(int* bad) {
+  L2E_SHARED(float, s, [4096]);
+  s[threadIdx.x] = 1.0f;
+  __syncthreads();
+  if (s[0] != 1.0f) bad[0] = 1;
+}
 void smem_raised_kernel(int* bad) { smem_last_byte(bad, 2); }
 void smem_short_kernel(int* bad) { smem_last_byte(bad, 3); }
 
@@ -300,7 +310,14 @@ std::string run(const std::string& name) {
   else if (name == "oob_global_after") L2E_EMU_LAUNCH(oob_global_after_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "oob_global_before") L2E_EMU_LAUNCH(oob_global_before_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "oob_shared_before") L2E_EMU_LAUNCH(oob_shared_before_kernel, 1, 32, 0, nullptr)(bad);
-  else if (name == "smem_default" || name == "smem_raised" || name == "smem_short") {
+  else if (name == "smem_sum_over" || name == "smem_sum_fits") {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) return "cudaGetDeviceProperties failed";
+    const size_t dynamic = name == "smem_sum_over" ? prop.sharedMemPerBlockOptin - 8 * 1024 : 64 * 1024;
+    if (cudaFuncSetAttribute(smem_sum_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dynamic)) != cudaSuccess)
+      return "cudaFuncSetAttribute failed";
+    L2E_EMU_LAUNCH(smem_sum_kernel, 1, 32, dynamic, nullptr)(bad);
+  } else if (name == "smem_default" || name == "smem_raised" || name == "smem_short") {
     // one kernel per case: a limit set by one case must not carry over to the next
     constexpr size_t k64 = 64 * 1024;
     if (name == "smem_default") L2E_EMU_LAUNCH(smem_default_kernel, 1, 32, k64, nullptr)(bad);
