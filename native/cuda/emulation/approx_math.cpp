@@ -1,6 +1,7 @@
 // The GPU's approximate math in the emulation build: the bounds and the setting are in approx_math.h.
 #include "approx_math.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -41,21 +42,26 @@ const std::string& math_setting_error() { return mode().error; }
 
 float approximate(float exact, float arg, unsigned ulps) {
   if (!mode().worst || ulps == 0 || exact == 0.0f || !std::isfinite(exact)) return exact;
-  // Consecutive finite floats of one sign have consecutive encodings: k ulps away is k encodings away.
-  const uint32_t mag = bits_of(exact) & 0x7fffffffu, sign = bits_of(exact) & 0x80000000u;
-  const uint32_t largest = 0x7f7fffffu;  // FLT_MAX
+  // "ulp error": the distance from the correctly rounded result in units of that result's last place
+  int e;
+  std::frexp(exact, &e);  // |exact| in [2^(e-1), 2^e): its ulp is 2^(e-24), 2^-149 among the subnormals
+  const double ulp = std::ldexp(1.0, std::max(e - 24, -149));
   const bool away = ((bits_of(arg) * 0x9e3779b1u) >> 31) != 0;  // away from zero, or toward it
-  const uint32_t moved = away ? (largest - mag < ulps ? largest : mag + ulps) : (mag < ulps ? 0u : mag - ulps);
-  const uint32_t out = moved | sign;
-  float r;
-  std::memcpy(&r, &out, sizeof r);
+  const double bound = double(ulps) * ulp;
+  const double moved = double(exact) + (away == (exact > 0.0f) ? bound : -bound);
+  float r = float(moved);
+  // past a power of two the floats are twice as far apart: a value rounded beyond the bound steps back
+  if (std::fabs(double(r) - double(exact)) > bound || !std::isfinite(r)) r = std::nextafter(r, exact);
+  if (std::signbit(r) != std::signbit(exact)) r = std::copysign(0.0f, exact);  // never through zero
   return r;
 }
 
 // The correctly rounded values, from double precision (whose error is far below half a float ulp).
-float ex2_approx(float a) { return approximate(float(std::exp2(double(a))), a, 2); }
+// The special values the ISA lists are exact: 2^(+-0) = 1 (and exp(+-0) = 1, as expf's special cases).
+float ex2_approx(float a) { return a == 0.0f ? 1.0f : approximate(float(std::exp2(double(a))), a, 2); }
 
 float fast_expf(float x) {
+  if (x == 0.0f) return 1.0f;
   const float bound = std::floor(std::fabs(1.173f * x));  // |x| <= 104 where exp(x) is finite and not 0
   return approximate(float(std::exp(double(x))), x, 2u + (bound < 1e6f ? unsigned(bound) : 1000000u));
 }

@@ -2,9 +2,10 @@
 // (approx_math.cpp). L2E_CUDA_EMULATE_MATH picks the value each function returns:
 //   "exact" (the default): the correctly rounded value, so that runs are reproducible and compare with
 //            the CPU backend's closely;
-//   "worst": that value moved by the documented maximum error, in ulps, up or down as a hash of the
-//            argument's bits decides: neighbouring arguments err both ways, so a softmax's normalisation
-//            does not cancel the error as it would a one-way bias. CI runs the op suites under it, so that
+//   "worst": that value moved by the documented maximum error, in ulps of that value (next to a power
+//            of two, as far as the floats allow within it), up or down as a hash of the argument's bits
+//            decides: neighbouring arguments err both ways, so a softmax's normalisation does not cancel
+//            the error as it would a one-way bias. The special values stay exact (2^(+-0) = 1). CI runs the op suites under it, so that
 //            a test whose bounds leave no room for the GPU's approximations fails here, not on a GPU.
 // Any other value makes the emulated device unusable, naming the setting (runtime.cpp setting_error).
 // The bounds:
@@ -22,8 +23,9 @@ namespace emu {
 // "" or why L2E_CUDA_EMULATE_MATH is not a value this build knows.
 const std::string& math_setting_error();
 
-// `exact` (correctly rounded), moved by `ulps` under "worst" (toward +-Inf by the hash of `arg`; never
-// past the largest finite value or below +0); zeros, infinities and NaNs are returned as they are.
+// `exact` (correctly rounded), moved by at most `ulps` of its ulps under "worst" (away from zero or
+// toward it by the hash of `arg`; never past the largest finite value or through zero); zeros,
+// infinities and NaNs are returned as they are.
 float approximate(float exact, float arg, unsigned ulps);
 
 // The functions, as the kernels call them.

@@ -103,6 +103,9 @@ void note_progress();
 bool runs_ahead();
 void offer_switch();
 uint64_t block_serial();  // changes with every block run (keys per-block emulator state)
+// At a block's end (runtime.cpp): why the warps of a warpgroup did not all execute the same .aligned
+// instructions (ptx_sm90.cpp), or nullptr.
+const char* warpgroups_unequal();
 
 // Dynamic (extern __shared__) memory of the running block, and shared-window offsets (cvta).
 // Every block's shared memory starts filled with this byte (NaN as f32 and as bf16).

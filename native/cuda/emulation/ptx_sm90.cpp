@@ -554,6 +554,24 @@ void same_in_warpgroup(const char* op, uint64_t x0, uint64_t x1 = 0, uint64_t x2
   }
 }
 
+// A warp that stopped early (returned before a wgmma.fence, skipped the last wait) left steps the
+// others executed: each warpgroup's warps must have executed as many as one another.
+const char* unequal_steps() {
+  if (g_warpgroups.serial != block_serial()) return nullptr;  // no .aligned instruction in this block
+  for (size_t g = 0; g < g_warpgroups.of.size(); g++) {
+    const Warpgroup& wg = g_warpgroups.of[g];
+    const uint64_t most = *std::max_element(wg.next, wg.next + 4);
+    for (unsigned i = 0; i < 4; i++)
+      if (wg.next[i] != most) {
+        static thread_local char msg[200];
+        snprintf(msg, sizeof msg, "warp %u executed %llu of the %llu wgmma/setmaxnreg instructions of its warpgroup (.aligned: the same instructions)",
+                 unsigned(4 * g + i), static_cast<unsigned long long>(wg.next[i]), static_cast<unsigned long long>(most));
+        return msg;
+      }
+  }
+  return nullptr;
+}
+
 const WarpSlot* meet(const char* op, const WarpSlot& in, bool& first) {
   const unsigned threads = blockDim.x * blockDim.y * blockDim.z;
   if ((warp_id() / 4 + 1) * 128 > threads) failf("%s: the warp's warpgroup is incomplete (4 warps)", op);
@@ -809,5 +827,8 @@ void setmaxnreg(unsigned count, bool inc) {
 }
 
 }  // namespace ptx
+
+const char* warpgroups_unequal() { return ptx::unequal_steps(); }
+
 }  // namespace emu
 }  // namespace l2e

@@ -592,7 +592,13 @@ bool run_block(uint3 block_idx, dim3 block, dim3 grid) {
       }
       continue;
     }
-    if (at_barrier == 0) return true;  // every thread finished
+    if (at_barrier == 0) {  // every thread finished
+      if (const char* why = warpgroups_unequal()) {
+        w.error = why;
+        return false;
+      }
+      return true;
+    }
     if (done > 0) {
       w.error = "__syncthreads reached by " + std::to_string(at_barrier) + " of " + std::to_string(n) +
                 " threads (the others exited)";

@@ -121,30 +121,37 @@ void ex2_kernel(int* bad) {
   if (!std::isnan(ptx::ex2_approx_ftz_f32(NAN))) bad[0] = 1;
 }
 
-// approx_math: ex2.approx, __expf and rsqrtf on kApproxArgs arguments each, their results' distance in
-// ulps from the correctly rounded value (from double precision) against the bound their documentation
-// gives (approx_math.h). Per function f, out[5f..5f+4]: results exact, within the bound, at it, over it;
-// and results above the correctly rounded value.
-constexpr int kApproxArgs = 64, kApproxCounts = 5;
+// approx_math: ex2.approx, __expf and rsqrtf on kApproxArgs arguments each (64 spread over a range, then
+// edge cases: the special values, integers, results next to a power of two), their results' distance from
+// the correctly rounded value (from double precision) in ulps of that value, against the bound their
+// documentation gives (approx_math.h). Per function f, out[5f..5f+4]: results exact, within the bound, at
+// it, over it; and results above the correctly rounded value.
+constexpr int kSpread = 64, kEdges = 6, kApproxArgs = kSpread + kEdges, kApproxCounts = 5;
 void approx_math_kernel(int* out) {
-  auto ulps_off = [](float got, double want) {  // both positive and finite: encodings count ulps
-    return int64_t(__float_as_uint(got)) - int64_t(__float_as_uint(float(want)));
+  auto ulps_off = [](float got, double exact) {  // signed, in ulps of the correctly rounded value
+    const float want = float(exact);
+    int e;
+    std::frexp(want, &e);  // want in [2^(e-1), 2^e): its ulp is 2^(e-24)
+    return (double(got) - double(want)) / std::ldexp(1.0, e - 24);
   };
+  const float ex2_edges[kEdges] = {0.0f, -0.0f, 1.0f, -3.0f, std::nextafter(1.0f, 0.0f), std::nextafter(5.0f, 0.0f)};
+  const float exp_edges[kEdges] = {0.0f, -0.0f, 1.0f, -1.0f, std::nextafter(0.6931472f, 0.0f), 10.0f};
+  const float rsqrt_edges[kEdges] = {4.0f, 0.25f, 1.0f, std::nextafter(4.0f, 0.0f), std::nextafter(1.0f, 2.0f), 2.0f};
   for (int i = 0; i < kApproxArgs; i++) {
-    const float u = float(i) / float(kApproxArgs - 1);                  // 0 .. 1
-    const float a = -20.0f + 40.0f * u + 0.013f;                        // ex2: 2^-20 .. 2^20, off the integers
-    const float x = -80.0f + 160.0f * u + 0.017f;                       // __expf: e^-80 .. e^80
-    const float y = std::ldexp(1.0f + 0.37f * u, -12 + 24 * i / kApproxArgs);  // rsqrtf: 2^-12 .. 2^12
+    const float u = float(i) / float(kSpread - 1);  // 0 .. 1 over the spread ones
+    const bool edge = i >= kSpread;
+    const float a = edge ? ex2_edges[i - kSpread] : -20.0f + 40.0f * u + 0.013f;    // ex2: 2^-20 .. 2^20
+    const float x = edge ? exp_edges[i - kSpread] : -80.0f + 160.0f * u + 0.017f;   // __expf: e^-80 .. e^80
+    const float y = edge ? rsqrt_edges[i - kSpread] : std::ldexp(1.0f + 0.37f * u, -12 + 24 * i / kSpread);  // rsqrtf
     const struct {
-      int64_t off;
-      int64_t bound;
+      double off, bound;
     } r[3] = {
         {ulps_off(ptx::ex2_approx_ftz_f32(a), std::exp2(double(a))), 2},
-        {ulps_off(__expf(x), std::exp(double(x))), 2 + int64_t(std::floor(std::fabs(1.173 * double(x))))},
+        {ulps_off(__expf(x), std::exp(double(x))), 2 + std::floor(std::fabs(1.173 * double(x)))},
         {ulps_off(rsqrtf(y), 1.0 / std::sqrt(double(y))), 2},
     };
     for (int f = 0; f < 3; f++) {
-      const int64_t m = r[f].off < 0 ? -r[f].off : r[f].off, b = r[f].bound;
+      const double m = std::fabs(r[f].off), b = r[f].bound;
       out[kApproxCounts * f + (m == 0 ? 0 : m < b ? 1 : m == b ? 2 : 3)]++;
       if (r[f].off > 0) out[kApproxCounts * f + 4]++;
     }

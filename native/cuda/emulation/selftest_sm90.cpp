@@ -26,8 +26,8 @@
 //                      (wgmma) read between them it holds NaNs, and after the wait its values again
 //   wgmma_a_rewritten  the same, then a second product issued on those registers (must fail)
 //   wgmma_a_shared     every lane's A the same array: no false alarm, values back after the wait
-//   wgmma_warps_operands, wgmma_warps_wait, wgmma_warps_skip: a warp of the warpgroup names another B,
-//                      waits with another count, or skips the product (.aligned: must fail)
+//   wgmma_warps_operands, _wait, _skip, _early: a warp of the warpgroup names another B, waits with
+//                      another count, skips the product, or returns before its wait (.aligned: must fail)
 //   setmaxnreg         a producer warpgroup gives registers back, a consumer warpgroup takes them;
 //                      a count outside [24, 256] or not a multiple of 8, and a warp whose warpgroup is
 //                      incomplete (must fail)
@@ -461,7 +461,8 @@ void wgmma_smem_in_flight_kernel(int*) {
 }
 
 // the warps of one warpgroup not executing the same instructions (.aligned): warp 1 names another B
-// (operands), warp 3 waits with another count (wait), or warp 2 skips the product (skip). Must fail.
+// (operands), warp 3 waits with another count (wait), warp 2 skips the product (skip), or warp 3
+// returns before its wait (early: seen when the block ends). Must fail.
 void wgmma_warps_differ(int how) {
   float d[8];
   const unsigned warp = threadIdx.x / 32;
@@ -470,11 +471,13 @@ void wgmma_warps_differ(int how) {
   if (!(how == 2 && warp == 2))
     wgmma_m64k16_bf16_ss(d, 16, desc(0, 128, 256, 0), desc(how == 0 && warp == 1 ? 64 : 0, 128, 256, 0), 0, 0, 0);
   wgmma_commit_group();
+  if (how == 3 && warp == 3) return;  // leaves before its wait
   wgmma_wait_group(how == 1 && warp == 3 ? 1 : 0);
 }
 void wgmma_warps_operands_kernel(int*) { wgmma_warps_differ(0); }
 void wgmma_warps_wait_kernel(int*) { wgmma_warps_differ(1); }
 void wgmma_warps_skip_kernel(int*) { wgmma_warps_differ(2); }
+void wgmma_warps_early_kernel(int*) { wgmma_warps_differ(3); }
 
 // warpgroup 0 (the producer of a warp-specialised kernel) releases registers, warpgroup 1 takes them
 void setmaxnreg_kernel(int* bad) {
@@ -515,6 +518,7 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   else if (name == "wgmma_warps_operands") L2E_EMU_LAUNCH(wgmma_warps_operands_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_warps_wait") L2E_EMU_LAUNCH(wgmma_warps_wait_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_warps_skip") L2E_EMU_LAUNCH(wgmma_warps_skip_kernel, 1, 128, 4096, nullptr)(bad);
+  else if (name == "wgmma_warps_early") L2E_EMU_LAUNCH(wgmma_warps_early_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "setmaxnreg") L2E_EMU_LAUNCH(setmaxnreg_kernel, 1, 256, 64, nullptr)(bad);
   else if (name == "setmaxnreg_count") L2E_EMU_LAUNCH(setmaxnreg_count_kernel, 1, 128, 64, nullptr)(bad);
   else if (name == "setmaxnreg_incomplete") L2E_EMU_LAUNCH(setmaxnreg_incomplete_kernel, 1, 160, 64, nullptr)(bad);
