@@ -119,3 +119,17 @@ describe.skipIf(!hasDist || process.platform === 'win32')(`stdin redirected from
     expect(readFileSync(join(dir, 'c.jsonl'), 'utf8')).toBe(rows);
   });
 });
+
+// Node makes its own stderr non-blocking when it is a pipe: written through fd 2, a reader slower than
+// the writer got 64 KiB, then EAGAIN ended the command with its message lost (descriptors other than a
+// regular file's are opened anew, as before)
+describe.skipIf(!hasDist || process.platform !== 'linux')(`--output /dev/stderr into a slow pipe ${hasDist ? '' : '(skipped: dist/ not built)'}`, () => {
+  it('delivers every byte and exits 0', () => {
+    const dir = makeTempDir();
+    const rows = Array.from({ length: 40000 }, (_, i) => JSON.stringify({ query: `q${i} ${'x'.repeat(40)}`, pos: ['p'], neg: [] })).join('\n') + '\n';
+    writeFileSync(join(dir, 'big.jsonl'), rows);
+    const cli = `"${process.execPath}" "${join(repoRoot, 'bin', 'l2e.js')}"`;
+    const r = spawnSync('bash', ['-c', `${cli} combine big.jsonl --output /dev/stderr 2>&1 >/dev/null | (sleep 2; wc -c); echo "\${PIPESTATUS[0]}"`], { cwd: dir, encoding: 'utf8' });
+    expect(r.stdout.trim().split(/\s+/)).toEqual([String(Buffer.byteLength(rows)), '0']);
+  });
+});

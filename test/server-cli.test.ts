@@ -147,6 +147,29 @@ describe.skipIf(!hasTokenizer || !hasDist)(
       }
     });
 
+    // closing cancels the corpus embedding: that is the stop asked for, not a corpus failure (exit 1)
+    it('SIGTERM while the corpus is being embedded exits 0', async () => {
+      const dir = makeTempDir('l2e-serve-cli-');
+      writeTinyModel(dir, { seed: 5 });
+      writeFileSync(join(dir, 'corpus.txt'), Array.from({ length: 20000 }, (_, i) => `ayat nombor ${i}`).join('\n') + '\n');
+      const child = spawn(process.execPath, [join(repoRoot, 'bin', 'l2e.js'), 'serve', '--model', dir, '--port', '0', '--corpus', join(dir, 'corpus.txt')], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const stderr = { text: '' };
+      child.stderr!.setEncoding('utf8');
+      child.stderr!.on('data', (s: string) => (stderr.text += s));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      try {
+        await waitFor(child, stderr, /corpus: embedded \d+\/20000 texts/);
+        child.kill('SIGTERM');
+        expect(await exited, stderr.text).toBe(0);
+        expect(stderr.text).toContain('stopped\n');
+        expect(stderr.text).not.toContain('error');
+      } finally {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+    });
+
     it('SIGTERM: stops accepting, finishes the request in flight, exits 0', async () => {
       const dir = makeTempDir('l2e-serve-cli-');
       writeTinyModel(dir, { seed: 5 });

@@ -103,8 +103,10 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     const handle = await serve(loading, { ...options, corpus });
     process.stderr.write(`listening on ${handle.url} (model loading…)\n`);
     let onSignal: ((signal: NodeJS.Signals) => void) | undefined;
+    let signalled = false; // a stop asked for: the corpus embedding it cancels is no failure
     const stopped = new Promise<void>((resolve) => {
       onSignal = (signal) => {
+        signalled = true;
         process.stderr.write(`${signal}: finishing requests in flight, then exiting\n`);
         void handle.close().then(resolve);
       };
@@ -139,7 +141,9 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
         return new Promise<void>(() => {}); // served until a signal
       },
       (err: unknown) => {
+        if (signalled) return stopped; // closing cancelled the embedding: exit as the signal asked
         corpusFailure = new Error(`corpus: ${err instanceof Error ? err.message : String(err)}`);
+        return undefined;
       },
     );
     await Promise.race([stopped, corpusFailed]);

@@ -10,9 +10,10 @@
 // write into a snapshot's folder itself is refused. FIFOs, devices,
 // sockets and the /proc/self/fd/N links behind /dev/stdout are written through (opened for appending,
 // as a shell's `>>` would): replacing them would put a regular file where a pipe or /dev/null was.
-// A link to one of this process's own descriptors (/dev/stdout, /dev/fd/N) is written through that
-// descriptor itself, not a new open of it: with stdout redirected to a file (`> out.jsonl`), a second
-// open has an offset of its own, and what went through fd 1 (a summary) overwrote the data.
+// A link to one of this process's own descriptors (/dev/stdout, /dev/fd/N) open on a regular file is
+// written through that descriptor itself, not a new open of it: with stdout redirected to a file
+// (`> out.jsonl`), a second open has an offset of its own, and what went through fd 1 (a summary)
+// overwrote the data.
 //
 // A write told not to replace (PublishOptions.replace false: a command's output without --overwrite)
 // publishes by link(2), which fails when the name exists, so the check and the publish are one step: a
@@ -21,6 +22,7 @@
 import {
   closeSync,
   fchmodSync,
+  fstatSync,
   fsyncSync,
   linkSync,
   lstatSync,
@@ -72,12 +74,27 @@ export interface WriteMode {
 /** An open file descriptor's magic link (/dev/stdout → /proc/self/fd/1): never resolved, never replaced. */
 const FD_LINK = /^\/(?:proc\/(self|thread-self|\d+)\/fd|dev\/fd)\/(\d+)$/;
 
-/** The descriptor an FD_LINK path names when it is one of this process's; else undefined. */
-function ownDescriptor(path: string): number | undefined {
+/** The descriptor of this process an FD_LINK path names (/proc/self/fd/1: 1); else undefined. */
+export function namedDescriptor(path: string): number | undefined {
   const m = FD_LINK.exec(path);
   if (!m) return undefined;
   const owner = m[1];
   return owner === undefined || owner === 'self' || owner === 'thread-self' || Number(owner) === process.pid ? Number(m[2]) : undefined;
+}
+
+/**
+ * The descriptor an FD_LINK path names when it is one of this process's and open on a regular file
+ * (the case of a shared offset); else undefined. A pipe or terminal is opened anew, as before: Node may
+ * have made its own stdout or stderr non-blocking, where a write through it can fail with EAGAIN.
+ */
+function ownDescriptor(path: string): number | undefined {
+  const fd = namedDescriptor(path);
+  if (fd === undefined) return undefined;
+  try {
+    return fstatSync(fd).isFile() ? fd : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Where and how `target` must be written (follows symbolic links; a folder is an error). */

@@ -3,7 +3,7 @@
 // refuses, before any work, an output that would replace an input or (without overwrite) a file.
 import { fstatSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
-import { AtomicWriter, writeFileAtomic, writeModeFor, type PublishOptions, type WriteMode } from './atomic.js';
+import { AtomicWriter, namedDescriptor, writeFileAtomic, writeModeFor, type PublishOptions, type WriteMode } from './atomic.js';
 import { fsReason, statOrNull, targetFolder } from './fs-error.js';
 
 /** The name that means standard input (for inputs) or standard output (for outputs). */
@@ -117,7 +117,8 @@ export interface OutputOptions extends PublishOptions {
 export function isStdout(target: string): boolean {
   if (target === STDIO) return true;
   try {
-    return writeModeFor(target).fd === 1;
+    const mode = writeModeFor(target);
+    return mode.kind === 'through' && namedDescriptor(mode.path) === 1;
   } catch {
     return false;
   }
