@@ -18,6 +18,8 @@ import { computeMetrics } from '../src/eval/metrics.js';
 import { resolveModel } from '../src/hub/resolve.js';
 import { snapshotDownload } from '../src/hub/download.js';
 import { PairData } from '../src/data/pairs.js';
+import { readJsonl } from '../src/data/jsonl.js';
+import { TextTokenizer } from '../src/model/tokenizer.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
 /** Calls `f` as plain JavaScript would (no type checks), so that wrong options reach the checks. */
@@ -106,7 +108,15 @@ describe('library options: unknown keys and wrong kinds are refused', () => {
     await expect(loose(computeMetrics)(42, new Embeddings(1, 2))).rejects.toThrow(new TypeError('computeMetrics: set must be a TestSet (readTestSet, buildTestSet), got 42'));
     await expect(loose(resolveModel)(42)).rejects.toThrow(new TypeError('resolveModel: expected a model folder or a Hub id (org/name), got 42'));
     await expect(loose(snapshotDownload)(42)).rejects.toThrow(new TypeError('snapshotDownload: repoId must be a string (org/name), got 42'));
-    expect(() => new (PairData as unknown as new (...a: unknown[]) => unknown)([], 42)).toThrow(new TypeError('PairData: options must be an object with groupSize, got 42'));
+    const NewPairData = PairData as unknown as new (...a: unknown[]) => unknown;
+    expect(() => new NewPairData([], 42)).toThrow(new TypeError('PairData: options must be an object, got 42'));
+    expect(() => new NewPairData([], { groupSize: 2, seed: 1, shufleBuffer: 5 })).toThrow(new TypeError('PairData: unknown option shufleBuffer (did you mean shuffleBuffer?)'));
+    // a misspelt offline went to the network
+    await expect(loose(resolveModel)('org/name', { ofline: true })).rejects.toThrow(new TypeError('resolveModel: unknown option ofline (did you mean offline?)'));
+    await expect(loose(snapshotDownload)('org/name', { revison: 'v1' })).rejects.toThrow(new TypeError('snapshotDownload: unknown option revison (did you mean revision?)'));
+    const rows = loose(readJsonl)('x.jsonl', { maxLineByte: 10 }) as AsyncGenerator<unknown>;
+    await expect(rows.next()).rejects.toThrow(new TypeError('readJsonl: unknown option maxLineByte (did you mean maxLineBytes?)'));
+    expect(() => loose(TextTokenizer.fromDir.bind(TextTokenizer))('.', { addbos: false })).toThrow(new TypeError('TextTokenizer.fromDir: unknown option addbos (did you mean addBos?)'));
     const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
     try {
       expect(() => loose(m.tokenize.bind(m))('abc')).toThrow(new TypeError('tokenize: texts must be an array of strings, got the string "abc"'));

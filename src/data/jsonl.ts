@@ -5,6 +5,7 @@
 import { isUtf8 } from 'node:buffer';
 import { createReadStream, fstatSync } from 'node:fs';
 import { readFailure } from '../util/fs-error.js';
+import { checkOptions, optionKeys } from '../util/options.js';
 
 /** An error about one line of an input file; `message` starts with `file:line:`. */
 export class LineError extends Error {
@@ -158,7 +159,10 @@ export interface JsonLine<T = unknown> {
 }
 
 /** Yields the parsed value of every non-blank line; a line that is not JSON is a LineError. */
+const LINE_READ_OPTIONS = optionKeys<LineReadOptions>({ maxLineBytes: true, chunkBytes: true, onInvalidUtf8: true, yieldTooLong: true, name: true });
+
 export async function* readJsonl(file: string, opts: LineReadOptions = {}): AsyncGenerator<JsonLine> {
+  checkOptions('readJsonl', opts, LINE_READ_OPTIONS);
   for await (const { line, text, bytes } of readLines(file, opts)) {
     if (text.trim() === '') continue;
     let value: unknown;

@@ -16,7 +16,7 @@ import { Rng } from '../util/random.js';
 import { counted } from '../util/plural.js';
 import { statOrNull } from '../util/fs-error.js';
 import { specialFileKind } from '../util/regular-file.js';
-import { describeValue } from '../util/describe.js';
+import { checkOptions, optionKeys } from '../util/options.js';
 
 export type TrainRow = PairRow;
 
@@ -46,6 +46,10 @@ export interface PairDataOptions {
   /** Told after each read of a file with lines that are not UTF-8 (see LineReadOptions; default stderr). */
   onInvalidUtf8?: (message: string) => void;
 }
+
+const PAIR_DATA_OPTIONS = optionKeys<PairDataOptions>({
+  groupSize: true, seed: true, shuffleBuffer: true, skipBadLines: true, maxLineBytes: true, onInvalidUtf8: true,
+});
 
 /** Counts for one pass over the data. */
 export interface DataStats {
@@ -114,7 +118,7 @@ export class PairData {
     readonly source: RowSource,
     private readonly options: PairDataOptions,
   ) {
-    if (typeof options !== 'object' || options === null) throw new TypeError(`PairData: options must be an object with groupSize, got ${describeValue(options)}`);
+    checkOptions('PairData', options, PAIR_DATA_OPTIONS);
     if (!Number.isInteger(options.groupSize) || options.groupSize < 1) {
       throw new Error(`groupSize must be a positive integer, got ${options.groupSize}`);
     }

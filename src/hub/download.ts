@@ -18,6 +18,7 @@ import { lockBlob } from './blob-lock.js';
 import { fsReason, notAFolder, readTextOrNull } from '../util/fs-error.js';
 import { getJson, HubError, openUrl, statusError, withRetries, type RetryPolicy } from './http.js';
 import { describeValue } from '../util/describe.js';
+import { checkOptions, optionKeys } from '../util/options.js';
 
 export interface SnapshotOptions {
   revision?: string;
@@ -311,8 +312,14 @@ function cachedFiles(repoId: string, type: RepoType, revision: string, cacheDir:
 }
 
 /** Downloads (or finds in the cache) the files of `repoId` at a revision; returns the snapshot folder. */
+const SNAPSHOT_OPTIONS = optionKeys<SnapshotOptions>({
+  revision: true, repoType: true, include: true, cacheDir: true, endpoint: true, token: true, retry: true, idleTimeoutMs: true,
+  onProgress: true, onWait: true, offline: true,
+});
+
 export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
   if (typeof repoId !== 'string') throw new TypeError(`snapshotDownload: repoId must be a string (org/name), got ${describeValue(repoId)}`);
+  checkOptions('snapshotDownload', opts, SNAPSHOT_OPTIONS);
   const type = opts.repoType ?? 'model';
   const revision = opts.revision ?? 'main';
   const token = opts.token ?? process.env['HF_TOKEN'];

@@ -8,6 +8,7 @@ import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, notCachedReas
 import { snapshotDownload, type SnapshotOptions } from './download.js';
 import { readRegularFileText } from '../util/regular-file.js';
 import { describeValue } from '../util/describe.js';
+import { checkOptions, optionKeys } from '../util/options.js';
 
 /** What a model needs: configs, tokenizer, safetensors weights (not .bin / .h5 / .onnx duplicates). */
 export const MODEL_FILES = ['*.json', '*.safetensors', 'tokenizer.model'];
@@ -19,8 +20,13 @@ export interface ResolveOptions extends Pick<SnapshotOptions, 'endpoint' | 'toke
   offline?: boolean;
 }
 
+const RESOLVE_OPTIONS = optionKeys<ResolveOptions>({
+  endpoint: true, token: true, retry: true, idleTimeoutMs: true, onProgress: true, cacheDir: true, revision: true, offline: true,
+});
+
 export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {}): Promise<string> {
   if (typeof nameOrDir !== 'string' || nameOrDir === '') throw new TypeError(`resolveModel: expected a model folder or a Hub id (org/name), got ${describeValue(nameOrDir)}`);
+  checkOptions('resolveModel', opts, RESOLVE_OPTIONS); // a misspelt offline must not download
   const local = resolve(nameOrDir);
   if (existsSync(local)) {
     if (!statSync(local).isDirectory()) throw new Error(`${local} is not a model folder`);

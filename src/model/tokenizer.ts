@@ -15,6 +15,7 @@ import { createPrefixCutter, type PrefixCutter } from './tokenizer-prefix.js';
 import { parseJson } from '../util/json.js';
 import { describeValue } from '../util/describe.js';
 import { tokenizerJsonProblem } from './tokenizer-check.js';
+import { checkOptions, optionKeys } from '../util/options.js';
 
 type Json = Record<string, unknown>;
 
@@ -141,6 +142,8 @@ export interface TextTokenizerOptions {
   addEos?: boolean;
 }
 
+const TOKENIZER_OPTIONS = optionKeys<TextTokenizerOptions>({ addBos: true, addEos: true });
+
 export class TextTokenizer {
   readonly vocabSize: number;
   readonly bosId: number;
@@ -155,6 +158,7 @@ export class TextTokenizer {
 
   /** Loads `dir/tokenizer.json` (required) and `dir/tokenizer_config.json` (optional). */
   static fromDir(dir: string, options: TextTokenizerOptions = {}): TextTokenizer {
+    checkOptions('TextTokenizer.fromDir', options, TOKENIZER_OPTIONS);
     const file = join(dir, 'tokenizer.json');
     const tokenizerJson = readJsonFile(file, true) as Json;
     const config = readJsonFile(join(dir, 'tokenizer_config.json'), false) ?? {};
