@@ -7,14 +7,14 @@ import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { TOKENIZER_FILES, listCheckpoints } from '../src/train/checkpoint.js';
-import { freeBytes } from '../src/train/disk.js';
+import { freeBytes } from '../src/util/disk.js';
 import { formatBytes } from '../src/util/format-bytes.js';
 import { Trainer, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
-vi.mock('../src/train/disk.js', async (importOriginal) => {
-  const actual = await importOriginal<typeof import('../src/train/disk.js')>();
+vi.mock('../src/util/disk.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../src/util/disk.js')>();
   return { ...actual, freeBytes: vi.fn(actual.freeBytes) };
 });
 
@@ -31,7 +31,7 @@ describe('training and disk space', () => {
     writeFileSync(data, topicData(10, 40, 4).rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   });
   afterEach(async () => {
-    const actual = await vi.importActual<typeof import('../src/train/disk.js')>('../src/train/disk.js');
+    const actual = await vi.importActual<typeof import('../src/util/disk.js')>('../src/util/disk.js');
     vi.mocked(freeBytes).mockImplementation(actual.freeBytes);
   });
 

@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { listCheckpoints } from '../src/train/checkpoint.js';
-import { folderBytes, freeBytes } from '../src/train/disk.js';
+import { folderBytes, freeBytes } from '../src/util/disk.js';
 import { Trainer, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
 import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
@@ -19,8 +19,8 @@ function tryMount(dir: string, bytes: number): boolean {
   return spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir]).status === 0;
 }
 
-vi.mock('../src/train/disk.js', async (importOriginal) => {
-  const actual = await importOriginal<typeof import('../src/train/disk.js')>();
+vi.mock('../src/util/disk.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../src/util/disk.js')>();
   return { ...actual, freeBytes: vi.fn(actual.freeBytes) };
 });
 
@@ -33,7 +33,7 @@ describe.skipIf(!canRun)(`checkpoint on a full disk ${canRun ? '' : '(skipped: n
     removeTempDirs();
   });
   afterEach(async () => {
-    const actual = await vi.importActual<typeof import('../src/train/disk.js')>('../src/train/disk.js');
+    const actual = await vi.importActual<typeof import('../src/util/disk.js')>('../src/util/disk.js');
     vi.mocked(freeBytes).mockImplementation(actual.freeBytes);
   });
 

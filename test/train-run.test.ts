@@ -9,7 +9,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, wri
 import { join, resolve } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { checkpointsToKeep, listCheckpoints, listRunCheckpoints, readTrainerState } from '../src/train/checkpoint.js';
-import { folderBytes } from '../src/train/disk.js';
+import { folderBytes } from '../src/util/disk.js';
 import { formatBytes } from '../src/util/format-bytes.js';
 import { dataIdentity, readRunRecord } from '../src/train/run.js';
 import { Trainer, TrainerOptionError, type FitResult, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';

@@ -15,7 +15,9 @@ import { basename, dirname, join, relative } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, notCachedReason, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { lockBlob } from './blob-lock.js';
-import { fsReason, notAFolder, readTextOrNull } from '../util/fs-error.js';
+import { fsReason, notAFolder, readTextOrNull, statOrNull } from '../util/fs-error.js';
+import { freeBytes } from '../util/disk.js';
+import { formatBytes } from '../util/format-bytes.js';
 import { getJson, HubError, openUrl, statusError, withRetries, type RetryPolicy } from './http.js';
 import { describeValue } from '../util/describe.js';
 import { checkOptions, optionKeys } from '../util/options.js';
@@ -97,6 +99,28 @@ export function globToRegExp(glob: string): RegExp {
     } else re += c.replace(/[.+^${}()|\\/]/g, '\\$&');
   }
   return new RegExp(`^${re}$`);
+}
+
+/**
+ * Refuses, before anything is fetched, a download that cannot fit: the bytes of the `wanted` files not
+ * yet whole in `blobs` (less what their .incomplete parts hold) against the free space of its disk.
+ * Files whose size or blob name the listing does not give are not counted.
+ */
+function checkRoom(wanted: RepoFile[], blobs: string, what: string): void {
+  let needed = 0;
+  for (const f of wanted) {
+    const name = f.sha256 ?? f.blobId;
+    if (f.size === undefined || name === undefined) continue;
+    if (statOrNull(join(blobs, name))?.size === f.size) continue;
+    needed += f.size - Math.min(f.size, statOrNull(join(blobs, `${name}.incomplete`))?.size ?? 0);
+  }
+  const free = freeBytes(blobs);
+  if (free !== null && needed > free) {
+    throw new HubError(
+      `${what}: the download needs ${formatBytes(needed)} but the cache's disk has ${formatBytes(free)} free (${blobs}): ` +
+        'free some space, or give another cache folder (--cache-dir, HF_HUB_CACHE)',
+    );
+  }
 }
 
 /** The commit and file list of a repo at a revision. */
@@ -251,6 +275,12 @@ async function fetchInto(url: string, incomplete: string, f: RepoFile, token: st
       if (writeError) res.destroy();
       await new Promise<void>((r) => out.end(() => r()));
     }
+    if ((writeError as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC') {
+      throw new HubError(
+        `${what}: the disk is full (what was fetched is kept in ${incomplete}, for the next pull to go on from): ` +
+          'free some space, or give another cache folder (--cache-dir, HF_HUB_CACHE)',
+      );
+    }
     if (writeError) throw new HubError(`${what}: could not write ${incomplete} (${writeError.message})`);
     if (total !== undefined && done < total) {
       throw Object.assign(new Error(`connection closed after ${done} of ${total} bytes`), { code: 'PARTIAL' });
@@ -342,6 +372,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   } catch (err) {
     throw new HubError(`${type} repo ${repoId}: could not create ${blobs} in the cache: ${fsReason(err)}`);
   }
+  checkRoom(wanted, blobs, `${type} repo ${repoId}`);
   const endpoint = endpointOf(opts);
   const downloaded: string[] = [];
   for (const f of wanted) {

@@ -19,7 +19,7 @@ import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../model
 import { writeFileAtomic } from '../util/atomic.js';
 import { makeFolder } from '../util/folder.js';
 import { readRegularFileText } from '../util/regular-file.js';
-import { folderBytes } from './disk.js';
+import { folderBytes } from '../util/disk.js';
 import { processAlive } from '../util/process.js';
 import { parseJson } from '../util/json.js';
 import { describeValue } from '../util/describe.js';

@@ -31,7 +31,7 @@ import {
   saveModel,
   STATE_FORMAT,
 } from './checkpoint.js';
-import { freeBytes } from './disk.js';
+import { freeBytes } from '../util/disk.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
 import { nothingToDo, planResume, type Position, type Resume } from './resume.js';

@@ -1,5 +1,5 @@
-// Disk space for training output: free bytes where a folder will be (statfs), and the bytes a folder
-// holds (sizes for people: util/format-bytes.ts).
+// Disk space: free bytes where a folder will be (statfs), and the bytes a folder holds (sizes for
+// people: util/format-bytes.ts). Training output and Hub downloads check them before they write.
 import { existsSync, readdirSync, statfsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
