@@ -78,4 +78,18 @@ describe('blob locks', () => {
     release();
     expect(readFileSync(lock, 'utf8')).toBe('1 another-host 11\n'); // not removed
   });
+
+  // the holder's touch finds another's token: it must stop writing the .incomplete, now another's
+  it('lost() turns true at the first touch after the lock was taken over or removed, and release leaves the new holder\'s lock', async () => {
+    const blob = join(makeTempDir(), 'abc');
+    const release = await lockBlob(blob, 'file x', () => {}, 120);
+    expect(release.lost()).toBe(false);
+    await sleep(60);
+    expect(release.lost()).toBe(false); // touched, still its own
+    writeFileSync(`${blob}.lock`, '1 another-host 11\n');
+    await sleep(60);
+    expect(release.lost()).toBe(true);
+    release();
+    expect(readFileSync(`${blob}.lock`, 'utf8')).toBe('1 another-host 11\n');
+  });
 });

@@ -34,6 +34,13 @@ function holderOf(text: string): { pid: number; host: string } {
 }
 
 /**
+ * A held blob lock: calling it releases it; `lost()` says, from the holder's last touch (every
+ * staleMs / 6), that the lock file no longer holds this holder's token (another process took it over,
+ * or it was removed): the holder must stop writing the blob's `.incomplete`, which is not its own any more.
+ */
+export type BlobLock = (() => void) & { readonly lock: string; lost(): boolean };
+
+/**
  * Takes `blob`.lock (created exclusively). A lock whose process is gone (killed) is taken over, and
  * its `.incomplete` resumed by the caller; so is another host's left untouched for `staleMs`.
  * `onWait` is called once if another holder is waited for. Returns the release.
@@ -43,7 +50,7 @@ export async function lockBlob(
   what: string,
   onWait: (holder: number, lock: string) => void,
   staleMs: number = LOCK_STALE_MS,
-): Promise<() => void> {
+): Promise<BlobLock> {
   const lock = `${blob}.lock`;
   const host = hostname();
   let waited = false;
@@ -63,20 +70,23 @@ export async function lockBlob(
       closeSync(fd);
       locksHeldHere.add(lock);
       const stillMine = (): boolean => readTextOrNull(lock) === mine; // not taken over meanwhile
+      let lost = false;
       const beat = setInterval(() => {
         const now = new Date();
         try {
           if (stillMine()) utimesSync(lock, now, now);
+          else lost = true;
         } catch {
-          // removed meanwhile
+          lost = true; // removed meanwhile
         }
       }, staleMs / 6);
       beat.unref();
-      return () => {
+      const release = (): void => {
         clearInterval(beat);
         locksHeldHere.delete(lock);
         if (stillMine()) rmSync(lock, { force: true });
       };
+      return Object.assign(release, { lock, lost: (): boolean => lost });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new HubError(`${what}: cannot create ${lock} (${(err as Error).message})`);
     }

@@ -14,7 +14,7 @@ import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSyn
 import { basename, dirname, join, relative } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, notCachedReason, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { lockBlob } from './blob-lock.js';
+import { LOCK_STALE_MS, lockBlob, type BlobLock } from './blob-lock.js';
 import { fsReason, notAFolder, readTextOrNull, statOrNull } from '../util/fs-error.js';
 import { freeBytes } from '../util/disk.js';
 import { formatBytes } from '../util/format-bytes.js';
@@ -214,14 +214,15 @@ async function downloadBlob(
   token: string | undefined,
   what: string,
   opts: SnapshotOptions,
+  held: BlobLock,
 ): Promise<void> {
   const incomplete = `${blob}.incomplete`;
   const stale = existsSync(incomplete);
-  await fetchInto(url, incomplete, f, token, what, opts);
+  await fetchInto(url, incomplete, f, token, what, opts, held);
   let bad = await verifyError(incomplete, f);
   if (bad && stale) {
     rmSync(incomplete, { force: true });
-    await fetchInto(url, incomplete, f, token, what, opts);
+    await fetchInto(url, incomplete, f, token, what, opts, held);
     bad = await verifyError(incomplete, f);
   }
   if (bad) {
@@ -232,7 +233,7 @@ async function downloadBlob(
 }
 
 /** Fetches `url` into `incomplete`, continuing what it holds with a Range request; retried. */
-async function fetchInto(url: string, incomplete: string, f: RepoFile, token: string | undefined, what: string, opts: SnapshotOptions): Promise<void> {
+async function fetchInto(url: string, incomplete: string, f: RepoFile, token: string | undefined, what: string, opts: SnapshotOptions, held: BlobLock): Promise<void> {
   await withRetries(what, opts.retry ?? {}, async () => {
     let offset = existsSync(incomplete) ? statSync(incomplete).size : 0;
     if (f.size !== undefined && offset > f.size) {
@@ -266,14 +267,21 @@ async function fetchInto(url: string, incomplete: string, f: RepoFile, token: st
     opts.onProgress?.(f.path, done, total);
     try {
       for await (const chunk of res as AsyncIterable<Buffer>) {
-        if (writeError) break;
+        if (writeError || held.lost()) break;
         if (!out.write(chunk)) await once(out, 'drain').catch(() => undefined);
         done += chunk.length;
         opts.onProgress?.(f.path, done, total);
       }
     } finally {
-      if (writeError) res.destroy();
+      if (writeError || held.lost()) res.destroy();
       await new Promise<void>((r) => out.end(() => r()));
+    }
+    if (held.lost()) {
+      // HubError: not retried, as the file is another process's now
+      throw new HubError(
+        `${what}: another process took this download over (its lock ${held.lock} was left untouched for ${LOCK_STALE_MS / 60_000} minutes, or removed): ` +
+          'this pull stopped writing it; pull again to use what that process fetches',
+      );
     }
     if ((writeError as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC') {
       throw new HubError(
@@ -389,7 +397,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
       try {
         // another process may have fetched it while we waited for the lock
         if (missing()) {
-          await downloadBlob(url, blob, f, token, what, opts);
+          await downloadBlob(url, blob, f, token, what, opts, release);
           downloaded.push(f.path);
         }
       } finally {
