@@ -45,6 +45,16 @@ function waitFor(child: ChildProcess, stderr: { text: string }, re: RegExp, ms =
 }
 
 
+/** `l2e serve ...args` as a process (the built CLI): its stderr as it comes, and its exit code once it exits. */
+function startServe(args: string[]): { child: ChildProcess; stderr: { text: string }; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'l2e.js'), 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderr = { text: '' };
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (s: string) => (stderr.text += s));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, stderr, exited };
+}
+
 describe('l2e serve options', () => {
   it('--help explains the endpoints and the limits', async () => {
     const r = await l2e('serve', '--help');
@@ -129,15 +139,7 @@ describe.skipIf(!hasTokenizer || !hasDist)(
       writeTinyModel(dir, { seed: 5 });
       writeFileSync(join(dir, 'corpus.txt'), 'satu\ndua\ntiga\n');
       writeFileSync(join(dir, 'junk.npy'), 'not a matrix');
-      const child = spawn(
-        process.execPath,
-        [join(repoRoot, 'bin', 'l2e.js'), 'serve', '--model', dir, '--port', '0', '--corpus', join(dir, 'corpus.txt'), '--corpus-vectors', join(dir, 'junk.npy')],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      const stderr = { text: '' };
-      child.stderr!.setEncoding('utf8');
-      child.stderr!.on('data', (s: string) => (stderr.text += s));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const { child, stderr, exited } = startServe(['--model', dir, '--port', '0', '--corpus', join(dir, 'corpus.txt'), '--corpus-vectors', join(dir, 'junk.npy')]);
       try {
         expect(await exited).toBe(1);
         expect(stderr.text).toMatch(new RegExp(`l2e serve: error: corpus: .*${join(dir, 'junk.npy').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
@@ -152,13 +154,7 @@ describe.skipIf(!hasTokenizer || !hasDist)(
       const dir = makeTempDir('l2e-serve-cli-');
       writeTinyModel(dir, { seed: 5 });
       writeFileSync(join(dir, 'corpus.txt'), Array.from({ length: 20000 }, (_, i) => `ayat nombor ${i}`).join('\n') + '\n');
-      const child = spawn(process.execPath, [join(repoRoot, 'bin', 'l2e.js'), 'serve', '--model', dir, '--port', '0', '--corpus', join(dir, 'corpus.txt')], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      const stderr = { text: '' };
-      child.stderr!.setEncoding('utf8');
-      child.stderr!.on('data', (s: string) => (stderr.text += s));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const { child, stderr, exited } = startServe(['--model', dir, '--port', '0', '--corpus', join(dir, 'corpus.txt')]);
       try {
         await waitFor(child, stderr, /corpus: embedded \d+\/20000 texts/);
         child.kill('SIGTERM');
@@ -173,13 +169,7 @@ describe.skipIf(!hasTokenizer || !hasDist)(
     it('SIGTERM: stops accepting, finishes the request in flight, exits 0', async () => {
       const dir = makeTempDir('l2e-serve-cli-');
       writeTinyModel(dir, { seed: 5 });
-      const child = spawn(process.execPath, [join(repoRoot, 'bin', 'l2e.js'), 'serve', '--model', dir, '--port', '0', '--max-wait-ms', '1500'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      const stderr = { text: '' };
-      child.stderr!.setEncoding('utf8');
-      child.stderr!.on('data', (s: string) => (stderr.text += s));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const { child, stderr, exited } = startServe(['--model', dir, '--port', '0', '--max-wait-ms', '1500']);
       try {
         const [, url] = await waitFor(child, stderr, /listening on (http:\/\/127\.0\.0\.1:\d+)/);
         await waitFor(child, stderr, /ready: 16-dim embeddings on cpu/);

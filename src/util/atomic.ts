@@ -22,7 +22,6 @@
 import {
   closeSync,
   fchmodSync,
-  fstatSync,
   fsyncSync,
   linkSync,
   lstatSync,
@@ -39,7 +38,7 @@ import {
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { cacheSnapshotRepo, isCacheContent } from '../hub/cache.js';
-import { fsReason } from './fs-error.js';
+import { fsReason, regularFileOn } from './fs-error.js';
 import { processAlive } from './process.js';
 import { trackScratch } from './scratch.js';
 
@@ -89,12 +88,7 @@ export function namedDescriptor(path: string): number | undefined {
  */
 function ownDescriptor(path: string): number | undefined {
   const fd = namedDescriptor(path);
-  if (fd === undefined) return undefined;
-  try {
-    return fstatSync(fd).isFile() ? fd : undefined;
-  } catch {
-    return undefined;
-  }
+  return fd !== undefined && regularFileOn(fd) !== null ? fd : undefined;
 }
 
 /** Where and how `target` must be written (follows symbolic links; a folder is an error). */

@@ -3,13 +3,23 @@
 // `fsReason` keeps the code and description and drops that path; callers name the user's own path.
 // For a target that is a symbolic link, the folder that is missing is the one the link points into.
 // `readFailure` says a failed read of an input the same way for every reader.
-import { readFileSync, statSync, type Stats } from 'node:fs';
+import { fstatSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 /** The file's stat (links followed), or null when there is none to read. */
 export function statOrNull(path: string): Stats | null {
   try {
     return statSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** What the open descriptor `fd` reads or writes when that is a regular file (a `< file` or `> file` redirect); else null. */
+export function regularFileOn(fd: number): Stats | null {
+  try {
+    const st = fstatSync(fd);
+    return st.isFile() ? st : null;
   } catch {
     return null;
   }

@@ -1,10 +1,9 @@
 // Where a command's data goes: a file, written atomically (util/atomic.ts), or standard output when
 // the name is `-`. Callers stream through one interface and never care which it is. checkOutput
 // refuses, before any work, an output that would replace an input or (without overwrite) a file.
-import { fstatSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { AtomicWriter, namedDescriptor, writeFileAtomic, writeModeFor, type PublishOptions, type WriteMode } from './atomic.js';
-import { fsReason, statOrNull, targetFolder } from './fs-error.js';
+import { fsReason, regularFileOn, statOrNull, targetFolder } from './fs-error.js';
 
 /** The name that means standard input (for inputs) or standard output (for outputs). */
 export const STDIO = '-';
@@ -67,7 +66,7 @@ export function checkOutput(target: string, check: OutputCheck = {}): void {
   for (const input of check.inputs ?? []) {
     if (input.path === '') continue;
     // stdin redirected from the very file (`--input - < out.jsonl`) is that file too
-    const st = input.path === STDIO ? stdinFile() : statOrNull(input.path);
+    const st = input.path === STDIO ? regularFileOn(0) : statOrNull(input.path);
     if (input.path === STDIO && (st === null || out === null)) continue;
     let same = out !== null && st !== null && out.dev === st.dev && out.ino === st.ino;
     if (!same && out === null) {
@@ -87,16 +86,6 @@ export function checkOutput(target: string, check: OutputCheck = {}): void {
   const dir = statOrNull(folder);
   if (dir === null) throw new Error(`${name} ${target}: the folder ${folder} does not exist`);
   if (!dir.isDirectory()) throw new Error(`${name} ${target}: ${folder} is not a folder`);
-}
-
-/** What stdin reads when it is a regular file (a `< file` redirect); else null. */
-function stdinFile(): Stats | null {
-  try {
-    const st = fstatSync(0);
-    return st.isFile() ? st : null;
-  } catch {
-    return null;
-  }
 }
 
 export interface OutputWriter {
