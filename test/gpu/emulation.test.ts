@@ -44,6 +44,10 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('atomics')).toBe('ok');
   });
 
+  it('atomicAdd on float flushes subnormal inputs and results to signed zero in global memory, not in shared', () => {
+    expect(run('atomics_float')).toBe('ok');
+  });
+
   it('a __syncthreads reached by half the block is a launch error', () => {
     expect(fault('divergent_barrier')).toBe(
       'kernel divergent_barrier_kernel failed in block (0,0,0): __syncthreads reached by 32 of 64 threads (the others exited)',
@@ -85,8 +89,20 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     );
   });
 
-  it('cp.async.bulk.tensor 2D and 3D boxes: 128-byte swizzle, zero fill out of bounds, nothing visible before the mbarrier wait', () => {
+  it('an arrive-on in a phase whose previous phase no wait saw complete is a launch error', () => {
+    expect(fault('mbarrier_overrun')).toBe(
+      'kernel mbarrier_overrun_kernel failed in block (0,0,0): mbarrier.arrive: an arrive-on in a phase of the mbarrier at offset 0 whose previous phase no test_wait or try_wait has seen complete',
+    );
+  });
+
+  it('cp.async.bulk.tensor 2D and 3D boxes: 128-byte swizzle, zero fill out of bounds, nothing but NaN before the mbarrier wait', () => {
     expect(run('tma')).toBe('ok');
+  });
+
+  it('a store into a bulk tensor copy\'s destination before the copy completes is a launch error', () => {
+    expect(fault('tma_write_in_flight')).toBe(
+      'kernel tma_kernel failed in block (0,0,0): cp.async.bulk.tensor: shared memory at offset 1038, the destination of a copy in flight, was written before the copy completed',
+    );
   });
 
   it('a bulk tensor copy on an mbarrier whose initialisation was not fenced to the async proxy is a launch error', () => {

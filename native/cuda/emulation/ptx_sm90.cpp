@@ -75,25 +75,41 @@ char* async_view() {
   return g_async.bytes.data();
 }
 
+// A set of the running block's mbarriers (by shared-memory offset), empty at each block's start.
+class BarSet {
+ public:
+  bool has(unsigned bar) {
+    const std::vector<unsigned>& b = now();
+    return std::find(b.begin(), b.end(), bar) != b.end();
+  }
+  void add(unsigned bar) {
+    if (!has(bar)) bars_.push_back(bar);
+  }
+  void remove(unsigned bar) {
+    std::vector<unsigned>& b = now();
+    b.erase(std::remove(b.begin(), b.end(), bar), b.end());
+  }
+  void clear() { now().clear(); }
+
+ private:
+  std::vector<unsigned>& now() {
+    if (serial_ != block_serial()) {
+      serial_ = block_serial();
+      bars_.clear();
+    }
+    return bars_;
+  }
+  uint64_t serial_ = ~uint64_t(0);
+  std::vector<unsigned> bars_;
+};
+
 // mbarrier.init writes the object through the generic proxy; a bulk copy completes its bytes on the object
 // through the async proxy, which must see the initialisation: fence.mbarrier_init.release.cluster (PTX ISA
 // "Membar/Fence Instructions": the light-weight fence for prior mbarrier.init operations) or a full
 // fence.proxy.async between them. Emulated as the proxy fence above, for every thread: a fence by any
 // thread publishes every initialisation so far; a bulk tensor copy on an object initialised since is a
 // launch error.
-struct UnfencedInits {
-  uint64_t serial = ~uint64_t(0);
-  std::vector<unsigned> bars;
-};
-thread_local UnfencedInits g_unfenced;
-
-std::vector<unsigned>& unfenced_inits() {
-  if (g_unfenced.serial != block_serial()) {
-    g_unfenced.serial = block_serial();
-    g_unfenced.bars.clear();
-  }
-  return g_unfenced.bars;
-}
+thread_local BarSet g_unfenced;  // initialised since the last fence.mbarrier_init / fence.proxy.async
 
 // ================= mbarrier =================
 // "mbarrier": the object holds a phase, the pending arrival count of the current phase, the expected
@@ -125,10 +141,24 @@ Bar load_bar(unsigned bar, const char* op) {
   return b;
 }
 
+// "Phase of the mbarrier object": "For each phase of the mbarrier object, at least one test_wait or
+// try_wait operation must be performed which returns True for waitComplete before an arrive-on operation
+// in the subsequent phase." The mbarriers of the running block whose last completed phase no wait has
+// seen complete yet: an arrive-on on one of them is a launch error (a producer a whole phase ahead of its
+// consumers, which a GPU need not survive).
+thread_local BarSet g_unseen;
+
+void check_phase_seen(unsigned bar, const char* op) {
+  if (g_unseen.has(bar))
+    failf("%s: an arrive-on in a phase of the mbarrier at offset %u whose previous phase no test_wait or try_wait "
+          "has seen complete", op, bar);
+}
+
 void store_bar(unsigned bar, Bar b) {
   if (b.pending == 0 && b.tx == 0) {  // the current phase completes
     b.phase ^= 1u;
     b.pending = b.expected;
+    g_unseen.add(bar);
   }
   const uint64_t w = uint64_t(b.pending) | (uint64_t(b.expected) << 20) | (uint64_t(b.phase) << 40) |
                      ((uint64_t(uint32_t(b.tx)) & ((uint64_t(1) << 21) - 1)) << 41) | (uint64_t(1) << 62);
@@ -175,20 +205,53 @@ const char* box_element(const TensorMapFields& m, const int32_t* coords, size_t 
 // lands densely in shared memory, dimension 0 innermost; elements outside the tensor are zero (or NaN
 // with FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA); with a swizzle the 16-byte chunks move as swizzle() says.
 // The mbarrier's tx-count drops by the box's bytes (out-of-bounds elements included).
-void land(const Copy& c) {
+size_t box_elements(const TensorMapFields& m) {
+  size_t n = 1;
+  for (unsigned i = 0; i < m.rank; i++) n *= m.box[i];
+  return n;
+}
+
+// The shared-memory offset where element e of a copy's box lands (checked against the block's size).
+uint32_t landing_offset(const Copy& c, size_t e) {
+  const uint32_t at = swizzle(uint32_t(c.dst + e * c.map.elem_bytes), c.map.swizzle_bytes);
+  if (size_t(at) + c.map.elem_bytes > dynamic_shared_size())
+    fail("cp.async.bulk.tensor: a swizzled address lies outside the block's shared memory");
+  return at;
+}
+
+// While a copy is in flight its destination holds poison (all bytes kCopyPoison: NaN as f32, bf16 and f16) in
+// both views, so that a read before the wait that covers the copy sees NaN, not the bytes of an earlier
+// tile (PTX ISA, "Asynchronous copy": "reading from the destination memory location before the
+// asynchronous operation completes, exhibits undefined behavior"); a byte no longer poison when the copy
+// lands was written meanwhile, which the same sentence's "modifying" makes undefined too.
+constexpr unsigned char kCopyPoison = 0xff;
+
+void poison_destination(const Copy& c) {
+  char* smem = static_cast<char*>(dynamic_shared());
+  char* view = async_view();
+  for (size_t e = 0, n = box_elements(c.map); e < n; e++) {
+    const uint32_t at = landing_offset(c, e);
+    std::memset(smem + at, kCopyPoison, c.map.elem_bytes);
+    std::memset(view + at, kCopyPoison, c.map.elem_bytes);
+  }
+}
+
+void land(const Copy& c, bool poisoned) {
   const TensorMapFields& m = c.map;
-  size_t box_elems = 1;
-  for (unsigned i = 0; i < m.rank; i++) box_elems *= m.box[i];
+  const size_t box_elems = box_elements(m);
   const size_t bytes = box_elems * m.elem_bytes;
   smem_at(c.dst, bytes, "cp.async.bulk.tensor");
   char* smem = static_cast<char*>(dynamic_shared());
   char* view = async_view();
   for (size_t e = 0; e < box_elems; e++) {
     const char* src = box_element(m, c.coords, e);
-    const uint32_t at = swizzle(uint32_t(c.dst + e * m.elem_bytes), m.swizzle_bytes);
-    if (size_t(at) + m.elem_bytes > dynamic_shared_size())
-      fail("cp.async.bulk.tensor: a swizzled address lies outside the block's shared memory");
+    const uint32_t at = landing_offset(c, e);
     char* dst = smem + at;
+    if (poisoned)
+      for (unsigned k = 0; k < m.elem_bytes; k++)
+        if (static_cast<unsigned char>(dst[k]) != kCopyPoison)
+          failf("cp.async.bulk.tensor: shared memory at offset %u, the destination of a copy in flight, was "
+                "written before the copy completed", unsigned(at + k));
     if (src) std::memcpy(dst, src, m.elem_bytes);
     else if (m.nan_fill && m.elem_bytes == 2) std::memset(dst, 0xff, 2);  // a NaN in f16 and bf16
     else if (m.nan_fill && m.elem_bytes == 4) std::memcpy(dst, "\xff\xff\xc0\x7f", 4);
@@ -210,7 +273,7 @@ void land_pending(unsigned bar) {
     if (g_copies[i].bar == bar) {
       const Copy c = g_copies[i];
       g_copies.erase(g_copies.begin() + long(i));
-      land(c);
+      land(c, true);
       continue;
     }
     i++;
@@ -221,6 +284,7 @@ bool wait_parity(unsigned bar, unsigned parity, const char* op) {
   land_pending(bar);
   Bar b = load_bar(bar, op);
   if (b.phase != (parity & 1u)) {
+    g_unseen.remove(bar);  // the phase just completed (parity: the current one's neighbour) is seen
     note_progress();
     return true;
   }
@@ -235,15 +299,16 @@ void mbarrier_init(unsigned bar, unsigned count) {
   if (bar % 8 != 0) fail("mbarrier.init: address not 8-byte aligned");
   const uint64_t w = uint64_t(count) | (uint64_t(count) << 20) | (uint64_t(1) << 62);
   std::memcpy(smem_at(bar, 8, "mbarrier.init"), &w, 8);
-  std::vector<unsigned>& unfenced = unfenced_inits();
-  if (std::find(unfenced.begin(), unfenced.end(), bar) == unfenced.end()) unfenced.push_back(bar);
+  g_unseen.remove(bar);
+  g_unfenced.add(bar);
   note_progress();
 }
 
-void fence_mbarrier_init() { unfenced_inits().clear(); }
+void fence_mbarrier_init() { g_unfenced.clear(); }
 
 void mbarrier_arrive(unsigned bar) {
   Bar b = load_bar(bar, "mbarrier.arrive");
+  check_phase_seen(bar, "mbarrier.arrive");
   if (b.pending == 0) fail("mbarrier.arrive: more arrivals than the phase expects");
   b.pending--;
   store_bar(bar, b);
@@ -258,6 +323,7 @@ void mbarrier_expect_tx(unsigned bar, unsigned tx_bytes) {
 
 void mbarrier_arrive_expect_tx(unsigned bar, unsigned tx_bytes) {
   Bar b = load_bar(bar, "mbarrier.arrive.expect_tx");  // expect-tx, then arrive-on
+  check_phase_seen(bar, "mbarrier.arrive.expect_tx");
   add_tx(b, tx_bytes, "mbarrier.arrive.expect_tx");
   if (b.pending == 0) fail("mbarrier.arrive.expect_tx: more arrivals than the phase expects");
   b.pending--;
@@ -283,8 +349,7 @@ void cp_async_bulk_tensor_g2s(unsigned dst, const CUtensorMap* map, unsigned bar
   if (!m) fail("cp.async.bulk.tensor: the tensor map was not encoded (cuTensorMapEncodeTiled)");
   if (dst % 128 != 0) fail("cp.async.bulk.tensor: shared memory destination not 128-byte aligned");
   (void)load_bar(bar, "cp.async.bulk.tensor");  // must be an initialised mbarrier now
-  const std::vector<unsigned>& unfenced = unfenced_inits();
-  if (std::find(unfenced.begin(), unfenced.end(), bar) != unfenced.end())
+  if (g_unfenced.has(bar))
     fail("cp.async.bulk.tensor: its mbarrier was initialised with no fence.mbarrier_init or fence.proxy.async since");
   Copy c;
   c.serial = block_serial();
@@ -292,8 +357,12 @@ void cp_async_bulk_tensor_g2s(unsigned dst, const CUtensorMap* map, unsigned bar
   c.bar = bar;
   c.map = *m;
   for (unsigned i = 0; i < 5; i++) c.coords[i] = i < m->rank ? coords[i] : 0;
-  if (runs_ahead()) land(c);  // the "warps" schedule: at once (runtime.cpp)
-  else g_copies.push_back(c);
+  if (runs_ahead()) {
+    land(c, false);  // the "warps" schedule: at once (runtime.cpp)
+  } else {
+    poison_destination(c);
+    g_copies.push_back(c);
+  }
 }
 
 // ================= bulk reductions, shared -> global =================
@@ -341,6 +410,9 @@ void reduce_into_global(const BulkReduce& r) {
     if (bits_at<uint32_t>(smem + r.offs[i]) != bits_at<uint32_t>(&r.vals[i]))
       failf("cp.async.bulk.wait_group: shared memory at offset %u, read by a cp.reduce.async.bulk.tensor in flight, "
             "was written before this wait", r.offs[i]);
+  // atomic_add flushes subnormals in global memory, as "cp.reduce.async.bulk" says of its .add.f32 ("The
+  // current implementation of cp.reduce.async.bulk.add.f32 flushes subnormal inputs and results to
+  // sign-preserving zero"); the tensor form's section says nothing of it, taken to be the same
   for (size_t e = 0; e < r.offs.size(); e++)
     if (const char* dst = box_element(r.map, r.coords, e))
       atomic_add(reinterpret_cast<float*>(const_cast<char*>(dst)), r.vals[e]);
@@ -764,7 +836,7 @@ void issue(float* d, int n, bool rs, uint64_t da, uint32_t* a, uint64_t db, int 
 
 void fence_proxy_async() {
   std::memcpy(async_view(), dynamic_shared(), dynamic_shared_size());
-  unfenced_inits().clear();
+  g_unfenced.clear();
 }
 
 void wgmma_fence() {

@@ -20,9 +20,10 @@
 //
 // Asynchrony is made observable, so that a kernel missing a wait fails in emulation:
 //   - a bulk tensor copy is queued on its mbarrier and lands (and completes its bytes) only when some
-//     thread waits on that mbarrier: shared memory read before the wait holds the old bytes (under the
-//     "warps" schedule, runtime.cpp, it lands when issued instead: a buffer still being read when the
-//     copy into it is issued then holds the new bytes);
+//     thread waits on that mbarrier; until then its destination holds NaN (poison) in both proxies' views,
+//     and a byte written there meanwhile fails the launch when the copy lands (under the "warps" schedule,
+//     runtime.cpp, it lands when issued instead: a buffer still being read when the copy into it is issued
+//     then holds the new bytes);
 //   - wgmma.mma_async reads its shared-memory operands at issue and poisons its accumulator registers
 //     with NaN; the products are written back only by the wgmma.wait_group that covers them, which
 //     fails the launch if the thread wrote those registers meanwhile; register A operands read as NaN
@@ -36,6 +37,16 @@
 //   - a bulk tensor reduction reads its source at issue (through the async proxy's view) and adds into
 //     global memory only at the cp.async.bulk.wait_group that covers it, which fails the launch if the
 //     source was written meanwhile; groups a block never waits for are dropped with the block.
+//   - an arrive-on in a phase of an mbarrier whose previous phase no test_wait/try_wait has seen complete
+//     is a launch error ("Phase of the mbarrier object").
+// More lenient than the ISA (undefined behaviour that passes here; a review must catch it):
+//   - a register written between wgmma.fence and the wgmma.mma_async that reads it (the fence has no
+//     operands to compare against);
+//   - fence.proxy.async and fence.mbarrier_init by one thread publish every thread's writes ("proxies");
+//   - setmaxnreg checks its count and its warpgroup, not the block's register pool;
+//   - cp.async.bulk.wait_group.read completes the global writes as well as the reads;
+//   - products sum in one fixed order (the ISA leaves the order and rounding of mma/wgmma unspecified),
+//     and blocks run one after another (no races between blocks).
 // Shared-memory addresses are offsets in the block's dynamic shared memory (__cvta_generic_to_shared).
 #pragma once
 #include <cstdint>

@@ -34,6 +34,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -728,10 +729,24 @@ size_t shared_offset(const void* p) {
   return size_t(c - w.smem);
 }
 
+// PTX ISA, "atom": "Current implementation of atom.add.f32 on global memory flushes subnormal inputs and
+// results to sign-preserving zero; whereas atom.add.f32 on shared memory supports subnormal inputs and
+// results and doesn't flush them to zero" (red.add.f32 says the same).
+namespace {
+float flush_subnormal(float x) { return std::fpclassify(x) == FP_SUBNORMAL ? std::copysign(0.0f, x) : x; }
+bool in_shared(const void* p) {
+  const Worker& w = *self()->w;
+  const char* c = static_cast<const char*>(p);
+  return (c >= w.smem && c < w.smem + w.smem_size) || (w.static_smem && c >= w.static_smem && c < w.static_smem + kStaticShared);
+}
+}  // namespace
+
 float atomic_add(float* p, float v) {
+  const bool ftz = !in_shared(p);
+  if (ftz) v = flush_subnormal(v);
   float old, want;
   __atomic_load(p, &old, __ATOMIC_RELAXED);
-  do want = old + v;
+  do want = ftz ? flush_subnormal(flush_subnormal(old) + v) : old + v;
   while (!__atomic_compare_exchange(p, &old, &want, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
   return old;
 }

@@ -25,6 +25,8 @@
 //                      limit as dynamic (must fail: the two share the limit), or with 64 KiB (runs);
 //   atomics  atomicAdd and atomicCAS on int from 4 blocks of 64 threads: every old value a ticket
 //            handed out once, one winner of a CAS from -1, and a CAS whose compare fails stores nothing;
+//   atomics_float  atomicAdd on float: subnormal inputs and results flushed to signed zero in global
+//            memory, kept in shared memory (PTX ISA, "atom": the .add.f32 of each);
 //   and the sm_90a instructions' checks (selftest_sm90.cpp).
 // Each runs one launch and synchronises, so that the launch's asynchronous error is the result.
 #include <napi.h>
@@ -196,6 +198,26 @@ void atomics_check_kernel(int* bad, int* mem) {
   if (atomicAdd(mem + 1, -3) != -7 || mem[1] != -10) bad[1] = 1;
 }
 
+// g: 4 floats of global memory, zero. The smallest normal float is 2^-126; 2^-130 is subnormal.
+void atomics_float_kernel(int* bad, float* g) {
+  const float sub = std::ldexp(1.0f, -130), normal = std::ldexp(1.0f, -126);
+  float* s = static_cast<float*>(dynamic_shared());
+  s[0] = 0.0f;
+  atomicAdd(&s[0], sub);  // shared: kept
+  if (s[0] != sub) bad[0] = 1;
+  atomicAdd(&g[0], sub);  // global: a subnormal input counts as zero
+  if (g[0] != 0.0f) bad[0] = 2;
+  g[1] = 1.5f * normal;
+  atomicAdd(&g[1], -normal);  // normal inputs, a subnormal result (2^-127): zero
+  if (g[1] != 0.0f || std::signbit(g[1])) bad[0] = 3;
+  g[2] = -1.5f * normal;
+  atomicAdd(&g[2], normal);  // the sign kept: -0
+  if (g[2] != 0.0f || !std::signbit(g[2])) bad[0] = 4;
+  atomicAdd(&g[3], 3.0f * normal);  // normal values add as they are
+  atomicAdd(&g[3], -normal);
+  if (g[3] != 2.0f * normal) bad[0] = 5;
+}
+
 void divergent_barrier_kernel(int*) {
   if (threadIdx.x < 32) __syncthreads();
 }
@@ -307,6 +329,14 @@ std::string run(const std::string& name) {
     cudaDeviceSynchronize();
     cudaFree(mem);
   }
+  else if (name == "atomics_float") {
+    float* g = nullptr;
+    if (cudaMalloc(reinterpret_cast<void**>(&g), 4 * sizeof(float)) != cudaSuccess) return std::string("cudaMalloc failed: ") + cudaGetErrorString(cudaGetLastError());
+    cudaMemsetAsync(g, 0, 4 * sizeof(float), nullptr);
+    L2E_EMU_LAUNCH(atomics_float_kernel, 1, 1, 16, nullptr)(bad, g);
+    cudaDeviceSynchronize();
+    cudaFree(g);
+  }
   else if (name == "divergent_barrier") L2E_EMU_LAUNCH(divergent_barrier_kernel, 1, 64, 0, nullptr)(bad);
   else if (name == "partial_mask") L2E_EMU_LAUNCH(partial_mask_kernel, 1, 32, 0, nullptr)(bad);
   else if (name == "out_of_warp") L2E_EMU_LAUNCH(out_of_warp_kernel, 1, 32, 0, nullptr)(bad);
@@ -352,6 +382,7 @@ std::string run(const std::string& name) {
   else if (e == cudaSuccess && name == "static_shared" && bad[1]) r = "a thread did not see another thread's static shared write";
   else if (e == cudaSuccess && name == "schedule")
     r = bad[0] && !bad[1] ? "warp 0 saw warp 1's write" : bad[1] && !bad[0] ? "warp 0 ran ahead of warp 1" : "wrong values";
+  else if (e == cudaSuccess && name == "atomics_float" && bad[0]) r = "wrong values (" + std::to_string(bad[0]) + ")";
   else if (e == cudaSuccess && (bad[0] || bad[1])) r = "wrong values";
   cudaFree(bad);
   return r;

@@ -4,9 +4,11 @@
 // address-bit XOR), with small exact values so results must match exactly:
 //   mbarrier           phases, parity, pending count, tx-count (expect_tx / complete_tx), a wait across warps
 //   mbarrier_deadlock  every thread waits on a phase nothing completes (must fail, not hang)
+//   mbarrier_overrun   an arrive-on in phase 1 before any wait saw phase 0 complete (must fail)
 //   tma                2D and 3D boxes with the 128-byte swizzle, partly out of bounds (zero fill), not
-//                      visible before the mbarrier wait
+//                      visible before the mbarrier wait (the destination holds NaN, not the last tile)
 //   tma_init_unfenced  the same with no fence.mbarrier_init after mbarrier.init (must fail)
+//   tma_write_in_flight  the destination written between the copy's issue and its wait (must fail)
 //   tensor_map_errors  cuTensorMapEncodeTiled rejects what its contract forbids
 //   bulk_reduce        cp.reduce.async.bulk.tensor .add .f32: a 2D box reaching past the tensor's ends (those
 //                      elements skipped) added twice in two bulk groups, each visible only after its wait;
@@ -98,6 +100,16 @@ void mbarrier_deadlock_kernel(int*) {
   }
 }
 
+// init(1): the first arrival completes phase 0; a second arrival, with no wait between, is an arrive-on
+// in phase 1 before any wait saw phase 0 complete
+void mbarrier_overrun_kernel(int*) {
+  uint64_t* bar = static_cast<uint64_t*>(dynamic_shared());
+  if (threadIdx.x != 0) return;
+  mbarrier_init(off(bar), 1);
+  mbarrier_arrive(off(bar));
+  mbarrier_arrive(off(bar));
+}
+
 // The "warps" schedule may hand the SM to another warp at an mbarrier arrival (runtime.cpp): thread 0
 // arrives, then writes a flag; warp 1 waits for the phase and reads the flag. bad[1] = 1: warp 1 ran
 // between the arrival and the write (never under "rounds", where thread 0 runs on to its next meeting point).
@@ -129,14 +141,15 @@ uint16_t g3(int t, int h, int d) { return uint16_t(1 + t * 1200 + h * 100 + d); 
 // 128-byte swizzle of a box whose rows are 128 bytes: the 16-byte chunk c of row r sits at chunk c ^ (r % 8)
 size_t sw128(int r, int col) { return size_t(r) * 64 + size_t(((col / 8) ^ (r % 8)) * 8 + col % 8); }
 
-void tma_kernel(const CUtensorMap* m2, const CUtensorMap* m3, int fence_init, int* bad) {
+// mode 0: as described; 1: no fence.mbarrier_init; 2: a store into the 2D box while its copy is in flight
+void tma_kernel(const CUtensorMap* m2, const CUtensorMap* m3, int mode, int* bad) {
   char* smem = static_cast<char*>(dynamic_shared());
   uint64_t* bar = reinterpret_cast<uint64_t*>(smem);
   uint16_t* box = reinterpret_cast<uint16_t*>(smem + 1024);  // 64 x 32 elements at most
   const unsigned b = off(bar);
   if (threadIdx.x == 0) {
     mbarrier_init(b, 1);
-    if (fence_init) fence_mbarrier_init();  // the initialisation, to the async proxy
+    if (mode != 1) fence_mbarrier_init();  // the initialisation, to the async proxy
   }
   __syncthreads();
   // 2D: box 64 columns x 16 rows at (col 16, row 90): columns >= 72 and rows >= 100 lie outside
@@ -146,6 +159,7 @@ void tma_kernel(const CUtensorMap* m2, const CUtensorMap* m3, int fence_init, in
     cp_async_bulk_tensor_g2s(off(box), m2, b, c);
     for (int e = 0; e < 64 * 16; e++)  // it lands at a wait on the mbarrier, or at once under "warps"
       if ((box[e] != 0xffff) != runs_ahead()) bad[0] = 2;  // no element of the box is 0xffff
+    if (mode == 2) box[7] = 1;
   }
   while (!mbarrier_try_wait_parity(b, 0)) {
   }
@@ -160,6 +174,8 @@ void tma_kernel(const CUtensorMap* m2, const CUtensorMap* m3, int fence_init, in
     const int32_t c[3] = {0, 2, 20};
     mbarrier_arrive_expect_tx(b, 64 * 32 * 2);
     cp_async_bulk_tensor_g2s(off(box), m3, b, c);
+    for (int e = 0; e < 64 * 32; e++)  // poison until the wait, not the 2D box landed there before
+      if ((box[e] != 0xffff) != runs_ahead()) bad[0] = 5;
   }
   while (!mbarrier_try_wait_parity(b, 1)) {
   }
@@ -170,7 +186,7 @@ void tma_kernel(const CUtensorMap* m2, const CUtensorMap* m3, int fence_init, in
   }
 }
 
-std::string tma(int* bad, bool fence_init) {
+std::string tma(int* bad, int mode) {
   uint16_t h2[kRows2 * kCols2], h3[kT3 * kH3 * kD3];
   for (int r = 0; r < kRows2; r++)
     for (int c = 0; c < kCols2; c++) h2[r * kCols2 + c] = g2(r, c);
@@ -196,7 +212,7 @@ std::string tma(int* bad, bool fence_init) {
                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
     r = "cuTensorMapEncodeTiled refused a valid map";
   } else {
-    L2E_EMU_LAUNCH(tma_kernel, 1, 32, 1024 + 64 * 32 * 2, nullptr)(&m2, &m3, fence_init ? 1 : 0, bad);
+    L2E_EMU_LAUNCH(tma_kernel, 1, 32, 1024 + 64 * 32 * 2, nullptr)(&m2, &m3, mode, bad);
   }
   cudaFree(d2);
   cudaFree(d3);
@@ -500,8 +516,10 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   if (name == "mbarrier") L2E_EMU_LAUNCH(mbarrier_kernel, 1, 64, 64, nullptr)(bad);
   else if (name == "mbarrier_deadlock") L2E_EMU_LAUNCH(mbarrier_deadlock_kernel, 1, 32, 64, nullptr)(bad);
   else if (name == "arrival_switch") L2E_EMU_LAUNCH(arrival_switch_kernel, 1, 64, 64, nullptr)(bad);
-  else if (name == "tma") r = tma(bad, true);
-  else if (name == "tma_init_unfenced") r = tma(bad, false);
+  else if (name == "mbarrier_overrun") L2E_EMU_LAUNCH(mbarrier_overrun_kernel, 1, 32, 64, nullptr)(bad);
+  else if (name == "tma") r = tma(bad, 0);
+  else if (name == "tma_init_unfenced") r = tma(bad, 1);
+  else if (name == "tma_write_in_flight") r = tma(bad, 2);
   else if (name == "tensor_map_errors") return tensor_map_errors();
   else if (name == "bulk_reduce") r = bulk_reduce(0, bad);
   else if (name == "bulk_reduce_unfenced") r = bulk_reduce(1, bad);
