@@ -21,8 +21,10 @@ describe.skipIf(!emulated)(`CUDA emulation cp.async ${emulated ? '' : '(skipped:
     expect(run('pipeline')).toBe('ok');
   });
 
-  it('the same pipeline with one wait too few (planted bug) computes wrong values', () => {
-    expect(run('pipeline_missing_wait')).toBe('wrong values');
+  it('the same pipeline with one wait too few (planted bug) fails: a stage refilled while the copy into it is in flight', () => {
+    expect(fault('pipeline_missing_wait', 'cudaEmulationAsyncSelfTest')).toBe(
+      'kernel pipeline_kernel failed in block (0,0,0): cp.async.wait_group: shared memory at offset 0, the destination of a cp.async in flight, was written before the copy completed',
+    );
   });
 
   it('a wider block after a narrower one with the same index and grid gets per-thread state for every thread', () => {
@@ -31,6 +33,18 @@ describe.skipIf(!emulated)(`CUDA emulation cp.async ${emulated ? '' : '(skipped:
 
   it('cp.async.cg of 8 bytes is a launch error', () => {
     expect(fault('cg_size', 'cudaEmulationAsyncSelfTest')).toBe('kernel cg_size_kernel failed in block (0,0,0): cp.async.cg: cp-size must be 16');
+  });
+
+  it('what the PTX ISA leaves undefined is a launch error: two copies of a group to the same bytes, a destination or source written in flight', () => {
+    expect(fault('same_location', 'cudaEmulationAsyncSelfTest')).toBe(
+      'kernel same_location_kernel failed in block (0,0,0): cp.async: two copies of one cp.async-group to the same shared memory',
+    );
+    expect(fault('write_in_flight', 'cudaEmulationAsyncSelfTest')).toBe(
+      'kernel write_in_flight_kernel failed in block (0,0,0): cp.async.wait_group: shared memory at offset 24, the destination of a cp.async in flight, was written before the copy completed',
+    );
+    expect(fault('source_modified', 'cudaEmulationAsyncSelfTest')).toBe(
+      'kernel source_modified_kernel failed in block (0,0,0): cp.async.wait_group: the source of a cp.async in flight was modified before the copy completed',
+    );
   });
 
   it('a destination not aligned to cp-size is a launch error', () => {

@@ -7,6 +7,7 @@
 // (their shared memory is gone).
 #include "ptx_async.h"
 
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <vector>
@@ -19,9 +20,12 @@ namespace ptx {
 
 namespace {
 
+constexpr unsigned char kCopyPoison = 0xff;  // NaN in bf16 and f32
+
 struct Copy {
   unsigned dst;
-  int bytes;
+  int bytes, src_bytes;
+  const void* src;
   unsigned char data[16];  // the source bytes read at issue, zero-filled past src-size
 };
 using Group = std::vector<Copy>;
@@ -51,9 +55,24 @@ ThreadQueue& queue() {
   return b.threads[tid];
 }
 
+// PTX ISA, "Asynchronous copy": "Once an asynchronous copy operation is initiated, modifying the source
+// memory location or tensor descriptor or reading from the destination memory location before the
+// asynchronous operation completes, exhibits undefined behavior." A destination byte no longer poison, or
+// a source byte changed since the issue, when the copy lands is a launch error.
 void land(const Group& g) {
   char* base = static_cast<char*>(dynamic_shared());
-  for (const Copy& c : g) std::memcpy(base + c.dst, c.data, size_t(c.bytes));
+  for (const Copy& c : g) {
+    for (int k = 0; k < c.bytes; k++)
+      if (static_cast<unsigned char>(base[c.dst + unsigned(k)]) != kCopyPoison) {
+        static thread_local char msg[160];  // no allocation: a failed fiber is never resumed to free it
+        snprintf(msg, sizeof msg, "cp.async.wait_group: shared memory at offset %u, the destination of a cp.async in "
+                 "flight, was written before the copy completed", c.dst + unsigned(k));
+        fail(msg);
+      }
+    if (c.src_bytes > 0 && std::memcmp(c.src, c.data, size_t(c.src_bytes)) != 0)
+      fail("cp.async.wait_group: the source of a cp.async in flight was modified before the copy completed");
+    std::memcpy(base + c.dst, c.data, size_t(c.bytes));
+  }
 }
 
 }  // namespace
@@ -71,10 +90,15 @@ void cp_async(bool cg, unsigned dst, const void* src, int cp_size, int src_size)
   if (size_t(dst) + size_t(cp_size) > dynamic_shared_size())
     fail("cp.async: destination outside the block's shared memory");
   ThreadQueue& q = queue();
-  Copy c{dst, cp_size, {}};
+  // "cp.async.commit_group": "two or more cp.async operations within a cp.async-group copying data to the
+  // same location results in undefined behavior"
+  for (const Copy& o : q.open)
+    if (dst < o.dst + unsigned(o.bytes) && o.dst < dst + unsigned(cp_size))
+      fail("cp.async: two copies of one cp.async-group to the same shared memory");
+  Copy c{dst, cp_size, src_size, src, {}};
   if (src_size > 0) std::memcpy(c.data, src, size_t(src_size));  // a bad source faults here, at issue
   q.open.push_back(c);
-  std::memset(static_cast<char*>(dynamic_shared()) + dst, 0xff, size_t(cp_size));  // poison until it lands
+  std::memset(static_cast<char*>(dynamic_shared()) + dst, kCopyPoison, size_t(cp_size));  // until it lands
 }
 
 // "cp.async.commit_group": the thread's cp.async operations not yet in a group become one new

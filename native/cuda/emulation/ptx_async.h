@@ -8,7 +8,8 @@
 // memory only when a wait of the issuing thread forces it (the latest point the ISA allows), and its
 // destination is poisoned (0xff bytes: NaN in bf16 and f32) at issue. So a kernel that reads a
 // stage before waiting for it, or refills a stage other threads still read, computes NaN instead of
-// passing by luck.
+// passing by luck. A destination written or a source modified while the copy is in flight, and two
+// copies of one group to the same bytes (undefined in the ISA), are launch errors.
 #pragma once
 #include <cstdint>
 

@@ -7,10 +7,14 @@
 //   pipeline      a two-stage pipeline over 6 tiles (issue tile i+1, wait_group 1, barrier, read
 //                 a neighbour's chunk of tile i): exact sums;
 //   pipeline_missing_wait  the same kernel with a planted bug, wait_group 2 (one group too many left
-//                 in flight): the emulator must make it wrong, not lucky;
+//                 in flight): the emulator must make it fail, not pass by luck (a stage is refilled
+//                 while the copy into it is in flight: a launch error);
 //   shape_change  a one-thread block, then a 32-thread block of the same index and grid: per-thread
 //                 state follows the block's shape;
-//   cg_size, misaligned   misuse that must be a launch error.
+//   cg_size, misaligned   misuse that must be a launch error;
+//   same_location, write_in_flight, source_modified  undefined in the PTX ISA, launch errors here: two
+//                 copies of one group to the same bytes, a store into a destination, or into a source,
+//                 between a copy's issue and its wait.
 #include <napi.h>
 
 #include <cstring>
@@ -98,6 +102,26 @@ void misaligned_kernel(const float* src, int*) {
   ptx::cp_async(false, saddr(static_cast<char*>(dynamic_shared()) + 4), src, 16, 16);
 }
 
+void same_location_kernel(const float* src, int*) {
+  float* s = static_cast<float*>(dynamic_shared());
+  ptx::cp_async(true, saddr(s), src, 16, 16);
+  ptx::cp_async(false, saddr(s + 2), src + 8, 4, 4);  // inside the first copy's 16 bytes
+}
+
+void write_in_flight_kernel(const float* src, int*) {
+  float* s = static_cast<float*>(dynamic_shared());
+  ptx::cp_async(true, saddr(s + 4), src, 16, 16);
+  s[6] = 1.0f;  // byte offset 24
+  ptx::cp_async_wait_all();
+}
+
+void source_modified_kernel(const float* src, int*) {
+  float* s = static_cast<float*>(dynamic_shared());
+  ptx::cp_async(true, saddr(s), src, 16, 16);
+  const_cast<float*>(src)[1] = -1.0f;
+  ptx::cp_async_wait_all();
+}
+
 std::string run(const std::string& name) {
   float *src = nullptr, *out = nullptr;
   int* bad = nullptr;
@@ -117,6 +141,9 @@ std::string run(const std::string& name) {
     L2E_EMU_LAUNCH(words_kernel, 1, 32, 128, nullptr)(src, bad);
   } else if (name == "cg_size") L2E_EMU_LAUNCH(cg_size_kernel, 1, 1, 64, nullptr)(src, bad);
   else if (name == "misaligned") L2E_EMU_LAUNCH(misaligned_kernel, 1, 1, 64, nullptr)(src, bad);
+  else if (name == "same_location") L2E_EMU_LAUNCH(same_location_kernel, 1, 1, 64, nullptr)(src, bad);
+  else if (name == "write_in_flight") L2E_EMU_LAUNCH(write_in_flight_kernel, 1, 1, 64, nullptr)(src, bad);
+  else if (name == "source_modified") L2E_EMU_LAUNCH(source_modified_kernel, 1, 1, 64, nullptr)(src, bad);
   else {
     cudaFree(src), cudaFree(out), cudaFree(bad);
     return "unknown self-test '" + name + "'";
