@@ -28,14 +28,17 @@ negatives, the negative list repeated when too short). Rows with an empty "pos",
 "neg" when the group needs negatives, are skipped and counted. Defaults are the recipe's.
 
 Checkpoints go to OUTPUT/checkpoint-<step>/ every --save-steps steps, at the end, and when
-stopped (Ctrl-C, SIGTERM or SIGHUP finishes the current step, saves, and exits 130, 143 or 129);
+stopped (Ctrl-C, SIGTERM or SIGHUP finishes the current step, saves, and exits 130, 143 or 129),
+and before a run fails on anything but its own numbers (the data file changed during training,
+the --log disk full), so no step is lost;
 each holds the weights and the AdamW moments (about 3 × the model) and its size is printed.
 --save-total-limit N keeps the newest N checkpoints of the run plus its best one: the checkpoint
 with the lowest mean training loss over the steps since the checkpoint before it. Training stops
 before it starts when the disk cannot hold a checkpoint and the final model.
 
 OUTPUT belongs to one run (its id is in OUTPUT/training_run.json and in every checkpoint, with
-the data file and the settings). A run's folder that holds a model or checkpoints is refused unless
+the data file and the settings), and to one process while it trains (OUTPUT/.l2e-train.lock: a
+second run into it, even with --resume or --overwrite, is refused until the first ends). A run's folder that holds a model or checkpoints is refused unless
 --resume or --overwrite is given; any other non-empty folder (a model, sharded weights, your files)
 unless --overwrite. --resume continues the run from its newest checkpoint (weights, AdamW moments,
 schedule, data position; --resume DIR: from that checkpoint folder, into an OUTPUT that is its
@@ -52,7 +55,8 @@ config.json and the tokenizer files are replaced when its model is written; othe
 as they are. The final model is written to OUTPUT in the Hugging Face layout.
 
 --log appends one JSON object per optimizer step:
-{step, loss, lr, gradNorm, tokensPerSecond, tokens, epoch, totalSteps}.
+{step, loss, lr, gradNorm, tokensPerSecond, tokens, epoch, totalSteps}
+(an existing file must be such a log).
 A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
   options: {
     model: { kind: 'string', help: 'model folder or hub id to start from', metavar: 'DIR' },

@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import type { RowSource } from '../data/pairs.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { statOrNull } from '../util/fs-error.js';
+import { TRAIN_LOCK } from './output-lock.js';
 import { checkpointFolders, listRunCheckpoints, type RunCheckpoint } from './checkpoint.js';
 import { RUN_DEFINING_OPTIONS, type OptionNamer, type ResolvedOptions } from './options.js';
 import { parseJson } from '../util/json.js';
@@ -215,7 +216,8 @@ function fewNames(found: readonly string[]): string {
  */
 export function foreignContents(outputDir: string, ours: readonly string[] = []): string | null {
   // a run killed while writing its record leaves only the record's temp file
-  const found = entriesOf(outputDir).filter((name) => !ours.includes(name) && !name.startsWith(`.${RUN_FILE}.tmp-`));
+  // (and a killed run's lock, output-lock.ts)
+  const found = entriesOf(outputDir).filter((name) => !ours.includes(name) && !name.startsWith(`.${RUN_FILE}.tmp-`) && name !== TRAIN_LOCK);
   return found.length === 0 ? null : `it is not empty and holds no training run (${fewNames(found)})`;
 }
 

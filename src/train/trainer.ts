@@ -8,11 +8,10 @@
 // overwriting, a resume must match the checkpoint's settings, and nothing is written when there is
 // nothing left to do. Disk space is checked before anything is written (a checkpoint holds the weights
 // and two AdamW moments: about 3 × the model).
-import { appendFileSync, existsSync, readdirSync, rmdirSync, statSync, truncateSync, type Stats } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel, NativeModel } from '../model/embedding-model.js';
 import { describeSkipped, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
-import { readLines } from '../data/jsonl.js';
 import { accumulateGradients } from './grad-step.js';
 import { trainNatives, type TrainNatives } from './native-train.js';
 import { optionItself, resolveOptions, type OptionNamer, type ResolvedOptions, type TrainerOptions } from './options.js';
@@ -36,7 +35,9 @@ import { formatBytes } from '../util/format-bytes.js';
 import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
 import { nothingToDo, planResume, type Position, type Resume } from './resume.js';
 import { counted } from '../util/plural.js';
-import { notAFolder } from '../util/fs-error.js';
+import { notAFolder, statOrNull } from '../util/fs-error.js';
+import { lockedBy, lockOutput, TRAIN_LOCK } from './output-lock.js';
+import { appendStepLine, refuseLogFile, trimLog } from './step-log.js';
 import { makeFolder } from '../util/folder.js';
 import { describeValue } from '../util/describe.js';
 import { cacheSnapshotRefusal } from '../hub/cache.js';
@@ -123,6 +124,11 @@ export class TrainingDivergedError extends Error {
 }
 
 
+/** The data file (or rows) read by an epoch is not what was checked before step 1. */
+export class DataChangedError extends Error {
+  override name = 'DataChangedError';
+}
+
 export class Trainer {
   readonly options: ResolvedOptions;
   private readonly nat: TrainNatives;
@@ -135,6 +141,8 @@ export class Trainer {
   private held!: NativeModel;
   /** This run's training_run.json is in the output folder (claimFolder). */
   private claimed = false;
+  /** Releases the output folder's lock (output-lock.ts) when the run ends. */
+  private unlock: () => void = () => {};
   /** The tokenizer files saved with every checkpoint and the final model (read when fit starts). */
   private tokenizerFiles: TokenizerFiles | undefined;
   /** Loss sum and steps since the last checkpoint (its mean loss decides the best checkpoint). */
@@ -179,6 +187,8 @@ export class Trainer {
         this.held = native;
         return await this.fitHeld(data, fit);
       } finally {
+        this.unlock();
+        this.unlock = () => {};
         fitting.delete(native);
       }
     });
@@ -206,6 +216,9 @@ export class Trainer {
     // an output folder or log that cannot be made (a file in the way) fails now, not after the data check
     const blocked = (o.outputDir ? notAFolder(n('outputDir'), o.outputDir) : null) ?? (o.logFile ? notAFolder(n('logFile'), dirname(o.logFile), o.logFile) : null);
     if (blocked) throw new Error(blocked);
+    // another live run training into the folder: refused before its checkpoints are even read
+    const locked = o.outputDir ? lockedBy(o.outputDir) : null;
+    if (locked) throw new Error(locked);
     let resumed: Resume | null = null;
     if (o.resume) {
       resumed = planResume(o, n, identity, notice);
@@ -257,6 +270,16 @@ export class Trainer {
     const scanned = await pairs.scan();
     if (scanned) reportScan(scanned, pairs.name, o.skipBadLines, notice);
     const rowsPerEpoch = scanned ? scanned.rows : null;
+    // the file as it was checked: each epoch reads it again, and must find it so (a file changed since
+    // would train on rows never checked, and leave checkpoints naming the old content)
+    const checkedFile = typeof data === 'string' ? statOrNull(data) : null;
+    const dataChanged = (): boolean => {
+      if (typeof data !== 'string' || checkedFile === null) return false;
+      const now = statOrNull(data);
+      return now === null || now.ino !== checkedFile.ino || now.size !== checkedFile.size || now.mtimeMs !== checkedFile.mtimeMs;
+    };
+    const changedError = (what: string): DataChangedError =>
+      new DataChangedError(`${typeof data === 'string' ? `${n('data')} ${data}` : 'the data'} changed during training (it was checked whole before step 1): ${what}`);
     let made = false; // the output folder is this run's own making (removed if nothing comes into it)
     if (o.outputDir) {
       // made first, so that a folder that cannot be made says so (not "0 B free"); its training_run.json
@@ -269,6 +292,8 @@ export class Trainer {
         if (made) rmdirSync(o.outputDir); // still empty: nothing was written yet
         throw err;
       }
+      // the folder is this run's alone until it ends (output-lock.ts): taken before anything in it changes
+      this.unlock = lockOutput(o.outputDir);
       // a killed run's half-written or half-removed checkpoint folders, once, as the run starts: a
       // resume at the last step writes no checkpoint, only the final model
       removeStaleCheckpointTemps(o.outputDir);
@@ -313,7 +338,10 @@ export class Trainer {
         };
       };
       let ahead: Promise<Prepared> | null = null;
+      let completed: Position = { ...pos }; // after the last step done: what a checkpoint saves on an error
+      let inNative = false; // a native call that failed may have left the weights half updated: never saved
       try {
+        if (dataChanged()) throw changedError(`epoch ${pos.epoch + 1} would read what was not checked`);
         while (!epochEnded && !stepsDone()) {
           // one optimizer step: up to N micro-batches (fewer at the epoch's end)
           const started = performance.now();
@@ -325,11 +353,17 @@ export class Trainer {
             ahead = null;
             const { batch, queries, passages } = await next;
             if (batch.length < o.batchSize) epochEnded = true;
+            const groups = pos.groups + batch.length;
+            if (rowsPerEpoch !== null && (groups > rowsPerEpoch || (epochEnded && groups < rowsPerEpoch))) {
+              throw changedError(`${counted(rowsPerEpoch, 'usable row')} then, ${groups > rowsPerEpoch ? 'more' : `${groups}`} in epoch ${pos.epoch + 1}`);
+            }
             if (batch.length === 0) break;
+            inNative = true;
             const r = await accumulateGradients(native, queries, passages, {
               groupSize: o.groupSize, temperature: o.temperature, inBatchNegatives: o.inBatchNegatives, chunkTokens: o.chunkTokens, gradScale: 1 / N,
             });
-            pos.groups += batch.length;
+            inNative = false;
+            pos.groups = groups;
             micro++;
             tokens += r.tokens;
             if (epochEnded) break;
@@ -337,6 +371,7 @@ export class Trainer {
           if (micro === 0) break;
           const step = pos.step + 1;
           const lr = learningRate(schedule, step);
+          inNative = true;
           const stepping = this.nat.trainStep(native, {
             lr,
             beta1: o.beta1,
@@ -353,6 +388,7 @@ export class Trainer {
             ahead.catch(() => {}); // its error, if any, is thrown where the batch is used
           }
           const res = await stepping;
+          inNative = false;
           // the step's one read-back: its loss (left pending by the micro-batches) with the norm; a
           // non-finite one skipped the update on the device and zeroed the gradients
           lastLoss = res.loss / micro;
@@ -360,6 +396,7 @@ export class Trainer {
           if (res.skipped) throw new TrainingDivergedError(step, `the gradient norm is ${res.gradNorm}`, this.lastCheckpoint);
           pos.step = step;
           pos.rngState = rngState;
+          completed = { ...pos };
           this.window.loss += lastLoss;
           this.window.steps++;
           lastEnded = performance.now();
@@ -374,15 +411,27 @@ export class Trainer {
             epoch: rowsPerEpoch ? pos.epoch + Math.min(1, pos.groups / rowsPerEpoch) : pos.epoch,
             totalSteps,
           };
-          if (o.logFile) appendFileSync(o.logFile, JSON.stringify(info) + '\n');
+          if (o.logFile) appendStepLine(o.logFile, info, n);
           await fit.onStep?.(info);
           if (fit.signal?.aborted) {
             stoppedBy = 'aborted';
-            if (o.outputDir) this.checkpoint(pos, pairs, schedule, notice, rowsPerEpoch);
+            if (o.outputDir) this.checkpointOnStop(pos, pairs, schedule, notice, rowsPerEpoch);
             break training; // the finally above closes the reader
           }
           if (o.outputDir && o.saveSteps > 0 && step % o.saveSteps === 0) this.checkpoint(pos, pairs, schedule, notice, rowsPerEpoch);
         }
+      } catch (err) {
+        // a failure outside the native calls (reading the data, the log, a callback) keeps the steps
+        // done since the last checkpoint, as a stop does; a changed file is said as such
+        const thrown = err instanceof Error && !(err instanceof DataChangedError) && !inNative && dataChanged() ? changedError(err.message) : err;
+        if (!inNative && !(err instanceof TrainingDivergedError) && o.outputDir && completed.step > startStep && !this.checkpointedAt(completed.step)) {
+          try {
+            this.checkpointOnStop(completed, pairs, schedule, notice, rowsPerEpoch);
+          } catch (saving) {
+            notice(`could not save the checkpoint of step ${completed.step}: ${(saving as Error).message}`);
+          }
+        }
+        throw thrown;
       } finally {
         // leaving an epoch early (maxSteps, abort, error) must still close the file
         if (!epochEnded) await it.return?.(undefined);
@@ -399,7 +448,11 @@ export class Trainer {
 
     let modelDir: string | null = null;
     // stopped before its first step: a folder this run made, still empty, goes again
-    if (o.outputDir && stoppedBy === 'aborted' && made && readdirSync(o.outputDir).length === 0) rmdirSync(o.outputDir);
+    if (o.outputDir && stoppedBy === 'aborted' && made && readdirSync(o.outputDir).every((f) => f === TRAIN_LOCK)) {
+      this.unlock();
+      this.unlock = () => {};
+      rmdirSync(o.outputDir);
+    }
     if (o.outputDir && stoppedBy !== 'aborted') {
       if (o.saveSteps > 0 && pos.step > 0 && !this.checkpointedAt(pos.step)) {
         this.checkpoint(pos, pairs, schedule, notice, rowsPerEpoch);
@@ -491,6 +544,22 @@ export class Trainer {
     this.claimed = true;
   }
 
+  /**
+   * On a stop or a failure: the steps since the last checkpoint saved, except in a run replacing another
+   * (overwrite) that has saved nothing yet: the folder then keeps the earlier run, which can still be
+   * resumed, as the overwrite option promises until the new run's first checkpoint.
+   */
+  private checkpointOnStop(pos: Position, pairs: PairData, schedule: ScheduleSpec, notice: (m: string) => void, rowsPerEpoch: number | null): void {
+    if (this.replacing && !this.claimed) {
+      notice(
+        `step ${pos.step}: no checkpoint saved: ${this.options.outputDir} still holds the run this one was to replace ` +
+          `(replaced at this run's first checkpoint), which can still be resumed`,
+      );
+      return;
+    }
+    this.checkpoint(pos, pairs, schedule, notice, rowsPerEpoch);
+  }
+
   private checkpoint(pos: Position, pairs: PairData, schedule: ScheduleSpec, notice: (m: string) => void, rowsPerEpoch: number | null): void {
     const o = this.options;
     const native = this.held;
@@ -544,9 +613,21 @@ export class Trainer {
   private async restore(resume: Resume): Promise<Position> {
     const dir = resume.point.dir;
     const native = this.held;
-    await loadCheckpointWeights(native, dir);
     const numel = this.nat.trainGetBuffer(native, 'grads').length;
-    const { m, v } = loadCheckpointMoments(dir, numel);
+    let moments: { m: Float32Array; v: Float32Array };
+    try {
+      await loadCheckpointWeights(native, dir);
+      moments = loadCheckpointMoments(dir, numel);
+    } catch (err) {
+      // a damaged newest checkpoint: the way to the one before it
+      const o = this.options;
+      const way =
+        o.resume === true && o.outputDir
+          ? `to resume from an earlier checkpoint, move ${basename(dir)} out of ${o.outputDir} or name that checkpoint's folder with ${this.optionName('resume')}`
+          : `name another checkpoint's folder with ${this.optionName('resume')}`;
+      throw new Error(`${(err as Error).message}; ${way}`, { cause: err });
+    }
+    const { m, v } = moments;
     this.nat.trainSetBuffer(native, 'm', m);
     this.nat.trainSetBuffer(native, 'v', v);
     this.lastCheckpoint = dir;
@@ -591,67 +672,6 @@ function refuseForeignCheckpoints(outputDir: string, n: OptionNamer): void {
       `a run there saves its checkpoints under such names, and another tool's are never replaced; ` +
       `move ${foreign.length === 1 ? 'it' : 'them'} away or use another ${n('outputDir')}`,
   );
-}
-
-/**
- * Refuses, before anything is written, a log that would go where it must not: a folder (appending
- * failed only after step 1, with a bare EISDIR), or the training data itself (the same file, links
- * followed: the per-step lines were appended to the data).
- */
-function refuseLogFile(log: string, data: RowSource, n: OptionNamer): void {
-  let st: Stats;
-  try {
-    st = statSync(log);
-  } catch {
-    return; // a new file
-  }
-  if (st.isDirectory()) throw new Error(`${n('logFile')} ${log} is a folder: give a file to append the per-step lines to`);
-  if (typeof data !== 'string') return;
-  let d: Stats;
-  try {
-    d = statSync(data);
-  } catch {
-    return; // the data reader says why
-  }
-  if (d.dev === st.dev && d.ino === st.ino) {
-    throw new Error(`${n('logFile')} ${log} is the training data (${data}): the per-step lines would be appended to it; give another file`);
-  }
-}
-
-/**
- * On resume, drops from the log the lines of steps after the checkpoint's (`step`): a run killed after
- * its last checkpoint logged steps that the resumed run does again. Only the lines after the log's
- * last line of `step` go, and only when each is a later step or a torn line (so a log shared with
- * other runs, whose steps restart at 1, keeps theirs); without a line of `step` the log is left as it is.
- */
-async function trimLog(log: string, step: number, notice: (m: string) => void): Promise<void> {
-  let offset = 0;
-  let cut: number | null = null; // the byte offset after the last line of `step`
-  let after = 0; // lines after it, all of later steps (or torn)
-  let fits = true;
-  if (!existsSync(log)) return; // no log yet
-  for await (const { text, bytes } of readLines(log, { onInvalidUtf8: () => {} })) {
-    offset += bytes;
-    if (text.trim() === '') continue;
-    let logged: number | null = null;
-    try {
-      const v = JSON.parse(text) as { step?: unknown };
-      logged = typeof v.step === 'number' ? v.step : null;
-    } catch {
-      // a line torn by the kill: dropped with the later steps around it
-    }
-    if (logged === step) {
-      cut = offset;
-      after = 0;
-      fits = true;
-    } else if (cut !== null) {
-      after++;
-      if (logged !== null && logged <= step) fits = false;
-    }
-  }
-  if (cut === null || after === 0 || !fits) return;
-  truncateSync(log, cut);
-  notice(`${log}: dropped ${counted(after, 'line')} of steps after ${step}, the checkpoint's: the resumed run logs them again`);
 }
 
 /** Files larger than this get a notice before they are checked (measured: about 1 s per 200 MB). */

@@ -1,0 +1,101 @@
+// The --log file: one JSON object per optimizer step, appended (StepInfo). Which files may be one, the
+// append, and a resume's trim of the steps it trains again.
+import { closeSync, existsSync, openSync, readSync, statSync, truncateSync, appendFileSync, type Stats } from 'node:fs';
+import { readLines } from '../data/jsonl.js';
+import type { RowSource } from '../data/pairs.js';
+import type { OptionNamer } from './options.js';
+import { counted } from '../util/plural.js';
+import { fsReason, statOrNull } from '../util/fs-error.js';
+
+/** Appends one step's line to the log; a failure names the step, the log and why. */
+export function appendStepLine(log: string, info: { step: number }, n: OptionNamer): void {
+  try {
+    appendFileSync(log, JSON.stringify(info) + '\n');
+  } catch (err) {
+    throw new Error(`could not append step ${info.step} to ${n('logFile')} ${log}: ${fsReason(err, log)}`);
+  }
+}
+
+/** Why the non-empty file `log` is not a step log (its first line is not a step's JSON object), or null. */
+function notAStepLog(log: string): string | null {
+  const fd = openSync(log, 'r');
+  const head = Buffer.alloc(4096);
+  let got: number;
+  try {
+    got = readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const text = head.subarray(0, got).toString('utf8');
+  const end = text.indexOf('\n');
+  if (end < 0 && got === head.length) return 'its first line is longer than a step\'s';
+  const first = end < 0 ? text : text.slice(0, end);
+  try {
+    const v = JSON.parse(first) as unknown;
+    if (typeof v === 'object' && v !== null && typeof (v as { step?: unknown }).step === 'number') return null;
+  } catch {
+    // said below
+  }
+  return 'its first line is not a step\'s JSON object';
+}
+
+/**
+ * Refuses, before anything is written, a log that would go where it must not: a folder (appending
+ * failed only after step 1, with a bare EISDIR), the training data itself (the same file, links
+ * followed: the per-step lines were appended to the data), or any other file that is not a step log
+ * (a model's config.json, a metrics file: appending made it invalid JSON).
+ */
+export function refuseLogFile(log: string, data: RowSource, n: OptionNamer): void {
+  let st: Stats;
+  try {
+    st = statSync(log);
+  } catch {
+    return; // a new file
+  }
+  if (st.isDirectory()) throw new Error(`${n('logFile')} ${log} is a folder: give a file to append the per-step lines to`);
+  const d = typeof data === 'string' ? statOrNull(data) : null; // null: the data reader says why
+  if (d !== null && d.dev === st.dev && d.ino === st.ino) {
+    throw new Error(`${n('logFile')} ${log} is the training data (${data}): the per-step lines would be appended to it; give another file`);
+  }
+  const notLog = st.isFile() && st.size > 0 ? notAStepLog(log) : null;
+  if (notLog !== null) {
+    throw new Error(`${n('logFile')} ${log} is not a step log (${notLog}): the per-step lines would be appended to it; give a new file or an earlier run's log`);
+  }
+}
+
+/**
+ * On resume, drops from the log the lines of steps after the checkpoint's (`step`): a run killed after
+ * its last checkpoint logged steps that the resumed run does again. Only the lines after the log's
+ * last line of `step` go, and only when each is a later step or a torn line (so a log shared with
+ * other runs, whose steps restart at 1, keeps theirs); without a line of `step` the log is left as it is.
+ */
+export async function trimLog(log: string, step: number, notice: (m: string) => void): Promise<void> {
+  let offset = 0;
+  let cut: number | null = null; // the byte offset after the last line of `step`
+  let after = 0; // lines after it, all of later steps (or torn)
+  let fits = true;
+  if (!existsSync(log)) return; // no log yet
+  for await (const { text, bytes } of readLines(log, { onInvalidUtf8: () => {} })) {
+    offset += bytes;
+    if (text.trim() === '') continue;
+    let logged: number | null = null;
+    try {
+      const v = JSON.parse(text) as { step?: unknown };
+      logged = typeof v.step === 'number' ? v.step : null;
+    } catch {
+      // a line torn by the kill: dropped with the later steps around it
+    }
+    if (logged === step) {
+      cut = offset;
+      after = 0;
+      fits = true;
+    } else if (cut !== null) {
+      after++;
+      if (logged !== null && logged <= step) fits = false;
+    }
+  }
+  if (cut === null || after === 0 || !fits) return;
+  truncateSync(log, cut);
+  notice(`${log}: dropped ${counted(after, 'line')} of steps after ${step}, the checkpoint's: the resumed run logs them again`);
+}
+

@@ -1,0 +1,194 @@
+// A run loses no work to what goes wrong around it: a second run into its output folder is refused while
+// it trains (output-lock.ts); a failure outside the native calls (the data changed during training, the
+// log could not be written) saves the last completed step's checkpoint before the error; an overwrite
+// run stopped before its first checkpoint leaves the folder to the run it was to replace; a --log that
+// is not a step log is refused before it is appended to.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { EmbeddingModel } from '../src/model/embedding-model.js';
+import { listRunCheckpoints } from '../src/train/checkpoint.js';
+import { readRunRecord } from '../src/train/run.js';
+import { TRAIN_LOCK } from '../src/train/output-lock.js';
+import { Trainer, type FitResult, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
+import type { RowSource, TrainRow } from '../src/data/pairs.js';
+import { topicData } from './helpers/trainData.js';
+import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
+
+const escape = (t: string): string => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** What a failed run noticed before its error. */
+const noticesOf = new WeakMap<Error, string[]>();
+
+const base: TrainerOptions = { batchSize: 4, groupSize: 3, lr: 1e-3, seed: 1, shuffleBuffer: 16, saveTotalLimit: 0 };
+
+describe('a run keeps its work', () => {
+  let modelDir: string;
+  let rows: TrainRow[];
+  let dataText: string;
+
+  beforeAll(() => {
+    const root = makeTempDir();
+    modelDir = join(root, 'model');
+    writeTinyModel(modelDir, { hidden: 32, layers: 2, dense: 16, seed: 2 });
+    rows = topicData(10, 40, 4).rows;
+    dataText = rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+  });
+
+  const dataFile = (): string => {
+    const f = join(makeTempDir(), 'data.jsonl');
+    writeFileSync(f, dataText);
+    return f;
+  };
+
+  async function fitRun(options: TrainerOptions, data: RowSource, onStep?: (s: StepInfo) => void | Promise<void>, abortAt?: number): Promise<{ result: FitResult; notices: string[] }> {
+    const model = await EmbeddingModel.load(modelDir);
+    const notices: string[] = [];
+    const controller = new AbortController();
+    try {
+      const result = await new Trainer(model, { ...base, ...options }).fit(data, {
+        signal: controller.signal,
+        onNotice: (m) => notices.push(m),
+        onStep: async (s) => {
+          await onStep?.(s);
+          if (s.step === abortAt) controller.abort();
+        },
+      });
+      return { result, notices };
+    } catch (err) {
+      noticesOf.set(err as Error, notices);
+      throw err;
+    } finally {
+      model.dispose();
+    }
+  }
+
+  /** The rejection of `p`, with the notices the run gave before it. */
+  async function failure(p: Promise<unknown>): Promise<{ message: string; notices: string[] }> {
+    try {
+      await p;
+    } catch (err) {
+      return { message: (err as Error).message, notices: noticesOf.get(err as Error) ?? [] };
+    }
+    throw new Error('the run did not fail');
+  }
+
+  it('an output folder locked by another live process is refused before anything is read or written; a dead process\'s lock is taken over and removed at the end', async () => {
+    const out = makeTempDir();
+    writeFileSync(join(out, TRAIN_LOCK), `1 ${hostname()}\n`); // process 1 is always alive
+    await expect(fitRun({ maxSteps: 2, outputDir: out }, dataFile())).rejects.toThrow(
+      new Error(`${out} is being trained into by another run (process 1): wait for it to end, or train into another folder`),
+    );
+    await expect(fitRun({ maxSteps: 2, outputDir: out, overwrite: true }, dataFile())).rejects.toThrow(/is being trained into by another run \(process 1\)/);
+    expect(listRunCheckpoints(out)).toEqual([]);
+    const dead = spawnSync('true').pid!; // exited: its lock is stale
+    writeFileSync(join(out, TRAIN_LOCK), `${dead} ${hostname()}\n`);
+    const r = await fitRun({ maxSteps: 2, outputDir: out }, dataFile());
+    expect(r.result).toMatchObject({ step: 2, modelDir: out });
+    expect(existsSync(join(out, TRAIN_LOCK))).toBe(false);
+  });
+
+  it("another host's lock is refused, saying how to remove it", async () => {
+    const out = makeTempDir();
+    const lock = join(out, TRAIN_LOCK);
+    writeFileSync(lock, '4242 elsewhere\n');
+    await expect(fitRun({ maxSteps: 2, outputDir: out }, dataFile())).rejects.toThrow(
+      new Error(`${out} is locked by a training run on host elsewhere (process 4242, ${lock}): wait for it to end, or remove ${lock} if no run there is using the folder`),
+    );
+  });
+
+  it('two fits of one process into one folder: the second is refused while the first trains', async () => {
+    const out = makeTempDir();
+    let refused: unknown = null;
+    await fitRun({ maxSteps: 3, outputDir: out }, dataFile(), async (s) => {
+      if (s.step !== 1) return;
+      const second = fitRun({ maxSteps: 2, outputDir: out, overwrite: true }, dataFile());
+      refused = await second.then(() => null, (err: unknown) => err); // settled while the first still trains
+    });
+    expect(refused).toEqual(new Error(`${out} is being trained into by another fit of this process: train into another folder`));
+    expect(readRunRecord(out)).toMatchObject({ finalModelStep: 3 });
+  });
+
+  it('a data file changed during training fails the run at the next epoch, after saving the last completed step', async () => {
+    const out = makeTempDir();
+    const data = dataFile();
+    // the same bytes rewritten (an editor's save): the size matches, the time does not
+    const f = await failure(
+      fitRun({ epochs: 2, outputDir: out, saveSteps: 100 }, data, (s) => {
+        if (s.step === 1) utimesSync(data, new Date(2001, 0, 1), new Date(2001, 0, 1));
+      }),
+    );
+    expect(f.message).toBe(`data ${data} changed during training (it was checked whole before step 1): epoch 2 would read what was not checked`);
+    expect(f.notices.filter((m) => m.startsWith(`step 10: checkpoint saved to ${join(out, 'checkpoint-10')} (`))).toHaveLength(1);
+    expect(listRunCheckpoints(out).map((c) => c.step)).toEqual([10]);
+  });
+
+  it('rows that an epoch finds fewer than were checked fail the run, the completed steps saved', async () => {
+    const out = makeTempDir();
+    const source = rows.slice();
+    const f = await failure(
+      fitRun({ epochs: 1, outputDir: out, saveSteps: 100 }, source, (s) => {
+        if (s.step === 1) source.pop(); // 39 rows: the epoch ends with a batch of 3
+      }),
+    );
+    expect(f.message).toBe('the data changed during training (it was checked whole before step 1): 40 usable rows then, 39 in epoch 1');
+    expect(listRunCheckpoints(out).map((c) => c.step)).toEqual([9]);
+  });
+
+  it('a log that cannot be appended to names the step and the log; the steps before it are saved', async () => {
+    const out = makeTempDir();
+    const log = join(makeTempDir(), 'log.jsonl');
+    const f = await failure(
+      fitRun({ maxSteps: 10, outputDir: out, saveSteps: 100, logFile: log }, dataFile(), (s) => {
+        if (s.step === 3) {
+          rmSync(log);
+          mkdirSync(log); // appending to a folder fails
+        }
+      }),
+    );
+    expect(f.message).toBe(`could not append step 4 to logFile ${log}: EISDIR: illegal operation on a directory`);
+    // step 4 was trained before its line failed: it is the one saved
+    expect(listRunCheckpoints(out).map((c) => c.step)).toEqual([4]);
+  });
+
+  it('an overwrite run stopped before its first checkpoint saves nothing: the folder keeps the run it was to replace', async () => {
+    const out = makeTempDir();
+    const a = await fitRun({ maxSteps: 4, outputDir: out, saveSteps: 2 }, dataFile());
+    const b = await fitRun({ maxSteps: 50, outputDir: out, saveSteps: 10, overwrite: true }, dataFile(), undefined, 3);
+    expect(b.result).toMatchObject({ stoppedBy: 'aborted', step: 3, checkpoint: null });
+    expect(b.notices).toContain(
+      `step 3: no checkpoint saved: ${out} still holds the run this one was to replace (replaced at this run's first checkpoint), which can still be resumed`,
+    );
+    expect(readRunRecord(out)).toMatchObject({ runId: a.result.runId, finalModelStep: 4 });
+    expect(listRunCheckpoints(out).map((c) => [c.step, c.runId])).toEqual([2, 4].map((s) => [s, a.result.runId]));
+  });
+
+  it("a damaged newest checkpoint's weights: the resume says how to continue from the one before, which works", async () => {
+    const out = makeTempDir();
+    const data = dataFile();
+    await fitRun({ maxSteps: 4, outputDir: out, saveSteps: 2, saveTotalLimit: 2 }, data);
+    const weights = join(out, 'checkpoint-4', 'model.safetensors');
+    truncateSync(weights, 4000);
+    const f = await failure(fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2, saveTotalLimit: 2, resume: true }, data));
+    expect(f.message).toMatch(new RegExp(`^${escape(weights)}: .+; to resume from an earlier checkpoint, move checkpoint-4 out of ${escape(out)} or name that checkpoint's folder with resume$`));
+    const r = await fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2, saveTotalLimit: 2, resume: join(out, 'checkpoint-2') }, data);
+    expect(r.result).toMatchObject({ startStep: 2, step: 6 });
+  });
+
+  it('a --log that is not a step log is refused before anything is appended to it', async () => {
+    const log = join(makeTempDir(), 'config.json');
+    const text = '{\n  "hidden_size": 32\n}\n';
+    writeFileSync(log, text);
+    await expect(fitRun({ maxSteps: 2, logFile: log }, dataFile())).rejects.toThrow(
+      new Error(`logFile ${log} is not a step log (its first line is not a step's JSON object): the per-step lines would be appended to it; give a new file or an earlier run's log`),
+    );
+    expect(readFileSync(log, 'utf8')).toBe(text);
+    // an earlier run's log is appended to
+    const earlier = join(makeTempDir(), 'log.jsonl');
+    writeFileSync(earlier, '{"step":1,"loss":2}\n');
+    await fitRun({ maxSteps: 2, logFile: earlier }, dataFile());
+    expect(readFileSync(earlier, 'utf8').trim().split('\n')).toHaveLength(3);
+  });
+});
