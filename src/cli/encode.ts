@@ -5,6 +5,7 @@ import { checkOutput, isStdout, openOutput, STDIO } from '../util/output.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { embeddingOutputFormat, FORMAT_OPTION, inputFormat, readTexts, writeEmbeddings } from './io.js';
+import { checkReplaceable, checkRoom } from './encode-output.js';
 import { formatSeconds, ProgressBar } from './progress.js';
 import { deviceOf, ENCODE_OPTIONS, positiveInt, precisionOf } from './source-options.js';
 import { counted } from '../util/plural.js';
@@ -48,12 +49,14 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
     }
     const overwrite = opt.bool(args, 'overwrite');
     checkOutput(output, { overwrite, inputs: [{ name: '--input', path: input }] });
+    checkReplaceable(output);
     // opened before the long work: a folder that cannot take the output fails now, not after the embedding
     const w = openOutput(output, { replace: overwrite });
     let model: EmbeddingModel | undefined;
     try {
       const texts = await readTexts(input, { field, format });
       model = await EmbeddingModel.load(opt.str(args, 'model')!, { device, precision });
+      checkRoom(output, outFormat, texts, model.dim, model.config.normalized);
       const bar = new ProgressBar({ label: 'encode', total: texts.texts.length, plainLines: true });
       const emb = await encodeWithHeartbeat(model, texts.texts, { batchSize, maxLength }, bar);
       bar.finish();

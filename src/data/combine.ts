@@ -7,6 +7,7 @@
 import { appendFileSync, createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { dirname, join, resolve } from 'node:path';
+import { formatBytes } from '../util/format-bytes.js';
 import { fsReason, readFailure, statOrNull } from '../util/fs-error.js';
 import { checkOutput, openOutput } from '../util/output.js';
 import { processAlive } from '../util/process.js';
@@ -102,6 +103,9 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
     untrack = trackScratch(tmp); // removed on Ctrl-C too (util/scratch.ts)
     return tmp;
   };
+  // A full disk (or another failed write) under the scratch folder: said with the folder, not Node's
+  // bare "ENOSPC: no space left on device, write", which sent users to look at the output's disk.
+  const where = opts.tmpDir ?? (opts.output === '-' ? `the current folder (${dirname(out)})` : `${dirname(opts.output)} (beside the output)`);
   // Output lines are batched into ~1 MiB writes.
   let outBuf: string[] = [];
   let outBytes = 0;
@@ -123,10 +127,18 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
     if (opts.shuffle && inputs.includes('-')) {
       if (stdinIsFolder()) throw readFailure('stdin', Object.assign(new Error('EISDIR'), { code: 'EISDIR' }));
       const copy = join(scratch(), 'stdin.jsonl');
+      const file = createWriteStream(copy);
+      let writeError: unknown;
+      file.on('error', (e) => {
+        writeError = e;
+      });
       try {
-        await pipeline(process.stdin, createWriteStream(copy));
+        await pipeline(process.stdin, file);
       } catch (err) {
-        throw (err as NodeJS.ErrnoException).path === copy ? err : readFailure('stdin', err); // a folder on stdin, say
+        if (err === writeError || (err as NodeJS.ErrnoException).path === copy) {
+          throw new Error(`could not copy stdin for the shuffle into ${where}: ${fsReason(err)}; free some space there`);
+        }
+        throw readFailure('stdin', err); // a folder on stdin, say
       }
       sources.set('-', copy);
     }
@@ -148,7 +160,16 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
     const flushLimit = Math.max(64 * 1024, Math.floor(budget / (4 * Math.max(1, buckets))));
     const flush = (b: number): void => {
       if (pending[b]!.length === 0) return;
-      appendFileSync(bucketFiles[b]!, pending[b]!.join(''));
+      try {
+        appendFileSync(bucketFiles[b]!, pending[b]!.join(''));
+      } catch (err) {
+        // K = 1 (no bucket files) once the budget holds MEMORY_PER_INPUT_BYTE per input byte
+        const inMemoryMb = Math.ceil((totalBytes * MEMORY_PER_INPUT_BYTE) / (1024 * 1024));
+        throw new Error(
+          `could not write the shuffle's bucket files in ${where}: ${fsReason(err)}; they take about ${formatBytes(totalBytes)}: ` +
+            `free some space there, or give --memory-mb ${inMemoryMb} or more to shuffle in memory`,
+        );
+      }
       pending[b] = [];
       pendingBytes[b] = 0;
     };

@@ -5,6 +5,8 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, writeS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Embeddings } from '../model/embeddings.js';
+import { formatBytes } from '../util/format-bytes.js';
+import { fsReason } from '../util/fs-error.js';
 import { processAlive } from '../util/process.js';
 import { trackScratch } from '../util/scratch.js';
 
@@ -44,19 +46,45 @@ function removeStaleStores(parent: string): void {
 export class FileStore implements VectorStore {
   private readonly dir: string;
   private readonly fd: number;
-  private readonly untrack: () => void;
+  private readonly untrack: () => void = () => {};
   private written = 0;
+
+  /** The folder the store is made in, as failures name it (TMPDIR's when none was given). */
+  private readonly where: string;
 
   constructor(
     readonly rows: number,
     readonly dim: number,
-    parent = tmpdir(),
+    parent?: string,
   ) {
-    removeStaleStores(parent);
-    // the pid in the name lets a later run remove the store of one that was killed
-    this.dir = mkdtempSync(join(parent, `l2e-mine-store-${process.pid}-`));
-    this.untrack = trackScratch(this.dir); // removed on Ctrl-C too (util/scratch.ts)
-    this.fd = openSync(join(this.dir, 'vectors.f32'), 'w+');
+    const folder = parent ?? tmpdir();
+    this.where = parent === undefined ? `${folder} (TMPDIR)` : folder;
+    let dir: string | undefined;
+    try {
+      removeStaleStores(folder);
+      // the pid in the name lets a later run remove the store of one that was killed
+      dir = mkdtempSync(join(folder, `l2e-mine-store-${process.pid}-`));
+      this.untrack = trackScratch(dir); // removed on Ctrl-C too (util/scratch.ts)
+      this.fd = openSync(join(dir, 'vectors.f32'), 'w+');
+    } catch (err) {
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+      this.untrack();
+      throw this.failure(err);
+    }
+    this.dir = dir;
+  }
+
+  /**
+   * A failure to make or write the store (a full disk, most often), said with where it is and the
+   * way out: the vectors go to a temp file only when they take more than half of the memory budget.
+   */
+  private failure(err: unknown): Error {
+    const bytes = this.rows * this.dim * 4;
+    const mb = Math.ceil((2 * bytes) / (1024 * 1024));
+    return new Error(
+      `could not write the corpus vectors to a temp file in ${this.where}: ${fsReason(err)}; they take ${formatBytes(bytes)} ` +
+        `(more than half of --memory-mb): set TMPDIR to a folder with room for them, or give --memory-mb ${mb} or more to keep them in memory`,
+    );
   }
 
   /** Appends the next rows (in order). */
@@ -65,7 +93,11 @@ export class FileStore implements VectorStore {
     if (this.written + block.rows > this.rows) throw new Error('vector store: more rows than declared');
     const bytes = new Uint8Array(block.data.buffer, block.data.byteOffset, block.data.byteLength);
     let off = 0;
-    while (off < bytes.length) off += writeSync(this.fd, bytes, off, bytes.length - off, this.written * this.dim * 4 + off);
+    try {
+      while (off < bytes.length) off += writeSync(this.fd, bytes, off, bytes.length - off, this.written * this.dim * 4 + off);
+    } catch (err) {
+      throw this.failure(err);
+    }
     this.written += block.rows;
   }
 
