@@ -17,8 +17,9 @@ if [ -z "${L2E_TESTING_ADDON:-}" ]; then
 fi
 PHASE=${1:-all}
 if [ "$PHASE" != ncu ]; then
-  POOLS_DIR=$PWD/.gpu/shared/data/pools timeout "${STEP_S:-150}" node bench/gpu-bench.mjs --profile > "$RES/step-profile.log" 2>&1
-  echo "(profile exit $?)"; cat "$RES/step-profile.log"
+  # (timeout -k 5: a process stuck in the driver may ignore SIGTERM; its exit status ends the log, for loan.sh)
+  POOLS_DIR=$PWD/.gpu/shared/data/pools timeout -k 5 "${STEP_S:-150}" node bench/gpu-bench.mjs --profile > "$RES/step-profile.log" 2>&1
+  echo "(profile exit $?)" >> "$RES/step-profile.log"; cat "$RES/step-profile.log"
 fi
 if [ "$PHASE" != step ]; then
   ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
@@ -32,7 +33,7 @@ if [ "$PHASE" != step ]; then
   for run in "sm90 false flash_fwd_sm90" "sm80 false flash_fwd" "sm80 true flash_bwd"; do
     set -- $run
     echo "== ncu: $1 backward=$2 kernels matching $3" >> "$RES/ncu.txt"
-    timeout "${NCU_S:-60}" "$ncu" --clock-control none -k "regex:$3" -c 1 \
+    timeout -k 5 "${NCU_S:-60}" "$ncu" --clock-control none -k "regex:$3" -c 1 \
       --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
       --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
       bash -c "$(declare -f attn); attn $1 $2" >> "$RES/ncu.txt" 2>&1

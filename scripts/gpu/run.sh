@@ -6,21 +6,37 @@
 # Run on the GPU machine, from the repo root:  bash scripts/gpu/run.sh [tests|bench|all]
 #   tests: the GPU test suites only; bench: ours + the reference stack + the table; all (default): both.
 #   (all of it took 168 s on an H200 on 2026-11-30, the reference stack included; a command may run 10 min)
+# Every stage runs under `timeout -k 5` (a process that ignores SIGTERM, e.g. stuck in the driver, is
+# killed 5 s later), and a kernel never run on a GPU may fault (which ends the CUDA context for the rest
+# of its process) or hang (a synchronous native call blocks the JS thread: no vitest timeout fires). So
+# the stages are split where a fault or a hang would cost the most, each in a process of its own:
+#   tests: test/gpu but the suites of kernels not yet run on a GPU; then each of those alone (NEW_TESTS_S each);
+#   ours: the model rows (a fault, not a time limit: the models still missing again, on the sm_80
+#     attention kernel, their rows merged into ours.json and listed as merged.sm80_attention_retry); the
+#     attention rows, a process per kernel ('auto' first, sm90pp last); the tile sweep, a process per kind;
+#     every process adds each figure to ours.json as soon as it has it;
+#   reference stack: when it ends before writing anchor.json, anchor.json is rebuilt from the JSON
+#     blocks it printed to ref.log (scripts/gpu/loan-json.cjs).
+# The run's timeline (each stage's exit status and seconds, and when it ended, counted from loan.sh's
+# start) goes to the end of env.txt, so that the next loan can size its limits.
 # Knobs: SKIP_TESTS=1, SKIP_OURS=1, SKIP_SWEEP=1, SKIP_REF=1, OUT=folder (default $OUT or /tmp/l2e-gpu),
-#   TESTS_S / OURS_S / SWEEP_S / REF_S: each stage's time limit in seconds (default 420 / 200 / 120 / 330),
+#   TESTS_S / NEW_TESTS_S / OURS_S / ATTN_S / SWEEP_S / REF_S: time limits in seconds (default 420; 60
+#   for each never-run suite; 200; 60 for all the attention rows; 120 for the whole sweep; 330),
 #   EXTRA="gpu-bench args" (EXTRA_S, EXTRA_KERNELS): more of our rows, in a process of their own, merged
-#   into ours.json,
+#   into ours.json where it has no such figure,
 #   COMPILED_S=seconds (COMPILED_MODELS): the torch.compile reference too, last,
 #   L2E_SHARED=folder: the shared fixtures and pools (default .gpu/shared, linked as ../shared).
 #   DEADLINE=epoch seconds (scripts/gpu/loan.sh sets it): each stage's limit is also cut to what is left
-#   before it less the time kept for the stages after it (keep_ours, keep_ref below), so that
-#   a stage that hangs cannot leave the ratio table without its two halves,
+#   before it less the time kept for the stages after it (keep_* below), so that a stage that hangs
+#   cannot leave the ratio table without its two halves; a stage with under 10 s left is skipped, so
+#   the run ends by DEADLINE plus the last stage's 5 s of grace and the tables,
 #   L2E_CUDA_POOL=nosplit: the device pool without the block arena (each block its own cudaMalloc, the
 #   policy before it), for a before/after of the recipe rows' cuda_mallocs_in_timed_steps and pool_reserved_peak_GiB.
 # Stops at once, with the reason, when CUDA is not usable (driver, cuBLAS, an addon without CUDA or
 # the emulation build): every GPU suite would only skip.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+T0=${L2E_LOAN_T0:-$(date +%s)}  # the timeline counts from loan.sh's start (run.sh's own when run alone)
 source .gpu/on-device.sh
 # the tests find fixtures and pools at ../shared, as on the development machine
 SHARED=${L2E_SHARED:-$PWD/.gpu/shared}
@@ -32,15 +48,46 @@ PHASE=${1:-all}
 [ "$PHASE" = tests ] && SKIP_OURS=1 && SKIP_REF=1
 RES=${OUT:-/tmp/l2e-gpu}
 mkdir -p "$RES"
+# what does not come back (a call brings back at most 8 files from $OUT) goes to WORK; a process killed
+# between writing a file's temporary copy and renaming it leaves a *.tmp-<pid>, deleted here too
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"; rm -f "$RES"/*.tmp-* "$RES"/results/*.tmp-*' EXIT
+
+# note TEXT: a line of the timeline, on the console and at the end of env.txt
+note() { echo "[+$(( $(date +%s) - T0 )) s] $*" | tee -a "$RES/env.txt"; }
+timed_out() { [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; }
+# The time DEADLINE keeps for the stages after each (seconds): the reference stack 120, our attention rows
+# 30 more, our model rows 90 more, and each never-run test suite 30 more.
+keep_ref=120 keep_attn=150 keep_models=240 keep_new_suite=30
 # limit DEFAULT_S KEEP_S: a stage's time limit, DEFAULT_S, or less under DEADLINE so that KEEP_S seconds
-# remain after it (at least 10 s); what DEADLINE keeps for our rows and for the reference stack:
-keep_ours=90 keep_ref=120
+# remain after it; 0 (skip the stage) when that leaves under 10 s
 limit() {
   if [ -z "${DEADLINE:-}" ]; then echo "$1"; return; fi
   local left=$(( DEADLINE - $(date +%s) - $2 ))
-  [ "$left" -ge 10 ] || left=10
+  [ "$left" -ge 10 ] || left=0
   [ "$left" -lt "$1" ] && echo "$left" || echo "$1"
 }
+# share END WEIGHT WEIGHTS_LEFT: the limit of one of a group of processes that share the time until END:
+# its weight's part of what is left (at least 10 s, never past END; 0 when under 10 s are left)
+share() {
+  local left=$(( $1 - $(date +%s) )) s
+  s=$(( left * $2 / $3 )); [ "$s" -ge 10 ] || s=10
+  [ "$s" -le "$left" ] || s=$left
+  [ "$s" -ge 10 ] || s=0
+  echo "$s"
+}
+# bounded NAME LIMIT_S COMMAND...: COMMAND under `timeout -k 5 LIMIT_S` (LIMIT_S 0: skipped, as if timed
+# out), its exit status and time noted; returns the exit status
+bounded() {
+  local name=$1 s=$2 t rc
+  shift 2
+  if [ "$s" -le 0 ]; then note "$name: skipped (no time left before DEADLINE)"; return 124; fi
+  t=$(date +%s)
+  timeout -k 5 "$s" "$@"; rc=$?
+  note "$name: exit $rc$(timed_out "$rc" && echo ' (time limit)') after $(( $(date +%s) - t )) s of $s"
+  return "$rc"
+}
+
 export L2E_ADDON=${L2E_ADDON:-$PWD/build/Release/l2e.node}
 # the test addon the GPU suites load (test/helpers/testing-addon.mjs), packed by gpu-pack.sh
 if [ -z "${L2E_TESTING_ADDON:-}" ] && [ -f .gpu/testing/l2e_testing.node.xz ]; then
@@ -49,7 +96,8 @@ if [ -z "${L2E_TESTING_ADDON:-}" ] && [ -f .gpu/testing/l2e_testing.node.xz ]; t
 fi
 export L2E_TESTING_ADDON=${L2E_TESTING_ADDON:-$PWD/build/Release/testing/l2e_testing.node}
 source scripts/gpu/cublas-path.sh
-node -e '
+# (bounded too: a driver that hangs at the first CUDA call would hold the whole loan)
+timeout -k 5 60 node -e '
   const a = require(process.env.L2E_ADDON);
   const s = a.cudaStatus?.();
   console.log("addon cudaStatus:", JSON.stringify(s));
@@ -71,81 +119,122 @@ node -e '
       a90 && fn ~ /flash_fwd_sm90/ && /HGMMA/ { hg[fn]++ } a90 && fn ~ /flash_fwd_sm90/ && /[^A-Z]HMMA/ { hm[fn]++ }
       END { for (f in hg) print "SASS sm_90a " f ": " hg[f] " HGMMA, " (hm[f] + 0) " HMMA"; if (length(hg) == 0) print "SASS: no HGMMA in any flash_fwd_sm90 kernel" }'
   fi
+  echo "== timeline (seconds since the loan began)"
 } > "$RES/env.txt" 2>&1
 grep '^SASS' "$RES/env.txt"
+note "setup done (run.sh $PHASE${DEADLINE:+, DEADLINE in $(( DEADLINE - $(date +%s) )) s})"
+
+vitest=(node node_modules/vitest/vitest.mjs run)
 if [ -z "${SKIP_TESTS:-}" ]; then
-  echo "== GPU tests"
+  note "== GPU tests"
+  # the suites of kernels not yet run on a GPU, each alone and last: a hang there (nothing interrupts a
+  # synchronous native call) costs only that suite, not every suite after it
+  new_suites=(test/gpu/attention-sm90.test.ts test/gpu/attention-sm90-backward.test.ts)
+  tests_s=$(limit "${TESTS_S:-420}" $((keep_models + ${#new_suites[@]} * keep_new_suite)))
   # the SASS test compiles with nvcc (CPU only): it runs beside the GPU suites
-  tests_s=$(limit "${TESTS_S:-420}" $((keep_ours + keep_ref)))
-  timeout "$tests_s" node node_modules/vitest/vitest.mjs run test/cuda-build.test.ts test/cuda-compile.test.ts > "$RES/sass-test.log" 2>&1 &
+  bounded "CUDA build tests (beside the GPU suites)" "$tests_s" \
+    "${vitest[@]}" test/cuda-build.test.ts test/cuda-compile.test.ts > "$WORK/sass-test.log" 2>&1 &
   sass=$!
-  timeout "$tests_s" node node_modules/vitest/vitest.mjs run test/gpu 2>&1 | tee "$RES/gpu-tests.log" | grep -v "^ *✓" | tail -60
+  excludes=(); for suite in "${new_suites[@]}"; do excludes+=(--exclude "$suite"); done
+  bounded "GPU tests (but the never-run kernels')" "$tests_s" "${vitest[@]}" test/gpu "${excludes[@]}" 2>&1 \
+    | tee "$RES/gpu-tests.log" | grep -v "^ *✓" | tail -60
+  for i in "${!new_suites[@]}"; do
+    suite=${new_suites[$i]}
+    echo "== $suite (kernels not yet run on a GPU)" >> "$RES/gpu-tests.log"
+    bounded "GPU tests $suite" "$(limit "${NEW_TESTS_S:-60}" $((keep_models + (${#new_suites[@]} - i - 1) * keep_new_suite)))" "${vitest[@]}" "$suite" 2>&1 \
+      | tee -a "$RES/gpu-tests.log" | grep -v "^ *✓" | tail -30
+  done
   wait "$sass"
-  echo "== test/cuda-build.test.ts test/cuda-compile.test.ts (exit $?)" | tee -a "$RES/gpu-tests.log"
-  cat "$RES/sass-test.log" >> "$RES/gpu-tests.log" && rm -f "$RES/sass-test.log"
-  grep -E "Test Files|Tests " "$RES/gpu-tests.log" | tail -4
+  echo "== test/cuda-build.test.ts test/cuda-compile.test.ts" >> "$RES/gpu-tests.log"
+  cat "$WORK/sass-test.log" >> "$RES/gpu-tests.log"
+  grep -E "Test Files|Tests |\] GPU tests|\] CUDA build" "$RES/gpu-tests.log" | tail -16
 fi
 if [ -z "${SKIP_OURS:-}" ]; then
-  echo "== ours"
-  if ! POOLS_DIR=$SHARED/data/pools timeout "$(limit "${OURS_S:-200}" "$keep_ref")" node bench/gpu-bench.mjs --out "$RES/ours.json" > "$RES/ours.log" 2>&1; then
+  note "== ours: the model rows"
+  rm -f "$RES/ours.json"  # every process below adds to it
+  bounded "ours, model rows" "$(limit "${OURS_S:-200}" "$keep_attn")" \
+    env POOLS_DIR="$SHARED/data/pools" node bench/gpu-bench.mjs --models --out "$RES/ours.json" > "$RES/ours.log" 2>&1
+  rc=$?
+  # a fault ends the CUDA context: the models still missing once more, on the sm_80 attention kernel
+  # (the one run on GPUs longest), their rows only filling gaps; a time limit is not retried (a hang
+  # would hang again, and its time is spent)
+  if [ "$rc" -ne 0 ] && ! timed_out "$rc"; then
     tail -30 "$RES/ours.log"
-    # a kernel fault ends the CUDA context: once more on the sm_80 attention kernel alone
-    echo "== ours failed; again with L2E_CUDA_ATTENTION=sm80"
-    L2E_CUDA_ATTENTION=sm80 GPU_BENCH_KERNELS=sm80 POOLS_DIR=$SHARED/data/pools timeout "$(limit "${OURS_S:-200}" "$keep_ref")" node bench/gpu-bench.mjs --out "$RES/ours-sm80.json" >> "$RES/ours.log" 2>&1
-    [ -f "$RES/ours.json" ] || cp "$RES/ours-sm80.json" "$RES/ours.json" 2>/dev/null
+    note "ours failed (exit $rc): the models still missing again, with L2E_CUDA_ATTENTION=sm80"
+    bounded "ours, model rows again (sm80 attention)" "$(limit "${OURS_S:-200}" "$keep_attn")" \
+      env L2E_CUDA_ATTENTION=sm80 POOLS_DIR="$SHARED/data/pools" node bench/gpu-bench.mjs --models --resume "$RES/ours.json" --out "$WORK/ours-sm80.json" >> "$RES/ours.log" 2>&1
+    node scripts/gpu/loan-json.cjs merge "$RES/ours.json" "$WORK/ours-sm80.json" sm80_attention_retry 2>&1 | tee -a "$RES/ours.log"
   fi
   grep -v "^  " "$RES/ours.log" | tail -40
+  note "== ours: the attention rows, a process per kernel"
+  # GPU_BENCH_KERNELS names one; each gets its part of ATTN_S by its rows ('auto' has the forward and
+  # forward+backward at each length, the others the forward)
+  kernels=(auto sm80 sm90 sm90wg2 sm90pp) weights=(2 1 1 1 1)
+  attn_end=$(( $(date +%s) + $(limit "${ATTN_S:-60}" "$keep_ref") ))
+  left=0; for w in "${weights[@]}"; do left=$(( left + w )); done
+  for i in "${!kernels[@]}"; do
+    bounded "ours, attention rows: ${kernels[$i]}" "$(share "$attn_end" "${weights[$i]}" "$left")" \
+      env GPU_BENCH_KERNELS="${kernels[$i]}" node bench/gpu-bench.mjs --attention --out "$RES/ours.json" >> "$WORK/attn.log" 2>&1
+    left=$(( left - weights[i] ))
+  done
+  cat "$WORK/attn.log" >> "$RES/ours.log"; cat "$WORK/attn.log"
 fi
 if [ -z "${SKIP_OURS:-}" ] && [ -z "${SKIP_SWEEP:-}" ]; then
-  echo "== attention tile variants: sm80, sm90wg2/sm90pp, the wgmma backward (gpu-bench --sweep: its figures join ours.json)"
-  # a kind per process: a kernel fault (a sticky CUDA error) costs only its own kind's rows; each kind
-  # gets an equal share of what is left (at least 10 s, so 50 s at most past the stage's limit)
-  sweep_end=$(( $(date +%s) + $(limit "${SWEEP_S:-120}" "$keep_ref") ))
-  : > /tmp/l2e-sweep.log
-  kinds=(fwd bwd wg2 pp bwd90)
-  for i in "${!kinds[@]}"; do
-    kind=${kinds[$i]}
-    share=$(( (sweep_end - $(date +%s)) / (${#kinds[@]} - i) )); [ "$share" -ge 10 ] || share=10
-    timeout "$share" node bench/gpu-bench.mjs --sweep --kinds "$kind" --out "$RES/ours.json" >> /tmp/l2e-sweep.log 2>&1
-    echo "(sweep $kind: exit $?)" | tee -a /tmp/l2e-sweep.log
+  note "== attention tile variants: the wgmma backward, sm90wg2/sm90pp, sm80 (gpu-bench --sweep: its figures join ours.json)"
+  # a kind per process: a kernel fault (a sticky CUDA error) or a hang costs only its own kind's rows
+  # after it; each kind gets its part of what is left by its number of measurements (gpu-bench
+  # --sweep --plan), the kinds that decide defaults first (the sm80 forward was swept on an H200 already)
+  sweep_s=$(limit "${SWEEP_S:-120}" "$keep_ref")
+  sweep_end=$(( $(date +%s) + sweep_s ))
+  declare -A count=()  # (the plan loads the addon: within the sweep's time, and not at all without any)
+  [ "$sweep_s" -gt 0 ] && while read -r kind n; do count[$kind]=$n; done \
+    < <(timeout -k 5 20 node bench/gpu-bench.mjs --sweep --plan 2>> "$WORK/sweep.log")
+  kinds=(bwd90 wg2 pp bwd fwd)
+  left=0; for kind in "${kinds[@]}"; do left=$(( left + ${count[$kind]:-1} )); done
+  for kind in "${kinds[@]}"; do
+    bounded "sweep $kind" "$(share "$sweep_end" "${count[$kind]:-1}" "$left")" \
+      node bench/gpu-bench.mjs --sweep --kinds "$kind" --out "$RES/ours.json" >> "$WORK/sweep.log" 2>&1
+    left=$(( left - ${count[$kind]:-1} ))
   done
-  cat /tmp/l2e-sweep.log >> "$RES/ours.log"; grep -v "^fwd \|^bwd \|^wg2 \|^pp \|^bwd90 \|^(sweep" /tmp/l2e-sweep.log | tail -70
+  cat "$WORK/sweep.log" >> "$RES/ours.log"; grep -v "^fwd \|^bwd \|^wg2 \|^pp \|^bwd90 " "$WORK/sweep.log" | tail -70
 fi
 if [ -z "${SKIP_OURS:-}" ] && [ -n "${EXTRA:-}" ]; then
   # EXTRA: more gpu-bench rows in a process of their own (a kernel fault there costs only those rows),
   # merged into ours.json
-  echo "== ours, more rows: gpu-bench.mjs $EXTRA"
+  note "== ours, more rows: gpu-bench.mjs $EXTRA"
   # (EXTRA_KERNELS: its GPU_BENCH_KERNELS, e.g. a new kernel's by-name rows with EXTRA=--attention)
-  env POOLS_DIR="$SHARED/data/pools" ${EXTRA_KERNELS:+GPU_BENCH_KERNELS=$EXTRA_KERNELS} timeout "$(limit "${EXTRA_S:-120}" "$keep_ref")" \
-    node bench/gpu-bench.mjs $EXTRA --out "$RES/extra.json" >> "$RES/ours.log" 2>&1
-  echo "(exit $?)"
-  if [ -f "$RES/extra.json" ]; then
-    node -e '
-      const fs = require("fs"), [o, x] = process.argv.slice(1);
-      const ours = fs.existsSync(o) ? JSON.parse(fs.readFileSync(o, "utf8")) : {};
-      fs.writeFileSync(o, JSON.stringify({ ...JSON.parse(fs.readFileSync(x, "utf8")), ...ours }, null, 1) + "\n");
-    ' "$RES/ours.json" "$RES/extra.json" && rm -f "$RES/extra.json"
-  fi
+  bounded "ours, more rows" "$(limit "${EXTRA_S:-120}" "$keep_ref")" \
+    env POOLS_DIR="$SHARED/data/pools" ${EXTRA_KERNELS:+GPU_BENCH_KERNELS=$EXTRA_KERNELS} node bench/gpu-bench.mjs $EXTRA --out "$WORK/extra.json" >> "$RES/ours.log" 2>&1
+  node scripts/gpu/loan-json.cjs merge "$RES/ours.json" "$WORK/extra.json" extra 2>&1 | tee -a "$RES/ours.log"
 fi
 if [ -z "${SKIP_REF:-}" ]; then
-  echo "== reference stack (PyTorch + transformers, SDPA)"
-  MODELS=${MODELS:-warm:2,600m:2,1b:4} OUT="$RES" PYTHONUNBUFFERED=1 timeout "$(limit "${REF_S:-330}" 5)" python3 "$SHARED/reference_stack.py" "$SHARED"/data/pools/*.json > "$RES/ref.log" 2>&1
-  echo "(exit $?)"; tail -15 "$RES/ref.log"
+  note "== reference stack (PyTorch + transformers, SDPA)"
+  rm -f "$RES/anchor.json"
+  bounded "reference stack" "$(limit "${REF_S:-330}" 5)" \
+    env MODELS="${MODELS:-warm:2,600m:2,1b:4}" OUT="$RES" PYTHONUNBUFFERED=1 python3 "$SHARED/reference_stack.py" "$SHARED"/data/pools/*.json > "$RES/ref.log" 2>&1
+  rc=$?
+  tail -15 "$RES/ref.log"
+  # reference_stack.py (shared, read-only) writes anchor.json only at its very end: a time limit or an
+  # exception before it would lose every reference figure, which its log still holds
+  node scripts/gpu/loan-json.cjs anchor "$RES/anchor.json" "$RES/ref.log" "reference_stack.py exit $rc before writing anchor.json" 2>&1 | tee -a "$RES/ref.log"
 fi
 if [ "$PHASE" != tests ]; then
-  echo "== ratios (same card, same run)"
+  note "== ratios (same card, same run)"
   node bench/gpu-bench.mjs --table "$RES/ours.json" "$RES/anchor.json"
 fi
 if [ -z "${SKIP_REF:-}" ] && [ "${COMPILED_S:-0}" -gt 0 ]; then
   # COMPILED_S=seconds: the torch.compile reference (the stronger peer) on COMPILED_MODELS, last, as
   # it compiles for minutes; its anchor.json becomes anchor-compiled.json
-  echo "== reference stack, torch.compile (COMPILE=1, ${COMPILED_MODELS:-warm:2,600m:2}, at most ${COMPILED_S} s)"
-  mkdir -p /tmp/l2e-compiled
-  COMPILE=1 SKIP_KERNELS=1 MODELS=${COMPILED_MODELS:-warm:2,600m:2} OUT=/tmp/l2e-compiled PYTHONUNBUFFERED=1 \
-    timeout "$COMPILED_S" python3 "$SHARED/reference_stack.py" "$SHARED"/data/pools/*.json > /tmp/l2e-compiled/log 2>&1
-  echo "(exit $?)"; tail -5 /tmp/l2e-compiled/log
-  { echo "== COMPILE=1"; cat /tmp/l2e-compiled/log; } >> "$RES/ref.log"
-  [ -f /tmp/l2e-compiled/anchor.json ] && mv /tmp/l2e-compiled/anchor.json "$RES/anchor-compiled.json"
+  note "== reference stack, torch.compile (COMPILE=1, ${COMPILED_MODELS:-warm:2,600m:2}, at most ${COMPILED_S} s)"
+  mkdir -p "$WORK/compiled"
+  bounded "reference stack, torch.compile" "$COMPILED_S" \
+    env COMPILE=1 SKIP_KERNELS=1 MODELS="${COMPILED_MODELS:-warm:2,600m:2}" OUT="$WORK/compiled" PYTHONUNBUFFERED=1 \
+    python3 "$SHARED/reference_stack.py" "$SHARED"/data/pools/*.json > "$WORK/compiled/log" 2>&1
+  rc=$?
+  tail -5 "$WORK/compiled/log"
+  { echo "== COMPILE=1"; cat "$WORK/compiled/log"; } >> "$RES/ref.log"
+  node scripts/gpu/loan-json.cjs anchor "$WORK/compiled/anchor.json" "$WORK/compiled/log" "reference_stack.py COMPILE=1 exit $rc before writing anchor.json" \
+    && mv "$WORK/compiled/anchor.json" "$RES/anchor-compiled.json"
 fi
 if [ "$PHASE" != tests ]; then
   # every run is saved under $RES/results (copy it to bench/results/, which keeps the runs)
@@ -153,4 +242,5 @@ if [ "$PHASE" != tests ]; then
   [ -f "$RES/anchor-compiled.json" ] && compiled=("$RES/anchor-compiled.json")
   echo "== ratios with every reference, saved"
   node bench/gpu-bench.mjs --table "$RES/ours.json" "$RES/anchor.json" ${compiled[@]+"${compiled[@]}"} --save "$RES/results" --markdown
+  note "run.sh done"
 fi

@@ -13,9 +13,11 @@ import { emulated, gpuNote } from './gpu-helpers.js';
 const root = resolve(import.meta.dirname, '../..');
 const pools = existsSync(join(root, '../shared/data/pools'));
 
-/** `node bench/gpu-bench.mjs ...args` (the addon from this run's environment): its exit status and output. */
-function bench(...args: string[]): { status: number | null; out: string } {
-  const r = spawnSync(process.execPath, ['bench/gpu-bench.mjs', ...args], { cwd: root, encoding: 'utf8', timeout: 600_000 });
+/** `node bench/gpu-bench.mjs ...args` (the addon from this run's environment, `env` added): its exit status and output. */
+function bench(...args: (string | Record<string, string>)[]): { status: number | null; out: string } {
+  const env = { ...process.env, ...Object.assign({}, ...args.filter((a) => typeof a === 'object')) } as NodeJS.ProcessEnv;
+  const flags = args.filter((a): a is string => typeof a === 'string');
+  const r = spawnSync(process.execPath, ['bench/gpu-bench.mjs', ...flags], { cwd: root, encoding: 'utf8', timeout: 600_000, env });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
@@ -26,11 +28,15 @@ const notPositive = (obj: Record<string, unknown>, keys: string[]): string[] =>
 const note = !emulated ? `(skipped: not the emulation build ${gpuNote})` : !pools ? '(skipped: no ../shared/data/pools)' : '';
 
 describe.skipIf(!emulated || !pools)(`bench/gpu-bench.mjs --smoke on the emulation build ${note}`, () => {
-  it('our rows: every section runs, its figures are written, and --table saves the run', () => {
+  it('our rows as run.sh measures them (the model rows, then the attention rows a kernel a process, all in one file): every section runs, its figures are written, and --table saves the run', () => {
     const dir = makeTempDir();
     const out = join(dir, 'ours.json');
-    const r = bench('--smoke', '--out', out);
+    const r = bench('--smoke', '--models', '--out', out);
     expect(r.status, r.out).toBe(0);
+    for (const kernels of ['auto', 'sm80,sm90,sm90wg2,sm90pp']) {
+      const a = bench('--smoke', '--attention', '--out', out, { GPU_BENCH_KERNELS: kernels });
+      expect(a.status, a.out).toBe(0);
+    }
     const res = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>;
     expect([res['emulated'], res['smoke']]).toEqual([true, true]);
     const figures = ['attn.causal.S64.fwd_tflops', 'attn.causal.S64.fwdbwd_tflops', ...['sm80', 'sm90', 'sm90wg2', 'sm90pp'].map((k) => `attn.${k}.causal.S64.fwd_tflops`)];
@@ -39,6 +45,10 @@ describe.skipIf(!emulated || !pools)(`bench/gpu-bench.mjs --smoke on the emulati
     expect(notPositive(res, figures)).toEqual([]);
     const ops = res['600m.train.ops'] as Record<string, { calls: number; seconds: number }>;
     expect(Object.keys(ops)).toEqual(expect.arrayContaining(['linear', 'linear_backward', 'attention', 'attention_backward', 'optimizer_step']));
+    // run.sh's retry after a fault: only the models whose rows the file lacks (here none)
+    const again = bench('--smoke', '--models', '--resume', out, '--out', join(dir, 'again.json'));
+    expect([again.status, again.out], again.out).toEqual([0, expect.stringContaining(`--resume ${out}: every model measured already`)]);
+    expect(Object.keys(JSON.parse(readFileSync(join(dir, 'again.json'), 'utf8')) as object).filter((k) => k.startsWith('600m.'))).toEqual([]);
     // the ratio table over it, saved as a loan saves it (no reference figures here: every ratio empty)
     const saved = join(dir, 'results');
     const t = bench('--table', out, join(dir, 'no-anchor.json'), '--save', saved);
@@ -62,6 +72,11 @@ describe.skipIf(!emulated || !pools)(`bench/gpu-bench.mjs --smoke on the emulati
         expect(measured, `${family} S=${S}`).toContain(`attn.sweep.${family}.${String(best)}.S${S}_tflops`);
       }
     expect(notPositive(res, keys)).toEqual([]);
+    // --plan (what run.sh shares the sweep's time by): each kind's count of what it measured
+    const plan = bench('--sweep', '--smoke', '--plan');
+    expect(plan.status, plan.out).toBe(0);
+    const counts = Object.fromEntries(['fwd', 'bwd', 'wg2', 'pp', 'bwd90'].map((f) => [f, keys.filter((k) => k.startsWith(`attn.sweep.${f}.`)).length]));
+    expect(Object.fromEntries(plan.out.trim().split('\n').map((l) => [l.split(' ')[0], Number(l.split(' ')[1])]))).toEqual(counts);
   });
 
   it('the sweep kind by kind (--kinds, one process each as run.sh runs them): each adds its figures to the file; an unknown kind is a usage error', () => {
