@@ -88,6 +88,26 @@ describe('the training log', () => {
     expect(logged).toEqual([1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
+  it("a log shared with another run keeps that run's lines on resume, though its steps pass the checkpoint's", async () => {
+    const out = join(makeTempDir(), 'out');
+    const other = join(makeTempDir(), 'other');
+    const log = join(makeTempDir(), 'log.jsonl');
+    await fit({ maxSteps: 8, outputDir: out, logFile: log, saveSteps: 0 }, 4); // stopped: checkpoint-4
+    await fit({ maxSteps: 6, outputDir: other, logFile: log, saveSteps: 0 }); // another run, steps 1-6, meanwhile
+    const before = readFileSync(log, 'utf8');
+    const { notices } = await fit({ maxSteps: 8, outputDir: out, logFile: log, saveSteps: 0, resume: true });
+    expect(notices.some((m) => m.includes('dropped'))).toBe(false);
+    const lines = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { step: number; run: string });
+    expect(readFileSync(log, 'utf8').startsWith(before)).toBe(true);
+    const runs = [...new Set(lines.map((l) => l.run))];
+    expect(runs).toHaveLength(2);
+    expect(lines.map((l) => [runs.indexOf(l.run), l.step])).toEqual([
+      ...[1, 2, 3, 4].map((st) => [0, st]),
+      ...[1, 2, 3, 4, 5, 6].map((st) => [1, st]),
+      ...[5, 6, 7, 8].map((st) => [0, st]),
+    ]);
+  });
+
   it('a log without a line of the checkpoint step is left as it is', async () => {
     const out = join(makeTempDir(), 'out');
     const dir = makeTempDir();

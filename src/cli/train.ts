@@ -55,8 +55,9 @@ config.json and the tokenizer files are replaced when its model is written; othe
 as they are. The final model is written to OUTPUT in the Hugging Face layout.
 
 --log appends one JSON object per optimizer step:
-{step, loss, lr, gradNorm, tokensPerSecond, tokens, epoch, totalSteps}
-(an existing file must be such a log).
+{step, loss, lr, gradNorm, tokensPerSecond, tokens, epoch, totalSteps, run} (run: the run's
+id, as in training_run.json; an existing file must be such a log, and a resume drops only its own
+run's lines of the steps it trains again).
 A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
   options: {
     model: { kind: 'string', help: 'model folder or hub id to start from', metavar: 'DIR' },

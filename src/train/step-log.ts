@@ -1,5 +1,6 @@
-// The --log file: one JSON object per optimizer step, appended (StepInfo). Which files may be one, the
-// append, and a resume's trim of the steps it trains again.
+// The --log file: one JSON object per optimizer step, appended (StepInfo and the run's id, `run`: a
+// log may be shared by runs). Which files may be one, the append, and a resume's trim of the steps it
+// trains again.
 import { closeSync, existsSync, openSync, readSync, statSync, truncateSync, appendFileSync, type Stats } from 'node:fs';
 import { readLines } from '../data/jsonl.js';
 import type { RowSource } from '../data/pairs.js';
@@ -7,10 +8,10 @@ import type { OptionNamer } from './options.js';
 import { counted } from '../util/plural.js';
 import { fsReason, statOrNull } from '../util/fs-error.js';
 
-/** Appends one step's line to the log; a failure names the step, the log and why. */
-export function appendStepLine(log: string, info: { step: number }, n: OptionNamer): void {
+/** Appends one step's line, with its run's id, to the log; a failure names the step, the log and why. */
+export function appendStepLine(log: string, info: { step: number }, run: string, n: OptionNamer): void {
   try {
-    appendFileSync(log, JSON.stringify(info) + '\n');
+    appendFileSync(log, JSON.stringify({ ...info, run }) + '\n');
   } catch (err) {
     throw new Error(`could not append step ${info.step} to ${n('logFile')} ${log}: ${fsReason(err, log)}`);
   }
@@ -66,10 +67,12 @@ export function refuseLogFile(log: string, data: RowSource, n: OptionNamer): voi
 /**
  * On resume, drops from the log the lines of steps after the checkpoint's (`step`): a run killed after
  * its last checkpoint logged steps that the resumed run does again. Only the lines after the log's
- * last line of `step` go, and only when each is a later step or a torn line (so a log shared with
- * other runs, whose steps restart at 1, keeps theirs); without a line of `step` the log is left as it is.
+ * last line of `step` of run `run` go, and only when each is a later step of that run or a torn line,
+ * so a log shared with other runs keeps theirs (a line without a run, from before runs were logged,
+ * counts as any run's, and a step at or below `step` as another run's); without such a line of `step`
+ * the log is left as it is.
  */
-export async function trimLog(log: string, step: number, notice: (m: string) => void): Promise<void> {
+export async function trimLog(log: string, step: number, run: string, notice: (m: string) => void): Promise<void> {
   let offset = 0;
   let cut: number | null = null; // the byte offset after the last line of `step`
   let after = 0; // lines after it, all of later steps (or torn)
@@ -79,19 +82,21 @@ export async function trimLog(log: string, step: number, notice: (m: string) => 
     offset += bytes;
     if (text.trim() === '') continue;
     let logged: number | null = null;
+    let ours = true; // of this run, or of no run said
     try {
-      const v = JSON.parse(text) as { step?: unknown };
+      const v = JSON.parse(text) as { step?: unknown; run?: unknown };
       logged = typeof v.step === 'number' ? v.step : null;
+      ours = v.run === undefined || v.run === run;
     } catch {
       // a line torn by the kill: dropped with the later steps around it
     }
-    if (logged === step) {
+    if (logged === step && ours) {
       cut = offset;
       after = 0;
       fits = true;
     } else if (cut !== null) {
       after++;
-      if (logged !== null && logged <= step) fits = false;
+      if ((logged !== null && logged <= step) || !ours) fits = false;
     }
   }
   if (cut === null || after === 0 || !fits) return;

@@ -68,7 +68,10 @@ export interface StepInfo {
 export interface FitOptions {
   /** After each optimizer step. A promise it returns (an async callback) is awaited before the next step; its rejection fails fit, as a thrown error does. */
   onStep?: (info: StepInfo) => unknown;
-  /** Aborting stops training after the current optimizer step (and saves a checkpoint when outputDir is set). */
+  /**
+   * Aborting stops training after the current optimizer step (and saves a checkpoint when outputDir is
+   * set, except in an overwrite run that has saved none yet: the folder keeps the run it was to replace).
+   */
   signal?: AbortSignal;
   /** One-line notices (resume, checkpoints saved, skipped rows); default stderr. */
   onNotice?: (message: string) => void;
@@ -315,7 +318,7 @@ export class Trainer {
     let lastLoss = NaN;
     let stoppedBy: FitResult['stoppedBy'] = o.maxSteps > 0 ? 'maxSteps' : 'epochs';
     if (o.logFile) makeOutputFolder(dirname(o.logFile), `${n('logFile')} ${o.logFile}`);
-    if (resumed && o.logFile) await trimLog(o.logFile, pos.step, notice);
+    if (resumed && o.logFile) await trimLog(o.logFile, pos.step, this.run.id, notice);
     let firstStarted: number | null = null;
     let lastEnded: number | null = null;
     if (!stepsDone() && (o.maxSteps > 0 || pos.epoch < o.epochs)) fit.onStart?.({ step: pos.step, totalSteps, runId: this.run.id });
@@ -411,7 +414,7 @@ export class Trainer {
             epoch: rowsPerEpoch ? pos.epoch + Math.min(1, pos.groups / rowsPerEpoch) : pos.epoch,
             totalSteps,
           };
-          if (o.logFile) appendStepLine(o.logFile, info, n);
+          if (o.logFile) appendStepLine(o.logFile, info, this.run.id, n);
           await fit.onStep?.(info);
           if (fit.signal?.aborted) {
             stoppedBy = 'aborted';
