@@ -32,8 +32,8 @@
 //       the target; either file may be missing (its figures are "—"); --save DIR writes
 //       them all as DIR/<date>-<device>.json (bench/results/ keeps the runs); --markdown prints the rows
 //       as a Markdown table too
-// Workloads mirror shared/bench/reference_stack.py: the 600M and 1B shapes with random weights (benchWeights:
-// the library's scales, drawn once and tiled, as the values do not change the speed); token
+// Workloads mirror shared/bench/reference_stack.py: the 600M and 1B shapes with random weights (the
+// library's, tiled: the values do not change the speed); token
 // lengths of the pool texts estimated as min(512, 1 + round(chars / 3.5)); encode batches of 64;
 // the recipe step (8 queries x group 3, in-batch negatives, temperature 0.02, clip 0.5, AdamW);
 // long-sequence training; causal attention d128 at S = 512 / 2048 / 8192 (fwd and fwd+bwd).
@@ -44,7 +44,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFile
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
-import { BENCH_MODEL, makeRng, pack, randomSequences } from './lib/workloads.mjs';
+import { BENCH_MODEL, createRandomModel, makeRng, pack, randomSequences } from './lib/workloads.mjs';
 import { checkFlags } from './lib/usage.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -84,45 +84,13 @@ const SIZES = smoke
   : { model: { hidden: 4096, intermediate: 11008, heads: 32, kvHeads: 32, headDim: 128, vocab: 32000 }, layers: [['600m', 2], ['1b', 4]], batch: 64, batches: 16,
       warm: 3, draws: 13, long: [[2048, 2], [8192, 1]], longReps: 5, attn: [[512, 32], [2048, 8], [8192, 2]], attnHeads: 32, reps: 10 };
 
-// Random weights, cheaply. The library's initRandomWeights draws every element with its JS generator:
-// about 20 ns a draw, 11 s for a 600M model and 19 s for a 1B one, and a run builds eight models (a
-// profile four), all of it device time lost before any GPU work. The values do not change the speed,
-// only their being finite, non-zero and of a realistic scale (softmax and the norms see realistic
-// inputs): so one block of uniform draws, its length a prime so that no two rows of a matrix repeat
-// each other, tiled and scaled as initRandomWeights scales each tensor (norms 1, the dense layer
-// ±1/√hidden like nn.Linear, the rest Llama's std 0.02), each (scale, size) built once per process and
-// handed to every model (setTensor copies it).
-const BLOCK = 1_000_003;
-let block;
-const tensorCache = new Map();
-function benchWeights(p, hidden) {
-  const scale = p.name.endsWith('layernorm.weight') || p.name === 'norm.weight' ? 0
-    : p.name.startsWith('dense_layer.') ? 1 / Math.sqrt(hidden)
-    : 0.02 * Math.sqrt(3);
-  const key = `${scale}:${p.numel}`;
-  let data = tensorCache.get(key);
-  if (data === undefined) {
-    data = new Float32Array(p.numel);
-    if (scale === 0) data.fill(1);
-    else {
-      if (block === undefined) {
-        const r = makeRng(12345);
-        block = Float64Array.from({ length: BLOCK }, () => r() * 2 - 1);
-      }
-      const head = Math.min(BLOCK, p.numel);
-      for (let i = 0; i < head; i++) data[i] = block[i] * scale;
-      for (let n = head; n < p.numel; n *= 2) data.copyWithin(n, 0, Math.min(n, p.numel - n));
-    }
-    tensorCache.set(key, data);
-  }
-  return data;
-}
-
+// Random weights, cheaply: the library's initRandomWeights with `tiled` (one block of draws, tiled and
+// scaled per tensor): a draw per element costs about 11 s for a 600M model and 19 s for a 1B one, and a
+// run builds eight models (a profile four), all of it device time before any GPU work; the values do
+// not change the speed, only their scales.
 function createModel(a, layers) {
   const cfg = { ...BENCH_MODEL, ...SIZES.model, layers };
-  const model = new a.NativeModel(cfg, 'cuda');
-  for (const p of model.params()) model.setTensor(p.name, benchWeights(p, cfg.hidden));
-  return model;
+  return createRandomModel(a, cfg, 12345, 'cuda', { tiled: true }).model;
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;

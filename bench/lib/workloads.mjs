@@ -86,11 +86,12 @@ export const BENCH_MODEL = {
 
 /**
  * A NativeModel of `addon` (the test addon) with the library's random weights (initRandomWeights: norms 1,
- * projections uniform with Llama's std 0.02, the dense layer like nn.Linear's default).
+ * projections uniform with Llama's std 0.02, the dense layer like nn.Linear's default); `weights`: its
+ * RandomWeightOptions ({ tiled: true } where only the speed is measured).
  */
-export function createRandomModel(addon, config, seed, device = 'cpu') {
+export function createRandomModel(addon, config, seed, device = 'cpu', weights = {}) {
   const model = new addon.NativeModel(config, device);
-  initRandomWeights(model, config.hidden, seed);
+  initRandomWeights(model, config.hidden, seed, weights);
   return { model };
 }
 

@@ -173,7 +173,7 @@ export class EmbeddingModel {
         weights.tensors.map((t) => ({ name: t.name, path: t.file, offset: t.offset, length: t.byteLength, dtype: t.dtype, tensor: t.fileName })),
       );
       if (!weights.hasDense) {
-        initDenseLayer(native, config.hiddenSize, dense, options.seed ?? 0);
+        initDenseLayer(native, config.hiddenSize, dense, options.seed ?? 0, drawUniform);
         (options.onNotice ?? defaultNotice)(
           `${dir} has no dense_layer (a base causal-LM checkpoint): initialised a new ${config.hiddenSize}→${dense} ` +
             `dense layer like nn.Linear's default (uniform ±1/√${config.hiddenSize}, seed ${options.seed ?? 0})`,
@@ -416,37 +416,71 @@ function createNative(config: LlamaConfig, dense: number, device: Device, precis
 /**
  * Random weights for every parameter of `native` (EmbeddingModel.create; benchmarks call it on a model
  * of the test addon): norms 1, projections and embeddings uniform with Llama's std 0.02
- * (initializer_range), the dense layer like nn.Linear's default. Deterministic for a seed.
+ * (initializer_range), the dense layer like nn.Linear's default. Deterministic for a seed (and `tiled`).
  */
-export function initRandomWeights(native: Pick<NativeModel, 'params' | 'setTensor'>, hidden: number, seed: number): void {
+export function initRandomWeights(native: Pick<NativeModel, 'params' | 'setTensor'>, hidden: number, seed: number, o: RandomWeightOptions = {}): void {
   const rng = new Rng(seed, 1);
+  const uniform = o.tiled ? tiledUniform(seed) : (n: number, a: number, r: Rng = rng): Float32Array => drawUniform(n, a, r);
   let dense = 0;
   for (const p of native.params()) {
     if (p.name === 'dense_layer.weight') dense = p.shape[0]!;
     if (p.name.startsWith('dense_layer.')) continue; // below, like nn.Linear
-    const data = new Float32Array(p.numel);
-    if (p.name.endsWith('layernorm.weight') || p.name === 'norm.weight') {
-      data.fill(1);
-    } else {
-      // Llama's initializer_range 0.02, as a uniform of the same standard deviation
-      const a = 0.02 * Math.sqrt(3);
-      for (let i = 0; i < p.numel; i++) data[i] = (rng.next() * 2 - 1) * a;
-    }
-    native.setTensor(p.name, data);
+    const norm = p.name.endsWith('layernorm.weight') || p.name === 'norm.weight';
+    // else Llama's initializer_range 0.02, as a uniform of the same standard deviation
+    native.setTensor(p.name, norm ? new Float32Array(p.numel).fill(1) : uniform(p.numel, 0.02 * Math.sqrt(3)));
   }
-  initDenseLayer(native, hidden, dense, seed);
+  initDenseLayer(native, hidden, dense, seed, o.tiled ? tiledUniform(seed) : drawUniform);
+}
+
+export interface RandomWeightOptions {
+  /**
+   * One block of TILE_DRAWS draws per seed, tiled and scaled for every tensor: for speed measurements,
+   * where only the scales matter (a draw per element takes about 20 ns: 11 s for a 600M model).
+   */
+  tiled?: boolean;
+}
+
+/** Drawn per tensor element with `rng`: `n` values uniform in ±a. */
+function drawUniform(n: number, a: number, rng: Rng): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (rng.next() * 2 - 1) * a;
+  return out;
+}
+
+/** A prime: no two rows of a matrix (their lengths powers of two or their multiples) repeat each other. */
+const TILE_DRAWS = 1_000_003;
+const tiles = new Map<number, Float64Array>();
+
+/** `n` values uniform in ±a, the seed's block of draws repeated (`rng` unused: the block is the seed's). */
+function tiledUniform(seed: number): (n: number, a: number) => Float32Array {
+  let block = tiles.get(seed);
+  if (!block) {
+    const rng = new Rng(seed, 11);
+    block = Float64Array.from({ length: TILE_DRAWS }, () => rng.next() * 2 - 1);
+    tiles.set(seed, block);
+  }
+  const b = block;
+  return (n, a) => {
+    const out = new Float32Array(n);
+    const head = Math.min(n, TILE_DRAWS);
+    for (let i = 0; i < head; i++) out[i] = b[i]! * a;
+    for (let k = head; k < n; k *= 2) out.copyWithin(k, 0, Math.min(k, n - k));
+    return out;
+  };
 }
 
 /** nn.Linear's default init: weight and bias uniform in ±1/√fan_in (kaiming_uniform with a = √5). */
-function initDenseLayer(native: Pick<NativeModel, 'setTensor'>, hidden: number, dense: number, seed: number): void {
+function initDenseLayer(
+  native: Pick<NativeModel, 'setTensor'>,
+  hidden: number,
+  dense: number,
+  seed: number,
+  uniform: (n: number, a: number, rng: Rng) => Float32Array,
+): void {
   const rng = new Rng(seed, 7);
   const bound = 1 / Math.sqrt(hidden);
-  const w = new Float32Array(dense * hidden);
-  for (let i = 0; i < w.length; i++) w[i] = (rng.next() * 2 - 1) * bound;
-  const b = new Float32Array(dense);
-  for (let i = 0; i < b.length; i++) b[i] = (rng.next() * 2 - 1) * bound;
-  native.setTensor('dense_layer.weight', w);
-  native.setTensor('dense_layer.bias', b);
+  native.setTensor('dense_layer.weight', uniform(dense * hidden, bound, rng));
+  native.setTensor('dense_layer.bias', uniform(dense, bound, rng));
 }
 
 /** The error for device 'cuda' with an addon built without CUDA: the build command for where the package is. */
