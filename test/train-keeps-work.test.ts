@@ -4,7 +4,7 @@
 // run stopped before its first checkpoint leaves the folder to the run it was to replace; a --log that
 // is not a step log is refused before it is appended to.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,8 @@ import { Trainer, type FitResult, type StepInfo, type TrainerOptions } from '../
 import type { RowSource, TrainRow } from '../src/data/pairs.js';
 import { topicData } from './helpers/trainData.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
+import { ensureDist } from './crash/harness.js';
+import { repoRoot } from './helpers/fixture.js';
 
 const escape = (t: string): string => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -79,9 +81,12 @@ describe('a run keeps its work', () => {
     const out = makeTempDir();
     writeFileSync(join(out, TRAIN_LOCK), `1 ${hostname()}\n`); // process 1 is always alive
     await expect(fitRun({ maxSteps: 2, outputDir: out }, dataFile())).rejects.toThrow(
-      new Error(`${out} is being trained into by another run (process 1): wait for it to end, or train into another folder`),
+      new Error(
+        `${out} is being trained into by another run (process 1, ${join(out, TRAIN_LOCK)}): wait for it to end, or train into another ` +
+          `folder (if no run is using it, remove ${join(out, TRAIN_LOCK)})`,
+      ),
     );
-    await expect(fitRun({ maxSteps: 2, outputDir: out, overwrite: true }, dataFile())).rejects.toThrow(/is being trained into by another run \(process 1\)/);
+    await expect(fitRun({ maxSteps: 2, outputDir: out, overwrite: true }, dataFile())).rejects.toThrow(/is being trained into by another run \(process 1, /);
     expect(listRunCheckpoints(out)).toEqual([]);
     const dead = spawnSync('true').pid!; // exited: its lock is stale
     writeFileSync(join(out, TRAIN_LOCK), `${dead} ${hostname()}\n`);
@@ -89,6 +94,45 @@ describe('a run keeps its work', () => {
     expect(r.result).toMatchObject({ step: 2, modelDir: out });
     expect(existsSync(join(out, TRAIN_LOCK))).toBe(false);
   });
+
+  it('a stale lock seen by several processes at once is taken over by one of them at a time', async () => {
+    ensureDist();
+    const lockModule = join(repoRoot, 'dist', 'train', 'output-lock.js');
+    // each child takes the lock, marks itself holder, checks it is the only one, and releases
+    const child = `
+      import { lockOutput } from ${JSON.stringify(lockModule)};
+      import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+      import { join } from 'node:path';
+      const [dir, start] = process.argv.slice(1);
+      while (Date.now() < Number(start)) {}
+      let release;
+      try { release = lockOutput(dir); } catch { console.log('refused'); process.exit(0); }
+      writeFileSync(join(dir, 'holder-' + process.pid), '');
+      const t = Date.now(); while (Date.now() - t < 150) {}
+      console.log(readdirSync(dir).filter((f) => f.startsWith('holder-')).length);
+      rmSync(join(dir, 'holder-' + process.pid));
+      release();`;
+    for (let round = 0; round < 4; round++) {
+      const out = makeTempDir();
+      writeFileSync(join(out, TRAIN_LOCK), `${spawnSync('true').pid!} ${hostname()}\n`); // a dead process's
+      const start = Date.now() + 600;
+      const children = Array.from({ length: 4 }, () =>
+        spawn(process.execPath, ['--input-type=module', '-e', child, out, String(start)], { stdio: ['ignore', 'pipe', 'inherit'] }),
+      );
+      const said = children.map(
+        (c) => new Promise<string>((done) => {
+          let text = '';
+          c.stdout.on('data', (d: Buffer) => (text += d.toString()));
+          c.on('close', () => done(text.trim()));
+        }),
+      );
+      const lines = await Promise.all(said);
+      // every holder was alone; the others were refused (the holder alive) or came after it
+      expect(lines.every((l) => l === 'refused' || l === '1'), lines.join(',')).toBe(true);
+      expect(lines.filter((l) => l === '1').length, lines.join(',')).toBeGreaterThanOrEqual(1);
+      expect(existsSync(join(out, TRAIN_LOCK))).toBe(false);
+    }
+  }, 60_000);
 
   it("another host's lock is refused, saying how to remove it", async () => {
     const out = makeTempDir();
@@ -190,5 +234,10 @@ describe('a run keeps its work', () => {
     writeFileSync(earlier, '{"step":1,"loss":2}\n');
     await fitRun({ maxSteps: 2, logFile: earlier }, dataFile());
     expect(readFileSync(earlier, 'utf8').trim().split('\n')).toHaveLength(3);
+    // so is one whose only line a kill tore as it was written (ended first, the torn line kept)
+    const torn = join(makeTempDir(), 'log.jsonl');
+    writeFileSync(torn, '{"step":1,"loss":2.3,"lr":0.00');
+    await fitRun({ maxSteps: 2, logFile: torn }, dataFile());
+    expect(readFileSync(torn, 'utf8').startsWith('{"step":1,"loss":2.3,"lr":0.00\n{"step":1,')).toBe(true);
   });
 });

@@ -5,9 +5,14 @@
 // The lock holds its run's pid and host name ("<pid> <host>"), created exclusively once the folder
 // exists and before the run changes anything in it, and removed when the run ends (its checkpoints and
 // final model written, or an error or a stop). A run killed outright leaves it: a lock of this host
-// whose pid is dead is taken over. Another host's lock (a shared volume) cannot be checked from here:
-// it is refused, saying how to remove it.
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+// whose pid is dead is taken over. Taking over is guarded: removing a stale lock and writing a new one
+// are two steps, so two runs that both saw the dead pid could each remove the lock the other had just
+// written. Only the holder of <lock>.takeover (created exclusively) replaces a stale lock, after
+// reading it again, by renaming a file of its own over it (never a moment without a lock). A takeover
+// file is held for milliseconds; one whose writer is dead and that is older than TAKEOVER_STALE_MS is
+// removed. Another host's lock (a shared volume) cannot be checked from here: it is refused, saying
+// how to remove it.
+import { readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { processAlive } from '../util/process.js';
@@ -15,37 +20,93 @@ import { fsReason } from '../util/fs-error.js';
 
 export const TRAIN_LOCK = '.l2e-train.lock';
 
-/** The folders this process's runs hold (two fits of one process into one folder are refused too). */
+/** How old a dead writer's takeover file must be before it is removed (it is held for milliseconds). */
+const TAKEOVER_STALE_MS = 10_000;
+
+/** The folders this process's runs hold, by real path (two fits of one process into one folder are refused too). */
 const heldHere = new Set<string>();
 
-interface Holder {
-  pid: number;
-  host: string;
+function realFolder(dir: string): string {
+  try {
+    return realpathSync(dir);
+  } catch {
+    return resolve(dir); // not made yet
+  }
 }
 
-function holderOf(lock: string): Holder | null {
-  let text: string;
+function textOf(file: string): string | null {
   try {
-    text = readFileSync(lock, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch {
     return null; // gone meanwhile
   }
+}
+
+function holderOf(text: string): { pid: number; host: string } {
   const [pid = '', host = ''] = text.trim().split(/\s+/);
   return { pid: /^\d+$/.test(pid) ? Number(pid) : NaN, host };
 }
 
-/** Why `dir` cannot be trained into now (another live run holds its lock), or null. */
+/** Whether a lock's text names a process of this host that is gone (or no process at all). */
+function stale(text: string): boolean {
+  const h = holderOf(text);
+  return h.host === hostname() && !(h.pid === process.pid ? false : processAlive(h.pid));
+}
+
+/** Why `dir` cannot be trained into now (another live run, or a fit of this process, holds its lock), or null. */
 export function lockedBy(dir: string): string | null {
+  if (heldHere.has(realFolder(dir))) return `${dir} is being trained into by another fit of this process: train into another folder`;
   const lock = join(dir, TRAIN_LOCK);
-  const h = holderOf(lock);
-  if (h === null || h.pid === process.pid) return null;
+  const text = textOf(lock);
+  if (text === null) return null;
+  const h = holderOf(text);
   if (h.host === hostname()) {
-    return processAlive(h.pid) ? `${dir} is being trained into by another run (process ${h.pid}): wait for it to end, or train into another folder` : null;
+    // our own pid, not held here: left by a fit of this process that ended without removing it
+    if (h.pid === process.pid || !processAlive(h.pid)) return null;
+    return (
+      `${dir} is being trained into by another run (process ${h.pid}, ${lock}): wait for it to end, or train into another ` +
+      `folder (if no run is using it, remove ${lock})`
+    );
   }
   return (
     `${dir} is locked by a training run on host ${h.host || '(unknown)'} (process ${h.pid}, ${lock}): ` +
     `wait for it to end, or remove ${lock} if no run there is using the folder`
   );
+}
+
+/** Sleeps `ms` without giving up the thread (the lock is taken synchronously). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Replaces the stale lock whose text was `seen` with `mine`, under the takeover file. Returns false
+ * when the lock is no longer `seen` (another run took it over, or it was removed): the caller looks again.
+ */
+function takeOver(lock: string, seen: string, mine: string): boolean {
+  const guard = `${lock}.takeover`;
+  for (let tries = 0; ; tries++) {
+    try {
+      writeFileSync(guard, mine, { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`could not take over the stale lock ${lock}: ${fsReason(err)}`);
+      const text = textOf(guard);
+      const age = Date.now() - (statSync(guard, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+      if (text !== null && stale(text) && age > TAKEOVER_STALE_MS) rmSync(guard, { force: true });
+      else if (tries > 500) throw new Error(`could not take over the stale lock ${lock}: ${guard} stays held; remove it if no run is starting there`);
+      else pause(10);
+    }
+  }
+  try {
+    if (textOf(lock) !== seen) return false;
+    const temp = `${lock}.${process.pid}.tmp`;
+    writeFileSync(temp, mine);
+    renameSync(temp, lock);
+    return true;
+  } finally {
+    rmSync(guard, { force: true });
+  }
 }
 
 /**
@@ -54,28 +115,24 @@ export function lockedBy(dir: string): string | null {
  */
 export function lockOutput(dir: string): () => void {
   const lock = join(dir, TRAIN_LOCK);
-  const key = resolve(dir);
-  if (heldHere.has(key)) throw new Error(`${dir} is being trained into by another fit of this process: train into another folder`);
+  const key = realFolder(dir);
   const mine = `${process.pid} ${hostname()}\n`;
   for (let tries = 0; ; tries++) {
+    const why = lockedBy(dir);
+    if (why !== null) throw new Error(why);
     try {
       writeFileSync(lock, mine, { flag: 'wx' });
-      heldHere.add(key);
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`could not lock ${dir} for training (${lock}): ${fsReason(err)}`);
-      const why = lockedBy(dir);
-      if (why !== null) throw new Error(why);
-      // stale (a dead process's, or this process's from a fit that ended without removing it): taken
-      // over once; a second EEXIST
-      // means another run took it over first
-      if (tries > 0) throw new Error(`${dir} is being trained into by another run that took over its stale lock (${lock}): train into another folder`);
-      rmSync(lock, { force: true });
     }
+    const seen = textOf(lock);
+    if (seen !== null && stale(seen) && takeOver(lock, seen, mine)) break;
+    if (tries > 20) throw new Error(`could not lock ${dir} for training: ${lock} keeps changing hands; train into another folder`);
   }
+  heldHere.add(key);
   return () => {
     heldHere.delete(key);
-    const h = holderOf(lock);
-    if (h !== null && h.pid === process.pid && h.host === hostname()) rmSync(lock, { force: true });
+    if (textOf(lock) === mine) rmSync(lock, { force: true });
   };
 }

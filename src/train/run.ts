@@ -217,7 +217,7 @@ function fewNames(found: readonly string[]): string {
 export function foreignContents(outputDir: string, ours: readonly string[] = []): string | null {
   // a run killed while writing its record leaves only the record's temp file
   // (and a killed run's lock, output-lock.ts)
-  const found = entriesOf(outputDir).filter((name) => !ours.includes(name) && !name.startsWith(`.${RUN_FILE}.tmp-`) && name !== TRAIN_LOCK);
+  const found = entriesOf(outputDir).filter((name) => !ours.includes(name) && !name.startsWith(`.${RUN_FILE}.tmp-`) && !name.startsWith(TRAIN_LOCK));
   return found.length === 0 ? null : `it is not empty and holds no training run (${fewNames(found)})`;
 }
 

@@ -17,6 +17,20 @@ export function appendStepLine(log: string, info: { step: number }, run: string,
   }
 }
 
+/** Ends the log's last line when a kill tore it, so that the next step's line starts a line of its own. */
+export function endTornLine(log: string): void {
+  const st = statOrNull(log);
+  if (st === null || !st.isFile() || st.size === 0) return;
+  const fd = openSync(log, 'r');
+  const last = Buffer.alloc(1);
+  try {
+    readSync(fd, last, 0, 1, st.size - 1);
+  } finally {
+    closeSync(fd);
+  }
+  if (last[0] !== 0x0a) appendFileSync(log, '\n');
+}
+
 /** Why the non-empty file `log` is not a step log (its first line is not a step's JSON object), or null. */
 function notAStepLog(log: string): string | null {
   const fd = openSync(log, 'r');
@@ -31,6 +45,8 @@ function notAStepLog(log: string): string | null {
   const end = text.indexOf('\n');
   if (end < 0 && got === head.length) return 'its first line is longer than a step\'s';
   const first = end < 0 ? text : text.slice(0, end);
+  // the log's only line, torn by a kill as it was written (a resume trims it)
+  if (end < 0 && /^\{"step":\d/.test(first)) return null;
   try {
     const v = JSON.parse(first) as unknown;
     if (typeof v === 'object' && v !== null && typeof (v as { step?: unknown }).step === 'number') return null;

@@ -37,7 +37,7 @@ import { nothingToDo, planResume, type Position, type Resume } from './resume.js
 import { counted } from '../util/plural.js';
 import { notAFolder, statOrNull } from '../util/fs-error.js';
 import { lockedBy, lockOutput, TRAIN_LOCK } from './output-lock.js';
-import { appendStepLine, refuseLogFile, trimLog } from './step-log.js';
+import { appendStepLine, endTornLine, refuseLogFile, trimLog } from './step-log.js';
 import { makeFolder } from '../util/folder.js';
 import { describeValue } from '../util/describe.js';
 import { cacheSnapshotRefusal } from '../hub/cache.js';
@@ -281,8 +281,8 @@ export class Trainer {
       const now = statOrNull(data);
       return now === null || now.ino !== checkedFile.ino || now.size !== checkedFile.size || now.mtimeMs !== checkedFile.mtimeMs;
     };
-    const changedError = (what: string): DataChangedError =>
-      new DataChangedError(`${typeof data === 'string' ? `${n('data')} ${data}` : 'the data'} changed during training (it was checked whole before step 1): ${what}`);
+    const changedError = (what: string, cause?: unknown): DataChangedError =>
+      new DataChangedError(`${typeof data === 'string' ? `${n('data')} ${data}` : 'the data'} changed during training (it was checked whole before step 1): ${what}`, { cause });
     let made = false; // the output folder is this run's own making (removed if nothing comes into it)
     if (o.outputDir) {
       // made first, so that a folder that cannot be made says so (not "0 B free"); its training_run.json
@@ -319,6 +319,7 @@ export class Trainer {
     let stoppedBy: FitResult['stoppedBy'] = o.maxSteps > 0 ? 'maxSteps' : 'epochs';
     if (o.logFile) makeOutputFolder(dirname(o.logFile), `${n('logFile')} ${o.logFile}`);
     if (resumed && o.logFile) await trimLog(o.logFile, pos.step, this.run.id, notice);
+    if (o.logFile) endTornLine(o.logFile);
     let firstStarted: number | null = null;
     let lastEnded: number | null = null;
     if (!stepsDone() && (o.maxSteps > 0 || pos.epoch < o.epochs)) fit.onStart?.({ step: pos.step, totalSteps, runId: this.run.id });
@@ -426,7 +427,8 @@ export class Trainer {
       } catch (err) {
         // a failure outside the native calls (reading the data, the log, a callback) keeps the steps
         // done since the last checkpoint, as a stop does; a changed file is said as such
-        const thrown = err instanceof Error && !(err instanceof DataChangedError) && !inNative && dataChanged() ? changedError(err.message) : err;
+        const said = err instanceof Error && !(err instanceof DataChangedError) && !(err instanceof TrainingDivergedError);
+        const thrown = said && !inNative && dataChanged() ? changedError((err as Error).message, err) : err;
         if (!inNative && !(err instanceof TrainingDivergedError) && o.outputDir && completed.step > startStep && !this.checkpointedAt(completed.step)) {
           try {
             this.checkpointOnStop(completed, pairs, schedule, notice, rowsPerEpoch);
