@@ -71,7 +71,7 @@ limit() {
 # its weight's part of what is left (at least 10 s, never past END; 0 when under 10 s are left)
 share() {
   local left=$(( $1 - $(date +%s) )) s
-  s=$(( left * $2 / $3 )); [ "$s" -ge 10 ] || s=10
+  s=$(( left * $2 / ($3 > 0 ? $3 : 1) )); [ "$s" -ge 10 ] || s=10  # (a plan of 0 measurements: all that is left)
   [ "$s" -le "$left" ] || s=$left
   [ "$s" -ge 10 ] || s=0
   echo "$s"

@@ -101,7 +101,7 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
 
   it('a store into a bulk tensor copy\'s destination before the copy completes is a launch error', () => {
     expect(fault('tma_write_in_flight')).toBe(
-      'kernel tma_kernel failed in block (0,0,0): cp.async.bulk.tensor: shared memory at offset 1038, the destination of a copy in flight, was written before the copy completed',
+      'kernel tma_kernel failed in block (0,0,0): cp.async.bulk.tensor: shared memory at offset 1038, the destination of a copy in flight, was written (by a store or another copy) before the copy completed',
     );
   });
 

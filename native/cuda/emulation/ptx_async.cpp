@@ -57,16 +57,19 @@ ThreadQueue& queue() {
 
 // PTX ISA, "Asynchronous copy": "Once an asynchronous copy operation is initiated, modifying the source
 // memory location or tensor descriptor or reading from the destination memory location before the
-// asynchronous operation completes, exhibits undefined behavior." A destination byte no longer poison, or
-// a source byte changed since the issue, when the copy lands is a launch error.
+// asynchronous operation completes, exhibits undefined behavior." A source byte changed since the issue
+// is a launch error; so is a destination byte that is no longer poison, and not what the copy writes
+// there, when the copy lands: a store or another copy wrote it meanwhile, a write racing with this
+// copy's (the ISA orders a cp.async's writes with nothing before its wait), so which one stays is
+// unknown (a write of the very bytes the copy brings, such as two threads loading the same data, passes).
 void land(const Group& g) {
   char* base = static_cast<char*>(dynamic_shared());
   for (const Copy& c : g) {
     for (int k = 0; k < c.bytes; k++)
-      if (static_cast<unsigned char>(base[c.dst + unsigned(k)]) != kCopyPoison) {
-        static thread_local char msg[160];  // no allocation: a failed fiber is never resumed to free it
+      if (const unsigned char now = static_cast<unsigned char>(base[c.dst + unsigned(k)]); now != kCopyPoison && now != c.data[k]) {
+        static thread_local char msg[256];  // no allocation: a failed fiber is never resumed to free it
         snprintf(msg, sizeof msg, "cp.async.wait_group: shared memory at offset %u, the destination of a cp.async in "
-                 "flight, was written before the copy completed", c.dst + unsigned(k));
+                 "flight, was written (by a store or another copy) before the copy completed", c.dst + unsigned(k));
         fail(msg);
       }
     if (c.src_bytes > 0 && std::memcmp(c.src, c.data, size_t(c.src_bytes)) != 0)

@@ -14,7 +14,9 @@
 //   cg_size, misaligned   misuse that must be a launch error;
 //   same_location, write_in_flight, source_modified  undefined in the PTX ISA, launch errors here: two
 //                 copies of one group to the same bytes, a store into a destination, or into a source,
-//                 between a copy's issue and its wait.
+//                 between a copy's issue and its wait;
+//   same_data     two threads copy the same data to the same bytes, each waiting for its own: no
+//                 false alarm (what either leaves there is the same).
 #include <napi.h>
 
 #include <cstring>
@@ -111,8 +113,17 @@ void same_location_kernel(const float* src, int*) {
 void write_in_flight_kernel(const float* src, int*) {
   float* s = static_cast<float*>(dynamic_shared());
   ptx::cp_async(true, saddr(s + 4), src, 16, 16);
-  s[6] = 1.0f;  // byte offset 24
+  s[6] = 1.0f;  // bytes 24-27; the first that differs from the copy's (2.0f): 26
   ptx::cp_async_wait_all();
+}
+
+void same_data_kernel(const float* src, int* bad) {
+  float* s = static_cast<float*>(dynamic_shared());
+  ptx::cp_async(true, saddr(s), src, 16, 16);
+  ptx::cp_async_wait_all();
+  __syncthreads();
+  for (int i = 0; i < 4; i++)
+    if (s[i] != src[i]) bad[0] = 1;
 }
 
 void source_modified_kernel(const float* src, int*) {
@@ -143,6 +154,7 @@ std::string run(const std::string& name) {
   else if (name == "misaligned") L2E_EMU_LAUNCH(misaligned_kernel, 1, 1, 64, nullptr)(src, bad);
   else if (name == "same_location") L2E_EMU_LAUNCH(same_location_kernel, 1, 1, 64, nullptr)(src, bad);
   else if (name == "write_in_flight") L2E_EMU_LAUNCH(write_in_flight_kernel, 1, 1, 64, nullptr)(src, bad);
+  else if (name == "same_data") L2E_EMU_LAUNCH(same_data_kernel, 1, 2, 64, nullptr)(src, bad);
   else if (name == "source_modified") L2E_EMU_LAUNCH(source_modified_kernel, 1, 1, 64, nullptr)(src, bad);
   else {
     cudaFree(src), cudaFree(out), cudaFree(bad);

@@ -222,8 +222,10 @@ uint32_t landing_offset(const Copy& c, size_t e) {
 // While a copy is in flight its destination holds poison (all bytes kCopyPoison: NaN as f32, bf16 and f16) in
 // both views, so that a read before the wait that covers the copy sees NaN, not the bytes of an earlier
 // tile (PTX ISA, "Asynchronous copy": "reading from the destination memory location before the
-// asynchronous operation completes, exhibits undefined behavior"); a byte no longer poison when the copy
-// lands was written meanwhile, which the same sentence's "modifying" makes undefined too.
+// asynchronous operation completes, exhibits undefined behavior"). A byte that is no longer poison when
+// the copy lands, and not what the copy writes there, was written meanwhile by a store or another copy:
+// its write races with this copy's (nothing orders the two), so which one stays is unknown: a launch
+// error (a write of the very bytes the copy brings, such as two copies of the same data, passes).
 constexpr unsigned char kCopyPoison = 0xff;
 
 void poison_destination(const Copy& c) {
@@ -247,16 +249,20 @@ void land(const Copy& c, bool poisoned) {
     const char* src = box_element(m, c.coords, e);
     const uint32_t at = landing_offset(c, e);
     char* dst = smem + at;
+    unsigned char value[8];  // the element's bytes (elem_bytes <= 8)
+    if (src) std::memcpy(value, src, m.elem_bytes);
+    else if (m.nan_fill && m.elem_bytes == 2) std::memset(value, 0xff, 2);  // a NaN in f16 and bf16
+    else if (m.nan_fill && m.elem_bytes == 4) std::memcpy(value, "\xff\xff\xc0\x7f", 4);
+    else std::memset(value, 0, m.elem_bytes);
     if (poisoned)
-      for (unsigned k = 0; k < m.elem_bytes; k++)
-        if (static_cast<unsigned char>(dst[k]) != kCopyPoison)
+      for (unsigned k = 0; k < m.elem_bytes; k++) {
+        const unsigned char now = static_cast<unsigned char>(dst[k]);
+        if (now != kCopyPoison && now != value[k])
           failf("cp.async.bulk.tensor: shared memory at offset %u, the destination of a copy in flight, was "
-                "written before the copy completed", unsigned(at + k));
-    if (src) std::memcpy(dst, src, m.elem_bytes);
-    else if (m.nan_fill && m.elem_bytes == 2) std::memset(dst, 0xff, 2);  // a NaN in f16 and bf16
-    else if (m.nan_fill && m.elem_bytes == 4) std::memcpy(dst, "\xff\xff\xc0\x7f", 4);
-    else std::memset(dst, 0, m.elem_bytes);
-    std::memcpy(view + at, dst, m.elem_bytes);  // the async proxy's write: both views
+                "written (by a store or another copy) before the copy completed", unsigned(at + k));
+      }
+    std::memcpy(dst, value, m.elem_bytes);
+    std::memcpy(view + at, value, m.elem_bytes);  // the async proxy's write: both views
   }
   Bar b = load_bar(c.bar, "cp.async.bulk.tensor");
   add_tx(b, -int64_t(bytes), "cp.async.bulk.tensor");
