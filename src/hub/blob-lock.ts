@@ -14,7 +14,7 @@ import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { HubError } from './http.js';
 import { readTextOrNull } from '../util/fs-error.js';
-import { processAlive } from '../util/process.js';
+import { lockHolder, processAlive } from '../util/process.js';
 
 /** How long another host's lock may stay untouched before it is taken over (its holder touches it 6 times as often). */
 export const LOCK_STALE_MS = 120_000;
@@ -27,11 +27,6 @@ function mtimeOf(lock: string): number | undefined {
   return statSync(lock, { throwIfNoEntry: false })?.mtimeMs;
 }
 
-/** A lock's writer: pid (NaN when none was written yet), and host ('' in a lock written before hosts were). */
-function holderOf(text: string): { pid: number; host: string } {
-  const [pid = '', host = ''] = text.trim().split(/\s+/);
-  return { pid: /^\d+$/.test(pid) ? Number(pid) : NaN, host };
-}
 
 /**
  * A held blob lock: calling it releases it; `lost()` says, from the holder's last touch (every
@@ -92,7 +87,7 @@ export async function lockBlob(
     }
     const text = readTextOrNull(lock);
     if (text === null) continue; // released between our two calls: try again
-    const holder = holderOf(text);
+    const holder = lockHolder(text);
     const mtime = mtimeOf(lock);
     if (seen === undefined || seen.mtime !== mtime) seen = { mtime, at: performance.now() };
     const untouchedMs = performance.now() - seen.at;

@@ -12,11 +12,11 @@
 // file is held for milliseconds; one whose writer is dead and that is older than TAKEOVER_STALE_MS is
 // removed. Another host's lock (a shared volume) cannot be checked from here: it is refused, saying
 // how to remove it.
-import { readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { processAlive } from '../util/process.js';
-import { fsReason } from '../util/fs-error.js';
+import { lockHolder, processAlive } from '../util/process.js';
+import { fsReason, readTextOrNull } from '../util/fs-error.js';
 
 export const TRAIN_LOCK = '.l2e-train.lock';
 
@@ -34,35 +34,23 @@ function realFolder(dir: string): string {
   }
 }
 
-function textOf(file: string): string | null {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return null; // gone meanwhile
-  }
-}
-
-function holderOf(text: string): { pid: number; host: string } {
-  const [pid = '', host = ''] = text.trim().split(/\s+/);
-  return { pid: /^\d+$/.test(pid) ? Number(pid) : NaN, host };
-}
-
-/** Whether a lock's text names a process of this host that is gone (or no process at all). */
+/**
+ * Whether a lock's text names a process of this host that is gone (or no process at all), or this
+ * process (a fit of it that ended without removing the lock; one still running is in heldHere).
+ */
 function stale(text: string): boolean {
-  const h = holderOf(text);
-  return h.host === hostname() && !(h.pid === process.pid ? false : processAlive(h.pid));
+  const h = lockHolder(text);
+  return h.host === hostname() && (h.pid === process.pid || !processAlive(h.pid));
 }
 
 /** Why `dir` cannot be trained into now (another live run, or a fit of this process, holds its lock), or null. */
 export function lockedBy(dir: string): string | null {
   if (heldHere.has(realFolder(dir))) return `${dir} is being trained into by another fit of this process: train into another folder`;
   const lock = join(dir, TRAIN_LOCK);
-  const text = textOf(lock);
-  if (text === null) return null;
-  const h = holderOf(text);
+  const text = readTextOrNull(lock);
+  if (text === null || stale(text)) return null;
+  const h = lockHolder(text);
   if (h.host === hostname()) {
-    // our own pid, not held here: left by a fit of this process that ended without removing it
-    if (h.pid === process.pid || !processAlive(h.pid)) return null;
     return (
       `${dir} is being trained into by another run (process ${h.pid}, ${lock}): wait for it to end, or train into another ` +
       `folder (if no run is using it, remove ${lock})`
@@ -91,7 +79,7 @@ function takeOver(lock: string, seen: string, mine: string): boolean {
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`could not take over the stale lock ${lock}: ${fsReason(err)}`);
-      const text = textOf(guard);
+      const text = readTextOrNull(guard);
       const age = Date.now() - (statSync(guard, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
       if (text !== null && stale(text) && age > TAKEOVER_STALE_MS) rmSync(guard, { force: true });
       else if (tries > 500) throw new Error(`could not take over the stale lock ${lock}: ${guard} stays held; remove it if no run is starting there`);
@@ -99,7 +87,7 @@ function takeOver(lock: string, seen: string, mine: string): boolean {
     }
   }
   try {
-    if (textOf(lock) !== seen) return false;
+    if (readTextOrNull(lock) !== seen) return false;
     const temp = `${lock}.${process.pid}.tmp`;
     writeFileSync(temp, mine);
     renameSync(temp, lock);
@@ -126,13 +114,13 @@ export function lockOutput(dir: string): () => void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`could not lock ${dir} for training (${lock}): ${fsReason(err)}`);
     }
-    const seen = textOf(lock);
+    const seen = readTextOrNull(lock);
     if (seen !== null && stale(seen) && takeOver(lock, seen, mine)) break;
     if (tries > 20) throw new Error(`could not lock ${dir} for training: ${lock} keeps changing hands; train into another folder`);
   }
   heldHere.add(key);
   return () => {
     heldHere.delete(key);
-    if (textOf(lock) === mine) rmSync(lock, { force: true });
+    if (readTextOrNull(lock) === mine) rmSync(lock, { force: true });
   };
 }

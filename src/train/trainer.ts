@@ -190,8 +190,7 @@ export class Trainer {
         this.held = native;
         return await this.fitHeld(data, fit);
       } finally {
-        this.unlock();
-        this.unlock = () => {};
+        this.releaseLock();
         fitting.delete(native);
       }
     });
@@ -454,8 +453,7 @@ export class Trainer {
     let modelDir: string | null = null;
     // stopped before its first step: a folder this run made, still empty, goes again
     if (o.outputDir && stoppedBy === 'aborted' && made && readdirSync(o.outputDir).every((f) => f === TRAIN_LOCK)) {
-      this.unlock();
-      this.unlock = () => {};
+      this.releaseLock();
       rmdirSync(o.outputDir);
     }
     if (o.outputDir && stoppedBy !== 'aborted') {
@@ -547,6 +545,12 @@ export class Trainer {
     if (this.claimed) return;
     if (readRunRecord(dir)?.runId !== this.run.id) writeRunRecord(dir, { runId: this.run.id, startedAt: this.run.startedAt, finalModelStep: null });
     this.claimed = true;
+  }
+
+  /** Releases the output folder's lock (once: a second call does nothing). */
+  private releaseLock(): void {
+    this.unlock();
+    this.unlock = () => {};
   }
 
   /**
