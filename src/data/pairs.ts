@@ -110,7 +110,10 @@ export class PairData {
   readonly seed: number;
   readonly shuffleBuffer: number;
   readonly skipBadLines: boolean;
-  /** Counts of the epoch being read (reset when an epoch starts). */
+  /**
+   * Counts of the epoch being read (reset when an epoch starts): of every line read so far, ahead of
+   * the groups used when rows wait in the shuffle buffer or a batch is read ahead.
+   */
   stats: DataStats = emptyStats();
   private groupRng: Rng | null = null;
 
@@ -285,8 +288,13 @@ export class PairData {
 /** Malformed lines whose numbers are kept for the report. */
 const FIRST_BAD_LINES = 5;
 
-function emptyStats(): DataStats {
+export function emptyStats(): DataStats {
   return { rows: 0, badLines: 0, firstBadLines: [], noPositive: 0, noNegative: 0 };
+}
+
+/** A copy of `s` that later counting does not change. */
+export function copyStats(s: DataStats): DataStats {
+  return { ...s, firstBadLines: [...s.firstBadLines] };
 }
 
 /**

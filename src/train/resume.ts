@@ -20,6 +20,7 @@ import {
   type RunIdentity,
 } from './run.js';
 import { counted } from '../util/plural.js';
+import { emptyStats, type DataStats } from '../data/pairs.js';
 
 
 /** Where training stands: enough to continue bit for bit. */
@@ -29,6 +30,11 @@ export interface Position {
   /** Groups consumed in `epoch`. */
   groups: number;
   rngState: number[];
+  /**
+   * The epoch's data counts up to here: the lines read for the groups consumed (the whole epoch's once
+   * all its rows are), never a batch read ahead.
+   */
+  stats: DataStats;
 }
 
 export interface Resume {
@@ -78,6 +84,7 @@ export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: Da
         `into the old data); step ${position.step} and the optimizer state carry on`,
     );
     position.groups = 0;
+    position.stats = emptyStats();
   }
   return { point, position, run, changes };
 }
@@ -122,7 +129,7 @@ export function checkResumeFolder(dir: string, optionName: OptionNamer): void {
 }
 
 function positionOf(state: Record<string, unknown>, dir: string): Position {
-  const data = state['data'] as { position?: { epoch?: unknown; groups?: unknown; rngState?: unknown } } | undefined;
+  const data = state['data'] as { position?: { epoch?: unknown; groups?: unknown; rngState?: unknown }; stats?: unknown } | undefined;
   const p = data?.position;
   const step = state['globalStep'];
   if (
@@ -147,7 +154,20 @@ function positionOf(state: Record<string, unknown>, dir: string): Position {
   if (named !== undefined && Number(named) !== step) {
     throw new Error(`${dir}/trainer_state.json: globalStep ${step} is not the step its folder is named for (${named})`);
   }
-  return { step, epoch: p.epoch, groups: p.groups, rngState: p.rngState as number[] };
+  return { step, epoch: p.epoch, groups: p.groups, rngState: p.rngState as number[], stats: statsOf(data?.stats) };
+}
+
+/**
+ * A checkpoint's saved data counts; none when missing or malformed (they are for reports only: a resume
+ * counts again as it replays the epoch). Those of older versions ran ahead by the batch read ahead.
+ */
+function statsOf(v: unknown): DataStats {
+  const s = v as Partial<Record<keyof DataStats, unknown>> | null | undefined;
+  const count = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0;
+  if (typeof s !== 'object' || s === null || !Array.isArray(s.firstBadLines) || !s.firstBadLines.every(count)) return emptyStats();
+  const { rows, badLines, noPositive, noNegative } = s;
+  if (!count(rows) || !count(badLines) || !count(noPositive) || !count(noNegative)) return emptyStats();
+  return { rows, badLines, firstBadLines: [...(s.firstBadLines as number[])], noPositive, noNegative };
 }
 
 /**

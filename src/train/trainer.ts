@@ -11,7 +11,7 @@
 import { existsSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel, NativeModel } from '../model/embedding-model.js';
-import { describeSkipped, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
+import { copyStats, describeSkipped, emptyStats, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
 import { accumulateGradients } from './grad-step.js';
 import { trainNatives, type TrainNatives } from './native-train.js';
 import { optionItself, resolveOptions, type OptionNamer, type ResolvedOptions, type TrainerOptions } from './options.js';
@@ -97,7 +97,7 @@ export interface FitResult {
   runId: string;
   /** Loss of the last step (NaN when no step ran). */
   lastLoss: number;
-  /** Counts of the last epoch read. */
+  /** Counts of the last epoch read, up to where the run stopped (the rows its steps trained on). */
   stats: DataStats;
   /** Newest checkpoint written by this run, if any. */
   checkpoint: string | null;
@@ -244,7 +244,7 @@ export class Trainer {
     for (const b of ['grads', 'm', 'v'] as const) this.nat.trainSetBuffer(native, b, zeros);
     this.nat.trainTakeLoss(native); // a loss an earlier fit left pending (it failed between micro-batches) is not this run's
 
-    let pos: Position = { step: 0, epoch: 0, groups: 0, rngState: [] };
+    let pos: Position = { step: 0, epoch: 0, groups: 0, rngState: [], stats: emptyStats() };
     if (resumed) {
       pos = await this.restore(resumed);
       notice(`resuming run ${this.run.id} from ${resumed.point.dir}: step ${pos.step}, epoch ${pos.epoch + 1}, ${pos.groups} groups into it`);
@@ -258,7 +258,7 @@ export class Trainer {
           seconds: 0,
           runId: this.run.id,
           lastLoss: NaN,
-          stats: pairs.stats,
+          stats: pos.stats,
           checkpoint: resumed.point.dir,
           modelDir: null,
         };
@@ -336,6 +336,8 @@ export class Trainer {
         const batch = await nextBatch(it, o.batchSize);
         return {
           batch,
+          // counted now: by the time the batch is trained on, the next one may have been read
+          stats: copyStats(pairs.stats),
           queries: this.model.tokenize(batch.map((g) => g.query), o.queryMaxLen),
           passages: this.model.tokenize(batch.flatMap((g) => g.passages), o.passageMaxLen),
         };
@@ -354,19 +356,24 @@ export class Trainer {
           while (micro < N) {
             const next = ahead ?? prepare();
             ahead = null;
-            const { batch, queries, passages } = await next;
+            const { batch, queries, passages, stats } = await next;
             if (batch.length < o.batchSize) epochEnded = true;
             const groups = pos.groups + batch.length;
             if (rowsPerEpoch !== null && (groups > rowsPerEpoch || (epochEnded && groups < rowsPerEpoch))) {
               throw changedError(`${counted(rowsPerEpoch, 'usable row')} then, ${groups > rowsPerEpoch ? 'more' : `${groups}`} in epoch ${pos.epoch + 1}`);
             }
-            if (batch.length === 0) break;
+            if (batch.length === 0) {
+              pos.stats = stats; // the epoch's end: lines skipped after its last row
+              break;
+            }
             inNative = true;
             const r = await accumulateGradients(native, queries, passages, {
               groupSize: o.groupSize, temperature: o.temperature, inBatchNegatives: o.inBatchNegatives, chunkTokens: o.chunkTokens, gradScale: 1 / N,
             });
             inNative = false;
             pos.groups = groups;
+            // every row used: the whole epoch's counts (the lines after its last row are not read yet)
+            pos.stats = scanned !== null && groups >= scanned.rows ? scanned : stats;
             micro++;
             tokens += r.tokens;
             if (epochEnded) break;
@@ -440,8 +447,8 @@ export class Trainer {
         // leaving an epoch early (maxSteps, abort, error) must still close the file
         if (!epochEnded) await it.return?.(undefined);
       }
-      if (pairs.stats.badLines + pairs.stats.noPositive + pairs.stats.noNegative > 0 && epochEnded) {
-        const s = pairs.stats;
+      if (pos.stats.badLines + pos.stats.noPositive + pos.stats.noNegative > 0 && epochEnded) {
+        const s = pos.stats;
         notice(
           `epoch ${pos.epoch + 1}: ${s.rows} rows used; skipped ${s.badLines} malformed, ${s.noPositive} with empty "pos", ` +
             `${s.noNegative} with empty "neg"`,
@@ -481,7 +488,7 @@ export class Trainer {
       seconds,
       runId: this.run.id,
       lastLoss,
-      stats: pairs.stats,
+      stats: pos.stats,
       checkpoint: this.lastCheckpoint,
       modelDir,
     };
@@ -590,7 +597,8 @@ export class Trainer {
           rowsPerEpoch !== null && pos.groups >= rowsPerEpoch
             ? { epoch: pos.epoch + 1, groups: 0, rngState: [] }
             : { epoch: pos.epoch, groups: pos.groups, rngState: pos.rngState },
-        stats: pairs.stats,
+        // as of the position: the batch read ahead is not yet trained on
+        stats: pos.stats,
       },
       schedule,
       options: { ...o, resume: undefined, overwrite: undefined, allowChangedConfig: undefined },
@@ -647,6 +655,8 @@ export class Trainer {
 /** A micro-batch of groups and its token ids (queries, then the groups' passages in order). */
 interface Prepared {
   batch: TrainGroup[];
+  /** The epoch's counts once the batch was read. */
+  stats: DataStats;
   queries: Int32Array[];
   passages: Int32Array[];
 }
