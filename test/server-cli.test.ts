@@ -2,7 +2,7 @@
 // stops accepting, finishes the request in flight and exits 0. Also its --help and usage errors.
 import { describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cudaStatus, packageRoot } from '../src/native.js';
 import { cudaMissingMessage } from '../src/model/embedding-model.js';
@@ -10,6 +10,7 @@ import { hasTokenizer, postJson } from './helpers/server.js';
 import { makeTempDir, repoRoot, writeTinyModel } from './helpers/tinyModel.js';
 import { skipNote } from './helpers/fixture.js';
 import { l2e } from './helpers/cli.js';
+import { npyBytes } from '../src/util/npy.js';
 
 const hasDist = existsSync(join(repoRoot, 'dist', 'cli', 'main.js'));
 
@@ -133,16 +134,18 @@ describe.skipIf(!hasTokenizer || !hasDist)(
     });
 
     // a bad --corpus exits 1 before listening; a corpus vectors file that is not this corpus's used to
-    // leave the server up without its search corpus, saying so once on stderr
+    // leave the server up without its search corpus, saying so once on stderr. (One that cannot be this
+    // corpus's at all is refused before "ready": see 'l2e serve --corpus-vectors' below.)
     it('a --corpus-vectors file that cannot serve the corpus stops the server with exit 1, naming it', async () => {
       const dir = makeTempDir('l2e-serve-cli-');
       writeTinyModel(dir, { seed: 5 });
       writeFileSync(join(dir, 'corpus.txt'), 'satu\ndua\ntiga\n');
-      writeFileSync(join(dir, 'junk.npy'), 'not a matrix');
-      const { child, stderr, exited } = startServe(['--model', dir, '--port', '0', '--corpus', join(dir, 'corpus.txt'), '--corpus-vectors', join(dir, 'junk.npy')]);
+      // the corpus's shape, but not its vectors: found out by the rows embedded again, once serving
+      writeFileSync(join(dir, 'zeros.npy'), Buffer.concat(npyBytes(new Float32Array(3 * 16), 3, 16)));
+      const { child, stderr, exited } = startServe(['--model', dir, '--port', '0', '--corpus', join(dir, 'corpus.txt'), '--corpus-vectors', join(dir, 'zeros.npy')]);
       try {
         expect(await exited).toBe(1);
-        expect(stderr.text).toMatch(new RegExp(`l2e serve: error: corpus: .*${join(dir, 'junk.npy').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+        expect(stderr.text).toMatch(new RegExp(`l2e serve: error: corpus: .*${join(dir, 'zeros.npy').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not hold this model's vectors`));
         expect(stderr.text).not.toContain('corpus: ready');
       } finally {
         if (child.exitCode === null) child.kill('SIGKILL');
@@ -193,3 +196,51 @@ describe.skipIf(!hasTokenizer || !hasDist)(
     });
   },
 );
+
+// A --corpus-vectors file that could not be the corpus's used to be found out after "listening" and
+// "ready" were printed, the process dying under a health check that had seen it ready. What needs no
+// model is checked before it listens; the width, once the model is loaded and before "ready".
+describe.skipIf(!hasTokenizer)(`l2e serve --corpus-vectors ${hasTokenizer ? '' : skipNote('the shared tokenizer')}`, () => {
+  /** A tiny model (16-dim embeddings) and a corpus of 3 texts in a fresh folder. */
+  const setup = (): { dir: string; args: string[] } => {
+    const dir = makeTempDir('l2e-serve-cli-');
+    writeTinyModel(dir, { seed: 5 });
+    writeFileSync(join(dir, 'corpus.txt'), 'satu\ndua\ntiga\n');
+    return { dir, args: ['serve', '--model', dir, '--port', '0', '--corpus', join(dir, 'corpus.txt'), '--corpus-vectors'] };
+  };
+  const readyLine = /^ready:/m;
+
+  it('a file that cannot be read, is not a .npy or has not one row per text fails before listening, naming the flag and the file', async () => {
+    const { dir, args } = setup();
+    const rows = join(dir, 'rows.npy');
+    writeFileSync(rows, Buffer.concat(npyBytes(new Float32Array(2 * 16), 2, 16)));
+    const junk = join(dir, 'junk.npy');
+    writeFileSync(junk, 'not a matrix');
+    const folder = join(dir, 'folder.npy');
+    mkdirSync(folder);
+    for (const [file, why] of [
+      [rows, `${rows} holds 2x16 vectors but the corpus has 3 texts: expected 3 rows, one per text`],
+      [junk, `${junk}: not a .npy file`],
+      [folder, `${folder} cannot be read: EISDIR: illegal operation on a directory, read`],
+    ] as const) {
+      const r = await l2e(...args, file);
+      expect(r.code, r.err).toBe(1);
+      expect(r.err).not.toMatch(readyLine);
+      expect(r.err).not.toContain('listening');
+      expect(r.err.split('\n').at(-2)).toBe(`l2e serve: error: --corpus-vectors ${why}`);
+    }
+    expect(process.listenerCount('SIGTERM')).toBe(0);
+  });
+
+  it("a file of another width than the model's fails once the model is loaded, before \"ready\"", async () => {
+    const { dir, args } = setup();
+    const narrow = join(dir, 'narrow.npy');
+    writeFileSync(narrow, Buffer.concat(npyBytes(new Float32Array(3 * 8), 3, 8)));
+    const r = await l2e(...args, narrow);
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).not.toMatch(readyLine);
+    expect(r.err).toContain('listening on http://127.0.0.1:');
+    expect(r.err.split('\n').at(-2)).toBe(`l2e serve: error: --corpus-vectors ${narrow} holds 3x8 vectors but the model's embeddings have 16 dims: expected 3x16`);
+    expect(process.listenerCount('SIGTERM')).toBe(0);
+  });
+});

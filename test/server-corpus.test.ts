@@ -1,11 +1,14 @@
 // The search corpus: embedded at start through the batcher (progress lines), saved to and read back
-// from a .npy of its vectors, a mismatched .npy refused with a clear error, POST /search's answers.
+// from a .npy of its vectors, a mismatched .npy refused with a clear error (before listening where no
+// model is needed), POST /search's answers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EmbeddingModel } from '../src/model/embedding-model.js';
 import { cosine } from '../src/eval/metrics.js';
-import { npyBytes } from '../src/util/npy.js';
+import { CorpusVectorsError } from '../src/server/corpus.js';
+import { serve } from '../src/server/server.js';
+import { npyBytes, npyHeader } from '../src/util/npy.js';
 import { hasTokenizer, getText, metricValue, postJson, serveOn, tinyModel, type OpenAIError } from './helpers/server.js';
 import { makeTempDir, removeTempDirs } from './helpers/tinyModel.js';
 import { skipNote } from './helpers/fixture.js';
@@ -56,20 +59,48 @@ describe.skipIf(!hasTokenizer)(`search corpus ${hasTokenizer ? '' : skipNote('th
     }
   });
 
-  it('a vectors file of another shape is refused, naming it; /search says why', async () => {
-    const file = join(makeTempDir(), 'other.npy');
-    writeFileSync(file, Buffer.concat(npyBytes(new Float32Array(4 * 16), 4, 16)));
-    const s = await serveOn(model, { corpus: CORPUS, corpusVectors: file });
+  // A vectors file that could not be the corpus's used to be found out only after the server listened
+  // and said it was ready: what needs no model is now checked before it listens, the width at load.
+  it('a vectors file that cannot be read, is not a .npy or has not one row per text is refused before listening, naming it', async () => {
+    const dir = makeTempDir();
+    const refused = async (file: string, message: string): Promise<void> => {
+      const started = serve(model, { port: 0, corpus: CORPUS, corpusVectors: file });
+      const err = await started.then(async (h) => void (await h.close()), (e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toBe(message);
+      expect(err).toBeInstanceOf(CorpusVectorsError);
+    };
+    const rows = join(dir, 'rows.npy');
+    writeFileSync(rows, Buffer.concat(npyBytes(new Float32Array(4 * 16), 4, 16)));
+    await refused(rows, `${rows} holds 4x16 vectors but the corpus has 150 texts: expected 150 rows, one per text`);
+    const junk = join(dir, 'junk.npy');
+    writeFileSync(junk, 'not a matrix');
+    await refused(junk, `${junk}: not a .npy file`);
+    const ints = join(dir, 'ints.npy');
+    writeFileSync(ints, Buffer.concat([npyHeader('<i4', 150, 16), new Uint8Array(150 * 16 * 4)]));
+    await refused(ints, `${ints}: dtype <i4 is not supported (use little-endian float32 '<f4' or float64 '<f8')`);
+    const folder = join(dir, 'folder.npy');
+    mkdirSync(folder);
+    await refused(folder, `${folder} cannot be read: EISDIR: illegal operation on a directory, read`);
+  });
+
+  it("a vectors file of another width than the model's rejects ready, naming it; /health and /search say why", async () => {
+    const file = join(makeTempDir(), 'narrow.npy');
+    writeFileSync(file, Buffer.concat(npyBytes(new Float32Array(150 * 8), 150, 8)));
+    const handle = await serve(model, { port: 0, corpus: CORPUS, corpusVectors: file });
     try {
-      const msg = `${file} holds 4x16 vectors but the corpus has 150 texts of 16 dims`;
-      await expect(s.handle.corpusReady).rejects.toThrow(msg);
-      const r = await postJson<OpenAIError>(`${s.url}/search`, { query: 'x' });
-      expect(r.status).toBe(500);
-      expect(r.body.error.message).toBe(`the corpus could not be embedded: ${msg}`);
-      const info = (await (await fetch(`${s.url}/info`)).json()) as { corpus: unknown };
-      expect(info.corpus).toEqual({ texts: 150, embedded: 0, ready: false, error: msg });
+      const msg = `${file} holds 150x8 vectors but the model's embeddings have 16 dims: expected 150x16`;
+      const err = await handle.ready.then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toBe(msg);
+      expect(err).toBeInstanceOf(CorpusVectorsError);
+      await expect(handle.corpusReady).rejects.toBe(err);
+      const health = await fetch(`${handle.url}/health`);
+      expect([health.status, await health.json()]).toEqual([500, { status: 'failed', error: msg }]);
+      const r = await postJson<OpenAIError>(`${handle.url}/search`, { query: 'x' });
+      expect([r.status, r.body.error.message]).toEqual([500, `the model failed to load: ${msg}`]);
     } finally {
-      await s.handle.close();
+      await handle.close();
     }
   });
 
@@ -82,6 +113,10 @@ describe.skipIf(!hasTokenizer)(`search corpus ${hasTokenizer ? '' : skipNote('th
       const s = await serveOn(model, { corpus, corpusVectors: file });
       try {
         await expect(s.handle.corpusReady).rejects.toThrow(message);
+        // the model serves on; /search says why the corpus cannot
+        const r = await postJson<OpenAIError>(`${s.url}/search`, { query: 'x' });
+        expect([r.status, r.body.error.code]).toEqual([500, 'corpus_failed']);
+        expect(r.body.error.message).toMatch(/^the corpus could not be embedded: /);
       } finally {
         await s.handle.close();
       }

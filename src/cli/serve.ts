@@ -3,7 +3,8 @@
 import { readCorpusAs, type CorpusFormat } from '../mine/corpus.js';
 import { EmbeddingModel } from '../model/embedding-model.js';
 import { cudaStatus } from '../native.js';
-import { QueueTooSmallError, serve, timerTooLong } from '../server/server.js';
+import { CorpusVectorsError } from '../server/corpus.js';
+import { QueueTooSmallError, serve, timerTooLong, type ServerHandle } from '../server/server.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { deviceOf, positiveInt } from './source-options.js';
@@ -100,7 +101,18 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     loading.catch(() => {}); // reported through handle.ready below
     // a GPU that is not there fails the command before it listens (its load fails with the reason)
     if (device === 'cuda' && !cudaStatus().usable) await loading;
-    const handle = await serve(loading, { ...options, corpus });
+    // the model, loaded for a server that did not start (or that it does not fit), is freed once it comes
+    const disposeModel = (): void => void loading.then((m) => m.dispose(), () => {});
+    // a --corpus-vectors file of another shape: the flag and the file, before listening or once the
+    // model says its width, never after "ready"
+    const vectorsFailure = (err: unknown): unknown => (err instanceof CorpusVectorsError ? new Error(`--corpus-vectors ${err.message}`, { cause: err }) : err);
+    let handle: ServerHandle;
+    try {
+      handle = await serve(loading, { ...options, corpus });
+    } catch (err) {
+      disposeModel();
+      throw vectorsFailure(err);
+    }
     process.stderr.write(`listening on ${handle.url} (model loading…)\n`);
     let onSignal: ((signal: NodeJS.Signals) => void) | undefined;
     let signalled = false; // a stop asked for: the corpus embedding it cancels is no failure
@@ -124,16 +136,17 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     } catch (err) {
       unhook();
       await handle.close();
+      disposeModel();
       if (err instanceof QueueTooSmallError) {
         throw new UsageError(
           `--max-queue-tokens (${err.maxQueueTokens}) must be at least the model's input length (${err.maxLength}, its max_position_embeddings): raise it, or give a smaller --max-length`,
         );
       }
-      throw err;
+      throw vectorsFailure(err);
     }
     process.stderr.write(`ready: ${model.dim}-dim embeddings on ${model.device}; open ${handle.url}/ for the search page\n`);
-    // a search corpus that cannot be served (its vectors file is not this corpus's, embedding it failed)
-    // stops the server, as a --corpus file that cannot be read does before it listens
+    // a search corpus that cannot be served (its vectors file holds other texts' or another model's
+    // vectors, embedding it failed) stops the server, as a --corpus file that cannot be read does before it listens
     let corpusFailure: Error | undefined;
     const corpusFailed = handle.corpusReady.then(
       () => {

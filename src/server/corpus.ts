@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { npyBytes, parseNpy } from '../util/npy.js';
+import { npyBytes, parseNpy, type NpyMatrix } from '../util/npy.js';
 import { knnOwned } from '../eval/knn.js';
 import { cosine } from '../eval/metrics.js';
 import { Embeddings } from '../model/embeddings.js';
@@ -67,6 +67,17 @@ async function embedTexts(texts: string[], opts: EmbedOptions): Promise<Float32A
   }
 }
 
+/** A saved vectors file that cannot be the corpus's: unreadable, not a .npy matrix, or of another shape. */
+export class CorpusVectorsError extends Error {
+  constructor(
+    readonly file: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
 export interface SearchHit {
   index: number;
   text: string;
@@ -79,8 +90,45 @@ export class CorpusIndex {
   embedded = 0;
   error: Error | null = null;
   private cancelled = false;
+  /** The rows of a saved vectors file (readSaved), used by build() once the model has checked them. */
+  private saved: { file: string; matrix: NpyMatrix } | null = null;
 
   constructor(readonly texts: string[]) {}
+
+  /**
+   * Reads a saved vectors file when there is one, and checks what needs no model: a .npy matrix with
+   * one row per text (before the server listens). checkWidth() checks its width once the model is
+   * loaded; a file that is not there is written by build().
+   */
+  readSaved(file: string): void {
+    if (!existsSync(file)) return;
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(file);
+    } catch (err) {
+      throw new CorpusVectorsError(file, `${file} cannot be read: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    let matrix: NpyMatrix;
+    try {
+      matrix = parseNpy(bytes, file);
+    } catch (err) {
+      throw new CorpusVectorsError(file, err instanceof Error ? err.message : String(err), { cause: err });
+    }
+    const n = this.texts.length;
+    if (matrix.rows !== n) {
+      throw new CorpusVectorsError(file, `${file} holds ${matrix.rows}x${matrix.cols} vectors but the corpus has ${n} texts: expected ${n} rows, one per text`);
+    }
+    this.saved = { file, matrix };
+  }
+
+  /** A saved vectors file's width against the model's embedding width (once it is loaded). */
+  checkWidth(dim: number): void {
+    if (!this.saved) return;
+    const { file, matrix: m } = this.saved;
+    if (m.cols !== dim) {
+      throw new CorpusVectorsError(file, `${file} holds ${m.rows}x${m.cols} vectors but the model's embeddings have ${dim} dims: expected ${m.rows}x${dim}`);
+    }
+  }
 
   /** Stops a build in progress after its current chunk (server shutdown). */
   cancel(): void {
@@ -92,10 +140,10 @@ export class CorpusIndex {
   }
 
   /**
-   * Fills the index: from `vectorsFile` when it exists (it must match the corpus: its shape, the
-   * fingerprint of the texts beside it when there is one, and a sample of rows embedded again), else
-   * by embedding every text (truncated at maxLength), then saving them to `vectorsFile` when given,
-   * with the fingerprint beside it (FILE.json).
+   * Fills the index: from the vectors file readSaved() read, when there was one (its shape checked by
+   * readSaved and checkWidth; here the fingerprint of the texts beside it, when there is one, and a
+   * sample of rows embedded again), else by embedding every text (truncated at maxLength), then saving
+   * them to `vectorsFile` when given, with the fingerprint beside it (FILE.json).
    */
   async build(opts: {
     batcher: Batcher;
@@ -103,23 +151,21 @@ export class CorpusIndex {
     vocabSize: number;
     dim: number;
     maxLength: number;
+    /** Where to save the vectors embedded (when readSaved() found none). */
     vectorsFile?: string;
     onProgress?: (done: number, total: number) => void;
-    /** The vectors were read from vectorsFile instead: its rows, and how many were checked. */
+    /** The vectors were read from the saved file instead: its rows, and how many were checked. */
     onRead?: (rows: number, checked: number) => void;
   }): Promise<void> {
     const { vectorsFile, dim } = opts;
-    if (vectorsFile && existsSync(vectorsFile)) {
-      const m = parseNpy(readFileSync(vectorsFile), vectorsFile);
-      if (m.rows !== this.texts.length || m.cols !== dim) {
-        throw new Error(`${vectorsFile} holds ${m.rows}x${m.cols} vectors but the corpus has ${this.texts.length} texts of ${dim} dims`);
-      }
+    if (this.saved) {
+      const { file, matrix: m } = this.saved;
       const stored = new Embeddings(m.rows, m.cols, m.data);
-      const made = readMadeFrom(sidecarOf(vectorsFile));
+      const made = readMadeFrom(sidecarOf(file));
       if (made && made.texts !== fingerprint(this.texts, opts.maxLength)) {
-        throw new Error(`${vectorsFile} holds the vectors of other texts (${sidecarOf(vectorsFile)} says what it was made from); remove both to embed this corpus again`);
+        throw new Error(`${file} holds the vectors of other texts (${sidecarOf(file)} says what it was made from); remove both to embed this corpus again`);
       }
-      const checked = await this.checkSample(stored, opts);
+      const checked = await this.checkSample(file, stored, opts);
       this.vectors = stored;
       this.embedded = m.rows;
       opts.onRead?.(m.rows, checked);
@@ -146,7 +192,7 @@ export class CorpusIndex {
    * a smaller one): vectors of another model, or of other texts, are refused. Only the fingerprint
    * beside the file sees an edit between those rows. Returns the rows checked.
    */
-  private async checkSample(stored: Embeddings, opts: EmbedOptions): Promise<number> {
+  private async checkSample(file: string, stored: Embeddings, opts: EmbedOptions): Promise<number> {
     const n = this.texts.length;
     const rows = n <= SAMPLE ? Array.from({ length: n }, (_, i) => i) : Array.from({ length: SAMPLE }, (_, i) => Math.round((i * (n - 1)) / (SAMPLE - 1)));
     const now = await embedTexts(rows.map((r) => this.texts[r]!), opts);
@@ -154,7 +200,7 @@ export class CorpusIndex {
       const cos = cosine(now.subarray(i * stored.dim, (i + 1) * stored.dim), stored.row(r));
       if (!(cos >= SAME_VECTOR_COSINE)) {
         throw new Error(
-          `${opts.vectorsFile} does not hold this model's vectors of the corpus: row ${r} (${JSON.stringify(this.texts[r]!.slice(0, 40))}) is at cosine ${cos.toFixed(4)} to its embedding now; remove it to embed the corpus again`,
+          `${file} does not hold this model's vectors of the corpus: row ${r} (${JSON.stringify(this.texts[r]!.slice(0, 40))}) is at cosine ${cos.toFixed(4)} to its embedding now; remove it to embed the corpus again`,
         );
       }
     });

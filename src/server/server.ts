@@ -47,7 +47,11 @@ export interface ServeOptions {
   requestTimeoutMs?: number;
   /** Texts for the search page. */
   corpus?: string[];
-  /** A .npy of the corpus vectors: read when it exists, written after embedding otherwise. */
+  /**
+   * A .npy of the corpus vectors: read when it exists, written after embedding otherwise. One that
+   * cannot be read, is not a .npy matrix, or has not one row per text is refused before listening
+   * (serve() rejects); one of another width than the model's, by `ready`.
+   */
   corpusVectors?: string;
   /** The `model` name in responses (default: the model folder's name). */
   modelName?: string;
@@ -60,7 +64,10 @@ export interface ServerHandle {
   readonly url: string;
   readonly host: string;
   readonly port: number;
-  /** Resolves when the model is loaded (and rejects when loading fails). */
+  /**
+   * Resolves when the model is loaded; rejects when loading fails, or when the model does not fit the
+   * options (maxQueueTokens below its input length, a corpusVectors file of another width).
+   */
   readonly ready: Promise<void>;
   /** Resolves when the corpus is embedded (at once without one). */
   readonly corpusReady: Promise<void>;
@@ -229,6 +236,9 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     throw new TypeError(`serve: model must be an EmbeddingModel or a promise of one, got ${describeValue(model)}`);
   }
   if (!promised && m!.disposed) throw new Error('serve: the model has been disposed');
+  const corpus = options.corpus ? new CorpusIndex(options.corpus) : null;
+  // a vectors file that cannot be the corpus's is refused before listening (its width once the model is loaded)
+  if (corpus && o.corpusVectors !== undefined) corpus.readSaved(o.corpusVectors);
   const metrics = new ServerMetrics();
   const state: ServerState = {
     options: o,
@@ -236,7 +246,7 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     metrics,
     version: readVersion(),
     loaded: null,
-    corpus: options.corpus ? new CorpusIndex(options.corpus) : null,
+    corpus,
     failed: null,
   };
 
@@ -329,6 +339,7 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
         checkQueueFits(o);
       }
       state.limits.maxLength = o.maxLength;
+      state.corpus?.checkWidth(m.dim);
       m.warnMaxLength(o.maxLength); // the batches go to native code directly: said here, once
       const batcher: Batcher = new Batcher(
         async (tokens, cuSeqlens) => {
@@ -342,7 +353,8 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
       state.loaded = { model: m, batcher };
     })
     .catch((err: unknown) => {
-      // loading failed, or the model does not fit the options (its maxLength past maxQueueTokens)
+      // loading failed, or the model does not fit the options (its maxLength past maxQueueTokens, the
+      // corpus vectors file of another width)
       state.failed = err instanceof Error ? err : new Error(String(err));
       throw state.failed;
     });
