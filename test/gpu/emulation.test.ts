@@ -187,6 +187,15 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     );
   });
 
+  // "wgmma.wait_group": "wait until only N or fewer of the most recent wgmma-groups are pending ... Operand
+  // N is an integer constant" (the PTX ISA bounds N by nothing)
+  it('wgmma.wait_group N >= 8: with N or fewer groups pending nothing completes, with more the oldest complete; lanes with different N are a launch error', () => {
+    expect(run('wgmma_wait_many')).toBe('ok');
+    expect(fault('wgmma_lanes_wait')).toBe(
+      'kernel wgmma_lanes_wait_kernel failed in block (0,0,0): wgmma.wait_group: the lanes of warp 0 differ in N (0 in lane 0, 1 in lane 5; .sync: the same instruction)',
+    );
+  });
+
   it('setmaxnreg: warpgroups give and take registers; a bad count or an incomplete warpgroup is a launch error', () => {
     expect(run('setmaxnreg')).toBe('ok');
     expect(fault('setmaxnreg_count')).toBe(
@@ -195,6 +204,11 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(fault('setmaxnreg_incomplete')).toBe(
       "kernel setmaxnreg_incomplete_kernel failed in block (0,0,0): setmaxnreg: the warp's warpgroup is incomplete (4 warps)",
     );
+  });
+
+  // cuBLAS's cublasOperation_t: CUBLAS_OP_C "the conjugate transpose operation"; every emulated type is real
+  it('cublasGemmEx: CUBLAS_OP_C gives bit for bit what CUBLAS_OP_T gives (real types); another operation, a short lda or a complex type stays refused', () => {
+    expect(run('cublas_op_c')).toBe('ok');
   });
 
   it('every block starts with NaN static shared memory (not an earlier block\'s), shared by its threads', () => {

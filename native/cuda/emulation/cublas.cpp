@@ -1,13 +1,22 @@
 // The emulation build's stand-in for cuBLAS: cublasGemmEx implemented from its documented contract
 // (cuBLAS Library User Guide, "cublasGemmEx()" and "cublas<t>gemm()"), not from how blas.cpp calls it:
 //   C = alpha op(A) op(B) + beta C, all matrices column-major; op(A) is m x k, op(B) is k x n, C is
-//   m x n; op(X) = X for CUBLAS_OP_N, X^T for CUBLAS_OP_T. A is lda x k with lda >= max(1, m) when
-//   transa = N, lda x m with lda >= max(1, k) when T (likewise B with ldb and k / n), ldc >= max(1, m).
-//   Element (i, j) of a column-major matrix with leading dimension ld is at i + j ld.
+//   m x n; "op(A) = A if transa == CUBLAS_OP_N, A^T if transa == CUBLAS_OP_T, A^H if transa ==
+//   CUBLAS_OP_C" ("cublas<t>gemm()", whose table gives transa as "operation op(A) that is non- or
+//   (conj.) transpose"), "and op(B) is defined similarly for matrix B". A is "lda x k with lda >= max(1, m) if
+//   transa == CUBLAS_OP_N and lda x m with lda >= max(1, k) otherwise" (likewise B with ldb and k / n),
+//   ldc >= max(1, m). Element (i, j) of a column-major matrix with leading dimension ld is at i + j ld.
 //   When beta == 0, C need not hold valid values on input (it is not read).
+//   cublasOperation_t ("cublasOperation_t"): CUBLAS_OP_N = 0 "the non-transpose operation", CUBLAS_OP_T
+//   = 1 "the transpose operation", CUBLAS_OP_C = 2 "the conjugate transpose operation is selected"
+//   (CUBLAS_OP_HERMITAN is the same value); the conjugate transpose A^H of a real matrix is its transpose
+//   A^T, and every type emulated here is real, so CUBLAS_OP_C computes exactly what CUBLAS_OP_T does.
+//   Anything else (CUBLAS_OP_CONJG = 3 included) is CUBLAS_STATUS_INVALID_VALUE: "if transa and transb
+//   are not one of CUBLAS_OP_N, CUBLAS_OP_C, CUBLAS_OP_T" (the guide's error table for gemm).
 //   Supported here: Atype = Btype = CUDA_R_16BF, Ctype = CUDA_R_16BF or CUDA_R_32F, computeType =
-//   CUBLAS_COMPUTE_32F (fp32 accumulation, alpha and beta are host floats); anything else is
-//   CUBLAS_STATUS_NOT_SUPPORTED, bad sizes CUBLAS_STATUS_INVALID_VALUE, as the guide lists.
+//   CUBLAS_COMPUTE_32F (fp32 accumulation, alpha and beta are host floats); anything else (complex types,
+//   whose CUBLAS_OP_C would conjugate, included) is CUBLAS_STATUS_NOT_SUPPORTED, bad sizes
+//   CUBLAS_STATUS_INVALID_VALUE, as the guide lists.
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -21,6 +30,9 @@ namespace l2e {
 namespace emu {
 
 namespace {
+
+// cublasOperation_t beyond cuda::kOpN / kOpT (cublas_loader.h): CUBLAS_OP_C (= CUBLAS_OP_HERMITAN)
+constexpr int kOpC = 2;
 
 enum : int {
   kSuccess = 0,
@@ -63,9 +75,16 @@ int gemm_ex(cuda::cublasHandle_t h, int transa, int transb, int m, int n, int k,
     return status(kExecutionFailed, std::string("the device failed earlier: ") + cudaGetErrorString(sticky_error()));
   if (Atype != cuda::kR16BF || Btype != cuda::kR16BF || (Ctype != cuda::kR16BF && Ctype != cuda::kR32F) ||
       computeType != cuda::kCompute32F)
-    return status(kNotSupported, "type combination not supported by the emulated cublasGemmEx");
-  const bool ta = transa == cuda::kOpT, tb = transb == cuda::kOpT;
-  if ((transa != cuda::kOpN && !ta) || (transb != cuda::kOpN && !tb)) return status(kInvalidValue, "transa/transb");
+    return status(kNotSupported, "Atype " + std::to_string(Atype) + ", Btype " + std::to_string(Btype) + ", Ctype " +
+                                     std::to_string(Ctype) + ", computeType " + std::to_string(computeType) +
+                                     ": the emulated cublasGemmEx implements real types only: A and B CUDA_R_16BF (14), "
+                                     "C CUDA_R_16BF or CUDA_R_32F (0), CUBLAS_COMPUTE_32F (68)");
+  // op(X) is X^T for CUBLAS_OP_T and X^H = X^T for CUBLAS_OP_C (real types: nothing to conjugate)
+  auto valid = [](int op) { return op == cuda::kOpN || op == cuda::kOpT || op == kOpC; };
+  if (!valid(transa) || !valid(transb))
+    return status(kInvalidValue, "transa " + std::to_string(transa) + ", transb " + std::to_string(transb) +
+                                     ": each must be CUBLAS_OP_N (0), CUBLAS_OP_T (1) or CUBLAS_OP_C (2)");
+  const bool ta = transa != cuda::kOpN, tb = transb != cuda::kOpN;
   if (m < 0 || n < 0 || k < 0) return status(kInvalidValue, "m, n, k must be >= 0");
   auto max1 = [](int x) { return x > 1 ? x : 1; };
   if (lda < max1(ta ? k : m)) return status(kInvalidValue, "lda < max(1, " + std::string(ta ? "k" : "m") + ")");

@@ -864,10 +864,24 @@ void wgmma_commit_group() {
   s.committed++;
 }
 
+// "wgmma.wait_group": "wgmma.wait_group instruction will cause the executing thread to wait until only N
+// or fewer of the most recent wgmma-groups are pending and all the prior wgmma-groups committed by the
+// executing threads are complete. For example, when N is 0, the executing thread waits on all the prior
+// wgmma-groups to complete. Operand N is an integer constant." The ISA gives N no upper bound (ptxas of
+// CUDA 13.0 assembles N = 8, 100 and 10^6 for sm_90a): any N >= 0 is valid, and with N or fewer groups
+// pending nothing completes. A negative N is no count of groups (ptxas refuses -1: "expected to be
+// non-negative integer"). The .sync qualifier ("wait until all threads in the warp execute the same
+// wgmma.wait_group instruction"): the lanes of the warp must pass the same N.
 void wgmma_wait_group(int pending) {
-  if (pending < 0 || pending > 7) fail("wgmma.wait_group: N must be in [0, 7]");
+  if (pending < 0) failf("wgmma.wait_group: N (%d) must be a non-negative integer constant", pending);
+  WarpSlot in{};
+  in.v[0] = uint64_t(uint32_t(pending));
   bool first;
-  meet("wgmma.wait_group", WarpSlot{}, first);
+  const WarpSlot* all = meet("wgmma.wait_group", in, first);
+  for (int lane = 1; lane < 32; lane++)
+    if (all[lane].v[0] != all[0].v[0])
+      failf("wgmma.wait_group: the lanes of warp %u differ in N (%llu in lane 0, %llu in lane %d; .sync: the same instruction)",
+            warp_id(), static_cast<unsigned long long>(all[0].v[0]), static_cast<unsigned long long>(all[lane].v[0]), lane);
   if (!first) return;
   same_in_warpgroup("wgmma.wait_group", uint64_t(pending));
   WarpState& s = warp_state();

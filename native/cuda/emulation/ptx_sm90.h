@@ -11,7 +11,10 @@
 //   wgmma.mma_async.sync.aligned.m64nNk16.f32.bf16.bf16, A from shared memory or registers, B from
 //     shared memory ("Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions": register
 //     fragments, "Matrix Descriptor Format", "Shared Memory Matrix Layout" with the swizzle modes)
-//   wgmma.fence / wgmma.commit_group / wgmma.wait_group
+//   wgmma.fence / wgmma.commit_group / wgmma.wait_group N ("wgmma.wait_group": "Operand N is an integer
+//     constant", with no upper bound: any N >= 0, and with N or fewer groups pending nothing completes;
+//     a negative N, or lanes of a warp (.sync) or warps of a warpgroup (.aligned) with different N, fail
+//     the launch)
 //   fence.proxy.async.shared::cta ("Membar/Fence Instructions": a bidirectional generic-async proxy fence),
 //     fence.mbarrier_init.release.cluster (mbarrier initialisations before their use by the async proxy)
 //   setmaxnreg.{inc,dec}.sync.aligned.u32 ("Miscellaneous Instructions: setmaxnreg": the count an
@@ -81,6 +84,7 @@ void cp_async_bulk_wait_group(int pending, bool read);
 // ---- wgmma (warpgroup: 4 consecutive warps, warp w % 4 owning rows 16 (w % 4) .. + 15 of D) ----
 void wgmma_fence();
 void wgmma_commit_group();
+// wait_group(N): every committed group but the N most recent completes (N >= 0; no upper bound)
 void wgmma_wait_group(int pending);
 // D (this thread's n/2 fp32 registers) = A B + (scale_d ? D : 0); A 64x16, B 16xn (8 <= n <= 256,
 // n % 8 == 0). trans = 1: the operand is MN-major in shared memory (imm-trans-a / imm-trans-b).

@@ -27,7 +27,7 @@
 //            handed out once, one winner of a CAS from -1, and a CAS whose compare fails stores nothing;
 //   atomics_float  atomicAdd on float: subnormal inputs and results flushed to signed zero in global
 //            memory, kept in shared memory (PTX ISA, "atom": the .add.f32 of each);
-//   and the sm_90a instructions' checks (selftest_sm90.cpp).
+//   and the sm_90a instructions' checks (selftest_sm90.cpp) and the emulated cuBLAS's (selftest_cublas.cpp).
 // Each runs one launch and synchronises, so that the launch's asynchronous error is the result.
 #include <napi.h>
 
@@ -44,6 +44,7 @@
 namespace l2e {
 namespace emu {
 std::string sm90_selftest(const std::string& name, int* bad);  // selftest_sm90.cpp: "" for other names
+std::string cublas_selftest(const std::string& name);          // selftest_cublas.cpp: likewise
 namespace {
 
 // A(r, k) = (r - 2k) / 8, B(k, n) = (k + 3n) / 16, C(r, n) = r n / 4: small integers over powers of
@@ -370,7 +371,8 @@ std::string run(const std::string& name) {
     }
   }
   else {
-    const std::string r = sm90_selftest(name, bad);
+    std::string r = sm90_selftest(name, bad);
+    if (r.empty()) r = cublas_selftest(name);
     cudaFree(bad);
     return r.empty() ? "unknown self-test '" + name + "'" : r;
   }

@@ -30,6 +30,9 @@
 //   wgmma_a_shared     every lane's A the same array: no false alarm, values back after the wait
 //   wgmma_warps_operands, _wait, _skip, _early: a warp of the warpgroup names another B, waits with
 //                      another count, skips the product, or returns before its wait (.aligned: must fail)
+//   wgmma_wait_many    wgmma.wait_group N with N >= 8 (the ISA bounds N by nothing): ten groups pending,
+//                      wait_group 12 and 10 complete none of them, 8 the two oldest, 2^20 none, 0 the rest
+//   wgmma_lanes_wait   one lane of a warp waits with another N (.sync: must fail)
 //   setmaxnreg         a producer warpgroup gives registers back, a consumer warpgroup takes them;
 //                      a count outside [24, 256] or not a multiple of 8, and a warp whose warpgroup is
 //                      incomplete (must fail)
@@ -495,6 +498,51 @@ void wgmma_warps_wait_kernel(int*) { wgmma_warps_differ(1); }
 void wgmma_warps_skip_kernel(int*) { wgmma_warps_differ(2); }
 void wgmma_warps_early_kernel(int*) { wgmma_warps_differ(3); }
 
+// "wgmma.wait_group": "wait until only N or fewer of the most recent wgmma-groups are pending and all
+// the prior wgmma-groups committed by the executing threads are complete ... Operand N is an integer
+// constant" (no upper bound). Ten groups of one product each, D = A B + D with A = B = 0 and D preset
+// to 100 g + r in group g: a completed group's D holds its preset values again, a pending one NaN.
+// bad[0]: 1 a wait with N >= the pending count completed a group, 2 wait_group 8 did not complete
+// exactly the two oldest, 3 wait_group 2^20 changed anything, 4 wait_group 0 left a group incomplete.
+constexpr int kWaitGroups = 10;
+void wgmma_wait_many_kernel(int* bad) {
+  float d[kWaitGroups][8];
+  zero_operands(false);
+  for (int g = 0; g < kWaitGroups; g++)
+    for (int r = 0; r < 8; r++) d[g][r] = float(100 * g + r);
+  wgmma_fence();
+  for (int g = 0; g < kWaitGroups; g++) {
+    wgmma_m64k16_bf16_ss(d[g], 16, desc(0, 128, 256, 0), desc(0, 128, 256, 0), 1, 0, 0);
+    wgmma_commit_group();
+  }
+  // the groups [0, oldest) complete, the others still pending
+  auto completed_before = [&](int oldest) {
+    for (int g = 0; g < kWaitGroups; g++)
+      for (int r = 0; r < 8; r++)
+        if (g < oldest ? d[g][r] != float(100 * g + r) : !std::isnan(d[g][r])) return false;
+    return true;
+  };
+  wgmma_wait_group(12);  // 10 pending, fewer than N: nothing to wait for
+  wgmma_wait_group(10);  // exactly N pending: likewise
+  if (!completed_before(0)) bad[0] = 1;
+  wgmma_wait_group(8);  // at most the 8 most recent may stay pending: groups 0 and 1 complete
+  if (!completed_before(2) && !bad[0]) bad[0] = 2;
+  wgmma_wait_group(1 << 20);
+  if (!completed_before(2) && !bad[0]) bad[0] = 3;
+  wgmma_wait_group(0);
+  if (!completed_before(kWaitGroups) && !bad[0]) bad[0] = 4;
+}
+
+// lane 5 of warp 0 waits with N = 1, every other thread with 0 (.sync: the same instruction in the warp)
+void wgmma_lanes_wait_kernel(int*) {
+  float d[8];
+  zero_operands(false);
+  wgmma_fence();
+  wgmma_m64k16_bf16_ss(d, 16, desc(0, 128, 256, 0), desc(0, 128, 256, 0), 0, 0, 0);
+  wgmma_commit_group();
+  wgmma_wait_group(threadIdx.x == 5 ? 1 : 0);
+}
+
 // warpgroup 0 (the producer of a warp-specialised kernel) releases registers, warpgroup 1 takes them
 void setmaxnreg_kernel(int* bad) {
   if (threadIdx.x < 128) setmaxnreg(24, false);
@@ -537,6 +585,8 @@ std::string sm90_selftest(const std::string& name, int* bad) {
   else if (name == "wgmma_warps_wait") L2E_EMU_LAUNCH(wgmma_warps_wait_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_warps_skip") L2E_EMU_LAUNCH(wgmma_warps_skip_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "wgmma_warps_early") L2E_EMU_LAUNCH(wgmma_warps_early_kernel, 1, 128, 4096, nullptr)(bad);
+  else if (name == "wgmma_wait_many") L2E_EMU_LAUNCH(wgmma_wait_many_kernel, 1, 128, 4096, nullptr)(bad);
+  else if (name == "wgmma_lanes_wait") L2E_EMU_LAUNCH(wgmma_lanes_wait_kernel, 1, 128, 4096, nullptr)(bad);
   else if (name == "setmaxnreg") L2E_EMU_LAUNCH(setmaxnreg_kernel, 1, 256, 64, nullptr)(bad);
   else if (name == "setmaxnreg_count") L2E_EMU_LAUNCH(setmaxnreg_count_kernel, 1, 128, 64, nullptr)(bad);
   else if (name == "setmaxnreg_incomplete") L2E_EMU_LAUNCH(setmaxnreg_incomplete_kernel, 1, 160, 64, nullptr)(bad);
