@@ -1,24 +1,25 @@
 #!/usr/bin/env node
-// npm run fuzz -- [--seconds N] [--target a,b] [--seed S] [--keep] [--sanitize] [--report FILE]
+// npm run fuzz -- [--seconds N] [--target a,b] [--seed S] [--keep] [--sanitize] [--report FILE] [--jobs J]
 // Runs each fuzz target of test/fuzz/targets.ts for N seconds (default 30) in a vitest worker
-// (test/fuzz/fuzz.run.ts). --sanitize runs them against the ASan + UBSan addon (build-asan-emu/, built
+// (test/fuzz/fuzz.run.ts), J vitest processes at once (default: one a core; a target runs on one core),
+// each taking every J-th target. --sanitize runs them against the ASan + UBSan addon (build-asan-emu/, built
 // if needed), so native loading is checked for out-of-bounds reads too. --keep adds inputs that
 // reached new coverage to test/fuzz/corpus/. Findings go to test/fuzz/crashes/<target>/ and fail the
 // run; an input that crashed the process (native code) is found in the state folder and kept too.
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildSanitized, root, sanitizerEnv } from './sanitize-env.mjs';
 
-const usage = 'usage: npm run fuzz -- [--seconds N] [--target NAME[,NAME]] [--seed S] [--keep] [--sanitize] [--report FILE]';
-const opts = { seconds: '30', target: '', seed: '1', keep: false, sanitize: false, report: '' };
+const usage = 'usage: npm run fuzz -- [--seconds N] [--target NAME[,NAME]] [--seed S] [--keep] [--sanitize] [--report FILE] [--jobs J]';
+const opts = { seconds: '30', target: '', seed: '1', keep: false, sanitize: false, report: '', jobs: String(availableParallelism()) };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === '--keep' || a === '--sanitize') opts[a.slice(2)] = true;
-  else if (['--seconds', '--target', '--seed', '--report'].includes(a)) {
+  else if (['--seconds', '--target', '--seed', '--report', '--jobs'].includes(a)) {
     if (i + 1 >= argv.length) {
       console.error(`fuzz: ${a} needs a value\n${usage}`);
       process.exit(2);
@@ -36,6 +37,10 @@ if (!/^\d+(\.\d+)?$/.test(opts.seconds) || Number(opts.seconds) <= 0) {
   console.error(`fuzz: --seconds must be a positive number, got "${opts.seconds}"`);
   process.exit(2);
 }
+if (!/^[1-9]\d*$/.test(opts.jobs)) {
+  console.error(`fuzz: --jobs must be a positive integer, got "${opts.jobs}"`);
+  process.exit(2);
+}
 if (!/^\d+$/.test(opts.seed)) {
   console.error(`fuzz: --seed must be a non-negative integer, got "${opts.seed}"`);
   process.exit(2);
@@ -50,15 +55,28 @@ const env = {
   L2E_FUZZ_SEED: opts.seed,
   L2E_FUZZ_KEEP: opts.keep ? '1' : '0',
   L2E_FUZZ_STATE: state,
-  L2E_FUZZ_REPORT: opts.report,
   L2E_FUZZ_SANITIZE: opts.sanitize ? '1' : '0',
 };
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
-const r = spawnSync(process.execPath, [vitest, 'run', '--config', 'test/fuzz/vitest.fuzz.config.ts'], {
-  cwd: root,
-  stdio: 'inherit',
-  env,
-});
+const jobs = Number(opts.jobs);
+// each process's report in the state folder, merged into --report's file below
+const shardReport = (i) => join(state, `report.${i}.json`);
+const statuses = await Promise.all(
+  Array.from({ length: jobs }, (_, i) => {
+    const child = spawn(process.execPath, [vitest, 'run', '--config', 'test/fuzz/vitest.fuzz.config.ts'], {
+      cwd: root,
+      stdio: 'inherit',
+      env: { ...env, L2E_FUZZ_SHARD: `${i}/${jobs}`, L2E_FUZZ_REPORT: opts.report ? shardReport(i) : '' },
+    });
+    return new Promise((resolve) => child.on('close', (code) => resolve(code ?? 1)));
+  }),
+);
+const failed = statuses.find((code) => code !== 0);
+if (opts.report) {
+  const merged = {};
+  for (let i = 0; i < jobs; i++) if (existsSync(shardReport(i))) Object.assign(merged, JSON.parse(readFileSync(shardReport(i), 'utf8')));
+  writeFileSync(opts.report, JSON.stringify(merged, null, 2) + '\n');
+}
 // an input still marked current belongs to a run that never finished: the process died on it
 let crashed = 0;
 for (const name of existsSync(state) ? readdirSync(state) : []) {
@@ -73,4 +91,4 @@ for (const name of existsSync(state) ? readdirSync(state) : []) {
   crashed++;
 }
 rmSync(state, { recursive: true, force: true });
-process.exit(r.status === 0 && crashed === 0 ? 0 : r.status || 1);
+process.exit(failed === undefined && crashed === 0 ? 0 : failed || 1);

@@ -13,6 +13,10 @@ import type { Metrics } from '../src/eval/metrics.js';
 import { l2e } from './helpers/cli.js';
 import { makeTempDir, repoRoot } from './helpers/tinyModel.js';
 
+// Under `npm run test:sanitize` the end-to-end run below is the demo's one run: the folder and signal
+// cases make the same native calls again, 8-20 s each under ASan, to test JavaScript and process behaviour.
+const beyondSanitizer = it.skipIf(process.env['L2E_SANITIZER_RUN'] === '1');
+
 const metrics = (top1: number, top10: number): Metrics => ({
   'positive score': 0.6,
   'negative score': 0.45,
@@ -126,7 +130,7 @@ describe('demo output folder', () => {
     expect(existsSync(join(dir, 'l2e-demo.json'))).toBe(false);
   });
 
-  it('--overwrite writes there, leaving files the demo does not write; a re-run then needs no --overwrite', async () => {
+  beyondSanitizer('--overwrite writes there, leaving files the demo does not write; a re-run then needs no --overwrite', async () => {
     const dir = userFolder();
     writeFileSync(join(dir, 'notes.txt'), 'mine\n');
     const r = await l2e('demo', '--output', dir, '--steps', '1', '--overwrite');
@@ -201,7 +205,7 @@ describe('demo flags and interruption', () => {
     );
   });
 
-  it("a re-run stopped in an earlier demo's folder says that folder's results are the earlier run's", async () => {
+  beyondSanitizer("a re-run stopped in an earlier demo's folder says that folder's results are the earlier run's", async () => {
     const out = makeTempDir('l2e-demo-rerun-');
     const first = await l2e('demo', '--output', out, '--steps', '2');
     expect(first.code, first.err).toBe(0);
@@ -220,7 +224,7 @@ describe('demo flags and interruption', () => {
     }
   }, 120_000);
 
-  it.each([
+  beyondSanitizer.each([
     ['SIGINT', 130, 'interrupted: stopping after the current step (Ctrl-C again to quit now)'],
     ['SIGTERM', 143, 'SIGTERM received: stopping after the current step (SIGTERM again to quit now)'],
   ] as const)('%s stops after the current step: no evaluation, no model or metrics, exit %i', async (signal, status, said) => {

@@ -16,6 +16,9 @@ const seed = Number(process.env['L2E_FUZZ_SEED'] ?? '1');
 const keep = process.env['L2E_FUZZ_KEEP'] === '1';
 const state = process.env['L2E_FUZZ_STATE'] ?? '';
 const report = process.env['L2E_FUZZ_REPORT'] ?? '';
+// this process's share when scripts/fuzz.mjs runs several at once (--jobs): "i/n", every n-th target from the i-th
+const [shard, shards] = (process.env['L2E_FUZZ_SHARD'] ?? '0/1').split('/').map(Number) as [number, number];
+const mine = targets.filter((x) => only === '' || only.split(',').includes(x.name)).filter((_, i) => i % shards === shard);
 
 afterAll(async () => {
   await closeHubServer();
@@ -24,8 +27,8 @@ afterAll(async () => {
 
 const stats: Record<string, unknown> = {};
 
-describe.runIf(seconds > 0)('fuzz', () => {
-  for (const t of targets.filter((x) => only === '' || only.split(',').includes(x.name))) {
+describe.runIf(seconds > 0 && mine.length > 0)('fuzz', () => {
+  for (const t of mine) {
     it(t.name, async () => {
       const current = state ? join(state, `${t.name}.current`) : undefined;
       const corpus = [...keptInputs('corpus', t.name), ...keptInputs('crashes', t.name)].map((k) => k.data);
