@@ -47,3 +47,4 @@ export { Rng } from './util/random.js';
 // serving
 export { serve } from './server/server.js';
 export type { ServeOptions, ServerHandle } from './server/server.js';
+export { CorpusVectorsError } from './server/corpus.js';

@@ -134,18 +134,20 @@ describe.skipIf(!hasTokenizer || !hasDist)(
     });
 
     // a bad --corpus exits 1 before listening; a corpus vectors file that is not this corpus's used to
-    // leave the server up without its search corpus, saying so once on stderr. (One that cannot be this
-    // corpus's at all is refused before "ready": see 'l2e serve --corpus-vectors' below.)
-    it('a --corpus-vectors file that cannot serve the corpus stops the server with exit 1, naming it', async () => {
+    // leave the server up without its search corpus, saying so once on stderr, and then to stop it after
+    // "ready". (One that cannot be this corpus's at all is refused before listening: see
+    // 'l2e serve --corpus-vectors' below.)
+    it('a --corpus-vectors file that cannot serve the corpus stops the server with exit 1 before "ready", naming it', async () => {
       const dir = makeTempDir('l2e-serve-cli-');
       writeTinyModel(dir, { seed: 5 });
       writeFileSync(join(dir, 'corpus.txt'), 'satu\ndua\ntiga\n');
-      // the corpus's shape, but not its vectors: found out by the rows embedded again, once serving
+      // the corpus's shape, but not its vectors: found out by the rows embedded again, once the model is loaded
       writeFileSync(join(dir, 'zeros.npy'), Buffer.concat(npyBytes(new Float32Array(3 * 16), 3, 16)));
       const { child, stderr, exited } = startServe(['--model', dir, '--port', '0', '--corpus', join(dir, 'corpus.txt'), '--corpus-vectors', join(dir, 'zeros.npy')]);
       try {
         expect(await exited).toBe(1);
-        expect(stderr.text).toMatch(new RegExp(`l2e serve: error: corpus: .*${join(dir, 'zeros.npy').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not hold this model's vectors`));
+        expect(stderr.text).toMatch(new RegExp(`l2e serve: error: --corpus-vectors ${join(dir, 'zeros.npy').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not hold this model's vectors`));
+        expect(stderr.text).not.toMatch(/^ready:/m);
         expect(stderr.text).not.toContain('corpus: ready');
       } finally {
         if (child.exitCode === null) child.kill('SIGKILL');

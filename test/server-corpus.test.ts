@@ -98,7 +98,7 @@ describe.skipIf(!hasTokenizer)(`search corpus ${hasTokenizer ? '' : skipNote('th
       const health = await fetch(`${handle.url}/health`);
       expect([health.status, await health.json()]).toEqual([500, { status: 'failed', error: msg }]);
       const r = await postJson<OpenAIError>(`${handle.url}/search`, { query: 'x' });
-      expect([r.status, r.body.error.message]).toEqual([500, `the model failed to load: ${msg}`]);
+      expect([r.status, r.body.error.code, r.body.error.message]).toEqual([500, 'corpus_vectors_failed', `the search corpus's vectors file does not fit the model: ${msg}`]);
     } finally {
       await handle.close();
     }
@@ -106,19 +106,24 @@ describe.skipIf(!hasTokenizer)(`search corpus ${hasTokenizer ? '' : skipNote('th
 
   // A vectors file of the right shape but not this corpus's (other texts, or another model's vectors)
   // gave wrong search results without a word: ours is refused by its fingerprint (FILE.json), any
-  // file by the rows embedded again at start; a file of the right vectors without one is used.
-  it('a vectors file of other texts or another model is refused; the right vectors without a fingerprint are used', async () => {
+  // file by the rows embedded again at start, both before ready; a file of the right vectors without
+  // one is used.
+  it('a vectors file of other texts or another model rejects ready; the right vectors without a fingerprint are used', async () => {
     const dir = makeTempDir();
     const refused = async (corpus: string[], file: string, message: string | RegExp): Promise<void> => {
-      const s = await serveOn(model, { corpus, corpusVectors: file });
+      const handle = await serve(model, { port: 0, corpus, corpusVectors: file });
       try {
-        await expect(s.handle.corpusReady).rejects.toThrow(message);
-        // the model serves on; /search says why the corpus cannot
-        const r = await postJson<OpenAIError>(`${s.url}/search`, { query: 'x' });
-        expect([r.status, r.body.error.code]).toEqual([500, 'corpus_failed']);
-        expect(r.body.error.message).toMatch(/^the corpus could not be embedded: /);
+        const err = await handle.ready.then(() => undefined, (e: unknown) => e);
+        expect(err).toBeInstanceOf(CorpusVectorsError);
+        if (typeof message === 'string') expect((err as Error).message).toBe(message);
+        else expect((err as Error).message).toMatch(message);
+        await expect(handle.corpusReady).rejects.toBe(err);
+        // every route says why the server cannot serve
+        const r = await postJson<OpenAIError>(`${handle.url}/search`, { query: 'x' });
+        expect([r.status, r.body.error.code]).toEqual([500, 'corpus_vectors_failed']);
+        expect(r.body.error.message).toBe(`the search corpus's vectors file does not fit the model: ${(err as Error).message}`);
       } finally {
-        await s.handle.close();
+        await handle.close();
       }
     };
     // ours, written for CORPUS, then started with as many other texts

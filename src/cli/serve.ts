@@ -97,22 +97,26 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
       process.stderr.write(`corpus: ${corpus.length} texts from ${corpusFile}\n`);
     }
 
-    const loading = EmbeddingModel.load(opt.str(args, 'model')!, { device });
-    loading.catch(() => {}); // reported through handle.ready below
+    const load = (): Promise<EmbeddingModel> => EmbeddingModel.load(opt.str(args, 'model')!, { device });
     // a GPU that is not there fails the command before it listens (its load fails with the reason)
-    if (device === 'cuda' && !cudaStatus().usable) await loading;
-    // the model, loaded for a server that did not start (or that it does not fit), is freed once it comes
+    if (device === 'cuda' && !cudaStatus().usable) (await load()).dispose();
+    // the load starts once serve() has refused what it can without the model (a --corpus-vectors file
+    // of another row count), so that such a refusal ends the command at once
+    let startLoading!: () => void;
+    const loading = new Promise<void>((resolve) => (startLoading = resolve)).then(load);
+    loading.catch(() => {}); // reported through handle.ready below
+    // the model, loaded for a server that it does not fit, is freed once it comes
     const disposeModel = (): void => void loading.then((m) => m.dispose(), () => {});
-    // a --corpus-vectors file of another shape: the flag and the file, before listening or once the
-    // model says its width, never after "ready"
+    // a --corpus-vectors file that cannot serve: the flag and the file, before listening or once the
+    // model is loaded, never after "ready"
     const vectorsFailure = (err: unknown): unknown => (err instanceof CorpusVectorsError ? new Error(`--corpus-vectors ${err.message}`, { cause: err }) : err);
     let handle: ServerHandle;
     try {
       handle = await serve(loading, { ...options, corpus });
     } catch (err) {
-      disposeModel();
       throw vectorsFailure(err);
     }
+    startLoading();
     process.stderr.write(`listening on ${handle.url} (model loading…)\n`);
     let onSignal: ((signal: NodeJS.Signals) => void) | undefined;
     let signalled = false; // a stop asked for: the corpus embedding it cancels is no failure
@@ -145,8 +149,8 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
       throw vectorsFailure(err);
     }
     process.stderr.write(`ready: ${model.dim}-dim embeddings on ${model.device}; open ${handle.url}/ for the search page\n`);
-    // a search corpus that cannot be served (its vectors file holds other texts' or another model's
-    // vectors, embedding it failed) stops the server, as a --corpus file that cannot be read does before it listens
+    // a search corpus that cannot be embedded stops the server, as a --corpus file that cannot be read
+    // does before it listens (a vectors file that cannot serve failed ready above)
     let corpusFailure: Error | undefined;
     const corpusFailed = handle.corpusReady.then(
       () => {

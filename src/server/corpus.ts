@@ -67,8 +67,12 @@ async function embedTexts(texts: string[], opts: EmbedOptions): Promise<Float32A
   }
 }
 
-/** A saved vectors file that cannot be the corpus's: unreadable, not a .npy matrix, or of another shape. */
+/**
+ * A saved vectors file that cannot be the corpus's: unreadable, not a .npy matrix, of another shape, or
+ * holding other texts' or another model's vectors.
+ */
 export class CorpusVectorsError extends Error {
+  override name = 'CorpusVectorsError';
   constructor(
     readonly file: string,
     message: string,
@@ -91,13 +95,13 @@ export class CorpusIndex {
   error: Error | null = null;
   private cancelled = false;
   /** The rows of a saved vectors file (readSaved), used by build() once the model has checked them. */
-  private saved: { file: string; matrix: NpyMatrix } | null = null;
+  private saved: { file: string; matrix: NpyMatrix; checked?: number } | null = null;
 
   constructor(readonly texts: string[]) {}
 
   /**
    * Reads a saved vectors file when there is one, and checks what needs no model: a .npy matrix with
-   * one row per text (before the server listens). checkWidth() checks its width once the model is
+   * one row per text (before the server listens). checkSaved() checks the rest once the model is
    * loaded; a file that is not there is written by build().
    */
   readSaved(file: string): void {
@@ -121,13 +125,22 @@ export class CorpusIndex {
     this.saved = { file, matrix };
   }
 
-  /** A saved vectors file's width against the model's embedding width (once it is loaded). */
-  checkWidth(dim: number): void {
+  /**
+   * What needs the model, of a vectors file readSaved() read (before the server says it is ready): its
+   * width against the model's, the fingerprint of the texts beside it when there is one, and a sample of
+   * rows embedded again.
+   */
+  async checkSaved(opts: EmbedOptions): Promise<void> {
     if (!this.saved) return;
     const { file, matrix: m } = this.saved;
-    if (m.cols !== dim) {
-      throw new CorpusVectorsError(file, `${file} holds ${m.rows}x${m.cols} vectors but the model's embeddings have ${dim} dims: expected ${m.rows}x${dim}`);
+    if (m.cols !== opts.dim) {
+      throw new CorpusVectorsError(file, `${file} holds ${m.rows}x${m.cols} vectors but the model's embeddings have ${opts.dim} dims: expected ${m.rows}x${opts.dim}`);
     }
+    const made = readMadeFrom(sidecarOf(file));
+    if (made && made.texts !== fingerprint(this.texts, opts.maxLength)) {
+      throw new CorpusVectorsError(file, `${file} holds the vectors of other texts (${sidecarOf(file)} says what it was made from); remove both to embed this corpus again`);
+    }
+    this.saved.checked = await this.checkSample(file, new Embeddings(m.rows, m.cols, m.data), opts);
   }
 
   /** Stops a build in progress after its current chunk (server shutdown). */
@@ -140,10 +153,9 @@ export class CorpusIndex {
   }
 
   /**
-   * Fills the index: from the vectors file readSaved() read, when there was one (its shape checked by
-   * readSaved and checkWidth; here the fingerprint of the texts beside it, when there is one, and a
-   * sample of rows embedded again), else by embedding every text (truncated at maxLength), then saving
-   * them to `vectorsFile` when given, with the fingerprint beside it (FILE.json).
+   * Fills the index: from the vectors file readSaved() read and checkSaved() checked, when there was
+   * one, else by embedding every text (truncated at maxLength), then saving them to `vectorsFile` when
+   * given, with the fingerprint beside it (FILE.json).
    */
   async build(opts: {
     batcher: Batcher;
@@ -159,14 +171,9 @@ export class CorpusIndex {
   }): Promise<void> {
     const { vectorsFile, dim } = opts;
     if (this.saved) {
-      const { file, matrix: m } = this.saved;
-      const stored = new Embeddings(m.rows, m.cols, m.data);
-      const made = readMadeFrom(sidecarOf(file));
-      if (made && made.texts !== fingerprint(this.texts, opts.maxLength)) {
-        throw new Error(`${file} holds the vectors of other texts (${sidecarOf(file)} says what it was made from); remove both to embed this corpus again`);
-      }
-      const checked = await this.checkSample(file, stored, opts);
-      this.vectors = stored;
+      const { matrix: m, checked } = this.saved;
+      if (checked === undefined) throw new Error('corpus: build() before checkSaved()');
+      this.vectors = new Embeddings(m.rows, m.cols, m.data);
       this.embedded = m.rows;
       opts.onRead?.(m.rows, checked);
       return;
@@ -199,7 +206,8 @@ export class CorpusIndex {
     rows.forEach((r, i) => {
       const cos = cosine(now.subarray(i * stored.dim, (i + 1) * stored.dim), stored.row(r));
       if (!(cos >= SAME_VECTOR_COSINE)) {
-        throw new Error(
+        throw new CorpusVectorsError(
+          file,
           `${file} does not hold this model's vectors of the corpus: row ${r} (${JSON.stringify(this.texts[r]!.slice(0, 40))}) is at cosine ${cos.toFixed(4)} to its embedding now; remove it to embed the corpus again`,
         );
       }

@@ -11,6 +11,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cosine } from '../eval/metrics.js';
 import { cudaStatus, packageRoot } from '../native.js';
 import { QueueFullError } from './batcher.js';
+import { CorpusVectorsError } from './corpus.js';
 import { ApiError, badField, modelDisposed } from './errors.js';
 import { readInputs, toModelInputs, type Inputs } from './inputs.js';
 import type { ServerState } from './server.js';
@@ -36,6 +37,9 @@ function optBool(body: Body, field: string, fallback: boolean): boolean {
 function loaded(state: ServerState): NonNullable<ServerState['loaded']> {
   if (state.loaded?.model.disposed) throw modelDisposed();
   if (state.loaded) return state.loaded;
+  if (state.failed instanceof CorpusVectorsError) {
+    throw new ApiError(500, `the search corpus's vectors file does not fit the model: ${state.failed.message}`, null, 'corpus_vectors_failed');
+  }
   if (state.failed) throw new ApiError(500, `the model failed to load: ${state.failed.message}`, null, 'model_load_failed');
   throw new ApiError(503, 'the model is still loading', null, 'loading', 'overloaded_error', 2);
 }

@@ -50,7 +50,8 @@ export interface ServeOptions {
   /**
    * A .npy of the corpus vectors: read when it exists, written after embedding otherwise. One that
    * cannot be read, is not a .npy matrix, or has not one row per text is refused before listening
-   * (serve() rejects); one of another width than the model's, by `ready`.
+   * (serve() rejects, CorpusVectorsError); one of another width than the model's, or of other texts'
+   * or another model's vectors (a sample of rows is embedded again), by `ready`.
    */
   corpusVectors?: string;
   /** The `model` name in responses (default: the model folder's name). */
@@ -66,7 +67,8 @@ export interface ServerHandle {
   readonly port: number;
   /**
    * Resolves when the model is loaded; rejects when loading fails, or when the model does not fit the
-   * options (maxQueueTokens below its input length, a corpusVectors file of another width).
+   * options (maxQueueTokens below its input length, a corpusVectors file that is not its vectors of
+   * the corpus).
    */
   readonly ready: Promise<void>;
   /** Resolves when the corpus is embedded (at once without one). */
@@ -329,7 +331,7 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
   const hostForUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
 
   const ready = Promise.resolve(model)
-    .then((m) => {
+    .then(async (m) => {
       // as for a model given itself, above: a loaded model that was disposed before it came cannot serve
       if (m.disposed) throw new Error('serve: the model has been disposed');
       if (!options.modelName && m.dir) o.modelName = basename(m.dir);
@@ -339,7 +341,6 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
         checkQueueFits(o);
       }
       state.limits.maxLength = o.maxLength;
-      state.corpus?.checkWidth(m.dim);
       m.warnMaxLength(o.maxLength); // the batches go to native code directly: said here, once
       const batcher: Batcher = new Batcher(
         async (tokens, cuSeqlens) => {
@@ -350,11 +351,14 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
         { maxBatchTokens: o.maxBatchTokens, maxWaitMs: o.maxWaitMs, maxQueueTokens: o.maxQueueTokens, merge: o.batching },
         metrics.batcherEvents(() => batcher.tokensPerSecond),
       );
+      // a saved corpus vectors file against the model (its width, its texts, a sample embedded again):
+      // a file that cannot serve fails ready, never the server after it
+      await state.corpus?.checkSaved({ batcher, tokenizer: m.tokenizer, vocabSize: m.config.vocabSize, dim: m.dim, maxLength: o.maxLength });
       state.loaded = { model: m, batcher };
     })
     .catch((err: unknown) => {
-      // loading failed, or the model does not fit the options (its maxLength past maxQueueTokens, the
-      // corpus vectors file of another width)
+      // loading failed, or the model does not fit the options (its maxLength past maxQueueTokens, a
+      // corpus vectors file that is not this model's vectors of the corpus)
       state.failed = err instanceof Error ? err : new Error(String(err));
       throw state.failed;
     });
