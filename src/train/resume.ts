@@ -31,8 +31,9 @@ export interface Position {
   groups: number;
   rngState: number[];
   /**
-   * The epoch's data counts up to here: the lines read for the groups consumed (the whole epoch's once
-   * all its rows are), never a batch read ahead.
+   * The epoch's data counts up to here: as counted when the last batch consumed was read (rows waiting
+   * in the shuffle buffer included; the whole epoch's once all its rows are consumed), never a batch
+   * read ahead.
    */
   stats: DataStats;
 }
@@ -77,14 +78,15 @@ export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: Da
   }
   const position = positionOf(state, point.dir);
   if (changes.some((c) => SAMPLING.has(c.option))) position.rngState = [];
-  if (changes.some((c) => c.option === 'data') && position.groups > 0) {
+  const dataChanged = changes.some((c) => c.option === 'data');
+  if (dataChanged) position.stats = emptyStats(); // the old data's counts, whatever the position
+  if (dataChanged && position.groups > 0) {
     // the old position means nothing in other data: past its end, or skipping its first groups unread
     notice(
       `the data changed: epoch ${position.epoch + 1} reads it from its beginning (the checkpoint was ${position.groups} groups ` +
         `into the old data); step ${position.step} and the optimizer state carry on`,
     );
     position.groups = 0;
-    position.stats = emptyStats();
   }
   return { point, position, run, changes };
 }

@@ -97,7 +97,10 @@ export interface FitResult {
   runId: string;
   /** Loss of the last step (NaN when no step ran). */
   lastLoss: number;
-  /** Counts of the last epoch read, up to where the run stopped (the rows its steps trained on). */
+  /**
+   * Counts of the last epoch read, up to where the run stopped: as counted when its last batch was read
+   * (rows waiting in the shuffle buffer included), never a batch read ahead.
+   */
   stats: DataStats;
   /** Newest checkpoint written by this run, if any. */
   checkpoint: string | null;
