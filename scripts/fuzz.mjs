@@ -58,7 +58,8 @@ const env = {
   L2E_FUZZ_SANITIZE: opts.sanitize ? '1' : '0',
 };
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
-const jobs = Number(opts.jobs);
+// no more processes than targets named (a process with none has nothing to do)
+const jobs = Math.min(Number(opts.jobs), opts.target ? opts.target.split(',').length : Infinity);
 // each process's report in the state folder, merged into --report's file below
 const shardReport = (i) => join(state, `report.${i}.json`);
 const statuses = await Promise.all(

@@ -84,21 +84,19 @@ describe('bad input to EmbeddingModel', () => {
   it('encode reads the texts as they were at the call: the caller may change its array meanwhile', async () => {
     const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
     try {
-      // enough text that the tokenising takes several turns of the event loop (10 ms each)
+      // enough text that the tokenising takes several turns of the event loop (10 ms each; its first
+      // turn runs within the call), so that the changes below come while it goes on
       const texts = Array.from({ length: 1500 }, (_, i) => `teks nombor ${i} `.repeat(20));
-      const [first, last] = [texts[0]!, texts[1499]!];
+      const last = texts[1499]!;
       const pending = m.encode(texts, { batchSize: 256 });
       texts.push(42 as unknown as string, 'one more');
-      texts[0] = 'changed';
-      texts[1499] = 'changed too';
+      texts[1499] = 'changed';
       const e = await pending;
       expect(e.rows).toBe(1500);
       // a text's embedding depends on its batch by rounding only (test/encode-memory.test.ts); 'changed'
       // would differ in the first digit
-      const alone = await m.encode([first, last]);
-      const furthest = (a: Float32Array, b: Float32Array): number => Math.max(...a.map((x, j) => Math.abs(x - b[j]!)));
-      expect(furthest(e.row(0), alone.row(0))).toBeLessThan(1e-5);
-      expect(furthest(e.row(1499), alone.row(1))).toBeLessThan(1e-5);
+      const alone = await m.encode([last]);
+      expect(Math.max(...e.row(1499).map((x, j) => Math.abs(x - alone.row(0)[j]!)))).toBeLessThan(1e-5);
     } finally {
       m.dispose();
     }

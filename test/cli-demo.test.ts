@@ -15,7 +15,12 @@ import { makeTempDir, repoRoot } from './helpers/tinyModel.js';
 
 // Under `npm run test:sanitize` the end-to-end run below is the demo's one run: the folder and signal
 // cases make the same native calls again, 8-20 s each under ASan, to test JavaScript and process behaviour.
-const beyondSanitizer = it.skipIf(process.env['L2E_SANITIZER_RUN'] === '1');
+const underSanitizer = process.env['L2E_SANITIZER_RUN'] === '1';
+const beyondSanitizer = it.skipIf(underSanitizer);
+/** A refusal came before any work: in 1.5 s (not timed under the sanitizer run, files side by side). */
+const quick = (started: number): void => {
+  if (!underSanitizer) expect(Date.now() - started).toBeLessThan(1500);
+};
 
 const metrics = (top1: number, top10: number): Metrics => ({
   'positive score': 0.6,
@@ -123,7 +128,7 @@ describe('demo output folder', () => {
         'losses.json there. Use a new or empty folder, or add --overwrite (also right for a demo folder from before ' +
         'demos marked theirs with l2e-demo.json)\n',
     );
-    expect(Date.now() - started).toBeLessThan(1500); // no data built
+    quick(started); // no data built
     expect(readFileSync(join(dir, 'train.jsonl'), 'utf8')).toBe('my rows\n');
     expect(readFileSync(join(dir, 'metrics.json'), 'utf8')).toBe('my metrics\n');
     expect(readFileSync(join(dir, 'model', 'config.json'), 'utf8')).toBe('my config\n');
@@ -154,7 +159,7 @@ describe('demo output folder', () => {
         `l2e demo: error: --output ${dir}: ${join(dir, name)} is a ${folder ? 'folder' : 'file'}, where the demo writes ` +
           `${folder ? 'a file' : 'a folder'}; move it away or use another folder\n`,
       ]);
-      expect(Date.now() - started).toBeLessThan(1500); // no data built, nothing trained
+      quick(started); // no data built, nothing trained
       expect(readdirSync(dir)).toEqual([name]);
     }
   });

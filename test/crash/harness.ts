@@ -44,7 +44,7 @@ function newest(dir: string): number {
   return t;
 }
 
-/** The CLI runs the compiled dist/: rebuild it when a source file is newer (a test run after an edit). */
+/** The CLI runs the compiled dist/: rebuild it when a source file is newer (a test run after an edit; also once before any file, test/helpers/global-setup.ts). */
 export function ensureDist(): void {
   const dist = join(repoRoot, 'dist', 'cli', 'main.js');
   if (existsSync(dist) && newest(join(repoRoot, 'src')) <= newest(join(repoRoot, 'dist'))) return;

@@ -16,9 +16,12 @@ const seed = Number(process.env['L2E_FUZZ_SEED'] ?? '1');
 const keep = process.env['L2E_FUZZ_KEEP'] === '1';
 const state = process.env['L2E_FUZZ_STATE'] ?? '';
 const report = process.env['L2E_FUZZ_REPORT'] ?? '';
+const named = only === '' ? [] : only.split(',');
+const unknown = named.filter((n) => !targets.some((t) => t.name === n));
+const selected = targets.filter((x) => only === '' || named.includes(x.name));
 // this process's share when scripts/fuzz.mjs runs several at once (--jobs): "i/n", every n-th target from the i-th
 const [shard, shards] = (process.env['L2E_FUZZ_SHARD'] ?? '0/1').split('/').map(Number) as [number, number];
-const mine = targets.filter((x) => only === '' || only.split(',').includes(x.name)).filter((_, i) => i % shards === shard);
+const mine = selected.filter((_, i) => i % shards === shard);
 
 afterAll(async () => {
   await closeHubServer();
@@ -27,7 +30,14 @@ afterAll(async () => {
 
 const stats: Record<string, unknown> = {};
 
-describe.runIf(seconds > 0 && mine.length > 0)('fuzz', () => {
+// a --target that names no target fails the run (in one process of several), naming the targets
+describe.runIf(unknown.length > 0 && shard === 0)('fuzz --target', () => {
+  it('names fuzz targets', () => {
+    expect.fail(`fuzz: no target named ${unknown.join(', ')}; the targets: ${targets.map((t) => t.name).join(', ')}`);
+  });
+});
+
+describe.runIf(seconds > 0 && unknown.length === 0 && mine.length > 0)('fuzz', () => {
   for (const t of mine) {
     it(t.name, async () => {
       const current = state ? join(state, `${t.name}.current`) : undefined;

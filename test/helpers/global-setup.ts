@@ -1,0 +1,8 @@
+// Once before any test file (vitest globalSetup): dist/, which the CLI tests run (bin/l2e.js) and the
+// package tests load, rebuilt when a source file is newer, so that no test runs an older build, and no
+// file rebuilds it while another one, beside it (the sanitizer run), loads it.
+import { ensureDist } from '../crash/harness.js';
+
+export default function setup(): void {
+  ensureDist();
+}
