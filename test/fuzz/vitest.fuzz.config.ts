@@ -6,4 +6,5 @@ import sanitize from '../sanitize/vitest.sanitize.config.js';
 
 const parent = process.env['L2E_FUZZ_SANITIZE'] === '1' ? sanitize : base;
 // spread, not mergeConfig: mergeConfig would append to the suite's include list
-export default defineConfig({ ...parent, test: { ...parent.test, include: ['test/fuzz/fuzz.run.ts'] } });
+// (no globalSetup: the targets use src/, not dist/, and fuzz.mjs starts several processes at once)
+export default defineConfig({ ...parent, test: { ...parent.test, include: ['test/fuzz/fuzz.run.ts'], globalSetup: [] } });
