@@ -133,20 +133,32 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
       process.off('SIGTERM', onSignal!);
       process.off('SIGINT', onSignal!);
     };
-    let model: EmbeddingModel;
+    let model: EmbeddingModel | undefined;
     try {
-      await handle.ready;
-      model = await loading;
+      // a stop asked for while the model loads (or the corpus vectors are checked) ends the wait: no
+      // "ready" after it, and no failure of what it interrupted
+      await Promise.race([handle.ready, stopped]);
+      if (!signalled) model = await loading;
     } catch (err) {
-      unhook();
-      await handle.close();
-      disposeModel();
-      if (err instanceof QueueTooSmallError) {
-        throw new UsageError(
-          `--max-queue-tokens (${err.maxQueueTokens}) must be at least the model's input length (${err.maxLength}, its max_position_embeddings): raise it, or give a smaller --max-length`,
-        );
+      if (!signalled) {
+        unhook();
+        await handle.close();
+        disposeModel();
+        if (err instanceof QueueTooSmallError) {
+          throw new UsageError(
+            `--max-queue-tokens (${err.maxQueueTokens}) must be at least the model's input length (${err.maxLength}, its max_position_embeddings): raise it, or give a smaller --max-length`,
+          );
+        }
+        throw vectorsFailure(err);
       }
-      throw vectorsFailure(err);
+    }
+    if (!model) {
+      // (signalled)
+      unhook();
+      await stopped;
+      disposeModel();
+      process.stderr.write('stopped\n');
+      return 0;
     }
     process.stderr.write(`ready: ${model.dim}-dim embeddings on ${model.device}; open ${handle.url}/ for the search page\n`);
     // a search corpus that cannot be embedded stops the server, as a --corpus file that cannot be read

@@ -128,9 +128,9 @@ export class CorpusIndex {
   /**
    * What needs the model, of a vectors file readSaved() read (before the server says it is ready): its
    * width against the model's, the fingerprint of the texts beside it when there is one, and a sample of
-   * rows embedded again.
+   * rows embedded again by `opts.embed` (rows [texts × dim] of texts cut at maxLength).
    */
-  async checkSaved(opts: EmbedOptions): Promise<void> {
+  async checkSaved(opts: { dim: number; maxLength: number; embed: (texts: string[]) => Promise<Float32Array> }): Promise<void> {
     if (!this.saved) return;
     const { file, matrix: m } = this.saved;
     if (m.cols !== opts.dim) {
@@ -140,7 +140,7 @@ export class CorpusIndex {
     if (made && made.texts !== fingerprint(this.texts, opts.maxLength)) {
       throw new CorpusVectorsError(file, `${file} holds the vectors of other texts (${sidecarOf(file)} says what it was made from); remove both to embed this corpus again`);
     }
-    this.saved.checked = await this.checkSample(file, new Embeddings(m.rows, m.cols, m.data), opts);
+    this.saved.checked = await this.checkSample(file, new Embeddings(m.rows, m.cols, m.data), opts.embed);
   }
 
   /** Stops a build in progress after its current chunk (server shutdown). */
@@ -199,10 +199,10 @@ export class CorpusIndex {
    * a smaller one): vectors of another model, or of other texts, are refused. Only the fingerprint
    * beside the file sees an edit between those rows. Returns the rows checked.
    */
-  private async checkSample(file: string, stored: Embeddings, opts: EmbedOptions): Promise<number> {
+  private async checkSample(file: string, stored: Embeddings, embed: (texts: string[]) => Promise<Float32Array>): Promise<number> {
     const n = this.texts.length;
     const rows = n <= SAMPLE ? Array.from({ length: n }, (_, i) => i) : Array.from({ length: SAMPLE }, (_, i) => Math.round((i * (n - 1)) / (SAMPLE - 1)));
-    const now = await embedTexts(rows.map((r) => this.texts[r]!), opts);
+    const now = await embed(rows.map((r) => this.texts[r]!));
     rows.forEach((r, i) => {
       const cos = cosine(now.subarray(i * stored.dim, (i + 1) * stored.dim), stored.row(r));
       if (!(cos >= SAME_VECTOR_COSINE)) {

@@ -239,7 +239,7 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
   }
   if (!promised && m!.disposed) throw new Error('serve: the model has been disposed');
   const corpus = options.corpus ? new CorpusIndex(options.corpus) : null;
-  // a vectors file that cannot be the corpus's is refused before listening (its width once the model is loaded)
+  // a vectors file that cannot be the corpus's is refused before listening (the rest by ready)
   if (corpus && o.corpusVectors !== undefined) corpus.readSaved(o.corpusVectors);
   const metrics = new ServerMetrics();
   const state: ServerState = {
@@ -342,6 +342,14 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
       }
       state.limits.maxLength = o.maxLength;
       m.warnMaxLength(o.maxLength); // the batches go to native code directly: said here, once
+      // a saved corpus vectors file against the model (its width, its texts, a sample embedded again,
+      // by the model itself: no request waits on it yet): a file that cannot serve fails ready, never
+      // the server after it
+      await state.corpus?.checkSaved({
+        dim: m.dim,
+        maxLength: o.maxLength,
+        embed: async (texts) => (await m.encode(texts, { maxLength: o.maxLength })).data,
+      });
       const batcher: Batcher = new Batcher(
         async (tokens, cuSeqlens) => {
           if (m.disposed) throw modelDisposed(); // queued before dispose(), not yet on the device
@@ -351,9 +359,6 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
         { maxBatchTokens: o.maxBatchTokens, maxWaitMs: o.maxWaitMs, maxQueueTokens: o.maxQueueTokens, merge: o.batching },
         metrics.batcherEvents(() => batcher.tokensPerSecond),
       );
-      // a saved corpus vectors file against the model (its width, its texts, a sample embedded again):
-      // a file that cannot serve fails ready, never the server after it
-      await state.corpus?.checkSaved({ batcher, tokenizer: m.tokenizer, vocabSize: m.config.vocabSize, dim: m.dim, maxLength: o.maxLength });
       state.loaded = { model: m, batcher };
     })
     .catch((err: unknown) => {
