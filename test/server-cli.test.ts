@@ -1,11 +1,11 @@
 // `l2e serve` as a process (the built CLI, bin/l2e.js over dist/): it listens, answers, and on SIGTERM
 // stops accepting, finishes the request in flight and exits 0. Also its --help and usage errors.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cudaStatus, packageRoot } from '../src/native.js';
-import { cudaMissingMessage } from '../src/model/embedding-model.js';
+import { cudaMissingMessage, EmbeddingModel } from '../src/model/embedding-model.js';
 import { hasTokenizer, postJson } from './helpers/server.js';
 import { makeTempDir, repoRoot, writeTinyModel } from './helpers/tinyModel.js';
 import { skipNote } from './helpers/fixture.js';
@@ -230,6 +230,29 @@ describe.skipIf(!hasTokenizer)(`l2e serve --corpus-vectors ${hasTokenizer ? '' :
       expect(r.err).not.toMatch(readyLine);
       expect(r.err).not.toContain('listening');
       expect(r.err.split('\n').at(-2)).toBe(`l2e serve: error: --corpus-vectors ${why}`);
+    }
+    expect(process.listenerCount('SIGTERM')).toBe(0);
+  });
+
+  // a stop asked for while the model loaded used to be followed by "ready", and by a failure of the check
+  // it interrupted
+  it.each(['SIGTERM', 'SIGINT'] as const)('%s while the model loads stops the command: exit 0, "stopped", no "ready"', async (signal) => {
+    const { dir, args } = setup();
+    const narrow = join(dir, 'narrow.npy');
+    writeFileSync(narrow, Buffer.concat(npyBytes(new Float32Array(3 * 8), 3, 8))); // would fail the check
+    const load = EmbeddingModel.load.bind(EmbeddingModel);
+    const spy = vi.spyOn(EmbeddingModel, 'load').mockImplementation(async (...a) => {
+      process.emit(signal, signal); // as the signal itself calls the listeners
+      return load(...a);
+    });
+    try {
+      const r = await l2e(...args, narrow);
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).toContain(`${signal}: finishing requests in flight, then exiting\n`);
+      expect(r.err).not.toMatch(readyLine);
+      expect(r.err.endsWith('stopped\n')).toBe(true);
+    } finally {
+      spy.mockRestore();
     }
     expect(process.listenerCount('SIGTERM')).toBe(0);
   });
