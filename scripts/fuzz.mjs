@@ -59,7 +59,7 @@ const env = {
 };
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
 // no more processes than targets named (a process with none has nothing to do)
-const jobs = Math.min(Number(opts.jobs), opts.target ? opts.target.split(',').length : Infinity);
+const jobs = Math.min(Number(opts.jobs), opts.target ? new Set(opts.target.split(',')).size : Infinity);
 // each process's report in the state folder, merged into --report's file below
 const shardReport = (i) => join(state, `report.${i}.json`);
 const statuses = await Promise.all(

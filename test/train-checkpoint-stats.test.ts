@@ -72,12 +72,12 @@ describe('checkpoint data statistics', () => {
     return s;
   }
 
-  async function fitRun(options: TrainerOptions, abortAt?: number): Promise<Ran> {
+  async function fitRun(options: TrainerOptions, abortAt?: number, data = dataFile): Promise<Ran> {
     const model = await EmbeddingModel.load(modelDir);
     const notices: string[] = [];
     const controller = new AbortController();
     try {
-      const result = await new Trainer(model, { ...base, ...options }).fit(dataFile, {
+      const result = await new Trainer(model, { ...base, ...options }).fit(data, {
         signal: controller.signal,
         onNotice: (m) => notices.push(m),
         onStep: (s) => {
@@ -161,6 +161,19 @@ describe('checkpoint data statistics', () => {
       }
     });
   }
+
+  it("a resume into other data forgets the old data's counts, at an epoch's boundary too", async () => {
+    const out = makeTempDir();
+    await fitRun({ epochs: 1, shuffleBuffer: 0, saveSteps: 10, outputDir: out });
+    expect(stateOf(join(out, 'checkpoint-10')).data).toMatchObject({ position: { epoch: 1, groups: 0 }, stats: statsBefore(Infinity) });
+    // the usable rows alone: nothing left to do in epoch 1, and none of the old data's skipped lines
+    const clean = join(makeTempDir(), 'clean.jsonl');
+    const lines = readFileSync(dataFile, 'utf8').split('\n');
+    writeFileSync(clean, kinds.flatMap((k, i) => (k === 'row' ? [lines[i]!] : [])).join('\n') + '\n');
+    const r = await fitRun({ epochs: 1, shuffleBuffer: 0, outputDir: out, resume: true, allowChangedConfig: true }, undefined, clean);
+    expect(r.result).toMatchObject({ stoppedBy: 'alreadyDone', step: 10 });
+    expect(r.result.stats).toEqual({ rows: 0, badLines: 0, firstBadLines: [], noPositive: 0, noNegative: 0 });
+  });
 
   it('a resume that finds nothing left to do reports its checkpoint\'s stats; a checkpoint without stats still resumes', async () => {
     const out = makeTempDir();
