@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { outputBytes } from '../src/cli/encode-output.js';
 import { readTexts } from '../src/cli/io.js';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
-import { ensureDist, l2eBin, writeTopicCorpus } from './crash/harness.js';
+import { l2eBin, writeTopicCorpus } from './crash/harness.js';
 import { l2e } from './helpers/cli.js';
 import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 
@@ -169,7 +169,6 @@ describe.skipIf(!hasSetpriv)(`encode over another user's file in a sticky folder
   }
 
   it('is refused before any work when the process may not replace it (no CAP_FOWNER)', () => {
-    ensureDist();
     const { root, model, texts } = setup();
     const out = stickyTarget(root);
     // root without CAP_FOWNER: rename(2) over the file gives EPERM, as for an ordinary user

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureDist, l2eBin, writeTopicCorpus } from './crash/harness.js';
+import { l2eBin, writeTopicCorpus } from './crash/harness.js';
 import { hasTokenizer } from './helpers/server.js';
 import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 import { skipNote } from './helpers/fixture.js';
@@ -18,7 +18,6 @@ const DIM = 32;
 let root = '';
 
 beforeAll(() => {
-  ensureDist();
   root = mkdtempSync(join(tmpdir(), 'l2e-signals-'));
   writeTopicCorpus(root, N, DIM, 50, 3);
 }, 120_000);

@@ -4,10 +4,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { listRunCheckpoints, readTrainerState } from '../src/train/checkpoint.js';
-import { Trainer, type FitResult, type TrainerOptions } from '../src/train/trainer.js';
+import type { TrainerOptions } from '../src/train/trainer.js';
 import type { DataStats } from '../src/data/pairs.js';
+import { fitOnce, type Fitted } from './helpers/fit.js';
 import { topicData } from './helpers/trainData.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
@@ -19,11 +19,6 @@ const SPECIAL: Record<number, Kind[]> = {
   2: ['bad'], 5: ['noPos'], 7: ['noNeg'], 9: ['bad'], 13: ['bad', 'noPos'], 18: ['noNeg'], 21: ['bad'],
   25: ['bad', 'bad'], 30: ['noPos'], 33: ['noNeg'], 39: ['bad'], 40: ['bad'],
 };
-
-interface Ran {
-  result: FitResult;
-  notices: string[];
-}
 
 interface State {
   globalStep: number;
@@ -72,23 +67,7 @@ describe('checkpoint data statistics', () => {
     return s;
   }
 
-  async function fitRun(options: TrainerOptions, abortAt?: number, data = dataFile): Promise<Ran> {
-    const model = await EmbeddingModel.load(modelDir);
-    const notices: string[] = [];
-    const controller = new AbortController();
-    try {
-      const result = await new Trainer(model, { ...base, ...options }).fit(data, {
-        signal: controller.signal,
-        onNotice: (m) => notices.push(m),
-        onStep: (s) => {
-          if (s.step === abortAt) controller.abort();
-        },
-      });
-      return { result, notices };
-    } finally {
-      model.dispose();
-    }
-  }
+  const fitRun = (options: TrainerOptions, abortAt?: number, data = dataFile): Promise<Fitted> => fitOnce(modelDir, { ...base, ...options }, data, { abortAt });
 
   const stateOf = (dir: string): State => readTrainerState(dir) as unknown as State;
   const epochNotices = (notices: string[]): string[] => notices.filter((m) => /^epoch \d+: /.test(m));

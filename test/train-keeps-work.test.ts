@@ -8,21 +8,17 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { listRunCheckpoints } from '../src/train/checkpoint.js';
 import { readRunRecord } from '../src/train/run.js';
 import { TRAIN_LOCK } from '../src/train/output-lock.js';
-import { Trainer, type FitResult, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
+import type { StepInfo, TrainerOptions } from '../src/train/trainer.js';
 import type { RowSource, TrainRow } from '../src/data/pairs.js';
+import { fitOnce, noticesOf, type Fitted } from './helpers/fit.js';
 import { topicData } from './helpers/trainData.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
-import { ensureDist } from './crash/harness.js';
 import { repoRoot } from './helpers/fixture.js';
 
 const escape = (t: string): string => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** What a failed run noticed before its error. */
-const noticesOf = new WeakMap<Error, string[]>();
 
 const base: TrainerOptions = { batchSize: 4, groupSize: 3, lr: 1e-3, seed: 1, shuffleBuffer: 16, saveTotalLimit: 0 };
 
@@ -45,34 +41,15 @@ describe('a run keeps its work', () => {
     return f;
   };
 
-  async function fitRun(options: TrainerOptions, data: RowSource, onStep?: (s: StepInfo) => void | Promise<void>, abortAt?: number): Promise<{ result: FitResult; notices: string[] }> {
-    const model = await EmbeddingModel.load(modelDir);
-    const notices: string[] = [];
-    const controller = new AbortController();
-    try {
-      const result = await new Trainer(model, { ...base, ...options }).fit(data, {
-        signal: controller.signal,
-        onNotice: (m) => notices.push(m),
-        onStep: async (s) => {
-          await onStep?.(s);
-          if (s.step === abortAt) controller.abort();
-        },
-      });
-      return { result, notices };
-    } catch (err) {
-      noticesOf.set(err as Error, notices);
-      throw err;
-    } finally {
-      model.dispose();
-    }
-  }
+  const fitRun = (options: TrainerOptions, data: RowSource, onStep?: (s: StepInfo) => void | Promise<void>, abortAt?: number): Promise<Fitted> =>
+    fitOnce(modelDir, { ...base, ...options }, data, { onStep, abortAt });
 
   /** The rejection of `p`, with the notices the run gave before it. */
   async function failure(p: Promise<unknown>): Promise<{ message: string; notices: string[] }> {
     try {
       await p;
     } catch (err) {
-      return { message: (err as Error).message, notices: noticesOf.get(err as Error) ?? [] };
+      return { message: (err as Error).message, notices: noticesOf(err as Error) };
     }
     throw new Error('the run did not fail');
   }
@@ -96,7 +73,6 @@ describe('a run keeps its work', () => {
   });
 
   it('a stale lock seen by several processes at once is taken over by one of them at a time', async () => {
-    ensureDist();
     const lockModule = join(repoRoot, 'dist', 'train', 'output-lock.js');
     // each child takes the lock, marks itself holder, checks it is the only one, and releases
     const child = `

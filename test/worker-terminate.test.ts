@@ -8,13 +8,11 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ensureDist } from './crash/harness.js';
 import { repoRoot } from './helpers/fixture.js';
 import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 
 let dir = '';
 beforeAll(() => {
-  ensureDist();
   dir = makeTempDir();
   writeTinyModel(join(dir, 'model'), { seed: 3 });
 }, 120_000);

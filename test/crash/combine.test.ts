@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureDist, killTimes, runL2e, trialCount } from './harness.js';
+import { killTimes, runL2e, trialCount } from './harness.js';
 
 let root = '';
 const inputs: string[] = [];
@@ -14,7 +14,6 @@ let runMs = 0;
 const args = (out: string) => ['combine', ...inputs, '--output', out, '--shuffle', '--seed', '3', '--memory-mb', '1'];
 
 beforeAll(async () => {
-  ensureDist();
   root = mkdtempSync(join(tmpdir(), 'l2e-crash-combine-'));
   for (let f = 0; f < 3; f++) {
     const rows: string[] = [];

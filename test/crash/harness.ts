@@ -44,12 +44,15 @@ function newest(dir: string): number {
   return t;
 }
 
-/** The CLI runs the compiled dist/: rebuild it when a source file is newer (a test run after an edit; also once before any file, test/helpers/global-setup.ts). */
+/** The TypeScript compiler (not installed on a GPU machine: scripts/gpu/device-packages.cjs). */
+export const tscPath = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
+
+/** The CLI runs the compiled dist/: rebuild it when a source file is newer (a test run after an edit): once before any file, by test/helpers/global-setup.ts. */
 export function ensureDist(): void {
   const dist = join(repoRoot, 'dist', 'cli', 'main.js');
   if (existsSync(dist) && newest(join(repoRoot, 'src')) <= newest(join(repoRoot, 'dist'))) return;
   // --noEmitOnError: a source with a type error leaves dist/ as it was (older), so every run says so
-  const r = spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--noEmitOnError'], {
+  const r = spawnSync(process.execPath, [tscPath, '-p', 'tsconfig.build.json', '--noEmitOnError'], {
     cwd: repoRoot,
     encoding: 'utf8',
   });

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureDist, killTimes, runL2e, trialCount, writeTopicCorpus } from './harness.js';
+import { killTimes, runL2e, trialCount, writeTopicCorpus } from './harness.js';
 
 const N = 4000;
 const DIM = 32;
@@ -18,7 +18,6 @@ const args = (out: string) => [
 ];
 
 beforeAll(async () => {
-  ensureDist();
   root = mkdtempSync(join(tmpdir(), 'l2e-crash-mine-'));
   writeTopicCorpus(root, N, DIM, 40, 7);
   mkdirSync(join(root, 'tmp'));

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureDist, killTimes, runL2e, trialCount } from './harness.js';
+import { killTimes, runL2e, trialCount } from './harness.js';
 
 const SHA = 'c0ffee0123456789abcdef0123456789abcdef01';
 const weights = Buffer.alloc(3 << 20);
@@ -26,7 +26,6 @@ let endpoint = '';
 let root = '';
 
 beforeAll(async () => {
-  ensureDist();
   root = mkdtempSync(join(tmpdir(), 'l2e-crash-pull-'));
   server = createServer((req, res) => {
     const url = req.url ?? '';

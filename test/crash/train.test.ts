@@ -10,7 +10,7 @@ import { EmbeddingModel } from '../../src/model/embedding-model.js';
 import { listCheckpoints, loadCheckpointMoments, readTrainerState } from '../../src/train/checkpoint.js';
 import { topicData } from '../helpers/trainData.js';
 import { makeTempDir, sharedTokenizer, writeTinyModel } from '../helpers/tinyModel.js';
-import { ensureDist, killTimes, runL2e, trialCount } from './harness.js';
+import { killTimes, runL2e, trialCount } from './harness.js';
 
 const hasTokenizer = existsSync(sharedTokenizer);
 const STEPS = 16;
@@ -23,7 +23,6 @@ describe.skipIf(!hasTokenizer)(`l2e train under kill -9 ${hasTokenizer ? '' : '(
   const common = () => ['--data', data, '--batch-size', '4', '--lr', '1e-3', '--save-steps', '1', '--max-steps', String(STEPS)];
 
   beforeAll(async () => {
-    ensureDist();
     const root = makeTempDir('l2e-crash-train-');
     modelDir = join(root, 'model');
     writeTinyModel(modelDir, { hidden: 32, layers: 2, dense: 16, seed: 2 });

@@ -3,10 +3,8 @@
 // file rebuilds it while another one, beside it (the sanitizer run), loads it. Where TypeScript is not
 // installed (a GPU machine: scripts/gpu/device-packages.cjs leaves it out) dist/ is used as it came.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { ensureDist } from '../crash/harness.js';
-import { repoRoot } from './fixture.js';
+import { ensureDist, tscPath } from '../crash/harness.js';
 
 export default function setup(): void {
-  if (existsSync(join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'))) ensureDist();
+  if (existsSync(tscPath)) ensureDist();
 }
