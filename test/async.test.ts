@@ -26,7 +26,9 @@ describe('async encode', () => {
     // the native work ran while the event loop turned: the timer fired before the result came,
     // and encode() itself returned after a small part of the whole time
     expect(ticksBeforeDone).toBeGreaterThan(0);
-    expect(syncMs).toBeLessThan(totalMs / 4);
+    // (a timing bound: not under the sanitizer run, where files run side by side and ASan's runtime
+    // shares the main thread)
+    if (process.env['L2E_SANITIZER_RUN'] !== '1') expect(syncMs).toBeLessThan(totalMs / 4);
     m.dispose();
   });
 });
