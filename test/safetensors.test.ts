@@ -161,9 +161,39 @@ describe('safetensors: bad input is refused with the file (and tensor) named', (
     expect(readSafetensorsHeader(rawFile({ __metadata__: null, x: t('F32', [2], [0, 8]) }, 8)).metadata).toEqual({});
   });
 
-  it('dtypes', () => {
-    expect(() => readSafetensorsHeader(rawFile({ x: t('I64', [2], [0, 16]) }, 16))).toThrow(/bad\.safetensors: tensor "x": unsupported dtype I64/);
+  it('dtypes: the header reads every safetensors dtype; only F32, F16 and BF16 load', () => {
+    const i64 = rawFile({ x: t('I64', [2], [0, 16]) }, 16);
+    const x = readSafetensorsHeader(i64).byName.get('x')!;
+    expect(x).toMatchObject({ dtype: 'I64', shape: [2], byteLength: 16 });
+    expect(() => readTensorF32(x)).toThrow(`${i64}: tensor "x": unsupported dtype I64 (supported: F32, F16, BF16)`);
     expect(() => readSafetensorsHeader(rawFile({ x: t('Q4', [2], [0, 2]) }, 16))).toThrow(/tensor "x": unknown dtype "Q4"/);
+    expect(() => readSafetensorsHeader(rawFile({ x: t('toString', [2], [0, 2]) }, 16))).toThrow(/tensor "x": unknown dtype "toString"/);
+    // bits per element from huggingface/safetensors (safetensors/src/tensor.rs, Dtype::bitsize)
+    const bits: Record<string, number> = {
+      BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8, F8_E4M3FNUZ: 8, F8_E5M2FNUZ: 8,
+      I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, C64: 64, F64: 64, I64: 64, U64: 64,
+    };
+    const header: Record<string, unknown> = {};
+    let end = 0;
+    for (const [dtype, b] of Object.entries(bits)) {
+      const n = (4 * 3 * b) / 8; // shape [4, 3]: a whole number of bytes even for F4 and F6
+      header[`t_${dtype}`] = t(dtype, [4, 3], [end, end + n]);
+      end += n;
+    }
+    const all = readSafetensorsHeader(rawFile(header, end));
+    expect(all.tensors.map((e) => [e.dtype, e.byteLength])).toEqual(Object.entries(bits).map(([d, b]) => [d, (12 * b) / 8]));
+  });
+
+  it('non-loadable dtypes: data_offsets must span shape × element size, whole bytes, without overlap', () => {
+    const read = (header: unknown, data = 64) => () => readSafetensorsHeader(rawFile(header, data));
+    expect(read({ w: t('F64', [2, 3], [0, 24]) })).toThrow(/bad\.safetensors: tensor "w": F64 shape \[2, 3\] needs 48 bytes but data_offsets span 24/);
+    expect(read({ w: t('I64', [2], [0, 12]) })).toThrow(/tensor "w": I64 shape \[2\] needs 16 bytes but data_offsets span 12/);
+    expect(read({ w: t('U8', [5], [0, 4]) })).toThrow(/tensor "w": U8 shape \[5\] needs 5 bytes but data_offsets span 4/);
+    expect(read({ w: t('F4', [3], [0, 2]) })).toThrow(/tensor "w": F4 shape \[3\] is 12 bits, not a whole number of bytes/);
+    expect(read({ w: t('F6_E2M3', [2], [0, 2]) })).toThrow(/tensor "w": F6_E2M3 shape \[2\] is 12 bits, not a whole number of bytes/);
+    expect(read({ w: t('F4', [4], [0, 3]) })).toThrow(/tensor "w": F4 shape \[4\] needs 2 bytes but data_offsets span 3/);
+    expect(read({ a: t('F64', [2], [0, 16]), b: t('BOOL', [4], [12, 16]) })).toThrow(/tensor "b" overlaps tensor "a"/);
+    expect(read({ a: t('F64', [2], [0, 16]), b: t('I32', [4], [16, 32]) }, 32)().tensors.map((e) => e.byteLength)).toEqual([16, 16]);
   });
 
   it('shapes and offsets', () => {
@@ -376,6 +406,95 @@ describe('weights: openWeights', () => {
     expect(openWeights(wide.dir, { ...wide.config, denseSize: null }).denseSize).toBe(20);
     const badBias = edited((ts) => ts.splice(ts.length - 1, 1, { name: 'dense_layer.bias', dtype: 'F32', shape: [15], data: new Float32Array(15) }));
     expect(open(badBias)).toThrow(/tensor "dense_layer\.bias": expected shape \[16\], got \[15\]/);
+  });
+});
+
+/** Writes a safetensors file from raw bytes, any dtype string (writeSafetensors only writes F32, F16 and BF16). */
+function writeRawSafetensors(file: string, tensors: { name: string; dtype: string; shape: number[]; bytes: Uint8Array }[]): void {
+  const header: Record<string, unknown> = {};
+  let end = 0;
+  for (const x of tensors) {
+    header[x.name] = { dtype: x.dtype, shape: x.shape, data_offsets: [end, end + x.bytes.byteLength] };
+    end += x.bytes.byteLength;
+  }
+  const text = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(text.length));
+  writeFileSync(file, Buffer.concat([len, text, ...tensors.map((x) => x.bytes)]));
+}
+
+describe('weights: tensors the model does not load may have any dtype', () => {
+  const f64 = (values: ArrayLike<number>) => new Uint8Array(Float64Array.from(values).buffer);
+  const i64 = (values: bigint[]) => new Uint8Array(BigInt64Array.from(values).buffer);
+  type Raw = { name: string; dtype: string; shape: number[]; bytes: Uint8Array };
+
+  /**
+   * A causal-LM style checkpoint (`model.` prefix, F32 parameters and a dense layer) of `layers` layers,
+   * written with `edit` applied to its raw tensor list.
+   */
+  function checkpoint(edit: (tensors: Raw[], config: ReturnType<typeof readConfig>) => void, layers = 2) {
+    const m = writeTinyModel(makeTempDir(), { layers, vocab: 64, tokenizer: false });
+    const tensors: Raw[] = parameterNames(m.config, 16).map((s) => {
+      const data = m.weights.get(s.name)!;
+      const name = s.name.startsWith('dense_layer.') ? s.name : `model.${s.name}`;
+      return { name, dtype: 'F32', shape: s.shape, bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+    });
+    edit(tensors, m.config);
+    const file = join(m.dir, 'model.safetensors');
+    writeRawSafetensors(file, tensors);
+    return { ...m, file };
+  }
+  const loadsAll = (m: ReturnType<typeof checkpoint>, config = m.config, options = {}) => {
+    const w = openWeights(m.dir, config, options);
+    expect(w.tensors.map((e) => e.name)).toEqual(parameterNames(config, 16).map((s) => s.name));
+    expect(w.tensors.every((e) => e.dtype === 'F32')).toBe(true);
+    for (const e of w.tensors) expect(readTensorF32(e), e.name).toEqual(m.weights.get(e.name));
+  };
+
+  it('a float64 lm_head.weight is ignored', () => {
+    const m = checkpoint((ts, c) => {
+      // first in the header, as some exporters write it
+      ts.unshift({ name: 'lm_head.weight', dtype: 'F64', shape: [c.vocabSize, c.hiddenSize], bytes: f64(new Float64Array(c.vocabSize * c.hiddenSize).fill(0.25)) });
+    });
+    expect(readSafetensorsHeader(m.file).byName.get('lm_head.weight')).toMatchObject({ dtype: 'F64', byteLength: 64 * 32 * 8 });
+    loadsAll(m);
+  });
+
+  it('an int64 rotary_emb.inv_freq buffer is ignored', () => {
+    const m = checkpoint((ts) => {
+      ts.splice(1, 0, { name: 'model.layers.0.self_attn.rotary_emb.inv_freq', dtype: 'I64', shape: [4], bytes: i64([1n, 2n, 3n, 4n]) });
+    });
+    expect(readSafetensorsHeader(m.file).byName.get('model.layers.0.self_attn.rotary_emb.inv_freq')!.dtype).toBe('I64');
+    loadsAll(m);
+  });
+
+  it('a float64 tensor in a layer dropped by ignoreExtraLayers is skipped', () => {
+    const m = checkpoint((ts, c) => {
+      ts.push({ name: 'model.layers.2.input_layernorm.weight', dtype: 'F64', shape: [c.hiddenSize], bytes: f64(new Float64Array(c.hiddenSize).fill(1)) });
+    });
+    loadsAll(m, m.config, { ignoreExtraLayers: true });
+    expect(() => openWeights(m.dir, m.config)).toThrow(
+      `${m.file}: tensor "model.layers.2.input_layernorm.weight": layer 2 is beyond the config's num_hidden_layers = 2`,
+    );
+    // the same checkpoint read as 1 layer: layer 1 (F32) and layer 2 (F64) both dropped
+    loadsAll(m, { ...m.config, numLayers: 1 }, { ignoreExtraLayers: true });
+  });
+
+  it('a needed parameter stored as float64 is refused, naming the file and tensor', () => {
+    const name = 'model.layers.0.self_attn.q_proj.weight';
+    const m = checkpoint((ts) => {
+      const i = ts.findIndex((x) => x.name === name);
+      const { bytes } = ts[i]!;
+      ts[i] = { ...ts[i]!, dtype: 'F64', bytes: f64(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)) };
+    });
+    expect(readSafetensorsHeader(m.file).byName.get(name)!.dtype).toBe('F64');
+    let message = '';
+    try {
+      openWeights(m.dir, m.config);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toBe(`${m.file}: tensor "${name}": unsupported dtype F64 (supported: F32, F16, BF16)`);
   });
 });
 

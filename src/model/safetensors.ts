@@ -7,12 +7,66 @@ import { endianness } from 'node:os';
 import { writeFileAtomic } from '../util/atomic.js';
 import { openRegularFile, readRegularFileText } from '../util/regular-file.js';
 import { parseJson } from '../util/json.js';
+/** The dtypes the model loads (the native reader and readTensorF32 convert these to float32). */
 export type DType = 'F32' | 'F16' | 'BF16';
 
-export const DTYPE_BYTES: Readonly<Record<DType, number>> = { F32: 4, F16: 2, BF16: 2 };
+/**
+ * Every dtype the safetensors format defines: a header may hold any of them, e.g. a float64 lm_head or an
+ * int64 buffer that the model never loads. Only the DType ones can be loaded (see loadableDType).
+ */
+export type StoredDType =
+  | DType
+  | 'BOOL'
+  | 'F4'
+  | 'F6_E2M3'
+  | 'F6_E3M2'
+  | 'U8'
+  | 'I8'
+  | 'F8_E5M2'
+  | 'F8_E4M3'
+  | 'F8_E8M0'
+  | 'F8_E4M3FNUZ'
+  | 'F8_E5M2FNUZ'
+  | 'I16'
+  | 'U16'
+  | 'I32'
+  | 'U32'
+  | 'C64'
+  | 'F64'
+  | 'I64'
+  | 'U64';
 
-/** Sizes of dtypes we recognise but do not load, so errors can say "unsupported" rather than "unknown". */
-const UNSUPPORTED_DTYPES = new Set(['F64', 'F8_E4M3', 'F8_E5M2', 'I8', 'I16', 'I32', 'I64', 'U8', 'U16', 'U32', 'U64', 'BOOL']);
+/**
+ * Bits per element of every safetensors dtype, as the reference implementation defines them
+ * (huggingface/safetensors, safetensors/src/tensor.rs, `Dtype::bitsize`). F4 and F6_* are sub-byte: a
+ * tensor of them must hold a whole number of bytes (its `MisalignedSlice` rule).
+ */
+export const DTYPE_BITS: Readonly<Record<StoredDType, number>> = {
+  BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8,
+  F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8, F8_E4M3FNUZ: 8, F8_E5M2FNUZ: 8,
+  I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, C64: 64, F64: 64, I64: 64, U64: 64,
+};
+
+/** Bytes per element (DTYPE_BITS / 8: a fraction for the sub-byte F4 and F6_* dtypes). */
+export const DTYPE_BYTES: Readonly<Record<StoredDType, number>> = Object.fromEntries(
+  Object.entries(DTYPE_BITS).map(([d, bits]) => [d, bits / 8]),
+) as Record<StoredDType, number>;
+
+const LOADABLE: readonly DType[] = ['F32', 'F16', 'BF16'];
+
+function isStoredDType(d: string): d is StoredDType {
+  return Object.hasOwn(DTYPE_BITS, d);
+}
+
+export function isLoadableDType(d: StoredDType): d is DType {
+  return (LOADABLE as readonly string[]).includes(d);
+}
+
+/** The tensor's dtype when the model can load it; otherwise fails naming the file and tensor. */
+export function loadableDType(entry: Pick<TensorEntry, 'file' | 'name' | 'dtype'>): DType {
+  if (isLoadableDType(entry.dtype)) return entry.dtype;
+  throw new Error(`${entry.file}: tensor "${entry.name}": unsupported dtype ${entry.dtype} (supported: ${LOADABLE.join(', ')})`);
+}
 
 /** Headers beyond this are refused: real ones are a few hundred KB. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -21,7 +75,8 @@ export interface TensorEntry {
   name: string;
   /** Absolute path of the file holding the tensor. */
   file: string;
-  dtype: DType;
+  /** Any safetensors dtype: check loadableDType(entry) before loading the data. */
+  dtype: StoredDType;
   shape: number[];
   /** Absolute byte offset of the tensor's data in the file. */
   offset: number;
@@ -67,10 +122,7 @@ function parseEntry(file: string, name: string, value: unknown, dataOffset: numb
   if (!isRecord(value)) throw new Error(`${where}: entry must be an object`);
   const { dtype, shape, data_offsets: offsets } = value;
   if (typeof dtype !== 'string') throw new Error(`${where}: dtype must be a string`);
-  if (!(dtype in DTYPE_BYTES)) {
-    if (UNSUPPORTED_DTYPES.has(dtype)) throw new Error(`${where}: unsupported dtype ${dtype} (supported: F32, F16, BF16)`);
-    throw new Error(`${where}: unknown dtype ${JSON.stringify(dtype)}`);
-  }
+  if (!isStoredDType(dtype)) throw new Error(`${where}: unknown dtype ${JSON.stringify(dtype)}`);
   if (!Array.isArray(shape) || !shape.every(isNonNegativeInt)) {
     throw new Error(`${where}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
   }
@@ -82,13 +134,18 @@ function parseEntry(file: string, name: string, value: unknown, dataOffset: numb
   if (end > dataSize) {
     throw new Error(`${where}: data_offsets end ${end} is past the data section (${dataSize} bytes; file truncated?)`);
   }
+  const dims = shape as number[];
   let elements = 1;
-  for (const d of shape as number[]) elements *= d;
-  const expected = elements * DTYPE_BYTES[dtype as DType];
-  if (!Number.isSafeInteger(expected) || expected !== end - begin) {
-    throw new Error(`${where}: ${dtype} shape [${shape.join(', ')}] needs ${expected} bytes but data_offsets span ${end - begin}`);
+  for (const d of dims) elements *= d;
+  const bits = elements * DTYPE_BITS[dtype];
+  if (Number.isSafeInteger(bits) && bits % 8 !== 0) {
+    throw new Error(`${where}: ${dtype} shape [${dims.join(', ')}] is ${bits} bits, not a whole number of bytes`);
   }
-  return { name, file, dtype: dtype as DType, shape: [...(shape as number[])], offset: dataOffset + begin, byteLength: end - begin };
+  const expected = bits / 8;
+  if (!Number.isSafeInteger(bits) || expected !== end - begin) {
+    throw new Error(`${where}: ${dtype} shape [${dims.join(', ')}] needs ${expected} bytes but data_offsets span ${end - begin}`);
+  }
+  return { name, file, dtype, shape: [...dims], offset: dataOffset + begin, byteLength: end - begin };
 }
 
 /** Reads and validates a safetensors header without reading the data. Entries carry absolute offsets. */
@@ -355,10 +412,11 @@ export function f16ToF32(src: Uint16Array): Float32Array {
  * weights are read by the native side). F32 data is read straight into the result (little-endian host).
  */
 export function readTensorF32(entry: TensorEntry): Float32Array {
-  const n = entry.byteLength / DTYPE_BYTES[entry.dtype];
+  const dtype = loadableDType(entry);
+  const n = entry.byteLength / DTYPE_BYTES[dtype];
   const fd = openSync(entry.file, 'r');
   try {
-    if (entry.dtype === 'F32') {
+    if (dtype === 'F32') {
       const out = new Float32Array(n);
       readExactly(fd, entry.byteLength, entry.offset, entry.file, new Uint8Array(out.buffer));
       return out;
@@ -366,7 +424,7 @@ export function readTensorF32(entry: TensorEntry): Float32Array {
     const bytes = readExactly(fd, entry.byteLength, entry.offset, entry.file);
     const bits = new Uint16Array(n);
     for (let i = 0; i < n; i++) bits[i] = bytes.readUInt16LE(i * 2);
-    return entry.dtype === 'F16' ? f16ToF32(bits) : bf16ToF32(bits);
+    return dtype === 'F16' ? f16ToF32(bits) : bf16ToF32(bits);
   } finally {
     closeSync(fd);
   }

@@ -3,7 +3,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { LlamaConfig } from './config.js';
-import { readSafetensorsHeader, readSafetensorsIndex, type DType, type TensorEntry } from './safetensors.js';
+import { loadableDType, readSafetensorsHeader, readSafetensorsIndex, type DType, type TensorEntry } from './safetensors.js';
 
 export interface WeightEntry {
   /** Canonical name, without a `model.` prefix. */
@@ -11,6 +11,7 @@ export interface WeightEntry {
   /** The name in the file (errors name it). */
   fileName: string;
   file: string;
+  /** Always a loadable dtype: openWeights refuses a needed tensor stored as anything else. */
   dtype: DType;
   shape: number[];
   offset: number;
@@ -152,7 +153,9 @@ export function openWeights(dir: string, config: LlamaConfig, options: OpenWeigh
     if (!t) throw new Error(`${found.source}: tensor "${spec.name}" is missing (expected shape [${spec.shape.join(', ')}])`);
     const same = t.shape.length === spec.shape.length && t.shape.every((d, i) => d === spec.shape[i]);
     if (!same) throw new Error(`${where(t)}: expected shape [${spec.shape.join(', ')}], got [${t.shape.join(', ')}]`);
-    tensors.push({ name: spec.name, fileName: t.name, file: t.file, dtype: t.dtype, shape: t.shape, offset: t.offset, byteLength: t.byteLength });
+    // only the tensors loaded must be loadable: an ignored lm_head, buffer or extra layer may be any dtype
+    const dtype = loadableDType(t);
+    tensors.push({ name: spec.name, fileName: t.name, file: t.file, dtype, shape: t.shape, offset: t.offset, byteLength: t.byteLength });
     byName.delete(spec.name);
   }
   const [extra] = byName.values();
