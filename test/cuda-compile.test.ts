@@ -88,6 +88,35 @@ const sm80Kernels = [
   { file: 'attention_bwd_split', kernel: 'flash_bwd_split_kernel', instances: 1 },
 ];
 
+// The sm80 backward (attention_bwd.cu) where a block gets under 121 KiB of shared memory (compute
+// capability 8.6 and 8.9: 99 KiB): the shapes the dispatcher runs there unless a variant is named, read
+// from the source: kBwdVariants' default at hd 64, and at hd 128 the variant default_hd128 falls back to
+// (0: the default's own). The fully unrolled hd-128 loop (k64q32w4s2: 255 registers, 24 / 36 bytes
+// spilled) once ran there. The sm_86 image only: sm_89 compiles the same source to the same registers
+// and spills (nvcc 13.0).
+const sm86 = ['-gencode=arch=compute_86,code=sm_86'];
+/** The mangled BwdShape<...> of each flash_bwd_kernel instance the dispatcher chooses at 99 KiB a block. */
+function bwdShapesUnder121KiB(): { what: string; shape: string }[] {
+  const src = readFileSync('native/cuda/attention_bwd.cu', 'utf8');
+  const table = /kBwdVariants\[\] = \{([\s\S]*?)\n\};/.exec(src)?.[1] ?? '';
+  const rows = [...table.matchAll(/\{"(\w+)",\s*(nullptr|\w+(?:<[^>]*>)?),\s*(nullptr|\w+(?:<[^>]*>)?)\}/g)].map((m) => ({ name: m[1]!, hd64: m[2]!, hd128: m[3]! }));
+  const fallback = /sharedMemPerBlockOptin\s*>=[^?;]*\?\s*index\("\w+"\)\s*:\s*(?:index\("(\w+)"\)|0)\s*;/.exec(src);
+  if (rows.length === 0 || !fallback) throw new Error('attention_bwd.cu: kBwdVariants or default_hd128\'s choice not found');
+  const hd128 = fallback[1] === undefined ? rows[0] : rows.find((r) => r.name === fallback[1]);
+  if (!hd128) throw new Error(`attention_bwd.cu: default_hd128 names '${fallback[1]}', not in kBwdVariants`);
+  const shape = (launch: string): string => {
+    const args = /^launch<(\d+), (\d+), (\d+), (\d+)(?:, (\d+))?>$/.exec(launch);
+    if (!args) throw new Error(`attention_bwd.cu: '${launch}' is not a flash_bwd_kernel launch<D, Keys, kQ, Stages[, KUnroll]>`);
+    const [D, keys, q, stages] = args.slice(1, 5).map(Number) as [number, number, number, number];
+    const unroll = args[5] === undefined ? D / 16 : Number(args[5]);
+    return `8BwdShapeI${[D, keys, q, stages, unroll].map((n) => `Li${n}E`).join('')}EE`;
+  };
+  return [
+    { what: `hd 64 (${rows[0]!.name}: ${rows[0]!.hd64})`, shape: shape(rows[0]!.hd64) },
+    { what: `hd 128 (${hd128.name}: ${hd128.hd128})`, shape: shape(hd128.hd128) },
+  ];
+}
+
 // The training step's memory-bound passes (optimizer.cu: the norm's partial sums, the one-launch AdamW
 // moving 28 bytes a parameter) keep no stack frame: one is local-memory traffic beside the bytes they
 // exist to move. A reference to one of two kernel parameters, chosen at run time, put both in a 64-byte
@@ -98,7 +127,7 @@ const stackFree = [{ file: 'optimizer', instances: 5 }];
 // process): 43 s one after another on 2 cores.
 beforeAll(async () => {
   if (!nvcc) return;
-  const jobs: [string, string[]][] = [...sm90aAll.map((k): [string, string[]] => [k.file, sm90a]), ...[...sm80Kernels, ...stackFree].map((k): [string, string[]] => [k.file, sm80and90])];
+  const jobs: [string, string[]][] = [...sm90aAll.map((k): [string, string[]] => [k.file, sm90a]), ...[...sm80Kernels, ...stackFree].map((k): [string, string[]] => [k.file, sm80and90]), ['attention_bwd', sm86]];
   const worker = async (): Promise<void> => {
     for (let job = jobs.shift(); job; job = jobs.shift()) await compileAsync(...job);
   };
@@ -230,6 +259,14 @@ describe.skipIf(!nvcc)(`attention kernel registers ${nvcc ? '' : '(skipped: nvcc
     const reports = [...compile(file, sm80and90).log.matchAll(/Function properties for (\S+)\n\s*\d+ bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/g)].filter((m) => m[1]!.includes(kernel));
     expect(reports.length, 'kernel images found').toBe(2 * instances);
     for (const m of reports) expect(Number(m[2]) + Number(m[3]), `${m[1]} spills`).toBe(0);
+  }, 600_000);
+  it('ptxas spills no register of the backward kernels run where a block gets under 121 KiB (attention_bwd, sm_86 image)', () => {
+    const spills = [...ptxasSpills(compile('attention_bwd', sm86).log)].filter(([name]) => name.includes('flash_bwd_kernel'));
+    for (const { what, shape } of bwdShapesUnder121KiB()) {
+      const found = spills.filter(([name]) => name.includes(shape));
+      expect(found.length, `${what}: sm_86 kernel found`).toBe(1);
+      expect(found[0]![1], `${what} spills (bytes stored + loaded)`).toBe(0);
+    }
   }, 600_000);
   it.each(stackFree)('the kernels of $file keep no stack frame (sm_80 and sm_90 images)', ({ file, instances }) => {
     const frames = [...compile(file, sm80and90).log.matchAll(/Function properties for (\S+)\n\s*(\d+) bytes stack frame/g)];
