@@ -1,7 +1,7 @@
 // The ASan + UBSan addon (build-asan-emu/) and the environment that runs Node against it; shared by
 // scripts/test-sanitize.mjs (the test suite) and scripts/fuzz.mjs --sanitize (the fuzz pass).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,21 @@ function runtime(name) {
 }
 
 /**
+ * Whether the host fuses multiply-adds in hardware (aarch64 always; x86-64 when /proc/cpuinfo says fma).
+ * The sanitizer build then compiles the emulated kernels contracting as nvcc may (L2E_CUDA_EMULATE_FMA),
+ * where build-emu/ never contracts: CI's emulated GPU suites run on both.
+ */
+function hostHasFma() {
+  if (process.arch === 'arm64') return true;
+  if (process.arch !== 'x64') return false;
+  try {
+    return /^flags\s*:.*\bfma\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Builds (incrementally) the ASan + UBSan addon with -DL2E_SANITIZE=ON into build-asan-emu/ and returns
  * its path: the CPU backend, and the CUDA backend in CPU emulation (native/cuda/emulation), so one
  * build serves the test suite, the GPU suites and the fuzz pass (the test addon is at
@@ -29,13 +44,22 @@ function runtime(name) {
  */
 export function buildSanitized() {
   const out = 'build-asan-emu';
-  const extra = ['--CDL2E_CUDA_EMULATE=1', ...(process.env.L2E_SANITIZE_CMAKE || '').split(/\s+/).filter(Boolean)];
+  const fma = hostHasFma() ? '1' : '0';
+  const extra = ['--CDL2E_CUDA_EMULATE=1', `--CDL2E_CUDA_EMULATE_FMA=${fma}`, ...(process.env.L2E_SANITIZE_CMAKE || '').split(/\s+/).filter(Boolean)];
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-  console.error(`sanitizers: building ${out}/ (ASan + UBSan)${extra.length ? ` with ${extra.join(' ')}` : ''}`);
-  const build = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', out, '--CDL2E_SANITIZE=ON', ...extra], {
-    cwd: root,
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const run = (command) =>
+    spawnSync(process.execPath, [cmakeJs, command, '--out', out, '--CDL2E_SANITIZE=ON', ...extra], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+  // cmake-js compile configures a folder only when it has no cache, so its -D flags would not reach one
+  // configured before with another value: configure it again then (the build stays incremental)
+  const cache = join(root, out, 'CMakeCache.txt');
+  const cached = existsSync(cache) ? /^L2E_CUDA_EMULATE_FMA:\w+=(.*)$/m.exec(readFileSync(cache, 'utf8'))?.[1] : undefined;
+  if (existsSync(cache) && cached !== fma) {
+    console.error(`sanitizers: configuring ${out}/ again (L2E_CUDA_EMULATE_FMA ${cached ?? 'unset'} -> ${fma})`);
+    const configure = run('configure');
+    if (configure.status !== 0) process.exit(configure.status ?? 1);
+  }
+  console.error(`sanitizers: building ${out}/ (ASan + UBSan) with ${extra.join(' ')}`);
+  const build = run('compile');
   if (build.status !== 0) process.exit(build.status ?? 1);
   const addon = join(root, out, 'Release', 'l2e.node');
   if (!existsSync(addon)) {

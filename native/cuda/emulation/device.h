@@ -220,11 +220,24 @@ inline int atomicCAS(int* p, int compare, int v) { return ::l2e::emu::atomic_cas
 
 inline size_t __cvta_generic_to_shared(const void* p) { return ::l2e::emu::shared_offset(p); }
 
-// Math and round-to-nearest intrinsics (CUDA Math API). The emulated kernels are compiled with
-// -ffp-contract=off, so each of these is one IEEE operation, as on the GPU.
-inline float __fadd_rn(float a, float b) { return a + b; }
-inline float __fsub_rn(float a, float b) { return a - b; }
-inline float __fmul_rn(float a, float b) { return a * b; }
+// Math and round-to-nearest intrinsics (CUDA Math API). Each is one IEEE operation, as on the GPU:
+// "never merged into a multiply-add". The emulated kernels are compiled with -ffp-contract=off, or
+// with fast under L2E_CUDA_EMULATE_FMA, where GCC fuses across an inlined call: an empty asm on the
+// product and on the sum's operands (L2E_EMU_OPAQUE) keeps them out of any fused multiply-add.
+#if defined(__SSE_MATH__)  // floats in SSE registers (x86-64; not 32-bit x86's x87 default)
+#define L2E_EMU_OPAQUE(x) __asm__("" : "+x"(x))
+#elif defined(__aarch64__)
+#define L2E_EMU_OPAQUE(x) __asm__("" : "+w"(x))
+#else
+#define L2E_EMU_OPAQUE(x) __asm__("" : "+m"(x))
+#endif
+inline float __fadd_rn(float a, float b) { L2E_EMU_OPAQUE(a); L2E_EMU_OPAQUE(b); return a + b; }
+inline float __fsub_rn(float a, float b) { L2E_EMU_OPAQUE(a); L2E_EMU_OPAQUE(b); return a - b; }
+inline float __fmul_rn(float a, float b) {
+  float r = a * b;
+  L2E_EMU_OPAQUE(r);
+  return r;
+}
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fsqrt_rn(float a) { return std::sqrt(a); }
 inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
