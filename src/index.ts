@@ -6,7 +6,7 @@ export { TextTokenizer } from './model/tokenizer.js';
 export type { TextTokenizerOptions } from './model/tokenizer.js';
 export { readConfig, parseConfig, configToJson } from './model/config.js';
 export type { LlamaConfig, Pooling } from './model/config.js';
-export { readSafetensorsHeader, writeSafetensors } from './model/safetensors.js';
+export { isLoadableDType, readSafetensorsHeader, writeSafetensors } from './model/safetensors.js';
 export type { DType, SafetensorsHeader, StoredDType, TensorEntry, TensorToWrite } from './model/safetensors.js';
 export { openWeights, parameterNames } from './model/weights.js';
 export type { WeightEntry, WeightIndex, OpenWeightsOptions, ParameterSpec } from './model/weights.js';
