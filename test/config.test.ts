@@ -2,12 +2,12 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configToJson, DENSE_SIZE_KEY, parseConfig, readConfig } from '../src/model/config.js';
+import { skipNote } from './helpers/fixture.js';
 import { makeTempDir, tinyConfigJson, tinyMhaDir } from './helpers/tinyModel.js';
-
 
 const haveShared = existsSync(join(tinyMhaDir, 'config.json'));
 
-describe.skipIf(!haveShared)('config: shared tiny-mha fixture (skipped: ../shared/fixtures/tiny-mha absent)', () => {
+describe.skipIf(!haveShared)(`config: shared tiny-mha fixture ${haveShared ? '' : skipNote('the tiny-mha fixture')}`, () => {
   it('reads the 4.x-layout fixture', () => {
     const c = readConfig(tinyMhaDir);
     expect(c).toMatchObject({

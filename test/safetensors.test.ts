@@ -19,6 +19,7 @@ import {
 import { openWeights, parameterNames } from '../src/model/weights.js';
 import { makeTempDir, seededRandom, tinyMhaDir, writeTinyModel } from './helpers/tinyModel.js';
 import { tinyTokenizerJson } from './helpers/tinyTokenizer.js';
+import { skipNote } from './helpers/fixture.js';
 
 
 /** A raw file: u64 header length (or an override), the header text, then `dataBytes` zero bytes. */
@@ -125,7 +126,8 @@ describe('safetensors: writer and reader round-trip', () => {
   });
 });
 
-describe.skipIf(!existsSync(join(tinyMhaDir, 'model.safetensors')))('safetensors: shared fixture (skipped: ../shared absent)', () => {
+const hasTinyMhaWeights = existsSync(join(tinyMhaDir, 'model.safetensors'));
+describe.skipIf(!hasTinyMhaWeights)(`safetensors: shared fixture ${hasTinyMhaWeights ? '' : skipNote('the tiny-mha fixture')}`, () => {
   it('reads the tiny-mha header with absolute offsets', () => {
     const h = readSafetensorsHeader(join(tinyMhaDir, 'model.safetensors'));
     expect(h.dataOffset).toBe(8 + 2096);
