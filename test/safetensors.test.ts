@@ -202,6 +202,10 @@ describe('safetensors: bad input is refused with the file (and tensor) named', (
     const read = (entry: unknown, data = 16) => () => readSafetensorsHeader(rawFile({ w: entry }, data));
     expect(read(t('F32', [2, 2], [0, 12]))).toThrow(/tensor "w": F32 shape \[2, 2\] needs 16 bytes but data_offsets span 12/);
     expect(read(t('F32', [2, -2], [0, 16]))).toThrow(/tensor "w": shape must be an array of non-negative integers/);
+    const big = 2 ** 40;
+    expect(read(t('F32', [big, big, 0], [0, 0]))).toThrow(`tensor "w": F32 shape [${big}, ${big}, 0]: its element count overflows (past 2^53 - 1)`);
+    expect(read(t('F32', [2 ** 26, 2 ** 27], [0, 16]))).toThrow(`tensor "w": F32 shape [${2 ** 26}, ${2 ** 27}]: its element count overflows (past 2^53 - 1)`);
+    expect(read(t('F32', [0, 2 ** 53 - 1], [0, 0]))().tensors[0]).toMatchObject({ shape: [0, 2 ** 53 - 1], byteLength: 0 });
     expect(read(t('F32', '4', [0, 16]))).toThrow(/tensor "w": shape must be/);
     expect(read(t('F32', [4], [8, 4]))).toThrow(/tensor "w": data_offsets \[8, 4\] has begin > end/);
     expect(read(t('F32', [4], [0]))).toThrow(/tensor "w": data_offsets must be two non-negative integers/);

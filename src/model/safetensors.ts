@@ -135,8 +135,15 @@ function parseEntry(file: string, name: string, value: unknown, dataOffset: numb
     throw new Error(`${where}: data_offsets end ${end} is past the data section (${dataSize} bytes; file truncated?)`);
   }
   const dims = shape as number[];
+  // the running product is checked, as the reference's checked_mul does: [2^40, 2^40, 0] is refused,
+  // not read as 0 elements because the last dimension is 0
   let elements = 1;
-  for (const d of dims) elements *= d;
+  for (const d of dims) {
+    elements *= d;
+    if (!Number.isSafeInteger(elements)) {
+      throw new Error(`${where}: ${dtype} shape [${dims.join(', ')}]: its element count overflows (past 2^53 - 1)`);
+    }
+  }
   const bits = elements * DTYPE_BITS[dtype];
   if (Number.isSafeInteger(bits) && bits % 8 !== 0) {
     throw new Error(`${where}: ${dtype} shape [${dims.join(', ')}] is ${bits} bits, not a whole number of bytes`);
