@@ -40,7 +40,7 @@ import { writeGguf } from './lib/gguf.mjs';
 import { llamaMetadata, llamaTensors, llamaTokenizerMetadata, projectPooled } from './lib/llama-gguf.mjs';
 import { loadLlamaCpp, openEmbedder } from './lib/llama-peer.mjs';
 import { llamaOnnxGraph, ONNX_FORMATS } from './lib/llama-onnx.mjs';
-import { loadOrt, openOrtEmbedder, paddedBatches } from './lib/ort-peer.mjs';
+import { loadOrt, openOrtEmbedder, ortU8S8Saturates, paddedBatches } from './lib/ort-peer.mjs';
 import { printTable } from './lib/stats.mjs';
 import { BENCH_MODEL, drawLengths, loadLengthMix, makeRng, pack, poolsFolder, randomSequences, SHAPE_600M, writeRandomWeights } from './lib/workloads.mjs';
 
@@ -473,7 +473,10 @@ async function main() {
     if ('skip' in peer) {
       skip(`onnxruntime ${ortFormats.join('/')}: ${peer.skip}`);
       ortFormats = [];
-    } else ortVersion = peer.version;
+    } else {
+      ortVersion = peer.version;
+      if (ortU8S8Saturates()) console.error('onnxruntime: this CPU has no VNNI, so its INT8 sessions run u8 x u8 (session.x64quantprecision; bench/lib/ort-peer.mjs)');
+    }
   }
   if (ortFormats.length > 0) {
     const ref = oursOnCheck();
@@ -602,7 +605,7 @@ async function main() {
     ]);
   }
   if (o.json) {
-    const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, threads: o.threads, loadavgStart: loadavg, node: process.version, nodeLlamaCpp: llamaVersion, onnxruntimeNode: ortVersion, baseline: o.baseline };
+    const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, threads: o.threads, loadavgStart: loadavg, node: process.version, nodeLlamaCpp: llamaVersion, onnxruntimeNode: ortVersion, onnxruntimeU8U8: ortVersion ? ortU8S8Saturates() : null, baseline: o.baseline };
     writeFileSync(o.json, JSON.stringify({ meta, config, texts: o.texts, tokens, passes: o.passes, gemmGflops, gemmSamples: gemm, encodeGflop: flops / 1e9, rows, checks, versus, versusOnnxruntime, skipped, ops: Object.fromEntries(timed.map((e) => [e.variant, runs[e.name][0].ops])) }, null, 2));
     console.log(`\nwrote ${o.json}`);
   }

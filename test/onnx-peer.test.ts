@@ -28,7 +28,8 @@ const TEXTS = [
  * 1 − cos allowed against our fp32 embeddings (1 − cos ≈ ε²/2 for a relative error ε). FP32: the
  * rounding of the arithmetic in another order (observed up to 7e-8): 1e-6. INT8: weights per output
  * channel and activations per tensor in 8 bits (ε ~ 1/254 per value; a few % after two layers): 1e-3
- * (observed up to 2.2e-4); INT8B32 the same bound (observed up to 4.4e-4: its activations are
+ * (observed up to 2.2e-4; 0.14 on an AVX2 CPU without VNNI, whose u8 x s8 products saturate, until
+ * the peer set ORT's x64quantprecision there: bench/lib/ort-peer.mjs ortU8S8Saturates); INT8B32 the same bound (observed up to 4.4e-4: its activations are
  * quantised too, in blocks of 32; a zero point off by one code, planted, gives 1.03e-3). A wrong
  * layout gives 1e-2 or worse: the rotary halves swapped 7.7e-2, no causal mask 0.55 (both planted).
  */

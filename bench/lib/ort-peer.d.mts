@@ -6,5 +6,7 @@ export interface OrtEmbedder {
   embed(seqs: ArrayLike<number>[]): Promise<Float32Array>;
   dispose(): Promise<void>;
 }
+/** Whether ONNX Runtime's u8 x s8 int8 kernels saturate on this CPU (x86 without VNNI): its sessions then run u8 x u8. */
+export function ortU8S8Saturates(): boolean;
 export function openOrtEmbedder(ort: typeof Ort, modelPath: string, options: { threads: number; dim: number }): Promise<OrtEmbedder>;
 export function paddedBatches<T extends ArrayLike<number>>(seqs: T[], limits: { texts: number; tokens: number; padding: number }): T[][];

@@ -2,6 +2,8 @@
 // install script's download of CUDA provider files is off through the repository's .npmrc). A missing
 // package or binary is a reason to skip, never a failure.
 
+import { cpuIsa } from '../../dist/native.js';
+
 const PACKAGE = 'onnxruntime-node';
 
 /** The runtime, or why not: `{ ort, version }` or `{ skip: reason }`. */
@@ -45,6 +47,22 @@ export function paddedBatches(seqs, { texts, tokens, padding }) {
 }
 
 /**
+ * Whether ONNX Runtime's int8 matmuls (u8 activations x s8 weights) saturate on this CPU: x86 without
+ * VNNI (SSE4.1, AVX2, AVX-512 before VNNI) sums pairs of products in 16 bits (vpmaddubsw), which
+ * clamps; VNNI (vpdpbusd) sums them in 32. There the session sets ORT's documented remedy,
+ * session.x64quantprecision: the weights made u8 (w + 128, the zero point moved with them, the same
+ * products) for its exact, slower u8 x u8 kernels. Not set elsewhere: ORT applies it wherever its
+ * u8 x u8 and u8 x s8 kernel tables differ, a VNNI CPU included, which would lose its VNNI kernels for
+ * no accuracy. Without it the INT8 graph's embeddings were 0.14 from ours (1 - cos) on an AVX2 AMD
+ * EPYC, and the bench dropped the peer as wrong.
+ */
+export function ortU8S8Saturates() {
+  if (process.arch !== 'x64' && process.arch !== 'ia32') return false;
+  const { cpu } = cpuIsa();
+  return !cpu.avx512Vnni && !cpu.avxVnni;
+}
+
+/**
  * Opens a model written by llama-onnx.mjs on `threads` CPU threads with every graph optimisation on.
  * Returns { embed(seqs) → Float32Array (one embedding of `dim` values per sequence, in order), dispose() }:
  * the sequences run as one batch, right-padded to the longest.
@@ -56,6 +74,7 @@ export async function openOrtEmbedder(ort, modelPath, { threads, dim }) {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    ...(ortU8S8Saturates() ? { extra: { session: { x64quantprecision: '1' } } } : {}),
   });
   return {
     async embed(seqs) {
