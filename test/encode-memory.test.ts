@@ -25,8 +25,10 @@ const MiB = 1 << 20;
 const LOAD_SLACK = 3 * MiB;
 // While encoding, besides the group's activations: GEMM packing buffers and the quantised
 // activations of the int8 kernels (measured 0.6-1.4 MiB on a Xeon with AMX; 2.6 MiB for bf16 on an
-// AMD EPYC, AVX-512 BF16 without AMX).
-const SLACK = 3 * MiB;
+// AMD EPYC, AVX-512 BF16 without AMX; 3.0-3.4 MiB for bf16 on an AVX2 EPYC without AVX-512, whose
+// kernel keeps x in fp32, so its packed activations (cpu/gemm_lowp.cpp) take twice the bf16 pairs'
+// bytes: 8 bytes per row and k pair, about 0.7 MiB per thread for down_proj's group here).
+const SLACK = 4 * MiB;
 
 interface NativeModelT {
   loadTensors(s: object[], chunkBytes?: number): Promise<void>;
