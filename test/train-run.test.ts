@@ -4,7 +4,9 @@
 // record the run; saveTotalLimit (default 3) keeps the newest plus the best; option errors name the
 // option as the caller knows it.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
@@ -12,6 +14,7 @@ import { checkpointsToKeep, listCheckpoints, listRunCheckpoints, readTrainerStat
 import { folderBytes } from '../src/util/disk.js';
 import { formatBytes } from '../src/util/format-bytes.js';
 import { dataIdentity, readRunRecord } from '../src/train/run.js';
+import { TRAIN_LOCK } from '../src/train/output-lock.js';
 import { Trainer, TrainerOptionError, type FitResult, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
 import { topicData } from './helpers/trainData.js';
 import { snapshot } from './helpers/folderSnapshot.js';
@@ -281,6 +284,22 @@ describe('Trainer runs and their output folder', () => {
     expect(same.result.stoppedBy).toBe('alreadyDone');
     expect(same.notices.at(-1)).toBe(`nothing to do: ${join(out, 'checkpoint-6')} has reached maxSteps 6 and its final model is in ${out}; nothing was written`);
     expect(snapshot(out)).toEqual(before);
+  });
+
+  it('resume with nothing to do after a run killed past its final model: its lock and checkpoint temp folder are removed, nothing else', async () => {
+    const out = makeTempDir();
+    await fitRun({ maxSteps: 4, outputDir: out, saveSteps: 2 });
+    const before = snapshot(out);
+    const dead = spawnSync('true').pid!; // exited: what it left is stale
+    writeFileSync(join(out, TRAIN_LOCK), `${dead} ${hostname()}\n`);
+    mkdirSync(join(out, `.checkpoint-4.tmp-${dead}`));
+    const again = await fitRun({ maxSteps: 4, outputDir: out, resume: true });
+    expect(again.result.stoppedBy).toBe('alreadyDone');
+    expect(snapshot(out)).toEqual(before);
+    // a live run's lock is another matter: refused before anything is looked at
+    writeFileSync(join(out, TRAIN_LOCK), `1 ${hostname()}\n`); // process 1 is always alive
+    await expect(fitRun({ maxSteps: 4, outputDir: out, resume: true })).rejects.toThrow(/is being trained into by another run \(process 1, /);
+    expect(readFileSync(join(out, TRAIN_LOCK), 'utf8')).toBe(`1 ${hostname()}\n`);
   });
 
   it('resume of a run by epochs whose last step was a checkpoint: nothing to do, nothing read or written; with more epochs it goes on as one run', async () => {

@@ -254,6 +254,16 @@ export class Trainer {
       const done = nothingToDo(o, n, pos, resumed.point.dir, this.run.id);
       if (done) {
         notice(done);
+        // a run killed after writing its final model left its lock (and maybe a checkpoint's temp
+        // folder): removed under the lock, as a run starting there would; none, and nothing is touched
+        if (o.outputDir && existsSync(join(o.outputDir, TRAIN_LOCK))) {
+          const unlock = lockOutput(o.outputDir);
+          try {
+            removeStaleCheckpointTemps(o.outputDir);
+          } finally {
+            unlock();
+          }
+        }
         return {
           step: pos.step,
           startStep: pos.step,
