@@ -135,6 +135,22 @@ export class DataChangedError extends Error {
   override name = 'DataChangedError';
 }
 
+/**
+ * Takes `dir`'s lock (output-lock.ts) and removes a killed run's half-written or half-removed
+ * checkpoint folders, once, as a run starts (a resume at the last step writes no checkpoint, only the
+ * final model); returns the lock's release.
+ */
+function lockAndTidyOutput(dir: string): () => void {
+  const unlock = lockOutput(dir);
+  try {
+    removeStaleCheckpointTemps(dir);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+  return unlock;
+}
+
 export class Trainer {
   readonly options: ResolvedOptions;
   private readonly nat: TrainNatives;
@@ -256,14 +272,7 @@ export class Trainer {
         notice(done);
         // a run killed after writing its final model left its lock (and maybe a checkpoint's temp
         // folder): removed under the lock, as a run starting there would; none, and nothing is touched
-        if (o.outputDir && existsSync(join(o.outputDir, TRAIN_LOCK))) {
-          const unlock = lockOutput(o.outputDir);
-          try {
-            removeStaleCheckpointTemps(o.outputDir);
-          } finally {
-            unlock();
-          }
-        }
+        if (o.outputDir && existsSync(join(o.outputDir, TRAIN_LOCK))) lockAndTidyOutput(o.outputDir)();
         return {
           step: pos.step,
           startStep: pos.step,
@@ -308,10 +317,7 @@ export class Trainer {
         throw err;
       }
       // the folder is this run's alone until it ends (output-lock.ts): taken before anything in it changes
-      this.unlock = lockOutput(o.outputDir);
-      // a killed run's half-written or half-removed checkpoint folders, once, as the run starts: a
-      // resume at the last step writes no checkpoint, only the final model
-      removeStaleCheckpointTemps(o.outputDir);
+      this.unlock = lockAndTidyOutput(o.outputDir);
     }
 
     const totalSteps = this.totalSteps(rowsPerEpoch);
