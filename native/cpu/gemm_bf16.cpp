@@ -103,22 +103,47 @@ void micro_bf16_avx2(int64_t kg, const uint32_t* a32, const uint32_t* b, float* 
 
 constexpr int kZmmMR = 14;
 
+// The AVX-512 kernels' C tile: mr x nr of C (ldc apart) in MR x 2 zmm accumulators of 16 columns,
+// nr's columns as two lane masks. load: zeros where first (or past mr), else C's values; store: the
+// mr rows back, the masked-off lanes untouched.
+template <int MR>
+struct Tile512 {
+  float* c;
+  int64_t ldc;
+  int mr;
+  __mmask16 m0, m1;
+  Tile512(float* c_, int64_t ldc_, int mr_, int nr)
+      : c(c_), ldc(ldc_), mr(mr_),
+        m0(nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1)),
+        m1(nr >= 32 ? __mmask16(0xFFFF) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0)) {}
+  __attribute__((target("avx512f"), always_inline)) inline void load(__m512 (&acc)[MR][2], bool first) const {
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++) {
+      if (first || i >= mr) {
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+      } else {
+        acc[i][0] = _mm512_maskz_loadu_ps(m0, c + i * ldc);
+        acc[i][1] = _mm512_maskz_loadu_ps(m1, c + i * ldc + 16);
+      }
+    }
+  }
+  __attribute__((target("avx512f"), always_inline)) inline void store(const __m512 (&acc)[MR][2]) const {
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++) {
+      if (i >= mr) break;
+      _mm512_mask_storeu_ps(c + i * ldc, m0, acc[i][0]);
+      _mm512_mask_storeu_ps(c + i * ldc + 16, m1, acc[i][1]);
+    }
+  }
+};
+
 template <int MR>
 __attribute__((target("avx512f,avx512bf16"))) void micro_bf16_avx512(int64_t kg, const uint32_t* a,
                                                                      const uint32_t* b, float* c, int64_t ldc,
                                                                      int mr, int nr, bool first) {
-  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
-  const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
+  const Tile512<MR> t(c, ldc, mr, nr);
   __m512 acc[MR][2];
-#pragma GCC unroll 14
-  for (int i = 0; i < MR; i++) {
-    if (first || i >= mr) {
-      acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    } else {
-      acc[i][0] = _mm512_maskz_loadu_ps(m0, c + i * ldc);
-      acc[i][1] = _mm512_maskz_loadu_ps(m1, c + i * ldc + 16);
-    }
-  }
+  t.load(acc, first);
   for (int64_t g = 0; g < kg; g++, a += MR, b += kSliver) {
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kSliver), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kSliver + 16), _MM_HINT_T0);
@@ -130,12 +155,7 @@ __attribute__((target("avx512f,avx512bf16"))) void micro_bf16_avx512(int64_t kg,
       acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
     }
   }
-#pragma GCC unroll 14
-  for (int i = 0; i < MR; i++) {
-    if (i >= mr) break;
-    _mm512_mask_storeu_ps(c + i * ldc, m0, acc[i][0]);
-    _mm512_mask_storeu_ps(c + i * ldc + 16, m1, acc[i][1]);
-  }
+  t.store(acc);
 }
 
 // x fp32: a = [kg][2][MR] float. Even-k weights: the pair shifted left 16; odd: the pair with its
@@ -145,18 +165,9 @@ __attribute__((target("avx512f,avx512bw"))) void micro_bf16w_avx512(int64_t kg, 
                                                                     const uint32_t* b, float* c, int64_t ldc,
                                                                     int mr, int nr, bool first) {
   const float* a = reinterpret_cast<const float*>(a32);
-  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
-  const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
+  const Tile512<MR> t(c, ldc, mr, nr);
   __m512 acc[MR][2];
-#pragma GCC unroll 14
-  for (int i = 0; i < MR; i++) {
-    if (first || i >= mr) {
-      acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    } else {
-      acc[i][0] = _mm512_maskz_loadu_ps(m0, c + i * ldc);
-      acc[i][1] = _mm512_maskz_loadu_ps(m1, c + i * ldc + 16);
-    }
-  }
+  t.load(acc, first);
   const __mmask32 odd = 0xAAAAAAAAu;
   for (int64_t g = 0; g < kg; g++, a += 2 * MR, b += kSliver) {
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kSliver), _MM_HINT_T0);
@@ -178,12 +189,7 @@ __attribute__((target("avx512f,avx512bw"))) void micro_bf16w_avx512(int64_t kg, 
       acc[i][1] = _mm512_fmadd_ps(ai, o1, acc[i][1]);
     }
   }
-#pragma GCC unroll 14
-  for (int i = 0; i < MR; i++) {
-    if (i >= mr) break;
-    _mm512_mask_storeu_ps(c + i * ldc, m0, acc[i][0]);
-    _mm512_mask_storeu_ps(c + i * ldc + 16, m1, acc[i][1]);
-  }
+  t.store(acc);
 }
 
 const Bf16Kernel kScalar{"scalar", kScalarMR, micro_bf16_scalar, false};
