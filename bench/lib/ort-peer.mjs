@@ -2,7 +2,7 @@
 // install script's download of CUDA provider files is off through the repository's .npmrc). A missing
 // package or binary is a reason to skip, never a failure.
 
-import { cpuIsa } from '../../dist/native.js';
+import { testingAddon } from '../../test/helpers/testing-addon.mjs';
 
 const PACKAGE = 'onnxruntime-node';
 
@@ -58,7 +58,7 @@ export function paddedBatches(seqs, { texts, tokens, padding }) {
  */
 export function ortU8S8Saturates() {
   if (process.arch !== 'x64' && process.arch !== 'ia32') return false;
-  const { cpu } = cpuIsa();
+  const { cpu } = testingAddon().cpuIsa();
   return !cpu.avx512Vnni && !cpu.avxVnni;
 }
 
