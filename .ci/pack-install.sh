@@ -22,8 +22,8 @@ if PATH="$nocc" command -v g++ >/dev/null || PATH="$nocc" command -v cmake >/dev
 fi
 mkdir -p "$work/app"
 cd "$work/app"
-# npm 11 runs a dependency's install script only when the project allows it
-# (a tarball dependency is named by its file: spec there)
+# npm 12 runs a dependency's install script only when the project allows it (npm 11 runs it and warns;
+# a tarball dependency is named by its file: spec there)
 echo "{\"name\":\"app\",\"version\":\"1.0.0\",\"type\":\"module\",\"private\":true,\"allowScripts\":{\"file:$work/$tarball\":true}}" > package.json
 PATH="$nocc" npm install --no-audit --no-fund --foreground-scripts "$work/$tarball" 2>&1 | tee "$work/install.log"
 grep -q "using the prebuilt binary" "$work/install.log" || { echo "pack-install: the prebuilt binary was not used" >&2; exit 1; }
@@ -44,6 +44,12 @@ m.dispose();
 JS
 PATH="$nocc" node check.mjs "$fixture"
 PATH="$nocc" npx l2e --help | head -3
+# An app that has not allowed the package's install script, which npm 12 then skips (--ignore-scripts
+# here, whatever the npm): the prebuilt loads all the same
+mkdir -p "$work/app-noscripts" && cp check.mjs "$work/app-noscripts/"
+echo '{"name":"app-noscripts","version":"1.0.0","type":"module","private":true}' > "$work/app-noscripts/package.json"
+(cd "$work/app-noscripts" && PATH="$nocc" npm install --no-audit --no-fund --ignore-scripts "$work/$tarball" > "$work/noscripts.log" 2>&1 \
+  && PATH="$nocc" node check.mjs "$fixture") || { cat "$work/noscripts.log" >&2; echo "pack-install: without its install script the package does not load" >&2; exit 1; }
 # CommonJS: require() of the package (Node's require(esm), see "engines"), and TypeScript compiled
 # both ways against the published types: ESM (module nodenext in a "type": "module" app) and CommonJS
 # (a "type": "commonjs" folder), each then run.

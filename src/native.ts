@@ -65,7 +65,8 @@ export function loadCudaPrebuilt(
 
 /** The error a failed addon load throws (exported for tests). */
 export function addonLoadError(err: unknown): Error {
-  const msg = err instanceof Error ? err.message : String(err);
+  // one line: node-gyp-build's "No native build was found" continues on an indented "loaded from:" line
+  const msg = (err instanceof Error ? err.message : String(err)).trim().replace(/\s*\n\s*/g, '; ');
   // A bad L2E_CPU_ISA fails the load on purpose (native/cpu/isa.h): say that, not "rebuild".
   if (msg.startsWith('L2E_CPU_ISA=') || msg.startsWith('L2E_ADDON=')) return new Error(`llama2-embedding: ${msg}`);
   return new Error(`llama2-embedding: the native addon could not be loaded (${msg}). Rebuild it: ${buildCommand(packageRoot, false)}`);
@@ -102,12 +103,14 @@ function load(): unknown {
 /**
  * The command that builds the addon (with the CUDA backend when `cuda`) for the package at `root`:
  * in a checkout, the npm scripts; in an installed dependency (whose dev tools such as cmake-js are
- * absent), `npm rebuild` from the app, or cmake-js fetched by npx in the package folder.
+ * absent), `npm rebuild` from the app, or cmake-js fetched by npx in the package folder. npm 12 runs a
+ * dependency's install script, `npm rebuild`'s too, only when the app's package.json allows it
+ * ("allowScripts"), which `npm install-scripts approve` writes.
  */
 export function buildCommand(root: string, cuda: boolean): string {
   const installed = root.split(sep).includes('node_modules');
   if (!installed) return cuda ? '`L2E_CUDA=1 npm run build:native` (needs nvcc and cmake)' : '`npm run build:gyp` or `npm run build:native`';
-  if (!cuda) return '`npm rebuild llama2-embedding` in your project';
+  if (!cuda) return '`npm rebuild llama2-embedding` in your project (with npm 12, after `npm install-scripts approve llama2-embedding`)';
   return `\`cd ${root} && L2E_CUDA=1 npx --yes cmake-js compile --out build\` (needs nvcc and cmake)`;
 }
 

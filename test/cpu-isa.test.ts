@@ -78,6 +78,9 @@ describe('CPU instruction set', () => {
     expect(addonLoadError(new Error('libfoo.so: cannot open')).message).toBe(
       `llama2-embedding: the native addon could not be loaded (libfoo.so: cannot open). Rebuild it: ${buildCommand(packageRoot, false)}`,
     );
+    expect(addonLoadError(new Error('No native build was found for platform=linux arch=x64\n    loaded from: /app/x\n')).message).toBe(
+      `llama2-embedding: the native addon could not be loaded (No native build was found for platform=linux arch=x64; loaded from: /app/x). Rebuild it: ${buildCommand(packageRoot, false)}`,
+    );
   });
 });
 

@@ -101,7 +101,9 @@ describe('build commands for the native addon', () => {
     expect(buildCommand('/app/node_modules/llama2-embedding', true)).toBe(
       '`cd /app/node_modules/llama2-embedding && L2E_CUDA=1 npx --yes cmake-js compile --out build` (needs nvcc and cmake)',
     );
-    expect(buildCommand('/app/node_modules/llama2-embedding', false)).toBe('`npm rebuild llama2-embedding` in your project');
+    expect(buildCommand('/app/node_modules/llama2-embedding', false)).toBe(
+      '`npm rebuild llama2-embedding` in your project (with npm 12, after `npm install-scripts approve llama2-embedding`)',
+    );
     expect(cudaMissingMessage('/app/node_modules/llama2-embedding')).not.toContain('npm run build:native');
   });
 
