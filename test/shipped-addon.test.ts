@@ -48,7 +48,12 @@ describe('the shipped addon and the test addon', () => {
   it('npm pack leaves native/testing and the test addon loader out, and has the license', () => {
     const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: packageRoot, encoding: 'utf8' });
     expect(r.status).toBe(0);
-    const files = (JSON.parse(r.stdout) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
+    // npm 10 and 11 print an array of packages, npm 12 an object keyed by package name
+    type Packed = { name: string; files: { path: string }[] };
+    const out = JSON.parse(r.stdout) as Packed[] | Record<string, Packed>;
+    const packed = Array.isArray(out) ? out : Object.values(out);
+    expect(packed.map((p) => p.name)).toEqual(['llama2-embedding']);
+    const files = packed[0]!.files.map((f) => f.path);
     expect(files).toContain('native/addon/addon.cpp');
     expect(files).toContain('native/core/ops.def');
     expect(files).toContain('LICENSE'); // the MIT notice ships with every copy
