@@ -36,6 +36,7 @@ import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
+import { readF32 } from './lib/f32-file.mjs';
 import { writeGguf } from './lib/gguf.mjs';
 import { llamaMetadata, llamaTensors, llamaTokenizerMetadata, projectPooled } from './lib/llama-gguf.mjs';
 import { loadLlamaCpp, openEmbedder } from './lib/llama-peer.mjs';
@@ -352,8 +353,6 @@ function encodeFlops(c, seqs) {
   return flops;
 }
 
-const readF32 = (file) => new Float32Array(readFileSync(file).buffer.slice(0));
-
 /** Our embeddings from llama.cpp's pooled hidden states (rows of `hidden`): our dense layer, L2 norm. */
 function projectAll(pooled, hidden, dense) {
   const rows = pooled.length / hidden;
@@ -538,6 +537,8 @@ async function main() {
       samples: rs.map((r) => r.tokensPerSecond),
     };
   });
+  // a NaN cosine (an embedding holding a NaN, or all zeros) fails the run after its report
+  const nanRows = rows.filter((r) => r.minCos !== null && Number.isNaN(r.minCos)).map((r) => r.engine);
   const fp32 = rows.find((r) => r.engine === 'ours fp32');
   const gb = (b) => (b / 1e9).toFixed(2);
   console.log(
@@ -612,6 +613,10 @@ async function main() {
   const kept = [sources[0].path, ...Object.values(ggufs), ...Object.values(onnxFiles).flatMap((f) => [f, `${f}.data`])].filter((f) => existsSync(f));
   const keptBytes = kept.reduce((n, f) => n + statSync(f).size, 0);
   console.log(`\nkept for the next run (${(keptBytes / 1e9).toFixed(2)} GB; remove them when no longer wanted):\n${kept.map((f) => `  ${f}`).join('\n')}`);
+  if (nanRows.length) {
+    console.error(`a cosine to our fp32 is NaN for ${nanRows.join(', ')}: an embedding holds a NaN or is all zeros`);
+    process.exitCode = 1;
+  }
 }
 
 main().catch((e) => {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readF32 } from '../bench/lib/f32-file.mjs';
 import { loadLlamaCpp } from '../bench/lib/llama-peer.mjs';
 import { loadOrt } from '../bench/lib/ort-peer.mjs';
 import { hasPools, skipNote } from './helpers/fixture.js';
@@ -39,6 +40,20 @@ interface PrecisionFile {
 }
 
 describe('npm run bench -- precision', () => {
+  it('reads the embeddings its processes write back as they were, whatever buffer readFileSync returns', () => {
+    // 3 x 5 values, 60 bytes: a file this small comes back as a view into a shared pool buffer
+    const want = Float32Array.from({ length: 15 }, (_, i) => (i - 7) / 3);
+    const file = join(dir, 'f32-small.bin');
+    writeFileSync(file, Buffer.from(want.buffer));
+    const got = readF32(file);
+    expect(got).toEqual(want);
+    expect(got.byteOffset).toBe(0);
+    expect(got.buffer.byteLength).toBe(60);
+    writeFileSync(file, Buffer.alloc(62));
+    expect(() => readF32(file)).toThrow(`${file}: 62 bytes, not a whole number of float32 values`);
+    rmSync(file);
+  });
+
   it('rejects an unknown llama.cpp format, naming the flag', async () => {
     const err = await run(process.execPath, [runner, 'precision', '--llama', 'Q4_0'], { cwd: repoRoot }).catch((e: { code: number; stderr: string }) => e);
     expect((err as { code: number }).code).toBe(1);

@@ -1,6 +1,6 @@
 // llama.cpp as a peer, through node-llama-cpp (an optional dev dependency): CPU only, its prebuilt binary
 // only (build: 'never': nothing is downloaded or compiled; its postinstall is off through package.json
-// "config"). A missing package or binary is a reason to skip, never a failure.
+// "config" and "allowScripts"). A missing package or binary is a reason to skip, never a failure.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
