@@ -1,9 +1,10 @@
 // The benchmark cases. Each has a name (selected with --filter), a shape description, and
 // run(ctx) -> {samples: seconds[], rate?: {value, unit}, extra?}: the runner adds the statistics.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readF32 } from './f32-file.mjs';
 import {
   BENCH_MODEL,
   createRandomModel,
@@ -281,8 +282,7 @@ function encodeCases(ctx) {
             openblasThreads: best.threads,
           };
           // the same texts through both: a wrong baseline would make the comparison meaningless
-          const buf = readFileSync(embPath);
-          const theirs = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+          const theirs = readF32(embPath);
           const ours = ctx.cache.oursFirst ?? (await w.model.encode(w.packed[0].tokens, w.packed[0].cuSeqlens)).embeddings;
           let maxDiff = 0;
           for (let i = 0; i < ours.length; i++) maxDiff = Math.max(maxDiff, Math.abs(ours[i] - theirs[i]));

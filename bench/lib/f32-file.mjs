@@ -1,5 +1,6 @@
-// The precision bench's embeddings between its processes: float32 values in a raw file, in this
-// machine's byte order (written and read on the same machine).
+// Embeddings passed between the benches' processes (bench/precision.mjs's children, the NumPy
+// baseline's tofile): float32 values in a raw file, in this machine's byte order (written and read on
+// the same machine).
 import { readFileSync } from 'node:fs';
 
 /** The file's float32 values, in an array that owns its memory. */

@@ -1,5 +1,5 @@
 // ONNX Runtime as a peer, through onnxruntime-node (a dev dependency, CPU execution provider only; its
-// install script's download of CUDA provider files is off through the repository's .npmrc). A missing
+// install script's download of CUDA provider files is off: package.json "allowScripts", .npmrc). A missing
 // package or binary is a reason to skip, never a failure.
 
 import { testingAddon } from '../../test/helpers/testing-addon.mjs';
