@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "census.h"
 #include "device.h"
 
 namespace l2e {
@@ -81,9 +82,10 @@ void mma_m16n8k16_bf16_f32(float (&d)[4], const uint32_t (&a)[4], const uint32_t
   const WarpSlot* all = warp_exchange(0xffffffffu, "mma.sync.m16n8k16", in);
   Decoded& dec = *static_cast<Decoded*>(warp_scratch(sizeof(Decoded)));
   const uint64_t gen = warp_generation();
-  if (dec.gen != gen) {
+  if (dec.gen != gen) {  // the warp's first lane here: decodes, and counts the instruction once
     decode(dec, all);
     dec.gen = gen;
+    census_mma(2 * 16 * 8 * 16);
   }
   multiply(dec, lane_id(), c, d);
 }
@@ -116,6 +118,12 @@ void ldmatrix_m8n8_b16(uint32_t* d, int count, bool trans, unsigned addr) {
     const uint32_t hi = trans ? elem(2 * t + 1, g) : elem(g, 2 * t + 1);
     d[m] = lo | (hi << 16);
   }
+  if (lane == 0)  // once per warp instruction
+    for (int m = 0; m < count; m++) {
+      uint64_t rows[8];
+      for (int r = 0; r < 8; r++) rows[r] = all[8 * m + r].v[0];
+      census_ldmatrix(rows);
+    }
 }
 
 float ex2_approx_ftz_f32(float a) {

@@ -14,6 +14,7 @@
 #include <cstdarg>
 #include <cstdio>
 
+#include "census.h"
 #include "device.h"
 
 namespace l2e {
@@ -774,6 +775,7 @@ void issue(float* d, int n, bool rs, uint64_t da, uint32_t* a, uint64_t db, int 
   bool first;
   const WarpSlot* all = meet("wgmma.mma_async", in, first);
   if (!first) return;
+  census_mma(uint64_t(2) * 16 * uint64_t(n) * 16);  // this warp's 16 of the 64 rows
   same_in_warpgroup("wgmma.mma_async", uint64_t(n) | uint64_t(rs) << 16 | uint64_t(ta != 0) << 17 | uint64_t(tb != 0) << 18 | uint64_t(scale_d != 0) << 19,
                     rs ? 0 : all[0].v[0], all[0].v[1]);
   WarpState& s = warp_state();

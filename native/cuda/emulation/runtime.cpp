@@ -44,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "census.h"
 #include "device.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -834,10 +835,12 @@ void Launch::execute(const void* fn, const Body& body) const {
           defer_error(cudaErrorLaunchFailure, "kernel " + name + " failed in block " + dims(b) + ": " + W.error);
           W.kernel = nullptr;
           W.failed = false;
+          census_launch_done(name_);
           return;
         }
       }
   W.kernel = nullptr;
+  census_launch_done(name_);
 }
 
 size_t max_dynamic_shared() { return arch().max_dynamic_shared; }
