@@ -3,7 +3,8 @@
 //    its gradient norm. Counted by the emulated runtime (every device-to-host copy and every stream /
 //    device / event synchronisation or cudaFree), so emulation builds only; steady-state steps of a
 //    Trainer run, with the whole batch in one chunk, with GradCache chunks recomputed, and with
-//    gradient accumulation;
+//    gradient accumulation; in the same steps the optimizer is 3 launches (the emulator's census):
+//    sum of squares, the step's decision, one AdamW over every parameter;
 //  - the one-launch AdamW over every parameter with clipping and weight decay decided on the device
 //    steps the fp32 master exactly as the CPU steps its weights (bitwise), the gradient norm too;
 //  - a non-finite gradient skips the update on the device: weights and moments unchanged,
@@ -29,6 +30,9 @@ interface HostSyncs {
 }
 const hostSyncs = (): HostSyncs => nativeAddon<{ cudaEmulationHostSyncs: () => HostSyncs }>().cudaEmulationHostSyncs();
 
+const census = (): Record<string, { launches: number }> =>
+  nativeAddon<{ cudaEmulationCensus: () => Record<string, { launches: number }> }>().cudaEmulationCensus();
+
 const hasTokenizer = existsSync(sharedTokenizer);
 
 describe.skipIf(!emulated || !hasTokenizer)(`host synchronisations per CUDA training step (emulation build) ${gpuNote}${hasTokenizer ? '' : ' (skipped: ../shared tokenizer not found)'}`, () => {
@@ -44,28 +48,41 @@ describe.skipIf(!emulated || !hasTokenizer)(`host synchronisations per CUDA trai
     writeFileSync(dataFile, topicData(8, 24, 3).rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   });
 
-  /** Counts between the onStep of each step and the next one's: the whole of steps 2 and 3. */
-  async function perStep(options: TrainerOptions): Promise<HostSyncs[]> {
+  /**
+   * Counts between the onStep of each step and the next one's (the whole of steps 2 and 3): the host's
+   * waits, and the launches of the optimizer's kernels (the emulator's census, native/cuda/emulation).
+   */
+  async function perStep(options: TrainerOptions): Promise<{ syncs: HostSyncs; optimizer: Record<string, number> }[]> {
     const model = await EmbeddingModel.load(modelDir, { device: cudaDevice });
     const at: HostSyncs[] = [];
+    const launches: Record<string, number>[] = [];
     try {
-      await new Trainer(model, { ...base, ...options }).fit(dataFile, { onNotice: () => {}, onStep: () => at.push(hostSyncs()) });
+      await new Trainer(model, { ...base, ...options }).fit(dataFile, {
+        onNotice: () => {},
+        onStep: () => {
+          at.push(hostSyncs());
+          launches.push(Object.fromEntries(Object.entries(census()).map(([k, c]) => [k, c.launches])));
+        },
+      });
     } finally {
       model.dispose();
     }
     expect(at).toHaveLength(3);
-    return at.slice(1).map((c, i) => ({ deviceToHost: c.deviceToHost - at[i]!.deviceToHost, synchronize: c.synchronize - at[i]!.synchronize }));
+    return at.slice(1).map((c, i) => ({
+      syncs: { deviceToHost: c.deviceToHost - at[i]!.deviceToHost, synchronize: c.synchronize - at[i]!.synchronize },
+      optimizer: Object.fromEntries(Object.entries(launches[i + 1]!).filter(([k]) => /adamw|sumsq|step_decide/.test(k))),
+    }));
   }
 
+  // The optimizer: the gradient's sum of squares, the step's decision (clip factor, skip), and one AdamW
+  // launch over every parameter (not one per tensor: adamw_kernel is the single-tensor one)
   it.each([
     ['one chunk (activations kept)', {}],
     ['GradCache chunks, recomputed', { chunkTokens: 24 }],
     ['2 micro-batches per step', { gradientAccumulationSteps: 2 }],
-  ])('%s: one read-back and one wait per step', async (_name, options: TrainerOptions) => {
-    expect(await perStep(options)).toEqual([
-      { deviceToHost: 1, synchronize: 1 },
-      { deviceToHost: 1, synchronize: 1 },
-    ]);
+  ])('%s: one read-back and one wait per step, the optimizer in 3 launches', async (_name, options: TrainerOptions) => {
+    const step = { syncs: { deviceToHost: 1, synchronize: 1 }, optimizer: { adamw_multi_kernel: 1, step_decide_kernel: 1, sumsq_kernel: 1 } };
+    expect(await perStep(options)).toEqual([step, step]);
   }, 600_000);
 });
 
