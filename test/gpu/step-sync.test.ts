@@ -4,7 +4,9 @@
 //    device / event synchronisation or cudaFree), so emulation builds only; steady-state steps of a
 //    Trainer run, with the whole batch in one chunk, with GradCache chunks recomputed, and with
 //    gradient accumulation; in the same steps the optimizer is 3 launches (the emulator's census):
-//    sum of squares, the step's decision, one AdamW over every parameter;
+//    sum of squares, the step's decision, one AdamW over every parameter; and the step's GEMMs do
+//    exactly the FLOPs a training step needs (6 per linear weight and token, 8 with GradCache's
+//    recomputed forward);
 //  - the one-launch AdamW over every parameter with clipping and weight decay decided on the device
 //    steps the fp32 master exactly as the CPU steps its weights (bitwise), the gradient norm too;
 //  - a non-finite gradient skips the update on the device: weights and moments unchanged,
@@ -30,8 +32,9 @@ interface HostSyncs {
 }
 const hostSyncs = (): HostSyncs => nativeAddon<{ cudaEmulationHostSyncs: () => HostSyncs }>().cudaEmulationHostSyncs();
 
-const census = (): Record<string, { launches: number }> =>
-  nativeAddon<{ cudaEmulationCensus: () => Record<string, { launches: number }> }>().cudaEmulationCensus();
+/** The emulator's census since the last call (native/cuda/emulation/census.h): launches and FLOPs by kernel. */
+type Census = Record<string, { launches: number; mmaFlops: number }>;
+const census = (): Census => nativeAddon<{ cudaEmulationCensus: () => Census }>().cudaEmulationCensus();
 
 const hasTokenizer = existsSync(sharedTokenizer);
 
@@ -56,12 +59,18 @@ describe.skipIf(!emulated || !hasTokenizer)(`host synchronisations per CUDA trai
     const model = await EmbeddingModel.load(modelDir, { device: cudaDevice });
     const at: HostSyncs[] = [];
     const launches: Record<string, number>[] = [];
+    const gemm: number[] = [];
+    // the weights of the linear layers (every 2-D tensor but the embedding table): each is applied to
+    // every token, so a step's forward GEMMs are 2 N tokens FLOPs and its backward's (dX and dW) 4 N tokens
+    const N = model.native.params().filter((p) => p.shape.length === 2 && p.name !== 'embed_tokens.weight').reduce((s, p) => s + p.numel, 0);
     try {
       await new Trainer(model, { ...base, ...options }).fit(dataFile, {
         onNotice: () => {},
-        onStep: () => {
+        onStep: (info) => {
           at.push(hostSyncs());
-          launches.push(Object.fromEntries(Object.entries(census()).map(([k, c]) => [k, c.launches])));
+          const c = census();
+          launches.push(Object.fromEntries(Object.entries(c).map(([k, e]) => [k, e.launches])));
+          gemm.push((c['cublasGemmEx']?.mmaFlops ?? 0) / (N * info.tokens));
         },
       });
     } finally {
@@ -71,17 +80,23 @@ describe.skipIf(!emulated || !hasTokenizer)(`host synchronisations per CUDA trai
     return at.slice(1).map((c, i) => ({
       syncs: { deviceToHost: c.deviceToHost - at[i]!.deviceToHost, synchronize: c.synchronize - at[i]!.synchronize },
       optimizer: Object.fromEntries(Object.entries(launches[i + 1]!).filter(([k]) => /adamw|sumsq|step_decide/.test(k))),
+      gemmFlopsPerWeightToken: gemm[i + 1]!,
     }));
   }
 
   // The optimizer: the gradient's sum of squares, the step's decision (clip factor, skip), and one AdamW
-  // launch over every parameter (not one per tensor: adamw_kernel is the single-tensor one)
+  // launch over every parameter (not one per tensor: adamw_kernel is the single-tensor one). The GEMMs:
+  // 6 FLOPs per linear weight and token, 8 with GradCache (its chunks' forward runs again for the backward)
   it.each([
-    ['one chunk (activations kept)', {}],
-    ['GradCache chunks, recomputed', { chunkTokens: 24 }],
-    ['2 micro-batches per step', { gradientAccumulationSteps: 2 }],
-  ])('%s: one read-back and one wait per step, the optimizer in 3 launches', async (_name, options: TrainerOptions) => {
-    const step = { syncs: { deviceToHost: 1, synchronize: 1 }, optimizer: { adamw_multi_kernel: 1, step_decide_kernel: 1, sumsq_kernel: 1 } };
+    ['one chunk (activations kept)', 6, {}],
+    ['GradCache chunks, recomputed', 8, { chunkTokens: 24 }],
+    ['2 micro-batches per step', 6, { gradientAccumulationSteps: 2 }],
+  ])('%s: one read-back and one wait per step, the optimizer in 3 launches, GEMMs of %i N tokens FLOPs', async (_name, gemm, options: TrainerOptions) => {
+    const step = {
+      syncs: { deviceToHost: 1, synchronize: 1 },
+      optimizer: { adamw_multi_kernel: 1, step_decide_kernel: 1, sumsq_kernel: 1 },
+      gemmFlopsPerWeightToken: gemm,
+    };
     expect(await perStep(options)).toEqual([step, step]);
   }, 600_000);
 });

@@ -36,6 +36,13 @@ void census_ldmatrix(const uint64_t (&rows)[8]) {
   t_launch.ldmatrix_wavefronts += uint64_t(ldmatrix_passes(rows));
 }
 
+void census_library_call(const char* name, uint64_t flops) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  KernelCensus& e = g_table[name];
+  e.launches += 1;
+  e.mma_flops += flops;
+}
+
 void census_launch_done(const char* kernel) {
   KernelCensus c = t_launch;
   t_launch = KernelCensus{};

@@ -2,7 +2,8 @@
 // shows without a GPU what the kernels claim of themselves: how many matrix products they do
 // against the least the problem needs, and whether their ldmatrix reads meet bank conflicts.
 //   launches            launches that ran their blocks (a failed one included)
-//   mma_flops           2 M N K of every mma.sync m16n8k16 (a warp's) and wgmma (a warp's 16 rows)
+//   mma_flops           2 M N K of every mma.sync m16n8k16 (a warp's) and wgmma (a warp's 16 rows), and
+//                       of every emulated cublasGemmEx (entry "cublasGemmEx")
 //   ldmatrix_matrices   8x8 matrices read by ldmatrix (.x4: four)
 //   ldmatrix_wavefronts shared-memory passes those reads take in the bank model below
 // Bank model (CUDA C++ Programming Guide, "Shared Memory" of compute capability 5.x and later, which
@@ -34,6 +35,9 @@ void census_ldmatrix(const uint64_t (&rows)[8]);
 // the passes one matrix takes (the model above): exposed for the emulator's self-check
 int ldmatrix_passes(const uint64_t (&rows)[8]);
 
+// A library call that does its work at once (the emulated cuBLAS, cublas.cpp): one launch of `name`
+// doing `flops` (2 m n k of a GEMM), added to the table directly.
+void census_library_call(const char* name, uint64_t flops);
 // runtime.cpp: a launch's counts go to its kernel's entry when its blocks are done (or one failed).
 void census_launch_done(const char* kernel);
 // Every kernel's counts since the last take, by the name it was launched under; clears them.

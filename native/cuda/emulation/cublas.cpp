@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "census.h"
 #include "cuda/cublas_loader.h"
 #include "cuda_bf16.h"
 #include "cuda_runtime_api.h"
@@ -91,6 +92,7 @@ int gemm_ex(cuda::cublasHandle_t h, int transa, int transb, int m, int n, int k,
   if (ldb < max1(tb ? n : k)) return status(kInvalidValue, "ldb < max(1, " + std::string(tb ? "n" : "k") + ")");
   if (ldc < max1(m)) return status(kInvalidValue, "ldc < max(1, m)");
   if (m == 0 || n == 0) return kSuccess;
+  census_library_call("cublasGemmEx", uint64_t(2) * uint64_t(m) * uint64_t(n) * uint64_t(k));
   const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
   // op(A) as rows of k (opA[i][l]) and op(B) as columns of k (opB[j][l]), so the inner loop is contiguous.
   std::vector<float> opA(size_t(m) * k), opB(size_t(n) * k);
