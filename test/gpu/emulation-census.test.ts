@@ -3,10 +3,15 @@
 // bank conflicts, and the tensor cores do no more matrix products than a causal flash attention needs,
 // the forward 2 per (query, key) pair (S = Q K^T, O = P V) and the backward 5 (S, dP = dO V^T,
 // dV, dK, dQ: FlashAttention-2's, where recomputing S and dP in a second kernel would make 7).
+// Encode's GEMMs do the least work too: the texts of a batch are packed end to end, no padding.
 // First the census's bank model against hand-computed layouts. Emulation build only; on a GPU the
 // same facts would need a profiler, and the suite says why it skips.
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { EmbeddingModel } from '../../src/model/embedding-model.js';
+import { nativeAddon } from '../../src/native.js';
 import { Rng } from '../../src/util/random.js';
+import { makeTempDir, writeTinyModel } from '../helpers/tinyModel.js';
 import { addon, attentionKernels, bf16Array, emulated, randBf16, runOp, type OpArgs } from './gpu-helpers.js';
 import { attnInputs, variantsOf } from './op-compare.js';
 
@@ -97,5 +102,26 @@ describe.skipIf(!emulated)(`CUDA emulation census ${emulated ? '' : '(skipped: n
     if (kernel === 'sm80') expect(Object.values(kernels).reduce((s, k) => s + k.ldmatrixMatrices, 0)).toBeGreaterThan(0);
     expect(ratio).toBeGreaterThanOrEqual(1);
     expect(ratio).toBeLessThanOrEqual(bound);
+  });
+
+  // Every linear layer (the 2-D tensors but the embedding table, N weights in all) is applied to each
+  // token once: 2 N FLOPs a token. Padding a batch to its longest text would add to it.
+  it('encode: the GEMMs do exactly 2 FLOPs per linear weight and token of the texts (packed, no padding)', async () => {
+    const dir = join(makeTempDir(), 'model');
+    writeTinyModel(dir, { hidden: 64, heads: 2, kvHeads: 1, intermediate: 96, layers: 2, dense: 16, seed: 5 });
+    const model = await EmbeddingModel.load(dir, { device: 'cuda' });
+    try {
+      const texts = ['a', 'selamat pagi semua', 'x', 'harga rumah di Kuala Lumpur naik lagi tahun ini', 'ok', 'terima kasih banyak'];
+      const lengths = model.tokenize(texts).map((t) => t.length);
+      expect(new Set(lengths).size).toBeGreaterThan(3);  // lengths that padding would show
+      const tokens = lengths.reduce((s, n) => s + n, 0);
+      const N = model.native.params().filter((p) => p.shape.length === 2 && p.name !== 'embed_tokens.weight').reduce((s, p) => s + p.numel, 0);
+      const library = nativeAddon<CensusAddon>();  // the addon EmbeddingModel runs on (not the test addon: a census of its own)
+      library.cudaEmulationCensus();
+      await model.encode(texts, { batchSize: 4 });
+      expect(library.cudaEmulationCensus()['cublasGemmEx']?.mmaFlops).toBe(2 * N * tokens);
+    } finally {
+      model.dispose();
+    }
   });
 });
