@@ -231,14 +231,19 @@ async function profileStep(a, lengths, name, layers) {
   }
 }
 
-/** Per-op device time of everything since the last reset, largest first, printed and returned. */
+/**
+ * Per-op device time of everything since the last reset, largest first, printed and returned; the
+ * matrix-product ops with their rate (their FLOPs, core/op_flops.h, over their device time).
+ */
 function opTable(a, label) {
   const ops = a.opTimings().sort((x, y) => y.seconds - x.seconds);
   const total = ops.reduce((t, o) => t + o.seconds, 0);
   console.log(`${label} per-op device time (CUDA events), ${(total * 1e3).toFixed(1)} ms in all:`);
-  for (const o of ops)
-    console.log(`  ${o.op.padEnd(22)} ${String(o.calls).padStart(7)} calls ${(o.seconds * 1e3).toFixed(2).padStart(11)} ms ${((100 * o.seconds) / (total || 1)).toFixed(1).padStart(5)}%`);
-  return Object.fromEntries(ops.map((o) => [o.op, { calls: o.calls, seconds: o.seconds }]));
+  for (const o of ops) {
+    const rate = o.flops > 0 && o.seconds > 0 ? `${(o.flops / o.seconds / 1e12).toFixed(1).padStart(8)} TFLOP/s` : '';
+    console.log(`  ${o.op.padEnd(22)} ${String(o.calls).padStart(7)} calls ${(o.seconds * 1e3).toFixed(2).padStart(11)} ms ${((100 * o.seconds) / (total || 1)).toFixed(1).padStart(5)}%${rate}`);
+  }
+  return Object.fromEntries(ops.map((o) => [o.op, { calls: o.calls, seconds: o.seconds, flops: o.flops }]));
 }
 
 // GPU_BENCH_KERNELS: the kernels whose attention rows a run measures, 'auto' the default rows (forward

@@ -124,6 +124,8 @@ function printSummary(results) {
       { title: 'calls', get: (r) => r.calls, right: true },
       { title: 'seconds', get: (r) => r.seconds.toFixed(3), right: true },
       { title: 'share', get: (r) => `${(100 * r.share).toFixed(1)}%`, right: true },
+      // the matrix-product ops' rate: their FLOPs (core/op_flops.h) over their time
+      { title: 'GFLOP/s', get: (r) => (r.flops > 0 && r.seconds > 0 ? (r.flops / r.seconds / 1e9).toFixed(1) : ''), right: true },
     ]);
     summary.train = { tokensPerSecond: train.extra.tokensPerSecond, opShares: train.extra.opShares };
   }

@@ -345,8 +345,8 @@ function trainCases(ctx) {
           const wall = sum(samples);
           const ops = addon.opTimings().sort((a, b) => b.seconds - a.seconds);
           const opTotal = sum(ops.map((o) => o.seconds));
-          const shares = ops.map((o) => ({ op: o.op, calls: o.calls, seconds: o.seconds, share: o.seconds / wall }));
-          shares.push({ op: '(outside the op table)', calls: 0, seconds: wall - opTotal, share: (wall - opTotal) / wall });
+          const shares = ops.map((o) => ({ op: o.op, calls: o.calls, seconds: o.seconds, share: o.seconds / wall, flops: o.flops }));
+          shares.push({ op: '(outside the op table)', calls: 0, seconds: wall - opTotal, share: (wall - opTotal) / wall, flops: 0 });
           return {
             samples,
             rate: { value: tokens / wall, unit: 'tok/s' },

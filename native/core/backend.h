@@ -32,12 +32,17 @@ struct Batch {
   // flash kernels (one block per tile and head); the CPU ignores it.
   Buf tiles;
   int num_tiles = 0;
+  // sum of len^2 / 2 over the sequences: a head's (query, key) pairs under the causal mask as FLOP
+  // counts take them (core/op_flops.h); set with the tiles
+  double causal_pairs = 0;
 };
 
 constexpr int kAttentionTileRows = 64;
 // Tiles of kAttentionTileRows rows covering every sequence of cu [B+1]: per sequence its last (most
 // keys under the causal mask, so the longest-running) tile first. Pairs (sequence, first row).
 std::vector<int32_t> attention_tiles(const int32_t* cu, int B);
+// Batch::causal_pairs of the sequences of cu [B+1]
+double causal_pairs(const int32_t* cu, int B);
 
 enum class Pooling : int { Mean = 0, Cls = 1 };
 

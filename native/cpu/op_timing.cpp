@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 
+#include "core/op_flops.h"
+
 namespace l2e {
 namespace {
 
@@ -23,19 +25,26 @@ const char* const kOpNames[kNumOps] = {
 std::atomic<bool> g_enabled{false};
 std::atomic<int64_t> g_ns[kNumOps];
 std::atomic<int64_t> g_calls[kNumOps];
+std::atomic<int64_t> g_flops[kNumOps];  // whole FLOPs: exact up to 2^63, past any run's total
 
-// Adds the lifetime of this object to op's slot.
+void add(int op, int64_t ns, double flops) {
+  g_ns[op].fetch_add(ns, std::memory_order_relaxed);
+  g_calls[op].fetch_add(1, std::memory_order_relaxed);
+  g_flops[op].fetch_add(int64_t(flops), std::memory_order_relaxed);
+}
+
+// Adds the lifetime of this object, and `flops`, to op's slot.
 class Scope {
  public:
-  explicit Scope(Op op) : op_(op), t0_(std::chrono::steady_clock::now()) {}
+  explicit Scope(Op op, double flops = 0) : op_(op), flops_(flops), t0_(std::chrono::steady_clock::now()) {}
   ~Scope() {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0_);
-    g_ns[op_].fetch_add(ns.count(), std::memory_order_relaxed);
-    g_calls[op_].fetch_add(1, std::memory_order_relaxed);
+    add(op_, ns.count(), flops_);
   }
 
  private:
   Op op_;
+  double flops_;
   std::chrono::steady_clock::time_point t0_;
 };
 
@@ -57,16 +66,16 @@ class TimedBackend final : public Backend {
   void synchronize() override { b_->synchronize(); }
 
   // every op: time the call into the wrapped backend
-#define L2E_OP(name, ret, params, args) \
-  ret name params override {            \
-    Scope op_timer(k_##name);           \
-    return b_->name args;               \
+#define L2E_OP(name, ret, params, args)         \
+  ret name params override {                    \
+    Scope op_timer(k_##name, op_flops::name args); \
+    return b_->name args;                       \
   }
 #include "core/ops.def"
   bool packs_weights() const override { return b_->packs_weights(); }
   void pack_weights(Buf& W, int N, int K, bool pack) override { b_->pack_weights(W, N, K, pack); }
   void linear_packed(const Buf& x, const Buf& W, const Buf* bias, int T, int K, int N, Buf& y) override {
-    Scope op_timer(k_linear);  // the same op as linear, its weights laid out for the GEMM
+    Scope op_timer(k_linear, op_flops::linear(x, W, bias, T, K, N, y));  // the same op as linear, its weights laid out for the GEMM
     b_->linear_packed(x, W, bias, T, K, N, y);
   }
 
@@ -83,16 +92,17 @@ std::vector<OpTiming> op_timings() {
   std::vector<OpTiming> out;
   for (int i = 0; i < kNumOps; i++) {
     const int64_t calls = g_calls[i].load(std::memory_order_relaxed);
-    if (calls > 0) out.push_back({kOpNames[i], calls, double(g_ns[i].load(std::memory_order_relaxed)) * 1e-9});
+    if (calls > 0)
+      out.push_back({kOpNames[i], calls, double(g_ns[i].load(std::memory_order_relaxed)) * 1e-9,
+                     double(g_flops[i].load(std::memory_order_relaxed))});
   }
   return out;
 }
 
-bool add_op_time(const std::string& op, double seconds) {
+bool add_op_time(const std::string& op, double seconds, double flops) {
   for (int i = 0; i < kNumOps; i++)
     if (op == kOpNames[i]) {
-      g_ns[i].fetch_add(int64_t(seconds * 1e9), std::memory_order_relaxed);
-      g_calls[i].fetch_add(1, std::memory_order_relaxed);
+      add(i, int64_t(seconds * 1e9), flops);
       return true;
     }
   return false;
@@ -102,6 +112,7 @@ void reset_op_timings() {
   for (int i = 0; i < kNumOps; i++) {
     g_ns[i].store(0);
     g_calls[i].store(0);
+    g_flops[i].store(0);
   }
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/op_flops.h"
 #include "cpu/op_timing.h"
 #include "cuda/cuda_check.h"
 #include "cuda/op_events.h"
@@ -28,27 +29,33 @@ class EventLog {
     drain(true);
     for (cudaEvent_t e : free_) cudaEventDestroy(e);
   }
-  // Runs fn between two events recorded on the stream, filed under op.
+  // Runs fn between two events recorded on the stream, filed under op with its FLOPs.
   template <typename Fn>
-  auto time(const char* op, Fn&& fn) -> decltype(fn()) {
+  auto time(const char* op, double flops, Fn&& fn) -> decltype(fn()) {
     drain(false);
     cudaEvent_t a = take(), b = take();
     L2E_CUDA_CHECK(cudaEventRecord(a, stream_));
     struct End {  // records the end event on every exit path
       EventLog& log;
       const char* op;
+      double flops;
       cudaEvent_t a, b;
       ~End() {
-        if (cudaEventRecord(b, log.stream_) == cudaSuccess) log.pending_.push_back({op, a, b});
+        if (cudaEventRecord(b, log.stream_) == cudaSuccess) log.pending_.push_back({op, flops, a, b});
         else log.free_.insert(log.free_.end(), {a, b});
       }
-    } end{*this, op, a, b};
+    } end{*this, op, flops, a, b};
     return fn();
+  }
+  template <typename Fn>
+  auto time(const char* op, Fn&& fn) -> decltype(fn()) {
+    return time(op, 0.0, static_cast<Fn&&>(fn));
   }
 
  private:
   struct Pair {
     const char* op;
+    double flops;
     cudaEvent_t a, b;
   };
   cudaEvent_t take() {
@@ -68,7 +75,7 @@ class EventLog {
       if (wait) cudaEventSynchronize(p.b);
       else if (cudaEventQuery(p.b) != cudaSuccess) break;
       float ms = 0;
-      if (cudaEventElapsedTime(&ms, p.a, p.b) == cudaSuccess) add_op_time(p.op, ms * 1e-3);
+      if (cudaEventElapsedTime(&ms, p.a, p.b) == cudaSuccess) add_op_time(p.op, ms * 1e-3, p.flops);
       free_.insert(free_.end(), {p.a, p.b});
       pending_.pop_front();
     }
@@ -131,7 +138,7 @@ class EventTimedBackend final : public Backend {
   }
 
 #define L2E_OP(name, ret, params, args) \
-  ret name params override { return log_.time(#name, [&] { return b_->name args; }); }
+  ret name params override { return log_.time(#name, op_flops::name args, [&] { return b_->name args; }); }
 #include "core/ops.def"
 
  private:

@@ -141,6 +141,7 @@ struct Ctx {
     if (!pos.empty()) be.upload(bt.positions, pos.data(), pos.size(), DType::I32);
     const std::vector<int32_t> tiles = attention_tiles(cu.Data(), B);
     bt.num_tiles = int(tiles.size() / 2);
+    bt.causal_pairs = causal_pairs(cu.Data(), B);
     bt.tiles = keep(be.alloc(std::max<size_t>(1, tiles.size()), DType::I32));
     if (!tiles.empty()) be.upload(bt.tiles, tiles.data(), tiles.size(), DType::I32);
     return bt;

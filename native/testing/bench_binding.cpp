@@ -7,7 +7,7 @@
 //       dims: numbers T, H, K, N, V, heads, nh, nkv, hd, n, P, B, G, bits as the op needs, and
 //       lens: number[] (sequence lengths of a packed batch) for the var-len ops. Names: <op>_fwd and
 //       <op>_bwd for an op of core/ops.def and its <op>_backward, else the op's own name.
-//   setOpTiming(on) / opTimings() -> [{op, calls, seconds}] / resetOpTimings()
+//   setOpTiming(on) / opTimings() -> [{op, calls, seconds, flops}] / resetOpTimings()
 //       the CPU backend's per-op timer (cpu/op_timing.h); it applies to models created after
 //       setOpTiming(true).
 #include <napi.h>
@@ -328,6 +328,7 @@ Napi::Value OpTimings(const Napi::CallbackInfo& info) {
     o.Set("op", t[i].op);
     o.Set("calls", double(t[i].calls));
     o.Set("seconds", t[i].seconds);
+    o.Set("flops", t[i].flops);
     a.Set(uint32_t(i), o);
   }
   return a;

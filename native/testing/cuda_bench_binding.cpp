@@ -70,6 +70,7 @@ Napi::Value CudaBenchAttention(const Napi::CallbackInfo& info) {
     be->upload(bt.cu_seqlens, cu.data(), cu.size(), DType::I32);
     const std::vector<int32_t> tiles = attention_tiles(cu.data(), B);
     bt.num_tiles = int(tiles.size() / 2);
+    bt.causal_pairs = causal_pairs(cu.data(), B);
     bt.tiles = be->alloc(std::max<size_t>(1, tiles.size()), DType::I32);
     if (!tiles.empty()) be->upload(bt.tiles, tiles.data(), tiles.size(), DType::I32);
     be->upload(bt.positions, pos.data(), pos.size(), DType::I32);

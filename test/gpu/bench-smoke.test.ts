@@ -95,6 +95,9 @@ describe.skipIf(!emulated || !pools)(`bench/gpu-bench.mjs --smoke on the emulati
     expect(r.status, r.out).toBe(0);
     expect(r.out).toMatch(/600m recipe step profile: [\d.]+ ms a step/);
     expect(r.out).toMatch(/optimizer_step +\d+ calls/);
+    // the matrix products with their rate (core/op_flops.h), the other ops without
+    expect(r.out).toMatch(/linear_backward +\d+ calls +[\d.]+ ms +[\d.]+% +[\d.]+ TFLOP\/s/);
+    expect(r.out).toMatch(/rmsnorm +\d+ calls +[\d.]+ ms +[\d.]+%\n/);
     expect(r.out).toMatch(/device time [\d.]+ ms a step/);
   });
 });
