@@ -1,9 +1,10 @@
 // The CUDA training step without waste (issue 13, "a lean training step"):
 //  - the host waits for the device once per optimizer step: the read-back of the step's loss with
 //    its gradient norm. Counted by the emulated runtime (every device-to-host copy and every stream /
-//    device / event synchronisation or cudaFree), so emulation builds only; steady-state steps of a
-//    Trainer run, with the whole batch in one chunk, with GradCache chunks recomputed, and with
-//    gradient accumulation; in the same steps the optimizer is 3 launches (the emulator's census):
+//    device / event synchronisation or cudaFree, and every upload from pageable memory, which a
+//    runtime may make synchronous: a step's come from pinned buffers), so emulation builds only;
+//    steady-state steps of a Trainer run, with the whole batch in one chunk, with GradCache chunks
+//    recomputed, and with gradient accumulation; in the same steps the optimizer is 3 launches (the emulator's census):
 //    sum of squares, the step's decision, one AdamW over every parameter; and the step's GEMMs do
 //    exactly the FLOPs a training step needs (6 per linear weight and token, 8 with GradCache's
 //    recomputed forward);
@@ -29,6 +30,8 @@ import { bf16TiesAway, cudaDevice, emulated, gpu, gpuNote, type GpuAddon, random
 interface HostSyncs {
   deviceToHost: number;
   synchronize: number;
+  uploads: number;
+  pageableUploads: number;
 }
 const hostSyncs = (): HostSyncs => nativeAddon<{ cudaEmulationHostSyncs: () => HostSyncs }>().cudaEmulationHostSyncs();
 
@@ -78,11 +81,22 @@ describe.skipIf(!emulated || !hasTokenizer)(`host synchronisations per CUDA trai
     }
     expect(at).toHaveLength(3);
     return at.slice(1).map((c, i) => ({
-      syncs: { deviceToHost: c.deviceToHost - at[i]!.deviceToHost, synchronize: c.synchronize - at[i]!.synchronize },
+      syncs: {
+        deviceToHost: c.deviceToHost - at[i]!.deviceToHost,
+        synchronize: c.synchronize - at[i]!.synchronize,
+        uploads: Math.min(1, c.uploads - at[i]!.uploads), // some (the batch's ids, offsets, ...)
+        pageableUploads: c.pageableUploads - at[i]!.pageableUploads,
+      },
       optimizer: Object.fromEntries(Object.entries(launches[i + 1]!).filter(([k]) => /adamw|sumsq|step_decide/.test(k))),
       gemmFlopsPerWeightToken: gemm[i + 1]!,
     }));
   }
+
+  it("the counts can see a pageable upload: a model's weights come from pageable memory", async () => {
+    const before = hostSyncs();
+    (await EmbeddingModel.load(modelDir, { device: cudaDevice })).dispose();
+    expect(hostSyncs().pageableUploads).toBeGreaterThan(before.pageableUploads);
+  });
 
   // The optimizer: the gradient's sum of squares, the step's decision (clip factor, skip), and one AdamW
   // launch over every parameter (not one per tensor: adamw_kernel is the single-tensor one). The GEMMs:
@@ -91,9 +105,9 @@ describe.skipIf(!emulated || !hasTokenizer)(`host synchronisations per CUDA trai
     ['one chunk (activations kept)', 6, {}],
     ['GradCache chunks, recomputed', 8, { chunkTokens: 24 }],
     ['2 micro-batches per step', 6, { gradientAccumulationSteps: 2 }],
-  ])('%s: one read-back and one wait per step, the optimizer in 3 launches, GEMMs of %i N tokens FLOPs', async (_name, gemm, options: TrainerOptions) => {
+  ])('%s: one read-back, one wait and no pageable upload per step, the optimizer in 3 launches, GEMMs of %i N tokens FLOPs', async (_name, gemm, options: TrainerOptions) => {
     const step = {
-      syncs: { deviceToHost: 1, synchronize: 1 },
+      syncs: { deviceToHost: 1, synchronize: 1, uploads: 1, pageableUploads: 0 },
       optimizer: { adamw_multi_kernel: 1, step_decide_kernel: 1, sumsq_kernel: 1 },
       gemmFlopsPerWeightToken: gemm,
     };

@@ -88,13 +88,18 @@ cudaError_t sticky_error();
 cudaError_t synchronized_error();
 // Calls that make the host wait for the device (or read its memory) on a real GPU, counted since the
 // process started: device-to-host copies; stream, device and event synchronisations and cudaFree
-// (which synchronises the device). Read by the cudaEmulationHostSyncs test hook.
+// (which synchronises the device); and host-to-device copies, all of them and those from pageable
+// memory (not from cudaHostAlloc's), which the runtime may make synchronous ("API synchronization
+// behavior": "If pageable memory must first be staged to pinned memory, the driver may synchronize
+// with the stream"). Read by the cudaEmulationHostSyncs test hook.
 struct HostSyncCounts {
-  unsigned long long device_to_host, synchronize;
+  unsigned long long device_to_host, synchronize, uploads, pageable_uploads;
 };
 HostSyncCounts host_sync_counts();
 void count_device_to_host();
 void count_synchronize();
+// counts a host-to-device copy, and apart one whose source is not inside one cudaHostAlloc block
+void count_upload(const void* src, size_t bytes);
 }  // namespace emu
 }  // namespace l2e
 

@@ -4,18 +4,33 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <iterator>
+#include <map>
+#include <mutex>
 
 #include "cuda_runtime_api.h"
 
 namespace l2e {
 namespace emu {
 namespace {
-std::atomic<unsigned long long> g_device_to_host{0}, g_synchronize{0};
+std::atomic<unsigned long long> g_device_to_host{0}, g_synchronize{0}, g_uploads{0}, g_pageable_uploads{0};
+std::mutex g_pinned_mu;
+std::map<const char*, size_t> g_pinned;  // cudaHostAlloc's blocks: start -> bytes
 }  // namespace
 
-HostSyncCounts host_sync_counts() { return {g_device_to_host.load(), g_synchronize.load()}; }
+HostSyncCounts host_sync_counts() {
+  return {g_device_to_host.load(), g_synchronize.load(), g_uploads.load(), g_pageable_uploads.load()};
+}
 void count_device_to_host() { g_device_to_host++; }
 void count_synchronize() { g_synchronize++; }
+void count_upload(const void* src, size_t bytes) {
+  g_uploads++;
+  const char* p = static_cast<const char*>(src);
+  std::lock_guard<std::mutex> lock(g_pinned_mu);
+  auto it = g_pinned.upper_bound(p);  // the first block starting after p; the one before may hold it
+  const bool pinned = it != g_pinned.begin() && p + bytes <= std::prev(it)->first + std::prev(it)->second;
+  if (!pinned) g_pageable_uploads++;
+}
 
 }  // namespace emu
 }  // namespace l2e
@@ -34,9 +49,16 @@ cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
   *p = nullptr;
   if (const cudaError_t e = sticky_error(); e != cudaSuccess) return e;
   *p = std::malloc(bytes == 0 ? 1 : bytes);
-  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+  if (!*p) return cudaErrorMemoryAllocation;
+  std::lock_guard<std::mutex> lock(l2e::emu::g_pinned_mu);
+  l2e::emu::g_pinned[static_cast<const char*>(*p)] = bytes;
+  return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void* p) {
+  {
+    std::lock_guard<std::mutex> lock(l2e::emu::g_pinned_mu);
+    l2e::emu::g_pinned.erase(static_cast<const char*>(p));
+  }
   std::free(p);
   return sticky_error();
 }

@@ -1,5 +1,6 @@
-// cudaEmulationHostSyncs() -> {deviceToHost, synchronize}: the emulated runtime's counts of calls
-// that make the host wait for the device (emulation build only; test/gpu/step-sync.test.ts).
+// cudaEmulationHostSyncs() -> {deviceToHost, synchronize, uploads, pageableUploads}: the emulated runtime's
+// counts of calls that make (or may make) the host wait for the device (cuda_runtime_api.h; emulation
+// build only; test/gpu/step-sync.test.ts).
 #include <napi.h>
 
 #include "addon/registry.h"
@@ -14,6 +15,8 @@ Napi::Value HostSyncs(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("deviceToHost", double(c.device_to_host));
   o.Set("synchronize", double(c.synchronize));
+  o.Set("uploads", double(c.uploads));
+  o.Set("pageableUploads", double(c.pageable_uploads));
   return o;
 }
 

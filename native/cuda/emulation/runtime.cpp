@@ -926,6 +926,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
       return set_error(cudaErrorInvalidValue, "cudaMemcpy: source range is not inside one device allocation");
   }
   if (kind == cudaMemcpyDeviceToHost) count_device_to_host();
+  if (kind == cudaMemcpyHostToDevice) count_upload(src, bytes);
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
