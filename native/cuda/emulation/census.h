@@ -32,14 +32,14 @@ struct KernelCensus {
 void census_mma(uint64_t flops);
 // the 8 row addresses (shared window) of one 8x8 matrix, 16-byte aligned
 void census_ldmatrix(const uint64_t (&rows)[8]);
-// the passes one matrix takes (the model above): exposed for the emulator's self-check
-int ldmatrix_passes(const uint64_t (&rows)[8]);
 
 // A library call that does its work at once (the emulated cuBLAS, cublas.cpp): one launch of `name`
 // doing `flops` (2 m n k of a GEMM), added to the table directly.
 void census_library_call(const char* name, uint64_t flops);
-// runtime.cpp: a launch's counts go to its kernel's entry when its blocks are done (or one failed).
-void census_launch_done(const char* kernel);
+// runtime.cpp: the running launch's counts (kept by the worker running the calling fiber), which go
+// to its kernel's entry when its blocks are done (or one failed), and are cleared.
+KernelCensus& running_census();
+void census_launch_done(const char* kernel, KernelCensus& counts);
 // Every kernel's counts since the last take, by the name it was launched under; clears them.
 std::map<std::string, KernelCensus> census_take();
 

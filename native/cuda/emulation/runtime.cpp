@@ -217,6 +217,7 @@ struct Worker {
   uint64_t block_serial = 0;  // counts blocks run on this OS thread (per-block state elsewhere keys on it)
   uint64_t progress = 0;      // bumped by note_progress(): a polling thread's wait may now succeed
   bool lead_switch = false;   // offer_switch() ran: the "warps" schedule draws its next lead
+  KernelCensus census;        // the running launch's counts (census.h)
 };
 thread_local Worker W;
 
@@ -645,6 +646,7 @@ void* warp_scratch(size_t bytes) {
 }
 
 uint64_t block_serial() { return W.block_serial; }
+KernelCensus& running_census() { return self()->w->census; }
 void note_progress() { W.progress++; }
 void spin() {
   Fiber* f = self();
@@ -835,12 +837,12 @@ void Launch::execute(const void* fn, const Body& body) const {
           defer_error(cudaErrorLaunchFailure, "kernel " + name + " failed in block " + dims(b) + ": " + W.error);
           W.kernel = nullptr;
           W.failed = false;
-          census_launch_done(name_);
+          census_launch_done(name_, W.census);
           return;
         }
       }
   W.kernel = nullptr;
-  census_launch_done(name_);
+  census_launch_done(name_, W.census);
 }
 
 size_t max_dynamic_shared() { return arch().max_dynamic_shared; }
