@@ -33,7 +33,7 @@ struct Batch {
   Buf tiles;
   int num_tiles = 0;
   // sum of len^2 / 2 over the sequences: a head's (query, key) pairs under the causal mask as FLOP
-  // counts take them (core/op_flops.h); set with the tiles
+  // counts take them (core/op_flops.h); set with the tiles (attention_schedule)
   double causal_pairs = 0;
 };
 
@@ -41,8 +41,9 @@ constexpr int kAttentionTileRows = 64;
 // Tiles of kAttentionTileRows rows covering every sequence of cu [B+1]: per sequence its last (most
 // keys under the causal mask, so the longest-running) tile first. Pairs (sequence, first row).
 std::vector<int32_t> attention_tiles(const int32_t* cu, int B);
-// Batch::causal_pairs of the sequences of cu [B+1]
-double causal_pairs(const int32_t* cu, int B);
+// The host-side schedule of a batch of sequences cu [B+1]: sets bt.num_tiles and bt.causal_pairs and
+// returns the tiles (attention_tiles) for the caller to upload into bt.tiles.
+std::vector<int32_t> attention_schedule(Batch& bt, const int32_t* cu, int B);
 
 enum class Pooling : int { Mean = 0, Cls = 1 };
 

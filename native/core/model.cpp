@@ -310,9 +310,7 @@ Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
     be_->upload(bt.ids, ids, T, DType::I32);
     be_->upload(bt.positions, pos.data(), T, DType::I32);
     be_->upload(bt.cu_seqlens, cu, B + 1, DType::I32);
-    const std::vector<int32_t> tiles = attention_tiles(cu, B);
-    bt.num_tiles = int(tiles.size() / 2);
-    bt.causal_pairs = causal_pairs(cu, B);
+    const std::vector<int32_t> tiles = attention_schedule(bt, cu, B);
     bt.tiles = be_->alloc(tiles.size(), DType::I32);
     be_->upload(bt.tiles, tiles.data(), tiles.size(), DType::I32);
   } catch (...) {
@@ -340,10 +338,12 @@ std::vector<int32_t> attention_tiles(const int32_t* cu, int B) {
   return t;
 }
 
-double causal_pairs(const int32_t* cu, int B) {
-  double pairs = 0;
-  for (int b = 0; b < B; b++) pairs += 0.5 * double(cu[b + 1] - cu[b]) * double(cu[b + 1] - cu[b]);
-  return pairs;
+std::vector<int32_t> attention_schedule(Batch& bt, const int32_t* cu, int B) {
+  std::vector<int32_t> tiles = attention_tiles(cu, B);
+  bt.num_tiles = int(tiles.size() / 2);
+  bt.causal_pairs = 0;
+  for (int b = 0; b < B; b++) bt.causal_pairs += 0.5 * double(cu[b + 1] - cu[b]) * double(cu[b + 1] - cu[b]);
+  return tiles;
 }
 
 size_t Model::activation_bytes_per_token(bool keep) const {

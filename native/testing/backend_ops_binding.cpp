@@ -139,9 +139,7 @@ struct Ctx {
     be.upload(bt.cu_seqlens, cu.Data(), size_t(B) + 1, DType::I32);
     bt.positions = keep(be.alloc(std::max<size_t>(1, pos.size()), DType::I32));
     if (!pos.empty()) be.upload(bt.positions, pos.data(), pos.size(), DType::I32);
-    const std::vector<int32_t> tiles = attention_tiles(cu.Data(), B);
-    bt.num_tiles = int(tiles.size() / 2);
-    bt.causal_pairs = causal_pairs(cu.Data(), B);
+    const std::vector<int32_t> tiles = attention_schedule(bt, cu.Data(), B);
     bt.tiles = keep(be.alloc(std::max<size_t>(1, tiles.size()), DType::I32));
     if (!tiles.empty()) be.upload(bt.tiles, tiles.data(), tiles.size(), DType::I32);
     return bt;

@@ -20,6 +20,7 @@
 
 #include "addon/registry.h"
 #include "core/backend.h"
+#include "core/op_flops.h"
 
 namespace l2e {
 namespace {
@@ -53,14 +54,11 @@ Napi::Value CudaBenchAttention(const Napi::CallbackInfo& info) {
     std::unique_ptr<Backend> be = make_cuda_backend(kv.IsString() ? kv.As<Napi::String>().Utf8Value() : std::string(),
                                                     vv.IsString() ? vv.As<Napi::String>().Utf8Value() : std::string());
     std::vector<int32_t> cu(1, 0), pos;
-    double flops = 0;
     for (uint32_t i = 0; i < lens_js.Length(); i++) {
       const int L = lens_js.Get(i).As<Napi::Number>().Int32Value();
       cu.push_back(cu.back() + L);
       for (int p = 0; p < L; p++) pos.push_back(p);
-      flops += 4.0 * double(L) * L * hd * nh / 2;
     }
-    if (backward) flops *= 3.5;
     const int B = int(cu.size()) - 1, T = cu.back();
     Batch bt;
     bt.B = B;
@@ -68,9 +66,7 @@ Napi::Value CudaBenchAttention(const Napi::CallbackInfo& info) {
     bt.cu_seqlens = be->alloc(cu.size(), DType::I32);
     bt.positions = be->alloc(pos.size(), DType::I32);
     be->upload(bt.cu_seqlens, cu.data(), cu.size(), DType::I32);
-    const std::vector<int32_t> tiles = attention_tiles(cu.data(), B);
-    bt.num_tiles = int(tiles.size() / 2);
-    bt.causal_pairs = causal_pairs(cu.data(), B);
+    const std::vector<int32_t> tiles = attention_schedule(bt, cu.data(), B);
     bt.tiles = be->alloc(std::max<size_t>(1, tiles.size()), DType::I32);
     if (!tiles.empty()) be->upload(bt.tiles, tiles.data(), tiles.size(), DType::I32);
     be->upload(bt.positions, pos.data(), pos.size(), DType::I32);
@@ -83,6 +79,9 @@ Napi::Value CudaBenchAttention(const Napi::CallbackInfo& info) {
     Buf q = rnd(qn), k = rnd(kn), v = rnd(kn), dout = rnd(qn);
     Buf out = be->alloc(qn, DType::BF16), lse = be->alloc(size_t(nh) * T, DType::F32);
     Buf dq = be->alloc(qn, DType::BF16), dk = be->alloc(kn, DType::BF16), dv = be->alloc(kn, DType::BF16);
+    // FlashAttention's causal convention (core/op_flops.h), as the reference stack counts
+    const double flops = op_flops::attention(q, k, v, bt, nh, nkv, hd, out, lse) +
+                         (backward ? op_flops::attention_backward(q, k, v, out, lse, dout, bt, nh, nkv, hd, dq, dk, dv) : 0.0);
     auto run = [&] {
       be->attention(q, k, v, bt, nh, nkv, hd, out, lse);
       if (backward) be->attention_backward(q, k, v, out, lse, dout, bt, nh, nkv, hd, dq, dk, dv);

@@ -12,7 +12,7 @@ import { EmbeddingModel } from '../../src/model/embedding-model.js';
 import { nativeAddon } from '../../src/native.js';
 import { Rng } from '../../src/util/random.js';
 import { makeTempDir, writeTinyModel } from '../helpers/tinyModel.js';
-import { addon, attentionKernels, bf16Array, emulated, randBf16, runOp, type OpArgs } from './gpu-helpers.js';
+import { addon, attentionKernels, bf16Array, emulated, linearWeights, randBf16, runOp, type OpArgs } from './gpu-helpers.js';
 import { attnInputs, variantsOf } from './op-compare.js';
 
 interface KernelCensus {
@@ -115,7 +115,7 @@ describe.skipIf(!emulated)(`CUDA emulation census ${emulated ? '' : '(skipped: n
       const lengths = model.tokenize(texts).map((t) => t.length);
       expect(new Set(lengths).size).toBeGreaterThan(3);  // lengths that padding would show
       const tokens = lengths.reduce((s, n) => s + n, 0);
-      const N = model.native.params().filter((p) => p.shape.length === 2 && p.name !== 'embed_tokens.weight').reduce((s, p) => s + p.numel, 0);
+      const N = linearWeights(model.native);
       const library = nativeAddon<CensusAddon>();  // the addon EmbeddingModel runs on (not the test addon: a census of its own)
       library.cudaEmulationCensus();
       await model.encode(texts, { batchSize: 4 });

@@ -195,6 +195,11 @@ export function minRowCosine(a: Float32Array, b: Float32Array, dim: number): num
 }
 
 /** Sets every parameter of `models` to the same seeded random bf16 values (norm weights around 1). */
+/** The weights of a model's linear layers (every 2-D tensor but the embedding table): each is applied to every token. */
+export function linearWeights(m: Pick<NativeModel, 'params'>): number {
+  return m.params().filter((p) => p.shape.length === 2 && p.name !== 'embed_tokens.weight').reduce((s, p) => s + p.numel, 0);
+}
+
 export function randomWeights(models: NativeModel[], seed: number): void {
   const rng = new Rng(seed, 3);
   for (const p of models[0]!.params()) {

@@ -25,7 +25,7 @@ import { Rng } from '../../src/util/random.js';
 import { checkSpentGradients } from '../helpers/spentGradients.js';
 import { topicData } from '../helpers/trainData.js';
 import { makeTempDir, sharedTokenizer, writeTinyModel } from '../helpers/tinyModel.js';
-import { bf16TiesAway, cudaDevice, emulated, gpu, gpuNote, type GpuAddon, randomWeights } from './gpu-helpers.js';
+import { bf16TiesAway, cudaDevice, emulated, gpu, gpuNote, type GpuAddon, linearWeights, randomWeights } from './gpu-helpers.js';
 
 interface HostSyncs {
   deviceToHost: number;
@@ -63,9 +63,8 @@ describe.skipIf(!emulated || !hasTokenizer)(`host synchronisations per CUDA trai
     const at: HostSyncs[] = [];
     const launches: Record<string, number>[] = [];
     const gemm: number[] = [];
-    // the weights of the linear layers (every 2-D tensor but the embedding table): each is applied to
-    // every token, so a step's forward GEMMs are 2 N tokens FLOPs and its backward's (dX and dW) 4 N tokens
-    const N = model.native.params().filter((p) => p.shape.length === 2 && p.name !== 'embed_tokens.weight').reduce((s, p) => s + p.numel, 0);
+    // a step's forward GEMMs are 2 N tokens FLOPs and its backward's (dX and dW) 4 N tokens
+    const N = linearWeights(model.native);
     try {
       await new Trainer(model, { ...base, ...options }).fit(dataFile, {
         onNotice: () => {},
