@@ -13,7 +13,7 @@ import { testingAddon, testingAddonPath } from './helpers/testing-addon.mjs';
 const HOOKS = [
   'arenaReplay', 'backendOp', 'backendOps', 'benchOp', 'benchOps', 'cudaAttentionVariants', 'cudaBenchAttention', 'cudaPoolMallocs',
   'cudaPoolPeakLive', 'cudaPoolPeakReserved', 'gemmKernel', 'gradcheck',
-  'gradcheckAdamw', 'gradcheckFloat', 'gradcheckInfonce', 'gradcheckOps', 'hostMapping', 'lowpKernels', 'lowpLinear', 'opTimings', 'packWeights',
+  'gradcheckAdamw', 'gradcheckFloat', 'gradcheckInfonce', 'gradcheckOps', 'hostMapping', 'hostPoolCounts', 'lowpKernels', 'lowpLinear', 'opTimings', 'packWeights',
   'resetOpTimings', 'setGemmKernel', 'setOpTiming', 'sgemm', 'sgemmPackedWeights',
 ];
 

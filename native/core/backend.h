@@ -67,6 +67,11 @@ class Backend {
   virtual void download(const Buf& src, float* host) = 0;  // src F32/BF16/F16 -> float
   virtual void copy(Buf& dst, const Buf& src) = 0;         // same numel, converts dtype
   virtual void synchronize() {}
+  // Freed memory kept for reuse while a model trains (the CPU's, cpu/host_pool.h; a CUDA backend's pool
+  // keeps it always): hold_freed_memory(true) from the training state's start, false at its end;
+  // held_free_bytes() is memory so kept, which a size check counts as available.
+  virtual void hold_freed_memory(bool on) { (void)on; }
+  virtual size_t held_free_bytes() const { return 0; }
   // F32 master weights as halves (core/master_halves.h; a backend whose param_dtype() is not F32):
   // host values (F32, or BF16/F16 bits) into the BF16 parameters `hi` and the U16 low halves `lo`
   // of the same numel, and the exact F32 values back.

@@ -93,10 +93,12 @@ void* map_large(size_t n) {
 }
 }  // namespace
 
+bool host_alloc_maps(size_t bytes) { return kMapLarge && rounded64(bytes) >= kHostMapBytes; }
+
 void* host_alloc(size_t bytes, const char* what) {
   const size_t n = rounded64(bytes);
   void* p = nullptr;
-  if (kMapLarge && n >= kHostMapBytes) {
+  if (host_alloc_maps(n)) {
     p = map_large(n);  // host_free's munmap(p, n) gives back exactly what is kept
   } else {
     p = std::aligned_alloc(64, n);
@@ -108,13 +110,15 @@ void* host_alloc(size_t bytes, const char* what) {
 void host_free(void* p, size_t bytes) {
   if (!p) return;
   const size_t n = rounded64(bytes);
-  if (kMapLarge && n >= kHostMapBytes) ::munmap(p, n);
+  if (host_alloc_maps(n)) ::munmap(p, n);
   else std::free(p);
 }
 
-void check_host_memory(uint64_t bytes, const std::string& what, const std::string& advice) {
-  const uint64_t avail = host_memory_available();
-  if (avail == 0 || bytes <= avail) return;
+void check_host_memory(uint64_t bytes, const std::string& what, const std::string& advice, uint64_t reusable) {
+  uint64_t avail = host_memory_available();
+  if (avail == 0) return;
+  avail += reusable;
+  if (bytes <= avail) return;
   throw Error(what + " needs " + format_bytes(bytes) + " of host memory but only " + format_bytes(avail) + " is available" + advice);
 }
 

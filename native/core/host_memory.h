@@ -13,8 +13,9 @@ namespace l2e {
 uint64_t host_memory_available();
 
 // Throws Error("<what> needs X of host memory but only Y is available<advice>") when `bytes` exceeds
-// what is available; does nothing when the amount available is unknown.
-void check_host_memory(uint64_t bytes, const std::string& what, const std::string& advice = "");
+// what is available (plus `reusable`: memory this process holds free for the purpose); does nothing
+// when the amount available is unknown.
+void check_host_memory(uint64_t bytes, const std::string& what, const std::string& advice = "", uint64_t reusable = 0);
 
 // "1.50 GiB", "12.0 MiB", "512 bytes"
 std::string format_bytes(uint64_t bytes);
@@ -32,6 +33,8 @@ constexpr size_t kHostMapBytes = size_t(1) << 20;
 // buffers of at least this size start on its boundary and are advised for huge pages (host_memory.cpp).
 size_t huge_page_bytes();
 void* host_alloc(size_t bytes, const char* what);
+// Whether host_alloc gives `bytes` a mapping of its own (false below kHostMapBytes and in sanitizer builds).
+bool host_alloc_maps(size_t bytes);
 void host_free(void* p, size_t bytes);
 
 // One host_alloc'd buffer, freed with its owner. reserve() grows it (the contents are not kept).

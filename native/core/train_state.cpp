@@ -64,10 +64,13 @@ TrainState::TrainState(Model& m) : model_(m) {
       if (!b->empty()) be.free(*b);
     throw;
   }
+  // from here each step's activations come and go: the backend keeps what it frees for the next step
+  be.hold_freed_memory(true);
 }
 
 TrainState::~TrainState() {
   release_chunks();
+  model_.backend().hold_freed_memory(false);
   device_step_.reset();
   Backend& be = model_.backend();
   if (!master_.empty()) model_.attach_master(nullptr);

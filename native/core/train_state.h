@@ -59,7 +59,7 @@ class TrainState {
                 bool in_batch, std::vector<float>& dq, std::vector<float>& dp, std::vector<float>& scores);
   StepResult step(const OptimizerHyper& h);
   void zero_grads();  // every gradient to zero (the next backward may write or add: the same)
-  void release_chunks();
+  void release_chunks();  // the end of a step: every chunk's activations and embeddings freed
 
   // Optimizer moments and gradients to / from the host (checkpoints, tests).
   // "grads" | "m" | "v" | "master" (bf16 parameters only: the F32 master, joined) | "params" (the

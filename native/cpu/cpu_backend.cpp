@@ -6,10 +6,10 @@
 #include <vector>
 
 #include "core/backend.h"
-#include "core/host_memory.h"
 #include "core/lowp.h"
 #include "cpu/gemm.h"
 #include "cpu/gemm_lowp.h"
+#include "cpu/host_pool.h"
 #include "cpu/kernels.h"
 #include "cpu/op_timing.h"
 #include "cpu/parallel.h"
@@ -29,14 +29,16 @@ class CpuBackend final : public Backend {
     Buf b;
     b.numel = numel;
     b.dtype = dtype;
-    b.ptr = host_alloc(b.bytes(), "a tensor");  // large ones mapped on their own (core/host_memory.h)
+    b.ptr = pool_.alloc(b.bytes());  // large ones mapped, or kept for reuse while training (cpu/host_pool.h)
     return b;
   }
   void free(Buf& b) override {
-    host_free(b.ptr, b.bytes());
+    pool_.free(b.ptr, b.bytes());
     b.ptr = nullptr;
     b.numel = 0;
   }
+  void hold_freed_memory(bool on) override { pool_.hold(on); }
+  size_t held_free_bytes() const override { return pool_.held_free_bytes(); }
   void zero(Buf& b) override {
     char* p = static_cast<char*>(b.ptr);
     parallel_for(int64_t(b.bytes()), [&](int64_t s, int64_t e, int) { std::memset(p + s, 0, size_t(e - s)); }, int64_t(1) << 20);
@@ -193,6 +195,9 @@ class CpuBackend final : public Backend {
     (void)shadow;  // the CPU trains its fp32 weights directly
     cpu::adamw(F(w), F(g), F(m), F(v), int64_t(n), lr, beta1, beta2, eps, weight_decay, step);
   }
+
+ private:
+  HostPool pool_;
 };
 
 }  // namespace

@@ -64,6 +64,8 @@ class TimedBackend final : public Backend {
   void download(const Buf& src, float* host) override { Scope s(kDownload); b_->download(src, host); }
   void copy(Buf& dst, const Buf& src) override { Scope s(kCopy); b_->copy(dst, src); }
   void synchronize() override { b_->synchronize(); }
+  void hold_freed_memory(bool on) override { b_->hold_freed_memory(on); }
+  size_t held_free_bytes() const override { return b_->held_free_bytes(); }
 
   // every op: time the call into the wrapped backend
 #define L2E_OP(name, ret, params, args)         \

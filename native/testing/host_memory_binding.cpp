@@ -8,6 +8,8 @@
 // they fit a double. mapped: false when host_alloc takes malloc's memory (below kHostMapBytes, or a
 // sanitizer build); flags: the mapping's VmFlags ("hg": huge pages advised); unmappedAfterFree:
 // no mapping holds the buffer's first byte once it is freed.
+// hostPoolCounts() -> {segmentMaps, heldBytes}: the CPU backends' host pools (cpu/host_pool.h), segments
+// mapped so far and the bytes their segments hold now, for test/cpu-host-pool.test.ts.
 #include <napi.h>
 
 #include <unistd.h>
@@ -18,6 +20,7 @@
 
 #include "addon/registry.h"
 #include "core/host_memory.h"
+#include "cpu/host_pool.h"
 
 namespace l2e {
 namespace {
@@ -95,8 +98,17 @@ Napi::Value HostMapping(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value HostPoolCountsValue(const Napi::CallbackInfo& info) {
+  const HostPoolCounts c = host_pool_counts();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("segmentMaps", double(c.segment_maps));
+  o.Set("heldBytes", double(c.held_bytes));
+  return o;
+}
+
 void register_host_memory(Napi::Env env, Napi::Object exports) {
   exports.Set("hostMapping", Napi::Function::New(env, HostMapping, "hostMapping"));
+  exports.Set("hostPoolCounts", Napi::Function::New(env, HostPoolCountsValue, "hostPoolCounts"));
 }
 
 }  // namespace
