@@ -16,7 +16,7 @@ interface Replay {
   results: number[]; failures: number[]; error: string; violation: string; stats: Stats; heldAfterDestruction: number;
 }
 interface ArenaNatives {
-  arenaReplay(trace: Op[], options: { capacity: number; split?: boolean; exactSizes?: boolean; checkEvery?: boolean }): Replay;
+  arenaReplay(trace: Op[], options: { capacity: number; split?: boolean; exactSizes?: boolean; releaseBeforeGrowing?: boolean; checkEvery?: boolean }): Replay;
 }
 
 const { arenaReplay } = testingAddon<ArenaNatives>();
@@ -68,6 +68,19 @@ describe('block arena', () => {
     expect(l.stats.segmentReleases).toBe(1);
   });
 
+  it('release before growing: the wholly-free segments go before a new one is taken, the others stay', () => {
+    // a 4 MiB and a 6 MiB segment freed, a 2 MiB small segment live; 7 MiB fits neither
+    const trace: Op[] = [[0, 3 * MiB], [0, 5 * MiB], [0, 1000], [1, 0], [1, 1], [0, 7 * MiB], [0, 3 * MiB]];
+    const r = replay(trace, { capacity: BIG, releaseBeforeGrowing: true });
+    expect(r.stats.segmentReleases).toBe(2);
+    expect(r.stats.segmentAllocs).toBe(5); // 4, 6, 2, then 8 for 7 MiB and 4 for 3 MiB (the free ones were gone)
+    expect(r.stats.reserved).toBe(2 * MiB + 8 * MiB + 4 * MiB);
+    // without it the 3 MiB request is served from the kept 4 MiB segment, and both stay
+    const k = replay(trace);
+    expect(k.results[6]).toBe(k.results[0]);
+    expect([k.stats.segmentReleases, k.stats.segmentAllocs, k.stats.reserved]).toEqual([0, 4, 20 * MiB]);
+  });
+
   it('best fit: the smallest free block that holds the request', () => {
     // 64 KiB, 16 KiB and 32 KiB blocks kept apart by live separators, then freed
     const r = replay([
@@ -97,7 +110,7 @@ describe('block arena', () => {
     expect(r.error).toBe('CUDA out of memory allocating 4 MiB (0 MiB free of 8 MiB; this model holds 6 MiB): the fake source is full');
   });
 
-  for (const mode of [{ split: true }, { split: false }, { split: false, exactSizes: true }]) {
+  for (const mode of [{ split: true }, { split: true, releaseBeforeGrowing: true }, { split: false }, { split: false, exactSizes: true }]) {
     it(`a seeded random trace of 6000 ops keeps every invariant after every op (${JSON.stringify(mode)})`, () => {
       const rand = seededRandom(13);
       const trace: Op[] = [];
@@ -164,6 +177,22 @@ describe('block arena', () => {
       expect(arena.stats.segmentAllocs).toBeLessThan(nosplit.stats.segmentAllocs / 2);
       expect(arenaLate).toBeLessThan(nosplitLate);
       expect(arena.stats.reservedPeak).toBeLessThan(nosplit.stats.reservedPeak);
+    },
+  );
+
+  // The host pool's policy (cpu/host_pool.h): the free segments released before each new one. The
+  // reserved peak comes down to near the live peak, and the steps after the warm-up still take no
+  // new segment (the large ones made for the longest steps serve the rest).
+  const host = arenaReplay(train, { capacity: BIG, releaseBeforeGrowing: true, checkEvery: false });
+  const hostLate = host.stats.segmentAllocs - arenaReplay(warm, { capacity: BIG, releaseBeforeGrowing: true, checkEvery: false }).stats.segmentAllocs;
+  it(
+    `training-like trace, releasing before growing: ${host.stats.segmentAllocs} segment allocations (${hostLate} after the first ` +
+      `10 steps) and ${gib(host.stats.reservedPeak)} GiB peak reserved (${gib(host.stats.livePeak)} GiB peak live)`,
+    () => {
+      expect(host.violation).toBe('');
+      expect(host.stats.live).toBe(arena.stats.live);
+      expect(host.stats.reservedPeak).toBeLessThan(1.1 * host.stats.livePeak);
+      expect(hostLate).toBeLessThanOrEqual(arenaLate);
     },
   );
 });

@@ -60,6 +60,7 @@ uintptr_t BlockArena::take(FreeSet& pool, size_t r) {
 uintptr_t BlockArena::new_segment(size_t r, bool small) {
   const size_t bytes = !opt_.split ? r : small ? kSmallSegment : round_up(r, kGranule);
   last_request_ = bytes;
+  if (opt_.release_before_growing) release_cached();
   stats_.segment_allocs++;
   uintptr_t addr = source_.allocate(bytes);
   if (!addr) {

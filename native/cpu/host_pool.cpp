@@ -39,9 +39,15 @@ bool pool_enabled() {
   throw Error(std::string("L2E_CPU_POOL=") + v + ": expected off (each tensor mapped on its own) or unset");
 }
 
+ArenaOptions host_arena() {
+  ArenaOptions o;
+  o.release_before_growing = true;  // (block_arena.h) the pool's segments stay near its live peak
+  return o;
+}
+
 }  // namespace
 
-HostPool::HostPool() : enabled_(pool_enabled() && host_alloc_maps(kHostMapBytes)), arena_(mapped_segments(), ArenaOptions{}) {}
+HostPool::HostPool() : enabled_(pool_enabled() && host_alloc_maps(kHostMapBytes)), arena_(mapped_segments(), host_arena()) {}
 
 void* HostPool::alloc(size_t bytes) {
   std::lock_guard<std::mutex> lk(mu_);

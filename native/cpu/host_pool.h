@@ -6,8 +6,8 @@
 // at lengths that change, and mapping them afresh each time had the kernel fault in and zero every
 // page again (the 4-layer h512 bench step: 655-714 ms a step against 491-511 ms on memory kept).
 // hold(false) gives back every free segment, and each one as it becomes free from then on. While
-// holding, the segments stay mapped at the most any step needed at once (and the arena's rounding
-// and splitting), the way a GPU's caching allocator keeps device memory.
+// holding, the wholly-free segments are given back before a new one is mapped (the arena's
+// release_before_growing), so what stays mapped is close to the most a step needed at once.
 // Sanitizer builds never hold (host_alloc takes malloc's memory there, so ASan sees each tensor), nor
 // does L2E_CPU_POOL=off (the policy before the pool, for comparison; any other non-empty value is an
 // error when the pool is made). Thread-safe.

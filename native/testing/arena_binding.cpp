@@ -3,7 +3,7 @@
 //   trace: an array of ops, each [0, bytes] (alloc), [1, i] (free the block of the alloc at trace
 //   index i; a failed or already freed one is skipped) or [2] (release_cached).
 //   options: {capacity: bytes the source may hold at once, split?: true, exactSizes?: false,
-//   checkEvery?: true}.
+//   releaseBeforeGrowing?: false, checkEvery?: true}.
 // The fake source hands out segments back to back from 2^40 (adjacent, so a block merged across two
 // segments would be seen), 512-aligned, and fails when `capacity` would be exceeded.
 // results[k]: for an alloc, the address (-1 when it failed); for a free, the bytes freed; else 0.
@@ -46,13 +46,14 @@ std::string check_range(const FakeSource& src, const std::map<uintptr_t, size_t>
 Napi::Value ArenaReplay(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 2 || !info[0].IsArray() || !info[1].IsObject())
-    throw Napi::TypeError::New(env, "arenaReplay(trace: ops[], options: {capacity, split?, exactSizes?, checkEvery?})");
+    throw Napi::TypeError::New(env, "arenaReplay(trace: ops[], options: {capacity, split?, exactSizes?, releaseBeforeGrowing?, checkEvery?})");
   Napi::Array trace = info[0].As<Napi::Array>();
   Napi::Object o = info[1].As<Napi::Object>();
   FakeSource src;
   src.capacity = size_t(o.Get("capacity").As<Napi::Number>().DoubleValue());
   ArenaOptions opt;
   if (o.Has("split")) opt.split = o.Get("split").ToBoolean().Value();
+  if (o.Has("releaseBeforeGrowing")) opt.release_before_growing = o.Get("releaseBeforeGrowing").ToBoolean().Value();
   if (o.Has("exactSizes")) opt.exact_sizes = o.Get("exactSizes").ToBoolean().Value();
   const bool every = !o.Has("checkEvery") || o.Get("checkEvery").ToBoolean().Value();
 
