@@ -1,6 +1,7 @@
 // A splitting, coalescing block arena over address ranges (host-only logic; cuda/device_pool.h puts
-// it on cudaMalloc / cudaFree, cpu/host_pool.h on host mappings while a model trains). Segments come from a source (allocate(bytes) -> address, 0 on
-// failure; release(address, bytes)) and are carved into blocks. The rules and why:
+// it on cudaMalloc / cudaFree, cpu/host_pool.h on host mappings while a model trains). Segments come
+// from a source (allocate(bytes) -> address, 0 on failure; release(address, bytes)) and are carved
+// into blocks. The rules and why:
 //  - Alignment: every block size is a multiple of kAlign (512 B), so every block starts 512-aligned
 //    when its segment does (cudaMalloc's are 256-aligned or better). >= 256 B keeps vector loads,
 //    cp.async and TMA happy with any offset the arena hands out.

@@ -70,9 +70,9 @@ TrainState::TrainState(Model& m) : model_(m) {
 
 TrainState::~TrainState() {
   release_chunks();
-  model_.backend().hold_freed_memory(false);
   device_step_.reset();
   Backend& be = model_.backend();
+  be.hold_freed_memory(false);  // the steps' memory goes back
   if (!master_.empty()) model_.attach_master(nullptr);
   be.free(grads_);
   be.free(m_);

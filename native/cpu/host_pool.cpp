@@ -47,7 +47,8 @@ ArenaOptions host_arena() {
 
 }  // namespace
 
-HostPool::HostPool() : enabled_(pool_enabled() && host_alloc_maps(kHostMapBytes)), arena_(mapped_segments(), host_arena()) {}
+HostPool::HostPool()
+    : enabled_(pool_enabled() && host_alloc_maps(kHostMapBytes)), arena_(mapped_segments(), host_arena()) {}
 
 void* HostPool::alloc(size_t bytes) {
   std::lock_guard<std::mutex> lk(mu_);

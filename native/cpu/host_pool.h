@@ -4,7 +4,7 @@
 // segments by a block arena (core/block_arena.h: its split, coalesce and best-fit rules) and a freed
 // one stays mapped for the next step to reuse: a training step's activations come and go every step
 // at lengths that change, and mapping them afresh each time had the kernel fault in and zero every
-// page again (the 4-layer h512 bench step: 655-714 ms a step against 491-511 ms on memory kept).
+// page again (README, Building: the CPU bench's training step about 1.4x faster on memory kept).
 // hold(false) gives back every free segment, and each one as it becomes free from then on. While
 // holding, the wholly-free segments are given back before a new one is mapped (the arena's
 // release_before_growing), so what stays mapped is close to the most a step needed at once.
