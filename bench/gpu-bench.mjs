@@ -44,7 +44,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFile
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
-import { BENCH_MODEL, createRandomModel, makeRng, pack, randomSequences } from './lib/workloads.mjs';
+import { BENCH_MODEL, createRandomModel, makeRng, pack, randomSequences, recipeHyper, recipeTrainStep } from './lib/workloads.mjs';
 import { checkFlags } from './lib/usage.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -115,16 +115,7 @@ const oneChunk = Int32Array.from([0]);
 /** A recipe batch of random token ids: B queries, then B*G passages, packed as one chunk. */
 const recipeBatch = (lengths, B, G) => packed(Array.from({ length: B * (1 + G) }, () => tokLen(pick(lengths))), SIZES.model.vocab);
 
-/** The trainer's step (src/train/grad-step.ts: a batch within the chunk budget is one chunk, queries
- * then passages): nothing read back but the step's outcome. */
-async function trainStep(a, m, batch, B, G, step) {
-  await a.trainForward(m, 0, batch.ids, batch.cu, true, false);
-  a.trainLossChunks(m, oneChunk, B, G, 0.02, true, 1);
-  await a.trainBackward(m, 0, batch.ids, batch.cu);
-  a.trainRelease(m);
-  const r = await a.trainStep(m, { lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0.5, step });
-  if (!Number.isFinite(r.loss) || r.skipped) throw new Error(`training step ${step}: loss ${r.loss}, gradient norm ${r.gradNorm}`);
-}
+const trainStep = (a, m, batch, B, G, step) => recipeTrainStep(a, m, batch.ids, batch.cu, B, G, step);
 
 async function trainBench(a, m, lengths, base) {
   const liveNow = () => (a.cudaPoolPeakLive(true), a.cudaPoolPeakLive(true));
@@ -211,7 +202,7 @@ async function profileStep(a, lengths, name, layers) {
         a.trainLossChunks(m, oneChunk, B, G, 0.02, true, 1); lap(1);
         await a.trainBackward(m, 0, batch.ids, batch.cu); lap(2);
         a.trainRelease(m); lap(3);
-        const r = await a.trainStep(m, { lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0.5, step: step++ });
+        const r = await a.trainStep(m, recipeHyper(step++));
         lap(4);
         if (!Number.isFinite(r.loss)) throw new Error(`profile step: loss ${r.loss}`);
       }

@@ -13,6 +13,7 @@ import {
   modelTensors,
   pack,
   randomSequences,
+  recipeTrainStep,
   writeSafetensorsF32,
 } from './workloads.mjs';
 
@@ -324,14 +325,7 @@ function trainCases(ctx) {
         try {
           addon.trainInit(model);
           let k = 0;
-          const step = async (batch) => {
-            await addon.trainForward(model, 0, batch.tokens, batch.cuSeqlens, true, false);
-            addon.trainLossChunks(model, Int32Array.from([0]), B, G, 0.02, true, 1);
-            await addon.trainBackward(model, 0, batch.tokens, batch.cuSeqlens);
-            addon.trainRelease(model);
-            const r = await addon.trainStep(model, { lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0.5, step: ++k });
-            if (!Number.isFinite(r.loss) || r.skipped) throw new Error(`training step ${k}: loss ${r.loss}, gradient norm ${r.gradNorm}`);
-          };
+          const step = (batch) => recipeTrainStep(addon, model, batch.tokens, batch.cuSeqlens, B, G, ++k);
           for (const d of draws.slice(0, warm)) await step(d);
           addon.resetOpTimings();
           const samples = [];

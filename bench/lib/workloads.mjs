@@ -68,6 +68,23 @@ export function randomSequences(lengths, vocab, rng) {
 /** Concatenated tokens and cumulative offsets of a packed batch: the library's packing. */
 export const pack = packBatch;
 
+/** The recipe's optimizer (lr 2e-5, AdamW without decay, clip 0.5) for a step numbered `step`. */
+export const recipeHyper = (step) => ({ lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0.5, step });
+
+/**
+ * The trainer's step (src/train/grad-step.ts: a batch within the chunk budget is one chunk, queries
+ * then passages; temperature 0.02, in-batch negatives) on a packed batch (ids, cu) of B queries and
+ * B*G passages, through the test addon's training hooks: nothing read back but the step's outcome.
+ */
+export async function recipeTrainStep(addon, model, ids, cu, B, G, step) {
+  await addon.trainForward(model, 0, ids, cu, true, false);
+  addon.trainLossChunks(model, Int32Array.from([0]), B, G, 0.02, true, 1);
+  await addon.trainBackward(model, 0, ids, cu);
+  addon.trainRelease(model);
+  const r = await addon.trainStep(model, recipeHyper(step));
+  if (!Number.isFinite(r.loss) || r.skipped) throw new Error(`training step ${step}: loss ${r.loss}, gradient norm ${r.gradNorm}`);
+}
+
 /** The benchmark model: a random Llama2 of 4 layers, hidden 512, 8 heads (MLP ratio of Llama2-7B). */
 export const BENCH_MODEL = {
   vocab: 32000,
