@@ -2,86 +2,133 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include "core/tensor.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace l2e {
 namespace {
 
 thread_local bool t_in_pool = false;
 
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// True once ready() holds, false when `us` microseconds passed first.
+template <class Ready>
+bool spin_until(const Ready& ready, int us) {
+  if (ready()) return true;
+  if (us == 0) return false;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  for (;;) {
+    for (int i = 0; i < 64; i++) {
+      if (ready()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= end) return ready();
+  }
+}
+
+// The caller's thread runs part 0 of a region, worker i part i. A region is handed out by storing a new
+// ticket (its number and its part count in one word): a worker reads both at once, so one that takes
+// no part in a region never reads its job, and the caller cannot start the next region before every
+// worker with a part has finished (pending_). Both waits (a worker's for the next ticket, the caller's
+// for pending_ to reach 0) spin for spin_ microseconds first, since the next region usually follows within
+// microseconds, and then sleep on a condition variable. A sleeper announces itself (sleepers_,
+// caller_sleeps_) under mu_ before its last look; the other side changes the condition, then wakes it
+// only if it saw the announcement. All four are sequentially consistent, so in their single order one
+// side always sees the other's write: no wake-up is lost.
 class Pool {
  public:
-  explicit Pool(int n) : n_(n) {
+  Pool(int n, int spin) : n_(n), spin_(spin) {
     for (int i = 1; i < n_; i++) workers_.emplace_back([this, i] { loop(i); });
   }
   ~Pool() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
-      gen_++;
-    }
-    cv_.notify_all();
+    publish(kStop);
     for (auto& t : workers_) t.join();
   }
   int size() const { return n_; }
 
   void run(int parts, const std::function<void(int)>& job) {
     std::lock_guard<std::mutex> serial(run_mu_);  // one parallel region at a time
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      job_ = &job;
-      parts_ = parts;
-      pending_ = parts - 1;
-      gen_++;
-    }
-    cv_.notify_all();
+    job_ = &job;
+    pending_.store(parts - 1, std::memory_order_relaxed);
+    publish(uint64_t(parts));
     t_in_pool = true;
     job(0);
     t_in_pool = false;
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return pending_ == 0; });
+    const auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+    if (!spin_until(done, spin_)) {
+      std::unique_lock<std::mutex> lk(mu_);
+      caller_sleeps_.store(true);
+      done_cv_.wait(lk, done);
+      caller_sleeps_.store(false);
+    }
     job_ = nullptr;
   }
 
  private:
+  static constexpr uint64_t kPartsMask = 0xffff, kStop = kPartsMask;  // n_ <= 256 parts
+
+  void publish(uint64_t parts) {
+    ticket_.store(((ticket_.load(std::memory_order_relaxed) >> 16) + 1) << 16 | parts);
+    if (sleepers_.load() > 0) {
+      std::lock_guard<std::mutex> lk(mu_);
+      cv_.notify_all();
+    }
+  }
+
   void loop(int idx) {
     t_in_pool = true;
     uint64_t seen = 0;
     for (;;) {
-      const std::function<void(int)>* job;
-      {
+      const auto fresh = [&] { return ticket_.load(std::memory_order_acquire) != seen; };
+      if (!spin_until(fresh, spin_)) {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return gen_ != seen; });
-        seen = gen_;
-        if (stop_) return;
-        if (idx >= parts_) continue;
-        job = job_;
+        sleepers_.fetch_add(1);
+        cv_.wait(lk, [&] { return ticket_.load() != seen; });
+        sleepers_.fetch_sub(1);
       }
-      (*job)(idx);
-      {
+      seen = ticket_.load(std::memory_order_acquire);
+      const uint64_t parts = seen & kPartsMask;
+      if (parts == kStop) return;
+      if (uint64_t(idx) >= parts) continue;  // not in this region: its job is not ours to read
+      (*job_)(idx);
+      if (pending_.fetch_sub(1) == 1 && caller_sleeps_.load()) {
         std::lock_guard<std::mutex> lk(mu_);
-        if (--pending_ == 0) done_cv_.notify_one();
+        done_cv_.notify_one();
       }
     }
   }
 
-  int n_;
+  int n_, spin_;
   std::vector<std::thread> workers_;
   std::mutex mu_, run_mu_;
   std::condition_variable cv_, done_cv_;
   const std::function<void(int)>* job_ = nullptr;
-  int parts_ = 0, pending_ = 0;
-  uint64_t gen_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> ticket_{0};
+  std::atomic<int> pending_{0}, sleepers_{0};
+  std::atomic<bool> caller_sleeps_{false};
 };
 
 Pool& pool() {
-  static Pool p(num_threads());
+  static Pool p(num_threads(), spin_us());
   return p;
 }
 
@@ -95,6 +142,19 @@ int num_threads() {
     return std::max(1, std::min(v, 256));
   }();
   return n;
+}
+
+int spin_us() {
+  static const int us = [] {
+    const char* e = std::getenv("L2E_CPU_SPIN_US");
+    if (!e || !*e) return 50;
+    const std::string v(e);
+    const long x = std::strtol(e, nullptr, 10);
+    if (v.find_first_not_of("0123456789") != std::string::npos || x > 100000)
+      throw Error("L2E_CPU_SPIN_US=" + v + ": expected microseconds from 0 to 100000 (0: sleep at once)");
+    return int(x);
+  }();
+  return us;
 }
 
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t grain) {

@@ -8,6 +8,9 @@ namespace l2e {
 
 // Number of threads used (L2E_NUM_THREADS, else std::thread::hardware_concurrency()).
 int num_threads();
+// Microseconds a pool thread spins for its next hand-off before it sleeps (L2E_CPU_SPIN_US, default 50;
+// 0 sleeps at once); a value that is not a whole number from 0 to 100000 throws Error naming it.
+int spin_us();
 // fn(begin, end, thread_index) over disjoint ranges covering [0, n); grain = minimum range size.
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t grain = 1);
 
