@@ -125,6 +125,15 @@ describe('library options: unknown keys and wrong kinds are refused', () => {
     }
   });
 
+  it('Embeddings: arguments of the wrong kind are named by kind, not printed value by value', () => {
+    const loose = Embeddings as unknown as new (...args: unknown[]) => Embeddings;
+    expect(() => new loose(new Float32Array(512), 8)).toThrow(new TypeError('Embeddings: rows and dim must be numbers (new Embeddings(rows, dim, data?)), got a Float32Array and 8'));
+    expect(() => new loose(2, '4')).toThrow(new TypeError('Embeddings: rows and dim must be numbers (new Embeddings(rows, dim, data?)), got 2 and the string "4"'));
+    expect(() => new Embeddings(2, 0)).toThrow(new RangeError('Embeddings: invalid shape 2x0: rows must be a whole number >= 0 and dim >= 1'));
+    expect(() => new Embeddings(1.5, 4)).toThrow(new RangeError('Embeddings: invalid shape 1.5x4: rows must be a whole number >= 0 and dim >= 1'));
+    expect(() => new loose(2, 2, [1, 2, 3, 4])).toThrow(new TypeError('Embeddings: data must be a Float32Array, got an array'));
+  });
+
   it('Trainer and fit: a model that is not one, misspelt fit options, callbacks and signals of the wrong kind', async () => {
     const NewTrainer = Trainer as unknown as new (...args: unknown[]) => Trainer;
     expect(() => new NewTrainer(undefined)).toThrow(new TypeError('Trainer: model must be an EmbeddingModel, got undefined'));

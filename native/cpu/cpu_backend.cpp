@@ -22,7 +22,10 @@ const int32_t* I(const Buf& b) { return b.i32(); }
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend() { spin_us(); }  // a bad L2E_CPU_SPIN_US fails the model's creation (cpu/parallel.h)
+  CpuBackend() {  // a bad L2E_NUM_THREADS or L2E_CPU_SPIN_US fails the model's creation (cpu/parallel.h)
+    num_threads();
+    spin_us();
+  }
   std::string name() const override { return "cpu"; }
   DType act_dtype() const override { return DType::F32; }
 

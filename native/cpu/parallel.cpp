@@ -134,26 +134,31 @@ Pool& pool() {
 
 }  // namespace
 
+namespace {
+
+// A whole number from 0 to hi in an environment variable, fallback when it is unset or empty; any
+// other text throws Error naming the variable, its value and what it takes.
+int setting(const char* name, int hi, int fallback, const char* expected) {
+  const char* e = std::getenv(name);
+  if (!e || !*e) return fallback;
+  const std::string v(e);
+  if (v.find_first_not_of("0123456789") != std::string::npos || v.size() > 9 || std::stol(v) > hi)
+    throw Error(std::string(name) + "=" + v + ": expected " + expected);
+  return int(std::stol(v));
+}
+
+}  // namespace
+
 int num_threads() {
-  static int n = [] {
-    const char* e = std::getenv("L2E_NUM_THREADS");
-    int v = e ? std::atoi(e) : 0;
-    if (v <= 0) v = int(std::thread::hardware_concurrency());
-    return std::max(1, std::min(v, 256));
+  static const int n = [] {
+    const int v = setting("L2E_NUM_THREADS", 256, 0, "a whole number of threads from 0 to 256 (0 or unset: one for each core)");
+    return v > 0 ? v : std::max(1, std::min(int(std::thread::hardware_concurrency()), 256));
   }();
   return n;
 }
 
 int spin_us() {
-  static const int us = [] {
-    const char* e = std::getenv("L2E_CPU_SPIN_US");
-    if (!e || !*e) return 50;
-    const std::string v(e);
-    const long x = std::strtol(e, nullptr, 10);
-    if (v.find_first_not_of("0123456789") != std::string::npos || x > 100000)
-      throw Error("L2E_CPU_SPIN_US=" + v + ": expected microseconds from 0 to 100000 (0: sleep at once)");
-    return int(x);
-  }();
+  static const int us = setting("L2E_CPU_SPIN_US", 100000, 50, "microseconds from 0 to 100000 (0: sleep at once)");
   return us;
 }
 

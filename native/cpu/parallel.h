@@ -6,7 +6,8 @@
 
 namespace l2e {
 
-// Number of threads used (L2E_NUM_THREADS, else std::thread::hardware_concurrency()).
+// Number of threads used (L2E_NUM_THREADS from 1 to 256, else std::thread::hardware_concurrency());
+// a value that is not a whole number from 0 to 256 throws Error naming it.
 int num_threads();
 // Microseconds a pool thread spins for its next hand-off before it sleeps (L2E_CPU_SPIN_US, default 50;
 // 0 sleeps at once); a value that is not a whole number from 0 to 100000 throws Error naming it.

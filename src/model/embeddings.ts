@@ -7,8 +7,11 @@ export class Embeddings {
   readonly data: Float32Array;
 
   constructor(rows: number, dim: number, data?: Float32Array) {
+    if (typeof rows !== 'number' || typeof dim !== 'number') {
+      throw new TypeError(`Embeddings: rows and dim must be numbers (new Embeddings(rows, dim, data?)), got ${describeValue(rows)} and ${describeValue(dim)}`);
+    }
     if (!Number.isInteger(rows) || rows < 0 || !Number.isInteger(dim) || dim <= 0) {
-      throw new Error(`Embeddings: invalid shape ${rows}x${dim}`);
+      throw new RangeError(`Embeddings: invalid shape ${rows}x${dim}: rows must be a whole number >= 0 and dim >= 1`);
     }
     if (data !== undefined && !(data instanceof Float32Array)) {
       throw new TypeError(`Embeddings: data must be a Float32Array, got ${describeValue(data)}`);
