@@ -5,7 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EmbeddingModel } from '../src/model/embedding-model.js';
+import { EmbeddingModel, packBatch, planBatches } from '../src/model/embedding-model.js';
+import { configToJson, readConfig } from '../src/model/config.js';
+import { parameterNames } from '../src/model/weights.js';
+import { writeSafetensors } from '../src/model/safetensors.js';
+import { Rng } from '../src/util/random.js';
 import { Embeddings } from '../src/model/embeddings.js';
 import { serve } from '../src/server/server.js';
 import { knn } from '../src/eval/knn.js';
@@ -14,10 +18,10 @@ import { combineFiles } from '../src/data/combine.js';
 import { saveModel } from '../src/train/checkpoint.js';
 import { Trainer } from '../src/train/trainer.js';
 import { readCorpus } from '../src/mine/corpus.js';
-import { computeMetrics } from '../src/eval/metrics.js';
+import { buildTestSet, computeMetrics, readTestSet } from '../src/eval/metrics.js';
 import { resolveModel } from '../src/hub/resolve.js';
 import { snapshotDownload } from '../src/hub/download.js';
-import { PairData } from '../src/data/pairs.js';
+import { PairData, sampleGroup } from '../src/data/pairs.js';
 import { readJsonl } from '../src/data/jsonl.js';
 import { TextTokenizer } from '../src/model/tokenizer.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
@@ -125,13 +129,50 @@ describe('library options: unknown keys and wrong kinds are refused', () => {
     }
   });
 
-  it('Embeddings: arguments of the wrong kind are named by kind, not printed value by value', () => {
-    const loose = Embeddings as unknown as new (...args: unknown[]) => Embeddings;
-    expect(() => new loose(new Float32Array(512), 8)).toThrow(new TypeError('Embeddings: rows and dim must be numbers (new Embeddings(rows, dim, data?)), got a Float32Array and 8'));
-    expect(() => new loose(2, '4')).toThrow(new TypeError('Embeddings: rows and dim must be numbers (new Embeddings(rows, dim, data?)), got 2 and the string "4"'));
+  it('Embeddings, Rng and the lower-level helpers name an argument of the wrong kind, never print it value by value or fail inside', async () => {
+    const NewEmbeddings = Embeddings as unknown as new (...args: unknown[]) => Embeddings;
+    const big = new Float32Array(512);
+    expect(() => new NewEmbeddings(big, 8)).toThrow(new TypeError('Embeddings: rows and dim must be numbers (new Embeddings(rows, dim, data?)), got a Float32Array and 8'));
+    expect(() => new NewEmbeddings(2, '4')).toThrow(new TypeError('Embeddings: rows and dim must be numbers (new Embeddings(rows, dim, data?)), got 2 and the string "4"'));
     expect(() => new Embeddings(2, 0)).toThrow(new RangeError('Embeddings: invalid shape 2x0: rows must be a whole number >= 0 and dim >= 1'));
     expect(() => new Embeddings(1.5, 4)).toThrow(new RangeError('Embeddings: invalid shape 1.5x4: rows must be a whole number >= 0 and dim >= 1'));
-    expect(() => new loose(2, 2, [1, 2, 3, 4])).toThrow(new TypeError('Embeddings: data must be a Float32Array, got an array'));
+    expect(() => new NewEmbeddings(2, 2, [1, 2, 3, 4])).toThrow(new TypeError('Embeddings: data must be a Float32Array, got an array'));
+    const e = new Embeddings(2, 2);
+    expect(() => loose(e.row.bind(e))(big)).toThrow(new TypeError('row: i must be a row number, got a Float32Array'));
+    const NewRng = Rng as unknown as new (...args: unknown[]) => Rng;
+    expect(() => new NewRng(big)).toThrow(new TypeError('Rng: seed must be a number, got a Float32Array'));
+    expect(() => new NewRng(1, 'a')).toThrow(new TypeError('Rng: stream must be a number, got the string "a"'));
+    expect(() => new Rng(1, Infinity)).toThrow(new RangeError('Rng: stream must be a finite number, got Infinity'));
+    expect(() => loose(packBatch)(new Int32Array(3))).toThrow(new TypeError('packBatch: seqs must be an array of Int32Array token ids, got an Int32Array'));
+    expect(() => loose(planBatches)([new Int32Array(2), [1, 2]], 4, 100)).toThrow(new TypeError('planBatches: ids[1] must be an Int32Array of token ids, got an array'));
+    expect(() => loose(configToJson)({ hidden: 8 })).toThrow(new TypeError('configToJson: config must be a LlamaConfig (parseConfig, readConfig), got an object'));
+    const { dir } = writeTinyModel(makeTempDir());
+    const config = readConfig(dir);
+    expect(() => loose(configToJson)(config, 'bf16')).toThrow(new TypeError('configToJson: extra must be an object of config.json keys, got the string "bf16"'));
+    expect(() => loose(parameterNames)(undefined, null)).toThrow(new TypeError('parameterNames: config must be a LlamaConfig (parseConfig, readConfig), got undefined'));
+    expect(() => loose(parameterNames)(config, '16')).toThrow(new TypeError('parameterNames: denseSize must be a positive integer or null (no dense layer), got the string "16"'));
+    const row = { query: 'q', pos: ['p'], neg: ['n'] };
+    expect(() => loose(sampleGroup)('q', 2, new Rng(1))).toThrow(new TypeError('sampleGroup: row must be a pair row {query, pos: [...], neg: [...]}, got the string "q"'));
+    expect(() => loose(sampleGroup)(row, 2, 7)).toThrow(new TypeError('sampleGroup: rng must be an Rng, got 7'));
+    expect(() => sampleGroup({ ...row, neg: [] }, 3, new Rng(1))).toThrow(new RangeError('sampleGroup: row.neg is empty, and a group of 3 needs negatives'));
+    const file = join(makeTempDir(), 'w.safetensors');
+    expect(() => loose(writeSafetensors)(file, { a: 1 })).toThrow(new TypeError('writeSafetensors: tensors must be an array of {name, dtype, shape, data}, got an object'));
+    expect(() => loose(writeSafetensors)(file, [{ name: 'a', dtype: 'BF16', shape: [2], data: [1, 2] }])).toThrow(new TypeError(`${file}: tensor "a": data must be a Float32Array or a Uint16Array of half bits, got an array`));
+    expect(() => loose(writeSafetensors)(file, [], { step: 3 })).toThrow(new TypeError('writeSafetensors: metadata.step must be a string (__metadata__ holds strings only), got 3'));
+    expect(existsSync(file)).toBe(false);
+    await expect(loose(buildTestSet)('t', 42)).rejects.toThrow(new TypeError('buildTestSet: rows must be an iterable or async iterable of {query, pos, neg} rows, got 42'));
+    await expect(loose(readTestSet)('t.jsonl', big)).rejects.toThrow(new TypeError('readTestSet: limit must be a positive integer, got a Float32Array'));
+    await expect(loose(readTestSet)('t.jsonl', 0)).rejects.toThrow(new RangeError('readTestSet: limit must be a positive integer, got 0'));
+    const m = await EmbeddingModel.load(dir);
+    try {
+      expect(() => loose(m.tokenizer.encodeBatch.bind(m.tokenizer))('abc', 8)).toThrow(new TypeError('encodeBatch: texts must be an array of strings, got the string "abc"'));
+      expect(() => loose(m.tokenizer.decode.bind(m.tokenizer))(null)).toThrow(new TypeError('decode: ids must be an array of token ids, got null'));
+      await expect(loose(m.hold.bind(m))(42)).rejects.toThrow(new TypeError('hold: fn must be a function, got 42'));
+      expect(() => loose(EmbeddingModel.create.bind(EmbeddingModel))(config, {})).toThrow(new TypeError('create: tokenizer must be a TextTokenizer (TextTokenizer.fromDir), got an object'));
+      expect(() => loose(saveModel)({}, makeTempDir())).toThrow(new TypeError('saveModel: model must be an EmbeddingModel, got an object'));
+    } finally {
+      m.dispose();
+    }
   });
 
   it('Trainer and fit: a model that is not one, misspelt fit options, callbacks and signals of the wrong kind', async () => {

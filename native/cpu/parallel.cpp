@@ -22,6 +22,17 @@ namespace {
 
 thread_local bool t_in_pool = false;
 
+// A whole number from 0 to hi in an environment variable, fallback when it is unset or empty; any
+// other text throws Error naming the variable, its value and what it takes.
+int setting(const char* name, int hi, int fallback, const char* expected) {
+  const char* e = std::getenv(name);
+  if (!e || !*e) return fallback;
+  const std::string v(e);
+  if (v.find_first_not_of("0123456789") != std::string::npos || v.size() > 9 || std::stol(v) > hi)
+    throw Error(std::string(name) + "=" + v + ": expected " + expected);
+  return int(std::stol(v));
+}
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   _mm_pause();
@@ -130,21 +141,6 @@ class Pool {
 Pool& pool() {
   static Pool p(num_threads(), spin_us());
   return p;
-}
-
-}  // namespace
-
-namespace {
-
-// A whole number from 0 to hi in an environment variable, fallback when it is unset or empty; any
-// other text throws Error naming the variable, its value and what it takes.
-int setting(const char* name, int hi, int fallback, const char* expected) {
-  const char* e = std::getenv(name);
-  if (!e || !*e) return fallback;
-  const std::string v(e);
-  if (v.find_first_not_of("0123456789") != std::string::npos || v.size() > 9 || std::stol(v) > hi)
-    throw Error(std::string(name) + "=" + v + ": expected " + expected);
-  return int(std::stol(v));
 }
 
 }  // namespace

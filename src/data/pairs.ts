@@ -17,6 +17,7 @@ import { counted } from '../util/plural.js';
 import { statOrNull } from '../util/fs-error.js';
 import { specialFileKind } from '../util/regular-file.js';
 import { checkOptions, optionKeys } from '../util/options.js';
+import { describeValue } from '../util/describe.js';
 
 export type TrainRow = PairRow;
 
@@ -93,6 +94,13 @@ const GROUP_STREAM = 0x6a7;
  * repeated ceil((G−1)/len) times first when it is too short. `row.neg` must be non-empty when G > 1.
  */
 export function sampleGroup(row: TrainRow, groupSize: number, rng: Rng): TrainGroup {
+  const r = row as Partial<TrainRow> | null;
+  if (typeof r !== 'object' || r === null || typeof r.query !== 'string' || !Array.isArray(r.pos) || !Array.isArray(r.neg))
+    throw new TypeError(`sampleGroup: row must be a pair row {query, pos: [...], neg: [...]}, got ${describeValue(row)}`);
+  if (r.pos.length === 0) throw new RangeError('sampleGroup: row.pos is empty (a group starts with one of its positives)');
+  if (!Number.isInteger(groupSize) || groupSize < 1) throw new TypeError(`sampleGroup: groupSize must be a positive integer, got ${describeValue(groupSize)}`);
+  if (groupSize > 1 && r.neg.length === 0) throw new RangeError(`sampleGroup: row.neg is empty, and a group of ${groupSize} needs negatives`);
+  if (!(rng instanceof Rng)) throw new TypeError(`sampleGroup: rng must be an Rng, got ${describeValue(rng)}`);
   const positive = row.pos[rng.int(row.pos.length)]!;
   const want = groupSize - 1;
   if (want === 0) return { query: row.query, passages: [positive] };

@@ -5,6 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { readFailure } from '../util/fs-error.js';
 import { readRegularFileText } from '../util/regular-file.js';
 import { parseJson } from '../util/json.js';
+import { describeValue } from '../util/describe.js';
 
 export type Pooling = 'mean' | 'cls';
 
@@ -222,11 +223,20 @@ export function readConfig(dir: string): LlamaConfig {
   return parseConfig(text, file);
 }
 
+/** Throws a TypeError naming `where` unless cfg is a LlamaConfig (parseConfig, readConfig). */
+export function checkConfigArg(where: string, cfg: unknown): asserts cfg is LlamaConfig {
+  const c = cfg as Partial<LlamaConfig> | null;
+  if (typeof c !== 'object' || c === null || typeof c.vocabSize !== 'number' || typeof c.hiddenSize !== 'number' || typeof c.numLayers !== 'number')
+    throw new TypeError(`${where}: config must be a LlamaConfig (parseConfig, readConfig), got ${describeValue(cfg)}`);
+}
+
 /**
  * A transformers-4.x-style config.json object for a saved embedding model. `extra` is merged last
  * (e.g. `{ torch_dtype: 'bfloat16' }`). The dense size goes under `embedding_size` (DENSE_SIZE_KEY).
  */
 export function configToJson(cfg: LlamaConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  checkConfigArg('configToJson', cfg);
+  if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) throw new TypeError(`configToJson: extra must be an object of config.json keys, got ${describeValue(extra)}`);
   const out: Record<string, unknown> = {
     architectures: ['LlamaModelEmbedding'],
     model_type: 'llama',

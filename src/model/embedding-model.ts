@@ -1,7 +1,7 @@
 // EmbeddingModel: a Llama2 embedding model loaded into the native addon, with its tokenizer.
 // Texts are tokenised here, grouped into packed batches of similar length (no padding), encoded by
 // native code off the main thread, and returned in input order.
-import { readConfig, type LlamaConfig } from './config.js';
+import { checkConfigArg, readConfig, type LlamaConfig } from './config.js';
 import { Embeddings } from './embeddings.js';
 import { TextTokenizer } from './tokenizer.js';
 import { openWeights } from './weights.js';
@@ -192,6 +192,8 @@ export class EmbeddingModel {
     tokenizer: TextTokenizer,
     options: CreateOptions = {},
   ): EmbeddingModel {
+    checkConfigArg('create', config);
+    if (!(tokenizer instanceof TextTokenizer)) throw new TypeError(`create: tokenizer must be a TextTokenizer (TextTokenizer.fromDir), got ${describeValue(tokenizer)}`);
     checkOptions('create', options, CREATE_OPTIONS);
     if (options.seed !== undefined && !Number.isInteger(options.seed)) throw new TypeError(`create: seed must be an integer, got ${describeValue(options.seed)}`);
     const dense = config.denseSize ?? DEFAULT_DENSE_SIZE;
@@ -222,6 +224,7 @@ export class EmbeddingModel {
    * settled. For code that uses `native` across awaits (the server's batches, training).
    */
   async hold<T>(fn: (native: NativeModel) => Promise<T>): Promise<T> {
+    if (typeof fn !== 'function') throw new TypeError(`hold: fn must be a function, got ${describeValue(fn)}`);
     const release = this.acquire();
     try {
       return await fn(this.nativeModel!);
@@ -331,6 +334,7 @@ export class EmbeddingModel {
 
 /** Concatenates sequences into one packed batch with cumulative offsets. */
 export function packBatch(seqs: Int32Array[]): { tokens: Int32Array; cuSeqlens: Int32Array } {
+  tokenSeqs('packBatch', 'seqs', seqs);
   const cuSeqlens = new Int32Array(seqs.length + 1);
   for (let i = 0; i < seqs.length; i++) cuSeqlens[i + 1] = cuSeqlens[i]! + seqs[i]!.length;
   const tokens = new Int32Array(cuSeqlens[seqs.length]!);
@@ -343,6 +347,7 @@ export function packBatch(seqs: Int32Array[]): { tokens: Int32Array; cuSeqlens: 
  * `batchSize` texts and `maxTokens` tokens each (a single longer text still gets its own batch).
  */
 export function planBatches(ids: Int32Array[], batchSize: number, maxTokens: number): number[][] {
+  tokenSeqs('planBatches', 'ids', ids);
   positiveInteger('batchSize', batchSize);
   positiveInteger('maxBatchTokens', maxTokens);
   const order = ids.map((_, i) => i).sort((a, b) => ids[b]!.length - ids[a]!.length || a - b);
@@ -361,6 +366,13 @@ export function planBatches(ids: Int32Array[], batchSize: number, maxTokens: num
   }
   if (cur.length > 0) batches.push(cur);
   return batches;
+}
+
+/** Throws a TypeError naming `where` and `name` unless v is an array of Int32Array token sequences. */
+function tokenSeqs(where: string, name: string, v: unknown): asserts v is Int32Array[] {
+  if (!Array.isArray(v)) throw new TypeError(`${where}: ${name} must be an array of Int32Array token ids, got ${describeValue(v)}`);
+  const i = v.findIndex((s) => !(s instanceof Int32Array));
+  if (i >= 0) throw new TypeError(`${where}: ${name}[${i}] must be an Int32Array of token ids, got ${describeValue(v[i])}`);
 }
 
 function positiveInteger(name: string, v: unknown): number {

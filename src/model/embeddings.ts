@@ -26,6 +26,7 @@ export class Embeddings {
 
   /** A view (no copy) of row i. */
   row(i: number): Float32Array {
+    if (typeof i !== 'number') throw new TypeError(`row: i must be a row number, got ${describeValue(i)}`);
     if (!Number.isInteger(i) || i < 0 || i >= this.rows) throw new RangeError(`row ${i} out of range [0, ${this.rows})`);
     return this.data.subarray(i * this.dim, (i + 1) * this.dim);
   }

@@ -7,6 +7,7 @@ import { endianness } from 'node:os';
 import { writeFileAtomic } from '../util/atomic.js';
 import { openRegularFile, readRegularFileText } from '../util/regular-file.js';
 import { parseJson } from '../util/json.js';
+import { describeValue } from '../util/describe.js';
 /** The dtypes the model loads (the native reader and readTensorF32 convert these to float32). */
 export type DType = 'F32' | 'F16' | 'BF16';
 
@@ -281,6 +282,9 @@ export interface TensorToWrite {
 }
 
 function tensorBytes(t: TensorToWrite, where: string): Uint8Array {
+  if (!Array.isArray(t.shape)) throw new TypeError(`${where}: shape must be an array of dimensions, got ${describeValue(t.shape)}`);
+  if (!(t.data instanceof Float32Array || t.data instanceof Uint16Array))
+    throw new TypeError(`${where}: data must be a Float32Array or a Uint16Array of half bits, got ${describeValue(t.data)}`);
   let elements = 1;
   for (const d of t.shape) {
     if (!isNonNegativeInt(d)) throw new Error(`${where}: shape must be non-negative integers, got [${t.shape.join(', ')}]`);
@@ -304,13 +308,23 @@ function tensorBytes(t: TensorToWrite, where: string): Uint8Array {
  * stays a link). A failed write leaves any existing file untouched. Tensors are stored in the order given.
  */
 export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
+  if (typeof path !== 'string' || path === '') throw new TypeError(`writeSafetensors: path must be a file name, got ${describeValue(path)}`);
+  if (!Array.isArray(tensors)) throw new TypeError(`writeSafetensors: tensors must be an array of {name, dtype, shape, data}, got ${describeValue(tensors)}`);
+  if (metadata !== undefined) {
+    if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))
+      throw new TypeError(`writeSafetensors: metadata must be an object of strings (the format's __metadata__), got ${describeValue(metadata)}`);
+    const bad = Object.entries(metadata).find(([, v]) => typeof v !== 'string');
+    if (bad) throw new TypeError(`writeSafetensors: metadata.${bad[0]} must be a string (__metadata__ holds strings only), got ${describeValue(bad[1])}`);
+  }
   const file = resolve(path);
   if (endianness() !== 'LE') throw new Error('writeSafetensors: big-endian hosts are not supported');
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) header['__metadata__'] = metadata;
   const payloads: Uint8Array[] = [];
   let offset = 0;
-  for (const t of tensors) {
+  for (const [i, t] of tensors.entries()) {
+    if (typeof t !== 'object' || t === null || typeof t.name !== 'string')
+      throw new TypeError(`writeSafetensors: tensors[${i}] must be a {name, dtype, shape, data} object, got ${describeValue(t)}`);
     const where = `${file}: tensor "${t.name}"`;
     if (t.name === '' || t.name === '__metadata__') throw new Error(`${where}: invalid tensor name`);
     if (t.name in header) throw new Error(`${where}: duplicate tensor name`);

@@ -144,6 +144,11 @@ export interface TextTokenizerOptions {
 
 const TOKENIZER_OPTIONS = optionKeys<TextTokenizerOptions>({ addBos: true, addEos: true });
 
+/** Throws a TypeError naming `where` unless texts is an array (each text is checked as it is encoded). */
+function textList(where: string, texts: unknown): void {
+  if (!Array.isArray(texts)) throw new TypeError(`${where}: texts must be an array of strings, got ${describeValue(texts)}`);
+}
+
 export class TextTokenizer {
   readonly vocabSize: number;
   readonly bosId: number;
@@ -224,7 +229,7 @@ export class TextTokenizer {
    * maxLength may be Infinity for no truncation.
    */
   encode(text: string, maxLength: number): Int32Array {
-    if (typeof text !== 'string') throw new TypeError(`tokenizer: text must be a string, got ${typeof text}`);
+    if (typeof text !== 'string') throw new TypeError(`tokenizer: text must be a string, got ${describeValue(text)}`);
     this.checkMaxLength(maxLength);
     const special = this.specialCount;
     const budget = maxLength - special; // ids left for the text itself
@@ -245,6 +250,7 @@ export class TextTokenizer {
   }
 
   encodeBatch(texts: readonly string[], maxLength: number): Int32Array[] {
+    textList('encodeBatch', texts);
     return texts.map((text) => this.encode(text, maxLength));
   }
 
@@ -254,6 +260,7 @@ export class TextTokenizer {
    * encodeBatch would block the process for seconds.
    */
   async encodeBatchAsync(texts: readonly string[], maxLength: number, options: { sliceMs?: number } = {}): Promise<Int32Array[]> {
+    textList('encodeBatchAsync', texts);
     const sliceMs = options.sliceMs ?? 10;
     const out: Int32Array[] = new Array<Int32Array>(texts.length);
     let start = performance.now();
@@ -269,6 +276,8 @@ export class TextTokenizer {
 
   /** Text of ids; special tokens are skipped unless asked for. */
   decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {
+    if (typeof ids !== 'object' || ids === null || typeof ids.length !== 'number') throw new TypeError(`decode: ids must be an array of token ids, got ${describeValue(ids)}`);
+    if (typeof options !== 'object' || options === null) throw new TypeError(`decode: options must be an object, got ${describeValue(options)}`);
     if (ids.length === 0) return '';
     return this.tokenizer.decode(Array.from(ids), {
       skip_special_tokens: options.skipSpecialTokens ?? true,

@@ -2,7 +2,8 @@
 // The result is an index of byte ranges (absolute file offsets) that the native reader preads.
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { LlamaConfig } from './config.js';
+import { checkConfigArg, type LlamaConfig } from './config.js';
+import { describeValue } from '../util/describe.js';
 import { loadableDType, readSafetensorsHeader, readSafetensorsIndex, type DType, type TensorEntry } from './safetensors.js';
 
 export interface WeightEntry {
@@ -39,6 +40,9 @@ export interface ParameterSpec {
  * norm; then dense_layer weight and bias when denseSize is not null.
  */
 export function parameterNames(config: LlamaConfig, denseSize: number | null): ParameterSpec[] {
+  checkConfigArg('parameterNames', config);
+  if (denseSize !== null && !(Number.isInteger(denseSize) && denseSize > 0))
+    throw new TypeError(`parameterNames: denseSize must be a positive integer or null (no dense layer), got ${describeValue(denseSize)}`);
   const { vocabSize: V, hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim } = config;
   const q = numHeads * headDim;
   const kv = numKvHeads * headDim;

@@ -84,6 +84,9 @@ function allFinite(data: Float32Array): boolean {
 const SAVE_MODEL_OPTIONS = optionKeys<SaveModelOptions>({ tokenizerDir: true, tokenizerFiles: true, temperature: true, requireFinite: true, native: true, overwrite: true });
 
 export function saveModel(model: EmbeddingModel, dir: string, options: SaveModelOptions = {}): void {
+  const m = model as Partial<EmbeddingModel> | null | undefined;
+  if (typeof m !== 'object' || m === null || typeof m.encode !== 'function' || typeof m.config !== 'object')
+    throw new TypeError(`saveModel: model must be an EmbeddingModel, got ${describeValue(model)}`);
   checkOptions('saveModel', options, SAVE_MODEL_OPTIONS);
   if (typeof dir !== 'string' || dir === '') throw new TypeError(`saveModel: dir must be a folder name, got ${describeValue(dir)}`);
   const native = options.native ?? model.native;

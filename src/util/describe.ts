@@ -6,7 +6,7 @@ export function describeValue(v: unknown): string {
   if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
   if (v === null || v === undefined) return String(v);
   if (Array.isArray(v)) return 'an array';
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`;
+  if (ArrayBuffer.isView(v)) return `${/^[AEIOU]/.test(v.constructor.name) ? 'an' : 'a'} ${v.constructor.name}`;
   return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 

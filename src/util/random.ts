@@ -1,6 +1,8 @@
 // A small seeded PRNG (xoshiro128**, seeded through splitmix32) so every sampled choice — mined
 // pairs, shuffles, training groups — is reproducible from one integer seed, in any JS runtime.
 
+import { describeValue } from './describe.js';
+
 function splitmix32(state: { s: number }): number {
   state.s = (state.s + 0x9e3779b9) | 0;
   let z = state.s;
@@ -17,7 +19,10 @@ export class Rng {
 
   /** `seed` is any integer (reduced mod 2^32); `stream` picks an independent sequence for the same seed. */
   constructor(seed: number, stream = 0) {
-    if (!Number.isFinite(seed) || !Number.isFinite(stream)) throw new Error(`Rng: seed must be a finite number, got ${seed}`);
+    for (const [name, v] of [['seed', seed], ['stream', stream]] as const) {
+      if (typeof v !== 'number') throw new TypeError(`Rng: ${name} must be a number, got ${describeValue(v)}`);
+      if (!Number.isFinite(v)) throw new RangeError(`Rng: ${name} must be a finite number, got ${v}`);
+    }
     const st = { s: (Math.trunc(seed) ^ Math.imul(Math.trunc(stream) + 1, 0x27d4eb2f)) | 0 };
     // mix the high bits of large seeds in too
     st.s = (st.s ^ Math.trunc(seed / 0x100000000)) | 0;
