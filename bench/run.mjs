@@ -43,6 +43,7 @@ environment:
   L2E_POOLS           the pools folder when --pools is not given
   L2E_TESTING_ADDON   load this test addon file instead of the build in the repository
   L2E_NUM_THREADS     CPU threads of the native backend (default: all cores)
+  L2E_CPU_SPIN_US     microseconds its threads spin between ops before sleeping (default 50)
   L2E_CPU_ISA         force an instruction set (scalar, avx2, avx512, amx) to compare against the best one
 The NumPy baselines need python3 with numpy; without it they are skipped.
 `;
@@ -171,6 +172,7 @@ async function main() {
     cpu: os.cpus()[0]?.model ?? 'unknown',
     cores: os.cpus().length,
     threads: process.env.L2E_NUM_THREADS ?? null,
+    cpuSpinUs: process.env.L2E_CPU_SPIN_US ?? null,
     gemmKernel: addon.gemmKernel(),
     quick: opts.quick,
     samples: opts.samples,

@@ -126,7 +126,7 @@ describe('bench/run.mjs', () => {
 
   it('--help documents every option and environment variable', async () => {
     const { stdout } = await run(process.execPath, [runner, '--help'], { cwd: repoRoot });
-    for (const o of ['--filter', '--list', '--quick', '--samples', '--json', '--compare', '--pools', 'L2E_POOLS', 'L2E_TESTING_ADDON', 'L2E_NUM_THREADS']) {
+    for (const o of ['--filter', '--list', '--quick', '--samples', '--json', '--compare', '--pools', 'L2E_POOLS', 'L2E_TESTING_ADDON', 'L2E_NUM_THREADS', 'L2E_CPU_SPIN_US']) {
       expect(stdout, o).toContain(o);
     }
   });

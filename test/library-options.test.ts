@@ -153,6 +153,7 @@ describe('library options: unknown keys and wrong kinds are refused', () => {
     expect(() => loose(parameterNames)(config, '16')).toThrow(new TypeError('parameterNames: denseSize must be a positive integer or null (no dense layer), got the string "16"'));
     const row = { query: 'q', pos: ['p'], neg: ['n'] };
     expect(() => loose(sampleGroup)('q', 2, new Rng(1))).toThrow(new TypeError('sampleGroup: row must be a pair row {query, pos: [...], neg: [...]}, got the string "q"'));
+    expect(() => sampleGroup(row, 2.5, new Rng(1))).toThrow(new RangeError('sampleGroup: groupSize must be a positive integer, got 2.5'));
     expect(() => loose(sampleGroup)(row, 2, 7)).toThrow(new TypeError('sampleGroup: rng must be an Rng, got 7'));
     expect(() => sampleGroup({ ...row, neg: [] }, 3, new Rng(1))).toThrow(new RangeError('sampleGroup: row.neg is empty, and a group of 3 needs negatives'));
     const file = join(makeTempDir(), 'w.safetensors');
