@@ -11,6 +11,7 @@ import { initRandomWeights, type NativeModel, type NativeModelConfig } from '../
 import type { TrainNatives } from '../src/train/native-train.js';
 import { Rng } from '../src/util/random.js';
 import { testingAddon } from './helpers/testing-addon.mjs';
+import { oneChunkStep } from '../bench/lib/train-step.mjs';
 
 interface PoolAddon extends TrainNatives {
   NativeModel: new (config: NativeModelConfig, device: string) => NativeModel;
@@ -36,11 +37,7 @@ function batch(seed: number, meanLen: number): Batch {
 const mid = batch(1, 110), small = batch(2, 60), large = batch(3, 220);
 
 async function step(m: NativeModel, b: Batch, n: number): Promise<void> {
-  await a.trainForward(m, 0, b.ids, b.cu, true, false);
-  a.trainLossChunks(m, Int32Array.from([0]), B, G, 0.05, true, 1);
-  await a.trainBackward(m, 0, b.ids, b.cu);
-  a.trainRelease(m);
-  const r = await a.trainStep(m, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1, step: n });
+  const r = await oneChunkStep(a, m, b.ids, b.cu, B, G, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1, step: n }, 0.05);
   expect(Number.isFinite(r.loss) && !r.skipped).toBe(true);
 }
 

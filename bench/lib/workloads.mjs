@@ -9,6 +9,7 @@ import { initRandomWeights, packBatch } from '../../dist/model/embedding-model.j
 import { readSafetensorsHeader, writeSafetensors } from '../../dist/model/safetensors.js';
 import { parameterNames } from '../../dist/model/weights.js';
 import { Rng } from '../../dist/util/random.js';
+import { oneChunkStep } from './train-step.mjs';
 
 /** Uniform [0, 1) draws of the library's generator (src/util/random.ts): the same on every run. */
 export function makeRng(seed) {
@@ -71,17 +72,9 @@ export const pack = packBatch;
 /** The recipe's optimizer (lr 2e-5, AdamW without decay, clip 0.5) for a step numbered `step`. */
 export const recipeHyper = (step) => ({ lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0.5, step });
 
-/**
- * The trainer's step (src/train/grad-step.ts: a batch within the chunk budget is one chunk, queries
- * then passages; temperature 0.02, in-batch negatives) on a packed batch (ids, cu) of B queries and
- * B*G passages, through the test addon's training hooks: nothing read back but the step's outcome.
- */
+/** The trainer's one-chunk step (train-step.mjs) with the recipe's optimizer and temperature 0.02. */
 export async function recipeTrainStep(addon, model, ids, cu, B, G, step) {
-  await addon.trainForward(model, 0, ids, cu, true, false);
-  addon.trainLossChunks(model, Int32Array.from([0]), B, G, 0.02, true, 1);
-  await addon.trainBackward(model, 0, ids, cu);
-  addon.trainRelease(model);
-  const r = await addon.trainStep(model, recipeHyper(step));
+  const r = await oneChunkStep(addon, model, ids, cu, B, G, recipeHyper(step));
   if (!Number.isFinite(r.loss) || r.skipped) throw new Error(`training step ${step}: loss ${r.loss}, gradient norm ${r.gradNorm}`);
 }
 

@@ -67,14 +67,13 @@ bool spin_until(const Ready& ready, int us) {
 // side always sees the other's write: no wake-up is lost.
 class Pool {
  public:
-  Pool(int n, int spin) : n_(n), spin_(spin) {
-    for (int i = 1; i < n_; i++) workers_.emplace_back([this, i] { loop(i); });
+  Pool(int n, int spin) : spin_(spin) {
+    for (int i = 1; i < n; i++) workers_.emplace_back([this, i] { loop(i); });
   }
   ~Pool() {
     publish(kStop);
     for (auto& t : workers_) t.join();
   }
-  int size() const { return n_; }
 
   void run(int parts, const std::function<void(int)>& job) {
     std::lock_guard<std::mutex> serial(run_mu_);  // one parallel region at a time
@@ -95,7 +94,7 @@ class Pool {
   }
 
  private:
-  static constexpr uint64_t kPartsMask = 0xffff, kStop = kPartsMask;  // n_ <= 256 parts
+  static constexpr uint64_t kPartsMask = 0xffff, kStop = kPartsMask;  // at most 256 threads (num_threads)
 
   void publish(uint64_t parts) {
     ticket_.store(((ticket_.load(std::memory_order_relaxed) >> 16) + 1) << 16 | parts);
@@ -128,7 +127,7 @@ class Pool {
     }
   }
 
-  int n_, spin_;
+  int spin_;
   std::vector<std::thread> workers_;
   std::mutex mu_, run_mu_;
   std::condition_variable cv_, done_cv_;

@@ -17,7 +17,7 @@ import { counted } from '../util/plural.js';
 import { statOrNull } from '../util/fs-error.js';
 import { specialFileKind } from '../util/regular-file.js';
 import { checkOptions, optionKeys } from '../util/options.js';
-import { describeValue } from '../util/describe.js';
+import { describeValue, positiveInteger } from '../util/describe.js';
 
 export type TrainRow = PairRow;
 
@@ -98,8 +98,7 @@ export function sampleGroup(row: TrainRow, groupSize: number, rng: Rng): TrainGr
   if (typeof r !== 'object' || r === null || typeof r.query !== 'string' || !Array.isArray(r.pos) || !Array.isArray(r.neg))
     throw new TypeError(`sampleGroup: row must be a pair row {query, pos: [...], neg: [...]}, got ${describeValue(row)}`);
   if (r.pos.length === 0) throw new RangeError('sampleGroup: row.pos is empty (a group starts with one of its positives)');
-  if (typeof groupSize !== 'number') throw new TypeError(`sampleGroup: groupSize must be a positive integer, got ${describeValue(groupSize)}`);
-  if (!Number.isInteger(groupSize) || groupSize < 1) throw new RangeError(`sampleGroup: groupSize must be a positive integer, got ${groupSize}`);
+  positiveInteger('sampleGroup: groupSize', groupSize);
   if (groupSize > 1 && r.neg.length === 0) throw new RangeError(`sampleGroup: row.neg is empty, and a group of ${groupSize} needs negatives`);
   if (!(rng instanceof Rng)) throw new TypeError(`sampleGroup: rng must be an Rng, got ${describeValue(rng)}`);
   const positive = row.pos[rng.int(row.pos.length)]!;

@@ -17,7 +17,7 @@ import { Embeddings } from '../model/embeddings.js';
 import { readPairRows } from '../data/jsonl.js';
 import { gatherRows, knn } from './knn.js';
 import { pyStrip } from './strip.js';
-import { describeValue } from '../util/describe.js';
+import { describeValue, positiveInteger } from '../util/describe.js';
 
 export const TOP_KS = [1, 3, 5, 10] as const;
 
@@ -64,7 +64,7 @@ export async function buildTestSet(
   const it = rows as Partial<AsyncIterable<TestRow> & Iterable<TestRow>> | null;
   if (typeof it !== 'object' || it === null || (typeof it[Symbol.asyncIterator] !== 'function' && typeof it[Symbol.iterator] !== 'function'))
     throw new TypeError(`buildTestSet: rows must be an iterable or async iterable of {query, pos, neg} rows, got ${describeValue(rows)}`);
-  checkLimit('buildTestSet', limit);
+  positiveInteger('buildTestSet: limit', limit);
   const index = new Map<string, number>();
   const pool: string[] = [];
   const add = (s: string): void => {
@@ -101,11 +101,6 @@ export async function buildTestSet(
   return { name, pool, rows: testRows, pairs: Int32Array.from(pairs), fileRows: n };
 }
 
-function checkLimit(where: string, limit: unknown): void {
-  if (typeof limit !== 'number') throw new TypeError(`${where}: limit must be a positive integer, got ${describeValue(limit)}`);
-  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`${where}: limit must be a positive integer, got ${limit}`);
-}
-
 function collectPairs(row: TestRow, index: Map<string, number>, out: number[]): void {
   const q = index.get(pyStrip(row.query));
   if (q === undefined) return;
@@ -117,7 +112,7 @@ function collectPairs(row: TestRow, index: Map<string, number>, out: number[]): 
 
 /** Reads a test JSONL file (streamed); every line must be a {query, pos, neg} row (errors name file:line). */
 export async function readTestSet(file: string, limit = 1000, name = file): Promise<TestSet> {
-  checkLimit('readTestSet', limit);
+  positiveInteger('readTestSet: limit', limit);
   if (typeof name !== 'string') throw new TypeError(`readTestSet: name must be a string, got ${describeValue(name)}`);
   async function* rows(): AsyncGenerator<TestRow> {
     for await (const { value } of readPairRows(file)) yield value;

@@ -7,7 +7,7 @@ import { TextTokenizer } from './tokenizer.js';
 import { openWeights } from './weights.js';
 import { buildCommand, nativeAddon, packageRoot } from '../native.js';
 import { Rng } from '../util/random.js';
-import { describeValue } from '../util/describe.js';
+import { describeValue, positiveInteger } from '../util/describe.js';
 import { checkOptions, optionKeys } from '../util/options.js';
 
 export type Device = 'cpu' | 'cuda';
@@ -373,12 +373,6 @@ function tokenSeqs(where: string, name: string, v: unknown): asserts v is Int32A
   if (!Array.isArray(v)) throw new TypeError(`${where}: ${name} must be an array of Int32Array token ids, got ${describeValue(v)}`);
   const i = v.findIndex((s) => !(s instanceof Int32Array));
   if (i >= 0) throw new TypeError(`${where}: ${name}[${i}] must be an Int32Array of token ids, got ${describeValue(v[i])}`);
-}
-
-function positiveInteger(name: string, v: unknown): number {
-  if (typeof v !== 'number') throw new TypeError(`${name} must be a positive integer, got ${describeValue(v)}`);
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${describeValue(v)}`);
-  return v;
 }
 
 /** A plain-JS caller's load options of the wrong type, named before anything is read (a number as cacheDir, ...). */

@@ -18,3 +18,10 @@ export function jsonShown(v: unknown): string {
   if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
   return JSON.stringify(v) ?? String(v);
 }
+
+/** v, when it is a positive integer; else a TypeError (not a number) or RangeError naming `name`. */
+export function positiveInteger(name: string, v: unknown): number {
+  if (typeof v !== 'number') throw new TypeError(`${name} must be a positive integer, got ${describeValue(v)}`);
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${describeValue(v)}`);
+  return v;
+}

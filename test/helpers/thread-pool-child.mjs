@@ -4,6 +4,7 @@
 // losses and a SHA-256 of the weights and AdamW moments, or the error creating the model raised.
 import { createHash } from 'node:crypto';
 import { testingAddon } from './testing-addon.mjs';
+import { oneChunkStep } from '../../bench/lib/train-step.mjs';
 
 const a = testingAddon();
 const cfg = { vocab: 256, hidden: 128, intermediate: 352, layers: 2, heads: 4, kvHeads: 2, headDim: 32, dense: 64, rmsEps: 1e-5, ropeTheta: 1e4, pooling: 'mean', normalized: true };
@@ -26,11 +27,7 @@ for (const [n, len] of [[1, 3], [2, 40], [3, 9], [4, 120], [5, 1]]) {
   const lens = Array.from({ length: 8 }, (_, i) => len + (i % 3));
   const cu = Int32Array.from([0, ...lens.map((_, i) => lens.slice(0, i + 1).reduce((x, y) => x + y))]);
   const ids = Int32Array.from({ length: cu[8] }, () => Math.floor(next() * cfg.vocab));
-  await a.trainForward(m, 0, ids, cu, true, false);
-  a.trainLossChunks(m, Int32Array.from([0]), 4, 1, 0.05, true, 1);
-  await a.trainBackward(m, 0, ids, cu);
-  a.trainRelease(m);
-  const r = await a.trainStep(m, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1, step: n });
+  const r = await oneChunkStep(a, m, ids, cu, 4, 1, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1, step: n }, 0.05);
   losses.push(r.loss);
 }
 const h = createHash('sha256');
