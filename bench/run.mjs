@@ -44,6 +44,9 @@ environment:
   L2E_TESTING_ADDON   load this test addon file instead of the build in the repository
   L2E_NUM_THREADS     CPU threads of the native backend (default: all cores)
   L2E_CPU_SPIN_US     microseconds its threads spin between ops before sleeping (default 50)
+  L2E_CPU_POOL        off: training maps each tensor on its own instead of reusing freed ones
+  L2E_CPU_STEP        ops: the training step goes over every row of the embedding table (default
+                      rows: only the rows its batches named)
   L2E_CPU_ISA         force an instruction set (scalar, avx2, avx512, amx) to compare against the best one
 The NumPy baselines need python3 with numpy; without it they are skipped.
 `;
@@ -173,6 +176,8 @@ async function main() {
     cores: os.cpus().length,
     threads: process.env.L2E_NUM_THREADS ?? null,
     cpuSpinUs: process.env.L2E_CPU_SPIN_US ?? null,
+    cpuPool: process.env.L2E_CPU_POOL ?? null,
+    cpuStep: process.env.L2E_CPU_STEP ?? null,
     gemmKernel: addon.gemmKernel(),
     quick: opts.quick,
     samples: opts.samples,

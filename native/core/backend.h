@@ -88,7 +88,7 @@ class Backend {
   // with `shadow` the U16 low halves of the master), g, m, v and the BF16 parameters `shadow` (the
   // master's other half, core/master_halves.h; nullptr: none), cut into `tensors`, zeroing the
   // gradients in `zero_ranges` ([begin, end) elements of g) after each step; nullptr where the
-  // backend steps through the ops (the CPU). When holds_table_gradients(table), the step keeps the
+  // backend steps through the ops (the CPU under L2E_CPU_STEP=ops, cpu/cpu_step.h). When holds_table_gradients(table), the step keeps the
   // table's gradient itself, only the rows a step's backward adds into (DeviceStep::rows_scattered),
   // and g holds the parameters after it (the layout's first tensor): g's element i is the layout's span + i.
   virtual bool holds_table_gradients(const ScatterTable& table) const {

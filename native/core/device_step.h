@@ -2,7 +2,9 @@
 // core/train_state.h): the InfoNCE loss added to a pending loss on the device, and the optimizer
 // step over every parameter at once — global gradient norm, non-finite skip and clip factor decided
 // on the device, one AdamW launch, the gradients' zero ranges cleared (TrainState) — whose outcome
-// (with the pending loss) is the step's one read-back. A backend without one (the CPU) steps through the op table.
+// (with the pending loss) is the step's one read-back. The CPU has one too (cpu/cpu_step.cpp: the op
+// table's step, skipping the embedding table's rows no batch named); a backend without one steps
+// through the op table.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -55,6 +57,8 @@ class DeviceStep {
   // host_ids the same values on the host), before it runs; where its scatter adds them (empty when
   // the table is part of the flat buffer).
   virtual TableTarget rows_scattered(const Buf& ids, const int32_t* host_ids, int n) = 0;
+  // The host wrote the flat gradient buffer g (a table kept in g may hold a gradient in any row now).
+  virtual void gradients_written() = 0;
   // The host wrote a moment buffer: nonzero[r] (a byte per row of the table) says whether row r holds
   // any value but +0 there.
   virtual void moment_rows_written(const std::vector<uint8_t>& nonzero) = 0;

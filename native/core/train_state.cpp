@@ -389,7 +389,10 @@ void TrainState::set_buffer(const char* which, const float* host, size_t n) {
     }
     device_step_->moment_rows_written(nonzero);
   }
-  if (&b == &grads_) write_next_ = false;  // the next backward adds to these
+  if (&b == &grads_) {
+    write_next_ = false;  // the next backward adds to these
+    if (device_step_) device_step_->gradients_written();
+  }
 }
 
 }  // namespace l2e

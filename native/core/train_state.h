@@ -101,7 +101,7 @@ class TrainState {
   bool table_held_ = false;  // its gradient is the DeviceStep's, not in grads_
   bool write_next_ = true;  // the next backward writes the gradients (they hold none) instead of adding
   bool stale_ = false;      // outside zero_ranges_ grads_ holds an earlier step's gradients, not zeros
-  std::unique_ptr<DeviceStep> device_step_;  // nullptr: step through the op table
+  std::unique_ptr<DeviceStep> device_step_;  // nullptr: step through the op table (L2E_CPU_STEP=ops)
   double pending_loss_ = 0;                  // without a DeviceStep
 };
 

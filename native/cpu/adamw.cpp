@@ -89,14 +89,15 @@ __attribute__((target("avx2,fma"))) void adamw_avx2(float* w, const float* g, fl
 
 }  // namespace
 
+void adamw_range(float* w, const float* g, float* m, float* v, int64_t b, int64_t e, const AdamwScalars& k) {
+  if (isa_allows(Isa::avx2)) adamw_avx2(w, g, m, v, b, e, k);
+  else adamw_scalar(w, g, m, v, b, e, k);
+}
+
 void adamw(float* w, const float* g, float* m, float* v, int64_t n, float lr_f, float beta1_f, float beta2_f,
            float eps_f, float weight_decay_f, int step) {
   const AdamwScalars k = adamw_scalars(lr_f, beta1_f, beta2_f, eps_f, weight_decay_f, step);
-  const bool simd = isa_allows(Isa::avx2);
-  parallel_for(n, [&](int64_t b, int64_t e, int) {
-    if (simd) adamw_avx2(w, g, m, v, b, e, k);
-    else adamw_scalar(w, g, m, v, b, e, k);
-  }, 16384);
+  parallel_for(n, [&](int64_t b, int64_t e, int) { adamw_range(w, g, m, v, b, e, k); }, 16384);
 }
 
 }  // namespace cpu

@@ -11,6 +11,7 @@
 #include "cpu/gemm_lowp.h"
 #include "cpu/host_pool.h"
 #include "cpu/kernels.h"
+#include "cpu/cpu_step.h"
 #include "cpu/op_timing.h"
 #include "cpu/parallel.h"
 
@@ -22,7 +23,9 @@ const int32_t* I(const Buf& b) { return b.i32(); }
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend() {  // a bad L2E_NUM_THREADS or L2E_CPU_SPIN_US fails the model's creation (cpu/parallel.h)
+  // a bad L2E_NUM_THREADS, L2E_CPU_SPIN_US (cpu/parallel.h) or L2E_CPU_STEP (cpu/cpu_step.h) fails
+  // the model's creation
+  CpuBackend() : step_(cpu_step_enabled()) {
     num_threads();
     spin_us();
   }
@@ -172,21 +175,7 @@ class CpuBackend final : public Backend {
     return cpu::infonce(F(q), F(p), B, G, P, temperature, in_batch, F(scores), F(dq), F(dp));
   }
   double sumsq(const Buf& x, size_t n) override {
-    const float* a = F(x);
-    std::vector<double> part(num_threads(), 0.0);
-    // eight independent sums a thread, added pairwise at the end (one chain of dependent adds waits on
-    // each add's latency)
-    parallel_for(int64_t(n), [&](int64_t s, int64_t e, int t) {
-      double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      int64_t i = s;
-      for (; i + 8 <= e; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += double(a[i + j]) * double(a[i + j]);
-      for (; i < e; i++) acc[i % 8] += double(a[i]) * double(a[i]);
-      part[t] += ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    }, 65536);
-    double total = 0;
-    for (double v : part) total += v;
-    return total;
+    return cpu::sumsq(F(x), int64_t(n), {cpu::Range{0, int64_t(n)}});  // the training step's too (cpu/grad_norm.cpp)
   }
   void scale(Buf& x, size_t n, float s) override {
     float* a = F(x);
@@ -200,8 +189,18 @@ class CpuBackend final : public Backend {
     cpu::adamw(F(w), F(g), F(m), F(v), int64_t(n), lr, beta1, beta2, eps, weight_decay, step);
   }
 
+  std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
+                                               const std::vector<AdamwTensor>& tensors,
+                                               const std::vector<std::pair<size_t, size_t>>& zero_ranges,
+                                               const ScatterTable& table) override {
+    if (!step_) return nullptr;  // L2E_CPU_STEP=ops: TrainState steps through the ops
+    if (shadow) throw Error("cpu training step: the CPU trains F32 weights, without master halves");
+    return make_cpu_step(*this, w, g, m, v, tensors, zero_ranges, table);
+  }
+
  private:
   HostPool pool_;
+  bool step_;  // train with cpu/cpu_step.cpp's step
 };
 
 }  // namespace

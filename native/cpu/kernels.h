@@ -3,6 +3,9 @@
 // Shapes and meanings are those of the op table (core/backend.h). Threaded with parallel_for.
 #pragma once
 #include <cstdint>
+#include <vector>
+
+#include "core/adamw_scalars.h"
 
 namespace l2e {
 namespace cpu {
@@ -62,6 +65,17 @@ S infonce(const S* q, const S* p, int B, int G, int P, S temperature, bool in_ba
           S* dq, S* dp);
 void adamw(float* w, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
            float beta2, float eps, float weight_decay, int step);
+// Elements [b, e) of one AdamW step with its scalars (core/adamw_scalars.h), on the calling thread.
+void adamw_range(float* w, const float* g, float* m, float* v, int64_t b, int64_t e, const AdamwScalars& k);
+
+// ---- the gradient's norm (grad_norm.cpp) ----
+// [begin, end) elements of a flat buffer.
+struct Range {
+  int64_t begin, end;
+};
+// Σ a[i]² over [0, n) in double, where a is zero outside `nonzero` (sorted, disjoint ranges): bit for
+// bit the sum over every element, for any such ranges.
+double sumsq(const float* a, int64_t n, const std::vector<Range>& nonzero);
 
 }  // namespace cpu
 }  // namespace l2e

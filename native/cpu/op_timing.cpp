@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "core/op_flops.h"
+#include "core/timed_step.h"
 
 namespace l2e {
 namespace {
@@ -66,6 +67,19 @@ class TimedBackend final : public Backend {
   void synchronize() override { b_->synchronize(); }
   void hold_freed_memory(bool on) override { b_->hold_freed_memory(on); }
   size_t held_free_bytes() const override { return b_->held_free_bytes(); }
+  bool holds_table_gradients(const ScatterTable& table) const override { return b_->holds_table_gradients(table); }
+  std::unique_ptr<DeviceStep> make_device_step(Buf& w, Buf& g, Buf& m, Buf& v, Buf* shadow,
+                                               const std::vector<AdamwTensor>& tensors,
+                                               const std::vector<std::pair<size_t, size_t>>& zero_ranges,
+                                               const ScatterTable& table) override {
+    std::unique_ptr<DeviceStep> inner = b_->make_device_step(w, g, m, v, shadow, tensors, zero_ranges, table);
+    if (!inner) return nullptr;
+    return std::make_unique<TimedStep>(std::move(inner), [](const char* op, const std::function<void()>& call) {
+      const auto t0 = std::chrono::steady_clock::now();
+      call();
+      add_op_time(op, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0);
+    });
+  }
 
   // every op: time the call into the wrapped backend
 #define L2E_OP(name, ret, params, args)         \

@@ -13,6 +13,7 @@
 
 #include "core/backend.h"
 #include "core/op_flops.h"
+#include "core/timed_step.h"
 #include "cpu/op_timing.h"
 #include "cuda/cuda_check.h"
 #include "cuda/op_events.h"
@@ -87,30 +88,6 @@ class EventLog {
   std::vector<cudaEvent_t> free_;
 };
 
-class TimedDeviceStep final : public DeviceStep {
- public:
-  TimedDeviceStep(std::unique_ptr<DeviceStep> inner, EventLog& log) : inner_(std::move(inner)), log_(log) {}
-  void infonce(const Buf& q, const Buf& p, int B, int G, int P, float temperature, bool in_batch, Buf& scores,
-               Buf& dq, Buf& dp) override {
-    log_.time("infonce", [&] { inner_->infonce(q, p, B, G, P, temperature, in_batch, scores, dq, dp); });
-  }
-  double take_loss() override { return inner_->take_loss(); }
-  StepOutcome step(const AdamwScalars& decayed, const AdamwScalars& plain, float max_grad_norm) override {
-    return log_.time("optimizer_step", [&] { return inner_->step(decayed, plain, max_grad_norm); });
-  }
-  TableTarget rows_scattered(const Buf& ids, const int32_t* host_ids, int n) override {
-    return log_.time("rows_scattered", [&] { return inner_->rows_scattered(ids, host_ids, n); });
-  }
-  void moment_rows_written(const std::vector<uint8_t>& nonzero) override { inner_->moment_rows_written(nonzero); }
-  void table_gradients_in(const float* host) override { inner_->table_gradients_in(host); }
-  void table_gradients_out(float* host) override { inner_->table_gradients_out(host); }
-  void clear_table_gradients() override { inner_->clear_table_gradients(); }
-
- private:
-  std::unique_ptr<DeviceStep> inner_;
-  EventLog& log_;
-};
-
 class EventTimedBackend final : public Backend {
  public:
   EventTimedBackend(std::unique_ptr<Backend> inner, cudaStream_t s) : b_(std::move(inner)), log_(s) {}
@@ -134,7 +111,7 @@ class EventTimedBackend final : public Backend {
                                                const ScatterTable& table) override {
     std::unique_ptr<DeviceStep> inner = b_->make_device_step(w, g, m, v, shadow, tensors, zero_ranges, table);
     if (!inner) return nullptr;
-    return std::make_unique<TimedDeviceStep>(std::move(inner), log_);
+    return std::make_unique<TimedStep>(std::move(inner), [this](const char* op, const std::function<void()>& call) { log_.time(op, call); });
   }
 
 #define L2E_OP(name, ret, params, args) \

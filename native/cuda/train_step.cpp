@@ -165,6 +165,9 @@ class CudaDeviceStep final : public DeviceStep {
     return t;
   }
 
+  // g's elements are all read each step; a held table's rows come through table_gradients_in
+  void gradients_written() override {}
+
   void moment_rows_written(const std::vector<uint8_t>& nonzero) override {
     if (!held_) return;
     if (nonzero.size() != table_.rows) throw Error("moment_rows_written: expected a byte for each of the table's rows");
