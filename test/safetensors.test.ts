@@ -205,7 +205,7 @@ describe('safetensors: bad input is refused with the file (and tensor) named', (
     const big = 2 ** 40;
     expect(read(t('F32', [big, big, 0], [0, 0]))).toThrow(`tensor "w": F32 shape [${big}, ${big}, 0]: its element count overflows (past 2^53 - 1)`);
     expect(read(t('F32', [2 ** 26, 2 ** 27], [0, 16]))).toThrow(`tensor "w": F32 shape [${2 ** 26}, ${2 ** 27}]: its element count overflows (past 2^53 - 1)`);
-    expect(read(t('F32', [0, 2 ** 53 - 1], [0, 0]))().tensors[0]).toMatchObject({ shape: [0, 2 ** 53 - 1], byteLength: 0 });
+    expect(read(t('F32', [0, 2 ** 53 - 1], [0, 0]), 0)().tensors[0]).toMatchObject({ shape: [0, 2 ** 53 - 1], byteLength: 0 });
     expect(read(t('F32', '4', [0, 16]))).toThrow(/tensor "w": shape must be/);
     expect(read(t('F32', [4], [8, 4]))).toThrow(/tensor "w": data_offsets \[8, 4\] has begin > end/);
     expect(read(t('F32', [4], [0]))).toThrow(/tensor "w": data_offsets must be two non-negative integers/);
@@ -219,6 +219,26 @@ describe('safetensors: bad input is refused with the file (and tensor) named', (
     expect(() => readSafetensorsHeader(file)).toThrow(/tensor "b" overlaps tensor "a"/);
     const touching = rawFile({ a: t('F32', [2], [0, 8]), e: t('F32', [0], [8, 8]), b: t('F32', [2], [8, 16]) }, 16);
     expect(readSafetensorsHeader(touching).tensors).toHaveLength(3);
+  });
+
+  it('gaps and trailing bytes: the tensors must fill the data section, as the reference implementation requires', () => {
+    const read = (header: unknown, data: number) => () => readSafetensorsHeader(rawFile(header, data));
+    expect(read({ a: t('F32', [2], [8, 16]) }, 16)).toThrow(
+      'bad.safetensors: tensor "a" begins at byte 8 of the data section, where the data section starts at 0: the tensors must fill it without gaps',
+    );
+    expect(read({ a: t('F32', [2], [0, 8]), b: t('F16', [2], [12, 16]) }, 16)).toThrow(
+      'bad.safetensors: tensor "b" begins at byte 12 of the data section, where tensor "a" ends at 8: the tensors must fill it without gaps',
+    );
+    expect(read({ a: t('F32', [2], [0, 8]) }, 12)).toThrow(
+      "bad.safetensors: 4 bytes after the tensors' data (the data section is 12 bytes; the tensors end at 8)",
+    );
+    expect(read({ __metadata__: { format: 'pt' } }, 1)).toThrow(
+      "bad.safetensors: 1 byte after the tensors' data (the data section is 1 byte; the tensors end at 0)",
+    );
+    // in any order in the header, zero-sized ones anywhere: the file the reference reads
+    const ok = read({ b: t('F32', [2], [8, 16]), z: t('I8', [0], [8, 8]), a: t('F32', [2], [0, 8]), y: t('I8', [0], [16, 16]) }, 16)();
+    expect(ok.tensors.map((e) => e.name)).toEqual(['b', 'z', 'a', 'y']);
+    expect(read({}, 0)().tensors).toEqual([]);
   });
 
   it('a file truncated after writing', () => {

@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { openRegularFile, readRegularFileText } from '../util/regular-file.js';
 import { parseJson } from '../util/json.js';
 import { describeValue } from '../util/describe.js';
+import { counted } from '../util/plural.js';
 /** The dtypes the model loads (the native reader and readTensorF32 convert these to float32). */
 export type DType = 'F32' | 'F16' | 'BF16';
 
@@ -199,14 +200,22 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
       tensors.push(parseEntry(file, name, value, dataOffset, dataSize));
     }
 
-    // No two tensors may share bytes: sorted by (begin, end), each must start at or after the last end.
+    // The tensors fill the data section end to end, as the reference implementation requires
+    // (Metadata::validate, and read_metadata's MetadataIncompleteBuffer): sorted by (begin, end), each
+    // starts where the one before ends, the first at 0, and the last ends at the end of the file.
     const sorted = [...tensors].sort((a, b) => a.offset - b.offset || a.byteLength - b.byteLength);
-    for (let i = 1; i < sorted.length; i++) {
-      const prev = sorted[i - 1];
-      const cur = sorted[i];
-      if (cur.offset < prev.offset + prev.byteLength) {
-        throw new Error(`${file}: tensor "${cur.name}" overlaps tensor "${prev.name}"`);
+    let end = 0;
+    for (const [i, cur] of sorted.entries()) {
+      const begin = cur.offset - dataOffset;
+      if (begin < end) throw new Error(`${file}: tensor "${cur.name}" overlaps tensor "${sorted[i - 1]!.name}"`);
+      if (begin > end) {
+        const before = i === 0 ? 'the data section starts' : `tensor "${sorted[i - 1]!.name}" ends`;
+        throw new Error(`${file}: tensor "${cur.name}" begins at byte ${begin} of the data section, where ${before} at ${end}: the tensors must fill it without gaps`);
       }
+      end = begin + cur.byteLength;
+    }
+    if (end !== dataSize) {
+      throw new Error(`${file}: ${counted(dataSize - end, 'byte')} after the tensors' data (the data section is ${counted(dataSize, 'byte')}; the tensors end at ${end})`);
     }
     return { file, fileSize, dataOffset, tensors, byName: new Map(tensors.map((t) => [t.name, t])), metadata };
   } finally {

@@ -47,19 +47,36 @@ function fail(what: string): never {
 
 /**
  * Input → safetensors file. An input starting with '{' is the header JSON: the 8-byte length is put in
- * front and `dataBytes` bytes of data behind (so mutations explore the header, not the length
- * prefix); any other input is the whole file as is.
+ * front and the data its tensors ask for behind (the largest data_offsets end, as the reader wants the
+ * tensors to fill the data section; `dataBytes` when the header does not parse or asks for over 1 MiB),
+ * so mutations explore the header, not the length prefix; any other input is the whole file as is.
  */
 function safetensorsFile(data: Uint8Array, file: string, dataBytes = 256): void {
   if (data[0] === 0x7b) {
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(data.length));
-    const body = Buffer.alloc(dataBytes);
+    const body = Buffer.alloc(dataSectionFor(data, dataBytes));
     for (let i = 0; i < dataBytes; i++) body[i] = (i * 37) & 0xff;
     writeFileSync(file, Buffer.concat([len, data, body]));
   } else {
     writeFileSync(file, data);
   }
+}
+
+function dataSectionFor(header: Uint8Array, fallback: number): number {
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(header).toString('utf8'));
+  } catch {
+    return fallback;
+  }
+  if (typeof json !== 'object' || json === null) return fallback;
+  let end = 0;
+  for (const v of Object.values(json)) {
+    const o: unknown = typeof v === 'object' && v !== null ? (v as Record<string, unknown>)['data_offsets'] : undefined;
+    if (Array.isArray(o) && Number.isSafeInteger(o[1])) end = Math.max(end, o[1] as number);
+  }
+  return end <= 1 << 20 ? end : fallback;
 }
 
 function headerSeed(tensors: { name: string; dtype: string; shape: number[] }[], meta = true): Uint8Array {
@@ -91,11 +108,14 @@ export const safetensorsHeader: FuzzTarget = {
     const file = join(scratchDir(), 'fuzz.safetensors');
     safetensorsFile(data, file);
     const h = readSafetensorsHeader(file);
-    const spans = h.tensors.map((t) => [t.offset, t.offset + t.byteLength] as const).sort((a, b) => a[0] - b[0]);
-    for (let i = 0; i < spans.length; i++) {
-      if (spans[i]![0] < h.dataOffset || spans[i]![1] > h.fileSize) fail(`tensor span ${spans[i]} outside the data section`);
-      if (i > 0 && spans[i]![0] < spans[i - 1]![1]) fail('overlapping tensors accepted');
+    const spans = h.tensors.map((t) => [t.offset, t.offset + t.byteLength] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    // accepted tensors fill the data section end to end
+    let end = h.dataOffset;
+    for (const [b, e] of spans) {
+      if (b !== end) fail(`tensor span ${b},${e} accepted where the one before ends at ${end}`);
+      end = e;
     }
+    if (end !== h.fileSize) fail(`tensors ending at ${end} accepted in a file of ${h.fileSize} bytes`);
     for (const t of h.tensors) {
       const n = t.shape.reduce((a, b) => a * b, 1);
       if (n * DTYPE_BYTES[t.dtype] !== t.byteLength) fail(`tensor ${t.name}: shape and byte length disagree`);
@@ -136,7 +156,7 @@ export const safetensorsLoad: FuzzTarget = {
   run: async (data) => {
     const dir = join(scratchDir(), 'load');
     mkdirSync(dir, { recursive: true });
-    // enough data bytes for the all-F32 tiny model (its parameters take under 1 KiB)
+    // the data its header asks for, else enough for the all-F32 tiny model (under 1 KiB)
     safetensorsFile(data, join(dir, 'model.safetensors'), 1024);
     const w = openWeights(dir, TINY);
     const { NativeModel } = nativeAddon<ModelAddon>();
