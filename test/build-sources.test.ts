@@ -1,10 +1,12 @@
 // binding.gyp (node-gyp) and CMakeLists.txt (cmake-js) must build the same sources: binding.gyp
 // takes scripts/native-sources.cjs's list, CMake globs the same folders; this keeps them equal.
 import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { repoRoot } from './helpers/fixture.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 const require = createRequire(import.meta.url);
 const { nativeSources, testingSources, dirs, testingDir } = require('../scripts/native-sources.cjs') as {
@@ -53,5 +55,24 @@ describe('native build sources', () => {
     expect(nativeSources().sort()).toEqual(found.sort());
     expect(found).toContain('native/core/model.cpp');
     expect(found).toContain('native/cpu/isa.cpp');
+  });
+
+  it('an emulation build folder stays one when it is configured again without L2E_CUDA_EMULATE (as ninja does when a source is added)', () => {
+    const out = makeTempDir();
+    const env = (emulate?: string): NodeJS.ProcessEnv => {
+      const e = { ...process.env };
+      delete e['L2E_CUDA_EMULATE'];
+      if (emulate !== undefined) e['L2E_CUDA_EMULATE'] = emulate;
+      return e;
+    };
+    const configure = (args: string[], e: NodeJS.ProcessEnv): string => {
+      const r = spawnSync(args[0]!, args.slice(1), { cwd: repoRoot, env: e, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout;
+    };
+    const emulated = 'l2e: CUDA backend in CPU emulation (native/cuda/emulation)';
+    expect(configure([process.execPath, require.resolve('cmake-js/bin/cmake-js'), 'configure', '--out', out], env('1'))).toContain(emulated);
+    expect(configure(['cmake', out], env())).toContain(emulated);
+    expect(readFileSync(join(out, 'CMakeCache.txt'), 'utf8')).toMatch(/^L2E_CUDA_EMULATE:BOOL=1$/m);
   });
 });
