@@ -1,7 +1,7 @@
 // Outputs are checked before any work: an existing file is replaced only with --overwrite, an input
 // never (the same file through a link, too), and a missing folder, a folder as the output or a
 // dangling link are reported up front. `-`, pipes and devices are written through, never refused.
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -48,6 +48,9 @@ describe('checkOutput', () => {
     expect(() => checkOutput(join(dir, 'nodir', 'x.npy'))).toThrow(`--output ${join(dir, 'nodir', 'x.npy')}: the folder ${join(dir, 'nodir')} does not exist`);
     mkdirSync(join(dir, 'sub'));
     expect(() => checkOutput(join(dir, 'sub'))).toThrow(`--output ${join(dir, 'sub')} is a folder: give a file name`);
+    // a name ending in / is a folder's, whether or not one is there (writing made the file without the /)
+    for (const name of [join(dir, 'sub') + '/', join(dir, 'new.jsonl') + '/'])
+      expect(() => checkOutput(name, { name: '--json' })).toThrow(`--json ${name} ends in /, as a folder's name does: give a file name`);
     writeFileSync(join(dir, 'file'), '');
     expect(() => checkOutput(join(dir, 'file', 'x.jsonl'))).toThrow(`--output ${join(dir, 'file', 'x.jsonl')}: ${join(dir, 'file')} is not a folder`);
     symlinkSync('nonexist-dir/x.jsonl', join(dir, 'dangling.jsonl'));
@@ -87,6 +90,9 @@ describe('encode checks its output before loading the model', () => {
     mkdirSync(join(dir, 'out.jsonl'));
     const folder = await encode('--input', input, '--output', join(dir, 'out.jsonl'));
     expect(firstLine(folder.err)).toBe(`l2e encode: error: --output ${join(dir, 'out.jsonl')} is a folder: give a file name`);
+    const slash = await encode('--input', input, '--output', join(dir, 'vectors.jsonl') + '/');
+    expect([slash.code, firstLine(slash.err)]).toEqual([1, `l2e encode: error: --output ${join(dir, 'vectors.jsonl')}/ ends in /, as a folder's name does: give a file name`]);
+    expect(existsSync(join(dir, 'vectors.jsonl'))).toBe(false);
     // with --overwrite the check passes and the missing model is what fails
     const over = await encode('--input', input, '--output', keep, '--overwrite');
     expect(over.code).toBe(1);

@@ -1,7 +1,7 @@
 // Where a command's data goes: a file, written atomically (util/atomic.ts), or standard output when
 // the name is `-`. Callers stream through one interface and never care which it is. checkOutput
 // refuses, before any work, an output that would replace an input or (without overwrite) a file.
-import { dirname } from 'node:path';
+import { dirname, sep } from 'node:path';
 import { AtomicWriter, namedDescriptor, writeFileAtomic, writeModeFor, type PublishOptions, type WriteMode } from './atomic.js';
 import { fsReason, regularFileOn, statOrNull, targetFolder } from './fs-error.js';
 
@@ -53,6 +53,8 @@ export function checkOutput(target: string, check: OutputCheck = {}): void {
   const name = check.name ?? '--output';
   if (target === '') throw new Error(emptyOutput(name));
   if (target === STDIO) return;
+  // a name ending in a separator is a folder's: writing would make a file under another name
+  if (target.endsWith('/') || target.endsWith(sep)) throw new Error(`${name} ${target} ends in ${sep}, as a folder's name does: give a file name`);
   let mode: WriteMode;
   try {
     mode = writeModeFor(target);
