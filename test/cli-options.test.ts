@@ -95,8 +95,29 @@ describe('progress', () => {
   it('ProgressBar with a format writes the counts and the rate through it (l2e pull: bytes as kB/MB/GB)', () => {
     let text = '';
     const stream = { isTTY: false, write: (s: string) => ((text += s), true) } as unknown as NodeJS.WriteStream;
-    const bar = new ProgressBar({ label: 'model.safetensors', total: 2_400_000_000, stream, plainLines: true, format: (n) => formatBytes(Math.round(n)) });
-    bar.update(1_200_000_000);
-    expect(text).toMatch(/^model\.safetensors 1\.20 GB\/2\.40 GB (\d+(\.\d+)? [kMGTP]?B)\/s ETA \S+ \n$/);
+    vi.useFakeTimers({ toFake: ['Date'], now: 0 });
+    try {
+      const bar = new ProgressBar({ label: 'model.safetensors', total: 2_400_000_000, stream, plainLines: true, format: (n) => formatBytes(Math.round(n)) });
+      vi.setSystemTime(4000);
+      bar.update(1_200_000_000);
+      expect(text).toBe('model.safetensors 1.20 GB/2.40 GB 300 MB/s ETA 4s \n');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('ProgressBar: no rate or ETA until this bar has seen work take time, then measured ones (l2e mine said 0.0/s, ETA 0s with most of it left)', () => {
+    let text = '';
+    const stream = { isTTY: false, write: (s: string) => ((text += s), true) } as unknown as NodeJS.WriteStream;
+    vi.useFakeTimers({ toFake: ['Date'], now: 1000 });
+    try {
+      const bar = new ProgressBar({ label: 'mine', total: 1715, stream, plainLines: true });
+      bar.update(1024); // the first report, in the bar's first millisecond
+      vi.setSystemTime(2000);
+      bar.update(1715);
+      expect(text).toBe('mine 1024/1715 ?/s ETA ? \nmine 1715/1715 1715.0/s ETA 0s \n');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -116,6 +116,8 @@ describe('l2e eval --json', () => {
     const r = await l2e('eval', '--model', modelDir, '--test', test, '--json', out);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/pairs-test/);
+    // stderr is a pipe here: the embedding's progress comes as plain lines, as encode's and mine's do
+    expect(r.err).toMatch(new RegExp(`^embed ${test.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\d+/\\d+ `, 'm'));
     const written = JSON.parse(readFileSync(out, 'utf8')) as Record<string, Record<string, number>>;
     const want = await evaluateFile(test, { embed: (t) => model.encode(t), close: () => {} });
     expect(Object.keys(written)).toEqual(['pairs-test']);

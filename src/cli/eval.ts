@@ -65,7 +65,7 @@ of one name get as many of their folders as tell them apart: d1/test, d2/test); 
             await evaluateFile(file, source, {
               limit,
               onProgress: (done, total) => {
-                bar ??= new ProgressBar({ label: `embed ${file}`, total });
+                bar ??= new ProgressBar({ label: `embed ${file}`, total, plainLines: true });
                 bar.update(done);
               },
             }),

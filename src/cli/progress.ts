@@ -78,12 +78,13 @@ export class ProgressBar {
     const width = 24;
     const filled = Math.round(frac * width);
     const secs = (Date.now() - this.start) / 1000;
-    const rate = secs > 0 ? (this.done - this.initial) / secs : 0;
-    const eta = rate > 0 ? (total - this.done) / rate : 0;
+    // no rate before this bar has seen work take time (a bar made at its first report, in the same
+    // millisecond, would say 0/s and ETA 0s with the work ahead): '?' then
+    const rate = secs > 0 && this.done > this.initial ? (this.done - this.initial) / secs : NaN;
+    const eta = this.done >= total ? 0 : rate > 0 ? (total - this.done) / rate : NaN;
     const bar = withBar ? ' ' + '█'.repeat(filled) + '░'.repeat(width - filled) : '';
-    const counts = format
-      ? `${format(this.done)}/${format(total)} ${format(rate)}/s`
-      : `${this.done}/${total}${unit} ${rate.toFixed(1)}${unit}/s`;
+    const rateText = Number.isNaN(rate) ? '?' : format ? format(rate) : rate.toFixed(1);
+    const counts = format ? `${format(this.done)}/${format(total)} ${rateText}/s` : `${this.done}/${total}${unit} ${rateText}${unit}/s`;
     return `${label}${bar} ${counts} ETA ${formatSeconds(eta)} ${this.extra}`;
   }
 }
