@@ -32,6 +32,11 @@ const repos: Record<string, FakeFile[]> = {
   'models/org/gone': [{ path: 'config.json', body: Buffer.from('{}'), lfs: false, missing: true }],
   'models/org/gated': [{ path: 'config.json', body: Buffer.from('{"gated": true}'), lfs: false }],
   'models/org/flaky2': [{ path: 'config.json', body: Buffer.from('{"flaky": 2}'), lfs: false }],
+  'models/org/dotdot': [
+    { path: 'config.json', body: Buffer.from('{"hidden_size": 8}'), lfs: false },
+    { path: 'model.safetensors', body: randomBytes(1000), lfs: true },
+    { path: 'sub/../../escape.json', body: Buffer.from('{}'), lfs: false },
+  ],
   'datasets/org/ds': [{ path: 'data/train.jsonl', body: Buffer.from('{"query":"q","pos":["p"],"neg":[]}\n'), lfs: false }],
 };
 
@@ -258,6 +263,14 @@ describe('hub: snapshot download', () => {
     await expect(snapshotDownload('org/gated', { endpoint, cacheDir: cache, token: '' })).rejects.toThrow(/HTTP 403.*HF_TOKEN/);
     const r = await snapshotDownload('org/gated', { endpoint, cacheDir: cache, token: 's3cret' });
     expect(readFileSync(join(r.dir, 'config.json'), 'utf8')).toBe('{"gated": true}');
+  });
+
+  it('a file path that could leave the snapshot is refused before any file is downloaded', async () => {
+    const cache = newCache();
+    const before = log.length;
+    await expect(snapshotDownload('org/dotdot', { endpoint, cacheDir: cache })).rejects.toThrow('org/dotdot: refusing the file path "sub/../../escape.json"');
+    expect(log.slice(before).map((l) => l.url)).toEqual(['/api/models/org/dotdot/revision/main']); // the listing alone
+    expect(existsSync(join(cache, 'models--org--dotdot'))).toBe(false);
   });
 
   it('names the repo or the file on 404', async () => {

@@ -372,6 +372,9 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   if (wanted.length === 0) {
     throw new HubError(`${type} repo ${repoId} has no file matching ${(opts.include ?? []).join(', ')} at revision ${revision}`);
   }
+  // a path that could leave the snapshot folder refuses the repo before anything of it is fetched
+  const unsafe = wanted.find((f) => f.path.split('/').some((part) => part === '..' || part === ''));
+  if (unsafe) throw new HubError(`${repoId}: refusing the file path "${unsafe.path}"`);
   const folder = repoFolder(cacheDir, repoId, type);
   const blobs = join(folder, 'blobs');
   const snapshot = join(folder, 'snapshots', commit);
@@ -384,7 +387,6 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   const endpoint = endpointOf(opts);
   const downloaded: string[] = [];
   for (const f of wanted) {
-    if (f.path.split('/').some((part) => part === '..' || part === '')) throw new HubError(`${repoId}: refusing the file path "${f.path}"`);
     const url = resolveUrl(endpoint, repoId, type, commit, f.path);
     const what = `file ${f.path} of ${type} repo ${repoId}`;
     const etag = await etagOf(f, url, token, what, opts);
