@@ -123,11 +123,12 @@ describe.skipIf(!hasTokenizer || !hasDist)(
       expect(r.err).toContain(`l2e serve: error: ${status.compiled ? `device 'cuda' requested but ${status.reason}` : cudaMissingMessage(packageRoot)}\n`);
     });
 
-    it("a queue smaller than the model's input length: a usage error naming the flags, once the model is loaded", async () => {
+    it("a queue smaller than the model's input length: a usage error naming the flags, before listening (a model folder)", async () => {
       const dir = makeTempDir('l2e-serve-cli-');
       writeTinyModel(dir, { seed: 5 });
       const r = await l2e('serve', '--model', dir, '--port', '0', '--max-queue-tokens', '100');
       expect(r.code).toBe(2);
+      expect(r.err).not.toContain('listening on'); // it listened, then exited, before
       expect(r.err).toContain(
         "l2e serve: --max-queue-tokens (100) must be at least the model's input length (512, its max_position_embeddings): raise it, or give a smaller --max-length\n",
       );

@@ -1,6 +1,9 @@
 // `l2e serve`: the embeddings server (OpenAI- and TEI-compatible, dynamic batching, search page) until
 // SIGTERM or SIGINT, which stop accepting, finish the requests in flight and exit 0.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { readCorpusAs, type CorpusFormat } from '../mine/corpus.js';
+import { readConfig } from '../model/config.js';
 import { EmbeddingModel } from '../model/embedding-model.js';
 import { cudaStatus } from '../native.js';
 import { CorpusVectorsError } from '../server/corpus.js';
@@ -82,6 +85,11 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     if (options.maxLength !== undefined && options.maxQueueTokens < options.maxLength) {
       throw new UsageError(`--max-queue-tokens (${options.maxQueueTokens}) must be at least --max-length (${options.maxLength})`);
     }
+    // without --max-length the model's input length bounds the queue: a model folder here says it
+    // before the server listens (a Hub id is resolved while it listens, and says it once loaded)
+    const modelRef = opt.str(args, 'model')!;
+    const folderLength = options.maxLength === undefined ? folderInputLength(modelRef) : undefined;
+    if (folderLength !== undefined && options.maxQueueTokens < folderLength) throw queueTooSmall(options.maxQueueTokens, folderLength);
     let corpus: string[] | undefined;
     const corpusFile = opt.str(args, 'corpus');
     for (const flag of ['corpus-field', 'corpus-format', 'corpus-vectors']) {
@@ -97,7 +105,7 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
       process.stderr.write(`corpus: ${corpus.length} texts from ${corpusFile}\n`);
     }
 
-    const load = (): Promise<EmbeddingModel> => EmbeddingModel.load(opt.str(args, 'model')!, { device });
+    const load = (): Promise<EmbeddingModel> => EmbeddingModel.load(modelRef, { device });
     // a GPU that is not there fails the command before it listens (its load fails with the reason)
     if (device === 'cuda' && !cudaStatus().usable) (await load()).dispose();
     // the load starts once serve() has refused what it can without the model (a --corpus-vectors file
@@ -144,11 +152,7 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
         unhook();
         await handle.close();
         disposeModel();
-        if (err instanceof QueueTooSmallError) {
-          throw new UsageError(
-            `--max-queue-tokens (${err.maxQueueTokens}) must be at least the model's input length (${err.maxLength}, its max_position_embeddings): raise it, or give a smaller --max-length`,
-          );
-        }
+        if (err instanceof QueueTooSmallError) throw queueTooSmall(err.maxQueueTokens, err.maxLength);
         throw vectorsFailure(err);
       }
     }
@@ -187,3 +191,19 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     return 0;
   },
 };
+
+function queueTooSmall(maxQueueTokens: number, maxLength: number): UsageError {
+  return new UsageError(
+    `--max-queue-tokens (${maxQueueTokens}) must be at least the model's input length (${maxLength}, its max_position_embeddings): raise it, or give a smaller --max-length`,
+  );
+}
+
+/** The max_position_embeddings of a model folder's config.json; undefined for anything else (the load says what is wrong). */
+function folderInputLength(model: string): number | undefined {
+  if (!existsSync(join(model, 'config.json'))) return undefined;
+  try {
+    return readConfig(model).maxPositionEmbeddings;
+  } catch {
+    return undefined;
+  }
+}
