@@ -107,6 +107,42 @@ describe('CPU training step', () => {
     expect(Array.from(row(rows.table, 450))).toEqual(Array.from(row(rows.table0, 450), (x) => Math.fround(x * decay)));
   });
 
+  // An encode packs the CPU's weights in place for its GEMM (Model::pack_weights); the training calls
+  // between which it may run must each find them in nn.Linear's layout again. The step did not (it
+  // stepped the packed weights with the gradients' layout): an encode during fit() scrambled them.
+  it.each(['rows', 'ops'] as const)('encodes between the calls of a step (%s) leave its losses, weights and moments as without them, bit for bit', async (mode) => {
+    process.env['L2E_CPU_STEP'] = mode;
+    const other = batch(9, 0, 512);
+    const train = async (encodeBetween: boolean): Promise<{ outcomes: StepOutcome[]; state: Float32Array[] }> => {
+      const m = new a.NativeModel(cfg, 'cpu');
+      try {
+        initRandomWeights(m, H, 11);
+        a.trainInit(m);
+        const between = async (): Promise<void> => {
+          if (encodeBetween) expect((await m.encode(other.ids, other.cu)).embeddings.every(Number.isFinite)).toBe(true);
+        };
+        const outcomes: StepOutcome[] = [];
+        for (const [n, b] of [low[0]!, mid[0]!, low[1]!].entries()) {
+          await between();
+          await a.trainForward(m, 0, b.ids, b.cu, true, false);
+          await between();
+          a.trainLossChunks(m, Int32Array.from([0]), B, G, 0.05, true, 1);
+          await a.trainBackward(m, 0, b.ids, b.cu);
+          await between();
+          a.trainRelease(m);
+          outcomes.push(await a.trainStep(m, hyper(n + 1, { maxGradNorm: 0.05 })));
+        }
+        await between();
+        return { outcomes, state: [...m.params().map((p) => m.getTensor(p.name)), a.trainGetBuffer(m, 'm'), a.trainGetBuffer(m, 'v')] };
+      } finally {
+        m.dispose();
+      }
+    };
+    const plain = await train(false), interleaved = await train(true);
+    expect(interleaved.outcomes).toEqual(plain.outcomes);
+    plain.state.forEach((t, i) => expect(bytes(t).equals(bytes(interleaved.state[i]!)), `tensor ${i}`).toBe(true));
+  });
+
   it('L2E_CPU_STEP other than rows, ops or unset: the model is refused, naming the setting', () => {
     process.env['L2E_CPU_STEP'] = 'sparse';
     expect(() => new a.NativeModel(cfg, 'cpu')).toThrow(

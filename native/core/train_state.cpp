@@ -282,6 +282,9 @@ StepResult TrainState::step(const OptimizerHyper& h) {
   if (h.step < 1) throw Error("optimizer step is 1-based, got " + std::to_string(h.step));
   StepResult r;
   settle_grads();  // a step with no backward since the last one: its gradients are zeros
+  // the weights in nn.Linear's layout, as the gradients are: an encode since the backward may have
+  // packed them in place for its GEMM (the CPU's, Model::pack_weights)
+  (void)model_.param_buffer();
   if (device_step_) {
     const AdamwScalars decayed = adamw_scalars(h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.step),
                        plain = adamw_scalars(h.lr, h.beta1, h.beta2, h.eps, 0.0f, h.step);
