@@ -99,6 +99,20 @@ describe('mine', () => {
     await expect(mine({ posThreshold: 0.1, negThreshold: 0.8 }, { texts: [], groups: [], rows: 0 }, new Embeddings(0, 2))).rejects.toThrow('the corpus is empty');
     await expect(mine({ posThreshold: 0.1, negThreshold: 0.8 }, corpus, new Embeddings(3, 2))).rejects.toThrow(/3 vectors for 22 texts/);
   });
+
+  it('a threshold that is not a distance names its option and what it got', async () => {
+    // '0.3' showed as 0.3 in "thresholds must be non-negative numbers (got pos 0.3, neg 0.8)"
+    await expect(mine({ posThreshold: '0.3' as unknown as number, negThreshold: 0.8 })).rejects.toThrow(
+      new TypeError('posThreshold must be a distance (a non-negative number), got the string "0.3"'),
+    );
+    await expect(mine({ posThreshold: 0.1, negThreshold: -1 })).rejects.toThrow(new RangeError('negThreshold must be a non-negative distance, got -1'));
+    await expect(mine({ posThreshold: 0.1, negThreshold: NaN })).rejects.toThrow(new RangeError('negThreshold must be a non-negative distance, got NaN'));
+    const run = { input: join(makeTempDir(), 'corpus.txt'), output: join(makeTempDir(), 'pairs.jsonl') };
+    const source = (): Promise<never> => Promise.reject(new Error('the thresholds are checked before any source opens'));
+    await expect(mineToFile(source, { ...run, posThreshold: { percentile: 5 }, negThreshold: { pct: 50 } as unknown as number })).rejects.toThrow(
+      new TypeError('negThreshold must be a distance (a non-negative number) or { percentile } from 0 to 100, got an object'),
+    );
+  });
 });
 
 describe('mine: files', () => {

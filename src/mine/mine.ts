@@ -89,12 +89,26 @@ export function mineOptionsOf(o: MineOptions): MineOptions {
   return Object.fromEntries(Object.entries(o).filter(([key]) => MINE_OPTIONS.includes(key))) as unknown as MineOptions;
 }
 
+/**
+ * A threshold option as given to the library: a distance (a non-negative number) or, where `percentiles`
+ * (mineToFile), { percentile } from 0 to 100; anything else throws naming the option.
+ */
+export function checkThreshold(name: string, t: unknown, percentiles = false): void {
+  if (typeof t === 'number') {
+    if (!Number.isFinite(t) || t < 0) throw new RangeError(`${name} must be a non-negative distance, got ${t}`);
+    return;
+  }
+  const p = percentiles && typeof t === 'object' && t !== null ? (t as { percentile?: unknown }).percentile : undefined;
+  if (typeof p === 'number' && p >= 0 && p <= 100) return;
+  const kinds = percentiles ? 'a distance (a non-negative number) or { percentile } from 0 to 100' : 'a distance (a non-negative number)';
+  throw new TypeError(`${name} must be ${kinds}, got ${describeValue(t)}`);
+}
+
 export function validateMineOptions(o: MineOptions): Required<MineOptions> {
   const full: Required<MineOptions> = { ...MINE_DEFAULTS, ...o };
   const { posThreshold: x, negThreshold: y } = full;
-  if (!Number.isFinite(x) || !Number.isFinite(y) || x < 0 || y < 0) {
-    throw new Error(`thresholds must be non-negative numbers (got pos ${x}, neg ${y})`);
-  }
+  checkThreshold('posThreshold', x);
+  checkThreshold('negThreshold', y);
   const overlap = thresholdOverlap(x, y, full.metric);
   if (overlap) throw new Error(overlap);
   if (full.metric !== 'euclidean' && full.metric !== 'cosine') throw new Error(`unknown metric ${String(full.metric)}`);

@@ -3,7 +3,7 @@ import { Embeddings } from '../model/embeddings.js';
 import type { EmbeddingSource } from '../eval/source.js';
 import { checkOutput, openOutput } from '../util/output.js';
 import { readCorpus, type Corpus, type CorpusFormat } from './corpus.js';
-import { MINE_DEFAULTS, mineOptionsOf, minePairs, thresholdOverlap, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
+import { checkThreshold, MINE_DEFAULTS, mineOptionsOf, minePairs, thresholdOverlap, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
 import { neighbourStats, resolveThreshold, type NeighbourStats, type Threshold } from './stats.js';
 import { FileStore, MemoryStore, type VectorStore } from './store.js';
 
@@ -104,6 +104,8 @@ export async function corpusNeighbourStats(
 export async function mineToFile(source: EmbeddingSource | (() => Promise<EmbeddingSource>), run: MineRunOptions): Promise<MineRunResult> {
   // fail on bad thresholds before any embedding work (a percentile is checked once it is a distance)
   const { posThreshold: pos, negThreshold: neg } = run;
+  checkThreshold('posThreshold', pos, true);
+  checkThreshold('negThreshold', neg, true);
   const overlap = thresholdOverlap(pos, neg, run.metric);
   if (overlap) throw new Error(overlap);
   const known = { pos: typeof pos === 'number' ? pos : 0, neg: typeof neg === 'number' ? neg : typeof pos === 'number' ? pos : 0 };
