@@ -17,6 +17,11 @@ class TimedStep final : public DeviceStep {
   // timer(op, call): runs call, filing its time under op
   using Timer = std::function<void(const char* op, const std::function<void()>& call)>;
   TimedStep(std::unique_ptr<DeviceStep> inner, Timer timer) : inner_(std::move(inner)), timer_(std::move(timer)) {}
+  // inner timed, or nullptr for none (a backend that steps through its ops)
+  static std::unique_ptr<DeviceStep> wrap(std::unique_ptr<DeviceStep> inner, Timer timer) {
+    if (!inner) return nullptr;
+    return std::make_unique<TimedStep>(std::move(inner), std::move(timer));
+  }
 
   void infonce(const Buf& q, const Buf& p, int B, int G, int P, float temperature, bool in_batch, Buf& scores,
                Buf& dq, Buf& dp) override {

@@ -72,9 +72,7 @@ class TimedBackend final : public Backend {
                                                const std::vector<AdamwTensor>& tensors,
                                                const std::vector<std::pair<size_t, size_t>>& zero_ranges,
                                                const ScatterTable& table) override {
-    std::unique_ptr<DeviceStep> inner = b_->make_device_step(w, g, m, v, shadow, tensors, zero_ranges, table);
-    if (!inner) return nullptr;
-    return std::make_unique<TimedStep>(std::move(inner), [](const char* op, const std::function<void()>& call) {
+    return TimedStep::wrap(b_->make_device_step(w, g, m, v, shadow, tensors, zero_ranges, table), [](const char* op, const std::function<void()>& call) {
       const auto t0 = std::chrono::steady_clock::now();
       call();
       add_op_time(op, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0);

@@ -109,9 +109,8 @@ class EventTimedBackend final : public Backend {
                                                const std::vector<AdamwTensor>& tensors,
                                                const std::vector<std::pair<size_t, size_t>>& zero_ranges,
                                                const ScatterTable& table) override {
-    std::unique_ptr<DeviceStep> inner = b_->make_device_step(w, g, m, v, shadow, tensors, zero_ranges, table);
-    if (!inner) return nullptr;
-    return std::make_unique<TimedStep>(std::move(inner), [this](const char* op, const std::function<void()>& call) { log_.time(op, call); });
+    return TimedStep::wrap(b_->make_device_step(w, g, m, v, shadow, tensors, zero_ranges, table),
+                           [this](const char* op, const std::function<void()>& call) { log_.time(op, call); });
   }
 
 #define L2E_OP(name, ret, params, args) \
