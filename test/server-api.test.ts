@@ -2,14 +2,16 @@
 // vectors, the official openai client works with only a base URL, /health /info /metrics, the API key,
 // and every bad input is a 4xx in OpenAI's error shape naming the field.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import { maxHeaderSize, request } from 'node:http';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import OpenAI from 'openai';
-import type { EmbeddingModel } from '../src/model/embedding-model.js';
+import { cpSync } from 'node:fs';
+import { join } from 'node:path';
+import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { cosine } from '../src/eval/metrics.js';
 import { hasTokenizer, getText, metricValue, postJson, serveOn, tinyModel, type OpenAIError, type Served } from './helpers/server.js';
-import { removeTempDirs } from './helpers/tinyModel.js';
+import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 import { serve, type ServeOptions } from '../src/server/server.js';
 import { skipNote } from './helpers/fixture.js';
 
@@ -135,7 +137,19 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
   it('/health, /info and /metrics', async () => {
     expect(await (await fetch(`${s.url}/health`)).json()).toEqual({ status: 'ok' });
     const info = (await (await fetch(`${s.url}/info`)).json()) as Record<string, unknown>;
-    expect(info).toMatchObject({ model: 'tiny', dim: model.dim, max_length: 16, device: 'cpu', batching: true, max_batch_tokens: 2048, corpus: null });
+    expect(info).toMatchObject({
+      model: 'tiny',
+      dim: model.dim,
+      max_length: 16,
+      device: 'cpu',
+      batching: true,
+      max_batch_tokens: 2048,
+      max_inputs: 8,
+      max_chars: 200,
+      max_body_bytes: 4096,
+      request_timeout_ms: 60000,
+      corpus: null,
+    });
     expect(info['version']).toMatch(/^\d+\.\d+\.\d+/);
     const metrics = await getText(`${s.url}/metrics`);
     expect(metricValue(metrics, 'l2e_http_requests_total{route="/health",status="200"}')).toBe(1);
@@ -186,9 +200,28 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
     }
   });
 
+  it("names the model by its folder, a Hub model by its repo (not its snapshot's commit)", async () => {
+    const root = makeTempDir('l2e-serve-name-');
+    const folder = join(root, 'kata-kunci');
+    const snapshot = join(root, 'hub', 'models--org--kata', 'snapshots', 'a'.repeat(40));
+    writeTinyModel(folder, { seed: 3 });
+    cpSync(folder, snapshot, { recursive: true }); // (our writers refuse to write into a cache)
+    for (const [dir, name] of [[folder, 'kata-kunci'], [snapshot, 'org/kata']] as const) {
+      const m = await EmbeddingModel.load(dir);
+      const named = await serveOn(m);
+      try {
+        expect(((await (await fetch(`${named.url}/info`)).json()) as { model: string }).model).toBe(name);
+      } finally {
+        await named.handle.close();
+        m.dispose();
+      }
+    }
+  });
+
   it('with an API key: 401 without it, 200 with it; the page and /health stay open', async () => {
     const none = await postJson<OpenAIError>(`${keyed.url}/v1/embeddings`, { input: 'a' });
     expect(none.status).toBe(401);
+    expect(none.headers.get('www-authenticate')).toBe('Bearer');
     expect(none.body.error).toEqual({
       message: 'a valid API key is required: send "Authorization: Bearer KEY"',
       type: 'authentication_error',
@@ -223,6 +256,12 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       ['an empty string in a list', '/embed', { inputs: ['a', ''] }, 400, `'inputs[1]' must not be an empty string`, 'inputs[1]'],
       ['too many inputs', '/v1/embeddings', { input: Array(9).fill('a') }, 413, `'input' has 9 items; the limit is 8 per request`, 'input'],
       ['a text over the character limit', '/v1/embeddings', { input: ['a', 'b'.repeat(201)] }, 413, `'input[1]' has 201 characters; the limit is 200`, 'input[1]'],
+      // characters, not UTF-16 units: 201 emoji are 402 units
+      ['emoji over the character limit', '/embed', { inputs: '😀'.repeat(201) }, 413, `'inputs' has 201 characters; the limit is 200`, 'inputs'],
+      // JSON can spell half a pair (\ud800), which UTF-8 cannot: refused, as invalid UTF-8 bytes are
+      ['half a surrogate pair', '/v1/embeddings', Buffer.from('{"input": ["ok", "ab\\ud800c"]}'), 400, `'input[1]' holds half of a UTF-16 surrogate pair (\\uD800 at index 2), which is not text; send well-formed Unicode`, 'input[1]'],
+      ['a lone low surrogate', '/embed', Buffer.from('{"inputs": "\\udc00"}'), 400, `'inputs' holds half of a UTF-16 surrogate pair (\\uDC00 at index 0), which is not text; send well-formed Unicode`, 'inputs'],
+      ['a charset other than UTF-8', '/embed', { inputs: 'a' }, 415, `the request body's charset "latin1" is not supported; send JSON in UTF-8`, null, { 'content-type': 'application/json; charset=latin1' }],
       ['a body over the byte limit', '/v1/embeddings', { input: 'a'.repeat(5000) }, 413, 'the request body is larger than the limit of 4096 bytes', null],
       ['dimensions not the model\'s', '/v1/embeddings', { input: 'a', dimensions: 8 }, 400, `'dimensions' is 8 but this model only gives 16-dimensional embeddings`, 'dimensions'],
       ['dimensions a string', '/v1/embeddings', { input: 'a', dimensions: '16' }, 400, `'dimensions' must be an integer, got "16"`, 'dimensions'],
@@ -327,6 +366,70 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       const nf = await fetch(`${s.url}/v2/nothing`);
       expect(nf.status).toBe(404);
       expect(((await nf.json()) as OpenAIError).error.message).toBe('no route GET /v2/nothing');
+    });
+
+    it('200 emoji are 200 characters (400 UTF-16 units), a pair is one; charset=UTF-8 is JSON', async () => {
+      const r = await postJson<number[][]>(`${s.url}/embed`, { inputs: ['😀'.repeat(200), 'x😀y'], truncate: true }, { 'content-type': 'application/json; charset="UTF-8"' });
+      expect(r.status).toBe(200);
+      expectClose(r.body[1]!, (await model.encode(['x😀y'])).row(0));
+    });
+
+    it('a request for no route is a 404 whatever its body, which is not read', async () => {
+      for (const [method, path, body] of [
+        ['DELETE', '/v1/embeddings', undefined],
+        ['POST', '/nope', 'garbage'],
+        ['PUT', '/embed', '{"inputs": "a"}'],
+      ] as const) {
+        const r = await fetch(`${s.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body });
+        expect([r.status, ((await r.json()) as OpenAIError).error]).toEqual([
+          404,
+          { message: `no route ${method} ${path}`, type: 'invalid_request_error', param: null, code: 'not_found' },
+        ]);
+      }
+    });
+
+    it('what the HTTP layer refuses before any route is in the same shape', async () => {
+      const bad = await fetch(`${s.url}/v1/embeddings%ZZ`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"input":"a"}' });
+      expect([bad.status, ((await bad.json()) as OpenAIError).error]).toEqual([
+        400,
+        { message: "the request's URL is not valid: '/v1/embeddings%ZZ' is not a valid url component", type: 'invalid_request_error', param: null, code: 'invalid_url' },
+      ]);
+      const u = new URL(s.url);
+      const raw = (text: string): Promise<string> =>
+        new Promise((resolve, reject) => {
+          const socket = connect(Number(u.port), u.hostname, () => socket.end(text));
+          let got = '';
+          socket.setEncoding('utf8').on('data', (d: string) => (got += d));
+          socket.on('close', () => resolve(got)).on('error', reject);
+        });
+      const answer = (status: string, error: OpenAIError['error']): string => {
+        const body = JSON.stringify({ error });
+        return `HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+      };
+      expect(await raw(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20000)}\r\n\r\n`)).toBe(
+        answer('431 Request Header Fields Too Large', {
+          message: `the request's headers (its URL among them) are larger than the limit of ${maxHeaderSize} bytes`,
+          type: 'invalid_request_error',
+          param: null,
+          code: 'headers_too_large',
+        }),
+      );
+      expect(await raw('GARBAGE\r\n\r\n')).toBe(
+        answer('400 Bad Request', { message: 'the request is not valid HTTP/1.1 (HPE_INVALID_METHOD)', type: 'invalid_request_error', param: null, code: 'invalid_http' }),
+      );
+      // refused in its body, after the route was found: answered once, counted once, under its route
+      const embed400 = (text: string): number => (text.includes('route="/embed",status="400"') ? metricValue(text, 'l2e_http_requests_total{route="/embed",status="400"}') : 0);
+      const before = embed400(await getText(`${s.url}/metrics`));
+      const chunk = 'POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n';
+      expect(await raw(chunk)).toBe(
+        answer('400 Bad Request', { message: 'the request is not valid HTTP/1.1 (HPE_INVALID_CHUNK_SIZE)', type: 'invalid_request_error', param: null, code: 'invalid_http' }),
+      );
+      const metrics = await getText(`${s.url}/metrics`);
+      expect(metricValue(metrics, 'l2e_http_requests_total{route="unmatched",status="400"}')).toBe(2);
+      expect(metricValue(metrics, 'l2e_http_requests_total{route="unmatched",status="431"}')).toBe(1);
+      expect(embed400(metrics)).toBe(before + 1);
+      expect(metrics).not.toContain('status="499"');
+      expect((await fetch(`${s.url}/health`)).status).toBe(200);
     });
 
     it('a body cut short by the client is not a crash: the server goes on answering', async () => {

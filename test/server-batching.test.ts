@@ -3,6 +3,7 @@
 // overflow (503 + Retry-After, nothing lost for accepted requests), disconnects and timeouts dropping
 // work, and the event loop kept free while long texts are tokenised.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EmbeddingModel } from '../src/model/embedding-model.js';
@@ -237,6 +238,9 @@ describe.skipIf(!hasTokenizer)(`dynamic batching over HTTP ${hasTokenizer ? '' :
       const m = await getText(`${s.url}/metrics`);
       expect(metricValue(m, 'l2e_dropped_texts_total{reason="client_closed"}')).toBe(5);
       expect(metricValue(m, 'l2e_texts_total')).toBe(2);
+      // the request it sent is counted too: 499, the client gone before its answer
+      expect(metricValue(m, 'l2e_http_requests_total{route="/v1/embeddings",status="499"}')).toBe(1);
+      expect(metricValue(m, 'l2e_http_requests_total{route="/v1/embeddings",status="200"}')).toBe(1);
     } finally {
       await s.handle.close();
     }
@@ -250,6 +254,40 @@ describe.skipIf(!hasTokenizer)(`dynamic batching over HTTP ${hasTokenizer ? '' :
       expect(metricValue(m, 'l2e_dropped_texts_total{reason="timeout"}')).toBe(2);
     } finally {
       await t.handle.close();
+    }
+  });
+
+  // A client that stopped reading its answer held the answer's memory and close() (so a SIGTERM'd
+  // server) for as long as it kept its connection open.
+  it('a client that reads none of its answer for requestTimeoutMs is disconnected; close() does not wait longer', async () => {
+    // an answer of some 25 MB (600 vectors of 2048 floats): more than the sockets' buffers hold
+    const wide = await tinyModel({ dense: 2048 });
+    const s = await serveOn(wide, { requestTimeoutMs: 2000 });
+    try {
+      const u = new URL(s.url);
+      const body = JSON.stringify({ input: Array<string>(600).fill('a') });
+      const socket = connect(Number(u.port), u.hostname);
+      socket.on('error', () => {});
+      socket.write(`POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      // the answer's first bytes, then no more reading
+      const head = await new Promise<Buffer>((resolve) => socket.once('data', resolve));
+      socket.pause();
+      expect(head.toString('latin1', 0, 15)).toBe('HTTP/1.1 200 OK');
+      const closing = performance.now();
+      await s.handle.close();
+      // its answer unread for 2 s (Node checks socket timers coarsely): not the minutes it was held
+      expect(performance.now() - closing).toBeLessThan(10000);
+      // what the client still reads ends short of the answer (some 25 MB, sent in chunks): the server
+      // closed the connection before the last chunk
+      const got: Buffer[] = [head];
+      socket.on('data', (d: Buffer) => got.push(d));
+      await new Promise((resolve) => socket.on('close', resolve).resume());
+      const all = Buffer.concat(got);
+      expect(all.length).toBeLessThan(20e6);
+      expect(all.toString('latin1', all.length - 5)).not.toBe('0\r\n\r\n');
+    } finally {
+      await s.handle.close();
+      wide.dispose();
     }
   });
 

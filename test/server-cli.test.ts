@@ -84,6 +84,8 @@ describe('l2e serve options', () => {
     }
     const dev = await l2e('serve', '--model', 'x', '--device', 'tpu');
     expect(dev.err.split('\n')[0]).toBe('l2e serve: --device must be cpu or cuda, got tpu');
+    const name = await l2e('serve', '--model', 'x', '--model-name', ' ');
+    expect([name.code, name.err.split('\n')[0]]).toEqual([2, 'l2e serve: --model-name must not be empty']);
   });
 
   it('the corpus flags: each needs --corpus; --corpus-format forces the format, and the hints name it', async () => {
@@ -184,7 +186,7 @@ describe.skipIf(!hasTokenizer || !hasDist)(
         await new Promise((r) => setTimeout(r, 300));
         const killedAt = performance.now();
         child.kill('SIGTERM');
-        await waitFor(child, stderr, /SIGTERM: finishing requests in flight, then exiting/);
+        await waitFor(child, stderr, /l2e serve: SIGTERM received: finishing requests in flight, then exiting \(SIGTERM again to quit now\)/);
         const reply = await inFlight;
         expect(reply.status).toBe(200);
         expect(reply.body.data).toHaveLength(3);
@@ -193,6 +195,29 @@ describe.skipIf(!hasTokenizer || !hasDist)(
         expect(performance.now() - killedAt).toBeLessThan(15000);
         expect(stderr.text).toContain('stopped\n');
         await expect(fetch(`${url}/health`)).rejects.toThrow('fetch failed');
+      } finally {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+    });
+
+    // serve ended on SIGTERM and SIGINT only: a closed terminal (SIGHUP) killed it with requests in
+    // flight, and a second signal killed it without a word
+    it('SIGHUP stops it as SIGTERM does; a second signal exits at once, saying so', async () => {
+      const dir = makeTempDir('l2e-serve-cli-');
+      writeTinyModel(dir, { seed: 5 });
+      const { child, stderr, exited } = startServe(['--model', dir, '--port', '0', '--max-wait-ms', '3000', '--model-name', 'kata']);
+      try {
+        const [, url] = await waitFor(child, stderr, /listening on (http:\/\/127\.0\.0\.1:\d+)/);
+        await waitFor(child, stderr, /ready: 16-dim embeddings on cpu/);
+        expect(((await (await fetch(`${url}/info`)).json()) as { model: string }).model).toBe('kata');
+        const inFlight = postJson(`${url}/v1/embeddings`, { input: ['satu'] }).catch((err: unknown) => err);
+        await new Promise((r) => setTimeout(r, 300));
+        child.kill('SIGHUP');
+        await waitFor(child, stderr, /l2e serve: SIGHUP received: finishing requests in flight, then exiting \(SIGHUP again to quit now\)/);
+        child.kill('SIGTERM');
+        expect(await exited).toBe(143);
+        expect(stderr.text).toContain('\nl2e serve: SIGTERM received again, dropping the requests in flight\n');
+        expect(await inFlight).toBeInstanceOf(Error); // its connection closed with the process
       } finally {
         if (child.exitCode === null) child.kill('SIGKILL');
       }
@@ -249,7 +274,8 @@ describe.skipIf(!hasTokenizer)(`l2e serve --corpus-vectors ${hasTokenizer ? '' :
     try {
       const r = await l2e(...args, narrow);
       expect(r.code, r.err).toBe(0);
-      expect(r.err).toContain(`${signal}: finishing requests in flight, then exiting\n`);
+      const again = signal === 'SIGINT' ? 'interrupted: finishing requests in flight, then exiting (Ctrl-C again to quit now)' : 'SIGTERM received: finishing requests in flight, then exiting (SIGTERM again to quit now)';
+      expect(r.err).toContain(`\nl2e serve: ${again}\n`);
       expect(r.err).not.toMatch(readyLine);
       expect(r.err.endsWith('stopped\n')).toBe(true);
     } finally {

@@ -1,5 +1,6 @@
 // `l2e serve`: the embeddings server (OpenAI- and TEI-compatible, dynamic batching, search page) until
-// SIGTERM or SIGINT, which stop accepting, finish the requests in flight and exit 0.
+// SIGTERM, SIGINT or SIGHUP, which stop accepting, finish the requests in flight and exit 0 (a second
+// one exits at once).
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readCorpusAs, type CorpusFormat } from '../mine/corpus.js';
@@ -10,6 +11,7 @@ import { CorpusVectorsError } from '../server/corpus.js';
 import { QueueTooSmallError, serve, timerTooLong, type ServerHandle } from '../server/server.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
+import { stopGracefully } from './signals.js';
 import { deviceOf, positiveInt } from './source-options.js';
 
 export const command: Command = {
@@ -19,7 +21,8 @@ export const command: Command = {
   usage: `Usage: l2e serve --model DIR|org/name [--device cpu|cuda] [--host 127.0.0.1] [--port 8080]
                  [--corpus FILE] [--api-key KEY] [limits…]
 
-Serves the model over HTTP until SIGTERM/SIGINT (then finishes the requests in flight, exits 0):
+Serves the model over HTTP until SIGTERM/SIGINT/SIGHUP (then finishes the requests in flight and
+exits 0; a second signal exits at once):
   POST /v1/embeddings  OpenAI's shape (point an OpenAI client's base URL at http://HOST:PORT/v1)
   POST /embed          TEI's shape {"inputs", "normalize", "truncate"}
   POST /similarity     TEI's shape {"inputs": {"source_sentence", "sentences"}} → cosine scores
@@ -50,9 +53,14 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
       help: "tokens per input, BOS included (longer: 413 unless truncate); default the model's max_position_embeddings (above it: a warning)",
     },
     'max-inputs': { kind: 'integer', help: 'inputs per request', default: 2048 },
-    'max-chars': { kind: 'integer', help: 'characters per text', default: 65536 },
+    'max-chars': { kind: 'integer', help: 'characters (Unicode code points) per text', default: 65536 },
     'max-body-bytes': { kind: 'integer', help: 'request body size limit', default: 16 * 1024 * 1024 },
-    'request-timeout-ms': { kind: 'integer', help: 'drop a request not answered within this long (503)', default: 60000 },
+    'request-timeout-ms': {
+      kind: 'integer',
+      help: 'drop a request not answered within this long (503), or not received in full (408); close the connection of a client that reads none of its answer for this long',
+      default: 60000,
+    },
+    'model-name': { kind: 'string', help: "the `model` in responses and /info (default: the model folder's name)", metavar: 'NAME' },
   },
   async run(args) {
     const device = deviceOf(args);
@@ -66,6 +74,8 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     const maxWaitMs = timer('max-wait-ms', opt.num(args, 'max-wait-ms')!);
     if (maxWaitMs < 0) throw new UsageError(`--max-wait-ms must be ≥ 0, got ${maxWaitMs}`);
     const int = (name: string): number => positiveInt(args, name)!;
+    const modelName = opt.str(args, 'model-name');
+    if (modelName?.trim() === '') throw new UsageError('--model-name must not be empty');
     const options = {
       host: opt.str(args, 'host')!,
       port,
@@ -80,6 +90,7 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
       maxBodyBytes: int('max-body-bytes'),
       requestTimeoutMs: timer('request-timeout-ms', int('request-timeout-ms')),
       corpusVectors: opt.str(args, 'corpus-vectors'),
+      modelName,
       onLog: (line: string) => process.stderr.write(`${line}\n`),
     };
     if (options.maxLength !== undefined && options.maxQueueTokens < options.maxLength) {
@@ -126,21 +137,16 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     }
     startLoading();
     process.stderr.write(`listening on ${handle.url} (model loading…)\n`);
-    let onSignal: ((signal: NodeJS.Signals) => void) | undefined;
     let signalled = false; // a stop asked for: the corpus embedding it cancels is no failure
+    let stop!: () => void;
     const stopped = new Promise<void>((resolve) => {
-      onSignal = (signal) => {
+      stop = () => {
         signalled = true;
-        process.stderr.write(`${signal}: finishing requests in flight, then exiting\n`);
         void handle.close().then(resolve);
       };
-      process.once('SIGTERM', onSignal);
-      process.once('SIGINT', onSignal);
     });
-    const unhook = (): void => {
-      process.off('SIGTERM', onSignal!);
-      process.off('SIGINT', onSignal!);
-    };
+    // a second signal ends the process at once, dropping the requests still in flight
+    const unhook = stopGracefully('serve', 'finishing requests in flight, then exiting', 'dropping the requests in flight', stop).off;
     let model: EmbeddingModel | undefined;
     try {
       // a stop asked for while the model loads (or the corpus vectors are checked) ends the wait: no

@@ -11,7 +11,7 @@ export const EVENT_LOOP_SLICE_MS = 4;
 export interface InputLimits {
   /** Most inputs in one request. */
   maxInputs: number;
-  /** Most characters (UTF-16 code units) in one text. */
+  /** Most characters (Unicode code points) in one text. */
   maxChars: number;
   /** Most tokens of one input, BOS included (the server's maxLength / --max-length). */
   maxLength: number;
@@ -72,10 +72,36 @@ export function readInputs(value: unknown, field: string, limits: InputLimits, a
     inputs.texts.forEach((t, i) => {
       const name = inputs.single ? field : `${field}[${i}]`;
       if (t.length === 0) throw badField(name, `'${name}' must not be an empty string`, 'empty_input');
-      if (t.length > limits.maxChars) throw overLimit(name, `'${name}' has ${t.length} characters; the limit is ${limits.maxChars}`);
+      // a text of no more UTF-16 units than the limit has no more characters either
+      const chars = t.length > limits.maxChars ? codePoints(t) : 0;
+      if (chars > limits.maxChars) throw overLimit(name, `'${name}' has ${chars} characters; the limit is ${limits.maxChars}`);
+      // JSON's \uD800 escapes can spell half a character, which UTF-8 (the tokenizer's input) cannot
+      // hold: refused as the body's invalid UTF-8 bytes are, not replaced by U+FFFD
+      const lone = LONE_SURROGATE.exec(t);
+      if (lone) {
+        const unit = lone[0].charCodeAt(0).toString(16).toUpperCase();
+        throw badField(name, `'${name}' holds half of a UTF-16 surrogate pair (\\u${unit} at index ${lone.index}), which is not text; send well-formed Unicode`, 'invalid_text');
+      }
     });
   }
   return inputs;
+}
+
+/** A UTF-16 surrogate that is not part of a pair (the u flag reads a pair as one code point). */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+function codePoints(t: string): number {
+  let n = 0;
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    // a high surrogate followed by a low one is one code point
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < t.length) {
+      const d = t.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+    n++;
+  }
+  return n;
 }
 
 function checkIds(list: unknown[], field: string): number[] {

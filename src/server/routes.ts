@@ -168,6 +168,8 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
       max_queue_tokens: o.maxQueueTokens,
       max_inputs: o.maxInputs,
       max_chars: o.maxChars,
+      max_body_bytes: o.maxBodyBytes,
+      request_timeout_ms: o.requestTimeoutMs,
       corpus: c ? { texts: c.texts.length, embedded: c.embedded, ready: c.ready, error: c.error?.message ?? null } : null,
     };
   });

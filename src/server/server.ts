@@ -1,10 +1,16 @@
 // `serve(model, options)`: the embeddings server on fastify. Routes (see routes.ts) speak OpenAI's and
 // TEI's shapes; every text goes through one Batcher (dynamic batching, bounded queue); every error is
-// JSON in OpenAI's error shape. close() stops accepting, lets in-flight requests finish, then resolves.
+// JSON in OpenAI's error shape, those of the HTTP layer below the routes too (a URL that is not valid,
+// headers over Node's limit, bytes that are not HTTP). close() stops accepting, lets in-flight requests
+// finish, then resolves; requestTimeoutMs bounds each phase of a request, so that one client cannot hold
+// close() open: receiving it, answering it, and the client's reading of the answer.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { STATUS_CODES, maxHeaderSize, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { basename, join } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { cacheSnapshotRepo } from '../hub/cache.js';
 import { type Device, type EmbeddingModel } from '../model/embedding-model.js';
 import { packageRoot } from '../native.js';
 import { Batcher } from './batcher.js';
@@ -43,7 +49,11 @@ export interface ServeOptions {
    * the request asks to truncate. Above max_position_embeddings is allowed, with a notice at load.
    */
   maxLength?: number;
-  /** A request not answered within this long is dropped with a 503 (default 60000 ms). */
+  /**
+   * A request not answered within this long is dropped with a 503 (default 60000 ms). The same bound
+   * holds for receiving a request (not received in full: 408) and for the client's reading of the
+   * answer (a client that reads none of it for this long is disconnected).
+   */
   requestTimeoutMs?: number;
   /** Texts for the search page. */
   corpus?: string[];
@@ -54,7 +64,7 @@ export interface ServeOptions {
    * or another model's vectors (a sample of rows is embedded again), by `ready`.
    */
   corpusVectors?: string;
-  /** The `model` name in responses (default: the model folder's name). */
+  /** The `model` name in responses (default: the model folder's name; a Hub model's repo id). */
   modelName?: string;
   /** One-line notices (listening, corpus progress); default: none. */
   onLog?: (line: string) => void;
@@ -218,11 +228,46 @@ function toApiError(err: unknown, maxBodyBytes: number): ApiError {
       return new ApiError(415, 'the request body must be JSON (Content-Type: application/json)', null, 'unsupported_media_type');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new ApiError(400, 'the request body is empty; send a JSON object', null, 'empty_body');
+    case 'FST_ERR_BAD_URL':
+      return new ApiError(400, `the request's URL is not valid: ${e.message}`, null, 'invalid_url');
   }
   if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) return new ApiError(e.statusCode, e.message ?? 'bad request', null, e.code ?? null);
   // the details go to the server's log (the error handler), not to the client: they may name files,
   // or values a client must not see
   return new ApiError(500, "internal error (the server's log has the details)", null, 'internal_error');
+}
+
+/**
+ * The answer to a request Node's HTTP parser refused before any route saw it (Fastify's clientError
+ * handler): headers over Node's limit (431), a request not received in full in time (408), bytes that
+ * are not HTTP (400). Written only where no answer has begun on the connection, which then closes.
+ */
+function clientErrorAnswer(err: NodeJS.ErrnoException, requestTimeoutMs: number): ApiError {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return new ApiError(431, `the request's headers (its URL among them) are larger than the limit of ${maxHeaderSize} bytes`, null, 'headers_too_large');
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new ApiError(408, `the request was not received in full within ${requestTimeoutMs} ms`, null, 'request_timeout');
+  }
+  return new ApiError(400, `the request is not valid HTTP/1.1 (${err.code ?? err.message})`, null, 'invalid_http');
+}
+
+/** The charset a Content-Type names, lower-cased and unquoted; undefined when it names none. */
+function charsetOf(contentType: string | undefined): string | undefined {
+  const m = /;\s*charset\s*=\s*("?)([^";\s]*)\1/i.exec(contentType ?? '');
+  return m ? m[2]!.toLowerCase() : undefined;
+}
+
+/**
+ * Closes the connection of a response whose client has read none of it for `ms` (its socket's
+ * inactivity timer, armed as the answer is sent; Node re-arms that timer for keep-alive once the
+ * response is finished). A client that stops reading would otherwise hold the answer's memory, and
+ * close(), forever.
+ */
+function closeWhenUnread(res: ServerResponse, ms: number): void {
+  res.setTimeout(ms, () => {
+    if (!res.writableFinished) res.socket?.destroy();
+  });
 }
 
 /**
@@ -252,16 +297,52 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     failed: null,
   };
 
+  // every request is counted once, by route and status, when its connection is done with it: 499 when
+  // it ended before the answer was sent in full (the client went away, or stopped reading)
+  const count = (route: string, status: number, seconds: number): void => {
+    metrics.requests.inc({ route, status: String(status) });
+    metrics.latency.observe({ route }, seconds);
+  };
+  // a routed request the HTTP parser then refused (its body not valid HTTP): the status written for it
+  const refusedMidRequest = new WeakMap<object, number>();
+
   const app: FastifyInstance = Fastify({
     bodyLimit: o.maxBodyBytes,
+    requestTimeout: o.requestTimeoutMs, // receiving a request (Node checks it every few seconds)
     forceCloseConnections: 'idle',
     return503OnClosing: false, // our onRequest hook answers, in our error shape
     logger: false,
+    frameworkErrors: (err, _req, reply) => {
+      const api = toApiError(err, o.maxBodyBytes);
+      count('unmatched', api.status, 0);
+      void (reply as FastifyReply).code(api.status).send(api.body());
+    },
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return; // the client is gone: nothing to answer
+      // an answer already begun on this connection would be corrupted by another one
+      const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+      if (socket.writable && !inFlight?.headersSent) {
+        const api = clientErrorAnswer(err, o.requestTimeoutMs);
+        const body = JSON.stringify(api.body());
+        if (inFlight) refusedMidRequest.set(inFlight, api.status); // counted under its route as it closes
+        else count('unmatched', api.status, 0);
+        socket.write(
+          `HTTP/1.1 ${api.status} ${STATUS_CODES[api.status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+            `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      }
+      socket.destroy();
+    },
   });
 
   // JSON bodies only: strict UTF-8 first (invalid bytes are an error, not silently replaced), then JSON.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body: Buffer, done) => {
+    const charset = charsetOf(req.headers['content-type']);
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      done(new ApiError(415, `the request body's charset "${charset}" is not supported; send JSON in UTF-8`, null, 'unsupported_charset'), undefined);
+      return;
+    }
     const encoding = req.headers['content-encoding']?.trim().toLowerCase();
     if (encoding && encoding !== 'identity') {
       const msg = `the request body's Content-Encoding "${encoding}" is not supported; send it uncompressed`;
@@ -290,31 +371,37 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     const api = toApiError(err, o.maxBodyBytes);
     if (api.status >= 500 && api.code === 'internal_error') o.onLog(`error: internal error: ${err instanceof Error ? err.message : String(err)}`);
     if (api.retryAfter !== undefined) void reply.header('retry-after', String(api.retryAfter));
+    if (api.status === 401) void reply.header('www-authenticate', 'Bearer'); // RFC 9110: a 401 names its scheme
     void reply.code(api.status).send(api.body());
   });
+  const notFound = (req: FastifyRequest): ApiError => new ApiError(404, `no route ${req.method} ${req.url.split('?')[0]}`, null, 'not_found');
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send(new ApiError(404, `no route ${req.method} ${req.url.split('?')[0]}`, null, 'not_found').body());
+    void reply.code(404).send(notFound(req).body());
   });
 
   let closingNow = false;
-  app.addHook('onRequest', async (req: FastifyRequest) => {
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    const started = performance.now();
+    reply.raw.once('close', () => {
+      const status = reply.raw.writableFinished ? reply.statusCode : (refusedMidRequest.get(reply.raw) ?? 499);
+      count(req.routeOptions.url ?? 'unmatched', status, (performance.now() - started) / 1000);
+    });
     if (closingNow) throw new ApiError(503, 'the server is shutting down', null, 'shutting_down', 'overloaded_error', 5);
-    if (!o.apiKey || PUBLIC_PATHS.has(req.url.split('?')[0]!)) return;
-    const auth = req.headers.authorization ?? '';
-    const m = /^Bearer\s+(.+)$/i.exec(auth);
-    if (!m || !sameKey(m[1]!.trim(), o.apiKey)) {
-      throw new ApiError(401, 'a valid API key is required: send "Authorization: Bearer KEY"', null, 'invalid_api_key');
+    if (o.apiKey && !PUBLIC_PATHS.has(req.url.split('?')[0]!)) {
+      const auth = req.headers.authorization ?? '';
+      const m = /^Bearer\s+(.+)$/i.exec(auth);
+      if (!m || !sameKey(m[1]!.trim(), o.apiKey)) {
+        throw new ApiError(401, 'a valid API key is required: send "Authorization: Bearer KEY"', null, 'invalid_api_key');
+      }
     }
-  });
-  app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
-    const route = req.routeOptions.url ?? 'unmatched';
-    metrics.requests.inc({ route, status: String(reply.statusCode) });
-    metrics.latency.observe({ route }, reply.elapsedTime / 1000);
+    // before its body is read: a request for no route is a 404, whatever it carries
+    if (req.is404) throw notFound(req);
   });
 
   // While closing, responses end their connections (else a keep-alive client holds close() open).
   app.addHook('onSend', async (_req, reply, payload) => {
     if (closingNow) void reply.header('connection', 'close');
+    closeWhenUnread(reply.raw, o.requestTimeoutMs);
     return payload;
   });
 
@@ -334,7 +421,8 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     .then(async (m) => {
       // as for a model given itself, above: a loaded model that was disposed before it came cannot serve
       if (m.disposed) throw new Error('serve: the model has been disposed');
-      if (!options.modelName && m.dir) o.modelName = basename(m.dir);
+      // a Hub model's folder is its snapshot's commit: the repo names it
+      if (!options.modelName && m.dir) o.modelName = cacheSnapshotRepo(m.dir) ?? basename(m.dir);
       if (o.maxBatchTokens === 0) o.maxBatchTokens = DEFAULT_MAX_BATCH_TOKENS[m.device];
       if (o.maxLength === 0) {
         o.maxLength = m.config.maxPositionEmbeddings;
