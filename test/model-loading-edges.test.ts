@@ -45,6 +45,22 @@ describe('EmbeddingModel.load({ numLayers })', () => {
     );
   });
 
+  // a config.json saying 1e9 layers built the list of 9e9 expected tensors before finding the first one
+  // missing: a minute, then V8's heap-out-of-memory abort
+  it("a config.json with more layers than its weights file: the first missing tensor, at once, saying what the file holds", async () => {
+    const full = writeTinyModel(makeTempDir(), { seed: 54, layers: 2 });
+    const file = join(full.dir, 'config.json');
+    const config = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    for (const [layers, held] of [[1e9, 'layers 0 to 1'], [3, 'layers 0 to 1']] as const) {
+      writeFileSync(file, JSON.stringify({ ...config, num_hidden_layers: layers }));
+      const t0 = performance.now();
+      await expect(EmbeddingModel.load(full.dir)).rejects.toThrow(
+        new Error(`${join(full.dir, 'model.safetensors')}: tensor "layers.2.input_layernorm.weight" is missing (expected shape [32]) (it holds ${held}, but config.json's num_hidden_layers is ${layers})`),
+      );
+      expect(performance.now() - t0).toBeLessThan(5000);
+    }
+  });
+
   // a plain-JS caller's device: 1 loaded on the CPU and left model.device 1 (a server then found no batch size for it)
   it('refuses a device other than cpu or cuda, naming its type', async () => {
     const full = writeTinyModel(makeTempDir(), { seed: 53, layers: 1 });

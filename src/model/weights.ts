@@ -43,13 +43,21 @@ export function parameterNames(config: LlamaConfig, denseSize: number | null): P
   checkConfigArg('parameterNames', config);
   if (denseSize !== null && !(Number.isInteger(denseSize) && denseSize > 0))
     throw new TypeError(`parameterNames: denseSize must be a positive integer or null (no dense layer), got ${describeValue(denseSize)}`);
+  return [...parameterSpecs(config, denseSize)];
+}
+
+/**
+ * parameterNames' list one entry at a time: a file is checked against it without building it (a
+ * config's num_hidden_layers of 1e9 made a list that filled the heap before the first missing tensor).
+ */
+function* parameterSpecs(config: LlamaConfig, denseSize: number | null): Generator<ParameterSpec> {
   const { vocabSize: V, hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim } = config;
   const q = numHeads * headDim;
   const kv = numKvHeads * headDim;
-  const out: ParameterSpec[] = [{ name: 'embed_tokens.weight', shape: [V, H] }];
+  yield { name: 'embed_tokens.weight', shape: [V, H] };
   for (let l = 0; l < config.numLayers; l++) {
     const p = `layers.${l}.`;
-    out.push(
+    yield* [
       { name: `${p}input_layernorm.weight`, shape: [H] },
       { name: `${p}self_attn.q_proj.weight`, shape: [q, H] },
       { name: `${p}self_attn.k_proj.weight`, shape: [kv, H] },
@@ -59,13 +67,15 @@ export function parameterNames(config: LlamaConfig, denseSize: number | null): P
       { name: `${p}mlp.gate_proj.weight`, shape: [I, H] },
       { name: `${p}mlp.up_proj.weight`, shape: [I, H] },
       { name: `${p}mlp.down_proj.weight`, shape: [H, I] },
-    );
+    ];
   }
-  out.push({ name: 'norm.weight', shape: [H] });
+  yield { name: 'norm.weight', shape: [H] };
   if (denseSize !== null) {
-    out.push({ name: 'dense_layer.weight', shape: [denseSize, H] }, { name: 'dense_layer.bias', shape: [denseSize] });
+    yield* [
+      { name: 'dense_layer.weight', shape: [denseSize, H] },
+      { name: 'dense_layer.bias', shape: [denseSize] },
+    ];
   }
-  return out;
 }
 
 /** Tensors a causal-LM checkpoint carries that the embedding model has no use for. */
@@ -152,9 +162,17 @@ export function openWeights(dir: string, config: LlamaConfig, options: OpenWeigh
   }
 
   const tensors: WeightEntry[] = [];
-  for (const spec of parameterNames(config, hasDense ? denseSize : null)) {
+  // the layers the file holds, for a config that asks for more
+  let lastLayer = -1;
+  for (const name of byName.keys()) lastLayer = Math.max(lastLayer, Number(/^layers\.(\d+)\./.exec(name)?.[1] ?? -1));
+  for (const spec of parameterSpecs(config, hasDense ? denseSize : null)) {
     const t = byName.get(spec.name);
-    if (!t) throw new Error(`${found.source}: tensor "${spec.name}" is missing (expected shape [${spec.shape.join(', ')}])`);
+    if (!t) {
+      const layer = Number(/^layers\.(\d+)\./.exec(spec.name)?.[1] ?? -1);
+      const held = lastLayer < 0 ? 'no layers' : lastLayer === 0 ? 'layer 0 only' : `layers 0 to ${lastLayer}`;
+      const more = layer > lastLayer ? ` (it holds ${held}, but config.json's num_hidden_layers is ${config.numLayers})` : '';
+      throw new Error(`${found.source}: tensor "${spec.name}" is missing (expected shape [${spec.shape.join(', ')}])${more}`);
+    }
     const same = t.shape.length === spec.shape.length && t.shape.every((d, i) => d === spec.shape[i]);
     if (!same) throw new Error(`${where(t)}: expected shape [${spec.shape.join(', ')}], got [${t.shape.join(', ')}]`);
     // only the tensors loaded must be loadable: an ignored lm_head, buffer or extra layer may be any dtype
