@@ -21,6 +21,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { AtomicWriter, writeFileAtomic } from '../src/util/atomic.js';
+import { writeOutput } from '../src/util/output.js';
 import { makeTempDir } from './helpers/tinyModel.js';
 
 
@@ -238,6 +239,46 @@ describe('AtomicWriter.abort', () => {
     expect(readdirSync(dir)).toEqual([]);
     await new Promise((r) => setTimeout(r, 50));
     expect(readdirSync(dir)).toEqual([]);
+  });
+
+  // a named pipe was opened on libuv's thread pool, whose open(2) waited for a reader: Ctrl-C ran the
+  // handler, but the exit joined that thread and waited too
+  it.skipIf(process.platform === 'win32')('a named pipe no process reads: the write waits without holding the event loop, for a reader or an abort()', async () => {
+    const dir = makeTempDir();
+    const fifo = join(dir, 'pipe');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const late = new AtomicWriter(fifo);
+    const sent = (async () => {
+      await late.write('came ');
+      await late.write('late');
+      await late.commit();
+    })();
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 10);
+    await new Promise((r) => setTimeout(r, 300));
+    clearInterval(ticker);
+    expect(ticks).toBeGreaterThan(10); // the event loop ran while the write waited
+    const received = fifoReader(fifo);
+    await sent;
+    expect(await received).toBe('came late');
+
+    const dropped = new AtomicWriter(fifo);
+    const waiting = dropped.write('never read');
+    await new Promise((r) => setTimeout(r, 150));
+    dropped.abort();
+    await expect(waiting).rejects.toThrow(new Error(`could not write ${fifo}: the output was abandoned`));
+    expect(readdirSync(dir)).toEqual(['pipe']);
+  });
+
+  it.skipIf(process.platform === 'win32')('writeOutput to a named pipe waits for its reader the same way', async () => {
+    const dir = makeTempDir();
+    const fifo = join(dir, 'pipe');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const sent = writeOutput(fifo, [Buffer.from('one '), Buffer.from('shot')]);
+    await new Promise((r) => setTimeout(r, 200));
+    const received = fifoReader(fifo);
+    await sent;
+    expect(await received).toBe('one shot');
   });
 
   it('a folder it cannot write in fails when the writer is made, naming the target', () => {

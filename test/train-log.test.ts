@@ -2,6 +2,7 @@
 // training data itself (links followed), and on resume the lines of steps after the checkpoint that a
 // killed run logged are dropped, so the log holds each step once.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
@@ -63,6 +64,37 @@ describe('the training log', () => {
     expect(r.code).toBe(1);
     expect(r.err).toBe(`l2e train: error: --log ${data} is the training data (${data}): the per-step lines would be appended to it; give another file\n`);
     expect(readFileSync(data, 'utf8')).toBe(dataText);
+  });
+
+  // the log was opened at each step: a named pipe's reader saw the end of its input after the first
+  // line, and the next step's open waited, deaf to Ctrl-C, for a reader that would never come
+  it.skipIf(process.platform === 'win32')('a named pipe as the log gets every step, read by one reader; one with no reader is waited for, and a stop ends the wait', async () => {
+    const dir = makeTempDir();
+    const fifo = join(dir, 'steps');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const reader = spawn('timeout', ['60', 'cat', fifo]);
+    let got = '';
+    reader.stdout.on('data', (d: Buffer) => (got += d.toString()));
+    const closed = new Promise((resolve) => reader.on('close', resolve));
+    const { steps } = await fit({ maxSteps: 3, logFile: fifo });
+    await closed; // the run closed the pipe: its reader saw the end once, after the last step
+    expect(got.trim().split('\n').map((line) => (JSON.parse(line) as StepInfo).step)).toEqual(steps.map((s) => s.step));
+    expect(steps).toHaveLength(3);
+
+    // no reader: the run waits for one, without holding the event loop; a stop ends the wait, before any step
+    const model = await EmbeddingModel.load(modelDir);
+    const ac = new AbortController();
+    const notices: string[] = [];
+    try {
+      const run = new Trainer(model, { ...base, maxSteps: 3, logFile: fifo }).fit(data, { signal: ac.signal, onNotice: (m) => notices.push(m) });
+      await new Promise((r) => setTimeout(r, 500));
+      expect(notices).toContain(`logFile ${fifo} is a named pipe that no process reads yet: waiting for its reader`);
+      ac.abort();
+      const result = await run;
+      expect([result.stoppedBy, result.step]).toEqual(['aborted', 0]);
+    } finally {
+      model.dispose();
+    }
   });
 
   it('a folder as the log is refused before training', async () => {

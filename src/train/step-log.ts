@@ -1,19 +1,54 @@
 // The --log file: one JSON object per optimizer step, appended (StepInfo and the run's id, `run`: a
 // log may be shared by runs). Which files may be one, the append, and a resume's trim of the steps it
 // trains again.
-import { closeSync, existsSync, openSync, readSync, statSync, truncateSync, appendFileSync, type Stats } from 'node:fs';
+import { closeSync, openSync, readSync, statSync, truncateSync, appendFileSync, writeSync, type Stats } from 'node:fs';
 import { readLines } from '../data/jsonl.js';
 import type { RowSource } from '../data/pairs.js';
 import type { OptionNamer } from './options.js';
 import { counted } from '../util/plural.js';
 import { fsReason, statOrNull } from '../util/fs-error.js';
+import { isNamedPipe, openPipeForWriting } from '../util/pipe.js';
 
-/** Appends one step's line, with its run's id, to the log; a failure names the step, the log and why. */
-export function appendStepLine(log: string, info: { step: number }, run: string, n: OptionNamer): void {
-  try {
-    appendFileSync(log, JSON.stringify({ ...info, run }) + '\n');
-  } catch (err) {
-    throw new Error(`could not append step ${info.step} to ${n('logFile')} ${log}: ${fsReason(err, log)}`);
+/**
+ * The log, open for appending for the whole run: opened once, not at each step (a named pipe's reader
+ * saw the end of its input after the first line, and the next step's open then waited for a reader
+ * that would never come); a named pipe is waited for without holding the process (util/pipe.ts).
+ */
+export class StepLog {
+  private constructor(
+    private fd: number | null,
+    private readonly log: string,
+    private readonly n: OptionNamer,
+  ) {}
+
+  /** Opens `log`; `onWait` is told when it is a named pipe that no process reads yet. */
+  static async open(log: string, n: OptionNamer, onWait: (m: string) => void, signal?: AbortSignal): Promise<StepLog> {
+    const said = `${n('logFile')} ${log}`;
+    try {
+      const fd = isNamedPipe(log)
+        ? await openPipeForWriting(log, { signal, onWait: () => onWait(`${said} is a named pipe that no process reads yet: waiting for its reader`) })
+        : openSync(log, 'a');
+      return new StepLog(fd, log, n);
+    } catch (err) {
+      if (signal?.aborted) return new StepLog(null, log, n); // stopped while it waited: the run stops before its first step
+      throw new Error(`could not open ${said}: ${fsReason(err, log)}`);
+    }
+  }
+
+  /** Appends one step's line, with its run's id; a failure names the step, the log and why. */
+  append(info: { step: number }, run: string): void {
+    if (this.fd === null) throw new Error(`${this.n('logFile')} ${this.log} is closed`);
+    const line = Buffer.from(JSON.stringify({ ...info, run }) + '\n');
+    try {
+      for (let off = 0; off < line.length; ) off += writeSync(this.fd, line, off);
+    } catch (err) {
+      throw new Error(`could not append step ${info.step} to ${this.n('logFile')} ${this.log}: ${fsReason(err, this.log)}`);
+    }
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
   }
 }
 
@@ -93,7 +128,7 @@ export async function trimLog(log: string, step: number, run: string, notice: (m
   let cut: number | null = null; // the byte offset after the last line of `step`
   let after = 0; // lines after it, all of later steps (or torn)
   let fits = true;
-  if (!existsSync(log)) return; // no log yet
+  if (!statOrNull(log)?.isFile()) return; // no log yet, or a pipe or device: nothing to read back
   for await (const { text, bytes } of readLines(log, { onInvalidUtf8: () => {} })) {
     offset += bytes;
     if (text.trim() === '') continue;

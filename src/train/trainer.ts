@@ -37,7 +37,7 @@ import { nothingToDo, planResume, type Position, type Resume } from './resume.js
 import { counted } from '../util/plural.js';
 import { notAFolder, statOrNull } from '../util/fs-error.js';
 import { lockedBy, lockOutput, TRAIN_LOCK } from './output-lock.js';
-import { appendStepLine, endTornLine, refuseLogFile, trimLog } from './step-log.js';
+import { endTornLine, refuseLogFile, StepLog, trimLog } from './step-log.js';
 import { makeFolder } from '../util/folder.js';
 import { describeValue } from '../util/describe.js';
 import { cacheSnapshotRefusal } from '../hub/cache.js';
@@ -156,6 +156,8 @@ export class Trainer {
   private readonly nat: TrainNatives;
   private readonly optionName: OptionNamer;
   private lastCheckpoint: string | null = null;
+  /** The --log file, open while a fit runs. */
+  private stepLog: StepLog | null = null;
   private run: RunIdentity = { id: '', startedAt: '', data: { source: '', bytes: null, sha256: null } };
   /** Started with overwrite: checkpoints of the run it replaces go as this one saves its own. */
   private replacing = false;
@@ -209,6 +211,8 @@ export class Trainer {
         this.held = native;
         return await this.fitHeld(data, fit);
       } finally {
+        this.stepLog?.close();
+        this.stepLog = null;
         this.releaseLock();
         fitting.delete(native);
       }
@@ -338,6 +342,7 @@ export class Trainer {
     if (o.logFile) makeOutputFolder(dirname(o.logFile), `${n('logFile')} ${o.logFile}`);
     if (resumed && o.logFile) await trimLog(o.logFile, pos.step, this.run.id, notice);
     if (o.logFile) endTornLine(o.logFile);
+    if (o.logFile) this.stepLog = await StepLog.open(o.logFile, n, notice, fit.signal);
     let firstStarted: number | null = null;
     let lastEnded: number | null = null;
     if (!stepsDone() && (o.maxSteps > 0 || pos.epoch < o.epochs)) fit.onStart?.({ step: pos.step, totalSteps, runId: this.run.id });
@@ -440,7 +445,7 @@ export class Trainer {
             epoch: rowsPerEpoch ? pos.epoch + Math.min(1, pos.groups / rowsPerEpoch) : pos.epoch,
             totalSteps,
           };
-          if (o.logFile) appendStepLine(o.logFile, info, this.run.id, n);
+          this.stepLog?.append(info, this.run.id);
           await fit.onStep?.(info);
           if (fit.signal?.aborted) {
             stoppedBy = 'aborted';

@@ -39,6 +39,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { cacheSnapshotRepo, isCacheContent } from '../hub/cache.js';
 import { fsReason, regularFileOn } from './fs-error.js';
+import { isNamedPipe, openPipeForWriting } from './pipe.js';
 import { processAlive } from './process.js';
 import { trackScratch } from './scratch.js';
 
@@ -255,7 +256,11 @@ export class AtomicWriter {
   readonly tmp: string | null;
   /** Where the data goes: the target itself, or the file a link of that name ends at. */
   readonly path: string;
-  private readonly stream: WriteStream;
+  /** Undefined while a named pipe waits for its reader (`opening`). */
+  private stream: WriteStream | undefined;
+  private opening: Promise<WriteStream> | undefined;
+  private aborted = false;
+  private readonly abandoned = new AbortController(); // abort() ends a pipe's wait for its reader
   private failed: Error | undefined;
   private untrack: () => void = () => {};
 
@@ -282,38 +287,60 @@ export class AtomicWriter {
         throw failure(target, err, this.tmp, this.path);
       }
       this.untrack = trackScratch(this.tmp);
-      this.stream = createWriteStream(this.tmp, { fd });
+      this.attach(createWriteStream(this.tmp, { fd }));
+    } else if (mode.fd !== undefined) {
+      this.attach(createWriteStream('', { fd: mode.fd, autoClose: false })); // an own descriptor, as it is
+    } else if (isNamedPipe(mode.path)) {
+      // it waits for its reader (util/pipe.ts): the first write or the commit waits with it
+      this.opening = openPipeForWriting(mode.path, { signal: this.abandoned.signal }).then((fd) => this.attach(createWriteStream('', { fd })));
+      this.opening.catch((e: unknown) => (this.failed = e instanceof Error ? e : new Error(String(e))));
     } else {
-      // a pipe may wait for its reader: opened by the stream, not here; an own descriptor is used as it is
-      this.stream = mode.fd !== undefined ? createWriteStream('', { fd: mode.fd, autoClose: false }) : createWriteStream(mode.path, { flags: 'a' });
+      this.attach(createWriteStream(mode.path, { flags: 'a' })); // a device
     }
-    this.stream.on('error', (e) => {
+  }
+
+  private attach(stream: WriteStream): WriteStream {
+    this.stream = stream;
+    stream.on('error', (e) => {
       this.failed = e;
     });
+    if (this.aborted) stream.destroy(); // a pipe whose reader came after abort()
+    return stream;
+  }
+
+  /** The stream, once a named pipe has its reader. */
+  private async ready(): Promise<WriteStream> {
+    try {
+      return this.stream ?? (await this.opening!);
+    } catch (err) {
+      throw failure(this.target, err, this.tmp, this.path);
+    }
   }
 
   /** Writes a chunk, waiting for the stream to drain when its buffer is full. */
   async write(chunk: string | Uint8Array): Promise<void> {
+    const stream = await this.ready();
     if (this.failed) throw failure(this.target, this.failed, this.tmp, this.path);
-    if (!this.stream.write(chunk)) {
+    if (!stream.write(chunk)) {
       await new Promise<void>((resolve, reject) => {
         const onDrain = (): void => {
-          this.stream.off('error', onError);
+          stream.off('error', onError);
           resolve();
         };
         const onError = (e: Error): void => {
-          this.stream.off('drain', onDrain);
+          stream.off('drain', onDrain);
           reject(failure(this.target, e, this.tmp, this.path));
         };
-        this.stream.once('drain', onDrain);
-        this.stream.once('error', onError);
+        stream.once('drain', onDrain);
+        stream.once('error', onError);
       });
     }
   }
 
   async commit(): Promise<void> {
+    const stream = await this.ready();
     await new Promise<void>((resolve, reject) => {
-      this.stream.end((err?: Error | null) => (err ? reject(err) : resolve()));
+      stream.end((err?: Error | null) => (err ? reject(err) : resolve()));
     }).catch((e: unknown) => {
       this.abortSync();
       throw failure(this.target, e, this.tmp, this.path);
@@ -339,7 +366,9 @@ export class AtomicWriter {
   }
 
   abort(): void {
-    this.stream.destroy();
+    this.aborted = true;
+    this.abandoned.abort(new Error('the output was abandoned'));
+    this.stream?.destroy();
     this.abortSync();
   }
 

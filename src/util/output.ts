@@ -154,10 +154,22 @@ export function openOutput(target: string, options: OutputOptions = {}): OutputW
   };
 }
 
+/** Whether `target` is a pipe, device or socket (or a link to one): written through, not replaced. */
+function writtenThrough(target: string): boolean {
+  try {
+    return writeModeFor(target).kind === 'through';
+  } catch {
+    return false; // writeFileAtomic says why
+  }
+}
+
 /** Writes the whole of `data` to `target` (`-`: stdout), as openOutput would. */
 export async function writeOutput(target: string, data: string | Uint8Array | Uint8Array[], options: OutputOptions = {}): Promise<void> {
   if (target === '') throw new Error(emptyOutput('output'));
-  if (!isStdout(target)) {
+  // a file is written at once; a pipe or device goes through openOutput's stream, which opens it off the
+  // event loop: a named pipe waits there for its reader, and a signal still stops the command (a
+  // synchronous open held the process deaf to Ctrl-C until a reader came)
+  if (!isStdout(target) && !writtenThrough(target)) {
     writeFileAtomic(target, data, options);
     return;
   }
