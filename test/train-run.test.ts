@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { checkpointsToKeep, listCheckpoints, listRunCheckpoints, readTrainerState } from '../src/train/checkpoint.js';
@@ -159,6 +159,23 @@ describe('Trainer runs and their output folder', () => {
     }
     expect(readFileSync(join(theirs, 'pytorch_model.bin'), 'utf8')).toBe('theirs');
     expect(listRunCheckpoints(out).map((c) => c.step)).toEqual([2, 4]);
+  });
+
+  // a plain file of that name was renamed aside and deleted by the save of that step (the check above
+  // looked at folders only)
+  it('a file of yours named checkpoint-<step> is never replaced: a run there is refused, overwrite or resume', async () => {
+    const out = makeTempDir();
+    await fitRun({ maxSteps: 2, outputDir: out, saveSteps: 2 });
+    writeFileSync(join(out, 'checkpoint-4'), 'my notes\n');
+    symlinkSync('/nonexistent', join(out, 'checkpoint-6'));
+    const said =
+      `${out} holds 2 files named as a checkpoint (checkpoint-4, checkpoint-6): a run there saves its checkpoints under ` +
+      'such names, and a file of yours is never replaced; move them away or use another outputDir';
+    for (const more of [{ overwrite: true }, { resume: true }] as const) {
+      await expect(fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2, ...more })).rejects.toThrow(said);
+    }
+    expect(readFileSync(join(out, 'checkpoint-4'), 'utf8')).toBe('my notes\n');
+    expect(lstatSync(join(out, 'checkpoint-6')).isSymbolicLink()).toBe(true);
   });
 
   it('dispose() during fit frees the model once the run has ended, as during encode; the run finishes and saves', async () => {

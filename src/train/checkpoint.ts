@@ -225,6 +225,18 @@ export function foreignCheckpoints(outputDir: string): string[] {
 }
 
 /**
+ * Entries named checkpoint-<step> in `outputDir` that are not folders (a user's file, a link): never a
+ * checkpoint of ours, and a run saving under that name would put them aside and delete them.
+ */
+export function checkpointNamedNonFolders(outputDir: string): string[] {
+  if (!existsSync(outputDir)) return [];
+  return readdirSync(outputDir, { withFileTypes: true })
+    .filter((e) => !e.isDirectory() && CHECKPOINT_RE.test(e.name))
+    .map((e) => e.name)
+    .sort((a, b) => Number(CHECKPOINT_RE.exec(a)![1]) - Number(CHECKPOINT_RE.exec(b)![1]));
+}
+
+/**
  * Steps to keep of one run's checkpoints under `limit` (0 keeps all): the newest `limit`, plus the
  * best (lowest mean loss; the newer one on a tie) when it is older than those.
  */

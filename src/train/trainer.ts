@@ -17,6 +17,7 @@ import { trainNatives, type TrainNatives } from './native-train.js';
 import { optionItself, resolveOptions, type OptionNamer, type ResolvedOptions, type TrainerOptions } from './options.js';
 import { learningRate, warmupSteps, type ScheduleSpec } from './schedule.js';
 import {
+  checkpointNamedNonFolders,
   foreignCheckpoints,
   loadCheckpointMoments,
   NonFiniteWeightsError,
@@ -707,6 +708,15 @@ function makeOutputFolder(dir: string, what: string): void {
 
 /** Another tool's checkpoint-<step> folders are kept, so a run that could save under their names is refused. */
 function refuseForeignCheckpoints(outputDir: string, n: OptionNamer): void {
+  const entries = checkpointNamedNonFolders(outputDir);
+  if (entries.length > 0) {
+    const names = entries.length <= 3 ? entries.join(', ') : `${entries.slice(0, 3).join(', ')}, …`;
+    throw new Error(
+      `${outputDir} holds ${entries.length === 1 ? 'a file' : `${entries.length} files`} named as a checkpoint (${names}): ` +
+        `a run there saves its checkpoints under such names, and a file of yours is never replaced; ` +
+        `move ${entries.length === 1 ? 'it' : 'them'} away or use another ${n('outputDir')}`,
+    );
+  }
   const foreign = foreignCheckpoints(outputDir);
   if (foreign.length === 0) return;
   const names = foreign.length <= 3 ? foreign.join(', ') : `${foreign.slice(0, 3).join(', ')}, …`;
