@@ -68,9 +68,12 @@ describe('training and disk space', () => {
     const model = await EmbeddingModel.load(modelDir);
     const size = planned(model);
     const trainer = new Trainer(model, { ...opts, maxSteps: 6, outputDir: out, saveSteps: 2 });
+    const notices: string[] = [];
     const err = await trainer
-      .fit(data, { onNotice: () => {}, onStep: (s) => s.step === 3 && vi.mocked(freeBytes).mockReturnValue(1000) })
+      .fit(data, { onNotice: (m) => notices.push(m), onStep: (s) => s.step === 3 && vi.mocked(freeBytes).mockReturnValue(1000) })
       .then(() => null, (e: unknown) => e);
+    // said once, as the error: the save of that step was not tried again (its notice said it all a second time)
+    expect(notices.filter((m) => m.includes('could not save'))).toEqual([]);
     expect((err as Error).message).toBe(
       `could not save the checkpoint of step 4 to ${join(out, 'checkpoint-4')}: not enough disk space ` +
         `(it takes about ${formatBytes(size.checkpoint)}, 1.00 kB is free); the previous checkpoint ${join(out, 'checkpoint-2')} is intact`,

@@ -370,6 +370,7 @@ export class Trainer {
       let ahead: Promise<Prepared> | null = null;
       let completed: Position = { ...pos }; // after the last step done: what a checkpoint saves on an error
       let inNative = false; // a native call that failed may have left the weights half updated: never saved
+      let saving: number | null = null; // the step whose checkpoint is being saved
       try {
         if (dataChanged()) throw changedError(`epoch ${pos.epoch + 1} would read what was not checked`);
         while (!epochEnded && !stepsDone()) {
@@ -453,14 +454,20 @@ export class Trainer {
             if (o.outputDir) this.checkpointOnStop(pos, pairs, schedule, notice, rowsPerEpoch);
             break training; // the finally above closes the reader
           }
-          if (o.outputDir && o.saveSteps > 0 && step % o.saveSteps === 0) this.checkpoint(pos, pairs, schedule, notice, rowsPerEpoch);
+          if (o.outputDir && o.saveSteps > 0 && step % o.saveSteps === 0) {
+            saving = step;
+            this.checkpoint(pos, pairs, schedule, notice, rowsPerEpoch);
+            saving = null;
+          }
         }
       } catch (err) {
         // a failure outside the native calls (reading the data, the log, a callback) keeps the steps
         // done since the last checkpoint, as a stop does; a changed file is said as such
         const said = err instanceof Error && !(err instanceof DataChangedError) && !(err instanceof TrainingDivergedError);
         const thrown = said && !inNative && dataChanged() ? changedError((err as Error).message, err) : err;
-        if (!inNative && !(err instanceof TrainingDivergedError) && o.outputDir && completed.step > startStep && !this.checkpointedAt(completed.step)) {
+        // (not when the failure is that very checkpoint's save: the same error would be said twice)
+        const retry = saving !== completed.step;
+        if (retry && !inNative && !(err instanceof TrainingDivergedError) && o.outputDir && completed.step > startStep && !this.checkpointedAt(completed.step)) {
           try {
             this.checkpointOnStop(completed, pairs, schedule, notice, rowsPerEpoch);
           } catch (saving) {
