@@ -161,6 +161,26 @@ describe('Trainer runs and their output folder', () => {
     expect(listRunCheckpoints(out).map((c) => c.step)).toEqual([2, 4]);
   });
 
+  // a model of another shape read the checkpoint's moments as damage: "move checkpoint-2 out", which
+  // could not help
+  it('resuming with a model of another shape is refused before anything is loaded, naming the fields', async () => {
+    const out = makeTempDir();
+    await fitRun({ maxSteps: 2, outputDir: out, saveSteps: 2 });
+    const other = join(makeTempDir(), 'narrow');
+    writeTinyModel(other, { hidden: 32, layers: 1, dense: 16, seed: 2 });
+    const model = await EmbeddingModel.load(other);
+    try {
+      await expect(new Trainer(model, { ...base, maxSteps: 4, outputDir: out, saveSteps: 2, resume: true }).fit(dataFile, quietFit)).rejects.toThrow(
+        new Error(
+          `cannot resume from ${join(out, 'checkpoint-2')}: it is a checkpoint of a model of another shape: num_hidden_layers 2 (the model: 1); ` +
+            'resume with the model the run was started from',
+        ),
+      );
+    } finally {
+      model.dispose();
+    }
+  });
+
   // a plain file of that name was renamed aside and deleted by the save of that step (the check above
   // looked at folders only)
   it('a file of yours named checkpoint-<step> is never replaced: a run there is refused, overwrite or resume', async () => {

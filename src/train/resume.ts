@@ -21,6 +21,7 @@ import {
 } from './run.js';
 import { counted } from '../util/plural.js';
 import { emptyStats, type DataStats } from '../data/pairs.js';
+import { readConfig, type LlamaConfig } from '../model/config.js';
 
 
 /** Where training stands: enough to continue bit for bit. */
@@ -193,4 +194,35 @@ export function nothingToDo(o: ResolvedOptions, optionName: OptionNamer, pos: Po
   const target = byStep ? `${n('maxSteps')} ${o.maxSteps}` : `${n('epochs')} ${o.epochs}`;
   const model = o.outputDir ? ` and its final model is in ${o.outputDir}` : '';
   return `nothing to do: ${dir} has reached ${target}${model}; ${untouched}`;
+}
+
+/** The config fields that make a model's parameters: a checkpoint of other values cannot be resumed by it. */
+const SHAPE_FIELDS: [keyof LlamaConfig, string][] = [
+  ['vocabSize', 'vocab_size'],
+  ['hiddenSize', 'hidden_size'],
+  ['intermediateSize', 'intermediate_size'],
+  ['numLayers', 'num_hidden_layers'],
+  ['numHeads', 'num_attention_heads'],
+  ['numKvHeads', 'num_key_value_heads'],
+  ['headDim', 'head_dim'],
+];
+
+/**
+ * A checkpoint of a model of another shape than the one being trained is refused before anything is
+ * loaded, saying so: the moments' length told it only as damage ("move it out", which cannot help).
+ * A checkpoint whose config.json cannot be read is left to the loading, which names the fault.
+ */
+export function refuseOtherShape(dir: string, model: LlamaConfig): void {
+  let saved: LlamaConfig;
+  try {
+    saved = readConfig(dir);
+  } catch {
+    return;
+  }
+  const differ = SHAPE_FIELDS.filter(([key]) => saved[key] !== model[key]).map(([key, name]) => `${name} ${String(saved[key])} (the model: ${String(model[key])})`);
+  if (differ.length === 0) return;
+  throw new Error(
+    `cannot resume from ${dir}: it is a checkpoint of a model of another shape: ${differ.join(', ')}; ` +
+      'resume with the model the run was started from',
+  );
 }

@@ -34,7 +34,7 @@ import {
 import { freeBytes } from '../util/disk.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
-import { nothingToDo, planResume, type Position, type Resume } from './resume.js';
+import { nothingToDo, planResume, refuseOtherShape, type Position, type Resume } from './resume.js';
 import { counted } from '../util/plural.js';
 import { notAFolder, statOrNull } from '../util/fs-error.js';
 import { lockedBy, lockOutput, TRAIN_LOCK } from './output-lock.js';
@@ -664,6 +664,7 @@ export class Trainer {
     const native = this.held;
     const numel = this.nat.trainGetBuffer(native, 'grads').length;
     let moments: { m: Float32Array; v: Float32Array };
+    refuseOtherShape(dir, this.model.config);
     try {
       await loadCheckpointWeights(native, dir);
       moments = loadCheckpointMoments(dir, numel);
