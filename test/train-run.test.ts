@@ -253,18 +253,27 @@ describe('Trainer runs and their output folder', () => {
     const out = makeTempDir();
     await fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2 }, { abortAt: 6 });
     const state = join(out, 'checkpoint-6', 'trainer_state.json');
-    writeFileSync(state, readFileSync(state, 'utf8').slice(0, 300)); // damaged since it was written
-    const before = snapshot(out);
-    const model = await EmbeddingModel.load(modelDir);
-    try {
-      const err = await new Trainer(model, { ...base, maxSteps: 8, outputDir: out, resume: true }).fit(dataFile, { onNotice: () => {} }).then(() => null, (e: unknown) => e as Error);
-      expect(err?.message).toMatch(
-        new RegExp(`^resume: ${escape(state)}: cannot read trainer state \\(.+\\): the checkpoint is damaged; move checkpoint-6 out of ${escape(out)} to resume from the newest of the others$`),
-      );
-    } finally {
-      model.dispose();
+    const whole = readFileSync(state, 'utf8');
+    // damaged since it was written: cut short, or empty (what a crash leaves; it was taken for another
+    // tool's checkpoint: "ignoring 1 checkpoint of other runs", then a refusal of it as not ours)
+    for (const damaged of [whole.slice(0, 300), '']) {
+      writeFileSync(state, damaged);
+      const before = snapshot(out);
+      const model = await EmbeddingModel.load(modelDir);
+      const notices: string[] = [];
+      try {
+        const err = await new Trainer(model, { ...base, maxSteps: 8, outputDir: out, resume: true })
+          .fit(dataFile, { onNotice: (m) => notices.push(m) })
+          .then(() => null, (e: unknown) => e as Error);
+        expect(err?.message).toMatch(
+          new RegExp(`^resume: ${escape(state)}: cannot read trainer state \\(.+\\): the checkpoint is damaged; move checkpoint-6 out of ${escape(out)} to resume from the newest of the others$`),
+        );
+        expect(notices).toEqual([]);
+      } finally {
+        model.dispose();
+      }
+      expect(snapshot(out)).toEqual(before);
     }
-    expect(snapshot(out)).toEqual(before);
   });
 
   it("a checkpoint's unparsable state is damage when it names our format, else another tool's (Hugging Face's Trainer writes NaN)", () => {

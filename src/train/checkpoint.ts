@@ -192,7 +192,7 @@ export function listRunCheckpoints(outputDir: string): RunCheckpoint[] {
       state = readTrainerState(c.dir);
     } catch (err) {
       // an unreadable state belongs to no run: never resumed from, never pruned by a run's limit. It is
-      // a damaged checkpoint of ours when its text names our format (or cannot be read at all); else
+      // a damaged checkpoint of ours when its text names our format, is empty or cannot be read at all; else
       // another tool's (Hugging Face's Trainer writes NaN, which is not JSON)
       let text: string | null = null;
       try {
@@ -200,7 +200,8 @@ export function listRunCheckpoints(outputDir: string): RunCheckpoint[] {
       } catch {
         // not readable at all: damaged
       }
-      if (text === null || text.includes(`"${STATE_FORMAT}"`)) unreadable = (err as Error).message;
+      // (an empty one is what a crash leaves of ours: no other tool writes an empty state)
+      if (text === null || text.trim() === '' || text.includes(`"${STATE_FORMAT}"`)) unreadable = (err as Error).message;
     }
     const run = state['run'] as { id?: unknown } | undefined;
     const loss = state['meanLoss'];
