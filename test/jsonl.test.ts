@@ -2,6 +2,7 @@
 // last line without '\n', the line-length bound, and errors naming file:line.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it, vi } from 'vitest';
 import { LineError, readJsonl, readLines, readPairRows } from '../src/data/jsonl.js';
 import { makeTempDir } from './helpers/tinyModel.js';
@@ -80,6 +81,29 @@ describe('readLines', () => {
 
   it('reports a missing file', async () => {
     await expect(collect(readLines(join(dir, 'missing.txt')))).rejects.toThrow(/no such file/);
+  });
+
+  // a gzipped JSONL failed as "invalid JSON" at line 1, and a gzipped text file was embedded as garbage
+  // with a warning about bytes that are not UTF-8
+  it('a compressed or UTF-16 file is said as such, with what to do', async () => {
+    const text = '{"query": "a", "pos": ["b"], "neg": ["c"]}\n';
+    const cases: [string, Buffer, string][] = [
+      ['a.jsonl.gz', gzipSync(text), 'gzip-compressed data, not text: decompress it first (e.g. gunzip -k FILE)'],
+      ['a.txt.bz2', Buffer.concat([Buffer.from('BZh91AY&SY'), Buffer.alloc(20)]), 'bzip2-compressed data, not text: decompress it first (e.g. bunzip2 -k FILE)'],
+      ['a.xz', Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 4]), 'xz-compressed data, not text: decompress it first (e.g. unxz -k FILE)'],
+      ['a.zst', Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0]), 'zstd-compressed data, not text: decompress it first (e.g. unzstd FILE)'],
+      ['a.zip', Buffer.from('PK\x03\x04rest', 'latin1'), 'zip-compressed data, not text: decompress it first (e.g. unzip FILE)'],
+      ['a16.txt', Buffer.from('\ufeffhello\n', 'utf16le'), 'UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8)'],
+    ];
+    for (const [name, bytes, why] of cases) {
+      const file = join(dir, name);
+      writeFileSync(file, bytes);
+      await expect(collect(readLines(file))).rejects.toThrow(new LineError(file, 1, why));
+    }
+    // text that only begins like bzip2's magic is text
+    const bz = join(dir, 'bz.txt');
+    writeFileSync(bz, 'BZh is a prefix\n');
+    expect((await collect(readLines(bz))).map((l) => l.text)).toEqual(['BZh is a prefix']);
   });
 });
 

@@ -70,6 +70,31 @@ export function stdinIsFolder(): boolean {
 }
 
 /**
+ * The start of a file that cannot be UTF-8 text: a compressed file's magic bytes, or UTF-16's byte-order
+ * mark (bytes no UTF-8 text begins with; bzip2's letters only with the block magic after them). Said as
+ * what the file is and what to do: read as text, it failed at its first line as invalid JSON, or was
+ * embedded as garbage with a warning.
+ */
+function notText(head: Buffer): string | null {
+  const starts = (bytes: number[]): boolean => head.length >= bytes.length && bytes.every((b, i) => head[i] === b);
+  const compressed: [string, number[], string][] = [
+    ['gzip', [0x1f, 0x8b], 'gunzip -k'],
+    ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], 'unxz -k'],
+    ['zstd', [0x28, 0xb5, 0x2f, 0xfd], 'unzstd'],
+    ['bzip2', [0x42, 0x5a, 0x68], 'bunzip2 -k'],
+    ['zip', [0x50, 0x4b, 0x03, 0x04], 'unzip'],
+  ];
+  for (const [kind, magic, tool] of compressed) {
+    if (kind === 'bzip2' && !(starts(magic) && /^BZh[1-9]1AY&SY/.test(head.toString('latin1', 0, 10)))) continue;
+    if (starts(magic)) return `${kind}-compressed data, not text: decompress it first (e.g. ${tool} FILE)`;
+  }
+  if (starts([0xff, 0xfe]) || starts([0xfe, 0xff])) {
+    return 'UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8)';
+  }
+  return null;
+}
+
+/**
  * Yields every line of a UTF-8 text file (a leading BOM is dropped), including blank ones. The file
  * `-` is standard input (named "stdin" in errors).
  */
@@ -93,8 +118,14 @@ export async function* readLines(path: string, opts: LineReadOptions = {}): Asyn
     if (text.endsWith('\r')) text = text.slice(0, -1);
     return text;
   };
+  let first = true;
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (first) {
+        first = false;
+        const not = notText(chunk);
+        if (not) throw new LineError(file, 1, not);
+      }
       let start = 0;
       for (;;) {
         const nl = chunk.indexOf(NEWLINE, start);
