@@ -124,6 +124,14 @@ describe('readJsonl', () => {
     expect((err as LineError).message).toMatch(new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:2: invalid JSON`));
   });
 
+  it("the parser's quote of a bad line has its control characters escaped (an ESC reached the terminal raw)", async () => {
+    const f = join(dir, 'esc.jsonl');
+    writeFileSync(f, '\u001b[31mred\u0007\n');
+    const err = (await collect(readJsonl(f)).catch((e: unknown) => e)) as LineError;
+    expect(err.message).toContain('"\\u001b[31mred\\u0007" is not valid JSON');
+    expect(err.message).not.toMatch(/[\u0000-\u001f]/);
+  });
+
   it('readPairRows validates the row shape', async () => {
     const f = join(dir, 'pairs.jsonl');
     writeFileSync(f, '{"query":"q","pos":["p"],"neg":[],"extra":1}\n{"query":1,"pos":[],"neg":[]}\n');

@@ -200,10 +200,16 @@ export async function* readJsonl(file: string, opts: LineReadOptions = {}): Asyn
     try {
       value = JSON.parse(text);
     } catch (err) {
-      throw new LineError(file, line, `invalid JSON (${err instanceof Error ? err.message : String(err)})`);
+      // the parser quotes the line: its control characters escaped, so none reaches the terminal raw
+      throw new LineError(file, line, `invalid JSON (${escapeControls(err instanceof Error ? err.message : String(err))})`);
     }
     yield { line, value, text, bytes };
   }
+}
+
+/** `text` with C0 and C1 control characters (an ESC, a gzip header's bytes) written as \u escapes. */
+function escapeControls(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** A parsed JSONL training/test row: `{"query": str, "pos": [str], "neg": [str]}`. */
