@@ -1,7 +1,7 @@
 // TextTokenizer against the shared fixture's reference ids (made with Hugging Face tokenizers), plus
 // the framing rules (BOS/EOS from tokenizer_config.json, truncation counting them) and hostile texts.
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TextTokenizer, toWellFormed } from '../src/model/tokenizer.js';
@@ -32,6 +32,12 @@ describe('TextTokenizer errors (no fixture needed)', () => {
     expect(() => TextTokenizer.fromDir(dir)).toThrow(`tokenizer: ${dir} has no tokenizer.json (a model folder holds config.json, the weights and tokenizer.json)`);
     mkdirSync(join(dir, 'tokenizer.json'));
     expect(() => TextTokenizer.fromDir(dir)).toThrow(`${join(dir, 'tokenizer.json')}: it is a folder, not a file`);
+    // a link whose target is gone was said as no tokenizer.json at all
+    const linked = tempDir();
+    symlinkSync('/nonexistent/tokenizer.json', join(linked, 'tokenizer.json'));
+    expect(() => TextTokenizer.fromDir(linked)).toThrow(
+      `tokenizer: ${join(linked, 'tokenizer.json')} is a link to /nonexistent/tokenizer.json, which does not exist (a model folder holds config.json, the weights and tokenizer.json)`,
+    );
   });
 
   it('names a tokenizer.json that is not JSON', () => {

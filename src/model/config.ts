@@ -1,6 +1,7 @@
 // Reads and validates a Llama embedding model's config.json, in both the transformers 4.x layout
 // (`rope_theta` at top level) and the 5.x layout (`rope_parameters: {rope_theta, rope_type}`, `head_dim`),
 // and writes a 4.x-style config for a saved embedding model.
+import { lstatSync, readlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { readFailure } from '../util/fs-error.js';
 import { readRegularFileText } from '../util/regular-file.js';
@@ -207,6 +208,14 @@ export function parseConfig(json: string | Record<string, unknown>, fileName: st
 
 /** A model folder's file (config.json, tokenizer.json) that is missing, said with what the folder should hold. */
 export function missingModelFile(path: string): Error {
+  // a link whose target is gone is there, but reads as missing: said with where it points
+  let target: string | null = null;
+  try {
+    if (lstatSync(path).isSymbolicLink()) target = readlinkSync(path);
+  } catch {
+    // not there at all
+  }
+  if (target !== null) return new Error(`${path} is a link to ${target}, which does not exist (a model folder holds config.json, the weights and tokenizer.json)`);
   return new Error(`${dirname(path)} has no ${basename(path)} (a model folder holds config.json, the weights and tokenizer.json)`);
 }
 
