@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { snapshotDownload, globToRegExp } from '../src/hub/download.js';
+import { snapshotDownload, globToRegExp, type SnapshotOptions } from '../src/hub/download.js';
 import { resolveModel } from '../src/hub/resolve.js';
 import { defaultCacheDir } from '../src/hub/cache.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
@@ -271,6 +271,37 @@ describe('hub: snapshot download', () => {
     await expect(snapshotDownload('org/dotdot', { endpoint, cacheDir: cache })).rejects.toThrow('org/dotdot: refusing the file path "sub/../../escape.json"');
     expect(log.slice(before).map((l) => l.url)).toEqual(['/api/models/org/dotdot/revision/main']); // the listing alone
     expect(existsSync(join(cache, 'models--org--dotdot'))).toBe(false);
+  });
+
+  // a revision was joined into refs/<revision> as given: "../../../x" wrote the commit outside the cache
+  // (and offline read a ref from there)
+  it('a revision that could name a file outside refs/ is refused before the Hub is asked, online or offline', async () => {
+    const cache = newCache();
+    const before = log.length;
+    for (const revision of ['../../../escaped-ref', '/abs', 'a/../../b', 'a\\b', '', 'x/./y', 'pr/']) {
+      for (const offline of [false, true]) {
+        await expect(snapshotDownload('org/tiny', { endpoint, cacheDir: cache, revision, offline })).rejects.toThrow(
+          new Error(`"${revision}" is not a revision (a branch, tag or commit): no empty, "." or ".." part, no leading "/", no backslash`),
+        );
+      }
+    }
+    expect(log.length).toBe(before);
+    expect(readdirSync(cache)).toEqual([]);
+  });
+
+  it("options of the wrong type are refused naming them (offline: 'false' went offline)", async () => {
+    const bad: [Record<string, unknown>, string][] = [
+      [{ offline: 'false' }, `snapshotDownload: offline must be true or false, got the string "false"`],
+      [{ include: '*.json' }, `snapshotDownload: include must be an array of glob patterns (strings), got the string "*.json"`],
+      [{ revision: 5 }, 'snapshotDownload: revision must be a string, got 5'],
+      [{ repoType: 'space' }, `snapshotDownload: repoType must be "model" or "dataset", got the string "space"`],
+    ];
+    for (const [opts, message] of bad) {
+      await expect(snapshotDownload('org/tiny', { endpoint, cacheDir: newCache(), ...opts } as SnapshotOptions)).rejects.toThrow(new TypeError(message));
+    }
+    await expect(resolveModel('org/tiny', { endpoint, cacheDir: newCache(), offline: 'no' as unknown as boolean })).rejects.toThrow(
+      new TypeError(`resolveModel: offline must be true or false, got the string "no"`),
+    );
   });
 
   it('names the repo or the file on 404', async () => {

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { describeValue } from '../util/describe.js';
 
 export type RepoType = 'model' | 'dataset';
 
@@ -27,6 +28,19 @@ export function checkRepoId(repoId: string): void {
   }
 }
 
+/**
+ * `refs/<revision>` of a repo's cache folder, once `revision` is shown to name a file there: a branch
+ * or tag may hold "/" (refs/pr/1), but no empty, "." or ".." part, no leading "/" and no backslash or
+ * NUL ("../../x" wrote the commit outside the cache, and offline read a ref from there).
+ */
+export function refFile(folder: string, revision: string): string {
+  if (typeof revision !== 'string') throw new TypeError(`revision must be a string (a branch, tag or commit), got ${describeValue(revision)}`);
+  if (revision.split('/').some((part) => part === '' || part === '.' || part === '..') || /[\\\0]/.test(revision)) {
+    throw new Error(`"${revision}" is not a revision (a branch, tag or commit): no empty, "." or ".." part, no leading "/", no backslash`);
+  }
+  return join(folder, 'refs', revision);
+}
+
 export function repoFolder(cacheDir: string, repoId: string, type: RepoType): string {
   return join(cacheDir, `${type}s--${repoId.split('/').join('--')}`);
 }
@@ -38,7 +52,7 @@ export function cachedSnapshot(cacheDir: string, repoId: string, type: RepoType,
   const folder = repoFolder(cacheDir, repoId, type);
   let commit = revision;
   if (!isCommitHash(revision)) {
-    const ref = join(folder, 'refs', revision);
+    const ref = refFile(folder, revision);
     if (!existsSync(ref)) return undefined;
     commit = readFileSync(ref, 'utf8').trim();
   }
@@ -51,7 +65,7 @@ export function cachedSnapshot(cacheDir: string, repoId: string, type: RepoType,
  * "is not in the cache …", or, when a ref names a snapshot that is gone, which ref and which commit.
  */
 export function notCachedReason(cacheDir: string, repoId: string, type: RepoType, revision: string): string {
-  const ref = join(repoFolder(cacheDir, repoId, type), 'refs', revision);
+  const ref = refFile(repoFolder(cacheDir, repoId, type), revision);
   if (isCommitHash(revision) || !existsSync(ref)) return `is not in the cache ${cacheDir}`;
   return `is not in the cache: ${ref} names the snapshot ${readFileSync(ref, 'utf8').trim()}, which is not there`;
 }

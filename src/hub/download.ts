@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
-import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, notCachedReason, repoFolder, type RepoType } from './cache.js';
+import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, notCachedReason, refFile, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { LOCK_STALE_MS, lockBlob, type BlobLock } from './blob-lock.js';
 import { fsReason, notAFolder, readTextOrNull, statOrNull } from '../util/fs-error.js';
@@ -355,11 +355,32 @@ const SNAPSHOT_OPTIONS = optionKeys<SnapshotOptions>({
   onProgress: true, onWait: true, offline: true,
 });
 
+/**
+ * The options a plain-JS caller may get wrong, refused naming them: `offline: 'false'` went offline
+ * (any truthy value did) and the error then blamed HF_HUB_OFFLINE; `include: '*.json'` failed inside
+ * as "map is not a function".
+ */
+function checkSnapshotOptions(opts: SnapshotOptions): void {
+  const bad = (key: string, expected: string, got: unknown): never => {
+    throw new TypeError(`snapshotDownload: ${key} must be ${expected}, got ${describeValue(got)}`);
+  };
+  if (opts.offline !== undefined && typeof opts.offline !== 'boolean') bad('offline', 'true or false', opts.offline);
+  if (opts.repoType !== undefined && opts.repoType !== 'model' && opts.repoType !== 'dataset') bad('repoType', '"model" or "dataset"', opts.repoType);
+  if (opts.include !== undefined && !(Array.isArray(opts.include) && opts.include.every((g) => typeof g === 'string'))) {
+    bad('include', 'an array of glob patterns (strings)', opts.include);
+  }
+  for (const key of ['revision', 'cacheDir', 'endpoint', 'token'] as const) {
+    if (opts[key] !== undefined && typeof opts[key] !== 'string') bad(key, 'a string', opts[key]);
+  }
+}
+
 export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
   if (typeof repoId !== 'string') throw new TypeError(`snapshotDownload: repoId must be a string (org/name), got ${describeValue(repoId)}`);
   checkOptions('snapshotDownload', opts, SNAPSHOT_OPTIONS);
+  checkSnapshotOptions(opts);
   const type = opts.repoType ?? 'model';
   const revision = opts.revision ?? 'main';
+  refFile('', revision); // a revision that could not name a ref is refused before anything is fetched
   const token = opts.token ?? process.env['HF_TOKEN'];
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   // before the Hub is asked: a cache that cannot be a folder said as such, not as mkdir's ENOTDIR
@@ -409,7 +430,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
     if (!downloaded.includes(f.path)) opts.onProgress?.(f.path, statSync(blob).size, statSync(blob).size);
     linkIntoSnapshot(blob, join(snapshot, f.path));
   }
-  const ref = join(folder, 'refs', revision);
+  const ref = refFile(folder, revision);
   // written only when it changes, as the links: a pull of a cached repo writes nothing
   if (revision !== commit && readTextOrNull(ref)?.trim() !== commit) {
     mkdirSync(dirname(ref), { recursive: true });

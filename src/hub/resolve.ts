@@ -27,6 +27,8 @@ const RESOLVE_OPTIONS = optionKeys<ResolveOptions>({
 export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {}): Promise<string> {
   if (typeof nameOrDir !== 'string' || nameOrDir === '') throw new TypeError(`resolveModel: expected a model folder or a Hub id (org/name), got ${describeValue(nameOrDir)}`);
   checkOptions('resolveModel', opts, RESOLVE_OPTIONS); // a misspelt offline must not download
+  // (as snapshotDownload's: 'false' went offline)
+  if (opts.offline !== undefined && typeof opts.offline !== 'boolean') throw new TypeError(`resolveModel: offline must be true or false, got ${describeValue(opts.offline)}`);
   const local = resolve(nameOrDir);
   if (existsSync(local)) {
     if (!statSync(local).isDirectory()) throw new Error(`${local} is not a model folder`);
