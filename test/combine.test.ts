@@ -98,6 +98,37 @@ describe('combine', () => {
     expect(readOut(out)).toEqual(Array.from({ length: 300 }, (_, i) => row(i)));
   });
 
+  // the scratch of a shuffle to stdout went into the current folder: one the user could not write
+  // in failed as "could not write -: EACCES", though stdout was fine
+  it('a shuffle to stdout keeps its scratch files in the temporary folder (TMPDIR), and a failure there names it', async () => {
+    const big = makeFile('big-stdout.jsonl', 0, 6000); // over a third of 1 MiB: bucket files
+    const saved = process.env['TMPDIR'];
+    const missing = join(dir, 'no-such-tmp');
+    process.env['TMPDIR'] = missing;
+    try {
+      await expect(combineFiles([big], { output: '-', shuffle: true, memoryMb: 1 })).rejects.toThrow(
+        new Error(`could not make the shuffle's scratch folder in the temporary folder ${missing} (TMPDIR): the folder ${missing} does not exist`),
+      );
+    } finally {
+      if (saved === undefined) delete process.env['TMPDIR'];
+      else process.env['TMPDIR'] = saved;
+    }
+  });
+
+  it('options of the wrong type are refused naming them, as the CLI refuses its flags', async () => {
+    const output = join(dir, 'opts.jsonl');
+    const bad: [Record<string, unknown>, Error][] = [
+      [{ shuffle: true, memoryMb: 'lots' }, new TypeError('combine: memoryMb must be a number of MiB, at least 1, got the string "lots"')],
+      [{ shuffle: true, memoryMb: -5 }, new TypeError('combine: memoryMb must be a number of MiB, at least 1, got -5')],
+      [{ shuffle: true, seed: 1.5 }, new TypeError('combine: seed must be an integer from 0 to 4294967295, got 1.5')],
+      [{ shuffle: true, seed: 'abc' }, new TypeError('combine: seed must be an integer from 0 to 4294967295, got the string "abc"')],
+      [{ seed: 3 }, new Error('combine: seed orders the shuffle; without shuffle: true it would do nothing')],
+      [{ shuffle: 'yes' }, new TypeError('combine: shuffle must be true or false, got the string "yes"')],
+    ];
+    for (const [opts, error] of bad) await expect(combineFiles([a], { output, ...opts } as Parameters<typeof combineFiles>[1])).rejects.toThrow(error);
+    expect(existsSync(output)).toBe(false);
+  });
+
   it('refuses to overwrite an input and reports a missing file', async () => {
     await expect(combineFiles([a], { output: a })).rejects.toThrow(/also an input/);
     await expect(combineFiles([join(dir, 'nope.jsonl')], { output: join(dir, 'x.jsonl') })).rejects.toThrow(/no such file/);

@@ -4,6 +4,7 @@
 // bucket (small enough for memory) is shuffled in memory and appended to the output. A uniformly
 // random bucket followed by a uniform shuffle inside each bucket gives a uniform permutation.
 // The result is a function of the inputs, the seed and K (K = 1 when everything fits in memory).
+import { tmpdir } from 'node:os';
 import { appendFileSync, createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -28,7 +29,7 @@ export interface CombineOptions {
   memoryMb?: number;
   /** Count and drop invalid lines instead of failing on the first one. */
   skipBadLines?: boolean;
-  /** Where bucket files go (default: beside the output). */
+  /** Where bucket files go (default: beside the output; for `-`, the system's temporary folder). */
   tmpDir?: string;
   /** Called with (bytes read so far, total input bytes). */
   onProgress?: (done: number, total: number) => void;
@@ -76,17 +77,40 @@ const COMBINE_OPTIONS = optionKeys<CombineOptions>({
   output: true, overwrite: true, shuffle: true, seed: true, memoryMb: true, skipBadLines: true, tmpDir: true, onProgress: true,
 });
 
+/**
+ * The options a plain-JS caller may get wrong, refused as the CLI refuses its flags: memoryMb 'lots'
+ * failed deep inside as "Rng.int: bad bound NaN", -5 was taken as 1, a seed without shuffle was ignored.
+ */
+function checkCombineOptions(opts: CombineOptions): void {
+  const bad = (key: string, expected: string, got: unknown): never => {
+    throw new TypeError(`combine: ${key} must be ${expected}, got ${describeValue(got)}`);
+  };
+  for (const key of ['overwrite', 'shuffle', 'skipBadLines'] as const) {
+    if (opts[key] !== undefined && typeof opts[key] !== 'boolean') bad(key, 'true or false', opts[key]);
+  }
+  if (opts.memoryMb !== undefined && !(typeof opts.memoryMb === 'number' && Number.isFinite(opts.memoryMb) && opts.memoryMb >= 1)) {
+    bad('memoryMb', 'a number of MiB, at least 1', opts.memoryMb);
+  }
+  if (opts.seed !== undefined) {
+    if (!(Number.isInteger(opts.seed) && opts.seed >= 0 && opts.seed <= 0xffffffff)) bad('seed', 'an integer from 0 to 4294967295', opts.seed);
+    if (!opts.shuffle) throw new Error('combine: seed orders the shuffle; without shuffle: true it would do nothing');
+  }
+  if (opts.tmpDir !== undefined && typeof opts.tmpDir !== 'string') bad('tmpDir', 'a folder name', opts.tmpDir);
+  if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') bad('onProgress', 'a function', opts.onProgress);
+}
+
 export async function combineFiles(inputs: string[], opts: CombineOptions): Promise<CombineResult> {
   if (!Array.isArray(inputs) || !inputs.every((f) => typeof f === 'string')) throw new TypeError(`combine: inputs must be an array of file names, got ${describeValue(inputs)}`);
   checkOptions('combine', opts, COMBINE_OPTIONS);
   if (typeof opts.output !== 'string') throw new TypeError(`combine: output must be a file name (or - for stdout), got ${describeValue(opts.output)}`);
+  checkCombineOptions(opts);
   if (inputs.length === 0) throw new Error('combine: no input files');
   // the same file through a link counts too (checkOutput compares device and inode)
   const inputNames = inputs.map((path) => ({ name: 'the input', path }));
   checkOutput(opts.output, { name: 'output', overwrite: opts.overwrite, overwriteName: 'overwrite: true', inputs: inputNames });
   const out = resolve(opts.output);
   for (const f of inputs) if (f !== '-' && statOrNull(f) === null) throw new Error(`${f}: no such file`);
-  const budget = Math.max(1, opts.memoryMb ?? 256) * 1024 * 1024;
+  const budget = (opts.memoryMb ?? 256) * 1024 * 1024;
   const rng = new Rng(opts.seed ?? 42);
   const writer = openOutput(opts.output, { replace: opts.overwrite ?? false }); // `-`: stdout
   const files: FileCount[] = [];
@@ -95,17 +119,22 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
   let untrack = (): void => {};
   // the scratch folder (stdin's copy, the buckets): beside the output, named with the pid so that a
   // later run removes the folder of one that was killed
+  // (stdout has no folder: the system's temporary folder, TMPDIR; the current folder may not be writable)
+  const parent = opts.tmpDir ?? (opts.output === '-' ? tmpdir() : dirname(out));
+  // A full disk (or another failed write) under the scratch folder: said with the folder, not Node's
+  // bare "ENOSPC: no space left on device, write", which sent users to look at the output's disk.
+  const where = opts.tmpDir ?? (opts.output === '-' ? `the temporary folder ${parent} (TMPDIR)` : `${dirname(opts.output)} (beside the output)`);
   const scratch = (): string => {
     if (tmp) return tmp;
-    const parent = opts.tmpDir ?? dirname(out);
     removeStaleBucketDirs(parent);
-    tmp = mkdtempSync(join(parent, `.l2e-combine-${process.pid}-`));
+    try {
+      tmp = mkdtempSync(join(parent, `.l2e-combine-${process.pid}-`));
+    } catch (err) {
+      throw new Error(`could not make the shuffle's scratch folder in ${where}: ${fsReason(err, join(parent, BUCKET_PREFIX))}`);
+    }
     untrack = trackScratch(tmp); // removed on Ctrl-C too (util/scratch.ts)
     return tmp;
   };
-  // A full disk (or another failed write) under the scratch folder: said with the folder, not Node's
-  // bare "ENOSPC: no space left on device, write", which sent users to look at the output's disk.
-  const where = opts.tmpDir ?? (opts.output === '-' ? `the current folder (${dirname(out)})` : `${dirname(opts.output)} (beside the output)`);
   // Output lines are batched into ~1 MiB writes.
   let outBuf: string[] = [];
   let outBytes = 0;
@@ -232,8 +261,8 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
     await writer.commit();
   } catch (err) {
     writer.abort();
-    // a failure on the shuffle's bucket files is a failure to write the output: say so, not the temp path
-    if ((err as NodeJS.ErrnoException).path?.includes(BUCKET_PREFIX)) throw new Error(`could not write ${opts.output}: ${fsReason(err, opts.output)}`);
+    // a failure on the shuffle's scratch files: said with their folder, not the temp path
+    if ((err as NodeJS.ErrnoException).path?.includes(BUCKET_PREFIX)) throw new Error(`could not write the shuffle's scratch files in ${where}: ${fsReason(err)}`);
     throw err;
   } finally {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
