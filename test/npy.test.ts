@@ -1,7 +1,11 @@
 // The one .npy module: what npyBytes writes, parseNpy reads back bit for bit; the header is padded so
 // the data starts at a multiple of 64; other dtypes and malformed headers are refused by name.
 import { describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join as joinPath } from 'node:path';
+import { loadVectorTable } from '../src/eval/vectors.js';
 import { npyBytes, npyHeader, parseNpy } from '../src/util/npy.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 const join = (parts: Uint8Array[]): Uint8Array => new Uint8Array(Buffer.concat(parts));
 
@@ -59,5 +63,16 @@ describe('npy', () => {
     );
     expect(() => parseNpy(Buffer.from('hello world'), 'e.npy')).toThrow('e.npy: not a .npy file');
     expect(() => npyBytes(new Float32Array(5), 2, 3)).toThrow('npy: 5 values for a 2x3 matrix');
+  });
+
+  // .NPY was read as JSONL: "POOL.NPY:1: invalid JSON"
+  it('a vector table named .NPY (any case) is read as a .npy', async () => {
+    const dir = makeTempDir();
+    const file = joinPath(dir, 'POOL.NPY');
+    writeFileSync(file, Buffer.concat(npyBytes(new Float32Array([1, 0, 0, 1]), 2, 2)));
+    writeFileSync(joinPath(dir, 'texts.txt'), 'satu\ndua\n');
+    const table = await loadVectorTable(file, { textsFile: joinPath(dir, 'texts.txt') });
+    expect([table.rows, table.dim]).toEqual([2, 2]);
+    expect(Array.from(table.embeddingsFor(['dua']).row(0))).toEqual([0, 1]);
   });
 });

@@ -91,7 +91,7 @@ function clip(s: string): string {
  * where its warning about bytes that are not UTF-8 goes, as readLines says).
  */
 export async function loadVectorTable(file: string, opts: { textsFile?: string; onInvalidUtf8?: (message: string) => void } = {}): Promise<VectorTable> {
-  if (file.endsWith('.npy')) {
+  if (file.toLowerCase().endsWith('.npy')) {
     if (!opts.textsFile) throw new Error(`${file}: a .npy matrix needs --texts FILE naming each row's text`);
     return loadNpyTable(file, opts.textsFile);
   }
