@@ -104,6 +104,12 @@ describe('l2e mine --stats', () => {
       '--pos-threshold 0.8 is above --neg-threshold 0.3: positives (distance ≤ pos) and negatives (distance > neg) would overlap; both are cosine distances (1 − cos)';
     expect([dist.code, dist.err.split('\n')[0]]).toEqual([2, `l2e mine: ${words}`]);
     expect(() => validateMineOptions({ posThreshold: 0.8, negThreshold: 0.3, metric: 'cosine' })).toThrow(words);
+    // a distance and a percentile: found once the percentile is a distance, and said with the percentile
+    const mixed = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--output', out, '--pos-threshold', '5', '--neg-threshold', 'p10');
+    expect([mixed.code, mixed.err.split('\n').at(-2)]).toEqual([
+      1,
+      'l2e mine: error: --pos-threshold 5 is above --neg-threshold p10 (2): positives (distance ≤ pos) and negatives (distance > neg) would overlap',
+    ]);
     const noOut = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--pos-threshold', '1', '--neg-threshold', '2');
     expect(noOut.err.split('\n')[0]).toBe('l2e mine: --output is required (or --stats for a dry run)');
     // flags that would silently do nothing: a dry run's output and thresholds, --fields on a text input

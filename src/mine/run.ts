@@ -125,6 +125,14 @@ export async function mineToFile(source: EmbeddingSource | (() => Promise<Embedd
       const stats = await neighbourStats(corpus, vectors, { k: run.k, metric: run.metric, memoryMb });
       opts = { ...run, posThreshold: resolveThreshold(pos, stats), negThreshold: resolveThreshold(neg, stats) };
       run.onThresholds?.(opts.posThreshold, opts.negThreshold, stats);
+      // a percentile and a distance that overlap once resolved: said with the percentile it came from
+      if (opts.posThreshold > opts.negThreshold) {
+        const said = (t: Threshold, d: number): string => (typeof t === 'number' ? String(t) : `p${t.percentile} (${d})`);
+        throw new Error(
+          `--pos-threshold ${said(pos, opts.posThreshold)} is above --neg-threshold ${said(neg, opts.negThreshold)}: ` +
+            'positives (distance ≤ pos) and negatives (distance > neg) would overlap',
+        );
+      }
     }
     let buf: string[] = [];
     const stats = await minePairs(
