@@ -115,6 +115,8 @@ describe('l2e mine --stats', () => {
     // flags that would silently do nothing: a dry run's output and thresholds, --fields on a text input
     const dry = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--stats', '--output', out, '--pos-threshold', '1');
     expect([dry.code, dry.err.split('\n')[0]]).toEqual([2, 'l2e mine: --stats is a dry run that writes nothing: --output, --pos-threshold would do nothing with it']);
+    const picks = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--stats', '--seed', '7', '--max-pos', '2', '--max-neg', '3');
+    expect([picks.code, picks.err.split('\n')[0]]).toEqual([2, 'l2e mine: --stats is a dry run that writes nothing: --max-pos, --max-neg, --seed would do nothing with it']);
     const asText = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--format', 'text', '--fields', 'en,ms', '--output', out, '--pos-threshold', '1', '--neg-threshold', '2');
     expect([asText.code, asText.err.split('\n')[0]]).toEqual([2, `l2e mine: --fields names JSONL fields, but ${corpus} is read as text (--format jsonl reads it as JSONL)`]);
     expect(existsSync(out)).toBe(false);

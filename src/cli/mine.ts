@@ -71,8 +71,8 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
       throw new UsageError(`--fields names JSONL fields, but ${input === STDIO ? 'stdin' : input} is read as ${format} (--format jsonl reads it as JSONL)`);
     }
     if (stats) {
-      const given = (f: string): boolean => (['overwrite', 'random-negatives'].includes(f) ? opt.bool(args, f) === true : opt.str(args, f) !== undefined);
-      const writing = ['output', 'overwrite', 'pos-threshold', 'neg-threshold', 'random-negatives'].filter(given);
+      // (the options of the mining itself too: --max-pos, --max-neg and --seed choose among pairs a dry run never makes)
+      const writing = ['output', 'overwrite', 'pos-threshold', 'neg-threshold', 'random-negatives', 'max-pos', 'max-neg', 'seed'].filter((f) => args.given.has(f));
       if (writing.length) throw new UsageError(`--stats is a dry run that writes nothing: ${writing.map((f) => `--${f}`).join(', ')} would do nothing with it`);
     }
     const bars: Record<string, ProgressBar> = {};
