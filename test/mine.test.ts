@@ -178,6 +178,13 @@ describe('mine: files', () => {
     expect((await readCorpus(pool)).texts).toEqual(['a b', 'c d']);
     writeFileSync(pool, '\ufeff' + JSON.stringify(['e f', 'g h'])); // a UTF-8 BOM, as editors on Windows write
     expect((await readCorpus(pool)).texts).toEqual(['e f', 'g h']);
+    // a library caller has an argument, not the CLI's --format
+    const unnamed = join(dir, 'pool.dat');
+    writeFileSync(unnamed, 'satu\n');
+    await expect(readCorpus(unnamed)).rejects.toThrow(
+      new Error(`cannot tell the format of ${unnamed} from its name: use .jsonl, .txt or .json, or give readCorpus's format argument text|jsonl|json`),
+    );
+    expect((await readCorpus(unnamed, ['text'], 'text')).texts).toEqual(['satu']);
   });
 
   it('errors on a text without a vector, bad vectors, and bad thresholds before writing', async () => {

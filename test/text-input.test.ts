@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readTexts } from '../src/cli/io.js';
 import { readTextRows, type TextRow } from '../src/data/texts.js';
-import { readCorpus } from '../src/mine/corpus.js';
+import { readCorpus, readCorpusAs } from '../src/mine/corpus.js';
 import { makeTempDir } from './helpers/tinyModel.js';
 
 
@@ -46,7 +46,8 @@ describe('text inputs', () => {
       const f = join(dir, `bad${i}.jsonl`);
       writeFileSync(f, `{"text":"ok"}\n${line}\n`);
       const encodeErr = await readTexts(f, { format: 'jsonl' }).then(() => null, (e: Error) => e.message);
-      const mineErr = await readCorpus(f).then(() => null, (e: Error) => e.message);
+      // (as `l2e mine` reads it: its hints name the CLI's --format; the library's readCorpus names its argument)
+      const mineErr = await readCorpusAs(f, ['text'], undefined, '--format').then(() => null, (e: Error) => e.message);
       expect(encodeErr).toContain(`${f}:2: ${words}`);
       expect(mineErr).toBe(encodeErr);
     }

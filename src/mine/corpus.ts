@@ -35,7 +35,7 @@ export async function readCorpus(file: string, fields: string[] = ['text'], form
   if (typeof file !== 'string') throw new TypeError(`readCorpus: file must be a file name (or - for stdin), got ${describeValue(file)}`);
   if (!Array.isArray(fields) || !fields.every((f) => typeof f === 'string')) throw new TypeError(`readCorpus: fields must be an array of field names, got ${describeValue(fields)}`);
   if (format !== undefined && format !== 'jsonl' && format !== 'text' && format !== 'json') throw new TypeError(`readCorpus: format must be jsonl, text or json, got ${describeValue(format)}`);
-  return readCorpusAs(file, fields, format, '--format');
+  return readCorpusAs(file, fields, format, "readCorpus's format argument"); // (the CLI names its flag)
 }
 
 /** readCorpus, its hints naming `formatFlag` as the option that forces the format. */

@@ -2,7 +2,7 @@
 import { Embeddings } from '../model/embeddings.js';
 import type { EmbeddingSource } from '../eval/source.js';
 import { checkOutput, openOutput } from '../util/output.js';
-import { readCorpus, type Corpus, type CorpusFormat } from './corpus.js';
+import { readCorpusAs, type Corpus, type CorpusFormat } from './corpus.js';
 import { checkThreshold, MINE_DEFAULTS, mineOptionsOf, minePairs, thresholdOverlap, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
 import { neighbourStats, resolveThreshold, type NeighbourStats, type Threshold } from './stats.js';
 import { FileStore, MemoryStore, type VectorStore } from './store.js';
@@ -67,7 +67,7 @@ type CorpusOptions = Pick<MineRunOptions, 'input' | 'format' | 'fields' | 'memor
 
 /** Reads the corpus of `opts.input` and embeds it into a vector store. */
 async function embedCorpus(source: EmbeddingSource, opts: CorpusOptions): Promise<{ corpus: Corpus; vectors: VectorStore; memoryMb: number }> {
-  const corpus = await readCorpus(opts.input, opts.fields, opts.format);
+  const corpus = await readCorpusAs(opts.input, opts.fields ?? ['text'], opts.format, '--format'); // (the CLI's: its hints name its flag)
   if (corpus.texts.length === 0) throw new Error(`${opts.input}: no texts`);
   const memoryMb = opts.memoryMb ?? MINE_DEFAULTS.memoryMb;
   const vectors = await embedToStore(corpus.texts, source, opts.encodeBlock ?? 4096, memoryMb, (d, t) => opts.onStage?.('embed', d, t));
