@@ -71,7 +71,7 @@ describe('library options: unknown keys and wrong kinds are refused', () => {
     await expect(mine(corpus, v, { ...base, maxpos: 3 }, () => {})).rejects.toThrow(new TypeError('minePairs: unknown option maxpos (did you mean maxPos?)'));
     await expect(mine(corpus, v, { ...base, maxPos: '3' }, () => {})).rejects.toThrow('maxPos must be a positive integer, got the string "3"');
     await expect(mine(corpus, v, { ...base, randomNegatives: 'yes' }, () => {})).rejects.toThrow(new TypeError('randomNegatives must be true or false, got the string "yes"'));
-    await expect(mine(corpus.texts, v, base, () => {})).rejects.toThrow(new TypeError('minePairs: corpus must be a Corpus (readCorpus), got an array'));
+    await expect(mine(corpus.texts, v, base, () => {})).rejects.toThrow(new TypeError('minePairs: corpus must be a Corpus ({ texts, groups, rows }: readCorpus), got an array'));
   });
 
   it('combineFiles: no options, a misspelt one, inputs that are not file names', async () => {

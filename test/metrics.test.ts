@@ -165,6 +165,15 @@ describe('metrics: bad input', () => {
     await expect(computeMetrics(set, new Embeddings(3, 2))).rejects.toThrow(/3 vectors for a pool of 4/);
   });
 
+  // a row without neg failed inside as "row.neg is not iterable", a null row as "Cannot read properties of null"
+  it('buildTestSet refuses a row that is not {query, pos, neg}, naming it', async () => {
+    const good = { query: 'a', pos: ['b'], neg: [] };
+    await expect(buildTestSet('rows', [good, { query: 'a', pos: ['b'] } as unknown as TestRow])).rejects.toThrow(
+      new TypeError('buildTestSet: row 1 of rows: missing "neg", got an object'),
+    );
+    await expect(buildTestSet('rows', [null as unknown as TestRow])).rejects.toThrow(new TypeError('buildTestSet: row 0 of rows: expected a JSON object, got null'));
+  });
+
   it('reports a null negative score when there are no negatives', async () => {
     const set = await buildTestSet('noneg', [{ query: 'a', pos: ['b'], neg: [] }]);
     const m = await computeMetrics(set, vectorsFor(set.pool, vec2));

@@ -100,6 +100,17 @@ describe('mine', () => {
     await expect(mine({ posThreshold: 0.1, negThreshold: 0.8 }, corpus, new Embeddings(3, 2))).rejects.toThrow(/3 vectors for 22 texts/);
   });
 
+  // { texts } alone failed as "corpus.groups is not iterable", a Float32Array as "undefined vectors for 3 texts"
+  it('a corpus or vectors of the wrong kind are refused naming them', async () => {
+    const opts = { posThreshold: 0.1, negThreshold: 0.8 };
+    await expect(minePairs({ texts: ['a', 'b'] } as unknown as Corpus, new Embeddings(2, 2), opts, () => {})).rejects.toThrow(
+      new TypeError('minePairs: corpus must be a Corpus ({ texts, groups, rows }: readCorpus), got an object'),
+    );
+    await expect(minePairs({ texts: ['a', 'b'], groups: [], rows: 2 }, new Float32Array(4) as unknown as Embeddings, opts, () => {})).rejects.toThrow(
+      new TypeError('minePairs: vectors must be Embeddings (model.encode) or a VectorStore, got a Float32Array'),
+    );
+  });
+
   it('a threshold that is not a distance names its option and what it got', async () => {
     // '0.3' showed as 0.3 in "thresholds must be non-negative numbers (got pos 0.3, neg 0.8)"
     await expect(mine({ posThreshold: '0.3' as unknown as number, negThreshold: 0.8 })).rejects.toThrow(

@@ -14,7 +14,7 @@
 // Strings are compared after Python's str.strip() (pyStrip) everywhere, as the notebooks did, so a
 // query with stray spaces still finds its pool entry.
 import { Embeddings } from '../model/embeddings.js';
-import { readPairRows } from '../data/jsonl.js';
+import { pairRowProblem, readPairRows } from '../data/jsonl.js';
 import { gatherRows, knn } from './knn.js';
 import { pyStrip } from './strip.js';
 import { describeValue, positiveInteger } from '../util/describe.js';
@@ -78,6 +78,9 @@ export async function buildTestSet(
   const tailPairs: number[] = [];
   let n = 0;
   for await (const row of rows) {
+    // each row checked as a file's line is (pairRowProblem): a bad one failed inside as "row.neg is not iterable"
+    const problem = pairRowProblem(row);
+    if (problem !== null) throw new TypeError(`buildTestSet: row ${n} of ${name}: ${problem}, got ${describeValue(row)}`);
     if (n < limit) {
       head.push(row);
       add(row.query);

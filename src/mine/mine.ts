@@ -182,8 +182,12 @@ export async function minePairs(
   emit: (row: PairRow) => Promise<void> | void,
   onProgress?: (done: number, total: number) => void,
 ): Promise<MineStats> {
-  if (typeof corpus !== 'object' || corpus === null || !Array.isArray(corpus.texts)) {
-    throw new TypeError(`minePairs: corpus must be a Corpus (readCorpus), got ${describeValue(corpus)}`);
+  if (typeof corpus !== 'object' || corpus === null || !Array.isArray(corpus.texts) || !Array.isArray(corpus.groups)) {
+    throw new TypeError(`minePairs: corpus must be a Corpus ({ texts, groups, rows }: readCorpus), got ${describeValue(corpus)}`);
+  }
+  const given = vectors as Partial<VectorStore> | null;
+  if (!(vectors instanceof Embeddings) && (typeof given !== 'object' || given === null || typeof given.read !== 'function')) {
+    throw new TypeError(`minePairs: vectors must be Embeddings (model.encode) or a VectorStore, got ${describeValue(vectors)}`);
   }
   checkOptions('minePairs', options, MINE_OPTIONS);
   const o = validateMineOptions(options);
