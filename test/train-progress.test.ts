@@ -38,6 +38,19 @@ describe('ProgressBar', () => {
     bar.update(2);
     expect(lines()).toEqual(['encode 2/10 texts 0.5 texts/s ETA 16s ']);
   });
+
+  // eval and mine make their bar at a stage's first report, its first block already done
+  it('with `unclocked` (a bar made at its first report) clocks the rate from there, and still prints that report', () => {
+    vi.useFakeTimers();
+    vi.setSystemTime(new Date('2026-01-01T00:00:00Z'));
+    const { stream, lines } = fakeStream();
+    const bar = new ProgressBar({ label: 'embed', total: 300, plainLines: true, unclocked: 32, stream });
+    vi.advanceTimersByTime(1);
+    bar.update(32); // 'embed 32/300 32000.0/s' before
+    vi.advanceTimersByTime(1000);
+    bar.update(64);
+    expect(lines()).toEqual(['embed 32/300 ?/s ETA ? ', 'embed 64/300 32.0/s ETA 7s ']);
+  });
 });
 
 describe('train summary', () => {

@@ -65,7 +65,8 @@ of one name get as many of their folders as tell them apart: d1/test, d2/test); 
             await evaluateFile(file, source, {
               limit,
               onProgress: (done, total) => {
-                bar ??= new ProgressBar({ label: `embed ${file}`, total, plainLines: true });
+                // made at the first report, after the first batch: its rate is clocked from there
+                bar ??= new ProgressBar({ label: `embed ${file}`, total, plainLines: true, unclocked: done });
                 bar.update(done);
               },
             }),

@@ -77,7 +77,8 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     }
     const bars: Record<string, ProgressBar> = {};
     const onStage = (stage: string, done: number, total: number): void => {
-      const bar = (bars[stage] ??= new ProgressBar({ label: stage, total, plainLines: true }));
+      // made at the stage's first report, after its first block: its rate is clocked from there
+      const bar = (bars[stage] ??= new ProgressBar({ label: stage, total, plainLines: true, unclocked: done }));
       bar.update(done);
       if (done >= total) bar.finish();
     };

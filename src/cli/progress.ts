@@ -15,6 +15,11 @@ export interface ProgressOptions {
   plainLines?: boolean;
   /** Work already done before this bar started (default 0): counted in done/total, not in the rate. */
   initial?: number;
+  /**
+   * Work done before the rate's clock started (default `initial`): for a bar made at its first report,
+   * the work that report counts (else a first block done in no time gave 'embed 32/300 32000.0/s').
+   */
+  unclocked?: number;
 }
 
 export class ProgressBar {
@@ -22,6 +27,7 @@ export class ProgressBar {
   private last = 0;
   private done: number;
   private readonly initial: number;
+  private readonly unclocked: number;
   private extra = '';
   private readonly enabled: boolean;
   private readonly stream: NodeJS.WriteStream;
@@ -32,6 +38,7 @@ export class ProgressBar {
     this.stream = opts.stream ?? process.stderr;
     this.enabled = Boolean(this.stream.isTTY) && !process.env['CI'];
     this.initial = opts.initial ?? 0;
+    this.unclocked = opts.unclocked ?? this.initial;
     this.done = this.initial;
     if (opts.total > 0) this.lastTenth = Math.floor((10 * this.initial) / opts.total);
   }
@@ -80,7 +87,7 @@ export class ProgressBar {
     const secs = (Date.now() - this.start) / 1000;
     // no rate before this bar has seen work take time (a bar made at its first report, in the same
     // millisecond, would say 0/s and ETA 0s with the work ahead): '?' then
-    const rate = secs > 0 && this.done > this.initial ? (this.done - this.initial) / secs : NaN;
+    const rate = secs > 0 && this.done > this.unclocked ? (this.done - this.unclocked) / secs : NaN;
     const eta = this.done >= total ? 0 : rate > 0 ? (total - this.done) / rate : NaN;
     const bar = withBar ? ' ' + '█'.repeat(filled) + '░'.repeat(width - filled) : '';
     const rateText = Number.isNaN(rate) ? '?' : format ? format(rate) : rate.toFixed(1);
