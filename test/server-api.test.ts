@@ -254,15 +254,15 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       ['empty input array', '/v1/embeddings', { input: [] }, 400, `'input' must not be empty`, 'input'],
       ['an empty string', '/v1/embeddings', { input: '' }, 400, `'input' must not be an empty string`, 'input'],
       ['an empty string in a list', '/embed', { inputs: ['a', ''] }, 400, `'inputs[1]' must not be an empty string`, 'inputs[1]'],
-      ['too many inputs', '/v1/embeddings', { input: Array(9).fill('a') }, 413, `'input' has 9 items; the limit is 8 per request`, 'input'],
-      ['a text over the character limit', '/v1/embeddings', { input: ['a', 'b'.repeat(201)] }, 413, `'input[1]' has 201 characters; the limit is 200`, 'input[1]'],
+      ['too many inputs', '/v1/embeddings', { input: Array(9).fill('a') }, 413, `'input' has 9 items; the limit is 8 per request (the server's --max-inputs)`, 'input'],
+      ['a text over the character limit', '/v1/embeddings', { input: ['a', 'b'.repeat(201)] }, 413, `'input[1]' has 201 characters; the limit is 200 (the server's --max-chars)`, 'input[1]'],
       // characters, not UTF-16 units: 201 emoji are 402 units
-      ['emoji over the character limit', '/embed', { inputs: '😀'.repeat(201) }, 413, `'inputs' has 201 characters; the limit is 200`, 'inputs'],
+      ['emoji over the character limit', '/embed', { inputs: '😀'.repeat(201) }, 413, `'inputs' has 201 characters; the limit is 200 (the server's --max-chars)`, 'inputs'],
       // JSON can spell half a pair (\ud800), which UTF-8 cannot: refused, as invalid UTF-8 bytes are
       ['half a surrogate pair', '/v1/embeddings', Buffer.from('{"input": ["ok", "ab\\ud800c"]}'), 400, `'input[1]' holds half of a UTF-16 surrogate pair (\\uD800 at index 2), which is not text; send well-formed Unicode`, 'input[1]'],
       ['a lone low surrogate', '/embed', Buffer.from('{"inputs": "\\udc00"}'), 400, `'inputs' holds half of a UTF-16 surrogate pair (\\uDC00 at index 0), which is not text; send well-formed Unicode`, 'inputs'],
       ['a charset other than UTF-8', '/embed', { inputs: 'a' }, 415, `the request body's charset "latin1" is not supported; send JSON in UTF-8`, null, { 'content-type': 'application/json; charset=latin1' }],
-      ['a body over the byte limit', '/v1/embeddings', { input: 'a'.repeat(5000) }, 413, 'the request body is larger than the limit of 4096 bytes', null],
+      ['a body over the byte limit', '/v1/embeddings', { input: 'a'.repeat(5000) }, 413, "the request body is larger than the limit of 4096 bytes (the server's --max-body-bytes)", null],
       ['dimensions not the model\'s', '/v1/embeddings', { input: 'a', dimensions: 8 }, 400, `'dimensions' is 8 but this model only gives 16-dimensional embeddings`, 'dimensions'],
       ['dimensions a string', '/v1/embeddings', { input: 'a', dimensions: '16' }, 400, `'dimensions' must be an integer, got "16"`, 'dimensions'],
       // 1e999 parses to Infinity, which JSON.stringify wrote as null in the message
@@ -344,12 +344,12 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       expect(tokens - lens[5]!).toBeLessThanOrEqual(64); // the last input passes the limit
       const r = await postJson<OpenAIError>(`${s.url}/v1/embeddings`, { input: texts, truncate: true });
       expect(r.status).toBe(413);
-      expect(r.body.error.message).toBe(`'input' has too many tokens: its 6 inputs hold ${tokens}, and one request may hold at most 64`);
+      expect(r.body.error.message).toBe(`'input' has too many tokens: its 6 inputs hold ${tokens}, and one request may hold at most 64 (the server's --max-queue-tokens)`);
       expect(r.body.error.param).toBe('input');
       // past the limit at the fifth input: the sixth (outside the vocabulary) is never looked at
       const ids = { input: [Array<number>(16).fill(5), Array<number>(16).fill(5), Array<number>(16).fill(5), Array<number>(16).fill(5), Array<number>(16).fill(5), [10 ** 6]] };
       const early = await postJson<OpenAIError>(`${s.url}/v1/embeddings`, ids);
-      expect([early.status, early.body.error.message]).toEqual([413, `'input' has too many tokens: its first 5 of 6 inputs hold 80, and one request may hold at most 64`]);
+      expect([early.status, early.body.error.message]).toEqual([413, `'input' has too many tokens: its first 5 of 6 inputs hold 80, and one request may hold at most 64 (the server's --max-queue-tokens)`]);
     });
 
     it('invalid UTF-8 in the body', async () => {

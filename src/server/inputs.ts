@@ -67,14 +67,14 @@ export function readInputs(value: unknown, field: string, limits: InputLimits, a
     throw badField(field, `${shape}, got ${typeName(value)}`, 'invalid_type');
   }
   const n = inputs.kind === 'texts' ? inputs.texts.length : inputs.ids.length;
-  if (n > limits.maxInputs) throw overLimit(field, `'${field}' has ${n} items; the limit is ${limits.maxInputs} per request`);
+  if (n > limits.maxInputs) throw overLimit(field, `'${field}' has ${n} items; the limit is ${limits.maxInputs} per request (the server's --max-inputs)`);
   if (inputs.kind === 'texts') {
     inputs.texts.forEach((t, i) => {
       const name = inputs.single ? field : `${field}[${i}]`;
       if (t.length === 0) throw badField(name, `'${name}' must not be an empty string`, 'empty_input');
       // a text of no more UTF-16 units than the limit has no more characters either
       const chars = t.length > limits.maxChars ? codePoints(t) : 0;
-      if (chars > limits.maxChars) throw overLimit(name, `'${name}' has ${chars} characters; the limit is ${limits.maxChars}`);
+      if (chars > limits.maxChars) throw overLimit(name, `'${name}' has ${chars} characters; the limit is ${limits.maxChars} (the server's --max-chars)`);
       // JSON's \uD800 escapes can spell half a character, which UTF-8 (the tokenizer's input) cannot
       // hold: refused as the body's invalid UTF-8 bytes are, not replaced by U+FFFD
       const lone = LONE_SURROGATE.exec(t);
@@ -149,7 +149,7 @@ export async function toModelInputs(
     const most = limits.maxTotalTokens ?? Infinity;
     if (total > most) {
       const which = i + 1 < n ? `its first ${i + 1} of ${n} inputs` : `its ${n} inputs`;
-      throw overLimit(field, `'${field}' has too many tokens: ${which} hold ${total}, and one request may hold at most ${most}`);
+      throw overLimit(field, `'${field}' has too many tokens: ${which} hold ${total}, and one request may hold at most ${most} (the server's --max-queue-tokens)`);
     }
     return ids;
   };

@@ -223,7 +223,7 @@ function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   const e = err as { code?: string; statusCode?: number; message?: string };
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new ApiError(413, `the request body is larger than the limit of ${maxBodyBytes} bytes`, null, 'body_too_large');
+      return new ApiError(413, `the request body is larger than the limit of ${maxBodyBytes} bytes (the server's --max-body-bytes)`, null, 'body_too_large');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new ApiError(415, 'the request body must be JSON (Content-Type: application/json)', null, 'unsupported_media_type');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
