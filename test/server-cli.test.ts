@@ -76,6 +76,7 @@ describe('l2e serve options', () => {
     const missing = await l2e('serve', '--model', '/nonexistent/model', '--port', '0');
     expect(missing.code).toBe(1);
     expect(missing.err.split('\n').at(-2)).toBe('l2e serve: error: model folder not found: /nonexistent/model');
+    expect(missing.err).not.toContain('listening'); // said before it listens
     expect(process.listenerCount('SIGTERM')).toBe(0);
     for (const flag of ['--request-timeout-ms', '--max-wait-ms']) {
       const timer = await l2e('serve', '--model', 'x', flag, '3000000000');

@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readCorpusAs, type CorpusFormat } from '../mine/corpus.js';
+import { localModelFolder } from '../hub/resolve.js';
 import { readConfig } from '../model/config.js';
 import { EmbeddingModel } from '../model/embedding-model.js';
 import { cudaStatus } from '../native.js';
@@ -116,6 +117,9 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
       process.stderr.write(`corpus: ${corpus.length} texts from ${corpusFile}\n`);
     }
 
+    // a model folder that is not there (or cannot be a model's) fails before the server listens, not
+    // once it is listening; a Hub id is resolved while it listens
+    localModelFolder(modelRef);
     const load = (): Promise<EmbeddingModel> => EmbeddingModel.load(modelRef, { device });
     // a GPU that is not there fails the command before it listens (its load fails with the reason)
     if (device === 'cuda' && !cudaStatus().usable) (await load()).dispose();

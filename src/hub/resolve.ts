@@ -24,11 +24,12 @@ const RESOLVE_OPTIONS = optionKeys<ResolveOptions>({
   endpoint: true, token: true, retry: true, idleTimeoutMs: true, onProgress: true, cacheDir: true, revision: true, offline: true,
 });
 
-export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {}): Promise<string> {
-  if (typeof nameOrDir !== 'string' || nameOrDir === '') throw new TypeError(`resolveModel: expected a model folder or a Hub id (org/name), got ${describeValue(nameOrDir)}`);
-  checkOptions('resolveModel', opts, RESOLVE_OPTIONS); // a misspelt offline must not download
-  // (as snapshotDownload's: 'false' went offline)
-  if (opts.offline !== undefined && typeof opts.offline !== 'boolean') throw new TypeError(`resolveModel: offline must be true or false, got ${describeValue(opts.offline)}`);
+/**
+ * The model folder `nameOrDir` names when it is one here, null when it is not and may be a Hub id; a
+ * name that can only be a folder (./x, ../x, /x, ~/x) and is not one, or a folder that cannot be a
+ * model's, throws. Synchronous: a command checks it before it starts (serve, before it listens).
+ */
+export function localModelFolder(nameOrDir: string): string | null {
   const local = resolve(nameOrDir);
   if (existsSync(local)) {
     if (!statSync(local).isDirectory()) throw new Error(`${local} is not a model folder`);
@@ -44,6 +45,17 @@ export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {})
   }
   // ./x, ../x, /x (and ~/x, which no shell expanded) name a folder, never a Hub id
   if (isAbsolute(nameOrDir) || /^(~|\.{1,2})([\\/]|$)/.test(nameOrDir)) throw new Error(`model folder not found: ${local}`);
+  return null;
+}
+
+export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {}): Promise<string> {
+  if (typeof nameOrDir !== 'string' || nameOrDir === '') throw new TypeError(`resolveModel: expected a model folder or a Hub id (org/name), got ${describeValue(nameOrDir)}`);
+  checkOptions('resolveModel', opts, RESOLVE_OPTIONS); // a misspelt offline must not download
+  // (as snapshotDownload's: 'false' went offline)
+  if (opts.offline !== undefined && typeof opts.offline !== 'boolean') throw new TypeError(`resolveModel: offline must be true or false, got ${describeValue(opts.offline)}`);
+  const folder = localModelFolder(nameOrDir);
+  if (folder !== null) return folder;
+  const local = resolve(nameOrDir); // no folder there: said in the messages below
   try {
     checkRepoId(nameOrDir);
   } catch {
