@@ -262,7 +262,7 @@ describe.skipIf(!hasTokenizer)(`dynamic batching over HTTP ${hasTokenizer ? '' :
   it('a client that reads none of its answer for requestTimeoutMs is disconnected; close() does not wait longer', async () => {
     // an answer of some 25 MB (600 vectors of 2048 floats): more than the sockets' buffers hold
     const wide = await tinyModel({ dense: 2048 });
-    const s = await serveOn(wide, { requestTimeoutMs: 2000 });
+    const s = await serveOn(wide, { requestTimeoutMs: 3000 }); // time to answer it, on a loaded machine too
     try {
       const u = new URL(s.url);
       const body = JSON.stringify({ input: Array<string>(600).fill('a') });
@@ -275,8 +275,8 @@ describe.skipIf(!hasTokenizer)(`dynamic batching over HTTP ${hasTokenizer ? '' :
       expect(head.toString('latin1', 0, 15)).toBe('HTTP/1.1 200 OK');
       const closing = performance.now();
       await s.handle.close();
-      // its answer unread for 2 s (Node checks socket timers coarsely): not the minutes it was held
-      expect(performance.now() - closing).toBeLessThan(10000);
+      // its answer unread for 3 s (Node checks socket timers coarsely): not the minutes it was held
+      expect(performance.now() - closing).toBeLessThan(15000);
       // what the client still reads ends short of the answer (some 25 MB, sent in chunks): the server
       // closed the connection before the last chunk
       const got: Buffer[] = [head];
