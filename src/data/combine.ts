@@ -16,7 +16,7 @@ import { Rng } from '../util/random.js';
 import { DEFAULT_MAX_LINE_BYTES, LineError, pairRowProblem, readLines, stdinIsFolder } from './jsonl.js';
 import { trackScratch } from '../util/scratch.js';
 import { describeValue } from '../util/describe.js';
-import { checkOptions, optionKeys } from '../util/options.js';
+import { checkOptions, optionKeys, wrongOption } from '../util/options.js';
 
 export interface CombineOptions {
   /** The combined file (`-`: stdout); an input `-` is stdin. */
@@ -83,7 +83,7 @@ const COMBINE_OPTIONS = optionKeys<CombineOptions>({
  */
 function checkCombineOptions(opts: CombineOptions): void {
   const bad = (key: string, expected: string, got: unknown): never => {
-    throw new TypeError(`combine: ${key} must be ${expected}, got ${describeValue(got)}`);
+    throw wrongOption('combine', key, expected, got);
   };
   for (const key of ['overwrite', 'shuffle', 'skipBadLines'] as const) {
     if (opts[key] !== undefined && typeof opts[key] !== 'boolean') bad(key, 'true or false', opts[key]);

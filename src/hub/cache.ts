@@ -34,11 +34,16 @@ export function checkRepoId(repoId: string): void {
  * NUL ("../../x" wrote the commit outside the cache, and offline read a ref from there).
  */
 export function refFile(folder: string, revision: string): string {
+  return join(folder, 'refs', checkRevision(revision));
+}
+
+/** `revision`, once shown to name a file under refs/ (refFile); else an error saying what it may not hold. */
+export function checkRevision(revision: string): string {
   if (typeof revision !== 'string') throw new TypeError(`revision must be a string (a branch, tag or commit), got ${describeValue(revision)}`);
   if (revision.split('/').some((part) => part === '' || part === '.' || part === '..') || /[\\\0]/.test(revision)) {
     throw new Error(`"${revision}" is not a revision (a branch, tag or commit): no empty, "." or ".." part, no leading "/", no backslash`);
   }
-  return join(folder, 'refs', revision);
+  return revision;
 }
 
 export function repoFolder(cacheDir: string, repoId: string, type: RepoType): string {

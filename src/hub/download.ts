@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
-import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, notCachedReason, refFile, repoFolder, type RepoType } from './cache.js';
+import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, notCachedReason, checkRevision, refFile, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { LOCK_STALE_MS, lockBlob, type BlobLock } from './blob-lock.js';
 import { fsReason, notAFolder, readTextOrNull, statOrNull } from '../util/fs-error.js';
@@ -20,7 +20,7 @@ import { freeBytes } from '../util/disk.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { getJson, HubError, openUrl, statusError, withRetries, type RetryPolicy } from './http.js';
 import { describeValue } from '../util/describe.js';
-import { checkOptions, optionKeys } from '../util/options.js';
+import { checkOptions, optionKeys, wrongOption } from '../util/options.js';
 
 export interface SnapshotOptions {
   revision?: string;
@@ -362,7 +362,7 @@ const SNAPSHOT_OPTIONS = optionKeys<SnapshotOptions>({
  */
 function checkSnapshotOptions(opts: SnapshotOptions): void {
   const bad = (key: string, expected: string, got: unknown): never => {
-    throw new TypeError(`snapshotDownload: ${key} must be ${expected}, got ${describeValue(got)}`);
+    throw wrongOption('snapshotDownload', key, expected, got);
   };
   if (opts.offline !== undefined && typeof opts.offline !== 'boolean') bad('offline', 'true or false', opts.offline);
   if (opts.repoType !== undefined && opts.repoType !== 'model' && opts.repoType !== 'dataset') bad('repoType', '"model" or "dataset"', opts.repoType);
@@ -380,7 +380,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   checkSnapshotOptions(opts);
   const type = opts.repoType ?? 'model';
   const revision = opts.revision ?? 'main';
-  refFile('', revision); // a revision that could not name a ref is refused before anything is fetched
+  checkRevision(revision); // a revision that could not name a ref is refused before anything is fetched
   const token = opts.token ?? process.env['HF_TOKEN'];
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   // before the Hub is asked: a cache that cannot be a folder said as such, not as mkdir's ENOTDIR

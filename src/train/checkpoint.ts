@@ -160,13 +160,18 @@ export function latestCheckpoint(outputDir: string): CheckpointInfo | null {
   return listCheckpoints(outputDir).at(-1) ?? null;
 }
 
-/** Every checkpoint-<step> folder in `outputDir`, complete or not (what a new run would collide with). */
-export function checkpointFolders(outputDir: string): string[] {
+/** The entries named checkpoint-<step> in `outputDir` that are folders (or, with false, that are not), by step. */
+function checkpointEntries(outputDir: string, folders: boolean): string[] {
   if (!existsSync(outputDir)) return [];
   return readdirSync(outputDir, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && CHECKPOINT_RE.test(e.name))
+    .filter((e) => e.isDirectory() === folders && CHECKPOINT_RE.test(e.name))
     .map((e) => e.name)
     .sort((a, b) => Number(CHECKPOINT_RE.exec(a)![1]) - Number(CHECKPOINT_RE.exec(b)![1]));
+}
+
+/** Every checkpoint-<step> folder in `outputDir`, complete or not (what a new run would collide with). */
+export function checkpointFolders(outputDir: string): string[] {
+  return checkpointEntries(outputDir, true);
 }
 
 /** The `format` of our trainer_state.json: a checkpoint-<step> folder without it is another tool's. */
@@ -230,11 +235,7 @@ export function foreignCheckpoints(outputDir: string): string[] {
  * checkpoint of ours, and a run saving under that name would put them aside and delete them.
  */
 export function checkpointNamedNonFolders(outputDir: string): string[] {
-  if (!existsSync(outputDir)) return [];
-  return readdirSync(outputDir, { withFileTypes: true })
-    .filter((e) => !e.isDirectory() && CHECKPOINT_RE.test(e.name))
-    .map((e) => e.name)
-    .sort((a, b) => Number(CHECKPOINT_RE.exec(a)![1]) - Number(CHECKPOINT_RE.exec(b)![1]));
+  return checkpointEntries(outputDir, false);
 }
 
 /**

@@ -21,7 +21,7 @@ import {
 } from './run.js';
 import { counted } from '../util/plural.js';
 import { emptyStats, type DataStats } from '../data/pairs.js';
-import { readConfig, type LlamaConfig } from '../model/config.js';
+import { configToJson, readConfig, type LlamaConfig } from '../model/config.js';
 
 
 /** Where training stands: enough to continue bit for bit. */
@@ -196,16 +196,8 @@ export function nothingToDo(o: ResolvedOptions, optionName: OptionNamer, pos: Po
   return `nothing to do: ${dir} has reached ${target}${model}; ${untouched}`;
 }
 
-/** The config fields that make a model's parameters: a checkpoint of other values cannot be resumed by it. */
-const SHAPE_FIELDS: [keyof LlamaConfig, string][] = [
-  ['vocabSize', 'vocab_size'],
-  ['hiddenSize', 'hidden_size'],
-  ['intermediateSize', 'intermediate_size'],
-  ['numLayers', 'num_hidden_layers'],
-  ['numHeads', 'num_attention_heads'],
-  ['numKvHeads', 'num_key_value_heads'],
-  ['headDim', 'head_dim'],
-];
+/** The config.json keys that make a model's parameters: a checkpoint of other values cannot be resumed by it. */
+const SHAPE_KEYS = ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'head_dim'];
 
 /**
  * A checkpoint of a model of another shape than the one being trained is refused before anything is
@@ -219,7 +211,9 @@ export function refuseOtherShape(dir: string, model: LlamaConfig): void {
   } catch {
     return;
   }
-  const differ = SHAPE_FIELDS.filter(([key]) => saved[key] !== model[key]).map(([key, name]) => `${name} ${String(saved[key])} (the model: ${String(model[key])})`);
+  // compared as config.json writes them (configToJson: one place for the names)
+  const [was, is] = [configToJson(saved), configToJson(model)];
+  const differ = SHAPE_KEYS.filter((key) => was[key] !== is[key]).map((key) => `${key} ${String(was[key])} (the model: ${String(is[key])})`);
   if (differ.length === 0) return;
   throw new Error(
     `cannot resume from ${dir}: it is a checkpoint of a model of another shape: ${differ.join(', ')}; ` +

@@ -20,3 +20,8 @@ export function checkOptions<T>(where: string, options: T, known: readonly strin
     throw new TypeError(`${where}: unknown option ${key}${near ? ` (did you mean ${near}?)` : ''}`);
   }
 }
+
+/** The TypeError for an option of the wrong kind: `where: key must be expected, got <what it got>`. */
+export function wrongOption(where: string, key: string, expected: string, got: unknown): TypeError {
+  return new TypeError(`${where}: ${key} must be ${expected}, got ${describeValue(got)}`);
+}
