@@ -278,6 +278,20 @@ describe.skipIf(!hasTinyMha)(`encode with a model ${hasTinyMha ? '' : skipNote('
     expect(noFormat.err).toContain('reading texts from stdin (-): give --format text or --format jsonl');
   });
 
+  it('encode and tokenize name the line of a text holding a run too long to tokenise', async () => {
+    const input = join(dir, 'run.txt');
+    writeFileSync(input, 'satu\n\n' + '-'.repeat((1 << 20) + 1) + '\n');
+    const reason = 'more than 1048576 characters in a row from character 0 on ("------------------------"...) have no point between them';
+    const r = await l2e(['encode', '--model', model, '--input', input, '--output', join(dir, 'run.npy')]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`l2e encode: error: ${input}:3: ${reason}`);
+    expect(existsSync(join(dir, 'run.npy'))).toBe(false);
+    const t = await l2e(['tokenize', '--model', model], readFileSync(input, 'utf8'));
+    expect(t.code).toBe(1);
+    expect(t.err).toContain(`l2e tokenize: error: stdin:3: ${reason}`);
+    expect(t.out.split('\n').slice(1)).toEqual(['[1]', '']); // the lines before it were written
+  });
+
   it('eval --json - prints only the JSON on stdout', async () => {
     const test = join(dir, 'test.jsonl');
     writeFileSync(test, '{"query": "satu", "pos": ["dua"], "neg": ["tiga"]}\n{"query": "empat", "pos": ["lima"], "neg": ["enam"]}\n');

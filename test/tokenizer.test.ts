@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TextTokenizer, toWellFormed } from '../src/model/tokenizer.js';
+import { TextRunTooLongError, TextTokenizer, toWellFormed } from '../src/model/tokenizer.js';
 import { createPrefixCutter } from '../src/model/tokenizer-prefix.js';
 import { hasTinyMha, readCase, skipNote, tinyMha } from './helpers/fixture.js';
 
@@ -186,5 +186,24 @@ describe.skipIf(!hasTinyMha)(`TextTokenizer on tiny-mha ${hasTinyMha ? '' : skip
     // a text with no space at all: cuts fall between characters no merge joins, or nowhere
     const glued = c!.tokenizer_cases.map((x) => x.text.replace(/\s+/g, '')).join('').repeat(4);
     expect(list(tok!.encode(glued, 64))).toEqual(list(tok!.encode(glued, Infinity)).slice(0, 64));
+  });
+
+  it('refuses a run of more than 2^20 characters with no safe cut (8M dashes ran Node out of memory), naming where it starts', async () => {
+    const reason =
+      'more than 1048576 characters in a row from character 5 on (" -----------------------"...) have no point between them ' +
+      'where the text can be cut (as in one character repeated), and such a run is tokenised as one piece (slow, and out of ' +
+      'memory past a few million): split or shorten the text';
+    const text = 'hello ' + '-'.repeat((1 << 20) + 1);
+    for (const limit of [64, Infinity]) expect(() => tok!.encode(text, limit)).toThrow(`tokenizer: ${reason}`);
+    expect(() => tok!.encode(text, 64)).toThrow(TextRunTooLongError);
+    // in a list: the error names the text
+    expect(() => tok!.encodeBatch(['hello', text], 64)).toThrow(`tokenizer: texts[1]: ${reason}`);
+    await expect(tok!.encodeBatchAsync(['hello', text], 64)).rejects.toMatchObject({ index: 1, reason });
+    // the search for a cut stops at `to`
+    const json = JSON.parse(readFileSync(join(tinyMha, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+    const cutter = createPrefixCutter(json)!;
+    const cut = cutter.findCut('abc def', 1);
+    expect(cutter.findCut('abc def', 1, cut)).toBe(-1);
+    expect(cutter.findCut('abc def', 1, cut + 1)).toBe(cut);
   });
 });

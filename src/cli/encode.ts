@@ -4,7 +4,9 @@ import type { Embeddings } from '../model/embeddings.js';
 import { checkOutput, isStdout, openOutput, STDIO } from '../util/output.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
-import { embeddingOutputFormat, FORMAT_OPTION, inputFormat, readTexts, writeEmbeddings } from './io.js';
+import { embeddingOutputFormat, FORMAT_OPTION, inputFormat, readTexts, writeEmbeddings, type TextInput } from './io.js';
+import { LineError } from '../data/jsonl.js';
+import { TextRunTooLongError } from '../model/tokenizer.js';
 import { checkReplaceable, checkRoom } from './encode-output.js';
 import { formatSeconds, ProgressBar } from './progress.js';
 import { deviceOf, ENCODE_OPTIONS, positiveInt, precisionOf } from './source-options.js';
@@ -53,8 +55,9 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
     // opened before the long work: a folder that cannot take the output fails now, not after the embedding
     const w = openOutput(output, { replace: overwrite });
     let model: EmbeddingModel | undefined;
+    let texts: TextInput | undefined;
     try {
-      const texts = await readTexts(input, { field, format });
+      texts = await readTexts(input, { field, format });
       model = await EmbeddingModel.load(opt.str(args, 'model')!, { device, precision });
       checkRoom(output, outFormat, texts, model.dim, model.config.normalized);
       const bar = new ProgressBar({ label: 'encode', total: texts.texts.length, plainLines: true });
@@ -65,12 +68,18 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
       return 0;
     } catch (err) {
       w.abort();
-      throw err;
+      throw atItsLine(err, texts);
     } finally {
       model?.dispose();
     }
   },
 };
+
+/** A text's error from the tokenizer, named by the input line that holds the text. */
+function atItsLine(err: unknown, texts: TextInput | undefined): unknown {
+  const line = err instanceof TextRunTooLongError && err.index !== undefined ? texts?.lines?.[err.index] : undefined;
+  return line === undefined ? err : new LineError(texts!.source!, line, (err as TextRunTooLongError).reason);
+}
 
 export interface HeartbeatOptions {
   /** How often a running batch is reported (default 10 s). */

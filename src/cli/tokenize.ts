@@ -1,7 +1,7 @@
 // `l2e tokenize`: token ids of lines read on stdin, one JSON array per line.
-import { readLines } from '../data/jsonl.js';
+import { LineError, readLines } from '../data/jsonl.js';
 import { resolveModel } from '../hub/resolve.js';
-import { TextTokenizer } from '../model/tokenizer.js';
+import { TextRunTooLongError, TextTokenizer } from '../model/tokenizer.js';
 import { DEFAULT_MAX_LENGTH } from '../model/embedding-model.js';
 import { opt } from './args.js';
 import type { Command } from './command.js';
@@ -25,7 +25,15 @@ folder or a Hugging Face id (org/name), as for encode.`,
     const maxLength = positiveInt(args, 'max-length')!;
     const tok = TextTokenizer.fromDir(await resolveModel(opt.str(args, 'model')!));
     const out = openOutput(STDIO); // a closed pipe ends quietly (141), a full disk is an error
-    for await (const { text } of readLines('-')) await out.write(JSON.stringify(Array.from(tok.encode(text, maxLength))) + '\n');
+    for await (const { line, text } of readLines('-')) {
+      let ids: Int32Array;
+      try {
+        ids = tok.encode(text, maxLength);
+      } catch (err) {
+        throw err instanceof TextRunTooLongError ? new LineError('stdin', line, err.reason) : err;
+      }
+      await out.write(JSON.stringify(Array.from(ids)) + '\n');
+    }
     await out.commit();
     return 0;
   },

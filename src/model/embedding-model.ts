@@ -253,7 +253,7 @@ export class EmbeddingModel {
   /** Token ids of each text (BOS prepended, truncated at maxLength). */
   tokenize(texts: string[], maxLength = DEFAULT_MAX_LENGTH): Int32Array[] {
     if (!Array.isArray(texts)) throw new TypeError(`tokenize: texts must be an array of strings, got ${describeValue(texts)}`);
-    return texts.map((t) => this.tokenizer.encode(t, maxLength));
+    return this.tokenizer.encodeBatch(texts, maxLength);
   }
 
   /** Embeddings of `texts`, in input order (one row per text). */

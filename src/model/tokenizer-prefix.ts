@@ -110,10 +110,10 @@ export interface PrefixCutter {
   /** True when some merge joins a symbol ending with any code point other than `cp` to one starting with `cp`. */
   canJoinBefore(cp: number): boolean;
   /**
-   * The first index >= `from` where text may be cut without changing the ids of text[0, index),
-   * or -1 when there is none before the end.
+   * The first index in [from, to) (`to` defaults to the text's length) where text may be cut without
+   * changing the ids of text[0, index), or -1 when there is none.
    */
-  findCut(text: string, from: number): number;
+  findCut(text: string, from: number, to?: number): number;
 }
 
 /** Builds the cutter for a tokenizer.json, or returns null when the safety argument does not apply. */
@@ -168,8 +168,8 @@ export function createPrefixCutter(tokenizerJson: Json): PrefixCutter | null {
   return {
     canJoin: (left, right) => crossable.has(pairKey(left, right)),
     canJoinBefore: (cp) => joinsBefore.has(cp),
-    findCut(text: string, from: number): number {
-      for (let cut = Math.max(1, from); cut < text.length; cut++) {
+    findCut(text: string, from: number, to = text.length): number {
+      for (let cut = Math.max(1, from), end = Math.min(to, text.length); cut < end; cut++) {
         const code = text.charCodeAt(cut);
         if (code >= 0xdc00 && code <= 0xdfff) continue; // never split a surrogate pair
         const left = normalizeChar(String.fromCodePoint(lastCodePoint(text.slice(Math.max(0, cut - 2), cut))));

@@ -135,6 +135,13 @@ function speedUpMergeLookup(model: unknown): void {
 /** First guess of characters per token when cutting long texts (real texts average ~4). */
 const CUT_CHARS_PER_TOKEN = 8;
 
+/**
+ * Most characters in a row that are tokenised with no safe cut between them (tokenizer-prefix.ts), as in
+ * one character repeated: the BPE of such a run is one piece, ~12 s and ~0.8 GB a 2^20-character run of
+ * dashes on a 2-core EPYC, and 2^23 dashes ran Node out of memory (an abort). Longer runs are refused.
+ */
+const MAX_UNCUT_CHARS = 1 << 20;
+
 export interface TextTokenizerOptions {
   /** Prepend BOS (tokenizer_config `add_bos_token`, default true). */
   addBos?: boolean;
@@ -143,6 +150,29 @@ export interface TextTokenizerOptions {
 }
 
 const TOKENIZER_OPTIONS = optionKeys<TextTokenizerOptions>({ addBos: true, addEos: true });
+
+/**
+ * A text holding a run of more than 2^20 characters with no safe cut (MAX_UNCUT_CHARS), refused before
+ * tokenising. `index` is the text's place in the list given to encodeBatch / encodeBatchAsync.
+ */
+export class TextRunTooLongError extends RangeError {
+  override name = 'TextRunTooLongError';
+  constructor(
+    readonly reason: string,
+    readonly index?: number,
+  ) {
+    super(`tokenizer: ${index === undefined ? '' : `texts[${index}]: `}${reason}`);
+  }
+}
+
+/** encode(texts[i]) for each i; a TextRunTooLongError names its text's index. */
+function encodeEach(texts: readonly string[], i: number, encode: (text: string) => Int32Array): Int32Array {
+  try {
+    return encode(texts[i]!);
+  } catch (err) {
+    throw err instanceof TextRunTooLongError && err.index === undefined ? new TextRunTooLongError(err.reason, i) : err;
+  }
+}
 
 /** Throws a TypeError naming `where` unless texts is an array (each text is checked as it is encoded). */
 function textList(where: string, texts: unknown): void {
@@ -251,7 +281,7 @@ export class TextTokenizer {
 
   encodeBatch(texts: readonly string[], maxLength: number): Int32Array[] {
     textList('encodeBatch', texts);
-    return texts.map((text) => this.encode(text, maxLength));
+    return texts.map((_, i) => encodeEach(texts, i, (text) => this.encode(text, maxLength)));
   }
 
   /**
@@ -265,7 +295,7 @@ export class TextTokenizer {
     const out: Int32Array[] = new Array<Int32Array>(texts.length);
     let start = performance.now();
     for (let i = 0; i < texts.length; i++) {
-      out[i] = this.encode(texts[i]!, maxLength);
+      out[i] = encodeEach(texts, i, (text) => this.encode(text, maxLength));
       if (performance.now() - start >= sliceMs && i + 1 < texts.length) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         start = performance.now();
@@ -330,14 +360,35 @@ export class TextTokenizer {
    */
   private encodeBody(text: string, limit: number): number[] {
     if (limit <= 0) return [];
-    if (this.cutter === null || !Number.isFinite(limit)) return this.encodeRaw(text);
-    let from = Math.max(64, limit * CUT_CHARS_PER_TOKEN);
-    while (from < text.length) {
-      const cut = this.cutter.findCut(text, from);
-      if (cut < 0) break;
-      const ids = this.encodeRaw(text.slice(0, cut));
-      if (ids.length >= limit) return ids;
-      from = cut * 2;
+    if (this.cutter === null) return this.encodeRaw(text);
+    if (Number.isFinite(limit)) {
+      let from = Math.max(64, limit * CUT_CHARS_PER_TOKEN);
+      while (from < text.length) {
+        // past a run longer than MAX_UNCUT_CHARS the search stops: encodeCuttable refuses the text
+        const cut = this.cutter.findCut(text, from, from + MAX_UNCUT_CHARS + 1);
+        if (cut < 0) break;
+        const ids = this.encodeCuttable(text.slice(0, cut));
+        if (ids.length >= limit) return ids;
+        from = cut * 2;
+      }
+    }
+    return this.encodeCuttable(text);
+  }
+
+  /** encodeRaw, once no stretch of `text` longer than MAX_UNCUT_CHARS is found without a safe cut. */
+  private encodeCuttable(text: string): number[] {
+    const cutter = this.cutter!;
+    for (let at = 0; text.length - at > MAX_UNCUT_CHARS; ) {
+      const cut = cutter.findCut(text, at + 1, at + MAX_UNCUT_CHARS + 1);
+      if (cut < 0) {
+        throw new TextRunTooLongError(
+          `more than ${MAX_UNCUT_CHARS} characters in a row from character ${at} on ` +
+            `(${JSON.stringify(text.slice(at, at + 24))}...) have no point between them where the text can be cut ` +
+            `(as in one character repeated), and such a run is tokenised as one piece (slow, and out of memory ` +
+            `past a few million): split or shorten the text`,
+        );
+      }
+      at = cut;
     }
     return this.encodeRaw(text);
   }
