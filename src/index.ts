@@ -2,7 +2,8 @@
 export { EmbeddingModel, DEFAULT_DENSE_SIZE, DEFAULT_MAX_LENGTH, packBatch, planBatches } from './model/embedding-model.js';
 export type { BatchInfo, CreateOptions, Device, EncodeOptions, LoadOptions, NativeModel, Precision } from './model/embedding-model.js';
 export { Embeddings } from './model/embeddings.js';
-export { TextTokenizer, TextRunTooLongError } from './model/tokenizer.js';
+export { TextTokenizer } from './model/tokenizer.js';
+export { TextError } from './model/text-error.js';
 export type { TextTokenizerOptions } from './model/tokenizer.js';
 export { readConfig, parseConfig, configToJson } from './model/config.js';
 export type { LlamaConfig, Pooling } from './model/config.js';

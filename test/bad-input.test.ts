@@ -5,6 +5,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel, type EncodeOptions } from '../src/model/embedding-model.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
+import { TextError } from '../src/model/text-error.js';
 
 describe('bad input to EmbeddingModel', () => {
   it('missing folder, config, weights, tokenizer', async () => {
@@ -51,6 +52,28 @@ describe('bad input to EmbeddingModel', () => {
       expect(row.every(Number.isFinite)).toBe(true);
       expect(Math.hypot(...row)).toBeCloseTo(1, 5);
     }
+    m.dispose();
+  });
+
+  it('an embedding that overflowed (finite weights of 1e38) is an error naming the text, never returned', async () => {
+    const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
+    const dense = m.native.params().find((p) => p.name === 'dense_layer.weight')!;
+    m.native.setTensor(dense.name, new Float32Array(dense.numel).fill(1e38));
+    const reason = "its embedding has a non-finite value (NaN at index 0): the model's activations overflowed on it (are its weights sound?)";
+    await expect(m.encode(['apa khabar'])).rejects.toThrow(new TextError('encode', reason, 0));
+    await expect(m.encode(['apa khabar'])).rejects.toThrow(`encode: texts[0]: ${reason}`);
+    await expect(m.encode(['a', 'b', 'c'], { batchSize: 1 })).rejects.toMatchObject({ stage: 'encode', index: expect.any(Number), reason });
+    m.dispose();
+  });
+
+  it('an empty text with no BOS (add_bos_token false) is an error naming it, not a native one naming a batch slot', async () => {
+    const dir = writeTinyModel(makeTempDir()).dir;
+    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ add_bos_token: false }));
+    const m = await EmbeddingModel.load(dir);
+    const reason = `the text is empty and ${join(dir, 'tokenizer.json')} adds no BOS (add_bos_token is false): a model has nothing to embed`;
+    await expect(m.encode(['hello', '', 'a longer line of text'])).rejects.toThrow(`tokenizer: texts[1]: ${reason}`);
+    expect(() => m.tokenize(['x', ''])).toThrow(`tokenizer: texts[1]: ${reason}`);
+    expect((await m.encode(['hello'])).rows).toBe(1);
     m.dispose();
   });
 

@@ -218,6 +218,26 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
     }
   });
 
+  it('an embedding that overflowed to NaN is a 500 naming the input, never sent as a vector', async () => {
+    const m = await tinyModel();
+    const dense = m.native.params().find((p) => p.name === 'dense_layer.weight')!;
+    m.native.setTensor(dense.name, new Float32Array(dense.numel).fill(1e38));
+    const bad = await serveOn(m);
+    try {
+      const reason = "its embedding has a non-finite value (NaN at index 0): the model's activations overflowed on it (are its weights sound?)";
+      const r = await postJson<OpenAIError>(`${bad.url}/v1/embeddings`, { input: ['a', 'b'] });
+      expect(r.status).toBe(500);
+      expect(r.body.error).toMatchObject({ type: 'server_error', code: 'non_finite_embedding' });
+      expect(['input[0]', 'input[1]']).toContain(r.body.error.param);
+      expect(r.body.error.message).toBe(`'${r.body.error.param}': ${reason}`);
+      const tei = await postJson<OpenAIError>(`${bad.url}/embed`, { inputs: 'a' });
+      expect([tei.status, tei.body.error.message]).toEqual([500, `'inputs': ${reason}`]);
+    } finally {
+      await bad.handle.close();
+      m.dispose();
+    }
+  });
+
   it('with an API key: 401 without it, 200 with it; the page and /health stay open', async () => {
     const none = await postJson<OpenAIError>(`${keyed.url}/v1/embeddings`, { input: 'a' });
     expect(none.status).toBe(401);

@@ -6,7 +6,7 @@ import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { embeddingOutputFormat, FORMAT_OPTION, inputFormat, readTexts, writeEmbeddings, type TextInput } from './io.js';
 import { LineError } from '../data/jsonl.js';
-import { TextRunTooLongError } from '../model/tokenizer.js';
+import { TextError } from '../model/text-error.js';
 import { checkReplaceable, checkRoom } from './encode-output.js';
 import { formatSeconds, ProgressBar } from './progress.js';
 import { deviceOf, ENCODE_OPTIONS, positiveInt, precisionOf } from './source-options.js';
@@ -77,8 +77,9 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
 
 /** A text's error from the tokenizer, named by the input line that holds the text. */
 function atItsLine(err: unknown, texts: TextInput | undefined): unknown {
-  const line = err instanceof TextRunTooLongError && err.index !== undefined ? texts?.lines?.[err.index] : undefined;
-  return line === undefined ? err : new LineError(texts!.source!, line, (err as TextRunTooLongError).reason);
+  if (!(err instanceof TextError) || err.index === undefined || !texts?.source) return err;
+  const line = texts.lines?.[err.index];
+  return line === undefined ? err : new LineError(texts.source, line, err.reason);
 }
 
 export interface HeartbeatOptions {

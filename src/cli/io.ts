@@ -1,6 +1,7 @@
 // Text inputs and embedding outputs of the CLI. Formats are decided by the file name (or forced with
 // --format), never guessed from the content: a .txt line that starts with `{` is still a text.
 // `-` is standard input / standard output.
+import { nonFiniteValue } from '../model/text-error.js';
 import { extname } from 'node:path';
 import { readTextRows, type TextFormat } from '../data/texts.js';
 import type { Embeddings } from '../model/embeddings.js';
@@ -150,18 +151,12 @@ function objectMembers(json: string): { key: string; text: string }[] {
  * written, naming the input line of the first.
  */
 function checkFinite(input: TextInput, emb: Embeddings, output: string): void {
-  const d = emb.data;
-  for (let i = 0; i < d.length; i++) {
-    const v = d[i]!;
-    if (v - v === 0) continue; // finite
-    const row = Math.floor(i / emb.dim);
+  for (let row = 0; row < emb.rows; row++) {
+    const bad = nonFiniteValue(emb.data, row, emb.dim);
+    if (bad === null) continue;
     const line = input.lines?.[row];
     const where = input.source !== undefined && line !== undefined ? `${input.source}:${line}` : `text ${row + 1}`;
-    const what = Number.isNaN(v) ? 'NaN' : v > 0 ? 'Inf' : '-Inf';
-    throw new Error(
-      `${where}: its embedding has a non-finite value (${what} at index ${i - row * emb.dim}); ` +
-        `nothing was written to ${output === STDIO ? 'stdout' : output}`,
-    );
+    throw new Error(`${where}: its embedding has a non-finite value (${bad}); nothing was written to ${output === STDIO ? 'stdout' : output}`);
   }
 }
 

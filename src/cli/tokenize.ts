@@ -1,7 +1,8 @@
 // `l2e tokenize`: token ids of lines read on stdin, one JSON array per line.
 import { LineError, readLines } from '../data/jsonl.js';
 import { resolveModel } from '../hub/resolve.js';
-import { TextRunTooLongError, TextTokenizer } from '../model/tokenizer.js';
+import { TextTokenizer } from '../model/tokenizer.js';
+import { TextError } from '../model/text-error.js';
 import { DEFAULT_MAX_LENGTH } from '../model/embedding-model.js';
 import { opt } from './args.js';
 import type { Command } from './command.js';
@@ -30,7 +31,7 @@ folder or a Hugging Face id (org/name), as for encode.`,
       try {
         ids = tok.encode(text, maxLength);
       } catch (err) {
-        throw err instanceof TextRunTooLongError ? new LineError('stdin', line, err.reason) : err;
+        throw err instanceof TextError ? new LineError('stdin', line, err.reason) : err;
       }
       await out.write(JSON.stringify(Array.from(ids)) + '\n');
     }

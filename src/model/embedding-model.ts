@@ -1,6 +1,7 @@
 // EmbeddingModel: a Llama2 embedding model loaded into the native addon, with its tokenizer.
 // Texts are tokenised here, grouped into packed batches of similar length (no padding), encoded by
 // native code off the main thread, and returned in input order.
+import { nonFiniteReason, nonFiniteValue, TextError } from './text-error.js';
 import { checkConfigArg, readConfig, type LlamaConfig } from './config.js';
 import { Embeddings } from './embeddings.js';
 import { TextTokenizer } from './tokenizer.js';
@@ -291,7 +292,11 @@ export class EmbeddingModel {
       const { tokens, cuSeqlens } = packBatch(batch.map((i) => ids[i]!));
       options.onBatch?.({ index, batches: batches.length, texts: batch.length, tokens: tokens.length, done, total: texts.length });
       const { embeddings } = await native.encode(tokens, cuSeqlens);
-      batch.forEach((row, j) => out.data.set(embeddings.subarray(j * this.dim, (j + 1) * this.dim), row * this.dim));
+      batch.forEach((row, j) => {
+        const bad = nonFiniteValue(embeddings, j, this.dim);
+        if (bad !== null) throw new TextError('encode', nonFiniteReason(bad), row);
+        out.data.set(embeddings.subarray(j * this.dim, (j + 1) * this.dim), row * this.dim);
+      });
       done += batch.length;
       options.onProgress?.(done, texts.length);
     }

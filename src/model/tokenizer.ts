@@ -14,6 +14,7 @@ import { missingModelFile } from './config.js';
 import { createPrefixCutter, type PrefixCutter } from './tokenizer-prefix.js';
 import { parseJson } from '../util/json.js';
 import { describeValue } from '../util/describe.js';
+import { TextError } from './text-error.js';
 import { tokenizerJsonProblem } from './tokenizer-check.js';
 import { checkOptions, optionKeys } from '../util/options.js';
 
@@ -151,26 +152,12 @@ export interface TextTokenizerOptions {
 
 const TOKENIZER_OPTIONS = optionKeys<TextTokenizerOptions>({ addBos: true, addEos: true });
 
-/**
- * A text holding a run of more than 2^20 characters with no safe cut (MAX_UNCUT_CHARS), refused before
- * tokenising. `index` is the text's place in the list given to encodeBatch / encodeBatchAsync.
- */
-export class TextRunTooLongError extends RangeError {
-  override name = 'TextRunTooLongError';
-  constructor(
-    readonly reason: string,
-    readonly index?: number,
-  ) {
-    super(`tokenizer: ${index === undefined ? '' : `texts[${index}]: `}${reason}`);
-  }
-}
-
-/** encode(texts[i]) for each i; a TextRunTooLongError names its text's index. */
+/** encode(texts[i]) for each i; a TextError names its text's index. */
 function encodeEach(texts: readonly string[], i: number, encode: (text: string) => Int32Array): Int32Array {
   try {
     return encode(texts[i]!);
   } catch (err) {
-    throw err instanceof TextRunTooLongError && err.index === undefined ? new TextRunTooLongError(err.reason, i) : err;
+    throw err instanceof TextError && err.index === undefined ? err.at(i) : err;
   }
 }
 
@@ -265,6 +252,10 @@ export class TextTokenizer {
     const budget = maxLength - special; // ids left for the text itself
     const body = this.encodeBody(toWellFormed(text), budget);
     const kept = Math.min(body.length, budget);
+    if (kept + special === 0) {
+      const what = text.length === 0 ? 'the text is empty' : `${JSON.stringify(text.slice(0, 24))} gives no tokens`;
+      throw new TextError('tokenizer', `${what} and ${this.source} adds no BOS (add_bos_token is false): a model has nothing to embed`);
+    }
     const out = new Int32Array(kept + special);
     let at = 0;
     if (this.addBos) out[at++] = this.bosId;
@@ -381,7 +372,8 @@ export class TextTokenizer {
     for (let at = 0; text.length - at > MAX_UNCUT_CHARS; ) {
       const cut = cutter.findCut(text, at + 1, at + MAX_UNCUT_CHARS + 1);
       if (cut < 0) {
-        throw new TextRunTooLongError(
+        throw new TextError(
+          'tokenizer',
           `more than ${MAX_UNCUT_CHARS} characters in a row from character ${at} on ` +
             `(${JSON.stringify(text.slice(at, at + 24))}...) have no point between them where the text can be cut ` +
             `(as in one character repeated), and such a run is tokenised as one piece (slow, and out of memory ` +

@@ -7,6 +7,7 @@
 // whose signal aborts (client gone, timeout) has its sequences not yet on the device dropped.
 // With `merge: false` every request is encoded alone (still in FIFO order, one batch at a time).
 import { packBatch } from '../model/embedding-model.js';
+import { nonFiniteReason, nonFiniteValue, TextError } from '../model/text-error.js';
 
 /** Runs one packed batch: rows of `dim` values, one per sequence, in order. */
 export type BatchEncoder = (tokens: Int32Array, cuSeqlens: Int32Array) => Promise<Float32Array>;
@@ -223,6 +224,13 @@ export class Batcher {
     const d = this.dim;
     items.forEach(({ job, index }, j) => {
       if (job.finished) return; // aborted while on the device: its rows are discarded
+      const bad = nonFiniteValue(rows, j, d);
+      if (bad !== null) {
+        job.finished = true;
+        this.removeQueued(job);
+        job.reject(new TextError('encode', nonFiniteReason(bad), index));
+        return;
+      }
       job.out.set(rows.subarray(j * d, (j + 1) * d), index * d);
       job.done++;
       if (job.done === job.ids.length) {

@@ -121,6 +121,11 @@ function typeName(v: unknown): string {
   return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
+/** How errors name input i of `inputs`, read from request field `field` ("input[2]"). */
+export function inputName(inputs: Inputs, field: string, i: number): string {
+  return inputs.names?.[i] ?? (inputs.single ? field : `${field}[${i}]`);
+}
+
 /**
  * The model inputs of `inputs`: texts tokenised (BOS prepended) in event-loop-friendly slices, ids
  * checked against the vocabulary. Over `maxLength` tokens: cut when `truncate`, else a 413 naming
@@ -136,7 +141,7 @@ export async function toModelInputs(
   field: string,
   signal?: AbortSignal,
 ): Promise<Int32Array[]> {
-  const name = (i: number): string => inputs.names?.[i] ?? (inputs.single ? field : `${field}[${i}]`);
+  const name = (i: number): string => inputName(inputs, field, i);
   const tooLong = (i: number): Error =>
     overLimit(
       name(i),

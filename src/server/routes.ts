@@ -13,7 +13,8 @@ import { cudaStatus, packageRoot } from '../native.js';
 import { QueueFullError } from './batcher.js';
 import { CorpusVectorsError } from './corpus.js';
 import { ApiError, badField, modelDisposed } from './errors.js';
-import { readInputs, toModelInputs, type Inputs } from './inputs.js';
+import { inputName, readInputs, toModelInputs, type Inputs } from './inputs.js';
+import { TextError } from '../model/text-error.js';
 import type { ServerState } from './server.js';
 import { jsonShown } from '../util/describe.js';
 
@@ -76,6 +77,10 @@ async function embedInputs(
     } catch (err) {
       if (err instanceof QueueFullError) {
         throw new ApiError(503, `the server is busy: ${err.message}`, null, 'queue_full', 'overloaded_error', err.retryAfterSeconds);
+      }
+      if (err instanceof TextError && err.index !== undefined) {
+        const name = inputName(inputs, field, err.index);
+        throw new ApiError(500, `'${name}': ${err.reason}`, name, 'non_finite_embedding');
       }
       throw err;
     }
