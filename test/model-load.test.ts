@@ -61,7 +61,14 @@ describe('model shapes and layouts', () => {
     const e = await m2.encode(['abc']);
     expect(e.dim).toBe(24);
     expect(Number.isFinite(e.data[0])).toBe(true);
+    // asked for, it wins over config.json's embedding_size (which only says what to make when not asked)
+    const sized = writeTinyModel(makeTempDir(), { seed: 7, withDense: false, dense: 40 });
+    const m3 = await EmbeddingModel.load(sized.dir, { onNotice: () => {}, denseSize: 24 });
+    const m4 = await EmbeddingModel.load(sized.dir, { onNotice: () => {} });
+    expect([m3.dim, m3.config.denseSize, m4.dim]).toEqual([24, 24, 40]);
     m1.dispose();
     m2.dispose();
+    m3.dispose();
+    m4.dispose();
   });
 });

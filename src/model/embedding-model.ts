@@ -73,7 +73,7 @@ export interface LoadOptions {
   device?: Device;
   /** Weights as fp32 (default), or converted at load to bf16 or int8 (CPU, inference only). */
   precision?: Precision;
-  /** Dense layer width when the checkpoint has none (a base LlamaForCausalLM); default 1536. */
+  /** Dense layer width when the checkpoint has none (a base LlamaForCausalLM); default config.json's embedding_size, else 1536. */
   denseSize?: number;
   /** Seed of the new dense layer's initialisation when the checkpoint has none. */
   seed?: number;
@@ -166,7 +166,8 @@ export class EmbeddingModel {
         `${dir}: tokenizer.json has ${tokenizer.vocabSize} tokens but config.json says vocab_size ${config.vocabSize}`,
       );
     }
-    const dense = weights.denseSize ?? options.denseSize ?? config.denseSize ?? DEFAULT_DENSE_SIZE;
+    // the file's dense layer; else the one asked for, config.json's embedding_size, or the default
+    const dense = weights.hasDense ? weights.denseSize! : (options.denseSize ?? config.denseSize ?? DEFAULT_DENSE_SIZE);
     const device = options.device ?? 'cpu';
     const native = createNative(config, dense, device, options.precision);
     try {
