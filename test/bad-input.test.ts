@@ -77,6 +77,14 @@ describe('bad input to EmbeddingModel', () => {
     m.dispose();
   });
 
+  it('create refuses a tokenizer with ids past the config\'s vocabulary, as load does (it failed at the first encode)', async () => {
+    const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
+    expect(() => EmbeddingModel.create({ ...m.config, vocabSize: 10 }, m.tokenizer)).toThrow(
+      `tokenizer: vocabulary has ${m.tokenizer.vocabSize} ids but the model embeds only 10`,
+    );
+    m.dispose();
+  });
+
   it('encode after dispose is an error, not a crash', async () => {
     const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
     m.dispose();

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { configToJson, DENSE_SIZE_KEY, parseConfig, readConfig } from '../src/model/config.js';
+import { configToJson, DENSE_SIZE_KEY, parseConfig, readConfig, type LlamaConfig } from '../src/model/config.js';
 import { skipNote } from './helpers/fixture.js';
 import { makeTempDir, tinyConfigJson, tinyMhaDir } from './helpers/tinyModel.js';
 
@@ -119,6 +119,30 @@ describe('config: validation errors name the file and field', () => {
     expect(bad({ temperature: 0 })).toThrow(/field "temperature" must be a positive number/);
     expect(bad({ pad_token_id: -1 })).toThrow(/field "pad_token_id" must be a non-negative integer/);
     expect(bad({ embedding_size: 1.5 })).toThrow(/field "embedding_size" must be an integer/);
+    // the model computes in float32: 1e-50 would be 0 there, 1e50 infinity (every text the same embedding)
+    const float32 = 'must be a positive number that a float32 holds (1.4e-45 to 3.4e38: the model computes in float32)';
+    expect(bad({ rope_theta: 1e-50 })).toThrow(`/m/config.json: field "rope_theta" ${float32}, got 1e-50`);
+    expect(bad({ rms_norm_eps: 1e50 })).toThrow(`/m/config.json: field "rms_norm_eps" ${float32}, got 1e+50`);
+    expect(bad({ rope_parameters: { rope_type: 'default', rope_theta: 4e38 } })).toThrow(`field "rope_theta" ${float32}, got 4e+38`);
+    expect(parseConfig(tinyConfigJson({ configExtra: { rms_norm_eps: 1e-40 } }), 'c').rmsNormEps).toBe(1e-40); // a subnormal float32 is still > 0
+  });
+
+  it('a config given to create / parameterNames / configToJson is checked field by field, by its own names', () => {
+    const good = parseConfig(tinyConfigJson(), 'c');
+    const cases: [Record<string, unknown>, string][] = [
+      [{ hiddenSize: 1.5 }, 'config.hiddenSize must be a positive integer below 2^31, got 1.5'],
+      [{ intermediateSize: undefined }, 'config.intermediateSize must be a positive integer below 2^31, got undefined'],
+      [{ numKvHeads: 2 ** 31 }, 'config.numKvHeads must be a positive integer below 2^31, got 2147483648'],
+      [{ rmsNormEps: 1e50 }, 'config.rmsNormEps must be a positive number that a float32 holds (1.4e-45 to 3.4e38: the model computes in float32), got 1e+50'],
+      [{ ropeTheta: NaN }, 'config.ropeTheta must be a positive number that a float32 holds (1.4e-45 to 3.4e38: the model computes in float32), got NaN'],
+      [{ denseSize: 0 }, 'config.denseSize must be a positive integer below 2^31 or null, got 0'],
+      [{ pooling: 'max' }, 'config.pooling must be "mean" or "cls", got the string "max"'],
+      [{ normalized: 'no' }, 'config.normalized must be true or false, got the string "no"'],
+    ];
+    for (const [change, message] of cases) {
+      expect(() => configToJson({ ...good, ...change } as LlamaConfig)).toThrow(new TypeError(`configToJson: ${message}`));
+    }
+    expect(() => configToJson({ ...good, denseSize: null })).not.toThrow();
   });
 
   it('divisibility of heads', () => {

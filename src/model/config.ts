@@ -83,6 +83,13 @@ class Fields {
     return v;
   }
 
+  /** A positive number that a float32 holds: what the model's float32 arithmetic gets. */
+  positiveFloat32(field: string, fallback: number): number {
+    const v = this.positiveNumber(field, fallback);
+    if (!isPositiveFloat32(v)) this.fail(field, `must be ${FLOAT32_RANGE}, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
   positiveNumber(field: string, fallback: number): number {
     const v = this.obj[field];
     if (v === undefined || v === null) return fallback;
@@ -130,13 +137,13 @@ function readRopeTheta(f: Fields, raw: Record<string, unknown>, where: string): 
       );
     }
     const pf = new Fields(params, where);
-    if (pf.has('rope_theta')) return pf.positiveNumber('rope_theta', DEFAULT_ROPE_THETA);
+    if (pf.has('rope_theta')) return pf.positiveFloat32('rope_theta', DEFAULT_ROPE_THETA);
   }
-  return f.positiveNumber('rope_theta', DEFAULT_ROPE_THETA);
+  return f.positiveFloat32('rope_theta', DEFAULT_ROPE_THETA);
 }
 
 /** Validates a parsed (or raw text) config; `fileName` names the source in every error. */
-export function parseConfig(json: string | Record<string, unknown>, fileName: string): LlamaConfig {
+export function parseConfig(json: string | Record<string, unknown>, fileName = 'config.json'): LlamaConfig {
   let raw: unknown = json;
   if (typeof json === 'string') {
     try {
@@ -192,7 +199,7 @@ export function parseConfig(json: string | Record<string, unknown>, fileName: st
     numHeads,
     numKvHeads,
     headDim,
-    rmsNormEps: f.positiveNumber('rms_norm_eps', 1e-6),
+    rmsNormEps: f.positiveFloat32('rms_norm_eps', 1e-6),
     ropeTheta: readRopeTheta(f, raw, fileName),
     maxPositionEmbeddings: f.positiveInt('max_position_embeddings', 2048),
     denseSize,
@@ -232,11 +239,35 @@ export function readConfig(dir: string): LlamaConfig {
   return parseConfig(text, file);
 }
 
-/** Throws a TypeError naming `where` unless cfg is a LlamaConfig (parseConfig, readConfig). */
+/** The model's sizes: positive integers below 2^31 (what the native side takes). */
+const SIZE_FIELDS = ['vocabSize', 'hiddenSize', 'intermediateSize', 'numLayers', 'numHeads', 'numKvHeads', 'headDim', 'maxPositionEmbeddings'] as const;
+
+/** A positive number that stays positive and finite as a float32 (the model computes in float32). */
+function isPositiveFloat32(v: unknown): v is number {
+  return typeof v === 'number' && v > 0 && Math.fround(v) > 0 && Number.isFinite(Math.fround(v));
+}
+const FLOAT32_RANGE = 'a positive number that a float32 holds (1.4e-45 to 3.4e38: the model computes in float32)';
+
+/**
+ * Throws a TypeError naming `where` and the field unless cfg is a LlamaConfig (parseConfig, readConfig)
+ * with every field of the right kind. How the sizes relate (heads × head_dim, ...) the model checks.
+ */
 export function checkConfigArg(where: string, cfg: unknown): asserts cfg is LlamaConfig {
-  const c = cfg as Partial<LlamaConfig> | null;
-  if (typeof c !== 'object' || c === null || typeof c.vocabSize !== 'number' || typeof c.hiddenSize !== 'number' || typeof c.numLayers !== 'number')
+  const c = cfg as Record<string, unknown> | null;
+  if (typeof c !== 'object' || c === null || typeof c['vocabSize'] !== 'number' || typeof c['hiddenSize'] !== 'number' || typeof c['numLayers'] !== 'number')
     throw new TypeError(`${where}: config must be a LlamaConfig (parseConfig, readConfig), got ${describeValue(cfg)}`);
+  const bad = (field: string, want: string): never => {
+    throw new TypeError(`${where}: config.${field} must be ${want}, got ${describeValue(c[field])}`);
+  };
+  for (const k of SIZE_FIELDS) {
+    const v = c[k];
+    if (!(typeof v === 'number' && Number.isInteger(v) && v >= 1 && v < 2 ** 31)) bad(k, 'a positive integer below 2^31');
+  }
+  for (const k of ['rmsNormEps', 'ropeTheta']) if (!isPositiveFloat32(c[k])) bad(k, FLOAT32_RANGE);
+  const dense = c['denseSize'];
+  if (dense !== null && !(typeof dense === 'number' && Number.isInteger(dense) && dense >= 1 && dense < 2 ** 31)) bad('denseSize', 'a positive integer below 2^31 or null');
+  if (c['pooling'] !== 'mean' && c['pooling'] !== 'cls') bad('pooling', '"mean" or "cls"');
+  if (typeof c['normalized'] !== 'boolean') bad('normalized', 'true or false');
 }
 
 /**

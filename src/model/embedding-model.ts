@@ -198,6 +198,7 @@ export class EmbeddingModel {
     if (!(tokenizer instanceof TextTokenizer)) throw new TypeError(`create: tokenizer must be a TextTokenizer (TextTokenizer.fromDir), got ${describeValue(tokenizer)}`);
     checkOptions('create', options, CREATE_OPTIONS);
     if (options.seed !== undefined && !Number.isInteger(options.seed)) throw new TypeError(`create: seed must be an integer, got ${describeValue(options.seed)}`);
+    tokenizer.assertFitsModel(config.vocabSize); // as load checks: else ids past the table fail at the first encode
     const dense = config.denseSize ?? DEFAULT_DENSE_SIZE;
     const device = options.device ?? 'cpu';
     const native = createNative(config, dense, device, options.precision);
