@@ -122,6 +122,10 @@ describe('safetensors: writer and reader round-trip', () => {
     expect(() => writeSafetensors(file, [ok, ok])).toThrow(/tensor "a": duplicate tensor name/);
     expect(() => writeSafetensors(file, [{ ...ok, data: new Uint16Array(2) }])).toThrow(/F32 data must be a Float32Array/);
     expect(() => writeSafetensors(file, [{ ...ok, shape: [-2] }])).toThrow(/shape must be non-negative integers/);
+    // a shape whose product passes 2^53 - 1 on the way to 0: the reader refuses it, so the writer does
+    expect(() => writeSafetensors(file, [{ ...ok, shape: [2 ** 40, 2 ** 40, 0], data: new Float32Array(0) }])).toThrow(
+      'tensor "a": shape [1099511627776, 1099511627776, 0]: its element count overflows (past 2^53 - 1), which no reader takes',
+    );
     expect(existsSync(file)).toBe(false);
   });
 });

@@ -137,15 +137,8 @@ function parseEntry(file: string, name: string, value: unknown, dataOffset: numb
     throw new Error(`${where}: data_offsets end ${end} is past the data section (${dataSize} bytes; file truncated?)`);
   }
   const dims = shape as number[];
-  // the running product is checked, as the reference's checked_mul does: [2^40, 2^40, 0] is refused,
-  // not read as 0 elements because the last dimension is 0
-  let elements = 1;
-  for (const d of dims) {
-    elements *= d;
-    if (!Number.isSafeInteger(elements)) {
-      throw new Error(`${where}: ${dtype} shape [${dims.join(', ')}]: its element count overflows (past 2^53 - 1)`);
-    }
-  }
+  const elements = elementCount(dims);
+  if (elements === null) throw new Error(`${where}: ${dtype} shape [${dims.join(', ')}]: its element count overflows (past 2^53 - 1)`);
   const bits = elements * DTYPE_BITS[dtype];
   if (Number.isSafeInteger(bits) && bits % 8 !== 0) {
     throw new Error(`${where}: ${dtype} shape [${dims.join(', ')}] is ${bits} bits, not a whole number of bytes`);
@@ -290,15 +283,26 @@ export interface TensorToWrite {
   data: Float32Array | Uint16Array;
 }
 
+/**
+ * The product of `dims`, or null when a running product passes 2^53 - 1. The running product, as the
+ * reference's checked_mul: [2^40, 2^40, 0] is refused, not taken as 0 elements for its last 0.
+ */
+function elementCount(dims: readonly number[]): number | null {
+  let elements = 1;
+  for (const d of dims) {
+    elements *= d;
+    if (!Number.isSafeInteger(elements)) return null;
+  }
+  return elements;
+}
+
 function tensorBytes(t: TensorToWrite, where: string): Uint8Array {
   if (!Array.isArray(t.shape)) throw new TypeError(`${where}: shape must be an array of dimensions, got ${describeValue(t.shape)}`);
   if (!(t.data instanceof Float32Array || t.data instanceof Uint16Array))
     throw new TypeError(`${where}: data must be a Float32Array or a Uint16Array of half bits, got ${describeValue(t.data)}`);
-  let elements = 1;
-  for (const d of t.shape) {
-    if (!isNonNegativeInt(d)) throw new Error(`${where}: shape must be non-negative integers, got [${t.shape.join(', ')}]`);
-    elements *= d;
-  }
+  if (t.shape.some((d) => !isNonNegativeInt(d))) throw new Error(`${where}: shape must be non-negative integers, got [${t.shape.join(', ')}]`);
+  const elements = elementCount(t.shape as number[]);
+  if (elements === null) throw new Error(`${where}: shape [${t.shape.join(', ')}]: its element count overflows (past 2^53 - 1), which no reader takes`);
   if (t.data.length !== elements) throw new Error(`${where}: shape [${t.shape.join(', ')}] needs ${elements} values, got ${t.data.length}`);
   let arr: Float32Array | Uint16Array;
   if (t.dtype === 'F32') {
