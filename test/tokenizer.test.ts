@@ -58,6 +58,8 @@ describe('TextTokenizer errors (no fixture needed)', () => {
     });
     const cases: [unknown, string][] = [
       [bpe({ merges: [1, 2, 3] }), 'model.merges[0] must be an "a b" string or an [a, b] pair, got 1'],
+      [bpe({ merges: [['a', 'b'], 'a b'] }), 'model.merges[1] is an "a b" string but model.merges[0] is an [a, b] pair: the list must hold one form'],
+      [bpe({ merges: ['a b', ['a', 'b']] }), 'model.merges[1] is an [a, b] pair but model.merges[0] is an "a b" string: the list must hold one form'],
       [bpe({ merges: null }), 'model.merges must be a list of "a b" strings or [a, b] pairs, got null'],
       [bpe({ vocab: undefined }), 'model.vocab must be an object of token → id (a BPE model), got undefined'],
       [bpe({ vocab: [1, 2, 3] }), 'model.vocab must be an object of token → id (a BPE model), got [1,2,3]'],

@@ -2,7 +2,7 @@
 // meets a malformed file with errors of its internals ("x.split is not a function", "... is not
 // iterable"), or loads it and then makes ids outside the vocabulary. Checked: the model's vocab and
 // merges, as each model type holds them (BPE, WordPiece, WordLevel: an object of token → id, BPE's
-// merges "a b" strings or [a, b] pairs; Unigram: a list of [piece, score]), and the added tokens
+// merges "a b" strings or [a, b] pairs, all of one form; Unigram: a list of [piece, score]), and the added tokens
 // (a list of {id, content}). Ids are bounded by the tokens the file holds: vocabularies number their
 // tokens 0 … N-1 (the added ones after), and the library allocates by the largest id, so one damaged id
 // (2^31) would take a minute and gigabytes; a little slack is left for vocabularies with holes. What
@@ -33,6 +33,12 @@ export function tokenizerJsonProblem(json: Json): string | null {
     if (!Array.isArray(merges)) return `model.merges must be a list of "a b" strings or [a, b] pairs, got ${shown(merges)}`;
     const bad = merges.findIndex((m) => !(typeof m === 'string' ? m.includes(' ') : Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === 'string')));
     if (bad >= 0) return `model.merges[${bad}] must be an "a b" string or an [a, b] pair, got ${shown(merges[bad])}`;
+    // the library reads the list in the form of its first entry
+    const other = merges.findIndex((m) => typeof m !== typeof merges[0]);
+    if (other >= 0) {
+      const form = (m: unknown): string => (typeof m === 'string' ? 'an "a b" string' : 'an [a, b] pair');
+      return `model.merges[${other}] is ${form(merges[other])} but model.merges[0] is ${form(merges[0])}: the list must hold one form`;
+    }
   }
   const added = json['added_tokens'];
   if (added !== undefined && added !== null) {
