@@ -135,9 +135,9 @@ describe('bad input to EmbeddingModel', () => {
 
   it('non-string texts are a TypeError naming the index', async () => {
     const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
-    await expect(m.encode(['a', 3 as unknown as string])).rejects.toThrow(new TypeError('encode: texts[1] is not a string, got 3'));
+    await expect(m.encode(['a', 3 as unknown as string])).rejects.toThrow(new TypeError('encode: texts[1] must be a string, got 3'));
     // a sparse array's holes are texts too (forEach passed over them to the tokenizer)
-    await expect(m.encode(new Array<string>(3))).rejects.toThrow(new TypeError('encode: texts[0] is not a string, got undefined'));
+    await expect(m.encode(new Array<string>(3))).rejects.toThrow(new TypeError('encode: texts[0] must be a string, got undefined'));
     m.dispose();
   });
 
@@ -148,7 +148,7 @@ describe('bad input to EmbeddingModel', () => {
     const quiet = await EmbeddingModel.load(dir, { onNotice: (x) => notices.push(x) });
     // with no texts, the bad value reached only the "above max_position_embeddings" notice
     await expect(quiet.encode([], { maxLength: 'abc' as unknown as number })).rejects.toThrow(
-      new RangeError('tokenizer: maxLength must be an integer >= 1 or Infinity, got the string "abc"'),
+      new TypeError('tokenizer: maxLength must be an integer >= 1 or Infinity, got the string "abc"'),
     );
     await expect(m.encode(['a'], { maxLength: '8' as unknown as number })).rejects.toThrow('got the string "8"');
     expect(notices).toEqual([]);

@@ -7,8 +7,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel, packBatch, planBatches } from '../src/model/embedding-model.js';
 import { configToJson, readConfig } from '../src/model/config.js';
-import { parameterNames } from '../src/model/weights.js';
-import { writeSafetensors } from '../src/model/safetensors.js';
+import { openWeights, parameterNames } from '../src/model/weights.js';
+import { readSafetensorsHeader, writeSafetensors } from '../src/model/safetensors.js';
 import { Rng } from '../src/util/random.js';
 import { Embeddings } from '../src/model/embeddings.js';
 import { serve } from '../src/server/server.js';
@@ -55,6 +55,38 @@ describe('library options: unknown keys and wrong kinds are refused', () => {
     } finally {
       m.dispose();
     }
+  });
+
+  it('the model-file readers and the tokenizer name a wrong argument or option (they failed inside Node or the tokenizer library, or took it)', async () => {
+    const dir = writeTinyModel(makeTempDir()).dir;
+    const config = readConfig(dir);
+    const open = loose(openWeights);
+    expect(() => open(null, config)).toThrow(new TypeError('openWeights: dir must be a folder name, got null'));
+    expect(() => open(dir, null)).toThrow(new TypeError('openWeights: config must be a LlamaConfig (parseConfig, readConfig), got null'));
+    expect(() => open(dir, config, { ignoreExtraLayer: true })).toThrow(new TypeError('openWeights: unknown option ignoreExtraLayer (did you mean ignoreExtraLayers?)'));
+    expect(() => open(dir, config, null)).toThrow(new TypeError('openWeights: options must be an object, got null'));
+    expect(() => open(dir, config, { ignoreExtraLayers: 'yes' })).toThrow(new TypeError('openWeights: ignoreExtraLayers must be true or false, got the string "yes"'));
+    expect(() => loose(readConfig)(null)).toThrow(new TypeError('readConfig: dir must be a folder name, got null'));
+    expect(() => loose(readSafetensorsHeader)(5)).toThrow(new TypeError('readSafetensorsHeader: path must be a file name, got 5'));
+    const fromDir = loose(TextTokenizer.fromDir.bind(TextTokenizer));
+    expect(() => fromDir(null)).toThrow(new TypeError('TextTokenizer.fromDir: dir must be a folder name, got null'));
+    expect(() => fromDir(dir, { addBos: 'no' })).toThrow(new TypeError('TextTokenizer.fromDir: addBos must be true or false, got the string "no"'));
+    const json = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as unknown;
+    const NewTokenizer = TextTokenizer as unknown as new (...a: unknown[]) => TextTokenizer;
+    expect(() => new NewTokenizer(null)).toThrow(new TypeError('TextTokenizer: tokenizerJson must be a parsed tokenizer.json (an object), got null'));
+    expect(() => new NewTokenizer(json, 'x')).toThrow(new TypeError('TextTokenizer: config must be a parsed tokenizer_config.json (an object), got the string "x"'));
+    expect(() => new NewTokenizer(json, {}, { addbos: false })).toThrow(new TypeError('TextTokenizer: unknown option addbos (did you mean addBos?)'));
+    const tok = TextTokenizer.fromDir(dir);
+    await expect(loose(tok.encodeBatchAsync.bind(tok))(['a'], 8, null)).rejects.toThrow(new TypeError('encodeBatchAsync: options must be an object, got null'));
+    await expect(loose(tok.encodeBatchAsync.bind(tok))(['a'], 8, { sliceMs: '5' })).rejects.toThrow(
+      new TypeError('encodeBatchAsync: sliceMs must be a number of milliseconds >= 0, got the string "5"'),
+    );
+    expect(() => loose(tok.encodeBatch.bind(tok))(['a', null], 8)).toThrow(new TypeError('encodeBatch: texts[1] must be a string, got null'));
+    const decode = loose(tok.decode.bind(tok));
+    expect(() => decode([1, 2], { skipSpecial: false })).toThrow(new TypeError('decode: unknown option skipSpecial (did you mean skipSpecialTokens?)'));
+    expect(() => decode([99999])).toThrow(new RangeError(`decode: ids[0] is 99999, outside the vocabulary [0, ${tok.vocabSize})`));
+    expect(() => decode([3, 1.5])).toThrow(new TypeError('decode: ids[1] must be a token id (an integer), got 1.5'));
+    await expect(loose(EmbeddingModel.load)(5)).rejects.toThrow(new TypeError('EmbeddingModel.load: a model folder or hub id is required, got 5'));
   });
 
   it('knn: exclude_self is refused (it used to match every query with itself)', async () => {
@@ -124,6 +156,8 @@ describe('library options: unknown keys and wrong kinds are refused', () => {
     const m = await EmbeddingModel.load(writeTinyModel(makeTempDir()).dir);
     try {
       expect(() => loose(m.tokenize.bind(m))('abc')).toThrow(new TypeError('tokenize: texts must be an array of strings, got the string "abc"'));
+      expect(() => loose(m.tokenize.bind(m))(['abc', null])).toThrow(new TypeError('tokenize: texts[1] must be a string, got null'));
+      await expect(loose(m.encode.bind(m))(null)).rejects.toThrow(new TypeError('encode: texts must be an array of strings, got null'));
     } finally {
       m.dispose();
     }

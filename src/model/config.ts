@@ -1,6 +1,7 @@
 // Reads and validates a Llama embedding model's config.json, in both the transformers 4.x layout
 // (`rope_theta` at top level) and the 5.x layout (`rope_parameters: {rope_theta, rope_type}`, `head_dim`),
 // and writes a 4.x-style config for a saved embedding model.
+import { checkPathArg } from '../util/options.js';
 import { lstatSync, readlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { readFailure } from '../util/fs-error.js';
@@ -228,6 +229,7 @@ export function missingModelFile(path: string): Error {
 
 /** Reads and validates `dir/config.json`. */
 export function readConfig(dir: string): LlamaConfig {
+  checkPathArg('readConfig', 'dir', dir, 'folder');
   const file = join(dir, 'config.json');
   let text: string;
   try {

@@ -4,7 +4,7 @@
 import { nonFiniteReason, nonFiniteValue, TextError } from './text-error.js';
 import { checkConfigArg, readConfig, type LlamaConfig } from './config.js';
 import { Embeddings } from './embeddings.js';
-import { TextTokenizer } from './tokenizer.js';
+import { checkTexts, TextTokenizer } from './tokenizer.js';
 import { openWeights } from './weights.js';
 import { buildCommand, nativeAddon, packageRoot } from '../native.js';
 import { Rng } from '../util/random.js';
@@ -255,7 +255,7 @@ export class EmbeddingModel {
 
   /** Token ids of each text (BOS prepended, truncated at maxLength). */
   tokenize(texts: string[], maxLength = DEFAULT_MAX_LENGTH): Int32Array[] {
-    if (!Array.isArray(texts)) throw new TypeError(`tokenize: texts must be an array of strings, got ${describeValue(texts)}`);
+    checkTexts('tokenize', texts);
     return this.tokenizer.encodeBatch(texts, maxLength);
   }
 
@@ -270,12 +270,9 @@ export class EmbeddingModel {
   }
 
   private async encodeHeld(native: NativeModel, given: string[], options: EncodeOptions | null): Promise<Embeddings> {
-    if (!Array.isArray(given)) throw new TypeError('encode: texts must be an array of strings');
+    checkTexts('encode', given); // a sparse array's holes read as undefined: refused
     // a copy: the tokenising takes turns with the event loop, and the caller's array may change meanwhile
-    const texts: string[] = Array.from(given); // a sparse array's holes become undefined, refused below
-    for (let i = 0; i < texts.length; i++) {
-      if (typeof texts[i] !== 'string') throw new TypeError(`encode: texts[${i}] is not a string, got ${describeValue(texts[i])}`);
-    }
+    const texts: string[] = Array.from(given);
     checkOptions('encode', options, ENCODE_OPTIONS);
     // before the tokenising, which can take long
     const batchSize = positiveInteger('batchSize', options.batchSize ?? 32);
@@ -332,7 +329,7 @@ export class EmbeddingModel {
     );
   }
 
-  /** Frees the native memory. Calls in flight finish first; later calls throw. */
+  /** Frees the native memory. Calls in flight finish first; later encode and hold calls throw (tokenize, which needs no native memory, still works). */
   dispose(): void {
     this.disposeRequested = true;
     if (this.holds === 0) this.free();
@@ -506,7 +503,7 @@ function defaultNotice(message: string): void {
 }
 
 async function resolveModelDir(dirOrName: string, options: LoadOptions): Promise<string> {
-  if (typeof dirOrName !== 'string' || dirOrName === '') throw new Error('EmbeddingModel.load: a model folder or hub id is required');
+  if (typeof dirOrName !== 'string' || dirOrName === '') throw new TypeError(`EmbeddingModel.load: a model folder or hub id is required, got ${describeValue(dirOrName)}`);
   // a local folder, else a Hub id through the cache (downloaded when missing, unless HF_HUB_OFFLINE)
   const { resolveModel } = await import('../hub/resolve.js');
   const { downloadNotices } = await import('../hub/download-notices.js');

@@ -1,6 +1,7 @@
 // safetensors files: validated header reading (the header only, never the data) and an atomic writer.
 // Layout: u64 little-endian header length N, N bytes of UTF-8 JSON {name: {dtype, shape, data_offsets}},
 // then the data section; data_offsets are relative to the data section's start.
+import { checkPathArg } from '../util/options.js';
 import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { endianness } from 'node:os';
@@ -152,6 +153,7 @@ function parseEntry(file: string, name: string, value: unknown, dataOffset: numb
 
 /** Reads and validates a safetensors header without reading the data. Entries carry absolute offsets. */
 export function readSafetensorsHeader(path: string): SafetensorsHeader {
+  checkPathArg('readSafetensorsHeader', 'path', path, 'file');
   const file = resolve(path);
   let fd: number;
   try {
@@ -321,7 +323,7 @@ function tensorBytes(t: TensorToWrite, where: string): Uint8Array {
  * stays a link). A failed write leaves any existing file untouched. Tensors are stored in the order given.
  */
 export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
-  if (typeof path !== 'string' || path === '') throw new TypeError(`writeSafetensors: path must be a file name, got ${describeValue(path)}`);
+  checkPathArg('writeSafetensors', 'path', path, 'file');
   if (!Array.isArray(tensors)) throw new TypeError(`writeSafetensors: tensors must be an array of {name, dtype, shape, data}, got ${describeValue(tensors)}`);
   if (metadata !== undefined) {
     if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))

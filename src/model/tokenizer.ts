@@ -16,7 +16,7 @@ import { parseJson } from '../util/json.js';
 import { describeValue } from '../util/describe.js';
 import { TextError } from './text-error.js';
 import { tokenizerJsonProblem } from './tokenizer-check.js';
-import { checkOptions, optionKeys } from '../util/options.js';
+import { checkOptions, checkPathArg, optionKeys, wrongOption } from '../util/options.js';
 
 type Json = Record<string, unknown>;
 
@@ -152,6 +152,15 @@ export interface TextTokenizerOptions {
 
 const TOKENIZER_OPTIONS = optionKeys<TextTokenizerOptions>({ addBos: true, addEos: true });
 
+function checkTokenizerOptions(where: string, options: TextTokenizerOptions): void {
+  checkOptions(where, options, TOKENIZER_OPTIONS);
+  for (const key of ['addBos', 'addEos'] as const) {
+    if (options[key] !== undefined && typeof options[key] !== 'boolean') throw wrongOption(where, key, 'true or false', options[key]);
+  }
+}
+
+const isJsonObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 /** encode(texts[i]) for each i; a TextError names its text's index. */
 function encodeEach(texts: readonly string[], i: number, encode: (text: string) => Int32Array): Int32Array {
   try {
@@ -161,9 +170,12 @@ function encodeEach(texts: readonly string[], i: number, encode: (text: string) 
   }
 }
 
-/** Throws a TypeError naming `where` unless texts is an array (each text is checked as it is encoded). */
-function textList(where: string, texts: unknown): void {
+/** Throws a TypeError naming `where` unless texts is an array of strings (the first that is not named). */
+export function checkTexts(where: string, texts: unknown): asserts texts is string[] {
   if (!Array.isArray(texts)) throw new TypeError(`${where}: texts must be an array of strings, got ${describeValue(texts)}`);
+  for (let i = 0; i < texts.length; i++) {
+    if (typeof texts[i] !== 'string') throw new TypeError(`${where}: texts[${i}] must be a string, got ${describeValue(texts[i])}`);
+  }
 }
 
 export class TextTokenizer {
@@ -180,7 +192,8 @@ export class TextTokenizer {
 
   /** Loads `dir/tokenizer.json` (required) and `dir/tokenizer_config.json` (optional). */
   static fromDir(dir: string, options: TextTokenizerOptions = {}): TextTokenizer {
-    checkOptions('TextTokenizer.fromDir', options, TOKENIZER_OPTIONS);
+    checkPathArg('TextTokenizer.fromDir', 'dir', dir, 'folder');
+    checkTokenizerOptions('TextTokenizer.fromDir', options);
     const file = join(dir, 'tokenizer.json');
     const tokenizerJson = readJsonFile(file, true) as Json;
     const config = readJsonFile(join(dir, 'tokenizer_config.json'), false) ?? {};
@@ -192,6 +205,9 @@ export class TextTokenizer {
    * `source` names the tokenizer.json in errors.
    */
   constructor(tokenizerJson: Json, config: Json = {}, options: TextTokenizerOptions = {}, private readonly source = 'tokenizer.json') {
+    if (!isJsonObject(tokenizerJson)) throw new TypeError(`TextTokenizer: tokenizerJson must be a parsed tokenizer.json (an object), got ${describeValue(tokenizerJson)}`);
+    if (!isJsonObject(config)) throw new TypeError(`TextTokenizer: config must be a parsed tokenizer_config.json (an object), got ${describeValue(config)}`);
+    checkTokenizerOptions('TextTokenizer', options);
     const problem = tokenizerJsonProblem(tokenizerJson);
     if (problem !== null) throw new Error(`tokenizer: ${source}: ${problem}`);
     const loadable: Json = {
@@ -237,7 +253,7 @@ export class TextTokenizer {
   checkMaxLength(maxLength: number): void {
     const least = Math.max(1, this.specialCount);
     if (!(maxLength === Infinity || (Number.isInteger(maxLength) && maxLength >= least))) {
-      throw new RangeError(`tokenizer: maxLength must be an integer >= ${least} or Infinity, got ${describeValue(maxLength)}`);
+      throw new (typeof maxLength === 'number' ? RangeError : TypeError)(`tokenizer: maxLength must be an integer >= ${least} or Infinity, got ${describeValue(maxLength)}`);
     }
   }
 
@@ -271,7 +287,7 @@ export class TextTokenizer {
   }
 
   encodeBatch(texts: readonly string[], maxLength: number): Int32Array[] {
-    textList('encodeBatch', texts);
+    checkTexts('encodeBatch', texts);
     return texts.map((_, i) => encodeEach(texts, i, (text) => this.encode(text, maxLength)));
   }
 
@@ -281,8 +297,10 @@ export class TextTokenizer {
    * encodeBatch would block the process for seconds.
    */
   async encodeBatchAsync(texts: readonly string[], maxLength: number, options: { sliceMs?: number } = {}): Promise<Int32Array[]> {
-    textList('encodeBatchAsync', texts);
+    checkTexts('encodeBatchAsync', texts);
+    checkOptions('encodeBatchAsync', options, ['sliceMs']);
     const sliceMs = options.sliceMs ?? 10;
+    if (!(typeof sliceMs === 'number' && sliceMs >= 0 && sliceMs !== Infinity)) throw wrongOption('encodeBatchAsync', 'sliceMs', 'a number of milliseconds >= 0', sliceMs);
     const out: Int32Array[] = new Array<Int32Array>(texts.length);
     let start = performance.now();
     for (let i = 0; i < texts.length; i++) {
@@ -298,7 +316,15 @@ export class TextTokenizer {
   /** Text of ids; special tokens are skipped unless asked for. */
   decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {
     if (typeof ids !== 'object' || ids === null || typeof ids.length !== 'number') throw new TypeError(`decode: ids must be an array of token ids, got ${describeValue(ids)}`);
-    if (typeof options !== 'object' || options === null) throw new TypeError(`decode: options must be an object, got ${describeValue(options)}`);
+    checkOptions('decode', options, ['skipSpecialTokens']);
+    if (options.skipSpecialTokens !== undefined && typeof options.skipSpecialTokens !== 'boolean') {
+      throw wrongOption('decode', 'skipSpecialTokens', 'true or false', options.skipSpecialTokens);
+    }
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!Number.isInteger(id)) throw new TypeError(`decode: ids[${i}] must be a token id (an integer), got ${describeValue(id)}`);
+      if (id < 0 || id >= this.vocabSize) throw new RangeError(`decode: ids[${i}] is ${id}, outside the vocabulary [0, ${this.vocabSize})`);
+    }
     if (ids.length === 0) return '';
     return this.tokenizer.decode(Array.from(ids), {
       skip_special_tokens: options.skipSpecialTokens ?? true,

@@ -1,5 +1,6 @@
 // Finds a model folder's safetensors weights and checks every tensor's name and shape against the config.
 // The result is an index of byte ranges (absolute file offsets) that the native reader preads.
+import { checkOptions, checkPathArg, optionKeys, wrongOption } from '../util/options.js';
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { checkConfigArg, type LlamaConfig } from './config.js';
@@ -121,7 +122,15 @@ function findTensors(dir: string): Found {
 }
 
 /** Opens a model folder's weights and validates them against `config`. */
+const OPEN_WEIGHTS_OPTIONS = optionKeys<OpenWeightsOptions>({ ignoreExtraLayers: true });
+
 export function openWeights(dir: string, config: LlamaConfig, options: OpenWeightsOptions = {}): WeightIndex {
+  checkPathArg('openWeights', 'dir', dir, 'folder');
+  checkConfigArg('openWeights', config);
+  checkOptions('openWeights', options, OPEN_WEIGHTS_OPTIONS);
+  if (options.ignoreExtraLayers !== undefined && typeof options.ignoreExtraLayers !== 'boolean') {
+    throw wrongOption('openWeights', 'ignoreExtraLayers', 'true or false', options.ignoreExtraLayers);
+  }
   const folder = resolve(dir);
   const found = findTensors(folder);
   const where = (t: TensorEntry) => `${t.file}: tensor "${t.name}"`;

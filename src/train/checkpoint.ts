@@ -23,7 +23,7 @@ import { folderBytes } from '../util/disk.js';
 import { processAlive } from '../util/process.js';
 import { parseJson } from '../util/json.js';
 import { describeValue } from '../util/describe.js';
-import { checkOptions, optionKeys } from '../util/options.js';
+import { checkOptions, checkPathArg, optionKeys } from '../util/options.js';
 
 /** Tokenizer files copied with a model when they exist (tokenizer.json is required). */
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
@@ -88,7 +88,7 @@ export function saveModel(model: EmbeddingModel, dir: string, options: SaveModel
   if (typeof m !== 'object' || m === null || typeof m.encode !== 'function' || typeof m.config !== 'object')
     throw new TypeError(`saveModel: model must be an EmbeddingModel, got ${describeValue(model)}`);
   checkOptions('saveModel', options, SAVE_MODEL_OPTIONS);
-  if (typeof dir !== 'string' || dir === '') throw new TypeError(`saveModel: dir must be a folder name, got ${describeValue(dir)}`);
+  checkPathArg('saveModel', 'dir', dir, 'folder');
   const native = options.native ?? model.native;
   if (native.precision !== 'fp32') {
     const p = native.precision;

@@ -21,6 +21,11 @@ export function checkOptions<T>(where: string, options: T, known: readonly strin
   }
 }
 
+/** A TypeError naming `where` and `name` unless `value` is a non-empty string: a folder's or file's name. */
+export function checkPathArg(where: string, name: string, value: unknown, kind: 'folder' | 'file'): asserts value is string {
+  if (typeof value !== 'string' || value === '') throw new TypeError(`${where}: ${name} must be a ${kind} name, got ${describeValue(value)}`);
+}
+
 /** The TypeError for an option of the wrong kind: `where: key must be expected, got <what it got>`. */
 export function wrongOption(where: string, key: string, expected: string, got: unknown): TypeError {
   return new TypeError(`${where}: ${key} must be ${expected}, got ${describeValue(got)}`);
