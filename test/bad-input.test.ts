@@ -165,6 +165,26 @@ describe('bad input to EmbeddingModel', () => {
   });
 });
 
+describe('native loadTensors validation', () => {
+  it('an offset or length that is not a whole number of bytes is an error (NaN read the file from byte 0)', async () => {
+    const tiny = writeTinyModel(makeTempDir());
+    const m = await EmbeddingModel.load(tiny.dir);
+    const file = join(tiny.dir, 'model.safetensors');
+    const src = { name: 'norm.weight', path: file, offset: 0, length: 4 * m.config.hiddenSize, dtype: 'F32' };
+    for (const [change, said] of [
+      [{ offset: NaN }, 'loadTensors: sources[0].offset must be a whole number of bytes, got NaN'],
+      [{ length: -4 }, 'loadTensors: sources[0].length must be a whole number of bytes, got -4'],
+      [{ offset: 1.5 }, 'loadTensors: sources[0].offset must be a whole number of bytes, got 1.5'],
+      [{ offset: '8' }, 'loadTensors: sources[0].offset must be a whole number of bytes, got 8'],
+      [{ path: 5 }, 'loadTensors: sources[0].path must be a string'],
+    ] as const) {
+      await expect(Promise.resolve().then(() => m.native.loadTensors([{ ...src, ...change } as typeof src]))).rejects.toThrow(new TypeError(said));
+    }
+    await expect(Promise.resolve().then(() => m.native.loadTensors([5 as unknown as typeof src]))).rejects.toThrow(new TypeError('loadTensors: sources[0] must be an object'));
+    m.dispose();
+  });
+});
+
 describe('native batch validation', () => {
   // Regression: an interior cu_seqlens entry past the token count used to overrun the positions
   // buffer before the (valid) last entry was checked.

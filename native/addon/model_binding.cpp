@@ -57,6 +57,26 @@ int get_int(const Napi::Object& o, const char* key) {
   return int(d);
 }
 
+// sources[i].key of loadTensors: a whole number in [0, 2^53] (Int64Value() would read NaN as 0)
+uint64_t get_byte_count(const Napi::Object& o, const char* key, uint32_t i) {
+  Napi::Value v = o.Get(key);
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+  if (!(d >= 0.0 && d <= 9007199254740992.0) || d != double(uint64_t(d))) {
+    throw Napi::TypeError::New(o.Env(), "loadTensors: sources[" + std::to_string(i) + "]." + key +
+                                            " must be a whole number of bytes, got " + v.ToString().Utf8Value());
+  }
+  return uint64_t(d);
+}
+
+// sources[i].key of loadTensors: a string
+std::string get_string(const Napi::Object& o, const char* key, uint32_t i) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsString()) {
+    throw Napi::TypeError::New(o.Env(), "loadTensors: sources[" + std::to_string(i) + "]." + key + " must be a string");
+  }
+  return v.As<Napi::String>().Utf8Value();
+}
+
 float get_float(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
   if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("model config: ") + key + " must be a number");
@@ -153,13 +173,15 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
     Napi::Array arr = info[0].As<Napi::Array>();
     auto sources = std::make_shared<std::vector<TensorSource>>();
     for (uint32_t i = 0; i < arr.Length(); i++) {
-      Napi::Object o = arr.Get(i).As<Napi::Object>();
+      Napi::Value item = arr.Get(i);
+      if (!item.IsObject()) throw Napi::TypeError::New(env, "loadTensors: sources[" + std::to_string(i) + "] must be an object");
+      Napi::Object o = item.As<Napi::Object>();
       TensorSource s;
-      s.name = o.Get("name").As<Napi::String>().Utf8Value();
-      s.path = o.Get("path").As<Napi::String>().Utf8Value();
-      s.offset = uint64_t(o.Get("offset").As<Napi::Number>().Int64Value());
-      s.length = uint64_t(o.Get("length").As<Napi::Number>().Int64Value());
-      s.dtype = parse_dtype(env, o.Get("dtype").As<Napi::String>().Utf8Value());
+      s.name = get_string(o, "name", i);
+      s.path = get_string(o, "path", i);
+      s.offset = get_byte_count(o, "offset", i);
+      s.length = get_byte_count(o, "length", i);
+      s.dtype = parse_dtype(env, get_string(o, "dtype", i));
       if (o.Has("tensor") && o.Get("tensor").IsString()) s.file_name = o.Get("tensor").As<Napi::String>().Utf8Value();
       sources->push_back(std::move(s));
     }
