@@ -364,6 +364,36 @@ describe('Trainer runs and their output folder', () => {
     expect([...first.steps, ...more.steps].map((x) => x.loss)).toEqual(straight.steps.map((x) => x.loss));
   });
 
+  it('resume by epochs from a checkpoint in the epoch after the last: nothing to do (it wrote a part-epoch model over the finished one)', async () => {
+    const out = makeTempDir();
+    await fitRun({ epochs: 1, outputDir: out, saveSteps: 100 }); // 10 steps, the final model at step 10
+    await fitRun({ epochs: 2, outputDir: out, saveSteps: 100, resume: true }, { abortAt: 13 }); // checkpoint-13, 3 steps into epoch 2
+    const before = snapshot(out);
+    const back = await fitRun({ epochs: 1, outputDir: out, saveSteps: 100, resume: true });
+    expect(back.result).toMatchObject({ stoppedBy: 'alreadyDone', step: 13 });
+    expect(back.notices.at(-1)).toBe(
+      `nothing to do: ${join(out, 'checkpoint-13')} is 12 groups into epoch 2, past epochs 1; nothing was written (raise epochs to train further)`,
+    );
+    expect(snapshot(out)).toEqual(before);
+    expect(readRunRecord(out)?.finalModelStep).toBe(10);
+  });
+
+  it("resume from an earlier checkpoint into the run's own folder, past which the run went on, is refused (the limit pruned the new checkpoints)", async () => {
+    const out = makeTempDir();
+    await fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2, saveTotalLimit: 0 });
+    const before = snapshot(out);
+    const cannot = `cannot continue from ${join(out, 'checkpoint-2')} into ${out}: the run went on past step 2 there`;
+    await expect(fitRun({ maxSteps: 3, outputDir: out, saveSteps: 1, saveTotalLimit: 2, resume: join(out, 'checkpoint-2') })).rejects.toThrow(
+      `${cannot} (checkpoint-4, checkpoint-6, its final model (step 6)), and continuing from an earlier step would mix the two: ` +
+        `continue into a new or empty outputDir, or move those out of ${out} first`,
+    );
+    expect(snapshot(out)).toEqual(before);
+    // into a new folder it is a fork; the newest checkpoint into its own folder is a plain resume
+    const fork = makeTempDir();
+    expect((await fitRun({ maxSteps: 3, outputDir: fork, saveSteps: 1, resume: join(out, 'checkpoint-2') })).result.step).toBe(3);
+    expect((await fitRun({ maxSteps: 7, outputDir: out, saveSteps: 100, resume: join(out, 'checkpoint-6') })).result.step).toBe(7);
+  });
+
   it('interrupted right at the last step: resume trains nothing and writes the final model from the checkpoint', async () => {
     const out = makeTempDir();
     await fitRun({ maxSteps: 4, outputDir: out }, { abortAt: 4 });

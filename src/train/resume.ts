@@ -61,7 +61,8 @@ export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: Da
   if (state['format'] !== STATE_FORMAT) throw new Error(`${point.dir}/trainer_state.json: not a llama2-embedding trainer state`);
   const saved = state['run'] as Partial<RunIdentity> | undefined;
   const run = typeof saved?.id === 'string' ? { id: saved.id, startedAt: typeof saved.startedAt === 'string' ? saved.startedAt : '' } : null;
-  if (typeof o.resume === 'string' && o.outputDir) refuseOtherOutput(o.outputDir, point.dir, run?.id ?? null, n);
+  const position = positionOf(state, point.dir);
+  if (typeof o.resume === 'string' && o.outputDir) refuseOtherOutput(o.outputDir, point.dir, run?.id ?? null, position.step, n);
   const changes = configChanges(state, o, data);
   if (changes.length > 0) {
     const list = describeChanges(changes, n);
@@ -77,7 +78,6 @@ export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: Da
     const k = point.otherRuns.length;
     notice(`ignoring ${counted(k, 'checkpoint')} of other runs in ${o.outputDir} (${point.otherRuns.map((c) => basename(c.dir)).join(', ')})`);
   }
-  const position = positionOf(state, point.dir);
   if (changes.some((c) => SAMPLING.has(c.option))) position.rngState = [];
   const dataChanged = changes.some((c) => c.option === 'data');
   if (dataChanged) position.stats = emptyStats(); // the old data's counts, whatever the position
@@ -93,14 +93,27 @@ export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: Da
 }
 
 /**
- * Continuing from a named checkpoint of run `runId` into `outputDir`: the folder must be that run's, or
- * new or empty (a fork), never another run's with a model or checkpoints, nor a folder of other files
- * (a model copied there would be replaced).
+ * Continuing from a named checkpoint (of run `runId`, at `step`) into `outputDir`: the folder must be that
+ * run's, or new or empty (a fork), never another run's with a model or checkpoints, nor a folder of other
+ * files (a model copied there would be replaced). Nor may that run have gone past `step` there: its later
+ * checkpoints would be taken for the continued run's (the limit pruned the new ones as older, and a
+ * resume went on from the old branch), and its final model would be replaced.
  */
-function refuseOtherOutput(outputDir: string, checkpoint: string, runId: string | null, n: OptionNamer): void {
+function refuseOtherOutput(outputDir: string, checkpoint: string, runId: string | null, step: number, n: OptionNamer): void {
   const record = readRunRecord(outputDir);
-  if (record?.runId === runId) return;
   const cannot = `cannot continue from ${checkpoint} into ${outputDir}`;
+  if (runId !== null && (record === null || record.runId === runId)) {
+    const later = listRunCheckpoints(outputDir).filter((c) => c.runId === runId && c.step > step);
+    const final = record?.finalModelStep != null && record.finalModelStep > step ? [`its final model (step ${record.finalModelStep})`] : [];
+    const past = [...later.map((c) => basename(c.dir)), ...final];
+    if (past.length > 0) {
+      throw new Error(
+        `${cannot}: the run went on past step ${step} there (${past.join(', ')}), and continuing from an earlier step would ` +
+          `mix the two: continue into a new or empty ${n('outputDir')}, or move those out of ${outputDir} first`,
+      );
+    }
+  }
+  if (record?.runId === runId) return;
   if (record) {
     const held = heldRun(outputDir, record.runId);
     if (held === null) return;
@@ -182,10 +195,16 @@ export function nothingToDo(o: ResolvedOptions, optionName: OptionNamer, pos: Po
   const byStep = o.maxSteps > 0;
   const reached = byStep ? pos.step >= o.maxSteps : pos.epoch >= o.epochs;
   if (!reached) return null;
-  const past = byStep ? pos.step > o.maxSteps : pos.epoch > o.epochs;
+  // (a checkpoint some groups into the epoch after the last is past it too: its final model would be
+  // a part of that epoch's, written over the one of the last epoch's end)
+  const past = byStep ? pos.step > o.maxSteps : pos.epoch > o.epochs || pos.groups > 0;
   const untouched = 'nothing was written';
   if (past) {
-    const where = byStep ? `at step ${pos.step}, past ${n('maxSteps')} ${o.maxSteps}` : `${pos.epoch} epochs in, past ${n('epochs')} ${o.epochs}`;
+    const where = byStep
+      ? `at step ${pos.step}, past ${n('maxSteps')} ${o.maxSteps}`
+      : pos.groups > 0
+        ? `${pos.groups} groups into epoch ${pos.epoch + 1}, past ${n('epochs')} ${o.epochs}`
+        : `${pos.epoch} epochs in, past ${n('epochs')} ${o.epochs}`;
     return `nothing to do: ${dir} is ${where}; ${untouched} (raise ${n(byStep ? 'maxSteps' : 'epochs')} to train further)`;
   }
   const record = o.outputDir ? readRunRecord(o.outputDir) : null;
