@@ -3,7 +3,7 @@
 // killed run logged are dropped, so the log holds each step once.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { Trainer, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
@@ -56,6 +56,30 @@ describe('the training log', () => {
       );
     }
     expect(readFileSync(data, 'utf8')).toBe(dataText);
+  });
+
+  it('a log the run would replace or remove in its output folder is refused before training (it was lost without a word)', async () => {
+    const root = makeTempDir();
+    const out = join(root, 'out');
+    const runs = `the run writes in outputDir ${out}`;
+    const cases: [string, string][] = [
+      [join(out, 'config.json'), `logFile ${join(out, 'config.json')} is the config.json ${runs}: give a file the run does not write`],
+      [join(out, 'training_run.json'), `logFile ${join(out, 'training_run.json')} is the training_run.json ${runs}: give a file the run does not write`],
+      [
+        join(out, 'checkpoint-2', 'train.log'),
+        `logFile ${join(out, 'checkpoint-2', 'train.log')} is in checkpoint-2, a checkpoint folder ${runs} (replaced when saved again, removed by the limit): give a file outside it`,
+      ],
+    ];
+    // a link to the output folder is the output folder
+    mkdirSync(out);
+    symlinkSync(out, join(root, 'via'));
+    cases.push([join(root, 'via', 'model.safetensors'), `logFile ${join(root, 'via', 'model.safetensors')} is the model.safetensors ${runs}: give a file the run does not write`]);
+    for (const [log, said] of cases) await expect(fit({ maxSteps: 2, saveSteps: 2, outputDir: out, logFile: log })).rejects.toThrow(new Error(said));
+    expect(readdirSync(out)).toEqual([]);
+    // beside the run's files it is fine
+    const ok = await fit({ maxSteps: 2, saveSteps: 2, outputDir: out, logFile: join(out, 'train.log') });
+    expect(ok.steps).toHaveLength(2);
+    expect(readFileSync(join(out, 'train.log'), 'utf8').trim().split('\n')).toHaveLength(2);
   });
 
   it('`l2e train` names --log', async () => {

@@ -1,7 +1,11 @@
 // The --log file: one JSON object per optimizer step, appended (StepInfo and the run's id, `run`: a
 // log may be shared by runs). Which files may be one, the append, and a resume's trim of the steps it
 // trains again.
-import { closeSync, openSync, readSync, statSync, truncateSync, appendFileSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, openSync, readSync, realpathSync, statSync, truncateSync, appendFileSync, writeSync, type Stats } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { TOKENIZER_FILES } from './checkpoint.js';
+import { RUN_FILE } from './run.js';
+import { TRAIN_LOCK } from './output-lock.js';
 import { readLines } from '../data/jsonl.js';
 import type { RowSource } from '../data/pairs.js';
 import type { OptionNamer } from './options.js';
@@ -91,13 +95,47 @@ function notAStepLog(log: string): string | null {
   return 'its first line is not a step\'s JSON object';
 }
 
+/** `path` with its links followed as far as it exists: where it really is, or would be. */
+function realPath(path: string): string {
+  const full = resolve(path);
+  try {
+    return realpathSync(full);
+  } catch {
+    const parent = dirname(full);
+    return parent === full ? full : join(realPath(parent), basename(full));
+  }
+}
+
+/**
+ * Refuses a log the run itself would replace or remove in its output folder: one of the files it
+ * writes there (the model, the tokenizer, its run record and lock) or anything in a checkpoint folder
+ * (replaced at the next save of that step, removed by the limit). Such a log was lost without a word.
+ */
+function refuseLogInOutput(log: string, outputDir: string, n: OptionNamer): void {
+  const rel = relative(realPath(outputDir), realPath(log));
+  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) return;
+  const first = rel.split(sep)[0]!;
+  const runs = `the run writes in ${n('outputDir')} ${outputDir}`;
+  if (rel === first && OUTPUT_FILES.includes(first)) throw new Error(`${n('logFile')} ${log} is the ${first} ${runs}: give a file the run does not write`);
+  if (CHECKPOINT_NAME.test(first)) {
+    throw new Error(`${n('logFile')} ${log} is in ${first}, a checkpoint folder ${runs} (replaced when saved again, removed by the limit): give a file outside it`);
+  }
+}
+
+/** The files a run writes at the top of its output folder. */
+const OUTPUT_FILES = ['config.json', 'model.safetensors', ...TOKENIZER_FILES, RUN_FILE, TRAIN_LOCK];
+/** A checkpoint folder, or one being written or removed (.checkpoint-N.tmp-PID, .checkpoint-N.del-PID). */
+const CHECKPOINT_NAME = /^\.?checkpoint-\d+(\..*)?$/;
+
 /**
  * Refuses, before anything is written, a log that would go where it must not: a folder (appending
  * failed only after step 1, with a bare EISDIR), the training data itself (the same file, links
- * followed: the per-step lines were appended to the data), or any other file that is not a step log
- * (a model's config.json, a metrics file: appending made it invalid JSON).
+ * followed: the per-step lines were appended to the data), a file the run writes or removes in its
+ * output folder (refuseLogInOutput), or any other file that is not a step log (a model's config.json,
+ * a metrics file: appending made it invalid JSON).
  */
-export function refuseLogFile(log: string, data: RowSource, n: OptionNamer): void {
+export function refuseLogFile(log: string, data: RowSource, outputDir: string | undefined, n: OptionNamer): void {
+  if (outputDir) refuseLogInOutput(log, outputDir, n);
   let st: Stats;
   try {
     st = statSync(log);

@@ -253,7 +253,7 @@ export class Trainer {
       if (!o.overwrite) refuseUsedOutput(o.outputDir, n);
       this.replacing = Boolean(o.overwrite);
     }
-    if (o.logFile) refuseLogFile(o.logFile, data, n);
+    if (o.logFile) refuseLogFile(o.logFile, data, o.outputDir, n);
     if (o.outputDir) refuseForeignCheckpoints(o.outputDir, n);
     const cached = o.outputDir ? cacheSnapshotRefusal(o.outputDir, `${n('outputDir')} ${o.outputDir}`, 'a run', 'train into another folder') : null;
     if (cached) throw new Error(cached);
