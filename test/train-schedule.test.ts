@@ -59,6 +59,17 @@ describe('trainer options', () => {
   it('bad values are named', () => {
     expect(() => resolveOptions({ batchSize: 0 })).toThrow(/batchSize must be an integer ≥ 1/);
     expect(() => resolveOptions({ temperature: 0 })).toThrow(/temperature must be a positive number/);
+    // 1e-300 is 0 as a float32: refused here, not by the native loss with no flag named (and an empty folder left)
+    expect(() => resolveOptions({ temperature: 1e-300 })).toThrow(
+      'temperature must be a positive number that a float32 holds (1.4e-45 to 3.4e38: the model computes in float32), got 1e-300',
+    );
+    // a group of 3e9 passages ran Node out of memory (an abort)
+    expect(() => resolveOptions({ groupSize: 3e9 })).toThrow('groupSize must be at most 65536, got 3000000000');
+    expect(() => resolveOptions({ batchSize: 65537 })).toThrow('batchSize must be at most 65536, got 65537');
+    expect(() => resolveOptions({ batchSize: 4096, groupSize: 200 })).toThrow(
+      'groupSize 200 with batchSize 4096 makes a score matrix of 4096 × 819200, more than the 2147483647 entries a step can hold',
+    );
+    expect(resolveOptions({ batchSize: 4096, groupSize: 64 }).groupSize).toBe(64);
     expect(() => resolveOptions({ lr: NaN })).toThrow(/lr must be/);
     expect(() => resolveOptions({ beta2: 1 })).toThrow(/beta2 must be in \[0, 1\)/);
     expect(() => resolveOptions({ resume: true })).toThrow(/resume needs outputDir/);

@@ -245,10 +245,10 @@ export function readConfig(dir: string): LlamaConfig {
 const SIZE_FIELDS = ['vocabSize', 'hiddenSize', 'intermediateSize', 'numLayers', 'numHeads', 'numKvHeads', 'headDim', 'maxPositionEmbeddings'] as const;
 
 /** A positive number that stays positive and finite as a float32 (the model computes in float32). */
-function isPositiveFloat32(v: unknown): v is number {
+export function isPositiveFloat32(v: unknown): v is number {
   return typeof v === 'number' && v > 0 && Math.fround(v) > 0 && Number.isFinite(Math.fround(v));
 }
-const FLOAT32_RANGE = 'a positive number that a float32 holds (1.4e-45 to 3.4e38: the model computes in float32)';
+export const FLOAT32_RANGE = 'a positive number that a float32 holds (1.4e-45 to 3.4e38: the model computes in float32)';
 
 /**
  * Throws a TypeError naming `where` and the field unless cfg is a LlamaConfig (parseConfig, readConfig)

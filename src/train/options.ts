@@ -1,4 +1,5 @@
 // Trainer options: the recipe's values as defaults (DESIGN.md §1), and their validation.
+import { FLOAT32_RANGE, isPositiveFloat32 } from '../model/config.js';
 import { DEFAULT_MAX_LENGTH } from '../model/embedding-model.js';
 import { parseSchedule, type ScheduleName } from './schedule.js';
 import { describeValue } from '../util/describe.js';
@@ -151,6 +152,11 @@ const OPTION_KINDS: Record<keyof TrainerOptions, 'number' | 'boolean' | 'string'
   overwrite: 'boolean', allowChangedConfig: 'boolean', logFile: 'string', tokenizerDir: 'string',
 };
 
+/** Largest batch size and group size. */
+const MAX_BATCH_OR_GROUP = 65536;
+/** Most entries of a step's score matrix (batch size × batch size × group size): int32 indices. */
+const MAX_SCORES = 2 ** 31 - 1;
+
 export function resolveOptions(o: TrainerOptions, optionName: OptionNamer = optionItself): ResolvedOptions {
   if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new TypeError(`Trainer: options must be an object, got ${describeValue(o)}`);
   for (const [key, v] of Object.entries(o)) {
@@ -182,6 +188,16 @@ export function resolveOptions(o: TrainerOptions, optionName: OptionNamer = opti
   };
   positiveInt('batchSize', 1);
   positiveInt('groupSize', 1);
+  // bounds of the step's arrays: a group is built as one array (a group size of 3e9 ran Node out of
+  // memory, an abort), the loss's score matrix is B × B·G (int indices in native code)
+  for (const name of ['batchSize', 'groupSize'] as const) if (r[name] > MAX_BATCH_OR_GROUP) fail(name, `must be at most ${MAX_BATCH_OR_GROUP}, got ${r[name]}`);
+  if (r.batchSize * r.batchSize * r.groupSize > MAX_SCORES) {
+    fail(
+      'groupSize',
+      `${r.groupSize} with ${optionName('batchSize')} ${r.batchSize} makes a score matrix of ${r.batchSize} × ${r.batchSize * r.groupSize}, ` +
+        `more than the ${MAX_SCORES} entries a step can hold`,
+    );
+  }
   positiveInt('gradientAccumulationSteps', 1);
   positiveInt('epochs', 1);
   positiveInt('maxSteps', 0);
@@ -193,6 +209,7 @@ export function resolveOptions(o: TrainerOptions, optionName: OptionNamer = opti
   positiveInt('passageMaxLen', 1);
   positiveInt('seed', -0x80000000);
   positive('temperature', false);
+  if (!isPositiveFloat32(r.temperature)) fail('temperature', `must be ${FLOAT32_RANGE}, got ${r.temperature}`);
   positive('lr', true);
   positive('eps', false);
   positive('weightDecay', true);
