@@ -164,6 +164,15 @@ describe('PairData', () => {
     }
   });
 
+  it("the JSON parser's quote of a bad line has control and invisible characters escaped (an ESC cleared the terminal; a BOM inside a file was invisible)", async () => {
+    for (const [bad, quoted] of [['\u001b[2J\u001b[31mHELLO\u0007', '\\u001b[2J\\u001b[31mHELLO\\u0007'], ['\ufeff{"query": "b"}', '\\ufeff{"query": "b"}']]) {
+      const file = writeJsonl([{ query: 'a', pos: ['p'], neg: ['n'] }, bad]);
+      const err = (await collect(new PairData(file, { groupSize: 2, seed: 1 })).catch((e: unknown) => e)) as Error;
+      expect(err.message).toContain(quoted);
+      expect(err.message).not.toMatch(/[\u0000-\u001f\ufeff]/);
+    }
+  });
+
   it('a line over the length bound is a bad line like the others: named, or counted with skipBadLines', async () => {
     const file = writeJsonl([{ query: 'a', pos: ['p'], neg: ['n'] }, { query: 'x'.repeat(3000), pos: ['p'], neg: ['n'] }, { query: 'b', pos: ['p'], neg: ['n'] }]);
     await expect(collect(new PairData(file, { groupSize: 2, seed: 1, maxLineBytes: 1000 }))).rejects.toThrow(`${file}:2: line longer than 1000 bytes`);

@@ -201,15 +201,23 @@ export async function* readJsonl(file: string, opts: LineReadOptions = {}): Asyn
       value = JSON.parse(text);
     } catch (err) {
       // the parser quotes the line: its control characters escaped, so none reaches the terminal raw
-      throw new LineError(file, line, `invalid JSON (${escapeControls(err instanceof Error ? err.message : String(err))})`);
+      throw new LineError(file, line, invalidJson(err));
     }
     yield { line, value, text, bytes };
   }
 }
 
-/** `text` with C0 and C1 control characters (an ESC, a gzip header's bytes) written as \u escapes. */
+/**
+ * `text` with C0 and C1 control characters (an ESC, a gzip header's bytes) and invisible ones (a byte
+ * order mark inside a file, zero-width spaces, line separators) written as \u escapes.
+ */
 function escapeControls(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028\u2029\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** The reason a line is not JSON, from JSON.parse's error, its quote of the line escaped (escapeControls). */
+export function invalidJson(err: unknown): string {
+  return `invalid JSON (${escapeControls(err instanceof Error ? err.message : String(err))})`;
 }
 
 /** A parsed JSONL training/test row: `{"query": str, "pos": [str], "neg": [str]}`. */

@@ -11,7 +11,7 @@
 //   - `neg` empty while G > 1: FlagEmbedding would crash too (ceil((G−1)/0)). We skip the row rather than
 //     borrow other rows' positives: a borrowed "negative" may well be a paraphrase of the positive, and
 //     in-batch negatives already supply other rows' passages. With G = 1 negatives are not needed.
-import { DEFAULT_MAX_LINE_BYTES, LineError, pairRowProblem, readLines, type PairRow } from './jsonl.js';
+import { DEFAULT_MAX_LINE_BYTES, invalidJson, LineError, pairRowProblem, readLines, type PairRow } from './jsonl.js';
 import { Rng } from '../util/random.js';
 import { counted } from '../util/plural.js';
 import { statOrNull } from '../util/fs-error.js';
@@ -280,7 +280,7 @@ export class PairData {
         try {
           yield { where: src, line, value: JSON.parse(text) as unknown };
         } catch (err) {
-          yield { where: src, line, parseError: `invalid JSON (${err instanceof Error ? err.message : String(err)})` };
+          yield { where: src, line, parseError: invalidJson(err) };
         }
       }
       return;
