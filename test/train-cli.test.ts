@@ -209,6 +209,8 @@ describe('l2e train', () => {
     );
     const other = await l2e('train', '--model', modelDir, ...common, '--output', fork, '--resume', modelDir);
     expect(other.err).toBe(`l2e train: error: --resume ${modelDir}: not a checkpoint folder (no trainer_state.json)\n`);
+    const file = await l2e('train', ...common, '--output', fork, '--resume', data); // was a bare ENOTDIR
+    expect(file.err).toBe(`l2e train: error: --resume ${data}: not a checkpoint folder (it is a file)\n`);
     expect(existsSync(fork)).toBe(false);
   });
 

@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { checkpointsToKeep, listCheckpoints, listRunCheckpoints, readTrainerState } from '../src/train/checkpoint.js';
@@ -510,6 +510,13 @@ describe('Trainer runs and their output folder', () => {
     } finally {
       model.dispose();
     }
+  });
+
+  it.skipIf(process.getuid?.() === 0)('an unreadable data file is named with the reason (a bare EACCES before; skipped as root, who reads it)', async () => {
+    const file = join(makeTempDir(), 'locked.jsonl');
+    writeFileSync(file, '{}\n');
+    chmodSync(file, 0);
+    await expect(dataIdentity(file)).rejects.toThrow(`${file}: could not read: EACCES: permission denied`);
   });
 
   it('the data fingerprint: a small file’s sha256; a large file’s sampled blocks and size', async () => {

@@ -2,7 +2,7 @@
 // owns the output folder, or one named), whether the current options and data match it (differences
 // are refused, naming them, unless allowChangedConfig), where in the data it stands, and whether
 // anything is left to do.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { listCheckpoints, listRunCheckpoints, readTrainerState, STATE_FORMAT } from './checkpoint.js';
 import type { OptionNamer, ResolvedOptions } from './options.js';
@@ -133,6 +133,7 @@ export function checkResumeFolder(dir: string, optionName: OptionNamer): void {
   if (existsSync(join(dir, 'trainer_state.json'))) return;
   const flag = `${optionName('resume')} ${dir}`;
   if (!existsSync(dir)) throw new Error(`${flag}: no such checkpoint folder`);
+  if (!statSync(dir).isDirectory()) throw new Error(`${flag}: not a checkpoint folder (it is a file)`);
   const inside = listCheckpoints(dir);
   if (inside.length > 0 || existsSync(join(dir, RUN_FILE))) {
     const which = inside.length > 0 ? `name one of its checkpoints (${inside.map((c) => basename(c.dir)).join(', ')}), or ` : '';

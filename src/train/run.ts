@@ -12,7 +12,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, stat
 import { join, resolve } from 'node:path';
 import type { RowSource } from '../data/pairs.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { statOrNull } from '../util/fs-error.js';
+import { readFailure, statOrNull } from '../util/fs-error.js';
 import { TRAIN_LOCK } from './output-lock.js';
 import { checkpointFolders, listRunCheckpoints, type RunCheckpoint } from './checkpoint.js';
 import { RUN_DEFINING_OPTIONS, type OptionNamer, type ResolvedOptions } from './options.js';
@@ -49,7 +49,12 @@ const BLOCKS = 16;
  */
 function fileFingerprint(file: string, size: number): string {
   const hash = createHash('sha256');
-  const fd = openSync(file, 'r');
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    throw readFailure(file, err); // (a bare "EACCES: permission denied, open ...")
+  }
   try {
     const whole = size <= BLOCK * BLOCKS;
     const buf = Buffer.alloc(whole ? size : BLOCK);
