@@ -1,7 +1,7 @@
 // `l2e train` end to end on a tiny model, in-process through main(argv): the JSONL log, checkpoints,
 // --resume up to a new --max-steps, SIGINT / SIGTERM / SIGHUP saving a checkpoint, bad data naming file:line, --help.
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
@@ -214,16 +214,36 @@ describe('l2e train', () => {
     expect(existsSync(fork)).toBe(false);
   });
 
-  it('--resume DIR continues from that checkpoint of the run, reproducing the same model', async () => {
+  it('a newest checkpoint without its model.safetensors is said as missing, with the way to the one before (its optimizer.safetensors was read as the model)', async () => {
+    const out = join(makeTempDir(), 'run');
+    const common = ['--data', data, '--batch-size', '4', '--save-steps', '2', '--output', out];
+    expect((await l2e('train', '--model', modelDir, ...common, '--max-steps', '4')).code).toBe(0);
+    rmSync(join(out, 'checkpoint-4', 'model.safetensors'));
+    const r = await l2e('train', ...common, '--max-steps', '6', '--resume');
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(
+      `l2e train: error: ${join(out, 'checkpoint-4')}: no weights found (expected model.safetensors or model.safetensors.index.json); ` +
+        `to resume from the checkpoint before it, move checkpoint-4 out of ${out}\n`,
+    );
+  });
+
+  it('--resume DIR continues from that checkpoint of the run, reproducing the same model (into a new folder: its own holds the later checkpoint)', async () => {
     const out = makeTempDir();
-    const common = ['--data', data, '--output', out, '--batch-size', '4', '--lr', '1e-3', '--save-steps', '2', '--max-steps', '4'];
-    expect((await l2e('train', '--model', modelDir, ...common)).code).toBe(0);
+    const common = ['--data', data, '--batch-size', '4', '--lr', '1e-3', '--save-steps', '2', '--max-steps', '4'];
+    expect((await l2e('train', '--model', modelDir, ...common, '--output', out)).code).toBe(0);
     const first = readFileSync(join(out, 'model.safetensors'));
-    const r = await l2e('train', ...common, '--resume', join(out, 'checkpoint-2'));
+    const own = await l2e('train', ...common, '--output', out, '--resume', join(out, 'checkpoint-2'));
+    expect([own.code, own.err.split('\n')[0]]).toEqual([
+      1,
+      `l2e train: error: cannot continue from ${join(out, 'checkpoint-2')} into ${out}: the run went on past step 2 there (checkpoint-4), ` +
+        `and continuing from an earlier step would mix the two: continue into a new or empty --output, or move those out of ${out} first`,
+    ]);
+    const fork = join(makeTempDir(), 'fork');
+    const r = await l2e('train', ...common, '--output', fork, '--resume', join(out, 'checkpoint-2'));
     expect(r.code).toBe(0);
     expect(r.err).toMatch(new RegExp(`resuming run \\S+ from ${join(out, 'checkpoint-2')}: step 2,`));
     expect(r.err).toMatch(/2 steps in \S+ \([\d.]+ steps\/s: steps 3–4, resumed from step 2\)/);
-    expect(readFileSync(join(out, 'model.safetensors'))).toEqual(first);
+    expect(readFileSync(join(fork, 'model.safetensors'))).toEqual(first);
   });
 
   it('an --output or --log folder that cannot be made is refused naming the flag (a file in the way: before the data is read)', async () => {

@@ -3,7 +3,7 @@ import { EmbeddingModel } from '../model/embedding-model.js';
 import { RECIPE_DEFAULTS, TrainerOptionError, type OptionNamer, type TrainerOptions } from '../train/options.js';
 import { parseSchedule } from '../train/schedule.js';
 import { describeSkipped, type DataStats } from '../data/pairs.js';
-import { checkResumeFolder } from '../train/resume.js';
+import { checkResumeFolder, damagedCheckpoint } from '../train/resume.js';
 import { findResumeCheckpoint } from '../train/run.js';
 import { Trainer, type FitResult } from '../train/trainer.js';
 import { opt, SEED_RANGE, UsageError, type ParsedArgs } from './args.js';
@@ -41,8 +41,8 @@ the data file and the settings), and to one process while it trains (OUTPUT/.l2e
 second run into it, even with --resume or --overwrite, is refused until the first ends). A run's folder that holds a model or checkpoints is refused unless
 --resume or --overwrite is given; any other non-empty folder (a model, sharded weights, your files)
 unless --overwrite. --resume continues the run from its newest checkpoint (weights, AdamW moments,
-schedule, data position; --resume DIR: from that checkpoint folder, into an OUTPUT that is its
-run's or new or empty) up to the given --max-steps / --epochs, and says which checkpoint; without
+schedule, data position; --resume DIR: from that checkpoint folder, into an OUTPUT that is new or
+empty, or its run's with no later checkpoint) up to the given --max-steps / --epochs, and says which checkpoint; without
 --model it loads the model from it. Resuming with other settings (batch size, lr, group size,
 seed, ...) or other data is refused, naming the differences, unless --allow-changed-config (other
 data is then read from its beginning, the step count and optimizer state carrying on). When
@@ -187,7 +187,8 @@ async function run(args: ParsedArgs): Promise<number> {
   } catch (err) {
     const msg = (err as Error).message;
     if (msg.startsWith('numLayers ')) throw new UsageError(`--num-layers${msg.slice('numLayers'.length)}`);
-    throw err;
+    // the model is the checkpoint's: a damaged one is said as the trainer says it
+    throw modelDir === opt.str(args, 'model') ? err : damagedCheckpoint(err, modelDir, { resume, outputDir: output }, flagOf);
   }
   if (denseSize !== undefined && model.dim !== denseSize) {
     process.stderr.write(`l2e train: --dense-size ${denseSize} is not used: ${modelDir} has a dense layer of width ${model.dim}, which is kept\n`);

@@ -109,7 +109,9 @@ function findTensors(dir: string): Found {
   }
   let names: string[];
   try {
-    names = readdirSync(dir).filter((n) => n.endsWith('.safetensors')).sort();
+    // (a checkpoint's AdamW moments are never a model's weights: a checkpoint without model.safetensors
+    // was read as its optimizer.safetensors, "tensor embed_tokens.weight is missing")
+    names = readdirSync(dir).filter((n) => n.endsWith('.safetensors') && n !== 'optimizer.safetensors').sort();
   } catch (err) {
     throw new Error(`${dir}: cannot list model folder (${(err as Error).message})`);
   }
@@ -121,9 +123,9 @@ function findTensors(dir: string): Found {
   throw new Error(`${dir}: several .safetensors files (${names.join(', ')}) and no model.safetensors.index.json to say which`);
 }
 
-/** Opens a model folder's weights and validates them against `config`. */
 const OPEN_WEIGHTS_OPTIONS = optionKeys<OpenWeightsOptions>({ ignoreExtraLayers: true });
 
+/** Opens a model folder's weights and validates them against `config`. */
 export function openWeights(dir: string, config: LlamaConfig, options: OpenWeightsOptions = {}): WeightIndex {
   checkPathArg('openWeights', 'dir', dir, 'folder');
   checkConfigArg('openWeights', config);

@@ -95,20 +95,18 @@ export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: Da
 /**
  * Continuing from a named checkpoint (of run `runId`, at `step`) into `outputDir`: the folder must be that
  * run's, or new or empty (a fork), never another run's with a model or checkpoints, nor a folder of other
- * files (a model copied there would be replaced). Nor may that run have gone past `step` there: its later
- * checkpoints would be taken for the continued run's (the limit pruned the new ones as older, and a
- * resume went on from the old branch), and its final model would be replaced.
+ * files (a model copied there would be replaced). Nor may that run have checkpoints past `step` there:
+ * they would be taken for the continued run's (the limit pruned the new ones as older, and a resume
+ * went on from the old branch).
  */
 function refuseOtherOutput(outputDir: string, checkpoint: string, runId: string | null, step: number, n: OptionNamer): void {
   const record = readRunRecord(outputDir);
   const cannot = `cannot continue from ${checkpoint} into ${outputDir}`;
   if (runId !== null && (record === null || record.runId === runId)) {
-    const later = listRunCheckpoints(outputDir).filter((c) => c.runId === runId && c.step > step);
-    const final = record?.finalModelStep != null && record.finalModelStep > step ? [`its final model (step ${record.finalModelStep})`] : [];
-    const past = [...later.map((c) => basename(c.dir)), ...final];
-    if (past.length > 0) {
+    const later = listRunCheckpoints(outputDir).filter((c) => c.runId === runId && c.step > step).map((c) => basename(c.dir));
+    if (later.length > 0) {
       throw new Error(
-        `${cannot}: the run went on past step ${step} there (${past.join(', ')}), and continuing from an earlier step would ` +
+        `${cannot}: the run went on past step ${step} there (${later.join(', ')}), and continuing from an earlier step would ` +
           `mix the two: continue into a new or empty ${n('outputDir')}, or move those out of ${outputDir} first`,
       );
     }
@@ -214,6 +212,19 @@ export function nothingToDo(o: ResolvedOptions, optionName: OptionNamer, pos: Po
   const target = byStep ? `${n('maxSteps')} ${o.maxSteps}` : `${n('epochs')} ${o.epochs}`;
   const model = o.outputDir ? ` and its final model is in ${o.outputDir}` : '';
   return `nothing to do: ${dir} has reached ${target}${model}; ${untouched}`;
+}
+
+/**
+ * A checkpoint's load failure (`err`), with the way past it: to the checkpoint before a damaged newest
+ * one (moved out: naming the earlier one into the same folder is refused while a later one is there),
+ * or another.
+ */
+export function damagedCheckpoint(err: unknown, dir: string, o: Pick<ResolvedOptions, 'resume' | 'outputDir'>, n: OptionNamer): Error {
+  const way =
+    o.resume === true && o.outputDir
+      ? `to resume from the checkpoint before it, move ${basename(dir)} out of ${o.outputDir}`
+      : `name another checkpoint's folder with ${n('resume')}`;
+  return new Error(`${err instanceof Error ? err.message : String(err)}; ${way}`, { cause: err });
 }
 
 /** The config.json keys that make a model's parameters: a checkpoint of other values cannot be resumed by it. */

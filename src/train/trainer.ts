@@ -34,7 +34,7 @@ import {
 import { freeBytes } from '../util/disk.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
-import { nothingToDo, planResume, refuseOtherShape, type Position, type Resume } from './resume.js';
+import { damagedCheckpoint, nothingToDo, planResume, refuseOtherShape, type Position, type Resume } from './resume.js';
 import { counted } from '../util/plural.js';
 import { notAFolder, statOrNull } from '../util/fs-error.js';
 import { lockedBy, lockOutput, TRAIN_LOCK } from './output-lock.js';
@@ -669,13 +669,7 @@ export class Trainer {
       await loadCheckpointWeights(native, dir);
       moments = loadCheckpointMoments(dir, numel);
     } catch (err) {
-      // a damaged newest checkpoint: the way to the one before it
-      const o = this.options;
-      const way =
-        o.resume === true && o.outputDir
-          ? `to resume from an earlier checkpoint, move ${basename(dir)} out of ${o.outputDir} or name that checkpoint's folder with ${this.optionName('resume')}`
-          : `name another checkpoint's folder with ${this.optionName('resume')}`;
-      throw new Error(`${(err as Error).message}; ${way}`, { cause: err });
+      throw damagedCheckpoint(err, dir, this.options, this.optionName);
     }
     const { m, v } = moments;
     this.nat.trainSetBuffer(native, 'm', m);
