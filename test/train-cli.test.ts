@@ -1,5 +1,7 @@
 // `l2e train` end to end on a tiny model, in-process through main(argv): the JSONL log, checkpoints,
 // --resume up to a new --max-steps, SIGINT / SIGTERM / SIGHUP saving a checkpoint, bad data naming file:line, --help.
+import { hostname } from 'node:os';
+import { TRAIN_LOCK } from '../src/train/output-lock.js';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -212,6 +214,14 @@ describe('l2e train', () => {
     const file = await l2e('train', ...common, '--output', fork, '--resume', data); // was a bare ENOTDIR
     expect(file.err).toBe(`l2e train: error: --resume ${data}: not a checkpoint folder (it is a file)\n`);
     expect(existsSync(fork)).toBe(false);
+  });
+
+  it('--resume into a folder a live run trains into is refused as such before its checkpoints are looked at (it said "no checkpoint" before the first)', async () => {
+    const out = makeTempDir();
+    writeFileSync(join(out, TRAIN_LOCK), `1 ${hostname()}\n`); // process 1 is always alive
+    const r = await l2e('train', '--data', data, '--output', out, '--max-steps', '4', '--resume');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^l2e train: error: \S+ is being trained into by another run \(process 1, /);
   });
 
   it('a newest checkpoint without its model.safetensors is said as missing, with the way to the one before (its optimizer.safetensors was read as the model)', async () => {

@@ -1,4 +1,5 @@
 // `l2e train`: contrastive fine-tuning (the recipe of DESIGN.md §1) with checkpoints, resume and a JSONL log.
+import { lockedBy } from '../train/output-lock.js';
 import { EmbeddingModel } from '../model/embedding-model.js';
 import { RECIPE_DEFAULTS, TrainerOptionError, type OptionNamer, type TrainerOptions } from '../train/options.js';
 import { parseSchedule } from '../train/schedule.js';
@@ -173,6 +174,10 @@ async function run(args: ParsedArgs): Promise<number> {
   // a --resume path is a local checkpoint folder: say what is wrong with it before anything loads (without
   // --model a missing one would be tried as a hub id)
   if (typeof resume === 'string') checkResumeFolder(resume, flagOf);
+  // a folder another run trains into is refused before its checkpoints are looked at (the trainer checks
+  // again): they change under a live run, and one pruned while it loaded was said as a missing file
+  const locked = resume ? lockedBy(output) : null;
+  if (locked) throw new Error(locked);
   let modelDir = opt.str(args, 'model');
   if (!modelDir) {
     if (!resume) throw new UsageError('--model is required');
