@@ -101,6 +101,20 @@ describe('l2e train', () => {
     expect(process.stderr.listenerCount('error')).toBe(stderrListeners);
   });
 
+  it('a stop before the steps begin says nothing will be saved (it promised a checkpoint)', async () => {
+    const out = makeTempDir();
+    const poll = setInterval(() => {
+      if (process.listenerCount('SIGINT') === 0) return; // the handler is set once the model is loaded
+      clearInterval(poll);
+      process.emit('SIGINT');
+    }, 1);
+    const r = await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--batch-size', '4', '--max-steps', '100000');
+    clearInterval(poll);
+    expect(r.code).toBe(130);
+    expect(r.err).toContain('l2e train: interrupted: stopping before the first step (nothing to save) (Ctrl-C again to quit now)\n');
+    expect(listCheckpoints(out)).toEqual([]);
+  });
+
   it('bad data names file:line; --skip-bad-lines continues; bad options are usage errors', async () => {
     const bad = join(makeTempDir(), 'bad.jsonl');
     writeFileSync(bad, readFileSync(data, 'utf8').split('\n').slice(0, 8).join('\n') + '\n{"query": "x", "pos": "oops", "neg": []}\n');

@@ -59,6 +59,7 @@ describe('train summary', () => {
     expect(summary({ step: 6, startStep: 4, seconds: 0.5, lastLoss: 0.3 }, '2s')).toBe(
       '2 steps in 2s (4.00 steps/s: steps 5–6, resumed from step 4), last loss 0.3000',
     );
+    expect(summary({ step: 5, startStep: 4, seconds: 0.5, lastLoss: 0.3 }, '1s')).toBe('1 step in 1s (2.00 steps/s: step 5, resumed from step 4), last loss 0.3000');
     expect(summary({ step: 4, startStep: 4, seconds: 0, lastLoss: NaN }, '1s')).toBe('0 steps in 1s (the run was already at step 4)');
     expect(summary({ step: 1000, startStep: 0, seconds: 8, lastLoss: 0.1 }, '8s')).toBe('1000 steps in 8s (125 steps/s), last loss 0.1000');
   });

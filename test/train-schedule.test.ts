@@ -70,6 +70,9 @@ describe('trainer options', () => {
       'groupSize 200 with batchSize 4096 makes a score matrix of 4096 × 819200, more than the 2147483647 entries a step can hold',
     );
     expect(resolveOptions({ batchSize: 4096, groupSize: 64 }).groupSize).toBe(64);
+    expect(() => resolveOptions({ groupSize: 1, inBatchNegatives: false })).toThrow(
+      'groupSize 1 with inBatchNegatives off leaves each query only its positive to score: the loss is always 0 and nothing is learned; use a larger groupSize or in-batch negatives',
+    );
     expect(() => resolveOptions({ lr: NaN })).toThrow(/lr must be/);
     expect(() => resolveOptions({ beta2: 1 })).toThrow(/beta2 must be in \[0, 1\)/);
     expect(() => resolveOptions({ resume: true })).toThrow(/resume needs outputDir/);

@@ -40,7 +40,7 @@ export function signalName(signal: StopSignal): string {
  */
 export function stopGracefully(
   command: string,
-  doing: string,
+  doing: string | (() => string),
   quitting: string,
   stop: () => void,
 ): { signal(): StopSignal | null; off(): void } {
@@ -52,7 +52,7 @@ export function stopGracefully(
     }
     first = signal;
     const again = signal === 'SIGINT' ? 'Ctrl-C again to quit now' : `${signal} again to quit now`;
-    process.stderr.write(`\nl2e ${command}: ${signalName(signal)}: ${doing} (${again})\n`);
+    process.stderr.write(`\nl2e ${command}: ${signalName(signal)}: ${typeof doing === 'string' ? doing : doing()} (${again})\n`);
     stop();
   });
   return { signal: () => first, off };

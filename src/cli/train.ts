@@ -199,10 +199,11 @@ async function run(args: ParsedArgs): Promise<number> {
     process.stderr.write(`l2e train: --dense-size ${denseSize} is not used: ${modelDir} has a dense layer of width ${model.dim}, which is kept\n`);
   }
   const controller = new AbortController();
-  // Ctrl-C, SIGTERM (timeout, docker, Slurm) and SIGHUP all finish the step and save a checkpoint
-  const stopping = stopGracefully('train', 'finishing the current step and saving a checkpoint', 'exiting without a checkpoint', () =>
-    controller.abort(),
-  );
+  // Ctrl-C, SIGTERM (timeout, docker, Slurm) and SIGHUP all finish the step and save a checkpoint (once
+  // the steps have begun: before, nothing is saved)
+  let stepping = false;
+  const doing = (): string => (stepping ? 'finishing the current step and saving a checkpoint' : 'stopping before the first step (nothing to save)');
+  const stopping = stopGracefully('train', doing, 'exiting without a checkpoint', () => controller.abort());
   try {
     let trainer: Trainer;
     try {
@@ -218,6 +219,7 @@ async function run(args: ParsedArgs): Promise<number> {
       signal: controller.signal,
       onNotice: (m) => process.stderr.write(`${(bar as ProgressBar | null)?.drawing ? '\n' : ''}l2e train: ${m}\n`),
       onStart: (s) => {
+        stepping = true;
         bar = new ProgressBar({ label: 'train', total: s.totalSteps ?? 0, initial: s.step, plainLines: true });
       },
       onStep: (s) => {
@@ -253,7 +255,13 @@ export function summary(r: Pick<FitResult, 'step' | 'startStep' | 'seconds' | 'l
   const perSecond = r.seconds > 0 ? steps / r.seconds : 0;
   const rate = perSecond > 0 ? `${perSecond.toFixed(perSecond >= 100 ? 0 : perSecond >= 10 ? 1 : 2)} steps/s` : '';
   const resumed =
-    r.startStep === 0 ? '' : steps > 0 ? `steps ${r.startStep + 1}–${r.step}, resumed from step ${r.startStep}` : `the run was already at step ${r.step}`;
+    r.startStep === 0
+      ? ''
+      : steps > 1
+        ? `steps ${r.startStep + 1}–${r.step}, resumed from step ${r.startStep}`
+        : steps === 1
+          ? `step ${r.step}, resumed from step ${r.startStep}`
+          : `the run was already at step ${r.step}`;
   const detail = [rate, resumed].filter((x) => x !== '').join(': ');
   const loss = steps > 0 ? `, last loss ${r.lastLoss.toFixed(4)}` : '';
   return `${counted(steps, 'step')} in ${took}${detail ? ` (${detail})` : ''}${loss}`;

@@ -208,6 +208,10 @@ export function resolveOptions(o: TrainerOptions, optionName: OptionNamer = opti
   positiveInt('queryMaxLen', 1);
   positiveInt('passageMaxLen', 1);
   positiveInt('seed', -0x80000000);
+  // one passage per query and no other group's to score against: the loss is 0 at every step
+  if (r.groupSize === 1 && r.inBatchNegatives === false) {
+    fail('groupSize', `1 with ${optionName('inBatchNegatives')} off leaves each query only its positive to score: the loss is always 0 and nothing is learned; use a larger ${optionName('groupSize')} or in-batch negatives`);
+  }
   positive('temperature', false);
   if (!isPositiveFloat32(r.temperature)) fail('temperature', `must be ${FLOAT32_RANGE}, got ${r.temperature}`);
   positive('lr', true);

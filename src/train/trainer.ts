@@ -482,7 +482,7 @@ export class Trainer {
       if (pos.stats.badLines + pos.stats.noPositive + pos.stats.noNegative > 0 && epochEnded) {
         const s = pos.stats;
         notice(
-          `epoch ${pos.epoch + 1}: ${s.rows} rows used; skipped ${s.badLines} malformed, ${s.noPositive} with empty "pos", ` +
+          `epoch ${pos.epoch + 1}: ${counted(s.rows, 'row')} used; skipped ${s.badLines} malformed, ${s.noPositive} with empty "pos", ` +
             `${s.noNegative} with empty "neg"`,
         );
       }
