@@ -82,6 +82,32 @@ describe('the training log', () => {
     expect(readFileSync(join(out, 'train.log'), 'utf8').trim().split('\n')).toHaveLength(2);
   });
 
+  it('a stop before step 1 leaves no empty log and no empty output folder that the run made', async () => {
+    const root = makeTempDir();
+    const out = join(root, 'out');
+    for (const log of [join(out, 'train.log'), join(root, 'train.log')]) {
+      const model = await EmbeddingModel.load(modelDir);
+      const ac = new AbortController();
+      try {
+        const r = await new Trainer(model, { ...base, maxSteps: 3, outputDir: out, logFile: log }).fit(data, { signal: ac.signal, onNotice: () => {}, onStart: () => ac.abort() });
+        expect(r).toMatchObject({ stoppedBy: 'aborted', step: 0 });
+      } finally {
+        model.dispose();
+      }
+      expect(readdirSync(root)).toEqual([]);
+    }
+    // a log that was there stays, empty or not
+    writeFileSync(join(root, 'kept.log'), '');
+    const model = await EmbeddingModel.load(modelDir);
+    const ac = new AbortController();
+    try {
+      await new Trainer(model, { ...base, maxSteps: 3, outputDir: out, logFile: join(root, 'kept.log') }).fit(data, { signal: ac.signal, onNotice: () => {}, onStart: () => ac.abort() });
+    } finally {
+      model.dispose();
+    }
+    expect(readdirSync(root)).toEqual(['kept.log']);
+  });
+
   it('`l2e train` names --log', async () => {
     const out = join(makeTempDir(), 'out');
     const r = await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--max-steps', '2', '--log', data);

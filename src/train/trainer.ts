@@ -8,7 +8,7 @@
 // overwriting, a resume must match the checkpoint's settings, and nothing is written when there is
 // nothing left to do. Disk space is checked before anything is written (a checkpoint holds the weights
 // and two AdamW moments: about 3 × the model).
-import { existsSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { EmbeddingModel, NativeModel } from '../model/embedding-model.js';
 import { copyStats, describeSkipped, emptyStats, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
@@ -159,6 +159,8 @@ export class Trainer {
   private lastCheckpoint: string | null = null;
   /** The --log file, open while a fit runs. */
   private stepLog: StepLog | null = null;
+  /** What this fit made that a failure or an early stop leaves empty, removed as it ends: the output folder, the log. */
+  private made: { outputDir: string | null; logFile: string | null } = { outputDir: null, logFile: null };
   private run: RunIdentity = { id: '', startedAt: '', data: { source: '', bytes: null, sha256: null } };
   /** Started with overwrite: checkpoints of the run it replaces go as this one saves its own. */
   private replacing = false;
@@ -215,6 +217,7 @@ export class Trainer {
         this.stepLog?.close();
         this.stepLog = null;
         this.releaseLock();
+        this.removeMadeIfEmpty();
         fitting.delete(native);
       }
     });
@@ -309,18 +312,13 @@ export class Trainer {
     };
     const changedError = (what: string, cause?: unknown): DataChangedError =>
       new DataChangedError(`${typeof data === 'string' ? `${n('data')} ${data}` : 'the data'} changed during training (it was checked whole before step 1): ${what}`, { cause });
-    let made = false; // the output folder is this run's own making (removed if nothing comes into it)
+    this.made = { outputDir: null, logFile: null };
     if (o.outputDir) {
       // made first, so that a folder that cannot be made says so (not "0 B free"); its training_run.json
-      // comes with the first write (claimFolder), and a new folder goes again when the disk is too small
-      made = !existsSync(o.outputDir);
+      // comes with the first write (claimFolder); a new folder still empty as the fit ends goes again
+      if (!existsSync(o.outputDir)) this.made.outputDir = o.outputDir;
       makeOutputFolder(o.outputDir, `${n('outputDir')} ${o.outputDir}`);
-      try {
-        this.checkDisk(numel);
-      } catch (err) {
-        if (made) rmdirSync(o.outputDir); // still empty: nothing was written yet
-        throw err;
-      }
+      this.checkDisk(numel);
       // the folder is this run's alone until it ends (output-lock.ts): taken before anything in it changes
       this.unlock = lockAndTidyOutput(o.outputDir);
     }
@@ -343,6 +341,7 @@ export class Trainer {
     if (o.logFile) makeOutputFolder(dirname(o.logFile), `${n('logFile')} ${o.logFile}`);
     if (resumed && o.logFile) await trimLog(o.logFile, pos.step, this.run.id, notice);
     if (o.logFile) endTornLine(o.logFile);
+    if (o.logFile && !existsSync(o.logFile)) this.made.logFile = o.logFile;
     if (o.logFile) this.stepLog = await StepLog.open(o.logFile, n, notice, fit.signal);
     let firstStarted: number | null = null;
     let lastEnded: number | null = null;
@@ -490,11 +489,6 @@ export class Trainer {
     }
 
     let modelDir: string | null = null;
-    // stopped before its first step: a folder this run made, still empty, goes again
-    if (o.outputDir && stoppedBy === 'aborted' && made && readdirSync(o.outputDir).every((f) => f === TRAIN_LOCK)) {
-      this.releaseLock();
-      rmdirSync(o.outputDir);
-    }
     if (o.outputDir && stoppedBy !== 'aborted') {
       if (o.saveSteps > 0 && pos.step > 0 && !this.checkpointedAt(pos.step)) {
         this.checkpoint(pos, pairs, schedule, notice, rowsPerEpoch);
@@ -554,6 +548,22 @@ export class Trainer {
     if (free === null || free >= bytes) return;
     const kept = this.lastCheckpoint ? `; the previous checkpoint ${this.lastCheckpoint} is intact` : '';
     throw new Error(`${what}: not enough disk space (it takes about ${formatBytes(bytes)}, ${formatBytes(free)} is free)${kept}`);
+  }
+
+  /** Removes the log and then the output folder this fit made when they are still empty (a failure or a stop before step 1). */
+  private removeMadeIfEmpty(): void {
+    const { outputDir, logFile } = this.made;
+    this.made = { outputDir: null, logFile: null };
+    try {
+      if (logFile !== null && statSync(logFile).isFile() && statSync(logFile).size === 0) unlinkSync(logFile);
+    } catch {
+      // gone already, or not ours to judge
+    }
+    try {
+      if (outputDir !== null && readdirSync(outputDir).length === 0) rmdirSync(outputDir);
+    } catch {
+      // gone already, or not empty after all
+    }
   }
 
   /** Applies saveTotalLimit to this run's checkpoints (and removes a replaced run's). */
