@@ -60,6 +60,22 @@ describe.skipIf(!hasTokenizer)(`search corpus ${hasTokenizer ? '' : skipNote('th
     }
   });
 
+  // 64 texts were one submission: long ones took the whole request queue while the corpus was embedded,
+  // and 64 texts of more tokens than the queue holds waited for room forever
+  it('the corpus goes to the batcher in parts of at most maxBatchTokens tokens, with the same vectors', async () => {
+    const s = await serveOn(model, { corpus: CORPUS, maxBatchTokens: 40, maxQueueTokens: 64, maxLength: 32 });
+    try {
+      await s.handle.corpusReady; // 64 texts of ~12 tokens: more than the queue's 64
+      expect(metricValue(await getText(`${s.url}/metrics`), 'l2e_texts_total')).toBe(150);
+      const r = await postJson<{ results: { index: number; score: number }[] }>(`${s.url}/search`, { query: CORPUS[7], k: 3 });
+      const want = await model.encode(CORPUS);
+      expect(r.body.results[0]!.index).toBe(7);
+      for (const hit of r.body.results) expect(Math.abs(hit.score - cosine(want.row(7), want.row(hit.index)))).toBeLessThan(1e-5);
+    } finally {
+      await s.handle.close();
+    }
+  });
+
   // A vectors file that could not be the corpus's used to be found out only after the server listened
   // and said it was ready: what needs no model is now checked before it listens, the width at load.
   it('a vectors file that cannot be read, is not a .npy or has not one row per text is refused before listening, naming it', async () => {
@@ -83,6 +99,27 @@ describe.skipIf(!hasTokenizer)(`search corpus ${hasTokenizer ? '' : skipNote('th
     const folder = join(dir, 'folder.npy');
     mkdirSync(folder);
     await refused(folder, `${folder} cannot be read: EISDIR: illegal operation on a directory, read`);
+    // a row of NaN passed when not among the rows checked, and every search then failed
+    const nan = join(dir, 'nan.npy');
+    const data = new Float32Array(150 * 16).fill(0.25);
+    data[5 * 16 + 3] = NaN;
+    writeFileSync(nan, Buffer.concat(npyBytes(data, 150, 16)));
+    await refused(nan, `${nan}: row 5 has a non-finite value (NaN at index 3); remove it to embed the corpus again`);
+    // a folder that cannot take the file: said before the corpus is embedded, not after
+    const nowhere = join(dir, 'no', 'such', 'v.npy');
+    await refused(nowhere, `${nowhere}: the corpus vectors could not be saved there: the folder ${join(dir, 'no', 'such')} does not exist`);
+    // FILE.json that is not the server's record: the corpus itself was replaced by it, a damaged one skipped
+    const texts = join(dir, 'texts.json');
+    writeFileSync(texts, JSON.stringify(['a', 'b']));
+    const why = (file: string, what: string): string =>
+      `${file}.json: ${what}; the server reads and writes that name: move it away, or give --corpus-vectors another name`;
+    await refused(join(dir, 'texts'), why(join(dir, 'texts'), `it is not the record of corpus vectors that the server writes beside ${join(dir, 'texts')} (format l2e-corpus-vectors-1)`));
+    expect(readFileSync(texts, 'utf8')).toBe('["a","b"]');
+    writeFileSync(`${rows}.json`, '{"format":"l2e-corpus-vectors-1",');
+    const damaged = await serve(model, { port: 0, corpus: CORPUS, corpusVectors: rows }).then(async (h) => void (await h.close()), (e: unknown) => e);
+    expect(damaged).toBeInstanceOf(CorpusVectorsError);
+    const [head, tail] = why(rows, `it cannot be read as the record the server writes beside ${rows}: ~`).split('~');
+    expect((damaged as Error).message.startsWith(head!) && (damaged as Error).message.endsWith(tail!)).toBe(true); // (JSON.parse's words vary by Node)
   });
 
   it("a vectors file of another width than the model's rejects ready, naming it; /health and /search say why", async () => {
@@ -134,6 +171,16 @@ describe.skipIf(!hasTokenizer)(`search corpus ${hasTokenizer ? '' : skipNote('th
     await a.handle.close();
     const other = CORPUS.map((t) => `${t} lagi`);
     await refused(other, ours, `${ours} holds the vectors of other texts (${ours}.json says what it was made from); remove both to embed this corpus again`);
+    // the same texts cut at another token limit: said as that
+    const cut = await serve(model, { port: 0, corpus: CORPUS, corpusVectors: ours, maxLength: 64 });
+    try {
+      await expect(cut.ready).rejects.toThrow(
+        `${ours} holds the vectors of texts cut at 512 tokens (${ours}.json says so), and this server cuts at 64 (--max-length): ` +
+          'serve with --max-length 512, or remove both to embed the corpus again',
+      );
+    } finally {
+      await cut.close();
+    }
     // without the fingerprint: the sample of rows embedded again finds them another corpus's
     rmSync(`${ours}.json`);
     await refused(other, ours, new RegExp(`^${ours.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not hold this model's vectors of the corpus: row 0 \\("ayat nombor 0 tentang kucing lagi"\\) is at cosine 0\\.\\d{4} to its embedding now; remove it to embed the corpus again$`));

@@ -2,7 +2,10 @@
 // goes on meanwhile, one batch on the device at a time), or read back from a saved .npy of their
 // vectors; searched with the exact native k-NN (cosine).
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { nonFiniteValue } from '../model/text-error.js';
+import { fsReason } from '../util/fs-error.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { npyBytes, parseNpy, type NpyMatrix } from '../util/npy.js';
 import { knnOwned } from '../eval/knn.js';
@@ -42,29 +45,53 @@ function fingerprint(texts: readonly string[], maxLength: number): string {
   return h.digest('hex');
 }
 
-/** The fingerprint beside a vectors file; null when there is none (or it is not ours). */
+/**
+ * The record beside vectors file `file` (FILE.json); null when there is none. One that is there but is
+ * not such a record (damaged, or a file of the user's: the corpus itself once) is an error: it was
+ * skipped, so stale vectors passed on the sample alone, and replaced by the next save without a word.
+ */
 function readMadeFrom(file: string): MadeFrom | null {
-  if (!existsSync(file)) return null;
+  const record = sidecarOf(file);
+  if (!existsSync(record)) return null;
+  let why: string;
   try {
-    const v = JSON.parse(readFileSync(file, 'utf8')) as Partial<MadeFrom> | null;
-    return v && v.format === MADE_FROM_FORMAT && typeof v.texts === 'string' ? (v as MadeFrom) : null;
-  } catch {
-    return null;
+    const v = JSON.parse(readFileSync(record, 'utf8')) as Partial<MadeFrom> | null;
+    const ours =
+      v !== null && typeof v === 'object' && v.format === MADE_FROM_FORMAT && typeof v.texts === 'string' &&
+      [v.rows, v.dim, v.maxLength].every((x) => Number.isInteger(x));
+    if (ours) return v as MadeFrom;
+    why = `it is not the record of corpus vectors that the server writes beside ${file} (format ${MADE_FROM_FORMAT})`;
+  } catch (err) {
+    why = `it cannot be read as the record the server writes beside ${file}: ${err instanceof Error ? err.message : String(err)}`;
   }
+  throw new CorpusVectorsError(file, `${record}: ${why}; the server reads and writes that name: move it away, or give --corpus-vectors another name`);
 }
 
-/** Rows [texts.length × dim] of `texts`, truncated at maxLength, through the server's batcher. */
+/**
+ * Rows [texts.length × dim] of `texts`, truncated at maxLength, through the server's batcher, submitted
+ * in parts of at most opts.submitTokens tokens (a longer text alone): 64 long texts in one submission
+ * took the whole request queue, and requests were refused as long as the corpus was embedded.
+ */
 async function embedTexts(texts: string[], opts: EmbedOptions): Promise<Float32Array> {
   const limits = { maxInputs: CHUNK, maxChars: Infinity, maxLength: opts.maxLength };
   const ids = await toModelInputs({ kind: 'texts', texts, single: false }, opts.tokenizer, opts.vocabSize, limits, true, 'corpus');
-  for (;;) {
-    try {
-      return await opts.batcher.submit(ids);
-    } catch (err) {
-      if (!(err instanceof QueueFullError)) throw err;
-      await sleep(50); // requests first: the corpus waits for room
+  const out = new Float32Array(texts.length * opts.dim);
+  for (let start = 0; start < ids.length; ) {
+    let end = start + 1;
+    let tokens = ids[start]!.length;
+    while (end < ids.length && tokens + ids[end]!.length <= (opts.submitTokens ?? Infinity)) tokens += ids[end++]!.length;
+    for (;;) {
+      try {
+        out.set(await opts.batcher.submit(ids.slice(start, end)), start * opts.dim);
+        break;
+      } catch (err) {
+        if (!(err instanceof QueueFullError)) throw err;
+        await sleep(50); // requests first: the corpus waits for room
+      }
     }
+    start = end;
   }
+  return out;
 }
 
 /**
@@ -94,6 +121,8 @@ export class CorpusIndex {
   embedded = 0;
   error: Error | null = null;
   private cancelled = false;
+  /** The record beside the vectors file (readSaved), when there is one. */
+  private record: MadeFrom | null = null;
   /** The rows of a saved vectors file (readSaved), used by build() once the model has checked them. */
   private saved: { file: string; matrix: NpyMatrix; checked?: number } | null = null;
 
@@ -105,7 +134,16 @@ export class CorpusIndex {
    * loaded; a file that is not there is written by build().
    */
   readSaved(file: string): void {
-    if (!existsSync(file)) return;
+    this.record = readMadeFrom(file); // (a file there that is not our record is refused, before any work)
+    if (!existsSync(file)) {
+      // written after the embedding: a folder that cannot take it fails now, not once the corpus is embedded
+      try {
+        accessSync(dirname(resolve(file)), constants.W_OK);
+      } catch (err) {
+        throw new CorpusVectorsError(file, `${file}: the corpus vectors could not be saved there: ${fsReason(err, file)}`, { cause: err });
+      }
+      return;
+    }
     let bytes: Buffer;
     try {
       bytes = readFileSync(file);
@@ -122,6 +160,11 @@ export class CorpusIndex {
     if (matrix.rows !== n) {
       throw new CorpusVectorsError(file, `${file} holds ${matrix.rows}x${matrix.cols} vectors but the corpus has ${n} texts: expected ${n} rows, one per text`);
     }
+    // (a row of NaN passed the sample check when not sampled, and every search then failed)
+    for (let r = 0; r < matrix.rows; r++) {
+      const bad = nonFiniteValue(matrix.data, r, matrix.cols);
+      if (bad !== null) throw new CorpusVectorsError(file, `${file}: row ${r} has a non-finite value (${bad}); remove it to embed the corpus again`);
+    }
     this.saved = { file, matrix };
   }
 
@@ -136,8 +179,15 @@ export class CorpusIndex {
     if (m.cols !== opts.dim) {
       throw new CorpusVectorsError(file, `${file} holds ${m.rows}x${m.cols} vectors but the model's embeddings have ${opts.dim} dims: expected ${m.rows}x${opts.dim}`);
     }
-    const made = readMadeFrom(sidecarOf(file));
-    if (made && made.texts !== fingerprint(this.texts, opts.maxLength)) {
+    const made = this.record;
+    if (made && made.maxLength !== opts.maxLength) {
+      throw new CorpusVectorsError(
+        file,
+        `${file} holds the vectors of texts cut at ${made.maxLength} tokens (${sidecarOf(file)} says so), and this server cuts at ${opts.maxLength} ` +
+          `(--max-length): serve with --max-length ${made.maxLength}, or remove both to embed the corpus again`,
+      );
+    }
+    if (made && (made.texts !== fingerprint(this.texts, opts.maxLength) || made.rows !== m.rows || made.dim !== m.cols)) {
       throw new CorpusVectorsError(file, `${file} holds the vectors of other texts (${sidecarOf(file)} says what it was made from); remove both to embed this corpus again`);
     }
     this.saved.checked = await this.checkSample(file, new Embeddings(m.rows, m.cols, m.data), opts.embed);
@@ -165,6 +215,10 @@ export class CorpusIndex {
     maxLength: number;
     /** Where to save the vectors embedded (when readSaved() found none). */
     vectorsFile?: string;
+    /** Most tokens of one submission to the batcher (the server's maxBatchTokens); default no limit. */
+    submitTokens?: number;
+    /** A save of the vectors that failed after the embedding (they still serve); default: thrown. */
+    onSaveFailed?: (message: string) => void;
     onProgress?: (done: number, total: number) => void;
     /** The vectors were read from the saved file instead: its rows, and how many were checked. */
     onRead?: (rows: number, checked: number) => void;
@@ -187,9 +241,15 @@ export class CorpusIndex {
       opts.onProgress?.(this.embedded, this.texts.length);
     }
     if (vectorsFile) {
-      writeFileAtomic(vectorsFile, npyBytes(out.data, out.rows, out.dim));
-      const made: MadeFrom = { format: MADE_FROM_FORMAT, texts: fingerprint(this.texts, opts.maxLength), rows: out.rows, dim: out.dim, maxLength: opts.maxLength };
-      writeFileAtomic(sidecarOf(vectorsFile), `${JSON.stringify(made, null, 2)}\n`);
+      try {
+        writeFileAtomic(vectorsFile, npyBytes(out.data, out.rows, out.dim));
+        const made: MadeFrom = { format: MADE_FROM_FORMAT, texts: fingerprint(this.texts, opts.maxLength), rows: out.rows, dim: out.dim, maxLength: opts.maxLength };
+        writeFileAtomic(sidecarOf(vectorsFile), `${JSON.stringify(made, null, 2)}\n`);
+      } catch (err) {
+        // (a disk that filled while the corpus was embedded: the hours of embedding still serve)
+        if (!opts.onSaveFailed) throw err;
+        opts.onSaveFailed(err instanceof Error ? err.message : String(err));
+      }
     }
     this.vectors = out;
   }

@@ -468,6 +468,8 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
         dim: m.dim,
         maxLength: o.maxLength,
         vectorsFile: o.corpusVectors,
+        submitTokens: o.maxBatchTokens,
+        onSaveFailed: (why) => o.onLog(`corpus: the vectors embedded could not be saved (${why}); they are served all the same`),
         onProgress: (done, total) => {
           const tenth = Math.floor((done / total) * 10);
           if (tenth !== lastShown) {
