@@ -164,13 +164,15 @@ describe('demo output folder', () => {
     }
   });
 
-  it('a file as --output is refused', async () => {
+  it('a file as --output, or in its way, is refused', async () => {
     const dir = makeTempDir('l2e-demo-file-');
     const file = join(dir, 'f');
     writeFileSync(file, 'x');
     const r = await l2e('demo', '--output', file);
     expect(r.code).toBe(1);
     expect(r.err).toBe(`l2e demo: error: --output ${file} is a file, not a folder\n`);
+    const under = await l2e('demo', '--output', join(file, 'sub')); // was a bare "ENOTDIR: not a directory, stat"
+    expect(under.err).toBe(`l2e demo: error: --output ${join(file, 'sub')}: ${file} is a file, not a folder\n`);
   });
 });
 

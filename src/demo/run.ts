@@ -2,7 +2,7 @@
 // from CLDR, a small Llama2 embedding model with the real Llama 2 tokenizer (random init), evaluates
 // it with the published metrics, trains it with the recipe's objective (InfoNCE, in-batch + hard
 // negatives, temperature 0.02, group 3, AdamW), evaluates again, and writes everything to a folder.
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EmbeddingModel } from '../model/embedding-model.js';
 import { parseConfig } from '../model/config.js';
@@ -18,7 +18,7 @@ import { checkDemoPackages } from './packages.js';
 import { beforeAfterSvg, lossCurveSvg } from './svg.js';
 import type { PairRow } from '../data/jsonl.js';
 import type { Embeddings } from '../model/embeddings.js';
-import { statOrNull } from '../util/fs-error.js';
+import { fsReason, notAFolder, statOrNull } from '../util/fs-error.js';
 import { makeFolder } from '../util/folder.js';
 
 export interface DemoOptions {
@@ -146,13 +146,15 @@ function isDemoMarker(file: string): boolean {
  * earlier demo marked, is the demo's to write.
  */
 export function checkDemoOutput(out: string, overwrite: boolean): void {
+  // a file at the name or in the way above it ("afile/sub" was a bare "ENOTDIR: not a directory, stat")
+  const blocked = notAFolder('--output', out);
+  if (blocked) throw new Error(blocked);
   let names: string[];
   try {
-    if (!statSync(out).isDirectory()) throw new Error(`--output ${out} is a file, not a folder`);
     names = readdirSync(out);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
+    throw new Error(`--output ${out}: ${fsReason(err)}`, { cause: err });
   }
   // what the demo writes must be able to take its place: a file where it makes a folder (model/), or a
   // folder where it writes a file, failed only after the training, losing it
