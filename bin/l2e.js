@@ -1,6 +1,17 @@
 #!/usr/bin/env node
 // Runs the built CLI (dist/); `npm install` builds dist/ through the prepare script.
 import { main } from '../dist/cli/main.js';
+import { removeScratch } from '../dist/util/scratch.js';
+
+// Text a command writes straight to stdout (help, eval's table, mine --stats): a reader that has gone
+// (`l2e eval ... | less`, quit early) ends the command quietly with 141, as SIGPIPE ends a Unix tool,
+// not with Node's stack trace for an unhandled 'error' event. A stderr whose reader has gone takes the
+// messages with it, never the result (a finished train exited 1).
+process.stdout.on('error', (err) => {
+  removeScratch();
+  process.exit(err.code === 'EPIPE' ? 141 : 1);
+});
+process.stderr.on('error', () => {});
 
 main(process.argv.slice(2)).then(
   (code) => {

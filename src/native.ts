@@ -4,6 +4,7 @@
 //      driver and the binary reports a usable GPU and cuBLAS — otherwise a one-line notice and on;
 //   3. node-gyp-build: a local build (build/Release) or the CPU prebuilt (prebuilds/<platform>-<arch>).
 // Each module declares the typed shape of the natives it uses and reads them through nativeAddon<T>().
+import { addonFileProblem } from './addon-file.js';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve, sep } from 'node:path';
@@ -52,6 +53,11 @@ export function loadCudaPrebuilt(
   if (process.env['L2E_DEVICE'] === 'cpu') return undefined;
   const file = join(root, 'prebuilds', 'cuda', `${process.platform}-${process.arch}`, 'l2e.node');
   if (!existsSync(file) || !(opts.driverPresent ?? existsSync('/dev/nvidiactl'))) return undefined;
+  const problem = addonFileProblem(file);
+  if (problem) {
+    notice(`llama2-embedding: CUDA prebuilt ${file} not used (${problem}); using the CPU build`);
+    return undefined;
+  }
   try {
     const mod = require(file) as CudaProbe;
     const status = mod.cudaStatus?.();
@@ -79,8 +85,12 @@ function load(): unknown {
       if (explicit) {
         // a path, relative to the working folder (require would take a bare name for a package)
         const file = resolve(explicit);
-        if (!existsSync(file)) throw new Error(`L2E_ADDON=${explicit}: no such file (${file})`);
-        cached = require(file);
+        const problem = addonFileProblem(file);
+        if (problem) throw new Error(`L2E_ADDON=${explicit}: ${problem} (${file})`);
+        const mod = require(file) as Record<string, unknown>;
+        // another package's addon loads, and failed later as "NativeModel is not a constructor"
+        if (typeof mod['NativeModel'] !== 'function') throw new Error(`L2E_ADDON=${explicit}: not this package's addon (it has no NativeModel) (${file})`);
+        cached = mod;
         loadedFrom = file;
       } else {
         const cuda = loadCudaPrebuilt(packageRoot);
@@ -90,6 +100,8 @@ function load(): unknown {
         } else {
           const nodeGypBuild = require('node-gyp-build') as { (dir: string): unknown; resolve(dir: string): string };
           loadedFrom = nodeGypBuild.resolve(packageRoot);
+          const problem = addonFileProblem(loadedFrom);
+          if (problem) throw new Error(`${loadedFrom}: ${problem}`);
           cached = nodeGypBuild(packageRoot);
         }
       }

@@ -4,7 +4,10 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { nativeAddonPath } from '../src/native.js';
+import { addonFileProblem } from '../src/addon-file.js';
+import { makeTempDir } from './helpers/tinyModel.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // loads the addon through the built library, as an app would
@@ -23,4 +26,27 @@ describe('L2E_ADDON', () => {
     expect(r.status).toBe(3);
     expect(r.stderr.trim()).toBe(`llama2-embedding: L2E_ADDON=no/such/l2e.node: no such file (${join(root, 'no/such/l2e.node')})`);
   });
+
+  // a truncated addon was dlopen()ed and killed the process with SIGBUS, no message; a text file was
+  // run as JavaScript; another package's addon loaded and failed as "NativeModel is not a constructor"
+  it('a file that is not this package\'s whole addon is refused before it is loaded, saying why', () => {
+    const dir = makeTempDir('l2e-addon-env-');
+    const cut = join(dir, 'cut.node');
+    const whole = readFileSync(nativeAddonPath());
+    writeFileSync(cut, whole.subarray(0, 4000));
+    const script = join(dir, 'script.node');
+    writeFileSync(script, 'process.stderr.write("RAN AS JAVASCRIPT\\n")\n');
+    const cases: [string, RegExp][] = [
+      [cut, /^llama2-embedding: L2E_ADDON=\S+cut\.node: it is cut short: 4000 bytes, where its ELF headers reach byte \d+ \(an interrupted copy\?\) \(/],
+      [script, /^llama2-embedding: L2E_ADDON=\S+script\.node: it is not a native addon \(a \.node file is a shared library\) \(/],
+      [dir, /^llama2-embedding: L2E_ADDON=\S+: it is a folder, not a \.node file \(/],
+    ];
+    for (const [file, said] of cases) {
+      const r = run(file);
+      expect([r.status, r.signal], file).toEqual([3, null]);
+      expect(r.stderr.trim()).toMatch(said);
+    }
+    expect(addonFileProblem(nativeAddonPath())).toBeNull();
+  });
+
 });

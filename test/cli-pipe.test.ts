@@ -53,6 +53,27 @@ describe('stdout whose reader went away', () => {
   });
 });
 
+describe.skipIf(!hasDist || process.platform === 'win32')(`text written straight to stdout or stderr ${hasDist ? '' : '(skipped: dist/ not built)'}`, () => {
+  // help, eval's table, mine --stats, --version: a closed stdout was an unhandled 'error' event (a stack
+  // trace, exit 1); a closed stderr turned a finished command into exit 1
+  it('a reader that has gone ends the command quietly with 141; a closed stderr changes nothing', () => {
+    const dir = makeTempDir();
+    const l2e = `"${process.execPath}" "${join(repoRoot, 'bin', 'l2e.js')}"`;
+    for (const args of ['--help', 'encode --help', '--version']) {
+      const r = spawnSync('bash', ['-c', `${l2e} ${args} 2>err.txt | true; echo "\${PIPESTATUS[0]}"; cat err.txt`], { cwd: dir, encoding: 'utf8' });
+      expect(r.stdout, args).toBe('141\n');
+    }
+    writeTinyModel(join(dir, 'model'));
+    writeFileSync(join(dir, 't.jsonl'), '{"query":"satu","pos":["one"],"neg":["dua"]}\n{"query":"tiga","pos":["three"],"neg":["empat"]}\n');
+    const evalInto = spawnSync('bash', ['-c', `${l2e} eval --model model --test t.jsonl 2>err.txt | true; echo "\${PIPESTATUS[0]}"; cat err.txt`], { cwd: dir, encoding: 'utf8' });
+    expect(evalInto.stdout.split('\n')[0]).toBe('141');
+    expect(evalInto.stdout).not.toMatch(/EPIPE|Unhandled|node:events/);
+    const quietErr = spawnSync('bash', ['-c', `${l2e} encode --model model --input t.jsonl --field query --output v.npy 2>&1 | head -c1 >/dev/null; echo "\${PIPESTATUS[0]}"`], { cwd: dir, encoding: 'utf8' });
+    expect(quietErr.stdout).toBe('0\n');
+    expect(existsSync(join(dir, 'v.npy'))).toBe(true);
+  });
+});
+
 describe.skipIf(!hasDist)(`stdin that is a folder ${hasDist ? '' : '(skipped: dist/ not built)'}`, () => {
   // `l2e combine - < somefolder` read it as empty (exit 0, or "no rows" further on): said, as for a
   // folder named as the input
