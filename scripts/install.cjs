@@ -17,10 +17,15 @@ function tryPrebuilt() {
   if (!file || !file.includes(`${path.sep}prebuilds${path.sep}`)) {
     return { ok: false, why: `no prebuilt binary for ${process.platform}-${process.arch}` };
   }
-  // load it in a child process: a broken binary must not take this process down
-  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)})`], { encoding: 'utf8' });
+  // load it in a child process: a broken binary must not take this process down. Without the user's
+  // L2E_CPU_ISA: a level this build machine lacks would fail the load of a good binary (it is a choice
+  // made when the library runs, said then)
+  const env = { ...process.env };
+  delete env.L2E_CPU_ISA;
+  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)})`], { encoding: 'utf8', env });
   if (r.status !== 0) {
-    const msg = (r.stderr || '').trim().split('\n').find((l) => /Error|error/.test(l)) || `exit code ${r.status}`;
+    const ended = r.signal ? `killed by ${r.signal}` : `exit code ${r.status}`;
+    const msg = (r.stderr || '').trim().split('\n').find((l) => /Error|error/.test(l)) || ended;
     return { ok: false, why: `the prebuilt binary ${path.relative(root, file)} does not load (${msg.trim()})` };
   }
   return { ok: true, file };
@@ -34,7 +39,16 @@ function buildFromSource(why) {
   // --jobs max: one compiler per core (node-gyp's default is one in all: 111 s against 62 s on 2 cores)
   const args = [...(gyp ? [gyp] : []), 'rebuild', '--jobs', 'max'];
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
-  if (r.error || r.status !== 0) {
+  if (r.error) {
+    // node-gyp itself could not be run (not on the PATH): not a compiler's fault
+    console.error(`llama2-embedding: could not run ${cmd === 'node-gyp' ? 'node-gyp' : `node-gyp (${gyp})`}: ${r.error.message}. Install it (npm install -g node-gyp) or run the install through npm.`);
+    process.exit(1);
+  }
+  if (r.signal) {
+    console.error(`llama2-embedding: the source build was stopped (${r.signal})`);
+    process.exit(1);
+  }
+  if (r.status !== 0) {
     console.error(
       'llama2-embedding: the source build failed. Install a C++ compiler, make and python3 ' +
         '(Debian/Ubuntu: apt-get install build-essential python3), or use a platform with a prebuilt binary.',
