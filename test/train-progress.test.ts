@@ -3,7 +3,7 @@
 // (a made-up 1000/s) nor the resumed steps (575/s) inflate it. And the end-of-run summary counts
 // only this run's steps.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ProgressBar } from '../src/cli/progress.js';
+import { canDraw, ProgressBar } from '../src/cli/progress.js';
 import { summary } from '../src/cli/train.js';
 
 function fakeStream(): { stream: NodeJS.WriteStream; lines: () => string[] } {
@@ -50,6 +50,25 @@ describe('ProgressBar', () => {
     vi.advanceTimersByTime(1000);
     bar.update(64);
     expect(lines()).toEqual(['embed 32/300 ?/s ETA ? ', 'embed 64/300 32.0/s ETA 7s ']);
+  });
+});
+
+describe('whether a bar is drawn', () => {
+  afterEach(() => vi.unstubAllEnvs());
+  it('on a terminal, not with TERM=dumb (it drew \\r and escapes there), not in CI unless CI is "false" or "0"', () => {
+    const tty = { isTTY: true };
+    const cases: [Record<string, string>, boolean][] = [
+      [{ TERM: 'xterm', CI: '' }, true],
+      [{ TERM: 'dumb', CI: '' }, false],
+      [{ TERM: 'xterm', CI: 'true' }, false],
+      [{ TERM: 'xterm', CI: 'false' }, true],
+      [{ TERM: 'xterm', CI: '0' }, true],
+    ];
+    for (const [env, drawn] of cases) {
+      for (const [k, v] of Object.entries(env)) vi.stubEnv(k, v);
+      expect(canDraw(tty), JSON.stringify(env)).toBe(drawn);
+    }
+    expect(canDraw({ isTTY: false })).toBe(false);
   });
 });
 

@@ -8,7 +8,7 @@ import { embeddingOutputFormat, FORMAT_OPTION, inputFormat, readTexts, writeEmbe
 import { LineError } from '../data/jsonl.js';
 import { TextError } from '../model/text-error.js';
 import { checkReplaceable, checkRoom } from './encode-output.js';
-import { formatSeconds, ProgressBar } from './progress.js';
+import { canDraw, formatSeconds, ProgressBar } from './progress.js';
 import { deviceOf, ENCODE_OPTIONS, positiveInt, precisionOf } from './source-options.js';
 import { counted } from '../util/plural.js';
 
@@ -105,7 +105,7 @@ export async function encodeWithHeartbeat(
 ): Promise<Embeddings> {
   const intervalMs = hb.intervalMs ?? 10_000;
   const write = hb.write ?? ((line: string) => process.stderr.write(line));
-  const drawn = hb.drawn ?? (Boolean(process.stderr.isTTY) && !process.env['CI']);
+  const drawn = hb.drawn ?? canDraw(process.stderr);
   let current: BatchInfo | undefined;
   let started = 0;
   let done = 0;

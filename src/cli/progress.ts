@@ -22,6 +22,15 @@ export interface ProgressOptions {
   unclocked?: number;
 }
 
+/**
+ * Whether a bar may be drawn on `stream`: a terminal that can move the cursor (not TERM=dumb: an Emacs
+ * shell, a build log), outside CI (CI set to anything but "false" or "0", as CI services set it).
+ */
+export function canDraw(stream: { isTTY?: boolean }): boolean {
+  const ci = process.env['CI'];
+  return Boolean(stream.isTTY) && process.env['TERM'] !== 'dumb' && (ci === undefined || ci === '' || ci === 'false' || ci === '0');
+}
+
 export class ProgressBar {
   private readonly start = Date.now();
   private last = 0;
@@ -36,7 +45,7 @@ export class ProgressBar {
 
   constructor(private readonly opts: ProgressOptions) {
     this.stream = opts.stream ?? process.stderr;
-    this.enabled = Boolean(this.stream.isTTY) && !process.env['CI'];
+    this.enabled = canDraw(this.stream);
     this.initial = opts.initial ?? 0;
     this.unclocked = opts.unclocked ?? this.initial;
     this.done = this.initial;
