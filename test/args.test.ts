@@ -43,8 +43,14 @@ describe('parseArgs', () => {
     for (const [raw, v] of [['-1', -1], ['.5', 0.5], ['5.', 5], ['+2e-3', 2e-3], ['1E3', 1000]] as const) {
       expect(parseArgs(['--model', 'm', '--lr', raw], specs).options['lr']).toBe(v);
     }
-    expect(() => parseArgs(['--model', 'm', '--steps', '1e20'], specs)).toThrow(new UsageError('--steps expects an integer, got "1e20"'));
-    expect(() => parseArgs(['--model', 'm', '--steps', '9007199254740993'], specs)).toThrow(new UsageError('--steps expects an integer, got "9007199254740993"'));
+    // past what a double holds exactly, or at all: said as such (they were "expects an integer/a number")
+    expect(() => parseArgs(['--model', 'm', '--steps', '1e20'], specs)).toThrow(new UsageError('--steps: 1e20 is an integer too large to hold exactly (past 2^53)'));
+    expect(() => parseArgs(['--model', 'm', '--steps', '9007199254740993'], specs)).toThrow(
+      new UsageError('--steps: 9007199254740993 is an integer too large to hold exactly (past 2^53)'),
+    );
+    expect(() => parseArgs(['--model', 'm', '--lr', '1e400'], specs)).toThrow(new UsageError('--lr: 1e400 is a number too large to hold (past 1.8e308)'));
+    expect(() => parseArgs(['--model', 'm', '--lr', '1e-330'], specs)).toThrow(new UsageError('--lr: 1e-330 is a number too small to hold (it reads as 0)'));
+    expect(parseArgs(['--model', 'm', '--lr', '0.000e5'], specs).options['lr']).toBe(0);
     expect(parseArgs(['--model', 'm', '--steps', '1e3'], specs).options['steps']).toBe(1000);
     const seeded: OptionSpecs = { seed: { kind: 'integer', help: 's', range: SEED_RANGE } };
     expect(parseArgs(['--seed', '4294967295'], seeded).options['seed']).toBe(4294967295);

@@ -129,6 +129,19 @@ describe('help', () => {
     expect((await l2e('tokenize', '--help')).out).not.toContain('On/off'); // it has none
   });
 
+  it('--help wins over the rest of the line; `l2e --help encode` is encode\'s help; `--version extra` and `l2e ""` are refused', async () => {
+    const help = (await l2e('encode', '--help')).out;
+    for (const line of [['encode', '--help', '--bogus'], ['encode', '--model', 'x', '--model', 'y', '-h'], ['--help', 'encode']]) {
+      const r = await l2e(...line);
+      expect([r.code, r.out], line.join(' ')).toEqual([0, help]);
+    }
+    expect((await l2e('help', 'help')).out).toBe((await l2e()).out);
+    const version = await l2e('--version', 'extra');
+    expect([version.code, version.err]).toEqual([2, 'l2e: unexpected argument "extra" after --version\n']);
+    const empty = await l2e('');
+    expect([empty.code, empty.err.split('\n')[0]]).toEqual([2, 'l2e: unknown command ""']);
+  });
+
   it('`l2e help COMMAND` prints that command\'s help', async () => {
     const r = await l2e('help', 'mine');
     expect(r.code).toBe(0);

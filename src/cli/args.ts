@@ -45,10 +45,14 @@ export class UsageError extends Error {
 
 function toNumber(name: string, raw: string, spec: OptionSpec): number {
   const v = Number(raw);
-  if (!DECIMAL.test(raw) || !Number.isFinite(v)) throw new UsageError(`--${name} expects a number, got "${raw}"`);
+  if (!DECIMAL.test(raw)) throw new UsageError(`--${name} expects a number, got "${raw}"`);
+  if (!Number.isFinite(v)) throw new UsageError(`--${name}: ${raw} is a number too large to hold (past 1.8e308)`);
+  // (a value so small that it reads as 0, e.g. 1e-330, is said as written, not as "got 0")
+  if (v === 0 && /[1-9]/.test(raw.split(/e/i)[0]!)) throw new UsageError(`--${name}: ${raw} is a number too small to hold (it reads as 0)`);
   if (spec.kind !== 'integer') return v;
+  if (!Number.isInteger(v)) throw new UsageError(`--${name} expects an integer, got "${raw}"`);
   // above 2^53 integers are not all numbers: 9007199254740993 would quietly be ...992
-  if (!Number.isInteger(v) || !Number.isSafeInteger(v)) throw new UsageError(`--${name} expects an integer, got "${raw}"`);
+  if (!Number.isSafeInteger(v)) throw new UsageError(`--${name}: ${raw} is an integer too large to hold exactly (past 2^53)`);
   const [lo, hi] = spec.range ?? [-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER];
   if (v < lo || v > hi) throw new UsageError(`--${name} must be an integer from ${lo} to ${hi}, got ${raw}`);
   return v;

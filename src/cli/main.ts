@@ -11,8 +11,9 @@ import { onStopSignals, signalStatus, type StopSignal } from './signals.js';
 export async function main(argv: string[]): Promise<number> {
   const commands = await loadCommands();
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
-    const topic = name === 'help' && rest[0] !== '--help' && rest[0] !== '-h' ? rest[0] : undefined;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    // `l2e help encode`, `l2e --help encode`; `l2e help help` is the overview
+    const topic = rest[0] !== '--help' && rest[0] !== '-h' && rest[0] !== 'help' ? rest[0] : undefined;
     if (topic === undefined) {
       process.stdout.write(overview(commands));
       return 0;
@@ -27,6 +28,10 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (name === '--version') {
+    if (rest.length > 0) {
+      process.stderr.write(`l2e: unexpected argument "${rest[0]}" after --version\n`);
+      return 2;
+    }
     const { readFileSync } = await import('node:fs');
     const { packageRoot } = await import('../native.js');
     const pkg = JSON.parse(readFileSync(`${packageRoot}/package.json`, 'utf8')) as { version: string };
@@ -37,6 +42,12 @@ export async function main(argv: string[]): Promise<number> {
   if (!cmd) return unknownCommand(name, commands);
   let stopSignals: (() => void) | undefined;
   try {
+    // --help wins over the rest of the line (`l2e encode --help --bogus` said "unknown option --bogus")
+    const beforeDashes = rest.indexOf('--') < 0 ? rest : rest.slice(0, rest.indexOf('--'));
+    if (beforeDashes.includes('--help') || beforeDashes.includes('-h')) {
+      process.stdout.write(commandHelp(cmd));
+      return 0;
+    }
     const args = parseArgs(rest, cmd.options);
     if (args.help) {
       process.stdout.write(commandHelp(cmd));
