@@ -37,8 +37,8 @@ describe('memory limits', () => {
     } catch (err) {
       message = (err as Error).message;
     }
-    expect(message).toMatch(/^the model's (\d+) parameters needs (\d+\.\d\d) GiB of host memory but only (\d+\.\d\d GiB|\d+\.\d MiB) is available$/);
-    const [, params, gib] = /^the model's (\d+) parameters needs (\d+\.\d\d) GiB/.exec(message)!;
+    expect(message).toMatch(/^holding the model's (\d+) parameters needs (\d+\.\d\d) GiB of host memory but only (\d+\.\d\d GiB|\d+\.\d MiB) is available$/);
+    const [, params, gib] = /^holding the model's (\d+) parameters needs (\d+\.\d\d) GiB/.exec(message)!;
     expect(Number(params)).toBeGreaterThan(2 ** 44);
     expect(Number(gib)).toBeCloseTo((Number(params) * 4) / 2 ** 30, 0);
   });
@@ -70,7 +70,7 @@ describe('memory limits', () => {
     process.env[LIMIT] = '1';
     // 32768 x 64 embeddings + 2 layers of 4736 + norm 64 + dense 256 + bias 4 = 2,106,948 floats
     expect(() => new NativeModel({ ...tiny, vocab: 32768, hidden: 64 }, 'cpu')).toThrow(
-      new Error("the model's 2106948 parameters needs 8.0 MiB of host memory but only 1.0 MiB is available"),
+      new Error("holding the model's 2106948 parameters needs 8.0 MiB of host memory but only 1.0 MiB is available"),
     );
   });
 });

@@ -96,7 +96,7 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision
   // sizes in 64-bit before any allocation: a config far larger than RAM is refused here, by name
   if (be_->name() == "cpu") {
     check_host_memory(uint64_t(total) * dtype_size(be_->param_dtype()),
-                      "the model's " + std::to_string(total) + " parameters");
+                      "holding the model's " + std::to_string(total) + " parameters");
   }
   params_ = be_->alloc(total, be_->param_dtype());
   be_->zero(params_);
