@@ -211,7 +211,9 @@ describe.skipIf(!hasTokenizer)(`search corpus ${hasTokenizer ? '' : skipNote('th
       const k = await postJson<OpenAIError>(`${s.url}/search`, { query: 'x', k: 0 });
       expect([k.status, k.body.error.message, k.body.error.param]).toEqual([400, `'k' must be an integer from 1 to 100, got 0`, 'k']);
       const q = await postJson<OpenAIError>(`${s.url}/search`, { query: ['a'] });
-      expect([q.status, q.body.error.message, q.body.error.param]).toEqual([400, `'query' must be a string`, 'query']);
+      expect([q.status, q.body.error.message, q.body.error.param]).toEqual([400, `'query' must be a string, got an array`, 'query']);
+      const n = await postJson<OpenAIError>(`${s.url}/search`, { query: 5 });
+      expect([n.status, n.body.error.message]).toEqual([400, `'query' must be a string, got a number`]);
       const big = await postJson<{ results: unknown[] }>(`${s.url}/search`, { query: 'x', k: 50 });
       expect(big.body.results).toHaveLength(5);
     } finally {

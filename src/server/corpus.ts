@@ -281,7 +281,8 @@ export class CorpusIndex {
     const q = new Embeddings(1, this.vectors.dim, query);
     const r = await knnOwned(q, this.vectors, k, { metric: 'cosine' });
     const hits: SearchHit[] = [];
-    for (let i = 0; i < r.k; i++) hits.push({ index: r.indices[i]!, text: this.texts[r.indices[i]!]!, score: r.scores[i]! });
+    // (a cosine is at most 1: float rounding gave 1.0000002)
+    for (let i = 0; i < r.k; i++) hits.push({ index: r.indices[i]!, text: this.texts[r.indices[i]!]!, score: Math.max(-1, Math.min(1, r.scores[i]!)) });
     return hits;
   }
 }

@@ -114,7 +114,7 @@ function checkIds(list: unknown[], field: string): number[] {
   return list as number[];
 }
 
-function typeName(v: unknown): string {
+export function typeName(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'number' && !Number.isInteger(v)) return `the number ${v}`;

@@ -13,7 +13,7 @@ import { cudaStatus, packageRoot } from '../native.js';
 import { QueueFullError } from './batcher.js';
 import { CorpusVectorsError } from './corpus.js';
 import { ApiError, badField, modelDisposed } from './errors.js';
-import { inputName, readInputs, toModelInputs, type Inputs } from './inputs.js';
+import { inputName, readInputs, toModelInputs, typeName, type Inputs } from './inputs.js';
 import { TextError } from '../model/text-error.js';
 import type { ServerState } from './server.js';
 import { jsonShown } from '../util/describe.js';
@@ -273,8 +273,10 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
     if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > 100) {
       throw badField('k', `'k' must be an integer from 1 to 100, got ${jsonShown(k)}`);
     }
+    // one text (readInputs' message for other kinds offers arrays, which /search does not take)
+    const given = body['query'];
+    if (given !== undefined && given !== null && typeof given !== 'string') throw badField('query', `'query' must be a string, got ${typeName(given)}`, 'invalid_type');
     const query = readInputs(body['query'], 'query', state.limits, false);
-    if (!query.single) throw badField('query', `'query' must be a string`, 'invalid_type');
     const { rows } = await embedInputs(state, query, true, 'query', reply);
     return { query: body['query'], results: await corpus.search(rows, k) };
   });
