@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { initRandomWeights, packBatch } from '../../dist/model/embedding-model.js';
 import { readSafetensorsHeader, writeSafetensors } from '../../dist/model/safetensors.js';
 import { parameterNames } from '../../dist/model/weights.js';
+import { parseConfig } from '../../dist/model/config.js';
 import { Rng } from '../../dist/util/random.js';
 import { oneChunkStep } from './train-step.mjs';
 
@@ -124,7 +125,14 @@ export const SHAPE_600M = {
 /** The model's tensors in the native layout order: the library's parameter list for this shape. */
 function tensorSpecs(c) {
   const { hidden, intermediate, layers, heads, kvHeads, headDim, vocab, dense } = c;
-  const config = { vocabSize: vocab, hiddenSize: hidden, intermediateSize: intermediate, numLayers: layers, numHeads: heads, numKvHeads: kvHeads, headDim };
+  // a whole LlamaConfig (parameterNames checks every field; the positions do not shape a tensor)
+  const config = parseConfig(
+    {
+      vocab_size: vocab, hidden_size: hidden, intermediate_size: intermediate, num_hidden_layers: layers, num_attention_heads: heads,
+      num_key_value_heads: kvHeads, head_dim: headDim, rms_norm_eps: c.rmsEps, rope_theta: c.ropeTheta, embedding_size: dense,
+    },
+    'the bench shape',
+  );
   return parameterNames(config, dense);
 }
 
