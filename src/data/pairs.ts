@@ -16,7 +16,7 @@ import { Rng } from '../util/random.js';
 import { counted } from '../util/plural.js';
 import { statOrNull } from '../util/fs-error.js';
 import { specialFileKind } from '../util/regular-file.js';
-import { checkOptions, optionKeys } from '../util/options.js';
+import { checkOptions, optionKeys, wrongOption } from '../util/options.js';
 import { describeValue, positiveInteger } from '../util/describe.js';
 
 export type TrainRow = PairRow;
@@ -97,6 +97,8 @@ export function sampleGroup(row: TrainRow, groupSize: number, rng: Rng): TrainGr
   const r = row as Partial<TrainRow> | null;
   if (typeof r !== 'object' || r === null || typeof r.query !== 'string' || !Array.isArray(r.pos) || !Array.isArray(r.neg))
     throw new TypeError(`sampleGroup: row must be a pair row {query, pos: [...], neg: [...]}, got ${describeValue(row)}`);
+  const problem = pairRowProblem(row); // (passages of other kinds came out as passages: [1, null, {}])
+  if (problem !== null) throw new TypeError(`sampleGroup: row must be a pair row {query, pos: [...], neg: [...]}: ${problem}`);
   if (r.pos.length === 0) throw new RangeError('sampleGroup: row.pos is empty (a group starts with one of its positives)');
   positiveInteger('sampleGroup: groupSize', groupSize);
   if (groupSize > 1 && r.neg.length === 0) throw new RangeError(`sampleGroup: row.neg is empty, and a group of ${groupSize} needs negatives`);
@@ -130,15 +132,15 @@ export class PairData {
     private readonly options: PairDataOptions,
   ) {
     checkOptions('PairData', options, PAIR_DATA_OPTIONS);
-    if (!Number.isInteger(options.groupSize) || options.groupSize < 1) {
-      throw new Error(`groupSize must be a positive integer, got ${options.groupSize}`);
-    }
-    this.groupSize = options.groupSize;
+    this.groupSize = positiveInteger('PairData: groupSize', options.groupSize);
+    // (a missing seed failed only when the groups were drawn, as "Rng: seed must be a number")
+    if (!Number.isInteger(options.seed)) throw wrongOption('PairData', 'seed', 'an integer', options.seed);
     this.seed = options.seed;
     this.shuffleBuffer = options.shuffleBuffer ?? 10000;
     if (!Number.isInteger(this.shuffleBuffer) || this.shuffleBuffer < 0) {
-      throw new Error(`shuffleBuffer must be a non-negative integer, got ${this.shuffleBuffer}`);
+      throw new Error(`shuffleBuffer must be a non-negative integer, got ${describeValue(this.shuffleBuffer)}`);
     }
+    if (options.skipBadLines !== undefined && typeof options.skipBadLines !== 'boolean') throw wrongOption('PairData', 'skipBadLines', 'true or false', options.skipBadLines);
     this.skipBadLines = options.skipBadLines ?? false;
   }
 
@@ -285,7 +287,12 @@ export class PairData {
       }
       return;
     }
-    const iterable = typeof src === 'function' ? src() : src;
+    const iterable: unknown = typeof src === 'function' ? src() : src;
+    const isIterable = typeof iterable === 'object' && iterable !== null && (Symbol.iterator in iterable || Symbol.asyncIterator in iterable);
+    if (!isIterable) {
+      // (it failed as "iterable is not async iterable", naming a variable of ours)
+      throw new TypeError(`the data function must return an array or (async) iterable of rows, got ${describeValue(iterable)}`);
+    }
     let n = 0;
     for await (const value of iterable as AsyncIterable<unknown>) {
       yield { where: 'row', line: ++n, value };

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { basename, dirname, join, resolve } from 'node:path';
 import type { EmbeddingModel, NativeModel } from '../model/embedding-model.js';
 import { cacheSnapshotRefusal } from '../hub/cache.js';
-import { configToJson } from '../model/config.js';
+import { configToJson, FLOAT32_RANGE, isPositiveFloat32 } from '../model/config.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { makeFolder } from '../util/folder.js';
@@ -23,7 +23,7 @@ import { folderBytes } from '../util/disk.js';
 import { processAlive } from '../util/process.js';
 import { parseJson } from '../util/json.js';
 import { describeValue } from '../util/describe.js';
-import { checkOptions, checkPathArg, optionKeys } from '../util/options.js';
+import { checkOptions, checkPathArg, optionKeys, wrongOption } from '../util/options.js';
 
 /** Tokenizer files copied with a model when they exist (tokenizer.json is required). */
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
@@ -103,10 +103,16 @@ export function saveModel(model: EmbeddingModel, dir: string, options: SaveModel
   if (!options.tokenizerFiles && !tokenizerDir) {
     throw new Error('saveModel: this model was created in memory and has no tokenizer files: pass tokenizerDir (a folder with tokenizer.json)');
   }
+  const temperature = options.temperature === undefined ? model.config.temperature : options.temperature;
+  // (written as config.json's temperature: -1 or "hot" was written, and the model could not be loaded)
+  if (temperature !== null && !isPositiveFloat32(temperature)) throw wrongOption('saveModel', 'temperature', `null or ${FLOAT32_RANGE}`, temperature);
   const held = ['config.json', 'model.safetensors'].find((name) => existsSync(join(dir, name)));
   if (held && options.overwrite !== true) {
     throw new Error(`saveModel: ${dir} holds a model already (${held}); pass overwrite: true to replace it, or save to another folder`);
   }
+  // read before anything is written: a missing tokenizer left a model without one, which then refused a retry
+  const sameFolder = !options.tokenizerFiles && resolve(tokenizerDir!) === resolve(dir);
+  const tokenizerFiles = options.tokenizerFiles ?? (sameFolder ? [] : readTokenizerFiles(tokenizerDir!));
   try {
     makeFolder(dir);
   } catch (err) {
@@ -118,11 +124,9 @@ export function saveModel(model: EmbeddingModel, dir: string, options: SaveModel
     return { name: p.name, dtype: 'F32' as const, shape: p.shape, data };
   });
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
-  const temperature = options.temperature === undefined ? model.config.temperature : options.temperature;
   const config = configToJson({ ...model.config, denseSize: model.dim }, { temperature, torch_dtype: 'float32' });
   writeFileAtomic(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
-  if (!options.tokenizerFiles && resolve(tokenizerDir!) === resolve(dir)) return;
-  for (const [name, data] of options.tokenizerFiles ?? readTokenizerFiles(tokenizerDir!)) writeFileAtomic(join(dir, name), data);
+  for (const [name, data] of tokenizerFiles) writeFileAtomic(join(dir, name), data);
 }
 
 /**

@@ -218,6 +218,11 @@ export function resolveOptions(o: TrainerOptions, optionName: OptionNamer = opti
   positive('eps', false);
   positive('weightDecay', true);
   positive('maxGradNorm', true);
+  // the optimizer runs in float32: 1e39 is infinity there (an lr of 1e39 made every weight NaN), 1e-50 zero
+  for (const name of ['lr', 'eps', 'weightDecay', 'maxGradNorm'] as const) {
+    const v = r[name];
+    if (!Number.isFinite(Math.fround(v)) || (v > 0 && Math.fround(v) === 0)) fail(name, `must be a number that a float32 holds (1.4e-45 to 3.4e38, or 0 where allowed), got ${v}`);
+  }
   positive('warmupRatio', true);
   positive('chunkTokens', false);
   if (r.warmupRatio > 1) fail('warmupRatio', `must be in [0, 1], got ${r.warmupRatio}`);
@@ -229,6 +234,8 @@ export function resolveOptions(o: TrainerOptions, optionName: OptionNamer = opti
   } catch (err) {
     throw new TrainerOptionError('schedule', `${optionName('schedule')}: ${(err as Error).message}`);
   }
+  // an empty name was taken as none: a run given outputDir '' saved nothing, without a word
+  for (const name of ['outputDir', 'logFile', 'tokenizerDir', 'resume'] as const) if (r[name] === '') fail(name, 'must not be empty (leave it out for none)');
   if (r.resume && !r.outputDir && typeof r.resume !== 'string') {
     fail('resume', `needs ${optionName('outputDir')} (where the checkpoints are)`);
   }

@@ -109,6 +109,21 @@ export function writeRunRecord(outputDir: string, record: RunRecord): void {
   writeFileAtomic(join(outputDir, RUN_FILE), JSON.stringify({ format: RUN_FORMAT, version: 1, ...record }, null, 2) + '\n');
 }
 
+/**
+ * What training reads of an in-memory row, as text: its query, pos and neg. Its other fields are not the
+ * data (a BigInt or circular one failed the fingerprint with a bare JSON error, only with outputDir),
+ * and a row that cannot be written as JSON is left for the reader to refuse by its place.
+ */
+function rowContent(row: unknown): string {
+  try {
+    if (typeof row !== 'object' || row === null) return JSON.stringify(row) ?? String(row);
+    const r = row as Record<string, unknown>;
+    return JSON.stringify([r['query'], r['pos'], r['neg']]);
+  } catch {
+    return '(not JSON)';
+  }
+}
+
 export async function dataIdentity(data: RowSource): Promise<DataIdentity> {
   if (typeof data === 'string') {
     const st = statOrNull(data);
@@ -118,7 +133,7 @@ export async function dataIdentity(data: RowSource): Promise<DataIdentity> {
   }
   if (Array.isArray(data)) {
     const hash = createHash('sha256');
-    for (const row of data as unknown[]) hash.update(JSON.stringify(row) + '\n');
+    for (const row of data as unknown[]) hash.update(rowContent(row) + '\n');
     return { source: `${data.length} rows in memory`, bytes: null, sha256: hash.digest('hex') };
   }
   return { source: 'an iterable of rows', bytes: null, sha256: null };

@@ -14,7 +14,7 @@ import type { EmbeddingModel, NativeModel } from '../model/embedding-model.js';
 import { copyStats, describeSkipped, emptyStats, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
 import { accumulateGradients } from './grad-step.js';
 import { trainNatives, type TrainNatives } from './native-train.js';
-import { optionItself, resolveOptions, type OptionNamer, type ResolvedOptions, type TrainerOptions } from './options.js';
+import { optionItself, resolveOptions, TrainerOptionError, type OptionNamer, type ResolvedOptions, type TrainerOptions } from './options.js';
 import { learningRate, warmupSteps, type ScheduleSpec } from './schedule.js';
 import {
   checkpointNamedNonFolders,
@@ -74,10 +74,16 @@ export interface FitOptions {
    * set, except in an overwrite run that has saved none yet: the folder keeps the run it was to replace).
    */
   signal?: AbortSignal;
-  /** One-line notices (resume, checkpoints saved, skipped rows); default stderr. */
-  onNotice?: (message: string) => void;
-  /** Called once, just before this run's first step: the step it starts after (0, or the resumed one). */
-  onStart?: (info: { step: number; totalSteps: number | null; runId: string }) => void;
+  /**
+   * One-line notices (resume, checkpoints saved, skipped rows); default stderr. A promise it returns is
+   * not waited for, but its rejection fails fit after the current step (or as fit ends).
+   */
+  onNotice?: (message: string) => unknown;
+  /**
+   * Called once, just before this run's first step: the step it starts after (0, or the resumed one).
+   * A promise it returns is awaited; its rejection fails fit, as a thrown error does.
+   */
+  onStart?: (info: { step: number; totalSteps: number | null; runId: string }) => unknown;
 }
 
 export interface TrainerContext {
@@ -159,6 +165,8 @@ export class Trainer {
   private lastCheckpoint: string | null = null;
   /** The --log file, open while a fit runs. */
   private stepLog: StepLog | null = null;
+  /** The rejection of a promise an onNotice returned, thrown at the next step (or as fit ends). */
+  private noticeFailure: { err: unknown } | null = null;
   /** What this fit made that a failure or an early stop leaves empty, removed as it ends: the output folder, the log. */
   private made: { outputDir: string | null; logFile: string | null } = { outputDir: null, logFile: null };
   private run: RunIdentity = { id: '', startedAt: '', data: { source: '', bytes: null, sha256: null } };
@@ -212,7 +220,10 @@ export class Trainer {
       fitting.add(native);
       try {
         this.held = native;
-        return await this.fitHeld(data, fit);
+        this.noticeFailure = null;
+        const result = await this.fitHeld(data, fit);
+        this.throwNoticeFailure();
+        return result;
       } finally {
         this.stepLog?.close();
         this.stepLog = null;
@@ -226,7 +237,15 @@ export class Trainer {
   private async fitHeld(data: RowSource, fit: FitOptions): Promise<FitResult> {
     const o = this.options;
     const n = this.optionName;
-    const notice = fit.onNotice ?? ((m: string) => process.stderr.write(`llama2-embedding: ${m}\n`));
+    const notice = (m: string): void => {
+      if (!fit.onNotice) {
+        process.stderr.write(`llama2-embedding: ${m}\n`);
+        return;
+      }
+      // an async onNotice that rejects was an unhandled rejection (the process ended); it fails fit
+      const r = fit.onNotice(m) as { then?: unknown } | undefined;
+      if (r && typeof r.then === 'function') (r as Promise<unknown>).then(undefined, (err: unknown) => (this.noticeFailure ??= { err }));
+    };
     const native = this.held;
     let warnedUtf8 = false; // once, when the data is checked before step 1, not again every epoch
     const onInvalidUtf8 = (m: string): void => {
@@ -263,6 +282,13 @@ export class Trainer {
 
     // read once now: the folder may be a checkpoint of this run that its pruning removes later
     const tokenizerDir = o.tokenizerDir ?? this.model.dir;
+    if (o.outputDir && !tokenizerDir) {
+      // (found at the first save: every step before it lost)
+      throw new TrainerOptionError(
+        'tokenizerDir',
+        `${n('outputDir')} needs the tokenizer files to save with the model, and this model was created in memory: pass ${n('tokenizerDir')} (a folder with tokenizer.json)`,
+      );
+    }
     this.tokenizerFiles = o.outputDir && tokenizerDir ? readTokenizerFiles(tokenizerDir) : undefined;
 
     this.nat.trainInit(native);
@@ -345,7 +371,7 @@ export class Trainer {
     if (o.logFile) this.stepLog = await StepLog.open(o.logFile, n, notice, fit.signal);
     let firstStarted: number | null = null;
     let lastEnded: number | null = null;
-    if (!stepsDone() && (o.maxSteps > 0 || pos.epoch < o.epochs)) fit.onStart?.({ step: pos.step, totalSteps, runId: this.run.id });
+    if (!stepsDone() && (o.maxSteps > 0 || pos.epoch < o.epochs)) await fit.onStart?.({ step: pos.step, totalSteps, runId: this.run.id });
 
     training: for (; !stepsDone() && (o.maxSteps > 0 || pos.epoch < o.epochs); pos = { ...pos, epoch: pos.epoch + 1, groups: 0, rngState: [] }) {
       if (fit.signal?.aborted) {
@@ -448,6 +474,7 @@ export class Trainer {
           };
           this.stepLog?.append(info, this.run.id);
           await fit.onStep?.(info);
+          this.throwNoticeFailure();
           if (fit.signal?.aborted) {
             stoppedBy = 'aborted';
             if (o.outputDir) this.checkpointOnStop(pos, pairs, schedule, notice, rowsPerEpoch);
@@ -548,6 +575,11 @@ export class Trainer {
     if (free === null || free >= bytes) return;
     const kept = this.lastCheckpoint ? `; the previous checkpoint ${this.lastCheckpoint} is intact` : '';
     throw new Error(`${what}: not enough disk space (it takes about ${formatBytes(bytes)}, ${formatBytes(free)} is free)${kept}`);
+  }
+
+  private throwNoticeFailure(): void {
+    const failure = this.noticeFailure;
+    if (failure) throw failure.err;
   }
 
   /** Removes the log and then the output folder this fit made when they are still empty (a failure or a stop before step 1). */
