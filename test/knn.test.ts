@@ -58,6 +58,37 @@ describe('knn', () => {
     });
   }
 
+  // float32 limits: rows scaled by 1e-30 scored cosine 0 (q·p underflowed), by 1e20 inf; euclidean's
+  // |q|² + |p|² − 2 q·p at norm 1000 ranked pairs 0.1 apart at random (cancellation)
+  it('rows far from unit length: cosine exact at scales 1e-30 and 1e20; euclidean exact at norm 1000', async () => {
+    const rng = new Rng(11);
+    const base = randomMatrix(60, 24, rng);
+    for (const scale of [1e-30, 1e20]) {
+      const scaled = new Embeddings(base.rows, base.dim, base.data.map((x) => x * scale));
+      const res = await knn(scaled, scaled, 5, { metric: 'cosine' });
+      for (let i = 0; i < base.rows; i++) {
+        const ref = bruteForce(base.row(i), base, 'cosine');
+        expect(Array.from(res.indices.subarray(i * 5, i * 5 + 5)), `scale ${scale}, row ${i}`).toEqual(ref.slice(0, 5).map((r) => r.idx));
+        for (let t = 0; t < 5; t++) expect(Math.abs(res.scores[i * 5 + t]! - ref[t]!.s)).toBeLessThan(1e-5);
+      }
+    }
+    // 20 pairs of rows of norm ~1000, each pair 0.05 to 0.15 apart, the pairs far from each other
+    const far = new Embeddings(40, 24);
+    for (let p = 0; p < 20; p++) {
+      const centre = Array.from({ length: 24 }, () => (rng.next() * 2 - 1) * 400);
+      for (let d = 0; d < 24; d++) {
+        far.data[2 * p * 24 + d] = centre[d]!;
+        far.data[(2 * p + 1) * 24 + d] = centre[d]! + (d === p % 24 ? 0.05 + 0.005 * p : 0);
+      }
+    }
+    const res = await knn(far, far, 2, { metric: 'euclidean', excludeSelf: true });
+    for (let i = 0; i < far.rows; i++) {
+      const ref = bruteForce(far.row(i), far, 'euclidean').filter((r) => r.idx !== i);
+      expect(res.indices[i * 2], `row ${i}`).toBe(ref[0]!.idx);
+      expect(Math.abs(res.scores[i * 2]! - ref[0]!.s)).toBeLessThan(1e-6 * 1000);
+    }
+  });
+
   it('breaks euclidean ties by the lower index (exact integer data)', async () => {
     const rng = new Rng(3);
     const gen = (): number => rng.int(3) - 1; // values in {-1, 0, 1}: many exact ties
