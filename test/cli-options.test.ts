@@ -38,6 +38,8 @@ describe('shared encode options', () => {
     const texts = await l2e('eval', '--model', 'm', '--texts', 't.txt', '--test', 't.jsonl');
     expect(texts.code).toBe(2);
     expect(texts.err).toContain('--texts: names the rows of an --embeddings .npy file; --model m embeds the texts itself');
+    const jsonl = await l2e('eval', '--embeddings', 'e.jsonl', '--texts', 't.txt', '--test', 't.jsonl'); // --texts was ignored
+    expect([jsonl.code, jsonl.err.split('\n')[0]]).toEqual([2, 'l2e eval: --texts: names the rows of an --embeddings .npy file; e.jsonl is read as JSONL, whose rows hold their texts']);
   });
 
   it('encode, eval and mine document the same --batch-size / --max-length / --device', async () => {

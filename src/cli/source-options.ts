@@ -1,5 +1,6 @@
 // Options shared by the commands that embed texts (encode, eval, mine), so their names, defaults and
 // help read the same everywhere, and the checks that turn bad values into usage errors.
+import { isNpyFile } from '../eval/vectors.js';
 import { DEFAULT_MAX_LENGTH, PRECISIONS, type Device, type Precision } from '../model/embedding-model.js';
 import { openEmbeddingSource, type EmbeddingSource } from '../eval/source.js';
 import { opt, UsageError, type OptionSpecs, type ParsedArgs } from './args.js';
@@ -53,6 +54,10 @@ export function openSourceFromArgs(args: ParsedArgs): Promise<EmbeddingSource> {
     const unused = Object.keys(ENCODE_OPTIONS).filter((name) => args.given.has(name));
     if (unused.length > 0) {
       throw new UsageError(`${unused.map((n) => `--${n}`).join(', ')}: for --model only; --embeddings ${embeddings} holds the vectors already`);
+    }
+    // (a JSONL file's rows name their texts: --texts was ignored without a word, the file not even opened)
+    if (args.given.has('texts') && !isNpyFile(embeddings)) {
+      throw new UsageError(`--texts: names the rows of an --embeddings .npy file; ${embeddings} is read as JSONL, whose rows hold their texts`);
     }
     return openEmbeddingSource({ embeddings, textsFile: opt.str(args, 'texts') });
   }

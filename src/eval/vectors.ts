@@ -90,8 +90,11 @@ function clip(s: string): string {
  * Loads a vector table: `.npy` (needs `textsFile`) or JSONL {"text","embedding"} (`onInvalidUtf8`:
  * where its warning about bytes that are not UTF-8 goes, as readLines says).
  */
+/** A vectors file read as a .npy matrix (by its name, in any case); else JSONL. */
+export const isNpyFile = (file: string): boolean => file.toLowerCase().endsWith('.npy');
+
 export async function loadVectorTable(file: string, opts: { textsFile?: string; onInvalidUtf8?: (message: string) => void } = {}): Promise<VectorTable> {
-  if (file.toLowerCase().endsWith('.npy')) {
+  if (isNpyFile(file)) {
     if (!opts.textsFile) throw new Error(`${file}: a .npy matrix needs --texts FILE naming each row's text`);
     return loadNpyTable(file, opts.textsFile);
   }
