@@ -12,23 +12,20 @@ import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
-import { checkFlags } from './lib/usage.mjs';
+import { checkFlags, readFlags } from './lib/usage.mjs';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 function parseArgs(argv) {
-  const opts = { sizes: [512, 1024, 2048], repeats: 7, threads: null, kernel: null, numpy: true, json: null };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--sizes') opts.sizes = argv[++i].split(',').map(Number);
-    else if (a === '--repeats') opts.repeats = Number(argv[++i]);
-    else if (a === '--threads') opts.threads = Number(argv[++i]);
-    else if (a === '--kernel') opts.kernel = argv[++i];
-    else if (a === '--no-numpy') opts.numpy = false;
-    else if (a === '--json') opts.json = argv[++i];
-    else throw new Error(`unknown argument ${a}`);
-  }
-  return opts;
+  const o = readFlags(import.meta.url, argv, {
+    sizes: { kind: 'ints', default: [512, 1024, 2048] },
+    repeats: { kind: 'int', default: 7 },
+    threads: { kind: 'int' },
+    kernel: { kind: 'choice', choices: ['avx512', 'avx2', 'scalar'] },
+    'no-numpy': { kind: 'switch', default: false },
+    json: { kind: 'path' },
+  });
+  return { sizes: o.sizes, repeats: o.repeats, threads: o.threads, kernel: o.kernel, numpy: !o['no-numpy'], json: o.json };
 }
 
 function loadAddon() {

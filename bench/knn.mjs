@@ -5,15 +5,18 @@
 import { knn } from '../dist/eval/knn.js';
 import { Embeddings } from '../dist/model/embeddings.js';
 import { Rng } from '../dist/util/random.js';
-import { checkFlags } from './lib/usage.mjs';
+import { checkFlags, readFlags } from './lib/usage.mjs';
 
 checkFlags(import.meta.url, process.argv.slice(2), ['--n', '--q', '--dim', '--k', '--metric']);
-
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
-);
-const N = Number(args.n ?? 20000), Q = Number(args.q ?? 20000), dim = Number(args.dim ?? 1536), k = Number(args.k ?? 11);
-const metrics = (args.metric ?? 'both') === 'both' ? ['cosine', 'euclidean'] : [args.metric];
+const args = readFlags(import.meta.url, process.argv.slice(2), {
+  n: { kind: 'int', default: 20000 },
+  q: { kind: 'int', default: 20000 },
+  dim: { kind: 'int', default: 1536 },
+  k: { kind: 'int', default: 11 },
+  metric: { kind: 'choice', choices: ['cosine', 'euclidean', 'both'], default: 'both' },
+});
+const { n: N, q: Q, dim } = args;
+const metrics = args.metric === 'both' ? ['cosine', 'euclidean'] : [args.metric];
 
 // deterministic random unit vectors (the library's generator + Box–Muller)
 const rng = new Rng(12345);
@@ -35,12 +38,13 @@ function unitRows(rows) {
 const pool = unitRows(N);
 const queries = Q === N ? pool : unitRows(Q);
 const gflop = (2 * Q * N * dim) / 1e9;
-console.log(`knn: ${Q} queries × ${N} pool, dim ${dim}, k ${k}, threads ${process.env.L2E_NUM_THREADS ?? 'all'}`);
+console.log(`knn: ${Q} queries × ${N} pool, dim ${dim}, k ${Math.min(args.k, N)}, threads ${process.env.L2E_NUM_THREADS ?? 'all'}`);
 for (const metric of metrics) {
   const warm = Math.min(Q, 256);
-  await knn(new Embeddings(warm, dim, queries.data.subarray(0, warm * dim)), pool, k, { metric }); // warm-up
+  await knn(new Embeddings(warm, dim, queries.data.subarray(0, warm * dim)), pool, args.k, { metric }); // warm-up
   const t0 = process.hrtime.bigint();
-  const res = await knn(queries, pool, k, { metric });
+  const res = await knn(queries, pool, args.k, { metric });
+  const k = res.k; // (clamped to the pool: the requested k as the row stride counted wrong)
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   let selfFirst = 0;
   if (queries === pool) for (let i = 0; i < Q; i++) if (res.indices[i * k] === i) selfFirst++;

@@ -7,9 +7,9 @@
 // bench hooks, so the per-op timer sees the models it creates). Encode and training need text pools for the real length mix (--pools DIR, else $L2E_POOLS,
 // else ../shared/data/pools); they are skipped, with a message, when there are none.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
 import { allCases } from './lib/cases.mjs';
@@ -59,7 +59,14 @@ function parseArgs(argv) {
       if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
       return argv[++i];
     };
-    if (a === '--filter') (opts.filterText = value()), (opts.filter = new RegExp(opts.filterText));
+    if (a === '--filter') {
+      opts.filterText = value();
+      try {
+        opts.filter = new RegExp(opts.filterText);
+      } catch (err) {
+        throw new Error(`--filter ${opts.filterText}: ${err.message}`);
+      }
+    }
     else if (a === '--quick') opts.quick = true;
     else if (a === '--samples') opts.samples = Number(value());
     else if (a === '--json') opts.json = value();
@@ -72,11 +79,29 @@ function parseArgs(argv) {
     } else throw new Error(`unknown argument ${a} (see --help)`);
   }
   opts.pools = poolsFolder(opts.pools);
+  // read and checked before the run (a file that is not there, or not a run's results, failed after it,
+  // and took the --json results with it), as is the folder of --json
+  if (opts.compare !== null) opts.earlier = readEarlier(opts.compare);
+  if (opts.json !== null && !existsSync(dirname(resolve(opts.json)))) throw new Error(`--json ${opts.json}: the folder ${dirname(resolve(opts.json))} does not exist`);
   if (opts.samples !== null && !(Number.isInteger(opts.samples) && opts.samples > 0)) throw new Error('--samples must be a positive integer');
   opts.samples ??= opts.quick ? 3 : 7;
   // native kernels: `samples` samples of >= minSampleSeconds each, after `warmup` calls
   opts.native = { samples: opts.samples, warmup: opts.quick ? 1 : 2, minSampleSeconds: opts.quick ? 0.005 : 0.05 };
   return opts;
+}
+
+/** An earlier --json file's results, for --compare; an error naming the flag when it is not one. */
+function readEarlier(file) {
+  let earlier;
+  try {
+    earlier = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`--compare ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+  }
+  if (typeof earlier !== 'object' || earlier === null || !Array.isArray(earlier.results)) {
+    throw new Error(`--compare ${file}: not the results of an earlier run (no "results" list; write one with --json)`);
+  }
+  return earlier;
 }
 
 function loadAddon() {
@@ -203,7 +228,7 @@ async function main() {
   printResults(results);
   const summary = printSummary(results);
   let comparison = null;
-  if (opts.compare) comparison = printComparison(results, JSON.parse(readFileSync(opts.compare, 'utf8')), opts.compare);
+  if (opts.compare) comparison = printComparison(results, opts.earlier, opts.compare);
   if (skipped.length > 0) console.log(`\nskipped: ${skipped.join('; ')}`);
   if (opts.json) {
     writeFileSync(opts.json, JSON.stringify({ meta, results, summary, comparison, skipped }, null, 2) + '\n');

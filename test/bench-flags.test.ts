@@ -29,6 +29,44 @@ describe.each([
   });
 });
 
+// values: a missing one, a stray word or a bare --n started the full-size run; "--sizes 64,abc" crashed
+// after timing 64; --repeats 0 printed NaN; a --json folder that is not there failed after the run
+describe('bench/gemm.mjs and bench/knn.mjs values', () => {
+  it.each([
+    ['knn.mjs', ['--n'], '--n needs a value'],
+    ['knn.mjs', ['300'], 'unexpected argument "300"'],
+    ['knn.mjs', ['--k', '0'], '--k must be a positive integer, got "0"'],
+    ['knn.mjs', ['--metric', 'foo'], '--metric must be one of cosine, euclidean, both, got "foo"'],
+    ['gemm.mjs', ['--sizes', '64,abc'], '--sizes must be a positive integer, got "abc"'],
+    ['gemm.mjs', ['--repeats', '0'], '--repeats must be a positive integer, got "0"'],
+    ['gemm.mjs', ['--kernel', 'foo'], '--kernel must be one of avx512, avx2, scalar, got "foo"'],
+    ['gemm.mjs', ['--json', 'no/such/x.json'], `--json no/such/x.json: the folder ${resolve(root, 'no/such')} does not exist`],
+  ])('bench/%s %j is refused before anything runs', (script, args, said) => {
+    const r = bench(script, ...args);
+    expect([r.status, r.stderr, r.stdout]).toEqual([2, `bench/${script}: ${said} (--help lists the options)\n`, '']);
+  });
+
+  it('knn counts "self ranked first" with the k it got (a k past the pool is clamped)', () => {
+    const r = bench('knn.mjs', '--n', '200', '--q', '200', '--dim', '8', '--k', '500', '--metric', 'cosine');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('self ranked first: 200/200');
+  });
+});
+
+// a --compare file that is not there or not a run's results failed after the whole run, taking --json's
+// results with it; so did a --json folder that is not there
+describe('bench/run.mjs --compare and --json', () => {
+  it.each([
+    [['--compare', 'no-such.json'], '--compare no-such.json: no such file'],
+    [['--compare', 'package.json'], '--compare package.json: not the results of an earlier run (no "results" list; write one with --json)'],
+    [['--json', 'no/such/r.json'], `--json no/such/r.json: the folder ${resolve(root, 'no/such')} does not exist`],
+    [['--filter', '('], '--filter (: Invalid regular expression: /(/: Unterminated group'],
+  ])('%j is refused before the run', (args, said) => {
+    const r = bench('run.mjs', '--quick', ...args);
+    expect([r.status, r.stderr, r.stdout]).toEqual([1, `${said}\n`, '']);
+  });
+});
+
 // the text pools of every script that reads them (bench/lib/workloads.mjs poolsFolder): a folder named by
 // --pools or L2E_POOLS must exist, before anything runs
 describe.each(['serve.mjs', 'precision.mjs', 'run.mjs'])('bench/%s --pools', (script) => {

@@ -1,7 +1,7 @@
 // --help for the bench scripts whose usage is their header comment, and a refusal of flags they do not
 // know (a typo must not start a long run).
-import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The script's leading comment block, without the comment markers. */
@@ -28,4 +28,44 @@ export function checkFlags(url, args, known) {
     console.error(`bench/${basename(fileURLToPath(url))}: unknown option ${bad} (--help lists them)`);
     process.exit(2);
   }
+}
+
+/**
+ * Reads `--name value` flags by `spec` (name → { kind: 'int' | 'ints' | 'choice' | 'path' | 'switch', default,
+ * choices }), exiting 2 with the flag named on a missing value, a value of the wrong kind (ints: positive
+ * integers, comma-separated for 'ints'), a stray argument, or a --json folder that does not exist: a typo
+ * must not start a long run, nor a run fail at its end. Call after checkFlags.
+ */
+export function readFlags(url, args, spec) {
+  const script = `bench/${basename(fileURLToPath(url))}`;
+  const fail = (message) => {
+    console.error(`${script}: ${message} (--help lists the options)`);
+    process.exit(2);
+  };
+  const out = Object.fromEntries(Object.entries(spec).map(([name, s]) => [name, s.default ?? null]));
+  const positive = (name, raw) => {
+    if (!/^[1-9]\d*$/.test(raw)) fail(`--${name} must be a positive integer, got "${raw}"`);
+    return Number(raw);
+  };
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith('--') ? args[i].slice(2) : null;
+    const s = name === null ? undefined : spec[name];
+    if (s === undefined) fail(`unexpected argument "${args[i]}"`);
+    if (s.kind === 'switch') {
+      out[name] = true;
+      continue;
+    }
+    const raw = args[++i];
+    if (raw === undefined || raw.startsWith('--')) fail(`--${name} needs a value`);
+    if (s.kind === 'int') out[name] = positive(name, raw);
+    else if (s.kind === 'ints') out[name] = raw.split(',').map((x) => positive(name, x));
+    else if (s.kind === 'choice') {
+      if (!s.choices.includes(raw)) fail(`--${name} must be one of ${s.choices.join(', ')}, got "${raw}"`);
+      out[name] = raw;
+    } else {
+      if (!existsSync(dirname(resolve(raw)))) fail(`--${name} ${raw}: the folder ${dirname(resolve(raw))} does not exist`);
+      out[name] = raw;
+    }
+  }
+  return out;
 }
