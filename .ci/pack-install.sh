@@ -90,10 +90,12 @@ for kind in esm cjs classic plain; do
 done
 grep -q 'require("llama2-embedding")' ts-cjs/out/lib-use.js && grep -q 'require("llama2-embedding")' ts-classic/out/lib-use.js || { echo "pack-install: the CommonJS build does not require() the package" >&2; exit 1; }
 # A broken prebuilt: the install hook says so and falls back to a source build, which here (no
-# compiler) fails with a message saying what to install.
+# compiler) fails with a message saying what to install. The hook runs as npm runs it, with npm's
+# node-gyp (npm_config_node_gyp): run alone, with no node-gyp on the PATH, it says that node-gyp
+# cannot be run, which is true there but not what an install without a compiler meets.
 pkg="$work/app/node_modules/llama2-embedding"
 for f in "$pkg"/prebuilds/*/*.node; do echo "not a shared object" > "$f"; done
-if PATH="$nocc" node "$pkg/scripts/install.cjs" > "$work/broken.log" 2>&1; then
+if (cd "$pkg" && PATH="$nocc" npm run install) > "$work/broken.log" 2>&1; then
   echo "pack-install: a broken prebuilt went unnoticed" >&2; cat "$work/broken.log" >&2; exit 1
 fi
 cat "$work/broken.log"
