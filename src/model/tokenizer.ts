@@ -159,7 +159,6 @@ function checkTokenizerOptions(where: string, options: TextTokenizerOptions): vo
   }
 }
 
-const isJsonObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** encode(texts[i]) for each i; a TextError names its text's index. */
 function encodeEach(texts: readonly string[], i: number, encode: (text: string) => Int32Array): Int32Array {
@@ -205,8 +204,8 @@ export class TextTokenizer {
    * `source` names the tokenizer.json in errors.
    */
   constructor(tokenizerJson: Json, config: Json = {}, options: TextTokenizerOptions = {}, private readonly source = 'tokenizer.json') {
-    if (!isJsonObject(tokenizerJson)) throw new TypeError(`TextTokenizer: tokenizerJson must be a parsed tokenizer.json (an object), got ${describeValue(tokenizerJson)}`);
-    if (!isJsonObject(config)) throw new TypeError(`TextTokenizer: config must be a parsed tokenizer_config.json (an object), got ${describeValue(config)}`);
+    if (!isObject(tokenizerJson)) throw new TypeError(`TextTokenizer: tokenizerJson must be a parsed tokenizer.json (an object), got ${describeValue(tokenizerJson)}`);
+    if (!isObject(config)) throw new TypeError(`TextTokenizer: config must be a parsed tokenizer_config.json (an object), got ${describeValue(config)}`);
     checkTokenizerOptions('TextTokenizer', options);
     const problem = tokenizerJsonProblem(tokenizerJson);
     if (problem !== null) throw new Error(`tokenizer: ${source}: ${problem}`);
