@@ -249,6 +249,42 @@ describe('Trainer runs and their output folder', () => {
     }
   });
 
+  it('a fit stopped while its async data source waits forever ends, saving the last step done', async () => {
+    const rows = readFileSync(dataFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as unknown);
+    const out = join(makeTempDir(), 'run');
+    const controller = new AbortController();
+    const model = await EmbeddingModel.load(modelDir);
+    let returned = false;
+    // 13 rows, then a wait that never ends: steps 1–3 (batches of 4) train, step 4's batch never fills
+    const source = {
+      [Symbol.asyncIterator]: (): AsyncIterator<unknown> => {
+        let i = 0;
+        return {
+          next: () => {
+            if (i < 13) return Promise.resolve({ value: rows[i++], done: false });
+            setTimeout(() => controller.abort(), 20);
+            return new Promise<IteratorResult<unknown>>(() => {});
+          },
+          return: () => {
+            returned = true;
+            return Promise.resolve({ value: undefined, done: true });
+          },
+        };
+      },
+    };
+    try {
+      const r = await new Trainer(model, { ...base, shuffleBuffer: 1, maxSteps: 10, outputDir: out, saveSteps: 100 }).fit(source, { ...quietFit, signal: controller.signal });
+      expect(r).toMatchObject({ stoppedBy: 'aborted', step: 3, modelDir: null, checkpoint: join(out, 'checkpoint-3') });
+      expect(readTrainerState(join(out, 'checkpoint-3'))).toMatchObject({ globalStep: 3 });
+      expect(listCheckpoints(out).map((c) => c.step)).toEqual([3]);
+      expect(existsSync(join(out, 'model.safetensors'))).toBe(false);
+      // the reader's own generator is still waiting on the source, so the source's return() waits behind it
+      expect(returned).toBe(false);
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('resume refuses when a checkpoint\'s trainer_state.json cannot be read, naming it, and writes nothing', async () => {
     const out = makeTempDir();
     await fitRun({ maxSteps: 6, outputDir: out, saveSteps: 2 }, { abortAt: 6 });

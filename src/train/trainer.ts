@@ -41,6 +41,7 @@ import { lockedBy, lockOutput, TRAIN_LOCK } from './output-lock.js';
 import { endTornLine, refuseLogFile, StepLog, trimLog } from './step-log.js';
 import { makeFolder } from '../util/folder.js';
 import { describeValue } from '../util/describe.js';
+import { ABORTED, untilAborted } from '../util/abortable.js';
 import { cacheSnapshotRefusal } from '../hub/cache.js';
 import { checkOptions, optionKeys } from '../util/options.js';
 
@@ -72,6 +73,9 @@ export interface FitOptions {
   /**
    * Aborting stops training after the current optimizer step (and saves a checkpoint when outputDir is
    * set, except in an overwrite run that has saved none yet: the folder keeps the run it was to replace).
+   * While fit waits on the data for the next batch, it stops at once, dropping the micro-batches read
+   * since the last step; an async source that never yields again is left waiting (its return() would
+   * queue behind that wait).
    */
   signal?: AbortSignal;
   /**
@@ -396,6 +400,7 @@ export class Trainer {
       let completed: Position = { ...pos }; // after the last step done: what a checkpoint saves on an error
       let inNative = false; // a native call that failed may have left the weights half updated: never saved
       let saving: number | null = null; // the step whose checkpoint is being saved
+      let stalled = false; // stopped while the reader waited on the source: its next() never settled
       try {
         if (dataChanged()) throw changedError(`epoch ${pos.epoch + 1} would read what was not checked`);
         while (!epochEnded && !stepsDone()) {
@@ -407,7 +412,18 @@ export class Trainer {
           while (micro < N) {
             const next = ahead ?? prepare();
             ahead = null;
-            const { batch, queries, passages, stats } = await next;
+            // a data source that stalls (an async iterable that never yields again) cannot hold up a stop
+            const prepared = await untilAborted(next, fit.signal);
+            if (prepared === ABORTED) {
+              stoppedBy = 'aborted';
+              stalled = true;
+              // the micro-batches accumulated since then are dropped: the checkpoint is of the last step
+              if (o.outputDir && completed.step > startStep && !this.checkpointedAt(completed.step)) {
+                this.checkpointOnStop(completed, pairs, schedule, notice, rowsPerEpoch);
+              }
+              break training;
+            }
+            const { batch, queries, passages, stats } = prepared;
             if (batch.length < o.batchSize) epochEnded = true;
             const groups = pos.groups + batch.length;
             if (rowsPerEpoch !== null && (groups > rowsPerEpoch || (epochEnded && groups < rowsPerEpoch))) {
@@ -502,8 +518,10 @@ export class Trainer {
         }
         throw thrown;
       } finally {
-        // leaving an epoch early (maxSteps, abort, error) must still close the file
-        if (!epochEnded) await it.return?.(undefined);
+        // leaving an epoch early (maxSteps, abort, error) must still close the file; a reader still
+        // waiting on the source would queue return() behind that wait, so it is asked, not awaited
+        if (stalled) it.return?.(undefined).catch(() => {});
+        else if (!epochEnded) await it.return?.(undefined);
       }
       if (pos.stats.badLines + pos.stats.noPositive + pos.stats.noNegative > 0 && epochEnded) {
         const s = pos.stats;
