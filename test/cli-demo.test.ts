@@ -243,7 +243,8 @@ describe('demo flags and interruption', () => {
       const r = await l2e('demo', '--output', out, '--steps', '3000');
       expect(r.code).toBe(status);
       expect(r.out).toBe('');
-      expect(r.err).toContain(`\nl2e demo: ${said}\n`);
+      expect(r.err).toContain(`l2e demo: ${said}\n`);
+      expect(r.err).not.toContain(`\n\nl2e demo: ${said}`); // not a terminal: no line to break
       expect(r.err).toContain(
         `l2e demo: interrupted at step 3 of 3000: the model was not evaluated after training and not saved (a partly trained ` +
           `model is not the demo's result); ${out} holds this run's train.jsonl and test.jsonl. Run it again to train it fully\n`,

@@ -33,6 +33,9 @@ export function signalName(signal: StopSignal): string {
   return signal === 'SIGINT' ? 'interrupted' : `${signal} received`;
 }
 
+/** On a terminal, a new line first: the line there holds the echoed ^C or a drawn bar. A log has whole lines. */
+const breakLine = (): string => (process.stderr.isTTY ? '\n' : '');
+
 /**
  * A command's graceful stop (train, demo): the first stop signal says what the command does now
  * (`doing`) and calls `stop`; a second one exits at once with that signal's status, saying `quitting`.
@@ -47,12 +50,12 @@ export function stopGracefully(
   let first: StopSignal | null = null;
   const off = onStopSignals((signal) => {
     if (first !== null) {
-      process.stderr.write(`\nl2e ${command}: ${signalName(signal)} again, ${quitting}\n`);
+      process.stderr.write(`${breakLine()}l2e ${command}: ${signalName(signal)} again, ${quitting}\n`);
       process.exit(signalStatus(signal));
     }
     first = signal;
     const again = signal === 'SIGINT' ? 'Ctrl-C again to quit now' : `${signal} again to quit now`;
-    process.stderr.write(`\nl2e ${command}: ${signalName(signal)}: ${typeof doing === 'string' ? doing : doing()} (${again})\n`);
+    process.stderr.write(`${breakLine()}l2e ${command}: ${signalName(signal)}: ${typeof doing === 'string' ? doing : doing()} (${again})\n`);
     stop();
   });
   return { signal: () => first, off };
