@@ -214,6 +214,8 @@ describe.skipIf(!hasTokenizer)(`search corpus ${hasTokenizer ? '' : skipNote('th
       expect([q.status, q.body.error.message, q.body.error.param]).toEqual([400, `'query' must be a string, got an array`, 'query']);
       const n = await postJson<OpenAIError>(`${s.url}/search`, { query: 5 });
       expect([n.status, n.body.error.message]).toEqual([400, `'query' must be a string, got a number`]);
+      const blank = await postJson<OpenAIError>(`${s.url}/search`, { query: ' \t\n' });
+      expect([blank.status, blank.body.error.message, blank.body.error.param]).toEqual([400, `'query' must not be only whitespace`, 'query']);
       const big = await postJson<{ results: unknown[] }>(`${s.url}/search`, { query: 'x', k: 50 });
       expect(big.body.results).toHaveLength(5);
     } finally {

@@ -276,6 +276,8 @@ export function registerRoutes(app: FastifyInstance, state: ServerState): void {
     // one text (readInputs' message for other kinds offers arrays, which /search does not take)
     const given = body['query'];
     if (given !== undefined && given !== null && typeof given !== 'string') throw badField('query', `'query' must be a string, got ${typeName(given)}`, 'invalid_type');
+    // (an embeddings input may be blank; a search for nothing is a mistake)
+    if (typeof given === 'string' && given.length > 0 && given.trim() === '') throw badField('query', `'query' must not be only whitespace`, 'empty_input');
     const query = readInputs(body['query'], 'query', state.limits, false);
     const { rows } = await embedInputs(state, query, true, 'query', reply);
     return { query: body['query'], results: await corpus.search(rows, k) };
