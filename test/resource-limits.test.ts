@@ -73,4 +73,11 @@ describe('memory limits', () => {
       new Error("holding the model's 2106948 parameters needs 8.0 MiB of host memory but only 1.0 MiB is available"),
     );
   });
+
+  it.each(['abc', '12MB', '-1', '99999999999999'])('says a L2E_HOST_MEMORY_LIMIT_MB of %j is not a number of MiB', (value) => {
+    process.env[LIMIT] = value;
+    expect(() => new NativeModel({ ...tiny, vocab: 32768, hidden: 64 }, 'cpu')).toThrow(
+      new Error(`L2E_HOST_MEMORY_LIMIT_MB must be a whole number of MiB, got '${value}'`),
+    );
+  });
 });

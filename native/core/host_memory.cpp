@@ -28,13 +28,16 @@ uint64_t host_memory_available() {
     const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages > 0 && page > 0) avail = uint64_t(pages) * uint64_t(page);
   }
-  if (const char* limit = std::getenv("L2E_HOST_MEMORY_LIMIT_MB")) {
+  const char* limit = std::getenv("L2E_HOST_MEMORY_LIMIT_MB");
+  if (limit && *limit) {  // set and not empty
     char* end = nullptr;
     const unsigned long long mb = std::strtoull(limit, &end, 10);
-    if (end != limit && *end == '\0') {
-      const uint64_t cap = uint64_t(mb) << 20;
-      if (avail == 0 || cap < avail) avail = cap;
+    // a budget that does not read as a number is said, not ignored (the user meant a limit)
+    if (end == limit || *end != '\0' || limit[0] == '-' || mb > (uint64_t(1) << 43)) {
+      throw Error(std::string("L2E_HOST_MEMORY_LIMIT_MB must be a whole number of MiB, got '") + limit + "'");
     }
+    const uint64_t cap = uint64_t(mb) << 20;
+    if (avail == 0 || cap < avail) avail = cap;
   }
   return avail;
 }
