@@ -1,6 +1,6 @@
 // Public API of llama2-embedding.
 export { EmbeddingModel, DEFAULT_DENSE_SIZE, DEFAULT_MAX_LENGTH, packBatch, planBatches } from './model/embedding-model.js';
-export type { BatchInfo, CreateOptions, Device, EncodeOptions, LoadOptions, NativeModel, Precision } from './model/embedding-model.js';
+export type { BatchInfo, CreateOptions, Device, EncodedPart, EncodeOptions, EncodePartsOptions, LoadOptions, NativeModel, Precision } from './model/embedding-model.js';
 export { Embeddings } from './model/embeddings.js';
 export { TextTokenizer } from './model/tokenizer.js';
 export { TextError } from './model/text-error.js';

@@ -142,15 +142,15 @@ describe.skipIf(!hasTinyMha)(`max length and long texts ${hasTinyMha ? '' : skip
   it('a batch that runs long is reported while it runs, with its size', async () => {
     const lines: string[] = [];
     const slow = {
-      encode: async (texts: string[], o: { onBatch?: (b: import('../src/model/embedding-model.js').BatchInfo) => void; onProgress?: (d: number, t: number) => void }) => {
+      encodeParts: async function* (texts: string[], o: { onBatch?: (b: import('../src/model/embedding-model.js').BatchInfo) => void; onProgress?: (d: number, t: number) => void }) {
         o.onBatch?.({ index: 0, batches: 1, texts: 1, tokens: 8192, done: 0, total: 1 });
         await new Promise((r) => setTimeout(r, 120));
         o.onProgress?.(1, 1);
-        return new Embeddings(texts.length, 2);
+        yield { start: 0, embeddings: new Embeddings(texts.length, 2) };
       },
     };
     const bar = new ProgressBar({ label: 'encode', total: 1, stream: { isTTY: false, write: () => true } as unknown as NodeJS.WriteStream });
-    await encodeWithHeartbeat(slow, ['x'], {}, bar, { intervalMs: 25, drawn: false, write: (l) => lines.push(l) });
+    await encodeWithHeartbeat(slow, ['x'], {}, bar, async () => {}, { intervalMs: 25, drawn: false, write: (l) => lines.push(l) });
     expect(lines.length).toBeGreaterThanOrEqual(2);
     expect(lines[0]).toMatch(/^encode: 0\/1 texts done, batch 1\/1 \(1 text, 8192 tokens\) running \d+s\n$/);
     const after = lines.length;

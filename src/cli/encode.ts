@@ -1,10 +1,9 @@
 // `l2e encode`: embeddings of a file of texts, as JSONL {"text","embedding"} or a float32 .npy.
-import { EmbeddingModel, type BatchInfo, type EncodeOptions } from '../model/embedding-model.js';
-import type { Embeddings } from '../model/embeddings.js';
+import { EmbeddingModel, type BatchInfo, type EncodedPart, type EncodeOptions } from '../model/embedding-model.js';
 import { checkOutput, isStdout, openOutput, STDIO } from '../util/output.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
-import { embeddingOutputFormat, FORMAT_OPTION, inputFormat, readTexts, writeEmbeddings, type TextInput } from './io.js';
+import { embeddingOutputFormat, EmbeddingsWriter, FORMAT_OPTION, inputFormat, readTexts, type TextInput } from './io.js';
 import { LineError } from '../data/jsonl.js';
 import { TextError } from '../model/text-error.js';
 import { checkReplaceable, checkRoom } from './encode-output.js';
@@ -25,6 +24,7 @@ row's fields (e.g. "id") plus "embedding" (plain-text input: {"text", "embedding
 shortest decimal that reads back as the same float32; .npy writes a float32 matrix, rows in input
 order. Other names are refused. "-" reads stdin / writes JSONL to stdout (messages go to stderr).
 An existing output file is replaced only with --overwrite, and never when it is the input.
+Every text is tokenised first; rows are then written as each part of 4096 texts is embedded.
 The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging Face id (org/name).`,
   options: {
     model: { kind: 'string', help: 'model folder or hub id', metavar: 'DIR', required: true },
@@ -61,10 +61,12 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
       model = await EmbeddingModel.load(opt.str(args, 'model')!, { device, precision });
       checkRoom(output, outFormat, texts, model.dim, model.config.normalized);
       const bar = new ProgressBar({ label: 'encode', total: texts.texts.length, plainLines: true });
-      const emb = await encodeWithHeartbeat(model, texts.texts, { batchSize, maxLength }, bar);
+      // each part written as it comes: memory holds one part's embeddings, and a reader of stdout gets rows early
+      const writer = new EmbeddingsWriter(w, output, outFormat, texts, model.dim);
+      await encodeWithHeartbeat(model, texts.texts, { batchSize, maxLength }, bar, (part) => writer.append(part.start, part.embeddings));
       bar.finish();
-      await writeEmbeddings(w, output, outFormat, texts, emb);
-      process.stderr.write(`encoded ${counted(texts.texts.length, 'text')} (${emb.dim} dims) → ${isStdout(output) ? 'stdout' : output}\n`);
+      await writer.commit();
+      process.stderr.write(`encoded ${counted(texts.texts.length, 'text')} (${model.dim} dims) → ${isStdout(output) ? 'stdout' : output}\n`);
       return 0;
     } catch (err) {
       w.abort();
@@ -92,17 +94,18 @@ export interface HeartbeatOptions {
 }
 
 /**
- * `model.encode` with a heartbeat: while one packed batch runs (a single long text can take
- * minutes), its size and elapsed time are reported every `intervalMs`, in the bar on a terminal and
- * as plain lines elsewhere, so long work never looks like a hang.
+ * `model.encodeParts`, each part given to `onPart`, with a heartbeat: while one packed batch runs (a
+ * single long text can take minutes), its size and elapsed time are reported every `intervalMs`, in
+ * the bar on a terminal and as plain lines elsewhere, so long work never looks like a hang.
  */
 export async function encodeWithHeartbeat(
-  model: { encode(texts: string[], options: EncodeOptions): Promise<Embeddings> },
+  model: { encodeParts(texts: string[], options: EncodeOptions): AsyncIterable<EncodedPart> },
   texts: string[],
   options: EncodeOptions,
   bar: ProgressBar,
+  onPart: (part: EncodedPart) => Promise<void>,
   hb: HeartbeatOptions = {},
-): Promise<Embeddings> {
+): Promise<void> {
   const intervalMs = hb.intervalMs ?? 10_000;
   const write = hb.write ?? ((line: string) => process.stderr.write(line));
   const drawn = hb.drawn ?? canDraw(process.stderr);
@@ -120,7 +123,7 @@ export async function encodeWithHeartbeat(
     drawn ? Math.min(intervalMs, 1000) : intervalMs,
   );
   try {
-    return await model.encode(texts, {
+    const parts = model.encodeParts(texts, {
       ...options,
       onBatch: (b) => {
         current = b;
@@ -132,6 +135,7 @@ export async function encodeWithHeartbeat(
         bar.update(d);
       },
     });
+    for await (const part of parts) await onPart(part);
   } finally {
     clearInterval(timer);
   }

@@ -6,7 +6,7 @@ import { extname } from 'node:path';
 import { readTextRows, type TextFormat } from '../data/texts.js';
 import type { Embeddings } from '../model/embeddings.js';
 import { float32ArrayJson } from '../util/float32-text.js';
-import { npyBytes } from '../util/npy.js';
+import { npyHeader } from '../util/npy.js';
 import { STDIO, type OutputWriter } from '../util/output.js';
 import { writeModeFor } from '../util/atomic.js';
 import { UsageError } from './args.js';
@@ -147,42 +147,88 @@ function objectMembers(json: string): { key: string; text: string }[] {
 }
 
 /**
- * Refuses embeddings with a NaN or infinite value (an overflow in the model) before anything is
- * written, naming the input line of the first.
+ * Writes the embeddings of `input` through `w` (opened on `output` before the work, so that an output
+ * that cannot be written fails first) in `format`, a part at a time in input order: the .npy header
+ * first (its shape is the input's), then each part as it comes; `commit` ends the file. A row with a
+ * NaN or infinite value (an overflow in the model) is refused, naming its input line. On failure the
+ * writer is aborted: a file output is left as it was; stdout keeps the rows written before.
  */
-function checkFinite(input: TextInput, emb: Embeddings, output: string): void {
-  for (let row = 0; row < emb.rows; row++) {
-    const bad = nonFiniteValue(emb.data, row, emb.dim);
-    if (bad === null) continue;
-    const line = input.lines?.[row];
-    const where = input.source !== undefined && line !== undefined ? `${input.source}:${line}` : `text ${row + 1}`;
-    throw new Error(`${where}: its embedding has a non-finite value (${bad}); nothing was written to ${output === STDIO ? 'stdout' : output}`);
+export class EmbeddingsWriter {
+  private written = 0;
+  private begun = false;
+
+  constructor(
+    private readonly w: OutputWriter,
+    private readonly output: string,
+    private readonly format: EmbeddingFormat,
+    private readonly input: TextInput,
+    private readonly dim: number,
+  ) {}
+
+  /** The rows `emb` of texts[start…], which must follow the rows written so far. */
+  async append(start: number, emb: Embeddings): Promise<void> {
+    await this.guarded(async () => {
+      if (start !== this.written || emb.dim !== this.dim || start + emb.rows > this.input.texts.length) {
+        throw new Error(`embeddings writer: rows ${start}+${emb.rows} of width ${emb.dim} do not follow ${this.written} rows of width ${this.dim}`);
+      }
+      this.checkFinite(start, emb);
+      if (this.format === 'npy') {
+        if (!this.begun) await this.w.write(npyHeader('<f4', this.input.texts.length, this.dim));
+        await this.w.write(new Uint8Array(emb.data.buffer, emb.data.byteOffset, emb.data.byteLength));
+      } else {
+        let buf = '';
+        for (let i = 0; i < emb.rows; i++) {
+          buf += embeddingLine(this.input.texts[start + i]!, this.input.rows?.[start + i], emb.row(i));
+          if (buf.length >= 1 << 20) {
+            await this.w.write(buf);
+            buf = '';
+          }
+        }
+        if (buf) await this.w.write(buf);
+      }
+      this.begun = true;
+      this.written += emb.rows;
+    });
+  }
+
+  /** Ends the output once every row is written. */
+  async commit(): Promise<void> {
+    await this.guarded(async () => {
+      if (this.written !== this.input.texts.length) throw new Error(`embeddings writer: ${this.written} of ${this.input.texts.length} rows written`);
+      if (this.format === 'npy' && !this.begun) await this.w.write(npyHeader('<f4', 0, this.dim));
+      await this.w.commit();
+    });
+  }
+
+  abort(): void {
+    this.w.abort();
+  }
+
+  private async guarded(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      this.w.abort();
+      throw err;
+    }
+  }
+
+  private checkFinite(start: number, emb: Embeddings): void {
+    for (let row = 0; row < emb.rows; row++) {
+      const bad = nonFiniteValue(emb.data, row, emb.dim);
+      if (bad === null) continue;
+      const at = start + row;
+      const line = this.input.lines?.[at];
+      const where = this.input.source !== undefined && line !== undefined ? `${this.input.source}:${line}` : `text ${at + 1}`;
+      const kept = this.output === STDIO && this.written > 0 ? `stdout has the ${this.written} rows before it` : `nothing was written to ${this.output === STDIO ? 'stdout' : this.output}`;
+      throw new Error(`${where}: its embedding has a non-finite value (${bad}); ${kept}`);
+    }
   }
 }
 
-/**
- * Writes the embeddings of `input` through `w` (opened on `output` before the work, so that an output
- * that cannot be written fails first) in `format`, and commits; on failure the writer is aborted.
- */
+/** Writes all of `emb` (the embeddings of `input`) through `w`, and commits: an EmbeddingsWriter's one part. */
 export async function writeEmbeddings(w: OutputWriter, output: string, format: EmbeddingFormat, input: TextInput, emb: Embeddings): Promise<void> {
-  try {
-    checkFinite(input, emb, output);
-    if (format === 'npy') {
-      for (const part of npyBytes(emb.data, emb.rows, emb.dim)) await w.write(part);
-    } else {
-      let buf = '';
-      for (let i = 0; i < input.texts.length; i++) {
-        buf += embeddingLine(input.texts[i]!, input.rows?.[i], emb.row(i));
-        if (buf.length >= 1 << 20) {
-          await w.write(buf);
-          buf = '';
-        }
-      }
-      if (buf) await w.write(buf);
-    }
-    await w.commit();
-  } catch (err) {
-    w.abort();
-    throw err;
-  }
+  const writer = new EmbeddingsWriter(w, output, format, input, emb.dim);
+  await writer.append(0, emb);
+  await writer.commit();
 }

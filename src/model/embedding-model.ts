@@ -112,6 +112,21 @@ export interface CreateOptions {
 }
 const CREATE_OPTIONS = optionKeys<CreateOptions>({ seed: true, device: true, precision: true });
 
+/** EmbeddingModel.encodeParts's options: encode's, and the part size. */
+export interface EncodePartsOptions extends EncodeOptions {
+  /** Texts per part (default 4096): each part's batches are planned, run and yielded before the next part's. */
+  partSize?: number;
+}
+const PARTS_OPTIONS = optionKeys<EncodePartsOptions>({
+  batchSize: true, maxLength: true, maxBatchTokens: true, onProgress: true, onBatch: true, partSize: true,
+});
+
+/** One part of encodeParts: the embeddings of texts[start] to texts[start + embeddings.rows - 1]. */
+export interface EncodedPart {
+  start: number;
+  embeddings: Embeddings;
+}
+
 export interface BatchInfo {
   /** 0-based index of this batch among `batches`. */
   index: number;
@@ -263,43 +278,80 @@ export class EmbeddingModel {
   async encode(texts: string[], options: EncodeOptions = {}): Promise<Embeddings> {
     const release = this.acquire(); // at the call, before any await: a dispose() after it waits
     try {
-      return await this.encodeHeld(this.nativeModel!, texts, options);
+      // one part: every batch planned over all the texts, the longest first
+      const parts = this.partsHeld(this.nativeModel!, 'encode', texts, options, ENCODE_OPTIONS, Number.MAX_SAFE_INTEGER);
+      let out: Embeddings | null = null;
+      for await (const part of parts) out = part.embeddings;
+      return out ?? new Embeddings(0, this.dim);
     } finally {
       release();
     }
   }
 
-  private async encodeHeld(native: NativeModel, given: string[], options: EncodeOptions | null): Promise<Embeddings> {
-    checkTexts('encode', given); // a sparse array's holes read as undefined: refused
+  /**
+   * Embeddings of `texts` a part at a time, in input order: each part of `partSize` texts is yielded
+   * once its batches have run, so a caller can write it and drop it (memory: one part's embeddings).
+   * Every text is tokenised before the first batch, so a text the tokenizer refuses fails before any
+   * work. The model is held from the first next() until the loop ends (a `break` ends it; a generator
+   * left unfinished keeps a dispose() from freeing the model).
+   */
+  async *encodeParts(texts: string[], options: EncodePartsOptions = {}): AsyncGenerator<EncodedPart> {
+    const release = this.acquire();
+    try {
+      yield* this.partsHeld(this.nativeModel!, 'encodeParts', texts, options, PARTS_OPTIONS, null);
+    } finally {
+      release();
+    }
+  }
+
+  private async *partsHeld(
+    native: NativeModel,
+    where: string,
+    given: string[],
+    options: EncodePartsOptions | null,
+    known: readonly string[],
+    /** null: the option's (default 4096) */
+    wholePart: number | null,
+  ): AsyncGenerator<EncodedPart> {
+    checkTexts(where, given); // a sparse array's holes read as undefined: refused
     // a copy: the tokenising takes turns with the event loop, and the caller's array may change meanwhile
     const texts: string[] = Array.from(given);
-    checkOptions('encode', options, ENCODE_OPTIONS);
+    checkOptions(where, options, known);
     // before the tokenising, which can take long
     const batchSize = positiveInteger('batchSize', options.batchSize ?? 32);
     const maxBatchTokens = positiveInteger('maxBatchTokens', options.maxBatchTokens ?? 32768);
+    const partSize = wholePart ?? positiveInteger('partSize', options.partSize ?? 4096);
     const maxLength = options.maxLength ?? DEFAULT_MAX_LENGTH;
     this.tokenizer.checkMaxLength(maxLength); // also with no texts, which the tokeniser would never see
     for (const key of ['onBatch', 'onProgress'] as const) {
-      if (options[key] !== undefined && typeof options[key] !== 'function') throw new TypeError(`encode: ${key} must be a function, got ${describeValue(options[key])}`);
+      if (options[key] !== undefined && typeof options[key] !== 'function') throw new TypeError(`${where}: ${key} must be a function, got ${describeValue(options[key])}`);
     }
     const ids = await this.tokenizer.encodeBatchAsync(texts, maxLength); // large inputs: not one long block
     this.warnBeyondPositions(ids, options.maxLength);
-    const out = new Embeddings(texts.length, this.dim);
-    let done = 0;
-    const batches = planBatches(ids, batchSize, maxBatchTokens);
-    for (const [index, batch] of batches.entries()) {
-      const { tokens, cuSeqlens } = packBatch(batch.map((i) => ids[i]!));
-      options.onBatch?.({ index, batches: batches.length, texts: batch.length, tokens: tokens.length, done, total: texts.length });
-      const { embeddings } = await native.encode(tokens, cuSeqlens);
-      batch.forEach((row, j) => {
-        const bad = nonFiniteValue(embeddings, j, this.dim);
-        if (bad !== null) throw new TextError('encode', nonFiniteReason(bad), row);
-        out.data.set(embeddings.subarray(j * this.dim, (j + 1) * this.dim), row * this.dim);
-      });
-      done += batch.length;
-      options.onProgress?.(done, texts.length);
+    // each part's batches (their rows counted from the part's start), all planned first for the batch count
+    const parts: { start: number; batches: number[][] }[] = [];
+    for (let start = 0; start < texts.length; start += partSize) {
+      parts.push({ start, batches: planBatches(ids.slice(start, start + partSize), batchSize, maxBatchTokens) });
     }
-    return out;
+    const batchCount = parts.reduce((n, p) => n + p.batches.length, 0);
+    let done = 0;
+    let index = 0;
+    for (const { start, batches } of parts) {
+      const out = new Embeddings(Math.min(partSize, texts.length - start), this.dim);
+      for (const batch of batches) {
+        const { tokens, cuSeqlens } = packBatch(batch.map((i) => ids[start + i]!));
+        options.onBatch?.({ index: index++, batches: batchCount, texts: batch.length, tokens: tokens.length, done, total: texts.length });
+        const { embeddings } = await native.encode(tokens, cuSeqlens);
+        batch.forEach((row, j) => {
+          const bad = nonFiniteValue(embeddings, j, this.dim);
+          if (bad !== null) throw new TextError('encode', nonFiniteReason(bad), start + row);
+          out.data.set(embeddings.subarray(j * this.dim, (j + 1) * this.dim), row * this.dim);
+        });
+        done += batch.length;
+        options.onProgress?.(done, texts.length);
+      }
+      yield { start, embeddings: out };
+    }
   }
 
   /**
