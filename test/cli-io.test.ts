@@ -328,4 +328,26 @@ describe.skipIf(!hasTinyMha)(`encode with a model ${hasTinyMha ? '' : skipNote('
     const s = await l2e(['mine', '--model', model, '--input', '-', '--format', 'text', '--output', out, '--overwrite', '--pos-threshold', '100', '--neg-threshold', '100'], 'a\nb\nc\n');
     expect(s.out).toContain('3 input rows, 3 distinct texts');
   });
+
+  it('mine reads a JSON corpus from stdin or any name with --format json; a name it cannot tell offers .json', async () => {
+    const out = join(dir, 'mined-json.jsonl');
+    const r = await l2e(['mine', '--model', model, '--input', '-', '--format', 'json', '--output', out, '--pos-threshold', '100', '--neg-threshold', '100'], '["satu", "dua", "tiga"]');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('3 input rows, 3 distinct texts');
+    const named = join(dir, 'corpus.data');
+    writeFileSync(named, '{"satu": 1, "dua": 2}');
+    const s = await l2e(['mine', '--model', model, '--input', named, '--format', 'json', '--stats']);
+    expect(s.code).toBe(0);
+    const unnamed = await l2e(['mine', '--model', model, '--input', named, '--stats']);
+    expect(unnamed.code).toBe(2);
+    expect(unnamed.err.split('\n')[0]).toBe(
+      `l2e mine: cannot tell the format of ${named} from its name: use .txt (one text per line), .jsonl or .json, or give --format text|jsonl|json`,
+    );
+    const stdin = await l2e(['mine', '--model', model, '--input', '-', '--stats'], '[]');
+    expect(stdin.err.split('\n')[0]).toBe('l2e mine: reading the corpus from stdin (-): give --format text, jsonl or json');
+    const bad = await l2e(['mine', '--model', model, '--input', '-', '--format', 'csv', '--stats'], '[]');
+    expect(bad.err.split('\n')[0]).toBe('l2e mine: --format must be text, jsonl or json, got csv');
+    const broken = await l2e(['mine', '--model', model, '--input', '-', '--format', 'json', '--stats'], '["satu",');
+    expect(broken.err).toMatch(/^l2e mine: error: stdin: /);
+  });
 });

@@ -1,12 +1,11 @@
 // `l2e mine`: mine {query, pos, neg} training rows from a corpus by embedding distance.
-import { corpusFormatOf } from '../mine/corpus.js';
+import { corpusFormatOf, type CorpusFormat } from '../mine/corpus.js';
 import { corpusNeighbourStats, mineToFile } from '../mine/run.js';
 import { MINE_DEFAULTS, thresholdOverlap } from '../mine/mine.js';
 import { formatNeighbourStats, parseThreshold, type Threshold } from '../mine/stats.js';
 import { opt, SEED_RANGE, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { checkOutput, isStdout, STDIO } from '../util/output.js';
-import { FORMAT_OPTION, inputFormat } from './io.js';
 import { ProgressBar } from './progress.js';
 import { ENCODE_OPTIONS, openSourceFromArgs, positiveInt, SOURCE_OPTIONS } from './source-options.js';
 import { counted } from '../util/plural.js';
@@ -26,7 +25,7 @@ required. Candidates equal to the query or of one character are dropped; up to -
 are sampled (seeded); rows without a positive or a negative are skipped and counted. With --fields,
 each input row's fields are versions of one text (e.g. original, English, Malay): they are one
 another's positives. Input by name: .jsonl ("text" or --fields), .txt (one text per line), or a .json
-array / object of texts; --format text|jsonl forces one. "-" reads stdin (with --format) or writes
+array / object of texts; --format text|jsonl|json forces one. "-" reads stdin (with --format) or writes
 the pairs to stdout (the summary goes to stderr). An existing output file is replaced only with
 --overwrite, and never when it is an input.
 
@@ -37,7 +36,7 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
   options: {
     ...SOURCE_OPTIONS,
     input: { kind: 'string', help: 'corpus to mine (.jsonl, .txt, .json; - for stdin)', metavar: 'FILE', required: true },
-    format: FORMAT_OPTION,
+    format: { kind: 'string', help: 'input format: text (one per line), jsonl or json; default from the extension (.txt / .jsonl / .json)', metavar: 'text|jsonl|json' },
     output: { kind: 'string', help: 'pairs JSONL; - for stdout (required unless --stats)', metavar: 'FILE' },
     overwrite: { kind: 'boolean', help: 'replace an existing --output file (never an input)' },
     'pos-threshold': { kind: 'string', help: 'positives at distance <= X; pN = the N-th percentile of the k-nearest distances', metavar: 'X' },
@@ -64,9 +63,7 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     const stats = opt.bool(args, 'stats');
     const fields = opt.list(args, 'fields');
     const input = opt.str(args, 'input')!;
-    const forced = opt.str(args, 'format');
-    // by name (.jsonl, .txt, .json) unless forced; other names and stdin need --format (a usage error)
-    const format = forced !== undefined ? inputFormat(input, forced) : (corpusFormatOf(input) ?? inputFormat(input));
+    const format = corpusFormat(input, opt.str(args, 'format'));
     if (fields.length && format !== 'jsonl') {
       throw new UsageError(`--fields names JSONL fields, but ${input === STDIO ? 'stdin' : input} is read as ${format} (--format jsonl reads it as JSONL)`);
     }
@@ -148,3 +145,18 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     return 0;
   },
 };
+
+/** The corpus's format: --format's when given, else by name (.jsonl, .txt, .json); stdin and other names need --format. */
+function corpusFormat(input: string, forced: string | undefined): CorpusFormat {
+  if (forced === 'json') return 'json';
+  if (forced !== undefined) {
+    if (forced !== 'text' && forced !== 'jsonl') throw new UsageError(`--format must be text, jsonl or json, got ${forced}`);
+    return forced;
+  }
+  const byName = corpusFormatOf(input);
+  if (byName !== undefined) return byName;
+  if (input === STDIO) throw new UsageError('reading the corpus from stdin (-): give --format text, jsonl or json');
+  throw new UsageError(
+    `cannot tell the format of ${input} from its name: use .txt (one text per line), .jsonl or .json, or give --format text|jsonl|json`,
+  );
+}

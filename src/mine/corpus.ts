@@ -64,19 +64,21 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
   if (fmt === 'json') {
     let value: unknown;
     let text: string;
+    const name = file === '-' ? 'stdin' : file;
     try {
-      text = readFileSync(file === '-' ? 0 : file, 'utf8');
+      // stdin as a stream, as the line readers take it (a read of fd 0 fails on a non-blocking pipe)
+      text = file === '-' ? await readAll(process.stdin) : readFileSync(file, 'utf8');
     } catch (err) {
-      throw readFailure(file === '-' ? 'stdin' : file, err);
+      throw readFailure(name, err);
     }
     if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a UTF-8 BOM, as the line readers drop it
     try {
       value = parseJson(text);
     } catch (err) {
-      throw new Error(`${file}: ${err instanceof Error ? err.message : String(err)}`);
+      throw new Error(`${name}: ${err instanceof Error ? err.message : String(err)}`);
     }
     const list = Array.isArray(value) ? value : value && typeof value === 'object' ? Object.keys(value) : null;
-    if (!list || list.some((s) => typeof s !== 'string')) throw new Error(`${file}: expected a JSON array of strings or an object keyed by text`);
+    if (!list || list.some((s) => typeof s !== 'string')) throw new Error(`${name}: expected a JSON array of strings or an object keyed by text`);
     for (const s of list as string[]) add(s);
     return { texts, groups, rows: list.length };
   }
@@ -102,4 +104,11 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
     throw new Error(`${file === '-' ? 'stdin' : file}: no row has the field${missing.length > 1 ? 's' : ''} ${named} (of ${fields.join(', ')})`);
   }
   return { texts, groups, rows };
+}
+
+/** The whole of `stream`, as UTF-8 text. */
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks).toString('utf8');
 }
