@@ -41,9 +41,14 @@ describe('percentiles', () => {
     expect(parseThreshold('p10', '--pos-threshold')).toEqual({ percentile: 10 });
     expect(parseThreshold('P2.5', '--pos-threshold')).toEqual({ percentile: 2.5 });
     expect(() => parseThreshold('p120', '--neg-threshold')).toThrow('--neg-threshold p120: a percentile is between p0 and p100');
-    expect(() => parseThreshold('near', '--pos-threshold')).toThrow(
-      '--pos-threshold expects a distance (e.g. 0.45) or a percentile of the neighbour distances (e.g. p10), got "near"',
-    );
+    expect(parseThreshold('1e-1', '--pos-threshold')).toBe(0.1);
+    expect(parseThreshold('.5', '--pos-threshold')).toBe(0.5);
+    expect(parseThreshold(' 2. ', '--pos-threshold')).toBe(2);
+    for (const bad of ['near', '0x1', '0b10', '1_0', '-0.5', 'Infinity', '', '1e400']) {
+      expect(() => parseThreshold(bad, '--pos-threshold')).toThrow(
+        `--pos-threshold expects a distance (e.g. 0.45) or a percentile of the neighbour distances (e.g. p10), got "${bad}"`,
+      );
+    }
   });
 });
 
@@ -71,6 +76,31 @@ describe('l2e mine --stats', () => {
     expect(lines[3]!.trim().split(/\s+/).slice(0, 3)).toEqual(['all', '5', 'nearest']);
   });
 
+  it('a percentile threshold on a corpus with no two texts to measure names the input', async () => {
+    const one = join(dir, 'one.txt');
+    writeFileSync(one, 't0\nz\n');
+    const oneVectors = join(dir, 'one.jsonl');
+    writeFileSync(oneVectors, '{"text": "t0", "embedding": [0, 0]}\n{"text": "z", "embedding": [1, 0]}\n');
+    const out = join(dir, 'one-mined.jsonl');
+    const r = await l2e('mine', '--embeddings', oneVectors, '--input', one, '--output', out, '--pos-threshold', 'p5', '--neg-threshold', 'p50');
+    expect([r.code, r.err.split('\n').at(-2)]).toEqual([
+      1,
+      `l2e mine: error: ${one}: no two texts to measure a distance between, so no percentile threshold (2 texts, 1 of one character)`,
+    ]);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('texts of one character are said to be left out, not taken for a sample', async () => {
+    const shortCorpus = join(dir, 'short.txt');
+    const shortVectors = join(dir, 'short.jsonl');
+    const texts = [...X.map((x) => `t${x}`), 'a', 'b'];
+    writeFileSync(shortCorpus, texts.join('\n') + '\n');
+    writeFileSync(shortVectors, texts.map((t, i) => JSON.stringify({ text: t, embedding: [X[i] ?? 100 + i, 0] })).join('\n') + '\n');
+    const r = await l2e('mine', '--embeddings', shortVectors, '--input', shortCorpus, '--stats', '--k', '2');
+    expect(r.code).toBe(0);
+    expect(r.out.split('\n')[0]).toBe('Euclidean distance to the k = 2 nearest texts (6 texts; 2 of one character left out):');
+  });
+
   it('percentile thresholds mine exactly what the distances they stand for mine', async () => {
     // k = 5 (all pairs): the 30 distances' p10 is 2 and p70 is 9
     const a = join(dir, 'by-percentile.jsonl');
@@ -78,7 +108,9 @@ describe('l2e mine --stats', () => {
     const common = ['--embeddings', vectors, '--input', corpus, '--k', '5', '--max-pos', '2', '--max-neg', '2'];
     const r1 = await l2e('mine', ...common, '--output', a, '--pos-threshold', 'p10', '--neg-threshold', 'p70');
     expect(r1.code).toBe(0);
-    expect(r1.err).toContain('thresholds: --pos-threshold 2.0000 --neg-threshold 9.0000 (from the percentiles)\n');
+    expect(r1.err).toContain('thresholds: --pos-threshold 2.0000 (p10) --neg-threshold 9.0000 (p70)\n');
+    const mixed = await l2e('mine', ...common, '--output', join(dir, 'mixed.jsonl'), '--pos-threshold', 'p10', '--neg-threshold', '9');
+    expect(mixed.err).toContain('thresholds: --pos-threshold 2.0000 (p10) --neg-threshold 9.0000\n');
     const r2 = await l2e('mine', ...common, '--output', b, '--pos-threshold', '2', '--neg-threshold', '9');
     expect(r2.code).toBe(0);
     const rows = readFileSync(a, 'utf8');

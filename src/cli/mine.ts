@@ -135,7 +135,7 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
       randomNegatives: opt.bool(args, 'random-negatives'),
       memoryMb,
       onStage,
-      onThresholds: (p, n) => process.stderr.write(`thresholds: --pos-threshold ${p.toFixed(4)} --neg-threshold ${n.toFixed(4)} (from the percentiles)\n`),
+      onThresholds: (p, n) => process.stderr.write(`thresholds: --pos-threshold ${shown(p, pos)} --neg-threshold ${shown(n, neg)}\n`),
     });
     // with the pairs on stdout, the summary goes to stderr
     (isStdout(output) ? process.stderr : process.stdout).write(
@@ -159,4 +159,9 @@ function corpusFormat(input: string, forced: string | undefined): CorpusFormat {
   throw new UsageError(
     `cannot tell the format of ${input} from its name: use .txt (one text per line), .jsonl or .json, or give --format text|jsonl|json`,
   );
+}
+
+/** A resolved threshold, with the percentile it came from: "2.0000 (p10)". */
+function shown(distance: number, given: Threshold): string {
+  return `${distance.toFixed(4)}${typeof given === 'number' ? '' : ` (p${given.percentile})`}`;
 }

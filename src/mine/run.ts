@@ -123,6 +123,10 @@ export async function mineToFile(source: EmbeddingSource | (() => Promise<Embedd
     if (typeof pos === 'number' && typeof neg === 'number') opts = { ...run, posThreshold: pos, negThreshold: neg };
     else {
       const stats = await neighbourStats(corpus, vectors, { k: run.k, metric: run.metric, memoryMb });
+      if (stats.all.length === 0) {
+        // (a corpus of one usable text: no pair to measure)
+        throw new Error(`${run.input === '-' ? 'stdin' : run.input}: no two texts to measure a distance between, so no percentile threshold (${stats.texts} texts, ${stats.short} of one character)`);
+      }
       opts = { ...run, posThreshold: resolveThreshold(pos, stats), negThreshold: resolveThreshold(neg, stats) };
       run.onThresholds?.(opts.posThreshold, opts.negThreshold, stats);
       // a percentile and a distance that overlap once resolved: said with the percentile it came from

@@ -20,8 +20,12 @@ export interface NeighbourStats {
   k: number;
   /** Texts in the corpus. */
   texts: number;
-  /** Queries measured (all texts, or a sample). */
+  /** Queries measured (all texts, or a sample; texts of one character are never queries). */
   queries: number;
+  /** Whether the queries are an evenly spaced sample of the corpus, not all of it. */
+  sampled: boolean;
+  /** Texts of one character in the corpus: never measured, never candidates. */
+  short: number;
   /** Per measured query, the distance to its nearest usable text (sorted ascending). */
   nearest: Float64Array;
   /** Distances to the k nearest usable texts of every measured query, pooled (sorted ascending). */
@@ -48,8 +52,9 @@ export function parseThreshold(raw: string, flag: string): Threshold {
     if (p > 100) throw new Error(`${flag} ${raw}: a percentile is between p0 and p100`);
     return { percentile: p };
   }
-  const v = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(v) || v < 0) {
+  // a decimal number (Number() also reads 0x1, 0b10 and 1_0 as distances)
+  const v = /^\s*(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?\s*$/i.test(raw) ? Number(raw) : NaN;
+  if (!Number.isFinite(v) || v < 0) {
     throw new Error(`${flag} expects a distance (e.g. 0.45) or a percentile of the neighbour distances (e.g. p10), got "${raw}"`);
   }
   return v;
@@ -101,7 +106,8 @@ export async function neighbourStats(corpus: Corpus, store: VectorStore, o: Neig
     });
   }
   const sorted = (a: number[]): Float64Array => Float64Array.from(a).sort();
-  return { metric, k: Math.max(0, Math.min(k, n - 1)), texts: n, queries: picks.length, nearest: sorted(nearest), all: sorted(all) };
+  const short = texts.reduce((c, t) => c + (isShort(t) ? 1 : 0), 0);
+  return { metric, k: Math.max(0, Math.min(k, n - 1)), texts: n, queries: picks.length, sampled: sample < n, short, nearest: sorted(nearest), all: sorted(all) };
 }
 
 /** A threshold as a distance: percentiles read from the pooled k-nearest distances. */
@@ -114,7 +120,8 @@ export function resolveThreshold(t: Threshold, stats: NeighbourStats): number {
 /** The percentile table `l2e mine --stats` prints. */
 export function formatNeighbourStats(s: NeighbourStats): string {
   const what = s.metric === 'cosine' ? 'cosine distance 1 - cos' : 'Euclidean distance';
-  const sampled = s.queries < s.texts ? ` (an evenly spaced sample of ${s.queries} of ${s.texts} texts)` : ` (${s.queries} texts)`;
+  const left = s.short > 0 ? `; ${s.short} of one character left out` : '';
+  const sampled = s.sampled ? ` (an evenly spaced sample of ${s.queries} of ${s.texts} texts${left})` : ` (${s.queries} texts${left})`;
   const head = ['', ...STATS_PERCENTILES.map((p) => `p${p}`)];
   const row = (label: string, xs: Float64Array): string[] => [label, ...STATS_PERCENTILES.map((p) => percentile(xs, p).toFixed(4))];
   const rows = [head, row('nearest', s.nearest), row(`all ${s.k} nearest`, s.all)];
