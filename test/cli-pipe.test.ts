@@ -74,6 +74,39 @@ describe.skipIf(!hasDist || process.platform === 'win32')(`text written straight
   });
 });
 
+describe.skipIf(!hasDist || process.platform !== 'linux')(`stdout opened on an input, or on a full disk ${hasDist ? '' : '(skipped: dist/ not built)'}`, () => {
+  const bash = (line: string, dir: string) => spawnSync('bash', ['-c', `"${process.execPath}" "${join(repoRoot, 'bin', 'l2e.js')}" ${line}`], { cwd: dir, encoding: 'utf8' });
+
+  it('combine, encode and tokenize refuse a stdout appended to their input (combine grew it until the disk was full)', () => {
+    const dir = makeTempDir();
+    const row = '{"query":"satu","pos":["one"],"neg":["dua"]}\n';
+    writeFileSync(join(dir, 'a.jsonl'), row);
+    const c = bash('combine a.jsonl --output - >> a.jsonl', dir);
+    expect([c.status, c.stderr]).toEqual([1, 'l2e combine: error: --output - (stdout) is also an input: the input a.jsonl is the same file as stdout\n']);
+    const viaStdin = bash('combine - --output - < a.jsonl >> a.jsonl', dir);
+    expect([viaStdin.status, viaStdin.stderr]).toEqual([1, 'l2e combine: error: --output - (stdout) is also an input: stdin is the same file as stdout\n']);
+    expect(readFileSync(join(dir, 'a.jsonl'), 'utf8')).toBe(row);
+    writeTinyModel(join(dir, 'model'), { hidden: 16, layers: 1, dense: 8 });
+    writeFileSync(join(dir, 't.txt'), 'satu\n');
+    const t = bash('tokenize --model model < t.txt >> t.txt', dir);
+    expect([t.status, t.stderr]).toEqual([1, 'l2e tokenize: error: stdout is also an input: stdin is the same file as stdout\n']);
+    const e = bash('encode --model model --input t.txt --output - >> t.txt', dir);
+    expect([e.status, e.stderr]).toEqual([1, 'l2e encode: error: --output - (stdout) is also an input: --input t.txt is the same file as stdout\n']);
+    expect(readFileSync(join(dir, 't.txt'), 'utf8')).toBe('satu\n');
+    // another file on stdout is fine
+    expect(bash('combine a.jsonl --output - > b.jsonl', dir).status).toBe(0);
+    expect(readFileSync(join(dir, 'b.jsonl'), 'utf8')).toBe(row);
+  });
+
+  it('a stdout that cannot be written (a full disk) is said, not a bare exit 1', () => {
+    const dir = makeTempDir();
+    writeFileSync(join(dir, 'a.jsonl'), '{"query":"satu","pos":["one"],"neg":["dua"]}\n');
+    const r = bash('combine a.jsonl --output - > /dev/full', dir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('could not write to stdout: ENOSPC');
+  });
+});
+
 describe.skipIf(!hasDist)(`stdin that is a folder ${hasDist ? '' : '(skipped: dist/ not built)'}`, () => {
   // `l2e combine - < somefolder` read it as empty (exit 0, or "no rows" further on): said, as for a
   // folder named as the input

@@ -7,7 +7,7 @@ import { DEFAULT_MAX_LENGTH } from '../model/embedding-model.js';
 import { opt } from './args.js';
 import type { Command } from './command.js';
 import { positiveInt } from './source-options.js';
-import { openOutput, STDIO } from '../util/output.js';
+import { openOutput, refuseInputOnStdout, STDIO } from '../util/output.js';
 
 export const command: Command = {
   name: 'tokenize',
@@ -24,6 +24,7 @@ folder or a Hugging Face id (org/name), as for encode.`,
   },
   async run(args) {
     const maxLength = positiveInt(args, 'max-length')!;
+    refuseInputOnStdout('stdout', [{ name: 'stdin', path: STDIO }]); // `< f >> f` would read its own output back
     const tok = TextTokenizer.fromDir(await resolveModel(opt.str(args, 'model')!));
     const out = openOutput(STDIO); // a closed pipe ends quietly (141), a full disk is an error
     for await (const { line, text } of readLines('-')) {

@@ -52,6 +52,7 @@ export interface OutputCheck {
 export function checkOutput(target: string, check: OutputCheck = {}): void {
   const name = check.name ?? '--output';
   if (target === '') throw new Error(emptyOutput(name));
+  if (isStdout(target)) refuseInputOnStdout(`${name} ${target === STDIO ? '- (stdout)' : target}`, check.inputs ?? []);
   if (target === STDIO) return;
   // a name ending in a separator is a folder's: writing would make a file under another name
   if (target.endsWith('/') || target.endsWith(sep)) throw new Error(`${name} ${target} ends in ${sep}, as a folder's name does: give a file name`);
@@ -88,6 +89,22 @@ export function checkOutput(target: string, check: OutputCheck = {}): void {
   const dir = statOrNull(folder);
   if (dir === null) throw new Error(`${name} ${target}: the folder ${folder} does not exist`);
   if (!dir.isDirectory()) throw new Error(`${name} ${target}: ${folder} is not a folder`);
+}
+
+/**
+ * Refuses a stdout that the shell opened on one of `inputs` (`... --output - >> in.jsonl`): the
+ * command would read back what it writes, a streaming one until the disk is full.
+ */
+export function refuseInputOnStdout(said: string, inputs: NamedInput[]): void {
+  const out = regularFileOn(1);
+  if (out === null) return; // a terminal, a pipe: nothing read back
+  for (const input of inputs) {
+    if (input.path === '') continue;
+    const st = input.path === STDIO ? regularFileOn(0) : statOrNull(input.path);
+    if (st !== null && st.dev === out.dev && st.ino === out.ino) {
+      throw new Error(`${said} is also an input: ${input.path === STDIO ? 'stdin' : `${input.name} ${input.path}`} is the same file as stdout`);
+    }
+  }
 }
 
 export interface OutputWriter {
