@@ -1,9 +1,10 @@
 // `combine`: counts, validation (file:line, --skip-bad-lines), shuffle is a permutation, the same
 // seed gives the same order, and the external (bucketed) shuffle path.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { combineFiles } from '../src/data/combine.js';
+import { combineFiles, shuffleBuckets } from '../src/data/combine.js';
 import { makeTempDir } from './helpers/tinyModel.js';
 
 const dir = makeTempDir('l2e-combine-');
@@ -71,6 +72,12 @@ describe('combine', () => {
     const res = await combineFiles([bad], { output: out, skipBadLines: true });
     expect(res.files[0]).toEqual({ file: bad, rows: 2, badLines: 4, firstBadLines: [2, 3, 4, 6] });
     expect(readOut(out)).toEqual([row(1), row(2)]);
+    // a terminal's control characters in a bad line are shown escaped, not sent to the terminal
+    const esc = join(dir, 'esc.jsonl');
+    writeFileSync(esc, 'x\x1b]0;title\x07\n');
+    const err = await combineFiles([esc], { output: out, overwrite: true }).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(new RegExp(`^${esc.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:1: invalid JSON \\(.*\\\\u001b\\]0;title\\\\u0007`));
+    expect((err as Error).message).not.toMatch(/[\x00-\x1f]/);
   });
 
   it('a line over 64 MiB is a bad line: named with the flag that drops it, or dropped with skipBadLines', async () => {
@@ -129,8 +136,80 @@ describe('combine', () => {
     expect(existsSync(output)).toBe(false);
   });
 
-  it('refuses to overwrite an input and reports a missing file', async () => {
+  it('refuses to overwrite an input and reports a missing file, also one named as the output', async () => {
     await expect(combineFiles([a], { output: a })).rejects.toThrow(/also an input/);
     await expect(combineFiles([join(dir, 'nope.jsonl')], { output: join(dir, 'x.jsonl') })).rejects.toThrow(/no such file/);
+    const nope = join(dir, 'nope.jsonl');
+    await expect(combineFiles([nope], { output: nope })).rejects.toThrow(new Error(`${nope}: no such file`));
+  });
+
+  it('buckets stay small enough to be read back as one string, whatever the budget', () => {
+    const MiB = 1024 * 1024;
+    expect(shuffleBuckets(10 * MiB, 256 * MiB)).toBe(1); // fits: in memory
+    expect(shuffleBuckets(100 * MiB, 256 * MiB)).toBe(2); // by memory: 300 MiB of strings in 256
+    // 1.3 GB with 2000 MiB: 2 buckets of 650 MB by memory, past V8's 512 Mi-character strings; 128 MiB each
+    expect(shuffleBuckets(1.3e9, 2000 * MiB)).toBe(10);
+  });
+
+  it('a bucket that cannot be read back fails the combine, naming it (it was skipped: rows lost, exit 0)', async () => {
+    const big = makeFile('big-lost.jsonl', 0, 6000);
+    const tmp = mkdtempSync(join(dir, 'tmp-lost-'));
+    const out = join(dir, 'lost.jsonl');
+    const onProgress = (done: number, total: number): void => {
+      if (done !== total) return;
+      // all lines read: the buckets are written; one of them goes, as another process might remove it
+      const [scratch] = readdirSync(tmp);
+      rmSync(join(tmp, scratch!, 'bucket-0.jsonl'));
+    };
+    await expect(combineFiles([big], { output: out, shuffle: true, memoryMb: 1, tmpDir: tmp, onProgress })).rejects.toThrow(
+      /^could not read back the shuffle's bucket file .*bucket-0\.jsonl in .*: it holds \d+ bytes of the \d+ written \(was the scratch folder removed meanwhile\?\)$/,
+    );
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(tmp)).toEqual([]);
+  });
+
+  it("a killed run's scratch folder is removed once untouched for 10 minutes; a live one elsewhere (its pid unseen here) is kept", async () => {
+    const tmp = mkdtempSync(join(dir, 'tmp-stale-'));
+    const dead = spawnSync('true').pid!;
+    const old = join(tmp, `.l2e-combine-${dead}-old`);
+    const fresh = join(tmp, `.l2e-combine-${dead}-new`);
+    for (const f of [old, fresh]) {
+      mkdirSync(f);
+      writeFileSync(join(f, 'bucket-0.jsonl'), row(1) + '\n');
+    }
+    const past = new Date(Date.now() - 11 * 60_000);
+    utimesSync(old, past, past);
+    await combineFiles([makeFile('big-stale.jsonl', 0, 6000)], { output: join(dir, 'stale.jsonl'), shuffle: true, memoryMb: 1, tmpDir: tmp });
+    expect(readdirSync(tmp)).toEqual([`.l2e-combine-${dead}-new`]);
+  });
+
+  it('a pipe as input is copied before a shuffle, so the memory budget bounds it too; a device output keeps its scratch in TMPDIR', async () => {
+    const src = makeFile('piped-src.jsonl', 0, 6000);
+    const fifo = join(dir, 'in.fifo');
+    spawnSync('mkfifo', [fifo]);
+    const writer = spawn('bash', ['-c', `cat '${src}' > '${fifo}'`]);
+    const written = new Promise((resolve) => writer.on('close', resolve));
+    const out = join(dir, 'piped.jsonl');
+    const r = await combineFiles([fifo], { output: out, shuffle: true, memoryMb: 1, tmpDir: mkdtempSync(join(dir, 'tmp-pipe-')) });
+    await written;
+    expect(r.buckets).toBeGreaterThan(1);
+    expect(readOut(out).sort()).toEqual(readOut(src).sort());
+
+    const saved = process.env['TMPDIR'];
+    const tmp = mkdtempSync(join(dir, 'tmp-dev-'));
+    process.env['TMPDIR'] = tmp;
+    let seen: string[] = [];
+    try {
+      const onProgress = (): void => {
+        seen = readdirSync(tmp);
+      };
+      const d = await combineFiles([src], { output: '/dev/null', overwrite: true, shuffle: true, memoryMb: 1, onProgress });
+      expect(d.buckets).toBeGreaterThan(1);
+    } finally {
+      if (saved === undefined) delete process.env['TMPDIR'];
+      else process.env['TMPDIR'] = saved;
+    }
+    expect(seen).toHaveLength(1); // the buckets were in TMPDIR, not in /dev
+    expect(seen[0]).toMatch(/^\.l2e-combine-\d+-/);
   });
 });

@@ -15,10 +15,11 @@ export const command: Command = {
 Streams every input, checks each line is {"query": str, "pos": [str], "neg": [str]} (errors name
 file:line; --skip-bad-lines counts and drops them instead) and writes one file atomically. With
 --shuffle, inputs larger than the memory budget are shuffled externally (random buckets on disk,
-each shuffled in memory, beside the output; with --output -, in the temporary folder, TMPDIR). The
-order depends only on the seed, the inputs and --memory-mb. "-" as an input reads stdin (with
---shuffle, first copied there, as its size is not known before); --output - writes to stdout (the summary then goes to stderr). An
-existing output file is replaced only with --overwrite, and never when it is an input.`,
+each shuffled in memory, beside the output; with --output - or a pipe or device, in the temporary
+folder, TMPDIR). The order depends only on the seed, the inputs and --memory-mb. "-" as an input
+reads stdin (with --shuffle, stdin or a pipe is first copied there, as its size is not known before);
+--output - writes to stdout (the summary then goes to stderr). An existing output file is replaced
+only with --overwrite, and never when it is an input (nor is a stdout redirected onto an input).`,
   options: {
     output: { kind: 'string', help: 'combined JSONL file; - for stdout', metavar: 'FILE', required: true },
     overwrite: { kind: 'boolean', help: 'replace an existing --output file (never an input)' },

@@ -5,15 +5,15 @@
 // random bucket followed by a uniform shuffle inside each bucket gives a uniform permutation.
 // The result is a function of the inputs, the seed and K (K = 1 when everything fits in memory).
 import { tmpdir } from 'node:os';
-import { appendFileSync, createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, createReadStream, createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { dirname, join, resolve } from 'node:path';
 import { formatBytes } from '../util/format-bytes.js';
 import { fsReason, readFailure, statOrNull } from '../util/fs-error.js';
-import { checkOutput, openOutput } from '../util/output.js';
+import { checkOutput, openOutput, writtenThrough } from '../util/output.js';
 import { processAlive } from '../util/process.js';
 import { Rng } from '../util/random.js';
-import { DEFAULT_MAX_LINE_BYTES, LineError, pairRowProblem, readLines, stdinIsFolder } from './jsonl.js';
+import { DEFAULT_MAX_LINE_BYTES, invalidJson, LineError, pairRowProblem, readLines, stdinIsFolder } from './jsonl.js';
 import { trackScratch } from '../util/scratch.js';
 import { describeValue } from '../util/describe.js';
 import { checkOptions, optionKeys, wrongOption } from '../util/options.js';
@@ -59,7 +59,31 @@ const BUCKET_PREFIX = '.l2e-combine-';
 /** JS strings of mostly non-Latin text take ~2 bytes per UTF-8 byte plus per-string overhead. */
 const MEMORY_PER_INPUT_BYTE = 3;
 
-/** Bucket folders of combine runs that were killed (their pid is gone). */
+/**
+ * A bucket is read back whole, as one string: its expected size is kept far below V8's string limit
+ * (2^29 - 24 characters; a larger bucket could not be read). A budget of 3 × this or more would give larger buckets.
+ */
+const MAX_BUCKET_BYTES = 128 * 1024 * 1024;
+
+/**
+ * The shuffle's bucket count K for `totalBytes` of input and a memory budget of `budget` bytes: 1 (in
+ * memory) when the lines fit, else enough buckets that each fits the budget, and each can be read
+ * back as one string (at most MAX_BUCKET_BYTES expected).
+ */
+export function shuffleBuckets(totalBytes: number, budget: number): number {
+  const byMemory = Math.max(1, Math.ceil((totalBytes * MEMORY_PER_INPUT_BYTE) / budget));
+  return byMemory === 1 ? 1 : Math.max(byMemory, Math.ceil(totalBytes / MAX_BUCKET_BYTES)); // K = 1 keeps separate strings
+}
+
+/** A live run touches its scratch folder this often; one untouched for STALE_MS is no live run's. */
+const HEARTBEAT_MS = 60_000;
+const STALE_MS = 10 * 60_000;
+
+/**
+ * Bucket folders of combine runs that were killed: their pid is gone and they have not been touched
+ * for STALE_MS (a run in another pid namespace, a container sharing the folder, has a pid that looks
+ * gone here, but it touches its folder). One that cannot be removed (another user's) is left.
+ */
 function removeStaleBucketDirs(parent: string): void {
   let names: string[];
   try {
@@ -69,7 +93,15 @@ function removeStaleBucketDirs(parent: string): void {
   }
   for (const name of names) {
     const m = /^\.l2e-combine-(\d+)-\w+$/.exec(name);
-    if (m && !processAlive(Number(m[1]))) rmSync(join(parent, name), { recursive: true, force: true });
+    if (!m || processAlive(Number(m[1]))) continue;
+    const path = join(parent, name);
+    const st = statOrNull(path);
+    if (st === null || Date.now() - st.mtimeMs < STALE_MS) continue;
+    try {
+      rmSync(path, { recursive: true, force: true });
+    } catch {
+      // not ours to remove (EACCES in a shared sticky folder): it stays
+    }
   }
 }
 
@@ -105,11 +137,12 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
   if (typeof opts.output !== 'string') throw new TypeError(`combine: output must be a file name (or - for stdout), got ${describeValue(opts.output)}`);
   checkCombineOptions(opts);
   if (inputs.length === 0) throw new Error('combine: no input files');
+  // (before the output check: a missing input named as the output too was called an input of itself)
+  for (const f of inputs) if (f !== '-' && statOrNull(f) === null) throw new Error(`${f}: no such file`);
   // the same file through a link counts too (checkOutput compares device and inode)
   const inputNames = inputs.map((path) => ({ name: 'the input', path }));
   checkOutput(opts.output, { name: 'output', overwrite: opts.overwrite, overwriteName: 'overwrite: true', inputs: inputNames });
   const out = resolve(opts.output);
-  for (const f of inputs) if (f !== '-' && statOrNull(f) === null) throw new Error(`${f}: no such file`);
   const budget = (opts.memoryMb ?? 256) * 1024 * 1024;
   const rng = new Rng(opts.seed ?? 42);
   const writer = openOutput(opts.output, { replace: opts.overwrite ?? false }); // `-`: stdout
@@ -119,11 +152,14 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
   let untrack = (): void => {};
   // the scratch folder (stdin's copy, the buckets): beside the output, named with the pid so that a
   // later run removes the folder of one that was killed
-  // (stdout has no folder: the system's temporary folder, TMPDIR; the current folder may not be writable)
-  const parent = opts.tmpDir ?? (opts.output === '-' ? tmpdir() : dirname(out));
+  // (stdout, a pipe or a device has no folder of its own: /dev/stdout's is /dev: the system's temporary
+  // folder, TMPDIR; the current folder may not be writable)
+  const folderless = opts.output === '-' || writtenThrough(opts.output);
+  const parent = opts.tmpDir ?? (folderless ? tmpdir() : dirname(out));
   // A full disk (or another failed write) under the scratch folder: said with the folder, not Node's
   // bare "ENOSPC: no space left on device, write", which sent users to look at the output's disk.
-  const where = opts.tmpDir ?? (opts.output === '-' ? `the temporary folder ${parent} (TMPDIR)` : `${dirname(opts.output)} (beside the output)`);
+  const where = opts.tmpDir ?? (folderless ? `the temporary folder ${parent} (TMPDIR)` : `${dirname(opts.output)} (beside the output)`);
+  let heartbeat: NodeJS.Timeout | undefined;
   const scratch = (): string => {
     if (tmp) return tmp;
     removeStaleBucketDirs(parent);
@@ -133,6 +169,15 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
       throw new Error(`could not make the shuffle's scratch folder in ${where}: ${fsReason(err, join(parent, BUCKET_PREFIX))}`);
     }
     untrack = trackScratch(tmp); // removed on Ctrl-C too (util/scratch.ts)
+    const touched = tmp;
+    heartbeat = setInterval(() => {
+      try {
+        const now = new Date();
+        utimesSync(touched, now, now);
+      } catch {
+        // gone: the reads of its files say so
+      }
+    }, HEARTBEAT_MS).unref();
     return tmp;
   };
   // Output lines are batched into ~1 MiB writes.
@@ -150,47 +195,54 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
   };
   let buckets = 0;
   try {
-    // stdin's size is known only once it is read: a shuffle copies it to a file first, so that
-    // --memory-mb bounds it as it bounds a file (held in memory, it grew with the input)
+    // the size of stdin or of a pipe (`<(zcat x.gz)`) is known only once it is read: a shuffle copies
+    // it to a file first, so that --memory-mb bounds it as it bounds a file (held in memory, it grew
+    // with the input)
     const sources = new Map<string, string>();
-    if (opts.shuffle && inputs.includes('-')) {
-      if (stdinIsFolder()) throw readFailure('stdin', Object.assign(new Error('EISDIR'), { code: 'EISDIR' }));
-      const copy = join(scratch(), 'stdin.jsonl');
+    for (const [i, f] of inputs.entries()) {
+      if (!opts.shuffle || sources.has(f) || (f !== '-' && statSync(f).isFile())) continue;
+      if (f === '-' && stdinIsFolder()) throw readFailure('stdin', Object.assign(new Error('EISDIR'), { code: 'EISDIR' }));
+      const name = f === '-' ? 'stdin' : f;
+      const copy = join(scratch(), `input-${i}.jsonl`);
       const file = createWriteStream(copy);
       let writeError: unknown;
       file.on('error', (e) => {
         writeError = e;
       });
       try {
-        await pipeline(process.stdin, file);
+        await pipeline(f === '-' ? process.stdin : createReadStream(f), file);
       } catch (err) {
         if (err === writeError || (err as NodeJS.ErrnoException).path === copy) {
-          throw new Error(`could not copy stdin for the shuffle into ${where}: ${fsReason(err)}; free some space there`);
+          throw new Error(`could not copy ${name} for the shuffle into ${where}: ${fsReason(err)}; free some space there`);
         }
-        throw readFailure('stdin', err); // a folder on stdin, say
+        throw readFailure(name, err); // a folder on stdin, say
       }
-      sources.set('-', copy);
+      sources.set(f, copy);
     }
     const totalBytes = inputs.reduce((sum, f) => sum + (f === '-' && !sources.has(f) ? 0 : statSync(sources.get(f) ?? f).size), 0);
-    buckets = opts.shuffle ? Math.max(1, Math.ceil((totalBytes * MEMORY_PER_INPUT_BYTE) / budget)) : 0;
+    buckets = opts.shuffle ? shuffleBuckets(totalBytes, budget) : 0;
     // Each valid line goes to `sink`: the output (no shuffle), memory (K = 1) or a bucket file.
     const inMemory: string[] = [];
     const pending: string[][] = [];
     const pendingBytes: number[] = [];
     let bucketFiles: string[] = [];
+    const written: number[] = []; // bytes appended to each bucket (0: no line landed there, no file)
     if (buckets > 1) {
       const dir = scratch();
       bucketFiles = Array.from({ length: buckets }, (_, i) => join(dir, `bucket-${i}.jsonl`));
       for (let i = 0; i < buckets; i++) {
         pending.push([]);
         pendingBytes.push(0);
+        written.push(0);
       }
     }
     const flushLimit = Math.max(64 * 1024, Math.floor(budget / (4 * Math.max(1, buckets))));
     const flush = (b: number): void => {
       if (pending[b]!.length === 0) return;
       try {
-        appendFileSync(bucketFiles[b]!, pending[b]!.join(''));
+        const chunk = pending[b]!.join('');
+        appendFileSync(bucketFiles[b]!, chunk);
+        written[b]! += Buffer.byteLength(chunk);
       } catch (err) {
         // K = 1 (no bucket files) once the budget holds MEMORY_PER_INPUT_BYTE per input byte
         const inMemoryMb = Math.ceil((totalBytes * MEMORY_PER_INPUT_BYTE) / (1024 * 1024));
@@ -223,10 +275,10 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
         try {
           problem = tooLong ? `line longer than ${DEFAULT_MAX_LINE_BYTES} bytes` : pairRowProblem(JSON.parse(trimmed));
         } catch (err) {
-          problem = `invalid JSON (${err instanceof Error ? err.message : String(err)})`;
+          problem = invalidJson(err);
         }
         if (problem) {
-          if (!opts.skipBadLines) throw new LineError(file, line, `${problem} (use --skip-bad-lines to drop such lines)`);
+          if (!opts.skipBadLines) throw new LineError(file === '-' ? 'stdin' : file, line, `${problem} (use --skip-bad-lines to drop such lines)`);
           if (count.badLines++ < FIRST_BAD_LINES) count.firstBadLines.push(line);
           continue;
         }
@@ -243,13 +295,21 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
       for (const line of inMemory) await emit(line);
     } else if (buckets > 1) {
       for (let b = 0; b < buckets; b++) flush(b);
-      for (const bf of bucketFiles) {
-        let text: string;
+      for (const [b, bf] of bucketFiles.entries()) {
+        if (written[b] === 0) continue; // no line landed in this bucket
+        // never skipped, nor taken shorter than written: a bucket lost is rows lost
+        let bytes: Buffer;
         try {
-          text = readFileSync(bf, 'utf8');
-        } catch {
-          continue; // no line landed in this bucket
+          bytes = readFileSync(bf);
+        } catch (err) {
+          throw new Error(`could not read back the shuffle's bucket file ${bf} in ${where}: ${fsReason(err)} (was the scratch folder removed meanwhile?)`);
         }
+        if (bytes.length !== written[b]) {
+          throw new Error(
+            `could not read back the shuffle's bucket file ${bf} in ${where}: it holds ${bytes.length} bytes of the ${written[b]} written (was the scratch folder removed meanwhile?)`,
+          );
+        }
+        const text = bytes.toString('utf8');
         const lines = text.split('\n');
         lines.pop(); // after the final '\n'
         rng.shuffle(lines);
@@ -265,8 +325,10 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
     if ((err as NodeJS.ErrnoException).path?.includes(BUCKET_PREFIX)) throw new Error(`could not write the shuffle's scratch files in ${where}: ${fsReason(err)}`);
     throw err;
   } finally {
+    clearInterval(heartbeat);
     if (tmp) rmSync(tmp, { recursive: true, force: true });
     untrack();
   }
   return { files, rows: files.reduce((s, f) => s + f.rows, 0), buckets };
 }
+

@@ -172,7 +172,7 @@ export function openOutput(target: string, options: OutputOptions = {}): OutputW
 }
 
 /** Whether `target` is a pipe, device or socket (or a link to one): written through, not replaced. */
-function writtenThrough(target: string): boolean {
+export function writtenThrough(target: string): boolean {
   try {
     return writeModeFor(target).kind === 'through';
   } catch {
