@@ -105,6 +105,47 @@ describe('Trainer', () => {
     for (const m of [model, reloaded, mem, memBack]) m.dispose();
   });
 
+  it("saveModel over a model leaves none of its tokenizer files behind, and writes an in-memory tokenizer's framing", async () => {
+    const model = await EmbeddingModel.load(modelDir);
+    const texts = ['apa khabar', 'the quick brown fox'];
+    try {
+      expect(existsSync(join(modelDir, 'tokenizer_config.json'))).toBe(false);
+      // a folder whose earlier model appended EOS: its tokenizer_config.json would be read with this model
+      const out = makeTempDir();
+      saveModel(model, out);
+      writeFileSync(join(out, 'tokenizer_config.json'), '{"add_eos_token": true}\n');
+      expect(() => saveModel(model, out)).toThrow(`saveModel: ${out} holds a model already (config.json); pass overwrite: true to replace it, or save to another folder`);
+      const fresh = makeTempDir();
+      writeFileSync(join(fresh, 'tokenizer_config.json'), '{"add_eos_token": true}\n');
+      expect(() => saveModel(model, fresh)).toThrow(
+        `saveModel: ${fresh} holds tokenizer_config.json, which the model's tokenizer has not: it would be read with the saved model ` +
+          'and change its tokenizing; pass overwrite: true to remove it, or save to another folder',
+      );
+      expect(readdirSync(fresh)).toEqual(['tokenizer_config.json']);
+      saveModel(model, out, { overwrite: true });
+      expect(existsSync(join(out, 'tokenizer_config.json'))).toBe(false);
+      const back = await EmbeddingModel.load(out);
+      expect(back.tokenize(texts)).toEqual(model.tokenize(texts));
+      expect((await back.encode(texts)).data).toEqual((await model.encode(texts)).data);
+      back.dispose();
+
+      // a tokenizer made with addEos: its files say otherwise, so tokenizer_config.json says what it does
+      const { TextTokenizer } = await import('../src/model/tokenizer.js');
+      const mem = EmbeddingModel.create(model.config, TextTokenizer.fromDir(modelDir, { addEos: true }), { seed: 3 });
+      const memDir = makeTempDir();
+      saveModel(mem, memDir, { tokenizerDir: modelDir });
+      expect(JSON.parse(readFileSync(join(memDir, 'tokenizer_config.json'), 'utf8'))).toEqual({ add_bos_token: true, add_eos_token: true });
+      const memBack = await EmbeddingModel.load(memDir);
+      expect(memBack.tokenize(texts)).toEqual(mem.tokenize(texts));
+      expect(memBack.tokenize(texts)[0]!.at(-1)).toBe(mem.tokenizer.eosId);
+      expect((await memBack.encode(texts)).data).toEqual((await mem.encode(texts)).data);
+      memBack.dispose();
+      mem.dispose();
+    } finally {
+      model.dispose();
+    }
+  });
+
   it("the next step's batch is read and tokenised while this step runs (before its result), none after the last", async () => {
     const rows = topicData(10, 40, 4).rows;
     let drawn = 0;

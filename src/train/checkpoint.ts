@@ -13,6 +13,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { EmbeddingModel, NativeModel } from '../model/embedding-model.js';
+import type { TextTokenizer } from '../model/tokenizer.js';
 import { cacheSnapshotRefusal } from '../hub/cache.js';
 import { configToJson, FLOAT32_RANGE, isPositiveFloat32 } from '../model/config.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../model/safetensors.js';
@@ -112,7 +113,17 @@ export function saveModel(model: EmbeddingModel, dir: string, options: SaveModel
   }
   // read before anything is written: a missing tokenizer left a model without one, which then refused a retry
   const sameFolder = !options.tokenizerFiles && resolve(tokenizerDir!) === resolve(dir);
-  const tokenizerFiles = options.tokenizerFiles ?? (sameFolder ? [] : readTokenizerFiles(tokenizerDir!));
+  const tokenizerFiles = framedAs(model.tokenizer, options.tokenizerFiles ?? (sameFolder ? [] : readTokenizerFiles(tokenizerDir!)));
+  // a tokenizer file of the folder's earlier model that this tokenizer lacks would be read with the
+  // new model (an old tokenizer_config.json's add_eos_token appended EOS to every text)
+  const saved = new Set(tokenizerFiles.map(([name]) => name));
+  const stray = sameFolder ? [] : TOKENIZER_FILES.filter((name) => !saved.has(name) && existsSync(join(dir, name)));
+  if (stray.length > 0 && options.overwrite !== true) {
+    throw new Error(
+      `saveModel: ${dir} holds ${stray.join(', ')}, which the model's tokenizer has not: it would be read with the saved model ` +
+        'and change its tokenizing; pass overwrite: true to remove it, or save to another folder',
+    );
+  }
   try {
     makeFolder(dir);
   } catch (err) {
@@ -127,6 +138,33 @@ export function saveModel(model: EmbeddingModel, dir: string, options: SaveModel
   const config = configToJson({ ...model.config, denseSize: model.dim }, { temperature, torch_dtype: 'float32' });
   writeFileAtomic(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
   for (const [name, data] of tokenizerFiles) writeFileAtomic(join(dir, name), data);
+  for (const name of stray) rmSync(join(dir, name), { force: true });
+}
+
+/**
+ * `files` with the tokenizer's framing written into tokenizer_config.json when the tokenizer was made
+ * with addBos / addEos other than its files say: the saved model then tokenises as this one does.
+ */
+function framedAs(tokenizer: TextTokenizer, files: TokenizerFiles): TokenizerFiles {
+  const at = files.findIndex(([name]) => name === 'tokenizer_config.json');
+  let config: Record<string, unknown> = {};
+  if (at >= 0) {
+    try {
+      const v = JSON.parse(files[at]![1].toString('utf8')) as unknown;
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) return files; // not ours to rewrite: the loader refuses it
+      config = v as Record<string, unknown>;
+    } catch {
+      return files;
+    }
+  }
+  // the defaults TextTokenizer reads them with
+  const bos = typeof config['add_bos_token'] === 'boolean' ? config['add_bos_token'] : true;
+  const eos = typeof config['add_eos_token'] === 'boolean' ? config['add_eos_token'] : false;
+  if (bos === tokenizer.addBos && eos === tokenizer.addEos) return files;
+  const text = JSON.stringify({ ...config, add_bos_token: tokenizer.addBos, add_eos_token: tokenizer.addEos }, null, 2) + '\n';
+  const out = files.filter(([name]) => name !== 'tokenizer_config.json');
+  out.push(['tokenizer_config.json', Buffer.from(text)]);
+  return out;
 }
 
 /**
