@@ -225,6 +225,12 @@ describe('l2e pull', () => {
         const siblings = files.map((f) => ({ rfilename: f.path, size: f.body.length, blobId: gitBlobId(f.body) }));
         return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'org/tiny', sha: COMMIT, siblings }));
       }
+      if (url.pathname === '/api/models/org/binonly/revision/main') {
+        // weights only as pytorch_model.bin: the default include fetches config.json alone
+        const siblings = [{ rfilename: 'config.json', size: 2, blobId: gitBlobId(Buffer.from('{}')) }, { rfilename: 'pytorch_model.bin', size: 1 }];
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'org/binonly', sha: COMMIT, siblings }));
+      }
+      if (url.pathname === `/org/binonly/resolve/${COMMIT}/config.json`) return void res.writeHead(200, { 'content-length': 2 }).end('{}');
       const m = /^\/org\/tiny\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
       const f = m && files.find((x) => x.path === decodeURIComponent(m[2]!));
       if (!f) return void res.writeHead(404).end();
@@ -258,6 +264,26 @@ describe('l2e pull', () => {
       expect(e.code).toBe(0);
       const rows = readFileSync(out, 'utf8').trimEnd().split('\n').map((l) => (JSON.parse(l) as { embedding: number[] }).embedding);
       expectRowsClose(rows, await alone(['apa khabar', 'good morning']));
+    } finally {
+      for (const [k, v] of Object.entries(env)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  });
+
+  it('a model repo without .safetensors weights pulls with a warning that it cannot be loaded as it is', async () => {
+    const env = { HF_ENDPOINT: process.env['HF_ENDPOINT'], HF_HUB_CACHE: process.env['HF_HUB_CACHE'] };
+    process.env['HF_ENDPOINT'] = endpoint;
+    process.env['HF_HUB_CACHE'] = join(dir, 'hub-cache-binonly');
+    try {
+      const r = await l2e('pull', 'org/binonly');
+      expect(r.code).toBe(0);
+      expect(r.err).toContain(
+        `1 files (1 downloaded) at ${COMMIT}\n` +
+          "warning: the repo has no .safetensors weights: l2e reads a model's weights only from safetensors files " +
+          '(convert them, e.g. with transformers: save_pretrained(dir, safe_serialization=True))\n',
+      );
     } finally {
       for (const [k, v] of Object.entries(env)) {
         if (v === undefined) delete process.env[k];

@@ -244,3 +244,103 @@ describe('hub: idle connections', () => {
     );
   });
 });
+
+describe('hub: answers of mirrors and lying servers', () => {
+  const noIds = (file: string): string => JSON.stringify({ id: 'org/x', sha: COMMIT, siblings: [{ rfilename: file }] });
+
+  it("with no blob ids listed, the blob is named by the Hub's X-Linked-Etag, not by the ETag of the CDN it redirects to", async () => {
+    const cdn = await serve((req, res) => {
+      if (req.method === 'HEAD') return void res.writeHead(403).end(); // a URL signed for GET only
+      res.writeHead(200, { etag: '"d41d8cd98f00b204e9800998ecf8427e-3"', 'content-length': body.length }).end(body);
+    });
+    const hub = await serve((req, res) => {
+      const path = new URL(req.url!, 'http://x').pathname;
+      if (path.startsWith('/api/')) return void res.writeHead(200).end(noIds('model.safetensors'));
+      res.writeHead(302, { location: `${cdn.url}/blob?signed=1`, 'x-linked-etag': `"${sha256(body)}"`, 'x-linked-size': String(body.length) }).end();
+    });
+    const cache = newCache();
+    const r = await snapshotDownload('org/x', { endpoint: hub.url, cacheDir: cache, token: 'hf_secret', retry: fast });
+    expect(readFileSync(join(r.dir, 'model.safetensors')).equals(body)).toBe(true);
+    expect(readdirSync(join(cache, 'models--org--x', 'blobs'))).toEqual([sha256(body)]);
+    expect(cdn.seen).toHaveLength(1); // the GET only: the HEAD stopped at the Hub's redirect
+  });
+
+  it('a body longer than the listed size is cut off as soon as it passes it, not written to the end', async () => {
+    const listed = JSON.stringify({ id: 'org/x', sha: COMMIT, siblings: [{ rfilename: 'config.json', size: 1000, blobId: gitBlobId(body.subarray(0, 1000)) }] });
+    let sent = 0;
+    const hub = await serve((req, res) => {
+      const path = new URL(req.url!, 'http://x').pathname;
+      if (path.startsWith('/api/')) return void res.writeHead(200).end(listed);
+      res.writeHead(200); // chunked, no Content-Length: an endless body
+      const more = (): void => {
+        if (res.destroyed || sent > 64 << 20) return void res.end();
+        sent += body.length;
+        if (res.write(body)) setImmediate(more);
+        else res.once('drain', more);
+      };
+      more();
+    });
+    const cache = newCache();
+    await expect(snapshotDownload('org/x', { endpoint: hub.url, cacheDir: cache, retry: fast })).rejects.toThrow(
+      `file config.json of model repo org/x: ${hub.url}/org/x/resolve/${COMMIT}/config.json sends more than the 1000 bytes the repo's file list says: try again later (the repo may be changing)`,
+    );
+    expect(sent).toBeLessThan(16 << 20);
+    expect(readdirSync(join(cache, 'models--org--x', 'blobs'))).toEqual([]);
+  });
+
+  it('a repo that does not exist (401 RepoNotFound to a client without a token) is said to be not found, with the Hub\'s words', async () => {
+    const hub = await serve((_req, res) => void res.writeHead(401, { 'x-error-code': 'RepoNotFound', 'x-error-message': 'Repository not found' }).end());
+    await expect(snapshotDownload('org/x', { endpoint: hub.url, cacheDir: newCache(), retry: fast })).rejects.toThrow(
+      'model repo org/x (revision main) was not found (HTTP 401, RepoNotFound): check the name, the revision and --repo-type ' +
+        '(a private repo is not found without HF_TOKEN set to a token that can read it). The Hub says: "Repository not found"',
+    );
+    const bare = await serve((_req, res) => void res.writeHead(401).end());
+    await expect(snapshotDownload('org/x', { endpoint: bare.url, cacheDir: newCache(), retry: fast })).rejects.toThrow(
+      'access to model repo org/x (revision main) was refused (HTTP 401): the repo is private or gated, or the token lacks access, ' +
+        'or it does not exist (check the name and --repo-type). Set HF_TOKEN',
+    );
+  });
+
+  it('a file list with a NUL, or a file that is also a folder of another, is refused before anything is fetched', async () => {
+    for (const names of [['a.json', 'a.json/b.json'], ['a.json/b.json', 'a.json'], ['x\0.json']]) {
+      const listed = JSON.stringify({ id: 'org/x', sha: COMMIT, siblings: names.map((rfilename) => ({ rfilename, size: 2, blobId: gitBlobId(Buffer.from('{}')) })) });
+      const hub = await serve((req, res) => {
+        if (new URL(req.url!, 'http://x').pathname.startsWith('/api/')) return void res.writeHead(200).end(listed);
+        res.writeHead(200, { 'content-length': 2 }).end('{}');
+      });
+      const err = await snapshotDownload('org/x', { endpoint: hub.url, cacheDir: newCache(), include: ['*'], retry: fast }).catch((e: Error) => e);
+      expect((err as Error).message).toMatch(names[0]!.includes('\0') ? /^org\/x: refusing the file path "x\\u0000\.json"$/ : /^org\/x: refusing the file list: "a\.json\/b\.json" lies under another listed file$/);
+      expect(hub.seen.filter((s) => s.path.includes('/resolve/'))).toEqual([]);
+    }
+  });
+
+  it("a folder's pattern (sub/) takes its files; a glob that is no glob is named", async () => {
+    const files = ['sub/a.json', 'sub/b.json', 'c.json'];
+    const listed = JSON.stringify({ id: 'org/x', sha: COMMIT, siblings: files.map((rfilename) => ({ rfilename, size: 2, blobId: gitBlobId(Buffer.from('{}')) })) });
+    const hub = await serve((req, res) => {
+      if (new URL(req.url!, 'http://x').pathname.startsWith('/api/')) return void res.writeHead(200).end(listed);
+      res.writeHead(200, { 'content-length': 2 }).end('{}');
+    });
+    const r = await snapshotDownload('org/x', { endpoint: hub.url, cacheDir: newCache(), include: ['sub/'], retry: fast });
+    expect(r.files).toEqual(['sub/a.json', 'sub/b.json']);
+    await expect(snapshotDownload('org/x', { endpoint: hub.url, cacheDir: newCache(), include: ['[z-a]'], retry: fast })).rejects.toThrow(
+      'include pattern "[z-a]" is not a usable glob (a [...] class out of order?)',
+    );
+  });
+});
+
+describe('hub: the token', () => {
+  it('is HF_TOKEN, else HUGGING_FACE_HUB_TOKEN, else the file huggingface-cli login writes (HF_TOKEN_PATH, default $HF_HOME/token)', async () => {
+    const { hubToken } = await import('../src/hub/cache.js');
+    const home = makeTempDir('l2e-hf-home-');
+    expect(hubToken({ HF_HOME: home })).toBeUndefined();
+    writeFileSync(join(home, 'token'), 'hf_stored\n');
+    expect(hubToken({ HF_HOME: home })).toBe('hf_stored');
+    expect(hubToken({ HF_HOME: home, HUGGING_FACE_HUB_TOKEN: 'hf_old' })).toBe('hf_old');
+    expect(hubToken({ HF_HOME: home, HUGGING_FACE_HUB_TOKEN: 'hf_old', HF_TOKEN: 'hf_new' })).toBe('hf_new');
+    const elsewhere = join(home, 'elsewhere');
+    writeFileSync(elsewhere, 'hf_path');
+    expect(hubToken({ HF_HOME: home, HF_TOKEN_PATH: elsewhere })).toBe('hf_path');
+    expect(hubToken({ XDG_CACHE_HOME: home })).toBeUndefined(); // $XDG_CACHE_HOME/huggingface/token: none
+  });
+});

@@ -15,9 +15,11 @@ export const command: Command = {
 
 Downloads into the huggingface_hub cache layout ({cache}/models--org--name/{blobs,snapshots,refs}),
 shared with Python tools. Default cache: $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub.
-Honours HF_ENDPOINT and HF_TOKEN (private or gated repos); with HF_HUB_OFFLINE=1 it only finds the
-cached snapshot. Partial downloads resume; LFS files are checked against their sha256. Models
-default to ${MODEL_FILES.join(' ')}; --include '*' takes all. Prints the snapshot folder.`,
+Honours HF_ENDPOINT and HF_TOKEN (private or gated repos; else HUGGING_FACE_HUB_TOKEN, or the token
+file \`huggingface-cli login\` writes: HF_TOKEN_PATH, default $HF_HOME/token); with HF_HUB_OFFLINE=1
+it only finds the cached snapshot. Partial downloads resume; LFS files are checked against their
+sha256. Models default to ${MODEL_FILES.join(' ')}; --include '*' takes all, --include sub/ a
+folder's files. Prints the snapshot folder.`,
   options: {
     revision: { kind: 'string', help: 'branch, tag or commit', default: 'main' },
     include: { kind: 'list', help: 'glob of files to fetch (repeatable)', metavar: 'GLOB' },
@@ -52,6 +54,13 @@ default to ${MODEL_FILES.join(' ')}; --include '*' takes all. Prints the snapsho
     for (const bar of bars.values()) bar.finish();
     const how = result.offline ? 'from the cache; HF_HUB_OFFLINE is set, so the Hub was not asked for newer files' : `${result.downloaded.length} downloaded`;
     process.stderr.write(`${result.files.length} files (${how}) at ${result.commit}\n`);
+    if (repoType === 'model' && !include.length && !result.files.some((f) => f.endsWith('.safetensors'))) {
+      // (a repo with only pytorch_model.bin "pulled" and then failed to load)
+      process.stderr.write(
+        'warning: the repo has no .safetensors weights: l2e reads a model\'s weights only from safetensors files ' +
+          '(convert them, e.g. with transformers: save_pretrained(dir, safe_serialization=True))\n',
+      );
+    }
     process.stdout.write(`${result.dir}\n`);
     return 0;
   },

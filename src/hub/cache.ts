@@ -7,14 +7,33 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { describeValue } from '../util/describe.js';
+import { readTextOrNull } from '../util/fs-error.js';
 
 export type RepoType = 'model' | 'dataset';
 
 /** $HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. */
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env['HF_HUB_CACHE']) return env['HF_HUB_CACHE'];
-  if (env['HF_HOME']) return join(env['HF_HOME'], 'hub');
-  return join(env['XDG_CACHE_HOME'] || join(homedir(), '.cache'), 'huggingface', 'hub');
+  return join(hfHome(env), 'hub');
+}
+
+/** $HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface. */
+function hfHome(env: NodeJS.ProcessEnv): string {
+  return env['HF_HOME'] || join(env['XDG_CACHE_HOME'] || join(homedir(), '.cache'), 'huggingface');
+}
+
+/**
+ * The token huggingface_hub would send: $HF_TOKEN, else $HUGGING_FACE_HUB_TOKEN (its older name), else
+ * the file `huggingface-cli login` writes ($HF_TOKEN_PATH, default $HF_HOME/token); undefined when none.
+ */
+export function hubToken(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  for (const key of ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN']) {
+    const v = env[key]?.trim();
+    if (v) return v;
+  }
+  const file = env['HF_TOKEN_PATH'] || join(hfHome(env), 'token');
+  const stored = readTextOrNull(file)?.trim();
+  return stored ? stored : undefined;
 }
 
 /** Whether HF_HUB_OFFLINE asks for no network, as huggingface_hub reads it. */

@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
-import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, isCommitHash, notCachedReason, checkRevision, refFile, repoFolder, type RepoType } from './cache.js';
+import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, hubToken, isCommitHash, notCachedReason, checkRevision, refFile, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { LOCK_STALE_MS, lockBlob, type BlobLock } from './blob-lock.js';
 import { fsReason, notAFolder, readTextOrNull, statOrNull } from '../util/fs-error.js';
@@ -83,6 +83,8 @@ function endpointOf(opts: SnapshotOptions): string {
 
 /** fnmatch-style glob → RegExp (whole-string match). */
 export function globToRegExp(glob: string): RegExp {
+  // a folder's name (sub/) means its files, as huggingface_hub reads such a pattern
+  if (glob.endsWith('/')) glob += '*';
   let re = '';
   for (let i = 0; i < glob.length; i++) {
     const c = glob[i]!;
@@ -98,7 +100,12 @@ export function globToRegExp(glob: string): RegExp {
       }
     } else re += c.replace(/[.+^${}()|\\/]/g, '\\$&');
   }
-  return new RegExp(`^${re}$`);
+  try {
+    return new RegExp(`^${re}$`);
+  } catch {
+    // a class that is not one ([z-a])
+    throw new HubError(`include pattern ${JSON.stringify(glob)} is not a usable glob (a [...] class out of order?)`);
+  }
 }
 
 /**
@@ -130,7 +137,7 @@ export async function repoInfo(repoId: string, opts: SnapshotOptions = {}): Prom
   const revision = opts.revision ?? 'main';
   const url = `${endpointOf(opts)}/api/${type}s/${repoId}/revision/${encodeURIComponent(revision)}?blobs=true`;
   const what = `${type} repo ${repoId} (revision ${revision})`;
-  const info = (await getJson({ url, token: opts.token ?? process.env['HF_TOKEN'], what, idleTimeoutMs: opts.idleTimeoutMs }, opts.retry)) as {
+  const info = (await getJson({ url, token: opts.token ?? hubToken(), what, idleTimeoutMs: opts.idleTimeoutMs }, opts.retry)) as {
     sha?: unknown;
     siblings?: unknown;
   };
@@ -163,13 +170,19 @@ function resolveUrl(endpoint: string, repoId: string, type: RepoType, commit: st
 async function etagOf(f: RepoFile, url: string, token: string | undefined, what: string, opts: SnapshotOptions): Promise<string> {
   if (f.sha256) return f.sha256;
   if (f.blobId) return f.blobId;
+  // the Hub's own answer, not the CDN's it redirects to: its X-Linked-Etag names the blob (the file's
+  // sha256 for LFS), and a CDN's ETag is its own (an MD5 of parts, a base64 id), or a HEAD it refuses
   return withRetries(what, opts.retry ?? {}, async () => {
-    const res = await openUrl({ url, token, what, method: 'HEAD', idleTimeoutMs: opts.idleTimeoutMs });
+    const res = await openUrl({ url, token, what, method: 'HEAD', idleTimeoutMs: opts.idleTimeoutMs, crossOrigin: false });
     res.resume();
-    const err = statusError(res.statusCode ?? 0, what, url, res.headers);
+    const status = res.statusCode ?? 0;
+    const err = statusError(status, what, url, res.headers);
     if (err) throw err;
-    const raw = (res.headers['x-linked-etag'] ?? res.headers['etag']) as string | undefined;
-    if (!raw) throw new HubError(`${what}: the server sent no ETag`);
+    const redirected = status >= 300 && status < 400;
+    const raw = (res.headers['x-linked-etag'] ?? (redirected ? undefined : res.headers['etag'])) as string | undefined;
+    if (!raw) throw new HubError(`${what}: the server sent no ${redirected ? 'X-Linked-Etag with its redirect' : 'ETag'}`);
+    const size = Number(res.headers['x-linked-size'] ?? NaN);
+    if (f.size === undefined && Number.isSafeInteger(size) && size >= 0) f.size = size;
     return raw.replace(/^W\//, '').replace(/"/g, '');
   });
 }
@@ -264,10 +277,17 @@ async function fetchInto(url: string, incomplete: string, f: RepoFile, token: st
     let writeError: Error | undefined;
     out.on('error', (e) => (writeError ??= e));
     let done = offset;
+    let overlong = false;
     opts.onProgress?.(f.path, done, total);
     try {
       for await (const chunk of res as AsyncIterable<Buffer>) {
         if (writeError || held.lost()) break;
+        // a body longer than the file (no Content-Length to check first) must not fill the disk
+        if (f.size !== undefined && done + chunk.length > f.size) {
+          res.destroy();
+          overlong = true;
+          break;
+        }
         if (!out.write(chunk)) await once(out, 'drain').catch(() => undefined);
         done += chunk.length;
         opts.onProgress?.(f.path, done, total);
@@ -290,6 +310,10 @@ async function fetchInto(url: string, incomplete: string, f: RepoFile, token: st
       );
     }
     if (writeError) throw new HubError(`${what}: could not write ${incomplete} (${writeError.message})`);
+    if (overlong) {
+      rmSync(incomplete, { force: true });
+      throw new HubError(`${what}: ${url} sends more than the ${f.size} bytes the repo's file list says: try again later (the repo may be changing)`);
+    }
     if (total !== undefined && done < total) {
       throw Object.assign(new Error(`connection closed after ${done} of ${total} bytes`), { code: 'PARTIAL' });
     }
@@ -381,7 +405,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   const type = opts.repoType ?? 'model';
   const revision = opts.revision ?? 'main';
   checkRevision(revision); // a revision that could not name a ref is refused before anything is fetched
-  const token = opts.token ?? process.env['HF_TOKEN'];
+  const token = opts.token ?? hubToken();
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   // before the Hub is asked: a cache that cannot be a folder said as such, not as mkdir's ENOTDIR
   const blocked = notAFolder('the Hugging Face cache', cacheDir);
@@ -393,9 +417,13 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   if (wanted.length === 0) {
     throw new HubError(`${type} repo ${repoId} has no file matching ${(opts.include ?? []).join(', ')} at revision ${revision}`);
   }
-  // a path that could leave the snapshot folder refuses the repo before anything of it is fetched
-  const unsafe = wanted.find((f) => f.path.split('/').some((part) => part === '..' || part === ''));
-  if (unsafe) throw new HubError(`${repoId}: refusing the file path "${unsafe.path}"`);
+  // a path that could leave the snapshot folder refuses the repo before anything of it is fetched; so
+  // does one no file can have (a NUL), or a file that is also another's folder (a.json, a.json/b.json)
+  const unsafe = wanted.find((f) => f.path.includes('\0') || f.path.split('/').some((part) => part === '..' || part === ''));
+  if (unsafe) throw new HubError(`${repoId}: refusing the file path ${JSON.stringify(unsafe.path)}`);
+  const paths = new Set(wanted.map((f) => f.path));
+  const clash = wanted.find((f) => f.path.split('/').slice(0, -1).some((_, i, parts) => paths.has(parts.slice(0, i + 1).join('/'))));
+  if (clash) throw new HubError(`${repoId}: refusing the file list: ${JSON.stringify(clash.path)} lies under another listed file`);
   const folder = repoFolder(cacheDir, repoId, type);
   const blobs = join(folder, 'blobs');
   const snapshot = join(folder, 'snapshots', commit);
@@ -428,7 +456,11 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
       }
     }
     if (!downloaded.includes(f.path)) opts.onProgress?.(f.path, statSync(blob).size, statSync(blob).size);
-    linkIntoSnapshot(blob, join(snapshot, f.path));
+    try {
+      linkIntoSnapshot(blob, join(snapshot, f.path));
+    } catch (err) {
+      throw new HubError(`${type} repo ${repoId}: could not write its snapshot ${snapshot} in the cache: ${fsReason(err)} (give a cache folder you can write: --cache-dir, HF_HUB_CACHE)`);
+    }
   }
   const ref = refFile(folder, revision);
   // written only when it changes, as the links: a pull of a cached repo writes nothing

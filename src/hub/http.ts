@@ -28,6 +28,8 @@ export interface HubRequest {
   method?: 'GET' | 'HEAD';
   /** Socket idle time before the request fails (default 60 s). */
   idleTimeoutMs?: number;
+  /** Follow redirects to other origins too (default true); false answers with such a redirect itself. */
+  crossOrigin?: boolean;
   /** What the request is for, used in error messages ("repo org/name", "file config.json of org/name"). */
   what: string;
 }
@@ -74,6 +76,8 @@ export function openUrl(req: HubRequest): Promise<http.IncomingMessage> {
           } catch {
             return reject(new HubError(`${req.what}: ${url.host} redirected to an invalid URL ${JSON.stringify(location)}`));
           }
+          // (a HEAD for a file's metadata reads the Hub's own headers, not a CDN's: huggingface_hub's way)
+          if (req.crossOrigin === false && next.origin !== origin) return resolve(res);
           return go(next, hops + 1);
         }
         resolve(res);
@@ -97,17 +101,38 @@ export function openUrl(req: HubRequest): Promise<http.IncomingMessage> {
   });
 }
 
-/** Turns an error status into a HubError with advice; undefined for success. `headers`: the response's (Retry-After). */
+/** A header's first value. */
+const header = (headers: http.IncomingHttpHeaders, name: string): string | undefined => {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+};
+
+/**
+ * Turns an error status into a HubError with advice; undefined for success. `headers`: the response's
+ * (Retry-After; X-Error-Code and X-Error-Message, which the Hub sets: a repo that does not exist is a
+ * 401 RepoNotFound to a client without a token).
+ */
 export function statusError(status: number, what: string, url: string, headers: http.IncomingHttpHeaders = {}): HubError | undefined {
   if (status < 400) return undefined;
-  if (status === 401 || status === 403) {
+  const code = header(headers, 'x-error-code');
+  const said = header(headers, 'x-error-message');
+  const hub = said ? ` The Hub says: ${JSON.stringify(said.slice(0, 300))}` : '';
+  if (code === 'RepoNotFound' || code === 'RevisionNotFound' || code === 'EntryNotFound') {
     return new HubError(
-      `access to ${what} was refused (HTTP ${status}): the repo is private or gated, or the token lacks access. ` +
-        'Set HF_TOKEN to a Hugging Face token that can read it (and accept the repo terms on the website if it is gated).',
+      `${what} was not found (HTTP ${status}, ${code}): check the name, the revision and --repo-type ` +
+        `(a private repo is not found without HF_TOKEN set to a token that can read it).${hub}`,
       status,
     );
   }
-  if (status === 404) return new HubError(`${what} was not found (HTTP 404, ${url}): check the name, the revision and --repo-type`, status);
+  if (status === 401 || status === 403) {
+    return new HubError(
+      `access to ${what} was refused (HTTP ${status}): the repo is private or gated, or the token lacks access` +
+        `${status === 401 && code === undefined ? ', or it does not exist (check the name and --repo-type)' : ''}. ` +
+        `Set HF_TOKEN to a Hugging Face token that can read it (and accept the repo terms on the website if it is gated).${hub}`,
+      status,
+    );
+  }
+  if (status === 404) return new HubError(`${what} was not found (HTTP 404, ${url}): check the name, the revision and --repo-type${hub}`, status);
   if (status === 416) return new HubError(`${what}: the server refused the byte range (HTTP 416)`, status);
   const after = retryAfterSeconds(headers['retry-after']);
   if (status === 429) return new HubError(`${what}: too many requests (HTTP 429 from ${url})${after !== undefined ? `, retry after ${after} s` : ''}`, status, after);
