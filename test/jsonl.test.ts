@@ -56,6 +56,14 @@ describe('readLines', () => {
     }
   });
 
+  it('a file of a BOM alone holds no line, as an empty file; a BOM and a newline hold one empty line', async () => {
+    for (const [bytes, lines] of [[[0xef, 0xbb, 0xbf], []], [[], []], [[0xef, 0xbb, 0xbf, 0x0a], ['']], [[0xef, 0xbb, 0xbf, 0x20], [' ']]] as const) {
+      const f = join(dir, 'bom-only.txt');
+      writeFileSync(f, Buffer.from(bytes));
+      for (const chunkBytes of [1, 2, 1 << 20]) expect((await collect(readLines(f, { chunkBytes }))).map((l) => l.text)).toEqual(lines);
+    }
+  });
+
   it('bounds the line length and names the line', async () => {
     const f = join(dir, 'long.txt');
     writeFileSync(f, 'short\n' + 'x'.repeat(5000) + '\nafter\n');

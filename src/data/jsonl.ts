@@ -94,6 +94,8 @@ function notText(head: Buffer): string | null {
   return null;
 }
 
+const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
 /**
  * Yields every line of a UTF-8 text file (a leading BOM is dropped), including blank ones. The file
  * `-` is standard input (named "stdin" in errors).
@@ -166,9 +168,12 @@ export async function* readLines(path: string, opts: LineReadOptions = {}): Asyn
       lineNo++;
       yield { line: lineNo, text: '', bytes: dropped, tooLong: true };
     } else if (pendingBytes > 0) {
-      lineNo++;
       const whole = Buffer.concat(pending);
-      yield { line: lineNo, text: decode(whole), bytes: whole.length };
+      // a file of a BOM alone holds no line, as an empty file holds none
+      if (lineNo > 0 || !whole.equals(UTF8_BOM)) {
+        lineNo++;
+        yield { line: lineNo, text: decode(whole), bytes: whole.length };
+      }
     }
   } catch (err) {
     if (err instanceof LineError) throw err;
