@@ -291,6 +291,63 @@ describe.skipIf(!hasTokenizer)(`dynamic batching over HTTP ${hasTokenizer ? '' :
     }
   });
 
+  // Node checked its request timeout every 30 s (a 1 s limit answered after up to 80 s), and not at all
+  // once close() began: a client stalled mid-body held a SIGTERM'd server open until it went away.
+  it('a client stalled mid-body or mid-headers gets its 408 about when requestTimeoutMs runs out, also while the server closes', async () => {
+    const s = await serveOn(model, { requestTimeoutMs: 1000 });
+    const u = new URL(s.url);
+    /** A connection that sends `head`, then nothing: what it reads back and how long until it closes. */
+    const stall = (head: string): Promise<{ text: string; ms: number }> =>
+      new Promise((resolve) => {
+        const started = performance.now();
+        const socket = connect(Number(u.port), u.hostname);
+        const got: Buffer[] = [];
+        socket.on('error', () => {});
+        socket.on('data', (d: Buffer) => got.push(d));
+        socket.on('close', () => resolve({ text: Buffer.concat(got).toString('latin1'), ms: performance.now() - started }));
+        socket.write(head);
+      });
+    const midBody = 'POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 23\r\n\r\n{"inp';
+    try {
+      const [body, headers] = await Promise.all([stall(midBody), stall('POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-')]);
+      for (const r of [body, headers]) {
+        expect(r.text).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+        expect(r.text).toContain('"the request was not received in full within 1000 ms"');
+        expect(r.ms).toBeLessThan(5000);
+      }
+      // closing: Node's own sweep has stopped
+      const stalled = stall(midBody);
+      await sleep(100);
+      const closing = performance.now();
+      await s.handle.close();
+      expect(performance.now() - closing).toBeLessThan(5000);
+      expect((await stalled).text).toMatch(/^HTTP\/1\.1 408 /);
+    } finally {
+      await s.handle.close();
+    }
+  });
+
+  it('a client gone in the middle of sending its body is counted as 499, not as a 400 it never got', async () => {
+    const s = await serveOn(model);
+    try {
+      const u = new URL(s.url);
+      const socket = connect(Number(u.port), u.hostname);
+      socket.on('error', () => {});
+      socket.write('POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"input":');
+      await sleep(200);
+      socket.destroy();
+      await sleep(200);
+      const m = await getText(`${s.url}/metrics`);
+      expect(metricValue(m, 'l2e_http_requests_total{route="/v1/embeddings",status="499"}')).toBe(1);
+      expect(m).not.toContain('l2e_http_requests_total{route="/v1/embeddings",status="400"}');
+      // (nothing was dropped from the queue: the series are there, at 0, before any drop)
+      expect(metricValue(m, 'l2e_dropped_texts_total{reason="client_closed"}')).toBe(0);
+      expect(metricValue(m, 'l2e_dropped_texts_total{reason="timeout"}')).toBe(0);
+    } finally {
+      await s.handle.close();
+    }
+  });
+
   // a timing property: measured in the plain run only (under the sanitizers two files share the cores)
   it.skipIf(process.env['L2E_SANITIZER_RUN'] === '1')('tokenising long texts never blocks the event loop for long', async () => {
     // enough texts (~1000 characters each) that tokenising them in one go takes over 150 ms on this machine

@@ -67,6 +67,8 @@ export class ServerMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'l2e_' });
+    // the reasons' series exist from the start at 0, so a rate over them is defined before the first drop
+    for (const reason of ['client_closed', 'timeout']) this.dropped.inc({ reason }, 0);
   }
 
   /** Hooks for the batcher; `rate` reads its smoothed throughput. */

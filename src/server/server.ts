@@ -6,7 +6,7 @@
 // close() open: receiving it, answering it, and the client's reading of the answer.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { STATUS_CODES, maxHeaderSize, type ServerResponse } from 'node:http';
+import { STATUS_CODES, maxHeaderSize, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { basename, join } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -237,6 +237,11 @@ function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   return new ApiError(500, "internal error (the server's log has the details)", null, 'internal_error');
 }
 
+/** How often the receiving of requests is checked against requestTimeoutMs: a quarter of it, 50 ms to 1 s. */
+function sweepMs(requestTimeoutMs: number): number {
+  return Math.max(50, Math.min(1000, Math.floor(requestTimeoutMs / 4)));
+}
+
 /**
  * The answer to a request Node's HTTP parser refused before any route saw it (Fastify's clientError
  * handler): headers over Node's limit (431), a request not received in full in time (408), bytes that
@@ -308,7 +313,9 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
 
   const app: FastifyInstance = Fastify({
     bodyLimit: o.maxBodyBytes,
-    requestTimeout: o.requestTimeoutMs, // receiving a request (Node checks it every few seconds)
+    requestTimeout: o.requestTimeoutMs, // receiving a request
+    // Node enforces both on a sweep (every 30 s by default: a 1 s limit answered 408 after up to 80 s)
+    http: { headersTimeout: o.requestTimeoutMs, connectionsCheckingInterval: sweepMs(o.requestTimeoutMs) },
     forceCloseConnections: 'idle',
     return503OnClosing: false, // our onRequest hook answers, in our error shape
     logger: false,
@@ -318,7 +325,8 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
       void (reply as FastifyReply).code(api.status).send(api.body());
     },
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => {
-      if (err.code === 'ECONNRESET' || socket.destroyed) return; // the client is gone: nothing to answer
+      // the client is gone (reset, or its end of the connection closed mid-request): nothing to answer
+      if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE' || socket.destroyed) return void socket.destroy();
       // an answer already begun on this connection would be corrupted by another one
       const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
       if (socket.writable && !inFlight?.headersSent) {
@@ -380,10 +388,41 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
   });
 
   let closingNow = false;
+  // what each connection is receiving, and since when: a request whose body is coming (from its
+  // headers), or the next request's headers (from the connection, or the last answer). On close() Node
+  // stops its own sweep of these, so a client stalled mid-request held close() open forever: closing
+  // sweeps them itself.
+  const receiving = new WeakMap<object, { req: IncomingMessage | null; since: number }>();
+  const sockets = new Set<Duplex>();
+  app.server.on('connection', (socket: Duplex) => {
+    sockets.add(socket);
+    receiving.set(socket, { req: null, since: Date.now() });
+    socket.once('close', () => sockets.delete(socket));
+  });
+  app.server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+    res.once('finish', () => {
+      if (res.socket) receiving.set(res.socket, { req: null, since: Date.now() });
+    });
+  });
+  const expireStalled = (): void => {
+    const now = Date.now();
+    for (const socket of sockets) {
+      const r = receiving.get(socket);
+      if (!r || r.req?.complete || now - r.since < o.requestTimeoutMs) continue;
+      // what Node's own sweep does: a 408 where no answer has begun, then the connection closes
+      app.server.emit('clientError', Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket);
+    }
+  };
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const started = performance.now();
+    receiving.set(req.raw.socket, { req: req.raw, since: Date.now() });
+    // a client gone mid-body: its body's reader answered 400 to no one; it is a 499 as any client gone
+    let aborted = false;
+    req.raw.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ECONNRESET') aborted = true;
+    });
     reply.raw.once('close', () => {
-      const status = reply.raw.writableFinished ? reply.statusCode : (refusedMidRequest.get(reply.raw) ?? 499);
+      const status = reply.raw.writableFinished && !aborted ? reply.statusCode : (refusedMidRequest.get(reply.raw) ?? 499);
       count(req.routeOptions.url ?? 'unmatched', status, (performance.now() - started) / 1000);
     });
     if (closingNow) throw new ApiError(503, 'the server is shutting down', null, 'shutting_down', 'overloaded_error', 5);
@@ -499,7 +538,12 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
       closing ??= (async () => {
         closingNow = true;
         state.corpus?.cancel();
-        await app.close(); // stops accepting; in-flight requests finish first
+        const sweep = setInterval(expireStalled, sweepMs(o.requestTimeoutMs));
+        try {
+          await app.close(); // stops accepting; in-flight requests finish first
+        } finally {
+          clearInterval(sweep);
+        }
         await state.loaded?.batcher.idle(); // the corpus's batches, if it is still being embedded
       })();
       return closing;
