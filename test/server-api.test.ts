@@ -394,16 +394,23 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       expectClose(r.body[1]!, (await model.encode(['x😀y'])).row(0));
     });
 
-    it('a request for no route is a 404 whatever its body, which is not read', async () => {
-      for (const [method, path, body] of [
-        ['DELETE', '/v1/embeddings', undefined],
-        ['POST', '/nope', 'garbage'],
-        ['PUT', '/embed', '{"inputs": "a"}'],
+    it('a request for no route is a 404 whatever its body, which is not read; a served path asked with another method is a 405 naming its methods', async () => {
+      const nope = await fetch(`${s.url}/nope`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'garbage' });
+      expect([nope.status, ((await nope.json()) as OpenAIError).error]).toEqual([
+        404,
+        { message: 'no route POST /nope', type: 'invalid_request_error', param: null, code: 'not_found' },
+      ]);
+      for (const [method, path, body, allow] of [
+        ['DELETE', '/v1/embeddings', undefined, 'POST'],
+        ['GET', '/v1/embeddings', undefined, 'POST'],
+        ['PUT', '/embed', '{"inputs": "a"}', 'POST'],
+        ['POST', '/health', '{}', 'GET, HEAD'],
       ] as const) {
         const r = await fetch(`${s.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body });
-        expect([r.status, ((await r.json()) as OpenAIError).error]).toEqual([
-          404,
-          { message: `no route ${method} ${path}`, type: 'invalid_request_error', param: null, code: 'not_found' },
+        expect([r.status, r.headers.get('allow'), ((await r.json()) as OpenAIError).error]).toEqual([
+          405,
+          allow,
+          { message: `${path} takes ${allow}, not ${method}`, type: 'invalid_request_error', param: null, code: 'method_not_allowed' },
         ]);
       }
     });

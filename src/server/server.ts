@@ -375,16 +375,30 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     }
   });
 
-  app.setErrorHandler((err, _req, reply) => {
+  app.setErrorHandler((err, req, reply) => {
     const api = toApiError(err, o.maxBodyBytes);
     if (api.status >= 500 && api.code === 'internal_error') o.onLog(`error: internal error: ${err instanceof Error ? err.message : String(err)}`);
     if (api.retryAfter !== undefined) void reply.header('retry-after', String(api.retryAfter));
     if (api.status === 401) void reply.header('www-authenticate', 'Bearer'); // RFC 9110: a 401 names its scheme
+    if (api.status === 405) void reply.header('allow', allowedMethods(req).join(', ')); // and a 405 its methods
     void reply.code(api.status).send(api.body());
   });
-  const notFound = (req: FastifyRequest): ApiError => new ApiError(404, `no route ${req.method} ${req.url.split('?')[0]}`, null, 'not_found');
+  /** The methods the request's path has routes for (none: the path is not served). */
+  const allowedMethods = (req: FastifyRequest): string[] => {
+    const url = req.url.split('?')[0]!;
+    return ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'].filter((method) => app.hasRoute({ method, url }));
+  };
+  // a path served for other methods is a 405 naming them (with Allow), not a 404
+  const notFound = (req: FastifyRequest): ApiError => {
+    const path = req.url.split('?')[0];
+    const allowed = allowedMethods(req);
+    if (allowed.length > 0) return new ApiError(405, `${path} takes ${allowed.join(', ')}, not ${req.method}`, null, 'method_not_allowed');
+    return new ApiError(404, `no route ${req.method} ${path}`, null, 'not_found');
+  };
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send(notFound(req).body());
+    const api = notFound(req);
+    if (api.status === 405) void reply.header('allow', allowedMethods(req).join(', '));
+    void reply.code(api.status).send(api.body());
   });
 
   let closingNow = false;
