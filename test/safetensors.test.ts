@@ -490,12 +490,21 @@ describe('weights: tensors the model does not load may have any dtype', () => {
     loadsAll(m);
   });
 
+  it('a model.safetensors link to a blob that is gone is said as such', () => {
+    const dir = makeTempDir();
+    const file = join(dir, 'model.safetensors');
+    symlinkSync('../blobs/abc123', file);
+    expect(() => readSafetensorsHeader(file)).toThrow(new Error(`${file}: it is a link to ../blobs/abc123, which does not exist`));
+  });
+
   it('an int64 rotary_emb.inv_freq buffer is ignored', () => {
     const m = checkpoint((ts) => {
       ts.splice(1, 0, { name: 'model.layers.0.self_attn.rotary_emb.inv_freq', dtype: 'I64', shape: [4], bytes: i64([1n, 2n, 3n, 4n]) });
     });
     expect(readSafetensorsHeader(m.file).byName.get('model.layers.0.self_attn.rotary_emb.inv_freq')!.dtype).toBe('I64');
     loadsAll(m);
+    // the model's one buffer, unprefixed (it was "unexpected tensor")
+    loadsAll(checkpoint((ts) => void ts.splice(1, 0, { name: 'rotary_emb.inv_freq', dtype: 'F32', shape: [4], bytes: Buffer.from(new Float32Array(4).buffer) })));
   });
 
   it('a float64 tensor in a layer dropped by ignoreExtraLayers is skipped', () => {

@@ -2,6 +2,7 @@
 // Layout: u64 little-endian header length N, N bytes of UTF-8 JSON {name: {dtype, shape, data_offsets}},
 // then the data section; data_offsets are relative to the data section's start.
 import { checkPathArg } from '../util/options.js';
+import { danglingLink } from '../util/fs-error.js';
 import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { endianness } from 'node:os';
@@ -159,6 +160,9 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
   try {
     fd = openRegularFile(file);
   } catch (err) {
+    // a link whose blob is gone (an HF cache cleaned by hand) said as such, as for config.json
+    const link = danglingLink(file);
+    if (link !== null) throw new Error(`${file}: it is a link to ${link}, which does not exist`);
     throw new Error(`${file}: cannot open safetensors file (${(err as Error).message})`);
   }
   try {

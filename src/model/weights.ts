@@ -81,7 +81,8 @@ function* parameterSpecs(config: LlamaConfig, denseSize: number | null): Generat
 
 /** Tensors a causal-LM checkpoint carries that the embedding model has no use for. */
 function isIgnored(name: string): boolean {
-  return name === 'lm_head.weight' || name.startsWith('lm_head.') || name.endsWith('.rotary_emb.inv_freq');
+  // (the model's own rotary buffer, as newer transformers write it: model.rotary_emb.inv_freq, or unprefixed)
+  return name === 'lm_head.weight' || name.startsWith('lm_head.') || name === 'rotary_emb.inv_freq' || name.endsWith('.rotary_emb.inv_freq');
 }
 
 export interface OpenWeightsOptions {

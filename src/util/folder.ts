@@ -1,18 +1,9 @@
 // mkdir -p for outputs, said as the user can act on it. Node's recursive mkdir reports ENOENT where
 // the truth is a read-only file system (EROFS) or a file in the way (ENOTDIR, EEXIST): here each
 // missing level is made in turn, so the error is the one of the level that failed, named.
-import { lstatSync, mkdirSync, readlinkSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { fsReason, statOrNull } from './fs-error.js';
-
-/** Where `p` points when it is a symbolic link to nothing; else null. */
-function danglingLink(p: string): string | null {
-  try {
-    return lstatSync(p).isSymbolicLink() ? readlinkSync(p) : null;
-  } catch {
-    return null;
-  }
-}
+import { danglingLink, fsReason, statOrNull } from './fs-error.js';
 
 /**
  * Makes `dir` and the folders above it that are missing. On failure throws an Error whose message is

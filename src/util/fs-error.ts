@@ -3,13 +3,22 @@
 // `fsReason` keeps the code and description and drops that path; callers name the user's own path.
 // For a target that is a symbolic link, the folder that is missing is the one the link points into.
 // `readFailure` says a failed read of an input the same way for every reader.
-import { fstatSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { fstatSync, lstatSync, readFileSync, readlinkSync, statSync, type Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 /** The file's stat (links followed), or null when there is none to read. */
 export function statOrNull(path: string): Stats | null {
   try {
     return statSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** Where `p` points when it is a symbolic link to nothing (or to nothing it can reach); else null. */
+export function danglingLink(p: string): string | null {
+  try {
+    return statOrNull(p) === null && lstatSync(p).isSymbolicLink() ? readlinkSync(p) : null;
   } catch {
     return null;
   }
