@@ -31,6 +31,12 @@ describe('TextTokenizer errors (no fixture needed)', () => {
   it('names the missing tokenizer.json', () => {
     const dir = tempDir();
     expect(() => TextTokenizer.fromDir(dir)).toThrow(`tokenizer: ${dir} has no tokenizer.json (a model folder holds config.json, the weights and tokenizer.json)`);
+    const spm = tempDir();
+    writeFileSync(join(spm, 'tokenizer.model'), 'x');
+    expect(() => TextTokenizer.fromDir(spm)).toThrow(
+      `tokenizer: ${spm} has no tokenizer.json, only a SentencePiece tokenizer.model, which is not read: make tokenizer.json ` +
+        'with transformers (AutoTokenizer.from_pretrained(dir).save_pretrained(dir))',
+    );
     mkdirSync(join(dir, 'tokenizer.json'));
     expect(() => TextTokenizer.fromDir(dir)).toThrow(`${join(dir, 'tokenizer.json')}: it is a folder, not a file`);
     // a link whose target is gone was said as no tokenizer.json at all

@@ -2,9 +2,9 @@
 // (`rope_theta` at top level) and the 5.x layout (`rope_parameters: {rope_theta, rope_type}`, `head_dim`),
 // and writes a 4.x-style config for a saved embedding model.
 import { checkPathArg } from '../util/options.js';
-import { lstatSync, readlinkSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { readFailure } from '../util/fs-error.js';
+import { danglingLink, readFailure } from '../util/fs-error.js';
 import { readRegularFileText } from '../util/regular-file.js';
 import { parseJson } from '../util/json.js';
 import { describeValue } from '../util/describe.js';
@@ -217,13 +217,15 @@ export function parseConfig(json: string | Record<string, unknown>, fileName = '
 /** A model folder's file (config.json, tokenizer.json) that is missing, said with what the folder should hold. */
 export function missingModelFile(path: string): Error {
   // a link whose target is gone is there, but reads as missing: said with where it points
-  let target: string | null = null;
-  try {
-    if (lstatSync(path).isSymbolicLink()) target = readlinkSync(path);
-  } catch {
-    // not there at all
-  }
+  const target = danglingLink(path);
   if (target !== null) return new Error(`${path} is a link to ${target}, which does not exist (a model folder holds config.json, the weights and tokenizer.json)`);
+  // a SentencePiece model alone (older Llama uploads): said, with how to make the file that is read
+  if (basename(path) === 'tokenizer.json' && existsSync(join(dirname(path), 'tokenizer.model'))) {
+    return new Error(
+      `${dirname(path)} has no tokenizer.json, only a SentencePiece tokenizer.model, which is not read: make tokenizer.json ` +
+        'with transformers (AutoTokenizer.from_pretrained(dir).save_pretrained(dir))',
+    );
+  }
   return new Error(`${dirname(path)} has no ${basename(path)} (a model folder holds config.json, the weights and tokenizer.json)`);
 }
 
