@@ -80,6 +80,9 @@ describe('config: layouts and defaults', () => {
       'c.json',
     );
     expect(c).toMatchObject({ numHeads: 8, numKvHeads: 2, headDim: 4, denseSize: 24, pooling: 'cls', normalized: false, eosTokenId: 2 });
+    // written back as the list it was (it was written as 2 alone); a config changed since is written as it is now
+    expect(configToJson(c)['eos_token_id']).toEqual([2, 7]);
+    expect(configToJson({ ...c, eosTokenId: 3 })['eos_token_id']).toBe(3);
     expect(parseConfig(tinyConfigJson({ dense: null, configExtra: { dense_size: 12 } }), 'd.json').denseSize).toBe(12);
   });
 

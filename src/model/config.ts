@@ -278,6 +278,13 @@ export function checkConfigArg(where: string, cfg: unknown): asserts cfg is Llam
  * A transformers-4.x-style config.json object for a saved embedding model. `extra` is merged last
  * (e.g. `{ torch_dtype: 'bfloat16' }`). The dense size goes under `embedding_size` (DENSE_SIZE_KEY).
  */
+/** config.json's eos_token_id: the list the model was read with (several EOS ids) when it starts with cfg's, else cfg's one id. */
+function eosIds(cfg: LlamaConfig): number | number[] {
+  const listed = (cfg.raw as Record<string, unknown> | undefined)?.['eos_token_id'];
+  const ids = Array.isArray(listed) && listed.every((v) => Number.isSafeInteger(v)) ? (listed as number[]) : null;
+  return ids !== null && ids[0] === cfg.eosTokenId ? [...ids] : cfg.eosTokenId;
+}
+
 export function configToJson(cfg: LlamaConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
   checkConfigArg('configToJson', cfg);
   if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) throw new TypeError(`configToJson: extra must be an object of config.json keys, got ${describeValue(extra)}`);
@@ -300,7 +307,7 @@ export function configToJson(cfg: LlamaConfig, extra: Record<string, unknown> = 
     mlp_bias: false,
     tie_word_embeddings: false,
     bos_token_id: cfg.bosTokenId,
-    eos_token_id: cfg.eosTokenId,
+    eos_token_id: eosIds(cfg),
     pad_token_id: cfg.padTokenId,
     sentence_pooling_method: cfg.pooling,
     normalized: cfg.normalized,
