@@ -98,6 +98,13 @@ describe.skipIf(!hasDist || process.platform !== 'linux')(`stdout opened on an i
     expect(readFileSync(join(dir, 'b.jsonl'), 'utf8')).toBe(row);
   });
 
+  it('one pipe given as two inputs (- and /dev/stdin) is refused: the second read got no rows', () => {
+    const dir = makeTempDir();
+    const r = bash(`combine - /dev/stdin --output out.jsonl < <(echo '{"query":"q","pos":["p"],"neg":["n"]}')`, dir);
+    expect([r.status, r.stderr.split('\n')[0]]).toEqual([2, 'l2e combine: - (stdin) and /dev/stdin are the same pipe, which can be read once (the second read got no rows): give it as one input']);
+    expect(existsSync(join(dir, 'out.jsonl'))).toBe(false);
+  });
+
   it('a stdout that cannot be written (a full disk) is said, not a bare exit 1', () => {
     const dir = makeTempDir();
     writeFileSync(join(dir, 'a.jsonl'), '{"query":"satu","pos":["one"],"neg":["dua"]}\n');

@@ -1,4 +1,5 @@
 // `l2e combine`: concatenate (and optionally shuffle) JSONL pair files, validating every line.
+import { fstatSync, statSync, type Stats } from 'node:fs';
 import { combineFiles } from '../data/combine.js';
 import { opt, SEED_RANGE, UsageError } from './args.js';
 import type { Command } from './command.js';
@@ -32,6 +33,8 @@ only with --overwrite, and never when it is an input (nor is a stdout redirected
     if (args.positionals.length === 0) throw new UsageError('give at least one input file');
     // flags and inputs that would silently do nothing
     if (args.positionals.filter((p) => p === STDIO).length > 1) throw new UsageError('stdin (-) can be read once: give it as one input');
+    const twice = pipeReadTwice(args.positionals);
+    if (twice) throw new UsageError(`${twice[0]} and ${twice[1]} are the same pipe, which can be read once (the second read got no rows): give it as one input`);
     if (opt.num(args, 'seed') !== undefined && !opt.bool(args, 'shuffle')) throw new UsageError('--seed orders the --shuffle; without --shuffle it would do nothing');
     const memoryMb = opt.num(args, 'memory-mb')!;
     if (memoryMb < 1) throw new UsageError('--memory-mb must be at least 1');
@@ -67,3 +70,25 @@ only with --overwrite, and never when it is an input (nor is a stdout redirected
     return 0;
   },
 };
+
+/**
+ * Two inputs that are one pipe, device or socket (`- /dev/stdin`, a named pipe twice): the second
+ * would read nothing. A regular file may be given twice (each read is whole).
+ */
+function pipeReadTwice(inputs: string[]): [string, string] | null {
+  const seen = new Map<string, string>();
+  for (const input of inputs) {
+    let st: Stats;
+    try {
+      st = input === STDIO ? fstatSync(0) : statSync(input);
+    } catch {
+      continue; // its reader says what is wrong
+    }
+    if (st.isFile() || st.isDirectory()) continue;
+    const key = `${st.dev}:${st.ino}`;
+    const first = seen.get(key);
+    if (first !== undefined) return [first === STDIO ? '- (stdin)' : first, input === STDIO ? '- (stdin)' : input];
+    seen.set(key, input);
+  }
+  return null;
+}
