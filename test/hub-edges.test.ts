@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { snapshotDownload } from '../src/hub/download.js';
 import { tokenGoesTo } from '../src/hub/http.js';
-import { downloadNotices } from '../src/hub/download-notices.js';
+import { downloadNotices, retryNotices } from '../src/hub/download-notices.js';
 import { makeTempDir } from './helpers/tinyModel.js';
 
 const COMMIT = 'c'.repeat(40);
@@ -234,14 +234,19 @@ describe('hub: idle connections', () => {
     );
   });
 
-  it('a server that never answers fails after the attempts, saying it was idle', async () => {
+  it('a server that never answers fails after the attempts, saying it was idle, and each attempt that failed as it fails', async () => {
     const hub = await serve((req, res) => {
       if (new URL(req.url!, 'http://x').pathname.startsWith('/api/')) return; // no answer at all
       res.writeHead(404).end();
     });
-    await expect(snapshotDownload('org/x', { endpoint: hub.url, cacheDir: newCache(), retry: { attempts: 2, delayMs: 1 }, idleTimeoutMs: 150 })).rejects.toThrow(
+    const said: string[] = [];
+    const onRetry = retryNotices((m) => said.push(m));
+    await expect(snapshotDownload('org/x', { endpoint: hub.url, cacheDir: newCache(), retry: { attempts: 2, delayMs: 1, onRetry }, idleTimeoutMs: 150 })).rejects.toThrow(
       'model repo org/x (revision main): failed after 2 attempts (could not reach ' + hub.url.slice(7) + ' (no data for 150 ms); check the network connection or HF_ENDPOINT); the Hub may be down, try again later',
     );
+    expect(said).toEqual([
+      `model repo org/x (revision main): could not reach ${hub.url.slice(7)} (no data for 150 ms); check the network connection or HF_ENDPOINT; trying again (attempt 2 of 2)`,
+    ]);
   });
 });
 

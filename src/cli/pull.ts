@@ -1,6 +1,7 @@
 // `l2e pull`: download a model or dataset repo from the Hugging Face Hub into the shared cache.
 import { snapshotDownload } from '../hub/download.js';
 import { LOCK_STALE_MS } from '../hub/blob-lock.js';
+import { retryNotices } from '../hub/download-notices.js';
 import { MODEL_FILES } from '../hub/resolve.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
@@ -37,6 +38,7 @@ folder's files. Prints the snapshot folder.`,
       repoType,
       include: include.length ? include : repoType === 'model' ? MODEL_FILES : undefined,
       cacheDir: opt.str(args, 'cache-dir'),
+      retry: { onRetry: retryNotices((m) => process.stderr.write(`${m}\n`)) },
       // said, not a silent wait: the other pull may be long, or a process that is not one holds the lock
       onWait: (file, holder, lock) =>
         process.stderr.write(`waiting for ${file}: process ${holder} is fetching it into this cache (${lock}; remove that file if process ${holder} is not a pull; another host's lock left untouched for ${LOCK_STALE_MS / 60_000} minutes is taken over)\n`),

@@ -7,6 +7,11 @@ import { formatBytes } from '../util/format-bytes.js';
 /** Files below this size get only their starting line. */
 const QUIET_BELOW = 8_000_000;
 
+/** A RetryPolicy's onRetry that says each failed attempt through `notice` (a stalled Hub is not silent). */
+export function retryNotices(notice: (message: string) => void): (what: string, reason: string, next: number, attempts: number) => void {
+  return (what, reason, next, attempts) => notice(`${what}: ${reason}; trying again (attempt ${next} of ${attempts})`);
+}
+
 /** An onProgress for snapshotDownload that says `repo`'s progress through `notice`. */
 export function downloadNotices(repo: string, notice: (message: string) => void): (file: string, done: number, total: number | undefined) => void {
   const quarters = new Map<string, number>();

@@ -39,6 +39,8 @@ export interface RetryPolicy {
   attempts?: number;
   /** First backoff in ms, doubled each time (default 500). */
   delayMs?: number;
+  /** Called before each retry, with why the attempt failed: a stalled or failing Hub is said, not silent. */
+  onRetry?: (what: string, reason: string, next: number, attempts: number) => void;
 }
 
 const MAX_REDIRECTS = 10;
@@ -180,6 +182,7 @@ export async function withRetries<T>(what: string, policy: RetryPolicy, fn: () =
         }
         throw err;
       }
+      policy.onRetry?.(what, reason(), i + 1, attempts);
       await new Promise((r) => setTimeout(r, Math.max(delay, (after ?? 0) * 1000)));
       delay *= 2;
     }

@@ -558,6 +558,13 @@ async function resolveModelDir(dirOrName: string, options: LoadOptions): Promise
   if (typeof dirOrName !== 'string' || dirOrName === '') throw new TypeError(`EmbeddingModel.load: a model folder or hub id is required, got ${describeValue(dirOrName)}`);
   // a local folder, else a Hub id through the cache (downloaded when missing, unless HF_HUB_OFFLINE)
   const { resolveModel } = await import('../hub/resolve.js');
-  const { downloadNotices } = await import('../hub/download-notices.js');
-  return resolveModel(dirOrName, { cacheDir: options.cacheDir, revision: options.revision, onProgress: downloadNotices(dirOrName, options.onNotice ?? defaultNotice) });
+  const { downloadNotices, retryNotices } = await import('../hub/download-notices.js');
+  const notice = options.onNotice ?? defaultNotice;
+  return resolveModel(dirOrName, {
+    cacheDir: options.cacheDir,
+    revision: options.revision,
+    onProgress: downloadNotices(dirOrName, notice),
+    // a stalled or failing Hub is said as each attempt fails, not after minutes of silence
+    retry: { onRetry: retryNotices(notice) },
+  });
 }
