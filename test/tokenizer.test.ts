@@ -205,6 +205,13 @@ describe.skipIf(!hasTinyMha)(`TextTokenizer on tiny-mha ${hasTinyMha ? '' : skip
     const text = 'hello ' + '-'.repeat((1 << 20) + 1);
     for (const limit of [64, Infinity]) expect(() => tok!.encode(text, limit)).toThrow(`tokenizer: ${reason}`);
     expect(() => tok!.encode(text, 64)).toThrow(TextError);
+    // when the ids kept end before the run, a cut before it serves (it was refused too)
+    const head = 'hello world apa khabar ';
+    const longRun = head + 'a'.repeat((1 << 20) + 10);
+    const want = list(tok!.encode(head, Infinity));
+    expect(want.length).toBeGreaterThan(4);
+    expect(list(tok!.encode(longRun, 4))).toEqual(want.slice(0, 4));
+    expect(() => tok!.encode(longRun, want.length + 1)).toThrow(/more than 1048576 characters in a row from character/);
     // in a list: the error names the text
     expect(() => tok!.encodeBatch(['hello', text], 64)).toThrow(`tokenizer: texts[1]: ${reason}`);
     await expect(tok!.encodeBatchAsync(['hello', text], 64)).rejects.toMatchObject({ index: 1, reason });

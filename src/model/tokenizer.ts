@@ -382,13 +382,28 @@ export class TextTokenizer {
       while (from < text.length) {
         // past a run longer than MAX_UNCUT_CHARS the search stops: encodeCuttable refuses the text
         const cut = this.cutter.findCut(text, from, from + MAX_UNCUT_CHARS + 1);
-        if (cut < 0) break;
+        if (cut < 0) {
+          // a run with no cut follows: the last cut before it may still keep enough ids (it was refused)
+          const before = this.lastCutBefore(text, from);
+          if (before > 0) {
+            const ids = this.encodeCuttable(text.slice(0, before));
+            if (ids.length >= limit) return ids;
+          }
+          break;
+        }
         const ids = this.encodeCuttable(text.slice(0, cut));
         if (ids.length >= limit) return ids;
         from = cut * 2;
       }
     }
     return this.encodeCuttable(text);
+  }
+
+  /** The last safe cut in [1, end), or -1 (`end` is at most limit · CUT_CHARS_PER_TOKEN: a short walk). */
+  private lastCutBefore(text: string, end: number): number {
+    let last = -1;
+    for (let c = this.cutter!.findCut(text, 1, end); c >= 0; c = this.cutter!.findCut(text, c + 1, end)) last = c;
+    return last;
   }
 
   /** encodeRaw, once no stretch of `text` longer than MAX_UNCUT_CHARS is found without a safe cut. */
