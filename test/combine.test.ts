@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { combineFiles, shuffleBuckets } from '../src/data/combine.js';
+import { combineFiles, PID_SPACE, shuffleBuckets } from '../src/data/combine.js';
 import { makeTempDir } from './helpers/tinyModel.js';
 
 const dir = makeTempDir('l2e-combine-');
@@ -168,19 +168,24 @@ describe('combine', () => {
     expect(readdirSync(tmp)).toEqual([]);
   });
 
-  it("a killed run's scratch folder is removed once untouched for 10 minutes; a live one elsewhere (its pid unseen here) is kept", async () => {
+  it("a killed run's scratch folder is removed: at once when its pid is of this host and namespace, else once untouched for 10 minutes", async () => {
     const tmp = mkdtempSync(join(dir, 'tmp-stale-'));
     const dead = spawnSync('true').pid!;
-    const old = join(tmp, `.l2e-combine-${dead}-old`);
-    const fresh = join(tmp, `.l2e-combine-${dead}-new`);
-    for (const f of [old, fresh]) {
-      mkdirSync(f);
-      writeFileSync(join(f, 'bucket-0.jsonl'), row(1) + '\n');
+    const other = PID_SPACE === '00000000' ? '00000001' : '00000000'; // a container's: its pids unseen here
+    const names = {
+      ours: `.l2e-combine-${dead}-${PID_SPACE}-a`, // killed here: removed although fresh
+      oldElsewhere: `.l2e-combine-${dead}-${other}-b`, // untouched for 11 minutes: removed
+      liveElsewhere: `.l2e-combine-${dead}-${other}-c`, // touched: a live run there, kept
+      oldFormat: `.l2e-combine-${dead}-d`, // an older version's: as from elsewhere
+    };
+    for (const f of Object.values(names)) {
+      mkdirSync(join(tmp, f));
+      writeFileSync(join(tmp, f, 'bucket-0.jsonl'), row(1) + '\n');
     }
     const past = new Date(Date.now() - 11 * 60_000);
-    utimesSync(old, past, past);
+    utimesSync(join(tmp, names.oldElsewhere), past, past);
     await combineFiles([makeFile('big-stale.jsonl', 0, 6000)], { output: join(dir, 'stale.jsonl'), shuffle: true, memoryMb: 1, tmpDir: tmp });
-    expect(readdirSync(tmp)).toEqual([`.l2e-combine-${dead}-new`]);
+    expect(readdirSync(tmp).sort()).toEqual([names.liveElsewhere, names.oldFormat].sort());
   });
 
   it('a pipe as input is copied before a shuffle, so the memory budget bounds it too; a device output keeps its scratch in TMPDIR', async () => {

@@ -4,8 +4,9 @@
 // bucket (small enough for memory) is shuffled in memory and appended to the output. A uniformly
 // random bucket followed by a uniform shuffle inside each bucket gives a uniform permutation.
 // The result is a function of the inputs, the seed and K (K = 1 when everything fits in memory).
-import { tmpdir } from 'node:os';
-import { appendFileSync, createReadStream, createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { appendFileSync, createReadStream, createWriteStream, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { dirname, join, resolve } from 'node:path';
 import { formatBytes } from '../util/format-bytes.js';
@@ -80,9 +81,24 @@ const HEARTBEAT_MS = 60_000;
 const STALE_MS = 10 * 60_000;
 
 /**
- * Bucket folders of combine runs that were killed: their pid is gone and they have not been touched
- * for STALE_MS (a run in another pid namespace, a container sharing the folder, has a pid that looks
- * gone here, but it touches its folder). One that cannot be removed (another user's) is left.
+ * Who can tell whether a scratch folder's pid is alive: processes of this host and pid namespace
+ * (a hash of both, in the folder's name). A container sharing the folder has pids that look gone here.
+ */
+function pidSpace(): string {
+  let ns = '';
+  try {
+    ns = readlinkSync('/proc/self/ns/pid'); // "pid:[4026531836]" (the same number on every host: with the host name)
+  } catch {
+    // not Linux: the host alone
+  }
+  return createHash('sha1').update(`${hostname()}\0${ns}`).digest('hex').slice(0, 8);
+}
+export const PID_SPACE = pidSpace();
+
+/**
+ * Bucket folders of combine runs that were killed: their pid is gone (a run of this pid space), or
+ * they have not been touched for STALE_MS (a run elsewhere: a live one touches its folder). One that
+ * cannot be removed (another user's) is left.
  */
 function removeStaleBucketDirs(parent: string): void {
   let names: string[];
@@ -92,11 +108,15 @@ function removeStaleBucketDirs(parent: string): void {
     return; // no folder (yet): nothing stale; creating the bucket folder then says what is wrong
   }
   for (const name of names) {
-    const m = /^\.l2e-combine-(\d+)-\w+$/.exec(name);
-    if (!m || processAlive(Number(m[1]))) continue;
+    const m = /^\.l2e-combine-(\d+)-(?:([0-9a-f]{8})-)?\w+$/.exec(name);
+    if (!m) continue;
     const path = join(parent, name);
-    const st = statOrNull(path);
-    if (st === null || Date.now() - st.mtimeMs < STALE_MS) continue;
+    if (m[2] === PID_SPACE) {
+      if (processAlive(Number(m[1]))) continue;
+    } else {
+      const st = statOrNull(path);
+      if (st === null || Date.now() - st.mtimeMs < STALE_MS) continue;
+    }
     try {
       rmSync(path, { recursive: true, force: true });
     } catch {
@@ -164,7 +184,7 @@ export async function combineFiles(inputs: string[], opts: CombineOptions): Prom
     if (tmp) return tmp;
     removeStaleBucketDirs(parent);
     try {
-      tmp = mkdtempSync(join(parent, `.l2e-combine-${process.pid}-`));
+      tmp = mkdtempSync(join(parent, `${BUCKET_PREFIX}${process.pid}-${PID_SPACE}-`));
     } catch (err) {
       throw new Error(`could not make the shuffle's scratch folder in ${where}: ${fsReason(err, join(parent, BUCKET_PREFIX))}`);
     }
