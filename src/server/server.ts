@@ -6,7 +6,7 @@
 // close() open: receiving it, answering it, and the client's reading of the answer.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { STATUS_CODES, maxHeaderSize, type IncomingMessage, type ServerResponse } from 'node:http';
+import { STATUS_CODES, maxHeaderSize, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { basename, join } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -19,6 +19,7 @@ import { ApiError, modelDisposed } from './errors.js';
 import type { InputLimits } from './inputs.js';
 import { ServerMetrics } from './metrics.js';
 import { registerRoutes } from './routes.js';
+import { sweepMs, watchReceiving } from './receive-timeout.js';
 import { describeValue } from '../util/describe.js';
 import { checkOptions, optionKeys } from '../util/options.js';
 import { parseJson } from '../util/json.js';
@@ -237,11 +238,6 @@ function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   return new ApiError(500, "internal error (the server's log has the details)", null, 'internal_error');
 }
 
-/** How often the receiving of requests is checked against requestTimeoutMs: a quarter of it, 50 ms to 1 s. */
-function sweepMs(requestTimeoutMs: number): number {
-  return Math.max(50, Math.min(1000, Math.floor(requestTimeoutMs / 4)));
-}
-
 /**
  * The answer to a request Node's HTTP parser refused before any route saw it (Fastify's clientError
  * handler): headers over Node's limit (431), a request not received in full in time (408), bytes that
@@ -402,34 +398,9 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
   });
 
   let closingNow = false;
-  // what each connection is receiving, and since when: a request whose body is coming (from its
-  // headers), or the next request's headers (from the connection, or the last answer). On close() Node
-  // stops its own sweep of these, so a client stalled mid-request held close() open forever: closing
-  // sweeps them itself.
-  const receiving = new WeakMap<object, { req: IncomingMessage | null; since: number }>();
-  const sockets = new Set<Duplex>();
-  app.server.on('connection', (socket: Duplex) => {
-    sockets.add(socket);
-    receiving.set(socket, { req: null, since: Date.now() });
-    socket.once('close', () => sockets.delete(socket));
-  });
-  app.server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
-    res.once('finish', () => {
-      if (res.socket) receiving.set(res.socket, { req: null, since: Date.now() });
-    });
-  });
-  const expireStalled = (): void => {
-    const now = Date.now();
-    for (const socket of sockets) {
-      const r = receiving.get(socket);
-      if (!r || r.req?.complete || now - r.since < o.requestTimeoutMs) continue;
-      // what Node's own sweep does: a 408 where no answer has begun, then the connection closes
-      app.server.emit('clientError', Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket);
-    }
-  };
+  const stalled = watchReceiving(app.server, o.requestTimeoutMs); // swept while closing
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const started = performance.now();
-    receiving.set(req.raw.socket, { req: req.raw, since: Date.now() });
     // a client gone mid-body: its body's reader answered 400 to no one; it is a 499 as any client gone
     let aborted = false;
     req.raw.once('error', (e: NodeJS.ErrnoException) => {
@@ -552,11 +523,11 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
       closing ??= (async () => {
         closingNow = true;
         state.corpus?.cancel();
-        const sweep = setInterval(expireStalled, sweepMs(o.requestTimeoutMs));
+        const stopSweep = stalled.sweepWhileClosing();
         try {
           await app.close(); // stops accepting; in-flight requests finish first
         } finally {
-          clearInterval(sweep);
+          stopSweep();
         }
         await state.loaded?.batcher.idle(); // the corpus's batches, if it is still being embedded
       })();
