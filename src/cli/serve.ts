@@ -27,6 +27,7 @@ exits 0; a second signal exits at once):
   POST /v1/embeddings  OpenAI's shape (point an OpenAI client's base URL at http://HOST:PORT/v1)
   POST /embed          TEI's shape {"inputs", "normalize", "truncate"}
   POST /similarity     TEI's shape {"inputs": {"source_sentence", "sentences"}} → cosine scores
+  POST /search         {"query", "k"} → the k nearest texts of --corpus
   GET  /health /info /metrics (Prometheus), and GET / a search page over --corpus.
 Concurrent requests are merged into packed batches of at most --max-batch-tokens, waiting at most
 --max-wait-ms for company; beyond --max-queue-tokens waiting, requests get 503 with Retry-After.
