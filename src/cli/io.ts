@@ -200,10 +200,6 @@ export class EmbeddingsWriter {
     });
   }
 
-  abort(): void {
-    this.w.abort();
-  }
-
   private async guarded(fn: () => Promise<void>): Promise<void> {
     try {
       await fn();

@@ -391,23 +391,16 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     if (allowed.length > 0) return new ApiError(405, `${path} takes ${allowed.join(', ')}, not ${req.method}`, null, 'method_not_allowed');
     return new ApiError(404, `no route ${req.method} ${path}`, null, 'not_found');
   };
-  app.setNotFoundHandler((req, reply) => {
-    const api = notFound(req);
-    if (api.status === 405) void reply.header('allow', allowedMethods(req).join(', '));
-    void reply.code(api.status).send(api.body());
+  app.setNotFoundHandler(async (req) => {
+    throw notFound(req); // answered by the error handler (a 405's Allow there)
   });
 
   let closingNow = false;
   const stalled = watchReceiving(app.server, o.requestTimeoutMs); // swept while closing
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const started = performance.now();
-    // a client gone mid-body: its body's reader answered 400 to no one; it is a 499 as any client gone
-    let aborted = false;
-    req.raw.once('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ECONNRESET') aborted = true;
-    });
     reply.raw.once('close', () => {
-      const status = reply.raw.writableFinished && !aborted ? reply.statusCode : (refusedMidRequest.get(reply.raw) ?? 499);
+      const status = reply.raw.writableFinished ? reply.statusCode : (refusedMidRequest.get(reply.raw) ?? 499);
       count(req.routeOptions.url ?? 'unmatched', status, (performance.now() - started) / 1000);
     });
     if (closingNow) throw new ApiError(503, 'the server is shutting down', null, 'shutting_down', 'overloaded_error', 5);

@@ -401,6 +401,8 @@ export class Trainer {
       let inNative = false; // a native call that failed may have left the weights half updated: never saved
       let saving: number | null = null; // the step whose checkpoint is being saved
       let stalled = false; // stopped while the reader waited on the source: its next() never settled
+      // steps done since the run's start (or resume) that no checkpoint holds yet
+      const unsaved = (): boolean => !!o.outputDir && completed.step > startStep && !this.checkpointedAt(completed.step);
       try {
         if (dataChanged()) throw changedError(`epoch ${pos.epoch + 1} would read what was not checked`);
         while (!epochEnded && !stepsDone()) {
@@ -418,9 +420,7 @@ export class Trainer {
               stoppedBy = 'aborted';
               stalled = true;
               // the micro-batches accumulated since then are dropped: the checkpoint is of the last step
-              if (o.outputDir && completed.step > startStep && !this.checkpointedAt(completed.step)) {
-                this.checkpointOnStop(completed, pairs, schedule, notice, rowsPerEpoch);
-              }
+              if (unsaved()) this.checkpointOnStop(completed, pairs, schedule, notice, rowsPerEpoch);
               break training;
             }
             const { batch, queries, passages, stats } = prepared;
@@ -509,7 +509,7 @@ export class Trainer {
         const thrown = said && !inNative && dataChanged() ? changedError((err as Error).message, err) : err;
         // (not when the failure is that very checkpoint's save: the same error would be said twice)
         const retry = saving !== completed.step;
-        if (retry && !inNative && !(err instanceof TrainingDivergedError) && o.outputDir && completed.step > startStep && !this.checkpointedAt(completed.step)) {
+        if (retry && !inNative && !(err instanceof TrainingDivergedError) && unsaved()) {
           try {
             this.checkpointOnStop(completed, pairs, schedule, notice, rowsPerEpoch);
           } catch (saving) {
