@@ -65,7 +65,7 @@ describe('config: layouts and defaults', () => {
       temperature: null,
       bosTokenId: 1,
       eosTokenId: 2,
-      padTokenId: 0,
+      padTokenId: null, // as transformers' LlamaConfig: no padding_idx
     });
   });
 
@@ -121,6 +121,7 @@ describe('config: validation errors name the file and field', () => {
     expect(bad({ normalized: 'yes' })).toThrow(/field "normalized" must be true or false/);
     expect(bad({ temperature: 0 })).toThrow(/field "temperature" must be a positive number/);
     expect(bad({ pad_token_id: -1 })).toThrow(/field "pad_token_id" must be a non-negative integer/);
+    expect(bad({ pad_token_id: 2000 })).toThrow('/m/config.json: field "pad_token_id" (2000) must be below vocab_size (2000): it names a row of the embedding table');
     expect(bad({ embedding_size: 1.5 })).toThrow(/field "embedding_size" must be an integer/);
     // the model computes in float32: 1e-50 would be 0 there, 1e50 infinity (every text the same embedding)
     const float32 = 'must be a positive number that a float32 holds (1.4e-45 to 3.4e38: the model computes in float32)';
@@ -141,11 +142,15 @@ describe('config: validation errors name the file and field', () => {
       [{ denseSize: 0 }, 'config.denseSize must be a positive integer below 2^31 or null, got 0'],
       [{ pooling: 'max' }, 'config.pooling must be "mean" or "cls", got the string "max"'],
       [{ normalized: 'no' }, 'config.normalized must be true or false, got the string "no"'],
+      [{ padTokenId: 2000 }, 'config.padTokenId must be null or an id below vocabSize, got 2000'],
+      [{ padTokenId: -1 }, 'config.padTokenId must be null or an id below vocabSize, got -1'],
     ];
     for (const [change, message] of cases) {
       expect(() => configToJson({ ...good, ...change } as LlamaConfig)).toThrow(new TypeError(`configToJson: ${message}`));
     }
     expect(() => configToJson({ ...good, denseSize: null })).not.toThrow();
+    // written as transformers writes an absent one
+    expect(configToJson({ ...good, padTokenId: null })['pad_token_id']).toBeNull();
   });
 
   it('divisibility of heads', () => {

@@ -109,34 +109,56 @@ describe('native model vs the float64 references (in-repo random models)', () =>
   });
 
   it.each(CASES.map((c) => [c.name, c]))('backward: the loss and every parameter gradient (%s)', async (_name, c) => {
-    const tiny = writeTinyModel(makeTempDir(), { ...c.o, hidden: 32, intermediate: 48, layers: 2, dense: 16 });
-    const model = await EmbeddingModel.load(tiny.dir);
-    try {
-      const batch = batchOf(3, 2, 80, 300, 31, 0.05, c.inBatch);
-      const ref = referenceLossAndGrads(model.config, tiny.weights, batch, model.dim);
-      const nat = trainNatives();
-      nat.trainInit(model.native);
-      nat.trainSetBuffer(model.native, 'grads', new Float32Array(nat.trainGetBuffer(model.native, 'grads').length));
-      const toIds = (rows: number[][]): Int32Array[] => rows.map((r) => Int32Array.from(r));
-      const r = await gradStep(model.native, toIds(batch.queries), toIds(batch.passages), {
-        groupSize: batch.groupSize,
-        temperature: batch.temperature,
-        inBatchNegatives: batch.inBatchNegatives,
-        chunkTokens: Infinity,
-      });
-      expect(Math.abs(r.loss - ref.loss) / Math.abs(ref.loss)).toBeLessThan(1e-5);
-      const all = nat.trainGetBuffer(model.native, 'grads');
-      const params = model.native.params();
-      expect(params.map((p) => p.name).sort()).toEqual([...ref.grads.keys()].sort());
-      const largest = all.reduce((a, x) => Math.max(a, Math.abs(x)), 0);
-      for (const p of params) {
-        const ours = all.subarray(p.offset, p.offset + p.numel);
-        // float32 round-off only: far below the gradients elsewhere
-        if (structurallyZero(c, p.name)) expect(Math.max(...ours.map(Math.abs)), p.name).toBeLessThan(1e-6 * largest);
-        else expect(relError(ours, ref.grads.get(p.name)!), p.name).toBeLessThan(1e-4);
-      }
-    } finally {
-      model.dispose();
-    }
+    await checkBackward(c, batchOf(3, 2, 80, 300, 31, 0.05, c.inBatch));
+  }, 120_000);
+
+  // transformers' LlamaModel builds nn.Embedding(vocab, hidden, padding_idx = pad_token_id): tokens of
+  // that id (a text's "<unk>" where pad = unk = 0) add nothing to its row; with pad_token_id null they do
+  it.each([
+    ['pad_token_id 0: the row of id 0 gets no gradient', 0],
+    ['pad_token_id null: the row of id 0 gets its gradient', null],
+  ] as const)('backward with the pad id in the texts (%s)', async (_name, pad) => {
+    const c = { ...CASES[0]!, o: { ...CASES[0]!.o, configExtra: { pad_token_id: pad } } };
+    const batch = batchOf(3, 2, 40, 300, 41, 0.05, true);
+    // id 0 inside two texts, twice running, and as a text's last token
+    batch.queries[0]!.splice(3, 0, 0, 0);
+    batch.passages[2]!.push(0);
+    const row0 = await checkBackward(c, batch);
+    if (pad === 0) expect(row0.every((x) => x === 0)).toBe(true);
+    else expect(Math.max(...row0.map(Math.abs))).toBeGreaterThan(1e-6);
   }, 120_000);
 });
+
+/** The native loss and every gradient of one step on `batch` against the float64 reference; returns the embedding table's row 0. */
+async function checkBackward(c: (typeof CASES)[number], batch: ContrastiveBatch): Promise<number[]> {
+  const tiny = writeTinyModel(makeTempDir(), { ...c.o, hidden: 32, intermediate: 48, layers: 2, dense: 16 });
+  const model = await EmbeddingModel.load(tiny.dir);
+  try {
+    const ref = referenceLossAndGrads(model.config, tiny.weights, batch, model.dim);
+    const nat = trainNatives();
+    nat.trainInit(model.native);
+    nat.trainSetBuffer(model.native, 'grads', new Float32Array(nat.trainGetBuffer(model.native, 'grads').length));
+    const toIds = (rows: number[][]): Int32Array[] => rows.map((r) => Int32Array.from(r));
+    const r = await gradStep(model.native, toIds(batch.queries), toIds(batch.passages), {
+      groupSize: batch.groupSize,
+      temperature: batch.temperature,
+      inBatchNegatives: batch.inBatchNegatives,
+      chunkTokens: Infinity,
+    });
+    expect(Math.abs(r.loss - ref.loss) / Math.abs(ref.loss)).toBeLessThan(1e-5);
+    const all = nat.trainGetBuffer(model.native, 'grads');
+    const params = model.native.params();
+    expect(params.map((p) => p.name).sort()).toEqual([...ref.grads.keys()].sort());
+    const largest = all.reduce((a, x) => Math.max(a, Math.abs(x)), 0);
+    for (const p of params) {
+      const ours = all.subarray(p.offset, p.offset + p.numel);
+      // float32 round-off only: far below the gradients elsewhere
+      if (structurallyZero(c, p.name)) expect(Math.max(...ours.map(Math.abs)), p.name).toBeLessThan(1e-6 * largest);
+      else expect(relError(ours, ref.grads.get(p.name)!), p.name).toBeLessThan(1e-4);
+    }
+    const table = params.find((p) => p.name === 'embed_tokens.weight')!;
+    return [...all.subarray(table.offset, table.offset + model.config.hiddenSize)];
+  } finally {
+    model.dispose();
+  }
+}

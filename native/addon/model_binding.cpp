@@ -126,6 +126,11 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
     if (pooling != "mean" && pooling != "cls") throw Napi::TypeError::New(env, "pooling must be 'mean' or 'cls'");
     cfg.pooling = pooling == "cls" ? Pooling::Cls : Pooling::Mean;
     cfg.normalized = c.Get("normalized").IsBoolean() ? c.Get("normalized").As<Napi::Boolean>().Value() : true;
+    // null or absent: no padding row (validate() checks the id against the vocabulary)
+    const Napi::Value pad = c.Get("padTokenId");
+    cfg.pad_id = pad.IsNull() || pad.IsUndefined() ? -1 : get_int(c, "padTokenId");
+    if (cfg.pad_id < 0 && !(pad.IsNull() || pad.IsUndefined()))
+      throw Napi::RangeError::New(env, "model config: padTokenId must be null or an id >= 0, got " + std::to_string(cfg.pad_id));
     device_ = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "cpu";
     const std::string precision = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "fp32";
     try {

@@ -35,6 +35,9 @@ struct Batch {
   // sum of len^2 / 2 over the sequences: a head's (query, key) pairs under the causal mask as FLOP
   // counts take them (core/op_flops.h); set with the tiles (attention_schedule)
   double causal_pairs = 0;
+  // (first position, count) of each run of tokens holding the model's pad id (ModelConfig::pad_id), on
+  // the host: the backward adds nothing from them to the embedding table (core/model_backward.cpp)
+  std::vector<std::pair<int, int>> pad_runs;
 };
 
 constexpr int kAttentionTileRows = 64;

@@ -28,6 +28,9 @@ void ModelConfig::validate() const {
   if (head_dim % 2 != 0) throw Error("model config: head_dim must be even for rotary embeddings");
   if (!(rms_eps > 0)) throw Error("model config: rms_norm_eps must be positive");
   if (!(rope_theta > 0)) throw Error("model config: rope_theta must be positive");
+  if (pad_id < -1 || pad_id >= vocab)
+    throw Error("model config: pad_token_id " + std::to_string(pad_id) + " is outside the vocabulary (vocab_size " +
+                std::to_string(vocab) + ")");
 }
 
 std::vector<ParamInfo> param_layout(const ModelConfig& c) {
@@ -303,6 +306,11 @@ Batch Model::make_batch(const int32_t* ids, int T, const int32_t* cu, int B) {
   Batch bt;
   bt.B = B;
   bt.T = T;
+  for (int t = 0; cfg_.pad_id >= 0 && t < T; t++) {
+    if (ids[t] != cfg_.pad_id) continue;
+    if (!bt.pad_runs.empty() && bt.pad_runs.back().first + bt.pad_runs.back().second == t) bt.pad_runs.back().second++;
+    else bt.pad_runs.emplace_back(t, 1);
+  }
   try {  // an allocation or upload that fails must not leak the buffers allocated before it
     bt.ids = be_->alloc(T, DType::I32);
     bt.positions = be_->alloc(T, DType::I32);

@@ -26,6 +26,9 @@ struct ModelConfig {
   float rms_eps = 1e-5f, rope_theta = 10000.0f;
   Pooling pooling = Pooling::Mean;
   bool normalized = true;
+  // config.json's pad_token_id, transformers' nn.Embedding padding_idx: that row of the embedding table
+  // gets no gradient (tokens with the id add nothing to it); -1: none (pad_token_id null or absent)
+  int pad_id = -1;
   void validate() const;  // throws Error naming the field
 };
 

@@ -11,6 +11,8 @@
 //                     x_out = x_mid + down(silu(gate(h2)) * up(h2)),   h2 = norm2(x_mid):
 //   d x_mid = d x_out + norm2ᵀ(gateᵀ d gate + upᵀ d up)        (residual + MLP branch)
 //   d x_in  = d x_mid + norm1ᵀ(qᵀ rope⁻¹(dq) + kᵀ rope⁻¹(dk) + vᵀ dv)
+// and the embedding table d E[r] = Σ_{t: id_t = r} d x_in[t], but for r = pad_token_id (transformers'
+// nn.Embedding padding_idx), whose row gets nothing: the pad tokens' rows of d x_in are zeroed first.
 #include <deque>
 
 #include "core/model.h"
@@ -100,6 +102,11 @@ void Model::backward(const Batch& batch, Activations& a, const Buf& d_emb, Buf& 
     be.copy(dx, d_mid);                                                                             // residual
     Buf gin = G(lp.in_norm, H);
     be.rmsnorm_backward(L.x_in, W(lp.in_norm, H), L.rstd1, d_h, T, H, dx, gin, true, acc);         // d x_in
+  }
+  // nn.Embedding(padding_idx = pad_token_id): the pad id's row gets no gradient, as in transformers
+  for (const auto& [t, n] : batch.pad_runs) {
+    Buf pad = view(dx, size_t(t) * H, size_t(n) * H);
+    be.zero(pad);
   }
   if (table) {
     Buf rows = table->rows;

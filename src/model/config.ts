@@ -29,8 +29,12 @@ export interface LlamaConfig {
   temperature: number | null;
   bosTokenId: number;
   eosTokenId: number;
-  /** Pad id; the recipe pads with unk (id 0) when the config has none. */
-  padTokenId: number;
+  /**
+   * config.json's pad_token_id, or null where it is null or absent (as in transformers). As there, it
+   * is the embedding table's padding_idx: training gives that row no gradient. (Batches are packed, so
+   * no pad token is ever added; only a text's own tokens of that id, e.g. "<unk>" where pad = unk = 0.)
+   */
+  padTokenId: number | null;
   /** The parsed JSON as read, for fields this interface does not carry. */
   raw: Record<string, unknown>;
 }
@@ -209,9 +213,17 @@ export function parseConfig(json: string | Record<string, unknown>, fileName = '
     temperature,
     bosTokenId: f.nonNegativeInt('bos_token_id', 1),
     eosTokenId: f.nonNegativeInt('eos_token_id', 2),
-    padTokenId: f.nonNegativeInt('pad_token_id', 0),
+    padTokenId: readPadId(f, vocabSize),
     raw,
   };
+}
+
+/** pad_token_id: nn.Embedding's padding_idx in transformers, which refuses one outside the table too. */
+function readPadId(f: Fields, vocabSize: number): number | null {
+  if (!f.has('pad_token_id')) return null;
+  const id = f.nonNegativeInt('pad_token_id', 0);
+  if (id >= vocabSize) f.fail('pad_token_id', `(${id}) must be below vocab_size (${vocabSize}): it names a row of the embedding table`);
+  return id;
 }
 
 /** A model folder's file (config.json, tokenizer.json) that is missing, said with what the folder should hold. */
@@ -272,12 +284,12 @@ export function checkConfigArg(where: string, cfg: unknown): asserts cfg is Llam
   if (dense !== null && !(typeof dense === 'number' && Number.isInteger(dense) && dense >= 1 && dense < 2 ** 31)) bad('denseSize', 'a positive integer below 2^31 or null');
   if (c['pooling'] !== 'mean' && c['pooling'] !== 'cls') bad('pooling', '"mean" or "cls"');
   if (typeof c['normalized'] !== 'boolean') bad('normalized', 'true or false');
+  const pad = c['padTokenId'];
+  // (undefined: a config object made before the field was read; it reads as none)
+  if (pad !== null && pad !== undefined && !(typeof pad === 'number' && Number.isInteger(pad) && pad >= 0 && pad < (c['vocabSize'] as number)))
+    bad('padTokenId', 'null or an id below vocabSize');
 }
 
-/**
- * A transformers-4.x-style config.json object for a saved embedding model. `extra` is merged last
- * (e.g. `{ torch_dtype: 'bfloat16' }`). The dense size goes under `embedding_size` (DENSE_SIZE_KEY).
- */
 /** config.json's eos_token_id: the list the model was read with (several EOS ids) when it starts with cfg's, else cfg's one id. */
 function eosIds(cfg: LlamaConfig): number | number[] {
   const listed = (cfg.raw as Record<string, unknown> | undefined)?.['eos_token_id'];
@@ -285,6 +297,10 @@ function eosIds(cfg: LlamaConfig): number | number[] {
   return ids !== null && ids[0] === cfg.eosTokenId ? [...ids] : cfg.eosTokenId;
 }
 
+/**
+ * A transformers-4.x-style config.json object for a saved embedding model. `extra` is merged last
+ * (e.g. `{ torch_dtype: 'bfloat16' }`). The dense size goes under `embedding_size` (DENSE_SIZE_KEY).
+ */
 export function configToJson(cfg: LlamaConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
   checkConfigArg('configToJson', cfg);
   if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) throw new TypeError(`configToJson: extra must be an object of config.json keys, got ${describeValue(extra)}`);
@@ -308,7 +324,7 @@ export function configToJson(cfg: LlamaConfig, extra: Record<string, unknown> = 
     tie_word_embeddings: false,
     bos_token_id: cfg.bosTokenId,
     eos_token_id: eosIds(cfg),
-    pad_token_id: cfg.padTokenId,
+    pad_token_id: cfg.padTokenId ?? null,
     sentence_pooling_method: cfg.pooling,
     normalized: cfg.normalized,
     temperature: cfg.temperature,

@@ -57,6 +57,8 @@ export interface NativeModelConfig {
   ropeTheta: number;
   pooling: 'mean' | 'cls';
   normalized: boolean;
+  /** The embedding table's padding_idx (no gradient); null or absent: none. */
+  padTokenId?: number | null;
 }
 
 interface ModelAddon {
@@ -469,6 +471,7 @@ function createNative(config: LlamaConfig, dense: number, device: Device, precis
       ropeTheta: config.ropeTheta,
       pooling: config.pooling,
       normalized: config.normalized,
+      padTokenId: config.padTokenId ?? null,
     },
     device,
     precision,

@@ -84,9 +84,11 @@ describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
   // apart (native/cuda/table_rows.cu): each backward's ids get rows of a buffer sized from the ids named
   // since the last step, so here it grows twice while holding the earlier chunks' rows (80, 150, then
   // 260 tokens named). The table must come out as the CPU's dense one: the rows named, and zeros
-  // elsewhere; and read back, written and read again, bit for bit (a row of -0 included).
+  // elsewhere; and read back, written and read again, bit for bit (a row of -0 included). Tokens of the
+  // pad id (padding_idx, core/model_backward.cpp) add nothing: its row stays zero on both.
   it('gradients added over three backwards, the embedding table held apart growing between them', async () => {
-    const cfg: NativeModelConfig = { vocab: 500, hidden: 64, intermediate: 64, layers: 1, heads: 2, kvHeads: 1, headDim: 32, dense: 16, rmsEps: 1e-5, ropeTheta: 10000, pooling: 'mean', normalized: true };
+    const pad = 7;
+    const cfg: NativeModelConfig = { vocab: 500, hidden: 64, intermediate: 64, layers: 1, heads: 2, kvHeads: 1, headDim: 32, dense: 16, rmsEps: 1e-5, ropeTheta: 10000, pooling: 'mean', normalized: true, padTokenId: pad };
     const cpu = new Native(cfg, 'cpu');
     const cuda = new Native(cfg, cudaDevice);
     const nat = trainNatives();
@@ -97,6 +99,8 @@ describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
         const cu = cuSeqlens(lens);
         return { cu, ids: randInt(rng, cu[lens.length]!, cfg.vocab), dEmb: randBf16(rng, lens.length * cfg.dense) };
       });
+      chunks[0]!.ids.fill(pad, 3, 5); // two running, and a chunk's last token
+      chunks[2]!.ids[chunks[2]!.ids.length - 1] = pad;
       const run = async (m: NativeModel): Promise<Float32Array> => {
         nat.trainInit(m);
         for (const [i, c] of chunks.entries()) {
@@ -108,7 +112,7 @@ describe.skipIf(!gpu.usable)(`CUDA training vs CPU ${gpuNote}`, () => {
       const a = await run(cpu);
       const b = await run(cuda);
       compareGrads(cpu, a, b);
-      const named = new Set(chunks.flatMap((c) => Array.from(c.ids)));
+      const named = new Set(chunks.flatMap((c) => Array.from(c.ids)).filter((id) => id !== pad));
       const H = cfg.hidden;
       const rowsWith = (g: Float32Array): number[] => Array.from({ length: cfg.vocab }, (_, r) => r).filter((r) => g.subarray(r * H, (r + 1) * H).some((x) => x !== 0));
       expect(rowsWith(a)).toEqual([...named].sort((x, y) => x - y));

@@ -13,7 +13,8 @@
 //   attention o_i = Σ_j P_ij v_j, P = softmax_j(q_i·k_j/√d):  dv_j += P_ij do_i,
 //     dP_ij = do_i·v_j,  dS_ij = P_ij (dP_ij − Σ_j P_ij dP_ij),  dq_i += dS_ij k_j/√d,  dk_j += dS_ij q_i/√d
 //   rope (a rotation): the gradient turns back by the same angle
-//   embedding: d table[id_t] += dx_t
+//   embedding: d table[id_t] += dx_t, but for id_t = pad_token_id (nn.Embedding's padding_idx in
+//     transformers: that row gets no gradient)
 import type { LlamaConfig } from '../../src/model/config.js';
 import { parameterNames } from '../../src/model/weights.js';
 import { getWeight, referenceForward, rope, type ForwardTape, type RefWeights } from './reference-forward.js';
@@ -140,6 +141,7 @@ function backwardSequence(cfg: LlamaConfig, w: RefWeights, tape: ForwardTape, de
   }
   const dEmb = g('embed_tokens.weight');
   tape.ids.forEach((id, t) => {
+    if (id === cfg.padTokenId) return;
     for (let i = 0; i < H; i++) dEmb[id * H + i] += dx[t * H + i]!;
   });
 }
