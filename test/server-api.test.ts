@@ -324,6 +324,8 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       const bad: [unknown, unknown, Error][] = [
         [model, { port: 0, apiKey: 12345 }, new TypeError('serve: apiKey must be a string, got 12345')], // it was hashed at each request: 500 naming the key
         [model, { port: 0, host: 5 }, new TypeError('serve: host must be a string, got 5')],
+        // no Authorization header carries it: every client was refused
+        [model, { port: 0, apiKey: 'k\n' }, new RangeError('serve: apiKey: the key starts or ends with whitespace (a line end read with it?), which no Authorization header carries: remove it')],
         [model, { port: '0' }, new Error('serve: port must be an integer in [0, 65535], got the string "0"')],
         [model, { port: 0, maxWaitMs: '5' }, new Error('serve: maxWaitMs must be ≥ 0, got the string "5"')],
         [model, { port: 0, maxInputs: '8' }, new Error('serve: maxInputs must be a positive integer, got the string "8"')],

@@ -87,6 +87,23 @@ describe('l2e serve options', () => {
     expect(dev.err.split('\n')[0]).toBe('l2e serve: --device must be cpu or cuda, got tpu');
     const name = await l2e('serve', '--model', 'x', '--model-name', ' ');
     expect([name.code, name.err.split('\n')[0]]).toEqual([2, 'l2e serve: --model-name must not be empty']);
+    // a key no Authorization header can carry locked every client out with 401s; an empty variable served all
+    const spaced = 'the key starts or ends with whitespace (a line end read with it?), which no Authorization header carries: remove it';
+    const flagKey = await l2e('serve', '--model', 'x', '--api-key', 's3cret ');
+    expect([flagKey.code, flagKey.err.split('\n')[0]]).toEqual([2, `l2e serve: --api-key: ${spaced}`]);
+    try {
+      vi.stubEnv('L2E_API_KEY', 's3cret\n');
+      const envKey = await l2e('serve', '--model', 'x');
+      expect([envKey.code, envKey.err.split('\n')[0]]).toEqual([2, `l2e serve: L2E_API_KEY: ${spaced}`]);
+      vi.stubEnv('L2E_API_KEY', 'a\u0007b');
+      const bell = await l2e('serve', '--model', 'x');
+      expect(bell.err.split('\n')[0]).toBe('l2e serve: L2E_API_KEY: the key holds a control character, which no Authorization header carries');
+      vi.stubEnv('L2E_API_KEY', '');
+      const empty = await l2e('serve', '--model', 'x');
+      expect([empty.code, empty.err.split('\n')[0]]).toEqual([2, 'l2e serve: L2E_API_KEY is set but empty: set a key, or unset it to serve without one']);
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 
   it('the corpus flags: each needs --corpus; --corpus-format forces the format, and the hints name it', async () => {

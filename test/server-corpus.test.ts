@@ -190,18 +190,28 @@ describe.skipIf(!hasTokenizer)(`search corpus ${hasTokenizer ? '' : skipNote('th
     for (let i = 0; i < shifted.data.length; i++) shifted.data[i] = shifted.data[(i + 1) % shifted.data.length]!;
     writeFileSync(foreign, Buffer.concat(npyBytes(shifted.data, shifted.rows, shifted.dim)));
     await refused(CORPUS, foreign, /does not hold this model's vectors of the corpus: row 0 /);
-    // the right vectors, written by `l2e encode` (no fingerprint): used
+    // the right vectors, written by `l2e encode` (no fingerprint)...
     const encoded = join(dir, 'encoded.npy');
     const right = await model.encode(CORPUS);
     writeFileSync(encoded, Buffer.concat(npyBytes(right.data, right.rows, right.dim)));
-    const s = await serveOn(model, { corpus: CORPUS, corpusVectors: encoded });
+    // ...of a corpus edited since at a row between the 8 sampled (0, 21, ..., 85, 106, ...): every row of
+    // a file without its record is checked (the sample alone served the stale row)
+    const edited = CORPUS.map((t, i) => (i === 100 ? 'teks yang lain sama sekali' : t));
+    await refused(edited, encoded, /does not hold this model's vectors of the corpus: row 100 \("teks yang lain sama sekali"\)/);
+    expect(existsSync(`${encoded}.json`)).toBe(false);
+    // ...of these texts: used, once every row is checked, and the record written for the next start
+    const logs: string[] = [];
+    const s = await serveOn(model, { corpus: CORPUS, corpusVectors: encoded, onLog: (line) => logs.push(line) });
     try {
       await s.handle.corpusReady;
       const r = await postJson<{ results: { index: number }[] }>(`${s.url}/search`, { query: CORPUS[9], k: 1 });
       expect(r.body.results[0]!.index).toBe(9);
+      expect(logs).toContain(`corpus: ${encoded} has no ${encoded}.json (the fingerprint of its texts): checking all 150 rows against the model once`);
+      expect(logs).toContain(`corpus: read 150 vectors from ${encoded} (150 of them checked against the model)`);
     } finally {
       await s.handle.close();
     }
+    await refused(edited, encoded, `${encoded} holds the vectors of other texts (${encoded}.json says what it was made from); remove both to embed this corpus again`);
   });
 
   it("/search checks 'k' and 'query'", async () => {

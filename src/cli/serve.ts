@@ -9,7 +9,7 @@ import { readConfig } from '../model/config.js';
 import { EmbeddingModel } from '../model/embedding-model.js';
 import { cudaStatus } from '../native.js';
 import { CorpusVectorsError } from '../server/corpus.js';
-import { QueueTooSmallError, serve, timerTooLong, type ServerHandle } from '../server/server.js';
+import { apiKeyProblem, QueueTooSmallError, serve, timerTooLong, type ServerHandle } from '../server/server.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { stopGracefully } from './signals.js';
@@ -78,10 +78,19 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     const int = (name: string): number => positiveInt(args, name)!;
     const modelName = opt.str(args, 'model-name');
     if (modelName?.trim() === '') throw new UsageError('--model-name must not be empty');
+    const keyFlag = opt.str(args, 'api-key');
+    const apiKey = keyFlag ?? process.env['L2E_API_KEY'];
+    if (apiKey !== undefined) {
+      const keyFrom = keyFlag !== undefined ? '--api-key' : 'L2E_API_KEY';
+      // (an empty L2E_API_KEY, a secret not filled in, served every client without a key)
+      if (apiKey === '') throw new UsageError(`${keyFrom} is set but empty: set a key, or unset it to serve without one`);
+      const why = apiKeyProblem(apiKey);
+      if (why) throw new UsageError(`${keyFrom}: ${why}`);
+    }
     const options = {
       host: opt.str(args, 'host')!,
       port,
-      apiKey: opt.str(args, 'api-key') ?? process.env['L2E_API_KEY'],
+      apiKey,
       maxBatchTokens: positiveInt(args, 'max-batch-tokens'),
       maxWaitMs,
       maxQueueTokens: int('max-queue-tokens'),

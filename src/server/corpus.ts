@@ -173,7 +173,13 @@ export class CorpusIndex {
    * width against the model's, the fingerprint of the texts beside it when there is one, and a sample of
    * rows embedded again by `opts.embed` (rows [texts × dim] of texts cut at maxLength).
    */
-  async checkSaved(opts: { dim: number; maxLength: number; embed: (texts: string[]) => Promise<Float32Array> }): Promise<void> {
+  async checkSaved(opts: {
+    dim: number;
+    maxLength: number;
+    embed: (texts: string[]) => Promise<Float32Array>;
+    /** Said before a file without a record is checked row by row, and when its record cannot be written. */
+    onLog?: (line: string) => void;
+  }): Promise<void> {
     if (!this.saved) return;
     const { file, matrix: m } = this.saved;
     if (m.cols !== opts.dim) {
@@ -190,7 +196,19 @@ export class CorpusIndex {
     if (made && (made.texts !== fingerprint(this.texts, opts.maxLength) || made.rows !== m.rows || made.dim !== m.cols)) {
       throw new CorpusVectorsError(file, `${file} holds the vectors of other texts (${sidecarOf(file)} says what it was made from); remove both to embed this corpus again`);
     }
-    this.saved.checked = await this.checkSample(file, new Embeddings(m.rows, m.cols, m.data), opts.embed);
+    // without the record (a file of `l2e encode`, or one whose record was lost) an edit of the texts
+    // between the sampled rows passed unseen, and the stale rows were served: every row is embedded
+    // again once, and the record is written for the next start
+    if (!made) opts.onLog?.(`corpus: ${file} has no ${sidecarOf(file)} (the fingerprint of its texts): checking all ${m.rows} rows against the model once`);
+    this.saved.checked = await this.checkSample(file, new Embeddings(m.rows, m.cols, m.data), opts.embed, made === null);
+    if (!made) {
+      const record: MadeFrom = { format: MADE_FROM_FORMAT, texts: fingerprint(this.texts, opts.maxLength), rows: m.rows, dim: m.cols, maxLength: opts.maxLength };
+      try {
+        writeFileAtomic(sidecarOf(file), `${JSON.stringify(record, null, 2)}\n`);
+      } catch (err) {
+        opts.onLog?.(`corpus: ${sidecarOf(file)} could not be written (${err instanceof Error ? err.message : String(err)}): the next start checks every row again`);
+      }
+    }
   }
 
   /** Stops a build in progress after its current chunk (server shutdown). */
@@ -256,12 +274,12 @@ export class CorpusIndex {
 
   /**
    * A saved file's rows against the texts embedded now, at SAMPLE rows spread over the corpus (all of
-   * a smaller one): vectors of another model, or of other texts, are refused. Only the fingerprint
-   * beside the file sees an edit between those rows. Returns the rows checked.
+   * a smaller one, or with `all`): vectors of another model, or of other texts, are refused. Only the
+   * fingerprint beside the file sees an edit between sampled rows. Returns the rows checked.
    */
-  private async checkSample(file: string, stored: Embeddings, embed: (texts: string[]) => Promise<Float32Array>): Promise<number> {
+  private async checkSample(file: string, stored: Embeddings, embed: (texts: string[]) => Promise<Float32Array>, all: boolean): Promise<number> {
     const n = this.texts.length;
-    const rows = n <= SAMPLE ? Array.from({ length: n }, (_, i) => i) : Array.from({ length: SAMPLE }, (_, i) => Math.round((i * (n - 1)) / (SAMPLE - 1)));
+    const rows = n <= SAMPLE || all ? Array.from({ length: n }, (_, i) => i) : Array.from({ length: SAMPLE }, (_, i) => Math.round((i * (n - 1)) / (SAMPLE - 1)));
     const now = await embed(rows.map((r) => this.texts[r]!));
     rows.forEach((r, i) => {
       const cos = cosine(now.subarray(i * stored.dim, (i + 1) * stored.dim), stored.row(r));

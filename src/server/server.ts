@@ -139,6 +139,17 @@ const SERVE_OPTIONS = optionKeys<ServeOptions>({
   maxChars: true, maxBodyBytes: true, maxLength: true, requestTimeoutMs: true, corpus: true, corpusVectors: true, modelName: true, onLog: true,
 });
 
+/**
+ * Why `key` can never match an Authorization header (null: it can): HTTP trims a header value's
+ * surrounding whitespace and carries no control characters, so a key read with its line end (a secret
+ * file, `$'KEY\n'`) locked every client out with 401s.
+ */
+export function apiKeyProblem(key: string): string | null {
+  if (key !== key.trim()) return 'the key starts or ends with whitespace (a line end read with it?), which no Authorization header carries: remove it';
+  if (/[\u0000-\u001f\u007f]/.test(key)) return 'the key holds a control character, which no Authorization header carries';
+  return null;
+}
+
 function resolveOptions(o: ServeOptions): ResolvedOptions {
   checkOptions('serve', o, SERVE_OPTIONS); // a misspelt apiKey must not leave the server open
   if (o.corpus !== undefined && (!Array.isArray(o.corpus) || !o.corpus.every((t) => typeof t === 'string'))) {
@@ -150,6 +161,8 @@ function resolveOptions(o: ServeOptions): ResolvedOptions {
     const v = o[key];
     if (v !== undefined && typeof v !== 'string') throw new TypeError(`serve: ${key} must be a string, got ${describeValue(v)}`);
   }
+  const keyProblem = typeof o.apiKey === 'string' && o.apiKey !== '' ? apiKeyProblem(o.apiKey) : null;
+  if (keyProblem) throw new RangeError(`serve: apiKey: ${keyProblem}`);
   if (o.onLog !== undefined && typeof o.onLog !== 'function') throw new TypeError(`serve: onLog must be a function, got ${describeValue(o.onLog)}`);
   const r = {
     host: o.host ?? '127.0.0.1',
@@ -454,6 +467,7 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
         dim: m.dim,
         maxLength: o.maxLength,
         embed: async (texts) => (await m.encode(texts, { maxLength: o.maxLength })).data,
+        onLog: o.onLog,
       });
       const batcher: Batcher = new Batcher(
         async (tokens, cuSeqlens) => {
