@@ -58,6 +58,10 @@ describe.skipIf(why !== '')(`search page in headless Chromium ${why}`, () => {
     const page = await context.newPage();
     const fetched: string[] = [];
     page.on('request', (r) => fetched.push(r.url()));
+    // (the browser's own GET /favicon.ico was a 404 in the console: the page names an empty icon)
+    const consoleErrors: string[] = [];
+    page.on('console', (m) => void (m.type() === 'error' && consoleErrors.push(m.text())));
+    page.on('pageerror', (e) => consoleErrors.push(e.message));
     await page.goto(`${s.url}/`);
     await page.locator('#status', { hasText: '6 texts in the corpus' }).waitFor({ timeout: 10000 });
     expect(await page.locator('#status').textContent()).toBe(`${basename(s.model.dir!)} · 16 dims · cpu · 6 texts in the corpus`);
@@ -89,6 +93,7 @@ describe.skipIf(why !== '')(`search page in headless Chromium ${why}`, () => {
 
     expect(fetched.length).toBeGreaterThan(0);
     expect(fetched.filter((u) => !u.startsWith(`${s.url}/`))).toEqual([]);
+    expect(consoleErrors).toEqual([]);
     await context.close();
   }, 60000);
 });

@@ -43,7 +43,7 @@ The API key may also come from L2E_API_KEY. Listens on 127.0.0.1 only unless --h
     'corpus-format': { kind: 'string', help: "the corpus's format when its name does not say: text, jsonl or json", metavar: 'FORMAT' },
     'corpus-vectors': {
       kind: 'string',
-      help: ".npy of the corpus vectors: read if present (checked: its shape, FILE.json's fingerprint of the texts, 8 rows embedded again), else written with FILE.json",
+      help: ".npy of the corpus vectors: read if present (checked: its shape, FILE.json's fingerprint of the texts, 8 rows embedded again; every row when FILE.json is missing), else written with FILE.json",
       metavar: 'FILE',
     },
     'max-batch-tokens': { kind: 'integer', help: 'tokens per packed batch (default 2048 on cpu, 16384 on cuda)' },

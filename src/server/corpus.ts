@@ -72,9 +72,11 @@ function readMadeFrom(file: string): MadeFrom | null {
  * in parts of at most opts.submitTokens tokens (a longer text alone): 64 long texts in one submission
  * took the whole request queue, and requests were refused as long as the corpus was embedded.
  */
-async function embedTexts(texts: string[], opts: EmbedOptions): Promise<Float32Array> {
+async function embedTexts(texts: string[], first: number, opts: EmbedOptions): Promise<Float32Array> {
   const limits = { maxInputs: CHUNK, maxChars: Infinity, maxLength: opts.maxLength };
-  const ids = await toModelInputs({ kind: 'texts', texts, single: false }, opts.tokenizer, opts.vocabSize, limits, true, 'corpus');
+  // errors name the text by its place in the corpus (1-based), not in this part of it
+  const names = texts.map((_, i) => `corpus text ${first + i + 1}`);
+  const ids = await toModelInputs({ kind: 'texts', texts, single: false, names }, opts.tokenizer, opts.vocabSize, limits, true, 'corpus');
   const out = new Float32Array(texts.length * opts.dim);
   for (let start = 0; start < ids.length; ) {
     let end = start + 1;
@@ -254,7 +256,7 @@ export class CorpusIndex {
     for (let start = 0; start < this.texts.length; start += CHUNK) {
       if (this.cancelled) throw new Error('corpus embedding cancelled: the server is closing');
       const texts = this.texts.slice(start, start + CHUNK);
-      out.data.set(await embedTexts(texts, opts), start * dim);
+      out.data.set(await embedTexts(texts, start, opts), start * dim);
       this.embedded = start + texts.length;
       opts.onProgress?.(this.embedded, this.texts.length);
     }

@@ -2,6 +2,7 @@
 // milliseconds with a yield to the event loop between slices, so a request of many long texts never
 // holds up the others (or /health). Token-id inputs are checked against the vocabulary.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { TextError } from '../model/text-error.js';
 import type { TextTokenizer } from '../model/tokenizer.js';
 import { badField, overLimit } from './errors.js';
 
@@ -172,12 +173,19 @@ export async function toModelInputs(
   let sliceStart = performance.now();
   for (let i = 0; i < n; i++) {
     const text = inputs.texts[i]!;
-    // one token past the limit tells whether the text fits (the tokenizer cuts long texts cheaply)
-    let ids = tokenizer.encode(text, limits.maxLength + 1);
-    if (ids.length > limits.maxLength) {
-      if (!truncate) throw tooLong(i);
-      // the first maxLength ids are those of the text cut there, unless the last is a closing EOS
-      ids = tokenizer.addEos ? tokenizer.encode(text, limits.maxLength) : ids.slice(0, limits.maxLength);
+    let ids: Int32Array;
+    try {
+      // one token past the limit tells whether the text fits (the tokenizer cuts long texts cheaply)
+      ids = tokenizer.encode(text, limits.maxLength + 1);
+      if (ids.length > limits.maxLength) {
+        if (!truncate) throw tooLong(i);
+        // the first maxLength ids are those of the text cut there, unless the last is a closing EOS
+        ids = tokenizer.addEos ? tokenizer.encode(text, limits.maxLength) : ids.slice(0, limits.maxLength);
+      }
+    } catch (err) {
+      // a text the tokenizer refuses (a run of a million characters with no cut) was a 500 naming nothing
+      if (err instanceof TextError) throw badField(name(i), `'${name(i)}' cannot be tokenised: ${err.reason}`);
+      throw err;
     }
     out.push(count(ids, i));
     if (performance.now() - sliceStart >= EVENT_LOOP_SLICE_MS) {
