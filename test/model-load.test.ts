@@ -2,6 +2,8 @@
 // (test/helpers/reference-forward.ts): GQA, cls pooling, explicit head_dim, 5.x configs, sharded
 // and prefixed (causal-LM) checkpoints, F16/BF16 weights, and a missing dense layer.
 import { describe, expect, it } from 'vitest';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { makeTempDir, writeTinyModel, type TinyModelOptions } from './helpers/tinyModel.js';
 import { referenceEmbedding } from './helpers/reference-forward.js';
@@ -70,5 +72,19 @@ describe('model shapes and layouts', () => {
     m2.dispose();
     m3.dispose();
     m4.dispose();
+  });
+
+  it("an embedding model's config (LlamaModelEmbedding) with no dense_layer in its weights is refused as incomplete", async () => {
+    // (it was encoded through a random dense layer, exit 0)
+    const tiny = writeTinyModel(makeTempDir(), { seed: 7, withDense: false, dense: 40 });
+    const config = JSON.parse(readFileSync(join(tiny.dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(tiny.dir, 'config.json'), JSON.stringify({ ...config, architectures: ['LlamaModelEmbedding'] }));
+    await expect(EmbeddingModel.load(tiny.dir, { onNotice: () => {} })).rejects.toThrow(
+      new Error(
+        `${tiny.dir}: config.json names the architecture LlamaModelEmbedding (an embedding model, whose weights hold its dense layer), ` +
+          'but model.safetensors holds no dense_layer.weight or dense_layer.bias: the weights are incomplete ' +
+          '(a base causal-LM checkpoint, e.g. LlamaForCausalLM, gets a new dense layer)',
+      ),
+    );
   });
 });

@@ -47,6 +47,9 @@ export const DENSE_SIZE_KEY = 'embedding_size';
 
 const DEFAULT_ROPE_THETA = 10000;
 
+/** config.json's architecture of an embedding model (the published ones' class): its weights hold the dense layer. */
+export const EMBEDDING_ARCHITECTURE = 'LlamaModelEmbedding';
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -305,7 +308,7 @@ export function configToJson(cfg: LlamaConfig, extra: Record<string, unknown> = 
   checkConfigArg('configToJson', cfg);
   if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) throw new TypeError(`configToJson: extra must be an object of config.json keys, got ${describeValue(extra)}`);
   const out: Record<string, unknown> = {
-    architectures: ['LlamaModelEmbedding'],
+    architectures: [EMBEDDING_ARCHITECTURE],
     model_type: 'llama',
     vocab_size: cfg.vocabSize,
     hidden_size: cfg.hiddenSize,

@@ -1,8 +1,9 @@
 // EmbeddingModel: a Llama2 embedding model loaded into the native addon, with its tokenizer.
 // Texts are tokenised here, grouped into packed batches of similar length (no padding), encoded by
 // native code off the main thread, and returned in input order.
+import { basename } from 'node:path';
 import { nonFiniteReason, nonFiniteValue, TextError } from './text-error.js';
-import { checkConfigArg, readConfig, type LlamaConfig } from './config.js';
+import { checkConfigArg, EMBEDDING_ARCHITECTURE, readConfig, type LlamaConfig } from './config.js';
 import { Embeddings } from './embeddings.js';
 import { checkTexts, TextTokenizer } from './tokenizer.js';
 import { openWeights } from './weights.js';
@@ -181,6 +182,15 @@ export class EmbeddingModel {
     if (tokenizer.vocabSize > config.vocabSize) {
       throw new Error(
         `${dir}: tokenizer.json has ${tokenizer.vocabSize} tokens but config.json says vocab_size ${config.vocabSize}`,
+      );
+    }
+    const architectures = config.raw['architectures'];
+    if (!weights.hasDense && Array.isArray(architectures) && architectures.includes(EMBEDDING_ARCHITECTURE)) {
+      // (a damaged or half-exported embedding model was encoded through a random dense layer, exit 0)
+      throw new Error(
+        `${dir}: config.json names the architecture ${EMBEDDING_ARCHITECTURE} (an embedding model, whose weights hold its dense layer), ` +
+          `but ${weights.files.map((f) => basename(f)).join(', ')} ${weights.files.length === 1 ? 'holds' : 'hold'} no dense_layer.weight or dense_layer.bias: the weights are incomplete ` +
+          '(a base causal-LM checkpoint, e.g. LlamaForCausalLM, gets a new dense layer)',
       );
     }
     // the file's dense layer; else the one asked for, config.json's embedding_size, or the default

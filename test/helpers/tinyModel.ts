@@ -113,7 +113,9 @@ export function tinyConfigJson(o: TinyModelOptions = {}): Record<string, unknown
 /** Writes the folder and returns what was written. `dir` is created when missing. */
 export function writeTinyModel(dir: string, o: TinyModelOptions = {}): TinyModel {
   mkdirSync(dir, { recursive: true });
-  const configJson = tinyConfigJson(o);
+  // without its dense layer, a base checkpoint: a causal LM's architecture (an embedding model's
+  // config with no dense_layer in its weights is refused as incomplete)
+  const configJson = { ...tinyConfigJson(o), ...(o.withDense === false ? { architectures: ['LlamaForCausalLM'] } : {}) };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(configJson, null, 2));
   const config = parseConfig(configJson, join(dir, 'config.json'));
 
