@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { EmbeddingModel, type EncodeOptions } from '../src/model/embedding-model.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 import { TextError } from '../src/model/text-error.js';
+import { TextTokenizer } from '../src/model/tokenizer.js';
 
 describe('bad input to EmbeddingModel', () => {
   it('missing folder, config, weights, tokenizer', async () => {
@@ -70,11 +71,14 @@ describe('bad input to EmbeddingModel', () => {
     const dir = writeTinyModel(makeTempDir()).dir;
     writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ add_bos_token: false }));
     const m = await EmbeddingModel.load(dir);
-    const reason = `the text is empty and ${join(dir, 'tokenizer.json')} adds no BOS (add_bos_token is false): a model has nothing to embed`;
+    const reason = `the text is empty and the tokenizer adds no BOS (add_bos_token is false in the tokenizer_config.json beside ${join(dir, 'tokenizer.json')}): a model has nothing to embed`;
     await expect(m.encode(['hello', '', 'a longer line of text'])).rejects.toThrow(`tokenizer: texts[1]: ${reason}`);
     expect(() => m.tokenize(['x', ''])).toThrow(`tokenizer: texts[1]: ${reason}`);
     expect((await m.encode(['hello'])).rows).toBe(1);
     m.dispose();
+    // made so by the option, it names that (the file's setting was not the cause)
+    const made = TextTokenizer.fromDir(writeTinyModel(makeTempDir()).dir, { addBos: false });
+    expect(() => made.encode('', 8)).toThrow('tokenizer: the text is empty and the tokenizer adds no BOS (it was made with addBos: false): a model has nothing to embed');
   });
 
   it('create refuses a tokenizer with ids past the config\'s vocabulary, as load does (it failed at the first encode)', async () => {

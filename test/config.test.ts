@@ -171,7 +171,8 @@ describe('config: validation errors name the file and field', () => {
   });
 
   it('unsupported architecture details', () => {
-    expect(bad({ hidden_act: 'gelu' })).toThrow(/field "hidden_act" "gelu" is not supported \(only "silu"\)/);
+    expect(bad({ hidden_act: 'gelu' })).toThrow('/m/config.json: field "hidden_act" "gelu" is not supported (only "silu", or "swish", the same function)');
+    expect(bad({ hidden_act: 'swish' })).not.toThrow(); // transformers' ACT2FN: the same SiLU
     expect(bad({ model_type: 'mistral' })).toThrow(/field "model_type" must be "llama"/);
     expect(bad({ attention_bias: true })).toThrow(/field "attention_bias" true is not supported/);
     expect(bad({ mlp_bias: true })).toThrow(/field "mlp_bias" true is not supported/);

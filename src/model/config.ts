@@ -166,7 +166,8 @@ export function parseConfig(json: string | Record<string, unknown>, fileName = '
   const modelType = f.string('model_type', 'llama');
   if (modelType !== 'llama') f.fail('model_type', `must be "llama", got ${JSON.stringify(modelType)}`);
   const act = f.string('hidden_act', 'silu');
-  if (act !== 'silu') f.fail('hidden_act', `${JSON.stringify(act)} is not supported (only "silu")`);
+  // transformers' ACT2FN maps "swish" to the same SiLU
+  if (act !== 'silu' && act !== 'swish') f.fail('hidden_act', `${JSON.stringify(act)} is not supported (only "silu", or "swish", the same function)`);
   if (f.boolean('attention_bias', false)) f.fail('attention_bias', 'true is not supported (Llama projections have no bias)');
   if (f.boolean('mlp_bias', false)) f.fail('mlp_bias', 'true is not supported (Llama projections have no bias)');
 

@@ -188,6 +188,8 @@ export class TextTokenizer {
   readonly addEos: boolean;
   private readonly tokenizer: Tokenizer;
   private readonly cutter: PrefixCutter | null;
+  /** What made addBos false, for errors: the option, or tokenizer_config.json's add_bos_token. */
+  private readonly noBosBecause: string;
 
   /** Loads `dir/tokenizer.json` (required) and `dir/tokenizer_config.json` (optional). */
   static fromDir(dir: string, options: TextTokenizerOptions = {}): TextTokenizer {
@@ -233,6 +235,10 @@ export class TextTokenizer {
     this.vocabSize = maxId + 1;
 
     this.addBos = options.addBos ?? (typeof config['add_bos_token'] === 'boolean' ? config['add_bos_token'] : true);
+    this.noBosBecause =
+      options.addBos !== undefined
+        ? 'it was made with addBos: false'
+        : `add_bos_token is false in the tokenizer_config.json beside ${source}`;
     this.addEos = options.addEos ?? (typeof config['add_eos_token'] === 'boolean' ? config['add_eos_token'] : false);
     const modelUnk = (tokenizerJson['model'] as Json)['unk_token'];
     this.unkId = this.idOf(tokenName(config['unk_token']) ?? tokenName(modelUnk) ?? '<unk>', false, source);
@@ -269,7 +275,7 @@ export class TextTokenizer {
     const kept = Math.min(body.length, budget);
     if (kept + special === 0) {
       const what = text.length === 0 ? 'the text is empty' : `${JSON.stringify(text.slice(0, 24))} gives no tokens`;
-      throw new TextError('tokenizer', `${what} and ${this.source} adds no BOS (add_bos_token is false): a model has nothing to embed`);
+      throw new TextError('tokenizer', `${what} and the tokenizer adds no BOS (${this.noBosBecause}): a model has nothing to embed`);
     }
     const out = new Int32Array(kept + special);
     let at = 0;
