@@ -163,6 +163,23 @@ describe('l2e train', () => {
     expect(over.err).toContain('l2e train: removed 2 checkpoints of the replaced run (checkpoint-4, checkpoint-5)\n');
   });
 
+  // the lr schedule was rebuilt from the resume's --epochs / --max-steps without a word: a forgotten
+  // --epochs 2 ended the run at half its steps on a steeper decay
+  it("a resume that would give a linear schedule another length is refused (or, allowed, said), the folder untouched", async () => {
+    const out = join(makeTempDir(), 'run');
+    const common = ['--data', data, '--output', out, '--batch-size', '4', '--lr', '1e-3', '--save-steps', '2', '--schedule', 'linear'];
+    expect((await l2e('train', '--model', modelDir, ...common, '--max-steps', '4')).code).toBe(0);
+    const before = snapshot(out);
+    const longer = await l2e('train', ...common, '--resume', '--max-steps', '6');
+    expect(longer.code).toBe(1);
+    const what = `the linear schedule of ${join(out, 'checkpoint-4')}'s run spans 4 steps (--max-steps 4), and --max-steps 6 now makes it 6: step 5's lr would be 0.000333, not 0`;
+    expect(longer.err).toContain(`l2e train: error: cannot resume: ${what}; resume with the run's --max-steps 4, or use --allow-changed-config to continue on the new schedule\n`);
+    expect(snapshot(out)).toEqual(before);
+    const allowed = await l2e('train', ...common, '--resume', '--max-steps', '6', '--allow-changed-config');
+    expect(allowed.code).toBe(0);
+    expect(allowed.err).toContain(`l2e train: continuing on a changed schedule: ${what}\n`);
+  });
+
   it('an --output holding a model that no run made is refused naming the flags, and left untouched', async () => {
     const precious = join(makeTempDir(), 'precious');
     cpSync(modelDir, precious, { recursive: true });

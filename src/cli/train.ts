@@ -46,7 +46,8 @@ schedule, data position; --resume DIR: from that checkpoint folder, into an OUTP
 empty, or its run's with no later checkpoint) up to the given --max-steps / --epochs, and says which checkpoint; without
 --model it loads the model from it. Resuming with other settings (batch size, lr, group size,
 seed, ...) or other data is refused, naming the differences, unless --allow-changed-config (other
-data is then read from its beginning, the step count and optimizer state carrying on). When
+data is then read from its beginning, the step count and optimizer state carrying on); so is a
+--max-steps / --epochs that gives a linear or cosine schedule another length than the run's. When
 the checkpoint is already past --max-steps (or at it, with its final model written) there is
 nothing to do and nothing is written. --overwrite starts a new run there: training_run.json names
 it from its first checkpoint (until then, if it fails or is stopped, the earlier run can still be

@@ -20,6 +20,7 @@ import {
   type RunIdentity,
 } from './run.js';
 import { counted } from '../util/plural.js';
+import { learningRate, type ScheduleSpec } from './schedule.js';
 import { emptyStats, type DataStats } from '../data/pairs.js';
 import { configToJson, readConfig, type LlamaConfig } from '../model/config.js';
 
@@ -46,6 +47,8 @@ export interface Resume {
   run: Pick<RunIdentity, 'id' | 'startedAt'> | null;
   /** Differences from the checkpoint's settings that allowChangedConfig let through. */
   changes: ConfigChange[];
+  /** The lr schedule the checkpoint's run followed, and the epochs / maxSteps that sized it (null: not recorded). */
+  planned: { schedule: ScheduleSpec; epochs: unknown; maxSteps: unknown } | null;
 }
 
 /** What decides the order and sampling of groups: changing it means the saved sampling state cannot be replayed. */
@@ -89,7 +92,37 @@ export function planResume(o: ResolvedOptions, optionName: OptionNamer, data: Da
     );
     position.groups = 0;
   }
-  return { point, position, run, changes };
+  const sched = state['schedule'] as Partial<ScheduleSpec> | undefined;
+  const options = (state['options'] ?? {}) as Record<string, unknown>;
+  const planned =
+    sched && typeof sched.totalSteps === 'number' && typeof sched.warmupSteps === 'number' && typeof sched.baseLr === 'number' && typeof sched.name === 'string'
+      ? { schedule: sched as ScheduleSpec, epochs: options['epochs'], maxSteps: options['maxSteps'] }
+      : null;
+  return { point, position, run, changes, planned };
+}
+
+/**
+ * A resume whose --epochs / --max-steps give a linear or cosine schedule another length than the
+ * checkpoint's run had: the lr from the next step on follows another curve (a forgotten --epochs 2 ended
+ * the run at half its steps on a steeper decay, without a word). Refused unless allowChangedConfig,
+ * said then; null when the schedule is the run's.
+ */
+export function scheduleChange(resumed: Resume, now: ScheduleSpec, nextStep: number, o: ResolvedOptions, n: OptionNamer): string | null {
+  const was = resumed.planned?.schedule;
+  if (!was || now.name === 'constant' || was.name !== now.name) return null; // (another schedule is a run-defining change)
+  if (was.totalSteps === now.totalSteps && was.warmupSteps === now.warmupSteps) return null;
+  const sized = (epochs: unknown, maxSteps: unknown): string =>
+    typeof maxSteps === 'number' && maxSteps > 0 ? `${n('maxSteps')} ${maxSteps}` : `${n('epochs')} ${String(epochs)}`;
+  const lr = (spec: ScheduleSpec): string => { const x = learningRate(spec, nextStep); return x === 0 ? '0' : x.toPrecision(3); };
+  const what =
+    `the ${now.name} schedule of ${resumed.point.dir}'s run spans ${was.totalSteps} steps (${sized(resumed.planned!.epochs, resumed.planned!.maxSteps)}), ` +
+    `and ${sized(o.epochs, o.maxSteps)} now makes it ${now.totalSteps}` +
+    (was.warmupSteps !== now.warmupSteps ? ` with ${now.warmupSteps} warm-up steps (was ${was.warmupSteps})` : '') +
+    `: step ${nextStep}'s lr would be ${lr(now)}, not ${lr(was)}`;
+  if (!o.allowChangedConfig) {
+    throw new Error(`cannot resume: ${what}; resume with the run's ${sized(resumed.planned!.epochs, resumed.planned!.maxSteps)}, or use ${n('allowChangedConfig')} to continue on the new schedule`);
+  }
+  return `continuing on a changed schedule: ${what}`;
 }
 
 /**

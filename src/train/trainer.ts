@@ -34,7 +34,7 @@ import {
 import { freeBytes } from '../util/disk.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
-import { damagedCheckpoint, nothingToDo, planResume, refuseOtherShape, type Position, type Resume } from './resume.js';
+import { damagedCheckpoint, nothingToDo, planResume, refuseOtherShape, scheduleChange, type Position, type Resume } from './resume.js';
 import { counted } from '../util/plural.js';
 import { notAFolder, statOrNull } from '../util/fs-error.js';
 import { lockedBy, lockOutput, TRAIN_LOCK } from './output-lock.js';
@@ -332,6 +332,20 @@ export class Trainer {
     const scanned = await pairs.scan();
     if (scanned) reportScan(scanned, pairs.name, o.skipBadLines, notice);
     const rowsPerEpoch = scanned ? scanned.rows : null;
+    const totalSteps = this.totalSteps(rowsPerEpoch);
+    if (o.schedule !== 'constant' && totalSteps === null) {
+      throw new Error(`the ${o.schedule} schedule needs the total steps: set ${n('maxSteps')} (the data's length is unknown)`);
+    }
+    const schedule: ScheduleSpec = {
+      name: o.schedule,
+      baseLr: o.lr,
+      warmupSteps: warmupSteps(o.warmupSteps, o.warmupRatio, totalSteps ?? 0),
+      totalSteps: totalSteps ?? 0,
+    };
+    if (resumed) {
+      const changed = scheduleChange(resumed, schedule, pos.step + 1, o, n);
+      if (changed) notice(changed); // (refused before the output folder is touched)
+    }
     // the file as it was checked: each epoch reads it again, and must find it so (a file changed since
     // would train on rows never checked, and leave checkpoints naming the old content)
     const checkedFile = typeof data === 'string' ? statOrNull(data) : null;
@@ -353,16 +367,6 @@ export class Trainer {
       this.unlock = lockAndTidyOutput(o.outputDir);
     }
 
-    const totalSteps = this.totalSteps(rowsPerEpoch);
-    if (o.schedule !== 'constant' && totalSteps === null) {
-      throw new Error(`the ${o.schedule} schedule needs the total steps: set ${n('maxSteps')} (the data's length is unknown)`);
-    }
-    const schedule: ScheduleSpec = {
-      name: o.schedule,
-      baseLr: o.lr,
-      warmupSteps: warmupSteps(o.warmupSteps, o.warmupRatio, totalSteps ?? 0),
-      totalSteps: totalSteps ?? 0,
-    };
     const doneAt = (step: number): boolean => o.maxSteps > 0 && step >= o.maxSteps;
     const stepsDone = (): boolean => doneAt(pos.step);
     const N = o.gradientAccumulationSteps;
