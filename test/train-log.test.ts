@@ -3,7 +3,7 @@
 // killed run logged are dropped, so the log holds each step once.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { Trainer, type StepInfo, type TrainerOptions } from '../src/train/trainer.js';
@@ -188,6 +188,25 @@ describe('the training log', () => {
       ...[1, 2, 3, 4, 5, 6].map((st) => [1, st]),
       ...[5, 6, 7, 8].map((st) => [0, st]),
     ]);
+  });
+
+  it("a checkpoint continued into another folder (a fork) is refused a log holding its run's later steps, which stay", async () => {
+    const out = join(makeTempDir(), 'out');
+    const log = join(makeTempDir(), 'log.jsonl');
+    await fit({ maxSteps: 6, outputDir: out, logFile: log, saveSteps: 2 }); // steps 1-6, checkpoints 2, 4, 6
+    const before = readFileSync(log, 'utf8');
+    const fork = join(makeTempDir(), 'fork');
+    const from = join(out, 'checkpoint-4');
+    const runId = (JSON.parse(before.split('\n')[0]!) as { run: string }).run;
+    await expect(fit({ maxSteps: 5, outputDir: fork, logFile: log, resume: from, saveSteps: 0 })).rejects.toThrow(
+      `logFile ${log} holds 2 lines of run ${runId}'s steps after 4, logged where it went on past ${from}: ` +
+        `continuing into another folder (${fork}) would drop them from it; give this run a log of its own`,
+    );
+    expect(readFileSync(log, 'utf8')).toBe(before);
+    expect(existsSync(fork)).toBe(false);
+    const own = join(makeTempDir(), 'fork.jsonl');
+    const { steps } = await fit({ maxSteps: 5, outputDir: fork, logFile: own, resume: from, saveSteps: 0 });
+    expect(steps.map((st) => st.step)).toEqual([5]);
   });
 
   it('a log without a line of the checkpoint step is left as it is', async () => {

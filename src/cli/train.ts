@@ -59,7 +59,8 @@ as they are. The final model is written to OUTPUT in the Hugging Face layout.
 --log appends one JSON object per optimizer step:
 {step, loss, lr, gradNorm, tokensPerSecond, tokens, epoch, totalSteps, run} (run: the run's
 id, as in training_run.json; an existing file must be such a log, and a resume drops only its own
-run's lines of the steps it trains again).
+run's lines of the steps it trains again; a --resume DIR into another folder is refused a log
+holding the steps its run went on to from there).
 A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
   options: {
     model: { kind: 'string', help: 'model folder or hub id to start from', metavar: 'DIR' },

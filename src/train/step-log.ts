@@ -162,11 +162,22 @@ export function refuseLogFile(log: string, data: RowSource, outputDir: string | 
  * the log is left as it is.
  */
 export async function trimLog(log: string, step: number, run: string, notice: (m: string) => void): Promise<void> {
+  const later = await linesAfter(log, step, run);
+  if (later === null) return;
+  truncateSync(log, later.cut);
+  notice(`${log}: dropped ${counted(later.lines, 'line')} of steps after ${step}, the checkpoint's: the resumed run logs them again`);
+}
+
+/**
+ * The lines trimLog would drop: their count, and the byte offset they start at; null when it would
+ * drop none.
+ */
+export async function linesAfter(log: string, step: number, run: string): Promise<{ cut: number; lines: number } | null> {
   let offset = 0;
   let cut: number | null = null; // the byte offset after the last line of `step`
   let after = 0; // lines after it, all of later steps (or torn)
   let fits = true;
-  if (!statOrNull(log)?.isFile()) return; // no log yet, or a pipe or device: nothing to read back
+  if (!statOrNull(log)?.isFile()) return null; // no log yet, or a pipe or device: nothing to read back
   for await (const { text, bytes } of readLines(log, { onInvalidUtf8: () => {} })) {
     offset += bytes;
     if (text.trim() === '') continue;
@@ -188,8 +199,7 @@ export async function trimLog(log: string, step: number, run: string, notice: (m
       if ((logged !== null && logged <= step) || !ours) fits = false;
     }
   }
-  if (cut === null || after === 0 || !fits) return;
-  truncateSync(log, cut);
-  notice(`${log}: dropped ${counted(after, 'line')} of steps after ${step}, the checkpoint's: the resumed run logs them again`);
+  if (cut === null || after === 0 || !fits) return null;
+  return { cut, lines: after };
 }
 

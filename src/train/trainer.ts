@@ -9,7 +9,7 @@
 // nothing left to do. Disk space is checked before anything is written (a checkpoint holds the weights
 // and two AdamW moments: about 3 × the model).
 import { existsSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { EmbeddingModel, NativeModel } from '../model/embedding-model.js';
 import { copyStats, describeSkipped, emptyStats, PairData, type DataStats, type RowSource, type TrainGroup } from '../data/pairs.js';
 import { accumulateGradients } from './grad-step.js';
@@ -38,7 +38,7 @@ import { damagedCheckpoint, nothingToDo, planResume, refuseOtherShape, scheduleC
 import { counted } from '../util/plural.js';
 import { notAFolder, statOrNull } from '../util/fs-error.js';
 import { lockedBy, lockOutput, TRAIN_LOCK } from './output-lock.js';
-import { endTornLine, refuseLogFile, StepLog, trimLog } from './step-log.js';
+import { endTornLine, linesAfter, refuseLogFile, StepLog, trimLog } from './step-log.js';
 import { makeFolder } from '../util/folder.js';
 import { describeValue } from '../util/describe.js';
 import { ABORTED, untilAborted } from '../util/abortable.js';
@@ -345,6 +345,18 @@ export class Trainer {
     if (resumed) {
       const changed = scheduleChange(resumed, schedule, pos.step + 1, o, n);
       if (changed) notice(changed); // (refused before the output folder is touched)
+      // a checkpoint continued into another folder (a fork) leaves its run's own branch where it was:
+      // that branch's later steps in a shared log are not the fork's to drop (a resume trims them)
+      const own = dirname(resolve(resumed.point.dir));
+      const fork = o.outputDir === undefined || resolve(o.outputDir) !== own;
+      const later = o.logFile && fork ? await linesAfter(o.logFile, pos.step, this.run.id) : null;
+      if (later) {
+        throw new TrainerOptionError(
+          'logFile',
+          `${n('logFile')} ${o.logFile} holds ${counted(later.lines, 'line')} of run ${this.run.id}'s steps after ${pos.step}, logged where it went on past ` +
+            `${resumed.point.dir}: continuing into ${o.outputDir ? `another folder (${o.outputDir})` : 'no folder'} would drop them from it; give this run a log of its own`,
+        );
+      }
     }
     // the file as it was checked: each epoch reads it again, and must find it so (a file changed since
     // would train on rows never checked, and leave checkpoints naming the old content)
