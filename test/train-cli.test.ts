@@ -180,6 +180,25 @@ describe('l2e train', () => {
     expect(allowed.err).toContain(`l2e train: continuing on a changed schedule: ${what}\n`);
   });
 
+  // --overwrite replaced the model a run reads, or a checkpoint's model beside its old AdamW moments
+  it('an --output that is the --model folder or a checkpoint is refused even with --overwrite, and left untouched', async () => {
+    const own = join(makeTempDir(), 'own');
+    cpSync(modelDir, own, { recursive: true });
+    const before = snapshot(own);
+    const self = await l2e('train', '--model', own, '--data', data, '--output', own, '--overwrite', '--batch-size', '4', '--max-steps', '2');
+    expect(self.code).toBe(1);
+    expect(self.err).toContain(`l2e train: error: --output ${own} is the folder the model was loaded from: the run would replace the model it reads; give another folder\n`);
+    expect(snapshot(own)).toEqual(before);
+    const out = join(makeTempDir(), 'run');
+    expect((await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--batch-size', '4', '--save-steps', '2', '--max-steps', '2')).code).toBe(0);
+    const ckpt = join(out, 'checkpoint-2');
+    const kept = snapshot(out);
+    const into = await l2e('train', '--model', modelDir, '--data', data, '--output', ckpt, '--overwrite', '--batch-size', '4', '--max-steps', '2');
+    expect(into.code).toBe(1);
+    expect(into.err).toContain(`l2e train: error: --output ${ckpt} is a checkpoint (it holds trainer_state.json): a run writes a run's folder, which holds its checkpoints; give another folder\n`);
+    expect(snapshot(out)).toEqual(kept);
+  });
+
   it('an --output holding a model that no run made is refused naming the flags, and left untouched', async () => {
     const precious = join(makeTempDir(), 'precious');
     cpSync(modelDir, precious, { recursive: true });

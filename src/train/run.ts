@@ -248,6 +248,23 @@ export function foreignContents(outputDir: string, ours: readonly string[] = [])
  * notes) is never taken over silently: the run would replace its config.json and tokenizer files
  * and write model.safetensors beside its weights.
  */
+/**
+ * An outputDir that is one of the run's inputs, refused even with overwrite or resume: the folder the
+ * model was loaded from (its weights and config replaced by the run's), or a checkpoint folder (its
+ * model replaced while its trainer_state.json and AdamW moments stayed, and a resume later paired the
+ * two).
+ */
+export function refuseInputAsOutput(outputDir: string, modelDir: string | null, optionName: OptionNamer): void {
+  const out = resolve(outputDir);
+  const flag = `${optionName('outputDir')} ${outputDir}`;
+  if (modelDir !== null && resolve(modelDir) === out) {
+    throw new Error(`${flag} is the folder the model was loaded from: the run would replace the model it reads; give another folder`);
+  }
+  if (existsSync(join(out, 'trainer_state.json'))) {
+    throw new Error(`${flag} is a checkpoint (it holds trainer_state.json): a run writes a run's folder, which holds its checkpoints; give another folder`);
+  }
+}
+
 export function refuseUsedOutput(outputDir: string, optionName: OptionNamer): void {
   const record = readRunRecord(outputDir);
   if (!record) {

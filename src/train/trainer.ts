@@ -33,7 +33,7 @@ import {
 } from './checkpoint.js';
 import { freeBytes } from '../util/disk.js';
 import { formatBytes } from '../util/format-bytes.js';
-import { dataIdentity, newRunId, readRunRecord, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
+import { dataIdentity, newRunId, readRunRecord, refuseInputAsOutput, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
 import { damagedCheckpoint, nothingToDo, planResume, refuseOtherShape, scheduleChange, type Position, type Resume } from './resume.js';
 import { counted } from '../util/plural.js';
 import { notAFolder, statOrNull } from '../util/fs-error.js';
@@ -271,6 +271,7 @@ export class Trainer {
     // another live run training into the folder: refused before its checkpoints are even read
     const locked = o.outputDir ? lockedBy(o.outputDir) : null;
     if (locked) throw new Error(locked);
+    if (o.outputDir) refuseInputAsOutput(o.outputDir, this.model.dir, n);
     let resumed: Resume | null = null;
     if (o.resume) {
       resumed = planResume(o, n, identity, notice);
