@@ -135,14 +135,14 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
   });
 
   it('a text the tokenizer refuses is a 400 naming the input (it was a 500 "internal error")', async () => {
-    const wide = await serveOn(model, { maxChars: 2 ** 21 });
+    const wide = await serveOn(model, { maxChars: 2 ** 17 });
     try {
-      const run = '-'.repeat(2 ** 20 + 1);
+      const run = '-'.repeat(2 ** 16 + 1);
       const r = await postJson<OpenAIError>(`${wide.url}/v1/embeddings`, { input: ['ok', run], truncate: true });
       expect(r.status).toBe(400);
       expect(r.body.error).toEqual({
         message:
-          `'input[1]' cannot be tokenised: more than 1048576 characters in a row from character 0 on ("------------------------"...) have no point ` +
+          `'input[1]' cannot be tokenised: more than 65536 characters in a row from character 0 on ("------------------------"...) have no point ` +
           'between them where the text can be cut (as in one character repeated), and such a run is tokenised as one piece (slow, and out of ' +
           'memory past a few million): split or shorten the text',
         type: 'invalid_request_error',

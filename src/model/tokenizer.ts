@@ -138,10 +138,12 @@ const CUT_CHARS_PER_TOKEN = 8;
 
 /**
  * Most characters in a row that are tokenised with no safe cut between them (tokenizer-prefix.ts), as in
- * one character repeated: the BPE of such a run is one piece, ~12 s and ~0.8 GB a 2^20-character run of
- * dashes on a 2-core EPYC, and 2^23 dashes ran Node out of memory (an abort). Longer runs are refused.
+ * one character repeated: the BPE of such a run is one piece, synchronous on the main thread (the
+ * event loop held throughout), and a little worse than linear: ~0.8 s a 2^16-character run of dots on
+ * a 2-core EPYC, 12-18 s at 2^20, and 2^23 dashes ran Node out of memory (an abort). Longer runs are
+ * refused; 2^16 is also as long as a served text may be by default (serve's --max-chars).
  */
-const MAX_UNCUT_CHARS = 1 << 20;
+const MAX_UNCUT_CHARS = 1 << 16;
 
 export interface TextTokenizerOptions {
   /** Prepend BOS (tokenizer_config `add_bos_token`, default true). */
