@@ -146,6 +146,8 @@ export class EmbeddingModel {
   private nativeModel: NativeModel | null;
   /** Calls using the native model now (encode, hold): dispose() frees it after the last one ends. */
   private holds = 0;
+  /** Settles when the last native encode asked for has ended: the next one waits for it (inTurn). */
+  private nativeTurn: Promise<void> = Promise.resolve();
   private disposeRequested = false;
 
   private constructor(
@@ -263,6 +265,18 @@ export class EmbeddingModel {
     }
   }
 
+  /**
+   * `job` once the native jobs asked for before it have ended. Native calls of one model run one at a
+   * time (its mutex), each on a thread of libuv's pool (4 by default): twenty encodes at once left three
+   * threads waiting on the mutex, and a file read of the app waited 7 s for one.
+   */
+  private inTurn<T>(job: () => Promise<T>): Promise<T> {
+    const before = this.nativeTurn;
+    let ended!: () => void;
+    this.nativeTurn = new Promise<void>((r) => (ended = r));
+    return before.then(job).finally(ended);
+  }
+
   /** Counts a call in flight (throws once disposed); the function returned ends it, once. */
   private acquire(): () => void {
     if (this.disposed) throw new Error('this EmbeddingModel has been disposed');
@@ -353,7 +367,7 @@ export class EmbeddingModel {
       for (const batch of batches) {
         const { tokens, cuSeqlens } = packBatch(batch.map((i) => ids[start + i]!));
         options.onBatch?.({ index: index++, batches: batchCount, texts: batch.length, tokens: tokens.length, done, total: texts.length });
-        const { embeddings } = await native.encode(tokens, cuSeqlens);
+        const { embeddings } = await this.inTurn(() => native.encode(tokens, cuSeqlens));
         batch.forEach((row, j) => {
           const bad = nonFiniteValue(embeddings, j, this.dim);
           if (bad !== null) throw new TextError('encode', nonFiniteReason(bad), start + row);
