@@ -63,6 +63,11 @@ describe('trainer options', () => {
     expect(() => resolveOptions({ temperature: 1e-300 })).toThrow(
       'temperature must be a positive number that a float32 holds (1.4e-45 to 3.4e38: the model computes in float32), got 1e-300',
     );
+    // a float32, but 1 / it is not: every score infinite, and the run said to diverge ("try a lower lr")
+    expect(() => resolveOptions({ temperature: 1e-40 })).toThrow(
+      'temperature must be at least 2.94e-39 (the scores are divided by it in float32, and 1 / 1e-40 is past its range), got 1e-40',
+    );
+    expect(resolveOptions({ temperature: 3e-39 }).temperature).toBe(3e-39);
     // a group of 3e9 passages ran Node out of memory (an abort)
     expect(() => resolveOptions({ groupSize: 3e9 })).toThrow('groupSize must be at most 65536, got 3000000000');
     expect(() => resolveOptions({ batchSize: 65537 })).toThrow('batchSize must be at most 65536, got 65537');

@@ -217,6 +217,8 @@ describe('Trainer', () => {
       .then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(TrainingDivergedError);
     expect((err as Error).message).toMatch(/training diverged at step 4: the loss is NaN.*last good checkpoint is .*checkpoint-2/);
+    // (a retry on this model object, with a lower lr as advised, diverged again at its first step)
+    expect((err as Error).message).toMatch(/checkpoint-2\. The model trained holds the weights it diverged with: load it again \(or that checkpoint\) to train or encode with it\.$/);
     expect(listCheckpoints(out).map((c) => c.step)).toEqual([2]);
     expect(existsSync(join(out, 'model.safetensors'))).toBe(false);
     // weights turning NaN right at a checkpoint step are never saved

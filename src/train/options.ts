@@ -214,6 +214,10 @@ export function resolveOptions(o: TrainerOptions, optionName: OptionNamer = opti
   }
   positive('temperature', false);
   if (!isPositiveFloat32(r.temperature)) fail('temperature', `must be ${FLOAT32_RANGE}, got ${r.temperature}`);
+  // the scores are divided by it in float32: below 1 / 3.4e38 every score was infinite, said as divergence
+  if (Math.fround(1 / Math.fround(r.temperature)) === Infinity) {
+    fail('temperature', `must be at least 2.94e-39 (the scores are divided by it in float32, and 1 / ${r.temperature} is past its range), got ${r.temperature}`);
+  }
   positive('lr', true);
   positive('eps', false);
   positive('weightDecay', true);

@@ -125,7 +125,11 @@ const TRAINER_CONTEXT = optionKeys<TrainerContext>({ optionName: true });
 /** The models a fit is training (see fit). */
 const fitting = new WeakSet<NativeModel>();
 
-/** Training hit a non-finite loss or gradient; nothing was written after the last good checkpoint. */
+/**
+ * Training hit a non-finite loss or gradient; nothing was written after the last good checkpoint. The
+ * model object keeps the weights the run diverged with: a retry needs the model loaded again (a retry
+ * on it, with a lower lr as advised, diverged again at its first step).
+ */
 export class TrainingDivergedError extends Error {
   override name = 'TrainingDivergedError';
   constructor(
@@ -135,7 +139,8 @@ export class TrainingDivergedError extends Error {
   ) {
     super(
       `training diverged at step ${step}: ${what}; stopped (try a lower lr or a smaller max grad norm). ` +
-        (lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}.` : 'No checkpoint was saved.'),
+        (lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}.` : 'No checkpoint was saved.') +
+        ' The model trained holds the weights it diverged with: load it again (or that checkpoint) to train or encode with it.',
     );
   }
 }
