@@ -120,8 +120,11 @@ describe('config: validation errors name the file and field', () => {
     expect(bad({ rope_theta: 'big' })).toThrow(/field "rope_theta" must be a positive number/);
     expect(bad({ normalized: 'yes' })).toThrow(/field "normalized" must be true or false/);
     expect(bad({ temperature: 0 })).toThrow(/field "temperature" must be a positive number/);
-    expect(bad({ pad_token_id: -1 })).toThrow(/field "pad_token_id" must be a non-negative integer/);
-    expect(bad({ pad_token_id: 2000 })).toThrow('/m/config.json: field "pad_token_id" (2000) must be below vocab_size (2000): it names a row of the embedding table');
+    expect(bad({ pad_token_id: 'x' })).toThrow('/m/config.json: field "pad_token_id" must be an integer token id, got "x"');
+    expect(bad({ eos_token_id: [2.5] })).toThrow('/m/config.json: field "eos_token_id" must be an integer token id, got [2.5]');
+    const outside = 'must be in [-vocab_size, vocab_size) = [-2000, 2000): it names a row of the embedding table';
+    expect(bad({ pad_token_id: 2000 })).toThrow(`/m/config.json: field "pad_token_id" (2000) ${outside}`);
+    expect(bad({ pad_token_id: -2001 })).toThrow(`/m/config.json: field "pad_token_id" (-2001) ${outside}`);
     expect(bad({ embedding_size: 1.5 })).toThrow(/field "embedding_size" must be an integer/);
     // the model computes in float32: 1e-50 would be 0 there, 1e50 infinity (every text the same embedding)
     const float32 = 'must be a positive number that a float32 holds (1.4e-45 to 3.4e38: the model computes in float32)';
@@ -129,6 +132,17 @@ describe('config: validation errors name the file and field', () => {
     expect(bad({ rms_norm_eps: 1e50 })).toThrow(`/m/config.json: field "rms_norm_eps" ${float32}, got 1e+50`);
     expect(bad({ rope_parameters: { rope_type: 'default', rope_theta: 4e38 } })).toThrow(`field "rope_theta" ${float32}, got 4e+38`);
     expect(parseConfig(tinyConfigJson({ configExtra: { rms_norm_eps: 1e-40 } }), 'c').rmsNormEps).toBe(1e-40); // a subnormal float32 is still > 0
+  });
+
+  // LLaMA-1-era conversions wrote "pad_token_id": -1 (and some configs an empty EOS list): transformers
+  // loads them (nn.Embedding counts a negative padding_idx from the end); they were refused
+  it('negative and empty token ids read as transformers reads them, and are written back as they were', () => {
+    const c = parseConfig(tinyConfigJson({ configExtra: { pad_token_id: -1, bos_token_id: -1, eos_token_id: [] } }), 'c.json');
+    expect([c.padTokenId, c.bosTokenId, c.eosTokenId]).toEqual([1999, 1, 2]); // the last row, and the defaults
+    const out = configToJson(c);
+    expect([out['pad_token_id'], out['bos_token_id'], out['eos_token_id']]).toEqual([-1, -1, []]);
+    // changed since it was read: the new value
+    expect(configToJson({ ...c, padTokenId: 5, bosTokenId: 3 })).toMatchObject({ pad_token_id: 5, bos_token_id: 3 });
   });
 
   it('a config given to create / parameterNames / configToJson is checked field by field, by its own names', () => {

@@ -80,13 +80,17 @@ class Fields {
     return v;
   }
 
-  nonNegativeInt(field: string, fallback: number): number {
+  /**
+   * A token id field (bos/eos/pad_token_id): an integer, or a list whose first is the id (some configs
+   * list several EOS ids; the first is the one a tokenizer appends); null when it names none (null,
+   * absent, an empty list, or a negative id as LLaMA-1-era conversions wrote, "pad_token_id": -1).
+   */
+  tokenId(field: string): number | null {
     let v = this.obj[field];
-    if (v === undefined || v === null) return fallback;
-    // Some configs list several EOS ids; the first is the one a tokenizer appends.
-    if (Array.isArray(v) && v.length > 0) v = v[0];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-      this.fail(field, `must be a non-negative integer, got ${JSON.stringify(this.obj[field])}`);
+    if (Array.isArray(v)) v = v.length > 0 ? v[0] : null;
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
+      this.fail(field, `must be an integer token id, got ${JSON.stringify(this.obj[field])}`);
     }
     return v;
   }
@@ -215,19 +219,27 @@ export function parseConfig(json: string | Record<string, unknown>, fileName = '
     pooling,
     normalized: f.boolean('normalized', true),
     temperature,
-    bosTokenId: f.nonNegativeInt('bos_token_id', 1),
-    eosTokenId: f.nonNegativeInt('eos_token_id', 2),
+    // written back on save; the tokenizer's own files say which ids it adds
+    bosTokenId: nonNegative(f.tokenId('bos_token_id')) ?? 1,
+    eosTokenId: nonNegative(f.tokenId('eos_token_id')) ?? 2,
     padTokenId: readPadId(f, vocabSize),
     raw,
   };
 }
 
-/** pad_token_id: nn.Embedding's padding_idx in transformers, which refuses one outside the table too. */
+const nonNegative = (id: number | null): number | null => (id !== null && id >= 0 ? id : null);
+
+/**
+ * pad_token_id: nn.Embedding's padding_idx in transformers, which takes a negative one as counted from
+ * the table's end (-1: the last row, as LLaMA-1-era conversions wrote) and refuses one outside it.
+ */
 function readPadId(f: Fields, vocabSize: number): number | null {
-  if (!f.has('pad_token_id')) return null;
-  const id = f.nonNegativeInt('pad_token_id', 0);
-  if (id >= vocabSize) f.fail('pad_token_id', `(${id}) must be below vocab_size (${vocabSize}): it names a row of the embedding table`);
-  return id;
+  const id = f.tokenId('pad_token_id');
+  if (id === null) return null;
+  if (id >= vocabSize || id < -vocabSize) {
+    f.fail('pad_token_id', `(${id}) must be in [-vocab_size, vocab_size) = [${-vocabSize}, ${vocabSize}): it names a row of the embedding table`);
+  }
+  return id < 0 ? vocabSize + id : id;
 }
 
 /** A model folder's file (config.json, tokenizer.json) that is missing, said with what the folder should hold. */
@@ -294,11 +306,26 @@ export function checkConfigArg(where: string, cfg: unknown): asserts cfg is Llam
     bad('padTokenId', 'null or an id below vocabSize');
 }
 
+/**
+ * config.json's `field` as the model was read with it (-1, a list), when it still reads as `value`;
+ * else `value`.
+ */
+function asRead<T>(cfg: LlamaConfig, field: string, value: T, read: (f: Fields) => T): unknown {
+  const raw = cfg.raw as Record<string, unknown> | undefined;
+  if (!raw || !(field in raw)) return value;
+  try {
+    return read(new Fields(raw, 'config.json')) === value ? raw[field] : value;
+  } catch {
+    return value;
+  }
+}
+
 /** config.json's eos_token_id: the list the model was read with (several EOS ids) when it starts with cfg's, else cfg's one id. */
-function eosIds(cfg: LlamaConfig): number | number[] {
+function eosIds(cfg: LlamaConfig): unknown {
   const listed = (cfg.raw as Record<string, unknown> | undefined)?.['eos_token_id'];
-  const ids = Array.isArray(listed) && listed.every((v) => Number.isSafeInteger(v)) ? (listed as number[]) : null;
-  return ids !== null && ids[0] === cfg.eosTokenId ? [...ids] : cfg.eosTokenId;
+  const ids = Array.isArray(listed) && listed.length > 0 && listed.every((v) => Number.isSafeInteger(v)) ? (listed as number[]) : null;
+  if (ids !== null && ids[0] === cfg.eosTokenId) return [...ids];
+  return asRead(cfg, 'eos_token_id', cfg.eosTokenId, (f) => nonNegative(f.tokenId('eos_token_id')) ?? 2);
 }
 
 /**
@@ -326,9 +353,9 @@ export function configToJson(cfg: LlamaConfig, extra: Record<string, unknown> = 
     attention_bias: false,
     mlp_bias: false,
     tie_word_embeddings: false,
-    bos_token_id: cfg.bosTokenId,
+    bos_token_id: asRead(cfg, 'bos_token_id', cfg.bosTokenId, (f) => nonNegative(f.tokenId('bos_token_id')) ?? 1),
     eos_token_id: eosIds(cfg),
-    pad_token_id: cfg.padTokenId ?? null,
+    pad_token_id: asRead(cfg, 'pad_token_id', cfg.padTokenId ?? null, (f) => readPadId(f, cfg.vocabSize)),
     sentence_pooling_method: cfg.pooling,
     normalized: cfg.normalized,
     temperature: cfg.temperature,
