@@ -348,6 +348,32 @@ describe('safetensors: sharded index', () => {
     writeFileSync(join(dir, 'model.safetensors.index.json'), '{"metadata": {}}');
     expect(() => readSafetensorsIndex(join(dir, 'model.safetensors.index.json'))).toThrow(/expected an object with a "weight_map" object/);
   });
+
+  // transformers loads every tensor of every shard (a later shard's copy over an earlier one's): a
+  // shard's tensor that the map leaves out, or names in another shard, was ignored, and the model
+  // computed with other weights than transformers'
+  it("a shard's tensors beyond the weight_map: one the map names in another shard is refused, the others checked as the model's", () => {
+    const extra = (dir: string, tensors: string[]): void =>
+      writeSafetensors(join(dir, 'extra.safetensors'), tensors.map((name) => ({ name, dtype: 'F32' as const, shape: [32], data: new Float32Array(32).fill(5) })));
+    const twice = withMap((map, dir) => {
+      extra(dir, ['norm.weight', 'foo.bar']);
+      map['foo.bar'] = 'extra.safetensors';
+    });
+    expect(twice).toThrow(/extra\.safetensors: tensor "norm\.weight" is here too, but .*index\.json names shard "model-00002-of-00002\.safetensors" for it: which copy is the model's is not defined; remove one$/);
+    // left out of the map: read from its shard, as transformers reads it
+    const m = writeTinyModel(makeTempDir(), { sharded: 2, tokenizer: false });
+    const indexFile = join(m.dir, 'model.safetensors.index.json');
+    const index = JSON.parse(readFileSync(indexFile, 'utf8')) as { weight_map: Record<string, string> };
+    delete index.weight_map['norm.weight'];
+    writeFileSync(indexFile, JSON.stringify(index));
+    const w = openWeights(m.dir, m.config);
+    expect(readTensorF32(w.tensors.find((e) => e.name === 'norm.weight')!)).toEqual(m.weights.get('norm.weight'));
+    // and one that is no parameter of the model is refused, as in a single file
+    index.weight_map['foo.bar'] = 'extra.safetensors';
+    extra(m.dir, ['foo.bar', 'layers.0.bogus']);
+    writeFileSync(indexFile, JSON.stringify(index));
+    expect(() => openWeights(m.dir, m.config)).toThrow(/extra\.safetensors: tensor "foo\.bar": unexpected tensor \(not a parameter of this Llama model\)/);
+  });
 });
 
 describe('weights: openWeights', () => {

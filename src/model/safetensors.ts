@@ -228,12 +228,19 @@ export interface SafetensorsIndex {
   files: string[];
   /** Each weight_map tensor, from its shard's header. */
   tensors: Map<string, TensorEntry>;
+  /**
+   * Tensors of the shards that weight_map does not list: a loader of every shard's tensors (transformers)
+   * takes them too, so the caller checks them as it checks the listed ones.
+   */
+  unlisted: TensorEntry[];
   metadata: Record<string, unknown>;
 }
 
 /**
  * Reads a sharded checkpoint's index (`model.safetensors.index.json`): every shard must lie inside the
- * index's folder and exist, and each tensor must be in the shard its weight_map names.
+ * index's folder and exist, each tensor must be in the shard its weight_map names, and no shard may hold
+ * a tensor the map names in another (which of the two a loader takes is not defined: transformers loads
+ * every shard, the later one winning, where the map chose the other).
  */
 export function readSafetensorsIndex(indexPath: string): SafetensorsIndex {
   const indexFile = resolve(indexPath);
@@ -278,7 +285,19 @@ export function readSafetensorsIndex(indexPath: string): SafetensorsIndex {
     if (!entry) throw new Error(`${indexFile}: tensor "${name}" is not in its shard "${shard}"`);
     tensors.set(name, entry);
   }
-  return { indexFile, files: [...headers.values()].map((h) => h.file), tensors, metadata };
+  const weightMap = json['weight_map'];
+  const unlisted: TensorEntry[] = [];
+  for (const [shard, header] of headers) {
+    for (const [name, entry] of header.byName) {
+      const mapped = weightMap[name];
+      if (mapped === shard) continue;
+      if (typeof mapped === 'string') {
+        throw new Error(`${header.file}: tensor "${name}" is here too, but ${indexFile} names shard "${mapped}" for it: which copy is the model's is not defined; remove one`);
+      }
+      unlisted.push(entry);
+    }
+  }
+  return { indexFile, files: [...headers.values()].map((h) => h.file), tensors, unlisted, metadata };
 }
 
 export interface TensorToWrite {

@@ -106,7 +106,7 @@ function findTensors(dir: string): Found {
   const indexFile = join(dir, 'model.safetensors.index.json');
   if (existsSync(indexFile)) {
     const idx = readSafetensorsIndex(indexFile);
-    return { files: idx.files, tensors: [...idx.tensors.values()], source: idx.indexFile };
+    return { files: idx.files, tensors: [...idx.tensors.values(), ...idx.unlisted], source: idx.indexFile };
   }
   let names: string[];
   try {
