@@ -7,12 +7,12 @@
 // with other work that is the fairer view of single-threaded runs (time spent descheduled is not
 // counted), while multi-threaded OpenBLAS also counts its spin-waiting.
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
-import { checkFlags, readFlags } from './lib/usage.mjs';
+import { median } from './lib/stats.mjs';
+import { checkFlags, readFlags, writeJsonOut } from './lib/usage.mjs';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -30,11 +30,6 @@ function parseArgs(argv) {
 
 function loadAddon() {
   return testingAddon();
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 /** GFLOP/s of the median and fastest wall time, and GFLOP per median CPU-second. */
@@ -108,5 +103,5 @@ const load = Math.max(loadBefore, loadavg()[0]);
 if (load > 1.5) console.log(`warning: load average ${load.toFixed(2)} while benchmarking; rerun on an idle machine`);
 if (opts.json) {
   const out = { kernel, threads, repeats: opts.repeats, loadAverage: load, rows, numpyInfo: numpy?.info ?? null };
-  writeFileSync(opts.json, JSON.stringify(out, null, 2) + '\n');
+  writeJsonOut(opts.json, out);
 }

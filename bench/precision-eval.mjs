@@ -17,6 +17,7 @@ import { writeLlamaTokenizer } from '../dist/demo/llama-tokenizer.js';
 import { evaluatePrecisions, formatPrecisionComparison, metricDelta, TOP_K_KEYS } from '../dist/demo/precision.js';
 import { DEMO_DEFAULTS, runDemo } from '../dist/demo/run.js';
 import { SHAPE_600M, writeRandomWeights } from './lib/workloads.mjs';
+import { checkJsonOut, valueAfter, writeJsonOut } from './lib/usage.mjs';
 
 const HELP = `usage: node bench/precision-eval.mjs [options]
 
@@ -38,15 +39,12 @@ function parseArgs(argv) {
   const o = { steps: DEMO_DEFAULTS.steps, model: null, shape: 'demo', seed: DEMO_DEFAULTS.seed, json: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const value = () => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
+    const value = () => valueAfter(argv, i++);
     if (a === '--steps') o.steps = Number(value());
     else if (a === '--model') o.model = resolve(value());
     else if (a === '--shape') o.shape = value();
     else if (a === '--seed') o.seed = Number(value());
-    else if (a === '--json') o.json = resolve(value());
+    else if (a === '--json') o.json = value();
     else if (a === '--help' || a === '-h') {
       process.stdout.write(HELP);
       process.exit(0);
@@ -55,6 +53,10 @@ function parseArgs(argv) {
   if (!['demo', '600m'].includes(o.shape)) throw new Error(`--shape must be demo or 600m, got ${o.shape}`);
   if (o.model && o.shape !== 'demo') throw new Error('--model and --shape 600m are two different models: give one');
   for (const k of ['steps', 'seed']) if (!(Number.isInteger(o[k]) && o[k] >= (k === 'seed' ? 0 : 1))) throw new Error(`--${k} must be a ${k === 'seed' ? 'non-negative' : 'positive'} integer`);
+  if (o.json !== null) {
+    checkJsonOut('--json', o.json);
+    o.json = resolve(o.json);
+  }
   return o;
 }
 
@@ -119,7 +121,7 @@ async function main() {
     }
     if (o.json) {
       const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, loadavg, node: process.version, model: what, seed: o.seed };
-      writeFileSync(o.json, JSON.stringify({ meta, ...cmp }, null, 2) + '\n');
+      writeJsonOut(o.json, { meta, ...cmp });
       console.log(`\nwrote ${o.json}`);
     }
   } finally {

@@ -42,7 +42,8 @@ import { llamaMetadata, llamaTensors, llamaTokenizerMetadata, projectPooled } fr
 import { loadLlamaCpp, openEmbedder } from './lib/llama-peer.mjs';
 import { llamaOnnxGraph, ONNX_FORMATS } from './lib/llama-onnx.mjs';
 import { loadOrt, openOrtEmbedder, ortU8S8Saturates, paddedBatches } from './lib/ort-peer.mjs';
-import { printTable } from './lib/stats.mjs';
+import { median, printTable } from './lib/stats.mjs';
+import { checkJsonOut, valueAfter, writeJsonOut } from './lib/usage.mjs';
 import { BENCH_MODEL, drawLengths, loadLengthMix, makeRng, pack, poolsFolder, randomSequences, SHAPE_600M, writeRandomWeights } from './lib/workloads.mjs';
 
 const HELP = `usage: node bench/precision.mjs [options]     (or: npm run bench -- precision [options])
@@ -116,10 +117,7 @@ function parseArgs(argv) {
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const value = () => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
+    const value = () => valueAfter(argv, i++);
     if (a === '--quick') o.quick = true;
     else if (a === '--passes') o.passes = Number(value());
     else if (a === '--texts') o.texts = Number(value());
@@ -146,14 +144,11 @@ function parseArgs(argv) {
   }
   for (const k of ['passes', 'texts', 'threads']) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`--${k} must be a positive integer`);
   if (!o.child && !o.gemmChild) o.pools = poolsFolder(o.pools);
+  if (o.json !== null) checkJsonOut('--json', o.json, [['--baseline', o.baseline]]);
   return o;
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 /** Child: run one engine (job.engine 'ours', 'llama' or 'ort'), write its embeddings, print its report. */
 async function child(jobFile) {
@@ -607,7 +602,7 @@ async function main() {
   }
   if (o.json) {
     const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, threads: o.threads, loadavgStart: loadavg, node: process.version, nodeLlamaCpp: llamaVersion, onnxruntimeNode: ortVersion, onnxruntimeU8U8: ortVersion ? ortU8S8Saturates() : null, baseline: o.baseline };
-    writeFileSync(o.json, JSON.stringify({ meta, config, texts: o.texts, tokens, passes: o.passes, gemmGflops, gemmSamples: gemm, encodeGflop: flops / 1e9, rows, checks, versus, versusOnnxruntime, skipped, ops: Object.fromEntries(timed.map((e) => [e.variant, runs[e.name][0].ops])) }, null, 2));
+    writeJsonOut(o.json, { meta, config, texts: o.texts, tokens, passes: o.passes, gemmGflops, gemmSamples: gemm, encodeGflop: flops / 1e9, rows, checks, versus, versusOnnxruntime, skipped, ops: Object.fromEntries(timed.map((e) => [e.variant, runs[e.name][0].ops])) });
     console.log(`\nwrote ${o.json}`);
   }
   const kept = [sources[0].path, ...Object.values(ggufs), ...Object.values(onnxFiles).flatMap((f) => [f, `${f}.data`])].filter((f) => existsSync(f));

@@ -7,14 +7,15 @@
 // bench hooks, so the per-op timer sees the models it creates). Encode and training need text pools for the real length mix (--pools DIR, else $L2E_POOLS,
 // else ../shared/data/pools); they are skipped, with a message, when there are none.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
 import { allCases } from './lib/cases.mjs';
 import { formatRate, printComparison, printResults, printTable, summarize } from './lib/stats.mjs';
 import { loadLengthMix, poolsFolder } from './lib/workloads.mjs';
+import { checkJsonOut, valueAfter, writeJsonOut } from './lib/usage.mjs';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -31,7 +32,9 @@ options:
   --filter REGEX      run only the cases whose name matches (e.g. 'op/linear', '^encode/', 'train')
   --list              list the case names (after --filter) and exit
   --quick             a short run: 3 samples, shorter samples, smaller workloads (a smoke test)
-  --samples N         samples per case (default 7, --quick 3)
+  --samples N         samples per case (default 7, --quick 3) of the kernel and GEMM cases; the
+                      encode cases time 3 runs (2 with --quick; NumPy's encode one fewer) and the
+                      train step 10 steps (2), whatever --samples says
   --json FILE         write the results (statistics in seconds, throughputs, extras, metadata) to FILE
   --compare OLD.json  print speedups against an earlier --json file
   --pools DIR         text pools (JSON objects keyed by text) whose length mix the encode and training
@@ -55,10 +58,7 @@ function parseArgs(argv) {
   const opts = { filter: null, filterText: null, quick: false, samples: null, json: null, compare: null, list: false, pools: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const value = () => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
+    const value = () => valueAfter(argv, i++);
     if (a === '--filter') {
       opts.filterText = value();
       try {
@@ -82,7 +82,7 @@ function parseArgs(argv) {
   // read and checked before the run (a file that is not there, or not a run's results, failed after it,
   // and took the --json results with it), as is the folder of --json
   if (opts.compare !== null) opts.earlier = readEarlier(opts.compare);
-  if (opts.json !== null && !existsSync(dirname(resolve(opts.json)))) throw new Error(`--json ${opts.json}: the folder ${dirname(resolve(opts.json))} does not exist`);
+  if (opts.json !== null) checkJsonOut('--json', opts.json, [['--compare', opts.compare]]);
   if (opts.samples !== null && !(Number.isInteger(opts.samples) && opts.samples > 0)) throw new Error('--samples must be a positive integer');
   opts.samples ??= opts.quick ? 3 : 7;
   // native kernels: `samples` samples of >= minSampleSeconds each, after `warmup` calls
@@ -231,7 +231,7 @@ async function main() {
   if (opts.compare) comparison = printComparison(results, opts.earlier, opts.compare);
   if (skipped.length > 0) console.log(`\nskipped: ${skipped.join('; ')}`);
   if (opts.json) {
-    writeFileSync(opts.json, JSON.stringify({ meta, results, summary, comparison, skipped }, null, 2) + '\n');
+    writeJsonOut(opts.json, { meta, results, summary, comparison, skipped });
     console.log(`\nwrote ${opts.json}`);
   }
 }

@@ -21,14 +21,14 @@
 // Needs dist/ (npm run build:ts). The server runs in a child process, so that autocannon's clients
 // and the server do not share one event loop.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { loadPoolTexts, makeRng, poolsFolder } from './lib/workloads.mjs';
 import { printTable } from './lib/stats.mjs';
-import { checkFlags } from './lib/usage.mjs';
+import { checkFlags, checkJsonOut, valueAfter, writeJsonOut } from './lib/usage.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -37,10 +37,7 @@ function parseArgs(argv) {
   const o = { shape: 'demo', model: null, device: 'cpu', duration: 5, clients: [1, 8, 64], maxWaitMs: 5, maxBatchTokens: null, maxQueueTokens: null, pools: null, json: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const value = () => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
+    const value = () => valueAfter(argv, i++);
     if (a === '--shape') o.shape = value();
     else if (a === '--model') o.model = value();
     else if (a === '--device') o.device = value();
@@ -57,6 +54,7 @@ function parseArgs(argv) {
   if (!(o.duration > 0 && o.duration <= 600)) throw new Error(`--duration must be in (0, 600] seconds, got ${o.duration}`);
   if (o.clients.some((c) => !Number.isInteger(c) || c < 1 || c > 1024)) throw new Error(`--clients must be integers in [1, 1024]`);
   o.pools = poolsFolder(o.pools);
+  if (o.json !== null) checkJsonOut('--json', o.json);
   return o;
 }
 
@@ -287,7 +285,7 @@ async function main() {
       rows,
     };
     if (o.json) {
-      writeFileSync(o.json, JSON.stringify(out, null, 2) + '\n');
+      writeJsonOut(o.json, out);
       console.log(`results → ${o.json}`);
     }
   } finally {

@@ -2,7 +2,9 @@
 // and a flag they do not know is refused (exit 2) before anything runs: a typo must not start a
 // full-size run.
 import { spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const root = resolve(import.meta.dirname, '..');
@@ -64,6 +66,34 @@ describe('bench/run.mjs --compare and --json', () => {
   ])('%j is refused before the run', (args, said) => {
     const r = bench('run.mjs', '--quick', ...args);
     expect([r.status, r.stderr, r.stdout]).toEqual([1, `${said}\n`, '']);
+  });
+});
+
+// each script's --json: a folder that is not there failed after the whole run (precision, precision-eval,
+// serve), the next flag was taken as the file (`--json --quick` wrote a file named --quick, and ran
+// without --quick), and run.mjs's results replaced its own --compare baseline
+describe.each(['run.mjs', 'precision.mjs', 'precision-eval.mjs', 'serve.mjs'])('bench/%s --json', (script) => {
+  it('is checked before the run: its folder, and a value that is the next flag', () => {
+    const said = script === 'serve.mjs' ? 'bench/serve.mjs: ' : ''; // (serve names itself in every error)
+    const missing = bench(script, '--json', 'no/such/x.json');
+    expect([missing.status, missing.stderr]).toEqual([1, `${said}--json no/such/x.json: the folder ${resolve(root, 'no/such')} does not exist\n`]);
+    const flag = bench(script, '--json', script === 'serve.mjs' ? '--pools' : '--quick');
+    expect([flag.status, flag.stderr]).toEqual([1, `${said}--json needs a value\n`]);
+  });
+});
+
+describe('bench/run.mjs --json and --compare', () => {
+  it('the results may not replace the --compare file they are compared with', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'l2e-bench-json-'));
+    try {
+      const earlier = join(dir, 'r.json');
+      writeFileSync(earlier, '{"results": []}\n');
+      const r = bench('run.mjs', '--quick', '--compare', earlier, '--json', earlier);
+      expect([r.status, r.stderr]).toEqual([1, `--json ${earlier}: is the run's --compare file; write the results to another\n`]);
+      expect(readFileSync(earlier, 'utf8')).toBe('{"results": []}\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readF32 } from './f32-file.mjs';
+import { median } from './stats.mjs';
 import {
   BENCH_MODEL,
   createRandomModel,
@@ -18,7 +19,6 @@ import {
 } from './workloads.mjs';
 
 const sum = (xs) => xs.reduce((a, b) => a + b, 0);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
 /** Times an async or sync fn: `warmup` untimed calls, then `samples` timed ones. */

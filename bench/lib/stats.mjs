@@ -9,6 +9,11 @@ function quantile(sorted, q) {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
+/** The median of samples (the mean of the middle two of an even count): one median for every table and summary. */
+export function median(samples) {
+  return quantile([...samples].sort((a, b) => a - b), 0.5);
+}
+
 /** Median, min, max and quartiles of samples (seconds). */
 export function summarize(samples) {
   const s = [...samples].sort((a, b) => a - b);

@@ -1,8 +1,42 @@
 // --help for the bench scripts whose usage is their header comment, and a refusal of flags they do not
 // know (a typo must not start a long run).
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeFileAtomic } from '../../dist/util/atomic.js';
+
+/** The value after the flag at argv[i]: a missing one, or the next flag, is refused naming the flag. */
+export function valueAfter(argv, i) {
+  const v = argv[i + 1];
+  // (`--json --quick` wrote a file named --quick, and the run went on without --quick)
+  if (v === undefined || v.startsWith('--')) throw new Error(`${argv[i]} needs a value`);
+  return v;
+}
+
+/**
+ * Refuses a --json output before the run, naming `flag`: a folder that does not exist, a folder as the
+ * file, or one of the run's inputs (`inputs`, e.g. --compare's file: the results replaced the baseline).
+ * A failure at the end lost the whole run.
+ */
+export function checkJsonOut(flag, path, inputs = []) {
+  const folder = dirname(resolve(path));
+  if (!existsSync(folder)) throw new Error(`${flag} ${path}: the folder ${folder} does not exist`);
+  if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`${flag} ${path}: is a folder; give a file`);
+  const real = (p) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return resolve(p);
+    }
+  };
+  const same = inputs.find(([, input]) => input !== null && input !== undefined && real(input) === real(path));
+  if (same) throw new Error(`${flag} ${path}: is the run's ${same[0]} file; write the results to another`);
+}
+
+/** Writes a --json output whole (a temp file and a rename; through a pipe or device), with a line end. */
+export function writeJsonOut(path, value) {
+  writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+}
 
 /** The script's leading comment block, without the comment markers. */
 export function headerUsage(url) {
