@@ -4,12 +4,13 @@
 // with a clear error and leaves the previous checkpoint intact, with no temp folder behind.
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { listCheckpoints } from '../src/train/checkpoint.js';
 import { folderBytes, freeBytes } from '../src/util/disk.js';
 import { Trainer, type TrainerOptions } from '../src/train/trainer.js';
+import { StepLog } from '../src/train/step-log.js';
 import { topicData } from './helpers/trainData.js';
 import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 
@@ -111,5 +112,28 @@ describe.skipIf(!canRun)(`checkpoint on a full disk ${canRun ? '' : '(skipped: n
     const e = await back.encode(['yang untuk']);
     expect(e.row(0).every(Number.isFinite)).toBe(true);
     back.dispose();
+  });
+
+  // a full disk mid-line left a torn line that no resume could read back (nor any JSONL reader of the log)
+  it('a step line the disk cannot hold is cut back out of the log, which keeps whole lines only', async (ctx) => {
+    const disk = join(makeTempDir(), 'disk');
+    if (!tryMount(disk, 64 * 1024)) ctx.skip();
+    mounts.push(disk);
+    const log = join(disk, 'log.jsonl');
+    const steps = await StepLog.open(log, (k) => k, () => {});
+    let failed: unknown = null;
+    try {
+      for (let step = 1; step < 100; step++) steps.append({ step, pad: 'x'.repeat(3000) } as { step: number }, 'run-1');
+    } catch (err) {
+      failed = err;
+    } finally {
+      steps.close();
+    }
+    expect((failed as Error).message).toMatch(new RegExp(`^could not append step \\d+ to logFile ${log}: `));
+    const text = readFileSync(log, 'utf8');
+    expect(text.endsWith('\n')).toBe(true);
+    const lines = text.split('\n').slice(0, -1);
+    expect(lines.length).toBeGreaterThan(10);
+    lines.forEach((l, i) => expect((JSON.parse(l) as { step: number }).step).toBe(i + 1));
   });
 });

@@ -1,7 +1,7 @@
 // The --log file: one JSON object per optimizer step, appended (StepInfo and the run's id, `run`: a
 // log may be shared by runs). Which files may be one, the append, and a resume's trim of the steps it
 // trains again.
-import { closeSync, openSync, readSync, realpathSync, statSync, truncateSync, appendFileSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, realpathSync, statSync, truncateSync, appendFileSync, writeSync, type Stats } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { TOKENIZER_FILES } from './checkpoint.js';
 import { RUN_FILE } from './run.js';
@@ -43,9 +43,19 @@ export class StepLog {
   append(info: { step: number }, run: string): void {
     if (this.fd === null) throw new Error(`${this.n('logFile')} ${this.log} is closed`);
     const line = Buffer.from(JSON.stringify({ ...info, run }) + '\n');
+    const st = fstatSync(this.fd);
     try {
       for (let off = 0; off < line.length; ) off += writeSync(this.fd, line, off);
     } catch (err) {
+      // part of the line may be in: cut back to the last whole line (a full disk left a torn line that
+      // no resume could read, and every JSONL reader of the log failed on it)
+      if (st.isFile()) {
+        try {
+          ftruncateSync(this.fd, st.size);
+        } catch {
+          // the message below says why the append failed; the torn tail is ended by the next run's endTornLine
+        }
+      }
       throw new Error(`could not append step ${info.step} to ${this.n('logFile')} ${this.log}: ${fsReason(err, this.log)}`);
     }
   }
