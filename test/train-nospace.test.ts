@@ -4,7 +4,7 @@
 // with a clear error and leaves the previous checkpoint intact, with no temp folder behind.
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
 import { listCheckpoints } from '../src/train/checkpoint.js';
@@ -69,6 +69,31 @@ describe.skipIf(!canRun)(`checkpoint on a full disk ${canRun ? '' : '(skipped: n
     model.dispose();
     expect((err as Error).message).toMatch(new RegExp(`^not enough disk space for ${disk}: a checkpoint takes about .* but only .* is free there`));
     expect(readdirSync(disk)).toEqual([]);
+  });
+
+  // a run stopped at its last checkpoint before its final model: the resume asked for a checkpoint's room
+  // too, and a disk freed for the model alone refused the one write left
+  it('a resume with no step left needs room for the final model only', async () => {
+    const { modelDir, data, opts, one, final } = await setup();
+    const out = join(makeTempDir(), 'out');
+    const m1 = await EmbeddingModel.load(modelDir);
+    await new Trainer(m1, { ...opts, maxSteps: 2, outputDir: out }).fit(data, { onNotice: () => {} });
+    m1.dispose();
+    unlinkSync(join(out, 'model.safetensors'));
+    vi.mocked(freeBytes).mockImplementation(() => final + 64 * 1024); // < a checkpoint and the model
+    expect(final + 64 * 1024).toBeLessThan(one + final);
+    const m2 = await EmbeddingModel.load(modelDir);
+    try {
+      const r = await new Trainer(m2, { ...opts, maxSteps: 2, outputDir: out, resume: true }).fit(data, { onNotice: () => {} });
+      expect(r.step).toBe(2);
+      expect(existsSync(join(out, 'model.safetensors'))).toBe(true);
+      // with a step left, both are asked for
+      await expect(new Trainer(m2, { ...opts, maxSteps: 3, outputDir: out, resume: true }).fit(data, { onNotice: () => {} })).rejects.toThrow(
+        new RegExp(`^not enough disk space for ${out}: a checkpoint takes about `),
+      );
+    } finally {
+      m2.dispose();
+    }
   });
 
   it('a disk that fills up refuses the next checkpoint before writing it', async (ctx) => {

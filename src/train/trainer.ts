@@ -380,7 +380,10 @@ export class Trainer {
       // comes with the first write (claimFolder); a new folder still empty as the fit ends goes again
       if (!existsSync(o.outputDir)) this.made.outputDir = o.outputDir;
       makeOutputFolder(o.outputDir, `${n('outputDir')} ${o.outputDir}`);
-      this.checkDisk(numel);
+      // a resume with no step left writes the final model only (a checkpoint's room was asked for too,
+      // and a disk freed for the model alone refused the one write left)
+      const noStepLeft = o.maxSteps > 0 ? pos.step >= o.maxSteps : pos.epoch >= o.epochs;
+      this.checkDisk(numel, noStepLeft);
       // the folder is this run's alone until it ends (output-lock.ts): taken before anything in it changes
       this.unlock = lockAndTidyOutput(o.outputDir);
     }
@@ -597,14 +600,16 @@ export class Trainer {
   }
 
   /** Refuses, before anything is written, an output disk that cannot hold a checkpoint and the final model. */
-  private checkDisk(numel: number): void {
+  private checkDisk(numel: number, modelOnly: boolean): void {
     const o = this.options;
     const free = freeBytes(o.outputDir!);
     const { checkpoint, model } = this.sizes(numel);
-    if (free === null || free >= checkpoint + model) return;
+    if (free === null || free >= (modelOnly ? 0 : checkpoint) + model) return;
+    const needs = modelOnly
+      ? `the final model, all that is left to write, takes about ${formatBytes(model)}`
+      : `a checkpoint takes about ${formatBytes(checkpoint)} (weights and AdamW moments) and the final model ${formatBytes(model)}`;
     throw new Error(
-      `not enough disk space for ${o.outputDir}: a checkpoint takes about ${formatBytes(checkpoint)} (weights and AdamW moments) ` +
-        `and the final model ${formatBytes(model)}, but only ${formatBytes(free)} is free there; ` +
+      `not enough disk space for ${o.outputDir}: ${needs}, but only ${formatBytes(free)} is free there; ` +
         `free some space or use another ${this.optionName('outputDir')}`,
     );
   }
