@@ -54,7 +54,7 @@ describe('memory limits', () => {
       // floats + 10000 x (2 + heads + 1) floats, plus the pooling buffers: 2,120,036 bytes
       await expect(m.encode(ids, cu)).rejects.toThrow(
         new Error(
-          'a batch of 10000 tokens (1 text) needs 2.0 MiB of host memory but only 1.0 MiB is available: use smaller batches (--max-batch-tokens, --batch-size)',
+          'a batch of 10000 tokens (1 text) needs 2.0 MiB of host memory but only 1.0 MiB is available: cut the text shorter (maxLength, --max-length)',
         ),
       );
       delete process.env[LIMIT];

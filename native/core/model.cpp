@@ -375,7 +375,10 @@ void Model::alloc_acts(Activations& a, int T, int B, bool keep) {
     // every buffer below, added up first: one batch too large must not be allocated half-way
     check_host_memory(uint64_t(T) * activation_bytes_per_token(keep) + uint64_t(B) * activation_bytes_per_sequence(),
                       "a batch of " + std::to_string(T) + " tokens (" + std::to_string(B) + (B == 1 ? " text)" : " texts)"),
-                      ": use smaller batches (--max-batch-tokens, --batch-size)", be_->held_free_bytes());
+                      // one text cannot be split into smaller batches: only a shorter cut helps
+                      B == 1 ? ": cut the text shorter (maxLength, --max-length)"
+                             : ": use smaller batches (maxBatchTokens / batchSize, --max-batch-tokens / --batch-size)",
+                      be_->held_free_bytes());
   }
   auto own = [&](size_t n, DType d) {
     a.owned.push_back(be_->alloc(n, d));
