@@ -87,7 +87,11 @@ function load(): unknown {
         const file = resolve(explicit);
         const problem = addonFileProblem(file);
         if (problem) throw new Error(`L2E_ADDON=${explicit}: ${problem} (${file})`);
-        const mod = require(file) as Record<string, unknown>;
+        // (require takes a name not ending in .node for JavaScript: an addon named l2e.so was "Invalid or
+        // unexpected token"); dlopen loads it as an addon whatever its name
+        const holder = { exports: {} as Record<string, unknown> };
+        process.dlopen(holder, file);
+        const mod = holder.exports;
         // another package's addon loads, and failed later as "NativeModel is not a constructor"
         if (typeof mod['NativeModel'] !== 'function') throw new Error(`L2E_ADDON=${explicit}: not this package's addon (it has no NativeModel) (${file})`);
         cached = mod;

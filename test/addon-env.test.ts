@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { nativeAddonPath } from '../src/native.js';
 import { addonFileProblem } from '../src/addon-file.js';
 import { makeTempDir } from './helpers/tinyModel.js';
@@ -47,6 +47,15 @@ describe('L2E_ADDON', () => {
       expect(r.stderr.trim()).toMatch(said);
     }
     expect(addonFileProblem(nativeAddonPath())).toBeNull();
+  });
+
+  // require() took a name not ending in .node for JavaScript: "Invalid or unexpected token"
+  it('an addon under another name (l2e.so) loads as the addon', () => {
+    const other = join(makeTempDir('l2e-addon-env-'), 'l2e.so');
+    copyFileSync(nativeAddonPath(), other);
+    const r = run(other);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
   });
 
 });

@@ -80,4 +80,11 @@ describe('memory limits', () => {
       new Error(`L2E_HOST_MEMORY_LIMIT_MB must be a whole number of MiB, got '${value}'`),
     );
   });
+
+  it('says a L2E_HOST_MEMORY_LIMIT_MB of 0 is no budget (it was read as none at all)', () => {
+    process.env[LIMIT] = '0';
+    expect(() => new NativeModel({ ...tiny, vocab: 32768, hidden: 64 }, 'cpu')).toThrow(
+      new Error("L2E_HOST_MEMORY_LIMIT_MB must be at least 1 MiB, got '0' (unset it for no budget)"),
+    );
+  });
 });

@@ -36,6 +36,8 @@ uint64_t host_memory_available() {
     if (end == limit || *end != '\0' || limit[0] == '-' || mb > (uint64_t(1) << 43)) {
       throw Error(std::string("L2E_HOST_MEMORY_LIMIT_MB must be a whole number of MiB, got '") + limit + "'");
     }
+    // 0 read as "unknown" below, and so as no budget at all
+    if (mb == 0) throw Error("L2E_HOST_MEMORY_LIMIT_MB must be at least 1 MiB, got '0' (unset it for no budget)");
     const uint64_t cap = uint64_t(mb) << 20;
     if (avail == 0 || cap < avail) avail = cap;
   }
