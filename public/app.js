@@ -67,7 +67,9 @@
     const b = $('text-b').value;
     if (a.trim() === '' || b.trim() === '') return show($('sim-result'), 'fill in both texts', true);
     try {
-      const [score] = await call('POST', '/similarity', { inputs: { source_sentence: a, sentences: [b] } });
+      // cut at the server's --max-length, as the search's query is (a long text got "send truncate: true",
+      // which the page's user cannot do)
+      const [score] = await call('POST', '/similarity', { inputs: { source_sentence: a, sentences: [b] }, truncate: true });
       show($('sim-result'), 'cosine similarity: ' + score.toFixed(4), false);
     } catch (err) {
       show($('sim-result'), err.message, true);

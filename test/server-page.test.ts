@@ -85,6 +85,13 @@ describe.skipIf(why !== '')(`search page in headless Chromium ${why}`, () => {
     await page.locator('#sim-result', { hasText: 'cosine similarity' }).waitFor({ timeout: 10000 });
     const [score] = (await postJson<number[]>(`${s.url}/similarity`, { inputs: { source_sentence: CORPUS[0], sentences: [CORPUS[5]] } })).body;
     expect(await page.locator('#sim-result').textContent()).toBe(`cosine similarity: ${score!.toFixed(4)}`);
+    // a text past the server's --max-length is cut, as the search's query is (the API said "send truncate: true")
+    const long = `${CORPUS[1]} `.repeat(400);
+    await page.fill('#text-a', long);
+    await page.click('#sim-btn');
+    const cut = (await postJson<number[]>(`${s.url}/similarity`, { inputs: { source_sentence: long, sentences: [CORPUS[5]] }, truncate: true })).body;
+    await page.locator('#sim-result', { hasText: cut[0]!.toFixed(4) }).waitFor({ timeout: 10000 });
+    expect(await page.locator('#sim-result').textContent()).toBe(`cosine similarity: ${cut[0]!.toFixed(4)}`);
 
     // an empty query is answered on the page, without a request
     await page.fill('#query', '  ');
