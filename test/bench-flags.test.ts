@@ -113,6 +113,28 @@ describe.each(['serve.mjs', 'precision.mjs', 'run.mjs'])('bench/%s --pools', (sc
   });
 });
 
+// a pool file that was not JSON failed with JSON.parse's words alone; a list's keys ("0", "1", ...) were
+// read as its texts; a file as --pools was a bare ENOTDIR
+describe('bench pools', () => {
+  it('a --pools file and a pool that is not one are named', async () => {
+    const r = bench('run.mjs', '--pools', 'package.json');
+    expect([r.status, r.stderr]).toEqual([1, `--pools ${resolve(root, 'package.json')}: not a folder (the pools are a folder of .json files)\n`]);
+    const workloads: string = '../bench/lib/workloads.mjs'; // (a bench module without declarations)
+    const { loadPoolTexts } = (await import(workloads)) as { loadPoolTexts: (dir: string) => string[] | null };
+    const dir = mkdtempSync(join(tmpdir(), 'l2e-bench-pools-'));
+    try {
+      writeFileSync(join(dir, 'a.json'), '{"satu": 1, "dua": 2}');
+      expect(loadPoolTexts(dir)).toEqual(['satu', 'dua']);
+      writeFileSync(join(dir, 'b.json'), '["satu", "dua"]');
+      expect(() => loadPoolTexts(dir)).toThrow(`${join(dir, 'b.json')}: not a pool (a JSON object whose keys are the texts)`);
+      writeFileSync(join(dir, 'b.json'), '{satu');
+      expect(() => loadPoolTexts(dir)).toThrow(new RegExp(`^${join(dir, 'b.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not a pool \\(`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 it('a negative number is a value, not an unknown flag: its script says what range it wants', () => {
   const r = bench('serve.mjs', '--duration', '-1');
   expect(r.status).toBe(1);

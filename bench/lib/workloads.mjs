@@ -1,7 +1,7 @@
 // Workloads of the benchmarks: the real length mix of the text pools, the random benchmark model
 // (created in the addon and, for the NumPy baseline, written as safetensors), and packed batches.
 // The RNG, the packing, the random weights and the safetensors writer are the package's own (dist/, from `npm run build:ts`).
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,7 @@ export function poolsFolder(flag) {
   if (flag !== null && flag !== undefined) {
     const dir = resolve(flag);
     if (!existsSync(dir)) throw new Error(`--pools ${dir}: no such folder`);
+    if (!statSync(dir).isDirectory()) throw new Error(`--pools ${dir}: not a folder (the pools are a folder of .json files)`);
     return dir;
   }
   if (process.env.L2E_POOLS) {
@@ -44,7 +45,16 @@ export function loadPoolTexts(poolsDir) {
   if (!existsSync(poolsDir)) return null;
   const texts = [];
   for (const f of readdirSync(poolsDir).filter((n) => n.endsWith('.json')).sort()) {
-    for (const text of Object.keys(JSON.parse(readFileSync(join(poolsDir, f), 'utf8')))) if (text.trim()) texts.push(text);
+    const file = join(poolsDir, f);
+    let pool;
+    try {
+      pool = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new Error(`${file}: not a pool (${err instanceof Error ? err.message : String(err)})`);
+    }
+    // a pool is an object whose keys are the texts (a list's keys are "0", "1", ...: read as texts)
+    if (typeof pool !== 'object' || pool === null || Array.isArray(pool)) throw new Error(`${file}: not a pool (a JSON object whose keys are the texts)`);
+    for (const text of Object.keys(pool)) if (text.trim()) texts.push(text);
   }
   return texts.length > 0 ? texts : null;
 }
