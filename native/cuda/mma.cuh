@@ -65,6 +65,9 @@ __device__ __forceinline__ int swz(int r, int c) {
   return r * C + (((chunk ^ r) & 7) | (chunk & ~7)) * 8 + (c & 7);
 }
 
+// ldmatrix's asm names no "memory" clobber (it would make the compiler reload everything it keeps from
+// memory around each of the inner loops' loads): the tile it reads must have been written before a
+// __syncthreads (a compiler barrier too), never by the same warp's plain stores just before it.
 template <bool Trans>
 __device__ __forceinline__ void ldsm_x4(uint32_t (&d)[4], const bf16* p) {
   const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));

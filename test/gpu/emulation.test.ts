@@ -211,6 +211,11 @@ describe.skipIf(!emulated)(`CUDA emulation self-checks ${emulated ? '' : '(skipp
     expect(run('cublas_op_c')).toBe('ok');
   });
 
+  // a GPU's cuBLAS kernels fault on a pageable host operand; the emulation read it, and the GEMM passed
+  it('cublasGemmEx: an operand outside device memory faults, reported at the next synchronisation, naming it', () => {
+    expect(fault('cublas_host_operand')).toMatch(/^cublasGemmEx: B: 46 bytes from \d+ are not inside one device allocation \(a host pointer\?\)$/);
+  });
+
   it('every block starts with NaN static shared memory (not an earlier block\'s), shared by its threads', () => {
     expect(run('static_shared')).toBe('ok');
   });

@@ -92,6 +92,16 @@ int gemm_ex(cuda::cublasHandle_t h, int transa, int transb, int m, int n, int k,
   if (ldb < max1(tb ? n : k)) return status(kInvalidValue, "ldb < max(1, " + std::string(tb ? "n" : "k") + ")");
   if (ldc < max1(m)) return status(kInvalidValue, "ldc < max(1, m)");
   if (m == 0 || n == 0) return kSuccess;
+  // the operands are read and written by cuBLAS's kernels, on the device: an operand outside device
+  // memory faults there (the error comes at the next synchronisation, as a kernel's does), and the
+  // call itself, asynchronous, succeeds. Each one's extent: its last element's index + 1.
+  const size_t ab = 2, cb = Ctype == cuda::kR32F ? 4 : 2;
+  auto extent = [](int rows, int cols, int ld) { return size_t(rows - 1) + size_t(cols - 1) * size_t(ld) + 1; };
+  const bool reach =
+      (k == 0 || device_operand(A, extent(ta ? k : m, ta ? m : k, lda) * ab, "cublasGemmEx: A")) &&
+      (k == 0 || device_operand(B, extent(tb ? n : k, tb ? k : n, ldb) * ab, "cublasGemmEx: B")) &&
+      device_operand(C, extent(m, n, ldc) * cb, "cublasGemmEx: C");
+  if (!reach) return kSuccess;
   census_library_call("cublasGemmEx", uint64_t(2) * uint64_t(m) * uint64_t(n) * uint64_t(k));
   const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
   // op(A) as rows of k (opA[i][l]) and op(B) as columns of k (opB[j][l]), so the inner loop is contiguous.

@@ -4,6 +4,7 @@
 // operation completes before it returns, so synchronisation only reports errors.
 #pragma once
 #include <cstddef>
+#include <string>
 
 enum cudaError_t {
   cudaSuccess = 0,
@@ -100,6 +101,14 @@ void count_device_to_host();
 void count_synchronize();
 // counts a host-to-device copy, and apart one whose source is not inside one cudaHostAlloc block
 void count_upload(const void* src, size_t bytes);
+// Whether [p, p + bytes) lies inside one cudaHostAlloc block (host_sync.cpp): memory a kernel may read
+// too (pinned and mapped, the unified address space's).
+bool pinned_range(const void* p, size_t bytes);
+// A library call's operand (cuBLAS reads and writes them in its own kernels): true when [p, p + bytes)
+// lies inside one device allocation or one cudaHostAlloc block. Otherwise a GPU's kernel faults on it
+// (cudaErrorIllegalAddress, the whole context's from then on): recorded as a kernel's fault is, for the
+// next synchronisation to report, naming `what`; false.
+bool device_operand(const void* p, size_t bytes, const std::string& what);
 }  // namespace emu
 }  // namespace l2e
 

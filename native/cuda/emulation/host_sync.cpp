@@ -23,13 +23,16 @@ HostSyncCounts host_sync_counts() {
 }
 void count_device_to_host() { g_device_to_host++; }
 void count_synchronize() { g_synchronize++; }
-void count_upload(const void* src, size_t bytes) {
-  g_uploads++;
+bool pinned_range(const void* src, size_t bytes) {
   const char* p = static_cast<const char*>(src);
   std::lock_guard<std::mutex> lock(g_pinned_mu);
   auto it = g_pinned.upper_bound(p);  // the first block starting after p; the one before may hold it
-  const bool pinned = it != g_pinned.begin() && p + bytes <= std::prev(it)->first + std::prev(it)->second;
-  if (!pinned) g_pageable_uploads++;
+  return it != g_pinned.begin() && p + bytes <= std::prev(it)->first + std::prev(it)->second;
+}
+
+void count_upload(const void* src, size_t bytes) {
+  g_uploads++;
+  if (!pinned_range(src, bytes)) g_pageable_uploads++;
 }
 
 }  // namespace emu

@@ -156,6 +156,22 @@ const Allocation* find_range(const void* p, size_t n) {
   return &it->second;
 }
 
+}  // namespace
+
+bool device_operand(const void* p, size_t bytes, const std::string& what) {
+  {
+    std::lock_guard<std::mutex> lock(g_mem_mu);
+    if (find_range(p, bytes)) return true;
+  }
+  if (pinned_range(p, bytes)) return true;
+  defer_error(cudaErrorIllegalAddress, what + ": " + std::to_string(bytes) + " bytes from " +
+                                           std::to_string(reinterpret_cast<uintptr_t>(p)) +
+                                           " are not inside one device allocation (a host pointer?)");
+  return false;
+}
+
+namespace {
+
 // ---- fibers ----
 constexpr size_t kStack = 64 * 1024;
 constexpr size_t kStaticShared = 48 * 1024;  // CUDA's limit for a block's static shared memory

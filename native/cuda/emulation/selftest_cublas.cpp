@@ -6,6 +6,10 @@
 //                guide calls invalid stays refused: an operation other than N, T, C (CUBLAS_OP_CONJG = 3,
 //                -1) and lda < max(1, k) under CUBLAS_OP_C ("otherwise") are CUBLAS_STATUS_INVALID_VALUE;
 //                a complex type (CUDA_C_16BF) under CUBLAS_OP_C is CUBLAS_STATUS_NOT_SUPPORTED.
+//   cublas_host_operand  (in a child process: it leaves the device failed) an operand in pageable host
+//                memory (B here): cuBLAS's kernels fault on it on a GPU, so the call, asynchronous,
+//                succeeds and the next synchronisation reports cudaErrorIllegalAddress naming it;
+//                C is left unwritten (it was computed from host memory before).
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -141,11 +145,34 @@ std::string cublas_op_c() {
   return r.empty() ? "ok" : r;
 }
 
+// the synchronisation's error after a gemm whose B is a host vector: its message, or what went otherwise
+std::string cublas_host_operand() {
+  const cuda::Cublas blas = emulated_cublas();
+  cuda::cublasHandle_t h = nullptr;
+  if (blas.create(&h) != 0) return "cublasCreate failed";
+  std::vector<uint16_t> host(kBElems, __float2bfloat16_rn(1.0f).__x), ha(kAElems, __float2bfloat16_rn(1.0f).__x);
+  std::vector<float> nan(size_t(ldc) * n, std::nanf(""));
+  void *a = nullptr, *c = nullptr;
+  cudaMalloc(&a, sizeof(uint16_t) * kAElems);
+  cudaMalloc(&c, sizeof(float) * ldc * n);
+  to_device(a, ha.data(), sizeof(uint16_t) * kAElems);
+  to_device(c, nan.data(), sizeof(float) * ldc * n);
+  const float alpha = 1.0f, beta = 0.0f;
+  const int s = blas.gemm_ex(h, kN, kN, m, n, k, &alpha, a, cuda::kR16BF, ldaN, host.data(), cuda::kR16BF, ldbN, &beta, c,
+                             cuda::kR32F, ldc, cuda::kCompute32F, cuda::kGemmDefault);
+  std::string r = s != 0 ? std::string("the call returned ") + blas.status_string(s) + ", not success (it is asynchronous)" : "";
+  const cudaError_t e = cudaStreamSynchronize(nullptr);
+  if (r.empty()) r = e == cudaErrorIllegalAddress ? cudaGetErrorString(e) : "the synchronisation returned " + std::to_string(int(e)) + ", not cudaErrorIllegalAddress";
+  blas.destroy(h);
+  return r;
+}
+
 }  // namespace
 
 // "" when `name` is none of these self-checks; else "ok" or what failed.
 std::string cublas_selftest(const std::string& name) {
   if (name == "cublas_op_c") return cublas_op_c();
+  if (name == "cublas_host_operand") return cublas_host_operand();
   return "";
 }
 
