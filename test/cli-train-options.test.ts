@@ -81,6 +81,7 @@ const TABLE: [string[], Where, string, unknown][] = [
   [['--skip-bad-lines'], 'trainer', 'skipBadLines', true],
   [['--no-shuffle'], 'trainer', 'shuffleBuffer', 0],
   [['--shuffle-buffer', '77'], 'trainer', 'shuffleBuffer', 77],
+  [['--shuffle-buffer', 'all'], 'trainer', 'shuffleBuffer', 'all'],
   [['--num-layers', '1'], 'load', 'numLayers', 1],
   [['--dense-size', '8'], 'load', 'denseSize', 8],
   [['--device', 'cuda'], 'load', 'device', 'cuda'],

@@ -347,6 +347,7 @@ describe('l2e train', () => {
       [['--allow-changed-config'], '--allow-changed-config is for --resume; without it, it would do nothing'],
       [['--log', '-'], '--log -: training writes a file, not to stdout; give a name'],
       [['--no-shuffle', '--shuffle-buffer', '5'], '--shuffle-buffer sizes the shuffle; with --no-shuffle it would do nothing'],
+      [['--shuffle-buffer', 'some'], '--shuffle-buffer must be all or a whole number of rows, got some'],
     ];
     for (const [more, said] of usage) {
       const u = await l2e('train', '--model', modelDir, '--data', data, '--output', out, ...more);

@@ -26,7 +26,9 @@ export const command: Command = {
 Trains with in-batch negatives and InfoNCE (FlagEmbedding's bi-encoder recipe): each step takes
 --batch-size queries, each with a group of --group-size passages (1 random positive + random
 negatives, the negative list repeated when too short). Rows with an empty "pos", or an empty
-"neg" when the group needs negatives, are skipped and counted. Defaults are the recipe's.
+"neg" when the group needs negatives, are skipped and counted. Defaults are the recipe's on one
+device (its 4 GPUs x 8 queries per step: --batch-size 8 --gradient-accumulation-steps 4), and each
+epoch reads the rows in a new uniform random order (--shuffle-buffer).
 
 Checkpoints go to OUTPUT/checkpoint-<step>/ every --save-steps steps, at the end, and when
 stopped (Ctrl-C, SIGTERM or SIGHUP finishes the current step, saves, and exits 130, 143 or 129),
@@ -102,8 +104,12 @@ A NaN/Inf loss stops training with an error; the last good checkpoint is kept.`,
     log: { kind: 'string', help: 'append per-step JSON objects to this file', metavar: 'FILE' },
     'in-batch-negatives': { kind: 'boolean', help: 'score queries against every passage of the batch (--no-in-batch-negatives: own group only)', default: true },
     'skip-bad-lines': { kind: 'boolean', help: 'count and skip malformed lines instead of failing' },
-    shuffle: { kind: 'boolean', help: 'shuffle through a buffer (--no-shuffle: file order, for pre-shuffled data)', default: true },
-    'shuffle-buffer': { kind: 'integer', help: `rows held for shuffling (default ${d.shuffleBuffer})` },
+    shuffle: { kind: 'boolean', help: 'shuffle the rows each epoch (--no-shuffle: file order, for pre-shuffled data)', default: true },
+    'shuffle-buffer': {
+      kind: 'string',
+      metavar: 'N|all',
+      help: "all (default, the recipe's): a uniform permutation of every row each epoch (a file is indexed by its usable lines' offsets, 12 bytes a row, and read by them); N: a buffer of N rows (bounded memory, but the order stays near the file's)",
+    },
     'num-layers': { kind: 'integer', help: 'use only the first N decoder layers of --model (e.g. 2 of Llama2-7B)' },
     'dense-size': { kind: 'integer', help: 'dense layer width when --model has none (a base causal LM; default its config or 1536)' },
     device: { kind: 'string', help: 'cpu or cuda', default: 'cpu' },
@@ -168,7 +174,7 @@ async function run(args: ParsedArgs): Promise<number> {
     if (opt.str(args, flag) === STDIO) throw new UsageError(`--${flag} -: training writes ${flag === 'output' ? 'a folder' : 'a file'}, not to stdout; give a name`);
   }
   if (opt.bool(args, 'allow-changed-config') && !resume) throw new UsageError('--allow-changed-config is for --resume; without it, it would do nothing');
-  if (!opt.bool(args, 'shuffle') && opt.num(args, 'shuffle-buffer') !== undefined) {
+  if (!opt.bool(args, 'shuffle') && opt.str(args, 'shuffle-buffer') !== undefined) {
     throw new UsageError('--shuffle-buffer sizes the shuffle; with --no-shuffle it would do nothing');
   }
   const numLayers = positiveInt(args, 'num-layers');
@@ -187,6 +193,11 @@ async function run(args: ParsedArgs): Promise<number> {
   }
   const options: TrainerOptions = { schedule, resume };
   for (const [key, flag] of Object.entries(FLAGS)) (options as Record<string, unknown>)[key] = args.options[flag];
+  const buffer = opt.str(args, 'shuffle-buffer');
+  if (buffer !== undefined) {
+    if (buffer !== 'all' && !/^\d+$/.test(buffer)) throw new UsageError(`--shuffle-buffer must be all or a whole number of rows, got ${buffer}`);
+    options.shuffleBuffer = buffer === 'all' ? 'all' : Number(buffer);
+  }
   if (!opt.bool(args, 'shuffle')) options.shuffleBuffer = 0;
   let model: EmbeddingModel;
   try {

@@ -97,6 +97,17 @@ function notText(head: Buffer): string | null {
 const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
 /**
+ * The text of a line's bytes as readLines gives it (without its '\n'): UTF-8 (an invalid byte is
+ * U+FFFD), a trailing '\r' dropped, and the file's first line without its BOM.
+ */
+export function lineText(buf: Buffer, firstLine: boolean): string {
+  let text = buf.toString('utf8');
+  if (firstLine && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  if (text.endsWith('\r')) text = text.slice(0, -1);
+  return text;
+}
+
+/**
  * Yields every line of a UTF-8 text file (a leading BOM is dropped), including blank ones. The file
  * `-` is standard input (named "stdin" in errors).
  */
@@ -113,11 +124,9 @@ export async function* readLines(path: string, opts: LineReadOptions = {}): Asyn
   let invalid = 0;
   let firstInvalid = 0;
   const decode = (buf: Buffer): string => {
-    let text = buf.toString('utf8');
+    const text = lineText(buf, lineNo === 1);
     // U+FFFD in the text is a replaced byte unless the file holds that character itself
     if (text.includes('\uFFFD') && !isUtf8(buf) && invalid++ === 0) firstInvalid = lineNo;
-    if (lineNo === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    if (text.endsWith('\r')) text = text.slice(0, -1);
     return text;
   };
   let first = true;

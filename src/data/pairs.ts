@@ -1,7 +1,11 @@
 // Training rows and contrastive groups (DESIGN.md §1): rows `{"query": str, "pos": [str], "neg": [str]}`
-// are streamed from a JSONL file (bounded memory: one line at a time plus the shuffle buffer), shuffled
-// through a bounded buffer, and turned into groups of G passages = 1 random positive + (G−1) random
-// negatives, the negative list repeated first when it is shorter than G−1 (FlagEmbedding's rule).
+// are read from a JSONL file, an array or an iterable, shuffled, and turned into groups of G passages =
+// 1 random positive + (G−1) random negatives, the negative list repeated first when it is shorter than
+// G−1 (FlagEmbedding's rule). The shuffle is the recipe's (the Hugging Face Trainer's sampler): a uniform
+// permutation of all the rows each epoch, read by an index of the usable rows that the scan before
+// training builds (a file's rows by byte offset, 12 bytes a row: one line at a time stays in memory);
+// a source that cannot be scanned (an iterable, a function) is shuffled through a buffer of
+// STREAM_BUFFER rows, and shuffleBuffer N asks for such a buffer of N rows (0 or 1: file order).
 //
 // Everything random derives from (seed, epoch), so an epoch replays identically: resuming at "epoch e,
 // n groups consumed" re-reads the epoch and replays (without yielding) the first n groups.
@@ -11,7 +15,8 @@
 //   - `neg` empty while G > 1: FlagEmbedding would crash too (ceil((G−1)/0)). We skip the row rather than
 //     borrow other rows' positives: a borrowed "negative" may well be a paraphrase of the positive, and
 //     in-batch negatives already supply other rows' passages. With G = 1 negatives are not needed.
-import { DEFAULT_MAX_LINE_BYTES, invalidJson, LineError, pairRowProblem, readLines, type PairRow } from './jsonl.js';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { DEFAULT_MAX_LINE_BYTES, invalidJson, LineError, lineText, pairRowProblem, readLines, type PairRow } from './jsonl.js';
 import { Rng } from '../util/random.js';
 import { counted } from '../util/plural.js';
 import { statOrNull } from '../util/fs-error.js';
@@ -38,8 +43,12 @@ export interface PairDataOptions {
   /** Passages per query (1 positive + G−1 negatives). */
   groupSize: number;
   seed: number;
-  /** Rows held for shuffling; 0 or 1 reads in file order (for pre-shuffled files). Default 10000. */
-  shuffleBuffer?: number;
+  /**
+   * 'all' (the default): a uniform permutation of all the rows each epoch (a file's or an array's; an
+   * iterable's through a buffer of STREAM_BUFFER rows); N: a buffer of N rows, each read row swapped for
+   * a random one of them (the order stays near the file's); 0 or 1: file order (pre-shuffled files).
+   */
+  shuffleBuffer?: number | 'all';
   /** Count and skip malformed lines instead of failing on the first one. */
   skipBadLines?: boolean;
   /** Longest line accepted, in bytes (default 64 MiB). */
@@ -88,6 +97,19 @@ export interface DataPosition {
 
 const SHUFFLE_STREAM = 0x5f1;
 const GROUP_STREAM = 0x6a7;
+/** The buffer of shuffleBuffer 'all' for a source that cannot be scanned (an iterable, a function). */
+export const STREAM_BUFFER = 10000;
+
+/** Where each usable row of a scanned source is: a file's lines (byte offset, length) or an array's indices. */
+interface RowIndex {
+  count: number;
+  /** Byte offset of each row's line in the file, or its index in the array. */
+  at: Float64Array;
+  /** Bytes of each row's line, with its '\n' if it has one (files). */
+  bytes: Uint32Array;
+  /** The counts of the scan: the rows skipped, as every epoch skips them. */
+  stats: DataStats;
+}
 
 /**
  * FlagEmbedding's group: one random positive, then G−1 distinct draws from the negatives, the list
@@ -118,8 +140,10 @@ export function sampleGroup(row: TrainRow, groupSize: number, rng: Rng): TrainGr
 export class PairData {
   readonly groupSize: number;
   readonly seed: number;
-  readonly shuffleBuffer: number;
+  readonly shuffleBuffer: number | 'all';
   readonly skipBadLines: boolean;
+  /** The usable rows of a scan (shuffleBuffer 'all', a file or an array). */
+  private index: RowIndex | null = null;
   /**
    * Counts of the epoch being read (reset when an epoch starts): of every line read so far, ahead of
    * the groups used when rows wait in the shuffle buffer or a batch is read ahead.
@@ -136,9 +160,9 @@ export class PairData {
     // (a missing seed failed only when the groups were drawn, as "Rng: seed must be a number")
     if (!Number.isInteger(options.seed)) throw wrongOption('PairData', 'seed', 'an integer', options.seed);
     this.seed = options.seed;
-    this.shuffleBuffer = options.shuffleBuffer ?? 10000;
-    if (!Number.isInteger(this.shuffleBuffer) || this.shuffleBuffer < 0) {
-      throw new Error(`shuffleBuffer must be a non-negative integer, got ${describeValue(this.shuffleBuffer)}`);
+    this.shuffleBuffer = options.shuffleBuffer ?? 'all';
+    if (this.shuffleBuffer !== 'all' && (!Number.isInteger(this.shuffleBuffer) || this.shuffleBuffer < 0)) {
+      throw new Error(`shuffleBuffer must be 'all' or a non-negative integer, got ${describeValue(this.shuffleBuffer)}`);
     }
     if (options.skipBadLines !== undefined && typeof options.skipBadLines !== 'boolean') throw wrongOption('PairData', 'skipBadLines', 'true or false', options.skipBadLines);
     this.skipBadLines = options.skipBadLines ?? false;
@@ -201,8 +225,25 @@ export class PairData {
     if (typeof this.source !== 'string' && !Array.isArray(this.source)) return null;
     if (typeof this.source === 'string') refuseOneShotFile(this.source);
     const stats = emptyStats();
-    for await (const row of this.rows(stats)) void row;
+    const keep = this.shuffleBuffer === 'all';
+    let at = new Float64Array(keep ? 1024 : 0);
+    let bytes = new Uint32Array(keep ? 1024 : 0);
+    let count = 0;
+    for await (const { where } of this.rows(stats)) {
+      if (!keep) continue;
+      if (count === at.length) {
+        const moreAt = new Float64Array(count * 2);
+        moreAt.set(at);
+        at = moreAt;
+        const moreBytes = new Uint32Array(count * 2);
+        moreBytes.set(bytes);
+        bytes = moreBytes;
+      }
+      at[count] = where.at;
+      bytes[count++] = where.bytes;
+    }
     if (stats.rows === 0) throw new Error(this.emptyMessage(0, stats));
+    if (keep) this.index = { count, at: at.subarray(0, count), bytes: bytes.subarray(0, count), stats };
     return stats;
   }
 
@@ -220,16 +261,21 @@ export class PairData {
     );
   }
 
-  /** Valid rows in buffer-shuffled order (or file order with a buffer ≤ 1). */
+  /** Valid rows in the epoch's order: permuted (shuffleBuffer 'all'), buffer-shuffled, or in file order (a buffer ≤ 1). */
   private async *shuffled(epoch: number, stats: DataStats): AsyncGenerator<TrainRow> {
-    const size = this.shuffleBuffer;
-    if (size <= 1) {
-      yield* this.rows(stats);
+    const rng = new Rng(this.seed, SHUFFLE_STREAM + epoch * 2);
+    if (this.shuffleBuffer === 'all' && (typeof this.source === 'string' || Array.isArray(this.source))) {
+      if (this.index === null) await this.scan();
+      yield* this.permuted(this.index!, rng, stats);
       return;
     }
-    const rng = new Rng(this.seed, SHUFFLE_STREAM + epoch * 2);
+    const size = this.shuffleBuffer === 'all' ? STREAM_BUFFER : this.shuffleBuffer;
+    if (size <= 1) {
+      for await (const { row } of this.rows(stats)) yield row;
+      return;
+    }
     const buffer: TrainRow[] = [];
-    for await (const row of this.rows(stats)) {
+    for await (const { row } of this.rows(stats)) {
       if (buffer.length < size) {
         buffer.push(row);
         continue;
@@ -244,8 +290,52 @@ export class PairData {
     yield* buffer;
   }
 
-  /** Valid rows in source order, counted in `stats`; malformed ones throw (or are counted with skipBadLines). */
-  private async *rows(stats: DataStats): AsyncGenerator<TrainRow> {
+  /**
+   * The scanned rows in a uniform random order (Fisher–Yates over the index), each read again from the
+   * file by its offset (or from the array) and checked again: a row that no longer reads as one is the
+   * file changed since the scan. `stats` gets the scan's skipped rows at once (every pass skips the
+   * same), and counts the rows as they are read.
+   */
+  private async *permuted(index: RowIndex, rng: Rng, stats: DataStats): AsyncGenerator<TrainRow> {
+    Object.assign(stats, { ...index.stats, rows: 0, firstBadLines: [...index.stats.firstBadLines] });
+    const order = rng.shuffle(Uint32Array.from({ length: index.count }, (_, i) => i));
+    const src = this.source;
+    const fd = typeof src === 'string' ? openSync(src, 'r') : null;
+    let buf = Buffer.alloc(0);
+    try {
+      for (let i = 0; i < order.length; i++) {
+        const k = order[i]!;
+        let value: unknown;
+        if (fd !== null) {
+          const n = index.bytes[k]!;
+          if (buf.length < n) buf = Buffer.alloc(Math.max(n, buf.length * 2));
+          const got = readSync(fd, buf, 0, n, index.at[k]!);
+          const line = buf.subarray(0, got > 0 && buf[got - 1] === 0x0a ? got - 1 : got);
+          const text = lineText(line, index.at[k] === 0);
+          try {
+            value = JSON.parse(text) as unknown;
+          } catch {
+            value = undefined;
+          }
+        } else {
+          value = (src as unknown[])[index.at[k]!];
+        }
+        const row = value as TrainRow;
+        if (pairRowProblem(value) !== null || row.pos.length === 0 || (row.neg.length === 0 && this.groupSize > 1)) {
+          throw new Error(`${this.name}: a row read before training (at ${fd !== null ? `byte ${index.at[k]}` : `index ${index.at[k]}`}) is not one now: the data changed during training`);
+        }
+        stats.rows++;
+        yield { query: row.query, pos: row.pos, neg: row.neg };
+        // (a yield gives the event loop back only when the consumer awaits: every 256 rows, a turn of its own)
+        if ((i & 255) === 255) await new Promise<void>((r) => setImmediate(r));
+      }
+    } finally {
+      if (fd !== null) closeSync(fd);
+    }
+  }
+
+  /** Valid rows in source order and where each is, counted in `stats`; malformed ones throw (or are counted with skipBadLines). */
+  private async *rows(stats: DataStats): AsyncGenerator<{ row: TrainRow; where: { at: number; bytes: number } }> {
     for await (const item of this.items()) {
       const value = item.value;
       const problem = item.parseError ?? pairRowProblem(value);
@@ -265,24 +355,28 @@ export class PairData {
       }
       stats.rows++;
       // keep only the three fields: extra keys could hold large data we need not buffer
-      yield { query: row.query, pos: row.pos, neg: row.neg };
+      yield { row: { query: row.query, pos: row.pos, neg: row.neg }, where: { at: item.at, bytes: item.bytes } };
     }
   }
 
-  private async *items(): AsyncGenerator<{ where: string; line: number; value?: unknown; parseError?: string }> {
+  /** The source's items; `at`: a file line's byte offset (`bytes` its length, with its '\n' if it has one), an array item's index. */
+  private async *items(): AsyncGenerator<{ where: string; line: number; at: number; bytes: number; value?: unknown; parseError?: string }> {
     const src = this.source;
     if (typeof src === 'string') {
       const maxLineBytes = this.options.maxLineBytes;
-      for await (const { line, text, tooLong } of readLines(src, { maxLineBytes, onInvalidUtf8: this.options.onInvalidUtf8, yieldTooLong: true })) {
+      let offset = 0;
+      for await (const { line, text, bytes, tooLong } of readLines(src, { maxLineBytes, onInvalidUtf8: this.options.onInvalidUtf8, yieldTooLong: true })) {
+        const at = offset;
+        offset += bytes;
         if (tooLong) {
-          yield { where: src, line, parseError: `line longer than ${maxLineBytes ?? DEFAULT_MAX_LINE_BYTES} bytes` };
+          yield { where: src, line, at, bytes: 0, parseError: `line longer than ${maxLineBytes ?? DEFAULT_MAX_LINE_BYTES} bytes` };
           continue;
         }
         if (text.trim() === '') continue;
         try {
-          yield { where: src, line, value: JSON.parse(text) as unknown };
+          yield { where: src, line, at, bytes, value: JSON.parse(text) as unknown };
         } catch (err) {
-          yield { where: src, line, parseError: invalidJson(err) };
+          yield { where: src, line, at, bytes, parseError: invalidJson(err) };
         }
       }
       return;
@@ -295,7 +389,7 @@ export class PairData {
     }
     let n = 0;
     for await (const value of iterable as AsyncIterable<unknown>) {
-      yield { where: 'row', line: ++n, value };
+      yield { where: 'row', line: ++n, at: n - 1, bytes: 0, value };
     }
   }
 }

@@ -41,8 +41,12 @@ export interface TrainerOptions {
   maxSteps?: number;
   /** Seed of shuffling and group sampling. */
   seed?: number;
-  /** Rows held for shuffling; 0 keeps file order (pre-shuffled data). */
-  shuffleBuffer?: number;
+  /**
+   * 'all' (default, the recipe's: the Hugging Face Trainer's sampler): each epoch a uniform permutation
+   * of all the rows of a file or an array (an iterable's through a buffer of 10000 rows); N: a buffer of
+   * N rows, which keeps the order near the file's; 0 keeps file order (pre-shuffled data).
+   */
+  shuffleBuffer?: number | 'all';
   skipBadLines?: boolean;
   /** Folder for checkpoints and the final model; without it nothing is written. */
   outputDir?: string;
@@ -136,7 +140,7 @@ export const RECIPE_DEFAULTS = {
   epochs: 1,
   maxSteps: 0,
   seed: 42,
-  shuffleBuffer: 10000,
+  shuffleBuffer: 'all',
   skipBadLines: false,
   saveSteps: 500,
   saveTotalLimit: 3,
@@ -147,7 +151,7 @@ const OPTION_KINDS: Record<keyof TrainerOptions, 'number' | 'boolean' | 'string'
   batchSize: 'number', groupSize: 'number', temperature: 'number', inBatchNegatives: 'boolean', lr: 'number',
   schedule: 'other', warmupSteps: 'number', warmupRatio: 'number', beta1: 'number', beta2: 'number', eps: 'number',
   weightDecay: 'number', maxGradNorm: 'number', queryMaxLen: 'number', passageMaxLen: 'number', chunkTokens: 'number',
-  gradientAccumulationSteps: 'number', epochs: 'number', maxSteps: 'number', seed: 'number', shuffleBuffer: 'number',
+  gradientAccumulationSteps: 'number', epochs: 'number', maxSteps: 'number', seed: 'number', shuffleBuffer: 'other',
   skipBadLines: 'boolean', outputDir: 'string', saveSteps: 'number', saveTotalLimit: 'number', resume: 'other',
   overwrite: 'boolean', allowChangedConfig: 'boolean', logFile: 'string', tokenizerDir: 'string',
 };
@@ -202,7 +206,9 @@ export function resolveOptions(o: TrainerOptions, optionName: OptionNamer = opti
   positiveInt('epochs', 1);
   positiveInt('maxSteps', 0);
   positiveInt('warmupSteps', 0);
-  positiveInt('shuffleBuffer', 0);
+  if (r.shuffleBuffer !== 'all' && !(typeof r.shuffleBuffer === 'number' && Number.isInteger(r.shuffleBuffer) && r.shuffleBuffer >= 0)) {
+    fail('shuffleBuffer', `must be 'all' or an integer ≥ 0, got ${describeValue(r.shuffleBuffer)}`);
+  }
   positiveInt('saveSteps', 0);
   positiveInt('saveTotalLimit', 0);
   positiveInt('queryMaxLen', 1);

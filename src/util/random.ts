@@ -77,8 +77,8 @@ export class Rng {
     }
   }
 
-  /** Shuffles `arr` in place (Fisher–Yates) and returns it. */
-  shuffle<T>(arr: T[]): T[] {
+  /** Shuffles `arr` (an array or a typed array) in place (Fisher–Yates) and returns it. */
+  shuffle<A extends { length: number; [i: number]: unknown }>(arr: A): A {
     for (let i = arr.length - 1; i > 0; i--) {
       const j = this.int(i + 1);
       const tmp = arr[i]!;
