@@ -7,7 +7,8 @@ const specs: OptionSpecs = {
   steps: { kind: 'integer', help: 's', default: 3 },
   lr: { kind: 'number', help: 'l' },
   shuffle: { kind: 'boolean', help: 'b', default: true },
-  fields: { kind: 'list', help: 'f' },
+  fields: { kind: 'list', commas: true, help: 'f' },
+  test: { kind: 'list', help: 't' },
   json: { kind: 'string', help: 'j', optionalValue: true },
 };
 
@@ -79,5 +80,7 @@ describe('parseArgs', () => {
     expect(() => parseArgs(['--model', 'a', '--steps=1', '--steps', '2'], specs)).toThrow(new UsageError('--steps given twice'));
     expect(() => parseArgs(['--model', 'a', '--shuffle', '--no-shuffle'], specs)).toThrow(new UsageError('--shuffle given twice'));
     expect(parseArgs(['--model', 'a', '--fields', 'x', '--fields', 'y'], specs).options['fields']).toEqual(['x', 'y']);
+    // a list of names (files, globs) takes each value whole: 'test,v2.jsonl' was read as "test" and "v2.jsonl"
+    expect(parseArgs(['--model', 'a', '--test', 'test,v2.jsonl', '--test=b,c'], specs).options['test']).toEqual(['test,v2.jsonl', 'b,c']);
   });
 });

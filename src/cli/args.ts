@@ -20,6 +20,8 @@ export interface OptionSpec {
   optionalValue?: boolean;
   /** An 'integer' option's allowed values, both ends included (e.g. a seed's 32 bits). */
   range?: readonly [number, number];
+  /** A 'list' option whose values may also come comma-separated (`--fields a,b`); else each value is one item (a file name may hold a comma). */
+  commas?: boolean;
 }
 
 /** The values a seed takes: the generators are seeded with 32 bits (util/random.ts), so larger ones would alias. */
@@ -115,7 +117,7 @@ export function parseArgs(argv: string[], specs: OptionSpecs): ParsedArgs {
     }
     if (inline === '' && !spec.optionalValue) throw new UsageError(`--${name} needs a value, got ""`);
     if (spec.kind === 'string') options[name] = inline;
-    else if (spec.kind === 'list') (options[name] as string[]).push(...inline.split(',').filter((s) => s !== ''));
+    else if (spec.kind === 'list') (options[name] as string[]).push(...(spec.commas ? inline.split(',').filter((s) => s !== '') : [inline]));
     else options[name] = toNumber(name, inline, spec);
   }
   if (!help) {

@@ -46,7 +46,7 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     'max-pos': { kind: 'integer', help: 'positives per row at most', default: MINE_DEFAULTS.maxPos },
     'max-neg': { kind: 'integer', help: 'negatives per row at most', default: MINE_DEFAULTS.maxNeg },
     seed: { kind: 'integer', help: 'sampling seed', default: MINE_DEFAULTS.seed, range: SEED_RANGE },
-    fields: { kind: 'list', help: 'JSONL fields holding versions of one text (comma-separated)', metavar: 'a,b,c' },
+    fields: { kind: 'list', commas: true, help: 'JSONL fields holding versions of one text (comma-separated)', metavar: 'a,b,c' },
     k: { kind: 'integer', help: 'nearest neighbours examined per text', default: MINE_DEFAULTS.k },
     'random-negatives': { kind: 'boolean', help: 'top negatives up with random texts beyond Y' },
     'memory-mb': { kind: 'integer', help: 'memory for the vectors; more are kept in a temp file and searched in blocks', default: MINE_DEFAULTS.memoryMb },
