@@ -280,7 +280,7 @@ describe('l2e pull', () => {
       const r = await l2e('pull', 'org/binonly');
       expect(r.code).toBe(0);
       expect(r.err).toContain(
-        `1 files (1 downloaded) at ${COMMIT}\n` +
+        `1 file (1 downloaded) at ${COMMIT}\n` +
           "warning: the repo has no .safetensors weights: l2e reads a model's weights only from safetensors files " +
           '(convert them, e.g. with transformers: save_pretrained(dir, safe_serialization=True))\n',
       );

@@ -206,14 +206,14 @@ describe('hub: snapshot download', () => {
     }
     expect(log.length).toBe(asked); // no request
     await expect(snapshotDownload('org/other', { endpoint, cacheDir: cache, offline: true })).rejects.toThrow(
-      `model repo org/other (revision main) is not in the cache ${cache}, and HF_HUB_OFFLINE is set, so it was not downloaded`,
+      `model repo org/other (revision main) is not in the cache ${cache}, and the offline option is set, so it was not downloaded`,
     );
     await expect(snapshotDownload('org/tiny', { endpoint, cacheDir: cache, offline: true, include: ['*.bin'] })).rejects.toThrow(
-      `model repo org/tiny (revision main): the cached snapshot ${online.dir} has no file matching *.bin, and HF_HUB_OFFLINE is set, so nothing was downloaded`,
+      `model repo org/tiny (revision main): the cached snapshot ${online.dir} has no file matching *.bin, and the offline option is set, so nothing was downloaded`,
     );
     rmSync(join(cache, 'models--org--tiny', 'blobs', sha256(weights)));
     await expect(snapshotDownload('org/tiny', { endpoint, cacheDir: cache, offline: true })).rejects.toThrow(
-      `model repo org/tiny (revision main): the cached snapshot ${online.dir} is incomplete (model.safetensors is missing), and HF_HUB_OFFLINE is set, so it was not downloaded`,
+      `model repo org/tiny (revision main): the cached snapshot ${online.dir} is incomplete (model.safetensors is missing), and the offline option is set, so it was not downloaded`,
     );
     expect(log.length).toBe(asked);
   });
@@ -337,7 +337,7 @@ describe('hub: resolveModel', () => {
     const cache = newCache();
     const partial = await snapshotDownload('org/sharded', { endpoint, cacheDir: cache, retry: fastRetry, include: ['config.json', '*.index.json', 'model-00001-*'] });
     await expect(resolveModel('org/sharded', { cacheDir: cache, offline: true })).rejects.toThrow(
-      `its snapshot in the cache (${partial.dir}) lacks model-00002-of-00002.safetensors, and HF_HUB_OFFLINE is set, so it was not downloaded`,
+      `its snapshot in the cache (${partial.dir}) lacks model-00002-of-00002.safetensors, and the offline option is set, so it was not downloaded`,
     );
     const snap = await resolveModel('org/sharded', { endpoint, cacheDir: cache, retry: fastRetry });
     expect(snap).toBe(partial.dir);

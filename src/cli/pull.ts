@@ -3,6 +3,7 @@ import { snapshotDownload } from '../hub/download.js';
 import { LOCK_STALE_MS } from '../hub/blob-lock.js';
 import { retryNotices } from '../hub/download-notices.js';
 import { MODEL_FILES } from '../hub/resolve.js';
+import { counted } from '../util/plural.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
@@ -55,7 +56,7 @@ folder's files. Prints the snapshot folder.`,
     });
     for (const bar of bars.values()) bar.finish();
     const how = result.offline ? 'from the cache; HF_HUB_OFFLINE is set, so the Hub was not asked for newer files' : `${result.downloaded.length} downloaded`;
-    process.stderr.write(`${result.files.length} files (${how}) at ${result.commit}\n`);
+    process.stderr.write(`${counted(result.files.length, 'file')} (${how}) at ${result.commit}\n`);
     if (repoType === 'model' && !include.length && !result.files.some((f) => f.endsWith('.safetensors'))) {
       // (a repo with only pytorch_model.bin "pulled" and then failed to load)
       process.stderr.write(

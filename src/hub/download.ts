@@ -345,16 +345,21 @@ function linkIntoSnapshot(blob: string, target: string): void {
   }
 }
 
+/** What made a call offline, for its messages: the option (a library call's) or the variable. */
+export function offlineReason(option: boolean | undefined): string {
+  return option === true ? 'the offline option is set' : 'HF_HUB_OFFLINE is set';
+}
+
 /**
  * Offline: the cached snapshot of `revision` and its files that match `patterns` (all when none), as
  * huggingface_hub reads its cache with HF_HUB_OFFLINE; an error when there is none, or a file of it
  * is missing (a link to a blob that is gone).
  */
-function cachedFiles(repoId: string, type: RepoType, revision: string, cacheDir: string, patterns: RegExp[], include: string[]): SnapshotResult {
+function cachedFiles(repoId: string, type: RepoType, revision: string, cacheDir: string, patterns: RegExp[], include: string[], offlineBy: string): SnapshotResult {
   checkRepoId(repoId);
   const what = `${type} repo ${repoId} (revision ${revision})`;
   const dir = cachedSnapshot(cacheDir, repoId, type, revision);
-  if (!dir) throw new HubError(`${what} ${notCachedReason(cacheDir, repoId, type, revision)}, and HF_HUB_OFFLINE is set, so it was not downloaded`);
+  if (!dir) throw new HubError(`${what} ${notCachedReason(cacheDir, repoId, type, revision)}, and ${offlineBy}, so it was not downloaded`);
   const files: string[] = [];
   const walk = (sub: string): void => {
     for (const e of readdirSync(join(dir, sub), { withFileTypes: true })) {
@@ -366,9 +371,9 @@ function cachedFiles(repoId: string, type: RepoType, revision: string, cacheDir:
   walk('');
   files.sort();
   const broken = files.find((f) => !existsSync(join(dir, f)));
-  if (broken) throw new HubError(`${what}: the cached snapshot ${dir} is incomplete (${broken} is missing), and HF_HUB_OFFLINE is set, so it was not downloaded`);
+  if (broken) throw new HubError(`${what}: the cached snapshot ${dir} is incomplete (${broken} is missing), and ${offlineBy}, so it was not downloaded`);
   if (files.length === 0) {
-    throw new HubError(`${what}: the cached snapshot ${dir} has no file matching ${include.join(', ')}, and HF_HUB_OFFLINE is set, so nothing was downloaded`);
+    throw new HubError(`${what}: the cached snapshot ${dir} has no file matching ${include.join(', ')}, and ${offlineBy}, so nothing was downloaded`);
   }
   return { dir, commit: basename(dir), files, downloaded: [], offline: true };
 }
@@ -411,7 +416,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   const blocked = notAFolder('the Hugging Face cache', cacheDir);
   if (blocked) throw new HubError(`${blocked} (HF_HUB_CACHE, HF_HOME or --cache-dir name it)`);
   const patterns = (opts.include ?? []).map(globToRegExp);
-  if (opts.offline ?? hubOffline()) return cachedFiles(repoId, type, revision, cacheDir, patterns, opts.include ?? []);
+  if (opts.offline ?? hubOffline()) return cachedFiles(repoId, type, revision, cacheDir, patterns, opts.include ?? [], offlineReason(opts.offline));
   const { commit, files } = await repoInfo(repoId, opts);
   const wanted = patterns.length ? files.filter((f) => patterns.some((p) => p.test(f.path))) : files;
   if (wanted.length === 0) {

@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, notCachedReason } from './cache.js';
-import { snapshotDownload, type SnapshotOptions } from './download.js';
+import { offlineReason, snapshotDownload, type SnapshotOptions } from './download.js';
 import { readRegularFileText } from '../util/regular-file.js';
 import { describeValue } from '../util/describe.js';
 import { checkOptions, optionKeys } from '../util/options.js';
@@ -78,7 +78,7 @@ export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {})
     );
   if (opts.offline ?? hubOffline()) {
     const where = cached ? `: its snapshot in the cache (${cached}) lacks ${missing!.join(', ')}` : ` ${notCachedReason(cacheDir, nameOrDir, 'model', revision)}`;
-    throw fail(`model repo ${nameOrDir}${where}, and HF_HUB_OFFLINE is set, so it was not downloaded`);
+    throw fail(`model repo ${nameOrDir}${where}, and ${offlineReason(opts.offline)}, so it was not downloaded`);
   }
   try {
     const result = await snapshotDownload(nameOrDir, { ...opts, cacheDir, revision, repoType: 'model', include: MODEL_FILES });
