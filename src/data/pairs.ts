@@ -102,7 +102,6 @@ export const STREAM_BUFFER = 10000;
 
 /** Where each usable row of a scanned source is: a file's lines (byte offset, length) or an array's indices. */
 interface RowIndex {
-  count: number;
   /** Byte offset of each row's line in the file, or its index in the array. */
   at: Float64Array;
   /** Bytes of each row's line, with its '\n' if it has one (files). */
@@ -243,7 +242,7 @@ export class PairData {
       bytes[count++] = where.bytes;
     }
     if (stats.rows === 0) throw new Error(this.emptyMessage(0, stats));
-    if (keep) this.index = { count, at: at.subarray(0, count), bytes: bytes.subarray(0, count), stats };
+    if (keep) this.index = { at: at.subarray(0, count), bytes: bytes.subarray(0, count), stats };
     return stats;
   }
 
@@ -298,7 +297,7 @@ export class PairData {
    */
   private async *permuted(index: RowIndex, rng: Rng, stats: DataStats): AsyncGenerator<TrainRow> {
     Object.assign(stats, { ...index.stats, rows: 0, firstBadLines: [...index.stats.firstBadLines] });
-    const order = rng.shuffle(Uint32Array.from({ length: index.count }, (_, i) => i));
+    const order = rng.shuffle(Uint32Array.from({ length: index.at.length }, (_, i) => i));
     const src = this.source;
     const fd = typeof src === 'string' ? openSync(src, 'r') : null;
     let buf = Buffer.alloc(0);
@@ -321,7 +320,7 @@ export class PairData {
           value = (src as unknown[])[index.at[k]!];
         }
         const row = value as TrainRow;
-        if (pairRowProblem(value) !== null || row.pos.length === 0 || (row.neg.length === 0 && this.groupSize > 1)) {
+        if (pairRowProblem(value) !== null || this.unusable(row) !== null) {
           throw new Error(`${this.name}: a row read before training (at ${fd !== null ? `byte ${index.at[k]}` : `index ${index.at[k]}`}) is not one now: the data changed during training`);
         }
         stats.rows++;
@@ -332,6 +331,12 @@ export class PairData {
     } finally {
       if (fd !== null) closeSync(fd);
     }
+  }
+
+  /** Why a well-formed row makes no group (the count it is skipped under), or null. */
+  private unusable(row: TrainRow): 'noPositive' | 'noNegative' | null {
+    if (row.pos.length === 0) return 'noPositive';
+    return row.neg.length === 0 && this.groupSize > 1 ? 'noNegative' : null;
   }
 
   /** Valid rows in source order and where each is, counted in `stats`; malformed ones throw (or are counted with skipBadLines). */
@@ -345,12 +350,9 @@ export class PairData {
         continue;
       }
       const row = value as TrainRow;
-      if (row.pos.length === 0) {
-        stats.noPositive++;
-        continue;
-      }
-      if (row.neg.length === 0 && this.groupSize > 1) {
-        stats.noNegative++;
+      const unusable = this.unusable(row);
+      if (unusable !== null) {
+        stats[unusable]++;
         continue;
       }
       stats.rows++;

@@ -45,6 +45,12 @@ function fingerprint(texts: readonly string[], maxLength: number): string {
   return h.digest('hex');
 }
 
+/** Writes the record beside vectors file `file`: what its rows [rows × dim] were made from. */
+function writeMadeFrom(file: string, texts: readonly string[], rows: number, dim: number, maxLength: number): void {
+  const made: MadeFrom = { format: MADE_FROM_FORMAT, texts: fingerprint(texts, maxLength), rows, dim, maxLength };
+  writeFileAtomic(sidecarOf(file), `${JSON.stringify(made, null, 2)}\n`);
+}
+
 /**
  * The record beside vectors file `file` (FILE.json); null when there is none. One that is there but is
  * not such a record (damaged, or a file of the user's: the corpus itself once) is an error: it was
@@ -204,9 +210,8 @@ export class CorpusIndex {
     if (!made) opts.onLog?.(`corpus: ${file} has no ${sidecarOf(file)} (the fingerprint of its texts): checking all ${m.rows} rows against the model once`);
     this.saved.checked = await this.checkSample(file, new Embeddings(m.rows, m.cols, m.data), opts.embed, made === null);
     if (!made) {
-      const record: MadeFrom = { format: MADE_FROM_FORMAT, texts: fingerprint(this.texts, opts.maxLength), rows: m.rows, dim: m.cols, maxLength: opts.maxLength };
       try {
-        writeFileAtomic(sidecarOf(file), `${JSON.stringify(record, null, 2)}\n`);
+        writeMadeFrom(file, this.texts, m.rows, m.cols, opts.maxLength);
       } catch (err) {
         opts.onLog?.(`corpus: ${sidecarOf(file)} could not be written (${err instanceof Error ? err.message : String(err)}): the next start checks every row again`);
       }
@@ -263,8 +268,7 @@ export class CorpusIndex {
     if (vectorsFile) {
       try {
         writeFileAtomic(vectorsFile, npyBytes(out.data, out.rows, out.dim));
-        const made: MadeFrom = { format: MADE_FROM_FORMAT, texts: fingerprint(this.texts, opts.maxLength), rows: out.rows, dim: out.dim, maxLength: opts.maxLength };
-        writeFileAtomic(sidecarOf(vectorsFile), `${JSON.stringify(made, null, 2)}\n`);
+        writeMadeFrom(vectorsFile, this.texts, out.rows, out.dim, opts.maxLength);
       } catch (err) {
         // (a disk that filled while the corpus was embedded: the hours of embedding still serve)
         if (!opts.onSaveFailed) throw err;

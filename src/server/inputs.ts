@@ -183,7 +183,7 @@ export async function toModelInputs(
         ids = tokenizer.addEos ? tokenizer.encode(text, limits.maxLength) : ids.slice(0, limits.maxLength);
       }
     } catch (err) {
-      // a text the tokenizer refuses (a run of a million characters with no cut) was a 500 naming nothing
+      // a text the tokenizer refuses (a long run of characters with no cut) was a 500 naming nothing
       if (err instanceof TextError) throw badField(name(i), `'${name(i)}' cannot be tokenised: ${err.reason}`);
       throw err;
     }

@@ -113,7 +113,10 @@ export function scheduleChange(resumed: Resume, now: ScheduleSpec, nextStep: num
   if (was.totalSteps === now.totalSteps && was.warmupSteps === now.warmupSteps) return null;
   const sized = (epochs: unknown, maxSteps: unknown): string =>
     typeof maxSteps === 'number' && maxSteps > 0 ? `${n('maxSteps')} ${maxSteps}` : `${n('epochs')} ${String(epochs)}`;
-  const lr = (spec: ScheduleSpec): string => { const x = learningRate(spec, nextStep); return x === 0 ? '0' : x.toPrecision(3); };
+  const lr = (spec: ScheduleSpec): string => {
+    const x = learningRate(spec, nextStep);
+    return x === 0 ? '0' : x.toPrecision(3);
+  };
   const what =
     `the ${now.name} schedule of ${resumed.point.dir}'s run spans ${was.totalSteps} steps (${sized(resumed.planned!.epochs, resumed.planned!.maxSteps)}), ` +
     `and ${sized(o.epochs, o.maxSteps)} now makes it ${now.totalSteps}` +

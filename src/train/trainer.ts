@@ -374,6 +374,10 @@ export class Trainer {
     };
     const changedError = (what: string, cause?: unknown): DataChangedError =>
       new DataChangedError(`${typeof data === 'string' ? `${n('data')} ${data}` : 'the data'} changed during training (it was checked whole before step 1): ${what}`, { cause });
+    const doneAt = (step: number): boolean => o.maxSteps > 0 && step >= o.maxSteps;
+    const stepsDone = (): boolean => doneAt(pos.step);
+    // steps left to train: up to maxSteps, else through the epochs
+    const stepsLeft = (): boolean => !stepsDone() && (o.maxSteps > 0 || pos.epoch < o.epochs);
     this.made = { outputDir: null, logFile: null };
     if (o.outputDir) {
       // made first, so that a folder that cannot be made says so (not "0 B free"); its training_run.json
@@ -382,14 +386,11 @@ export class Trainer {
       makeOutputFolder(o.outputDir, `${n('outputDir')} ${o.outputDir}`);
       // a resume with no step left writes the final model only (a checkpoint's room was asked for too,
       // and a disk freed for the model alone refused the one write left)
-      const noStepLeft = o.maxSteps > 0 ? pos.step >= o.maxSteps : pos.epoch >= o.epochs;
-      this.checkDisk(numel, noStepLeft);
+      this.checkDisk(numel, !stepsLeft());
       // the folder is this run's alone until it ends (output-lock.ts): taken before anything in it changes
       this.unlock = lockAndTidyOutput(o.outputDir);
     }
 
-    const doneAt = (step: number): boolean => o.maxSteps > 0 && step >= o.maxSteps;
-    const stepsDone = (): boolean => doneAt(pos.step);
     const N = o.gradientAccumulationSteps;
     let lastLoss = NaN;
     let stoppedBy: FitResult['stoppedBy'] = o.maxSteps > 0 ? 'maxSteps' : 'epochs';
@@ -400,9 +401,9 @@ export class Trainer {
     if (o.logFile) this.stepLog = await StepLog.open(o.logFile, n, notice, fit.signal);
     let firstStarted: number | null = null;
     let lastEnded: number | null = null;
-    if (!stepsDone() && (o.maxSteps > 0 || pos.epoch < o.epochs)) await fit.onStart?.({ step: pos.step, totalSteps, runId: this.run.id });
+    if (stepsLeft()) await fit.onStart?.({ step: pos.step, totalSteps, runId: this.run.id });
 
-    training: for (; !stepsDone() && (o.maxSteps > 0 || pos.epoch < o.epochs); pos = { ...pos, epoch: pos.epoch + 1, groups: 0, rngState: [] }) {
+    training: for (; stepsLeft(); pos = { ...pos, epoch: pos.epoch + 1, groups: 0, rngState: [] }) {
       if (fit.signal?.aborted) {
         stoppedBy = 'aborted';
         break;
