@@ -7,12 +7,12 @@
 // with other work that is the fairer view of single-threaded runs (time spent descheduled is not
 // counted), while multi-threaded OpenBLAS also counts its spin-waiting.
 import { spawnSync } from 'node:child_process';
-import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testingAddon } from '../test/helpers/testing-addon.mjs';
+import { machine, machineLine } from './lib/machine.mjs';
 import { median } from './lib/stats.mjs';
-import { checkFlags, readFlags, writeJsonOut } from './lib/usage.mjs';
+import { checkFlags, checkJsonOut, readFlags, writeJsonOut } from './lib/usage.mjs';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -76,11 +76,12 @@ function benchNumpy(sizes, repeats, threads) {
 
 checkFlags(import.meta.url, process.argv.slice(2), ['--sizes', '--repeats', '--threads', '--kernel', '--no-numpy', '--json']);
 const opts = parseArgs(process.argv.slice(2));
+if (opts.json) checkJsonOut('--json', opts.json);
 if (opts.threads) process.env.L2E_NUM_THREADS = String(opts.threads); // read when the pool starts
 const addon = loadAddon();
 if (opts.kernel) addon.setGemmKernel(opts.kernel);
 const kernel = addon.gemmKernel();
-const loadBefore = loadavg()[0];
+const host = machine();
 const rows = opts.sizes.map((n) => ({ n, ours: benchOurs(addon, n, opts.repeats) }));
 const numpy = opts.numpy ? benchNumpy(opts.sizes, opts.repeats, opts.threads) : null;
 for (const row of rows) {
@@ -91,6 +92,7 @@ for (const row of rows) {
 const fmt = (x, d = 1) => (x == null ? '-' : x.toFixed(d));
 const threads = opts.threads ?? 'all';
 console.log(`sgemm C = A B (float32, row-major), kernel=${kernel}, threads=${threads}, ${opts.repeats} runs`);
+console.log(`machine: ${machineLine(host)}`);
 console.log('GFLOP/s: median wall (best wall) [per CPU-second]');
 console.log('     n                        ours                       numpy   ours/numpy (median wall)');
 const cell = (r) => (r ? `${fmt(r.median)} (${fmt(r.best)}) [${fmt(r.perCpuSecond)}]` : '-');
@@ -99,9 +101,9 @@ for (const r of rows)
 if (numpy) console.log(`numpy: ${JSON.stringify(numpy.info)}`);
 // Both libraries use every core they are given: other work on the machine skews the wall times
 // (numpy's most: OpenBLAS threads spin-wait for each other).
-const load = Math.max(loadBefore, loadavg()[0]);
+const load = Math.max(host.load1, machine().load1);
 if (load > 1.5) console.log(`warning: load average ${load.toFixed(2)} while benchmarking; rerun on an idle machine`);
 if (opts.json) {
-  const out = { kernel, threads, repeats: opts.repeats, loadAverage: load, rows, numpyInfo: numpy?.info ?? null };
+  const out = { machine: host, kernel, threads, repeats: opts.repeats, loadAverage: load, rows, numpyInfo: numpy?.info ?? null };
   writeJsonOut(opts.json, out);
 }

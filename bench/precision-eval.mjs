@@ -17,6 +17,7 @@ import { writeLlamaTokenizer } from '../dist/demo/llama-tokenizer.js';
 import { evaluatePrecisions, formatPrecisionComparison, metricDelta, TOP_K_KEYS } from '../dist/demo/precision.js';
 import { DEMO_DEFAULTS, runDemo } from '../dist/demo/run.js';
 import { SHAPE_600M, writeRandomWeights } from './lib/workloads.mjs';
+import { machine } from './lib/machine.mjs';
 import { checkJsonOut, valueAfter, writeJsonOut } from './lib/usage.mjs';
 
 const HELP = `usage: node bench/precision-eval.mjs [options]
@@ -110,7 +111,7 @@ async function main() {
     const cmp = await evaluatePrecisions(modelDir, rows, ['bf16', 'int8'], { onNotice: note });
     console.log(
       `${what}\nheld-out pairs of the demo (seed ${o.seed}): ${rows.length} rows, ${cmp.pairs} (query, pos) pairs, pool of ${cmp.poolTexts} texts; ` +
-        `${os.cpus()[0]?.model ?? '?'} x ${os.cpus().length}, load average ${loadavg}\n`,
+        `${machine().cpu} x ${machine().cores}, load average ${loadavg}\n`,
     );
     process.stdout.write(formatPrecisionComparison(cmp));
     const fp32 = cmp.results[0];
@@ -120,7 +121,7 @@ async function main() {
       console.log(`${r.precision}: largest |Δ top-k| ${worst.toFixed(4)} (target <= 0.01: ${worst <= 0.01 ? 'met' : 'NOT met'}; one pair = ${(1 / cmp.pairs).toFixed(4)})`);
     }
     if (o.json) {
-      const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, loadavg, node: process.version, model: what, seed: o.seed };
+      const meta = { date: new Date().toISOString(), cpu: machine().cpu, cores: machine().cores, loadavg, node: process.version, model: what, seed: o.seed };
       writeJsonOut(o.json, { meta, ...cmp });
       console.log(`\nwrote ${o.json}`);
     }

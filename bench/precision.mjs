@@ -32,6 +32,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { buildLlamaTokenizerJson, LLAMA_TOKENIZER_CONFIG } from '../dist/demo/llama-tokenizer.js';
 import { readTensorF32 } from '../dist/model/safetensors.js';
+import { cpuIsa } from '../dist/native.js';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +44,7 @@ import { loadLlamaCpp, openEmbedder } from './lib/llama-peer.mjs';
 import { llamaOnnxGraph, ONNX_FORMATS } from './lib/llama-onnx.mjs';
 import { loadOrt, openOrtEmbedder, ortU8S8Saturates, paddedBatches } from './lib/ort-peer.mjs';
 import { median, printTable } from './lib/stats.mjs';
+import { machine } from './lib/machine.mjs';
 import { checkJsonOut, valueAfter, writeJsonOut } from './lib/usage.mjs';
 import { BENCH_MODEL, drawLengths, loadLengthMix, makeRng, pack, poolsFolder, randomSequences, SHAPE_600M, writeRandomWeights } from './lib/workloads.mjs';
 
@@ -107,11 +109,18 @@ function parseVariant(v) {
   return { precision, isa: isa ?? null };
 }
 
+/** The list, refused naming the flag when a value is in it twice (its rows were merged into one). */
+function onceEach(flag, xs) {
+  const twice = xs.find((x, i) => xs.indexOf(x) !== i);
+  if (twice !== undefined) throw new Error(`${flag}: ${twice} is given twice`);
+  return xs;
+}
+
 function parseArgs(argv) {
   const o = { quick: false, passes: 3, texts: 128, threads: 2, precisions: ['fp32', 'bf16', 'int8'], llama: [...LLAMA_FORMATS], ort: [...ONNX_FORMATS], json: null, child: null, gemmChild: false, baseline: null, pools: null };
   const list = (flag, v, allowed) => {
     if (v === 'none') return [];
-    const xs = v.split(',');
+    const xs = onceEach(flag, v.split(','));
     for (const x of xs) if (!allowed.includes(x)) throw new Error(`${flag}: unknown value ${x} (one of ${allowed.join(', ')}, or none)`);
     return xs;
   };
@@ -124,7 +133,7 @@ function parseArgs(argv) {
     else if (a === '--threads') o.threads = Number(value());
     else if (a === '--precisions') {
       const v = value();
-      o.precisions = v === 'none' ? [] : v.split(',');
+      o.precisions = v === 'none' ? [] : onceEach(a, v.split(','));
       for (const p of o.precisions) parseVariant(p);
     }
     else if (a === '--llama') o.llama = list(a, value(), LLAMA_FORMATS);
@@ -143,7 +152,15 @@ function parseArgs(argv) {
     } else throw new Error(`unknown argument ${a} (see --help)`);
   }
   for (const k of ['passes', 'texts', 'threads']) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`--${k} must be a positive integer`);
-  if (!o.child && !o.gemmChild) o.pools = poolsFolder(o.pools);
+  if (!o.child && !o.gemmChild) {
+    o.pools = poolsFolder(o.pools);
+    // an ISA above this CPU's failed in its first timed child, after the model and the peers' checks
+    const best = cpuIsa().best;
+    for (const p of o.precisions) {
+      const { isa } = parseVariant(p);
+      if (isa && ISAS.indexOf(isa) > ISAS.indexOf(best)) throw new Error(`--precisions: ${p} needs ${isa}; this CPU's best is ${best}`);
+    }
+  }
   if (o.json !== null) checkJsonOut('--json', o.json, [['--baseline', o.baseline]]);
   return o;
 }
@@ -153,6 +170,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e9;
 /** Child: run one engine (job.engine 'ours', 'llama' or 'ort'), write its embeddings, print its report. */
 async function child(jobFile) {
   const job = JSON.parse(readFileSync(jobFile, 'utf8'));
+  if (process.env.L2E_BENCH_FAILING) throw new Error('failed as L2E_BENCH_FAIL_CHILD asked');
   const out = job.engine === 'llama' ? await childLlama(job) : job.engine === 'ort' ? await childOrt(job) : await childOurs(job);
   process.stdout.write(JSON.stringify(out));
 }
@@ -304,9 +322,14 @@ function llamaGguf(config, sources, format, tokenizerMetadata) {
  * optionally at one ISA level and with another build of the test addon; returns its JSON report.
  */
 function runChildProcess(args, label, threads, { isa = null, addon = null, tmp = null } = {}) {
-  const env = { ...process.env, L2E_NUM_THREADS: String(threads), ...(isa ? { L2E_CPU_ISA: isa } : {}), ...(addon ? { L2E_TESTING_ADDON: addon } : {}), ...(tmp ? { TMPDIR: tmp } : {}) };
+  // L2E_BENCH_FAIL_CHILD=LABEL: that child fails (the test of a peer's failure being a skipped row)
+  const failing = process.env.L2E_BENCH_FAIL_CHILD === label ? { L2E_BENCH_FAILING: '1' } : {};
+  const env = { ...process.env, ...failing, L2E_NUM_THREADS: String(threads), ...(isa ? { L2E_CPU_ISA: isa } : {}), ...(addon ? { L2E_TESTING_ADDON: addon } : {}), ...(tmp ? { TMPDIR: tmp } : {}) };
   const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...args], { encoding: 'utf8', maxBuffer: 16 << 20, env });
-  if (r.status !== 0) throw new Error(`${label} run failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  if (r.status !== 0) {
+    const tail = r.error?.message ?? r.stderr.trim().split('\n').slice(-3).join(' | ');
+    throw Object.assign(new Error(`${label} run failed: ${tail}`), { tail });
+  }
   return JSON.parse(r.stdout);
 }
 
@@ -323,6 +346,19 @@ function runChild(job, label, threads, opts = {}) {
     return runChildProcess(['--child', jobFile], label, threads, { ...opts, tmp });
   } finally {
     rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs a peer's child; returns null, or what its failure said (a peer that crashes or throws in its own
+ * process is a skipped row, as a missing one is: the other engines' figures still stand).
+ */
+function peerFailure(run) {
+  try {
+    run();
+    return null;
+  } catch (err) {
+    return `its process failed (${err.tail ?? err.message})`;
   }
 }
 
@@ -393,7 +429,7 @@ async function main() {
   console.log(
     `model: hidden ${config.hidden}, ${config.layers} layers, MLP ${config.intermediate}, vocab ${config.vocab}; ` +
       `${o.texts} texts, ${tokens} tokens (longest ${maxTokens}), batches of 64; ${o.threads} threads; ` +
-      `${os.cpus()[0]?.model ?? '?'} x ${os.cpus().length}; load average at start ${loadavg}`,
+      `${machine().cpu} x ${machine().cores}; load average at start ${loadavg}`,
   );
   const skipped = [];
   const skip = (msg) => {
@@ -447,7 +483,11 @@ async function main() {
     const passed = [];
     for (const f of formats) {
       const file = embFile(`check-llama-${f}`);
-      runChild({ engine: 'llama', gguf: ggufs[f], threads: o.threads, maxTokens, hidden: config.hidden, seqs: checkSeqs, single: null, embeddingsFile: file }, `check: llama.cpp ${f}`, o.threads);
+      const failed = peerFailure(() => runChild({ engine: 'llama', gguf: ggufs[f], threads: o.threads, maxTokens, hidden: config.hidden, seqs: checkSeqs, single: null, embeddingsFile: file }, `check: llama.cpp ${f}`, o.threads));
+      if (failed) {
+        skip(`llama.cpp ${f}: ${failed}: not timed`);
+        continue;
+      }
       const cos = cosines(projectAll(readF32(file), config.hidden, dense), ref, config.dense);
       const minCos = Math.min(...cos);
       checks.push({ engine: `llama.cpp ${f}`, texts: cos.length, minCos });
@@ -478,7 +518,11 @@ async function main() {
     for (const f of ortFormats) {
       onnxFiles[f] = ortOnnx(config, sources, f, Math.max(512, maxTokens));
       const file = embFile(`check-ort-${f}`);
-      runChild({ engine: 'ort', onnx: onnxFiles[f], threads: o.threads, dim: config.dense, seqs: checkSeqs, single: null, embeddingsFile: file }, `check: onnxruntime ${f}`, o.threads);
+      const failed = peerFailure(() => runChild({ engine: 'ort', onnx: onnxFiles[f], threads: o.threads, dim: config.dense, seqs: checkSeqs, single: null, embeddingsFile: file }, `check: onnxruntime ${f}`, o.threads));
+      if (failed) {
+        skip(`onnxruntime ${f}: ${failed}: not timed`);
+        continue;
+      }
       const cos = cosines(readF32(file), ref, config.dense);
       const minCos = Math.min(...cos);
       const bound = f === 'FP32' ? CHECK_MIN_COS : CHECK_MIN_COS_ORT_INT8;
@@ -491,7 +535,7 @@ async function main() {
   }
 
   const oursJob = (p) => ({ engine: 'ours', config, precision: parseVariant(p).precision, sources, batches, single });
-  const engines = [
+  let engines = [
     ...o.precisions.map((p) => ({ name: `ours ${p}`, variant: p, isa: parseVariant(p).isa, job: oursJob(p) })),
     ...(o.baseline ? o.precisions.map((p) => ({ name: `before ${p}`, variant: `before ${p}`, isa: parseVariant(p).isa, addon: o.baseline, job: oursJob(p) })) : []),
     ...formats.map((f) => ({ name: `llama.cpp ${f}`, job: { engine: 'llama', gguf: ggufs[f], threads: o.threads, maxTokens, hidden: config.hidden, seqs: seqsJson, single } })),
@@ -505,7 +549,18 @@ async function main() {
     console.error(`pass ${pass + 1} our sgemm 2048^3: ${gemm[pass].toFixed(1)} GFLOP/s`);
     for (const e of engines) {
       const job = { ...e.job, embeddingsFile: embFile(e.name), opTiming: e.job.engine === 'ours' && pass === 0 };
-      const res = runChild(job, e.name, o.threads, { isa: e.isa ?? null, addon: e.addon ?? null });
+      const run = () => runChild(job, e.name, o.threads, { isa: e.isa ?? null, addon: e.addon ?? null });
+      let res;
+      if (e.job.engine === 'ours') res = run(); // ours failing fails the bench
+      else {
+        const failed = peerFailure(() => (res = run()));
+        if (failed) {
+          skip(`${e.name}: ${failed} in pass ${pass + 1}: not timed`);
+          engines = engines.filter((x) => x !== e);
+          delete runs[e.name];
+          continue;
+        }
+      }
       runs[e.name].push(res);
       console.error(`pass ${pass + 1} ${e.name}: ${res.tokensPerSecond.toFixed(1)} tok/s, encode ${res.encodeSeconds.toFixed(2)} s`);
     }
@@ -601,7 +656,7 @@ async function main() {
     ]);
   }
   if (o.json) {
-    const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, threads: o.threads, loadavgStart: loadavg, node: process.version, nodeLlamaCpp: llamaVersion, onnxruntimeNode: ortVersion, onnxruntimeU8U8: ortVersion ? ortU8S8Saturates() : null, baseline: o.baseline };
+    const meta = { date: new Date().toISOString(), cpu: machine().cpu, cores: machine().cores, threads: o.threads, loadavgStart: loadavg, node: process.version, nodeLlamaCpp: llamaVersion, onnxruntimeNode: ortVersion, onnxruntimeU8U8: ortVersion ? ortU8S8Saturates() : null, baseline: o.baseline };
     writeJsonOut(o.json, { meta, config, texts: o.texts, tokens, passes: o.passes, gemmGflops, gemmSamples: gemm, encodeGflop: flops / 1e9, rows, checks, versus, versusOnnxruntime, skipped, ops: Object.fromEntries(timed.map((e) => [e.variant, runs[e.name][0].ops])) });
     console.log(`\nwrote ${o.json}`);
   }

@@ -15,6 +15,7 @@ import { testingAddon } from '../test/helpers/testing-addon.mjs';
 import { allCases } from './lib/cases.mjs';
 import { formatRate, printComparison, printResults, printTable, summarize } from './lib/stats.mjs';
 import { loadLengthMix, poolsFolder } from './lib/workloads.mjs';
+import { machine } from './lib/machine.mjs';
 import { checkJsonOut, valueAfter, writeJsonOut } from './lib/usage.mjs';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -197,8 +198,8 @@ async function main() {
   const meta = {
     date: new Date().toISOString(),
     node: process.version,
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    cores: os.cpus().length,
+    cpu: machine().cpu,
+    cores: machine().cores,
     threads: process.env.L2E_NUM_THREADS ?? null,
     cpuSpinUs: process.env.L2E_CPU_SPIN_US ?? null,
     cpuPool: process.env.L2E_CPU_POOL ?? null,

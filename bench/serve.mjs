@@ -22,12 +22,13 @@
 // and the server do not share one event loop.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { loadPoolTexts, makeRng, poolsFolder } from './lib/workloads.mjs';
 import { printTable } from './lib/stats.mjs';
+import { machine, machineLine } from './lib/machine.mjs';
 import { checkFlags, checkJsonOut, valueAfter, writeJsonOut } from './lib/usage.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -227,7 +228,7 @@ async function main() {
     const bodies = requests.map((input) => JSON.stringify({ model: 'bench', input, encoding_format: 'base64' }));
     const { dir, describe } = o.model ? { dir: o.model, describe: o.model } : await makeModelDir(o.shape, work);
     console.log(`model: ${describe}; device ${o.device}; texts: ${source}`);
-    console.log(`requests: 1–32 texts each (mean ${(requests.flat().length / requests.length).toFixed(1)}); ${o.duration} s per cell; ${cpus().length} CPUs, load ${loadavg()[0].toFixed(1)}`);
+    console.log(`requests: 1–32 texts each (mean ${(requests.flat().length / requests.length).toFixed(1)}); ${o.duration} s per cell; ${machineLine()}`);
 
     // both servers up at once (an idle one costs nothing), cells alternating between them, so that
     // load from elsewhere on the machine falls on both modes alike
@@ -274,7 +275,7 @@ async function main() {
     if (best) console.log(`\nserve (batching) at ${best.clients} clients: ${((100 * best.texts_s) / ceiling).toFixed(0)}% of the faster encode()'s texts/s on the same texts`);
     const out = {
       date: new Date().toISOString(),
-      machine: { cpus: cpus().length, cpu: cpus()[0]?.model, load1: loadavg()[0], node: process.version },
+      machine: machine(),
       model: describe,
       device: o.device,
       texts: source,

@@ -1,11 +1,12 @@
 // The microbenchmark runner (bench/run.mjs) end to end on one cheap kernel: the --json file's shape
 // and --compare against it. Timings themselves are never asserted (shared machines are noisy).
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadOrt } from '../bench/lib/ort-peer.mjs';
 import { testingAddon } from './helpers/testing-addon.mjs';
 
 const run = promisify(execFile);
@@ -145,6 +146,32 @@ describe('bench/precision.mjs', () => {
     );
   });
 
+  it('refuses a --precisions or peer format given twice (their rows were merged into one), naming it', async () => {
+    await expect(run(process.execPath, [script, '--precisions', 'fp32,int8,int8'], { cwd: repoRoot })).rejects.toThrow('--precisions: int8 is given twice');
+    await expect(run(process.execPath, [script, '--ort', 'INT8,FP32,INT8'], { cwd: repoRoot })).rejects.toThrow('--ort: INT8 is given twice');
+  });
+
+  const best = testingAddon<{ cpuIsa(): { best: string } }>().cpuIsa().best;
+  it.skipIf(best === 'amx' || !existsSync(pools))('refuses an ISA above the CPU before any work, naming the entry', async () => {
+    await expect(run(process.execPath, [script, '--precisions', 'fp32,bf16@amx'], { cwd: repoRoot })).rejects.toThrow(
+      `--precisions: bf16@amx needs amx; this CPU's best is ${best}`,
+    );
+  });
+
+  it.skipIf(!existsSync(pools))('makes a peer that fails in its own process a skipped row; the other rows stand', async () => {
+    const out = join(dir, 'precision-peer-fails.json');
+    const { stdout } = await run(process.execPath, [script, '--quick', '--texts', '2', '--passes', '1', '--precisions', 'fp32', '--llama', 'none', '--ort', 'FP32', '--json', out], {
+      cwd: repoRoot,
+      env: { ...process.env, TMPDIR: dir, L2E_BENCH_FAIL_CHILD: 'onnxruntime FP32' },
+    });
+    const r = JSON.parse(readFileSync(out, 'utf8')) as { rows: { engine: string }[]; skipped: string[] };
+    expect(r.rows.map((x) => x.engine)).toEqual(['ours fp32']);
+    const ort = await loadOrt();
+    const why = 'skip' in ort ? `onnxruntime FP32: ${ort.skip}` : 'onnxruntime FP32: its process failed (failed as L2E_BENCH_FAIL_CHILD asked) in pass 1: not timed';
+    expect(r.skipped).toEqual([why]);
+    expect(stdout).toContain(`skipped: ${why}`);
+  }, 300_000);
+
   it.skipIf(!existsSync(pools))('runs a PRECISION@ISA entry at that instruction set, beside the others in one table', async () => {
     const out = join(dir, 'precision.json');
     await run(process.execPath, [script, '--quick', '--texts', '4', '--passes', '1', '--precisions', 'fp32,fp32@scalar', '--llama', 'none', '--ort', 'none', '--json', out], {
@@ -181,8 +208,15 @@ describe('bench/ uses the library', () => {
     expect(found).toEqual([]);
   });
 
-  it('bench/knn.mjs runs the package knn()', async () => {
-    const { stdout } = await run(process.execPath, [join(repoRoot, 'bench', 'knn.mjs'), '--n', '300', '--q', '300', '--dim', '32', '--metric', 'cosine']);
+  it('bench/knn.mjs runs the package knn() next to NumPy on the same vectors, naming the machine', async () => {
+    const out = join(dir, 'knn.json');
+    const { stdout } = await run(process.execPath, [join(repoRoot, 'bench', 'knn.mjs'), '--n', '300', '--q', '300', '--dim', '32', '--metric', 'cosine', '--json', out]);
     expect(stdout).toContain('self ranked first: 300/300');
+    const r = JSON.parse(readFileSync(out, 'utf8')) as { machine: { cpu: string; cores: number }; rows: { metric: string; numpy: unknown; sameNeighbours: number | null }[] };
+    expect(stdout).toContain(`machine: ${r.machine.cpu} x ${r.machine.cores}, load average `);
+    expect(r.rows.map((x) => x.metric)).toEqual(['cosine']);
+    const numpy = spawnSync('python3', ['-c', 'import numpy']).status === 0;
+    // random unit vectors have no ties: an exact search finds the same 11 rows in the same order
+    expect(r.rows[0]!.sameNeighbours).toBe(numpy ? 300 : null);
   });
 });
