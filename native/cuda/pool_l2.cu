@@ -1,6 +1,7 @@
 // Pooling over each sequence and L2 normalisation (the model's head), with their backward passes.
 //   mean:  out_b = (1/len_b) sum_{t in b} x_t            dx_t = dout_b / len_b
 //   cls:   out_b = x_{first(b)}                           dx_first = dout_b, other rows 0
+//   (an empty sequence pools to zeros and has no rows to take a gradient)
 //   l2:    y = x / n, n = max(||x||, 1e-12)               dx = (dy - y (y . dy)) / n
 //          (Jacobian of x/||x|| is (I - y y^T)/n; under the clamp n is constant and dx = dy / n)
 // Inputs and outputs may be F32 or BF16 (the model pools bf16 tokens into fp32 embeddings).
@@ -21,7 +22,9 @@ __global__ void pool_kernel(const X* x, const int32_t* cu, int B, int P, int mod
     const int b = int(i / size_t(P)), p = int(i % size_t(P));
     const int s = cu[b], e = cu[b + 1];
     float v;
-    if (mode == 1 || e - s == 1) {
+    if (e <= s) {  // an empty sequence: nothing to pool, zeros (as the CPU op) rather than a read past it
+      v = 0.0f;
+    } else if (mode == 1 || e - s == 1) {
       v = to_f(x[size_t(s) * P + p]);
     } else {
       float acc = 0.0f;

@@ -112,9 +112,11 @@ describe.skipIf(!gpu.usable)(`CUDA ops vs CPU ops ${gpuNote}`, () => {
     compare('add_inplace', { x: randBf16(rng, n), y: randBf16(rng, n) }, { x: EXACT_BF16 });
   });
 
-  it.each([0, 1])('pool mode %i (1-token and long sequences)', (mode) => {
-    const P = 96, cu = cuSeqlens([1, 5, 300, 2]);
-    compare('pool', { x: randBf16(rng, cu[4]! * P), cu, P, mode }, { out: F32 });
+  it.each([0, 1])('pool mode %i (1-token, empty and long sequences)', (mode) => {
+    // empty ones (the model refuses them; the op pools them to zeros) in the middle and last: the CLS
+    // read took the next sequence's first row, or read past the end; the mean was 0/0
+    const P = 96, cu = cuSeqlens([1, 0, 5, 300, 2, 0]);
+    compare('pool', { x: randBf16(rng, cu[6]! * P), cu, P, mode }, { out: F32 });
   });
 
   it.each([true, false])('l2norm normalize=%s', (normalize) => {
