@@ -444,9 +444,11 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
         { message: "the request's URL is not valid: '/v1/embeddings%ZZ' is not a valid url component", type: 'invalid_request_error', param: null, code: 'invalid_url' },
       ]);
       const u = new URL(s.url);
-      const raw = (text: string): Promise<string> =>
+      // halfClose: false sends without ending the client's side (on which Node drops the requests it has
+      // not answered yet), for a request that is answered; the server then ends the connection
+      const raw = (text: string, { halfClose = true } = {}): Promise<string> =>
         new Promise((resolve, reject) => {
-          const socket = connect(Number(u.port), u.hostname, () => socket.end(text));
+          const socket = connect(Number(u.port), u.hostname, () => (halfClose ? socket.end(text) : socket.write(text)));
           let got = '';
           socket.setEncoding('utf8').on('data', (d: string) => (got += d));
           socket.on('close', () => resolve(got)).on('error', reject);
@@ -466,6 +468,20 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       expect(await raw('GARBAGE\r\n\r\n')).toBe(
         answer('400 Bad Request', { message: 'the request is not valid HTTP/1.1 (HPE_INVALID_METHOD)', type: 'invalid_request_error', param: null, code: 'invalid_http' }),
       );
+      // Node's own refusal of a request with no Host was a bare 400 with no body, counted nowhere
+      const noHost = await raw('GET /health HTTP/1.1\r\nConnection: close\r\n\r\n', { halfClose: false });
+      expect(noHost.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+      expect(JSON.parse(noHost.slice(noHost.indexOf('\r\n\r\n') + 4))).toEqual({
+        error: { message: 'the request has no Host header (HTTP/1.1 requires one)', type: 'invalid_request_error', param: null, code: 'missing_host' },
+      });
+      expect((await raw('GET /health HTTP/1.0\r\n\r\n', { halfClose: false })).split('\r\n')[0]).toBe('HTTP/1.1 200 OK'); // HTTP/1.0 needs none
+      // a whole request, then bytes that are not HTTP: its answer comes (the 400 took its place), then the end
+      const body = '{"input":"a"}';
+      const whole = `POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+      const pipelined = await raw(`${whole}GARBAGE\r\n\r\n`, { halfClose: false });
+      expect(pipelined.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+      expect(pipelined.toLowerCase()).toContain('\r\nconnection: close\r\n');
+      expect(pipelined.match(/HTTP\/1\.1 \d+/g)).toEqual(['HTTP/1.1 200']);
       // refused in its body, after the route was found: answered once, counted once, under its route
       const embed400 = (text: string): number => (text.includes('route="/embed",status="400"') ? metricValue(text, 'l2e_http_requests_total{route="/embed",status="400"}') : 0);
       const before = embed400(await getText(`${s.url}/metrics`));
@@ -476,6 +492,7 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       const metrics = await getText(`${s.url}/metrics`);
       expect(metricValue(metrics, 'l2e_http_requests_total{route="unmatched",status="400"}')).toBe(2);
       expect(metricValue(metrics, 'l2e_http_requests_total{route="unmatched",status="431"}')).toBe(1);
+      expect(metricValue(metrics, 'l2e_http_requests_total{route="/health",status="400"}')).toBe(1);
       expect(embed400(metrics)).toBe(before + 1);
       expect(metrics).not.toContain('status="499"');
       expect((await fetch(`${s.url}/health`)).status).toBe(200);

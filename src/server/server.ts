@@ -317,6 +317,12 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     metrics.requests.inc({ route, status: String(status) });
     metrics.latency.observe({ route }, seconds);
   };
+  /** The answer a connection is busy with (Node's socket._httpMessage), as the client-error handler reads it. */
+  interface InFlight {
+    headersSent?: boolean;
+    shouldKeepAlive: boolean;
+    req?: { complete?: boolean };
+  }
   // a routed request the HTTP parser then refused (its body not valid HTTP): the status written for it
   const refusedMidRequest = new WeakMap<object, number>();
 
@@ -324,7 +330,9 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     bodyLimit: o.maxBodyBytes,
     requestTimeout: o.requestTimeoutMs, // receiving a request
     // Node enforces both on a sweep (every 30 s by default: a 1 s limit answered 408 after up to 80 s)
-    http: { headersTimeout: o.requestTimeoutMs, connectionsCheckingInterval: sweepMs(o.requestTimeoutMs) },
+    // requireHostHeader: Node's own refusal of an HTTP/1.1 request with no Host was a bare 400, in no
+    // shape and counted nowhere: the onRequest hook refuses it
+    http: { headersTimeout: o.requestTimeoutMs, connectionsCheckingInterval: sweepMs(o.requestTimeoutMs), requireHostHeader: false },
     forceCloseConnections: 'idle',
     return503OnClosing: false, // our onRequest hook answers, in our error shape
     logger: false,
@@ -337,7 +345,13 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
       // the client is gone (reset, or its end of the connection closed mid-request): nothing to answer
       if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE' || socket.destroyed) return void socket.destroy();
       // an answer already begun on this connection would be corrupted by another one
-      const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+      const inFlight = (socket as Duplex & { _httpMessage?: InFlight | null })._httpMessage;
+      if (inFlight?.req?.complete && !socket.destroyed) {
+        // a request received whole, then bytes that are not HTTP (pipelined after it): its answer is
+        // still owed, and then the connection ends; the bytes get none (their 400 read as its answer)
+        inFlight.shouldKeepAlive = false;
+        return;
+      }
       if (socket.writable && !inFlight?.headersSent) {
         const api = clientErrorAnswer(err, o.requestTimeoutMs);
         const body = JSON.stringify(api.body());
@@ -417,6 +431,9 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
       count(req.routeOptions.url ?? 'unmatched', status, (performance.now() - started) / 1000);
     });
     if (closingNow) throw new ApiError(503, 'the server is shutting down', null, 'shutting_down', 'overloaded_error', 5);
+    if (req.raw.httpVersion === '1.1' && req.headers.host === undefined) {
+      throw new ApiError(400, 'the request has no Host header (HTTP/1.1 requires one)', null, 'missing_host');
+    }
     if (o.apiKey && !PUBLIC_PATHS.has(req.url.split('?')[0]!)) {
       const auth = req.headers.authorization ?? '';
       const m = /^Bearer\s+(.+)$/i.exec(auth);
