@@ -102,6 +102,9 @@ describe('Batcher', () => {
     expect(batches).toEqual([[5]]);
     expect(drops).toEqual([2]);
     expect(b.queuedTokens).toBe(0);
+    // aborted before it was submitted: refused, and its texts dropped all the same
+    await expect(b.submit([seq(2, 4)], ac.signal)).rejects.toThrow('client gone');
+    expect(drops).toEqual([2, 1]);
   });
 
   it('an encoder failure rejects the requests of that batch only', async () => {
@@ -252,6 +255,23 @@ describe.skipIf(!hasTokenizer)(`dynamic batching over HTTP ${hasTokenizer ? '' :
       expect(r.body.error).toEqual({ message: 'the request was not answered within 100 ms', type: 'overloaded_error', param: null, code: 'timeout' });
       const m = await getText(`${t.url}/metrics`);
       expect(metricValue(m, 'l2e_dropped_texts_total{reason="timeout"}')).toBe(2);
+    } finally {
+      await t.handle.close();
+    }
+  });
+
+  it('texts dropped while still being tokenised are counted as dropped too', async () => {
+    const t = await serveOn(model, { requestTimeoutMs: 200 });
+    try {
+      // a run with no place to cut is the tokenizer's slowest text (~10 us a character): two of these
+      // outlast the timeout before any reaches the queue
+      const long = 'a'.repeat(60000);
+      const r = await postJson<OpenAIError>(`${t.url}/embed`, { inputs: [long, long, long], truncate: true });
+      expect(r.status).toBe(503);
+      expect(r.body.error.code).toBe('timeout');
+      const m = await getText(`${t.url}/metrics`);
+      expect(metricValue(m, 'l2e_dropped_texts_total{reason="timeout"}')).toBe(3);
+      expect(metricValue(m, 'l2e_texts_total')).toBe(0);
     } finally {
       await t.handle.close();
     }

@@ -97,7 +97,10 @@ export class Batcher {
    * Rejects with QueueFullError at once when the queue cannot take them, or with the signal's reason.
    */
   submit(ids: Int32Array[], signal?: AbortSignal): Promise<Float32Array> {
-    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (signal?.aborted) {
+      if (ids.length > 0) this.events.onDrop?.(ids.length, signal.reason); // they never reach the device either
+      return Promise.reject(signal.reason);
+    }
     if (ids.length === 0) return Promise.resolve(new Float32Array(0));
     const tokens = ids.reduce((s, x) => s + x.length, 0);
     if (this.queued > 0 && this.queued + tokens > this.options.maxQueueTokens) {

@@ -72,6 +72,11 @@ export class ServerMetrics {
   }
 
   /** Hooks for the batcher; `rate` reads its smoothed throughput. */
+  /** `n` texts dropped before reaching the device, under their abort reason's code. */
+  drop(n: number, reason: unknown): void {
+    this.dropped.inc({ reason: reason instanceof ApiError && reason.code ? reason.code : 'aborted' }, n);
+  }
+
   batcherEvents(rate: () => number): BatcherEvents {
     return {
       onBatch: (b) => {
@@ -83,7 +88,7 @@ export class ServerMetrics {
         this.texts.inc(b.texts);
         this.tokensPerSecond.set(rate());
       },
-      onDrop: (n, reason) => this.dropped.inc({ reason: reason instanceof ApiError && reason.code ? reason.code : 'aborted' }, n),
+      onDrop: (n, reason) => this.drop(n, reason),
       onQueue: (tokens, requests) => {
         this.queueTokens.set(tokens);
         this.queueRequests.set(requests);

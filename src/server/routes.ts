@@ -69,7 +69,14 @@ async function embedInputs(
   );
   try {
     const limits = { ...state.limits, maxTotalTokens: o.maxQueueTokens };
-    const ids = await toModelInputs(inputs, model.tokenizer, model.config.vocabSize, limits, truncate, field, ac.signal);
+    let ids: Int32Array[];
+    try {
+      ids = await toModelInputs(inputs, model.tokenizer, model.config.vocabSize, limits, truncate, field, ac.signal);
+    } catch (err) {
+      // stopped while tokenising (the client gone, or the timeout): every text dropped, none queued yet
+      if (ac.signal.aborted && err === ac.signal.reason) state.metrics.drop(inputs.kind === 'texts' ? inputs.texts.length : inputs.ids.length, err);
+      throw err;
+    }
     const tokens = ids.reduce((s, x) => s + x.length, 0);
     let rows: Float32Array;
     try {
