@@ -186,6 +186,15 @@ describe('a run keeps its work', () => {
     expect(listRunCheckpoints(out).map((c) => [c.step, c.runId])).toEqual([2, 4].map((s) => [s, a.result.runId]));
   });
 
+  it('an overwrite run into a folder with no run to keep (new, or empty) saves its checkpoint when stopped', async () => {
+    const parent = makeTempDir();
+    for (const out of [join(parent, 'new'), makeTempDir()]) {
+      const b = await fitRun({ maxSteps: 50, outputDir: out, saveSteps: 10, overwrite: true }, dataFile(), undefined, 3);
+      expect(b.result).toMatchObject({ stoppedBy: 'aborted', step: 3, checkpoint: join(out, 'checkpoint-3') });
+      expect(listRunCheckpoints(out).map((c) => [c.step, c.runId])).toEqual([[3, b.result.runId]]);
+    }
+  });
+
   it("a damaged newest checkpoint's weights: the resume says how to continue from the one before, which works", async () => {
     const out = makeTempDir();
     const data = dataFile();

@@ -33,7 +33,7 @@ import {
 } from './checkpoint.js';
 import { freeBytes } from '../util/disk.js';
 import { formatBytes } from '../util/format-bytes.js';
-import { dataIdentity, newRunId, readRunRecord, refuseInputAsOutput, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
+import { dataIdentity, heldRun, newRunId, readRunRecord, refuseInputAsOutput, refuseUsedOutput, writeRunRecord, type DataIdentity, type RunIdentity } from './run.js';
 import { damagedCheckpoint, nothingToDo, planResume, refuseOtherShape, scheduleChange, type Position, type Resume } from './resume.js';
 import { counted } from '../util/plural.js';
 import { notAFolder, statOrNull } from '../util/fs-error.js';
@@ -682,11 +682,14 @@ export class Trainer {
 
   /**
    * On a stop or a failure: the steps since the last checkpoint saved, except in a run replacing another
-   * (overwrite) that has saved nothing yet: the folder then keeps the earlier run, which can still be
-   * resumed, as the overwrite option promises until the new run's first checkpoint.
+   * (overwrite, over a folder that holds a model or checkpoints) that has saved nothing yet: the folder
+   * then keeps the earlier run, which can still be resumed, as the overwrite option promises until the
+   * new run's first checkpoint.
    */
   private checkpointOnStop(pos: Position, pairs: PairData, schedule: ScheduleSpec, notice: (m: string) => void, rowsPerEpoch: number | null): void {
-    if (this.replacing && !this.claimed) {
+    // (a new or empty folder, or one with no model or checkpoint, holds no run to keep: its steps were lost)
+    const dir = this.options.outputDir!;
+    if (this.replacing && !this.claimed && heldRun(dir, readRunRecord(dir)?.runId) !== null) {
       notice(
         `step ${pos.step}: no checkpoint saved: ${this.options.outputDir} still holds the run this one was to replace ` +
           `(replaced at this run's first checkpoint), which can still be resumed`,
