@@ -75,17 +75,18 @@ TS
 # esm: nodenext in a "type": "module" folder; cjs: nodenext in a "type": "commonjs" folder (TS >= 5.8
 # types require() of ES modules); classic: "module": "commonjs" with node10 resolution (as tsc --init);
 # plain: the same without esModuleInterop (the types must not need it: a default import of node:http
-# in them failed there, TS1192).
+# in them failed there, TS1192). classic and plain target es2016, whose lib lacks what ES2022 added (an
+# ErrorOptions in the types failed there, TS2304).
 for kind in esm cjs classic plain; do
   mkdir -p "ts-$kind" && cp lib-use.ts "ts-$kind/"
   case $kind in
-    esm) type=module; mod='"module":"nodenext","moduleResolution":"nodenext"' ;;
-    cjs) type=commonjs; mod='"module":"nodenext","moduleResolution":"nodenext"' ;;
-    classic) type=commonjs; mod='"module":"commonjs","moduleResolution":"node10","esModuleInterop":true' ;;
-    plain) type=commonjs; mod='"module":"commonjs","moduleResolution":"node10"' ;;
+    esm) type=module; mod='"module":"nodenext","moduleResolution":"nodenext","target":"es2022"' ;;
+    cjs) type=commonjs; mod='"module":"nodenext","moduleResolution":"nodenext","target":"es2022"' ;;
+    classic) type=commonjs; mod='"module":"commonjs","moduleResolution":"node10","esModuleInterop":true,"target":"es2016"' ;;
+    plain) type=commonjs; mod='"module":"commonjs","moduleResolution":"node10","target":"es2016"' ;;
   esac
   echo "{\"type\":\"$type\"}" > "ts-$kind/package.json"
-  echo "{\"compilerOptions\":{$mod,\"target\":\"es2022\",\"strict\":true,\"typeRoots\":[\"$root/node_modules/@types\"],\"types\":[\"node\"],\"outDir\":\"out\"},\"files\":[\"lib-use.ts\"]}" > "ts-$kind/tsconfig.json"
+  echo "{\"compilerOptions\":{$mod,\"strict\":true,\"typeRoots\":[\"$root/node_modules/@types\"],\"types\":[\"node\"],\"outDir\":\"out\"},\"files\":[\"lib-use.ts\"]}" > "ts-$kind/tsconfig.json"
   (cd "ts-$kind" && PATH="$nocc" node "$tsc" -p . && PATH="$nocc" node out/lib-use.js "$kind")
 done
 grep -q 'require("llama2-embedding")' ts-cjs/out/lib-use.js && grep -q 'require("llama2-embedding")' ts-classic/out/lib-use.js || { echo "pack-install: the CommonJS build does not require() the package" >&2; exit 1; }

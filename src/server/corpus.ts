@@ -111,7 +111,7 @@ export class CorpusVectorsError extends Error {
   constructor(
     readonly file: string,
     message: string,
-    options?: ErrorOptions,
+    options?: { cause?: unknown },
   ) {
     super(message, options);
   }
