@@ -270,6 +270,23 @@ describe('hub: answers of mirrors and lying servers', () => {
     expect(cdn.seen).toHaveLength(1); // the GET only: the HEAD stopped at the Hub's redirect
   });
 
+  it("with no sha256 listed, an LFS file is checked against the Hub's X-Linked-Etag (its sha256): corrupt bytes are refused, not kept", async () => {
+    const corrupt = Buffer.from(body);
+    corrupt[100] ^= 0xff;
+    const hub = await serve((req, res) => {
+      const path = new URL(req.url!, 'http://x').pathname;
+      if (path.startsWith('/api/')) return void res.writeHead(200).end(noIds('model.safetensors'));
+      const linked = { 'x-linked-etag': `"${sha256(body)}"`, 'x-linked-size': String(body.length) };
+      if (req.method === 'HEAD') return void res.writeHead(200, linked).end();
+      res.writeHead(200, { ...linked, 'content-length': corrupt.length }).end(corrupt);
+    });
+    const cache = newCache();
+    await expect(snapshotDownload('org/x', { endpoint: hub.url, cacheDir: cache, retry: fast })).rejects.toThrow(
+      `file model.safetensors of model repo org/x: sha256 mismatch (expected ${sha256(body)}, got ${sha256(corrupt)}); the partial file was removed, try again`,
+    );
+    expect(readdirSync(join(cache, 'models--org--x', 'blobs'))).toEqual([]);
+  });
+
   it('a body longer than the listed size is cut off as soon as it passes it, not written to the end', async () => {
     const listed = JSON.stringify({ id: 'org/x', sha: COMMIT, siblings: [{ rfilename: 'config.json', size: 1000, blobId: gitBlobId(body.subarray(0, 1000)) }] });
     let sent = 0;

@@ -179,11 +179,16 @@ async function etagOf(f: RepoFile, url: string, token: string | undefined, what:
     const err = statusError(status, what, url, res.headers);
     if (err) throw err;
     const redirected = status >= 300 && status < 400;
-    const raw = (res.headers['x-linked-etag'] ?? (redirected ? undefined : res.headers['etag'])) as string | undefined;
+    const linked = res.headers['x-linked-etag'] as string | undefined;
+    const raw = linked ?? ((redirected ? undefined : res.headers['etag']) as string | undefined);
     if (!raw) throw new HubError(`${what}: the server sent no ${redirected ? 'X-Linked-Etag with its redirect' : 'ETag'}`);
     const size = Number(res.headers['x-linked-size'] ?? NaN);
     if (f.size === undefined && Number.isSafeInteger(size) && size >= 0) f.size = size;
-    return raw.replace(/^W\//, '').replace(/"/g, '');
+    const etag = raw.replace(/^W\//, '').replace(/"/g, '');
+    // an LFS file's X-Linked-Etag is its sha256: the bytes are checked against it, as when the
+    // listing gives lfs.sha256 (a mirror that ignores ?blobs=true would otherwise keep any bytes)
+    if (linked !== undefined && /^[0-9a-f]{64}$/.test(etag)) f.sha256 = etag;
+    return etag;
   });
 }
 
