@@ -2,7 +2,7 @@
 // carry the token; a stale .incomplete left by an earlier process (wrong bytes) must not end up in
 // the cache; HTTP 416 on a resume; a server that ignores Range; an idle connection (timeout).
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -201,6 +201,27 @@ describe('hub: resuming', () => {
     const r = await snapshotDownload('org/x', { endpoint: hub.url, cacheDir: cache, retry: fast });
     expect(readFileSync(join(r.dir, 'model.safetensors')).equals(body)).toBe(true);
     expect(hub.seen.filter((s) => s.path.includes('/resolve/')).map((s) => s.range)).toEqual(['bytes=30000-']);
+  });
+});
+
+describe.skipIf(!existsSync('/dev/full'))('hub: a full disk', () => {
+  it("a small file's write that fails as it is flushed (its only write, on a full disk) is said as the full disk, not missed", async () => {
+    const config = Buffer.from('{"hidden_size": 8}');
+    const hub = await serve((req, res) => {
+      const path = new URL(req.url!, 'http://x').pathname;
+      if (path.startsWith('/api/')) return void res.writeHead(200).end(apiAnswer('config.json', config, false));
+      res.writeHead(200, { 'content-length': config.length }).end(config);
+    });
+    // the partial file is /dev/full: each write fails with ENOSPC, as on a full disk
+    const cache = newCache();
+    const blobs = join(cache, 'models--org--x', 'blobs');
+    mkdirSync(blobs, { recursive: true });
+    const incomplete = join(blobs, `${gitBlobId(config)}.incomplete`);
+    symlinkSync('/dev/full', incomplete);
+    await expect(snapshotDownload('org/x', { endpoint: hub.url, cacheDir: cache, retry: fast })).rejects.toThrow(
+      `file config.json of model repo org/x: the disk is full (what was fetched is kept in ${incomplete}, for the next pull to go on from): ` +
+        'free some space, or give another cache folder (--cache-dir, HF_HUB_CACHE)',
+    );
   });
 });
 

@@ -299,7 +299,14 @@ async function fetchInto(url: string, incomplete: string, f: RepoFile, token: st
       }
     } finally {
       if (writeError || held.lost()) res.destroy();
-      await new Promise<void>((r) => out.end(() => r()));
+      // a write that fails as the stream is flushed (a small file's only write on a full disk) reaches
+      // end()'s callback before any 'error' listener: taken from there
+      await new Promise<void>((r) =>
+        out.end((e?: Error | null) => {
+          writeError ??= e ?? undefined;
+          r();
+        }),
+      );
     }
     if (held.lost()) {
       // HubError: not retried, as the file is another process's now
