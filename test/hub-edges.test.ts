@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFil
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { snapshotDownload } from '../src/hub/download.js';
 import { tokenGoesTo } from '../src/hub/http.js';
 import { downloadNotices, retryNotices } from '../src/hub/download-notices.js';
@@ -385,5 +385,37 @@ describe('hub: the token', () => {
     writeFileSync(elsewhere, 'hf_path');
     expect(hubToken({ HF_HOME: home, HF_TOKEN_PATH: elsewhere })).toBe('hf_path');
     expect(hubToken({ XDG_CACHE_HOME: home })).toBeUndefined(); // $XDG_CACHE_HOME/huggingface/token: none
+  });
+
+  it('with a line break or space inside is refused naming where it came from (a header refused it, naming neither); a file\'s final newline is not one', async () => {
+    const { hubToken } = await import('../src/hub/cache.js');
+    const home = makeTempDir('l2e-hf-home-');
+    expect(() => hubToken({ HF_HOME: home, HF_TOKEN: 'hf_good\nx' })).toThrow(
+      'HF_TOKEN holds a line break inside the token (a Hugging Face token is one word): set HF_TOKEN to the token alone',
+    );
+    expect(() => hubToken({ HF_HOME: home, HUGGING_FACE_HUB_TOKEN: 'hf_a hf_b' })).toThrow(
+      'HUGGING_FACE_HUB_TOKEN holds a space or control character inside the token (a Hugging Face token is one word): set HUGGING_FACE_HUB_TOKEN to the token alone',
+    );
+    writeFileSync(join(home, 'token'), 'hf_good\r\nhf_old\n');
+    expect(() => hubToken({ HF_HOME: home })).toThrow(
+      `the token file ${join(home, 'token')} (HF_HOME/token) holds a line break inside the token (a Hugging Face token is one word): ` +
+        'keep only the token in it, on one line (huggingface-cli login writes it so)',
+    );
+    const elsewhere = join(home, 'elsewhere');
+    writeFileSync(elsewhere, 'hf_good\nhf_old');
+    expect(() => hubToken({ HF_HOME: home, HF_TOKEN_PATH: elsewhere })).toThrow(`the token file ${elsewhere} (HF_TOKEN_PATH) holds a line break`);
+    writeFileSync(elsewhere, '  hf_good\r\n');
+    expect(hubToken({ HF_HOME: home, HF_TOKEN_PATH: elsewhere })).toBe('hf_good');
+    // offline, no token is read: a cached snapshot needs none
+    vi.stubEnv('HF_TOKEN', 'hf_good\nx');
+    const cache = newCache();
+    await expect(snapshotDownload('org/x', { cacheDir: cache, offline: true })).rejects.toThrow(
+      `model repo org/x (revision main) is not in the cache ${cache}, and the offline option is set, so it was not downloaded`,
+    );
+    vi.unstubAllEnvs();
+    // the library's option is refused too, before anything is asked, without showing the token
+    await expect(snapshotDownload('org/x', { endpoint: 'http://127.0.0.1:9', cacheDir: newCache(), token: 'hf_good\n' })).rejects.toThrow(
+      'snapshotDownload: token holds a line break inside it (a Hugging Face token is one word)',
+    );
   });
 });

@@ -27,13 +27,33 @@ function hfHome(env: NodeJS.ProcessEnv): string {
  * the file `huggingface-cli login` writes ($HF_TOKEN_PATH, default $HF_HOME/token); undefined when none.
  */
 export function hubToken(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  // surrounding whitespace (the file's final newline) is dropped, as huggingface_hub drops it
   for (const key of ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN']) {
     const v = env[key]?.trim();
-    if (v) return v;
+    if (v) return checkToken(v, key, `set ${key} to the token alone`);
   }
   const file = env['HF_TOKEN_PATH'] || join(hfHome(env), 'token');
   const stored = readTextOrNull(file)?.trim();
-  return stored ? stored : undefined;
+  const from = `the token file ${file} (${env['HF_TOKEN_PATH'] ? 'HF_TOKEN_PATH' : 'HF_HOME/token'})`;
+  return stored ? checkToken(stored, from, 'keep only the token in it, on one line (huggingface-cli login writes it so)') : undefined;
+}
+
+/**
+ * What in `token` cannot be sent as one, or undefined: a line break or another space or control
+ * character inside it (an HTTP header refuses it, for every repo, public ones too, without naming
+ * where the token came from; huggingface_hub would join the lines into another token).
+ */
+export function tokenFault(token: string): string | undefined {
+  if (/[\r\n]/.test(token)) return 'a line break';
+  if (/[\s\x00-\x1f\x7f]/.test(token)) return 'a space or control character';
+  return undefined;
+}
+
+/** `token`, once it holds nothing tokenFault refuses; else an error naming `source` and what to do. */
+function checkToken(token: string, source: string, todo: string): string {
+  const fault = tokenFault(token);
+  if (fault) throw new Error(`${source} holds ${fault} inside the token (a Hugging Face token is one word): ${todo}`);
+  return token;
 }
 
 /** Whether HF_HUB_OFFLINE asks for no network, as huggingface_hub reads it. */

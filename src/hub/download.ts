@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
-import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, hubToken, isCommitHash, notCachedReason, checkRevision, refFile, repoFolder, type RepoType } from './cache.js';
+import { cachedSnapshot, checkRepoId, defaultCacheDir, hubOffline, hubToken, isCommitHash, tokenFault, notCachedReason, checkRevision, refFile, repoFolder, type RepoType } from './cache.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { LOCK_STALE_MS, lockBlob, type BlobLock } from './blob-lock.js';
 import { fsReason, notAFolder, readTextOrNull, statOrNull } from '../util/fs-error.js';
@@ -413,6 +413,9 @@ function checkSnapshotOptions(opts: SnapshotOptions): void {
   for (const key of ['revision', 'cacheDir', 'endpoint', 'token'] as const) {
     if (opts[key] !== undefined && typeof opts[key] !== 'string') bad(key, 'a string', opts[key]);
   }
+  // the token itself is not shown: an error message may end up in a log
+  const fault = opts.token !== undefined && tokenFault(opts.token);
+  if (fault) throw new TypeError(`snapshotDownload: token holds ${fault} inside it (a Hugging Face token is one word)`);
 }
 
 export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
@@ -422,13 +425,13 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   const type = opts.repoType ?? 'model';
   const revision = opts.revision ?? 'main';
   checkRevision(revision); // a revision that could not name a ref is refused before anything is fetched
-  const token = opts.token ?? hubToken();
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   // before the Hub is asked: a cache that cannot be a folder said as such, not as mkdir's ENOTDIR
   const blocked = notAFolder('the Hugging Face cache', cacheDir);
   if (blocked) throw new HubError(`${blocked} (HF_HUB_CACHE, HF_HOME or --cache-dir name it)`);
   const patterns = (opts.include ?? []).map(globToRegExp);
   if (opts.offline ?? hubOffline()) return cachedFiles(repoId, type, revision, cacheDir, patterns, opts.include ?? [], offlineReason(opts.offline));
+  const token = opts.token ?? hubToken(); // after the offline return: a cached snapshot needs none
   const { commit, files } = await repoInfo(repoId, opts);
   const wanted = patterns.length ? files.filter((f) => patterns.some((p) => p.test(f.path))) : files;
   if (wanted.length === 0) {
