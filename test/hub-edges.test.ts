@@ -331,11 +331,17 @@ describe('hub: answers of mirrors and lying servers', () => {
     expect(readdirSync(join(cache, 'models--org--x', 'blobs'))).toEqual([]);
   });
 
-  it('a repo that does not exist (401 RepoNotFound to a client without a token) is said to be not found, with the Hub\'s words', async () => {
+  it('a repo that does not exist (401 RepoNotFound to a client without a token, 404 with one) is said to be not found, with the Hub\'s words', async () => {
     const hub = await serve((_req, res) => void res.writeHead(401, { 'x-error-code': 'RepoNotFound', 'x-error-message': 'Repository not found' }).end());
     await expect(snapshotDownload('org/x', { endpoint: hub.url, cacheDir: newCache(), retry: fast })).rejects.toThrow(
       'model repo org/x (revision main) was not found (HTTP 401, RepoNotFound): check the name, the revision and --repo-type ' +
         '(a private repo is not found without HF_TOKEN set to a token that can read it). The Hub says: "Repository not found"',
+    );
+    // with a token sent, the Hub answers 404: the advice is about that token, not about setting one
+    const withToken = await serve((_req, res) => void res.writeHead(404, { 'x-error-code': 'RepoNotFound', 'x-error-message': 'Repository not found' }).end());
+    await expect(snapshotDownload('org/x', { endpoint: withToken.url, cacheDir: newCache(), token: 'hf_secret', retry: fast })).rejects.toThrow(
+      'model repo org/x (revision main) was not found (HTTP 404, RepoNotFound): check the name, the revision and --repo-type ' +
+        '(a private repo is not found when the token sent cannot read it: set HF_TOKEN to one that can). The Hub says: "Repository not found"',
     );
     const bare = await serve((_req, res) => void res.writeHead(401).end());
     await expect(snapshotDownload('org/x', { endpoint: bare.url, cacheDir: newCache(), retry: fast })).rejects.toThrow(

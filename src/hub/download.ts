@@ -176,7 +176,7 @@ async function etagOf(f: RepoFile, url: string, token: string | undefined, what:
     const res = await openUrl({ url, token, what, method: 'HEAD', idleTimeoutMs: opts.idleTimeoutMs, crossOrigin: false });
     res.resume();
     const status = res.statusCode ?? 0;
-    const err = statusError(status, what, url, res.headers);
+    const err = statusError(status, what, url, res.headers, Boolean(token));
     if (err) throw err;
     const redirected = status >= 300 && status < 400;
     const linked = res.headers['x-linked-etag'] as string | undefined;
@@ -261,7 +261,7 @@ async function fetchInto(url: string, incomplete: string, f: RepoFile, token: st
     if (f.size !== undefined && offset === f.size && offset > 0) return; // already complete, only unverified
     const res = await openUrl({ url, token, what, headers: offset > 0 ? { range: `bytes=${offset}-` } : {}, idleTimeoutMs: opts.idleTimeoutMs });
     const status = res.statusCode ?? 0;
-    const err = statusError(status, what, url, res.headers);
+    const err = statusError(status, what, url, res.headers, Boolean(token));
     if (err) {
       res.resume();
       if (status !== 416) throw err;

@@ -112,9 +112,10 @@ const header = (headers: http.IncomingHttpHeaders, name: string): string | undef
 /**
  * Turns an error status into a HubError with advice; undefined for success. `headers`: the response's
  * (Retry-After; X-Error-Code and X-Error-Message, which the Hub sets: a repo that does not exist is a
- * 401 RepoNotFound to a client without a token).
+ * 401 RepoNotFound to a client without a token). `tokenSent`: whether the request carried a token (a
+ * private repo is not found either way, for another reason).
  */
-export function statusError(status: number, what: string, url: string, headers: http.IncomingHttpHeaders = {}): HubError | undefined {
+export function statusError(status: number, what: string, url: string, headers: http.IncomingHttpHeaders, tokenSent: boolean): HubError | undefined {
   if (status < 400) return undefined;
   const code = header(headers, 'x-error-code');
   const said = header(headers, 'x-error-message');
@@ -122,7 +123,7 @@ export function statusError(status: number, what: string, url: string, headers: 
   if (code === 'RepoNotFound' || code === 'RevisionNotFound' || code === 'EntryNotFound') {
     return new HubError(
       `${what} was not found (HTTP ${status}, ${code}): check the name, the revision and --repo-type ` +
-        `(a private repo is not found without HF_TOKEN set to a token that can read it).${hub}`,
+        `(${tokenSent ? 'a private repo is not found when the token sent cannot read it: set HF_TOKEN to one that can' : 'a private repo is not found without HF_TOKEN set to a token that can read it'}).${hub}`,
       status,
     );
   }
@@ -193,7 +194,7 @@ export async function withRetries<T>(what: string, policy: RetryPolicy, fn: () =
 export async function getJson(req: HubRequest, policy: RetryPolicy = {}): Promise<unknown> {
   return withRetries(req.what, policy, async () => {
     const res = await openUrl(req);
-    const err = statusError(res.statusCode ?? 0, req.what, req.url, res.headers);
+    const err = statusError(res.statusCode ?? 0, req.what, req.url, res.headers, Boolean(req.token));
     const chunks: Buffer[] = [];
     for await (const c of res as AsyncIterable<Buffer>) chunks.push(c);
     if (err) throw err;
