@@ -292,7 +292,7 @@ describe('l2e pull', () => {
     }
   });
 
-  it('with HF_HUB_OFFLINE=1, finds the cached snapshot without the network and says so', async () => {
+  it('with HF_HUB_OFFLINE=1, finds the cached snapshot without the network and says so, and what of the model it lacks', async () => {
     const cache = join(dir, 'hub-cache'); // filled by the test above
     const env = { HF_ENDPOINT: process.env['HF_ENDPOINT'], HF_HUB_CACHE: process.env['HF_HUB_CACHE'], HF_HUB_OFFLINE: process.env['HF_HUB_OFFLINE'] };
     process.env['HF_ENDPOINT'] = 'http://127.0.0.1:9'; // nothing listens there
@@ -306,6 +306,16 @@ describe('l2e pull', () => {
       const none = await l2e('pull', 'org/absent');
       expect(none.code).toBe(1);
       expect(none.err).toContain(`model repo org/absent (revision main) is not in the cache ${cache}, and HF_HUB_OFFLINE is set, so it was not downloaded`);
+      // a cached snapshot without the weights (pulled with config.json alone): said as the cache's gap, not the repo's
+      const partial = join(dir, 'hub-cache-binonly'); // filled by the test before
+      const snapshot = join(partial, 'models--org--binonly', 'snapshots', COMMIT);
+      const bin = await l2e('pull', 'org/binonly', '--cache-dir', partial);
+      expect(bin.code).toBe(0);
+      expect(bin.err).toBe(
+        `1 file (from the cache; HF_HUB_OFFLINE is set, so the Hub was not asked for newer files) at ${COMMIT}\n` +
+          `warning: model repo org/binonly: its snapshot in the cache (${snapshot}) lacks model.safetensors, and HF_HUB_OFFLINE is set, ` +
+          'so it was not downloaded: the model cannot be loaded from it until a pull without HF_HUB_OFFLINE fetches it\n',
+      );
     } finally {
       for (const [k, v] of Object.entries(env)) {
         if (v === undefined) delete process.env[k];

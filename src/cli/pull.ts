@@ -2,7 +2,7 @@
 import { snapshotDownload } from '../hub/download.js';
 import { LOCK_STALE_MS } from '../hub/blob-lock.js';
 import { retryNotices } from '../hub/download-notices.js';
-import { MODEL_FILES } from '../hub/resolve.js';
+import { missingModelFiles, MODEL_FILES } from '../hub/resolve.js';
 import { counted } from '../util/plural.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
@@ -57,7 +57,14 @@ folder's files. Prints the snapshot folder.`,
     for (const bar of bars.values()) bar.finish();
     const how = result.offline ? 'from the cache; HF_HUB_OFFLINE is set, so the Hub was not asked for newer files' : `${result.downloaded.length} downloaded`;
     process.stderr.write(`${counted(result.files.length, 'file')} (${how}) at ${result.commit}\n`);
-    if (repoType === 'model' && !include.length && !result.files.some((f) => f.endsWith('.safetensors'))) {
+    // offline, what is not cached is not known to be missing from the repo: the snapshot's gaps are said
+    const lacking = repoType === 'model' && !include.length && result.offline ? missingModelFiles(result.dir) : [];
+    if (lacking.length) {
+      process.stderr.write(
+        `warning: model repo ${args.positionals[0]!}: its snapshot in the cache (${result.dir}) lacks ${lacking.join(', ')}, and HF_HUB_OFFLINE is set, ` +
+          'so it was not downloaded: the model cannot be loaded from it until a pull without HF_HUB_OFFLINE fetches it\n',
+      );
+    } else if (repoType === 'model' && !include.length && !result.offline && !result.files.some((f) => f.endsWith('.safetensors'))) {
       // (a repo with only pytorch_model.bin "pulled" and then failed to load)
       process.stderr.write(
         'warning: the repo has no .safetensors weights: l2e reads a model\'s weights only from safetensors files ' +

@@ -92,7 +92,7 @@ export async function resolveModel(nameOrDir: string, opts: ResolveOptions = {})
  * What a cached snapshot lacks of a loadable model: config.json and the weights (model.safetensors, or
  * the index and every shard it names). A pull cut short, or one with --include, links some files only.
  */
-function missingModelFiles(dir: string): string[] {
+export function missingModelFiles(dir: string): string[] {
   const missing = existsSync(join(dir, 'config.json')) ? [] : ['config.json'];
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(join(dir, 'model.safetensors'))) return missing;
