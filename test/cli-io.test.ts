@@ -292,6 +292,21 @@ describe.skipIf(!hasTinyMha)(`encode with a model ${hasTinyMha ? '' : skipNote('
     expect(t.out.split('\n').slice(1)).toEqual(['[1]', '']); // the lines before it were written
   });
 
+  it('mine and eval name the line of a text holding a run too long to tokenise (not its place in the pool)', async () => {
+    const reason = 'more than 65536 characters in a row from character 0 on ("------------------------"...) have no point between them';
+    const corpus = join(dir, 'run-corpus.txt');
+    writeFileSync(corpus, 'satu\n\ndua\nsatu\ntiga\n' + '-'.repeat((1 << 16) + 1) + '\n');
+    const m = await l2e(['mine', '--model', model, '--input', corpus, '--output', '-', '--pos-threshold', '0.1', '--neg-threshold', '0.5']);
+    expect(m.code).toBe(1);
+    expect(m.err).toContain(`l2e mine: error: ${corpus}:6: ${reason}`);
+    const test = join(dir, 'run-test.jsonl');
+    const row = (query: string, pos: string): string => JSON.stringify({ query, pos: [pos], neg: ['tiga'] }) + '\n';
+    writeFileSync(test, row('satu', 'dua') + '\n' + row('dua', 'satu') + row('empat', '-'.repeat((1 << 16) + 1)));
+    const e = await l2e(['eval', '--model', model, '--test', test]);
+    expect(e.code).toBe(1);
+    expect(e.err).toContain(`l2e eval: error: ${test}:4: ${reason}`);
+  });
+
   it('eval --json - prints only the JSON on stdout', async () => {
     const test = join(dir, 'test.jsonl');
     writeFileSync(test, '{"query": "satu", "pos": ["dua"], "neg": ["tiga"]}\n{"query": "empat", "pos": ["lima"], "neg": ["enam"]}\n');

@@ -7,7 +7,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Embeddings } from '../src/model/embeddings.js';
-import type { PairRow } from '../src/data/jsonl.js';
+import { LineError, type PairRow } from '../src/data/jsonl.js';
+import { TextError } from '../src/model/text-error.js';
 import { readCorpus, type Corpus } from '../src/mine/corpus.js';
 import { distance, minePairs, type MineOptions } from '../src/mine/mine.js';
 import { mineToFile } from '../src/mine/run.js';
@@ -149,6 +150,24 @@ describe('mine: files', () => {
     expect(readFileSync(out2, 'utf8')).toBe(text);
     const rows = text.trim().split('\n').map((l) => JSON.parse(l) as PairRow);
     expect(rows.find((r) => r.query === 't0')!.pos).toContain('t15');
+  });
+
+  // the model's TextError counts from the start of the block it was given (blocks of 4096 texts), and
+  // the CLI said texts[i], not the file's line
+  it("a text the model refuses is named by its line in the corpus, in any block", async () => {
+    const input = join(dir, 'refused.txt');
+    writeFileSync(input, 'satu\n\ndua\nsatu\ntiga\nempat\nlima\n'); // texts: satu dua tiga empat lima
+    const refusing = {
+      embed: async (texts: string[]) => {
+        const at = texts.indexOf('lima');
+        if (at >= 0) throw new TextError('tokenizer', 'too long', at);
+        return new Embeddings(texts.length, 2);
+      },
+      close: () => {},
+    };
+    const run = { input, output: join(dir, 'refused.jsonl'), posThreshold: 0.1, negThreshold: 0.5, encodeBlock: 2 };
+    await expect(mineToFile(refusing, run)).rejects.toThrow(new LineError(input, 7, 'too long'));
+    await expect(mineToFile(refusing, { ...run, encodeBlock: 4096 })).rejects.toThrow(new LineError(input, 7, 'too long'));
   });
 
   // a misspelt field among several was in no row: every row quietly lacked that version, and mining

@@ -21,7 +21,7 @@ describe('text inputs', () => {
     writeFileSync(f, 'a\r\n\nb\n  \na\n');
     expect((await rows(f, 'text')).map((r) => [r.line, r.values])).toEqual([[1, ['a']], [2, ['']], [3, ['b']], [4, ['  ']], [5, ['a']]]);
     expect((await readTexts(f, { format: 'text' })).texts).toEqual(['a', '', 'b', '  ', 'a']);
-    expect(await readCorpus(f)).toEqual({ texts: ['a', 'b'], groups: [], rows: 3 });
+    expect(await readCorpus(f)).toEqual({ texts: ['a', 'b'], groups: [], rows: 3, source: f, lines: [1, 3] });
   });
 
   it('JSONL: blank lines skipped; several fields may be missing, one field must be there', async () => {
@@ -31,7 +31,7 @@ describe('text inputs', () => {
       { line: 1, values: ['x', 'y'], record: { en: 'x', ms: 'y', id: 1 }, raw: '{"en":"x","ms":"y","id":1}' },
       { line: 3, values: ['z', undefined], record: { en: 'z' }, raw: '{"en":"z"}' },
     ]);
-    expect(await readCorpus(f, ['en', 'ms'])).toEqual({ texts: ['x', 'y', 'z'], groups: [[0, 1]], rows: 2 });
+    expect(await readCorpus(f, ['en', 'ms'])).toEqual({ texts: ['x', 'y', 'z'], groups: [[0, 1]], rows: 2, source: f, lines: [1, 1, 3] });
     await expect(rows(f, 'jsonl', ['ms'])).rejects.toThrow(`${f}:3: expected a JSON object with a string "ms" field`);
   });
 

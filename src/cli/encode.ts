@@ -4,8 +4,7 @@ import { checkOutput, isStdout, openOutput, STDIO } from '../util/output.js';
 import { opt, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { embeddingOutputFormat, EmbeddingsWriter, FORMAT_OPTION, inputFormat, readTexts, type TextInput } from './io.js';
-import { LineError } from '../data/jsonl.js';
-import { TextError } from '../model/text-error.js';
+import { atItsLine } from '../model/text-error.js';
 import { checkReplaceable, checkRoom } from './encode-output.js';
 import { canDraw, formatSeconds, ProgressBar } from './progress.js';
 import { deviceOf, ENCODE_OPTIONS, positiveInt, precisionOf } from './source-options.js';
@@ -76,13 +75,6 @@ The model is a folder (config.json, *.safetensors, tokenizer.json) or a Hugging 
     }
   },
 };
-
-/** A text's error from the tokenizer, named by the input line that holds the text. */
-function atItsLine(err: unknown, texts: TextInput | undefined): unknown {
-  if (!(err instanceof TextError) || err.index === undefined || !texts?.source) return err;
-  const line = texts.lines?.[err.index];
-  return line === undefined ? err : new LineError(texts.source, line, err.reason);
-}
 
 export interface HeartbeatOptions {
   /** How often a running batch is reported (default 10 s). */

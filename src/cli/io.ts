@@ -1,7 +1,7 @@
 // Text inputs and embedding outputs of the CLI. Formats are decided by the file name (or forced with
 // --format), never guessed from the content: a .txt line that starts with `{` is still a text.
 // `-` is standard input / standard output.
-import { nonFiniteValue } from '../model/text-error.js';
+import { nonFiniteValue, type TextLines } from '../model/text-error.js';
 import { extname } from 'node:path';
 import { readTextRows, type TextFormat } from '../data/texts.js';
 import type { Embeddings } from '../model/embeddings.js';
@@ -39,13 +39,11 @@ export function inputFormat(path: string, forced?: string): TextFormat {
   );
 }
 
-export interface TextInput {
+/** `source`: the input's name in errors (`stdin` for `-`); `lines`: the line of each text. */
+export interface TextInput extends TextLines {
   texts: string[];
   /** JSONL input: each row's JSON text as written, so that its other fields (an id, ...) are carried through exactly. */
   rows?: string[];
-  /** The input's name in errors (`stdin` for `-`), and the line of each text. */
-  source?: string;
-  lines?: number[];
 }
 
 /**

@@ -3,6 +3,7 @@
 import { basename, extname } from 'node:path';
 import { computeMetrics, readTestSet, type Metrics } from './metrics.js';
 import type { EmbeddingSource } from './source.js';
+import { atItsLine } from '../model/text-error.js';
 
 export interface FileEvaluation {
   /** The file's basename without its extension. */
@@ -26,7 +27,9 @@ export async function evaluateFile(
   const name = testName(file);
   const set = await readTestSet(file, opts.limit ?? 1000, file);
   if (set.pool.length === 0) throw new Error(`${file}: the pool is empty (no non-empty strings in the first ${opts.limit ?? 1000} rows)`);
-  const vectors = await source.embed(set.pool, opts.onProgress);
+  const vectors = await source.embed(set.pool, opts.onProgress).catch((err: unknown) => {
+    throw atItsLine(err, set);
+  });
   const metrics = await computeMetrics(set, vectors);
   return { name, file, metrics, poolSize: set.pool.length, pairs: set.pairs.length / 2 };
 }

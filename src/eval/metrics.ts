@@ -18,6 +18,7 @@ import { pairRowProblem, readPairRows } from '../data/jsonl.js';
 import { gatherRows, knn } from './knn.js';
 import { pyStrip } from './strip.js';
 import { describeValue, positiveInteger } from '../util/describe.js';
+import type { TextLines } from '../model/text-error.js';
 
 export const TOP_KS = [1, 3, 5, 10] as const;
 
@@ -31,8 +32,8 @@ export interface Metrics {
   top10: number;
 }
 
-/** One test file reduced to pool indices. */
-export interface TestSet {
+/** One test file reduced to pool indices; TextLines: its file and each pool text's first line (readTestSet). */
+export interface TestSet extends TextLines {
   name: string;
   /** Distinct stripped non-empty strings, in order of first appearance. */
   pool: string[];
@@ -48,6 +49,8 @@ export interface TestRow {
   query: string;
   pos: string[];
   neg: string[];
+  /** The row's line in its file, when it came from one: the pool keeps each text's first. */
+  line?: number;
 }
 
 /**
@@ -67,11 +70,13 @@ export async function buildTestSet(
   positiveInteger('buildTestSet: limit', limit);
   const index = new Map<string, number>();
   const pool: string[] = [];
-  const add = (s: string): void => {
+  const lines: number[] = [];
+  const add = (s: string, line: number | undefined): void => {
     const t = pyStrip(s);
     if (t !== '' && !index.has(t)) {
       index.set(t, pool.length);
       pool.push(t);
+      if (line !== undefined) lines.push(line);
     }
   };
   const head: TestRow[] = [];
@@ -83,9 +88,9 @@ export async function buildTestSet(
     if (problem !== null) throw new TypeError(`buildTestSet: row ${n} of ${name}: ${problem}, got ${describeValue(row)}`);
     if (n < limit) {
       head.push(row);
-      add(row.query);
-      for (const s of row.pos) add(s);
-      for (const s of row.neg) add(s);
+      add(row.query, row.line);
+      for (const s of row.pos) add(s, row.line);
+      for (const s of row.neg) add(s, row.line);
     } else {
       collectPairs(row, index, tailPairs); // the pool is complete: resolve now, keep nothing else
     }
@@ -101,7 +106,8 @@ export async function buildTestSet(
     const q = index.get(pyStrip(r.query));
     if (q !== undefined) testRows.push({ query: q, pos: ids(r.pos), neg: ids(r.neg) });
   }
-  return { name, pool, rows: testRows, pairs: Int32Array.from(pairs), fileRows: n };
+  // (lines only when every pool text's row had one)
+  return { name, pool, rows: testRows, pairs: Int32Array.from(pairs), fileRows: n, ...(lines.length === pool.length ? { lines } : {}) };
 }
 
 function collectPairs(row: TestRow, index: Map<string, number>, out: number[]): void {
@@ -118,11 +124,11 @@ export async function readTestSet(file: string, limit = 1000, name = file): Prom
   positiveInteger('readTestSet: limit', limit);
   if (typeof name !== 'string') throw new TypeError(`readTestSet: name must be a string, got ${describeValue(name)}`);
   async function* rows(): AsyncGenerator<TestRow> {
-    for await (const { value } of readPairRows(file)) yield value;
+    for await (const { line, value } of readPairRows(file)) yield { ...value, line };
   }
   const set = await buildTestSet(name, rows(), limit);
   if (set.fileRows === 0) throw new Error(`${file}: no rows`);
-  return set;
+  return { ...set, source: file };
 }
 
 /** cos(a, b) in double precision; 0 when either vector is zero. */

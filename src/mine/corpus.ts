@@ -10,14 +10,16 @@ import { pyStrip } from '../eval/strip.js';
 import { readFailure } from '../util/fs-error.js';
 import { parseJson } from '../util/json.js';
 import { describeValue } from '../util/describe.js';
+import type { TextLines } from '../model/text-error.js';
 
-export interface Corpus {
+export interface Corpus extends TextLines {
   /** Distinct stripped non-empty texts, in order of first appearance. */
   texts: string[];
   /** For multi-field input: each row's versions as text indices (rows with fewer than 2 dropped). */
   groups: number[][];
   /** Input rows read. */
   rows: number;
+  // (TextLines: the input's name and, for .txt and .jsonl, the line where each text first appears)
 }
 
 export type CorpusFormat = 'jsonl' | 'text' | 'json';
@@ -45,10 +47,12 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
     throw new Error(`cannot tell the format of ${file === '-' ? 'stdin' : file} from its name: use .jsonl, .txt or .json, or give ${formatFlag} text|jsonl|json`);
   }
   if (fields.length === 0) fields = ['text'];
+  const name = file === '-' ? 'stdin' : file;
   const index = new Map<string, number>();
   const texts: string[] = [];
+  const lines: number[] = [];
   const groups: number[][] = [];
-  const add = (s: string): number | undefined => {
+  const add = (s: string, line?: number): number | undefined => {
     const t = pyStrip(s);
     if (t === '') return undefined;
     let i = index.get(t);
@@ -56,6 +60,7 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
       i = texts.length;
       index.set(t, i);
       texts.push(t);
+      if (line !== undefined) lines.push(line);
     }
     return i;
   };
@@ -64,7 +69,6 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
   if (fmt === 'json') {
     let value: unknown;
     let text: string;
-    const name = file === '-' ? 'stdin' : file;
     try {
       // stdin as a stream, as the line readers take it (a read of fd 0 fails on a non-blocking pipe)
       text = file === '-' ? await readAll(process.stdin) : readFileSync(file, 'utf8');
@@ -80,19 +84,19 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
     const list = Array.isArray(value) ? value : value && typeof value === 'object' ? Object.keys(value) : null;
     if (!list || list.some((s) => typeof s !== 'string')) throw new Error(`${name}: expected a JSON array of strings or an object keyed by text`);
     for (const s of list as string[]) add(s);
-    return { texts, groups, rows: list.length };
+    return { texts, groups, rows: list.length, source: name };
   }
 
   // the one reader of text inputs keeps a .txt's blank lines as empty texts: the corpus drops them,
   // and (in add) empty and repeated texts, itself
   const found = new Set<number>(); // the fields some row has
-  for await (const { values } of readTextRows(file, fmt, fields, formatFlag)) {
+  for await (const { line, values } of readTextRows(file, fmt, fields, formatFlag)) {
     if (fmt === 'text' && values[0]!.trim() === '') continue;
     rows++;
     const ids: number[] = [];
     values.forEach((v, i) => {
       if (v !== undefined) found.add(i);
-      const id = v === undefined ? undefined : add(v);
+      const id = v === undefined ? undefined : add(v, line);
       if (id !== undefined && !ids.includes(id)) ids.push(id);
     });
     if (fields.length > 1 && ids.length > 1) groups.push(ids);
@@ -101,9 +105,9 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
   const missing = fmt === 'jsonl' && rows > 0 ? fields.filter((_, i) => !found.has(i)) : [];
   if (missing.length > 0) {
     const named = missing.map((f) => `"${f}"`).join(', ');
-    throw new Error(`${file === '-' ? 'stdin' : file}: no row has the field${missing.length > 1 ? 's' : ''} ${named} (of ${fields.join(', ')})`);
+    throw new Error(`${name}: no row has the field${missing.length > 1 ? 's' : ''} ${named} (of ${fields.join(', ')})`);
   }
-  return { texts, groups, rows };
+  return { texts, groups, rows, source: name, lines };
 }
 
 /** The whole of `stream`, as UTF-8 text. */

@@ -6,6 +6,7 @@ import { readCorpusAs, type Corpus, type CorpusFormat } from './corpus.js';
 import { checkThreshold, MINE_DEFAULTS, mineOptionsOf, minePairs, thresholdOverlap, validateMineOptions, type MineOptions, type MineStats } from './mine.js';
 import { neighbourStats, resolveThreshold, type NeighbourStats, type Threshold } from './stats.js';
 import { FileStore, MemoryStore, type VectorStore } from './store.js';
+import { atItsLine, TextError } from '../model/text-error.js';
 
 export interface MineRunOptions extends Omit<MineOptions, 'posThreshold' | 'negThreshold'> {
   /** The corpus (`-`: stdin); its format by name unless `format` is given. */
@@ -45,7 +46,10 @@ export async function embedToStore(
   let store: MemoryStore | FileStore | undefined;
   try {
     for (let start = 0; start < texts.length; start += block) {
-      const part = await source.embed(texts.slice(start, start + block), (done) => onProgress?.(start + done, texts.length));
+      const part = await source.embed(texts.slice(start, start + block), (done) => onProgress?.(start + done, texts.length)).catch((err: unknown) => {
+        // the block's index is the corpus's from `start` on
+        throw err instanceof TextError && err.index !== undefined ? err.at(start + err.index) : err;
+      });
       if (!store) {
         const bytes = texts.length * part.dim * 4;
         store = bytes <= (memoryMb * 1024 * 1024) / 2 ? new MemoryStore(new Embeddings(texts.length, part.dim)) : new FileStore(texts.length, part.dim);
@@ -70,7 +74,11 @@ async function embedCorpus(source: EmbeddingSource, opts: CorpusOptions): Promis
   const corpus = await readCorpusAs(opts.input, opts.fields ?? ['text'], opts.format, '--format'); // (the CLI's: its hints name its flag)
   if (corpus.texts.length === 0) throw new Error(`${opts.input}: no texts`);
   const memoryMb = opts.memoryMb ?? MINE_DEFAULTS.memoryMb;
-  const vectors = await embedToStore(corpus.texts, source, opts.encodeBlock ?? 4096, memoryMb, (d, t) => opts.onStage?.('embed', d, t));
+  const vectors = await embedToStore(corpus.texts, source, opts.encodeBlock ?? 4096, memoryMb, (d, t) => opts.onStage?.('embed', d, t)).catch(
+    (err: unknown) => {
+      throw atItsLine(err, corpus);
+    },
+  );
   return { corpus, vectors, memoryMb };
 }
 

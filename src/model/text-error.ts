@@ -1,6 +1,7 @@
 // An error about one text, from the tokenizer or the model: `reason` says what is wrong with the text,
 // `index` its place in the list it came in (when it came in one), so that a caller holding the texts'
 // sources (the CLI: a file and line; the server: a request's input) can name it there.
+import { LineError } from '../data/jsonl.js';
 
 export class TextError extends Error {
   override name = 'TextError';
@@ -17,6 +18,19 @@ export class TextError extends Error {
   at(index: number): TextError {
     return new TextError(this.stage, this.reason, index);
   }
+}
+
+/** Where a list of texts came from: the input's name in errors and each text's (first) line. */
+export interface TextLines {
+  source?: string;
+  lines?: number[];
+}
+
+/** A text's error from the tokenizer or the model, named by the input line that holds the text. */
+export function atItsLine(err: unknown, texts: TextLines | undefined): unknown {
+  if (!(err instanceof TextError) || err.index === undefined || !texts?.source) return err;
+  const line = texts.lines?.[err.index];
+  return line === undefined ? err : new LineError(texts.source, line, err.reason);
 }
 
 /** "NaN at index 3" for the first non-finite value of row `row` (width `dim`) of `rows`, or null. */
