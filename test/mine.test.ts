@@ -73,6 +73,13 @@ describe('mine', () => {
     expect(stats.skippedNoPos).toBe(1);
   });
 
+  it('examines k neighbours when vectors tie exactly (the query is then not among its own k+1 nearest)', async () => {
+    const texts = ['alpha', 'beta', 'gamma', 'delta', 'eta'];
+    const v = new Embeddings(5, 2, Float32Array.from([1, 0, 1, 0, 1, 0, 1, 0, -1, 0]));
+    const { rows } = await mine({ posThreshold: 0.1, negThreshold: 0.5, k: 2, maxPos: 10, randomNegatives: true }, { texts, groups: [], rows: 5 }, v);
+    expect(rows.find((r) => r.query === 'delta')!.pos.sort()).toEqual(['alpha', 'beta']); // (sampled: any order)
+  });
+
   it('random negatives top rows up beyond the threshold', async () => {
     const { rows, stats } = await mine({ posThreshold: 0.45, negThreshold: 0.8, k: 3, maxNeg: 2, randomNegatives: true });
     expect(stats.written).toBe(20);

@@ -223,9 +223,14 @@ export async function minePairs(
       const sibSet = new Set(sib);
       const nearPos: number[] = [];
       const nearNeg: number[] = [];
-      for (let t = 0; t < res.k; t++) {
+      // k neighbours besides the query: with exact ties the query need not be among its own k+1
+      // nearest (ties go to the lower index), and all k+1 would be taken
+      let examined = 0;
+      for (let t = 0; t < res.k && examined < o.k; t++) {
         const j = res.indices[b * res.k + t]!;
-        if (!usable(q, j) || sibSet.has(j)) continue;
+        if (!usable(q, j)) continue;
+        examined++;
+        if (sibSet.has(j)) continue;
         const s = res.scores[b * res.k + t]!;
         const dist = cosine ? 1 - s : s;
         if (dist <= o.posThreshold) nearPos.push(j);
