@@ -5,7 +5,7 @@ import { readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Embeddings } from '../src/model/embeddings.js';
 import { LineError, type PairRow } from '../src/data/jsonl.js';
 import { TextError } from '../src/model/text-error.js';
@@ -222,6 +222,20 @@ describe('mine: files', () => {
       new Error(`cannot tell the format of ${unnamed} from its name: use .jsonl, .txt or .json, or give readCorpus's format argument text|jsonl|json`),
     );
     expect((await readCorpus(unnamed, ['text'], 'text')).texts).toEqual(['satu']);
+  });
+
+  it('a .json pool with bytes that are not UTF-8 is warned about as a .txt is (it was read silently)', async () => {
+    const pool = join(dir, 'latin1.json');
+    writeFileSync(pool, Buffer.concat([Buffer.from('[\n"ok",\n"caf'), Buffer.from([0xe9]), Buffer.from('"\n]\n')]));
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect((await readCorpus(pool)).texts).toEqual(['ok', 'caf\ufffd']);
+      expect(err.mock.calls.map((c) => String(c[0]))).toEqual([
+        `llama2-embedding: ${pool}: 1 line has bytes that are not UTF-8, read as U+FFFD (the first: ${pool}:3)\n`,
+      ]);
+    } finally {
+      err.mockRestore();
+    }
   });
 
   it('errors on a text without a vector, bad vectors, and bad thresholds before writing', async () => {

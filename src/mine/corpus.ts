@@ -3,11 +3,10 @@
 // Inputs: JSONL (a "text" field, or the fields named), plain text one per line, or a .json file
 // holding an array of strings or an object whose keys are the texts (the shared eval pools). The
 // format comes from the name (.jsonl / .ndjson, .txt / .text, .json) unless given; `-` is stdin.
-import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { readTextRows } from '../data/texts.js';
 import { pyStrip } from '../eval/strip.js';
-import { readFailure } from '../util/fs-error.js';
+import { readLines } from '../data/jsonl.js';
 import { parseJson } from '../util/json.js';
 import { describeValue } from '../util/describe.js';
 import type { TextLines } from '../model/text-error.js';
@@ -68,14 +67,11 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
 
   if (fmt === 'json') {
     let value: unknown;
-    let text: string;
-    try {
-      // stdin as a stream, as the line readers take it (a read of fd 0 fails on a non-blocking pipe)
-      text = file === '-' ? await readAll(process.stdin) : readFileSync(file, 'utf8');
-    } catch (err) {
-      throw readFailure(name, err);
-    }
-    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a UTF-8 BOM, as the line readers drop it
+    // read by the line reader, as .txt and .jsonl are: the same warning for bytes that are not UTF-8,
+    // the same BOM, stdin and read errors (the file is held whole either way: no line bound)
+    const lines: string[] = [];
+    for await (const { text } of readLines(file, { maxLineBytes: Number.MAX_SAFE_INTEGER })) lines.push(text);
+    const text = lines.join('\n'); // (a '\r' dropped from a line's end is whitespace to JSON)
     try {
       value = parseJson(text);
     } catch (err) {
@@ -108,11 +104,4 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
     throw new Error(`${name}: no row has the field${missing.length > 1 ? 's' : ''} ${named} (of ${fields.join(', ')})`);
   }
   return { texts, groups, rows, source: name, lines };
-}
-
-/** The whole of `stream`, as UTF-8 text. */
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-  return Buffer.concat(chunks).toString('utf8');
 }
