@@ -52,5 +52,12 @@ describe('JSON parse errors', () => {
     const corpus = join(dir, 'pool.json');
     writeFileSync(corpus, '[\n  "satu",\n  "dua"\n  "tiga"\n]\n');
     await expect(readCorpus(corpus)).rejects.toThrow(new RegExp(`^${corpus.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .* at line 4, column 3$`));
+    // the element that is not a string is named (the message said only what a corpus should be)
+    writeFileSync(corpus, '["a",\n"b",\n 3]\n');
+    await expect(readCorpus(corpus)).rejects.toThrow(
+      new Error(`${corpus}: element [2] of the array is 3, not a string: expected a JSON array of strings or an object keyed by text`),
+    );
+    writeFileSync(corpus, '"a"\n');
+    await expect(readCorpus(corpus)).rejects.toThrow(new Error(`${corpus}: expected a JSON array of strings or an object keyed by text, got the string "a"`));
   });
 });

@@ -77,8 +77,11 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
     } catch (err) {
       throw new Error(`${name}: ${err instanceof Error ? err.message : String(err)}`);
     }
-    const list = Array.isArray(value) ? value : value && typeof value === 'object' ? Object.keys(value) : null;
-    if (!list || list.some((s) => typeof s !== 'string')) throw new Error(`${name}: expected a JSON array of strings or an object keyed by text`);
+    const list: unknown[] | null = Array.isArray(value) ? value : value && typeof value === 'object' ? Object.keys(value) : null;
+    const expected = 'expected a JSON array of strings or an object keyed by text';
+    if (!list) throw new Error(`${name}: ${expected}, got ${describeValue(value)}`);
+    const bad = list.findIndex((s) => typeof s !== 'string');
+    if (bad >= 0) throw new Error(`${name}: element [${bad}] of the array is ${describeValue(list[bad])}, not a string: ${expected}`);
     for (const s of list as string[]) add(s);
     return { texts, groups, rows: list.length, source: name };
   }
