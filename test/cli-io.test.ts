@@ -101,9 +101,13 @@ describe('input and output formats', () => {
       }
       return '';
     })();
+    // the name already says text: what to change is the forced format
     await expect(readTexts(txt, { format: 'jsonl' })).rejects.toThrow(
-      `${txt}:1: not valid JSON (${why}); for plain texts use a .txt name or --format text`,
+      `${txt}:1: not valid JSON (${why}); for plain texts drop --format jsonl (the name says plain text) or use --format text`,
     );
+    const dat = join(dir, 'notes.dat');
+    writeFileSync(dat, '{not json} but a text\n');
+    await expect(readTexts(dat, { format: 'jsonl' })).rejects.toThrow(`${dat}:1: not valid JSON (${why}); for plain texts use a .txt name or --format text`);
   });
 
   it('eval --texts: a .txt file whose first line starts with [ is lines, a .json file an array', () => {

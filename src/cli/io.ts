@@ -3,7 +3,7 @@
 // `-` is standard input / standard output.
 import { nonFiniteValue, type TextLines } from '../model/text-error.js';
 import { extname } from 'node:path';
-import { readTextRows, type TextFormat } from '../data/texts.js';
+import { readTextRows, textFormatOf, type TextFormat } from '../data/texts.js';
 import type { Embeddings } from '../model/embeddings.js';
 import { float32ArrayJson } from '../util/float32-text.js';
 import { npyHeader } from '../util/npy.js';
@@ -21,18 +21,14 @@ export const FORMAT_OPTION: OptionSpec = {
   metavar: 'text|jsonl',
 };
 
-const TEXT_EXTENSIONS = ['.txt', '.text'];
-const JSONL_EXTENSIONS = ['.jsonl', '.ndjson'];
-
 /** The format of input `path`: `forced` when given, else by extension; `-` and other names need --format. */
 export function inputFormat(path: string, forced?: string): TextFormat {
   if (forced !== undefined) {
     if (forced !== 'text' && forced !== 'jsonl') throw new UsageError(`--format must be text or jsonl, got ${forced}`);
     return forced;
   }
-  const ext = extname(path).toLowerCase();
-  if (TEXT_EXTENSIONS.includes(ext)) return 'text';
-  if (JSONL_EXTENSIONS.includes(ext)) return 'jsonl';
+  const byName = textFormatOf(path);
+  if (byName !== undefined) return byName;
   if (path === STDIO) throw new UsageError('reading texts from stdin (-): give --format text or --format jsonl');
   throw new UsageError(
     `cannot tell the format of ${path} from its name: use .txt (one text per line) or .jsonl, or give --format text|jsonl`,
@@ -77,8 +73,8 @@ function isThrough(path: string): boolean {
 /** The output format of `encode` from the output name (a stream, e.g. /dev/stdout: JSONL); other extensions are refused. */
 export function embeddingOutputFormat(path: string): EmbeddingFormat {
   if (path === STDIO) return 'jsonl';
+  if (textFormatOf(path) === 'jsonl') return 'jsonl';
   const ext = extname(path).toLowerCase();
-  if (JSONL_EXTENSIONS.includes(ext)) return 'jsonl';
   if (ext === '.npy') return 'npy';
   if (isThrough(path)) return 'jsonl'; // /dev/stdout, a FIFO, >(gzip): a stream, as `-` is
   throw new UsageError(

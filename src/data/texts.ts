@@ -3,9 +3,18 @@
 // i is line i; CRLF and LF both end a line). JSONL: one object per line, blank lines skipped; its
 // `fields` hold strings (with one field it must be there; with several a row may lack some).
 // What a reader does with empty or repeated texts is its own business, done where it is used.
+import { extname } from 'node:path';
 import { LineError, readLines } from './jsonl.js';
 
 export type TextFormat = 'text' | 'jsonl';
+
+/** The text format `path`'s name says (.txt / .text, .jsonl / .ndjson); undefined when it says none. */
+export function textFormatOf(path: string): TextFormat | undefined {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.txt' || ext === '.text') return 'text';
+  if (ext === '.jsonl' || ext === '.ndjson') return 'jsonl';
+  return undefined;
+}
 
 export interface TextRow {
   /** 1-based line number. */
@@ -33,8 +42,12 @@ export async function* readTextRows(path: string, format: TextFormat, fields: st
     try {
       obj = JSON.parse(text);
     } catch (e) {
-      const hint = path === '-' ? `${formatFlag} text` : `a .txt name or ${formatFlag} text`;
-      throw new LineError(name, line, `not valid JSON (${(e as Error).message}); for plain texts use ${hint}`);
+      // a name that says plain text was read as JSONL only because the format was forced
+      const hint =
+        path === '-' ? `use ${formatFlag} text`
+        : textFormatOf(path) === 'text' ? `drop ${formatFlag} jsonl (the name says plain text) or use ${formatFlag} text`
+        : `use a .txt name or ${formatFlag} text`;
+      throw new LineError(name, line, `not valid JSON (${(e as Error).message}); for plain texts ${hint}`);
     }
     const record = typeof obj === 'object' && obj !== null && !Array.isArray(obj) ? (obj as Record<string, unknown>) : undefined;
     const values = fields.map((f) => {

@@ -4,7 +4,7 @@
 // holding an array of strings or an object whose keys are the texts (the shared eval pools). The
 // format comes from the name (.jsonl / .ndjson, .txt / .text, .json) unless given; `-` is stdin.
 import { extname } from 'node:path';
-import { readTextRows } from '../data/texts.js';
+import { readTextRows, textFormatOf } from '../data/texts.js';
 import { pyStrip } from '../eval/strip.js';
 import { readLines } from '../data/jsonl.js';
 import { parseJson } from '../util/json.js';
@@ -25,11 +25,7 @@ export type CorpusFormat = 'jsonl' | 'text' | 'json';
 
 /** The corpus format of `file` by its name; undefined when the name does not say. */
 export function corpusFormatOf(file: string): CorpusFormat | undefined {
-  const ext = extname(file).toLowerCase();
-  if (ext === '.json') return 'json';
-  if (ext === '.jsonl' || ext === '.ndjson') return 'jsonl';
-  if (ext === '.txt' || ext === '.text') return 'text';
-  return undefined;
+  return extname(file).toLowerCase() === '.json' ? 'json' : textFormatOf(file);
 }
 
 export async function readCorpus(file: string, fields: string[] = ['text'], format?: CorpusFormat): Promise<Corpus> {
