@@ -54,6 +54,8 @@ export function addonFileProblem(file: string): string | null {
     const magic = header.length >= 4 ? header.readUInt32BE(0) : 0;
     const pe = header.length >= 2 && header[0] === 0x4d && header[1] === 0x5a; // "MZ": a Windows DLL
     if (magic === ELF_MAGIC) {
+      // shorter than an ELF header (64 bytes for ELF64, 52 for ELF32) is cut short whatever its class
+      if (size < 52) return `it is cut short: ${size} bytes, fewer than an ELF header (an interrupted copy?)`;
       const end = elfEnd(fd, header);
       if (end !== null && end > size) return `it is cut short: ${size} bytes, where its ELF headers reach byte ${end} (an interrupted copy?)`;
       return null;

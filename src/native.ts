@@ -90,7 +90,15 @@ function load(): unknown {
         // (require takes a name not ending in .node for JavaScript: an addon named l2e.so was "Invalid or
         // unexpected token"); dlopen loads it as an addon whatever its name
         const holder = { exports: {} as Record<string, unknown> };
-        process.dlopen(holder, file);
+        try {
+          process.dlopen(holder, file);
+        } catch (err) {
+          // a shared library that is no Node addon ("did not self-register") was told to rebuild the
+          // package, which the file L2E_ADDON names does not come from (a bad L2E_CPU_ISA says itself)
+          const msg = err instanceof Error ? err.message : String(err);
+          if (msg.startsWith('L2E_CPU_ISA=')) throw err;
+          throw new Error(`L2E_ADDON=${explicit}: it does not load as a Node addon (${msg.trim().replace(/\.$/, '')}) (${file})`);
+        }
         const mod = holder.exports;
         // another package's addon loads, and failed later as "NativeModel is not a constructor"
         if (typeof mod['NativeModel'] !== 'function') throw new Error(`L2E_ADDON=${explicit}: not this package's addon (it has no NativeModel) (${file})`);

@@ -36,7 +36,14 @@ describe('L2E_ADDON', () => {
     writeFileSync(cut, whole.subarray(0, 4000));
     const script = join(dir, 'script.node');
     writeFileSync(script, 'process.stderr.write("RAN AS JAVASCRIPT\\n")\n');
+    const short = join(dir, 'short.node');
+    writeFileSync(short, Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1]), Buffer.alloc(24)]));
+    // a shared library of the system's, loaded by this process, which is no Node addon
+    const maps = readFileSync('/proc/self/maps', 'utf8');
+    const lib = /\s(\/\S+\/libm\.so\.6)$/m.exec(maps)?.[1] ?? /\s(\/\S+\.so[.\d]*)$/m.exec(maps)![1]!;
     const cases: [string, RegExp][] = [
+      [short, /^llama2-embedding: L2E_ADDON=\S+short\.node: it is cut short: 30 bytes, fewer than an ELF header \(an interrupted copy\?\) \(/],
+      [lib, new RegExp(`^llama2-embedding: L2E_ADDON=${lib.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: it does not load as a Node addon \\(Module did not self-register: .+\\) \\(`)],
       [cut, /^llama2-embedding: L2E_ADDON=\S+cut\.node: it is cut short: 4000 bytes, where its ELF headers reach byte \d+ \(an interrupted copy\?\) \(/],
       [script, /^llama2-embedding: L2E_ADDON=\S+script\.node: it is not a native addon \(a \.node file is a shared library\) \(/],
       [dir, /^llama2-embedding: L2E_ADDON=\S+: it is a folder, not a \.node file \(/],
