@@ -22,7 +22,7 @@ import { buildTestSet, computeMetrics, readTestSet } from '../src/eval/metrics.j
 import { resolveModel } from '../src/hub/resolve.js';
 import { snapshotDownload } from '../src/hub/download.js';
 import { PairData, sampleGroup } from '../src/data/pairs.js';
-import { readJsonl } from '../src/data/jsonl.js';
+import { readJsonl, readPairRows } from '../src/data/jsonl.js';
 import { TextTokenizer } from '../src/model/tokenizer.js';
 import { makeTempDir, writeTinyModel } from './helpers/tinyModel.js';
 
@@ -198,6 +198,10 @@ describe('library options: unknown keys and wrong kinds are refused', () => {
     await expect(loose(buildTestSet)('t', 42)).rejects.toThrow(new TypeError('buildTestSet: rows must be an iterable or async iterable of {query, pos, neg} rows, got 42'));
     await expect(loose(readTestSet)('t.jsonl', big)).rejects.toThrow(new TypeError('readTestSet: limit must be a positive integer, got a Float32Array'));
     await expect(loose(readTestSet)('t.jsonl', 0)).rejects.toThrow(new RangeError('readTestSet: limit must be a positive integer, got 0'));
+    // the file is checked before name, which defaults to it
+    await expect(loose(readTestSet)(null)).rejects.toThrow(new TypeError('readTestSet: file must be a file name, got null'));
+    await expect((loose(readPairRows)(null) as AsyncGenerator<unknown>).next()).rejects.toThrow(new TypeError('readPairRows: file must be a file name, got null'));
+    await expect((loose(readJsonl)(42) as AsyncGenerator<unknown>).next()).rejects.toThrow(new TypeError('readJsonl: file must be a file name, got 42'));
     const m = await EmbeddingModel.load(dir);
     try {
       expect(() => loose(m.tokenizer.encodeBatch.bind(m.tokenizer))('abc', 8)).toThrow(new TypeError('encodeBatch: texts must be an array of strings, got the string "abc"'));

@@ -5,7 +5,7 @@
 import { isUtf8 } from 'node:buffer';
 import { createReadStream, fstatSync } from 'node:fs';
 import { readFailure } from '../util/fs-error.js';
-import { checkOptions, optionKeys } from '../util/options.js';
+import { checkOptions, checkPathArg, optionKeys } from '../util/options.js';
 
 /** An error about one line of an input file; `message` starts with `file:line:`. */
 export class LineError extends Error {
@@ -207,6 +207,7 @@ export interface JsonLine<T = unknown> {
 const LINE_READ_OPTIONS = optionKeys<LineReadOptions>({ maxLineBytes: true, chunkBytes: true, onInvalidUtf8: true, yieldTooLong: true, name: true });
 
 export async function* readJsonl(file: string, opts: LineReadOptions = {}): AsyncGenerator<JsonLine> {
+  checkPathArg('readJsonl', 'file', file, 'file');
   checkOptions('readJsonl', opts, LINE_READ_OPTIONS);
   for await (const { line, text, bytes } of readLines(file, opts)) {
     if (text.trim() === '') continue;
@@ -261,6 +262,7 @@ export function pairRowProblem(value: unknown): string | null {
 
 /** Yields validated pair rows; the first invalid line is a LineError naming the field. */
 export async function* readPairRows(file: string, opts: LineReadOptions = {}): AsyncGenerator<JsonLine<PairRow>> {
+  checkPathArg('readPairRows', 'file', file, 'file');
   for await (const row of readJsonl(file, opts)) {
     const problem = pairRowProblem(row.value);
     if (problem) throw new LineError(file, row.line, problem);

@@ -18,6 +18,7 @@ import { pairRowProblem, readPairRows } from '../data/jsonl.js';
 import { gatherRows, knn } from './knn.js';
 import { pyStrip } from './strip.js';
 import { describeValue, positiveInteger } from '../util/describe.js';
+import { checkPathArg } from '../util/options.js';
 import type { TextLines } from '../model/text-error.js';
 
 export const TOP_KS = [1, 3, 5, 10] as const;
@@ -121,6 +122,7 @@ function collectPairs(row: TestRow, index: Map<string, number>, out: number[]): 
 
 /** Reads a test JSONL file (streamed); every line must be a {query, pos, neg} row (errors name file:line). */
 export async function readTestSet(file: string, limit = 1000, name = file): Promise<TestSet> {
+  checkPathArg('readTestSet', 'file', file, 'file'); // first: name defaults to it, and would be blamed for it
   positiveInteger('readTestSet: limit', limit);
   if (typeof name !== 'string') throw new TypeError(`readTestSet: name must be a string, got ${describeValue(name)}`);
   async function* rows(): AsyncGenerator<TestRow> {
