@@ -207,6 +207,15 @@ describe('error lines', () => {
     expect(r.err).not.toContain('.l2e-combine-');
   });
 
+  it('a bad line names the flag that drops it', async () => {
+    const dir = makeTempDir();
+    const a = join(dir, 'a.jsonl');
+    writeFileSync(a, [row('1'), '{"query": 1}'].join('\n') + '\n');
+    const r = await l2e('combine', a, '--output', join(dir, 'all.jsonl'));
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`l2e combine: error: ${a}:2: "query" must be a string (use --skip-bad-lines to drop such lines)\n`);
+  });
+
   it('skipped bad lines are reported at the end with their line numbers', async () => {
     const dir = makeTempDir();
     const a = join(dir, 'a.jsonl');

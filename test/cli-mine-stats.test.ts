@@ -130,12 +130,14 @@ describe('l2e mine --stats', () => {
     const order = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--output', out, '--pos-threshold', 'p50', '--neg-threshold', 'p10');
     expect(order.code).toBe(2);
     expect(order.err.split('\n')[0]).toBe('l2e mine: --pos-threshold p50 is above --neg-threshold p10: positives and negatives would overlap');
-    // one check of the threshold order: the CLI and the library say the same
+    // one check of the threshold order: the CLI and the library say the same, each naming the options its own way
     const dist = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--output', out, '--metric', 'cosine', '--pos-threshold', '0.8', '--neg-threshold', '0.3');
     const words =
       '--pos-threshold 0.8 is above --neg-threshold 0.3: positives (distance ≤ pos) and negatives (distance > neg) would overlap; both are cosine distances (1 − cos)';
     expect([dist.code, dist.err.split('\n')[0]]).toEqual([2, `l2e mine: ${words}`]);
-    expect(() => validateMineOptions({ posThreshold: 0.8, negThreshold: 0.3, metric: 'cosine' })).toThrow(words);
+    expect(() => validateMineOptions({ posThreshold: 0.8, negThreshold: 0.3, metric: 'cosine' })).toThrow(
+      words.replace('--pos-threshold', 'posThreshold').replace('--neg-threshold', 'negThreshold'),
+    );
     // a distance and a percentile: found once the percentile is a distance, and said with the percentile
     const mixed = await l2e('mine', '--embeddings', vectors, '--input', corpus, '--output', out, '--pos-threshold', '5', '--neg-threshold', 'p10');
     expect([mixed.code, mixed.err.split('\n').at(-2)]).toEqual([

@@ -84,7 +84,7 @@ describe('combine', () => {
     const long = join(dir, 'long.jsonl');
     writeFileSync(long, `${row(1)}\n{"query": "${'x'.repeat(64 * 1024 * 1024)}", "pos": ["p"], "neg": []}\n${row(2)}\n`);
     const out = join(dir, 'long-out.jsonl');
-    await expect(combineFiles([long], { output: out })).rejects.toThrow(`${long}:2: line longer than 67108864 bytes (use --skip-bad-lines to drop such lines)`);
+    await expect(combineFiles([long], { output: out })).rejects.toThrow(`${long}:2: line longer than 67108864 bytes (use skipBadLines to drop such lines)`);
     const res = await combineFiles([long], { output: out, skipBadLines: true });
     expect(res.files[0]).toEqual({ file: long, rows: 2, badLines: 1, firstBadLines: [2] });
     expect(readOut(out)).toEqual([row(1), row(2)]);

@@ -104,6 +104,10 @@ describe('library options: unknown keys and wrong kinds are refused', () => {
     await expect(mine(corpus, v, { ...base, maxPos: '3' }, () => {})).rejects.toThrow('maxPos must be a positive integer, got the string "3"');
     await expect(mine(corpus, v, { ...base, randomNegatives: 'yes' }, () => {})).rejects.toThrow(new TypeError('randomNegatives must be true or false, got the string "yes"'));
     await expect(mine(corpus.texts, v, base, () => {})).rejects.toThrow(new TypeError('minePairs: corpus must be a Corpus ({ texts, groups, rows }: readCorpus), got an array'));
+    // named as the options they are (the CLI's flags are its own: cli-mine-stats)
+    await expect(mine(corpus, v, { posThreshold: 0.9, negThreshold: 0.2 }, () => {})).rejects.toThrow(
+      'posThreshold 0.9 is above negThreshold 0.2: positives (distance ≤ pos) and negatives (distance > neg) would overlap; both are Euclidean distances',
+    );
   });
 
   it('combineFiles: no options, a misspelt one, inputs that are not file names', async () => {
@@ -115,7 +119,12 @@ describe('library options: unknown keys and wrong kinds are refused', () => {
     await expect(combine([input], { output: join(dir, 'out.jsonl'), shufle: true })).rejects.toThrow(new TypeError('combine: unknown option shufle (did you mean shuffle?)'));
     await expect(combine(input, { output: join(dir, 'out.jsonl') })).rejects.toThrow(/^combine: inputs must be an array of file names, got the string /);
     await expect(combine([input], {})).rejects.toThrow(new TypeError('combine: output must be a file name (or - for stdout), got undefined'));
+    await expect(combine([input], { output: join(dir, 'out.jsonl') }, { optionname: String })).rejects.toThrow(new TypeError('combine: context: unknown option optionname (did you mean optionName?)'));
     expect(existsSync(join(dir, 'out.jsonl'))).toBe(false);
+    // a bad line names the option that drops it as the library spells it (the CLI: --skip-bad-lines, cli-messages)
+    const bad = join(dir, 'bad.jsonl');
+    writeFileSync(bad, '{"query": 1}\n');
+    await expect(combine([bad], { output: join(dir, 'out.jsonl') })).rejects.toThrow(`${bad}:1: "query" must be a string (use skipBadLines to drop such lines)`);
   });
 
   it('saveModel: a folder holding a model is not replaced unless overwrite: true; unknown options are refused', async () => {

@@ -102,7 +102,7 @@ describe('mine', () => {
   });
 
   it('rejects pos-threshold above neg-threshold, an empty corpus and mismatched vectors', async () => {
-    await expect(mine({ posThreshold: 0.9, negThreshold: 0.8 })).rejects.toThrow(/above --neg-threshold/);
+    await expect(mine({ posThreshold: 0.9, negThreshold: 0.8 })).rejects.toThrow(/above negThreshold/);
     await expect(mine({ posThreshold: 0.9, negThreshold: 0.8, metric: 'cosine' })).rejects.toThrow(/cosine distances/);
     await expect(mine({ posThreshold: 0.1, negThreshold: 0.8 }, { texts: [], groups: [], rows: 0 }, new Embeddings(0, 2))).rejects.toThrow('the corpus is empty');
     await expect(mine({ posThreshold: 0.1, negThreshold: 0.8 }, corpus, new Embeddings(3, 2))).rejects.toThrow(/3 vectors for 22 texts/);
@@ -245,7 +245,7 @@ describe('mine: files', () => {
     const source = tableSource(await loadVectorTable(embFile));
     await expect(mineToFile(source, { input, output: out, posThreshold: 0.4, negThreshold: 0.8 })).rejects.toThrow(/no embedding for the text "not embedded"/);
     await expect(mineToFile(source, { input, output: out, posThreshold: 0.9, negThreshold: 0.8 })).rejects.toThrow(
-      '--pos-threshold 0.9 is above --neg-threshold 0.8: positives (distance ≤ pos) and negatives (distance > neg) would overlap; both are Euclidean distances',
+      'posThreshold 0.9 is above negThreshold 0.8: positives (distance ≤ pos) and negatives (distance > neg) would overlap; both are Euclidean distances',
     );
     expect(existsSync(out)).toBe(false);
     const bad = join(dir, 'bad.jsonl');

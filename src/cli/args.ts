@@ -5,6 +5,7 @@
 // `--lr -1` reaches the number check).
 
 import { closest } from '../util/closest.js';
+import type { OptionNamer } from '../util/options.js';
 
 export type OptionKind = 'string' | 'number' | 'integer' | 'boolean' | 'list';
 
@@ -23,6 +24,9 @@ export interface OptionSpec {
   /** A 'list' option whose values may also come comma-separated (`--fields a,b`); else each value is one item (a file name may hold a comma). */
   commas?: boolean;
 }
+
+/** An option named as its flag, where the flag is the option in kebab case (posThreshold: --pos-threshold): mine's and combine's messages. */
+export const flagNamed: OptionNamer = (option) => `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 /** The values a seed takes: the generators are seeded with 32 bits (util/random.ts), so larger ones would alias. */
 export const SEED_RANGE = [0, 0xffffffff] as const;

@@ -1,7 +1,7 @@
 // `l2e combine`: concatenate (and optionally shuffle) JSONL pair files, validating every line.
 import { fstatSync, statSync, type Stats } from 'node:fs';
 import { combineFiles } from '../data/combine.js';
-import { opt, SEED_RANGE, UsageError } from './args.js';
+import { flagNamed, opt, SEED_RANGE, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { checkOutput, isStdout, STDIO } from '../util/output.js';
 import { counted, noun } from '../util/plural.js';
@@ -50,7 +50,7 @@ only with --overwrite, and never when it is an input (nor is a stdout redirected
       memoryMb,
       skipBadLines: opt.bool(args, 'skip-bad-lines'),
       onProgress: (done, total) => bar.update(total > 0 ? Math.round((100 * done) / total) : 100),
-    });
+    }, { optionName: flagNamed });
     bar.finish();
     const width = Math.max(...result.files.map((f) => f.file.length), 4);
     const lines = result.files.map(

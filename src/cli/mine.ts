@@ -3,7 +3,7 @@ import { corpusFormatOf, type CorpusFormat } from '../mine/corpus.js';
 import { corpusNeighbourStats, mineToFile } from '../mine/run.js';
 import { MINE_DEFAULTS, thresholdOverlap } from '../mine/mine.js';
 import { formatNeighbourStats, parseThreshold, type Threshold } from '../mine/stats.js';
-import { opt, SEED_RANGE, UsageError } from './args.js';
+import { flagNamed, opt, SEED_RANGE, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { checkOutput, isStdout, STDIO } from '../util/output.js';
 import { ProgressBar } from './progress.js';
@@ -108,7 +108,7 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
     };
     const pos = threshold('pos-threshold');
     const neg = threshold('neg-threshold');
-    const overlap = thresholdOverlap(pos, neg, metric);
+    const overlap = thresholdOverlap(pos, neg, metric, flagNamed);
     if (overlap) throw new UsageError(overlap);
     const output = opt.str(args, 'output');
     if (output === undefined) throw new UsageError('--output is required (or --stats for a dry run)');
@@ -136,7 +136,7 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
       memoryMb,
       onStage,
       onThresholds: (p, n) => process.stderr.write(`thresholds: --pos-threshold ${shown(p, pos)} --neg-threshold ${shown(n, neg)}\n`),
-    });
+    }, { optionName: flagNamed });
     // with the pairs on stdout, the summary goes to stderr
     (isStdout(output) ? process.stderr : process.stdout).write(
       `${counted(r.rows, 'input row')}, ${counted(r.texts, 'distinct text')} → ${counted(r.written, 'row')} written to ${isStdout(output) ? 'stdout' : output}\n` +

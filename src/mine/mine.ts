@@ -19,7 +19,7 @@ import type { PairRow } from '../data/jsonl.js';
 import { knnOwned, type KnnMetric } from '../eval/knn.js';
 import { Rng } from '../util/random.js';
 import { describeValue } from '../util/describe.js';
-import { checkOptions, optionKeys } from '../util/options.js';
+import { checkOptions, optionItself, optionKeys, type OptionNamer } from '../util/options.js';
 import type { Corpus } from './corpus.js';
 import { MemoryStore, type VectorStore } from './store.js';
 import type { Threshold } from './stats.js';
@@ -65,17 +65,17 @@ export const MINE_DEFAULTS = {
 /**
  * The one check that positives (distance ≤ pos) and negatives (distance > neg) cannot overlap: the
  * message when pos is above neg, else undefined. Two percentiles compare as percentiles; a percentile
- * and a distance only once the percentile is resolved to a distance.
+ * and a distance only once the percentile is resolved to a distance. `n` names the options (the CLI: its flags).
  */
-export function thresholdOverlap(pos: Threshold, neg: Threshold, metric: KnnMetric = MINE_DEFAULTS.metric): string | undefined {
+export function thresholdOverlap(pos: Threshold, neg: Threshold, metric: KnnMetric = MINE_DEFAULTS.metric, n: OptionNamer = optionItself): string | undefined {
   if (typeof pos === 'number' && typeof neg === 'number' && pos > neg) {
     return (
-      `--pos-threshold ${pos} is above --neg-threshold ${neg}: positives (distance ≤ pos) and negatives ` +
+      `${n('posThreshold')} ${pos} is above ${n('negThreshold')} ${neg}: positives (distance ≤ pos) and negatives ` +
       `(distance > neg) would overlap; both are ${metric === 'cosine' ? 'cosine distances (1 − cos)' : 'Euclidean distances'}`
     );
   }
   if (typeof pos !== 'number' && typeof neg !== 'number' && pos.percentile > neg.percentile) {
-    return `--pos-threshold p${pos.percentile} is above --neg-threshold p${neg.percentile}: positives and negatives would overlap`;
+    return `${n('posThreshold')} p${pos.percentile} is above ${n('negThreshold')} p${neg.percentile}: positives and negatives would overlap`;
   }
   return undefined;
 }

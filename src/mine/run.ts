@@ -7,6 +7,7 @@ import { checkThreshold, MINE_DEFAULTS, mineOptionsOf, minePairs, thresholdOverl
 import { neighbourStats, resolveThreshold, type NeighbourStats, type Threshold } from './stats.js';
 import { FileStore, MemoryStore, type VectorStore } from './store.js';
 import { atItsLine, TextError } from '../model/text-error.js';
+import { optionItself, type OptionNamer } from '../util/options.js';
 
 export interface MineRunOptions extends Omit<MineOptions, 'posThreshold' | 'negThreshold'> {
   /** The corpus (`-`: stdin); its format by name unless `format` is given. */
@@ -107,14 +108,19 @@ export async function corpusNeighbourStats(
 /**
  * Mines `run.input` into `run.output`. `source` gives the vectors: a source, or a function that opens
  * one (called once the output is open, so that an output that cannot be written fails before a model
- * loads; the source it returns is closed here).
+ * loads; the source it returns is closed here). `context.optionName` names the options in messages (the CLI: its flags).
  */
-export async function mineToFile(source: EmbeddingSource | (() => Promise<EmbeddingSource>), run: MineRunOptions): Promise<MineRunResult> {
+export async function mineToFile(
+  source: EmbeddingSource | (() => Promise<EmbeddingSource>),
+  run: MineRunOptions,
+  context: { optionName?: OptionNamer } = {},
+): Promise<MineRunResult> {
+  const n = context.optionName ?? optionItself;
   // fail on bad thresholds before any embedding work (a percentile is checked once it is a distance)
   const { posThreshold: pos, negThreshold: neg } = run;
   checkThreshold('posThreshold', pos, true);
   checkThreshold('negThreshold', neg, true);
-  const overlap = thresholdOverlap(pos, neg, run.metric);
+  const overlap = thresholdOverlap(pos, neg, run.metric, n);
   if (overlap) throw new Error(overlap);
   const known = { pos: typeof pos === 'number' ? pos : 0, neg: typeof neg === 'number' ? neg : typeof pos === 'number' ? pos : 0 };
   validateMineOptions({ ...run, posThreshold: known.pos, negThreshold: known.neg });
@@ -141,7 +147,7 @@ export async function mineToFile(source: EmbeddingSource | (() => Promise<Embedd
       if (opts.posThreshold > opts.negThreshold) {
         const said = (t: Threshold, d: number): string => (typeof t === 'number' ? String(t) : `p${t.percentile} (${d})`);
         throw new Error(
-          `--pos-threshold ${said(pos, opts.posThreshold)} is above --neg-threshold ${said(neg, opts.negThreshold)}: ` +
+          `${n('posThreshold')} ${said(pos, opts.posThreshold)} is above ${n('negThreshold')} ${said(neg, opts.negThreshold)}: ` +
             'positives (distance ≤ pos) and negatives (distance > neg) would overlap',
         );
       }

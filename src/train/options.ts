@@ -4,6 +4,7 @@ import { DEFAULT_MAX_LENGTH } from '../model/embedding-model.js';
 import { parseSchedule, type ScheduleName } from './schedule.js';
 import { describeValue } from '../util/describe.js';
 import { closest } from '../util/closest.js';
+import { optionItself, type OptionNamer } from '../util/options.js';
 
 export interface TrainerOptions {
   /** Queries per optimizer micro-batch (recipe: 8). */
@@ -103,10 +104,7 @@ export const RUN_DEFINING_OPTIONS = [
   'shuffleBuffer',
 ] as const satisfies readonly (keyof TrainerOptions)[];
 
-/** How messages name an option: the option itself for library callers, the flag for the CLI. */
-export type OptionNamer = (option: string) => string;
-
-export const optionItself: OptionNamer = (option) => option;
+export { optionItself, type OptionNamer };
 
 /** An option value is invalid; `option` is the TrainerOptions key, the message names it as the caller knows it. */
 export class TrainerOptionError extends Error {

@@ -4,6 +4,11 @@
 import { closest } from './closest.js';
 import { describeValue } from './describe.js';
 
+/** How messages name an option: the option itself for library callers, the flag for the CLI. */
+export type OptionNamer = (option: string) => string;
+
+export const optionItself: OptionNamer = (option) => option;
+
 /** Every key of an options type, listed once: the compiler checks the list is complete and has nothing else. */
 export function optionKeys<T extends object>(keys: Record<keyof Required<T>, true>): readonly string[] {
   return Object.keys(keys);
