@@ -201,6 +201,10 @@ describe('knn result shape, excludeSelf and similarity', () => {
     const none = await knn(new Embeddings(0, 2), new Embeddings(1, 2, Float32Array.of(1, 0)), 3);
     expect(none.matches()).toEqual([]);
     expect(() => none.neighbors(0)).toThrow(new RangeError('knn: query 0 out of range [0, 0)'));
+    // a row number of the wrong kind (plain JS) says so: '0' was said to be out of range
+    const three = await knn(new Embeddings(3, 2, Float32Array.from([1, 0, 0, 1, 1, 1])), new Embeddings(1, 2, Float32Array.of(1, 0)), 1);
+    expect(() => three.neighbors('0' as unknown as number)).toThrow(new TypeError('knn: query must be an integer in [0, 3), got the string "0"'));
+    expect(() => three.neighbors(1.5)).toThrow(new RangeError('knn: query must be an integer in [0, 3), got 1.5'));
   });
 
   it('inputs that are not Embeddings are a TypeError before native code (plain-JS callers)', async () => {
@@ -218,6 +222,11 @@ describe('knn result shape, excludeSelf and similarity', () => {
     await expect(knn(ok, ok, 1, { excludeSelf: 'yes' as unknown as boolean })).rejects.toThrow('knn: excludeSelf must be true or false, got the string "yes"');
     await expect(knn(ok, ok, '1' as unknown as number)).rejects.toThrow('knn: k must be a positive integer, got the string "1"');
     expect(() => similarity(undefined as unknown as number[], [1])).toThrow(new TypeError('similarity: a must be an array of numbers, got undefined'));
+    // strings are not numbers (they were called non-finite values)
+    expect(() => similarity(['1', '0'] as unknown as number[], ['1', '0'] as unknown as number[])).toThrow(
+      new TypeError('similarity: a must be an array of numbers; a[0] is the string "1"'),
+    );
+    expect(() => similarity([1, 0], [1, null] as unknown as number[])).toThrow(new TypeError('similarity: b must be an array of numbers; b[1] is null'));
   });
 
   it('similarity is the cosine of two vectors, 0 with a zero vector', () => {

@@ -131,7 +131,9 @@ function checkMatrix(name: string, m: unknown): void {
 /** The result for `queries` query rows (carried: with k 0 the flat arrays cannot tell how many). */
 function knnResult(k: number, queries: number, indices: Int32Array, scores: Float32Array): KnnResult {
   const neighbors = (q: number): KnnMatch[] => {
-    if (!Number.isInteger(q) || q < 0 || q >= queries) throw new RangeError(`knn: query ${q} out of range [0, ${queries})`);
+    // (a string '0' is no row: it was called out of range, which it is not)
+    if (!Number.isInteger(q)) throw new (typeof q === 'number' ? RangeError : TypeError)(`knn: query must be an integer in [0, ${queries}), got ${describeValue(q)}`);
+    if (q < 0 || q >= queries) throw new RangeError(`knn: query ${q} out of range [0, ${queries})`);
     const out: KnnMatch[] = [];
     for (let j = 0; j < k; j++) out.push({ index: indices[q * k + j]!, score: scores[q * k + j]! });
     return out;
@@ -155,6 +157,10 @@ export function similarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   if (a.length !== b.length) throw new Error(`similarity: vectors of lengths ${a.length} and ${b.length}`);
   for (let i = 0; i < a.length; i++) {
+    for (const [name, v] of [['a', a], ['b', b]] as const) {
+      // (strings such as '1' are not finite numbers, but not for the reason NaN is)
+      if (typeof v[i] !== 'number') throw new TypeError(`similarity: ${name} must be an array of numbers; ${name}[${i}] is ${describeValue(v[i])}`);
+    }
     if (!Number.isFinite(a[i]!) || !Number.isFinite(b[i]!)) throw new Error('similarity: a vector has a non-finite value');
   }
   return cosine(a, b);
