@@ -104,6 +104,10 @@ describe('library options: unknown keys and wrong kinds are refused', () => {
     await expect(mine(corpus, v, { ...base, maxPos: '3' }, () => {})).rejects.toThrow('maxPos must be a positive integer, got the string "3"');
     await expect(mine(corpus, v, { ...base, randomNegatives: 'yes' }, () => {})).rejects.toThrow(new TypeError('randomNegatives must be true or false, got the string "yes"'));
     await expect(mine(corpus.texts, v, base, () => {})).rejects.toThrow(new TypeError('minePairs: corpus must be a Corpus ({ texts, groups, rows }: readCorpus), got an array'));
+    // the callbacks before any search: without emit the pairs were mined and dropped, emit: 5 failed once done
+    await expect(mine(corpus, v, base)).rejects.toThrow(new TypeError('minePairs: emit must be a function (it is given each pair row), got undefined'));
+    await expect(mine(corpus, v, base, 5)).rejects.toThrow(new TypeError('minePairs: emit must be a function (it is given each pair row), got 5'));
+    await expect(mine(corpus, v, base, () => {}, 'bar')).rejects.toThrow(new TypeError('minePairs: onProgress must be a function, got the string "bar"'));
     // named as the options they are (the CLI's flags are its own: cli-mine-stats)
     await expect(mine(corpus, v, { posThreshold: 0.9, negThreshold: 0.2 }, () => {})).rejects.toThrow(
       'posThreshold 0.9 is above negThreshold 0.2: positives (distance ≤ pos) and negatives (distance > neg) would overlap; both are Euclidean distances',

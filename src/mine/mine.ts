@@ -189,6 +189,9 @@ export async function minePairs(
   if (!(vectors instanceof Embeddings) && (typeof given !== 'object' || given === null || typeof given.read !== 'function')) {
     throw new TypeError(`minePairs: vectors must be Embeddings (model.encode) or a VectorStore, got ${describeValue(vectors)}`);
   }
+  // before the search: without emit the pairs were mined and dropped, and emit: 5 failed only once it was done
+  if (typeof emit !== 'function') throw new TypeError(`minePairs: emit must be a function (it is given each pair row), got ${describeValue(emit)}`);
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw new TypeError(`minePairs: onProgress must be a function, got ${describeValue(onProgress)}`);
   checkOptions('minePairs', options, MINE_OPTIONS);
   const o = validateMineOptions(options);
   const { texts } = corpus;
