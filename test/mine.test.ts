@@ -11,7 +11,8 @@ import { LineError, type PairRow } from '../src/data/jsonl.js';
 import { TextError } from '../src/model/text-error.js';
 import { readCorpus, type Corpus } from '../src/mine/corpus.js';
 import { distance, minePairs, type MineOptions } from '../src/mine/mine.js';
-import { mineToFile } from '../src/mine/run.js';
+import { corpusNeighbourStats, mineToFile } from '../src/mine/run.js';
+import type { EmbeddingSource } from '../src/eval/source.js';
 import { FileStore } from '../src/mine/store.js';
 import { loadVectorTable } from '../src/eval/vectors.js';
 import { tableSource } from '../src/eval/source.js';
@@ -222,6 +223,11 @@ describe('mine: files', () => {
       new Error(`cannot tell the format of ${unnamed} from its name: use .jsonl, .txt or .json, or give readCorpus's format argument text|jsonl|json`),
     );
     expect((await readCorpus(unnamed, ['text'], 'text')).texts).toEqual(['satu']);
+    // nor one of mineToFile or corpusNeighbourStats (they said the CLI's --format)
+    const never = {} as EmbeddingSource; // the name is refused before any text is embedded
+    await expect(corpusNeighbourStats(never, { input: unnamed })).rejects.toThrow(
+      new Error(`cannot tell the format of ${unnamed} from its name: use .jsonl, .txt or .json, or give format text|jsonl|json`),
+    );
   });
 
   it('a .json pool with bytes that are not UTF-8 is warned about as a .txt is (it was read silently)', async () => {

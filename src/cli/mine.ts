@@ -90,7 +90,7 @@ positives the closest 5% of candidates (up to 10,000 evenly spaced texts are mea
           k,
           memoryMb,
           onStage,
-        });
+        }, { optionName: flagNamed });
         process.stdout.write(formatNeighbourStats(s));
         return 0;
       } finally {

@@ -71,8 +71,8 @@ export async function embedToStore(
 type CorpusOptions = Pick<MineRunOptions, 'input' | 'format' | 'fields' | 'memoryMb' | 'encodeBlock' | 'onStage'>;
 
 /** Reads the corpus of `opts.input` and embeds it into a vector store. */
-async function embedCorpus(source: EmbeddingSource, opts: CorpusOptions): Promise<{ corpus: Corpus; vectors: VectorStore; memoryMb: number }> {
-  const corpus = await readCorpusAs(opts.input, opts.fields ?? ['text'], opts.format, '--format'); // (the CLI's: its hints name its flag)
+async function embedCorpus(source: EmbeddingSource, opts: CorpusOptions, n: OptionNamer): Promise<{ corpus: Corpus; vectors: VectorStore; memoryMb: number }> {
+  const corpus = await readCorpusAs(opts.input, opts.fields ?? ['text'], opts.format, n('format')); // (its hints name the option)
   if (corpus.texts.length === 0) throw new Error(`${opts.input}: no texts`);
   const memoryMb = opts.memoryMb ?? MINE_DEFAULTS.memoryMb;
   const vectors = await embedToStore(corpus.texts, source, opts.encodeBlock ?? 4096, memoryMb, (d, t) => opts.onStage?.('embed', d, t)).catch(
@@ -87,12 +87,13 @@ async function embedCorpus(source: EmbeddingSource, opts: CorpusOptions): Promis
 export async function corpusNeighbourStats(
   source: EmbeddingSource,
   opts: CorpusOptions & Pick<MineRunOptions, 'k' | 'metric'>,
+  context: { optionName?: OptionNamer } = {},
 ): Promise<NeighbourStats> {
   for (const key of ['k', 'memoryMb'] as const) {
     const v = opts[key];
     if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new Error(`${key} must be a positive integer, got ${v}`);
   }
-  const { corpus, vectors, memoryMb } = await embedCorpus(source, opts);
+  const { corpus, vectors, memoryMb } = await embedCorpus(source, opts, context.optionName ?? optionItself);
   let stats: NeighbourStats;
   try {
     stats = await neighbourStats(corpus, vectors, { k: opts.k, metric: opts.metric, memoryMb });
@@ -130,7 +131,7 @@ export async function mineToFile(
   let vectors: VectorStore | undefined;
   let opened: EmbeddingSource | undefined;
   try {
-    const embedded = await embedCorpus(typeof source === 'function' ? (opened = await source()) : source, run);
+    const embedded = await embedCorpus(typeof source === 'function' ? (opened = await source()) : source, run, n);
     const { corpus, memoryMb } = embedded;
     vectors = embedded.vectors;
     let opts: MineRunOptions & MineOptions;
