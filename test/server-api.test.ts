@@ -445,13 +445,29 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       ]);
       const u = new URL(s.url);
       // halfClose: false sends without ending the client's side (on which Node drops the requests it has
-      // not answered yet), for a request that is answered; the server then ends the connection
-      const raw = (text: string, { halfClose = true } = {}): Promise<string> =>
+      // not answered yet), for a request that is answered; the server then ends the connection (within
+      // 5 s of its first bytes: what came by then, and '[open]', when it does not). `then` is sent when
+      // the first bytes come; `pauseMs`: reading then stops that long.
+      const raw = (text: string, { halfClose = true, then = '', url = u, pauseMs = 0 } = {}): Promise<string> =>
         new Promise((resolve, reject) => {
-          const socket = connect(Number(u.port), u.hostname, () => (halfClose ? socket.end(text) : socket.write(text)));
+          const socket = connect(Number(url.port), url.hostname, () => (halfClose ? socket.end(text) : socket.write(text)));
           let got = '';
-          socket.setEncoding('utf8').on('data', (d: string) => (got += d));
-          socket.on('close', () => resolve(got)).on('error', reject);
+          let open: NodeJS.Timeout | undefined;
+          const openAfter = (): NodeJS.Timeout =>
+            setTimeout(() => {
+              socket.destroy();
+              resolve(`${got}[open]`);
+            }, 5000);
+          socket.setEncoding('utf8').on('data', (d: string) => {
+            open ??= openAfter();
+            if (got === '' && then) socket.write(then);
+            if (got === '' && pauseMs > 0) {
+              socket.pause(); // the answer stops part-way: the server's buffers fill
+              setTimeout(() => socket.resume(), pauseMs);
+            }
+            got += d;
+          });
+          socket.on('close', () => (clearTimeout(open), resolve(got))).on('error', reject);
         });
       const answer = (status: string, error: OpenAIError['error']): string => {
         const body = JSON.stringify({ error });
@@ -482,6 +498,26 @@ describe.skipIf(!hasTokenizer)(`l2e serve API ${hasTokenizer ? '' : skipNote('th
       expect(pipelined.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
       expect(pipelined.toLowerCase()).toContain('\r\nconnection: close\r\n');
       expect(pipelined.match(/HTTP\/1\.1 \d+/g)).toEqual(['HTTP/1.1 200']);
+      // two of them: both answered (the first's Connection: close dropped the second)
+      const two = await raw(`${whole}${whole}GARBAGE\r\n\r\n`, { halfClose: false });
+      expect(two.match(/HTTP\/1\.1 \d+/g)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200']);
+      expect(two.endsWith('[open]')).toBe(false);
+      // the bytes come while a long answer is being sent: it is sent whole, then the connection ends
+      // (it stayed open, and a 408 for the bytes followed a minute later): an answer of ~25 MB, more
+      // than the sockets' buffers hold while the client does not read
+      const wide = await serveOn(model, { maxInputs: 65536, maxQueueTokens: 1 << 20 });
+      try {
+        const n = 65536;
+        const many = JSON.stringify({ input: Array.from({ length: n }, (_, i) => `teks ${i}`) });
+        const big = `POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(many)}\r\n\r\n${many}`;
+        const long = await raw(big, { halfClose: false, then: 'GARBAGE\r\n\r\n', url: new URL(wide.url), pauseMs: 500 });
+        expect(long.slice(0, 400)).toMatch(/^HTTP\/1\.1 200 OK/);
+        expect(long.endsWith('[open]')).toBe(false);
+        expect(long.endsWith('\r\n0\r\n\r\n')).toBe(true); // the chunked answer's end, and nothing after it
+        expect(long.match(/"object":"embedding"/g)).toHaveLength(n);
+      } finally {
+        await wide.handle.close();
+      }
       // refused in its body, after the route was found: answered once, counted once, under its route
       const embed400 = (text: string): number => (text.includes('route="/embed",status="400"') ? metricValue(text, 'l2e_http_requests_total{route="/embed",status="400"}') : 0);
       const before = embed400(await getText(`${s.url}/metrics`));

@@ -71,12 +71,12 @@ export class ServerMetrics {
     for (const reason of ['client_closed', 'timeout']) this.dropped.inc({ reason }, 0);
   }
 
-  /** Hooks for the batcher; `rate` reads its smoothed throughput. */
   /** `n` texts dropped before reaching the device, under their abort reason's code. */
   drop(n: number, reason: unknown): void {
     this.dropped.inc({ reason: reason instanceof ApiError && reason.code ? reason.code : 'aborted' }, n);
   }
 
+  /** Hooks for the batcher; `rate` reads its smoothed throughput. */
   batcherEvents(rate: () => number): BatcherEvents {
     return {
       onBatch: (b) => {

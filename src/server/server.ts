@@ -6,7 +6,8 @@
 // close() open: receiving it, answering it, and the client's reading of the answer.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { STATUS_CODES, maxHeaderSize, type ServerResponse } from 'node:http';
+import { STATUS_CODES, maxHeaderSize, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { basename, join } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -317,12 +318,8 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     metrics.requests.inc({ route, status: String(status) });
     metrics.latency.observe({ route }, seconds);
   };
-  /** The answer a connection is busy with (Node's socket._httpMessage), as the client-error handler reads it. */
-  interface InFlight {
-    headersSent?: boolean;
-    shouldKeepAlive: boolean;
-    req?: { complete?: boolean };
-  }
+  // the answer to the last request parsed on each connection (pipelined ones are answered in turn)
+  const lastAnswer = new WeakMap<object, ServerResponse>();
   // a routed request the HTTP parser then refused (its body not valid HTTP): the status written for it
   const refusedMidRequest = new WeakMap<object, number>();
 
@@ -344,14 +341,17 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => {
       // the client is gone (reset, or its end of the connection closed mid-request): nothing to answer
       if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE' || socket.destroyed) return void socket.destroy();
-      // an answer already begun on this connection would be corrupted by another one
-      const inFlight = (socket as Duplex & { _httpMessage?: InFlight | null })._httpMessage;
-      if (inFlight?.req?.complete && !socket.destroyed) {
-        // a request received whole, then bytes that are not HTTP (pipelined after it): its answer is
-        // still owed, and then the connection ends; the bytes get none (their 400 read as its answer)
-        inFlight.shouldKeepAlive = false;
+      const last = lastAnswer.get(socket);
+      if (last && last.req.complete && !last.writableFinished) {
+        // requests received whole, then bytes that are not HTTP (pipelined after them): their answers
+        // are still owed, and the connection ends after the last; the bytes get none (a 400 was read as
+        // the answer to the request before them)
+        if (!last.headersSent) last.shouldKeepAlive = false; // Node ends the connection after it
+        else last.once('finish', () => (socket as Socket).destroySoon()); // begun as keep-alive: ended here
         return;
       }
+      // an answer already begun on this connection would be corrupted by another one
+      const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
       if (socket.writable && !inFlight?.headersSent) {
         const api = clientErrorAnswer(err, o.requestTimeoutMs);
         const body = JSON.stringify(api.body());
@@ -424,6 +424,7 @@ export async function serve(model: EmbeddingModel | Promise<EmbeddingModel>, opt
 
   let closingNow = false;
   const stalled = watchReceiving(app.server, o.requestTimeoutMs); // swept while closing
+  app.server.on('request', (req: IncomingMessage, res: ServerResponse) => lastAnswer.set(req.socket, res));
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const started = performance.now();
     reply.raw.once('close', () => {
