@@ -235,6 +235,23 @@ describe('scripts/gpu/loan.sh with stub commands', () => {
   }, 70_000);
 });
 
+describe('scripts/gpu/loan.sh on a machine where CUDA is not usable', () => {
+  it('stops at once with exit 3, the reason in env.txt (which comes back), and runs no profile', () => {
+    const dir = makeTempDir();
+    const { repo, out, env } = stubLoan(dir);
+    writeFileSync(env['L2E_ADDON']!, 'exports.cudaStatus = () => ({ compiled: true, usable: false, emulated: false, reason: "no NVIDIA driver found" });\n');
+    const r = spawnSync('bash', [join(repo, 'scripts/gpu/loan.sh')], { env, encoding: 'utf8', timeout: 60_000 });
+    const log = `${r.stdout}${r.stderr}`;
+    expect(r.status, log).toBe(3);
+    const timeline = readFileSync(join(out, 'env.txt'), 'utf8');
+    expect(timeline).toContain('gpu-run: CUDA is not usable: no NVIDIA driver found');
+    expect(timeline).toMatch(/\] stopped: CUDA is not usable \(exit 1; the lines above\)/);
+    expect(log).toContain('== no recipe step profiles: CUDA is not usable here');
+    expect(log).not.toContain('recipe step profile, device pool');
+    expect(existsSync(env['STUB_CALLS']!)).toBe(false); // no test, bench or reference stage ran
+  }, 70_000);
+});
+
 describe('scripts/gpu/loan-json.cjs', () => {
   const helper = (...args: string[]) => spawnSync(process.execPath, [join(root, 'scripts/gpu/loan-json.cjs'), ...args], { encoding: 'utf8' });
 

@@ -27,6 +27,8 @@ RES=${OUT:-/tmp/l2e-gpu}
 mkdir -p "$RES"
 export L2E_LOAN_T0=$(date +%s)
 DEADLINE=$(( L2E_LOAN_T0 + ${RUN_S:-420} )) bash scripts/gpu/run.sh all
+# exit 3: CUDA is not usable on this machine (run.sh said why, in env.txt too): the profiles would fail alike
+if [ $? -eq 3 ]; then echo "== no recipe step profiles: CUDA is not usable here" >&2; exit 3; fi
 # run.sh unpacked the test addon: the profiles load that copy
 [ -f build/Release/testing/l2e_testing.node ] && export L2E_TESTING_ADDON=$PWD/build/Release/testing/l2e_testing.node
 profile_out=$(mktemp -d)

@@ -96,7 +96,9 @@ if [ -z "${L2E_TESTING_ADDON:-}" ] && [ -f .gpu/testing/l2e_testing.node.xz ]; t
 fi
 export L2E_TESTING_ADDON=${L2E_TESTING_ADDON:-$PWD/build/Release/testing/l2e_testing.node}
 source scripts/gpu/cublas-path.sh
-# (bounded too: a driver that hangs at the first CUDA call would hold the whole loan)
+# (bounded too: a driver that hangs at the first CUDA call would hold the whole loan). Not usable: exit
+# 3, the reason in env.txt too (a call brings $OUT back; the output's tail may be cut), and loan.sh
+# runs nothing more
 timeout -k 5 60 node -e '
   const a = require(process.env.L2E_ADDON);
   const s = a.cudaStatus?.();
@@ -105,7 +107,14 @@ timeout -k 5 60 node -e '
     : s.emulated ? "the addon is the CPU emulation build"
     : !s.usable ? s.reason : "";
   if (why) { console.error("gpu-run: CUDA is not usable: " + why); process.exit(1); }
-' || exit 1
+' > "$WORK/cuda-status.txt" 2>&1
+cuda_rc=$?
+cat "$WORK/cuda-status.txt"
+if [ "$cuda_rc" -ne 0 ]; then
+  cat "$WORK/cuda-status.txt" >> "$RES/env.txt"
+  note "stopped: CUDA is not usable (exit $cuda_rc; the lines above)"
+  exit 3
+fi
 
 # the card, driver and toolkit, and the shipped addon's sm_90a attention kernels: HGMMA (wgmma), no HMMA
 {
@@ -113,7 +122,7 @@ timeout -k 5 60 node -e '
   nvidia-smi
   nvcc --version 2>&1 | tail -2
   if command -v cuobjdump >/dev/null; then
-    cuobjdump -sass "$L2E_ADDON" | awk '
+    timeout -k 5 60 cuobjdump -sass "$L2E_ADDON" | awk '
       /^arch = / { a90 = ($3 == "sm_90a") } /Fatbin ptx code/ { a90 = 0 }
       /Function :/ { fn = $3 }
       a90 && fn ~ /flash_fwd_sm90/ && /HGMMA/ { hg[fn]++ } a90 && fn ~ /flash_fwd_sm90/ && /[^A-Z]HMMA/ { hm[fn]++ }
