@@ -415,13 +415,16 @@ describe('hub: the token', () => {
     // offline, no token is read: a cached snapshot needs none
     vi.stubEnv('HF_TOKEN', 'hf_good\nx');
     const cache = newCache();
-    await expect(snapshotDownload('org/x', { cacheDir: cache, offline: true })).rejects.toThrow(
-      `model repo org/x (revision main) is not in the cache ${cache}, and the offline option is set, so it was not downloaded`,
-    );
-    vi.unstubAllEnvs();
+    try {
+      await expect(snapshotDownload('org/x', { cacheDir: cache, offline: true })).rejects.toThrow(
+        `model repo org/x (revision main) is not in the cache ${cache}, and the offline option is set, so it was not downloaded`,
+      );
+    } finally {
+      vi.unstubAllEnvs();
+    }
     // the library's option is refused too, before anything is asked, without showing the token
     await expect(snapshotDownload('org/x', { endpoint: 'http://127.0.0.1:9', cacheDir: newCache(), token: 'hf_good\n' })).rejects.toThrow(
-      'snapshotDownload: token holds a line break inside it (a Hugging Face token is one word)',
+      'snapshotDownload: token holds a line break inside the token (a Hugging Face token is one word)',
     );
   });
 });

@@ -62,7 +62,7 @@ folder's files. Prints the snapshot folder.`,
     if (lacking.length) {
       process.stderr.write(
         `warning: model repo ${args.positionals[0]!}: its snapshot in the cache (${result.dir}) lacks ${lacking.join(', ')}, and HF_HUB_OFFLINE is set, ` +
-          'so it was not downloaded: the model cannot be loaded from it until a pull without HF_HUB_OFFLINE fetches it\n',
+          'so it was not downloaded: a pull without HF_HUB_OFFLINE fetches what the repo has of them\n',
       );
     } else if (repoType === 'model' && !include.length && !result.offline && !result.files.some((f) => f.endsWith('.safetensors'))) {
       // (a repo with only pytorch_model.bin "pulled" and then failed to load)

@@ -44,15 +44,14 @@ export function hubToken(env: NodeJS.ProcessEnv = process.env): string | undefin
  * where the token came from; huggingface_hub would join the lines into another token).
  */
 export function tokenFault(token: string): string | undefined {
-  if (/[\r\n]/.test(token)) return 'a line break';
-  if (/[\s\x00-\x1f\x7f]/.test(token)) return 'a space or control character';
-  return undefined;
+  const what = /[\r\n]/.test(token) ? 'a line break' : /[\s\x00-\x1f\x7f]/.test(token) ? 'a space or control character' : undefined;
+  return what && `${what} inside the token (a Hugging Face token is one word)`;
 }
 
 /** `token`, once it holds nothing tokenFault refuses; else an error naming `source` and what to do. */
 function checkToken(token: string, source: string, todo: string): string {
   const fault = tokenFault(token);
-  if (fault) throw new Error(`${source} holds ${fault} inside the token (a Hugging Face token is one word): ${todo}`);
+  if (fault) throw new Error(`${source} holds ${fault}: ${todo}`);
   return token;
 }
 

@@ -415,7 +415,7 @@ function checkSnapshotOptions(opts: SnapshotOptions): void {
   }
   // the token itself is not shown: an error message may end up in a log
   const fault = opts.token !== undefined && tokenFault(opts.token);
-  if (fault) throw new TypeError(`snapshotDownload: token holds ${fault} inside it (a Hugging Face token is one word)`);
+  if (fault) throw new TypeError(`snapshotDownload: token holds ${fault}`);
 }
 
 export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
@@ -432,7 +432,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
   const patterns = (opts.include ?? []).map(globToRegExp);
   if (opts.offline ?? hubOffline()) return cachedFiles(repoId, type, revision, cacheDir, patterns, opts.include ?? [], offlineReason(opts.offline));
   const token = opts.token ?? hubToken(); // after the offline return: a cached snapshot needs none
-  const { commit, files } = await repoInfo(repoId, opts);
+  const { commit, files } = await repoInfo(repoId, { ...opts, token });
   const wanted = patterns.length ? files.filter((f) => patterns.some((p) => p.test(f.path))) : files;
   if (wanted.length === 0) {
     throw new HubError(`${type} repo ${repoId} has no file matching ${(opts.include ?? []).join(', ')} at revision ${revision}`);
