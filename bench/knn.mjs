@@ -68,13 +68,16 @@ function numpyKnn(files, metric, k) {
   return { ...res, indices: new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)) };
 }
 
-/** Queries whose k neighbours are the same rows in the same order in both searches. */
+/**
+ * Queries whose k neighbours are the same rows in both searches, in any order: two scores equal to
+ * within float32 rounding may come out in either order from two GEMMs' sums.
+ */
 function sameNeighbours(a, b, k) {
   let same = 0;
   for (let q = 0; q < Q; q++) {
-    let eq = true;
-    for (let j = 0; j < k && eq; j++) eq = a[q * k + j] === b[q * k + j];
-    if (eq) same++;
+    const x = a.slice(q * k, (q + 1) * k).sort();
+    const y = b.slice(q * k, (q + 1) * k).sort();
+    if (x.every((v, j) => v === y[j])) same++;
   }
   return same;
 }

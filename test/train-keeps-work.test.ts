@@ -186,13 +186,16 @@ describe('a run keeps its work', () => {
     expect(listRunCheckpoints(out).map((c) => [c.step, c.runId])).toEqual([2, 4].map((s) => [s, a.result.runId]));
   });
 
-  it('an overwrite run into a folder with no run to keep (new, or empty) saves its checkpoint when stopped', async () => {
+  it('an overwrite run into a folder with no run to keep (new, empty, or with only other files) saves its checkpoint when stopped', async () => {
     const parent = makeTempDir();
-    for (const out of [join(parent, 'new'), makeTempDir()]) {
+    const others = makeTempDir();
+    writeFileSync(join(others, 'notes.txt'), 'mine\n');
+    for (const out of [join(parent, 'new'), makeTempDir(), others]) {
       const b = await fitRun({ maxSteps: 50, outputDir: out, saveSteps: 10, overwrite: true }, dataFile(), undefined, 3);
       expect(b.result).toMatchObject({ stoppedBy: 'aborted', step: 3, checkpoint: join(out, 'checkpoint-3') });
       expect(listRunCheckpoints(out).map((c) => [c.step, c.runId])).toEqual([[3, b.result.runId]]);
     }
+    expect(readFileSync(join(others, 'notes.txt'), 'utf8')).toBe('mine\n');
   });
 
   it("a damaged newest checkpoint's weights: the resume says how to continue from the one before, which works", async () => {
