@@ -3,8 +3,8 @@
 // install, TypeScript builds included, is checked by .ci/pack-install.sh.
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { repoRoot } from './helpers/fixture.js';
 
 const built = existsSync(join(repoRoot, 'dist', 'index.js')) && existsSync(join(repoRoot, 'dist', 'index.cjs'));
@@ -22,6 +22,32 @@ describe.skipIf(!built)('package exports (dist/ built)', () => {
     expect(esm).toContain('knn');
     expect(esm).toContain('similarity');
     expect(cjs).toEqual(esm);
+  });
+
+  // Node 20.17/20.18's require() of ES modules (--experimental-require-module) overflowed its stack on
+  // the one cycle there was (eval/knn <-> eval/metrics)
+  it('no module of dist/ imports itself through others', () => {
+    const dist = join(repoRoot, 'dist');
+    const files = (readdirSync(dist, { recursive: true, encoding: 'utf8' })).filter((f) => f.endsWith('.js')).map((f) => join(dist, f));
+    const imports = new Map(
+      files.map((f) => [f, [...readFileSync(f, 'utf8').matchAll(/^(?:import|export)\b[^'"\n]*?\bfrom\s+['"](\.[^'"]+)['"]/gm)].map((m) => resolve(dirname(f), m[1]!))]),
+    );
+    expect(imports.get(join(dist, 'eval', 'metrics.js'))).toContain(join(dist, 'eval', 'knn.js')); // the pattern reads imports
+    const cycles: string[] = [];
+    const state = new Map<string, 'open' | 'done'>();
+    const path: string[] = [];
+    const visit = (f: string): void => {
+      state.set(f, 'open');
+      path.push(f);
+      for (const d of imports.get(f) ?? []) {
+        if (state.get(d) === 'open') cycles.push(path.slice(path.indexOf(d)).map((x) => relative(dist, x)).join(' -> '));
+        else if (!state.has(d)) visit(d);
+      }
+      path.pop();
+      state.set(f, 'done');
+    };
+    for (const f of files) if (!state.has(f)) visit(f);
+    expect(cycles).toEqual([]);
   });
 
   it('"engines" admits only Node versions whose require() loads ES modules unflagged', () => {

@@ -2,7 +2,6 @@
 // blocked sgemm + per-row partial selection, both cores, memory bounded by tiles (never N×N).
 import { Embeddings } from '../model/embeddings.js';
 import { nativeAddon } from '../native.js';
-import { cosine } from './metrics.js';
 import { describeValue } from '../util/describe.js';
 import { checkOptions, optionKeys } from '../util/options.js';
 
@@ -145,6 +144,19 @@ function knnResult(k: number, queries: number, indices: Int32Array, scores: Floa
     neighbors,
     matches: () => Array.from({ length: queries }, (_, q) => neighbors(q)),
   };
+}
+
+/** cos(a, b) in double precision; 0 when either vector is zero. */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0;
 }
 
 /**

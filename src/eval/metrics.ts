@@ -15,7 +15,10 @@
 // query with stray spaces still finds its pool entry.
 import { Embeddings } from '../model/embeddings.js';
 import { pairRowProblem, readPairRows } from '../data/jsonl.js';
-import { gatherRows, knn } from './knn.js';
+import { cosine, gatherRows, knn } from './knn.js';
+// (cosine lives with knn, which metrics imports: an import cycle between the two overflowed the stack
+// of Node 20.17/20.18's require() of ES modules)
+export { cosine } from './knn.js';
 import { pyStrip } from './strip.js';
 import { describeValue, positiveInteger } from '../util/describe.js';
 import { checkPathArg } from '../util/options.js';
@@ -133,18 +136,6 @@ export async function readTestSet(file: string, limit = 1000, name = file): Prom
   return { ...set, source: file };
 }
 
-/** cos(a, b) in double precision; 0 when either vector is zero. */
-export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0;
-}
 
 /**
  * Computes the metrics from the pool's vectors (`vectors.row(i)` embeds `set.pool[i]`).
