@@ -45,12 +45,13 @@ describe('Trainer runs and their output folder', () => {
     writeFileSync(dataFile, topicData(10, 40, 4).rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   });
 
-  /** One fit on a fresh copy of the tiny model; `abortAt` stops after that step. The model is disposed unless `keep`. */
+  /** One fit on a fresh copy of the tiny model; `abortAt` stops after that step (0: before the first). The model is disposed unless `keep`. */
   async function fitRun(options: TrainerOptions, o: { abortAt?: number; keep?: boolean; data?: string } = {}): Promise<Ran> {
     const model = await EmbeddingModel.load(modelDir);
     const steps: StepInfo[] = [];
     const notices: string[] = [];
     const controller = new AbortController();
+    if (o.abortAt === 0) controller.abort();
     try {
       const result = await new Trainer(model, { ...base, ...options }).fit(o.data ?? dataFile, {
         signal: controller.signal,
@@ -365,6 +366,31 @@ describe('Trainer runs and their output folder', () => {
     const same = await fitRun({ maxSteps: 6, outputDir: out, resume: true });
     expect(same.result.stoppedBy).toBe('alreadyDone');
     expect(same.notices.at(-1)).toBe(`nothing to do: ${join(out, 'checkpoint-6')} has reached maxSteps 6 and its final model is in ${out}; nothing was written`);
+    expect(snapshot(out)).toEqual(before);
+  });
+
+  it('a resume of a run done past its newest checkpoint (saveSteps 0) has nothing to do; one stopped before its first step cuts no log line', async () => {
+    const out = makeTempDir();
+    const log = join(makeTempDir(), 'log.jsonl');
+    const opts = { maxSteps: 6, outputDir: out, saveSteps: 0, logFile: log };
+    const first = await fitRun(opts, { abortAt: 2 }); // its stop saves checkpoint-2; saveSteps 0 saves no other
+    expect((await fitRun({ ...opts, resume: true })).result.step).toBe(6);
+    expect(readRunRecord(out)).toMatchObject({ runId: first.result.runId, finalModelStep: 6, finalModelEpochs: 0 });
+    const before = snapshot(out);
+    const lines = readFileSync(log, 'utf8');
+    expect(lines.trim().split('\n')).toHaveLength(6);
+    // it trained steps 3-6 again, cutting their log lines first (a stop then left the step-6 model, its lines gone)
+    const again = await fitRun({ ...opts, resume: true });
+    expect(again.steps).toEqual([]);
+    expect(again.result).toMatchObject({ stoppedBy: 'alreadyDone', step: 2 });
+    expect(again.notices.at(-1)).toBe(
+      `nothing to do: ${out} holds the run's final model, of step 6, which reached maxSteps 6; nothing was written ` +
+        `(its newest checkpoint, ${join(out, 'checkpoint-2')}, is older: no checkpoint was saved at the run's end)`,
+    );
+    // more steps (a constant schedule may take them) train from the checkpoint; stopped before the first, nothing is cut
+    const more = await fitRun({ ...opts, maxSteps: 8, resume: true }, { abortAt: 0 });
+    expect(more.steps).toEqual([]);
+    expect(readFileSync(log, 'utf8')).toBe(lines);
     expect(snapshot(out)).toEqual(before);
   });
 

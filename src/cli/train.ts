@@ -50,8 +50,9 @@ empty, or its run's with no later checkpoint) up to the given --max-steps / --ep
 seed, ...) or other data is refused, naming the differences, unless --allow-changed-config (other
 data is then read from its beginning, the step count and optimizer state carrying on); so is a
 --max-steps / --epochs that gives a linear or cosine schedule another length than the run's. When
-the checkpoint is already past --max-steps (or at it, with its final model written) there is
-nothing to do and nothing is written. --overwrite starts a new run there: training_run.json names
+the checkpoint is already past --max-steps (or at it, with its final model written; or the run's
+final model, written after it as with --save-steps 0, reached them) there is nothing to do and
+nothing is written. --overwrite starts a new run there: training_run.json names
 it from its first checkpoint (until then, if it fails or is stopped, the earlier run can still be
 resumed); the earlier runs' checkpoint-<step> folders are removed as the new run saves its own
 (another tool's are never replaced: a folder holding one is refused); model.safetensors,

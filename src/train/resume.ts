@@ -229,7 +229,20 @@ export function nothingToDo(o: ResolvedOptions, optionName: OptionNamer, pos: Po
   const n = optionName;
   const byStep = o.maxSteps > 0;
   const reached = byStep ? pos.step >= o.maxSteps : pos.epoch >= o.epochs;
-  if (!reached) return null;
+  const target = byStep ? `${n('maxSteps')} ${o.maxSteps}` : `${n('epochs')} ${o.epochs}`;
+  const record = o.outputDir ? readRunRecord(o.outputDir) : null;
+  const hasModel = o.outputDir ? existsSync(join(o.outputDir, 'model.safetensors')) : false;
+  if (!reached) {
+    // the run went on past this checkpoint and wrote its final model with no checkpoint at its end
+    // (saveSteps 0): trained again from here, and its log cut back, by a second resume of a done run
+    const final = record?.runId === runId && hasModel ? record : null;
+    const done = final && final.finalModelStep !== null && final.finalModelStep > pos.step && (byStep ? final.finalModelStep >= o.maxSteps : (final.finalModelEpochs ?? -1) >= o.epochs);
+    if (!done) return null;
+    return (
+      `nothing to do: ${o.outputDir} holds the run's final model, of step ${final.finalModelStep}, which reached ${target}; ` +
+      `nothing was written (its newest checkpoint, ${dir}, is older: no checkpoint was saved at the run's end)`
+    );
+  }
   // (a checkpoint some groups into the epoch after the last is past it too: its final model would be
   // a part of that epoch's, written over the one of the last epoch's end)
   const past = byStep ? pos.step > o.maxSteps : pos.epoch > o.epochs || pos.groups > 0;
@@ -242,10 +255,8 @@ export function nothingToDo(o: ResolvedOptions, optionName: OptionNamer, pos: Po
         : `${pos.epoch} epochs in, past ${n('epochs')} ${o.epochs}`;
     return `nothing to do: ${dir} is ${where}; ${untouched} (raise ${n(byStep ? 'maxSteps' : 'epochs')} to train further)`;
   }
-  const record = o.outputDir ? readRunRecord(o.outputDir) : null;
-  const finalWritten = record?.runId === runId && record.finalModelStep === pos.step && existsSync(join(o.outputDir!, 'model.safetensors'));
+  const finalWritten = record?.runId === runId && record.finalModelStep === pos.step && hasModel;
   if (o.outputDir && !finalWritten) return null;
-  const target = byStep ? `${n('maxSteps')} ${o.maxSteps}` : `${n('epochs')} ${o.epochs}`;
   const model = o.outputDir ? ` and its final model is in ${o.outputDir}` : '';
   return `nothing to do: ${dir} has reached ${target}${model}; ${untouched}`;
 }

@@ -29,6 +29,8 @@ export interface RunRecord {
   startedAt: string;
   /** Step of the final model written to the folder by this run (null: none yet). */
   finalModelStep: number | null;
+  /** The epoch of that step's position (the epochs done, when the run ended by its epochs; absent in older records). */
+  finalModelEpochs?: number | null;
 }
 
 /** What a run trains on: a file's resolved path, size and fingerprint; an array's length and hash. */
@@ -94,10 +96,12 @@ export function readRunRecord(outputDir: string): RunRecord | null {
     const v = parseJson(readRegularFileText(file)) as Record<string, unknown>;
     if (v['format'] !== RUN_FORMAT || typeof v['runId'] !== 'string') throw new Error(`not a ${RUN_FORMAT} record`);
     const step = v['finalModelStep'];
+    const epochs = v['finalModelEpochs'];
     return {
       runId: v['runId'],
       startedAt: typeof v['startedAt'] === 'string' ? v['startedAt'] : '',
       finalModelStep: typeof step === 'number' ? step : null,
+      finalModelEpochs: typeof epochs === 'number' ? epochs : null,
     };
   } catch (err) {
     throw new Error(`${file}: cannot read the training run record (${(err as Error).message}); remove it to start over`);

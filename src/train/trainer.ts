@@ -395,7 +395,9 @@ export class Trainer {
     let lastLoss = NaN;
     let stoppedBy: FitResult['stoppedBy'] = o.maxSteps > 0 ? 'maxSteps' : 'epochs';
     if (o.logFile) makeOutputFolder(dirname(o.logFile), `${n('logFile')} ${o.logFile}`);
-    if (resumed && o.logFile) await trimLog(o.logFile, pos.step, this.run.id, notice);
+    // (not when stopped before the first step: the lines past the checkpoint were the only record of
+    // steps a final model may hold)
+    if (resumed && o.logFile && !fit.signal?.aborted) await trimLog(o.logFile, pos.step, this.run.id, notice);
     if (o.logFile) endTornLine(o.logFile);
     if (o.logFile && !existsSync(o.logFile)) this.made.logFile = o.logFile;
     if (o.logFile) this.stepLog = await StepLog.open(o.logFile, n, notice, fit.signal);
@@ -573,7 +575,7 @@ export class Trainer {
         if (err instanceof NonFiniteWeightsError) throw new TrainingDivergedError(pos.step, err.message, this.lastCheckpoint);
         throw err;
       }
-      writeRunRecord(o.outputDir, { runId: this.run.id, startedAt: this.run.startedAt, finalModelStep: pos.step });
+      writeRunRecord(o.outputDir, { runId: this.run.id, startedAt: this.run.startedAt, finalModelStep: pos.step, finalModelEpochs: pos.epoch });
       if (this.replacing) this.prune(notice);
       modelDir = o.outputDir;
     }
