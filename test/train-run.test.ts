@@ -497,6 +497,11 @@ describe('Trainer runs and their output folder', () => {
       `cannot resume from ${ckpt}: it was trained with other settings: groupSize 3 (now 2), data ${resolve(dataFile)} (now ${resolve(other)}, other content); ` +
         'resume with the same values, or use allowChangedConfig to continue with the new ones',
     );
+    // a shuffle buffer of 0 (the CLI's --no-shuffle) is said as no shuffle, not as a size nobody typed
+    await expect(fitRun({ maxSteps: 4, outputDir: out, resume: true, shuffleBuffer: 0 })).rejects.toThrow(
+      `cannot resume from ${ckpt}: it was trained with other settings: shuffleBuffer 16 (now 0, no shuffle); ` +
+        'resume with the same values, or use allowChangedConfig to continue with the new ones',
+    );
     expect(snapshot(out)).toEqual(before);
     // settings that do not change what is computed (or are what resuming changes) are not differences
     const ok = await fitRun({ maxSteps: 4, outputDir: out, resume: true, lr: 2e-3, allowChangedConfig: true, chunkTokens: 64, saveSteps: 1 });

@@ -151,13 +151,18 @@ export interface ConfigChange {
   now: string;
 }
 
+/** A run-defining option's value as a change names it (a shuffle buffer of 0 is --no-shuffle's: said so). */
+function shown(key: string, value: unknown): string {
+  return key === 'shuffleBuffer' && value === 0 ? '0, no shuffle' : String(value);
+}
+
 /** Differences in the run-defining options (and the data's content) between a saved state and now. */
 export function configChanges(state: Record<string, unknown>, now: ResolvedOptions, data: DataIdentity): ConfigChange[] {
   const changes: ConfigChange[] = [];
   const saved = (state['options'] ?? {}) as Record<string, unknown>;
   for (const key of RUN_DEFINING_OPTIONS) {
     if (!(key in saved)) continue;
-    if (saved[key] !== now[key]) changes.push({ option: key, was: String(saved[key]), now: String(now[key]) });
+    if (saved[key] !== now[key]) changes.push({ option: key, was: shown(key, saved[key]), now: shown(key, now[key]) });
   }
   const before = (state['run'] as { data?: DataIdentity } | undefined)?.data;
   const differ = before?.sha256 && data.sha256 && (before.sha256 !== data.sha256 || before.bytes !== data.bytes);
