@@ -57,8 +57,10 @@ function buildFromSource(why) {
   }
 }
 
-if (process.env.npm_config_build_from_source === 'true') {
-  buildFromSource('--build-from-source was given');
+// npm sets "true" for --build-from-source; one set by hand may be "1" (anything but empty, "false", "0")
+const fromSource = process.env.npm_config_build_from_source;
+if (fromSource !== undefined && !['', 'false', '0'].includes(fromSource.trim().toLowerCase())) {
+  buildFromSource(fromSource === 'true' ? '--build-from-source was given' : `npm_config_build_from_source=${fromSource}`);
 } else {
   const p = tryPrebuilt();
   if (p.ok) console.error(`llama2-embedding: using the prebuilt binary ${path.relative(root, p.file)}`);

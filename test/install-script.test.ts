@@ -38,6 +38,16 @@ describe.skipIf(process.platform !== 'linux')('the install script', () => {
     expect([r.status, r.stderr.trim()]).toEqual([0, `llama2-embedding: using the prebuilt binary ${join('prebuilds', `${process.platform}-${process.arch}`, 'node.napi.glibc.node')}`]);
   });
 
+  it('builds from source when npm_config_build_from_source asks, as true or as 1 (1 was ignored), not as false', () => {
+    const root = packageWith(readFileSync(nativeAddonPath()));
+    const building = 'building the native addon from source with node-gyp (needs python3, make and a C++17 compiler)';
+    for (const [value, why] of [['true', '--build-from-source was given'], ['1', 'npm_config_build_from_source=1']]) {
+      const r = install(root, { npm_config_build_from_source: value });
+      expect([r.status, r.stderr.trim().split('\n')[0]]).toEqual([1, `llama2-embedding: ${why}; ${building}`]); // (no node-gyp here)
+    }
+    for (const value of ['false', '0', '']) expect(install(root, { npm_config_build_from_source: value }).status).toBe(0);
+  });
+
   it('says a prebuilt that killed its probe was killed, and that node-gyp could not be run', () => {
     const r = install(packageWith(readFileSync(nativeAddonPath()).subarray(0, 4000)));
     expect(r.status).toBe(1);
