@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { Embeddings } from '../src/model/embeddings.js';
 import { LineError, type PairRow } from '../src/data/jsonl.js';
-import { TextError } from '../src/model/text-error.js';
+import { atItsLine, TextError } from '../src/model/text-error.js';
 import { readCorpus, type Corpus } from '../src/mine/corpus.js';
 import { distance, minePairs, type MineOptions } from '../src/mine/mine.js';
 import { corpusNeighbourStats, mineToFile } from '../src/mine/run.js';
@@ -223,6 +223,12 @@ describe('mine: files', () => {
       new Error(`cannot tell the format of ${unnamed} from its name: use .jsonl, .txt or .json, or give readCorpus's format argument text|jsonl|json`),
     );
     expect((await readCorpus(unnamed, ['text'], 'text')).texts).toEqual(['satu']);
+    // a .json corpus has no lines to name: a text's place in its array, or its key's in the object
+    writeFileSync(pool, JSON.stringify(['satu', 'dua', ' satu ', 'tiga']));
+    const tooLong = new TextError('tokenizer', 'more than 65536 characters', 2); // texts[2] is 'tiga'
+    expect(atItsLine(tooLong, await readCorpus(pool))).toEqual(new Error(`${pool}: element [3] of the array: more than 65536 characters`));
+    writeFileSync(pool, JSON.stringify({ satu: 1, dua: 2, tiga: 3 }));
+    expect(atItsLine(tooLong, await readCorpus(pool))).toEqual(new Error(`${pool}: key 3 of the object: more than 65536 characters`));
     // nor one of mineToFile or corpusNeighbourStats (they said the CLI's --format)
     const never = {} as EmbeddingSource; // the name is refused before any text is embedded
     await expect(corpusNeighbourStats(never, { input: unnamed })).rejects.toThrow(

@@ -47,7 +47,8 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
   const texts: string[] = [];
   const lines: number[] = [];
   const groups: number[][] = [];
-  const add = (s: string, line?: number): number | undefined => {
+  const elements: number[] = [];
+  const add = (s: string, line?: number, element?: number): number | undefined => {
     const t = pyStrip(s);
     if (t === '') return undefined;
     let i = index.get(t);
@@ -56,6 +57,7 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
       index.set(t, i);
       texts.push(t);
       if (line !== undefined) lines.push(line);
+      if (element !== undefined) elements.push(element);
     }
     return i;
   };
@@ -78,8 +80,8 @@ export async function readCorpusAs(file: string, fields: string[], format: Corpu
     if (!list) throw new Error(`${name}: ${expected}, got ${describeValue(value)}`);
     const bad = list.findIndex((s) => typeof s !== 'string');
     if (bad >= 0) throw new Error(`${name}: element [${bad}] of the array is ${describeValue(list[bad])}, not a string: ${expected}`);
-    for (const s of list as string[]) add(s);
-    return { texts, groups, rows: list.length, source: name };
+    (list as string[]).forEach((s, i) => add(s, undefined, i));
+    return { texts, groups, rows: list.length, source: name, elements: { of: Array.isArray(value) ? 'array' : 'object', at: elements } };
   }
 
   // the one reader of text inputs keeps a .txt's blank lines as empty texts: the corpus drops them,

@@ -24,13 +24,18 @@ export class TextError extends Error {
 export interface TextLines {
   source?: string;
   lines?: number[];
+  /** For a JSON file of texts (no lines to name): each text's (first) place in its array, or key's. */
+  elements?: { of: 'array' | 'object'; at: number[] };
 }
 
 /** A text's error from the tokenizer or the model, named by the input line that holds the text. */
 export function atItsLine(err: unknown, texts: TextLines | undefined): unknown {
   if (!(err instanceof TextError) || err.index === undefined || !texts?.source) return err;
   const line = texts.lines?.[err.index];
-  return line === undefined ? err : new LineError(texts.source, line, err.reason);
+  if (line !== undefined) return new LineError(texts.source, line, err.reason);
+  const at = texts.elements?.at[err.index];
+  if (at === undefined) return err;
+  return new Error(`${texts.source}: ${texts.elements!.of === 'array' ? `element [${at}] of the array` : `key ${at + 1} of the object`}: ${err.reason}`);
 }
 
 /** "NaN at index 3" for the first non-finite value of row `row` (width `dim`) of `rows`, or null. */
