@@ -231,6 +231,22 @@ describe('demo flags and interruption', () => {
     }
   }, 120_000);
 
+  beyondSanitizer('a stop asked during the last step comes after it: the demo finishes, its trained model kept', async () => {
+    const out = makeTempDir('l2e-demo-last-');
+    const update = vi.spyOn(ProgressBar.prototype, 'update').mockImplementation((done: number) => {
+      if (done === 3) process.emit('SIGINT'); // (the bar's update follows the step)
+    });
+    try {
+      const r = await l2e('demo', '--output', out, '--steps', '3');
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).not.toContain('interrupted at step');
+      for (const f of ['model', 'metrics.json', 'loss.svg', 'metrics.svg', 'losses.json']) expect(existsSync(join(out, f)), f).toBe(true);
+      expect(JSON.parse(readFileSync(join(out, 'losses.json'), 'utf8'))).toHaveLength(3);
+    } finally {
+      update.mockRestore();
+    }
+  }, 120_000);
+
   beyondSanitizer.each([
     ['SIGINT', 130, 'interrupted: stopping after the current step (Ctrl-C again to quit now)'],
     ['SIGTERM', 143, 'SIGTERM received: stopping after the current step (SIGTERM again to quit now)'],

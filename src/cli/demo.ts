@@ -64,7 +64,7 @@ demo's (whose files are replaced); any other folder is refused before any work u
 which replaces those files in it and leaves the rest. A run too short to learn (the model not
 better than before on both top-1 and top-10) says so instead of printing the table. Ctrl-C (or
 SIGTERM, SIGHUP) stops after the current step and exits (130, 143, 129) without evaluating or
-saving the partly trained model. The data and tokenizer packages are development dependencies;
+saving the partly trained model (during the last step, or once training is done, the demo finishes). The data and tokenizer packages are development dependencies;
 when missing, the demo prints the one npm command that installs them.`,
   options: {
     output: { kind: 'string', help: 'output folder', metavar: 'DIR', default: 'l2e-demo' },

@@ -290,7 +290,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       onNotice: notice,
       signal: o.signal,
     });
-    if (fitted.stoppedBy === 'aborted') throw new DemoInterruptedError(fitted.step, steps, out, earlier);
+    // (a stop asked during the last step came after it: the model is the demo's whole result, kept)
+    if (fitted.stoppedBy === 'aborted' && fitted.step < steps) throw new DemoInterruptedError(fitted.step, steps, out, earlier);
     // 5. after, and everything written
     const after = await evaluateDemo(model, data.test);
     const modelDir = join(out, 'model');
