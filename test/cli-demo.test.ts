@@ -231,6 +231,15 @@ describe('demo flags and interruption', () => {
     }
   }, 120_000);
 
+  beyondSanitizer('a learning rate that diverges is said in the demo\'s terms: its --lr, nothing saved', async () => {
+    const out = makeTempDir('l2e-demo-diverge-');
+    const r = await l2e('demo', '--output', out, '--steps', '20', '--lr', '1e9');
+    expect(r.code).toBe(1);
+    // (it spoke of a max grad norm and checkpoints the demo has not, and of loading the model again)
+    expect(r.err.trim().split('\n').at(-1)).toMatch(/^l2e demo: error: training diverged at step \d+: the (loss|gradient norm) is \S+; nothing was saved\. Try a lower --lr \(it was 1000000000\)$/);
+    expect(existsSync(join(out, 'model'))).toBe(false);
+  }, 120_000);
+
   beyondSanitizer('a stop asked during the last step comes after it: the demo finishes, its trained model kept', async () => {
     const out = makeTempDir('l2e-demo-last-');
     const update = vi.spyOn(ProgressBar.prototype, 'update').mockImplementation((done: number) => {

@@ -130,6 +130,15 @@ describe('l2e train', () => {
     expect(u.err).toMatch(/unknown lr schedule "exp"/);
   });
 
+  it('divergence names the flags to change, not the library\'s options, nor a model to load again', async () => {
+    const out = join(makeTempDir(), 'run');
+    const r = await l2e('train', '--model', modelDir, '--data', data, '--output', out, '--batch-size', '4', '--lr', '1e10', '--max-steps', '10');
+    expect(r.code).toBe(1);
+    expect(r.err.trim().split('\n').at(-1)).toMatch(
+      /^l2e train: error: training diverged at step \d+: the (loss|gradient norm) is \S+; stopped \(try a lower --lr or a smaller --max-grad-norm\)\. No checkpoint was saved\.$/,
+    );
+  });
+
   it('a used --output is refused naming the flags; --resume past --max-steps has nothing to do and writes nothing', async () => {
     const out = join(makeTempDir(), 'run');
     const common = ['--data', data, '--output', out, '--batch-size', '4', '--lr', '1e-3', '--save-steps', '2'];

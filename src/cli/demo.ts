@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import { demoLearned, DemoInterruptedError, runDemo, DEMO_DEFAULTS, type DemoResult } from '../demo/run.js';
 import { TrainerOptionError } from '../train/options.js';
+import { TrainingDivergedError } from '../train/trainer.js';
 import { opt, SEED_RANGE, UsageError } from './args.js';
 import type { Command } from './command.js';
 import { ProgressBar } from './progress.js';
@@ -100,6 +101,10 @@ when missing, the demo prints the one npm command that installs them.`,
       return 0;
     } catch (err) {
       if (err instanceof TrainerOptionError) throw new UsageError(err.message);
+      if (err instanceof TrainingDivergedError) {
+        // the demo has no checkpoint or max grad norm to speak of: its one knob is the learning rate
+        throw new Error(`training diverged at step ${err.step}: ${err.what}; nothing was saved. Try a lower --lr (it was ${opt.num(args, 'lr') ?? DEMO_DEFAULTS.lr})`);
+      }
       if (!(err instanceof DemoInterruptedError)) throw err;
       process.stderr.write(`l2e demo: ${err.message}\n`);
       return signalStatus(stopping.signal() ?? 'SIGINT'); // as \`l2e train\` on a stop signal

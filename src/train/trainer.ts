@@ -132,15 +132,18 @@ const fitting = new WeakSet<NativeModel>();
  */
 export class TrainingDivergedError extends Error {
   override name = 'TrainingDivergedError';
+  /** `optionName`: how the options are named (the CLI's flags); the last sentence is a library caller's. */
   constructor(
     readonly step: number,
     readonly what: string,
     readonly lastCheckpoint: string | null,
+    optionName: OptionNamer = optionItself,
   ) {
+    const n = optionName;
     super(
-      `training diverged at step ${step}: ${what}; stopped (try a lower lr or a smaller max grad norm). ` +
+      `training diverged at step ${step}: ${what}; stopped (try a lower ${n('lr')} or a smaller ${n('maxGradNorm')}). ` +
         (lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}.` : 'No checkpoint was saved.') +
-        ' The model trained holds the weights it diverged with: load it again (or that checkpoint) to train or encode with it.',
+        (n === optionItself ? ' The model trained holds the weights it diverged with: load it again (or that checkpoint) to train or encode with it.' : ''),
     );
   }
 }
@@ -497,8 +500,8 @@ export class Trainer {
           // the step's one read-back: its loss (left pending by the micro-batches) with the norm; a
           // non-finite one skipped the update on the device and zeroed the gradients
           lastLoss = res.loss / micro;
-          if (!Number.isFinite(lastLoss)) throw new TrainingDivergedError(step, `the loss is ${lastLoss}`, this.lastCheckpoint);
-          if (res.skipped) throw new TrainingDivergedError(step, `the gradient norm is ${res.gradNorm}`, this.lastCheckpoint);
+          if (!Number.isFinite(lastLoss)) throw new TrainingDivergedError(step, `the loss is ${lastLoss}`, this.lastCheckpoint, this.optionName);
+          if (res.skipped) throw new TrainingDivergedError(step, `the gradient norm is ${res.gradNorm}`, this.lastCheckpoint, this.optionName);
           pos.step = step;
           pos.rngState = rngState;
           completed = { ...pos };
@@ -572,7 +575,7 @@ export class Trainer {
         // the run's own folder (claimFolder refused another's): its final model replaces any earlier one
         saveModel(this.model, o.outputDir, { tokenizerDir: o.tokenizerDir, tokenizerFiles: this.tokenizerFiles, temperature: o.temperature, requireFinite: true, native: this.held, overwrite: true });
       } catch (err) {
-        if (err instanceof NonFiniteWeightsError) throw new TrainingDivergedError(pos.step, err.message, this.lastCheckpoint);
+        if (err instanceof NonFiniteWeightsError) throw new TrainingDivergedError(pos.step, err.message, this.lastCheckpoint, this.optionName);
         throw err;
       }
       writeRunRecord(o.outputDir, { runId: this.run.id, startedAt: this.run.startedAt, finalModelStep: pos.step, finalModelEpochs: pos.epoch });
@@ -742,7 +745,7 @@ export class Trainer {
       });
     } catch (err) {
       // the step's update produced NaN/Inf weights: never checkpoint them
-      if (err instanceof NonFiniteWeightsError) throw new TrainingDivergedError(pos.step, err.message, this.lastCheckpoint);
+      if (err instanceof NonFiniteWeightsError) throw new TrainingDivergedError(pos.step, err.message, this.lastCheckpoint, this.optionName);
       throw err;
     }
     this.lastCheckpoint = saved.dir;
