@@ -37,7 +37,8 @@ export function demoReport(r: DemoResult, output: string): string {
   const wrote = `wrote ${output}/{${r.written.join(',')}}\n`;
   if (!demoLearned(r.before, r.after)) {
     return (
-      `\nNot learned yet: after ${r.losses.length} steps the model does not beat the random model on both top1 and ` +
+      // (the model before training: random, or the --model given)
+      `\nNot learned yet: after ${counted(r.losses.length, 'step')} the model does not beat itself before training on both top1 and ` +
       `top10 of the held-out translations (top1 ${f(r.after.top1)} vs ${f(r.before.top1)} before, top10 ${f(r.after.top10)} vs ${f(r.before.top10)} before).\n` +
       `This is not a result: run more steps (the default --steps ${DEMO_DEFAULTS.steps} takes about a minute on 2 cores).\n\n` +
       loss +
