@@ -9,7 +9,7 @@ import OpenAI from 'openai';
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingModel } from '../src/model/embedding-model.js';
-import { cosine } from '../src/eval/metrics.js';
+import { cosine } from '../src/eval/knn.js';
 import { hasTokenizer, getText, metricValue, postJson, serveOn, tinyModel, type OpenAIError, type Served } from './helpers/server.js';
 import { makeTempDir, removeTempDirs, writeTinyModel } from './helpers/tinyModel.js';
 import { serve, type ServeOptions } from '../src/server/server.js';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EmbeddingModel } from '../src/model/embedding-model.js';
-import { cosine } from '../src/eval/metrics.js';
+import { cosine } from '../src/eval/knn.js';
 import { CorpusVectorsError } from '../src/server/corpus.js';
 import { serve } from '../src/server/server.js';
 import { npyBytes, npyHeader } from '../src/util/npy.js';

@@ -17,7 +17,7 @@ import { Rng } from '../util/random.js';
 import { DEFAULT_MAX_LINE_BYTES, invalidJson, LineError, pairRowProblem, readLines, stdinIsFolder } from './jsonl.js';
 import { trackScratch } from '../util/scratch.js';
 import { describeValue } from '../util/describe.js';
-import { checkOptions, optionItself, optionKeys, wrongOption, type OptionNamer } from '../util/options.js';
+import { checkOptions, NAMING_CONTEXT, optionItself, optionKeys, wrongOption, type NamingContext } from '../util/options.js';
 
 export interface CombineOptions {
   /** The combined file (`-`: stdout); an input `-` is stdin. */
@@ -128,7 +128,6 @@ function removeStaleBucketDirs(parent: string): void {
 const COMBINE_OPTIONS = optionKeys<CombineOptions>({
   output: true, overwrite: true, shuffle: true, seed: true, memoryMb: true, skipBadLines: true, tmpDir: true, onProgress: true,
 });
-const COMBINE_CONTEXT = optionKeys<{ optionName?: OptionNamer }>({ optionName: true });
 
 /**
  * The options a plain-JS caller may get wrong, refused as the CLI refuses its flags: memoryMb 'lots'
@@ -153,10 +152,10 @@ function checkCombineOptions(opts: CombineOptions): void {
 }
 
 /** `context.optionName` names the options in messages (the CLI: its flags). */
-export async function combineFiles(inputs: string[], opts: CombineOptions, context: { optionName?: OptionNamer } = {}): Promise<CombineResult> {
+export async function combineFiles(inputs: string[], opts: CombineOptions, context: NamingContext = {}): Promise<CombineResult> {
   if (!Array.isArray(inputs) || !inputs.every((f) => typeof f === 'string')) throw new TypeError(`combine: inputs must be an array of file names, got ${describeValue(inputs)}`);
   checkOptions('combine', opts, COMBINE_OPTIONS);
-  checkOptions('combine: context', context, COMBINE_CONTEXT);
+  checkOptions('combine: context', context, NAMING_CONTEXT);
   const n = context.optionName ?? optionItself;
   if (typeof opts.output !== 'string') throw new TypeError(`combine: output must be a file name (or - for stdout), got ${describeValue(opts.output)}`);
   checkCombineOptions(opts);

@@ -3,7 +3,8 @@
 // time the held-out pool is encoded as the demo encodes it and scored with the published metrics;
 // the metrics are compared with fp32's, and every pool text's embedding with its fp32 embedding.
 // test/precision-demo.test.ts asserts the bounds; bench/precision-eval.mjs prints the table.
-import { buildTestSet, computeMetrics, cosine, TOP_KS, type Metrics } from '../eval/metrics.js';
+import { cosine } from '../eval/knn.js';
+import { buildTestSet, computeMetrics, TOP_KS, type Metrics } from '../eval/metrics.js';
 import { EmbeddingModel, PRECISIONS, type Precision } from '../model/embedding-model.js';
 import type { PairRow } from '../data/jsonl.js';
 import { encodeDemoPool } from './run.js';

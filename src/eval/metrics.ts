@@ -18,7 +18,6 @@ import { pairRowProblem, readPairRows } from '../data/jsonl.js';
 import { cosine, gatherRows, knn } from './knn.js';
 // (cosine lives with knn, which metrics imports: an import cycle between the two overflowed the stack
 // of Node 20.17/20.18's require() of ES modules)
-export { cosine } from './knn.js';
 import { pyStrip } from './strip.js';
 import { describeValue, positiveInteger } from '../util/describe.js';
 import { checkPathArg } from '../util/options.js';

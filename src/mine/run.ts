@@ -7,7 +7,7 @@ import { checkThreshold, MINE_DEFAULTS, mineOptionsOf, minePairs, thresholdOverl
 import { neighbourStats, resolveThreshold, type NeighbourStats, type Threshold } from './stats.js';
 import { FileStore, MemoryStore, type VectorStore } from './store.js';
 import { atItsLine, TextError } from '../model/text-error.js';
-import { optionItself, type OptionNamer } from '../util/options.js';
+import { optionItself, type NamingContext, type OptionNamer } from '../util/options.js';
 
 export interface MineRunOptions extends Omit<MineOptions, 'posThreshold' | 'negThreshold'> {
   /** The corpus (`-`: stdin); its format by name unless `format` is given. */
@@ -87,7 +87,7 @@ async function embedCorpus(source: EmbeddingSource, opts: CorpusOptions, n: Opti
 export async function corpusNeighbourStats(
   source: EmbeddingSource,
   opts: CorpusOptions & Pick<MineRunOptions, 'k' | 'metric'>,
-  context: { optionName?: OptionNamer } = {},
+  context: NamingContext = {},
 ): Promise<NeighbourStats> {
   for (const key of ['k', 'memoryMb'] as const) {
     const v = opts[key];
@@ -114,7 +114,7 @@ export async function corpusNeighbourStats(
 export async function mineToFile(
   source: EmbeddingSource | (() => Promise<EmbeddingSource>),
   run: MineRunOptions,
-  context: { optionName?: OptionNamer } = {},
+  context: NamingContext = {},
 ): Promise<MineRunResult> {
   const n = context.optionName ?? optionItself;
   // fail on bad thresholds before any embedding work (a percentile is checked once it is a distance)

@@ -9,7 +9,7 @@ import { fsReason } from '../util/fs-error.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { npyBytes, parseNpy, type NpyMatrix } from '../util/npy.js';
 import { knnOwned } from '../eval/knn.js';
-import { cosine } from '../eval/metrics.js';
+import { cosine } from '../eval/knn.js';
 import { Embeddings } from '../model/embeddings.js';
 import type { TextTokenizer } from '../model/tokenizer.js';
 import { writeFileAtomic } from '../util/atomic.js';

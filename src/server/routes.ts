@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { cosine } from '../eval/metrics.js';
+import { cosine } from '../eval/knn.js';
 import { cudaStatus, packageRoot } from '../native.js';
 import { QueueFullError } from './batcher.js';
 import { CorpusVectorsError } from './corpus.js';

@@ -43,7 +43,7 @@ import { makeFolder } from '../util/folder.js';
 import { describeValue } from '../util/describe.js';
 import { ABORTED, untilAborted } from '../util/abortable.js';
 import { cacheSnapshotRefusal } from '../hub/cache.js';
-import { checkOptions, optionKeys } from '../util/options.js';
+import { checkOptions, NAMING_CONTEXT, optionKeys, type NamingContext } from '../util/options.js';
 
 export type { TrainerOptions, OptionNamer } from './options.js';
 export { TrainerOptionError } from './options.js';
@@ -90,10 +90,8 @@ export interface FitOptions {
   onStart?: (info: { step: number; totalSteps: number | null; runId: string }) => unknown;
 }
 
-export interface TrainerContext {
-  /** How messages name options (default the TrainerOptions key; the CLI passes its flags). */
-  optionName?: OptionNamer;
-}
+/** How messages name the options (default the TrainerOptions key; the CLI passes its flags). */
+export type TrainerContext = NamingContext;
 
 export interface FitResult {
   /** Optimizer steps done in all (including those before a resume). */
@@ -120,7 +118,6 @@ export interface FitResult {
 }
 
 const FIT_OPTIONS = optionKeys<FitOptions>({ onStep: true, signal: true, onNotice: true, onStart: true });
-const TRAINER_CONTEXT = optionKeys<TrainerContext>({ optionName: true });
 
 /** The models a fit is training (see fit). */
 const fitting = new WeakSet<NativeModel>();
@@ -204,7 +201,7 @@ export class Trainer {
     if (typeof m !== 'object' || m === null || typeof m.hold !== 'function' || typeof m.encode !== 'function') {
       throw new TypeError(`Trainer: model must be an EmbeddingModel, got ${describeValue(model)}`);
     }
-    checkOptions('Trainer', context, TRAINER_CONTEXT);
+    checkOptions('Trainer', context, NAMING_CONTEXT);
     this.optionName = context.optionName ?? optionItself;
     this.options = resolveOptions(options, this.optionName);
     this.nat = trainNatives();

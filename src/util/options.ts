@@ -35,3 +35,11 @@ export function checkPathArg(where: string, name: string, value: unknown, kind: 
 export function wrongOption(where: string, key: string, expected: string, got: unknown): TypeError {
   return new TypeError(`${where}: ${key} must be ${expected}, got ${describeValue(got)}`);
 }
+
+/** A library function's context argument: how its messages name its options (the CLI passes its flags). */
+export interface NamingContext {
+  /** How messages name options (default the option's own key). */
+  optionName?: OptionNamer;
+}
+
+export const NAMING_CONTEXT = optionKeys<NamingContext>({ optionName: true });
